@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Release builds name a CPU target so SIMD code is vectorised and Float16 converts in hardware
+// (DESIGN §8: without it `SIMD.addProduct` becomes library calls). x86-64-v3 = AVX2 + FMA + F16C,
+// which every x86 server of the last decade has; it keeps the binary portable across Intel and AMD.
+#if arch(x86_64)
+let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "x86-64-v3", "-Xcc", "-march=x86-64-v3"])]
+let cpuCFlags: [CSetting] = [.unsafeFlags(["-march=x86-64-v3"])]
+#else
+let cpuFlags: [SwiftSetting] = []
+let cpuCFlags: [CSetting] = []
+#endif
+
+let swiftSettings: [SwiftSetting] = cpuFlags + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "ShadowLLM",
+    products: [
+        .executable(name: "shadowllm", targets: ["shadowllm"]),
+        .library(name: "ShadowModels", targets: ["ShadowModels"]),
+    ],
+    targets: [
+        // Debian's OpenBLAS (libopenblas-dev). On macOS the kernels use Accelerate instead.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        // One-line inline C helpers for half-precision conversion (hardware F16C).
+        .target(name: "CHalf", cSettings: cpuCFlags),
+        // Tensor kernels: buffers, BLAS calls, SIMD loops, a parallel-for. Knows nothing of models.
+        .target(name: "ShadowKernels",
+                dependencies: ["CHalf", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+                swiftSettings: swiftSettings),
+        // File formats: GGUF, safetensors, the error type every module throws.
+        .target(name: "ShadowFormats", dependencies: ["ShadowKernels"], swiftSettings: swiftSettings),
+        // Tokenizers: byte-level BPE (GPT-2 / SmolLM2) and SentencePiece-style BPE (Llama-2).
+        .target(name: "ShadowTokenizers", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
+        // Model configurations, architectures (one file each), loading, KV cache, generation, scoring.
+        .target(name: "ShadowModels",
+                dependencies: ["ShadowKernels", "ShadowFormats", "ShadowTokenizers"],
+                swiftSettings: swiftSettings),
+        // The command line: argument parsing and one file per subcommand.
+        .target(name: "ShadowCLI", dependencies: ["ShadowModels"], swiftSettings: swiftSettings),
+        .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
+
+        .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowFormatsTests", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowTokenizersTests", dependencies: ["ShadowTokenizers"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowModelsTests", dependencies: ["ShadowModels"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,38 @@
+#ifndef CHALF_H
+#define CHALF_H
+#include <stdint.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+// fp16 -> fp32 through the F16C instruction; Swift's own Float16 widening of SIMD vectors
+// compiles to out-of-line calls (DESIGN §8).
+static inline float chalf_to_float(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return (float)(*(const _Float16 *)&h);
+#endif
+}
+
+// Converts n fp16 values to fp32 (8 at a time with F16C).
+static inline void chalf_to_float_n(const uint16_t *src, float *dst, long n) {
+    long i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+#endif
+    for (; i < n; i++) dst[i] = chalf_to_float(src[i]);
+}
+
+static inline uint16_t chalf_from_float(float f) {
+#if defined(__F16C__)
+    return _cvtss_sh(f, 0);
+#else
+    _Float16 h = (_Float16)f;
+    return *(uint16_t *)&h;
+#endif
+}
+#endif

@@ -1,0 +1,40 @@
+import Foundation
+
+/// The one error type every ShadowLLM module throws. Each case names the file, key or tensor that
+/// was wrong so the CLI can print a single line and exit non-zero.
+public enum ShadowError: Error, CustomStringConvertible, Equatable {
+    /// A file could not be opened or read.
+    case fileNotFound(path: String)
+    /// A binary file (GGUF, safetensors) is truncated, corrupt or of a version we do not read.
+    case corruptFile(path: String, reason: String)
+    /// A JSON file (config.json, tokenizer.json, task files) is malformed or misses a key.
+    case badJSON(path: String, key: String?, reason: String)
+    /// A tensor is missing, unexpected, of the wrong shape or of an unsupported dtype.
+    case badTensor(path: String, tensor: String, reason: String)
+    /// The checkpoint names an architecture we do not build.
+    case unknownArchitecture(path: String, name: String)
+    /// A user-supplied value is out of range or malformed (CLI options, prompts, sparsity).
+    case invalidArgument(name: String, reason: String)
+    /// Anything else, stated in one line.
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .fileNotFound(let path):
+            return "\(path): no such file"
+        case .corruptFile(let path, let reason):
+            return "\(path): \(reason)"
+        case .badJSON(let path, let key, let reason):
+            if let key { return "\(path): key \"\(key)\": \(reason)" }
+            return "\(path): \(reason)"
+        case .badTensor(let path, let tensor, let reason):
+            return "\(path): tensor \"\(tensor)\": \(reason)"
+        case .unknownArchitecture(let path, let name):
+            return "\(path): unknown architecture \"\(name)\""
+        case .invalidArgument(let name, let reason):
+            return "\(name): \(reason)"
+        case .failed(let message):
+            return message
+        }
+    }
+}
