@@ -2,11 +2,11 @@
 import PackageDescription
 
 // Release builds name a CPU target so SIMD code is vectorised and Float16 converts in hardware
-// (DESIGN §8: without it `SIMD.addProduct` becomes library calls). x86-64-v3 = AVX2 + FMA + F16C,
+// (DESIGN §8: without it `SIMD.addProduct` becomes library calls). Haswell = AVX2 + FMA + F16C,
 // which every x86 server of the last decade has; it keeps the binary portable across Intel and AMD.
 #if arch(x86_64)
-let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "x86-64-v3", "-Xcc", "-march=x86-64-v3"])]
-let cpuCFlags: [CSetting] = [.unsafeFlags(["-march=x86-64-v3"])]
+let cpuFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell", "-Xcc", "-march=haswell"])]
+let cpuCFlags: [CSetting] = [.unsafeFlags(["-march=haswell"])]
 #else
 let cpuFlags: [SwiftSetting] = []
 let cpuCFlags: [CSetting] = []

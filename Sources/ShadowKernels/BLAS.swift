@@ -1,0 +1,40 @@
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+/// Thin wrappers over CBLAS sgemm. Prefill sends many tokens at once through these; a single
+/// token never goes through sgemm (DESIGN §8: 4.5× slower than a SIMD GEMV).
+public enum BLAS {
+    /// C[m, n] (+)= A[m, k] · B[n, k]ᵀ — activations times a `[out, in]` weight matrix.
+    public static func gemmABt(_ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
+                               _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
+                               lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, accumulate: Bool = false) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                    a, Int32(lda ?? k), b, Int32(ldb ?? k), accumulate ? 1 : 0, c, Int32(ldc ?? n))
+    }
+
+    /// C[m, n] (+)= A[m, k] · B[k, n] — activations times a transposed (`[in, out]`) weight matrix.
+    public static func gemmAB(_ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
+                              _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
+                              lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, accumulate: Bool = false) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                    a, Int32(lda ?? k), b, Int32(ldb ?? n), accumulate ? 1 : 0, c, Int32(ldc ?? n))
+    }
+
+    /// C[m, n] (+)= A[k, m]ᵀ · B[k, n] — used by backward passes (weight gradients).
+    public static func gemmAtB(_ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
+                               _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
+                               lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, accumulate: Bool = false) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                    a, Int32(lda ?? m), b, Int32(ldb ?? n), accumulate ? 1 : 0, c, Int32(ldc ?? n))
+    }
+
+    /// Sets the number of threads OpenBLAS uses for GEMM.
+    public static func setThreads(_ n: Int) {
+        #if !canImport(Accelerate)
+        openblas_set_num_threads(Int32(n))
+        #endif
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+
+/// Row-wise normalisations, activations and small vector operations. Every function works on
+/// raw buffers: outputs first, then inputs, then sizes (llm.c's convention).
+public enum Ops {
+    public typealias V = SIMD16<Float>
+
+    /// out[t, :] = x[t, :] / rms(x[t, :]) * weight, for `rows` rows of width `n`.
+    public static func rmsNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                               _ weight: UnsafePointer<Float>, rows: Int, n: Int, eps: Float) {
+        for t in 0..<rows {
+            let xr = x + t * n, o = out + t * n
+            let meanSquare = GEMV.dot(xr, xr, n) / Float(n)
+            let scale = 1 / (meanSquare + eps).squareRoot()
+            for i in 0..<n { o[i] = xr[i] * scale * weight[i] }
+        }
+    }
+
+    /// out[t, :] = (x[t, :] − mean) / sqrt(var + eps) * weight + bias (biased variance, as PyTorch).
+    public static func layerNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                 _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+                                 rows: Int, n: Int, eps: Float) {
+        for t in 0..<rows {
+            let xr = x + t * n, o = out + t * n
+            var sum: Float = 0
+            for i in 0..<n { sum += xr[i] }
+            let mean = sum / Float(n)
+            var sq: Float = 0
+            for i in 0..<n { let d = xr[i] - mean; sq += d * d }
+            let inv = 1 / (sq / Float(n) + eps).squareRoot()
+            for i in 0..<n { o[i] = (xr[i] - mean) * inv * weight[i] + bias[i] }
+        }
+    }
+
+    /// In-place softmax of `n` values; returns nothing, leaves probabilities.
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        var maxValue = -Float.infinity
+        for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
+        var sum: Float = 0
+        for i in 0..<n { let e = expf(x[i] - maxValue); x[i] = e; sum += e }
+        let inv = 1 / sum
+        for i in 0..<n { x[i] *= inv }
+    }
+
+    /// log Σ exp(x) of `n` values, computed stably.
+    public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        var maxValue = -Float.infinity
+        for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
+        var sum: Double = 0
+        for i in 0..<n { sum += Double(expf(x[i] - maxValue)) }
+        return Double(maxValue) + log(sum)
+    }
+
+    /// SwiGLU: out[i] = silu(gate[i]) · up[i].
+    public static func siluMul(_ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>,
+                               _ up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i]
+            out[i] = g / (1 + expf(-g)) * up[i]
+        }
+    }
+
+    public static func relu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count where x[i] < 0 { x[i] = 0 }
+    }
+
+    /// x[t, :] += bias for `rows` rows.
+    public static func addBias(_ x: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, n: Int) {
+        for t in 0..<rows {
+            let xr = x + t * n
+            for i in 0..<n { xr[i] += bias[i] }
+        }
+    }
+
+    /// y += x.
+    public static func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            GEMV.store(GEMV.load(y + i) + GEMV.load(x + i), y + i)
+            i += 16
+        }
+        while i < count { y[i] += x[i]; i += 1 }
+    }
+
+    /// Rotary embedding in Hugging Face's rotate-half form, in place on `heads` heads of width
+    /// `headDim` for one token at `position`: pairs are (i, i + headDim/2).
+    /// `inverseFrequencies` has headDim/2 entries: θ^(−2i/headDim).
+    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, position: Int,
+                            inverseFrequencies: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for i in 0..<half {
+            let angle = Double(position) * Double(inverseFrequencies[i])
+            let c = Float(cos(angle)), s = Float(sin(angle))
+            for h in 0..<heads {
+                let p = x + h * headDim
+                let a = p[i], b = p[i + half]
+                p[i] = a * c - b * s
+                p[i + half] = b * c + a * s
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+/// Matrix–vector products for decode (one token). Rows are walked four at a time with SIMD
+/// accumulators: one row at a time gets about half the memory bandwidth (DESIGN §8).
+public enum GEMV {
+    public typealias V = SIMD16<Float>
+
+    /// y[r] = dot(W[r, :], x) for r in `rows` (a sub-range, so threads can share the work).
+    @inline(__always)
+    public static func rowsDot(_ y: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
+                               _ x: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
+        let vecEnd = cols & ~15
+        var r = rows.lowerBound
+        while r + 4 <= rows.upperBound {
+            let w0 = w + r * cols, w1 = w0 + cols, w2 = w1 + cols, w3 = w2 + cols
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            var i = 0
+            while i < vecEnd {
+                let xv = load(x + i)
+                a0.addProduct(load(w0 + i), xv)
+                a1.addProduct(load(w1 + i), xv)
+                a2.addProduct(load(w2 + i), xv)
+                a3.addProduct(load(w3 + i), xv)
+                i += 16
+            }
+            var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
+            while i < cols {
+                s0 += w0[i] * x[i]; s1 += w1[i] * x[i]; s2 += w2[i] * x[i]; s3 += w3[i] * x[i]
+                i += 1
+            }
+            y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3
+            r += 4
+        }
+        while r < rows.upperBound {
+            y[r] = dot(w + r * cols, x, cols)
+            r += 1
+        }
+    }
+
+    /// y = W x for a `[rows, cols]` matrix, spread over the threads.
+    public static func multiply(_ y: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
+                                _ x: UnsafePointer<Float>, rows: Int, cols: Int) {
+        parallelChunks(rows, granularity: 4, minimumPerThread: 64) { range in
+            rowsDot(y, w, x, cols: cols, rows: range)
+        }
+    }
+
+    /// y (+)= Σ_r x[r] · Wt[r, :] for a transposed `[rows, cols]` matrix (rows are inputs):
+    /// the down projection and attention output stored one row per neuron / head dimension.
+    /// Threads split the output columns, so every thread still reads contiguous row pieces.
+    public static func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ wt: UnsafePointer<Float>,
+                                          _ x: UnsafePointer<Float>, rows: Int, cols: Int,
+                                          accumulate: Bool = false) {
+        parallelChunks(cols, granularity: 64, minimumPerThread: 128) { range in
+            axpyRows(y, wt, x, rowIndices: nil, rowCount: rows, cols: cols, columns: range, accumulate: accumulate)
+        }
+    }
+
+    /// y[columns] (+)= Σ_k x[k] · Wt[row_k, columns], over `rowIndices` (or 0..<rowCount when nil).
+    /// Four rows are combined per pass so the output slice is loaded and stored once per four rows.
+    @inline(__always)
+    public static func axpyRows(_ y: UnsafeMutablePointer<Float>, _ wt: UnsafePointer<Float>,
+                                _ x: UnsafePointer<Float>, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                                cols: Int, columns: Range<Int>, accumulate: Bool) {
+        if !accumulate { (y + columns.lowerBound).update(repeating: 0, count: columns.count) }
+        let lo = columns.lowerBound, hi = columns.upperBound
+        let vecEnd = lo + ((hi - lo) & ~15)
+        @inline(__always) func rowIndex(_ k: Int) -> Int { rowIndices.map { Int($0[k]) } ?? k }
+        var k = 0
+        while k + 4 <= rowCount {
+            let r0 = rowIndex(k), r1 = rowIndex(k + 1), r2 = rowIndex(k + 2), r3 = rowIndex(k + 3)
+            let w0 = wt + r0 * cols, w1 = wt + r1 * cols, w2 = wt + r2 * cols, w3 = wt + r3 * cols
+            let x0 = x[k], x1 = x[k + 1], x2 = x[k + 2], x3 = x[k + 3]
+            let v0 = V(repeating: x0), v1 = V(repeating: x1), v2 = V(repeating: x2), v3 = V(repeating: x3)
+            var i = lo
+            while i < vecEnd {
+                var acc = load(y + i)
+                acc.addProduct(load(w0 + i), v0)
+                acc.addProduct(load(w1 + i), v1)
+                acc.addProduct(load(w2 + i), v2)
+                acc.addProduct(load(w3 + i), v3)
+                store(acc, y + i)
+                i += 16
+            }
+            while i < hi {
+                y[i] += w0[i] * x0 + w1[i] * x1 + w2[i] * x2 + w3[i] * x3
+                i += 1
+            }
+            k += 4
+        }
+        while k < rowCount {
+            let w0 = wt + rowIndex(k) * cols
+            let x0 = x[k]
+            for i in lo..<hi { y[i] += w0[i] * x0 }
+            k += 1
+        }
+    }
+
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc0 = V(), acc1 = V()
+        var i = 0
+        while i + 32 <= n {
+            acc0.addProduct(load(a + i), load(b + i))
+            acc1.addProduct(load(a + i + 16), load(b + i + 16))
+            i += 32
+        }
+        while i + 16 <= n {
+            acc0.addProduct(load(a + i), load(b + i))
+            i += 16
+        }
+        var s = (acc0 + acc1).sum()
+        while i < n { s += a[i] * b[i]; i += 1 }
+        return s
+    }
+
+    @inline(__always)
+    public static func load(_ p: UnsafePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @inline(__always)
+    public static func load(_ p: UnsafeMutablePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @inline(__always)
+    public static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+}

@@ -1,0 +1,1 @@
+// The tokenizer sources arrive in their own commits.
