@@ -1,1 +1,4 @@
+import Foundation
 import ShadowCLI
+
+exit(CLI.run(Array(CommandLine.arguments.dropFirst())))

@@ -1,0 +1,210 @@
+import Foundation
+import ShadowFormats
+
+/// A small argument parser with swift-argument-parser's conventions: subcommands, kebab-case
+/// long options, `--help` generated from the declarations (with defaults and allowed values),
+/// one-line errors.
+public struct Option: Sendable {
+    public let name: String            // long name without dashes, kebab-case
+    public let short: Character?
+    public let valueName: String?      // nil: a flag
+    public let help: String
+    public let defaultValue: String?
+    public let allowed: [String]?
+
+    public static func flag(_ name: String, short: Character? = nil, help: String) -> Option {
+        Option(name: name, short: short, valueName: nil, help: help, defaultValue: nil, allowed: nil)
+    }
+
+    public static func value(_ name: String, short: Character? = nil, _ valueName: String, help: String,
+                             default defaultValue: String? = nil, allowed: [String]? = nil) -> Option {
+        Option(name: name, short: short, valueName: valueName, help: help, defaultValue: defaultValue, allowed: allowed)
+    }
+
+    var isFlag: Bool { valueName == nil }
+}
+
+/// A subcommand: its name, what it does, its options and the function that runs it.
+public struct Command: Sendable {
+    public let name: String
+    public let abstract: String
+    public let discussion: String
+    public let options: [Option]
+    public let run: @Sendable (ParsedArguments, Console) throws -> Void
+
+    public init(name: String, abstract: String, discussion: String = "", options: [Option],
+                run: @escaping @Sendable (ParsedArguments, Console) throws -> Void) {
+        self.name = name
+        self.abstract = abstract
+        self.discussion = discussion
+        self.options = options + [.flag("verbose", help: "Print more detail (errors, timings)."),
+                                  .flag("help", short: "h", help: "Show this help.")]
+        self.run = run
+    }
+
+    public func help(tool: String) -> String {
+        var lines = ["OVERVIEW: \(abstract)", ""]
+        if !discussion.isEmpty { lines += [discussion, ""] }
+        lines.append("USAGE: \(tool) \(name) [options]")
+        lines.append("")
+        lines.append("OPTIONS:")
+        for option in options {
+            var left = "  "
+            if let short = option.short { left += "-\(short), " }
+            left += "--\(option.name)"
+            if let valueName = option.valueName { left += " <\(valueName)>" }
+            var right = option.help
+            if let allowed = option.allowed { right += " (values: \(allowed.joined(separator: ", ")))" }
+            if let value = option.defaultValue { right += " (default: \(value))" }
+            if left.count < 28 {
+                lines.append(left.padding(toLength: 28, withPad: " ", startingAt: 0) + right)
+            } else {
+                lines.append(left)
+                lines.append(String(repeating: " ", count: 28) + right)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Parses `arguments` (after the subcommand name).
+    public func parse(_ arguments: [String]) throws -> ParsedArguments {
+        var values: [String: [String]] = [:]
+        var i = 0
+        func option(named name: String) throws -> Option {
+            guard let found = options.first(where: { $0.name == name }) else {
+                throw ShadowError.invalidArgument(name: "--\(name)", reason: "unknown option for '\(self.name)' (see --help)")
+            }
+            return found
+        }
+        while i < arguments.count {
+            let argument = arguments[i]
+            var spec: Option
+            var inlineValue: String?
+            if argument.hasPrefix("--") {
+                var name = String(argument.dropFirst(2))
+                if let eq = name.firstIndex(of: "=") {
+                    inlineValue = String(name[name.index(after: eq)...])
+                    name = String(name[..<eq])
+                }
+                spec = try option(named: name)
+            } else if argument.hasPrefix("-"), argument.count >= 2 {
+                let key = String(argument.dropFirst())
+                if key.count == 1, let found = options.first(where: { $0.short == key.first }) {
+                    spec = found
+                } else if let found = options.first(where: { $0.name == key }) {
+                    spec = found      // llama-bench style single-dash words, e.g. -p 512
+                } else {
+                    throw ShadowError.invalidArgument(name: argument, reason: "unknown option for '\(name)' (see --help)")
+                }
+            } else {
+                throw ShadowError.invalidArgument(name: argument, reason: "unexpected argument for '\(name)' (see --help)")
+            }
+            if spec.isFlag {
+                if inlineValue != nil {
+                    throw ShadowError.invalidArgument(name: "--\(spec.name)", reason: "is a flag and takes no value")
+                }
+                values[spec.name, default: []].append("true")
+                i += 1
+                continue
+            }
+            let value: String
+            if let inlineValue {
+                value = inlineValue
+                i += 1
+            } else {
+                guard i + 1 < arguments.count else {
+                    throw ShadowError.invalidArgument(name: "--\(spec.name)", reason: "needs a value <\(spec.valueName!)>")
+                }
+                value = arguments[i + 1]
+                i += 2
+            }
+            if let allowed = spec.allowed {
+                for part in value.split(separator: ",").map(String.init) where !allowed.contains(part) {
+                    throw ShadowError.invalidArgument(name: "--\(spec.name)",
+                                                      reason: "\"\(part)\" is not one of \(allowed.joined(separator: ", "))")
+                }
+            }
+            values[spec.name, default: []].append(value)
+        }
+        var defaults: [String: String] = [:]
+        for option in options { if let d = option.defaultValue { defaults[option.name] = d } }
+        return ParsedArguments(values: values, defaults: defaults)
+    }
+}
+
+/// Parsed option values with typed accessors whose errors name the option.
+public struct ParsedArguments: Sendable {
+    let values: [String: [String]]
+    let defaults: [String: String]
+
+    public func flag(_ name: String) -> Bool { values[name] != nil }
+
+    public func string(_ name: String) -> String? { values[name]?.last ?? defaults[name] }
+
+    public func has(_ name: String) -> Bool { values[name] != nil }
+
+    public func required(_ name: String) throws -> String {
+        guard let value = string(name) else {
+            throw ShadowError.invalidArgument(name: "--\(name)", reason: "is required")
+        }
+        return value
+    }
+
+    public func int(_ name: String, range: ClosedRange<Int>? = nil) throws -> Int? {
+        guard let text = string(name) else { return nil }
+        guard let value = Int(text) else {
+            throw ShadowError.invalidArgument(name: "--\(name)", reason: "expected an integer, got \"\(text)\"")
+        }
+        if let range, !range.contains(value) {
+            throw ShadowError.invalidArgument(name: "--\(name)", reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+        }
+        return value
+    }
+
+    public func double(_ name: String, range: ClosedRange<Double>? = nil) throws -> Double? {
+        guard let text = string(name) else { return nil }
+        guard let value = Double(text), value.isFinite else {
+            throw ShadowError.invalidArgument(name: "--\(name)", reason: "expected a number, got \"\(text)\"")
+        }
+        if let range, !range.contains(value) {
+            throw ShadowError.invalidArgument(name: "--\(name)", reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+        }
+        return value
+    }
+
+    /// A comma-separated list of integers (`-t 1,2`).
+    public func intList(_ name: String, range: ClosedRange<Int>? = nil) throws -> [Int]? {
+        guard let text = string(name) else { return nil }
+        return try text.split(separator: ",").map { part in
+            guard let value = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                throw ShadowError.invalidArgument(name: "--\(name)", reason: "expected integers separated by commas, got \"\(text)\"")
+            }
+            if let range, !range.contains(value) {
+                throw ShadowError.invalidArgument(name: "--\(name)", reason: "values must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            }
+            return value
+        }
+    }
+
+    public func list(_ name: String) -> [String]? {
+        string(name).map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+    }
+}
+
+/// Where a command writes: results to `out` (stdout), progress and diagnostics to `err`.
+public final class Console: @unchecked Sendable {
+    public let out: (String) -> Void
+    public let err: (String) -> Void
+
+    public init(out: @escaping (String) -> Void, err: @escaping (String) -> Void) {
+        self.out = out
+        self.err = err
+    }
+
+    public static let standard = Console(
+        out: { FileHandle.standardOutput.write(Data($0.utf8)) },
+        err: { FileHandle.standardError.write(Data($0.utf8)) })
+
+    public func print(_ line: String) { out(line + "\n") }
+    public func printError(_ line: String) { err(line + "\n") }
+}

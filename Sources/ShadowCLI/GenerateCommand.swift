@@ -1,0 +1,103 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+import ShadowTokenizers
+
+/// `shadowllm generate`: prompt → streamed continuation.
+enum GenerateCommand {
+    struct Report: Encodable {
+        let prompt: String
+        let text: String
+        let promptTokens: [Int]
+        let tokens: [Int]
+        let stoppedAtEOS: Bool
+        let prefillTokensPerSecond: Double
+        let decodeTokensPerSecond: Double
+
+        enum CodingKeys: String, CodingKey {
+            case prompt, text, tokens
+            case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos"
+            case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
+        }
+    }
+
+    static let command = Command(
+        name: "generate", abstract: "Continue a prompt, streaming the text as it is generated.",
+        discussion: "Greedy by default; --temperature > 0 samples (with --top-p and a --seed that makes it repeatable).",
+        options: ModelOptions.options + [
+            .value("prompt", short: "p", "text", help: "The prompt."),
+            .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
+            .value("temperature", "t", help: "Sampling temperature; 0 is greedy.", default: "0"),
+            .value("top-p", "p", help: "Nucleus sampling threshold.", default: "1"),
+            .value("seed", "n", help: "Random seed for sampling.", default: "0"),
+            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …)."),
+            .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
+        ]
+    ) { arguments, console in
+        let prompt = try arguments.required("prompt")
+        let maxTokens = try arguments.int("max-tokens", range: 0...1_000_000) ?? 128
+        let sampling = SamplingOptions(
+            temperature: Float(try arguments.double("temperature", range: 0...100) ?? 0),
+            topP: Float(try arguments.double("top-p", range: 0.000001...1) ?? 1),
+            seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
+        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty") }
+        let loaded = try ModelOptions.load(arguments, console: console)
+        let tokenizer = try loaded.requireTokenizer()
+        let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
+        let promptIDs = tokenizer.encodeWithSpecialTokens(text)
+        let json = arguments.flag("json")
+        var stream = TextStream(tokenizer: tokenizer)
+        if !json { console.out(prompt) }
+        let result = try Generator.generate(
+            model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
+            stopTokens: loaded.stopTokens
+        ) { token in
+            if !json { console.out(stream.append(token)) }
+            return true
+        }
+        let generated = tokenizer.decode(result.tokens, skipSpecialTokens: true)
+        if json {
+            console.print(try JSONOutput.string(Report(
+                prompt: prompt, text: generated, promptTokens: promptIDs, tokens: result.tokens,
+                stoppedAtEOS: result.stoppedAtEOS, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
+                decodeTokensPerSecond: result.stats.generatedTokensPerSecond)))
+        } else {
+            console.out(stream.finish() + "\n")
+            if arguments.flag("verbose") {
+                console.printError(String(format: "prompt: %d tokens, %.1f t/s; generated: %d tokens, %.1f t/s",
+                                          result.stats.promptTokens, result.stats.promptTokensPerSecond,
+                                          result.stats.generatedTokens, result.stats.generatedTokensPerSecond))
+            }
+        }
+    }
+}
+
+/// Turns a stream of token ids into text pieces, holding back bytes until they form whole
+/// characters (a byte-level token may end in the middle of a UTF-8 sequence).
+struct TextStream {
+    let tokenizer: any Tokenizer
+    private var ids: [Int] = []
+    private var printed = ""
+
+    init(tokenizer: any Tokenizer) { self.tokenizer = tokenizer }
+
+    mutating func append(_ id: Int) -> String {
+        ids.append(id)
+        let text = tokenizer.decode(ids, skipSpecialTokens: true)
+        if text.hasSuffix("\u{FFFD}") { return "" }   // wait for the rest of the character
+        return emit(text)
+    }
+
+    mutating func finish() -> String { emit(tokenizer.decode(ids, skipSpecialTokens: true)) }
+
+    private mutating func emit(_ text: String) -> String {
+        guard text.hasPrefix(printed) else {
+            // The decoder changed earlier text (e.g. a stripped leading space); print nothing twice.
+            printed = text
+            return ""
+        }
+        let piece = String(text.dropFirst(printed.count))
+        printed = text
+        return piece
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import ShadowModels
+
+/// `shadowllm info`: what a checkpoint holds.
+enum InfoCommand {
+    struct Report: Encodable {
+        let path: String
+        let format: String
+        let architecture: String
+        let layers: Int
+        let hiddenSize: Int
+        let heads: Int
+        let kvHeads: Int
+        let headDim: Int
+        let ffnSize: Int
+        let vocabularySize: Int
+        let maxContext: Int
+        let parameters: Int
+        let sourceDTypes: [String: Int]
+        let tokenizer: Bool
+        let bosTokenID: Int?
+        let eosTokenID: Int?
+        let addsBOS: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case path, format, architecture, layers, heads, parameters, tokenizer
+            case hiddenSize = "hidden_size", kvHeads = "kv_heads", headDim = "head_dim", ffnSize = "ffn_size"
+            case vocabularySize = "vocab_size", maxContext = "max_context", sourceDTypes = "source_dtypes"
+            case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
+        }
+    }
+
+    static let command = Command(
+        name: "info", abstract: "Show a model's architecture, sizes, parameter count and dtypes.",
+        options: ModelOptions.options + [.flag("json", help: "Print JSON.")]
+    ) { arguments, console in
+        let loaded = try ModelOptions.load(arguments, console: console)
+        let s = loaded.model.shape
+        let report = Report(
+            path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture,
+            layers: s.layers, hiddenSize: s.hiddenSize, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
+            ffnSize: s.ffnSize, vocabularySize: s.vocabularySize, maxContext: s.maxContext,
+            parameters: loaded.model.parameterCount, sourceDTypes: loaded.model.sourceDTypes,
+            tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
+            eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS)
+        if arguments.flag("json") {
+            console.print(try JSONOutput.string(report))
+            return
+        }
+        let dtypes = report.sourceDTypes.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+        console.print("""
+            model         \(report.path)
+            format        \(report.format)
+            architecture  \(report.architecture)
+            layers        \(s.layers)
+            hidden size   \(s.hiddenSize)
+            heads         \(s.heads) query, \(s.kvHeads) key/value, width \(s.headDim)
+            ffn size      \(s.ffnSize)
+            vocabulary    \(s.vocabularySize)
+            context       \(s.maxContext)
+            parameters    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6)) M)
+            file dtypes   \(dtypes)
+            tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")
+            """)
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+
+/// Options every command that loads a model shares.
+enum ModelOptions {
+    static var options: [Option] {
+        [
+            .value("model", short: "m", "path",
+                   help: "A .gguf file or a Hugging Face model directory (config.json + *.safetensors + tokenizer.json).",
+                   default: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
+            .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
+        ]
+    }
+
+    static func modelPath(_ arguments: ParsedArguments) throws -> String {
+        if arguments.has("model") { return try arguments.required("model") }
+        if let path = DefaultModel.pathIfPresent { return path }
+        throw ShadowError.invalidArgument(
+            name: "--model",
+            reason: "is required: no default model at \(DefaultModel.path) (run scripts/setup.sh to fetch SmolLM2-135M-Instruct)")
+    }
+
+    static func load(_ arguments: ParsedArguments, console: Console) throws -> LoadedModel {
+        Threads.set(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
+        let path = try modelPath(arguments)
+        let start = Date()
+        let loaded = try ModelLoader.load(path: path)
+        if arguments.flag("verbose") {
+            console.printError(String(format: "loaded %@ in %.2f s", path, Date().timeIntervalSince(start)))
+        }
+        return loaded
+    }
+
+    /// Reads `--text` or `--text-file` (exactly one).
+    static func text(_ arguments: ParsedArguments, textOption: String = "text", fileOption: String = "text-file") throws -> String {
+        switch (arguments.string(textOption), arguments.string(fileOption)) {
+        case (let text?, nil):
+            return text
+        case (nil, let file?):
+            guard let data = FileManager.default.contents(atPath: file) else { throw ShadowError.fileNotFound(path: file) }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw ShadowError.corruptFile(path: file, reason: "not valid UTF-8 text")
+            }
+            return text
+        case (nil, nil):
+            throw ShadowError.invalidArgument(name: "--\(textOption)", reason: "give --\(textOption) or --\(fileOption)")
+        default:
+            throw ShadowError.invalidArgument(name: "--\(textOption)", reason: "give only one of --\(textOption) and --\(fileOption)")
+        }
+    }
+}

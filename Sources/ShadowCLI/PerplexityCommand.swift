@@ -1,0 +1,72 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+
+/// `shadowllm perplexity`: summed NLL and perplexity of a text.
+enum PerplexityCommand {
+    struct Report: Encodable {
+        let model: String
+        let tokens: Int
+        let context: Int
+        let stride: Int
+        let nllSum: Double
+        let predictedTokens: Int
+        let windows: Int
+        let perplexity: Double
+        let bytes: Int
+        let bitsPerByte: Double
+        let seconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case model, tokens, context, stride, windows, perplexity, bytes, seconds
+            case nllSum = "nll_sum", predictedTokens = "predicted_tokens", bitsPerByte = "bits_per_byte"
+        }
+    }
+
+    static let command = Command(
+        name: "perplexity", abstract: "Score a text: summed negative log-likelihood and perplexity.",
+        discussion: """
+            The text is tokenized once (no BOS unless the model's tokenizer adds one) and scored in windows \
+            of --context tokens: disjoint by default, or starting every --stride tokens, each predicting only \
+            tokens no earlier window predicted. A text shorter than the context is one sequence: token 0 is \
+            context only, tokens 1… are predicted.
+            """,
+        options: ModelOptions.options + [
+            .value("text-file", "path", help: "The UTF-8 text to score."),
+            .value("text", "string", help: "Score this text instead of a file."),
+            .value("context", short: "c", "n", help: "Window length in tokens.", default: "1024 or the model's context if smaller"),
+            .value("stride", "n", help: "Start a window every n tokens (overlapping windows).", default: "the context"),
+            .flag("json", help: "Print JSON with nll_sum, predicted_tokens and perplexity."),
+            .flag("no-progress", help: "Hide the progress bar."),
+        ]
+    ) { arguments, console in
+        let text = try ModelOptions.text(arguments)
+        guard !text.isEmpty else { throw ShadowError.invalidArgument(name: "--text-file", reason: "the text is empty") }
+        let loaded = try ModelOptions.load(arguments, console: console)
+        let tokenizer = try loaded.requireTokenizer()
+        let tokens = tokenizer.encodeWithSpecialTokens(text)
+        let context = try arguments.int("context", range: 2...1_000_000) ?? min(1024, loaded.model.shape.maxContext)
+        let stride = try arguments.int("stride", range: 1...1_000_000)
+        let start = Date()
+        var progressBar: ProgressBar?
+        let result = try Scoring.perplexity(model: loaded.model, tokens: tokens, context: context, stride: stride) { done, total in
+            if progressBar == nil {
+                progressBar = ProgressBar(console: console, label: "perplexity", total: total,
+                                          enabled: !arguments.flag("no-progress") && total > 1)
+            }
+            progressBar?.update(done)
+        }
+        let bytes = text.utf8.count
+        let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? context,
+                            nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,
+                            perplexity: result.perplexity, bytes: bytes,
+                            bitsPerByte: result.nllSum / Double(bytes) / log(2), seconds: Date().timeIntervalSince(start))
+        if arguments.flag("json") {
+            console.print(try JSONOutput.string(report))
+        } else {
+            console.print(String(format: "perplexity %.4f over %d predicted tokens (%d tokens, %d windows of %d); nll_sum %.4f; %.2f s",
+                                 report.perplexity, report.predictedTokens, report.tokens, report.windows, context,
+                                 report.nllSum, report.seconds))
+        }
+    }
+}

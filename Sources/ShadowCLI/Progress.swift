@@ -1,0 +1,39 @@
+import Foundation
+
+/// A one-line progress bar with rate and ETA on stderr, redrawn at most a few times a second.
+final class ProgressBar {
+    private let console: Console
+    private let label: String
+    private let total: Int
+    private let start = Date()
+    private var lastDraw = Date.distantPast
+    private let enabled: Bool
+
+    init(console: Console, label: String, total: Int, enabled: Bool = true) {
+        self.console = console
+        self.label = label
+        self.total = max(total, 1)
+        self.enabled = enabled
+    }
+
+    func update(_ done: Int, detail: String = "") {
+        guard enabled else { return }
+        let now = Date()
+        guard done >= total || now.timeIntervalSince(lastDraw) > 0.25 else { return }
+        lastDraw = now
+        let fraction = min(1, Double(done) / Double(total))
+        let width = 24
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+        let elapsed = now.timeIntervalSince(start)
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let suffix = detail.isEmpty ? "" : "  \(detail)"
+        console.err("\r\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)\u{1B}[K")
+        if done >= total { console.err("\n") }
+    }
+
+    static func format(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import ShadowModels
+
+/// `shadowllm tokenize`: text → token ids.
+enum TokenizeCommand {
+    struct Report: Encodable {
+        let ids: [Int]
+        let tokens: [String]?
+    }
+
+    static let command = Command(
+        name: "tokenize", abstract: "Turn text into token ids with the model's tokenizer.",
+        options: ModelOptions.options + [
+            .value("text", "string", help: "The text to tokenize."),
+            .value("text-file", "path", help: "Read the text from a UTF-8 file instead."),
+            .flag("special", help: "Add the model's special tokens (BOS) as the model would."),
+            .flag("show-tokens", help: "Also show each token's string."),
+            .flag("json", help: "Print JSON {\"ids\": [...]}."),
+        ]
+    ) { arguments, console in
+        let text = try ModelOptions.text(arguments)
+        let loaded = try ModelOptions.load(arguments, console: console)
+        let tokenizer = try loaded.requireTokenizer()
+        let ids = arguments.flag("special") ? tokenizer.encodeWithSpecialTokens(text) : tokenizer.encode(text)
+        let strings = arguments.flag("show-tokens") ? ids.map { tokenizer.tokenString($0) ?? "?" } : nil
+        if arguments.flag("json") {
+            console.print(try JSONOutput.string(Report(ids: ids, tokens: strings)))
+        } else if let strings {
+            for (id, token) in zip(ids, strings) { console.print("\(id)\t\(token)") }
+        } else {
+            console.print(ids.map(String.init).joined(separator: " "))
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import ShadowFormats
+
+/// Decodes a `config.json`-style file into a `Codable` configuration, turning Swift's decoding
+/// errors into one line that names the file and the key (`num_attention_heads: missing`).
+public enum ConfigDecoding {
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch let error as DecodingError {
+            throw ShadowError.badJSON(path: path, key: keyPath(of: error), reason: reason(of: error))
+        } catch let error as ShadowError {
+            throw error
+        } catch {
+            throw ShadowError.badJSON(path: path, key: nil, reason: "\(error)")
+        }
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, path: String) throws -> T {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ShadowError.fileNotFound(path: path)
+        }
+        return try decode(type, from: data, path: path)
+    }
+
+    static func keyPath(of error: DecodingError) -> String? {
+        let path: [any CodingKey]
+        switch error {
+        case .keyNotFound(let key, let context): path = context.codingPath + [key]
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            path = context.codingPath
+        @unknown default: return nil
+        }
+        let joined = path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        return joined.isEmpty ? nil : joined
+    }
+
+    static func reason(of error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound: return "missing"
+        case .typeMismatch(let type, _): return "expected \(type)"
+        case .valueNotFound(let type, _): return "expected \(type), found null"
+        case .dataCorrupted(let context):
+            if context.codingPath.isEmpty { return "not valid JSON" }
+            return context.debugDescription
+        @unknown default: return "invalid"
+        }
+    }
+}
+
+/// A configuration value that is present but wrong. Thrown from `init(from:)` so the key is named.
+struct ConfigValueError: Error {
+    let key: String
+    let reason: String
+}
+
+extension KeyedDecodingContainer {
+    /// Decodes a positive integer, naming the key when it is not.
+    func positiveInt(_ key: Key) throws -> Int {
+        let value = try decode(Int.self, forKey: key)
+        guard value > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be positive, got \(value)")
+        }
+        return value
+    }
+
+    func optionalPositiveInt(_ key: Key) throws -> Int? {
+        guard let value = try decodeIfPresent(Int.self, forKey: key) else { return nil }
+        guard value > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be positive, got \(value)")
+        }
+        return value
+    }
+}

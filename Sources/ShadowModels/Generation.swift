@@ -1,0 +1,54 @@
+import Foundation
+import ShadowFormats
+
+/// Timings of one generation, in the units llama-bench reports.
+public struct GenerationStats: Sendable, Codable {
+    public var promptTokens: Int
+    public var generatedTokens: Int
+    public var prefillSeconds: Double
+    public var decodeSeconds: Double
+    public var promptTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
+    public var generatedTokensPerSecond: Double { decodeSeconds > 0 ? Double(generatedTokens) / decodeSeconds : 0 }
+}
+
+public struct GenerationResult: Sendable {
+    public var tokens: [Int]
+    public var stoppedAtEOS: Bool
+    public var stats: GenerationStats
+}
+
+public enum Generator {
+    /// Prefills `prompt` in one pass, then decodes one token at a time until an end-of-sequence
+    /// token, `maxTokens`, the context limit, or `onToken` returning false.
+    public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
+                                sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
+                                onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
+        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty (no tokens)") }
+        let limit = model.shape.maxContext
+        guard prompt.count < limit else {
+            throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit the model's context of \(limit)")
+        }
+        let capacity = min(limit, prompt.count + max(maxTokens, 0))
+        let cache = model.makeCache(capacity: max(capacity, prompt.count))
+        var sampler = Sampler(sampling)
+        var tokens: [Int] = []
+        var stoppedAtEOS = false
+
+        let start = Date()
+        var logits = model.forward(prompt, cache: cache, logits: .last)
+        let prefillSeconds = Date().timeIntervalSince(start)
+        let decodeStart = Date()
+        while tokens.count < maxTokens {
+            let next = sampler.sample(logits)
+            if stopTokens.contains(next) { stoppedAtEOS = true; break }
+            tokens.append(next)
+            if !onToken(next) { break }
+            if tokens.count == maxTokens || cache.remaining == 0 { break }
+            logits = model.forward([next], cache: cache, logits: .last)
+        }
+        let stats = GenerationStats(promptTokens: prompt.count, generatedTokens: tokens.count,
+                                    prefillSeconds: prefillSeconds,
+                                    decodeSeconds: Date().timeIntervalSince(decodeStart))
+        return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stats: stats)
+    }
+}

@@ -1,0 +1,342 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+
+// The Llama family: RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP, tied or
+// untied LM head. Qwen2 adds q/k/v biases; Mistral differs only in its config keys.
+
+/// One decoder block's weights. The output and down projections are stored transposed (one row
+/// per head dimension / neuron) so that sparse execution skips rows (DESIGN §5).
+public struct LlamaBlock: Sendable {
+    public let attentionNorm: [Float]      // (d)
+    public let q: Linear                   // (H·d_h, d)
+    public let k: Linear                   // (G·d_h, d)
+    public let v: Linear                   // (G·d_h, d)
+    public let output: TransposedLinear    // (H·d_h, d)
+    public let mlpNorm: [Float]            // (d)
+    public let gate: Linear                // (F, d)
+    public let up: Linear                  // (F, d)
+    public let down: TransposedLinear      // (F, d)
+}
+
+public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
+    public let config: LlamaConfig
+    public let architecture: String
+    public let shape: TransformerShape
+    public let embedding: Matrix           // (V, d)
+    public let blocks: [LlamaBlock]
+    public let finalNorm: [Float]          // (d)
+    public let lmHead: Matrix              // (V, d); the embedding itself when tied
+    public let inverseFrequencies: [Float] // (d_h / 2)
+    public let sourceDTypes: [String: Int]
+
+    public init(config: LlamaConfig, architecture: String, embedding: Matrix, blocks: [LlamaBlock],
+                finalNorm: [Float], lmHead: Matrix, sourceDTypes: [String: Int] = [:]) {
+        self.config = config
+        self.architecture = architecture
+        self.shape = config.shape
+        self.embedding = embedding
+        self.blocks = blocks
+        self.finalNorm = finalNorm
+        self.lmHead = lmHead
+        self.inverseFrequencies = config.rope.inverseFrequencies(headDim: config.shape.headDim)
+        self.sourceDTypes = sourceDTypes
+    }
+
+    public var parameterCount: Int {
+        let s = shape
+        let perBlock = 2 * s.hiddenSize + s.hiddenSize * (s.attentionWidth * 2 + s.kvWidth * 2)
+            + 3 * s.hiddenSize * s.ffnSize
+            + (blocks.first?.q.bias == nil ? 0 : s.attentionWidth + 2 * s.kvWidth)
+        let head = lmHead === embedding ? 0 : lmHead.count
+        return embedding.count + s.layers * perBlock + s.hiddenSize + head
+    }
+
+    public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest) -> [Float] {
+        let s = shape
+        let T = tokens.count, d = s.hiddenSize
+        let past = cache.length
+        precondition(T > 0 && past + T <= cache.capacity, "context overflow")
+        let x = cache.buffer("x", rows: T, cols: d).pointer
+        let xn = cache.buffer("xn", rows: T, cols: d).pointer
+        let q = cache.buffer("q", rows: T, cols: s.attentionWidth).pointer
+        let k = cache.buffer("k", rows: T, cols: s.kvWidth).pointer
+        let v = cache.buffer("v", rows: T, cols: s.kvWidth).pointer
+        let a = cache.buffer("a", rows: T, cols: s.attentionWidth).pointer
+        let g = cache.buffer("gate", rows: T, cols: s.ffnSize).pointer
+        let u = cache.buffer("up", rows: T, cols: s.ffnSize).pointer
+        for (t, token) in tokens.enumerated() {
+            (x + t * d).update(from: embedding.row(token), count: d)
+        }
+        let scale = 1 / Float(s.headDim).squareRoot()
+        inverseFrequencies.withUnsafeBufferPointer { invFreq in
+            for (l, block) in blocks.enumerated() {
+                block.attentionNorm.withUnsafeBufferPointer {
+                    Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
+                }
+                block.q.apply(q, xn, tokens: T)
+                block.k.apply(k, xn, tokens: T)
+                block.v.apply(v, xn, tokens: T)
+                for t in 0..<T {
+                    Ops.rope(q + t * s.attentionWidth, heads: s.heads, headDim: s.headDim, position: past + t,
+                             inverseFrequencies: invFreq.baseAddress!)
+                    Ops.rope(k + t * s.kvWidth, heads: s.kvHeads, headDim: s.headDim, position: past + t,
+                             inverseFrequencies: invFreq.baseAddress!)
+                }
+                CausalAttention.store(cache: cache, layer: l, k: k, v: v, past: past, tokens: T)
+                CausalAttention.attend(a, q: q, cache: cache, layer: l, past: past, tokens: T, scale: scale)
+                block.output.apply(x, a, tokens: T, accumulate: true)
+
+                block.mlpNorm.withUnsafeBufferPointer {
+                    Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
+                }
+                block.gate.apply(g, xn, tokens: T)
+                block.up.apply(u, xn, tokens: T)
+                Ops.siluMul(g, g, u, count: T * s.ffnSize)
+                block.down.apply(x, g, tokens: T, accumulate: true)
+            }
+        }
+        cache.advance(by: T)
+        return LMHead.logits(x: x, tokens: T, norm: { out, input, rows in
+            finalNorm.withUnsafeBufferPointer {
+                Ops.rmsNorm(out, input, $0.baseAddress!, rows: rows, n: d, eps: config.rmsNormEps)
+            }
+        }, head: lmHead, scratch: xn, request: request)
+    }
+}
+
+/// The final norm and the vocabulary projection, for the rows the caller asked for.
+enum LMHead {
+    static func logits(x: UnsafeMutablePointer<Float>, tokens T: Int,
+                       norm: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
+                       head: Matrix, scratch: UnsafeMutablePointer<Float>, request: LogitsRequest) -> [Float] {
+        let d = head.cols, vocab = head.rows
+        switch request {
+        case .none:
+            return []
+        case .last:
+            norm(scratch, x + (T - 1) * d, 1)
+            var out = [Float](repeating: 0, count: vocab)
+            out.withUnsafeMutableBufferPointer {
+                GEMV.multiply($0.baseAddress!, head.pointer, scratch, rows: vocab, cols: d)
+            }
+            return out
+        case .all:
+            norm(scratch, x, T)
+            var out = [Float](repeating: 0, count: T * vocab)
+            out.withUnsafeMutableBufferPointer {
+                Linear(weight: head).apply($0.baseAddress!, scratch, tokens: T)
+            }
+            return out
+        }
+    }
+}
+
+// MARK: - Configuration
+
+/// A Llama-family `config.json` (also Qwen2 and Mistral). Keys keep the checkpoint's snake_case;
+/// optional ones fall back to the Hugging Face defaults.
+public struct LlamaConfig: Sendable, Equatable {
+    public var modelType: String
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var vocabularySize: Int
+    public var maxContext: Int
+    public var rmsNormEps: Float
+    public var rope: RopeConfig
+    public var tieWordEmbeddings: Bool
+    /// Qwen2 (and `attention_bias: true`) adds biases to q, k and v.
+    public var attentionBias: Bool
+    public var bosTokenID: Int?
+    public var eosTokenIDs: [Int]
+
+    public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
+                kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
+                rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
+                tieWordEmbeddings: Bool = false, attentionBias: Bool = false,
+                bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
+        self.modelType = modelType
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads ?? heads
+        self.headDim = headDim ?? hiddenSize / heads
+        self.vocabularySize = vocabularySize
+        self.maxContext = maxContext
+        self.rmsNormEps = rmsNormEps
+        self.rope = rope
+        self.tieWordEmbeddings = tieWordEmbeddings
+        self.attentionBias = attentionBias
+        self.bosTokenID = bosTokenID
+        self.eosTokenIDs = eosTokenIDs
+    }
+
+    public var shape: TransformerShape {
+        TransformerShape(layers: layers, hiddenSize: hiddenSize, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                         ffnSize: intermediateSize, vocabularySize: vocabularySize, maxContext: maxContext)
+    }
+
+    /// Checks the relations between sizes, naming the key that breaks them.
+    func validate(path: String) throws {
+        guard heads % kvHeads == 0 else {
+            throw ShadowError.badJSON(path: path, key: "num_key_value_heads",
+                                      reason: "\(kvHeads) does not divide num_attention_heads \(heads)")
+        }
+        guard headDim % 2 == 0 else {
+            throw ShadowError.badJSON(path: path, key: "head_dim", reason: "rotary embedding needs an even head width, got \(headDim)")
+        }
+    }
+}
+
+extension LlamaConfig: Decodable {
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case layers = "num_hidden_layers", heads = "num_attention_heads", kvHeads = "num_key_value_heads"
+        case headDim = "head_dim", vocabularySize = "vocab_size", maxContext = "max_position_embeddings"
+        case rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta", ropeScaling = "rope_scaling"
+        case ropeParameters = "rope_parameters", tieWordEmbeddings = "tie_word_embeddings"
+        case attentionBias = "attention_bias", mlpBias = "mlp_bias", hiddenAct = "hidden_act"
+        case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "llama"
+        hiddenSize = try c.positiveInt(.hiddenSize)
+        intermediateSize = try c.positiveInt(.intermediateSize)
+        layers = try c.positiveInt(.layers)
+        heads = try c.positiveInt(.heads)
+        kvHeads = try c.optionalPositiveInt(.kvHeads) ?? heads
+        headDim = try c.optionalPositiveInt(.headDim) ?? hiddenSize / heads
+        vocabularySize = try c.positiveInt(.vocabularySize)
+        maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048
+        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
+        // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
+        // write `rope_theta` and `rope_scaling`.
+        var theta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
+        var scaling = RopeConfig.Scaling.none
+        do {
+            if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeParameters) {
+                theta = parameters.ropeTheta ?? theta
+                scaling = try parameters.scaling(key: "rope_parameters")
+            }
+            if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeScaling) {
+                scaling = try parameters.scaling(key: "rope_scaling")
+            }
+        } catch let error as ConfigValueError {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: [error.key == "rope_scaling" ? CodingKeys.ropeScaling : CodingKeys.ropeParameters],
+                debugDescription: error.reason))
+        }
+        rope = RopeConfig(theta: theta, scaling: scaling)
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (modelType == "qwen2")
+        if try c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
+            throw DecodingError.dataCorruptedError(forKey: .mlpBias, in: c, debugDescription: "MLP biases are not supported")
+        }
+        if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
+            throw DecodingError.dataCorruptedError(forKey: .hiddenAct, in: c, debugDescription: "only \"silu\" is supported, got \"\(act)\"")
+        }
+        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
+        if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenID) {
+            eosTokenIDs = [one]
+        } else {
+            eosTokenIDs = try c.decodeIfPresent([Int].self, forKey: .eosTokenID) ?? []
+        }
+    }
+}
+
+// MARK: - Loading
+
+extension LlamaModel {
+    /// Loads Hugging Face tensor names (`model.layers.N.self_attn.q_proj.weight`, …).
+    static func load(huggingFace table: TensorTable, config: LlamaConfig) throws -> LlamaModel {
+        let s = config.shape, d = s.hiddenSize
+        let embedding = try table.matrix("model.embed_tokens.weight", rows: s.vocabularySize, cols: d)
+        let blocks = try (0..<s.layers).map { l -> LlamaBlock in
+            let p = "model.layers.\(l)."
+            func bias(_ name: String, _ n: Int) throws -> [Float]? {
+                config.attentionBias ? try table.vector(p + name, count: n) : nil
+            }
+            return LlamaBlock(
+                attentionNorm: try table.vector(p + "input_layernorm.weight", count: d),
+                q: Linear(weight: try table.matrix(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
+                          bias: try bias("self_attn.q_proj.bias", s.attentionWidth)),
+                k: Linear(weight: try table.matrix(p + "self_attn.k_proj.weight", rows: s.kvWidth, cols: d),
+                          bias: try bias("self_attn.k_proj.bias", s.kvWidth)),
+                v: Linear(weight: try table.matrix(p + "self_attn.v_proj.weight", rows: s.kvWidth, cols: d),
+                          bias: try bias("self_attn.v_proj.bias", s.kvWidth)),
+                output: TransposedLinear(weightT: try table.matrix(p + "self_attn.o_proj.weight", rows: d, cols: s.attentionWidth).transposed()),
+                mlpNorm: try table.vector(p + "post_attention_layernorm.weight", count: d),
+                gate: Linear(weight: try table.matrix(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d)),
+                up: Linear(weight: try table.matrix(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d)),
+                down: TransposedLinear(weightT: try table.matrix(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize).transposed()))
+        }
+        let finalNorm = try table.vector("model.norm.weight", count: d)
+        let lmHead: Matrix
+        if config.tieWordEmbeddings {
+            lmHead = embedding
+            table.ignore("lm_head.weight")  // some exporters write the tied copy anyway
+        } else {
+            lmHead = try table.matrix("lm_head.weight", rows: s.vocabularySize, cols: d)
+        }
+        table.ignore(suffix: "rotary_emb.inv_freq")
+        try table.finish()
+        return LlamaModel(config: config, architecture: config.modelType, embedding: embedding, blocks: blocks,
+                          finalNorm: finalNorm, lmHead: lmHead, sourceDTypes: table.dtypeCounts)
+    }
+
+    /// Loads llama.cpp tensor names (`blk.N.attn_q.weight`, …). llama.cpp's converter permutes
+    /// the rows of attn_q / attn_k so that RoPE rotates adjacent pairs; we undo that here and keep
+    /// Hugging Face's rotate-half RoPE, so one forward serves both formats.
+    static func load(gguf table: TensorTable, config: LlamaConfig, permutedQK: Bool) throws -> LlamaModel {
+        let s = config.shape, d = s.hiddenSize
+        let embedding = try table.matrix("token_embd.weight", rows: s.vocabularySize, cols: d)
+        let blocks = try (0..<s.layers).map { l -> LlamaBlock in
+            let p = "blk.\(l)."
+            var wq = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)
+            var wk = try table.matrix(p + "attn_k.weight", rows: s.kvWidth, cols: d)
+            if permutedQK {
+                wq = unpermuteRotaryRows(wq, heads: s.heads)
+                wk = unpermuteRotaryRows(wk, heads: s.kvHeads)
+            }
+            return LlamaBlock(
+                attentionNorm: try table.vector(p + "attn_norm.weight", count: d),
+                q: Linear(weight: wq, bias: try table.optionalVector(p + "attn_q.bias", count: s.attentionWidth)),
+                k: Linear(weight: wk, bias: try table.optionalVector(p + "attn_k.bias", count: s.kvWidth)),
+                v: Linear(weight: try table.matrix(p + "attn_v.weight", rows: s.kvWidth, cols: d),
+                          bias: try table.optionalVector(p + "attn_v.bias", count: s.kvWidth)),
+                output: TransposedLinear(weightT: try table.matrix(p + "attn_output.weight", rows: d, cols: s.attentionWidth).transposed()),
+                mlpNorm: try table.vector(p + "ffn_norm.weight", count: d),
+                gate: Linear(weight: try table.matrix(p + "ffn_gate.weight", rows: s.ffnSize, cols: d)),
+                up: Linear(weight: try table.matrix(p + "ffn_up.weight", rows: s.ffnSize, cols: d)),
+                down: TransposedLinear(weightT: try table.matrix(p + "ffn_down.weight", rows: d, cols: s.ffnSize).transposed()))
+        }
+        let finalNorm = try table.vector("output_norm.weight", count: d)
+        let lmHead = try table.optionalMatrix("output.weight", rows: s.vocabularySize, cols: d) ?? embedding
+        table.ignore("rope_freqs.weight")
+        try table.finish()
+        return LlamaModel(config: config, architecture: config.modelType, embedding: embedding, blocks: blocks,
+                          finalNorm: finalNorm, lmHead: lmHead, sourceDTypes: table.dtypeCounts)
+    }
+
+    /// llama.cpp stores head h's row (h, i, s) of a rotary projection at h·d_h + 2i + s, where
+    /// Hugging Face has it at h·d_h + s·d_h/2 + i (i < d_h/2, s ∈ {0, 1}). Returns the HF order.
+    static func unpermuteRotaryRows(_ w: Matrix, heads: Int) -> Matrix {
+        let headDim = w.rows / heads, half = headDim / 2
+        let out = Matrix(rows: w.rows, cols: w.cols)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for s in 0..<2 {
+                    out.row(h * headDim + s * half + i).update(from: w.row(h * headDim + 2 * i + s), count: w.cols)
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import ShadowFormats
+import ShadowTokenizers
+
+/// A model ready to run: the network, its tokenizer and where it came from.
+public struct LoadedModel: @unchecked Sendable {
+    public enum Format: String, Sendable, Codable { case gguf, huggingFace = "huggingface" }
+
+    public let model: any CausalLanguageModel
+    public let tokenizer: (any Tokenizer)?
+    public let path: String
+    public let format: Format
+    /// Tokens that end a generation (EOS and, for chat models, end-of-turn tokens).
+    public let stopTokens: Set<Int>
+
+    /// The tokenizer, or an error naming the checkpoint when it has none.
+    public func requireTokenizer() throws -> any Tokenizer {
+        guard let tokenizer else { throw ShadowError.failed("\(path): no tokenizer (tokenizer.json) found") }
+        return tokenizer
+    }
+}
+
+/// The table of contents of supported architectures: a name in the checkpoint → the file that
+/// builds it. Adding an architecture is one file and one line here.
+public enum ArchitectureRegistry {
+    typealias HFLoader = (_ configData: Data, _ configPath: String, _ table: TensorTable) throws -> any CausalLanguageModel
+
+    static let huggingFace: [String: HFLoader] = [
+        "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "smollm": loadLlama,
+        "opt": loadOPT,
+    ]
+
+    /// GGUF `general.architecture` values, and whether llama.cpp permuted their Q/K rows.
+    static let gguf: [String: (modelType: String, permutedQK: Bool)] = [
+        "llama": ("llama", true),
+        "qwen2": ("qwen2", false),
+    ]
+
+    public static var huggingFaceNames: [String] { huggingFace.keys.sorted() }
+    public static var ggufNames: [String] { gguf.keys.sorted() }
+
+    private static func loadLlama(_ data: Data, _ path: String, _ table: TensorTable) throws -> any CausalLanguageModel {
+        let config = try ConfigDecoding.decode(LlamaConfig.self, from: data, path: path)
+        try config.validate(path: path)
+        return try LlamaModel.load(huggingFace: table, config: config)
+    }
+
+    private static func loadOPT(_ data: Data, _ path: String, _ table: TensorTable) throws -> any CausalLanguageModel {
+        let config = try ConfigDecoding.decode(OPTConfig.self, from: data, path: path)
+        try config.validate(path: path)
+        return try OPTModel.load(huggingFace: table, config: config)
+    }
+}
+
+public enum ModelLoader {
+    /// Loads a `.gguf` file or a Hugging Face model directory.
+    public static func load(path: String) throws -> LoadedModel {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ShadowError.fileNotFound(path: path)
+        }
+        return isDirectory.boolValue ? try loadHuggingFace(directory: path) : try loadGGUF(path: path)
+    }
+
+    // MARK: Hugging Face directories
+
+    static func loadHuggingFace(directory: String) throws -> LoadedModel {
+        let configPath = (directory as NSString).appendingPathComponent("config.json")
+        guard let configData = FileManager.default.contents(atPath: configPath) else {
+            throw ShadowError.fileNotFound(path: configPath)
+        }
+        struct Header: Decodable {
+            let modelType: String
+            enum CodingKeys: String, CodingKey { case modelType = "model_type" }
+        }
+        let header = try ConfigDecoding.decode(Header.self, from: configData, path: configPath)
+        guard let loader = ArchitectureRegistry.huggingFace[header.modelType] else {
+            throw ShadowError.unknownArchitecture(path: configPath, name: header.modelType)
+        }
+        let table = TensorTable(try SafetensorsCollection(directory: directory))
+        let model = try loader(configData, configPath, table)
+
+        let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.json")
+        var tokenizer: (any Tokenizer)?
+        if FileManager.default.fileExists(atPath: tokenizerPath) {
+            tokenizer = try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: tokenizerPath))
+        }
+        var stops = Set<Int>()
+        if let llama = model as? LlamaModel { stops.formUnion(llama.config.eosTokenIDs) }
+        if let opt = model as? OPTModel { stops.insert(opt.config.eosTokenID) }
+        if let eos = tokenizer?.eosTokenID { stops.insert(eos) }
+        return LoadedModel(model: model, tokenizer: tokenizer, path: directory, format: .huggingFace, stopTokens: stops)
+    }
+
+    // MARK: GGUF
+
+    static func loadGGUF(path: String) throws -> LoadedModel {
+        let file = try GGUFFile(path: path)
+        let arch = try file.string("general.architecture")
+        guard let entry = ArchitectureRegistry.gguf[arch] else {
+            throw ShadowError.unknownArchitecture(path: path, name: arch)
+        }
+        let tokens = try file.optionalStringArray("tokenizer.ggml.tokens")
+        let embeddingShape = file.tensorInfos["token_embd.weight"]?.shape
+        let hidden = try file.int("\(arch).embedding_length")
+        let heads = try file.int("\(arch).attention.head_count")
+        guard heads > 0, hidden > 0 else {
+            throw ShadowError.corruptFile(path: path, reason: "\(arch).attention.head_count and embedding_length must be positive")
+        }
+        let vocab = try file.optionalInt("\(arch).vocab_size") ?? tokens?.count ?? embeddingShape?.first ?? 0
+        let config = LlamaConfig(
+            modelType: entry.modelType,
+            hiddenSize: hidden,
+            intermediateSize: try file.int("\(arch).feed_forward_length"),
+            layers: try file.int("\(arch).block_count"),
+            heads: heads,
+            kvHeads: try file.optionalInt("\(arch).attention.head_count_kv") ?? heads,
+            headDim: try file.optionalInt("\(arch).attention.key_length") ?? hidden / heads,
+            vocabularySize: vocab,
+            maxContext: try file.optionalInt("\(arch).context_length") ?? 2048,
+            rmsNormEps: Float(try file.optionalFloat("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
+            rope: RopeConfig(theta: Double(try file.optionalFloat("\(arch).rope.freq_base") ?? 10000)),
+            tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,
+            attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
+            bosTokenID: try file.optionalInt("tokenizer.ggml.bos_token_id"),
+            eosTokenIDs: (try file.optionalInt("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
+        try config.validate(path: path)
+        let model = try LlamaModel.load(gguf: TensorTable(file), config: config, permutedQK: entry.permutedQK)
+
+        var tokenizer: (any Tokenizer)?
+        if let tokens {
+            tokenizer = try TokenizerLoader.fromGGUF(
+                model: try file.string("tokenizer.ggml.model"),
+                pre: try file.optionalString("tokenizer.ggml.pre"),
+                tokens: tokens,
+                tokenTypes: try file.optionalIntArray("tokenizer.ggml.token_type"),
+                merges: try file.optionalStringArray("tokenizer.ggml.merges"),
+                scores: try file.optionalFloatArray("tokenizer.ggml.scores"),
+                bosID: try file.optionalInt("tokenizer.ggml.bos_token_id"),
+                eosID: try file.optionalInt("tokenizer.ggml.eos_token_id"),
+                addBOS: try file.optionalBool("tokenizer.ggml.add_bos_token"),
+                path: path)
+        }
+        var stops = Set(config.eosTokenIDs)
+        if let eot = try file.optionalInt("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
+        return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
+    }
+}

@@ -1,0 +1,270 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+
+// OPT (Zhang et al. 2022): learned positions with offset 2, LayerNorm, ReLU MLP, biases
+// everywhere. OPT-350m is post-LN and projects its 512-wide embedding to the 1024-wide stream
+// (project_in / project_out).
+
+/// One decoder block's weights; fc2 and the output projection are stored transposed.
+public struct OPTBlock: Sendable {
+    public let attentionNormWeight: [Float], attentionNormBias: [Float]  // (d)
+    public let q: Linear, k: Linear, v: Linear                          // (H·d_h, d) + bias
+    public let output: TransposedLinear                                  // (H·d_h, d) + bias
+    public let mlpNormWeight: [Float], mlpNormBias: [Float]              // (d)
+    public let fc1: Linear                                               // (F, d) + bias
+    public let fc2: TransposedLinear                                     // (F, d) + bias
+}
+
+public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
+    /// OPT's learned position table starts at row 2 (fairseq kept rows 0–1 for padding).
+    public static let positionOffset = 2
+
+    public let config: OPTConfig
+    public let shape: TransformerShape
+    public var architecture: String { "opt" }
+    public let embedding: Matrix             // (V, e), e = word_embed_proj_dim
+    public let positions: Matrix             // (maxContext + 2, d)
+    public let projectIn: Linear?            // (d, e)
+    public let projectOut: Linear?           // (e, d)
+    public let blocks: [OPTBlock]
+    public let finalNormWeight: [Float]?, finalNormBias: [Float]?  // pre-LN models only
+    public let lmHead: Matrix                // (V, e); the embedding when tied
+    public let sourceDTypes: [String: Int]
+
+    init(config: OPTConfig, embedding: Matrix, positions: Matrix, projectIn: Linear?, projectOut: Linear?,
+         blocks: [OPTBlock], finalNormWeight: [Float]?, finalNormBias: [Float]?, lmHead: Matrix,
+         sourceDTypes: [String: Int]) {
+        self.config = config
+        self.shape = config.shape
+        self.embedding = embedding
+        self.positions = positions
+        self.projectIn = projectIn
+        self.projectOut = projectOut
+        self.blocks = blocks
+        self.finalNormWeight = finalNormWeight
+        self.finalNormBias = finalNormBias
+        self.lmHead = lmHead
+        self.sourceDTypes = sourceDTypes
+    }
+
+    public var parameterCount: Int {
+        let s = shape, d = s.hiddenSize
+        let perBlock = 4 * d + 4 * d * d + 4 * d + 2 * d * s.ffnSize + s.ffnSize + d
+        var total = embedding.count + positions.count + s.layers * perBlock
+        total += (projectIn?.weight.count ?? 0) + (projectOut?.weight.count ?? 0)
+        total += (finalNormWeight?.count ?? 0) * 2
+        if lmHead !== embedding { total += lmHead.count }
+        return total
+    }
+
+    public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest) -> [Float] {
+        let s = shape
+        let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim
+        let past = cache.length
+        precondition(T > 0 && past + T <= cache.capacity, "context overflow")
+        let x = cache.buffer("x", rows: T, cols: d).pointer
+        let xn = cache.buffer("xn", rows: T, cols: max(d, e)).pointer
+        let q = cache.buffer("q", rows: T, cols: d).pointer
+        let k = cache.buffer("k", rows: T, cols: d).pointer
+        let v = cache.buffer("v", rows: T, cols: d).pointer
+        let a = cache.buffer("a", rows: T, cols: d).pointer
+        let h = cache.buffer("hidden", rows: T, cols: s.ffnSize).pointer
+        let eps = config.layerNormEps
+
+        if let projectIn {
+            for (t, token) in tokens.enumerated() { (xn + t * e).update(from: embedding.row(token), count: e) }
+            projectIn.apply(x, xn, tokens: T)
+        } else {
+            for (t, token) in tokens.enumerated() { (x + t * d).update(from: embedding.row(token), count: d) }
+        }
+        for t in 0..<T { Ops.add(x + t * d, positions.row(past + t + Self.positionOffset), count: d) }
+
+        let scale = 1 / Float(s.headDim).squareRoot()
+        let preLN = config.doLayerNormBefore
+        for (l, block) in blocks.enumerated() {
+            // Attention: pre-LN normalises the block input, post-LN the residual sum.
+            if preLN {
+                layerNorm(xn, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps)
+            } else {
+                xn.update(from: x, count: T * d)
+            }
+            block.q.apply(q, xn, tokens: T)
+            block.k.apply(k, xn, tokens: T)
+            block.v.apply(v, xn, tokens: T)
+            CausalAttention.store(cache: cache, layer: l, k: k, v: v, past: past, tokens: T)
+            CausalAttention.attend(a, q: q, cache: cache, layer: l, past: past, tokens: T, scale: scale)
+            block.output.apply(x, a, tokens: T, accumulate: true)
+            if !preLN { layerNorm(x, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps) }
+
+            if preLN {
+                layerNorm(xn, x, block.mlpNormWeight, block.mlpNormBias, rows: T, eps: eps)
+            } else {
+                xn.update(from: x, count: T * d)
+            }
+            block.fc1.apply(h, xn, tokens: T)
+            Ops.relu(h, count: T * s.ffnSize)
+            block.fc2.apply(x, h, tokens: T, accumulate: true)
+            if !preLN { layerNorm(x, x, block.mlpNormWeight, block.mlpNormBias, rows: T, eps: eps) }
+        }
+        cache.advance(by: T)
+
+        let out = cache.buffer("projected", rows: T, cols: e).pointer
+        return LMHead.logits(x: x, tokens: T, norm: { dst, src, rows in
+            var input = src
+            if let w = finalNormWeight, let b = finalNormBias {
+                layerNorm(dst, src, w, b, rows: rows, eps: eps)
+                input = UnsafePointer(dst)
+            } else if projectOut == nil {
+                dst.update(from: src, count: rows * d)
+            }
+            if let projectOut {
+                projectOut.apply(out, input, tokens: rows)
+                dst.update(from: out, count: rows * e)
+            }
+        }, head: lmHead, scratch: xn, request: request)
+    }
+
+    private func layerNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: [Float], _ b: [Float],
+                           rows: Int, eps: Float) {
+        w.withUnsafeBufferPointer { wp in
+            b.withUnsafeBufferPointer { bp in
+                Ops.layerNorm(out, x, wp.baseAddress!, bp.baseAddress!, rows: rows, n: shape.hiddenSize, eps: eps)
+            }
+        }
+    }
+}
+
+// MARK: - Configuration
+
+/// An OPT `config.json`.
+public struct OPTConfig: Sendable, Equatable {
+    public var hiddenSize: Int
+    public var ffnSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var vocabularySize: Int
+    public var maxContext: Int
+    /// Pre-LN (`true`, most OPT sizes) or post-LN (`false`, OPT-350m).
+    public var doLayerNormBefore: Bool
+    /// Width of the token embedding; differs from `hiddenSize` when project_in/out exist.
+    public var wordEmbedProjectionDim: Int
+    public var removeFinalLayerNorm: Bool
+    public var layerNormEps: Float = 1e-5
+    public var bosTokenID: Int
+    public var eosTokenID: Int
+
+    public init(hiddenSize: Int, ffnSize: Int, layers: Int, heads: Int, vocabularySize: Int, maxContext: Int = 2048,
+                doLayerNormBefore: Bool = true, wordEmbedProjectionDim: Int? = nil, removeFinalLayerNorm: Bool = false,
+                bosTokenID: Int = 2, eosTokenID: Int = 2) {
+        self.hiddenSize = hiddenSize
+        self.ffnSize = ffnSize
+        self.layers = layers
+        self.heads = heads
+        self.vocabularySize = vocabularySize
+        self.maxContext = maxContext
+        self.doLayerNormBefore = doLayerNormBefore
+        self.wordEmbedProjectionDim = wordEmbedProjectionDim ?? hiddenSize
+        self.removeFinalLayerNorm = removeFinalLayerNorm
+        self.bosTokenID = bosTokenID
+        self.eosTokenID = eosTokenID
+    }
+
+    public var shape: TransformerShape {
+        TransformerShape(layers: layers, hiddenSize: hiddenSize, heads: heads, kvHeads: heads,
+                         headDim: hiddenSize / heads, ffnSize: ffnSize, vocabularySize: vocabularySize,
+                         maxContext: maxContext)
+    }
+
+    /// Hugging Face builds the final LayerNorm only for pre-LN models.
+    public var hasFinalLayerNorm: Bool { doLayerNormBefore && !removeFinalLayerNorm }
+
+    func validate(path: String) throws {
+        guard hiddenSize % heads == 0 else {
+            throw ShadowError.badJSON(path: path, key: "num_attention_heads",
+                                      reason: "\(heads) does not divide hidden_size \(hiddenSize)")
+        }
+    }
+}
+
+extension OPTConfig: Decodable {
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size", ffnSize = "ffn_dim", layers = "num_hidden_layers"
+        case heads = "num_attention_heads", vocabularySize = "vocab_size", maxContext = "max_position_embeddings"
+        case doLayerNormBefore = "do_layer_norm_before", wordEmbedProjectionDim = "word_embed_proj_dim"
+        case removeFinalLayerNorm = "_remove_final_layer_norm", activation = "activation_function"
+        case enableBias = "enable_bias", elementwiseAffine = "layer_norm_elementwise_affine"
+        case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        hiddenSize = try c.positiveInt(.hiddenSize)
+        ffnSize = try c.positiveInt(.ffnSize)
+        layers = try c.positiveInt(.layers)
+        heads = try c.positiveInt(.heads)
+        vocabularySize = try c.positiveInt(.vocabularySize)
+        maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048
+        doLayerNormBefore = try c.decodeIfPresent(Bool.self, forKey: .doLayerNormBefore) ?? true
+        wordEmbedProjectionDim = try c.optionalPositiveInt(.wordEmbedProjectionDim) ?? hiddenSize
+        removeFinalLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .removeFinalLayerNorm) ?? false
+        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID) ?? 2
+        eosTokenID = try c.decodeIfPresent(Int.self, forKey: .eosTokenID) ?? 2
+        if let act = try c.decodeIfPresent(String.self, forKey: .activation), act != "relu" {
+            throw DecodingError.dataCorruptedError(forKey: .activation, in: c, debugDescription: "only \"relu\" is supported, got \"\(act)\"")
+        }
+        if try c.decodeIfPresent(Bool.self, forKey: .enableBias) == false {
+            throw DecodingError.dataCorruptedError(forKey: .enableBias, in: c, debugDescription: "OPT without biases is not supported")
+        }
+        if try c.decodeIfPresent(Bool.self, forKey: .elementwiseAffine) == false {
+            throw DecodingError.dataCorruptedError(forKey: .elementwiseAffine, in: c, debugDescription: "LayerNorm without weights is not supported")
+        }
+    }
+}
+
+// MARK: - Loading
+
+extension OPTModel {
+    /// Loads Hugging Face names; both `model.decoder.…` and the older bare `decoder.…` prefixes.
+    static func load(huggingFace table: TensorTable, config: OPTConfig) throws -> OPTModel {
+        let s = config.shape, d = s.hiddenSize, e = config.wordEmbedProjectionDim
+        let root = table.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder."
+        let embedding = try table.matrix(root + "embed_tokens.weight", rows: s.vocabularySize, cols: e)
+        let positions = try table.matrix(root + "embed_positions.weight", rows: s.maxContext + OPTModel.positionOffset, cols: d)
+        var projectIn: Linear?, projectOut: Linear?
+        if e != d {
+            projectIn = Linear(weight: try table.matrix(root + "project_in.weight", rows: d, cols: e))
+            projectOut = Linear(weight: try table.matrix(root + "project_out.weight", rows: e, cols: d))
+        }
+        let blocks = try (0..<s.layers).map { l -> OPTBlock in
+            let p = root + "layers.\(l)."
+            func linear(_ name: String, _ rows: Int, _ cols: Int) throws -> Linear {
+                Linear(weight: try table.matrix(p + name + ".weight", rows: rows, cols: cols),
+                       bias: try table.vector(p + name + ".bias", count: rows))
+            }
+            func transposed(_ name: String, _ rows: Int, _ cols: Int) throws -> TransposedLinear {
+                TransposedLinear(weightT: try table.matrix(p + name + ".weight", rows: rows, cols: cols).transposed(),
+                                 bias: try table.vector(p + name + ".bias", count: rows))
+            }
+            return OPTBlock(
+                attentionNormWeight: try table.vector(p + "self_attn_layer_norm.weight", count: d),
+                attentionNormBias: try table.vector(p + "self_attn_layer_norm.bias", count: d),
+                q: try linear("self_attn.q_proj", d, d), k: try linear("self_attn.k_proj", d, d),
+                v: try linear("self_attn.v_proj", d, d), output: try transposed("self_attn.out_proj", d, d),
+                mlpNormWeight: try table.vector(p + "final_layer_norm.weight", count: d),
+                mlpNormBias: try table.vector(p + "final_layer_norm.bias", count: d),
+                fc1: try linear("fc1", s.ffnSize, d), fc2: try transposed("fc2", d, s.ffnSize))
+        }
+        var finalWeight: [Float]?, finalBias: [Float]?
+        if config.hasFinalLayerNorm {
+            finalWeight = try table.vector(root + "final_layer_norm.weight", count: d)
+            finalBias = try table.vector(root + "final_layer_norm.bias", count: d)
+        }
+        // OPT ties the LM head to the embedding; a saved copy must match it in shape.
+        if table.has("lm_head.weight") { _ = try table.shape("lm_head.weight"); table.ignore("lm_head.weight") }
+        try table.finish()
+        return OPTModel(config: config, embedding: embedding, positions: positions, projectIn: projectIn,
+                        projectOut: projectOut, blocks: blocks, finalNormWeight: finalWeight, finalNormBias: finalBias,
+                        lmHead: embedding, sourceDTypes: table.dtypeCounts)
+    }
+}

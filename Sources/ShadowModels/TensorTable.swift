@@ -1,0 +1,81 @@
+import ShadowFormats
+import ShadowKernels
+
+/// Strict weight loading (STYLE: "every tensor consumed, every shape checked"): a model asks for
+/// each tensor by name and shape; at the end every tensor in the file must have been used or
+/// deliberately ignored, and each error names the file and the tensor.
+public final class TensorTable {
+    public let source: any TensorSource
+    private var used: Set<String> = []
+    private var ignoredPrefixes: [String] = []
+    private var ignoredSuffixes: [String] = []
+
+    public init(_ source: any TensorSource) { self.source = source }
+
+    public var path: String { source.path }
+
+    public func has(_ name: String) -> Bool { source.tensorInfos[name] != nil }
+
+    public func shape(_ name: String) throws -> [Int] {
+        guard let info = source.tensorInfos[name] else {
+            throw ShadowError.badTensor(path: path, tensor: name, reason: "missing")
+        }
+        return info.shape
+    }
+
+    /// Reads `name` as a `[rows, cols]` matrix.
+    public func matrix(_ name: String, rows: Int, cols: Int) throws -> Matrix {
+        try check(name, [rows, cols])
+        let m = Matrix(rows: rows, cols: cols)
+        try source.floats(name, into: UnsafeMutableBufferPointer(start: m.pointer, count: m.count))
+        used.insert(name)
+        return m
+    }
+
+    /// Reads `name` as a vector of `count` values.
+    public func vector(_ name: String, count: Int) throws -> [Float] {
+        try check(name, [count])
+        used.insert(name)
+        return try source.floats(name)
+    }
+
+    public func optionalVector(_ name: String, count: Int) throws -> [Float]? {
+        has(name) ? try vector(name, count: count) : nil
+    }
+
+    public func optionalMatrix(_ name: String, rows: Int, cols: Int) throws -> Matrix? {
+        has(name) ? try matrix(name, rows: rows, cols: cols) : nil
+    }
+
+    /// Marks tensors we deliberately do not read (e.g. precomputed RoPE tables).
+    public func ignore(prefix: String) { ignoredPrefixes.append(prefix) }
+    public func ignore(suffix: String) { ignoredSuffixes.append(suffix) }
+    public func ignore(_ name: String) { used.insert(name) }
+
+    /// Throws if any tensor in the file was neither used nor ignored.
+    public func finish() throws {
+        let unexpected = source.tensorNames.filter { name in
+            !used.contains(name) && !ignoredPrefixes.contains(where: { name.hasPrefix($0) })
+                && !ignoredSuffixes.contains(where: { name.hasSuffix($0) })
+        }
+        if let first = unexpected.first {
+            let more = unexpected.count > 1 ? " (and \(unexpected.count - 1) more)" : ""
+            throw ShadowError.badTensor(path: path, tensor: first, reason: "unexpected tensor\(more)")
+        }
+    }
+
+    /// Counts of tensors per dtype, for `info`.
+    public var dtypeCounts: [String: Int] {
+        var counts: [String: Int] = [:]
+        for info in source.tensorInfos.values { counts[info.dtype.rawValue, default: 0] += 1 }
+        return counts
+    }
+
+    private func check(_ name: String, _ expected: [Int]) throws {
+        let actual = try shape(name)
+        guard actual == expected else {
+            throw ShadowError.badTensor(path: path, tensor: name,
+                                        reason: "shape \(actual), expected \(expected)")
+        }
+    }
+}

@@ -1,0 +1,63 @@
+/// The sizes every decoder-only transformer here shares, whatever its architecture. Later stages
+/// (importance scores, predictors, masks) speak only in these terms: L layers, H query heads,
+/// G KV heads of width d_h, model width d, FFN width F (DESIGN §2).
+public struct TransformerShape: Sendable, Equatable, Codable {
+    public var layers: Int
+    public var hiddenSize: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var ffnSize: Int
+    public var vocabularySize: Int
+    public var maxContext: Int
+
+    public init(layers: Int, hiddenSize: Int, heads: Int, kvHeads: Int, headDim: Int, ffnSize: Int,
+                vocabularySize: Int, maxContext: Int) {
+        self.layers = layers
+        self.hiddenSize = hiddenSize
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.ffnSize = ffnSize
+        self.vocabularySize = vocabularySize
+        self.maxContext = maxContext
+    }
+
+    /// Width of the concatenated per-head attention output A (before the output projection).
+    public var attentionWidth: Int { heads * headDim }
+    public var kvWidth: Int { kvHeads * headDim }
+    /// Query heads that share one KV head.
+    public var groupSize: Int { heads / kvHeads }
+}
+
+/// What a caller wants back from a forward pass.
+public enum LogitsRequest: Sendable {
+    /// No logits (prefill whose result is not needed yet).
+    case none
+    /// Logits of the last token only: `[vocab]`.
+    case last
+    /// Logits of every token: `[T, vocab]`, row-major.
+    case all
+}
+
+/// A decoder-only language model that runs tokens through a KV cache. Llama and OPT implement it
+/// in their own files; everything above the model (generation, scoring, the CLI) uses only this.
+public protocol CausalLanguageModel: AnyObject, Sendable {
+    /// The architecture's registry name (`llama`, `qwen2`, `opt`, …).
+    var architecture: String { get }
+    var shape: TransformerShape { get }
+    /// Total parameters (tied weights counted once).
+    var parameterCount: Int { get }
+    /// Dtypes found in the checkpoint, e.g. `["q4_1": 210, "f32": 61]` (tensor counts).
+    var sourceDTypes: [String: Int] { get }
+
+    /// Runs `tokens` at positions `cache.length ..< cache.length + tokens.count`, appends their
+    /// keys and values to `cache`, and returns the requested logits.
+    func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest) -> [Float]
+}
+
+extension CausalLanguageModel {
+    public func makeCache(capacity: Int? = nil) -> KVCache {
+        KVCache(shape: shape, capacity: capacity ?? shape.maxContext)
+    }
+}

