@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+
+/// Runs the CLI in-process and captures what it prints.
+struct CLIRun {
+    let status: Int32
+    let out: String
+    let err: String
+
+    init(_ arguments: [String]) {
+        final class Box: @unchecked Sendable { var out = "", err = "" }
+        let box = Box()
+        status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0 }))
+        out = box.out
+        err = box.err
+    }
+
+    func json() throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+    }
+}
+
+/// The tiny checkpoints written by scripts/reference/make_fixtures.py (in the models' test target).
+func fixture(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
+}
+
+@Suite("Command line")
+struct CLITests {
+    @Test("--help lists every subcommand and each subcommand documents its options")
+    func help() {
+        let overview = CLIRun(["--help"])
+        #expect(overview.status == 0)
+        for name in ["info", "tokenize", "generate", "perplexity"] {
+            #expect(overview.out.contains(name))
+            let help = CLIRun([name, "--help"])
+            #expect(help.status == 0 && help.out.contains("USAGE: shadowllm \(name)") && help.out.contains("--model"))
+        }
+        #expect(CLIRun(["generate", "--help"]).out.contains("(default: 128)"))
+    }
+
+    @Test("unknown subcommands, unknown options and bad values fail with one line")
+    func badArguments() {
+        for arguments in [["frobnicate"], ["info", "--frob"], ["generate", "--max-tokens", "many", "--prompt", "x"],
+                          ["generate", "--prompt"], ["perplexity", "--context", "-3", "--text", "x"]] {
+            let run = CLIRun(arguments)
+            #expect(run.status != 0, "\(arguments)")
+            #expect(run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1, "\(arguments): \(run.err)")
+        }
+    }
+
+    @Test("info --json describes a checkpoint")
+    func info() throws {
+        let run = CLIRun(["info", "--model", fixture("tiny-llama"), "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        let json = try run.json()
+        #expect(json["architecture"] as? String == "llama")
+        #expect(json["layers"] as? Int == 2)
+        #expect((json["parameters"] as? Int ?? 0) > 0)
+    }
+
+    @Test("tokenize --json prints {\"ids\": [...]}")
+    func tokenize() throws {
+        let run = CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "Hello world", "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        let ids = try #require(try run.json()["ids"] as? [Int])
+        #expect(!ids.isEmpty)
+    }
+
+    @Test("perplexity --json reports nll_sum, predicted_tokens and perplexity")
+    func perplexity() throws {
+        let run = CLIRun(["perplexity", "--model", fixture("tiny-opt"), "--text", "The quick brown fox jumps over the lazy dog.", "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        let json = try run.json()
+        let nll = try #require(json["nll_sum"] as? Double)
+        let predicted = try #require(json["predicted_tokens"] as? Int)
+        let perplexity = try #require(json["perplexity"] as? Double)
+        #expect(predicted == (json["tokens"] as? Int ?? 0) - 1)
+        #expect(abs(perplexity - exp(nll / Double(predicted))) < 1e-6 * perplexity)
+    }
+
+    @Test("generate --json returns the requested number of tokens")
+    func generate() throws {
+        let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "--max-tokens", "5", "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        let tokens = try #require(try run.json()["tokens"] as? [Int])
+        #expect(tokens.count <= 5)
+    }
+
+    @Test("an empty prompt, empty text or missing model is a clear error")
+    func emptyInputs() {
+        let emptyPrompt = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", ""])
+        #expect(emptyPrompt.status != 0 && emptyPrompt.err.contains("--prompt"))
+        let emptyText = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", ""])
+        #expect(emptyText.status != 0 && emptyText.err.contains("empty"))
+        let missing = CLIRun(["info", "--model", "/nonexistent/model.gguf"])
+        #expect(missing.status != 0 && missing.err.contains("/nonexistent/model.gguf"))
+        let missingFile = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text-file", "/nonexistent.txt"])
+        #expect(missingFile.status != 0 && missingFile.err.contains("/nonexistent.txt"))
+    }
+}

