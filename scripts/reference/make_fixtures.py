@@ -1,0 +1,879 @@
+#!/usr/bin/env python3
+"""Reference fixtures for the Swift tests of ShadowLLM.
+
+Usage:
+    python3 scripts/reference/make_fixtures.py [--smollm2 PATH/TO/SmolLM2-135M-Instruct.Q4_1.gguf] [--out DIR]
+
+Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
+
+  tiny-llama/           LlamaForCausalLM, GQA 4/2, head_dim 16, untied lm_head, float32, saved SHARDED
+                        (model-00001-of-00002.safetensors, model-00002-of-00002.safetensors and
+                        model.safetensors.index.json). config.json rewritten in the transformers-4.x layout
+                        (top-level "rope_theta", "torch_dtype") that most downloaded hub directories have.
+  tiny-llama-tied/      LlamaForCausalLM, 4/4 heads, tie_word_embeddings, rope theta 50000, float32,
+                        config.json exactly as transformers 5 writes it ("rope_parameters": {"rope_theta",
+                        "rope_type"}, "dtype").
+  tiny-qwen2/           Qwen2ForCausalLM, GQA 4/2, random non-zero q/k/v biases, tied, rope theta 1e6, stored
+                        as bfloat16, config.json in the transformers-4.x layout (as tiny-llama).
+  tiny-opt/             OPTForCausalLM pre-LN (like opt-125m), random biases and LayerNorm weights, tied,
+                        stored as float16.
+  tiny-opt-postln/      OPTForCausalLM post-LN like opt-350m: do_layer_norm_before=false,
+                        word_embed_proj_dim 32 != hidden 64 (project_in / project_out), float32.
+  tiny-llama-gguf/      model.gguf: a llama GGUF laid out like llama.cpp's converter output (attn_q / attn_k
+                        rows permuted for adjacent-pair RoPE), rope freq_base 30000, with Q8_0, Q4_0, Q4_1, F16, BF16 and F32
+                        tensors, and byte-level BPE tokenizer metadata.
+  smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
+                        continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
+
+Each tiny directory also holds tokenizer.json (a byte-level BPE trained here on the fixed text CORPUS) and
+expected.json:
+
+  {
+    "input_ids": [[int]],            two sequences, ids passed to the model as they are (no BOS added)
+    "logits":    [[[float]]],        [sequence][position][vocab], float32 values
+    "nll_sum":   [float],            per sequence: sum over t = 1..T-1 of -log softmax(logits[t-1])[ids[t]]
+    "predicted_tokens": [int],       per sequence: T - 1
+    "tokenizer": {"texts": [str], "ids": [[int]]}   encode(text, add_special_tokens=True) of tokenizer.json
+    "reference": {...}               how the numbers were made (versions, compute dtype, storage dtype)
+  }
+
+Expected logits are computed by transformers' own model in eval mode with eager attention, in float64,
+after loading the directory that was just written (so the weights are exactly the stored, possibly
+bf16/f16-rounded, values). For the GGUF the reference is a Hugging Face LlamaForCausalLM holding the
+DEQUANTISED weights read back from model.gguf, with attn_q / attn_k rows un-permuted to HF layout; a small
+numpy forward that applies adjacent-pair RoPE directly to the permuted GGUF weights cross-checks it.
+
+Everything is deterministic: fixed seeds (torch.manual_seed / numpy default_rng with SEED), a fixed training
+text for the tokenizers, float64 forwards on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import gguf
+import safetensors
+import tokenizers
+import transformers
+from gguf import GGMLQuantizationType as QT
+from gguf import GGUFReader, GGUFWriter
+from gguf import quants as gquants
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM)
+
+SEED = 1234
+VOCAB = 384          # every tiny model and tokenizer
+HIDDEN = 64
+FFN = 128
+MAX_POS = 128
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO / "Tests" / "ShadowModelsTests" / "Fixtures"
+
+# Training text for the tiny byte-level BPE tokenizers (written for this script).
+CORPUS = """\
+The little engine reads a prompt, runs the first layer, and asks a small network which heads and which
+neurons of the later layers will matter for this input. Then it skips the rest. A head that is skipped
+costs nothing: no queries, no scores, no softmax, and no slice of the output projection. A neuron that is
+skipped costs nothing either, because its row of the up projection and its column of the down projection
+are never read. The result should be the same as the dense model with those units set to zero.
+
+On a quiet morning the baker opened the shop at 6:30 and sold 42 loaves before 8 o'clock. She wrote the
+numbers in a notebook: 12, 7, 23, and then 100 in the afternoon. The price of a loaf was 3.50 and the price
+of a cake was 12.75, so the total for the week came to 1,234.25 in the end. Her brother thought that the
+weather would change, but the sky stayed clear and the river stayed calm.
+
+def count_words(text):
+    counts = {}
+    for word in text.split():
+        counts[word] = counts.get(word, 0) + 1
+    return counts
+
+for i in range(10):
+    print(i, i * i)  # squares
+
+Questions are easy to ask and harder to answer. What is the capital of the country? Which of these is
+true? Is the statement false? The answer is yes, the answer is no, and sometimes the answer is that there
+is not enough information in the text to decide. A careful reader checks the question twice.
+
+The model has layers, and every layer has attention and a feed forward part. The attention part has heads;
+the feed forward part has neurons. Some of them are important for one sentence and not for another, which
+is why the prediction depends on the input. When the predictor is good, the sparse model keeps its
+accuracy while it reads fewer weights from memory, and memory is what limits the speed of decoding.
+"""
+
+# Texts whose tokenisation is recorded in every tiny expected.json.
+TOKENIZER_TEXTS = [
+    "Hello, world! The year 2024 has 366 days.",
+    "café naïve — 東京",
+    "def add(a, b):\n    return a + b  # sum\n",
+    "  leading spaces,   runs of   spaces\n\n\nand newlines\t\ttabs ",
+    "It's a test: don't, won't, I'm, you've... OK?",
+    "Prices: $3.50, 1,000,000 items; e-mail me@example.com",
+]
+
+# Text whose tokens form the first input sequence of each tiny model.
+MODEL_TEXT = "The baker opened the shop and sold 42 loaves before the river stayed calm."
+SEQ_LEN = 12
+
+
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+
+def f32(x) -> float:
+    """A Python float whose repr is the shortest string that round-trips the float32 value of x."""
+    return float(str(np.float32(x)))
+
+
+def f32_list(a) -> list:
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim == 0:
+        return f32(a)
+    return [f32_list(v) for v in a] if a.ndim > 1 else [f32(v) for v in a]
+
+
+def write_json(path: Path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, ensure_ascii=False, separators=(",", ":"))
+        fh.write("\n")
+
+
+def nll_sums(logits: torch.Tensor, ids: list[int]) -> float:
+    """Sum over t = 1..T-1 of the cross-entropy of ids[t] given logits at t-1 (float64)."""
+    lp = torch.log_softmax(logits.double(), dim=-1)
+    return float(-sum(lp[t - 1, ids[t]].item() for t in range(1, len(ids))))
+
+
+def reference_info(**extra) -> dict:
+    info = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "safetensors": safetensors.__version__,
+        "compute_dtype": "float64",
+        "note": "transformers computes RMSNorm, attention softmax and RoPE cos/sin in float32 even in a "
+                "float64 model; logits are therefore accurate to float32 rounding (about 1e-6)",
+        "attn_implementation": "eager",
+    }
+    info.update(extra)
+    return info
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tokenizers
+
+def train_byte_level_bpe(specials: list[str], bos_template: str | None) -> Tokenizer:
+    """GPT-2 style byte-level BPE with exactly VOCAB entries, specials first (ids 0..).
+
+    bos_template: if given (OPT), a TemplateProcessing post-processor prepends this special token;
+    otherwise the GPT-2 ByteLevel post-processor is used, which adds nothing.
+    """
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([CORPUS], trainer)
+    assert tok.get_vocab_size() == VOCAB, f"trainer produced {tok.get_vocab_size()} tokens, wanted {VOCAB}"
+    if bos_template is None:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    else:
+        bos_id = tok.token_to_id(bos_template)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos_template} $A", pair=f"{bos_template} $A {bos_template} $B",
+            special_tokens=[(bos_template, bos_id)])
+    return tok
+
+
+LLAMA_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]   # ids 0, 1, 2 as in SmolLM2
+OPT_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]                   # ids 0, 1, 2, 3 as in OPT
+
+
+def save_tokenizer(tok: Tokenizer, path: Path, legacy_merges: bool) -> None:
+    """Write tokenizer.json. tokenizers >= 0.20 writes merges as [a, b] pairs; with legacy_merges the
+    older "a b" string form (which most hub files still carry) is written instead. Both load identically."""
+    data = json.loads(tok.to_str())
+    if legacy_merges:
+        data["model"]["merges"] = [" ".join(p) for p in data["model"]["merges"]]
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+    # The written file must load and tokenise identically.
+    back = Tokenizer.from_file(str(path))
+    for t in TOKENIZER_TEXTS:
+        assert back.encode(t).ids == tok.encode(t).ids
+
+
+def tokenizer_block(tok_path: Path) -> dict:
+    tok = Tokenizer.from_file(str(tok_path))
+    ids = [tok.encode(t, add_special_tokens=True).ids for t in TOKENIZER_TEXTS]
+    for t, i in zip(TOKENIZER_TEXTS, ids):
+        dec = tok.decode(i, skip_special_tokens=True)
+        assert dec == t, (t, dec)
+    return {"texts": TOKENIZER_TEXTS, "ids": ids}
+
+
+def model_input_ids(tok_path: Path, seed: int) -> list[list[int]]:
+    tok = Tokenizer.from_file(str(tok_path))
+    first = tok.encode(MODEL_TEXT, add_special_tokens=True).ids[:SEQ_LEN]
+    assert len(first) == SEQ_LEN
+    rng = np.random.default_rng(seed)
+    second = [int(v) for v in rng.integers(0, VOCAB, size=SEQ_LEN + 1)]
+    return [first, second]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tiny Hugging Face checkpoints
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Give every parameter a random value of a sensible scale: matrices N(0, 1/fan_in), embeddings
+    N(0, 0.25^2), norm weights 1 + N(0, 0.2^2), biases N(0, 0.1^2). Nothing stays zero or one."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():   # shared (tied) tensors appear once
+            if p.ndim == 2 and ("embed" in name or "lm_head" in name):
+                v = torch.randn(p.shape, generator=g) * 0.25
+            elif p.ndim == 2:
+                v = torch.randn(p.shape, generator=g) / math.sqrt(p.shape[1])
+            elif name.endswith("bias"):
+                v = torch.randn(p.shape, generator=g) * 0.1
+            else:                                    # RMSNorm / LayerNorm weights
+                v = 1.0 + torch.randn(p.shape, generator=g) * 0.2
+            p.copy_(v.to(p.dtype))
+
+
+def legacy_config(path: Path) -> None:
+    """Rewrite a transformers-5 config.json into the transformers-4.x layout: top-level "rope_theta"
+    instead of "rope_parameters", "torch_dtype" instead of "dtype". Key order otherwise unchanged."""
+    cfg = json.loads(path.read_text())
+    out = {}
+    for k, v in cfg.items():
+        if k == "rope_parameters":
+            assert v.get("rope_type", "default") == "default" and set(v) <= {"rope_type", "rope_theta"}
+            out["rope_theta"] = v["rope_theta"]
+        elif k == "dtype":
+            out["torch_dtype"] = v
+        else:
+            out[k] = v
+    path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+
+
+def save_sharded_in_two(model, out: Path) -> None:
+    """save_pretrained with a max_shard_size chosen so that exactly two shard files come out."""
+    total = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    for frac in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
+        tmp = Path(tempfile.mkdtemp())
+        model.save_pretrained(tmp, max_shard_size=int(total * frac))
+        shards = sorted(p.name for p in tmp.glob("model-*.safetensors"))
+        if len(shards) == 2:
+            for p in tmp.iterdir():
+                shutil.move(str(p), out / p.name)
+            shutil.rmtree(tmp)
+            return
+        shutil.rmtree(tmp)
+    raise RuntimeError("could not obtain exactly two shards")
+
+
+def compute_expected(out: Path, cls, input_ids: list[list[int]], storage_dtype: str,
+                     rope_theta: float | None) -> dict:
+    """Load the directory just written with transformers, upcast to float64, run every sequence."""
+    model = cls.from_pretrained(out, attn_implementation="eager")
+    if rope_theta is not None:   # the (possibly rewritten) config must be read back with the intended theta
+        assert model.config.rope_parameters["rope_theta"] == rope_theta, model.config.rope_parameters
+    model = model.to(torch.float64).eval()
+    logits_all, nll = [], []
+    with torch.no_grad():
+        for ids in input_ids:
+            logits = model(torch.tensor([ids])).logits[0]
+            logits_all.append(f32_list(logits.numpy()))
+            nll.append(nll_sums(logits, ids))
+    return {
+        "input_ids": input_ids,
+        "logits": logits_all,
+        "nll_sum": nll,
+        "predicted_tokens": [len(i) - 1 for i in input_ids],
+        "reference": reference_info(storage_dtype=storage_dtype,
+                                    model_class=cls.__name__),
+    }
+
+
+def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dtype, seed: int,
+                    tok: Tokenizer, *, sharded: bool = False, legacy: bool = False,
+                    legacy_merges: bool = False) -> dict:
+    out = root / name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    randomize(model, seed)
+    model = model.to(storage_dtype)
+    if sharded:
+        save_sharded_in_two(model, out)
+    else:
+        model.save_pretrained(out)
+    if legacy:
+        legacy_config(out / "config.json")
+    save_tokenizer(tok, out / "tokenizer.json", legacy_merges)
+    input_ids = model_input_ids(out / "tokenizer.json", seed)
+    theta = getattr(config, "rope_parameters", None)
+    theta = theta["rope_theta"] if theta else None
+    expected = compute_expected(out, cls, input_ids, str(storage_dtype).replace("torch.", ""), theta)
+    expected["tokenizer"] = tokenizer_block(out / "tokenizer.json")
+    write_json(out / "expected.json", expected)
+    # Record what the checkpoint holds, for the summary.
+    tensors = {}
+    for f in sorted(out.glob("*.safetensors")):
+        with safetensors.safe_open(str(f), "pt") as st:
+            for k in st.keys():
+                t = st.get_slice(k)
+                tensors[k] = (f.name, t.get_dtype(), list(t.get_shape()))
+    return {"name": name, "tensors": tensors}
+
+
+def tiny_hf_fixtures(root: Path) -> list[dict]:
+    llama_tok = train_byte_level_bpe(LLAMA_SPECIALS, None)
+    opt_tok = train_byte_level_bpe(OPT_SPECIALS, "</s>")
+    common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, max_position_embeddings=MAX_POS,
+                  rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=2, pad_token_id=None)
+    summaries = []
+
+    # tiny-llama: GQA 4/2, untied, sharded, config in the 4.x layout.
+    cfg = LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                      rope_theta=10000.0, tie_word_embeddings=False, **common)
+    summaries.append(make_hf_fixture(root, "tiny-llama", LlamaForCausalLM, cfg, torch.float32, SEED + 1,
+                                     llama_tok, sharded=True, legacy=True))
+
+    # tiny-llama-tied: 4/4 heads, tied. transformers 5.x writes "rope_parameters"; kept as written.
+    # theta differs from the llama default so that a loader which ignores it fails the logits test.
+    cfg = LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, head_dim=16,
+                      rope_theta=50000.0, tie_word_embeddings=True, **common)
+    summaries.append(make_hf_fixture(root, "tiny-llama-tied", LlamaForCausalLM, cfg, torch.float32, SEED + 2,
+                                     llama_tok))
+
+    # tiny-qwen2: q/k/v biases, GQA 4/2, tied, bfloat16 storage, config in the 4.x layout.
+    cfg = Qwen2Config(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                      rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False, **common)
+    summaries.append(make_hf_fixture(root, "tiny-qwen2", Qwen2ForCausalLM, cfg, torch.bfloat16, SEED + 3,
+                                     llama_tok, legacy=True))
+
+    opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
+                      max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
+                      dropout=0.0, attention_dropout=0.0, activation_function="relu",
+                      enable_bias=True, layer_norm_elementwise_affine=True, tie_word_embeddings=True)
+    # tiny-opt: pre-LN (opt-125m style), float16 storage. Merges in the legacy "a b" string form.
+    cfg = OPTConfig(num_hidden_layers=3, do_layer_norm_before=True, word_embed_proj_dim=HIDDEN, **opt_common)
+    summaries.append(make_hf_fixture(root, "tiny-opt", OPTForCausalLM, cfg, torch.float16, SEED + 4,
+                                     opt_tok, legacy_merges=True))
+
+    # tiny-opt-postln: post-LN (opt-350m style), project_in / project_out, float32 storage.
+    cfg = OPTConfig(num_hidden_layers=2, do_layer_norm_before=False, word_embed_proj_dim=32, **opt_common)
+    summaries.append(make_hf_fixture(root, "tiny-opt-postln", OPTForCausalLM, cfg, torch.float32, SEED + 5,
+                                     opt_tok, legacy_merges=True))
+    return summaries, llama_tok
+
+
+# --------------------------------------------------------------------------------------------------------
+# GGUF: permutation, block formats, reading back
+
+def permute_for_gguf(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """HF rotate-half layout -> llama.cpp adjacent-pair layout. Within each head of width hd, HF row i
+    (i < hd/2) and row i + hd/2 form one RoPE pair; in the GGUF they become rows 2i and 2i + 1."""
+    hd = w.shape[0] // n_heads
+    return w.reshape(n_heads, 2, hd // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute_from_gguf(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Inverse of permute_for_gguf: GGUF rows 2i, 2i + 1 of a head go back to HF rows i, i + hd/2."""
+    hd = w.shape[0] // n_heads
+    return w.reshape(n_heads, hd // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def dequant_blocks(raw: np.ndarray, qtype: QT, n_cols: int) -> np.ndarray:
+    """Independent numpy dequantiser for the block formats the fixtures use (checked against gguf-py).
+    raw: uint8 [rows, bytes_per_row]."""
+    rows = raw.shape[0]
+    if qtype == QT.F32:
+        return raw.view(np.float32).reshape(rows, n_cols)
+    if qtype == QT.F16:
+        return raw.view(np.float16).astype(np.float32).reshape(rows, n_cols)
+    if qtype == QT.BF16:
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(rows, n_cols)
+    nb = n_cols // 32
+    if qtype == QT.Q8_0:                   # 34 bytes: f16 d, 32 x int8 q; x = d * q
+        b = raw.reshape(rows, nb, 34)
+        d = b[..., 0:2].copy().view(np.float16).astype(np.float32)
+        q = b[..., 2:34].copy().view(np.int8).astype(np.float32)
+        return (d * q).reshape(rows, n_cols)
+    if qtype in (QT.Q4_0, QT.Q4_1):       # Q4_0 18 bytes: f16 d, 16 bytes; x = d * (q - 8)
+        size = 18 if qtype == QT.Q4_0 else 20   # Q4_1 20 bytes: f16 d, f16 m, 16 bytes; x = d * q + m
+        b = raw.reshape(rows, nb, size)
+        d = b[..., 0:2].copy().view(np.float16).astype(np.float32)
+        nib = b[..., size - 16:]
+        q = np.concatenate([nib & 0x0F, nib >> 4], axis=-1).astype(np.float32)  # low: 0..15, high: 16..31
+        if qtype == QT.Q4_0:
+            return (d * (q - 8.0)).reshape(rows, n_cols)
+        m = b[..., 2:4].copy().view(np.float16).astype(np.float32)
+        return (d * q + m).reshape(rows, n_cols)
+    raise ValueError(f"no dequantiser for {qtype.name}")
+
+
+def read_gguf_tensors(path: Path) -> tuple[GGUFReader, dict[str, np.ndarray]]:
+    """All tensors of a GGUF, dequantised to float32, numpy shape [rows, cols] (= GGUF ne reversed)."""
+    reader = GGUFReader(str(path))
+    out = {}
+    for t in reader.tensors:
+        a = gquants.dequantize(t.data, t.tensor_type)
+        out[t.name] = np.asarray(a, dtype=np.float32).reshape([int(v) for v in reversed(t.shape)])
+    return reader, out
+
+
+def gguf_meta(reader: GGUFReader, key: str):
+    return reader.fields[key].contents()
+
+
+def hf_llama_from_gguf(path: Path) -> tuple[LlamaForCausalLM, GGUFReader, dict]:
+    """A float64 HF LlamaForCausalLM holding the dequantised weights of a llama GGUF, with attn_q /
+    attn_k un-permuted back to the rotate-half layout. Hyperparameters come from the metadata."""
+    reader, w = read_gguf_tensors(path)
+    n_layer = int(gguf_meta(reader, "llama.block_count"))
+    n_embd = int(gguf_meta(reader, "llama.embedding_length"))
+    n_head = int(gguf_meta(reader, "llama.attention.head_count"))
+    n_kv = int(gguf_meta(reader, "llama.attention.head_count_kv"))
+    eps = float(f"{float(gguf_meta(reader, 'llama.attention.layer_norm_rms_epsilon')):.7g}")  # f32 1e-5 -> 1e-5
+    theta = float(gguf_meta(reader, "llama.rope.freq_base"))
+    n_vocab = w["token_embd.weight"].shape[0]
+    tied = "output.weight" not in w
+    cfg = LlamaConfig(vocab_size=n_vocab, hidden_size=n_embd,
+                      intermediate_size=int(gguf_meta(reader, "llama.feed_forward_length")),
+                      num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv,
+                      head_dim=n_embd // n_head, rope_theta=theta, rms_norm_eps=eps,
+                      max_position_embeddings=int(gguf_meta(reader, "llama.context_length")),
+                      tie_word_embeddings=tied, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    assert int(gguf_meta(reader, "llama.rope.dimension_count")) == n_embd // n_head
+    sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"]}
+    if not tied:
+        sd["lm_head.weight"] = w["output.weight"]
+    names = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+             "ffn_down": "mlp.down_proj"}
+    for i in range(n_layer):
+        for g, h in names.items():
+            a = w[f"blk.{i}.{g}.weight"]
+            if g == "attn_q":
+                a = unpermute_from_gguf(a, n_head)
+            elif g == "attn_k":
+                a = unpermute_from_gguf(a, n_kv)
+            sd[f"model.layers.{i}.{h}.weight"] = a
+    cfg._attn_implementation = "eager"
+    model = LlamaForCausalLM(cfg).to(torch.float64).eval()
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64))
+                                                 for k, v in sd.items()}, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    if tied:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    return model, reader, w
+
+
+def numpy_llama_adjacent_rope(w: dict, ids: list[int], n_layer, n_head, n_kv, eps, theta) -> np.ndarray:
+    """Independent float64 llama forward on the GGUF-layout (permuted) weights with adjacent-pair RoPE.
+    Used only to confirm that the permutation + adjacent RoPE equals HF's rotate-half on HF weights."""
+    W = {k: v.astype(np.float64) for k, v in w.items()}
+    T = len(ids)
+    x = W["token_embd.weight"][ids]
+    d = x.shape[1]
+    hd = d // n_head
+    # Angles, cos and sin exactly as transformers computes them: in float32 even in a float64 model.
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float) / hd))            # [hd/2]
+    ang = torch.arange(T, dtype=torch.float)[:, None] * inv[None, :]                    # [T, hd/2]
+    cos, sin = ang.cos().double().numpy(), ang.sin().double().numpy()
+
+    def rms(v, g):
+        return v / np.sqrt(np.mean(v * v, axis=-1, keepdims=True) + eps) * g
+
+    def rope(v):                                             # v [T, heads, hd], pairs (2i, 2i+1)
+        a, b = v[..., 0::2], v[..., 1::2]
+        out = np.empty_like(v)
+        out[..., 0::2] = a * cos[:, None, :] - b * sin[:, None, :]
+        out[..., 1::2] = a * sin[:, None, :] + b * cos[:, None, :]
+        return out
+
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for l in range(n_layer):
+        p = f"blk.{l}."
+        h = rms(x, W[p + "attn_norm.weight"])
+        q = rope((h @ W[p + "attn_q.weight"].T).reshape(T, n_head, hd))
+        k = rope((h @ W[p + "attn_k.weight"].T).reshape(T, n_kv, hd))
+        v = (h @ W[p + "attn_v.weight"].T).reshape(T, n_kv, hd)
+        heads = []
+        for hh in range(n_head):
+            g = hh // (n_head // n_kv)
+            s = q[:, hh] @ k[:, g].T / math.sqrt(hd) + mask
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            s /= s.sum(axis=1, keepdims=True)
+            heads.append(s @ v[:, g])
+        x = x + np.concatenate(heads, axis=1) @ W[p + "attn_output.weight"].T
+        h = rms(x, W[p + "ffn_norm.weight"])
+        gate = h @ W[p + "ffn_gate.weight"].T
+        x = x + ((gate / (1 + np.exp(-gate))) * (h @ W[p + "ffn_up.weight"].T)) @ W[p + "ffn_down.weight"].T
+    x = rms(x, W["output_norm.weight"])
+    return x @ W.get("output.weight", W["token_embd.weight"]).T
+
+
+def transformers_gguf_crosscheck(path: Path, model: LlamaForCausalLM, sequences: list[list[int]]):
+    """Max |logit difference| between our GGUF -> HF conversion and transformers' own GGUF loader (which
+    dequantises and un-permutes independently). Needs `accelerate`; returns None if it is missing."""
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        return None
+    from transformers import AutoModelForCausalLM
+    theirs = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
+                                                  attn_implementation="eager").to(torch.float64).eval()
+    err = 0.0
+    with torch.no_grad():
+        for ids in sequences:
+            x = torch.tensor([ids])
+            err = max(err, float((theirs(x).logits - model(x).logits).abs().max()))
+    del theirs
+    return err
+
+
+def gguf_tokenizer_from_fields(tokens: list[str], merges: list[str], types: list[int], digits: bool) -> Tokenizer:
+    """Byte-level BPE tokenizer rebuilt from GGUF tokenizer metadata with the `tokenizers` library.
+    digits=True gives SmolLM2's pre-tokenizer (each digit split off before the GPT-2 regex split)."""
+    vocab = {t: i for i, t in enumerate(tokens)}
+    pairs = [tuple(m.split(" ")) for m in merges]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, byte_fallback=False, ignore_merges=False))
+    bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), bl]) if digits else bl
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False)
+                            for t, ty in zip(tokens, types) if ty == 3])
+    return tok
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tiny GGUF
+
+GGUF_LAYERS = 2
+GGUF_HEADS, GGUF_KV = 4, 2
+GGUF_THETA = 30000.0
+# Tensor types in the tiny GGUF (norms are F32).
+GGUF_TYPES = {
+    "token_embd.weight": QT.Q8_0,
+    "output.weight": QT.F32,
+    **{f"blk.{l}.{n}.weight": QT.Q4_1 for l in range(GGUF_LAYERS)
+       for n in ("attn_q", "attn_k", "attn_v", "attn_output")},
+    **{f"blk.0.{n}.weight": QT.Q4_0 for n in ("ffn_gate", "ffn_up", "ffn_down")},
+    "blk.1.ffn_gate.weight": QT.F16, "blk.1.ffn_up.weight": QT.BF16, "blk.1.ffn_down.weight": QT.F16,
+}
+
+
+def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
+    out = root / "tiny-llama-gguf"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    seed = SEED + 6
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=GGUF_LAYERS,
+                      num_attention_heads=GGUF_HEADS, num_key_value_heads=GGUF_KV, head_dim=HIDDEN // GGUF_HEADS,
+                      max_position_embeddings=MAX_POS, rope_theta=GGUF_THETA, rms_norm_eps=1e-5,
+                      tie_word_embeddings=False)
+    src = LlamaForCausalLM(cfg).eval()
+    randomize(src, seed)
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in src.state_dict().items()}
+
+    # HF tensor -> GGUF tensor, in the order llama.cpp's converter emits them.
+    gg = {"token_embd.weight": sd["model.embed_tokens.weight"]}
+    for l in range(GGUF_LAYERS):
+        p = f"model.layers.{l}."
+        gg[f"blk.{l}.attn_norm.weight"] = sd[p + "input_layernorm.weight"]
+        gg[f"blk.{l}.ffn_down.weight"] = sd[p + "mlp.down_proj.weight"]
+        gg[f"blk.{l}.ffn_gate.weight"] = sd[p + "mlp.gate_proj.weight"]
+        gg[f"blk.{l}.ffn_up.weight"] = sd[p + "mlp.up_proj.weight"]
+        gg[f"blk.{l}.ffn_norm.weight"] = sd[p + "post_attention_layernorm.weight"]
+        gg[f"blk.{l}.attn_k.weight"] = permute_for_gguf(sd[p + "self_attn.k_proj.weight"], GGUF_KV)
+        gg[f"blk.{l}.attn_output.weight"] = sd[p + "self_attn.o_proj.weight"]
+        gg[f"blk.{l}.attn_q.weight"] = permute_for_gguf(sd[p + "self_attn.q_proj.weight"], GGUF_HEADS)
+        gg[f"blk.{l}.attn_v.weight"] = sd[p + "self_attn.v_proj.weight"]
+    gg["output_norm.weight"] = sd["model.norm.weight"]
+    gg["output.weight"] = sd["lm_head.weight"]
+
+    vocab = tok.get_vocab()
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    merges = [" ".join(p) for p in json.loads(tok.to_str())["model"]["merges"]]
+    types = [3 if t in LLAMA_SPECIALS else 1 for t in tokens]
+
+    path = out / "model.gguf"
+    wr = GGUFWriter(str(path), "llama")
+    wr.add_type("model")
+    wr.add_name("Tiny Llama Fixture")
+    wr.add_context_length(MAX_POS)
+    wr.add_embedding_length(HIDDEN)
+    wr.add_block_count(GGUF_LAYERS)
+    wr.add_feed_forward_length(FFN)
+    wr.add_head_count(GGUF_HEADS)
+    wr.add_head_count_kv(GGUF_KV)
+    wr.add_rope_freq_base(GGUF_THETA)
+    wr.add_layer_norm_rms_eps(1e-5)
+    wr.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
+    wr.add_vocab_size(VOCAB)
+    wr.add_rope_dimension_count(HIDDEN // GGUF_HEADS)
+    wr.add_add_space_prefix(False)
+    wr.add_add_bos_token(False)
+    wr.add_tokenizer_model("gpt2")
+    wr.add_tokenizer_pre("gpt-2")          # plain GPT-2 regex split, no digit splitting (matches tokenizer.json)
+    wr.add_token_list(tokens)
+    wr.add_token_types(types)
+    wr.add_token_merges(merges)
+    wr.add_bos_token_id(vocab["<|im_start|>"])
+    wr.add_eos_token_id(vocab["<|im_end|>"])
+    wr.add_unk_token_id(vocab["<|endoftext|>"])
+    wr.add_pad_token_id(vocab["<|im_end|>"])
+    wr.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    for name, a in gg.items():
+        qt = GGUF_TYPES.get(name, QT.F32)
+        if qt == QT.F32:
+            wr.add_tensor(name, a.astype(np.float32))
+        elif qt == QT.F16:
+            wr.add_tensor(name, a.astype(np.float16))
+        else:
+            q = gquants.quantize(a, qt)
+            wr.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qt)
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+
+    # Read back: check gguf-py's dequantiser against the independent one, and that un-permuting the
+    # read-back Q/K recovers (dequantised) HF rows.
+    model, reader, deq = hf_llama_from_gguf(path)
+    tensor_info = {}
+    for t in reader.tensors:
+        n_cols = int(t.shape[0])
+        n_rows = int(np.prod([int(v) for v in t.shape[1:]]))
+        raw = np.ascontiguousarray(t.data).view(np.uint8).reshape(n_rows, -1)
+        mine = dequant_blocks(raw, t.tensor_type, n_cols)
+        theirs = deq[t.name].reshape(mine.shape)
+        assert np.array_equal(mine, theirs), t.name
+        tensor_info[t.name] = {"type": t.tensor_type.name, "ne": [int(v) for v in t.shape]}
+    for l in range(GGUF_LAYERS):
+        hf_q = model.model.layers[l].self_attn.q_proj.weight.detach().numpy()
+        ref_q = sd[f"model.layers.{l}.self_attn.q_proj.weight"]
+        assert np.abs(hf_q - ref_q).max() < 0.2, "un-permute did not recover HF q rows"
+
+    # Expected: HF model (un-permuted, dequantised) in float64. Cross-check with adjacent-pair RoPE on
+    # the permuted GGUF weights.
+    input_ids = model_input_ids_from_tok(tok, seed)
+    logits_all, nll, cross_err = [], [], 0.0
+    with torch.no_grad():
+        for ids in input_ids:
+            lg = model(torch.tensor([ids])).logits[0]
+            alt = numpy_llama_adjacent_rope(deq, ids, GGUF_LAYERS, GGUF_HEADS, GGUF_KV, 1e-5, GGUF_THETA)
+            err = np.abs(alt - lg.numpy()).max()
+            # transformers runs RMSNorm, the attention softmax and RoPE cos/sin in float32 even in a float64
+            # model, so the two forwards agree to float32 rounding (~1e-6), not to float64 rounding.
+            assert err < 2e-5, f"adjacent-pair RoPE cross-check failed: {err}"
+            cross_err = max(cross_err, float(err))
+            logits_all.append(f32_list(lg.numpy()))
+            nll.append(nll_sums(lg, ids))
+
+    # The tokenizer described by the GGUF metadata must reproduce the tokenizer.json it came from.
+    gtok = gguf_tokenizer_from_fields(list(gguf_meta(reader, "tokenizer.ggml.tokens")),
+                                      list(gguf_meta(reader, "tokenizer.ggml.merges")),
+                                      list(gguf_meta(reader, "tokenizer.ggml.token_type")), digits=False)
+    tok_ids = [gtok.encode(t, add_special_tokens=True).ids for t in TOKENIZER_TEXTS]
+    assert tok_ids == [tok.encode(t).ids for t in TOKENIZER_TEXTS]
+    tf_err = transformers_gguf_crosscheck(path, model, input_ids)
+    assert tf_err is None or tf_err < 1e-9, f"transformers' GGUF loader disagrees: {tf_err}"
+
+    expected = {
+        "input_ids": input_ids,
+        "logits": logits_all,
+        "nll_sum": nll,
+        "predicted_tokens": [len(i) - 1 for i in input_ids],
+        "tokenizer": {"texts": TOKENIZER_TEXTS, "ids": tok_ids},
+        "tensor_types": {k: v["type"] for k, v in tensor_info.items()},
+        "reference": reference_info(gguf=gguf_version(), storage="dequantised GGUF weights",
+                                    model_class="LlamaForCausalLM (attn_q/attn_k un-permuted)",
+                                    adjacent_rope_numpy_max_abs_diff=cross_err,
+                                    transformers_gguf_loader_max_abs_diff=tf_err),
+    }
+    write_json(out / "expected.json", expected)
+    return {"name": "tiny-llama-gguf", "tensors": tensor_info}
+
+
+def model_input_ids_from_tok(tok: Tokenizer, seed: int) -> list[list[int]]:
+    first = tok.encode(MODEL_TEXT).ids[:SEQ_LEN]
+    rng = np.random.default_rng(seed)
+    return [first, [int(v) for v in rng.integers(0, VOCAB, size=SEQ_LEN + 1)]]
+
+
+def gguf_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("gguf")
+    except Exception:
+        return "unknown"
+
+
+# --------------------------------------------------------------------------------------------------------
+# SmolLM2
+
+SMOLLM2_TEXTS = [
+    "The capital of France is Paris. It is famous for the Eiffel Tower, its museums and its cafés.",
+    "In 2024, 3.14159 and 1,000,000 were not the same number; 2024-01-15 came before 09:30 on 31/12.",
+    "Wait... what?! (Really) -- [yes]; {no}: \"quoted\" 'single' #tag @user $5 100% a/b\\c",
+    "café naïve — 東京 🚀 Straße",
+    "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n\nprint(fib(10))\n",
+    "a   b\n\n\tc",
+    "x² + y³ = ½",    # '½' etc. are numeric for the Digits pre-tokenizer (Rust char::is_numeric: Nd, Nl, No)
+    ("Every spring the village held a market by the old stone bridge. Farmers brought vegetables, cheese "
+     "and honey, and children ran between the stalls while their parents talked about the weather. In the "
+     "evening musicians played near the water, and the smell of fresh bread drifted across the square until "
+     "the last lanterns were put out and everyone walked slowly home."),
+    "<|im_start|>user\nWhat is 7 times 8?<|im_end|>\n<|im_start|>assistant\n",
+]
+GREEDY_PROMPT = "The capital of France is"
+GREEDY_STEPS = 8
+N_FIXED_IDS = 50
+
+
+def make_smollm2(root: Path, gguf_path: Path) -> dict:
+    print(f"SmolLM2: reading {gguf_path}", flush=True)
+    model, reader, _ = hf_llama_from_gguf(gguf_path)
+    cfg = model.config
+    tokens = list(gguf_meta(reader, "tokenizer.ggml.tokens"))
+    merges = list(gguf_meta(reader, "tokenizer.ggml.merges"))
+    types = list(gguf_meta(reader, "tokenizer.ggml.token_type"))
+    assert gguf_meta(reader, "tokenizer.ggml.model") == "gpt2"
+    assert gguf_meta(reader, "tokenizer.ggml.pre") == "smollm"
+    tok = gguf_tokenizer_from_fields(tokens, merges, types, digits=True)
+
+    # Sanity check against transformers' own GGUF tokenizer. transformers builds it without the digit
+    # split (pre-tokenizer = ByteLevel only), so it is only required to agree on texts without numeric
+    # characters; on those it must agree exactly (it does). Observed: it also agrees on the ASCII-digit
+    # texts, because SmolLM2's vocabulary has no multi-digit tokens and no "Ġ<digit>" tokens, so BPE splits
+    # digit runs anyway. It disagrees on "x² + y³ = ½": the Digits pre-tokenizer treats '½' (Unicode No) as a
+    # digit and splits it from the preceding space ('Ġ', 'Â½'), while the plain GPT-2 regex keeps " ½"
+    # together (' ?\p{N}+') and BPE gives ('ĠÂ', '½').
+    hf_check = {}
+    try:
+        from transformers import AutoTokenizer
+        hf_tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        for i, t in enumerate(SMOLLM2_TEXTS + [GREEDY_PROMPT]):
+            a = tok.encode(t).ids
+            b = hf_tok(t, add_special_tokens=False)["input_ids"]
+            hf_check[t] = {"has_numeric": any(c.isnumeric() for c in t), "agrees": a == b}
+        for t, r in hf_check.items():
+            if not r["has_numeric"]:
+                assert r["agrees"], f"reference tokenizer disagrees with transformers' GGUF tokenizer on {t!r}"
+    except Exception as e:  # pragma: no cover - informational only
+        hf_check = {"error": repr(e)}
+
+    rng = np.random.default_rng(SEED)
+    fixed_ids = sorted(int(v) for v in rng.choice(cfg.vocab_size, size=N_FIXED_IDS, replace=False))
+    records = []
+    with torch.no_grad():
+        for t in SMOLLM2_TEXTS:
+            enc = tok.encode(t)
+            ids = enc.ids
+            assert tok.decode(ids, skip_special_tokens=False) == t, t
+            lg = model(torch.tensor([ids])).logits[0]
+            last = lg[-1]
+            top = torch.topk(last, 20)
+            records.append({
+                "text": t,
+                "ids": ids,
+                "tokens": enc.tokens,
+                "nll_sum": nll_sums(lg, ids),
+                "predicted_tokens": len(ids) - 1,
+                "last_top20": [[int(i), f32(v)] for v, i in zip(top.values.tolist(), top.indices.tolist())],
+                "last_fixed_logits": [f32(last[i].item()) for i in fixed_ids],
+            })
+            print(f"  {len(ids):3d} tokens  nll/token {records[-1]['nll_sum'] / max(1, len(ids) - 1):.3f}  {t[:40]!r}",
+                  flush=True)
+        prompt = tok.encode(GREEDY_PROMPT).ids
+        seq = list(prompt)
+        for _ in range(GREEDY_STEPS):
+            seq.append(int(model(torch.tensor([seq])).logits[0, -1].argmax()))
+    greedy = {"prompt": GREEDY_PROMPT, "prompt_ids": prompt, "ids": seq[len(prompt):],
+              "text": tok.decode(seq[len(prompt):])}
+    print(f"  greedy: {GREEDY_PROMPT!r} -> {greedy['text']!r}", flush=True)
+
+    tf_err = transformers_gguf_crosscheck(gguf_path, model, [r["ids"] for r in records])
+    assert tf_err is None or tf_err < 1e-6, f"transformers' GGUF loader disagrees: {tf_err}"
+    sha = hashlib.sha256(gguf_path.read_bytes()).hexdigest()
+    expected = {
+        "model": {"file": gguf_path.name, "sha256": sha, "n_layer": cfg.num_hidden_layers,
+                  "n_embd": cfg.hidden_size, "n_head": cfg.num_attention_heads, "n_head_kv": cfg.num_key_value_heads,
+                  "head_dim": cfg.head_dim, "n_ff": cfg.intermediate_size, "n_vocab": cfg.vocab_size,
+                  "rope_theta": cfg.rope_parameters["rope_theta"], "rms_norm_eps": cfg.rms_norm_eps,
+                  "tied_embeddings": cfg.tie_word_embeddings},
+        "bos_added": False,
+        "fixed_ids": fixed_ids,
+        "texts": records,
+        "greedy": greedy,
+        "hf_gguf_tokenizer_check": hf_check,
+        "reference": reference_info(gguf=gguf_version(), storage="dequantised GGUF weights (gguf-py)",
+                                    tokenizer="tokenizers BPE from GGUF tokens/merges, pre-tokenizer "
+                                              "Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space="
+                                              "False, use_regex=True)], ByteLevel decoder; control tokens special",
+                                    transformers_gguf_loader_max_abs_diff=tf_err),
+    }
+    path = root / "smollm2-expected.json"
+    write_json(path, expected)
+    return expected
+
+
+# --------------------------------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smollm2", type=Path, help="path to SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args()
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    summaries, llama_tok = tiny_hf_fixtures(args.out)
+    summaries.append(make_tiny_gguf(args.out, llama_tok))
+    if args.smollm2:
+        make_smollm2(args.out, args.smollm2.resolve())
+
+    print(f"\nWrote fixtures into {args.out}:")
+    for s in summaries:
+        print(f"  {s['name']}/")
+        for k, v in s["tensors"].items():
+            print(f"      {k:48s} {v}")
+    total = 0
+    for p in sorted(args.out.rglob("*")):
+        if p.is_file():
+            total += p.stat().st_size
+            print(f"  {p.relative_to(args.out)}  {p.stat().st_size:,} bytes")
+    print(f"  total {total:,} bytes")
+
+
+if __name__ == "__main__":
+    main()
