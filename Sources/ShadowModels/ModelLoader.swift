@@ -100,30 +100,30 @@ public enum ModelLoader {
         guard let entry = ArchitectureRegistry.gguf[arch] else {
             throw ShadowError.unknownArchitecture(path: path, name: arch)
         }
-        let tokens = try file.optionalStringArray("tokenizer.ggml.tokens")
+        let tokens = try file.stringArrayIfPresent("tokenizer.ggml.tokens")
         let embeddingShape = file.tensorInfos["token_embd.weight"]?.shape
         let hidden = try file.int("\(arch).embedding_length")
         let heads = try file.int("\(arch).attention.head_count")
         guard heads > 0, hidden > 0 else {
             throw ShadowError.corruptFile(path: path, reason: "\(arch).attention.head_count and embedding_length must be positive")
         }
-        let vocab = try file.optionalInt("\(arch).vocab_size") ?? tokens?.count ?? embeddingShape?.first ?? 0
+        let vocab = try file.intIfPresent("\(arch).vocab_size") ?? tokens?.count ?? embeddingShape?.first ?? 0
         let config = LlamaConfig(
             modelType: entry.modelType,
             hiddenSize: hidden,
             intermediateSize: try file.int("\(arch).feed_forward_length"),
             layers: try file.int("\(arch).block_count"),
             heads: heads,
-            kvHeads: try file.optionalInt("\(arch).attention.head_count_kv") ?? heads,
-            headDim: try file.optionalInt("\(arch).attention.key_length") ?? hidden / heads,
+            kvHeads: try file.intIfPresent("\(arch).attention.head_count_kv") ?? heads,
+            headDim: try file.intIfPresent("\(arch).attention.key_length") ?? hidden / heads,
             vocabularySize: vocab,
-            maxContext: try file.optionalInt("\(arch).context_length") ?? 2048,
-            rmsNormEps: Float(try file.optionalFloat("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
-            rope: RopeConfig(theta: Double(try file.optionalFloat("\(arch).rope.freq_base") ?? 10000)),
+            maxContext: try file.intIfPresent("\(arch).context_length") ?? 2048,
+            rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
+            rope: RopeConfig(theta: Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)),
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,
             attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
-            bosTokenID: try file.optionalInt("tokenizer.ggml.bos_token_id"),
-            eosTokenIDs: (try file.optionalInt("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
+            bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
+            eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
         try config.validate(path: path)
         let model = try LlamaModel.load(gguf: TensorTable(file), config: config, permutedQK: entry.permutedQK)
 
@@ -131,18 +131,18 @@ public enum ModelLoader {
         if let tokens {
             tokenizer = try TokenizerLoader.fromGGUF(
                 model: try file.string("tokenizer.ggml.model"),
-                pre: try file.optionalString("tokenizer.ggml.pre"),
+                pre: try file.stringIfPresent("tokenizer.ggml.pre"),
                 tokens: tokens,
-                tokenTypes: try file.optionalIntArray("tokenizer.ggml.token_type"),
-                merges: try file.optionalStringArray("tokenizer.ggml.merges"),
-                scores: try file.optionalFloatArray("tokenizer.ggml.scores"),
-                bosID: try file.optionalInt("tokenizer.ggml.bos_token_id"),
-                eosID: try file.optionalInt("tokenizer.ggml.eos_token_id"),
-                addBOS: try file.optionalBool("tokenizer.ggml.add_bos_token"),
+                tokenTypes: try file.intArrayIfPresent("tokenizer.ggml.token_type"),
+                merges: try file.stringArrayIfPresent("tokenizer.ggml.merges"),
+                scores: try file.floatArrayIfPresent("tokenizer.ggml.scores"),
+                bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
+                eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
+                addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
                 path: path)
         }
         var stops = Set(config.eosTokenIDs)
-        if let eot = try file.optionalInt("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
+        if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
     }
 }

