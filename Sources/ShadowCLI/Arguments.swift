@@ -9,16 +9,21 @@ public struct Option: Sendable {
     public let short: Character?
     public let valueName: String?      // nil: a flag
     public let help: String
+    /// A default the parser supplies when the option is absent.
     public let defaultValue: String?
+    /// How help describes the default when the command computes it (e.g. "the model's context").
+    public let defaultDescription: String?
     public let allowed: [String]?
 
     public static func flag(_ name: String, short: Character? = nil, help: String) -> Option {
-        Option(name: name, short: short, valueName: nil, help: help, defaultValue: nil, allowed: nil)
+        Option(name: name, short: short, valueName: nil, help: help, defaultValue: nil, defaultDescription: nil, allowed: nil)
     }
 
     public static func value(_ name: String, short: Character? = nil, _ valueName: String, help: String,
-                             default defaultValue: String? = nil, allowed: [String]? = nil) -> Option {
-        Option(name: name, short: short, valueName: valueName, help: help, defaultValue: defaultValue, allowed: allowed)
+                             default defaultValue: String? = nil, defaultDescription: String? = nil,
+                             allowed: [String]? = nil) -> Option {
+        Option(name: name, short: short, valueName: valueName, help: help, defaultValue: defaultValue,
+               defaultDescription: defaultDescription, allowed: allowed)
     }
 
     var isFlag: Bool { valueName == nil }
@@ -55,7 +60,7 @@ public struct Command: Sendable {
             if let valueName = option.valueName { left += " <\(valueName)>" }
             var right = option.help
             if let allowed = option.allowed { right += " (values: \(allowed.joined(separator: ", ")))" }
-            if let value = option.defaultValue { right += " (default: \(value))" }
+            if let value = option.defaultDescription ?? option.defaultValue { right += " (default: \(value))" }
             if left.count < 28 {
                 lines.append(left.padding(toLength: 28, withPad: " ", startingAt: 0) + right)
             } else {

@@ -9,7 +9,7 @@ enum ModelOptions {
         [
             .value("model", short: "m", "path",
                    help: "A .gguf file or a Hugging Face model directory (config.json + *.safetensors + tokenizer.json).",
-                   default: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
+                   defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
             .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
         ]
     }

@@ -34,8 +34,8 @@ enum PerplexityCommand {
         options: ModelOptions.options + [
             .value("text-file", "path", help: "The UTF-8 text to score."),
             .value("text", "string", help: "Score this text instead of a file."),
-            .value("context", short: "c", "n", help: "Window length in tokens.", default: "1024 or the model's context if smaller"),
-            .value("stride", "n", help: "Start a window every n tokens (overlapping windows).", default: "the context"),
+            .value("context", short: "c", "n", help: "Window length in tokens.", defaultDescription: "1024, or the model's context if smaller"),
+            .value("stride", "n", help: "Start a window every n tokens (overlapping windows).", defaultDescription: "the context"),
             .flag("json", help: "Print JSON with nll_sum, predicted_tokens and perplexity."),
             .flag("no-progress", help: "Hide the progress bar."),
         ]

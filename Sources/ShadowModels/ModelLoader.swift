@@ -23,7 +23,7 @@ public struct LoadedModel: @unchecked Sendable {
 /// The table of contents of supported architectures: a name in the checkpoint → the file that
 /// builds it. Adding an architecture is one file and one line here.
 public enum ArchitectureRegistry {
-    typealias HFLoader = (_ configData: Data, _ configPath: String, _ table: TensorTable) throws -> any CausalLanguageModel
+    typealias HFLoader = @Sendable (_ configData: Data, _ configPath: String, _ table: TensorTable) throws -> any CausalLanguageModel
 
     static let huggingFace: [String: HFLoader] = [
         "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "smollm": loadLlama,

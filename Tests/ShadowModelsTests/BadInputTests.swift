@@ -5,11 +5,11 @@ import Testing
 
 /// Writes minimal Hugging Face checkpoints (config.json + F32 safetensors) for error-path tests.
 enum CheckpointWriter {
-    static let config: [String: Any] = [
+    static var config: [String: Any] { [
         "model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
         "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10, "tie_word_embeddings": true,
         "rms_norm_eps": 1e-5, "max_position_embeddings": 32,
-    ]
+    ] }
 
     static var tensors: [(String, [Int])] {
         let p = "model.layers.0."
