@@ -11,6 +11,9 @@ enum ModelOptions {
                    help: "A .gguf file or a Hugging Face model directory (config.json + *.safetensors + tokenizer.json).",
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
             .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
+            .value("weights", "dtype",
+                   help: "How weights are kept in memory: bf16 halves the bytes decode reads per token (fastest) and keeps NLL within 0.5% of f32.",
+                   default: WeightDType.bf16.rawValue, allowed: WeightDType.allCases.map(\.rawValue)),
         ]
     }
 
@@ -26,7 +29,8 @@ enum ModelOptions {
         Threads.set(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
         let path = try modelPath(arguments)
         let start = Date()
-        let loaded = try ModelLoader.load(path: path)
+        let weights = WeightDType(rawValue: try arguments.required("weights"))!
+        let loaded = try ModelLoader.load(path: path, weights: weights)
         if arguments.flag("verbose") {
             console.printError(String(format: "loaded %@ in %.2f s", path, Date().timeIntervalSince(start)))
         }

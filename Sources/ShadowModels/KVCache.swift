@@ -34,14 +34,11 @@ public final class KVCache: @unchecked Sendable {
 
     public func reset() { length = 0 }
 
-    // Scratch buffers, grown on demand and then reused.
-    private var scratch: [String: Matrix] = [:]
+    /// Buffers the forward pass reuses from token to token.
+    public let scratch = Scratch()
 
     /// A reusable `(rows, cols)` buffer named `name`; its contents are undefined.
-    public func buffer(_ name: String, rows: Int, cols: Int) -> Matrix {
-        if let m = scratch[name], m.rows >= rows, m.cols == cols { return m }
-        let m = Matrix(rows: rows, cols: cols)
-        scratch[name] = m
-        return m
+    public func buffer(_ name: String, rows: Int, cols: Int) -> UnsafeMutablePointer<Float> {
+        scratch.buffer(name, rows: rows, cols: cols)
     }
 }

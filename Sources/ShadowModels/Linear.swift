@@ -1,11 +1,15 @@
 import ShadowKernels
 
+/// Up to this many tokens go through the GEMV path one by one: widening 16-bit weights for a
+/// GEMM costs several passes over them, more than a few GEMVs do.
+let gemvTokenLimit = 4
+
 /// y = x Wᵀ + b for a `[out, in]` weight: GEMM for many tokens, SIMD GEMV for one.
 public struct Linear: Sendable {
-    public let weight: Matrix            // (out, in)
+    public let weight: WeightMatrix      // (out, in)
     public let bias: [Float]?            // (out)
 
-    public init(weight: Matrix, bias: [Float]? = nil) {
+    public init(weight: WeightMatrix, bias: [Float]? = nil) {
         precondition(bias == nil || bias!.count == weight.rows)
         self.weight = weight
         self.bias = bias
@@ -15,11 +19,12 @@ public struct Linear: Sendable {
     public var outputSize: Int { weight.rows }
 
     /// out: (T, outputSize); x: (T, inputSize).
-    public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int) {
-        if tokens == 1 {
-            GEMV.multiply(out, weight.pointer, x, rows: weight.rows, cols: weight.cols)
+    public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, scratch: Scratch) {
+        if tokens <= gemvTokenLimit {
+            for t in 0..<tokens { weight.multiply(out + t * weight.rows, x + t * weight.cols) }
         } else {
-            BLAS.gemmABt(out, x, weight.pointer, m: tokens, n: weight.rows, k: weight.cols)
+            let w = weight.floatRows { scratch.buffer("widened", count: $0) }
+            BLAS.gemmABt(out, x, w, m: tokens, n: weight.rows, k: weight.cols)
         }
         if let bias { bias.withUnsafeBufferPointer { Ops.addBias(out, $0.baseAddress!, rows: tokens, n: weight.rows) } }
     }
@@ -28,10 +33,10 @@ public struct Linear: Sendable {
 /// A projection stored transposed, `[in, out]`: one contiguous row per input unit (FFN neuron or
 /// attention-output dimension), so skipping a unit skips a row (DESIGN §5).
 public struct TransposedLinear: Sendable {
-    public let weightT: Matrix           // (in, out)
+    public let weightT: WeightMatrix     // (in, out)
     public let bias: [Float]?            // (out)
 
-    public init(weightT: Matrix, bias: [Float]? = nil) {
+    public init(weightT: WeightMatrix, bias: [Float]? = nil) {
         precondition(bias == nil || bias!.count == weightT.cols)
         self.weightT = weightT
         self.bias = bias
@@ -42,13 +47,14 @@ public struct TransposedLinear: Sendable {
 
     /// out (+)= x W + b; out: (T, outputSize); x: (T, inputSize).
     public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
-                      accumulate: Bool) {
-        if tokens == 1 {
-            GEMV.multiplyTransposed(out, weightT.pointer, x, rows: weightT.rows, cols: weightT.cols,
-                                    accumulate: accumulate)
+                      accumulate: Bool, scratch: Scratch) {
+        if tokens <= gemvTokenLimit {
+            for t in 0..<tokens {
+                weightT.multiplyTransposed(out + t * weightT.cols, x + t * weightT.rows, accumulate: accumulate)
+            }
         } else {
-            BLAS.gemmAB(out, x, weightT.pointer, m: tokens, n: weightT.cols, k: weightT.rows,
-                        accumulate: accumulate)
+            let w = weightT.floatRows { scratch.buffer("widened", count: $0) }
+            BLAS.gemmAB(out, x, w, m: tokens, n: weightT.cols, k: weightT.rows, accumulate: accumulate)
         }
         if let bias { bias.withUnsafeBufferPointer { Ops.addBias(out, $0.baseAddress!, rows: tokens, n: weightT.cols) } }
     }

@@ -23,15 +23,15 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public let config: LlamaConfig
     public let architecture: String
     public let shape: TransformerShape
-    public let embedding: Matrix           // (V, d)
+    public let embedding: WeightMatrix     // (V, d)
     public let blocks: [LlamaBlock]
     public let finalNorm: [Float]          // (d)
-    public let lmHead: Matrix              // (V, d); the embedding itself when tied
+    public let lmHead: WeightMatrix        // (V, d); the embedding itself when tied
     public let inverseFrequencies: [Float] // (d_h / 2)
     public let sourceDTypes: [String: Int]
 
-    public init(config: LlamaConfig, architecture: String, embedding: Matrix, blocks: [LlamaBlock],
-                finalNorm: [Float], lmHead: Matrix, sourceDTypes: [String: Int] = [:]) {
+    public init(config: LlamaConfig, architecture: String, embedding: WeightMatrix, blocks: [LlamaBlock],
+                finalNorm: [Float], lmHead: WeightMatrix, sourceDTypes: [String: Int] = [:]) {
         self.config = config
         self.architecture = architecture
         self.shape = config.shape
@@ -57,26 +57,25 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let T = tokens.count, d = s.hiddenSize
         let past = cache.length
         precondition(T > 0 && past + T <= cache.capacity, "context overflow")
-        let x = cache.buffer("x", rows: T, cols: d).pointer
-        let xn = cache.buffer("xn", rows: T, cols: d).pointer
-        let q = cache.buffer("q", rows: T, cols: s.attentionWidth).pointer
-        let k = cache.buffer("k", rows: T, cols: s.kvWidth).pointer
-        let v = cache.buffer("v", rows: T, cols: s.kvWidth).pointer
-        let a = cache.buffer("a", rows: T, cols: s.attentionWidth).pointer
-        let g = cache.buffer("gate", rows: T, cols: s.ffnSize).pointer
-        let u = cache.buffer("up", rows: T, cols: s.ffnSize).pointer
-        for (t, token) in tokens.enumerated() {
-            (x + t * d).update(from: embedding.row(token), count: d)
-        }
+        let scratch = cache.scratch
+        let x = cache.buffer("x", rows: T, cols: d)
+        let xn = cache.buffer("xn", rows: T, cols: d)
+        let q = cache.buffer("q", rows: T, cols: s.attentionWidth)
+        let k = cache.buffer("k", rows: T, cols: s.kvWidth)
+        let v = cache.buffer("v", rows: T, cols: s.kvWidth)
+        let a = cache.buffer("a", rows: T, cols: s.attentionWidth)
+        let g = cache.buffer("gate", rows: T, cols: s.ffnSize)
+        let u = cache.buffer("up", rows: T, cols: s.ffnSize)
+        for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x + t * d) }
         let scale = 1 / Float(s.headDim).squareRoot()
         inverseFrequencies.withUnsafeBufferPointer { invFreq in
             for (l, block) in blocks.enumerated() {
                 block.attentionNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
                 }
-                block.q.apply(q, xn, tokens: T)
-                block.k.apply(k, xn, tokens: T)
-                block.v.apply(v, xn, tokens: T)
+                block.q.apply(q, xn, tokens: T, scratch: scratch)
+                block.k.apply(k, xn, tokens: T, scratch: scratch)
+                block.v.apply(v, xn, tokens: T, scratch: scratch)
                 for t in 0..<T {
                     Ops.rope(q + t * s.attentionWidth, heads: s.heads, headDim: s.headDim, position: past + t,
                              inverseFrequencies: invFreq.baseAddress!)
@@ -85,47 +84,47 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 }
                 CausalAttention.store(cache: cache, layer: l, k: k, v: v, past: past, tokens: T)
                 CausalAttention.attend(a, q: q, cache: cache, layer: l, past: past, tokens: T, scale: scale)
-                block.output.apply(x, a, tokens: T, accumulate: true)
+                block.output.apply(x, a, tokens: T, accumulate: true, scratch: scratch)
 
                 block.mlpNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
                 }
-                block.gate.apply(g, xn, tokens: T)
-                block.up.apply(u, xn, tokens: T)
+                block.gate.apply(g, xn, tokens: T, scratch: scratch)
+                block.up.apply(u, xn, tokens: T, scratch: scratch)
                 Ops.siluMul(g, g, u, count: T * s.ffnSize)
-                block.down.apply(x, g, tokens: T, accumulate: true)
+                block.down.apply(x, g, tokens: T, accumulate: true, scratch: scratch)
             }
         }
         cache.advance(by: T)
-        return LMHead.logits(x: x, tokens: T, norm: { out, input, rows in
+        return LMHead.logits(x: x, tokens: T, width: d, norm: { out, input, rows in
             finalNorm.withUnsafeBufferPointer {
                 Ops.rmsNorm(out, input, $0.baseAddress!, rows: rows, n: d, eps: config.rmsNormEps)
             }
-        }, head: lmHead, scratch: xn, request: request)
+        }, head: lmHead, normed: xn, scratch: scratch, request: request)
     }
 }
 
 /// The final norm and the vocabulary projection, for the rows the caller asked for.
 enum LMHead {
-    static func logits(x: UnsafeMutablePointer<Float>, tokens T: Int,
+    /// x: (T, width), the residual stream after the last block.
+    static func logits(x: UnsafeMutablePointer<Float>, tokens T: Int, width: Int,
                        norm: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
-                       head: Matrix, scratch: UnsafeMutablePointer<Float>, request: LogitsRequest) -> [Float] {
-        let d = head.cols, vocab = head.rows
+                       head: WeightMatrix, normed: UnsafeMutablePointer<Float>, scratch: Scratch,
+                       request: LogitsRequest) -> [Float] {
+        let vocab = head.rows
         switch request {
         case .none:
             return []
         case .last:
-            norm(scratch, x + (T - 1) * d, 1)
+            norm(normed, x + (T - 1) * width, 1)
             var out = [Float](repeating: 0, count: vocab)
-            out.withUnsafeMutableBufferPointer {
-                GEMV.multiply($0.baseAddress!, head.pointer, scratch, rows: vocab, cols: d)
-            }
+            out.withUnsafeMutableBufferPointer { head.multiply($0.baseAddress!, normed) }
             return out
         case .all:
-            norm(scratch, x, T)
+            norm(normed, x, T)
             var out = [Float](repeating: 0, count: T * vocab)
             out.withUnsafeMutableBufferPointer {
-                Linear(weight: head).apply($0.baseAddress!, scratch, tokens: T)
+                Linear(weight: head).apply($0.baseAddress!, normed, tokens: T, scratch: scratch)
             }
             return out
         }
@@ -257,7 +256,7 @@ extension LlamaModel {
     /// Loads Hugging Face tensor names (`model.layers.N.self_attn.q_proj.weight`, …).
     static func load(huggingFace table: TensorTable, config: LlamaConfig) throws -> LlamaModel {
         let s = config.shape, d = s.hiddenSize
-        let embedding = try table.matrix("model.embed_tokens.weight", rows: s.vocabularySize, cols: d)
+        let embedding = try table.weight("model.embed_tokens.weight", rows: s.vocabularySize, cols: d)
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "model.layers.\(l)."
             func bias(_ name: String, _ n: Int) throws -> [Float]? {
@@ -265,25 +264,25 @@ extension LlamaModel {
             }
             return LlamaBlock(
                 attentionNorm: try table.vector(p + "input_layernorm.weight", count: d),
-                q: Linear(weight: try table.matrix(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
+                q: Linear(weight: try table.weight(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
                           bias: try bias("self_attn.q_proj.bias", s.attentionWidth)),
-                k: Linear(weight: try table.matrix(p + "self_attn.k_proj.weight", rows: s.kvWidth, cols: d),
+                k: Linear(weight: try table.weight(p + "self_attn.k_proj.weight", rows: s.kvWidth, cols: d),
                           bias: try bias("self_attn.k_proj.bias", s.kvWidth)),
-                v: Linear(weight: try table.matrix(p + "self_attn.v_proj.weight", rows: s.kvWidth, cols: d),
+                v: Linear(weight: try table.weight(p + "self_attn.v_proj.weight", rows: s.kvWidth, cols: d),
                           bias: try bias("self_attn.v_proj.bias", s.kvWidth)),
-                output: TransposedLinear(weightT: try table.matrix(p + "self_attn.o_proj.weight", rows: d, cols: s.attentionWidth).transposed()),
+                output: TransposedLinear(weightT: try table.transposedWeight(p + "self_attn.o_proj.weight", rows: d, cols: s.attentionWidth)),
                 mlpNorm: try table.vector(p + "post_attention_layernorm.weight", count: d),
-                gate: Linear(weight: try table.matrix(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d)),
-                up: Linear(weight: try table.matrix(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d)),
-                down: TransposedLinear(weightT: try table.matrix(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize).transposed()))
+                gate: Linear(weight: try table.weight(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d)),
+                up: Linear(weight: try table.weight(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d)),
+                down: TransposedLinear(weightT: try table.transposedWeight(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize)))
         }
         let finalNorm = try table.vector("model.norm.weight", count: d)
-        let lmHead: Matrix
+        let lmHead: WeightMatrix
         if config.tieWordEmbeddings {
             lmHead = embedding
             table.ignore("lm_head.weight")  // some exporters write the tied copy anyway
         } else {
-            lmHead = try table.matrix("lm_head.weight", rows: s.vocabularySize, cols: d)
+            lmHead = try table.weight("lm_head.weight", rows: s.vocabularySize, cols: d)
         }
         table.ignore(suffix: "rotary_emb.inv_freq")
         try table.finish()
@@ -296,7 +295,7 @@ extension LlamaModel {
     /// Hugging Face's rotate-half RoPE, so one forward serves both formats.
     static func load(gguf table: TensorTable, config: LlamaConfig, permutedQK: Bool) throws -> LlamaModel {
         let s = config.shape, d = s.hiddenSize
-        let embedding = try table.matrix("token_embd.weight", rows: s.vocabularySize, cols: d)
+        let embedding = try table.weight("token_embd.weight", rows: s.vocabularySize, cols: d)
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "blk.\(l)."
             var wq = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)
@@ -307,18 +306,18 @@ extension LlamaModel {
             }
             return LlamaBlock(
                 attentionNorm: try table.vector(p + "attn_norm.weight", count: d),
-                q: Linear(weight: wq, bias: try table.optionalVector(p + "attn_q.bias", count: s.attentionWidth)),
-                k: Linear(weight: wk, bias: try table.optionalVector(p + "attn_k.bias", count: s.kvWidth)),
-                v: Linear(weight: try table.matrix(p + "attn_v.weight", rows: s.kvWidth, cols: d),
+                q: Linear(weight: WeightMatrix(wq, dtype: table.weightDType), bias: try table.optionalVector(p + "attn_q.bias", count: s.attentionWidth)),
+                k: Linear(weight: WeightMatrix(wk, dtype: table.weightDType), bias: try table.optionalVector(p + "attn_k.bias", count: s.kvWidth)),
+                v: Linear(weight: try table.weight(p + "attn_v.weight", rows: s.kvWidth, cols: d),
                           bias: try table.optionalVector(p + "attn_v.bias", count: s.kvWidth)),
-                output: TransposedLinear(weightT: try table.matrix(p + "attn_output.weight", rows: d, cols: s.attentionWidth).transposed()),
+                output: TransposedLinear(weightT: try table.transposedWeight(p + "attn_output.weight", rows: d, cols: s.attentionWidth)),
                 mlpNorm: try table.vector(p + "ffn_norm.weight", count: d),
-                gate: Linear(weight: try table.matrix(p + "ffn_gate.weight", rows: s.ffnSize, cols: d)),
-                up: Linear(weight: try table.matrix(p + "ffn_up.weight", rows: s.ffnSize, cols: d)),
-                down: TransposedLinear(weightT: try table.matrix(p + "ffn_down.weight", rows: d, cols: s.ffnSize).transposed()))
+                gate: Linear(weight: try table.weight(p + "ffn_gate.weight", rows: s.ffnSize, cols: d)),
+                up: Linear(weight: try table.weight(p + "ffn_up.weight", rows: s.ffnSize, cols: d)),
+                down: TransposedLinear(weightT: try table.transposedWeight(p + "ffn_down.weight", rows: d, cols: s.ffnSize)))
         }
         let finalNorm = try table.vector("output_norm.weight", count: d)
-        let lmHead = try table.optionalMatrix("output.weight", rows: s.vocabularySize, cols: d) ?? embedding
+        let lmHead = try table.optionalWeight("output.weight", rows: s.vocabularySize, cols: d) ?? embedding
         table.ignore("rope_freqs.weight")
         try table.finish()
         return LlamaModel(config: config, architecture: config.modelType, embedding: embedding, blocks: blocks,

@@ -1,5 +1,6 @@
 import Foundation
 import ShadowFormats
+import ShadowKernels
 import ShadowTokenizers
 
 /// A model ready to run: the network, its tokenizer and where it came from.
@@ -54,17 +55,19 @@ public enum ArchitectureRegistry {
 
 public enum ModelLoader {
     /// Loads a `.gguf` file or a Hugging Face model directory.
-    public static func load(path: String) throws -> LoadedModel {
+    /// `weights` is how matrices are kept in memory (fp32, or bf16/fp16 widened in registers).
+    public static func load(path: String, weights: WeightDType = .f32) throws -> LoadedModel {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ShadowError.fileNotFound(path: path)
         }
-        return isDirectory.boolValue ? try loadHuggingFace(directory: path) : try loadGGUF(path: path)
+        return isDirectory.boolValue ? try loadHuggingFace(directory: path, weights: weights)
+                                     : try loadGGUF(path: path, weights: weights)
     }
 
     // MARK: Hugging Face directories
 
-    static func loadHuggingFace(directory: String) throws -> LoadedModel {
+    static func loadHuggingFace(directory: String, weights: WeightDType) throws -> LoadedModel {
         let configPath = (directory as NSString).appendingPathComponent("config.json")
         guard let configData = FileManager.default.contents(atPath: configPath) else {
             throw ShadowError.fileNotFound(path: configPath)
@@ -77,7 +80,7 @@ public enum ModelLoader {
         guard let loader = ArchitectureRegistry.huggingFace[header.modelType] else {
             throw ShadowError.unknownArchitecture(path: configPath, name: header.modelType)
         }
-        let table = TensorTable(try SafetensorsCollection(directory: directory))
+        let table = TensorTable(try SafetensorsCollection(directory: directory), weightDType: weights)
         let model = try loader(configData, configPath, table)
 
         let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.json")
@@ -94,7 +97,7 @@ public enum ModelLoader {
 
     // MARK: GGUF
 
-    static func loadGGUF(path: String) throws -> LoadedModel {
+    static func loadGGUF(path: String, weights: WeightDType) throws -> LoadedModel {
         let file = try GGUFFile(path: path)
         let arch = try file.string("general.architecture")
         guard let entry = ArchitectureRegistry.gguf[arch] else {
@@ -125,7 +128,7 @@ public enum ModelLoader {
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
         try config.validate(path: path)
-        let model = try LlamaModel.load(gguf: TensorTable(file), config: config, permutedQK: entry.permutedQK)
+        let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
         var tokenizer: (any Tokenizer)?
         if let tokens {

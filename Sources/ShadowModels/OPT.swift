@@ -23,17 +23,17 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
     public let config: OPTConfig
     public let shape: TransformerShape
     public var architecture: String { "opt" }
-    public let embedding: Matrix             // (V, e), e = word_embed_proj_dim
+    public let embedding: WeightMatrix       // (V, e), e = word_embed_proj_dim
     public let positions: Matrix             // (maxContext + 2, d)
     public let projectIn: Linear?            // (d, e)
     public let projectOut: Linear?           // (e, d)
     public let blocks: [OPTBlock]
     public let finalNormWeight: [Float]?, finalNormBias: [Float]?  // pre-LN models only
-    public let lmHead: Matrix                // (V, e); the embedding when tied
+    public let lmHead: WeightMatrix          // (V, e); the embedding when tied
     public let sourceDTypes: [String: Int]
 
-    init(config: OPTConfig, embedding: Matrix, positions: Matrix, projectIn: Linear?, projectOut: Linear?,
-         blocks: [OPTBlock], finalNormWeight: [Float]?, finalNormBias: [Float]?, lmHead: Matrix,
+    init(config: OPTConfig, embedding: WeightMatrix, positions: Matrix, projectIn: Linear?, projectOut: Linear?,
+         blocks: [OPTBlock], finalNormWeight: [Float]?, finalNormBias: [Float]?, lmHead: WeightMatrix,
          sourceDTypes: [String: Int]) {
         self.config = config
         self.shape = config.shape
@@ -63,20 +63,21 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim
         let past = cache.length
         precondition(T > 0 && past + T <= cache.capacity, "context overflow")
-        let x = cache.buffer("x", rows: T, cols: d).pointer
-        let xn = cache.buffer("xn", rows: T, cols: max(d, e)).pointer
-        let q = cache.buffer("q", rows: T, cols: d).pointer
-        let k = cache.buffer("k", rows: T, cols: d).pointer
-        let v = cache.buffer("v", rows: T, cols: d).pointer
-        let a = cache.buffer("a", rows: T, cols: d).pointer
-        let h = cache.buffer("hidden", rows: T, cols: s.ffnSize).pointer
+        let scratch = cache.scratch
+        let x = cache.buffer("x", rows: T, cols: d)
+        let xn = cache.buffer("xn", rows: T, cols: max(d, e))
+        let q = cache.buffer("q", rows: T, cols: d)
+        let k = cache.buffer("k", rows: T, cols: d)
+        let v = cache.buffer("v", rows: T, cols: d)
+        let a = cache.buffer("a", rows: T, cols: d)
+        let h = cache.buffer("hidden", rows: T, cols: s.ffnSize)
         let eps = config.layerNormEps
 
         if let projectIn {
-            for (t, token) in tokens.enumerated() { (xn + t * e).update(from: embedding.row(token), count: e) }
-            projectIn.apply(x, xn, tokens: T)
+            for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: xn + t * e) }
+            projectIn.apply(x, xn, tokens: T, scratch: scratch)
         } else {
-            for (t, token) in tokens.enumerated() { (x + t * d).update(from: embedding.row(token), count: d) }
+            for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x + t * d) }
         }
         for t in 0..<T { Ops.add(x + t * d, positions.row(past + t + Self.positionOffset), count: d) }
 
@@ -89,12 +90,12 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
             } else {
                 xn.update(from: x, count: T * d)
             }
-            block.q.apply(q, xn, tokens: T)
-            block.k.apply(k, xn, tokens: T)
-            block.v.apply(v, xn, tokens: T)
+            block.q.apply(q, xn, tokens: T, scratch: scratch)
+            block.k.apply(k, xn, tokens: T, scratch: scratch)
+            block.v.apply(v, xn, tokens: T, scratch: scratch)
             CausalAttention.store(cache: cache, layer: l, k: k, v: v, past: past, tokens: T)
             CausalAttention.attend(a, q: q, cache: cache, layer: l, past: past, tokens: T, scale: scale)
-            block.output.apply(x, a, tokens: T, accumulate: true)
+            block.output.apply(x, a, tokens: T, accumulate: true, scratch: scratch)
             if !preLN { layerNorm(x, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps) }
 
             if preLN {
@@ -102,15 +103,15 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
             } else {
                 xn.update(from: x, count: T * d)
             }
-            block.fc1.apply(h, xn, tokens: T)
+            block.fc1.apply(h, xn, tokens: T, scratch: scratch)
             Ops.relu(h, count: T * s.ffnSize)
-            block.fc2.apply(x, h, tokens: T, accumulate: true)
+            block.fc2.apply(x, h, tokens: T, accumulate: true, scratch: scratch)
             if !preLN { layerNorm(x, x, block.mlpNormWeight, block.mlpNormBias, rows: T, eps: eps) }
         }
         cache.advance(by: T)
 
-        let out = cache.buffer("projected", rows: T, cols: e).pointer
-        return LMHead.logits(x: x, tokens: T, norm: { dst, src, rows in
+        let out = cache.buffer("projected", rows: T, cols: e)
+        return LMHead.logits(x: x, tokens: T, width: d, norm: { dst, src, rows in
             var input = src
             if let w = finalNormWeight, let b = finalNormBias {
                 layerNorm(dst, src, w, b, rows: rows, eps: eps)
@@ -119,10 +120,10 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
                 dst.update(from: src, count: rows * d)
             }
             if let projectOut {
-                projectOut.apply(out, input, tokens: rows)
+                projectOut.apply(out, input, tokens: rows, scratch: scratch)
                 dst.update(from: out, count: rows * e)
             }
-        }, head: lmHead, scratch: xn, request: request)
+        }, head: lmHead, normed: xn, scratch: scratch, request: request)
     }
 
     private func layerNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: [Float], _ b: [Float],
@@ -229,21 +230,21 @@ extension OPTModel {
     static func load(huggingFace table: TensorTable, config: OPTConfig) throws -> OPTModel {
         let s = config.shape, d = s.hiddenSize, e = config.wordEmbedProjectionDim
         let root = table.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder."
-        let embedding = try table.matrix(root + "embed_tokens.weight", rows: s.vocabularySize, cols: e)
+        let embedding = try table.weight(root + "embed_tokens.weight", rows: s.vocabularySize, cols: e)
         let positions = try table.matrix(root + "embed_positions.weight", rows: s.maxContext + OPTModel.positionOffset, cols: d)
         var projectIn: Linear?, projectOut: Linear?
         if e != d {
-            projectIn = Linear(weight: try table.matrix(root + "project_in.weight", rows: d, cols: e))
-            projectOut = Linear(weight: try table.matrix(root + "project_out.weight", rows: e, cols: d))
+            projectIn = Linear(weight: try table.weight(root + "project_in.weight", rows: d, cols: e))
+            projectOut = Linear(weight: try table.weight(root + "project_out.weight", rows: e, cols: d))
         }
         let blocks = try (0..<s.layers).map { l -> OPTBlock in
             let p = root + "layers.\(l)."
             func linear(_ name: String, _ rows: Int, _ cols: Int) throws -> Linear {
-                Linear(weight: try table.matrix(p + name + ".weight", rows: rows, cols: cols),
+                Linear(weight: try table.weight(p + name + ".weight", rows: rows, cols: cols),
                        bias: try table.vector(p + name + ".bias", count: rows))
             }
             func transposed(_ name: String, _ rows: Int, _ cols: Int) throws -> TransposedLinear {
-                TransposedLinear(weightT: try table.matrix(p + name + ".weight", rows: rows, cols: cols).transposed(),
+                TransposedLinear(weightT: try table.transposedWeight(p + name + ".weight", rows: rows, cols: cols),
                                  bias: try table.vector(p + name + ".bias", count: rows))
             }
             return OPTBlock(
@@ -261,7 +262,14 @@ extension OPTModel {
             finalBias = try table.vector(root + "final_layer_norm.bias", count: d)
         }
         // OPT ties the LM head to the embedding; a saved copy must match it in shape.
-        if table.has("lm_head.weight") { _ = try table.shape("lm_head.weight"); table.ignore("lm_head.weight") }
+        if table.has("lm_head.weight") {
+            let headShape = try table.shape("lm_head.weight")
+            guard headShape == [s.vocabularySize, e] else {
+                throw ShadowError.badTensor(path: table.path, tensor: "lm_head.weight",
+                                            reason: "shape \(headShape), expected \([s.vocabularySize, e])")
+            }
+            table.ignore("lm_head.weight")
+        }
         try table.finish()
         return OPTModel(config: config, embedding: embedding, positions: positions, projectIn: projectIn,
                         projectOut: projectOut, blocks: blocks, finalNormWeight: finalWeight, finalNormBias: finalBias,

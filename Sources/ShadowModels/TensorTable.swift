@@ -10,7 +10,13 @@ public final class TensorTable {
     private var ignoredPrefixes: [String] = []
     private var ignoredSuffixes: [String] = []
 
-    public init(_ source: any TensorSource) { self.source = source }
+    /// How matrices are stored once loaded (vectors always stay fp32).
+    public let weightDType: WeightDType
+
+    public init(_ source: any TensorSource, weightDType: WeightDType = .f32) {
+        self.source = source
+        self.weightDType = weightDType
+    }
 
     public var path: String { source.path }
 
@@ -30,6 +36,20 @@ public final class TensorTable {
         try source.floats(name, into: UnsafeMutableBufferPointer(start: m.pointer, count: m.count))
         used.insert(name)
         return m
+    }
+
+    /// Reads `name` as a `[rows, cols]` weight in `weightDType`.
+    public func weight(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
+        WeightMatrix(try matrix(name, rows: rows, cols: cols), dtype: weightDType)
+    }
+
+    /// Reads a `[rows, cols]` tensor and stores it transposed, `[cols, rows]`, in `weightDType`.
+    public func transposedWeight(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
+        WeightMatrix(try matrix(name, rows: rows, cols: cols).transposed(), dtype: weightDType)
+    }
+
+    public func optionalWeight(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix? {
+        has(name) ? try weight(name, rows: rows, cols: cols) : nil
     }
 
     /// Reads `name` as a vector of `count` values.

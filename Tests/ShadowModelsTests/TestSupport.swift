@@ -36,8 +36,9 @@ import Foundation
 
 /// Tiny random-weight models built in code, for unit tests that need no files.
 enum TinyModels {
-    static func matrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 0.2) -> Matrix {
-        Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: seed).map { $0 * scale })
+    static func matrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 0.2) -> WeightMatrix {
+        WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: seed).map { $0 * scale }),
+                     dtype: .f32)
     }
 
     static func llama(layers: Int = 2, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2, ffn: Int = 48,

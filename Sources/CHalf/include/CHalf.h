@@ -11,7 +11,9 @@ static inline float chalf_to_float(uint16_t h) {
 #if defined(__F16C__)
     return _cvtsh_ss(h);
 #else
-    return (float)(*(const _Float16 *)&h);
+    _Float16 v;
+    __builtin_memcpy(&v, &h, 2);
+    return (float)v;
 #endif
 }
 
@@ -32,7 +34,12 @@ static inline uint16_t chalf_from_float(float f) {
     return _cvtss_sh(f, 0);
 #else
     _Float16 h = (_Float16)f;
-    return *(uint16_t *)&h;
+    uint16_t u;
+    __builtin_memcpy(&u, &h, 2);
+    return u;
 #endif
 }
+
+// The half-precision row kernels live in their own header.
+#include "CHalfKernels.h"
 #endif

@@ -1,0 +1,156 @@
+#ifndef CHALF_KERNELS_H
+#define CHALF_KERNELS_H
+// Half-precision row kernels for decode: weights stay 16-bit in memory (half the bytes of fp32,
+// and decode is bound by memory bandwidth) and are widened to fp32 in registers.
+// AVX2 + FMA + F16C when the build names a CPU target; a plain C fallback otherwise.
+#include <stdint.h>
+#include "CHalf.h"
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define CHALF_AVX2 1
+#endif
+
+static inline float chalf_bf16_to_float(uint16_t h) {
+    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
+    return v.f;
+}
+
+static inline uint16_t chalf_float_to_bf16(float f) {
+    union { float f; uint32_t u; } v = { f };
+    if ((v.u & 0x7fffffff) > 0x7f800000) return (uint16_t)((v.u >> 16) | 0x40);  // keep NaN a NaN
+    uint32_t rounding = 0x7fff + ((v.u >> 16) & 1);                              // round to nearest even
+    return (uint16_t)((v.u + rounding) >> 16);
+}
+
+#if CHALF_AVX2
+static inline __m256 chalf_load8_bf16(const uint16_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+static inline __m256 chalf_load8_f16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline float chalf_hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+// out[r] = dot(W[r, :], x) for rows [row_begin, row_end) of a (rows, n) 16-bit matrix; four rows
+// per pass share each load of x. is_bf16 selects bf16 (1) or IEEE fp16 (0).
+static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x, long n,
+                                   long row_begin, long row_end, int is_bf16) {
+    long r = row_begin;
+#if CHALF_AVX2
+    for (; r + 4 <= row_end; r += 4) {
+        const uint16_t *w0 = w + r * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        long i = 0;
+        if (is_bf16) {
+            for (; i + 8 <= n; i += 8) {
+                __m256 xv = _mm256_loadu_ps(x + i);
+                a0 = _mm256_fmadd_ps(chalf_load8_bf16(w0 + i), xv, a0);
+                a1 = _mm256_fmadd_ps(chalf_load8_bf16(w1 + i), xv, a1);
+                a2 = _mm256_fmadd_ps(chalf_load8_bf16(w2 + i), xv, a2);
+                a3 = _mm256_fmadd_ps(chalf_load8_bf16(w3 + i), xv, a3);
+            }
+        } else {
+            for (; i + 8 <= n; i += 8) {
+                __m256 xv = _mm256_loadu_ps(x + i);
+                a0 = _mm256_fmadd_ps(chalf_load8_f16(w0 + i), xv, a0);
+                a1 = _mm256_fmadd_ps(chalf_load8_f16(w1 + i), xv, a1);
+                a2 = _mm256_fmadd_ps(chalf_load8_f16(w2 + i), xv, a2);
+                a3 = _mm256_fmadd_ps(chalf_load8_f16(w3 + i), xv, a3);
+            }
+        }
+        float s0 = chalf_hsum(a0), s1 = chalf_hsum(a1), s2 = chalf_hsum(a2), s3 = chalf_hsum(a3);
+        for (; i < n; i++) {
+            float xi = x[i];
+            if (is_bf16) {
+                s0 += chalf_bf16_to_float(w0[i]) * xi; s1 += chalf_bf16_to_float(w1[i]) * xi;
+                s2 += chalf_bf16_to_float(w2[i]) * xi; s3 += chalf_bf16_to_float(w3[i]) * xi;
+            } else {
+                s0 += chalf_to_float(w0[i]) * xi; s1 += chalf_to_float(w1[i]) * xi;
+                s2 += chalf_to_float(w2[i]) * xi; s3 += chalf_to_float(w3[i]) * xi;
+            }
+        }
+        out[r] = s0; out[r + 1] = s1; out[r + 2] = s2; out[r + 3] = s3;
+    }
+#endif
+    for (; r < row_end; r++) {
+        const uint16_t *wr = w + r * n;
+        float s = 0;
+        for (long i = 0; i < n; i++) s += (is_bf16 ? chalf_bf16_to_float(wr[i]) : chalf_to_float(wr[i])) * x[i];
+        out[r] = s;
+    }
+}
+
+// y[col_begin, col_end) += Σ_k x[k] · W[row_k, cols] over `count` rows of a (rows, n) 16-bit matrix,
+// the rows given by `rows` (or 0..<count when rows is NULL). Four rows per pass, so y is loaded and
+// stored once per four rows.
+static inline void chalf_axpy_rows(float *y, const uint16_t *w, const float *x, const int32_t *rows, long count,
+                                   long n, long col_begin, long col_end, int is_bf16) {
+    long k = 0;
+#if CHALF_AVX2
+    for (; k + 4 <= count; k += 4) {
+        long r0 = rows ? rows[k] : k, r1 = rows ? rows[k + 1] : k + 1;
+        long r2 = rows ? rows[k + 2] : k + 2, r3 = rows ? rows[k + 3] : k + 3;
+        const uint16_t *w0 = w + r0 * n, *w1 = w + r1 * n, *w2 = w + r2 * n, *w3 = w + r3 * n;
+        __m256 x0 = _mm256_set1_ps(x[k]), x1 = _mm256_set1_ps(x[k + 1]);
+        __m256 x2 = _mm256_set1_ps(x[k + 2]), x3 = _mm256_set1_ps(x[k + 3]);
+        long i = col_begin;
+        if (is_bf16) {
+            for (; i + 8 <= col_end; i += 8) {
+                __m256 acc = _mm256_loadu_ps(y + i);
+                acc = _mm256_fmadd_ps(chalf_load8_bf16(w0 + i), x0, acc);
+                acc = _mm256_fmadd_ps(chalf_load8_bf16(w1 + i), x1, acc);
+                acc = _mm256_fmadd_ps(chalf_load8_bf16(w2 + i), x2, acc);
+                acc = _mm256_fmadd_ps(chalf_load8_bf16(w3 + i), x3, acc);
+                _mm256_storeu_ps(y + i, acc);
+            }
+        } else {
+            for (; i + 8 <= col_end; i += 8) {
+                __m256 acc = _mm256_loadu_ps(y + i);
+                acc = _mm256_fmadd_ps(chalf_load8_f16(w0 + i), x0, acc);
+                acc = _mm256_fmadd_ps(chalf_load8_f16(w1 + i), x1, acc);
+                acc = _mm256_fmadd_ps(chalf_load8_f16(w2 + i), x2, acc);
+                acc = _mm256_fmadd_ps(chalf_load8_f16(w3 + i), x3, acc);
+                _mm256_storeu_ps(y + i, acc);
+            }
+        }
+        for (; i < col_end; i++) {
+            if (is_bf16) {
+                y[i] += chalf_bf16_to_float(w0[i]) * x[k] + chalf_bf16_to_float(w1[i]) * x[k + 1]
+                      + chalf_bf16_to_float(w2[i]) * x[k + 2] + chalf_bf16_to_float(w3[i]) * x[k + 3];
+            } else {
+                y[i] += chalf_to_float(w0[i]) * x[k] + chalf_to_float(w1[i]) * x[k + 1]
+                      + chalf_to_float(w2[i]) * x[k + 2] + chalf_to_float(w3[i]) * x[k + 3];
+            }
+        }
+    }
+#endif
+    for (; k < count; k++) {
+        const uint16_t *wr = w + (rows ? rows[k] : k) * n;
+        float xk = x[k];
+        for (long i = col_begin; i < col_end; i++)
+            y[i] += (is_bf16 ? chalf_bf16_to_float(wr[i]) : chalf_to_float(wr[i])) * xk;
+    }
+}
+
+// Widens `count` 16-bit values to fp32 (used to feed prefill GEMMs and embedding lookups).
+static inline void chalf_widen(float *dst, const uint16_t *src, long count, int is_bf16) {
+    long i = 0;
+#if CHALF_AVX2
+    if (is_bf16) for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, chalf_load8_bf16(src + i));
+    else for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, chalf_load8_f16(src + i));
+#endif
+    for (; i < count; i++) dst[i] = is_bf16 ? chalf_bf16_to_float(src[i]) : chalf_to_float(src[i]);
+}
+
+// Narrows `count` fp32 values to 16 bits (round to nearest even).
+static inline void chalf_narrow(uint16_t *dst, const float *src, long count, int is_bf16) {
+    for (long i = 0; i < count; i++) dst[i] = is_bf16 ? chalf_float_to_bf16(src[i]) : chalf_from_float(src[i]);
+}
+#endif

@@ -1,0 +1,105 @@
+import CHalf
+
+/// How weights are kept in memory. Decode reads every weight once per token and is bound by
+/// memory bandwidth, so 16-bit weights (widened to fp32 in registers) nearly double its speed.
+public enum WeightDType: String, Sendable, CaseIterable, Codable {
+    case f32, bf16, f16
+
+    public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
+}
+
+/// A row-major `(rows, cols)` weight matrix in fp32, bf16 or fp16, 64-byte aligned.
+/// Rows are the unit that sparse execution skips (one output unit, or one neuron of a
+/// transposed projection), so every row is contiguous.
+public final class WeightMatrix: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let dtype: WeightDType
+    public let raw: UnsafeMutableRawPointer
+
+    public var count: Int { rows * cols }
+    public var byteCount: Int { count * dtype.bytesPerElement }
+
+    /// Stores `source` in `dtype` (rounding to nearest even for 16-bit types).
+    public init(_ source: Matrix, dtype: WeightDType) {
+        rows = source.rows
+        cols = source.cols
+        self.dtype = dtype
+        raw = UnsafeMutableRawPointer.allocate(byteCount: max(source.count * dtype.bytesPerElement, 1), alignment: 64)
+        switch dtype {
+        case .f32:
+            raw.copyMemory(from: source.pointer, byteCount: source.count * 4)
+        case .bf16, .f16:
+            chalf_narrow(halfPointer, source.pointer, source.count, dtype == .bf16 ? 1 : 0)
+        }
+    }
+
+    deinit { raw.deallocate() }
+
+    public var floatPointer: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
+    public var halfPointer: UnsafeMutablePointer<UInt16> { raw.assumingMemoryBound(to: UInt16.self) }
+    private var isBF16: Int32 { dtype == .bf16 ? 1 : 0 }
+
+    /// Copies rows `range` as fp32 into `out` (`range.count × cols` values).
+    public func widenRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let n = range.count * cols
+        switch dtype {
+        case .f32: out.update(from: floatPointer + range.lowerBound * cols, count: n)
+        case .bf16, .f16: chalf_widen(out, halfPointer + range.lowerBound * cols, n, isBF16)
+        }
+    }
+
+    /// The whole matrix in fp32 (tests, conversions).
+    public func toMatrix() -> Matrix {
+        let m = Matrix(rows: rows, cols: cols)
+        widenRows(0..<rows, into: m.pointer)
+        return m
+    }
+
+    /// y[r] = dot(W[r, :], x) for r in `rowRange`.
+    @inline(__always)
+    public func dotRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rowRange: Range<Int>) {
+        switch dtype {
+        case .f32: GEMV.rowsDot(y, floatPointer, x, cols: cols, rows: rowRange)
+        case .bf16, .f16: chalf_gemv_rows(y, halfPointer, x, cols, rowRange.lowerBound, rowRange.upperBound, isBF16)
+        }
+    }
+
+    /// y[columns] (+)= Σ_k x[k] · W[row_k, columns] over the listed rows (or the first `rowCount`).
+    @inline(__always)
+    public func axpyRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rowIndices: UnsafePointer<Int32>?,
+                         rowCount: Int, columns: Range<Int>, accumulate: Bool) {
+        switch dtype {
+        case .f32:
+            GEMV.axpyRows(y, floatPointer, x, rowIndices: rowIndices, rowCount: rowCount, cols: cols,
+                          columns: columns, accumulate: accumulate)
+        case .bf16, .f16:
+            if !accumulate { (y + columns.lowerBound).update(repeating: 0, count: columns.count) }
+            chalf_axpy_rows(y, halfPointer, x, rowIndices, rowCount, cols, columns.lowerBound, columns.upperBound, isBF16)
+        }
+    }
+
+    /// y = W x, rows spread over the threads.
+    public func multiply(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>) {
+        parallelChunks(rows, granularity: 4, minimumPerThread: 64) { range in dotRows(y, x, rowRange: range) }
+    }
+
+    /// y (+)= Wᵀ x for a transposed matrix (rows are inputs); threads split the output columns.
+    public func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, accumulate: Bool) {
+        parallelChunks(cols, granularity: 64, minimumPerThread: 128) { range in
+            axpyRows(y, x, rowIndices: nil, rowCount: rows, columns: range, accumulate: accumulate)
+        }
+    }
+
+    /// An fp32 view for GEMM: the matrix itself when fp32, else the rows widened into the
+    /// buffer `scratch(count)` returns. Widening costs one pass over the weights, which a prefill
+    /// of many tokens amortises.
+    public func floatRows(scratch: (Int) -> UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        if dtype == .f32 { return UnsafePointer(floatPointer) }
+        let base = scratch(count)
+        parallelChunks(rows, minimumPerThread: 16) { range in
+            widenRows(range, into: base + range.lowerBound * cols)
+        }
+        return UnsafePointer(base)
+    }
+}
