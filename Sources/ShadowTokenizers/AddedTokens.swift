@@ -1,0 +1,101 @@
+/// A token matched as a whole string in the text before any splitting (tokenizer.json
+/// `added_tokens`; GGUF control and user-defined tokens). `special` ones are dropped by
+/// `decode(_:skipSpecialTokens: true)`.
+struct AddedToken: Sendable, Equatable {
+    var id: Int
+    var content: String
+    var special: Bool
+    /// Match only where the token is not glued to a word character on either side.
+    var singleWord = false
+    /// Swallow whitespace on the left / right of a match.
+    var leftStrip = false
+    var rightStrip = false
+    /// Match against the normalized text rather than the raw text.
+    var normalized = false
+}
+
+/// Cuts text at added tokens. Among matches the leftmost wins, and among those starting at the same
+/// place the longest ("leftmost-longest", as the Aho-Corasick automaton in tokenizers is set up),
+/// so "<|im_start|>" is never read as a shorter token that is its prefix.
+struct AddedTokenMatcher: Sendable {
+    enum Segment: Equatable {
+        case text(Range<Int>)
+        case token(Int)
+    }
+
+    private struct Pattern: Sendable {
+        var bytes: [UInt8]
+        var token: AddedToken
+    }
+
+    /// Patterns by their first byte, longest first.
+    private let patternsByFirstByte: [[Pattern]]
+
+    /// nil when there is nothing to match.
+    init?(_ tokens: [(pattern: [UInt8], token: AddedToken)]) {
+        var table = [[Pattern]](repeating: [], count: 256)
+        for (pattern, token) in tokens where !pattern.isEmpty {
+            table[Int(pattern[0])].append(Pattern(bytes: pattern, token: token))
+        }
+        guard table.contains(where: { !$0.isEmpty }) else { return nil }
+        patternsByFirstByte = table.map { $0.sorted { $0.bytes.count > $1.bytes.count } }
+    }
+
+    /// The text between matches and the ids of the matches, in order; text ranges are indices of
+    /// `text` and never empty.
+    func split(_ text: ArraySlice<UInt8>) -> [Segment] {
+        var segments: [Segment] = []
+        var textStart = text.startIndex
+        var i = text.startIndex
+        search: while i < text.endIndex {
+            for pattern in patternsByFirstByte[Int(text[i])] where text[i...].starts(with: pattern.bytes) {
+                var start = i
+                var end = i + pattern.bytes.count
+                let token = pattern.token
+                if token.singleWord, wordCharacter(before: start, in: text) || wordCharacter(at: end, in: text) {
+                    continue
+                }
+                if token.leftStrip {
+                    while start > textStart, let (value, length) = scalar(before: start, in: text),
+                          CharacterClass.of(value) == .whitespace {
+                        start -= length
+                    }
+                }
+                if token.rightStrip {
+                    while end < text.endIndex {
+                        let (value, length) = decodeUTF8(text, at: end)
+                        guard CharacterClass.of(value) == .whitespace else { break }
+                        end += length
+                    }
+                }
+                if textStart < start { segments.append(.text(textStart..<start)) }
+                segments.append(.token(token.id))
+                textStart = end
+                i = end
+                continue search
+            }
+            i += 1
+        }
+        if textStart < text.endIndex { segments.append(.text(textStart..<text.endIndex)) }
+        return segments
+    }
+
+    private func scalar(before index: Int, in text: ArraySlice<UInt8>) -> (UInt32, Int)? {
+        guard index > text.startIndex else { return nil }
+        var start = index - 1
+        while start > text.startIndex, text[start] & 0xC0 == 0x80 { start -= 1 }
+        return decodeUTF8(text, at: start)
+    }
+
+    private func isWordCharacter(_ value: UInt32) -> Bool {
+        value == 0x5F || [.letter, .number].contains(CharacterClass.of(value))
+    }
+
+    private func wordCharacter(before index: Int, in text: ArraySlice<UInt8>) -> Bool {
+        scalar(before: index, in: text).map { isWordCharacter($0.0) } ?? false
+    }
+
+    private func wordCharacter(at index: Int, in text: ArraySlice<UInt8>) -> Bool {
+        index < text.endIndex && isWordCharacter(decodeUTF8(text, at: index).value)
+    }
+}

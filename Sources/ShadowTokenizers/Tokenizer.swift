@@ -1,0 +1,92 @@
+import Foundation
+import ShadowFormats
+
+/// Text ↔ token ids for one model.
+public protocol Tokenizer: Sendable {
+    /// Raw text → ids, without BOS or any other template token. Special tokens written in the text
+    /// ("<|im_start|>") are still recognised as single ids. Empty text gives [].
+    func encode(_ text: String) -> [Int]
+    /// `encode`, wrapped in the model's template: BOS in front iff `addsBOS` (and, for the few
+    /// tokenizers whose post-processor says so, an end token behind: RoBERTa's `</s>`).
+    func encodeWithSpecialTokens(_ text: String) -> [Int]
+    /// Ids → text. Ids outside the vocabulary are ignored.
+    func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String
+    /// One token's text as it reads in the middle of a stream: no start-of-text clean-up, and
+    /// bytes of an incomplete UTF-8 sequence become U+FFFD. Use `StreamingDecoder` to print
+    /// generated text without breaking characters.
+    func decodeToken(_ id: Int) -> String
+    /// One more than the largest id (model vocabulary and added tokens).
+    var vocabularySize: Int { get }
+    var bosTokenID: Int? { get }
+    var eosTokenID: Int? { get }
+    /// Whether `encodeWithSpecialTokens` puts a BOS token in front (OPT: `</s>`; SmolLM2: none).
+    var addsBOS: Bool { get }
+    /// The vocabulary entry for `id` as the file spells it ("Ġthe", "▁the", "<0x0A>").
+    func tokenString(_ id: Int) -> String?
+    /// Choices made while loading that may make tokenization differ from the reference, such
+    /// as an unknown GGUF pre-tokenizer replaced by the GPT-2 split. Empty when there are none.
+    var warnings: [String] { get }
+}
+
+extension Tokenizer {
+    public var warnings: [String] { [] }
+}
+
+/// Builds tokenizers from Hugging Face tokenizer.json files and from GGUF metadata.
+///
+/// Supported: BPE models — byte-level (GPT-2, OPT, RoBERTa, SmolLM2, Llama-3, Qwen2 split
+/// patterns) and SentencePiece-style with byte fallback (Llama-2). Not supported, with an error
+/// naming the key: Unigram, WordPiece and WordLevel models; regex patterns other than the GPT-2,
+/// Llama-3 and Qwen2 splits; normalizers, pre-tokenizers and decoders outside the common set.
+public enum TokenizerLoader {
+    /// From a Hugging Face tokenizer.json file (path is used in error messages). A
+    /// tokenizer_config.json beside it, if present, names the BOS and EOS tokens.
+    public static func load(tokenizerJSON url: URL) throws -> any Tokenizer {
+        let path = url.path
+        guard let data = FileManager.default.contents(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+        let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
+        let config = FileManager.default.contents(atPath: configURL.path)
+        return try load(tokenizerJSON: data, path: path, config: config, configPath: configURL.path)
+    }
+
+    /// From the bytes of a tokenizer.json (and optionally of a tokenizer_config.json); `path` and
+    /// `configPath` are used in error messages only.
+    public static func load(tokenizerJSON data: Data, path: String,
+                            config: Data? = nil, configPath: String = "tokenizer_config.json") throws -> any Tokenizer {
+        let reader = TokenizerJSONReader(path: path)
+        var spec = try reader.read(parseJSON(data, path: path))
+        if let config {
+            try TokenizerJSONReader(path: configPath).readConfig(parseJSON(config, path: configPath), into: &spec)
+        }
+        return try BPETokenizer(spec, fail: reader.error)
+    }
+
+    /// From GGUF metadata (`tokenizer.ggml.*`), passed as plain values so this module needs no
+    /// GGUF reader. `model` is "gpt2" (byte-level BPE; `pre` picks the split, see
+    /// `ggufPreTokenizers`) or "llama" (SentencePiece BPE from `scores`, with byte fallback).
+    /// `addBOS` defaults to false for gpt2 and true for llama, as in llama.cpp; `addSpacePrefix`
+    /// (llama only) defaults to true.
+    public static func fromGGUF(model: String, pre: String?, tokens: [String], tokenTypes: [Int]?,
+                                merges: [String]?, scores: [Float]?, bosID: Int?, eosID: Int?,
+                                addBOS: Bool?, path: String, addSpacePrefix: Bool? = nil) throws -> any Tokenizer {
+        let vocabulary = GGUFVocabulary(model: model, pre: pre, tokens: tokens, tokenTypes: tokenTypes,
+                                        merges: merges, scores: scores, bosID: bosID, eosID: eosID,
+                                        addBOS: addBOS, addSpacePrefix: addSpacePrefix, path: path)
+        return try BPETokenizer(vocabulary.spec()) { key, reason in
+            .corruptFile(path: path, reason: "\(key): \(reason)")
+        }
+    }
+
+    /// The `tokenizer.ggml.pre` values implemented exactly. Any other value loads with the GPT-2
+    /// split instead and says so in the tokenizer's `warnings`.
+    public static var ggufPreTokenizers: [String] { GGUFVocabulary.preTokenizers.keys.sorted() }
+
+    private static func parseJSON(_ data: Data, path: String) throws -> JSONValue {
+        do {
+            return try JSONParser.parse([UInt8](data))
+        } catch {
+            throw ShadowError.badJSON(path: path, key: nil,
+                                      reason: "not valid JSON: \(error.message) at byte \(error.offset)")
+        }
+    }
+}
