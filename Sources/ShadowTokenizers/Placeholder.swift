@@ -1,1 +1,0 @@
-// The tokenizer sources arrive in their own commits.
