@@ -8,7 +8,8 @@ public enum CLI {
     public static let version = "0.1.0"
 
     public static var commands: [Command] {
-        [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command]
+        [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
+         BenchCommand.command]
     }
 
     public static func overview() -> String {

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -13,6 +14,19 @@ public enum Threads {
     public static func set(_ n: Int) {
         _count = max(1, n)
         BLAS.setThreads(_count)
+    }
+
+    private static let pools = Mutex<[Int: WorkerPool]>([:])
+
+    /// The pool with `count - 1` workers (the caller is the last thread), made on first use.
+    static var pool: WorkerPool {
+        let count = _count
+        return pools.withLock { pools in
+            if let pool = pools[count] { return pool }
+            let pool = WorkerPool(workers: count - 1)
+            pools[count] = pool
+            return pool
+        }
     }
 }
 
@@ -34,14 +48,11 @@ public func parallelChunks(_ count: Int, granularity: Int = 1, minimumPerThread:
     }
     let units = (count + granularity - 1) / granularity
     let perThread = (units + threads - 1) / threads
-    withoutActuallyEscaping(body) { escaped in
-        // The chunks are disjoint, so sharing the closure across threads is safe.
-        nonisolated(unsafe) let body = escaped
-        DispatchQueue.concurrentPerform(iterations: threads) { t in
-            let start = t * perThread * granularity
-            let end = min(count, (t + 1) * perThread * granularity)
-            if start < end { body(start..<end) }
-        }
+    // The chunks are disjoint, so sharing the closure across threads is safe.
+    Threads.pool.run(parts: threads) { t in
+        let start = t * perThread * granularity
+        let end = min(count, (t + 1) * perThread * granularity)
+        if start < end { body(start..<end) }
     }
 }
 

@@ -52,6 +52,14 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         return embedding.count + s.layers * perBlock + s.hiddenSize + head
     }
 
+    public var decodeBytesPerToken: Int {
+        let perBlock = blocks.map { b in
+            [b.q.weight, b.k.weight, b.v.weight, b.output.weightT, b.gate.weight, b.up.weight, b.down.weightT]
+                .reduce(0) { $0 + $1.byteCount } + 2 * shape.hiddenSize * 4
+        }
+        return perBlock.reduce(0, +) + lmHead.byteCount + shape.hiddenSize * 4
+    }
+
     public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest) -> [Float] {
         let s = shape
         let T = tokens.count, d = s.hiddenSize

@@ -58,6 +58,15 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         return total
     }
 
+    public var decodeBytesPerToken: Int {
+        let perBlock = blocks.map { b in
+            [b.q.weight, b.k.weight, b.v.weight, b.output.weightT, b.fc1.weight, b.fc2.weightT]
+                .reduce(0) { $0 + $1.byteCount } + (4 * shape.hiddenSize + 3 * shape.hiddenSize + shape.ffnSize) * 4
+        }
+        return perBlock.reduce(0, +) + lmHead.byteCount + (projectIn?.weight.byteCount ?? 0)
+            + (projectOut?.weight.byteCount ?? 0) + shape.hiddenSize * 4 * 2
+    }
+
     public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest) -> [Float] {
         let s = shape
         let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim

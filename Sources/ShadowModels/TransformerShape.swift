@@ -48,6 +48,8 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     var shape: TransformerShape { get }
     /// Total parameters (tied weights counted once).
     var parameterCount: Int { get }
+    /// Bytes of weights one decoded token reads (every matrix once, the LM head included).
+    var decodeBytesPerToken: Int { get }
     /// Dtypes found in the checkpoint, e.g. `["q4_1": 210, "f32": 61]` (tensor counts).
     var sourceDTypes: [String: Int] { get }
 

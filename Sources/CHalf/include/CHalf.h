@@ -40,6 +40,13 @@ static inline uint16_t chalf_from_float(float f) {
 #endif
 }
 
+// The CPU's spin-wait hint, for worker threads waiting on the next job.
+static inline void chalf_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 // The half-precision row kernels live in their own header.
 #include "CHalfKernels.h"
 #endif

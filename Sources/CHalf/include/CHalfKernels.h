@@ -46,25 +46,34 @@ static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x
 #if CHALF_AVX2
     for (; r + 4 <= row_end; r += 4) {
         const uint16_t *w0 = w + r * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        // Two accumulators per row and a whole 64-byte line of each row per pass keep enough
+        // loads in flight to saturate memory bandwidth.
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
         long i = 0;
-        if (is_bf16) {
-            for (; i + 8 <= n; i += 8) {
-                __m256 xv = _mm256_loadu_ps(x + i);
-                a0 = _mm256_fmadd_ps(chalf_load8_bf16(w0 + i), xv, a0);
-                a1 = _mm256_fmadd_ps(chalf_load8_bf16(w1 + i), xv, a1);
-                a2 = _mm256_fmadd_ps(chalf_load8_bf16(w2 + i), xv, a2);
-                a3 = _mm256_fmadd_ps(chalf_load8_bf16(w3 + i), xv, a3);
-            }
-        } else {
-            for (; i + 8 <= n; i += 8) {
-                __m256 xv = _mm256_loadu_ps(x + i);
-                a0 = _mm256_fmadd_ps(chalf_load8_f16(w0 + i), xv, a0);
-                a1 = _mm256_fmadd_ps(chalf_load8_f16(w1 + i), xv, a1);
-                a2 = _mm256_fmadd_ps(chalf_load8_f16(w2 + i), xv, a2);
-                a3 = _mm256_fmadd_ps(chalf_load8_f16(w3 + i), xv, a3);
-            }
+#define CHALF_GEMV_BODY(LOAD)                                                   \
+        for (; i + 32 <= n; i += 32) {                                          \
+            __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);   \
+            __m256 xc = _mm256_loadu_ps(x + i + 16), xd = _mm256_loadu_ps(x + i + 24); \
+            a0 = _mm256_fmadd_ps(LOAD(w0 + i), xa, a0); b0 = _mm256_fmadd_ps(LOAD(w0 + i + 8), xb, b0); \
+            a1 = _mm256_fmadd_ps(LOAD(w1 + i), xa, a1); b1 = _mm256_fmadd_ps(LOAD(w1 + i + 8), xb, b1); \
+            a2 = _mm256_fmadd_ps(LOAD(w2 + i), xa, a2); b2 = _mm256_fmadd_ps(LOAD(w2 + i + 8), xb, b2); \
+            a3 = _mm256_fmadd_ps(LOAD(w3 + i), xa, a3); b3 = _mm256_fmadd_ps(LOAD(w3 + i + 8), xb, b3); \
+            a0 = _mm256_fmadd_ps(LOAD(w0 + i + 16), xc, a0); b0 = _mm256_fmadd_ps(LOAD(w0 + i + 24), xd, b0); \
+            a1 = _mm256_fmadd_ps(LOAD(w1 + i + 16), xc, a1); b1 = _mm256_fmadd_ps(LOAD(w1 + i + 24), xd, b1); \
+            a2 = _mm256_fmadd_ps(LOAD(w2 + i + 16), xc, a2); b2 = _mm256_fmadd_ps(LOAD(w2 + i + 24), xd, b2); \
+            a3 = _mm256_fmadd_ps(LOAD(w3 + i + 16), xc, a3); b3 = _mm256_fmadd_ps(LOAD(w3 + i + 24), xd, b3); \
+        }                                                                       \
+        for (; i + 8 <= n; i += 8) {                                            \
+            __m256 xv = _mm256_loadu_ps(x + i);                                 \
+            a0 = _mm256_fmadd_ps(LOAD(w0 + i), xv, a0);                         \
+            a1 = _mm256_fmadd_ps(LOAD(w1 + i), xv, a1);                         \
+            a2 = _mm256_fmadd_ps(LOAD(w2 + i), xv, a2);                         \
+            a3 = _mm256_fmadd_ps(LOAD(w3 + i), xv, a3);                         \
         }
+        if (is_bf16) { CHALF_GEMV_BODY(chalf_load8_bf16) } else { CHALF_GEMV_BODY(chalf_load8_f16) }
+#undef CHALF_GEMV_BODY
+        a0 = _mm256_add_ps(a0, b0); a1 = _mm256_add_ps(a1, b1); a2 = _mm256_add_ps(a2, b2); a3 = _mm256_add_ps(a3, b3);
         float s0 = chalf_hsum(a0), s1 = chalf_hsum(a1), s2 = chalf_hsum(a2), s3 = chalf_hsum(a3);
         for (; i < n; i++) {
             float xi = x[i];

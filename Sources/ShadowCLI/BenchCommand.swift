@@ -1,0 +1,136 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+
+/// `shadowllm bench`: llama-bench's measurements and table for this engine.
+enum BenchCommand {
+    struct Row: Codable {
+        let model: String
+        let sizeBytes: Int
+        let parameters: Int
+        let weights: String
+        let threads: Int
+        let test: String
+        let tokensPerSecond: Double
+        let stddev: Double
+        let samples: [Double]
+        let bytesPerToken: Int?
+        let gigabytesPerSecond: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case model, weights, threads, test, stddev, samples
+            case sizeBytes = "size_bytes", parameters = "params", tokensPerSecond = "tokens_per_second"
+            case bytesPerToken = "bytes_per_token", gigabytesPerSecond = "gigabytes_per_second"
+        }
+    }
+
+    struct Report: Codable {
+        let results: [Row]
+        let peakResidentBytes: Int
+        let machine: String
+        let date: String
+        let build: String
+
+        enum CodingKeys: String, CodingKey {
+            case results, machine, date, build
+            case peakResidentBytes = "peak_rss_bytes"
+        }
+    }
+
+    static let command = Command(
+        name: "bench", abstract: "Measure prompt processing (pp) and generation (tg) speed, like llama-bench.",
+        discussion: "Every combination of the comma-separated lists is run; rows report tokens/s mean ± sd over -r repetitions.",
+        options: [
+            .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
+                   defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
+            .value("p", short: "p", "n,…", help: "Prompt lengths to process (0 skips).", default: "512"),
+            .value("n", short: "n", "n,…", help: "Tokens to generate (0 skips).", default: "128"),
+            .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
+            .value("t", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
+            .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.bf16.rawValue,
+                   allowed: WeightDType.allCases.map(\.rawValue)),
+            .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
+            .flag("no-progress", help: "Hide progress on stderr."),
+        ]
+    ) { arguments, console in
+        let path = try ModelOptions.modelPath(arguments)
+        let prompts = try arguments.intList("p", range: 0...65536) ?? [512]
+        let generations = try arguments.intList("n", range: 0...65536) ?? [128]
+        let repetitions = try arguments.int("r", range: 1...1000) ?? 5
+        let threadCounts = try arguments.intList("t", range: 1...256) ?? [Threads.defaultCount]
+        let dtypes = (arguments.list("weights") ?? ["bf16"]).compactMap(WeightDType.init(rawValue:))
+        let format = arguments.string("o") ?? "md"
+        let showProgress = !arguments.flag("no-progress")
+        let name = URL(fileURLWithPath: path).lastPathComponent
+
+        var rows: [Row] = []
+        for dtype in dtypes {
+            let loaded = try ModelLoader.load(path: path, weights: dtype)
+            let model = loaded.model
+            for prompt in prompts where prompt > 0 {
+                guard prompt <= model.shape.maxContext else {
+                    throw ShadowError.invalidArgument(name: "-p", reason: "\(prompt) exceeds the model's context of \(model.shape.maxContext)")
+                }
+            }
+            for threads in threadCounts {
+                Threads.set(threads)
+                var measurements: [Benchmark.Measurement] = []
+                for prompt in prompts where prompt > 0 {
+                    if showProgress { console.printError("bench: \(dtype.rawValue) t=\(threads) pp\(prompt) …") }
+                    measurements.append(Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions))
+                }
+                for count in generations where count > 0 {
+                    if showProgress { console.printError("bench: \(dtype.rawValue) t=\(threads) tg\(count) …") }
+                    measurements.append(Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions))
+                }
+                for m in measurements {
+                    let isDecode = m.test.hasPrefix("tg")
+                    let bytes = model.decodeBytesPerToken
+                    rows.append(Row(model: name, sizeBytes: bytes, parameters: model.parameterCount, weights: dtype.rawValue,
+                                    threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
+                                    samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
+                                    gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil))
+                }
+            }
+        }
+        let report = Report(results: rows, peakResidentBytes: Benchmark.peakResidentBytes, machine: Machine.description,
+                            date: ISO8601DateFormatter().string(from: Date()), build: "shadowllm \(CLI.version)")
+        switch format {
+        case "json":
+            console.print(try JSONOutput.string(report))
+        case "csv":
+            console.print("model,size_bytes,params,weights,threads,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second")
+            for r in rows {
+                console.print("\(r.model),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.test),"
+                              + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
+                              + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? "")")
+            }
+        default:
+            console.print("| model | size | params | weights | threads | test | t/s | GB/s |")
+            console.print("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: |")
+            for r in rows {
+                let size = String(format: "%.1f MiB", Double(r.sizeBytes) / 1_048_576)
+                let params = String(format: "%.1f M", Double(r.parameters) / 1e6)
+                let speed = String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)
+                let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
+                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.test) | \(speed) | \(bandwidth) |")
+            }
+            console.print("")
+            console.print("peak RSS \(String(format: "%.1f MiB", Double(report.peakResidentBytes) / 1_048_576)); \(report.machine); \(report.build)")
+        }
+    }
+}
+
+/// A one-line description of this machine for benchmark rows.
+enum Machine {
+    static var description: String {
+        var cpu = "unknown CPU"
+        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+           let name = line.split(separator: ":", maxSplits: 1).last {
+            cpu = name.trimmingCharacters(in: .whitespaces)
+        }
+        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    }
+}
