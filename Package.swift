@@ -38,8 +38,14 @@ let package = Package(
         .target(name: "ShadowModels",
                 dependencies: ["ShadowKernels", "ShadowFormats", "ShadowTokenizers"],
                 swiftSettings: swiftSettings),
+        // Task files (PIQA, HellaSwag, COPA, ARC, OpenBookQA, Winogrande, RTE, BoolQ, LAMBADA,
+        // WikiText) and their lm-evaluation-harness prompt templates; shared by calibration and eval.
+        .target(name: "ShadowTasks", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
+        // Importance criteria, calibration, traces, predictors and masks.
+        .target(name: "ShadowSparsity", dependencies: ["ShadowModels", "ShadowTasks"], swiftSettings: swiftSettings),
         // The command line: argument parsing and one file per subcommand.
-        .target(name: "ShadowCLI", dependencies: ["ShadowModels"], swiftSettings: swiftSettings),
+        .target(name: "ShadowCLI", dependencies: ["ShadowModels", "ShadowTasks", "ShadowSparsity"],
+                swiftSettings: swiftSettings),
         .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
 
         .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels"], swiftSettings: swiftSettings),
@@ -48,6 +54,8 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowModelsTests", dependencies: ["ShadowModels"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowTasksTests", dependencies: ["ShadowTasks"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
     ]
 )

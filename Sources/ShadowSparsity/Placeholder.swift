@@ -1,0 +1,1 @@
+// Criteria, calibration and predictors arrive in their own commits.

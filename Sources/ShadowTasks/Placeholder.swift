@@ -1,0 +1,1 @@
+// Task readers arrive in their own commits.
