@@ -48,7 +48,7 @@ enum BenchCommand {
             .value("n", short: "n", "n,…", help: "Tokens to generate (0 skips).", default: "128"),
             .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
             .value("t", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
-            .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.bf16.rawValue,
+            .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
                    allowed: WeightDType.allCases.map(\.rawValue)),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
             .flag("no-progress", help: "Hide progress on stderr."),
@@ -59,7 +59,7 @@ enum BenchCommand {
         let generations = try arguments.intList("n", range: 0...65536) ?? [128]
         let repetitions = try arguments.int("r", range: 1...1000) ?? 5
         let threadCounts = try arguments.intList("t", range: 1...256) ?? [Threads.defaultCount]
-        let dtypes = (arguments.list("weights") ?? ["bf16"]).compactMap(WeightDType.init(rawValue:))
+        let dtypes = (arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:))
         let format = arguments.string("o") ?? "md"
         let showProgress = !arguments.flag("no-progress")
         let name = URL(fileURLWithPath: path).lastPathComponent

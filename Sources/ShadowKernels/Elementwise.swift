@@ -72,6 +72,20 @@ public enum Ops {
         }
     }
 
+    /// y += a · x.
+    @inline(__always)
+    public static func axpy(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ a: Float, count: Int) {
+        let av = V(repeating: a)
+        var i = 0
+        while i + 16 <= count {
+            var acc = GEMV.load(y + i)
+            acc.addProduct(GEMV.load(x + i), av)
+            GEMV.store(acc, y + i)
+            i += 16
+        }
+        while i < count { y[i] += a * x[i]; i += 1 }
+    }
+
     /// y += x.
     public static func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
         var i = 0

@@ -20,10 +20,16 @@ public final class WeightMatrix: @unchecked Sendable {
     public var count: Int { rows * cols }
     public var byteCount: Int { count * dtype.bytesPerElement }
 
-    /// Stores `source` in `dtype` (rounding to nearest even for 16-bit types).
-    public init(_ source: Matrix, dtype: WeightDType) {
+    /// Stores `source` in `dtype` (rounding to nearest even for 16-bit types). A matrix with values
+    /// beyond fp16's range (±65504) is kept in bf16 instead, which has fp32's range.
+    public init(_ source: Matrix, dtype requested: WeightDType) {
         rows = source.rows
         cols = source.cols
+        var dtype = requested
+        if dtype == .f16 {
+            let values = UnsafeBufferPointer(start: source.pointer, count: source.count)
+            if values.contains(where: { !(abs($0) <= 65000) }) { dtype = .bf16 }
+        }
         self.dtype = dtype
         raw = UnsafeMutableRawPointer.allocate(byteCount: max(source.count * dtype.bytesPerElement, 1), alignment: 64)
         switch dtype {

@@ -15,35 +15,71 @@ public enum CausalAttention {
 
     /// out[t, h, :] = Σ_j softmax_j(q[t,h]·K[j,g] · scale) V[j,g] for j ≤ past + t, g = h / groupSize.
     /// out: (T, H·d_h); q: (T, H·d_h). The cache must already hold positions up to past + T.
+    /// `heads` lists the query heads to compute (nil: all); the others' outputs are left untouched.
     public static func attend(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
-                              cache: KVCache, layer: Int, past: Int, tokens: Int, scale: Float) {
+                              cache: KVCache, layer: Int, past: Int, tokens: Int, scale: Float,
+                              heads: [Int]? = nil) {
+        if tokens > gemvTokenLimit {
+            attendWithGEMM(out, q: q, cache: cache, layer: layer, past: past, tokens: tokens, scale: scale, heads: heads)
+            return
+        }
         let shape = cache.shape
-        let heads = shape.heads, headDim = shape.headDim, kvWidth = shape.kvWidth
+        let headCount = heads?.count ?? shape.heads
+        let headDim = shape.headDim, kvWidth = shape.kvWidth
         let group = shape.groupSize
         let keys = UnsafePointer(cache.keys[layer].pointer)
         let values = UnsafePointer(cache.values[layer].pointer)
-        let qWidth = heads * headDim
+        let qWidth = shape.heads * headDim
         let maxSpan = past + tokens
-        parallelChunks(heads * tokens) { range in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: maxSpan)
-            defer { scores.deallocate() }
+        let scores = cache.buffer("attention.scores", rows: headCount * tokens, cols: maxSpan)
+        parallelChunks(headCount * tokens) { range in
             for item in range {
-                let t = item / heads, h = item % heads
+                let t = item / headCount
+                let h = heads?[item % headCount] ?? item % headCount
                 let g = h / group
                 let span = past + t + 1
                 let qh = q + t * qWidth + h * headDim
+                let p = scores + item * maxSpan
                 for j in 0..<span {
-                    scores[j] = GEMV.dot(qh, keys + j * kvWidth + g * headDim, headDim) * scale
+                    p[j] = GEMV.dot(qh, keys + j * kvWidth + g * headDim, headDim) * scale
                 }
-                Ops.softmax(scores, span)
+                Ops.softmax(p, span)
                 let o = out + t * qWidth + h * headDim
                 o.update(repeating: 0, count: headDim)
                 for j in 0..<span {
-                    let p = scores[j]
-                    let vj = values + j * kvWidth + g * headDim
-                    for i in 0..<headDim { o[i] += p * vj[i] }
+                    Ops.axpy(o, values + j * kvWidth + g * headDim, p[j], count: headDim)
                 }
             }
+        }
+    }
+
+    /// Prefill: per head, S = Q_h K_gᵀ and O_h = softmax(S) V_g as GEMMs over the whole span,
+    /// with the causal mask applied row by row before the softmax.
+    static func attendWithGEMM(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: KVCache,
+                               layer: Int, past: Int, tokens T: Int, scale: Float, heads: [Int]?) {
+        let shape = cache.shape
+        let headDim = shape.headDim, kvWidth = shape.kvWidth, qWidth = shape.heads * headDim
+        let span = past + T
+        let keys = UnsafePointer(cache.keys[layer].pointer)
+        let values = UnsafePointer(cache.values[layer].pointer)
+        let scores = cache.buffer("attention.scores", rows: T, cols: span)
+        for h in heads ?? Array(0..<shape.heads) {
+            let g = h / shape.groupSize
+            // S (T, span) = Q_h (T, d_h; row stride qWidth) · K_g (span, d_h; row stride kvWidth)ᵀ
+            BLAS.gemmABt(scores, q + h * headDim, keys + g * headDim, m: T, n: span, k: headDim,
+                         lda: qWidth, ldb: kvWidth, ldc: span)
+            parallelChunks(T, minimumPerThread: 16) { rows in
+                for t in rows {
+                    let row = scores + t * span
+                    let visible = past + t + 1
+                    for j in 0..<visible { row[j] *= scale }
+                    Ops.softmax(row, visible)
+                    (row + visible).update(repeating: 0, count: span - visible)
+                }
+            }
+            // O_h (T, d_h; row stride qWidth) = P (T, span) · V_g (span, d_h; row stride kvWidth)
+            BLAS.gemmAB(out + h * headDim, scores, values + g * headDim, m: T, n: headDim, k: span,
+                        lda: span, ldb: kvWidth, ldc: qWidth)
         }
     }
 }

@@ -40,6 +40,22 @@ static inline uint16_t chalf_from_float(float f) {
 #endif
 }
 
+// CPU features, for choosing OpenBLAS's kernels when it does not recognise the processor.
+static inline int chalf_cpu_supports_avx512f(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+static inline int chalf_cpu_supports_avx2(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 // The CPU's spin-wait hint, for worker threads waiting on the next job.
 static inline void chalf_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
