@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowFormats
+@testable import ShadowKernels
 @testable import ShadowModels
 
 /// What the reference script recorded for the real SmolLM2-135M-Instruct GGUF.
@@ -106,5 +107,20 @@ struct SmolLM2Tests {
         #expect(try loaded.requireTokenizer().encodeWithSpecialTokens(expected.prompt) == expected.promptIDs)
         let result = try Generator.generate(model: loaded.model, prompt: expected.promptIDs, maxTokens: expected.ids.count)
         #expect(result.tokens == expected.ids)
+    }
+}
+
+@Suite("Half-precision weights keep SmolLM2's accuracy", .enabled(if: SmolLM2.available, "SmolLM2 GGUF not fetched: run scripts/setup.sh"))
+struct SmolLM2PrecisionTests {
+    @Test("bf16 and fp16 weights keep the summed NLL within 0.5% of fp32", arguments: [WeightDType.bf16, .f16])
+    func nllWithinHalfPercent(dtype: WeightDType) throws {
+        let reference = try SmolLM2.require().model
+        let half = try ModelLoader.load(path: Fixtures.smolLM2!, weights: dtype).model
+        for text in try SmolLM2Expectation.load().texts {
+            let full = Scoring.tokenNLL(model: reference, tokens: text.ids).reduce(0, +)
+            let reduced = Scoring.tokenNLL(model: half, tokens: text.ids).reduce(0, +)
+            #expect(abs(reduced - full) <= 0.005 * abs(full), "\(dtype) \(text.text.prefix(20)): \(reduced) vs \(full)")
+        }
+        #expect(half.decodeBytesPerToken * 2 < reference.decodeBytesPerToken + 1_000_000)
     }
 }

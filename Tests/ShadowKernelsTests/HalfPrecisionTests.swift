@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+@testable import ShadowKernels
+
+@Suite("Half-precision weights", .serialized)
+struct HalfPrecisionTests {
+    static let shapes: [(rows: Int, cols: Int)] = [(1, 1), (3, 7), (4, 8), (5, 33), (9, 64), (67, 129), (130, 576)]
+
+    /// The matrix as the kernels see it: every value rounded to the storage type.
+    func rounded(_ w: WeightMatrix) -> [Float] { w.toMatrix().array }
+
+    @Test("bf16 and fp16 round to nearest and keep values within their precision", arguments: [WeightDType.bf16, .f16])
+    func rounding(dtype: WeightDType) {
+        let values = randomFloats(1000, seed: 1).map { $0 * 10 }
+        let w = WeightMatrix(Matrix(rows: 10, cols: 100, values: values), dtype: dtype)
+        let relative: Float = dtype == .bf16 ? 1.0 / 256 : 1.0 / 2048
+        expectClose(rounded(w), values, tolerance: relative, "\(dtype)")
+        #expect(WeightMatrix(Matrix(rows: 1, cols: 3, values: [1, -2.5, 0.375]), dtype: dtype).toMatrix().array == [1, -2.5, 0.375])
+    }
+
+    @Test("a matrix beyond fp16's range is kept in bf16")
+    func fp16Overflow() {
+        let w = WeightMatrix(Matrix(rows: 1, cols: 2, values: [1e6, 1]), dtype: .f16)
+        #expect(w.dtype == .bf16)
+        #expect(abs(w.toMatrix().array[0] - 1e6) / 1e6 < 1e-2)
+    }
+
+    @Test("GEMV on 16-bit rows matches a naive loop over the rounded values, on 1 and 2 threads",
+          arguments: [(WeightDType.bf16, 1), (.bf16, 2), (.f16, 1), (.f16, 2), (.f32, 2)])
+    func gemv(dtype: WeightDType, threads: Int) {
+        Threads.set(threads)
+        defer { Threads.set(Threads.defaultCount) }
+        for (rows, cols) in Self.shapes {
+            let w = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 2)), dtype: dtype)
+            let x = randomFloats(cols, seed: 3)
+            let r = rounded(w)
+            let expected = (0..<rows).map { i in (0..<cols).reduce(Float(0)) { $0 + r[i * cols + $1] * x[$1] } }
+            var y = [Float](repeating: .nan, count: rows)
+            w.multiply(&y, x)
+            expectClose(y, expected, tolerance: 1e-4, "\(dtype) \(rows)x\(cols)")
+        }
+    }
+
+    @Test("transposed GEMV and gathered rows on 16-bit weights match a naive loop",
+          arguments: [WeightDType.bf16, .f16, .f32])
+    func transposed(dtype: WeightDType) {
+        for (rows, cols) in Self.shapes {
+            let w = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 4)), dtype: dtype)
+            let r = rounded(w)
+            let x = randomFloats(rows, seed: 5)
+            var expected = [Float](repeating: 0, count: cols)
+            for i in 0..<rows { for c in 0..<cols { expected[c] += x[i] * r[i * cols + c] } }
+            var y = [Float](repeating: 0, count: cols)
+            w.multiplyTransposed(&y, x, accumulate: true)
+            expectClose(y, expected, tolerance: 1e-4, "\(dtype) \(rows)x\(cols)")
+
+            let kept = (0..<rows).filter { $0 % 3 != 1 }.map(Int32.init)
+            let xk = randomFloats(kept.count, seed: 6)
+            var gathered = [Float](repeating: 7, count: cols)
+            var expectedGathered = [Float](repeating: 0, count: cols)
+            for (k, i) in kept.enumerated() { for c in 0..<cols { expectedGathered[c] += xk[k] * r[Int(i) * cols + c] } }
+            kept.withUnsafeBufferPointer { idx in
+                w.axpyRows(&gathered, xk, rowIndices: idx.baseAddress, rowCount: kept.count, columns: 0..<cols, accumulate: false)
+            }
+            expectClose(gathered, expectedGathered, tolerance: 1e-4, "gathered \(dtype) \(rows)x\(cols)")
+        }
+    }
+
+    @Test("widening rows for a GEMM gives the rounded values", arguments: [WeightDType.bf16, .f16, .f32])
+    func widen(dtype: WeightDType) {
+        let w = WeightMatrix(Matrix(rows: 13, cols: 21, values: randomFloats(273, seed: 7)), dtype: dtype)
+        var scratch = [Float](repeating: 0, count: 273)
+        let view = scratch.withUnsafeMutableBufferPointer { buffer in
+            Array(UnsafeBufferPointer(start: w.floatRows { _ in buffer.baseAddress! }, count: 273))
+        }
+        #expect(view == rounded(w))
+    }
+}
+
+@Suite("Worker pool")
+struct WorkerPoolTests {
+    @Test("parallel chunks cover every index exactly once, also when called from many threads at once")
+    func coverage() async {
+        Threads.set(2)
+        await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var hits = [Int](repeating: 0, count: 1000)
+                    hits.withUnsafeMutableBufferPointer { buffer in
+                        let base = buffer.baseAddress!
+                        for _ in 0..<50 { parallelChunks(1000, granularity: 4) { range in for i in range { base[i] += 1 } } }
+                    }
+                    return hits.allSatisfy { $0 == 50 }
+                }
+            }
+            for await ok in group { #expect(ok) }
+        }
+    }
+}
