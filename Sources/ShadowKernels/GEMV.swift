@@ -3,14 +3,17 @@
 public enum GEMV {
     public typealias V = SIMD16<Float>
 
-    /// y[r] = dot(W[r, :], x) for r in `rows` (a sub-range, so threads can share the work).
+    /// y[k] = dot(W[row_k, :], x) for k in `rows` (a sub-range, so threads can share the work),
+    /// where row_k is `rowIndices[k]` (a gathered subset) or k itself.
     @inline(__always)
     public static func rowsDot(_ y: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
-                               _ x: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
+                               _ x: UnsafePointer<Float>, cols: Int, rows: Range<Int>,
+                               rowIndices: UnsafePointer<Int32>? = nil) {
         let vecEnd = cols & ~15
+        @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { w + (rowIndices.map { Int($0[k]) } ?? k) * cols }
         var r = rows.lowerBound
         while r + 4 <= rows.upperBound {
-            let w0 = w + r * cols, w1 = w0 + cols, w2 = w1 + cols, w3 = w2 + cols
+            let w0 = row(r), w1 = row(r + 1), w2 = row(r + 2), w3 = row(r + 3)
             var a0 = V(), a1 = V(), a2 = V(), a3 = V()
             var i = 0
             while i < vecEnd {
@@ -30,7 +33,7 @@ public enum GEMV {
             r += 4
         }
         while r < rows.upperBound {
-            y[r] = dot(w + r * cols, x, cols)
+            y[r] = dot(row(r), x, cols)
             r += 1
         }
     }

@@ -62,12 +62,40 @@ public final class WeightMatrix: @unchecked Sendable {
         return m
     }
 
-    /// y[r] = dot(W[r, :], x) for r in `rowRange`.
+    /// y[k] = dot(W[row_k, :], x) for k in `rowRange`, row_k = `rowIndices[k]` or k.
     @inline(__always)
-    public func dotRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rowRange: Range<Int>) {
+    public func dotRows(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rowRange: Range<Int>,
+                        rowIndices: UnsafePointer<Int32>? = nil) {
         switch dtype {
-        case .f32: GEMV.rowsDot(y, floatPointer, x, cols: cols, rows: rowRange)
-        case .bf16, .f16: chalf_gemv_rows(y, halfPointer, x, cols, rowRange.lowerBound, rowRange.upperBound, isBF16)
+        case .f32: GEMV.rowsDot(y, floatPointer, x, cols: cols, rows: rowRange, rowIndices: rowIndices)
+        case .bf16, .f16:
+            chalf_gemv_rows(y, halfPointer, x, cols, rowIndices, rowRange.lowerBound, rowRange.upperBound, isBF16)
+        }
+    }
+
+    /// y[k] = dot(W[rows[k], :], x): only the listed rows are read (sparse execution).
+    public func multiply(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int) {
+        parallelChunks(count, granularity: 4, minimumPerThread: 64) { range in
+            dotRows(y, x, rowRange: range, rowIndices: rows)
+        }
+    }
+
+    /// y (+)= Σ_k x[k] · W[rows[k], :]: only the listed rows are read (sparse execution).
+    public func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>,
+                                   count: Int, accumulate: Bool) {
+        parallelChunks(cols, granularity: 64, minimumPerThread: 128) { range in
+            axpyRows(y, x, rowIndices: rows, rowCount: count, columns: range, accumulate: accumulate)
+        }
+    }
+
+    /// Copies the listed rows, widened to fp32, into `out` (`count × cols`), for a prefill GEMM
+    /// over the kept units only.
+    public func gatherRows(_ rows: UnsafePointer<Int32>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        parallelChunks(count, minimumPerThread: 16) { range in
+            for k in range {
+                let r = Int(rows[k])
+                widenRows(r..<r + 1, into: out + k * cols)
+            }
         }
     }
 

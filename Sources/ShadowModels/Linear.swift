@@ -30,6 +30,54 @@ public struct Linear: Sendable {
     }
 }
 
+extension Linear {
+    /// out[t, k] = x[t] · W[rows[k]] + b[rows[k]]: only the listed output rows are computed
+    /// (sparse execution). out: (T, rows.count).
+    public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, rows: [Int32],
+                      scratch: Scratch) {
+        rows.withUnsafeBufferPointer { index in
+            let count = index.count
+            guard count > 0 else { return }
+            if tokens <= gemvTokenLimit {
+                for t in 0..<tokens { weight.multiply(out + t * count, x + t * weight.cols, rows: index.baseAddress!, count: count) }
+            } else {
+                let gathered = scratch.buffer("gathered", rows: count, cols: weight.cols)
+                weight.gatherRows(index.baseAddress!, count: count, into: gathered)
+                BLAS.gemmABt(out, x, gathered, m: tokens, n: count, k: weight.cols)
+            }
+            if let bias {
+                for t in 0..<tokens {
+                    let o = out + t * count
+                    for k in 0..<count { o[k] += bias[Int(index[k])] }
+                }
+            }
+        }
+    }
+}
+
+extension TransposedLinear {
+    /// out (+)= x · W[rows] + b, where x holds only the listed input units: (T, rows.count).
+    public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, rows: [Int32],
+                      accumulate: Bool, scratch: Scratch) {
+        rows.withUnsafeBufferPointer { index in
+            let count = index.count
+            if count == 0 {
+                if !accumulate { out.update(repeating: 0, count: tokens * weightT.cols) }
+            } else if tokens <= gemvTokenLimit {
+                for t in 0..<tokens {
+                    weightT.multiplyTransposed(out + t * weightT.cols, x + t * count, rows: index.baseAddress!, count: count,
+                                               accumulate: accumulate)
+                }
+            } else {
+                let gathered = scratch.buffer("gathered", rows: count, cols: weightT.cols)
+                weightT.gatherRows(index.baseAddress!, count: count, into: gathered)
+                BLAS.gemmAB(out, x, gathered, m: tokens, n: weightT.cols, k: count, accumulate: accumulate)
+            }
+        }
+        if let bias { bias.withUnsafeBufferPointer { Ops.addBias(out, $0.baseAddress!, rows: tokens, n: weightT.cols) } }
+    }
+}
+
 /// A projection stored transposed, `[in, out]`: one contiguous row per input unit (FFN neuron or
 /// attention-output dimension), so skipping a unit skips a row (DESIGN §5).
 public struct TransposedLinear: Sendable {

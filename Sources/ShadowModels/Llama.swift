@@ -60,7 +60,8 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         return perBlock.reduce(0, +) + lmHead.byteCount + shape.hiddenSize * 4
     }
 
-    public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest) -> [Float] {
+    public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest,
+                        sparsity: (any SparsityController)?) -> [Float] {
         let s = shape
         let T = tokens.count, d = s.hiddenSize
         let past = cache.length
@@ -68,39 +69,46 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
         let xn = cache.buffer("xn", rows: T, cols: d)
-        let q = cache.buffer("q", rows: T, cols: s.attentionWidth)
-        let k = cache.buffer("k", rows: T, cols: s.kvWidth)
-        let v = cache.buffer("v", rows: T, cols: s.kvWidth)
-        let a = cache.buffer("a", rows: T, cols: s.attentionWidth)
-        let g = cache.buffer("gate", rows: T, cols: s.ffnSize)
-        let u = cache.buffer("up", rows: T, cols: s.ffnSize)
         for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x + t * d) }
         let scale = 1 / Float(s.headDim).squareRoot()
+        let execution = sparsity?.execution ?? .skip
         inverseFrequencies.withUnsafeBufferPointer { invFreq in
+            let rope = { (p: UnsafeMutablePointer<Float>, heads: Int, position: Int) in
+                Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq.baseAddress!)
+            }
             for (l, block) in blocks.enumerated() {
+                // Layer 0 always runs dense: its attention output feeds the predictor.
+                let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: T, position: past)
                 block.attentionNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
                 }
-                block.q.apply(q, xn, tokens: T, scratch: scratch)
-                block.k.apply(k, xn, tokens: T, scratch: scratch)
-                block.v.apply(v, xn, tokens: T, scratch: scratch)
-                for t in 0..<T {
-                    Ops.rope(q + t * s.attentionWidth, heads: s.heads, headDim: s.headDim, position: past + t,
-                             inverseFrequencies: invFreq.baseAddress!)
-                    Ops.rope(k + t * s.kvWidth, heads: s.kvHeads, headDim: s.headDim, position: past + t,
-                             inverseFrequencies: invFreq.baseAddress!)
-                }
-                CausalAttention.store(cache: cache, layer: l, k: k, v: v, past: past, tokens: T)
-                CausalAttention.attend(a, q: q, cache: cache, layer: l, past: past, tokens: T, scale: scale)
-                block.output.apply(x, a, tokens: T, accumulate: true, scratch: scratch)
+                BlockSteps.attention(
+                    x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
+                    execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
+                    past: past, tokens: T, scale: scale, rope: rope,
+                    observe: l == 0 && sparsity != nil ? { sparsity?.observeFirstLayer(attention: $0, tokens: T, position: past) } : nil)
 
                 block.mlpNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
                 }
-                block.gate.apply(g, xn, tokens: T, scratch: scratch)
-                block.up.apply(u, xn, tokens: T, scratch: scratch)
-                Ops.siluMul(g, g, u, count: T * s.ffnSize)
-                block.down.apply(x, g, tokens: T, accumulate: true, scratch: scratch)
+                let kept = execution == .skip ? plan?.neurons : nil
+                let width = kept?.count ?? s.ffnSize
+                let g = cache.buffer("gate", rows: T, cols: width)
+                let u = cache.buffer("up", rows: T, cols: width)
+                if let kept {
+                    block.gate.apply(g, xn, tokens: T, rows: kept, scratch: scratch)
+                    block.up.apply(u, xn, tokens: T, rows: kept, scratch: scratch)
+                    Ops.siluMul(g, g, u, count: T * width)
+                    block.down.apply(x, g, tokens: T, rows: kept, accumulate: true, scratch: scratch)
+                } else {
+                    block.gate.apply(g, xn, tokens: T, scratch: scratch)
+                    block.up.apply(u, xn, tokens: T, scratch: scratch)
+                    Ops.siluMul(g, g, u, count: T * width)
+                    if execution == .zero, let neurons = plan?.neurons {
+                        BlockSteps.zeroUnits(g, kept: neurons, units: s.ffnSize, width: 1, tokens: T)
+                    }
+                    block.down.apply(x, g, tokens: T, accumulate: true, scratch: scratch)
+                }
             }
         }
         cache.advance(by: T)

@@ -67,7 +67,8 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
             + (projectOut?.weight.byteCount ?? 0) + shape.hiddenSize * 4 * 2
     }
 
-    public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest) -> [Float] {
+    public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest,
+                        sparsity: (any SparsityController)?) -> [Float] {
         let s = shape
         let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim
         let past = cache.length
@@ -75,11 +76,6 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
         let xn = cache.buffer("xn", rows: T, cols: max(d, e))
-        let q = cache.buffer("q", rows: T, cols: d)
-        let k = cache.buffer("k", rows: T, cols: d)
-        let v = cache.buffer("v", rows: T, cols: d)
-        let a = cache.buffer("a", rows: T, cols: d)
-        let h = cache.buffer("hidden", rows: T, cols: s.ffnSize)
         let eps = config.layerNormEps
 
         if let projectIn {
@@ -92,19 +88,21 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
 
         let scale = 1 / Float(s.headDim).squareRoot()
         let preLN = config.doLayerNormBefore
+        let execution = sparsity?.execution ?? .skip
         for (l, block) in blocks.enumerated() {
+            // Layer 0 always runs dense: its attention output feeds the predictor.
+            let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: T, position: past)
             // Attention: pre-LN normalises the block input, post-LN the residual sum.
             if preLN {
                 layerNorm(xn, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps)
             } else {
                 xn.update(from: x, count: T * d)
             }
-            block.q.apply(q, xn, tokens: T, scratch: scratch)
-            block.k.apply(k, xn, tokens: T, scratch: scratch)
-            block.v.apply(v, xn, tokens: T, scratch: scratch)
-            CausalAttention.store(cache: cache, layer: l, k: k, v: v, past: past, tokens: T)
-            CausalAttention.attend(a, q: q, cache: cache, layer: l, past: past, tokens: T, scale: scale)
-            block.output.apply(x, a, tokens: T, accumulate: true, scratch: scratch)
+            BlockSteps.attention(
+                x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
+                execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
+                past: past, tokens: T, scale: scale, rope: nil,
+                observe: l == 0 && sparsity != nil ? { sparsity?.observeFirstLayer(attention: $0, tokens: T, position: past) } : nil)
             if !preLN { layerNorm(x, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps) }
 
             if preLN {
@@ -112,9 +110,21 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
             } else {
                 xn.update(from: x, count: T * d)
             }
-            block.fc1.apply(h, xn, tokens: T, scratch: scratch)
-            Ops.relu(h, count: T * s.ffnSize)
-            block.fc2.apply(x, h, tokens: T, accumulate: true, scratch: scratch)
+            let kept = execution == .skip ? plan?.neurons : nil
+            let width = kept?.count ?? s.ffnSize
+            let h = cache.buffer("hidden", rows: T, cols: width)
+            if let kept {
+                block.fc1.apply(h, xn, tokens: T, rows: kept, scratch: scratch)
+                Ops.relu(h, count: T * width)
+                block.fc2.apply(x, h, tokens: T, rows: kept, accumulate: true, scratch: scratch)
+            } else {
+                block.fc1.apply(h, xn, tokens: T, scratch: scratch)
+                Ops.relu(h, count: T * width)
+                if execution == .zero, let neurons = plan?.neurons {
+                    BlockSteps.zeroUnits(h, kept: neurons, units: s.ffnSize, width: 1, tokens: T)
+                }
+                block.fc2.apply(x, h, tokens: T, accumulate: true, scratch: scratch)
+            }
             if !preLN { layerNorm(x, x, block.mlpNormWeight, block.mlpNormBias, rows: T, eps: eps) }
         }
         cache.advance(by: T)

@@ -54,11 +54,17 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     var sourceDTypes: [String: Int] { get }
 
     /// Runs `tokens` at positions `cache.length ..< cache.length + tokens.count`, appends their
-    /// keys and values to `cache`, and returns the requested logits.
-    func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest) -> [Float]
+    /// keys and values to `cache`, and returns the requested logits. With a sparsity controller,
+    /// layers 1… run with the plans it chooses (layer 0 always runs dense).
+    func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest, sparsity: (any SparsityController)?) -> [Float]
 }
 
 extension CausalLanguageModel {
+    /// The dense forward pass.
+    public func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest) -> [Float] {
+        forward(tokens, cache: cache, logits: logits, sparsity: nil)
+    }
+
     public func makeCache(capacity: Int? = nil) -> KVCache {
         KVCache(shape: shape, capacity: capacity ?? shape.maxContext)
     }

@@ -38,14 +38,16 @@ static inline float chalf_hsum(__m256 v) {
 }
 #endif
 
-// out[r] = dot(W[r, :], x) for rows [row_begin, row_end) of a (rows, n) 16-bit matrix; four rows
-// per pass share each load of x. is_bf16 selects bf16 (1) or IEEE fp16 (0).
-static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x, long n,
-                                   long row_begin, long row_end, int is_bf16) {
-    long r = row_begin;
+// out[k] = dot(W[row_k, :], x) for k in [begin, end) of a (rows, n) 16-bit matrix, where row_k is
+// rows[k] (a gathered subset, for sparse execution) or k itself when rows is NULL; four rows per
+// pass share each load of x. is_bf16 selects bf16 (1) or IEEE fp16 (0).
+static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x, long n, const int32_t *rows,
+                                   long begin, long end, int is_bf16) {
+    long r = begin;
 #if CHALF_AVX2
-    for (; r + 4 <= row_end; r += 4) {
-        const uint16_t *w0 = w + r * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+    for (; r + 4 <= end; r += 4) {
+        const uint16_t *w0 = w + (rows ? rows[r] : r) * n, *w1 = w + (rows ? rows[r + 1] : r + 1) * n;
+        const uint16_t *w2 = w + (rows ? rows[r + 2] : r + 2) * n, *w3 = w + (rows ? rows[r + 3] : r + 3) * n;
         // Two accumulators per row and a whole 64-byte line of each row per pass keep enough
         // loads in flight to saturate memory bandwidth.
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -88,8 +90,8 @@ static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x
         out[r] = s0; out[r + 1] = s1; out[r + 2] = s2; out[r + 3] = s3;
     }
 #endif
-    for (; r < row_end; r++) {
-        const uint16_t *wr = w + r * n;
+    for (; r < end; r++) {
+        const uint16_t *wr = w + (rows ? rows[r] : r) * n;
         float s = 0;
         for (long i = 0; i < n; i++) s += (is_bf16 ? chalf_bf16_to_float(wr[i]) : chalf_to_float(wr[i])) * x[i];
         out[r] = s;

@@ -1,0 +1,66 @@
+import ShadowKernels
+
+/// The steps of a decoder block that every architecture shares, with the layer's sparsity plan
+/// applied: the same code runs dense (no plan), skipping pruned units, or zeroing them.
+enum BlockSteps {
+    /// Attention half: projections of the kept heads (and the KV groups they read), RoPE when
+    /// given, the cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised
+    /// input, (T, d); `observe` sees the full A (T, H·d_h) of a dense layer.
+    static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
+                          q: Linear, k: Linear, v: Linear, output: TransposedLinear,
+                          plan: LayerPlan?, execution: SparseExecution, keepAllKV: Bool,
+                          cache: KVCache, layer: Int, past: Int, tokens T: Int, scale: Float,
+                          rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int) -> Void)?,
+                          observe: ((UnsafePointer<Float>) -> Void)? = nil) {
+        let s = cache.shape, scratch = cache.scratch
+        var plan = plan ?? .dense
+        plan.prepare(for: s)
+        let skipping = execution == .skip && plan.heads != nil
+        let heads = skipping ? plan.heads : nil
+        let groups = skipping && !keepAllKV ? plan.kvGroups : nil
+        let nq = heads?.count ?? s.heads, ng = groups?.count ?? s.kvHeads
+        let qb = cache.buffer("q", rows: T, cols: nq * s.headDim)
+        let kb = cache.buffer("k", rows: T, cols: ng * s.headDim)
+        let vb = cache.buffer("v", rows: T, cols: ng * s.headDim)
+        let a = cache.buffer("a", rows: T, cols: max(nq, 1) * s.headDim)
+        if let rows = heads == nil ? nil : plan.attentionRows {
+            q.apply(qb, xn, tokens: T, rows: rows, scratch: scratch)
+        } else {
+            q.apply(qb, xn, tokens: T, scratch: scratch)
+        }
+        if let rows = groups == nil ? nil : plan.kvRows {
+            k.apply(kb, xn, tokens: T, rows: rows, scratch: scratch)
+            v.apply(vb, xn, tokens: T, rows: rows, scratch: scratch)
+        } else {
+            k.apply(kb, xn, tokens: T, scratch: scratch)
+            v.apply(vb, xn, tokens: T, scratch: scratch)
+        }
+        if let rope {
+            for t in 0..<T {
+                rope(qb + t * nq * s.headDim, nq, past + t)
+                rope(kb + t * ng * s.headDim, ng, past + t)
+            }
+        }
+        CausalAttention.store(cache: cache, layer: layer, k: kb, v: vb, past: past, tokens: T, groups: groups)
+        CausalAttention.attend(a, q: qb, cache: cache, layer: layer, past: past, tokens: T, scale: scale, heads: heads)
+        if execution == .zero, let kept = plan.heads {
+            zeroUnits(a, kept: kept.map(Int32.init), units: s.heads, width: s.headDim, tokens: T)
+        }
+        observe?(a)
+        if let rows = heads == nil ? nil : plan.attentionRows {
+            output.apply(x, a, tokens: T, rows: rows, accumulate: true, scratch: scratch)
+        } else {
+            output.apply(x, a, tokens: T, accumulate: true, scratch: scratch)
+        }
+    }
+
+    /// Zeroes, in a (T, units·width) buffer, the units not listed in `kept` (ascending).
+    static func zeroUnits(_ buffer: UnsafeMutablePointer<Float>, kept: [Int32], units: Int, width: Int, tokens: Int) {
+        var keep = [Bool](repeating: false, count: units)
+        for u in kept { keep[Int(u)] = true }
+        for t in 0..<tokens {
+            let row = buffer + t * units * width
+            for u in 0..<units where !keep[u] { (row + u * width).update(repeating: 0, count: width) }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+/// Which attention heads and FFN neurons one layer keeps. The engine skips the rest for real:
+/// a pruned head costs no Q rows, scores, softmax, V mix or output-projection rows; a pruned
+/// neuron costs no gate/up (fc1) row and no down (fc2) row (DESIGN §5).
+public struct LayerPlan: Sendable, Equatable {
+    /// Kept query heads in ascending order; nil keeps all.
+    public var heads: [Int]?
+    /// Kept FFN neurons in ascending order; nil keeps all.
+    public var neurons: [Int32]?
+
+    /// Derived once so that decode allocates nothing per token: rows of the q/o projections
+    /// that the kept heads own, the KV groups they read and those groups' k/v rows.
+    public private(set) var attentionRows: [Int32]?
+    public private(set) var kvGroups: [Int]?
+    public private(set) var kvRows: [Int32]?
+
+    public init(heads: [Int]? = nil, neurons: [Int32]? = nil) {
+        self.heads = heads
+        self.neurons = neurons
+    }
+
+    /// A plan with its row lists precomputed for `shape`.
+    public init(heads: [Int]?, neurons: [Int32]?, shape: TransformerShape) {
+        self.init(heads: heads, neurons: neurons)
+        prepare(for: shape)
+    }
+
+    public mutating func prepare(for shape: TransformerShape) {
+        guard let heads, attentionRows == nil else { return }
+        attentionRows = Self.rows(units: heads, width: shape.headDim)
+        var seen = [Bool](repeating: false, count: shape.kvHeads)
+        for h in heads { seen[h / shape.groupSize] = true }
+        let groups = seen.indices.filter { seen[$0] }
+        kvGroups = groups
+        kvRows = Self.rows(units: groups, width: shape.headDim)
+    }
+
+    public static let dense = LayerPlan()
+
+    /// Fraction of heads and neurons this layer prunes.
+    public func prunedFraction(shape: TransformerShape) -> (heads: Double, neurons: Double) {
+        (1 - Double(heads?.count ?? shape.heads) / Double(shape.heads),
+         1 - Double(neurons?.count ?? shape.ffnSize) / Double(shape.ffnSize))
+    }
+}
+
+/// How a sparse forward treats pruned units.
+public enum SparseExecution: Sendable {
+    /// Pruned units are not computed at all (the point of the method).
+    case skip
+    /// Everything is computed densely and pruned units' outputs are zeroed: the reference the
+    /// skipping path must equal, and the paper's way of measuring accuracy.
+    case zero
+}
+
+/// Chooses each layer's plan while a forward pass runs. Layer 0 always runs dense; its per-head
+/// attention outputs A⁰ are shown to the controller first (the ShadowLLM predictor's input), then
+/// each later layer asks for its plan with the residual entering it (DejaVu's input).
+public protocol SparsityController: AnyObject {
+    var execution: SparseExecution { get }
+    /// Compute K/V of every group even when no kept head reads them, so the cache stays valid if
+    /// a later plan keeps other heads (masks refreshed during decode).
+    var keepsAllKeysAndValues: Bool { get }
+    /// A⁰ of the tokens of this call: (T, H·d_h); `position` is the first token's position.
+    func observeFirstLayer(attention: UnsafePointer<Float>, tokens: Int, position: Int)
+    /// The plan of layer `layer` ≥ 1; `input` is the residual stream entering it, (T, d).
+    func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan
+}
+
+/// The same plan for every call: a fixed mask (static, oracle or random masks, and tests).
+public final class FixedSparsity: SparsityController, @unchecked Sendable {
+    public let layers: [LayerPlan]
+    public let execution: SparseExecution
+    public let keepsAllKeysAndValues: Bool
+
+    public init(layers: [LayerPlan], execution: SparseExecution = .skip, keepsAllKeysAndValues: Bool = false) {
+        self.layers = layers
+        self.execution = execution
+        self.keepsAllKeysAndValues = keepsAllKeysAndValues
+    }
+
+    public func observeFirstLayer(attention: UnsafePointer<Float>, tokens: Int, position: Int) {}
+
+    public func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan {
+        layer < layers.count ? layers[layer] : .dense
+    }
+}
+
+extension LayerPlan {
+    /// Row indices of a (units × width) projection for the listed units: unit u covers rows u·width..<(u+1)·width.
+    static func rows(units: [Int], width: Int) -> [Int32] {
+        var rows: [Int32] = []
+        rows.reserveCapacity(units.count * width)
+        for u in units { for i in 0..<width { rows.append(Int32(u * width + i)) } }
+        return rows
+    }
+}
