@@ -22,6 +22,7 @@ public enum Generator {
     /// token, `maxTokens`, the context limit, or `onToken` returning false.
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
+                                sparsity: (any SparsityController)? = nil,
                                 onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty (no tokens)") }
         let limit = model.shape.maxContext
@@ -35,7 +36,7 @@ public enum Generator {
         var stoppedAtEOS = false
 
         let start = Date()
-        var logits = model.forward(prompt, cache: cache, logits: .last)
+        var logits = model.forward(prompt, cache: cache, logits: .last, sparsity: sparsity)
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()
         while tokens.count < maxTokens {
@@ -44,7 +45,7 @@ public enum Generator {
             tokens.append(next)
             if !onToken(next) { break }
             if tokens.count == maxTokens || cache.remaining == 0 { break }
-            logits = model.forward([next], cache: cache, logits: .last)
+            logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
         }
         let stats = GenerationStats(promptTokens: prompt.count, generatedTokens: tokens.count,
                                     prefillSeconds: prefillSeconds,

@@ -38,10 +38,11 @@ public struct PerplexityResult: Sendable, Codable, Equatable {
 
 public enum Scoring {
     /// −log p(token | previous tokens) for tokens 1 ..< count of one sequence (token 0 is context only).
-    public static func tokenNLL(model: any CausalLanguageModel, tokens: [Int]) -> [Double] {
+    public static func tokenNLL(model: any CausalLanguageModel, tokens: [Int],
+                                sparsity: (any SparsityController)? = nil) -> [Double] {
         guard tokens.count > 1 else { return [] }
         let cache = model.makeCache(capacity: tokens.count)
-        let logits = model.forward(tokens, cache: cache, logits: .all)
+        let logits = model.forward(tokens, cache: cache, logits: .all, sparsity: sparsity)
         let vocab = model.shape.vocabularySize
         return logits.withUnsafeBufferPointer { all in
             (0..<tokens.count - 1).map { t in
@@ -55,7 +56,7 @@ public enum Scoring {
     /// (default: `context`, i.e. disjoint); each window predicts only tokens no earlier window
     /// predicted, using the rest of the window as context. The very first token is never predicted.
     public static func perplexity(model: any CausalLanguageModel, tokens: [Int], context: Int, stride: Int? = nil,
-                                  progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
+                                  sparsity: (any SparsityController)? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         guard tokens.count >= 2 else {
             throw ShadowError.invalidArgument(name: "text", reason: "needs at least 2 tokens to score, got \(tokens.count)")
         }
@@ -74,7 +75,7 @@ public enum Scoring {
         while scoredUpTo < tokens.count {
             let end = min(start + context, tokens.count)
             let window = Array(tokens[start..<end])
-            let perToken = tokenNLL(model: model, tokens: window)
+            let perToken = tokenNLL(model: model, tokens: window, sparsity: sparsity)
             // perToken[i] predicts window[i + 1] = tokens[start + i + 1].
             let firstNew = max(scoredUpTo, start + 1)
             if firstNew < end {

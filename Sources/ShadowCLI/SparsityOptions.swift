@@ -1,0 +1,86 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+import ShadowSparsity
+
+/// The options every command that can run sparse shares (`generate`, `perplexity`, `bench`).
+enum SparsityOptions {
+    /// Mask sources available from the command line.
+    static let methods = ["dense", "random", "static"]
+
+    static var options: [Option] {
+        [
+            .value("sparsity", "p", help: "Fraction of heads and of neurons to prune (layer 0 always runs dense).", default: "0"),
+            .value("head-sparsity", "p", help: "Fraction of attention heads to prune (overrides --sparsity)."),
+            .value("neuron-sparsity", "p", help: "Fraction of FFN neurons to prune (overrides --sparsity)."),
+            .value("policy", "name", help: "How scores become masks: rank all layers together, per layer, or global with a per-layer floor.",
+                   default: MaskPolicy.global.rawValue, allowed: MaskPolicy.allCases.map(\.rawValue)),
+            .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
+            .value("method", "name", help: "Where masks come from: dense, random (seeded lower bound), static (aggregate scores of --scores).",
+                   default: "dense", allowed: methods),
+            .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (e.g. from `scores --json`)."),
+            .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
+        ]
+    }
+
+    static func settings(_ arguments: ParsedArguments) throws -> SparsitySettings {
+        let both = try arguments.double("sparsity") ?? 0
+        let settings = SparsitySettings(
+            headSparsity: try arguments.double("head-sparsity") ?? both,
+            neuronSparsity: try arguments.double("neuron-sparsity") ?? both,
+            policy: MaskPolicy(rawValue: try arguments.required("policy"))!,
+            hybridFloor: try arguments.double("hybrid-floor") ?? 0.1)
+        do { try settings.validate() } catch ShadowError.invalidArgument(let name, let reason) where name == "--head-sparsity" && !arguments.has("head-sparsity") {
+            throw ShadowError.invalidArgument(name: "--sparsity", reason: reason)
+        }
+        return settings
+    }
+
+    /// The controller the options describe, or nil for the dense model.
+    static func controller(_ arguments: ParsedArguments, model: any CausalLanguageModel) throws -> (any SparsityController)? {
+        let method = try arguments.required("method")
+        let settings = try settings(arguments)
+        let sparse = settings.headSparsity > 0 || settings.neuronSparsity > 0
+        if method == "dense" {
+            guard !sparse else {
+                throw ShadowError.invalidArgument(name: "--method", reason: "a sparsity above 0 needs a mask source (random or static)")
+            }
+            return nil
+        }
+        let shape = model.shape
+        let scores: (heads: [[Float]], neurons: [[Float]])
+        switch method {
+        case "random":
+            scores = Masks.randomScores(shape: shape, seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0))
+        case "static":
+            let path = try arguments.required("scores")
+            scores = try StaticScores.load(path: path, shape: shape)
+        default:
+            throw ShadowError.invalidArgument(name: "--method", reason: "unknown method \"\(method)\"")
+        }
+        return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons,
+                                                 settings: settings, shape: shape))
+    }
+}
+
+/// Aggregate importance scores read from JSON (`{"heads": [[…]], "neurons": [[…]]}`).
+enum StaticScores {
+    struct File: Decodable {
+        let heads: [[Float]]
+        let neurons: [[Float]]?
+    }
+
+    static func load(path: String, shape: TransformerShape) throws -> (heads: [[Float]], neurons: [[Float]]) {
+        let file = try ConfigDecoding.decode(File.self, path: path)
+        guard file.heads.count == shape.layers, file.heads.allSatisfy({ $0.count == shape.heads }) else {
+            throw ShadowError.badJSON(path: path, key: "heads", reason: "expected \(shape.layers) rows of \(shape.heads) scores")
+        }
+        guard let neurons = file.neurons else {
+            throw ShadowError.badJSON(path: path, key: "neurons", reason: "missing (a heads-only criterion cannot mask neurons)")
+        }
+        guard neurons.count == shape.layers, neurons.allSatisfy({ $0.count == shape.ffnSize }) else {
+            throw ShadowError.badJSON(path: path, key: "neurons", reason: "expected \(shape.layers) rows of \(shape.ffnSize) scores")
+        }
+        return (file.heads, neurons)
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+
+/// How predicted (or static) importance scores become per-layer plans (DESIGN §5).
+public enum MaskPolicy: String, Sendable, CaseIterable, Codable {
+    /// Rank the scores of layers 1…L−1 together and prune the lowest fraction; per-layer counts
+    /// then vary with the input.
+    case global
+    /// Prune the lowest fraction within each layer.
+    case local
+    /// Global, but every layer keeps at least `floor` of its units.
+    case hybrid
+}
+
+/// Sparsity targets: the fraction of heads and of neurons to prune, and how to choose them.
+public struct SparsitySettings: Sendable, Equatable, Codable {
+    public var headSparsity: Double
+    public var neuronSparsity: Double
+    public var policy: MaskPolicy
+    /// hybrid: the smallest fraction of a layer's units that is always kept.
+    public var hybridFloor: Double
+
+    public init(headSparsity: Double, neuronSparsity: Double, policy: MaskPolicy = .global, hybridFloor: Double = 0.1) {
+        self.headSparsity = headSparsity
+        self.neuronSparsity = neuronSparsity
+        self.policy = policy
+        self.hybridFloor = hybridFloor
+    }
+
+    /// Checks the values, naming the option that is out of range.
+    public func validate() throws {
+        for (name, value) in [("--head-sparsity", headSparsity), ("--neuron-sparsity", neuronSparsity)] {
+            guard value >= 0, value < 1 else {
+                throw ShadowError.invalidArgument(name: name, reason: "must be in [0, 1), got \(value)")
+            }
+        }
+        guard hybridFloor >= 0, hybridFloor <= 1 else {
+            throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "must be in [0, 1], got \(hybridFloor)")
+        }
+    }
+}
+
+public enum Masks {
+    /// Per-layer plans from head scores (L × H) and neuron scores (L × F); higher is more important.
+    /// Layer 0 always stays dense (its output feeds the predictor).
+    public static func plans(headScores: [[Float]], neuronScores: [[Float]], settings: SparsitySettings,
+                             shape: TransformerShape) -> [LayerPlan] {
+        let heads = keep(scores: headScores, sparsity: settings.headSparsity, policy: settings.policy,
+                         floor: settings.hybridFloor)
+        let neurons = keep(scores: neuronScores, sparsity: settings.neuronSparsity, policy: settings.policy,
+                           floor: settings.hybridFloor)
+        return (0..<shape.layers).map { l in
+            l == 0 ? .dense : LayerPlan(heads: heads[l], neurons: neurons[l].map(Int32.init), shape: shape)
+        }
+    }
+
+    /// The kept unit indices (ascending) of every layer; layer 0 keeps all.
+    public static func keep(scores: [[Float]], sparsity: Double, policy: MaskPolicy, floor: Double) -> [[Int]] {
+        let layers = scores.count
+        guard layers > 0 else { return [] }
+        let units = scores[0].count
+        var kept = [[Int]](repeating: [], count: layers)
+        kept[0] = Array(0..<units)
+        guard layers > 1 else { return kept }
+        switch policy {
+        case .local:
+            let keepCount = units - Int((Double(units) * sparsity).rounded())
+            for l in 1..<layers { kept[l] = topIndices(scores[l], count: keepCount) }
+        case .global, .hybrid:
+            let total = (layers - 1) * units
+            let pruneCount = Int((Double(total) * sparsity).rounded())
+            let minimum = policy == .hybrid ? Int((Double(units) * floor).rounded(.up)) : 0
+            // Floors first: each layer's best `minimum` units are kept whatever their rank.
+            var isKept = [[Bool]](repeating: [Bool](repeating: false, count: units), count: layers)
+            var keptCount = 0
+            if minimum > 0 {
+                for l in 1..<layers { for i in topIndices(scores[l], count: minimum) { isKept[l][i] = true; keptCount += 1 } }
+            }
+            let budget = total - pruneCount
+            var order: [(score: Float, layer: Int, unit: Int)] = []
+            order.reserveCapacity(total)
+            for l in 1..<layers { for i in 0..<units where !isKept[l][i] { order.append((scores[l][i], l, i)) } }
+            // Highest first; ties broken by position so the result is deterministic.
+            order.sort { $0.score != $1.score ? $0.score > $1.score : ($0.layer, $0.unit) < ($1.layer, $1.unit) }
+            for entry in order where keptCount < budget {
+                isKept[entry.layer][entry.unit] = true
+                keptCount += 1
+            }
+            for l in 1..<layers { kept[l] = (0..<units).filter { isKept[l][$0] } }
+        }
+        return kept
+    }
+
+    /// Indices of the `count` highest scores, ascending (ties: lower index first).
+    static func topIndices(_ scores: [Float], count: Int) -> [Int] {
+        guard count > 0 else { return [] }
+        let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
+        return order.prefix(count).sorted()
+    }
+
+    /// Realised sparsity of the whole model (layer 0 included in the denominator): the fraction of
+    /// all heads and of all neurons that the plans prune.
+    public static func realisedSparsity(_ plans: [LayerPlan], shape: TransformerShape) -> (heads: Double, neurons: Double) {
+        var prunedHeads = 0, prunedNeurons = 0
+        for plan in plans {
+            prunedHeads += shape.heads - (plan.heads?.count ?? shape.heads)
+            prunedNeurons += shape.ffnSize - (plan.neurons?.count ?? shape.ffnSize)
+        }
+        return (Double(prunedHeads) / Double(shape.layers * shape.heads),
+                Double(prunedNeurons) / Double(shape.layers * shape.ffnSize))
+    }
+
+    /// Uniform random scores (a lower bound for every mask source), seeded.
+    public static func randomScores(shape: TransformerShape, seed: UInt64) -> (heads: [[Float]], neurons: [[Float]]) {
+        var generator = SeededGenerator(seed: seed)
+        func next() -> Float { Float(generator.next() >> 40) / Float(1 << 24) }
+        let heads = (0..<shape.layers).map { _ in (0..<shape.heads).map { _ in next() } }
+        let neurons = (0..<shape.layers).map { _ in (0..<shape.ffnSize).map { _ in next() } }
+        return (heads, neurons)
+    }
+}
