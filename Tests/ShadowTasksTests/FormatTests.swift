@@ -340,3 +340,32 @@ struct PythonTextTests {
         #expect("[a [b] c]".removingBracketedText == " c]")
     }
 }
+
+@Suite("Multiple-choice items")
+struct MultipleChoiceItemTests {
+    @Test("round-trips through JSON and refuses a gold index past its choices")
+    func codable() throws {
+        let item = MultipleChoiceItem(id: 4, contexts: ["a", "b"], continuations: [" x", " x"], gold: 1)
+        let data = try JSONEncoder().encode(item)
+        #expect(try JSONDecoder().decode(MultipleChoiceItem.self, from: data) == item)
+        let bad = #"{"id": 0, "contexts": ["a"], "continuations": [" x"], "gold": 1}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(MultipleChoiceItem.self, from: Data(bad.utf8)) }
+        let uneven = #"{"id": 0, "contexts": ["a"], "continuations": [" x", " y"], "gold": 0}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(MultipleChoiceItem.self, from: Data(uneven.utf8)) }
+    }
+
+    @Test("shares its context only when every choice has the same one")
+    func sharedContext() {
+        #expect(MultipleChoiceItem(id: 0, context: "c", continuations: [" a", " b"], gold: 0).sharedContext == "c")
+        #expect(MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " a"], gold: 0).sharedContext == nil)
+        #expect(MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " b"], gold: 1).goldText == "d b")
+    }
+
+    @Test("lists the eleven tasks under lm-eval's names")
+    func names() {
+        #expect(TaskName.allCases.map(\.rawValue) == ["piqa", "hellaswag", "copa", "arc_easy", "arc_challenge", "openbookqa",
+                                                      "winogrande", "rte", "boolq", "lambada", "wikitext"])
+        #expect(TaskName.allCases.filter { !$0.isMultipleChoice } == [.lambada, .wikitext])
+        #expect(TaskName(rawValue: "arc_easy") == .arcEasy)
+    }
+}
