@@ -1,0 +1,68 @@
+/// ARC (Clark et al. 2018) and OpenBookQA (Mihaylov et al. 2018), both from AI2 and sharing a
+/// layout. Accepted per line:
+/// - AI2's release: `{"question": {"stem", "choices": [{"text", "label"}]}, "answerKey"}`;
+/// - Hugging Face's: `{"question": stem, "choices": {"text": [...], "label": [...]}, "answerKey"}`
+///   (ARC) or `{"question_stem", "choices": {...}, "answerKey"}` (OpenBookQA);
+/// - the older lm-eval form `{"query", "choices": [text, ...], "gold"}`.
+/// Labels may be letters or digits (some ARC items use 1–4); the gold index is the position of
+/// `answerKey` (leading/trailing spaces removed, as OpenBookQA's `answerKey.lstrip()`) among them.
+/// Templates: ARC `"Question: {{question}}\nAnswer:"`, OpenBookQA `"{{question_stem}}"`; each
+/// choice is " " + its text.
+enum AI2 {
+    static func read(path: String, task: TaskName) throws -> [MultipleChoiceItem] {
+        try SourceLines(path: path).jsonRecords().enumerated().map { id, record in
+            let (stem, texts, gold) = try question(record)
+            let context = task == .openbookqa ? stem : "Question: \(stem)\nAnswer:"
+            return MultipleChoiceItem(id: id, context: context, continuations: texts.map { " " + $0 }, gold: gold)
+        }
+    }
+
+    static func question(_ record: JSONRecord) throws -> (stem: String, texts: [String], gold: Int) {
+        if record.has("query") {
+            let texts = try record.strings("choices")
+            if texts.isEmpty { throw record.error("choices", "is empty") }
+            return (try record.string("query"), texts, try record.label("gold", indexLabels(texts.count)))
+        }
+        let stem: String
+        let choicesKey: String
+        if case .object? = record.optional("question") {
+            stem = try record.string("question.stem")
+            choicesKey = "question.choices"
+        } else if record.has("question_stem") {
+            stem = try record.string("question_stem")
+            choicesKey = "choices"
+        } else {
+            stem = try record.string("question")
+            choicesKey = "choices"
+        }
+        let (texts, labels) = try choices(record, choicesKey)
+        let answer = try record.string("answerKey").pythonStripped
+        guard let gold = labels.firstIndex(of: answer) else {
+            throw record.error("answerKey", "\"\(answer)\" is not one of the choice labels \(labels.joined(separator: ", "))")
+        }
+        return (stem, texts, gold)
+    }
+
+    /// Choices either as `[{"text", "label"}]` (AI2) or as `{"text": [...], "label": [...]}` (HF).
+    static func choices(_ record: JSONRecord, _ key: String) throws -> (texts: [String], labels: [String]) {
+        let found = try record.required(key)
+        var texts: [String] = [], labels: [String] = []
+        switch found {
+        case .array(let elements):
+            for index in elements.indices {
+                texts.append(try record.string("\(key).\(index).text", display: "\(key)[\(index)].text"))
+                labels.append(try record.string("\(key).\(index).label", display: "\(key)[\(index)].label"))
+            }
+        case .object:
+            texts = try record.strings("\(key).text")
+            labels = try record.strings("\(key).label")
+            if texts.count != labels.count {
+                throw record.error(key, "\(texts.count) texts but \(labels.count) labels")
+            }
+        default:
+            throw record.error(key, "expected an array or an object, found \(found.kindName)")
+        }
+        if texts.isEmpty { throw record.error(key, "is empty") }
+        return (texts, labels.map { $0.pythonStripped })
+    }
+}

@@ -1,0 +1,171 @@
+import ShadowFormats
+
+/// COPA (Roemmele et al. 2011), as SuperGLUE JSON Lines (`premise, choice1, choice2, question,
+/// label`) or the original XML. lm-eval's `super_glue/copa/utils.py`: the context is
+/// `premise.strip()[:-1] + " because"` (question "cause") or `" therefore"` ("effect") — the
+/// final character, always a period in COPA, is dropped unseen — and each choice is " " + the
+/// choice with its first letter lower-cased, so "The sun was rising." continues the premise.
+enum COPA {
+    static func read(path: String) throws -> [MultipleChoiceItem] {
+        let lines = try SourceLines(path: path)
+        if lines.firstSignificantByte == UInt8(ascii: "<") {
+            return try readXML(lines)
+        }
+        return try lines.jsonRecords().enumerated().map { id, record in
+            let premise = try record.string("premise")
+            let choices = [try record.string("choice1"), try record.string("choice2")]
+            let question = try record.string("question")
+            guard let connector = connectors[question] else {
+                throw record.error("question", "\"\(question)\" is not \"cause\" or \"effect\"")
+            }
+            if premise.pythonStripped.isEmpty { throw record.error("premise", "is empty") }
+            for (index, choice) in choices.enumerated() where choice.isEmpty {
+                throw record.error("choice\(index + 1)", "is empty")
+            }
+            return item(id: id, premise: premise, connector: connector, choices: choices,
+                        gold: try record.label("label", indexLabels(2)))
+        }
+    }
+
+    static let connectors = ["cause": "because", "effect": "therefore"]
+
+    static func item(id: Int, premise: String, connector: String, choices: [String], gold: Int) -> MultipleChoiceItem {
+        let stripped = premise.pythonStripped
+        let context = String(stripped.unicodeScalars.dropLast()) + " " + connector
+        return MultipleChoiceItem(id: id, context: context,
+                                  continuations: choices.map { " " + $0.lowercasingFirst }, gold: gold)
+    }
+
+    /// The original release: `<copa-corpus>` holding flat `<item id asks-for
+    /// most-plausible-alternative>` elements, each with `<p>`, `<a1>`, `<a2>`. Read by hand: the
+    /// structure is one level deep, and Foundation's XMLParser is not on every Linux install.
+    static func readXML(_ lines: SourceLines) throws -> [MultipleChoiceItem] {
+        let bytes = lines.bytes
+        // Line numbers for errors: the line holding a byte offset.
+        var lineStarts = [0]
+        for (offset, byte) in bytes.enumerated() where byte == 0x0A { lineStarts.append(offset + 1) }
+        func location(_ offset: Int) -> String {
+            var low = 0, high = lineStarts.count - 1
+            while low < high {
+                let middle = (low + high + 1) / 2
+                if lineStarts[middle] <= offset { low = middle } else { high = middle - 1 }
+            }
+            return "\(lines.path):\(low + 1)"
+        }
+        func fail(_ offset: Int, _ reason: String) -> ShadowError {
+            .corruptFile(path: location(offset), reason: reason)
+        }
+
+        var items: [MultipleChoiceItem] = []
+        var cursor = 0
+        while let start = find(Array("<item".utf8), in: bytes, from: cursor) {
+            let afterName = start + 5
+            guard afterName < bytes.count, [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ">")].contains(bytes[afterName]) else {
+                cursor = afterName
+                continue
+            }
+            guard let tagEnd = bytes[afterName...].firstIndex(of: UInt8(ascii: ">")) else {
+                throw fail(start, "<item> tag is not closed by \">\"")
+            }
+            guard let close = find(Array("</item>".utf8), in: bytes, from: tagEnd) else {
+                throw fail(start, "<item> is not closed by </item>")
+            }
+            let attributes = try parseAttributes(bytes[afterName..<tagEnd]) { fail(start, $0) }
+            func attribute(_ name: String) throws -> String {
+                guard let value = attributes[name] else { throw fail(start, "<item> attribute \"\(name)\": missing") }
+                return value
+            }
+            let asksFor = try attribute("asks-for")
+            guard let connector = connectors[asksFor] else {
+                throw fail(start, "<item> attribute \"asks-for\": \"\(asksFor)\" is not \"cause\" or \"effect\"")
+            }
+            let alternative = try attribute("most-plausible-alternative")
+            guard let gold = ["1": 0, "2": 1][alternative] else {
+                throw fail(start, "<item> attribute \"most-plausible-alternative\": \"\(alternative)\" is not \"1\" or \"2\"")
+            }
+            let body = tagEnd + 1..<close
+            func element(_ name: String) throws -> String {
+                let open = Array("<\(name)>".utf8), end = Array("</\(name)>".utf8)
+                guard let from = find(open, in: bytes, from: body.lowerBound, before: body.upperBound),
+                      let to = find(end, in: bytes, from: from + open.count, before: body.upperBound) else {
+                    throw fail(start, "<item> element <\(name)>: missing")
+                }
+                guard let raw = String(validating: bytes[(from + open.count)..<to], as: UTF8.self) else {
+                    throw fail(from, "<\(name)> is not valid UTF-8")
+                }
+                let text = try decodeEntities(raw) { fail(from, "<\(name)>: \($0)") }.pythonStripped
+                if text.isEmpty { throw fail(from, "<item> element <\(name)>: is empty") }
+                return text
+            }
+            items.append(item(id: items.count, premise: try element("p"), connector: connector,
+                              choices: [try element("a1"), try element("a2")], gold: gold))
+            cursor = close + 7
+        }
+        if items.isEmpty { throw ShadowError.corruptFile(path: lines.path, reason: "no <item> elements") }
+        return items
+    }
+
+    /// `name="value"` pairs (single or double quotes) of a start tag, entities decoded.
+    static func parseAttributes(_ bytes: ArraySlice<UInt8>, fail: (String) -> ShadowError) throws -> [String: String] {
+        var attributes: [String: String] = [:]
+        var index = bytes.startIndex
+        func skipSpace() { while index < bytes.endIndex, [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: "/")].contains(bytes[index]) { index += 1 } }
+        skipSpace()
+        while index < bytes.endIndex {
+            let nameStart = index
+            while index < bytes.endIndex, bytes[index] != UInt8(ascii: "="), ![0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+            let name = String(decoding: bytes[nameStart..<index], as: UTF8.self)
+            guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "="), index + 1 < bytes.endIndex,
+                  bytes[index + 1] == UInt8(ascii: "\"") || bytes[index + 1] == UInt8(ascii: "'") else {
+                throw fail("<item> attribute \"\(name)\": expected =\"value\"")
+            }
+            let quote = bytes[index + 1]
+            let valueStart = index + 2
+            guard let valueEnd = bytes[valueStart...].firstIndex(of: quote) else {
+                throw fail("<item> attribute \"\(name)\": unterminated value")
+            }
+            let raw = String(decoding: bytes[valueStart..<valueEnd], as: UTF8.self)
+            attributes[name] = try decodeEntities(raw) { fail("<item> attribute \"\(name)\": \($0)") }
+            index = valueEnd + 1
+            skipSpace()
+        }
+        return attributes
+    }
+
+    /// XML's five named entities and numeric references (`&#233;`, `&#xE9;`).
+    static func decodeEntities(_ text: String, fail: (String) -> ShadowError) throws -> String {
+        guard text.contains("&") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let amp = rest.firstIndex(of: "&") {
+            result += rest[..<amp]
+            guard let semicolon = rest[amp...].firstIndex(of: ";") else { throw fail("\"&\" without \";\"") }
+            let name = rest[rest.index(after: amp)..<semicolon]
+            let named = ["amp": "&", "lt": "<", "gt": ">", "quot": "\"", "apos": "'"]
+            if let replacement = named[String(name)] {
+                result += replacement
+            } else if name.hasPrefix("#x") || name.hasPrefix("#X"), let code = UInt32(name.dropFirst(2), radix: 16),
+                      let scalar = Unicode.Scalar(code) {
+                result.unicodeScalars.append(scalar)
+            } else if name.hasPrefix("#"), let code = UInt32(name.dropFirst()), let scalar = Unicode.Scalar(code) {
+                result.unicodeScalars.append(scalar)
+            } else {
+                throw fail("unknown entity \"&\(name);\"")
+            }
+            rest = rest[rest.index(after: semicolon)...]
+        }
+        return result + rest
+    }
+
+    /// The offset of `pattern` in `bytes[from..<before]`, or nil.
+    static func find(_ pattern: [UInt8], in bytes: [UInt8], from: Int, before: Int? = nil) -> Int? {
+        let end = (before ?? bytes.count) - pattern.count
+        guard from <= end else { return nil }
+        var index = from
+        while index <= end {
+            if bytes[index] == pattern[0], bytes[index..<index + pattern.count].elementsEqual(pattern) { return index }
+            index += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,27 @@
+/// PIQA (Bisk et al. 2020): `{"goal", "sol1", "sol2"}` per line, gold from a labels file of 0/1
+/// lines or an inline `label`. lm-eval's `piqa.yaml`: `doc_to_text: "Question: {{goal}}\nAnswer:"`,
+/// `doc_to_choice: "{{[sol1, sol2]}}"`, target delimiter " ". Text is used as written (some
+/// solutions end in a space; lm-eval keeps it).
+enum PIQA {
+    static func read(path: String, labels: String?) throws -> [MultipleChoiceItem] {
+        let records = try SourceLines(path: path).jsonRecords()
+        let binary = indexLabels(2)
+        let golds = try labels.map {
+            try LabelsFile.read($0, allowed: binary, itemCount: records.count, itemsPath: path)
+        }
+        return try records.enumerated().map { id, record in
+            let goal = try record.string("goal")
+            let solutions = [try record.string("sol1"), try record.string("sol2")]
+            let gold: Int
+            if let golds {
+                gold = golds[id]
+            } else if record.has("label") {
+                gold = try record.label("label", binary)
+            } else {
+                throw record.error("label", "missing (and no labels file given)")
+            }
+            return MultipleChoiceItem(id: id, context: "Question: \(goal)\nAnswer:",
+                                      continuations: solutions.map { " " + $0 }, gold: gold)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// Task readers arrive in their own commits.

@@ -1,0 +1,82 @@
+// lm-evaluation-harness builds prompts with Python string methods. These are their exact
+// counterparts, working on Unicode scalars (Python's code points) rather than Swift's grapheme
+// clusters, so that a combining mark after "_" or " " does not hide it.
+
+/// Python's `str.isspace()` for one code point: Unicode White_Space plus the four ASCII
+/// information separators (U+001C…U+001F) that Python also counts.
+func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.properties.isWhitespace || (0x1C...0x1F).contains(scalar.value)
+}
+
+extension String {
+    /// Python's `str.strip()`.
+    var pythonStripped: String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isPythonSpace($0) }),
+              let last = scalars.lastIndex(where: { !isPythonSpace($0) }) else { return "" }
+        return String(scalars[first...last])
+    }
+
+    /// Python's `str.capitalize()` (3.8+): the first code point title-cased, every other one
+    /// lower-cased — "he Is" becomes "He is", not "He Is".
+    var pythonCapitalized: String {
+        guard let first = unicodeScalars.first else { return self }
+        var result = first.properties.titlecaseMapping
+        for scalar in unicodeScalars.dropFirst() { result += scalar.properties.lowercaseMapping }
+        return result
+    }
+
+    /// `s[0].lower() + s[1:]`: lm-eval's COPA `convert_choice`.
+    var lowercasingFirst: String {
+        guard let first = unicodeScalars.first else { return self }
+        return first.properties.lowercaseMapping + String(unicodeScalars.dropFirst())
+    }
+
+    /// Python's `str.replace(old, new)`: every non-overlapping occurrence, left to right, in one
+    /// pass ("   ".replace("  ", " ") is "  "). Patterns here are ASCII, so matching UTF-8 bytes is
+    /// matching code points: an ASCII byte never occurs inside a multi-byte sequence.
+    func pythonReplacing(_ old: String, with new: String) -> String {
+        let source = Array(utf8)
+        let pattern = Array(old.utf8)
+        guard !pattern.isEmpty, source.count >= pattern.count else { return self }
+        var result: [UInt8] = []
+        result.reserveCapacity(source.count)
+        var index = 0
+        var changed = false
+        while index < source.count {
+            if source[index] == pattern[0], index + pattern.count <= source.count,
+               source[index..<index + pattern.count].elementsEqual(pattern) {
+                result.append(contentsOf: new.utf8)
+                index += pattern.count
+                changed = true
+            } else {
+                result.append(source[index])
+                index += 1
+            }
+        }
+        return changed ? String(decoding: result, as: UTF8.self) : self
+    }
+
+    /// `re.sub(r"\[.*?\]", "", s)`: each "[" up to the nearest "]" after it goes, brackets
+    /// included; `.` does not cross a line break, and a "[" with no "]" after it on its line stays.
+    var removingBracketedText: String {
+        let source = Array(utf8)
+        guard source.contains(UInt8(ascii: "[")) else { return self }
+        var result: [UInt8] = []
+        result.reserveCapacity(source.count)
+        var index = 0
+        while index < source.count {
+            if source[index] == UInt8(ascii: "[") {
+                var close = index + 1
+                while close < source.count, source[close] != UInt8(ascii: "]"), source[close] != 0x0A { close += 1 }
+                if close < source.count, source[close] == UInt8(ascii: "]") {
+                    index = close + 1
+                    continue
+                }
+            }
+            result.append(source[index])
+            index += 1
+        }
+        return String(decoding: result, as: UTF8.self)
+    }
+}

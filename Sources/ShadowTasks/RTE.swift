@@ -1,0 +1,65 @@
+import ShadowFormats
+
+/// RTE (recognising textual entailment), as SuperGLUE JSON Lines (`premise, hypothesis, label`,
+/// label "entailment"/"not_entailment" or 0/1 with 0 = entailment; GLUE's `sentence1`/`sentence2`
+/// names also accepted) or GLUE's TSV (header `index sentence1 sentence2 label`, tab-separated,
+/// no quoting). lm-eval's `super_glue/rte`: `"{{premise}}\nQuestion: {{hypothesis}} True or
+/// False?\nAnswer:"`, choices ["True", "False"], so gold 0 means entailment.
+enum RTE {
+    static let labels: [(spelling: String, index: Int)] =
+        [("entailment", 0), ("not_entailment", 1), ("0", 0), ("1", 1)]
+
+    static func context(premise: String, hypothesis: String) -> String {
+        "\(premise)\nQuestion: \(hypothesis) True or False?\nAnswer:"
+    }
+
+    static let continuations = [" True", " False"]
+
+    static func read(path: String) throws -> [MultipleChoiceItem] {
+        let lines = try SourceLines(path: path)
+        if lines.firstSignificantByte == UInt8(ascii: "{") {
+            return try lines.jsonRecords().enumerated().map { id, record in
+                let glue = !record.has("premise") && record.has("sentence1")
+                let premise = try record.string(glue ? "sentence1" : "premise")
+                let hypothesis = try record.string(glue ? "sentence2" : "hypothesis")
+                return MultipleChoiceItem(id: id, context: context(premise: premise, hypothesis: hypothesis),
+                                          continuations: continuations, gold: try record.label("label", labels))
+            }
+        }
+        return try readTSV(lines)
+    }
+
+    static func readTSV(_ lines: SourceLines) throws -> [MultipleChoiceItem] {
+        guard let headerIndex = (0..<lines.count).first(where: { !lines.isBlank($0) }) else {
+            throw ShadowError.corruptFile(path: lines.path, reason: "no items (the file is empty)")
+        }
+        let header = try lines.text(headerIndex).split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        func column(_ name: String) throws -> Int {
+            guard let index = header.firstIndex(of: name) else {
+                throw ShadowError.corruptFile(path: lines.location(headerIndex),
+                                              reason: "column \"\(name)\": missing from the header")
+            }
+            return index
+        }
+        let premiseColumn = try column("sentence1"), hypothesisColumn = try column("sentence2")
+        let labelColumn = try column("label")
+        var items: [MultipleChoiceItem] = []
+        for index in headerIndex + 1..<lines.count where !lines.isBlank(index) {
+            let fields = try lines.text(index).split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == header.count else {
+                throw ShadowError.corruptFile(path: lines.location(index),
+                                              reason: "\(fields.count) tab-separated fields; the header has \(header.count)")
+            }
+            let label = fields[labelColumn].pythonStripped
+            guard let gold = labels.first(where: { $0.spelling == label })?.index else {
+                throw ShadowError.corruptFile(path: lines.location(index),
+                                              reason: "column \"label\": \"\(label)\" is not \"entailment\" or \"not_entailment\"")
+            }
+            items.append(MultipleChoiceItem(
+                id: items.count, context: context(premise: fields[premiseColumn], hypothesis: fields[hypothesisColumn]),
+                continuations: continuations, gold: gold))
+        }
+        if items.isEmpty { throw ShadowError.corruptFile(path: lines.path, reason: "no items after the header") }
+        return items
+    }
+}

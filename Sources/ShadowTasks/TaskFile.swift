@@ -1,0 +1,71 @@
+import ShadowFormats
+
+/// Reads the task files of DESIGN §6 in the forms their releases and lm-evaluation-harness use,
+/// and turns each item into lm-eval's prompt: same context strings, same continuations, same gold.
+/// Every problem with a file is a one-line `ShadowError` naming the file, the line and the key.
+public enum TaskFile {
+    /// Reads `path` into items. The form is told from the content: a first `{` means JSON Lines,
+    /// `<` COPA's XML; otherwise HellaSwag's llama.cpp text or RTE's GLUE TSV. `labels` is a file
+    /// of one gold label per line, for PIQA (0/1) and Winogrande (1/2) whose releases keep the
+    /// answers apart; it overrides labels inside the file.
+    public static func multipleChoice(task: TaskName, path: String, labels: String? = nil) throws -> [MultipleChoiceItem] {
+        if labels != nil, !task.acceptsLabelsFile {
+            throw ShadowError.invalidArgument(name: "labels", reason: "\(task.rawValue) keeps its labels in the task file")
+        }
+        switch task {
+        case .piqa: return try PIQA.read(path: path, labels: labels)
+        case .hellaswag: return try HellaSwag.read(path: path)
+        case .copa: return try COPA.read(path: path)
+        case .arcEasy, .arcChallenge, .openbookqa: return try AI2.read(path: path, task: task)
+        case .winogrande: return try Winogrande.read(path: path, labels: labels)
+        case .rte: return try RTE.read(path: path)
+        case .boolq: return try BoolQ.read(path: path)
+        case .lambada, .wikitext:
+            throw ShadowError.invalidArgument(
+                name: task.rawValue, reason: "is not multiple choice; read it with TaskFile.\(task.rawValue)(path:)")
+        }
+    }
+
+    /// LAMBADA (`{"text": …}` per line) as lm-eval's `lambada_openai` splits it: the context is
+    /// the text up to its last space, the target a space and the last word.
+    public static func lambada(path: String) throws -> [(context: String, target: String)] {
+        try Lambada.read(path: path)
+    }
+
+    /// The whole text of a WikiText file exactly as stored (documents, headings, blank lines and
+    /// line breaks untouched), for perplexity over rolling windows.
+    public static func wikitext(path: String) throws -> String {
+        try WikiText.read(path: path)
+    }
+}
+
+/// A file of one label per line (PIQA's `valid-labels.lst`, Winogrande's `dev-labels.lst`).
+enum LabelsFile {
+    /// The gold index of each of `itemCount` items read from `itemsPath`; the counts must match.
+    static func read(_ path: String, allowed: [(spelling: String, index: Int)], itemCount: Int,
+                     itemsPath: String) throws -> [Int] {
+        let lines = try SourceLines(path: path)
+        var golds: [Int] = []
+        var lastLine = 0
+        for index in 0..<lines.count where !lines.isBlank(index) {
+            let text = try lines.text(index).pythonStripped
+            if golds.count == itemCount {
+                throw ShadowError.corruptFile(
+                    path: lines.location(index),
+                    reason: "label for item \(itemCount), but \(itemsPath) has only \(itemCount) items")
+            }
+            guard let match = allowed.first(where: { $0.spelling == text }) else {
+                let list = allowed.map { "\"\($0.spelling)\"" }.joined(separator: ", ")
+                throw ShadowError.corruptFile(path: lines.location(index), reason: "label \"\(text)\" is not one of \(list)")
+            }
+            golds.append(match.index)
+            lastLine = lines.number(index)
+        }
+        if golds.count < itemCount {
+            throw ShadowError.corruptFile(
+                path: "\(path):\(lastLine + 1)",
+                reason: "no label for item \(golds.count): \(golds.count) labels for \(itemCount) items in \(itemsPath)")
+        }
+        return golds
+    }
+}

@@ -1,0 +1,29 @@
+/// The tasks of DESIGN §6, named as lm-evaluation-harness names them (`arc_easy`, not `arcEasy`),
+/// so a name on the command line or in a report reads the same as in lm-eval's tables.
+public enum TaskName: String, CaseIterable, Sendable {
+    case piqa
+    case hellaswag
+    case copa
+    case arcEasy = "arc_easy"
+    case arcChallenge = "arc_challenge"
+    case openbookqa
+    case winogrande
+    case rte
+    case boolq
+    case lambada
+    case wikitext
+
+    /// Every task but LAMBADA (greedy last word) and WikiText (perplexity) scores choices.
+    public var isMultipleChoice: Bool {
+        switch self {
+        case .lambada, .wikitext: return false
+        default: return true
+        }
+    }
+
+    /// Whether the gold answers may come from a separate labels file (one per line), the way the
+    /// PIQA and Winogrande releases ship them (`valid-labels.lst`, `dev-labels.lst`).
+    public var acceptsLabelsFile: Bool {
+        self == .piqa || self == .winogrande
+    }
+}

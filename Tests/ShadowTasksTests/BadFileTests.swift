@@ -1,0 +1,253 @@
+import Foundation
+import Testing
+import ShadowFormats
+@testable import ShadowTasks
+
+/// A broken task file and the one-line error it must give (paths relative to the test's directory).
+struct BadFile: CustomTestStringConvertible, Sendable {
+    let what: String
+    let task: TaskName
+    let data: [UInt8]
+    var labels: String? = nil
+    let message: String
+
+    init(_ what: String, _ task: TaskName, _ data: String, labels: String? = nil, _ message: String) {
+        self.init(what, task, Array(data.utf8), labels: labels, message)
+    }
+
+    init(_ what: String, _ task: TaskName, _ data: [UInt8], labels: String? = nil, _ message: String) {
+        self.what = what
+        self.task = task
+        self.data = data
+        self.labels = labels
+        self.message = message
+    }
+
+    var testDescription: String { what }
+
+    /// The file name the data is written under, with the extension its format has.
+    var fileName: String {
+        switch task {
+        case .hellaswag where data.first != UInt8(ascii: "{"): return "hellaswag.txt"
+        case .copa where data.first == UInt8(ascii: "<"): return "copa.xml"
+        case .rte where data.first != UInt8(ascii: "{"): return "rte.tsv"
+        case .wikitext: return "wiki.txt"
+        default: return "\(task.rawValue).jsonl"
+        }
+    }
+}
+
+private let piqaItems = """
+    {"goal": "g0", "sol1": "a", "sol2": "b"}
+    {"goal": "g1", "sol1": "a", "sol2": "b"}
+    """
+private let hellaswagItem = "ctx\n1\na\nb\nc\nd\n"
+private let copaItem = #"<item id="1" asks-for="cause" most-plausible-alternative="1"><p>P.</p><a1>A.</a1><a2>B.</a2></item>"#
+
+private let badFiles: [BadFile] = [
+    // Shared by every JSON Lines reader.
+    BadFile("an empty file", .piqa, "", "piqa.jsonl: no items (the file is empty)"),
+    BadFile("a file of blank lines", .boolq, "\n  \r\n\n", "boolq.jsonl: no items (the file is empty)"),
+    BadFile("a line missing a comma", .piqa, "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\"}\n{\"goal\": \"g\" \"sol1\": \"a\"}",
+            "piqa.jsonl:2: malformed JSON at column 14: expected \",\" or \"}\""),
+    BadFile("a line cut short", .piqa, "{\"goal\": \"g\", \"sol1\": ", "piqa.jsonl:1: malformed JSON at column 23: unexpected end of line"),
+    BadFile("an unterminated string", .piqa, "{\"goal\": \"g", "piqa.jsonl:1: malformed JSON at column 12: unterminated string"),
+    BadFile("text after the object", .piqa, "{\"goal\": \"g\"} x", "piqa.jsonl:1: malformed JSON at column 15: unexpected text after the JSON value"),
+    BadFile("a lone surrogate escape", .piqa, "{\"goal\": \"\\ud800 \"}", "piqa.jsonl:1: malformed JSON at column 17: unpaired UTF-16 surrogate"),
+    BadFile("a raw tab inside a string", .piqa, "{\"goal\": \"a\tb\"}", "piqa.jsonl:1: malformed JSON at column 12: control character in a string"),
+    BadFile("nesting 200 levels deep", .piqa, String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
+            "piqa.jsonl:1: malformed JSON at column 101: nested more than 100 levels deep"),
+    BadFile("a line that is an array", .piqa, "[1, 2]", "piqa.jsonl:1: expected a JSON object, found an array"),
+    BadFile("a line that is not UTF-8", .piqa, Array("{\"goal\": \"".utf8) + [0xFF] + Array("\"}".utf8),
+            "piqa.jsonl:1: malformed JSON at column 13: string is not valid UTF-8"),
+    BadFile("a missing key", .piqa, "{\"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0}", "piqa.jsonl:1: key \"goal\": missing"),
+    BadFile("a key of the wrong type", .piqa, "{\"goal\": \"g\", \"sol1\": 3, \"sol2\": \"b\", \"label\": 0}",
+            "piqa.jsonl:1: key \"sol1\": expected a string, found a number"),
+
+    // PIQA and Winogrande labels.
+    BadFile("PIQA without any label", .piqa, piqaItems, "piqa.jsonl:1: key \"label\": missing (and no labels file given)"),
+    BadFile("a PIQA label out of range", .piqa, "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 2}",
+            "piqa.jsonl:1: key \"label\": \"2\" is not one of \"0\", \"1\""),
+    BadFile("a fractional PIQA label", .piqa, "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0.5}",
+            "piqa.jsonl:1: key \"label\": \"0.5\" is not one of \"0\", \"1\""),
+    BadFile("a labels file one short", .piqa, piqaItems, labels: "0\n",
+            "labels.lst:2: no label for item 1: 1 labels for 2 items in piqa.jsonl"),
+    BadFile("a labels file one long", .piqa, piqaItems, labels: "0\r\n1\r\n0\r\n",
+            "labels.lst:3: label for item 2, but piqa.jsonl has only 2 items"),
+    BadFile("a labels file with a bad label", .piqa, piqaItems, labels: "0\nyes\n",
+            "labels.lst:2: label \"yes\" is not one of \"0\", \"1\""),
+    BadFile("a Winogrande labels file in PIQA's 0/1", .winogrande,
+            "{\"sentence\": \"_ ran.\", \"option1\": \"A\", \"option2\": \"B\"}", labels: "0\n",
+            "labels.lst:1: label \"0\" is not one of \"1\", \"2\""),
+
+    // HellaSwag.
+    BadFile("a HellaSwag label past the endings", .hellaswag,
+            #"{"activity_label": "a", "ctx_a": "b", "ctx_b": "c", "endings": ["1", "2", "3", "4"], "label": 4}"#,
+            "hellaswag.jsonl:1: key \"label\": \"4\" is not one of \"0\", \"1\", \"2\", \"3\""),
+    BadFile("an unlabelled HellaSwag test item", .hellaswag,
+            #"{"activity_label": "a", "ctx_a": "b", "ctx_b": "c", "endings": ["1", "2", "3", "4"], "label": ""}"#,
+            "hellaswag.jsonl:1: key \"label\": \"\" is not one of \"0\", \"1\", \"2\", \"3\""),
+    BadFile("a HellaSwag ending that is not a string", .hellaswag,
+            #"{"activity_label": "a", "ctx_a": "b", "ctx_b": "c", "endings": ["1", 2], "label": 0}"#,
+            "hellaswag.jsonl:1: key \"endings[1]\": expected a string, found a number"),
+    BadFile("HellaSwag with no endings", .hellaswag,
+            #"{"activity_label": "a", "ctx_a": "b", "ctx_b": "c", "endings": [], "label": 0}"#,
+            "hellaswag.jsonl:1: key \"endings\": is empty"),
+    BadFile("llama.cpp text cut mid-item", .hellaswag, hellaswagItem + "ctx\n2\na\n", "hellaswag.txt:7: item 1 has 3 lines; expected 6 (context, gold index, 4 endings)"),
+    BadFile("llama.cpp text with a gold index past 3", .hellaswag, "ctx\n7\na\nb\nc\nd\n", "hellaswag.txt:2: gold index \"7\" is not 0, 1, 2 or 3"),
+    BadFile("llama.cpp text with a word for the gold index", .hellaswag, hellaswagItem + "ctx\nthree\na\nb\nc\nd", "hellaswag.txt:8: gold index \"three\" is not 0, 1, 2 or 3"),
+    BadFile("llama.cpp text that is not UTF-8", .hellaswag, Array("ctx\n1\na\nb\n".utf8) + [0xC3] + Array("\nd\n".utf8),
+            "hellaswag.txt:5: not valid UTF-8"),
+
+    // COPA.
+    BadFile("a COPA question other than cause or effect", .copa,
+            #"{"premise": "P.", "choice1": "A", "choice2": "B", "question": "reason", "label": 0}"#,
+            "copa.jsonl:1: key \"question\": \"reason\" is not \"cause\" or \"effect\""),
+    BadFile("a COPA label past the choices", .copa,
+            #"{"premise": "P.", "choice1": "A", "choice2": "B", "question": "cause", "label": 2}"#,
+            "copa.jsonl:1: key \"label\": \"2\" is not one of \"0\", \"1\""),
+    BadFile("an empty COPA choice", .copa,
+            #"{"premise": "P.", "choice1": "A", "choice2": "", "question": "cause", "label": 0}"#,
+            "copa.jsonl:1: key \"choice2\": is empty"),
+    BadFile("a COPA item without asks-for", .copa,
+            "<copa-corpus>\n" + #"<item id="1" most-plausible-alternative="1"><p>P.</p><a1>A.</a1><a2>B.</a2></item>"#,
+            "copa.xml:2: <item> attribute \"asks-for\": missing"),
+    BadFile("a COPA answer of 3", .copa,
+            "<copa-corpus>\n" + copaItem + "\n" + #"<item id="2" asks-for="effect" most-plausible-alternative="3"><p>P.</p><a1>A.</a1><a2>B.</a2></item>"#,
+            "copa.xml:3: <item> attribute \"most-plausible-alternative\": \"3\" is not \"1\" or \"2\""),
+    BadFile("a COPA item without a2", .copa,
+            "<copa-corpus>\n\n" + #"<item id="1" asks-for="cause" most-plausible-alternative="1"><p>P.</p><a1>A.</a1></item>"#,
+            "copa.xml:3: <item> element <a2>: missing"),
+    BadFile("a COPA item never closed", .copa,
+            #"<copa-corpus><item id="1" asks-for="cause" most-plausible-alternative="1"><p>P.</p>"#,
+            "copa.xml:1: <item> is not closed by </item>"),
+    BadFile("a COPA attribute without quotes", .copa,
+            #"<copa-corpus><item id=1 asks-for="cause"><p>P.</p></item>"#,
+            "copa.xml:1: <item> attribute \"id\": expected =\"value\""),
+    BadFile("an unknown XML entity", .copa,
+            #"<copa-corpus><item id="1" asks-for="cause" most-plausible-alternative="1"><p>P &nbsp;.</p><a1>A.</a1><a2>B.</a2></item>"#,
+            "copa.xml:1: <p>: unknown entity \"&nbsp;\""),
+    BadFile("XML with no items", .copa, "<copa-corpus>\n</copa-corpus>\n", "copa.xml: no <item> elements"),
+
+    // ARC and OpenBookQA.
+    BadFile("an ARC answer key that is no label", .arcEasy,
+            #"{"question": {"stem": "Q", "choices": [{"text": "a", "label": "A"}, {"text": "b", "label": "B"}]}, "answerKey": "E"}"#,
+            "arc_easy.jsonl:1: key \"answerKey\": \"E\" is not one of the choice labels A, B"),
+    BadFile("an ARC question without a stem", .arcChallenge,
+            #"{"question": {"choices": [{"text": "a", "label": "A"}]}, "answerKey": "A"}"#,
+            "arc_challenge.jsonl:1: key \"question.stem\": missing"),
+    BadFile("an ARC choice without a label", .arcChallenge,
+            #"{"question": {"stem": "Q", "choices": [{"text": "a", "label": "A"}, {"text": "b"}]}, "answerKey": "A"}"#,
+            "arc_challenge.jsonl:1: key \"question.choices[1].label\": missing"),
+    BadFile("an ARC question with no choices", .arcEasy,
+            #"{"question": {"stem": "Q", "choices": []}, "answerKey": "A"}"#,
+            "arc_easy.jsonl:1: key \"question.choices\": is empty"),
+    BadFile("OpenBookQA texts and labels of different lengths", .openbookqa,
+            #"{"question_stem": "Q", "choices": {"text": ["a", "b"], "label": ["A"]}, "answerKey": "A"}"#,
+            "openbookqa.jsonl:1: key \"choices\": 2 texts but 1 labels"),
+    BadFile("OpenBookQA choices of the wrong type", .openbookqa,
+            #"{"question_stem": "Q", "choices": "a, b", "answerKey": "A"}"#,
+            "openbookqa.jsonl:1: key \"choices\": expected an array or an object, found a string"),
+    BadFile("a query/choices/gold item with gold past the choices", .openbookqa,
+            #"{"query": "Q", "choices": ["a", "b"], "gold": 5}"#,
+            "openbookqa.jsonl:1: key \"gold\": \"5\" is not one of \"0\", \"1\""),
+
+    // Winogrande.
+    BadFile("a Winogrande sentence without a blank", .winogrande,
+            #"{"sentence": "Sarah ran.", "option1": "A", "option2": "B", "answer": "1"}"#,
+            "winogrande.jsonl:1: key \"sentence\": has no \"_\" blank to fill"),
+    BadFile("an unlabelled Winogrande test item", .winogrande,
+            #"{"sentence": "_ ran.", "option1": "A", "option2": "B", "answer": ""}"#,
+            "winogrande.jsonl:1: key \"answer\": \"\" is not one of \"1\", \"2\""),
+    BadFile("a Winogrande answer of 0", .winogrande,
+            #"{"sentence": "_ ran.", "option1": "A", "option2": "B", "answer": 0}"#,
+            "winogrande.jsonl:1: key \"answer\": \"0\" is not one of \"1\", \"2\""),
+
+    // RTE.
+    BadFile("an RTE label that is not a relation", .rte,
+            #"{"premise": "P", "hypothesis": "H", "label": "maybe"}"#,
+            "rte.jsonl:1: key \"label\": \"maybe\" is not one of \"entailment\", \"not_entailment\", \"0\", \"1\""),
+    BadFile("a TSV row with a missing field", .rte, "index\tsentence1\tsentence2\tlabel\n0\tP\tentailment\n",
+            "rte.tsv:2: 3 tab-separated fields; the header has 4"),
+    BadFile("a TSV without a label column", .rte, "index\tsentence1\tsentence2\n0\tP\tH\n",
+            "rte.tsv:1: column \"label\": missing from the header"),
+    BadFile("a TSV row with a bad label", .rte, "index\tsentence1\tsentence2\tlabel\n\n0\tP\tH\tyes\n",
+            "rte.tsv:3: column \"label\": \"yes\" is not \"entailment\" or \"not_entailment\""),
+    BadFile("a TSV of only a header", .rte, "index\tsentence1\tsentence2\tlabel\n", "rte.tsv: no items after the header"),
+
+    // BoolQ.
+    BadFile("a BoolQ label of null", .boolq, #"{"passage": "P", "question": "q", "label": null}"#,
+            "boolq.jsonl:1: key \"label\": expected a label, found null"),
+    BadFile("a BoolQ label of 2", .boolq, #"{"passage": "P", "question": "q", "label": 2}"#,
+            "boolq.jsonl:1: key \"label\": \"2\" is not one of \"false\", \"true\", \"0\", \"1\""),
+    BadFile("BoolQ without label or answer", .boolq, #"{"passage": "P", "question": "q"}"#,
+            "boolq.jsonl:1: key \"label\": missing"),
+
+    // LAMBADA and WikiText.
+    BadFile("a LAMBADA text of one word", .lambada, "{\"text\": \"a b\"}\n{\"text\": \"word\"}",
+            "lambada.jsonl:2: key \"text\": has no space, so no last word to predict"),
+    BadFile("a LAMBADA text ending in a space", .lambada, #"{"text": "a b "}"#,
+            "lambada.jsonl:1: key \"text\": ends with a space, so its last word is empty"),
+    BadFile("a LAMBADA line without text", .lambada, #"{"passage": "a b"}"#, "lambada.jsonl:1: key \"text\": missing"),
+    BadFile("an empty WikiText file", .wikitext, " \n\n", "wiki.txt: no text (the file is empty)"),
+    BadFile("WikiText that is not UTF-8", .wikitext, Array(" = A = \n text\n".utf8) + [0xFE, 0x0A], "wiki.txt:3: not valid UTF-8"),
+]
+
+@Suite("Malformed task files")
+struct BadFileTests {
+    @Test("fail with one line naming the file, line and key", arguments: badFiles)
+    func rejects(_ bad: BadFile) throws {
+        let directory = try TempDirectory()
+        let path = try directory.bytes(bad.fileName, bad.data)
+        let labels = try bad.labels.map { try directory.file("labels.lst", $0) }
+        let message = shadowErrorMessage {
+            switch bad.task {
+            case .lambada: return try TaskFile.lambada(path: path)
+            case .wikitext: return try TaskFile.wikitext(path: path)
+            default: return try TaskFile.multipleChoice(task: bad.task, path: path, labels: labels)
+            }
+        }
+        #expect(message.replacingOccurrences(of: directory.url.path + "/", with: "") == bad.message)
+    }
+
+    @Test("names a file that does not exist, or is a directory")
+    func missingFile() throws {
+        let directory = try TempDirectory()
+        let missing = directory.url.appendingPathComponent("nope.jsonl").path
+        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .piqa, path: missing) } == "\(missing): no such file")
+        #expect(shadowErrorMessage { try TaskFile.wikitext(path: directory.url.path) } == "\(directory.url.path): no such file")
+        let data = try directory.file("piqa.jsonl", piqaItems)
+        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .piqa, path: data, labels: missing) }
+                == "\(missing): no such file")
+    }
+
+    @Test("refuses a labels file for tasks that carry their own, and LAMBADA or WikiText as multiple choice")
+    func wrongCall() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("x.jsonl", piqaItems)
+        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .hellaswag, path: path, labels: path) }
+                == "labels: hellaswag keeps its labels in the task file")
+        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .lambada, path: path) }
+                == "lambada: is not multiple choice; read it with TaskFile.lambada(path:)")
+        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .wikitext, path: path) }
+                == "wikitext: is not multiple choice; read it with TaskFile.wikitext(path:)")
+    }
+
+    @Test("survives every truncation of a valid file without crashing")
+    func truncations() throws {
+        let directory = try TempDirectory()
+        let samples: [(TaskName, String)] = [
+            (.arcEasy, #"{"question": {"stem": "Q \u00e9", "choices": [{"text": "a", "label": "A"}]}, "answerKey": "A"}"#),
+            (.copa, "<copa-corpus>" + copaItem.replacingOccurrences(of: "P.", with: "P &amp; Q.") + "</copa-corpus>"),
+            (.hellaswag, hellaswagItem),
+            (.rte, "index\tsentence1\tsentence2\tlabel\n0\tP\tH\tentailment\n"),
+        ]
+        for (task, text) in samples {
+            let bytes = Array(text.utf8)
+            for length in 0..<bytes.count {
+                let path = try directory.bytes("cut", Array(bytes[..<length]))
+                do { _ = try TaskFile.multipleChoice(task: task, path: path) } catch is ShadowError {}
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+import Foundation
+import Testing
+import ShadowFormats
+@testable import ShadowTasks
+
+// Each format from a small file written here, against the prompts lm-evaluation-harness builds
+// for the same documents (worked out by hand from its templates, quoted in each reader).
+
+@Suite("PIQA reader")
+struct PIQATests {
+    let directory: TempDirectory
+    let data: String
+
+    init() throws {
+        directory = try TempDirectory()
+        data = try directory.file("valid.jsonl", """
+            {"goal": "Keep a door open", "sol1": "Wedge a shoe under it.", "sol2": "Tie it with a shoelace. "}\r
+            {"goal": "dry wet shoes", "sol1": "stuff them with newspaper", "sol2": "put them in the oven", "label": 1}\r
+
+            """)
+    }
+
+    @Test("builds lm-eval's Question/Answer context with each solution after a space")
+    func template() throws {
+        let labels = try directory.file("valid-labels.lst", "1\r\n0\r\n")
+        let items = try TaskFile.multipleChoice(task: .piqa, path: data, labels: labels)
+        #expect(items == [
+            MultipleChoiceItem(id: 0, context: "Question: Keep a door open\nAnswer:",
+                               continuations: [" Wedge a shoe under it.", " Tie it with a shoelace. "], gold: 1),
+            MultipleChoiceItem(id: 1, context: "Question: dry wet shoes\nAnswer:",
+                               continuations: [" stuff them with newspaper", " put them in the oven"], gold: 0),
+        ])
+        #expect(items[0].sharedContext == "Question: Keep a door open\nAnswer:")
+    }
+
+    @Test("takes an inline label when no labels file is given")
+    func inlineLabel() throws {
+        let path = try directory.file("inline.jsonl", #"{"goal": "g", "sol1": "a", "sol2": "b", "label": "1"}"#)
+        #expect(try TaskFile.multipleChoice(task: .piqa, path: path)[0].gold == 1)
+    }
+}
+
+@Suite("HellaSwag reader")
+struct HellaSwagTests {
+    @Test("joins label, ctx_a and capitalised ctx_b, and preprocesses context and endings like lm-eval")
+    func jsonLines() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("hellaswag_val.jsonl", try jsonLinesText([
+            ["activity_label": "Removing ice from car",
+             "ctx_a": "Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles.",
+             "ctx_b": "then",
+             "endings": [", the man adds wax to the windshield and cuts it.", ", a person board a ski lift.",
+                         ", the man puts on a christmas coat.", ", the man continues removing the snow on his car."],
+             "label": 3],
+            ["activity_label": "Personal Care and Style",
+             "ctx_a": "[header] How to dye your hair [title] Buy the dye.",
+             "ctx_b": "MIX it  well",
+             "endings": ["  [step] Rinse.  ", "Wait [a] b [c", "x   y", "z"],
+             "label": "0"],
+        ]))
+        let items = try TaskFile.multipleChoice(task: .hellaswag, path: path)
+        #expect(items[0] == MultipleChoiceItem(
+            id: 0,
+            context: "Removing ice from car: Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles. Then",
+            continuations: [" , the man adds wax to the windshield and cuts it.", " , a person board a ski lift.",
+                            " , the man puts on a christmas coat.", " , the man continues removing the snow on his car."],
+            gold: 3))
+        // Python's capitalize() lower-cases the rest ("MIX it" → "Mix it"); " [title]" becomes ". ",
+        // other brackets go, and one pass of "  " → " " leaves three spaces as two.
+        #expect(items[1] == MultipleChoiceItem(
+            id: 1, context: "Personal Care and Style: How to dye your hair. Buy the dye. Mix it well",
+            continuations: ["  Rinse.", " Wait b [c", " x  y", " z"], gold: 0))
+    }
+
+    @Test("reads llama.cpp's six-line text with exactly one space before each ending")
+    func llamaCppText() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("hellaswag_val_full.txt", """
+            Roof shingle removal: A man is sitting on a roof. he\r
+            3\r
+            is using wrap to wrap a pair of skis.\r
+             is ripping level tiles off.\r
+            is holding a rubik's cube.\r
+            starts pulling up roofing on a roof.\r
+            Home: [header] How to paint [title] Pick a color.
+            0
+            Buy  paint.
+            b
+            c
+            d
+
+            """)
+        let items = try TaskFile.multipleChoice(task: .hellaswag, path: path)
+        #expect(items == [
+            MultipleChoiceItem(id: 0, context: "Roof shingle removal: A man is sitting on a roof. he",
+                               continuations: [" is using wrap to wrap a pair of skis.", " is ripping level tiles off.",
+                                               " is holding a rubik's cube.", " starts pulling up roofing on a roof."],
+                               gold: 3),
+            MultipleChoiceItem(id: 1, context: "Home: How to paint. Pick a color.",
+                               continuations: [" Buy paint.", " b", " c", " d"], gold: 0),
+        ])
+    }
+
+    @Test("preprocess is idempotent on clean text")
+    func idempotent() {
+        for text in ["A man sits. He stands.", "Home: How to paint. Pick a color.", "a [b"] {
+            #expect(HellaSwag.preprocess(text) == text)
+            #expect(HellaSwag.preprocess(HellaSwag.preprocess(" \(text)  ")) == HellaSwag.preprocess(" \(text)  "))
+        }
+    }
+}
+
+@Suite("COPA reader")
+struct COPATests {
+    static let expected = [
+        MultipleChoiceItem(id: 0, context: "My body cast a shadow over the grass because",
+                           continuations: [" the sun was rising.", " the grass was cut."], gold: 0),
+        MultipleChoiceItem(id: 1, context: "The man turned on the faucet therefore",
+                           continuations: [" the toilet filled with water.", " water & soap flowed from the spout."], gold: 1),
+    ]
+
+    @Test("drops the premise's period, adds because/therefore and lower-cases each choice's first letter")
+    func superGLUE() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("copa.jsonl", """
+            {"premise": "My body cast a shadow over the grass.", "choice1": "The sun was rising.", "choice2": "The grass was cut.", "question": "cause", "label": 0, "idx": 0}
+            {"premise": " The man turned on the faucet. ", "choice1": "The toilet filled with water.", "choice2": "Water & soap flowed from the spout.", "question": "effect", "label": 1, "idx": 1}
+            """)
+        #expect(try TaskFile.multipleChoice(task: .copa, path: path) == Self.expected)
+    }
+
+    @Test("reads the original XML release with entities and attributes in any order")
+    func xml() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("copa-dev.xml", """
+            <?xml version="1.0" encoding="utf-8"?>
+            <copa-corpus version="1.0">
+              <item id="1" asks-for="cause" most-plausible-alternative="1">
+                <p>My body cast a shadow over the grass.</p>
+                <a1>The sun was rising.</a1>
+                <a2>The grass was cut.</a2>
+              </item>
+              <item most-plausible-alternative='2' id="2" asks-for="effect"><p>The man turned on the faucet.</p>
+                <a1>The toilet filled with water.</a1><a2>Water &amp; soap flowed from the spout.</a2></item>
+            </copa-corpus>
+            """)
+        #expect(try TaskFile.multipleChoice(task: .copa, path: path) == Self.expected)
+    }
+}
+
+@Suite("ARC and OpenBookQA reader")
+struct AI2Tests {
+    @Test("ARC: Question/Answer context, gold found by letter or digit label, AI2 and Hugging Face forms")
+    func arc() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("ARC-Challenge-Dev.jsonl", """
+            {"id": "Mercury_7175875", "question": {"stem": "Which is the most likely effect of this increase in rotation?", "choices": [{"text": "Planetary density will decrease.", "label": "A"}, {"text": "Planetary years will become longer.", "label": "B"}, {"text": "Planetary days will become shorter.", "label": "C"}, {"text": "Planetary gravity will become stronger.", "label": "D"}]}, "answerKey": "C"}
+            {"id": "NYSEDREGENTS_2015_4_8", "question": {"stem": "Which is a gas?", "choices": [{"text": "ice", "label": "1"}, {"text": "water", "label": "2"}, {"text": "steam", "label": "3"}]}, "answerKey": "3"}
+            {"id": "hf", "question": "Which is heavier?", "choices": {"text": ["a feather", "a brick"], "label": ["A", "B"]}, "answerKey": "B"}
+            """)
+        for task in [TaskName.arcEasy, .arcChallenge] {
+            let items = try TaskFile.multipleChoice(task: task, path: path)
+            #expect(items == [
+                MultipleChoiceItem(id: 0, context: "Question: Which is the most likely effect of this increase in rotation?\nAnswer:",
+                                   continuations: [" Planetary density will decrease.", " Planetary years will become longer.",
+                                                   " Planetary days will become shorter.", " Planetary gravity will become stronger."],
+                                   gold: 2),
+                MultipleChoiceItem(id: 1, context: "Question: Which is a gas?\nAnswer:",
+                                   continuations: [" ice", " water", " steam"], gold: 2),
+                MultipleChoiceItem(id: 2, context: "Question: Which is heavier?\nAnswer:",
+                                   continuations: [" a feather", " a brick"], gold: 1),
+            ])
+        }
+    }
+
+    @Test("OpenBookQA: the bare stem as context, from AI2, Hugging Face and query/choices/gold forms")
+    func openBookQA() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("dev.jsonl", """
+            {"id": "7-980", "question": {"stem": "The sun is responsible for", "choices": [{"text": "puppies learning new tricks", "label": "A"}, {"text": "children growing up and getting old", "label": "B"}, {"text": "flowers wilting in a vase", "label": "C"}, {"text": "plants sprouting, blooming and wilting", "label": "D"}]}, "answerKey": "D"}
+            {"id": "7-584", "question_stem": "When food is reduced in the stomach", "choices": {"text": ["the mind needs time to digest", "take a second to digest what I said", "nutrients are being deconstructed", "reader's digest is a body of works"], "label": ["A", "B", "C", "D"]}, "answerKey": " C"}
+            {"query": "A magnet will stick to", "choices": ["a belt buckle", "a wooden table", "a plastic cup", "a paper plate"], "gold": 0}
+            """)
+        let items = try TaskFile.multipleChoice(task: .openbookqa, path: path)
+        #expect(items == [
+            MultipleChoiceItem(id: 0, context: "The sun is responsible for",
+                               continuations: [" puppies learning new tricks", " children growing up and getting old",
+                                               " flowers wilting in a vase", " plants sprouting, blooming and wilting"], gold: 3),
+            MultipleChoiceItem(id: 1, context: "When food is reduced in the stomach",
+                               continuations: [" the mind needs time to digest", " take a second to digest what I said",
+                                               " nutrients are being deconstructed", " reader's digest is a body of works"], gold: 2),
+            MultipleChoiceItem(id: 2, context: "A magnet will stick to",
+                               continuations: [" a belt buckle", " a wooden table", " a plastic cup", " a paper plate"], gold: 0),
+        ])
+    }
+}
+
+@Suite("Winogrande reader")
+struct WinograndeTests {
+    @Test("gives each option its own context up to the blank and shares the rest as continuation")
+    func partialEvaluation() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("dev.jsonl", """
+            {"qID": "3D5G8J4N5CI2K40F4RZLF9OG2CKVTH-1", "sentence": "Sarah was a much better surgeon than Maria so _ always got the harder cases.", "option1": "Sarah", "option2": "Maria", "answer": "1"}
+            {"sentence": "_ is  here. ", "option1": "The cat", "option2": "The dog", "answer": 2}
+            """)
+        let items = try TaskFile.multipleChoice(task: .winogrande, path: path)
+        #expect(items == [
+            MultipleChoiceItem(id: 0, contexts: ["Sarah was a much better surgeon than Maria so Sarah",
+                                                 "Sarah was a much better surgeon than Maria so Maria"],
+                               continuations: [" always got the harder cases.", " always got the harder cases."], gold: 0),
+            MultipleChoiceItem(id: 1, contexts: ["The cat", "The dog"], continuations: [" is  here.", " is  here."], gold: 1),
+        ])
+        #expect(items[0].sharedContext == nil)
+        let labels = try directory.file("dev-labels.lst", "2\n1\n")
+        #expect(try TaskFile.multipleChoice(task: .winogrande, path: path, labels: labels).map(\.gold) == [1, 0])
+    }
+}
+
+@Suite("RTE reader")
+struct RTETests {
+    static let context = "No Weapons of Mass Destruction Found in Iraq Yet.\nQuestion: Weapons of Mass Destruction Found in Iraq. True or False?\nAnswer:"
+
+    @Test("asks True or False with gold 0 for entailment, from SuperGLUE JSON Lines")
+    func superGLUE() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("val.jsonl", """
+            {"premise": "No Weapons of Mass Destruction Found in Iraq Yet.", "hypothesis": "Weapons of Mass Destruction Found in Iraq.", "label": "not_entailment", "idx": 0}
+            {"premise": "A cat sat.", "hypothesis": "A cat exists.", "label": 0, "idx": 1}
+            {"sentence1": "A dog ran.", "sentence2": "A dog moved.", "label": "entailment"}
+            """)
+        let items = try TaskFile.multipleChoice(task: .rte, path: path)
+        #expect(items == [
+            MultipleChoiceItem(id: 0, context: Self.context, continuations: [" True", " False"], gold: 1),
+            MultipleChoiceItem(id: 1, context: "A cat sat.\nQuestion: A cat exists. True or False?\nAnswer:",
+                               continuations: [" True", " False"], gold: 0),
+            MultipleChoiceItem(id: 2, context: "A dog ran.\nQuestion: A dog moved. True or False?\nAnswer:",
+                               continuations: [" True", " False"], gold: 0),
+        ])
+    }
+
+    @Test("reads GLUE's tab-separated dev file by its header")
+    func glueTSV() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("dev.tsv", "index\tsentence1\tsentence2\tlabel\r\n"
+            + "0\tNo Weapons of Mass Destruction Found in Iraq Yet.\tWeapons of Mass Destruction Found in Iraq.\tnot_entailment\r\n"
+            + "1\tA cat sat.\tA cat exists.\tentailment\r\n")
+        let items = try TaskFile.multipleChoice(task: .rte, path: path)
+        #expect(items.map(\.gold) == [1, 0])
+        #expect(items[0].contexts[0] == Self.context)
+        #expect(items[1].id == 1)
+    }
+}
+
+@Suite("BoolQ reader")
+struct BoolQTests {
+    @Test("adds a question mark and answers no/yes with gold 1 for true")
+    func template() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("val.jsonl", """
+            {"question": "do iran and afghanistan speak the same language", "passage": "Persian language -- Persian is spoken in Iran and Afghanistan.", "label": true}
+            {"question": "is the sky green", "passage": "The sky is blue.", "answer": false, "title": "Sky"}
+            {"question": "q", "passage": "p", "label": 1}
+            """)
+        let items = try TaskFile.multipleChoice(task: .boolq, path: path)
+        #expect(items[0] == MultipleChoiceItem(
+            id: 0,
+            context: "Persian language -- Persian is spoken in Iran and Afghanistan.\nQuestion: do iran and afghanistan speak the same language?\nAnswer:",
+            continuations: [" no", " yes"], gold: 1))
+        #expect(items.map(\.gold) == [1, 0, 1])
+    }
+}
+
+@Suite("LAMBADA and WikiText readers")
+struct TextTaskTests {
+    @Test("splits LAMBADA at the last space, the target keeping its space")
+    func lambada() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("lambada_test.jsonl", """
+            {"text": "his mouth curved in a confident grin , i do n't care about signs"}
+            {"text": "she said\\n\\n\\" come with me , \\" and took the lead.  Then  Jack"}
+            """)
+        let pairs = try TaskFile.lambada(path: path)
+        #expect(pairs.count == 2)
+        #expect(pairs[0].context == "his mouth curved in a confident grin , i do n't care about")
+        #expect(pairs[0].target == " signs")
+        #expect(pairs[1].context == "she said\n\n\" come with me , \" and took the lead.  Then ")
+        #expect(pairs[1].target == " Jack")
+    }
+
+    @Test("returns WikiText exactly as stored")
+    func wikitext() throws {
+        let directory = try TempDirectory()
+        let text = " \n = Robert <unk> = \n \n Robert <unk> is an English film , television and theatre actor .\r\n"
+        let path = try directory.file("test.txt", text)
+        #expect(try TaskFile.wikitext(path: path) == text)
+    }
+}
+
+@Suite("JSON Lines reader")
+struct JSONLinesTests {
+    @Test("decodes escapes, surrogate pairs and non-ASCII text, and skips blank lines without renumbering")
+    func escapes() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("piqa.jsonl", """
+            \u{FEFF}{"goal": "caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\ \\/ \\t", "sol1": "naïve", "sol2": "日本"}
+
+            {"goal": "g", "sol1": "a", "sol2": "b", "label": 0, "extra": [1.5e3, -0.25, null, {"x": [true]}]}
+            """)
+        let items = try TaskFile.multipleChoice(task: .piqa, path: path, labels: try directory.file("l", "0\n1\n"))
+        #expect(items[0].contexts[0] == "Question: café 😀 \"q\" \\ / \t\nAnswer:")
+        #expect(items[0].continuations == [" naïve", " 日本"])
+        #expect(items[1].id == 1)
+    }
+
+    @Test("reads 10,000 lines in well under a second")
+    func fast() throws {
+        let directory = try TempDirectory()
+        let line = #"{"goal": "How do I ready a guinea pig cage for its new occupants?", "sol1": "Provide the guinea pig with a cage full of a few inches of bedding made of ripped paper strips, you will also need to supply it with a water bottle and a food dish.", "sol2": "Provide the guinea pig with a cage full of a few inches of bedding made of ripped jeans material, you will also need to supply it with a water bottle and a food dish.", "label": 1}"#
+        let path = try directory.file("big.jsonl", Array(repeating: line, count: 10_000).joined(separator: "\n"))
+        let clock = ContinuousClock()
+        var items: [MultipleChoiceItem] = []
+        let elapsed = try clock.measure { items = try TaskFile.multipleChoice(task: .piqa, path: path) }
+        #expect(items.count == 10_000)
+        #expect(elapsed < .seconds(1), "took \(elapsed)")
+    }
+}
+
+@Suite("Python string rules")
+struct PythonTextTests {
+    @Test("capitalize lower-cases the rest; strip, replace and bracket removal match Python")
+    func rules() {
+        #expect("hELLO World".pythonCapitalized == "Hello world")
+        #expect("".pythonCapitalized == "")
+        #expect("The Sun".lowercasingFirst == "the Sun")
+        #expect("\u{A0} a b \n".pythonStripped == "a b")
+        #expect("   ".pythonReplacing("  ", with: " ") == "  ")
+        #expect("a [x] b [y".removingBracketedText == "a  b [y")
+        #expect("a [x\n] b".removingBracketedText == "a [x\n] b")
+        #expect("[a [b] c]".removingBracketedText == " c]")
+    }
+}
+
+@Suite("Multiple-choice items")
+struct MultipleChoiceItemTests {
+    @Test("round-trips through JSON and refuses a gold index past its choices")
+    func codable() throws {
+        let item = MultipleChoiceItem(id: 4, contexts: ["a", "b"], continuations: [" x", " x"], gold: 1)
+        let data = try JSONEncoder().encode(item)
+        #expect(try JSONDecoder().decode(MultipleChoiceItem.self, from: data) == item)
+        let bad = #"{"id": 0, "contexts": ["a"], "continuations": [" x"], "gold": 1}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(MultipleChoiceItem.self, from: Data(bad.utf8)) }
+        let uneven = #"{"id": 0, "contexts": ["a"], "continuations": [" x", " y"], "gold": 0}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(MultipleChoiceItem.self, from: Data(uneven.utf8)) }
+    }
+
+    @Test("shares its context only when every choice has the same one")
+    func sharedContext() {
+        #expect(MultipleChoiceItem(id: 0, context: "c", continuations: [" a", " b"], gold: 0).sharedContext == "c")
+        #expect(MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " a"], gold: 0).sharedContext == nil)
+        #expect(MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " b"], gold: 1).goldText == "d b")
+    }
+
+    @Test("lists the eleven tasks under lm-eval's names")
+    func names() {
+        #expect(TaskName.allCases.map(\.rawValue) == ["piqa", "hellaswag", "copa", "arc_easy", "arc_challenge", "openbookqa",
+                                                      "winogrande", "rte", "boolq", "lambada", "wikitext"])
+        #expect(TaskName.allCases.filter { !$0.isMultipleChoice } == [.lambada, .wikitext])
+        #expect(TaskName(rawValue: "arc_easy") == .arcEasy)
+    }
+}

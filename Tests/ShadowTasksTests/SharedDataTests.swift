@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+@testable import ShadowTasks
+
+// The real validation files in ../shared/data (see its README). A user's checkout has no such
+// folder, so these tests skip, saying why, when it is absent.
+
+private let piqa = sharedDataPath("piqa/valid.jsonl")
+private let piqaLabels = sharedDataPath("piqa/valid-labels.lst")
+private let hellaswag = sharedDataPath("hellaswag/hellaswag_val_full.txt")
+private let wikitext = sharedDataPath("wikitext-2/test.txt")
+
+@Suite("Shared evaluation data")
+struct SharedDataTests {
+    @Test("reads all 1838 PIQA validation items with their labels",
+          .enabled(if: piqa != nil && piqaLabels != nil, "../shared/data/piqa is absent; skipping the real PIQA file"))
+    func piqaValidation() throws {
+        let items = try TaskFile.multipleChoice(task: .piqa, path: piqa!, labels: piqaLabels!)
+        #expect(items.count == 1838)
+        #expect(items[0] == MultipleChoiceItem(
+            id: 0, context: "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:",
+            continuations: [
+                " Provide the guinea pig with a cage full of a few inches of bedding made of ripped paper strips, you will also need to supply it with a water bottle and a food dish.",
+                " Provide the guinea pig with a cage full of a few inches of bedding made of ripped jeans material, you will also need to supply it with a water bottle and a food dish.",
+            ],
+            gold: 0))
+        // Item 1's second solution keeps its double space and trailing space, as lm-eval does.
+        #expect(items[1].continuations == [" replace drawer with bobby pin ", " finish, woodgrain with  bobby pin "])
+        #expect(items[1].gold == 1)
+        #expect(items.last?.id == 1837)
+    }
+
+    @Test("reads all 10042 HellaSwag validation items from llama.cpp's text",
+          .enabled(if: hellaswag != nil, "../shared/data/hellaswag is absent; skipping the real HellaSwag file"))
+    func hellaswagValidation() throws {
+        let clock = ContinuousClock()
+        var items: [MultipleChoiceItem] = []
+        let elapsed = try clock.measure { items = try TaskFile.multipleChoice(task: .hellaswag, path: hellaswag!) }
+        #expect(items.count == 10042)
+        #expect(items[0] == MultipleChoiceItem(
+            id: 0, context: "Roof shingle removal: A man is sitting on a roof. he",
+            continuations: [" is using wrap to wrap a pair of skis.", " is ripping level tiles off.",
+                            " is holding a rubik's cube.", " starts pulling up roofing on a roof."],
+            gold: 3))
+        #expect(items.allSatisfy { $0.choiceCount == 4 && $0.sharedContext != nil })
+        #expect(items.allSatisfy { item in item.continuations.allSatisfy { $0.hasPrefix(" ") && !$0.hasPrefix("  ") } })
+        #expect(Dictionary(grouping: items, by: \.gold).mapValues(\.count) == [0: 2515, 1: 2485, 2: 2584, 3: 2458])
+        #expect(elapsed < .seconds(5), "took \(elapsed)")
+    }
+
+    @Test("reads WikiText-2 test text unchanged",
+          .enabled(if: wikitext != nil, "../shared/data/wikitext-2 is absent; skipping the real WikiText file"))
+    func wikitextTest() throws {
+        let text = try TaskFile.wikitext(path: wikitext!)
+        #expect(text.utf8.count == 1_256_449)
+        #expect(text.hasPrefix(" \n = Robert <unk> = \n"))
+    }
+}
