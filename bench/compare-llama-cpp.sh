@@ -33,7 +33,7 @@ mkdir -p "$WORK"
 
 if [ ! -x "$WORK/build/bin/llama-bench" ]; then
     log "fetching llama-cpp-python==0.3.36 source from PyPI"
-    python3 -m pip download --quiet --no-deps --no-binary :all: -d "$WORK/dl" llama-cpp-python==0.3.36
+    python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python -d "$WORK/dl" llama-cpp-python==0.3.36
     tar -xzf "$WORK"/dl/llama_cpp_python-0.3.36.tar.gz -C "$WORK"
     SRC="$WORK/llama_cpp_python-0.3.36/vendor/llama.cpp"
     command -v cmake >/dev/null || python3 -m pip install --quiet cmake

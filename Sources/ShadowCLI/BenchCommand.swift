@@ -2,11 +2,15 @@ import Foundation
 import ShadowFormats
 import ShadowKernels
 import ShadowModels
+import ShadowSparsity
 
 /// `shadowllm bench`: llama-bench's measurements and table for this engine.
 enum BenchCommand {
     struct Row: Codable {
         let model: String
+        let method: String
+        let headSparsity: Double
+        let neuronSparsity: Double
         let sizeBytes: Int
         let parameters: Int
         let weights: String
@@ -19,7 +23,8 @@ enum BenchCommand {
         let gigabytesPerSecond: Double?
 
         enum CodingKeys: String, CodingKey {
-            case model, weights, threads, test, stddev, samples
+            case model, weights, threads, test, stddev, samples, method
+            case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case sizeBytes = "size_bytes", parameters = "params", tokensPerSecond = "tokens_per_second"
             case bytesPerToken = "bytes_per_token", gigabytesPerSecond = "gigabytes_per_second"
         }
@@ -51,6 +56,12 @@ enum BenchCommand {
             .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
                    allowed: WeightDType.allCases.map(\.rawValue)),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
+            .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0).", default: "dense",
+                   allowed: SparsityOptions.methods),
+            .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
+            .value("policy", "name", help: "How scores become masks.", default: MaskPolicy.global.rawValue,
+                   allowed: MaskPolicy.allCases.map(\.rawValue)),
+            .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
@@ -63,6 +74,14 @@ enum BenchCommand {
         let format = arguments.string("o") ?? "md"
         let showProgress = !arguments.flag("no-progress")
         let name = URL(fileURLWithPath: path).lastPathComponent
+        let methods = arguments.list("method") ?? ["dense"]
+        let sparsities = try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
+            guard let value = Double(text), value >= 0, value < 1 else {
+                throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")
+            }
+            return value
+        }
+        let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
 
         var rows: [Row] = []
         for dtype in dtypes {
@@ -73,24 +92,41 @@ enum BenchCommand {
                     throw ShadowError.invalidArgument(name: "-p", reason: "\(prompt) exceeds the model's context of \(model.shape.maxContext)")
                 }
             }
+            var configurations: [(method: String, sparsity: Double, controller: (any SparsityController)?)] = []
+            for method in methods {
+                for sparsity in method == "dense" ? [0] : sparsities {
+                    let settings = SparsitySettings(headSparsity: sparsity, neuronSparsity: sparsity, policy: policy)
+                    let controller = try SparsityOptions.controller(method: method, settings: settings,
+                                                                    scoresPath: arguments.string("scores"), seed: 0, model: model)
+                    configurations.append((method, sparsity, controller))
+                }
+            }
             for threads in threadCounts {
                 Threads.set(threads)
-                var measurements: [Benchmark.Measurement] = []
-                for prompt in prompts where prompt > 0 {
-                    if showProgress { console.printError("bench: \(dtype.rawValue) t=\(threads) pp\(prompt) …") }
-                    measurements.append(Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions))
-                }
-                for count in generations where count > 0 {
-                    if showProgress { console.printError("bench: \(dtype.rawValue) t=\(threads) tg\(count) …") }
-                    measurements.append(Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions))
-                }
-                for m in measurements {
-                    let isDecode = m.test.hasPrefix("tg")
-                    let bytes = model.decodeBytesPerToken
-                    rows.append(Row(model: name, sizeBytes: bytes, parameters: model.parameterCount, weights: dtype.rawValue,
-                                    threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
-                                    samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
-                                    gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil))
+                for configuration in configurations {
+                    let label = "\(dtype.rawValue) t=\(threads) \(configuration.method)@\(configuration.sparsity)"
+                    var measurements: [Benchmark.Measurement] = []
+                    for prompt in prompts where prompt > 0 {
+                        if showProgress { console.printError("bench: \(label) pp\(prompt) …") }
+                        measurements.append(Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions,
+                                                                       sparsity: configuration.controller))
+                    }
+                    for count in generations where count > 0 {
+                        if showProgress { console.printError("bench: \(label) tg\(count) …") }
+                        measurements.append(Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions,
+                                                                     sparsity: configuration.controller))
+                    }
+                    let plans = (configuration.controller as? FixedSparsity)?.layers
+                    let bytes = model.decodeBytesPerToken(plans: plans)
+                    for m in measurements {
+                        let isDecode = m.test.hasPrefix("tg")
+                        rows.append(Row(model: name, method: configuration.method, headSparsity: configuration.sparsity,
+                                        neuronSparsity: configuration.sparsity, sizeBytes: model.decodeBytesPerToken,
+                                        parameters: model.parameterCount, weights: dtype.rawValue,
+                                        threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
+                                        samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
+                                        gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil))
+                    }
                 }
             }
         }
@@ -100,21 +136,22 @@ enum BenchCommand {
         case "json":
             console.print(try JSONOutput.string(report))
         case "csv":
-            console.print("model,size_bytes,params,weights,threads,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second")
+            console.print("model,size_bytes,params,weights,threads,method,sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second")
             for r in rows {
-                console.print("\(r.model),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.test),"
+                console.print("\(r.model),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method),\(r.headSparsity),\(r.test),"
                               + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
                               + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? "")")
             }
         default:
-            console.print("| model | size | params | weights | threads | test | t/s | GB/s |")
-            console.print("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: |")
+            console.print("| model | size | params | weights | threads | method | sparsity | test | t/s | MB/token | GB/s |")
+            console.print("| --- | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |")
             for r in rows {
                 let size = String(format: "%.1f MiB", Double(r.sizeBytes) / 1_048_576)
                 let params = String(format: "%.1f M", Double(r.parameters) / 1e6)
                 let speed = String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)
                 let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
-                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.test) | \(speed) | \(bandwidth) |")
+                let perToken = r.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
+                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method) | \(r.headSparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) |")
             }
             console.print("")
             console.print("peak RSS \(String(format: "%.1f MiB", Double(report.peakResidentBytes) / 1_048_576)); \(report.machine); \(report.build)")

@@ -24,7 +24,7 @@ enum GenerateCommand {
     static let command = Command(
         name: "generate", abstract: "Continue a prompt, streaming the text as it is generated.",
         discussion: "Greedy by default; --temperature > 0 samples (with --top-p and a --seed that makes it repeatable).",
-        options: ModelOptions.options + [
+        options: ModelOptions.options + SparsityOptions.options + [
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy.", default: "0"),
@@ -42,6 +42,7 @@ enum GenerateCommand {
             seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty") }
         let loaded = try ModelOptions.load(arguments, console: console)
+        let sparsity = try SparsityOptions.controller(arguments, model: loaded.model)
         let tokenizer = try loaded.requireTokenizer()
         let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
         let promptIDs = tokenizer.encodeWithSpecialTokens(text)
@@ -50,7 +51,7 @@ enum GenerateCommand {
         if !json { console.out(prompt) }
         let result = try Generator.generate(
             model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-            stopTokens: loaded.stopTokens
+            stopTokens: loaded.stopTokens, sparsity: sparsity
         ) { token in
             if !json { console.out(stream.append(token)) }
             return true

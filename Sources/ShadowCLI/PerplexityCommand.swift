@@ -16,9 +16,13 @@ enum PerplexityCommand {
         let bytes: Int
         let bitsPerByte: Double
         let seconds: Double
+        let method: String
+        let headSparsity: Double
+        let neuronSparsity: Double
 
         enum CodingKeys: String, CodingKey {
-            case model, tokens, context, stride, windows, perplexity, bytes, seconds
+            case model, tokens, context, stride, windows, perplexity, bytes, seconds, method
+            case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case nllSum = "nll_sum", predictedTokens = "predicted_tokens", bitsPerByte = "bits_per_byte"
         }
     }
@@ -31,7 +35,7 @@ enum PerplexityCommand {
             tokens no earlier window predicted. A text shorter than the context is one sequence: token 0 is \
             context only, tokens 1… are predicted.
             """,
-        options: ModelOptions.options + [
+        options: ModelOptions.options + SparsityOptions.options + [
             .value("text-file", "path", help: "The UTF-8 text to score."),
             .value("text", "string", help: "Score this text instead of a file."),
             .value("context", short: "c", "n", help: "Window length in tokens.", defaultDescription: "1024, or the model's context if smaller"),
@@ -43,13 +47,15 @@ enum PerplexityCommand {
         let text = try ModelOptions.text(arguments)
         guard !text.isEmpty else { throw ShadowError.invalidArgument(name: "--text-file", reason: "the text is empty") }
         let loaded = try ModelOptions.load(arguments, console: console)
+        let sparsity = try SparsityOptions.controller(arguments, model: loaded.model)
         let tokenizer = try loaded.requireTokenizer()
         let tokens = tokenizer.encodeWithSpecialTokens(text)
         let context = try arguments.int("context", range: 2...1_000_000) ?? min(1024, loaded.model.shape.maxContext)
         let stride = try arguments.int("stride", range: 1...1_000_000)
         let start = Date()
         var progressBar: ProgressBar?
-        let result = try Scoring.perplexity(model: loaded.model, tokens: tokens, context: context, stride: stride) { done, total in
+        let result = try Scoring.perplexity(model: loaded.model, tokens: tokens, context: context, stride: stride,
+                                            sparsity: sparsity) { done, total in
             if progressBar == nil {
                 progressBar = ProgressBar(console: console, label: "perplexity", total: total,
                                           enabled: !arguments.flag("no-progress") && total > 1)
@@ -60,7 +66,10 @@ enum PerplexityCommand {
         let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? context,
                             nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,
                             perplexity: result.perplexity, bytes: bytes,
-                            bitsPerByte: result.nllSum / Double(bytes) / log(2), seconds: Date().timeIntervalSince(start))
+                            bitsPerByte: result.nllSum / Double(bytes) / log(2), seconds: Date().timeIntervalSince(start),
+                            method: try arguments.required("method"),
+                            headSparsity: try SparsityOptions.settings(arguments).headSparsity,
+                            neuronSparsity: try SparsityOptions.settings(arguments).neuronSparsity)
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
         } else {

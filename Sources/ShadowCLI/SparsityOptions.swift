@@ -38,8 +38,13 @@ enum SparsityOptions {
 
     /// The controller the options describe, or nil for the dense model.
     static func controller(_ arguments: ParsedArguments, model: any CausalLanguageModel) throws -> (any SparsityController)? {
-        let method = try arguments.required("method")
-        let settings = try settings(arguments)
+        try controller(method: try arguments.required("method"), settings: try settings(arguments),
+                       scoresPath: arguments.string("scores"),
+                       seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0), model: model)
+    }
+
+    static func controller(method: String, settings: SparsitySettings, scoresPath: String?, seed: UInt64,
+                           model: any CausalLanguageModel) throws -> (any SparsityController)? {
         let sparse = settings.headSparsity > 0 || settings.neuronSparsity > 0
         if method == "dense" {
             guard !sparse else {
@@ -51,9 +56,11 @@ enum SparsityOptions {
         let scores: (heads: [[Float]], neurons: [[Float]])
         switch method {
         case "random":
-            scores = Masks.randomScores(shape: shape, seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0))
+            scores = Masks.randomScores(shape: shape, seed: seed)
         case "static":
-            let path = try arguments.required("scores")
+            guard let path = scoresPath else {
+                throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
+            }
             scores = try StaticScores.load(path: path, shape: shape)
         default:
             throw ShadowError.invalidArgument(name: "--method", reason: "unknown method \"\(method)\"")

@@ -27,15 +27,16 @@ public enum Benchmark {
     }
 
     /// Prompt processing: one forward pass over `tokens` tokens, logits of the last only.
-    public static func promptProcessing(model: any CausalLanguageModel, tokens count: Int, repetitions: Int) -> Measurement {
+    public static func promptProcessing(model: any CausalLanguageModel, tokens count: Int, repetitions: Int,
+                                        sparsity: (any SparsityController)? = nil) -> Measurement {
         let prompt = tokens(count, vocabulary: model.shape.vocabularySize)
         let cache = model.makeCache(capacity: count)
-        _ = model.forward(Array(prompt.prefix(min(count, 16))), cache: cache, logits: .last)  // warm-up
+        _ = model.forward(Array(prompt.prefix(min(count, 16))), cache: cache, logits: .last, sparsity: sparsity)  // warm-up
         var samples: [Double] = []
         for _ in 0..<repetitions {
             cache.reset()
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = model.forward(prompt, cache: cache, logits: .last)
+            _ = model.forward(prompt, cache: cache, logits: .last, sparsity: sparsity)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             samples.append(Double(count) / seconds)
         }
@@ -43,7 +44,8 @@ public enum Benchmark {
     }
 
     /// Text generation: `tokens` sequential single-token forward passes (greedy), from an empty cache.
-    public static func textGeneration(model: any CausalLanguageModel, tokens count: Int, repetitions: Int) -> Measurement {
+    public static func textGeneration(model: any CausalLanguageModel, tokens count: Int, repetitions: Int,
+                                      sparsity: (any SparsityController)? = nil) -> Measurement {
         let cache = model.makeCache(capacity: count + 1)
         var samples: [Double] = []
         for repetition in 0...repetitions {
@@ -51,7 +53,7 @@ public enum Benchmark {
             var token = 1
             let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<count {
-                let logits = model.forward([token], cache: cache, logits: .last)
+                let logits = model.forward([token], cache: cache, logits: .last, sparsity: sparsity)
                 token = Sampler.argmax(logits)
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

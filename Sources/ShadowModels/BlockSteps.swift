@@ -54,6 +54,19 @@ enum BlockSteps {
         }
     }
 
+    /// Weight bytes one decoded token reads in a block's attention and MLP under `plan`.
+    static func decodeBytes(q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, output: WeightMatrix,
+                            mlpRows: [WeightMatrix], plan: LayerPlan?, shape s: TransformerShape) -> Int {
+        func rowBytes(_ w: WeightMatrix) -> Int { w.cols * w.dtype.bytesPerElement }
+        var plan = plan ?? .dense
+        plan.prepare(for: s)
+        let qRows = plan.attentionRows?.count ?? q.rows
+        let kvRows = plan.kvRows?.count ?? k.rows
+        let neurons = plan.neurons?.count ?? s.ffnSize
+        return qRows * (rowBytes(q) + rowBytes(output)) + kvRows * (rowBytes(k) + rowBytes(v))
+            + mlpRows.reduce(0) { $0 + neurons * rowBytes($1) }
+    }
+
     /// Zeroes, in a (T, units·width) buffer, the units not listed in `kept` (ascending).
     static func zeroUnits(_ buffer: UnsafeMutablePointer<Float>, kept: [Int32], units: Int, width: Int, tokens: Int) {
         var keep = [Bool](repeating: false, count: units)

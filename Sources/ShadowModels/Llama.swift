@@ -52,12 +52,13 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         return embedding.count + s.layers * perBlock + s.hiddenSize + head
     }
 
-    public var decodeBytesPerToken: Int {
-        let perBlock = blocks.map { b in
-            [b.q.weight, b.k.weight, b.v.weight, b.output.weightT, b.gate.weight, b.up.weight, b.down.weightT]
-                .reduce(0) { $0 + $1.byteCount } + 2 * shape.hiddenSize * 4
+    public func decodeBytesPerToken(plans: [LayerPlan]?) -> Int {
+        let blockBytes = blocks.enumerated().map { l, b in
+            BlockSteps.decodeBytes(q: b.q.weight, k: b.k.weight, v: b.v.weight, output: b.output.weightT,
+                                   mlpRows: [b.gate.weight, b.up.weight, b.down.weightT],
+                                   plan: plans.flatMap { l < $0.count ? $0[l] : nil }, shape: shape)
         }
-        return perBlock.reduce(0, +) + lmHead.byteCount + shape.hiddenSize * 4
+        return blockBytes.reduce(0, +) + lmHead.byteCount
     }
 
     public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest,

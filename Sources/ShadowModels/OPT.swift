@@ -58,13 +58,14 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         return total
     }
 
-    public var decodeBytesPerToken: Int {
-        let perBlock = blocks.map { b in
-            [b.q.weight, b.k.weight, b.v.weight, b.output.weightT, b.fc1.weight, b.fc2.weightT]
-                .reduce(0) { $0 + $1.byteCount } + (4 * shape.hiddenSize + 3 * shape.hiddenSize + shape.ffnSize) * 4
+    public func decodeBytesPerToken(plans: [LayerPlan]?) -> Int {
+        let blockBytes = blocks.enumerated().map { l, b in
+            BlockSteps.decodeBytes(q: b.q.weight, k: b.k.weight, v: b.v.weight, output: b.output.weightT,
+                                   mlpRows: [b.fc1.weight, b.fc2.weightT],
+                                   plan: plans.flatMap { l < $0.count ? $0[l] : nil }, shape: shape)
         }
-        return perBlock.reduce(0, +) + lmHead.byteCount + (projectIn?.weight.byteCount ?? 0)
-            + (projectOut?.weight.byteCount ?? 0) + shape.hiddenSize * 4 * 2
+        return blockBytes.reduce(0, +) + lmHead.byteCount + (projectIn?.weight.byteCount ?? 0)
+            + (projectOut?.weight.byteCount ?? 0)
     }
 
     public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest,

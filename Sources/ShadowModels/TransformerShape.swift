@@ -48,8 +48,9 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     var shape: TransformerShape { get }
     /// Total parameters (tied weights counted once).
     var parameterCount: Int { get }
-    /// Bytes of weights one decoded token reads (every matrix once, the LM head included).
-    var decodeBytesPerToken: Int { get }
+    /// Bytes of weights one decoded token reads: every matrix row the plans keep (all when nil),
+    /// the LM head included.
+    func decodeBytesPerToken(plans: [LayerPlan]?) -> Int
     /// Dtypes found in the checkpoint, e.g. `["q4_1": 210, "f32": 61]` (tensor counts).
     var sourceDTypes: [String: Int] { get }
 
@@ -60,6 +61,9 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
 }
 
 extension CausalLanguageModel {
+    /// Bytes of weights one dense decoded token reads.
+    public var decodeBytesPerToken: Int { decodeBytesPerToken(plans: nil) }
+
     /// The dense forward pass.
     public func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest) -> [Float] {
         forward(tokens, cache: cache, logits: logits, sparsity: nil)

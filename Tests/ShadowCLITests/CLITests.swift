@@ -101,3 +101,47 @@ struct CLITests {
         #expect(missingFile.status != 0 && missingFile.err.contains("/nonexistent.txt"))
     }
 }
+
+@Suite("Command line: sparse runs")
+struct SparseCLITests {
+    @Test("perplexity with random masks at 50% differs from dense and reports its sparsity")
+    func randomMasks() throws {
+        let text = "The quick brown fox jumps over the lazy dog. It was a sunny day in the park."
+        let dense = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--json"])
+        let sparse = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--json",
+                             "--sparsity", "0.5", "--method", "random", "--policy", "local"])
+        #expect(dense.status == 0 && sparse.status == 0, "\(sparse.err)")
+        let a = try #require(try dense.json()["nll_sum"] as? Double)
+        let b = try #require(try sparse.json()["nll_sum"] as? Double)
+        #expect(a != b)
+        #expect(try sparse.json()["head_sparsity"] as? Double == 0.5)
+    }
+
+    @Test("static masks read aggregate scores from a JSON file and reject the wrong shape")
+    func staticMasks() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("scores-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let good = dir.appendingPathComponent("good.json"), bad = dir.appendingPathComponent("bad.json")
+        let heads = (0..<2).map { l in (0..<4).map { Double(l * 4 + $0) } }
+        let neurons = (0..<2).map { l in (0..<128).map { Double(l * 128 + $0) } }
+        try JSONSerialization.data(withJSONObject: ["heads": heads, "neurons": neurons]).write(to: good)
+        try JSONSerialization.data(withJSONObject: ["heads": [[1.0]], "neurons": neurons]).write(to: bad)
+        let ok = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once", "--max-tokens", "3", "--json",
+                         "--sparsity", "0.5", "--method", "static", "--scores", good.path])
+        #expect(ok.status == 0, "\(ok.err)")
+        let wrong = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once", "--max-tokens", "3",
+                            "--sparsity", "0.5", "--method", "static", "--scores", bad.path])
+        #expect(wrong.status != 0 && wrong.err.contains("bad.json") && wrong.err.contains("heads"))
+    }
+
+    @Test("impossible sparsity values and a sparsity without a mask source are clear errors")
+    func badSparsity() {
+        for arguments in [["--sparsity", "1.5", "--method", "random"], ["--sparsity", "-0.1", "--method", "random"],
+                          ["--sparsity", "0.5"], ["--head-sparsity", "abc", "--method", "random"],
+                          ["--sparsity", "0.5", "--method", "static"]] {
+            let run = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "hello world"] + arguments)
+            #expect(run.status != 0 && run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1,
+                    "\(arguments): \(run.err)")
+        }
+    }
+}
