@@ -144,6 +144,13 @@ public struct ParsedArguments: Sendable {
 
     public func flag(_ name: String) -> Bool { values[name] != nil }
 
+    /// A copy with `name` set to `value` (a command's own default for a shared option).
+    public func overriding(_ name: String, with value: String) -> ParsedArguments {
+        var copy = values
+        copy[name] = [value]
+        return ParsedArguments(values: copy, defaults: defaults)
+    }
+
     public func string(_ name: String) -> String? { values[name]?.last ?? defaults[name] }
 
     public func has(_ name: String) -> Bool { values[name] != nil }

@@ -87,7 +87,9 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                     x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
                     execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
                     past: past, tokens: T, scale: scale, rope: rope,
-                    observe: l == 0 && sparsity != nil ? { sparsity?.observeFirstLayer(attention: $0, tokens: T, position: past) } : nil)
+                    observe: sparsity.map { controller in
+                        { controller.observe(layer: l, input: x, attention: $0, tokens: T, position: past) }
+                    })
 
                 block.mlpNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)

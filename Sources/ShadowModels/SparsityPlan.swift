@@ -53,15 +53,17 @@ public enum SparseExecution: Sendable {
 }
 
 /// Chooses each layer's plan while a forward pass runs. Layer 0 always runs dense; its per-head
-/// attention outputs A⁰ are shown to the controller first (the ShadowLLM predictor's input), then
-/// each later layer asks for its plan with the residual entering it (DejaVu's input).
+/// attention outputs A⁰ are shown to the controller (the ShadowLLM predictor's input) before any
+/// later layer asks for its plan with the residual entering it (DejaVu's input).
 public protocol SparsityController: AnyObject {
     var execution: SparseExecution { get }
     /// Compute K/V of every group even when no kept head reads them, so the cache stays valid if
     /// a later plan keeps other heads (masks refreshed during decode).
     var keepsAllKeysAndValues: Bool { get }
-    /// A⁰ of the tokens of this call: (T, H·d_h); `position` is the first token's position.
-    func observeFirstLayer(attention: UnsafePointer<Float>, tokens: Int, position: Int)
+    /// Every layer, after its attention: `input` is the residual entering the layer, (T, d), and
+    /// `attention` its per-head outputs A (T, H·d_h) — only the kept heads, in plan order, when the
+    /// layer skips heads; `position` is the first token's position.
+    func observe(layer: Int, input: UnsafePointer<Float>, attention: UnsafePointer<Float>, tokens: Int, position: Int)
     /// The plan of layer `layer` ≥ 1; `input` is the residual stream entering it, (T, d).
     func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan
 }
@@ -78,7 +80,7 @@ public final class FixedSparsity: SparsityController, @unchecked Sendable {
         self.keepsAllKeysAndValues = keepsAllKeysAndValues
     }
 
-    public func observeFirstLayer(attention: UnsafePointer<Float>, tokens: Int, position: Int) {}
+    public func observe(layer: Int, input: UnsafePointer<Float>, attention: UnsafePointer<Float>, tokens: Int, position: Int) {}
 
     public func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan {
         layer < layers.count ? layers[layer] : .dense

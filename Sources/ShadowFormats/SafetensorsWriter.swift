@@ -1,0 +1,80 @@
+import Foundation
+
+/// Writes F32 safetensors files (traces, predictors). The file appears atomically: it is written
+/// to a temporary name beside the target and renamed, so a killed run never leaves half a file.
+public struct SafetensorsWriter {
+    public struct Tensor {
+        public let name: String
+        public let shape: [Int]
+        public let values: [Float]
+
+        public init(name: String, shape: [Int], values: [Float]) {
+            precondition(shape.reduce(1, *) == values.count, "\(name): shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+            self.name = name
+            self.shape = shape
+            self.values = values
+        }
+    }
+
+    public var tensors: [Tensor] = []
+    public var metadata: [String: String] = [:]
+
+    public init(metadata: [String: String] = [:]) { self.metadata = metadata }
+
+    public mutating func add(_ name: String, shape: [Int], values: [Float]) {
+        tensors.append(Tensor(name: name, shape: shape, values: values))
+    }
+
+    /// The file's bytes: u64 header length, JSON header (padded to 8 bytes), then the data.
+    public func encoded() throws -> Data {
+        var header: [String: Any] = [:]
+        var offset = 0
+        for tensor in tensors {
+            let bytes = tensor.values.count * 4
+            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            offset += bytes
+        }
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var data = Data(capacity: 8 + json.count + offset)
+        var length = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
+        data.append(json)
+        for tensor in tensors {
+            tensor.values.withUnsafeBytes { data.append(contentsOf: $0) }
+        }
+        return data
+    }
+
+    /// Writes the file atomically.
+    public func write(to path: String) throws {
+        try AtomicFile.write(try encoded(), to: path)
+    }
+}
+
+/// Whole-file writes that never leave a partial file: write beside the target, then rename.
+public enum AtomicFile {
+    public static func write(_ data: Data, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try data.write(to: temporary)
+            if rename(temporary.path, path) != 0 {
+                throw ShadowError.failed("\(path): cannot rename the finished file into place (errno \(errno))")
+            }
+        } catch let error as ShadowError {
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw ShadowError.failed("\(path): cannot write (\(error.localizedDescription))")
+        }
+    }
+
+    public static func write(_ text: String, to path: String) throws {
+        try write(Data(text.utf8), to: path)
+    }
+}

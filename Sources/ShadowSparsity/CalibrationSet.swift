@@ -1,0 +1,172 @@
+import Foundation
+import ShadowFormats
+import ShadowTasks
+import ShadowTokenizers
+
+/// Where calibration samples come from: a task file (k-shot prompts with the gold answer as
+/// continuation) or plain text (windows whose last tokens are the continuation). DESIGN §3.
+public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        case task(TaskName)
+        case text
+    }
+
+    public var kind: Kind
+    public var path: String
+    /// Items (tasks) or windows (text) `from ..< to` of the file; nil: all.
+    public var range: Range<Int>?
+    /// PIQA / Winogrande labels file (found beside the data as `NAME-labels.lst` when not given).
+    public var labels: String?
+
+    public var description: String {
+        let name: String
+        switch kind {
+        case .task(let task): name = task.rawValue
+        case .text: name = "text"
+        }
+        return "\(name):\(path)" + (range.map { "@\($0.lowerBound)-\($0.upperBound)" } ?? "")
+    }
+
+    /// Parses `kind:path[@from-to]`, e.g. `piqa:data/piqa/valid.jsonl@1000-1838`, `text:corpus.txt`.
+    public static func parse(_ spec: String) throws -> CalibrationSource {
+        guard let colon = spec.firstIndex(of: ":") else {
+            throw ShadowError.invalidArgument(name: "--source", reason: "\"\(spec)\" is not KIND:PATH (e.g. piqa:valid.jsonl, text:corpus.txt)")
+        }
+        let name = String(spec[..<colon])
+        var path = String(spec[spec.index(after: colon)...])
+        var range: Range<Int>?
+        if let at = path.lastIndex(of: "@") {
+            let bounds = path[path.index(after: at)...].split(separator: "-", omittingEmptySubsequences: false)
+            guard bounds.count == 2, let from = Int(bounds[0]), let to = bounds[1].isEmpty ? Int.max : Int(bounds[1]),
+                  from >= 0, to > from else {
+                throw ShadowError.invalidArgument(name: "--source", reason: "\"\(spec)\": the slice must be @FROM-TO with FROM < TO")
+            }
+            range = from..<to
+            path = String(path[..<at])
+        }
+        guard !path.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "\"\(spec)\" has no path") }
+        let kind: Kind
+        if name == "text" {
+            kind = .text
+        } else if let task = TaskName(rawValue: name), task.isMultipleChoice {
+            kind = .task(task)
+        } else {
+            let names = TaskName.allCases.filter(\.isMultipleChoice).map(\.rawValue) + ["text"]
+            throw ShadowError.invalidArgument(name: "--source", reason: "unknown kind \"\(name)\" (one of \(names.joined(separator: ", ")))")
+        }
+        var labels: String?
+        if case .task(let task) = kind, task.acceptsLabelsFile {
+            let base = (path as NSString).deletingPathExtension
+            let candidate = base + "-labels.lst"
+            if FileManager.default.fileExists(atPath: candidate) { labels = candidate }
+        }
+        return CalibrationSource(kind: kind, path: path, range: range, labels: labels)
+    }
+}
+
+/// One calibration sample, tokenized: the loss is taken over tokens[predictFrom...].
+public struct CalibrationSample: Sendable, Equatable {
+    /// Position in the whole calibration set (stable across runs, shards and resumes).
+    public var index: Int
+    public var source: String
+    public var tokens: [Int]
+    public var predictFrom: Int
+}
+
+/// Which token's activations the predictor reads (DESIGN §3).
+public enum PredictorToken: String, Sendable, Codable, CaseIterable {
+    /// The last context token: what the engine sees before it generates (the default).
+    case lastContext = "last-context"
+    /// The last token of context + continuation (the paper's choice).
+    case lastInput = "last-input"
+
+    public func position(in sample: CalibrationSample) -> Int {
+        self == .lastContext ? sample.predictFrom - 1 : sample.tokens.count - 1
+    }
+}
+
+public struct CalibrationOptions: Sendable, Codable, Equatable {
+    public var shots: Int = 5
+    public var seed: UInt64 = 1234
+    /// Plain text: window length and continuation length in tokens.
+    public var textWindow: Int = 128
+    public var textContinuation: Int = 32
+    /// Longer samples lose tokens from the left (their continuation is kept).
+    public var maxTokens: Int = 512
+
+    public init(shots: Int = 5, seed: UInt64 = 1234, textWindow: Int = 128, textContinuation: Int = 32, maxTokens: Int = 512) {
+        self.shots = shots
+        self.seed = seed
+        self.textWindow = textWindow
+        self.textContinuation = textContinuation
+        self.maxTokens = maxTokens
+    }
+}
+
+public enum CalibrationSet {
+    /// Builds up to `count` samples, taking sources in turn (round robin) so any prefix of the set
+    /// mixes them. The result depends only on the arguments.
+    public static func samples(sources: [CalibrationSource], count: Int, options: CalibrationOptions,
+                               tokenizer: any Tokenizer) throws -> [CalibrationSample] {
+        guard options.textContinuation >= 1, options.textWindow > options.textContinuation else {
+            throw ShadowError.invalidArgument(name: "--text-window", reason: "must exceed the continuation length \(options.textContinuation)")
+        }
+        let perSource = try sources.map { try samples(from: $0, options: options, tokenizer: tokenizer) }
+        var result: [CalibrationSample] = []
+        var cursor = [Int](repeating: 0, count: perSource.count)
+        while result.count < count {
+            var progressed = false
+            for s in perSource.indices where cursor[s] < perSource[s].count && result.count < count {
+                var sample = perSource[s][cursor[s]]
+                sample.index = result.count
+                result.append(sample)
+                cursor[s] += 1
+                progressed = true
+            }
+            if !progressed { break }
+        }
+        return result
+    }
+
+    static func samples(from source: CalibrationSource, options: CalibrationOptions,
+                        tokenizer: any Tokenizer) throws -> [CalibrationSample] {
+        switch source.kind {
+        case .task(let task):
+            var items = try TaskFile.multipleChoice(task: task, path: source.path, labels: source.labels)
+            if let range = source.range { items = Array(items[min(range.lowerBound, items.count)..<min(range.upperBound, items.count)]) }
+            return items.compactMap { item in
+                // Shots come from the same slice, never the item itself (FewShot guarantees it).
+                let context = FewShot.contexts(for: item, shots: options.shots, pool: items, seed: options.seed)[item.gold]
+                let contextTokens = tokenizer.encodeWithSpecialTokens(context)
+                let tokens = tokenizer.encodeWithSpecialTokens(context + item.continuations[item.gold])
+                return sample(tokens: tokens, predictFrom: contextTokens.count, source: source, options: options)
+            }
+        case .text:
+            guard let data = FileManager.default.contents(atPath: source.path) else { throw ShadowError.fileNotFound(path: source.path) }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw ShadowError.corruptFile(path: source.path, reason: "not valid UTF-8 text")
+            }
+            let tokens = tokenizer.encode(text)
+            let window = options.textWindow
+            var windows = stride(from: 0, to: tokens.count - window + 1, by: window).map { Array(tokens[$0..<$0 + window]) }
+            if let range = source.range { windows = Array(windows[min(range.lowerBound, windows.count)..<min(range.upperBound, windows.count)]) }
+            return windows.map {
+                CalibrationSample(index: 0, source: source.description, tokens: $0, predictFrom: window - options.textContinuation)
+            }
+        }
+    }
+
+    /// A sample whose continuation is the tokens after the context's own (the joined text is
+    /// tokenized once, as lm-eval does); nil when the continuation adds no token.
+    static func sample(tokens: [Int], predictFrom: Int, source: CalibrationSource, options: CalibrationOptions) -> CalibrationSample? {
+        guard predictFrom >= 1, tokens.count > predictFrom else { return nil }
+        var tokens = tokens, from = predictFrom
+        if tokens.count > options.maxTokens {
+            let drop = tokens.count - options.maxTokens
+            guard drop < from else { return nil }   // the continuation alone is too long
+            tokens.removeFirst(drop)
+            from -= drop
+        }
+        return CalibrationSample(index: 0, source: source.description, tokens: tokens, predictFrom: from)
+    }
+}

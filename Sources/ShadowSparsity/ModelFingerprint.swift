@@ -1,0 +1,56 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+
+/// Identifies the model that traces and predictors were made with, so that loading them for a
+/// different model is a clear error rather than silent nonsense.
+public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var architecture: String
+    public var shape: TransformerShape
+    /// FNV-1a over the checkpoint's size and its first and last megabyte (config.json and every
+    /// safetensors file for a Hugging Face directory): cheap, and different for different weights.
+    public var contentHash: String
+
+    public var description: String { "\(name) (\(architecture), \(shape.layers) layers, hash \(contentHash))" }
+
+    public init(name: String, architecture: String, shape: TransformerShape, contentHash: String) {
+        self.name = name
+        self.architecture = architecture
+        self.shape = shape
+        self.contentHash = contentHash
+    }
+
+    public init(loaded: LoadedModel) throws {
+        var isDirectory: ObjCBool = false
+        FileManager.default.fileExists(atPath: loaded.path, isDirectory: &isDirectory)
+        var files: [String] = [loaded.path]
+        if isDirectory.boolValue {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: loaded.path)) ?? []
+            files = names.filter { $0 == "config.json" || $0.hasSuffix(".safetensors") }.sorted()
+                .map { (loaded.path as NSString).appendingPathComponent($0) }
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ bytes: UnsafeRawBufferPointer) {
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        }
+        for file in files {
+            let mapped = try MappedFile(path: file)
+            var size = UInt64(mapped.byteCount)
+            withUnsafeBytes(of: &size) { mix($0) }
+            let bytes = mapped.bytes
+            let window = 1 << 20
+            mix(UnsafeRawBufferPointer(rebasing: bytes[0..<min(window, bytes.count)]))
+            if bytes.count > window { mix(UnsafeRawBufferPointer(rebasing: bytes[max(window, bytes.count - window)...])) }
+        }
+        self.init(name: URL(fileURLWithPath: loaded.path).lastPathComponent, architecture: loaded.model.architecture,
+                  shape: loaded.model.shape, contentHash: String(format: "%016llx", hash))
+    }
+
+    /// Throws unless `other` is the same model; `what` names the file being checked.
+    public func check(matches other: ModelFingerprint, what: String) throws {
+        guard self == other else {
+            throw ShadowError.failed("\(what): made for \(other), not for the loaded model \(self)")
+        }
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+
+/// What calibration records for one sample (DESIGN §3): the predictor input x = A⁰ at the
+/// predictor token, every layer's A^l and residual input at that token (for the DejaVu-style
+/// baselines), the loss, and the score matrices of each criterion.
+public struct TraceRecord: Sendable {
+    public var index: Int
+    public var loss: Float
+    public var x: [Float]                    // (H·d_h)
+    public var attention: [Float]            // (L, H·d_h)
+    public var layerInputs: [Float]          // (L, d)
+    public var heads: [String: [Float]]      // criterion → (L, H)
+    public var neurons: [String: [Float]]    // criterion → (L, F); absent for heads-only criteria
+
+    public init(index: Int, loss: Float, x: [Float], attention: [Float], layerInputs: [Float],
+                heads: [String: [Float]], neurons: [String: [Float]]) {
+        self.index = index
+        self.loss = loss
+        self.x = x
+        self.attention = attention
+        self.layerInputs = layerInputs
+        self.heads = heads
+        self.neurons = neurons
+    }
+}
+
+/// The JSON manifest beside the chunk files. It is rewritten (atomically) after every chunk, so
+/// it always describes exactly the chunks that are complete on disk.
+public struct TraceManifest: Codable, Sendable, Equatable {
+    public struct Chunk: Codable, Sendable, Equatable {
+        public var file: String
+        public var samples: Int
+        public var firstIndex: Int
+        public var lastIndex: Int
+        enum CodingKeys: String, CodingKey {
+            case file, samples, firstIndex = "first_index", lastIndex = "last_index"
+        }
+    }
+
+    public var format = "shadowllm-traces"
+    public var version = 1
+    public var model: ModelFingerprint
+    public var criteria: [String]
+    public var predictorToken: PredictorToken
+    public var sources: [String]
+    public var options: CalibrationOptions
+    public var requestedSamples: Int
+    public var shardIndex: Int
+    public var shardCount: Int
+    public var chunkSize: Int
+    public var chunks: [Chunk] = []
+    public var complete = false
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, model, criteria, sources, options, chunks, complete
+        case predictorToken = "predictor_token", requestedSamples = "requested_samples"
+        case shardIndex = "shard_index", shardCount = "shard_count", chunkSize = "chunk_size"
+    }
+
+    public var sampleCount: Int { chunks.reduce(0) { $0 + $1.samples } }
+    public var lastIndex: Int? { chunks.last?.lastIndex }
+
+    /// Same run (model, criteria, samples, shard) as `other`, ignoring progress.
+    public func sameRun(as other: TraceManifest) -> Bool {
+        var a = self, b = other
+        a.chunks = []; b.chunks = []; a.complete = false; b.complete = false
+        return a == b
+    }
+
+    public static let fileName = "manifest.json"
+
+    public static func load(directory: String) throws -> TraceManifest {
+        try ConfigDecoding.decode(TraceManifest.self, path: (directory as NSString).appendingPathComponent(fileName))
+    }
+
+    public func save(directory: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(self), to: (directory as NSString).appendingPathComponent(Self.fileName))
+    }
+}
+
+/// Streams trace records to chunk files; memory holds at most one chunk.
+public final class TraceWriter {
+    public let directory: String
+    public private(set) var manifest: TraceManifest
+    private var buffer: [TraceRecord] = []
+
+    /// Starts a new trace directory, or resumes the one there when `resume` is set and it holds
+    /// the same run. An existing directory without `resume` is an error (nothing is overwritten).
+    public init(directory: String, manifest: TraceManifest, resume: Bool) throws {
+        self.directory = directory
+        let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
+        if FileManager.default.fileExists(atPath: manifestPath) {
+            let existing = try TraceManifest.load(directory: directory)
+            guard resume else {
+                throw ShadowError.invalidArgument(name: "--out", reason: "\(directory) already holds traces (pass --resume to continue them, or choose another --out)")
+            }
+            guard existing.sameRun(as: manifest) else {
+                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (model, criteria, sources, samples or shard differ)")
+            }
+            self.manifest = existing
+        } else {
+            self.manifest = manifest
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try self.manifest.save(directory: directory)
+        }
+    }
+
+    /// Indices already on disk (a resumed run skips them).
+    public var completedIndices: Set<Int> {
+        var done = Set<Int>()
+        for chunk in manifest.chunks {
+            // Chunks hold the shard's indices in order: index ≡ shardIndex (mod shardCount).
+            for i in stride(from: chunk.firstIndex, through: chunk.lastIndex, by: manifest.shardCount) { done.insert(i) }
+        }
+        return done
+    }
+
+    public func append(_ record: TraceRecord) throws {
+        buffer.append(record)
+        if buffer.count >= manifest.chunkSize { try flush() }
+    }
+
+    /// Writes the buffered records as one chunk, then the manifest that lists it.
+    public func flush() throws {
+        guard !buffer.isEmpty else { return }
+        let name = String(format: "chunk-%05d.safetensors", manifest.chunks.count)
+        try TraceChunk.write(buffer, criteria: manifest.criteria, shape: manifest.model.shape,
+                             to: (directory as NSString).appendingPathComponent(name))
+        manifest.chunks.append(.init(file: name, samples: buffer.count, firstIndex: buffer.first!.index,
+                                     lastIndex: buffer.last!.index))
+        buffer.removeAll(keepingCapacity: true)
+        try manifest.save(directory: directory)
+    }
+
+    public func finish() throws {
+        try flush()
+        manifest.complete = true
+        try manifest.save(directory: directory)
+    }
+}
+
+/// One chunk file: the records of up to `chunkSize` samples as stacked F32 tensors.
+public enum TraceChunk {
+    static func write(_ records: [TraceRecord], criteria: [String], shape: TransformerShape, to path: String) throws {
+        var writer = SafetensorsWriter(metadata: ["format": "shadowllm-traces"])
+        let n = records.count, L = shape.layers
+        writer.add("index", shape: [n], values: records.map { Float($0.index) })
+        writer.add("loss", shape: [n], values: records.map(\.loss))
+        writer.add("x", shape: [n, shape.attentionWidth], values: records.flatMap(\.x))
+        writer.add("attention", shape: [n, L, shape.attentionWidth], values: records.flatMap(\.attention))
+        writer.add("layer_input", shape: [n, L, shape.hiddenSize], values: records.flatMap(\.layerInputs))
+        for criterion in criteria {
+            writer.add("\(criterion).heads", shape: [n, L, shape.heads], values: records.flatMap { $0.heads[criterion] ?? [] })
+            if records.allSatisfy({ $0.neurons[criterion] != nil }) {
+                writer.add("\(criterion).neurons", shape: [n, L, shape.ffnSize], values: records.flatMap { $0.neurons[criterion]! })
+            }
+        }
+        try writer.write(to: path)
+    }
+
+    /// Reads a chunk back as records.
+    public static func read(path: String, criteria: [String], shape: TransformerShape) throws -> [TraceRecord] {
+        let file = try SafetensorsFile(path: path)
+        let index = try file.floats("index")
+        let n = index.count, L = shape.layers
+        func tensor(_ name: String, _ width: Int) throws -> [Float] {
+            let values = try file.floats(name)
+            guard values.count == n * width else {
+                throw ShadowError.badTensor(path: path, tensor: name, reason: "has \(values.count) values, expected \(n * width)")
+            }
+            return values
+        }
+        let loss = try tensor("loss", 1)
+        let x = try tensor("x", shape.attentionWidth)
+        let attention = try tensor("attention", L * shape.attentionWidth)
+        let inputs = try tensor("layer_input", L * shape.hiddenSize)
+        var heads: [String: [Float]] = [:], neurons: [String: [Float]] = [:]
+        for criterion in criteria {
+            heads[criterion] = try tensor("\(criterion).heads", L * shape.heads)
+            if file.tensorInfos["\(criterion).neurons"] != nil {
+                neurons[criterion] = try tensor("\(criterion).neurons", L * shape.ffnSize)
+            }
+        }
+        func slice(_ values: [Float], _ i: Int, _ width: Int) -> [Float] { Array(values[i * width..<(i + 1) * width]) }
+        return (0..<n).map { i in
+            TraceRecord(index: Int(index[i]), loss: loss[i], x: slice(x, i, shape.attentionWidth),
+                        attention: slice(attention, i, L * shape.attentionWidth),
+                        layerInputs: slice(inputs, i, L * shape.hiddenSize),
+                        heads: heads.mapValues { slice($0, i, L * shape.heads) },
+                        neurons: neurons.mapValues { slice($0, i, L * shape.ffnSize) })
+        }
+    }
+}
+
+/// Reading and merging trace directories.
+public enum TraceStore {
+    /// Visits every record of a trace directory in order, one chunk in memory at a time.
+    public static func forEach(directory: String, _ body: (TraceRecord) throws -> Void) throws {
+        let manifest = try TraceManifest.load(directory: directory)
+        for chunk in manifest.chunks {
+            let records = try TraceChunk.read(path: (directory as NSString).appendingPathComponent(chunk.file),
+                                              criteria: manifest.criteria, shape: manifest.model.shape)
+            for record in records { try body(record) }
+        }
+    }
+
+    /// Joins shard directories of one calibration into `output`, ordered by sample index, so the
+    /// result is the same whatever the number of shards or the order they are listed in.
+    public static func merge(shards: [String], into output: String, chunkSize: Int? = nil) throws {
+        guard !shards.isEmpty else { throw ShadowError.invalidArgument(name: "merge", reason: "needs at least one shard directory") }
+        let manifests = try shards.map { try TraceManifest.load(directory: $0) }
+        let first = manifests[0]
+        for (dir, m) in zip(shards, manifests) {
+            guard m.model == first.model, m.criteria == first.criteria, m.sources == first.sources,
+                  m.options == first.options, m.predictorToken == first.predictorToken,
+                  m.shardCount == first.shardCount else {
+                throw ShadowError.failed("\(dir): not a shard of the same calibration as \(shards[0])")
+            }
+            guard m.complete else { throw ShadowError.failed("\(dir): shard \(m.shardIndex)/\(m.shardCount) is not complete") }
+        }
+        let indices = Set(manifests.map(\.shardIndex))
+        guard indices.count == manifests.count else { throw ShadowError.failed("merge: the same shard is listed twice") }
+        var merged = first
+        merged.shardIndex = 0
+        merged.shardCount = 1
+        merged.chunks = []
+        merged.complete = false
+        merged.chunkSize = chunkSize ?? first.chunkSize
+        let writer = try TraceWriter(directory: output, manifest: merged, resume: false)
+
+        // A k-way merge over the shards' chunk streams: each shard is already in index order.
+        struct Cursor { var manifest: TraceManifest; var directory: String; var chunk = 0; var records: [TraceRecord] = []; var position = 0 }
+        var cursors = zip(manifests, shards).map { Cursor(manifest: $0, directory: $1) }
+        func head(_ c: inout Cursor) throws -> TraceRecord? {
+            while c.position >= c.records.count {
+                guard c.chunk < c.manifest.chunks.count else { return nil }
+                c.records = try TraceChunk.read(path: (c.directory as NSString).appendingPathComponent(c.manifest.chunks[c.chunk].file),
+                                                criteria: c.manifest.criteria, shape: c.manifest.model.shape)
+                c.chunk += 1
+                c.position = 0
+            }
+            return c.records[c.position]
+        }
+        while true {
+            var best: (cursor: Int, record: TraceRecord)?
+            for i in cursors.indices {
+                if let record = try head(&cursors[i]), best == nil || record.index < best!.record.index { best = (i, record) }
+            }
+            guard let best else { break }
+            cursors[best.cursor].position += 1
+            try writer.append(best.record)
+        }
+        try writer.finish()
+    }
+}
