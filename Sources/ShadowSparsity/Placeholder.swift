@@ -1,1 +1,0 @@
-// Criteria, calibration and predictors arrive in their own commits.
