@@ -305,3 +305,39 @@ struct CorrelationTests {
         #expect(abs(two) < 1e-12)
     }
 }
+
+@Suite("Criteria against PyTorch autograd")
+struct ReferenceCriteriaTests {
+    /// The per-unit scores scripts/reference/make_gradient_fixtures.py computed with PyTorch.
+    struct Expectation: Decodable {
+        struct Units: Decodable { let heads: [Double]; let neurons: [Double] }
+        struct Layer: Decodable { let plainact: Units; let snip: Units }
+        let inputIDs: [Int]
+        let predictFrom: Int
+        let loss: Double
+        let layers: [Layer]
+        enum CodingKeys: String, CodingKey { case loss, layers, inputIDs = "input_ids", predictFrom = "predict_from" }
+    }
+
+    @Test("plainact and snip scores equal PyTorch's within 1e-4",
+          arguments: ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-opt", "tiny-opt-postln"])
+    func agrees(checkpoint: String) throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ShadowModelsTests/Fixtures/\(checkpoint)/gradients.json")
+        let expected = try JSONDecoder().decode(Expectation.self, from: Data(contentsOf: path))
+        let model = try TinyModels.fixture(checkpoint)
+        let scores = try Importance.scores(model: model, tokens: expected.inputIDs, predictFrom: expected.predictFrom,
+                                           criteria: [.plainact, .snip])
+        for criterion in [Criterion.plainact, .snip] {
+            let result = try #require(scores[criterion])
+            #expect(abs(result.loss - expected.loss) <= 1e-5 * expected.loss)
+            for (l, layer) in expected.layers.enumerated() {
+                let units = criterion == .plainact ? layer.plainact : layer.snip
+                expectClose(result.heads[l], units.heads.map(Float.init), tolerance: 1e-4, floor: 1e-2,
+                            "\(checkpoint) \(criterion.rawValue) heads, layer \(l)")
+                expectClose(result.neurons![l], units.neurons.map(Float.init), tolerance: 1e-4, floor: 1e-2,
+                            "\(checkpoint) \(criterion.rawValue) neurons, layer \(l)")
+            }
+        }
+    }
+}
