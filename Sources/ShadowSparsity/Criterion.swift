@@ -1,4 +1,5 @@
 import Foundation
+import ShadowModels
 
 /// The importance criteria of DESIGN §3: how much one unit — an attention head (l, h) or an FFN
 /// neuron (l, j) — matters for one sample. `plainact` is the ShadowLLM paper's choice.
@@ -20,8 +21,17 @@ public enum Criterion: String, CaseIterable, Sendable, Codable {
     /// Everything but the activation statistics (l2_norm, nwot) reads gradients.
     public var needsBackward: Bool { self != .l2Norm && self != .nwot }
 
-    /// Criteria that read weights and their gradients (GRASP also runs a second pass).
-    public var needsWeightGradients: Bool { self == .plainactW || self == .snip || self == .grasp }
+    /// Criteria that read weights and their gradients (GRASP also runs two more passes).
+    public var needsWeightGradients: Bool { !weightProjections.isEmpty }
+
+    /// The projections whose weights and weight gradients the criterion reads.
+    public var weightProjections: ProjectionSet {
+        switch self {
+        case .plainactW: return [.first, .up]
+        case .snip, .grasp: return [.output, .down]
+        default: return []
+        }
+    }
 
     /// One line for help texts.
     public var summary: String {

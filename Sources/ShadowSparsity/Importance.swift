@@ -11,11 +11,11 @@ public enum Importance {
                               criteria: [Criterion]) throws -> [Criterion: ImportanceScores] {
         guard !criteria.isEmpty else { return [:] }
         let s = model.shape
-        let needsWeights = criteria.contains { $0.needsWeightGradients }
-        let options = GradientOptions(weightGradients: needsWeights,
+        let projections = criteria.reduce(ProjectionSet()) { $0.union($1.weightProjections) }
+        let options = GradientOptions(weightGradients: !projections.isEmpty, weightGradientProjections: projections,
                                       activationsOnly: !criteria.contains { $0.needsBackward })
         let record = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options)
-        let weights = needsWeights ? (0..<s.layers).map { model.projectionWeights(layer: $0) } : []
+        let weights = projections.isEmpty ? [] : (0..<s.layers).map { model.projectionWeights(layer: $0, projections: projections) }
         let hessianGradient = criteria.contains(.grasp)
             ? try hessianGradientProducts(model: model, tokens: tokens, predictFrom: predictFrom, record: record, weights: weights)
             : nil
@@ -153,8 +153,8 @@ public enum Importance {
         func gradients(at step: Float) throws -> [LayerGradients] {
             let offsets = WeightOffsets(outputProjection: layers.map { $0.outputProjectionGrad!.map { $0 * step } },
                                         downProjection: layers.map { $0.downProjectionGrad!.map { $0 * step } })
-            return try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom,
-                                              options: GradientOptions(weightGradients: true, weightOffsets: offsets)).layers
+            let options = GradientOptions(weightGradients: true, weightGradientProjections: [.output, .down], weightOffsets: offsets)
+            return try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options).layers
         }
         let plus = try gradients(at: epsilon), minus = try gradients(at: -epsilon)
         return zip(plus, minus).map { after, before in

@@ -206,6 +206,26 @@ struct ModelGradientTests {
         #expect(abs(fd - analytic) <= 1e-2 * abs(analytic), "\(name): \(analytic) vs \(fd)")
     }
 
+    @Test("only the requested weight gradients and weights are returned, with the same values", arguments: ["code-llama", "tiny-opt"])
+    func projectionSubsets(name: String) throws {
+        let model = try GradientModels.model(name)
+        let tokens = try GradientModels.tokens(name)
+        let all = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: GradientOptions(weightGradients: true))
+        for subset: ProjectionSet in [[.output], [.down, .first], [.up]] {
+            let some = try model.lossAndGradients(tokens: tokens, predictFrom: 3,
+                                                  options: GradientOptions(weightGradients: true, weightGradientProjections: subset))
+            let weights = model.projectionWeights(layer: 0, projections: subset)
+            let full = model.projectionWeights(layer: 0)
+            #expect(some.layers[0].outputProjectionGrad == (subset.contains(.output) ? all.layers[0].outputProjectionGrad : nil))
+            #expect(some.layers[0].downProjectionGrad == (subset.contains(.down) ? all.layers[0].downProjectionGrad : nil))
+            #expect(some.layers[0].firstProjectionGrad == (subset.contains(.first) ? all.layers[0].firstProjectionGrad : nil))
+            #expect(some.layers[0].upProjectionGrad == (subset.contains(.up) ? all.layers[0].upProjectionGrad : nil))
+            #expect(some.layers.map(\.attentionGrad) == all.layers.map(\.attentionGrad))
+            #expect(weights.outputProjection == (subset.contains(.output) ? full.outputProjection : []))
+            #expect(weights.firstProjection == (subset.contains(.first) ? full.firstProjection : []))
+        }
+    }
+
     @Test("16-bit storage: the pass reads weights widened, and offsets apply after widening")
     func halfStorage() throws {
         // tiny-qwen2 is stored in bf16, so keeping it as bf16 loses nothing: both loads must agree.

@@ -20,9 +20,27 @@ public struct WeightOffsets: Sendable {
     }
 }
 
+/// A choice among the projections whose weight gradients a pass returns.
+public struct ProjectionSet: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    /// W_O, the attention output projection.
+    public static let output = ProjectionSet(rawValue: 1)
+    /// W_down (Llama) or fc2 (OPT).
+    public static let down = ProjectionSet(rawValue: 2)
+    /// gate (Llama) or fc1 (OPT).
+    public static let first = ProjectionSet(rawValue: 4)
+    /// up (Llama only).
+    public static let up = ProjectionSet(rawValue: 8)
+    public static let all: ProjectionSet = [.output, .down, .first, .up]
+}
+
 public struct GradientOptions: Sendable {
     /// Also return dL/dW for W_O, W_down and the first FFN projection(s): gate and up (Llama) or fc1 (OPT).
     public var weightGradients: Bool = false
+    /// Which of those weight gradients to return (all by default). Each is as large as its
+    /// matrix, so asking only for what a criterion reads saves most of their cost.
+    public var weightGradientProjections: ProjectionSet = .all
     /// Deltas added to W_O and W_down for this pass (forward and backward both see W + δ).
     public var weightOffsets: WeightOffsets? = nil
     /// Run the forward only: the record holds the loss and the activations, and every gradient
@@ -32,8 +50,10 @@ public struct GradientOptions: Sendable {
     /// can probe dL/dA and dL/dN of a whole model.
     var shift: ActivationShift? = nil
 
-    public init(weightGradients: Bool = false, weightOffsets: WeightOffsets? = nil, activationsOnly: Bool = false) {
+    public init(weightGradients: Bool = false, weightGradientProjections: ProjectionSet = .all,
+                weightOffsets: WeightOffsets? = nil, activationsOnly: Bool = false) {
         self.weightGradients = weightGradients
+        self.weightGradientProjections = weightGradientProjections
         self.weightOffsets = weightOffsets
         self.activationsOnly = activationsOnly
     }
@@ -92,7 +112,7 @@ public struct GradientRecord: Sendable {
 }
 
 /// fp32 values of the weights whose gradients `GradientOptions.weightGradients` returns, in the
-/// same layouts as those gradients.
+/// same layouts as those gradients. Projections that were not asked for are empty.
 public struct ProjectionWeights: Sendable {
     public var outputProjection: [Float]    // W_O transposed: (H·d_h, d)
     public var downProjection: [Float]      // W_down transposed: (F, d)
@@ -110,11 +130,14 @@ public struct ProjectionWeights: Sendable {
 public protocol DifferentiableLanguageModel: CausalLanguageModel {
     /// Loss = mean cross-entropy of tokens[predictFrom...] given everything before them (predictFrom ≥ 1).
     func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord
-    /// The weights of layer `layer` that the weight-based criteria (snip, grasp, plainact_w) read.
-    func projectionWeights(layer: Int) -> ProjectionWeights
+    /// The weights of layer `layer` that the weight-based criteria (snip, grasp, plainact_w) read,
+    /// widened to fp32; those not in `projections` are left empty.
+    func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights
 }
 
 extension DifferentiableLanguageModel {
+    public func projectionWeights(layer: Int) -> ProjectionWeights { projectionWeights(layer: layer, projections: .all) }
+
     public func lossAndGradients(tokens: [Int], predictFrom: Int) throws -> GradientRecord {
         try lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: GradientOptions())
     }

@@ -107,7 +107,23 @@ extension Matrix {
     }
 }
 
+/// When `condition` holds, a zeroed array of `count` floats that `fill` adds into; else nil.
+/// Weight gradients are built this way, straight in the array the record keeps (they are as
+/// large as the weights: a copy per pass showed up as a third of the time).
+func gradientArray(_ count: Int, if condition: Bool, _ fill: (FloatBuffer) -> Void) -> [Float]? {
+    guard condition else { return nil }
+    var values = [Float](repeating: 0, count: count)
+    values.withUnsafeMutableBufferPointer { fill($0.baseAddress!) }
+    return values
+}
+
 extension WeightMatrix {
-    /// The whole matrix widened to fp32, row-major.
-    var floatArray: [Float] { toMatrix().array }
+    /// The whole matrix widened to fp32, row-major, or [] unless `condition` holds.
+    func floatArray(if condition: Bool = true) -> [Float] {
+        guard condition else { return [] }
+        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            widenRows(0..<rows, into: buffer.baseAddress!)
+            initialized = count
+        }
+    }
 }

@@ -54,7 +54,7 @@ extension LlamaModel: DifferentiableLanguageModel {
         let eps = config.rmsNormEps
         let scale = 1 / Float(dh).squareRoot()
         let backward = !options.activationsOnly
-        let withWeights = options.weightGradients && backward
+        let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
         let offsets = options.weightOffsets
         let weights = WeightViews()
         let rotary = RotaryTable(positions: 0..<T, inverseFrequencies: inverseFrequencies)
@@ -63,7 +63,7 @@ extension LlamaModel: DifferentiableLanguageModel {
         let x = Matrix(rows: T, cols: d)            // (T, d) residual stream
         for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x.row(t)) }
         let xn = Matrix(rows: T, cols: d)           // (T, d) rms₁(x), input of q/k/v
-        let sharedXn2 = withWeights ? nil : Matrix(rows: T, cols: d)
+        let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
         var saved: [LlamaSaved?] = []
         for (l, block) in blocks.enumerated() {
             let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2)
@@ -128,31 +128,37 @@ extension LlamaModel: DifferentiableLanguageModel {
 
             // MLP: out = mid + N W_down.
             dn.zero()
-            let downGrad = Matrix.zeros(F, d, if: withWeights)
-            transposedLinearBackward(dn.pointer, downGrad?.pointer, nil, dx.pointer, st.n.pointer,
-                                     weights(block.down.weightT, "down", offset: offsets?.downProjection[l]),
-                                     rows: T, inputs: F, outputs: d)
+            let wDown = weights(block.down.weightT, "down", offset: offsets?.downProjection[l])
+            transposedLinearBackward(dn.pointer, nil, nil, dx.pointer, nil, wDown, rows: T, inputs: F, outputs: d)
+            let downGrad = gradientArray(F * d, if: wanted.contains(.down)) {
+                transposedLinearBackward(nil, $0, nil, dx.pointer, st.n.pointer, wDown, rows: T, inputs: F, outputs: d)
+            }
             dz.zero(); du.zero()
             swigluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
             dxn.zero()
-            let gateGrad = Matrix.zeros(F, d, if: withWeights), upGrad = Matrix.zeros(F, d, if: withWeights)
-            linearBackward(dxn.pointer, gateGrad?.pointer, nil, dz.pointer, st.xn2.pointer, weights(block.gate.weight, "gate"),
-                           rows: T, inputs: d, outputs: F)
-            linearBackward(dxn.pointer, upGrad?.pointer, nil, du.pointer, st.xn2.pointer, weights(block.up.weight, "up"),
-                           rows: T, inputs: d, outputs: F)
+            let wGate = weights(block.gate.weight, "gate"), wUp = weights(block.up.weight, "up")
+            linearBackward(dxn.pointer, nil, nil, dz.pointer, nil, wGate, rows: T, inputs: d, outputs: F)
+            linearBackward(dxn.pointer, nil, nil, du.pointer, nil, wUp, rows: T, inputs: d, outputs: F)
+            let gateGrad = gradientArray(F * d, if: wanted.contains(.first)) {
+                linearBackward(nil, $0, nil, dz.pointer, st.xn2.pointer, wGate, rows: T, inputs: d, outputs: F)
+            }
+            let upGrad = gradientArray(F * d, if: wanted.contains(.up)) {
+                linearBackward(nil, $0, nil, du.pointer, st.xn2.pointer, wUp, rows: T, inputs: d, outputs: F)
+            }
             rmsNormBackward(dx.pointer, nil, dxn.pointer, st.mid.pointer, block.mlpNorm, st.rstd2.pointer, rows: T, n: d)
 
             // Attention: mid = x + A W_O.
             let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
-            let outputGrad = Matrix.zeros(aw, d, if: withWeights)
-            transposedLinearBackward(ga.pointer, outputGrad?.pointer, nil, dx.pointer, st.a.pointer,
-                                     weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
-                                     rows: T, inputs: aw, outputs: d)
+            let wOutput = weights(block.output.weightT, "o", offset: offsets?.outputProjection[l])
+            transposedLinearBackward(ga.pointer, nil, nil, dx.pointer, nil, wOutput, rows: T, inputs: aw, outputs: d)
+            let outputGrad = gradientArray(aw * d, if: wanted.contains(.output)) {
+                transposedLinearBackward(nil, $0, nil, dx.pointer, st.a.pointer, wOutput, rows: T, inputs: aw, outputs: d)
+            }
             layers[l] = LayerGradients(
                 layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
                 hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
-                outputProjectionGrad: outputGrad?.array, downProjectionGrad: downGrad?.array,
-                firstProjectionGrad: gateGrad?.array, upProjectionGrad: upGrad?.array)
+                outputProjectionGrad: outputGrad, downProjectionGrad: downGrad,
+                firstProjectionGrad: gateGrad, upProjectionGrad: upGrad)
             if l == 0 { break }   // nothing below reads the gradient of the embeddings
 
             dq.zero(); dk.zero(); dv.zero()
@@ -170,12 +176,12 @@ extension LlamaModel: DifferentiableLanguageModel {
         return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers.map { $0! })
     }
 
-    public func projectionWeights(layer: Int) -> ProjectionWeights {
+    public func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights {
         let block = blocks[layer]
-        return ProjectionWeights(outputProjection: block.output.weightT.floatArray,
-                                 downProjection: block.down.weightT.floatArray,
-                                 firstProjection: block.gate.weight.floatArray,
-                                 upProjection: block.up.weight.floatArray)
+        return ProjectionWeights(outputProjection: block.output.weightT.floatArray(if: projections.contains(.output)),
+                                 downProjection: block.down.weightT.floatArray(if: projections.contains(.down)),
+                                 firstProjection: block.gate.weight.floatArray(if: projections.contains(.first)),
+                                 upProjection: block.up.weight.floatArray(if: projections.contains(.up)))
     }
 }
 

@@ -62,7 +62,7 @@ extension OPTModel: DifferentiableLanguageModel {
         let scale = 1 / Float(dh).squareRoot()
         let postLN = !config.doLayerNormBefore
         let backward = !options.activationsOnly
-        let withWeights = options.weightGradients && backward
+        let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
         let offsets = options.weightOffsets
         let weights = WeightViews()
 
@@ -192,16 +192,19 @@ extension OPTModel: DifferentiableLanguageModel {
                 dx.pointer.update(from: dsum.pointer, count: T * d)
             }
             dn.zero()
-            let downGrad = Matrix.zeros(F, d, if: withWeights)
-            transposedLinearBackward(dn.pointer, downGrad?.pointer, nil, dx.pointer, st.n.pointer,
-                                     weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]),
-                                     rows: T, inputs: F, outputs: d)
+            let wDown = weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l])
+            transposedLinearBackward(dn.pointer, nil, nil, dx.pointer, nil, wDown, rows: T, inputs: F, outputs: d)
+            let downGrad = gradientArray(F * d, if: wanted.contains(.down)) {
+                transposedLinearBackward(nil, $0, nil, dx.pointer, st.n.pointer, wDown, rows: T, inputs: F, outputs: d)
+            }
             dz.zero()
             reluBackward(dz.pointer, dn.pointer, st.z.pointer, count: T * F)
             dxn.zero()
-            let firstGrad = Matrix.zeros(F, d, if: withWeights)
-            linearBackward(dxn.pointer, firstGrad?.pointer, nil, dz.pointer, st.mlpInput.pointer, weights(block.fc1.weight, "fc1"),
-                           rows: T, inputs: d, outputs: F)
+            let wFirst = weights(block.fc1.weight, "fc1")
+            linearBackward(dxn.pointer, nil, nil, dz.pointer, nil, wFirst, rows: T, inputs: d, outputs: F)
+            let firstGrad = gradientArray(F * d, if: wanted.contains(.first)) {
+                linearBackward(nil, $0, nil, dz.pointer, st.mlpInput.pointer, wFirst, rows: T, inputs: d, outputs: F)
+            }
             if postLN {
                 Ops.add(dx.pointer, dxn.pointer, count: T * d)
             } else {
@@ -217,15 +220,16 @@ extension OPTModel: DifferentiableLanguageModel {
                 dx.pointer.update(from: dsum.pointer, count: T * d)
             }
             let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
-            let outputGrad = Matrix.zeros(aw, d, if: withWeights)
-            transposedLinearBackward(ga.pointer, outputGrad?.pointer, nil, dx.pointer, st.a.pointer,
-                                     weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
-                                     rows: T, inputs: aw, outputs: d)
+            let wOutput = weights(block.output.weightT, "o", offset: offsets?.outputProjection[l])
+            transposedLinearBackward(ga.pointer, nil, nil, dx.pointer, nil, wOutput, rows: T, inputs: aw, outputs: d)
+            let outputGrad = gradientArray(aw * d, if: wanted.contains(.output)) {
+                transposedLinearBackward(nil, $0, nil, dx.pointer, st.a.pointer, wOutput, rows: T, inputs: aw, outputs: d)
+            }
             layers[l] = LayerGradients(
                 layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
                 hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
-                outputProjectionGrad: outputGrad?.array, downProjectionGrad: downGrad?.array,
-                firstProjectionGrad: firstGrad?.array, upProjectionGrad: nil)
+                outputProjectionGrad: outputGrad, downProjectionGrad: downGrad,
+                firstProjectionGrad: firstGrad, upProjectionGrad: nil)
             if l == 0 { break }   // nothing below reads the gradient of the embeddings
 
             dq.zero(); dk.zero(); dv.zero()
@@ -245,11 +249,11 @@ extension OPTModel: DifferentiableLanguageModel {
         return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers.map { $0! })
     }
 
-    public func projectionWeights(layer: Int) -> ProjectionWeights {
+    public func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights {
         let block = blocks[layer]
-        return ProjectionWeights(outputProjection: block.output.weightT.floatArray,
-                                 downProjection: block.fc2.weightT.floatArray,
-                                 firstProjection: block.fc1.weight.floatArray,
+        return ProjectionWeights(outputProjection: block.output.weightT.floatArray(if: projections.contains(.output)),
+                                 downProjection: block.fc2.weightT.floatArray(if: projections.contains(.down)),
+                                 firstProjection: block.fc1.weight.floatArray(if: projections.contains(.first)),
                                  upProjection: nil)
     }
 }
