@@ -2,7 +2,7 @@
 """Reference gradients for the Swift backward pass (PyTorch autograd on the tiny checkpoints).
 
 Usage:
-    python3 scripts/reference/make_gradient_fixtures.py [--fixtures DIR]
+    python3 scripts/reference/make_gradient_fixtures.py [--fixtures DIR] [--smollm2 PATH/TO/SmolLM2-135M-Instruct.Q4_1.gguf]
 
 Reads the tiny checkpoints that make_fixtures.py wrote into Tests/ShadowModelsTests/Fixtures/ (run that
 first) and writes, next to each checkpoint's expected.json, a gradients.json for one sample: the first
@@ -31,6 +31,10 @@ head's rows of W_O^T / a neuron's row of W_down^T), which test the criteria modu
 
 The models run in float64 (eager attention, eval mode) after loading the stored weights exactly as they
 are (f32, bf16 or f16). Everything is deterministic.
+
+With --smollm2 it also writes smollm2-gradients.json for the real SmolLM2-135M-Instruct GGUF (dequantised,
+Q/K rows un-permuted, by make_fixtures.py's hf_llama_from_gguf) on one question/answer sample: the loss and,
+per layer, the stats of dL/dA and dL/dN (no samples) and the plainact head scores (about 40 KB).
 """
 
 from __future__ import annotations
@@ -173,9 +177,63 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
     }
 
 
+SMOLLM2_CONTEXT = "Question: Which gas do plants take in from the air to make their food?\nAnswer:"
+SMOLLM2_CONTINUATION = " Plants take in carbon dioxide from the air."
+
+
+def smollm2_gradients(gguf_path: Path) -> dict:
+    """Loss, dL/dA and dL/dN stats and plainact head scores of SmolLM2 on one sample."""
+    import make_fixtures  # the same directory: its GGUF -> Hugging Face conversion and tokenizer
+    model, reader, _ = make_fixtures.hf_llama_from_gguf(gguf_path)
+    tok = make_fixtures.gguf_tokenizer_from_fields(
+        list(make_fixtures.gguf_meta(reader, "tokenizer.ggml.tokens")),
+        list(make_fixtures.gguf_meta(reader, "tokenizer.ggml.merges")),
+        list(make_fixtures.gguf_meta(reader, "tokenizer.ggml.token_type")), digits=True)
+    ids = tok.encode(SMOLLM2_CONTEXT + SMOLLM2_CONTINUATION).ids
+    predict_from = len(tok.encode(SMOLLM2_CONTEXT).ids)
+    captured = []
+    hooks = []
+    for layer in model.model.layers:
+        slot = {}
+        captured.append(slot)
+
+        def keep(name, slot=slot):
+            def pre_hook(module, args):
+                args[0].retain_grad()
+                slot[name] = args[0]
+            return pre_hook
+        hooks.append(layer.self_attn.o_proj.register_forward_pre_hook(keep("attention")))
+        hooks.append(layer.mlp.down_proj.register_forward_pre_hook(keep("hidden")))
+    logits = model(torch.tensor([ids])).logits[0]
+    loss = torch.nn.functional.cross_entropy(logits[predict_from - 1:len(ids) - 1], torch.tensor(ids[predict_from:]))
+    loss.backward()
+    for h in hooks:
+        h.remove()
+    rng = np.random.default_rng(SEED)
+    heads = model.config.num_attention_heads
+    layers = []
+    for slot in captured:
+        T = len(ids)
+        a = slot["attention"].detach().reshape(T, -1).numpy()
+        g = slot["attention"].grad.reshape(T, -1).numpy()
+        gn = slot["hidden"].grad.reshape(T, -1).numpy()
+        hd = a.shape[1] // heads
+        plainact = [f64(np.abs((a[:, h * hd:(h + 1) * hd] * g[:, h * hd:(h + 1) * hd]).sum(axis=1)).sum()) for h in range(heads)]
+        ag, hg = stats(g, rng), stats(gn, rng)
+        del ag["samples"], hg["samples"]
+        layers.append({"attention_grad": ag, "hidden_grad": hg, "plainact_heads": plainact})
+    return {
+        "context": SMOLLM2_CONTEXT, "continuation": SMOLLM2_CONTINUATION,
+        "input_ids": ids, "predict_from": predict_from, "loss": f64(loss.item()), "layers": layers,
+        "reference": {"torch": torch.__version__, "transformers": transformers.__version__, "compute_dtype": "float64",
+                      "storage": "dequantised GGUF weights (make_fixtures.hf_llama_from_gguf)"},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
+    ap.add_argument("--smollm2", type=Path, help="path to SmolLM2-135M-Instruct.Q4_1.gguf")
     args = ap.parse_args()
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
@@ -192,6 +250,15 @@ def main() -> None:
         total += size
         print(f"{name}: loss {out['loss']:.6f} over {out['predicted_tokens']} tokens, "
               f"{len(out['layers'])} layers -> {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({size:,} bytes)")
+    if args.smollm2:
+        out = smollm2_gradients(args.smollm2.resolve())
+        path = args.fixtures / "smollm2-gradients.json"
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(out, fh, separators=(",", ":"))
+            fh.write("\n")
+        total += path.stat().st_size
+        print(f"smollm2: loss {out['loss']:.6f} over {len(out['input_ids']) - out['predict_from']} of "
+              f"{len(out['input_ids'])} tokens -> {path.name} ({path.stat().st_size:,} bytes)")
     print(f"total {total:,} bytes")
 
 
