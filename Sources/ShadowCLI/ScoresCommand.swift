@@ -1,0 +1,95 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+import ShadowSparsity
+
+/// `shadowllm scores`: how important every head and neuron is for one (context, continuation)
+/// sample, under one criterion of DESIGN §3.
+enum ScoresCommand {
+    struct Report: Encodable {
+        let loss: Double
+        let heads: [[Float]]
+        let neurons: [[Float]]?   // absent for heads-only criteria
+    }
+
+    /// The shared model options, except that weights default to f32: the backward pass reads
+    /// them widened anyway, and scores should not carry 16-bit rounding unless asked for.
+    static var options: [Option] {
+        ModelOptions.options.map { option in
+            guard option.name == "weights" else { return option }
+            return .value(option.name, option.valueName!, help: "How weights are kept in memory (scores are computed in fp32 either way).",
+                          default: "f32", allowed: option.allowed)
+        }
+    }
+
+    static let command = Command(
+        name: "scores", abstract: "Importance of every attention head and FFN neuron for one sample.",
+        discussion: """
+            The loss is the mean cross-entropy of the continuation's tokens given everything before them; \
+            one forward and one hand-written backward pass give the criterion's scores (GRASP runs two more). \
+            As lm-evaluation-harness does, context + continuation is tokenized once (with the model's BOS, if \
+            it adds one) and the continuation is every token after the context's own token count. \
+            --json prints {"loss": x, "heads": [[L×H]], "neurons": [[L×F]]} on one line; heads-only criteria \
+            (jacov, epenas) omit "neurons".
+            """,
+        options: options + [
+            .value("context", "text", help: "The context (prompt) text."),
+            .value("continuation", "text", help: "The continuation whose loss is differentiated."),
+            .value("criterion", "name", help: "The importance criterion.", default: Criterion.plainact.rawValue,
+                   allowed: Criterion.allCases.map(\.rawValue)),
+            .flag("json", help: "Print JSON (one line) instead of a per-layer summary."),
+        ]
+    ) { arguments, console in
+        let context = try arguments.required("context")
+        let continuation = try arguments.required("continuation")
+        guard !context.isEmpty else { throw ShadowError.invalidArgument(name: "--context", reason: "is empty") }
+        let criterionName = try arguments.required("criterion")
+        guard let criterion = Criterion(rawValue: criterionName) else {
+            throw ShadowError.invalidArgument(name: "--criterion", reason: "\"\(criterionName)\" is not a criterion")
+        }
+        let loaded = try ModelOptions.load(arguments, console: console)
+        guard let model = loaded.model as? any DifferentiableLanguageModel else {
+            throw ShadowError.failed("\(loaded.path): architecture \"\(loaded.model.architecture)\" has no backward pass")
+        }
+        let tokenizer = try loaded.requireTokenizer()
+        let predictFrom = tokenizer.encodeWithSpecialTokens(context).count
+        let tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
+        guard predictFrom > 0 else { throw ShadowError.invalidArgument(name: "--context", reason: "gives no tokens") }
+        guard tokens.count > predictFrom else {
+            throw ShadowError.invalidArgument(name: "--continuation", reason: "adds no tokens after the context's \(predictFrom)")
+        }
+        guard tokens.count <= model.shape.maxContext else {
+            throw ShadowError.invalidArgument(
+                name: "--continuation",
+                reason: "context and continuation are \(tokens.count) tokens, more than the model's context of \(model.shape.maxContext)")
+        }
+        let start = Date()
+        let scores = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [criterion])[criterion]!
+        let seconds = Date().timeIntervalSince(start)
+        if arguments.flag("verbose") {
+            console.printError(String(format: "%@: %d tokens (%d predicted) in %.3f s", criterion.rawValue, tokens.count,
+                                      tokens.count - predictFrom, seconds))
+        }
+        if arguments.flag("json") {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            let report = Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons)
+            console.print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
+        }
+        console.print(String(format: "%@ scores: %d tokens, %d predicted, loss %.4f nats/token, %.2f s",
+                             criterion.rawValue, tokens.count, tokens.count - predictFrom, scores.loss, seconds))
+        for (l, heads) in scores.heads.enumerated() {
+            var line = String(format: "layer %2d  heads", l) + heads.map { String(format: " %.4g", $0) }.joined()
+            if let neurons = scores.neurons?[l] {
+                let sorted = neurons.sorted()
+                let top = neurons.indices.sorted { neurons[$0] > neurons[$1] }.prefix(3)
+                line += String(format: "  |  neurons min %.3g median %.3g max %.3g, top", sorted.first ?? 0,
+                               sorted.isEmpty ? 0 : sorted[sorted.count / 2], sorted.last ?? 0)
+                line += top.map { " \($0)" }.joined()
+            }
+            console.print(line)
+        }
+    }
+}

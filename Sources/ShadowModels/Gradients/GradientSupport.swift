@@ -1,0 +1,129 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+
+/// What every architecture's gradient pass shares: argument checks, fp32 views of the weights,
+/// the LM head with its cross-entropy, and the test hook.
+enum GradientPass {
+    /// Throws unless `tokens` can be scored from `predictFrom` on.
+    static func validate(tokens: [Int], predictFrom: Int, shape: TransformerShape) throws {
+        guard !tokens.isEmpty else { throw ShadowError.invalidArgument(name: "tokens", reason: "is empty") }
+        guard tokens.count <= shape.maxContext else {
+            throw ShadowError.invalidArgument(name: "tokens", reason: "\(tokens.count) tokens exceed the model's context of \(shape.maxContext)")
+        }
+        guard predictFrom >= 1 && predictFrom < tokens.count else {
+            throw ShadowError.invalidArgument(
+                name: "predictFrom", reason: "must be in 1..<\(tokens.count) (the number of tokens) so that at least one token is predicted from at least one, got \(predictFrom)")
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= shape.vocabularySize }) {
+            throw ShadowError.invalidArgument(name: "tokens", reason: "id \(bad) is outside the vocabulary of \(shape.vocabularySize)")
+        }
+    }
+
+    /// Throws unless `offsets` has one entry per layer and every delta has its matrix's size.
+    static func validate(_ offsets: WeightOffsets?, shape: TransformerShape) throws {
+        guard let offsets else { return }
+        let s = shape
+        guard offsets.outputProjection.count == s.layers, offsets.downProjection.count == s.layers else {
+            throw ShadowError.invalidArgument(name: "weightOffsets", reason: "needs one entry per layer (\(s.layers))")
+        }
+        for l in 0..<s.layers {
+            if let o = offsets.outputProjection[l], o.count != s.attentionWidth * s.hiddenSize {
+                throw ShadowError.invalidArgument(name: "weightOffsets", reason: "layer \(l): output projection delta has \(o.count) values, expected \(s.attentionWidth * s.hiddenSize)")
+            }
+            if let o = offsets.downProjection[l], o.count != s.ffnSize * s.hiddenSize {
+                throw ShadowError.invalidArgument(name: "weightOffsets", reason: "layer \(l): down projection delta has \(o.count) values, expected \(s.ffnSize * s.hiddenSize)")
+            }
+        }
+    }
+
+    /// The mean cross-entropy of `targets` given the final states of the predicted rows, and
+    /// (when `dfinal` is given) its gradient with respect to those states, added into `dfinal`.
+    static func lossHead(_ dfinal: FloatBuffer?,   // (R, e)
+                         _ final: FloatInput,      // (R, e) states after the final norm / projection
+                         head: WeightMatrix,       // (V, e)
+                         targets: [Int],           // (R)
+                         weights: WeightViews) -> Double {
+        let rows = targets.count, vocab = head.rows, width = head.cols
+        let w = weights(head, "lm_head")
+        let logits = Matrix(rows: rows, cols: vocab)   // (R, V), softmax in place
+        let losses = UnsafeMutablePointer<Double>.allocate(capacity: rows)
+        defer { losses.deallocate() }
+        linearForward(logits.pointer, final, w, nil, rows: rows, inputs: width, outputs: vocab)
+        targets.withUnsafeBufferPointer {
+            crossEntropyForward(losses, logits.pointer, logits.pointer, $0.baseAddress!, rows: rows, vocab: vocab)
+        }
+        var total = 0.0
+        for r in 0..<rows { total += losses[r] }
+        if let dfinal {
+            let dlogits = Matrix(rows: rows, cols: vocab)   // (R, V)
+            let dlosses = [Float](repeating: 1 / Float(rows), count: rows)
+            targets.withUnsafeBufferPointer { t in
+                crossEntropyBackward(dlogits.pointer, dlosses, logits.pointer, t.baseAddress!, rows: rows, vocab: vocab)
+            }
+            linearBackward(dfinal, nil, nil, dlogits.pointer, nil, w, rows: rows, inputs: width, outputs: vocab)
+        }
+        return total / Double(rows)
+    }
+
+    /// Applies the test hook `shift` to A or N of layer `layer` if it targets them.
+    static func applyShift(_ shift: ActivationShift?, _ target: ActivationShift.Target, layer: Int,
+                           _ buffer: FloatBuffer, count: Int) {
+        guard let shift, shift.target == target, shift.layer == layer else { return }
+        precondition(shift.index >= 0 && shift.index < count, "shift index out of range")
+        buffer[shift.index] += shift.delta
+    }
+}
+
+/// fp32 views of weights for one gradient pass. fp32 weights are read in place; 16-bit weights
+/// are widened into a buffer named after the role, and a weight with an offset is copied there
+/// and shifted. A view stays valid until the same name is asked for again, so one buffer per
+/// role serves every layer (widening all of a bf16 model at once would double its memory).
+final class WeightViews {
+    private let scratch = Scratch()
+
+    func callAsFunction(_ w: WeightMatrix, _ name: String, offset: [Float]? = nil) -> FloatInput {
+        if w.dtype == .f32 && offset == nil { return UnsafePointer(w.floatPointer) }
+        let buffer = scratch.buffer(name, count: w.count)
+        if w.dtype == .f32 {
+            buffer.update(from: w.floatPointer, count: w.count)
+        } else {
+            parallelChunks(w.rows, minimumPerThread: 16) { range in
+                w.widenRows(range, into: buffer + range.lowerBound * w.cols)
+            }
+        }
+        if let offset {
+            precondition(offset.count == w.count, "weight offset has \(offset.count) values, expected \(w.count)")
+            offset.withUnsafeBufferPointer { Ops.add(buffer, $0.baseAddress!, count: w.count) }
+        }
+        return UnsafePointer(buffer)
+    }
+}
+
+extension Matrix {
+    /// A zeroed (rows, cols) matrix when `condition` holds, else nil.
+    static func zeros(_ rows: Int, _ cols: Int, if condition: Bool) -> Matrix? {
+        condition ? Matrix(rows: rows, cols: cols) : nil
+    }
+}
+
+/// When `condition` holds, a zeroed array of `count` floats that `fill` adds into; else nil.
+/// Weight gradients are built this way, straight in the array the record keeps (they are as
+/// large as the weights: a copy per pass showed up as a third of the time).
+func gradientArray(_ count: Int, if condition: Bool, _ fill: (FloatBuffer) -> Void) -> [Float]? {
+    guard condition else { return nil }
+    var values = [Float](repeating: 0, count: count)
+    values.withUnsafeMutableBufferPointer { fill($0.baseAddress!) }
+    return values
+}
+
+extension WeightMatrix {
+    /// The whole matrix widened to fp32, row-major, or [] unless `condition` holds.
+    func floatArray(if condition: Bool = true) -> [Float] {
+        guard condition else { return [] }
+        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            widenRows(0..<rows, into: buffer.baseAddress!)
+            initialized = count
+        }
+    }
+}

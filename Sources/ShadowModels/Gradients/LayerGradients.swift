@@ -1,0 +1,378 @@
+import Foundation
+import ShadowKernels
+
+// Forward/backward pairs of the layers a decoder block is made of, as free functions over raw
+// fp32 buffers (llm.c's convention): outputs first, then inputs, then sizes. A forward saves what
+// its backward needs (rstd, means, attention probabilities); a backward ADDS into its gradient
+// buffers, so a tensor read by several layers (the residual stream) sums their contributions.
+// Every gradient buffer has the shape of the value it differentiates.
+//
+// These run once per calibration sample, not per decoded token: matrix products go through
+// BLAS, the element-wise loops stay plain.
+
+typealias FloatBuffer = UnsafeMutablePointer<Float>
+typealias FloatInput = UnsafePointer<Float>
+
+// MARK: - RMSNorm
+
+/// out = x · rstd · w with rstd = 1 / sqrt(mean(x²) + eps), row by row.
+func rmsNormForward(_ out: FloatBuffer,     // (T, n)
+                    _ rstd: FloatBuffer,    // (T) saved for the backward
+                    _ x: FloatInput,        // (T, n)
+                    _ weight: FloatInput,   // (n)
+                    rows: Int, n: Int, eps: Float) {
+    for t in 0..<rows {
+        let xr = x + t * n, o = out + t * n
+        let r = 1 / (GEMV.dot(xr, xr, n) / Float(n) + eps).squareRoot()
+        rstd[t] = r
+        for i in 0..<n { o[i] = xr[i] * r * weight[i] }
+    }
+}
+
+/// With g = dout ⊙ w: dx += rstd · g − rstd³ · (g · x) / n · x; dweight += dout ⊙ x · rstd.
+func rmsNormBackward(_ dx: FloatBuffer,        // (T, n)
+                     _ dweight: FloatBuffer?,  // (n)
+                     _ dout: FloatInput,       // (T, n)
+                     _ x: FloatInput,          // (T, n)
+                     _ weight: FloatInput,     // (n)
+                     _ rstd: FloatInput,       // (T)
+                     rows: Int, n: Int) {
+    for t in 0..<rows {
+        let xr = x + t * n, dor = dout + t * n, dxr = dx + t * n
+        let r = rstd[t]
+        var gx: Float = 0
+        for i in 0..<n { gx += dor[i] * weight[i] * xr[i] }
+        let c = r * r * r * gx / Float(n)
+        for i in 0..<n { dxr[i] += r * dor[i] * weight[i] - c * xr[i] }
+        if let dweight { for i in 0..<n { dweight[i] += dor[i] * xr[i] * r } }
+    }
+}
+
+// MARK: - LayerNorm
+
+/// out = (x − mean) · rstd · w + b with the biased variance (as PyTorch), row by row.
+func layerNormForward(_ out: FloatBuffer,    // (T, n)
+                      _ mean: FloatBuffer,   // (T) saved
+                      _ rstd: FloatBuffer,   // (T) saved
+                      _ x: FloatInput,       // (T, n)
+                      _ weight: FloatInput,  // (n)
+                      _ bias: FloatInput,    // (n)
+                      rows: Int, n: Int, eps: Float) {
+    for t in 0..<rows {
+        let xr = x + t * n, o = out + t * n
+        var sum: Float = 0
+        for i in 0..<n { sum += xr[i] }
+        let mu = sum / Float(n)
+        var sq: Float = 0
+        for i in 0..<n { let c = xr[i] - mu; sq += c * c }
+        let r = 1 / (sq / Float(n) + eps).squareRoot()
+        mean[t] = mu
+        rstd[t] = r
+        for i in 0..<n { o[i] = (xr[i] - mu) * r * weight[i] + bias[i] }
+    }
+}
+
+/// With x̂ = (x − mean) · rstd and g = dout ⊙ w: dx += rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂));
+/// dweight += dout ⊙ x̂; dbias += dout.
+func layerNormBackward(_ dx: FloatBuffer,        // (T, n)
+                       _ dweight: FloatBuffer?,  // (n)
+                       _ dbias: FloatBuffer?,    // (n)
+                       _ dout: FloatInput,       // (T, n)
+                       _ x: FloatInput,          // (T, n)
+                       _ weight: FloatInput,     // (n)
+                       _ mean: FloatInput,       // (T)
+                       _ rstd: FloatInput,       // (T)
+                       rows: Int, n: Int) {
+    for t in 0..<rows {
+        let xr = x + t * n, dor = dout + t * n, dxr = dx + t * n
+        let mu = mean[t], r = rstd[t]
+        var gSum: Float = 0, gxSum: Float = 0
+        for i in 0..<n {
+            let g = dor[i] * weight[i]
+            gSum += g
+            gxSum += g * (xr[i] - mu) * r
+        }
+        let gMean = gSum / Float(n), gxMean = gxSum / Float(n)
+        for i in 0..<n {
+            let xhat = (xr[i] - mu) * r
+            dxr[i] += r * (dor[i] * weight[i] - gMean - xhat * gxMean)
+            dweight?[i] += dor[i] * xhat
+            dbias?[i] += dor[i]
+        }
+    }
+}
+
+// MARK: - Linear, y = x Wᵀ + b with W stored (out, in)
+
+/// out (+)= x Wᵀ + b.
+func linearForward(_ out: FloatBuffer,     // (T, outputs)
+                   _ x: FloatInput,        // (T, inputs)
+                   _ weight: FloatInput,   // (outputs, inputs)
+                   _ bias: FloatInput?,    // (outputs)
+                   rows: Int, inputs: Int, outputs: Int, accumulate: Bool = false) {
+    guard rows > 0, outputs > 0 else { return }
+    if inputs > 0 {
+        BLAS.gemmABt(out, x, weight, m: rows, n: outputs, k: inputs, accumulate: accumulate)
+    } else if !accumulate {
+        out.update(repeating: 0, count: rows * outputs)
+    }
+    if let bias { Ops.addBias(out, bias, rows: rows, n: outputs) }
+}
+
+/// dx += dout W; dweight += doutᵀ x (x is needed only for dweight); dbias += Σ_t dout.
+func linearBackward(_ dx: FloatBuffer?,       // (T, inputs)
+                    _ dweight: FloatBuffer?,  // (outputs, inputs)
+                    _ dbias: FloatBuffer?,    // (outputs)
+                    _ dout: FloatInput,       // (T, outputs)
+                    _ x: FloatInput?,         // (T, inputs)
+                    _ weight: FloatInput,     // (outputs, inputs)
+                    rows: Int, inputs: Int, outputs: Int) {
+    guard rows > 0, inputs > 0, outputs > 0 else { return }
+    if let dx { BLAS.gemmAB(dx, dout, weight, m: rows, n: inputs, k: outputs, accumulate: true) }
+    if let dweight {
+        precondition(x != nil, "the weight gradient needs the layer input")
+        BLAS.gemmAtB(dweight, dout, x!, m: outputs, n: inputs, k: rows, accumulate: true)
+    }
+    if let dbias { for t in 0..<rows { Ops.add(dbias, dout + t * outputs, count: outputs) } }
+}
+
+// MARK: - Linear with the weight stored transposed, y = x Wt + b with Wt (in, out)
+
+/// out (+)= x Wt + b. The output and down projections are kept this way (one row per head
+/// dimension / neuron, DESIGN §5), so their gradients come out in the same layout.
+func transposedLinearForward(_ out: FloatBuffer,     // (T, outputs)
+                             _ x: FloatInput,        // (T, inputs)
+                             _ weightT: FloatInput,  // (inputs, outputs)
+                             _ bias: FloatInput?,    // (outputs)
+                             rows: Int, inputs: Int, outputs: Int, accumulate: Bool = false) {
+    guard rows > 0, outputs > 0 else { return }
+    if inputs > 0 {
+        BLAS.gemmAB(out, x, weightT, m: rows, n: outputs, k: inputs, accumulate: accumulate)
+    } else if !accumulate {
+        out.update(repeating: 0, count: rows * outputs)
+    }
+    if let bias { Ops.addBias(out, bias, rows: rows, n: outputs) }
+}
+
+/// dx += dout Wtᵀ; dweightT += xᵀ dout; dbias += Σ_t dout.
+func transposedLinearBackward(_ dx: FloatBuffer?,        // (T, inputs)
+                              _ dweightT: FloatBuffer?,  // (inputs, outputs)
+                              _ dbias: FloatBuffer?,     // (outputs)
+                              _ dout: FloatInput,        // (T, outputs)
+                              _ x: FloatInput?,          // (T, inputs)
+                              _ weightT: FloatInput,     // (inputs, outputs)
+                              rows: Int, inputs: Int, outputs: Int) {
+    guard rows > 0, inputs > 0, outputs > 0 else { return }
+    if let dx { BLAS.gemmABt(dx, dout, weightT, m: rows, n: inputs, k: outputs, accumulate: true) }
+    if let dweightT {
+        precondition(x != nil, "the weight gradient needs the layer input")
+        BLAS.gemmAtB(dweightT, x!, dout, m: inputs, n: outputs, k: rows, accumulate: true)
+    }
+    if let dbias { for t in 0..<rows { Ops.add(dbias, dout + t * outputs, count: outputs) } }
+}
+
+// MARK: - Rotary embedding (Hugging Face's rotate-half form)
+
+/// cos and sin of position · θ_i for the positions of one sequence, computed as `Ops.rope` does
+/// (angle in Double, then rounded) so the gradient pass rotates exactly like the inference pass.
+struct RotaryTable {
+    let half: Int
+    let cos: [Float]   // (T, d_h/2)
+    let sin: [Float]   // (T, d_h/2)
+
+    init(positions: Range<Int>, inverseFrequencies: [Float]) {
+        half = inverseFrequencies.count
+        var c = [Float](), s = [Float]()
+        c.reserveCapacity(positions.count * half)
+        s.reserveCapacity(positions.count * half)
+        for p in positions {
+            for f in inverseFrequencies {
+                let angle = Double(p) * Double(f)
+                c.append(Float(Foundation.cos(angle)))
+                s.append(Float(Foundation.sin(angle)))
+            }
+        }
+        cos = c
+        sin = s
+    }
+}
+
+/// Rotates pairs (i, i + d_h/2) of every head: (a, b) → (a·c − b·s, b·c + a·s). `out` may be `x`.
+func ropeForward(_ out: FloatBuffer,   // (T, heads·d_h)
+                 _ x: FloatInput,      // (T, heads·d_h)
+                 _ cos: FloatInput,    // (T, d_h/2)
+                 _ sin: FloatInput,    // (T, d_h/2)
+                 rows: Int, heads: Int, headDim: Int) {
+    let half = headDim / 2, width = heads * headDim
+    for t in 0..<rows {
+        for h in 0..<heads {
+            let xi = x + t * width + h * headDim, o = out + t * width + h * headDim
+            for i in 0..<half {
+                let c = cos[t * half + i], s = sin[t * half + i]
+                let a = xi[i], b = xi[i + half]
+                o[i] = a * c - b * s
+                o[i + half] = b * c + a * s
+            }
+        }
+    }
+}
+
+/// The rotation is orthogonal, so its backward rotates the other way: dx += Rᵀ dout.
+func ropeBackward(_ dx: FloatBuffer,     // (T, heads·d_h)
+                  _ dout: FloatInput,    // (T, heads·d_h)
+                  _ cos: FloatInput,     // (T, d_h/2)
+                  _ sin: FloatInput,     // (T, d_h/2)
+                  rows: Int, heads: Int, headDim: Int) {
+    let half = headDim / 2, width = heads * headDim
+    for t in 0..<rows {
+        for h in 0..<heads {
+            let g = dout + t * width + h * headDim, o = dx + t * width + h * headDim
+            for i in 0..<half {
+                let c = cos[t * half + i], s = sin[t * half + i]
+                let ga = g[i], gb = g[i + half]
+                o[i] += ga * c + gb * s
+                o[i + half] += gb * c - ga * s
+            }
+        }
+    }
+}
+
+// MARK: - Causal grouped-query attention
+
+/// out[t, h] = Σ_{j ≤ t} P[h, t, j] · v[j, g], P[h, t, ·] = softmax_j(scale · q[t, h] · k[j, g]) over
+/// j ≤ t and 0 above the diagonal, g = h / (H / G). Saves P.
+func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
+                      _ probs: FloatBuffer,  // (H, T, T)
+                      _ q: FloatInput,       // (T, H·d_h)
+                      _ k: FloatInput,       // (T, G·d_h)
+                      _ v: FloatInput,       // (T, G·d_h)
+                      rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
+    let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
+    for h in 0..<heads {
+        let g = h / group
+        let p = probs + h * T * T
+        BLAS.gemmABt(p, q + h * headDim, k + g * headDim, m: T, n: T, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
+        for t in 0..<T {
+            let row = p + t * T
+            for j in 0...t { row[j] *= scale }
+            Ops.softmax(row, t + 1)
+            if t + 1 < T { (row + t + 1).update(repeating: 0, count: T - t - 1) }
+        }
+        BLAS.gemmAB(out + h * headDim, p, v + g * headDim, m: T, n: headDim, k: T, lda: T, ldb: kvWidth, ldc: qWidth)
+    }
+}
+
+/// dv += Pᵀ dout; with dP = dout vᵀ and dS = P ⊙ (dP − Σ_j P dP) · scale: dq += dS k, dk += dSᵀ q.
+func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
+                       _ dk: FloatBuffer,     // (T, G·d_h)
+                       _ dv: FloatBuffer,     // (T, G·d_h)
+                       _ dout: FloatInput,    // (T, H·d_h)
+                       _ probs: FloatInput,   // (H, T, T)
+                       _ q: FloatInput,       // (T, H·d_h)
+                       _ k: FloatInput,       // (T, G·d_h)
+                       _ v: FloatInput,       // (T, G·d_h)
+                       rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
+    let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
+    let ds = UnsafeMutablePointer<Float>.allocate(capacity: T * T)   // (T, T) dP, then dS
+    defer { ds.deallocate() }
+    for h in 0..<heads {
+        let g = h / group
+        let p = probs + h * T * T
+        BLAS.gemmAtB(dv + g * headDim, p, dout + h * headDim, m: T, n: headDim, k: T,
+                     lda: T, ldb: qWidth, ldc: kvWidth, accumulate: true)
+        BLAS.gemmABt(ds, dout + h * headDim, v + g * headDim, m: T, n: T, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
+        for t in 0..<T {
+            let pr = p + t * T, dr = ds + t * T
+            var dot: Float = 0
+            for j in 0...t { dot += pr[j] * dr[j] }
+            for j in 0...t { dr[j] = pr[j] * (dr[j] - dot) * scale }
+            if t + 1 < T { (dr + t + 1).update(repeating: 0, count: T - t - 1) }
+        }
+        BLAS.gemmAB(dq + h * headDim, ds, k + g * headDim, m: T, n: headDim, k: T,
+                    lda: T, ldb: kvWidth, ldc: qWidth, accumulate: true)
+        BLAS.gemmAtB(dk + g * headDim, ds, q + h * headDim, m: T, n: headDim, k: T,
+                     lda: T, ldb: qWidth, ldc: kvWidth, accumulate: true)
+    }
+}
+
+// MARK: - Activations
+
+/// SwiGLU: out = silu(gate) ⊙ up, silu(z) = z · σ(z).
+func swigluForward(_ out: FloatBuffer,   // (T, F)
+                   _ gate: FloatInput,   // (T, F)
+                   _ up: FloatInput,     // (T, F)
+                   count: Int) {
+    for i in 0..<count {
+        let z = gate[i]
+        out[i] = z / (1 + expf(-z)) * up[i]
+    }
+}
+
+/// dgate += dout ⊙ up ⊙ σ(z)(1 + z(1 − σ(z))); dup += dout ⊙ silu(z).
+func swigluBackward(_ dgate: FloatBuffer,  // (T, F)
+                    _ dup: FloatBuffer,    // (T, F)
+                    _ dout: FloatInput,    // (T, F)
+                    _ gate: FloatInput,    // (T, F)
+                    _ up: FloatInput,      // (T, F)
+                    count: Int) {
+    for i in 0..<count {
+        let z = gate[i]
+        let sigma = 1 / (1 + expf(-z))
+        dgate[i] += dout[i] * up[i] * sigma * (1 + z * (1 - sigma))
+        dup[i] += dout[i] * z * sigma
+    }
+}
+
+/// out = max(x, 0).
+func reluForward(_ out: FloatBuffer,  // (count)
+                 _ x: FloatInput,     // (count)
+                 count: Int) {
+    for i in 0..<count { out[i] = x[i] > 0 ? x[i] : 0 }
+}
+
+/// dx += dout where x > 0 (the derivative at 0 is taken as 0, as PyTorch does).
+func reluBackward(_ dx: FloatBuffer,   // (count)
+                  _ dout: FloatInput,  // (count)
+                  _ x: FloatInput,     // (count)
+                  count: Int) {
+    for i in 0..<count where x[i] > 0 { dx[i] += dout[i] }
+}
+
+// MARK: - Softmax cross-entropy
+
+/// losses[r] = logsumexp(logits[r]) − logits[r, targets[r]] (natural log, summed in Double);
+/// probs[r] = softmax(logits[r]). `probs` may be `logits`.
+func crossEntropyForward(_ losses: UnsafeMutablePointer<Double>,  // (R)
+                         _ probs: FloatBuffer,                    // (R, V)
+                         _ logits: FloatInput,                    // (R, V)
+                         _ targets: UnsafePointer<Int>,           // (R)
+                         rows: Int, vocab: Int) {
+    parallelChunks(rows) { range in
+        for r in range {
+            let row = logits + r * vocab, out = probs + r * vocab
+            var maxValue = -Float.infinity
+            for i in 0..<vocab where row[i] > maxValue { maxValue = row[i] }
+            var sum: Double = 0
+            for i in 0..<vocab { sum += Double(expf(row[i] - maxValue)) }
+            let lse = Double(maxValue) + Foundation.log(sum)
+            losses[r] = lse - Double(row[targets[r]])
+            let shift = Float(lse)
+            for i in 0..<vocab { out[i] = expf(row[i] - shift) }
+        }
+    }
+}
+
+/// dlogits[r] += dlosses[r] · (probs[r] − onehot(targets[r])).
+func crossEntropyBackward(_ dlogits: FloatBuffer,         // (R, V)
+                          _ dlosses: FloatInput,          // (R)
+                          _ probs: FloatInput,            // (R, V)
+                          _ targets: UnsafePointer<Int>,  // (R)
+                          rows: Int, vocab: Int) {
+    parallelChunks(rows) { range in
+        for r in range {
+            let scale = dlosses[r], p = probs + r * vocab, d = dlogits + r * vocab
+            for i in 0..<vocab { d[i] += scale * p[i] }
+            d[targets[r]] -= scale
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import ShadowKernels
+
+// The Llama gradient pass: a forward over the whole sequence that keeps what the backward reads,
+// the loss on the predicted tokens, then the backward from the loss down to layer 0's attention
+// output. Per block (residual stream x, DESIGN §2 notation):
+//
+//   mid = x + A W_O,        A = attention(RoPE(rms₁(x) W_qᵀ), RoPE(rms₁(x) W_kᵀ), rms₁(x) W_vᵀ)
+//   out = mid + N W_down,   N = silu(Z) ⊙ (rms₂(mid) W_upᵀ),  Z = rms₂(mid) W_gateᵀ
+//
+// W_O and W_down are stored transposed, (H·d_h, d) and (F, d), and their gradients come out the
+// same way.
+
+/// What the backward of one Llama block reads from its forward.
+private final class LlamaSaved {
+    let input: Matrix    // (T, d) residual stream entering the block
+    let rstd1: Matrix    // (T)
+    let q: Matrix        // (T, H·d_h) after RoPE
+    let k: Matrix        // (T, G·d_h) after RoPE
+    let v: Matrix        // (T, G·d_h)
+    let probs: Matrix    // (H, T, T) attention probabilities
+    let a: Matrix        // (T, H·d_h) A
+    let mid: Matrix      // (T, d) residual stream after attention
+    let rstd2: Matrix    // (T)
+    let xn2: Matrix      // (T, d) rms₂(mid), read by the gate/up weight gradients (else shared scratch)
+    let z: Matrix        // (T, F) gate pre-activation Z
+    let u: Matrix        // (T, F) up projection
+    let n: Matrix        // (T, F) N
+
+    init(tokens T: Int, shape s: TransformerShape, normedMLPInput: Matrix?) {
+        input = Matrix(rows: T, cols: s.hiddenSize)
+        rstd1 = Matrix(rows: T, cols: 1)
+        q = Matrix(rows: T, cols: s.attentionWidth)
+        k = Matrix(rows: T, cols: s.kvWidth)
+        v = Matrix(rows: T, cols: s.kvWidth)
+        probs = Matrix(rows: s.heads * T, cols: T)
+        a = Matrix(rows: T, cols: s.attentionWidth)
+        mid = Matrix(rows: T, cols: s.hiddenSize)
+        rstd2 = Matrix(rows: T, cols: 1)
+        xn2 = normedMLPInput ?? Matrix(rows: T, cols: s.hiddenSize)
+        z = Matrix(rows: T, cols: s.ffnSize)
+        u = Matrix(rows: T, cols: s.ffnSize)
+        n = Matrix(rows: T, cols: s.ffnSize)
+    }
+}
+
+extension LlamaModel: DifferentiableLanguageModel {
+    public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord {
+        let s = shape
+        try GradientPass.validate(tokens: tokens, predictFrom: predictFrom, shape: s)
+        try GradientPass.validate(options.weightOffsets, shape: s)
+        let T = tokens.count, d = s.hiddenSize, F = s.ffnSize
+        let H = s.heads, G = s.kvHeads, dh = s.headDim, aw = s.attentionWidth, kw = s.kvWidth
+        let eps = config.rmsNormEps
+        let scale = 1 / Float(dh).squareRoot()
+        let backward = !options.activationsOnly
+        let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
+        let offsets = options.weightOffsets
+        let weights = WeightViews()
+        let rotary = RotaryTable(positions: 0..<T, inverseFrequencies: inverseFrequencies)
+
+        // Forward.
+        let x = Matrix(rows: T, cols: d)            // (T, d) residual stream
+        for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x.row(t)) }
+        let xn = Matrix(rows: T, cols: d)           // (T, d) rms₁(x), input of q/k/v
+        let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
+        var saved: [LlamaSaved?] = []
+        for (l, block) in blocks.enumerated() {
+            let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2)
+            st.input.pointer.update(from: x.pointer, count: T * d)
+            rmsNormForward(xn.pointer, st.rstd1.pointer, x.pointer, block.attentionNorm, rows: T, n: d, eps: eps)
+            withOptional(block.q.bias) {
+                linearForward(st.q.pointer, xn.pointer, weights(block.q.weight, "q"), $0, rows: T, inputs: d, outputs: aw)
+            }
+            withOptional(block.k.bias) {
+                linearForward(st.k.pointer, xn.pointer, weights(block.k.weight, "k"), $0, rows: T, inputs: d, outputs: kw)
+            }
+            withOptional(block.v.bias) {
+                linearForward(st.v.pointer, xn.pointer, weights(block.v.weight, "v"), $0, rows: T, inputs: d, outputs: kw)
+            }
+            ropeForward(st.q.pointer, st.q.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
+            ropeForward(st.k.pointer, st.k.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+            attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
+                             rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
+            GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
+            transposedLinearForward(x.pointer, st.a.pointer,
+                                    weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), nil,
+                                    rows: T, inputs: aw, outputs: d, accumulate: true)
+            st.mid.pointer.update(from: x.pointer, count: T * d)
+            rmsNormForward(st.xn2.pointer, st.rstd2.pointer, x.pointer, block.mlpNorm, rows: T, n: d, eps: eps)
+            linearForward(st.z.pointer, st.xn2.pointer, weights(block.gate.weight, "gate"), nil, rows: T, inputs: d, outputs: F)
+            linearForward(st.u.pointer, st.xn2.pointer, weights(block.up.weight, "up"), nil, rows: T, inputs: d, outputs: F)
+            swigluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
+            transposedLinearForward(x.pointer, st.n.pointer,
+                                    weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), nil,
+                                    rows: T, inputs: F, outputs: d, accumulate: true)
+            saved.append(st)
+        }
+
+        // Loss: row t of the final states predicts tokens[t + 1], for t = predictFrom − 1 ..< T − 1.
+        let first = predictFrom - 1, predicted = T - predictFrom
+        let final = Matrix(rows: predicted, cols: d)     // (R, d)
+        let rstdFinal = Matrix(rows: predicted, cols: 1) // (R)
+        rmsNormForward(final.pointer, rstdFinal.pointer, x.row(first), finalNorm, rows: predicted, n: d, eps: eps)
+        let dfinal = Matrix.zeros(predicted, d, if: backward)
+        let loss = GradientPass.lossHead(dfinal?.pointer, final.pointer, head: lmHead,
+                                         targets: Array(tokens[predictFrom...]), weights: weights)
+        guard let dfinal else {
+            let layers = saved.map { st in
+                LayerGradients(layerInput: st!.input.array, attention: st!.a.array, attentionGrad: [],
+                               hidden: st!.n.array, hiddenGrad: [], preActivation: st!.z.array)
+            }
+            return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers)
+        }
+
+        // Backward.
+        let dx = Matrix(rows: T, cols: d)        // (T, d) dL/d(residual stream)
+        rmsNormBackward(dx.row(first), nil, dfinal.pointer, x.row(first), finalNorm, rstdFinal.pointer, rows: predicted, n: d)
+        let dn = Matrix(rows: T, cols: F), dz = Matrix(rows: T, cols: F), du = Matrix(rows: T, cols: F)  // (T, F)
+        let dxn = Matrix(rows: T, cols: d)                                                                // (T, d)
+        let dq = Matrix(rows: T, cols: aw), dqIn = Matrix(rows: T, cols: aw)                              // (T, H·d_h)
+        let dk = Matrix(rows: T, cols: kw), dkIn = Matrix(rows: T, cols: kw), dv = Matrix(rows: T, cols: kw)  // (T, G·d_h)
+        var layers = [LayerGradients?](repeating: nil, count: s.layers)
+        for l in stride(from: s.layers - 1, through: 0, by: -1) {
+            let block = blocks[l], st = saved[l]!
+            saved[l] = nil
+
+            // MLP: out = mid + N W_down.
+            dn.zero()
+            let wDown = weights(block.down.weightT, "down", offset: offsets?.downProjection[l])
+            transposedLinearBackward(dn.pointer, nil, nil, dx.pointer, nil, wDown, rows: T, inputs: F, outputs: d)
+            let downGrad = gradientArray(F * d, if: wanted.contains(.down)) {
+                transposedLinearBackward(nil, $0, nil, dx.pointer, st.n.pointer, wDown, rows: T, inputs: F, outputs: d)
+            }
+            dz.zero(); du.zero()
+            swigluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            dxn.zero()
+            let wGate = weights(block.gate.weight, "gate"), wUp = weights(block.up.weight, "up")
+            linearBackward(dxn.pointer, nil, nil, dz.pointer, nil, wGate, rows: T, inputs: d, outputs: F)
+            linearBackward(dxn.pointer, nil, nil, du.pointer, nil, wUp, rows: T, inputs: d, outputs: F)
+            let gateGrad = gradientArray(F * d, if: wanted.contains(.first)) {
+                linearBackward(nil, $0, nil, dz.pointer, st.xn2.pointer, wGate, rows: T, inputs: d, outputs: F)
+            }
+            let upGrad = gradientArray(F * d, if: wanted.contains(.up)) {
+                linearBackward(nil, $0, nil, du.pointer, st.xn2.pointer, wUp, rows: T, inputs: d, outputs: F)
+            }
+            rmsNormBackward(dx.pointer, nil, dxn.pointer, st.mid.pointer, block.mlpNorm, st.rstd2.pointer, rows: T, n: d)
+
+            // Attention: mid = x + A W_O.
+            let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
+            let wOutput = weights(block.output.weightT, "o", offset: offsets?.outputProjection[l])
+            transposedLinearBackward(ga.pointer, nil, nil, dx.pointer, nil, wOutput, rows: T, inputs: aw, outputs: d)
+            let outputGrad = gradientArray(aw * d, if: wanted.contains(.output)) {
+                transposedLinearBackward(nil, $0, nil, dx.pointer, st.a.pointer, wOutput, rows: T, inputs: aw, outputs: d)
+            }
+            layers[l] = LayerGradients(
+                layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
+                hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
+                outputProjectionGrad: outputGrad, downProjectionGrad: downGrad,
+                firstProjectionGrad: gateGrad, upProjectionGrad: upGrad)
+            if l == 0 { break }   // nothing below reads the gradient of the embeddings
+
+            dq.zero(); dk.zero(); dv.zero()
+            attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
+                              st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
+            dqIn.zero(); dkIn.zero()
+            ropeBackward(dqIn.pointer, dq.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
+            ropeBackward(dkIn.pointer, dk.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+            dxn.zero()
+            linearBackward(dxn.pointer, nil, nil, dqIn.pointer, nil, weights(block.q.weight, "q"), rows: T, inputs: d, outputs: aw)
+            linearBackward(dxn.pointer, nil, nil, dkIn.pointer, nil, weights(block.k.weight, "k"), rows: T, inputs: d, outputs: kw)
+            linearBackward(dxn.pointer, nil, nil, dv.pointer, nil, weights(block.v.weight, "v"), rows: T, inputs: d, outputs: kw)
+            rmsNormBackward(dx.pointer, nil, dxn.pointer, st.input.pointer, block.attentionNorm, st.rstd1.pointer, rows: T, n: d)
+        }
+        return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers.map { $0! })
+    }
+
+    public func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights {
+        let block = blocks[layer]
+        return ProjectionWeights(outputProjection: block.output.weightT.floatArray(if: projections.contains(.output)),
+                                 downProjection: block.down.weightT.floatArray(if: projections.contains(.down)),
+                                 firstProjection: block.gate.weight.floatArray(if: projections.contains(.first)),
+                                 upProjection: block.up.weight.floatArray(if: projections.contains(.up)))
+    }
+}
+
+/// Runs `body` with a pointer to `values`, or nil.
+func withOptional<R>(_ values: [Float]?, _ body: (FloatInput?) -> R) -> R {
+    guard let values else { return body(nil) }
+    return values.withUnsafeBufferPointer { body($0.baseAddress) }
+}
+
+extension Matrix {
+    func zero() { pointer.update(repeating: 0, count: count) }
+}

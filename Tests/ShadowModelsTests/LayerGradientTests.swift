@@ -1,0 +1,257 @@
+import Foundation
+import Testing
+@testable import ShadowKernels
+@testable import ShadowModels
+
+/// Each layer's backward against central differences of Σ r ⊙ forward(·) (float32 forward, the
+/// sum in Double, ε = 1e-2 on inputs of order 1).
+@Suite("Layer backward passes match finite differences")
+struct LayerGradientTests {
+    static let epsilon: Float = 1e-2
+    static let tolerance = 2e-3
+
+    @Test("RMSNorm: dx and dweight")
+    func rmsNorm() {
+        let T = 3, n = 10
+        let x = randomFloats(T * n, seed: 1), w = randomFloats(n, seed: 2).map { 1 + 0.3 * $0 }
+        let r = randomFloats(T * n, seed: 3)
+        func loss(_ x: [Float], _ w: [Float]) -> Double {
+            var out = [Float](repeating: 0, count: T * n), rstd = [Float](repeating: 0, count: T)
+            rmsNormForward(&out, &rstd, x, w, rows: T, n: n, eps: 1e-5)
+            return projection(out, r)
+        }
+        var out = [Float](repeating: 0, count: T * n), rstd = [Float](repeating: 0, count: T)
+        rmsNormForward(&out, &rstd, x, w, rows: T, n: n, eps: 1e-5)
+        var dx = [Float](repeating: 0, count: T * n), dw = [Float](repeating: 0, count: n)
+        rmsNormBackward(&dx, &dw, r, x, w, rstd, rows: T, n: n)
+        FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss($0, w) }
+        FiniteDifferences.check("dweight", values: w, analytic: dw, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, $0) }
+        // The forward agrees with the inference kernel.
+        var reference = [Float](repeating: 0, count: T * n)
+        Ops.rmsNorm(&reference, x, w, rows: T, n: n, eps: 1e-5)
+        expectClose(out, reference, tolerance: 1e-6)
+    }
+
+    @Test("LayerNorm: dx, dweight and dbias")
+    func layerNorm() {
+        let T = 3, n = 10
+        let x = randomFloats(T * n, seed: 4), w = randomFloats(n, seed: 5).map { 1 + 0.3 * $0 }
+        let b = randomFloats(n, seed: 6).map { 0.1 * $0 }, r = randomFloats(T * n, seed: 7)
+        func forward(_ x: [Float], _ w: [Float], _ b: [Float]) -> (out: [Float], mean: [Float], rstd: [Float]) {
+            var out = [Float](repeating: 0, count: T * n), mean = [Float](repeating: 0, count: T), rstd = mean
+            layerNormForward(&out, &mean, &rstd, x, w, b, rows: T, n: n, eps: 1e-5)
+            return (out, mean, rstd)
+        }
+        let saved = forward(x, w, b)
+        var dx = [Float](repeating: 0, count: T * n), dw = [Float](repeating: 0, count: n), db = dw
+        layerNormBackward(&dx, &dw, &db, r, x, w, saved.mean, saved.rstd, rows: T, n: n)
+        FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) {
+            projection(forward($0, w, b).out, r)
+        }
+        FiniteDifferences.check("dweight", values: w, analytic: dw, epsilon: Self.epsilon, tolerance: Self.tolerance) {
+            projection(forward(x, $0, b).out, r)
+        }
+        FiniteDifferences.check("dbias", values: b, analytic: db, epsilon: Self.epsilon, tolerance: Self.tolerance) {
+            projection(forward(x, w, $0).out, r)
+        }
+        var reference = [Float](repeating: 0, count: T * n)
+        Ops.layerNorm(&reference, x, w, b, rows: T, n: n, eps: 1e-5)
+        expectClose(saved.out, reference, tolerance: 1e-6)
+    }
+
+    @Test("linear x Wᵀ + b: dx, dW and db")
+    func linear() {
+        let T = 6, inputs = 5, outputs = 4
+        let x = randomFloats(T * inputs, seed: 8), w = randomFloats(outputs * inputs, seed: 9)
+        let b = randomFloats(outputs, seed: 10), r = randomFloats(T * outputs, seed: 11)
+        func loss(_ x: [Float], _ w: [Float], _ b: [Float]) -> Double {
+            var out = [Float](repeating: 0, count: T * outputs)
+            linearForward(&out, x, w, b, rows: T, inputs: inputs, outputs: outputs)
+            return projection(out, r)
+        }
+        var dx = [Float](repeating: 0, count: T * inputs), dw = [Float](repeating: 0, count: outputs * inputs)
+        var db = [Float](repeating: 0, count: outputs)
+        linearBackward(&dx, &dw, &db, r, x, w, rows: T, inputs: inputs, outputs: outputs)
+        FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss($0, w, b) }
+        FiniteDifferences.check("dW", values: w, analytic: dw, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, $0, b) }
+        FiniteDifferences.check("db", values: b, analytic: db, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, w, $0) }
+    }
+
+    @Test("linear with the weight stored transposed: dx, dWt and db")
+    func transposedLinear() {
+        let T = 6, inputs = 5, outputs = 4
+        let x = randomFloats(T * inputs, seed: 12), wt = randomFloats(inputs * outputs, seed: 13)
+        let b = randomFloats(outputs, seed: 14), r = randomFloats(T * outputs, seed: 15)
+        func loss(_ x: [Float], _ wt: [Float], _ b: [Float]) -> Double {
+            var out = [Float](repeating: 0, count: T * outputs)
+            transposedLinearForward(&out, x, wt, b, rows: T, inputs: inputs, outputs: outputs)
+            return projection(out, r)
+        }
+        var dx = [Float](repeating: 0, count: T * inputs), dwt = [Float](repeating: 0, count: inputs * outputs)
+        var db = [Float](repeating: 0, count: outputs)
+        transposedLinearBackward(&dx, &dwt, &db, r, x, wt, rows: T, inputs: inputs, outputs: outputs)
+        FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss($0, wt, b) }
+        FiniteDifferences.check("dWt", values: wt, analytic: dwt, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, $0, b) }
+        FiniteDifferences.check("db", values: b, analytic: db, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, wt, $0) }
+    }
+
+    @Test("rotate-half RoPE: dx, and the forward equals the inference kernel")
+    func rope() {
+        let T = 4, heads = 2, headDim = 6, width = heads * headDim
+        let table = RotaryTable(positions: 3..<3 + T, inverseFrequencies: RopeConfig(theta: 10000).inverseFrequencies(headDim: headDim))
+        let x = randomFloats(T * width, seed: 16), r = randomFloats(T * width, seed: 17)
+        func forward(_ x: [Float]) -> [Float] {
+            var out = [Float](repeating: 0, count: T * width)
+            ropeForward(&out, x, table.cos, table.sin, rows: T, heads: heads, headDim: headDim)
+            return out
+        }
+        var dx = [Float](repeating: 0, count: T * width)
+        ropeBackward(&dx, r, table.cos, table.sin, rows: T, heads: heads, headDim: headDim)
+        FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) {
+            projection(forward($0), r)
+        }
+        var reference = x
+        let inverse = RopeConfig(theta: 10000).inverseFrequencies(headDim: headDim)
+        for t in 0..<T {
+            reference.withUnsafeMutableBufferPointer {
+                Ops.rope($0.baseAddress! + t * width, heads: heads, headDim: headDim, position: 3 + t, inverseFrequencies: inverse)
+            }
+        }
+        #expect(forward(x) == reference)
+    }
+
+    @Test("causal grouped-query attention: dq, dk and dv", arguments: [(4, 2), (3, 3), (4, 1)])
+    func attention(heads: Int, kvHeads: Int) {
+        let T = 5, headDim = 4, scale: Float = 0.5
+        let q = randomFloats(T * heads * headDim, seed: 18), k = randomFloats(T * kvHeads * headDim, seed: 19)
+        let v = randomFloats(T * kvHeads * headDim, seed: 20), r = randomFloats(T * heads * headDim, seed: 21)
+        func forward(_ q: [Float], _ k: [Float], _ v: [Float]) -> (out: [Float], probs: [Float]) {
+            var out = [Float](repeating: 0, count: T * heads * headDim), probs = [Float](repeating: 0, count: heads * T * T)
+            attentionForward(&out, &probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+            return (out, probs)
+        }
+        let saved = forward(q, k, v)
+        var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
+        attentionBackward(&dq, &dk, &dv, r, saved.probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+        FiniteDifferences.check("dq", values: q, analytic: dq, epsilon: Self.epsilon, tolerance: Self.tolerance) {
+            projection(forward($0, k, v).out, r)
+        }
+        FiniteDifferences.check("dk", values: k, analytic: dk, epsilon: Self.epsilon, tolerance: Self.tolerance) {
+            projection(forward(q, $0, v).out, r)
+        }
+        FiniteDifferences.check("dv", values: v, analytic: dv, epsilon: Self.epsilon, tolerance: Self.tolerance) {
+            projection(forward(q, k, $0).out, r)
+        }
+        // Row t of each head's probabilities sums to one over j ≤ t and is zero above the diagonal.
+        for h in 0..<heads {
+            for t in 0..<T {
+                let row = saved.probs[(h * T + t) * T..<(h * T + t + 1) * T]
+                #expect(abs(row.prefix(t + 1).reduce(0, +) - 1) < 1e-5)
+                #expect(row.dropFirst(t + 1).allSatisfy { $0 == 0 })
+            }
+        }
+    }
+
+    @Test("the attention forward equals the inference kernel over a KV cache")
+    func attentionMatchesInference() {
+        let T = 6, shape = TransformerShape(layers: 1, hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 4, ffnSize: 8,
+                                            vocabularySize: 10, maxContext: 8)
+        let q = randomFloats(T * shape.attentionWidth, seed: 22), k = randomFloats(T * shape.kvWidth, seed: 23)
+        let v = randomFloats(T * shape.kvWidth, seed: 24)
+        var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: 0, count: 4 * T * T)
+        attentionForward(&out, &probs, q, k, v, rows: T, heads: 4, kvHeads: 2, headDim: 4, scale: 0.5)
+        let cache = KVCache(shape: shape, capacity: 8)
+        var reference = [Float](repeating: 0, count: q.count)
+        CausalAttention.store(cache: cache, layer: 0, k: k, v: v, past: 0, tokens: T)
+        CausalAttention.attend(&reference, q: q, cache: cache, layer: 0, past: 0, tokens: T, scale: 0.5)
+        expectClose(out, reference, tolerance: 1e-5)
+    }
+
+    @Test("SwiGLU: dgate and dup")
+    func swiglu() {
+        let count = 24
+        let gate = randomFloats(count, seed: 25).map { 3 * $0 }, up = randomFloats(count, seed: 26)
+        let r = randomFloats(count, seed: 27)
+        func loss(_ gate: [Float], _ up: [Float]) -> Double {
+            var out = [Float](repeating: 0, count: count)
+            swigluForward(&out, gate, up, count: count)
+            return projection(out, r)
+        }
+        var dgate = [Float](repeating: 0, count: count), dup = dgate
+        swigluBackward(&dgate, &dup, r, gate, up, count: count)
+        FiniteDifferences.check("dgate", values: gate, analytic: dgate, epsilon: Self.epsilon, tolerance: Self.tolerance,
+                                indices: Array(0..<count)) { loss($0, up) }
+        FiniteDifferences.check("dup", values: up, analytic: dup, epsilon: Self.epsilon, tolerance: Self.tolerance,
+                                indices: Array(0..<count)) { loss(gate, $0) }
+    }
+
+    @Test("ReLU: dx away from the kink, and no gradient where x ≤ 0")
+    func relu() {
+        let count = 20
+        // Keep every input at least 0.1 from zero so ±ε never crosses the kink.
+        let x = randomFloats(count, seed: 28).map { $0 < 0 ? $0 - 0.1 : $0 + 0.1 }
+        let r = randomFloats(count, seed: 29)
+        func loss(_ x: [Float]) -> Double {
+            var out = [Float](repeating: 0, count: count)
+            reluForward(&out, x, count: count)
+            return projection(out, r)
+        }
+        var dx = [Float](repeating: 0, count: count)
+        reluBackward(&dx, r, x, count: count)
+        FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance,
+                                indices: Array(0..<count), loss: loss)
+        #expect(zip(x, dx).allSatisfy { $0 > 0 || $1 == 0 })
+    }
+
+    @Test("softmax cross-entropy: losses and dlogits")
+    func crossEntropy() {
+        let rows = 3, vocab = 7
+        let logits = randomFloats(rows * vocab, seed: 30).map { 3 * $0 }
+        let targets = [1, 6, 0], weights: [Float] = [0.5, -1, 2]
+        func forward(_ logits: [Float]) -> (losses: [Double], probs: [Float]) {
+            var losses = [Double](repeating: 0, count: rows), probs = [Float](repeating: 0, count: rows * vocab)
+            crossEntropyForward(&losses, &probs, logits, targets, rows: rows, vocab: vocab)
+            return (losses, probs)
+        }
+        let saved = forward(logits)
+        for r in 0..<rows {
+            let row = logits[r * vocab..<(r + 1) * vocab].map(Double.init)
+            let lse = log(row.map { exp($0) }.reduce(0, +))
+            #expect(abs(saved.losses[r] - (lse - row[targets[r]])) < 1e-6)
+        }
+        var dlogits = [Float](repeating: 0, count: rows * vocab)
+        crossEntropyBackward(&dlogits, weights, saved.probs, targets, rows: rows, vocab: vocab)
+        FiniteDifferences.check("dlogits", values: logits, analytic: dlogits, epsilon: Self.epsilon, tolerance: Self.tolerance,
+                                indices: Array(0..<rows * vocab)) {
+            zip(forward($0).losses, weights).reduce(0.0) { $0 + $1.0 * Double($1.1) }
+        }
+    }
+
+    @Test("backward passes add into their gradient buffers")
+    func accumulates() {
+        let T = 3, n = 8
+        let x = randomFloats(T * n, seed: 31), w = randomFloats(n, seed: 32).map { 1 + 0.2 * $0 }
+        let r = randomFloats(T * n, seed: 33), start = randomFloats(T * n, seed: 34)
+        var out = [Float](repeating: 0, count: T * n), rstd = [Float](repeating: 0, count: T)
+        rmsNormForward(&out, &rstd, x, w, rows: T, n: n, eps: 1e-5)
+        var fromZero = [Float](repeating: 0, count: T * n), fromStart = start
+        rmsNormBackward(&fromZero, nil, r, x, w, rstd, rows: T, n: n)
+        rmsNormBackward(&fromStart, nil, r, x, w, rstd, rows: T, n: n)
+        expectClose(zip(fromStart, start).map { $0 - $1 }, fromZero, tolerance: 1e-6, "rmsNorm")
+
+        var dx0 = [Float](repeating: 0, count: T * n), dx1 = start
+        let wm = randomFloats(n * n, seed: 35)
+        var dw0 = [Float](repeating: 0, count: n * n), dw1 = wm
+        linearBackward(&dx0, &dw0, nil, r, x, wm, rows: T, inputs: n, outputs: n)
+        linearBackward(&dx1, &dw1, nil, r, x, wm, rows: T, inputs: n, outputs: n)
+        expectClose(zip(dx1, start).map { $0 - $1 }, dx0, tolerance: 1e-6, "linear dx")
+        expectClose(zip(dw1, wm).map { $0 - $1 }, dw0, tolerance: 1e-6, "linear dW")
+
+        var ga = [Float](repeating: 0, count: T * n), gb = start
+        ropeBackward(&ga, r, RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).cos,
+                     RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).sin, rows: T, heads: 2, headDim: 4)
+        ropeBackward(&gb, r, RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).cos,
+                     RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).sin, rows: T, heads: 2, headDim: 4)
+        expectClose(zip(gb, start).map { $0 - $1 }, ga, tolerance: 1e-6, "rope")
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+@testable import ShadowKernels
+@testable import ShadowModels
+
+/// Deterministic pseudo-random floats in [-1, 1).
+func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed &+ 0x9E37_79B9_7F4A_7C15
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Double(state >> 40) / Double(1 << 24)) * 2 - 1
+    }
+}
+
+/// Tiny random-weight models for the criteria tests.
+enum TinyModels {
+    /// A Llama with random weights. `silencedHead` gets all-zero v rows (so its A is exactly zero;
+    /// needs kvHeads == heads) and `silencedNeuron` an all-zero up row (so its N is exactly zero).
+    static func llama(layers: Int = 2, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2, ffn: Int = 48, vocab: Int = 50,
+                      silencedHead: Int? = nil, silencedNeuron: Int? = nil) -> LlamaModel {
+        let config = LlamaConfig(hiddenSize: hidden, intermediateSize: ffn, layers: layers, heads: heads,
+                                 kvHeads: kvHeads, vocabularySize: vocab, maxContext: 300)
+        let s = config.shape
+        var seed: UInt64 = 500
+        func next() -> UInt64 { seed += 1; return seed }
+        func matrix(_ rows: Int, _ cols: Int, scale: Float = 0.3, zeroRows: Range<Int>? = nil) -> WeightMatrix {
+            var values = randomFloats(rows * cols, seed: next()).map { $0 * scale }
+            if let zeroRows { for r in zeroRows { for c in 0..<cols { values[r * cols + c] = 0 } } }
+            return WeightMatrix(Matrix(rows: rows, cols: cols, values: values), dtype: .f32)
+        }
+        func norm() -> [Float] { randomFloats(hidden, seed: next()).map { 1 + 0.1 * $0 } }
+        let blocks = (0..<layers).map { _ in
+            LlamaBlock(attentionNorm: norm(),
+                       q: Linear(weight: matrix(s.attentionWidth, hidden)),
+                       k: Linear(weight: matrix(s.kvWidth, hidden)),
+                       v: Linear(weight: matrix(s.kvWidth, hidden,
+                                                zeroRows: silencedHead.map { $0 * s.headDim..<($0 + 1) * s.headDim })),
+                       output: TransposedLinear(weightT: matrix(s.attentionWidth, hidden)),
+                       mlpNorm: norm(),
+                       gate: Linear(weight: matrix(ffn, hidden)),
+                       up: Linear(weight: matrix(ffn, hidden, zeroRows: silencedNeuron.map { $0..<$0 + 1 })),
+                       down: TransposedLinear(weightT: matrix(ffn, hidden)))
+        }
+        let embedding = matrix(vocab, hidden, scale: 1)
+        return LlamaModel(config: config, architecture: "llama", embedding: embedding, blocks: blocks,
+                          finalNorm: norm(), lmHead: embedding)
+    }
+
+    /// A reference checkpoint of the models' test target (written by scripts/reference/make_fixtures.py).
+    static func fixture(_ name: String) throws -> any DifferentiableLanguageModel {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
+        return try #require(try ModelLoader.load(path: path).model as? any DifferentiableLanguageModel)
+    }
+}
+
+/// Element-wise comparison with a tolerance relative to each expected value (floored at
+/// `floor` times the largest |expected|); reports the first mismatches and the worst error.
+func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Double = 1e-5, floor: Double = 1e-6,
+                 _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
+            sourceLocation: sourceLocation)
+    guard actual.count == expected.count else { return }
+    let scale = Double(expected.map { abs($0) }.max() ?? 0)
+    var worst = 0.0
+    var mismatches: [String] = []
+    for i in actual.indices {
+        let error = Double(abs(actual[i] - expected[i])) / max(Double(abs(expected[i])), floor * scale, 1e-30)
+        worst = max(worst, error)
+        if !(error <= tolerance) && mismatches.count < 5 { mismatches.append("[\(i)] \(actual[i]) vs \(expected[i])") }
+    }
+    #expect(mismatches.isEmpty, "\(label): worst relative error \(worst); first mismatches: \(mismatches.joined(separator: ", "))",
+            sourceLocation: sourceLocation)
+}
