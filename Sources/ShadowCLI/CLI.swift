@@ -9,7 +9,7 @@ public enum CLI {
 
     public static var commands: [Command] {
         [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
-         BenchCommand.command, ScoresCommand.command]
+         BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command]
     }
 
     public static func overview() -> String {

@@ -23,6 +23,11 @@ public struct TransformerShape: Sendable, Equatable, Codable {
         self.maxContext = maxContext
     }
 
+    enum CodingKeys: String, CodingKey {
+        case layers, heads, hiddenSize = "hidden_size", kvHeads = "kv_heads", headDim = "head_dim"
+        case ffnSize = "ffn_size", vocabularySize = "vocab_size", maxContext = "max_context"
+    }
+
     /// Width of the concatenated per-head attention output A (before the output projection).
     public var attentionWidth: Int { heads * headDim }
     public var kvWidth: Int { kvHeads * headDim }

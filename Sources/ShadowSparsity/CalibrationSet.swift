@@ -94,6 +94,10 @@ public struct CalibrationOptions: Sendable, Codable, Equatable {
     /// Longer samples lose tokens from the left (their continuation is kept).
     public var maxTokens: Int = 512
 
+    enum CodingKeys: String, CodingKey {
+        case shots, seed, textWindow = "text_window", textContinuation = "text_continuation", maxTokens = "max_tokens"
+    }
+
     public init(shots: Int = 5, seed: UInt64 = 1234, textWindow: Int = 128, textContinuation: Int = 32, maxTokens: Int = 512) {
         self.shots = shots
         self.seed = seed

@@ -12,6 +12,10 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
     /// safetensors file for a Hugging Face directory): cheap, and different for different weights.
     public var contentHash: String
 
+    enum CodingKeys: String, CodingKey {
+        case name, architecture, shape, contentHash = "content_hash"
+    }
+
     public var description: String { "\(name) (\(architecture), \(shape.layers) layers, hash \(contentHash))" }
 
     public init(name: String, architecture: String, shape: TransformerShape, contentHash: String) {

@@ -59,6 +59,19 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         case shardIndex = "shard_index", shardCount = "shard_count", chunkSize = "chunk_size"
     }
 
+    public init(model: ModelFingerprint, criteria: [String], predictorToken: PredictorToken, sources: [String],
+                options: CalibrationOptions, requestedSamples: Int, shardIndex: Int, shardCount: Int, chunkSize: Int) {
+        self.model = model
+        self.criteria = criteria
+        self.predictorToken = predictorToken
+        self.sources = sources
+        self.options = options
+        self.requestedSamples = requestedSamples
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.chunkSize = chunkSize
+    }
+
     public var sampleCount: Int { chunks.reduce(0) { $0 + $1.samples } }
     public var lastIndex: Int? { chunks.last?.lastIndex }
 

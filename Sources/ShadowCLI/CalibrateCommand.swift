@@ -1,0 +1,107 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+import ShadowSparsity
+
+/// `shadowllm calibrate`: per-sample importance traces for predictor training.
+enum CalibrateCommand {
+    static let command = Command(
+        name: "calibrate", abstract: "Compute per-sample importance of every head and neuron and stream traces to disk.",
+        discussion: """
+            Sources are KIND:PATH[@FROM-TO] (items or text windows FROM..<TO), comma-separated; KIND is a task \
+            (piqa, hellaswag, copa, arc_easy, arc_challenge, openbookqa, winogrande, rte, boolq) giving k-shot prompts \
+            with the gold answer as continuation, or text giving windows whose last tokens are the continuation. \
+            Samples alternate between sources. Traces go to --out in chunks with a manifest rewritten after each \
+            chunk: a killed run continues with --resume, and --shard i/n computes every n-th sample so machines can \
+            share the work (join them with `shadowllm merge-traces`).
+            """,
+        options: ModelOptions.options + [
+            .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt."),
+            .value("samples", "n", help: "Number of samples (taken from the sources in turn).", default: "256"),
+            .value("criteria", "names", help: "Criteria to record.", default: "plainact",
+                   allowed: Criterion.allCases.map(\.rawValue)),
+            .value("shots", "k", help: "Examples before each task query.", default: "5"),
+            .value("seed", "n", help: "Seed for drawing the shots.", default: "1234"),
+            .value("text-window", "n", help: "Tokens per plain-text window.", default: "128"),
+            .value("text-continuation", "n", help: "Tokens of each window scored as its continuation.", default: "32"),
+            .value("max-tokens", "n", help: "Longer samples lose tokens from the left.", defaultDescription: "512, or the model's context if smaller"),
+            .value("predictor-token", "rule", help: "Which token's activations the predictor reads.",
+                   default: PredictorToken.lastContext.rawValue, allowed: PredictorToken.allCases.map(\.rawValue)),
+            .value("out", short: "o", "dir", help: "Trace directory."),
+            .value("shard", "i/n", help: "Compute only the samples with index ≡ i (mod n).", default: "0/1"),
+            .value("chunk-size", "n", help: "Samples per chunk file.", default: "64"),
+            .flag("resume", help: "Continue the traces already in --out."),
+            .flag("no-progress", help: "Hide the progress bar."),
+        ]
+    ) { arguments, console in
+        let sourceSpecs = try arguments.required("source")
+        let sources = try sourceSpecs.split(separator: ",").map { try CalibrationSource.parse(String($0)) }
+        let out = try arguments.required("out")
+        let count = try arguments.int("samples", range: 1...10_000_000) ?? 256
+        let criteria = (arguments.list("criteria") ?? ["plainact"]).compactMap(Criterion.init(rawValue:))
+        var options = CalibrationOptions(
+            shots: try arguments.int("shots", range: 0...64) ?? 5,
+            seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 1234),
+            textWindow: try arguments.int("text-window", range: 2...1_000_000) ?? 128,
+            textContinuation: try arguments.int("text-continuation", range: 1...1_000_000) ?? 32,
+            maxTokens: try arguments.int("max-tokens", range: 2...1_000_000) ?? 512)
+        let (shardIndex, shardCount) = try parseShard(try arguments.required("shard"))
+        let chunkSize = try arguments.int("chunk-size", range: 1...100_000) ?? 64
+        let predictorToken = PredictorToken(rawValue: try arguments.required("predictor-token"))!
+
+        // Importance needs exact gradients: fp32 weights unless the user asks otherwise.
+        var loadArguments = arguments
+        if !arguments.has("weights") { loadArguments = arguments.overriding("weights", with: "f32") }
+        let loaded = try ModelOptions.load(loadArguments, console: console)
+        guard let model = loaded.model as? any DifferentiableLanguageModel else {
+            throw ShadowError.failed("\(loaded.path): \(loaded.model.architecture) has no backward pass")
+        }
+        if !arguments.has("max-tokens") { options.maxTokens = min(options.maxTokens, model.shape.maxContext) }
+        guard options.maxTokens <= model.shape.maxContext else {
+            throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds the model's context of \(model.shape.maxContext)")
+        }
+        let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,
+                                                 tokenizer: try loaded.requireTokenizer())
+        guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples") }
+        let manifest = TraceManifest(
+            model: try ModelFingerprint(loaded: loaded), criteria: criteria.map(\.rawValue), predictorToken: predictorToken,
+            sources: sources.map(\.description), options: options, requestedSamples: count,
+            shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize)
+        let writer = try TraceWriter(directory: out, manifest: manifest, resume: arguments.flag("resume"))
+        var bar: ProgressBar?
+        let calibrator = Calibrator(model: model, criteria: criteria, predictorToken: predictorToken)
+        try calibrator.run(samples: samples, writer: writer) { done, total in
+            if bar == nil {
+                bar = ProgressBar(console: console, label: "calibrate", total: total, enabled: !arguments.flag("no-progress"))
+            }
+            bar?.update(done)
+        }
+        console.print("wrote \(writer.manifest.sampleCount) samples in \(writer.manifest.chunks.count) chunks to \(out)"
+                      + (shardCount > 1 ? " (shard \(shardIndex)/\(shardCount))" : ""))
+    }
+
+    static func parseShard(_ text: String) throws -> (Int, Int) {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else {
+            throw ShadowError.invalidArgument(name: "--shard", reason: "expected i/n with 0 ≤ i < n, got \"\(text)\"")
+        }
+        return (i, n)
+    }
+}
+
+/// `shadowllm merge-traces`: joins calibration shards.
+enum MergeTracesCommand {
+    static let command = Command(
+        name: "merge-traces", abstract: "Join the trace directories of calibration shards into one, in sample order.",
+        options: [
+            .value("shards", "dirs", help: "The shard directories, comma-separated (any order)."),
+            .value("out", short: "o", "dir", help: "The merged trace directory (must not exist yet)."),
+        ]
+    ) { arguments, console in
+        let shards = (arguments.list("shards") ?? []).filter { !$0.isEmpty }
+        let out = try arguments.required("out")
+        try TraceStore.merge(shards: shards, into: out)
+        console.print("merged \(shards.count) shards into \(out) (\(try TraceManifest.load(directory: out).sampleCount) samples)")
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+
+/// Records, during one dense forward pass, every layer's residual input and per-head attention
+/// output at one token position.
+final class ActivationCapture: SparsityController {
+    let execution = SparseExecution.skip
+    let keepsAllKeysAndValues = false
+    let shape: TransformerShape
+    let position: Int
+    private(set) var inputs: [Float]        // (L, d)
+    private(set) var attention: [Float]     // (L, H·d_h)
+
+    init(shape: TransformerShape, position: Int) {
+        self.shape = shape
+        self.position = position
+        inputs = [Float](repeating: 0, count: shape.layers * shape.hiddenSize)
+        attention = [Float](repeating: 0, count: shape.layers * shape.attentionWidth)
+    }
+
+    func observe(layer: Int, input: UnsafePointer<Float>, attention a: UnsafePointer<Float>, tokens: Int, position start: Int) {
+        let t = position - start
+        guard t >= 0, t < tokens else { return }
+        let d = shape.hiddenSize, w = shape.attentionWidth
+        for i in 0..<d { inputs[layer * d + i] = input[t * d + i] }
+        for i in 0..<w { attention[layer * w + i] = a[t * w + i] }
+    }
+
+    func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan { .dense }
+}
+
+/// Calibration: per sample, the importance of every head and neuron under each criterion plus the
+/// predictor inputs, streamed to a trace directory (DESIGN §3).
+public struct Calibrator {
+    public var model: any DifferentiableLanguageModel
+    public var criteria: [Criterion]
+    public var predictorToken: PredictorToken
+
+    public init(model: any DifferentiableLanguageModel, criteria: [Criterion], predictorToken: PredictorToken) {
+        self.model = model
+        self.criteria = criteria
+        self.predictorToken = predictorToken
+    }
+
+    /// The trace record of one sample.
+    public func record(_ sample: CalibrationSample) throws -> TraceRecord {
+        let shape = model.shape
+        let position = predictorToken.position(in: sample)
+        let capture = ActivationCapture(shape: shape, position: position)
+        // Only the tokens up to the predictor token matter for its activations (causal model).
+        _ = model.forward(Array(sample.tokens[...position]), cache: model.makeCache(capacity: position + 1),
+                          logits: .none, sparsity: capture)
+        let scores = try Importance.scores(model: model, tokens: sample.tokens, predictFrom: sample.predictFrom,
+                                           criteria: criteria)
+        var heads: [String: [Float]] = [:], neurons: [String: [Float]] = [:]
+        var loss: Float = 0
+        for criterion in criteria {
+            guard let s = scores[criterion] else { continue }
+            heads[criterion.rawValue] = s.heads.flatMap { $0 }
+            if let n = s.neurons { neurons[criterion.rawValue] = n.flatMap { $0 } }
+            loss = Float(s.loss)
+        }
+        return TraceRecord(index: sample.index, loss: loss, x: Array(capture.attention[0..<shape.attentionWidth]),
+                           attention: capture.attention, layerInputs: capture.inputs, heads: heads, neurons: neurons)
+    }
+
+    /// Computes every sample of this shard that the writer does not hold yet, in index order.
+    /// `progress(done, total)` is called after each sample.
+    public func run(samples: [CalibrationSample], writer: TraceWriter,
+                    progress: (Int, Int) -> Void = { _, _ in }) throws {
+        let shard = writer.manifest
+        let mine = samples.filter { $0.index % shard.shardCount == shard.shardIndex }
+        let done = writer.completedIndices
+        let todo = mine.filter { !done.contains($0.index) }
+        var finished = mine.count - todo.count
+        progress(finished, mine.count)
+        for sample in todo {
+            try writer.append(try record(sample))
+            finished += 1
+            progress(finished, mine.count)
+        }
+        try writer.finish()
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+@testable import ShadowSparsity
+
+@Suite("Calibration traces", .serialized)
+struct CalibrateTests {
+    static let corpus: String = {
+        let sentences = ["The river ran past the old mill and under the stone bridge.",
+                         "Children played in the square while the bells rang at noon.",
+                         "A cold wind came down from the hills and the shutters rattled.",
+                         "She wrote the numbers 12, 345 and 6789 in the ledger."]
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString).txt").path
+        try! (0..<12).map { sentences[$0 % 4] }.joined(separator: " ").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
+    func temporaryDirectory() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("traces-\(UUID().uuidString)").path
+    }
+
+    func calibrate(_ out: String, _ extra: [String] = []) -> CLIRun {
+        CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(Self.corpus)", "--samples", "7",
+                "--text-window", "16", "--text-continuation", "4", "--criteria", "plainact,l2_norm",
+                "--chunk-size", "2", "--out", out, "--no-progress"] + extra)
+    }
+
+    func records(_ directory: String) throws -> [TraceRecord] {
+        var all: [TraceRecord] = []
+        try TraceStore.forEach(directory: directory) { all.append($0) }
+        return all
+    }
+
+    func expectSame(_ a: [TraceRecord], _ b: [TraceRecord], sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(a.map(\.index) == b.map(\.index), sourceLocation: sourceLocation)
+        for (x, y) in zip(a, b) {
+            #expect(x.x == y.x && x.heads == y.heads && x.neurons == y.neurons && x.layerInputs == y.layerInputs,
+                    "sample \(x.index)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("calibrate writes chunked traces with the predictor input and every criterion")
+    func writesTraces() throws {
+        let out = temporaryDirectory()
+        let run = calibrate(out)
+        #expect(run.status == 0, "\(run.err)")
+        let manifest = try TraceManifest.load(directory: out)
+        #expect(manifest.complete && manifest.sampleCount == 7 && manifest.chunks.count == 4)
+        let all = try records(out)
+        #expect(all.map(\.index) == Array(0..<7))
+        let shape = manifest.model.shape
+        #expect(all[0].x.count == shape.attentionWidth && all[0].heads["plainact"]?.count == shape.layers * shape.heads)
+        #expect(all[0].neurons["l2_norm"]?.count == shape.layers * shape.ffnSize)
+        #expect(all[0].x == Array(all[0].attention[0..<shape.attentionWidth]))
+        // An existing directory is never overwritten without --resume.
+        let again = calibrate(out)
+        #expect(again.status != 0 && again.err.contains("--resume"))
+    }
+
+    @Test("a run cut short resumes to the same traces as an uninterrupted run")
+    func resumes() throws {
+        let whole = temporaryDirectory(), cut = temporaryDirectory()
+        #expect(calibrate(whole).status == 0)
+        #expect(calibrate(cut).status == 0)
+        // Simulate a kill after the second chunk: the manifest lists two chunks, a third is half-written.
+        var manifest = try TraceManifest.load(directory: cut)
+        for chunk in manifest.chunks.dropFirst(2) { try FileManager.default.removeItem(atPath: cut + "/" + chunk.file) }
+        manifest.chunks = Array(manifest.chunks.prefix(2))
+        manifest.complete = false
+        try manifest.save(directory: cut)
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: cut + "/.chunk-00002.safetensors.123.partial"))
+        let resumed = calibrate(cut, ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.err)")
+        expectSame(try records(cut), try records(whole))
+        // Resuming with different settings is refused.
+        let different = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(Self.corpus)", "--samples", "5",
+                                "--text-window", "16", "--text-continuation", "4", "--out", cut, "--resume"])
+        #expect(different.status != 0 && different.err.contains("different run"))
+    }
+
+    @Test("shards computed separately merge into the same traces as one run")
+    func shardsMerge() throws {
+        let whole = temporaryDirectory(), s0 = temporaryDirectory(), s1 = temporaryDirectory(), merged = temporaryDirectory()
+        #expect(calibrate(whole).status == 0)
+        #expect(calibrate(s0, ["--shard", "0/2"]).status == 0)
+        #expect(calibrate(s1, ["--shard", "1/2"]).status == 0)
+        #expect(try records(s1).map(\.index) == [1, 3, 5])
+        let run = CLIRun(["merge-traces", "--shards", "\(s1),\(s0)", "--out", merged])
+        #expect(run.status == 0, "\(run.err)")
+        expectSame(try records(merged), try records(whole))
+        let bad = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(Self.corpus)", "--out", s0, "--shard", "2/2"])
+        #expect(bad.status != 0 && bad.err.contains("--shard"))
+    }
+
+    @Test("bad sources are one-line errors")
+    func badSources() {
+        for source in ["nonsense:file.txt", "piqa", "text:/no/such/file.txt", "piqa:x.jsonl@5-2"] {
+            let run = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", source, "--out", temporaryDirectory()])
+            #expect(run.status != 0 && run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1, "\(source): \(run.err)")
+        }
+    }
+}
