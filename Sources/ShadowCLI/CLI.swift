@@ -9,7 +9,8 @@ public enum CLI {
 
     public static var commands: [Command] {
         [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
-         BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command]
+         BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command,
+         AggregateCommand.command]
     }
 
     public static func overview() -> String {

@@ -100,3 +100,27 @@ struct CalibrateTests {
         }
     }
 }
+
+@Suite("Static importance")
+struct AggregateTests {
+    @Test("aggregate sums a criterion over the traces and its JSON drives static masks")
+    func aggregateDrivesStaticMasks() throws {
+        let traces = FileManager.default.temporaryDirectory.appendingPathComponent("agg-\(UUID().uuidString)").path
+        let run = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)",
+                          "--samples", "3", "--text-window", "16", "--text-continuation", "4", "--out", traces, "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        let scores = traces + "/static.json"
+        let aggregate = CLIRun(["aggregate", "--traces", traces, "--criterion", "plainact", "--out", scores])
+        #expect(aggregate.status == 0, "\(aggregate.err)")
+        var sum: Float = 0
+        try TraceStore.forEach(directory: traces) { sum += $0.heads["plainact"]![5] }
+        let json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: scores))) as? [String: Any])
+        let heads = try #require(json["heads"] as? [[Double]])
+        #expect(abs(Float(heads[1][1]) - sum) <= 1e-4 * max(1, abs(sum)))
+        let sparse = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "The river ran past the mill.",
+                             "--sparsity", "0.5", "--method", "static", "--scores", scores, "--json"])
+        #expect(sparse.status == 0, "\(sparse.err)")
+        let missing = CLIRun(["aggregate", "--traces", traces, "--criterion", "fisher"])
+        #expect(missing.status != 0 && missing.err.contains("fisher"))
+    }
+}
