@@ -9,7 +9,7 @@ public enum CLI {
 
     public static var commands: [Command] {
         [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
-         BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command,
+         BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command, TraceInfoCommand.command,
          AggregateCommand.command]
     }
 
@@ -36,11 +36,19 @@ public enum CLI {
             return 0
         }
         if name == "--version" { console.print(version); return 0 }
-        guard let command = commands.first(where: { $0.name == name }) else {
-            console.printError("error: unknown subcommand '\(name)' (see '\(toolName) --help')")
+        // Two-word subcommands (`traces merge`) first, then one-word ones.
+        let twoWords = arguments.count > 1 ? "\(name) \(arguments[1])" : ""
+        let nested = commands.first(where: { $0.name == twoWords })
+        guard let command = nested ?? commands.first(where: { $0.name == name }) else {
+            let group = commands.filter { $0.name.hasPrefix(name + " ") }.map(\.name)
+            if !group.isEmpty {
+                console.printError("error: '\(name)' needs one of: \(group.joined(separator: ", "))")
+            } else {
+                console.printError("error: unknown subcommand '\(name)' (see '\(toolName) --help')")
+            }
             return 2
         }
-        let rest = Array(arguments.dropFirst())
+        let rest = Array(arguments.dropFirst(nested == nil ? 1 : 2))
         if rest.contains("--help") || rest.contains("-h") {
             console.print(command.help(tool: toolName))
             return 0

@@ -14,7 +14,7 @@ enum CalibrateCommand {
             with the gold answer as continuation, or text giving windows whose last tokens are the continuation. \
             Samples alternate between sources. Traces go to --out in chunks with a manifest rewritten after each \
             chunk: a killed run continues with --resume, and --shard i/n computes every n-th sample so machines can \
-            share the work (join them with `shadowllm merge-traces`).
+            share the work (join them with `shadowllm traces merge`).
             """,
         options: ModelOptions.options + [
             .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt."),
@@ -90,10 +90,10 @@ enum CalibrateCommand {
     }
 }
 
-/// `shadowllm merge-traces`: joins calibration shards.
+/// `shadowllm traces merge`: joins calibration shards.
 enum MergeTracesCommand {
     static let command = Command(
-        name: "merge-traces", abstract: "Join the trace directories of calibration shards into one, in sample order.",
+        name: "traces merge", abstract: "Join the trace directories of calibration shards into one, in sample order.",
         options: [
             .value("shards", "dirs", help: "The shard directories, comma-separated (any order)."),
             .value("out", short: "o", "dir", help: "The merged trace directory (must not exist yet)."),
@@ -103,5 +103,42 @@ enum MergeTracesCommand {
         let out = try arguments.required("out")
         try TraceStore.merge(shards: shards, into: out)
         console.print("merged \(shards.count) shards into \(out) (\(try TraceManifest.load(directory: out).sampleCount) samples)")
+    }
+}
+
+/// `shadowllm traces info DIR`: what a trace directory holds.
+enum TraceInfoCommand {
+    struct Report: Encodable {
+        let directory: String
+        let manifest: TraceManifest
+        let samples: Int
+        let bytes: Int
+    }
+
+    static let command = Command(
+        name: "traces info", abstract: "Describe a trace directory: model, criteria, sources, samples, shard, progress.",
+        positional: .value("dir", "dir", help: "The trace directory."),
+        options: [.flag("json", help: "Print JSON (the manifest plus totals).")]
+    ) { arguments, console in
+        let directory = try arguments.required("dir")
+        let manifest = try TraceManifest.load(directory: directory)
+        let bytes = manifest.chunks.reduce(0) { total, chunk in
+            let path = (directory as NSString).appendingPathComponent(chunk.file)
+            return total + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+        }
+        if arguments.flag("json") {
+            console.print(try JSONOutput.string(Report(directory: directory, manifest: manifest, samples: manifest.sampleCount, bytes: bytes)))
+            return
+        }
+        console.print("""
+            traces          \(directory)
+            model           \(manifest.model)
+            criteria        \(manifest.criteria.joined(separator: ", "))
+            predictor token \(manifest.predictorToken.rawValue)
+            sources         \(manifest.sources.joined(separator: ", "))
+            samples         \(manifest.sampleCount) of \(manifest.requestedSamples) requested\(manifest.shardCount > 1 ? " (shard \(manifest.shardIndex)/\(manifest.shardCount))" : "")
+            chunks          \(manifest.chunks.count) (\(String(format: "%.1f MB", Double(bytes) / 1e6)))
+            complete        \(manifest.complete ? "yes" : "no (continue with calibrate --resume)")
+            """)
     }
 }
