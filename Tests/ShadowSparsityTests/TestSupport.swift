@@ -44,39 +44,45 @@ enum SyntheticTraces {
                                         vocabularySize: 32, maxContext: 64)
     static let fingerprint = ModelFingerprint(name: "synthetic", architecture: "llama", shape: shape, contentHash: "00000000000000aa")
 
-    /// Layer l's residual input is tanh(M_l x); scores are |tanh(U·input)| plus small noise, so
-    /// they depend nonlinearly on x (shadow) and on each layer's input (dejavu).
+    /// Every sample comes from a latent z ∈ [-1, 1]⁴: x and each layer's residual input are
+    /// smooth functions of z whose first two entries are 0 and 1 (so the predictors' per-sample
+    /// min–max scaling leaves them unchanged), and every score is sigmoid(w·z) plus a little
+    /// noise, with w drawn per unit: a ranking that changes with the input and can be learnt
+    /// from x (shadow) and from any layer's input (dejavu, dejavu-lookahead).
     static func records(count: Int, shape s: TransformerShape = shape, criteria: [String] = ["plainact"],
                         headsOnly: Set<String> = [], noise: Float = 0.01, seed: UInt64 = 7) -> [TraceRecord] {
-        let xWidth = s.attentionWidth, d = s.hiddenSize, L = s.layers
-        let mixing = randomFloats(L * d * xWidth, seed: 11)
-        let headWeights = randomFloats(L * s.heads * d, seed: 12)
-        let neuronWeights = randomFloats(L * s.ffnSize * d, seed: 13)
+        let latent = 4, L = s.layers
+        let xMixing = randomFloats(s.attentionWidth * latent, seed: 11)
+        let inputMixing = randomFloats(L * s.hiddenSize * latent, seed: 12)
+        let headWeights = randomFloats(L * s.heads * latent, seed: 13)
+        let neuronWeights = randomFloats(L * s.ffnSize * latent, seed: 14)
         var noiseSource = SeededGenerator(seed: seed &+ 99)
         func jitter() -> Float { noise * (Float(noiseSource.next() >> 40) / Float(1 << 24) * 2 - 1) }
-        return (0..<count).map { i in
-            let x = randomFloats(xWidth, seed: seed &* 1000 &+ UInt64(i))
-            var inputs = [Float](repeating: 0, count: L * d)
-            for l in 0..<L { for r in 0..<d {
+        func embed(_ z: [Float], _ mixing: [Float], offset: Int, width: Int) -> [Float] {
+            (0..<width).map { r in
+                if r < 2 { return Float(r) }
                 var sum: Float = 0
-                for c in 0..<xWidth { sum += mixing[(l * d + r) * xWidth + c] * x[c] }
-                inputs[l * d + r] = tanh(sum / Float(xWidth).squareRoot() * 2)
-            } }
-            func scores(_ weights: [Float], units: Int) -> [Float] {
-                var out = [Float](repeating: 0, count: L * units)
-                for l in 0..<L { for u in 0..<units {
-                    var sum: Float = 0
-                    for r in 0..<d { sum += weights[(l * units + u) * d + r] * inputs[l * d + r] }
-                    out[l * units + u] = abs(tanh(sum / 2)) + jitter()
-                } }
-                return out
+                for k in 0..<latent { sum += mixing[(offset + r) * latent + k] * z[k] }
+                return 0.5 + 0.45 * tanh(sum)
             }
+        }
+        func scores(_ z: [Float], _ weights: [Float], units: Int) -> [Float] {
+            (0..<L * units).map { i in
+                var sum: Float = 0
+                for k in 0..<latent { sum += weights[i * latent + k] * z[k] }
+                return 1 / (1 + exp(-3 * sum)) + jitter()
+            }
+        }
+        return (0..<count).map { i in
+            let z = randomFloats(latent, seed: seed &* 1000 &+ UInt64(i))
+            let x = embed(z, xMixing, offset: 0, width: s.attentionWidth)
+            let inputs = (0..<L).flatMap { embed(z, inputMixing, offset: $0 * s.hiddenSize, width: s.hiddenSize) }
             var heads: [String: [Float]] = [:], neurons: [String: [Float]] = [:]
             for c in criteria {
-                heads[c] = scores(headWeights, units: s.heads)
-                if !headsOnly.contains(c) { neurons[c] = scores(neuronWeights, units: s.ffnSize) }
+                heads[c] = scores(z, headWeights, units: s.heads)
+                if !headsOnly.contains(c) { neurons[c] = scores(z, neuronWeights, units: s.ffnSize) }
             }
-            return TraceRecord(index: i, loss: 1, x: x, attention: [Float](repeating: 0, count: L * xWidth),
+            return TraceRecord(index: i, loss: 1, x: x, attention: [Float](repeating: 0, count: L * s.attentionWidth),
                                layerInputs: inputs, heads: heads, neurons: neurons)
         }
     }
