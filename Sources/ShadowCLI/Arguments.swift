@@ -35,13 +35,17 @@ public struct Command: Sendable {
     public let abstract: String
     public let discussion: String
     public let options: [Option]
+    /// One bare argument the command takes (`predictor-info FILE`), read like an option of
+    /// that name; nil: bare arguments are errors.
+    public let positional: Option?
     public let run: @Sendable (ParsedArguments, Console) throws -> Void
 
-    public init(name: String, abstract: String, discussion: String = "", options: [Option],
+    public init(name: String, abstract: String, discussion: String = "", positional: Option? = nil, options: [Option],
                 run: @escaping @Sendable (ParsedArguments, Console) throws -> Void) {
         self.name = name
         self.abstract = abstract
         self.discussion = discussion
+        self.positional = positional
         self.options = options + [.flag("verbose", help: "Print more detail (errors, timings)."),
                                   .flag("help", short: "h", help: "Show this help.")]
         self.run = run
@@ -50,7 +54,12 @@ public struct Command: Sendable {
     public func help(tool: String) -> String {
         var lines = ["OVERVIEW: \(abstract)", ""]
         if !discussion.isEmpty { lines += [discussion, ""] }
-        lines.append("USAGE: \(tool) \(name) [options]")
+        if let positional {
+            lines.append("USAGE: \(tool) \(name) <\(positional.valueName ?? positional.name)> [options]")
+            lines += ["", "ARGUMENTS:", "  " + "<\(positional.valueName ?? positional.name)>".padding(toLength: 26, withPad: " ", startingAt: 0) + positional.help]
+        } else {
+            lines.append("USAGE: \(tool) \(name) [options]")
+        }
         lines.append("")
         lines.append("OPTIONS:")
         for option in options {
@@ -101,6 +110,10 @@ public struct Command: Sendable {
                 } else {
                     throw ShadowError.invalidArgument(name: argument, reason: "unknown option for '\(name)' (see --help)")
                 }
+            } else if let positional, values[positional.name] == nil {
+                values[positional.name] = [argument]
+                i += 1
+                continue
             } else {
                 throw ShadowError.invalidArgument(name: argument, reason: "unexpected argument for '\(name)' (see --help)")
             }

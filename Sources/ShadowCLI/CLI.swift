@@ -9,7 +9,7 @@ public enum CLI {
 
     public static var commands: [Command] {
         [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
-         BenchCommand.command]
+         BenchCommand.command, TrainPredictorCommand.command, PredictorInfoCommand.command]
     }
 
     public static func overview() -> String {
