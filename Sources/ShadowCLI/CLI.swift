@@ -9,8 +9,8 @@ public enum CLI {
 
     public static var commands: [Command] {
         [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
-         BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command, TraceInfoCommand.command,
-         AggregateCommand.command]
+         BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command,
+         TraceInfoCommand.command, AggregateCommand.command, TrainPredictorCommand.command, PredictorInfoCommand.command]
     }
 
     public static func overview() -> String {

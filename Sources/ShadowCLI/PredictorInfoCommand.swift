@@ -1,0 +1,82 @@
+import Foundation
+import ShadowFormats
+import ShadowSparsity
+
+/// `shadowllm predictor-info FILE`: what a predictor file holds — its kind, criterion, networks,
+/// the model it was trained for, its training and its held-out quality.
+enum PredictorInfoCommand {
+    static let command = Command(
+        name: "predictor-info", abstract: "Describe a predictor file (kind, model, training, held-out quality).",
+        discussion: "The file is loaded in full, so a corrupt or incomplete predictor is reported here.",
+        positional: .value("file", "file", help: "A predictor written by train-predictor."),
+        options: [
+            .flag("json", help: "Print the metadata as JSON (held-out quality under quality.heads / quality.neurons)."),
+        ]
+    ) { arguments, console in
+        guard let path = arguments.string("file") else {
+            throw ShadowError.invalidArgument(name: "predictor-info", reason: "needs a predictor file (shadowllm predictor-info FILE)")
+        }
+        let predictor = try PredictorFile.load(path: path)
+        if arguments.flag("json") {
+            console.print(try json(predictor.metadata, path: path))
+        } else {
+            console.print(summary(predictor.metadata, path: path))
+        }
+    }
+
+    /// The metadata as JSON with the file's path and size added.
+    static func json(_ metadata: PredictorMetadata, path: String) throws -> String {
+        let data = Data(try JSONOutput.string(metadata).utf8)
+        guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ShadowError.failed("\(path): metadata does not encode as a JSON object")
+        }
+        object["file"] = path
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int { object["file_bytes"] = size }
+        let text = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    static func count(_ n: Int) -> String {
+        n >= 1_000_000_000 ? String(format: "%.2f G", Double(n) / 1e9)
+            : n >= 1_000_000 ? String(format: "%.2f M", Double(n) / 1e6)
+            : n >= 1_000 ? String(format: "%.1f k", Double(n) / 1e3) : String(n)
+    }
+
+    /// A human-readable description.
+    static func summary(_ m: PredictorMetadata, path: String) -> String {
+        let s = m.model.shape
+        var lines: [String] = []
+        lines.append("predictor: \(path)")
+        lines.append("kind: \(m.kind.rawValue), criterion \(m.criterion)\(m.predictsNeurons ? "" : " (heads only)")")
+        lines.append("model: \(m.model)")
+        let headOut = m.kind == .shadow ? "\(s.layers)·\(s.heads)" : "\(s.heads) per layer"
+        let neuronOut = m.kind == .shadow ? "\(s.layers)·\(s.ffnSize)" : "\(s.ffnSize) per layer"
+        let rank = m.rank.map { " → \($0)" } ?? ""
+        lines.append("input: \(m.input)")
+        lines.append("networks: heads \(m.inputWidth) → \(m.headWidth) → \(headOut)"
+                     + (m.predictsNeurons ? "; neurons \(m.inputWidth) → \(m.neuronWidth)\(rank) → \(neuronOut)" : ""))
+        lines.append("targets: \(m.targetScaling.rawValue) min-max scaled; loss \(m.loss.rawValue)"
+                     + (m.loss == .rank ? String(format: " (temperature %g)", m.rankTemperature) : ""))
+        lines.append("parameters: \(count(m.parameters.total)) (heads \(count(m.parameters.heads)), neurons \(count(m.parameters.neurons)))")
+        lines.append("FLOPs per prediction: \(count(m.flopsPerPrediction.total))"
+                     + (m.kind == .shadow ? " (once per prompt)" : " (all layers, once per token when re-predicted every token)"))
+        if let t = m.training {
+            let o = t.options
+            lines.append("training: \(t.samples) samples from \(t.traces) (\(t.trainSamples) train, \(t.heldOutSamples) held out, split seed \(o.splitSeed))")
+            lines.append(String(format: "  epochs %d heads / %d neurons, batch %d / %d, lr %g, weight decay %g, seed %llu, %.1f s",
+                                o.headEpochs, o.neuronEpochs, o.headBatch, o.neuronBatch, o.learningRate, o.weightDecay, o.seed, t.seconds))
+        }
+        if let q = m.quality {
+            let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
+            lines.append("held-out quality (\(q.heldOutSamples) samples, layers 1…\(s.layers - 1)):")
+            lines.append("  " + "".padding(toLength: 9, withPad: " ", startingAt: 0) + "Spearman ρ" + keys.map { "  recall@\($0)" }.joined())
+            func row(_ name: String, _ u: UnitQuality) -> String {
+                "  " + name.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: "%10.3f", u.spearman)
+                    + keys.map { String(format: "%12.3f", u.recall[$0] ?? .nan) }.joined()
+            }
+            lines.append(row("heads", q.heads))
+            if let n = q.neurons { lines.append(row("neurons", n)) }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,350 @@
+import Foundation
+import ShadowKernels
+import ShadowModels
+
+// A small multilayer perceptron for the predictors (DESIGN §4): dense layers y = x Wᵀ + b with
+// ReLU between hidden layers, an optional low-rank output (hidden → r → out with nothing in
+// between), a hand-written backward pass (DESIGN §8: automatic differentiation through array
+// loops is quadratic), AdamW and a cosine learning-rate schedule. Batches go through BLAS;
+// one vector goes through the SIMD GEMV (DESIGN §8: never send one token through sgemm).
+
+/// The shape of one dense layer and whether ReLU follows it.
+public struct DenseLayerShape: Sendable, Equatable, Codable {
+    public var inputs: Int
+    public var outputs: Int
+    public var relu: Bool
+
+    public init(inputs: Int, outputs: Int, relu: Bool) {
+        self.inputs = inputs
+        self.outputs = outputs
+        self.relu = relu
+    }
+
+    public var parameterCount: Int { outputs * inputs + outputs }
+    /// Multiply–adds count as two FLOPs; the bias adds one per output.
+    public var flops: Int { 2 * outputs * inputs + outputs }
+}
+
+// MARK: - Layer kernels: forward/backward pairs (outputs first, backward accumulates)
+
+enum DenseKernels {
+    /// y = x Wᵀ + b.  y: (B, out), x: (B, in), w: (out, in), b: (out)
+    static func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                        _ b: UnsafePointer<Float>, batch: Int, inputs: Int, outputs: Int) {
+        BLAS.gemmABt(y, x, w, m: batch, n: outputs, k: inputs)
+        Ops.addBias(y, b, rows: batch, n: outputs)
+    }
+
+    /// dx += dy W, dW += dyᵀ x, db += Σ_rows dy.  dx: (B, in) or nil for the network's input,
+    /// dw: (out, in), db: (out), dy: (B, out), x: (B, in), w: (out, in)
+    static func backward(dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>, db: UnsafeMutablePointer<Float>,
+                         dy: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                         batch: Int, inputs: Int, outputs: Int) {
+        BLAS.gemmAtB(dw, dy, x, m: outputs, n: inputs, k: batch, accumulate: true)
+        for r in 0..<batch { Ops.add(db, dy + r * outputs, count: outputs) }
+        if let dx { BLAS.gemmAB(dx, dy, w, m: batch, n: inputs, k: outputs, accumulate: true) }
+    }
+
+    /// y = max(x, 0), in place.  y: (count)
+    static func reluForward(_ y: UnsafeMutablePointer<Float>, count: Int) {
+        Ops.relu(y, count: count)
+    }
+
+    /// dy is zeroed where the ReLU's output y was zero (in place: the gradient then flows to the
+    /// pre-activation).  dy, y: (count)
+    static func reluBackward(_ dy: UnsafeMutablePointer<Float>, y: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count where y[i] <= 0 { dy[i] = 0 }
+    }
+}
+
+/// Zero-initialised fp32 storage that a network owns (parameters, gradients, optimiser moments).
+final class FloatStorage: @unchecked Sendable {
+    let count: Int
+    let pointer: UnsafeMutablePointer<Float>
+
+    init(count: Int) {
+        self.count = count
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { pointer.deallocate() }
+
+    func zero() { pointer.update(repeating: 0, count: count) }
+    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
+/// A multilayer perceptron whose parameters live in one flat buffer (layer 0's W then b, layer
+/// 1's W then b, …), so the optimiser walks a single array.
+public final class MLP: @unchecked Sendable {
+    public let layers: [DenseLayerShape]
+    let parameters: FloatStorage
+    let offsets: [(weight: Int, bias: Int)]
+
+    /// Layers as given; weights and biases drawn uniformly from ±1/√inputs (PyTorch's
+    /// `nn.Linear` default, Kaiming-uniform with a = √5), from `seed`.
+    public init(layers: [DenseLayerShape], seed: UInt64) {
+        precondition(!layers.isEmpty && layers.allSatisfy { $0.inputs > 0 && $0.outputs > 0 })
+        for (a, b) in zip(layers, layers.dropFirst()) { precondition(a.outputs == b.inputs, "layer widths do not chain") }
+        self.layers = layers
+        var offsets: [(weight: Int, bias: Int)] = []
+        var total = 0
+        for layer in layers {
+            offsets.append((total, total + layer.outputs * layer.inputs))
+            total += layer.parameterCount
+        }
+        self.offsets = offsets
+        parameters = FloatStorage(count: total)
+        var generator = SeededGenerator(seed: seed)
+        for (layer, offset) in zip(layers, offsets) {
+            let bound = 1 / Float(layer.inputs).squareRoot()
+            for i in 0..<layer.parameterCount {
+                let unit = Float(generator.next() >> 40) / Float(1 << 24)       // [0, 1)
+                parameters.pointer[offset.weight + i] = (2 * unit - 1) * bound
+            }
+        }
+    }
+
+    /// inputs → hidden[0] → ReLU → … → hidden[last] → ReLU → [rank →] outputs. With a rank, the
+    /// last layer is factored through r units with no activation between the factors, which
+    /// cuts the parameters of a wide output layer from h·out to r·(h + out).
+    public convenience init(inputs: Int, hidden: [Int], rank: Int? = nil, outputs: Int, seed: UInt64) {
+        var layers: [DenseLayerShape] = []
+        var width = inputs
+        for h in hidden {
+            layers.append(DenseLayerShape(inputs: width, outputs: h, relu: true))
+            width = h
+        }
+        if let rank {
+            layers.append(DenseLayerShape(inputs: width, outputs: rank, relu: false))
+            width = rank
+        }
+        layers.append(DenseLayerShape(inputs: width, outputs: outputs, relu: false))
+        self.init(layers: layers, seed: seed)
+    }
+
+    public var inputs: Int { layers[0].inputs }
+    public var outputs: Int { layers[layers.count - 1].outputs }
+    public var parameterCount: Int { parameters.count }
+    /// FLOPs of one forward pass of one vector.
+    public var flops: Int { layers.reduce(0) { $0 + $1.flops } }
+
+    public func weight(_ layer: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offsets[layer].weight }
+    public func bias(_ layer: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offsets[layer].bias }
+
+    /// The parameters of layer `layer` as arrays: weight (out, in) and bias (out).
+    public func values(layer: Int) -> (weight: [Float], bias: [Float]) {
+        let s = layers[layer]
+        return (Array(UnsafeBufferPointer(start: weight(layer), count: s.outputs * s.inputs)),
+                Array(UnsafeBufferPointer(start: bias(layer), count: s.outputs)))
+    }
+
+    /// Replaces layer `layer`'s parameters (shapes were checked by the caller).
+    public func setValues(layer: Int, weight w: [Float], bias b: [Float]) {
+        let s = layers[layer]
+        precondition(w.count == s.outputs * s.inputs && b.count == s.outputs)
+        w.withUnsafeBufferPointer { weight(layer).update(from: $0.baseAddress!, count: w.count) }
+        b.withUnsafeBufferPointer { bias(layer).update(from: $0.baseAddress!, count: b.count) }
+    }
+
+    // MARK: One vector
+
+    /// y = f(x) for one vector through GEMV.  y: (outputs), x: (inputs)
+    public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>) {
+        let widest = layers.dropLast().map(\.outputs).max() ?? 0
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(2 * widest, 1)) { scratch in
+            var input = x
+            var ping = scratch.baseAddress!, pong = scratch.baseAddress! + widest
+            for (l, layer) in layers.enumerated() {
+                let out = l == layers.count - 1 ? y : ping
+                GEMV.multiply(out, weight(l), input, rows: layer.outputs, cols: layer.inputs)
+                Ops.add(out, bias(l), count: layer.outputs)
+                if layer.relu { DenseKernels.reluForward(out, count: layer.outputs) }
+                input = UnsafePointer(out)
+                swap(&ping, &pong)
+            }
+        }
+    }
+
+    public func forward(_ x: [Float]) -> [Float] {
+        precondition(x.count == inputs)
+        var y = [Float](repeating: 0, count: outputs)
+        y.withUnsafeMutableBufferPointer { out in x.withUnsafeBufferPointer { forward(out.baseAddress!, $0.baseAddress!) } }
+        return y
+    }
+
+    // MARK: Batches
+
+    /// Activations and their gradients for batches of up to `capacity` rows.
+    public final class Workspace {
+        public let capacity: Int
+        let activations: [FloatStorage]   // per layer: (capacity, outputs), after the ReLU when there is one
+        let gradients: [FloatStorage]     // per layer: ∂loss/∂activation, same shapes
+
+        public init(_ network: MLP, capacity: Int) {
+            self.capacity = capacity
+            activations = network.layers.map { FloatStorage(count: capacity * $0.outputs) }
+            gradients = network.layers.map { FloatStorage(count: capacity * $0.outputs) }
+        }
+
+        /// The network's output of the last `forward`, (batch, outputs).
+        public var output: UnsafeMutablePointer<Float> { activations[activations.count - 1].pointer }
+        /// Where the loss writes ∂loss/∂output before `backward`, (batch, outputs).
+        public var outputGradient: UnsafeMutablePointer<Float> { gradients[gradients.count - 1].pointer }
+    }
+
+    /// Forward pass of `batch` rows of x (batch, inputs); activations are kept in `workspace`
+    /// for the backward pass, and the result is `workspace.output`.
+    public func forward(batch: Int, x: UnsafePointer<Float>, workspace: Workspace) {
+        precondition(batch <= workspace.capacity)
+        var input = x
+        for (l, layer) in layers.enumerated() {
+            let y = workspace.activations[l].pointer
+            DenseKernels.forward(y, input, weight(l), bias(l), batch: batch, inputs: layer.inputs, outputs: layer.outputs)
+            if layer.relu { DenseKernels.reluForward(y, count: batch * layer.outputs) }
+            input = UnsafePointer(y)
+        }
+    }
+
+    /// Backward pass after `forward(batch:x:workspace:)`, from `workspace.outputGradient`:
+    /// accumulates ∂loss/∂parameters into `gradients` (laid out like the parameters). The
+    /// gradients of hidden activations are overwritten, the output gradient is consumed.
+    public func backward(batch: Int, x: UnsafePointer<Float>, workspace: Workspace, gradients: UnsafeMutablePointer<Float>) {
+        for l in stride(from: layers.count - 1, through: 0, by: -1) {
+            let layer = layers[l]
+            let dy = workspace.gradients[l].pointer
+            if layer.relu { DenseKernels.reluBackward(dy, y: workspace.activations[l].pointer, count: batch * layer.outputs) }
+            let input = l == 0 ? x : UnsafePointer(workspace.activations[l - 1].pointer)
+            var dx: UnsafeMutablePointer<Float>?
+            if l > 0 {
+                dx = workspace.gradients[l - 1].pointer
+                dx!.update(repeating: 0, count: batch * layer.inputs)
+            }
+            DenseKernels.backward(dx: dx, dw: gradients + offsets[l].weight, db: gradients + offsets[l].bias,
+                                  dy: dy, x: input, w: weight(l), batch: batch, inputs: layer.inputs, outputs: layer.outputs)
+        }
+    }
+}
+
+// MARK: - Losses
+
+/// Training losses over a batch of predictions: each returns the mean loss and writes
+/// ∂loss/∂prediction.
+public enum PredictorLossKernels {
+    /// Mean squared error over every element.  grad, prediction, target: (batch, width)
+    public static func mse(grad: UnsafeMutablePointer<Float>, prediction: UnsafePointer<Float>,
+                           target: UnsafePointer<Float>, batch: Int, width: Int) -> Float {
+        let n = batch * width
+        let scale = 2 / Float(n)
+        var sum: Double = 0
+        for i in 0..<n {
+            let d = prediction[i] - target[i]
+            sum += Double(d * d)
+            grad[i] = scale * d
+        }
+        return Float(sum / Double(n))
+    }
+
+    /// Listwise ranking loss: each row splits into segments of `segment` units (one per layer);
+    /// per segment the target distribution is softmax(temperature · target), the predicted one
+    /// softmax(prediction), and the loss their cross-entropy, averaged over segments and rows.
+    /// Its gradient is (softmax(prediction) − softmax(temperature · target)) / segments.
+    public static func listwise(grad: UnsafeMutablePointer<Float>, prediction: UnsafePointer<Float>,
+                                target: UnsafePointer<Float>, batch: Int, width: Int, segment: Int,
+                                temperature: Float) -> Float {
+        precondition(width % segment == 0)
+        let segments = batch * (width / segment)
+        let scale = 1 / Float(segments)
+        var total: Double = 0
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: segment) { q in
+            let q = q.baseAddress!
+            for s in 0..<segments {
+                let p = prediction + s * segment, t = target + s * segment, g = grad + s * segment
+                for i in 0..<segment { q[i] = temperature * t[i] }
+                Ops.softmax(q, segment)
+                // cross-entropy −Σ q log softmax(p) = logΣexp(p) − Σ q·p
+                let lse = Ops.logSumExp(p, segment)
+                var qp: Double = 0
+                for i in 0..<segment { qp += Double(q[i] * p[i]) }
+                total += lse - qp
+                for i in 0..<segment { g[i] = scale * (Float(exp(Double(p[i]) - lse)) - q[i]) }
+            }
+        }
+        return Float(total / Double(segments))
+    }
+}
+
+// MARK: - Optimiser
+
+/// AdamW (Loshchilov & Hutter): Adam moments with bias correction and weight decay applied to
+/// the parameters directly, not through the gradient. Decay applies to every parameter, biases
+/// included (PyTorch's default when all parameters form one group).
+public struct AdamW {
+    public var learningRate: Float
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-8
+    public var weightDecay: Float = 0.01
+    public private(set) var step = 0
+    let m: FloatStorage
+    let v: FloatStorage
+
+    public init(parameterCount: Int, learningRate: Float = 1e-3, weightDecay: Float = 0.01) {
+        self.learningRate = learningRate
+        self.weightDecay = weightDecay
+        m = FloatStorage(count: parameterCount)
+        v = FloatStorage(count: parameterCount)
+    }
+
+    /// One update of `parameters` from `gradients` at learning rate `lr` (the schedule's value).
+    public mutating func update(_ parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, lr: Float) {
+        step += 1
+        let correction1 = 1 - pow(beta1, Float(step)), correction2 = 1 - pow(beta2, Float(step))
+        let decay = 1 - lr * weightDecay
+        let m = m.pointer, v = v.pointer
+        let (b1, b2, eps) = (beta1, beta2, epsilon)
+        for i in 0..<self.m.count {
+            let g = gradients[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            let mHat = m[i] / correction1, vHat = v[i] / correction2
+            parameters[i] = parameters[i] * decay - lr * mHat / (vHat.squareRoot() + eps)
+        }
+    }
+
+    /// Cosine decay from `base` at step 0 to 0 after `total` steps.
+    public static func cosine(base: Float, step: Int, total: Int) -> Float {
+        guard total > 0 else { return base }
+        return base * 0.5 * (1 + cos(Float.pi * Float(min(step, total)) / Float(total)))
+    }
+}
+
+/// Min–max scaling to [0, 1] (the predictors' input and target scaling, DESIGN §4). A constant
+/// vector becomes zeros.
+public enum MinMax {
+    public static func range(_ x: UnsafePointer<Float>, count: Int) -> (min: Float, max: Float) {
+        var lo = Float.infinity, hi = -Float.infinity
+        for i in 0..<count { lo = min(lo, x[i]); hi = max(hi, x[i]) }
+        return (lo, hi)
+    }
+
+    /// out[i] = (x[i] − lo) / (hi − lo).
+    public static func scale(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int,
+                             range: (min: Float, max: Float)) {
+        let span = range.max - range.min
+        guard span > 0, span.isFinite else { out.update(repeating: 0, count: count); return }
+        let inv = 1 / span
+        for i in 0..<count { out[i] = (x[i] - range.min) * inv }
+    }
+
+    public static func scale(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        scale(out, x, count: count, range: range(x, count: count))
+    }
+
+    public static func scaled(_ x: [Float]) -> [Float] {
+        guard !x.isEmpty else { return [] }
+        var out = x
+        x.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { scale($0.baseAddress!, src.baseAddress!, count: x.count) } }
+        return out
+    }
+}

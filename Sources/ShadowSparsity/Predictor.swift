@@ -1,0 +1,187 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+
+/// Which predictor (DESIGN §4).
+public enum PredictorKind: String, Sendable, Codable, CaseIterable {
+    /// ShadowLLM: one network reads A⁰ at the predictor token and scores every later layer.
+    case shadow
+    /// DejaVu-style: one network per layer l ≥ 1 reads the residual stream entering layer l.
+    case dejavu
+    /// DejaVu-style with look-ahead: layer l's network reads the residual entering layer l − 1,
+    /// so its work can overlap with layer l − 1.
+    case dejavuLookahead = "dejavu-lookahead"
+
+    public var isPerLayer: Bool { self != .shadow }
+
+    /// dejavu kinds: the layer whose residual input the predictor of layer `layer` reads.
+    public func sourceLayer(for layer: Int) -> Int { self == .dejavuLookahead ? layer - 1 : layer }
+}
+
+/// How a sample's scores become training targets.
+public enum TargetScaling: String, Sendable, Codable, CaseIterable {
+    /// Each layer's row min–max scaled to [0, 1] (the paper's "predictorL"; what makes one
+    /// global ranking across layers meaningful).
+    case perLayer = "per-layer"
+    /// The whole L × units vector scaled with one minimum and maximum.
+    case global
+}
+
+public enum PredictorLoss: String, Sendable, Codable, CaseIterable {
+    /// Mean squared error against the scaled targets.
+    case mse
+    /// Per-layer listwise softmax cross-entropy. It fixes each layer's ranking but not the
+    /// offset between layers, so its scores suit the local mask policy best.
+    case rank
+}
+
+/// The architecture and target of a predictor; `TrainingOptions` holds how it is trained.
+public struct PredictorConfiguration: Sendable, Equatable, Codable {
+    public var kind: PredictorKind
+    /// Hidden width of the head network(s).
+    public var headWidth: Int
+    /// Hidden width of the neuron network(s).
+    public var neuronWidth: Int
+    /// Rank of the neuron networks' factored output layer; nil for a full output layer.
+    public var rank: Int?
+    public var targetScaling: TargetScaling
+    public var loss: PredictorLoss
+    /// rank loss: the target distribution per layer is softmax(temperature × scaled scores).
+    public var rankTemperature: Float
+
+    public init(kind: PredictorKind = .shadow, headWidth: Int = 2048, neuronWidth: Int = 1024, rank: Int? = nil,
+                targetScaling: TargetScaling = .perLayer, loss: PredictorLoss = .mse, rankTemperature: Float = 10) {
+        self.kind = kind
+        self.headWidth = headWidth
+        self.neuronWidth = neuronWidth
+        self.rank = rank
+        self.targetScaling = targetScaling
+        self.loss = loss
+        self.rankTemperature = rankTemperature
+    }
+
+    public func validate() throws {
+        guard headWidth > 0 else { throw ShadowError.invalidArgument(name: "--head-width", reason: "must be positive, got \(headWidth)") }
+        guard neuronWidth > 0 else { throw ShadowError.invalidArgument(name: "--neuron-width", reason: "must be positive, got \(neuronWidth)") }
+        if let rank, rank <= 0 { throw ShadowError.invalidArgument(name: "--rank", reason: "must be positive, got \(rank)") }
+        guard rankTemperature > 0, rankTemperature.isFinite else {
+            throw ShadowError.invalidArgument(name: "--rank-temperature", reason: "must be positive, got \(rankTemperature)")
+        }
+    }
+}
+
+/// A trained (or freshly initialised) predictor of per-input head and neuron importance.
+///
+/// shadow: `predict(x:)` maps A⁰ of one token (H·d_h values) to L × H head scores and L × F
+/// neuron scores. dejavu kinds: `predictLayer(_:input:)` maps one residual vector (d values) to
+/// layer l's H head and F neuron scores. Inputs are min–max scaled inside, as in training.
+public final class Predictor: @unchecked Sendable {
+    public let configuration: PredictorConfiguration
+    public let criterion: String
+    /// The model the predictor was trained for (from the traces' manifest).
+    public let model: ModelFingerprint
+    /// False for heads-only criteria (jacov, epenas): the neuron scores are then empty.
+    public let predictsNeurons: Bool
+    /// shadow: one network at index 0. dejavu kinds: the network of layer l at index l (l ≥ 1).
+    let headNetworks: [MLP?]
+    let neuronNetworks: [MLP?]
+    /// Where the predictor was loaded from or saved to (names it in errors).
+    public internal(set) var path: String?
+    public internal(set) var training: TrainingSummary?
+    public internal(set) var quality: PredictorQualityReport?
+
+    public var kind: PredictorKind { configuration.kind }
+    public var shape: TransformerShape { model.shape }
+    /// Values one prediction reads: H·d_h for shadow, d for the dejavu kinds.
+    public var inputWidth: Int { kind == .shadow ? shape.attentionWidth : shape.hiddenSize }
+
+    /// Fresh networks initialised from `seed` (training starts here; loading overwrites them).
+    public init(configuration: PredictorConfiguration, criterion: String, model: ModelFingerprint,
+                predictsNeurons: Bool = true, seed: UInt64 = 0) throws {
+        try configuration.validate()
+        let s = model.shape
+        guard s.layers >= 2 else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "a predictor needs a model of at least 2 layers (layer 0 always runs dense)")
+        }
+        self.configuration = configuration
+        self.criterion = criterion
+        self.model = model
+        self.predictsNeurons = predictsNeurons
+        func seedFor(_ index: Int) -> UInt64 { seed &* 0x9E37_79B9 &+ UInt64(index) &* 0x1000_0001 }
+        if configuration.kind == .shadow {
+            headNetworks = [MLP(inputs: s.attentionWidth, hidden: [configuration.headWidth], outputs: s.layers * s.heads,
+                                seed: seedFor(0))]
+            neuronNetworks = [predictsNeurons ? MLP(inputs: s.attentionWidth, hidden: [configuration.neuronWidth],
+                                                    rank: configuration.rank, outputs: s.layers * s.ffnSize, seed: seedFor(1)) : nil]
+        } else {
+            headNetworks = (0..<s.layers).map { l in
+                l == 0 ? nil : MLP(inputs: s.hiddenSize, hidden: [configuration.headWidth], outputs: s.heads, seed: seedFor(2 * l))
+            }
+            neuronNetworks = (0..<s.layers).map { l in
+                l == 0 || !predictsNeurons ? nil
+                    : MLP(inputs: s.hiddenSize, hidden: [configuration.neuronWidth], rank: configuration.rank,
+                          outputs: s.ffnSize, seed: seedFor(2 * l + 1))
+            }
+        }
+    }
+
+    // MARK: Prediction (one vector, GEMV)
+
+    /// shadow: scores of every layer from A⁰ at one token, x: (H·d_h). Returns L rows of H head
+    /// scores and L rows of F neuron scores (no rows for heads-only criteria); higher is more
+    /// important. Layer 0's rows are trained like the others but masks never use them.
+    public func predict(x: UnsafePointer<Float>) -> (heads: [[Float]], neurons: [[Float]]) {
+        precondition(kind == .shadow, "predict(x:) is the shadow predictor's; use predictLayer(_:input:)")
+        let s = shape
+        let scaled = scaledInput(x)
+        let heads = headNetworks[0]!.forward(scaled)
+        let neurons = neuronNetworks[0]?.forward(scaled) ?? []
+        return ((0..<s.layers).map { Array(heads[$0 * s.heads..<($0 + 1) * s.heads]) },
+                neurons.isEmpty ? [] : (0..<s.layers).map { Array(neurons[$0 * s.ffnSize..<($0 + 1) * s.ffnSize]) })
+    }
+
+    /// dejavu kinds: layer `layer`'s (≥ 1) H head and F neuron scores (no neuron scores for
+    /// heads-only criteria) from one residual vector `input` (d): the residual entering layer
+    /// `layer`, or for dejavu-lookahead the one entering layer `layer` − 1.
+    public func predictLayer(_ layer: Int, input: UnsafePointer<Float>) -> (heads: [Float], neurons: [Float]) {
+        precondition(kind.isPerLayer, "predictLayer is the dejavu predictors'; use predict(x:)")
+        precondition(layer >= 1 && layer < shape.layers, "layer \(layer) has no predictor (layers 1…\(shape.layers - 1))")
+        let scaled = scaledInput(input)
+        return (headNetworks[layer]!.forward(scaled), neuronNetworks[layer]?.forward(scaled) ?? [])
+    }
+
+    private func scaledInput(_ x: UnsafePointer<Float>) -> [Float] {
+        let n = inputWidth
+        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            MinMax.scale(buffer.baseAddress!, x, count: n)
+            initialized = n
+        }
+    }
+
+    // MARK: Size and cost
+
+    var networks: [(name: String, network: MLP)] {
+        var result: [(String, MLP)] = []
+        for (l, net) in headNetworks.enumerated() { if let net { result.append((Self.tensorPrefix(kind, layer: l, part: "heads"), net)) } }
+        for (l, net) in neuronNetworks.enumerated() { if let net { result.append((Self.tensorPrefix(kind, layer: l, part: "neurons"), net)) } }
+        return result
+    }
+
+    /// Tensor-name prefix of a network: `heads` / `neurons` for shadow, `layers.L.heads` /
+    /// `layers.L.neurons` for the dejavu kinds.
+    static func tensorPrefix(_ kind: PredictorKind, layer: Int, part: String) -> String {
+        kind == .shadow ? part : "layers.\(layer).\(part)"
+    }
+
+    public var headParameters: Int { headNetworks.reduce(0) { $0 + ($1?.parameterCount ?? 0) } }
+    public var neuronParameters: Int { neuronNetworks.reduce(0) { $0 + ($1?.parameterCount ?? 0) } }
+    public var parameterCount: Int { headParameters + neuronParameters }
+
+    /// FLOPs (a multiply–add is two) to score every layer once: one forward of the shadow
+    /// networks, or one forward of every layer's dejavu networks (the per-token cost when
+    /// masks are re-predicted every token).
+    public var headFLOPs: Int { headNetworks.reduce(0) { $0 + ($1?.flops ?? 0) } }
+    public var neuronFLOPs: Int { neuronNetworks.reduce(0) { $0 + ($1?.flops ?? 0) } }
+    public var flopsPerPrediction: Int { headFLOPs + neuronFLOPs }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+
+// A predictor file is one safetensors file. Its tensors are the networks' F32 parameters:
+//
+//   shadow:                heads.{i}.weight (out, in), heads.{i}.bias (out),
+//                          neurons.{i}.weight, neurons.{i}.bias
+//   dejavu, -lookahead:    layers.{l}.heads.{i}.weight, …, layers.{l}.neurons.{i}.bias  (l = 1…L−1)
+//
+// where i counts the network's dense layers from its input (ReLU after each hidden layer, none
+// between a low-rank factor and the output). The header's `__metadata__` holds
+// {"format": "shadowllm-predictor", "predictor": "<JSON of PredictorMetadata>"}: safetensors
+// metadata values must be strings, so the JSON is nested as text. One file, no sidecar.
+
+/// Everything a predictor file says about itself besides its weights.
+public struct PredictorMetadata: Sendable, Equatable, Codable {
+    public struct Parameters: Sendable, Equatable, Codable {
+        public var heads: Int
+        public var neurons: Int
+        public var total: Int
+    }
+
+    public var format: String
+    public var version: Int
+    public var kind: PredictorKind
+    public var criterion: String
+    public var headWidth: Int
+    public var neuronWidth: Int
+    public var rank: Int?
+    public var targetScaling: TargetScaling
+    public var loss: PredictorLoss
+    public var rankTemperature: Float
+    public var predictsNeurons: Bool
+    /// What the networks read: "A0 at the predictor token (H·d_h), min-max scaled" or the residual.
+    public var input: String
+    public var inputWidth: Int
+    public var model: ModelFingerprint
+    public var training: TrainingSummary?
+    public var quality: PredictorQualityReport?
+    public var parameters: Parameters
+    /// FLOPs to score every layer once (a multiply–add is two).
+    public var flopsPerPrediction: Parameters
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, kind, criterion, rank, loss, input, model, training, quality, parameters
+        case headWidth = "head_width", neuronWidth = "neuron_width", targetScaling = "target_scaling"
+        case rankTemperature = "rank_temperature", predictsNeurons = "predicts_neurons", inputWidth = "input_width"
+        case flopsPerPrediction = "flops_per_prediction"
+    }
+
+    public var configuration: PredictorConfiguration {
+        PredictorConfiguration(kind: kind, headWidth: headWidth, neuronWidth: neuronWidth, rank: rank,
+                               targetScaling: targetScaling, loss: loss, rankTemperature: rankTemperature)
+    }
+}
+
+extension Predictor {
+    public var metadata: PredictorMetadata {
+        let c = configuration
+        return PredictorMetadata(
+            format: PredictorFile.format, version: PredictorFile.version, kind: c.kind, criterion: criterion,
+            headWidth: c.headWidth, neuronWidth: c.neuronWidth, rank: c.rank, targetScaling: c.targetScaling,
+            loss: c.loss, rankTemperature: c.rankTemperature, predictsNeurons: predictsNeurons,
+            input: kind == .shadow ? "A0 at the predictor token (H*d_h), min-max scaled per sample"
+                : kind == .dejavu ? "residual entering layer l (d), min-max scaled" : "residual entering layer l-1 (d), min-max scaled",
+            inputWidth: inputWidth, model: model, training: training, quality: quality,
+            parameters: .init(heads: headParameters, neurons: neuronParameters, total: parameterCount),
+            flopsPerPrediction: .init(heads: headFLOPs, neurons: neuronFLOPs, total: flopsPerPrediction))
+    }
+
+    /// Throws unless the predictor was made for `fingerprint`'s model; the error names the file.
+    public func check(fingerprint: ModelFingerprint) throws {
+        try fingerprint.check(matches: model, what: path ?? "predictor")
+    }
+}
+
+public enum PredictorFile {
+    public static let format = "shadowllm-predictor"
+    public static let version = 1
+
+    /// Writes `predictor` to `path` atomically and records the path in it.
+    public static func save(_ predictor: Predictor, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let json = String(decoding: try encoder.encode(predictor.metadata), as: UTF8.self)
+        var writer = SafetensorsWriter(metadata: ["format": format, "predictor": json])
+        for (prefix, network) in predictor.networks {
+            for (i, layer) in network.layers.enumerated() {
+                let values = network.values(layer: i)
+                writer.add("\(prefix).\(i).weight", shape: [layer.outputs, layer.inputs], values: values.weight)
+                writer.add("\(prefix).\(i).bias", shape: [layer.outputs], values: values.bias)
+            }
+        }
+        try writer.write(to: path)
+        predictor.path = path
+    }
+
+    /// Reads the metadata only (no weights are converted).
+    public static func metadata(path: String) throws -> PredictorMetadata {
+        try metadata(of: try open(path))
+    }
+
+    /// Loads a predictor: every tensor the metadata implies must be present with its shape,
+    /// and the file may hold no others.
+    public static func load(path: String) throws -> Predictor {
+        let file = try open(path)
+        let meta = try metadata(of: file)
+        let predictor: Predictor
+        do {
+            predictor = try Predictor(configuration: meta.configuration, criterion: meta.criterion, model: meta.model,
+                                      predictsNeurons: meta.predictsNeurons)
+        } catch let error as ShadowError {
+            throw ShadowError.corruptFile(path: path, reason: "metadata describes an impossible predictor (\(error.description))")
+        }
+        guard meta.inputWidth == predictor.inputWidth else {
+            throw ShadowError.corruptFile(path: path, reason: "metadata input_width \(meta.inputWidth) does not match the model's \(predictor.inputWidth)")
+        }
+        var expected = Set<String>()
+        for (prefix, network) in predictor.networks {
+            for (i, layer) in network.layers.enumerated() {
+                let weightName = "\(prefix).\(i).weight", biasName = "\(prefix).\(i).bias"
+                expected.insert(weightName)
+                expected.insert(biasName)
+                for (name, shape) in [(weightName, [layer.outputs, layer.inputs]), (biasName, [layer.outputs])] {
+                    guard let info = file.tensorInfos[name] else {
+                        throw ShadowError.badTensor(path: path, tensor: name, reason: "missing (expected shape \(shape))")
+                    }
+                    guard info.shape == shape else {
+                        throw ShadowError.badTensor(path: path, tensor: name, reason: "has shape \(info.shape), expected \(shape)")
+                    }
+                }
+                let weight = try file.floats(weightName), bias = try file.floats(biasName)
+                guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else {
+                    throw ShadowError.badTensor(path: path, tensor: weightName, reason: "holds non-finite values")
+                }
+                network.setValues(layer: i, weight: weight, bias: bias)
+            }
+        }
+        if let extra = file.tensorNames.first(where: { !expected.contains($0) }) {
+            throw ShadowError.badTensor(path: path, tensor: extra, reason: "is not part of a \(meta.kind.rawValue) predictor")
+        }
+        predictor.path = path
+        predictor.training = meta.training
+        predictor.quality = meta.quality
+        return predictor
+    }
+
+    private static func open(_ path: String) throws -> SafetensorsFile {
+        guard FileManager.default.fileExists(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+        return try SafetensorsFile(path: path)
+    }
+
+    private static func metadata(of file: SafetensorsFile) throws -> PredictorMetadata {
+        guard file.metadata["format"] == format, let json = file.metadata["predictor"] else {
+            throw ShadowError.corruptFile(path: file.path, reason: "not a ShadowLLM predictor (its safetensors metadata has no \"format\": \"\(format)\" and \"predictor\")")
+        }
+        let meta = try ConfigDecoding.decode(PredictorMetadata.self, from: Data(json.utf8), path: file.path + " (metadata)")
+        guard meta.version == version else {
+            throw ShadowError.corruptFile(path: file.path, reason: "predictor format version \(meta.version); this build reads version \(version)")
+        }
+        return meta
+    }
+}

@@ -1,0 +1,426 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+
+/// The samples of a trace directory that one predictor trains on, in memory: the inputs already
+/// min–max scaled (A⁰ at the predictor token for shadow, every layer's residual input for the
+/// dejavu kinds) and the raw scores of one criterion.
+public struct PredictorDataset: Sendable {
+    public enum Part: Sendable { case heads, neurons }
+
+    public let model: ModelFingerprint
+    public let criterion: String
+    public let kind: PredictorKind
+    /// Where the samples came from (recorded in the predictor file).
+    public let source: String
+    public let count: Int
+    /// Scaled input rows per sample: 1 (shadow, width H·d_h) or L (dejavu kinds, width d).
+    let inputs: [Float]        // (N, rows, width)
+    let heads: [Float]         // (N, L, H), raw
+    let neurons: [Float]?      // (N, L, F), raw; nil for heads-only criteria
+
+    public var shape: TransformerShape { model.shape }
+    public var predictsNeurons: Bool { neurons != nil }
+    var inputWidth: Int { kind == .shadow ? shape.attentionWidth : shape.hiddenSize }
+    var inputRows: Int { kind == .shadow ? 1 : shape.layers }
+
+    /// Builds a data set from records (tests and callers that already hold them).
+    public init(records: [TraceRecord], model: ModelFingerprint, criterion: String, kind: PredictorKind,
+                source: String = "memory") throws {
+        let s = model.shape
+        self.model = model
+        self.criterion = criterion
+        self.kind = kind
+        self.source = source
+        count = records.count
+        let width = kind == .shadow ? s.attentionWidth : s.hiddenSize
+        let rows = kind == .shadow ? 1 : s.layers
+        var inputs = [Float](repeating: 0, count: records.count * rows * width)
+        var heads: [Float] = [], neurons: [Float] = []
+        heads.reserveCapacity(records.count * s.layers * s.heads)
+        let hasNeurons = records.first?.neurons[criterion] != nil
+        if hasNeurons { neurons.reserveCapacity(records.count * s.layers * s.ffnSize) }
+        for (i, record) in records.enumerated() {
+            func bad(_ what: String, _ got: Int, _ expected: Int) -> ShadowError {
+                .failed("\(source): sample \(record.index) has \(got) \(what) values, expected \(expected)")
+            }
+            let raw = kind == .shadow ? record.x : record.layerInputs
+            guard raw.count == rows * width else { throw bad(kind == .shadow ? "x" : "layer_input", raw.count, rows * width) }
+            guard let h = record.heads[criterion] else { throw ShadowError.failed("\(source): sample \(record.index) has no \(criterion) head scores") }
+            guard h.count == s.layers * s.heads else { throw bad("\(criterion).heads", h.count, s.layers * s.heads) }
+            guard (record.neurons[criterion] != nil) == hasNeurons else {
+                throw ShadowError.failed("\(source): sample \(record.index) \(hasNeurons ? "lacks" : "has") \(criterion) neuron scores unlike the first sample")
+            }
+            guard h.allSatisfy(\.isFinite) else { throw ShadowError.failed("\(source): sample \(record.index) has non-finite \(criterion) head scores") }
+            heads += h
+            if let n = record.neurons[criterion] {
+                guard n.count == s.layers * s.ffnSize else { throw bad("\(criterion).neurons", n.count, s.layers * s.ffnSize) }
+                guard n.allSatisfy(\.isFinite) else { throw ShadowError.failed("\(source): sample \(record.index) has non-finite \(criterion) neuron scores") }
+                neurons += n
+            }
+            raw.withUnsafeBufferPointer { src in
+                inputs.withUnsafeMutableBufferPointer { dst in
+                    for r in 0..<rows {
+                        MinMax.scale(dst.baseAddress! + (i * rows + r) * width, src.baseAddress! + r * width, count: width)
+                    }
+                }
+            }
+        }
+        self.inputs = inputs
+        self.heads = heads
+        self.neurons = hasNeurons ? neurons : nil
+    }
+
+    /// Reads the samples of a trace directory (one chunk in memory at a time while reading).
+    /// `criterion` nil takes the traces' first criterion.
+    public static func load(directory: String, criterion: String?, kind: PredictorKind) throws -> PredictorDataset {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) is not a directory")
+        }
+        let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
+        guard FileManager.default.fileExists(atPath: manifestPath) else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds no traces (no \(TraceManifest.fileName))")
+        }
+        let manifest = try TraceManifest.load(directory: directory)
+        guard let name = criterion ?? manifest.criteria.first else {
+            throw ShadowError.failed("\(manifestPath): lists no criteria")
+        }
+        guard manifest.criteria.contains(name) else {
+            throw ShadowError.invalidArgument(name: "--criterion", reason: "the traces in \(directory) have no \"\(name)\" scores (they have \(manifest.criteria.joined(separator: ", ")))")
+        }
+        var records: [TraceRecord] = []
+        records.reserveCapacity(manifest.sampleCount)
+        try TraceStore.forEach(directory: directory) { record in
+            var slim = record
+            // Keep only what this predictor reads.
+            slim.attention = []
+            if kind == .shadow { slim.layerInputs = [] } else { slim.x = [] }
+            slim.heads = record.heads.filter { $0.key == name }
+            slim.neurons = record.neurons.filter { $0.key == name }
+            records.append(slim)
+        }
+        guard records.count >= 2 else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds \(records.count) sample(s); training needs at least 2 (a train and a held-out split)")
+        }
+        return try PredictorDataset(records: records, model: manifest.model, criterion: name, kind: kind, source: directory)
+    }
+
+    // MARK: Rows
+
+    /// Copies the scaled input row `row` of `sample` to `out` (inputWidth values).
+    func copyInput(sample: Int, row: Int, to out: UnsafeMutablePointer<Float>) {
+        inputs.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + (sample * inputRows + row) * inputWidth, count: inputWidth) }
+    }
+
+    func raw(_ part: Part) -> [Float] { part == .heads ? heads : neurons! }
+    func units(_ part: Part) -> Int { part == .heads ? shape.heads : shape.ffnSize }
+
+    /// The targets of `sample` for layers `layers`, scaled as `scaling` says, into `out`
+    /// (layers.count × units).
+    func target(sample: Int, part: Part, layers: Range<Int>, scaling: TargetScaling, into out: UnsafeMutablePointer<Float>) {
+        let units = units(part), L = shape.layers
+        let values = part == .heads ? heads : neurons!
+        values.withUnsafeBufferPointer { all in
+            let base = all.baseAddress! + sample * L * units
+            switch scaling {
+            case .perLayer:
+                for (k, l) in layers.enumerated() { MinMax.scale(out + k * units, base + l * units, count: units) }
+            case .global:
+                let range = MinMax.range(base, count: L * units)
+                MinMax.scale(out, base + layers.lowerBound * units, count: layers.count * units, range: range)
+            }
+        }
+    }
+
+    /// All L × units scores of `sample`, each layer min–max scaled (the truth quality compares to).
+    func perLayerScaled(sample: Int, part: Part) -> [Float] {
+        let n = shape.layers * units(part)
+        return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in
+            target(sample: sample, part: part, layers: 0..<shape.layers, scaling: .perLayer, into: buffer.baseAddress!)
+            initialized = n
+        }
+    }
+}
+
+/// How predictors are trained (DESIGN §4 defaults).
+public struct TrainingOptions: Sendable, Equatable, Codable {
+    public var headEpochs: Int
+    public var neuronEpochs: Int
+    public var headBatch: Int
+    public var neuronBatch: Int
+    public var learningRate: Float
+    public var weightDecay: Float
+    /// Seeds the networks' initialisation and the order of batches.
+    public var seed: UInt64
+    /// Seeds the train / held-out split, kept apart from `seed` so predictors trained with
+    /// different seeds are compared on the same held-out samples.
+    public var splitSeed: UInt64
+    public var heldOutFraction: Double
+    /// Per-epoch progress measures ρ on at most this many held-out samples (the final quality
+    /// uses all of them).
+    public var progressSamples: Int
+
+    enum CodingKeys: String, CodingKey {
+        case seed
+        case headEpochs = "head_epochs", neuronEpochs = "neuron_epochs", headBatch = "head_batch"
+        case neuronBatch = "neuron_batch", learningRate = "learning_rate", weightDecay = "weight_decay"
+        case splitSeed = "split_seed", heldOutFraction = "held_out_fraction", progressSamples = "progress_samples"
+    }
+
+    public init(headEpochs: Int = 100, neuronEpochs: Int = 20, headBatch: Int = 32, neuronBatch: Int = 16,
+                learningRate: Float = 1e-3, weightDecay: Float = 0.01, seed: UInt64 = 0, splitSeed: UInt64 = 1234,
+                heldOutFraction: Double = 0.2, progressSamples: Int = 256) {
+        self.headEpochs = headEpochs
+        self.neuronEpochs = neuronEpochs
+        self.headBatch = headBatch
+        self.neuronBatch = neuronBatch
+        self.learningRate = learningRate
+        self.weightDecay = weightDecay
+        self.seed = seed
+        self.splitSeed = splitSeed
+        self.heldOutFraction = heldOutFraction
+        self.progressSamples = progressSamples
+    }
+
+    public func validate() throws {
+        guard headEpochs >= 0 else { throw ShadowError.invalidArgument(name: "--head-epochs", reason: "must be at least 0, got \(headEpochs)") }
+        guard neuronEpochs >= 0 else { throw ShadowError.invalidArgument(name: "--neuron-epochs", reason: "must be at least 0, got \(neuronEpochs)") }
+        guard headBatch > 0, neuronBatch > 0 else { throw ShadowError.invalidArgument(name: "--batch", reason: "must be positive") }
+        guard learningRate > 0, learningRate.isFinite else { throw ShadowError.invalidArgument(name: "--lr", reason: "must be positive, got \(learningRate)") }
+        guard heldOutFraction > 0, heldOutFraction < 1 else {
+            throw ShadowError.invalidArgument(name: "held-out fraction", reason: "must be in (0, 1), got \(heldOutFraction)")
+        }
+    }
+}
+
+/// What a predictor file records about its training.
+public struct TrainingSummary: Sendable, Equatable, Codable {
+    public var traces: String
+    public var samples: Int
+    public var trainSamples: Int
+    public var heldOutSamples: Int
+    public var options: TrainingOptions
+    public var seconds: Double
+    /// Mean training loss of the last epoch.
+    public var finalHeadLoss: Float
+    public var finalNeuronLoss: Float?
+
+    enum CodingKeys: String, CodingKey {
+        case traces, samples, options, seconds
+        case trainSamples = "train_samples", heldOutSamples = "held_out_samples"
+        case finalHeadLoss = "final_head_loss", finalNeuronLoss = "final_neuron_loss"
+    }
+}
+
+/// One epoch of one network, reported as training runs.
+public struct TrainingProgress: Sendable {
+    /// "heads", "neurons", or "layer 3 heads" for the dejavu kinds.
+    public var network: String
+    public var epoch: Int
+    public var epochs: Int
+    /// Mean training loss of the epoch.
+    public var loss: Float
+    /// Held-out Spearman ρ after the epoch (over layers 1…L−1 for shadow, within the layer for
+    /// the dejavu kinds).
+    public var spearman: Double
+    /// Epochs finished over all networks, and their total.
+    public var completedEpochs: Int
+    public var totalEpochs: Int
+}
+
+public enum PredictorTrainer {
+    /// A seeded 80/20 (by default) split of `count` sample positions; both halves ascending.
+    public static func split(count: Int, seed: UInt64, heldOutFraction: Double = 0.2) -> (train: [Int], heldOut: [Int]) {
+        var generator = SeededGenerator(seed: seed)
+        var order = Array(0..<count)
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            order.swapAt(i, Int(generator.next() % UInt64(i + 1)))
+        }
+        let heldOut = min(count - 1, max(1, Int((Double(count) * heldOutFraction).rounded())))
+        return (Array(order[heldOut...]).sorted(), Array(order[..<heldOut]).sorted())
+    }
+
+    /// Trains a predictor on `data`, then measures its held-out quality.
+    public static func train(data: PredictorDataset, configuration: PredictorConfiguration, options: TrainingOptions = TrainingOptions(),
+                             progress: (TrainingProgress) -> Void = { _ in }) throws -> Predictor {
+        guard configuration.kind == data.kind else {
+            throw ShadowError.invalidArgument(name: "--kind", reason: "the data set was read for \(data.kind.rawValue), not \(configuration.kind.rawValue)")
+        }
+        if configuration.rank != nil && !data.predictsNeurons {
+            throw ShadowError.invalidArgument(name: "--rank", reason: "criterion \(data.criterion) has no neuron scores, so there is no neuron network to factor")
+        }
+        try options.validate()
+        let start = Date()
+        let predictor = try Predictor(configuration: configuration, criterion: data.criterion, model: data.model,
+                                      predictsNeurons: data.predictsNeurons, seed: options.seed)
+        let (train, heldOut) = split(count: data.count, seed: options.splitSeed, heldOutFraction: options.heldOutFraction)
+        let monitored = Array(heldOut.prefix(options.progressSamples))
+        let s = data.shape
+        let perLayer = configuration.kind.isPerLayer
+        let networksPerPart = perLayer ? s.layers - 1 : 1
+        let total = networksPerPart * (options.headEpochs + (data.predictsNeurons ? options.neuronEpochs : 0))
+        var completed = 0
+        var headLoss: Float = 0, neuronLoss: Float?
+
+        for part in [PredictorDataset.Part.heads, .neurons] {
+            if part == .neurons && !data.predictsNeurons { continue }
+            let units = data.units(part)
+            let epochs = part == .heads ? options.headEpochs : options.neuronEpochs
+            let batch = part == .heads ? options.headBatch : options.neuronBatch
+            let networks = part == .heads ? predictor.headNetworks : predictor.neuronNetworks
+            var losses: [Float] = []
+            for (l, network) in networks.enumerated() {
+                guard let network else { continue }
+                let name = perLayer ? "layer \(l) \(part == .heads ? "heads" : "neurons")" : (part == .heads ? "heads" : "neurons")
+                // What this network reads and predicts.
+                let row = perLayer ? configuration.kind.sourceLayer(for: l) : 0
+                let layers = perLayer ? l..<(l + 1) : 0..<s.layers
+                // ρ is compared over layers 1…L−1 (shadow) or the network's own layer.
+                let compared = perLayer ? 0..<units : units..<(s.layers * units)
+                let job = Fit(network: network, data: data, part: part, inputRow: row, layers: layers,
+                              scaling: configuration.targetScaling, loss: configuration.loss,
+                              temperature: configuration.rankTemperature, segment: units)
+                let seed = options.seed &+ UInt64(l) &* 7919 &+ (part == .heads ? 0 : 104_729)
+                let loss = job.run(epochs: epochs, batch: batch, train: train, options: options, seed: seed) { epoch, loss in
+                    completed += 1
+                    let rho = job.heldOutSpearman(samples: monitored, compared: compared)
+                    progress(TrainingProgress(network: name, epoch: epoch, epochs: epochs, loss: loss, spearman: rho,
+                                              completedEpochs: completed, totalEpochs: total))
+                }
+                losses.append(loss)
+            }
+            let mean = losses.isEmpty ? 0 : losses.reduce(0, +) / Float(losses.count)
+            if part == .heads { headLoss = mean } else { neuronLoss = mean }
+        }
+        predictor.quality = PredictorQuality.measure(predictor, data: data, samples: heldOut)
+        predictor.training = TrainingSummary(traces: data.source, samples: data.count, trainSamples: train.count,
+                                             heldOutSamples: heldOut.count, options: options,
+                                             seconds: Date().timeIntervalSince(start),
+                                             finalHeadLoss: headLoss, finalNeuronLoss: neuronLoss)
+        return predictor
+    }
+
+    /// Training one network: minibatches in a seeded order, AdamW with cosine decay to 0.
+    struct Fit {
+        let network: MLP
+        let data: PredictorDataset
+        let part: PredictorDataset.Part
+        let inputRow: Int
+        let layers: Range<Int>
+        let scaling: TargetScaling
+        let loss: PredictorLoss
+        let temperature: Float
+        let segment: Int
+
+        func fill(samples: ArraySlice<Int>, inputs x: UnsafeMutablePointer<Float>, targets t: UnsafeMutablePointer<Float>?) {
+            let width = network.inputs, outputs = network.outputs
+            for (k, sample) in samples.enumerated() {
+                data.copyInput(sample: sample, row: inputRow, to: x + k * width)
+                if let t { data.target(sample: sample, part: part, layers: layers, scaling: scaling, into: t + k * outputs) }
+            }
+        }
+
+        /// Returns the mean loss of the last epoch; `epochDone(epoch, meanLoss)` after each.
+        func run(epochs: Int, batch: Int, train: [Int], options: TrainingOptions, seed: UInt64,
+                 epochDone: (Int, Float) -> Void) -> Float {
+            guard epochs > 0, !train.isEmpty else { return 0 }
+            let batch = min(batch, train.count)
+            let workspace = MLP.Workspace(network, capacity: batch)
+            let gradients = FloatStorage(count: network.parameterCount)
+            let x = FloatStorage(count: batch * network.inputs)
+            let t = FloatStorage(count: batch * network.outputs)
+            var optimiser = AdamW(parameterCount: network.parameterCount, learningRate: options.learningRate,
+                                  weightDecay: options.weightDecay)
+            let stepsPerEpoch = (train.count + batch - 1) / batch
+            let totalSteps = epochs * stepsPerEpoch
+            var generator = SeededGenerator(seed: seed)
+            var order = train
+            var step = 0
+            var last: Float = 0
+            for epoch in 1...epochs {
+                order.shuffle(using: &generator)
+                var sum: Double = 0
+                for b in 0..<stepsPerEpoch {
+                    let rows = order[(b * batch)..<min((b + 1) * batch, order.count)]
+                    fill(samples: rows, inputs: x.pointer, targets: t.pointer)
+                    network.forward(batch: rows.count, x: x.pointer, workspace: workspace)
+                    let value: Float
+                    switch loss {
+                    case .mse:
+                        value = PredictorLossKernels.mse(grad: workspace.outputGradient, prediction: workspace.output,
+                                                         target: t.pointer, batch: rows.count, width: network.outputs)
+                    case .rank:
+                        value = PredictorLossKernels.listwise(grad: workspace.outputGradient, prediction: workspace.output,
+                                                              target: t.pointer, batch: rows.count, width: network.outputs,
+                                                              segment: segment, temperature: temperature)
+                    }
+                    sum += Double(value) * Double(rows.count)
+                    gradients.zero()
+                    network.backward(batch: rows.count, x: x.pointer, workspace: workspace, gradients: gradients.pointer)
+                    optimiser.update(network.parameters.pointer, gradients: gradients.pointer,
+                                     lr: AdamW.cosine(base: options.learningRate, step: step, total: totalSteps))
+                    step += 1
+                }
+                last = Float(sum / Double(train.count))
+                epochDone(epoch, last)
+            }
+            return last
+        }
+
+        /// Mean per-sample Spearman ρ on `samples` between the outputs in `compared` and the
+        /// per-layer scaled truth at the same positions.
+        func heldOutSpearman(samples: [Int], compared: Range<Int>) -> Double {
+            guard !samples.isEmpty else { return 0 }
+            let chunk = 64
+            let workspace = MLP.Workspace(network, capacity: min(chunk, samples.count))
+            let x = FloatStorage(count: workspace.capacity * network.inputs)
+            let truth = FloatStorage(count: network.outputs)
+            var sum = 0.0
+            var start = 0
+            while start < samples.count {
+                let rows = samples[start..<min(start + chunk, samples.count)]
+                fill(samples: rows, inputs: x.pointer, targets: nil)
+                network.forward(batch: rows.count, x: x.pointer, workspace: workspace)
+                for (k, sample) in rows.enumerated() {
+                    data.target(sample: sample, part: part, layers: layers, scaling: .perLayer, into: truth.pointer)
+                    let p = workspace.output + k * network.outputs
+                    sum += PredictorQuality.spearman(Array(UnsafeBufferPointer(start: p + compared.lowerBound, count: compared.count)),
+                                                     Array(UnsafeBufferPointer(start: truth.pointer + compared.lowerBound, count: compared.count)))
+                }
+                start += chunk
+            }
+            return sum / Double(samples.count)
+        }
+    }
+}
+
+extension Predictor {
+    /// Predictions for several samples of `data` at once (BLAS, as in training): per sample the
+    /// flattened L × H and L × F scores (layer 0 zero for the dejavu kinds; no neuron scores for
+    /// heads-only criteria).
+    func predictBatch(data: PredictorDataset, samples: [Int]) -> (heads: [[Float]], neurons: [[Float]]) {
+        let s = shape
+        func run(_ network: MLP, row: Int) -> [[Float]] {
+            let workspace = MLP.Workspace(network, capacity: samples.count)
+            let x = FloatStorage(count: samples.count * network.inputs)
+            for (k, sample) in samples.enumerated() {
+                data.copyInput(sample: sample, row: row, to: x.pointer + k * network.inputs)
+            }
+            network.forward(batch: samples.count, x: x.pointer, workspace: workspace)
+            return (0..<samples.count).map { Array(UnsafeBufferPointer(start: workspace.output + $0 * network.outputs, count: network.outputs)) }
+        }
+        func part(_ networks: [MLP?], units: Int) -> [[Float]] {
+            if kind == .shadow { return networks[0].map { run($0, row: 0) } ?? [] }
+            guard networks.contains(where: { $0 != nil }) else { return [] }
+            var result = [[Float]](repeating: [Float](repeating: 0, count: s.layers * units), count: samples.count)
+            for l in 1..<s.layers {
+                let rows = run(networks[l]!, row: kind.sourceLayer(for: l))
+                for k in samples.indices { result[k].replaceSubrange(l * units..<(l + 1) * units, with: rows[k]) }
+            }
+            return result
+        }
+        return (part(headNetworks, units: s.heads), part(neuronNetworks, units: s.ffnSize))
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+@testable import ShadowModels
+@testable import ShadowSparsity
+
+/// A small trace directory whose scores depend smoothly on x (a copy of the sparsity tests'
+/// generator, reduced: test targets cannot share code).
+enum CLITraces {
+    static let shape = TransformerShape(layers: 3, hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 4, ffnSize: 12,
+                                        vocabularySize: 32, maxContext: 64)
+
+    static func write(_ directory: String, count: Int = 120, criteria: [String] = ["plainact"], headsOnly: Set<String> = []) throws {
+        var generator = SeededGenerator(seed: 5)
+        func uniform() -> Float { Float(generator.next() >> 40) / Float(1 << 24) * 2 - 1 }
+        let latent = 3
+        let mixing = (0..<(shape.layers * shape.hiddenSize + shape.attentionWidth) * latent).map { _ in uniform() }
+        let weights = (0..<shape.layers * (shape.heads + shape.ffnSize) * latent).map { _ in uniform() }
+        let model = ModelFingerprint(name: "synthetic", architecture: "llama", shape: shape, contentHash: "00000000000000aa")
+        let manifest = TraceManifest(model: model, criteria: criteria, predictorToken: .lastContext, sources: ["synthetic"],
+                                     options: CalibrationOptions(), requestedSamples: count, shardIndex: 0, shardCount: 1, chunkSize: 50)
+        let writer = try TraceWriter(directory: directory, manifest: manifest, resume: false)
+        for i in 0..<count {
+            let z = (0..<latent).map { _ in uniform() }
+            func embed(_ row: Int) -> Float {
+                (0..<latent).reduce(0) { $0 + mixing[row * latent + $1] * z[$1] }
+            }
+            // The first two entries are 0 and 1, so per-sample min-max scaling keeps the rest.
+            let x = (0..<shape.attentionWidth).map { $0 < 2 ? Float($0) : 0.5 + 0.45 * tanh(embed($0)) }
+            let inputs = (0..<shape.layers * shape.hiddenSize).map { r in r % shape.hiddenSize < 2 ? Float(r % shape.hiddenSize) : 0.5 + 0.45 * tanh(embed(shape.attentionWidth + r)) }
+            func scores(_ offset: Int, _ count: Int) -> [Float] {
+                (0..<count).map { u in 1 / (1 + exp(-3 * (0..<latent).reduce(0) { $0 + weights[(offset + u) * latent + $1] * z[$1] })) }
+            }
+            let heads = scores(0, shape.layers * shape.heads), neurons = scores(shape.layers * shape.heads, shape.layers * shape.ffnSize)
+            try writer.append(TraceRecord(index: i, loss: 1, x: x, attention: [Float](repeating: 0, count: shape.layers * shape.attentionWidth),
+                                          layerInputs: inputs, heads: Dictionary(uniqueKeysWithValues: criteria.map { ($0, heads) }),
+                                          neurons: Dictionary(uniqueKeysWithValues: criteria.filter { !headsOnly.contains($0) }.map { ($0, neurons) })))
+        }
+        try writer.finish()
+    }
+}
+
+func scratchPath(_ name: String) -> String {
+    NSTemporaryDirectory() + "shadowllm-cli-\(name)-\(UUID().uuidString)"
+}
+
+@Suite("Command line: predictors")
+struct PredictorCLITests {
+    let small = ["--head-width", "32", "--neuron-width", "32", "--head-epochs", "30", "--neuron-epochs", "30", "--batch", "16",
+                 "--lr", "0.003", "--no-progress"]
+
+    @Test("train-predictor writes a predictor and predictor-info --json reports its held-out quality")
+    func trainAndInspect() throws {
+        let traces = scratchPath("traces"), out = scratchPath("out") + "/shadow.safetensors"
+        defer { try? FileManager.default.removeItem(atPath: traces); try? FileManager.default.removeItem(atPath: (out as NSString).deletingLastPathComponent) }
+        try CLITraces.write(traces)
+        let train = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--rank", "12"] + small)
+        #expect(train.status == 0, "\(train.err)")
+        #expect(train.out.contains("Spearman") && train.out.contains("heads") && train.out.contains(out))
+        #expect(train.err.isEmpty)
+
+        let info = CLIRun(["predictor-info", out, "--json"])
+        #expect(info.status == 0, "\(info.err)")
+        let json = try info.json()
+        #expect(json["kind"] as? String == "shadow" && json["criterion"] as? String == "plainact" && json["rank"] as? Int == 12)
+        #expect(json["target_scaling"] as? String == "per-layer" && json["loss"] as? String == "mse")
+        let quality = try #require(json["quality"] as? [String: Any])
+        let heads = try #require(quality["heads"] as? [String: Any]), neurons = try #require(quality["neurons"] as? [String: Any])
+        #expect(try #require(heads["spearman"] as? Double) > 0.8)
+        #expect(try #require(neurons["spearman"] as? Double) > 0.75)
+        let recall = try #require(heads["recall"] as? [String: Double])
+        #expect(recall.keys.sorted() == ["0.3", "0.5", "0.7"])
+        #expect(neurons["recall"] as? [String: Double] != nil)
+        let training = try #require(json["training"] as? [String: Any])
+        #expect(training["samples"] as? Int == 120 && training["held_out_samples"] as? Int == 24 && training["traces"] as? String == traces)
+        #expect((training["seconds"] as? Double ?? -1) >= 0)
+        let model = try #require(json["model"] as? [String: Any])
+        #expect(model["contentHash"] as? String == "00000000000000aa" || model["content_hash"] as? String == "00000000000000aa")
+        #expect(((json["parameters"] as? [String: Any])?["total"] as? Int ?? 0) > 0)
+        #expect(((json["flops_per_prediction"] as? [String: Any])?["total"] as? Int ?? 0) > 0)
+
+        let text = CLIRun(["predictor-info", out])
+        #expect(text.status == 0 && text.out.contains("recall@0.5") && text.out.contains("kind: shadow"))
+    }
+
+    @Test("train-predictor trains the DejaVu kinds and shows progress on stderr")
+    func dejavu() throws {
+        let traces = scratchPath("traces"), out = scratchPath("dejavu") + ".safetensors"
+        defer { try? FileManager.default.removeItem(atPath: traces); try? FileManager.default.removeItem(atPath: out) }
+        try CLITraces.write(traces, count: 40)
+        for kind in ["dejavu", "dejavu-lookahead"] {
+            let run = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--kind", kind, "--head-width", "8",
+                              "--neuron-width", "8", "--head-epochs", "2", "--neuron-epochs", "1", "--loss", "rank",
+                              "--target-scaling", "global"])
+            #expect(run.status == 0, "\(run.err)")
+            #expect(run.err.contains("layer 2 neurons") && run.err.contains("ρ"))
+            let json = try CLIRun(["predictor-info", out, "--json"]).json()
+            #expect(json["kind"] as? String == kind && json["loss"] as? String == "rank" && json["target_scaling"] as? String == "global")
+        }
+    }
+
+    @Test("bad traces, criteria, kinds and predictor files are one-line errors")
+    func badInput() throws {
+        let traces = scratchPath("traces"), directory = scratchPath("bad")
+        defer { try? FileManager.default.removeItem(atPath: traces); try? FileManager.default.removeItem(atPath: directory) }
+        try CLITraces.write(traces, count: 20, criteria: ["plainact", "jacov"], headsOnly: ["jacov"])
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let corrupt = directory + "/corrupt.safetensors"
+        try Data("not a safetensors file at all".utf8).write(to: URL(fileURLWithPath: corrupt))
+        let out = directory + "/p.safetensors"
+        let cases: [([String], String)] = [
+            (["train-predictor", "--traces", "/nonexistent/traces", "--out", out], "/nonexistent/traces"),
+            (["train-predictor", "--traces", directory, "--out", out], "no traces"),
+            (["train-predictor", "--traces", traces, "--out", out, "--criterion", "fisher"], "fisher"),
+            (["train-predictor", "--traces", traces, "--out", out, "--criterion", "jacov", "--rank", "4"], "jacov"),
+            (["train-predictor", "--traces", traces, "--out", out, "--kind", "oracle"], "--kind"),
+            (["train-predictor", "--traces", traces], "--out"),
+            (["train-predictor", "--traces", traces, "--out", directory], "directory"),
+            (["train-predictor", "--traces", traces, "--out", out, "--head-width", "0"], "--head-width"),
+            (["predictor-info", corrupt], corrupt),
+            (["predictor-info", directory + "/missing.safetensors"], "missing.safetensors"),
+            (["predictor-info"], "predictor-info"),
+            (["predictor-info", corrupt, "extra"], "extra"),
+        ]
+        for (arguments, mention) in cases {
+            let run = CLIRun(arguments)
+            #expect(run.status != 0, "\(arguments)")
+            #expect(run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1 && run.err.contains(mention),
+                    "\(arguments): \(run.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // A heads-only criterion trains the head network alone.
+        let headsOnly = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--criterion", "jacov", "--head-width", "8",
+                                "--head-epochs", "1", "--no-progress", "--json"])
+        #expect(headsOnly.status == 0, "\(headsOnly.err)")
+        #expect(try headsOnly.json()["predicts_neurons"] as? Bool == false)
+    }
+
+    @Test("both commands document their options")
+    func help() {
+        let train = CLIRun(["train-predictor", "--help"])
+        #expect(train.status == 0 && train.out.contains("--target-scaling") && train.out.contains("(default: 2048)"))
+        let info = CLIRun(["predictor-info", "--help"])
+        #expect(info.status == 0 && info.out.contains("USAGE: shadowllm predictor-info <file>"))
+        #expect(CLIRun(["--help"]).out.contains("train-predictor"))
+    }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+@testable import ShadowSparsity
+
+/// Small networks and few epochs: enough to learn the synthetic scores in a debug build.
+let smallConfiguration = PredictorConfiguration(kind: .shadow, headWidth: 64, neuronWidth: 64)
+let quickOptions = TrainingOptions(headEpochs: 40, neuronEpochs: 40, headBatch: 16, neuronBatch: 16, learningRate: 3e-3)
+
+func syntheticData(kind: PredictorKind, count: Int = 240) throws -> PredictorDataset {
+    try PredictorDataset(records: SyntheticTraces.records(count: count), model: SyntheticTraces.fingerprint,
+                         criterion: "plainact", kind: kind)
+}
+
+@Suite("Predictors")
+struct PredictorTests {
+    @Test("the split is seeded, 80/20 and disjoint")
+    func split() {
+        let (train, heldOut) = PredictorTrainer.split(count: 100, seed: 1234)
+        #expect(train.count == 80 && heldOut.count == 20)
+        #expect(Set(train).isDisjoint(with: heldOut) && Set(train + heldOut) == Set(0..<100))
+        #expect(PredictorTrainer.split(count: 100, seed: 1234).heldOut == heldOut)
+        #expect(PredictorTrainer.split(count: 100, seed: 1).heldOut != heldOut)
+    }
+
+    @Test("training the shadow predictor lowers the loss and ranks held-out heads and neurons well",
+          arguments: [PredictorLoss.mse, .rank])
+    func trainsShadow(loss: PredictorLoss) throws {
+        let data = try syntheticData(kind: .shadow)
+        var configuration = smallConfiguration
+        configuration.loss = loss
+        var reports: [TrainingProgress] = []
+        let predictor = try PredictorTrainer.train(data: data, configuration: configuration, options: quickOptions) { reports.append($0) }
+        let heads = reports.filter { $0.network == "heads" }, neurons = reports.filter { $0.network == "neurons" }
+        #expect(heads.count == 40 && neurons.count == 40)
+        #expect(reports.last!.completedEpochs == 80 && reports.last!.totalEpochs == 80)
+        #expect(heads.last!.loss < heads.first!.loss && neurons.last!.loss < neurons.first!.loss)
+        let quality = try #require(predictor.quality)
+        #expect(quality.heldOutSamples == 48)
+        // The listwise loss leaves the offset between layers free, which ranking all layers
+        // together needs: its cross-layer ρ may be lower.
+        let floor = loss == .mse ? 0.85 : 0.7
+        #expect(quality.heads.spearman > floor, "heads ρ \(quality.heads.spearman)")
+        #expect(try #require(quality.neurons).spearman > floor, "neurons ρ \(quality.neurons!.spearman)")
+        #expect(heads.last!.spearman > heads.first!.spearman)
+        #expect(quality.heads.recall["0.5"]! > 0.7)
+        #expect(predictor.training?.trainSamples == 192)
+    }
+
+    @Test("DejaVu-style predictors learn every layer from its residual input", arguments: [PredictorKind.dejavu, .dejavuLookahead])
+    func trainsDejaVu(kind: PredictorKind) throws {
+        let data = try syntheticData(kind: kind)
+        var configuration = smallConfiguration
+        configuration.kind = kind
+        var networks = Set<String>()
+        let predictor = try PredictorTrainer.train(data: data, configuration: configuration, options: quickOptions) { networks.insert($0.network) }
+        #expect(networks == ["layer 1 heads", "layer 2 heads", "layer 1 neurons", "layer 2 neurons"])
+        let quality = try #require(predictor.quality)
+        // Every layer's residual determines the synthetic scores, so the look-ahead learns too.
+        #expect(quality.heads.spearman > 0.85, "heads ρ \(quality.heads.spearman)")
+        #expect(try #require(quality.neurons).spearman > 0.85)
+        // One vector through GEMV gives what the batch path measured.
+        let record = SyntheticTraces.records(count: 1)[0]
+        let d = SyntheticTraces.shape.hiddenSize
+        let l = 2, source = kind.sourceLayer(for: l)
+        let single = record.layerInputs.withUnsafeBufferPointer { predictor.predictLayer(l, input: $0.baseAddress! + source * d) }
+        let batch = predictor.predictBatch(data: try PredictorDataset(records: [record], model: SyntheticTraces.fingerprint,
+                                                                      criterion: "plainact", kind: kind), samples: [0])
+        expectNear(single.heads, Array(batch.heads[0][l * 4..<(l + 1) * 4]), tolerance: 1e-4)
+        expectNear(single.neurons, Array(batch.neurons[0][l * 12..<(l + 1) * 12]), tolerance: 1e-4)
+    }
+
+    @Test("global target scaling trains too and is recorded")
+    func globalScaling() throws {
+        var configuration = smallConfiguration
+        configuration.targetScaling = .global
+        let options = TrainingOptions(headEpochs: 20, neuronEpochs: 5, headBatch: 16, neuronBatch: 16, learningRate: 3e-3)
+        let predictor = try PredictorTrainer.train(data: try syntheticData(kind: .shadow), configuration: configuration, options: options)
+        #expect(predictor.metadata.targetScaling == .global)
+        #expect(predictor.quality!.heads.spearman > 0.5)
+    }
+
+    @Test("a low-rank neuron output has fewer parameters and FLOPs")
+    func lowRank() throws {
+        let full = try Predictor(configuration: smallConfiguration, criterion: "plainact", model: SyntheticTraces.fingerprint)
+        var configuration = smallConfiguration
+        configuration.rank = 4
+        let low = try Predictor(configuration: configuration, criterion: "plainact", model: SyntheticTraces.fingerprint)
+        #expect(low.neuronParameters < full.neuronParameters)
+        #expect(low.headParameters == full.headParameters)
+        #expect(low.flopsPerPrediction < full.flopsPerPrediction)
+        // d → 64 → 4 → L·F, with biases.
+        #expect(low.neuronParameters == 16 * 64 + 64 + 64 * 4 + 4 + 4 * 36 + 36)
+    }
+
+    @Test("saving and loading gives identical predictions and metadata", arguments: PredictorKind.allCases)
+    func roundTrip(kind: PredictorKind) throws {
+        var configuration = smallConfiguration
+        configuration.kind = kind
+        configuration.rank = 3
+        let options = TrainingOptions(headEpochs: 2, neuronEpochs: 2, headBatch: 16, neuronBatch: 16)
+        let predictor = try PredictorTrainer.train(data: try syntheticData(kind: kind, count: 40), configuration: configuration, options: options)
+        let path = temporaryDirectory("predictor") + ".safetensors"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try PredictorFile.save(predictor, to: path)
+        let loaded = try PredictorFile.load(path: path)
+        #expect(loaded.metadata == predictor.metadata)
+        #expect(loaded.path == path)
+        let x = randomFloats(16, seed: 5)
+        x.withUnsafeBufferPointer { p in
+            if kind == .shadow {
+                let a = predictor.predict(x: p.baseAddress!), b = loaded.predict(x: p.baseAddress!)
+                #expect(a.heads == b.heads && a.neurons == b.neurons)
+                #expect(a.heads.count == 3 && a.heads[0].count == 4 && a.neurons.count == 3 && a.neurons[0].count == 12)
+            } else {
+                for l in 1..<3 {
+                    let a = predictor.predictLayer(l, input: p.baseAddress!), b = loaded.predictLayer(l, input: p.baseAddress!)
+                    #expect(a.heads == b.heads && a.neurons == b.neurons)
+                }
+            }
+        }
+        #expect(try PredictorFile.metadata(path: path).quality == predictor.quality)
+    }
+
+    @Test("a predictor for another model is refused with one line naming the file")
+    func wrongModel() throws {
+        let predictor = try Predictor(configuration: smallConfiguration, criterion: "plainact", model: SyntheticTraces.fingerprint)
+        let path = temporaryDirectory("predictor") + ".safetensors"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try PredictorFile.save(predictor, to: path)
+        let loaded = try PredictorFile.load(path: path)
+        try loaded.check(fingerprint: SyntheticTraces.fingerprint)
+        var other = SyntheticTraces.fingerprint
+        other.contentHash = "00000000000000bb"
+        do {
+            try loaded.check(fingerprint: other)
+            Issue.record("no error")
+        } catch let error as ShadowError {
+            #expect(error.description.hasPrefix(path + ":"))
+            #expect(!error.description.contains("\n"))
+            #expect(error.description.contains("00000000000000aa") && error.description.contains("00000000000000bb"))
+        }
+    }
+
+    @Test("corrupt predictor files fail with one line naming the file and the tensor")
+    func corruptFiles() throws {
+        let predictor = try Predictor(configuration: smallConfiguration, criterion: "plainact", model: SyntheticTraces.fingerprint)
+        let directory = temporaryDirectory("corrupt")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let good = directory + "/good.safetensors"
+        try PredictorFile.save(predictor, to: good)
+        let json = try #require(try SafetensorsFile(path: good).metadata["predictor"])
+        func write(_ name: String, metadata: [String: String], edit: (inout [SafetensorsWriter.Tensor]) -> Void) throws -> String {
+            let file = try SafetensorsFile(path: good)
+            var tensors = try file.tensorNames.map { SafetensorsWriter.Tensor(name: $0, shape: try file.info($0).shape, values: try file.floats($0)) }
+            edit(&tensors)
+            var writer = SafetensorsWriter(metadata: metadata)
+            writer.tensors = tensors
+            let path = directory + "/" + name
+            try writer.write(to: path)
+            return path
+        }
+        let meta = ["format": PredictorFile.format, "predictor": json]
+        let cases: [(String, String)] = [
+            (try write("missing.safetensors", metadata: meta) { $0.removeAll { $0.name == "neurons.1.bias" } }, "neurons.1.bias"),
+            (try write("shape.safetensors", metadata: meta) { t in
+                t = t.map { $0.name == "heads.0.bias" ? .init(name: $0.name, shape: [2, 32], values: $0.values) : $0 } }, "heads.0.bias"),
+            (try write("extra.safetensors", metadata: meta) { $0.append(.init(name: "heads.9.weight", shape: [1], values: [0])) }, "heads.9.weight"),
+            (try write("plain.safetensors", metadata: [:]) { _ in }, "not a ShadowLLM predictor"),
+            (try write("json.safetensors", metadata: ["format": PredictorFile.format, "predictor": "{\"kind\": 3}"]) { _ in }, "metadata"),
+        ]
+        for (path, mention) in cases {
+            do {
+                _ = try PredictorFile.load(path: path)
+                Issue.record("\(path) loaded")
+            } catch let error as ShadowError {
+                #expect(error.description.contains(path) && error.description.contains(mention), "\(error)")
+                #expect(!error.description.contains("\n"))
+            }
+        }
+        #expect(throws: ShadowError.fileNotFound(path: directory + "/none")) { try PredictorFile.load(path: directory + "/none") }
+        let truncated = directory + "/truncated.safetensors"
+        try Data(try Data(contentsOf: URL(fileURLWithPath: good)).prefix(100)).write(to: URL(fileURLWithPath: truncated))
+        #expect(throws: ShadowError.self) { try PredictorFile.load(path: truncated) }
+    }
+
+    @Test("trace directories are read for one criterion, and bad ones are one-line errors")
+    func loadsTraces() throws {
+        let directory = temporaryDirectory("traces")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try SyntheticTraces.write(directory: directory, count: 30, criteria: ["plainact", "jacov"], headsOnly: ["jacov"], chunkSize: 8)
+        let data = try PredictorDataset.load(directory: directory, criterion: "plainact", kind: .shadow)
+        #expect(data.count == 30 && data.predictsNeurons && data.criterion == "plainact")
+        let inMemory = try PredictorDataset(records: SyntheticTraces.records(count: 30, criteria: ["plainact", "jacov"], headsOnly: ["jacov"]),
+                                            model: SyntheticTraces.fingerprint, criterion: "plainact", kind: .shadow)
+        #expect(data.inputs == inMemory.inputs && data.heads == inMemory.heads && data.neurons == inMemory.neurons)
+        #expect(try PredictorDataset.load(directory: directory, criterion: nil, kind: .dejavu).criterion == "plainact")
+
+        let headsOnly = try PredictorDataset.load(directory: directory, criterion: "jacov", kind: .shadow)
+        #expect(!headsOnly.predictsNeurons)
+        let predictor = try PredictorTrainer.train(data: headsOnly, configuration: smallConfiguration,
+                                                   options: TrainingOptions(headEpochs: 1, neuronEpochs: 1))
+        #expect(!predictor.predictsNeurons && predictor.neuronParameters == 0 && predictor.quality?.neurons == nil)
+        #expect(throws: ShadowError.self) {
+            var low = smallConfiguration
+            low.rank = 2
+            _ = try PredictorTrainer.train(data: headsOnly, configuration: low, options: TrainingOptions(headEpochs: 1, neuronEpochs: 1))
+        }
+
+        for (dir, criterion, mention) in [(directory, "fisher", "fisher"), (directory + "-missing", "plainact", "-missing"),
+                                          (NSTemporaryDirectory(), "plainact", "no traces")] {
+            do {
+                _ = try PredictorDataset.load(directory: dir, criterion: criterion, kind: .shadow)
+                Issue.record("\(dir) loaded")
+            } catch let error as ShadowError {
+                #expect(error.description.contains(mention) && !error.description.contains("\n"), "\(error)")
+            }
+        }
+    }
+}
