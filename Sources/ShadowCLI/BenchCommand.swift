@@ -21,12 +21,19 @@ enum BenchCommand {
         let samples: [Double]
         let bytesPerToken: Int?
         let gigabytesPerSecond: Double?
+        /// Share of decode time spent in the mask predictor (learned methods only).
+        let predictorShare: Double?
+        /// Realised whole-model sparsity of the masks used (layer 0 counts as dense).
+        let realisedHeadSparsity: Double?
+        let realisedNeuronSparsity: Double?
 
         enum CodingKeys: String, CodingKey {
             case model, weights, threads, test, stddev, samples, method
             case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case sizeBytes = "size_bytes", parameters = "params", tokensPerSecond = "tokens_per_second"
             case bytesPerToken = "bytes_per_token", gigabytesPerSecond = "gigabytes_per_second"
+            case predictorShare = "predictor_share", realisedHeadSparsity = "realised_head_sparsity"
+            case realisedNeuronSparsity = "realised_neuron_sparsity"
         }
     }
 
@@ -62,6 +69,8 @@ enum BenchCommand {
             .value("policy", "name", help: "How scores become masks.", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
+            .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors."),
+            .value("refresh", "n", help: "Re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
@@ -97,7 +106,10 @@ enum BenchCommand {
                 for sparsity in method == "dense" ? [0] : sparsities {
                     let settings = SparsitySettings(headSparsity: sparsity, neuronSparsity: sparsity, policy: policy)
                     let controller = try SparsityOptions.controller(method: method, settings: settings,
-                                                                    scoresPath: arguments.string("scores"), seed: 0, model: model)
+                                                                    scoresPath: arguments.string("scores"),
+                                                                    predictorPath: arguments.string("predictor"),
+                                                                    refresh: try arguments.int("refresh", range: 0...1_000_000),
+                                                                    seed: 0, loaded: loaded)
                     configurations.append((method, sparsity, controller))
                 }
             }
@@ -111,13 +123,21 @@ enum BenchCommand {
                         measurements.append(Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions,
                                                                        sparsity: configuration.controller))
                     }
+                    let predicting = configuration.controller as? any PredictingController
+                    var predictorShare: Double?
                     for count in generations where count > 0 {
                         if showProgress { console.printError("bench: \(label) tg\(count) …") }
-                        measurements.append(Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions,
-                                                                     sparsity: configuration.controller))
+                        let m = Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions,
+                                                         sparsity: configuration.controller) { predicting?.resetStatistics() }
+                        measurements.append(m)
+                        if let predicting {
+                            let decodeSeconds = m.samplesTokensPerSecond.reduce(0) { $0 + Double(count) / $1 }
+                            predictorShare = predicting.statistics.seconds / decodeSeconds
+                        }
                     }
-                    let plans = (configuration.controller as? FixedSparsity)?.layers
+                    let plans = (configuration.controller as? FixedSparsity)?.layers ?? predicting?.plans
                     let bytes = model.decodeBytesPerToken(plans: plans)
+                    let realised = plans.map { Masks.realisedSparsity($0, shape: model.shape) }
                     for m in measurements {
                         let isDecode = m.test.hasPrefix("tg")
                         rows.append(Row(model: name, method: configuration.method, headSparsity: configuration.sparsity,
@@ -125,7 +145,9 @@ enum BenchCommand {
                                         parameters: model.parameterCount, weights: dtype.rawValue,
                                         threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
                                         samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
-                                        gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil))
+                                        gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil,
+                                        predictorShare: isDecode ? predictorShare : nil,
+                                        realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons))
                     }
                 }
             }
@@ -143,15 +165,17 @@ enum BenchCommand {
                               + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? "")")
             }
         default:
-            console.print("| model | size | params | weights | threads | method | sparsity | test | t/s | MB/token | GB/s |")
-            console.print("| --- | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |")
+            console.print("| model | size | params | weights | threads | method | sparsity | test | t/s | MB/token | GB/s | predictor |")
+            console.print("| --- | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
             for r in rows {
                 let size = String(format: "%.1f MiB", Double(r.sizeBytes) / 1_048_576)
                 let params = String(format: "%.1f M", Double(r.parameters) / 1e6)
                 let speed = String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)
                 let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
                 let perToken = r.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
-                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method) | \(r.headSparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) |")
+                let share = r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? ""
+                let sparsity = r.realisedHeadSparsity.map { String(format: "%.2f (%.2f/%.2f)", r.headSparsity, $0, r.realisedNeuronSparsity ?? 0) } ?? "\(r.headSparsity)"
+                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method) | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
             }
             console.print("")
             console.print("peak RSS \(String(format: "%.1f MiB", Double(report.peakResidentBytes) / 1_048_576)); \(report.machine); \(report.build)")

@@ -42,7 +42,7 @@ enum GenerateCommand {
             seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty") }
         let loaded = try ModelOptions.load(arguments, console: console)
-        let sparsity = try SparsityOptions.controller(arguments, model: loaded.model)
+        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
         let tokenizer = try loaded.requireTokenizer()
         let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
         let promptIDs = tokenizer.encodeWithSpecialTokens(text)

@@ -47,7 +47,7 @@ enum PerplexityCommand {
         let text = try ModelOptions.text(arguments)
         guard !text.isEmpty else { throw ShadowError.invalidArgument(name: "--text-file", reason: "the text is empty") }
         let loaded = try ModelOptions.load(arguments, console: console)
-        let sparsity = try SparsityOptions.controller(arguments, model: loaded.model)
+        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
         let tokenizer = try loaded.requireTokenizer()
         let tokens = tokenizer.encodeWithSpecialTokens(text)
         let context = try arguments.int("context", range: 2...1_000_000) ?? min(1024, loaded.model.shape.maxContext)

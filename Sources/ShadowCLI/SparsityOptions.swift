@@ -6,7 +6,7 @@ import ShadowSparsity
 /// The options every command that can run sparse shares (`generate`, `perplexity`, `bench`).
 enum SparsityOptions {
     /// Mask sources available from the command line.
-    static let methods = ["dense", "random", "static"]
+    static let methods = ["dense", "random", "static", "shadow", "dejavu", "dejavu-lookahead"]
 
     static var options: [Option] {
         [
@@ -16,8 +16,10 @@ enum SparsityOptions {
             .value("policy", "name", help: "How scores become masks: rank all layers together, per layer, or global with a per-layer floor.",
                    default: MaskPolicy.global.rawValue, allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
-            .value("method", "name", help: "Where masks come from: dense, random (seeded lower bound), static (aggregate scores of --scores).",
+            .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer).",
                    default: "dense", allowed: methods),
+            .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors."),
+            .value("refresh", "n", help: "Re-predict the masks every n decode tokens (0: once per prompt; dejavu defaults to 1, per token).", defaultDescription: "0 for shadow, 1 for dejavu"),
             .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (e.g. from `scores --json`)."),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
         ]
@@ -37,18 +39,20 @@ enum SparsityOptions {
     }
 
     /// The controller the options describe, or nil for the dense model.
-    static func controller(_ arguments: ParsedArguments, model: any CausalLanguageModel) throws -> (any SparsityController)? {
+    static func controller(_ arguments: ParsedArguments, loaded: LoadedModel) throws -> (any SparsityController)? {
         try controller(method: try arguments.required("method"), settings: try settings(arguments),
-                       scoresPath: arguments.string("scores"),
-                       seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0), model: model)
+                       scoresPath: arguments.string("scores"), predictorPath: arguments.string("predictor"),
+                       refresh: try arguments.int("refresh", range: 0...1_000_000),
+                       seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0), loaded: loaded)
     }
 
-    static func controller(method: String, settings: SparsitySettings, scoresPath: String?, seed: UInt64,
-                           model: any CausalLanguageModel) throws -> (any SparsityController)? {
+    static func controller(method: String, settings: SparsitySettings, scoresPath: String?, predictorPath: String? = nil,
+                           refresh: Int? = nil, seed: UInt64, loaded: LoadedModel) throws -> (any SparsityController)? {
+        let model = loaded.model
         let sparse = settings.headSparsity > 0 || settings.neuronSparsity > 0
         if method == "dense" {
             guard !sparse else {
-                throw ShadowError.invalidArgument(name: "--method", reason: "a sparsity above 0 needs a mask source (random or static)")
+                throw ShadowError.invalidArgument(name: "--method", reason: "a sparsity above 0 needs a mask source (random, static, shadow or dejavu)")
             }
             return nil
         }
@@ -62,11 +66,33 @@ enum SparsityOptions {
                 throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
             }
             scores = try StaticScores.load(path: path, shape: shape)
+        case "shadow", "dejavu", "dejavu-lookahead":
+            let predictor = try loadPredictor(method: method, path: predictorPath, loaded: loaded)
+            if method == "shadow" {
+                return try ShadowPredictorController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 0)
+            }
+            return try DejaVuController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 1)
         default:
             throw ShadowError.invalidArgument(name: "--method", reason: "unknown method \"\(method)\"")
         }
         return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons,
                                                  settings: settings, shape: shape))
+    }
+
+    /// A predictor file, or `DIR/METHOD.safetensors` when given a directory (what `pipeline` writes),
+    /// checked against the loaded model.
+    static func loadPredictor(method: String, path: String?, loaded: LoadedModel) throws -> Predictor {
+        guard var path else { throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by --method \(method)") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            path = (path as NSString).appendingPathComponent("\(method).safetensors")
+        }
+        let predictor = try PredictorFile.load(path: path)
+        guard predictor.kind.rawValue == method else {
+            throw ShadowError.invalidArgument(name: "--predictor", reason: "\(path) is a \(predictor.kind.rawValue) predictor, not \(method)")
+        }
+        try ModelFingerprint(loaded: loaded).check(matches: predictor.model, what: path)
+        return predictor
     }
 }
 

@@ -204,3 +204,13 @@ public final class DejaVuController: SparsityController, @unchecked Sendable {
         return plans[layer]
     }
 }
+
+/// A controller that runs a learned predictor, with the figures the benchmark reports.
+public protocol PredictingController: SparsityController {
+    var statistics: PredictionStatistics { get }
+    var plans: [LayerPlan] { get }
+    func resetStatistics()
+}
+
+extension ShadowPredictorController: PredictingController {}
+extension DejaVuController: PredictingController {}

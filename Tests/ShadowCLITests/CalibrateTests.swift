@@ -128,3 +128,42 @@ struct AggregateTests {
         #expect(missing.status != 0 && missing.err.contains("fisher"))
     }
 }
+
+@Suite("Predicted masks from the command line", .serialized)
+struct PredictedMaskCLITests {
+    @Test("shadow and dejavu predictors trained on traces drive perplexity, generate and bench")
+    func predictorsDriveSparseRuns() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("pred-\(UUID().uuidString)").path
+        let traces = base + "/traces", predictors = base + "/predictors"
+        let calibrate = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)",
+                                "--samples", "10", "--text-window", "12", "--text-continuation", "4", "--out", traces, "--no-progress"])
+        #expect(calibrate.status == 0, "\(calibrate.err)")
+        for kind in ["shadow", "dejavu"] {
+            let train = CLIRun(["train-predictor", "--traces", traces, "--kind", kind, "--out", "\(predictors)/\(kind).safetensors",
+                                "--head-width", "16", "--neuron-width", "16", "--head-epochs", "3", "--neuron-epochs", "2", "--no-progress"])
+            #expect(train.status == 0, "\(train.err)")
+        }
+        let text = "The river ran past the old mill and under the stone bridge."
+        for method in ["shadow", "dejavu"] {
+            let run = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--json", "--sparsity", "0.5",
+                              "--method", method, "--predictor", predictors])
+            #expect(run.status == 0, "\(method): \(run.err)")
+            let generate = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "The river", "-n", "4", "--json",
+                                   "--sparsity", "0.5", "--method", method, "--predictor", predictors])
+            #expect(generate.status == 0, "\(method): \(generate.err)")
+        }
+        let bench = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "4", "-r", "1", "--method", "dense,shadow,dejavu",
+                            "--sparsity", "0.5", "--predictor", predictors, "-o", "json", "--no-progress"])
+        #expect(bench.status == 0, "\(bench.err)")
+        let rows = try #require(try bench.json()["results"] as? [[String: Any]])
+        #expect(rows.count == 6)
+        #expect(rows.contains { $0["method"] as? String == "shadow" && $0["predictor_share"] is Double })
+        // A predictor of the wrong kind or for another model is refused with one line.
+        let wrongKind = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--sparsity", "0.5",
+                                "--method", "dejavu", "--predictor", "\(predictors)/shadow.safetensors"])
+        #expect(wrongKind.status != 0 && wrongKind.err.contains("shadow"))
+        let otherModel = CLIRun(["perplexity", "--model", fixture("tiny-llama-tied"), "--text", text, "--sparsity", "0.5",
+                                 "--method", "shadow", "--predictor", predictors])
+        #expect(otherModel.status != 0 && otherModel.err.hasPrefix("error: "))
+    }
+}
