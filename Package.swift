@@ -43,8 +43,11 @@ let package = Package(
         .target(name: "ShadowTasks", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
         // Importance criteria, calibration, traces, predictors and masks.
         .target(name: "ShadowSparsity", dependencies: ["ShadowModels", "ShadowTasks"], swiftSettings: swiftSettings),
+        // Evaluation: multiple-choice and perplexity tasks, dense and sparse side by side, reports.
+        .target(name: "ShadowEval", dependencies: ["ShadowModels", "ShadowTasks", "ShadowSparsity"],
+                swiftSettings: swiftSettings),
         // The command line: argument parsing and one file per subcommand.
-        .target(name: "ShadowCLI", dependencies: ["ShadowModels", "ShadowTasks", "ShadowSparsity"],
+        .target(name: "ShadowCLI", dependencies: ["ShadowModels", "ShadowTasks", "ShadowSparsity", "ShadowEval"],
                 swiftSettings: swiftSettings),
         .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
 
@@ -56,6 +59,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowTasksTests", dependencies: ["ShadowTasks"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowEvalTests", dependencies: ["ShadowEval"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
     ]
 )

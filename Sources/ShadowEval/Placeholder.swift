@@ -1,0 +1,1 @@
+// Evaluation arrives in its own commits.
