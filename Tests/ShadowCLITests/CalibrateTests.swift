@@ -167,3 +167,30 @@ struct PredictedMaskCLITests {
         #expect(otherModel.status != 0 && otherModel.err.hasPrefix("error: "))
     }
 }
+
+@Suite("Pipeline")
+struct PipelineTests {
+    @Test("a quick pipeline on a tiny model writes traces, predictors, a report and plots, and resumes")
+    func quickPipeline() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID().uuidString)").path
+        let text = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-text-\(UUID().uuidString).txt").path
+        try String(repeating: try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8) + " ", count: 20)
+            .write(toFile: text, atomically: true, encoding: .utf8)
+        let arguments = ["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", "/nonexistent",
+                         "--text", text, "--no-progress"]
+        let run = CLIRun(arguments)
+        #expect(run.status == 0, "\(run.err)")
+        for file in ["results.json", "report.md", "plots.svg", "predictors/shadow.safetensors", "predictors/dejavu.safetensors",
+                     "traces/manifest.json", "bench.json"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + file), "\(file)")
+        }
+        #expect(run.out.contains("| dense |") && run.out.contains("| shadow |") && run.out.contains("| dejavu |"))
+        let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
+        let rows = try #require(results["rows"] as? [[String: Any]])
+        #expect(rows.count == 3 && rows.allSatisfy { $0["perplexity"] is Double && $0["tg_tokens_per_second"] is Double })
+        // Every step is skipped the second time.
+        let again = CLIRun(arguments)
+        #expect(again.status == 0 && again.err.contains("already done"))
+        #expect(!again.err.contains("pipeline: calibrate …"))
+    }
+}

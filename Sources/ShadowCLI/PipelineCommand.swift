@@ -1,0 +1,252 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+
+/// `shadowllm pipeline`: the whole method on one model, end to end, each step resumable.
+enum PipelineCommand {
+    /// One step's outcome, kept in results.json.
+    struct Step: Codable {
+        var name: String
+        var seconds: Double
+        var skipped: Bool
+    }
+
+    struct Row: Codable {
+        var method: String
+        var sparsity: Double
+        var perplexity: Double?
+        var nllSum: Double?
+        var tasks: [String: Double] = [:]
+        var decodeTokensPerSecond: Double?
+        var prefillTokensPerSecond: Double?
+        var predictorShare: Double?
+        var bytesPerToken: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case method, sparsity, perplexity, tasks
+            case nllSum = "nll_sum", decodeTokensPerSecond = "tg_tokens_per_second"
+            case prefillTokensPerSecond = "pp_tokens_per_second", predictorShare = "predictor_share"
+            case bytesPerToken = "bytes_per_token"
+        }
+    }
+
+    struct Results: Codable {
+        var model: String
+        var date: String
+        var machine: String
+        var quick: Bool
+        var samples: Int
+        var sparsity: Double
+        var heldOutText: String
+        var steps: [Step]
+        var rows: [Row]
+        var predictors: [String: PredictorQualitySummary]
+    }
+
+    struct PredictorQualitySummary: Codable {
+        var headSpearman: Double?
+        var neuronSpearman: Double?
+        var parameters: Int?
+        var trainingSeconds: Double?
+        enum CodingKeys: String, CodingKey {
+            case headSpearman = "head_spearman", neuronSpearman = "neuron_spearman", parameters
+            case trainingSeconds = "training_seconds"
+        }
+    }
+
+    static let command = Command(
+        name: "pipeline", abstract: "Run the whole ShadowLLM method on a model: calibrate, train predictors, evaluate, benchmark, report.",
+        discussion: """
+            Steps (each skipped when its output is already in --out, so an interrupted run continues): \
+            calibrate (plainact and l2_norm traces) → train-predictor (shadow on plainact, dejavu on l2_norm) → \
+            perplexity on held-out text for dense, shadow and dejavu at --sparsity → multiple-choice slices of \
+            PIQA and HellaSwag when --data-dir has them → bench → report.md, results.json and plots.svg.
+            """,
+        options: [
+            .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
+                   defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
+            .value("out", short: "o", "dir", help: "Where every step writes.", default: "shadowllm-run"),
+            .value("data-dir", "dir", help: "Evaluation data (piqa/, hellaswag/, wikitext-2/ as in ../shared/data).", default: "../shared/data"),
+            .value("text", "path", help: "Plain calibration text used when --data-dir has no WikiText.",
+                   defaultDescription: "the corpus scripts/setup.sh fetched, else docs/sample.txt"),
+            .value("samples", "n", help: "Calibration samples.", defaultDescription: "160 (24 with --quick)"),
+            .value("sparsity", "p", help: "Fraction of heads and neurons the sparse rows prune.", default: "0.5"),
+            .value("threads", short: "t", "n", help: "Threads.", default: String(Threads.defaultCount)),
+            .flag("quick", help: "A smoke run: few samples, short training, short benchmarks (about two minutes)."),
+            .flag("no-progress", help: "Hide progress bars."),
+        ]
+    ) { arguments, console in
+        let quick = arguments.flag("quick")
+        let out = try arguments.required("out")
+        let model = try ModelOptions.modelPath(arguments)
+        let dataDir = try arguments.required("data-dir")
+        let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
+        let sparsity = try arguments.double("sparsity", range: 0...0.99) ?? 0.5
+        let threads = try arguments.required("threads")
+        let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
+        func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+        let data = DataFiles(directory: dataDir)
+        // Window sizes must fit the model's context (tiny test models have short ones).
+        let maxContext = try ModelLoader.load(path: model).model.shape.maxContext
+        func fit(_ n: Int) -> String { String(min(n, maxContext)) }
+
+        var steps: [Step] = []
+        /// Runs a subcommand in-process, capturing its stdout; errors stop the pipeline.
+        func run(_ name: String, _ arguments: [String], output: String? = nil) throws {
+            if let output, exists(output) {
+                console.printError("pipeline: \(name) — already done (\(path(output)))")
+                steps.append(Step(name: name, seconds: 0, skipped: true))
+                return
+            }
+            console.printError("pipeline: \(name) …")
+            final class Box: @unchecked Sendable { var out = "" }
+            let box = Box()
+            let start = Date()
+            let status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: console.err))
+            guard status == 0 else { throw ShadowError.failed("pipeline: step \(name) failed (see the error above)") }
+            if let output, output.hasSuffix(".json") { try AtomicFile.write(box.out, to: path(output)) }
+            steps.append(Step(name: name, seconds: Date().timeIntervalSince(start), skipped: false))
+        }
+
+        // 1. Calibration traces.
+        var sources: [String] = []
+        if let piqa = data.piqa { sources.append("piqa:\(piqa)@1000-1838") }
+        if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
+        let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
+        sources.append("text:\(calibrationText)")
+        try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
+                              "--criteria", "plainact,l2_norm", "--max-tokens", fit(quick ? 160 : 256), "--text-window", fit(128), "--text-continuation", "32", "--shots", quick ? "2" : "5",
+                              "--out", path("traces"), "--threads", threads] + progress + (exists("traces/manifest.json") ? ["--resume"] : []),
+                output: "traces/.complete")
+        FileManager.default.createFile(atPath: path("traces/.complete"), contents: Data())
+
+        // 2. Predictors.
+        let epochs = quick ? ["--head-epochs", "5", "--neuron-epochs", "2"] : ["--head-epochs", "60", "--neuron-epochs", "12"]
+        try run("train shadow predictor", ["train-predictor", "--traces", path("traces"), "--kind", "shadow", "--criterion", "plainact",
+                                           "--out", path("predictors/shadow.safetensors"), "--threads", threads] + epochs + progress,
+                output: "predictors/shadow.safetensors")
+        try run("train dejavu predictor", ["train-predictor", "--traces", path("traces"), "--kind", "dejavu", "--criterion", "l2_norm",
+                                           "--out", path("predictors/dejavu.safetensors"), "--threads", threads] + epochs + progress,
+                output: "predictors/dejavu.safetensors")
+
+        // 3. Held-out perplexity, dense and sparse.
+        let heldOut = data.wikitextTest ?? calibrationText
+        let context = fit(quick ? 128 : 512)
+        let limitText = quick ? try String(contentsOfFile: heldOut, encoding: .utf8).prefix(4000) : nil
+        let textArguments: [String]
+        if let limitText {
+            let sample = path("heldout-sample.txt")
+            if !exists("heldout-sample.txt") { try AtomicFile.write(String(limitText), to: sample) }
+            textArguments = ["--text-file", sample]
+        } else {
+            textArguments = ["--text-file", heldOut]
+        }
+        let methods: [(String, Double)] = [("dense", 0), ("shadow", sparsity), ("dejavu", sparsity)]
+        for (method, p) in methods {
+            try run("perplexity \(method)", ["perplexity", "--model", model, "--json", "--context", context, "--threads", threads,
+                                             "--method", method, "--sparsity", String(p), "--predictor", path("predictors")]
+                    + textArguments + progress, output: "perplexity-\(method).json")
+        }
+
+        // 4. Multiple-choice slices, when the data is there and `eval` exists.
+        var taskResults: [String: [String: Double]] = [:]
+        if CLI.commands.contains(where: { $0.name == "eval" }) {
+            for (task, file) in [("piqa", data.piqa), ("hellaswag", data.hellaswag)] {
+                guard let file else { continue }
+                for (method, p) in methods {
+                    let name = "eval-\(task)-\(method).json"
+                    try run("eval \(task) \(method)", ["eval", "--model", model, "--task", task, "--data", file, "--limit", quick ? "20" : "200",
+                                                       "--json", "--threads", threads, "--method", method, "--sparsity", String(p),
+                                                       "--predictor", path("predictors")] + progress, output: name)
+                    if let json = try? readJSON(path(name)) {
+                        taskResults[method, default: [:]]["\(task)_acc"] = json["acc"] as? Double
+                        taskResults[method, default: [:]]["\(task)_acc_norm"] = json["acc_norm"] as? Double
+                    }
+                }
+            }
+        }
+
+        // 5. Speed.
+        try run("bench", ["bench", "--model", model, "-p", fit(quick ? 64 : 512), "-n", fit(quick ? 32 : 128), "-r", quick ? "1" : "3",
+                          "-t", threads, "--method", "dense,shadow,dejavu", "--sparsity", String(sparsity),
+                          "--predictor", path("predictors"), "-o", "json", "--no-progress"], output: "bench.json")
+
+        // 6. Report.
+        var rows: [Row] = []
+        let bench = (try? readJSON(path("bench.json")))?["results"] as? [[String: Any]] ?? []
+        for (method, p) in methods {
+            var row = Row(method: method, sparsity: p)
+            if let json = try? readJSON(path("perplexity-\(method).json")) {
+                row.perplexity = json["perplexity"] as? Double
+                row.nllSum = json["nll_sum"] as? Double
+            }
+            row.tasks = taskResults[method] ?? [:]
+            for r in bench where r["method"] as? String == method {
+                if (r["test"] as? String ?? "").hasPrefix("tg") {
+                    row.decodeTokensPerSecond = r["tokens_per_second"] as? Double
+                    row.predictorShare = r["predictor_share"] as? Double
+                    row.bytesPerToken = r["bytes_per_token"] as? Int
+                } else {
+                    row.prefillTokensPerSecond = r["tokens_per_second"] as? Double
+                }
+            }
+            rows.append(row)
+        }
+        var predictors: [String: PredictorQualitySummary] = [:]
+        for kind in ["shadow", "dejavu"] {
+            final class Box: @unchecked Sendable { var out = "" }
+            let box = Box()
+            if CLI.run(["predictor-info", path("predictors/\(kind).safetensors"), "--json"],
+                       console: Console(out: { box.out += $0 }, err: { _ in })) == 0,
+               let json = try? JSONSerialization.jsonObject(with: Data(box.out.utf8)) as? [String: Any] {
+                let quality = json["quality"] as? [String: Any]
+                predictors[kind] = PredictorQualitySummary(
+                    headSpearman: (quality?["heads"] as? [String: Any])?["spearman"] as? Double,
+                    neuronSpearman: (quality?["neurons"] as? [String: Any])?["spearman"] as? Double,
+                    parameters: (json["parameters"] as? [String: Any])?["total"] as? Int,
+                    trainingSeconds: (json["training"] as? [String: Any])?["seconds"] as? Double)
+            }
+        }
+        let results = Results(model: model, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
+                              quick: quick, samples: samples, sparsity: sparsity, heldOutText: textArguments.last!, steps: steps,
+                              rows: rows, predictors: predictors)
+        try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
+        let report = PipelineReport.markdown(results)
+        try AtomicFile.write(report, to: path("report.md"))
+        try AtomicFile.write(PipelineReport.svg(results), to: path("plots.svg"))
+        console.print(PipelineReport.summary(results))
+        console.print("report: \(path("report.md")), \(path("results.json")), \(path("plots.svg"))")
+    }
+
+    static func readJSON(_ path: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ShadowError.badJSON(path: path, key: nil, reason: "not a JSON object")
+        }
+        return json
+    }
+}
+
+/// The evaluation files of a data directory laid out like ../shared/data.
+struct DataFiles {
+    let directory: String
+
+    private func file(_ relative: String) -> String? {
+        let path = (directory as NSString).appendingPathComponent(relative)
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    var piqa: String? { file("piqa/valid.jsonl") }
+    var hellaswag: String? { file("hellaswag/hellaswag_val_full.txt") }
+    var wikitextTest: String? { file("wikitext-2/test.txt") }
+    var wikitextValid: String? { file("wikitext-2/valid.txt") }
+
+    /// The plain-text corpus scripts/setup.sh fetches from PyPI (gensim's lee_background.cor).
+    static var fetchedCorpus: String? {
+        let path = DefaultModel.cacheDirectory + "/data/lee_background.cor"
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+}

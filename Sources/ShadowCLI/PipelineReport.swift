@@ -1,0 +1,85 @@
+import Foundation
+
+/// The pipeline's human-readable outputs: a Markdown report, a terminal summary and SVG plots
+/// drawn by our own code.
+enum PipelineReport {
+    static func format(_ value: Double?, _ pattern: String = "%.2f") -> String {
+        value.map { String(format: pattern, $0) } ?? "—"
+    }
+
+    static func table(_ results: PipelineCommand.Results) -> [String] {
+        let taskKeys = Array(Set(results.rows.flatMap { $0.tasks.keys })).sorted()
+        var header = "| method | sparsity | perplexity |"
+        var rule = "| --- | ---: | ---: |"
+        for key in taskKeys { header += " \(key) |"; rule += " ---: |" }
+        header += " pp t/s | tg t/s | MB/token | predictor share |"
+        rule += " ---: | ---: | ---: | ---: |"
+        var lines = [header, rule]
+        for row in results.rows {
+            var line = "| \(row.method) | \(row.sparsity) | \(format(row.perplexity)) |"
+            for key in taskKeys { line += " \(format(row.tasks[key], "%.3f")) |" }
+            line += " \(format(row.prefillTokensPerSecond, "%.1f")) | \(format(row.decodeTokensPerSecond, "%.1f")) |"
+            line += " \(row.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? "—") |"
+            line += " \(row.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "—") |"
+            lines.append(line)
+        }
+        return lines
+    }
+
+    static func summary(_ results: PipelineCommand.Results) -> String {
+        (["", "ShadowLLM pipeline — \(URL(fileURLWithPath: results.model).lastPathComponent), \(results.samples) calibration samples, sparsity \(results.sparsity)", ""]
+            + table(results)).joined(separator: "\n")
+    }
+
+    static func markdown(_ results: PipelineCommand.Results) -> String {
+        var lines = ["# ShadowLLM pipeline report", "",
+                     "- model: `\(results.model)`",
+                     "- date: \(results.date); machine: \(results.machine)",
+                     "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: `\(results.heldOutText)`",
+                     "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense)", "",
+                     "## Accuracy and speed", ""]
+        lines += table(results)
+        lines += ["", "## Predictors (held-out quality)", "", "| predictor | heads ρ | neurons ρ | parameters | training s |", "| --- | ---: | ---: | ---: | ---: |"]
+        for (kind, q) in results.predictors.sorted(by: { $0.key < $1.key }) {
+            lines.append("| \(kind) | \(format(q.headSpearman, "%.3f")) | \(format(q.neuronSpearman, "%.3f")) | \(q.parameters.map(String.init) ?? "—") | \(format(q.trainingSeconds, "%.1f")) |")
+        }
+        lines += ["", "## Steps", "", "| step | seconds | |", "| --- | ---: | --- |"]
+        for step in results.steps { lines.append("| \(step.name) | \(String(format: "%.1f", step.seconds)) | \(step.skipped ? "already done" : "") |") }
+        lines += ["", "![plots](plots.svg)", ""]
+        return lines.joined(separator: "\n")
+    }
+
+    /// Two bar charts side by side: held-out perplexity and decode tokens/s per method.
+    static func svg(_ results: PipelineCommand.Results) -> String {
+        let charts: [(title: String, values: [(String, Double)])] = [
+            ("held-out perplexity (lower is better)", results.rows.compactMap { r in r.perplexity.map { (r.method, $0) } }),
+            ("decode tokens/s (higher is better)", results.rows.compactMap { r in r.decodeTokensPerSecond.map { (r.method, $0) } }),
+        ]
+        let width = 360.0, height = 240.0
+        var svg = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width * 2 + 40))\" height=\"\(Int(height + 20))\" font-family=\"sans-serif\" font-size=\"12\">",
+                   "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"]
+        let colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+        for (c, chart) in charts.enumerated() {
+            let x0 = 20 + Double(c) * (width + 20), top = 40.0, bottom = height - 30
+            svg.append("<text x=\"\(x0 + width / 2)\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">\(escape(chart.title))</text>")
+            svg.append("<line x1=\"\(x0)\" y1=\"\(bottom)\" x2=\"\(x0 + width)\" y2=\"\(bottom)\" stroke=\"black\"/>")
+            let maximum = max(chart.values.map(\.1).max() ?? 1, 1e-9)
+            let slot = width / Double(max(chart.values.count, 1))
+            for (i, (label, value)) in chart.values.enumerated() {
+                let barHeight = (bottom - top) * value / maximum
+                let x = x0 + Double(i) * slot + slot * 0.15
+                svg.append("<rect x=\"\(f(x))\" y=\"\(f(bottom - barHeight))\" width=\"\(f(slot * 0.7))\" height=\"\(f(barHeight))\" fill=\"\(colors[i % colors.count])\"/>")
+                svg.append("<text x=\"\(f(x + slot * 0.35))\" y=\"\(f(bottom - barHeight - 4))\" text-anchor=\"middle\">\(String(format: "%.1f", value))</text>")
+                svg.append("<text x=\"\(f(x + slot * 0.35))\" y=\"\(f(bottom + 16))\" text-anchor=\"middle\">\(escape(label))</text>")
+            }
+        }
+        svg.append("</svg>")
+        return svg.joined(separator: "\n") + "\n"
+    }
+
+    static func f(_ v: Double) -> String { String(format: "%.1f", v) }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
