@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the default model: set up, then generate from a prompt and score a paragraph.
+# The main job on the default model: set everything up, then run the whole ShadowLLM pipeline
+# (calibrate → train shadow and DejaVu predictors → held-out perplexity and task accuracy →
+# benchmark) and print dense vs sparse accuracy and speed side by side. About ten minutes on
+# 2 cores; pass --quick for a two-minute smoke run. Extra arguments go to `shadowllm pipeline`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-BIN=.build/release/shadowllm
-$BIN info
-echo
-$BIN generate --chat --prompt "What is contextual sparsity in one sentence?" --max-tokens 48 --verbose
-echo
-$BIN perplexity --text-file docs/sample.txt --json
+exec .build/release/shadowllm pipeline "$@"

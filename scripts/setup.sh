@@ -39,6 +39,30 @@ PY
 fi
 log "model: $MODEL"
 
+# Plain English text for calibration on machines without ../shared/data: gensim's test corpus
+# (299 news articles) from its PyPI wheel.
+CORPUS="$HOME_DIR/data/lee_background.cor"
+if [ ! -s "$CORPUS" ] && [ "${SHADOWLLM_SKIP_CORPUS:-0}" != "1" ]; then
+    log "fetching a calibration text (gensim==4.4.0 test data) from PyPI"
+    TMP2="$(mktemp -d)"
+    if python3 -m pip download --quiet --no-deps --only-binary :all: -d "$TMP2" gensim==4.4.0 2>/dev/null; then
+        python3 - "$TMP2" "$CORPUS" <<'PY' || log "could not unpack the corpus; calibration will use other text"
+import glob, os, sys, zipfile
+tmp, target = sys.argv[1], sys.argv[2]
+wheel = sorted(glob.glob(os.path.join(tmp, "gensim-*.whl")))[0]
+os.makedirs(os.path.dirname(target), exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    data = z.read("gensim/test/test_data/lee_background.cor")
+with open(target + ".partial", "wb") as f:
+    f.write(data)
+os.replace(target + ".partial", target)
+PY
+    else
+        log "gensim wheel not available; calibration will use other text"
+    fi
+    rm -rf "$TMP2"
+fi
+
 if [ "${SHADOWLLM_SKIP_BUILD:-0}" != "1" ]; then
     log "building shadowllm (release)"
     swift build -c release --product shadowllm 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
