@@ -171,7 +171,7 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
 
     public init(headEpochs: Int = 100, neuronEpochs: Int = 20, headBatch: Int = 32, neuronBatch: Int = 16,
                 learningRate: Float = 1e-3, weightDecay: Float = 0.01, seed: UInt64 = 0, splitSeed: UInt64 = 1234,
-                heldOutFraction: Double = 0.2, progressSamples: Int = 256) {
+                heldOutFraction: Double = 0.2, progressSamples: Int = 64) {
         self.headEpochs = headEpochs
         self.neuronEpochs = neuronEpochs
         self.headBatch = headBatch
