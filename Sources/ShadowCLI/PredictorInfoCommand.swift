@@ -62,7 +62,8 @@ enum PredictorInfoCommand {
                      + (m.kind == .shadow ? " (once per prompt)" : " (all layers, once per token when re-predicted every token)"))
         if let t = m.training {
             let o = t.options
-            lines.append("training: \(t.samples) samples from \(t.traces) (\(t.trainSamples) train, \(t.heldOutSamples) held out, split seed \(o.splitSeed))")
+            lines.append("training: \(t.samples) samples from \(t.traces) (\(t.trainSamples) train, \(t.heldOutSamples) held out, split seed \(o.splitSeed))"
+                         + (t.predictorToken.map { "; predictor token \($0)" } ?? ""))
             lines.append(String(format: "  epochs %d heads / %d neurons, batch %d / %d, lr %g, weight decay %g, seed %llu, %.1f s",
                                 o.headEpochs, o.neuronEpochs, o.headBatch, o.neuronBatch, o.learningRate, o.weightDecay, o.seed, t.seconds))
         }

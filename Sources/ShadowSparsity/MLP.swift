@@ -297,18 +297,36 @@ public struct AdamW {
     }
 
     /// One update of `parameters` from `gradients` at learning rate `lr` (the schedule's value).
+    /// SIMD over 16 lanes and spread over the threads: for a 48 M-parameter neuron network the
+    /// scalar loop took more time than the GEMMs of a batch.
     public mutating func update(_ parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, lr: Float) {
         step += 1
         let correction1 = 1 - pow(beta1, Float(step)), correction2 = 1 - pow(beta2, Float(step))
         let decay = 1 - lr * weightDecay
-        let m = m.pointer, v = v.pointer
+        let m = m.pointer, v = v.pointer, count = self.m.count
         let (b1, b2, eps) = (beta1, beta2, epsilon)
-        for i in 0..<self.m.count {
-            let g = gradients[i]
-            m[i] = b1 * m[i] + (1 - b1) * g
-            v[i] = b2 * v[i] + (1 - b2) * g * g
-            let mHat = m[i] / correction1, vHat = v[i] / correction2
-            parameters[i] = parameters[i] * decay - lr * mHat / (vHat.squareRoot() + eps)
+        // p ← p·(1 − lr·λ) − lr·m̂ / (√v̂ + ε), with m̂ = m / (1 − β1ᵗ), v̂ = v / (1 − β2ᵗ).
+        let stepSize = lr / correction1, inverseCorrection2 = 1 / correction2
+        parallelChunks(count, granularity: 16, minimumPerThread: 1 << 16) { range in
+            typealias V = SIMD16<Float>
+            var i = range.lowerBound
+            while i + 16 <= range.upperBound {
+                let g = GEMV.load(gradients + i)
+                let mi = b1 * GEMV.load(m + i) + (1 - b1) * g
+                let vi = b2 * GEMV.load(v + i) + (1 - b2) * g * g
+                GEMV.store(mi, m + i)
+                GEMV.store(vi, v + i)
+                let denominator = (vi * inverseCorrection2).squareRoot() + V(repeating: eps)
+                GEMV.store(GEMV.load(parameters + i) * decay - stepSize * mi / denominator, parameters + i)
+                i += 16
+            }
+            while i < range.upperBound {
+                let g = gradients[i]
+                m[i] = b1 * m[i] + (1 - b1) * g
+                v[i] = b2 * v[i] + (1 - b2) * g * g
+                parameters[i] = parameters[i] * decay - stepSize * m[i] / ((v[i] * inverseCorrection2).squareRoot() + eps)
+                i += 1
+            }
         }
     }
 

@@ -14,6 +14,8 @@ public struct PredictorDataset: Sendable {
     public let kind: PredictorKind
     /// Where the samples came from (recorded in the predictor file).
     public let source: String
+    /// Which token's activations the traces hold (the engine should predict from the same).
+    public let predictorToken: String?
     public let count: Int
     /// Scaled input rows per sample: 1 (shadow, width H·d_h) or L (dejavu kinds, width d).
     let inputs: [Float]        // (N, rows, width)
@@ -27,21 +29,51 @@ public struct PredictorDataset: Sendable {
 
     /// Builds a data set from records (tests and callers that already hold them).
     public init(records: [TraceRecord], model: ModelFingerprint, criterion: String, kind: PredictorKind,
-                source: String = "memory") throws {
-        let s = model.shape
-        self.model = model
-        self.criterion = criterion
-        self.kind = kind
-        self.source = source
-        count = records.count
-        let width = kind == .shadow ? s.attentionWidth : s.hiddenSize
-        let rows = kind == .shadow ? 1 : s.layers
-        var inputs = [Float](repeating: 0, count: records.count * rows * width)
-        var heads: [Float] = [], neurons: [Float] = []
-        heads.reserveCapacity(records.count * s.layers * s.heads)
-        let hasNeurons = records.first?.neurons[criterion] != nil
-        if hasNeurons { neurons.reserveCapacity(records.count * s.layers * s.ffnSize) }
-        for (i, record) in records.enumerated() {
+                source: String = "memory", predictorToken: String? = nil) throws {
+        var builder = Builder(model: model, criterion: criterion, kind: kind, source: source, capacity: records.count)
+        for record in records { try builder.append(record) }
+        self.init(builder, predictorToken: predictorToken)
+    }
+
+    private init(_ builder: Builder, predictorToken: String?) {
+        model = builder.model
+        criterion = builder.criterion
+        kind = builder.kind
+        source = builder.source
+        self.predictorToken = predictorToken
+        count = builder.count
+        inputs = builder.inputs
+        heads = builder.heads
+        neurons = builder.hasNeurons == true ? builder.neurons : nil
+    }
+
+    /// Accumulates records one at a time, keeping only what the predictor reads, so a trace
+    /// directory is never in memory twice.
+    struct Builder {
+        let model: ModelFingerprint
+        let criterion: String
+        let kind: PredictorKind
+        let source: String
+        var count = 0
+        var inputs: [Float] = []
+        var heads: [Float] = []
+        var neurons: [Float] = []
+        var hasNeurons: Bool?
+
+        init(model: ModelFingerprint, criterion: String, kind: PredictorKind, source: String, capacity: Int) {
+            self.model = model
+            self.criterion = criterion
+            self.kind = kind
+            self.source = source
+            let s = model.shape
+            inputs.reserveCapacity(capacity * (kind == .shadow ? s.attentionWidth : s.layers * s.hiddenSize))
+            heads.reserveCapacity(capacity * s.layers * s.heads)
+        }
+
+        mutating func append(_ record: TraceRecord) throws {
+            let s = model.shape, source = source, criterion = criterion
+            let width = kind == .shadow ? s.attentionWidth : s.hiddenSize
+            let rows = kind == .shadow ? 1 : s.layers
             func bad(_ what: String, _ got: Int, _ expected: Int) -> ShadowError {
                 .failed("\(source): sample \(record.index) has \(got) \(what) values, expected \(expected)")
             }
@@ -49,27 +81,32 @@ public struct PredictorDataset: Sendable {
             guard raw.count == rows * width else { throw bad(kind == .shadow ? "x" : "layer_input", raw.count, rows * width) }
             guard let h = record.heads[criterion] else { throw ShadowError.failed("\(source): sample \(record.index) has no \(criterion) head scores") }
             guard h.count == s.layers * s.heads else { throw bad("\(criterion).heads", h.count, s.layers * s.heads) }
-            guard (record.neurons[criterion] != nil) == hasNeurons else {
-                throw ShadowError.failed("\(source): sample \(record.index) \(hasNeurons ? "lacks" : "has") \(criterion) neuron scores unlike the first sample")
-            }
             guard h.allSatisfy(\.isFinite) else { throw ShadowError.failed("\(source): sample \(record.index) has non-finite \(criterion) head scores") }
-            heads += h
-            if let n = record.neurons[criterion] {
+            let n = record.neurons[criterion]
+            if hasNeurons == nil {
+                hasNeurons = n != nil
+                if n != nil { neurons.reserveCapacity(heads.capacity / s.heads * s.ffnSize) }
+            }
+            guard (n != nil) == hasNeurons else {
+                throw ShadowError.failed("\(source): sample \(record.index) \(n == nil ? "lacks" : "has") \(criterion) neuron scores unlike the first sample")
+            }
+            if let n {
                 guard n.count == s.layers * s.ffnSize else { throw bad("\(criterion).neurons", n.count, s.layers * s.ffnSize) }
                 guard n.allSatisfy(\.isFinite) else { throw ShadowError.failed("\(source): sample \(record.index) has non-finite \(criterion) neuron scores") }
                 neurons += n
             }
+            heads += h
+            let start = inputs.count
+            inputs += repeatElement(0, count: rows * width)
             raw.withUnsafeBufferPointer { src in
                 inputs.withUnsafeMutableBufferPointer { dst in
                     for r in 0..<rows {
-                        MinMax.scale(dst.baseAddress! + (i * rows + r) * width, src.baseAddress! + r * width, count: width)
+                        MinMax.scale(dst.baseAddress! + start + r * width, src.baseAddress! + r * width, count: width)
                     }
                 }
             }
+            count += 1
         }
-        self.inputs = inputs
-        self.heads = heads
-        self.neurons = hasNeurons ? neurons : nil
     }
 
     /// Reads the samples of a trace directory (one chunk in memory at a time while reading).
@@ -90,21 +127,13 @@ public struct PredictorDataset: Sendable {
         guard manifest.criteria.contains(name) else {
             throw ShadowError.invalidArgument(name: "--criterion", reason: "the traces in \(directory) have no \"\(name)\" scores (they have \(manifest.criteria.joined(separator: ", ")))")
         }
-        var records: [TraceRecord] = []
-        records.reserveCapacity(manifest.sampleCount)
-        try TraceStore.forEach(directory: directory) { record in
-            var slim = record
-            // Keep only what this predictor reads.
-            slim.attention = []
-            if kind == .shadow { slim.layerInputs = [] } else { slim.x = [] }
-            slim.heads = record.heads.filter { $0.key == name }
-            slim.neurons = record.neurons.filter { $0.key == name }
-            records.append(slim)
+        let source = URL(fileURLWithPath: directory).standardizedFileURL.path
+        var builder = Builder(model: manifest.model, criterion: name, kind: kind, source: source, capacity: manifest.sampleCount)
+        try TraceStore.forEach(directory: directory) { try builder.append($0) }
+        guard builder.count >= 2 else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds \(builder.count) sample(s); training needs at least 2 (a train and a held-out split)")
         }
-        guard records.count >= 2 else {
-            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds \(records.count) sample(s); training needs at least 2 (a train and a held-out split)")
-        }
-        return try PredictorDataset(records: records, model: manifest.model, criterion: name, kind: kind, source: directory)
+        return PredictorDataset(builder, predictorToken: manifest.predictorToken.rawValue)
     }
 
     // MARK: Rows
@@ -171,7 +200,7 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
 
     public init(headEpochs: Int = 100, neuronEpochs: Int = 20, headBatch: Int = 32, neuronBatch: Int = 16,
                 learningRate: Float = 1e-3, weightDecay: Float = 0.01, seed: UInt64 = 0, splitSeed: UInt64 = 1234,
-                heldOutFraction: Double = 0.2, progressSamples: Int = 256) {
+                heldOutFraction: Double = 0.2, progressSamples: Int = 64) {
         self.headEpochs = headEpochs
         self.neuronEpochs = neuronEpochs
         self.headBatch = headBatch
@@ -198,6 +227,8 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
 /// What a predictor file records about its training.
 public struct TrainingSummary: Sendable, Equatable, Codable {
     public var traces: String
+    /// The traces' predictor token (`last-context` or `last-input`); nil for in-memory data.
+    public var predictorToken: String?
     public var samples: Int
     public var trainSamples: Int
     public var heldOutSamples: Int
@@ -208,7 +239,7 @@ public struct TrainingSummary: Sendable, Equatable, Codable {
     public var finalNeuronLoss: Float?
 
     enum CodingKeys: String, CodingKey {
-        case traces, samples, options, seconds
+        case traces, samples, options, seconds, predictorToken = "predictor_token"
         case trainSamples = "train_samples", heldOutSamples = "held_out_samples"
         case finalHeadLoss = "final_head_loss", finalNeuronLoss = "final_neuron_loss"
     }
@@ -295,7 +326,7 @@ public enum PredictorTrainer {
             if part == .heads { headLoss = mean } else { neuronLoss = mean }
         }
         predictor.quality = PredictorQuality.measure(predictor, data: data, samples: heldOut)
-        predictor.training = TrainingSummary(traces: data.source, samples: data.count, trainSamples: train.count,
+        predictor.training = TrainingSummary(traces: data.source, predictorToken: data.predictorToken, samples: data.count, trainSamples: train.count,
                                              heldOutSamples: heldOut.count, options: options,
                                              seconds: Date().timeIntervalSince(start),
                                              finalHeadLoss: headLoss, finalNeuronLoss: neuronLoss)

@@ -73,6 +73,7 @@ struct PredictorCLITests {
         #expect(neurons["recall"] as? [String: Double] != nil)
         let training = try #require(json["training"] as? [String: Any])
         #expect(training["samples"] as? Int == 120 && training["held_out_samples"] as? Int == 24 && training["traces"] as? String == traces)
+        #expect(training["predictor_token"] as? String == "last-context")
         #expect((training["seconds"] as? Double ?? -1) >= 0)
         let model = try #require(json["model"] as? [String: Any])
         #expect(model["contentHash"] as? String == "00000000000000aa" || model["content_hash"] as? String == "00000000000000aa")
