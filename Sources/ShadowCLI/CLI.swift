@@ -10,7 +10,8 @@ public enum CLI {
     public static var commands: [Command] {
         [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
          BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command,
-         TraceInfoCommand.command, AggregateCommand.command, TrainPredictorCommand.command, PredictorInfoCommand.command]
+         TraceInfoCommand.command, AggregateCommand.command, TrainPredictorCommand.command, PredictorInfoCommand.command,
+         EvalCommand.command]
     }
 
     public static func overview() -> String {
