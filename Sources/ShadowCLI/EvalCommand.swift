@@ -1,0 +1,214 @@
+import Foundation
+import ShadowEval
+import ShadowFormats
+import ShadowModels
+import ShadowTasks
+
+/// `shadowllm eval`: one task of DESIGN §6, sparse and dense in the same harness.
+enum EvalCommand {
+    /// The JSON report. Task-specific metrics are present only for their tasks; `limit`,
+    /// `kl_divergence` and `top1_agreement` are null when they do not apply.
+    struct Report: Encodable {
+        var task: String
+        var model: String
+        var n: Int
+        var metrics: [String: Double] = [:]
+        var method: String
+        var maskMode: String
+        var headSparsity: Double
+        var neuronSparsity: Double
+        var realisedHeadSparsity: Double?
+        var realisedNeuronSparsity: Double?
+        var klDivergence: Double?
+        var top1Agreement: Double?
+        var dense: [String: Double]
+        var offset: Int
+        var limit: Int?
+        var shots: Int
+        var seed: UInt64
+        var seconds: Double
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(_ string: String) { stringValue = string }
+            init?(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encode(task, forKey: Key("task"))
+            try c.encode(model, forKey: Key("model"))
+            try c.encode(n, forKey: Key("n"))
+            for (name, value) in metrics { try c.encode(value, forKey: Key(name)) }
+            try c.encode(method, forKey: Key("method"))
+            try c.encode(maskMode, forKey: Key("mask_mode"))
+            try c.encode(headSparsity, forKey: Key("head_sparsity"))
+            try c.encode(neuronSparsity, forKey: Key("neuron_sparsity"))
+            try c.encode(realisedHeadSparsity, forKey: Key("realised_head_sparsity"))
+            try c.encode(realisedNeuronSparsity, forKey: Key("realised_neuron_sparsity"))
+            try c.encode(klDivergence, forKey: Key("kl_divergence"))
+            try c.encode(top1Agreement, forKey: Key("top1_agreement"))
+            try c.encode(dense, forKey: Key("dense"))
+            try c.encode(offset, forKey: Key("offset"))
+            try c.encode(limit, forKey: Key("limit"))
+            try c.encode(shots, forKey: Key("shots"))
+            try c.encode(seed, forKey: Key("seed"))
+            try c.encode(seconds, forKey: Key("seconds"))
+        }
+    }
+
+    static let command = Command(
+        name: "eval", abstract: "Evaluate a task (lm-evaluation-harness conventions), sparse next to dense.",
+        discussion: """
+            Multiple-choice tasks sum the log-likelihood of each choice's continuation: acc takes the largest \
+            sum, acc_norm the largest sum per character. LAMBADA counts a passage correct when greedy decoding \
+            reproduces its last word; WikiText reports word and byte perplexity over rolling windows. Every \
+            sparse run is compared with the dense model on the same inputs (KL divergence and top-1 agreement \
+            at the positions that predict answer tokens). Masks: causal (default) predicts one mask per \
+            question from its last context token; per-choice predicts one per choice from context + answer, \
+            as the paper's harness does.
+            """,
+        options: ModelOptions.options + SparsityOptions.options + [
+            .value("task", "name", help: "The task.", allowed: TaskName.allCases.map(\.rawValue)),
+            .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),
+            .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line."),
+            .value("limit", "n", help: "Evaluate at most n items.", defaultDescription: "all"),
+            .value("offset", "k", help: "Skip the first k items of the file.", default: "0"),
+            .value("shots", "k", help: "Few-shot examples per question, drawn from the rest of the file.", default: "0"),
+            .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
+            .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
+                   default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
+            .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "2048, or the model's context if smaller"),
+            .value("stride", "n", help: "WikiText: start a window every n tokens.", defaultDescription: "the context (disjoint windows)"),
+            .flag("json", help: "Print the report as JSON."),
+            .flag("no-progress", help: "Hide the progress bar."),
+        ]
+    ) { arguments, console in
+        let taskName = try arguments.required("task")
+        guard let task = TaskName(rawValue: taskName) else {
+            throw ShadowError.invalidArgument(name: "--task", reason: "unknown task \"\(taskName)\"")
+        }
+        let dataPath = try arguments.required("data")
+        guard FileManager.default.fileExists(atPath: dataPath) else { throw ShadowError.fileNotFound(path: dataPath) }
+        let offset = try arguments.int("offset", range: 0...Int.max) ?? 0
+        let limit = try arguments.int("limit", range: 1...Int.max)
+        let shots = try arguments.int("shots", range: 0...1000) ?? 0
+        let seed = UInt64(try arguments.int("seed", range: 0...Int.max) ?? 1234)
+        let maskMode = MaskMode(rawValue: try arguments.required("mask-mode"))!
+        let settings = try SparsityOptions.settings(arguments)
+
+        // Read the task before loading the model, so a bad file fails fast.
+        var items: [MultipleChoiceItem] = []
+        var text = ""
+        switch task {
+        case .wikitext: text = try TaskFile.wikitext(path: dataPath)
+        case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
+        default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: arguments.string("labels"))
+        }
+        if task != .wikitext {
+            _ = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
+        } else if offset != 0 || limit != nil {
+            throw ShadowError.invalidArgument(name: arguments.has("limit") ? "--limit" : "--offset",
+                                              reason: "does not apply to wikitext (the whole text is scored)")
+        }
+
+        let loaded = try ModelOptions.load(arguments, console: console)
+        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
+        let tokenizer = try loaded.requireTokenizer()
+        let model = loaded.model
+        let start = Date()
+        var bar: ProgressBar?
+        let showProgress = !arguments.flag("no-progress")
+        let progress: (Int, Int) -> Void = { done, total in
+            if bar == nil { bar = ProgressBar(console: console, label: task.rawValue, total: total, enabled: showProgress) }
+            bar?.update(done)
+        }
+
+        var report = Report(task: task.rawValue, model: loaded.path, n: 0, method: try arguments.required("method"),
+                            maskMode: maskMode.rawValue, headSparsity: settings.headSparsity,
+                            neuronSparsity: settings.neuronSparsity, dense: [:], offset: offset, limit: limit,
+                            shots: shots, seed: seed, seconds: 0)
+        var agreement: Agreement?
+        switch task {
+        case .wikitext:
+            let context = try arguments.int("context", range: 2...1_000_000) ?? min(2048, model.shape.maxContext)
+            let stride = try arguments.int("stride", range: 1...1_000_000)
+            let scored = try Evaluation.wikitext(text: text, model: model, tokenizer: tokenizer, context: context,
+                                                 stride: stride, sparsity: sparsity, progress: progress)
+            report.n = 1
+            report.metrics = perplexityMetrics(scored.result)
+            report.dense = perplexityMetrics(scored.dense)
+        default:
+            let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
+            let pool = Array(items[..<range.lowerBound] + items[range.upperBound...])
+            let scorer = LoglikelihoodScorer(model: model, sparsity: sparsity, maskMode: maskMode)
+            if task == .lambada {
+                let result = Evaluation.lambada(items: items[range], pool: pool, shots: shots, seed: seed,
+                                                tokenizer: tokenizer, scorer: scorer, progress: progress)
+                report.n = result.n
+                report.metrics = ["acc": result.sparse.acc.value, "acc_stderr": result.sparse.acc.stderr,
+                                  "perplexity": result.sparse.perplexity, "token_perplexity": result.sparse.tokenPerplexity]
+                report.dense = ["acc": result.dense.acc.value, "perplexity": result.dense.perplexity]
+                agreement = result.agreement
+            } else {
+                let result = Evaluation.multipleChoice(items: items[range], pool: pool, shots: shots, seed: seed,
+                                                       tokenizer: tokenizer, scorer: scorer, progress: progress)
+                report.n = result.n
+                report.metrics = ["acc": result.acc.value, "acc_stderr": result.acc.stderr,
+                                  "acc_norm": result.accNorm.value, "acc_norm_stderr": result.accNorm.stderr]
+                report.dense = ["acc": result.denseAcc.value, "acc_norm": result.denseAccNorm.value]
+                agreement = result.agreement
+            }
+            // A dense run is its own reference: nothing diverges.
+            report.klDivergence = sparsity == nil ? 0 : agreement?.meanKL
+            report.top1Agreement = sparsity == nil ? 1 : agreement?.top1
+        }
+        if let realised = Evaluation.realisedSparsity(sparsity, shape: model.shape) {
+            report.realisedHeadSparsity = realised.heads
+            report.realisedNeuronSparsity = realised.neurons
+        }
+        report.seconds = Date().timeIntervalSince(start)
+        console.print(arguments.flag("json") ? try JSONOutput.string(report) : markdown(report))
+    }
+
+    static func perplexityMetrics(_ result: TextPerplexity) -> [String: Double] {
+        ["word_perplexity": result.wordPerplexity, "byte_perplexity": result.bytePerplexity,
+         "bits_per_byte": result.bitsPerByte, "nll_sum": result.nllSum,
+         "predicted_tokens": Double(result.predictedTokens), "token_perplexity": result.tokenPerplexity]
+    }
+
+    /// A Markdown table: one row per metric, sparse next to dense.
+    static func markdown(_ report: Report) -> String {
+        func format(_ value: Double?) -> String {
+            guard let value else { return "–" }
+            return value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(format: "%.4f", value)
+        }
+        var lines = [
+            "| task | n | metric | \(report.method == "dense" ? "value" : report.method) | stderr | dense |",
+            "|---|---:|---|---:|---:|---:|",
+        ]
+        let order = ["acc", "acc_norm", "perplexity", "token_perplexity", "word_perplexity", "byte_perplexity",
+                     "bits_per_byte", "nll_sum", "predicted_tokens"]
+        for name in order {
+            guard let value = report.metrics[name] else { continue }
+            lines.append("| \(report.task) | \(report.n) | \(name) | \(format(value)) | \(format(report.metrics[name + "_stderr"])) | \(format(report.dense[name])) |")
+        }
+        var notes = ["method \(report.method)"]
+        if report.method != "dense" {
+            notes.append(String(format: "head sparsity %.2f, neuron sparsity %.2f", report.headSparsity, report.neuronSparsity))
+            if let heads = report.realisedHeadSparsity, let neurons = report.realisedNeuronSparsity {
+                notes.append(String(format: "realised %.3f / %.3f", heads, neurons))
+            }
+            notes.append("masks \(report.maskMode)")
+        }
+        if let kl = report.klDivergence, let top1 = report.top1Agreement {
+            notes.append(String(format: "KL(dense‖sparse) %.5f, top-1 agreement %.4f", kl, top1))
+        }
+        notes.append("offset \(report.offset)" + (report.limit.map { ", limit \($0)" } ?? "") + ", \(report.shots)-shot")
+        notes.append(String(format: "%.2f s", report.seconds))
+        lines += ["", notes.joined(separator: "; ")]
+        return lines.joined(separator: "\n")
+    }
+}

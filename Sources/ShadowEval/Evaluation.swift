@@ -1,0 +1,156 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+import ShadowSparsity
+import ShadowTasks
+import ShadowTokenizers
+
+/// One question's outcome: the sums the decisions came from, sparse (or dense when the run is
+/// dense) and dense side by side.
+public struct ItemOutcome: Sendable, Equatable {
+    public var id: Int
+    public var gold: Int
+    public var sums: [Double]
+    public var denseSums: [Double]
+    public var characters: [Int]
+
+    public var acc: Bool { ChoiceDecision.acc(sums) == gold }
+    public var accNorm: Bool { ChoiceDecision.accNorm(sums, characters: characters) == gold }
+    public var denseAcc: Bool { ChoiceDecision.acc(denseSums) == gold }
+    public var denseAccNorm: Bool { ChoiceDecision.accNorm(denseSums, characters: characters) == gold }
+}
+
+public struct MultipleChoiceResult: Sendable {
+    public var items: [ItemOutcome]
+    /// Nil for a dense run (nothing to compare).
+    public var agreement: Agreement?
+
+    public var n: Int { items.count }
+    public var acc: Proportion { Proportion(items.map(\.acc)) }
+    public var accNorm: Proportion { Proportion(items.map(\.accNorm)) }
+    public var denseAcc: Proportion { Proportion(items.map(\.denseAcc)) }
+    public var denseAccNorm: Proportion { Proportion(items.map(\.denseAccNorm)) }
+}
+
+/// LAMBADA: accuracy is greedy decoding reproducing the last word's tokens; perplexity is
+/// lm-eval's `exp(−mean log-likelihood of the target)` per passage, and per target token.
+public struct LambadaResult: Sendable {
+    public struct Side: Sendable, Equatable {
+        public var greedy: [Bool] = []
+        public var logLikelihoods: [Double] = []
+        public var tokens = 0
+
+        public var acc: Proportion { Proportion(greedy) }
+        public var perplexity: Double { exp(-logLikelihoods.reduce(0, +) / Double(logLikelihoods.count)) }
+        public var tokenPerplexity: Double { exp(-logLikelihoods.reduce(0, +) / Double(tokens)) }
+
+        mutating func add(_ score: ChoiceScore) {
+            greedy.append(score.isGreedy)
+            logLikelihoods.append(score.logLikelihood)
+            tokens += score.tokens
+        }
+    }
+
+    public var sparse = Side()
+    public var dense = Side()
+    public var agreement: Agreement?
+    public var n: Int { dense.greedy.count }
+}
+
+public enum Evaluation {
+    /// The items `offset ..< offset + limit` of a file of `count`, with one-line errors.
+    public static func slice(count: Int, offset: Int, limit: Int?) throws -> Range<Int> {
+        guard offset >= 0 else { throw ShadowError.invalidArgument(name: "--offset", reason: "must be at least 0, got \(offset)") }
+        guard offset < count else {
+            throw ShadowError.invalidArgument(name: "--offset", reason: "\(offset) is beyond the file's \(count) items")
+        }
+        if let limit, limit < 1 { throw ShadowError.invalidArgument(name: "--limit", reason: "must be at least 1, got \(limit)") }
+        return offset ..< min(count, offset + (limit ?? count))
+    }
+
+    /// Scores `items` with `shots` examples each, drawn with `seed` from `pool` (the rest of the
+    /// file, so a slice's shots never include one of its own questions' answers by accident of
+    /// position — and never the question itself).
+    public static func multipleChoice(items: ArraySlice<MultipleChoiceItem>, pool: [MultipleChoiceItem], shots: Int,
+                                      seed: UInt64, tokenizer: any Tokenizer, scorer: LoglikelihoodScorer,
+                                      progress: ((Int, Int) -> Void)? = nil) -> MultipleChoiceResult {
+        var outcomes: [ItemOutcome] = []
+        for item in items {
+            let requests = requests(for: item, pool: pool, shots: shots, seed: seed, tokenizer: tokenizer,
+                                    maxTokens: scorer.maxTokens)
+            let scores = scorer.score(requests)
+            let dense = scores.dense.map(\.logLikelihood)
+            outcomes.append(ItemOutcome(id: item.id, gold: item.gold, sums: scores.sparse?.map(\.logLikelihood) ?? dense,
+                                        denseSums: dense, characters: requests.map(\.characters)))
+            progress?(outcomes.count, items.count)
+        }
+        return MultipleChoiceResult(items: outcomes, agreement: scorer.sparsity == nil ? nil : scorer.agreement)
+    }
+
+    /// The tokenized requests of one item after its few-shot prefix.
+    public static func requests(for item: MultipleChoiceItem, pool: [MultipleChoiceItem], shots: Int, seed: UInt64,
+                                tokenizer: any Tokenizer, maxTokens: Int) -> [ScoringRequest] {
+        let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
+        return zip(contexts, item.continuations).map {
+            ScoringRequest(context: $0, continuation: $1, tokenizer: tokenizer, maxTokens: maxTokens)
+        }
+    }
+
+    /// LAMBADA passages as one-choice items, so slicing and few-shot work as for the others.
+    public static func lambadaItems(_ passages: [(context: String, target: String)]) -> [MultipleChoiceItem] {
+        passages.enumerated().map { MultipleChoiceItem(id: $0.offset, context: $0.element.context, continuations: [$0.element.target], gold: 0) }
+    }
+
+    public static func lambada(items: ArraySlice<MultipleChoiceItem>, pool: [MultipleChoiceItem], shots: Int, seed: UInt64,
+                               tokenizer: any Tokenizer, scorer: LoglikelihoodScorer,
+                               progress: ((Int, Int) -> Void)? = nil) -> LambadaResult {
+        var result = LambadaResult()
+        for (done, item) in items.enumerated() {
+            let requests = requests(for: item, pool: pool, shots: shots, seed: seed, tokenizer: tokenizer,
+                                    maxTokens: scorer.maxTokens)
+            let scores = scorer.score(requests)
+            result.dense.add(scores.dense[0])
+            result.sparse.add(scores.sparse?[0] ?? scores.dense[0])
+            progress?(done + 1, items.count)
+        }
+        result.agreement = scorer.sparsity == nil ? nil : scorer.agreement
+        return result
+    }
+
+    /// WikiText: the whole text tokenized once and scored in rolling windows of `context` tokens
+    /// (`Scoring.perplexity`), by the sparse model when given a controller and always by the
+    /// dense one. Words and bytes are counted over the whole text.
+    public static func wikitext(text: String, model: any CausalLanguageModel, tokenizer: any Tokenizer, context: Int,
+                                stride: Int?, sparsity: (any SparsityController)?,
+                                progress: ((Int, Int) -> Void)? = nil) throws -> (result: TextPerplexity, dense: TextPerplexity) {
+        let tokens = tokenizer.encodeWithSpecialTokens(text)
+        let passes = sparsity == nil ? 1 : 2
+        var windowsDone = 0
+        func run(_ controller: (any SparsityController)?, pass: Int) throws -> TextPerplexity {
+            let scored = try Scoring.perplexity(model: model, tokens: tokens, context: context, stride: stride,
+                                                sparsity: controller) { done, total in
+                windowsDone = done
+                progress?(pass * total + windowsDone, passes * total)
+            }
+            return TextPerplexity(nllSum: scored.nllSum, predictedTokens: scored.predictedTokens, text: text)
+        }
+        let dense = try run(nil, pass: 0)
+        guard let sparsity else { return (dense, dense) }
+        return (try run(sparsity, pass: 1), dense)
+    }
+
+    /// The whole-model sparsity the controller's masks realised (layer 0 counted dense), or nil
+    /// when it cannot tell.
+    public static func realisedSparsity(_ controller: (any SparsityController)?,
+                                        shape: TransformerShape) -> (heads: Double, neurons: Double)? {
+        switch controller {
+        case nil: return (0, 0)
+        case let predicting as PredictingController:
+            return (predicting.statistics.headSparsity, predicting.statistics.neuronSparsity)
+        case let fixed as FixedSparsity:
+            return Masks.realisedSparsity(fixed.layers, shape: shape)
+        default:
+            return nil
+        }
+    }
+}

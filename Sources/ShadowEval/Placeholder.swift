@@ -1,1 +1,0 @@
-// Evaluation arrives in its own commits.

@@ -1,0 +1,183 @@
+import Foundation
+import ShadowKernels
+import ShadowModels
+import ShadowSparsity
+
+/// How a sparse evaluation chooses masks for the requests of one question (DESIGN §6).
+public enum MaskMode: String, Sendable, CaseIterable, Codable {
+    /// One mask per question, predicted from the last context token and shared by its choices:
+    /// what an engine can do before it has seen any answer.
+    case causal
+    /// The paper's harness: every choice is its own request, and its mask is predicted from the
+    /// prefill of context + continuation (the last continuation token included, as calibration's
+    /// `last-input`).
+    case perChoice = "per-choice"
+}
+
+/// A controller whose mask belongs to one request: `reset()` forgets it so the next call
+/// predicts, `frozen` keeps it for later calls (here: while the choices of a question run).
+public protocol RequestScopedMasks: SparsityController {
+    var frozen: Bool { get set }
+    func reset()
+}
+
+extension ShadowPredictorController: RequestScopedMasks {}
+extension DejaVuController: RequestScopedMasks {}
+
+/// How far the sparse model's next-token distributions stray from the dense model's at the
+/// positions that predict continuation tokens: mean KL(dense ‖ sparse) and top-1 agreement.
+public struct Agreement: Sendable, Equatable {
+    public var klSum = 0.0
+    public var positions = 0
+    public var matches = 0
+
+    public init() {}
+
+    public var meanKL: Double { positions > 0 ? klSum / Double(positions) : .nan }
+    public var top1: Double { positions > 0 ? Double(matches) / Double(positions) : .nan }
+
+    /// Adds `rows` positions of (·, vocab) logits, dense and sparse for the same inputs.
+    mutating func add(dense: [Float], sparse: [Float], vocab: Int) {
+        precondition(dense.count == sparse.count)
+        let rows = dense.count / vocab
+        dense.withUnsafeBufferPointer { d in
+            sparse.withUnsafeBufferPointer { s in
+                for r in 0..<rows {
+                    let p = d.baseAddress! + r * vocab, q = s.baseAddress! + r * vocab
+                    let lseP = Ops.logSumExp(p, vocab), lseQ = Ops.logSumExp(q, vocab)
+                    var kl = 0.0
+                    for v in 0..<vocab {
+                        let logP = Double(p[v]) - lseP
+                        kl += exp(logP) * (logP - (Double(q[v]) - lseQ))
+                    }
+                    // Float rounding can leave a tiny negative sum for equal distributions.
+                    klSum += max(0, kl)
+                    positions += 1
+                    if Self.argmax(p, vocab) == Self.argmax(q, vocab) { matches += 1 }
+                }
+            }
+        }
+    }
+
+    /// The first index of the largest value (numpy's tie rule).
+    static func argmax(_ row: UnsafePointer<Float>, _ count: Int) -> Int {
+        var best = 0
+        for i in 1..<count where row[i] > row[best] { best = i }
+        return best
+    }
+}
+
+/// Scores the requests of one question with the dense model and, when given a controller, with
+/// the sparse model on the same inputs. Requests sharing their context tokens share one prefill:
+/// the context runs once and each choice continues from the KV cache truncated back to it.
+public final class LoglikelihoodScorer {
+    public let model: any CausalLanguageModel
+    public let sparsity: (any SparsityController)?
+    public let maskMode: MaskMode
+    public private(set) var agreement = Agreement()
+    private let denseCache: KVCache
+    private lazy var sparseCache: KVCache = model.makeCache()
+    private var vocab: Int { model.shape.vocabularySize }
+
+    public init(model: any CausalLanguageModel, sparsity: (any SparsityController)? = nil, maskMode: MaskMode = .causal) {
+        self.model = model
+        self.sparsity = sparsity
+        self.maskMode = maskMode
+        denseCache = model.makeCache()
+    }
+
+    /// Longest request the caches hold.
+    public var maxTokens: Int { model.shape.maxContext }
+
+    /// Per request, the dense score and (with a controller) the sparse one.
+    public func score(_ requests: [ScoringRequest]) -> (dense: [ChoiceScore], sparse: [ChoiceScore]?) {
+        var dense = [ChoiceScore](repeating: ChoiceScore(logLikelihood: 0, tokens: 0, isGreedy: true), count: requests.count)
+        var sparse = sparsity == nil ? nil : dense
+        for group in Self.groupsByContext(requests) {
+            let context = Array(requests[group[0]].context)
+            let denseLast = prefill(context, cache: denseCache, sparsity: nil)
+            var sparseLast: [Float] = []
+            let scoped = sparsity as? RequestScopedMasks
+            if let sparsity, maskMode == .causal {
+                // A new question: predict from its last context token, then keep that mask.
+                scoped?.reset()
+                sparseLast = prefill(context, cache: sparseCache, sparsity: sparsity)
+                scoped?.frozen = true
+            }
+            for index in group {
+                let request = requests[index]
+                let denseRows = continuationRows(request, cache: denseCache, last: denseLast, sparsity: nil)
+                dense[index] = score(rows: denseRows, request: request)
+                guard let sparsity else { continue }
+                let sparseRows: [Float]
+                if maskMode == .causal {
+                    sparseRows = continuationRows(request, cache: sparseCache, last: sparseLast, sparsity: sparsity)
+                } else {
+                    scoped?.reset()
+                    sparseRows = wholeRequestRows(request, sparsity: sparsity)
+                }
+                sparse![index] = score(rows: sparseRows, request: request)
+                agreement.add(dense: denseRows, sparse: sparseRows, vocab: vocab)
+            }
+            scoped?.frozen = false
+        }
+        return (dense, sparse)
+    }
+
+    /// Indices of requests with equal context tokens, in order of first appearance. Equal
+    /// context strings usually give one group; Winogrande's per-option contexts give one each.
+    static func groupsByContext(_ requests: [ScoringRequest]) -> [[Int]] {
+        var groups: [[Int]] = []
+        for index in requests.indices {
+            if let g = groups.firstIndex(where: { requests[$0[0]].context == requests[index].context }) {
+                groups[g].append(index)
+            } else {
+                groups.append([index])
+            }
+        }
+        return groups
+    }
+
+    /// Runs `context` from an empty cache; returns its last logits row (it predicts the first
+    /// continuation token of every request in the group).
+    private func prefill(_ context: [Int], cache: KVCache, sparsity: (any SparsityController)?) -> [Float] {
+        cache.reset()
+        return model.forward(context, cache: cache, logits: .last, sparsity: sparsity)
+    }
+
+    /// Logits rows (n, vocab) predicting the n continuation tokens, continuing from the cached
+    /// context. The last continuation token predicts nothing we score, so it is never run.
+    private func continuationRows(_ request: ScoringRequest, cache: KVCache, last: [Float],
+                                  sparsity: (any SparsityController)?) -> [Float] {
+        let n = request.continuationCount
+        guard n > 0 else { return [] }
+        cache.truncate(to: request.predictFrom)
+        guard n > 1 else { return last }
+        let inner = Array(request.tokens[request.predictFrom ..< request.tokens.count - 1])
+        return last + model.forward(inner, cache: cache, logits: .all, sparsity: sparsity)
+    }
+
+    /// Per-choice masks: the whole request is one prefill (its last token included, so the mask
+    /// sees the full answer), and the rows come from that single pass.
+    private func wholeRequestRows(_ request: ScoringRequest, sparsity: any SparsityController) -> [Float] {
+        let n = request.continuationCount
+        sparseCache.reset()
+        let all = model.forward(request.tokens, cache: sparseCache, logits: .all, sparsity: sparsity)
+        guard n > 0 else { return [] }
+        return Array(all[(request.predictFrom - 1) * vocab ..< (request.tokens.count - 1) * vocab])
+    }
+
+    private func score(rows: [Float], request: ScoringRequest) -> ChoiceScore {
+        let targets = request.continuation
+        var total = 0.0
+        var greedy = true
+        rows.withUnsafeBufferPointer { all in
+            for (r, target) in targets.enumerated() {
+                let row = all.baseAddress! + r * vocab
+                total += Double(row[target]) - Ops.logSumExp(row, vocab)
+                if Agreement.argmax(row, vocab) != target { greedy = false }
+            }
+        }
+        return ChoiceScore(logLikelihood: total, tokens: targets.count, isGreedy: greedy)
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+
+@Suite("eval command")
+struct EvalCommandTests {
+    /// A four-item PIQA file and its labels in a fresh directory.
+    static func piqaFiles() throws -> (data: String, labels: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let rows = [
+            #"{"goal": "Open a jar", "sol1": "Twist the lid.", "sol2": "Eat the jar."}"#,
+            #"{"goal": "Dry hands", "sol1": "Use a towel.", "sol2": "Use a rock."}"#,
+            #"{"goal": "Boil water", "sol1": "Freeze it.", "sol2": "Heat it in a pot."}"#,
+            #"{"goal": "Read a book", "sol1": "Open it.", "sol2": "Burn it."}"#,
+        ]
+        let data = directory.appendingPathComponent("valid.jsonl").path
+        let labels = directory.appendingPathComponent("valid-labels.lst").path
+        try rows.joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)
+        try "0\n0\n1\n0\n".write(toFile: labels, atomically: true, encoding: .utf8)
+        return (data, labels)
+    }
+
+    @Test("--json reports accuracy, standard errors, sparsity, agreement and the dense model")
+    func jsonKeys() throws {
+        let files = try Self.piqaFiles()
+        let arguments = ["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", files.data,
+                         "--labels", files.labels, "--offset", "1", "--limit", "2", "--shots", "1",
+                         "--method", "random", "--sparsity", "0.5", "--json", "--no-progress"]
+        let run = CLIRun(arguments)
+        #expect(run.status == 0, "\(run.err)")
+        let json = try run.json()
+        for key in ["task", "n", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "method", "head_sparsity",
+                    "neuron_sparsity", "realised_head_sparsity", "kl_divergence", "top1_agreement", "dense",
+                    "offset", "limit", "seconds", "mask_mode"] {
+            #expect(json[key] != nil, "missing \(key)")
+        }
+        #expect(json["task"] as? String == "piqa")
+        #expect(json["n"] as? Int == 2)
+        #expect(json["offset"] as? Int == 1 && json["limit"] as? Int == 2)
+        #expect((json["kl_divergence"] as? Double ?? 0) > 0)
+        let dense = try #require(json["dense"] as? [String: Any])
+        #expect(dense["acc"] != nil && dense["acc_norm"] != nil)
+
+        // Deterministic: the same command gives the same numbers.
+        var again = try CLIRun(arguments).json()
+        var first = json
+        first["seconds"] = nil
+        again["seconds"] = nil
+        #expect(NSDictionary(dictionary: first).isEqual(to: again))
+    }
+
+    @Test("a dense run reports KL 0 and agreement 1; Markdown by default")
+    func dense() throws {
+        let files = try Self.piqaFiles()
+        let run = CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
+                          "--labels", files.labels, "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.out.contains("| piqa | 4 | acc |"))
+        let json = try CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
+                               "--labels", files.labels, "--json", "--no-progress"]).json()
+        #expect(json["kl_divergence"] as? Double == 0 && json["top1_agreement"] as? Double == 1)
+        #expect(json["acc"] as? Double == (json["dense"] as? [String: Any])?["acc"] as? Double)
+    }
+
+    @Test("LAMBADA and WikiText report their own metrics")
+    func otherTasks() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let lambada = directory.appendingPathComponent("lambada.jsonl").path
+        try "{\"text\": \"the cat sat on the mat\"}\n{\"text\": \"one two three four\"}\n".write(toFile: lambada, atomically: true, encoding: .utf8)
+        let wiki = directory.appendingPathComponent("wiki.txt").path
+        try " = Title = \n\n The cat sat on the mat . \n".write(toFile: wiki, atomically: true, encoding: .utf8)
+
+        let l = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--json",
+                            "--method", "random", "--sparsity", "0.5", "--mask-mode", "per-choice", "--no-progress"]).json()
+        #expect(l["acc"] != nil && l["perplexity"] != nil && l["n"] as? Int == 2)
+        let w = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
+                            "--context", "8", "--no-progress"]).json()
+        for key in ["word_perplexity", "byte_perplexity", "bits_per_byte", "nll_sum", "predicted_tokens"] {
+            #expect(w[key] as? Double != nil, "missing \(key)")
+        }
+    }
+
+    @Test("an unknown task, a missing data file and an offset beyond the file fail with one line")
+    func errors() throws {
+        let files = try Self.piqaFiles()
+        let model = fixture("tiny-llama")
+        for arguments in [["--task", "squad", "--data", files.data],
+                          ["--task", "piqa", "--data", "/nonexistent/piqa.jsonl"],
+                          ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--offset", "4"]] {
+            let run = CLIRun(["eval", "--model", model] + arguments)
+            #expect(run.status != 0, "\(arguments)")
+            #expect(run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1, "\(arguments): \(run.err)")
+        }
+    }
+
+    @Test("runs on the shared PIQA data when it is present", .enabled(if: FileManager.default.fileExists(atPath: "/work/shared/data/piqa/valid.jsonl")))
+    func sharedData() throws {
+        let run = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa",
+                          "--data", "/work/shared/data/piqa/valid.jsonl", "--labels", "/work/shared/data/piqa/valid-labels.lst",
+                          "--limit", "3", "--json", "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(try run.json()["n"] as? Int == 3)
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import Testing
+@testable import ShadowEval
+import ShadowModels
+import ShadowSparsity
+import ShadowTasks
+import ShadowTokenizers
+
+/// A checkpoint of the models' test target (written by scripts/reference/make_fixtures.py).
+func fixture(_ name: String) throws -> LoadedModel {
+    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
+    return try ModelLoader.load(path: path)
+}
+
+let questions = [
+    MultipleChoiceItem(id: 0, context: "Question: How do you open a jar?\nAnswer:",
+                       continuations: [" Twist the lid.", " Eat the glass jar whole."], gold: 0),
+    MultipleChoiceItem(id: 1, context: "The cat sat on the",
+                       continuations: [" mat", " moon above us", " big red chair", " é"], gold: 2),
+    // Winogrande: one context per option, the same continuation.
+    MultipleChoiceItem(id: 2, contexts: ["Anna gave Beth a book because Anna", "Anna gave Beth a book because Beth"],
+                       continuations: [" was kind.", " was kind."], gold: 0),
+    MultipleChoiceItem(id: 3, context: "2 + 2 =", continuations: [" 4", " 5", " four"], gold: 0),
+]
+
+/// Σ log p over the continuation from one scratch pass per choice (`Scoring.tokenNLL`).
+func handSum(_ model: any CausalLanguageModel, _ tokenizer: any Tokenizer, context: String, continuation: String,
+             sparsity: (any SparsityController)? = nil) -> Double {
+    let tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
+    let from = tokenizer.encodeWithSpecialTokens(context).count
+    let nll = Scoring.tokenNLL(model: model, tokens: tokens, sparsity: sparsity)
+    return -nll[(from - 1)...].reduce(0, +)
+}
+
+func randomHalf(_ model: any CausalLanguageModel) -> FixedSparsity {
+    let scores = Masks.randomScores(shape: model.shape, seed: 7)
+    return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons,
+                                             settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5),
+                                             shape: model.shape))
+}
+
+func expectClose(_ a: [Double], _ b: [Double], tolerance: Double = 1e-4, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a.count == b.count, sourceLocation: sourceLocation)
+    for (x, y) in zip(a, b) {
+        #expect(abs(x - y) <= tolerance * max(1, abs(y)), "\(a) vs \(b)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("Multiple-choice scoring")
+struct MultipleChoiceTests {
+    @Test("acc and acc_norm follow the per-token log-likelihoods summed by hand", arguments: ["tiny-llama", "tiny-opt"])
+    func handComputation(checkpoint: String) throws {
+        let loaded = try fixture(checkpoint)
+        let tokenizer = try loaded.requireTokenizer()
+        let scorer = LoglikelihoodScorer(model: loaded.model)
+        let result = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0,
+                                               tokenizer: tokenizer, scorer: scorer)
+        var accHits: [Bool] = [], normHits: [Bool] = []
+        for (item, outcome) in zip(questions, result.items) {
+            let sums = zip(item.contexts, item.continuations).map { handSum(loaded.model, tokenizer, context: $0, continuation: $1) }
+            expectClose(outcome.sums, sums)
+            expectClose(outcome.denseSums, sums)
+            #expect(outcome.characters == item.continuations.map { $0.unicodeScalars.count })
+            let best = sums.indices.max(by: { sums[$0] < sums[$1] })!
+            let norms = sums.indices.map { sums[$0] / Double(item.continuations[$0].unicodeScalars.count) }
+            let bestNorm = norms.indices.max(by: { norms[$0] < norms[$1] })!
+            accHits.append(best == item.gold)
+            normHits.append(bestNorm == item.gold)
+        }
+        #expect(result.acc.value == Double(accHits.filter { $0 }.count) / 4)
+        #expect(result.accNorm.value == Double(normHits.filter { $0 }.count) / 4)
+        #expect(result.agreement == nil)
+    }
+
+    @Test("running the shared context once and each choice from the truncated cache equals scoring each from scratch")
+    func cacheReuse() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let mask = randomHalf(loaded.model)
+        // A fixed mask is the same in both modes, so per-choice (each request from scratch) must
+        // give the causal mode's cached sums.
+        let causal = LoglikelihoodScorer(model: loaded.model, sparsity: mask, maskMode: .causal)
+        let perChoice = LoglikelihoodScorer(model: loaded.model, sparsity: mask, maskMode: .perChoice)
+        for item in questions {
+            let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
+            let cached = causal.score(requests).sparse!.map(\.logLikelihood)
+            let scratch = perChoice.score(requests).sparse!.map(\.logLikelihood)
+            expectClose(cached, scratch)
+            let byHand = zip(item.contexts, item.continuations).map {
+                handSum(loaded.model, tokenizer, context: $0, continuation: $1, sparsity: mask)
+            }
+            expectClose(cached, byHand)
+        }
+    }
+
+    @Test("choices group by their context tokens: one group for a shared context, one per Winogrande option")
+    func grouping() throws {
+        let tokenizer = try fixture("tiny-llama").requireTokenizer()
+        let shared = Evaluation.requests(for: questions[1], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
+        #expect(LoglikelihoodScorer.groupsByContext(shared) == [[0, 1, 2, 3]])
+        let winogrande = Evaluation.requests(for: questions[2], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
+        #expect(LoglikelihoodScorer.groupsByContext(winogrande) == [[0], [1]])
+    }
+
+    @Test("a request longer than the model's context loses tokens from the left and keeps its continuation")
+    func truncation() throws {
+        let tokenizer = try fixture("tiny-llama").requireTokenizer()
+        let context = String(repeating: "long context ", count: 40)
+        let full = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: 10_000)
+        let cut = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: 32)
+        #expect(cut.tokens.count == 32)
+        #expect(cut.continuation == full.continuation)
+    }
+
+    @Test("KL is 0 and top-1 agreement 1 when the sparse model keeps everything; random masks at 0.5 diverge")
+    func agreement() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let keepAll = FixedSparsity(layers: [LayerPlan](repeating: .dense, count: loaded.model.shape.layers))
+        let same = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
+                                             scorer: LoglikelihoodScorer(model: loaded.model, sparsity: keepAll))
+        let a = try #require(same.agreement)
+        #expect(a.positions > 0)
+        #expect(a.meanKL < 1e-9)
+        #expect(a.top1 == 1)
+        for outcome in same.items { expectClose(outcome.sums, outcome.denseSums, tolerance: 1e-6) }
+
+        let random = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
+                                               scorer: LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model)))
+        let b = try #require(random.agreement)
+        #expect(b.positions == a.positions)
+        #expect(b.meanKL > 1e-4)
+        #expect(b.top1 < 1)
+    }
+
+    @Test("causal masks: one prediction per context, frozen for the choices; per-choice: one per choice")
+    func maskRequests() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        for mode in MaskMode.allCases {
+            let spy = SpyController()
+            let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: spy, maskMode: mode)
+            _ = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+            let choices = questions.map(\.choiceCount).reduce(0, +)
+            // Items 0, 1 and 3 share a context; item 2 (Winogrande) has two.
+            #expect(spy.resets == (mode == .causal ? 5 : choices))
+            #expect(spy.unfrozenCalls == spy.resets, "every request predicts once, at its first call")
+            #expect(!spy.frozen)
+        }
+    }
+}
+
+/// Counts resets and the forward calls that would predict (those made while not frozen).
+final class SpyController: RequestScopedMasks, @unchecked Sendable {
+    var frozen = false
+    var resets = 0
+    var unfrozenCalls = 0
+    let execution = SparseExecution.skip
+    let keepsAllKeysAndValues = false
+
+    func reset() { resets += 1 }
+    func observe(layer: Int, input: UnsafePointer<Float>, attention: UnsafePointer<Float>, tokens: Int, position: Int) {
+        if layer == 0 && !frozen { unfrozenCalls += 1 }
+    }
+    func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan { .dense }
+}
+
+@Suite("Metrics")
+struct MetricTests {
+    @Test("standard error is the sample standard deviation of 0/1 outcomes over √n")
+    func stderr() {
+        let outcomes = [true, false, true, true, false, true, true, true]
+        let p = Proportion(outcomes)
+        let mean = 6.0 / 8
+        let variance = outcomes.map { pow(($0 ? 1 : 0) - mean, 2) }.reduce(0, +) / 7
+        #expect(p.value == mean)
+        #expect(abs(p.stderr - (variance / 8).squareRoot()) < 1e-12)
+        #expect(abs(p.stderr - (mean * (1 - mean) / 7).squareRoot()) < 1e-12)
+        #expect(Proportion([true]).stderr.isNaN)
+    }
+
+    @Test("argmax takes the first of equal values; acc_norm divides by characters")
+    func decisions() {
+        #expect(ChoiceDecision.acc([-3, -1, -1]) == 1)
+        #expect(ChoiceDecision.accNorm([-10, -6], characters: [20, 6]) == 0)
+    }
+
+    @Test("WikiText: word and byte perplexity and bits per byte over the whole text")
+    func wikitext() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let text = " = Heading = \n\n The cat sat on the mat . \n It was a fine day , and the sun shone . \n"
+        let scored = try Evaluation.wikitext(text: text, model: loaded.model, tokenizer: tokenizer, context: 16,
+                                             stride: nil, sparsity: nil)
+        let reference = try Scoring.perplexity(model: loaded.model, tokens: tokenizer.encodeWithSpecialTokens(text), context: 16)
+        #expect(scored.result.nllSum == reference.nllSum)
+        #expect(scored.result.predictedTokens == reference.predictedTokens)
+        #expect(scored.result.words == 21)  // 3 + 7 + 11
+        #expect(scored.result.bytes == text.utf8.count)
+        #expect(abs(scored.result.wordPerplexity - exp(reference.nllSum / 21)) < 1e-9)
+        #expect(abs(scored.result.bytePerplexity - exp(reference.nllSum / Double(text.utf8.count))) < 1e-9)
+        #expect(abs(scored.result.bitsPerByte - reference.nllSum / Double(text.utf8.count) / log(2)) < 1e-12)
+
+        let sparse = try Evaluation.wikitext(text: text, model: loaded.model, tokenizer: tokenizer, context: 16,
+                                             stride: 8, sparsity: randomHalf(loaded.model))
+        #expect(sparse.dense.nllSum != sparse.result.nllSum)
+    }
+
+    @Test("LAMBADA: accuracy is greedy reproduction of the target, perplexity exp(−mean log-likelihood)")
+    func lambada() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let items = Evaluation.lambadaItems([("the cat sat on the", " mat"), ("one two three", " four")])
+        let result = Evaluation.lambada(items: items[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
+                                        scorer: LoglikelihoodScorer(model: loaded.model))
+        let sums = items.map { handSum(loaded.model, tokenizer, context: $0.contexts[0], continuation: $0.continuations[0]) }
+        expectClose(result.dense.logLikelihoods, sums)
+        #expect(abs(result.dense.perplexity - exp(-(sums[0] + sums[1]) / 2)) < 1e-3 * result.dense.perplexity)
+        // Greedy: every target token must be its row's argmax.
+        for (index, item) in items.enumerated() {
+            let request = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)[0]
+            let logits = loaded.model.forward(request.tokens, cache: loaded.model.makeCache(), logits: .all)
+            let vocab = loaded.model.shape.vocabularySize
+            let greedy = (request.predictFrom ..< request.tokens.count).allSatisfy { t in
+                let row = logits[(t - 1) * vocab ..< t * vocab]
+                return row.indices.max(by: { row[$0] < row[$1] })! - (t - 1) * vocab == request.tokens[t]
+            }
+            #expect(result.dense.greedy[index] == greedy)
+        }
+    }
+}
