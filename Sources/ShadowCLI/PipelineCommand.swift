@@ -199,7 +199,7 @@ enum PipelineCommand {
         for kind in ["shadow", "dejavu"] {
             final class Box: @unchecked Sendable { var out = "" }
             let box = Box()
-            if CLI.run(["predictor-info", path("predictors/\(kind).safetensors"), "--json"],
+            if CLI.run(["predictor", "info", path("predictors/\(kind).safetensors"), "--json"],
                        console: Console(out: { box.out += $0 }, err: { _ in })) == 0,
                let json = try? JSONSerialization.jsonObject(with: Data(box.out.utf8)) as? [String: Any] {
                 let quality = json["quality"] as? [String: Any]

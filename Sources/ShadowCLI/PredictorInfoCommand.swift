@@ -2,11 +2,11 @@ import Foundation
 import ShadowFormats
 import ShadowSparsity
 
-/// `shadowllm predictor-info FILE`: what a predictor file holds — its kind, criterion, networks,
+/// `shadowllm predictor info FILE`: what a predictor file holds — its kind, criterion, networks,
 /// the model it was trained for, its training and its held-out quality.
 enum PredictorInfoCommand {
     static let command = Command(
-        name: "predictor-info", abstract: "Describe a predictor file (kind, model, training, held-out quality).",
+        name: "predictor info", abstract: "Describe a predictor file (kind, model, training, held-out quality).",
         discussion: "The file is loaded in full, so a corrupt or incomplete predictor is reported here.",
         positional: .value("file", "file", help: "A predictor written by train-predictor."),
         options: [
@@ -14,7 +14,7 @@ enum PredictorInfoCommand {
         ]
     ) { arguments, console in
         guard let path = arguments.string("file") else {
-            throw ShadowError.invalidArgument(name: "predictor-info", reason: "needs a predictor file (shadowllm predictor-info FILE)")
+            throw ShadowError.invalidArgument(name: "predictor info", reason: "needs a predictor file (shadowllm predictor info FILE)")
         }
         let predictor = try PredictorFile.load(path: path)
         if arguments.flag("json") {

@@ -49,7 +49,7 @@ struct PredictorCLITests {
     let small = ["--head-width", "32", "--neuron-width", "32", "--head-epochs", "30", "--neuron-epochs", "30", "--batch", "16",
                  "--lr", "0.003", "--no-progress"]
 
-    @Test("train-predictor writes a predictor and predictor-info --json reports its held-out quality")
+    @Test("train-predictor writes a predictor and predictor info --json reports its held-out quality")
     func trainAndInspect() throws {
         let traces = scratchPath("traces"), out = scratchPath("out") + "/shadow.safetensors"
         defer { try? FileManager.default.removeItem(atPath: traces); try? FileManager.default.removeItem(atPath: (out as NSString).deletingLastPathComponent) }
@@ -59,7 +59,7 @@ struct PredictorCLITests {
         #expect(train.out.contains("Spearman") && train.out.contains("heads") && train.out.contains(out))
         #expect(train.err.isEmpty)
 
-        let info = CLIRun(["predictor-info", out, "--json"])
+        let info = CLIRun(["predictor", "info", out, "--json"])
         #expect(info.status == 0, "\(info.err)")
         let json = try info.json()
         #expect(json["kind"] as? String == "shadow" && json["criterion"] as? String == "plainact" && json["rank"] as? Int == 12)
@@ -80,7 +80,7 @@ struct PredictorCLITests {
         #expect(((json["parameters"] as? [String: Any])?["total"] as? Int ?? 0) > 0)
         #expect(((json["flops_per_prediction"] as? [String: Any])?["total"] as? Int ?? 0) > 0)
 
-        let text = CLIRun(["predictor-info", out])
+        let text = CLIRun(["predictor", "info", out])
         #expect(text.status == 0 && text.out.contains("recall@0.5") && text.out.contains("kind: shadow"))
     }
 
@@ -95,7 +95,7 @@ struct PredictorCLITests {
                               "--target-scaling", "global"])
             #expect(run.status == 0, "\(run.err)")
             #expect(run.err.contains("layer 2 neurons") && run.err.contains("ρ"))
-            let json = try CLIRun(["predictor-info", out, "--json"]).json()
+            let json = try CLIRun(["predictor", "info", out, "--json"]).json()
             #expect(json["kind"] as? String == kind && json["loss"] as? String == "rank" && json["target_scaling"] as? String == "global")
         }
     }
@@ -118,10 +118,10 @@ struct PredictorCLITests {
             (["train-predictor", "--traces", traces], "--out"),
             (["train-predictor", "--traces", traces, "--out", directory], "directory"),
             (["train-predictor", "--traces", traces, "--out", out, "--head-width", "0"], "--head-width"),
-            (["predictor-info", corrupt], corrupt),
-            (["predictor-info", directory + "/missing.safetensors"], "missing.safetensors"),
-            (["predictor-info"], "predictor-info"),
-            (["predictor-info", corrupt, "extra"], "extra"),
+            (["predictor", "info", corrupt], corrupt),
+            (["predictor", "info", directory + "/missing.safetensors"], "missing.safetensors"),
+            (["predictor", "info"], "predictor info"),
+            (["predictor", "info", corrupt, "extra"], "extra"),
         ]
         for (arguments, mention) in cases {
             let run = CLIRun(arguments)
@@ -141,8 +141,8 @@ struct PredictorCLITests {
     func help() {
         let train = CLIRun(["train-predictor", "--help"])
         #expect(train.status == 0 && train.out.contains("--target-scaling") && train.out.contains("(default: 2048)"))
-        let info = CLIRun(["predictor-info", "--help"])
-        #expect(info.status == 0 && info.out.contains("USAGE: shadowllm predictor-info <file>"))
+        let info = CLIRun(["predictor", "info", "--help"])
+        #expect(info.status == 0 && info.out.contains("USAGE: shadowllm predictor info <file>"))
         #expect(CLIRun(["--help"]).out.contains("train-predictor"))
     }
 }
