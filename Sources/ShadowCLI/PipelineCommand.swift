@@ -154,13 +154,14 @@ enum PipelineCommand {
         // 4. Multiple-choice slices, when the data is there and `eval` exists.
         var taskResults: [String: [String: Double]] = [:]
         if CLI.commands.contains(where: { $0.name == "eval" }) {
-            for (task, file) in [("piqa", data.piqa), ("hellaswag", data.hellaswag)] {
+            for (task, file, labels) in [("piqa", data.piqa, data.piqaLabels), ("hellaswag", data.hellaswag, nil)] {
                 guard let file else { continue }
+                let labelArguments = labels.map { ["--labels", $0] } ?? []
                 for (method, p) in methods {
                     let name = "eval-\(task)-\(method).json"
                     try run("eval \(task) \(method)", ["eval", "--model", model, "--task", task, "--data", file, "--limit", quick ? "20" : "200",
                                                        "--json", "--threads", threads, "--method", method, "--sparsity", String(p),
-                                                       "--predictor", path("predictors")] + progress, output: name)
+                                                       "--predictor", path("predictors")] + labelArguments + progress, output: name)
                     if let json = try? readJSON(path(name)) {
                         taskResults[method, default: [:]]["\(task)_acc"] = json["acc"] as? Double
                         taskResults[method, default: [:]]["\(task)_acc_norm"] = json["acc_norm"] as? Double
@@ -240,6 +241,7 @@ struct DataFiles {
     }
 
     var piqa: String? { file("piqa/valid.jsonl") }
+    var piqaLabels: String? { file("piqa/valid-labels.lst") }
     var hellaswag: String? { file("hellaswag/hellaswag_val_full.txt") }
     var wikitextTest: String? { file("wikitext-2/test.txt") }
     var wikitextValid: String? { file("wikitext-2/valid.txt") }

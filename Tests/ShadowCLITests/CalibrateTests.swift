@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowCLI
 @testable import ShadowSparsity
+import ShadowModels
 
 @Suite("Calibration traces", .serialized)
 struct CalibrateTests {
@@ -192,5 +193,23 @@ struct PipelineTests {
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
         #expect(!again.err.contains("pipeline: calibrate …"))
+    }
+}
+
+@Suite("Pipeline on SmolLM2", .enabled(if: FileManager.default.fileExists(atPath: ShadowModels.DefaultModel.path),
+                                       "SmolLM2 not fetched: run scripts/setup.sh"))
+struct SmolLM2PipelineTests {
+    @Test("pipeline --quick runs the whole method on the default model and prints dense, shadow and dejavu rows")
+    func quickPipelineOnSmolLM2() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("smollm2-pipeline-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let dataDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data").path
+        let run = CLIRun(["pipeline", "--quick", "--out", out, "--data-dir", dataDir, "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        for method in ["dense", "shadow", "dejavu"] { #expect(run.out.contains("| \(method) |"), "\(run.out)") }
+        let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
+        let rows = try #require(results["rows"] as? [[String: Any]])
+        #expect(rows.allSatisfy { ($0["perplexity"] as? Double ?? 0) > 1 && ($0["tg_tokens_per_second"] as? Double ?? 0) > 0 })
     }
 }
