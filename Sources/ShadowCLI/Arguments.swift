@@ -156,6 +156,12 @@ public struct ParsedArguments: Sendable {
 
     public func flag(_ name: String) -> Bool { values[name] != nil }
 
+    /// The options as given, sorted by name, e.g. `["--limit", "200", "--quick"]` (for reports
+    /// that record the command that made them).
+    public var given: [String] {
+        values.keys.sorted().flatMap { name in values[name]!.flatMap { $0 == "true" ? ["--\(name)"] : ["--\(name)", $0] } }
+    }
+
     /// A copy with `name` set to `value` (a command's own default for a shared option).
     public func overriding(_ name: String, with value: String) -> ParsedArguments {
         var copy = values

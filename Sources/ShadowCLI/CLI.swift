@@ -11,7 +11,7 @@ public enum CLI {
         [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
          BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command,
          TraceInfoCommand.command, AggregateCommand.command, TrainPredictorCommand.command, PredictorInfoCommand.command,
-         EvalCommand.command, PipelineCommand.command]
+         EvalCommand.command, SweepCommand.command, PipelineCommand.command]
     }
 
     public static func overview() -> String {

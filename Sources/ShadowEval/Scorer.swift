@@ -26,12 +26,19 @@ extension DejaVuController: RequestScopedMasks {}
 
 /// How far the sparse model's next-token distributions stray from the dense model's at the
 /// positions that predict continuation tokens: mean KL(dense ‖ sparse) and top-1 agreement.
-public struct Agreement: Sendable, Equatable {
+public struct Agreement: Sendable, Equatable, Codable {
     public var klSum = 0.0
     public var positions = 0
     public var matches = 0
 
     public init() {}
+
+    /// Adds another tally's positions.
+    public mutating func add(_ other: Agreement) {
+        klSum += other.klSum
+        positions += other.positions
+        matches += other.matches
+    }
 
     public var meanKL: Double { positions > 0 ? klSum / Double(positions) : .nan }
     public var top1: Double { positions > 0 ? Double(matches) / Double(positions) : .nan }
@@ -67,59 +74,89 @@ public struct Agreement: Sendable, Equatable {
     }
 }
 
-/// Scores the requests of one question with the dense model and, when given a controller, with
-/// the sparse model on the same inputs. Requests sharing their context tokens share one prefill:
-/// the context runs once and each choice continues from the KV cache truncated back to it.
+/// Scores the requests of one question with the dense model and, when given controllers, with
+/// each sparse model on the same inputs (the dense rows are computed once and shared, which is
+/// what lets `sweep` compare many mask sources for the price of one dense pass). Requests sharing
+/// their context tokens share one prefill: the context runs once and each choice continues from
+/// the KV cache truncated back to it.
 public final class LoglikelihoodScorer {
     public let model: any CausalLanguageModel
-    public let sparsity: (any SparsityController)?
+    public let controllers: [any SparsityController]
     public let maskMode: MaskMode
-    public private(set) var agreement = Agreement()
+    /// Per controller, how far its distributions strayed from the dense model's.
+    public private(set) var agreements: [Agreement]
     private let denseCache: KVCache
     private lazy var sparseCache: KVCache = model.makeCache()
     private var vocab: Int { model.shape.vocabularySize }
 
-    public init(model: any CausalLanguageModel, sparsity: (any SparsityController)? = nil, maskMode: MaskMode = .causal) {
+    public init(model: any CausalLanguageModel, controllers: [any SparsityController], maskMode: MaskMode = .causal) {
         self.model = model
-        self.sparsity = sparsity
+        self.controllers = controllers
         self.maskMode = maskMode
+        agreements = controllers.map { _ in Agreement() }
         denseCache = model.makeCache()
     }
+
+    public convenience init(model: any CausalLanguageModel, sparsity: (any SparsityController)? = nil, maskMode: MaskMode = .causal) {
+        self.init(model: model, controllers: sparsity.map { [$0] } ?? [], maskMode: maskMode)
+    }
+
+    /// The single controller of a one-controller scorer.
+    public var sparsity: (any SparsityController)? { controllers.first }
+    public var agreement: Agreement { agreements.first ?? Agreement() }
+
+    /// Starts every controller's agreement from zero.
+    public func resetAgreements() { agreements = controllers.map { _ in Agreement() } }
 
     /// Longest request the caches hold.
     public var maxTokens: Int { model.shape.maxContext }
 
     /// Per request, the dense score and (with a controller) the sparse one.
     public func score(_ requests: [ScoringRequest]) -> (dense: [ChoiceScore], sparse: [ChoiceScore]?) {
-        var dense = [ChoiceScore](repeating: ChoiceScore(logLikelihood: 0, tokens: 0, isGreedy: true), count: requests.count)
-        var sparse = sparsity == nil ? nil : dense
+        let all = scoreAll(requests, only: nil)
+        return (all.dense, all.sparse.first)
+    }
+
+    /// Per request, the dense score and one score per controller (those of `only`, when given;
+    /// the others are left empty).
+    public func scoreAll(_ requests: [ScoringRequest], only: Set<Int>? = nil) -> (dense: [ChoiceScore], sparse: [[ChoiceScore]]) {
+        let empty = ChoiceScore(logLikelihood: 0, tokens: 0, isGreedy: true)
+        var dense = [ChoiceScore](repeating: empty, count: requests.count)
+        var sparse = controllers.indices.map { only == nil || only!.contains($0) ? dense : [] }
+        let active = controllers.indices.filter { only == nil || only!.contains($0) }
         for group in Self.groupsByContext(requests) {
             let context = Array(requests[group[0]].context)
             let denseLast = prefill(context, cache: denseCache, sparsity: nil)
-            var sparseLast: [Float] = []
-            let scoped = sparsity as? RequestScopedMasks
-            if let sparsity, maskMode == .causal {
-                // A new question: predict from its last context token, then keep that mask.
-                scoped?.reset()
-                sparseLast = prefill(context, cache: sparseCache, sparsity: sparsity)
-                scoped?.frozen = true
-            }
+            var denseRows: [[Float]] = []
             for index in group {
-                let request = requests[index]
-                let denseRows = continuationRows(request, cache: denseCache, last: denseLast, sparsity: nil)
-                dense[index] = score(rows: denseRows, request: request)
-                guard let sparsity else { continue }
-                let sparseRows: [Float]
-                if maskMode == .causal {
-                    sparseRows = continuationRows(request, cache: sparseCache, last: sparseLast, sparsity: sparsity)
-                } else {
-                    scoped?.reset()
-                    sparseRows = wholeRequestRows(request, sparsity: sparsity)
-                }
-                sparse![index] = score(rows: sparseRows, request: request)
-                agreement.add(dense: denseRows, sparse: sparseRows, vocab: vocab)
+                let rows = continuationRows(requests[index], cache: denseCache, last: denseLast, sparsity: nil)
+                dense[index] = score(rows: rows, request: requests[index])
+                denseRows.append(rows)
             }
-            scoped?.frozen = false
+            for c in active {
+                let controller = controllers[c]
+                let scoped = controller as? RequestScopedMasks
+                var sparseLast: [Float] = []
+                if maskMode == .causal {
+                    // A new question: predict from its last context token, then keep that mask.
+                    scoped?.reset()
+                    sparseLast = prefill(context, cache: sparseCache, sparsity: controller)
+                    scoped?.frozen = true
+                }
+                for (g, index) in group.enumerated() {
+                    let request = requests[index]
+                    let sparseRows: [Float]
+                    if maskMode == .causal {
+                        sparseRows = continuationRows(request, cache: sparseCache, last: sparseLast, sparsity: controller)
+                    } else {
+                        scoped?.reset()
+                        sparseRows = wholeRequestRows(request, sparsity: controller)
+                    }
+                    sparse[c][index] = score(rows: sparseRows, request: request)
+                    agreements[c].add(dense: denseRows[g], sparse: sparseRows, vocab: vocab)
+                }
+                scoped?.frozen = false
+            }
         }
         return (dense, sparse)
     }

@@ -270,3 +270,40 @@ public enum TraceStore {
         try writer.finish()
     }
 }
+
+/// Static (input-independent) importance: one criterion's per-sample scores summed over a trace
+/// directory, as L rows of H head scores and (when the criterion scores neurons) L rows of F.
+public struct AggregateImportance: Sendable, Equatable {
+    public let criterion: String
+    public let samples: Int
+    public let heads: [[Float]]
+    public let neurons: [[Float]]?
+
+    public init(traces directory: String, criterion: String) throws {
+        let manifest = try TraceManifest.load(directory: directory)
+        guard manifest.criteria.contains(criterion) else {
+            throw ShadowError.invalidArgument(
+                name: "--criterion",
+                reason: "\(directory) has no \"\(criterion)\" scores (it has \(manifest.criteria.joined(separator: ", ")))")
+        }
+        let shape = manifest.model.shape
+        var heads = [Float](repeating: 0, count: shape.layers * shape.heads)
+        var neurons: [Float]?
+        var samples = 0
+        try TraceStore.forEach(directory: directory) { record in
+            samples += 1
+            for (i, v) in (record.heads[criterion] ?? []).enumerated() { heads[i] += v }
+            if let n = record.neurons[criterion] {
+                if neurons == nil { neurons = [Float](repeating: 0, count: n.count) }
+                for (i, v) in n.enumerated() { neurons![i] += v }
+            }
+        }
+        func rows(_ values: [Float], _ width: Int) -> [[Float]] {
+            stride(from: 0, to: values.count, by: width).map { Array(values[$0..<$0 + width]) }
+        }
+        self.criterion = criterion
+        self.samples = samples
+        self.heads = rows(heads, shape.heads)
+        self.neurons = neurons.map { rows($0, shape.ffnSize) }
+    }
+}

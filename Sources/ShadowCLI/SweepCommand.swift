@@ -1,0 +1,331 @@
+import Foundation
+import ShadowEval
+import ShadowFormats
+import ShadowModels
+import ShadowSparsity
+import ShadowTasks
+
+/// `shadowllm sweep`: tasks × methods × criteria × sparsities, plus the dense model, in one
+/// resumable run, with `results.json`, a Markdown report and SVG plots.
+enum SweepCommand {
+    struct Results: Codable {
+        var model: String
+        var date: String
+        var machine: String
+        var command: String
+        var settings: String
+        var seconds: Double
+        var rows: [SweepRow]
+        var skipped: [String]
+        /// Mean per-sample head importance (L × H) per criterion of the traces, for the heat map.
+        var headImportance: [String: [[Float]]]
+
+        enum CodingKeys: String, CodingKey {
+            case model, date, machine, command, settings, seconds, rows, skipped
+            case headImportance = "head_importance"
+        }
+    }
+
+    static let sparseMethods = ["random", "static", "shadow", "dejavu", "dejavu-lookahead"]
+
+    static let command = Command(
+        name: "sweep", abstract: "Evaluate tasks × methods × criteria × sparsities (and dense) in one resumable run, with reports and plots.",
+        discussion: """
+            Cells: the dense model, then for every method and sparsity one cell per criterion — static masks from \
+            that criterion's aggregate scores in --traces, shadow/dejavu masks from the predictor trained on that \
+            criterion (found among --predictor files and directories; a missing one is skipped and listed), random \
+            masks once. Every item runs the dense model once, shared by all sparse cells (which also report KL \
+            divergence and top-1 agreement against it). The state is saved to OUT/sweep-state.json after every \
+            chunk of items, so a killed sweep run again with the same command continues where it stopped; cells \
+            added to a finished sweep run alone. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
+            (metric against sparsity, one panel per task) and OUT/heads.svg (mean head importance per layer).
+            """,
+        options: ModelOptions.options + [
+            .value("out", short: "o", "dir", help: "Where the state, results and plots go.", default: "shadowllm-sweep"),
+            .value("tasks", "names", help: "Tasks to evaluate.", default: "piqa,hellaswag,wikitext",
+                   allowed: TaskName.allCases.map(\.rawValue)),
+            .value("data-dir", "dir", help: "Finds piqa/, hellaswag/ and wikitext-2/ files laid out as in ../shared/data.",
+                   default: "../shared/data"),
+            .value("data", "task=path,...", help: "Task files, overriding --data-dir (needed for the other tasks)."),
+            .value("labels", "task=path,...", help: "Label files (PIQA, Winogrande) when the data file has none."),
+            .value("methods", "names", help: "Mask sources; dense is always included.", default: "static,shadow,dejavu",
+                   allowed: sparseMethods),
+            .value("criteria", "names", help: "Criteria of the static scores and of the predictors' targets.",
+                   default: "plainact,l2_norm", allowed: Criterion.allCases.map(\.rawValue)),
+            .value("sparsities", "p,...", help: "Sparsities of heads and neurons.", default: "0.3,0.5,0.7"),
+            .value("traces", "dir", help: "static / heat map: a trace directory from calibrate holding the criteria."),
+            .value("predictor", "paths", help: "shadow / dejavu: predictor files or directories of them (e.g. a pipeline's predictors/)."),
+            .value("policy", "name", help: "How scores become masks.", default: MaskPolicy.global.rawValue,
+                   allowed: MaskPolicy.allCases.map(\.rawValue)),
+            .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
+            .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice.",
+                   default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
+            .value("limit", "n", help: "Items per multiple-choice task.", default: "1000"),
+            .value("offset", "k", help: "Skip the first k items of each task file.", default: "0"),
+            .value("shots", "k", help: "Few-shot examples per question.", default: "0"),
+            .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
+            .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
+            .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end); 0 for the whole text.",
+                   default: "60000"),
+            .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
+            .flag("json", help: "Print results.json instead of the Markdown table."),
+            .flag("no-progress", help: "Hide the progress bar."),
+        ]
+    ) { arguments, console in
+        let out = try arguments.required("out")
+        let tasks = try parseTasks(arguments)
+        let methods = arguments.list("methods") ?? []
+        for method in methods where !sparseMethods.contains(method) {
+            throw ShadowError.invalidArgument(name: "--methods", reason: "unknown method \"\(method)\" (expected \(sparseMethods.joined(separator: ", ")))")
+        }
+        let criteria = arguments.list("criteria") ?? []
+        for criterion in criteria where Criterion(rawValue: criterion) == nil {
+            throw ShadowError.invalidArgument(name: "--criteria", reason: "unknown criterion \"\(criterion)\"")
+        }
+        let sparsities = try (arguments.list("sparsities") ?? []).map { text -> Double in
+            guard let p = Double(text), p > 0, p < 1 else {
+                throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \"\(text)\"")
+            }
+            return p
+        }
+        let limit = try arguments.int("limit", range: 1...Int.max)!
+        let offset = try arguments.int("offset", range: 0...Int.max)!
+        let shots = try arguments.int("shots", range: 0...1000)!
+        let seed = UInt64(try arguments.int("seed", range: 0...Int.max)!)
+        let maskSeed = UInt64(try arguments.int("mask-seed", range: 0...Int.max)!)
+        let textBytes = try arguments.int("text-bytes", range: 0...Int.max)!
+        let maskMode = MaskMode(rawValue: try arguments.required("mask-mode"))!
+        let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
+        let floor = try arguments.double("hybrid-floor", range: 0...1)!
+
+        // Read every input before loading the model, so a bad file fails fast.
+        var loadedTasks: [(name: TaskName, task: SweepTask?)] = []
+        for (task, path, labels) in tasks {
+            switch task {
+            case .wikitext:
+                loadedTasks.append((task, nil))
+                _ = try subset(TaskFile.wikitext(path: path), bytes: textBytes, path: path)
+            case .lambada:
+                let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
+                loadedTasks.append((task, .lambada(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit))))
+            default:
+                let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels)
+                let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
+                loadedTasks.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
+            }
+        }
+        let tracesPath = arguments.string("traces")
+        var aggregates: [String: AggregateImportance] = [:]
+        var skipped: [String] = []
+        if let tracesPath {
+            let available = try TraceManifest.load(directory: tracesPath).criteria
+            for criterion in available where criteria.contains(criterion) || aggregates.isEmpty {
+                aggregates[criterion] = try AggregateImportance(traces: tracesPath, criterion: criterion)
+            }
+        } else if methods.contains("static") {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "is required by the static method (a trace directory from calibrate)")
+        }
+
+        let loaded = try ModelOptions.load(arguments, console: console)
+        let model = loaded.model
+        let tokenizer = try loaded.requireTokenizer()
+        let fingerprint = try ModelFingerprint(loaded: loaded)
+        let context = try arguments.int("context", range: 2...1_000_000) ?? min(512, model.shape.maxContext)
+        guard context <= model.shape.maxContext else {
+            throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds the model's context of \(model.shape.maxContext)")
+        }
+        let predictors = try discoverPredictors(arguments.list("predictor") ?? [], fingerprint: fingerprint)
+
+        // The cells: dense, then every method × criterion × sparsity that has a mask source.
+        var cells = [SweepCell.dense]
+        for method in methods {
+            let cellCriteria: [String?]
+            switch method {
+            case "random":
+                cellCriteria = [nil]
+            case "static":
+                cellCriteria = criteria.filter { criterion in
+                    guard let aggregate = aggregates[criterion] else {
+                        skipped.append("static (\(criterion)): \(tracesPath ?? "") has no \(criterion) scores"); return false
+                    }
+                    if aggregate.neurons == nil { skipped.append("static (\(criterion)): scores heads only"); return false }
+                    return true
+                }
+            default:
+                cellCriteria = criteria.filter { criterion in
+                    if predictors[PredictorKey(kind: method, criterion: criterion)] != nil { return true }
+                    skipped.append("\(method) (\(criterion)): no such predictor among --predictor")
+                    return false
+                }
+            }
+            for criterion in cellCriteria {
+                for p in sparsities { cells.append(SweepCell(method: method, criterion: criterion, sparsity: p)) }
+            }
+        }
+        for line in skipped { console.printError("sweep: skipped \(line)") }
+
+        func makeController(_ cell: SweepCell) throws -> (any SparsityController)? {
+            let settings = SparsitySettings(headSparsity: cell.sparsity, neuronSparsity: cell.sparsity, policy: policy, hybridFloor: floor)
+            switch cell.method {
+            case "dense":
+                return nil
+            case "random":
+                let scores = Masks.randomScores(shape: model.shape, seed: maskSeed)
+                return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: model.shape))
+            case "static":
+                let aggregate = aggregates[cell.criterion!]!
+                return FixedSparsity(layers: Masks.plans(headScores: aggregate.heads, neuronScores: aggregate.neurons!,
+                                                         settings: settings, shape: model.shape))
+            case "shadow":
+                let predictor = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
+                return try ShadowPredictorController(predictor: predictor.predictor, settings: settings, shape: model.shape)
+            default:
+                let predictor = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
+                return try DejaVuController(predictor: predictor.predictor, settings: settings, shape: model.shape, refresh: 1)
+            }
+        }
+
+        // The resumable state, checked against the settings that change numbers.
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
+        let settings = [
+            "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",
+            "tasks " + tasks.map { "\($0.task.rawValue)=\($0.path)" }.joined(separator: ","),
+            "offset \(offset)", "limit \(limit)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
+            "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
+            "context \(context)", "traces \(tracesPath ?? "-")",
+            "predictors " + predictors.values.map(\.path).sorted().joined(separator: ","),
+        ].joined(separator: "; ")
+        var state = SweepState(settings: settings)
+        if FileManager.default.fileExists(atPath: path("sweep-state.json")) {
+            let saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
+            guard saved.settings == settings else {
+                throw ShadowError.invalidArgument(
+                    name: "--out",
+                    reason: "\(out) holds a sweep with other settings (\(saved.settings)); give another --out or remove \(path("sweep-state.json"))")
+            }
+            state = saved
+        }
+        func save(_ state: SweepState) throws {
+            try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json"))
+        }
+
+        var runnable: [SweepTask] = []
+        for (name, task) in loadedTasks {
+            if let task { runnable.append(task); continue }
+            let text = try subset(TaskFile.wikitext(path: tasks.first { $0.task == name }!.path), bytes: textBytes, path: name.rawValue)
+            runnable.append(.perplexity(name: name.rawValue, text: text, context: context))
+        }
+        let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: maskMode, shots: shots, seed: seed)
+        let total = try runnable.reduce(0) { $0 + (try runner.work($1, cells: cells.count)) }
+        let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"))
+        var done = 0
+        let start = Date()
+        for task in runnable {
+            var taskDone = 0
+            try runner.run(task, cells: cells, state: &state, makeController: makeController, save: save) { units in
+                taskDone += units
+                bar.update(done + taskDone, detail: task.name)
+            }
+            done += try runner.work(task, cells: cells.count)
+        }
+
+        var rows: [SweepRow] = []
+        for task in runnable {
+            for cell in cells.sorted() {
+                let tally = state.tally(task: task.name, cell: cell)
+                if tally.items > 0 { rows.append(SweepRow(task: task, cell: cell, tally: tally)) }
+            }
+        }
+        let seconds = state.tallies.values.flatMap(\.values).reduce(0) { $0 + $1.seconds }
+        let results = Results(model: loaded.path, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
+                              command: (["shadowllm", "sweep"] + arguments.given).joined(separator: " "), settings: settings,
+                              seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: skipped,
+                              headImportance: aggregates.mapValues { SweepReport.meanPerSample($0) })
+        let json = try JSONOutput.string(results)
+        try AtomicFile.write(json + "\n", to: path("results.json"))
+        try AtomicFile.write(SweepReport.markdown(results), to: path("report.md"))
+        try AtomicFile.write(SweepReport.plots(results), to: path("sweep.svg"))
+        if !results.headImportance.isEmpty { try AtomicFile.write(SweepReport.heatMap(results), to: path("heads.svg")) }
+        console.print(arguments.flag("json") ? json : SweepReport.table(results).joined(separator: "\n"))
+        if !arguments.flag("json") { console.print("report: \(path("report.md")), \(path("results.json")), \(path("sweep.svg"))") }
+    }
+
+    /// Each task with its data file and labels: `--data task=path` first, then `--data-dir`.
+    static func parseTasks(_ arguments: ParsedArguments) throws -> [(task: TaskName, path: String, labels: String?)] {
+        func pairs(_ option: String) throws -> [String: String] {
+            var result: [String: String] = [:]
+            for entry in arguments.list(option) ?? [] {
+                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, TaskName(rawValue: parts[0]) != nil else {
+                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "expected TASK=PATH with a known task, got \"\(entry)\"")
+                }
+                result[parts[0]] = parts[1]
+            }
+            return result
+        }
+        let data = try pairs("data"), labels = try pairs("labels")
+        let files = DataFiles(directory: try arguments.required("data-dir"))
+        var tasks: [(TaskName, String, String?)] = []
+        for name in arguments.list("tasks") ?? [] {
+            guard let task = TaskName(rawValue: name) else {
+                throw ShadowError.invalidArgument(name: "--tasks", reason: "unknown task \"\(name)\"")
+            }
+            let found: String? = switch task {
+            case .piqa: files.piqa
+            case .hellaswag: files.hellaswag
+            case .wikitext: files.wikitextTest
+            default: nil
+            }
+            guard let path = data[name] ?? found else {
+                throw ShadowError.invalidArgument(name: "--data", reason: "no file for \(name): give --data \(name)=PATH")
+            }
+            guard FileManager.default.fileExists(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+            tasks.append((task, path, labels[name] ?? (task == .piqa && data[name] == nil ? files.piqaLabels : nil)))
+        }
+        guard !tasks.isEmpty else { throw ShadowError.invalidArgument(name: "--tasks", reason: "needs at least one task") }
+        return tasks
+    }
+
+    /// The first `bytes` of a text, cut after a line end (the whole text for 0).
+    static func subset(_ text: String, bytes: Int, path: String) throws -> String {
+        let utf8 = Array(text.utf8)
+        guard bytes > 0, utf8.count > bytes else { return text }
+        var end = bytes
+        while end > 0 && utf8[end - 1] != UInt8(ascii: "\n") { end -= 1 }
+        guard end > 0 else { throw ShadowError.invalidArgument(name: "--text-bytes", reason: "\(path) has no line end in its first \(bytes) bytes") }
+        return String(decoding: utf8[..<end], as: UTF8.self)
+    }
+
+    struct PredictorKey: Hashable {
+        var kind: String
+        var criterion: String
+    }
+
+    /// Every predictor file named or inside a named directory, keyed by kind and criterion; each
+    /// is checked against the model.
+    static func discoverPredictors(_ paths: [String], fingerprint: ModelFingerprint) throws -> [PredictorKey: (path: String, predictor: Predictor)] {
+        var files: [String] = []
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ShadowError.fileNotFound(path: path) }
+            if isDirectory.boolValue {
+                let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".safetensors") }.sorted()
+                files += names.map { (path as NSString).appendingPathComponent($0) }
+            } else {
+                files.append(path)
+            }
+        }
+        var found: [PredictorKey: (path: String, predictor: Predictor)] = [:]
+        for file in files {
+            let predictor = try PredictorFile.load(path: file)
+            try fingerprint.check(matches: predictor.model, what: file)
+            let key = PredictorKey(kind: predictor.kind.rawValue, criterion: predictor.criterion)
+            if let other = found[key] {
+                throw ShadowError.invalidArgument(name: "--predictor", reason: "\(other.path) and \(file) are both \(key.kind) predictors of \(key.criterion)")
+            }
+            found[key] = (file, predictor)
+        }
+        return found
+    }
+}

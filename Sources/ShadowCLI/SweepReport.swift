@@ -1,0 +1,261 @@
+import Foundation
+import ShadowEval
+import ShadowSparsity
+
+/// The sweep's human-readable outputs: Markdown tables and SVG plots drawn by our own code.
+enum SweepReport {
+    typealias Results = SweepCommand.Results
+
+    static func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
+
+    /// Multiple-choice tasks of the results, in order of appearance.
+    static func choiceTasks(_ results: Results) -> [String] {
+        ordered(results.rows.map(\.task)).filter { $0 != "wikitext" }
+    }
+
+    static func ordered(_ values: [String]) -> [String] {
+        var seen = Set<String>()
+        return values.filter { seen.insert($0).inserted }
+    }
+
+    /// The mean of the tasks' headline accuracies (PIQA acc, HellaSwag acc_norm, …) for a cell.
+    static func meanAccuracy(_ results: Results, cell: SweepCell) -> Double? {
+        mean(choiceTasks(results).compactMap { task in
+            results.rows.first { $0.task == task && $0.cell == cell }?.metrics[SweepRow.headlineMetric(task: task)]
+        })
+    }
+
+    static func value(_ results: Results, task: String, cell: SweepCell) -> Double? {
+        results.rows.first { $0.task == task && $0.cell == cell }?.metrics[SweepRow.headlineMetric(task: task)]
+    }
+
+    static func format(_ value: Double?, _ pattern: String = "%.3f") -> String {
+        value.map { String(format: pattern, $0) } ?? "—"
+    }
+
+    /// One row per cell: each task's headline metric, the accuracy mean, divergence from dense.
+    static func table(_ results: Results) -> [String] {
+        let tasks = ordered(results.rows.map(\.task))
+        let choice = choiceTasks(results)
+        var header = "| method | criterion | sparsity |"
+        var rule = "| --- | --- | ---: |"
+        for task in tasks {
+            header += " \(task) \(SweepRow.headlineMetric(task: task).replacingOccurrences(of: "_", with: " ")) |"
+            rule += " ---: |"
+        }
+        if choice.count > 1 { header += " mean acc |"; rule += " ---: |" }
+        header += " KL | top-1 | realised heads / neurons |"
+        rule += " ---: | ---: | ---: |"
+        var lines = [header, rule]
+        for cell in ordered(results.rows.map(\.cell.key)).compactMap({ key in results.rows.first { $0.cell.key == key }?.cell }).sorted() {
+            var line = "| \(cell.method) | \(cell.criterion ?? "—") | \(cell.method == "dense" ? "0" : String(format: "%.2f", cell.sparsity)) |"
+            for task in tasks {
+                let row = results.rows.first { $0.task == task && $0.cell == cell }
+                let metric = SweepRow.headlineMetric(task: task)
+                if task == "wikitext" {
+                    line += " \(format(row?.metrics[metric], "%.2f")) |"
+                } else {
+                    line += " \(format(row?.metrics[metric])) ± \(format(row?.metrics[metric + "_stderr"])) |"
+                }
+            }
+            if choice.count > 1 { line += " \(format(meanAccuracy(results, cell: cell))) |" }
+            let rows = results.rows.filter { $0.cell == cell && $0.task != "wikitext" }
+            line += " \(format(mean(rows.compactMap(\.klDivergence)), "%.4f")) | \(format(mean(rows.compactMap(\.top1Agreement)))) |"
+            let realised = results.rows.first { $0.cell == cell && $0.realisedHeadSparsity != nil }
+            line += " \(format(realised?.realisedHeadSparsity, "%.2f")) / \(format(realised?.realisedNeuronSparsity, "%.2f")) |"
+            lines.append(line)
+        }
+        return lines
+    }
+
+    /// The paper's criteria table: static masks per criterion at each sparsity, WikiText
+    /// perplexity and the accuracy mean.
+    static func criteriaTable(_ results: Results) -> [String] {
+        let cells = results.rows.map(\.cell).filter { $0.method == "static" }
+        guard !cells.isEmpty else { return [] }
+        let sparsities = Array(Set(cells.map(\.sparsity))).sorted()
+        let hasText = results.rows.contains { $0.task == "wikitext" }
+        let choice = choiceTasks(results)
+        var header = "| criterion |", rule = "| --- |"
+        for p in sparsities {
+            if hasText { header += " ppl @\(Int(p * 100))% |"; rule += " ---: |" }
+            if !choice.isEmpty { header += " acc @\(Int(p * 100))% |"; rule += " ---: |" }
+        }
+        var lines = [header, rule]
+        for criterion in ordered(cells.compactMap(\.criterion)) {
+            var line = "| \(criterion) |"
+            for p in sparsities {
+                let cell = SweepCell(method: "static", criterion: criterion, sparsity: p)
+                if hasText { line += " \(format(value(results, task: "wikitext", cell: cell), "%.2f")) |" }
+                if !choice.isEmpty { line += " \(format(meanAccuracy(results, cell: cell))) |" }
+            }
+            lines.append(line)
+        }
+        return lines
+    }
+
+    static func markdown(_ results: Results) -> String {
+        var lines = ["# ShadowLLM sweep", "",
+                     "- model: `\(results.model)`",
+                     "- date: \(results.date); machine: \(results.machine); evaluation time \(String(format: "%.0f", results.seconds)) s",
+                     "- command: `\(results.command)`",
+                     "- settings: \(results.settings)", "",
+                     "## Results", "",
+                     "Headline metric per task (acc, HellaSwag acc_norm, WikiText word perplexity) ± standard error; " +
+                     "KL is the mean KL(dense ‖ sparse) of the next-token distribution at scored positions.", ""]
+        lines += table(results)
+        let criteria = criteriaTable(results)
+        if !criteria.isEmpty {
+            lines += ["", "## Criteria (static masks from aggregate scores)", ""] + criteria
+        }
+        if !results.skipped.isEmpty {
+            lines += ["", "Skipped: " + results.skipped.joined(separator: "; ") + "."]
+        }
+        lines += ["", "![metrics against sparsity](sweep.svg)", ""]
+        if !results.headImportance.isEmpty { lines += ["![mean head importance per layer](heads.svg)", ""] }
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: - SVG
+
+    static let palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
+                          "#ccb974", "#64b5cd"]
+
+    static func f(_ v: Double) -> String { String(format: "%.1f", v) }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    /// One panel per task (and one for the accuracy mean): the headline metric against sparsity,
+    /// a line per method and criterion starting from the dense model at 0, a legend below.
+    static func plots(_ results: Results) -> String {
+        var panels: [(title: String, logScale: Bool, value: (SweepCell) -> Double?)] = []
+        for task in ordered(results.rows.map(\.task)) {
+            let metric = SweepRow.headlineMetric(task: task)
+            panels.append(("\(task) \(metric)" + (task == "wikitext" ? " (log scale)" : ""), task == "wikitext",
+                           { value(results, task: task, cell: $0) }))
+        }
+        if choiceTasks(results).count > 1 {
+            panels.append(("mean accuracy of " + choiceTasks(results).joined(separator: ", "), false, { meanAccuracy(results, cell: $0) }))
+        }
+        let series = ordered(results.rows.map(\.cell).filter { $0.method != "dense" }.sorted().map(\.series))
+        let cells = results.rows.map(\.cell)
+        let width = 340.0, height = 250.0, columns = min(panels.count, 3)
+        let rows = (panels.count + columns - 1) / max(columns, 1)
+        let legendHeight = Double((series.count + 2) / 3) * 18 + 20
+        let totalWidth = Double(columns) * width + 20, totalHeight = Double(rows) * height + legendHeight
+        var svg = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(totalWidth))\" height=\"\(Int(totalHeight))\" font-family=\"sans-serif\" font-size=\"11\">",
+                   "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"]
+        let xMax = max(cells.map(\.sparsity).max() ?? 1, 0.1)
+        for (index, panel) in panels.enumerated() {
+            let x0 = 10 + Double(index % columns) * width + 45, y0 = Double(index / columns) * height + 30
+            let w = width - 70, h = height - 75
+            let transform: (Double) -> Double = panel.logScale ? { log10(max($0, 1e-9)) } : { $0 }
+            let values = cells.compactMap(panel.value).map(transform)
+            guard var low = values.min(), var high = values.max() else { continue }
+            if high - low < 1e-9 { low -= 0.5; high += 0.5 }
+            let pad = (high - low) * 0.08
+            low -= pad; high += pad
+            func px(_ s: Double) -> Double { x0 + s / xMax * w }
+            func py(_ v: Double) -> Double { y0 + h - (transform(v) - low) / (high - low) * h }
+            svg.append("<text x=\"\(f(x0 + w / 2))\" y=\"\(f(y0 - 12))\" text-anchor=\"middle\" font-weight=\"bold\">\(escape(panel.title))</text>")
+            svg.append("<rect x=\"\(f(x0))\" y=\"\(f(y0))\" width=\"\(f(w))\" height=\"\(f(h))\" fill=\"none\" stroke=\"#444\"/>")
+            for tick in 0...4 {
+                let v = low + (high - low) * Double(tick) / 4
+                let y = y0 + h - Double(tick) / 4 * h
+                let label = panel.logScale ? String(format: "%.3g", pow(10, v)) : String(format: "%.3f", v)
+                svg.append("<line x1=\"\(f(x0))\" y1=\"\(f(y))\" x2=\"\(f(x0 + w))\" y2=\"\(f(y))\" stroke=\"#ddd\"/>")
+                svg.append("<text x=\"\(f(x0 - 4))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label)</text>")
+            }
+            for s in Array(Set(cells.map(\.sparsity))).sorted() {
+                svg.append("<text x=\"\(f(px(s)))\" y=\"\(f(y0 + h + 14))\" text-anchor=\"middle\">\(Int((s * 100).rounded()))%</text>")
+            }
+            svg.append("<text x=\"\(f(x0 + w / 2))\" y=\"\(f(y0 + h + 30))\" text-anchor=\"middle\">sparsity (heads and neurons)</text>")
+            if let dense = panel.value(.dense) {
+                svg.append("<line x1=\"\(f(x0))\" y1=\"\(f(py(dense)))\" x2=\"\(f(x0 + w))\" y2=\"\(f(py(dense)))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
+            }
+            for (s, name) in series.enumerated() {
+                var points = cells.filter { $0.series == name }.sorted { $0.sparsity < $1.sparsity }
+                    .compactMap { cell in panel.value(cell).map { (cell.sparsity, $0) } }
+                if let dense = panel.value(.dense) { points.insert((0, dense), at: 0) }
+                guard !points.isEmpty else { continue }
+                let color = palette[s % palette.count]
+                let path = points.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ")
+                svg.append("<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>")
+                for point in points {
+                    svg.append("<circle cx=\"\(f(px(point.0)))\" cy=\"\(f(py(point.1)))\" r=\"3\" fill=\"\(color)\"/>")
+                }
+            }
+        }
+        // The legend: dense, then one entry per series.
+        let legendTop = Double(rows) * height + 5
+        let entries = ["dense"] + series
+        for (i, name) in entries.enumerated() {
+            let x = 20 + Double(i % 3) * (totalWidth - 40) / 3, y = legendTop + Double(i / 3) * 18
+            if name == "dense" {
+                svg.append("<line x1=\"\(f(x))\" y1=\"\(f(y))\" x2=\"\(f(x + 24))\" y2=\"\(f(y))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
+            } else {
+                svg.append("<line x1=\"\(f(x))\" y1=\"\(f(y))\" x2=\"\(f(x + 24))\" y2=\"\(f(y))\" stroke=\"\(palette[(i - 1) % palette.count])\" stroke-width=\"2\"/>")
+            }
+            svg.append("<text x=\"\(f(x + 30))\" y=\"\(f(y + 4))\">\(escape(name))</text>")
+        }
+        svg.append("</svg>")
+        return svg.joined(separator: "\n") + "\n"
+    }
+
+    /// The aggregate head scores divided by the sample count: mean importance per sample.
+    static func meanPerSample(_ aggregate: AggregateImportance) -> [[Float]] {
+        let n = Float(max(aggregate.samples, 1))
+        return aggregate.heads.map { $0.map { $0 / n } }
+    }
+
+    /// One panel per criterion: layers down, heads across, colour from dark (least important in
+    /// the panel) to bright (most), so layers can be compared within a criterion.
+    static func heatMap(_ results: Results) -> String {
+        let criteria = results.headImportance.keys.sorted()
+        let cell = 16.0
+        let layers = results.headImportance.values.first?.count ?? 0
+        let heads = results.headImportance.values.first?.first?.count ?? 0
+        let panelWidth = max(Double(heads) * cell, 120) + 50
+        let width = Double(criteria.count) * panelWidth + 40, height = Double(layers) * cell + 110
+        var svg = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"10\">",
+                   "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
+                   "<text x=\"10\" y=\"18\" font-weight=\"bold\" font-size=\"12\">Mean head importance per sample (dark: least, bright: most, per panel)</text>"]
+        for (p, criterion) in criteria.enumerated() {
+            let grid = results.headImportance[criterion]!
+            let values = grid.flatMap { $0 }
+            let low = Double(values.min() ?? 0), high = Double(values.max() ?? 1)
+            let x0 = 40 + Double(p) * panelWidth, y0 = 60.0
+            svg.append("<text x=\"\(f(x0 + Double(heads) * cell / 2))\" y=\"48\" text-anchor=\"middle\" font-weight=\"bold\" font-size=\"11\">\(escape(criterion))</text>")
+            for (l, row) in grid.enumerated() {
+                svg.append("<text x=\"\(f(x0 - 4))\" y=\"\(f(y0 + Double(l) * cell + cell * 0.7))\" text-anchor=\"end\">\(l)</text>")
+                for (h, v) in row.enumerated() {
+                    let t = high > low ? (Double(v) - low) / (high - low) : 0
+                    svg.append("<rect x=\"\(f(x0 + Double(h) * cell))\" y=\"\(f(y0 + Double(l) * cell))\" width=\"\(f(cell))\" height=\"\(f(cell))\" fill=\"\(color(t))\"><title>layer \(l) head \(h): \(String(format: "%.4g", v))</title></rect>")
+                }
+            }
+            svg.append("<text x=\"\(f(x0 + Double(heads) * cell / 2))\" y=\"\(f(y0 + Double(layers) * cell + 16))\" text-anchor=\"middle\">head →</text>")
+        }
+        // The colour scale.
+        let scaleTop = 60 + Double(layers) * cell + 30
+        for i in 0..<20 {
+            svg.append("<rect x=\"\(f(40 + Double(i) * 8))\" y=\"\(f(scaleTop))\" width=\"8\" height=\"10\" fill=\"\(color(Double(i) / 19))\"/>")
+        }
+        svg.append("<text x=\"40\" y=\"\(f(scaleTop + 22))\">least</text>")
+        svg.append("<text x=\"200\" y=\"\(f(scaleTop + 22))\" text-anchor=\"end\">most</text>")
+        svg.append("</svg>")
+        return svg.joined(separator: "\n") + "\n"
+    }
+
+    /// A perceptually ordered ramp (dark blue → teal → yellow) for t in [0, 1].
+    static func color(_ t: Double) -> String {
+        let stops: [(Double, Double, Double)] = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
+        let x = min(max(t, 0), 1) * Double(stops.count - 1)
+        let i = min(Int(x), stops.count - 2), u = x - Double(i)
+        let (a, b) = (stops[i], stops[i + 1])
+        func mix(_ p: Double, _ q: Double) -> Int { Int((p + (q - p) * u).rounded()) }
+        return String(format: "#%02x%02x%02x", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    }
+}

@@ -1,0 +1,310 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+import ShadowSparsity
+import ShadowTasks
+import ShadowTokenizers
+
+/// One configuration of a sweep: a mask source, the criterion its scores come from and the
+/// sparsity of heads and of neurons. The dense model is the cell with method "dense".
+public struct SweepCell: Codable, Hashable, Sendable, Comparable {
+    public var method: String
+    /// The criterion of the static scores or of the predictor's targets; nil for dense and random.
+    public var criterion: String?
+    public var sparsity: Double
+
+    public init(method: String, criterion: String? = nil, sparsity: Double = 0) {
+        self.method = method
+        self.criterion = criterion
+        self.sparsity = sparsity
+    }
+
+    public static let dense = SweepCell(method: "dense")
+
+    /// A stable name, used as the key of the resumable state and of `results.json`.
+    public var key: String {
+        method == "dense" ? "dense" : "\(method)/\(criterion ?? "-")/\(String(format: "%.2f", sparsity))"
+    }
+
+    /// The series a plot draws this cell in: one line per method and criterion.
+    public var series: String { method == "dense" ? "dense" : criterion.map { "\(method) (\($0))" } ?? method }
+
+    public static func < (a: SweepCell, b: SweepCell) -> Bool {
+        (a.method == "dense" ? 0 : 1, a.method, a.criterion ?? "", a.sparsity)
+            < (b.method == "dense" ? 0 : 1, b.method, b.criterion ?? "", b.sparsity)
+    }
+}
+
+/// What a sweep has accumulated for one cell on one task. Counts and sums only, so a chunk's
+/// worth can be saved and a resumed run adds to it exactly.
+public struct SweepTally: Codable, Equatable, Sendable {
+    /// Items scored (multiple choice, LAMBADA) or 1 once a perplexity task is done.
+    public var items = 0
+    public var accCorrect = 0
+    public var accNormCorrect = 0
+    /// LAMBADA: summed log-likelihood of the targets and their tokens.
+    public var logLikelihoodSum = 0.0
+    public var targetTokens = 0
+    /// Perplexity tasks.
+    public var nllSum = 0.0
+    public var predictedTokens = 0
+    public var agreement = Agreement()
+    /// Realised whole-model sparsity summed over masks (mean = sum / masks).
+    public var headSparsitySum = 0.0
+    public var neuronSparsitySum = 0.0
+    public var masks = 0
+    public var seconds = 0.0
+
+    public init() {}
+}
+
+/// A sweep's resumable state: per task, per cell key, what has been accumulated so far.
+public struct SweepState: Codable, Equatable, Sendable {
+    public var version = 1
+    /// A description of the settings that must match for the state to be reused.
+    public var settings: String
+    public var tallies: [String: [String: SweepTally]] = [:]
+
+    public init(settings: String) { self.settings = settings }
+
+    public func tally(task: String, cell: SweepCell) -> SweepTally {
+        tallies[task]?[cell.key] ?? SweepTally()
+    }
+}
+
+/// A task as the sweep runs it: multiple-choice items, LAMBADA passages or a text to score.
+public enum SweepTask: Sendable {
+    case multipleChoice(name: String, items: [MultipleChoiceItem], range: Range<Int>)
+    case lambada(items: [MultipleChoiceItem], range: Range<Int>)
+    case perplexity(name: String, text: String, context: Int)
+
+    public var name: String {
+        switch self {
+        case .multipleChoice(let name, _, _): return name
+        case .lambada: return "lambada"
+        case .perplexity(let name, _, _): return name
+        }
+    }
+}
+
+/// Runs every cell of a sweep on every task, dense once per item and shared by all the sparse
+/// cells, saving the state after every chunk of items so a killed run loses at most one chunk.
+public struct SweepRunner {
+    public let model: any CausalLanguageModel
+    public let tokenizer: any Tokenizer
+    public let maskMode: MaskMode
+    public let shots: Int
+    public let seed: UInt64
+    /// Items between two saves of the state.
+    public var chunkSize = 25
+
+    public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, maskMode: MaskMode, shots: Int, seed: UInt64) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.maskMode = maskMode
+        self.shots = shots
+        self.seed = seed
+    }
+
+    /// Units of work of a task for the progress bar (items or windows, times cells).
+    public func work(_ task: SweepTask, cells: Int) throws -> Int {
+        switch task {
+        case .multipleChoice(_, _, let range), .lambada(_, let range): return range.count * cells
+        case .perplexity: return cells
+        }
+    }
+
+    /// Evaluates `task` for the cells whose controllers `makeController` builds (nil for dense),
+    /// continuing from `state`; `save` is called with the state after every chunk.
+    public func run(_ task: SweepTask, cells: [SweepCell], state: inout SweepState,
+                    makeController: (SweepCell) throws -> (any SparsityController)?,
+                    save: (SweepState) throws -> Void, progress: (Int) -> Void) throws {
+        let sparseCells = cells.filter { $0.method != "dense" }
+        switch task {
+        case .perplexity(let name, let text, let context):
+            let tokens = tokenizer.encodeWithSpecialTokens(text)
+            for cell in cells {
+                if state.tally(task: name, cell: cell).items > 0 { progress(1); continue }
+                let controller = try makeController(cell)
+                let start = Date()
+                let scored = try Scoring.perplexity(model: model, tokens: tokens, context: context, sparsity: controller)
+                var tally = SweepTally()
+                tally.items = 1
+                tally.nllSum = scored.nllSum
+                tally.predictedTokens = scored.predictedTokens
+                record(realisedSparsity: controller, before: PredictionStatistics(), into: &tally)
+                tally.seconds = Date().timeIntervalSince(start)
+                state.tallies[name, default: [:]][cell.key] = tally
+                try save(state)
+                progress(1)
+            }
+        case .multipleChoice(_, let items, let range):
+            try runItems(task: task.name, isLambada: false, items: items, range: range, cells: [SweepCell.dense] + sparseCells,
+                         state: &state, makeController: makeController, save: save, progress: progress)
+        case .lambada(let items, let range):
+            try runItems(task: task.name, isLambada: true, items: items, range: range, cells: [SweepCell.dense] + sparseCells,
+                         state: &state, makeController: makeController, save: save, progress: progress)
+        }
+    }
+
+    private func runItems(task: String, isLambada: Bool, items: [MultipleChoiceItem], range: Range<Int>, cells: [SweepCell],
+                          state: inout SweepState, makeController: (SweepCell) throws -> (any SparsityController)?,
+                          save: (SweepState) throws -> Void, progress: (Int) -> Void) throws {
+        let sparse = Array(cells.dropFirst())
+        let controllers = try sparse.map { cell -> any SparsityController in
+            guard let controller = try makeController(cell) else {
+                throw ShadowError.failed("sweep: \(cell.key) has no mask source")
+            }
+            return controller
+        }
+        let scorer = LoglikelihoodScorer(model: model, controllers: controllers, maskMode: maskMode)
+        let pool = Array(items[..<range.lowerBound] + items[range.upperBound...])
+        // Each cell continues where it stopped; a cell added to an earlier sweep starts at 0.
+        var done = cells.map { min(state.tally(task: task, cell: $0).items, range.count) }
+        progress(done.reduce(0, +))
+        var position = done.min() ?? range.count
+        while position < range.count {
+            let end = min(range.count, position + chunkSize)
+            let before = controllers.map { ($0 as? PredictingController)?.statistics ?? PredictionStatistics() }
+            // Fresh sums per chunk, added to the saved ones: a resumed run adds in the same order.
+            scorer.resetAgreements()
+            var worked = Set<Int>()
+            var tallies = cells.map { state.tally(task: task, cell: $0) }
+            let start = Date()
+            for index in position..<end {
+                let needed = Set(sparse.indices.filter { done[$0 + 1] <= index })
+                guard done[0] <= index || !needed.isEmpty else { continue }
+                let item = items[range.lowerBound + index]
+                let requests = Evaluation.requests(for: item, pool: pool, shots: shots, seed: seed, tokenizer: tokenizer,
+                                                   maxTokens: scorer.maxTokens)
+                let scores = scorer.scoreAll(requests, only: needed)
+                if done[0] <= index { add(scores.dense, item: item, requests: requests, isLambada: isLambada, to: &tallies[0]) }
+                for c in needed {
+                    add(scores.sparse[c], item: item, requests: requests, isLambada: isLambada, to: &tallies[c + 1])
+                }
+                progress((done[0] <= index ? 1 : 0) + needed.count)
+                for c in cells.indices where c == 0 ? done[0] <= index : needed.contains(c - 1) {
+                    done[c] = index + 1
+                    worked.insert(c)
+                }
+            }
+            // The chunk's time, shared by the cells that did work in it.
+            let seconds = Date().timeIntervalSince(start) / Double(max(worked.count, 1))
+            for c in worked.sorted() {
+                tallies[c].seconds += seconds
+                if c > 0 {
+                    let k = c - 1
+                    tallies[c].agreement.add(scorer.agreements[k])
+                    record(realisedSparsity: controllers[k], before: before[k], into: &tallies[c])
+                }
+                state.tallies[task, default: [:]][cells[c].key] = tallies[c]
+            }
+            try save(state)
+            position = end
+        }
+    }
+
+    private func add(_ scores: [ChoiceScore], item: MultipleChoiceItem, requests: [ScoringRequest], isLambada: Bool,
+                     to tally: inout SweepTally) {
+        tally.items += 1
+        if isLambada {
+            if scores[0].isGreedy { tally.accCorrect += 1 }
+            tally.logLikelihoodSum += scores[0].logLikelihood
+            tally.targetTokens += scores[0].tokens
+            return
+        }
+        let sums = scores.map(\.logLikelihood)
+        if ChoiceDecision.acc(sums) == item.gold { tally.accCorrect += 1 }
+        if ChoiceDecision.accNorm(sums, characters: requests.map(\.characters)) == item.gold { tally.accNormCorrect += 1 }
+    }
+
+    /// Adds the masks built since `before` (predicting controllers) or the fixed mask's sparsity.
+    private func record(realisedSparsity controller: (any SparsityController)?, before: PredictionStatistics,
+                        into tally: inout SweepTally) {
+        if let predicting = controller as? PredictingController {
+            let now = predicting.statistics
+            tally.headSparsitySum += now.headSparsity * Double(now.masks) - before.headSparsity * Double(before.masks)
+            tally.neuronSparsitySum += now.neuronSparsity * Double(now.masks) - before.neuronSparsity * Double(before.masks)
+            tally.masks += now.masks - before.masks
+        } else if let realised = Evaluation.realisedSparsity(controller, shape: model.shape), tally.masks == 0 {
+            tally.headSparsitySum = realised.heads
+            tally.neuronSparsitySum = realised.neurons
+            tally.masks = 1
+        }
+    }
+}
+
+/// The metrics of one cell on one task, as `results.json` holds them.
+public struct SweepRow: Codable, Equatable, Sendable {
+    public var task: String
+    public var method: String
+    public var criterion: String?
+    public var sparsity: Double
+    public var n: Int
+    /// acc, acc_stderr, acc_norm, acc_norm_stderr (multiple choice); acc, perplexity (LAMBADA);
+    /// word_perplexity, byte_perplexity, bits_per_byte, token_perplexity (text).
+    public var metrics: [String: Double]
+    public var klDivergence: Double?
+    public var top1Agreement: Double?
+    public var realisedHeadSparsity: Double?
+    public var realisedNeuronSparsity: Double?
+    public var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case task, method, criterion, sparsity, n, metrics, seconds
+        case klDivergence = "kl_divergence", top1Agreement = "top1_agreement"
+        case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
+    }
+
+    public var cell: SweepCell { SweepCell(method: method, criterion: criterion, sparsity: sparsity) }
+
+    /// The metric a task is compared on: acc_norm for HellaSwag (as the paper), word perplexity
+    /// for text, acc otherwise.
+    public static func headlineMetric(task: String) -> String {
+        switch task {
+        case "hellaswag": return "acc_norm"
+        case "wikitext": return "word_perplexity"
+        default: return "acc"
+        }
+    }
+
+    public init(task: SweepTask, cell: SweepCell, tally: SweepTally) {
+        self.task = task.name
+        method = cell.method
+        criterion = cell.criterion
+        sparsity = cell.sparsity
+        n = tally.items
+        seconds = tally.seconds
+        metrics = [:]
+        switch task {
+        case .perplexity(_, let text, _):
+            let perplexity = TextPerplexity(nllSum: tally.nllSum, predictedTokens: tally.predictedTokens, text: text)
+            metrics = ["word_perplexity": perplexity.wordPerplexity, "byte_perplexity": perplexity.bytePerplexity,
+                       "bits_per_byte": perplexity.bitsPerByte, "token_perplexity": perplexity.tokenPerplexity]
+        case .lambada:
+            let p = Double(tally.accCorrect) / Double(max(tally.items, 1))
+            metrics = ["acc": p, "acc_stderr": Proportion.stderr(p: p, n: tally.items),
+                       "perplexity": exp(-tally.logLikelihoodSum / Double(max(tally.items, 1)))]
+        case .multipleChoice:
+            let acc = Double(tally.accCorrect) / Double(max(tally.items, 1))
+            let accNorm = Double(tally.accNormCorrect) / Double(max(tally.items, 1))
+            metrics = ["acc": acc, "acc_stderr": Proportion.stderr(p: acc, n: tally.items),
+                       "acc_norm": accNorm, "acc_norm_stderr": Proportion.stderr(p: accNorm, n: tally.items)]
+        }
+        if cell.method == "dense" {
+            klDivergence = 0
+            top1Agreement = 1
+            realisedHeadSparsity = 0
+            realisedNeuronSparsity = 0
+        } else {
+            if tally.agreement.positions > 0 {
+                klDivergence = tally.agreement.meanKL
+                top1Agreement = tally.agreement.top1
+            }
+            if tally.masks > 0 {
+                realisedHeadSparsity = tally.headSparsitySum / Double(tally.masks)
+                realisedNeuronSparsity = tally.neuronSparsitySum / Double(tally.masks)
+            }
+        }
+    }
+}

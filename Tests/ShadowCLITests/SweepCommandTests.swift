@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+
+@Suite("sweep command", .serialized)
+struct SweepCommandTests {
+    /// Traces (plainact, l2_norm) of the tiny Llama and a shadow and a DejaVu-style predictor
+    /// trained on them, made once for the suite.
+    static let inputs: (traces: String, predictors: String) = {
+        let root = scratchPath("sweep-inputs")
+        let traces = root + "/traces", predictors = root + "/predictors"
+        try! FileManager.default.createDirectory(atPath: predictors, withIntermediateDirectories: true)
+        let calibrate = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)",
+                                "--samples", "12", "--text-window", "16", "--text-continuation", "4",
+                                "--criteria", "plainact,l2_norm", "--out", traces, "--no-progress"])
+        precondition(calibrate.status == 0, calibrate.err)
+        let small = ["--head-width", "16", "--neuron-width", "16", "--head-epochs", "3", "--neuron-epochs", "3", "--no-progress"]
+        for (kind, criterion) in [("shadow", "plainact"), ("dejavu", "l2_norm")] {
+            let train = CLIRun(["train-predictor", "--traces", traces, "--kind", kind, "--criterion", criterion,
+                                "--out", "\(predictors)/\(kind).safetensors"] + small)
+            precondition(train.status == 0, train.err)
+        }
+        return (traces, predictors)
+    }()
+
+    static let piqa = try! EvalCommandTests.piqaFiles()
+
+    static let text: String = {
+        let path = scratchPath("sweep-text") + ".txt"
+        try! "The river ran past the old mill.\nChildren played in the square.\nA cold wind came down from the hills.\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
+    func sweep(out: String, _ extra: [String] = []) throws -> CLIRun {
+        let piqa = Self.piqa
+        return CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa,wikitext",
+                       "--data", "piqa=\(piqa.data),wikitext=\(Self.text)", "--labels", "piqa=\(piqa.labels)",
+                       "--methods", "random,static,shadow,dejavu", "--criteria", "plainact,l2_norm", "--sparsities", "0.25,0.5",
+                       "--traces", Self.inputs.traces, "--predictor", Self.inputs.predictors, "--context", "32",
+                       "--json", "--no-progress"] + extra)
+    }
+
+    /// Rows keyed by task and cell, without their timings.
+    func rows(_ json: [String: Any]) -> [String: [String: Any]] {
+        var result: [String: [String: Any]] = [:]
+        for row in json["rows"] as? [[String: Any]] ?? [] {
+            var row = row
+            row["seconds"] = nil
+            let key = "\(row["task"]!) \(row["method"]!) \(row["criterion"] ?? "-") \(row["sparsity"]!)"
+            result[key] = row
+        }
+        return result
+    }
+
+    @Test("every task × cell gets a row, predictors missing for a criterion are listed, reports and plots are written")
+    func fullSweep() throws {
+        let out = scratchPath("sweep")
+        let run = try sweep(out: out)
+        #expect(run.status == 0, "\(run.err)")
+        let json = try run.json()
+        // dense + random × 2 + static × 2 criteria × 2 + shadow (plainact) × 2 + dejavu (l2_norm) × 2.
+        let rows = self.rows(json)
+        #expect(rows.count == 2 * 11, "\(rows.keys.sorted())")
+        let skipped = json["skipped"] as? [String] ?? []
+        #expect(skipped.count == 2 && skipped.contains { $0.hasPrefix("shadow (l2_norm)") } && skipped.contains { $0.hasPrefix("dejavu (plainact)") })
+        let dense = try #require(rows["piqa dense - 0"])
+        #expect(dense["kl_divergence"] as? Double == 0 && dense["n"] as? Int == 4)
+        let shadow = try #require(rows["piqa shadow plainact 0.5"])
+        let metrics = try #require(shadow["metrics"] as? [String: Double])
+        #expect(metrics["acc"] != nil && metrics["acc_norm_stderr"] != nil)
+        #expect((shadow["kl_divergence"] as? Double ?? 0) > 0 && (shadow["realised_head_sparsity"] as? Double ?? 0) > 0)
+        let text = try #require(rows["wikitext static l2_norm 0.25"]?["metrics"] as? [String: Double])
+        #expect(text["word_perplexity"] != nil && text["bits_per_byte"] != nil)
+        #expect((json["head_importance"] as? [String: Any])?.keys.sorted() == ["l2_norm", "plainact"])
+
+        let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(report.contains("| shadow | plainact | 0.50 |") && report.contains("## Criteria"))
+        for name in ["sweep.svg", "heads.svg"] {
+            let svg = try String(contentsOfFile: out + "/" + name, encoding: .utf8)
+            #expect(wellFormedXML(svg) == nil, "\(name): \(wellFormedXML(svg) ?? "")")
+            #expect(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\""))
+            try expectRenders(out + "/" + name)
+        }
+
+        // Run again: everything comes from the saved state, with the same numbers.
+        let again = try sweep(out: out)
+        #expect(again.status == 0)
+        #expect(NSDictionary(dictionary: self.rows(try again.json())).isEqual(to: rows))
+    }
+
+    @Test("a sweep with other settings refuses an output directory that holds a different one")
+    func settingsMismatch() throws {
+        let out = scratchPath("sweep-mismatch")
+        #expect(try sweep(out: out, ["--methods", "random", "--sparsities", "0.5"]).status == 0)
+        let other = try sweep(out: out, ["--methods", "random", "--sparsities", "0.5", "--mask-seed", "9"])
+        #expect(other.status != 0 && other.err.contains("sweep-state.json") && other.err.split(separator: "\n").count == 1, "\(other.err)")
+    }
+
+    @Test("bad sweeps are one-line errors", arguments: [
+        (["--sparsities", "0.5,1.5"], "--sparsities"),
+        (["--tasks", "copa"], "--data"),
+        (["--methods", "oracle"], "--methods"),
+        (["--criteria", "nope"], "--criteria"),
+        (["--data", "piqa"], "--data"),
+        (["--predictor", "/nonexistent/predictors"], "/nonexistent/predictors"),
+    ])
+    func badArguments(extra: [String], expected: String) throws {
+        let run = try sweep(out: scratchPath("sweep-bad"), extra)
+        #expect(run.status != 0 && run.err.contains(expected) && run.err.split(separator: "\n").count == 1, "\(run.err)")
+    }
+
+    @Test("static masks need a trace directory")
+    func staticNeedsTraces() throws {
+        let piqa = try EvalCommandTests.piqaFiles()
+        let run = CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", scratchPath("sweep-static"), "--tasks", "piqa",
+                          "--data", "piqa=\(piqa.data)", "--labels", "piqa=\(piqa.labels)", "--methods", "static", "--no-progress"])
+        #expect(run.status != 0 && run.err.contains("--traces"), "\(run.err)")
+    }
+
+    /// Nil when `xml` is well-formed (balanced tags, quoted attributes, only the five predefined
+    /// entities), else what is wrong. FoundationXML needs libxml2 at run time, so the check is ours.
+    func wellFormedXML(_ xml: String) -> String? {
+        var stack: [Substring] = []
+        var rest = Substring(xml)
+        while let open = rest.firstIndex(of: "<") {
+            if let problem = checkText(rest[..<open]) { return problem }
+            guard let close = rest[open...].firstIndex(of: ">") else { return "unclosed tag" }
+            let tag = rest[rest.index(after: open)..<close]
+            rest = rest[rest.index(after: close)...]
+            if tag.hasPrefix("/") {
+                guard stack.popLast() == tag.dropFirst() else { return "mismatched </\(tag.dropFirst())>" }
+                continue
+            }
+            let selfClosing = tag.hasSuffix("/")
+            let body = selfClosing ? tag.dropLast() : tag
+            let name = body.prefix { !$0.isWhitespace }
+            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == ":" }) else { return "bad tag name <\(name)>" }
+            // Attributes: name="value" pairs.
+            var attributes = body.dropFirst(name.count).drop { $0.isWhitespace }
+            while !attributes.isEmpty {
+                guard let eq = attributes.firstIndex(of: "="), attributes[attributes.index(after: eq)] == "\"" else { return "bad attribute in <\(name)>" }
+                let valueStart = attributes.index(eq, offsetBy: 2)
+                guard let valueEnd = attributes[valueStart...].firstIndex(of: "\"") else { return "unterminated attribute in <\(name)>" }
+                if let problem = checkText(attributes[valueStart..<valueEnd]) { return problem }
+                attributes = attributes[attributes.index(after: valueEnd)...].drop { $0.isWhitespace }
+            }
+            if !selfClosing { stack.append(name) }
+        }
+        if let problem = checkText(rest) { return problem }
+        return stack.isEmpty ? nil : "unclosed <\(stack.last!)>"
+    }
+
+    func checkText(_ text: Substring) -> String? {
+        var rest = text
+        while let amp = rest.firstIndex(of: "&") {
+            let entity = rest[amp...].prefix { $0 != ";" }
+            guard ["&amp", "&lt", "&gt", "&quot", "&apos"].contains(entity) else { return "bad entity \(entity.prefix(8))" }
+            rest = rest[rest.index(amp, offsetBy: entity.count)...]
+        }
+        return nil
+    }
+
+    /// Renders an SVG with librsvg when it is installed (scripts/setup.sh installs it).
+    func expectRenders(_ svg: String) throws {
+        guard let tool = ["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first(where: FileManager.default.isExecutableFile) else {
+            print("note: rsvg-convert not installed; SVG rendering not checked")
+            return
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = [svg, "-o", svg + ".png"]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "rsvg-convert failed on \(svg)")
+        #expect((try? FileManager.default.attributesOfItem(atPath: svg + ".png")[.size] as? Int) ?? 0 > 1000)
+    }
+}

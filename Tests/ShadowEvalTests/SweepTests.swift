@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+@testable import ShadowEval
+import ShadowModels
+import ShadowSparsity
+import ShadowTasks
+
+@Suite("Sweep runner")
+struct SweepTests {
+    struct Killed: Error {}
+
+    let cells = [SweepCell.dense, SweepCell(method: "random", sparsity: 0.25), SweepCell(method: "random", sparsity: 0.5)]
+
+    func controller(_ model: any CausalLanguageModel) -> (SweepCell) throws -> (any SparsityController)? {
+        { cell in
+            guard cell.method != "dense" else { return nil }
+            let scores = Masks.randomScores(shape: model.shape, seed: 3)
+            return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons,
+                                                     settings: SparsitySettings(headSparsity: cell.sparsity, neuronSparsity: cell.sparsity),
+                                                     shape: model.shape))
+        }
+    }
+
+    func runner(_ loaded: LoadedModel) throws -> SweepRunner {
+        var runner = SweepRunner(model: loaded.model, tokenizer: try loaded.requireTokenizer(), maskMode: .causal, shots: 0, seed: 1)
+        runner.chunkSize = 1
+        return runner
+    }
+
+    /// Seconds differ between runs; everything else must not.
+    func withoutTimes(_ state: SweepState) -> SweepState {
+        var copy = state
+        for (task, cells) in copy.tallies {
+            for key in cells.keys { copy.tallies[task]![key]!.seconds = 0 }
+        }
+        return copy
+    }
+
+    @Test("each cell's accuracy equals a separate evaluation with that controller")
+    func matchesEvaluation() throws {
+        let loaded = try fixture("tiny-llama")
+        let task = SweepTask.multipleChoice(name: "piqa", items: questions, range: 0..<questions.count)
+        var state = SweepState(settings: "test")
+        let make = controller(loaded.model)
+        try runner(loaded).run(task, cells: cells, state: &state, makeController: make, save: { _ in }, progress: { _ in })
+        let tokenizer = try loaded.requireTokenizer()
+        for cell in cells {
+            let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: try make(cell))
+            let result = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 1, tokenizer: tokenizer, scorer: scorer)
+            let row = SweepRow(task: task, cell: cell, tally: state.tally(task: "piqa", cell: cell))
+            #expect(row.n == questions.count)
+            #expect(row.metrics["acc"] == result.acc.value, "\(cell.key)")
+            #expect(row.metrics["acc_norm"] == result.accNorm.value, "\(cell.key)")
+            if cell.method != "dense" {
+                #expect(abs(row.klDivergence! - scorer.agreement.meanKL) < 1e-9)
+                #expect(row.top1Agreement == scorer.agreement.top1)
+                #expect(row.realisedHeadSparsity! > 0)
+            } else {
+                #expect(row.klDivergence == 0 && row.top1Agreement == 1)
+            }
+        }
+    }
+
+    @Test("a sweep stopped after any chunk and resumed ends in the same state as one run straight through")
+    func resumes() throws {
+        let loaded = try fixture("tiny-llama")
+        let task = SweepTask.multipleChoice(name: "piqa", items: questions, range: 0..<questions.count)
+        let make = controller(loaded.model)
+        var straight = SweepState(settings: "test")
+        try runner(loaded).run(task, cells: cells, state: &straight, makeController: make, save: { _ in }, progress: { _ in })
+        for killAfter in 1..<questions.count {
+            // Only what was saved survives the kill.
+            var saved = SweepState(settings: "test")
+            var saves = 0
+            var working = SweepState(settings: "test")
+            #expect(throws: Killed.self) {
+                try runner(loaded).run(task, cells: cells, state: &working, makeController: make, save: { state in
+                    saved = state
+                    saves += 1
+                    if saves == killAfter { throw Killed() }
+                }, progress: { _ in })
+            }
+            var resumed = saved
+            var units = 0
+            try runner(loaded).run(task, cells: cells, state: &resumed, makeController: make, save: { _ in }, progress: { units += $0 })
+            #expect(withoutTimes(resumed) == withoutTimes(straight), "killed after chunk \(killAfter)")
+            #expect(units == questions.count * cells.count)
+        }
+    }
+
+    @Test("a cell added to a finished sweep runs alone and the others keep their numbers")
+    func addedCell() throws {
+        let loaded = try fixture("tiny-llama")
+        let task = SweepTask.multipleChoice(name: "piqa", items: questions, range: 0..<2)
+        let make = controller(loaded.model)
+        var state = SweepState(settings: "test")
+        try runner(loaded).run(task, cells: Array(cells.prefix(2)), state: &state, makeController: make, save: { _ in }, progress: { _ in })
+        let before = state
+        var full = SweepState(settings: "test")
+        try runner(loaded).run(task, cells: cells, state: &state, makeController: make, save: { _ in }, progress: { _ in })
+        try runner(loaded).run(task, cells: cells, state: &full, makeController: make, save: { _ in }, progress: { _ in })
+        for cell in cells.prefix(2) {
+            #expect(state.tally(task: "piqa", cell: cell) == before.tally(task: "piqa", cell: cell))
+        }
+        #expect(withoutTimes(state) == withoutTimes(full))
+    }
+
+    @Test("perplexity cells report word and byte perplexity and bits per byte of the text")
+    func perplexity() throws {
+        let loaded = try fixture("tiny-opt")
+        let text = "The river ran past the old mill.\nChildren played in the square while the bells rang.\n"
+        let task = SweepTask.perplexity(name: "wikitext", text: text, context: 16)
+        var state = SweepState(settings: "test")
+        try runner(loaded).run(task, cells: cells, state: &state, makeController: controller(loaded.model), save: { _ in }, progress: { _ in })
+        let dense = SweepRow(task: task, cell: .dense, tally: state.tally(task: "wikitext", cell: .dense))
+        let tokens = try loaded.requireTokenizer().encodeWithSpecialTokens(text)
+        let reference = try Scoring.perplexity(model: loaded.model, tokens: tokens, context: 16)
+        let expected = TextPerplexity(nllSum: reference.nllSum, predictedTokens: reference.predictedTokens, text: text)
+        #expect(dense.metrics["word_perplexity"] == expected.wordPerplexity)
+        #expect(dense.metrics["bits_per_byte"] == expected.bitsPerByte)
+        let sparse = SweepRow(task: task, cell: cells[2], tally: state.tally(task: "wikitext", cell: cells[2]))
+        #expect(sparse.metrics["word_perplexity"]! != expected.wordPerplexity)
+    }
+
+    @Test("cell keys are stable and sort dense first")
+    func keys() {
+        #expect(SweepCell.dense.key == "dense")
+        #expect(SweepCell(method: "shadow", criterion: "plainact", sparsity: 0.5).key == "shadow/plainact/0.50")
+        #expect(SweepCell(method: "random", sparsity: 0.3).key == "random/-/0.30")
+        #expect([SweepCell(method: "a", sparsity: 0.5), .dense].sorted().first == .dense)
+    }
+}
