@@ -162,13 +162,6 @@ public struct ParsedArguments: Sendable {
         values.keys.sorted().flatMap { name in values[name]!.flatMap { $0 == "true" ? ["--\(name)"] : ["--\(name)", $0] } }
     }
 
-    /// A copy with `name` set to `value` (a command's own default for a shared option).
-    public func overriding(_ name: String, with value: String) -> ParsedArguments {
-        var copy = values
-        copy[name] = [value]
-        return ParsedArguments(values: copy, defaults: defaults)
-    }
-
     public func string(_ name: String) -> String? { values[name]?.last ?? defaults[name] }
 
     public func has(_ name: String) -> Bool { values[name] != nil }

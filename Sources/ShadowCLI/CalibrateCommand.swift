@@ -16,7 +16,7 @@ enum CalibrateCommand {
             chunk: a killed run continues with --resume, and --shard i/n computes every n-th sample so machines can \
             share the work (join them with `shadowllm traces merge`).
             """,
-        options: ModelOptions.options + [
+        options: ModelOptions.prefillOptions + [
             .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt."),
             .value("samples", "n", help: "Number of samples (taken from the sources in turn).", default: "256"),
             .value("criteria", "names", help: "Criteria to record.", default: "plainact",
@@ -50,10 +50,7 @@ enum CalibrateCommand {
         let chunkSize = try arguments.int("chunk-size", range: 1...100_000) ?? 64
         let predictorToken = PredictorToken(rawValue: try arguments.required("predictor-token"))!
 
-        // Importance needs exact gradients: fp32 weights unless the user asks otherwise.
-        var loadArguments = arguments
-        if !arguments.has("weights") { loadArguments = arguments.overriding("weights", with: "f32") }
-        let loaded = try ModelOptions.load(loadArguments, console: console)
+        let loaded = try ModelOptions.load(arguments, console: console)
         guard let model = loaded.model as? any DifferentiableLanguageModel else {
             throw ShadowError.failed("\(loaded.path): \(loaded.model.architecture) has no backward pass")
         }

@@ -70,7 +70,7 @@ enum EvalCommand {
             question from its last context token; per-choice predicts one per choice from context + answer, \
             as the paper's harness does.
             """,
-        options: ModelOptions.options + SparsityOptions.options + [
+        options: ModelOptions.prefillOptions + SparsityOptions.options + [
             .value("task", "name", help: "The task.", allowed: TaskName.allCases.map(\.rawValue)),
             .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),
             .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line."),

@@ -5,15 +5,26 @@ import ShadowModels
 
 /// Options every command that loads a model shares.
 enum ModelOptions {
-    static var options: [Option] {
-        [
+    /// Decode-bound commands (generate, perplexity, info): f16, which halves the bytes every
+    /// decoded token reads.
+    static var options: [Option] { options(weights: .f16) }
+
+    /// Prefill-bound commands (eval, sweep: many short calls, where widening 16-bit weights for
+    /// BLAS on every call costs more than it saves) and gradient commands (scores, calibrate:
+    /// scores should not carry 16-bit rounding) default to f32.
+    static var prefillOptions: [Option] { options(weights: .f32) }
+
+    static func options(weights: WeightDType) -> [Option] {
+        let why = weights == .f16
+            ? "f16 halves the bytes decode reads per token, converts in hardware (the fastest here) and keeps NLL within 0.5% of f32; matrices beyond fp16's range fall back to bf16."
+            : "f32 is the default here: this command runs many short prefills (and gradients), where 16-bit weights would be widened for BLAS on every call."
+        return [
             .value("model", short: "m", "path",
                    help: "A .gguf file or a Hugging Face model directory (config.json + *.safetensors + tokenizer.json).",
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
             .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
-            .value("weights", "dtype",
-                   help: "How weights are kept in memory. f16 halves the bytes decode reads per token, converts in hardware (the fastest here) and keeps NLL within 0.5% of f32; matrices beyond fp16's range fall back to bf16.",
-                   default: WeightDType.f16.rawValue, allowed: WeightDType.allCases.map(\.rawValue)),
+            .value("weights", "dtype", help: "How weights are kept in memory. " + why,
+                   default: weights.rawValue, allowed: WeightDType.allCases.map(\.rawValue)),
         ]
     }
 

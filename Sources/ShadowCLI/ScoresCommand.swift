@@ -12,16 +12,6 @@ enum ScoresCommand {
         let neurons: [[Float]]?   // absent for heads-only criteria
     }
 
-    /// The shared model options, except that weights default to f32: the backward pass reads
-    /// them widened anyway, and scores should not carry 16-bit rounding unless asked for.
-    static var options: [Option] {
-        ModelOptions.options.map { option in
-            guard option.name == "weights" else { return option }
-            return .value(option.name, option.valueName!, help: "How weights are kept in memory (scores are computed in fp32 either way).",
-                          default: "f32", allowed: option.allowed)
-        }
-    }
-
     static let command = Command(
         name: "scores", abstract: "Importance of every attention head and FFN neuron for one sample.",
         discussion: """
@@ -32,7 +22,7 @@ enum ScoresCommand {
             --json prints {"loss": x, "heads": [[L×H]], "neurons": [[L×F]]} on one line; heads-only criteria \
             (jacov, epenas) omit "neurons".
             """,
-        options: options + [
+        options: ModelOptions.prefillOptions + [
             .value("context", "text", help: "The context (prompt) text."),
             .value("continuation", "text", help: "The continuation whose loss is differentiated."),
             .value("criterion", "name", help: "The importance criterion.", default: Criterion.plainact.rawValue,

@@ -40,7 +40,7 @@ enum SweepCommand {
             added to a finished sweep run alone. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
             (metric against sparsity, one panel per task) and OUT/heads.svg (mean head importance per layer).
             """,
-        options: ModelOptions.options + [
+        options: ModelOptions.prefillOptions + [
             .value("out", short: "o", "dir", help: "Where the state, results and plots go.", default: "shadowllm-sweep"),
             .value("tasks", "names", help: "Tasks to evaluate.", default: "piqa,hellaswag,wikitext",
                    allowed: TaskName.allCases.map(\.rawValue)),
