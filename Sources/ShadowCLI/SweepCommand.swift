@@ -37,7 +37,7 @@ enum SweepCommand {
             masks once. Every item runs the dense model once, shared by all sparse cells (which also report KL \
             divergence and top-1 agreement against it). The state is saved to OUT/sweep-state.json after every \
             chunk of items, so a killed sweep run again with the same command continues where it stopped; cells \
-            added to a finished sweep run alone. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
+            added to a finished sweep run alone, and a larger --limit extends every cell. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
             (metric against sparsity, one panel per task) and OUT/heads.svg (mean head importance per layer).
             """,
         options: ModelOptions.prefillOptions + [
@@ -191,11 +191,21 @@ enum SweepCommand {
         let settings = [
             "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",
             "tasks " + tasks.map { "\($0.task.rawValue)=\($0.path)" }.joined(separator: ","),
-            "offset \(offset)", "limit \(limit)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
+            "offset \(offset)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
             "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
-            "context \(context)", "traces \(tracesPath ?? "-")",
-            "predictors " + predictors.values.map(\.path).sorted().joined(separator: ","),
+            "context \(context)",
         ].joined(separator: "; ")
+        func source(_ cell: SweepCell) -> String? {
+            switch cell.method {
+            case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
+            case "shadow", "dejavu", "dejavu-lookahead":
+                let path = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!.path
+                let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+                let modified = (attributes?[.modificationDate] as? Date).map { ISO8601DateFormatter().string(from: $0) } ?? "?"
+                return "\(path) (\(attributes?[.size] as? Int ?? 0) bytes, modified \(modified))"
+            default: return nil
+            }
+        }
         var state = SweepState(settings: settings)
         if FileManager.default.fileExists(atPath: path("sweep-state.json")) {
             let saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
@@ -205,7 +215,19 @@ enum SweepCommand {
                     reason: "\(out) holds a sweep with other settings (\(saved.settings)); give another --out or remove \(path("sweep-state.json"))")
             }
             state = saved
+            for cell in cells {
+                if let old = state.sources[cell.key], let new = source(cell), old != new {
+                    throw ShadowError.invalidArgument(name: "--out", reason: "\(out) computed \(cell.key) from \(old), not \(new); give another --out")
+                }
+            }
+            // A larger --limit extends a sweep (items run in order); a smaller one cannot undo work.
+            for (task, tallies) in state.tallies where task != "wikitext" {
+                if let most = tallies.values.map(\.items).max(), most > limit {
+                    throw ShadowError.invalidArgument(name: "--limit", reason: "\(out) already holds \(most) items of \(task); give --limit \(most) or more, or another --out")
+                }
+            }
         }
+        for cell in cells { state.sources[cell.key] = source(cell) }
         func save(_ state: SweepState) throws {
             try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json"))
         }

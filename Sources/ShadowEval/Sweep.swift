@@ -64,6 +64,9 @@ public struct SweepState: Codable, Equatable, Sendable {
     /// A description of the settings that must match for the state to be reused.
     public var settings: String
     public var tallies: [String: [String: SweepTally]] = [:]
+    /// Per cell key, where its masks come from (a predictor file, a trace directory): a resumed
+    /// sweep whose cell would read another source must not mix the two.
+    public var sources: [String: String] = [:]
 
     public init(settings: String) { self.settings = settings }
 

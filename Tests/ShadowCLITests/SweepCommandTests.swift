@@ -97,6 +97,20 @@ struct SweepCommandTests {
         #expect(other.status != 0 && other.err.contains("sweep-state.json") && other.err.split(separator: "\n").count == 1, "\(other.err)")
     }
 
+    @Test("a larger --limit extends a finished sweep to the numbers of one run; a smaller one is refused")
+    func extendLimit() throws {
+        let small = ["--methods", "random", "--sparsities", "0.5", "--tasks", "piqa"]
+        let extended = scratchPath("sweep-extend"), direct = scratchPath("sweep-direct")
+        #expect(try sweep(out: extended, small + ["--limit", "2"]).status == 0)
+        let grown = try sweep(out: extended, small + ["--limit", "4"])
+        let once = try sweep(out: direct, small + ["--limit", "4"])
+        #expect(grown.status == 0 && once.status == 0)
+        // Equal up to the order in which the KL sums were added.
+        try expectSameRows(rows(try grown.json()), rows(try once.json()))
+        let shrunk = try sweep(out: extended, small + ["--limit", "3"])
+        #expect(shrunk.status != 0 && shrunk.err.contains("--limit 4"), "\(shrunk.err)")
+    }
+
     @Test("bad sweeps are one-line errors", arguments: [
         (["--sparsities", "0.5,1.5"], "--sparsities"),
         (["--tasks", "copa"], "--data"),
@@ -116,6 +130,25 @@ struct SweepCommandTests {
         let run = CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", scratchPath("sweep-static"), "--tasks", "piqa",
                           "--data", "piqa=\(piqa.data)", "--labels", "piqa=\(piqa.labels)", "--methods", "static", "--no-progress"])
         #expect(run.status != 0 && run.err.contains("--traces"), "\(run.err)")
+    }
+
+    func expectSameRows(_ a: [String: [String: Any]], _ b: [String: [String: Any]], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(Set(a.keys) == Set(b.keys), sourceLocation: sourceLocation)
+        func numbers(_ row: [String: Any]) -> [String: Double] {
+            var result: [String: Double] = [:]
+            for (key, value) in row {
+                if let value = value as? Double { result[key] = value }
+                if let metrics = value as? [String: Double] { for (k, v) in metrics { result["metrics." + k] = v } }
+            }
+            return result
+        }
+        for (key, row) in a {
+            let x = numbers(row), y = numbers(try #require(b[key]))
+            #expect(Set(x.keys) == Set(y.keys), "\(key)", sourceLocation: sourceLocation)
+            for (name, value) in x {
+                #expect(abs(value - (y[name] ?? .nan)) <= 1e-9 * max(1, abs(value)), "\(key) \(name)", sourceLocation: sourceLocation)
+            }
+        }
     }
 
     /// Nil when `xml` is well-formed (balanced tags, quoted attributes, only the five predefined
