@@ -6,7 +6,7 @@ import ShadowSparsity
 /// The options every command that can run sparse shares (`generate`, `perplexity`, `bench`).
 enum SparsityOptions {
     /// Mask sources available from the command line.
-    static let methods = ["dense", "random", "static", "shadow", "dejavu", "dejavu-lookahead"]
+    static let methods = ["dense", "random", "static", "shadow", "dejavu", "dejavu-lookahead", "oracle"]
 
     static var options: [Option] {
         [
@@ -16,12 +16,14 @@ enum SparsityOptions {
             .value("policy", "name", help: "How scores become masks: rank all layers together, per layer, or global with a per-layer floor.",
                    default: MaskPolicy.global.rawValue, allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
-            .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer).",
+            .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer); oracle (the true criterion of each prompt, from a backward pass: an upper bound for evaluation, not a fast path).",
                    default: "dense", allowed: methods),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors."),
             .value("refresh", "n", help: "Re-predict the masks every n decode tokens (0: once per prompt; dejavu defaults to 1, per token).", defaultDescription: "0 for shadow, 1 for dejavu"),
             .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (e.g. from `scores --json`)."),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
+            .value("oracle-criterion", "name", help: "oracle: the criterion computed on each prompt.", default: Criterion.plainact.rawValue,
+                   allowed: Criterion.allCases.map(\.rawValue)),
         ]
     }
 
@@ -43,11 +45,13 @@ enum SparsityOptions {
         try controller(method: try arguments.required("method"), settings: try settings(arguments),
                        scoresPath: arguments.string("scores"), predictorPath: arguments.string("predictor"),
                        refresh: try arguments.int("refresh", range: 0...1_000_000),
-                       seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0), loaded: loaded)
+                       seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0),
+                       oracleCriterion: Criterion(rawValue: try arguments.required("oracle-criterion"))!, loaded: loaded)
     }
 
     static func controller(method: String, settings: SparsitySettings, scoresPath: String?, predictorPath: String? = nil,
-                           refresh: Int? = nil, seed: UInt64, loaded: LoadedModel) throws -> (any SparsityController)? {
+                           refresh: Int? = nil, seed: UInt64, oracleCriterion: Criterion = .plainact,
+                           loaded: LoadedModel) throws -> (any SparsityController)? {
         let model = loaded.model
         let sparse = settings.headSparsity > 0 || settings.neuronSparsity > 0
         if method == "dense" {
@@ -66,6 +70,8 @@ enum SparsityOptions {
                 throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
             }
             scores = try StaticScores.load(path: path, shape: shape)
+        case "oracle":
+            return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
         case "shadow", "dejavu", "dejavu-lookahead":
             let predictor = try loadPredictor(method: method, path: predictorPath, loaded: loaded)
             if method == "shadow" {
@@ -77,6 +83,13 @@ enum SparsityOptions {
         }
         return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons,
                                                  settings: settings, shape: shape))
+    }
+
+    static func oracle(criterion: Criterion, settings: SparsitySettings, loaded: LoadedModel) throws -> OracleController {
+        guard let model = loaded.model as? any DifferentiableLanguageModel else {
+            throw ShadowError.invalidArgument(name: "--method", reason: "oracle needs a backward pass, which \(loaded.model.architecture) lacks")
+        }
+        return try OracleController(model: model, criterion: criterion, settings: settings)
     }
 
     /// A predictor file, or `DIR/METHOD.safetensors` when given a directory (what `pipeline` writes),

@@ -26,14 +26,15 @@ enum SweepCommand {
         }
     }
 
-    static let sparseMethods = ["random", "static", "shadow", "dejavu", "dejavu-lookahead"]
+    static let sparseMethods = ["random", "static", "shadow", "dejavu", "dejavu-lookahead", "oracle"]
 
     static let command = Command(
         name: "sweep", abstract: "Evaluate tasks × methods × criteria × sparsities (and dense) in one resumable run, with reports and plots.",
         discussion: """
             Cells: the dense model, then for every method and sparsity one cell per criterion — static masks from \
             that criterion's aggregate scores in --traces, shadow/dejavu masks from the predictor trained on that \
-            criterion (found among --predictor files and directories; a missing one is skipped and listed), random \
+            criterion (found among --predictor files and directories; a missing one is skipped and listed), oracle \
+            masks from that criterion computed on each question (a backward pass each: slow, an upper bound), random \
             masks once. Every item runs the dense model once, shared by all sparse cells (which also report KL \
             divergence and top-1 agreement against it). The state is saved to OUT/sweep-state.json after every \
             chunk of items, so a killed sweep run again with the same command continues where it stopped; cells \
@@ -143,6 +144,11 @@ enum SweepCommand {
             switch method {
             case "random":
                 cellCriteria = [nil]
+            case "oracle":
+                cellCriteria = criteria.filter { criterion in
+                    if Criterion(rawValue: criterion)!.headsOnly { skipped.append("oracle (\(criterion)): scores heads only"); return false }
+                    return true
+                }
             case "static":
                 cellCriteria = criteria.filter { criterion in
                     guard let aggregate = aggregates[criterion] else {
@@ -176,6 +182,8 @@ enum SweepCommand {
                 let aggregate = aggregates[cell.criterion!]!
                 return FixedSparsity(layers: Masks.plans(headScores: aggregate.heads, neuronScores: aggregate.neurons!,
                                                          settings: settings, shape: model.shape))
+            case "oracle":
+                return try SparsityOptions.oracle(criterion: Criterion(rawValue: cell.criterion!)!, settings: settings, loaded: loaded)
             case "shadow":
                 let predictor = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
                 return try ShadowPredictorController(predictor: predictor.predictor, settings: settings, shape: model.shape)

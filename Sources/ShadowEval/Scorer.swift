@@ -139,6 +139,7 @@ public final class LoglikelihoodScorer {
                 var sparseLast: [Float] = []
                 if maskMode == .causal {
                     // A new question: predict from its last context token, then keep that mask.
+                    (controller as? PromptAwareController)?.prepare(prompt: context)
                     scoped?.reset()
                     sparseLast = prefill(context, cache: sparseCache, sparsity: controller)
                     scoped?.frozen = true
@@ -149,6 +150,7 @@ public final class LoglikelihoodScorer {
                     if maskMode == .causal {
                         sparseRows = continuationRows(request, cache: sparseCache, last: sparseLast, sparsity: controller)
                     } else {
+                        (controller as? PromptAwareController)?.prepare(prompt: request.tokens)
                         scoped?.reset()
                         sparseRows = wholeRequestRows(request, sparsity: controller)
                     }

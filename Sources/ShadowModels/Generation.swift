@@ -36,6 +36,7 @@ public enum Generator {
         var stoppedAtEOS = false
 
         let start = Date()
+        (sparsity as? PromptAwareController)?.prepare(prompt: prompt)
         var logits = model.forward(prompt, cache: cache, logits: .last, sparsity: sparsity)
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()

@@ -75,6 +75,7 @@ public enum Scoring {
         while scoredUpTo < tokens.count {
             let end = min(start + context, tokens.count)
             let window = Array(tokens[start..<end])
+            (sparsity as? PromptAwareController)?.prepare(prompt: window)
             let perToken = tokenNLL(model: model, tokens: window, sparsity: sparsity)
             // perToken[i] predicts window[i + 1] = tokens[start + i + 1].
             let firstNew = max(scoredUpTo, start + 1)

@@ -68,6 +68,13 @@ public protocol SparsityController: AnyObject {
     func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan
 }
 
+/// A controller that reads the prompt's tokens before planning (the oracle computes the true
+/// criterion on them). Callers that know where a prompt starts call `prepare` first: scoring,
+/// perplexity windows and generation.
+public protocol PromptAwareController: SparsityController {
+    func prepare(prompt: [Int])
+}
+
 /// The same plan for every call: a fixed mask (static, oracle or random masks, and tests).
 public final class FixedSparsity: SparsityController, @unchecked Sendable {
     public let layers: [LayerPlan]

@@ -59,6 +59,19 @@ struct EvalCommandTests {
         }
     }
 
+    @Test("oracle masks come from each question's own criterion; a heads-only criterion is refused")
+    func oracle() throws {
+        let files = try Self.piqaFiles()
+        let base = ["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", files.data, "--labels", files.labels,
+                    "--method", "oracle", "--sparsity", "0.5", "--json", "--no-progress"]
+        let run = CLIRun(base + ["--oracle-criterion", "fisher"])
+        #expect(run.status == 0, "\(run.err)")
+        let json = try run.json()
+        #expect((json["kl_divergence"] as? Double ?? 0) > 0 && (json["realised_head_sparsity"] as? Double ?? 0) > 0)
+        let bad = CLIRun(base + ["--oracle-criterion", "jacov"])
+        #expect(bad.status != 0 && bad.err.contains("jacov") && bad.err.split(separator: "\n").count == 1, "\(bad.err)")
+    }
+
     @Test("a dense run reports KL 0 and agreement 1; Markdown by default")
     func dense() throws {
         let files = try Self.piqaFiles()

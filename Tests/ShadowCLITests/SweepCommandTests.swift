@@ -114,7 +114,7 @@ struct SweepCommandTests {
     @Test("bad sweeps are one-line errors", arguments: [
         (["--sparsities", "0.5,1.5"], "--sparsities"),
         (["--tasks", "copa"], "--data"),
-        (["--methods", "oracle"], "--methods"),
+        (["--methods", "nope"], "--methods"),
         (["--criteria", "nope"], "--criteria"),
         (["--data", "piqa"], "--data"),
         (["--predictor", "/nonexistent/predictors"], "/nonexistent/predictors"),
