@@ -58,28 +58,24 @@ enum PipelineReport {
         let width = 360.0, height = 240.0
         var svg = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width * 2 + 40))\" height=\"\(Int(height + 20))\" font-family=\"sans-serif\" font-size=\"12\">",
                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"]
-        let colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+        let colors = SVG.palette
         for (c, chart) in charts.enumerated() {
             let x0 = 20 + Double(c) * (width + 20), top = 40.0, bottom = height - 30
-            svg.append("<text x=\"\(x0 + width / 2)\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">\(escape(chart.title))</text>")
+            svg.append("<text x=\"\(x0 + width / 2)\" y=\"20\" text-anchor=\"middle\" font-weight=\"bold\">\(SVG.escape(chart.title))</text>")
             svg.append("<line x1=\"\(x0)\" y1=\"\(bottom)\" x2=\"\(x0 + width)\" y2=\"\(bottom)\" stroke=\"black\"/>")
             let maximum = max(chart.values.map(\.1).max() ?? 1, 1e-9)
             let slot = width / Double(max(chart.values.count, 1))
             for (i, (label, value)) in chart.values.enumerated() {
                 let barHeight = (bottom - top) * value / maximum
                 let x = x0 + Double(i) * slot + slot * 0.15
-                svg.append("<rect x=\"\(f(x))\" y=\"\(f(bottom - barHeight))\" width=\"\(f(slot * 0.7))\" height=\"\(f(barHeight))\" fill=\"\(colors[i % colors.count])\"/>")
-                svg.append("<text x=\"\(f(x + slot * 0.35))\" y=\"\(f(bottom - barHeight - 4))\" text-anchor=\"middle\">\(String(format: "%.1f", value))</text>")
-                svg.append("<text x=\"\(f(x + slot * 0.35))\" y=\"\(f(bottom + 16))\" text-anchor=\"middle\">\(escape(label))</text>")
+                svg.append("<rect x=\"\(SVG.number(x))\" y=\"\(SVG.number(bottom - barHeight))\" width=\"\(SVG.number(slot * 0.7))\" height=\"\(SVG.number(barHeight))\" fill=\"\(colors[i % colors.count])\"/>")
+                svg.append("<text x=\"\(SVG.number(x + slot * 0.35))\" y=\"\(SVG.number(bottom - barHeight - 4))\" text-anchor=\"middle\">\(String(format: "%.1f", value))</text>")
+                svg.append("<text x=\"\(SVG.number(x + slot * 0.35))\" y=\"\(SVG.number(bottom + 16))\" text-anchor=\"middle\">\(SVG.escape(label))</text>")
             }
         }
         svg.append("</svg>")
         return svg.joined(separator: "\n") + "\n"
     }
 
-    static func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-    }
 }

@@ -118,15 +118,8 @@ enum SweepReport {
 
     // MARK: - SVG
 
-    static let palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
-                          "#ccb974", "#64b5cd"]
 
-    static func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
 
     /// One panel per task (and one for the accuracy mean): the headline metric against sparsity,
     /// a line per method and criterion starting from the dense model at 0, a legend below.
@@ -160,32 +153,32 @@ enum SweepReport {
             low -= pad; high += pad
             func px(_ s: Double) -> Double { x0 + s / xMax * w }
             func py(_ v: Double) -> Double { y0 + h - (transform(v) - low) / (high - low) * h }
-            svg.append("<text x=\"\(f(x0 + w / 2))\" y=\"\(f(y0 - 12))\" text-anchor=\"middle\" font-weight=\"bold\">\(escape(panel.title))</text>")
-            svg.append("<rect x=\"\(f(x0))\" y=\"\(f(y0))\" width=\"\(f(w))\" height=\"\(f(h))\" fill=\"none\" stroke=\"#444\"/>")
+            svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 - 12))\" text-anchor=\"middle\" font-weight=\"bold\">\(SVG.escape(panel.title))</text>")
+            svg.append("<rect x=\"\(SVG.number(x0))\" y=\"\(SVG.number(y0))\" width=\"\(SVG.number(w))\" height=\"\(SVG.number(h))\" fill=\"none\" stroke=\"#444\"/>")
             for tick in 0...4 {
                 let v = low + (high - low) * Double(tick) / 4
                 let y = y0 + h - Double(tick) / 4 * h
                 let label = panel.logScale ? String(format: "%.3g", pow(10, v)) : String(format: "%.3f", v)
-                svg.append("<line x1=\"\(f(x0))\" y1=\"\(f(y))\" x2=\"\(f(x0 + w))\" y2=\"\(f(y))\" stroke=\"#ddd\"/>")
-                svg.append("<text x=\"\(f(x0 - 4))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label)</text>")
+                svg.append("<line x1=\"\(SVG.number(x0))\" y1=\"\(SVG.number(y))\" x2=\"\(SVG.number(x0 + w))\" y2=\"\(SVG.number(y))\" stroke=\"#ddd\"/>")
+                svg.append("<text x=\"\(SVG.number(x0 - 4))\" y=\"\(SVG.number(y + 4))\" text-anchor=\"end\">\(label)</text>")
             }
             for s in Array(Set(cells.map(\.sparsity))).sorted() {
-                svg.append("<text x=\"\(f(px(s)))\" y=\"\(f(y0 + h + 14))\" text-anchor=\"middle\">\(Int((s * 100).rounded()))%</text>")
+                svg.append("<text x=\"\(SVG.number(px(s)))\" y=\"\(SVG.number(y0 + h + 14))\" text-anchor=\"middle\">\(Int((s * 100).rounded()))%</text>")
             }
-            svg.append("<text x=\"\(f(x0 + w / 2))\" y=\"\(f(y0 + h + 30))\" text-anchor=\"middle\">sparsity (heads and neurons)</text>")
+            svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 + h + 30))\" text-anchor=\"middle\">sparsity (heads and neurons)</text>")
             if let dense = panel.value(.dense) {
-                svg.append("<line x1=\"\(f(x0))\" y1=\"\(f(py(dense)))\" x2=\"\(f(x0 + w))\" y2=\"\(f(py(dense)))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
+                svg.append("<line x1=\"\(SVG.number(x0))\" y1=\"\(SVG.number(py(dense)))\" x2=\"\(SVG.number(x0 + w))\" y2=\"\(SVG.number(py(dense)))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
             }
             for (s, name) in series.enumerated() {
                 var points = cells.filter { $0.series == name }.sorted { $0.sparsity < $1.sparsity }
                     .compactMap { cell in panel.value(cell).map { (cell.sparsity, $0) } }
                 if let dense = panel.value(.dense) { points.insert((0, dense), at: 0) }
                 guard !points.isEmpty else { continue }
-                let color = palette[s % palette.count]
-                let path = points.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ")
+                let color = SVG.palette[s % SVG.palette.count]
+                let path = points.map { "\(SVG.number(px($0.0))),\(SVG.number(py($0.1)))" }.joined(separator: " ")
                 svg.append("<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>")
                 for point in points {
-                    svg.append("<circle cx=\"\(f(px(point.0)))\" cy=\"\(f(py(point.1)))\" r=\"3\" fill=\"\(color)\"/>")
+                    svg.append("<circle cx=\"\(SVG.number(px(point.0)))\" cy=\"\(SVG.number(py(point.1)))\" r=\"3\" fill=\"\(color)\"/>")
                 }
             }
         }
@@ -195,11 +188,11 @@ enum SweepReport {
         for (i, name) in entries.enumerated() {
             let x = 20 + Double(i % 3) * (totalWidth - 40) / 3, y = legendTop + Double(i / 3) * 18
             if name == "dense" {
-                svg.append("<line x1=\"\(f(x))\" y1=\"\(f(y))\" x2=\"\(f(x + 24))\" y2=\"\(f(y))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
+                svg.append("<line x1=\"\(SVG.number(x))\" y1=\"\(SVG.number(y))\" x2=\"\(SVG.number(x + 24))\" y2=\"\(SVG.number(y))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
             } else {
-                svg.append("<line x1=\"\(f(x))\" y1=\"\(f(y))\" x2=\"\(f(x + 24))\" y2=\"\(f(y))\" stroke=\"\(palette[(i - 1) % palette.count])\" stroke-width=\"2\"/>")
+                svg.append("<line x1=\"\(SVG.number(x))\" y1=\"\(SVG.number(y))\" x2=\"\(SVG.number(x + 24))\" y2=\"\(SVG.number(y))\" stroke=\"\(SVG.palette[(i - 1) % SVG.palette.count])\" stroke-width=\"2\"/>")
             }
-            svg.append("<text x=\"\(f(x + 30))\" y=\"\(f(y + 4))\">\(escape(name))</text>")
+            svg.append("<text x=\"\(SVG.number(x + 30))\" y=\"\(SVG.number(y + 4))\">\(SVG.escape(name))</text>")
         }
         svg.append("</svg>")
         return svg.joined(separator: "\n") + "\n"
@@ -228,23 +221,23 @@ enum SweepReport {
             let values = grid.flatMap { $0 }
             let low = Double(values.min() ?? 0), high = Double(values.max() ?? 1)
             let x0 = 40 + Double(p) * panelWidth, y0 = 60.0
-            svg.append("<text x=\"\(f(x0 + Double(heads) * cell / 2))\" y=\"48\" text-anchor=\"middle\" font-weight=\"bold\" font-size=\"11\">\(escape(criterion))</text>")
+            svg.append("<text x=\"\(SVG.number(x0 + Double(heads) * cell / 2))\" y=\"48\" text-anchor=\"middle\" font-weight=\"bold\" font-size=\"11\">\(SVG.escape(criterion))</text>")
             for (l, row) in grid.enumerated() {
-                svg.append("<text x=\"\(f(x0 - 4))\" y=\"\(f(y0 + Double(l) * cell + cell * 0.7))\" text-anchor=\"end\">\(l)</text>")
+                svg.append("<text x=\"\(SVG.number(x0 - 4))\" y=\"\(SVG.number(y0 + Double(l) * cell + cell * 0.7))\" text-anchor=\"end\">\(l)</text>")
                 for (h, v) in row.enumerated() {
                     let t = high > low ? (Double(v) - low) / (high - low) : 0
-                    svg.append("<rect x=\"\(f(x0 + Double(h) * cell))\" y=\"\(f(y0 + Double(l) * cell))\" width=\"\(f(cell))\" height=\"\(f(cell))\" fill=\"\(color(t))\"><title>layer \(l) head \(h): \(String(format: "%.4g", v))</title></rect>")
+                    svg.append("<rect x=\"\(SVG.number(x0 + Double(h) * cell))\" y=\"\(SVG.number(y0 + Double(l) * cell))\" width=\"\(SVG.number(cell))\" height=\"\(SVG.number(cell))\" fill=\"\(color(t))\"><title>layer \(l) head \(h): \(String(format: "%.4g", v))</title></rect>")
                 }
             }
-            svg.append("<text x=\"\(f(x0 + Double(heads) * cell / 2))\" y=\"\(f(y0 + Double(layers) * cell + 16))\" text-anchor=\"middle\">head →</text>")
+            svg.append("<text x=\"\(SVG.number(x0 + Double(heads) * cell / 2))\" y=\"\(SVG.number(y0 + Double(layers) * cell + 16))\" text-anchor=\"middle\">head →</text>")
         }
         // The colour scale.
         let scaleTop = 60 + Double(layers) * cell + 30
         for i in 0..<20 {
-            svg.append("<rect x=\"\(f(40 + Double(i) * 8))\" y=\"\(f(scaleTop))\" width=\"8\" height=\"10\" fill=\"\(color(Double(i) / 19))\"/>")
+            svg.append("<rect x=\"\(SVG.number(40 + Double(i) * 8))\" y=\"\(SVG.number(scaleTop))\" width=\"8\" height=\"10\" fill=\"\(color(Double(i) / 19))\"/>")
         }
-        svg.append("<text x=\"40\" y=\"\(f(scaleTop + 22))\">least</text>")
-        svg.append("<text x=\"200\" y=\"\(f(scaleTop + 22))\" text-anchor=\"end\">most</text>")
+        svg.append("<text x=\"40\" y=\"\(SVG.number(scaleTop + 22))\">least</text>")
+        svg.append("<text x=\"200\" y=\"\(SVG.number(scaleTop + 22))\" text-anchor=\"end\">most</text>")
         svg.append("</svg>")
         return svg.joined(separator: "\n") + "\n"
     }

@@ -99,7 +99,7 @@ public struct SweepRunner {
     public let shots: Int
     public let seed: UInt64
     /// Items between two saves of the state.
-    public var chunkSize = 25
+    public var chunkSize = 5
 
     public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, maskMode: MaskMode, shots: Int, seed: UInt64) {
         self.model = model

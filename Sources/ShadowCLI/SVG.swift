@@ -1,0 +1,15 @@
+/// Small helpers shared by the SVG plots the reports draw (our own code; no plotting library).
+enum SVG {
+    /// Colours of successive series, distinguishable in print and for most colour-blind readers.
+    static let palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
+                          "#ccb974", "#64b5cd"]
+
+    /// A coordinate with one decimal.
+    static func number(_ v: Double) -> String { String(format: "%.1f", v) }
+
+    /// Text safe inside an element or a quoted attribute.
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
