@@ -38,17 +38,22 @@ public struct Command: Sendable {
     /// One positional argument (e.g. `traces info DIR`), parsed into the option of that name.
     public let positional: Option?
     public let run: @Sendable (ParsedArguments, Console) throws -> Void
+    /// Stops cleanly on SIGINT: the command polls `Interruption` and saves finished work (exit 130).
+    public let interruptible: Bool
 
     public init(name: String, abstract: String, discussion: String = "", positional: Option? = nil, options: [Option],
-                run: @escaping @Sendable (ParsedArguments, Console) throws -> Void) {
+                interruptible: Bool = false, run: @escaping @Sendable (ParsedArguments, Console) throws -> Void) {
         self.name = name
         self.abstract = abstract
         self.discussion = discussion
         self.positional = positional
-        self.options = options + [.flag("verbose", help: "Print more detail (errors, timings)."),
+        self.options = options + [.flag("verbose", help: Self.verboseHelp),
                                   .flag("help", short: "h", help: "Show this help.")]
+        self.interruptible = interruptible
         self.run = run
     }
+
+    static let verboseHelp = "On errors, also print the error's type and details (file size, underlying error); more progress detail."
 
     public func help(tool: String) -> String {
         var lines = ["OVERVIEW: \(abstract)", ""]
@@ -59,6 +64,10 @@ public struct Command: Sendable {
             lines.append("ARGUMENTS:")
             lines.append("  " + "<\(positional.valueName ?? positional.name)>".padding(toLength: 26, withPad: " ", startingAt: 0) + positional.help)
             lines.append("")
+        }
+        if interruptible {
+            lines += ["Ctrl-C (SIGINT) stops at the next safe point, keeps what is finished and exits with status 130;",
+                      "a second Ctrl-C stops at once.", ""]
         }
         lines.append("OPTIONS:")
         for option in options {

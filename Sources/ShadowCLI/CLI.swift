@@ -18,20 +18,40 @@ public enum CLI {
         var lines = [
             "OVERVIEW: ShadowLLM — contextual sparsity for LLM inference on CPUs.",
             "",
-            "USAGE: \(toolName) <subcommand> [options]",
+            "USAGE: \(toolName) [--verbose] <subcommand> [options]",
             "",
             "SUBCOMMANDS:",
         ]
         for command in commands {
             lines.append("  " + command.name.padding(toLength: 18, withPad: " ", startingAt: 0) + command.abstract)
         }
-        lines += ["", "See '\(toolName) <subcommand> --help' for the options of each."]
+        lines += ["",
+                  "OPTIONS (every subcommand):",
+                  "  --verbose         " + Command.verboseHelp,
+                  "  -h, --help        Show help (of a subcommand when it follows one).",
+                  "  --version         Print the version.",
+                  "",
+                  "Errors print one line, `error: ...`, and exit with status 1 (2 for an unknown subcommand).",
+                  "Ctrl-C stops calibrate and train-predictor cleanly (exit status 130).",
+                  "",
+                  "See '\(toolName) <subcommand> --help' for the options of each."]
         return lines.joined(separator: "\n")
     }
+
+    /// The exit status after SIGINT, as shells report a process stopped by it (128 + 2).
+    public static let interruptedStatus: Int32 = 130
 
     /// Runs the tool with `arguments` (without the program name). Returns the exit code.
     @discardableResult
     public static func run(_ arguments: [String], console: Console = .standard) -> Int32 {
+        // `--verbose` is global: before the subcommand it applies to the subcommand.
+        let leading = arguments.prefix(while: { $0.hasPrefix("-") && $0 != "-h" && $0 != "--help" && $0 != "--version" })
+        let globalVerbose = leading.contains("--verbose")
+        if let unknown = leading.first(where: { $0 != "--verbose" }) {
+            console.printError("error: \(unknown): unknown option before the subcommand (see '\(toolName) --help')")
+            return 2
+        }
+        let arguments = Array(arguments.dropFirst(leading.count))
         guard let name = arguments.first, !["-h", "--help", "help"].contains(name) else {
             console.print(overview())
             return 0
@@ -49,23 +69,70 @@ public enum CLI {
             }
             return 2
         }
-        let rest = Array(arguments.dropFirst(nested == nil ? 1 : 2))
+        var rest = Array(arguments.dropFirst(nested == nil ? 1 : 2))
         if rest.contains("--help") || rest.contains("-h") {
             console.print(command.help(tool: toolName))
             return 0
         }
+        if globalVerbose && !rest.contains("--verbose") { rest.append("--verbose") }
         let verbose = rest.contains("--verbose")
         do {
             let parsed = try command.parse(rest)
-            try command.run(parsed, console)
+            if command.interruptible {
+                try Interruption.handlingSIGINT { try command.run(parsed, console) }
+            } else {
+                try command.run(parsed, console)
+            }
             return 0
-        } catch let error as ShadowError {
-            console.printError("error: \(error.description)")
-            return 1
+        } catch ShadowError.interrupted(let message) {
+            console.printError("interrupted: \(message)")
+            return interruptedStatus
         } catch {
-            console.printError("error: \(verbose ? String(reflecting: error) : String(describing: error))")
+            console.printError("error: \(String(describing: error))")
+            if verbose { for line in details(of: error) { console.printError("  " + line) } }
             return 1
         }
+    }
+
+    /// What `--verbose` adds under the one-line error: the error's type and full value, the
+    /// size of the file it names, and any underlying system error.
+    static func details(of error: any Error) -> [String] {
+        var lines = ["type: \(String(reflecting: type(of: error)))", "value: \(structure(of: error))"]
+        var path = (error as? ShadowError)?.path
+        let nsError = error as NSError
+        if path == nil, let file = nsError.userInfo[NSFilePathErrorKey] as? String { path = file }
+        if path == nil, let url = nsError.userInfo[NSURLErrorKey] as? URL, url.isFileURL { path = url.path }
+        if let path { lines.append("file: " + describeFile(path)) }
+        if !(error is ShadowError) {
+            lines.append("domain: \(nsError.domain), code \(nsError.code)")
+            if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? any Error {
+                lines.append("underlying: \(String(reflecting: underlying))")
+            }
+        }
+        return lines
+    }
+
+    /// An enum error as `case(label: value, …)`, which its one-line description hides; anything
+    /// else as `String(reflecting:)`.
+    static func structure(of value: Any) -> String {
+        let mirror = Mirror(reflecting: value)
+        guard mirror.displayStyle == .enum, let child = mirror.children.first, let name = child.label else {
+            return String(reflecting: value)
+        }
+        let payload = Mirror(reflecting: child.value)
+        let fields = payload.displayStyle == .tuple
+            ? payload.children.map { ($0.label.map { $0.hasPrefix(".") ? "" : $0 + ": " } ?? "") + String(reflecting: $0.value) }
+            : [String(reflecting: child.value)]
+        return ".\(name)(\(fields.joined(separator: ", ")))"
+    }
+
+    /// "PATH (N bytes)", "PATH (directory)" or "PATH (does not exist)".
+    static func describeFile(_ path: String) -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return "\(path) (does not exist)" }
+        if isDirectory.boolValue { return "\(path) (directory)" }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+        return "\(path) (\(size.map { "\($0) bytes" } ?? "size unknown"))"
     }
 }
 

@@ -13,7 +13,7 @@ enum CalibrateCommand {
             (piqa, hellaswag, copa, arc_easy, arc_challenge, openbookqa, winogrande, rte, boolq) giving k-shot prompts \
             with the gold answer as continuation, or text giving windows whose last tokens are the continuation. \
             Samples alternate between sources. Traces go to --out in chunks with a manifest rewritten after each \
-            chunk: a killed run continues with --resume, and --shard i/n computes every n-th sample so machines can \
+            chunk: a killed run continues with --resume (Ctrl-C first saves the samples already computed), and --shard i/n computes every n-th sample so machines can \
             share the work (join them with `shadowllm traces merge`).
             """,
         options: ModelOptions.prefillOptions + [
@@ -33,7 +33,8 @@ enum CalibrateCommand {
             .value("chunk-size", "n", help: "Samples per chunk file.", default: "64"),
             .flag("resume", help: "Continue the traces already in --out."),
             .flag("no-progress", help: "Hide the progress bar."),
-        ]
+        ],
+        interruptible: true
     ) { arguments, console in
         let sourceSpecs = try arguments.required("source")
         let sources = try sourceSpecs.split(separator: ",").map { try CalibrationSource.parse(String($0)) }

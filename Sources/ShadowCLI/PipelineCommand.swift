@@ -106,6 +106,9 @@ enum PipelineCommand {
             let box = Box()
             let start = Date()
             let status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: console.err))
+            if status == CLI.interruptedStatus {
+                throw ShadowError.interrupted("pipeline stopped during \(name); run it again with the same --out to continue")
+            }
             guard status == 0 else { throw ShadowError.failed("pipeline: step \(name) failed (see the error above)") }
             if let output, output.hasSuffix(".json") { try AtomicFile.write(box.out, to: path(output)) }
             steps.append(Step(name: name, seconds: Date().timeIntervalSince(start), skipped: false))

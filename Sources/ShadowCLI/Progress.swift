@@ -8,6 +8,8 @@ final class ProgressBar {
     private let start = Date()
     private var lastDraw = Date.distantPast
     private let enabled: Bool
+    /// A bar is on screen without its newline (the run stopped early).
+    private var lineOpen = false
 
     init(console: Console, label: String, total: Int, enabled: Bool = true) {
         self.console = console
@@ -29,7 +31,13 @@ final class ProgressBar {
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let suffix = detail.isEmpty ? "" : "  \(detail)"
         console.err("\r\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)\u{1B}[K")
-        if done >= total { console.err("\n") }
+        lineOpen = done < total
+        if !lineOpen { console.err("\n") }
+    }
+
+    // An error or interruption message after an unfinished bar starts on its own line.
+    deinit {
+        if lineOpen { console.err("\n") }
     }
 
     static func format(_ seconds: Double) -> String {

@@ -13,7 +13,8 @@ enum TrainPredictorCommand {
             neurons d → width [→ rank] → L·F). dejavu: one network per layer l ≥ 1 reads the residual entering \
             layer l; dejavu-lookahead reads the one entering layer l − 1. Inputs are min-max scaled per sample. \
             80% of the samples train (AdamW, cosine decay to 0), 20% (a fixed split) measure held-out Spearman ρ \
-            and top-k recall. Progress goes to stderr, the summary to stdout.
+            and top-k recall. Progress goes to stderr, the summary to stdout. Training keeps no checkpoint: an \
+            interrupted run writes nothing and starts again from the beginning (same seed, same predictor).
             """,
         options: [
             .value("traces", "dir", help: "A trace directory written by calibration (manifest.json + chunk files)."),
@@ -39,7 +40,8 @@ enum TrainPredictorCommand {
             .value("threads", short: "t", "n", help: "Threads for BLAS and the kernels.", default: String(Threads.defaultCount)),
             .flag("json", help: "Print the predictor's metadata as JSON instead of the summary."),
             .flag("no-progress", help: "Hide progress on stderr."),
-        ]
+        ],
+        interruptible: true
     ) { arguments, console in
         let traces = try arguments.required("traces")
         let out = try arguments.required("out")

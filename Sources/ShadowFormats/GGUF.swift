@@ -528,6 +528,9 @@ private struct GGUFReader {
 
     /// Copies `count` little-endian numbers; `readCount` has checked that they are in the file.
     mutating func readNumbers<T: BitwiseCopyable>(_ count: Int) -> [T] {
+        // An empty array must not come from `unsafeUninitializedCapacity: 0`: that stores the count
+        // into the shared empty-array singleton, a data race between threads (TSan reports it).
+        guard count > 0 else { return [] }
         let size = count * MemoryLayout<T>.stride
         let values = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             if size > 0 {

@@ -61,6 +61,7 @@ public enum AtomicFile {
         let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            removeStalePartials(of: url.lastPathComponent, in: directory.path)
             try data.write(to: temporary)
             if rename(temporary.path, path) != 0 {
                 throw ShadowError.failed("\(path): cannot rename the finished file into place (errno \(errno))")
@@ -76,5 +77,18 @@ public enum AtomicFile {
 
     public static func write(_ text: String, to path: String) throws {
         try write(Data(text.utf8), to: path)
+    }
+
+    /// Temporary files a killed writer of the same target left behind (`.NAME.PID.partial`):
+    /// they are never read, but a resumed run should not leave them to pile up.
+    static func removeStalePartials(of name: String, in directory: String) {
+        let prefix = ".\(name).", suffix = ".partial"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) {
+            let pid = entry.dropFirst(prefix.count).dropLast(suffix.count)
+            // Another process still writing the same target keeps its file.
+            guard let id = Int32(pid), id == ProcessInfo.processInfo.processIdentifier || kill(id, 0) != 0 else { continue }
+            try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(entry))
+        }
     }
 }

@@ -17,6 +17,8 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(name: String, reason: String)
     /// Anything else, stated in one line.
     case failed(String)
+    /// The user pressed Ctrl-C (SIGINT); the message says what was saved and how to continue.
+    case interrupted(String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,19 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
             return "\(name): \(reason)"
         case .failed(let message):
             return message
+        case .interrupted(let message):
+            return "interrupted: \(message)"
+        }
+    }
+
+    /// The file the error is about, when it names one (for `--verbose` details).
+    public var path: String? {
+        switch self {
+        case .fileNotFound(let path), .corruptFile(let path, _), .badJSON(let path, _, _), .badTensor(let path, _, _),
+             .unknownArchitecture(let path, _):
+            return path
+        case .invalidArgument, .failed, .interrupted:
+            return nil
         }
     }
 }

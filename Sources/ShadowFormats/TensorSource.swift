@@ -187,6 +187,8 @@ extension TensorSource {
 
     public func floats(_ name: String) throws -> [Float] {
         let count = try info(name).elementCount
+        // Not `unsafeUninitializedCapacity: 0`, which writes to the shared empty-array singleton.
+        guard count > 0 else { return [] }
         return try [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             try floats(name, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
             initialized = count

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -8,20 +9,24 @@ import Darwin
 
 /// How many threads the kernels use. Set once by the CLI (`-t/--threads`); defaults to all cores.
 public enum Threads {
-    nonisolated(unsafe) private static var _count: Int = defaultCount
+    // Atomic: tests (and library users) may set it while other threads run kernels.
+    private static let _count = Atomic<Int>(defaultCount)
     public static var defaultCount: Int { max(1, ProcessInfoCores.count) }
-    public static var count: Int { _count }
+    public static var count: Int { _count.load(ordering: .relaxed) }
     public static func set(_ n: Int) {
-        _count = max(1, n)
-        BLAS.setThreads(_count)
+        _count.store(max(1, n), ordering: .relaxed)
+        BLAS.setThreads(max(1, n))
     }
 
-    private static let pools = Mutex<[Int: WorkerPool]>([:])
+    // NSLock (a pthread mutex) rather than `Mutex`, whose Linux futex code ThreadSanitizer cannot see.
+    nonisolated(unsafe) private static var pools: [Int: WorkerPool] = [:]
+    private static let poolsLock = NSLock()
 
     /// The pool with `count - 1` workers (the caller is the last thread), made on first use.
-    static var pool: WorkerPool {
-        let count = _count
-        return pools.withLock { pools in
+    /// Callers pass the count they split work by, so a concurrent `set` cannot hand them a
+    /// pool with fewer threads than parts.
+    static func pool(threads count: Int) -> WorkerPool {
+        poolsLock.withLock {
             if let pool = pools[count] { return pool }
             let pool = WorkerPool(workers: count - 1)
             pools[count] = pool
@@ -41,7 +46,8 @@ enum ProcessInfoCores {
 @inline(__always)
 public func parallelChunks(_ count: Int, granularity: Int = 1, minimumPerThread: Int = 1,
                            _ body: (Range<Int>) -> Void) {
-    let threads = min(Threads.count, max(1, count / max(minimumPerThread, 1)))
+    let available = Threads.count
+    let threads = min(available, max(1, count / max(minimumPerThread, 1)))
     if threads <= 1 || count <= granularity {
         body(0..<count)
         return
@@ -49,7 +55,7 @@ public func parallelChunks(_ count: Int, granularity: Int = 1, minimumPerThread:
     let units = (count + granularity - 1) / granularity
     let perThread = (units + threads - 1) / threads
     // The chunks are disjoint, so sharing the closure across threads is safe.
-    Threads.pool.run(parts: threads) { t in
+    Threads.pool(threads: available).run(parts: threads) { t in
         let start = t * perThread * granularity
         let end = min(count, (t + 1) * perThread * granularity)
         if start < end { body(start..<end) }

