@@ -71,7 +71,8 @@ enum SweepCommand {
             .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
             .flag("json", help: "Print results.json instead of the Markdown table."),
             .flag("no-progress", help: "Hide the progress bar."),
-        ]
+        ],
+        interruptible: true
     ) { arguments, console in
         let out = try arguments.required("out")
         let tasks = try parseTasks(arguments)
@@ -198,7 +199,6 @@ enum SweepCommand {
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         let settings = [
             "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",
-            "tasks " + tasks.map { "\($0.task.rawValue)=\($0.path)" }.joined(separator: ","),
             "offset \(offset)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
             "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
             "context \(context)",
@@ -223,6 +223,12 @@ enum SweepCommand {
                     reason: "\(out) holds a sweep with other settings (\(saved.settings)); give another --out or remove \(path("sweep-state.json"))")
             }
             state = saved
+            // Tasks can be added or left out; a task must keep its file.
+            for task in tasks {
+                if let old = state.sources["task " + task.task.rawValue], old != task.path {
+                    throw ShadowError.invalidArgument(name: "--data", reason: "\(out) evaluated \(task.task.rawValue) on \(old), not \(task.path); give another --out")
+                }
+            }
             for cell in cells {
                 if let old = state.sources[cell.key], let new = source(cell), old != new {
                     throw ShadowError.invalidArgument(name: "--out", reason: "\(out) computed \(cell.key) from \(old), not \(new); give another --out")
@@ -236,6 +242,7 @@ enum SweepCommand {
             }
         }
         for cell in cells { state.sources[cell.key] = source(cell) }
+        for task in tasks { state.sources["task " + task.task.rawValue] = task.path }
         func save(_ state: SweepState) throws {
             try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json"))
         }

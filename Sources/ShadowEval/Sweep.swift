@@ -128,6 +128,7 @@ public struct SweepRunner {
             let tokens = tokenizer.encodeWithSpecialTokens(text)
             for cell in cells {
                 if state.tally(task: name, cell: cell).items > 0 { progress(1); continue }
+                try Interruption.check(Self.interruptedMessage)
                 let controller = try makeController(cell)
                 let start = Date()
                 let scored = try Scoring.perplexity(model: model, tokens: tokens, context: context, sparsity: controller)
@@ -174,7 +175,10 @@ public struct SweepRunner {
             var worked = Set<Int>()
             var tallies = cells.map { state.tally(task: task, cell: $0) }
             let start = Date()
+            var interrupted = false
             for index in position..<end {
+                // Ctrl-C: save the items finished so far (below), then stop.
+                if Interruption.requested { interrupted = true; break }
                 let needed = Set(sparse.indices.filter { done[$0 + 1] <= index })
                 guard done[0] <= index || !needed.isEmpty else { continue }
                 let item = items[range.lowerBound + index]
@@ -203,9 +207,12 @@ public struct SweepRunner {
                 state.tallies[task, default: [:]][cells[c].key] = tallies[c]
             }
             try save(state)
+            if interrupted { throw ShadowError.interrupted(Self.interruptedMessage) }
             position = end
         }
     }
+
+    static let interruptedMessage = "sweep stopped; its state is saved: run the same command again to continue"
 
     private func add(_ scores: [ChoiceScore], item: MultipleChoiceItem, requests: [ScoringRequest], isLambada: Bool,
                      to tally: inout SweepTally) {

@@ -185,13 +185,79 @@ struct InterruptionTests {
             })
     }
 
+    /// A PIQA-style file of 60 questions with labels, and a short text, for the sweep.
+    static let sweepData: (piqa: String, labels: String, text: String) = {
+        let dir = NSTemporaryDirectory() + "shadowllm-interrupt-sweep-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let goals = ["Open a jar", "Dry hands", "Boil water", "Read a book", "Cross a river", "Light a room"]
+        let good = ["Twist the lid.", "Use a towel.", "Heat it in a pot.", "Open it.", "Take the bridge.", "Switch on a lamp."]
+        let bad = ["Eat the jar.", "Use a rock.", "Freeze it.", "Burn it.", "Drink the river.", "Paint the walls black."]
+        var rows: [String] = [], labels: [String] = []
+        for i in 0..<60 {
+            let g = i % goals.count, swap = i % 3 == 0
+            rows.append(#"{"goal": "\#(goals[g]) \#(i)", "sol1": "\#(swap ? bad[g] : good[g])", "sol2": "\#(swap ? good[g] : bad[g])"}"#)
+            labels.append(swap ? "1" : "0")
+        }
+        try! rows.joined(separator: "\n").write(toFile: dir + "/piqa.jsonl", atomically: true, encoding: .utf8)
+        try! labels.joined(separator: "\n").write(toFile: dir + "/labels.lst", atomically: true, encoding: .utf8)
+        try! String(repeating: "The river ran past the old mill.\nChildren played in the square.\n", count: 20)
+            .write(toFile: dir + "/text.txt", atomically: true, encoding: .utf8)
+        return (dir + "/piqa.jsonl", dir + "/labels.lst", dir + "/text.txt")
+    }()
+
+    /// Sweeps static and random masks over the reference calibration's traces.
+    static func sweep(traces: String) -> InterruptibleCommand {
+        let arguments: @Sendable (String) -> [String] = { dir in
+            ["sweep", "--model", model, "--tasks", "piqa,wikitext", "--data", "piqa=\(sweepData.piqa),wikitext=\(sweepData.text)",
+             "--labels", "piqa=\(sweepData.labels)", "--methods", "random,static", "--criteria", "plainact,l2_norm",
+             "--sparsities", "0.25,0.5", "--traces", traces, "--context", "32", "--threads", "1", "--json", "--no-progress",
+             "--out", dir + "/sweep"]
+        }
+        return InterruptibleCommand(
+            name: "sweep",
+            arguments: arguments,
+            // The state is saved every few items: the same command continues.
+            resume: arguments,
+            checkIntact: { dir in
+                let sweep = dir + "/sweep"
+                for file in visibleFiles(sweep) {
+                    let data = try Data(contentsOf: URL(fileURLWithPath: sweep + "/" + file))
+                    if file.hasSuffix(".json") {
+                        _ = try JSONSerialization.jsonObject(with: data)
+                    } else if file.hasSuffix(".svg") || file.hasSuffix(".md") {
+                        let text = String(decoding: data, as: UTF8.self)
+                        guard text.hasSuffix("\n") else { throw ShadowError.failed("\(file) is cut short") }
+                    }
+                }
+            },
+            outputs: { dir in
+                let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/sweep/results.json"))
+                let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                var result: [String: Data] = [:]
+                // KL sums are added per saved chunk, so an interrupted run may differ in the last bits.
+                func rounded(_ value: Any) -> String {
+                    if let number = value as? Double { return String(format: "%.9g", number) }
+                    if let dictionary = value as? [String: Any] {
+                        return dictionary.keys.sorted().map { "\($0)=\(rounded(dictionary[$0]!))" }.joined(separator: ",")
+                    }
+                    return "\(value)"
+                }
+                for row in json["rows"] as? [[String: Any]] ?? [] {
+                    var row = row
+                    row["seconds"] = nil
+                    result["\(row["task"]!) \(row["method"]!) \(row["criterion"] ?? "-") \(row["sparsity"]!)"] = Data(rounded(row).utf8)
+                }
+                return result
+            })
+    }
+
     static func scratch() -> String {
         let dir = NSTemporaryDirectory() + "shadowllm-interrupt-\(UUID().uuidString)"
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }
 
-    @Test("calibrate and train-predictor killed at 20 random points resume to the uninterrupted outputs",
+    @Test("calibrate, train-predictor and sweep killed at 20 random points resume to the uninterrupted outputs",
           .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
     func randomKills() throws {
         let root = Self.scratch()
@@ -201,7 +267,8 @@ struct InterruptionTests {
         let referenceCalibration = root + "/reference-calibrate"
         let first = try ChildRun(Self.calibrate.arguments(referenceCalibration))
         try #require(first.end == .exited(0), "\(first.err)")
-        let commands = [Self.calibrate, Self.trainPredictor(traces: referenceCalibration + "/traces")]
+        let commands = [Self.calibrate, Self.trainPredictor(traces: referenceCalibration + "/traces"),
+                        Self.sweep(traces: referenceCalibration + "/traces")]
         var references: [String: (outputs: [String: Data], seconds: Double)] = [:]
         for command in commands {
             let dir = root + "/reference-\(command.name)"
