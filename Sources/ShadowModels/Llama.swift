@@ -208,6 +208,16 @@ public struct LlamaConfig: Sendable, Equatable {
         guard headDim % 2 == 0 else {
             throw ShadowError.badJSON(path: path, key: "head_dim", reason: "rotary embedding needs an even head width, got \(headDim)")
         }
+        // Loading multiplies these before it can compare them with the tensors, and a KV cache
+        // allocates the last one; a crafted config must get an error, not an overflow trap.
+        try checkProducts(path: path, [
+            [("num_attention_heads", heads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
+            [("num_key_value_heads", kvHeads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
+            [("intermediate_size", intermediateSize), ("hidden_size", hiddenSize)],
+            [("vocab_size", vocabularySize), ("hidden_size", hiddenSize)],
+            [("num_hidden_layers", layers), ("max_position_embeddings", maxContext),
+             ("num_key_value_heads", kvHeads), ("head_dim", headDim), ("both keys and values", 2)],
+        ])
     }
 }
 

@@ -207,6 +207,16 @@ public struct OPTConfig: Sendable, Equatable {
             throw ShadowError.badJSON(path: path, key: "num_attention_heads",
                                       reason: "\(heads) does not divide hidden_size \(hiddenSize)")
         }
+        // As for Llama: the sizes loading and the KV cache multiply out must fit in an Int.
+        try checkProducts(path: path, [
+            [("hidden_size", hiddenSize), ("hidden_size", hiddenSize)],
+            [("ffn_dim", ffnSize), ("hidden_size", hiddenSize)],
+            [("vocab_size", vocabularySize), ("word_embed_proj_dim", wordEmbedProjectionDim)],
+            [("word_embed_proj_dim", wordEmbedProjectionDim), ("hidden_size", hiddenSize)],
+            [("max_position_embeddings", maxContext), ("hidden_size", hiddenSize)],
+            [("num_hidden_layers", layers), ("max_position_embeddings", maxContext),
+             ("hidden_size", hiddenSize), ("both keys and values", 2)],
+        ])
     }
 }
 
