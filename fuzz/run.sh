@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harness (fuzz/Targets.swift) against the package's library modules and runs
 # one target.   fuzz/run.sh TARGET [SECONDS | -runs=N] [extra libFuzzer flags…]
+#               fuzz/run.sh TARGET FILE…  (run the inputs once each, e.g. to reproduce a crash)
 #               fuzz/run.sh build         (only compile)       fuzz/run.sh list   (target names)
 #
 # SwiftPM cannot link a libFuzzer binary (its executable already has a `main`), so this compiles
@@ -56,13 +57,21 @@ needs_build() {
 
 target="${1:-}"
 case "$target" in
-    "" | -h | --help) sed -n '2,4p' "$0"; exit 2 ;;
+    "" | -h | --help) sed -n '2,5p' "$0"; exit 2 ;;
     list) targets; exit 0 ;;
     build) rm -f "$build"/*.o; compile; exit 0 ;;
 esac
 targets | grep -qx "$target" || { echo "fuzz: unknown target \"$target\"; known: $(targets | tr '\n' ' ')" >&2; exit 2; }
 shift
 if needs_build; then compile; fi
+
+# LeakSanitizer reports Swift objects held in enum payloads as leaked (the pointer is stored with
+# tag bits it cannot see through), so leak checking stays off.
+# Allocation stack traces are cut to 4 frames: recording them was a tenth of the run time.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:malloc_context_size=4}"
+export SHADOW_FUZZ_TARGET="$target"
+
+if [[ $# -gt 0 && -f "$1" ]]; then exec "$binary" -detect_leaks=0 "$@"; fi
 
 limit=()
 if [[ $# -gt 0 && "$1" =~ ^[0-9]+$ ]]; then limit=(-max_total_time="$1"); shift; fi
@@ -74,9 +83,5 @@ mkdir -p "$work" "$build/crashes/$target"
 seeds="$root/fuzz/corpus/$target"
 [[ -d "$seeds" ]] || seeds=""
 cd "$build"
-# LeakSanitizer reports Swift objects held in enum payloads as leaked (the pointer is stored with
-# tag bits it cannot see through), so leak checking stays off.
-# Allocation stack traces are cut to 4 frames: recording them was a tenth of the run time.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:malloc_context_size=4}"
-SHADOW_FUZZ_TARGET="$target" exec "$binary" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
+exec "$binary" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
     -artifact_prefix="$build/crashes/$target/" -print_final_stats=1 -detect_leaks=0 "${limit[@]}" "$@" "$work" ${seeds:+"$seeds"}
