@@ -88,6 +88,7 @@ enum Harness {
 func runTarget(_ target: String, _ bytes: [UInt8]) throws {
     switch target {
     case "gguf": try fuzzGGUF(bytes)
+    case "gguf_model": try fuzzGGUFModel(bytes)
     case "safetensors": try readAllTensors(SafetensorsFile(path: Harness.file("input.safetensors", bytes)))
     case "config": try fuzzConfig(bytes)
     case "tokenizer_json": try fuzzTokenizerJSON(bytes)
@@ -149,6 +150,16 @@ func fuzzGGUF(_ bytes: [UInt8]) throws {
         addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
         path: file.path)
     exercise(tokenizer, text: "Hello world 123 <s> naïve\n\t  x")
+}
+
+/// A whole GGUF checkpoint through `ModelLoader`, then one forward pass of two tokens.
+func fuzzGGUFModel(_ bytes: [UInt8]) throws {
+    let loaded = try ModelLoader.loadGGUF(path: Harness.file("model.gguf", bytes), weights: .f32)
+    let vocabulary = loaded.model.shape.vocabularySize
+    guard vocabulary > 0 else { return }
+    let logits = loaded.model.forward([0, vocabulary - 1], cache: loaded.model.makeCache(capacity: 2), logits: .last)
+    guard logits.count == vocabulary else { fatalError("\(logits.count) logits for a vocabulary of \(vocabulary)") }
+    if let tokenizer = loaded.tokenizer { exercise(tokenizer, text: "ab a b") }
 }
 
 /// config.json for every architecture, checked and turned into the sizes a loader allocates by.

@@ -111,6 +111,37 @@ def gguf_seeds():
          ("tokenizer.ggml.bos_token_id", "u32", 1), ("tokenizer.ggml.eos_token_id", "u32", 2)], []))
 
 
+def gguf_model_seeds():
+    """A whole Llama model small enough for libFuzzer's 4 KB inputs: width 8, one layer, two query
+    heads sharing one KV head, FFN 16, vocabulary 4, weights in f16."""
+    d, ffn, vocab, kv = 8, 16, 4, 4
+    def f16(rows, cols, scale=0.1):
+        return half_bytes([((i * 7) % 11 - 5) * scale for i in range(rows * cols)])
+    tensors = [("token_embd.weight", [d, vocab], 1, f16(vocab, d)),
+               ("blk.0.attn_norm.weight", [d], 0, struct.pack(f"<{d}f", *([1.0] * d))),
+               ("blk.0.attn_q.weight", [d, d], 1, f16(d, d)),
+               ("blk.0.attn_k.weight", [d, kv], 1, f16(kv, d)),
+               ("blk.0.attn_v.weight", [d, kv], 1, f16(kv, d)),
+               ("blk.0.attn_output.weight", [d, d], 1, f16(d, d)),
+               ("blk.0.ffn_norm.weight", [d], 0, struct.pack(f"<{d}f", *([1.0] * d))),
+               ("blk.0.ffn_gate.weight", [d, ffn], 1, f16(ffn, d)),
+               ("blk.0.ffn_up.weight", [d, ffn], 1, f16(ffn, d)),
+               ("blk.0.ffn_down.weight", [ffn, d], 1, f16(d, ffn)),
+               ("output_norm.weight", [d], 0, struct.pack(f"<{d}f", *([1.0] * d)))]
+    metadata = [("general.architecture", "str", "llama"), ("llama.embedding_length", "u32", d),
+                ("llama.attention.head_count", "u32", 2), ("llama.attention.head_count_kv", "u32", 1),
+                ("llama.feed_forward_length", "u32", ffn), ("llama.block_count", "u32", 1),
+                ("llama.context_length", "u32", 16), ("llama.attention.layer_norm_rms_epsilon", "f32", 1e-5),
+                ("llama.rope.freq_base", "f32", 10000.0),
+                ("tokenizer.ggml.model", "str", "gpt2"), ("tokenizer.ggml.tokens", ("arr", "str"), ["a", "b", "ab", "Ġ"]),
+                ("tokenizer.ggml.merges", ("arr", "str"), ["a b"]), ("tokenizer.ggml.eos_token_id", "u32", 3)]
+    write("gguf_model", "tiny-llama.gguf", gguf(metadata, tensors))
+    # With its own LM head and an 8-byte alignment.
+    write("gguf_model", "tiny-llama-untied.gguf", gguf(
+        metadata + [("general.alignment", "u32", 8)],
+        tensors + [("output.weight", [d, vocab], 1, f16(vocab, d, 0.05))], alignment=8))
+
+
 # MARK: safetensors: u64 header length, JSON header, data.
 
 def safetensors(tensors, metadata=None):
@@ -282,6 +313,7 @@ def task_seeds():
 if __name__ == "__main__":
     shutil.rmtree(CORPUS, ignore_errors=True)
     gguf_seeds()
+    gguf_model_seeds()
     safetensors_seeds()
     config_seeds()
     tokenizer_seeds()
