@@ -286,6 +286,7 @@ extension LlamaModel {
     static func load(huggingFace table: TensorTable, config: LlamaConfig) throws -> LlamaModel {
         let s = config.shape, d = s.hiddenSize
         let embedding = try table.weight("model.embed_tokens.weight", rows: s.vocabularySize, cols: d)
+        try table.checkLayerCount(s.layers, key: "num_hidden_layers")
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "model.layers.\(l)."
             func bias(_ name: String, _ n: Int) throws -> [Float]? {
@@ -325,6 +326,7 @@ extension LlamaModel {
     static func load(gguf table: TensorTable, config: LlamaConfig, permutedQK: Bool) throws -> LlamaModel {
         let s = config.shape, d = s.hiddenSize
         let embedding = try table.weight("token_embd.weight", rows: s.vocabularySize, cols: d)
+        try table.checkLayerCount(s.layers, key: "\(config.modelType).block_count")
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "blk.\(l)."
             var wq = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)

@@ -269,6 +269,7 @@ extension OPTModel {
             projectIn = Linear(weight: try table.weight(root + "project_in.weight", rows: d, cols: e))
             projectOut = Linear(weight: try table.weight(root + "project_out.weight", rows: e, cols: d))
         }
+        try table.checkLayerCount(s.layers, key: "num_hidden_layers")
         let blocks = try (0..<s.layers).map { l -> OPTBlock in
             let p = root + "layers.\(l)."
             func linear(_ name: String, _ rows: Int, _ cols: Int) throws -> Linear {
