@@ -208,8 +208,10 @@ func exercise(_ tokenizer: any Tokenizer, text: String) {
     }
     _ = tokenizer.decode(withSpecial, skipSpecialTokens: true)
     _ = tokenizer.decode(withSpecial, skipSpecialTokens: false)
+    // Streaming decodes a short window twice per id, which under the sanitizers costs more than
+    // everything else here; 20 ids still take it past its 16-id bound on pending ids.
     var stream = StreamingDecoder(tokenizer: tokenizer)
-    for id in ids { _ = stream.append(id) }
+    for id in ids.prefix(20) { _ = stream.append(id) }
     _ = stream.flush()
     // Out-of-range ids are ignored by contract.
     _ = tokenizer.decode([-1, tokenizer.vocabularySize, Int.max], skipSpecialTokens: false)

@@ -201,6 +201,16 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Checks the relations between sizes, naming the key that breaks them.
     func validate(path: String) throws {
+        // Decoding checks these, but a config built from GGUF metadata or by hand may not have been.
+        for (key, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                             ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                             ("num_key_value_heads", kvHeads), ("head_dim", headDim),
+                             ("max_position_embeddings", maxContext)] where value <= 0 {
+            throw ShadowError.badJSON(path: path, key: key, reason: "must be positive, got \(value)")
+        }
+        guard vocabularySize >= 0 else {
+            throw ShadowError.badJSON(path: path, key: "vocab_size", reason: "must not be negative, got \(vocabularySize)")
+        }
         guard heads % kvHeads == 0 else {
             throw ShadowError.badJSON(path: path, key: "num_key_value_heads",
                                       reason: "\(kvHeads) does not divide num_attention_heads \(heads)")

@@ -129,4 +129,25 @@ struct GGUFModelFuzzTests {
         let directory = try CheckpointWriter.directory(config: { $0["num_hidden_layers"] = 1 << 29 })
         expectShadowError(["num_hidden_layers is 536870912", "tensors"]) { _ = try ModelLoader.load(path: directory) }
     }
+
+    /// The first seed with the u32 value of `key` replaced.
+    func seed(setting key: String, to newValue: UInt32) throws -> [UInt8] {
+        var bytes = try #require(try fuzzSeeds("gguf_model").first)
+        let name = Array(key.utf8)
+        let start = try #require((0...(bytes.count - name.count)).first { bytes[$0..<($0 + name.count)].elementsEqual(name) })
+        let value = start + name.count + 4  // after the key and its u32 type
+        withUnsafeBytes(of: newValue.littleEndian) { bytes.replaceSubrange(value..<(value + 4), with: $0) }
+        return bytes
+    }
+
+    @Test("GGUF sizes of zero are refused with the key's name, not divided by",
+          arguments: ["llama.attention.head_count_kv", "llama.attention.head_count", "llama.embedding_length",
+                      "llama.feed_forward_length", "llama.block_count", "llama.context_length"])
+    func zeroSizes(key: String) throws {
+        // The crash input libFuzzer found: head_count_kv 0 reached `heads % kvHeads` in validate().
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("zero-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(try seed(setting: key, to: 0)).write(to: URL(fileURLWithPath: path))
+        expectShadowError([path, "\"\(key)\"", "must be positive, found 0"]) { _ = try ModelLoader.load(path: path) }
+    }
 }
