@@ -48,6 +48,23 @@ public enum ConfigDecoding {
     }
 }
 
+/// Throws unless each product of sizes fits in an `Int` (as a count of 4-byte floats), naming the
+/// first key of the first product that does not.
+func checkProducts(path: String, _ products: [[(key: String, value: Int)]]) throws {
+    for factors in products {
+        var product = MemoryLayout<Float>.size
+        for factor in factors {
+            let (next, overflow) = product.multipliedReportingOverflow(by: factor.value)
+            guard !overflow else {
+                let names = factors.map { "\($0.key) \($0.value)" }.joined(separator: " × ")
+                throw ShadowError.badJSON(path: path, key: factors[0].key,
+                                          reason: "sizes too large: \(names) floats do not fit in memory")
+            }
+            product = next
+        }
+    }
+}
+
 /// A configuration value that is present but wrong. Thrown from `init(from:)` so the key is named.
 struct ConfigValueError: Error {
     let key: String

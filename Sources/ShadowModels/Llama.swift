@@ -201,6 +201,16 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Checks the relations between sizes, naming the key that breaks them.
     func validate(path: String) throws {
+        // Decoding checks these, but a config built from GGUF metadata or by hand may not have been.
+        for (key, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                             ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                             ("num_key_value_heads", kvHeads), ("head_dim", headDim),
+                             ("max_position_embeddings", maxContext)] where value <= 0 {
+            throw ShadowError.badJSON(path: path, key: key, reason: "must be positive, got \(value)")
+        }
+        guard vocabularySize >= 0 else {
+            throw ShadowError.badJSON(path: path, key: "vocab_size", reason: "must not be negative, got \(vocabularySize)")
+        }
         guard heads % kvHeads == 0 else {
             throw ShadowError.badJSON(path: path, key: "num_key_value_heads",
                                       reason: "\(kvHeads) does not divide num_attention_heads \(heads)")
@@ -208,6 +218,16 @@ public struct LlamaConfig: Sendable, Equatable {
         guard headDim % 2 == 0 else {
             throw ShadowError.badJSON(path: path, key: "head_dim", reason: "rotary embedding needs an even head width, got \(headDim)")
         }
+        // Loading multiplies these before it can compare them with the tensors, and a KV cache
+        // allocates the last one; a crafted config must get an error, not an overflow trap.
+        try checkProducts(path: path, [
+            [("num_attention_heads", heads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
+            [("num_key_value_heads", kvHeads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
+            [("intermediate_size", intermediateSize), ("hidden_size", hiddenSize)],
+            [("vocab_size", vocabularySize), ("hidden_size", hiddenSize)],
+            [("num_hidden_layers", layers), ("max_position_embeddings", maxContext),
+             ("num_key_value_heads", kvHeads), ("head_dim", headDim), ("both keys and values", 2)],
+        ])
     }
 }
 
@@ -276,6 +296,7 @@ extension LlamaModel {
     static func load(huggingFace table: TensorTable, config: LlamaConfig) throws -> LlamaModel {
         let s = config.shape, d = s.hiddenSize
         let embedding = try table.weight("model.embed_tokens.weight", rows: s.vocabularySize, cols: d)
+        try table.checkLayerCount(s.layers, key: "num_hidden_layers")
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "model.layers.\(l)."
             func bias(_ name: String, _ n: Int) throws -> [Float]? {
@@ -315,6 +336,7 @@ extension LlamaModel {
     static func load(gguf table: TensorTable, config: LlamaConfig, permutedQK: Bool) throws -> LlamaModel {
         let s = config.shape, d = s.hiddenSize
         let embedding = try table.weight("token_embd.weight", rows: s.vocabularySize, cols: d)
+        try table.checkLayerCount(s.layers, key: "\(config.modelType).block_count")
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "blk.\(l)."
             var wq = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)

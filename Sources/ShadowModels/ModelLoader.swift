@@ -105,22 +105,30 @@ public enum ModelLoader {
         }
         let tokens = try file.stringArrayIfPresent("tokenizer.ggml.tokens")
         let embeddingShape = file.tensorInfos["token_embd.weight"]?.shape
-        let hidden = try file.int("\(arch).embedding_length")
-        let heads = try file.int("\(arch).attention.head_count")
-        guard heads > 0, hidden > 0 else {
-            throw ShadowError.corruptFile(path: path, reason: "\(arch).attention.head_count and embedding_length must be positive")
+        // Sizes must be positive integers: a zero head_count_kv once reached `heads % kvHeads`
+        // (found by fuzzing). The Hugging Face path checks the same in ConfigDecoding.
+        func size(_ key: String) throws -> Int? {
+            guard let n = try file.intIfPresent(key) else { return nil }
+            guard n > 0 else { throw ShadowError.corruptFile(path: path, reason: "key \"\(key)\": must be positive, found \(n)") }
+            return n
         }
-        let vocab = try file.intIfPresent("\(arch).vocab_size") ?? tokens?.count ?? embeddingShape?.first ?? 0
+        func requiredSize(_ key: String) throws -> Int {
+            guard let n = try size(key) else { throw ShadowError.corruptFile(path: path, reason: "key \"\(key)\": missing") }
+            return n
+        }
+        let hidden = try requiredSize("\(arch).embedding_length")
+        let heads = try requiredSize("\(arch).attention.head_count")
+        let vocab = try size("\(arch).vocab_size") ?? tokens?.count ?? embeddingShape?.first ?? 0
         let config = LlamaConfig(
             modelType: entry.modelType,
             hiddenSize: hidden,
-            intermediateSize: try file.int("\(arch).feed_forward_length"),
-            layers: try file.int("\(arch).block_count"),
+            intermediateSize: try requiredSize("\(arch).feed_forward_length"),
+            layers: try requiredSize("\(arch).block_count"),
             heads: heads,
-            kvHeads: try file.intIfPresent("\(arch).attention.head_count_kv") ?? heads,
-            headDim: try file.intIfPresent("\(arch).attention.key_length") ?? hidden / heads,
+            kvHeads: try size("\(arch).attention.head_count_kv") ?? heads,
+            headDim: try size("\(arch).attention.key_length") ?? hidden / heads,
             vocabularySize: vocab,
-            maxContext: try file.intIfPresent("\(arch).context_length") ?? 2048,
+            maxContext: try size("\(arch).context_length") ?? 2048,
             rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
             rope: RopeConfig(theta: Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)),
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,

@@ -207,6 +207,16 @@ public struct OPTConfig: Sendable, Equatable {
             throw ShadowError.badJSON(path: path, key: "num_attention_heads",
                                       reason: "\(heads) does not divide hidden_size \(hiddenSize)")
         }
+        // As for Llama: the sizes loading and the KV cache multiply out must fit in an Int.
+        try checkProducts(path: path, [
+            [("hidden_size", hiddenSize), ("hidden_size", hiddenSize)],
+            [("ffn_dim", ffnSize), ("hidden_size", hiddenSize)],
+            [("vocab_size", vocabularySize), ("word_embed_proj_dim", wordEmbedProjectionDim)],
+            [("word_embed_proj_dim", wordEmbedProjectionDim), ("hidden_size", hiddenSize)],
+            [("max_position_embeddings", maxContext), ("hidden_size", hiddenSize)],
+            [("num_hidden_layers", layers), ("max_position_embeddings", maxContext),
+             ("hidden_size", hiddenSize), ("both keys and values", 2)],
+        ])
     }
 }
 
@@ -259,6 +269,7 @@ extension OPTModel {
             projectIn = Linear(weight: try table.weight(root + "project_in.weight", rows: d, cols: e))
             projectOut = Linear(weight: try table.weight(root + "project_out.weight", rows: e, cols: d))
         }
+        try table.checkLayerCount(s.layers, key: "num_hidden_layers")
         let blocks = try (0..<s.layers).map { l -> OPTBlock in
             let p = root + "layers.\(l)."
             func linear(_ name: String, _ rows: Int, _ cols: Int) throws -> Linear {

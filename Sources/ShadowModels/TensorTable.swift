@@ -29,6 +29,17 @@ public final class TensorTable {
         return info.shape
     }
 
+    /// Throws unless the checkpoint has tensors enough for `layers` layers (each has at least one).
+    /// A config or GGUF header claiming 2^28 layers must be refused before the loader reserves an
+    /// array of that many blocks: a 3 KB file once asked for 64 GB that way (found by fuzzing).
+    public func checkLayerCount(_ layers: Int, key: String) throws {
+        let tensors = source.tensorNames.count
+        guard layers <= tensors else {
+            throw ShadowError.corruptFile(
+                path: path, reason: "\(key) is \(layers), but the checkpoint has only \(tensors) tensors")
+        }
+    }
+
     /// Reads `name` as a `[rows, cols]` matrix.
     public func matrix(_ name: String, rows: Int, cols: Int) throws -> Matrix {
         try check(name, [rows, cols])

@@ -9,9 +9,17 @@ public struct StreamingDecoder: Sendable {
     public let tokenizer: any Tokenizer
     public let skipSpecialTokens: Bool
     private var ids: [Int] = []
-    /// ids[windowStart..<emittedEnd] were already yielded and serve as context for what follows.
-    private var windowStart = 0
-    private var emittedEnd = 0
+    /// The ids decoded on each call: the last yielded chunk (context for decoders that treat the
+    /// start of a text specially), then the ids not yet yielded.
+    private var window: [Int] = []
+    /// How many ids at the front of `window` were already yielded.
+    private var yieldedCount = 0
+
+    /// More ids than this waiting to complete a character cannot be one character (UTF-8 needs at
+    /// most four bytes): the text ends in invalid bytes, or the ids decode to nothing (skipped
+    /// special tokens). Past it the decoder stops waiting, so that a long run of such ids costs
+    /// linear time rather than re-decoding an ever longer window on every call.
+    static let maxPending = 16
 
     public init(tokenizer: any Tokenizer, skipSpecialTokens: Bool = true) {
         self.tokenizer = tokenizer
@@ -21,27 +29,35 @@ public struct StreamingDecoder: Sendable {
     /// Adds one id; returns the text it completes (often "", e.g. mid-character).
     public mutating func append(_ id: Int) -> String {
         ids.append(id)
-        let context = decodedBytes(ids[windowStart..<emittedEnd])
-        let full = decodedBytes(ids[windowStart...])
+        window.append(id)
+        let context = decodedBytes(window[..<yieldedCount])
+        let full = decodedBytes(window[...])
         // An incomplete character at the end decodes as U+FFFD (EF BF BD): wait for more bytes.
-        guard full.count > context.count, !full.suffix(3).elementsEqual([0xEF, 0xBF, 0xBD]) else { return "" }
-        windowStart = emittedEnd
-        emittedEnd = ids.count
-        return String(decoding: newBytes(full, after: context), as: UTF8.self)
+        if full.count > context.count, !full.suffix(3).elementsEqual([0xEF, 0xBF, 0xBD]) {
+            return advance(full, after: context)
+        }
+        guard window.count - yieldedCount > Self.maxPending else { return "" }
+        if full.count > context.count { return advance(full, after: context) }
+        // These ids add nothing to the text: drop them from the window and keep the context.
+        window.removeSubrange(yieldedCount...)
+        return ""
     }
 
     /// Everything not yet yielded, incomplete characters included (as U+FFFD).
     public mutating func flush() -> String {
-        guard emittedEnd < ids.count else { return "" }
-        let context = decodedBytes(ids[windowStart..<emittedEnd])
-        let full = decodedBytes(ids[windowStart...])
-        windowStart = emittedEnd
-        emittedEnd = ids.count
-        return String(decoding: newBytes(full, after: context), as: UTF8.self)
+        guard yieldedCount < window.count else { return "" }
+        return advance(decodedBytes(window[...]), after: decodedBytes(window[..<yieldedCount]))
     }
 
     /// All ids appended so far.
     public var tokenIDs: [Int] { ids }
+
+    /// Yields what `full` adds to `context`; the ids just yielded become the next context.
+    private mutating func advance(_ full: [UInt8], after context: [UInt8]) -> String {
+        window.removeFirst(yieldedCount)
+        yieldedCount = window.count
+        return String(decoding: newBytes(full, after: context), as: UTF8.self)
+    }
 
     private func decodedBytes(_ window: ArraySlice<Int>) -> [UInt8] {
         Array(tokenizer.decode(Array(window), skipSpecialTokens: skipSpecialTokens).utf8)

@@ -41,4 +41,22 @@ struct StreamingDecoderTests {
         #expect(stream.flush() == "\u{FFFD}")
         #expect(stream.flush() == "")
     }
+
+    @Test("long runs of invalid bytes and skipped special tokens stream in linear time and add up to the full decode",
+          arguments: ["llama2", "gpt2"])
+    func longRunsWithoutText(fixture: String) throws {
+        let tokenizer = try Fixture.tokenizer(fixture)
+        // A lone continuation byte never completes a character; EOS decodes to nothing when skipped.
+        let junk = try #require((0..<tokenizer.vocabularySize).first {
+            tokenizer.decode([$0], skipSpecialTokens: true) == "\u{FFFD}"
+        })
+        let eos = try #require(tokenizer.eosTokenID)
+        let ids = tokenizer.encode("Hello") + Array(repeating: junk, count: 5_000) + Array(repeating: eos, count: 5_000)
+            + tokenizer.encode(" world ☃")
+        // Unbounded, each call re-decoded every id since "Hello": some 10^8 token decodes in all.
+        var stream = StreamingDecoder(tokenizer: tokenizer)
+        var chunks = ids.map { stream.append($0) }
+        chunks.append(stream.flush())
+        #expect(chunks.joined() == tokenizer.decode(ids, skipSpecialTokens: true))
+    }
 }

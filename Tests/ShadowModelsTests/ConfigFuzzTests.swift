@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+
+// Fixed-seed cousins of the libFuzzer targets `config` and `gguf_model` in fuzz/: CI cannot fuzz
+// for long, so each run damages the committed seeds a few hundred times.
+
+/// The seed files of one libFuzzer target, read from the source tree.
+func fuzzSeeds(_ target: String) throws -> [[UInt8]] {
+    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../fuzz/corpus/\(target)").standardized
+    return try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        .map { [UInt8](try Data(contentsOf: directory.appendingPathComponent($0))) }
+}
+
+extension SeededGenerator {
+    /// Uniform enough in 0..<bound for choosing mutations, and the same on every toolchain.
+    mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
+}
+
+@Suite("config.json under random corruption")
+struct ConfigFuzzTests {
+    /// Decodes and validates `data` as each architecture's config and multiplies out the sizes a
+    /// loader uses; true when every step either worked or threw a ShadowError.
+    func survives(_ data: Data) -> Bool {
+        func attempt(_ body: () throws -> Void) -> Bool {
+            do { try body(); return true } catch is ShadowError { return true } catch { return false }
+        }
+        return attempt {
+            let config = try ConfigDecoding.decode(LlamaConfig.self, from: data, path: "config.json")
+            try config.validate(path: "config.json")
+            _ = (config.shape.attentionWidth, config.shape.kvWidth, config.shape.groupSize)
+        } && attempt {
+            let config = try ConfigDecoding.decode(OPTConfig.self, from: data, path: "config.json")
+            try config.validate(path: "config.json")
+            _ = (config.shape.attentionWidth, config.shape.kvWidth)
+        }
+    }
+
+    @Test("mutated config.json files throw ShadowError or decode, never trap")
+    func mutatedConfigs() throws {
+        let seeds = try fuzzSeeds("config")
+        #expect(!seeds.isEmpty)
+        var generator = SeededGenerator(seed: 0xC0F1)
+        func next(below bound: Int) -> Int { generator.next(below: bound) }
+        // Numbers that stress the size checks, spliced over digits.
+        let numbers = ["0", "-1", "9223372036854775807", "4294967296", "1e400", "2.5", "null", "\"8\"", "[]", "{}"]
+        for round in 0..<300 {
+            var text = seeds[round % seeds.count]
+            for _ in 0..<(1 + next(below: 3)) {
+                let position = next(below: text.count)
+                if next(below: 2) == 0, let digit = text[position...].firstIndex(where: { (0x30...0x39).contains($0) }) {
+                    var end = digit
+                    while end < text.count, (0x30...0x39).contains(text[end]) { end += 1 }
+                    text.replaceSubrange(digit..<end, with: Array(numbers[next(below: numbers.count)].utf8))
+                } else {
+                    text[position] = Array("{}[]\":,0-9 ".utf8)[next(below: 12)]
+                }
+            }
+            #expect(survives(Data(text)), "\(String(decoding: text, as: UTF8.self))")
+        }
+    }
+
+    @Test("sizes whose products overflow are refused before loading multiplies them")
+    func overflowingSizes() throws {
+        let huge = 1 << 32
+        var config = LlamaConfig(hiddenSize: 64, intermediateSize: 128, layers: 2, heads: huge, kvHeads: huge,
+                                 headDim: huge, vocabularySize: 10)
+        expectShadowError(["config.json", "num_attention_heads", "do not fit"]) { try config.validate(path: "config.json") }
+        config = LlamaConfig(hiddenSize: 64, intermediateSize: 128, layers: 1 << 20, heads: 4, vocabularySize: 10,
+                             maxContext: 1 << 40)
+        expectShadowError(["num_hidden_layers", "max_position_embeddings"]) { try config.validate(path: "config.json") }
+        let opt = OPTConfig(hiddenSize: 1 << 40, ffnSize: 8, layers: 1, heads: 1, vocabularySize: 10)
+        expectShadowError(["hidden_size", "do not fit"]) { try opt.validate(path: "config.json") }
+        // A checkpoint directory whose config claims such sizes gets the same error from the loader.
+        let directory = try CheckpointWriter.directory(config: { $0["head_dim"] = huge; $0["num_attention_heads"] = huge })
+        expectShadowError(["config.json", "do not fit"]) { _ = try ModelLoader.load(path: directory) }
+    }
+}
+
+@Suite("GGUF checkpoints under random corruption")
+struct GGUFModelFuzzTests {
+    @Test("mutated tiny GGUF checkpoints throw ShadowError or load and run, never trap")
+    func mutatedCheckpoints() throws {
+        let seeds = try fuzzSeeds("gguf_model")
+        #expect(!seeds.isEmpty)
+        var generator = SeededGenerator(seed: 0x66F0)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var loaded = 0
+        for round in 0..<200 {
+            var bytes = seeds[round % seeds.count]
+            // Most damage goes to the header (metadata and tensor infos), where the sizes live.
+            for _ in 0..<(1 + generator.next(below: 3)) {
+                let position = generator.next(below: generator.next(below: 2) == 0 ? 900 : bytes.count)
+                bytes[position] = [0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x7F, 0x80, 0xFF][generator.next(below: 10)]
+            }
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            do {
+                let model = try ModelLoader.load(path: path).model
+                let vocabulary = model.shape.vocabularySize
+                let logits = model.forward([0, vocabulary - 1], cache: model.makeCache(capacity: 2), logits: .last)
+                #expect(logits.count == vocabulary)
+                loaded += 1
+            } catch is ShadowError {
+            } catch {
+                Issue.record("not a ShadowError: \(error)")
+            }
+        }
+        #expect(loaded > 0)  // some damage lands in weights and leaves a loadable model
+    }
+
+    @Test("a 2.6 KB GGUF claiming 2^29 layers is refused before the loader reserves them")
+    func hugeBlockCount() throws {
+        // The crash input the seeded mutations found: one byte of llama.block_count set, and the
+        // loader reserved 64 GB for an array of blocks before looking for the second one.
+        var bytes = try #require(try fuzzSeeds("gguf_model").first)  // tiny-llama-untied: 12 tensors
+        let key = Array("llama.block_count".utf8)
+        let start = try #require((0...(bytes.count - key.count)).first { bytes[$0..<($0 + key.count)].elementsEqual(key) })
+        let value = start + key.count + 4  // after the key and its u32 type
+        #expect(bytes[value..<(value + 4)].elementsEqual([1, 0, 0, 0]))
+        bytes[value + 3] = 0x20
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("layers-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        expectShadowError([path, "llama.block_count is 536870913", "only 12 tensors"]) { _ = try ModelLoader.load(path: path) }
+        // The same claim in a config.json.
+        let directory = try CheckpointWriter.directory(config: { $0["num_hidden_layers"] = 1 << 29 })
+        expectShadowError(["num_hidden_layers is 536870912", "tensors"]) { _ = try ModelLoader.load(path: directory) }
+    }
+
+    /// The first seed with the u32 value of `key` replaced.
+    func seed(setting key: String, to newValue: UInt32) throws -> [UInt8] {
+        var bytes = try #require(try fuzzSeeds("gguf_model").first)
+        let name = Array(key.utf8)
+        let start = try #require((0...(bytes.count - name.count)).first { bytes[$0..<($0 + name.count)].elementsEqual(name) })
+        let value = start + name.count + 4  // after the key and its u32 type
+        withUnsafeBytes(of: newValue.littleEndian) { bytes.replaceSubrange(value..<(value + 4), with: $0) }
+        return bytes
+    }
+
+    @Test("GGUF sizes of zero are refused with the key's name, not divided by",
+          arguments: ["llama.attention.head_count_kv", "llama.attention.head_count", "llama.embedding_length",
+                      "llama.feed_forward_length", "llama.block_count", "llama.context_length"])
+    func zeroSizes(key: String) throws {
+        // The crash input libFuzzer found: head_count_kv 0 reached `heads % kvHeads` in validate().
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("zero-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(try seed(setting: key, to: 0)).write(to: URL(fileURLWithPath: path))
+        expectShadowError([path, "\"\(key)\"", "must be positive, found 0"]) { _ = try ModelLoader.load(path: path) }
+    }
+}
