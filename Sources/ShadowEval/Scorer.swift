@@ -85,8 +85,10 @@ public final class LoglikelihoodScorer {
     public let maskMode: MaskMode
     /// Per controller, how far its distributions strayed from the dense model's.
     public private(set) var agreements: [Agreement]
-    private let denseCache: KVCache
-    private lazy var sparseCache: KVCache = model.makeCache()
+    // Sized by the longest request seen so far, not the model's context: a checkpoint that
+    // claims a huge context must not make every evaluation allocate for it.
+    private var denseCache: KVCache
+    private var sparseCache: KVCache
     private var vocab: Int { model.shape.vocabularySize }
 
     public init(model: any CausalLanguageModel, controllers: [any SparsityController], maskMode: MaskMode = .causal) {
@@ -94,7 +96,19 @@ public final class LoglikelihoodScorer {
         self.controllers = controllers
         self.maskMode = maskMode
         agreements = controllers.map { _ in Agreement() }
-        denseCache = model.makeCache()
+        let capacity = min(model.shape.maxContext, 64)
+        denseCache = model.makeCache(capacity: capacity)
+        sparseCache = model.makeCache(capacity: capacity)
+    }
+
+    /// Grows both caches (to the next power of two, at most the model's context) to hold `tokens`.
+    private func reserve(_ tokens: Int) {
+        guard tokens > denseCache.capacity else { return }
+        var capacity = denseCache.capacity
+        while capacity < tokens { capacity *= 2 }
+        capacity = min(capacity, model.shape.maxContext)
+        denseCache = model.makeCache(capacity: capacity)
+        sparseCache = model.makeCache(capacity: capacity)
     }
 
     public convenience init(model: any CausalLanguageModel, sparsity: (any SparsityController)? = nil, maskMode: MaskMode = .causal) {
@@ -124,6 +138,7 @@ public final class LoglikelihoodScorer {
         var dense = [ChoiceScore](repeating: empty, count: requests.count)
         var sparse = controllers.indices.map { only == nil || only!.contains($0) ? dense : [] }
         let active = controllers.indices.filter { only == nil || only!.contains($0) }
+        reserve(requests.map(\.tokens.count).max() ?? 0)
         for group in Self.groupsByContext(requests) {
             let context = Array(requests[group[0]].context)
             let denseLast = prefill(context, cache: denseCache, sparsity: nil)

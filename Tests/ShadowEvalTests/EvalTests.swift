@@ -73,6 +73,22 @@ struct MultipleChoiceTests {
         #expect(result.agreement == nil)
     }
 
+    @Test("the caches grow with the requests: a question longer than their first size scores as from scratch")
+    func longRequests() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let context = String(repeating: "The river ran past the old mill. ", count: 3)
+        let item = MultipleChoiceItem(id: 0, context: context, continuations: [" It was cold.", " Bells rang at noon."], gold: 0)
+        let length = tokenizer.encodeWithSpecialTokens(context + item.continuations[1]).count
+        #expect(length > 64 && length <= loaded.model.shape.maxContext, "\(length) tokens")
+        let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
+        let result = Evaluation.multipleChoice(items: [item][...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+        let dense = item.continuations.map { handSum(loaded.model, tokenizer, context: context, continuation: $0) }
+        let sparse = item.continuations.map { handSum(loaded.model, tokenizer, context: context, continuation: $0, sparsity: randomHalf(loaded.model)) }
+        expectClose(result.items[0].denseSums, dense)
+        expectClose(result.items[0].sums, sparse)
+    }
+
     @Test("running the shared context once and each choice from the truncated cache equals scoring each from scratch")
     func cacheReuse() throws {
         let loaded = try fixture("tiny-llama")
