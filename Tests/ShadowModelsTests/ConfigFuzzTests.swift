@@ -55,7 +55,8 @@ struct ConfigFuzzTests {
                     while end < text.count, (0x30...0x39).contains(text[end]) { end += 1 }
                     text.replaceSubrange(digit..<end, with: Array(numbers[next(below: numbers.count)].utf8))
                 } else {
-                    text[position] = Array("{}[]\":,0-9 ".utf8)[next(below: 12)]
+                    let alphabet = Array("{}[]\":,0-9 ".utf8)
+                    text[position] = alphabet[next(below: alphabet.count)]
                 }
             }
             #expect(survives(Data(text)), "\(String(decoding: text, as: UTF8.self))")
