@@ -212,7 +212,7 @@ enum SweepReport {
         let layers = results.headImportance.values.first?.count ?? 0
         let heads = results.headImportance.values.first?.first?.count ?? 0
         let panelWidth = max(Double(heads) * cell, 120) + 50
-        let width = Double(criteria.count) * panelWidth + 40, height = Double(layers) * cell + 110
+        let width = Double(criteria.count) * panelWidth + 40, height = Double(layers) * cell + 125
         var svg = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"10\">",
                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
                    "<text x=\"10\" y=\"18\" font-weight=\"bold\" font-size=\"12\">Mean head importance per sample (dark: least, bright: most, per panel)</text>"]
