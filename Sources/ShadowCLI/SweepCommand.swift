@@ -106,7 +106,7 @@ enum SweepCommand {
             switch task {
             case .wikitext:
                 loadedTasks.append((task, nil))
-                _ = try subset(TaskFile.wikitext(path: path), bytes: textBytes, path: path)
+                _ = try TaskFile.wikitext(path: path)
             case .lambada:
                 let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
                 loadedTasks.append((task, .lambada(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit))))
@@ -250,7 +250,7 @@ enum SweepCommand {
         var runnable: [SweepTask] = []
         for (name, task) in loadedTasks {
             if let task { runnable.append(task); continue }
-            let text = try subset(TaskFile.wikitext(path: tasks.first { $0.task == name }!.path), bytes: textBytes, path: name.rawValue)
+            let text = subset(try TaskFile.wikitext(path: tasks.first { $0.task == name }!.path), bytes: textBytes)
             runnable.append(.perplexity(name: name.rawValue, text: text, context: context))
         }
         let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: maskMode, shots: shots, seed: seed)
@@ -324,13 +324,16 @@ enum SweepCommand {
         return tasks
     }
 
-    /// The first `bytes` of a text, cut after a line end (the whole text for 0).
-    static func subset(_ text: String, bytes: Int, path: String) throws -> String {
+    /// The first `bytes` of a text, cut after its last line end there (or its last space, when the
+    /// slice holds no line end; or at a character boundary); the whole text for 0.
+    static func subset(_ text: String, bytes: Int) -> String {
         let utf8 = Array(text.utf8)
         guard bytes > 0, utf8.count > bytes else { return text }
+        let head = utf8[..<bytes]
+        if let newline = head.lastIndex(of: UInt8(ascii: "\n")) { return String(decoding: utf8[...newline], as: UTF8.self) }
+        if let space = head.lastIndex(of: UInt8(ascii: " ")), space > 0 { return String(decoding: utf8[..<space], as: UTF8.self) }
         var end = bytes
-        while end > 0 && utf8[end - 1] != UInt8(ascii: "\n") { end -= 1 }
-        guard end > 0 else { throw ShadowError.invalidArgument(name: "--text-bytes", reason: "\(path) has no line end in its first \(bytes) bytes") }
+        while end > 0 && utf8[end] & 0xC0 == 0x80 { end -= 1 }    // not inside a multi-byte character
         return String(decoding: utf8[..<end], as: UTF8.self)
     }
 

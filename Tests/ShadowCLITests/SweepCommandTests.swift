@@ -124,6 +124,14 @@ struct SweepCommandTests {
         #expect(run.status != 0 && run.err.contains(expected) && run.err.split(separator: "\n").count == 1, "\(run.err)")
     }
 
+    @Test("a text subset ends at a line end, else at a space, else at a character boundary")
+    func subsets() {
+        #expect(SweepCommand.subset("ab\ncd\nef", bytes: 7) == "ab\ncd\n")
+        #expect(SweepCommand.subset("ab cd ef", bytes: 6) == "ab cd")
+        #expect(SweepCommand.subset("aé", bytes: 2) == "a")
+        #expect(SweepCommand.subset("short", bytes: 0) == "short" && SweepCommand.subset("short", bytes: 99) == "short")
+    }
+
     @Test("static masks need a trace directory")
     func staticNeedsTraces() throws {
         let piqa = try EvalCommandTests.piqaFiles()
