@@ -12,24 +12,44 @@ public enum BLAS {
     public static func gemmABt(_ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
                                lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, accumulate: Bool = false) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                    a, Int32(lda ?? k), b, Int32(ldb ?? k), accumulate ? 1 : 0, c, Int32(ldc ?? n))
+        let ldb = ldb ?? k
+        splitColumns(m: m, n: n, k: k) { cols in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(cols.count), Int32(k), 1,
+                        a, Int32(lda ?? k), b + cols.lowerBound * ldb, Int32(ldb), accumulate ? 1 : 0,
+                        c + cols.lowerBound, Int32(ldc ?? n))
+        }
     }
 
     /// C[m, n] (+)= A[m, k] · B[k, n] — activations times a transposed (`[in, out]`) weight matrix.
     public static func gemmAB(_ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
                               _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
                               lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, accumulate: Bool = false) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
-                    a, Int32(lda ?? k), b, Int32(ldb ?? n), accumulate ? 1 : 0, c, Int32(ldc ?? n))
+        splitColumns(m: m, n: n, k: k) { cols in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(cols.count), Int32(k), 1,
+                        a, Int32(lda ?? k), b + cols.lowerBound, Int32(ldb ?? n), accumulate ? 1 : 0,
+                        c + cols.lowerBound, Int32(ldc ?? n))
+        }
     }
 
     /// C[m, n] (+)= A[k, m]ᵀ · B[k, n] — used by backward passes (weight gradients).
     public static func gemmAtB(_ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int,
                                lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, accumulate: Bool = false) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
-                    a, Int32(lda ?? m), b, Int32(ldb ?? n), accumulate ? 1 : 0, c, Int32(ldc ?? n))
+        splitColumns(m: m, n: n, k: k) { cols in
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(cols.count), Int32(k), 1,
+                        a, Int32(lda ?? m), b + cols.lowerBound, Int32(ldb ?? n), accumulate ? 1 : 0,
+                        c + cols.lowerBound, Int32(ldc ?? n))
+        }
+    }
+
+    /// Runs one GEMM as column slices on our own worker threads, each slice a single-threaded
+    /// sgemm. OpenBLAS's threads and our spinning decode workers would otherwise fight for the
+    /// same cores between every GEMM and every small vector op of a prefill.
+    @inline(__always)
+    private static func splitColumns(m: Int, n: Int, k: Int, _ body: (Range<Int>) -> Void) {
+        // Below about a million multiply-adds a second thread costs more than it saves.
+        let perThread = max(64, 1_000_000 / max(1, m * k))
+        parallelChunks(n, granularity: 16, minimumPerThread: perThread, body)
     }
 
     /// The OpenBLAS core type this process should run with, when OpenBLAS fell back to its
@@ -52,7 +72,9 @@ public enum BLAS {
     /// Sets the number of threads OpenBLAS uses for GEMM.
     public static func setThreads(_ n: Int) {
         #if !canImport(Accelerate)
-        openblas_set_num_threads(Int32(n))
+        // Our worker threads split each GEMM (see `splitColumns`), so OpenBLAS runs one thread.
+        _ = n
+        openblas_set_num_threads(1)
         #endif
     }
 }

@@ -54,26 +54,32 @@ struct MatrixKernelTests {
         expectClose(y, expected, tolerance: 1e-5)
     }
 
-    @Test("BLAS wrappers compute A·Bᵀ, A·B and Aᵀ·B")
-    func blasWrappers() {
-        let m = 5, n = 7, k = 9
+    @Test("BLAS wrappers compute A·Bᵀ, A·B and Aᵀ·B, also when split over 2 threads and accumulating",
+          arguments: [(5, 7, 9, 1), (37, 301, 515, 1), (37, 301, 515, 2), (64, 1030, 576, 2)])
+    func blasWrappers(m: Int, n: Int, k: Int, threads: Int) {
+        Threads.set(threads)
+        defer { Threads.set(Threads.defaultCount) }
         let a = randomFloats(m * k, seed: 8), bt = randomFloats(n * k, seed: 9), b = randomFloats(k * n, seed: 10)
-        var c1 = [Float](repeating: 0, count: m * n), c2 = c1
+        let start = randomFloats(m * n, seed: 12)
+        var c1 = [Float](repeating: 0, count: m * n), c2 = c1, c4 = start
         BLAS.gemmABt(&c1, a, bt, m: m, n: n, k: k)
         BLAS.gemmAB(&c2, a, b, m: m, n: n, k: k)
+        BLAS.gemmABt(&c4, a, bt, m: m, n: n, k: k, accumulate: true)
         var e1 = [Float](repeating: 0, count: m * n), e2 = e1
         for i in 0..<m { for j in 0..<n { for p in 0..<k {
             e1[i * n + j] += a[i * k + p] * bt[j * k + p]
             e2[i * n + j] += a[i * k + p] * b[p * n + j]
         } } }
-        expectClose(c1, e1, tolerance: 1e-5, "ABt")
-        expectClose(c2, e2, tolerance: 1e-5, "AB")
+        let tolerance: Float = 1e-5 * Float(k).squareRoot()
+        expectClose(c1, e1, tolerance: tolerance, "ABt")
+        expectClose(c2, e2, tolerance: tolerance, "AB")
+        expectClose(c4, zip(e1, start).map { $0 + $1 }, tolerance: tolerance, "ABt accumulated")
         let at = randomFloats(k * m, seed: 11)
         var c3 = [Float](repeating: 0, count: m * n)
         BLAS.gemmAtB(&c3, at, b, m: m, n: n, k: k)
         var e3 = [Float](repeating: 0, count: m * n)
         for i in 0..<m { for j in 0..<n { for p in 0..<k { e3[i * n + j] += at[p * m + i] * b[p * n + j] } } }
-        expectClose(c3, e3, tolerance: 1e-5, "AtB")
+        expectClose(c3, e3, tolerance: tolerance, "AtB")
     }
 
     @Test("a transposed matrix swaps rows and columns")
