@@ -1,3 +1,5 @@
+import CHalf
+
 /// Matrix–vector products for decode (one token). Rows are walked four at a time with SIMD
 /// accumulators: one row at a time gets about half the memory bandwidth (DESIGN §8).
 public enum GEMV {
@@ -14,9 +16,14 @@ public enum GEMV {
         var r = rows.lowerBound
         while r + 4 <= rows.upperBound {
             let w0 = row(r), w1 = row(r + 1), w2 = row(r + 2), w3 = row(r + 3)
+            // The next four rows are prefetched a line at a time while these are summed (rows of a
+            // few lines each are too short for the hardware prefetcher; see CHalfKernels.h).
+            let next = r + 8 <= rows.upperBound ? r + 4 : r
+            let p0 = row(next), p1 = row(next + 1), p2 = row(next + 2), p3 = row(next + 3)
             var a0 = V(), a1 = V(), a2 = V(), a3 = V()
             var i = 0
             while i < vecEnd {
+                chalf_prefetch(p0 + i); chalf_prefetch(p1 + i); chalf_prefetch(p2 + i); chalf_prefetch(p3 + i)
                 let xv = load(x + i)
                 a0.addProduct(load(w0 + i), xv)
                 a1.addProduct(load(w1 + i), xv)
@@ -73,8 +80,12 @@ public enum GEMV {
             let w0 = wt + r0 * cols, w1 = wt + r1 * cols, w2 = wt + r2 * cols, w3 = wt + r3 * cols
             let x0 = x[k], x1 = x[k + 1], x2 = x[k + 2], x3 = x[k + 3]
             let v0 = V(repeating: x0), v1 = V(repeating: x1), v2 = V(repeating: x2), v3 = V(repeating: x3)
+            let next = k + 8 <= rowCount ? k + 4 : k
+            let p0 = wt + rowIndex(next) * cols, p1 = wt + rowIndex(next + 1) * cols
+            let p2 = wt + rowIndex(next + 2) * cols, p3 = wt + rowIndex(next + 3) * cols
             var i = lo
             while i < vecEnd {
+                chalf_prefetch(p0 + i); chalf_prefetch(p1 + i); chalf_prefetch(p2 + i); chalf_prefetch(p3 + i)
                 var acc = load(y + i)
                 acc.addProduct(load(w0 + i), v0)
                 acc.addProduct(load(w1 + i), v1)

@@ -48,6 +48,12 @@ static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x
     for (; r + 4 <= end; r += 4) {
         const uint16_t *w0 = w + (rows ? rows[r] : r) * n, *w1 = w + (rows ? rows[r + 1] : r + 1) * n;
         const uint16_t *w2 = w + (rows ? rows[r + 2] : r + 2) * n, *w3 = w + (rows ? rows[r + 3] : r + 3) * n;
+        // The next four rows are prefetched line by line while these are summed: rows of a few
+        // cache lines each, read four at a time, are too short for the hardware prefetcher (measured
+        // from DRAM on one core: 7.5 GB/s without, 13.5 GB/s with; a plain streaming sum: 14.5).
+        long next = r + 8 <= end ? r + 4 : r;
+        const uint16_t *p0 = w + (rows ? rows[next] : next) * n, *p1 = w + (rows ? rows[next + 1] : next + 1) * n;
+        const uint16_t *p2 = w + (rows ? rows[next + 2] : next + 2) * n, *p3 = w + (rows ? rows[next + 3] : next + 3) * n;
         // Two accumulators per row and a whole 64-byte line of each row per pass keep enough
         // loads in flight to saturate memory bandwidth.
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -55,6 +61,10 @@ static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x
         long i = 0;
 #define CHALF_GEMV_BODY(LOAD)                                                   \
         for (; i + 32 <= n; i += 32) {                                          \
+            _mm_prefetch((const char *)(p0 + i), _MM_HINT_T0);                  \
+            _mm_prefetch((const char *)(p1 + i), _MM_HINT_T0);                  \
+            _mm_prefetch((const char *)(p2 + i), _MM_HINT_T0);                  \
+            _mm_prefetch((const char *)(p3 + i), _MM_HINT_T0);                  \
             __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);   \
             __m256 xc = _mm256_loadu_ps(x + i + 16), xd = _mm256_loadu_ps(x + i + 24); \
             a0 = _mm256_fmadd_ps(LOAD(w0 + i), xa, a0); b0 = _mm256_fmadd_ps(LOAD(w0 + i + 8), xb, b0); \
@@ -98,13 +108,64 @@ static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x
     }
 }
 
+#if CHALF_AVX2
+// The first multiple of eight rows of chalf_axpy_rows; returns how many rows it did. y[i, i + 32)
+// is loaded once per eight rows, and the next eight rows' lines are prefetched (as in
+// chalf_gemv_rows: 8.5 → 14 GB/s from DRAM on one core).
+#define CHALF_AXPY8_BODY(LOAD)                                                              \
+    for (; i + 32 <= col_end; i += 32) {                                                    \
+        for (int j = 0; j < 8; j++) _mm_prefetch((const char *)(p[j] + i), _MM_HINT_T0);   \
+        __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8);                \
+        __m256 y2 = _mm256_loadu_ps(y + i + 16), y3 = _mm256_loadu_ps(y + i + 24);          \
+        for (int j = 0; j < 8; j++) {                                                       \
+            y0 = _mm256_fmadd_ps(LOAD(wr[j] + i), xs[j], y0);                               \
+            y1 = _mm256_fmadd_ps(LOAD(wr[j] + i + 8), xs[j], y1);                           \
+            y2 = _mm256_fmadd_ps(LOAD(wr[j] + i + 16), xs[j], y2);                          \
+            y3 = _mm256_fmadd_ps(LOAD(wr[j] + i + 24), xs[j], y3);                          \
+        }                                                                                   \
+        _mm256_storeu_ps(y + i, y0); _mm256_storeu_ps(y + i + 8, y1);                       \
+        _mm256_storeu_ps(y + i + 16, y2); _mm256_storeu_ps(y + i + 24, y3);                 \
+    }                                                                                       \
+    for (; i + 8 <= col_end; i += 8) {                                                      \
+        __m256 acc = _mm256_loadu_ps(y + i);                                                \
+        for (int j = 0; j < 8; j++) acc = _mm256_fmadd_ps(LOAD(wr[j] + i), xs[j], acc);     \
+        _mm256_storeu_ps(y + i, acc);                                                       \
+    }
+
+static inline long chalf_axpy_rows8(float *y, const uint16_t *w, const float *x, const int32_t *rows, long count,
+                                    long n, long col_begin, long col_end, int is_bf16) {
+    long k = 0;
+    for (; k + 8 <= count; k += 8) {
+        const uint16_t *wr[8], *p[8];
+        __m256 xs[8];
+        long next = k + 16 <= count ? k + 8 : k;
+        for (int j = 0; j < 8; j++) {
+            wr[j] = w + (rows ? rows[k + j] : k + j) * n;
+            p[j] = w + (rows ? rows[next + j] : next + j) * n;
+            xs[j] = _mm256_set1_ps(x[k + j]);
+        }
+        long i = col_begin;
+        if (is_bf16) { CHALF_AXPY8_BODY(chalf_load8_bf16) } else { CHALF_AXPY8_BODY(chalf_load8_f16) }
+        for (; i < col_end; i++) {
+            float sum = 0;
+            for (int j = 0; j < 8; j++)
+                sum += (is_bf16 ? chalf_bf16_to_float(wr[j][i]) : chalf_to_float(wr[j][i])) * x[k + j];
+            y[i] += sum;
+        }
+    }
+    return k;
+}
+#undef CHALF_AXPY8_BODY
+#endif
+
 // y[col_begin, col_end) += Σ_k x[k] · W[row_k, cols] over `count` rows of a (rows, n) 16-bit matrix,
-// the rows given by `rows` (or 0..<count when rows is NULL). Four rows per pass, so y is loaded and
-// stored once per four rows.
+// the rows given by `rows` (or 0..<count when rows is NULL). Eight rows per pass, then four, then
+// one, so y is loaded and stored once per pass.
 static inline void chalf_axpy_rows(float *y, const uint16_t *w, const float *x, const int32_t *rows, long count,
                                    long n, long col_begin, long col_end, int is_bf16) {
     long k = 0;
 #if CHALF_AVX2
+    k = chalf_axpy_rows8(y, w, x, rows, count, n, col_begin, col_end, is_bf16);
     for (; k + 4 <= count; k += 4) {
         long r0 = rows ? rows[k] : k, r1 = rows ? rows[k + 1] : k + 1;
         long r2 = rows ? rows[k + 2] : k + 2, r3 = rows ? rows[k + 3] : k + 3;
