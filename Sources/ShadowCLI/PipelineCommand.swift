@@ -16,7 +16,6 @@ enum PipelineCommand {
         var method: String
         var sparsity: Double
         var perplexity: Double?
-        var nllSum: Double?
         var tasks: [String: Double] = [:]
         var decodeTokensPerSecond: Double?
         var prefillTokensPerSecond: Double?
@@ -25,7 +24,7 @@ enum PipelineCommand {
 
         enum CodingKeys: String, CodingKey {
             case method, sparsity, perplexity, tasks
-            case nllSum = "nll_sum", decodeTokensPerSecond = "tg_tokens_per_second"
+            case decodeTokensPerSecond = "tg_tokens_per_second"
             case prefillTokensPerSecond = "pp_tokens_per_second", predictorShare = "predictor_share"
             case bytesPerToken = "bytes_per_token"
         }
@@ -60,8 +59,9 @@ enum PipelineCommand {
         discussion: """
             Steps (each skipped when its output is already in --out, so an interrupted run continues): \
             calibrate (plainact and l2_norm traces) → train-predictor (shadow on plainact, dejavu on l2_norm) → \
-            perplexity on held-out text (the first 60 KB of WikiText-2 test, 4 KB with --quick) for dense, shadow and dejavu at --sparsity → multiple-choice slices of \
-            PIQA and HellaSwag when --data-dir has them → bench → report.md, results.json and plots.svg.
+            one sweep (sweep/) of dense, shadow and dejavu at --sparsity over held-out text (the first 60 KB of WikiText-2 test, 4 KB \
+            with --quick) and, when --data-dir has them, the first --limit items of PIQA and HellaSwag, sharing each item's dense pass → \
+            bench → report.md, results.json and plots.svg.
             """,
         options: [
             .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
@@ -71,6 +71,8 @@ enum PipelineCommand {
             .value("text", "path", help: "Plain calibration text used when --data-dir has no WikiText.",
                    defaultDescription: "the corpus scripts/setup.sh fetched, else docs/sample.txt"),
             .value("samples", "n", help: "Calibration samples.", defaultDescription: "160 (24 with --quick)"),
+            .value("limit", "n", help: "Items of each multiple-choice task (PIQA and HellaSwag, from item 0; calibration uses items 1000+ and 5000+).",
+                   defaultDescription: "100 (20 with --quick)"),
             .value("sparsity", "p", help: "Fraction of heads and neurons the sparse rows prune.", default: "0.5"),
             .value("threads", short: "t", "n", help: "Threads.", default: String(Threads.defaultCount)),
             .flag("quick", help: "A smoke run: few samples, short training, short benchmarks (about two minutes)."),
@@ -82,6 +84,7 @@ enum PipelineCommand {
         let model = try ModelOptions.modelPath(arguments)
         let dataDir = try arguments.required("data-dir")
         let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
+        let itemLimit = try arguments.int("limit", range: 1...1_000_000) ?? (quick ? 20 : 100)
         let sparsity = try arguments.double("sparsity", range: 0...0.99) ?? 0.5
         let threads = try arguments.required("threads")
         let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
@@ -124,7 +127,7 @@ enum PipelineCommand {
                               "--criteria", "plainact,l2_norm", "--max-tokens", fit(quick ? 160 : 256), "--text-window", fit(128), "--text-continuation", "32", "--shots", quick ? "2" : "5",
                               "--out", path("traces"), "--threads", threads] + progress + (exists("traces/manifest.json") ? ["--resume"] : []),
                 output: "traces/.complete")
-        FileManager.default.createFile(atPath: path("traces/.complete"), contents: Data())
+        _ = FileManager.default.createFile(atPath: path("traces/.complete"), contents: Data())
 
         // 2. Predictors.
         let epochs = quick ? ["--head-epochs", "5", "--neuron-epochs", "2"] : ["--head-epochs", "60", "--neuron-epochs", "12"]
@@ -135,39 +138,40 @@ enum PipelineCommand {
                                            "--out", path("predictors/dejavu.safetensors"), "--threads", threads] + epochs + progress,
                 output: "predictors/dejavu.safetensors")
 
-        // 3. Held-out perplexity, dense and sparse.
+        // 3. Held-out perplexity and multiple-choice slices, dense and sparse, in one sweep: every
+        // item runs the dense model once, shared by both sparse methods.
         let heldOut = data.wikitextTest ?? calibrationText
-        let context = fit(quick ? 128 : 512)
-        // A slice of the held-out text (cut at a line end) keeps the three perplexity runs within
-        // the time budget: the whole WikiText-2 test set would take half an hour per method here.
+        // A slice of the held-out text (cut at a line end) keeps the perplexity runs within the
+        // time budget: the whole WikiText-2 test set would take half an hour per method here.
         let sample = path("heldout-sample.txt")
         if !exists("heldout-sample.txt") {
             let text = try String(contentsOfFile: heldOut, encoding: .utf8)
             try AtomicFile.write(SweepCommand.subset(text, bytes: quick ? 4000 : 60000), to: sample)
         }
-        let textArguments = ["--text-file", sample]
         let methods: [(String, Double)] = [("dense", 0), ("shadow", sparsity), ("dejavu", sparsity)]
-        for (method, p) in methods {
-            try run("perplexity \(method)", ["perplexity", "--model", model, "--json", "--context", context, "--threads", threads,
-                                             "--method", method, "--sparsity", String(p), "--predictor", path("predictors")]
-                    + textArguments + progress, output: "perplexity-\(method).json")
-        }
-
-        // 4. Multiple-choice slices, when the data is there and `eval` exists.
-        var taskResults: [String: [String: Double]] = [:]
-        if CLI.commands.contains(where: { $0.name == "eval" }) {
-            for (task, file, labels) in [("piqa", data.piqa, data.piqaLabels), ("hellaswag", data.hellaswag, nil)] {
-                guard let file else { continue }
-                let labelArguments = labels.map { ["--labels", $0] } ?? []
-                for (method, p) in methods {
-                    let name = "eval-\(task)-\(method).json"
-                    try run("eval \(task) \(method)", ["eval", "--model", model, "--task", task, "--data", file, "--limit", quick ? "20" : "200",
-                                                       "--json", "--threads", threads, "--method", method, "--sparsity", String(p),
-                                                       "--predictor", path("predictors")] + labelArguments + progress, output: name)
-                    if let json = try? readJSON(path(name)) {
-                        taskResults[method, default: [:]]["\(task)_acc"] = json["acc"] as? Double
-                        taskResults[method, default: [:]]["\(task)_acc_norm"] = json["acc_norm"] as? Double
-                    }
+        var tasks = [("wikitext", sample)]
+        if let piqa = data.piqa { tasks.append(("piqa", piqa)) }
+        if let hellaswag = data.hellaswag { tasks.append(("hellaswag", hellaswag)) }
+        var sweepArguments = ["sweep", "--model", model, "--out", path("sweep"), "--threads", threads,
+                              "--tasks", tasks.map(\.0).joined(separator: ","),
+                              "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
+                              "--methods", "shadow,dejavu", "--criteria", "plainact,l2_norm", "--sparsities", String(sparsity),
+                              "--predictor", path("predictors"), "--traces", path("traces"),
+                              "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
+        if let labels = data.piqaLabels, data.piqa != nil { sweepArguments += ["--labels", "piqa=\(labels)"] }
+        try run("evaluate (sweep)", sweepArguments + progress, output: "sweep/report.md")
+        var evaluated: [String: (perplexity: Double?, tasks: [String: Double])] = [:]
+        if let json = try? readJSON(path("sweep/results.json")), let sweepRows = json["rows"] as? [[String: Any]] {
+            for sweepRow in sweepRows {
+                guard let method = sweepRow["method"] as? String, let task = sweepRow["task"] as? String,
+                      let metrics = sweepRow["metrics"] as? [String: Double] else { continue }
+                // The shadow predictor learned plainact, the DejaVu-style one l2_norm.
+                let criterion = sweepRow["criterion"] as? String
+                guard method == "dense" || criterion == (method == "shadow" ? "plainact" : "l2_norm") else { continue }
+                if task == "wikitext" {
+                    evaluated[method, default: (nil, [:])].perplexity = metrics["token_perplexity"]
+                } else {
+                    for key in ["acc", "acc_norm"] { evaluated[method, default: (nil, [:])].tasks["\(task)_\(key)"] = metrics[key] }
                 }
             }
         }
@@ -182,11 +186,8 @@ enum PipelineCommand {
         let bench = (try? readJSON(path("bench.json")))?["results"] as? [[String: Any]] ?? []
         for (method, p) in methods {
             var row = Row(method: method, sparsity: p)
-            if let json = try? readJSON(path("perplexity-\(method).json")) {
-                row.perplexity = json["perplexity"] as? Double
-                row.nllSum = json["nll_sum"] as? Double
-            }
-            row.tasks = taskResults[method] ?? [:]
+            row.perplexity = evaluated[method]?.perplexity
+            row.tasks = evaluated[method]?.tasks ?? [:]
             for r in bench where r["method"] as? String == method {
                 if (r["test"] as? String ?? "").hasPrefix("tg") {
                     row.decodeTokensPerSecond = r["tokens_per_second"] as? Double

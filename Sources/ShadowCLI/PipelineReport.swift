@@ -36,7 +36,8 @@ enum PipelineReport {
                      "- model: `\(results.model)`",
                      "- date: \(results.date); machine: \(results.machine)",
                      "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: `\(results.heldOutText)`",
-                     "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense)", "",
+                     "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense)",
+                     "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)", "",
                      "## Accuracy and speed", ""]
         lines += table(results)
         lines += ["", "## Predictors (held-out quality)", "", "| predictor | heads ρ | neurons ρ | parameters | training s |", "| --- | ---: | ---: | ---: | ---: |"]

@@ -52,6 +52,21 @@ public final class MappedFile: @unchecked Sendable {
         if let baseAddress { munmap(UnsafeMutableRawPointer(mutating: baseAddress), byteCount) }
     }
 
+    /// Lets the kernel drop the resident pages wholly inside `bytes` (a slice of some mapping of
+    /// ours). A loader calls it once a tensor is converted, so peak memory holds the converted
+    /// weights plus one tensor rather than the converted weights plus the whole file. The bytes
+    /// stay readable: a later access reads them from the page cache again.
+    public static func dropPages(_ bytes: UnsafeRawBufferPointer) {
+        #if os(Linux)
+        guard let start = bytes.baseAddress, bytes.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (Int(bitPattern: start) + page - 1) / page * page
+        let end = (Int(bitPattern: start) + bytes.count) / page * page
+        guard end > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(pointer, end - first, MADV_DONTNEED)
+        #endif
+    }
+
     private static func message(_ code: Int32) -> String {
         guard let text = strerror(code) else { return "error \(code)" }
         return String(cString: text)

@@ -168,7 +168,8 @@ public protocol TensorSource: AnyObject, Sendable {
     var tensorInfos: [String: TensorInfo] { get }
     /// Every tensor name once, in file order.
     var tensorNames: [String] { get }
-    /// The tensor's stored bytes, straight from the mapped file; valid while `self` is alive.
+    /// The tensor's stored bytes, straight from a file mapping (never from the heap: see
+    /// `dropPages(of:)`); valid while `self` is alive.
     func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer
     /// The tensor converted to fp32, row-major.
     func floats(_ name: String) throws -> [Float]
@@ -183,6 +184,11 @@ extension TensorSource {
             throw ShadowError.badTensor(path: path, tensor: name, reason: "no such tensor")
         }
         return info
+    }
+
+    /// Releases the resident file pages of a tensor that has been converted (it stays readable).
+    public func dropPages(of name: String) {
+        if let bytes = try? rawBytes(name) { MappedFile.dropPages(bytes) }
     }
 
     public func floats(_ name: String) throws -> [Float] {

@@ -45,6 +45,7 @@ public final class TensorTable {
         try check(name, [rows, cols])
         let m = Matrix(rows: rows, cols: cols)
         try source.floats(name, into: UnsafeMutableBufferPointer(start: m.pointer, count: m.count))
+        source.dropPages(of: name)
         used.insert(name)
         return m
     }

@@ -82,6 +82,15 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         return a == b
     }
 
+    /// The same run as `other` except that `other` asks for at least as many samples: the sample
+    /// list of a larger count starts with the smaller count's samples (sources are taken in
+    /// turn), so a resumed calibration may extend the traces.
+    public func extendable(to other: TraceManifest) -> Bool {
+        var a = self
+        a.requestedSamples = other.requestedSamples
+        return other.requestedSamples >= requestedSamples && a.sameRun(as: other)
+    }
+
     public static let fileName = "manifest.json"
 
     public static func load(directory: String) throws -> TraceManifest {
@@ -102,7 +111,8 @@ public final class TraceWriter {
     private var buffer: [TraceRecord] = []
 
     /// Starts a new trace directory, or resumes the one there when `resume` is set and it holds
-    /// the same run. An existing directory without `resume` is an error (nothing is overwritten).
+    /// the same run (or the same run with fewer samples requested, which this one extends). An
+    /// existing directory without `resume` is an error (nothing is overwritten).
     public init(directory: String, manifest: TraceManifest, resume: Bool) throws {
         self.directory = directory
         let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
@@ -111,10 +121,15 @@ public final class TraceWriter {
             guard resume else {
                 throw ShadowError.invalidArgument(name: "--out", reason: "\(directory) already holds traces (pass --resume to continue them, or choose another --out)")
             }
-            guard existing.sameRun(as: manifest) else {
-                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (model, criteria, sources, samples or shard differ)")
+            guard existing.extendable(to: manifest) else {
+                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (model, criteria, sources, options or shard differ, or --samples is smaller)")
             }
             self.manifest = existing
+            if manifest.requestedSamples > existing.requestedSamples {
+                self.manifest.requestedSamples = manifest.requestedSamples
+                self.manifest.complete = false
+                try self.manifest.save(directory: directory)
+            }
         } else {
             self.manifest = manifest
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

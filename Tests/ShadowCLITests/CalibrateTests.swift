@@ -79,6 +79,27 @@ struct CalibrateTests {
         #expect(different.status != 0 && different.err.contains("different run"))
     }
 
+    @Test("resuming with a larger --samples extends the traces to those of one larger run")
+    func extends() throws {
+        let whole = temporaryDirectory(), grown = temporaryDirectory()
+        #expect(calibrate(whole).status == 0)
+        func run(_ samples: Int, _ extra: [String] = []) -> CLIRun {
+            CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(Self.corpus)", "--samples", String(samples),
+                    "--text-window", "16", "--text-continuation", "4", "--criteria", "plainact,l2_norm",
+                    "--chunk-size", "2", "--out", grown, "--no-progress"] + extra)
+        }
+        #expect(run(3).status == 0)
+        #expect(try TraceManifest.load(directory: grown).complete)
+        let extended = run(7, ["--resume"])
+        #expect(extended.status == 0, "\(extended.err)")
+        let manifest = try TraceManifest.load(directory: grown)
+        #expect(manifest.complete && manifest.requestedSamples == 7 && manifest.sampleCount == 7)
+        expectSame(try records(grown), try records(whole))
+        // Shrinking is refused: the traces would hold samples the new run does not ask for.
+        let shrunk = run(5, ["--resume"])
+        #expect(shrunk.status != 0 && shrunk.err.contains("different run"))
+    }
+
     @Test("shards computed separately merge into the same traces as one run")
     func shardsMerge() throws {
         let whole = temporaryDirectory(), s0 = temporaryDirectory(), s1 = temporaryDirectory(), merged = temporaryDirectory()
