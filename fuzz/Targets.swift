@@ -137,18 +137,7 @@ func fuzzGGUF(_ bytes: [UInt8]) throws {
         _ = try? file.intArray(key)
         _ = try? file.floatArray(key)
     }
-    guard let tokens = try file.stringArrayIfPresent("tokenizer.ggml.tokens") else { return }
-    let tokenizer = try TokenizerLoader.fromGGUF(
-        model: try file.string("tokenizer.ggml.model"),
-        pre: try file.stringIfPresent("tokenizer.ggml.pre"),
-        tokens: tokens,
-        tokenTypes: try file.intArrayIfPresent("tokenizer.ggml.token_type"),
-        merges: try file.stringArrayIfPresent("tokenizer.ggml.merges"),
-        scores: try file.floatArrayIfPresent("tokenizer.ggml.scores"),
-        bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
-        eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
-        addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
-        path: file.path)
+    guard let tokenizer = try ModelLoader.ggufTokenizer(file) else { return }
     exercise(tokenizer, text: "Hello world 123 <s> naïve\n\t  x")
 }
 

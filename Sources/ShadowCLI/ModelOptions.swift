@@ -14,14 +14,18 @@ enum ModelOptions {
     /// scores should not carry 16-bit rounding) default to f32.
     static var prefillOptions: [Option] { options(weights: .f32) }
 
+    static var modelOption: Option {
+        .value("model", short: "m", "path",
+               help: "A .gguf file or a Hugging Face model directory (config.json + *.safetensors + tokenizer.json).",
+               defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" })
+    }
+
     static func options(weights: WeightDType) -> [Option] {
         let why = weights == .f16
             ? "f16 halves the bytes decode reads per token, converts in hardware (the fastest here) and keeps NLL within 0.5% of f32; matrices beyond fp16's range fall back to bf16."
             : "f32 is the default here: this command runs many short prefills (and gradients), where 16-bit weights would be widened for BLAS on every call."
         return [
-            .value("model", short: "m", "path",
-                   help: "A .gguf file or a Hugging Face model directory (config.json + *.safetensors + tokenizer.json).",
-                   defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
+            modelOption,
             .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
             .value("weights", "dtype", help: "How weights are kept in memory. " + why,
                    default: weights.rawValue, allowed: WeightDType.allCases.map(\.rawValue)),

@@ -10,6 +10,9 @@ final class ProgressBar {
     private let enabled: Bool
     /// A bar is on screen without its newline (the run stopped early).
     private var lineOpen = false
+    /// The first update: the rate behind the ETA is measured from it, so work a resumed run
+    /// found already done (reported in its first update) does not make the ETA look short.
+    private var first: (done: Int, time: Date)?
 
     init(console: Console, label: String, total: Int, enabled: Bool = true) {
         self.console = console
@@ -28,7 +31,14 @@ final class ProgressBar {
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         let elapsed = now.timeIntervalSince(start)
-        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        if first == nil { first = (done, now) }
+        let remaining = Double(total - done)
+        let eta: Double
+        if let first, done > first.done {
+            eta = now.timeIntervalSince(first.time) / Double(done - first.done) * remaining
+        } else {
+            eta = done > 0 ? elapsed / Double(done) * remaining : 0
+        }
         let suffix = detail.isEmpty ? "" : "  \(detail)"
         console.err("\r\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)\u{1B}[K")
         lineOpen = done < total

@@ -10,7 +10,7 @@ enum TokenizeCommand {
 
     static let command = Command(
         name: "tokenize", abstract: "Turn text into token ids with the model's tokenizer.",
-        options: ModelOptions.options + [
+        options: [ModelOptions.modelOption] + [
             .value("text", "string", help: "The text to tokenize."),
             .value("text-file", "path", help: "Read the text from a UTF-8 file instead."),
             .flag("special", help: "Add the model's special tokens (BOS) as the model would."),
@@ -19,8 +19,8 @@ enum TokenizeCommand {
         ]
     ) { arguments, console in
         let text = try ModelOptions.text(arguments)
-        let loaded = try ModelOptions.load(arguments, console: console)
-        let tokenizer = try loaded.requireTokenizer()
+        // The tokenizer alone: no weights are loaded.
+        let tokenizer = try ModelLoader.loadTokenizer(path: try ModelOptions.modelPath(arguments))
         let ids = arguments.flag("special") ? tokenizer.encodeWithSpecialTokens(text) : tokenizer.encode(text)
         let strings = arguments.flag("show-tokens") ? ids.map { tokenizer.tokenString($0) ?? "?" } : nil
         if arguments.flag("json") {

@@ -138,22 +138,45 @@ public enum ModelLoader {
         try config.validate(path: path)
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
-        var tokenizer: (any Tokenizer)?
-        if let tokens {
-            tokenizer = try TokenizerLoader.fromGGUF(
-                model: try file.string("tokenizer.ggml.model"),
-                pre: try file.stringIfPresent("tokenizer.ggml.pre"),
-                tokens: tokens,
-                tokenTypes: try file.intArrayIfPresent("tokenizer.ggml.token_type"),
-                merges: try file.stringArrayIfPresent("tokenizer.ggml.merges"),
-                scores: try file.floatArrayIfPresent("tokenizer.ggml.scores"),
-                bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
-                eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
-                addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
-                path: path)
-        }
+        let tokenizer = try ggufTokenizer(file)
         var stops = Set(config.eosTokenIDs)
         if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
+    }
+
+    /// The tokenizer a GGUF file's metadata describes; nil when it has none.
+    public static func ggufTokenizer(_ file: GGUFFile) throws -> (any Tokenizer)? {
+        guard let tokens = try file.stringArrayIfPresent("tokenizer.ggml.tokens") else { return nil }
+        return try TokenizerLoader.fromGGUF(
+            model: try file.string("tokenizer.ggml.model"),
+            pre: try file.stringIfPresent("tokenizer.ggml.pre"),
+            tokens: tokens,
+            tokenTypes: try file.intArrayIfPresent("tokenizer.ggml.token_type"),
+            merges: try file.stringArrayIfPresent("tokenizer.ggml.merges"),
+            scores: try file.floatArrayIfPresent("tokenizer.ggml.scores"),
+            bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
+            eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
+            addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
+            path: file.path)
+    }
+
+    /// Only the tokenizer of a `.gguf` file or a Hugging Face directory: no weight is read, so
+    /// `tokenize` costs milliseconds and no memory for the model.
+    public static func loadTokenizer(path: String) throws -> any Tokenizer {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ShadowError.fileNotFound(path: path)
+        }
+        if isDirectory.boolValue {
+            let tokenizerPath = (path as NSString).appendingPathComponent("tokenizer.json")
+            guard FileManager.default.fileExists(atPath: tokenizerPath) else {
+                throw ShadowError.failed("\(path): no tokenizer (tokenizer.json) found")
+            }
+            return try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: tokenizerPath))
+        }
+        guard let tokenizer = try ggufTokenizer(try GGUFFile(path: path)) else {
+            throw ShadowError.failed("\(path): no tokenizer (tokenizer.ggml.tokens) found")
+        }
+        return tokenizer
     }
 }

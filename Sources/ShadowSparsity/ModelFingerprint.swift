@@ -27,7 +27,7 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
 
     public init(loaded: LoadedModel) throws {
         var isDirectory: ObjCBool = false
-        FileManager.default.fileExists(atPath: loaded.path, isDirectory: &isDirectory)
+        _ = FileManager.default.fileExists(atPath: loaded.path, isDirectory: &isDirectory)
         var files: [String] = [loaded.path]
         if isDirectory.boolValue {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: loaded.path)) ?? []

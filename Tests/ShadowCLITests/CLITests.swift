@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ShadowModels
 @testable import ShadowCLI
 
 /// Runs the CLI in-process and captures what it prints.
@@ -67,6 +68,14 @@ struct CLITests {
         #expect(run.status == 0, "\(run.err)")
         let ids = try #require(try run.json()["ids"] as? [Int])
         #expect(!ids.isEmpty)
+        // The tokenizer alone is loaded, and it is the model's own.
+        let loaded = try ModelLoader.load(path: fixture("tiny-llama"))
+        #expect(ids == loaded.tokenizer?.encode("Hello world"))
+        let bare = FileManager.default.temporaryDirectory.appendingPathComponent("no-tokenizer-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: bare, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: bare) }
+        let missing = CLIRun(["tokenize", "--model", bare, "--text", "Hello"])
+        #expect(missing.status != 0 && missing.err.contains("no tokenizer"), "\(missing.err)")
     }
 
     @Test("perplexity --json reports nll_sum, predicted_tokens and perplexity")
