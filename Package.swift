@@ -49,7 +49,7 @@ let package = Package(
         // The command line: argument parsing and one file per subcommand.
         .target(name: "ShadowCLI", dependencies: ["ShadowModels", "ShadowTasks", "ShadowSparsity", "ShadowEval"],
                 swiftSettings: swiftSettings),
-        .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
+        .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI", "CHalf", "ShadowKernels"], swiftSettings: swiftSettings),
 
         .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowFormatsTests", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),

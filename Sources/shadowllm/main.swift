@@ -1,6 +1,7 @@
 import Foundation
 import ShadowCLI
 import ShadowKernels
+import CHalf
 
 // OpenBLAS picks its kernels when the library loads, from the environment; when it does not
 // recognise this processor, start again with the core type that fits it (see BLAS.betterCoreType).
@@ -10,5 +11,8 @@ if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = B
     execv("/proc/self/exe", arguments)
     // execv only returns on failure; then carry on with the generic kernels.
 }
+
+// Freed tensors of a megabyte or more return to the system (peak RSS of a load, see CHalf.h).
+chalf_map_large_allocations(1 << 20)
 
 exit(CLI.run(Array(CommandLine.arguments.dropFirst())))

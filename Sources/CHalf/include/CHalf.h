@@ -67,6 +67,16 @@ static inline void chalf_pause(void) {
 #endif
 }
 
+// Allocations of `bytes` or more get their own mappings and go back to the system when freed.
+// glibc otherwise raises its threshold after the first large free, and the fp32 copy each tensor
+// passes through while a model loads stays resident in the heap. A no-op off glibc.
+#if defined(__GLIBC__)
+#include <malloc.h>
+static inline void chalf_map_large_allocations(long bytes) { mallopt(M_MMAP_THRESHOLD, (int)bytes); }
+#else
+static inline void chalf_map_large_allocations(long bytes) { (void)bytes; }
+#endif
+
 // The half-precision row kernels live in their own header.
 #include "CHalfKernels.h"
 #endif
