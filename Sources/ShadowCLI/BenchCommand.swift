@@ -58,6 +58,7 @@ enum BenchCommand {
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
             .value("p", short: "p", "n,…", help: "Prompt lengths to process (0 skips).", default: "512"),
             .value("n", short: "n", "n,…", help: "Tokens to generate (0 skips).", default: "128"),
+            .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, the last 32 tokens the continuation); dense only (0 skips).", default: "0"),
             .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
             .value("t", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
             .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
@@ -77,6 +78,7 @@ enum BenchCommand {
         let path = try ModelOptions.modelPath(arguments)
         let prompts = try arguments.intList("p", range: 0...65536) ?? [512]
         let generations = try arguments.intList("n", range: 0...65536) ?? [128]
+        let backwardLengths = try arguments.intList("b", range: 0...65536) ?? [0]
         let repetitions = try arguments.int("r", range: 1...1000) ?? 5
         let threadCounts = try arguments.intList("t", range: 1...256) ?? [Threads.defaultCount]
         let dtypes = (arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:))
@@ -96,7 +98,7 @@ enum BenchCommand {
         for dtype in dtypes {
             let loaded = try ModelLoader.load(path: path, weights: dtype)
             let model = loaded.model
-            for prompt in prompts where prompt > 0 {
+            for prompt in prompts + backwardLengths where prompt > 0 {
                 guard prompt <= model.shape.maxContext else {
                     throw ShadowError.invalidArgument(name: "-p", reason: "\(prompt) exceeds the model's context of \(model.shape.maxContext)")
                 }
@@ -122,6 +124,13 @@ enum BenchCommand {
                         if showProgress { console.printError("bench: \(label) pp\(prompt) …") }
                         measurements.append(Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions,
                                                                        sparsity: configuration.controller))
+                    }
+                    for length in backwardLengths where length > 0 && configuration.method == "dense" {
+                        guard let differentiable = model as? any DifferentiableLanguageModel else {
+                            throw ShadowError.invalidArgument(name: "-b", reason: "\(name) has no backward pass")
+                        }
+                        if showProgress { console.printError("bench: \(label) fw\(length) and fb\(length) …") }
+                        measurements += try forwardBackward(model: differentiable, tokens: length, repetitions: repetitions)
                     }
                     let predicting = configuration.controller as? any PredictingController
                     var predictorShare: Double?
@@ -177,9 +186,39 @@ enum BenchCommand {
                 let sparsity = r.realisedHeadSparsity.map { String(format: "%.2f (%.2f/%.2f)", r.headSparsity, $0, r.realisedNeuronSparsity ?? 0) } ?? "\(r.headSparsity)"
                 console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method) | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
             }
+            for fb in rows where fb.test.hasPrefix("fb") {
+                if let fw = rows.first(where: { $0.test == "fw" + fb.test.dropFirst(2) && $0.weights == fb.weights && $0.threads == fb.threads }) {
+                    console.print(String(format: "\n%@ %@ t=%d: forward + backward takes %.2f× the forward pass's time",
+                                         fb.test, fb.weights, fb.threads, fw.tokensPerSecond / fb.tokensPerSecond))
+                }
+            }
             console.print("")
             console.print("peak RSS \(String(format: "%.1f MiB", Double(report.peakResidentBytes) / 1_048_576)); \(report.machine); \(report.build)")
         }
+    }
+}
+
+extension BenchCommand {
+    /// fw<n>: a forward pass over n tokens with every logit (what the loss needs); fb<n>: what
+    /// `calibrate` does per sample (forward saving activations, backward, plainact scores).
+    static func forwardBackward(model: any DifferentiableLanguageModel, tokens count: Int,
+                                repetitions: Int) throws -> [Benchmark.Measurement] {
+        let tokens = Benchmark.tokens(count, vocabulary: model.shape.vocabularySize)
+        let predictFrom = max(1, count - 32)
+        let cache = model.makeCache(capacity: count)
+        _ = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [.plainact])  // warm-up
+        var forward: [Double] = [], both: [Double] = []
+        for _ in 0..<repetitions {
+            cache.reset()
+            var start = DispatchTime.now().uptimeNanoseconds
+            _ = model.forward(tokens, cache: cache, logits: .all, sparsity: nil)
+            forward.append(Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            start = DispatchTime.now().uptimeNanoseconds
+            _ = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [.plainact])
+            both.append(Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+        }
+        return [Benchmark.Measurement(test: "fw\(count)", tokens: count, samplesTokensPerSecond: forward),
+                Benchmark.Measurement(test: "fb\(count)", tokens: count, samplesTokensPerSecond: both)]
     }
 }
 

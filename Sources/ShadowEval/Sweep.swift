@@ -109,11 +109,13 @@ public struct SweepRunner {
         self.seed = seed
     }
 
-    /// Units of work of a task for the progress bar (items or windows, times cells).
+    /// Units of work of a task for the progress bar (items or text windows, times cells).
     public func work(_ task: SweepTask, cells: Int) throws -> Int {
         switch task {
         case .multipleChoice(_, _, let range), .lambada(_, let range): return range.count * cells
-        case .perplexity: return cells
+        case .perplexity(_, let text, let context):
+            let tokens = tokenizer.encodeWithSpecialTokens(text).count
+            return max(1, Scoring.windowCount(tokens: tokens, context: context)) * cells
         }
     }
 
@@ -126,12 +128,20 @@ public struct SweepRunner {
         switch task {
         case .perplexity(let name, let text, let context):
             let tokens = tokenizer.encodeWithSpecialTokens(text)
+            let windows = max(1, Scoring.windowCount(tokens: tokens.count, context: context))
             for cell in cells {
-                if state.tally(task: name, cell: cell).items > 0 { progress(1); continue }
+                if state.tally(task: name, cell: cell).items > 0 { progress(windows); continue }
                 try Interruption.check(Self.interruptedMessage)
                 let controller = try makeController(cell)
                 let start = Date()
-                let scored = try Scoring.perplexity(model: model, tokens: tokens, context: context, sparsity: controller)
+                var reported = 0
+                // Scoring's callback is optional, hence formally escaping; it is only called during the call.
+                let scored = try withoutActuallyEscaping(progress) { progress in
+                    try Scoring.perplexity(model: model, tokens: tokens, context: context, sparsity: controller) { done, _ in
+                        progress(done - reported)
+                        reported = done
+                    }
+                }
                 var tally = SweepTally()
                 tally.items = 1
                 tally.nllSum = scored.nllSum
@@ -140,7 +150,7 @@ public struct SweepRunner {
                 tally.seconds = Date().timeIntervalSince(start)
                 state.tallies[name, default: [:]][cell.key] = tally
                 try save(state)
-                progress(1)
+                progress(windows - reported)
             }
         case .multipleChoice(_, let items, let range):
             try runItems(task: task.name, isLambada: false, items: items, range: range, cells: [SweepCell.dense] + sparseCells,

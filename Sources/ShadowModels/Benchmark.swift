@@ -11,6 +11,12 @@ public enum Benchmark {
         public var test: String
         public var tokens: Int
         public var samplesTokensPerSecond: [Double]
+
+        public init(test: String, tokens: Int, samplesTokensPerSecond: [Double]) {
+            self.test = test
+            self.tokens = tokens
+            self.samplesTokensPerSecond = samplesTokensPerSecond
+        }
         public var mean: Double { samplesTokensPerSecond.reduce(0, +) / Double(max(samplesTokensPerSecond.count, 1)) }
         public var stddev: Double {
             let n = Double(samplesTokensPerSecond.count)
@@ -21,7 +27,7 @@ public enum Benchmark {
     }
 
     /// Deterministic token ids for the prompt (their values barely matter for speed).
-    static func tokens(_ count: Int, vocabulary: Int) -> [Int] {
+    public static func tokens(_ count: Int, vocabulary: Int) -> [Int] {
         var generator = SeededGenerator(seed: 1234)
         return (0..<count).map { _ in Int(generator.next() % UInt64(vocabulary)) }
     }

@@ -55,6 +55,22 @@ public enum Scoring {
     /// Scores `tokens` in windows of `context` tokens. Windows start every `stride` tokens
     /// (default: `context`, i.e. disjoint); each window predicts only tokens no earlier window
     /// predicted, using the rest of the window as context. The very first token is never predicted.
+    /// How many windows `perplexity` runs over `tokens` tokens (the same walk, without the model).
+    public static func windowCount(tokens: Int, context: Int, stride: Int? = nil) -> Int {
+        let step = max(1, min(stride ?? context, context))
+        guard tokens >= 2, context >= 2 else { return 0 }
+        var windows = 0, start = 0, scoredUpTo = 1
+        while scoredUpTo < tokens {
+            let end = min(start + context, tokens)
+            scoredUpTo = end
+            windows += 1
+            if end == tokens { break }
+            start += step
+            if step == context { scoredUpTo = start + 1 }
+        }
+        return windows
+    }
+
     public static func perplexity(model: any CausalLanguageModel, tokens: [Int], context: Int, stride: Int? = nil,
                                   sparsity: (any SparsityController)? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         guard tokens.count >= 2 else {
@@ -71,7 +87,7 @@ public enum Scoring {
         var nll = 0.0, predicted = 0, windows = 0
         var scoredUpTo = 1          // tokens before this index are already predicted (or token 0)
         var start = 0
-        let totalWindows = max(1, (tokens.count - 1 + step - 1) / step)
+        let totalWindows = windowCount(tokens: tokens.count, context: context, stride: step)
         while scoredUpTo < tokens.count {
             let end = min(start + context, tokens.count)
             let window = Array(tokens[start..<end])

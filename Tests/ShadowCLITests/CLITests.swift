@@ -78,6 +78,19 @@ struct CLITests {
         #expect(missing.status != 0 && missing.err.contains("no tokenizer"), "\(missing.err)")
     }
 
+    @Test("bench -b times a forward pass and forward + backward over one sample")
+    func benchBackward() throws {
+        let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "12", "-r", "2", "-o", "json", "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        let rows = try #require(try run.json()["results"] as? [[String: Any]])
+        #expect(rows.map { $0["test"] as? String } == ["fw12", "fb12"])
+        #expect(rows.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 })
+        let markdown = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "12", "-r", "1", "--no-progress"])
+        #expect(markdown.status == 0 && markdown.out.contains("forward + backward takes"), "\(markdown.out)")
+        let tooLong = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "100000"])
+        #expect(tooLong.status != 0)
+    }
+
     @Test("perplexity --json reports nll_sum, predicted_tokens and perplexity")
     func perplexity() throws {
         let run = CLIRun(["perplexity", "--model", fixture("tiny-opt"), "--text", "The quick brown fox jumps over the lazy dog.", "--json"])
