@@ -47,6 +47,7 @@ public enum BLAS {
     /// same cores between every GEMM and every small vector op of a prefill.
     @inline(__always)
     private static func splitColumns(m: Int, n: Int, k: Int, _ body: (Range<Int>) -> Void) {
+        _ = singleThreaded
         // Below about a million multiply-adds a second thread costs more than it saves.
         let perThread = max(64, 1_000_000 / max(1, m * k))
         parallelChunks(n, granularity: 16, minimumPerThread: perThread, body)
@@ -69,12 +70,11 @@ public enum BLAS {
         #endif
     }
 
-    /// Sets the number of threads OpenBLAS uses for GEMM.
-    public static func setThreads(_ n: Int) {
+    /// OpenBLAS runs one thread per call, once, before the first GEMM: our worker threads split
+    /// each GEMM themselves (see `splitColumns`), whatever `Threads.count` is.
+    private static let singleThreaded: Void = {
         #if !canImport(Accelerate)
-        // Our worker threads split each GEMM (see `splitColumns`), so OpenBLAS runs one thread.
-        _ = n
         openblas_set_num_threads(1)
         #endif
-    }
+    }()
 }

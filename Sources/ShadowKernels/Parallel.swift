@@ -15,7 +15,6 @@ public enum Threads {
     public static var count: Int { _count.load(ordering: .relaxed) }
     public static func set(_ n: Int) {
         _count.store(max(1, n), ordering: .relaxed)
-        BLAS.setThreads(max(1, n))
     }
 
     // NSLock (a pthread mutex) rather than `Mutex`, whose Linux futex code ThreadSanitizer cannot see.
