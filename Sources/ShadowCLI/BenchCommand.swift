@@ -98,9 +98,9 @@ enum BenchCommand {
         for dtype in dtypes {
             let loaded = try ModelLoader.load(path: path, weights: dtype)
             let model = loaded.model
-            for prompt in prompts + backwardLengths where prompt > 0 {
-                guard prompt <= model.shape.maxContext else {
-                    throw ShadowError.invalidArgument(name: "-p", reason: "\(prompt) exceeds the model's context of \(model.shape.maxContext)")
+            for (flag, lengths) in [("-p", prompts), ("-b", backwardLengths)] {
+                for length in lengths where length > model.shape.maxContext {
+                    throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds the model's context of \(model.shape.maxContext)")
                 }
             }
             var configurations: [(method: String, sparsity: Double, controller: (any SparsityController)?)] = []
@@ -207,15 +207,18 @@ extension BenchCommand {
         let predictFrom = max(1, count - 32)
         let cache = model.makeCache(capacity: count)
         _ = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [.plainact])  // warm-up
+        func tokensPerSecond(_ body: () throws -> Void) rethrows -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
         var forward: [Double] = [], both: [Double] = []
         for _ in 0..<repetitions {
             cache.reset()
-            var start = DispatchTime.now().uptimeNanoseconds
-            _ = model.forward(tokens, cache: cache, logits: .all, sparsity: nil)
-            forward.append(Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-            start = DispatchTime.now().uptimeNanoseconds
-            _ = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [.plainact])
-            both.append(Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            forward.append(tokensPerSecond { _ = model.forward(tokens, cache: cache, logits: .all, sparsity: nil) })
+            both.append(try tokensPerSecond {
+                _ = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [.plainact])
+            })
         }
         return [Benchmark.Measurement(test: "fw\(count)", tokens: count, samplesTokensPerSecond: forward),
                 Benchmark.Measurement(test: "fb\(count)", tokens: count, samplesTokensPerSecond: both)]

@@ -131,12 +131,13 @@ enum PipelineCommand {
 
         // 2. Predictors.
         let epochs = quick ? ["--head-epochs", "5", "--neuron-epochs", "2"] : ["--head-epochs", "60", "--neuron-epochs", "12"]
-        try run("train shadow predictor", ["train-predictor", "--traces", path("traces"), "--kind", "shadow", "--criterion", "plainact",
-                                           "--out", path("predictors/shadow.safetensors"), "--threads", threads] + epochs + progress,
-                output: "predictors/shadow.safetensors")
-        try run("train dejavu predictor", ["train-predictor", "--traces", path("traces"), "--kind", "dejavu", "--criterion", "l2_norm",
-                                           "--out", path("predictors/dejavu.safetensors"), "--threads", threads] + epochs + progress,
-                output: "predictors/dejavu.safetensors")
+        // The paper's pairing: the shadow predictor learns plainact, the DejaVu-style one l2_norm.
+        let criterionOf = ["shadow": "plainact", "dejavu": "l2_norm"]
+        for kind in ["shadow", "dejavu"] {
+            try run("train \(kind) predictor", ["train-predictor", "--traces", path("traces"), "--kind", kind, "--criterion", criterionOf[kind]!,
+                                                "--out", path("predictors/\(kind).safetensors"), "--threads", threads] + epochs + progress,
+                    output: "predictors/\(kind).safetensors")
+        }
 
         // 3. Held-out perplexity and multiple-choice slices, dense and sparse, in one sweep: every
         // item runs the dense model once, shared by both sparse methods.
@@ -165,9 +166,7 @@ enum PipelineCommand {
             for sweepRow in sweepRows {
                 guard let method = sweepRow["method"] as? String, let task = sweepRow["task"] as? String,
                       let metrics = sweepRow["metrics"] as? [String: Double] else { continue }
-                // The shadow predictor learned plainact, the DejaVu-style one l2_norm.
-                let criterion = sweepRow["criterion"] as? String
-                guard method == "dense" || criterion == (method == "shadow" ? "plainact" : "l2_norm") else { continue }
+                guard method == "dense" || sweepRow["criterion"] as? String == criterionOf[method] else { continue }
                 if task == "wikitext" {
                     evaluated[method, default: (nil, [:])].perplexity = metrics["token_perplexity"]
                 } else {

@@ -16,7 +16,7 @@ public struct LoadedModel: @unchecked Sendable {
 
     /// The tokenizer, or an error naming the checkpoint when it has none.
     public func requireTokenizer() throws -> any Tokenizer {
-        guard let tokenizer else { throw ShadowError.failed("\(path): no tokenizer (tokenizer.json) found") }
+        guard let tokenizer else { throw ModelLoader.noTokenizer(path) }
         return tokenizer
     }
 }
@@ -57,12 +57,18 @@ public enum ModelLoader {
     /// Loads a `.gguf` file or a Hugging Face model directory.
     /// `weights` is how matrices are kept in memory (fp32, or bf16/fp16 widened in registers).
     public static func load(path: String, weights: WeightDType = .f32) throws -> LoadedModel {
+        try isDirectory(path) ? try loadHuggingFace(directory: path, weights: weights)
+                              : try loadGGUF(path: path, weights: weights)
+    }
+
+    /// Whether `path` is a directory (a Hugging Face checkpoint) rather than a file; throws when
+    /// nothing is there.
+    static func isDirectory(_ path: String) throws -> Bool {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ShadowError.fileNotFound(path: path)
         }
-        return isDirectory.boolValue ? try loadHuggingFace(directory: path, weights: weights)
-                                     : try loadGGUF(path: path, weights: weights)
+        return isDirectory.boolValue
     }
 
     // MARK: Hugging Face directories
@@ -83,11 +89,7 @@ public enum ModelLoader {
         let table = TensorTable(try SafetensorsCollection(directory: directory), weightDType: weights)
         let model = try loader(configData, configPath, table)
 
-        let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.json")
-        var tokenizer: (any Tokenizer)?
-        if FileManager.default.fileExists(atPath: tokenizerPath) {
-            tokenizer = try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: tokenizerPath))
-        }
+        let tokenizer = try huggingFaceTokenizer(directory: directory)
         var stops = Set<Int>()
         if let llama = model as? LlamaModel { stops.formUnion(llama.config.eosTokenIDs) }
         if let opt = model as? OPTModel { stops.insert(opt.config.eosTokenID) }
@@ -138,15 +140,16 @@ public enum ModelLoader {
         try config.validate(path: path)
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
-        let tokenizer = try ggufTokenizer(file)
+        let tokenizer = try ggufTokenizer(file, tokens: tokens)
         var stops = Set(config.eosTokenIDs)
         if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
     }
 
-    /// The tokenizer a GGUF file's metadata describes; nil when it has none.
-    public static func ggufTokenizer(_ file: GGUFFile) throws -> (any Tokenizer)? {
-        guard let tokens = try file.stringArrayIfPresent("tokenizer.ggml.tokens") else { return nil }
+    /// The tokenizer a GGUF file's metadata describes; nil when it has none. `tokens` spares a
+    /// second decoding of the vocabulary when the caller has read it already.
+    public static func ggufTokenizer(_ file: GGUFFile, tokens: [String]? = nil) throws -> (any Tokenizer)? {
+        guard let tokens = try tokens ?? file.stringArrayIfPresent("tokenizer.ggml.tokens") else { return nil }
         return try TokenizerLoader.fromGGUF(
             model: try file.string("tokenizer.ggml.model"),
             pre: try file.stringIfPresent("tokenizer.ggml.pre"),
@@ -160,23 +163,23 @@ public enum ModelLoader {
             path: file.path)
     }
 
+    /// A Hugging Face directory's tokenizer.json; nil when it has none.
+    static func huggingFaceTokenizer(directory: String) throws -> (any Tokenizer)? {
+        let path = (directory as NSString).appendingPathComponent("tokenizer.json")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: path))
+    }
+
     /// Only the tokenizer of a `.gguf` file or a Hugging Face directory: no weight is read, so
     /// `tokenize` costs milliseconds and no memory for the model.
     public static func loadTokenizer(path: String) throws -> any Tokenizer {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ShadowError.fileNotFound(path: path)
-        }
-        if isDirectory.boolValue {
-            let tokenizerPath = (path as NSString).appendingPathComponent("tokenizer.json")
-            guard FileManager.default.fileExists(atPath: tokenizerPath) else {
-                throw ShadowError.failed("\(path): no tokenizer (tokenizer.json) found")
-            }
-            return try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: tokenizerPath))
-        }
-        guard let tokenizer = try ggufTokenizer(try GGUFFile(path: path)) else {
-            throw ShadowError.failed("\(path): no tokenizer (tokenizer.ggml.tokens) found")
-        }
+        let tokenizer = try isDirectory(path) ? try huggingFaceTokenizer(directory: path)
+                                              : try ggufTokenizer(try GGUFFile(path: path))
+        guard let tokenizer else { throw noTokenizer(path) }
         return tokenizer
+    }
+
+    static func noTokenizer(_ path: String) -> ShadowError {
+        .failed("\(path): no tokenizer (no tokenizer.json, no tokenizer.ggml.tokens)")
     }
 }

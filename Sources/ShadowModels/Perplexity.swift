@@ -52,9 +52,6 @@ public enum Scoring {
         }
     }
 
-    /// Scores `tokens` in windows of `context` tokens. Windows start every `stride` tokens
-    /// (default: `context`, i.e. disjoint); each window predicts only tokens no earlier window
-    /// predicted, using the rest of the window as context. The very first token is never predicted.
     /// How many windows `perplexity` runs over `tokens` tokens (the same walk, without the model).
     public static func windowCount(tokens: Int, context: Int, stride: Int? = nil) -> Int {
         let step = max(1, min(stride ?? context, context))
@@ -71,6 +68,9 @@ public enum Scoring {
         return windows
     }
 
+    /// Scores `tokens` in windows of `context` tokens. Windows start every `stride` tokens
+    /// (default: `context`, i.e. disjoint); each window predicts only tokens no earlier window
+    /// predicted, using the rest of the window as context. The very first token is never predicted.
     public static func perplexity(model: any CausalLanguageModel, tokens: [Int], context: Int, stride: Int? = nil,
                                   sparsity: (any SparsityController)? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         guard tokens.count >= 2 else {
