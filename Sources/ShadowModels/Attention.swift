@@ -8,18 +8,14 @@ public enum CausalAttention {
     /// k, v: (T, n·d_h) for the listed KV groups (all G when `groups` is nil), in that order.
     public static func store(cache: KVCache, layer: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              past: Int, tokens: Int, groups: [Int]? = nil) {
-        let width = cache.shape.kvWidth
-        guard let groups else {
-            (cache.keys[layer].row(past)).update(from: k, count: tokens * width)
-            (cache.values[layer].row(past)).update(from: v, count: tokens * width)
-            return
-        }
-        let headDim = cache.shape.headDim, stride = groups.count * headDim
-        for t in 0..<tokens {
-            let keyRow = cache.keys[layer].row(past + t), valueRow = cache.values[layer].row(past + t)
-            for (i, g) in groups.enumerated() {
-                (keyRow + g * headDim).update(from: k + t * stride + i * headDim, count: headDim)
-                (valueRow + g * headDim).update(from: v + t * stride + i * headDim, count: headDim)
+        let headDim = cache.shape.headDim
+        let list = groups ?? Array(0..<cache.shape.kvHeads)
+        let stride = list.count * headDim
+        for (i, g) in list.enumerated() {
+            let keyBlock = cache.keys(layer: layer, group: g), valueBlock = cache.values(layer: layer, group: g)
+            for t in 0..<tokens {
+                cache.write(keyBlock, position: past + t, from: k + t * stride + i * headDim)
+                cache.write(valueBlock, position: past + t, from: v + t * stride + i * headDim)
             }
         }
     }
@@ -36,10 +32,9 @@ public enum CausalAttention {
         }
         let shape = cache.shape
         let headCount = heads?.count ?? shape.heads
-        let headDim = shape.headDim, kvWidth = shape.kvWidth
+        let headDim = shape.headDim
         let group = shape.groupSize
-        let keys = UnsafePointer(cache.keys[layer].pointer)
-        let values = UnsafePointer(cache.values[layer].pointer)
+        let half = cache.dtype == .f16
         let qWidth = headCount * headDim
         let maxSpan = past + tokens
         let scores = cache.buffer("attention.scores", rows: headCount * tokens, cols: maxSpan)
@@ -50,35 +45,49 @@ public enum CausalAttention {
                 let span = past + t + 1
                 let qh = q + t * qWidth + i * headDim
                 let p = scores + item * maxSpan
-                for j in 0..<span {
-                    p[j] = GEMV.dot(qh, keys + j * kvWidth + g * headDim, headDim) * scale
+                let o = out + t * qWidth + i * headDim
+                let keyBlock = cache.keys(layer: layer, group: g), valueBlock = cache.values(layer: layer, group: g)
+                if half {
+                    HalfVectors.dotRows(p, keyBlock.assumingMemoryBound(to: UInt16.self), qh, rows: span, cols: headDim)
+                    for j in 0..<span { p[j] *= scale }
+                } else {
+                    let keys = UnsafePointer(keyBlock.assumingMemoryBound(to: Float.self))
+                    for j in 0..<span { p[j] = GEMV.dot(qh, keys + j * headDim, headDim) * scale }
                 }
                 Ops.softmax(p, span)
-                let o = out + t * qWidth + i * headDim
                 o.update(repeating: 0, count: headDim)
-                for j in 0..<span {
-                    Ops.axpy(o, values + j * kvWidth + g * headDim, p[j], count: headDim)
+                if half {
+                    HalfVectors.accumulateRows(o, valueBlock.assumingMemoryBound(to: UInt16.self), p, rows: span, cols: headDim)
+                } else {
+                    let values = UnsafePointer(valueBlock.assumingMemoryBound(to: Float.self))
+                    for j in 0..<span { Ops.axpy(o, values + j * headDim, p[j], count: headDim) }
                 }
             }
         }
     }
 
     /// Prefill: per head, S = Q_h K_gᵀ and O_h = softmax(S) V_g as GEMMs over the whole span,
-    /// with the causal mask applied row by row before the softmax.
+    /// with the causal mask applied row by row before the softmax. An fp16 cache widens each
+    /// group's keys and values once, for all the heads that read them.
     static func attendWithGEMM(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: KVCache,
                                layer: Int, past: Int, tokens T: Int, scale: Float, heads: [Int]?) {
         let shape = cache.shape
         let list = heads ?? Array(0..<shape.heads)
-        let headDim = shape.headDim, kvWidth = shape.kvWidth, qWidth = list.count * headDim
+        let headDim = shape.headDim, qWidth = list.count * headDim
         let span = past + T
-        let keys = UnsafePointer(cache.keys[layer].pointer)
-        let values = UnsafePointer(cache.values[layer].pointer)
         let scores = cache.buffer("attention.scores", rows: T, cols: span)
+        var loadedGroup = -1
+        var keys = UnsafePointer<Float>(scores), values = UnsafePointer<Float>(scores)
         for (i, h) in list.enumerated() {
             let g = h / shape.groupSize
-            // S (T, span) = Q_h (T, d_h; row stride qWidth) · K_g (span, d_h; row stride kvWidth)ᵀ
-            BLAS.gemmABt(scores, q + i * headDim, keys + g * headDim, m: T, n: span, k: headDim,
-                         lda: qWidth, ldb: kvWidth, ldc: span)
+            if g != loadedGroup {
+                keys = cache.widened(cache.keys(layer: layer, group: g), count: span, name: "attention.keys")
+                values = cache.widened(cache.values(layer: layer, group: g), count: span, name: "attention.values")
+                loadedGroup = g
+            }
+            // S (T, span) = Q_h (T, d_h; row stride qWidth) · K_g (span, d_h)ᵀ
+            BLAS.gemmABt(scores, q + i * headDim, keys, m: T, n: span, k: headDim,
+                         lda: qWidth, ldb: headDim, ldc: span)
             parallelChunks(T, minimumPerThread: 16) { rows in
                 for t in rows {
                     let row = scores + t * span
@@ -88,9 +97,9 @@ public enum CausalAttention {
                     (row + visible).update(repeating: 0, count: span - visible)
                 }
             }
-            // O_h (T, d_h; row stride qWidth) = P (T, span) · V_g (span, d_h; row stride kvWidth)
-            BLAS.gemmAB(out + i * headDim, scores, values + g * headDim, m: T, n: headDim, k: span,
-                        lda: span, ldb: kvWidth, ldc: qWidth)
+            // O_h (T, d_h; row stride qWidth) = P (T, span) · V_g (span, d_h)
+            BLAS.gemmAB(out + i * headDim, scores, values, m: T, n: headDim, k: span,
+                        lda: span, ldb: headDim, ldc: qWidth)
         }
     }
 }

@@ -2,20 +2,70 @@ import ShadowKernels
 
 /// Keys and values of every layer for the tokens seen so far, plus the scratch buffers the
 /// forward pass reuses, so decode allocates nothing per token.
+///
+/// Each (layer, KV group) holds one contiguous `(capacity, headDim)` block of keys and one of
+/// values, so attention over a group reads a dense block. Models with 16-bit weights keep the
+/// cache in fp16 (`dtype`): half the memory, and half the bytes attention reads per token at long
+/// contexts; attention widens the values to fp32 in registers, as the weight kernels do.
 public final class KVCache: @unchecked Sendable {
     public let shape: TransformerShape
     public let capacity: Int
-    /// Per layer: `(capacity, kvHeads, headDim)`.
-    public let keys: [Matrix]
-    public let values: [Matrix]
+    /// `.f32` or `.f16`.
+    public let dtype: WeightDType
     /// Tokens stored so far (the position of the next token).
     public private(set) var length: Int = 0
 
-    public init(shape: TransformerShape, capacity: Int) {
+    private let storage: UnsafeMutableRawPointer
+    private let blockBytes: Int
+
+    /// Memory is reserved, not touched: pages are only made resident as positions are written.
+    public init(shape: TransformerShape, capacity: Int, dtype: WeightDType = .f32) {
+        precondition(dtype != .bf16, "the KV cache is kept in fp32 or fp16")
         self.shape = shape
         self.capacity = capacity
-        keys = (0..<shape.layers).map { _ in Matrix(rows: capacity, cols: shape.kvWidth) }
-        values = (0..<shape.layers).map { _ in Matrix(rows: capacity, cols: shape.kvWidth) }
+        self.dtype = dtype
+        blockBytes = capacity * shape.headDim * dtype.bytesPerElement
+        let total = max(2 * shape.layers * shape.kvHeads * blockBytes, 1)
+        storage = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 64)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Bytes the cache holds when full.
+    public var byteCount: Int { 2 * shape.layers * shape.kvHeads * blockBytes }
+
+    /// The `(capacity, headDim)` key block of one layer's KV group.
+    public func keys(layer: Int, group: Int) -> UnsafeMutableRawPointer {
+        storage + ((layer * 2) * shape.kvHeads + group) * blockBytes
+    }
+
+    /// The `(capacity, headDim)` value block of one layer's KV group.
+    public func values(layer: Int, group: Int) -> UnsafeMutableRawPointer {
+        storage + ((layer * 2 + 1) * shape.kvHeads + group) * blockBytes
+    }
+
+    /// Writes `headDim` values from `source` at `position` of a key or value block.
+    func write(_ block: UnsafeMutableRawPointer, position: Int, from source: UnsafePointer<Float>) {
+        let headDim = shape.headDim
+        switch dtype {
+        case .f16:
+            HalfVectors.narrow(block.assumingMemoryBound(to: UInt16.self) + position * headDim, source, count: headDim)
+        default:
+            (block.assumingMemoryBound(to: Float.self) + position * headDim).update(from: source, count: headDim)
+        }
+    }
+
+    /// Rows `0 ..< count` of a key or value block in fp32: the block itself for an fp32 cache,
+    /// else widened into the scratch buffer `name`.
+    func widened(_ block: UnsafeMutableRawPointer, count: Int, name: String) -> UnsafePointer<Float> {
+        switch dtype {
+        case .f16:
+            let out = buffer(name, rows: count, cols: shape.headDim)
+            HalfVectors.widen(out, block.assumingMemoryBound(to: UInt16.self), count: count * shape.headDim)
+            return UnsafePointer(out)
+        default:
+            return UnsafePointer(block.assumingMemoryBound(to: Float.self))
+        }
     }
 
     public var remaining: Int { capacity - length }

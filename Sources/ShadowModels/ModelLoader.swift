@@ -57,8 +57,10 @@ public enum ModelLoader {
     /// Loads a `.gguf` file or a Hugging Face model directory.
     /// `weights` is how matrices are kept in memory (fp32, or bf16/fp16 widened in registers).
     public static func load(path: String, weights: WeightDType = .f32) throws -> LoadedModel {
-        try isDirectory(path) ? try loadHuggingFace(directory: path, weights: weights)
-                              : try loadGGUF(path: path, weights: weights)
+        let loaded = try isDirectory(path) ? try loadHuggingFace(directory: path, weights: weights)
+                                           : try loadGGUF(path: path, weights: weights)
+        ProcessMemory.releaseFreeHeap()
+        return loaded
     }
 
     /// Whether `path` is a directory (a Hugging Face checkpoint) rather than a file; throws when

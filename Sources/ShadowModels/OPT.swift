@@ -31,6 +31,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
     public let finalNormWeight: [Float]?, finalNormBias: [Float]?  // pre-LN models only
     public let lmHead: WeightMatrix          // (V, e); the embedding when tied
     public let sourceDTypes: [String: Int]
+    public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
 
     init(config: OPTConfig, embedding: WeightMatrix, positions: Matrix, projectIn: Linear?, projectOut: Linear?,
          blocks: [OPTBlock], finalNormWeight: [Float]?, finalNormBias: [Float]?, lmHead: WeightMatrix,

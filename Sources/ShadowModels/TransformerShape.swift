@@ -1,3 +1,5 @@
+import ShadowKernels
+
 /// The sizes every decoder-only transformer here shares, whatever its architecture. Later stages
 /// (importance scores, predictors, masks) speak only in these terms: L layers, H query heads,
 /// G KV heads of width d_h, model width d, FFN width F (DESIGN §2).
@@ -56,6 +58,8 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     /// Bytes of weights one decoded token reads: every matrix row the plans keep (all when nil),
     /// the LM head included.
     func decodeBytesPerToken(plans: [LayerPlan]?) -> Int
+    /// The precision the block weights are kept in (`--weights`).
+    var weightDType: WeightDType { get }
     /// Dtypes found in the checkpoint, e.g. `["q4_1": 210, "f32": 61]` (tensor counts).
     var sourceDTypes: [String: Int] { get }
 
@@ -74,7 +78,9 @@ extension CausalLanguageModel {
         forward(tokens, cache: cache, logits: logits, sparsity: nil)
     }
 
+    /// A cache for `capacity` positions (the model's whole window when nil), in fp16 when the
+    /// weights are 16-bit and in fp32 otherwise, so that fp32 runs stay exact.
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(shape: shape, capacity: capacity ?? shape.maxContext)
+        KVCache(shape: shape, capacity: capacity ?? shape.maxContext, dtype: weightDType == .f32 ? .f32 : .f16)
     }
 }

@@ -19,6 +19,27 @@ struct ForwardTests {
         #expect(cache.length == tokens.count)
     }
 
+    @Test("an fp16 KV cache gives the fp32 cache's logits, in prefill and decode, in half the bytes")
+    func halfPrecisionCache() {
+        let model = TinyModels.llama()
+        let tokens = [3, 14, 15, 9, 26, 5, 35, 8, 41]
+        let full = model.forward(tokens, cache: model.makeCache(capacity: 16), logits: .all)
+        let half = KVCache(shape: model.shape, capacity: 16, dtype: .f16)
+        #expect(half.byteCount * 2 == model.makeCache(capacity: 16).byteCount)
+        // Six tokens take the GEMM path (past gemvTokenLimit), the rest the decode kernel.
+        var stepwise = model.forward(Array(tokens[0..<6]), cache: half, logits: .all)
+        for token in tokens[6...] { stepwise += model.forward([token], cache: half, logits: .last) }
+        expectClose(stepwise, full, tolerance: 2e-3)
+        #expect(stepwise != full)   // it really is rounded
+    }
+
+    @Test("models with 16-bit weights make fp16 caches; fp32 weights keep an fp32 cache")
+    func cachePrecisionFollowsWeights() {
+        #expect(TinyModels.llama().makeCache(capacity: 4).dtype == .f32)
+        #expect(TinyModels.llama(weights: .bf16).makeCache(capacity: 4).dtype == .f16)
+        #expect(TinyModels.llama(weights: .f16).makeCache(capacity: 4).dtype == .f16)
+    }
+
     @Test("the last-token logits equal the last row of all logits")
     func lastRow() {
         let model = TinyModels.llama()

@@ -152,19 +152,28 @@ struct LayerGradientTests {
         }
     }
 
-    @Test("the attention forward equals the inference kernel over a KV cache")
-    func attentionMatchesInference() {
+    @Test("the attention forward equals the inference kernel over an fp32 or fp16 KV cache",
+          arguments: [WeightDType.f32, .f16])
+    func attentionMatchesInference(dtype: WeightDType) {
         let T = 6, shape = TransformerShape(layers: 1, hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 4, ffnSize: 8,
                                             vocabularySize: 10, maxContext: 8)
         let q = randomFloats(T * shape.attentionWidth, seed: 22), k = randomFloats(T * shape.kvWidth, seed: 23)
         let v = randomFloats(T * shape.kvWidth, seed: 24)
         var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: 0, count: 4 * T * T)
         attentionForward(&out, &probs, q, k, v, rows: T, heads: 4, kvHeads: 2, headDim: 4, scale: 0.5)
-        let cache = KVCache(shape: shape, capacity: 8)
+        let cache = KVCache(shape: shape, capacity: 8, dtype: dtype)
         var reference = [Float](repeating: 0, count: q.count)
         CausalAttention.store(cache: cache, layer: 0, k: k, v: v, past: 0, tokens: T)
         CausalAttention.attend(&reference, q: q, cache: cache, layer: 0, past: 0, tokens: T, scale: 0.5)
-        expectClose(out, reference, tolerance: 1e-5)
+        // fp16 keeps 11 significant bits: about 5e-4 relative per stored value.
+        expectClose(out, reference, tolerance: dtype == .f32 ? 1e-5 : 3e-3)
+        // The decode kernel (one query at a time) reads the same cache.
+        var last = [Float](repeating: 0, count: shape.attentionWidth)
+        q.withUnsafeBufferPointer { qp in
+            CausalAttention.attend(&last, q: qp.baseAddress! + (T - 1) * shape.attentionWidth, cache: cache, layer: 0,
+                                   past: T - 1, tokens: 1, scale: 0.5)
+        }
+        expectClose(last, Array(out.suffix(shape.attentionWidth)), tolerance: dtype == .f32 ? 1e-5 : 3e-3)
     }
 
     @Test("SwiGLU: dgate and dup")

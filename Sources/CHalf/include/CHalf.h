@@ -73,8 +73,11 @@ static inline void chalf_pause(void) {
 #if defined(__GLIBC__)
 #include <malloc.h>
 static inline void chalf_map_large_allocations(long bytes) { mallopt(M_MMAP_THRESHOLD, (int)bytes); }
+// Gives the free pages inside the heap back to the system (not only those at its top).
+static inline void chalf_release_free_heap(void) { malloc_trim(0); }
 #else
 static inline void chalf_map_large_allocations(long bytes) { (void)bytes; }
+static inline void chalf_release_free_heap(void) {}
 #endif
 
 // The half-precision row kernels live in their own header.
