@@ -9,10 +9,12 @@ enum AggregateCommand {
         let samples: Int
         let heads: [[Float]]
         let neurons: [[Float]]?
+        /// Present (true) when the head scores are jacov's statistic of vectors pooled over the samples.
+        let pooled: Bool?
     }
 
     static let command = Command(
-        name: "aggregate", abstract: "Sum per-sample scores of a trace directory into static importance (for --method static).",
+        name: "aggregate", abstract: "Sum per-sample scores of a trace directory into static importance (for --method static); jacov pools its gradient vectors over the samples instead.",
         options: [
             .value("traces", "dir", help: "A trace directory written by calibrate."),
             .value("criterion", "name", help: "Which criterion's scores to sum.", default: "plainact",
@@ -23,11 +25,12 @@ enum AggregateCommand {
         let directory = try arguments.required("traces")
         let criterion = try arguments.required("criterion")
         let aggregate = try AggregateImportance(traces: directory, criterion: criterion)
-        let report = Report(criterion: criterion, samples: aggregate.samples, heads: aggregate.heads, neurons: aggregate.neurons)
+        let report = Report(criterion: criterion, samples: aggregate.samples, heads: aggregate.heads, neurons: aggregate.neurons,
+                            pooled: aggregate.pooled ? true : nil)
         let json = try JSONOutput.string(report)
         if let out = arguments.string("out") {
             try AtomicFile.write(json + "\n", to: out)
-            console.print("summed \(aggregate.samples) samples of \(criterion) into \(out)")
+            console.print("\(aggregate.pooled ? "pooled" : "summed") \(aggregate.samples) samples of \(criterion) into \(out)")
         } else {
             console.print(json)
         }

@@ -278,7 +278,7 @@ enum SweepCommand {
         let results = Results(model: loaded.path, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
                               command: (["shadowllm", "sweep"] + arguments.given).joined(separator: " "), settings: settings,
                               seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: skipped,
-                              headImportance: aggregates.mapValues { SweepReport.meanPerSample($0) })
+                              headImportance: aggregates.mapValues(\.headsPerSample))
         let json = try JSONOutput.string(results)
         try AtomicFile.write(json + "\n", to: path("results.json"))
         try AtomicFile.write(SweepReport.markdown(results), to: path("report.md"))

@@ -198,12 +198,6 @@ enum SweepReport {
         return svg.joined(separator: "\n") + "\n"
     }
 
-    /// The aggregate head scores divided by the sample count: mean importance per sample.
-    static func meanPerSample(_ aggregate: AggregateImportance) -> [[Float]] {
-        let n = Float(max(aggregate.samples, 1))
-        return aggregate.heads.map { $0.map { $0 / n } }
-    }
-
     /// One panel per criterion: layers down, heads across, colour from dark (least important in
     /// the panel) to bright (most), so layers can be compared within a criterion.
     static func heatMap(_ results: Results) -> String {

@@ -63,7 +63,8 @@ public struct Calibrator {
             loss = Float(s.loss)
         }
         return TraceRecord(index: sample.index, loss: loss, x: Array(capture.attention[0..<shape.attentionWidth]),
-                           attention: capture.attention, layerInputs: capture.inputs, heads: heads, neurons: neurons)
+                           attention: capture.attention, layerInputs: capture.inputs, heads: heads, neurons: neurons,
+                           pooledVectors: scores[.jacov]?.pooledVectors ?? [])
     }
 
     /// Computes every sample of this shard that the writer does not hold yet, in index order.

@@ -12,6 +12,21 @@ enum GradientCorrelation {
     /// jacov uses at most this many vectors, a fixed-seed random subset when there are more.
     static let maxVectors = 200
     static let subsetSeed: UInt64 = 0x5EED_0000_0000_0200
+    /// Static jacov pools vectors over samples (DESIGN §3): each sample keeps this many of its
+    /// per-token vectors per head (positions drawn with a seed from its tokens) ...
+    public static let pooledPerSample = 4
+    /// ... and the static score averages jacov over this many random subsets of `maxVectors`.
+    public static let pooledSubsets = 5
+
+    /// Up to `count` distinct positions in `0 ..< tokens.count − 1` (the last position's gradient
+    /// is zero), in order, drawn with a seed derived from the tokens so every run picks the same.
+    static func pooledPositions(tokens: [Int], count: Int) -> [Int] {
+        let candidates = Array(0..<max(tokens.count - 1, 0))
+        guard candidates.count > count else { return candidates }
+        var seed: UInt64 = 0xCBF2_9CE4_8422_2325   // FNV-1a over the tokens
+        for token in tokens { seed = (seed ^ UInt64(bitPattern: Int64(token))) &* 0x100_0000_01B3 }
+        return randomSubset(candidates, count: count, seed: seed)
+    }
 
     /// The vectors centred and scaled to unit length (so that their dot products are Pearson
     /// correlations), with their indices. Vectors with zero variance — above all the last
@@ -139,6 +154,61 @@ enum GradientCorrelation {
         var s = 0.0
         for i in x.indices { s += x[i] * y[i] }
         return s
+    }
+}
+
+/// Static jacov (DESIGN §3): the per-token gradient vectors of every head pooled over a
+/// calibration set, and jacov averaged over random subsets of `maxVectors` of the pool. Samples
+/// arrive one at a time (from trace chunks), each with `pooledPerSample` vectors per head, and only
+/// the vectors some subset uses are kept: memory is bounded by the subsets, not the set's size.
+public struct PooledJacov: Sendable {
+    public let units: Int
+    public let width: Int
+    /// Pool indices (sample ordinal × pooledPerSample + slot) of each subset, in order.
+    let subsets: [[Int]]
+    /// Pool index → the (subset, position in it) places that use it.
+    private let places: [Int: [(subset: Int, slot: Int)]]
+    /// Per unit and subset, the subset's vectors as they arrive (an empty vector: not usable).
+    private var stored: [[[[Double]]]]
+    private var added = 0
+
+    /// `poolSize`: samples × pooledPerSample, known before streaming (the trace manifest's count).
+    public init(units: Int, width: Int, poolSize: Int) {
+        self.units = units
+        self.width = width
+        let all = Array(0..<poolSize)
+        subsets = poolSize <= GradientCorrelation.maxVectors ? [all]
+            : (0..<GradientCorrelation.pooledSubsets).map { r in
+                GradientCorrelation.randomSubset(all, count: GradientCorrelation.maxVectors,
+                                                 seed: GradientCorrelation.subsetSeed &+ UInt64(r + 1))
+            }
+        var places: [Int: [(subset: Int, slot: Int)]] = [:]
+        for (s, subset) in subsets.enumerated() { for (slot, i) in subset.enumerated() { places[i, default: []].append((s, slot)) } }
+        self.places = places
+        stored = Array(repeating: subsets.map { Array(repeating: [], count: $0.count) }, count: units)
+    }
+
+    /// One sample's vectors: (units, pooledPerSample, width), zero rows where it had fewer positions.
+    public mutating func add(_ vectors: [Float]) {
+        let k = GradientCorrelation.pooledPerSample
+        precondition(vectors.count == units * k * width, "pooled jacov expects (units, \(k), width) vectors")
+        for j in 0..<k {
+            defer { added += 1 }
+            guard let uses = places[added] else { continue }
+            for unit in 0..<units {
+                let start = (unit * k + j) * width
+                let v = vectors[start..<start + width].map(Double.init)
+                for use in uses { stored[unit][use.subset][use.slot] = v }
+            }
+        }
+    }
+
+    /// Per unit: jacov averaged over the subsets.
+    public func scores() -> [Float] {
+        (0..<units).map { unit in
+            let values = stored[unit].map { GradientCorrelation.jacov($0.filter { !$0.isEmpty }) }
+            return Float(values.reduce(0, +) / Double(max(values.count, 1)))
+        }
     }
 }
 

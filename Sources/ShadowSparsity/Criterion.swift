@@ -58,10 +58,14 @@ public struct ImportanceScores: Sendable, Codable, Equatable {
     public var heads: [[Float]]
     /// (L, F) neuron scores; nil for heads-only criteria.
     public var neurons: [[Float]]?
+    /// jacov only: (L·H, `GradientCorrelation.pooledPerSample`, d_h) of the sample's per-token
+    /// gradient vectors, which the static score pools over samples (`PooledJacov`).
+    public var pooledVectors: [Float]?
 
-    public init(loss: Double, heads: [[Float]], neurons: [[Float]]?) {
+    public init(loss: Double, heads: [[Float]], neurons: [[Float]]?, pooledVectors: [Float]? = nil) {
         self.loss = loss
         self.heads = heads
         self.neurons = neurons
+        self.pooledVectors = pooledVectors
     }
 }

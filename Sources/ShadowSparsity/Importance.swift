@@ -28,13 +28,34 @@ public enum Importance {
                 heads.append(unit.heads)
                 if let n = unit.neurons { neurons.append(n) }
             }
-            result[criterion] = ImportanceScores(loss: record.loss, heads: heads, neurons: criterion.headsOnly ? nil : neurons)
+            result[criterion] = ImportanceScores(
+                loss: record.loss, heads: heads, neurons: criterion.headsOnly ? nil : neurons,
+                pooledVectors: criterion == .jacov ? pooledVectors(record.layers.map(\.attentionGrad), tokens: tokens, shape: s) : nil)
         }
         return result
     }
 
+    /// G_{t,h,·} at `GradientCorrelation.pooledPositions` for every layer and head:
+    /// (L·H, pooledPerSample, d_h), zero rows when the sample has fewer positions.
+    static func pooledVectors(_ grads: [[Float]], tokens: [Int], shape s: TransformerShape) -> [Float] {
+        let k = GradientCorrelation.pooledPerSample
+        let positions = GradientCorrelation.pooledPositions(tokens: tokens, count: k)
+        var out = [Float](repeating: 0, count: s.layers * s.heads * k * s.headDim)
+        for l in 0..<s.layers {
+            for h in 0..<s.heads {
+                for (j, t) in positions.enumerated() {
+                    let source = t * s.attentionWidth + h * s.headDim
+                    let target = ((l * s.heads + h) * k + j) * s.headDim
+                    for i in 0..<s.headDim { out[target + i] = grads[l][source + i] }
+                }
+            }
+        }
+        return out
+    }
+
     /// The static importance of a calibration set: heads and neurons summed element-wise over the
-    /// samples (in Double), the loss averaged. All samples must come from one model and criterion.
+    /// samples (in Double), the loss averaged; for jacov (samples carrying pooled vectors) the head
+    /// scores are the pooled statistic instead. All samples must come from one model and criterion.
     public static func aggregate(_ samples: [ImportanceScores]) -> ImportanceScores {
         precondition(!samples.isEmpty, "aggregate needs at least one sample")
         func sum(_ matrices: [[[Float]]]) -> [[Float]] {
@@ -49,9 +70,18 @@ public enum Importance {
         let withNeurons = samples.compactMap(\.neurons)
         precondition(withNeurons.isEmpty || withNeurons.count == samples.count,
                      "aggregate needs samples that all have neuron scores or all have none")
+        var heads = sum(samples.map(\.heads))
+        let pooled = samples.compactMap(\.pooledVectors)
+        if pooled.count == samples.count {
+            let (layers, perLayer) = (heads.count, heads[0].count)
+            var pool = PooledJacov(units: layers * perLayer, width: pooled[0].count / (layers * perLayer * GradientCorrelation.pooledPerSample),
+                                   poolSize: samples.count * GradientCorrelation.pooledPerSample)
+            for vectors in pooled { pool.add(vectors) }
+            let scores = pool.scores()
+            heads = (0..<layers).map { Array(scores[$0 * perLayer..<($0 + 1) * perLayer]) }
+        }
         return ImportanceScores(loss: samples.map(\.loss).reduce(0, +) / Double(samples.count),
-                                heads: sum(samples.map(\.heads)),
-                                neurons: withNeurons.isEmpty ? nil : sum(withNeurons))
+                                heads: heads, neurons: withNeurons.isEmpty ? nil : sum(withNeurons))
     }
 
     // MARK: - One layer

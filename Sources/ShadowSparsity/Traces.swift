@@ -13,9 +13,12 @@ public struct TraceRecord: Sendable {
     public var layerInputs: [Float]          // (L, d)
     public var heads: [String: [Float]]      // criterion → (L, H)
     public var neurons: [String: [Float]]    // criterion → (L, F); absent for heads-only criteria
+    /// jacov only: (L·H, pooledPerSample, d_h) gradient vectors for the pooled static score.
+    public var pooledVectors: [Float]
 
     public init(index: Int, loss: Float, x: [Float], attention: [Float], layerInputs: [Float],
-                heads: [String: [Float]], neurons: [String: [Float]]) {
+                heads: [String: [Float]], neurons: [String: [Float]], pooledVectors: [Float] = []) {
+        self.pooledVectors = pooledVectors
         self.index = index
         self.loss = loss
         self.x = x
@@ -187,8 +190,15 @@ public enum TraceChunk {
                 writer.add("\(criterion).neurons", shape: [n, L, shape.ffnSize], values: records.flatMap { $0.neurons[criterion]! })
             }
         }
+        let k = GradientCorrelation.pooledPerSample
+        if records.allSatisfy({ $0.pooledVectors.count == L * shape.heads * k * shape.headDim }) {
+            writer.add(pooledVectorsTensor, shape: [n, L * shape.heads, k, shape.headDim], values: records.flatMap(\.pooledVectors))
+        }
         try writer.write(to: path)
     }
+
+    /// The tensor of jacov's pooled gradient vectors (traces calibrated with jacov).
+    static let pooledVectorsTensor = "jacov.pooled_vectors"
 
     /// Reads a chunk back as records.
     public static func read(path: String, criteria: [String], shape: TransformerShape) throws -> [TraceRecord] {
@@ -213,13 +223,16 @@ public enum TraceChunk {
                 neurons[criterion] = try tensor("\(criterion).neurons", L * shape.ffnSize)
             }
         }
+        let vectorWidth = L * shape.heads * GradientCorrelation.pooledPerSample * shape.headDim
+        let vectors = file.tensorInfos[pooledVectorsTensor] == nil ? nil : try tensor(pooledVectorsTensor, vectorWidth)
         func slice(_ values: [Float], _ i: Int, _ width: Int) -> [Float] { Array(values[i * width..<(i + 1) * width]) }
         return (0..<n).map { i in
             TraceRecord(index: Int(index[i]), loss: loss[i], x: slice(x, i, shape.attentionWidth),
                         attention: slice(attention, i, L * shape.attentionWidth),
                         layerInputs: slice(inputs, i, L * shape.hiddenSize),
                         heads: heads.mapValues { slice($0, i, L * shape.heads) },
-                        neurons: neurons.mapValues { slice($0, i, L * shape.ffnSize) })
+                        neurons: neurons.mapValues { slice($0, i, L * shape.ffnSize) },
+                        pooledVectors: vectors.map { slice($0, i, vectorWidth) } ?? [])
         }
     }
 }
@@ -293,6 +306,15 @@ public struct AggregateImportance: Sendable, Equatable {
     public let samples: Int
     public let heads: [[Float]]
     public let neurons: [[Float]]?
+    /// The head scores are jacov's pooled statistic, not a sum over samples. Traces calibrated
+    /// before jacov kept pooled vectors fall back to the sum of per-sample scores.
+    public let pooled: Bool
+
+    /// Mean importance per sample (the pooled statistic itself when pooled).
+    public var headsPerSample: [[Float]] {
+        let n = pooled ? 1 : Float(max(samples, 1))
+        return heads.map { $0.map { $0 / n } }
+    }
 
     public init(traces directory: String, criterion: String) throws {
         let manifest = try TraceManifest.load(directory: directory)
@@ -305,8 +327,16 @@ public struct AggregateImportance: Sendable, Equatable {
         var heads = [Float](repeating: 0, count: shape.layers * shape.heads)
         var neurons: [Float]?
         var samples = 0
+        // jacov pools its vectors over the samples (when the traces hold them) instead of summing.
+        var pool = criterion == Criterion.jacov.rawValue
+            ? PooledJacov(units: shape.layers * shape.heads, width: shape.headDim,
+                          poolSize: manifest.sampleCount * GradientCorrelation.pooledPerSample)
+            : nil
         try TraceStore.forEach(directory: directory) { record in
             samples += 1
+            if pool != nil {
+                if record.pooledVectors.isEmpty { pool = nil } else { pool!.add(record.pooledVectors) }
+            }
             for (i, v) in (record.heads[criterion] ?? []).enumerated() { heads[i] += v }
             if let n = record.neurons[criterion] {
                 if neurons == nil { neurons = [Float](repeating: 0, count: n.count) }
@@ -318,7 +348,8 @@ public struct AggregateImportance: Sendable, Equatable {
         }
         self.criterion = criterion
         self.samples = samples
-        self.heads = rows(heads, shape.heads)
+        self.pooled = pool != nil
+        self.heads = rows(pool?.scores() ?? heads, shape.heads)
         self.neurons = neurons.map { rows($0, shape.ffnSize) }
     }
 }

@@ -149,6 +149,34 @@ struct AggregateTests {
         let missing = CLIRun(["aggregate", "--traces", traces, "--criterion", "fisher"])
         #expect(missing.status != 0 && missing.err.contains("fisher"))
     }
+
+    @Test("traces calibrated with jacov carry its pooled vectors, and aggregate pools them as in memory")
+    func aggregatePoolsJacov() throws {
+        let traces = FileManager.default.temporaryDirectory.appendingPathComponent("agg-\(UUID().uuidString)").path
+        let corpus = traces + ".txt"
+        defer { for path in [traces, corpus] { try? FileManager.default.removeItem(atPath: path) } }
+        let text = try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8)
+        try Array(repeating: text, count: 6).joined(separator: " ").write(toFile: corpus, atomically: true, encoding: .utf8)
+        let run = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(corpus)",
+                          "--samples", "55", "--text-window", "12", "--text-continuation", "4", "--criteria", "jacov,plainact",
+                          "--chunk-size", "16", "--out", traces, "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        var records: [TraceRecord] = []
+        try TraceStore.forEach(directory: traces) { records.append($0) }
+        let shape = try TraceManifest.load(directory: traces).model.shape
+        #expect(records.count == 55 && records.allSatisfy {
+            $0.pooledVectors.count == shape.layers * shape.heads * GradientCorrelation.pooledPerSample * shape.headDim
+        })
+        // 220 pooled vectors: the subset path. The streamed aggregate equals the in-memory one.
+        let streamed = try AggregateImportance(traces: traces, criterion: "jacov")
+        let inMemory = Importance.aggregate(records.map {
+            ImportanceScores(loss: Double($0.loss), heads: [$0.heads["jacov"]!], neurons: nil, pooledVectors: $0.pooledVectors)
+        })
+        #expect(streamed.pooled && streamed.headsPerSample == streamed.heads)
+        for (a, b) in zip(streamed.heads.flatMap { $0 }, inMemory.heads.flatMap { $0 }) { #expect(abs(a - b) <= 1e-4 * abs(b)) }
+        // Criteria without pooling keep their sums.
+        #expect(try !AggregateImportance(traces: traces, criterion: "plainact").pooled)
+    }
 }
 
 @Suite("Predicted masks from the command line", .serialized)

@@ -268,6 +268,69 @@ struct CorrelationTests {
         for (x, y) in zip(found, spectrum) { #expect(abs(x - y) < 1e-10, "\(found) vs \(spectrum)") }
     }
 
+    @Test("each sample keeps G at four seeded positions per head, and static jacov is jacov of the pooled vectors")
+    func pooledVectors() throws {
+        let model = TinyModels.llama()
+        let lists = [[1, 2, 3, 4, 5, 6, 7], [9, 8, 7, 6], [11, 12, 13, 14, 15, 16], [20, 21, 22]]
+        let samples = try lists.map { try Importance.scores(model: model, tokens: $0, predictFrom: 2, criteria: [.jacov])[.jacov]! }
+        let s = model.shape, k = GradientCorrelation.pooledPerSample
+        #expect(GradientCorrelation.pooledPositions(tokens: lists[0], count: k) == GradientCorrelation.pooledPositions(tokens: lists[0], count: k))
+        // A sample with fewer usable positions than four pads with zero vectors.
+        #expect(GradientCorrelation.pooledPositions(tokens: lists[3], count: k) == [0, 1])
+        var pooled = [[[Double]]](repeating: [], count: s.layers * s.heads)
+        for (tokens, sample) in zip(lists, samples) {
+            let record = try model.lossAndGradients(tokens: tokens, predictFrom: 2, options: GradientOptions())
+            let positions = GradientCorrelation.pooledPositions(tokens: tokens, count: k)
+            let vectors = try #require(sample.pooledVectors)
+            #expect(vectors.count == s.layers * s.heads * k * s.headDim)
+            for l in 0..<s.layers {
+                for h in 0..<s.heads {
+                    for j in 0..<k {
+                        let start = ((l * s.heads + h) * k + j) * s.headDim
+                        let stored = Array(vectors[start..<start + s.headDim])
+                        if j < positions.count {
+                            let from = positions[j] * s.attentionWidth + h * s.headDim
+                            #expect(stored == Array(record.layers[l].attentionGrad[from..<from + s.headDim]))
+                            pooled[l * s.heads + h].append(stored.map(Double.init))
+                        } else {
+                            #expect(stored.allSatisfy { $0 == 0 })
+                        }
+                    }
+                }
+            }
+        }
+        // 14 vectors per head (under 200): the static score is jacov of all of them, not a sum.
+        let total = Importance.aggregate(samples)
+        for l in 0..<s.layers {
+            for h in 0..<s.heads {
+                let expected = GradientCorrelation.jacov(pooled[l * s.heads + h])
+                #expect(abs(Double(total.heads[l][h]) - expected) <= 1e-5 * abs(expected), "layer \(l) head \(h)")
+            }
+        }
+        #expect(total.heads != Importance.aggregate(samples.map { ImportanceScores(loss: $0.loss, heads: $0.heads, neurons: nil) }).heads)
+    }
+
+    @Test("a pool larger than 200 vectors averages jacov over five seeded subsets of 200, streamed sample by sample")
+    func pooledSubsets() {
+        let units = 3, width = 8, k = GradientCorrelation.pooledPerSample, sampleCount = 70
+        let samples = (0..<sampleCount).map { randomFloats(units * k * width, seed: UInt64(500 + $0)) }
+        var pool = PooledJacov(units: units, width: width, poolSize: sampleCount * k)
+        for sample in samples { pool.add(sample) }
+        #expect(pool.subsets.count == GradientCorrelation.pooledSubsets)
+        #expect(pool.subsets.allSatisfy { Set($0).count == GradientCorrelation.maxVectors && $0.allSatisfy { $0 < sampleCount * k } })
+        #expect(Set(pool.subsets).count == pool.subsets.count)
+        let scores = pool.scores()
+        for unit in 0..<units {
+            // Pool index i is vector i % k of sample i / k.
+            func vector(_ i: Int) -> [Double] {
+                let start = (unit * k + i % k) * width
+                return samples[i / k][start..<start + width].map(Double.init)
+            }
+            let expected = pool.subsets.map { GradientCorrelation.jacov($0.map(vector)) }.reduce(0, +) / Double(pool.subsets.count)
+            #expect(abs(Double(scores[unit]) - expected) <= 1e-5 * abs(expected))
+        }
+    }
+
     @Test("jacov through the small Gram matrix equals jacov of the full token × token correlation matrix")
     func jacovGramPath() {
         for (count, width) in [(3, 8), (8, 8), (20, 6), (57, 16)] {
