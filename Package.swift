@@ -51,15 +51,18 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI", "CHalf", "ShadowKernels"], swiftSettings: swiftSettings),
 
-        .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels"], swiftSettings: swiftSettings),
+        // Helpers every test target shares: float comparison, seeded random data, scratch files
+        // removed when the test process exits.
+        .target(name: "ShadowTestSupport", path: "Tests/ShadowTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowFormatsTests", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowTokenizersTests", dependencies: ["ShadowTokenizers"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowModelsTests", dependencies: ["ShadowModels"],
+        .testTarget(name: "ShadowModelsTests", dependencies: ["ShadowModels", "ShadowTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowTasksTests", dependencies: ["ShadowTasks"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowEvalTests", dependencies: ["ShadowEval"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity", "ShadowTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowEvalTests", dependencies: ["ShadowEval", "ShadowTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI", "ShadowTestSupport"], swiftSettings: swiftSettings),
     ]
 )

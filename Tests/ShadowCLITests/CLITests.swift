@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import ShadowModels
 @testable import ShadowCLI
+import ShadowTestSupport
 
 /// Runs the CLI in-process and captures what it prints.
 struct CLIRun {
@@ -71,7 +72,7 @@ struct CLITests {
         // The tokenizer alone is loaded, and it is the model's own.
         let loaded = try ModelLoader.load(path: fixture("tiny-llama"))
         #expect(ids == loaded.tokenizer?.encode("Hello world"))
-        let bare = FileManager.default.temporaryDirectory.appendingPathComponent("no-tokenizer-\(UUID().uuidString)").path
+        let bare = TestScratch.url("no-tokenizer").path
         try FileManager.default.createDirectory(atPath: bare, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: bare) }
         let missing = CLIRun(["tokenize", "--model", bare, "--text", "Hello"])
@@ -141,7 +142,7 @@ struct SparseCLITests {
 
     @Test("static masks read aggregate scores from a JSON file and reject the wrong shape")
     func staticMasks() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("scores-\(UUID().uuidString)")
+        let dir = TestScratch.url("scores")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let good = dir.appendingPathComponent("good.json"), bad = dir.appendingPathComponent("bad.json")
         let heads = (0..<2).map { l in (0..<4).map { Double(l * 4 + $0) } }

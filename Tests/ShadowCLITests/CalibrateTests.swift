@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowCLI
 @testable import ShadowSparsity
 import ShadowModels
+import ShadowTestSupport
 
 @Suite("Calibration traces", .serialized)
 struct CalibrateTests {
@@ -11,13 +12,13 @@ struct CalibrateTests {
                          "Children played in the square while the bells rang at noon.",
                          "A cold wind came down from the hills and the shutters rattled.",
                          "She wrote the numbers 12, 345 and 6789 in the ledger."]
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString).txt").path
+        let path = TestScratch.url("corpus", suffix: ".txt").path
         try! (0..<12).map { sentences[$0 % 4] }.joined(separator: " ").write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }()
 
     func temporaryDirectory() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("traces-\(UUID().uuidString)").path
+        TestScratch.url("traces").path
     }
 
     func calibrate(_ out: String, _ extra: [String] = []) -> CLIRun {
@@ -131,7 +132,7 @@ struct CalibrateTests {
 struct AggregateTests {
     @Test("aggregate sums a criterion over the traces and its JSON drives static masks")
     func aggregateDrivesStaticMasks() throws {
-        let traces = FileManager.default.temporaryDirectory.appendingPathComponent("agg-\(UUID().uuidString)").path
+        let traces = TestScratch.url("agg").path
         let run = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)",
                           "--samples", "3", "--text-window", "16", "--text-continuation", "4", "--out", traces, "--no-progress"])
         #expect(run.status == 0, "\(run.err)")
@@ -152,7 +153,7 @@ struct AggregateTests {
 
     @Test("traces calibrated with jacov carry its pooled vectors, and aggregate pools them as in memory")
     func aggregatePoolsJacov() throws {
-        let traces = FileManager.default.temporaryDirectory.appendingPathComponent("agg-\(UUID().uuidString)").path
+        let traces = TestScratch.url("agg").path
         let corpus = traces + ".txt"
         defer { for path in [traces, corpus] { try? FileManager.default.removeItem(atPath: path) } }
         let text = try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8)
@@ -183,7 +184,7 @@ struct AggregateTests {
 struct PredictedMaskCLITests {
     @Test("shadow and dejavu predictors trained on traces drive perplexity, generate and bench")
     func predictorsDriveSparseRuns() throws {
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("pred-\(UUID().uuidString)").path
+        let base = TestScratch.url("pred").path
         let traces = base + "/traces", predictors = base + "/predictors"
         let calibrate = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)",
                                 "--samples", "10", "--text-window", "12", "--text-continuation", "4", "--out", traces, "--no-progress"])
@@ -222,8 +223,8 @@ struct PredictedMaskCLITests {
 struct PipelineTests {
     @Test("a quick pipeline on a tiny model writes traces, predictors, a report and plots, and resumes")
     func quickPipeline() throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-\(UUID().uuidString)").path
-        let text = FileManager.default.temporaryDirectory.appendingPathComponent("pipeline-text-\(UUID().uuidString).txt").path
+        let out = TestScratch.url("pipeline").path
+        let text = TestScratch.url("pipeline-text", suffix: ".txt").path
         try String(repeating: try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8) + " ", count: 20)
             .write(toFile: text, atomically: true, encoding: .utf8)
         let arguments = ["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", "/nonexistent",
@@ -251,7 +252,7 @@ struct PipelineTests {
 struct SmolLM2PipelineTests {
     @Test("pipeline --quick runs the whole method on the default model and prints dense, shadow and dejavu rows")
     func quickPipelineOnSmolLM2() throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("smollm2-pipeline-\(UUID().uuidString)").path
+        let out = TestScratch.url("smollm2-pipeline").path
         defer { try? FileManager.default.removeItem(atPath: out) }
         let dataDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data").path

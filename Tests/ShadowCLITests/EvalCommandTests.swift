@@ -1,12 +1,13 @@
 import Foundation
 import Testing
 @testable import ShadowCLI
+import ShadowTestSupport
 
 @Suite("eval command")
 struct EvalCommandTests {
     /// A four-item PIQA file and its labels in a fresh directory.
     static func piqaFiles() throws -> (data: String, labels: String) {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString)")
+        let directory = TestScratch.url("eval")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let rows = [
             #"{"goal": "Open a jar", "sol1": "Twist the lid.", "sol2": "Eat the jar."}"#,
@@ -87,7 +88,7 @@ struct EvalCommandTests {
 
     @Test("LAMBADA and WikiText report their own metrics")
     func otherTasks() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString)")
+        let directory = TestScratch.url("eval")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let lambada = directory.appendingPathComponent("lambada.jsonl").path
         try "{\"text\": \"the cat sat on the mat\"}\n{\"text\": \"one two three four\"}\n".write(toFile: lambada, atomically: true, encoding: .utf8)

@@ -4,6 +4,7 @@ import Testing
 @testable import ShadowSparsity
 import ShadowFormats
 import ShadowModels
+import ShadowTestSupport
 
 /// The `shadowllm` executable of this build, for tests that need a real child process to kill.
 /// SwiftPM builds executables with the tests but cannot make a test target depend on one, so the
@@ -45,7 +46,7 @@ struct ChildRun {
         process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
         process.arguments = arguments
         // A file, not a pipe: a chatty child must never block on a full pipe while we wait.
-        let errPath = NSTemporaryDirectory() + "shadowllm-child-\(UUID().uuidString).err"
+        let errPath = TestScratch.path("child", suffix: ".err")
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         defer { try? errHandle.close(); try? FileManager.default.removeItem(atPath: errPath) }
@@ -100,7 +101,7 @@ struct InterruptionTests {
                          "Children played in the square while the bells rang at noon.",
                          "A cold wind came down from the hills and the shutters rattled.",
                          "She wrote the numbers 12, 345 and 6789 in the ledger."]
-        let path = NSTemporaryDirectory() + "shadowllm-interrupt-corpus-\(UUID().uuidString).txt"
+        let path = TestScratch.path("interrupt-corpus", suffix: ".txt")
         try! (0..<2000).map { sentences[$0 % 4] }.joined(separator: " ").write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }()
@@ -187,7 +188,7 @@ struct InterruptionTests {
 
     /// A PIQA-style file of 60 questions with labels, and a short text, for the sweep.
     static let sweepData: (piqa: String, labels: String, text: String) = {
-        let dir = NSTemporaryDirectory() + "shadowllm-interrupt-sweep-\(UUID().uuidString)"
+        let dir = TestScratch.path("interrupt-sweep")
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let goals = ["Open a jar", "Dry hands", "Boil water", "Read a book", "Cross a river", "Light a room"]
         let good = ["Twist the lid.", "Use a towel.", "Heat it in a pot.", "Open it.", "Take the bridge.", "Switch on a lamp."]
@@ -252,7 +253,7 @@ struct InterruptionTests {
     }
 
     static func scratch() -> String {
-        let dir = NSTemporaryDirectory() + "shadowllm-interrupt-\(UUID().uuidString)"
+        let dir = TestScratch.path("interrupt")
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }

@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowCLI
 @testable import ShadowModels
 @testable import ShadowSparsity
+import ShadowTestSupport
 
 /// A small trace directory whose scores depend smoothly on x (a copy of the sparsity tests'
 /// generator, reduced: test targets cannot share code).
@@ -41,7 +42,7 @@ enum CLITraces {
 }
 
 func scratchPath(_ name: String) -> String {
-    NSTemporaryDirectory() + "shadowllm-cli-\(name)-\(UUID().uuidString)"
+    TestScratch.path("cli-\(name)")
 }
 
 @Suite("Command line: predictors")

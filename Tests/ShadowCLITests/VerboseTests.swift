@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowCLI
+import ShadowTestSupport
 
 @Suite("Command line: --verbose")
 struct VerboseTests {
@@ -31,7 +32,7 @@ struct VerboseTests {
 
     @Test("--verbose gives the size of a file that could not be read")
     func fileSize() throws {
-        let path = NSTemporaryDirectory() + "shadowllm-verbose-\(UUID().uuidString).gguf"
+        let path = TestScratch.path("verbose", suffix: ".gguf")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try Data(repeating: 7, count: 100).write(to: URL(fileURLWithPath: path))
         let run = CLIRun(["info", "--model", path, "--verbose"])

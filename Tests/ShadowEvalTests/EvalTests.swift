@@ -5,6 +5,7 @@ import ShadowModels
 import ShadowSparsity
 import ShadowTasks
 import ShadowTokenizers
+import ShadowTestSupport
 
 /// A checkpoint of the models' test target (written by scripts/reference/make_fixtures.py).
 func fixture(_ name: String) throws -> LoadedModel {

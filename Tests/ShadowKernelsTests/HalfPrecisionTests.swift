@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowKernels
+import ShadowTestSupport
 
 @Suite("Half-precision weights", .serialized)
 struct HalfPrecisionTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowKernels
+import ShadowTestSupport
 
 @Suite("GEMV and GEMM kernels", .serialized)
 struct MatrixKernelTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowFormats
 @testable import ShadowModels
+import ShadowTestSupport
 
 /// Writes minimal Hugging Face checkpoints (config.json + F32 safetensors) for error-path tests.
 enum CheckpointWriter {
@@ -43,7 +44,7 @@ enum CheckpointWriter {
     /// A fresh directory holding a valid checkpoint, with the edits applied.
     static func directory(config edit: (inout [String: Any]) -> Void = { _ in },
                           tensors editTensors: (inout [(String, [Int])]) -> Void = { _ in }) throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shadowllm-\(UUID().uuidString)")
+        let dir = TestScratch.url("shadowllm")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var c = config
         edit(&c)
@@ -150,7 +151,7 @@ struct BadInputTests {
     func corruptGGUF() throws {
         let source = Fixtures.path("tiny-llama-gguf/model.gguf")
         let data = try Data(contentsOf: URL(fileURLWithPath: source))
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).gguf").path
+        let path = TestScratch.url("broken", suffix: ".gguf").path
         for length in [0, 3, 24, 200, data.count / 2, data.count - 1] {
             try data.prefix(length).write(to: URL(fileURLWithPath: path))
             expectShadowError([path]) { _ = try ModelLoader.load(path: path) }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowFormats
 @testable import ShadowModels
+import ShadowTestSupport
 
 // Fixed-seed cousins of the libFuzzer targets `config` and `gguf_model` in fuzz/: CI cannot fuzz
 // for long, so each run damages the committed seeds a few hundred times.
@@ -87,7 +88,7 @@ struct GGUFModelFuzzTests {
         let seeds = try fuzzSeeds("gguf_model")
         #expect(!seeds.isEmpty)
         var generator = SeededGenerator(seed: 0x66F0)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString).gguf").path
+        let path = TestScratch.url("fuzz", suffix: ".gguf").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         var loaded = 0
         for round in 0..<200 {
@@ -122,7 +123,7 @@ struct GGUFModelFuzzTests {
         let value = start + key.count + 4  // after the key and its u32 type
         #expect(bytes[value..<(value + 4)].elementsEqual([1, 0, 0, 0]))
         bytes[value + 3] = 0x20
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("layers-\(UUID().uuidString).gguf").path
+        let path = TestScratch.url("layers", suffix: ".gguf").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         expectShadowError([path, "llama.block_count is 536870913", "only 12 tensors"]) { _ = try ModelLoader.load(path: path) }
@@ -146,7 +147,7 @@ struct GGUFModelFuzzTests {
                       "llama.feed_forward_length", "llama.block_count", "llama.context_length"])
     func zeroSizes(key: String) throws {
         // The crash input libFuzzer found: head_count_kv 0 reached `heads % kvHeads` in validate().
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("zero-\(UUID().uuidString).gguf").path
+        let path = TestScratch.url("zero", suffix: ".gguf").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try Data(try seed(setting: key, to: 0)).write(to: URL(fileURLWithPath: path))
         expectShadowError([path, "\"\(key)\"", "must be positive, found 0"]) { _ = try ModelLoader.load(path: path) }

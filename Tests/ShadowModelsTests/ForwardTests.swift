@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowTestSupport
 
 @Suite("Forward pass and KV cache")
 struct ForwardTests {

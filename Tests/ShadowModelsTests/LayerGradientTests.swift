@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowTestSupport
 
 /// Each layer's backward against central differences of Σ r ⊙ forward(·) (float32 forward, the
 /// sum in Double, ε = 1e-2 on inputs of order 1).

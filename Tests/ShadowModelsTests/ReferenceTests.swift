@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowModels
+import ShadowTestSupport
 
 /// The expectations the reference script (scripts/reference/make_fixtures.py) wrote with PyTorch.
 struct ReferenceExpectation: Decodable {

@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowFormats
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowTestSupport
 
 /// What the reference script recorded for the real SmolLM2-135M-Instruct GGUF.
 struct SmolLM2Expectation: Decodable {

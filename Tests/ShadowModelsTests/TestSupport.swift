@@ -1,38 +1,11 @@
 import Testing
 
-/// Compares two float arrays element-wise with a relative-or-absolute tolerance and reports the
-/// first mismatches and the largest difference (llm.c's tensor check).
-func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-5,
-                 _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
-            sourceLocation: sourceLocation)
-    guard actual.count == expected.count else { return }
-    var worst: Float = 0
-    var mismatches: [String] = []
-    for i in actual.indices {
-        let diff = abs(actual[i] - expected[i])
-        let allowed = tolerance * max(1, abs(expected[i]))
-        worst = max(worst, diff)
-        if !(diff <= allowed) && mismatches.count < 5 {
-            mismatches.append("[\(i)] \(actual[i]) vs \(expected[i])")
-        }
-    }
-    #expect(mismatches.isEmpty, "\(label): largest difference \(worst); first mismatches: \(mismatches.joined(separator: ", "))",
-            sourceLocation: sourceLocation)
-}
 
-/// Deterministic pseudo-random floats in [-1, 1).
-func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
-    var state = seed &+ 0x9E37_79B9_7F4A_7C15
-    return (0..<count).map { _ in
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Double(state >> 40) / Double(1 << 24)) * 2 - 1
-    }
-}
 
 import Foundation
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowTestSupport
 
 /// Tiny random-weight models built in code, for unit tests that need no files.
 enum TinyModels {

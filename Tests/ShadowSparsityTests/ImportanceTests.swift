@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowModels
 @testable import ShadowSparsity
+import ShadowTestSupport
 
 /// The formulas of DESIGN §3 written out entry by entry from a GradientRecord, as plainly as
 /// possible and without the module's helpers (except the eigenvalue solver, tested on its own).
@@ -129,10 +130,10 @@ struct ImportanceTests {
                 let layer = Naive.Layer(record: record.layers[l], shape: s, T: tokens.count)
                 let expected = Naive.scores(criterion, layer, weights: model.projectionWeights(layer: l),
                                             hessianGradient: hessianGradient[l], tokens: tokens)
-                expectClose(result.heads[l], expected.heads.map(Float.init), tolerance: tolerance, floor: floor,
+                expectRelativelyClose(result.heads[l], expected.heads.map(Float.init), tolerance: tolerance, floor: floor,
                             "\(name) \(criterion.rawValue) heads, layer \(l)")
                 if let neurons = expected.neurons {
-                    expectClose(result.neurons?[l] ?? [], neurons.map(Float.init), tolerance: tolerance, floor: floor,
+                    expectRelativelyClose(result.neurons?[l] ?? [], neurons.map(Float.init), tolerance: tolerance, floor: floor,
                                 "\(name) \(criterion.rawValue) neurons, layer \(l)")
                 }
             }
@@ -175,8 +176,8 @@ struct ImportanceTests {
                                         tokens: Self.tokens)
             // Float32 rounding of the gradient differences limits the agreement (measured: 2% of a
             // layer's largest head score, 4.2% of its largest neuron score).
-            expectClose(grasp.heads[l], expected.heads.map(Float.init), tolerance: 4e-2, floor: 4e-2, "\(name) heads, layer \(l)")
-            expectClose(grasp.neurons![l], expected.neurons!.map(Float.init), tolerance: 7e-2, floor: 7e-2,
+            expectRelativelyClose(grasp.heads[l], expected.heads.map(Float.init), tolerance: 4e-2, floor: 4e-2, "\(name) heads, layer \(l)")
+            expectRelativelyClose(grasp.neurons![l], expected.neurons!.map(Float.init), tolerance: 7e-2, floor: 7e-2,
                         "\(name) neurons, layer \(l)")
         }
     }
@@ -396,9 +397,9 @@ struct ReferenceCriteriaTests {
             #expect(abs(result.loss - expected.loss) <= 1e-5 * expected.loss)
             for (l, layer) in expected.layers.enumerated() {
                 let units = criterion == .plainact ? layer.plainact : layer.snip
-                expectClose(result.heads[l], units.heads.map(Float.init), tolerance: 1e-4, floor: 1e-2,
+                expectRelativelyClose(result.heads[l], units.heads.map(Float.init), tolerance: 1e-4, floor: 1e-2,
                             "\(checkpoint) \(criterion.rawValue) heads, layer \(l)")
-                expectClose(result.neurons![l], units.neurons.map(Float.init), tolerance: 1e-4, floor: 1e-2,
+                expectRelativelyClose(result.neurons![l], units.neurons.map(Float.init), tolerance: 1e-4, floor: 1e-2,
                             "\(checkpoint) \(criterion.rawValue) neurons, layer \(l)")
             }
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowSparsity
+import ShadowTestSupport
 
 @Suite("Predictor networks")
 struct MLPTests {
@@ -44,7 +45,7 @@ struct MLPTests {
         }
         let scale = analytic.map(abs).max()!
         #expect(scale > 1e-3)
-        expectNear(analytic.map { $0 / scale }, numeric.map { $0 / scale }, tolerance: 2e-2, "gradient (rank \(String(describing: rank)), ranking \(ranking))")
+        expectClose(analytic.map { $0 / scale }, numeric.map { $0 / scale }, tolerance: 2e-2, "gradient (rank \(String(describing: rank)), ranking \(ranking))")
     }
 
     @Test("the backward pass matches finite differences of the MSE loss")
@@ -64,7 +65,7 @@ struct MLPTests {
         x.withUnsafeBufferPointer { network.forward(batch: 3, x: $0.baseAddress!, workspace: workspace) }
         for r in 0..<3 {
             let batchRow = Array(UnsafeBufferPointer(start: workspace.output + r * 17, count: 17))
-            expectNear(network.forward(Array(x[r * 20..<(r + 1) * 20])), batchRow, tolerance: 1e-5, "row \(r)")
+            expectClose(network.forward(Array(x[r * 20..<(r + 1) * 20])), batchRow, tolerance: 1e-5, "row \(r)")
         }
     }
 
@@ -94,7 +95,7 @@ struct MLPTests {
         let g: [Float] = [0.5, -3]
         p.withUnsafeMutableBufferPointer { optimiser.update($0.baseAddress!, gradients: g, lr: 0.1) }
         // Step 1: m̂ = g, v̂ = g², so the step is lr·sign(g) (up to ε), after decay by (1 − lr·wd).
-        expectNear(p, [1 * 0.999 - 0.1, -2 * 0.999 + 0.1], tolerance: 1e-5)
+        expectClose(p, [1 * 0.999 - 0.1, -2 * 0.999 + 0.1], tolerance: 1e-5)
         #expect(AdamW.cosine(base: 1, step: 0, total: 10) == 1)
         #expect(abs(AdamW.cosine(base: 1, step: 5, total: 10) - 0.5) < 1e-6)
         #expect(AdamW.cosine(base: 1, step: 10, total: 10) == 0)

@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowFormats
 @testable import ShadowModels
 @testable import ShadowSparsity
+import ShadowTestSupport
 
 /// A dense controller that keeps, per layer, the last token's residual input and A of the last call.
 final class Recorder: SparsityController, @unchecked Sendable {
@@ -72,7 +73,7 @@ struct PredictedSparsityTests {
         let zero = try ShadowPredictorController(predictor: predictor, settings: settings, shape: model.shape, execution: .zero)
         let a = model.forward(prompt, cache: model.makeCache(capacity: 32), logits: .all, sparsity: skip)
         let b = model.forward(prompt, cache: model.makeCache(capacity: 32), logits: .all, sparsity: zero)
-        expectNear(a, b, tolerance: 1e-4)
+        expectClose(a, b, tolerance: 1e-4)
         let dense = model.forward(prompt, cache: model.makeCache(capacity: 32), logits: .all)
         #expect(a != dense)
     }

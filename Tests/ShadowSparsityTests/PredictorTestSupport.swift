@@ -3,32 +3,10 @@ import Testing
 @testable import ShadowKernels
 @testable import ShadowModels
 @testable import ShadowSparsity
-
-/// Compares two float arrays element-wise with a relative-or-absolute tolerance and reports the
-/// first mismatches and the largest difference (llm.c's tensor check).
-func expectNear(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-5,
-                 _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
-            sourceLocation: sourceLocation)
-    guard actual.count == expected.count else { return }
-    var worst: Float = 0
-    var mismatches: [String] = []
-    for i in actual.indices {
-        let diff = abs(actual[i] - expected[i])
-        let allowed = tolerance * max(1, abs(expected[i]))
-        worst = max(worst, diff)
-        if !(diff <= allowed) && mismatches.count < 5 {
-            mismatches.append("[\(i)] \(actual[i]) vs \(expected[i])")
-        }
-    }
-    #expect(mismatches.isEmpty, "\(label): largest difference \(worst); first mismatches: \(mismatches.joined(separator: ", "))",
-            sourceLocation: sourceLocation)
-}
-
-/// Deterministic pseudo-random floats in [-1, 1).
+import ShadowTestSupport
 
 func temporaryDirectory(_ name: String) -> String {
-    let path = NSTemporaryDirectory() + "shadowllm-\(name)-\(UUID().uuidString)"
+    let path = TestScratch.path(name)
     try? FileManager.default.removeItem(atPath: path)
     return path
 }

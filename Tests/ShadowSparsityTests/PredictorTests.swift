@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowFormats
 @testable import ShadowModels
 @testable import ShadowSparsity
+import ShadowTestSupport
 
 /// Small networks and few epochs: enough to learn the synthetic scores in a debug build.
 let smallConfiguration = PredictorConfiguration(kind: .shadow, headWidth: 64, neuronWidth: 64)
@@ -67,8 +68,8 @@ struct PredictorTests {
         let single = record.layerInputs.withUnsafeBufferPointer { predictor.predictLayer(l, input: $0.baseAddress! + source * d) }
         let batch = predictor.predictBatch(data: try PredictorDataset(records: [record], model: SyntheticTraces.fingerprint,
                                                                       criterion: "plainact", kind: kind), samples: [0])
-        expectNear(single.heads, Array(batch.heads[0][l * 4..<(l + 1) * 4]), tolerance: 1e-4)
-        expectNear(single.neurons, Array(batch.neurons[0][l * 12..<(l + 1) * 12]), tolerance: 1e-4)
+        expectClose(single.heads, Array(batch.heads[0][l * 4..<(l + 1) * 4]), tolerance: 1e-4)
+        expectClose(single.neurons, Array(batch.neurons[0][l * 12..<(l + 1) * 12]), tolerance: 1e-4)
     }
 
     @Test("global target scaling trains too and is recorded")

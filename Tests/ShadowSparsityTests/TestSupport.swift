@@ -2,15 +2,8 @@ import Foundation
 import Testing
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowTestSupport
 
-/// Deterministic pseudo-random floats in [-1, 1).
-func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
-    var state = seed &+ 0x9E37_79B9_7F4A_7C15
-    return (0..<count).map { _ in
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Double(state >> 40) / Double(1 << 24)) * 2 - 1
-    }
-}
 
 /// Tiny random-weight models for the criteria tests.
 enum TinyModels {
@@ -56,7 +49,7 @@ enum TinyModels {
 
 /// Element-wise comparison with a tolerance relative to each expected value (floored at
 /// `floor` times the largest |expected|); reports the first mismatches and the worst error.
-func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Double = 1e-5, floor: Double = 1e-6,
+func expectRelativelyClose(_ actual: [Float], _ expected: [Float], tolerance: Double = 1e-5, floor: Double = 1e-6,
                  _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
             sourceLocation: sourceLocation)
