@@ -100,6 +100,21 @@ public struct SweepRunner {
     public let seed: UInt64
     /// Items between two saves of the state.
     public var chunkSize = 5
+    /// The last text tokenized, so `work` (sizing the progress bar) and `run` tokenize it once.
+    private let lastText = TokenizedText()
+
+    private final class TokenizedText: @unchecked Sendable {
+        var text: String?
+        var tokens: [Int] = []
+    }
+
+    private func tokens(of text: String) -> [Int] {
+        if lastText.text != text {
+            lastText.tokens = tokenizer.encodeWithSpecialTokens(text)
+            lastText.text = text
+        }
+        return lastText.tokens
+    }
 
     public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, maskMode: MaskMode, shots: Int, seed: UInt64) {
         self.model = model
@@ -114,8 +129,7 @@ public struct SweepRunner {
         switch task {
         case .multipleChoice(_, _, let range), .lambada(_, let range): return range.count * cells
         case .perplexity(_, let text, let context):
-            let tokens = tokenizer.encodeWithSpecialTokens(text).count
-            return max(1, Scoring.windowCount(tokens: tokens, context: context)) * cells
+            return max(1, Scoring.windowCount(tokens: tokens(of: text).count, context: context)) * cells
         }
     }
 
@@ -127,7 +141,7 @@ public struct SweepRunner {
         let sparseCells = cells.filter { $0.method != "dense" }
         switch task {
         case .perplexity(let name, let text, let context):
-            let tokens = tokenizer.encodeWithSpecialTokens(text)
+            let tokens = tokens(of: text)
             let windows = max(1, Scoring.windowCount(tokens: tokens.count, context: context))
             for cell in cells {
                 if state.tally(task: name, cell: cell).items > 0 { progress(windows); continue }
