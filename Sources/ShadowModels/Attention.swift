@@ -9,9 +9,10 @@ public enum CausalAttention {
     public static func store(cache: KVCache, layer: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              past: Int, tokens: Int, groups: [Int]? = nil) {
         let headDim = cache.shape.headDim
-        let list = groups ?? Array(0..<cache.shape.kvHeads)
-        let stride = list.count * headDim
-        for (i, g) in list.enumerated() {
+        let count = groups?.count ?? cache.shape.kvHeads   // no array: decode allocates nothing
+        let stride = count * headDim
+        for i in 0..<count {
+            let g = groups?[i] ?? i
             let keyBlock = cache.keys(layer: layer, group: g), valueBlock = cache.values(layer: layer, group: g)
             for t in 0..<tokens {
                 cache.write(keyBlock, position: past + t, from: k + t * stride + i * headDim)
