@@ -6,7 +6,9 @@ import ShadowKernels
 /// Each (layer, KV group) holds one contiguous `(capacity, headDim)` block of keys and one of
 /// values, so attention over a group reads a dense block. Models with 16-bit weights keep the
 /// cache in fp16 (`dtype`): half the memory, and half the bytes attention reads per token at long
-/// contexts; attention widens the values to fp32 in registers, as the weight kernels do.
+/// contexts; attention widens the values to fp32 in registers, as the weight kernels do. (Keys
+/// and values of the supported models stay far inside fp16's ±65504; the weights, which can
+/// exceed it, fall back to bf16 instead, see `WeightMatrix`.)
 public final class KVCache: @unchecked Sendable {
     public let shape: TransformerShape
     public let capacity: Int
