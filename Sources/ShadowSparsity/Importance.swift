@@ -70,15 +70,17 @@ public enum Importance {
         let withNeurons = samples.compactMap(\.neurons)
         precondition(withNeurons.isEmpty || withNeurons.count == samples.count,
                      "aggregate needs samples that all have neuron scores or all have none")
-        var heads = sum(samples.map(\.heads))
+        let heads: [[Float]]
         let pooled = samples.compactMap(\.pooledVectors)
         if pooled.count == samples.count {
-            let (layers, perLayer) = (heads.count, heads[0].count)
+            let (layers, perLayer) = (samples[0].heads.count, samples[0].heads[0].count)
             var pool = PooledJacov(units: layers * perLayer, width: pooled[0].count / (layers * perLayer * GradientCorrelation.pooledPerSample),
                                    poolSize: samples.count * GradientCorrelation.pooledPerSample)
             for vectors in pooled { pool.add(vectors) }
             let scores = pool.scores()
             heads = (0..<layers).map { Array(scores[$0 * perLayer..<($0 + 1) * perLayer]) }
+        } else {
+            heads = sum(samples.map(\.heads))
         }
         return ImportanceScores(loss: samples.map(\.loss).reduce(0, +) / Double(samples.count),
                                 heads: heads, neurons: withNeurons.isEmpty ? nil : sum(withNeurons))
