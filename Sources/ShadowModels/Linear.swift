@@ -4,6 +4,13 @@ import ShadowKernels
 /// GEMM costs several passes over them, more than a few GEMVs do.
 let gemvTokenLimit = 4
 
+/// A few tokens against fp32 weights skip OpenBLAS, whose per-call copy of the weights would cost
+/// as much as the arithmetic (16-bit weights still go through one widening and a GEMM).
+@inline(__always)
+func usesSmallGEMM(_ weight: WeightMatrix, tokens: Int) -> Bool {
+    weight.dtype == .f32 && tokens <= SmallGEMM.tokenLimit
+}
+
 /// y = x Wᵀ + b for a `[out, in]` weight: GEMM for many tokens, SIMD GEMV for one.
 public struct Linear: Sendable {
     public let weight: WeightMatrix      // (out, in)
@@ -22,6 +29,9 @@ public struct Linear: Sendable {
     public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, scratch: Scratch) {
         if tokens <= gemvTokenLimit {
             for t in 0..<tokens { weight.multiply(out + t * weight.rows, x + t * weight.cols) }
+        } else if usesSmallGEMM(weight, tokens: tokens) {
+            SmallGEMM.multiply(out, x, tokens: tokens, weight.floatPointer, cols: weight.cols, rowIndices: nil,
+                               rowCount: weight.rows)
         } else {
             let w = weight.floatRows { scratch.buffer("widened", count: $0) }
             BLAS.gemmABt(out, x, w, m: tokens, n: weight.rows, k: weight.cols)
@@ -40,6 +50,9 @@ extension Linear {
             guard count > 0 else { return }
             if tokens <= gemvTokenLimit {
                 for t in 0..<tokens { weight.multiply(out + t * count, x + t * weight.cols, rows: index.baseAddress!, count: count) }
+            } else if usesSmallGEMM(weight, tokens: tokens) {
+                SmallGEMM.multiply(out, x, tokens: tokens, weight.floatPointer, cols: weight.cols,
+                                   rowIndices: index.baseAddress!, rowCount: count)
             } else {
                 let gathered = scratch.buffer("gathered", rows: count, cols: weight.cols)
                 weight.gatherRows(index.baseAddress!, count: count, into: gathered)
@@ -68,6 +81,9 @@ extension TransposedLinear {
                     weightT.multiplyTransposed(out + t * weightT.cols, x + t * count, rows: index.baseAddress!, count: count,
                                                accumulate: accumulate)
                 }
+            } else if usesSmallGEMM(weightT, tokens: tokens) {
+                SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT.floatPointer, cols: weightT.cols,
+                                             rowIndices: index.baseAddress!, rowCount: count, accumulate: accumulate)
             } else {
                 let gathered = scratch.buffer("gathered", rows: count, cols: weightT.cols)
                 weightT.gatherRows(index.baseAddress!, count: count, into: gathered)
@@ -100,6 +116,9 @@ public struct TransposedLinear: Sendable {
             for t in 0..<tokens {
                 weightT.multiplyTransposed(out + t * weightT.cols, x + t * weightT.rows, accumulate: accumulate)
             }
+        } else if usesSmallGEMM(weightT, tokens: tokens) {
+            SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT.floatPointer, cols: weightT.cols, rowIndices: nil,
+                                         rowCount: weightT.rows, accumulate: accumulate)
         } else {
             let w = weightT.floatRows { scratch.buffer("widened", count: $0) }
             BLAS.gemmAB(out, x, w, m: tokens, n: weightT.cols, k: weightT.rows, accumulate: accumulate)

@@ -1,0 +1,177 @@
+import CHalf
+
+/// Products of a weight matrix with a few tokens of activations, the shape of evaluation and
+/// calibration prefills (a question's context, one answer: 10–60 tokens). OpenBLAS copies (packs)
+/// the whole weight matrix on every sgemm call; with so few tokens that copy cost as much as the
+/// arithmetic (36% of a PIQA evaluation was in `sgemm_incopy`/`sgemm_itcopy`). These kernels read
+/// each weight row where it lies, once per block of four tokens, and take a row list, so sparse
+/// execution needs no gathered copy either.
+public enum SmallGEMM {
+    typealias V = SIMD8<Float>
+
+    /// Up to this many tokens the kernels below are used for fp32 weights; above it the weight
+    /// copy is amortised and OpenBLAS's packed kernels are faster.
+    public static let tokenLimit = 96
+
+    /// out[t, j] = x[t, :] · W[row_j, :] for j in 0..<rowCount and t in 0..<tokens, where row_j
+    /// is `rowIndices[j]` (a kept subset) or j. W: `[*, cols]`; x: (tokens, cols); out: (tokens, rowCount).
+    public static func multiply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                                _ w: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
+        // Two rows per thread part at least, so both row slots of the kernel stay full.
+        parallelChunks(rowCount, granularity: 2, minimumPerThread: 16) { rows in
+            dotBlock(out, x, tokens: tokens, w, cols: cols, rowIndices: rowIndices, rows: rows, outStride: rowCount)
+        }
+    }
+
+    /// out[t, :] (+)= Σ_k x[t, k] · Wt[row_k, :] over k in 0..<rowCount, row_k = `rowIndices[k]` or k.
+    /// Wt: `[*, cols]` (one row per input unit); x: (tokens, rowCount); out: (tokens, cols).
+    public static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                                          _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
+                                          rowCount: Int, accumulate: Bool) {
+        parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
+            axpyBlock(out, x, tokens: tokens, wt, cols: cols, rowIndices: rowIndices, rowCount: rowCount,
+                      columns: columns, accumulate: accumulate)
+        }
+    }
+
+    /// Two weight rows against four tokens at a time: eight accumulators, enough independent
+    /// FMAs to hide their latency, and 2 + 4 loads per eight FMAs.
+    @inline(__always)
+    static func dotBlock(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                         _ w: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
+                         rows: Range<Int>, outStride: Int) {
+        let vecEnd = cols & ~7
+        @inline(__always) func row(_ j: Int) -> UnsafePointer<Float> { w + (rowIndices.map { Int($0[j]) } ?? j) * cols }
+        var j = rows.lowerBound
+        while j + 2 <= rows.upperBound {
+            let w0 = row(j), w1 = row(j + 1)
+            // The next two rows are prefetched while these are used, a share of their lines per
+            // block of tokens (rows of a few cache lines are too short for the hardware prefetcher,
+            // and one burst would arrive too late or all at once).
+            let next = j + 4 <= rows.upperBound ? j + 2 : j
+            let n0 = row(next), n1 = row(next + 1)
+            let blocks = max(1, tokens / 4)
+            var t = 0
+            while t + 4 <= tokens {
+                let b = t / 4
+                var line = cols * b / blocks & ~15
+                let lineEnd = b == blocks - 1 ? cols : cols * (b + 1) / blocks & ~15
+                while line < lineEnd {
+                    chalf_prefetch(n0 + line); chalf_prefetch(n1 + line)
+                    line += 16
+                }
+                let x0 = x + t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols
+                var a00 = V(), a01 = V(), a02 = V(), a03 = V()
+                var a10 = V(), a11 = V(), a12 = V(), a13 = V()
+                @inline(__always) func step(_ i: Int) {
+                    let u = load(w0 + i), v = load(w1 + i)
+                    let p0 = load(x0 + i), p1 = load(x1 + i), p2 = load(x2 + i), p3 = load(x3 + i)
+                    a00.addProduct(u, p0); a01.addProduct(u, p1); a02.addProduct(u, p2); a03.addProduct(u, p3)
+                    a10.addProduct(v, p0); a11.addProduct(v, p1); a12.addProduct(v, p2); a13.addProduct(v, p3)
+                }
+                var i = 0
+                while i < vecEnd {
+                    step(i)
+                    i += 8
+                }
+                var s00 = a00.sum(), s01 = a01.sum(), s02 = a02.sum(), s03 = a03.sum()
+                var s10 = a10.sum(), s11 = a11.sum(), s12 = a12.sum(), s13 = a13.sum()
+                while i < cols {
+                    s00 += w0[i] * x0[i]; s01 += w0[i] * x1[i]; s02 += w0[i] * x2[i]; s03 += w0[i] * x3[i]
+                    s10 += w1[i] * x0[i]; s11 += w1[i] * x1[i]; s12 += w1[i] * x2[i]; s13 += w1[i] * x3[i]
+                    i += 1
+                }
+                let o = out + t * outStride + j
+                o[0] = s00; o[1] = s10
+                o[outStride] = s01; o[outStride + 1] = s11
+                o[2 * outStride] = s02; o[2 * outStride + 1] = s12
+                o[3 * outStride] = s03; o[3 * outStride + 1] = s13
+                t += 4
+            }
+            while t < tokens {
+                let xt = x + t * cols
+                out[t * outStride + j] = GEMV.dot(w0, xt, cols)
+                out[t * outStride + j + 1] = GEMV.dot(w1, xt, cols)
+                t += 1
+            }
+            j += 2
+        }
+        if j < rows.upperBound {
+            let w0 = row(j)
+            for t in 0..<tokens { out[t * outStride + j] = GEMV.dot(w0, x + t * cols, cols) }
+        }
+    }
+
+    /// Sixteen output columns for four tokens at a time, summed over every listed row: eight
+    /// accumulators that stay in registers for the whole sum, so each output is stored once.
+    @inline(__always)
+    static func axpyBlock(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                          _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                          columns: Range<Int>, accumulate: Bool) {
+        @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { wt + (rowIndices.map { Int($0[k]) } ?? k) * cols }
+        let xs = rowCount   // x's row stride: one value per listed row
+        let blocks = max(1, tokens / 4)
+        var c = columns.lowerBound
+        while c + 16 <= columns.upperBound {
+            // The next sixteen columns' line of every row is prefetched while these are summed,
+            // a share of the rows per block of tokens.
+            let nextColumns = c + 32 <= columns.upperBound ? c + 16 : c
+            var t = 0
+            while t + 4 <= tokens {
+                let b = t / 4
+                let ahead = rowCount * b / blocks ..< (b == blocks - 1 ? rowCount : rowCount * (b + 1) / blocks)
+                let o0 = out + t * cols + c, o1 = o0 + cols, o2 = o1 + cols, o3 = o2 + cols
+                var a0 = accumulate ? load(o0) : V(), b0 = accumulate ? load(o0 + 8) : V()
+                var a1 = accumulate ? load(o1) : V(), b1 = accumulate ? load(o1 + 8) : V()
+                var a2 = accumulate ? load(o2) : V(), b2 = accumulate ? load(o2 + 8) : V()
+                var a3 = accumulate ? load(o3) : V(), b3 = accumulate ? load(o3 + 8) : V()
+                let x0 = x + t * xs, x1 = x0 + xs, x2 = x1 + xs, x3 = x2 + xs
+                for k in 0..<rowCount {
+                    let r = row(k) + c
+                    if ahead.contains(k) { chalf_prefetch(row(k) + nextColumns) }
+                    let u = load(r), v = load(r + 8)
+                    let p0 = V(repeating: x0[k]), p1 = V(repeating: x1[k])
+                    let p2 = V(repeating: x2[k]), p3 = V(repeating: x3[k])
+                    a0.addProduct(u, p0); b0.addProduct(v, p0)
+                    a1.addProduct(u, p1); b1.addProduct(v, p1)
+                    a2.addProduct(u, p2); b2.addProduct(v, p2)
+                    a3.addProduct(u, p3); b3.addProduct(v, p3)
+                }
+                store(a0, o0); store(b0, o0 + 8); store(a1, o1); store(b1, o1 + 8)
+                store(a2, o2); store(b2, o2 + 8); store(a3, o3); store(b3, o3 + 8)
+                t += 4
+            }
+            while t < tokens {
+                let o = out + t * cols + c, xt = x + t * xs
+                var a = accumulate ? load(o) : V(), b = accumulate ? load(o + 8) : V()
+                for k in 0..<rowCount {
+                    let r = row(k) + c, p = V(repeating: xt[k])
+                    a.addProduct(load(r), p); b.addProduct(load(r + 8), p)
+                }
+                store(a, o); store(b, o + 8)
+                t += 1
+            }
+            c += 16
+        }
+        // Columns past the last block of sixteen (none for the usual model widths).
+        if c < columns.upperBound {
+            for t in 0..<tokens {
+                let o = out + t * cols, xt = x + t * xs
+                for col in c..<columns.upperBound {
+                    var s: Float = accumulate ? o[col] : 0
+                    for k in 0..<rowCount { s += xt[k] * row(k)[col] }
+                    o[col] = s
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+
+    @inline(__always)
+    static func load(_ p: UnsafeMutablePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+
+    @inline(__always)
+    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+}
