@@ -43,27 +43,55 @@ public struct Agreement: Sendable, Equatable, Codable {
     public var meanKL: Double { positions > 0 ? klSum / Double(positions) : .nan }
     public var top1: Double { positions > 0 ? Double(matches) / Double(positions) : .nan }
 
-    /// Adds `rows` positions of (·, vocab) logits, dense and sparse for the same inputs.
-    mutating func add(dense: [Float], sparse: [Float], vocab: Int) {
-        precondition(dense.count == sparse.count)
-        let rows = dense.count / vocab
-        dense.withUnsafeBufferPointer { d in
-            sparse.withUnsafeBufferPointer { s in
-                for r in 0..<rows {
+    /// Adds the positions of (·, vocab) logits rows, dense and sparse for the same inputs.
+    mutating func add(dense: ScoredRows, sparse: ScoredRows) {
+        precondition(dense.logits.count == sparse.logits.count && dense.vocab == sparse.vocab)
+        let vocab = dense.vocab
+        dense.logits.withUnsafeBufferPointer { d in
+            sparse.logits.withUnsafeBufferPointer { s in
+                for r in 0..<dense.rows {
                     let p = d.baseAddress! + r * vocab, q = s.baseAddress! + r * vocab
-                    let lseP = Ops.logSumExp(p, vocab), lseQ = Ops.logSumExp(q, vocab)
-                    var kl = 0.0
-                    for v in 0..<vocab {
-                        let logP = Double(p[v]) - lseP
-                        kl += exp(logP) * (logP - (Double(q[v]) - lseQ))
-                    }
+                    let lseP = dense.logNormalizers[r], lseQ = sparse.logNormalizers[r]
+                    // KL(P‖Q) = Σ p·(log p − log q) = Σ p·(d − s) − lse d + lse s, as Σ p = 1.
+                    let kl = Self.expectedDifference(p, q, vocab) - lseP + lseQ
                     // Float rounding can leave a tiny negative sum for equal distributions.
                     klSum += max(0, kl)
                     positions += 1
-                    if Self.argmax(p, vocab) == Self.argmax(q, vocab) { matches += 1 }
+                    if dense.topTokens[r] == sparse.topTokens[r] { matches += 1 }
                 }
             }
         }
+    }
+
+    /// E_p[d − s] = Σ_v p_v·(d_v − s_v) with p = softmax(d). The weights are normalised by
+    /// their own sum rather than by a separately rounded log-normaliser, so they sum to 1 to
+    /// rounding. Lanes sum in fp32 over blocks of 128 values, the blocks in fp64.
+    static func expectedDifference(_ d: UnsafePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) -> Double {
+        typealias V = VectorExp.V
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        let shift = VectorExp.maximum(d, n), shiftV = V(repeating: shift)
+        var weighted = 0.0, total = 0.0
+        var i = 0
+        while i + 8 <= n {
+            var weightedLanes = V(), totalLanes = V()
+            let blockEnd = min(n & ~7, i + 128)
+            while i < blockEnd {
+                let dv = load(d + i)
+                let e = VectorExp.exp(dv - shiftV)
+                weightedLanes += e * (dv - load(s + i))
+                totalLanes += e
+                i += 8
+            }
+            weighted += Double(weightedLanes.sum())
+            total += Double(totalLanes.sum())
+        }
+        while i < n {
+            let e = expf(d[i] - shift)
+            weighted += Double(e * (d[i] - s[i]))
+            total += Double(e)
+            i += 1
+        }
+        return weighted / total
     }
 
     /// The first index of the largest value (numpy's tie rule).
@@ -72,6 +100,34 @@ public struct Agreement: Sendable, Equatable, Codable {
         for i in 1..<count where row[i] > row[best] { best = i }
         return best
     }
+}
+
+/// Logits rows (rows, vocab) with what scoring and the agreement tally need of each row, computed
+/// once: the log-softmax normaliser and the most likely token.
+struct ScoredRows {
+    let logits: [Float]
+    let vocab: Int
+    let logNormalizers: [Double]
+    let topTokens: [Int]
+
+    init(_ logits: [Float], vocab: Int) {
+        self.logits = logits
+        self.vocab = vocab
+        let rows = logits.count / vocab
+        var normalizers = [Double](repeating: 0, count: rows)
+        var top = [Int](repeating: 0, count: rows)
+        logits.withUnsafeBufferPointer { all in
+            for r in 0..<rows {
+                let row = all.baseAddress! + r * vocab
+                normalizers[r] = Ops.logSumExp(row, vocab)
+                top[r] = Agreement.argmax(row, vocab)
+            }
+        }
+        logNormalizers = normalizers
+        topTokens = top
+    }
+
+    var rows: Int { logNormalizers.count }
 }
 
 /// Scores the requests of one question with the dense model and, when given controllers, with
@@ -142,9 +198,10 @@ public final class LoglikelihoodScorer {
         for group in Self.groupsByContext(requests) {
             let context = Array(requests[group[0]].context)
             let denseLast = prefill(context, cache: denseCache, sparsity: nil)
-            var denseRows: [[Float]] = []
+            var denseRows: [ScoredRows] = []
             for index in group {
-                let rows = continuationRows(requests[index], cache: denseCache, last: denseLast, sparsity: nil)
+                let rows = ScoredRows(continuationRows(requests[index], cache: denseCache, last: denseLast, sparsity: nil),
+                                      vocab: vocab)
                 dense[index] = score(rows: rows, request: requests[index])
                 denseRows.append(rows)
             }
@@ -161,16 +218,17 @@ public final class LoglikelihoodScorer {
                 }
                 for (g, index) in group.enumerated() {
                     let request = requests[index]
-                    let sparseRows: [Float]
+                    let logits: [Float]
                     if maskMode == .causal {
-                        sparseRows = continuationRows(request, cache: sparseCache, last: sparseLast, sparsity: controller)
+                        logits = continuationRows(request, cache: sparseCache, last: sparseLast, sparsity: controller)
                     } else {
                         (controller as? PromptAwareController)?.prepare(prompt: request.tokens)
                         scoped?.reset()
-                        sparseRows = wholeRequestRows(request, sparsity: controller)
+                        logits = wholeRequestRows(request, sparsity: controller)
                     }
+                    let sparseRows = ScoredRows(logits, vocab: vocab)
                     sparse[c][index] = score(rows: sparseRows, request: request)
-                    agreements[c].add(dense: denseRows[g], sparse: sparseRows, vocab: vocab)
+                    agreements[c].add(dense: denseRows[g], sparse: sparseRows)
                 }
                 scoped?.frozen = false
             }
@@ -221,16 +279,13 @@ public final class LoglikelihoodScorer {
         return Array(all[(request.predictFrom - 1) * vocab ..< (request.tokens.count - 1) * vocab])
     }
 
-    private func score(rows: [Float], request: ScoringRequest) -> ChoiceScore {
+    private func score(rows: ScoredRows, request: ScoringRequest) -> ChoiceScore {
         let targets = request.continuation
         var total = 0.0
         var greedy = true
-        rows.withUnsafeBufferPointer { all in
-            for (r, target) in targets.enumerated() {
-                let row = all.baseAddress! + r * vocab
-                total += Double(row[target]) - Ops.logSumExp(row, vocab)
-                if Agreement.argmax(row, vocab) != target { greedy = false }
-            }
+        for (r, target) in targets.enumerated() {
+            total += Double(rows.logits[r * vocab + target]) - rows.logNormalizers[r]
+            if rows.topTokens[r] != target { greedy = false }
         }
         return ChoiceScore(logLikelihood: total, tokens: targets.count, isGreedy: greedy)
     }

@@ -44,11 +44,8 @@ public enum Ops {
 
     /// log Σ exp(x) of `n` values, computed stably.
     public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-        var maxValue = -Float.infinity
-        for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
-        var sum: Double = 0
-        for i in 0..<n { sum += Double(expf(x[i] - maxValue)) }
-        return Double(maxValue) + log(sum)
+        let maxValue = VectorExp.maximum(x, n)
+        return Double(maxValue) + log(VectorExp.sumExp(x, n, shift: maxValue))
     }
 
     /// SwiGLU: out[i] = silu(gate[i]) · up[i].

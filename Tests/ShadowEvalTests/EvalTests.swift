@@ -203,6 +203,31 @@ struct MetricTests {
         #expect(ChoiceDecision.accNorm([-10, -6], characters: [20, 6]) == 0)
     }
 
+    @Test("KL divergence and top-1 agreement of logits rows match an fp64 computation from the definition")
+    func agreementMatchesDefinition() {
+        let vocab = 1_003, rows = 4
+        let dense = randomFloats(rows * vocab, seed: 11).map { $0 * 12 }
+        // The sparse rows: the dense ones perturbed, one row identical (KL 0, same top token).
+        var sparse = zip(dense, randomFloats(rows * vocab, seed: 12)).map { $0 + 3 * $1 }
+        for v in 0..<vocab { sparse[2 * vocab + v] = dense[2 * vocab + v] }
+        var expectedKL = 0.0, expectedMatches = 0
+        for r in 0..<rows {
+            let d = dense[r * vocab ..< (r + 1) * vocab].map(Double.init)
+            let s = sparse[r * vocab ..< (r + 1) * vocab].map(Double.init)
+            let lseD = log(d.map { exp($0) }.reduce(0, +)), lseS = log(s.map { exp($0) }.reduce(0, +))
+            expectedKL += zip(d, s).map { exp($0 - lseD) * (($0 - lseD) - ($1 - lseS)) }.reduce(0, +)
+            if d.firstIndex(of: d.max()!) == s.firstIndex(of: s.max()!) { expectedMatches += 1 }
+        }
+        var tally = Agreement()
+        tally.add(dense: ScoredRows(dense, vocab: vocab), sparse: ScoredRows(sparse, vocab: vocab))
+        #expect(tally.positions == rows)
+        #expect(tally.matches == expectedMatches)
+        #expect(abs(tally.meanKL - expectedKL / Double(rows)) < 1e-5 * max(1, expectedKL), "\(tally.meanKL) vs \(expectedKL / Double(rows))")
+        var same = Agreement()
+        same.add(dense: ScoredRows(dense, vocab: vocab), sparse: ScoredRows(dense, vocab: vocab))
+        #expect(same.meanKL == 0 && same.top1 == 1)
+    }
+
     @Test("WikiText: word and byte perplexity and bits per byte over the whole text")
     func wikitext() throws {
         let loaded = try fixture("tiny-llama")
