@@ -10,7 +10,10 @@ public enum VectorExp {
     /// there (e⁻⁸⁷ ≈ 1.6·10⁻³⁸ stands for 0, which no sum of probabilities can tell apart).
     @inline(__always)
     public static func exp(_ x: V) -> V {
-        let x = x.clamped(lowerBound: V(repeating: -87), upperBound: V(repeating: 88))
+        // Masked replacement rather than `clamped`/`pointwiseMin`, which the optimiser left as calls.
+        var x = x
+        x.replace(with: -87, where: x .< -87)
+        x.replace(with: 88, where: x .> 88)
         // x = n·ln 2 + r with |r| ≤ ln 2 / 2. Adding 1.5·2²³ rounds x·log₂e to the nearest
         // integer n and leaves n in the low bits of the sum's representation.
         let shifter = V(repeating: 12_582_912)
@@ -36,7 +39,8 @@ public enum VectorExp {
         var best = V(repeating: -.infinity)
         var i = 0
         while i + 8 <= n {
-            best = pointwiseMax(best, load(x + i))
+            let v = load(x + i)
+            best.replace(with: v, where: v .> best)
             i += 8
         }
         var m = best.max()
