@@ -5,32 +5,94 @@ import CHalf
 /// the whole weight matrix on every sgemm call; with so few tokens that copy cost as much as the
 /// arithmetic (36% of a PIQA evaluation was in `sgemm_incopy`/`sgemm_itcopy`). These kernels read
 /// each weight row where it lies, once per block of four tokens, and take a row list, so sparse
-/// execution needs no gathered copy either.
+/// execution needs no gathered copy either. 16-bit weights are widened a panel of rows at a time
+/// into a buffer that stays in cache, rather than whole into memory for a GEMM to copy again.
 public enum SmallGEMM {
     typealias V = SIMD8<Float>
 
-    /// Up to this many tokens the kernels below are used for fp32 weights; above it the weight
-    /// copy is amortised and OpenBLAS's packed kernels are faster.
+    /// Up to this many tokens these kernels are used; above it OpenBLAS's packed kernels amortise
+    /// their copy of the weights and are faster.
     public static let tokenLimit = 96
 
+    /// 16-bit weights are widened this many rows at a time into a per-thread buffer that stays in
+    /// cache (instead of the whole matrix into memory, which a GEMM then copies once more).
+    static let panelRows = 32
+
     /// out[t, j] = x[t, :] · W[row_j, :] for j in 0..<rowCount and t in 0..<tokens, where row_j
-    /// is `rowIndices[j]` (a kept subset) or j. W: `[*, cols]`; x: (tokens, cols); out: (tokens, rowCount).
+    /// is `rowIndices[j]` (a kept subset) or j. x: (tokens, W.cols); out: (tokens, rowCount).
     public static func multiply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
-                                _ w: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
+                                _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
+        let cols = weight.cols
+        guard weight.dtype != .f32 else {
+            return multiply(out, x, tokens: tokens, weight.floatPointer, cols: cols, rowIndices: rowIndices, rowCount: rowCount)
+        }
+        parallelChunks(rowCount, granularity: panelRows, minimumPerThread: 16) { rows in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: panelRows * cols) { panel in
+                var start = rows.lowerBound
+                while start < rows.upperBound {
+                    let n = min(panelRows, rows.upperBound - start)
+                    for j in 0..<n {
+                        let r = rowIndices.map { Int($0[start + j]) } ?? start + j
+                        weight.widenRows(r..<r + 1, into: panel.baseAddress! + j * cols)
+                    }
+                    dotBlock(out + start, x, tokens: tokens, panel.baseAddress!, cols: cols, rowIndices: nil,
+                             rows: 0..<n, outStride: rowCount)
+                    start += n
+                }
+            }
+        }
+    }
+
+    /// out[t, :] (+)= Σ_k x[t, k] · Wt[row_k, :] over k in 0..<rowCount, row_k = `rowIndices[k]` or k.
+    /// Wt holds one row per input unit; x: (tokens, rowCount); out: (tokens, Wt.cols).
+    public static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                                          _ weightT: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                                          accumulate: Bool) {
+        let cols = weightT.cols
+        guard weightT.dtype != .f32 else {
+            return multiplyTransposed(out, x, tokens: tokens, weightT.floatPointer, cols: cols, rowIndices: rowIndices,
+                                      rowCount: rowCount, accumulate: accumulate)
+        }
+        let isBF16: Int32 = weightT.dtype == .bf16 ? 1 : 0
+        parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
+            let width = columns.count
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: panelRows * width) { panel in
+                if rowCount == 0 && !accumulate {
+                    for t in 0..<tokens { (out + t * cols + columns.lowerBound).update(repeating: 0, count: width) }
+                }
+                var start = 0
+                while start < rowCount {
+                    let n = min(panelRows, rowCount - start)
+                    for k in 0..<n {
+                        let r = rowIndices.map { Int($0[start + k]) } ?? start + k
+                        chalf_widen(panel.baseAddress! + k * width, weightT.halfPointer + r * cols + columns.lowerBound,
+                                    width, isBF16)
+                    }
+                    axpyBlock(out + columns.lowerBound, outStride: cols, x + start, xStride: rowCount, tokens: tokens,
+                              panel.baseAddress!, wStride: width, rowIndices: nil, rowCount: n, columns: 0..<width,
+                              accumulate: accumulate || start > 0)
+                    start += n
+                }
+            }
+        }
+    }
+
+    /// `multiply` for a raw fp32 matrix `[*, cols]`.
+    static func multiply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                         _ w: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
         // Two rows per thread part at least, so both row slots of the kernel stay full.
         parallelChunks(rowCount, granularity: 2, minimumPerThread: 16) { rows in
             dotBlock(out, x, tokens: tokens, w, cols: cols, rowIndices: rowIndices, rows: rows, outStride: rowCount)
         }
     }
 
-    /// out[t, :] (+)= Σ_k x[t, k] · Wt[row_k, :] over k in 0..<rowCount, row_k = `rowIndices[k]` or k.
-    /// Wt: `[*, cols]` (one row per input unit); x: (tokens, rowCount); out: (tokens, cols).
-    public static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
-                                          _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
-                                          rowCount: Int, accumulate: Bool) {
+    /// `multiplyTransposed` for a raw fp32 matrix `[*, cols]`.
+    static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                                   _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
+                                   rowCount: Int, accumulate: Bool) {
         parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
-            axpyBlock(out, x, tokens: tokens, wt, cols: cols, rowIndices: rowIndices, rowCount: rowCount,
-                      columns: columns, accumulate: accumulate)
+            axpyBlock(out, outStride: cols, x, xStride: rowCount, tokens: tokens, wt, wStride: cols, rowIndices: rowIndices,
+                      rowCount: rowCount, columns: columns, accumulate: accumulate)
         }
     }
 
@@ -105,11 +167,11 @@ public enum SmallGEMM {
     /// Sixteen output columns for four tokens at a time, summed over every listed row: eight
     /// accumulators that stay in registers for the whole sum, so each output is stored once.
     @inline(__always)
-    static func axpyBlock(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
-                          _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
-                          columns: Range<Int>, accumulate: Bool) {
-        @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { wt + (rowIndices.map { Int($0[k]) } ?? k) * cols }
-        let xs = rowCount   // x's row stride: one value per listed row
+    /// Strides: out's and x's rows (one x value per listed row, so usually rowCount) and Wt's rows.
+    static func axpyBlock(_ out: UnsafeMutablePointer<Float>, outStride cols: Int, _ x: UnsafePointer<Float>, xStride xs: Int,
+                          tokens: Int, _ wt: UnsafePointer<Float>, wStride: Int, rowIndices: UnsafePointer<Int32>?,
+                          rowCount: Int, columns: Range<Int>, accumulate: Bool) {
+        @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { wt + (rowIndices.map { Int($0[k]) } ?? k) * wStride }
         let blocks = max(1, tokens / 4)
         var c = columns.lowerBound
         while c + 16 <= columns.upperBound {

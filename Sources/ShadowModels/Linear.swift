@@ -1,14 +1,14 @@
 import ShadowKernels
 
-/// Up to this many tokens go through the GEMV path one by one: widening 16-bit weights for a
-/// GEMM costs several passes over them, more than a few GEMVs do.
+/// Up to this many tokens go through the GEMV path one by one (the small-GEMM kernels work in
+/// blocks of four tokens).
 let gemvTokenLimit = 4
 
-/// A few tokens against fp32 weights skip OpenBLAS, whose per-call copy of the weights would cost
-/// as much as the arithmetic (16-bit weights still go through one widening and a GEMM).
+/// A few tokens skip OpenBLAS, whose per-call copy of the weights (after widening, for 16-bit
+/// ones) would cost as much as the arithmetic.
 @inline(__always)
-func usesSmallGEMM(_ weight: WeightMatrix, tokens: Int) -> Bool {
-    weight.dtype == .f32 && tokens <= SmallGEMM.tokenLimit
+func usesSmallGEMM(tokens: Int) -> Bool {
+    tokens <= SmallGEMM.tokenLimit
 }
 
 /// y = x Wᵀ + b for a `[out, in]` weight: GEMM for many tokens, SIMD GEMV for one.
@@ -29,9 +29,8 @@ public struct Linear: Sendable {
     public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, scratch: Scratch) {
         if tokens <= gemvTokenLimit {
             for t in 0..<tokens { weight.multiply(out + t * weight.rows, x + t * weight.cols) }
-        } else if usesSmallGEMM(weight, tokens: tokens) {
-            SmallGEMM.multiply(out, x, tokens: tokens, weight.floatPointer, cols: weight.cols, rowIndices: nil,
-                               rowCount: weight.rows)
+        } else if usesSmallGEMM(tokens: tokens) {
+            SmallGEMM.multiply(out, x, tokens: tokens, weight, rowIndices: nil, rowCount: weight.rows)
         } else {
             let w = weight.floatRows { scratch.buffer("widened", count: $0) }
             BLAS.gemmABt(out, x, w, m: tokens, n: weight.rows, k: weight.cols)
@@ -50,9 +49,8 @@ extension Linear {
             guard count > 0 else { return }
             if tokens <= gemvTokenLimit {
                 for t in 0..<tokens { weight.multiply(out + t * count, x + t * weight.cols, rows: index.baseAddress!, count: count) }
-            } else if usesSmallGEMM(weight, tokens: tokens) {
-                SmallGEMM.multiply(out, x, tokens: tokens, weight.floatPointer, cols: weight.cols,
-                                   rowIndices: index.baseAddress!, rowCount: count)
+            } else if usesSmallGEMM(tokens: tokens) {
+                SmallGEMM.multiply(out, x, tokens: tokens, weight, rowIndices: index.baseAddress!, rowCount: count)
             } else {
                 let gathered = scratch.buffer("gathered", rows: count, cols: weight.cols)
                 weight.gatherRows(index.baseAddress!, count: count, into: gathered)
@@ -81,9 +79,9 @@ extension TransposedLinear {
                     weightT.multiplyTransposed(out + t * weightT.cols, x + t * count, rows: index.baseAddress!, count: count,
                                                accumulate: accumulate)
                 }
-            } else if usesSmallGEMM(weightT, tokens: tokens) {
-                SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT.floatPointer, cols: weightT.cols,
-                                             rowIndices: index.baseAddress!, rowCount: count, accumulate: accumulate)
+            } else if usesSmallGEMM(tokens: tokens) {
+                SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT, rowIndices: index.baseAddress!,
+                                             rowCount: count, accumulate: accumulate)
             } else {
                 let gathered = scratch.buffer("gathered", rows: count, cols: weightT.cols)
                 weightT.gatherRows(index.baseAddress!, count: count, into: gathered)
@@ -116,9 +114,9 @@ public struct TransposedLinear: Sendable {
             for t in 0..<tokens {
                 weightT.multiplyTransposed(out + t * weightT.cols, x + t * weightT.rows, accumulate: accumulate)
             }
-        } else if usesSmallGEMM(weightT, tokens: tokens) {
-            SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT.floatPointer, cols: weightT.cols, rowIndices: nil,
-                                         rowCount: weightT.rows, accumulate: accumulate)
+        } else if usesSmallGEMM(tokens: tokens) {
+            SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT, rowIndices: nil, rowCount: weightT.rows,
+                                         accumulate: accumulate)
         } else {
             let w = weightT.floatRows { scratch.buffer("widened", count: $0) }
             BLAS.gemmAB(out, x, w, m: tokens, n: weightT.cols, k: weightT.rows, accumulate: accumulate)

@@ -75,6 +75,42 @@ struct SmallGEMMTests {
         }
     }
 
+    @Test("16-bit weights, widened a panel of rows at a time, give the fp32 kernels' result on the widened values",
+          arguments: [WeightDType.f16, .bf16])
+    func halfWeightsMatchWidened(dtype: WeightDType) {
+        // More rows than one panel, so panel boundaries and a partial last panel are crossed.
+        let rows = 2 * SmallGEMM.panelRows + 7, cols = 48, tokens = 6
+        let half = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 8)), dtype: dtype)
+        #expect(half.dtype == dtype)
+        let widened = half.toMatrix()
+        let subset: [Int32] = stride(from: rows - 1, through: 0, by: -3).map(Int32.init)
+        for kept in [nil, subset] {
+            let count = kept?.count ?? rows
+            func listed(_ body: (UnsafePointer<Int32>?) -> Void) {
+                if let kept { kept.withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(nil) }
+            }
+            let x = randomFloats(tokens * cols, seed: 9)
+            var expected = [Float](repeating: 0, count: tokens * count), out = expected
+            listed { indices in
+                SmallGEMM.multiply(&expected, x, tokens: tokens, widened.pointer, cols: cols, rowIndices: indices, rowCount: count)
+                SmallGEMM.multiply(&out, x, tokens: tokens, half, rowIndices: indices, rowCount: count)
+            }
+            expectClose(out, expected, tolerance: 1e-5, "\(dtype) multiply, kept \(count)")
+
+            let xt = randomFloats(tokens * count, seed: 10), start = randomFloats(tokens * cols, seed: 11)
+            for accumulate in [false, true] {
+                var expectedT = start, outT = start
+                listed { indices in
+                    SmallGEMM.multiplyTransposed(&expectedT, xt, tokens: tokens, widened.pointer, cols: cols,
+                                                 rowIndices: indices, rowCount: count, accumulate: accumulate)
+                    SmallGEMM.multiplyTransposed(&outT, xt, tokens: tokens, half, rowIndices: indices, rowCount: count,
+                                                 accumulate: accumulate)
+                }
+                expectClose(outT, expectedT, tolerance: 1e-5, "\(dtype) multiplyTransposed, kept \(count), accumulate \(accumulate)")
+            }
+        }
+    }
+
     @Test("the vector exp stays within 2 ulp of expf from −87 to 88, and clamps beyond")
     func vectorExpMatchesExpf() {
         var worst: Float = 0
