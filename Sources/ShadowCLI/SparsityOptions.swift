@@ -13,7 +13,7 @@ enum SparsityOptions {
             .value("sparsity", "p", help: "Fraction of heads and of neurons to prune (layer 0 always runs dense).", default: "0"),
             .value("head-sparsity", "p", help: "Fraction of attention heads to prune (overrides --sparsity)."),
             .value("neuron-sparsity", "p", help: "Fraction of FFN neurons to prune (overrides --sparsity)."),
-            .value("policy", "name", help: "How scores become masks: rank all layers together, per layer, or global with a per-layer floor.",
+            .value("policy", "name", help: "How scores become masks: rank all layers together, per layer, or global with a per-layer floor. dejavu always selects per layer: a layer's scores exist only once it runs.",
                    default: MaskPolicy.global.rawValue, allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
             .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer); oracle (the true criterion of each prompt, from a backward pass: an upper bound for evaluation, not a fast path).",

@@ -56,7 +56,7 @@ enum SweepCommand {
             .value("sparsities", "p,...", help: "Sparsities of heads and neurons.", default: "0.3,0.5,0.7"),
             .value("traces", "dir", help: "static / heat map: a trace directory from calibrate holding the criteria."),
             .value("predictor", "paths", help: "shadow / dejavu: predictor files or directories of them (e.g. a pipeline's predictors/)."),
-            .value("policy", "name", help: "How scores become masks.", default: MaskPolicy.global.rawValue,
+            .value("policy", "name", help: "How scores become masks (static, shadow, oracle, random; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice.",
