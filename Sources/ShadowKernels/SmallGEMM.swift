@@ -166,8 +166,8 @@ public enum SmallGEMM {
 
     /// Sixteen output columns for four tokens at a time, summed over every listed row: eight
     /// accumulators that stay in registers for the whole sum, so each output is stored once.
-    @inline(__always)
     /// Strides: out's and x's rows (one x value per listed row, so usually rowCount) and Wt's rows.
+    @inline(__always)
     static func axpyBlock(_ out: UnsafeMutablePointer<Float>, outStride cols: Int, _ x: UnsafePointer<Float>, xStride xs: Int,
                           tokens: Int, _ wt: UnsafePointer<Float>, wStride: Int, rowIndices: UnsafePointer<Int32>?,
                           rowCount: Int, columns: Range<Int>, accumulate: Bool) {
