@@ -82,11 +82,14 @@ public enum TokenizerLoader {
     public static var ggufPreTokenizers: [String] { GGUFVocabulary.preTokenizers.keys.sorted() }
 
     private static func parseJSON(_ data: Data, path: String) throws -> JSONValue {
-        do {
-            return try JSONParser.parse([UInt8](data))
-        } catch {
+        let parsed = data.withUnsafeBytes { raw in
+            Result { () throws(JSONParser.Failure) in try JSONParser.parse(raw.bindMemory(to: UInt8.self)) }
+        }
+        switch parsed {
+        case .success(let value): return value
+        case .failure(let failure):
             throw ShadowError.badJSON(path: path, key: nil,
-                                      reason: "not valid JSON: \(error.message) at byte \(error.offset)")
+                                      reason: "not valid JSON: \(failure.message) at byte \(failure.offset)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ShadowFormats
 @testable import ShadowTokenizers
 
 /// The fixtures written by scripts/reference/tokenizer_fixtures.py: a tokenizer.json per name and

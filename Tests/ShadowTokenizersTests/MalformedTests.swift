@@ -39,7 +39,7 @@ struct MalformedTests {
     @Test("text that is not JSON")
     func notJSON() {
         expectError("this is not json", key: nil, mentioning: ["not valid JSON"])
-        expectError(#"{"model": {"type": "BPE", "vocab": {"a": 0"#, key: nil, mentioning: ["end of file"])
+        expectError(#"{"model": {"type": "BPE", "vocab": {"a": 0"#, key: nil, mentioning: ["end of input"])
         expectError("", key: nil, mentioning: ["not valid JSON"])
         expectError("[1, 2]", key: nil, mentioning: ["object"])
     }
