@@ -57,7 +57,8 @@ enum PredictorInfoCommand {
                      + (m.predictsNeurons ? "; neurons \(m.inputWidth) → \(m.neuronWidth)\(rank) → \(neuronOut)" : ""))
         lines.append("targets: \(m.targetScaling.rawValue) min-max scaled; loss \(m.loss.rawValue)"
                      + (m.loss == .rank ? String(format: " (temperature %g)", m.rankTemperature) : ""))
-        lines.append("parameters: \(count(m.parameters.total)) (heads \(count(m.parameters.heads)), neurons \(count(m.parameters.neurons)))")
+        lines.append("parameters: \(count(m.parameters.total)) (heads \(count(m.parameters.heads)), neurons \(count(m.parameters.neurons)))"
+                     + ", stored as \(m.weightsDType ?? "f32")")
         lines.append("FLOPs per prediction: \(count(m.flopsPerPrediction.total))"
                      + (m.kind == .shadow ? " (once per prompt)" : " (all layers, once per token when re-predicted every token)"))
         if let t = m.training {

@@ -1,19 +1,27 @@
 import Foundation
+import ShadowKernels
 
-/// Writes F32 safetensors files (traces, predictors). The file appears atomically: it is written
-/// to a temporary name beside the target and renamed, so a killed run never leaves half a file.
+/// Writes safetensors files of F32 or F16 tensors (traces, predictors). The file appears
+/// atomically: it is written to a temporary name beside the target and renamed, so a killed run
+/// never leaves half a file.
 public struct SafetensorsWriter {
     public struct Tensor {
         public let name: String
         public let shape: [Int]
         public let values: [Float]
+        /// How the file stores the values: `.f32`, or `.f16` rounded to nearest even.
+        public let dtype: TensorDType
 
-        public init(name: String, shape: [Int], values: [Float]) {
+        public init(name: String, shape: [Int], values: [Float], dtype: TensorDType = .f32) {
             precondition(shape.reduce(1, *) == values.count, "\(name): shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+            precondition(dtype == .f32 || dtype == .f16, "\(name): the writer stores F32 or F16, not \(dtype)")
             self.name = name
             self.shape = shape
             self.values = values
+            self.dtype = dtype
         }
+
+        var byteCount: Int { values.count * (dtype == .f16 ? 2 : 4) }
     }
 
     public var tensors: [Tensor] = []
@@ -21,8 +29,8 @@ public struct SafetensorsWriter {
 
     public init(metadata: [String: String] = [:]) { self.metadata = metadata }
 
-    public mutating func add(_ name: String, shape: [Int], values: [Float]) {
-        tensors.append(Tensor(name: name, shape: shape, values: values))
+    public mutating func add(_ name: String, shape: [Int], values: [Float], dtype: TensorDType = .f32) {
+        tensors.append(Tensor(name: name, shape: shape, values: values, dtype: dtype))
     }
 
     /// The file's bytes: u64 header length, JSON header (padded to 8 bytes), then the data.
@@ -30,8 +38,9 @@ public struct SafetensorsWriter {
         var header: [String: Any] = [:]
         var offset = 0
         for tensor in tensors {
-            let bytes = tensor.values.count * 4
-            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            let bytes = tensor.byteCount
+            header[tensor.name] = ["dtype": tensor.dtype.safetensorsName!, "shape": tensor.shape,
+                                   "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -42,7 +51,13 @@ public struct SafetensorsWriter {
         withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
         data.append(json)
         for tensor in tensors {
-            tensor.values.withUnsafeBytes { data.append(contentsOf: $0) }
+            if tensor.dtype == .f16 {
+                var half = [UInt16](repeating: 0, count: tensor.values.count)
+                HalfVectors.narrow(&half, tensor.values, count: half.count)
+                half.withUnsafeBytes { data.append(contentsOf: $0) }
+            } else {
+                tensor.values.withUnsafeBytes { data.append(contentsOf: $0) }
+            }
         }
         return data
     }

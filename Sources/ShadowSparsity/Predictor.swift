@@ -90,6 +90,9 @@ public final class Predictor: @unchecked Sendable {
     public internal(set) var path: String?
     public internal(set) var training: TrainingSummary?
     public internal(set) var quality: PredictorQualityReport?
+    /// How its file stores the weights: `.f32`, or `.f16` (half the size; the weights in memory
+    /// are then the rounded ones, so a saved and reloaded predictor predicts exactly the same).
+    public internal(set) var weightDType: TensorDType = .f32
 
     public var kind: PredictorKind { configuration.kind }
     public var shape: TransformerShape { model.shape }
@@ -157,6 +160,20 @@ public final class Predictor: @unchecked Sendable {
             MinMax.scale(buffer.baseAddress!, x, count: n)
             initialized = n
         }
+    }
+
+    /// Rounds every weight and bias to fp16 (nearest even) in place and stores them so from now on.
+    func roundWeightsToHalf() throws {
+        for (name, network) in networks {
+            let count = network.parameterCount
+            var half = [UInt16](repeating: 0, count: count)
+            HalfVectors.narrow(&half, network.parameters.pointer, count: count)
+            HalfVectors.widen(network.parameters.pointer, half, count: count)
+            guard UnsafeBufferPointer(start: network.parameters.pointer, count: count).allSatisfy(\.isFinite) else {
+                throw ShadowError.failed("\(name): a parameter is beyond fp16's range (±65504); store the predictor as f32 (--dtype f32)")
+            }
+        }
+        weightDType = .f16
     }
 
     // MARK: Size and cost

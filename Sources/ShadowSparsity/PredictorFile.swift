@@ -2,7 +2,8 @@ import Foundation
 import ShadowFormats
 import ShadowModels
 
-// A predictor file is one safetensors file. Its tensors are the networks' F32 parameters:
+// A predictor file is one safetensors file. Its tensors are the networks' parameters, all F32
+// or all F16 (`train-predictor --dtype f16`):
 //
 //   shadow:                heads.{i}.weight (out, in), heads.{i}.bias (out),
 //                          neurons.{i}.weight, neurons.{i}.bias
@@ -41,12 +42,14 @@ public struct PredictorMetadata: Sendable, Equatable, Codable {
     public var parameters: Parameters
     /// FLOPs to score every layer once (a multiply–add is two).
     public var flopsPerPrediction: Parameters
+    /// How the file stores the weights, "f32" or "f16"; absent in files written before f16 existed.
+    public var weightsDType: String?
 
     enum CodingKeys: String, CodingKey {
         case format, version, kind, criterion, rank, loss, input, model, training, quality, parameters
         case headWidth = "head_width", neuronWidth = "neuron_width", targetScaling = "target_scaling"
         case rankTemperature = "rank_temperature", predictsNeurons = "predicts_neurons", inputWidth = "input_width"
-        case flopsPerPrediction = "flops_per_prediction"
+        case flopsPerPrediction = "flops_per_prediction", weightsDType = "weights_dtype"
     }
 
     public var configuration: PredictorConfiguration {
@@ -66,7 +69,8 @@ extension Predictor {
                 : kind == .dejavu ? "residual entering layer l (d), min-max scaled" : "residual entering layer l-1 (d), min-max scaled",
             inputWidth: inputWidth, model: model, training: training, quality: quality,
             parameters: .init(heads: headParameters, neurons: neuronParameters, total: parameterCount),
-            flopsPerPrediction: .init(heads: headFLOPs, neurons: neuronFLOPs, total: flopsPerPrediction))
+            flopsPerPrediction: .init(heads: headFLOPs, neurons: neuronFLOPs, total: flopsPerPrediction),
+            weightsDType: weightDType.rawValue)
     }
 
     /// Throws unless the predictor was made for `fingerprint`'s model; the error names the file.
@@ -89,8 +93,9 @@ public enum PredictorFile {
         for (prefix, network) in predictor.networks {
             for (i, layer) in network.layers.enumerated() {
                 let values = network.values(layer: i)
-                writer.add("\(prefix).\(i).weight", shape: [layer.outputs, layer.inputs], values: values.weight)
-                writer.add("\(prefix).\(i).bias", shape: [layer.outputs], values: values.bias)
+                writer.add("\(prefix).\(i).weight", shape: [layer.outputs, layer.inputs], values: values.weight,
+                           dtype: predictor.weightDType)
+                writer.add("\(prefix).\(i).bias", shape: [layer.outputs], values: values.bias, dtype: predictor.weightDType)
             }
         }
         try writer.write(to: path)
@@ -142,6 +147,7 @@ public enum PredictorFile {
             throw ShadowError.badTensor(path: path, tensor: extra, reason: "is not part of a \(meta.kind.rawValue) predictor")
         }
         predictor.path = path
+        predictor.weightDType = file.tensorInfos.values.allSatisfy { $0.dtype == .f16 } ? .f16 : .f32
         predictor.training = meta.training
         predictor.quality = meta.quality
         return predictor

@@ -273,9 +273,14 @@ public enum PredictorTrainer {
         return (Array(order[heldOut...]).sorted(), Array(order[..<heldOut]).sorted())
     }
 
-    /// Trains a predictor on `data`, then measures its held-out quality.
+    /// Trains a predictor on `data`, then measures its held-out quality. With `weightDType` `.f16`
+    /// the weights are rounded to fp16 first, so the quality is that of the file it will be saved as.
     public static func train(data: PredictorDataset, configuration: PredictorConfiguration, options: TrainingOptions = TrainingOptions(),
+                             weightDType: TensorDType = .f32,
                              progress: (TrainingProgress) -> Void = { _ in }) throws -> Predictor {
+        guard weightDType == .f32 || weightDType == .f16 else {
+            throw ShadowError.invalidArgument(name: "--dtype", reason: "predictors are stored as f32 or f16, not \(weightDType.rawValue)")
+        }
         guard configuration.kind == data.kind else {
             throw ShadowError.invalidArgument(name: "--kind", reason: "the data set was read for \(data.kind.rawValue), not \(configuration.kind.rawValue)")
         }
@@ -325,6 +330,7 @@ public enum PredictorTrainer {
             let mean = losses.isEmpty ? 0 : losses.reduce(0, +) / Float(losses.count)
             if part == .heads { headLoss = mean } else { neuronLoss = mean }
         }
+        if weightDType == .f16 { try predictor.roundWeightsToHalf() }
         predictor.quality = PredictorQuality.measure(predictor, data: data, samples: heldOut)
         predictor.training = TrainingSummary(traces: data.source, predictorToken: data.predictorToken, samples: data.count, trainSamples: train.count,
                                              heldOutSamples: heldOut.count, options: options,

@@ -93,11 +93,13 @@ struct PredictorCLITests {
         for kind in ["dejavu", "dejavu-lookahead"] {
             let run = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--kind", kind, "--head-width", "8",
                               "--neuron-width", "8", "--head-epochs", "2", "--neuron-epochs", "1", "--loss", "rank",
-                              "--target-scaling", "global"])
+                              "--target-scaling", "global", "--dtype", kind == "dejavu" ? "f16" : "f32"])
             #expect(run.status == 0, "\(run.err)")
             #expect(run.err.contains("layer 2 neurons") && run.err.contains("ρ"))
             let json = try CLIRun(["predictor", "info", out, "--json"]).json()
             #expect(json["kind"] as? String == kind && json["loss"] as? String == "rank" && json["target_scaling"] as? String == "global")
+            #expect(json["weights_dtype"] as? String == (kind == "dejavu" ? "f16" : "f32"))
+            #expect(CLIRun(["predictor", "info", out]).out.contains("stored as \(kind == "dejavu" ? "f16" : "f32")"))
         }
     }
 

@@ -124,6 +124,38 @@ struct PredictorTests {
         #expect(try PredictorFile.metadata(path: path).quality == predictor.quality)
     }
 
+    @Test("an f16 predictor file is half the size and predicts exactly what its rounded weights do")
+    func halfPrecisionFile() throws {
+        let options = TrainingOptions(headEpochs: 2, neuronEpochs: 2, headBatch: 16, neuronBatch: 16)
+        let data = try syntheticData(kind: .shadow, count: 40)
+        let full = try PredictorTrainer.train(data: data, configuration: smallConfiguration, options: options)
+        let half = try PredictorTrainer.train(data: data, configuration: smallConfiguration, options: options, weightDType: .f16)
+        let fullPath = temporaryDirectory("predictor-f32") + ".safetensors", halfPath = temporaryDirectory("predictor-f16") + ".safetensors"
+        defer { for path in [fullPath, halfPath] { try? FileManager.default.removeItem(atPath: path) } }
+        try PredictorFile.save(full, to: fullPath)
+        try PredictorFile.save(half, to: halfPath)
+        let loaded = try PredictorFile.load(path: halfPath)
+        #expect(loaded.weightDType == .f16)
+        #expect(try PredictorFile.load(path: fullPath).weightDType == .f32)
+        // Bytes after the header: 8 bytes of header length, then the header, then the tensors.
+        func dataBytes(_ path: String) throws -> Int {
+            let bytes = try #require(FileManager.default.contents(atPath: path))
+            let headerLength = bytes.prefix(8).reversed().reduce(0) { $0 << 8 | Int($1) }
+            return bytes.count - 8 - headerLength
+        }
+        #expect(try dataBytes(fullPath) == full.parameterCount * 4)
+        #expect(try dataBytes(halfPath) == full.parameterCount * 2)
+        // The quality recorded is that of the rounded weights, and the file reproduces them.
+        #expect(try PredictorFile.metadata(path: halfPath).quality == half.quality)
+        let x = randomFloats(16, seed: 5)
+        x.withUnsafeBufferPointer { p in
+            let a = half.predict(x: p.baseAddress!), b = loaded.predict(x: p.baseAddress!), c = full.predict(x: p.baseAddress!)
+            #expect(a.heads == b.heads && a.neurons == b.neurons)
+            // Rounding moves the scores a little, not the predictor.
+            for (r, s) in zip(a.heads.joined(), c.heads.joined()) { #expect(abs(r - s) <= 1e-2 * max(1, abs(s))) }
+        }
+    }
+
     @Test("a predictor for another model is refused with one line naming the file")
     func wrongModel() throws {
         let predictor = try Predictor(configuration: smallConfiguration, criterion: "plainact", model: SyntheticTraces.fingerprint)
