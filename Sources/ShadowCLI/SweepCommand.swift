@@ -17,11 +17,13 @@ enum SweepCommand {
         var seconds: Double
         var rows: [SweepRow]
         var skipped: [String]
+        /// The units the sparsities prune.
+        var units: SweepUnits
         /// Mean per-sample head importance (L × H) per criterion of the traces, for the heat map.
         var headImportance: [String: [[Float]]]
 
         enum CodingKeys: String, CodingKey {
-            case model, date, machine, command, settings, seconds, rows, skipped
+            case model, date, machine, command, settings, seconds, rows, skipped, units
             case headImportance = "head_importance"
         }
     }
@@ -53,7 +55,9 @@ enum SweepCommand {
                    allowed: sparseMethods),
             .value("criteria", "names", help: "Criteria of the static scores and of the predictors' targets.",
                    default: "plainact,l2_norm", allowed: Criterion.allCases.map(\.rawValue)),
-            .value("sparsities", "p,...", help: "Sparsities of heads and neurons.", default: "0.3,0.5,0.7"),
+            .value("sparsities", "p,...", help: "Sparsities of the pruned units.", default: "0.3,0.5,0.7"),
+            .value("units", "which", help: "What the sparsities prune: both, or heads (neurons dense; the heads-only criteria jacov and epenas need it) or neurons alone.",
+                   default: SweepUnits.both.rawValue, allowed: SweepUnits.allCases.map(\.rawValue)),
             .value("traces", "dir", help: "static / heat map: a trace directory from calibrate holding the criteria."),
             .value("predictor", "paths", help: "shadow / dejavu: predictor files or directories of them (e.g. a pipeline's predictors/)."),
             .value("policy", "name", help: "How scores become masks (static, shadow, oracle, random; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
@@ -99,6 +103,7 @@ enum SweepCommand {
         let maskMode = MaskMode(rawValue: try arguments.required("mask-mode"))!
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let floor = try arguments.double("hybrid-floor", range: 0...1)!
+        let units = SweepUnits(rawValue: try arguments.required("units"))!
 
         // Read every input before loading the model, so a bad file fails fast.
         var loadedTasks: [(name: TaskName, task: SweepTask?)] = []
@@ -147,7 +152,9 @@ enum SweepCommand {
                 cellCriteria = [nil]
             case "oracle":
                 cellCriteria = criteria.filter { criterion in
-                    if Criterion(rawValue: criterion)!.headsOnly { skipped.append("oracle (\(criterion)): scores heads only"); return false }
+                    if Criterion(rawValue: criterion)!.headsOnly && units != .heads {
+                        skipped.append("oracle (\(criterion)): scores heads only (--units heads)"); return false
+                    }
                     return true
                 }
             case "static":
@@ -155,14 +162,21 @@ enum SweepCommand {
                     guard let aggregate = aggregates[criterion] else {
                         skipped.append("static (\(criterion)): \(tracesPath ?? "") has no \(criterion) scores"); return false
                     }
-                    if aggregate.neurons == nil { skipped.append("static (\(criterion)): scores heads only"); return false }
+                    if aggregate.neurons == nil && units != .heads {
+                        skipped.append("static (\(criterion)): scores heads only (--units heads)"); return false
+                    }
                     return true
                 }
             default:
                 cellCriteria = criteria.filter { criterion in
-                    if predictors[PredictorKey(kind: method, criterion: criterion)] != nil { return true }
-                    skipped.append("\(method) (\(criterion)): no such predictor among --predictor")
-                    return false
+                    guard let found = predictors[PredictorKey(kind: method, criterion: criterion)] else {
+                        skipped.append("\(method) (\(criterion)): no such predictor among --predictor")
+                        return false
+                    }
+                    if !found.predictor.predictsNeurons && units != .heads {
+                        skipped.append("\(method) (\(criterion)): predicts heads only (--units heads)"); return false
+                    }
+                    return true
                 }
             }
             for criterion in cellCriteria {
@@ -172,7 +186,7 @@ enum SweepCommand {
         for line in skipped { console.printError("sweep: skipped \(line)") }
 
         func makeController(_ cell: SweepCell) throws -> (any SparsityController)? {
-            let settings = SparsitySettings(headSparsity: cell.sparsity, neuronSparsity: cell.sparsity, policy: policy, hybridFloor: floor)
+            let settings = units.settings(sparsity: cell.sparsity, policy: policy, hybridFloor: floor)
             switch cell.method {
             case "dense":
                 return nil
@@ -181,7 +195,7 @@ enum SweepCommand {
                 return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: model.shape))
             case "static":
                 let aggregate = aggregates[cell.criterion!]!
-                return FixedSparsity(layers: Masks.plans(headScores: aggregate.heads, neuronScores: aggregate.neurons!,
+                return FixedSparsity(layers: Masks.plans(headScores: aggregate.heads, neuronScores: aggregate.neurons,
                                                          settings: settings, shape: model.shape))
             case "oracle":
                 return try SparsityOptions.oracle(criterion: Criterion(rawValue: cell.criterion!)!, settings: settings, loaded: loaded)
@@ -202,7 +216,7 @@ enum SweepCommand {
             "offset \(offset)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
             "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
             "context \(context)",
-        ].joined(separator: "; ")
+        ].joined(separator: "; ") + (units == .both ? "" : "; units \(units.rawValue)")   // old states stay valid
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
@@ -277,7 +291,7 @@ enum SweepCommand {
         let seconds = state.tallies.values.flatMap(\.values).reduce(0) { $0 + $1.seconds }
         let results = Results(model: loaded.path, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
                               command: (["shadowllm", "sweep"] + arguments.given).joined(separator: " "), settings: settings,
-                              seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: skipped,
+                              seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: skipped, units: units,
                               headImportance: aggregates.mapValues(\.headsPerSample))
         let json = try JSONOutput.string(results)
         try AtomicFile.write(json + "\n", to: path("results.json"))

@@ -106,7 +106,8 @@ enum SweepReport {
         lines += table(results)
         let criteria = criteriaTable(results)
         if !criteria.isEmpty {
-            lines += ["", "## Criteria (static masks from aggregate scores)", ""] + criteria
+            let pruned = results.units == .both ? "" : ", \(results.units.description)"
+            lines += ["", "## Criteria (static masks from aggregate scores\(pruned))", ""] + criteria
         }
         if !results.skipped.isEmpty {
             lines += ["", "Skipped: " + results.skipped.joined(separator: "; ") + "."]
@@ -165,7 +166,7 @@ enum SweepReport {
             for s in Array(Set(cells.map(\.sparsity))).sorted() {
                 svg.append("<text x=\"\(SVG.number(px(s)))\" y=\"\(SVG.number(y0 + h + 14))\" text-anchor=\"middle\">\(Int((s * 100).rounded()))%</text>")
             }
-            svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 + h + 30))\" text-anchor=\"middle\">sparsity (heads and neurons)</text>")
+            svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 + h + 30))\" text-anchor=\"middle\">sparsity (\(results.units.description))</text>")
             if let dense = panel.value(.dense) {
                 svg.append("<line x1=\"\(SVG.number(x0))\" y1=\"\(SVG.number(py(dense)))\" x2=\"\(SVG.number(x0 + w))\" y2=\"\(SVG.number(py(dense)))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
             }

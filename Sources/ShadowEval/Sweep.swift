@@ -35,6 +35,27 @@ public struct SweepCell: Codable, Hashable, Sendable, Comparable {
     }
 }
 
+/// Which units a sweep's sparsities prune. Heads-only sweeps are how the heads-only criteria
+/// (jacov, epenas) are compared with the others.
+public enum SweepUnits: String, Codable, Sendable, CaseIterable {
+    case both, heads, neurons
+
+    /// The targets of one sparsity: the unit types left out stay dense.
+    public func settings(sparsity p: Double, policy: MaskPolicy, hybridFloor: Double) -> SparsitySettings {
+        SparsitySettings(headSparsity: self == .neurons ? 0 : p, neuronSparsity: self == .heads ? 0 : p,
+                         policy: policy, hybridFloor: hybridFloor)
+    }
+
+    /// What the sparsity axis counts, for reports and plots.
+    public var description: String {
+        switch self {
+        case .both: "heads and neurons"
+        case .heads: "heads; neurons dense"
+        case .neurons: "neurons; heads dense"
+        }
+    }
+}
+
 /// What a sweep has accumulated for one cell on one task. Counts and sums only, so a chunk's
 /// worth can be saved and a resumed run adds to it exactly.
 public struct SweepTally: Codable, Equatable, Sendable {

@@ -43,15 +43,17 @@ public struct SparsitySettings: Sendable, Equatable, Codable {
 
 public enum Masks {
     /// Per-layer plans from head scores (L × H) and neuron scores (L × F); higher is more important.
-    /// Layer 0 always stays dense (its output feeds the predictor).
-    public static func plans(headScores: [[Float]], neuronScores: [[Float]], settings: SparsitySettings,
+    /// Layer 0 always stays dense (its output feeds the predictor). A unit type at sparsity 0 (or,
+    /// for neurons, without scores: a heads-only criterion) stays dense rather than listing every
+    /// unit, so it runs the dense kernels.
+    public static func plans(headScores: [[Float]], neuronScores: [[Float]]?, settings: SparsitySettings,
                              shape: TransformerShape) -> [LayerPlan] {
-        let heads = keep(scores: headScores, sparsity: settings.headSparsity, policy: settings.policy,
-                         floor: settings.hybridFloor)
-        let neurons = keep(scores: neuronScores, sparsity: settings.neuronSparsity, policy: settings.policy,
-                           floor: settings.hybridFloor)
+        let heads = settings.headSparsity > 0
+            ? keep(scores: headScores, sparsity: settings.headSparsity, policy: settings.policy, floor: settings.hybridFloor) : nil
+        let neurons = settings.neuronSparsity > 0
+            ? neuronScores.map { keep(scores: $0, sparsity: settings.neuronSparsity, policy: settings.policy, floor: settings.hybridFloor) } : nil
         return (0..<shape.layers).map { l in
-            l == 0 ? .dense : LayerPlan(heads: heads[l], neurons: neurons[l].map(Int32.init), shape: shape)
+            l == 0 ? .dense : LayerPlan(heads: heads?[l], neurons: neurons?[l].map(Int32.init), shape: shape)
         }
     }
 

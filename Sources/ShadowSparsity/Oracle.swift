@@ -17,8 +17,8 @@ public final class OracleController: PromptAwareController, PredictingController
 
     public init(model: any DifferentiableLanguageModel, criterion: Criterion, settings: SparsitySettings) throws {
         try settings.validate()
-        guard !criterion.headsOnly else {
-            throw ShadowError.invalidArgument(name: "--oracle-criterion", reason: "\(criterion.rawValue) scores heads only; the oracle masks neurons too")
+        guard !criterion.headsOnly || settings.neuronSparsity == 0 else {
+            throw ShadowError.invalidArgument(name: "--oracle-criterion", reason: "\(criterion.rawValue) scores heads only; neurons must stay dense (--neuron-sparsity 0)")
         }
         self.model = model
         self.criterion = criterion
@@ -31,12 +31,11 @@ public final class OracleController: PromptAwareController, PredictingController
         let start = DispatchTime.now().uptimeNanoseconds
         // One token predicts nothing: no loss, no scores; run dense.
         guard prompt.count >= 2,
-              let scores = try? Importance.scores(model: model, tokens: prompt, predictFrom: 1, criteria: [criterion])[criterion],
-              let neurons = scores.neurons else {
+              let scores = try? Importance.scores(model: model, tokens: prompt, predictFrom: 1, criteria: [criterion])[criterion] else {
             plans = [LayerPlan](repeating: .dense, count: model.shape.layers)
             return
         }
-        plans = Masks.plans(headScores: scores.heads, neuronScores: neurons, settings: settings, shape: model.shape)
+        plans = Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: model.shape)
         statistics.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         statistics.predictions += 1
         statistics.record(plans: plans, shape: model.shape)

@@ -109,12 +109,8 @@ public final class ShadowPredictorController: SparsityController, @unchecked Sen
         guard schedule.shouldPredict(position: position, frozen: frozen) else { return }
         let start = now()
         let scores = predictor.predict(x: attention + (tokens - 1) * shape.attentionWidth)
-        if predictor.predictsNeurons {
-            plans = Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: shape)
-        } else {
-            let heads = Masks.keep(scores: scores.heads, sparsity: settings.headSparsity, policy: settings.policy, floor: settings.hybridFloor)
-            plans = (0..<shape.layers).map { $0 == 0 ? .dense : LayerPlan(heads: heads[$0], neurons: nil, shape: shape) }
-        }
+        plans = Masks.plans(headScores: scores.heads, neuronScores: predictor.predictsNeurons ? scores.neurons : nil,
+                            settings: settings, shape: shape)
         statistics.seconds += Double(now() - start) / 1e9
         statistics.predictions += 1
         statistics.record(plans: plans, shape: shape)
@@ -193,8 +189,11 @@ public final class DejaVuController: SparsityController, @unchecked Sendable {
         } else {
             scores = predictor.predictLayer(layer, input: input + (tokens - 1) * d)
         }
-        let heads = Masks.topIndices(scores.heads, count: shape.heads - Int((Double(shape.heads) * settings.headSparsity).rounded()))
-        let neurons = predictor.predictsNeurons
+        // A unit type at sparsity 0 stays dense (nil), as in `Masks.plans`.
+        let heads = settings.headSparsity > 0
+            ? Masks.topIndices(scores.heads, count: shape.heads - Int((Double(shape.heads) * settings.headSparsity).rounded()))
+            : nil
+        let neurons = predictor.predictsNeurons && settings.neuronSparsity > 0
             ? Masks.topIndices(scores.neurons, count: shape.ffnSize - Int((Double(shape.ffnSize) * settings.neuronSparsity).rounded())).map(Int32.init)
             : nil
         plans[layer] = LayerPlan(heads: heads, neurons: neurons, shape: shape)

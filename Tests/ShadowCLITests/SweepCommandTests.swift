@@ -89,6 +89,39 @@ struct SweepCommandTests {
         #expect(NSDictionary(dictionary: self.rows(try again.json())).isEqual(to: rows))
     }
 
+    @Test("--units heads prunes heads only and lets the heads-only criteria (jacov) into static and oracle cells")
+    func headsOnlyUnits() throws {
+        let traces = scratchPath("sweep-jacov-traces")
+        let calibrate = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)",
+                                "--samples", "6", "--text-window", "16", "--text-continuation", "4",
+                                "--criteria", "plainact,jacov", "--out", traces, "--no-progress"])
+        #expect(calibrate.status == 0, "\(calibrate.err)")
+        let piqa = Self.piqa
+        func run(_ units: String) -> CLIRun {
+            CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", scratchPath("sweep-units-\(units)"), "--tasks", "piqa",
+                    "--data", "piqa=\(piqa.data)", "--labels", "piqa=\(piqa.labels)", "--methods", "static,oracle",
+                    "--criteria", "plainact,jacov", "--sparsities", "0.5", "--units", units, "--traces", traces,
+                    "--json", "--no-progress"])
+        }
+        let heads = run("heads")
+        #expect(heads.status == 0, "\(heads.err)")
+        let rows = self.rows(try heads.json())
+        #expect(rows.keys.sorted() == ["piqa dense - 0", "piqa oracle jacov 0.5", "piqa oracle plainact 0.5",
+                                       "piqa static jacov 0.5", "piqa static plainact 0.5"])
+        for (key, row) in rows where key != "piqa dense - 0" {
+            #expect(row["realised_neuron_sparsity"] as? Double == 0, "\(key)")
+            #expect((row["realised_head_sparsity"] as? Double ?? 0) > 0.2, "\(key)")   // layer 0 of 2 stays dense
+        }
+        #expect(try heads.json()["units"] as? String == "heads")
+
+        // Pruning both, jacov has no neuron scores: its cells are skipped and say why.
+        let both = run("both")
+        #expect(both.status == 0, "\(both.err)")
+        let json = try both.json()
+        #expect(self.rows(json).keys.sorted() == ["piqa dense - 0", "piqa oracle plainact 0.5", "piqa static plainact 0.5"])
+        #expect((json["skipped"] as? [String] ?? []).filter { $0.contains("(jacov): scores heads only") }.count == 2)
+    }
+
     @Test("a sweep with other settings refuses an output directory that holds a different one")
     func settingsMismatch() throws {
         let out = scratchPath("sweep-mismatch")

@@ -36,6 +36,22 @@ struct MaskPolicyTests {
         #expect(abs(realised.heads - 4.0 / 12) < 1e-9 && abs(realised.neurons - 2.0 / 12) < 1e-9)
     }
 
+    @Test("a unit type at sparsity 0, or without scores, stays dense instead of listing every unit")
+    func zeroSparsityStaysDense() {
+        let shape = TransformerShape(layers: 3, hiddenSize: 8, heads: 4, kvHeads: 2, headDim: 2, ffnSize: 4,
+                                     vocabularySize: 10, maxContext: 16)
+        let headsOnly = Masks.plans(headScores: scores, neuronScores: scores,
+                                    settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0), shape: shape)
+        #expect(headsOnly.dropFirst().allSatisfy { $0.heads != nil && $0.neurons == nil })
+        let neuronsOnly = Masks.plans(headScores: scores, neuronScores: scores,
+                                      settings: SparsitySettings(headSparsity: 0, neuronSparsity: 0.5), shape: shape)
+        #expect(neuronsOnly.dropFirst().allSatisfy { $0.heads == nil && $0.neurons != nil })
+        let noNeuronScores = Masks.plans(headScores: scores, neuronScores: nil,
+                                         settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5), shape: shape)
+        #expect(noNeuronScores.dropFirst().allSatisfy { $0.neurons == nil })
+        #expect(Masks.realisedSparsity(headsOnly, shape: shape).neurons == 0)
+    }
+
     @Test("random scores are seeded and settings reject impossible sparsities")
     func randomAndValidation() throws {
         let shape = TransformerShape(layers: 2, hiddenSize: 8, heads: 4, kvHeads: 2, headDim: 2, ffnSize: 6,
