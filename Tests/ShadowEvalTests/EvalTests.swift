@@ -264,11 +264,20 @@ struct MetricTests {
         let reference = try Scoring.perplexity(model: loaded.model, tokens: tokenizer.encodeWithSpecialTokens(text), context: 16)
         #expect(scored.result.nllSum == reference.nllSum)
         #expect(scored.result.predictedTokens == reference.predictedTokens)
-        #expect(scored.result.words == 21)  // 3 + 7 + 11
+        // lm-eval's len(re.split(r"\s+", text)): 3 + 7 + 11 words and an empty one at each end.
+        #expect(scored.result.words == 23)
         #expect(scored.result.bytes == text.utf8.count)
-        #expect(abs(scored.result.wordPerplexity - exp(reference.nllSum / 21)) < 1e-9)
+        #expect(abs(scored.result.wordPerplexity - exp(reference.nllSum / 23)) < 1e-9)
         #expect(abs(scored.result.bytePerplexity - exp(reference.nllSum / Double(text.utf8.count))) < 1e-9)
         #expect(abs(scored.result.bitsPerByte - reference.nllSum / Double(text.utf8.count) / log(2)) < 1e-12)
+
+        // Detokenized, the model reads lm-eval's text; words and bytes still count the text as given.
+        let detokenized = try Evaluation.wikitext(text: text, detokenize: true, model: loaded.model, tokenizer: tokenizer,
+                                                  context: 16, stride: nil, sparsity: nil)
+        let readable = try Scoring.perplexity(model: loaded.model,
+                                              tokens: tokenizer.encodeWithSpecialTokens(TaskFile.wikitextDetokenized(text)), context: 16)
+        #expect(detokenized.result.nllSum == readable.nllSum && detokenized.result.nllSum != reference.nllSum)
+        #expect(detokenized.result.words == 23 && detokenized.result.bytes == text.utf8.count)
 
         let sparse = try Evaluation.wikitext(text: text, model: loaded.model, tokenizer: tokenizer, context: 16,
                                              stride: 8, sparsity: randomHalf(loaded.model))
