@@ -27,6 +27,8 @@ enum EvalCommand {
         var shots: Int
         var seed: UInt64
         var seconds: Double
+        /// WikiText only: whether the model read lm-eval's detokenized text.
+        var detokenized: Bool?
 
         struct Key: CodingKey {
             var stringValue: String
@@ -56,6 +58,7 @@ enum EvalCommand {
             try c.encode(shots, forKey: Key("shots"))
             try c.encode(seed, forKey: Key("seed"))
             try c.encode(seconds, forKey: Key("seconds"))
+            try c.encodeIfPresent(detokenized, forKey: Key("detokenized"))
         }
     }
 
@@ -81,7 +84,8 @@ enum EvalCommand {
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
             .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "2048, or the model's context if smaller"),
-            .value("stride", "n", help: "WikiText: start a window every n tokens.", defaultDescription: "the context (disjoint windows)"),
+            .value("stride", "n", help: "WikiText: start a window every n tokens.", defaultDescription: "the context - 1 (lm-eval's rolling windows)"),
+            .flag("detokenize", help: "WikiText: score the text after lm-eval's wikitext detokenizer (words and bytes are still counted on the file as stored)."),
             .flag("json", help: "Print the report as JSON."),
             .flag("no-progress", help: "Hide the progress bar."),
         ]
@@ -106,6 +110,9 @@ enum EvalCommand {
         case .wikitext: text = try TaskFile.wikitext(path: dataPath)
         case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
         default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: arguments.string("labels"))
+        }
+        if arguments.flag("detokenize"), task != .wikitext {
+            throw ShadowError.invalidArgument(name: "--detokenize", reason: "applies to wikitext only")
         }
         if task != .wikitext {
             _ = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
@@ -135,9 +142,11 @@ enum EvalCommand {
         case .wikitext:
             let context = try arguments.int("context", range: 2...1_000_000) ?? min(2048, model.shape.maxContext)
             let stride = try arguments.int("stride", range: 1...1_000_000)
-            let scored = try Evaluation.wikitext(text: text, model: model, tokenizer: tokenizer, context: context,
-                                                 stride: stride, sparsity: sparsity, progress: progress)
+            let detokenize = arguments.flag("detokenize")
+            let scored = try Evaluation.wikitext(text: text, detokenize: detokenize, model: model, tokenizer: tokenizer,
+                                                 context: context, stride: stride, sparsity: sparsity, progress: progress)
             report.n = 1
+            report.detokenized = detokenize
             report.metrics = perplexityMetrics(scored.result)
             report.dense = perplexityMetrics(scored.dense)
         default:
@@ -206,6 +215,7 @@ enum EvalCommand {
         if let kl = report.klDivergence, let top1 = report.top1Agreement {
             notes.append(String(format: "KL(dense‖sparse) %.5f, top-1 agreement %.4f", kl, top1))
         }
+        if report.detokenized == true { notes.append("lm-eval detokenized text") }
         notes.append("offset \(report.offset)" + (report.limit.map { ", limit \($0)" } ?? "") + ", \(report.shots)-shot")
         notes.append(String(format: "%.2f s", report.seconds))
         lines += ["", notes.joined(separator: "; ")]

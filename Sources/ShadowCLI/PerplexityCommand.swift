@@ -31,15 +31,16 @@ enum PerplexityCommand {
         name: "perplexity", abstract: "Score a text: summed negative log-likelihood and perplexity.",
         discussion: """
             The text is tokenized once (no BOS unless the model's tokenizer adds one) and scored in windows \
-            of --context tokens: disjoint by default, or starting every --stride tokens, each predicting only \
-            tokens no earlier window predicted. A text shorter than the context is one sequence: token 0 is \
+            of --context tokens starting every --stride tokens, each predicting only tokens no earlier window \
+            predicted. The default stride is the context less one (lm-eval's rolling windows: each window \
+            starts at the previous one's last token, so every token is predicted). A text shorter than the context is one sequence: token 0 is \
             context only, tokens 1… are predicted.
             """,
         options: ModelOptions.options + SparsityOptions.options + [
             .value("text-file", "path", help: "The UTF-8 text to score."),
             .value("text", "string", help: "Score this text instead of a file."),
             .value("context", short: "c", "n", help: "Window length in tokens.", defaultDescription: "1024, or the model's context if smaller"),
-            .value("stride", "n", help: "Start a window every n tokens (overlapping windows).", defaultDescription: "the context"),
+            .value("stride", "n", help: "Start a window every n tokens (overlapping windows).", defaultDescription: "the context - 1"),
             .flag("json", help: "Print JSON with nll_sum, predicted_tokens and perplexity."),
             .flag("no-progress", help: "Hide the progress bar."),
         ]
@@ -63,7 +64,7 @@ enum PerplexityCommand {
             progressBar?.update(done)
         }
         let bytes = text.utf8.count
-        let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? context,
+        let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? Scoring.defaultStride(context: context),
                             nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,
                             perplexity: result.perplexity, bytes: bytes,
                             bitsPerByte: result.nllSum / Double(bytes) / log(2), seconds: Date().timeIntervalSince(start),

@@ -119,11 +119,12 @@ public enum Evaluation {
 
     /// WikiText: the whole text tokenized once and scored in rolling windows of `context` tokens
     /// (`Scoring.perplexity`), by the sparse model when given a controller and always by the
-    /// dense one. Words and bytes are counted over the whole text.
-    public static func wikitext(text: String, model: any CausalLanguageModel, tokenizer: any Tokenizer, context: Int,
-                                stride: Int?, sparsity: (any SparsityController)?,
+    /// dense one. With `detokenize` the model reads lm-eval's detokenized text; words and bytes
+    /// are always counted over the text as given, as lm-eval counts them on the original page.
+    public static func wikitext(text: String, detokenize: Bool = false, model: any CausalLanguageModel,
+                                tokenizer: any Tokenizer, context: Int, stride: Int?, sparsity: (any SparsityController)?,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> (result: TextPerplexity, dense: TextPerplexity) {
-        let tokens = tokenizer.encodeWithSpecialTokens(text)
+        let tokens = tokenizer.encodeWithSpecialTokens(detokenize ? TaskFile.wikitextDetokenized(text) : text)
         let passes = sparsity == nil ? 1 : 2
         var windowsDone = 0
         func run(_ controller: (any SparsityController)?, pass: Int) throws -> TextPerplexity {

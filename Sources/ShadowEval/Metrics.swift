@@ -1,4 +1,5 @@
 import Foundation
+import ShadowTasks
 
 /// A mean of 0/1 outcomes with lm-eval's standard error: the sample standard deviation over
 /// √n, which for 0/1 values is √(p(1 − p)/(n − 1)). NaN when n < 2.
@@ -40,7 +41,8 @@ public enum ChoiceDecision {
 public struct TextPerplexity: Sendable, Equatable {
     public var nllSum: Double
     public var predictedTokens: Int
-    /// Whitespace-separated words and UTF-8 bytes of the whole scored text.
+    /// Words as lm-eval counts them (`len(re.split(r"\s+", text))`) and UTF-8 bytes, both of the
+    /// text as stored (before any detokenization).
     public var words: Int
     public var bytes: Int
 
@@ -53,7 +55,7 @@ public struct TextPerplexity: Sendable, Equatable {
 
     public init(nllSum: Double, predictedTokens: Int, text: String) {
         self.init(nllSum: nllSum, predictedTokens: predictedTokens,
-                  words: text.split(whereSeparator: \.isWhitespace).count, bytes: text.utf8.count)
+                  words: TaskFile.wikitextWordCount(text), bytes: text.utf8.count)
     }
 
     public var wordPerplexity: Double { exp(nllSum / Double(words)) }

@@ -1,3 +1,4 @@
+import ShadowTasks
 import ShadowTokenizers
 
 /// One lm-eval `loglikelihood(context, continuation)` request, tokenized: context and
@@ -9,8 +10,9 @@ public struct ScoringRequest: Sendable, Equatable {
     public var tokens: [Int]
     /// Index of the first continuation token; tokens before it are context only (≥ 1).
     public var predictFrom: Int
-    /// The continuation's length for `acc_norm`: its Unicode scalars, which is what Python's
-    /// `len(str)` counts in lm-eval (equal to UTF-8 bytes for ASCII text).
+    /// The choice's length for `acc_norm`: lm-eval divides by `len(choice)` of the `doc_to_choice`
+    /// string, i.e. Unicode scalars (Python's code points) of the continuation without the " "
+    /// target delimiter lm-eval adds in front of it (" yes" counts 3, not 4).
     public var characters: Int
 
     public init(tokens: [Int], predictFrom: Int, characters: Int) {
@@ -20,9 +22,14 @@ public struct ScoringRequest: Sendable, Equatable {
     }
 
     /// Tokenizes `context + continuation`; the context's own tokenization fixes where the
-    /// continuation starts. A request longer than `maxTokens` loses tokens from the left
-    /// (lm-eval truncates the same side); the first kept token is then context only.
+    /// continuation starts. As lm-eval's `_encode_pair` does, white space at the end of the
+    /// context is moved to the front of the continuation first, so a stem written "… for "
+    /// does not leave a lone space token in the context. A request longer than `maxTokens`
+    /// loses tokens from the left (lm-eval truncates the same side); the first kept token is
+    /// then context only.
     public init(context: String, continuation: String, tokenizer: any Tokenizer, maxTokens: Int) {
+        let characters = Self.choiceCharacters(continuation)
+        let (context, continuation) = Self.movingTrailingSpace(context: context, continuation: continuation)
         var tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
         var from = min(tokenizer.encodeWithSpecialTokens(context).count, tokens.count)
         if tokens.count > maxTokens {
@@ -31,7 +38,28 @@ public struct ScoringRequest: Sendable, Equatable {
             from -= drop
         }
         // Position 0 has nothing before it, so it can only be context.
-        self.init(tokens: tokens, predictFrom: max(1, from), characters: continuation.unicodeScalars.count)
+        self.init(tokens: tokens, predictFrom: max(1, from), characters: characters)
+    }
+
+    /// `len(choice)` in lm-eval: the continuation's code points, less the one " " in front of it
+    /// that is lm-eval's target delimiter rather than part of the choice (every multiple-choice
+    /// continuation of ShadowTasks starts with it; a choice that itself starts with a space
+    /// keeps that one).
+    public static func choiceCharacters(_ continuation: String) -> Int {
+        let count = continuation.unicodeScalars.count
+        return continuation.unicodeScalars.first == " " ? count - 1 : count
+    }
+
+    /// lm-eval's `_encode_pair` preamble: `n = len(context) - len(context.rstrip())` trailing
+    /// white-space code points leave the context and start the continuation.
+    static func movingTrailingSpace(context: String, continuation: String) -> (context: String, continuation: String) {
+        let scalars = context.unicodeScalars
+        guard let last = scalars.last, isPythonSpace(last) else { return (context, continuation) }
+        var cut = scalars.endIndex
+        while cut > scalars.startIndex, isPythonSpace(scalars[scalars.index(before: cut)]) {
+            cut = scalars.index(before: cut)
+        }
+        return (String(scalars[..<cut]), String(scalars[cut...]) + continuation)
     }
 
     public var context: ArraySlice<Int> { tokens[..<predictFrom] }

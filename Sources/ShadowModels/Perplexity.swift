@@ -52,9 +52,16 @@ public enum Scoring {
         }
     }
 
+    /// The stride of lm-eval's rolling windows (`get_rolling_token_windows` with context_len 1):
+    /// each window after the first starts at the last token of the one before, so the windows'
+    /// predictions are disjoint and every token after the first is predicted, with at least one
+    /// token of context. A stride of `context` would leave each window's first token unpredicted
+    /// and so bias word and byte perplexity low.
+    public static func defaultStride(context: Int) -> Int { max(1, context - 1) }
+
     /// How many windows `perplexity` runs over `tokens` tokens (the same walk, without the model).
     public static func windowCount(tokens: Int, context: Int, stride: Int? = nil) -> Int {
-        let step = max(1, min(stride ?? context, context))
+        let step = max(1, min(stride ?? defaultStride(context: context), context))
         guard tokens >= 2, context >= 2 else { return 0 }
         var windows = 0, start = 0, scoredUpTo = 1
         while scoredUpTo < tokens {
@@ -69,8 +76,11 @@ public enum Scoring {
     }
 
     /// Scores `tokens` in windows of `context` tokens. Windows start every `stride` tokens
-    /// (default: `context`, i.e. disjoint); each window predicts only tokens no earlier window
-    /// predicted, using the rest of the window as context. The very first token is never predicted.
+    /// (default `defaultStride`: lm-eval's rolling windows, whose predictions are disjoint and
+    /// cover every token); each window predicts only tokens no earlier window predicted, using the
+    /// rest of the window as context. The very first token is never predicted (it is the BOS the
+    /// tokenizer adds, lm-eval's prefix token). With `stride == context` the windows' inputs are
+    /// disjoint and each window's first token is context only.
     public static func perplexity(model: any CausalLanguageModel, tokens: [Int], context: Int, stride: Int? = nil,
                                   sparsity: (any SparsityController)? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         guard tokens.count >= 2 else {
@@ -80,7 +90,7 @@ public enum Scoring {
         guard context <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds the model's context of \(model.shape.maxContext)")
         }
-        let step = stride ?? context
+        let step = stride ?? defaultStride(context: context)
         guard step >= 1 && step <= context else {
             throw ShadowError.invalidArgument(name: "--stride", reason: "must be between 1 and the context (\(context)), got \(step)")
         }

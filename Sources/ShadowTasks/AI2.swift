@@ -3,7 +3,8 @@
 /// - AI2's release: `{"question": {"stem", "choices": [{"text", "label"}]}, "answerKey"}`;
 /// - Hugging Face's: `{"question": stem, "choices": {"text": [...], "label": [...]}, "answerKey"}`
 ///   (ARC) or `{"question_stem", "choices": {...}, "answerKey"}` (OpenBookQA);
-/// - the older lm-eval form `{"query", "choices": [text, ...], "gold"}`.
+/// - the older lm-eval form `{"query", "choices": [text, ...], "gold"}` (for ARC its `query` may
+///   already be the templated "Question: …\nAnswer:", which is then used as is).
 /// Labels may be letters or digits (some ARC items use 1–4); the gold index is the position of
 /// `answerKey` (leading/trailing spaces removed, as OpenBookQA's `answerKey.lstrip()`) among them.
 /// Templates: ARC `"Question: {{question}}\nAnswer:"`, OpenBookQA `"{{question_stem}}"`; each
@@ -12,9 +13,15 @@ enum AI2 {
     static func read(path: String, task: TaskName) throws -> [MultipleChoiceItem] {
         try SourceLines(path: path).jsonRecords().enumerated().map { id, record in
             let (stem, texts, gold) = try question(record)
-            let context = task == .openbookqa ? stem : "Question: \(stem)\nAnswer:"
+            let context = task == .openbookqa || isARCQuery(record, stem) ? stem : "Question: \(stem)\nAnswer:"
             return MultipleChoiceItem(id: id, context: context, continuations: texts.map { " " + $0 }, gold: gold)
         }
+    }
+
+    /// The older lm-eval's ARC docs already hold the template in `query` ("Question: …\nAnswer:");
+    /// wrapping it again would ask "Question: Question: …". A bare `query` is still wrapped.
+    static func isARCQuery(_ record: JSONRecord, _ stem: String) -> Bool {
+        record.has("query") && stem.hasPrefix("Question: ") && stem.hasSuffix("\nAnswer:")
     }
 
     static func question(_ record: JSONRecord) throws -> (stem: String, texts: [String], gold: Int) {

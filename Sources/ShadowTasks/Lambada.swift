@@ -4,34 +4,27 @@ import ShadowFormats
 /// `lambada_openai`: `doc_to_text: "{{text.split(' ')[:-1]|join(' ')}}"`, `doc_to_target:
 /// "{{' '+text.split(' ')[-1]}}"` — a split on the space character only, so the context is the
 /// text up to its last space and the target is a space and everything after it.
+/// A file that does not start with "{" is read as the release's plain text
+/// (`lambada_test_plain_text.txt`): one passage per non-blank line.
 enum Lambada {
     static func read(path: String) throws -> [(context: String, target: String)] {
-        try SourceLines(path: path).jsonRecords().map { record in
-            let text = try record.string("text")
-            guard let space = text.unicodeScalars.lastIndex(of: " ") else {
-                throw record.error("text", "has no space, so no last word to predict")
+        let lines = try SourceLines(path: path)
+        if let first = lines.firstSignificantByte, first != UInt8(ascii: "{") {
+            return try lines.ranges.indices.filter { !lines.isBlank($0) }.map { index in
+                try split(lines.text(index)) { ShadowError.corruptFile(path: lines.location(index), reason: "the passage \($0)") }
             }
-            let word = String(text.unicodeScalars[text.unicodeScalars.index(after: space)...])
-            if word.isEmpty { throw record.error("text", "ends with a space, so its last word is empty") }
-            return (String(text.unicodeScalars[..<space]), " " + word)
+        }
+        return try lines.jsonRecords().map { record in
+            try split(record.string("text")) { record.error("text", $0) }
         }
     }
-}
 
-/// WikiText (Merity et al. 2016): the text itself, no items. Read as stored — the tokenized
-/// release's spacing (" @-@ ", " , "), its " = Heading = " lines and blank lines are part of what
-/// the perplexity is measured on, and lm-eval's rolling windows run over the whole document.
-enum WikiText {
-    static func read(path: String) throws -> String {
-        let bytes = try readTaskFile(path)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            let lines = try SourceLines(path: path)
-            for index in 0..<lines.count { _ = try lines.text(index) }  // names the bad line
-            throw ShadowError.corruptFile(path: path, reason: "not valid UTF-8")
+    static func split(_ text: String, fail: (String) -> ShadowError) throws -> (context: String, target: String) {
+        guard let space = text.unicodeScalars.lastIndex(of: " ") else {
+            throw fail("has no space, so no last word to predict")
         }
-        if text.allSatisfy(\.isWhitespace) {
-            throw ShadowError.corruptFile(path: path, reason: "no text (the file is empty)")
-        }
-        return text
+        let word = String(text.unicodeScalars[text.unicodeScalars.index(after: space)...])
+        if word.isEmpty { throw fail("ends with a space, so its last word is empty") }
+        return (String(text.unicodeScalars[..<space]), " " + word)
     }
 }

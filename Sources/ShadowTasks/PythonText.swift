@@ -4,7 +4,7 @@
 
 /// Python's `str.isspace()` for one code point: Unicode White_Space plus the four ASCII
 /// information separators (U+001C…U+001F) that Python also counts.
-func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
+public func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
     scalar.properties.isWhitespace || (0x1C...0x1F).contains(scalar.value)
 }
 

@@ -37,6 +37,18 @@ public enum TaskFile {
     public static func wikitext(path: String) throws -> String {
         try WikiText.read(path: path)
     }
+
+    /// lm-eval's WikiText detokenizer (" @-@ " → "-", " , " → ", ", spaces inside brackets and
+    /// quotes dropped, …): lm-eval scores the detokenized text but counts words and bytes on the
+    /// text as stored.
+    public static func wikitextDetokenized(_ text: String) -> String {
+        WikiText.detokenize(text)
+    }
+
+    /// lm-eval's word count for word perplexity, `len(re.split(r"\s+", text))`.
+    public static func wikitextWordCount(_ text: String) -> Int {
+        WikiText.wordCount(text)
+    }
 }
 
 /// A file of one label per line (PIQA's `valid-labels.lst`, Winogrande's `dev-labels.lst`).

@@ -103,6 +103,13 @@ struct EvalCommandTests {
         for key in ["word_perplexity", "byte_perplexity", "bits_per_byte", "nll_sum", "predicted_tokens"] {
             #expect(w[key] as? Double != nil, "missing \(key)")
         }
+        #expect(w["detokenized"] as? Bool == false)
+        let d = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
+                            "--context", "8", "--detokenize", "--no-progress"]).json()
+        #expect(d["detokenized"] as? Bool == true && d["nll_sum"] as? Double != w["nll_sum"] as? Double)
+        let wrongTask = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada,
+                                "--detokenize", "--no-progress"])
+        #expect(wrongTask.status != 0 && wrongTask.err.contains("--detokenize"))
     }
 
     @Test("an unknown task, a missing data file and an offset beyond the file fail with one line")

@@ -29,7 +29,8 @@ let questions = [
 func handSum(_ model: any CausalLanguageModel, _ tokenizer: any Tokenizer, context: String, continuation: String,
              sparsity: (any SparsityController)? = nil) -> Double {
     let tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
-    let from = tokenizer.encodeWithSpecialTokens(context).count
+    // lm-eval's _encode_pair: white space ending the context belongs to the continuation.
+    let from = tokenizer.encodeWithSpecialTokens(String(context.reversed().drop(while: \.isWhitespace).reversed())).count
     let nll = Scoring.tokenNLL(model: model, tokens: tokens, sparsity: sparsity)
     return -nll[(from - 1)...].reduce(0, +)
 }
@@ -62,9 +63,10 @@ struct MultipleChoiceTests {
             let sums = zip(item.contexts, item.continuations).map { handSum(loaded.model, tokenizer, context: $0, continuation: $1) }
             expectClose(outcome.sums, sums)
             expectClose(outcome.denseSums, sums)
-            #expect(outcome.characters == item.continuations.map { $0.unicodeScalars.count })
+            // lm-eval's len(choice): the continuation without its leading " " delimiter.
+            #expect(outcome.characters == item.continuations.map { $0.unicodeScalars.count - 1 })
             let best = sums.indices.max(by: { sums[$0] < sums[$1] })!
-            let norms = sums.indices.map { sums[$0] / Double(item.continuations[$0].unicodeScalars.count) }
+            let norms = sums.indices.map { sums[$0] / Double(item.continuations[$0].unicodeScalars.count - 1) }
             let bestNorm = norms.indices.max(by: { norms[$0] < norms[$1] })!
             accHits.append(best == item.gold)
             normHits.append(bestNorm == item.gold)
@@ -118,6 +120,30 @@ struct MultipleChoiceTests {
         #expect(LoglikelihoodScorer.groupsByContext(shared) == [[0, 1, 2, 3]])
         let winogrande = Evaluation.requests(for: questions[2], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
         #expect(LoglikelihoodScorer.groupsByContext(winogrande) == [[0], [1]])
+    }
+
+    @Test("acc_norm counts the choice's code points without the target delimiter, as lm-eval's len(choice)")
+    func choiceCharacters() throws {
+        #expect(ScoringRequest.choiceCharacters(" yes") == 3)
+        #expect(ScoringRequest.choiceCharacters(" False") == 5)
+        #expect(ScoringRequest.choiceCharacters(" caf\u{E9}") == 4)        // code points, not UTF-8 bytes
+        #expect(ScoringRequest.choiceCharacters("  padded") == 7)         // a choice's own leading space counts
+        #expect(ScoringRequest.choiceCharacters("") == 0)
+        // lm-eval: −6/2 < −8.5/3 picks "yes"; counting the space, −6/3 > −8.5/4 would pick "no".
+        #expect(ChoiceDecision.accNorm([-6, -8.5], characters: [" no", " yes"].map(ScoringRequest.choiceCharacters)) == 1)
+    }
+
+    @Test("white space ending the context moves to the front of the continuation, as lm-eval's _encode_pair does")
+    func trailingSpaceMoves() throws {
+        let moved = ScoringRequest.movingTrailingSpace(context: "The sun is responsible for \n", continuation: " light")
+        #expect(moved.context == "The sun is responsible for" && moved.continuation == " \n light")
+        let kept = ScoringRequest.movingTrailingSpace(context: "Answer:", continuation: " yes")
+        #expect(kept.context == "Answer:" && kept.continuation == " yes")
+        let tokenizer = try fixture("tiny-llama").requireTokenizer()
+        let request = ScoringRequest(context: "The sun is responsible for ", continuation: " light", tokenizer: tokenizer,
+                                     maxTokens: 128)
+        #expect(Array(request.context) == tokenizer.encodeWithSpecialTokens("The sun is responsible for"))
+        #expect(request.characters == 5)
     }
 
     @Test("a request longer than the model's context loses tokens from the left and keeps its continuation")
@@ -238,11 +264,20 @@ struct MetricTests {
         let reference = try Scoring.perplexity(model: loaded.model, tokens: tokenizer.encodeWithSpecialTokens(text), context: 16)
         #expect(scored.result.nllSum == reference.nllSum)
         #expect(scored.result.predictedTokens == reference.predictedTokens)
-        #expect(scored.result.words == 21)  // 3 + 7 + 11
+        // lm-eval's len(re.split(r"\s+", text)): 3 + 7 + 11 words and an empty one at each end.
+        #expect(scored.result.words == 23)
         #expect(scored.result.bytes == text.utf8.count)
-        #expect(abs(scored.result.wordPerplexity - exp(reference.nllSum / 21)) < 1e-9)
+        #expect(abs(scored.result.wordPerplexity - exp(reference.nllSum / 23)) < 1e-9)
         #expect(abs(scored.result.bytePerplexity - exp(reference.nllSum / Double(text.utf8.count))) < 1e-9)
         #expect(abs(scored.result.bitsPerByte - reference.nllSum / Double(text.utf8.count) / log(2)) < 1e-12)
+
+        // Detokenized, the model reads lm-eval's text; words and bytes still count the text as given.
+        let detokenized = try Evaluation.wikitext(text: text, detokenize: true, model: loaded.model, tokenizer: tokenizer,
+                                                  context: 16, stride: nil, sparsity: nil)
+        let readable = try Scoring.perplexity(model: loaded.model,
+                                              tokens: tokenizer.encodeWithSpecialTokens(TaskFile.wikitextDetokenized(text)), context: 16)
+        #expect(detokenized.result.nllSum == readable.nllSum && detokenized.result.nllSum != reference.nllSum)
+        #expect(detokenized.result.words == 23 && detokenized.result.bytes == text.utf8.count)
 
         let sparse = try Evaluation.wikitext(text: text, model: loaded.model, tokenizer: tokenizer, context: 16,
                                              stride: 8, sparsity: randomHalf(loaded.model))

@@ -84,11 +84,20 @@ struct ForwardTests {
         #expect(abs(result.nllSum - nll.reduce(0, +)) < 1e-9)
     }
 
-    @Test("disjoint windows predict all but each window's first token; strided windows predict every token once")
+    @Test("default windows are lm-eval's rolling ones: each starts at the previous one's last token and every token is predicted once")
     func perplexityWindows() throws {
         let model = TinyModels.llama()
         let tokens = (0..<20).map { ($0 * 7) % 50 }
-        let disjoint = try Scoring.perplexity(model: model, tokens: tokens, context: 8)
+        let rolling = try Scoring.perplexity(model: model, tokens: tokens, context: 8)
+        #expect(rolling.windows == 3 && rolling.predictedTokens == 19)
+        // Windows [0, 8), [7, 15), [14, 20): the first predicted token of each later window has
+        // one token of context, as in lm-eval's get_rolling_token_windows.
+        var rollingExpected = Scoring.tokenNLL(model: model, tokens: Array(tokens[0..<8])).reduce(0, +)
+        rollingExpected += Scoring.tokenNLL(model: model, tokens: Array(tokens[7..<15])).reduce(0, +)
+        rollingExpected += Scoring.tokenNLL(model: model, tokens: Array(tokens[14..<20])).reduce(0, +)
+        #expect(abs(rolling.nllSum - rollingExpected) < 1e-6)
+        // A stride of the whole context makes the inputs disjoint: each window's first token is context only.
+        let disjoint = try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 8)
         #expect(disjoint.windows == 3 && disjoint.predictedTokens == 7 + 7 + 3)
         let strided = try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 4)
         #expect(strided.predictedTokens == 19)

@@ -173,6 +173,22 @@ struct AI2Tests {
         }
     }
 
+    @Test("ARC: a five-choice item answers E, and the older lm-eval query that already holds the template is not wrapped again")
+    func arcQueryAndFiveChoices() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("arc.jsonl", """
+            {"id": "five", "question": {"stem": "Which is a planet?", "choices": [{"text": "Sun", "label": "A"}, {"text": "Moon", "label": "B"}, {"text": "Comet", "label": "C"}, {"text": "Star", "label": "D"}, {"text": "Mars", "label": "E"}]}, "answerKey": "E"}
+            {"query": "Question: Which is a gas?\\nAnswer:", "choices": ["ice", "steam"], "gold": 1}
+            {"query": "Which is a liquid?", "choices": ["water", "stone"], "gold": 0}
+            """)
+        let items = try TaskFile.multipleChoice(task: .arcEasy, path: path)
+        #expect(items[0].gold == 4 && items[0].choiceCount == 5)
+        #expect(items[1].contexts[0] == "Question: Which is a gas?\nAnswer:")
+        #expect(items[2].contexts[0] == "Question: Which is a liquid?\nAnswer:")
+        // OpenBookQA's query is its bare stem, used as is.
+        #expect(try TaskFile.multipleChoice(task: .openbookqa, path: path)[2].contexts[0] == "Which is a liquid?")
+    }
+
     @Test("OpenBookQA: the bare stem as context, from AI2, Hugging Face and query/choices/gold forms")
     func openBookQA() throws {
         let directory = try TempDirectory()
@@ -286,6 +302,48 @@ struct TextTaskTests {
         #expect(pairs[0].target == " signs")
         #expect(pairs[1].context == "she said\n\n\" come with me , \" and took the lead.  Then ")
         #expect(pairs[1].target == " Jack")
+    }
+
+    @Test("reads LAMBADA's plain-text release as one passage per line")
+    func lambadaPlainText() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("lambada_test_plain_text.txt",
+                                      "\u{FEFF}i do n't care about signs\r\n\r\nshe took the lead . then jack\n")
+        let pairs = try TaskFile.lambada(path: path)
+        #expect(pairs.map(\.context) == ["i do n't care about", "she took the lead . then"])
+        #expect(pairs.map(\.target) == [" signs", " jack"])
+        let bad = try directory.file("one-word.txt", "a b\nword\n")
+        #expect(throws: ShadowError.corruptFile(path: "\(bad):2", reason: "the passage has no space, so no last word to predict")) {
+            try TaskFile.lambada(path: bad)
+        }
+    }
+
+    @Test("detokenizes WikiText the way lm-eval's wikitext_detokenizer does, step by step")
+    func wikitextDetokenizer() {
+        // Worked by hand from preprocess_wikitext.py's rules, in their order.
+        let cases: [(String, String)] = [
+            (" = Robert <unk> = \n", " = Robert <unk> =\n"),
+            (" = = Career = = \n\n Text", " == Career ==\n\nText"),
+            (" = = = 2000 – 2005 = = = \n", " === 2000 – 2005 ===\n"),
+            ("a guest @-@ starring role , in 2 @,@ 000 and 1 @.@ 5 .", "a guest-starring role, in 2,000 and 1.5 ."),
+            ("Teddy 's Story ; the players ' union : yes ! why ? ", "Teddy's Story; the players' union: yes! why? "),
+            ("as \" Craig \" in ( the episode ) [ 1 ] { x }", "as \"Craig\" in (the episode) [1] {x}"),
+            ("( a ( b ) c )", "(a ( b) c )"),
+            ("an open ( bracket", "an open ( bracket"),
+            ("it was 20 ° C , N of here", "it was 20°C, 1 of here"),
+            ("/' 5/", "/'[0-9]/"),
+        ]
+        for (raw, expected) in cases {
+            #expect(TaskFile.wikitextDetokenized(raw) == expected, "\(raw)")
+        }
+    }
+
+    @Test("counts WikiText words as lm-eval's re.split on white space, empty ends included")
+    func wikitextWords() {
+        #expect(TaskFile.wikitextWordCount("a b") == 2)
+        #expect(TaskFile.wikitextWordCount(" = Robert = \n \n Robert is an actor . \n") == 10)
+        #expect(TaskFile.wikitextWordCount("") == 1)
+        #expect(TaskFile.wikitextWordCount("a\u{A0}\u{2003}b") == 2)
     }
 
     @Test("returns WikiText exactly as stored")

@@ -54,5 +54,11 @@ struct SharedDataTests {
         let text = try TaskFile.wikitext(path: wikitext!)
         #expect(text.utf8.count == 1_256_449)
         #expect(text.hasPrefix(" \n = Robert <unk> = \n"))
+        // Pinned from lm-eval's rules run in Python on this file: len(re.split(r"\s+", text)) and
+        // the detokenized text's UTF-8 length and FNV-1a 64 hash.
+        #expect(TaskFile.wikitextWordCount(text) == 241_213)
+        let detokenized = Array(TaskFile.wikitextDetokenized(text).utf8)
+        #expect(detokenized.count == 1_206_463)
+        #expect(detokenized.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 } == 0x4848_9650_00ee_78a0)
     }
 }
