@@ -239,6 +239,10 @@ struct PipelineTests {
         let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
         let rows = try #require(results["rows"] as? [[String: Any]])
         #expect(rows.count == 3 && rows.allSatisfy { $0["perplexity"] is Double && $0["tg_tokens_per_second"] is Double })
+        for kind in ["shadow", "dejavu"] {   // stored in half the bytes
+            let info = CLIRun(["predictor", "info", out + "/predictors/\(kind).safetensors", "--json"])
+            #expect(try info.json()["weights_dtype"] as? String == "f16", "\(kind)")
+        }
         // Every step is skipped the second time.
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
