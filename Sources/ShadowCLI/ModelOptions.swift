@@ -59,7 +59,9 @@ enum ModelOptions {
             return text
         case (nil, let file?):
             guard let data = FileManager.default.contents(atPath: file) else { throw ShadowError.fileNotFound(path: file) }
-            guard let text = String(data: data, encoding: .utf8) else {
+            // Byte for byte: Foundation's String(data:encoding:) drops a leading U+FEFF, which the
+            // reference tokenizers encode (3 tokens), so ids would no longer match theirs.
+            guard let text = String(validating: data, as: UTF8.self) else {
                 throw ShadowError.corruptFile(path: file, reason: "not valid UTF-8 text")
             }
             return text

@@ -87,8 +87,17 @@ struct AddedTokenMatcher: Sendable {
         return decodeUTF8(text, at: start)
     }
 
+    /// tokenizers decides "glued to a word" with the Rust regex crate's Unicode `\w`: Alphabetic,
+    /// marks, decimal digits, connector punctuation and the joiners. So "single½" still matches
+    /// (½ is a number but not a digit) while "single\u{0301}" and "single\u{200D}" do not.
     private func isWordCharacter(_ value: UInt32) -> Bool {
-        value == 0x5F || [.letter, .number].contains(CharacterClass.of(value))
+        if value < 0x80 { return value == 0x5F || [.letter, .number].contains(CharacterClass.of(value)) }
+        guard let properties = Unicode.Scalar(value)?.properties, isKnownToReference(properties) else { return false }
+        if properties.isAlphabetic || properties.isJoinControl { return true }
+        switch properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return false
+        }
     }
 
     private func wordCharacter(before index: Int, in text: ArraySlice<UInt8>) -> Bool {

@@ -109,13 +109,26 @@ enum CharacterClass: UInt8 {
         if properties.isWhitespace { return .whitespace }
         switch properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
-            return .letter
+            return isKnownToReference(properties) ? .letter : .other
         case .decimalNumber, .letterNumber, .otherNumber:
-            return .number
+            return isKnownToReference(properties) ? .number : .other
         default:
             return .other
         }
     }
+}
+
+/// The Unicode version of the character tables in Hugging Face tokenizers (0.23: Oniguruma for
+/// the split regexes, Rust's std and regex crate for digits and word characters). Swift's own
+/// tables may be newer (Swift 6.3 has Unicode 17), and characters assigned since are still
+/// unassigned, so neither letters nor numbers, to the reference: U+A7CE '꟎' glued to "'s" splits
+/// differently otherwise. Measured with scripts/reference/tokenizer_differential.py --sweep.
+let referenceUnicodeVersion = (major: 16, minor: 0)
+
+/// Whether the character was assigned by `referenceUnicodeVersion`.
+func isKnownToReference(_ properties: Unicode.Scalar.Properties) -> Bool {
+    guard let age = properties.age else { return false }
+    return (age.major, age.minor) <= referenceUnicodeVersion
 }
 
 /// A UTF-8 slice decoded into scalars, their classes and their byte offsets (absolute indices into
@@ -238,13 +251,16 @@ func decodeUTF8(_ bytes: ArraySlice<UInt8>, at i: Int) -> (value: UInt32, length
 }
 
 /// Digits(individual_digits): numeric characters (general category N*) split from the rest.
+/// tokenizers asks Rust's `char::is_numeric` here, whose tables are newer than its regexes' (the
+/// digits U+11DE0… of Unicode 17 count here but not in `\p{N}`), so this takes Swift's own tables
+/// without the `referenceUnicodeVersion` cut.
 private func splitDigits(_ piece: ArraySlice<UInt8>, individual: Bool, into pieces: inout [ArraySlice<UInt8>]) {
     var start = piece.startIndex
     var runIsNumeric = false
     var i = piece.startIndex
     while i < piece.endIndex {
         let (value, length) = decodeUTF8(piece, at: i)
-        let numeric = CharacterClass.of(value) == .number
+        let numeric = isNumeric(value)
         if i > start, numeric != runIsNumeric || (numeric && individual) {
             pieces.append(piece[start..<i])
             start = i
@@ -253,6 +269,15 @@ private func splitDigits(_ piece: ArraySlice<UInt8>, individual: Bool, into piec
         i += length
     }
     if start < piece.endIndex { pieces.append(piece[start..<piece.endIndex]) }
+}
+
+/// General category Nd, Nl or No in Swift's Unicode tables.
+private func isNumeric(_ value: UInt32) -> Bool {
+    if value < 128 { return (0x30...0x39).contains(value) }
+    switch Unicode.Scalar(value)?.properties.generalCategory {
+    case .decimalNumber?, .letterNumber?, .otherNumber?: return true
+    default: return false
+    }
 }
 
 /// Cuts before every occurrence of `marker`, so each marker leads the piece after it

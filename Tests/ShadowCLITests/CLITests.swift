@@ -79,6 +79,21 @@ struct CLITests {
         #expect(missing.status != 0 && missing.err.contains("no tokenizer"), "\(missing.err)")
     }
 
+    @Test("tokenize --text-file reads the file byte for byte, a leading byte-order mark included")
+    func tokenizeFileKeepsBOM() throws {
+        let file = TestScratch.url("bom.txt")
+        let text = "\u{FEFF}Hello"
+        try Data(text.utf8).write(to: file)
+        let run = CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text-file", file.path, "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        let tokenizer = try #require(try ModelLoader.load(path: fixture("tiny-llama")).tokenizer)
+        #expect(try run.json()["ids"] as? [Int] == tokenizer.encode(text))
+        #expect(tokenizer.encode(text) != tokenizer.encode("Hello"))
+        try Data([0x48, 0xFF]).write(to: file)
+        let invalid = CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text-file", file.path])
+        #expect(invalid.status != 0 && invalid.err.contains("UTF-8"), "\(invalid.err)")
+    }
+
     @Test("bench -b times a forward pass and forward + backward over one sample")
     func benchBackward() throws {
         let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "12", "-r", "2", "-o", "json", "--no-progress"])

@@ -80,6 +80,16 @@ TEXTS = [
     "Wait... what?!?! (yes) [no] {maybe} -- ok; done.",
     "fill <mask> here and  <mask>\tthere, <custom>",
     "single word, singles, a single_one, x single, (single)",
+    # Word characters for single-word tokens are the regex crate's \w (Alphabetic, marks, Nd, Pc,
+    # joiners), not letters and numbers: ½ and ① leave "single" free, a combining mark, a virama,
+    # a keycap, ZWJ and ‿ glue it to its neighbour.
+    "single½ ①single single\u0301 ்single single\u200d 1\u20e3single single‿x ²single",
+    # A leading byte-order mark is text like any other: three byte-level tokens.
+    "\ufeffBOM first",
+    # Assigned in Unicode 17, after the tables of tokenizers' regexes: not letters, numbers or word
+    # characters to them, whatever a newer Swift says. Its Digits pre-tokenizer (Rust's std) does
+    # know the new digits U+11DE0….
+    "x\ua7ce's a\u0c5cb \U00010940\U00010941 7\u088f single\u1acf \U00011de0's 1\U00011de1x",
     "The quick brown fox jumps over the lazy dog while the cat sleeps; " * 3
     + "a" * 100 + " " + "!" * 70,
 ]
