@@ -148,21 +148,9 @@ public enum ModelLoader {
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
     }
 
-    /// The tokenizer a GGUF file's metadata describes; nil when it has none. `tokens` spares a
-    /// second decoding of the vocabulary when the caller has read it already.
+    /// The tokenizer a GGUF file's metadata describes; nil when it has none.
     public static func ggufTokenizer(_ file: GGUFFile, tokens: [String]? = nil) throws -> (any Tokenizer)? {
-        guard let tokens = try tokens ?? file.stringArrayIfPresent("tokenizer.ggml.tokens") else { return nil }
-        return try TokenizerLoader.fromGGUF(
-            model: try file.string("tokenizer.ggml.model"),
-            pre: try file.stringIfPresent("tokenizer.ggml.pre"),
-            tokens: tokens,
-            tokenTypes: try file.intArrayIfPresent("tokenizer.ggml.token_type"),
-            merges: try file.stringArrayIfPresent("tokenizer.ggml.merges"),
-            scores: try file.floatArrayIfPresent("tokenizer.ggml.scores"),
-            bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
-            eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
-            addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
-            path: file.path)
+        try TokenizerLoader.fromGGUF(file, tokens: tokens)
     }
 
     /// A Hugging Face directory's tokenizer.json; nil when it has none.

@@ -61,8 +61,7 @@ public enum TokenizerLoader {
         return try BPETokenizer(spec, fail: reader.error)
     }
 
-    /// From GGUF metadata (`tokenizer.ggml.*`), passed as plain values so this module needs no
-    /// GGUF reader. `model` is "gpt2" (byte-level BPE; `pre` picks the split, see
+    /// From GGUF metadata (`tokenizer.ggml.*`) passed as plain values. `model` is "gpt2" (byte-level BPE; `pre` picks the split, see
     /// `ggufPreTokenizers`) or "llama" (SentencePiece BPE from `scores`, with byte fallback).
     /// `addBOS` defaults to false for gpt2 and true for llama, as in llama.cpp; `addSpacePrefix`
     /// (llama only) defaults to true.
@@ -75,6 +74,23 @@ public enum TokenizerLoader {
         return try BPETokenizer(vocabulary.spec()) { key, reason in
             .corruptFile(path: path, reason: "\(key): \(reason)")
         }
+    }
+
+    /// The tokenizer a GGUF file's metadata describes; nil when it has none. `tokens` spares a
+    /// second decoding of the vocabulary when the caller has read it already.
+    public static func fromGGUF(_ file: GGUFFile, tokens: [String]? = nil) throws -> (any Tokenizer)? {
+        guard let tokens = try tokens ?? file.stringArrayIfPresent("tokenizer.ggml.tokens") else { return nil }
+        return try fromGGUF(
+            model: try file.string("tokenizer.ggml.model"),
+            pre: try file.stringIfPresent("tokenizer.ggml.pre"),
+            tokens: tokens,
+            tokenTypes: try file.intArrayIfPresent("tokenizer.ggml.token_type"),
+            merges: try file.stringArrayIfPresent("tokenizer.ggml.merges"),
+            scores: try file.floatArrayIfPresent("tokenizer.ggml.scores"),
+            bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
+            eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
+            addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
+            path: file.path)
     }
 
     /// The `tokenizer.ggml.pre` values implemented exactly. Any other value loads with the GPT-2

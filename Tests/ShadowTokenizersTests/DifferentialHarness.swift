@@ -56,17 +56,9 @@ struct DifferentialHarness {
 
     static func load(_ path: String) throws -> any Tokenizer {
         guard path.hasSuffix(".gguf") else { return try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: path)) }
-        let file = try GGUFFile(path: path)
-        return try TokenizerLoader.fromGGUF(
-            model: try file.string("tokenizer.ggml.model"),
-            pre: try file.stringIfPresent("tokenizer.ggml.pre"),
-            tokens: try file.stringArray("tokenizer.ggml.tokens"),
-            tokenTypes: try file.intArrayIfPresent("tokenizer.ggml.token_type"),
-            merges: try file.stringArrayIfPresent("tokenizer.ggml.merges"),
-            scores: try file.floatArrayIfPresent("tokenizer.ggml.scores"),
-            bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
-            eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
-            addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
-            path: file.path)
+        guard let tokenizer = try TokenizerLoader.fromGGUF(try GGUFFile(path: path)) else {
+            throw ShadowError.corruptFile(path: path, reason: "has no tokenizer.ggml.tokens")
+        }
+        return tokenizer
     }
 }
