@@ -215,11 +215,11 @@ enum SweepCommand {
             "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",
             "offset \(offset)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
             "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
-            "context \(context)",
+            "context \(context)", "units \(units.rawValue)",
             // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows):
             // a state scored under the older rules must not be extended under these.
             "scoring lm-eval-2026-12",
-        ].joined(separator: "; ") + (units == .both ? "" : "; units \(units.rawValue)")   // old states stay valid
+        ].joined(separator: "; ")
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
