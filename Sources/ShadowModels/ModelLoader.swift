@@ -142,15 +142,10 @@ public enum ModelLoader {
         try config.validate(path: path)
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
-        let tokenizer = try ggufTokenizer(file, tokens: tokens)
+        let tokenizer = try TokenizerLoader.fromGGUF(file, tokens: tokens)
         var stops = Set(config.eosTokenIDs)
         if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
-    }
-
-    /// The tokenizer a GGUF file's metadata describes; nil when it has none.
-    public static func ggufTokenizer(_ file: GGUFFile, tokens: [String]? = nil) throws -> (any Tokenizer)? {
-        try TokenizerLoader.fromGGUF(file, tokens: tokens)
     }
 
     /// A Hugging Face directory's tokenizer.json; nil when it has none.
@@ -164,7 +159,7 @@ public enum ModelLoader {
     /// `tokenize` costs milliseconds and no memory for the model.
     public static func loadTokenizer(path: String) throws -> any Tokenizer {
         let tokenizer = try isDirectory(path) ? try huggingFaceTokenizer(directory: path)
-                                              : try ggufTokenizer(try GGUFFile(path: path))
+                                              : try TokenizerLoader.fromGGUF(try GGUFFile(path: path))
         guard let tokenizer else { throw noTokenizer(path) }
         return tokenizer
     }

@@ -57,6 +57,11 @@ public enum Masks {
         }
     }
 
+    /// How many of `units` a per-layer selection keeps at `sparsity`.
+    public static func keptCount(units: Int, sparsity: Double) -> Int {
+        units - Int((Double(units) * sparsity).rounded())
+    }
+
     /// The kept unit indices (ascending) of every layer; layer 0 keeps all.
     public static func keep(scores: [[Float]], sparsity: Double, policy: MaskPolicy, floor: Double) -> [[Int]] {
         let layers = scores.count
@@ -67,7 +72,7 @@ public enum Masks {
         guard layers > 1 else { return kept }
         switch policy {
         case .local:
-            let keepCount = units - Int((Double(units) * sparsity).rounded())
+            let keepCount = keptCount(units: units, sparsity: sparsity)
             for l in 1..<layers { kept[l] = topIndices(scores[l], count: keepCount) }
         case .global, .hybrid:
             let total = (layers - 1) * units
@@ -75,9 +80,9 @@ public enum Masks {
             let minimum = policy == .hybrid ? Int((Double(units) * floor).rounded(.up)) : 0
             // Floors first: each layer's best `minimum` units are kept whatever their rank.
             var isKept = [[Bool]](repeating: [Bool](repeating: false, count: units), count: layers)
-            var keptCount = 0
+            var keptSoFar = 0
             if minimum > 0 {
-                for l in 1..<layers { for i in topIndices(scores[l], count: minimum) { isKept[l][i] = true; keptCount += 1 } }
+                for l in 1..<layers { for i in topIndices(scores[l], count: minimum) { isKept[l][i] = true; keptSoFar += 1 } }
             }
             let budget = total - pruneCount
             var order: [(score: Float, layer: Int, unit: Int)] = []
@@ -85,9 +90,9 @@ public enum Masks {
             for l in 1..<layers { for i in 0..<units where !isKept[l][i] { order.append((scores[l][i], l, i)) } }
             // Highest first; ties broken by position so the result is deterministic.
             order.sort { $0.score != $1.score ? $0.score > $1.score : ($0.layer, $0.unit) < ($1.layer, $1.unit) }
-            for entry in order where keptCount < budget {
+            for entry in order where keptSoFar < budget {
                 isKept[entry.layer][entry.unit] = true
-                keptCount += 1
+                keptSoFar += 1
             }
             for l in 1..<layers { kept[l] = (0..<units).filter { isKept[l][$0] } }
         }

@@ -191,10 +191,10 @@ public final class DejaVuController: SparsityController, @unchecked Sendable {
         }
         // A unit type at sparsity 0 stays dense (nil), as in `Masks.plans`.
         let heads = settings.headSparsity > 0
-            ? Masks.topIndices(scores.heads, count: shape.heads - Int((Double(shape.heads) * settings.headSparsity).rounded()))
+            ? Masks.topIndices(scores.heads, count: Masks.keptCount(units: shape.heads, sparsity: settings.headSparsity))
             : nil
         let neurons = predictor.predictsNeurons && settings.neuronSparsity > 0
-            ? Masks.topIndices(scores.neurons, count: shape.ffnSize - Int((Double(shape.ffnSize) * settings.neuronSparsity).rounded())).map(Int32.init)
+            ? Masks.topIndices(scores.neurons, count: Masks.keptCount(units: shape.ffnSize, sparsity: settings.neuronSparsity)).map(Int32.init)
             : nil
         plans[layer] = LayerPlan(heads: heads, neurons: neurons, shape: shape)
         statistics.seconds += Double(now() - start) / 1e9

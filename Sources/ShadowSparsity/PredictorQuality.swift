@@ -113,7 +113,7 @@ public enum PredictorQuality {
             let n = truth.count
             var inPrediction = [Bool](repeating: false, count: n)
             for (s, sparsity) in PredictorQuality.sparsities.enumerated() {
-                let budget = n - Int((Double(n) * sparsity).rounded())
+                let budget = Masks.keptCount(units: n, sparsity: sparsity)
                 guard budget > 0 else { recallSums[s] += 1; continue }
                 for i in 0..<n { inPrediction[i] = false }
                 for i in byPrediction.prefix(budget) { inPrediction[i] = true }

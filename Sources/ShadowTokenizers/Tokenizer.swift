@@ -61,8 +61,8 @@ public enum TokenizerLoader {
         return try BPETokenizer(spec, fail: reader.error)
     }
 
-    /// From GGUF metadata (`tokenizer.ggml.*`) passed as plain values. `model` is "gpt2" (byte-level BPE; `pre` picks the split, see
-    /// `ggufPreTokenizers`) or "llama" (SentencePiece BPE from `scores`, with byte fallback).
+    /// From GGUF metadata (`tokenizer.ggml.*`) passed as plain values. `model` is "gpt2"
+    /// (byte-level BPE; `pre` picks the split, see `ggufPreTokenizers`) or "llama" (SentencePiece BPE from `scores`, with byte fallback).
     /// `addBOS` defaults to false for gpt2 and true for llama, as in llama.cpp; `addSpacePrefix`
     /// (llama only) defaults to true.
     public static func fromGGUF(model: String, pre: String?, tokens: [String], tokenTypes: [Int]?,
