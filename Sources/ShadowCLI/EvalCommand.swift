@@ -67,7 +67,8 @@ enum EvalCommand {
         discussion: """
             Multiple-choice tasks sum the log-likelihood of each choice's continuation: acc takes the largest \
             sum, acc_norm the largest sum per character. LAMBADA counts a passage correct when greedy decoding \
-            reproduces its last word; WikiText reports word and byte perplexity over rolling windows. Every \
+            reproduces its last word; WikiText reports word and byte perplexity, article by article over \
+            rolling windows (lm-eval's document-level WikiText; a " = Title = " line starts an article). Every \
             sparse run is compared with the dense model on the same inputs (KL divergence and top-1 agreement \
             at the positions that predict answer tokens). Masks: causal (default) predicts one mask per \
             question from its last context token; per-choice predicts one per choice from context + answer, \
@@ -83,8 +84,10 @@ enum EvalCommand {
             .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
-            .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "2048, or the model's context if smaller"),
-            .value("stride", "n", help: "WikiText: start a window every n tokens.", defaultDescription: "the context - 1 (lm-eval's rolling windows)"),
+            .value("context", "n", help: "WikiText: window length in tokens (lm-eval uses the model's whole context; 8192 for SmolLM2, 2.4x slower here).",
+                   defaultDescription: "2048, or the model's context if smaller"),
+            .value("stride", "n", help: "WikiText: predict n tokens per window (overlapping windows when below the context).",
+                   defaultDescription: "the context (lm-eval's rolling windows)"),
             .flag("detokenize", help: "WikiText: score the text after lm-eval's wikitext detokenizer (words and bytes are still counted on the file as stored)."),
             .flag("json", help: "Print the report as JSON."),
             .flag("no-progress", help: "Hide the progress bar."),
@@ -145,7 +148,7 @@ enum EvalCommand {
             let detokenize = arguments.flag("detokenize")
             let scored = try Evaluation.wikitext(text: text, detokenize: detokenize, model: model, tokenizer: tokenizer,
                                                  context: context, stride: stride, sparsity: sparsity, progress: progress)
-            report.n = 1
+            report.n = TaskFile.wikitextPages(text).count     // articles, as lm-eval counts documents
             report.detokenized = detokenize
             report.metrics = perplexityMetrics(scored.result)
             report.dense = perplexityMetrics(scored.dense)

@@ -30,17 +30,17 @@ enum PerplexityCommand {
     static let command = Command(
         name: "perplexity", abstract: "Score a text: summed negative log-likelihood and perplexity.",
         discussion: """
-            The text is tokenized once (no BOS unless the model's tokenizer adds one) and scored in windows \
-            of --context tokens starting every --stride tokens, each predicting only tokens no earlier window \
-            predicted. The default stride is the context less one (lm-eval's rolling windows: each window \
-            starts at the previous one's last token, so every token is predicted). A text shorter than the context is one sequence: token 0 is \
-            context only, tokens 1… are predicted.
+            The text is tokenized once (no BOS unless the model's tokenizer adds one); token 0 is context \
+            only and every later token is predicted once. Tokens are predicted in blocks of --stride, each \
+            block by one pass over the --context tokens just before its last token. The default stride is \
+            the context: lm-eval's rolling windows (the first token of each block has one token of context); \
+            a smaller stride gives every block more context, at more passes.
             """,
         options: ModelOptions.options + SparsityOptions.options + [
             .value("text-file", "path", help: "The UTF-8 text to score."),
             .value("text", "string", help: "Score this text instead of a file."),
             .value("context", short: "c", "n", help: "Window length in tokens.", defaultDescription: "1024, or the model's context if smaller"),
-            .value("stride", "n", help: "Start a window every n tokens (overlapping windows).", defaultDescription: "the context - 1"),
+            .value("stride", "n", help: "Predict n tokens per window (overlapping windows when below the context).", defaultDescription: "the context"),
             .flag("json", help: "Print JSON with nll_sum, predicted_tokens and perplexity."),
             .flag("no-progress", help: "Hide the progress bar."),
         ]

@@ -216,9 +216,9 @@ enum SweepCommand {
             "offset \(offset)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
             "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
             "context \(context)", "units \(units.rawValue)",
-            // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows):
-            // a state scored under the older rules must not be extended under these.
-            "scoring lm-eval-2026-12",
+            // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
+            // WikiText article by article): a state scored under older rules must not be extended.
+            "scoring lm-eval-2026-12-pages",
         ].joined(separator: "; ")
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {

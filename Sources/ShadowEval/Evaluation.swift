@@ -117,21 +117,21 @@ public enum Evaluation {
         return result
     }
 
-    /// WikiText: the whole text tokenized once and scored in rolling windows of `context` tokens
-    /// (`Scoring.perplexity`), by the sparse model when given a controller and always by the
+    /// WikiText as lm-eval scores it: article by article (`WikiTextPages`), each in rolling
+    /// windows of `context` tokens, by the sparse model when given a controller and always by the
     /// dense one. With `detokenize` the model reads lm-eval's detokenized text; words and bytes
     /// are always counted over the text as given, as lm-eval counts them on the original page.
     public static func wikitext(text: String, detokenize: Bool = false, model: any CausalLanguageModel,
                                 tokenizer: any Tokenizer, context: Int, stride: Int?, sparsity: (any SparsityController)?,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> (result: TextPerplexity, dense: TextPerplexity) {
-        let tokens = tokenizer.encodeWithSpecialTokens(detokenize ? TaskFile.wikitextDetokenized(text) : text)
+        let pages = WikiTextPages(text: text, detokenize: detokenize, tokenizer: tokenizer)
         let passes = sparsity == nil ? 1 : 2
-        var windowsDone = 0
+        let windows = pages.windowCount(context: context, stride: stride)
         func run(_ controller: (any SparsityController)?, pass: Int) throws -> TextPerplexity {
-            let scored = try Scoring.perplexity(model: model, tokens: tokens, context: context, stride: stride,
-                                                sparsity: controller) { done, total in
-                windowsDone = done
-                progress?(pass * total + windowsDone, passes * total)
+            var done = 0
+            let scored = try pages.score(model: model, context: context, stride: stride, sparsity: controller) { windowsDone in
+                done += windowsDone
+                progress?(pass * windows + done, passes * windows)
             }
             return TextPerplexity(nllSum: scored.nllSum, predictedTokens: scored.predictedTokens, text: text)
         }
@@ -153,5 +153,54 @@ public enum Evaluation {
         default:
             return nil
         }
+    }
+}
+
+/// A WikiText text as lm-eval's `loglikelihood_rolling` scores it: each article on its own
+/// (`TaskFile.wikitextPages`), tokenized without special tokens after lm-eval's prefix token (the
+/// tokenizer's BOS, else its EOS), so that every token of the article is predicted and no
+/// window reaches into the article before.
+public struct WikiTextPages: Sendable {
+    /// Per article: the prefix token and the article's tokens.
+    public let tokens: [[Int]]
+
+    static let empty = WikiTextPages(tokens: [])
+
+    private init(tokens: [[Int]]) { self.tokens = tokens }
+
+    public init(text: String, detokenize: Bool, tokenizer: any Tokenizer) {
+        let prefix = (tokenizer.bosTokenID ?? tokenizer.eosTokenID).map { [$0] } ?? []
+        tokens = TaskFile.wikitextPages(text).map { page in
+            prefix + tokenizer.encode(detokenize ? TaskFile.wikitextDetokenized(page) : page)
+        }.filter { $0.count >= 2 }
+    }
+
+    /// Forward passes `score` runs (the progress bar's total).
+    public func windowCount(context: Int, stride: Int?) -> Int {
+        tokens.reduce(0) { $0 + Scoring.windowCount(tokens: $1.count, context: context, stride: stride) }
+    }
+
+    /// Summed NLL of every article; `progress` is told how many windows each step finished.
+    public func score(model: any CausalLanguageModel, context: Int, stride: Int?, sparsity: (any SparsityController)?,
+                      progress: (Int) -> Void) throws -> PerplexityResult {
+        guard !tokens.isEmpty else {
+            throw ShadowError.invalidArgument(name: "text", reason: "has no article with a token to score")
+        }
+        var total = PerplexityResult(nllSum: 0, predictedTokens: 0, windows: 0)
+        for page in tokens {
+            var reported = 0
+            // Scoring's callback is optional, hence formally escaping; it is only called during the call.
+            let scored = try withoutActuallyEscaping(progress) { progress in
+                try Scoring.perplexity(model: model, tokens: page, context: context, stride: stride,
+                                       sparsity: sparsity) { done, _ in
+                    progress(done - reported)
+                    reported = done
+                }
+            }
+            total.nllSum += scored.nllSum
+            total.predictedTokens += scored.predictedTokens
+            total.windows += scored.windows
+        }
+        return total
     }
 }

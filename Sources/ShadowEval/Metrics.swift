@@ -41,8 +41,8 @@ public enum ChoiceDecision {
 public struct TextPerplexity: Sendable, Equatable {
     public var nllSum: Double
     public var predictedTokens: Int
-    /// Words as lm-eval counts them (`len(re.split(r"\s+", text))`) and UTF-8 bytes, both of the
-    /// text as stored (before any detokenization).
+    /// Words as lm-eval counts them (`len(re.split(r"\s+", page))`, summed over the articles) and
+    /// UTF-8 bytes, both of the text as stored (before any detokenization).
     public var words: Int
     public var bytes: Int
 
@@ -53,9 +53,12 @@ public struct TextPerplexity: Sendable, Equatable {
         self.bytes = bytes
     }
 
+    /// Words and bytes summed over the text's articles, as lm-eval counts them page by page.
     public init(nllSum: Double, predictedTokens: Int, text: String) {
+        let pages = TaskFile.wikitextPages(text)
         self.init(nllSum: nllSum, predictedTokens: predictedTokens,
-                  words: TaskFile.wikitextWordCount(text), bytes: text.utf8.count)
+                  words: pages.reduce(0) { $0 + TaskFile.wikitextWordCount($1) },
+                  bytes: pages.reduce(0) { $0 + $1.utf8.count })
     }
 
     public var wordPerplexity: Double { exp(nllSum / Double(words)) }

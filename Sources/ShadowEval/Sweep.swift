@@ -121,20 +121,20 @@ public struct SweepRunner {
     public let seed: UInt64
     /// Items between two saves of the state.
     public var chunkSize = 5
-    /// The last text tokenized, so `work` (sizing the progress bar) and `run` tokenize it once.
+    /// The last text split and tokenized, so `work` (sizing the progress bar) and `run` do it once.
     private let lastText = TokenizedText()
 
     private final class TokenizedText: @unchecked Sendable {
         var text: String?
-        var tokens: [Int] = []
+        var pages = WikiTextPages.empty
     }
 
-    private func tokens(of text: String) -> [Int] {
+    private func pages(of text: String) -> WikiTextPages {
         if lastText.text != text {
-            lastText.tokens = tokenizer.encodeWithSpecialTokens(text)
+            lastText.pages = WikiTextPages(text: text, detokenize: false, tokenizer: tokenizer)
             lastText.text = text
         }
-        return lastText.tokens
+        return lastText.pages
     }
 
     public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, maskMode: MaskMode, shots: Int, seed: UInt64) {
@@ -150,7 +150,7 @@ public struct SweepRunner {
         switch task {
         case .multipleChoice(_, _, let range), .lambada(_, let range): return range.count * cells
         case .perplexity(_, let text, let context):
-            return max(1, Scoring.windowCount(tokens: tokens(of: text).count, context: context)) * cells
+            return max(1, pages(of: text).windowCount(context: context, stride: nil)) * cells
         }
     }
 
@@ -162,20 +162,17 @@ public struct SweepRunner {
         let sparseCells = cells.filter { $0.method != "dense" }
         switch task {
         case .perplexity(let name, let text, let context):
-            let tokens = tokens(of: text)
-            let windows = max(1, Scoring.windowCount(tokens: tokens.count, context: context))
+            let pages = pages(of: text)
+            let windows = max(1, pages.windowCount(context: context, stride: nil))
             for cell in cells {
                 if state.tally(task: name, cell: cell).items > 0 { progress(windows); continue }
                 try Interruption.check(Self.interruptedMessage)
                 let controller = try makeController(cell)
                 let start = Date()
                 var reported = 0
-                // Scoring's callback is optional, hence formally escaping; it is only called during the call.
-                let scored = try withoutActuallyEscaping(progress) { progress in
-                    try Scoring.perplexity(model: model, tokens: tokens, context: context, sparsity: controller) { done, _ in
-                        progress(done - reported)
-                        reported = done
-                    }
+                let scored = try pages.score(model: model, context: context, stride: nil, sparsity: controller) { done in
+                    progress(done)
+                    reported += done
                 }
                 var tally = SweepTally()
                 tally.items = 1

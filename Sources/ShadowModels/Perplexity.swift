@@ -52,41 +52,39 @@ public enum Scoring {
         }
     }
 
-    /// The stride of lm-eval's rolling windows (`get_rolling_token_windows` with context_len 1):
-    /// each window after the first starts at the last token of the one before, so the windows'
-    /// predictions are disjoint and every token after the first is predicted, with at least one
-    /// token of context. A stride of `context` would leave each window's first token unpredicted
-    /// and so bias word and byte perplexity low.
-    public static func defaultStride(context: Int) -> Int { max(1, context - 1) }
+    /// The default stride: lm-eval's rolling windows (`get_rolling_token_windows` with context_len 1).
+    public static func defaultStride(context: Int) -> Int { context }
+
+    /// The windows `perplexity` runs: lm-eval's rolling windows, generalised to a stride. The
+    /// targets (every token after the first) are taken in blocks of `stride`; one forward pass
+    /// predicts a block from the `context` tokens just before its last target (fewer at the
+    /// start of the text), so no token is predicted twice and each gets as much context as the
+    /// window allows. With `stride == context` (the default) these are exactly lm-eval's windows:
+    /// the first token of each block has one token of context, and the last window reaches back
+    /// a whole context. A smaller stride gives every block more context, at more passes.
+    public static func windows(tokens: Int, context: Int, stride: Int? = nil) -> [PerplexityWindow] {
+        let step = max(1, min(stride ?? defaultStride(context: context), context))
+        guard tokens >= 2, context >= 1 else { return [] }
+        return Swift.stride(from: 1, to: tokens, by: step).map { first in
+            let end = min(first + step, tokens)
+            return PerplexityWindow(input: max(0, end - 1 - context)..<(end - 1), targets: first..<end)
+        }
+    }
 
     /// How many windows `perplexity` runs over `tokens` tokens (the same walk, without the model).
     public static func windowCount(tokens: Int, context: Int, stride: Int? = nil) -> Int {
-        let step = max(1, min(stride ?? defaultStride(context: context), context))
-        guard tokens >= 2, context >= 2 else { return 0 }
-        var windows = 0, start = 0, scoredUpTo = 1
-        while scoredUpTo < tokens {
-            let end = min(start + context, tokens)
-            scoredUpTo = end
-            windows += 1
-            if end == tokens { break }
-            start += step
-            if step == context { scoredUpTo = start + 1 }
-        }
-        return windows
+        windows(tokens: tokens, context: context, stride: stride).count
     }
 
-    /// Scores `tokens` in windows of `context` tokens. Windows start every `stride` tokens
-    /// (default `defaultStride`: lm-eval's rolling windows, whose predictions are disjoint and
-    /// cover every token); each window predicts only tokens no earlier window predicted, using the
-    /// rest of the window as context. The very first token is never predicted (it is the BOS the
-    /// tokenizer adds, lm-eval's prefix token). With `stride == context` the windows' inputs are
-    /// disjoint and each window's first token is context only.
+    /// Scores `tokens` in the rolling windows of `windows`. The very first token is never
+    /// predicted: it is the BOS or prefix token (lm-eval's `prefix_token_id`) the caller puts
+    /// there, or the first token of a text scored as it stands.
     public static func perplexity(model: any CausalLanguageModel, tokens: [Int], context: Int, stride: Int? = nil,
                                   sparsity: (any SparsityController)? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         guard tokens.count >= 2 else {
             throw ShadowError.invalidArgument(name: "text", reason: "needs at least 2 tokens to score, got \(tokens.count)")
         }
-        guard context >= 2 else { throw ShadowError.invalidArgument(name: "--context", reason: "must be at least 2, got \(context)") }
+        guard context >= 1 else { throw ShadowError.invalidArgument(name: "--context", reason: "must be at least 1, got \(context)") }
         guard context <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds the model's context of \(model.shape.maxContext)")
         }
@@ -94,29 +92,31 @@ public enum Scoring {
         guard step >= 1 && step <= context else {
             throw ShadowError.invalidArgument(name: "--stride", reason: "must be between 1 and the context (\(context)), got \(step)")
         }
-        var nll = 0.0, predicted = 0, windows = 0
-        var scoredUpTo = 1          // tokens before this index are already predicted (or token 0)
-        var start = 0
-        let totalWindows = windowCount(tokens: tokens.count, context: context, stride: step)
-        while scoredUpTo < tokens.count {
-            let end = min(start + context, tokens.count)
-            let window = Array(tokens[start..<end])
-            (sparsity as? PromptAwareController)?.prepare(prompt: window)
-            let perToken = tokenNLL(model: model, tokens: window, sparsity: sparsity)
-            // perToken[i] predicts window[i + 1] = tokens[start + i + 1].
-            let firstNew = max(scoredUpTo, start + 1)
-            if firstNew < end {
-                for i in (firstNew - start - 1)..<(end - start - 1) { nll += perToken[i] }
-                predicted += end - firstNew
+        let windows = windows(tokens: tokens.count, context: context, stride: step)
+        var nll = 0.0, predicted = 0
+        for (index, window) in windows.enumerated() {
+            let input = Array(tokens[window.input])
+            (sparsity as? PromptAwareController)?.prepare(prompt: input)
+            let cache = model.makeCache(capacity: input.count)
+            let logits = model.forward(input, cache: cache, logits: .all, sparsity: sparsity)
+            let vocab = model.shape.vocabularySize
+            logits.withUnsafeBufferPointer { all in
+                // Row r of the input predicts tokens[input.lowerBound + r + 1].
+                for target in window.targets {
+                    let row = all.baseAddress! + (target - 1 - window.input.lowerBound) * vocab
+                    nll += Ops.logSumExp(row, vocab) - Double(row[tokens[target]])
+                }
             }
-            scoredUpTo = end
-            windows += 1
-            progress?(windows, totalWindows)
-            if end == tokens.count { break }
-            start += step
-            // Disjoint windows restart their context; the first token of each is context only.
-            if step == context { scoredUpTo = start + 1 }
+            predicted += window.targets.count
+            progress?(index + 1, windows.count)
         }
-        return PerplexityResult(nllSum: nll, predictedTokens: predicted, windows: windows)
+        return PerplexityResult(nllSum: nll, predictedTokens: predicted, windows: windows.count)
     }
+}
+
+/// One forward pass of a perplexity walk: the tokens it reads and the tokens it predicts (each
+/// target `t` from the input up to token `t − 1`).
+public struct PerplexityWindow: Sendable, Equatable {
+    public var input: Range<Int>
+    public var targets: Range<Int>
 }

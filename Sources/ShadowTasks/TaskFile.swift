@@ -32,8 +32,8 @@ public enum TaskFile {
         try Lambada.read(path: path)
     }
 
-    /// The whole text of a WikiText file exactly as stored (documents, headings, blank lines and
-    /// line breaks untouched), for perplexity over rolling windows.
+    /// The whole text of a WikiText file exactly as stored (articles, headings, blank lines and
+    /// line breaks untouched); `wikitextPages` splits it into the articles lm-eval scores.
     public static func wikitext(path: String) throws -> String {
         try WikiText.read(path: path)
     }
@@ -43,6 +43,12 @@ public enum TaskFile {
     /// text as stored.
     public static func wikitextDetokenized(_ text: String) -> String {
         WikiText.detokenize(text)
+    }
+
+    /// The articles of a WikiText text as lm-eval scores them, one by one: a level-1 heading line
+    /// (" = Title = ") starts a new one; a text without one is a single article.
+    public static func wikitextPages(_ text: String) -> [String] {
+        WikiText.pages(text)
     }
 
     /// lm-eval's word count for word perplexity, `len(re.split(r"\s+", text))`.

@@ -2,7 +2,7 @@ import ShadowFormats
 
 /// WikiText (Merity et al. 2016): the text itself, no items. Read as stored — the tokenized
 /// release's spacing (" @-@ ", " , "), its " = Heading = " lines and blank lines are part of what
-/// the perplexity is measured on, and the rolling windows run over the whole file.
+/// the perplexity is measured on. lm-eval scores it article by article (`pages`).
 enum WikiText {
     static func read(path: String) throws -> String {
         let bytes = try readTaskFile(path)
@@ -38,6 +38,30 @@ enum WikiText {
             string = string.pythonReplacing(old, with: new)
         }
         return string
+    }
+
+    /// The articles ("pages") lm-eval scores one by one, split as the document-level WikiText
+    /// that lm-eval reads (EleutherAI/wikitext_document_level) splits the line-level release: a
+    /// line that reads "= Title =" once "= = =" and "= =" are closed up and white space stripped
+    /// (a level-1 heading; " = = Section = = " is not one) starts a new page. Pages are their
+    /// lines joined by "\n" (the line break before the next title is dropped); a white-space-only
+    /// page before the first title is skipped; the last page is kept whatever it holds. A text
+    /// without such a heading is one page.
+    static func pages(_ text: String) -> [String] {
+        var pages: [String] = []
+        var lines: [Substring] = []
+        for raw in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            let line = Substring(raw)
+            let closed = String(line).pythonReplacing("= = =", with: "===").pythonReplacing("= =", with: "==").pythonStripped
+            if closed.hasPrefix("= ") && closed.hasSuffix(" =") {
+                let page = lines.joined(separator: "\n")
+                if !page.pythonStripped.isEmpty { pages.append(page) }
+                lines = []
+            }
+            lines.append(line)
+        }
+        pages.append(lines.joined(separator: "\n"))
+        return pages
     }
 
     /// How lm-eval counts a page's words: `len(re.split(r"\s+", page))`, i.e. one more than the

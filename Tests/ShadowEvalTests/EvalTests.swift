@@ -254,30 +254,40 @@ struct MetricTests {
         #expect(same.meanKL == 0 && same.top1 == 1)
     }
 
-    @Test("WikiText: word and byte perplexity and bits per byte over the whole text")
+    @Test("WikiText: word and byte perplexity and bits per byte, article by article after the prefix token")
     func wikitext() throws {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
-        let text = " = Heading = \n\n The cat sat on the mat . \n It was a fine day , and the sun shone . \n"
+        let pages = [" = Cats = \n\n The cat sat on the mat . ", " = Days = \n It was a fine day , and the sun shone . \n"]
+        let text = pages.joined(separator: "\n")
+        let prefix = try #require(tokenizer.bosTokenID ?? tokenizer.eosTokenID)
+        func reference(_ read: (String) -> String) throws -> (nll: Double, predicted: Int) {
+            try pages.reduce((0, 0)) { sum, page in
+                let tokens = [prefix] + tokenizer.encode(read(page))
+                let scored = try Scoring.perplexity(model: loaded.model, tokens: tokens, context: 16)
+                #expect(scored.predictedTokens == tokens.count - 1)
+                return (sum.nll + scored.nllSum, sum.predicted + scored.predictedTokens)
+            }
+        }
         let scored = try Evaluation.wikitext(text: text, model: loaded.model, tokenizer: tokenizer, context: 16,
                                              stride: nil, sparsity: nil)
-        let reference = try Scoring.perplexity(model: loaded.model, tokens: tokenizer.encodeWithSpecialTokens(text), context: 16)
-        #expect(scored.result.nllSum == reference.nllSum)
-        #expect(scored.result.predictedTokens == reference.predictedTokens)
-        // lm-eval's len(re.split(r"\s+", text)): 3 + 7 + 11 words and an empty one at each end.
-        #expect(scored.result.words == 23)
-        #expect(scored.result.bytes == text.utf8.count)
-        #expect(abs(scored.result.wordPerplexity - exp(reference.nllSum / 23)) < 1e-9)
-        #expect(abs(scored.result.bytePerplexity - exp(reference.nllSum / Double(text.utf8.count))) < 1e-9)
-        #expect(abs(scored.result.bitsPerByte - reference.nllSum / Double(text.utf8.count) / log(2)) < 1e-12)
+        let expected = try reference { $0 }
+        #expect(scored.result.nllSum == expected.nll)
+        #expect(scored.result.predictedTokens == expected.predicted)
+        // lm-eval's len(re.split(r"\s+", page)) per page, empty ends included: 12 + 16; the line
+        // break between the pages belongs to neither.
+        let bytes = text.utf8.count - 1
+        #expect(scored.result.words == 28 && scored.result.bytes == bytes)
+        #expect(abs(scored.result.wordPerplexity - exp(expected.nll / 28)) < 1e-9)
+        #expect(abs(scored.result.bytePerplexity - exp(expected.nll / Double(bytes))) < 1e-9)
+        #expect(abs(scored.result.bitsPerByte - expected.nll / Double(bytes) / log(2)) < 1e-12)
 
         // Detokenized, the model reads lm-eval's text; words and bytes still count the text as given.
         let detokenized = try Evaluation.wikitext(text: text, detokenize: true, model: loaded.model, tokenizer: tokenizer,
                                                   context: 16, stride: nil, sparsity: nil)
-        let readable = try Scoring.perplexity(model: loaded.model,
-                                              tokens: tokenizer.encodeWithSpecialTokens(TaskFile.wikitextDetokenized(text)), context: 16)
-        #expect(detokenized.result.nllSum == readable.nllSum && detokenized.result.nllSum != reference.nllSum)
-        #expect(detokenized.result.words == 23 && detokenized.result.bytes == text.utf8.count)
+        let readable = try reference(TaskFile.wikitextDetokenized)
+        #expect(detokenized.result.nllSum == readable.nll && detokenized.result.nllSum != expected.nll)
+        #expect(detokenized.result.words == 28 && detokenized.result.bytes == bytes)
 
         let sparse = try Evaluation.wikitext(text: text, model: loaded.model, tokenizer: tokenizer, context: 16,
                                              stride: 8, sparsity: randomHalf(loaded.model))

@@ -105,7 +105,7 @@ struct SweepTests {
         #expect(withoutTimes(state) == withoutTimes(full))
     }
 
-    @Test("perplexity cells report word and byte perplexity and bits per byte of the text")
+    @Test("perplexity cells report word and byte perplexity and bits per byte of the text, scored after the prefix token")
     func perplexity() throws {
         let loaded = try fixture("tiny-opt")
         let text = "The river ran past the old mill.\nChildren played in the square while the bells rang.\n"
@@ -113,7 +113,8 @@ struct SweepTests {
         var state = SweepState(settings: "test")
         try runner(loaded).run(task, cells: cells, state: &state, makeController: controller(loaded.model), save: { _ in }, progress: { _ in })
         let dense = SweepRow(task: task, cell: .dense, tally: state.tally(task: "wikitext", cell: .dense))
-        let tokens = try loaded.requireTokenizer().encodeWithSpecialTokens(text)
+        let tokenizer = try loaded.requireTokenizer()
+        let tokens = [try #require(tokenizer.bosTokenID ?? tokenizer.eosTokenID)] + tokenizer.encode(text)
         let reference = try Scoring.perplexity(model: loaded.model, tokens: tokens, context: 16)
         let expected = TextPerplexity(nllSum: reference.nllSum, predictedTokens: reference.predictedTokens, text: text)
         #expect(dense.metrics["word_perplexity"] == expected.wordPerplexity)

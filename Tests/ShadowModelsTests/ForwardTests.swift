@@ -84,29 +84,32 @@ struct ForwardTests {
         #expect(abs(result.nllSum - nll.reduce(0, +)) < 1e-9)
     }
 
-    @Test("default windows are lm-eval's rolling ones: each starts at the previous one's last token and every token is predicted once")
+    @Test("default windows are lm-eval's rolling ones: blocks of a context's targets, each read from the context before its last token")
     func perplexityWindows() throws {
         let model = TinyModels.llama()
         let tokens = (0..<20).map { ($0 * 7) % 50 }
+        // lm-eval's get_rolling_token_windows(max_seq_len 8, context_len 1) on tokens 1…19 after
+        // token 0 as the prefix: targets [1, 9), [9, 17), [17, 20); the last window reaches back
+        // a whole context.
+        #expect(Scoring.windows(tokens: 20, context: 8) == [
+            PerplexityWindow(input: 0..<8, targets: 1..<9),
+            PerplexityWindow(input: 8..<16, targets: 9..<17),
+            PerplexityWindow(input: 11..<19, targets: 17..<20),
+        ])
         let rolling = try Scoring.perplexity(model: model, tokens: tokens, context: 8)
         #expect(rolling.windows == 3 && rolling.predictedTokens == 19)
-        // Windows [0, 8), [7, 15), [14, 20): the first predicted token of each later window has
-        // one token of context, as in lm-eval's get_rolling_token_windows.
-        var rollingExpected = Scoring.tokenNLL(model: model, tokens: Array(tokens[0..<8])).reduce(0, +)
-        rollingExpected += Scoring.tokenNLL(model: model, tokens: Array(tokens[7..<15])).reduce(0, +)
-        rollingExpected += Scoring.tokenNLL(model: model, tokens: Array(tokens[14..<20])).reduce(0, +)
-        #expect(abs(rolling.nllSum - rollingExpected) < 1e-6)
-        // A stride of the whole context makes the inputs disjoint: each window's first token is context only.
-        let disjoint = try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 8)
-        #expect(disjoint.windows == 3 && disjoint.predictedTokens == 7 + 7 + 3)
+        var rollingExpected = Scoring.tokenNLL(model: model, tokens: Array(tokens[0..<9])).reduce(0, +)
+        rollingExpected += Scoring.tokenNLL(model: model, tokens: Array(tokens[8..<17])).reduce(0, +)
+        rollingExpected += Scoring.tokenNLL(model: model, tokens: Array(tokens[11..<20]))[5...].reduce(0, +)
+        #expect(abs(rolling.nllSum - rollingExpected) < 1e-4)
+        // A stride of 4 predicts blocks of 4 from the 8 tokens before each block's last token.
         let strided = try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 4)
-        #expect(strided.predictedTokens == 19)
-        // Window k ≥ 1 starts at 4k and predicts its last 4 tokens with 4 tokens of context.
-        var expected = Scoring.tokenNLL(model: model, tokens: Array(tokens[0..<8])).reduce(0, +)
-        for start in [4, 8, 12] {
-            expected += Scoring.tokenNLL(model: model, tokens: Array(tokens[start..<start + 8]))[3...].reduce(0, +)
+        #expect(strided.windows == 5 && strided.predictedTokens == 19)
+        var expected = 0.0
+        for (first, end) in [(1, 5), (5, 9), (9, 13), (13, 17), (17, 20)] {
+            expected += Scoring.tokenNLL(model: model, tokens: Array(tokens[max(0, end - 9)..<end])).suffix(end - first).reduce(0, +)
         }
-        #expect(abs(strided.nllSum - expected) < 1e-6)
+        #expect(abs(strided.nllSum - expected) < 1e-4)
         #expect(throws: (any Error).self) { try Scoring.perplexity(model: model, tokens: [1], context: 8) }
         #expect(throws: (any Error).self) { try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 9) }
     }

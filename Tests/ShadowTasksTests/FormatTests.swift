@@ -346,6 +346,18 @@ struct TextTaskTests {
         #expect(TaskFile.wikitextWordCount("a\u{A0}\u{2003}b") == 2)
     }
 
+    @Test("splits WikiText into articles at level-1 headings, as lm-eval's document-level WikiText does")
+    func wikitextPages() {
+        // Worked by hand from the rule: a line that is "= Title =" once "= = =" / "= =" close up and
+        // white space is stripped starts a page; a blank page before the first title is dropped.
+        #expect(TaskFile.wikitextPages(" \n = A = \n \n x y . \n = = B = = \n z \n = C = \n w")
+                == [" = A = \n \n x y . \n = = B = = \n z ", " = C = \n w"])
+        #expect(TaskFile.wikitextPages("\n\n = A = \r\n text \n =  = \n = B=\n= C =\n")
+                == [" = A = \r\n text ", " =  = \n = B=", "= C =\n"])
+        #expect(TaskFile.wikitextPages("no heading here\n = = Section = = \n") == ["no heading here\n = = Section = = \n"])
+        #expect(TaskFile.wikitextPages("intro\n = A = \n") == ["intro", " = A = \n"])
+    }
+
     @Test("returns WikiText exactly as stored")
     func wikitext() throws {
         let directory = try TempDirectory()

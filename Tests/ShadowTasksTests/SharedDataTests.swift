@@ -60,5 +60,12 @@ struct SharedDataTests {
         let detokenized = Array(TaskFile.wikitextDetokenized(text).utf8)
         #expect(detokenized.count == 1_206_463)
         #expect(detokenized.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 } == 0x4848_9650_00ee_78a0)
+        // lm-eval scores it as 62 articles (EleutherAI's document-level split, run in Python):
+        // words and bytes summed page by page.
+        let pages = TaskFile.wikitextPages(text)
+        #expect(pages.count == 62)
+        #expect(pages.reduce(0) { $0 + TaskFile.wikitextWordCount($1) } == 241_335)
+        #expect(pages.reduce(0) { $0 + $1.utf8.count } == 1_256_386)
+        #expect(pages[1].hasPrefix(" = Du Fu = \n"))
     }
 }
