@@ -89,6 +89,7 @@ enum EvalCommand {
             .value("stride", "n", help: "WikiText: predict n tokens per window (overlapping windows when below the context).",
                    defaultDescription: "the context (lm-eval's rolling windows)"),
             .flag("detokenize", help: "WikiText: score the text after lm-eval's wikitext detokenizer (words and bytes are still counted on the file as stored)."),
+            .value("samples", "path", help: "Also write one JSON line per item (per article for WikiText): the contexts and continuations scored and their log-likelihoods, as lm-eval's --log_samples (written atomically)."),
             .flag("json", help: "Print the report as JSON."),
             .flag("no-progress", help: "Hide the progress bar."),
         ]
@@ -141,6 +142,7 @@ enum EvalCommand {
                             neuronSparsity: settings.neuronSparsity, dense: [:], offset: offset, limit: limit,
                             shots: shots, seed: seed, seconds: 0)
         var agreement: Agreement?
+        var samples: [Sample] = []
         switch task {
         case .wikitext:
             let context = try arguments.int("context", range: 2...1_000_000) ?? min(2048, model.shape.maxContext)
@@ -152,6 +154,9 @@ enum EvalCommand {
             report.detokenized = detokenize
             report.metrics = perplexityMetrics(scored.result)
             report.dense = perplexityMetrics(scored.dense)
+            samples = zip(scored.result.pages, scored.dense.pages).enumerated().map { index, pair in
+                Sample.page(index, pair.0, dense: sparsity == nil ? nil : pair.1)
+            }
         default:
             let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
             let pool = Array(items[..<range.lowerBound] + items[range.upperBound...])
@@ -164,6 +169,7 @@ enum EvalCommand {
                                   "perplexity": result.sparse.perplexity, "token_perplexity": result.sparse.tokenPerplexity]
                 report.dense = ["acc": result.dense.acc.value, "perplexity": result.dense.perplexity]
                 agreement = result.agreement
+                samples = result.passages.indices.map { Sample.passage(result, $0, sparse: sparsity != nil) }
             } else {
                 let result = Evaluation.multipleChoice(items: items[range], pool: pool, shots: shots, seed: seed,
                                                        tokenizer: tokenizer, scorer: scorer, progress: progress)
@@ -172,6 +178,7 @@ enum EvalCommand {
                                   "acc_norm": result.accNorm.value, "acc_norm_stderr": result.accNorm.stderr]
                 report.dense = ["acc": result.denseAcc.value, "acc_norm": result.denseAccNorm.value]
                 agreement = result.agreement
+                samples = result.items.map { Sample.item($0, sparse: sparsity != nil) }
             }
             // A dense run is its own reference: nothing diverges.
             report.klDivergence = sparsity == nil ? 0 : agreement?.meanKL
@@ -182,7 +189,67 @@ enum EvalCommand {
             report.realisedNeuronSparsity = realised.neurons
         }
         report.seconds = Date().timeIntervalSince(start)
+        if let path = arguments.string("samples") {
+            try AtomicFile.write(try Sample.jsonLines(samples), to: path)
+        }
         console.print(arguments.flag("json") ? try JSONOutput.string(report) : markdown(report))
+    }
+
+    /// One line of `--samples`: what lm-eval's `--log_samples` would show for the item. In a
+    /// sparse run the log-likelihoods are the sparse model's and `dense_*` the dense model's.
+    struct Sample: Encodable {
+        var docID: Int
+        // Multiple choice.
+        var gold: Int?
+        var contexts: [String]?
+        var continuations: [String]?
+        var loglikelihoods: [Double]?
+        var denseLoglikelihoods: [Double]?
+        var characters: [Int]?
+        var acc: Bool?
+        var accNorm: Bool?
+        // LAMBADA.
+        var context: String?
+        var continuation: String?
+        var loglikelihood: Double?
+        var denseLoglikelihood: Double?
+        var greedy: Bool?
+        // WikiText (loglikelihood as above).
+        var words: Int?
+        var bytes: Int?
+        var tokens: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case docID = "doc_id", gold, contexts, continuations, loglikelihoods, denseLoglikelihoods = "dense_loglikelihoods"
+            case characters, acc, accNorm = "acc_norm", context, continuation, loglikelihood
+            case denseLoglikelihood = "dense_loglikelihood", greedy, words, bytes, tokens
+        }
+
+        static func item(_ item: ItemOutcome, sparse: Bool) -> Sample {
+            Sample(docID: item.id, gold: item.gold, contexts: item.contexts, continuations: item.continuations,
+                   loglikelihoods: item.sums, denseLoglikelihoods: sparse ? item.denseSums : nil,
+                   characters: item.characters, acc: item.acc, accNorm: item.accNorm)
+        }
+
+        static func passage(_ result: LambadaResult, _ index: Int, sparse: Bool) -> Sample {
+            let passage = result.passages[index]
+            return Sample(docID: passage.id, context: passage.context, continuation: passage.continuation,
+                          loglikelihood: result.sparse.logLikelihoods[index],
+                          denseLoglikelihood: sparse ? result.dense.logLikelihoods[index] : nil,
+                          greedy: result.sparse.greedy[index])
+        }
+
+        static func page(_ index: Int, _ page: TextPerplexity, dense: TextPerplexity?) -> Sample {
+            Sample(docID: index, loglikelihood: -page.nllSum, denseLoglikelihood: dense.map { -$0.nllSum },
+                   words: page.words, bytes: page.bytes, tokens: page.predictedTokens)
+        }
+
+        static func jsonLines(_ samples: [Sample]) throws -> String {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            return try samples.map { String(decoding: try encoder.encode($0), as: UTF8.self) + "\n" }.joined()
+        }
     }
 
     static func perplexityMetrics(_ result: TextPerplexity) -> [String: Double] {

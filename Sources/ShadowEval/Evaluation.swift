@@ -13,6 +13,10 @@ public struct ItemOutcome: Sendable, Equatable {
     public var sums: [Double]
     public var denseSums: [Double]
     public var characters: [Int]
+    /// The request strings lm-eval would log: each choice's context (after the few-shot
+    /// examples) and continuation.
+    public var contexts: [String] = []
+    public var continuations: [String] = []
 
     public var acc: Bool { ChoiceDecision.acc(sums) == gold }
     public var accNorm: Bool { ChoiceDecision.accNorm(sums, characters: characters) == gold }
@@ -53,6 +57,8 @@ public struct LambadaResult: Sendable {
 
     public var sparse = Side()
     public var dense = Side()
+    /// Per passage: its id, the context (after the few-shot examples) and the target.
+    public var passages: [(id: Int, context: String, continuation: String)] = []
     public var agreement: Agreement?
     public var n: Int { dense.greedy.count }
 }
@@ -76,12 +82,14 @@ public enum Evaluation {
                                       progress: ((Int, Int) -> Void)? = nil) -> MultipleChoiceResult {
         var outcomes: [ItemOutcome] = []
         for item in items {
-            let requests = requests(for: item, pool: pool, shots: shots, seed: seed, tokenizer: tokenizer,
+            let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
+            let requests = requests(contexts: contexts, continuations: item.continuations, tokenizer: tokenizer,
                                     maxTokens: scorer.maxTokens)
             let scores = scorer.score(requests)
             let dense = scores.dense.map(\.logLikelihood)
             outcomes.append(ItemOutcome(id: item.id, gold: item.gold, sums: scores.sparse?.map(\.logLikelihood) ?? dense,
-                                        denseSums: dense, characters: requests.map(\.characters)))
+                                        denseSums: dense, characters: requests.map(\.characters),
+                                        contexts: contexts, continuations: item.continuations))
             progress?(outcomes.count, items.count)
         }
         return MultipleChoiceResult(items: outcomes, agreement: scorer.sparsity == nil ? nil : scorer.agreement)
@@ -90,8 +98,12 @@ public enum Evaluation {
     /// The tokenized requests of one item after its few-shot prefix.
     public static func requests(for item: MultipleChoiceItem, pool: [MultipleChoiceItem], shots: Int, seed: UInt64,
                                 tokenizer: any Tokenizer, maxTokens: Int) -> [ScoringRequest] {
-        let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
-        return zip(contexts, item.continuations).map {
+        requests(contexts: FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed), continuations: item.continuations,
+                 tokenizer: tokenizer, maxTokens: maxTokens)
+    }
+
+    static func requests(contexts: [String], continuations: [String], tokenizer: any Tokenizer, maxTokens: Int) -> [ScoringRequest] {
+        zip(contexts, continuations).map {
             ScoringRequest(context: $0, continuation: $1, tokenizer: tokenizer, maxTokens: maxTokens)
         }
     }
@@ -106,9 +118,11 @@ public enum Evaluation {
                                progress: ((Int, Int) -> Void)? = nil) -> LambadaResult {
         var result = LambadaResult()
         for (done, item) in items.enumerated() {
-            let requests = requests(for: item, pool: pool, shots: shots, seed: seed, tokenizer: tokenizer,
+            let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
+            let requests = requests(contexts: contexts, continuations: item.continuations, tokenizer: tokenizer,
                                     maxTokens: scorer.maxTokens)
             let scores = scorer.score(requests)
+            result.passages.append((item.id, contexts[0], item.continuations[0]))
             result.dense.add(scores.dense[0])
             result.sparse.add(scores.sparse?[0] ?? scores.dense[0])
             progress?(done + 1, items.count)
@@ -133,7 +147,12 @@ public enum Evaluation {
                 done += windowsDone
                 progress?(pass * windows + done, passes * windows)
             }
-            return TextPerplexity(nllSum: scored.nllSum, predictedTokens: scored.predictedTokens, text: text)
+            var result = TextPerplexity(nllSum: scored.total.nllSum, predictedTokens: scored.total.predictedTokens, text: text)
+            result.pages = zip(TaskFile.wikitextPages(text), scored.pages).map { page, score in
+                TextPerplexity(nllSum: score.nllSum, predictedTokens: score.predictedTokens,
+                               words: TaskFile.wikitextWordCount(page), bytes: page.utf8.count)
+            }
+            return result
         }
         let dense = try run(nil, pass: 0)
         guard let sparsity else { return (dense, dense) }
@@ -161,7 +180,7 @@ public enum Evaluation {
 /// tokenizer's BOS, else its EOS), so that every token of the article is predicted and no
 /// window reaches into the article before.
 public struct WikiTextPages: Sendable {
-    /// Per article: the prefix token and the article's tokens.
+    /// Per article (`TaskFile.wikitextPages`, in order): the prefix token and the article's tokens.
     public let tokens: [[Int]]
 
     static let empty = WikiTextPages(tokens: [])
@@ -172,7 +191,7 @@ public struct WikiTextPages: Sendable {
         let prefix = (tokenizer.bosTokenID ?? tokenizer.eosTokenID).map { [$0] } ?? []
         tokens = TaskFile.wikitextPages(text).map { page in
             prefix + tokenizer.encode(detokenize ? TaskFile.wikitextDetokenized(page) : page)
-        }.filter { $0.count >= 2 }
+        }
     }
 
     /// Forward passes `score` runs (the progress bar's total).
@@ -180,14 +199,20 @@ public struct WikiTextPages: Sendable {
         tokens.reduce(0) { $0 + Scoring.windowCount(tokens: $1.count, context: context, stride: stride) }
     }
 
-    /// Summed NLL of every article; `progress` is told how many windows each step finished.
+    /// Summed NLL of every article, and each article's (an article without a token to predict
+    /// scores 0 over 0 tokens); `progress` is told how many windows each step finished.
     public func score(model: any CausalLanguageModel, context: Int, stride: Int?, sparsity: (any SparsityController)?,
-                      progress: (Int) -> Void) throws -> PerplexityResult {
-        guard !tokens.isEmpty else {
+                      progress: (Int) -> Void) throws -> (total: PerplexityResult, pages: [PerplexityResult]) {
+        guard tokens.contains(where: { $0.count >= 2 }) else {
             throw ShadowError.invalidArgument(name: "text", reason: "has no article with a token to score")
         }
         var total = PerplexityResult(nllSum: 0, predictedTokens: 0, windows: 0)
+        var pages: [PerplexityResult] = []
         for page in tokens {
+            guard page.count >= 2 else {
+                pages.append(PerplexityResult(nllSum: 0, predictedTokens: 0, windows: 0))
+                continue
+            }
             var reported = 0
             // Scoring's callback is optional, hence formally escaping; it is only called during the call.
             let scored = try withoutActuallyEscaping(progress) { progress in
@@ -200,7 +225,8 @@ public struct WikiTextPages: Sendable {
             total.nllSum += scored.nllSum
             total.predictedTokens += scored.predictedTokens
             total.windows += scored.windows
+            pages.append(scored)
         }
-        return total
+        return (total, pages)
     }
 }

@@ -45,6 +45,8 @@ public struct TextPerplexity: Sendable, Equatable {
     /// UTF-8 bytes, both of the text as stored (before any detokenization).
     public var words: Int
     public var bytes: Int
+    /// Each article's figures, in order, when the text was scored article by article.
+    public var pages: [TextPerplexity] = []
 
     public init(nllSum: Double, predictedTokens: Int, words: Int, bytes: Int) {
         self.nllSum = nllSum

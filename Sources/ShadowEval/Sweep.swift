@@ -176,8 +176,8 @@ public struct SweepRunner {
                 }
                 var tally = SweepTally()
                 tally.items = 1
-                tally.nllSum = scored.nllSum
-                tally.predictedTokens = scored.predictedTokens
+                tally.nllSum = scored.total.nllSum
+                tally.predictedTokens = scored.total.predictedTokens
                 record(realisedSparsity: controller, before: PredictionStatistics(), into: &tally)
                 tally.seconds = Date().timeIntervalSince(start)
                 state.tallies[name, default: [:]][cell.key] = tally

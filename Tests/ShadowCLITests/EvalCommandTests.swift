@@ -60,6 +60,48 @@ struct EvalCommandTests {
         }
     }
 
+    @Test("--samples writes one JSON line per item with its requests and log-likelihoods, per article for WikiText")
+    func samples() throws {
+        let files = try Self.piqaFiles()
+        let directory = TestScratch.url("eval-samples")
+        let path = directory.appendingPathComponent("piqa.jsonl").path
+        func lines(_ path: String) throws -> [[String: Any]] {
+            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+                try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+            }
+        }
+        let report = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", files.data,
+                                 "--labels", files.labels, "--offset", "1", "--limit", "3", "--method", "random",
+                                 "--sparsity", "0.5", "--samples", path, "--json", "--no-progress"]).json()
+        let items = try lines(path)
+        #expect(items.map { $0["doc_id"] as? Int } == [1, 2, 3])
+        #expect(items.map { $0["gold"] as? Int } == [0, 1, 0])
+        #expect(items[0]["contexts"] as? [String] == ["Question: Dry hands\nAnswer:", "Question: Dry hands\nAnswer:"])
+        #expect(items[0]["continuations"] as? [String] == [" Use a towel.", " Use a rock."])
+        #expect(items[0]["characters"] as? [Int] == [12, 11])
+        for item in items {
+            let sparse = try #require(item["loglikelihoods"] as? [Double])
+            let dense = try #require(item["dense_loglikelihoods"] as? [Double])
+            #expect(sparse.count == 2 && dense.count == 2 && sparse != dense)
+            #expect(item["acc"] as? Bool == ((sparse[0] >= sparse[1] ? 0 : 1) == item["gold"] as? Int))
+        }
+        let accuracy = Double(items.filter { $0["acc"] as? Bool == true }.count) / 3
+        #expect(abs(accuracy - (report["acc"] as? Double ?? -1)) < 1e-12)
+
+        let wiki = directory.appendingPathComponent("wiki.txt").path
+        try " = One = \n\n The cat sat . \n = Two = \n\n It rained . \n".write(toFile: wiki, atomically: true, encoding: .utf8)
+        let pagesPath = directory.appendingPathComponent("wiki.jsonl").path
+        let text = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki,
+                               "--samples", pagesPath, "--json", "--no-progress"]).json()
+        let pages = try lines(pagesPath)
+        #expect(pages.map { $0["doc_id"] as? Int } == [0, 1])
+        #expect(pages.map { $0["words"] as? Int } == [9, 8])
+        #expect(pages.map { $0["bytes"] as? Int } == [" = One = \n\n The cat sat . ".utf8.count, " = Two = \n\n It rained . \n".utf8.count])
+        let nll = pages.reduce(0.0) { $0 - ($1["loglikelihood"] as? Double ?? .nan) }
+        #expect(abs(nll - (text["nll_sum"] as? Double ?? 0)) < 1e-9 * max(1, nll))
+        #expect(pages.reduce(0) { $0 + ($1["tokens"] as? Int ?? 0) } == text["predicted_tokens"] as? Int)
+    }
+
     @Test("oracle masks come from each question's own criterion; a heads-only criterion is refused")
     func oracle() throws {
         let files = try Self.piqaFiles()
