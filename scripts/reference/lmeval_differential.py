@@ -245,6 +245,8 @@ HELLASWAG_JSONL = [  # activity_label, ctx_a, ctx_b, endings, label
     ("Finance and Business", "[header] How to make a budget [title] Write down your monthly income. [step] Include wages, tips and any side income.", " ", ["[title] List your monthly expenses.  [step] Include rent, food and transport.", "[title] Spend it all on the first day.", "[title] Ignore the bills until next month.", "[title] Borrow money from a stranger."], "0"),
     ("Rock climbing", "A woman chalks her hands at the bottom of a climbing wall.", "she then", ["climbs up the wall, reaching for colored holds.", "sits down and eats a sandwich.", "paints the wall blue.", "ties her shoes to the rope and leaves."], "0"),
     ("Making a sandwich", "A man places two slices of bread on a cutting board.", "he", ["spreads peanut butter on one slice and jelly on the other.", "puts the bread in the washing machine.", "throws the bread at the ceiling fan.", "uses the bread as a mouse pad."], "0"),
+    # Python's capitalize() lower-cases a final capital sigma to "ς" (Unicode Final_Sigma).
+    ("Sightseeing", "A tour guide in Athens points at a street sign.", "THE SIGN READS ΟΔΟΣ ΕΡΜΟΥ AND", ["the tourists take a photo of it.", "the sign flies away like a bird.", "the guide eats the sign.", "the street turns into a river."], "0"),
 ]
 
 
@@ -459,14 +461,16 @@ def write_task_yamls(cases: list[Case], names: dict, out: pathlib.Path) -> None:
         (out / f"{names[key]}.yaml").write_text("\n".join(lines) + "\n")
 
 
-def run_lmeval(cases: list[Case], work: pathlib.Path, model_dir: pathlib.Path, max_length: int) -> dict:
+def run_lmeval(cases: list[Case], work: pathlib.Path, model_dir: pathlib.Path, max_length: int, threads: int) -> dict:
     """Runs every task in one lm-eval call (one model load); returns {task: {"results", "samples"}}
     and caches it in WORK/lmeval-output.json."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")        # local files only
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import lm_eval
+    import torch
     from lm_eval.tasks import TaskManager
 
+    torch.set_num_threads(threads)
     names = lm_task_names(cases)
     yaml_dir = work / "lmeval-tasks"
     write_task_yamls(cases, names, yaml_dir)
@@ -500,11 +504,14 @@ def clean_sample(s: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Running shadowllm
 
-def run_ours(c: Case, work: pathlib.Path, cli: pathlib.Path, model_dir: pathlib.Path, max_length: int) -> dict:
+def run_ours(c: Case, work: pathlib.Path, cli: pathlib.Path, model_dir: pathlib.Path, max_length: int,
+             threads: int) -> dict:
     out = work / "ours" / f"{c.name}.samples.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(cli), "eval", "--model", str(model_dir), "--weights", "f32", "--task", c.task, "--data", str(c.data),
-           "--limit", str(c.count), "--json", "--no-progress", "--samples", str(out)] + c.extra
+           "--threads", str(threads), "--json", "--no-progress", "--samples", str(out)] + c.extra
+    if c.kind != "rolling":                 # WikiText scores the whole file: it holds the chosen articles
+        cmd += ["--limit", str(c.count)]
     if c.labels:
         cmd += ["--labels", str(c.labels)]
     if c.kind == "rolling":
@@ -601,7 +608,7 @@ def compare_case(c: Case, lm: dict, ours: dict, tol: float) -> dict:
             row.setdefault("pages", []).append({"doc_id": s["doc_id"], "lm_eval_ll": ll, "ours_ll": o["loglikelihood"],
                                                 "words": words, "bytes": nbytes, "tokens": o["tokens"]})
     # Aggregates as each side reports them.
-    om = ours["report"].get("metrics", {})
+    om = ours["report"].get("metrics") or ours["report"]
     for m in ("acc", "acc_norm", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"):
         if f"{m},none" in res or m in om:
             row["metrics"][m] = (res.get(f"{m},none"), om.get(m))
@@ -695,6 +702,9 @@ def main() -> int:
     ap.add_argument("--pages", type=int, default=3, help="WikiText articles")
     ap.add_argument("--max-length", type=int, default=2048, help="lm-eval max_length = shadowllm --context")
     ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for torch and shadowllm (1: a shared 2-core machine makes torch's 2-thread "
+                         "MKL up to 10x slower)")
     ap.add_argument("--reuse-lmeval", action="store_true", help="reuse WORK/lmeval-output.json")
     args = ap.parse_args()
     work, model_dir = args.work, args.work / "smollm2-hf"
@@ -718,12 +728,12 @@ def main() -> int:
     if args.reuse_lmeval and (work / "lmeval-output.json").exists():
         lm = json.loads((work / "lmeval-output.json").read_text())
     else:
-        lm = run_lmeval(cases, work, model_dir, args.max_length)
+        lm = run_lmeval(cases, work, model_dir, args.max_length, args.threads)
     print(f"lm-eval: {lm['seconds']:.0f} s")
     names = lm_task_names(cases)
     rows = []
     for c in cases:
-        ours = run_ours(c, work, args.cli, model_dir, args.max_length)
+        ours = run_ours(c, work, args.cli, model_dir, args.max_length, args.threads)
         print(f"shadowllm {c.name}: {ours.get('seconds', 0):.0f} s" + (f"  ERROR {ours['error']}" if "error" in ours else ""))
         rows.append(compare_case(c, lm["tasks"][names[(c.base, str(c.lm_data))]], ours, args.tol))
     import lm_eval
