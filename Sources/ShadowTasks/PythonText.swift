@@ -18,12 +18,32 @@ extension String {
     }
 
     /// Python's `str.capitalize()` (3.8+): the first code point title-cased, every other one
-    /// lower-cased — "he Is" becomes "He is", not "He Is".
+    /// lower-cased — "he Is" becomes "He is", not "He Is". Like Python, a capital sigma at the
+    /// end of a word becomes the final "ς" ("ΟΔΟΣ" → "Οδος").
     var pythonCapitalized: String {
-        guard let first = unicodeScalars.first else { return self }
+        let scalars = Array(unicodeScalars)
+        guard let first = scalars.first else { return self }
         var result = first.properties.titlecaseMapping
-        for scalar in unicodeScalars.dropFirst() { result += scalar.properties.lowercaseMapping }
+        for index in scalars.indices.dropFirst() {
+            if scalars[index] == "\u{3A3}" {
+                result.unicodeScalars.append(Self.isFinalSigma(scalars, at: index) ? "\u{3C2}" : "\u{3C3}")
+            } else {
+                result += scalars[index].properties.lowercaseMapping
+            }
+        }
         return result
+    }
+
+    /// CPython's `handle_capital_sigma` (Unicode's Final_Sigma condition): "Σ" lower-cases to
+    /// "ς" when a cased letter comes before it and none after it, case-ignorable code points
+    /// (apostrophes, combining marks, …) skipped both ways.
+    static func isFinalSigma(_ scalars: [Unicode.Scalar], at index: Int) -> Bool {
+        guard let before = scalars[..<index].lastIndex(where: { !$0.properties.isCaseIgnorable }),
+              scalars[before].properties.isCased else { return false }
+        guard let after = scalars[(index + 1)...].firstIndex(where: { !$0.properties.isCaseIgnorable }) else {
+            return true
+        }
+        return !scalars[after].properties.isCased
     }
 
     /// `s[0].lower() + s[1:]`: lm-eval's COPA `convert_choice`.

@@ -402,6 +402,15 @@ struct PythonTextTests {
     func rules() {
         #expect("hELLO World".pythonCapitalized == "Hello world")
         #expect("".pythonCapitalized == "")
+        // Python's final sigma (checked against CPython 3.11's str.capitalize).
+        #expect("THE SIGN READS ΟΔΟΣ ΕΡΜΟΥ AND".pythonCapitalized == "The sign reads οδος ερμου and")
+        #expect("ΣΑΣ".pythonCapitalized == "Σας")
+        #expect("ΑΣΑ".pythonCapitalized == "Ασα")
+        #expect("Α Σ".pythonCapitalized == "Α σ")
+        #expect("ΑΣ'Β".pythonCapitalized == "Ασ'β")
+        #expect("ΑΣ.'".pythonCapitalized == "Ας.'")
+        #expect("xΣ\u{301}".pythonCapitalized == "Xς\u{301}")
+        #expect("ΣΣ".pythonCapitalized == "Σς")
         #expect("The Sun".lowercasingFirst == "the Sun")
         #expect("\u{A0} a b \n".pythonStripped == "a b")
         #expect("   ".pythonReplacing("  ", with: " ") == "  ")
