@@ -23,10 +23,11 @@ Steps (all outputs under --work, default /tmp/lmeval-diff):
     run       runs both sides for every task (or --tasks a,b) and writes WORK/report.md and
               WORK/report.json.
 
-Run from the package root (needs `pip install lm-eval==0.4.13` with transformers, a CPU torch,
-gguf, tokenizers and safetensors, and a release build of shadowllm that has `eval --samples`):
+Run from the package root (needs `pip install lm-eval==0.4.13 accelerate` with transformers, a
+CPU torch, gguf, tokenizers and safetensors, and a release build of shadowllm that has
+`eval --samples`):
 
-    python3 scripts/reference/lmeval_differential.py            # convert + data + run, ~15 min
+    python3 scripts/reference/lmeval_differential.py            # convert + data + run, ~8 min
     python3 scripts/reference/lmeval_differential.py run --tasks piqa,copa --limit 10
 
 Exit status 1 when anything disagrees: a string, a decision, or a log-likelihood beyond
