@@ -6,6 +6,10 @@ import CHalf
 /// loops per token; waking threads through Dispatch for each costs tens of microseconds, so the
 /// workers spin briefly between jobs and only sleep after a stretch of idleness (prefill hands its
 /// GEMMs to OpenBLAS's own threads, which must not fight spinning workers for the cores).
+/// Parts are claimed, not assigned: whoever is running takes the next unclaimed part, so when the
+/// machine is oversubscribed and a worker waits for a core, the caller does its part instead of
+/// spinning until the worker is scheduled (which made a 2-thread evaluation 3× slower than a
+/// 1-thread one beside another busy process).
 final class WorkerPool: @unchecked Sendable {
     let workerCount: Int
     /// The posted job: its generation in the high bits and its number of parts in the low ones,
@@ -13,6 +17,8 @@ final class WorkerPool: @unchecked Sendable {
     private let posted = Atomic<Int>(0)
     private static let partBits = 20
     private let pending = Atomic<Int>(0)
+    /// The running job's generation in the high bits and how many of its parts are claimed.
+    private let claims = Atomic<Int>(0)
     private let sleepers = Atomic<Int>(0)
     private let wake = DispatchSemaphore(value: 0)
     /// Written only while no worker runs a part (before posting, after `pending` reaches 0).
@@ -29,14 +35,15 @@ final class WorkerPool: @unchecked Sendable {
 
     init(workers: Int) {
         workerCount = workers
-        for index in 0..<workers {
-            let thread = Thread { [unowned self] in self.workerLoop(index + 1) }
+        for _ in 0..<workers {
+            let thread = Thread { [unowned self] in self.workerLoop() }
             thread.stackSize = 1 << 20
             thread.start()
         }
     }
 
-    /// Runs `body(part)` for part in 0..<parts, part 0 on the calling thread; returns when all finish.
+    /// Runs `body(part)` for part in 0..<parts on the calling thread and the workers (each part
+    /// exactly once, on whichever thread claims it); returns when all finish.
     func run(parts: Int, _ body: (Int) -> Void) {
         precondition(parts <= workerCount + 1, "more parts than threads: the extra parts would never run")
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
@@ -46,20 +53,29 @@ final class WorkerPool: @unchecked Sendable {
         defer { busy.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { body in
             job = body
-            pending.store(parts - 1, ordering: .relaxed)
+            pending.store(parts, ordering: .relaxed)
             generation &+= 1
+            claims.store(generation << Self.partBits, ordering: .releasing)
             // Sequentially consistent with the sleepers count: either a worker about to sleep sees
             // this job, or we see it asleep and wake it (acquire/release alone allows both to miss).
             posted.store(generation << Self.partBits | parts, ordering: .sequentiallyConsistent)
             let sleeping = sleepers.load(ordering: .sequentiallyConsistent)
             for _ in 0..<sleeping { wake.signal() }
-            body(0)
-            while pending.load(ordering: .acquiring) > 0 { spinPause() }
+            while let part = claim(generation: generation, parts: parts) {
+                body(part)
+                pending.subtract(1, ordering: .relaxed)
+            }
+            // The parts still running are on workers that hold a core: spin, yielding it now and then.
+            var spins = 0
+            while pending.load(ordering: .acquiring) > 0 {
+                spins += 1
+                if spins > Self.spinLimit { sched_yield() } else { spinPause() }
+            }
             job = nil
         }
     }
 
-    private func workerLoop(_ index: Int) {
+    private func workerLoop() {
         var seen = 0
         let mask = 1 << Self.partBits - 1
         while true {
@@ -79,12 +95,27 @@ final class WorkerPool: @unchecked Sendable {
                 word = posted.load(ordering: .acquiring)
             }
             seen = word >> Self.partBits
-            // Workers beyond this job's parts skip it without touching `job`.
-            if index < word & mask {
-                job!(index)
+            // A worker that finds every part claimed skips the job without touching `job`; one
+            // that wakes late finds its generation's parts all claimed and cannot take a later one's.
+            while let part = claim(generation: seen, parts: word & mask) {
+                job!(part)
                 pending.subtract(1, ordering: .releasing)
             }
         }
+    }
+
+    /// The next unclaimed part of job `generation` (of `parts`), or nil when all are taken or
+    /// another job has been posted since.
+    private func claim(generation: Int, parts: Int) -> Int? {
+        let mask = 1 << Self.partBits - 1
+        var value = claims.load(ordering: .acquiring)
+        while value >> Self.partBits == generation && value & mask < parts {
+            let (exchanged, original) = claims.compareExchange(expected: value, desired: value + 1,
+                                                               ordering: .acquiringAndReleasing)
+            if exchanged { return value & mask }
+            value = original
+        }
+        return nil
     }
 
     @inline(__always)

@@ -97,4 +97,27 @@ struct WorkerPoolTests {
             for await ok in group { #expect(ok) }
         }
     }
+
+    @Test("each part of a job runs exactly once and before run returns, whichever thread claims it")
+    func claiming() {
+        let pool = WorkerPool(workers: 3)
+        let parts = 4
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: parts)
+        defer { counts.deallocate() }
+        for job in 0..<2000 {
+            counts.initialize(repeating: 0, count: parts)
+            pool.run(parts: parts) { part in
+                // A slow part now and then, as when its thread waits for a core: the others
+                // (the caller included) take the remaining parts meanwhile.
+                if job % 97 == part { usleep(200) }
+                counts[part] += 1
+            }
+            let seen = (0..<parts).map { counts[$0] }
+            #expect(seen == [1, 1, 1, 1], "job \(job): \(seen)")
+            if seen != [1, 1, 1, 1] { break }
+        }
+        // Fewer parts than threads: the idle workers claim nothing.
+        pool.run(parts: 1) { part in counts[part] = 7 }
+        #expect(counts[0] == 7)
+    }
 }
