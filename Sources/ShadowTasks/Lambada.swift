@@ -5,13 +5,14 @@ import ShadowFormats
 /// "{{' '+text.split(' ')[-1]}}"` — a split on the space character only, so the context is the
 /// text up to its last space and the target is a space and everything after it.
 /// A file that does not start with "{" is read as the release's plain text
-/// (`lambada_test_plain_text.txt`): one passage per non-blank line.
+/// (`lambada_test_plain_text.txt`): one passage per non-blank line, white space at its end
+/// dropped (a line's trailing blanks are the file's, not the passage's last "word").
 enum Lambada {
     static func read(path: String) throws -> [(context: String, target: String)] {
         let lines = try SourceLines(path: path)
         if let first = lines.firstSignificantByte, first != UInt8(ascii: "{") {
             return try lines.ranges.indices.filter { !lines.isBlank($0) }.map { index in
-                try split(lines.text(index)) { ShadowError.corruptFile(path: lines.location(index), reason: "the passage \($0)") }
+                try split(lines.text(index).pythonRightStripped) { ShadowError.corruptFile(path: lines.location(index), reason: "the passage \($0)") }
             }
         }
         return try lines.jsonRecords().map { record in

@@ -17,6 +17,13 @@ extension String {
         return String(scalars[first...last])
     }
 
+    /// Python's `str.rstrip()`.
+    var pythonRightStripped: String {
+        let scalars = unicodeScalars
+        guard let last = scalars.lastIndex(where: { !isPythonSpace($0) }) else { return "" }
+        return String(scalars[...last])
+    }
+
     /// Python's `str.capitalize()` (3.8+): the first code point title-cased, every other one
     /// lower-cased — "he Is" becomes "He is", not "He Is". Like Python, a capital sigma at the
     /// end of a word becomes the final "ς" ("ΟΔΟΣ" → "Οδος").

@@ -308,7 +308,7 @@ struct TextTaskTests {
     func lambadaPlainText() throws {
         let directory = try TempDirectory()
         let path = try directory.file("lambada_test_plain_text.txt",
-                                      "\u{FEFF}i do n't care about signs\r\n\r\nshe took the lead . then jack\n")
+                                      "\u{FEFF}i do n't care about signs\r\n\r\nshe took the lead . then jack \t\n")
         let pairs = try TaskFile.lambada(path: path)
         #expect(pairs.map(\.context) == ["i do n't care about", "she took the lead . then"])
         #expect(pairs.map(\.target) == [" signs", " jack"])
@@ -413,6 +413,7 @@ struct PythonTextTests {
         #expect("ΣΣ".pythonCapitalized == "Σς")
         #expect("The Sun".lowercasingFirst == "the Sun")
         #expect("\u{A0} a b \n".pythonStripped == "a b")
+        #expect("\u{A0} a b \n\u{2003}".pythonRightStripped == "\u{A0} a b" && " \t".pythonRightStripped == "")
         #expect("   ".pythonReplacing("  ", with: " ") == "  ")
         #expect("a [x] b [y".removingBracketedText == "a  b [y")
         #expect("a [x\n] b".removingBracketedText == "a [x\n] b")
