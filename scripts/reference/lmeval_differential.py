@@ -64,7 +64,7 @@ sys.path.insert(0, str(HERE))
 def convert(gguf_path: pathlib.Path, out: pathlib.Path) -> None:
     import numpy as np
     from safetensors.numpy import save_file
-    from make_fixtures import gguf_meta, read_gguf_tensors, unpermute_from_gguf
+    from make_fixtures import gguf_meta, read_gguf_tensors, llama_state_dict_from_gguf
     from tokenizer_differential import smollm2_reference
 
     reader, w = read_gguf_tensors(gguf_path)
@@ -87,21 +87,7 @@ def convert(gguf_path: pathlib.Path, out: pathlib.Path) -> None:
         "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": int(meta("tokenizer.ggml.padding_token_id")),
         "torch_dtype": "float32", "initializer_range": 0.02, "use_cache": True,
     }
-    sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"]}
-    if not tied:
-        sd["lm_head.weight"] = w["output.weight"]
-    names = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-             "ffn_down": "mlp.down_proj"}
-    for i in range(n_layer):
-        for g, h in names.items():
-            a = w[f"blk.{i}.{g}.weight"]
-            if g == "attn_q":
-                a = unpermute_from_gguf(a, n_head)
-            elif g == "attn_k":
-                a = unpermute_from_gguf(a, n_kv)
-            sd[f"model.layers.{i}.{h}.weight"] = a
+    sd = llama_state_dict_from_gguf(w, n_layer, n_head, n_kv, tied)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sd.items()},
               str(out / "model.safetensors"), metadata={"format": "pt"})

@@ -401,6 +401,26 @@ def unpermute_from_gguf(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, hd // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def llama_state_dict_from_gguf(w, n_layer, n_head, n_kv, tied):
+    """Hugging Face Llama parameter names for a llama GGUF's tensors (Q/K rows un-permuted)."""
+    sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"]}
+    if not tied:
+        sd["lm_head.weight"] = w["output.weight"]
+    names = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+             "ffn_down": "mlp.down_proj"}
+    for i in range(n_layer):
+        for g, h in names.items():
+            a = w[f"blk.{i}.{g}.weight"]
+            if g == "attn_q":
+                a = unpermute_from_gguf(a, n_head)
+            elif g == "attn_k":
+                a = unpermute_from_gguf(a, n_kv)
+            sd[f"model.layers.{i}.{h}.weight"] = a
+    return sd
+
+
 def dequant_blocks(raw: np.ndarray, qtype: QT, n_cols: int) -> np.ndarray:
     """Independent numpy dequantiser for the block formats the fixtures use (checked against gguf-py).
     raw: uint8 [rows, bytes_per_row]."""
@@ -463,21 +483,7 @@ def hf_llama_from_gguf(path: Path) -> tuple[LlamaForCausalLM, GGUFReader, dict]:
                       max_position_embeddings=int(gguf_meta(reader, "llama.context_length")),
                       tie_word_embeddings=tied, bos_token_id=None, eos_token_id=None, pad_token_id=None)
     assert int(gguf_meta(reader, "llama.rope.dimension_count")) == n_embd // n_head
-    sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"]}
-    if not tied:
-        sd["lm_head.weight"] = w["output.weight"]
-    names = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-             "ffn_down": "mlp.down_proj"}
-    for i in range(n_layer):
-        for g, h in names.items():
-            a = w[f"blk.{i}.{g}.weight"]
-            if g == "attn_q":
-                a = unpermute_from_gguf(a, n_head)
-            elif g == "attn_k":
-                a = unpermute_from_gguf(a, n_kv)
-            sd[f"model.layers.{i}.{h}.weight"] = a
+    sd = llama_state_dict_from_gguf(w, n_layer, n_head, n_kv, tied)
     cfg._attn_implementation = "eager"
     model = LlamaForCausalLM(cfg).to(torch.float64).eval()
     missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64))
