@@ -138,9 +138,10 @@ public enum CLI {
 
 /// Serialises command results as stable, human-readable JSON (sorted keys).
 enum JSONOutput {
-    static func string<T: Encodable>(_ value: T) throws -> String {
+    /// Pretty-printed, or on one line (JSON Lines) with `pretty` false.
+    static func string<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }

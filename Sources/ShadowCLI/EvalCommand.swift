@@ -245,10 +245,7 @@ enum EvalCommand {
         }
 
         static func jsonLines(_ samples: [Sample]) throws -> String {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            return try samples.map { String(decoding: try encoder.encode($0), as: UTF8.self) + "\n" }.joined()
+            try samples.map { try JSONOutput.string($0, pretty: false) + "\n" }.joined()
         }
     }
 
