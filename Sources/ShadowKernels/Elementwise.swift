@@ -32,13 +32,11 @@ public enum Ops {
         }
     }
 
-    /// In-place softmax of `n` values; returns nothing, leaves probabilities.
-    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        var maxValue = -Float.infinity
-        for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
-        var sum: Float = 0
-        for i in 0..<n { let e = expf(x[i] - maxValue); x[i] = e; sum += e }
-        let inv = 1 / sum
+    /// In-place softmax of `scale`·x over `n` values (scale > 0); leaves probabilities.
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) {
+        guard n > 0 else { return }
+        let shift = VectorExp.maximum(x, n) * scale
+        let inv = 1 / VectorExp.exponentiate(x, n, scale: scale, shift: shift)
         for i in 0..<n { x[i] *= inv }
     }
 

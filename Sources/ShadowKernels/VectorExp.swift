@@ -6,11 +6,12 @@ import Foundation
 public enum VectorExp {
     public typealias V = SIMD8<Float>
 
-    /// eˣ lane by lane, within 2 ulp of `expf` for x in [−87, 88]; inputs outside are clamped
-    /// there (e⁻⁸⁷ ≈ 1.6·10⁻³⁸ stands for 0, which no sum of probabilities can tell apart).
+    /// eˣ lane by lane, within 2 ulp of `expf` for x in [−87, 88]; below −87 (−∞ included) it is
+    /// 0, above 88 it is e⁸⁸ (the float range ends just past it).
     @inline(__always)
     public static func exp(_ x: V) -> V {
         // Masked replacement rather than `clamped`/`pointwiseMin`, which the optimiser left as calls.
+        let underflow = x .< -87
         var x = x
         x.replace(with: -87, where: x .< -87)
         x.replace(with: 88, where: x .> 88)
@@ -30,7 +31,9 @@ public enum VectorExp {
         let e = p * (r * r) + r + 1
         // 2ⁿ built from its exponent bits: the shifted sum's bits are 0x4B40_0000 + n.
         let bits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- (0x4B40_0000 - 127)
-        return e * unsafeBitCast(bits &<< 23, to: V.self)
+        var result = e * unsafeBitCast(bits &<< 23, to: V.self)
+        result.replace(with: 0, where: underflow)
+        return result
     }
 
     /// The largest of `n` values (−∞ for none).
@@ -64,6 +67,24 @@ public enum VectorExp {
             total += Double(lanes.sum())
         }
         while i < n { total += Double(expf(x[i] - shift)); i += 1 }
+        return total
+    }
+
+    /// x[i] ← exp(scale·x[i] − shift) in place; returns their sum (fp32 lanes: softmax rows are
+    /// at most a context long). The attention softmax of a long prefill runs through here.
+    @inline(__always)
+    public static func exponentiate(_ x: UnsafeMutablePointer<Float>, _ n: Int, scale: Float, shift: Float) -> Float {
+        let a = V(repeating: scale), s = V(repeating: shift)
+        var lanes = V()
+        var i = 0
+        while i + 8 <= n {
+            let e = exp(load(x + i) * a - s)
+            UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: V.self)
+            lanes += e
+            i += 8
+        }
+        var total = lanes.sum()
+        while i < n { x[i] = expf(x[i] * scale - shift); total += x[i]; i += 1 }
         return total
     }
 

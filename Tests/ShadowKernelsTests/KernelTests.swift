@@ -121,7 +121,7 @@ struct ElementwiseTests {
         expectClose(out, expected, tolerance: 1e-5)
     }
 
-    @Test("softmax sums to one and survives large logits")
+    @Test("softmax sums to one, survives large logits, scales them and gives −∞ no weight")
     func softmax() {
         var x: [Float] = [1000, 1001, 999, -Float.infinity]
         Ops.softmax(&x, 4)
@@ -129,6 +129,14 @@ struct ElementwiseTests {
         #expect(x[3] == 0)
         #expect(x[1] > x[0] && x[0] > x[2])
         #expect(abs(Ops.logSumExp([1000, 1000], 2) - (1000 + log(2))) < 1e-9)
+        // Rows of eight and more take the vector path; a scale multiplies the logits first.
+        let logits = (0..<21).map { Float($0 % 7) - 3 }
+        var scaled = logits + [-Float.infinity]
+        Ops.softmax(&scaled, scaled.count, scale: 0.125)
+        let weights = logits.map { exp(Double($0) * 0.125) }
+        let expected = weights.map { Float($0 / weights.reduce(0, +)) } + [0]
+        expectClose(scaled, expected, tolerance: 1e-6)
+        #expect(scaled.last == 0)
     }
 
     @Test("rotate-half RoPE rotates the pairs (i, i + d/2) by position × frequency")

@@ -20,6 +20,33 @@ struct ForwardTests {
         #expect(cache.length == tokens.count)
     }
 
+    @Test("a long prefill after cached tokens attends in causal blocks exactly as one query at a time",
+          arguments: [WeightDType.f32, .f16])
+    func blockedPrefillAttention(dtype: WeightDType) {
+        // 300 new tokens after 40 cached ones: blocks of 128, 128 and 44 query rows.
+        let past = 40, T = 300, shape = TransformerShape(layers: 1, hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 8,
+                                                         ffnSize: 8, vocabularySize: 10, maxContext: 512)
+        #expect(T > 2 * CausalAttention.causalBlockRows)
+        let total = past + T
+        let q = randomFloats(total * shape.attentionWidth, seed: 31).map { 3 * $0 }
+        let k = randomFloats(total * shape.kvWidth, seed: 32), v = randomFloats(total * shape.kvWidth, seed: 33)
+        let cache = KVCache(shape: shape, capacity: total, dtype: dtype)
+        CausalAttention.store(cache: cache, layer: 0, k: k, v: v, past: 0, tokens: total)
+        let width = shape.attentionWidth
+        var blocked = [Float](repeating: 0, count: T * width), single = blocked
+        q.withUnsafeBufferPointer { qp in
+            CausalAttention.attend(&blocked, q: qp.baseAddress! + past * width, cache: cache, layer: 0,
+                                   past: past, tokens: T, scale: 0.35)
+            for t in 0..<T {
+                single.withUnsafeMutableBufferPointer { out in
+                    CausalAttention.attend(out.baseAddress! + t * width, q: qp.baseAddress! + (past + t) * width,
+                                           cache: cache, layer: 0, past: past + t, tokens: 1, scale: 0.35)
+                }
+            }
+        }
+        expectClose(blocked, single, tolerance: 1e-5)
+    }
+
     @Test("an fp16 KV cache gives the fp32 cache's logits, in prefill and decode, in half the bytes")
     func halfPrecisionCache() {
         let model = TinyModels.llama()
