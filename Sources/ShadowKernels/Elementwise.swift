@@ -47,9 +47,19 @@ public enum Ops {
     }
 
     /// SwiGLU: out[i] = silu(gate[i]) · up[i].
+    /// Eight lanes at a time with the vector exp (a PIQA evaluation 7% faster than with libm's
+    /// `expf`). `out` may be `gate`.
     public static func siluMul(_ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>,
                                _ up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
+        typealias W = VectorExp.V
+        var i = 0
+        while i + 8 <= count {
+            let g = UnsafeRawPointer(gate + i).loadUnaligned(as: W.self)
+            let u = UnsafeRawPointer(up + i).loadUnaligned(as: W.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: g / (1 + VectorExp.exp(-g)) * u, as: W.self)
+            i += 8
+        }
+        for i in i..<count {
             let g = gate[i]
             out[i] = g / (1 + expf(-g)) * up[i]
         }

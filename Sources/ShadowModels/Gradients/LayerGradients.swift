@@ -302,10 +302,7 @@ func swigluForward(_ out: FloatBuffer,   // (T, F)
                    _ gate: FloatInput,   // (T, F)
                    _ up: FloatInput,     // (T, F)
                    count: Int) {
-    for i in 0..<count {
-        let z = gate[i]
-        out[i] = z / (1 + expf(-z)) * up[i]
-    }
+    Ops.siluMul(out, gate, up, count: count)
 }
 
 /// dgate += dout ⊙ up ⊙ σ(z)(1 + z(1 − σ(z))); dup += dout ⊙ silu(z).
