@@ -88,9 +88,9 @@ public enum CausalAttention {
                 values = cache.widened(cache.values(layer: layer, group: g), count: span, name: "attention.values")
                 loadedGroup = g
             }
-            for first in stride(from: 0, to: T, by: causalBlockRows) {
-                let rows = min(causalBlockRows, T - first)
-                let seen = past + first + rows   // keys visible to the block's last row
+            for block in CausalBlocks(T) {
+                let first = block.lowerBound, rows = block.count
+                let seen = past + block.upperBound   // keys visible to the block's last row
                 let s = scores + first * span, qBlock = q + first * qWidth + i * headDim
                 // S (rows, seen; row stride span) = Q_h block · K_g[0 ..< seen]ᵀ
                 BLAS.gemmABt(s, qBlock, keys, m: rows, n: seen, k: headDim, lda: qWidth, ldb: headDim, ldc: span)
@@ -108,8 +108,23 @@ public enum CausalAttention {
             }
         }
     }
+}
 
-    /// Query rows per block of a causal prefill: small enough that a block's masked corner is a
-    /// small part of its work, large enough that each GEMM still runs at full speed.
-    static let causalBlockRows = 128
+/// The blocks of query rows a causal attention pass works in: each block multiplies only the keys
+/// its last row can see. 128 rows are few enough that a block's masked corner is a small part of
+/// its work and enough that each GEMM still runs at full speed.
+public struct CausalBlocks: Sequence {
+    public static let rows = 128
+    let tokens: Int
+
+    public init(_ tokens: Int) { self.tokens = tokens }
+
+    public func makeIterator() -> AnyIterator<Range<Int>> {
+        var first = 0
+        return AnyIterator {
+            guard first < tokens else { return nil }
+            defer { first += Self.rows }
+            return first ..< Swift.min(first + Self.rows, tokens)
+        }
+    }
 }

@@ -26,7 +26,7 @@ struct ForwardTests {
         // 300 new tokens after 40 cached ones: blocks of 128, 128 and 44 query rows.
         let past = 40, T = 300, shape = TransformerShape(layers: 1, hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 8,
                                                          ffnSize: 8, vocabularySize: 10, maxContext: 512)
-        #expect(T > 2 * CausalAttention.causalBlockRows)
+        #expect(T > 2 * CausalBlocks.rows)
         let total = past + T
         let q = randomFloats(total * shape.attentionWidth, seed: 31).map { 3 * $0 }
         let k = randomFloats(total * shape.kvWidth, seed: 32), v = randomFloats(total * shape.kvWidth, seed: 33)

@@ -153,6 +153,56 @@ struct LayerGradientTests {
         }
     }
 
+    @Test("attention over several causal blocks of query rows equals a plain fp64 computation, forward and backward")
+    func attentionAcrossBlocks() {
+        // 260 tokens: blocks of 128, 128 and 4 rows.
+        let T = 260, heads = 4, kvHeads = 2, headDim = 4, group = 2, scale: Float = 0.5
+        #expect(T > 2 * CausalBlocks.rows)
+        let qWidth = heads * headDim, kvWidth = kvHeads * headDim
+        let q = randomFloats(T * qWidth, seed: 40).map { 2 * $0 }, k = randomFloats(T * kvWidth, seed: 41)
+        let v = randomFloats(T * kvWidth, seed: 42), r = randomFloats(T * qWidth, seed: 43)
+        var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: 0, count: heads * T * T)
+        attentionForward(&out, &probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+        var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
+        attentionBackward(&dq, &dk, &dv, r, probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+
+        var refOut = [Double](repeating: 0, count: q.count), refDq = refOut
+        var refDk = [Double](repeating: 0, count: k.count), refDv = refDk
+        for h in 0..<heads {
+            let g = h / group
+            for t in 0..<T {
+                let qi = t * qWidth + h * headDim
+                let logits = (0...t).map { j in
+                    Double(scale) * (0..<headDim).reduce(0.0) { $0 + Double(q[qi + $1]) * Double(k[j * kvWidth + g * headDim + $1]) }
+                }
+                let top = logits.max()!, weights = logits.map { exp($0 - top) }, total = weights.reduce(0, +)
+                let p = weights.map { $0 / total }
+                // dP[j] = r_t · v_j; dS = P ⊙ (dP − Σ P dP) · scale
+                let dp = (0...t).map { j in (0..<headDim).reduce(0.0) { $0 + Double(r[qi + $1]) * Double(v[j * kvWidth + g * headDim + $1]) } }
+                let mean = zip(p, dp).reduce(0.0) { $0 + $1.0 * $1.1 }
+                for j in 0...t {
+                    let ds = p[j] * (dp[j] - mean) * Double(scale), kj = j * kvWidth + g * headDim
+                    for c in 0..<headDim {
+                        refOut[qi + c] += p[j] * Double(v[kj + c])
+                        refDv[kj + c] += p[j] * Double(r[qi + c])
+                        refDq[qi + c] += ds * Double(k[kj + c])
+                        refDk[kj + c] += ds * Double(q[qi + c])
+                    }
+                }
+            }
+        }
+        expectClose(out, refOut.map(Float.init), tolerance: 1e-5, "out")
+        expectClose(dq, refDq.map(Float.init), tolerance: 1e-4, "dq")
+        expectClose(dk, refDk.map(Float.init), tolerance: 1e-4, "dk")
+        expectClose(dv, refDv.map(Float.init), tolerance: 1e-4, "dv")
+        for h in [0, heads - 1] {
+            for t in [0, 127, 128, 200, T - 1] {
+                let row = probs[(h * T + t) * T..<(h * T + t + 1) * T]
+                #expect(row.dropFirst(t + 1).allSatisfy { $0 == 0 }, "head \(h), row \(t) is zero above the diagonal")
+            }
+        }
+    }
+
     @Test("the attention forward equals the inference kernel over an fp32 or fp16 KV cache",
           arguments: [WeightDType.f32, .f16])
     func attentionMatchesInference(dtype: WeightDType) {

@@ -240,7 +240,8 @@ func ropeBackward(_ dx: FloatBuffer,     // (T, heads·d_h)
 // MARK: - Causal grouped-query attention
 
 /// out[t, h] = Σ_{j ≤ t} P[h, t, j] · v[j, g], P[h, t, ·] = softmax_j(scale · q[t, h] · k[j, g]) over
-/// j ≤ t and 0 above the diagonal, g = h / (H / G). Saves P.
+/// j ≤ t and 0 above the diagonal, g = h / (H / G). Saves P. Like inference's prefill, each block of
+/// query rows multiplies only the keys it can see (`CausalBlocks`).
 func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
                       _ probs: FloatBuffer,  // (H, T, T)
                       _ q: FloatInput,       // (T, H·d_h)
@@ -251,18 +252,26 @@ func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
     for h in 0..<heads {
         let g = h / group
         let p = probs + h * T * T
-        BLAS.gemmABt(p, q + h * headDim, k + g * headDim, m: T, n: T, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
-        for t in 0..<T {
-            let row = p + t * T
-            for j in 0...t { row[j] *= scale }
-            Ops.softmax(row, t + 1)
-            if t + 1 < T { (row + t + 1).update(repeating: 0, count: T - t - 1) }
+        for block in CausalBlocks(T) {
+            let s = p + block.lowerBound * T
+            BLAS.gemmABt(s, q + block.lowerBound * qWidth + h * headDim, k + g * headDim,
+                         m: block.count, n: block.upperBound, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
+            parallelChunks(block.count, minimumPerThread: 16) { range in
+                for r in range {
+                    let t = block.lowerBound + r, row = s + r * T
+                    Ops.softmax(row, t + 1, scale: scale)
+                    (row + t + 1).update(repeating: 0, count: T - t - 1)   // saved: zero to the end
+                }
+            }
+            BLAS.gemmAB(out + block.lowerBound * qWidth + h * headDim, s, v + g * headDim,
+                        m: block.count, n: headDim, k: block.upperBound, lda: T, ldb: kvWidth, ldc: qWidth)
         }
-        BLAS.gemmAB(out + h * headDim, p, v + g * headDim, m: T, n: headDim, k: T, lda: T, ldb: kvWidth, ldc: qWidth)
     }
 }
 
 /// dv += Pᵀ dout; with dP = dout vᵀ and dS = P ⊙ (dP − Σ_j P dP) · scale: dq += dS k, dk += dSᵀ q.
+/// Blocks of query rows compute dP and dS up to the keys they see; blocks of keys take their dv and
+/// dk from the query rows at or after them (the rows before see none of them).
 func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
                        _ dk: FloatBuffer,     // (T, G·d_h)
                        _ dv: FloatBuffer,     // (T, G·d_h)
@@ -273,25 +282,37 @@ func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
                        _ v: FloatInput,       // (T, G·d_h)
                        rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
     let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
-    let ds = UnsafeMutablePointer<Float>.allocate(capacity: T * T)   // (T, T) dP, then dS
+    // (T, T) dP, then dS; row t is written up to the end of its block's keys, which covers every
+    // entry the key blocks below read (they start where the query blocks start).
+    let ds = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
     defer { ds.deallocate() }
     for h in 0..<heads {
         let g = h / group
         let p = probs + h * T * T
-        BLAS.gemmAtB(dv + g * headDim, p, dout + h * headDim, m: T, n: headDim, k: T,
-                     lda: T, ldb: qWidth, ldc: kvWidth, accumulate: true)
-        BLAS.gemmABt(ds, dout + h * headDim, v + g * headDim, m: T, n: T, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
-        for t in 0..<T {
-            let pr = p + t * T, dr = ds + t * T
-            var dot: Float = 0
-            for j in 0...t { dot += pr[j] * dr[j] }
-            for j in 0...t { dr[j] = pr[j] * (dr[j] - dot) * scale }
-            if t + 1 < T { (dr + t + 1).update(repeating: 0, count: T - t - 1) }
+        for block in CausalBlocks(T) {
+            let first = block.lowerBound, seen = block.upperBound
+            let dsBlock = ds + first * T, pBlock = p + first * T
+            BLAS.gemmABt(dsBlock, dout + first * qWidth + h * headDim, v + g * headDim,
+                         m: block.count, n: seen, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
+            parallelChunks(block.count, minimumPerThread: 16) { range in
+                for r in range {
+                    let t = first + r, pr = pBlock + r * T, dr = dsBlock + r * T
+                    var dot: Float = 0
+                    for j in 0...t { dot += pr[j] * dr[j] }
+                    for j in 0...t { dr[j] = pr[j] * (dr[j] - dot) * scale }
+                    (dr + t + 1).update(repeating: 0, count: seen - t - 1)
+                }
+            }
+            BLAS.gemmAB(dq + first * qWidth + h * headDim, dsBlock, k + g * headDim,
+                        m: block.count, n: headDim, k: seen, lda: T, ldb: kvWidth, ldc: qWidth, accumulate: true)
         }
-        BLAS.gemmAB(dq + h * headDim, ds, k + g * headDim, m: T, n: headDim, k: T,
-                    lda: T, ldb: kvWidth, ldc: qWidth, accumulate: true)
-        BLAS.gemmAtB(dk + g * headDim, ds, q + h * headDim, m: T, n: headDim, k: T,
-                     lda: T, ldb: qWidth, ldc: kvWidth, accumulate: true)
+        for keys in CausalBlocks(T) {
+            let j0 = keys.lowerBound, later = T - j0   // query rows j0 ..< T see these keys
+            BLAS.gemmAtB(dv + j0 * kvWidth + g * headDim, p + j0 * T + j0, dout + j0 * qWidth + h * headDim,
+                         m: keys.count, n: headDim, k: later, lda: T, ldb: qWidth, ldc: kvWidth, accumulate: true)
+            BLAS.gemmAtB(dk + j0 * kvWidth + g * headDim, ds + j0 * T + j0, q + j0 * qWidth + h * headDim,
+                         m: keys.count, n: headDim, k: later, lda: T, ldb: qWidth, ldc: kvWidth, accumulate: true)
+        }
     }
 }
 
