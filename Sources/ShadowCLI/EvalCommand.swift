@@ -29,6 +29,9 @@ enum EvalCommand {
         var seconds: Double
         /// WikiText only: whether the model read lm-eval's detokenized text.
         var detokenized: Bool?
+        /// WikiText only: the window length and the targets predicted per window.
+        var context: Int?
+        var stride: Int?
 
         struct Key: CodingKey {
             var stringValue: String
@@ -59,6 +62,8 @@ enum EvalCommand {
             try c.encode(seed, forKey: Key("seed"))
             try c.encode(seconds, forKey: Key("seconds"))
             try c.encodeIfPresent(detokenized, forKey: Key("detokenized"))
+            try c.encodeIfPresent(context, forKey: Key("context"))
+            try c.encodeIfPresent(stride, forKey: Key("stride"))
         }
     }
 
@@ -84,8 +89,8 @@ enum EvalCommand {
             .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
-            .value("context", "n", help: "WikiText: window length in tokens (lm-eval uses the model's whole context; 8192 for SmolLM2, 2.4x slower here).",
-                   defaultDescription: "2048, or the model's context if smaller"),
+            .value("context", "n", help: "WikiText: window length in tokens; the default is lm-eval's (8192 for SmolLM2). A shorter window is faster and gives a higher perplexity.",
+                   defaultDescription: "the model's context"),
             .value("stride", "n", help: "WikiText: predict n tokens per window (overlapping windows when below the context).",
                    defaultDescription: "the context (lm-eval's rolling windows)"),
             .flag("detokenize", help: "WikiText: score the text after lm-eval's wikitext detokenizer (words and bytes are still counted on the file as stored)."),
@@ -145,13 +150,15 @@ enum EvalCommand {
         var samples: [Sample] = []
         switch task {
         case .wikitext:
-            let context = try arguments.int("context", range: 2...1_000_000) ?? min(2048, model.shape.maxContext)
+            let context = try arguments.int("context", range: 2...1_000_000) ?? model.shape.maxContext
             let stride = try arguments.int("stride", range: 1...1_000_000)
             let detokenize = arguments.flag("detokenize")
             let scored = try Evaluation.wikitext(text: text, detokenize: detokenize, model: model, tokenizer: tokenizer,
                                                  context: context, stride: stride, sparsity: sparsity, progress: progress)
             report.n = TaskFile.wikitextPages(text).count     // articles, as lm-eval counts documents
             report.detokenized = detokenize
+            report.context = context
+            report.stride = stride ?? Scoring.defaultStride(context: context)
             report.metrics = perplexityMetrics(scored.result)
             report.dense = perplexityMetrics(scored.dense)
             samples = zip(scored.result.pages, scored.dense.pages).enumerated().map { index, pair in
@@ -283,6 +290,9 @@ enum EvalCommand {
             notes.append(String(format: "KL(dense‖sparse) %.5f, top-1 agreement %.4f", kl, top1))
         }
         if report.detokenized == true { notes.append("lm-eval detokenized text") }
+        if let context = report.context, let stride = report.stride {
+            notes.append(stride == context ? "\(context)-token windows" : "\(context)-token windows, stride \(stride)")
+        }
         notes.append("offset \(report.offset)" + (report.limit.map { ", limit \($0)" } ?? "") + ", \(report.shots)-shot")
         notes.append(String(format: "%.2f s", report.seconds))
         lines += ["", notes.joined(separator: "; ")]

@@ -78,7 +78,8 @@ public enum CausalAttention {
         let list = heads ?? Array(0..<shape.heads)
         let headDim = shape.headDim, qWidth = list.count * headDim
         let span = past + T
-        let scores = cache.buffer("attention.scores", rows: T, cols: span)
+        // One block's rows at a time: a long prefill never holds a (T, span) score matrix.
+        let scores = cache.buffer("attention.scores", rows: min(T, CausalBlocks.rows), cols: span)
         var loadedGroup = -1
         var keys = UnsafePointer<Float>(scores), values = UnsafePointer<Float>(scores)
         for (i, h) in list.enumerated() {
@@ -91,7 +92,7 @@ public enum CausalAttention {
             for block in CausalBlocks(T) {
                 let first = block.lowerBound, rows = block.count
                 let seen = past + block.upperBound   // keys visible to the block's last row
-                let s = scores + first * span, qBlock = q + first * qWidth + i * headDim
+                let s = scores, qBlock = q + first * qWidth + i * headDim
                 // S (rows, seen; row stride span) = Q_h block · K_g[0 ..< seen]ᵀ
                 BLAS.gemmABt(s, qBlock, keys, m: rows, n: seen, k: headDim, lda: qWidth, ldb: headDim, ldc: span)
                 parallelChunks(rows, minimumPerThread: 16) { range in

@@ -147,8 +147,36 @@ enum LMHead {
                 Linear(weight: head).apply($0.baseAddress!, normed, tokens: T, scratch: scratch)
             }
             return out
+        case .targetLogProbabilities(let targets):
+            precondition(targets.count == T, "one target per token")
+            norm(normed, x, T)
+            let blockRows = min(T, logProbabilityBlockRows)
+            let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
+            // Widened once for all blocks (16-bit heads); short inputs take Linear's own path.
+            let widened = T > blockRows ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
+            var out = [Float](repeating: 0, count: T)
+            out.withUnsafeMutableBufferPointer { out in
+                for first in stride(from: 0, to: T, by: blockRows) {
+                    let n = min(blockRows, T - first)
+                    if let widened {
+                        BLAS.gemmABt(rows, normed + first * width, widened, m: n, n: vocab, k: width)
+                    } else {
+                        Linear(weight: head).apply(rows, normed + first * width, tokens: n, scratch: scratch)
+                    }
+                    parallelChunks(n) { range in
+                        for r in range {
+                            let row = rows + r * vocab
+                            out[first + r] = Float(Double(row[targets[first + r]]) - Ops.logSumExp(row, vocab))
+                        }
+                    }
+                }
+            }
+            return out
         }
     }
+
+    /// Rows of logits `targetLogProbabilities` holds at once (256 × 49152 floats: 50 MB).
+    static let logProbabilityBlockRows = 256
 }
 
 // MARK: - Configuration

@@ -41,15 +41,10 @@ public enum Scoring {
     public static func tokenNLL(model: any CausalLanguageModel, tokens: [Int],
                                 sparsity: (any SparsityController)? = nil) -> [Double] {
         guard tokens.count > 1 else { return [] }
-        let cache = model.makeCache(capacity: tokens.count)
-        let logits = model.forward(tokens, cache: cache, logits: .all, sparsity: sparsity)
-        let vocab = model.shape.vocabularySize
-        return logits.withUnsafeBufferPointer { all in
-            (0..<tokens.count - 1).map { t in
-                let row = all.baseAddress! + t * vocab
-                return Ops.logSumExp(row, vocab) - Double(row[tokens[t + 1]])
-            }
-        }
+        let cache = model.makeCache(capacity: tokens.count - 1)
+        let logProbabilities = model.forward(Array(tokens.dropLast()), cache: cache,
+                                             logits: .targetLogProbabilities(Array(tokens.dropFirst())), sparsity: sparsity)
+        return logProbabilities.map { -Double($0) }
     }
 
     /// The default stride: lm-eval's rolling windows (`get_rolling_token_windows` with context_len 1).
@@ -98,14 +93,11 @@ public enum Scoring {
             let input = Array(tokens[window.input])
             (sparsity as? PromptAwareController)?.prepare(prompt: input)
             let cache = model.makeCache(capacity: input.count)
-            let logits = model.forward(input, cache: cache, logits: .all, sparsity: sparsity)
-            let vocab = model.shape.vocabularySize
-            logits.withUnsafeBufferPointer { all in
-                // Row r of the input predicts tokens[input.lowerBound + r + 1].
-                for target in window.targets {
-                    let row = all.baseAddress! + (target - 1 - window.input.lowerBound) * vocab
-                    nll += Ops.logSumExp(row, vocab) - Double(row[tokens[target]])
-                }
+            // Row r of the input predicts tokens[input.lowerBound + r + 1].
+            let next = Array(tokens[window.input.lowerBound + 1 ... window.input.upperBound])
+            let logProbabilities = model.forward(input, cache: cache, logits: .targetLogProbabilities(next), sparsity: sparsity)
+            for target in window.targets {
+                nll -= Double(logProbabilities[target - 1 - window.input.lowerBound])
             }
             predicted += window.targets.count
             progress?(index + 1, windows.count)

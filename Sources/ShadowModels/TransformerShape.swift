@@ -45,6 +45,10 @@ public enum LogitsRequest: Sendable {
     case last
     /// Logits of every token: `[T, vocab]`, row-major.
     case all
+    /// Per token t, log p(targets[t] | tokens ≤ t): `[T]`. The vocabulary projection runs in
+    /// blocks of rows and keeps nothing else, so scoring a long window does not hold its
+    /// (T, vocab) logits (1.6 GB for 8192 tokens of SmolLM2).
+    case targetLogProbabilities([Int])
 }
 
 /// A decoder-only language model that runs tokens through a KV cache. Llama and OPT implement it

@@ -146,6 +146,11 @@ struct EvalCommandTests {
             #expect(w[key] as? Double != nil, "missing \(key)")
         }
         #expect(w["detokenized"] as? Bool == false && w["n"] as? Int == 2)   // two articles
+        #expect(w["context"] as? Int == 8 && w["stride"] as? Int == 8)
+        // Without --context the windows are the model's whole context, as lm-eval's.
+        let whole = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
+                                "--no-progress"]).json()
+        #expect(whole["context"] as? Int == 128 && whole["stride"] as? Int == 128)
         let d = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
                             "--context", "8", "--detokenize", "--no-progress"]).json()
         #expect(d["detokenized"] as? Bool == true && d["nll_sum"] as? Double != w["nll_sum"] as? Double)

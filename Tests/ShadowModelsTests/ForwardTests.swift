@@ -77,6 +77,26 @@ struct ForwardTests {
         expectClose(last, Array(all[(3 * 50)...]), tolerance: 1e-5)
     }
 
+    @Test("target log-probabilities, computed in blocks of rows, are the log-softmax of all logits at the targets",
+          arguments: [WeightDType.f32, .f16])
+    func targetLogProbabilities(weights: WeightDType) {
+        // 520 tokens: vocabulary blocks of 256, 256 and 8 rows (and 16-bit heads widened once).
+        let model = TinyModels.llama(weights: weights, maxContext: 600)
+        let tokens = (0..<520).map { ($0 * 7 + 3) % 50 }, targets = tokens.map { ($0 * 11 + 5) % 50 }
+        let all = model.forward(tokens, cache: model.makeCache(capacity: 520), logits: .all)
+        let streamed = model.forward(tokens, cache: model.makeCache(capacity: 520), logits: .targetLogProbabilities(targets))
+        let expected = all.withUnsafeBufferPointer { rows in
+            targets.indices.map { t in
+                let row = rows.baseAddress! + t * 50
+                return Float(Double(row[targets[t]]) - Ops.logSumExp(row, 50))
+            }
+        }
+        expectClose(streamed, expected, tolerance: 1e-5)
+        let short = model.forward(Array(tokens.prefix(5)), cache: model.makeCache(capacity: 8),
+                                  logits: .targetLogProbabilities(Array(targets.prefix(5))))
+        expectClose(short, Array(expected.prefix(5)), tolerance: 1e-5)
+    }
+
     @Test("greedy generation is deterministic and sampling repeats with the same seed")
     func generation() throws {
         let model = TinyModels.llama()

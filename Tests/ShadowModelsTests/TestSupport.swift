@@ -16,9 +16,9 @@ enum TinyModels {
     }
 
     static func llama(layers: Int = 2, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2, ffn: Int = 48,
-                      vocab: Int = 50, bias: Bool = false, weights: WeightDType = .f32) -> LlamaModel {
+                      vocab: Int = 50, bias: Bool = false, weights: WeightDType = .f32, maxContext: Int = 64) -> LlamaModel {
         let config = LlamaConfig(hiddenSize: hidden, intermediateSize: ffn, layers: layers, heads: heads,
-                                 kvHeads: kvHeads, vocabularySize: vocab, maxContext: 64, attentionBias: bias)
+                                 kvHeads: kvHeads, vocabularySize: vocab, maxContext: maxContext, attentionBias: bias)
         let s = config.shape
         var seed: UInt64 = 100
         func next() -> UInt64 { seed += 1; return seed }
