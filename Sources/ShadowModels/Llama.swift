@@ -130,7 +130,7 @@ enum LMHead {
     static func logits(x: UnsafeMutablePointer<Float>, tokens T: Int, width: Int,
                        norm: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
                        head: WeightMatrix, normed: UnsafeMutablePointer<Float>, scratch: Scratch,
-                       request: LogitsRequest) -> [Float] {
+                       request: LogitsRequest, blockRows: Int = logProbabilityBlockRows) -> [Float] {
         let vocab = head.rows
         switch request {
         case .none:
@@ -150,7 +150,8 @@ enum LMHead {
         case .targetLogProbabilities(let targets):
             precondition(targets.count == T, "one target per token")
             norm(normed, x, T)
-            let blockRows = min(T, logProbabilityBlockRows)
+            let inputs = head.cols   // the normed rows' width: OPT's project_out may narrow them
+            let blockRows = min(T, blockRows)
             let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
             // Widened once for all blocks (16-bit heads); short inputs take Linear's own path.
             let widened = T > blockRows ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
@@ -159,9 +160,9 @@ enum LMHead {
                 for first in stride(from: 0, to: T, by: blockRows) {
                     let n = min(blockRows, T - first)
                     if let widened {
-                        BLAS.gemmABt(rows, normed + first * width, widened, m: n, n: vocab, k: width)
+                        BLAS.gemmABt(rows, normed + first * inputs, widened, m: n, n: vocab, k: inputs)
                     } else {
-                        Linear(weight: head).apply(rows, normed + first * width, tokens: n, scratch: scratch)
+                        Linear(weight: head).apply(rows, normed + first * inputs, tokens: n, scratch: scratch)
                     }
                     parallelChunks(n) { range in
                         for r in range {

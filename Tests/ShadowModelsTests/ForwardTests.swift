@@ -97,6 +97,35 @@ struct ForwardTests {
         expectClose(short, Array(expected.prefix(5)), tolerance: 1e-5)
     }
 
+    @Test("target log-probabilities read the head's input width when the final step narrows the rows (OPT's project_out)",
+          arguments: [WeightDType.f32, .f16])
+    func targetLogProbabilitiesAfterProjection(dtype: WeightDType) {
+        // d = 8 wide residual rows, narrowed to e = 6 before a (11, 6) head; blocks of 4 rows.
+        let T = 10, d = 8, e = 6, vocab = 11
+        let head = WeightMatrix(Matrix(rows: vocab, cols: e, values: randomFloats(vocab * e, seed: 50)), dtype: dtype)
+        var x = randomFloats(T * d, seed: 51).map { 3 * $0 }
+        let narrow = { (dst: UnsafeMutablePointer<Float>, src: UnsafePointer<Float>, rows: Int) in
+            for r in 0..<rows { for i in 0..<e { dst[r * e + i] = 0.5 * src[r * d + i + 1] } }
+        }
+        let targets = (0..<T).map { ($0 * 5 + 2) % vocab }
+        var normed = [Float](repeating: 0, count: T * d)
+        func run(_ request: LogitsRequest) -> [Float] {
+            x.withUnsafeMutableBufferPointer { xp in
+                normed.withUnsafeMutableBufferPointer { np in
+                    LMHead.logits(x: xp.baseAddress!, tokens: T, width: d, norm: narrow, head: head,
+                                  normed: np.baseAddress!, scratch: Scratch(), request: request, blockRows: 4)
+                }
+            }
+        }
+        let all = run(.all), streamed = run(.targetLogProbabilities(targets))
+        let expected = all.withUnsafeBufferPointer { rows in
+            targets.indices.map { t in
+                Float(Double(rows[t * vocab + targets[t]]) - Ops.logSumExp(rows.baseAddress! + t * vocab, vocab))
+            }
+        }
+        expectClose(streamed, expected, tolerance: 1e-5)
+    }
+
     @Test("greedy generation is deterministic and sampling repeats with the same seed")
     func generation() throws {
         let model = TinyModels.llama()
