@@ -4,7 +4,8 @@ import CHalf
 /// calibration prefills (a question's context, one answer: 10–60 tokens). OpenBLAS copies (packs)
 /// the whole weight matrix on every sgemm call; with so few tokens that copy cost as much as the
 /// arithmetic (36% of a PIQA evaluation was in `sgemm_incopy`/`sgemm_itcopy`). These kernels read
-/// each weight row where it lies, once per block of four tokens, and take a row list, so sparse
+/// each weight row where it lies, once per block of four tokens (six for the sums of rows of a
+/// transposed projection, CHalfGEMM.h), and take a row list, so sparse
 /// execution needs no gathered copy either. 16-bit weights are widened a panel of rows at a time
 /// into a buffer that stays in cache, rather than whole into memory for a GEMM to copy again.
 public enum SmallGEMM {
@@ -68,9 +69,9 @@ public enum SmallGEMM {
                         chalf_widen(panel.baseAddress! + k * width, weightT.halfPointer + r * cols + columns.lowerBound,
                                     width, isBF16)
                     }
-                    axpyBlock(out + columns.lowerBound, outStride: cols, x + start, xStride: rowCount, tokens: tokens,
-                              panel.baseAddress!, wStride: width, rowIndices: nil, rowCount: n, columns: 0..<width,
-                              accumulate: accumulate || start > 0)
+                    sumRows(out + columns.lowerBound, outStride: cols, x + start, xStride: rowCount, tokens: tokens,
+                            panel.baseAddress!, wStride: width, rowIndices: nil, rowCount: n, width: width,
+                            accumulate: accumulate || start > 0)
                     start += n
                 }
             }
@@ -91,8 +92,9 @@ public enum SmallGEMM {
                                    _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
                                    rowCount: Int, accumulate: Bool) {
         parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
-            axpyBlock(out, outStride: cols, x, xStride: rowCount, tokens: tokens, wt, wStride: cols, rowIndices: rowIndices,
-                      rowCount: rowCount, columns: columns, accumulate: accumulate)
+            sumRows(out + columns.lowerBound, outStride: cols, x, xStride: rowCount, tokens: tokens,
+                    wt + columns.lowerBound, wStride: cols, rowIndices: rowIndices, rowCount: rowCount,
+                    width: columns.count, accumulate: accumulate)
         }
     }
 
@@ -164,66 +166,26 @@ public enum SmallGEMM {
         }
     }
 
-    /// Sixteen output columns for four tokens at a time, summed over every listed row: eight
-    /// accumulators that stay in registers for the whole sum, so each output is stored once.
-    /// Strides: out's and x's rows (one x value per listed row, so usually rowCount) and Wt's rows.
-    @inline(__always)
-    static func axpyBlock(_ out: UnsafeMutablePointer<Float>, outStride cols: Int, _ x: UnsafePointer<Float>, xStride xs: Int,
-                          tokens: Int, _ wt: UnsafePointer<Float>, wStride: Int, rowIndices: UnsafePointer<Int32>?,
-                          rowCount: Int, columns: Range<Int>, accumulate: Bool) {
-        @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { wt + (rowIndices.map { Int($0[k]) } ?? k) * wStride }
-        let blocks = max(1, tokens / 4)
-        var c = columns.lowerBound
-        while c + 16 <= columns.upperBound {
-            // The next sixteen columns' line of every row is prefetched while these are summed,
-            // a share of the rows per block of tokens.
-            let nextColumns = c + 32 <= columns.upperBound ? c + 16 : c
-            var t = 0
-            while t + 4 <= tokens {
-                let b = t / 4
-                let ahead = rowCount * b / blocks ..< (b == blocks - 1 ? rowCount : rowCount * (b + 1) / blocks)
-                let o0 = out + t * cols + c, o1 = o0 + cols, o2 = o1 + cols, o3 = o2 + cols
-                var a0 = accumulate ? load(o0) : V(), b0 = accumulate ? load(o0 + 8) : V()
-                var a1 = accumulate ? load(o1) : V(), b1 = accumulate ? load(o1 + 8) : V()
-                var a2 = accumulate ? load(o2) : V(), b2 = accumulate ? load(o2 + 8) : V()
-                var a3 = accumulate ? load(o3) : V(), b3 = accumulate ? load(o3 + 8) : V()
-                let x0 = x + t * xs, x1 = x0 + xs, x2 = x1 + xs, x3 = x2 + xs
-                for k in 0..<rowCount {
-                    let r = row(k) + c
-                    if ahead.contains(k) { chalf_prefetch(row(k) + nextColumns) }
-                    let u = load(r), v = load(r + 8)
-                    let p0 = V(repeating: x0[k]), p1 = V(repeating: x1[k])
-                    let p2 = V(repeating: x2[k]), p3 = V(repeating: x3[k])
-                    a0.addProduct(u, p0); b0.addProduct(v, p0)
-                    a1.addProduct(u, p1); b1.addProduct(v, p1)
-                    a2.addProduct(u, p2); b2.addProduct(v, p2)
-                    a3.addProduct(u, p3); b3.addProduct(v, p3)
-                }
-                store(a0, o0); store(b0, o0 + 8); store(a1, o1); store(b1, o1 + 8)
-                store(a2, o2); store(b2, o2 + 8); store(a3, o3); store(b3, o3 + 8)
-                t += 4
-            }
-            while t < tokens {
-                let o = out + t * cols + c, xt = x + t * xs
-                var a = accumulate ? load(o) : V(), b = accumulate ? load(o + 8) : V()
-                for k in 0..<rowCount {
-                    let r = row(k) + c, p = V(repeating: xt[k])
-                    a.addProduct(load(r), p); b.addProduct(load(r + 8), p)
-                }
-                store(a, o); store(b, o + 8)
-                t += 1
-            }
+    /// out[t, c] (+)= Σ_k x[t, k] · W[row_k, c] for c in 0..<width: blocks of sixteen columns
+    /// through the register kernel, which reads W's rows in place; the last few columns (none
+    /// for the usual model widths) one by one, since the kernel reads a whole block of a row.
+    /// Strides: out's and x's rows (one x value per listed row, so usually rowCount) and W's rows.
+    static func sumRows(_ out: UnsafeMutablePointer<Float>, outStride: Int, _ x: UnsafePointer<Float>, xStride: Int,
+                        tokens: Int, _ w: UnsafePointer<Float>, wStride: Int, rowIndices: UnsafePointer<Int32>?,
+                        rowCount: Int, width: Int, accumulate: Bool) {
+        let blocks = width / 16 * 16
+        var c = 0
+        while c < blocks {
+            chalf_sum_rows16(out + c, outStride, x, xStride, tokens, w + c, wStride, rowIndices, rowCount, accumulate ? 1 : 0)
             c += 16
         }
-        // Columns past the last block of sixteen (none for the usual model widths).
-        if c < columns.upperBound {
-            for t in 0..<tokens {
-                let o = out + t * cols, xt = x + t * xs
-                for col in c..<columns.upperBound {
-                    var s: Float = accumulate ? o[col] : 0
-                    for k in 0..<rowCount { s += xt[k] * row(k)[col] }
-                    o[col] = s
-                }
+        guard blocks < width else { return }
+        for t in 0..<tokens {
+            let o = out + t * outStride, xt = x + t * xStride
+            for col in blocks..<width {
+                var s: Float = accumulate ? o[col] : 0
+                for k in 0..<rowCount { s += xt[k] * w[(rowIndices.map { Int($0[k]) } ?? k) * wStride + col] }
+                o[col] = s
             }
         }
     }
@@ -233,7 +195,4 @@ public enum SmallGEMM {
 
     @inline(__always)
     static func load(_ p: UnsafeMutablePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-
-    @inline(__always)
-    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
 }

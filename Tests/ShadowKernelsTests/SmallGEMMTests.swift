@@ -5,10 +5,10 @@ import ShadowTestSupport
 
 @Suite("Small-token GEMM and vector exp", .serialized)
 struct SmallGEMMTests {
-    /// Token counts around the kernels' block of four, row counts around their pair of rows, and
-    /// widths with and without a tail past the last SIMD block.
-    static let tokenCounts = [1, 3, 4, 5, 9, 13]
-    static let shapes: [(rows: Int, cols: Int)] = [(1, 8), (5, 20), (16, 37), (33, 64), (40, 48), (6, 160)]
+    /// Token counts around the kernels' blocks of four and six, row counts around their pair of
+    /// rows, and widths with and without a tail past the last SIMD block or block of 16 columns.
+    static let tokenCounts = [1, 3, 4, 5, 6, 7, 8, 13]
+    static let shapes: [(rows: Int, cols: Int)] = [(1, 8), (5, 20), (16, 37), (17, 64), (33, 64), (40, 48), (6, 160)]
 
     @Test("multiply equals x·Wᵀ over all rows and over a listed subset, on 1 and 2 threads", arguments: [1, 2])
     func multiplyMatchesNaive(threads: Int) {

@@ -80,6 +80,7 @@ static inline void chalf_map_large_allocations(long bytes) { (void)bytes; }
 static inline void chalf_release_free_heap(void) {}
 #endif
 
-// The half-precision row kernels live in their own header.
+// The half-precision row kernels and the small-GEMM kernels live in their own headers.
 #include "CHalfKernels.h"
+#include "CHalfGEMM.h"
 #endif
