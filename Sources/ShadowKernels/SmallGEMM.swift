@@ -4,10 +4,10 @@ import CHalf
 /// calibration prefills (a question's context, one answer: 10–60 tokens). OpenBLAS copies (packs)
 /// the whole weight matrix on every sgemm call; with so few tokens that copy cost as much as the
 /// arithmetic (36% of a PIQA evaluation was in `sgemm_incopy`/`sgemm_itcopy`). These kernels read
-/// each weight row where it lies, once per block of four tokens (six for the sums of rows of a
-/// transposed projection, CHalfGEMM.h), and take a row list, so sparse
-/// execution needs no gathered copy either. 16-bit weights are widened a panel of rows at a time
-/// into a buffer that stays in cache, rather than whole into memory for a GEMM to copy again.
+/// each weight row where it lies, once per block of four tokens (up to six for the sums of rows
+/// of a transposed projection, CHalfGEMM.h), and take a row list, so sparse execution needs no
+/// gathered copy either. 16-bit weights are widened a panel of rows at a time into a buffer that
+/// stays in cache, rather than whole into memory for a GEMM to copy again.
 public enum SmallGEMM {
     typealias V = SIMD8<Float>
 

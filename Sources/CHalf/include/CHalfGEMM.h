@@ -20,16 +20,16 @@
 #define CHALF_OUTER_STORE(I)                                                                     \
     if (m > I) { _mm256_storeu_ps(o + I * os, a##I); _mm256_storeu_ps(o + I * os + 8, b##I); }
 
-// The register block: o[t * os + j] (+)= Σ_k x[t * xs + k] · P[row_k * ps + j] for t < m ≤ 6 and
+// The register block: o[t * os + j] (+)= Σ_k x[t * xs + k] · w[row_k * ws + j] for t < m ≤ 6 and
 // j < 16, row_k = rows[k] or k. Inlined with a constant m, so the unused accumulators vanish.
 static inline __attribute__((always_inline)) void chalf_outer_block(int m, float *o, long os, const float *x, long xs,
-                                                                   const float *P, long ps, const int32_t *rows,
+                                                                   const float *w, long ws, const int32_t *rows,
                                                                    long count, int acc) {
     __m256 z = _mm256_setzero_ps();
     __m256 a0 = z, b0 = z, a1 = z, b1 = z, a2 = z, b2 = z, a3 = z, b3 = z, a4 = z, b4 = z, a5 = z, b5 = z;
     CHALF_OUTER_LOAD(0) CHALF_OUTER_LOAD(1) CHALF_OUTER_LOAD(2) CHALF_OUTER_LOAD(3) CHALF_OUTER_LOAD(4) CHALF_OUTER_LOAD(5)
     for (long k = 0; k < count; k++) {
-        const float *p = P + (rows ? rows[k] : k) * ps;
+        const float *p = w + (rows ? rows[k] : k) * ws;
         __m256 u = _mm256_loadu_ps(p), v = _mm256_loadu_ps(p + 8);
         CHALF_OUTER_ROW(0) CHALF_OUTER_ROW(1) CHALF_OUTER_ROW(2) CHALF_OUTER_ROW(3) CHALF_OUTER_ROW(4) CHALF_OUTER_ROW(5)
     }
@@ -40,7 +40,7 @@ static inline __attribute__((always_inline)) void chalf_outer_block(int m, float
 #undef CHALF_OUTER_STORE
 #endif
 
-// out[t * os + j] (+)= Σ_k x[t * xs + k] · W[row_k * ws + j] for t < tokens and j < 16, where
+// out[t * os + j] (+)= Σ_k x[t * xs + k] · w[row_k * ws + j] for t < tokens and j < 16, where
 // row_k = rows[k] (or k when rows is NULL), k < count.
 static inline __attribute__((always_inline)) void chalf_sum_rows16(float *out, long os, const float *x, long xs,
                                                                   long tokens, const float *w, long ws,
