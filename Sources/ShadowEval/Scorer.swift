@@ -133,8 +133,8 @@ struct ScoredRows {
 /// Scores the requests of one question with the dense model and, when given controllers, with
 /// each sparse model on the same inputs (the dense rows are computed once and shared, which is
 /// what lets `sweep` compare many mask sources for the price of one dense pass). Requests sharing
-/// their context tokens share one prefill: the context runs once and each choice continues from
-/// the KV cache truncated back to it.
+/// their context tokens share one prefill: the context runs once and the choices continue from
+/// it together, as the branches of one forward (`Branches`), the cache truncated back after.
 public final class LoglikelihoodScorer {
     public let model: any CausalLanguageModel
     public let controllers: [any SparsityController]
@@ -194,14 +194,18 @@ public final class LoglikelihoodScorer {
         var dense = [ChoiceScore](repeating: empty, count: requests.count)
         var sparse = controllers.indices.map { only == nil || only!.contains($0) ? dense : [] }
         let active = controllers.indices.filter { only == nil || only!.contains($0) }
-        reserve(requests.map(\.tokens.count).max() ?? 0)
         for group in Self.groupsByContext(requests) {
             let context = Array(requests[group[0]].context)
+            let members = group.map { requests[$0] }
+            // The group's answers run as branches of one forward when the cache can hold them all.
+            let batched = Self.branchedLength(members) <= model.shape.maxContext
+            reserve(max(members.map(\.tokens.count).max() ?? 0, batched ? Self.branchedLength(members) : 0))
             let denseLast = prefill(context, cache: denseCache, sparsity: nil)
             var denseRows: [ScoredRows] = []
-            for index in group {
-                let rows = ScoredRows(continuationRows(requests[index], cache: denseCache, last: denseLast, sparsity: nil),
-                                      vocab: vocab)
+            let denseLogits = batched ? branchedRows(members, cache: denseCache, last: denseLast, sparsity: nil)
+                : members.map { continuationRows($0, cache: denseCache, last: denseLast, sparsity: nil) }
+            for (g, index) in group.enumerated() {
+                let rows = ScoredRows(denseLogits[g], vocab: vocab)
                 dense[index] = score(rows: rows, request: requests[index])
                 denseRows.append(rows)
             }
@@ -216,11 +220,14 @@ public final class LoglikelihoodScorer {
                     sparseLast = prefill(context, cache: sparseCache, sparsity: controller)
                     scoped?.frozen = true
                 }
+                let causalLogits = maskMode != .causal ? []
+                    : batched ? branchedRows(members, cache: sparseCache, last: sparseLast, sparsity: controller)
+                    : members.map { continuationRows($0, cache: sparseCache, last: sparseLast, sparsity: controller) }
                 for (g, index) in group.enumerated() {
                     let request = requests[index]
                     let logits: [Float]
                     if maskMode == .causal {
-                        logits = continuationRows(request, cache: sparseCache, last: sparseLast, sparsity: controller)
+                        logits = causalLogits[g]
                     } else {
                         (controller as? PromptAwareController)?.prepare(prompt: request.tokens)
                         scoped?.reset()
@@ -267,6 +274,37 @@ public final class LoglikelihoodScorer {
         guard n > 1 else { return last }
         let inner = Array(request.tokens[request.predictFrom ..< request.tokens.count - 1])
         return last + model.forward(inner, cache: cache, logits: .all, sparsity: sparsity)
+    }
+
+    /// Tokens the cache holds when a group's answers run as branches: the shared context and
+    /// every answer's tokens but its last (which predicts nothing scored).
+    static func branchedLength(_ members: [ScoringRequest]) -> Int {
+        (members.first?.predictFrom ?? 0) + members.reduce(0) { $0 + max(0, $1.continuationCount - 1) }
+    }
+
+    /// `continuationRows` for every request of a group at once: their answers continue the
+    /// cached context as the branches of one forward, which reads the weights once for all of
+    /// them. Per request, the (n, vocab) rows predicting its n continuation tokens.
+    private func branchedRows(_ members: [ScoringRequest], cache: KVCache, last: [Float],
+                              sparsity: (any SparsityController)?) -> [[Float]] {
+        let contextLength = members[0].predictFrom
+        var tokens: [Int] = []
+        var lengths: [Int] = []
+        for request in members where request.continuationCount > 1 {
+            tokens += request.tokens[request.predictFrom ..< request.tokens.count - 1]
+            lengths.append(request.continuationCount - 1)
+        }
+        cache.truncate(to: contextLength)
+        let all = tokens.isEmpty ? []
+            : model.forward(tokens, cache: cache, logits: .all, sparsity: sparsity, branches: Branches(lengths: lengths))
+        cache.truncate(to: contextLength)
+        var offset = 0
+        return members.map { request in
+            let n = request.continuationCount
+            guard n > 0 else { return [] }
+            defer { offset += n - 1 }
+            return last + all[offset * vocab ..< (offset + n - 1) * vocab]
+        }
     }
 
     /// Per-choice masks: the whole request is one prefill (its last token included, so the mask

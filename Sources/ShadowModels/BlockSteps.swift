@@ -5,11 +5,12 @@ import ShadowKernels
 enum BlockSteps {
     /// Attention half: projections of the kept heads (and the KV groups they read), RoPE when
     /// given, the cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised
-    /// input, (T, d); `observe` sees the full A (T, H·d_h) of a dense layer.
+    /// input, (T, d); `observe` sees the full A (T, H·d_h) of a dense layer. With `branches`, each
+    /// branch's positions start at `past` and it attends to the context and to itself.
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,
                           plan: LayerPlan?, execution: SparseExecution, keepAllKV: Bool,
-                          cache: KVCache, layer: Int, past: Int, tokens T: Int, scale: Float,
+                          cache: KVCache, layer: Int, past: Int, tokens T: Int, branches: Branches? = nil, scale: Float,
                           rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int) -> Void)?,
                           observe: ((UnsafePointer<Float>) -> Void)? = nil) {
         let s = cache.shape, scratch = cache.scratch
@@ -37,12 +38,14 @@ enum BlockSteps {
         }
         if let rope {
             for t in 0..<T {
-                rope(qb + t * nq * s.headDim, nq, past + t)
-                rope(kb + t * ng * s.headDim, ng, past + t)
+                let position = branches.position(of: t, past: past)
+                rope(qb + t * nq * s.headDim, nq, position)
+                rope(kb + t * ng * s.headDim, ng, position)
             }
         }
         CausalAttention.store(cache: cache, layer: layer, k: kb, v: vb, past: past, tokens: T, groups: groups)
-        CausalAttention.attend(a, q: qb, cache: cache, layer: layer, past: past, tokens: T, scale: scale, heads: heads)
+        CausalAttention.attend(a, q: qb, cache: cache, layer: layer, past: past, tokens: T, branches: branches, scale: scale,
+                               heads: heads)
         if execution == .zero, let kept = plan.heads {
             zeroUnits(a, kept: kept.map(Int32.init), units: s.heads, width: s.headDim, tokens: T)
         }

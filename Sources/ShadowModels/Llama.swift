@@ -63,11 +63,12 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     }
 
     public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest,
-                        sparsity: (any SparsityController)?) -> [Float] {
+                        sparsity: (any SparsityController)?, branches: Branches?) -> [Float] {
         let s = shape
         let T = tokens.count, d = s.hiddenSize
         let past = cache.length
         precondition(T > 0 && past + T <= cache.capacity, "context overflow")
+        precondition(branches == nil || branches!.tokenCount == T, "branches cover the tokens")
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
         let xn = cache.buffer("xn", rows: T, cols: d)
@@ -87,7 +88,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 BlockSteps.attention(
                     x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
                     execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
-                    past: past, tokens: T, scale: scale, rope: rope,
+                    past: past, tokens: T, branches: branches, scale: scale, rope: rope,
                     observe: sparsity.map { controller in
                         { controller.observe(layer: l, input: x, attention: $0, tokens: T, position: past) }
                     })

@@ -70,11 +70,12 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
     }
 
     public func forward(_ tokens: [Int], cache: KVCache, logits request: LogitsRequest,
-                        sparsity: (any SparsityController)?) -> [Float] {
+                        sparsity: (any SparsityController)?, branches: Branches?) -> [Float] {
         let s = shape
         let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim
         let past = cache.length
         precondition(T > 0 && past + T <= cache.capacity, "context overflow")
+        precondition(branches == nil || branches!.tokenCount == T, "branches cover the tokens")
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
         let xn = cache.buffer("xn", rows: T, cols: max(d, e))
@@ -86,7 +87,9 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         } else {
             for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x + t * d) }
         }
-        for t in 0..<T { Ops.add(x + t * d, positions.row(past + t + Self.positionOffset), count: d) }
+        for t in 0..<T {
+            Ops.add(x + t * d, positions.row(branches.position(of: t, past: past) + Self.positionOffset), count: d)
+        }
 
         let scale = 1 / Float(s.headDim).squareRoot()
         let preLN = config.doLayerNormBefore
@@ -103,7 +106,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
             BlockSteps.attention(
                 x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
                 execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
-                past: past, tokens: T, scale: scale, rope: nil,
+                past: past, tokens: T, branches: branches, scale: scale, rope: nil,
                 observe: sparsity.map { controller in
                         { controller.observe(layer: l, input: x, attention: $0, tokens: T, position: past) }
                     })

@@ -69,8 +69,11 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
 
     /// Runs `tokens` at positions `cache.length ..< cache.length + tokens.count`, appends their
     /// keys and values to `cache`, and returns the requested logits. With a sparsity controller,
-    /// layers 1… run with the plans it chooses (layer 0 always runs dense).
-    func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest, sparsity: (any SparsityController)?) -> [Float]
+    /// layers 1… run with the plans it chooses (layer 0 always runs dense). With `branches`, the
+    /// tokens are several continuations of the cached context instead of one sequence (see
+    /// `Branches`).
+    func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest, sparsity: (any SparsityController)?,
+                 branches: Branches?) -> [Float]
 }
 
 extension CausalLanguageModel {
@@ -79,7 +82,12 @@ extension CausalLanguageModel {
 
     /// The dense forward pass.
     public func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest) -> [Float] {
-        forward(tokens, cache: cache, logits: logits, sparsity: nil)
+        forward(tokens, cache: cache, logits: logits, sparsity: nil, branches: nil)
+    }
+
+    /// One sequence continuing the cache.
+    public func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest, sparsity: (any SparsityController)?) -> [Float] {
+        forward(tokens, cache: cache, logits: logits, sparsity: sparsity, branches: nil)
     }
 
     /// A cache for `capacity` positions (the model's whole window when nil), in fp16 when the

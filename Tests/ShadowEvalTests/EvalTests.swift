@@ -113,6 +113,24 @@ struct MultipleChoiceTests {
         }
     }
 
+    @Test("answers too long to run as branches together within the model's context are scored one by one")
+    func branchesBeyondTheContext() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let context = String(repeating: "The river ran past the old mill. ", count: 2)
+        let answers = [String(repeating: " Bells rang at noon.", count: 5), String(repeating: " It was cold.", count: 6)]
+        let item = MultipleChoiceItem(id: 0, context: context, continuations: answers, gold: 0)
+        let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
+        #expect(requests.allSatisfy { $0.tokens.count <= loaded.model.shape.maxContext })
+        #expect(LoglikelihoodScorer.branchedLength(requests) > loaded.model.shape.maxContext)
+        let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
+        let result = scorer.score(requests)
+        let dense = answers.map { handSum(loaded.model, tokenizer, context: context, continuation: $0) }
+        let sparse = answers.map { handSum(loaded.model, tokenizer, context: context, continuation: $0, sparsity: randomHalf(loaded.model)) }
+        expectClose(result.dense.map(\.logLikelihood), dense)
+        expectClose(result.sparse!.map(\.logLikelihood), sparse)
+    }
+
     @Test("choices group by their context tokens: one group for a shared context, one per Winogrande option")
     func grouping() throws {
         let tokenizer = try fixture("tiny-llama").requireTokenizer()
