@@ -133,8 +133,8 @@ struct ScoredRows {
 /// Scores the requests of one question with the dense model and, when given controllers, with
 /// each sparse model on the same inputs (the dense rows are computed once and shared, which is
 /// what lets `sweep` compare many mask sources for the price of one dense pass). Requests sharing
-/// their context tokens share one prefill: the context runs once and the choices continue from
-/// it together, as the branches of one forward (`Branches`), the cache truncated back after.
+/// their context tokens run as one forward: the context once, then the choices after it
+/// together, as its branches (`Branches`).
 public final class LoglikelihoodScorer {
     public let model: any CausalLanguageModel
     public let controllers: [any SparsityController]
@@ -197,13 +197,18 @@ public final class LoglikelihoodScorer {
         for group in Self.groupsByContext(requests) {
             let context = Array(requests[group[0]].context)
             let members = group.map { requests[$0] }
-            // The group's answers run as branches of one forward when the cache can hold them all.
+            // The context and the group's answers run as one forward, the answers as branches,
+            // when the cache can hold them all; else the context once and each answer after it.
             let batched = Self.branchedLength(members) <= model.shape.maxContext
             reserve(max(members.map(\.tokens.count).max() ?? 0, batched ? Self.branchedLength(members) : 0))
-            let denseLast = prefill(context, cache: denseCache, sparsity: nil)
             var denseRows: [ScoredRows] = []
-            let denseLogits = batched ? branchedRows(members, cache: denseCache, last: denseLast, sparsity: nil)
-                : members.map { continuationRows($0, cache: denseCache, last: denseLast, sparsity: nil) }
+            let denseLogits: [[Float]]
+            if batched {
+                denseLogits = questionRows(members, cache: denseCache, sparsity: nil)
+            } else {
+                let last = prefill(context, cache: denseCache, sparsity: nil)
+                denseLogits = members.map { continuationRows($0, cache: denseCache, last: last, sparsity: nil) }
+            }
             for (g, index) in group.enumerated() {
                 let rows = ScoredRows(denseLogits[g], vocab: vocab)
                 dense[index] = score(rows: rows, request: requests[index])
@@ -212,17 +217,20 @@ public final class LoglikelihoodScorer {
             for c in active {
                 let controller = controllers[c]
                 let scoped = controller as? RequestScopedMasks
-                var sparseLast: [Float] = []
+                var causalLogits: [[Float]] = []
                 if maskMode == .causal {
-                    // A new question: predict from its last context token, then keep that mask.
+                    // A new question: predict from its last context token, then keep that mask
+                    // for the answers (within the one pass, the controller reads the context's rows).
                     (controller as? PromptAwareController)?.prepare(prompt: context)
                     scoped?.reset()
-                    sparseLast = prefill(context, cache: sparseCache, sparsity: controller)
-                    scoped?.frozen = true
+                    if batched {
+                        causalLogits = questionRows(members, cache: sparseCache, sparsity: controller)
+                    } else {
+                        let last = prefill(context, cache: sparseCache, sparsity: controller)
+                        scoped?.frozen = true
+                        causalLogits = members.map { continuationRows($0, cache: sparseCache, last: last, sparsity: controller) }
+                    }
                 }
-                let causalLogits = maskMode != .causal ? []
-                    : batched ? branchedRows(members, cache: sparseCache, last: sparseLast, sparsity: controller)
-                    : members.map { continuationRows($0, cache: sparseCache, last: sparseLast, sparsity: controller) }
                 for (g, index) in group.enumerated() {
                     let request = requests[index]
                     let logits: [Float]
@@ -276,34 +284,35 @@ public final class LoglikelihoodScorer {
         return last + model.forward(inner, cache: cache, logits: .all, sparsity: sparsity)
     }
 
-    /// Tokens the cache holds when a group's answers run as branches: the shared context and
-    /// every answer's tokens but its last (which predicts nothing scored).
+    /// Tokens the cache holds when a group runs as one forward: the shared context and every
+    /// answer's tokens but its last (which predicts nothing scored).
     static func branchedLength(_ members: [ScoringRequest]) -> Int {
         (members.first?.predictFrom ?? 0) + members.reduce(0) { $0 + max(0, $1.continuationCount - 1) }
     }
 
-    /// `continuationRows` for every request of a group at once: their answers continue the
-    /// cached context as the branches of one forward, which reads the weights once for all of
-    /// them. Per request, the (n, vocab) rows predicting its n continuation tokens.
-    private func branchedRows(_ members: [ScoringRequest], cache: KVCache, last: [Float],
+    /// Every request of a group from an empty cache in one forward: the shared context, then
+    /// the answers as branches after it (`Branches`), which reads the weights once for the
+    /// whole question. Per request, the (n, vocab) rows predicting its n continuation tokens;
+    /// the context's last row predicts every answer's first token.
+    private func questionRows(_ members: [ScoringRequest], cache: KVCache,
                               sparsity: (any SparsityController)?) -> [[Float]] {
         let contextLength = members[0].predictFrom
-        var tokens: [Int] = []
+        var tokens = Array(members[0].tokens[..<contextLength])
         var lengths: [Int] = []
         for request in members where request.continuationCount > 1 {
             tokens += request.tokens[request.predictFrom ..< request.tokens.count - 1]
             lengths.append(request.continuationCount - 1)
         }
-        cache.truncate(to: contextLength)
-        let all = tokens.isEmpty ? []
-            : model.forward(tokens, cache: cache, logits: .all, sparsity: sparsity, branches: Branches(lengths: lengths))
-        cache.truncate(to: contextLength)
-        var offset = 0
+        cache.reset()
+        let rows = model.forward(tokens, cache: cache, logits: .from(contextLength - 1), sparsity: sparsity,
+                                 branches: Branches(prefix: contextLength, lengths: lengths))
+        let last = Array(rows[..<vocab])
+        var offset = 1
         return members.map { request in
             let n = request.continuationCount
             guard n > 0 else { return [] }
             defer { offset += n - 1 }
-            return last + all[offset * vocab ..< (offset + n - 1) * vocab]
+            return last + rows[offset * vocab ..< (offset + n - 1) * vocab]
         }
     }
 

@@ -24,7 +24,8 @@ public enum CausalAttention {
     /// out[t, h, :] = Σ_j softmax_j(q[t,h]·K[j,g] · scale) V[j,g] for j ≤ past + t, g = h / groupSize.
     /// The cache must already hold positions up to past + T. `heads` lists the query heads to
     /// compute (nil: all H); q and out hold just those heads, in that order: (T, n·d_h). With
-    /// `branches`, a token of a branch starting at row b sees keys 0 ..< past and past + b … past + t.
+    /// `branches`, a token of a branch starting at row b sees keys 0 ..< past + prefix and
+    /// past + b … past + t.
     public static func attend(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
                               cache: KVCache, layer: Int, past: Int, tokens: Int, branches: Branches? = nil,
                               scale: Float, heads: [Int]? = nil) {
@@ -76,8 +77,8 @@ public enum CausalAttention {
     /// that read them.
     ///
     /// A branch other than the first sees two runs of keys, the context's and its own, so its
-    /// scores and outputs take two GEMMs each: scores columns 0 ..< past for the context and
-    /// past ..< past + n for the branch's own first n keys.
+    /// scores and outputs take two GEMMs each: scores columns 0 ..< c for the c context keys and
+    /// c ..< c + n for the branch's own first n keys.
     static func attendWithGEMM(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: KVCache,
                                layer: Int, past: Int, tokens T: Int, branches: Branches?, scale: Float, heads: [Int]?) {
         let shape = cache.shape
@@ -95,41 +96,43 @@ public enum CausalAttention {
                 values = cache.widened(cache.values(layer: layer, group: g), count: span, name: "attention.values")
                 loadedGroup = g
             }
-            for segment in branches?.segments ?? [0 ..< T] {
-                // The branch's own keys follow the context's in the cache from row `own`.
-                let own = past + segment.lowerBound
-                for local in CausalBlocks(segment.count) {
-                    let first = segment.lowerBound + local.lowerBound, rows = local.count
-                    let seen = past + local.upperBound   // keys visible to the block's last row
+            for run in branches?.runs(past: past) ?? [(0 ..< T, past)] {
+                // The run's own keys are in the cache from row `own`; every row also sees the
+                // `context` keys before them, which directly precede them unless this is a
+                // branch after the first.
+                let own = past + run.rows.lowerBound, context = run.context
+                for local in CausalBlocks(run.rows.count) {
+                    let first = run.rows.lowerBound + local.lowerBound, rows = local.count
+                    let seen = context + local.upperBound   // keys visible to the block's last row
                     let s = scores, qBlock = q + first * qWidth + i * headDim
                     let o = out + first * qWidth + i * headDim
-                    if own == past {
+                    if own == context {
                         // S (rows, seen; row stride span) = Q_h block · K_g[0 ..< seen]ᵀ
                         BLAS.gemmABt(s, qBlock, keys, m: rows, n: seen, k: headDim, lda: qWidth, ldb: headDim, ldc: span)
                     } else {
-                        if past > 0 {
-                            BLAS.gemmABt(s, qBlock, keys, m: rows, n: past, k: headDim, lda: qWidth, ldb: headDim, ldc: span)
+                        if context > 0 {
+                            BLAS.gemmABt(s, qBlock, keys, m: rows, n: context, k: headDim, lda: qWidth, ldb: headDim, ldc: span)
                         }
-                        BLAS.gemmABt(s + past, qBlock, keys + own * headDim, m: rows, n: local.upperBound, k: headDim,
+                        BLAS.gemmABt(s + context, qBlock, keys + own * headDim, m: rows, n: local.upperBound, k: headDim,
                                      lda: qWidth, ldb: headDim, ldc: span)
                     }
                     parallelChunks(rows, minimumPerThread: 16) { range in
                         for r in range {
                             let row = s + r * span
-                            let visible = past + local.lowerBound + r + 1
+                            let visible = context + local.lowerBound + r + 1
                             Ops.softmax(row, visible, scale: scale)
                             (row + visible).update(repeating: 0, count: seen - visible)
                         }
                     }
                     // O_h block (rows, d_h; row stride qWidth) = P (rows, seen) · V_g[visible keys]
-                    if own == past {
+                    if own == context {
                         BLAS.gemmAB(o, s, values, m: rows, n: headDim, k: seen, lda: span, ldb: headDim, ldc: qWidth)
                     } else {
-                        if past > 0 {
-                            BLAS.gemmAB(o, s, values, m: rows, n: headDim, k: past, lda: span, ldb: headDim, ldc: qWidth)
+                        if context > 0 {
+                            BLAS.gemmAB(o, s, values, m: rows, n: headDim, k: context, lda: span, ldb: headDim, ldc: qWidth)
                         }
-                        BLAS.gemmAB(o, s + past, values + own * headDim, m: rows, n: headDim, k: local.upperBound,
-                                    lda: span, ldb: headDim, ldc: qWidth, accumulate: past > 0)
+                        BLAS.gemmAB(o, s + context, values + own * headDim, m: rows, n: headDim, k: local.upperBound,
+                                    lda: span, ldb: headDim, ldc: qWidth, accumulate: context > 0)
                     }
                 }
             }

@@ -69,6 +69,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let past = cache.length
         precondition(T > 0 && past + T <= cache.capacity, "context overflow")
         precondition(branches == nil || branches!.tokenCount == T, "branches cover the tokens")
+        let promptRows = branches?.promptRows(tokens: T) ?? T   // what a controller predicts from
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
         let xn = cache.buffer("xn", rows: T, cols: d)
@@ -81,7 +82,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
             }
             for (l, block) in blocks.enumerated() {
                 // Layer 0 always runs dense: its attention output feeds the predictor.
-                let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: T, position: past)
+                let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
                 block.attentionNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
                 }
@@ -90,7 +91,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                     execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
                     past: past, tokens: T, branches: branches, scale: scale, rope: rope,
                     observe: sparsity.map { controller in
-                        { controller.observe(layer: l, input: x, attention: $0, tokens: T, position: past) }
+                        { controller.observe(layer: l, input: x, attention: $0, tokens: promptRows, position: past) }
                     })
 
                 block.mlpNorm.withUnsafeBufferPointer {
@@ -141,11 +142,14 @@ enum LMHead {
             var out = [Float](repeating: 0, count: vocab)
             out.withUnsafeMutableBufferPointer { head.multiply($0.baseAddress!, normed) }
             return out
-        case .all:
-            norm(normed, x, T)
-            var out = [Float](repeating: 0, count: T * vocab)
+        case .all, .from:
+            let first = if case .from(let row) = request { row } else { 0 }
+            precondition(first >= 0 && first < T, "logits from a row of this pass")
+            let rows = T - first
+            norm(normed, x + first * width, rows)
+            var out = [Float](repeating: 0, count: rows * vocab)
             out.withUnsafeMutableBufferPointer {
-                Linear(weight: head).apply($0.baseAddress!, normed, tokens: T, scratch: scratch)
+                Linear(weight: head).apply($0.baseAddress!, normed, tokens: rows, scratch: scratch)
             }
             return out
         case .targetLogProbabilities(let targets):

@@ -76,6 +76,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         let past = cache.length
         precondition(T > 0 && past + T <= cache.capacity, "context overflow")
         precondition(branches == nil || branches!.tokenCount == T, "branches cover the tokens")
+        let promptRows = branches?.promptRows(tokens: T) ?? T   // what a controller predicts from
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
         let xn = cache.buffer("xn", rows: T, cols: max(d, e))
@@ -96,7 +97,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         let execution = sparsity?.execution ?? .skip
         for (l, block) in blocks.enumerated() {
             // Layer 0 always runs dense: its attention output feeds the predictor.
-            let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: T, position: past)
+            let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
             // Attention: pre-LN normalises the block input, post-LN the residual sum.
             if preLN {
                 layerNorm(xn, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps)
@@ -108,7 +109,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
                 execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
                 past: past, tokens: T, branches: branches, scale: scale, rope: nil,
                 observe: sparsity.map { controller in
-                        { controller.observe(layer: l, input: x, attention: $0, tokens: T, position: past) }
+                        { controller.observe(layer: l, input: x, attention: $0, tokens: promptRows, position: past) }
                     })
             if !preLN { layerNorm(x, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps) }
 

@@ -62,7 +62,9 @@ public protocol SparsityController: AnyObject {
     var keepsAllKeysAndValues: Bool { get }
     /// Every layer, after its attention: `input` is the residual entering the layer, (T, d), and
     /// `attention` its per-head outputs A (T, H·d_h) — only the kept heads, in plan order, when the
-    /// layer skips heads; `position` is the first token's position.
+    /// layer skips heads; `position` is the first token's position. `tokens` counts the prompt's
+    /// rows, whose last a predictor reads: all of the pass's, except when the pass also holds
+    /// branches after its context (`Branches.promptRows`).
     func observe(layer: Int, input: UnsafePointer<Float>, attention: UnsafePointer<Float>, tokens: Int, position: Int)
     /// The plan of layer `layer` ≥ 1; `input` is the residual stream entering it, (T, d).
     func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan

@@ -45,6 +45,8 @@ public enum LogitsRequest: Sendable {
     case last
     /// Logits of every token: `[T, vocab]`, row-major.
     case all
+    /// Logits of the tokens from row `first` on: `[T - first, vocab]`, row-major.
+    case from(Int)
     /// Per token t, log p(targets[t] | tokens ≤ t): `[T]`. The vocabulary projection runs in
     /// blocks of rows and keeps nothing else, so scoring a long window does not hold its
     /// (T, vocab) logits (1.6 GB for 8192 tokens of SmolLM2).
@@ -70,7 +72,8 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     /// Runs `tokens` at positions `cache.length ..< cache.length + tokens.count`, appends their
     /// keys and values to `cache`, and returns the requested logits. With a sparsity controller,
     /// layers 1… run with the plans it chooses (layer 0 always runs dense). With `branches`, the
-    /// tokens are several continuations of the cached context instead of one sequence (see
+    /// tokens are several continuations of a context instead of one sequence, the context either
+    /// cached or at the front of the pass, and the controller predicts from the context (see
     /// `Branches`).
     func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest, sparsity: (any SparsityController)?,
                  branches: Branches?) -> [Float]

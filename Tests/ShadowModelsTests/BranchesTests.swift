@@ -58,6 +58,29 @@ struct BranchesTests {
         }
     }
 
+    @Test("the context in the same pass as its branches: the same logits, and a controller reads the context's last row",
+          arguments: models)
+    func contextInThePass(name: String) throws {
+        let model = try SparseExecutionTests.model(name)
+        let v = model.shape.vocabularySize
+        let context = Self.tokens(6, seed: 10, vocab: v)
+        let branches = [Self.tokens(4, seed: 11, vocab: v), Self.tokens(1, seed: 12, vocab: v), Self.tokens(7, seed: 13, vocab: v)]
+        let alone = LastRowRecorder(shape: model.shape), together = LastRowRecorder(shape: model.shape)
+        let cache = model.makeCache(capacity: 64)
+        var expected = model.forward(context, cache: cache, logits: .last, sparsity: alone)
+        for branch in branches {
+            cache.truncate(to: context.count)
+            expected += model.forward(branch, cache: cache, logits: .all)
+        }
+        cache.reset()
+        let rows = model.forward(context + branches.flatMap { $0 }, cache: cache, logits: .from(context.count - 1),
+                                 sparsity: together, branches: Branches(prefix: context.count, lengths: branches.map(\.count)))
+        expectClose(rows, expected, tolerance: 1e-4, name)
+        #expect(!alone.attention.isEmpty && !alone.input.isEmpty)
+        expectClose(together.attention, alone.attention, tolerance: 1e-5, "\(name) layer-0 attention row")
+        expectClose(together.input, alone.input, tolerance: 1e-5, "\(name) layer-1 input row")
+    }
+
     @Test("positions restart at the context's end in every branch")
     func positions() {
         let branches = Branches(lengths: [3, 1, 2])
@@ -65,5 +88,32 @@ struct BranchesTests {
         #expect((0..<6).map { branches.position(of: $0, past: 10) } == [10, 11, 12, 10, 10, 11])
         let none: Branches? = nil
         #expect(none.position(of: 4, past: 10) == 14)
+        // With the context in the pass: its rows run on from `past`, the branches after all of it.
+        let folded = Branches(prefix: 2, lengths: [2, 1])
+        #expect(folded.segments == [2..<4, 4..<5])
+        #expect((0..<5).map { folded.position(of: $0, past: 3) } == [3, 4, 5, 6, 5])
+        #expect(folded.runs(past: 3).map(\.context) == [3, 5, 5])
+        #expect(folded.promptRows(tokens: 5) == 2 && branches.promptRows(tokens: 6) == 6)
+    }
+}
+
+/// A dense controller that keeps what a predictor reads: the last of the rows it is given, of
+/// layer 0's attention output and of the residual entering layer 1.
+final class LastRowRecorder: SparsityController, @unchecked Sendable {
+    let execution = SparseExecution.skip
+    let keepsAllKeysAndValues = false
+    let shape: TransformerShape
+    var attention: [Float] = []
+    var input: [Float] = []
+
+    init(shape: TransformerShape) { self.shape = shape }
+
+    func observe(layer: Int, input: UnsafePointer<Float>, attention a: UnsafePointer<Float>, tokens: Int, position: Int) {
+        if layer == 0 { attention = Array(UnsafeBufferPointer(start: a + (tokens - 1) * shape.attentionWidth, count: shape.attentionWidth)) }
+    }
+
+    func plan(layer: Int, input x: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan {
+        if layer == 1 { input = Array(UnsafeBufferPointer(start: x + (tokens - 1) * shape.hiddenSize, count: shape.hiddenSize)) }
+        return .dense
     }
 }
