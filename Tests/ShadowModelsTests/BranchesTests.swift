@@ -14,17 +14,28 @@ struct BranchesTests {
     static func run(_ model: any CausalLanguageModel, context: [Int], branches: [[Int]],
                     sparsity: (any SparsityController)?) -> (alone: [Float], together: [Float]) {
         let cache = model.makeCache(capacity: 512)
-        if !context.isEmpty { _ = model.forward(context, cache: cache, logits: .last, sparsity: sparsity) }
-        var alone: [Float] = []
-        for branch in branches {
-            cache.truncate(to: context.count)
-            alone += model.forward(branch, cache: cache, logits: .all, sparsity: sparsity)
-        }
+        let alone = separately(model, cache: cache, context: context, branches: branches, contextSparsity: sparsity,
+                               branchSparsity: sparsity).rows
         cache.truncate(to: context.count)
         let together = model.forward(branches.flatMap { $0 }, cache: cache, logits: .all, sparsity: sparsity,
                                      branches: Branches(lengths: branches.map(\.count)))
         #expect(cache.length == context.count + branches.reduce(0) { $0 + $1.count })
         return (alone, together)
+    }
+
+    /// The reference: the context from an empty cache (its last logits row, when it has tokens),
+    /// then each branch alone from the cached context (their rows, concatenated).
+    static func separately(_ model: any CausalLanguageModel, cache: KVCache, context: [Int], branches: [[Int]],
+                           contextSparsity: (any SparsityController)?,
+                           branchSparsity: (any SparsityController)?) -> (last: [Float], rows: [Float]) {
+        cache.reset()
+        let last = context.isEmpty ? [] : model.forward(context, cache: cache, logits: .last, sparsity: contextSparsity)
+        var rows: [Float] = []
+        for branch in branches {
+            cache.truncate(to: context.count)
+            rows += model.forward(branch, cache: cache, logits: .all, sparsity: branchSparsity)
+        }
+        return (last, rows)
     }
 
     @Test("each branch's logits equal the branch run alone from the context, dense and with a sparse plan",
@@ -67,11 +78,9 @@ struct BranchesTests {
         let branches = [Self.tokens(4, seed: 11, vocab: v), Self.tokens(1, seed: 12, vocab: v), Self.tokens(7, seed: 13, vocab: v)]
         let alone = LastRowRecorder(shape: model.shape), together = LastRowRecorder(shape: model.shape)
         let cache = model.makeCache(capacity: 64)
-        var expected = model.forward(context, cache: cache, logits: .last, sparsity: alone)
-        for branch in branches {
-            cache.truncate(to: context.count)
-            expected += model.forward(branch, cache: cache, logits: .all)
-        }
+        let reference = Self.separately(model, cache: cache, context: context, branches: branches, contextSparsity: alone,
+                                        branchSparsity: nil)
+        let expected = reference.last + reference.rows
         cache.reset()
         let rows = model.forward(context + branches.flatMap { $0 }, cache: cache, logits: .from(context.count - 1),
                                  sparsity: together, branches: Branches(prefix: context.count, lengths: branches.map(\.count)))
