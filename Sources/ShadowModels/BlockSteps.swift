@@ -6,7 +6,7 @@ enum BlockSteps {
     /// Attention half: projections of the kept heads (and the KV groups they read), RoPE when
     /// given, the cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised
     /// input, (T, d); `observe` sees the full A (T, H·d_h) of a dense layer. With `branches`, each
-    /// branch's positions start at `past` and it attends to the context and to itself.
+    /// branch's positions start at the context's end and it attends to the context and to itself.
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,
                           plan: LayerPlan?, execution: SparseExecution, keepAllKV: Bool,

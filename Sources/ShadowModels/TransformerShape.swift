@@ -73,7 +73,7 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     /// keys and values to `cache`, and returns the requested logits. With a sparsity controller,
     /// layers 1… run with the plans it chooses (layer 0 always runs dense). With `branches`, the
     /// tokens are several continuations of a context instead of one sequence, the context either
-    /// cached or at the front of the pass, and the controller predicts from the context (see
+    /// cached or at the front of the pass (then a controller predicts from its last token; see
     /// `Branches`).
     func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest, sparsity: (any SparsityController)?,
                  branches: Branches?) -> [Float]
