@@ -199,8 +199,9 @@ public final class LoglikelihoodScorer {
             let members = group.map { requests[$0] }
             // The context and the group's answers run as one forward, the answers as branches,
             // when the cache can hold them all; else the context once and each answer after it.
-            let batched = Self.branchedLength(members) <= model.shape.maxContext
-            reserve(max(members.map(\.tokens.count).max() ?? 0, batched ? Self.branchedLength(members) : 0))
+            let branchedLength = Self.branchedLength(members)
+            let batched = branchedLength <= model.shape.maxContext
+            reserve(max(members.map(\.tokens.count).max() ?? 0, batched ? branchedLength : 0))
             var denseRows: [ScoredRows] = []
             let denseLogits: [[Float]]
             if batched {
