@@ -20,6 +20,8 @@ enum ModelOptions {
                defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" })
     }
 
+    static let bf16Products = "bf16-dot keeps bf16 weights and rounds each projection's input to bf16 too, so projections run as bf16 dot products with fp32 sums: about 1.6× faster evaluation on CPUs with AVX512-BF16 (emulated, slower, elsewhere), results within bf16 rounding of f32."
+
     static func options(weights: WeightDType) -> [Option] {
         let why = weights == .f16
             ? "f16 halves the bytes decode reads per token, converts in hardware (the fastest here) and keeps NLL within 0.5% of f32; matrices beyond fp16's range fall back to bf16."
@@ -27,7 +29,7 @@ enum ModelOptions {
         return [
             modelOption,
             .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
-            .value("weights", "dtype", help: "How weights are kept in memory. " + why,
+            .value("weights", "dtype", help: "How weights are kept in memory. " + why + " " + bf16Products,
                    default: weights.rawValue, allowed: WeightDType.allCases.map(\.rawValue)),
         ]
     }

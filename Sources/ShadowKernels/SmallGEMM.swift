@@ -23,10 +23,20 @@ public enum SmallGEMM {
     /// is `rowIndices[j]` (a kept subset) or j. x: (tokens, W.cols); out: (tokens, rowCount).
     public static func multiply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                 _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
-        let cols = weight.cols
-        guard weight.dtype != .f32 else {
-            return multiply(out, x, tokens: tokens, weight.floatPointer, cols: cols, rowIndices: rowIndices, rowCount: rowCount)
+        if weight.dtype == .bf16dot {
+            return BF16Products.multiply(out, x, tokens: tokens, weight, rowIndices: rowIndices, rowCount: rowCount)
         }
+        guard weight.dtype != .f32 else {
+            return multiply(out, x, tokens: tokens, weight.floatPointer, cols: weight.cols, rowIndices: rowIndices,
+                            rowCount: rowCount)
+        }
+        multiplyWidening(out, x, tokens: tokens, weight, rowIndices: rowIndices, rowCount: rowCount)
+    }
+
+    /// `multiply` for 16-bit weights, widened a panel of rows at a time.
+    static func multiplyWidening(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                                 _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
+        let cols = weight.cols
         parallelChunks(rowCount, granularity: panelRows, minimumPerThread: 16) { rows in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: panelRows * cols) { panel in
                 var start = rows.lowerBound
@@ -49,12 +59,24 @@ public enum SmallGEMM {
     public static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                           _ weightT: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
                                           accumulate: Bool) {
-        let cols = weightT.cols
-        guard weightT.dtype != .f32 else {
-            return multiplyTransposed(out, x, tokens: tokens, weightT.floatPointer, cols: cols, rowIndices: rowIndices,
-                                      rowCount: rowCount, accumulate: accumulate)
+        if weightT.dtype == .bf16dot {
+            return BF16Products.multiplyTransposed(out, x, tokens: tokens, weightT, rowIndices: rowIndices,
+                                                   rowCount: rowCount, accumulate: accumulate)
         }
-        let isBF16: Int32 = weightT.dtype == .bf16 ? 1 : 0
+        guard weightT.dtype != .f32 else {
+            return multiplyTransposed(out, x, tokens: tokens, weightT.floatPointer, cols: weightT.cols,
+                                      rowIndices: rowIndices, rowCount: rowCount, accumulate: accumulate)
+        }
+        multiplyTransposedWidening(out, x, tokens: tokens, weightT, rowIndices: rowIndices, rowCount: rowCount,
+                                   accumulate: accumulate)
+    }
+
+    /// `multiplyTransposed` for 16-bit weights, widened a panel of rows at a time.
+    static func multiplyTransposedWidening(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                                           _ weightT: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                                           accumulate: Bool) {
+        let cols = weightT.cols
+        let isBF16 = weightT.isBF16
         parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
             let width = columns.count
             withUnsafeTemporaryAllocation(of: Float.self, capacity: panelRows * width) { panel in

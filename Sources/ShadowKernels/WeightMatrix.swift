@@ -2,8 +2,12 @@ import CHalf
 
 /// How weights are kept in memory. Decode reads every weight once per token and is bound by
 /// memory bandwidth, so 16-bit weights (widened to fp32 in registers) nearly double its speed.
+/// `bf16dot` keeps bf16 weights and also rounds each projection's input to bf16, so the products
+/// run as bf16 dot products with fp32 sums (`BF16Products`): twice the multiply-adds per
+/// instruction where the CPU has AVX512-BF16, emulated (same products, slower) where it has not.
 public enum WeightDType: String, Sendable, CaseIterable, Codable {
     case f32, bf16, f16
+    case bf16dot = "bf16-dot"
 
     public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
 }
@@ -35,8 +39,8 @@ public final class WeightMatrix: @unchecked Sendable {
         switch dtype {
         case .f32:
             raw.copyMemory(from: source.pointer, byteCount: source.count * 4)
-        case .bf16, .f16:
-            chalf_narrow(halfPointer, source.pointer, source.count, dtype == .bf16 ? 1 : 0)
+        case .bf16, .bf16dot, .f16:
+            chalf_narrow(halfPointer, source.pointer, source.count, dtype == .f16 ? 0 : 1)
         }
     }
 
@@ -44,14 +48,14 @@ public final class WeightMatrix: @unchecked Sendable {
 
     public var floatPointer: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
     public var halfPointer: UnsafeMutablePointer<UInt16> { raw.assumingMemoryBound(to: UInt16.self) }
-    private var isBF16: Int32 { dtype == .bf16 ? 1 : 0 }
+    var isBF16: Int32 { dtype == .f16 ? 0 : 1 }
 
     /// Copies rows `range` as fp32 into `out` (`range.count × cols` values).
     public func widenRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         let n = range.count * cols
         switch dtype {
         case .f32: out.update(from: floatPointer + range.lowerBound * cols, count: n)
-        case .bf16, .f16: chalf_widen(out, halfPointer + range.lowerBound * cols, n, isBF16)
+        case .bf16, .bf16dot, .f16: chalf_widen(out, halfPointer + range.lowerBound * cols, n, isBF16)
         }
     }
 
@@ -68,7 +72,7 @@ public final class WeightMatrix: @unchecked Sendable {
                         rowIndices: UnsafePointer<Int32>? = nil) {
         switch dtype {
         case .f32: GEMV.rowsDot(y, floatPointer, x, cols: cols, rows: rowRange, rowIndices: rowIndices)
-        case .bf16, .f16:
+        case .bf16, .bf16dot, .f16:
             chalf_gemv_rows(y, halfPointer, x, cols, rowIndices, rowRange.lowerBound, rowRange.upperBound, isBF16)
         }
     }
@@ -107,7 +111,7 @@ public final class WeightMatrix: @unchecked Sendable {
         case .f32:
             GEMV.axpyRows(y, floatPointer, x, rowIndices: rowIndices, rowCount: rowCount, cols: cols,
                           columns: columns, accumulate: accumulate)
-        case .bf16, .f16:
+        case .bf16, .bf16dot, .f16:
             if !accumulate { (y + columns.lowerBound).update(repeating: 0, count: columns.count) }
             chalf_axpy_rows(y, halfPointer, x, rowIndices, rowCount, cols, columns.lowerBound, columns.upperBound, isBF16)
         }

@@ -4,11 +4,23 @@ import ShadowKernels
 /// blocks of four tokens).
 let gemvTokenLimit = 4
 
-/// A few tokens skip OpenBLAS, whose per-call copy of the weights (after widening, for 16-bit
-/// ones) would cost as much as the arithmetic.
-@inline(__always)
-func usesSmallGEMM(tokens: Int) -> Bool {
-    tokens <= SmallGEMM.tokenLimit
+/// How a projection of `tokens` rows is computed.
+enum ProductPath {
+    case gemv, smallGEMM, blas
+
+    /// One token at a time for a few; a few dozen skip OpenBLAS, whose per-call copy of the
+    /// weights (after widening, for 16-bit ones) would cost as much as the arithmetic. bf16 dot
+    /// products have no BLAS and run their own kernels at every size.
+    @inline(__always)
+    init(tokens: Int, _ weight: WeightMatrix) {
+        if weight.dtype == .bf16dot {
+            self = .smallGEMM
+        } else if tokens <= gemvTokenLimit {
+            self = .gemv
+        } else {
+            self = tokens <= SmallGEMM.tokenLimit ? .smallGEMM : .blas
+        }
+    }
 }
 
 /// y = x Wᵀ + b for a `[out, in]` weight: GEMM for many tokens, SIMD GEMV for one.
@@ -27,11 +39,12 @@ public struct Linear: Sendable {
 
     /// out: (T, outputSize); x: (T, inputSize).
     public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, scratch: Scratch) {
-        if tokens <= gemvTokenLimit {
+        switch ProductPath(tokens: tokens, weight) {
+        case .gemv:
             for t in 0..<tokens { weight.multiply(out + t * weight.rows, x + t * weight.cols) }
-        } else if usesSmallGEMM(tokens: tokens) {
+        case .smallGEMM:
             SmallGEMM.multiply(out, x, tokens: tokens, weight, rowIndices: nil, rowCount: weight.rows)
-        } else {
+        case .blas:
             let w = weight.floatRows { scratch.buffer("widened", count: $0) }
             BLAS.gemmABt(out, x, w, m: tokens, n: weight.rows, k: weight.cols)
         }
@@ -47,11 +60,12 @@ extension Linear {
         rows.withUnsafeBufferPointer { index in
             let count = index.count
             guard count > 0 else { return }
-            if tokens <= gemvTokenLimit {
+            switch ProductPath(tokens: tokens, weight) {
+            case .gemv:
                 for t in 0..<tokens { weight.multiply(out + t * count, x + t * weight.cols, rows: index.baseAddress!, count: count) }
-            } else if usesSmallGEMM(tokens: tokens) {
+            case .smallGEMM:
                 SmallGEMM.multiply(out, x, tokens: tokens, weight, rowIndices: index.baseAddress!, rowCount: count)
-            } else {
+            case .blas:
                 let gathered = scratch.buffer("gathered", rows: count, cols: weight.cols)
                 weight.gatherRows(index.baseAddress!, count: count, into: gathered)
                 BLAS.gemmABt(out, x, gathered, m: tokens, n: count, k: weight.cols)
@@ -74,15 +88,18 @@ extension TransposedLinear {
             let count = index.count
             if count == 0 {
                 if !accumulate { out.update(repeating: 0, count: tokens * weightT.cols) }
-            } else if tokens <= gemvTokenLimit {
+                return
+            }
+            switch ProductPath(tokens: tokens, weightT) {
+            case .gemv:
                 for t in 0..<tokens {
                     weightT.multiplyTransposed(out + t * weightT.cols, x + t * count, rows: index.baseAddress!, count: count,
                                                accumulate: accumulate)
                 }
-            } else if usesSmallGEMM(tokens: tokens) {
+            case .smallGEMM:
                 SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT, rowIndices: index.baseAddress!,
                                              rowCount: count, accumulate: accumulate)
-            } else {
+            case .blas:
                 let gathered = scratch.buffer("gathered", rows: count, cols: weightT.cols)
                 weightT.gatherRows(index.baseAddress!, count: count, into: gathered)
                 BLAS.gemmAB(out, x, gathered, m: tokens, n: weightT.cols, k: count, accumulate: accumulate)
@@ -110,14 +127,15 @@ public struct TransposedLinear: Sendable {
     /// out (+)= x W + b; out: (T, outputSize); x: (T, inputSize).
     public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                       accumulate: Bool, scratch: Scratch) {
-        if tokens <= gemvTokenLimit {
+        switch ProductPath(tokens: tokens, weightT) {
+        case .gemv:
             for t in 0..<tokens {
                 weightT.multiplyTransposed(out + t * weightT.cols, x + t * weightT.rows, accumulate: accumulate)
             }
-        } else if usesSmallGEMM(tokens: tokens) {
+        case .smallGEMM:
             SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT, rowIndices: nil, rowCount: weightT.rows,
                                          accumulate: accumulate)
-        } else {
+        case .blas:
             let w = weightT.floatRows { scratch.buffer("widened", count: $0) }
             BLAS.gemmAB(out, x, w, m: tokens, n: weightT.cols, k: weightT.rows, accumulate: accumulate)
         }

@@ -140,7 +140,9 @@ enum LMHead {
         case .last:
             norm(normed, x + (T - 1) * width, 1)
             var out = [Float](repeating: 0, count: vocab)
-            out.withUnsafeMutableBufferPointer { head.multiply($0.baseAddress!, normed) }
+            out.withUnsafeMutableBufferPointer {
+                Linear(weight: head).apply($0.baseAddress!, normed, tokens: 1, scratch: scratch)
+            }
             return out
         case .all, .from:
             let first = if case .from(let row) = request { row } else { 0 }
@@ -158,8 +160,10 @@ enum LMHead {
             let inputs = head.cols   // the normed rows' width: OPT's project_out may narrow them
             let blockRows = min(T, blockRows)
             let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
-            // Widened once for all blocks (16-bit heads); short inputs take Linear's own path.
-            let widened = T > blockRows ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
+            // Widened once for all blocks (16-bit heads); short inputs and bf16 products take
+            // Linear's own path.
+            let widened = T > blockRows && ProductPath(tokens: T, head) == .blas
+                ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
             var out = [Float](repeating: 0, count: T)
             out.withUnsafeMutableBufferPointer { out in
                 for first in stride(from: 0, to: T, by: blockRows) {

@@ -61,9 +61,10 @@ struct ForwardTests {
         #expect(stepwise != full)   // it really is rounded
     }
 
-    @Test("models with 16-bit weights make fp16 caches; fp32 weights keep an fp32 cache")
+    @Test("models with 16-bit weights make fp16 caches; fp32 weights and bf16 products keep an fp32 cache")
     func cachePrecisionFollowsWeights() {
         #expect(TinyModels.llama().makeCache(capacity: 4).dtype == .f32)
+        #expect(TinyModels.llama(weights: .bf16dot).makeCache(capacity: 4).dtype == .f32)
         #expect(TinyModels.llama(weights: .bf16).makeCache(capacity: 4).dtype == .f16)
         #expect(TinyModels.llama(weights: .f16).makeCache(capacity: 4).dtype == .f16)
     }
@@ -78,7 +79,7 @@ struct ForwardTests {
     }
 
     @Test("target log-probabilities, computed in blocks of rows, are the log-softmax of all logits at the targets",
-          arguments: [WeightDType.f32, .f16])
+          arguments: [WeightDType.f32, .f16, .bf16dot])
     func targetLogProbabilities(weights: WeightDType) {
         // 520 tokens: vocabulary blocks of 256, 256 and 8 rows (and 16-bit heads widened once).
         let model = TinyModels.llama(weights: weights, maxContext: 600)
@@ -98,7 +99,7 @@ struct ForwardTests {
     }
 
     @Test("target log-probabilities read the head's input width when the final step narrows the rows (OPT's project_out)",
-          arguments: [WeightDType.f32, .f16])
+          arguments: [WeightDType.f32, .f16, .bf16dot])
     func targetLogProbabilitiesAfterProjection(dtype: WeightDType) {
         // d = 8 wide residual rows, narrowed to e = 6 before a (11, 6) head; blocks of 4 rows.
         let T = 10, d = 8, e = 6, vocab = 11

@@ -113,7 +113,8 @@ struct SmolLM2Tests {
 
 @Suite("Half-precision weights keep SmolLM2's accuracy", .enabled(if: SmolLM2.available, "SmolLM2 GGUF not fetched: run scripts/setup.sh"))
 struct SmolLM2PrecisionTests {
-    @Test("bf16 and fp16 weights keep the summed NLL within 0.5% of fp32", arguments: [WeightDType.bf16, .f16])
+    @Test("bf16 and fp16 weights and bf16 products keep the summed NLL within 0.5% of fp32",
+          arguments: [WeightDType.bf16, .f16, .bf16dot])
     func nllWithinHalfPercent(dtype: WeightDType) throws {
         let reference = try SmolLM2.require().model
         let half = try ModelLoader.load(path: Fixtures.smolLM2!, weights: dtype).model

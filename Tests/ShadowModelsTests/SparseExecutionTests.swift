@@ -72,7 +72,7 @@ struct SparseExecutionTests {
         #expect(zip(sparse, dense).map { abs($0 - $1) }.max()! > 1e-2)
     }
 
-    @Test("half-precision weights skip the same units", arguments: [WeightDType.bf16, .f16])
+    @Test("half-precision weights and bf16 products skip the same units", arguments: [WeightDType.bf16, .f16, .bf16dot])
     func halfPrecision(dtype: WeightDType) throws {
         let model = try ModelLoader.load(path: Fixtures.path("tiny-llama"), weights: dtype).model
         let plans = randomPlans(shape: model.shape, keep: 0.5, seed: 5)

@@ -80,7 +80,9 @@ static inline void chalf_map_large_allocations(long bytes) { (void)bytes; }
 static inline void chalf_release_free_heap(void) {}
 #endif
 
-// The half-precision row kernels and the small-GEMM kernels live in their own headers.
+// The half-precision row kernels, the small-GEMM kernels and the bf16 dot products (compiled
+// apart for AVX-512, CHalfBF16.c) live in their own headers.
 #include "CHalfKernels.h"
 #include "CHalfGEMM.h"
+#include "CHalfBF16.h"
 #endif

@@ -1,0 +1,192 @@
+#include "CHalfBF16.h"
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <immintrin.h>
+#define CHALF_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+int chalf_bf16_dot_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+}
+
+CHALF_BF16_TARGET
+void chalf_bf16_round(uint16_t *dst, const float *src, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+    if (i < count) {
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, v);
+    }
+}
+
+// Sixteen accumulators to one vector of their sums, lane n = Σ a[n], in 4 levels of shuffles
+// and adds. Each level halves the vectors; the lanes come out as a[0], a[2], a[1], a[3], a[8],
+// a[10], a[9], a[11], a[4], ... so the caller's order is swapped back by reading a[SWAP(n)].
+#define CHALF_SWAP(n) ((const int[16]){0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15}[n])
+CHALF_BF16_TARGET static inline __m512 chalf_reduce16(const __m512 *a) {
+    __m512 b[8], c[4], d[2];
+    for (int k = 0; k < 8; k++) {
+        __m512 p = a[CHALF_SWAP(k)], q = a[CHALF_SWAP(k + 8)];
+        b[k] = _mm512_add_ps(_mm512_shuffle_f32x4(p, q, 0x44), _mm512_shuffle_f32x4(p, q, 0xEE));
+    }
+    for (int k = 0; k < 4; k++)
+        c[k] = _mm512_add_ps(_mm512_shuffle_f32x4(b[k], b[k + 4], 0x88), _mm512_shuffle_f32x4(b[k], b[k + 4], 0xDD));
+    for (int k = 0; k < 2; k++)
+        d[k] = _mm512_add_ps(_mm512_unpacklo_ps(c[k], c[k + 2]), _mm512_unpackhi_ps(c[k], c[k + 2]));
+    __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
+    __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(d[0]), _mm512_castps_pd(d[1]));
+    return _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+}
+
+#define CHALF_DP_ROW(R)                                                                          \
+    a[R * 4 + 0] = _mm512_dpbf16_ps(a[R * 4 + 0], u##R, x0);                                      \
+    a[R * 4 + 1] = _mm512_dpbf16_ps(a[R * 4 + 1], u##R, x1);                                      \
+    a[R * 4 + 2] = _mm512_dpbf16_ps(a[R * 4 + 2], u##R, x2);                                      \
+    a[R * 4 + 3] = _mm512_dpbf16_ps(a[R * 4 + 3], u##R, x3);
+
+#define CHALF_LOAD_BH(p, i) ((__m512bh)_mm512_loadu_si512((const void *)((p) + (i))))
+#define CHALF_LOAD_BH_MASKED(p, i, m) ((__m512bh)_mm512_maskz_loadu_epi16((m), (const void *)((p) + (i))))
+
+CHALF_BF16_TARGET
+void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long tokens, const uint16_t *w, long cols,
+                         const int32_t *rows, long begin, long end) {
+    const long full = cols & ~31L;
+    const __mmask32 tail = (__mmask32)((1ULL << (cols - full)) - 1);
+    const long lines = (cols * 2 + 63) / 64, blocks = tokens < 4 ? 1 : (tokens + 3) / 4;
+    for (long j = begin; j < end; j += 4) {
+        const long nr = end - j < 4 ? end - j : 4;
+        // A short last block repeats its last row (and token) and drops those sums.
+        const uint16_t *wr[4], *next[4];
+        for (int r = 0; r < 4; r++) {
+            long k = j + (r < nr ? r : nr - 1);
+            wr[r] = w + (rows ? rows[k] : k) * cols;
+            long n = j + 4 + r < end ? j + 4 + r : end - 1;
+            next[r] = w + (rows ? rows[n] : n) * cols;
+        }
+        for (long t = 0, b = 0; t < tokens; t += 4, b++) {
+            // The next block's rows are prefetched a share at a time, one share per token block.
+            for (long l = lines * b / blocks; l < lines * (b + 1) / blocks; l++)
+                for (int r = 0; r < 4; r++) __builtin_prefetch(next[r] + l * 32, 0, 3);
+            const long nt = tokens - t < 4 ? tokens - t : 4;
+            const uint16_t *p0 = x + t * cols, *p1 = x + (t + (nt > 1 ? 1 : 0)) * cols;
+            const uint16_t *p2 = x + (t + (nt > 2 ? 2 : nt - 1)) * cols, *p3 = x + (t + nt - 1) * cols;
+            __m512 a[16];
+            for (int k = 0; k < 16; k++) a[k] = _mm512_setzero_ps();
+            long i = 0;
+            for (; i < full; i += 32) {
+                __m512bh u0 = CHALF_LOAD_BH(wr[0], i), u1 = CHALF_LOAD_BH(wr[1], i);
+                __m512bh u2 = CHALF_LOAD_BH(wr[2], i), u3 = CHALF_LOAD_BH(wr[3], i);
+                __m512bh x0 = CHALF_LOAD_BH(p0, i), x1 = CHALF_LOAD_BH(p1, i);
+                __m512bh x2 = CHALF_LOAD_BH(p2, i), x3 = CHALF_LOAD_BH(p3, i);
+                CHALF_DP_ROW(0) CHALF_DP_ROW(1) CHALF_DP_ROW(2) CHALF_DP_ROW(3)
+            }
+            if (i < cols) {
+                __m512bh u0 = CHALF_LOAD_BH_MASKED(wr[0], i, tail), u1 = CHALF_LOAD_BH_MASKED(wr[1], i, tail);
+                __m512bh u2 = CHALF_LOAD_BH_MASKED(wr[2], i, tail), u3 = CHALF_LOAD_BH_MASKED(wr[3], i, tail);
+                __m512bh x0 = CHALF_LOAD_BH_MASKED(p0, i, tail), x1 = CHALF_LOAD_BH_MASKED(p1, i, tail);
+                __m512bh x2 = CHALF_LOAD_BH_MASKED(p2, i, tail), x3 = CHALF_LOAD_BH_MASKED(p3, i, tail);
+                CHALF_DP_ROW(0) CHALF_DP_ROW(1) CHALF_DP_ROW(2) CHALF_DP_ROW(3)
+            }
+            float sums[16];
+            _mm512_storeu_ps(sums, chalf_reduce16(a));
+            for (long r = 0; r < nr; r++)
+                for (long s = 0; s < nt; s++) out[(t + s) * out_stride + j + r] = sums[r * 4 + s];
+        }
+    }
+}
+
+// Unpacking two rows' bf16 values pairs them per column but leaves the columns of each 128-bit
+// lane in two halves: `lo` holds columns 8m..8m+3 of lane m, `hi` 8m+4..8m+7. These indices put
+// them back in order (bit 4 picks `hi`), for columns 0–15 and 16–31.
+static const int chalf_cols_first[16] = {0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23};
+static const int chalf_cols_second[16] = {8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31};
+
+#define CHALF_PAIR_DP(S)                                                                         \
+    if (m > S) {                                                                                 \
+        __m512bh q = (__m512bh)_mm512_set1_epi32(pair(x + (t + S) * xs, k));                   \
+        lo##S = _mm512_dpbf16_ps(lo##S, ulo, q); hi##S = _mm512_dpbf16_ps(hi##S, uhi, q);        \
+    }
+#define CHALF_PAIR_STORE(S)                                                                      \
+    if (m > S) {                                                                                 \
+        float *o = out + (t + S) * os + c;                                                       \
+        __m512 first = _mm512_permutex2var_ps(lo##S, ifirst, hi##S);                             \
+        __m512 second = _mm512_permutex2var_ps(lo##S, isecond, hi##S);                           \
+        if (accumulate) {                                                                        \
+            first = _mm512_add_ps(first, _mm512_maskz_loadu_ps(mfirst, o));                      \
+            second = _mm512_add_ps(second, _mm512_maskz_loadu_ps(msecond, o + 16));              \
+        }                                                                                        \
+        _mm512_mask_storeu_ps(o, mfirst, first); _mm512_mask_storeu_ps(o + 16, msecond, second); \
+    }
+
+// One block of m ≤ 6 tokens (from t) × 32 columns (from c; n ≤ 32 of them real).
+CHALF_BF16_TARGET static inline __attribute__((always_inline)) void
+chalf_pair_block(int m, float *out, long os, const uint16_t *x, long xs, long t, const uint16_t *w, long ws,
+                 const int32_t *rows, long count, long c, long n, int accumulate) {
+    const __mmask32 mcols = n >= 32 ? (__mmask32)~0u : (__mmask32)((1u << n) - 1);
+    const __mmask16 mfirst = (__mmask16)(mcols & 0xffff), msecond = (__mmask16)(mcols >> 16);
+    const __m512i ifirst = _mm512_loadu_si512(chalf_cols_first), isecond = _mm512_loadu_si512(chalf_cols_second);
+    __m512 z = _mm512_setzero_ps();
+    __m512 lo0 = z, hi0 = z, lo1 = z, hi1 = z, lo2 = z, hi2 = z, lo3 = z, hi3 = z, lo4 = z, hi4 = z, lo5 = z, hi5 = z;
+    // Two activations as one 32-bit lane, the first in the low half; a lone last row pairs with 0.
+    #define pair(p, k) ((k) + 1 < count ? *(const int32_t *)(const void *)((p) + (k)) : (int32_t)(p)[k])
+    for (long k = 0; k < count; k += 2) {
+        const uint16_t *ra = w + (rows ? rows[k] : k) * ws + c;
+        const uint16_t *rb = k + 1 < count ? w + (rows ? rows[k + 1] : k + 1) * ws + c : ra;
+        __m512i a = _mm512_maskz_loadu_epi16(mcols, ra), b = _mm512_maskz_loadu_epi16(mcols, rb);
+        __m512bh ulo = (__m512bh)_mm512_unpacklo_epi16(a, b), uhi = (__m512bh)_mm512_unpackhi_epi16(a, b);
+        CHALF_PAIR_DP(0) CHALF_PAIR_DP(1) CHALF_PAIR_DP(2) CHALF_PAIR_DP(3) CHALF_PAIR_DP(4) CHALF_PAIR_DP(5)
+    }
+    #undef pair
+    CHALF_PAIR_STORE(0) CHALF_PAIR_STORE(1) CHALF_PAIR_STORE(2) CHALF_PAIR_STORE(3) CHALF_PAIR_STORE(4) CHALF_PAIR_STORE(5)
+}
+
+CHALF_BF16_TARGET
+void chalf_bf16_sum_rows(float *out, long os, const uint16_t *x, long xs, long tokens, const uint16_t *w, long ws,
+                         const int32_t *rows, long count, long width, int accumulate) {
+    if (count == 0) {
+        if (!accumulate) for (long t = 0; t < tokens; t++) for (long c = 0; c < width; c++) out[t * os + c] = 0;
+        return;
+    }
+    // Token blocks of equal size, at most six (as chalf_sum_rows16).
+    const long blocks = (tokens + 5) / 6;
+    for (long c = 0; c < width; c += 32) {
+        const long n = width - c < 32 ? width - c : 32;
+        for (long b = 0, t = 0; b < blocks; b++) {
+            int m = (int)((tokens * (b + 1)) / blocks - t);
+            switch (m) {
+            case 6: chalf_pair_block(6, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 5: chalf_pair_block(5, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 4: chalf_pair_block(4, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 3: chalf_pair_block(3, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 2: chalf_pair_block(2, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            default: chalf_pair_block(1, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            }
+            t += m;
+        }
+    }
+}
+
+#else
+int chalf_bf16_dot_available(void) { return 0; }
+
+void chalf_bf16_round(uint16_t *dst, const float *src, long count) {
+    (void)dst; (void)src; (void)count;
+    __builtin_trap();
+}
+
+void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long tokens, const uint16_t *w, long cols,
+                         const int32_t *rows, long begin, long end) {
+    (void)out; (void)out_stride; (void)x; (void)tokens; (void)w; (void)cols; (void)rows; (void)begin; (void)end;
+    __builtin_trap();  // callers check chalf_bf16_dot_available() first
+}
+
+void chalf_bf16_sum_rows(float *out, long os, const uint16_t *x, long xs, long tokens, const uint16_t *w, long ws,
+                         const int32_t *rows, long count, long width, int accumulate) {
+    (void)out; (void)os; (void)x; (void)xs; (void)tokens; (void)w; (void)ws; (void)rows; (void)count; (void)width;
+    (void)accumulate;
+    __builtin_trap();
+}
+#endif

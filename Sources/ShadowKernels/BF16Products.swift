@@ -1,0 +1,81 @@
+import CHalf
+
+/// Projections as bf16 dot products (`WeightDType.bf16dot`): the weights are stored in bf16 and
+/// each projection's input is rounded to bf16, so every product is exact in fp32 and only the
+/// sums are fp32. AVX512-BF16's `vdpbf16ps` does two such multiply-adds per fp32 lane, twice the
+/// fp32 FMA rate, and the weights are half the bytes. Without the instruction the same products
+/// run through the 16-bit fp32 kernels on the rounded input (slower; only the order of the sums
+/// differs), so results do not depend on the machine beyond rounding of sums.
+public enum BF16Products {
+    /// Whether this CPU has the AVX-512 kernels (AVX512-F, -BW, -VL and -BF16).
+    public static let isAvailable: Bool = chalf_bf16_dot_available() != 0
+
+    /// out[t, j] = bf16(x[t, :]) · W[row_j, :], as `SmallGEMM.multiply`; any number of tokens.
+    /// `kernels: false` runs the fallback (tests compare the two).
+    static func multiply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                         _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                         kernels: Bool = isAvailable) {
+        guard rowCount > 0, tokens > 0 else { return }
+        let cols = weight.cols
+        withRoundedInput(x, rows: tokens, cols: cols, kernels: kernels) { rounded, widened in
+            if let rounded {
+                // Four rows per part at least, the kernel's row block.
+                parallelChunks(rowCount, granularity: 4, minimumPerThread: 16) { rows in
+                    chalf_bf16_dot_rows(out, rowCount, rounded, tokens, weight.halfPointer, cols, rowIndices,
+                                        rows.lowerBound, rows.upperBound)
+                }
+            } else {
+                SmallGEMM.multiplyWidening(out, widened!, tokens: tokens, weight, rowIndices: rowIndices, rowCount: rowCount)
+            }
+        }
+    }
+
+    /// out[t, :] (+)= Σ_k bf16(x[t, k]) · Wt[row_k, :], as `SmallGEMM.multiplyTransposed`.
+    static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
+                                   _ weightT: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                                   accumulate: Bool, kernels: Bool = isAvailable) {
+        guard tokens > 0 else { return }
+        let cols = weightT.cols
+        withRoundedInput(x, rows: tokens, cols: rowCount, kernels: kernels) { rounded, widened in
+            if let rounded {
+                // Parts of whole 32-column blocks, the kernel's width.
+                parallelChunks(cols, granularity: 32, minimumPerThread: 64) { columns in
+                    chalf_bf16_sum_rows(out + columns.lowerBound, cols, rounded, rowCount, tokens,
+                                        weightT.halfPointer + columns.lowerBound, cols, rowIndices, rowCount,
+                                        columns.count, accumulate ? 1 : 0)
+                }
+            } else {
+                SmallGEMM.multiplyTransposedWidening(out, widened!, tokens: tokens, weightT, rowIndices: rowIndices,
+                                                     rowCount: rowCount, accumulate: accumulate)
+            }
+        }
+    }
+
+    /// Calls `body` with x (rows × cols) rounded to bf16: as bf16 for the kernels, else widened
+    /// back to fp32 for the fallback.
+    static func withRoundedInput(_ x: UnsafePointer<Float>, rows: Int, cols: Int, kernels: Bool,
+                                 _ body: (UnsafePointer<UInt16>?, UnsafePointer<Float>?) -> Void) {
+        let count = rows * cols
+        if kernels {
+            withUnsafeTemporaryAllocation(of: UInt16.self, capacity: max(count, 1)) { buffer in
+                let rounded = buffer.baseAddress!
+                parallelChunks(rows, minimumPerThread: 16) { range in
+                    chalf_bf16_round(rounded + range.lowerBound * cols, x + range.lowerBound * cols, range.count * cols)
+                }
+                body(rounded, nil)
+            }
+        } else {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(count, 1)) { buffer in
+                let widened = buffer.baseAddress!
+                for i in 0..<count { widened[i] = roundedToBF16(x[i]) }
+                body(nil, widened)
+            }
+        }
+    }
+
+    /// `value` rounded to the nearest bf16 (ties to even), as fp32.
+    @inline(__always)
+    public static func roundedToBF16(_ value: Float) -> Float {
+        chalf_bf16_to_float(chalf_float_to_bf16(value))
+    }
+}
