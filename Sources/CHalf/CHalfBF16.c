@@ -121,6 +121,12 @@ static const int chalf_cols_second[16] = {8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 
         _mm512_mask_storeu_ps(o, mfirst, first); _mm512_mask_storeu_ps(o + 16, msecond, second); \
     }
 
+static inline int32_t chalf_load_pair(const uint16_t *p) {
+    int32_t v;
+    __builtin_memcpy(&v, p, 4);   // any alignment
+    return v;
+}
+
 // One block of m ≤ 6 tokens (from t) × 32 columns (from c; n ≤ 32 of them real).
 CHALF_BF16_TARGET static inline __attribute__((always_inline)) void
 chalf_pair_block(int m, float *out, long os, const uint16_t *x, long xs, long t, const uint16_t *w, long ws,
@@ -131,7 +137,7 @@ chalf_pair_block(int m, float *out, long os, const uint16_t *x, long xs, long t,
     __m512 z = _mm512_setzero_ps();
     __m512 lo0 = z, hi0 = z, lo1 = z, hi1 = z, lo2 = z, hi2 = z, lo3 = z, hi3 = z, lo4 = z, hi4 = z, lo5 = z, hi5 = z;
     // Two activations as one 32-bit lane, the first in the low half; a lone last row pairs with 0.
-    #define pair(p, k) ((k) + 1 < count ? *(const int32_t *)(const void *)((p) + (k)) : (int32_t)(p)[k])
+    #define pair(p, k) ((k) + 1 < count ? chalf_load_pair((p) + (k)) : (int32_t)(p)[k])
     for (long k = 0; k < count; k += 2) {
         const uint16_t *ra = w + (rows ? rows[k] : k) * ws + c;
         const uint16_t *rb = k + 1 < count ? w + (rows ? rows[k + 1] : k + 1) * ws + c : ra;

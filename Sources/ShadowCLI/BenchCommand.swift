@@ -225,7 +225,8 @@ extension BenchCommand {
     }
 }
 
-/// A one-line description of this machine for benchmark rows.
+/// A one-line description of this machine for benchmark rows, naming AVX512-BF16 when present
+/// (what `--weights bf16-dot` needs to run fast).
 enum Machine {
     static var description: String {
         var cpu = "unknown CPU"
@@ -234,6 +235,7 @@ enum Machine {
            let name = line.split(separator: ":", maxSplits: 1).last {
             cpu = name.trimmingCharacters(in: .whitespaces)
         }
-        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+        let bf16 = BF16Products.isAvailable ? ", AVX512-BF16" : ""
+        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores\(bf16)"
     }
 }

@@ -115,6 +115,29 @@ struct EvalCommandTests {
         #expect(bad.status != 0 && bad.err.contains("jacov") && bad.err.split(separator: "\n").count == 1, "\(bad.err)")
     }
 
+    @Test("--weights bf16-dot scores within bf16 rounding of f32, and an unknown --weights names the choices")
+    func bf16Products() throws {
+        let files = try Self.piqaFiles()
+        let directory = TestScratch.url("eval-bf16")
+        func logLikelihoods(_ weights: String) throws -> [Double] {
+            let path = directory.appendingPathComponent("\(weights).jsonl").path
+            let run = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", files.data,
+                              "--labels", files.labels, "--weights", weights, "--samples", path, "--no-progress"])
+            #expect(run.status == 0, "\(run.err)")
+            return try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").flatMap {
+                let item = try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+                return try #require(item["loglikelihoods"] as? [Double])
+            }
+        }
+        let f32 = try logLikelihoods("f32"), bf16 = try logLikelihoods("bf16-dot")
+        #expect(f32.count == 8 && bf16.count == 8)
+        for (a, b) in zip(f32, bf16) { #expect(abs(a - b) <= 0.02 * abs(a) + 0.02, "\(a) vs \(b)") }
+        #expect(f32 != bf16)   // really rounded
+        let bad = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", files.data,
+                          "--weights", "bf8", "--no-progress"])
+        #expect(bad.status != 0 && bad.err.contains("--weights") && bad.err.contains("bf16-dot"), "\(bad.err)")
+    }
+
     @Test("a dense run reports KL 0 and agreement 1; Markdown by default")
     func dense() throws {
         let files = try Self.piqaFiles()
