@@ -17,15 +17,16 @@ public enum BF16Products {
                          kernels: Bool = isAvailable) {
         guard rowCount > 0, tokens > 0 else { return }
         let cols = weight.cols
-        withRoundedInput(x, rows: tokens, cols: cols, kernels: kernels) { rounded, widened in
-            if let rounded {
-                // Four rows per part at least, the kernel's row block.
-                parallelChunks(rowCount, granularity: 4, minimumPerThread: 16) { rows in
-                    chalf_bf16_dot_rows(out, rowCount, rounded, tokens, weight.halfPointer, cols, rowIndices,
-                                        rows.lowerBound, rows.upperBound)
-                }
-            } else {
-                SmallGEMM.multiplyWidening(out, widened!, tokens: tokens, weight, rowIndices: rowIndices, rowCount: rowCount)
+        guard kernels else {
+            return withRoundedFloats(x, count: tokens * cols) {
+                SmallGEMM.multiplyWidening(out, $0, tokens: tokens, weight, rowIndices: rowIndices, rowCount: rowCount)
+            }
+        }
+        withBF16Input(x, rows: tokens, cols: cols) { rounded in
+            // Four rows per part at least, the kernel's row block.
+            parallelChunks(rowCount, granularity: 4, minimumPerThread: 16) { rows in
+                chalf_bf16_dot_rows(out, rowCount, rounded, tokens, weight.halfPointer, cols, rowIndices,
+                                    rows.lowerBound, rows.upperBound)
             }
         }
     }
@@ -36,40 +37,39 @@ public enum BF16Products {
                                    accumulate: Bool, kernels: Bool = isAvailable) {
         guard tokens > 0 else { return }
         let cols = weightT.cols
-        withRoundedInput(x, rows: tokens, cols: rowCount, kernels: kernels) { rounded, widened in
-            if let rounded {
-                // Parts of whole 32-column blocks, the kernel's width.
-                parallelChunks(cols, granularity: 32, minimumPerThread: 64) { columns in
-                    chalf_bf16_sum_rows(out + columns.lowerBound, cols, rounded, rowCount, tokens,
-                                        weightT.halfPointer + columns.lowerBound, cols, rowIndices, rowCount,
-                                        columns.count, accumulate ? 1 : 0)
-                }
-            } else {
-                SmallGEMM.multiplyTransposedWidening(out, widened!, tokens: tokens, weightT, rowIndices: rowIndices,
+        guard kernels else {
+            return withRoundedFloats(x, count: tokens * rowCount) {
+                SmallGEMM.multiplyTransposedWidening(out, $0, tokens: tokens, weightT, rowIndices: rowIndices,
                                                      rowCount: rowCount, accumulate: accumulate)
+            }
+        }
+        withBF16Input(x, rows: tokens, cols: rowCount) { rounded in
+            // Parts of whole 32-column blocks, the kernel's width.
+            parallelChunks(cols, granularity: 32, minimumPerThread: 64) { columns in
+                chalf_bf16_sum_rows(out + columns.lowerBound, cols, rounded, rowCount, tokens,
+                                    weightT.halfPointer + columns.lowerBound, cols, rowIndices, rowCount,
+                                    columns.count, accumulate ? 1 : 0)
             }
         }
     }
 
-    /// Calls `body` with x (rows × cols) rounded to bf16: as bf16 for the kernels, else widened
-    /// back to fp32 for the fallback.
-    static func withRoundedInput(_ x: UnsafePointer<Float>, rows: Int, cols: Int, kernels: Bool,
-                                 _ body: (UnsafePointer<UInt16>?, UnsafePointer<Float>?) -> Void) {
-        let count = rows * cols
-        if kernels {
-            withUnsafeTemporaryAllocation(of: UInt16.self, capacity: max(count, 1)) { buffer in
-                let rounded = buffer.baseAddress!
-                parallelChunks(rows, minimumPerThread: 16) { range in
-                    chalf_bf16_round(rounded + range.lowerBound * cols, x + range.lowerBound * cols, range.count * cols)
-                }
-                body(rounded, nil)
+    /// Calls `body` with x (rows × cols) rounded to bf16, for the kernels.
+    static func withBF16Input(_ x: UnsafePointer<Float>, rows: Int, cols: Int, _ body: (UnsafePointer<UInt16>) -> Void) {
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: max(rows * cols, 1)) { buffer in
+            let rounded = buffer.baseAddress!
+            parallelChunks(rows, minimumPerThread: 16) { range in
+                chalf_bf16_round(rounded + range.lowerBound * cols, x + range.lowerBound * cols, range.count * cols)
             }
-        } else {
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(count, 1)) { buffer in
-                let widened = buffer.baseAddress!
-                for i in 0..<count { widened[i] = roundedToBF16(x[i]) }
-                body(nil, widened)
-            }
+            body(rounded)
+        }
+    }
+
+    /// Calls `body` with x's `count` values rounded to bf16 and widened back to fp32, for the fallback.
+    static func withRoundedFloats(_ x: UnsafePointer<Float>, count: Int, _ body: (UnsafePointer<Float>) -> Void) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(count, 1)) { buffer in
+            let widened = buffer.baseAddress!
+            for i in 0..<count { widened[i] = roundedToBF16(x[i]) }
+            body(widened)
         }
     }
 
