@@ -4,8 +4,9 @@ import CHalf
 /// each projection's input is rounded to bf16, so every product is exact in fp32 and only the
 /// sums are fp32. AVX512-BF16's `vdpbf16ps` does two such multiply-adds per fp32 lane, twice the
 /// fp32 FMA rate, and the weights are half the bytes. Without the instruction the same products
-/// run through the 16-bit fp32 kernels on the rounded input (slower; only the order of the sums
-/// differs), so results do not depend on the machine beyond rounding of sums.
+/// run through the 16-bit fp32 kernels on the rounded input (here for the small-GEMM sizes;
+/// `Linear` sends decode and long prefills to GEMV and OpenBLAS), so results do not depend on the
+/// machine beyond the order of the sums.
 public enum BF16Products {
     /// Whether this CPU has the AVX-512 kernels (AVX512-F, -BW, -VL and -BF16).
     public static let isAvailable: Bool = chalf_bf16_dot_available() != 0

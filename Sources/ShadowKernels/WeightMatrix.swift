@@ -4,7 +4,7 @@ import CHalf
 /// memory bandwidth, so 16-bit weights (widened to fp32 in registers) nearly double its speed.
 /// `bf16dot` keeps bf16 weights and also rounds each projection's input to bf16, so the products
 /// run as bf16 dot products with fp32 sums (`BF16Products`): twice the multiply-adds per
-/// instruction where the CPU has AVX512-BF16, emulated (same products, slower) where it has not.
+/// instruction where the CPU has AVX512-BF16; elsewhere the same products on `bf16`'s paths.
 /// Gradient passes widen the weights and run in fp32, as for `bf16`.
 public enum WeightDType: String, Sendable, CaseIterable, Codable {
     case f32, bf16, f16

@@ -8,18 +8,32 @@ let gemvTokenLimit = 4
 enum ProductPath {
     case gemv, smallGEMM, blas
 
+    /// Whether bf16 dot products run their own kernels (AVX512-BF16). Without them the same
+    /// products (bf16 weights times the input rounded to bf16) take the paths of 16-bit weights,
+    /// GEMV and OpenBLAS included. A task-local value so tests can take the fallback on any CPU.
+    @TaskLocal static var bf16Kernels = BF16Products.isAvailable
+
     /// One token at a time for a few; a few dozen skip OpenBLAS, whose per-call copy of the
     /// weights (after widening, for 16-bit ones) would cost as much as the arithmetic. bf16 dot
-    /// products have no BLAS and run their own kernels at every size.
+    /// product kernels have no BLAS and run at every size.
     @inline(__always)
     init(tokens: Int, _ weight: WeightMatrix) {
-        if weight.dtype == .bf16dot {
+        if weight.dtype == .bf16dot && ProductPath.bf16Kernels {
             self = .smallGEMM
         } else if tokens <= gemvTokenLimit {
             self = .gemv
         } else {
             self = tokens <= SmallGEMM.tokenLimit ? .smallGEMM : .blas
         }
+    }
+
+    /// The input this path multiplies: x itself, or for bf16 dot products on GEMV or BLAS x
+    /// rounded to bf16 in `scratch` (the small-GEMM path rounds its own input).
+    func input(_ x: UnsafePointer<Float>, count: Int, _ weight: WeightMatrix, scratch: Scratch) -> UnsafePointer<Float> {
+        guard weight.dtype == .bf16dot, self != .smallGEMM else { return x }
+        let rounded = scratch.buffer("bf16 input", count: count)
+        for i in 0..<count { rounded[i] = BF16Products.roundedToBF16(x[i]) }
+        return UnsafePointer(rounded)
     }
 }
 
@@ -39,7 +53,9 @@ public struct Linear: Sendable {
 
     /// out: (T, outputSize); x: (T, inputSize).
     public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, scratch: Scratch) {
-        switch ProductPath(tokens: tokens, weight) {
+        let path = ProductPath(tokens: tokens, weight)
+        let x = path.input(x, count: tokens * weight.cols, weight, scratch: scratch)
+        switch path {
         case .gemv:
             for t in 0..<tokens { weight.multiply(out + t * weight.rows, x + t * weight.cols) }
         case .smallGEMM:
@@ -60,7 +76,9 @@ extension Linear {
         rows.withUnsafeBufferPointer { index in
             let count = index.count
             guard count > 0 else { return }
-            switch ProductPath(tokens: tokens, weight) {
+            let path = ProductPath(tokens: tokens, weight)
+            let x = path.input(x, count: tokens * weight.cols, weight, scratch: scratch)
+            switch path {
             case .gemv:
                 for t in 0..<tokens { weight.multiply(out + t * count, x + t * weight.cols, rows: index.baseAddress!, count: count) }
             case .smallGEMM:
@@ -90,7 +108,9 @@ extension TransposedLinear {
                 if !accumulate { out.update(repeating: 0, count: tokens * weightT.cols) }
                 return
             }
-            switch ProductPath(tokens: tokens, weightT) {
+            let path = ProductPath(tokens: tokens, weightT)
+            let x = path.input(x, count: tokens * count, weightT, scratch: scratch)
+            switch path {
             case .gemv:
                 for t in 0..<tokens {
                     weightT.multiplyTransposed(out + t * weightT.cols, x + t * count, rows: index.baseAddress!, count: count,
@@ -127,7 +147,9 @@ public struct TransposedLinear: Sendable {
     /// out (+)= x W + b; out: (T, outputSize); x: (T, inputSize).
     public func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                       accumulate: Bool, scratch: Scratch) {
-        switch ProductPath(tokens: tokens, weightT) {
+        let path = ProductPath(tokens: tokens, weightT)
+        let x = path.input(x, count: tokens * weightT.rows, weightT, scratch: scratch)
+        switch path {
         case .gemv:
             for t in 0..<tokens {
                 weightT.multiplyTransposed(out + t * weightT.cols, x + t * weightT.rows, accumulate: accumulate)

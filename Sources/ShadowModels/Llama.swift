@@ -160,16 +160,17 @@ enum LMHead {
             let inputs = head.cols   // the normed rows' width: OPT's project_out may narrow them
             let blockRows = min(T, blockRows)
             let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
-            // Widened once for all blocks (16-bit heads); short inputs and bf16 products take
-            // Linear's own path.
-            let widened = T > blockRows && ProductPath(tokens: T, head) == .blas
-                ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
+            // Widened once for all blocks (16-bit heads); short inputs and bf16 product kernels
+            // take Linear's own path.
+            let path = ProductPath(tokens: T, head)
+            let widened = T > blockRows && path == .blas ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
             var out = [Float](repeating: 0, count: T)
             out.withUnsafeMutableBufferPointer { out in
                 for first in stride(from: 0, to: T, by: blockRows) {
                     let n = min(blockRows, T - first)
                     if let widened {
-                        BLAS.gemmABt(rows, normed + first * inputs, widened, m: n, n: vocab, k: inputs)
+                        let block = path.input(normed + first * inputs, count: n * inputs, head, scratch: scratch)
+                        BLAS.gemmABt(rows, block, widened, m: n, n: vocab, k: inputs)
                     } else {
                         Linear(weight: head).apply(rows, normed + first * inputs, tokens: n, scratch: scratch)
                     }
