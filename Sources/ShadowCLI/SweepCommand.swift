@@ -13,6 +13,8 @@ enum SweepCommand {
         var date: String
         var machine: String
         var command: String
+        /// Every command whose cells the results hold, oldest first (the last is `command`).
+        var commands: [String]
         var settings: String
         var seconds: Double
         var rows: [SweepRow]
@@ -23,7 +25,7 @@ enum SweepCommand {
         var headImportance: [String: [[Float]]]
 
         enum CodingKeys: String, CodingKey {
-            case model, date, machine, command, settings, seconds, rows, skipped, units
+            case model, date, machine, command, commands, settings, seconds, rows, skipped, units
             case headImportance = "head_importance"
         }
     }
@@ -40,7 +42,8 @@ enum SweepCommand {
             masks once. Every item runs the dense model once, shared by all sparse cells (which also report KL \
             divergence and top-1 agreement against it). The state is saved to OUT/sweep-state.json after every \
             chunk of items, so a killed sweep run again with the same command continues where it stopped; cells \
-            added to a finished sweep run alone, and a larger --limit extends every cell. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
+            added to a finished sweep run alone and join the earlier cells in the report (those that cover as many \
+            items), and a larger --limit extends every cell given. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
             (metric against sparsity, one panel per task) and OUT/heads.svg (mean head importance per layer).
             """,
         options: ModelOptions.prefillOptions + [
@@ -284,16 +287,19 @@ enum SweepCommand {
             done += try runner.work(task, cells: cells.count)
         }
 
+        // The report holds this command's cells and the finished cells of earlier commands in --out.
         var rows: [SweepRow] = []
         for task in runnable {
-            for cell in cells.sorted() {
-                let tally = state.tally(task: task.name, cell: cell)
-                if tally.items > 0 { rows.append(SweepRow(task: task, cell: cell, tally: tally)) }
+            for cell in state.reportedCells(task: task.name, requested: cells) {
+                rows.append(SweepRow(task: task, cell: cell, tally: state.tally(task: task.name, cell: cell)))
             }
         }
+        let command = (["shadowllm", "sweep"] + arguments.given).joined(separator: " ")
+        state.record(command: command)
+        try save(state)
         let seconds = state.tallies.values.flatMap(\.values).reduce(0) { $0 + $1.seconds }
         let results = Results(model: loaded.path, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
-                              command: (["shadowllm", "sweep"] + arguments.given).joined(separator: " "), settings: settings,
+                              command: command, commands: state.commands ?? [command], settings: settings,
                               seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: skipped, units: units,
                               headImportance: aggregates.mapValues(\.headsPerSample))
         let json = try JSONOutput.string(results)

@@ -98,8 +98,12 @@ enum SweepReport {
         var lines = ["# ShadowLLM sweep", "",
                      "- model: `\(results.model)`",
                      "- date: \(results.date); machine: \(results.machine); evaluation time \(String(format: "%.0f", results.seconds)) s",
-                     "- command: `\(results.command)`",
-                     "- settings: \(results.settings)", "",
+                     "- command: `\(results.command)`"]
+        if results.commands.count > 1 {
+            lines.append("- with the cells of the earlier commands in this directory:")
+            lines += results.commands.dropLast().map { "  - `\($0)`" }
+        }
+        lines += ["- settings: \(results.settings)", "",
                      "## Results", "",
                      "Headline metric per task (acc, HellaSwag acc_norm, WikiText word perplexity) ± standard error; " +
                      "KL is the mean KL(dense ‖ sparse) of the next-token distribution at scored positions.", ""]

@@ -21,6 +21,14 @@ public struct SweepCell: Codable, Hashable, Sendable, Comparable {
 
     public static let dense = SweepCell(method: "dense")
 
+    /// The cell a `key` names (nil if it names none).
+    public init?(key: String) {
+        if key == "dense" { self = .dense; return }
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, let sparsity = Double(parts[2]) else { return nil }
+        self.init(method: String(parts[0]), criterion: parts[1] == "-" ? nil : String(parts[1]), sparsity: sparsity)
+    }
+
     /// A stable name, used as the key of the resumable state and of `results.json`.
     public var key: String {
         method == "dense" ? "dense" : "\(method)/\(criterion ?? "-")/\(String(format: "%.2f", sparsity))"
@@ -88,8 +96,28 @@ public struct SweepState: Codable, Equatable, Sendable {
     /// Per cell key, where its masks come from (a predictor file, a trace directory): a resumed
     /// sweep whose cell would read another source must not mix the two.
     public var sources: [String: String] = [:]
+    /// The commands that filled this state, oldest first (absent in states written before it was kept).
+    public var commands: [String]?
 
     public init(settings: String) { self.settings = settings }
+
+    /// Records `command` as the latest to add to this state.
+    public mutating func record(command: String) {
+        if commands?.last != command { commands = (commands ?? []) + [command] }
+    }
+
+    /// The cells to report for `task`: every cell of `requested` that holds items, and every
+    /// cell of earlier commands that covers as many items as the dense model (so cells added by
+    /// later commands complete one table, and a cell left behind by a larger --limit is not
+    /// shown beside the others).
+    public func reportedCells(task: String, requested: [SweepCell]) -> [SweepCell] {
+        let stored = (tallies[task] ?? [:]).keys.compactMap(SweepCell.init(key:))
+        let denseItems = tally(task: task, cell: .dense).items
+        return Set(requested + stored).sorted().filter { cell in
+            let items = tally(task: task, cell: cell).items
+            return items > 0 && (requested.contains(cell) || items == denseItems)
+        }
+    }
 
     public func tally(task: String, cell: SweepCell) -> SweepTally {
         tallies[task]?[cell.key] ?? SweepTally()

@@ -144,6 +144,31 @@ struct SweepCommandTests {
         #expect(shrunk.status != 0 && shrunk.err.contains("--limit 4"), "\(shrunk.err)")
     }
 
+    @Test("cells added by a later command join the earlier cells in one report; a cell left at a smaller --limit is not shown")
+    func addedCellsJoinTheReport() throws {
+        let out = scratchPath("sweep-added"), direct = scratchPath("sweep-added-direct")
+        let shadow = ["--methods", "shadow", "--criteria", "plainact", "--sparsities", "0.5", "--limit", "2"]
+        #expect(try sweep(out: out, ["--methods", "random", "--sparsities", "0.5", "--limit", "2"]).status == 0)
+        let added = try sweep(out: out, shadow)
+        let once = try sweep(out: direct, ["--methods", "random,shadow", "--criteria", "plainact", "--sparsities", "0.5", "--limit", "2"])
+        #expect(added.status == 0 && once.status == 0, "\(added.err)\(once.err)")
+        let joined = rows(try added.json())
+        #expect(joined.keys.contains { $0.hasPrefix("piqa random") } && joined.keys.contains { $0.hasPrefix("wikitext random") },
+                "\(joined.keys.sorted())")
+        try expectSameRows(joined, rows(try once.json()))
+        let commands = try added.json()["commands"] as? [String] ?? []
+        #expect(commands.count == 2 && commands[0].contains("--methods random") && commands[1].contains("--methods shadow"), "\(commands)")
+        let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(report.contains("earlier commands") && report.contains(commands[0]), "\(report)")
+
+        // Extending only the shadow cell leaves the random one at 2 items: not reported beside 3.
+        let extended = try sweep(out: out, Array(shadow.dropLast(2)) + ["--limit", "3"])
+        #expect(extended.status == 0, "\(extended.err)")
+        let keys = rows(try extended.json()).keys
+        #expect(!keys.contains { $0.hasPrefix("piqa random") } && keys.contains { $0.hasPrefix("piqa shadow") }
+                && keys.contains { $0.hasPrefix("wikitext random") }, "\(keys.sorted())")
+    }
+
     @Test("bad sweeps are one-line errors", arguments: [
         (["--sparsities", "0.5,1.5"], "--sparsities"),
         (["--tasks", "copa"], "--data"),
