@@ -111,12 +111,10 @@ public struct SweepState: Codable, Equatable, Sendable {
     /// later commands complete one table, and a cell left behind by a larger --limit is not
     /// shown beside the others).
     public func reportedCells(task: String, requested: [SweepCell]) -> [SweepCell] {
-        let stored = (tallies[task] ?? [:]).keys.compactMap(SweepCell.init(key:))
-        let denseItems = tally(task: task, cell: .dense).items
-        return Set(requested + stored).sorted().filter { cell in
-            let items = tally(task: task, cell: cell).items
-            return items > 0 && (requested.contains(cell) || items == denseItems)
-        }
+        // By key: a stored cell's sparsity is read back from its key's two decimals.
+        let requestedKeys = Set(requested.map(\.key)), denseItems = tally(task: task, cell: .dense).items
+        let earlier = (tallies[task] ?? [:]).filter { !requestedKeys.contains($0.key) && $0.value.items > 0 && $0.value.items == denseItems }
+        return (requested.filter { tally(task: task, cell: $0).items > 0 } + earlier.keys.compactMap(SweepCell.init(key:))).sorted()
     }
 
     public func tally(task: String, cell: SweepCell) -> SweepTally {

@@ -129,5 +129,20 @@ struct SweepTests {
         #expect(SweepCell(method: "shadow", criterion: "plainact", sparsity: 0.5).key == "shadow/plainact/0.50")
         #expect(SweepCell(method: "random", sparsity: 0.3).key == "random/-/0.30")
         #expect([SweepCell(method: "a", sparsity: 0.5), .dense].sorted().first == .dense)
+        #expect(SweepCell(key: "random/-/0.30") == SweepCell(method: "random", sparsity: 0.3))
+        #expect(SweepCell(key: "dense") == .dense && SweepCell(key: "shadow/0.5") == nil && SweepCell(key: "a/b/c") == nil)
+    }
+
+    @Test("a report holds the requested cells and the earlier cells that cover the dense model's items, each once")
+    func reportedCells() {
+        var state = SweepState(settings: "s")
+        func tally(_ items: Int) -> SweepTally { var t = SweepTally(); t.items = items; return t }
+        let third = SweepCell(method: "shadow", criterion: "plainact", sparsity: 1.0 / 3)
+        state.tallies["piqa"] = ["dense": tally(4), third.key: tally(4), "static/l2_norm/0.50": tally(4),
+                                 "random/-/0.50": tally(2), "oracle/plainact/0.50": tally(0)]
+        let cells = state.reportedCells(task: "piqa", requested: [.dense, third, SweepCell(method: "dejavu", criterion: "l2_norm", sparsity: 0.5)])
+        // The requested 1/3 cell appears once (not again as "0.33" read back from its key); the
+        // unrun dejavu cell, the random cell left at 2 items and the empty oracle cell do not.
+        #expect(cells == [.dense, third, SweepCell(method: "static", criterion: "l2_norm", sparsity: 0.5)].sorted(), "\(cells)")
     }
 }
