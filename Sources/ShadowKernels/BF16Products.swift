@@ -11,11 +11,15 @@ public enum BF16Products {
     /// Whether this CPU has the AVX-512 kernels (AVX512-F, -BW, -VL and -BF16).
     public static let isAvailable: Bool = chalf_bf16_dot_available() != 0
 
+    /// Whether products use the kernels: `isAvailable`, unless a task sets it to false so that
+    /// tests take the fallback on any CPU (`Linear` reads it too, to choose the fallback's paths).
+    @TaskLocal public static var usesKernels = isAvailable
+
     /// out[t, j] = bf16(x[t, :]) · W[row_j, :], as `SmallGEMM.multiply`; any number of tokens.
     /// `kernels: false` runs the fallback (tests compare the two).
     static func multiply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                          _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
-                         kernels: Bool = isAvailable) {
+                         kernels: Bool = usesKernels) {
         guard rowCount > 0, tokens > 0 else { return }
         let cols = weight.cols
         guard kernels else {
@@ -35,7 +39,7 @@ public enum BF16Products {
     /// out[t, :] (+)= Σ_k bf16(x[t, k]) · Wt[row_k, :], as `SmallGEMM.multiplyTransposed`.
     static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                    _ weightT: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
-                                   accumulate: Bool, kernels: Bool = isAvailable) {
+                                   accumulate: Bool, kernels: Bool = usesKernels) {
         guard tokens > 0 else { return }
         let cols = weightT.cols
         guard kernels else {
@@ -68,10 +72,14 @@ public enum BF16Products {
     /// Calls `body` with x's `count` values rounded to bf16 and widened back to fp32, for the fallback.
     static func withRoundedFloats(_ x: UnsafePointer<Float>, count: Int, _ body: (UnsafePointer<Float>) -> Void) {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: max(count, 1)) { buffer in
-            let widened = buffer.baseAddress!
-            for i in 0..<count { widened[i] = roundedToBF16(x[i]) }
-            body(widened)
+            round(x, count: count, into: buffer.baseAddress!)
+            body(buffer.baseAddress!)
         }
+    }
+
+    /// out[i] = x[i] rounded to bf16, as fp32.
+    public static func round(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        for i in 0..<count { out[i] = roundedToBF16(x[i]) }
     }
 
     /// `value` rounded to the nearest bf16 (ties to even), as fp32.

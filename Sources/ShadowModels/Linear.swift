@@ -8,17 +8,14 @@ let gemvTokenLimit = 4
 enum ProductPath {
     case gemv, smallGEMM, blas
 
-    /// Whether bf16 dot products run their own kernels (AVX512-BF16). Without them the same
-    /// products (bf16 weights times the input rounded to bf16) take the paths of 16-bit weights,
-    /// GEMV and OpenBLAS included. A task-local value so tests can take the fallback on any CPU.
-    @TaskLocal static var bf16Kernels = BF16Products.isAvailable
-
     /// One token at a time for a few; a few dozen skip OpenBLAS, whose per-call copy of the
     /// weights (after widening, for 16-bit ones) would cost as much as the arithmetic. bf16 dot
-    /// product kernels have no BLAS and run at every size.
+    /// product kernels have no BLAS and run at every size; without them (`BF16Products.usesKernels`)
+    /// the same products (bf16 weights times the input rounded to bf16) take the paths of 16-bit
+    /// weights, GEMV and OpenBLAS included.
     @inline(__always)
     init(tokens: Int, _ weight: WeightMatrix) {
-        if weight.dtype == .bf16dot && ProductPath.bf16Kernels {
+        if weight.dtype == .bf16dot && BF16Products.usesKernels {
             self = .smallGEMM
         } else if tokens <= gemvTokenLimit {
             self = .gemv
@@ -32,7 +29,7 @@ enum ProductPath {
     func input(_ x: UnsafePointer<Float>, count: Int, _ weight: WeightMatrix, scratch: Scratch) -> UnsafePointer<Float> {
         guard weight.dtype == .bf16dot, self != .smallGEMM else { return x }
         let rounded = scratch.buffer("bf16 input", count: count)
-        for i in 0..<count { rounded[i] = BF16Products.roundedToBF16(x[i]) }
+        BF16Products.round(x, count: count, into: rounded)
         return UnsafePointer(rounded)
     }
 }

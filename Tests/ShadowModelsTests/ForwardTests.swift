@@ -83,7 +83,7 @@ struct ForwardTests {
     func targetLogProbabilities(weights: WeightDType) {
         checkTargetLogProbabilities(weights: weights)
         // Without bf16 kernels the blocks of a bf16-dot head go through BLAS on rounded inputs.
-        if weights == .bf16dot { ProductPath.$bf16Kernels.withValue(false) { checkTargetLogProbabilities(weights: weights) } }
+        if weights == .bf16dot { BF16Products.$usesKernels.withValue(false) { checkTargetLogProbabilities(weights: weights) } }
     }
 
     func checkTargetLogProbabilities(weights: WeightDType) {

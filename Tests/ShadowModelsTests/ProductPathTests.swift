@@ -29,10 +29,10 @@ struct ProductPathTests {
                                   dtype: .bf16dot)
         let weightT = WeightMatrix(Matrix(rows: Self.outputs, cols: Self.inputs, values: randomFloats(Self.outputs * Self.inputs, seed: 32)),
                                    dtype: .bf16dot)
-        ProductPath.$bf16Kernels.withValue(true) {
+        BF16Products.$usesKernels.withValue(true) {
             #expect(ProductPath(tokens: tokens, weight) == .smallGEMM)
         }
-        ProductPath.$bf16Kernels.withValue(false) {
+        BF16Products.$usesKernels.withValue(false) {
             #expect(ProductPath(tokens: tokens, weight) == expectedPath)
             let kept: [Int32] = stride(from: Self.outputs - 1, through: 0, by: -2).map(Int32.init)
             for rows in [nil, kept] {
@@ -74,8 +74,8 @@ struct ProductPathTests {
     func bf16ModelWithoutKernels() {
         let model = TinyModels.llama(weights: .bf16dot, maxContext: 200)
         for tokens in [[7], (0..<9).map { ($0 * 5 + 1) % 50 }, (0..<150).map { ($0 * 7 + 3) % 50 }] {
-            let kernels = ProductPath.$bf16Kernels.withValue(true) { model.forward(tokens, cache: model.makeCache(capacity: 160), logits: .all) }
-            let fallback = ProductPath.$bf16Kernels.withValue(false) { model.forward(tokens, cache: model.makeCache(capacity: 160), logits: .all) }
+            let kernels = BF16Products.$usesKernels.withValue(true) { model.forward(tokens, cache: model.makeCache(capacity: 160), logits: .all) }
+            let fallback = BF16Products.$usesKernels.withValue(false) { model.forward(tokens, cache: model.makeCache(capacity: 160), logits: .all) }
             expectClose(fallback, kernels, tolerance: 1e-4, "\(tokens.count) tokens")
         }
     }
