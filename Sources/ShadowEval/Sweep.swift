@@ -98,6 +98,9 @@ public struct SweepState: Codable, Equatable, Sendable {
     public var sources: [String: String] = [:]
     /// The commands that filled this state, oldest first (absent in states written before it was kept).
     public var commands: [String]?
+    /// Per cell key, the cell as it was run: its key rounds the sparsity to two decimals, so a
+    /// 1/3 stored by an earlier command is reported as 1/3 (absent in older states: keys are read).
+    public var cells: [String: SweepCell]?
 
     public init(settings: String) { self.settings = settings }
 
@@ -111,14 +114,21 @@ public struct SweepState: Codable, Equatable, Sendable {
     /// later commands complete one table, and a cell left behind by a larger --limit is not
     /// shown beside the others).
     public func reportedCells(task: String, requested: [SweepCell]) -> [SweepCell] {
-        // By key: a stored cell's sparsity is read back from its key's two decimals.
+        // Matched by key, so a requested cell is never listed twice.
         let requestedKeys = Set(requested.map(\.key)), denseItems = tally(task: task, cell: .dense).items
         let earlier = (tallies[task] ?? [:]).filter { !requestedKeys.contains($0.key) && $0.value.items > 0 && $0.value.items == denseItems }
-        return (requested.filter { tally(task: task, cell: $0).items > 0 } + earlier.keys.compactMap(SweepCell.init(key:))).sorted()
+        let earlierCells = earlier.keys.compactMap { cells?[$0] ?? SweepCell(key: $0) }
+        return (requested.filter { tally(task: task, cell: $0).items > 0 } + earlierCells).sorted()
     }
 
     public func tally(task: String, cell: SweepCell) -> SweepTally {
         tallies[task]?[cell.key] ?? SweepTally()
+    }
+
+    /// Stores what `cell` has accumulated on `task`.
+    public mutating func store(_ tally: SweepTally, task: String, cell: SweepCell) {
+        tallies[task, default: [:]][cell.key] = tally
+        cells = (cells ?? [:]).merging([cell.key: cell]) { _, new in new }
     }
 }
 
@@ -206,7 +216,7 @@ public struct SweepRunner {
                 tally.predictedTokens = scored.total.predictedTokens
                 record(realisedSparsity: controller, before: PredictionStatistics(), into: &tally)
                 tally.seconds = Date().timeIntervalSince(start)
-                state.tallies[name, default: [:]][cell.key] = tally
+                state.store(tally, task: name, cell: cell)
                 try save(state)
                 progress(windows - reported)
             }
@@ -272,7 +282,7 @@ public struct SweepRunner {
                     tallies[c].agreement.add(scorer.agreements[k])
                     record(realisedSparsity: controllers[k], before: before[k], into: &tallies[c])
                 }
-                state.tallies[task, default: [:]][cells[c].key] = tallies[c]
+                state.store(tallies[c], task: task, cell: cells[c])
             }
             try save(state)
             if interrupted { throw ShadowError.interrupted(Self.interruptedMessage) }

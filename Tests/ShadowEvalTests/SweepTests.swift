@@ -145,4 +145,19 @@ struct SweepTests {
         // unrun dejavu cell, the random cell left at 2 items and the empty oracle cell do not.
         #expect(cells == [.dense, third, SweepCell(method: "static", criterion: "l2_norm", sparsity: 0.5)].sorted(), "\(cells)")
     }
+
+    @Test("an earlier command's cell is reported with the sparsity it ran at, not its key's two decimals")
+    func earlierCellKeepsItsSparsity() {
+        var state = SweepState(settings: "s")
+        var tally = SweepTally()
+        tally.items = 4
+        let third = SweepCell(method: "shadow", criterion: "plainact", sparsity: 1.0 / 3)
+        state.store(tally, task: "piqa", cell: .dense)
+        state.store(tally, task: "piqa", cell: third)
+        let decoded = try? JSONDecoder().decode(SweepState.self, from: JSONEncoder().encode(state))
+        #expect(decoded?.reportedCells(task: "piqa", requested: [.dense]) == [.dense, third])
+        // A state written before cells were kept still reports the cell, from its key.
+        state.cells = nil
+        #expect(state.reportedCells(task: "piqa", requested: [.dense]).last?.sparsity == 0.33)
+    }
 }
