@@ -83,8 +83,12 @@ struct SourceLines {
             switch parsed {
             case .success(let parsedValue): value = parsedValue
             case .failure(let failure):
+                // A first line that does not even start an object is most likely another format
+                // (CSV, TSV, a pretty-printed JSON array).
+                let startsObject = bytes[ranges[index]].first { $0 != 0x20 && $0 != 0x09 } == UInt8(ascii: "{")
+                let hint = records.isEmpty && !startsObject ? " (expected JSON Lines: one JSON object per line)" : ""
                 throw ShadowError.badJSON(path: location(index), key: nil,
-                                          reason: "malformed JSON at column \(failure.offset + 1): \(failure.message)")
+                                          reason: "malformed JSON at column \(failure.offset + 1): \(failure.message)\(hint)")
             }
             guard case .object = value else {
                 throw ShadowError.badJSON(path: location(index), key: nil,
@@ -100,10 +104,9 @@ struct SourceLines {
 /// The bytes of a file, or `fileNotFound` naming it.
 func readTaskFile(_ path: String) throws -> [UInt8] {
     var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
-          let data = FileManager.default.contents(atPath: path) else {
-        throw ShadowError.fileNotFound(path: path)
-    }
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ShadowError.fileNotFound(path: path) }
+    if isDirectory.boolValue { throw ShadowError.corruptFile(path: path, reason: "is a directory, not a file") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw ShadowError.corruptFile(path: path, reason: "cannot be read") }
     return [UInt8](data)
 }
 

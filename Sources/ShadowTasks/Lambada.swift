@@ -10,7 +10,7 @@ import ShadowFormats
 enum Lambada {
     static func read(path: String) throws -> [(context: String, target: String)] {
         let lines = try SourceLines(path: path)
-        if let first = lines.firstSignificantByte, first != UInt8(ascii: "{") {
+        if let first = lines.firstSignificantByte, first != UInt8(ascii: "{"), first != UInt8(ascii: "[") {
             return try lines.ranges.indices.filter { !lines.isBlank($0) }.map { index in
                 try split(lines.text(index).pythonRightStripped) { ShadowError.corruptFile(path: lines.location(index), reason: "the passage \($0)") }
             }

@@ -2,10 +2,16 @@ import ShadowFormats
 
 /// WikiText (Merity et al. 2016): the text itself, no items. Read as stored — the tokenized
 /// release's spacing (" @-@ ", " , "), its " = Heading = " lines and blank lines are part of what
-/// the perplexity is measured on. lm-eval scores it article by article (`pages`).
+/// the perplexity is measured on — but for a UTF-8 byte-order mark and Windows line breaks, which
+/// Python's text mode drops too. lm-eval scores it article by article (`pages`).
 enum WikiText {
     static func read(path: String) throws -> String {
-        let bytes = try readTaskFile(path)
+        var bytes = try readTaskFile(path)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        if bytes.contains(0x0D) { bytes = droppingCarriageReturnsBeforeLineFeeds(bytes) }
+        if let first = bytes.first(where: { ![0x20, 0x09, 0x0A].contains($0) }), first == UInt8(ascii: "{") || first == UInt8(ascii: "[") {
+            throw ShadowError.corruptFile(path: path, reason: "looks like JSON; wikitext reads the raw or tokenized text release as it is")
+        }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             let lines = try SourceLines(path: path)
             for index in 0..<lines.count { _ = try lines.text(index) }  // names the bad line
@@ -15,6 +21,16 @@ enum WikiText {
             throw ShadowError.corruptFile(path: path, reason: "no text (the file is empty)")
         }
         return text
+    }
+
+    /// `bytes` with every "\r" that ends a line removed ("\r\n" → "\n").
+    private static func droppingCarriageReturnsBeforeLineFeeds(_ bytes: [UInt8]) -> [UInt8] {
+        var kept: [UInt8] = []
+        kept.reserveCapacity(bytes.count)
+        for (index, byte) in bytes.enumerated() where !(byte == 0x0D && index + 1 < bytes.count && bytes[index + 1] == 0x0A) {
+            kept.append(byte)
+        }
+        return kept
     }
 
     /// lm-eval's `wikitext_detokenizer` (`wikitext/preprocess_wikitext.py`), step for step in its

@@ -55,7 +55,7 @@ private let badFiles: [BadFile] = [
     BadFile("text after the object", .piqa, "{\"goal\": \"g\"} x", "piqa.jsonl:1: malformed JSON at column 15: unexpected text after the JSON value"),
     BadFile("a raw tab inside a string", .piqa, "{\"goal\": \"a\tb\"}", "piqa.jsonl:1: malformed JSON at column 12: control character in a string"),
     BadFile("nesting 300 levels deep", .piqa, String(repeating: "[", count: 300) + String(repeating: "]", count: 300),
-            "piqa.jsonl:1: malformed JSON at column 257: nested more than 256 levels deep"),
+            "piqa.jsonl:1: malformed JSON at column 257: nested more than 256 levels deep (expected JSON Lines: one JSON object per line)"),
     BadFile("a line that is an array", .piqa, "[1, 2]", "piqa.jsonl:1: expected a JSON object, found an array"),
     BadFile("a line that is not UTF-8", .piqa, Array("{\"goal\": \"".utf8) + [0xFF] + Array("\"}".utf8),
             "piqa.jsonl:1: malformed JSON at column 13: string is not valid UTF-8"),
@@ -189,6 +189,14 @@ private let badFiles: [BadFile] = [
             "lambada.jsonl:1: key \"text\": ends with a space, so its last word is empty"),
     BadFile("a LAMBADA line without text", .lambada, #"{"passage": "a b"}"#, "lambada.jsonl:1: key \"text\": missing"),
     BadFile("an empty WikiText file", .wikitext, " \n\n", "wiki.txt: no text (the file is empty)"),
+    BadFile("WikiText given a JSON Lines file", .wikitext, "\u{FEFF}\n{\"page\": \" = A = \"}\n",
+            "wiki.txt: looks like JSON; wikitext reads the raw or tokenized text release as it is"),
+    BadFile("LAMBADA as a JSON array", .lambada, "[{\"text\": \"a b\"},\n {\"text\": \"c d\"}]",
+            "lambada.jsonl:1: malformed JSON at column 18: unexpected end of input (expected JSON Lines: one JSON object per line)"),
+    BadFile("ARC as a JSON array", .arcEasy, "[\n  {\"id\": \"x\"}\n]\n",
+            "arc_easy.jsonl:1: malformed JSON at column 2: unexpected end of input (expected JSON Lines: one JSON object per line)"),
+    BadFile("ARC as AI2's CSV", .arcEasy, "questionID,originalQuestionID,AnswerKey\nMCAS_1,1,B\n",
+            "arc_easy.jsonl:1: malformed JSON at column 1: unexpected character \"q\" (expected JSON Lines: one JSON object per line)"),
     BadFile("WikiText that is not UTF-8", .wikitext, Array(" = A = \n text\n".utf8) + [0xFE, 0x0A], "wiki.txt:3: not valid UTF-8"),
 ]
 
@@ -214,7 +222,7 @@ struct BadFileTests {
         let directory = try TempDirectory()
         let missing = directory.url.appendingPathComponent("nope.jsonl").path
         #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .piqa, path: missing) } == "\(missing): no such file")
-        #expect(shadowErrorMessage { try TaskFile.wikitext(path: directory.url.path) } == "\(directory.url.path): no such file")
+        #expect(shadowErrorMessage { try TaskFile.wikitext(path: directory.url.path) } == "\(directory.url.path): is a directory, not a file")
         let data = try directory.file("piqa.jsonl", piqaItems)
         #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .piqa, path: data, labels: missing) }
                 == "\(missing): no such file")

@@ -358,12 +358,15 @@ struct TextTaskTests {
         #expect(TaskFile.wikitextPages("intro\n = A = \n") == ["intro", " = A = \n"])
     }
 
-    @Test("returns WikiText exactly as stored")
+    @Test("returns WikiText as stored, but for a byte-order mark and Windows line breaks")
     func wikitext() throws {
         let directory = try TempDirectory()
-        let text = " \n = Robert <unk> = \n \n Robert <unk> is an English film , television and theatre actor .\r\n"
+        let text = " \n = Robert <unk> = \n \n Robert <unk> is an English film , television and \r theatre actor .\n"
         let path = try directory.file("test.txt", text)
         #expect(try TaskFile.wikitext(path: path) == text)
+        // A lone "\r" is text; one that ends a line is the file's, as in Python's text mode.
+        let windows = try directory.file("windows.txt", "\u{FEFF}" + text.replacingOccurrences(of: "\n", with: "\r\n"))
+        #expect(try TaskFile.wikitext(path: windows) == text)
     }
 }
 
