@@ -80,7 +80,8 @@ enum EvalCommand {
             as the paper's harness does.
             """,
         options: ModelOptions.prefillOptions + SparsityOptions.options + [
-            .value("task", "name", help: "The task.", allowed: TaskName.allCases.map(\.rawValue)),
+            .value("task", "name", help: "The task (lm-eval's names lambada_openai and lambada_standard also read LAMBADA files).",
+                   allowed: TaskName.allCases.map(\.rawValue) + TaskName.aliases.keys.sorted()),
             .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),
             .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line."),
             .value("limit", "n", help: "Evaluate at most n items.", defaultDescription: "all"),
@@ -93,14 +94,15 @@ enum EvalCommand {
                    defaultDescription: "the model's context"),
             .value("stride", "n", help: "WikiText: predict n tokens per window (overlapping windows when below the context).",
                    defaultDescription: "the context (lm-eval's rolling windows)"),
-            .flag("detokenize", help: "WikiText: score the text after lm-eval's wikitext detokenizer (words and bytes are still counted on the file as stored)."),
+            .flag("as-stored", help: "WikiText: score the file exactly as stored. By default the model reads it after lm-eval's wikitext detokenizer (\" @-@ \" → \"-\", \" , \" → \", \", …), as lm-eval does; words and bytes are counted on the file as stored either way."),
+            .flag("detokenize", help: "WikiText: lm-eval's detokenizer, the default (accepted for older commands)."),
             .value("samples", "path", help: "Also write one JSON line per item (per article for WikiText): the contexts and continuations scored and their log-likelihoods, as lm-eval's --log_samples (written atomically)."),
             .flag("json", help: "Print the report as JSON."),
             .flag("no-progress", help: "Hide the progress bar."),
         ]
     ) { arguments, console in
         let taskName = try arguments.required("task")
-        guard let task = TaskName(rawValue: taskName) else {
+        guard let task = TaskName(name: taskName) else {
             throw ShadowError.invalidArgument(name: "--task", reason: "unknown task \"\(taskName)\"")
         }
         let dataPath = try arguments.required("data")
@@ -120,8 +122,11 @@ enum EvalCommand {
         case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
         default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: arguments.string("labels"))
         }
-        if arguments.flag("detokenize"), task != .wikitext {
-            throw ShadowError.invalidArgument(name: "--detokenize", reason: "applies to wikitext only")
+        for flag in ["detokenize", "as-stored"] where arguments.flag(flag) && task != .wikitext {
+            throw ShadowError.invalidArgument(name: "--\(flag)", reason: "applies to wikitext only")
+        }
+        if arguments.flag("detokenize"), arguments.flag("as-stored") {
+            throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize")
         }
         if task != .wikitext {
             _ = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
@@ -152,7 +157,7 @@ enum EvalCommand {
         case .wikitext:
             let context = try arguments.int("context", range: 2...1_000_000) ?? model.shape.maxContext
             let stride = try arguments.int("stride", range: 1...1_000_000)
-            let detokenize = arguments.flag("detokenize")
+            let detokenize = !arguments.flag("as-stored")
             let scored = try Evaluation.wikitext(text: text, detokenize: detokenize, model: model, tokenizer: tokenizer,
                                                  context: context, stride: stride, sparsity: sparsity, progress: progress)
             report.n = TaskFile.wikitextPages(text).count     // articles, as lm-eval counts documents

@@ -73,7 +73,7 @@ enum SweepCommand {
             .value("shots", "k", help: "Few-shot examples per question.", default: "0"),
             .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
-            .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end); 0 for the whole text.",
+            .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end), as stored (eval detokenizes like lm-eval; here every cell reads the same text); 0 for the whole text.",
                    default: "60000"),
             .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
             .flag("json", help: "Print results.json instead of the Markdown table."),

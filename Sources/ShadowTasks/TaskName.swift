@@ -13,6 +13,16 @@ public enum TaskName: String, CaseIterable, Sendable {
     case lambada
     case wikitext
 
+    /// lm-eval's names for tasks whose files these readers take: `lambada_openai` and
+    /// `lambada_standard` differ only in the file they read.
+    public static let aliases: [String: TaskName] = ["lambada_openai": .lambada, "lambada_standard": .lambada]
+
+    /// A task from a name on the command line: ours, or one of lm-eval's `aliases`.
+    public init?(name: String) {
+        guard let task = TaskName(rawValue: name) ?? Self.aliases[name] else { return nil }
+        self = task
+    }
+
     /// Every task but LAMBADA (greedy last word) and WikiText (perplexity) scores choices.
     public var isMultipleChoice: Bool {
         switch self {

@@ -168,7 +168,7 @@ struct EvalCommandTests {
         for key in ["word_perplexity", "byte_perplexity", "bits_per_byte", "nll_sum", "predicted_tokens"] {
             #expect(w[key] as? Double != nil, "missing \(key)")
         }
-        #expect(w["detokenized"] as? Bool == false && w["n"] as? Int == 2)   // two articles
+        #expect(w["detokenized"] as? Bool == true && w["n"] as? Int == 2)   // lm-eval's detokenized text; two articles
         #expect(w["context"] as? Int == 8 && w["stride"] as? Int == 8)
         // Without --context the windows are the model's whole context, as lm-eval's.
         let whole = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
@@ -176,10 +176,21 @@ struct EvalCommandTests {
         #expect(whole["context"] as? Int == 128 && whole["stride"] as? Int == 128)
         let d = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
                             "--context", "8", "--detokenize", "--no-progress"]).json()
-        #expect(d["detokenized"] as? Bool == true && d["nll_sum"] as? Double != w["nll_sum"] as? Double)
-        let wrongTask = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada,
-                                "--detokenize", "--no-progress"])
-        #expect(wrongTask.status != 0 && wrongTask.err.contains("--detokenize"))
+        #expect(d["detokenized"] as? Bool == true && d["nll_sum"] as? Double == w["nll_sum"] as? Double)
+        let stored = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
+                                 "--context", "8", "--as-stored", "--no-progress"]).json()
+        #expect(stored["detokenized"] as? Bool == false && stored["nll_sum"] as? Double != w["nll_sum"] as? Double)
+        for flags in [["--detokenize"], ["--as-stored"]] {
+            let wrongTask = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--no-progress"] + flags)
+            #expect(wrongTask.status != 0 && wrongTask.err.contains(flags[0]))
+        }
+        let both = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki,
+                           "--detokenize", "--as-stored", "--no-progress"])
+        #expect(both.status != 0 && both.err.contains("--as-stored"))
+        // lm-eval's task name for LAMBADA reads the same file.
+        let openai = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada_openai", "--data", lambada, "--json",
+                                 "--no-progress"]).json()
+        #expect(openai["task"] as? String == "lambada" && openai["n"] as? Int == 2)
     }
 
     @Test("an unknown task, a missing data file and an offset beyond the file fail with one line")
