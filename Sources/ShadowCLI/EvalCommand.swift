@@ -122,8 +122,11 @@ enum EvalCommand {
         case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
         default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: arguments.string("labels"))
         }
-        for flag in ["detokenize", "as-stored"] where arguments.flag(flag) && task != .wikitext {
-            throw ShadowError.invalidArgument(name: "--\(flag)", reason: "applies to wikitext only")
+        for option in ["detokenize", "as-stored", "context", "stride"] where arguments.has(option) && task != .wikitext {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to wikitext only")
+        }
+        if arguments.has("labels"), !task.acceptsLabelsFile {
+            throw ShadowError.invalidArgument(name: "--labels", reason: "applies to piqa and winogrande only (\(task.rawValue) keeps its labels in the task file)")
         }
         if arguments.flag("detokenize"), arguments.flag("as-stored") {
             throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize")

@@ -42,7 +42,8 @@ enum SparsityOptions {
 
     /// The controller the options describe, or nil for the dense model.
     static func controller(_ arguments: ParsedArguments, loaded: LoadedModel) throws -> (any SparsityController)? {
-        try controller(method: try arguments.required("method"), settings: try settings(arguments),
+        try refuseUnread(arguments)
+        return try controller(method: try arguments.required("method"), settings: try settings(arguments),
                        scoresPath: arguments.string("scores"), predictorPath: arguments.string("predictor"),
                        refresh: try arguments.int("refresh", range: 0...1_000_000),
                        seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0),
@@ -83,6 +84,21 @@ enum SparsityOptions {
         }
         return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons,
                                                  settings: settings, shape: shape))
+    }
+
+    /// An option that the chosen method or policy does not read is refused, so a mistyped
+    /// method does not run quietly without the file the user meant it to use.
+    static func refuseUnread(_ arguments: ParsedArguments) throws {
+        let method = try arguments.required("method"), policy = try arguments.required("policy")
+        let readers: [(option: String, readBy: Bool, what: String)] = [
+            ("predictor", ["shadow", "dejavu", "dejavu-lookahead"].contains(method), "--method shadow, dejavu or dejavu-lookahead"),
+            ("scores", method == "static", "--method static"),
+            ("oracle-criterion", method == "oracle", "--method oracle"),
+            ("hybrid-floor", policy == MaskPolicy.hybrid.rawValue, "--policy hybrid"),
+        ]
+        for reader in readers where arguments.has(reader.option) && !reader.readBy {
+            throw ShadowError.invalidArgument(name: "--\(reader.option)", reason: "is only read with \(reader.what)")
+        }
     }
 
     static func oracle(criterion: Criterion, settings: SparsitySettings, loaded: LoadedModel) throws -> OracleController {

@@ -206,6 +206,29 @@ struct EvalCommandTests {
         }
     }
 
+    @Test("an option the task, method or policy does not read is refused, naming it")
+    func unreadOptions() throws {
+        let files = try Self.piqaFiles()
+        let model = fixture("tiny-llama")
+        let piqa = ["--task", "piqa", "--data", files.data, "--labels", files.labels]
+        let wiki = TestScratch.url("eval-unread.txt").path
+        try " = A = \n text .\n".write(toFile: wiki, atomically: true, encoding: .utf8)
+        for (arguments, option) in [(piqa + ["--context", "8"], "--context"), (piqa + ["--stride", "4"], "--stride"),
+                                    (["--task", "wikitext", "--data", wiki, "--labels", files.labels], "--labels"),
+                                    (piqa + ["--method", "random", "--sparsity", "0.5", "--predictor", "p.safetensors"], "--predictor"),
+                                    (piqa + ["--method", "random", "--sparsity", "0.5", "--scores", "s.json"], "--scores"),
+                                    (piqa + ["--method", "random", "--sparsity", "0.5", "--hybrid-floor", "0.2"], "--hybrid-floor"),
+                                    (piqa + ["--method", "random", "--sparsity", "0.5", "--oracle-criterion", "fisher"], "--oracle-criterion")] {
+            let run = CLIRun(["eval", "--model", model, "--no-progress"] + arguments)
+            #expect(run.status != 0 && run.err.hasPrefix("error: --\(option.dropFirst(2))") && run.err.split(separator: "\n").count == 1,
+                    "\(arguments): \(run.err)")
+        }
+        // Read by the policy that names it.
+        let hybrid = CLIRun(["eval", "--model", model, "--no-progress", "--json"] + piqa
+                            + ["--method", "random", "--sparsity", "0.5", "--policy", "hybrid", "--hybrid-floor", "0.2"])
+        #expect(hybrid.status == 0, "\(hybrid.err)")
+    }
+
     @Test("runs on the shared PIQA data when it is present", .enabled(if: FileManager.default.fileExists(atPath: "/work/shared/data/piqa/valid.jsonl")))
     func sharedData() throws {
         let run = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa",
