@@ -92,6 +92,14 @@ public enum ModelLoader {
         let model = try loader(configData, configPath, table)
 
         let tokenizer = try huggingFaceTokenizer(directory: directory)
+        // Every id the tokenizer can produce (vocabulary, added and template tokens, BOS/EOS)
+        // indexes the embedding: one past its rows would read beyond it.
+        if let tokenizer, tokenizer.vocabularySize > model.shape.vocabularySize {
+            let id = tokenizer.vocabularySize - 1
+            throw ShadowError.badJSON(
+                path: (directory as NSString).appendingPathComponent("tokenizer.json"), key: nil,
+                reason: "token id \(id)\(tokenizer.tokenString(id).map { " (\"\($0)\")" } ?? "") is outside the model's vocabulary of \(model.shape.vocabularySize) (config.json vocab_size)")
+        }
         var stops = Set<Int>()
         if let llama = model as? LlamaModel { stops.formUnion(llama.config.eosTokenIDs) }
         if let opt = model as? OPTModel { stops.insert(opt.config.eosTokenID) }
@@ -143,6 +151,10 @@ public enum ModelLoader {
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
         let tokenizer = try TokenizerLoader.fromGGUF(file, tokens: tokens)
+        // As for Hugging Face directories: no token may lie past the embedding's rows.
+        if let tokenizer, tokenizer.vocabularySize > config.vocabularySize {
+            throw ShadowError.corruptFile(path: path, reason: "key \"tokenizer.ggml.tokens\": token id \(tokenizer.vocabularySize - 1) is outside the model's vocabulary of \(config.vocabularySize) (token_embd.weight rows)")
+        }
         var stops = Set(config.eosTokenIDs)
         if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)

@@ -162,3 +162,79 @@ struct BadInputTests {
         expectShadowError([path]) { _ = try ModelLoader.load(path: path) }
     }
 }
+
+/// Copies of the fixture checkpoints with one file edited, for load-time error tests.
+enum FixtureCopy {
+    /// A scratch copy of the Hugging Face fixture `name` with tokenizer.json's JSON object edited.
+    static func directory(_ name: String, tokenizer edit: (inout [String: Any]) -> Void) throws -> String {
+        let dir = TestScratch.url(name)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Fixtures.path(name)), to: dir)
+        let url = dir.appendingPathComponent("tokenizer.json")
+        var json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        edit(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: url)
+        return dir.path
+    }
+
+    /// A scratch copy of the GGUF fixture with scalar metadata values and tensor sizes overwritten
+    /// in place (same byte length, so every offset stays valid).
+    static func gguf(u32 values: [String: UInt32] = [:], f32 floats: [String: Float] = [:],
+                     rows: [String: UInt64] = [:]) throws -> String {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-llama-gguf/model.gguf"))))
+        /// The offset just past GGUF string `name` (u64 length + bytes).
+        func end(of name: String) throws -> Int {
+            var needle: [UInt8] = []
+            withUnsafeBytes(of: UInt64(name.utf8.count).littleEndian) { needle += $0 }
+            needle += Array(name.utf8)
+            let start = try #require((0...(bytes.count - needle.count)).first { bytes[$0..<$0 + needle.count].elementsEqual(needle) },
+                                     "\(name) is not in the fixture")
+            return start + needle.count
+        }
+        func write<T>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value) { bytes.replaceSubrange(offset..<offset + $0.count, with: $0) }
+        }
+        for (key, value) in values { write(value.littleEndian, at: try end(of: key) + 4) }   // after the u32 type
+        for (key, value) in floats { write(value.bitPattern.littleEndian, at: try end(of: key) + 4) }
+        for (tensor, count) in rows { write(count.littleEndian, at: try end(of: tensor) + 4 + 8) }  // n_dims, ne[0], ne[1]
+        let path = TestScratch.path("patched", suffix: ".gguf")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+}
+
+@Suite("A tokenizer must fit the model it is loaded with")
+struct TokenizerFitTests {
+    @Test("a tokenizer.json with an id at or past the embedding's rows is refused, naming the file and the id")
+    func addedTokenPastTheEmbedding() throws {
+        for id in [384, 400, 100_000] {
+            let dir = try FixtureCopy.directory("tiny-llama-tied") { json in
+                var added = json["added_tokens"] as? [[String: Any]] ?? []
+                added.append(["id": id, "content": "<zzz>", "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": true])
+                json["added_tokens"] = added
+            }
+            expectShadowError(["tokenizer.json", "\(id)", "<zzz>", "384"]) { _ = try ModelLoader.load(path: dir) }
+        }
+        // The unedited fixture's largest id, 383, fits.
+        #expect(try ModelLoader.load(path: Fixtures.path("tiny-llama-tied")).tokenizer?.vocabularySize == 384)
+    }
+
+    @Test("a token id past the embedding stops the forward pass instead of reading past the table")
+    func forwardGuard() async {
+        await #expect(processExitsWith: .failure) {
+            let model = TinyModels.llama(vocab: 50)
+            _ = model.forward([3, 50], cache: model.makeCache(), logits: .last)
+        }
+        await #expect(processExitsWith: .failure) {
+            let model = TinyModels.llama(vocab: 50)
+            _ = model.forward([-1], cache: model.makeCache(), logits: .last)
+        }
+    }
+
+    @Test("a GGUF whose vocabulary has more tokens than token_embd.weight has rows is refused, naming the key")
+    func ggufTokensPastTheEmbedding() throws {
+        let path = try FixtureCopy.gguf(u32: ["llama.vocab_size": 383],
+                                        rows: ["token_embd.weight": 383, "output.weight": 383])
+        expectShadowError([path, "tokenizer.ggml.tokens", "383"]) { _ = try ModelLoader.load(path: path) }
+    }
+}
