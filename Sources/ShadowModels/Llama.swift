@@ -239,35 +239,38 @@ public struct LlamaConfig: Sendable, Equatable {
                          ffnSize: intermediateSize, vocabularySize: vocabularySize, maxContext: maxContext)
     }
 
-    /// Checks the relations between sizes, naming the key that breaks them.
-    func validate(path: String) throws {
+    /// Checks the relations between sizes, naming the key that breaks them. `keys` renames the
+    /// config.json keys for a config read from elsewhere (GGUF metadata).
+    func validate(path: String, keys: [String: String] = [:]) throws {
+        func key(_ name: String) -> String { keys[name] ?? name }
         // Decoding checks these, but a config built from GGUF metadata or by hand may not have been.
-        for (key, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                             ("num_hidden_layers", layers), ("num_attention_heads", heads),
-                             ("num_key_value_heads", kvHeads), ("head_dim", headDim),
-                             ("max_position_embeddings", maxContext)] where value <= 0 {
-            throw ShadowError.badJSON(path: path, key: key, reason: "must be positive, got \(value)")
+        for (name, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                              ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                              ("num_key_value_heads", kvHeads), ("head_dim", headDim),
+                              ("max_position_embeddings", maxContext)] where value <= 0 {
+            throw ShadowError.badJSON(path: path, key: key(name), reason: "must be positive, got \(value)")
         }
         guard vocabularySize >= 0 else {
-            throw ShadowError.badJSON(path: path, key: "vocab_size", reason: "must not be negative, got \(vocabularySize)")
+            throw ShadowError.badJSON(path: path, key: key("vocab_size"), reason: "must not be negative, got \(vocabularySize)")
         }
         guard heads % kvHeads == 0 else {
-            throw ShadowError.badJSON(path: path, key: "num_key_value_heads",
-                                      reason: "\(kvHeads) does not divide num_attention_heads \(heads)")
+            throw ShadowError.badJSON(path: path, key: key("num_key_value_heads"),
+                                      reason: "\(kvHeads) does not divide \(key("num_attention_heads")) \(heads)")
         }
         guard headDim % 2 == 0 else {
-            throw ShadowError.badJSON(path: path, key: "head_dim", reason: "rotary embedding needs an even head width, got \(headDim)")
+            throw ShadowError.badJSON(path: path, key: key("head_dim"), reason: "rotary embedding needs an even head width, got \(headDim)")
         }
         // Loading multiplies these before it can compare them with the tensors, and a KV cache
         // allocates the last one; a crafted config must get an error, not an overflow trap.
-        try checkProducts(path: path, [
+        let products: [[(key: String, value: Int)]] = [
             [("num_attention_heads", heads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
             [("num_key_value_heads", kvHeads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
             [("intermediate_size", intermediateSize), ("hidden_size", hiddenSize)],
             [("vocab_size", vocabularySize), ("hidden_size", hiddenSize)],
             [("num_hidden_layers", layers), ("max_position_embeddings", maxContext),
              ("num_key_value_heads", kvHeads), ("head_dim", headDim), ("both keys and values", 2)],
-        ])
+        ]
+        try checkProducts(path: path, products.map { $0.map { (key($0.key), $0.value) } })
     }
 }
 

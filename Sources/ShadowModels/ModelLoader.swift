@@ -130,7 +130,9 @@ public enum ModelLoader {
         }
         let hidden = try requiredSize("\(arch).embedding_length")
         let heads = try requiredSize("\(arch).attention.head_count")
-        let vocab = try size("\(arch).vocab_size") ?? tokens?.count ?? embeddingShape?.first ?? 0
+        let keyLength = try size("\(arch).attention.key_length")
+        let vocabSize = try size("\(arch).vocab_size")
+        let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first ?? 0
         let config = LlamaConfig(
             modelType: entry.modelType,
             hiddenSize: hidden,
@@ -138,7 +140,7 @@ public enum ModelLoader {
             layers: try requiredSize("\(arch).block_count"),
             heads: heads,
             kvHeads: try size("\(arch).attention.head_count_kv") ?? heads,
-            headDim: try size("\(arch).attention.key_length") ?? hidden / heads,
+            headDim: keyLength ?? hidden / heads,
             vocabularySize: vocab,
             maxContext: try size("\(arch).context_length") ?? 2048,
             rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
@@ -147,7 +149,15 @@ public enum ModelLoader {
             attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
-        try config.validate(path: path)
+        // Errors name the GGUF keys the values came from, not config.json's.
+        try config.validate(path: path, keys: [
+            "hidden_size": "\(arch).embedding_length", "intermediate_size": "\(arch).feed_forward_length",
+            "num_hidden_layers": "\(arch).block_count", "num_attention_heads": "\(arch).attention.head_count",
+            "num_key_value_heads": "\(arch).attention.head_count_kv",
+            "head_dim": keyLength == nil ? "\(arch).embedding_length" : "\(arch).attention.key_length",
+            "vocab_size": vocabSize == nil ? "tokenizer.ggml.tokens" : "\(arch).vocab_size",
+            "max_position_embeddings": "\(arch).context_length",
+        ])
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
         let tokenizer = try TokenizerLoader.fromGGUF(file, tokens: tokens)

@@ -238,3 +238,30 @@ struct TokenizerFitTests {
         expectShadowError([path, "tokenizer.ggml.tokens", "383"]) { _ = try ModelLoader.load(path: path) }
     }
 }
+
+@Suite("GGUF errors name GGUF keys")
+struct GGUFKeyNameTests {
+    /// Expects loading to fail with the fragments and without any of config.json's key names.
+    func expectGGUFError(_ path: String, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        expectShadowError([path] + fragments, sourceLocation: sourceLocation) {
+            do { _ = try ModelLoader.load(path: path) } catch let error as ShadowError {
+                for name in ["hidden_size", "head_dim", "num_key_value_heads", "num_attention_heads", "rms_norm_eps", "rope_theta"] {
+                    #expect(!error.description.contains(name), "\(error) names config.json's \(name)", sourceLocation: sourceLocation)
+                }
+                throw error
+            }
+        }
+    }
+
+    @Test("a KV head count that does not divide the head count names both GGUF keys")
+    func kvHeads() throws {
+        let path = try FixtureCopy.gguf(u32: ["llama.attention.head_count_kv": 3])
+        expectGGUFError(path, ["\"llama.attention.head_count_kv\"", "llama.attention.head_count 4"])
+    }
+
+    @Test("an odd head width derived from the embedding length names llama.embedding_length")
+    func oddHeadWidth() throws {
+        let path = try FixtureCopy.gguf(u32: ["llama.embedding_length": 0x7fff_ffff])
+        expectGGUFError(path, ["\"llama.embedding_length\"", "even head width"])
+    }
+}
