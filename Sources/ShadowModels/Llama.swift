@@ -260,6 +260,12 @@ public struct LlamaConfig: Sendable, Equatable {
         guard headDim % 2 == 0 else {
             throw ShadowError.badJSON(path: path, key: key("head_dim"), reason: "rotary embedding needs an even head width, got \(headDim)")
         }
+        // Token ids the model is told about must be rows of its embedding.
+        for (name, id) in [("bos_token_id", bosTokenID)] + eosTokenIDs.map({ ("eos_token_id", $0) }) {
+            if let id, !(0..<vocabularySize).contains(id) {
+                throw ShadowError.badJSON(path: path, key: key(name), reason: "\(id) is outside the vocabulary of \(vocabularySize)")
+            }
+        }
         // Loading multiplies these before it can compare them with the tensors, and a KV cache
         // allocates the last one; a crafted config must get an error, not an overflow trap.
         let products: [[(key: String, value: Int)]] = [

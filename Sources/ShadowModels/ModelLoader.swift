@@ -157,6 +157,7 @@ public enum ModelLoader {
             "head_dim": keyLength == nil ? "\(arch).embedding_length" : "\(arch).attention.key_length",
             "vocab_size": vocabSize == nil ? "tokenizer.ggml.tokens" : "\(arch).vocab_size",
             "max_position_embeddings": "\(arch).context_length",
+            "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
         ])
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 

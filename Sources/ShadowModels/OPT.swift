@@ -212,6 +212,9 @@ public struct OPTConfig: Sendable, Equatable {
             throw ShadowError.badJSON(path: path, key: "num_attention_heads",
                                       reason: "\(heads) does not divide hidden_size \(hiddenSize)")
         }
+        for (name, id) in [("bos_token_id", bosTokenID), ("eos_token_id", eosTokenID)] where !(0..<vocabularySize).contains(id) {
+            throw ShadowError.badJSON(path: path, key: name, reason: "\(id) is outside the vocabulary of \(vocabularySize)")
+        }
         // As for Llama: the sizes loading and the KV cache multiply out must fit in an Int.
         try checkProducts(path: path, [
             [("hidden_size", hiddenSize), ("hidden_size", hiddenSize)],

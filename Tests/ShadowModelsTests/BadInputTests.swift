@@ -231,6 +231,19 @@ struct TokenizerFitTests {
         }
     }
 
+    @Test("BOS and EOS ids in config.json outside the vocabulary are refused, naming the key")
+    func configTokenIDs() throws {
+        let cases: [(key: String, value: Any, shown: String)] = [
+            ("bos_token_id", 99_999, "99999"), ("eos_token_id", -5, "-5"), ("eos_token_id", [2, 10], "10")]
+        for (key, value, shown) in cases {
+            let dir = try CheckpointWriter.directory(config: { $0[key] = value })
+            expectShadowError(["config.json", "\"\(key)\"", shown, "vocabulary of 10"]) { _ = try ModelLoader.load(path: dir) }
+        }
+        let json = #"{"hidden_size": 8, "ffn_dim": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, "eos_token_id": 50272}"#
+        let opt = try ConfigDecoding.decode(OPTConfig.self, from: Data(json.utf8), path: "config.json")
+        expectShadowError(["config.json", "\"eos_token_id\"", "50272"]) { try opt.validate(path: "config.json") }
+    }
+
     @Test("a GGUF whose vocabulary has more tokens than token_embd.weight has rows is refused, naming the key")
     func ggufTokensPastTheEmbedding() throws {
         let path = try FixtureCopy.gguf(u32: ["llama.vocab_size": 383],
