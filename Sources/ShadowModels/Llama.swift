@@ -260,6 +260,14 @@ public struct LlamaConfig: Sendable, Equatable {
         guard headDim % 2 == 0 else {
             throw ShadowError.badJSON(path: path, key: key("head_dim"), reason: "rotary embedding needs an even head width, got \(headDim)")
         }
+        // RMSNorm divides by √(mean square + eps) and RoPE's frequencies are powers of θ: a zero,
+        // negative or non-finite value turns every logit into NaN.
+        guard rmsNormEps > 0 && rmsNormEps.isFinite else {
+            throw ShadowError.badJSON(path: path, key: key("rms_norm_eps"), reason: "must be a positive number, got \(rmsNormEps)")
+        }
+        guard rope.theta > 0 && rope.theta.isFinite else {
+            throw ShadowError.badJSON(path: path, key: key("rope_theta"), reason: "must be a positive number, got \(rope.theta)")
+        }
         // Token ids the model is told about must be rows of its embedding.
         for (name, id) in [("bos_token_id", bosTokenID)] + eosTokenIDs.map({ ("eos_token_id", $0) }) {
             if let id, !(0..<vocabularySize).contains(id) {
@@ -306,10 +314,14 @@ extension LlamaConfig: Decodable {
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
         // write `rope_theta` and `rope_scaling`.
         var theta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
+        var thetaPath: [any CodingKey] = [CodingKeys.ropeTheta]
         var scaling = RopeConfig.Scaling.none
         do {
             if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeParameters) {
-                theta = parameters.ropeTheta ?? theta
+                if let value = parameters.ropeTheta {
+                    theta = value
+                    thetaPath = [CodingKeys.ropeParameters, RopeParametersJSON.CodingKeys.ropeTheta]
+                }
                 scaling = try parameters.scaling(key: "rope_parameters")
             }
             if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeScaling) {
@@ -319,6 +331,10 @@ extension LlamaConfig: Decodable {
             throw DecodingError.dataCorrupted(.init(
                 codingPath: [error.key == "rope_scaling" ? CodingKeys.ropeScaling : CodingKeys.ropeParameters],
                 debugDescription: error.reason))
+        }
+        // validate() checks θ too; here the error can say which key it came from.
+        guard theta > 0 && theta.isFinite else {
+            throw DecodingError.dataCorrupted(.init(codingPath: thetaPath, debugDescription: "must be a positive number, got \(theta)"))
         }
         rope = RopeConfig(theta: theta, scaling: scaling)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false

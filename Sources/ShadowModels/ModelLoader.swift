@@ -158,6 +158,7 @@ public enum ModelLoader {
             "vocab_size": vocabSize == nil ? "tokenizer.ggml.tokens" : "\(arch).vocab_size",
             "max_position_embeddings": "\(arch).context_length",
             "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
+            "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon", "rope_theta": "\(arch).rope.freq_base",
         ])
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 

@@ -278,3 +278,35 @@ struct GGUFKeyNameTests {
         expectGGUFError(path, ["\"llama.embedding_length\"", "even head width"])
     }
 }
+
+@Suite("Configurations that would make every logit NaN are refused at load")
+struct NaNConfigTests {
+    @Test("rms_norm_eps must be positive", arguments: [-1.0, 0.0])
+    func epsilon(value: Double) throws {
+        let dir = try CheckpointWriter.directory(config: { $0["rms_norm_eps"] = value })
+        expectShadowError(["config.json", "\"rms_norm_eps\"", "positive"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("rope_theta must be positive, named where it was written")
+    func theta() throws {
+        for value in [0.0, -5.0] {
+            let flat = try CheckpointWriter.directory(config: { $0["rope_theta"] = value })
+            expectShadowError(["config.json", "\"rope_theta\"", "positive"]) { _ = try ModelLoader.load(path: flat) }
+            let nested = try CheckpointWriter.directory(config: {
+                $0["rope_parameters"] = ["rope_type": "default", "rope_theta": value]
+            })
+            expectShadowError(["config.json", "\"rope_parameters.rope_theta\"", "positive"]) { _ = try ModelLoader.load(path: nested) }
+        }
+        let factor = try CheckpointWriter.directory(config: { $0["rope_scaling"] = ["rope_type": "linear", "factor": 0] })
+        expectShadowError(["config.json", "\"rope_scaling\"", "factor", "positive"]) { _ = try ModelLoader.load(path: factor) }
+    }
+
+    @Test("GGUF epsilon and rope frequency base must be positive, named by their GGUF keys")
+    func gguf() throws {
+        for (key, value) in [("llama.rope.freq_base", Float(0)), ("llama.rope.freq_base", -1),
+                             ("llama.attention.layer_norm_rms_epsilon", -1), ("llama.attention.layer_norm_rms_epsilon", .nan)] {
+            let path = try FixtureCopy.gguf(f32: [key: value])
+            expectShadowError([path, "\"\(key)\"", "positive"]) { _ = try ModelLoader.load(path: path) }
+        }
+    }
+}
