@@ -345,7 +345,7 @@ extension LlamaConfig: Decodable {
         if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
             throw DecodingError.dataCorruptedError(forKey: .hiddenAct, in: c, debugDescription: "only \"silu\" is supported, got \"\(act)\"")
         }
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
+        bosTokenID = try c.integerIfPresent(.bosTokenID)
         if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenID) {
             eosTokenIDs = [one]
         } else {

@@ -249,8 +249,8 @@ extension OPTConfig: Decodable {
         doLayerNormBefore = try c.decodeIfPresent(Bool.self, forKey: .doLayerNormBefore) ?? true
         wordEmbedProjectionDim = try c.optionalPositiveInt(.wordEmbedProjectionDim) ?? hiddenSize
         removeFinalLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .removeFinalLayerNorm) ?? false
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID) ?? 2
-        eosTokenID = try c.decodeIfPresent(Int.self, forKey: .eosTokenID) ?? 2
+        bosTokenID = try c.integerIfPresent(.bosTokenID) ?? 2
+        eosTokenID = try c.integerIfPresent(.eosTokenID) ?? 2
         if let act = try c.decodeIfPresent(String.self, forKey: .activation), act != "relu" {
             throw DecodingError.dataCorruptedError(forKey: .activation, in: c, debugDescription: "only \"relu\" is supported, got \"\(act)\"")
         }

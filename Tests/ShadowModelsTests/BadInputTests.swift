@@ -310,3 +310,26 @@ struct NaNConfigTests {
         }
     }
 }
+
+@Suite("Numbers that are no integers are named, not called invalid JSON")
+struct IntegerKeyTests {
+    @Test("a fractional or huge size in config.json names its key")
+    func fractionalOrHugeSize() throws {
+        for (key, value) in [("hidden_size", 64.5), ("hidden_size", 1e30), ("num_attention_heads", 2.5),
+                             ("max_position_embeddings", 1e19), ("bos_token_id", 1.5)] {
+            let dir = try CheckpointWriter.directory(config: { $0[key] = value })
+            expectShadowError(["config.json", "\"\(key)\"", "must be an integer in range"]) { _ = try ModelLoader.load(path: dir) }
+        }
+    }
+
+    @Test("other JSON files decoded with ConfigDecoding say a number is no integer rather than that the JSON is invalid")
+    func otherFiles() throws {
+        struct Sizes: Decodable { let layers: Int }
+        expectShadowError(["sizes.json", "not an integer"]) {
+            _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2.5}"#.utf8), path: "sizes.json")
+        }
+        expectShadowError(["sizes.json", "not valid JSON"]) {
+            _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2"#.utf8), path: "sizes.json")
+        }
+    }
+}
