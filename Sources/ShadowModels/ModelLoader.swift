@@ -160,6 +160,12 @@ public enum ModelLoader {
             "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
             "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon", "rope_theta": "\(arch).rope.freq_base",
         ])
+        // RoPE here rotates every dimension of a head; a model that rotates only some of them
+        // (partial rotary embeddings) would load and run wrong.
+        let rotaryKey = "\(arch).rope.dimension_count"
+        if let rotary = try file.intIfPresent(rotaryKey), rotary != config.headDim {
+            throw ShadowError.corruptFile(path: path, reason: "key \"\(rotaryKey)\": \(rotary) rotary dimensions in heads of \(config.headDim); partial rotary embeddings are not supported")
+        }
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
         let tokenizer = try TokenizerLoader.fromGGUF(file, tokens: tokens)

@@ -272,6 +272,16 @@ struct GGUFKeyNameTests {
         expectGGUFError(path, ["\"llama.attention.head_count_kv\"", "llama.attention.head_count 4"])
     }
 
+    @Test("rotary dimensions fewer than the head width are refused, naming llama.rope.dimension_count")
+    func partialRotary() throws {
+        for count: UInt32 in [7, 8, 32] {
+            let path = try FixtureCopy.gguf(u32: ["llama.rope.dimension_count": count])
+            expectGGUFError(path, ["\"llama.rope.dimension_count\"", "\(count)", "heads of 16", "not supported"])
+        }
+        // The fixture's own value, the head width, loads.
+        #expect(try ModelLoader.load(path: try FixtureCopy.gguf(u32: ["llama.rope.dimension_count": 16])).model.shape.headDim == 16)
+    }
+
     @Test("an odd head width derived from the embedding length names llama.embedding_length")
     func oddHeadWidth() throws {
         let path = try FixtureCopy.gguf(u32: ["llama.embedding_length": 0x7fff_ffff])
