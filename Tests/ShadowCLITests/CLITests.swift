@@ -142,6 +142,23 @@ struct CLITests {
         let missingFile = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text-file", "/nonexistent.txt"])
         #expect(missingFile.status != 0 && missingFile.err.contains("/nonexistent.txt"))
     }
+
+    @Test("a directory given where a file belongs is called a directory, not a missing file")
+    func directoryForFile() throws {
+        let directory = TestScratch.path("dir")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let file = TestScratch.path("labels", suffix: ".lbl")
+        try Data("0\n".utf8).write(to: URL(fileURLWithPath: file))
+        for (option, arguments) in [
+            ("--text-file", ["tokenize", "--model", fixture("tiny-llama"), "--text-file", directory]),
+            ("--text-file", ["perplexity", "--model", fixture("tiny-llama"), "--text-file", directory]),
+            ("--data", ["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", directory, "--labels", file]),
+            ("--labels", ["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", file, "--labels", directory]),
+        ] {
+            let run = CLIRun(arguments)
+            #expect(run.status != 0 && run.err == "error: \(option): \(directory) is a directory, not a file\n", "\(arguments): \(run.err)")
+        }
+    }
 }
 
 @Suite("Command line: sparse runs")
