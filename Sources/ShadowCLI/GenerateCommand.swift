@@ -46,6 +46,7 @@ enum GenerateCommand {
         let tokenizer = try loaded.requireTokenizer()
         let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
         let promptIDs = tokenizer.encodeWithSpecialTokens(text)
+        try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         let json = arguments.flag("json")
         var stream = TextStream(tokenizer: tokenizer)
         if !json { console.out(prompt) }

@@ -143,6 +143,14 @@ struct CLITests {
         #expect(missingFile.status != 0 && missingFile.err.contains("/nonexistent.txt"))
     }
 
+    @Test("a prompt longer than the context is refused before any of it is printed")
+    func longPrompt() {
+        let prompt = String(repeating: "the quick brown fox ", count: 100)   // far more than 128 tokens
+        let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", prompt, "-n", "4"])
+        #expect(run.status != 0 && run.err.hasPrefix("error: --prompt: ") && run.err.contains("context of 128"), "\(run.err)")
+        #expect(run.out.isEmpty, "printed before the error: \(run.out.prefix(40))")
+    }
+
     @Test("a directory given where a file belongs is called a directory, not a missing file")
     func directoryForFile() throws {
         let directory = TestScratch.path("dir")
