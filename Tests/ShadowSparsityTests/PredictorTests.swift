@@ -218,6 +218,9 @@ struct PredictorTests {
             (try write("extra.safetensors", metadata: meta) { $0.append(.init(name: "heads.9.weight", shape: [1], values: [0])) }, "heads.9.weight"),
             (try write("plain.safetensors", metadata: [:]) { _ in }, "not a ShadowLLM predictor"),
             (try write("json.safetensors", metadata: ["format": PredictorFile.format, "predictor": "{\"kind\": 3}"]) { _ in }, "metadata"),
+            (try write("kind.safetensors", metadata: ["format": PredictorFile.format,
+                                                      "predictor": json.replacingOccurrences(of: #""kind":"shadow""#, with: #""kind":"foo""#)]) { _ in },
+             #"key "kind": unknown predictor kind "foo" (expected shadow, dejavu, dejavu-lookahead)"#),
         ]
         for (path, mention) in cases {
             do {
