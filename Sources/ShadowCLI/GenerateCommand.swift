@@ -71,6 +71,9 @@ enum GenerateCommand {
                                           result.stats.generatedTokens, result.stats.generatedTokensPerSecond))
             }
         }
+        if result.stoppedAtContext {
+            console.printError("generate: stopped after \(result.tokens.count) of \(maxTokens) tokens: the model's context of \(loaded.model.shape.maxContext) is full")
+        }
     }
 }
 

@@ -14,6 +14,8 @@ public struct GenerationStats: Sendable, Codable {
 public struct GenerationResult: Sendable {
     public var tokens: [Int]
     public var stoppedAtEOS: Bool
+    /// Generation ended because the model's context was full, before `maxTokens`.
+    public var stoppedAtContext = false
     public var stats: GenerationStats
 }
 
@@ -40,7 +42,7 @@ public enum Generator {
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
         var sampler = Sampler(sampling)
         var tokens: [Int] = []
-        var stoppedAtEOS = false
+        var stoppedAtEOS = false, stoppedAtContext = false
 
         let start = Date()
         (sparsity as? PromptAwareController)?.prepare(prompt: prompt)
@@ -52,12 +54,13 @@ public enum Generator {
             if stopTokens.contains(next) { stoppedAtEOS = true; break }
             tokens.append(next)
             if !onToken(next) { break }
-            if tokens.count == maxTokens || cache.remaining == 0 { break }
+            if tokens.count == maxTokens { break }
+            if cache.remaining == 0 { stoppedAtContext = true; break }
             logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
         }
         let stats = GenerationStats(promptTokens: prompt.count, generatedTokens: tokens.count,
                                     prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
-        return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stats: stats)
+        return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, stats: stats)
     }
 }

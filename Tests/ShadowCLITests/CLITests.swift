@@ -151,6 +151,18 @@ struct CLITests {
         #expect(run.out.isEmpty, "printed before the error: \(run.out.prefix(40))")
     }
 
+    @Test("generate says on stderr when the context ends it before --max-tokens, and only then")
+    func contextLimit() throws {
+        let long = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "1000000", "--json"])
+        #expect(long.status == 0, "\(long.err)")
+        let tokens = try #require(try long.json()["tokens"] as? [Int])
+        let prompt = try #require(try long.json()["prompt_tokens"] as? [Int])
+        #expect(prompt.count + tokens.count == 129)   // 128 positions; the last token sampled needs none
+        #expect(long.err == "generate: stopped after \(tokens.count) of 1000000 tokens: the model's context of 128 is full\n", "\(long.err)")
+        let short = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "3"])
+        #expect(short.status == 0 && short.err.isEmpty, "\(short.err)")
+    }
+
     @Test("a directory given where a file belongs is called a directory, not a missing file")
     func directoryForFile() throws {
         let directory = TestScratch.path("dir")
