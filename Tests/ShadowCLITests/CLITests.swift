@@ -163,6 +163,15 @@ struct CLITests {
         #expect(short.status == 0 && short.err.isEmpty, "\(short.err)")
     }
 
+    @Test("--chat needs a tokenizer with the ChatML tokens")
+    func chatTemplate() {
+        let chat = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hi", "-n", "2", "--chat"])
+        #expect(chat.status == 0, "\(chat.err)")
+        let plain = CLIRun(["generate", "--model", fixture("tiny-opt"), "--prompt", "Hi", "-n", "2", "--chat"])
+        #expect(plain.status != 0 && plain.out.isEmpty, "\(plain.out)")
+        #expect(plain.err == "error: --chat: the tokenizer has no ChatML token <|im_start|> (not an instruct model with the ChatML template?)\n", "\(plain.err)")
+    }
+
     @Test("a directory given where a file belongs is called a directory, not a missing file")
     func directoryForFile() throws {
         let directory = TestScratch.path("dir")
