@@ -107,6 +107,16 @@ struct CLITests {
         #expect(tooLong.status != 0 && tooLong.err.contains("-b"), "\(tooLong.err)")
     }
 
+    @Test("bench with every length 0 is an error, not an empty table")
+    func benchNothing() {
+        let nothing = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "--no-progress"])
+        #expect(nothing.status != 0 && nothing.out.isEmpty, "\(nothing.out)")
+        #expect(nothing.err == "error: bench: nothing to measure: -p, -n and -b are 0\n", "\(nothing.err)")
+        let sparseBackward = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "8",
+                                     "--method", "random", "--no-progress"])
+        #expect(sparseBackward.status != 0 && sparseBackward.err.contains("-b runs for the dense method only"), "\(sparseBackward.err)")
+    }
+
     @Test("perplexity --json reports nll_sum, predicted_tokens and perplexity")
     func perplexity() throws {
         let run = CLIRun(["perplexity", "--model", fixture("tiny-opt"), "--text", "The quick brown fox jumps over the lazy dog.", "--json"])
