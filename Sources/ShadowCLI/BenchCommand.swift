@@ -93,6 +93,13 @@ enum BenchCommand {
             return value
         }
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
+        // -b runs for the dense method only.
+        let measures = prompts.contains { $0 > 0 } || generations.contains { $0 > 0 }
+            || (methods.contains("dense") && backwardLengths.contains { $0 > 0 })
+        guard measures else {
+            let why = backwardLengths.contains { $0 > 0 } ? "-p and -n are 0, and -b runs for the dense method only" : "-p, -n and -b are 0"
+            throw ShadowError.invalidArgument(name: "bench", reason: "nothing to measure: \(why)")
+        }
 
         var rows: [Row] = []
         for dtype in dtypes {

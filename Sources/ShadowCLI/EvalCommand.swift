@@ -106,7 +106,8 @@ enum EvalCommand {
             throw ShadowError.invalidArgument(name: "--task", reason: "unknown task \"\(taskName)\"")
         }
         let dataPath = try arguments.required("data")
-        guard FileManager.default.fileExists(atPath: dataPath) else { throw ShadowError.fileNotFound(path: dataPath) }
+        try ModelOptions.requireFile(dataPath, option: "data")
+        if let labels = arguments.string("labels") { try ModelOptions.requireFile(labels, option: "labels") }
         let offset = try arguments.int("offset", range: 0...Int.max) ?? 0
         let limit = try arguments.int("limit", range: 1...Int.max)
         let shots = try arguments.int("shots", range: 0...1000) ?? 0

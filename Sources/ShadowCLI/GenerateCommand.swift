@@ -44,8 +44,15 @@ enum GenerateCommand {
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
         let tokenizer = try loaded.requireTokenizer()
+        if arguments.flag("chat") {
+            // Without these as single tokens the template would reach the model as plain text.
+            for marker in ["<|im_start|>", "<|im_end|>"] where tokenizer.encode(marker).count != 1 {
+                throw ShadowError.invalidArgument(name: "--chat", reason: "the tokenizer has no ChatML token \(marker) (not an instruct model with the ChatML template?)")
+            }
+        }
         let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
         let promptIDs = tokenizer.encodeWithSpecialTokens(text)
+        try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         let json = arguments.flag("json")
         var stream = TextStream(tokenizer: tokenizer)
         if !json { console.out(prompt) }
@@ -69,6 +76,9 @@ enum GenerateCommand {
                                           result.stats.promptTokens, result.stats.promptTokensPerSecond,
                                           result.stats.generatedTokens, result.stats.generatedTokensPerSecond))
             }
+        }
+        if result.stoppedAtContext {
+            console.printError("generate: stopped after \(result.tokens.count) of \(maxTokens) tokens: the model's context of \(loaded.model.shape.maxContext) is full")
         }
     }
 }

@@ -54,12 +54,25 @@ enum ModelOptions {
         return loaded
     }
 
+    /// Throws unless `path` names a file: "no such file" when nothing is there, and a directory
+    /// is said to be one (reading it fails the same way a missing file does).
+    static func requireFile(_ path: String, option: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ShadowError.fileNotFound(path: path)
+        }
+        if isDirectory.boolValue {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(path) is a directory, not a file")
+        }
+    }
+
     /// Reads `--text` or `--text-file` (exactly one).
     static func text(_ arguments: ParsedArguments, textOption: String = "text", fileOption: String = "text-file") throws -> String {
         switch (arguments.string(textOption), arguments.string(fileOption)) {
         case (let text?, nil):
             return text
         case (nil, let file?):
+            try requireFile(file, option: fileOption)
             guard let data = FileManager.default.contents(atPath: file) else { throw ShadowError.fileNotFound(path: file) }
             // Byte for byte: Foundation's String(data:encoding:) drops a leading U+FEFF, which the
             // reference tokenizers encode (3 tokens), so ids would no longer match theirs.

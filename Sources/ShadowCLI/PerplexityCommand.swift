@@ -46,7 +46,9 @@ enum PerplexityCommand {
         ]
     ) { arguments, console in
         let text = try ModelOptions.text(arguments)
-        guard !text.isEmpty else { throw ShadowError.invalidArgument(name: "--text-file", reason: "the text is empty") }
+        guard !text.isEmpty else {
+            throw ShadowError.invalidArgument(name: arguments.has("text-file") ? "--text-file" : "--text", reason: "the text is empty")
+        }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
         let tokenizer = try loaded.requireTokenizer()

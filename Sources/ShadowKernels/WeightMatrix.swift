@@ -53,6 +53,12 @@ public final class WeightMatrix: @unchecked Sendable {
 
     /// Copies rows `range` as fp32 into `out` (`range.count × cols` values).
     public func widenRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        // Embedding lookups index rows by token id: a stray id must stop here, not read past the
+        // table. Loading refuses tokenizers with such ids; this is the last line, and a check that
+        // -Ounchecked keeps (it drops preconditions).
+        guard range.lowerBound >= 0 && range.upperBound <= rows else {
+            fatalError("rows \(range) outside a matrix of \(rows) rows (a token id outside the vocabulary?)")
+        }
         let n = range.count * cols
         switch dtype {
         case .f32: out.update(from: floatPointer + range.lowerBound * cols, count: n)

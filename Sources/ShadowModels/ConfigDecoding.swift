@@ -7,6 +7,11 @@ public enum ConfigDecoding {
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
         do {
             return try JSONDecoder().decode(type, from: data)
+        } catch DecodingError.dataCorrupted(let context)
+                    where context.codingPath.isEmpty && (try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed)) != nil {
+            // JSONDecoder's words for a number no integer can hold, under no key (`namingKey`
+            // names it for the model configs).
+            throw ShadowError.badJSON(path: path, key: nil, reason: "a number is not an integer in range where one is expected")
         } catch let error as DecodingError {
             throw ShadowError.badJSON(path: path, key: keyPath(of: error), reason: reason(of: error))
         } catch let error as ShadowError {
@@ -72,9 +77,27 @@ struct ConfigValueError: Error {
 }
 
 extension KeyedDecodingContainer {
+    /// Runs `decode` for `key`. For a number that is no Int (64.5, 1e30) JSONDecoder throws an
+    /// error of its own that reaches the caller as "not valid JSON" under no key; this throws one
+    /// naming the key instead.
+    func namingKey<T>(_ key: Key, _ decode: () throws -> T) throws -> T {
+        do {
+            return try decode()
+        } catch let error as DecodingError {
+            throw error
+        } catch {
+            guard let number = try? decodeIfPresent(Double.self, forKey: key) else { throw error }
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be an integer in range, got \(number)")
+        }
+    }
+
+    func integerIfPresent(_ key: Key) throws -> Int? {
+        try namingKey(key) { try decodeIfPresent(Int.self, forKey: key) }
+    }
+
     /// Decodes a positive integer, naming the key when it is not.
     func positiveInt(_ key: Key) throws -> Int {
-        let value = try decode(Int.self, forKey: key)
+        let value = try namingKey(key) { try decode(Int.self, forKey: key) }
         guard value > 0 else {
             throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be positive, got \(value)")
         }
@@ -82,7 +105,7 @@ extension KeyedDecodingContainer {
     }
 
     func optionalPositiveInt(_ key: Key) throws -> Int? {
-        guard let value = try decodeIfPresent(Int.self, forKey: key) else { return nil }
+        guard let value = try integerIfPresent(key) else { return nil }
         guard value > 0 else {
             throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be positive, got \(value)")
         }

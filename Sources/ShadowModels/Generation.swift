@@ -14,26 +14,35 @@ public struct GenerationStats: Sendable, Codable {
 public struct GenerationResult: Sendable {
     public var tokens: [Int]
     public var stoppedAtEOS: Bool
+    /// Generation ended because the model's context was full, before `maxTokens`.
+    public var stoppedAtContext = false
     public var stats: GenerationStats
 }
 
 public enum Generator {
+    /// Throws unless `prompt` leaves room in the context for at least one generated token; the
+    /// CLI calls it before printing the prompt.
+    public static func check(prompt: [Int], model: any CausalLanguageModel) throws {
+        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty (no tokens)") }
+        let limit = model.shape.maxContext
+        guard prompt.count < limit else {
+            throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit the model's context of \(limit)")
+        }
+    }
+
     /// Prefills `prompt` in one pass, then decodes one token at a time until an end-of-sequence
     /// token, `maxTokens`, the context limit, or `onToken` returning false.
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
                                 sparsity: (any SparsityController)? = nil,
                                 onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
-        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty (no tokens)") }
+        try check(prompt: prompt, model: model)
         let limit = model.shape.maxContext
-        guard prompt.count < limit else {
-            throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit the model's context of \(limit)")
-        }
         let capacity = min(limit, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
         var sampler = Sampler(sampling)
         var tokens: [Int] = []
-        var stoppedAtEOS = false
+        var stoppedAtEOS = false, stoppedAtContext = false
 
         let start = Date()
         (sparsity as? PromptAwareController)?.prepare(prompt: prompt)
@@ -45,12 +54,13 @@ public enum Generator {
             if stopTokens.contains(next) { stoppedAtEOS = true; break }
             tokens.append(next)
             if !onToken(next) { break }
-            if tokens.count == maxTokens || cache.remaining == 0 { break }
+            if tokens.count == maxTokens { break }
+            if cache.remaining == 0 { stoppedAtContext = true; break }
             logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
         }
         let stats = GenerationStats(promptTokens: prompt.count, generatedTokens: tokens.count,
                                     prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
-        return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stats: stats)
+        return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, stats: stats)
     }
 }

@@ -239,35 +239,52 @@ public struct LlamaConfig: Sendable, Equatable {
                          ffnSize: intermediateSize, vocabularySize: vocabularySize, maxContext: maxContext)
     }
 
-    /// Checks the relations between sizes, naming the key that breaks them.
-    func validate(path: String) throws {
+    /// Checks the relations between sizes, naming the key that breaks them. `keys` renames the
+    /// config.json keys for a config read from elsewhere (GGUF metadata).
+    func validate(path: String, keys: [String: String] = [:]) throws {
+        func key(_ name: String) -> String { keys[name] ?? name }
         // Decoding checks these, but a config built from GGUF metadata or by hand may not have been.
-        for (key, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                             ("num_hidden_layers", layers), ("num_attention_heads", heads),
-                             ("num_key_value_heads", kvHeads), ("head_dim", headDim),
-                             ("max_position_embeddings", maxContext)] where value <= 0 {
-            throw ShadowError.badJSON(path: path, key: key, reason: "must be positive, got \(value)")
+        for (name, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                              ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                              ("num_key_value_heads", kvHeads), ("head_dim", headDim),
+                              ("max_position_embeddings", maxContext)] where value <= 0 {
+            throw ShadowError.badJSON(path: path, key: key(name), reason: "must be positive, got \(value)")
         }
         guard vocabularySize >= 0 else {
-            throw ShadowError.badJSON(path: path, key: "vocab_size", reason: "must not be negative, got \(vocabularySize)")
+            throw ShadowError.badJSON(path: path, key: key("vocab_size"), reason: "must not be negative, got \(vocabularySize)")
         }
         guard heads % kvHeads == 0 else {
-            throw ShadowError.badJSON(path: path, key: "num_key_value_heads",
-                                      reason: "\(kvHeads) does not divide num_attention_heads \(heads)")
+            throw ShadowError.badJSON(path: path, key: key("num_key_value_heads"),
+                                      reason: "\(kvHeads) does not divide \(key("num_attention_heads")) \(heads)")
         }
         guard headDim % 2 == 0 else {
-            throw ShadowError.badJSON(path: path, key: "head_dim", reason: "rotary embedding needs an even head width, got \(headDim)")
+            throw ShadowError.badJSON(path: path, key: key("head_dim"), reason: "rotary embedding needs an even head width, got \(headDim)")
+        }
+        // RMSNorm divides by √(mean square + eps) and RoPE's frequencies are powers of θ: a zero,
+        // negative or non-finite value turns every logit into NaN.
+        guard rmsNormEps > 0 && rmsNormEps.isFinite else {
+            throw ShadowError.badJSON(path: path, key: key("rms_norm_eps"), reason: "must be a positive number, got \(rmsNormEps)")
+        }
+        guard rope.theta > 0 && rope.theta.isFinite else {
+            throw ShadowError.badJSON(path: path, key: key("rope_theta"), reason: "must be a positive number, got \(rope.theta)")
+        }
+        // Token ids the model is told about must be rows of its embedding.
+        for (name, id) in [("bos_token_id", bosTokenID)] + eosTokenIDs.map({ ("eos_token_id", $0) }) {
+            if let id, !(0..<vocabularySize).contains(id) {
+                throw ShadowError.badJSON(path: path, key: key(name), reason: "\(id) is outside the vocabulary of \(vocabularySize)")
+            }
         }
         // Loading multiplies these before it can compare them with the tensors, and a KV cache
         // allocates the last one; a crafted config must get an error, not an overflow trap.
-        try checkProducts(path: path, [
+        let products: [[(key: String, value: Int)]] = [
             [("num_attention_heads", heads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
             [("num_key_value_heads", kvHeads), ("head_dim", headDim), ("hidden_size", hiddenSize)],
             [("intermediate_size", intermediateSize), ("hidden_size", hiddenSize)],
             [("vocab_size", vocabularySize), ("hidden_size", hiddenSize)],
             [("num_hidden_layers", layers), ("max_position_embeddings", maxContext),
              ("num_key_value_heads", kvHeads), ("head_dim", headDim), ("both keys and values", 2)],
-        ])
+        ]
+        try checkProducts(path: path, products.map { $0.map { (key($0.key), $0.value) } })
     }
 }
 
@@ -297,10 +314,14 @@ extension LlamaConfig: Decodable {
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
         // write `rope_theta` and `rope_scaling`.
         var theta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
+        var thetaPath: [any CodingKey] = [CodingKeys.ropeTheta]
         var scaling = RopeConfig.Scaling.none
         do {
             if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeParameters) {
-                theta = parameters.ropeTheta ?? theta
+                if let value = parameters.ropeTheta {
+                    theta = value
+                    thetaPath = [CodingKeys.ropeParameters, RopeParametersJSON.CodingKeys.ropeTheta]
+                }
                 scaling = try parameters.scaling(key: "rope_parameters")
             }
             if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeScaling) {
@@ -311,6 +332,10 @@ extension LlamaConfig: Decodable {
                 codingPath: [error.key == "rope_scaling" ? CodingKeys.ropeScaling : CodingKeys.ropeParameters],
                 debugDescription: error.reason))
         }
+        // validate() checks θ too; here the error can say which key it came from.
+        guard theta > 0 && theta.isFinite else {
+            throw DecodingError.dataCorrupted(.init(codingPath: thetaPath, debugDescription: "must be a positive number, got \(theta)"))
+        }
         rope = RopeConfig(theta: theta, scaling: scaling)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (modelType == "qwen2")
@@ -320,7 +345,7 @@ extension LlamaConfig: Decodable {
         if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
             throw DecodingError.dataCorruptedError(forKey: .hiddenAct, in: c, debugDescription: "only \"silu\" is supported, got \"\(act)\"")
         }
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
+        bosTokenID = try c.integerIfPresent(.bosTokenID)
         if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenID) {
             eosTokenIDs = [one]
         } else {

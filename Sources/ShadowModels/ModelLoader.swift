@@ -92,6 +92,14 @@ public enum ModelLoader {
         let model = try loader(configData, configPath, table)
 
         let tokenizer = try huggingFaceTokenizer(directory: directory)
+        // Every id the tokenizer can produce (vocabulary, added and template tokens, BOS/EOS)
+        // indexes the embedding: one past its rows would read beyond it.
+        if let tokenizer, tokenizer.vocabularySize > model.shape.vocabularySize {
+            let id = tokenizer.vocabularySize - 1
+            throw ShadowError.badJSON(
+                path: (directory as NSString).appendingPathComponent("tokenizer.json"), key: nil,
+                reason: "token id \(id)\(tokenizer.tokenString(id).map { " (\"\($0)\")" } ?? "") is outside the model's vocabulary of \(model.shape.vocabularySize) (config.json vocab_size)")
+        }
         var stops = Set<Int>()
         if let llama = model as? LlamaModel { stops.formUnion(llama.config.eosTokenIDs) }
         if let opt = model as? OPTModel { stops.insert(opt.config.eosTokenID) }
@@ -122,7 +130,9 @@ public enum ModelLoader {
         }
         let hidden = try requiredSize("\(arch).embedding_length")
         let heads = try requiredSize("\(arch).attention.head_count")
-        let vocab = try size("\(arch).vocab_size") ?? tokens?.count ?? embeddingShape?.first ?? 0
+        let keyLength = try size("\(arch).attention.key_length")
+        let vocabSize = try size("\(arch).vocab_size")
+        let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first ?? 0
         let config = LlamaConfig(
             modelType: entry.modelType,
             hiddenSize: hidden,
@@ -130,7 +140,7 @@ public enum ModelLoader {
             layers: try requiredSize("\(arch).block_count"),
             heads: heads,
             kvHeads: try size("\(arch).attention.head_count_kv") ?? heads,
-            headDim: try size("\(arch).attention.key_length") ?? hidden / heads,
+            headDim: keyLength ?? hidden / heads,
             vocabularySize: vocab,
             maxContext: try size("\(arch).context_length") ?? 2048,
             rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
@@ -139,10 +149,30 @@ public enum ModelLoader {
             attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
-        try config.validate(path: path)
+        // Errors name the GGUF keys the values came from, not config.json's.
+        try config.validate(path: path, keys: [
+            "hidden_size": "\(arch).embedding_length", "intermediate_size": "\(arch).feed_forward_length",
+            "num_hidden_layers": "\(arch).block_count", "num_attention_heads": "\(arch).attention.head_count",
+            "num_key_value_heads": "\(arch).attention.head_count_kv",
+            "head_dim": keyLength == nil ? "\(arch).embedding_length" : "\(arch).attention.key_length",
+            "vocab_size": vocabSize == nil ? "tokenizer.ggml.tokens" : "\(arch).vocab_size",
+            "max_position_embeddings": "\(arch).context_length",
+            "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
+            "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon", "rope_theta": "\(arch).rope.freq_base",
+        ])
+        // RoPE here rotates every dimension of a head; a model that rotates only some of them
+        // (partial rotary embeddings) would load and run wrong.
+        let rotaryKey = "\(arch).rope.dimension_count"
+        if let rotary = try file.intIfPresent(rotaryKey), rotary != config.headDim {
+            throw ShadowError.corruptFile(path: path, reason: "key \"\(rotaryKey)\": \(rotary) rotary dimensions in heads of \(config.headDim); partial rotary embeddings are not supported")
+        }
         let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
 
         let tokenizer = try TokenizerLoader.fromGGUF(file, tokens: tokens)
+        // As for Hugging Face directories: no token may lie past the embedding's rows.
+        if let tokenizer, tokenizer.vocabularySize > config.vocabularySize {
+            throw ShadowError.corruptFile(path: path, reason: "key \"tokenizer.ggml.tokens\": token id \(tokenizer.vocabularySize - 1) is outside the model's vocabulary of \(config.vocabularySize) (token_embd.weight rows)")
+        }
         var stops = Set(config.eosTokenIDs)
         if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)

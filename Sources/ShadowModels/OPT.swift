@@ -212,6 +212,9 @@ public struct OPTConfig: Sendable, Equatable {
             throw ShadowError.badJSON(path: path, key: "num_attention_heads",
                                       reason: "\(heads) does not divide hidden_size \(hiddenSize)")
         }
+        for (name, id) in [("bos_token_id", bosTokenID), ("eos_token_id", eosTokenID)] where !(0..<vocabularySize).contains(id) {
+            throw ShadowError.badJSON(path: path, key: name, reason: "\(id) is outside the vocabulary of \(vocabularySize)")
+        }
         // As for Llama: the sizes loading and the KV cache multiply out must fit in an Int.
         try checkProducts(path: path, [
             [("hidden_size", hiddenSize), ("hidden_size", hiddenSize)],
@@ -246,8 +249,8 @@ extension OPTConfig: Decodable {
         doLayerNormBefore = try c.decodeIfPresent(Bool.self, forKey: .doLayerNormBefore) ?? true
         wordEmbedProjectionDim = try c.optionalPositiveInt(.wordEmbedProjectionDim) ?? hiddenSize
         removeFinalLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .removeFinalLayerNorm) ?? false
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID) ?? 2
-        eosTokenID = try c.decodeIfPresent(Int.self, forKey: .eosTokenID) ?? 2
+        bosTokenID = try c.integerIfPresent(.bosTokenID) ?? 2
+        eosTokenID = try c.integerIfPresent(.eosTokenID) ?? 2
         if let act = try c.decodeIfPresent(String.self, forKey: .activation), act != "relu" {
             throw DecodingError.dataCorruptedError(forKey: .activation, in: c, debugDescription: "only \"relu\" is supported, got \"\(act)\"")
         }

@@ -64,15 +64,24 @@ struct RopeParametersJSON: Decodable {
             return .none
         case "linear":
             guard let factor else { throw ConfigValueError(key: key, reason: "linear scaling needs \"factor\"") }
+            try checkFactor(factor, key: key)
             return .linear(factor: factor)
         case "llama3":
             guard let factor, let lowFreqFactor, let highFreqFactor, let originalMaxPositionEmbeddings else {
                 throw ConfigValueError(key: key, reason: "llama3 scaling needs \"factor\", \"low_freq_factor\", \"high_freq_factor\" and \"original_max_position_embeddings\"")
             }
+            try checkFactor(factor, key: key)
             return .llama3(factor: factor, lowFrequencyFactor: lowFreqFactor, highFrequencyFactor: highFreqFactor,
                            originalContext: originalMaxPositionEmbeddings)
         default:
             throw ConfigValueError(key: key, reason: "unsupported rope type \"\(kind)\"")
+        }
+    }
+
+    /// Frequencies are divided by the factor: zero or a negative one gives infinite or negative ones.
+    private func checkFactor(_ factor: Double, key: String) throws {
+        guard factor > 0 && factor.isFinite else {
+            throw ConfigValueError(key: key, reason: "\"factor\" must be a positive number, got \(factor)")
         }
     }
 }

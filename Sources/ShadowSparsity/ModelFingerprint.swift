@@ -54,7 +54,22 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
     /// Throws unless `other` is the same model; `what` names the file being checked.
     public func check(matches other: ModelFingerprint, what: String) throws {
         guard self == other else {
-            throw ShadowError.failed("\(what): made for \(other), not for the loaded model \(self)")
+            throw ShadowError.failed("\(what): made for \(other), not for the loaded model \(self)\(shapeDifference(other))")
         }
+    }
+
+    /// When the two descriptions read the same, the first size that differs
+    /// (": its vocab_size is 500, the model's 384"); otherwise nothing.
+    private func shapeDifference(_ other: ModelFingerprint) -> String {
+        guard description == other.description else { return "" }
+        let mine = shape, theirs = other.shape
+        let sizes: [(String, Int, Int)] = [
+            ("hidden_size", mine.hiddenSize, theirs.hiddenSize), ("heads", mine.heads, theirs.heads),
+            ("kv_heads", mine.kvHeads, theirs.kvHeads), ("head_dim", mine.headDim, theirs.headDim),
+            ("ffn_size", mine.ffnSize, theirs.ffnSize), ("vocab_size", mine.vocabularySize, theirs.vocabularySize),
+            ("max_context", mine.maxContext, theirs.maxContext),
+        ]
+        guard let (key, model, file) = sizes.first(where: { $0.1 != $0.2 }) else { return "" }
+        return ": its \(key) is \(file), the model's \(model)"
     }
 }

@@ -162,7 +162,19 @@ public enum PredictorFile {
         guard file.metadata["format"] == format, let json = file.metadata["predictor"] else {
             throw ShadowError.corruptFile(path: file.path, reason: "not a ShadowLLM predictor (its safetensors metadata has no \"format\": \"\(format)\" and \"predictor\")")
         }
-        let meta = try ConfigDecoding.decode(PredictorMetadata.self, from: Data(json.utf8), path: file.path + " (metadata)")
+        let meta: PredictorMetadata
+        do {
+            meta = try ConfigDecoding.decode(PredictorMetadata.self, from: Data(json.utf8), path: file.path + " (metadata)")
+        } catch ShadowError.badJSON(let path, "kind"?, let reason) {
+            // Codable words an unknown kind in Swift's terms ("Cannot initialize PredictorKind from
+            // invalid String value foo"); say what the file may hold instead.
+            struct Kind: Decodable { let kind: String }
+            guard let kind = try? JSONDecoder().decode(Kind.self, from: Data(json.utf8)).kind else {
+                throw ShadowError.badJSON(path: path, key: "kind", reason: reason)
+            }
+            let known = PredictorKind.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ShadowError.badJSON(path: path, key: "kind", reason: "unknown predictor kind \"\(kind)\" (expected \(known))")
+        }
         guard meta.version == version else {
             throw ShadowError.corruptFile(path: file.path, reason: "predictor format version \(meta.version); this build reads version \(version)")
         }

@@ -107,6 +107,16 @@ struct CLITests {
         #expect(tooLong.status != 0 && tooLong.err.contains("-b"), "\(tooLong.err)")
     }
 
+    @Test("bench with every length 0 is an error, not an empty table")
+    func benchNothing() {
+        let nothing = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "--no-progress"])
+        #expect(nothing.status != 0 && nothing.out.isEmpty, "\(nothing.out)")
+        #expect(nothing.err == "error: bench: nothing to measure: -p, -n and -b are 0\n", "\(nothing.err)")
+        let sparseBackward = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "8",
+                                     "--method", "random", "--no-progress"])
+        #expect(sparseBackward.status != 0 && sparseBackward.err.contains("-b runs for the dense method only"), "\(sparseBackward.err)")
+    }
+
     @Test("perplexity --json reports nll_sum, predicted_tokens and perplexity")
     func perplexity() throws {
         let run = CLIRun(["perplexity", "--model", fixture("tiny-opt"), "--text", "The quick brown fox jumps over the lazy dog.", "--json"])
@@ -132,11 +142,61 @@ struct CLITests {
         let emptyPrompt = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", ""])
         #expect(emptyPrompt.status != 0 && emptyPrompt.err.contains("--prompt"))
         let emptyText = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", ""])
-        #expect(emptyText.status != 0 && emptyText.err.contains("empty"))
+        #expect(emptyText.status != 0 && emptyText.err.contains("--text: the text is empty"), "\(emptyText.err)")
+        let emptyFile = TestScratch.path("empty", suffix: ".txt")
+        FileManager.default.createFile(atPath: emptyFile, contents: Data())
+        let emptyTextFile = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text-file", emptyFile])
+        #expect(emptyTextFile.status != 0 && emptyTextFile.err.contains("--text-file: the text is empty"), "\(emptyTextFile.err)")
         let missing = CLIRun(["info", "--model", "/nonexistent/model.gguf"])
         #expect(missing.status != 0 && missing.err.contains("/nonexistent/model.gguf"))
         let missingFile = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text-file", "/nonexistent.txt"])
         #expect(missingFile.status != 0 && missingFile.err.contains("/nonexistent.txt"))
+    }
+
+    @Test("a prompt longer than the context is refused before any of it is printed")
+    func longPrompt() {
+        let prompt = String(repeating: "the quick brown fox ", count: 100)   // far more than 128 tokens
+        let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", prompt, "-n", "4"])
+        #expect(run.status != 0 && run.err.hasPrefix("error: --prompt: ") && run.err.contains("context of 128"), "\(run.err)")
+        #expect(run.out.isEmpty, "printed before the error: \(run.out.prefix(40))")
+    }
+
+    @Test("generate says on stderr when the context ends it before --max-tokens, and only then")
+    func contextLimit() throws {
+        let long = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "1000000", "--json"])
+        #expect(long.status == 0, "\(long.err)")
+        let tokens = try #require(try long.json()["tokens"] as? [Int])
+        let prompt = try #require(try long.json()["prompt_tokens"] as? [Int])
+        #expect(prompt.count + tokens.count == 129)   // 128 positions; the last token sampled needs none
+        #expect(long.err == "generate: stopped after \(tokens.count) of 1000000 tokens: the model's context of 128 is full\n", "\(long.err)")
+        let short = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "3"])
+        #expect(short.status == 0 && short.err.isEmpty, "\(short.err)")
+    }
+
+    @Test("--chat needs a tokenizer with the ChatML tokens")
+    func chatTemplate() {
+        let chat = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hi", "-n", "2", "--chat"])
+        #expect(chat.status == 0, "\(chat.err)")
+        let plain = CLIRun(["generate", "--model", fixture("tiny-opt"), "--prompt", "Hi", "-n", "2", "--chat"])
+        #expect(plain.status != 0 && plain.out.isEmpty, "\(plain.out)")
+        #expect(plain.err == "error: --chat: the tokenizer has no ChatML token <|im_start|> (not an instruct model with the ChatML template?)\n", "\(plain.err)")
+    }
+
+    @Test("a directory given where a file belongs is called a directory, not a missing file")
+    func directoryForFile() throws {
+        let directory = TestScratch.path("dir")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let file = TestScratch.path("labels", suffix: ".lbl")
+        try Data("0\n".utf8).write(to: URL(fileURLWithPath: file))
+        for (option, arguments) in [
+            ("--text-file", ["tokenize", "--model", fixture("tiny-llama"), "--text-file", directory]),
+            ("--text-file", ["perplexity", "--model", fixture("tiny-llama"), "--text-file", directory]),
+            ("--data", ["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", directory, "--labels", file]),
+            ("--labels", ["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", file, "--labels", directory]),
+        ] {
+            let run = CLIRun(arguments)
+            #expect(run.status != 0 && run.err == "error: \(option): \(directory) is a directory, not a file\n", "\(arguments): \(run.err)")
+        }
     }
 }
 

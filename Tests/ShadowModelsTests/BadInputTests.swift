@@ -162,3 +162,184 @@ struct BadInputTests {
         expectShadowError([path]) { _ = try ModelLoader.load(path: path) }
     }
 }
+
+/// Copies of the fixture checkpoints with one file edited, for load-time error tests.
+enum FixtureCopy {
+    /// A scratch copy of the Hugging Face fixture `name` with tokenizer.json's JSON object edited.
+    static func directory(_ name: String, tokenizer edit: (inout [String: Any]) -> Void) throws -> String {
+        let dir = TestScratch.url(name)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Fixtures.path(name)), to: dir)
+        let url = dir.appendingPathComponent("tokenizer.json")
+        var json = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        edit(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: url)
+        return dir.path
+    }
+
+    /// A scratch copy of the GGUF fixture with scalar metadata values and tensor sizes overwritten
+    /// in place (same byte length, so every offset stays valid).
+    static func gguf(u32 values: [String: UInt32] = [:], f32 floats: [String: Float] = [:],
+                     rows: [String: UInt64] = [:]) throws -> String {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-llama-gguf/model.gguf"))))
+        /// The offset just past GGUF string `name` (u64 length + bytes).
+        func end(of name: String) throws -> Int {
+            var needle: [UInt8] = []
+            withUnsafeBytes(of: UInt64(name.utf8.count).littleEndian) { needle += $0 }
+            needle += Array(name.utf8)
+            let start = try #require((0...(bytes.count - needle.count)).first { bytes[$0..<$0 + needle.count].elementsEqual(needle) },
+                                     "\(name) is not in the fixture")
+            return start + needle.count
+        }
+        func write<T>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value) { bytes.replaceSubrange(offset..<offset + $0.count, with: $0) }
+        }
+        for (key, value) in values { write(value.littleEndian, at: try end(of: key) + 4) }   // after the u32 type
+        for (key, value) in floats { write(value.bitPattern.littleEndian, at: try end(of: key) + 4) }
+        for (tensor, count) in rows { write(count.littleEndian, at: try end(of: tensor) + 4 + 8) }  // n_dims, ne[0], ne[1]
+        let path = TestScratch.path("patched", suffix: ".gguf")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+}
+
+@Suite("A tokenizer must fit the model it is loaded with")
+struct TokenizerFitTests {
+    @Test("a tokenizer.json with an id at or past the embedding's rows is refused, naming the file and the id")
+    func addedTokenPastTheEmbedding() throws {
+        for id in [384, 400, 100_000] {
+            let dir = try FixtureCopy.directory("tiny-llama-tied") { json in
+                var added = json["added_tokens"] as? [[String: Any]] ?? []
+                added.append(["id": id, "content": "<zzz>", "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": true])
+                json["added_tokens"] = added
+            }
+            expectShadowError(["tokenizer.json", "\(id)", "<zzz>", "384"]) { _ = try ModelLoader.load(path: dir) }
+        }
+        // The unedited fixture's largest id, 383, fits.
+        #expect(try ModelLoader.load(path: Fixtures.path("tiny-llama-tied")).tokenizer?.vocabularySize == 384)
+    }
+
+    @Test("a token id past the embedding stops the forward pass instead of reading past the table")
+    func forwardGuard() async {
+        await #expect(processExitsWith: .failure) {
+            let model = TinyModels.llama(vocab: 50)
+            _ = model.forward([3, 50], cache: model.makeCache(), logits: .last)
+        }
+        await #expect(processExitsWith: .failure) {
+            let model = TinyModels.llama(vocab: 50)
+            _ = model.forward([-1], cache: model.makeCache(), logits: .last)
+        }
+    }
+
+    @Test("BOS and EOS ids in config.json outside the vocabulary are refused, naming the key")
+    func configTokenIDs() throws {
+        let cases: [(key: String, value: Any, shown: String)] = [
+            ("bos_token_id", 99_999, "99999"), ("eos_token_id", -5, "-5"), ("eos_token_id", [2, 10], "10")]
+        for (key, value, shown) in cases {
+            let dir = try CheckpointWriter.directory(config: { $0[key] = value })
+            expectShadowError(["config.json", "\"\(key)\"", shown, "vocabulary of 10"]) { _ = try ModelLoader.load(path: dir) }
+        }
+        let json = #"{"hidden_size": 8, "ffn_dim": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, "eos_token_id": 50272}"#
+        let opt = try ConfigDecoding.decode(OPTConfig.self, from: Data(json.utf8), path: "config.json")
+        expectShadowError(["config.json", "\"eos_token_id\"", "50272"]) { try opt.validate(path: "config.json") }
+    }
+
+    @Test("a GGUF whose vocabulary has more tokens than token_embd.weight has rows is refused, naming the key")
+    func ggufTokensPastTheEmbedding() throws {
+        let path = try FixtureCopy.gguf(u32: ["llama.vocab_size": 383],
+                                        rows: ["token_embd.weight": 383, "output.weight": 383])
+        expectShadowError([path, "tokenizer.ggml.tokens", "383"]) { _ = try ModelLoader.load(path: path) }
+    }
+}
+
+@Suite("GGUF errors name GGUF keys")
+struct GGUFKeyNameTests {
+    /// Expects loading to fail with the fragments and without any of config.json's key names.
+    func expectGGUFError(_ path: String, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        expectShadowError([path] + fragments, sourceLocation: sourceLocation) {
+            do { _ = try ModelLoader.load(path: path) } catch let error as ShadowError {
+                for name in ["hidden_size", "head_dim", "num_key_value_heads", "num_attention_heads", "rms_norm_eps", "rope_theta"] {
+                    #expect(!error.description.contains(name), "\(error) names config.json's \(name)", sourceLocation: sourceLocation)
+                }
+                throw error
+            }
+        }
+    }
+
+    @Test("a KV head count that does not divide the head count names both GGUF keys")
+    func kvHeads() throws {
+        let path = try FixtureCopy.gguf(u32: ["llama.attention.head_count_kv": 3])
+        expectGGUFError(path, ["\"llama.attention.head_count_kv\"", "llama.attention.head_count 4"])
+    }
+
+    @Test("rotary dimensions fewer than the head width are refused, naming llama.rope.dimension_count")
+    func partialRotary() throws {
+        for count: UInt32 in [7, 8, 32] {
+            let path = try FixtureCopy.gguf(u32: ["llama.rope.dimension_count": count])
+            expectGGUFError(path, ["\"llama.rope.dimension_count\"", "\(count)", "heads of 16", "not supported"])
+        }
+        // The fixture's own value, the head width, loads.
+        #expect(try ModelLoader.load(path: try FixtureCopy.gguf(u32: ["llama.rope.dimension_count": 16])).model.shape.headDim == 16)
+    }
+
+    @Test("an odd head width derived from the embedding length names llama.embedding_length")
+    func oddHeadWidth() throws {
+        let path = try FixtureCopy.gguf(u32: ["llama.embedding_length": 0x7fff_ffff])
+        expectGGUFError(path, ["\"llama.embedding_length\"", "even head width"])
+    }
+}
+
+@Suite("Configurations that would make every logit NaN are refused at load")
+struct NaNConfigTests {
+    @Test("rms_norm_eps must be positive", arguments: [-1.0, 0.0])
+    func epsilon(value: Double) throws {
+        let dir = try CheckpointWriter.directory(config: { $0["rms_norm_eps"] = value })
+        expectShadowError(["config.json", "\"rms_norm_eps\"", "positive"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("rope_theta must be positive, named where it was written")
+    func theta() throws {
+        for value in [0.0, -5.0] {
+            let flat = try CheckpointWriter.directory(config: { $0["rope_theta"] = value })
+            expectShadowError(["config.json", "\"rope_theta\"", "positive"]) { _ = try ModelLoader.load(path: flat) }
+            let nested = try CheckpointWriter.directory(config: {
+                $0["rope_parameters"] = ["rope_type": "default", "rope_theta": value]
+            })
+            expectShadowError(["config.json", "\"rope_parameters.rope_theta\"", "positive"]) { _ = try ModelLoader.load(path: nested) }
+        }
+        let factor = try CheckpointWriter.directory(config: { $0["rope_scaling"] = ["rope_type": "linear", "factor": 0] })
+        expectShadowError(["config.json", "\"rope_scaling\"", "factor", "positive"]) { _ = try ModelLoader.load(path: factor) }
+    }
+
+    @Test("GGUF epsilon and rope frequency base must be positive, named by their GGUF keys")
+    func gguf() throws {
+        for (key, value) in [("llama.rope.freq_base", Float(0)), ("llama.rope.freq_base", -1),
+                             ("llama.attention.layer_norm_rms_epsilon", -1), ("llama.attention.layer_norm_rms_epsilon", .nan)] {
+            let path = try FixtureCopy.gguf(f32: [key: value])
+            expectShadowError([path, "\"\(key)\"", "positive"]) { _ = try ModelLoader.load(path: path) }
+        }
+    }
+}
+
+@Suite("Numbers that are no integers are named, not called invalid JSON")
+struct IntegerKeyTests {
+    @Test("a fractional or huge size in config.json names its key")
+    func fractionalOrHugeSize() throws {
+        for (key, value) in [("hidden_size", 64.5), ("hidden_size", 1e30), ("num_attention_heads", 2.5),
+                             ("max_position_embeddings", 1e19), ("bos_token_id", 1.5)] {
+            let dir = try CheckpointWriter.directory(config: { $0[key] = value })
+            expectShadowError(["config.json", "\"\(key)\"", "must be an integer in range"]) { _ = try ModelLoader.load(path: dir) }
+        }
+    }
+
+    @Test("other JSON files decoded with ConfigDecoding say a number is no integer rather than that the JSON is invalid")
+    func otherFiles() throws {
+        struct Sizes: Decodable { let layers: Int }
+        expectShadowError(["sizes.json", "not an integer"]) {
+            _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2.5}"#.utf8), path: "sizes.json")
+        }
+        expectShadowError(["sizes.json", "not valid JSON"]) {
+            _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2"#.utf8), path: "sizes.json")
+        }
+    }
+}

@@ -174,6 +174,22 @@ struct PredictorTests {
             #expect(!error.description.contains("\n"))
             #expect(error.description.contains("00000000000000aa") && error.description.contains("00000000000000bb"))
         }
+        // Same name, architecture, layers and hash: the size that differs is named.
+        let made = SyntheticTraces.fingerprint.shape
+        var wider = SyntheticTraces.fingerprint, longer = SyntheticTraces.fingerprint
+        wider.shape.hiddenSize *= 2
+        longer.shape.vocabularySize += 1
+        for (model, difference) in [(wider, ": its hidden_size is \(made.hiddenSize), the model's \(made.hiddenSize * 2)"),
+                                    (longer, ": its vocab_size is \(made.vocabularySize), the model's \(made.vocabularySize + 1)")] {
+            #expect(model.description == SyntheticTraces.fingerprint.description)
+            do {
+                try loaded.check(fingerprint: model)
+                Issue.record("no error")
+            } catch let error as ShadowError {
+                #expect(error.description.hasPrefix(path + ":") && error.description.hasSuffix(difference), "\(error)")
+                #expect(!error.description.contains("\n"))
+            }
+        }
     }
 
     @Test("corrupt predictor files fail with one line naming the file and the tensor")
@@ -202,6 +218,9 @@ struct PredictorTests {
             (try write("extra.safetensors", metadata: meta) { $0.append(.init(name: "heads.9.weight", shape: [1], values: [0])) }, "heads.9.weight"),
             (try write("plain.safetensors", metadata: [:]) { _ in }, "not a ShadowLLM predictor"),
             (try write("json.safetensors", metadata: ["format": PredictorFile.format, "predictor": "{\"kind\": 3}"]) { _ in }, "metadata"),
+            (try write("kind.safetensors", metadata: ["format": PredictorFile.format,
+                                                      "predictor": json.replacingOccurrences(of: #""kind":"shadow""#, with: #""kind":"foo""#)]) { _ in },
+             #"key "kind": unknown predictor kind "foo" (expected shadow, dejavu, dejavu-lookahead)"#),
         ]
         for (path, mention) in cases {
             do {
