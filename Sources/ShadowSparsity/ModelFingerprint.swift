@@ -54,7 +54,14 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
     /// Throws unless `other` is the same model; `what` names the file being checked.
     public func check(matches other: ModelFingerprint, what: String) throws {
         guard self == other else {
-            throw ShadowError.failed("\(what): made for \(other), not for the loaded model \(self)")
+            // The description shows the layer count only: name the sizes that differ too.
+            let a = other.shape, b = shape
+            let sizes = [("hidden_size", a.hiddenSize, b.hiddenSize), ("heads", a.heads, b.heads), ("kv_heads", a.kvHeads, b.kvHeads),
+                         ("head_dim", a.headDim, b.headDim), ("ffn_size", a.ffnSize, b.ffnSize),
+                         ("vocab_size", a.vocabularySize, b.vocabularySize), ("max_context", a.maxContext, b.maxContext)]
+            let differing = sizes.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.1), not \($0.2)" }
+            throw ShadowError.failed("\(what): made for \(other), not for the loaded model \(self)"
+                                     + (differing.isEmpty ? "" : " (\(differing.joined(separator: "; ")))"))
         }
     }
 }

@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+@testable import ShadowSparsity
+import ShadowFormats
+import ShadowModels
+import ShadowTestSupport
+
+/// Traces, scores and states that do not fit the model or the command: one-line errors, no crash,
+/// nothing half-written.
+@Suite("Side files that do not fit", .serialized)
+struct SideFileTests {
+    /// The error is one line that names `names`, and the status is 1.
+    func expectOneLineError(_ run: CLIRun, naming names: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(run.status == 1, "status \(run.status): \(run.err)", sourceLocation: sourceLocation)
+        #expect(run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1, "\(run.err)", sourceLocation: sourceLocation)
+        for name in names { #expect(run.err.contains(name), "\(run.err) does not name \(name)", sourceLocation: sourceLocation) }
+    }
+
+    @Test("sweep refuses traces calibrated on another model before it writes anything")
+    func sweepChecksTheTracesModel() throws {
+        let piqa = try EvalCommandTests.piqaFiles()
+        let out = scratchPath("sweep-other-model")
+        // The sweep suite's traces come from tiny-llama; tiny-llama-tied has other weights and KV heads.
+        let run = CLIRun(["sweep", "--model", fixture("tiny-llama-tied"), "--out", out, "--tasks", "piqa",
+                          "--data", "piqa=\(piqa.data)", "--labels", "piqa=\(piqa.labels)", "--methods", "static",
+                          "--criteria", "plainact", "--sparsities", "0.5", "--limit", "2",
+                          "--traces", SweepCommandTests.inputs.traces, "--no-progress"])
+        expectOneLineError(run, naming: [SweepCommandTests.inputs.traces, "tiny-llama", "kv_heads 2, not 4"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test("static masks of heads alone accept a heads-only scores file; pruning neurons still needs neuron scores")
+    func headsOnlyStaticScores() throws {
+        let dir = TestScratch.url("heads-only-scores")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let scores = dir.appendingPathComponent("jacov.json")
+        let heads = (0..<2).map { l in (0..<4).map { Double(l * 4 + $0) } }
+        try JSONSerialization.data(withJSONObject: ["criterion": "jacov", "samples": 3, "heads": heads]).write(to: scores)
+        func generate(_ sparsity: [String]) -> CLIRun {
+            CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once", "--max-tokens", "2", "--json",
+                    "--method", "static", "--scores", scores.path] + sparsity)
+        }
+        let headsOnly = generate(["--head-sparsity", "0.5"])
+        #expect(headsOnly.status == 0, "\(headsOnly.err)")
+        expectOneLineError(generate(["--sparsity", "0.5"]), naming: [scores.path, "neurons"])
+    }
+}
