@@ -242,6 +242,7 @@ enum SweepCommand {
         var state = SweepState(settings: settings)
         if FileManager.default.fileExists(atPath: path("sweep-state.json")) {
             let saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
+            try saved.validate(path: path("sweep-state.json"))
             guard saved.settings == settings else {
                 throw ShadowError.invalidArgument(
                     name: "--out",

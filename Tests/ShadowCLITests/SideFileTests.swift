@@ -45,4 +45,41 @@ struct SideFileTests {
         #expect(headsOnly.status == 0, "\(headsOnly.err)")
         expectOneLineError(generate(["--sparsity", "0.5"]), naming: [scores.path, "neurons"])
     }
+
+    @Test("a resumed sweep refuses a state with negative or impossible counts or another version, naming the key")
+    func sweepStateIsChecked() throws {
+        let piqa = try EvalCommandTests.piqaFiles()
+        let out = scratchPath("sweep-state")
+        func sweep() -> CLIRun {
+            CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa", "--data", "piqa=\(piqa.data)",
+                    "--labels", "piqa=\(piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--limit", "2", "--no-progress"])
+        }
+        let first = sweep()
+        #expect(first.status == 0, "\(first.err)")
+        let statePath = out + "/sweep-state.json", resultsPath = out + "/results.json"
+        let good = try Data(contentsOf: URL(fileURLWithPath: statePath))
+        let results = try Data(contentsOf: URL(fileURLWithPath: resultsPath))
+        let cases: [([String], Int, String)] = [
+            (["tallies", "piqa", "dense", "items"], -5, "tallies.piqa.dense.items"),
+            (["tallies", "piqa", "random/-/0.50", "accCorrect"], 7, "tallies.piqa.random/-/0.50.accCorrect"),
+            (["tallies", "piqa", "random/-/0.50", "agreement", "positions"], -1, "agreement.positions"),
+            (["version"], 99, "version"),
+        ]
+        for (keys, value, mention) in cases {
+            var state = try #require(try JSONSerialization.jsonObject(with: good) as? [String: Any])
+            setJSON(&state, keys, value)
+            try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
+            expectOneLineError(sweep(), naming: [statePath, mention])
+            #expect(try Data(contentsOf: URL(fileURLWithPath: resultsPath)) == results)
+        }
+    }
+}
+
+/// Sets `keys` (a path of dictionary keys) in a JSON object.
+func setJSON(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
+    guard let first = keys.first else { return }
+    if keys.count == 1 { object[first] = value; return }
+    var inner = object[first] as? [String: Any] ?? [:]
+    setJSON(&inner, Array(keys.dropFirst()), value)
+    object[first] = inner
 }
