@@ -217,7 +217,7 @@ enum SweepCommand {
         }
 
         // The resumable state, checked against the settings that change numbers.
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try AtomicFile.createDirectory(out)
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         let settings = [
             "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",

@@ -135,7 +135,7 @@ public final class TraceWriter {
             }
         } else {
             self.manifest = manifest
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try AtomicFile.createDirectory(directory)
             try self.manifest.save(directory: directory)
         }
     }

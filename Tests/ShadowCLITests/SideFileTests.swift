@@ -73,6 +73,45 @@ struct SideFileTests {
             #expect(try Data(contentsOf: URL(fileURLWithPath: resultsPath)) == results)
         }
     }
+
+    func calibrate(_ out: String, _ extra: [String] = []) -> CLIRun {
+        CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)", "--samples", "3",
+                "--text-window", "16", "--text-continuation", "4", "--chunk-size", "2", "--out", out, "--no-progress"] + extra)
+    }
+
+    @Test("outputs that cannot be written name the path and the cause in words, not a Foundation dump")
+    func unwritableOutputs() throws {
+        let traces = scratchPath("unwritable-traces")
+        #expect(calibrate(traces).status == 0)
+        let file = scratchPath("a-file")
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        let piqa = try EvalCommandTests.piqaFiles()
+        func sweep(_ out: String) -> CLIRun {
+            CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa", "--data", "piqa=\(piqa.data)",
+                    "--labels", "piqa=\(piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--limit", "2", "--no-progress"])
+        }
+        let cases: [(CLIRun, [String])] = [
+            (calibrate(file), ["cannot create directory \(file)", "a file of that name exists"]),
+            (calibrate(file + "/traces"), ["cannot create directory \(file)/traces", "\(file) is a file, not a directory"]),
+            (CLIRun(["traces", "merge", "--shards", traces, "--out", file + "/merged"]), ["cannot create directory \(file)/merged"]),
+            (sweep(file + "/sweep"), ["cannot create directory \(file)/sweep"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", traces]), ["cannot write \(traces)", "is a directory"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/scores.json"]), ["cannot create directory \(file)", "a file of that name exists"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/sub/scores.json"]), ["cannot create directory \(file)/sub", "is a file, not a directory"]),
+        ]
+        for (run, mentions) in cases {
+            expectOneLineError(run, naming: mentions)
+            #expect(!run.err.contains("Error Domain") && !run.err.contains("errno"), "\(run.err)")
+        }
+        // A directory that refuses new files (procfs): the cause is the directory, in words.
+        if FileManager.default.fileExists(atPath: "/proc/self") {
+            for (run, mention) in [(calibrate("/proc/tr"), "cannot create directory /proc/tr: No such file or directory"),
+                                   (CLIRun(["aggregate", "--traces", traces, "--out", "/proc/agg.json"]), "cannot write /proc/agg.json: cannot create a file in /proc")] {
+                expectOneLineError(run, naming: [mention])
+                #expect(!run.err.contains("Error Domain"), "\(run.err)")
+            }
+        }
+    }
 }
 
 /// Sets `keys` (a path of dictionary keys) in a JSON object.
