@@ -112,6 +112,30 @@ struct SideFileTests {
             }
         }
     }
+
+    @Test("aggregate warns about incomplete traces and refuses NaN scores naming the chunk, writing nothing")
+    func aggregateChecksTraces() throws {
+        let traces = scratchPath("aggregate-traces")
+        #expect(calibrate(traces).status == 0)
+        var manifest = try TraceManifest.load(directory: traces)
+        manifest.complete = false
+        try manifest.save(directory: traces)
+        let out = traces + "-scores.json"
+        let incomplete = CLIRun(["aggregate", "--traces", traces, "--out", out])
+        #expect(incomplete.status == 0 && incomplete.err.contains("not complete"), "\(incomplete.err)")
+
+        let chunk = traces + "/chunk-00001.safetensors"
+        let file = try SafetensorsFile(path: chunk)
+        var writer = SafetensorsWriter(metadata: file.metadata)
+        writer.tensors = try file.tensorNames.map { name in
+            let values = try file.floats(name)
+            return .init(name: name, shape: try file.info(name).shape, values: name == "plainact.heads" ? values.map { _ in .nan } : values)
+        }
+        try writer.write(to: chunk)
+        let nanOut = traces + "-nan.json"
+        expectOneLineError(CLIRun(["aggregate", "--traces", traces, "--out", nanOut]), naming: [chunk, "plainact.heads", "non-finite"])
+        #expect(!FileManager.default.fileExists(atPath: nanOut))
+    }
 }
 
 /// Sets `keys` (a path of dictionary keys) in a JSON object.
