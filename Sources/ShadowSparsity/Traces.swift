@@ -363,9 +363,14 @@ public enum TraceStore {
 
     /// Joins shard directories of one calibration into `output`, ordered by sample index, so the
     /// result is the same whatever the number of shards or the order they are listed in.
+    /// Everything is checked before `output` is touched, and the merge is built in a temporary
+    /// directory beside it that is renamed into place at the end: a failed merge leaves nothing.
     public static func merge(shards: [String], into output: String, chunkSize: Int? = nil) throws {
         guard !shards.isEmpty else { throw ShadowError.invalidArgument(name: "merge", reason: "needs at least one shard directory") }
-        let manifests = try shards.map { try TraceManifest.load(directory: $0) }
+        guard !FileManager.default.fileExists(atPath: output) else {
+            throw ShadowError.invalidArgument(name: "--out", reason: "\(output) already exists (the merged traces go to a new directory)")
+        }
+        let manifests = try shards.map { try open(directory: $0) }
         let first = manifests[0]
         for (dir, m) in zip(shards, manifests) {
             guard m.model == first.model, m.criteria == first.criteria, m.sources == first.sources,
@@ -377,12 +382,35 @@ public enum TraceStore {
         }
         let indices = Set(manifests.map(\.shardIndex))
         guard indices.count == manifests.count else { throw ShadowError.failed("merge: the same shard is listed twice") }
+        // Merged traces claim every sample: a shard left out would silently shrink them.
+        if let missing = (0..<first.shardCount).first(where: { !indices.contains($0) }) {
+            throw ShadowError.invalidArgument(name: "--shards", reason: "shard \(missing)/\(first.shardCount) is missing (\(manifests.count) of \(first.shardCount) shards given)")
+        }
         var merged = first
         merged.shardIndex = 0
         merged.shardCount = 1
         merged.chunks = []
         merged.complete = false
         merged.chunkSize = chunkSize ?? first.chunkSize
+        let target = URL(fileURLWithPath: output)
+        let temporary = target.deletingLastPathComponent()
+            .appendingPathComponent(".\(target.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
+        try? FileManager.default.removeItem(atPath: temporary)
+        do {
+            try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        } catch {
+            throw ShadowError.failed("cannot create directory \(output): \(AtomicFile.describe(error))")
+        }
+        do {
+            try merge(manifests: manifests, shards: shards, into: temporary, manifest: merged)
+            try AtomicFile.moveIntoPlace(temporary, to: output)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
+    private static func merge(manifests: [TraceManifest], shards: [String], into output: String, manifest merged: TraceManifest) throws {
         let writer = try TraceWriter(directory: output, manifest: merged, resume: false)
 
         // A k-way merge over the shards' chunk streams: each shard is already in index order.

@@ -113,6 +113,24 @@ struct SideFileTests {
         }
     }
 
+    @Test("traces merge of some shards names the missing one; a failed merge leaves no directory to block the retry")
+    func mergeCoversEveryShard() throws {
+        let s0 = scratchPath("merge-s0"), s1 = scratchPath("merge-s1"), out = scratchPath("merge-out")
+        #expect(calibrate(s0, ["--shard", "0/2"]).status == 0)
+        #expect(calibrate(s1, ["--shard", "1/2"]).status == 0)
+        expectOneLineError(CLIRun(["traces", "merge", "--shards", s0, "--out", out]), naming: ["shard 1/2 is missing"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // A chunk listed by the manifest but gone: the merge fails, and leaves nothing.
+        let broken = scratchPath("merge-s1-broken")
+        try FileManager.default.copyItem(atPath: s1, toPath: broken)
+        try FileManager.default.removeItem(atPath: broken + "/chunk-00000.safetensors")
+        expectOneLineError(CLIRun(["traces", "merge", "--shards", "\(s0),\(broken)", "--out", out]), naming: [broken + "/chunk-00000.safetensors"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let retry = CLIRun(["traces", "merge", "--shards", "\(s0),\(s1)", "--out", out])
+        #expect(retry.status == 0, "\(retry.err)")
+        #expect(try TraceManifest.load(directory: out).sampleCount == 3)
+    }
+
     @Test("aggregate warns about incomplete traces and refuses NaN scores naming the chunk, writing nothing")
     func aggregateChecksTraces() throws {
         let traces = scratchPath("aggregate-traces")

@@ -126,4 +126,39 @@ struct TraceValidationTests {
                                                   reason: "holds non-finite values (NaN or infinity)")) { try read() }
         }
     }
+
+    @Test("a merge of only some shards is refused naming the missing one, and a failed merge leaves nothing")
+    func merges() throws {
+        let root = temporaryDirectory("merge")
+        var shards: [String] = []
+        for i in 0..<3 {
+            let directory = root + "/s\(i)"
+            let model = SyntheticTraces.fingerprint
+            let manifest = TraceManifest(model: model, criteria: ["plainact"], predictorToken: .lastContext, sources: ["synthetic"],
+                                         options: CalibrationOptions(), requestedSamples: 9, shardIndex: i, shardCount: 3, chunkSize: 2)
+            let writer = try TraceWriter(directory: directory, manifest: manifest, resume: false)
+            for record in SyntheticTraces.records(count: 9) where record.index % 3 == i { try writer.append(record) }
+            try writer.finish()
+            shards.append(directory)
+        }
+        let out = root + "/merged"
+        #expect(throws: ShadowError.invalidArgument(name: "--shards", reason: "shard 1/3 is missing (2 of 3 shards given)")) {
+            try TraceStore.merge(shards: [shards[0], shards[2]], into: out)
+        }
+        // A shard whose last chunk holds NaN fails half-way, after chunks were written: no output, nothing beside it.
+        let cut = root + "/s1-cut"
+        try FileManager.default.copyItem(atPath: shards[1], toPath: cut)
+        try editChunk(cut + "/chunk-00001.safetensors") { tensors in
+            tensors = tensors.map { $0.name == "x" ? .init(name: $0.name, shape: $0.shape, values: $0.values.map { _ in .nan }) : $0 }
+        }
+        #expect(throws: ShadowError.badTensor(path: cut + "/chunk-00001.safetensors", tensor: "x", reason: "holds non-finite values (NaN or infinity)")) {
+            try TraceStore.merge(shards: [shards[0], cut, shards[2]], into: out)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == ["s0", "s1", "s1-cut", "s2"])
+        // The retry with the good shard succeeds; merging again onto it is refused.
+        try TraceStore.merge(shards: shards, into: out)
+        let merged = try TraceStore.open(directory: out)
+        #expect(merged.complete && merged.sampleCount == 9)
+        #expect(throws: ShadowError.self) { try TraceStore.merge(shards: shards, into: out) }
+    }
 }
