@@ -154,6 +154,22 @@ struct SideFileTests {
         expectOneLineError(CLIRun(["aggregate", "--traces", traces, "--out", nanOut]), naming: [chunk, "plainact.heads", "non-finite"])
         #expect(!FileManager.default.fileExists(atPath: nanOut))
     }
+
+    @Test("calibrate checks its windows and criteria before it creates --out, so the corrected command runs")
+    func calibrateChecksFirst() throws {
+        let out = scratchPath("calibrate-first"), long = scratchPath("long") + ".txt"
+        let text = try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8)
+        try String(repeating: text + " ", count: 20).write(toFile: long, atomically: true, encoding: .utf8)
+        expectOneLineError(CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(long)", "--samples", "2",
+                                   "--text-window", "1000", "--out", out, "--no-progress"]),
+                           naming: ["--text-window", "1000 tokens", "128"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        expectOneLineError(calibrate(out, ["--criteria", ""]), naming: ["--criteria"])
+        expectOneLineError(calibrate(out, ["--criteria", "plainact,plainact"]), naming: ["--criteria", "plainact twice"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let corrected = calibrate(out)
+        #expect(corrected.status == 0, "\(corrected.err)")
+    }
 }
 
 /// Sets `keys` (a path of dictionary keys) in a JSON object.
