@@ -25,6 +25,9 @@ enum AggregateCommand {
         let directory = try arguments.required("traces")
         let criterion = try arguments.required("criterion")
         let aggregate = try AggregateImportance(traces: directory, criterion: criterion)
+        if !aggregate.complete {
+            console.printError("aggregate: warning: \(directory) is not complete (\(aggregate.samples) samples so far; finish it with calibrate --resume)")
+        }
         let report = Report(criterion: criterion, samples: aggregate.samples, heads: aggregate.heads, neurons: aggregate.neurons,
                             pooled: aggregate.pooled ? true : nil)
         let json = try JSONOutput.string(report)

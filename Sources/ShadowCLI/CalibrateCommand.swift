@@ -41,6 +41,10 @@ enum CalibrateCommand {
         let out = try arguments.required("out")
         let count = try arguments.int("samples", range: 1...10_000_000) ?? 256
         let criteria = (arguments.list("criteria") ?? ["plainact"]).compactMap(Criterion.init(rawValue:))
+        guard !criteria.isEmpty else { throw ShadowError.invalidArgument(name: "--criteria", reason: "needs at least one criterion") }
+        if let twice = criteria.first(where: { c in criteria.filter { $0 == c }.count > 1 }) {
+            throw ShadowError.invalidArgument(name: "--criteria", reason: "lists \(twice.rawValue) twice")
+        }
         var options = CalibrationOptions(
             shots: try arguments.int("shots", range: 0...64) ?? 5,
             seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 1234),
@@ -62,18 +66,33 @@ enum CalibrateCommand {
         let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,
                                                  tokenizer: try loaded.requireTokenizer())
         guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples") }
+        // Checked before --out is created: text windows are not cut to --max-tokens.
+        if let long = samples.first(where: { $0.tokens.count > model.shape.maxContext }) {
+            throw ShadowError.invalidArgument(name: long.source.hasPrefix("text:") ? "--text-window" : "--max-tokens",
+                                              reason: "sample \(long.index) (\(long.source)) has \(long.tokens.count) tokens, more than the model's context of \(model.shape.maxContext)")
+        }
         let manifest = TraceManifest(
             model: try ModelFingerprint(loaded: loaded), criteria: criteria.map(\.rawValue), predictorToken: predictorToken,
             sources: sources.map(\.description), options: options, requestedSamples: count,
             shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize)
+        let existed = FileManager.default.fileExists(atPath: out)
         let writer = try TraceWriter(directory: out, manifest: manifest, resume: arguments.flag("resume"))
         var bar: ProgressBar?
         let calibrator = Calibrator(model: model, criteria: criteria, predictorToken: predictorToken)
-        try calibrator.run(samples: samples, writer: writer) { done, total in
-            if bar == nil {
-                bar = ProgressBar(console: console, label: "calibrate", total: total, enabled: !arguments.flag("no-progress"))
+        do {
+            try calibrator.run(samples: samples, writer: writer) { done, total in
+                if bar == nil {
+                    bar = ProgressBar(console: console, label: "calibrate", total: total, enabled: !arguments.flag("no-progress"))
+                }
+                bar?.update(done)
             }
-            bar?.update(done)
+        } catch {
+            // A directory this run created and failed before filling would block the corrected
+            // command (an interrupted one is kept for --resume).
+            var interrupted = false
+            if case .interrupted? = error as? ShadowError { interrupted = true }
+            if !interrupted && !existed && writer.manifest.chunks.isEmpty { try? FileManager.default.removeItem(atPath: out) }
+            throw error
         }
         console.print("wrote \(writer.manifest.sampleCount) samples in \(writer.manifest.chunks.count) chunks to \(out)"
                       + (shardCount > 1 ? " (shard \(shardIndex)/\(shardCount))" : ""))

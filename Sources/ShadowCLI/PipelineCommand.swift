@@ -88,7 +88,7 @@ enum PipelineCommand {
         let sparsity = try arguments.double("sparsity", range: 0...0.99) ?? 0.5
         let threads = try arguments.required("threads")
         let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try AtomicFile.createDirectory(out)
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
         let data = DataFiles(directory: dataDir)

@@ -62,7 +62,7 @@ enum SparsityOptions {
             return nil
         }
         let shape = model.shape
-        let scores: (heads: [[Float]], neurons: [[Float]])
+        let scores: (heads: [[Float]], neurons: [[Float]]?)
         switch method {
         case "random":
             scores = Masks.randomScores(shape: shape, seed: seed)
@@ -70,7 +70,7 @@ enum SparsityOptions {
             guard let path = scoresPath else {
                 throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
             }
-            scores = try StaticScores.load(path: path, shape: shape)
+            scores = try StaticScores.load(path: path, shape: shape, needsNeurons: settings.neuronSparsity > 0)
         case "oracle":
             return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
         case "shadow", "dejavu", "dejavu-lookahead":
@@ -132,13 +132,17 @@ enum StaticScores {
         let neurons: [[Float]]?
     }
 
-    static func load(path: String, shape: TransformerShape) throws -> (heads: [[Float]], neurons: [[Float]]) {
+    /// `needsNeurons` false (neurons stay dense): a heads-only file (jacov, epenas) is enough.
+    static func load(path: String, shape: TransformerShape, needsNeurons: Bool = true) throws -> (heads: [[Float]], neurons: [[Float]]?) {
         let file = try ConfigDecoding.decode(File.self, path: path)
         guard file.heads.count == shape.layers, file.heads.allSatisfy({ $0.count == shape.heads }) else {
             throw ShadowError.badJSON(path: path, key: "heads", reason: "expected \(shape.layers) rows of \(shape.heads) scores")
         }
         guard let neurons = file.neurons else {
-            throw ShadowError.badJSON(path: path, key: "neurons", reason: "missing (a heads-only criterion cannot mask neurons)")
+            guard !needsNeurons else {
+                throw ShadowError.badJSON(path: path, key: "neurons", reason: "missing (a heads-only criterion cannot mask neurons; give --neuron-sparsity 0)")
+            }
+            return (file.heads, nil)
         }
         guard neurons.count == shape.layers, neurons.allSatisfy({ $0.count == shape.ffnSize }) else {
             throw ShadowError.badJSON(path: path, key: "neurons", reason: "expected \(shape.layers) rows of \(shape.ffnSize) scores")

@@ -127,8 +127,11 @@ enum SweepCommand {
         let tracesPath = arguments.string("traces")
         var aggregates: [String: AggregateImportance] = [:]
         var skipped: [String] = []
+        var tracesModel: ModelFingerprint?
         if let tracesPath {
-            let available = try TraceManifest.load(directory: tracesPath).criteria
+            let manifest = try TraceManifest.load(directory: tracesPath)
+            tracesModel = manifest.model
+            let available = manifest.criteria
             for criterion in available where criteria.contains(criterion) || aggregates.isEmpty {
                 aggregates[criterion] = try AggregateImportance(traces: tracesPath, criterion: criterion)
             }
@@ -140,6 +143,8 @@ enum SweepCommand {
         let model = loaded.model
         let tokenizer = try loaded.requireTokenizer()
         let fingerprint = try ModelFingerprint(loaded: loaded)
+        // Scores of another model's units would index past this model's layers and heads.
+        if let tracesPath, let tracesModel { try fingerprint.check(matches: tracesModel, what: tracesPath) }
         let context = try arguments.int("context", range: 2...1_000_000) ?? min(512, model.shape.maxContext)
         guard context <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds the model's context of \(model.shape.maxContext)")
@@ -212,7 +217,7 @@ enum SweepCommand {
         }
 
         // The resumable state, checked against the settings that change numbers.
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try AtomicFile.createDirectory(out)
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         let settings = [
             "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",
@@ -237,6 +242,7 @@ enum SweepCommand {
         var state = SweepState(settings: settings)
         if FileManager.default.fileExists(atPath: path("sweep-state.json")) {
             let saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
+            try saved.validate(path: path("sweep-state.json"))
             guard saved.settings == settings else {
                 throw ShadowError.invalidArgument(
                     name: "--out",

@@ -104,6 +104,36 @@ public struct SweepState: Codable, Equatable, Sendable {
 
     public init(settings: String) { self.settings = settings }
 
+    /// The version this build writes and reads.
+    public static let currentVersion = 1
+
+    /// Throws unless the state read from `path` is one this build wrote: a resumed sweep starts
+    /// each cell at its item count, so a negative or impossible count would index outside the
+    /// task's items. The error names the key.
+    public func validate(path: String) throws {
+        guard version == Self.currentVersion else {
+            throw ShadowError.badJSON(path: path, key: "version", reason: "is \(version); this build reads version \(Self.currentVersion)")
+        }
+        for (task, cells) in tallies.sorted(by: { $0.key < $1.key }) {
+            for (key, tally) in cells.sorted(by: { $0.key < $1.key }) {
+                let counts = [("items", tally.items), ("accCorrect", tally.accCorrect), ("accNormCorrect", tally.accNormCorrect),
+                              ("targetTokens", tally.targetTokens), ("predictedTokens", tally.predictedTokens), ("masks", tally.masks),
+                              ("agreement.positions", tally.agreement.positions), ("agreement.matches", tally.agreement.matches)]
+                for (name, value) in counts where value < 0 {
+                    throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).\(name)", reason: "is \(value); counts cannot be negative")
+                }
+                for (name, value) in [("accCorrect", tally.accCorrect), ("accNormCorrect", tally.accNormCorrect)] where value > tally.items {
+                    throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).\(name)",
+                                              reason: "is \(value), more than the \(tally.items) items scored")
+                }
+                guard tally.agreement.matches <= tally.agreement.positions else {
+                    throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).agreement.matches",
+                                              reason: "is \(tally.agreement.matches), more than the \(tally.agreement.positions) positions")
+                }
+            }
+        }
+    }
+
     /// Records `command` as the latest to add to this state.
     public mutating func record(command: String) {
         if commands?.last != command { commands = (commands ?? []) + [command] }

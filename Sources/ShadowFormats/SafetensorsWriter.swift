@@ -69,29 +69,85 @@ public struct SafetensorsWriter {
 }
 
 /// Whole-file writes that never leave a partial file: write beside the target, then rename.
+/// Every failure is one line naming the path and the cause in words.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ShadowError.failed("cannot write \(path): it is a directory")
+        }
+        try createDirectory(directory.path)
+        removeStalePartials(of: url.lastPathComponent, in: directory.path)
+        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
+        guard let file = fopen(temporary, "wb") else {
+            throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: errno)))")
+        }
+        let written = data.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        let writeError = written == data.count ? 0 : errno
+        let closeError = fclose(file) == 0 ? 0 : errno
+        if writeError != 0 || closeError != 0 {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw ShadowError.failed("cannot write \(path): \(describe(errno: writeError != 0 ? writeError : closeError))")
+        }
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            removeStalePartials(of: url.lastPathComponent, in: directory.path)
-            try data.write(to: temporary)
-            if rename(temporary.path, path) != 0 {
-                throw ShadowError.failed("\(path): cannot rename the finished file into place (errno \(errno))")
-            }
-        } catch let error as ShadowError {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
+            try moveIntoPlace(temporary, to: path)
         } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw ShadowError.failed("\(path): cannot write (\(error.localizedDescription))")
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
         }
     }
 
     public static func write(_ text: String, to path: String) throws {
         try write(Data(text.utf8), to: path)
+    }
+
+    /// Renames a finished file or directory over `path` (atomic within one file system).
+    public static func moveIntoPlace(_ source: String, to path: String) throws {
+        guard rename(source, path) == 0 else {
+            throw ShadowError.failed("cannot write \(path): \(describe(errno: errno))")
+        }
+    }
+
+    /// Creates the directory `path` and its missing parents (nothing when it exists). The error
+    /// names the directory and the cause: a file in the way, a parent that cannot be created,
+    /// no permission.
+    public static func createDirectory(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw ShadowError.failed("cannot create directory \(path): a file of that name exists") }
+            return
+        }
+        // Foundation reports a file in place of a parent without its cause: find it first.
+        var ancestor = (path as NSString).deletingLastPathComponent
+        while !ancestor.isEmpty && ancestor != "/" && !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+        }
+        if !ancestor.isEmpty && ancestor != "/" && !isDirectory.boolValue {
+            throw ShadowError.failed("cannot create directory \(path): \(ancestor) is a file, not a directory")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw ShadowError.failed("cannot create directory \(path): \(describe(error))")
+        }
+    }
+
+    /// The system's words for an error number ("No such file or directory").
+    static func describe(errno code: Int32) -> String {
+        code == 0 ? "unknown error" : String(cString: strerror(code))
+    }
+
+    /// The POSIX cause of a Foundation file error in words, not its `Error Domain=…` dump.
+    public static func describe(_ error: any Error) -> String {
+        let nsError = error as NSError
+        if let underlying = (nsError.userInfo[NSUnderlyingErrorKey] as? any Error).map({ $0 as NSError }),
+           underlying.domain == NSPOSIXErrorDomain {
+            return describe(errno: Int32(underlying.code))
+        }
+        if nsError.domain == NSPOSIXErrorDomain { return describe(errno: Int32(nsError.code)) }
+        return nsError.localizedFailureReason ?? nsError.localizedDescription
     }
 
     /// Temporary files a killed writer of the same target left behind (`.NAME.PID.partial`):

@@ -58,10 +58,9 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
         }
     }
 
-    /// When the two descriptions read the same, the first size that differs
-    /// (": its vocab_size is 500, the model's 384"); otherwise nothing.
+    /// The sizes that differ (": its vocab_size is 500, the model's 384"): the descriptions show
+    /// the layer count only, and can read the same for two different models.
     private func shapeDifference(_ other: ModelFingerprint) -> String {
-        guard description == other.description else { return "" }
         let mine = shape, theirs = other.shape
         let sizes: [(String, Int, Int)] = [
             ("hidden_size", mine.hiddenSize, theirs.hiddenSize), ("heads", mine.heads, theirs.heads),
@@ -69,7 +68,7 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
             ("ffn_size", mine.ffnSize, theirs.ffnSize), ("vocab_size", mine.vocabularySize, theirs.vocabularySize),
             ("max_context", mine.maxContext, theirs.maxContext),
         ]
-        guard let (key, model, file) = sizes.first(where: { $0.1 != $0.2 }) else { return "" }
-        return ": its \(key) is \(file), the model's \(model)"
+        let differing = sizes.filter { $0.1 != $0.2 }.map { key, model, file in "its \(key) is \(file), the model's \(model)" }
+        return differing.isEmpty ? "" : ": " + differing.joined(separator: "; ")
     }
 }

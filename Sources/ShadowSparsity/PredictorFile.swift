@@ -112,6 +112,7 @@ public enum PredictorFile {
     public static func load(path: String) throws -> Predictor {
         let file = try open(path)
         let meta = try metadata(of: file)
+        try checkSizes(meta, against: file)
         let predictor: Predictor
         do {
             predictor = try Predictor(configuration: meta.configuration, criterion: meta.criterion, model: meta.model,
@@ -151,6 +152,57 @@ public enum PredictorFile {
         predictor.training = meta.training
         predictor.quality = meta.quality
         return predictor
+    }
+
+    /// Checks the metadata's sizes against the weight tensors in the file before any network is
+    /// allocated: a corrupt size (2^40 layers) would otherwise ask for terabytes, and a product
+    /// that overflows would wrap silently. Every weight's shape must be what the sizes give.
+    private static func checkSizes(_ meta: PredictorMetadata, against file: SafetensorsFile) throws {
+        let path = file.path, s = meta.model.shape
+        func bad(_ key: String, _ reason: String) -> ShadowError { .badJSON(path: path + " (metadata)", key: key, reason: reason) }
+        /// A size and the metadata keys it comes from.
+        typealias Size = (value: Int, key: String)
+        let sizes: [Size] = [(s.layers, "model.shape.layers"), (s.heads, "model.shape.heads"), (s.headDim, "model.shape.head_dim"),
+                             (s.hiddenSize, "model.shape.hidden_size"), (s.ffnSize, "model.shape.ffn_size"),
+                             (meta.headWidth, "head_width"), (meta.neuronWidth, "neuron_width"), (meta.rank ?? 1, "rank")]
+        for size in sizes where size.value <= 0 { throw bad(size.key, "must be positive, got \(size.value)") }
+        func product(_ a: Size, _ b: Size) throws -> Size {
+            let (value, overflow) = a.value.multipliedReportingOverflow(by: b.value)
+            guard !overflow else { throw bad(a.key, "\(a.key) \(a.value) × \(b.key) \(b.value) overflows") }
+            return (value, "\(a.key) × \(b.key)")
+        }
+        let layers = sizes[0], heads = sizes[1], headWidth = sizes[5], neuronWidth = sizes[6]
+        let perLayerHeads = try product(layers, heads), perLayerNeurons = try product(layers, sizes[4])
+        let input = meta.kind == .shadow ? try product(heads, sizes[2]) : sizes[3]
+        // One network: inputs → hidden → [rank →] outputs; weight i has shape [width i+1, width i].
+        func check(_ prefix: String, _ widths: [Size]) throws {
+            for i in 0..<widths.count - 1 {
+                let name = "\(prefix).\(i).weight", expected = [widths[i + 1].value, widths[i].value]
+                guard let info = file.tensorInfos[name] else {
+                    throw ShadowError.badTensor(path: path, tensor: name, reason: "missing (expected shape \(expected))")
+                }
+                guard info.shape == expected else {
+                    let key = info.shape.first == expected[0] ? widths[i].key : widths[i + 1].key
+                    throw ShadowError.badTensor(path: path, tensor: name, reason: "has shape \(info.shape), but the metadata's \(key) gives \(expected)")
+                }
+            }
+        }
+        let rank: [Size] = meta.rank == nil ? [] : [sizes[7]]
+        if meta.kind == .shadow {
+            try check("heads", [input, headWidth, perLayerHeads])
+            if meta.predictsNeurons { try check("neurons", [input, neuronWidth] + rank + [perLayerNeurons]) }
+            return
+        }
+        // Per-layer kinds: layers 1…L−1 each hold at least a weight and a bias of two dense layers.
+        guard layers.value - 1 <= file.tensorInfos.count / 4 else {
+            throw bad(layers.key, "\(layers.value) layers need at least \(layers.value - 1) networks, but the file holds \(file.tensorInfos.count) tensors")
+        }
+        for l in 1..<layers.value {
+            try check(Predictor.tensorPrefix(meta.kind, layer: l, part: "heads"), [input, headWidth, heads])
+            if meta.predictsNeurons {
+                try check(Predictor.tensorPrefix(meta.kind, layer: l, part: "neurons"), [input, neuronWidth] + rank + [sizes[4]])
+            }
+        }
     }
 
     private static func open(_ path: String) throws -> SafetensorsFile {

@@ -120,7 +120,7 @@ public struct PredictorDataset: Sendable {
         guard FileManager.default.fileExists(atPath: manifestPath) else {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds no traces (no \(TraceManifest.fileName))")
         }
-        let manifest = try TraceManifest.load(directory: directory)
+        let manifest = try TraceStore.open(directory: directory)
         guard let name = criterion ?? manifest.criteria.first else {
             throw ShadowError.failed("\(manifestPath): lists no criteria")
         }

@@ -97,7 +97,65 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public static let fileName = "manifest.json"
 
     public static func load(directory: String) throws -> TraceManifest {
-        try ConfigDecoding.decode(TraceManifest.self, path: (directory as NSString).appendingPathComponent(fileName))
+        let path = (directory as NSString).appendingPathComponent(fileName)
+        let manifest = try ConfigDecoding.decode(TraceManifest.self, path: path)
+        try manifest.validate(path: path)
+        return manifest
+    }
+
+    /// Throws unless the manifest is one the writer could have written: readers trust its sizes
+    /// to allocate, its chunk names to open files and its indices to skip finished samples. The
+    /// error names the key.
+    public func validate(path: String) throws {
+        func bad(_ key: String, _ reason: String) -> ShadowError { .badJSON(path: path, key: key, reason: reason) }
+        guard format == "shadowllm-traces" else { throw bad("format", "is \"\(format)\", not \"shadowllm-traces\"") }
+        guard version == 1 else { throw bad("version", "is \(version); this build reads version 1") }
+        let s = model.shape
+        for (key, value) in [("layers", s.layers), ("hidden_size", s.hiddenSize), ("heads", s.heads),
+                             ("head_dim", s.headDim), ("ffn_size", s.ffnSize)] where value <= 0 {
+            throw bad("model.shape.\(key)", "must be positive, got \(value)")
+        }
+        // Every product a reader forms must fit an Int (the release build does not trap on overflow).
+        var product = s.layers
+        for (key, value) in [("heads", s.heads), ("head_dim", s.headDim), ("head_dim", GradientCorrelation.pooledPerSample)] {
+            let (next, overflow) = product.multipliedReportingOverflow(by: value)
+            guard !overflow else { throw bad("model.shape.\(key)", "layers × heads × head_dim overflows") }
+            product = next
+        }
+        for (key, value) in [("hidden_size", s.hiddenSize), ("ffn_size", s.ffnSize)]
+            where s.layers.multipliedReportingOverflow(by: value).overflow {
+            throw bad("model.shape.\(key)", "layers × \(key) overflows")
+        }
+        guard !criteria.isEmpty else { throw bad("criteria", "is empty") }
+        for (i, name) in criteria.enumerated() {
+            guard Criterion(rawValue: name) != nil else { throw bad("criteria[\(i)]", "unknown criterion \"\(name)\"") }
+            guard !criteria[..<i].contains(name) else { throw bad("criteria[\(i)]", "lists \(name) twice") }
+        }
+        guard shardCount >= 1 else { throw bad("shard_count", "must be at least 1, got \(shardCount)") }
+        guard (0..<shardCount).contains(shardIndex) else { throw bad("shard_index", "must be in 0..<\(shardCount), got \(shardIndex)") }
+        guard chunkSize >= 1 else { throw bad("chunk_size", "must be at least 1, got \(chunkSize)") }
+        guard requestedSamples >= 0 else { throw bad("requested_samples", "must not be negative, got \(requestedSamples)") }
+        var files = Set<String>()
+        var previous: Int?
+        for (i, chunk) in chunks.enumerated() {
+            let key = "chunks[\(i)]"
+            // A plain name inside the directory: never a path that reaches outside it.
+            guard !chunk.file.isEmpty, !chunk.file.contains("/"), chunk.file != ".", chunk.file != ".." else {
+                throw bad(key + ".file", "\"\(chunk.file)\" is not a file name in the trace directory")
+            }
+            guard files.insert(chunk.file).inserted else { throw bad(key + ".file", "\(chunk.file) is listed twice") }
+            guard chunk.samples >= 1 else { throw bad(key + ".samples", "must be at least 1, got \(chunk.samples)") }
+            // A chunk holds consecutive indices of the shard (index ≡ shard_index mod shard_count), after the previous chunk's.
+            let (span, overflow) = (chunk.samples - 1).multipliedReportingOverflow(by: shardCount)
+            guard chunk.firstIndex >= 0, chunk.firstIndex % shardCount == shardIndex, !overflow,
+                  chunk.lastIndex.subtractingReportingOverflow(chunk.firstIndex) == (span, false) else {
+                throw bad(key, "indices \(chunk.firstIndex)…\(chunk.lastIndex) do not hold \(chunk.samples) samples of shard \(shardIndex)/\(shardCount)")
+            }
+            if let previous, chunk.firstIndex <= previous {
+                throw bad(key + ".first_index", "\(chunk.firstIndex) does not follow the previous chunk's last index \(previous)")
+            }
+            previous = chunk.lastIndex
+        }
     }
 
     public func save(directory: String) throws {
@@ -135,7 +193,7 @@ public final class TraceWriter {
             }
         } else {
             self.manifest = manifest
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try AtomicFile.createDirectory(directory)
             try self.manifest.save(directory: directory)
         }
     }
@@ -200,31 +258,72 @@ public enum TraceChunk {
     /// The tensor of jacov's pooled gradient vectors (traces calibrated with jacov).
     static let pooledVectorsTensor = "jacov.pooled_vectors"
 
-    /// Reads a chunk back as records.
-    public static func read(path: String, criteria: [String], shape: TransformerShape) throws -> [TraceRecord] {
+    /// Throws unless the chunk file's tensors have exactly the shapes the manifest gives (and
+    /// `chunk`'s sample count, when given); returns the sample count. Reads the header only, so
+    /// the sizes are checked against the bytes on disk before anything is allocated.
+    @discardableResult
+    static func check(_ file: SafetensorsFile, chunk: TraceManifest.Chunk?, criteria: [String], shape: TransformerShape) throws -> Int {
+        let path = file.path
+        guard let info = file.tensorInfos["index"] else { throw ShadowError.badTensor(path: path, tensor: "index", reason: "missing") }
+        let n = info.shape.first ?? 0
+        guard info.shape.count == 1, n == (chunk?.samples ?? n) else {
+            throw ShadowError.badTensor(path: path, tensor: "index",
+                                        reason: "has shape \(info.shape), but the manifest lists \(chunk.map { String($0.samples) } ?? "?") samples")
+        }
+        let L = shape.layers
+        var expected: [(String, [Int], Bool)] = [("loss", [n], true), ("x", [n, shape.attentionWidth], true),
+                                                 ("attention", [n, L, shape.attentionWidth], true), ("layer_input", [n, L, shape.hiddenSize], true)]
+        for criterion in criteria {
+            expected += [("\(criterion).heads", [n, L, shape.heads], true), ("\(criterion).neurons", [n, L, shape.ffnSize], false)]
+        }
+        expected.append((pooledVectorsTensor, [n, L * shape.heads, GradientCorrelation.pooledPerSample, shape.headDim], false))
+        for (name, dims, required) in expected {
+            guard let info = file.tensorInfos[name] else {
+                if required { throw ShadowError.badTensor(path: path, tensor: name, reason: "missing (expected shape \(dims))") }
+                continue
+            }
+            guard info.shape == dims else {
+                throw ShadowError.badTensor(path: path, tensor: name, reason: "has shape \(info.shape), expected \(dims) from the manifest")
+            }
+        }
+        return n
+    }
+
+    /// Reads a chunk back as records. With `chunk` (its manifest entry), the sample count and
+    /// indices must match it.
+    public static func read(path: String, criteria: [String], shape: TransformerShape,
+                            chunk: TraceManifest.Chunk? = nil) throws -> [TraceRecord] {
         let file = try SafetensorsFile(path: path)
+        let n = try check(file, chunk: chunk, criteria: criteria, shape: shape), L = shape.layers
         let index = try file.floats("index")
-        let n = index.count, L = shape.layers
-        func tensor(_ name: String, _ width: Int) throws -> [Float] {
+        // Indices are stored as floats: a corrupt one must not reach Int(_:).
+        guard index.allSatisfy({ $0 >= 0 && $0 <= 1e15 }) else {
+            throw ShadowError.badTensor(path: path, tensor: "index", reason: "holds an index that is negative, huge or not a number")
+        }
+        if let chunk, n > 0, index[0] != Float(chunk.firstIndex) || index[n - 1] != Float(chunk.lastIndex) {
+            throw ShadowError.badTensor(path: path, tensor: "index", reason: "runs from \(index[0]) to \(index[n - 1]), but the manifest lists \(chunk.firstIndex)…\(chunk.lastIndex)")
+        }
+        // Non-finite values would silently poison sums and training (the loss, only recorded, may be infinite).
+        func tensor(_ name: String) throws -> [Float] {
             let values = try file.floats(name)
-            guard values.count == n * width else {
-                throw ShadowError.badTensor(path: path, tensor: name, reason: "has \(values.count) values, expected \(n * width)")
+            guard values.allSatisfy(\.isFinite) else {
+                throw ShadowError.badTensor(path: path, tensor: name, reason: "holds non-finite values (NaN or infinity)")
             }
             return values
         }
-        let loss = try tensor("loss", 1)
-        let x = try tensor("x", shape.attentionWidth)
-        let attention = try tensor("attention", L * shape.attentionWidth)
-        let inputs = try tensor("layer_input", L * shape.hiddenSize)
+        let loss = try file.floats("loss")
+        let x = try tensor("x")
+        let attention = try tensor("attention")
+        let inputs = try tensor("layer_input")
         var heads: [String: [Float]] = [:], neurons: [String: [Float]] = [:]
         for criterion in criteria {
-            heads[criterion] = try tensor("\(criterion).heads", L * shape.heads)
+            heads[criterion] = try tensor("\(criterion).heads")
             if file.tensorInfos["\(criterion).neurons"] != nil {
-                neurons[criterion] = try tensor("\(criterion).neurons", L * shape.ffnSize)
+                neurons[criterion] = try tensor("\(criterion).neurons")
             }
         }
         let vectorWidth = L * shape.heads * GradientCorrelation.pooledPerSample * shape.headDim
-        let vectors = file.tensorInfos[pooledVectorsTensor] == nil ? nil : try tensor(pooledVectorsTensor, vectorWidth)
+        let vectors = file.tensorInfos[pooledVectorsTensor] == nil ? nil : try tensor(pooledVectorsTensor)
         func slice(_ values: [Float], _ i: Int, _ width: Int) -> [Float] { Array(values[i * width..<(i + 1) * width]) }
         return (0..<n).map { i in
             TraceRecord(index: Int(index[i]), loss: loss[i], x: slice(x, i, shape.attentionWidth),
@@ -239,21 +338,39 @@ public enum TraceChunk {
 
 /// Reading and merging trace directories.
 public enum TraceStore {
+    /// The manifest of a trace directory, with every chunk it lists checked against it (headers
+    /// only): after this, its sizes and sample counts are those of files on disk and safe to
+    /// allocate.
+    public static func open(directory: String) throws -> TraceManifest {
+        let manifest = try TraceManifest.load(directory: directory)
+        for chunk in manifest.chunks {
+            let path = (directory as NSString).appendingPathComponent(chunk.file)
+            guard FileManager.default.fileExists(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+            try TraceChunk.check(try SafetensorsFile(path: path), chunk: chunk, criteria: manifest.criteria, shape: manifest.model.shape)
+        }
+        return manifest
+    }
+
     /// Visits every record of a trace directory in order, one chunk in memory at a time.
     public static func forEach(directory: String, _ body: (TraceRecord) throws -> Void) throws {
         let manifest = try TraceManifest.load(directory: directory)
         for chunk in manifest.chunks {
             let records = try TraceChunk.read(path: (directory as NSString).appendingPathComponent(chunk.file),
-                                              criteria: manifest.criteria, shape: manifest.model.shape)
+                                              criteria: manifest.criteria, shape: manifest.model.shape, chunk: chunk)
             for record in records { try body(record) }
         }
     }
 
     /// Joins shard directories of one calibration into `output`, ordered by sample index, so the
     /// result is the same whatever the number of shards or the order they are listed in.
+    /// Everything is checked before `output` is touched, and the merge is built in a temporary
+    /// directory beside it that is renamed into place at the end: a failed merge leaves nothing.
     public static func merge(shards: [String], into output: String, chunkSize: Int? = nil) throws {
         guard !shards.isEmpty else { throw ShadowError.invalidArgument(name: "merge", reason: "needs at least one shard directory") }
-        let manifests = try shards.map { try TraceManifest.load(directory: $0) }
+        guard !FileManager.default.fileExists(atPath: output) else {
+            throw ShadowError.invalidArgument(name: "--out", reason: "\(output) already exists (the merged traces go to a new directory)")
+        }
+        let manifests = try shards.map { try open(directory: $0) }
         let first = manifests[0]
         for (dir, m) in zip(shards, manifests) {
             guard m.model == first.model, m.criteria == first.criteria, m.sources == first.sources,
@@ -265,12 +382,35 @@ public enum TraceStore {
         }
         let indices = Set(manifests.map(\.shardIndex))
         guard indices.count == manifests.count else { throw ShadowError.failed("merge: the same shard is listed twice") }
+        // Merged traces claim every sample: a shard left out would silently shrink them.
+        if let missing = (0..<first.shardCount).first(where: { !indices.contains($0) }) {
+            throw ShadowError.invalidArgument(name: "--shards", reason: "shard \(missing)/\(first.shardCount) is missing (\(manifests.count) of \(first.shardCount) shards given)")
+        }
         var merged = first
         merged.shardIndex = 0
         merged.shardCount = 1
         merged.chunks = []
         merged.complete = false
         merged.chunkSize = chunkSize ?? first.chunkSize
+        let target = URL(fileURLWithPath: output)
+        let temporary = target.deletingLastPathComponent()
+            .appendingPathComponent(".\(target.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
+        try? FileManager.default.removeItem(atPath: temporary)
+        do {
+            try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        } catch {
+            throw ShadowError.failed("cannot create directory \(output): \(AtomicFile.describe(error))")
+        }
+        do {
+            try merge(manifests: manifests, shards: shards, into: temporary, manifest: merged)
+            try AtomicFile.moveIntoPlace(temporary, to: output)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+    }
+
+    private static func merge(manifests: [TraceManifest], shards: [String], into output: String, manifest merged: TraceManifest) throws {
         let writer = try TraceWriter(directory: output, manifest: merged, resume: false)
 
         // A k-way merge over the shards' chunk streams: each shard is already in index order.
@@ -279,8 +419,9 @@ public enum TraceStore {
         func head(_ c: inout Cursor) throws -> TraceRecord? {
             while c.position >= c.records.count {
                 guard c.chunk < c.manifest.chunks.count else { return nil }
-                c.records = try TraceChunk.read(path: (c.directory as NSString).appendingPathComponent(c.manifest.chunks[c.chunk].file),
-                                                criteria: c.manifest.criteria, shape: c.manifest.model.shape)
+                let chunk = c.manifest.chunks[c.chunk]
+                c.records = try TraceChunk.read(path: (c.directory as NSString).appendingPathComponent(chunk.file),
+                                                criteria: c.manifest.criteria, shape: c.manifest.model.shape, chunk: chunk)
                 c.chunk += 1
                 c.position = 0
             }
@@ -309,6 +450,8 @@ public struct AggregateImportance: Sendable, Equatable {
     /// The head scores are jacov's pooled statistic, not a sum over samples. Traces calibrated
     /// before jacov kept pooled vectors fall back to the sum of per-sample scores.
     public let pooled: Bool
+    /// The traces were complete (a calibration still running, or killed, gives fewer samples).
+    public let complete: Bool
 
     /// Mean importance per sample (the pooled statistic itself when pooled).
     public var headsPerSample: [[Float]] {
@@ -317,11 +460,14 @@ public struct AggregateImportance: Sendable, Equatable {
     }
 
     public init(traces directory: String, criterion: String) throws {
-        let manifest = try TraceManifest.load(directory: directory)
+        let manifest = try TraceStore.open(directory: directory)
         guard manifest.criteria.contains(criterion) else {
             throw ShadowError.invalidArgument(
                 name: "--criterion",
                 reason: "\(directory) has no \"\(criterion)\" scores (it has \(manifest.criteria.joined(separator: ", ")))")
+        }
+        guard manifest.sampleCount > 0 else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds no samples")
         }
         let shape = manifest.model.shape
         var heads = [Float](repeating: 0, count: shape.layers * shape.heads)
@@ -348,6 +494,7 @@ public struct AggregateImportance: Sendable, Equatable {
         }
         self.criterion = criterion
         self.samples = samples
+        self.complete = manifest.complete
         self.pooled = pool != nil
         self.heads = rows(pool?.scores() ?? heads, shape.heads)
         self.neurons = neurons.map { rows($0, shape.ffnSize) }

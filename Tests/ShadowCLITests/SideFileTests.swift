@@ -1,0 +1,182 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+@testable import ShadowSparsity
+import ShadowFormats
+import ShadowModels
+import ShadowTestSupport
+
+/// Traces, scores and states that do not fit the model or the command: one-line errors, no crash,
+/// nothing half-written.
+@Suite("Side files that do not fit", .serialized)
+struct SideFileTests {
+    /// The error is one line that names `names`, and the status is 1.
+    func expectOneLineError(_ run: CLIRun, naming names: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(run.status == 1, "status \(run.status): \(run.err)", sourceLocation: sourceLocation)
+        #expect(run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1, "\(run.err)", sourceLocation: sourceLocation)
+        for name in names { #expect(run.err.contains(name), "\(run.err) does not name \(name)", sourceLocation: sourceLocation) }
+    }
+
+    @Test("sweep refuses traces calibrated on another model before it writes anything")
+    func sweepChecksTheTracesModel() throws {
+        let piqa = try EvalCommandTests.piqaFiles()
+        let out = scratchPath("sweep-other-model")
+        // The sweep suite's traces come from tiny-llama; tiny-llama-tied has other weights and KV heads.
+        let run = CLIRun(["sweep", "--model", fixture("tiny-llama-tied"), "--out", out, "--tasks", "piqa",
+                          "--data", "piqa=\(piqa.data)", "--labels", "piqa=\(piqa.labels)", "--methods", "static",
+                          "--criteria", "plainact", "--sparsities", "0.5", "--limit", "2",
+                          "--traces", SweepCommandTests.inputs.traces, "--no-progress"])
+        expectOneLineError(run, naming: [SweepCommandTests.inputs.traces, "tiny-llama", "its kv_heads is 2, the model's 4"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test("static masks of heads alone accept a heads-only scores file; pruning neurons still needs neuron scores")
+    func headsOnlyStaticScores() throws {
+        let dir = TestScratch.url("heads-only-scores")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let scores = dir.appendingPathComponent("jacov.json")
+        let heads = (0..<2).map { l in (0..<4).map { Double(l * 4 + $0) } }
+        try JSONSerialization.data(withJSONObject: ["criterion": "jacov", "samples": 3, "heads": heads]).write(to: scores)
+        func generate(_ sparsity: [String]) -> CLIRun {
+            CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once", "--max-tokens", "2", "--json",
+                    "--method", "static", "--scores", scores.path] + sparsity)
+        }
+        let headsOnly = generate(["--head-sparsity", "0.5"])
+        #expect(headsOnly.status == 0, "\(headsOnly.err)")
+        expectOneLineError(generate(["--sparsity", "0.5"]), naming: [scores.path, "neurons"])
+    }
+
+    @Test("a resumed sweep refuses a state with negative or impossible counts or another version, naming the key")
+    func sweepStateIsChecked() throws {
+        let piqa = try EvalCommandTests.piqaFiles()
+        let out = scratchPath("sweep-state")
+        func sweep() -> CLIRun {
+            CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa", "--data", "piqa=\(piqa.data)",
+                    "--labels", "piqa=\(piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--limit", "2", "--no-progress"])
+        }
+        let first = sweep()
+        #expect(first.status == 0, "\(first.err)")
+        let statePath = out + "/sweep-state.json", resultsPath = out + "/results.json"
+        let good = try Data(contentsOf: URL(fileURLWithPath: statePath))
+        let results = try Data(contentsOf: URL(fileURLWithPath: resultsPath))
+        let cases: [([String], Int, String)] = [
+            (["tallies", "piqa", "dense", "items"], -5, "tallies.piqa.dense.items"),
+            (["tallies", "piqa", "random/-/0.50", "accCorrect"], 7, "tallies.piqa.random/-/0.50.accCorrect"),
+            (["tallies", "piqa", "random/-/0.50", "agreement", "positions"], -1, "agreement.positions"),
+            (["version"], 99, "version"),
+        ]
+        for (keys, value, mention) in cases {
+            var state = try #require(try JSONSerialization.jsonObject(with: good) as? [String: Any])
+            setJSON(&state, keys, value)
+            try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
+            expectOneLineError(sweep(), naming: [statePath, mention])
+            #expect(try Data(contentsOf: URL(fileURLWithPath: resultsPath)) == results)
+        }
+    }
+
+    func calibrate(_ out: String, _ extra: [String] = []) -> CLIRun {
+        CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)", "--samples", "3",
+                "--text-window", "16", "--text-continuation", "4", "--chunk-size", "2", "--out", out, "--no-progress"] + extra)
+    }
+
+    @Test("outputs that cannot be written name the path and the cause in words, not a Foundation dump")
+    func unwritableOutputs() throws {
+        let traces = scratchPath("unwritable-traces")
+        #expect(calibrate(traces).status == 0)
+        let file = scratchPath("a-file")
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        let piqa = try EvalCommandTests.piqaFiles()
+        func sweep(_ out: String) -> CLIRun {
+            CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa", "--data", "piqa=\(piqa.data)",
+                    "--labels", "piqa=\(piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--limit", "2", "--no-progress"])
+        }
+        let cases: [(CLIRun, [String])] = [
+            (calibrate(file), ["cannot create directory \(file)", "a file of that name exists"]),
+            (calibrate(file + "/traces"), ["cannot create directory \(file)/traces", "\(file) is a file, not a directory"]),
+            (CLIRun(["traces", "merge", "--shards", traces, "--out", file + "/merged"]), ["cannot create directory \(file)/merged"]),
+            (sweep(file + "/sweep"), ["cannot create directory \(file)/sweep"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", traces]), ["cannot write \(traces)", "is a directory"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/scores.json"]), ["cannot create directory \(file)", "a file of that name exists"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/sub/scores.json"]), ["cannot create directory \(file)/sub", "is a file, not a directory"]),
+        ]
+        for (run, mentions) in cases {
+            expectOneLineError(run, naming: mentions)
+            #expect(!run.err.contains("Error Domain") && !run.err.contains("errno"), "\(run.err)")
+        }
+        // A directory that refuses new files (procfs): the cause is the directory, in words.
+        if FileManager.default.fileExists(atPath: "/proc/self") {
+            for (run, mention) in [(calibrate("/proc/tr"), "cannot create directory /proc/tr: No such file or directory"),
+                                   (CLIRun(["aggregate", "--traces", traces, "--out", "/proc/agg.json"]), "cannot write /proc/agg.json: cannot create a file in /proc")] {
+                expectOneLineError(run, naming: [mention])
+                #expect(!run.err.contains("Error Domain"), "\(run.err)")
+            }
+        }
+    }
+
+    @Test("traces merge of some shards names the missing one; a failed merge leaves no directory to block the retry")
+    func mergeCoversEveryShard() throws {
+        let s0 = scratchPath("merge-s0"), s1 = scratchPath("merge-s1"), out = scratchPath("merge-out")
+        #expect(calibrate(s0, ["--shard", "0/2"]).status == 0)
+        #expect(calibrate(s1, ["--shard", "1/2"]).status == 0)
+        expectOneLineError(CLIRun(["traces", "merge", "--shards", s0, "--out", out]), naming: ["shard 1/2 is missing"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // A chunk listed by the manifest but gone: the merge fails, and leaves nothing.
+        let broken = scratchPath("merge-s1-broken")
+        try FileManager.default.copyItem(atPath: s1, toPath: broken)
+        try FileManager.default.removeItem(atPath: broken + "/chunk-00000.safetensors")
+        expectOneLineError(CLIRun(["traces", "merge", "--shards", "\(s0),\(broken)", "--out", out]), naming: [broken + "/chunk-00000.safetensors"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let retry = CLIRun(["traces", "merge", "--shards", "\(s0),\(s1)", "--out", out])
+        #expect(retry.status == 0, "\(retry.err)")
+        #expect(try TraceManifest.load(directory: out).sampleCount == 3)
+    }
+
+    @Test("aggregate warns about incomplete traces and refuses NaN scores naming the chunk, writing nothing")
+    func aggregateChecksTraces() throws {
+        let traces = scratchPath("aggregate-traces")
+        #expect(calibrate(traces).status == 0)
+        var manifest = try TraceManifest.load(directory: traces)
+        manifest.complete = false
+        try manifest.save(directory: traces)
+        let out = traces + "-scores.json"
+        let incomplete = CLIRun(["aggregate", "--traces", traces, "--out", out])
+        #expect(incomplete.status == 0 && incomplete.err.contains("not complete"), "\(incomplete.err)")
+
+        let chunk = traces + "/chunk-00001.safetensors"
+        let file = try SafetensorsFile(path: chunk)
+        var writer = SafetensorsWriter(metadata: file.metadata)
+        writer.tensors = try file.tensorNames.map { name in
+            let values = try file.floats(name)
+            return .init(name: name, shape: try file.info(name).shape, values: name == "plainact.heads" ? values.map { _ in .nan } : values)
+        }
+        try writer.write(to: chunk)
+        let nanOut = traces + "-nan.json"
+        expectOneLineError(CLIRun(["aggregate", "--traces", traces, "--out", nanOut]), naming: [chunk, "plainact.heads", "non-finite"])
+        #expect(!FileManager.default.fileExists(atPath: nanOut))
+    }
+
+    @Test("calibrate checks its windows and criteria before it creates --out, so the corrected command runs")
+    func calibrateChecksFirst() throws {
+        let out = scratchPath("calibrate-first"), long = scratchPath("long") + ".txt"
+        let text = try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8)
+        try String(repeating: text + " ", count: 20).write(toFile: long, atomically: true, encoding: .utf8)
+        expectOneLineError(CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(long)", "--samples", "2",
+                                   "--text-window", "1000", "--out", out, "--no-progress"]),
+                           naming: ["--text-window", "1000 tokens", "128"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        expectOneLineError(calibrate(out, ["--criteria", ""]), naming: ["--criteria"])
+        expectOneLineError(calibrate(out, ["--criteria", "plainact,plainact"]), naming: ["--criteria", "plainact twice"])
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let corrected = calibrate(out)
+        #expect(corrected.status == 0, "\(corrected.err)")
+    }
+}
+
+/// Sets `keys` (a path of dictionary keys) in a JSON object.
+func setJSON(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
+    guard let first = keys.first else { return }
+    if keys.count == 1 { object[first] = value; return }
+    var inner = object[first] as? [String: Any] ?? [:]
+    setJSON(&inner, Array(keys.dropFirst()), value)
+    object[first] = inner
+}

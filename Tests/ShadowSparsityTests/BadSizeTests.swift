@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+@testable import ShadowSparsity
+import ShadowTestSupport
+
+/// Copies the predictor file at `path` with its metadata JSON edited by `edit` (the tensors unchanged).
+func predictorFile(from path: String, to copy: String, edit: (inout [String: Any]) -> Void) throws {
+    let file = try SafetensorsFile(path: path)
+    let json = try #require(file.metadata["predictor"])
+    var meta = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+    edit(&meta)
+    var writer = SafetensorsWriter(metadata: ["format": PredictorFile.format,
+                                              "predictor": String(decoding: try JSONSerialization.data(withJSONObject: meta), as: UTF8.self)])
+    writer.tensors = try file.tensorNames.map { .init(name: $0, shape: try file.info($0).shape, values: try file.floats($0)) }
+    try writer.write(to: copy)
+}
+
+/// Sets `keys` (a path of dictionary keys) in a JSON object.
+func setJSON(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
+    guard let first = keys.first else { return }
+    if keys.count == 1 { object[first] = value; return }
+    var inner = object[first] as? [String: Any] ?? [:]
+    setJSON(&inner, Array(keys.dropFirst()), value)
+    object[first] = inner
+}
+
+@Suite("Sizes in side files")
+struct BadSizeTests {
+    @Test("huge or overflowing sizes in predictor metadata are one-line errors naming the file and key, not allocations",
+          arguments: [PredictorKind.shadow, .dejavu])
+    func hugePredictorSizes(kind: PredictorKind) throws {
+        var configuration = smallConfiguration
+        configuration.kind = kind
+        configuration.rank = 4
+        let predictor = try Predictor(configuration: configuration, criterion: "plainact", model: SyntheticTraces.fingerprint)
+        let directory = temporaryDirectory("huge-sizes")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let good = directory + "/good.safetensors"
+        try PredictorFile.save(predictor, to: good)
+        let huge = 1 << 40, overflowing = 1 << 62
+        let cases: [([String], Int, String)] = [
+            (["model", "shape", "layers"], huge, "model.shape.layers"),
+            (["model", "shape", "layers"], overflowing, "model.shape.layers"),
+            (["model", "shape", "heads"], huge, "model.shape.heads"),
+            (["model", "shape", "ffn_size"], huge, "model.shape.ffn_size"),
+            (["head_width"], huge, "head_width"),
+            (["neuron_width"], huge, "neuron_width"),
+            (["rank"], huge, "rank"),
+            (["model", "shape", "layers"], -1, "model.shape.layers"),
+        ] + (kind == .shadow ? [(["model", "shape", "head_dim"], overflowing, "model.shape.head")]
+                             : [(["model", "shape", "hidden_size"], huge, "model.shape.hidden_size")])
+        for (keys, value, mention) in cases {
+            let path = directory + "/\(keys.last!)-\(value).safetensors"
+            try predictorFile(from: good, to: path) { setJSON(&$0, keys, value) }
+            do {
+                _ = try PredictorFile.load(path: path)
+                Issue.record("\(keys) = \(value) loaded")
+            } catch let error as ShadowError {
+                #expect(error.description.hasPrefix(path) && error.description.contains(mention), "\(error)")
+                #expect(!error.description.contains("\n"))
+            }
+        }
+        #expect(try PredictorFile.load(path: good).parameterCount == predictor.parameterCount)
+    }
+}

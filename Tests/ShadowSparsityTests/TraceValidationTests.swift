@@ -1,0 +1,164 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+@testable import ShadowSparsity
+import ShadowTestSupport
+
+@Suite("Trace directories that do not fit")
+struct TraceValidationTests {
+    /// A fresh copy of 12 synthetic samples in chunks of 4 (plainact with neurons, jacov heads only).
+    func traces(_ name: String) throws -> String {
+        let directory = temporaryDirectory(name)
+        try SyntheticTraces.write(directory: directory, count: 12, criteria: ["plainact", "jacov"], headsOnly: ["jacov"], chunkSize: 4)
+        return directory
+    }
+
+    func editManifest(_ directory: String, _ edit: (inout [String: Any]) -> Void) throws {
+        let url = URL(fileURLWithPath: directory + "/" + TraceManifest.fileName)
+        var manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        edit(&manifest)
+        try JSONSerialization.data(withJSONObject: manifest).write(to: url)
+    }
+
+    /// Rewrites chunk `file` with its tensors passed through `edit`.
+    func editChunk(_ path: String, _ edit: (inout [SafetensorsWriter.Tensor]) -> Void) throws {
+        let file = try SafetensorsFile(path: path)
+        var tensors = try file.tensorNames.map { SafetensorsWriter.Tensor(name: $0, shape: try file.info($0).shape, values: try file.floats($0)) }
+        edit(&tensors)
+        var writer = SafetensorsWriter(metadata: file.metadata)
+        writer.tensors = tensors
+        try writer.write(to: path)
+    }
+
+    /// Every reader refuses the directory with one line that mentions each of `mentions`.
+    func expectRefused(_ directory: String, mentioning mentions: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+        let readers: [(String, () throws -> Void)] = [
+            ("open", { _ = try TraceStore.open(directory: directory) }),
+            ("aggregate", { _ = try AggregateImportance(traces: directory, criterion: "plainact") }),
+            ("train", { _ = try PredictorDataset.load(directory: directory, criterion: "plainact", kind: .dejavu) }),
+        ]
+        for (name, read) in readers {
+            do {
+                try read()
+                Issue.record("\(name) accepted \(directory)", sourceLocation: sourceLocation)
+            } catch let error as ShadowError {
+                for mention in mentions {
+                    #expect(error.description.contains(mention), "\(name): \(error) does not mention \(mention)", sourceLocation: sourceLocation)
+                }
+                #expect(!error.description.contains("\n"), sourceLocation: sourceLocation)
+            } catch {
+                Issue.record("\(name): \(error)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    @Test("a manifest with a chunk listed twice, outside the directory, of the wrong size, or of another format or version is refused naming the key")
+    func inconsistentManifests() throws {
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("duplicate", { m in var c = m["chunks"] as! [[String: Any]]; c.append(c[0]); m["chunks"] = c }, "chunks[3].file"),
+            ("outside", { m in var c = m["chunks"] as! [[String: Any]]; c[0]["file"] = "../../etc/passwd"; m["chunks"] = c }, "chunks[0].file"),
+            ("samples", { m in var c = m["chunks"] as! [[String: Any]]; c[1]["samples"] = 9; m["chunks"] = c }, "chunks[1]"),
+            ("overlap", { m in var c = m["chunks"] as! [[String: Any]]; c[1]["first_index"] = 2; c[1]["last_index"] = 5; m["chunks"] = c }, "chunks[1].first_index"),
+            ("format", { m in m["format"] = "other" }, "format"),
+            ("version", { m in m["version"] = 9 }, "version"),
+            ("criteria", { m in m["criteria"] = ["plainact", "plainact"] }, "criteria[1]"),
+            ("shards", { m in m["shard_index"] = 3 }, "shard_index"),
+        ]
+        for (name, edit, key) in cases {
+            let directory = try traces("manifest-\(name)")
+            try editManifest(directory, edit)
+            expectRefused(directory, mentioning: [directory + "/manifest.json", "key \"\(key)"])
+        }
+        // The same sample count in the manifest but not in the file.
+        let directory = try traces("manifest-count")
+        try editManifest(directory) { m in
+            var c = m["chunks"] as! [[String: Any]]
+            c[1]["samples"] = 3; c[1]["last_index"] = 6
+            m["chunks"] = c
+        }
+        expectRefused(directory, mentioning: ["chunk-00001.safetensors", "index"])
+    }
+
+    @Test("huge or overflowing sizes in a manifest are refused against the chunk files before anything is allocated")
+    func hugeManifestSizes() throws {
+        for (key, value) in [("layers", 1 << 40), ("heads", 1 << 40), ("ffn_size", 1 << 40), ("hidden_size", 1 << 40),
+                             ("layers", 1 << 62), ("head_dim", 1 << 62), ("heads", -1)] {
+            let directory = try traces("manifest-\(key)")
+            try editManifest(directory) { m in
+                var model = m["model"] as! [String: Any], shape = model["shape"] as! [String: Any]
+                shape[key] = value
+                model["shape"] = shape
+                m["model"] = model
+            }
+            expectRefused(directory, mentioning: [directory + "/"])
+        }
+        // No chunks: nothing to check the sizes against, and nothing to aggregate.
+        let empty = try traces("manifest-empty")
+        try editManifest(empty) { m in
+            m["chunks"] = [[String: Any]]()
+            var model = m["model"] as! [String: Any], shape = model["shape"] as! [String: Any]
+            shape["layers"] = 1 << 40
+            model["shape"] = shape
+            m["model"] = model
+        }
+        #expect(throws: ShadowError.invalidArgument(name: "--traces", reason: "\(empty) holds no samples")) {
+            _ = try AggregateImportance(traces: empty, criterion: "plainact")
+        }
+    }
+
+    @Test("a chunk tensor with a permuted shape or non-finite scores is refused naming the chunk and tensor")
+    func badChunks() throws {
+        let permuted = try traces("chunk-permuted")
+        let shape = SyntheticTraces.shape
+        try editChunk(permuted + "/chunk-00001.safetensors") { tensors in
+            tensors = tensors.map { $0.name == "plainact.heads" ? .init(name: $0.name, shape: [4, shape.heads, shape.layers], values: $0.values) : $0 }
+        }
+        expectRefused(permuted, mentioning: [permuted + "/chunk-00001.safetensors", "plainact.heads"])
+
+        let nan = try traces("chunk-nan")
+        try editChunk(nan + "/chunk-00002.safetensors") { tensors in
+            tensors = tensors.map { $0.name == "plainact.neurons" ? .init(name: $0.name, shape: $0.shape, values: $0.values.map { _ in .nan }) : $0 }
+        }
+        for read in [{ _ = try AggregateImportance(traces: nan, criterion: "plainact") },
+                     { _ = try PredictorDataset.load(directory: nan, criterion: "plainact", kind: .shadow) }] {
+            #expect(throws: ShadowError.badTensor(path: nan + "/chunk-00002.safetensors", tensor: "plainact.neurons",
+                                                  reason: "holds non-finite values (NaN or infinity)")) { try read() }
+        }
+    }
+
+    @Test("a merge of only some shards is refused naming the missing one, and a failed merge leaves nothing")
+    func merges() throws {
+        let root = temporaryDirectory("merge")
+        var shards: [String] = []
+        for i in 0..<3 {
+            let directory = root + "/s\(i)"
+            let model = SyntheticTraces.fingerprint
+            let manifest = TraceManifest(model: model, criteria: ["plainact"], predictorToken: .lastContext, sources: ["synthetic"],
+                                         options: CalibrationOptions(), requestedSamples: 9, shardIndex: i, shardCount: 3, chunkSize: 2)
+            let writer = try TraceWriter(directory: directory, manifest: manifest, resume: false)
+            for record in SyntheticTraces.records(count: 9) where record.index % 3 == i { try writer.append(record) }
+            try writer.finish()
+            shards.append(directory)
+        }
+        let out = root + "/merged"
+        #expect(throws: ShadowError.invalidArgument(name: "--shards", reason: "shard 1/3 is missing (2 of 3 shards given)")) {
+            try TraceStore.merge(shards: [shards[0], shards[2]], into: out)
+        }
+        // A shard whose last chunk holds NaN fails half-way, after chunks were written: no output, nothing beside it.
+        let cut = root + "/s1-cut"
+        try FileManager.default.copyItem(atPath: shards[1], toPath: cut)
+        try editChunk(cut + "/chunk-00001.safetensors") { tensors in
+            tensors = tensors.map { $0.name == "x" ? .init(name: $0.name, shape: $0.shape, values: $0.values.map { _ in .nan }) : $0 }
+        }
+        #expect(throws: ShadowError.badTensor(path: cut + "/chunk-00001.safetensors", tensor: "x", reason: "holds non-finite values (NaN or infinity)")) {
+            try TraceStore.merge(shards: [shards[0], cut, shards[2]], into: out)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == ["s0", "s1", "s1-cut", "s2"])
+        // The retry with the good shard succeeds; merging again onto it is refused.
+        try TraceStore.merge(shards: shards, into: out)
+        let merged = try TraceStore.open(directory: out)
+        #expect(merged.complete && merged.sampleCount == 9)
+        #expect(throws: ShadowError.self) { try TraceStore.merge(shards: shards, into: out) }
+    }
+}
