@@ -133,7 +133,7 @@ enum EvalCommand {
             throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize")
         }
         if task != .wikitext {
-            _ = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
+            _ = try Evaluation.fewShotPool(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit), shots: shots)
         } else if offset != 0 || limit != nil {
             throw ShadowError.invalidArgument(name: arguments.has("limit") ? "--limit" : "--offset",
                                               reason: "does not apply to wikitext (the whole text is scored)")
@@ -175,7 +175,7 @@ enum EvalCommand {
             }
         default:
             let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
-            let pool = Array(items[..<range.lowerBound] + items[range.upperBound...])
+            let pool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
             let scorer = LoglikelihoodScorer(model: model, sparsity: sparsity, maskMode: maskMode)
             if task == .lambada {
                 let result = Evaluation.lambada(items: items[range], pool: pool, shots: shots, seed: seed,

@@ -74,6 +74,19 @@ public enum Evaluation {
         return offset ..< min(count, offset + (limit ?? count))
     }
 
+    /// Where the few-shot examples of the items `range` of `items` come from: the rest of the
+    /// file, so a slice's shots never show another evaluated question's answer; when the rest
+    /// holds fewer than `shots` (the whole file evaluated), every item, each prompt leaving out
+    /// its own question — as lm-eval does when its few-shot split is the one evaluated.
+    public static func fewShotPool(items: [MultipleChoiceItem], range: Range<Int>, shots: Int) throws -> [MultipleChoiceItem] {
+        guard shots > 0 else { return [] }
+        guard shots < items.count else {
+            throw ShadowError.invalidArgument(name: "--shots", reason: "\(shots) examples need \(shots + 1) items; the file has \(items.count)")
+        }
+        let rest = Array(items[..<range.lowerBound] + items[range.upperBound...])
+        return rest.count >= shots ? rest : items
+    }
+
     /// Scores `items` with `shots` examples each, drawn with `seed` from `pool` (the rest of the
     /// file, so a slice's shots never include one of its own questions' answers by accident of
     /// position — and never the question itself).

@@ -270,7 +270,7 @@ public struct SweepRunner {
             return controller
         }
         let scorer = LoglikelihoodScorer(model: model, controllers: controllers, maskMode: maskMode)
-        let pool = Array(items[..<range.lowerBound] + items[range.upperBound...])
+        let pool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
         // Each cell continues where it stopped; a cell added to an earlier sweep starts at 0.
         var done = cells.map { min(state.tally(task: task, cell: $0).items, range.count) }
         progress(done.reduce(0, +))

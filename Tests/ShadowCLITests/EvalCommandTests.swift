@@ -229,6 +229,28 @@ struct EvalCommandTests {
         #expect(hybrid.status == 0, "\(hybrid.err)")
     }
 
+    @Test("few-shot over the whole file draws from the other items, and more shots than the file holds is an error")
+    func fewShotWholeFile() throws {
+        let files = try Self.piqaFiles()
+        let samples = TestScratch.url("eval-shots.jsonl").path
+        let run = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", files.data, "--labels", files.labels,
+                          "--shots", "2", "--samples", samples, "--no-progress", "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        let lines = try String(contentsOfFile: samples, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 4)
+        for line in lines {
+            let sample = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let context = try #require((sample["contexts"] as? [String])?.first)
+            // Two shots, then the question; never the question among its own shots.
+            #expect(context.components(separatedBy: "\n\n").count == 3, "\(context)")
+            let question = try #require(context.components(separatedBy: "\n\n").last)
+            #expect(!context.components(separatedBy: "\n\n").dropLast().contains { $0.hasPrefix(question) }, "\(context)")
+        }
+        let tooMany = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", files.data, "--labels", files.labels,
+                              "--shots", "4", "--no-progress"])
+        #expect(tooMany.status != 0 && tooMany.err.hasPrefix("error: --shots: 4 examples need 5 items; the file has 4"), "\(tooMany.err)")
+    }
+
     @Test("runs on the shared PIQA data when it is present", .enabled(if: FileManager.default.fileExists(atPath: "/work/shared/data/piqa/valid.jsonl")))
     func sharedData() throws {
         let run = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa",

@@ -171,12 +171,3 @@ struct SideFileTests {
         #expect(corrected.status == 0, "\(corrected.err)")
     }
 }
-
-/// Sets `keys` (a path of dictionary keys) in a JSON object.
-func setJSON(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
-    guard let first = keys.first else { return }
-    if keys.count == 1 { object[first] = value; return }
-    var inner = object[first] as? [String: Any] ?? [:]
-    setJSON(&inner, Array(keys.dropFirst()), value)
-    object[first] = inner
-}

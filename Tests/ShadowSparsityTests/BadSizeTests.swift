@@ -17,15 +17,6 @@ func predictorFile(from path: String, to copy: String, edit: (inout [String: Any
     try writer.write(to: copy)
 }
 
-/// Sets `keys` (a path of dictionary keys) in a JSON object.
-func setJSON(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
-    guard let first = keys.first else { return }
-    if keys.count == 1 { object[first] = value; return }
-    var inner = object[first] as? [String: Any] ?? [:]
-    setJSON(&inner, Array(keys.dropFirst()), value)
-    object[first] = inner
-}
-
 @Suite("Sizes in side files")
 struct BadSizeTests {
     @Test("huge or overflowing sizes in predictor metadata are one-line errors naming the file and key, not allocations",

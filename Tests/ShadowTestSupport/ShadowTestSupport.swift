@@ -50,3 +50,12 @@ public enum TestScratch {
 
     public static func path(_ prefix: String, suffix: String = "") -> String { url(prefix, suffix: suffix).path }
 }
+
+/// Sets `keys` (a path of dictionary keys) in a JSON object.
+public func setJSON(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
+    guard let first = keys.first else { return }
+    if keys.count == 1 { object[first] = value; return }
+    var inner = object[first] as? [String: Any] ?? [:]
+    setJSON(&inner, Array(keys.dropFirst()), value)
+    object[first] = inner
+}
