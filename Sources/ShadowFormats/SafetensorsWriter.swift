@@ -150,9 +150,9 @@ public enum AtomicFile {
         return nsError.localizedFailureReason ?? nsError.localizedDescription
     }
 
-    /// Temporary files a killed writer of the same target left behind (`.NAME.PID.partial`):
+    /// Temporary files (or merge directories) a killed writer of the same target left behind (`.NAME.PID.partial`):
     /// they are never read, but a resumed run should not leave them to pile up.
-    static func removeStalePartials(of name: String, in directory: String) {
+    public static func removeStalePartials(of name: String, in directory: String) {
         let prefix = ".\(name).", suffix = ".partial"
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) {

@@ -393,6 +393,7 @@ public enum TraceStore {
         merged.complete = false
         merged.chunkSize = chunkSize ?? first.chunkSize
         let target = URL(fileURLWithPath: output)
+        AtomicFile.removeStalePartials(of: target.lastPathComponent, in: target.deletingLastPathComponent().path)
         let temporary = target.deletingLastPathComponent()
             .appendingPathComponent(".\(target.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
         try? FileManager.default.removeItem(atPath: temporary)

@@ -155,8 +155,12 @@ struct TraceValidationTests {
             try TraceStore.merge(shards: [shards[0], cut, shards[2]], into: out)
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == ["s0", "s1", "s1-cut", "s2"])
-        // The retry with the good shard succeeds; merging again onto it is refused.
+        // The retry with the good shard succeeds (clearing what a killed merge left beside the
+        // target); merging again onto it is refused.
+        let killed = root + "/.merged.999999999.partial"
+        try FileManager.default.createDirectory(atPath: killed, withIntermediateDirectories: true)
         try TraceStore.merge(shards: shards, into: out)
+        #expect(!FileManager.default.fileExists(atPath: killed))
         let merged = try TraceStore.open(directory: out)
         #expect(merged.complete && merged.sampleCount == 9)
         #expect(throws: ShadowError.self) { try TraceStore.merge(shards: shards, into: out) }
