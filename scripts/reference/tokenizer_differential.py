@@ -281,9 +281,113 @@ def sweep_texts(specials):
     return texts
 
 
-def corpus(seed, count, natural, specials, sweep=False):
+def sweep_high_texts(specials, stride=17, high_stride=1):
+    """Planes 4-16, unswept by sweep_texts: every scalar of planes 15-16 (supplementary private
+    use, with the noncharacters U+FFFFE/F, U+10FFFE/F) and every `stride`-th scalar of planes 4-13
+    (unassigned), plus the noncharacters U+xFFFE/U+xFFFF of planes 4-13, in sweep_texts' frame."""
+    word = next((s for s in specials if s.strip() == s and s.isalpha()), "x")
+    values = list(range(0x40000, 0xE0000, stride)) + list(range(0xF0000, 0x110000, high_stride))
+    values += [0xFFFFE, 0xFFFFF, 0x10FFFE, 0x10FFFF]
+    values += [(plane << 16) | low for plane in range(4, 14) for low in (0xFFFE, 0xFFFF)]
+    texts = []
+    for value in sorted(set(values)):
+        c = chr(value)
+        texts.append(f"a{c}b {c}{c}1{c} {c}x\t{c}'s{c}\n {word}{c}{word} {c}")
+    return texts
+
+
+EDGE_PUA = ["\ue000", "\uf8ff", "\ue801", "\U000f0000", "\U000f1234", "\U000ffffd", "\U00100000",
+            "\U0010fffd", "\U00108000"]
+EDGE_NONCHAR = ["\ufffe", "\uffff", "\ufdd0", "\ufdef", "\U0001fffe", "\U0001ffff", "\U0002fffe",
+                "\U0003ffff", "\U0005fffe", "\U000efffe", "\U000ffffe", "\U000fffff", "\U0010fffe",
+                "\U0010ffff"]
+EDGE_COMBINING = ["\u0300", "\u0301", "\u0308", "\u0327", "\u034f", "\u0488", "\u0903", "\u093c",
+                  "\u1ab0", "\u1dc0", "\u20dd", "\u20e3", "\ufe20", "\U0001d165", "\U000e0100"]
+EDGE_EMOJI = ["👩\u200d💻", "👨\u200d👩\u200d👧\u200d👦", "🏳\ufe0f\u200d🌈", "🧑🏿\u200d🦱",
+              "❤\ufe0f\u200d🔥", "🐻\u200d❄\ufe0f", "👁\ufe0f\u200d🗨\ufe0f", "1\ufe0f\u20e3", "#\ufe0f\u20e3",
+              "☺\ufe0e", "☺\ufe0f", "✌🏽", "🇺🇳", "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+              "\u200d", "\u200d\u200d", "a\u200db", "x\ufe0fy", "\u845b\U000e0100", "\u845b\U000e0101",
+              "\ufe00", "\ufe0f\ufe0f", "\U000e01ef"]
+EDGE_DIGITS = ["٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹", "०१२३४५६७८९", "０１２３４５６７８９", "১২৩", "๑๒๓",
+               "᠐᠑", "𝟘𝟙𝟚", "🄁🄂", "\U000104a0\U000104a1", "\U00011066"]
+EDGE_BREAKS = ["\r\n", "\r", "\n", "\u2028", "\u2029", "\u0085", "\r\n\r\n", "\n\u2028", "\u2028\u2028",
+               " \u0085 ", "\u0085\u0085", "\r\u0085", "\u000b", "\u000c", "\r\n ", " \r\n"]
+
+
+def edge_texts(rng, specials, per_category=55):
+    """Hand-aimed texts by category (dict name -> list of texts)."""
+    word = lambda: rng.choice(WORDS)
+    sp = lambda: rng.choice(["", " ", "  ", "\t", "\n"])
+    cats = {}
+
+    def make(fn, n=per_category):
+        return [fn() for _ in range(n)]
+
+    cats["private-use"] = make(lambda: "".join(
+        rng.choice([word(), rng.choice(EDGE_PUA), rng.choice(EDGE_PUA) * rng.randint(2, 5), " ", "'s",
+                    "1", chr(rng.randint(0xE000, 0xF8FF)), chr(rng.randint(0xF0000, 0x10FFFD))])
+        for _ in range(rng.randint(1, 8))))
+    cats["noncharacters"] = make(lambda: "".join(
+        rng.choice([word(), rng.choice(EDGE_NONCHAR), " " + rng.choice(EDGE_NONCHAR), "'", "'t", "7",
+                    chr(((rng.randint(0, 16)) << 16) | rng.choice([0xFFFE, 0xFFFF]))])
+        for _ in range(rng.randint(1, 8))))
+    cats["combining-after-pua-nonchar"] = make(lambda: "".join(
+        sp() + rng.choice(EDGE_PUA + EDGE_NONCHAR + ["a", "1", " ", "'", "\u200d"])
+        + "".join(rng.choice(EDGE_COMBINING) for _ in range(rng.randint(1, 4)))
+        + rng.choice(["", "b", " c", "2", "'s", "!"]) for _ in range(rng.randint(1, 5))))
+    cats["emoji-zwj-vs"] = make(lambda: "".join(
+        rng.choice([sp() + rng.choice(EDGE_EMOJI), word(), rng.choice(EDGE_EMOJI) + rng.choice(EDGE_EMOJI),
+                    rng.choice(EDGE_EMOJI) + chr(rng.randint(0xFE00, 0xFE0F)),
+                    "x" + chr(rng.randint(0xE0100, 0xE01EF))]) for _ in range(rng.randint(1, 6))))
+    cats["script-digits"] = make(lambda: "".join(
+        rng.choice([sp() + rng.choice(EDGE_DIGITS), "".join(rng.choice(rng.choice(EDGE_DIGITS) + "0123456789")
+                                                            for _ in range(rng.randint(1, 30))),
+                    word(), " 12", ".", ",", "٫", "%", "-"]) for _ in range(rng.randint(1, 6))))
+    cats["line-breaks"] = make(lambda: "".join(
+        rng.choice([rng.choice(EDGE_BREAKS), word(), " " + word(), "!", "1", "  ", "\t"])
+        for _ in range(rng.randint(1, 10))))
+    cats["long-space-runs"] = make(lambda: rng.choice(["", "x", "word ", "\n", "'s", "1", "\U000f0000"])
+                                   + rng.choice([" ", "\t", " \t", "\t ", "  \t\n", "\u00a0", "\u3000", " \u2028"])
+                                   * rng.choice([17, 100, 255, 256, 257, 1000, 4096, 5000, 10000])
+                                   + rng.choice(["", "x", " end", "\n", "1", "'s", "\ue000"]))
+
+    def long_word():
+        n = rng.choice([5000, 5001, 6000, 8192, 10000, 20000])
+        kind = rng.randrange(8)
+        if kind == 0:
+            return rng.choice("axZé東") * n
+        if kind == 1:
+            return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n))
+        if kind == 2:
+            return "".join(rng.choice("abcdefghijklmnopqrstuvwxyzéèüß") for _ in range(n))
+        if kind == 3:
+            return "".join(rng.choice("0123456789٠١٢३४") for _ in range(n))
+        if kind == 4:
+            return rng.choice(EDGE_PUA) * n
+        if kind == 5:
+            return "".join(rng.choice(EDGE_PUA + EDGE_NONCHAR + ["a"]) for _ in range(n))
+        if kind == 6:
+            return "e\u0301" * (n // 2)
+        return "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(n))
+    cats["very-long-words"] = make(lambda: rng.choice(["", " ", "The ", "'s"]) + long_word()
+                                   + rng.choice(["", " end", "!", "\n", "1"]), 40)
+    return cats
+
+
+def corpus(seed, count, natural, specials, sweep=False, sweep_high=False, edge=False, strides=(17, 1)):
     rng = random.Random(seed)
-    return generated_texts(rng, count, specials) + natural_texts(natural) + (sweep_texts(specials) if sweep else [])
+    texts = generated_texts(rng, count, specials) + natural_texts(natural)
+    if edge:
+        for name, items in edge_texts(random.Random(seed + 1), specials).items():
+            print(f"  edge category {name}: {len(items)} texts")
+            texts += items
+    if sweep:
+        texts += sweep_texts(specials)
+    if sweep_high:
+        high = sweep_high_texts(specials, *strides)
+        print(f"  sweep planes 4-16: {len(high)} texts")
+        texts += high
+    return texts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,6 +521,9 @@ def main():
     ap.add_argument("--keep", type=pathlib.Path, help="keep the work files in this folder")
     ap.add_argument("--sweep", action="store_true",
                     help="also one text per code point of planes 0-3 and 14 (about 260k texts per tokenizer)")
+    ap.add_argument("--sweep-high", action="store_true",
+                    help="also planes 15-16 whole and planes 4-13 every 17th code point")
+    ap.add_argument("--edge", action="store_true", help="also the hand-aimed edge categories")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     if tokenizers.__version__ != TOKENIZERS_VERSION:
@@ -428,7 +535,7 @@ def main():
     use_cli = not args.no_cli and CLI.exists()
     if args.only in (None, "smollm2"):
         ref = smollm2_reference(args.gguf)
-        texts = corpus(args.seed, args.count, args.natural, SPECIALS_SMOLLM, args.sweep)
+        texts = corpus(args.seed, args.count, args.natural, SPECIALS_SMOLLM, args.sweep, args.sweep_high, args.edge)
         job, case = compare("smollm2", ref, args.gguf, args.gguf if use_cli else None, texts, workdir,
                             "<|endoftext|>", args.verbose)
         jobs.append(job)
@@ -441,7 +548,8 @@ def main():
         specials = [t.content for t in ref.get_added_tokens_decoder().values()]
         specials += ["<s>", "</s>", "<unk>", "<|endoftext|>", "<|im_start|>", "<mask>", "<custom>",
                      "single", " single ", "x<mask>y", " <mask> ", "\t<custom>\n", "▁", "▁▁x", "<0x41>"]
-        texts = corpus(args.seed + len(name), args.fixture_count, args.fixture_count // 4, specials, args.sweep)
+        texts = corpus(args.seed + len(name), args.fixture_count, args.fixture_count // 4, specials, args.sweep,
+                       args.sweep_high, args.edge, (61, 7))
         cli_model = None
         if use_cli:
             cli_model = workdir / f"model-{name}"
