@@ -185,8 +185,6 @@ private let badFiles: [BadFile] = [
     // LAMBADA and WikiText.
     BadFile("a LAMBADA text of one word", .lambada, "{\"text\": \"a b\"}\n{\"text\": \"word\"}",
             "lambada.jsonl:2: key \"text\": has no space, so no last word to predict"),
-    BadFile("a LAMBADA text ending in a space", .lambada, #"{"text": "a b "}"#,
-            "lambada.jsonl:1: key \"text\": ends with a space, so its last word is empty"),
     BadFile("a LAMBADA line without text", .lambada, #"{"passage": "a b"}"#, "lambada.jsonl:1: key \"text\": missing"),
     BadFile("an empty WikiText file", .wikitext, " \n\n", "wiki.txt: no text (the file is empty)"),
     BadFile("WikiText given a JSON Lines file", .wikitext, "\u{FEFF}\n{\"page\": \" = A = \"}\n",

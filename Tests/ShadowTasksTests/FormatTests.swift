@@ -302,6 +302,9 @@ struct TextTaskTests {
         #expect(pairs[0].target == " signs")
         #expect(pairs[1].context == "she said\n\n\" come with me , \" and took the lead.  Then ")
         #expect(pairs[1].target == " Jack")
+        // lm-eval's split on " " keeps an empty last word: the target is a lone space.
+        let trailing = try directory.file("trailing.jsonl", #"{"text": "a b "}"# + "\n" + #"{"text": "a b  "}"#)
+        #expect(try TaskFile.lambada(path: trailing).map { [$0.context, $0.target] } == [["a b", " "], ["a b ", " "]])
     }
 
     @Test("reads LAMBADA's plain-text release as one passage per line")
