@@ -79,8 +79,7 @@ public enum AtomicFile {
             throw ShadowError.failed("cannot write \(path): it is a directory")
         }
         try createDirectory(directory.path)
-        removeStalePartials(of: url.lastPathComponent, in: directory.path)
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
+        let temporary = partialPath(for: path)
         guard let file = fopen(temporary, "wb") else {
             throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: errno)))")
         }
@@ -101,6 +100,14 @@ public enum AtomicFile {
 
     public static func write(_ text: String, to path: String) throws {
         try write(Data(text.utf8), to: path)
+    }
+
+    /// Where this process builds `path` before renaming it into place (`.NAME.PID.partial` beside
+    /// it), after removing what killed writers of the same target left there.
+    public static func partialPath(for path: String) -> String {
+        let url = URL(fileURLWithPath: path), directory = url.deletingLastPathComponent()
+        removeStalePartials(of: url.lastPathComponent, in: directory.path)
+        return directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
     }
 
     /// Renames a finished file or directory over `path` (atomic within one file system).
@@ -152,7 +159,7 @@ public enum AtomicFile {
 
     /// Temporary files (or merge directories) a killed writer of the same target left behind (`.NAME.PID.partial`):
     /// they are never read, but a resumed run should not leave them to pile up.
-    public static func removeStalePartials(of name: String, in directory: String) {
+    static func removeStalePartials(of name: String, in directory: String) {
         let prefix = ".\(name).", suffix = ".partial"
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) {

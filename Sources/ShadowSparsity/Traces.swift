@@ -392,11 +392,7 @@ public enum TraceStore {
         merged.chunks = []
         merged.complete = false
         merged.chunkSize = chunkSize ?? first.chunkSize
-        let target = URL(fileURLWithPath: output)
-        AtomicFile.removeStalePartials(of: target.lastPathComponent, in: target.deletingLastPathComponent().path)
-        let temporary = target.deletingLastPathComponent()
-            .appendingPathComponent(".\(target.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
-        try? FileManager.default.removeItem(atPath: temporary)
+        let temporary = AtomicFile.partialPath(for: output)
         do {
             try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         } catch {
