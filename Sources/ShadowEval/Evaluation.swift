@@ -126,10 +126,19 @@ public enum Evaluation {
         passages.enumerated().map { MultipleChoiceItem(id: $0.offset, context: $0.element.context, continuations: [$0.element.target], gold: 0) }
     }
 
+    /// LAMBADA passages as lm-eval writes them when they serve as shots: its target (" word")
+    /// already starts with a space and the sampler puts its default target delimiter " " before
+    /// it, so a shot reads "passage  word" with two spaces. The query itself keeps one.
+    public static func lambadaShots(_ pool: [MultipleChoiceItem]) -> [MultipleChoiceItem] {
+        pool.map { MultipleChoiceItem(id: $0.id, context: $0.contexts[0] + " ", continuations: $0.continuations, gold: 0) }
+    }
+
+    /// `pool` holds plain LAMBADA items (`lambadaItems`); their shot form is made here.
     public static func lambada(items: ArraySlice<MultipleChoiceItem>, pool: [MultipleChoiceItem], shots: Int, seed: UInt64,
                                tokenizer: any Tokenizer, scorer: LoglikelihoodScorer,
                                progress: ((Int, Int) -> Void)? = nil) -> LambadaResult {
         var result = LambadaResult()
+        let pool = lambadaShots(pool)
         for (done, item) in items.enumerated() {
             let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
             let requests = requests(contexts: contexts, continuations: item.continuations, tokenizer: tokenizer,

@@ -270,7 +270,8 @@ public struct SweepRunner {
             return controller
         }
         let scorer = LoglikelihoodScorer(model: model, controllers: controllers, maskMode: maskMode)
-        let pool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
+        let plainPool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
+        let pool = isLambada ? Evaluation.lambadaShots(plainPool) : plainPool
         // Each cell continues where it stopped; a cell added to an earlier sweep starts at 0.
         var done = cells.map { min(state.tally(task: task, cell: $0).items, range.count) }
         progress(done.reduce(0, +))

@@ -334,4 +334,15 @@ struct MetricTests {
             #expect(result.dense.greedy[index] == greedy)
         }
     }
+
+    @Test("LAMBADA shots read as lm-eval writes them: passage, its target delimiter, then the target's own space")
+    func lambadaShotsKeepLmEvalsDoubleSpace() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let items = Evaluation.lambadaItems([("the cat sat on the", " mat"), ("one two three", " four")])
+        let result = Evaluation.lambada(items: items[..<1], pool: items, shots: 1, seed: 0, tokenizer: tokenizer,
+                                        scorer: LoglikelihoodScorer(model: loaded.model))
+        #expect(result.passages[0].context == "one two three  four\n\nthe cat sat on the")
+        #expect(result.passages[0].continuation == " mat")
+    }
 }
