@@ -15,11 +15,6 @@ func fuzzSeeds(_ target: String) throws -> [[UInt8]] {
         .map { [UInt8](try Data(contentsOf: directory.appendingPathComponent($0))) }
 }
 
-extension SeededGenerator {
-    /// Uniform enough in 0..<bound for choosing mutations, and the same on every toolchain.
-    mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}
-
 @Suite("config.json under random corruption")
 struct ConfigFuzzTests {
     /// Decodes and validates `data` as each architecture's config and multiplies out the sizes a

@@ -6,10 +6,6 @@ import ShadowFormats
 // A fixed-seed cousin of the libFuzzer targets `tokenizer_json` and `tokenize` in fuzz/: CI
 // cannot fuzz for long, so each run damages the committed seeds a few hundred times.
 
-extension SplitMix64 {
-    mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}
-
 /// The seed files of one libFuzzer target, read from the source tree.
 func fuzzSeeds(_ target: String) throws -> [[UInt8]] {
     let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
