@@ -102,9 +102,9 @@ extension OPTModel: DifferentiableLanguageModel {
                              rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
             withOptional(block.output.bias) {
-                transposedLinearForward(x.pointer, st.a.pointer,
-                                        weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
-                                        rows: T, inputs: aw, outputs: d, accumulate: true)
+                linearForward(x.pointer, st.a.pointer,
+                              weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
+                              rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
             }
             if let sum1 = st.sum1 {
                 sum1.pointer.update(from: x.pointer, count: T * d)
@@ -122,9 +122,9 @@ extension OPTModel: DifferentiableLanguageModel {
             reluForward(st.n.pointer, st.z.pointer, count: T * F)
             GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
             withOptional(block.fc2.bias) {
-                transposedLinearForward(x.pointer, st.n.pointer,
-                                        weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]), $0,
-                                        rows: T, inputs: F, outputs: d, accumulate: true)
+                linearForward(x.pointer, st.n.pointer,
+                              weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]), $0,
+                              rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
             }
             if let sum2 = st.sum2 {
                 sum2.pointer.update(from: x.pointer, count: T * d)
@@ -193,9 +193,9 @@ extension OPTModel: DifferentiableLanguageModel {
             }
             dn.zero()
             let wDown = weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l])
-            transposedLinearBackward(dn.pointer, nil, nil, dx.pointer, nil, wDown, rows: T, inputs: F, outputs: d)
+            linearBackward(dn.pointer, nil, nil, dx.pointer, nil, wDown, rows: T, inputs: F, outputs: d, layout: .transposed)
             let downGrad = gradientArray(F * d, if: wanted.contains(.down)) {
-                transposedLinearBackward(nil, $0, nil, dx.pointer, st.n.pointer, wDown, rows: T, inputs: F, outputs: d)
+                linearBackward(nil, $0, nil, dx.pointer, st.n.pointer, wDown, rows: T, inputs: F, outputs: d, layout: .transposed)
             }
             dz.zero()
             reluBackward(dz.pointer, dn.pointer, st.z.pointer, count: T * F)
@@ -221,9 +221,9 @@ extension OPTModel: DifferentiableLanguageModel {
             }
             let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
             let wOutput = weights(block.output.weightT, "o", offset: offsets?.outputProjection[l])
-            transposedLinearBackward(ga.pointer, nil, nil, dx.pointer, nil, wOutput, rows: T, inputs: aw, outputs: d)
+            linearBackward(ga.pointer, nil, nil, dx.pointer, nil, wOutput, rows: T, inputs: aw, outputs: d, layout: .transposed)
             let outputGrad = gradientArray(aw * d, if: wanted.contains(.output)) {
-                transposedLinearBackward(nil, $0, nil, dx.pointer, st.a.pointer, wOutput, rows: T, inputs: aw, outputs: d)
+                linearBackward(nil, $0, nil, dx.pointer, st.a.pointer, wOutput, rows: T, inputs: aw, outputs: d, layout: .transposed)
             }
             layers[l] = LayerGradients(
                 layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
