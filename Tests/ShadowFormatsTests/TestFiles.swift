@@ -190,6 +190,19 @@ struct SafetensorsBuilder {
     }
 }
 
+/// A GGUF header with no tensors and one key whose type and payload the test writes, padded
+/// with zeros to `size` bytes.
+func tinyGGUF(key: String = "k", type: UInt32, _ payload: (inout Bytes) -> Void, padTo size: Int = 100) -> [UInt8] {
+    var out = Bytes()
+    out.data.append(contentsOf: Array("GGUF".utf8))
+    out.u32(3); out.u64(0); out.u64(1)
+    out.string(key)
+    out.u32(type)
+    payload(&out)
+    while out.data.count < size { out.u8(0) }
+    return out.data
+}
+
 /// A fresh directory for one test, removed afterwards.
 func withTemporaryDirectory<T>(_ body: (URL) throws -> T) throws -> T {
     let directory = FileManager.default.temporaryDirectory
