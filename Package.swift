@@ -52,15 +52,16 @@ let package = Package(
         .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI", "CHalf", "ShadowKernels"], swiftSettings: swiftSettings),
 
         // Helpers every test target shares: float comparison, seeded random data, scratch files
-        // removed when the test process exits.
-        .target(name: "ShadowTestSupport", path: "Tests/ShadowTestSupport", swiftSettings: swiftSettings),
+        // removed when the test process exits, the fuzz tests' seeds and mutations.
+        .target(name: "ShadowTestSupport", dependencies: ["ShadowFormats"], path: "Tests/ShadowTestSupport",
+                swiftSettings: swiftSettings),
         .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowFormatsTests", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowTokenizersTests", dependencies: ["ShadowTokenizers"],
+        .testTarget(name: "ShadowTokenizersTests", dependencies: ["ShadowTokenizers", "ShadowTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowModelsTests", dependencies: ["ShadowModels", "ShadowTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowTasksTests", dependencies: ["ShadowTasks"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowTasksTests", dependencies: ["ShadowTasks", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowEvalTests", dependencies: ["ShadowEval", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI", "ShadowTestSupport"], swiftSettings: swiftSettings),

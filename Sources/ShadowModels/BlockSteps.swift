@@ -5,15 +5,16 @@ import ShadowKernels
 enum BlockSteps {
     /// Attention half: projections of the kept heads (and the KV groups they read), RoPE when
     /// given, the cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised
-    /// input, (T, d); `observe` sees the full A (T, H·d_h) of a dense layer. With `branches`, each
-    /// branch's positions start at the context's end and it attends to the context and to itself.
+    /// input, (T, d); `sparsity` observes the full A (T, H·d_h) of a dense layer, its first
+    /// `promptRows` rows being the prompt's. With `branches`, each branch's positions start at the
+    /// context's end and it attends to the context and to itself.
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,
-                          plan: LayerPlan?, execution: SparseExecution, keepAllKV: Bool,
+                          plan: LayerPlan?, execution: SparseExecution, sparsity: (any SparsityController)?, promptRows: Int,
                           cache: KVCache, layer: Int, past: Int, tokens T: Int, branches: Branches? = nil, scale: Float,
-                          rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int) -> Void)?,
-                          observe: ((UnsafePointer<Float>) -> Void)? = nil) {
+                          rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int) -> Void)?) {
         let s = cache.shape, scratch = cache.scratch
+        let keepAllKV = sparsity?.keepsAllKeysAndValues ?? false
         var plan = plan ?? .dense
         plan.prepare(for: s)
         let skipping = execution == .skip && plan.heads != nil
@@ -49,7 +50,7 @@ enum BlockSteps {
         if execution == .zero, let kept = plan.heads {
             zeroUnits(a, kept: kept.map(Int32.init), units: s.heads, width: s.headDim, tokens: T)
         }
-        observe?(a)
+        sparsity?.observe(layer: layer, input: x, attention: a, tokens: promptRows, position: past)
         if let rows = heads == nil ? nil : plan.attentionRows {
             output.apply(x, a, tokens: T, rows: rows, accumulate: true, scratch: scratch)
         } else {

@@ -88,11 +88,8 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 }
                 BlockSteps.attention(
                     x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
-                    execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
-                    past: past, tokens: T, branches: branches, scale: scale, rope: rope,
-                    observe: sparsity.map { controller in
-                        { controller.observe(layer: l, input: x, attention: $0, tokens: promptRows, position: past) }
-                    })
+                    execution: execution, sparsity: sparsity, promptRows: promptRows, cache: cache, layer: l,
+                    past: past, tokens: T, branches: branches, scale: scale, rope: rope)
 
                 block.mlpNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)

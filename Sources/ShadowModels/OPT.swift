@@ -106,11 +106,8 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
             }
             BlockSteps.attention(
                 x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
-                execution: execution, keepAllKV: sparsity?.keepsAllKeysAndValues ?? false, cache: cache, layer: l,
-                past: past, tokens: T, branches: branches, scale: scale, rope: nil,
-                observe: sparsity.map { controller in
-                        { controller.observe(layer: l, input: x, attention: $0, tokens: promptRows, position: past) }
-                    })
+                execution: execution, sparsity: sparsity, promptRows: promptRows, cache: cache, layer: l,
+                past: past, tokens: T, branches: branches, scale: scale, rope: nil)
             if !preLN { layerNorm(x, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps) }
 
             if preLN {

@@ -1,4 +1,5 @@
 import Foundation
+import ShadowFormats
 
 /// jacov and epenas (DESIGN §3): statistics of the correlations between the per-token gradient
 /// vectors G_{t,h,·} of one head. Following JacoV (Mellor et al. 2020, the first version of
@@ -209,18 +210,5 @@ public struct PooledJacov: Sendable {
             let values = stored[unit].map { GradientCorrelation.jacov($0.filter { !$0.isEmpty }) }
             return Float(values.reduce(0, +) / Double(max(values.count, 1)))
         }
-    }
-}
-
-/// SplitMix64 (Steele, Lea and Flood 2014): a tiny seeded generator, so subsets repeat exactly.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

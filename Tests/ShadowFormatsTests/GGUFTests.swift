@@ -193,29 +193,17 @@ struct GGUFRobustnessTests {
         }
     }
 
-    /// A header whose only key holds `value` as raw bytes after its type.
-    func header(key: String = "k", type: UInt32, payload: (inout Bytes) -> Void, padTo size: Int = 100) -> [UInt8] {
-        var out = Bytes()
-        out.data.append(contentsOf: Array("GGUF".utf8))
-        out.u32(3); out.u64(0); out.u64(1)
-        out.string(key)
-        out.u32(type)
-        payload(&out)
-        while out.data.count < size { out.u8(0) }
-        return out.data
-    }
-
     @Test("rejects a 100-byte file claiming a 2^60-element array without allocating it")
     func hugeArray() throws {
         for elementType: UInt32 in [0, 6, 8, 9, 12] {
-            let bytes = header(key: "big", type: 9, payload: { $0.u32(elementType); $0.u64(1 << 60) })
+            let bytes = tinyGGUF(key: "big", type: 9, { $0.u32(elementType); $0.u64(1 << 60) })
             try expectGGUFError(bytes, mentioning: ["\"big\"", "cannot fit"])
         }
     }
 
     @Test("rejects a string longer than the file")
     func hugeString() throws {
-        try expectGGUFError(header(key: "name", type: 8, payload: { $0.u64(1 << 60) }), mentioning: ["\"name\"", "past the end"])
+        try expectGGUFError(tinyGGUF(key: "name", type: 8, { $0.u64(1 << 60) }), mentioning: ["\"name\"", "past the end"])
         var out = Bytes()
         out.data.append(contentsOf: Array("GGUF".utf8))
         out.u32(3); out.u64(0); out.u64(1)
@@ -238,11 +226,11 @@ struct GGUFRobustnessTests {
 
     @Test("rejects unknown value types, bad bools and arrays nested too deep")
     func badValues() throws {
-        try expectGGUFError(header(key: "odd", type: 13, payload: { _ in }), mentioning: ["\"odd\"", "unknown value type 13"])
-        try expectGGUFError(header(key: "odd", type: 9, payload: { $0.u32(77); $0.u64(1) }),
+        try expectGGUFError(tinyGGUF(key: "odd", type: 13, { _ in }), mentioning: ["\"odd\"", "unknown value type 13"])
+        try expectGGUFError(tinyGGUF(key: "odd", type: 9, { $0.u32(77); $0.u64(1) }),
                             mentioning: ["\"odd\"", "unknown array element type 77"])
-        try expectGGUFError(header(key: "flag", type: 7, payload: { $0.u8(2) }), mentioning: ["\"flag\"", "bool"])
-        try expectGGUFError(header(key: "deep", type: 9, payload: { out in
+        try expectGGUFError(tinyGGUF(key: "flag", type: 7, { $0.u8(2) }), mentioning: ["\"flag\"", "bool"])
+        try expectGGUFError(tinyGGUF(key: "deep", type: 9, { out in
             for _ in 0..<20 { out.u32(9); out.u64(1) }
             out.u32(0); out.u64(0)
         }, padTo: 400), mentioning: ["\"deep\"", "nested"])
@@ -256,8 +244,8 @@ struct GGUFRobustnessTests {
         out.u32(3); out.u64(0); out.u64(1)
         out.bytes(bad); out.u32(4); out.u32(1)
         try expectGGUFError(out.data, mentioning: ["key of metadata entry 0", "UTF-8"])
-        try expectGGUFError(header(key: "s", type: 8, payload: { $0.bytes(bad) }), mentioning: ["\"s\"", "UTF-8"])
-        try expectGGUFError(header(key: "list", type: 9, payload: { $0.u32(8); $0.u64(2); $0.string("ok"); $0.bytes(bad) }),
+        try expectGGUFError(tinyGGUF(key: "s", type: 8, { $0.bytes(bad) }), mentioning: ["\"s\"", "UTF-8"])
+        try expectGGUFError(tinyGGUF(key: "list", type: 9, { $0.u32(8); $0.u64(2); $0.string("ok"); $0.bytes(bad) }),
                             mentioning: ["element 1 of key \"list\"", "UTF-8"])
         var gguf = smallGGUF()
         gguf.tensors[1].nameBytes = bad

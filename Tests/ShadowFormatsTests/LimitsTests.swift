@@ -29,19 +29,6 @@ func expectCorruptFile(_ bytes: [UInt8], named name: String, _ fragments: [Strin
     }
 }
 
-/// A GGUF header with no tensors and one key whose type and payload the test writes, padded
-/// with zeros to 100 bytes.
-func tinyGGUF(key: String = "k", type: UInt32, _ payload: (inout Bytes) -> Void) -> [UInt8] {
-    var out = Bytes()
-    out.data.append(contentsOf: Array("GGUF".utf8))
-    out.u32(3); out.u64(0); out.u64(1)
-    out.string(key)
-    out.u32(type)
-    payload(&out)
-    while out.data.count < 100 { out.u8(0) }
-    return out.data
-}
-
 @Suite("Header limits: sizes are checked against the file before allocating")
 struct HeaderLimitsTests {
     @Test("a 100-byte GGUF claiming a 2^40-element array of any element type is corrupt",

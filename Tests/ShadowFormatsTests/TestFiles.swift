@@ -18,6 +18,17 @@ struct Bytes {
     /// A GGUF string: u64 length, then the bytes.
     mutating func string(_ s: String) { bytes(Array(s.utf8)) }
     mutating func bytes(_ raw: [UInt8]) { u64(UInt64(raw.count)); data.append(contentsOf: raw) }
+
+    /// Writes each tensor's data at its offset from the current end (where the data section
+    /// starts), zero-filling gaps; a later placement may overlap an earlier one.
+    mutating func place(_ placements: [(Int, [UInt8])]) {
+        let dataStart = data.count
+        for (offset, bytes) in placements {
+            let end = dataStart + offset + bytes.count
+            if data.count < end { data.append(contentsOf: [UInt8](repeating: 0, count: end - data.count)) }
+            data.replaceSubrange((dataStart + offset)..<end, with: bytes)
+        }
+    }
 }
 
 /// A GGUF file as the tests describe it.
@@ -69,12 +80,7 @@ struct GGUFBuilder {
             }
         }
         while out.data.count % alignment != 0 { out.u8(0) }
-        let dataStart = out.data.count
-        for (offset, data) in placements {
-            let end = dataStart + offset + data.count
-            if out.data.count < end { out.data.append(contentsOf: [UInt8](repeating: 0, count: end - out.data.count)) }
-            out.data.replaceSubrange((dataStart + offset)..<end, with: data)
-        }
+        out.place(placements)
         return out.data
     }
 
@@ -179,14 +185,22 @@ struct SafetensorsBuilder {
         var out = Bytes()
         out.u64(UInt64(header.count))
         out.data.append(contentsOf: header)
-        let dataStart = out.data.count
-        for (offset, data) in placements {
-            let end = dataStart + offset + data.count
-            if out.data.count < end { out.data.append(contentsOf: [UInt8](repeating: 0, count: end - out.data.count)) }
-            out.data.replaceSubrange((dataStart + offset)..<end, with: data)
-        }
+        out.place(placements)
         return out.data
     }
+}
+
+/// A GGUF header with no tensors and one key whose type and payload the test writes, padded
+/// with zeros to `size` bytes.
+func tinyGGUF(key: String = "k", type: UInt32, _ payload: (inout Bytes) -> Void, padTo size: Int = 100) -> [UInt8] {
+    var out = Bytes()
+    out.data.append(contentsOf: Array("GGUF".utf8))
+    out.u32(3); out.u64(0); out.u64(1)
+    out.string(key)
+    out.u32(type)
+    payload(&out)
+    while out.data.count < size { out.u8(0) }
+    return out.data
 }
 
 /// A fresh directory for one test, removed afterwards.

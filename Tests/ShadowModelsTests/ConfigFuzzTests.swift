@@ -7,19 +7,6 @@ import ShadowTestSupport
 // Fixed-seed cousins of the libFuzzer targets `config` and `gguf_model` in fuzz/: CI cannot fuzz
 // for long, so each run damages the committed seeds a few hundred times.
 
-/// The seed files of one libFuzzer target, read from the source tree.
-func fuzzSeeds(_ target: String) throws -> [[UInt8]] {
-    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../fuzz/corpus/\(target)").standardized
-    return try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-        .map { [UInt8](try Data(contentsOf: directory.appendingPathComponent($0))) }
-}
-
-extension SeededGenerator {
-    /// Uniform enough in 0..<bound for choosing mutations, and the same on every toolchain.
-    mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}
-
 @Suite("config.json under random corruption")
 struct ConfigFuzzTests {
     /// Decodes and validates `data` as each architecture's config and multiplies out the sizes a

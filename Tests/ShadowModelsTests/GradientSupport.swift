@@ -48,23 +48,3 @@ enum FiniteDifferences {
 func projection(_ out: [Float], _ r: [Float]) -> Double {
     zip(out, r).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
 }
-
-/// Compares with a tolerance relative to each expected value, floored at `floor` times the
-/// largest |expected| (llm.c-style report of the first mismatches).
-func expectRelativelyClose(_ actual: [Float], _ expected: [Float], tolerance: Double, floor: Double = 1e-3,
-                           _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
-            sourceLocation: sourceLocation)
-    guard actual.count == expected.count else { return }
-    let scale = Double(expected.map { abs($0) }.max() ?? 0)
-    var worst = 0.0
-    var mismatches: [String] = []
-    for i in actual.indices {
-        let reference = max(Double(abs(expected[i])), floor * scale, 1e-30)
-        let error = Double(abs(actual[i] - expected[i])) / reference
-        worst = max(worst, error)
-        if !(error <= tolerance) && mismatches.count < 5 { mismatches.append("[\(i)] \(actual[i]) vs \(expected[i])") }
-    }
-    #expect(mismatches.isEmpty, "\(label): worst relative error \(worst); first mismatches: \(mismatches.joined(separator: ", "))",
-            sourceLocation: sourceLocation)
-}

@@ -60,40 +60,23 @@ struct LayerGradientTests {
         expectClose(saved.out, reference, tolerance: 1e-6)
     }
 
-    @Test("linear x Wᵀ + b: dx, dW and db")
-    func linear() {
+    @Test("linear x Wᵀ + b, the weight stored either way: dx, dW and db", arguments: [WeightLayout.standard, .transposed])
+    func linear(layout: WeightLayout) {
         let T = 6, inputs = 5, outputs = 4
-        let x = randomFloats(T * inputs, seed: 8), w = randomFloats(outputs * inputs, seed: 9)
-        let b = randomFloats(outputs, seed: 10), r = randomFloats(T * outputs, seed: 11)
+        let seed: UInt64 = layout == .standard ? 8 : 12
+        let x = randomFloats(T * inputs, seed: seed), w = randomFloats(outputs * inputs, seed: seed + 1)
+        let b = randomFloats(outputs, seed: seed + 2), r = randomFloats(T * outputs, seed: seed + 3)
         func loss(_ x: [Float], _ w: [Float], _ b: [Float]) -> Double {
             var out = [Float](repeating: 0, count: T * outputs)
-            linearForward(&out, x, w, b, rows: T, inputs: inputs, outputs: outputs)
+            linearForward(&out, x, w, b, rows: T, inputs: inputs, outputs: outputs, layout: layout)
             return projection(out, r)
         }
         var dx = [Float](repeating: 0, count: T * inputs), dw = [Float](repeating: 0, count: outputs * inputs)
         var db = [Float](repeating: 0, count: outputs)
-        linearBackward(&dx, &dw, &db, r, x, w, rows: T, inputs: inputs, outputs: outputs)
+        linearBackward(&dx, &dw, &db, r, x, w, rows: T, inputs: inputs, outputs: outputs, layout: layout)
         FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss($0, w, b) }
         FiniteDifferences.check("dW", values: w, analytic: dw, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, $0, b) }
         FiniteDifferences.check("db", values: b, analytic: db, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, w, $0) }
-    }
-
-    @Test("linear with the weight stored transposed: dx, dWt and db")
-    func transposedLinear() {
-        let T = 6, inputs = 5, outputs = 4
-        let x = randomFloats(T * inputs, seed: 12), wt = randomFloats(inputs * outputs, seed: 13)
-        let b = randomFloats(outputs, seed: 14), r = randomFloats(T * outputs, seed: 15)
-        func loss(_ x: [Float], _ wt: [Float], _ b: [Float]) -> Double {
-            var out = [Float](repeating: 0, count: T * outputs)
-            transposedLinearForward(&out, x, wt, b, rows: T, inputs: inputs, outputs: outputs)
-            return projection(out, r)
-        }
-        var dx = [Float](repeating: 0, count: T * inputs), dwt = [Float](repeating: 0, count: inputs * outputs)
-        var db = [Float](repeating: 0, count: outputs)
-        transposedLinearBackward(&dx, &dwt, &db, r, x, wt, rows: T, inputs: inputs, outputs: outputs)
-        FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss($0, wt, b) }
-        FiniteDifferences.check("dWt", values: wt, analytic: dwt, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, $0, b) }
-        FiniteDifferences.check("db", values: b, analytic: db, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, wt, $0) }
     }
 
     @Test("rotate-half RoPE: dx, and the forward equals the inference kernel")

@@ -46,22 +46,3 @@ enum TinyModels {
         return try #require(try ModelLoader.load(path: path).model as? any DifferentiableLanguageModel)
     }
 }
-
-/// Element-wise comparison with a tolerance relative to each expected value (floored at
-/// `floor` times the largest |expected|); reports the first mismatches and the worst error.
-func expectRelativelyClose(_ actual: [Float], _ expected: [Float], tolerance: Double = 1e-5, floor: Double = 1e-6,
-                 _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
-            sourceLocation: sourceLocation)
-    guard actual.count == expected.count else { return }
-    let scale = Double(expected.map { abs($0) }.max() ?? 0)
-    var worst = 0.0
-    var mismatches: [String] = []
-    for i in actual.indices {
-        let error = Double(abs(actual[i] - expected[i])) / max(Double(abs(expected[i])), floor * scale, 1e-30)
-        worst = max(worst, error)
-        if !(error <= tolerance) && mismatches.count < 5 { mismatches.append("[\(i)] \(actual[i]) vs \(expected[i])") }
-    }
-    #expect(mismatches.isEmpty, "\(label): worst relative error \(worst); first mismatches: \(mismatches.joined(separator: ", "))",
-            sourceLocation: sourceLocation)
-}

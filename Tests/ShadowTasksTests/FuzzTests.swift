@@ -1,38 +1,14 @@
 import Foundation
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 @testable import ShadowTasks
 
 // A fixed-seed cousin of the libFuzzer targets in fuzz/: CI cannot fuzz for long, so every task
 // reader gets a few hundred mutations of the committed seed files in fuzz/corpus/ on each run.
 
-/// The seed files of one libFuzzer target, read from the source tree.
-func fuzzSeeds(_ target: String) throws -> [[UInt8]] {
-    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../fuzz/corpus/\(target)").standardized
-    let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-    return try names.map { [UInt8](try Data(contentsOf: directory.appendingPathComponent($0))) }
-}
-
-/// Damages `bytes` a few times: overwrites with a byte that matters to the formats, deletions,
-/// insertions and a repeated span, the mutations libFuzzer leans on most.
-func mutate(_ bytes: [UInt8], using generator: inout SplitMix64) -> [UInt8] {
-    let interesting = Array("{}[]\":,\\\n\r\t <>&;/#x0123456789-.eE_".utf8) + [0x00, 0x80, 0xC3, 0xE2, 0xFF]
-    var out = bytes
-    for _ in 0..<(1 + generator.next(below: 4)) {
-        let position = out.isEmpty ? 0 : generator.next(below: out.count)
-        switch generator.next(below: 4) {
-        case 0 where !out.isEmpty: out[position] = interesting[generator.next(below: interesting.count)]
-        case 1 where !out.isEmpty: out.removeSubrange(position..<min(out.count, position + 1 + generator.next(below: 8)))
-        case 2: out.insert(interesting[generator.next(below: interesting.count)], at: position)
-        default:
-            guard !out.isEmpty else { continue }
-            let span = out[position..<min(out.count, position + 1 + generator.next(below: 16))]
-            out.insert(contentsOf: span, at: generator.next(below: out.count + 1))
-        }
-    }
-    return out
-}
+/// Characters the task readers split, quote, escape or parse numbers on.
+let taskCharacters = "{}[]\":,\\\n\r\t <>&;/#x0123456789-.eE_"
 
 @Suite("Task readers under random corruption")
 struct TaskFuzzTests {
@@ -75,7 +51,7 @@ struct TaskFuzzTests {
         let seeds = try fuzzSeeds(target)
         #expect(!seeds.isEmpty)
         for round in 0..<150 {
-            let bytes = mutate(seeds[round % seeds.count], using: &generator)
+            let bytes = mutate(seeds[round % seeds.count], interesting: taskCharacters, using: &generator)
             #expect(try survives(target, bytes, in: directory), "\(target): \(bytes)")
         }
     }
@@ -85,7 +61,7 @@ struct TaskFuzzTests {
     func pythonHelpers(text: String) {
         var generator = SplitMix64(seed: 11)
         for _ in 0..<20 {
-            let mutated = String(decoding: mutate(Array(text.utf8), using: &generator), as: UTF8.self)
+            let mutated = String(decoding: mutate(Array(text.utf8), interesting: taskCharacters, using: &generator), as: UTF8.self)
             _ = mutated.pythonStripped
             _ = mutated.pythonCapitalized
             _ = mutated.lowercasingFirst

@@ -24,6 +24,27 @@ public func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float
             sourceLocation: sourceLocation)
 }
 
+/// Compares with a tolerance relative to each expected value, floored at `floor` times the
+/// largest |expected| so values near zero are judged on the tensor's scale; reports the first
+/// mismatches and the worst relative error.
+public func expectRelativelyClose(_ actual: [Float], _ expected: [Float], tolerance: Double, floor: Double = 1e-3,
+                                  _ label: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(actual.count == expected.count, "\(label): \(actual.count) values, expected \(expected.count)",
+            sourceLocation: sourceLocation)
+    guard actual.count == expected.count else { return }
+    let scale = Double(expected.map { abs($0) }.max() ?? 0)
+    var worst = 0.0
+    var mismatches: [String] = []
+    for i in actual.indices {
+        let reference = max(Double(abs(expected[i])), floor * scale, 1e-30)
+        let error = Double(abs(actual[i] - expected[i])) / reference
+        worst = max(worst, error)
+        if !(error <= tolerance) && mismatches.count < 5 { mismatches.append("[\(i)] \(actual[i]) vs \(expected[i])") }
+    }
+    #expect(mismatches.isEmpty, "\(label): worst relative error \(worst); first mismatches: \(mismatches.joined(separator: ", "))",
+            sourceLocation: sourceLocation)
+}
+
 /// Deterministic pseudo-random floats in [-1, 1).
 public func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
     var state = seed &+ 0x9E37_79B9_7F4A_7C15

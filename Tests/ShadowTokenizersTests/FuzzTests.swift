@@ -2,40 +2,13 @@ import Foundation
 import Testing
 @testable import ShadowTokenizers
 import ShadowFormats
+import ShadowTestSupport
 
 // A fixed-seed cousin of the libFuzzer targets `tokenizer_json` and `tokenize` in fuzz/: CI
 // cannot fuzz for long, so each run damages the committed seeds a few hundred times.
 
-extension SplitMix64 {
-    mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}
-
-/// The seed files of one libFuzzer target, read from the source tree.
-func fuzzSeeds(_ target: String) throws -> [[UInt8]] {
-    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../fuzz/corpus/\(target)").standardized
-    let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-    return try names.map { [UInt8](try Data(contentsOf: directory.appendingPathComponent($0))) }
-}
-
-/// Overwrites, deletes, inserts and repeats a few bytes, biased towards JSON's structure.
-func mutate(_ bytes: [UInt8], using generator: inout SplitMix64) -> [UInt8] {
-    let interesting = Array("{}[]\":,\\ nultrefas0123456789-.eE".utf8) + [0x00, 0x80, 0xC3, 0xE2, 0xFF]
-    var out = bytes
-    for _ in 0..<(1 + generator.next(below: 4)) {
-        let position = out.isEmpty ? 0 : generator.next(below: out.count)
-        switch generator.next(below: 4) {
-        case 0 where !out.isEmpty: out[position] = interesting[generator.next(below: interesting.count)]
-        case 1 where !out.isEmpty: out.removeSubrange(position..<min(out.count, position + 1 + generator.next(below: 8)))
-        case 2: out.insert(interesting[generator.next(below: interesting.count)], at: position)
-        default:
-            guard !out.isEmpty else { continue }
-            let span = out[position..<min(out.count, position + 1 + generator.next(below: 16))]
-            out.insert(contentsOf: span, at: generator.next(below: out.count + 1))
-        }
-    }
-    return out
-}
+/// Characters that matter to tokenizer.json: JSON's structure and the letters of its literals.
+let jsonCharacters = "{}[]\":,\\ nultrefas0123456789-.eE"
 
 /// Encodes and decodes `text`; false when an id falls outside the vocabulary.
 func idsStayInVocabulary(_ tokenizer: any Tokenizer, _ text: String) -> Bool {
@@ -55,7 +28,7 @@ struct TokenizerFuzzTests {
         let seeds = try fuzzSeeds("tokenizer_json")
         #expect(!seeds.isEmpty)
         for round in 0..<240 {
-            let bytes = mutate(seeds[round % seeds.count], using: &generator)
+            let bytes = mutate(seeds[round % seeds.count], interesting: jsonCharacters, using: &generator)
             // After a NUL comes a tokenizer_config.json, as in fuzz/Targets.swift.
             let nul = bytes.firstIndex(of: 0)
             let json = Data(bytes[..<(nul ?? bytes.count)])
@@ -79,7 +52,7 @@ struct TokenizerFuzzTests {
             for round in 0..<25 {
                 // Half mutated seed texts, half raw random bytes (lossily decoded, as a file would be).
                 let bytes = round % 2 == 0
-                    ? Array(mutate(seeds[round % seeds.count], using: &generator).dropFirst())
+                    ? Array(mutate(seeds[round % seeds.count], interesting: jsonCharacters, using: &generator).dropFirst())
                     : (0..<generator.next(below: 64)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
                 #expect(idsStayInVocabulary(tokenizer, String(decoding: bytes, as: UTF8.self)), "\(name): \(bytes)")
             }

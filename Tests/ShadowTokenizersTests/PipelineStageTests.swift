@@ -1,5 +1,6 @@
 import Testing
 @testable import ShadowTokenizers
+import ShadowFormats
 
 @Suite("Pipeline stages")
 struct PipelineStageTests {
@@ -73,18 +74,5 @@ struct PipelineStageTests {
             tokenizer.model.mergeWithQueue(&queued)
             #expect(rescanned == queued, "\(shown(String(text)))")
         }
-    }
-}
-
-/// A small deterministic generator, so the random texts are the same on every run.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -117,6 +117,17 @@ func gradientArray(_ count: Int, if condition: Bool, _ fill: (FloatBuffer) -> Vo
     return values
 }
 
+/// The backward of a projection inside a block: adds the gradient reaching its input into
+/// `dInput`, and returns its weight's gradient (in the weight's layout) when `wanted`.
+func projectionBackward(_ dInput: FloatBuffer, _ dout: FloatInput, input: FloatInput, weight: FloatInput,
+                        rows: Int, inputs: Int, outputs: Int, layout: WeightLayout = .standard,
+                        weightGradient wanted: Bool) -> [Float]? {
+    linearBackward(dInput, nil, nil, dout, nil, weight, rows: rows, inputs: inputs, outputs: outputs, layout: layout)
+    return gradientArray(inputs * outputs, if: wanted) {
+        linearBackward(nil, $0, nil, dout, input, weight, rows: rows, inputs: inputs, outputs: outputs, layout: layout)
+    }
+}
+
 extension WeightMatrix {
     /// The whole matrix widened to fp32, row-major, or [] unless `condition` holds.
     func floatArray(if condition: Bool = true) -> [Float] {

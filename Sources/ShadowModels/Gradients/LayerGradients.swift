@@ -102,71 +102,55 @@ func layerNormBackward(_ dx: FloatBuffer,        // (T, n)
     }
 }
 
-// MARK: - Linear, y = x Wᵀ + b with W stored (out, in)
+// MARK: - Linear, y = x Wᵀ + b
 
-/// out (+)= x Wᵀ + b.
+/// How a linear layer's weight is stored. The output and down projections are kept transposed
+/// (one row per head dimension / neuron, DESIGN §5), so their gradients come out in that layout too.
+enum WeightLayout: Sendable {
+    case standard     // W (outputs, inputs), PyTorch's layout
+    case transposed   // Wt = Wᵀ (inputs, outputs)
+}
+
+/// out (+)= x Wᵀ + b (x Wt + b when transposed).
 func linearForward(_ out: FloatBuffer,     // (T, outputs)
                    _ x: FloatInput,        // (T, inputs)
-                   _ weight: FloatInput,   // (outputs, inputs)
+                   _ weight: FloatInput,   // (outputs, inputs), or (inputs, outputs) when transposed
                    _ bias: FloatInput?,    // (outputs)
-                   rows: Int, inputs: Int, outputs: Int, accumulate: Bool = false) {
+                   rows: Int, inputs: Int, outputs: Int, layout: WeightLayout = .standard, accumulate: Bool = false) {
     guard rows > 0, outputs > 0 else { return }
     if inputs > 0 {
-        BLAS.gemmABt(out, x, weight, m: rows, n: outputs, k: inputs, accumulate: accumulate)
+        switch layout {
+        case .standard: BLAS.gemmABt(out, x, weight, m: rows, n: outputs, k: inputs, accumulate: accumulate)
+        case .transposed: BLAS.gemmAB(out, x, weight, m: rows, n: outputs, k: inputs, accumulate: accumulate)
+        }
     } else if !accumulate {
         out.update(repeating: 0, count: rows * outputs)
     }
     if let bias { Ops.addBias(out, bias, rows: rows, n: outputs) }
 }
 
-/// dx += dout W; dweight += doutᵀ x (x is needed only for dweight); dbias += Σ_t dout.
+/// dx += dout W; dweight += doutᵀ x (transposed: dx += dout Wtᵀ, dweightT += xᵀ dout); x is needed
+/// only for dweight; dbias += Σ_t dout.
 func linearBackward(_ dx: FloatBuffer?,       // (T, inputs)
-                    _ dweight: FloatBuffer?,  // (outputs, inputs)
+                    _ dweight: FloatBuffer?,  // the weight's shape
                     _ dbias: FloatBuffer?,    // (outputs)
                     _ dout: FloatInput,       // (T, outputs)
                     _ x: FloatInput?,         // (T, inputs)
-                    _ weight: FloatInput,     // (outputs, inputs)
-                    rows: Int, inputs: Int, outputs: Int) {
+                    _ weight: FloatInput,     // (outputs, inputs), or (inputs, outputs) when transposed
+                    rows: Int, inputs: Int, outputs: Int, layout: WeightLayout = .standard) {
     guard rows > 0, inputs > 0, outputs > 0 else { return }
-    if let dx { BLAS.gemmAB(dx, dout, weight, m: rows, n: inputs, k: outputs, accumulate: true) }
+    if let dx {
+        switch layout {
+        case .standard: BLAS.gemmAB(dx, dout, weight, m: rows, n: inputs, k: outputs, accumulate: true)
+        case .transposed: BLAS.gemmABt(dx, dout, weight, m: rows, n: inputs, k: outputs, accumulate: true)
+        }
+    }
     if let dweight {
         precondition(x != nil, "the weight gradient needs the layer input")
-        BLAS.gemmAtB(dweight, dout, x!, m: outputs, n: inputs, k: rows, accumulate: true)
-    }
-    if let dbias { for t in 0..<rows { Ops.add(dbias, dout + t * outputs, count: outputs) } }
-}
-
-// MARK: - Linear with the weight stored transposed, y = x Wt + b with Wt (in, out)
-
-/// out (+)= x Wt + b. The output and down projections are kept this way (one row per head
-/// dimension / neuron, DESIGN §5), so their gradients come out in the same layout.
-func transposedLinearForward(_ out: FloatBuffer,     // (T, outputs)
-                             _ x: FloatInput,        // (T, inputs)
-                             _ weightT: FloatInput,  // (inputs, outputs)
-                             _ bias: FloatInput?,    // (outputs)
-                             rows: Int, inputs: Int, outputs: Int, accumulate: Bool = false) {
-    guard rows > 0, outputs > 0 else { return }
-    if inputs > 0 {
-        BLAS.gemmAB(out, x, weightT, m: rows, n: outputs, k: inputs, accumulate: accumulate)
-    } else if !accumulate {
-        out.update(repeating: 0, count: rows * outputs)
-    }
-    if let bias { Ops.addBias(out, bias, rows: rows, n: outputs) }
-}
-
-/// dx += dout Wtᵀ; dweightT += xᵀ dout; dbias += Σ_t dout.
-func transposedLinearBackward(_ dx: FloatBuffer?,        // (T, inputs)
-                              _ dweightT: FloatBuffer?,  // (inputs, outputs)
-                              _ dbias: FloatBuffer?,     // (outputs)
-                              _ dout: FloatInput,        // (T, outputs)
-                              _ x: FloatInput?,          // (T, inputs)
-                              _ weightT: FloatInput,     // (inputs, outputs)
-                              rows: Int, inputs: Int, outputs: Int) {
-    guard rows > 0, inputs > 0, outputs > 0 else { return }
-    if let dx { BLAS.gemmABt(dx, dout, weightT, m: rows, n: inputs, k: outputs, accumulate: true) }
-    if let dweightT {
-        precondition(x != nil, "the weight gradient needs the layer input")
-        BLAS.gemmAtB(dweightT, x!, dout, m: inputs, n: outputs, k: rows, accumulate: true)
+        switch layout {
+        case .standard: BLAS.gemmAtB(dweight, dout, x!, m: outputs, n: inputs, k: rows, accumulate: true)
+        case .transposed: BLAS.gemmAtB(dweight, x!, dout, m: inputs, n: outputs, k: rows, accumulate: true)
+        }
     }
     if let dbias { for t in 0..<rows { Ops.add(dbias, dout + t * outputs, count: outputs) } }
 }

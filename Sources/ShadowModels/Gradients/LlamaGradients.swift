@@ -83,18 +83,18 @@ extension LlamaModel: DifferentiableLanguageModel {
             attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
                              rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
-            transposedLinearForward(x.pointer, st.a.pointer,
-                                    weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), nil,
-                                    rows: T, inputs: aw, outputs: d, accumulate: true)
+            linearForward(x.pointer, st.a.pointer,
+                          weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), nil,
+                          rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
             st.mid.pointer.update(from: x.pointer, count: T * d)
             rmsNormForward(st.xn2.pointer, st.rstd2.pointer, x.pointer, block.mlpNorm, rows: T, n: d, eps: eps)
             linearForward(st.z.pointer, st.xn2.pointer, weights(block.gate.weight, "gate"), nil, rows: T, inputs: d, outputs: F)
             linearForward(st.u.pointer, st.xn2.pointer, weights(block.up.weight, "up"), nil, rows: T, inputs: d, outputs: F)
             swigluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
             GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
-            transposedLinearForward(x.pointer, st.n.pointer,
-                                    weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), nil,
-                                    rows: T, inputs: F, outputs: d, accumulate: true)
+            linearForward(x.pointer, st.n.pointer,
+                          weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), nil,
+                          rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
             saved.append(st)
         }
 
@@ -128,32 +128,25 @@ extension LlamaModel: DifferentiableLanguageModel {
 
             // MLP: out = mid + N W_down.
             dn.zero()
-            let wDown = weights(block.down.weightT, "down", offset: offsets?.downProjection[l])
-            transposedLinearBackward(dn.pointer, nil, nil, dx.pointer, nil, wDown, rows: T, inputs: F, outputs: d)
-            let downGrad = gradientArray(F * d, if: wanted.contains(.down)) {
-                transposedLinearBackward(nil, $0, nil, dx.pointer, st.n.pointer, wDown, rows: T, inputs: F, outputs: d)
-            }
+            let downGrad = projectionBackward(dn.pointer, dx.pointer, input: st.n.pointer,
+                                              weight: weights(block.down.weightT, "down", offset: offsets?.downProjection[l]),
+                                              rows: T, inputs: F, outputs: d, layout: .transposed,
+                                              weightGradient: wanted.contains(.down))
             dz.zero(); du.zero()
             swigluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
             dxn.zero()
-            let wGate = weights(block.gate.weight, "gate"), wUp = weights(block.up.weight, "up")
-            linearBackward(dxn.pointer, nil, nil, dz.pointer, nil, wGate, rows: T, inputs: d, outputs: F)
-            linearBackward(dxn.pointer, nil, nil, du.pointer, nil, wUp, rows: T, inputs: d, outputs: F)
-            let gateGrad = gradientArray(F * d, if: wanted.contains(.first)) {
-                linearBackward(nil, $0, nil, dz.pointer, st.xn2.pointer, wGate, rows: T, inputs: d, outputs: F)
-            }
-            let upGrad = gradientArray(F * d, if: wanted.contains(.up)) {
-                linearBackward(nil, $0, nil, du.pointer, st.xn2.pointer, wUp, rows: T, inputs: d, outputs: F)
-            }
+            let gateGrad = projectionBackward(dxn.pointer, dz.pointer, input: st.xn2.pointer, weight: weights(block.gate.weight, "gate"),
+                                              rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.first))
+            let upGrad = projectionBackward(dxn.pointer, du.pointer, input: st.xn2.pointer, weight: weights(block.up.weight, "up"),
+                                            rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.up))
             rmsNormBackward(dx.pointer, nil, dxn.pointer, st.mid.pointer, block.mlpNorm, st.rstd2.pointer, rows: T, n: d)
 
             // Attention: mid = x + A W_O.
             let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
-            let wOutput = weights(block.output.weightT, "o", offset: offsets?.outputProjection[l])
-            transposedLinearBackward(ga.pointer, nil, nil, dx.pointer, nil, wOutput, rows: T, inputs: aw, outputs: d)
-            let outputGrad = gradientArray(aw * d, if: wanted.contains(.output)) {
-                transposedLinearBackward(nil, $0, nil, dx.pointer, st.a.pointer, wOutput, rows: T, inputs: aw, outputs: d)
-            }
+            let outputGrad = projectionBackward(ga.pointer, dx.pointer, input: st.a.pointer,
+                                                weight: weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
+                                                rows: T, inputs: aw, outputs: d, layout: .transposed,
+                                                weightGradient: wanted.contains(.output))
             layers[l] = LayerGradients(
                 layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
                 hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,

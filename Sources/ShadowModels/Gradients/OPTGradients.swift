@@ -102,9 +102,9 @@ extension OPTModel: DifferentiableLanguageModel {
                              rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
             withOptional(block.output.bias) {
-                transposedLinearForward(x.pointer, st.a.pointer,
-                                        weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
-                                        rows: T, inputs: aw, outputs: d, accumulate: true)
+                linearForward(x.pointer, st.a.pointer,
+                              weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
+                              rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
             }
             if let sum1 = st.sum1 {
                 sum1.pointer.update(from: x.pointer, count: T * d)
@@ -122,9 +122,9 @@ extension OPTModel: DifferentiableLanguageModel {
             reluForward(st.n.pointer, st.z.pointer, count: T * F)
             GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
             withOptional(block.fc2.bias) {
-                transposedLinearForward(x.pointer, st.n.pointer,
-                                        weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]), $0,
-                                        rows: T, inputs: F, outputs: d, accumulate: true)
+                linearForward(x.pointer, st.n.pointer,
+                              weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]), $0,
+                              rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
             }
             if let sum2 = st.sum2 {
                 sum2.pointer.update(from: x.pointer, count: T * d)
@@ -192,19 +192,15 @@ extension OPTModel: DifferentiableLanguageModel {
                 dx.pointer.update(from: dsum.pointer, count: T * d)
             }
             dn.zero()
-            let wDown = weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l])
-            transposedLinearBackward(dn.pointer, nil, nil, dx.pointer, nil, wDown, rows: T, inputs: F, outputs: d)
-            let downGrad = gradientArray(F * d, if: wanted.contains(.down)) {
-                transposedLinearBackward(nil, $0, nil, dx.pointer, st.n.pointer, wDown, rows: T, inputs: F, outputs: d)
-            }
+            let downGrad = projectionBackward(dn.pointer, dx.pointer, input: st.n.pointer,
+                                              weight: weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]),
+                                              rows: T, inputs: F, outputs: d, layout: .transposed,
+                                              weightGradient: wanted.contains(.down))
             dz.zero()
             reluBackward(dz.pointer, dn.pointer, st.z.pointer, count: T * F)
             dxn.zero()
-            let wFirst = weights(block.fc1.weight, "fc1")
-            linearBackward(dxn.pointer, nil, nil, dz.pointer, nil, wFirst, rows: T, inputs: d, outputs: F)
-            let firstGrad = gradientArray(F * d, if: wanted.contains(.first)) {
-                linearBackward(nil, $0, nil, dz.pointer, st.mlpInput.pointer, wFirst, rows: T, inputs: d, outputs: F)
-            }
+            let firstGrad = projectionBackward(dxn.pointer, dz.pointer, input: st.mlpInput.pointer, weight: weights(block.fc1.weight, "fc1"),
+                                               rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.first))
             if postLN {
                 Ops.add(dx.pointer, dxn.pointer, count: T * d)
             } else {
@@ -220,11 +216,10 @@ extension OPTModel: DifferentiableLanguageModel {
                 dx.pointer.update(from: dsum.pointer, count: T * d)
             }
             let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
-            let wOutput = weights(block.output.weightT, "o", offset: offsets?.outputProjection[l])
-            transposedLinearBackward(ga.pointer, nil, nil, dx.pointer, nil, wOutput, rows: T, inputs: aw, outputs: d)
-            let outputGrad = gradientArray(aw * d, if: wanted.contains(.output)) {
-                transposedLinearBackward(nil, $0, nil, dx.pointer, st.a.pointer, wOutput, rows: T, inputs: aw, outputs: d)
-            }
+            let outputGrad = projectionBackward(ga.pointer, dx.pointer, input: st.a.pointer,
+                                                weight: weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
+                                                rows: T, inputs: aw, outputs: d, layout: .transposed,
+                                                weightGradient: wanted.contains(.output))
             layers[l] = LayerGradients(
                 layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
                 hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
