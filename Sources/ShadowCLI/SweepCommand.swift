@@ -44,7 +44,7 @@ enum SweepCommand {
             chunk of items, so a killed sweep run again with the same command continues where it stopped; cells \
             added to a finished sweep run alone and join the earlier cells in the report (those that cover as many \
             items), and a larger --limit extends every cell given. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
-            (metric against sparsity, one panel per task) and OUT/heads.svg (mean head importance per layer).
+            (metric against sparsity, one panel per task) and, with --traces, OUT/heads.svg (mean head importance per layer).
             """,
         options: ModelOptions.prefillOptions + [
             .value("out", short: "o", "dir", help: "Where the state, results and plots go.", default: "shadowllm-sweep"),
