@@ -66,7 +66,7 @@ public struct Command: Sendable {
             lines.append("")
         }
         if interruptible {
-            lines += ["Ctrl-C (SIGINT) stops at the next safe point, keeps what is finished and exits with status 130;",
+            lines += ["Ctrl-C (SIGINT) stops at the next safe point, keeps what can be resumed (see above) and exits with status 130;",
                       "a second Ctrl-C stops at once.", ""]
         }
         lines.append("OPTIONS:")

@@ -32,7 +32,7 @@ public enum CLI {
                   "  --version         Print the version.",
                   "",
                   "Errors print one line, `error: ...`, and exit with status 1 (2 for an unknown subcommand).",
-                  "Ctrl-C stops calibrate and train-predictor cleanly (exit status 130).",
+                  "Ctrl-C stops calibrate, train-predictor and sweep cleanly (exit status 130).",
                   "",
                   "See '\(toolName) <subcommand> --help' for the options of each."]
         return lines.joined(separator: "\n")

@@ -74,8 +74,8 @@ enum EvalCommand {
             sum, acc_norm the largest sum per character. LAMBADA counts a passage correct when greedy decoding \
             reproduces its last word; WikiText reports word and byte perplexity, article by article over \
             rolling windows (lm-eval's document-level WikiText; a " = Title = " line starts an article). Every \
-            sparse run is compared with the dense model on the same inputs (KL divergence and top-1 agreement \
-            at the positions that predict answer tokens). Masks: causal (default) predicts one mask per \
+            sparse run is compared with the dense model on the same inputs (multiple choice and LAMBADA: KL \
+            divergence and top-1 agreement at the positions that predict answer tokens; WikiText: the dense metrics). Masks: causal (default) predicts one mask per \
             question from its last context token; per-choice predicts one per choice from context + answer, \
             as the paper's harness does.
             """,

@@ -20,7 +20,7 @@ enum SparsityOptions {
                    default: "dense", allowed: methods),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors."),
             .value("refresh", "n", help: "Re-predict the masks every n decode tokens (0: once per prompt; dejavu defaults to 1, per token).", defaultDescription: "0 for shadow, 1 for dejavu"),
-            .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (e.g. from `scores --json`)."),
+            .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (from `aggregate`; one sample's `scores --json` also fits)."),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
             .value("oracle-criterion", "name", help: "oracle: the criterion computed on each prompt.", default: Criterion.plainact.rawValue,
                    allowed: Criterion.allCases.map(\.rawValue)),
@@ -57,7 +57,7 @@ enum SparsityOptions {
         let sparse = settings.headSparsity > 0 || settings.neuronSparsity > 0
         if method == "dense" {
             guard !sparse else {
-                throw ShadowError.invalidArgument(name: "--method", reason: "a sparsity above 0 needs a mask source (random, static, shadow or dejavu)")
+                throw ShadowError.invalidArgument(name: "--method", reason: "a sparsity above 0 needs a mask source (random, static, shadow, dejavu, dejavu-lookahead or oracle)")
             }
             return nil
         }

@@ -40,11 +40,11 @@ enum SweepCommand {
             criterion (found among --predictor files and directories; a missing one is skipped and listed), oracle \
             masks from that criterion computed on each question (a backward pass each: slow, an upper bound), random \
             masks once. Every item runs the dense model once, shared by all sparse cells (which also report KL \
-            divergence and top-1 agreement against it). The state is saved to OUT/sweep-state.json after every \
+            divergence and top-1 agreement against it, except on WikiText). The state is saved to OUT/sweep-state.json after every \
             chunk of items, so a killed sweep run again with the same command continues where it stopped; cells \
             added to a finished sweep run alone and join the earlier cells in the report (those that cover as many \
             items), and a larger --limit extends every cell given. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
-            (metric against sparsity, one panel per task) and OUT/heads.svg (mean head importance per layer).
+            (metric against sparsity, one panel per task) and, with --traces, OUT/heads.svg (mean head importance per layer).
             """,
         options: ModelOptions.prefillOptions + [
             .value("out", short: "o", "dir", help: "Where the state, results and plots go.", default: "shadowllm-sweep"),
