@@ -138,7 +138,7 @@ enum PipelineCommand {
         for kind in ["shadow", "dejavu"] {
             try run("train \(kind) predictor", ["train-predictor", "--traces", path("traces"), "--kind", kind, "--criterion", criterionOf[kind]!,
                                                 "--out", path("predictors/\(kind).safetensors"), "--dtype", "f16",
-                                                "--threads", threads] + epochs + progress,
+                                                "--threads", threads, "--resume"] + epochs + progress,
                     output: "predictors/\(kind).safetensors")
         }
 

@@ -13,8 +13,9 @@ enum TrainPredictorCommand {
             neurons d → width [→ rank] → L·F). dejavu: one network per layer l ≥ 1 reads the residual entering \
             layer l; dejavu-lookahead reads the one entering layer l − 1. Inputs are min-max scaled per sample. \
             80% of the samples train (AdamW, cosine decay to 0), 20% (a fixed split) measure held-out Spearman ρ \
-            and top-k recall. Progress goes to stderr, the summary to stdout. Training keeps no checkpoint: an \
-            interrupted run writes nothing and starts again from the beginning (same seed, same predictor).
+            and top-k recall. Progress goes to stderr, the summary to stdout. While it trains, the state is saved to a \
+            checkpoint beside --out every few minutes and on Ctrl-C; the same command with --resume continues it and \
+            ends with the same predictor as an uninterrupted run. The checkpoint is removed once the predictor is written.
             """,
         options: [
             .value("traces", "dir", help: "A trace directory written by calibration (manifest.json + chunk files)."),
@@ -40,6 +41,9 @@ enum TrainPredictorCommand {
                    default: "f32", allowed: ["f32", "f16"]),
             .value("seed", "n", help: "Seed of the initialisation and the batch order (the split's seed is fixed).", default: "0"),
             .value("threads", short: "t", "n", help: "Threads for BLAS and the kernels.", default: String(Threads.defaultCount)),
+            .flag("resume", help: "Continue from the checkpoint of an interrupted run of the same command (start afresh when there is none)."),
+            .value("checkpoint", "file", help: "Where training saves its state.", defaultDescription: "--out + \".checkpoint\""),
+            .value("checkpoint-every", "s", help: "Seconds between checkpoints while training (Ctrl-C also saves one).", default: "120"),
             .flag("json", help: "Print the predictor's metadata as JSON instead of the summary."),
             .flag("no-progress", help: "Hide progress on stderr."),
         ],
@@ -76,16 +80,27 @@ enum TrainPredictorCommand {
         if arguments.flag("verbose") {
             console.printError("train-predictor: \(data.count) samples of \(data.criterion) from \(traces)\(data.predictsNeurons ? "" : " (heads only)")")
         }
+        let checkpointPath = arguments.string("checkpoint") ?? out + ".checkpoint"
+        if FileManager.default.fileExists(atPath: checkpointPath, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is a directory; give a file name")
+        }
+        let resume = arguments.flag("resume")
+        if !resume && FileManager.default.fileExists(atPath: checkpointPath) {
+            console.printError("train-predictor: starting afresh; \(checkpointPath) (an interrupted run) will be replaced (--resume continues it)")
+        }
+        let checkpoint = TrainingCheckpoint(path: checkpointPath, interval: try arguments.double("checkpoint-every", range: 0.01...86_400)!,
+                                            resume: resume)
         var bar: ProgressBar?
         let showProgress = !arguments.flag("no-progress")
         let weightDType: TensorDType = try arguments.required("dtype") == "f16" ? .f16 : .f32
         let predictor = try PredictorTrainer.train(data: data, configuration: configuration, options: options,
-                                                   weightDType: weightDType) { progress in
+                                                   weightDType: weightDType, checkpoint: checkpoint) { progress in
             if bar == nil { bar = ProgressBar(console: console, label: "train", total: progress.totalEpochs, enabled: showProgress) }
             bar?.update(progress.completedEpochs, detail: String(format: "%@ epoch %d/%d  loss %.4g  ρ %.3f", progress.network,
                                                                  progress.epoch, progress.epochs, progress.loss, progress.spearman))
         }
         try PredictorFile.save(predictor, to: out)
+        checkpoint.remove()
         if arguments.flag("json") {
             console.print(try PredictorInfoCommand.json(predictor.metadata, path: out))
         } else {

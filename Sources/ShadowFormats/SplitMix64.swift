@@ -2,7 +2,8 @@
 /// version (the standard library promises no stable algorithm for `random(in:using:)`). The one
 /// seeded generator of the package: few-shot draws, subsets, sampling, and the tests' random data.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    /// The whole state: `SplitMix64(seed: g.state)` continues g's sequence (checkpoints).
+    public private(set) var state: UInt64
 
     public init(seed: UInt64) { state = seed }
 

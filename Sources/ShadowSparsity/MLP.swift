@@ -330,6 +330,14 @@ public struct AdamW {
         }
     }
 
+    /// Puts back a saved state (a training checkpoint): the updates taken and both moments.
+    mutating func restore(step: Int, m savedM: [Float], v savedV: [Float]) {
+        precondition(savedM.count == m.count && savedV.count == v.count, "moments of another network")
+        self.step = step
+        savedM.withUnsafeBufferPointer { m.pointer.update(from: $0.baseAddress!, count: m.count) }
+        savedV.withUnsafeBufferPointer { v.pointer.update(from: $0.baseAddress!, count: v.count) }
+    }
+
     /// Cosine decay from `base` at step 0 to 0 after `total` steps.
     public static func cosine(base: Float, step: Int, total: Int) -> Float {
         guard total > 0 else { return base }

@@ -275,8 +275,10 @@ public enum PredictorTrainer {
 
     /// Trains a predictor on `data`, then measures its held-out quality. With `weightDType` `.f16`
     /// the weights are rounded to fp16 first, so the quality is that of the file it will be saved as.
+    /// With `checkpoint`, training saves its state there every `interval` seconds and on Ctrl-C,
+    /// continues from it when asked to resume, and removes it at the end.
     public static func train(data: PredictorDataset, configuration: PredictorConfiguration, options: TrainingOptions = TrainingOptions(),
-                             weightDType: TensorDType = .f32,
+                             weightDType: TensorDType = .f32, checkpoint: TrainingCheckpoint? = nil,
                              progress: (TrainingProgress) -> Void = { _ in }) throws -> Predictor {
         guard weightDType == .f32 || weightDType == .f16 else {
             throw ShadowError.invalidArgument(name: "--dtype", reason: "predictors are stored as f32 or f16, not \(weightDType.rawValue)")
@@ -288,7 +290,7 @@ public enum PredictorTrainer {
             throw ShadowError.invalidArgument(name: "--rank", reason: "criterion \(data.criterion) has no neuron scores, so there is no neuron network to factor")
         }
         try options.validate()
-        let start = Date()
+        var start = Date()
         let predictor = try Predictor(configuration: configuration, criterion: data.criterion, model: data.model,
                                       predictsNeurons: data.predictsNeurons, seed: options.seed)
         let (train, heldOut) = split(count: data.count, seed: options.splitSeed, heldOutFraction: options.heldOutFraction)
@@ -300,36 +302,78 @@ public enum PredictorTrainer {
         var completed = 0
         var headLoss: Float = 0, neuronLoss: Float?
 
-        for part in [PredictorDataset.Part.heads, .neurons] {
-            if part == .neurons && !data.predictsNeurons { continue }
-            let units = data.units(part)
-            let epochs = part == .heads ? options.headEpochs : options.neuronEpochs
-            let batch = part == .heads ? options.headBatch : options.neuronBatch
-            let networks = part == .heads ? predictor.headNetworks : predictor.neuronNetworks
-            var losses: [Float] = []
-            for (l, network) in networks.enumerated() {
-                guard let network else { continue }
-                let name = perLayer ? "layer \(l) \(part == .heads ? "heads" : "neurons")" : (part == .heads ? "heads" : "neurons")
-                // What this network reads and predicts.
-                let row = perLayer ? configuration.kind.sourceLayer(for: l) : 0
-                let layers = perLayer ? l..<(l + 1) : 0..<s.layers
-                // ρ is compared over layers 1…L−1 (shadow) or the network's own layer.
-                let compared = perLayer ? 0..<units : units..<(s.layers * units)
-                let job = Fit(network: network, data: data, part: part, inputRow: row, layers: layers,
-                              scaling: configuration.targetScaling, loss: configuration.loss,
-                              temperature: configuration.rankTemperature, segment: units)
-                let seed = options.seed &+ UInt64(l) &* 7919 &+ (part == .heads ? 0 : 104_729)
-                let loss = try job.run(epochs: epochs, batch: batch, train: train, options: options, seed: seed) { epoch, loss in
-                    completed += 1
-                    let rho = job.heldOutSpearman(samples: monitored, compared: compared)
-                    progress(TrainingProgress(network: name, epoch: epoch, epochs: epochs, loss: loss, spearman: rho,
-                                              completedEpochs: completed, totalEpochs: total))
-                }
-                losses.append(loss)
-            }
-            let mean = losses.isEmpty ? 0 : losses.reduce(0, +) / Float(losses.count)
-            if part == .heads { headLoss = mean } else { neuronLoss = mean }
+        // The networks in training order (`Predictor.networks`' order: heads, then neurons).
+        struct Job { let part: PredictorDataset.Part; let layer: Int; let network: MLP }
+        var jobs: [Job] = []
+        for (part, networks) in [(PredictorDataset.Part.heads, predictor.headNetworks), (.neurons, predictor.neuronNetworks)] {
+            for (l, network) in networks.enumerated() { if let network { jobs.append(Job(part: part, layer: l, network: network)) } }
         }
+        func epochs(_ job: Int) -> Int { jobs[job].part == .heads ? options.headEpochs : options.neuronEpochs }
+        func batchSize(_ job: Int) -> Int { min(jobs[job].part == .heads ? options.headBatch : options.neuronBatch, max(train.count, 1)) }
+        func stepsPerEpoch(_ job: Int) -> Int { (train.count + batchSize(job) - 1) / batchSize(job) }
+
+        let run = TrainingCheckpoint.Run(traces: data.source, samples: data.count, criterion: data.criterion, kind: configuration.kind.rawValue,
+                                         configuration: configuration, options: options, dtype: weightDType.rawValue)
+        var firstJob = 0
+        var resumed: (position: TrainingCheckpoint.Position, m: [Float], v: [Float], step: Int)?
+        var partLosses: [Float] = []
+        if let checkpoint, checkpoint.resume, FileManager.default.fileExists(atPath: checkpoint.path) {
+            let saved = try checkpoint.load(run: run, predictor: predictor, train: train, stepsPerEpoch: stepsPerEpoch, epochs: epochs)
+            firstJob = saved.state.network
+            resumed = (saved.state.position, saved.m, saved.v, saved.state.position.step)
+            partLosses = saved.state.partLosses
+            headLoss = saved.state.headLoss ?? 0
+            completed = saved.state.completedEpochs
+            start = Date(timeIntervalSinceNow: -saved.state.seconds)
+        }
+        var lastSave = Date()
+
+        for index in jobs.indices where index >= firstJob {
+            let job = jobs[index], part = job.part, l = job.layer
+            if index > 0 && jobs[index - 1].part == .heads && part == .neurons && index != firstJob {
+                headLoss = partLosses.reduce(0, +) / Float(max(partLosses.count, 1))
+                partLosses = []
+            }
+            let units = data.units(part)
+            let name = perLayer ? "layer \(l) \(part == .heads ? "heads" : "neurons")" : (part == .heads ? "heads" : "neurons")
+            // What this network reads and predicts.
+            let row = perLayer ? configuration.kind.sourceLayer(for: l) : 0
+            let layers = perLayer ? l..<(l + 1) : 0..<s.layers
+            // ρ is compared over layers 1…L−1 (shadow) or the network's own layer.
+            let compared = perLayer ? 0..<units : units..<(s.layers * units)
+            let fit = Fit(network: job.network, data: data, part: part, inputRow: row, layers: layers,
+                          scaling: configuration.targetScaling, loss: configuration.loss,
+                          temperature: configuration.rankTemperature, segment: units)
+            let seed = options.seed &+ UInt64(l) &* 7919 &+ (part == .heads ? 0 : 104_729)
+            let resume = index == firstJob ? resumed : nil
+            let loss = try fit.run(epochs: epochs(index), batch: batchSize(index), train: train, options: options, seed: seed,
+                                   resume: resume.map { ($0.position, $0.m, $0.v) }) { position, optimiser in
+                guard let checkpoint else {
+                    // Without a checkpoint, stopping early saves nothing: say so.
+                    try Interruption.check("training stopped; nothing was written (run it again to train from the start)")
+                    return
+                }
+                let stop = checkpoint.stopRequested()
+                guard stop || Date().timeIntervalSince(lastSave) >= checkpoint.interval else { return }
+                let state = TrainingCheckpoint.State(version: TrainingCheckpoint.version, run: run, network: index, position: position,
+                                                     partLosses: partLosses, headLoss: part == .neurons ? headLoss : nil,
+                                                     completedEpochs: completed, seconds: Date().timeIntervalSince(start))
+                try checkpoint.save(state, predictor: predictor, optimiser: optimiser)
+                lastSave = Date()
+                if stop {
+                    throw ShadowError.interrupted("training stopped at \(name) epoch \(position.epoch)/\(epochs(index)); its state is saved in "
+                                                  + "\(checkpoint.path): run the same command with --resume to continue")
+                }
+            } epochDone: { epoch, loss in
+                completed += 1
+                let rho = fit.heldOutSpearman(samples: monitored, compared: compared)
+                progress(TrainingProgress(network: name, epoch: epoch, epochs: epochs(index), loss: loss, spearman: rho,
+                                          completedEpochs: completed, totalEpochs: total))
+            }
+            partLosses.append(loss)
+        }
+        let meanLoss = partLosses.isEmpty ? 0 : partLosses.reduce(0, +) / Float(partLosses.count)
+        if jobs.last?.part == .neurons { neuronLoss = meanLoss } else { headLoss = meanLoss }
         if weightDType == .f16 { try predictor.roundWeightsToHalf() }
         predictor.quality = PredictorQuality.measure(predictor, data: data, samples: heldOut)
         predictor.training = TrainingSummary(traces: data.source, predictorToken: data.predictorToken, samples: data.count, trainSamples: train.count,
@@ -360,7 +404,12 @@ public enum PredictorTrainer {
         }
 
         /// Returns the mean loss of the last epoch; `epochDone(epoch, meanLoss)` after each.
+        /// `atStep(position, optimiser)` runs before every step, where a checkpoint may be taken
+        /// (the position is the whole state but the parameters and moments); `resume` continues
+        /// from such a position.
         func run(epochs: Int, batch: Int, train: [Int], options: TrainingOptions, seed: UInt64,
+                 resume: (position: TrainingCheckpoint.Position, m: [Float], v: [Float])? = nil,
+                 atStep: (TrainingCheckpoint.Position, AdamW) throws -> Void,
                  epochDone: (Int, Float) -> Void) throws -> Float {
             guard epochs > 0, !train.isEmpty else { return 0 }
             let batch = min(batch, train.count)
@@ -374,14 +423,26 @@ public enum PredictorTrainer {
             let totalSteps = epochs * stepsPerEpoch
             var generator = SeededGenerator(seed: seed)
             var order = train
-            var step = 0
+            var epoch = 1, b = 0, step = 0
+            var sum: Double = 0
+            var shuffled = false
+            if let resume {
+                let p = resume.position
+                (epoch, b, step, order, sum) = (p.epoch, p.batch, p.step, p.order, p.lossSum)
+                generator = SeededGenerator(seed: p.generator)
+                optimiser.restore(step: p.step, m: resume.m, v: resume.v)
+                shuffled = true
+            }
             var last: Float = 0
-            for epoch in 1...epochs {
-                order.shuffle(using: &generator)
-                var sum: Double = 0
-                for b in 0..<stepsPerEpoch {
-                    // Training keeps no checkpoint, so stopping early saves nothing: say so.
-                    try Interruption.check("training stopped; nothing was written (run it again to train from the start)")
+            while epoch <= epochs {
+                if !shuffled {
+                    order.shuffle(using: &generator)
+                    (b, sum) = (0, 0)
+                }
+                shuffled = false
+                while b < stepsPerEpoch {
+                    try atStep(TrainingCheckpoint.Position(epoch: epoch, batch: b, step: step, generator: generator.state,
+                                                           order: order, lossSum: sum), optimiser)
                     let rows = order[(b * batch)..<min((b + 1) * batch, order.count)]
                     fill(samples: rows, inputs: x.pointer, targets: t.pointer)
                     network.forward(batch: rows.count, x: x.pointer, workspace: workspace)
@@ -401,9 +462,11 @@ public enum PredictorTrainer {
                     optimiser.update(network.parameters.pointer, gradients: gradients.pointer,
                                      lr: AdamW.cosine(base: options.learningRate, step: step, total: totalSteps))
                     step += 1
+                    b += 1
                 }
                 last = Float(sum / Double(train.count))
                 epochDone(epoch, last)
+                epoch += 1
             }
             return last
         }

@@ -159,21 +159,36 @@ struct InterruptionTests {
     static func trainPredictor(traces: String) -> InterruptibleCommand {
         let arguments: @Sendable (String) -> [String] = { dir in
             ["train-predictor", "--traces", traces, "--head-width", "64", "--neuron-width", "64", "--head-epochs", "50",
-             "--neuron-epochs", "50", "--threads", "1", "--no-progress", "--out", dir + "/predictor.safetensors"]
+             "--neuron-epochs", "50", "--threads", "1", "--no-progress", "--out", dir + "/predictor.safetensors",
+             "--checkpoint-every", "0.05"]
         }
         return InterruptibleCommand(
             name: "train-predictor",
             arguments: arguments,
-            // No checkpoint: resuming is running again, and must give the same predictor.
-            resume: arguments,
+            // Continues from the last checkpoint (or starts afresh before the first), and must end
+            // with the uninterrupted run's predictor.
+            resume: { arguments($0) + ["--resume"] },
             checkIntact: { dir in
                 for file in visibleFiles(dir) {
-                    guard file == "predictor.safetensors" else { throw ShadowError.failed("\(dir): unexpected \(file)") }
-                    _ = try PredictorFile.load(path: dir + "/" + file)
+                    switch file {
+                    case "predictor.safetensors":
+                        _ = try PredictorFile.load(path: dir + "/" + file)
+                    case "predictor.safetensors.checkpoint":
+                        let checkpoint = try SafetensorsFile(path: dir + "/" + file)
+                        guard checkpoint.metadata["format"] == TrainingCheckpoint.format else {
+                            throw ShadowError.failed("\(dir): \(file) is not a checkpoint")
+                        }
+                    default:
+                        throw ShadowError.failed("\(dir): unexpected \(file)")
+                    }
                 }
             },
             outputs: { dir in
                 let path = dir + "/predictor.safetensors"
+                // The checkpoint goes once the predictor is written.
+                if FileManager.default.fileExists(atPath: path + ".checkpoint") {
+                    throw ShadowError.failed("\(dir): a checkpoint left beside the finished predictor")
+                }
                 let file = try SafetensorsFile(path: path)
                 var result: [String: Data] = [:]
                 for name in file.tensorNames { result[name] = bytes(try file.floats(name)) }

@@ -1,0 +1,164 @@
+import Foundation
+import ShadowFormats
+import ShadowKernels
+import ShadowModels
+
+/// Where a predictor's training stands, saved so that an interrupted run continues and ends with
+/// the predictor an uninterrupted run gives: every network's parameters, the optimiser's moments
+/// and the batch order of the network in training, and the position in its epochs.
+///
+/// The file is safetensors (one flat f32 tensor per network, `optimiser.m`, `optimiser.v`) with
+/// the position as JSON in its metadata; it is written atomically, so a kill never leaves half a
+/// checkpoint.
+public struct TrainingCheckpoint: Sendable {
+    public static let format = "shadowllm-training-checkpoint"
+    public static let version = 1
+
+    public let path: String
+    /// Seconds between saves while training runs; Ctrl-C saves at once.
+    public var interval: TimeInterval
+    /// Continue from `path` when it holds a checkpoint of the same run.
+    public var resume: Bool
+    /// Asked at every step whether to save and stop (Ctrl-C; tests stop after a number of steps).
+    var stopRequested: @Sendable () -> Bool = { Interruption.requested }
+
+    public init(path: String, interval: TimeInterval = 120, resume: Bool) {
+        self.path = path
+        self.interval = interval
+        self.resume = resume
+    }
+
+    /// What makes two runs the same run: a checkpoint continues only the run that wrote it.
+    struct Run: Codable, Equatable {
+        var traces: String
+        var samples: Int
+        var criterion: String
+        var kind: String
+        var configuration: PredictorConfiguration
+        var options: TrainingOptions
+        var dtype: String
+    }
+
+    /// The position inside one network's training, at the start of a step.
+    struct Position: Codable, Equatable {
+        /// 1-based epoch, and the batch of it that runs next.
+        var epoch: Int
+        var batch: Int
+        /// Updates taken so far (the cosine schedule's step and AdamW's).
+        var step: Int
+        /// The batch order's generator after this epoch's shuffle, and this epoch's order.
+        var generator: UInt64
+        var order: [Int]
+        /// Sum of the epoch's batch losses so far (weighted by batch rows).
+        var lossSum: Double
+    }
+
+    struct State: Codable {
+        var version: Int
+        var run: Run
+        /// Index of the network in training among `Predictor.networks` (heads first).
+        var network: Int
+        var position: Position
+        /// Final losses of the networks of the current part already trained, and the heads' mean
+        /// when the neuron part is in training.
+        var partLosses: [Float]
+        var headLoss: Float?
+        /// Epochs finished over all networks (the progress bar's count).
+        var completedEpochs: Int
+        /// Training time before this checkpoint.
+        var seconds: Double
+    }
+
+    // MARK: Writing and reading
+
+    func save(_ state: State, predictor: Predictor, optimiser: AdamW) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(state), as: UTF8.self)
+        var writer = SafetensorsWriter(metadata: ["format": Self.format, "state": json])
+        for (name, network) in predictor.networks {
+            writer.add("\(name).parameters", shape: [network.parameterCount],
+                       values: Array(UnsafeBufferPointer(start: network.parameters.pointer, count: network.parameterCount)))
+        }
+        writer.add("optimiser.m", shape: [optimiser.m.count], values: Array(UnsafeBufferPointer(start: optimiser.m.pointer, count: optimiser.m.count)))
+        writer.add("optimiser.v", shape: [optimiser.v.count], values: Array(UnsafeBufferPointer(start: optimiser.v.pointer, count: optimiser.v.count)))
+        try writer.write(to: path)
+    }
+
+    /// Reads the checkpoint of `run` into `predictor` (every network's parameters) and returns
+    /// where training stands with the moments of the network in training. Anything that does not
+    /// fit this run, this predictor or this training split is an error naming the file.
+    func load(run: Run, predictor: Predictor, train: [Int], stepsPerEpoch: (Int) -> Int, epochs: (Int) -> Int)
+        throws -> (state: State, m: [Float], v: [Float]) {
+        let file = try SafetensorsFile(path: path)
+        func corrupt(_ reason: String) -> ShadowError { .corruptFile(path: path, reason: reason) }
+        guard file.metadata["format"] == Self.format, let json = file.metadata["state"] else {
+            throw corrupt("not a training checkpoint (its safetensors metadata has no \"format\": \"\(Self.format)\" and \"state\")")
+        }
+        let state = try ConfigDecoding.decode(State.self, from: Data(json.utf8), path: path + " (state)")
+        guard state.version == Self.version else {
+            throw corrupt("checkpoint version \(state.version); this build reads version \(Self.version)")
+        }
+        if state.run != run {
+            throw ShadowError.invalidArgument(name: "--resume", reason: "\(path) was written by another run (it differs in \(Self.differences(state.run, run).joined(separator: ", "))); "
+                                              + "run without --resume to start again")
+        }
+        let networks = predictor.networks
+        guard networks.indices.contains(state.network) else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "network", reason: "\(state.network) is not one of the \(networks.count) networks")
+        }
+        let p = state.position, steps = stepsPerEpoch(state.network), total = epochs(state.network)
+        guard (1...max(total, 1)).contains(p.epoch), (0..<steps).contains(p.batch), p.step == (p.epoch - 1) * steps + p.batch else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "position",
+                                      reason: "epoch \(p.epoch) batch \(p.batch) step \(p.step) is not a point of \(total) epochs of \(steps) batches")
+        }
+        guard p.order.count == train.count, p.order.sorted() == train else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "position.order", reason: "is not an order of this run's training samples")
+        }
+        guard state.completedEpochs >= 0, state.seconds >= 0, state.seconds.isFinite else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "completedEpochs", reason: "negative or non-finite counts")
+        }
+        func values(_ name: String, count: Int) throws -> [Float] {
+            guard let info = file.tensorInfos[name] else { throw ShadowError.badTensor(path: path, tensor: name, reason: "missing") }
+            guard info.shape == [count] else {
+                throw ShadowError.badTensor(path: path, tensor: name, reason: "has shape \(info.shape), expected [\(count)]")
+            }
+            var result = [Float](repeating: 0, count: count)
+            try result.withUnsafeMutableBufferPointer { try file.floats(name, into: $0) }
+            guard result.allSatisfy(\.isFinite) else { throw ShadowError.badTensor(path: path, tensor: name, reason: "holds non-finite values") }
+            return result
+        }
+        for (name, network) in networks {
+            let saved = try values("\(name).parameters", count: network.parameterCount)
+            saved.withUnsafeBufferPointer { network.parameters.pointer.update(from: $0.baseAddress!, count: network.parameterCount) }
+        }
+        let count = networks[state.network].network.parameterCount
+        return (state, try values("optimiser.m", count: count), try values("optimiser.v", count: count))
+    }
+
+    /// The fields in which two runs differ, as dotted JSON keys.
+    static func differences(_ a: Run, _ b: Run) -> [String] {
+        func flat(_ run: Run) -> [String: String] {
+            guard let data = try? JSONEncoder().encode(run),
+                  let object = try? JSONSerialization.jsonObject(with: data) else { return [:] }
+            var result: [String: String] = [:]
+            func walk(_ value: Any, _ key: String) {
+                if let dictionary = value as? [String: Any] {
+                    for (k, v) in dictionary { walk(v, key.isEmpty ? k : "\(key).\(k)") }
+                } else {
+                    result[key] = "\(value)"
+                }
+            }
+            walk(object, "")
+            return result
+        }
+        let x = flat(a), y = flat(b)
+        let keys = Set(x.keys).union(y.keys).filter { x[$0] != y[$0] }.sorted()
+        return keys.isEmpty ? ["its settings"] : keys
+    }
+
+    /// Removes the checkpoint once the predictor it leads to is written.
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
