@@ -198,6 +198,38 @@ struct CLITests {
             #expect(run.status != 0 && run.err == "error: \(option): \(directory) is a directory, not a file\n", "\(arguments): \(run.err)")
         }
     }
+
+    // /proc/self/mem opens but fails to read at offset 0 (EIO), also for root, who reads chmod 000 files.
+    @Test("a file that is there but cannot be read is not called missing: the error names it and the cause",
+          .enabled(if: FileManager.default.fileExists(atPath: "/proc/self/mem"), "needs /proc/self/mem (Linux)"))
+    func unreadableFiles() throws {
+        let unreadable = "/proc/self/mem"
+        let piqa = try EvalCommandTests.piqaFiles()
+        let ioError = "cannot read \(unreadable): Input/output error"
+        // A model directory whose config.json, tokenizer.json or shard index is a directory: there, but unreadable.
+        func brokenModel(_ file: String) throws -> String {
+            let copy = TestScratch.path("unreadable-\(file)")
+            try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: copy)
+            try FileManager.default.removeItem(atPath: copy + "/" + file)
+            try FileManager.default.createDirectory(atPath: copy + "/" + file, withIntermediateDirectories: false)
+            return copy
+        }
+        let config = try brokenModel("config.json"), tokenizer = try brokenModel("tokenizer.json")
+        let index = try brokenModel("model.safetensors.index.json")
+        let cases: [([String], String)] = [
+            (["tokenize", "--model", fixture("tiny-llama"), "--text-file", unreadable], ioError),
+            (["perplexity", "--model", fixture("tiny-llama"), "--text-file", unreadable], ioError),
+            (["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", unreadable, "--labels", piqa.labels], ioError),
+            (["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(unreadable)", "--out", TestScratch.path("unread")], ioError),
+            (["info", "--model", config], "cannot read \(config)/config.json: Is a directory"),
+            (["tokenize", "--model", tokenizer, "--text", "Hi"], "cannot read \(tokenizer)/tokenizer.json: Is a directory"),
+            (["info", "--model", index], "cannot read \(index)/model.safetensors.index.json: Is a directory"),
+        ]
+        for (arguments, message) in cases {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err == "error: \(message)\n", "\(arguments): \(run.err)")
+        }
+    }
 }
 
 @Suite("Command line: sparse runs")
