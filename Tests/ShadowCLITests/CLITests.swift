@@ -10,10 +10,11 @@ struct CLIRun {
     let out: String
     let err: String
 
-    init(_ arguments: [String]) {
+    /// `onError` sees each piece of stderr as it is printed (a test can act at that moment).
+    init(_ arguments: [String], onError: @escaping (String) -> Void = { _ in }) {
         final class Box: @unchecked Sendable { var out = "", err = "" }
         let box = Box()
-        status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0 }))
+        status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0; onError($0) }))
         out = box.out
         err = box.err
     }
