@@ -168,7 +168,7 @@ struct CLITests {
         #expect(long.status == 0, "\(long.err)")
         let tokens = try #require(try long.json()["tokens"] as? [Int])
         let prompt = try #require(try long.json()["prompt_tokens"] as? [Int])
-        #expect(prompt.count + tokens.count == 129)   // 128 positions; the last token sampled needs none
+        #expect(prompt.count + tokens.count == 128)   // prompt and generated tokens together fill the context, no more
         #expect(long.err == "generate: stopped after \(tokens.count) of 1000000 tokens: the model's context of 128 is full\n", "\(long.err)")
         let short = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "3"])
         #expect(short.status == 0 && short.err.isEmpty, "\(short.err)")
