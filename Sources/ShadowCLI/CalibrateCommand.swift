@@ -76,6 +76,8 @@ enum CalibrateCommand {
             sources: sources.map(\.description), options: options, requestedSamples: count,
             shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize)
         let existed = FileManager.default.fileExists(atPath: out)
+        let manifestPath = (out as NSString).appendingPathComponent(TraceManifest.fileName)
+        let manifestExisted = FileManager.default.fileExists(atPath: manifestPath)
         let writer = try TraceWriter(directory: out, manifest: manifest, resume: arguments.flag("resume"))
         var bar: ProgressBar?
         let calibrator = Calibrator(model: model, criteria: criteria, predictorToken: predictorToken)
@@ -88,10 +90,14 @@ enum CalibrateCommand {
             }
         } catch {
             // A directory this run created and failed before filling would block the corrected
-            // command (an interrupted one is kept for --resume).
+            // command, and so would the manifest it wrote into a directory that was there (an
+            // interrupted run is kept for --resume).
             var interrupted = false
             if case .interrupted? = error as? ShadowError { interrupted = true }
-            if !interrupted && !existed && writer.manifest.chunks.isEmpty { try? FileManager.default.removeItem(atPath: out) }
+            if !interrupted && writer.manifest.chunks.isEmpty {
+                if !existed { try? FileManager.default.removeItem(atPath: out) }
+                else if !manifestExisted { try? FileManager.default.removeItem(atPath: manifestPath) }
+            }
             throw error
         }
         console.print("wrote \(writer.manifest.sampleCount) samples in \(writer.manifest.chunks.count) chunks to \(out)"

@@ -55,7 +55,7 @@ enum ModelOptions {
     }
 
     /// Throws unless `path` names a file: "no such file" when nothing is there, and a directory
-    /// is said to be one (reading it fails the same way a missing file does).
+    /// is said to be one (in words about the option, before any reading).
     static func requireFile(_ path: String, option: String) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -73,7 +73,7 @@ enum ModelOptions {
             return text
         case (nil, let file?):
             try requireFile(file, option: fileOption)
-            guard let data = FileManager.default.contents(atPath: file) else { throw ShadowError.fileNotFound(path: file) }
+            let data = try readWholeFile(file)
             // Byte for byte: Foundation's String(data:encoding:) drops a leading U+FEFF, which the
             // reference tokenizers encode (3 tokens), so ids would no longer match theirs.
             guard let text = String(validating: data, as: UTF8.self) else {

@@ -149,7 +149,9 @@ enum PipelineCommand {
         // time budget: the whole WikiText-2 test set would take half an hour per method here.
         let sample = path("heldout-sample.txt")
         if !exists("heldout-sample.txt") {
-            let text = try String(contentsOfFile: heldOut, encoding: .utf8)
+            guard let text = String(validating: try readWholeFile(heldOut), as: UTF8.self) else {
+                throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")
+            }
             try AtomicFile.write(SweepCommand.subset(text, bytes: quick ? 4000 : 60000), to: sample)
         }
         let methods: [(String, Double)] = [("dense", 0), ("shadow", sparsity), ("dejavu", sparsity)]

@@ -24,7 +24,7 @@ public final class MappedFile: @unchecked Sendable {
         if fd < 0 {
             let code = errno
             if code == ENOENT || code == ENOTDIR { throw ShadowError.fileNotFound(path: path) }
-            throw ShadowError.corruptFile(path: path, reason: "cannot open: \(Self.message(code))")
+            throw ShadowError.unreadableFile(path: path, reason: Self.message(code))
         }
         defer { close(fd) }
 

@@ -271,12 +271,7 @@ public final class SafetensorsCollection: TensorSource {
     }
 
     private static func readWeightMap(_ indexPath: String) throws -> [String: String] {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: indexPath))
-        } catch {
-            throw ShadowError.fileNotFound(path: indexPath)
-        }
+        let data = try readWholeFile(indexPath)
         let index: Index
         do {
             index = try JSONDecoder().decode(Index.self, from: data)

@@ -3,8 +3,10 @@ import Foundation
 /// The one error type every ShadowLLM module throws. Each case names the file, key or tensor that
 /// was wrong so the CLI can print a single line and exit non-zero.
 public enum ShadowError: Error, CustomStringConvertible, Equatable {
-    /// A file could not be opened or read.
+    /// Nothing is at the path.
     case fileNotFound(path: String)
+    /// The file is there but could not be opened or read; `reason` is the system's ("Permission denied").
+    case unreadableFile(path: String, reason: String)
     /// A binary file (GGUF, safetensors) is truncated, corrupt or of a version we do not read.
     case corruptFile(path: String, reason: String)
     /// A JSON file (config.json, tokenizer.json, task files) is malformed or misses a key.
@@ -24,6 +26,8 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .fileNotFound(let path):
             return "\(path): no such file"
+        case .unreadableFile(let path, let reason):
+            return "cannot read \(path): \(reason)"
         case .corruptFile(let path, let reason):
             return "\(path): \(reason)"
         case .badJSON(let path, let key, let reason):
@@ -45,7 +49,7 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
     /// The file the error is about, when it names one (for `--verbose` details).
     public var path: String? {
         switch self {
-        case .fileNotFound(let path), .corruptFile(let path, _), .badJSON(let path, _, _), .badTensor(let path, _, _),
+        case .fileNotFound(let path), .unreadableFile(let path, _), .corruptFile(let path, _), .badJSON(let path, _, _), .badTensor(let path, _, _),
              .unknownArchitecture(let path, _):
             return path
         case .invalidArgument, .failed, .interrupted:

@@ -22,10 +22,7 @@ public enum ConfigDecoding {
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, path: String) throws -> T {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ShadowError.fileNotFound(path: path)
-        }
-        return try decode(type, from: data, path: path)
+        try decode(type, from: try readWholeFile(path), path: path)
     }
 
     static func keyPath(of error: DecodingError) -> String? {

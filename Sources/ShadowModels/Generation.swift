@@ -14,7 +14,8 @@ public struct GenerationStats: Sendable, Codable {
 public struct GenerationResult: Sendable {
     public var tokens: [Int]
     public var stoppedAtEOS: Bool
-    /// Generation ended because the model's context was full, before `maxTokens`.
+    /// Generation ended before `maxTokens` because the prompt and the generated tokens filled the
+    /// model's context (together they never exceed it).
     public var stoppedAtContext = false
     public var stats: GenerationStats
 }
@@ -31,7 +32,9 @@ public enum Generator {
     }
 
     /// Prefills `prompt` in one pass, then decodes one token at a time until an end-of-sequence
-    /// token, `maxTokens`, the context limit, or `onToken` returning false.
+    /// token, `maxTokens`, the context limit, or `onToken` returning false. The prompt and the
+    /// generated tokens together are at most the model's context, so the text could be fed back
+    /// whole; the last token is sampled but never enters the cache.
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
                                 sparsity: (any SparsityController)? = nil,
@@ -55,7 +58,7 @@ public enum Generator {
             tokens.append(next)
             if !onToken(next) { break }
             if tokens.count == maxTokens { break }
-            if cache.remaining == 0 { stoppedAtContext = true; break }
+            if prompt.count + tokens.count == limit { stoppedAtContext = true; break }
             logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
         }
         let stats = GenerationStats(promptTokens: prompt.count, generatedTokens: tokens.count,

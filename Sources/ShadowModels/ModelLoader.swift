@@ -77,9 +77,7 @@ public enum ModelLoader {
 
     static func loadHuggingFace(directory: String, weights: WeightDType) throws -> LoadedModel {
         let configPath = (directory as NSString).appendingPathComponent("config.json")
-        guard let configData = FileManager.default.contents(atPath: configPath) else {
-            throw ShadowError.fileNotFound(path: configPath)
-        }
+        let configData = try readWholeFile(configPath)
         struct Header: Decodable {
             let modelType: String
             enum CodingKeys: String, CodingKey { case modelType = "model_type" }

@@ -146,7 +146,7 @@ public enum CalibrationSet {
                 return sample(tokens: tokens, predictFrom: contextTokens.count, source: source, options: options)
             }
         case .text:
-            guard let data = FileManager.default.contents(atPath: source.path) else { throw ShadowError.fileNotFound(path: source.path) }
+            let data = try readWholeFile(source.path)
             guard let text = String(data: data, encoding: .utf8) else {
                 throw ShadowError.corruptFile(path: source.path, reason: "not valid UTF-8 text")
             }

@@ -51,6 +51,26 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
                   shape: loaded.model.shape, contentHash: String(format: "%016llx", hash))
     }
 
+    /// The largest size a fingerprint may hold. No model comes near it (the largest vocabularies
+    /// have about 10^6 tokens, the longest contexts about 10^7); a larger value is a corrupt file.
+    public static let largestSize = Int(Int32.max)
+
+    /// Throws unless every size could be a model's: positive, at most `largestSize`, and KV heads
+    /// that divide the query heads. Checked when a file carrying the fingerprint is loaded, since
+    /// commands that never compare it with a model (`predictor info`) would show it as read.
+    /// `path` and `key` (the fingerprint's key in the file) name the value in the error.
+    public func validate(path: String, key: String = "model") throws {
+        func bad(_ name: String, _ reason: String) -> ShadowError { .badJSON(path: path, key: "\(key).shape.\(name)", reason: reason) }
+        let s = shape
+        let sizes = [("layers", s.layers), ("hidden_size", s.hiddenSize), ("heads", s.heads), ("kv_heads", s.kvHeads),
+                     ("head_dim", s.headDim), ("ffn_size", s.ffnSize), ("vocab_size", s.vocabularySize), ("max_context", s.maxContext)]
+        for (name, value) in sizes {
+            guard value > 0 else { throw bad(name, "must be positive, got \(value)") }
+            guard value <= Self.largestSize else { throw bad(name, "is \(value), beyond any model (at most \(Self.largestSize))") }
+        }
+        guard s.heads % s.kvHeads == 0 else { throw bad("kv_heads", "\(s.kvHeads) does not divide heads \(s.heads)") }
+    }
+
     /// Throws unless `other` is the same model; `what` names the file being checked.
     public func check(matches other: ModelFingerprint, what: String) throws {
         guard self == other else {

@@ -230,6 +230,7 @@ public enum PredictorFile {
         guard meta.version == version else {
             throw ShadowError.corruptFile(path: file.path, reason: "predictor format version \(meta.version); this build reads version \(version)")
         }
+        try meta.model.validate(path: file.path + " (metadata)")
         return meta
     }
 }

@@ -110,11 +110,8 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         func bad(_ key: String, _ reason: String) -> ShadowError { .badJSON(path: path, key: key, reason: reason) }
         guard format == "shadowllm-traces" else { throw bad("format", "is \"\(format)\", not \"shadowllm-traces\"") }
         guard version == 1 else { throw bad("version", "is \(version); this build reads version 1") }
+        try model.validate(path: path)
         let s = model.shape
-        for (key, value) in [("layers", s.layers), ("hidden_size", s.hiddenSize), ("heads", s.heads),
-                             ("head_dim", s.headDim), ("ffn_size", s.ffnSize)] where value <= 0 {
-            throw bad("model.shape.\(key)", "must be positive, got \(value)")
-        }
         // Every product a reader forms must fit an Int (the release build does not trap on overflow).
         var product = s.layers
         for (key, value) in [("heads", s.heads), ("head_dim", s.headDim), ("head_dim", GradientCorrelation.pooledPerSample)] {

@@ -101,13 +101,12 @@ struct SourceLines {
     }
 }
 
-/// The bytes of a file, or `fileNotFound` naming it.
+/// The bytes of a file; the error names it and says whether it is missing, a directory or unreadable.
 func readTaskFile(_ path: String) throws -> [UInt8] {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ShadowError.fileNotFound(path: path) }
     if isDirectory.boolValue { throw ShadowError.corruptFile(path: path, reason: "is a directory, not a file") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw ShadowError.corruptFile(path: path, reason: "cannot be read") }
-    return [UInt8](data)
+    return [UInt8](try readWholeFile(path))
 }
 
 // MARK: - JSON records

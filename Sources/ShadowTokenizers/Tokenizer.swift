@@ -43,9 +43,10 @@ public enum TokenizerLoader {
     /// tokenizer_config.json beside it, if present, names the BOS and EOS tokens.
     public static func load(tokenizerJSON url: URL) throws -> any Tokenizer {
         let path = url.path
-        guard let data = FileManager.default.contents(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+        let data = try readWholeFile(path)
         let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
-        let config = FileManager.default.contents(atPath: configURL.path)
+        // Absent is fine; present but unreadable is an error, not a silently different tokenizer.
+        let config = FileManager.default.fileExists(atPath: configURL.path) ? try readWholeFile(configURL.path) : nil
         return try load(tokenizerJSON: data, path: path, config: config, configPath: configURL.path)
     }
 

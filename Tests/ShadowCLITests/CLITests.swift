@@ -10,10 +10,11 @@ struct CLIRun {
     let out: String
     let err: String
 
-    init(_ arguments: [String]) {
+    /// `onError` sees each piece of stderr as it is printed (a test can act at that moment).
+    init(_ arguments: [String], onError: @escaping (String) -> Void = { _ in }) {
         final class Box: @unchecked Sendable { var out = "", err = "" }
         let box = Box()
-        status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0 }))
+        status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0; onError($0) }))
         out = box.out
         err = box.err
     }
@@ -167,7 +168,7 @@ struct CLITests {
         #expect(long.status == 0, "\(long.err)")
         let tokens = try #require(try long.json()["tokens"] as? [Int])
         let prompt = try #require(try long.json()["prompt_tokens"] as? [Int])
-        #expect(prompt.count + tokens.count == 129)   // 128 positions; the last token sampled needs none
+        #expect(prompt.count + tokens.count == 128)   // prompt and generated tokens together fill the context, no more
         #expect(long.err == "generate: stopped after \(tokens.count) of 1000000 tokens: the model's context of 128 is full\n", "\(long.err)")
         let short = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "3"])
         #expect(short.status == 0 && short.err.isEmpty, "\(short.err)")
@@ -196,6 +197,38 @@ struct CLITests {
         ] {
             let run = CLIRun(arguments)
             #expect(run.status != 0 && run.err == "error: \(option): \(directory) is a directory, not a file\n", "\(arguments): \(run.err)")
+        }
+    }
+
+    // /proc/self/mem opens but fails to read at offset 0 (EIO), also for root, who reads chmod 000 files.
+    @Test("a file that is there but cannot be read is not called missing: the error names it and the cause",
+          .enabled(if: FileManager.default.fileExists(atPath: "/proc/self/mem"), "needs /proc/self/mem (Linux)"))
+    func unreadableFiles() throws {
+        let unreadable = "/proc/self/mem"
+        let piqa = try EvalCommandTests.piqaFiles()
+        let ioError = "cannot read \(unreadable): Input/output error"
+        // A model directory whose config.json, tokenizer.json or shard index is a directory: there, but unreadable.
+        func brokenModel(_ file: String) throws -> String {
+            let copy = TestScratch.path("unreadable-\(file)")
+            try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: copy)
+            try FileManager.default.removeItem(atPath: copy + "/" + file)
+            try FileManager.default.createDirectory(atPath: copy + "/" + file, withIntermediateDirectories: false)
+            return copy
+        }
+        let config = try brokenModel("config.json"), tokenizer = try brokenModel("tokenizer.json")
+        let index = try brokenModel("model.safetensors.index.json")
+        let cases: [([String], String)] = [
+            (["tokenize", "--model", fixture("tiny-llama"), "--text-file", unreadable], ioError),
+            (["perplexity", "--model", fixture("tiny-llama"), "--text-file", unreadable], ioError),
+            (["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", unreadable, "--labels", piqa.labels], ioError),
+            (["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(unreadable)", "--out", TestScratch.path("unread")], ioError),
+            (["info", "--model", config], "cannot read \(config)/config.json: Is a directory"),
+            (["tokenize", "--model", tokenizer, "--text", "Hi"], "cannot read \(tokenizer)/tokenizer.json: Is a directory"),
+            (["info", "--model", index], "cannot read \(index)/model.safetensors.index.json: Is a directory"),
+        ]
+        for (arguments, message) in cases {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err == "error: \(message)\n", "\(arguments): \(run.err)")
         }
     }
 }

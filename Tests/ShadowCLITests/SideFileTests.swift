@@ -170,4 +170,45 @@ struct SideFileTests {
         let corrected = calibrate(out)
         #expect(corrected.status == 0, "\(corrected.err)")
     }
+
+    @Test("calibrate removes an --out it created when the first chunk fails, and leaves an --out that was there before")
+    func calibrateFailingFirstChunk() throws {
+        // Every sample passes the checks made before --out is created, so the failure is forced
+        // where it can happen in earnest: writing the first chunk. The progress bar's first line is
+        // drawn once --out holds its manifest and before any sample is computed; at that moment a
+        // directory is put where chunk 0 goes, so the chunk cannot be written.
+        func calibrateFailingChunk(_ out: String) -> CLIRun {
+            final class Blocked: @unchecked Sendable { var done = false }
+            let blocked = Blocked()
+            let run = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(CalibrateTests.corpus)",
+                              "--samples", "3", "--text-window", "16", "--text-continuation", "4", "--chunk-size", "1",
+                              "--out", out]) { _ in
+                guard !blocked.done, FileManager.default.fileExists(atPath: out + "/" + TraceManifest.fileName) else { return }
+                blocked.done = (try? FileManager.default.createDirectory(atPath: out + "/chunk-00000.safetensors",
+                                                                       withIntermediateDirectories: false)) != nil
+            }
+            #expect(blocked.done, "the progress bar was not drawn after --out was created: \(run.err)")
+            return run
+        }
+        /// The run failed with an error naming chunk 0 (after the progress bar's line).
+        func expectChunkError(_ run: CLIRun, _ out: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            let last = run.err.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(run.status == 1 && last == "error: cannot write \(out)/chunk-00000.safetensors: it is a directory",
+                    "\(run.status): \(run.err)", sourceLocation: sourceLocation)
+        }
+        let created = scratchPath("calibrate-created")
+        expectChunkError(calibrateFailingChunk(created), created)
+        #expect(!FileManager.default.fileExists(atPath: created))
+        let retry = calibrate(created)
+        #expect(retry.status == 0, "\(retry.err)")
+
+        // A directory that was there is kept with what it held, and without the manifest this run
+        // wrote, so that the corrected command does not need --resume.
+        let existing = scratchPath("calibrate-existing")
+        try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true)
+        try "mine".write(toFile: existing + "/notes.txt", atomically: true, encoding: .utf8)
+        expectChunkError(calibrateFailingChunk(existing), existing)
+        #expect(try String(contentsOfFile: existing + "/notes.txt", encoding: .utf8) == "mine")
+        #expect(!FileManager.default.fileExists(atPath: existing + "/" + TraceManifest.fileName))
+    }
 }

@@ -157,6 +157,23 @@ struct ForwardTests {
         #expect(throws: (any Error).self) { try Generator.generate(model: model, prompt: [], maxTokens: 5) }
     }
 
+    @Test("prompt and generated tokens together never exceed the context; a full context is reported only before --max-tokens")
+    func generationFillsTheContext() throws {
+        let model = TinyModels.llama(maxContext: 8)
+        let prompt = [1, 2, 3]
+        let full = try Generator.generate(model: model, prompt: prompt, maxTokens: 100)
+        #expect(prompt.count + full.tokens.count == 8 && full.stoppedAtContext && !full.stoppedAtEOS)
+        // The same tokens as a run that asks for exactly what fits: the last one was sampled from the full context.
+        let exact = try Generator.generate(model: model, prompt: prompt, maxTokens: 5)
+        #expect(exact.tokens == full.tokens && !exact.stoppedAtContext)
+        let fewer = try Generator.generate(model: model, prompt: prompt, maxTokens: 4)
+        #expect(fewer.tokens == Array(full.tokens.prefix(4)) && !fewer.stoppedAtContext)
+        // A prompt one short of the context leaves room for exactly one token.
+        let one = try Generator.generate(model: model, prompt: Array(1...7), maxTokens: 100)
+        #expect(one.tokens.count == 1 && one.stoppedAtContext)
+        #expect(throws: (any Error).self) { try Generator.generate(model: model, prompt: Array(1...8), maxTokens: 1) }
+    }
+
     @Test("perplexity of a short text is one sequence whose first token is context only")
     func perplexityShortText() throws {
         let model = TinyModels.llama()

@@ -56,4 +56,35 @@ struct BadSizeTests {
         }
         #expect(try PredictorFile.load(path: good).parameterCount == predictor.parameterCount)
     }
+
+    @Test("impossible sizes in a predictor's model fingerprint are refused on loading, naming the key, though only a model would use them")
+    func impossibleFingerprint() throws {
+        let predictor = try Predictor(configuration: smallConfiguration, criterion: "plainact", model: SyntheticTraces.fingerprint)
+        let directory = temporaryDirectory("bad-fingerprint")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let good = directory + "/good.safetensors"
+        try PredictorFile.save(predictor, to: good)
+        let cases: [(String, Int, String)] = [
+            ("vocab_size", -5, "must be positive, got -5"), ("vocab_size", 0, "must be positive, got 0"),
+            ("vocab_size", 1 << 50, "is \(1 << 50)"), ("max_context", -1, "must be positive, got -1"),
+            ("max_context", 0, "must be positive, got 0"), ("max_context", Int.max, "is \(Int.max)"),
+            ("kv_heads", 0, "must be positive, got 0"), ("kv_heads", 3, "3 does not divide"),
+        ]
+        for (key, value, reason) in cases {
+            let path = directory + "/\(key)-\(value).safetensors"
+            try predictorFile(from: good, to: path) { setJSON(&$0, ["model", "shape", key], value) }
+            for (name, read) in [("load", { _ = try PredictorFile.load(path: path) }),
+                                 ("metadata", { _ = try PredictorFile.metadata(path: path) })] as [(String, () throws -> Void)] {
+                do {
+                    try read()
+                    Issue.record("\(name): \(key) = \(value) accepted")
+                } catch let error as ShadowError {
+                    #expect(error.description.hasPrefix(path) && error.description.contains("key \"model.shape.\(key)\": \(reason)"),
+                            "\(name): \(error)")
+                    #expect(!error.description.contains("\n"))
+                }
+            }
+        }
+    }
 }

@@ -93,17 +93,27 @@ struct TraceValidationTests {
             }
             expectRefused(directory, mentioning: [directory + "/"])
         }
-        // No chunks: nothing to check the sizes against, and nothing to aggregate.
+        // No chunks: nothing to check the sizes against (only that each is one a model could
+        // have), and nothing to aggregate.
         let empty = try traces("manifest-empty")
         try editManifest(empty) { m in
             m["chunks"] = [[String: Any]]()
             var model = m["model"] as! [String: Any], shape = model["shape"] as! [String: Any]
-            shape["layers"] = 1 << 40
+            shape["layers"] = 1 << 30
             model["shape"] = shape
             m["model"] = model
         }
         #expect(throws: ShadowError.invalidArgument(name: "--traces", reason: "\(empty) holds no samples")) {
             _ = try AggregateImportance(traces: empty, criterion: "plainact")
+        }
+    }
+
+    @Test("impossible sizes in the manifest's model fingerprint that no chunk uses are refused too, naming the key")
+    func impossibleFingerprint() throws {
+        for (key, value) in [("vocab_size", -5), ("vocab_size", 0), ("max_context", 1 << 50), ("kv_heads", 0), ("kv_heads", 3)] {
+            let directory = try traces("manifest-fingerprint-\(key)")
+            try editManifest(directory) { setJSON(&$0, ["model", "shape", key], value) }
+            expectRefused(directory, mentioning: [directory + "/manifest.json", "key \"model.shape.\(key)\""])
         }
     }
 

@@ -1,0 +1,32 @@
+import Foundation
+import Testing
+import ShadowFormats
+import ShadowTestSupport
+
+@Suite("Reading whole files")
+struct FileReadingTests {
+    @Test("a file that is there but cannot be read is named with the system's reason, not called missing")
+    func unreadableIsNotMissing() throws {
+        let directory = TestScratch.path("read-dir")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let file = directory + "/bytes.bin"
+        try Data([0, 1, 2, 0xFF]).write(to: URL(fileURLWithPath: file))
+        #expect(try readWholeFile(file) == Data([0, 1, 2, 0xFF]))
+        #expect(throws: ShadowError.fileNotFound(path: directory + "/none")) { try readWholeFile(directory + "/none") }
+        #expect(throws: ShadowError.fileNotFound(path: file + "/below")) { try readWholeFile(file + "/below") }
+        #expect(throws: ShadowError.unreadableFile(path: directory, reason: "Is a directory")) { try readWholeFile(directory) }
+        #expect(ShadowError.unreadableFile(path: directory, reason: "Is a directory").description == "cannot read \(directory): Is a directory")
+        // A symbolic link to itself: there, and unreadable even for root (who reads chmod 000 files).
+        let loop = directory + "/loop"
+        try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: loop)
+        let looping = ShadowError.unreadableFile(path: loop, reason: "Too many levels of symbolic links")
+        #expect(throws: looping) { try readWholeFile(loop) }
+        #expect(throws: looping) { try MappedFile(path: loop) }
+        if getuid() != 0 {
+            try FileManager.default.setAttributes([.posixPermissions: 0], ofItemAtPath: file)
+            let denied = ShadowError.unreadableFile(path: file, reason: "Permission denied")
+            #expect(throws: denied) { try readWholeFile(file) }
+            #expect(throws: denied) { try MappedFile(path: file) }
+        }
+    }
+}
