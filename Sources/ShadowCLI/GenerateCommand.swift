@@ -1,6 +1,7 @@
 import Foundation
 import ShadowFormats
 import ShadowModels
+import ShadowSparsity
 import ShadowTokenizers
 
 /// `shadowllm generate`: prompt → streamed continuation.
@@ -53,6 +54,10 @@ enum GenerateCommand {
         let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
         let promptIDs = tokenizer.encodeWithSpecialTokens(text)
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
+        // One token predicts nothing: the oracle would have no criterion and run dense.
+        if sparsity is OracleController, promptIDs.count < 2 {
+            throw ShadowError.invalidArgument(name: "--method", reason: "oracle needs a prompt of at least 2 tokens to take its criterion from; this one is \(promptIDs.count)")
+        }
         let json = arguments.flag("json")
         var stream = TextStream(tokenizer: tokenizer)
         if !json { console.out(prompt) }
