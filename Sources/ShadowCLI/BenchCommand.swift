@@ -67,11 +67,11 @@ enum BenchCommand {
             .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0). oracle is refused: its masks need a backward pass over a real prompt, which bench has not.", default: "dense",
                    allowed: SparsityOptions.methods),
             .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
-            .value("policy", "name", help: "How scores become masks.", default: MaskPolicy.global.rawValue,
+            .value("policy", "name", help: "How scores become masks (random, static, shadow; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors."),
-            .value("refresh", "n", help: "Re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
+            .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
@@ -104,6 +104,10 @@ enum BenchCommand {
         // would leave out the backward pass that is its real cost.
         if methods.contains("oracle") {
             throw ShadowError.invalidArgument(name: "--method", reason: "oracle cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)")
+        }
+        try SparsityOptions.refuseUnread(arguments, methods: methods)
+        if arguments.has("sparsity"), methods.allSatisfy({ $0 == "dense" }) {
+            throw ShadowError.invalidArgument(name: "--sparsity", reason: "is only read with a sparse --method (dense runs at 0)")
         }
 
         var rows: [Row] = []

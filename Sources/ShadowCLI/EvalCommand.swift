@@ -126,6 +126,14 @@ enum EvalCommand {
         for option in ["detokenize", "as-stored", "context", "stride"] where arguments.has(option) && task != .wikitext {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to wikitext only")
         }
+        if arguments.has("mask-mode") {
+            if task == .wikitext {
+                throw ShadowError.invalidArgument(name: "--mask-mode", reason: "does not apply to wikitext (each window is one prompt)")
+            }
+            if try arguments.required("method") == "dense" {
+                throw ShadowError.invalidArgument(name: "--mask-mode", reason: "is only read with a sparse --method")
+            }
+        }
         if arguments.has("labels"), !task.acceptsLabelsFile {
             throw ShadowError.invalidArgument(name: "--labels", reason: "applies to piqa and winogrande only (\(task.rawValue) keeps its labels in the task file)")
         }

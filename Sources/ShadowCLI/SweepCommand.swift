@@ -107,6 +107,9 @@ enum SweepCommand {
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let floor = try arguments.double("hybrid-floor", range: 0...1)!
         let units = SweepUnits(rawValue: try arguments.required("units"))!
+        if arguments.has("hybrid-floor"), policy != .hybrid {
+            throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
+        }
 
         // Read every input before loading the model, so a bad file fails fast.
         var loadedTasks: [(name: TaskName, task: SweepTask?)] = []
