@@ -31,7 +31,7 @@ enum GenerateCommand {
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy.", default: "0"),
             .value("top-p", "p", help: "Nucleus sampling threshold.", default: "1"),
             .value("seed", "n", help: "Random seed for sampling.", default: "0"),
-            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …)."),
+            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
         ]
     ) { arguments, console in
@@ -60,7 +60,8 @@ enum GenerateCommand {
         }
         let json = arguments.flag("json")
         var stream = TextStream(tokenizer: tokenizer)
-        if !json { console.out(prompt) }
+        // A chat reply is a new turn, not a continuation of the prompt's text.
+        if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
         let result = try Generator.generate(
             model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
             stopTokens: loaded.stopTokens, sparsity: sparsity
