@@ -64,14 +64,14 @@ enum BenchCommand {
             .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
                    allowed: WeightDType.allCases.map(\.rawValue)),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
-            .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0).", default: "dense",
+            .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0). oracle is refused: its masks need a backward pass over a real prompt, which bench has not.", default: "dense",
                    allowed: SparsityOptions.methods),
             .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
-            .value("policy", "name", help: "How scores become masks.", default: MaskPolicy.global.rawValue,
+            .value("policy", "name", help: "How scores become masks (random, static, shadow; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors."),
-            .value("refresh", "n", help: "Re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
+            .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
@@ -99,6 +99,15 @@ enum BenchCommand {
         guard measures else {
             let why = backwardLengths.contains { $0 > 0 } ? "-p and -n are 0, and -b runs for the dense method only" : "-p, -n and -b are 0"
             throw ShadowError.invalidArgument(name: "bench", reason: "nothing to measure: \(why)")
+        }
+        // Unprepared, the oracle would run dense under a sparse label; timing it on a real prompt
+        // would leave out the backward pass that is its real cost.
+        if methods.contains("oracle") {
+            throw ShadowError.invalidArgument(name: "--method", reason: "oracle cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)")
+        }
+        try SparsityOptions.refuseUnread(arguments, methods: methods)
+        if arguments.has("sparsity"), methods.allSatisfy({ $0 == "dense" }) {
+            throw ShadowError.invalidArgument(name: "--sparsity", reason: "is only read with a sparse --method (dense runs at 0)")
         }
 
         var rows: [Row] = []

@@ -83,7 +83,7 @@ enum EvalCommand {
             .value("task", "name", help: "The task (lm-eval's names lambada_openai and lambada_standard also read LAMBADA files).",
                    allowed: TaskName.allCases.map(\.rawValue) + TaskName.aliases.keys.sorted()),
             .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),
-            .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line."),
+            .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line.", defaultDescription: "NAME-labels.lst beside NAME.jsonl, when there (--verbose names it)"),
             .value("limit", "n", help: "Evaluate at most n items.", defaultDescription: "all"),
             .value("offset", "k", help: "Skip the first k items of the file.", default: "0"),
             .value("shots", "k", help: "Few-shot examples per question, drawn from the rest of the file.", default: "0"),
@@ -108,6 +108,11 @@ enum EvalCommand {
         let dataPath = try arguments.required("data")
         try ModelOptions.requireFile(dataPath, option: "data")
         if let labels = arguments.string("labels") { try ModelOptions.requireFile(labels, option: "labels") }
+        // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
+        let labels = arguments.string("labels") ?? TaskFile.labelsBeside(data: dataPath, task: task)
+        if let labels, arguments.flag("verbose") {
+            console.printError("eval: labels from \(labels)" + (arguments.has("labels") ? "" : " (found beside --data)"))
+        }
         let offset = try arguments.int("offset", range: 0...Int.max) ?? 0
         let limit = try arguments.int("limit", range: 1...Int.max)
         let shots = try arguments.int("shots", range: 0...1000) ?? 0
@@ -121,10 +126,18 @@ enum EvalCommand {
         switch task {
         case .wikitext: text = try TaskFile.wikitext(path: dataPath)
         case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
-        default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: arguments.string("labels"))
+        default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: labels)
         }
         for option in ["detokenize", "as-stored", "context", "stride"] where arguments.has(option) && task != .wikitext {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to wikitext only")
+        }
+        if arguments.has("mask-mode") {
+            if task == .wikitext {
+                throw ShadowError.invalidArgument(name: "--mask-mode", reason: "does not apply to wikitext (each window is one prompt)")
+            }
+            if try arguments.required("method") == "dense" {
+                throw ShadowError.invalidArgument(name: "--mask-mode", reason: "is only read with a sparse --method")
+            }
         }
         if arguments.has("labels"), !task.acceptsLabelsFile {
             throw ShadowError.invalidArgument(name: "--labels", reason: "applies to piqa and winogrande only (\(task.rawValue) keeps its labels in the task file)")

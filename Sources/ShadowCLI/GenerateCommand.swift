@@ -1,6 +1,7 @@
 import Foundation
 import ShadowFormats
 import ShadowModels
+import ShadowSparsity
 import ShadowTokenizers
 
 /// `shadowllm generate`: prompt → streamed continuation.
@@ -30,7 +31,7 @@ enum GenerateCommand {
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy.", default: "0"),
             .value("top-p", "p", help: "Nucleus sampling threshold.", default: "1"),
             .value("seed", "n", help: "Random seed for sampling.", default: "0"),
-            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …)."),
+            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
         ]
     ) { arguments, console in
@@ -53,9 +54,14 @@ enum GenerateCommand {
         let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
         let promptIDs = tokenizer.encodeWithSpecialTokens(text)
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
+        // One token predicts nothing: the oracle would have no criterion and run dense.
+        if sparsity is OracleController, promptIDs.count < 2 {
+            throw ShadowError.invalidArgument(name: "--method", reason: "oracle needs a prompt of at least 2 tokens to take its criterion from; this one is \(promptIDs.count)")
+        }
         let json = arguments.flag("json")
         var stream = TextStream(tokenizer: tokenizer)
-        if !json { console.out(prompt) }
+        // A chat reply is a new turn, not a continuation of the prompt's text.
+        if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
         let result = try Generator.generate(
             model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
             stopTokens: loaded.stopTokens, sparsity: sparsity

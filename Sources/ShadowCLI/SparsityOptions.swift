@@ -89,12 +89,25 @@ enum SparsityOptions {
     /// An option that the chosen method or policy does not read is refused, so a mistyped
     /// method does not run quietly without the file the user meant it to use.
     static func refuseUnread(_ arguments: ParsedArguments) throws {
-        let method = try arguments.required("method"), policy = try arguments.required("policy")
+        try refuseUnread(arguments, methods: [try arguments.required("method")])
+    }
+
+    /// The same for a list of methods (`bench`): an option is read when any of them reads it.
+    static func refuseUnread(_ arguments: ParsedArguments, methods: [String]) throws {
+        let policy = try arguments.required("policy")
+        let predictorMethods = ["shadow", "dejavu", "dejavu-lookahead"]
+        // dejavu selects per layer whatever the policy says; dense has no masks to rank.
+        let rankingMethods = ["random", "static", "shadow", "oracle"]
+        let uses = { (names: [String]) in methods.contains { names.contains($0) } }
         let readers: [(option: String, readBy: Bool, what: String)] = [
-            ("predictor", ["shadow", "dejavu", "dejavu-lookahead"].contains(method), "--method shadow, dejavu or dejavu-lookahead"),
-            ("scores", method == "static", "--method static"),
-            ("oracle-criterion", method == "oracle", "--method oracle"),
+            ("predictor", uses(predictorMethods), "--method shadow, dejavu or dejavu-lookahead"),
+            ("refresh", uses(predictorMethods), "--method shadow, dejavu or dejavu-lookahead"),
+            ("scores", uses(["static"]), "--method static"),
+            ("mask-seed", uses(["random"]), "--method random"),
+            ("oracle-criterion", uses(["oracle"]), "--method oracle"),
+            ("policy", uses(rankingMethods), "--method random, static, shadow or oracle (dejavu selects per layer)"),
             ("hybrid-floor", policy == MaskPolicy.hybrid.rawValue, "--policy hybrid"),
+            ("hybrid-floor", uses(rankingMethods), "--method random, static, shadow or oracle (dejavu selects per layer)"),
         ]
         for reader in readers where arguments.has(reader.option) && !reader.readBy {
             throw ShadowError.invalidArgument(name: "--\(reader.option)", reason: "is only read with \(reader.what)")

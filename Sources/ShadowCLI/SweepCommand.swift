@@ -53,7 +53,7 @@ enum SweepCommand {
             .value("data-dir", "dir", help: "Finds piqa/, hellaswag/ and wikitext-2/ files laid out as in ../shared/data.",
                    default: "../shared/data"),
             .value("data", "task=path,...", help: "Task files, overriding --data-dir (needed for the other tasks)."),
-            .value("labels", "task=path,...", help: "Label files (PIQA, Winogrande) when the data file has none."),
+            .value("labels", "task=path,...", help: "Label files (PIQA, Winogrande) when the data file has none.", defaultDescription: "NAME-labels.lst beside a task's NAME.jsonl, when there (--verbose names it)"),
             .value("methods", "names", help: "Mask sources; dense is always included.", default: "static,shadow,dejavu",
                    allowed: sparseMethods),
             .value("criteria", "names", help: "Criteria of the static scores and of the predictors' targets.",
@@ -107,6 +107,12 @@ enum SweepCommand {
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let floor = try arguments.double("hybrid-floor", range: 0...1)!
         let units = SweepUnits(rawValue: try arguments.required("units"))!
+        if arguments.has("hybrid-floor"), policy != .hybrid {
+            throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
+        }
+        if arguments.flag("verbose") {
+            for task in tasks { if let labels = task.labels { console.printError("sweep: \(task.task.rawValue) labels from \(labels)") } }
+        }
 
         // Read every input before loading the model, so a bad file fails fast.
         var loadedTasks: [(name: TaskName, task: SweepTask?)] = []
@@ -347,7 +353,8 @@ enum SweepCommand {
                 throw ShadowError.invalidArgument(name: "--data", reason: "no file for \(name): give --data \(name)=PATH")
             }
             guard FileManager.default.fileExists(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
-            tasks.append((task, path, labels[name] ?? (task == .piqa && data[name] == nil ? files.piqaLabels : nil)))
+            // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
+            tasks.append((task, path, labels[name] ?? TaskFile.labelsBeside(data: path, task: task)))
         }
         guard !tasks.isEmpty else { throw ShadowError.invalidArgument(name: "--tasks", reason: "needs at least one task") }
         return tasks

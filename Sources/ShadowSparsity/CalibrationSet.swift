@@ -55,11 +55,7 @@ public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
             throw ShadowError.invalidArgument(name: "--source", reason: "unknown kind \"\(name)\" (one of \(names.joined(separator: ", ")))")
         }
         var labels: String?
-        if case .task(let task) = kind, task.acceptsLabelsFile {
-            let base = (path as NSString).deletingPathExtension
-            let candidate = base + "-labels.lst"
-            if FileManager.default.fileExists(atPath: candidate) { labels = candidate }
-        }
+        if case .task(let task) = kind { labels = TaskFile.labelsBeside(data: path, task: task) }
         return CalibrationSource(kind: kind, path: path, range: range, labels: labels)
     }
 }

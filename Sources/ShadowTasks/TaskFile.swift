@@ -1,3 +1,4 @@
+import Foundation
 import ShadowFormats
 
 /// Reads the task files of DESIGN §6 in the forms their releases and lm-evaluation-harness use,
@@ -24,6 +25,15 @@ public enum TaskFile {
             throw ShadowError.invalidArgument(
                 name: task.rawValue, reason: "is not multiple choice; read it with TaskFile.\(task.rawValue)(path:)")
         }
+    }
+
+    /// The labels file the releases put beside PIQA's and Winogrande's data, `NAME-labels.lst` for
+    /// `NAME.jsonl` (`valid-labels.lst`, `dev-labels.lst`), when it is there; nil for other tasks.
+    /// `calibrate`, `eval` and `sweep` use it when no labels file is given.
+    public static func labelsBeside(data path: String, task: TaskName) -> String? {
+        guard task.acceptsLabelsFile else { return nil }
+        let candidate = (path as NSString).deletingPathExtension + "-labels.lst"
+        return FileManager.default.fileExists(atPath: candidate) ? candidate : nil
     }
 
     /// LAMBADA (`{"text": …}` per line) as lm-eval's `lambada_openai` splits it: the context is

@@ -174,6 +174,18 @@ struct CLITests {
         #expect(short.status == 0 && short.err.isEmpty, "\(short.err)")
     }
 
+    @Test("--chat puts the reply on a line after the echoed prompt; a plain prompt is continued where it ends")
+    func chatEcho() throws {
+        for chat in [true, false] {
+            let arguments = ["generate", "--model", fixture("tiny-llama"), "--prompt", "Name three colours.", "-n", "6"] + (chat ? ["--chat"] : [])
+            let streamed = CLIRun(arguments)
+            let json = CLIRun(arguments + ["--json"])
+            #expect(streamed.status == 0 && json.status == 0, "\(streamed.err)")
+            let text = try #require(try json.json()["text"] as? String)
+            #expect(streamed.out == "Name three colours." + (chat ? "\n" : "") + text + "\n", "chat \(chat): \(streamed.out)")
+        }
+    }
+
     @Test("--chat needs a tokenizer with the ChatML tokens")
     func chatTemplate() {
         let chat = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hi", "-n", "2", "--chat"])

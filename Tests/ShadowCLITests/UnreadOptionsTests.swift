@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+@testable import ShadowCLI
+import ShadowTestSupport
+
+/// Options a command would not read in the combination given are refused, one line naming the
+/// option, rather than run without them (the user guide's promise).
+@Suite("Command line: options not read are refused")
+struct UnreadOptionsTests {
+    func expectRefused(_ arguments: [String], _ option: String, reason: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+        let run = CLIRun(arguments)
+        #expect(run.status == 1 && run.out.isEmpty, "\(arguments): \(run.out)", sourceLocation: sourceLocation)
+        #expect(run.err.hasPrefix("error: \(option): ") && run.err.split(separator: "\n").count == 1,
+                "\(arguments): \(run.err)", sourceLocation: sourceLocation)
+        if let reason { #expect(run.err.contains(reason), "\(run.err)", sourceLocation: sourceLocation) }
+    }
+
+    @Test("generate and perplexity refuse mask options their method does not read")
+    func singleMethodCommands() {
+        let model = fixture("tiny-llama")
+        let generate = ["generate", "--model", model, "-p", "hi", "-n", "1"]
+        expectRefused(generate + ["--refresh", "3"], "--refresh", reason: "--method shadow, dejavu or dejavu-lookahead")
+        expectRefused(generate + ["--mask-seed", "5"], "--mask-seed", reason: "--method random")
+        expectRefused(generate + ["--method", "random", "--sparsity", "0.5", "--refresh", "3"], "--refresh")
+        expectRefused(generate + ["--policy", "local"], "--policy")
+        expectRefused(generate + ["--method", "static", "--sparsity", "0.5", "--mask-seed", "5"], "--mask-seed")
+        let perplexity = ["perplexity", "--model", model, "--text", "hello world, hello again"]
+        // dejavu selects per layer: a policy is not read (refused before the missing predictor).
+        expectRefused(perplexity + ["--method", "dejavu", "--sparsity", "0.5", "--policy", "local"], "--policy", reason: "dejavu selects per layer")
+        expectRefused(perplexity + ["--method", "dejavu-lookahead", "--sparsity", "0.5", "--policy", "hybrid", "--hybrid-floor", "0.2"], "--policy")
+        expectRefused(perplexity + ["--policy", "hybrid", "--hybrid-floor", "0.2"], "--policy")
+        expectRefused(perplexity + ["--mask-seed", "1", "--method", "oracle", "--sparsity", "0.5"], "--mask-seed")
+    }
+
+    @Test("the options a method reads are still accepted")
+    func readOptionsAccepted() throws {
+        let model = fixture("tiny-llama")
+        let text = "The quick brown fox jumps over the lazy dog. It was a sunny day in the park."
+        let perplexity = ["perplexity", "--model", model, "--text", text, "--json", "--method", "random", "--sparsity", "0.5"]
+        let seeded = CLIRun(perplexity + ["--mask-seed", "5", "--policy", "hybrid", "--hybrid-floor", "0.2"])
+        let other = CLIRun(perplexity + ["--mask-seed", "6", "--policy", "hybrid", "--hybrid-floor", "0.2"])
+        #expect(seeded.status == 0 && other.status == 0, "\(seeded.err)")
+        #expect(try seeded.json()["nll_sum"] as? Double != (try other.json()["nll_sum"] as? Double))
+    }
+
+    @Test("bench refuses options none of its methods reads, and --sparsity with dense alone")
+    func bench() {
+        let bench = ["bench", "--model", fixture("tiny-llama"), "-p", "16", "-n", "0", "-r", "1", "--no-progress"]
+        expectRefused(bench + ["--method", "random", "--predictor", "/nonexistent"], "--predictor")
+        expectRefused(bench + ["--method", "dense,random", "--refresh", "2"], "--refresh")
+        expectRefused(bench + ["--method", "random", "--scores", "s.json"], "--scores")
+        expectRefused(bench + ["--policy", "local"], "--policy")
+        expectRefused(bench + ["--sparsity", "0.5"], "--sparsity", reason: "dense runs at 0")
+        let local = CLIRun(bench + ["--method", "dense,random", "--sparsity", "0.5", "--policy", "local"])
+        #expect(local.status == 0, "\(local.err)")
+    }
+
+    @Test("eval refuses --mask-mode with the dense model and on WikiText")
+    func evalMaskMode() throws {
+        let files = try EvalCommandTests.piqaFiles()
+        let wiki = TestScratch.url("unread-wiki.txt").path
+        try " = A = \n text .\n".write(toFile: wiki, atomically: true, encoding: .utf8)
+        let eval = ["eval", "--model", fixture("tiny-llama"), "--no-progress"]
+        expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--mask-mode", "per-choice"],
+                      "--mask-mode", reason: "sparse --method")
+        expectRefused(eval + ["--task", "wikitext", "--data", wiki, "--method", "random", "--sparsity", "0.5", "--mask-mode", "causal"],
+                      "--mask-mode", reason: "wikitext")
+        expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--refresh", "2"], "--refresh")
+    }
+
+    @Test("sweep refuses --hybrid-floor without --policy hybrid")
+    func sweepHybridFloor() throws {
+        let text = TestScratch.url("unread-sweep.txt").path
+        try "The river ran past the old mill.\nChildren played in the square.\n".write(toFile: text, atomically: true, encoding: .utf8)
+        let out = scratchPath("sweep-unread")
+        expectRefused(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "wikitext", "--data", "wikitext=\(text)",
+                       "--methods", "random", "--sparsities", "0.5", "--text-bytes", "500", "--context", "16",
+                       "--hybrid-floor", "0.3", "--no-progress"], "--hybrid-floor", reason: "--policy hybrid")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
