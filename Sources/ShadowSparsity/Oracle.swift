@@ -29,10 +29,12 @@ public final class OracleController: PromptAwareController, PredictingController
     public func prepare(prompt: [Int]) {
         statistics.calls += 1
         let start = DispatchTime.now().uptimeNanoseconds
-        // One token predicts nothing: no loss, no scores; run dense.
+        // One token predicts nothing: no loss, no scores; run dense, and count the dense mask in
+        // the realised sparsity so a report cannot claim sparsity this prompt did not run at.
         guard prompt.count >= 2,
               let scores = try? Importance.scores(model: model, tokens: prompt, predictFrom: 1, criteria: [criterion])[criterion] else {
             plans = [LayerPlan](repeating: .dense, count: model.shape.layers)
+            statistics.record(plans: plans, shape: model.shape)
             return
         }
         plans = Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: model.shape)

@@ -18,7 +18,7 @@ enum PIQA {
             } else if record.has("label") {
                 gold = try record.label("label", binary)
             } else {
-                throw record.error("label", "missing (and no labels file given)")
+                throw record.error("label", "missing (and no labels file: give --labels, or put NAME-labels.lst beside NAME.jsonl)")
             }
             return MultipleChoiceItem(id: id, context: "Question: \(goal)\nAnswer:",
                                       continuations: solutions.map { " " + $0 }, gold: gold)

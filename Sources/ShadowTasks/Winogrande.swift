@@ -23,7 +23,7 @@ enum Winogrande {
             } else if record.has("answer") {
                 gold = try record.label("answer", answers)
             } else {
-                throw record.error("answer", "missing (and no labels file given)")
+                throw record.error("answer", "missing (and no labels file: give --labels, or put NAME-labels.lst beside NAME.jsonl)")
             }
             let before = String(sentence.unicodeScalars[..<blank])
             let after = String(sentence.unicodeScalars[sentence.unicodeScalars.index(after: blank)...])

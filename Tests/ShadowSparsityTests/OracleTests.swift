@@ -33,12 +33,16 @@ struct OracleTests {
         #expect(nll != Scoring.tokenNLL(model: model, tokens: prompt))
     }
 
-    @Test("a one-token prompt runs dense, and heads-only criteria are refused")
+    @Test("a one-token prompt runs dense and counts as a dense mask in the realised sparsity; heads-only criteria are refused")
     func edges() throws {
         let model = TinyModels.llama()
         let oracle = try OracleController(model: model, criterion: .l2Norm, settings: settings)
         oracle.prepare(prompt: [4])
         #expect(oracle.plans.allSatisfy { $0 == .dense })
+        #expect(oracle.statistics.masks == 1 && oracle.statistics.headSparsity == 0 && oracle.statistics.neuronSparsity == 0)
+        oracle.prepare(prompt: [4, 9, 2, 7])
+        // One dense mask and one at about half: the mean says so instead of hiding the dense one.
+        #expect(oracle.statistics.masks == 2 && oracle.statistics.headSparsity > 0.1 && oracle.statistics.headSparsity < 0.35)
         #expect(throws: ShadowError.self) { try OracleController(model: model, criterion: .jacov, settings: settings) }
     }
 }

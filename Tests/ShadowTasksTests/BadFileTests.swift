@@ -64,7 +64,7 @@ private let badFiles: [BadFile] = [
             "piqa.jsonl:1: key \"sol1\": expected a string, found a number"),
 
     // PIQA and Winogrande labels.
-    BadFile("PIQA without any label", .piqa, piqaItems, "piqa.jsonl:1: key \"label\": missing (and no labels file given)"),
+    BadFile("PIQA without any label", .piqa, piqaItems, "piqa.jsonl:1: key \"label\": missing (and no labels file: give --labels, or put NAME-labels.lst beside NAME.jsonl)"),
     BadFile("a PIQA label out of range", .piqa, "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 2}",
             "piqa.jsonl:1: key \"label\": \"2\" is not one of \"0\", \"1\""),
     BadFile("a fractional PIQA label", .piqa, "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0.5}",
