@@ -315,12 +315,12 @@ public enum PredictorTrainer {
         let run = TrainingCheckpoint.Run(traces: data.source, samples: data.count, criterion: data.criterion, kind: configuration.kind.rawValue,
                                          configuration: configuration, options: options, dtype: weightDType.rawValue)
         var firstJob = 0
-        var resumed: (position: TrainingCheckpoint.Position, m: [Float], v: [Float], step: Int)?
+        var resumed: (position: TrainingCheckpoint.Position, m: [Float], v: [Float])?
         var partLosses: [Float] = []
         if let checkpoint, checkpoint.resume, FileManager.default.fileExists(atPath: checkpoint.path) {
             let saved = try checkpoint.load(run: run, predictor: predictor, train: train, stepsPerEpoch: stepsPerEpoch, epochs: epochs)
             firstJob = saved.state.network
-            resumed = (saved.state.position, saved.m, saved.v, saved.state.position.step)
+            resumed = (saved.state.position, saved.m, saved.v)
             partLosses = saved.state.partLosses
             headLoss = saved.state.headLoss ?? 0
             completed = saved.state.completedEpochs
@@ -347,7 +347,7 @@ public enum PredictorTrainer {
             let seed = options.seed &+ UInt64(l) &* 7919 &+ (part == .heads ? 0 : 104_729)
             let resume = index == firstJob ? resumed : nil
             let loss = try fit.run(epochs: epochs(index), batch: batchSize(index), train: train, options: options, seed: seed,
-                                   resume: resume.map { ($0.position, $0.m, $0.v) }) { position, optimiser in
+                                   resume: resume) { position, optimiser in
                 guard let checkpoint else {
                     // Without a checkpoint, stopping early saves nothing: say so.
                     try Interruption.check("training stopped; nothing was written (run it again to train from the start)")
