@@ -103,6 +103,34 @@ struct PredictorCLITests {
         }
     }
 
+    @Test("train-predictor replaces a stale checkpoint without --resume, refuses a corrupt one with it, and removes its own at the end")
+    func checkpointOptions() throws {
+        let traces = scratchPath("traces"), out = scratchPath("checkpointed") + ".safetensors"
+        let checkpoint = out + ".checkpoint"
+        defer {
+            for path in [traces, out, checkpoint] { try? FileManager.default.removeItem(atPath: path) }
+        }
+        try CLITraces.write(traces, count: 30)
+        let small = ["--traces", traces, "--out", out, "--head-width", "8", "--neuron-width", "8", "--head-epochs", "2",
+                     "--neuron-epochs", "1", "--no-progress"]
+        try Data("left by an interrupted run".utf8).write(to: URL(fileURLWithPath: checkpoint))
+        // With --resume the stale file is read, and it is no checkpoint.
+        let refused = CLIRun(["train-predictor"] + small + ["--resume"])
+        #expect(refused.status != 0 && refused.err.contains(checkpoint) && refused.err.split(separator: "\n").count == 1, "\(refused.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        // Without it, training starts afresh, says so, and leaves no checkpoint behind.
+        let fresh = CLIRun(["train-predictor"] + small)
+        #expect(fresh.status == 0, "\(fresh.err)")
+        #expect(fresh.err.contains("starting afresh") && fresh.err.contains(checkpoint), "\(fresh.err)")
+        #expect(FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: checkpoint))
+        // --resume with no checkpoint there trains from the start as well.
+        #expect(CLIRun(["train-predictor"] + small + ["--resume"]).status == 0)
+        for (extra, mention) in [(["--checkpoint", traces], "--checkpoint"), (["--checkpoint-every", "0"], "--checkpoint-every")] {
+            let run = CLIRun(["train-predictor"] + small + extra)
+            #expect(run.status != 0 && run.err.contains(mention) && run.err.split(separator: "\n").count == 1, "\(extra): \(run.err)")
+        }
+    }
+
     @Test("bad traces, criteria, kinds and predictor files are one-line errors")
     func badInput() throws {
         let traces = scratchPath("traces"), directory = scratchPath("bad")
