@@ -29,8 +29,8 @@ enum GenerateCommand {
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy.", default: "0"),
-            .value("top-p", "p", help: "Nucleus sampling threshold.", default: "1"),
-            .value("seed", "n", help: "Random seed for sampling.", default: "0"),
+            .value("top-p", "p", help: "Nucleus sampling threshold (sampling only: --temperature above 0).", default: "1"),
+            .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
             .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
         ]
@@ -42,6 +42,10 @@ enum GenerateCommand {
             topP: Float(try arguments.double("top-p", range: 0.000001...1) ?? 1),
             seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty") }
+        // Greedy decoding draws nothing: a seed or nucleus given with it would be ignored.
+        for option in ["top-p", "seed"] where arguments.has(option) && sampling.temperature == 0 {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read when sampling (--temperature above 0; 0 is greedy)")
+        }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
         let tokenizer = try loaded.requireTokenizer()

@@ -24,6 +24,10 @@ struct UnreadOptionsTests {
         expectRefused(generate + ["--method", "random", "--sparsity", "0.5", "--refresh", "3"], "--refresh")
         expectRefused(generate + ["--policy", "local"], "--policy")
         expectRefused(generate + ["--method", "static", "--sparsity", "0.5", "--mask-seed", "5"], "--mask-seed")
+        // Greedy decoding (the default temperature 0) reads no seed and no nucleus.
+        expectRefused(generate + ["--seed", "7"], "--seed", reason: "--temperature above 0")
+        expectRefused(generate + ["--top-p", "0.9", "--temperature", "0"], "--top-p")
+        #expect(CLIRun(generate + ["--seed", "7", "--top-p", "0.9", "--temperature", "0.8"]).status == 0)
         let perplexity = ["perplexity", "--model", model, "--text", "hello world, hello again"]
         // dejavu selects per layer: a policy is not read (refused before the missing predictor).
         expectRefused(perplexity + ["--method", "dejavu", "--sparsity", "0.5", "--policy", "local"], "--policy", reason: "dejavu selects per layer")
