@@ -73,8 +73,9 @@ enum SweepCommand {
             .value("shots", "k", help: "Few-shot examples per question.", default: "0"),
             .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
-            .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end), as stored (eval detokenizes like lm-eval; here every cell reads the same text); 0 for the whole text.",
+            .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end), as stored unless --detokenize; 0 for the whole text.",
                    default: "60000"),
+            .flag("detokenize", help: "WikiText: the model reads lm-eval's detokenized text, as eval does by default (words and bytes are counted as stored). Off by default so that earlier sweeps' states stay valid."),
             .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
             .flag("json", help: "Print results.json instead of the Markdown table."),
             .flag("no-progress", help: "Hide the progress bar."),
@@ -107,6 +108,10 @@ enum SweepCommand {
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let floor = try arguments.double("hybrid-floor", range: 0...1)!
         let units = SweepUnits(rawValue: try arguments.required("units"))!
+        let detokenize = arguments.flag("detokenize")
+        if detokenize, !tasks.contains(where: { $0.task == .wikitext }) {
+            throw ShadowError.invalidArgument(name: "--detokenize", reason: "is only read with the wikitext task")
+        }
         if arguments.has("hybrid-floor"), policy != .hybrid {
             throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
         }
@@ -233,7 +238,7 @@ enum SweepCommand {
             // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
             // WikiText article by article): a state scored under older rules must not be extended.
             "scoring lm-eval-2026-12-pages",
-        ].joined(separator: "; ")
+        ].joined(separator: "; ") + (detokenize ? "; wikitext detokenized" : "")
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
@@ -285,7 +290,8 @@ enum SweepCommand {
             let text = subset(try TaskFile.wikitext(path: tasks.first { $0.task == name }!.path), bytes: textBytes)
             runnable.append(.perplexity(name: name.rawValue, text: text, context: context))
         }
-        let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: maskMode, shots: shots, seed: seed)
+        let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: maskMode, shots: shots, seed: seed,
+                                 detokenizeWikiText: detokenize)
         let total = try runnable.reduce(0) { $0 + (try runner.work($1, cells: cells.count)) }
         let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"))
         var done = 0

@@ -185,6 +185,8 @@ public struct SweepRunner {
     public let maskMode: MaskMode
     public let shots: Int
     public let seed: UInt64
+    /// WikiText: the model reads lm-eval's detokenized text (words and bytes still counted as stored).
+    public let detokenizeWikiText: Bool
     /// Items between two saves of the state.
     public var chunkSize = 5
     /// The last text split and tokenized, so `work` (sizing the progress bar) and `run` do it once.
@@ -197,18 +199,20 @@ public struct SweepRunner {
 
     private func pages(of text: String) -> WikiTextPages {
         if lastText.text != text {
-            lastText.pages = WikiTextPages(text: text, detokenize: false, tokenizer: tokenizer)
+            lastText.pages = WikiTextPages(text: text, detokenize: detokenizeWikiText, tokenizer: tokenizer)
             lastText.text = text
         }
         return lastText.pages
     }
 
-    public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, maskMode: MaskMode, shots: Int, seed: UInt64) {
+    public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, maskMode: MaskMode, shots: Int, seed: UInt64,
+                detokenizeWikiText: Bool = false) {
         self.model = model
         self.tokenizer = tokenizer
         self.maskMode = maskMode
         self.shots = shots
         self.seed = seed
+        self.detokenizeWikiText = detokenizeWikiText
     }
 
     /// Units of work of a task for the progress bar (items or text windows, times cells).

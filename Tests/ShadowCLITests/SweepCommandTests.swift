@@ -53,6 +53,41 @@ struct SweepCommandTests {
         return result
     }
 
+    @Test("sweep --detokenize scores WikiText as eval does by default; its state is kept apart from an as-stored sweep's")
+    func detokenizedWikiText() throws {
+        let path = scratchPath("sweep-wikitext") + ".txt"
+        let out = scratchPath("sweep-detokenized")
+        defer { try? FileManager.default.removeItem(atPath: path); try? FileManager.default.removeItem(atPath: out) }
+        try " = Valley = \n\n The valley 's 3 @,@ 000 @-@ year history , as told , ends here . \n It rains ( often ) .\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let model = fixture("tiny-llama")
+        func sweep(_ extra: [String]) -> CLIRun {
+            CLIRun(["sweep", "--model", model, "--out", out, "--tasks", "wikitext", "--data", "wikitext=\(path)",
+                    "--methods", "random", "--sparsities", "0.5", "--context", "16", "--json", "--no-progress"] + extra)
+        }
+        func dense(_ run: CLIRun) throws -> [String: Double] {
+            let rows = try run.json()["rows"] as? [[String: Any]] ?? []
+            return try #require(rows.first { $0["method"] as? String == "dense" }?["metrics"] as? [String: Double])
+        }
+        let detokenized = sweep(["--detokenize"])
+        #expect(detokenized.status == 0, "\(detokenized.err)")
+        let eval = CLIRun(["eval", "--model", model, "--task", "wikitext", "--data", path, "--context", "16", "--json"])
+        #expect(eval.status == 0, "\(eval.err)")
+        let evaluated = try eval.json()
+        #expect(try dense(detokenized)["word_perplexity"] == evaluated["word_perplexity"] as? Double)
+        // The same --out as stored: other numbers, so the saved state is refused.
+        let mixed = sweep([])
+        #expect(mixed.status != 0 && mixed.err.contains("other settings"), "\(mixed.err)")
+        try FileManager.default.removeItem(atPath: out)
+        let stored = sweep([])
+        #expect(stored.status == 0, "\(stored.err)")
+        let storedPerplexity = try dense(stored)["word_perplexity"]
+        #expect(storedPerplexity != nil && storedPerplexity != evaluated["word_perplexity"] as? Double)
+        let unread = CLIRun(["sweep", "--model", model, "--out", out + "-piqa", "--tasks", "piqa", "--data", "piqa=\(Self.piqa.data)",
+                             "--labels", "piqa=\(Self.piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--detokenize"])
+        #expect(unread.status != 0 && unread.err.contains("--detokenize"), "\(unread.err)")
+    }
+
     @Test("every task × cell gets a row, predictors missing for a criterion are listed, reports and plots are written")
     func fullSweep() throws {
         let out = scratchPath("sweep")
