@@ -239,6 +239,9 @@ enum SweepCommand {
             // WikiText article by article): a state scored under older rules must not be extended.
             "scoring lm-eval-2026-12-pages",
         ].joined(separator: "; ") + (detokenize ? "; wikitext detokenized" : "")
+            // LAMBADA shots changed to lm-eval's two spaces on 2026-12-03: a few-shot LAMBADA
+            // state from before must not be extended with the other prompts.
+            + (shots > 0 && tasks.contains { $0.task == .lambada } ? "; lambada shots lm-eval" : "")
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"

@@ -84,6 +84,11 @@ enum TrainPredictorCommand {
         if FileManager.default.fileExists(atPath: checkpointPath, isDirectory: &isDirectory), isDirectory.boolValue {
             throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is a directory; give a file name")
         }
+        // Removed once the predictor is written: it must not be the predictor, or the traces.
+        let standardized = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        if standardized(checkpointPath) == standardized(out) || standardized(checkpointPath).hasPrefix(standardized(traces) + "/") {
+            throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is --out or inside --traces; give a file of its own")
+        }
         let resume = arguments.flag("resume")
         if !resume && FileManager.default.fileExists(atPath: checkpointPath) {
             console.printError("train-predictor: starting afresh; \(checkpointPath) (an interrupted run) will be replaced (--resume continues it)")

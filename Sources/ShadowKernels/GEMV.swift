@@ -1,7 +1,8 @@
 import CHalf
 
-/// Matrix–vector products for decode (one token). Rows are walked four at a time with SIMD
-/// accumulators: one row at a time gets about half the memory bandwidth (DESIGN §8).
+/// Matrix–vector products for decode (one token). Consecutive rows are read one at a time as a
+/// single stream with the lines ahead prefetched; gathered rows (sparse execution) four at a time
+/// with the next four prefetched, since their addresses cannot be streamed (docs/results.md).
 public enum GEMV {
     public typealias V = SIMD16<Float>
 

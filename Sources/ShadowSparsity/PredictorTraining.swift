@@ -24,6 +24,20 @@ public struct PredictorDataset: Sendable {
 
     public var shape: TransformerShape { model.shape }
     public var predictsNeurons: Bool { neurons != nil }
+
+    /// FNV-1a over the bits of every scaled input and raw score: a checkpoint continues training
+    /// only on the very samples it started on (re-calibrating into the same directory changes it).
+    var digest: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for part in [inputs, heads, neurons ?? []] {
+            part.withUnsafeBufferPointer { values in
+                for value in values {
+                    hash = (hash ^ UInt64(value.bitPattern)) &* 0x0000_0100_0000_01b3
+                }
+            }
+        }
+        return String(format: "%016llx", hash)
+    }
     var inputWidth: Int { kind == .shadow ? shape.attentionWidth : shape.hiddenSize }
     var inputRows: Int { kind == .shadow ? 1 : shape.layers }
 
@@ -313,12 +327,16 @@ public enum PredictorTrainer {
         func stepsPerEpoch(_ job: Int) -> Int { (train.count + batchSize(job) - 1) / batchSize(job) }
 
         let run = TrainingCheckpoint.Run(traces: data.source, samples: data.count, criterion: data.criterion, kind: configuration.kind.rawValue,
-                                         configuration: configuration, options: options, dtype: weightDType.rawValue)
+                                         configuration: configuration, options: options, dtype: weightDType.rawValue,
+                                         model: data.model, predictorToken: data.predictorToken,
+                                         data: checkpoint == nil ? "" : data.digest)
         var firstJob = 0
         var resumed: (position: TrainingCheckpoint.Position, m: [Float], v: [Float])?
         var partLosses: [Float] = []
         if let checkpoint, checkpoint.resume, FileManager.default.fileExists(atPath: checkpoint.path) {
-            let saved = try checkpoint.load(run: run, predictor: predictor, train: train, stepsPerEpoch: stepsPerEpoch, epochs: epochs)
+            let parts = jobs.map { $0.part == .heads }
+            let saved = try checkpoint.load(run: run, predictor: predictor, train: train, headNetworks: parts,
+                                            stepsPerEpoch: stepsPerEpoch, epochs: epochs)
             firstJob = saved.state.network
             resumed = (saved.state.position, saved.m, saved.v)
             partLosses = saved.state.partLosses

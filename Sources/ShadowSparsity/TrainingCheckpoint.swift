@@ -37,6 +37,10 @@ public struct TrainingCheckpoint: Sendable {
         var configuration: PredictorConfiguration
         var options: TrainingOptions
         var dtype: String
+        var model: ModelFingerprint
+        var predictorToken: String?
+        /// `PredictorDataset.digest` of the samples.
+        var data: String
     }
 
     /// The position inside one network's training, at the start of a step.
@@ -88,7 +92,8 @@ public struct TrainingCheckpoint: Sendable {
     /// Reads the checkpoint of `run` into `predictor` (every network's parameters) and returns
     /// where training stands with the moments of the network in training. Anything that does not
     /// fit this run, this predictor or this training split is an error naming the file.
-    func load(run: Run, predictor: Predictor, train: [Int], stepsPerEpoch: (Int) -> Int, epochs: (Int) -> Int)
+    /// `headNetworks[i]` tells whether network i (in `Predictor.networks`' order) is a head network.
+    func load(run: Run, predictor: Predictor, train: [Int], headNetworks: [Bool], stepsPerEpoch: (Int) -> Int, epochs: (Int) -> Int)
         throws -> (state: State, m: [Float], v: [Float]) {
         let file = try SafetensorsFile(path: path)
         func corrupt(_ reason: String) -> ShadowError { .corruptFile(path: path, reason: reason) }
@@ -101,7 +106,7 @@ public struct TrainingCheckpoint: Sendable {
         }
         if state.run != run {
             throw ShadowError.invalidArgument(name: "--resume", reason: "\(path) was written by another run (it differs in \(Self.differences(state.run, run).joined(separator: ", "))); "
-                                              + "run without --resume to start again")
+                                              + "run without --resume, or remove it, to start again")
         }
         let networks = predictor.networks
         guard networks.indices.contains(state.network) else {
@@ -115,8 +120,22 @@ public struct TrainingCheckpoint: Sendable {
         guard p.order.count == train.count, p.order.sorted() == train else {
             throw ShadowError.badJSON(path: path + " (state)", key: "position.order", reason: "is not an order of this run's training samples")
         }
-        guard state.completedEpochs >= 0, state.seconds >= 0, state.seconds.isFinite else {
-            throw ShadowError.badJSON(path: path + " (state)", key: "completedEpochs", reason: "negative or non-finite counts")
+        // Everything else the state holds follows from the position, or is checked against it.
+        let completed = (0..<state.network).reduce(0) { $0 + epochs($1) } + p.epoch - 1
+        guard state.completedEpochs == completed else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "completedEpochs", reason: "is \(state.completedEpochs); the position gives \(completed)")
+        }
+        let isHead = headNetworks[state.network]
+        let partStart = isHead ? 0 : headNetworks.filter { $0 }.count
+        guard state.partLosses.count == state.network - partStart, state.partLosses.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "partLosses",
+                                      reason: "needs \(state.network - partStart) finite, non-negative losses (the networks of this part already trained)")
+        }
+        guard (state.headLoss == nil) == isHead, state.headLoss.map({ $0.isFinite && $0 >= 0 }) ?? true else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "headLoss", reason: isHead ? "is given while heads train" : "must be a finite, non-negative loss once neurons train")
+        }
+        guard p.lossSum >= 0, p.lossSum.isFinite, state.seconds >= 0, state.seconds.isFinite else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "position.lossSum", reason: "negative or non-finite sums or times")
         }
         func values(_ name: String, count: Int) throws -> [Float] {
             guard let info = file.tensorInfos[name] else { throw ShadowError.badTensor(path: path, tensor: name, reason: "missing") }
@@ -133,7 +152,10 @@ public struct TrainingCheckpoint: Sendable {
             saved.withUnsafeBufferPointer { network.parameters.pointer.update(from: $0.baseAddress!, count: network.parameterCount) }
         }
         let count = networks[state.network].network.parameterCount
-        return (state, try values("optimiser.m", count: count), try values("optimiser.v", count: count))
+        let v = try values("optimiser.v", count: count)
+        // A negative second moment would make every later update NaN.
+        guard v.allSatisfy({ $0 >= 0 }) else { throw ShadowError.badTensor(path: path, tensor: "optimiser.v", reason: "holds negative values") }
+        return (state, try values("optimiser.m", count: count), v)
     }
 
     /// The fields in which two runs differ, as dotted JSON keys.

@@ -125,7 +125,8 @@ struct PredictorCLITests {
         #expect(FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: checkpoint))
         // --resume with no checkpoint there trains from the start as well.
         #expect(CLIRun(["train-predictor"] + small + ["--resume"]).status == 0)
-        for (extra, mention) in [(["--checkpoint", traces], "--checkpoint"), (["--checkpoint-every", "0"], "--checkpoint-every")] {
+        for (extra, mention) in [(["--checkpoint", traces], "--checkpoint"), (["--checkpoint", out], "--checkpoint"),
+                                 (["--checkpoint", traces + "/manifest.json"], "--checkpoint"), (["--checkpoint-every", "0"], "--checkpoint-every")] {
             let run = CLIRun(["train-predictor"] + small + extra)
             #expect(run.status != 0 && run.err.contains(mention) && run.err.split(separator: "\n").count == 1, "\(extra): \(run.err)")
         }

@@ -58,6 +58,66 @@ struct TrainingCheckpointTests {
         #expect(progress.count < progress.last!.totalEpochs)
     }
 
+    /// Rewrites the checkpoint at `path` with its state JSON and tensors changed.
+    static func tamper(_ path: String, state change: (inout [String: Any]) -> Void = { _ in },
+                       tensor: (String, [Float]) -> [Float] = { $1 }) throws {
+        let file = try SafetensorsFile(path: path)
+        var state = try JSONSerialization.jsonObject(with: Data(file.metadata["state"]!.utf8)) as! [String: Any]
+        change(&state)
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: state), as: UTF8.self)
+        var writer = SafetensorsWriter(metadata: ["format": TrainingCheckpoint.format, "state": json])
+        for name in file.tensorNames {
+            let info = file.tensorInfos[name]!
+            var values = [Float](repeating: 0, count: info.shape.reduce(1, *))
+            try values.withUnsafeMutableBufferPointer { try file.floats(name, into: $0) }
+            writer.add(name, shape: info.shape, values: tensor(name, values))
+        }
+        let data = try writer.encoded()
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    @Test("a checkpoint whose moments, counts or losses do not fit its position, or of other samples, is refused naming the key")
+    func refusesInconsistentState() throws {
+        let data = try syntheticData(kind: .shadow, count: 60)
+        let options = TrainingOptions(headEpochs: 3, neuronEpochs: 2, headBatch: 16, neuronBatch: 16)
+        let path = temporaryDirectory("checkpoint-tampered") + ".checkpoint"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // 48 training samples in 3 batches: steps 1–9 train the heads, 10–15 the neurons.
+        func stopAndTamper(at step: Int = 11, state: (inout [String: Any]) -> Void = { _ in },
+                           tensor: (String, [Float]) -> [Float] = { $1 }) throws {
+            _ = try? PredictorTrainer.train(data: data, configuration: smallConfiguration, options: options,
+                                            checkpoint: Self.stopping(at: step, path: path))
+            try Self.tamper(path, state: state, tensor: tensor)
+        }
+        func expectRefused(_ mention: String, data: PredictorDataset? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+            do {
+                _ = try PredictorTrainer.train(data: data ?? (try! syntheticData(kind: .shadow, count: 60)), configuration: smallConfiguration,
+                                               options: options, checkpoint: TrainingCheckpoint(path: path, resume: true))
+                Issue.record("a checkpoint that should be refused (\(mention)) was continued", sourceLocation: sourceLocation)
+            } catch let error as ShadowError {
+                #expect("\(error)".contains(mention) && "\(error)".contains(path), "\(error)", sourceLocation: sourceLocation)
+            } catch {
+                Issue.record("\(error)", sourceLocation: sourceLocation)
+            }
+        }
+        // A negative second moment would turn every later update into NaN.
+        try stopAndTamper(tensor: { name, values in name == "optimiser.v" ? values.map { _ in -1 } : values })
+        expectRefused("optimiser.v")
+        try stopAndTamper(state: { $0["completedEpochs"] = Int.max })
+        expectRefused("completedEpochs")
+        try stopAndTamper(state: { $0["partLosses"] = [0.5, 0.5] })
+        expectRefused("partLosses")
+        try stopAndTamper(at: 5, state: { $0["headLoss"] = 0.5 })
+        expectRefused("headLoss")
+        try stopAndTamper(state: { $0["headLoss"] = nil })
+        expectRefused("headLoss")
+        // Same count of samples, other samples (traces calibrated again into the same directory).
+        try stopAndTamper()
+        let other = try PredictorDataset(records: SyntheticTraces.records(count: 60, seed: 99), model: SyntheticTraces.fingerprint,
+                                         criterion: "plainact", kind: .shadow)
+        expectRefused("data", data: other)
+    }
+
     @Test("a checkpoint is continued only by the run that wrote it; a corrupt one is a one-line error")
     func refusesAnotherRun() throws {
         let data = try syntheticData(kind: .shadow, count: 60)
