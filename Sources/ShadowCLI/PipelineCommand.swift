@@ -158,13 +158,13 @@ enum PipelineCommand {
         var tasks = [("wikitext", sample)]
         if let piqa = data.piqa { tasks.append(("piqa", piqa)) }
         if let hellaswag = data.hellaswag { tasks.append(("hellaswag", hellaswag)) }
-        var sweepArguments = ["sweep", "--model", model, "--out", path("sweep"), "--threads", threads,
+        let sweepArguments = ["sweep", "--model", model, "--out", path("sweep"), "--threads", threads,
                               "--tasks", tasks.map(\.0).joined(separator: ","),
                               "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
                               "--methods", "shadow,dejavu", "--criteria", "plainact,l2_norm", "--sparsities", String(sparsity),
                               "--predictor", path("predictors"), "--traces", path("traces"),
                               "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
-        if let labels = data.piqaLabels, data.piqa != nil { sweepArguments += ["--labels", "piqa=\(labels)"] }
+        // PIQA's labels: valid-labels.lst beside the data, which sweep finds by itself.
         try run("evaluate (sweep)", sweepArguments + progress, output: "sweep/report.md")
         var evaluated: [String: (perplexity: Double?, tasks: [String: Double])] = [:]
         if let json = try? readJSON(path("sweep/results.json")), let sweepRows = json["rows"] as? [[String: Any]] {
@@ -248,7 +248,6 @@ struct DataFiles {
     }
 
     var piqa: String? { file("piqa/valid.jsonl") }
-    var piqaLabels: String? { file("piqa/valid-labels.lst") }
     var hellaswag: String? { file("hellaswag/hellaswag_val_full.txt") }
     var wikitextTest: String? { file("wikitext-2/test.txt") }
     var wikitextValid: String? { file("wikitext-2/valid.txt") }

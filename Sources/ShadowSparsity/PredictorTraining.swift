@@ -341,7 +341,7 @@ public enum PredictorTrainer {
             resumed = (saved.state.position, saved.m, saved.v)
             partLosses = saved.state.partLosses
             headLoss = saved.state.headLoss ?? 0
-            completed = saved.state.completedEpochs
+            completed = saved.completedEpochs
             start = Date(timeIntervalSinceNow: -saved.state.seconds)
         }
         var lastSave = Date()
@@ -375,7 +375,7 @@ public enum PredictorTrainer {
                 guard stop || Date().timeIntervalSince(lastSave) >= checkpoint.interval else { return }
                 let state = TrainingCheckpoint.State(version: TrainingCheckpoint.version, run: run, network: index, position: position,
                                                      partLosses: partLosses, headLoss: part == .neurons ? headLoss : nil,
-                                                     completedEpochs: completed, seconds: Date().timeIntervalSince(start))
+                                                     seconds: Date().timeIntervalSince(start))
                 try checkpoint.save(state, predictor: predictor, optimiser: optimiser)
                 lastSave = Date()
                 if stop {
@@ -446,9 +446,10 @@ public enum PredictorTrainer {
             var shuffled = false
             if let resume {
                 let p = resume.position
-                (epoch, b, step, order, sum) = (p.epoch, p.batch, p.step, p.order, p.lossSum)
+                (epoch, b, order, sum) = (p.epoch, p.batch, p.order, p.lossSum)
+                step = (epoch - 1) * stepsPerEpoch + b
                 generator = SeededGenerator(seed: p.generator)
-                optimiser.restore(step: p.step, m: resume.m, v: resume.v)
+                optimiser.restore(step: step, m: resume.m, v: resume.v)
                 shuffled = true
             }
             var last: Float = 0
@@ -459,7 +460,7 @@ public enum PredictorTrainer {
                 }
                 shuffled = false
                 while b < stepsPerEpoch {
-                    try atStep(TrainingCheckpoint.Position(epoch: epoch, batch: b, step: step, generator: generator.state,
+                    try atStep(TrainingCheckpoint.Position(epoch: epoch, batch: b, generator: generator.state,
                                                            order: order, lossSum: sum), optimiser)
                     let rows = order[(b * batch)..<min((b + 1) * batch, order.count)]
                     fill(samples: rows, inputs: x.pointer, targets: t.pointer)

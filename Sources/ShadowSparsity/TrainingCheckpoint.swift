@@ -48,8 +48,6 @@ public struct TrainingCheckpoint: Sendable {
         /// 1-based epoch, and the batch of it that runs next.
         var epoch: Int
         var batch: Int
-        /// Updates taken so far (the cosine schedule's step and AdamW's).
-        var step: Int
         /// The batch order's generator after this epoch's shuffle, and this epoch's order.
         var generator: UInt64
         var order: [Int]
@@ -67,8 +65,6 @@ public struct TrainingCheckpoint: Sendable {
         /// when the neuron part is in training.
         var partLosses: [Float]
         var headLoss: Float?
-        /// Epochs finished over all networks (the progress bar's count).
-        var completedEpochs: Int
         /// Training time before this checkpoint.
         var seconds: Double
     }
@@ -90,11 +86,12 @@ public struct TrainingCheckpoint: Sendable {
     }
 
     /// Reads the checkpoint of `run` into `predictor` (every network's parameters) and returns
-    /// where training stands with the moments of the network in training. Anything that does not
+    /// where training stands with the moments of the network in training and the epochs finished
+    /// over all networks (which the position gives). Anything that does not
     /// fit this run, this predictor or this training split is an error naming the file.
     /// `headNetworks[i]` tells whether network i (in `Predictor.networks`' order) is a head network.
     func load(run: Run, predictor: Predictor, train: [Int], headNetworks: [Bool], stepsPerEpoch: (Int) -> Int, epochs: (Int) -> Int)
-        throws -> (state: State, m: [Float], v: [Float]) {
+        throws -> (state: State, completedEpochs: Int, m: [Float], v: [Float]) {
         let file = try SafetensorsFile(path: path)
         func corrupt(_ reason: String) -> ShadowError { .corruptFile(path: path, reason: reason) }
         guard file.metadata["format"] == Self.format, let json = file.metadata["state"] else {
@@ -113,18 +110,14 @@ public struct TrainingCheckpoint: Sendable {
             throw ShadowError.badJSON(path: path + " (state)", key: "network", reason: "\(state.network) is not one of the \(networks.count) networks")
         }
         let p = state.position, steps = stepsPerEpoch(state.network), total = epochs(state.network)
-        guard (1...max(total, 1)).contains(p.epoch), (0..<steps).contains(p.batch), p.step == (p.epoch - 1) * steps + p.batch else {
+        guard (1...max(total, 1)).contains(p.epoch), (0..<steps).contains(p.batch) else {
             throw ShadowError.badJSON(path: path + " (state)", key: "position",
-                                      reason: "epoch \(p.epoch) batch \(p.batch) step \(p.step) is not a point of \(total) epochs of \(steps) batches")
+                                      reason: "epoch \(p.epoch) batch \(p.batch) is not a point of \(total) epochs of \(steps) batches")
         }
         guard p.order.count == train.count, p.order.sorted() == train else {
             throw ShadowError.badJSON(path: path + " (state)", key: "position.order", reason: "is not an order of this run's training samples")
         }
-        // Everything else the state holds follows from the position, or is checked against it.
-        let completed = (0..<state.network).reduce(0) { $0 + epochs($1) } + p.epoch - 1
-        guard state.completedEpochs == completed else {
-            throw ShadowError.badJSON(path: path + " (state)", key: "completedEpochs", reason: "is \(state.completedEpochs); the position gives \(completed)")
-        }
+        // Everything else the state holds is checked against the position.
         let isHead = headNetworks[state.network]
         let partStart = isHead ? 0 : headNetworks.filter { $0 }.count
         guard state.partLosses.count == state.network - partStart, state.partLosses.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
@@ -155,7 +148,8 @@ public struct TrainingCheckpoint: Sendable {
         let v = try values("optimiser.v", count: count)
         // A negative second moment would make every later update NaN.
         guard v.allSatisfy({ $0 >= 0 }) else { throw ShadowError.badTensor(path: path, tensor: "optimiser.v", reason: "holds negative values") }
-        return (state, try values("optimiser.m", count: count), v)
+        let completed = (0..<state.network).reduce(0) { $0 + epochs($1) } + p.epoch - 1
+        return (state, completed, try values("optimiser.m", count: count), v)
     }
 
     /// The fields in which two runs differ, as dotted JSON keys.

@@ -103,8 +103,12 @@ struct TrainingCheckpointTests {
         // A negative second moment would turn every later update into NaN.
         try stopAndTamper(tensor: { name, values in name == "optimiser.v" ? values.map { _ in -1 } : values })
         expectRefused("optimiser.v")
-        try stopAndTamper(state: { $0["completedEpochs"] = Int.max })
-        expectRefused("completedEpochs")
+        try stopAndTamper(state: { state in
+            var position = state["position"] as! [String: Any]
+            position["epoch"] = Int.max
+            state["position"] = position
+        })
+        expectRefused("position")
         try stopAndTamper(state: { $0["partLosses"] = [0.5, 0.5] })
         expectRefused("partLosses")
         try stopAndTamper(at: 5, state: { $0["headLoss"] = 0.5 })
