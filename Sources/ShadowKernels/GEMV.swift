@@ -95,12 +95,68 @@ public enum GEMV {
 
     /// y (+)= Σ_r x[r] · Wt[r, :] for a transposed `[rows, cols]` matrix (rows are inputs):
     /// the down projection and attention output stored one row per neuron / head dimension.
-    /// Threads split the output columns, so every thread still reads contiguous row pieces.
+    /// The rows are cut into `transposedChunks(rows:)` blocks, a number that depends on the shape
+    /// only, and each block is read as one stream into its own partial sum (`streamedAxpy`); the
+    /// partials are then added in block order, so the result is the same on any thread count.
+    /// Splitting the columns instead leaves every thread reading pieces of rows, which on a Zen 4
+    /// core read 26–30 GB/s where one stream reads 31–35 (docs/results.md).
     public static func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ wt: UnsafePointer<Float>,
                                           _ x: UnsafePointer<Float>, rows: Int, cols: Int,
                                           accumulate: Bool = false) {
-        parallelChunks(cols, granularity: 64, minimumPerThread: 128) { range in
-            axpyRows(y, wt, x, rowIndices: nil, rowCount: rows, cols: cols, columns: range, accumulate: accumulate)
+        let chunks = transposedChunks(rows: rows)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: chunks * cols) { partials in
+            let partials = partials.baseAddress!
+            parallelChunks(chunks) { range in
+                for chunk in range {
+                    let block = chunkRows(chunk, of: chunks, rows: rows)
+                    let partial = partials + chunk * cols
+                    partial.update(repeating: 0, count: cols)
+                    streamedAxpy(partial, wt + block.lowerBound * cols, x + block.lowerBound, rowCount: block.count, cols: cols)
+                }
+            }
+            if !accumulate { y.update(repeating: 0, count: cols) }
+            for chunk in 0..<chunks { Ops.add(y, partials + chunk * cols, count: cols) }
+        }
+    }
+
+    /// How many row blocks a transposed product of `rows` rows is cut into: a power of two (so two,
+    /// four or eight threads share them evenly), at most 16, with at least 64 rows per block.
+    public static func transposedChunks(rows: Int) -> Int {
+        var chunks = 1
+        while chunks < 16 && rows / (chunks * 2) >= 64 { chunks *= 2 }
+        return chunks
+    }
+
+    /// Rows of block `chunk` of `chunks`, boundaries on multiples of 4 where the rows allow.
+    @inline(__always)
+    static func chunkRows(_ chunk: Int, of chunks: Int, rows: Int) -> Range<Int> {
+        func boundary(_ c: Int) -> Int { c == chunks ? rows : (rows * c / chunks) & ~3 }
+        return boundary(chunk)..<boundary(chunk + 1)
+    }
+
+    /// y[0..<cols] += Σ_k x[k] · Wt[k, :] over `rowCount` consecutive rows, a row at a time, with
+    /// the lines 8 KB ahead prefetched (past a row's end they are the next rows'), so the rows are
+    /// read as one stream. y stays in L1, so loading and storing it per row costs little.
+    @inline(__always)
+    static func streamedAxpy(_ y: UnsafeMutablePointer<Float>, _ wt: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+                             rowCount: Int, cols: Int) {
+        let ahead = 2048
+        let vecEnd = cols & ~15
+        for k in 0..<rowCount {
+            let w0 = wt + k * cols
+            let v = V(repeating: x[k])
+            var i = 0
+            while i < vecEnd {
+                chalf_prefetch(w0 + i + ahead)
+                var acc = load(y + i)
+                acc.addProduct(load(w0 + i), v)
+                store(acc, y + i)
+                i += 16
+            }
+            while i < cols {
+                y[i] += w0[i] * x[k]
+                i += 1
+            }
         }
     }
 

@@ -129,8 +129,13 @@ public final class WeightMatrix: @unchecked Sendable {
         parallelChunks(rows, granularity: 4, minimumPerThread: 64) { range in dotRows(y, x, rowRange: range) }
     }
 
-    /// y (+)= Wᵀ x for a transposed matrix (rows are inputs); threads split the output columns.
+    /// y (+)= Wᵀ x for a transposed matrix (rows are inputs). fp32 rows are read as streams into
+    /// partial sums (`GEMV.multiplyTransposed`); 16-bit ones split the output columns over threads.
     public func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, accumulate: Bool) {
+        if dtype == .f32 {
+            GEMV.multiplyTransposed(y, floatPointer, x, rows: rows, cols: cols, accumulate: accumulate)
+            return
+        }
         parallelChunks(cols, granularity: 64, minimumPerThread: 128) { range in
             axpyRows(y, x, rowIndices: nil, rowCount: rows, columns: range, accumulate: accumulate)
         }

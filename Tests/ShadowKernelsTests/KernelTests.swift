@@ -39,6 +39,23 @@ struct MatrixKernelTests {
         }
     }
 
+    @Test("transposed GEMV gives the same bits on 1, 2 and 3 threads (row blocks depend on the shape only)")
+    func transposedGemvIndependentOfThreads() {
+        defer { Threads.set(Threads.defaultCount) }
+        for (rows, cols) in [(130, 257), (576, 576), (1536, 576), (1000, 33)] {
+            let wt = randomFloats(rows * cols, seed: 8), x = randomFloats(rows, seed: 9)
+            let results = [1, 2, 3].map { threads -> [Float] in
+                Threads.set(threads)
+                var y = [Float](repeating: 0.5, count: cols)
+                GEMV.multiplyTransposed(&y, wt, x, rows: rows, cols: cols, accumulate: true)
+                return y
+            }
+            #expect(results[0] == results[1] && results[0] == results[2], "\(rows)x\(cols)")
+        }
+        #expect(GEMV.transposedChunks(rows: 1536) == 16 && GEMV.transposedChunks(rows: 576) == 8)
+        #expect(GEMV.transposedChunks(rows: 100) == 1)
+    }
+
     @Test("gathered rows skip the rows that are not listed")
     func gatheredRows() {
         let rows = 11, cols = 37
