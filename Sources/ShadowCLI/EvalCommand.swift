@@ -80,7 +80,7 @@ enum EvalCommand {
             as the paper's harness does.
             """,
         options: ModelOptions.prefillOptions + SparsityOptions.options + [
-            .value("task", "name", help: "The task (lm-eval's names lambada_openai and lambada_standard also read LAMBADA files).",
+            .value("task", "name", help: "The task (lm-eval's names lambada_openai and lambada_standard also read LAMBADA files, sglue_rte RTE files).",
                    allowed: TaskName.allCases.map(\.rawValue) + TaskName.aliases.keys.sorted()),
             .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),
             .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line.", defaultDescription: "NAME-labels.lst beside NAME.jsonl, when there (--verbose names it)"),

@@ -5,6 +5,9 @@ import ShadowFormats
 /// `premise.strip()[:-1] + " because"` (question "cause") or `" therefore"` ("effect") — the
 /// final character, always a period in COPA, is dropped unseen — and each choice is " " + the
 /// choice with its first letter lower-cased, so "The sun was rising." continues the premise.
+/// That single space is DESIGN §6's request and lm-eval 0.3's. lm-eval 0.4's `utils.doc_to_choice`
+/// puts its own " " before each choice and the request adds the target delimiter as well, so its
+/// requests read "… because  the sun was rising." with two spaces; we do not copy that.
 enum COPA {
     static func read(path: String) throws -> [MultipleChoiceItem] {
         let lines = try SourceLines(path: path)

@@ -14,8 +14,11 @@ public enum TaskName: String, CaseIterable, Sendable {
     case wikitext
 
     /// lm-eval's names for tasks whose files these readers take: `lambada_openai` and
-    /// `lambada_standard` differ only in the file they read.
-    public static let aliases: [String: TaskName] = ["lambada_openai": .lambada, "lambada_standard": .lambada]
+    /// `lambada_standard` differ only in the file they read; `sglue_rte` is lm-eval's SuperGLUE
+    /// RTE, whose template is the GLUE task's (`rte`) with `premise`/`hypothesis` for
+    /// `sentence1`/`sentence2`.
+    public static let aliases: [String: TaskName] =
+        ["lambada_openai": .lambada, "lambada_standard": .lambada, "sglue_rte": .rte]
 
     /// A task from a name on the command line: ours, or one of lm-eval's `aliases`.
     public init?(name: String) {
