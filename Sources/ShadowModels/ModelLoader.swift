@@ -130,7 +130,9 @@ public enum ModelLoader {
         let heads = try requiredSize("\(arch).attention.head_count")
         let keyLength = try size("\(arch).attention.key_length")
         let vocabSize = try size("\(arch).vocab_size")
-        let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first ?? 0
+        guard let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first else {
+            throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).vocab_size\": missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
+        }
         let config = LlamaConfig(
             modelType: entry.modelType,
             hiddenSize: hidden,
@@ -153,7 +155,7 @@ public enum ModelLoader {
             "num_hidden_layers": "\(arch).block_count", "num_attention_heads": "\(arch).attention.head_count",
             "num_key_value_heads": "\(arch).attention.head_count_kv",
             "head_dim": keyLength == nil ? "\(arch).embedding_length" : "\(arch).attention.key_length",
-            "vocab_size": vocabSize == nil ? "tokenizer.ggml.tokens" : "\(arch).vocab_size",
+            "vocab_size": vocabSize != nil ? "\(arch).vocab_size" : tokens != nil ? "tokenizer.ggml.tokens" : "token_embd.weight",
             "max_position_embeddings": "\(arch).context_length",
             "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
             "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon", "rope_theta": "\(arch).rope.freq_base",
