@@ -64,13 +64,9 @@ public enum ModelLoader {
     }
 
     /// Whether `path` is a directory (a Hugging Face checkpoint) rather than a file; throws when
-    /// nothing is there.
+    /// nothing is there or stat(2) fails (a symbolic link loop), naming the reason.
     static func isDirectory(_ path: String) throws -> Bool {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ShadowError.fileNotFound(path: path)
-        }
-        return isDirectory.boolValue
+        try existingFileKind(atPath: path) == .directory
     }
 
     // MARK: Hugging Face directories
@@ -181,7 +177,7 @@ public enum ModelLoader {
     /// A Hugging Face directory's tokenizer.json; nil when it has none.
     static func huggingFaceTokenizer(directory: String) throws -> (any Tokenizer)? {
         let path = (directory as NSString).appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard try fileKind(atPath: path) != nil else { return nil }
         return try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: path))
     }
 
