@@ -49,7 +49,7 @@ let package = Package(
         // The command line: argument parsing and one file per subcommand.
         .target(name: "ShadowCLI", dependencies: ["ShadowModels", "ShadowTasks", "ShadowSparsity", "ShadowEval"],
                 swiftSettings: swiftSettings),
-        .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI", "CHalf", "ShadowKernels"], swiftSettings: swiftSettings),
+        .executableTarget(name: "shadowllm", dependencies: ["ShadowCLI", "CHalf", "ShadowKernels", "ShadowFormats"], swiftSettings: swiftSettings),
 
         // Helpers every test target shares: float comparison, seeded random data, scratch files
         // removed when the test process exits, the fuzz tests' seeds and mutations.

@@ -126,11 +126,18 @@ public enum CLI {
         return ".\(name)(\(fields.joined(separator: ", ")))"
     }
 
-    /// "PATH (N bytes)", "PATH (directory)" or "PATH (does not exist)".
+    /// "PATH (N bytes)", "PATH (directory)", "PATH (does not exist)" or the reason stat(2) gave.
     static func describeFile(_ path: String) -> String {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return "\(path) (does not exist)" }
-        if isDirectory.boolValue { return "\(path) (directory)" }
+        let kind: FileKind?
+        do {
+            kind = try fileKind(atPath: path)
+        } catch ShadowError.unreadableFile(_, let reason) {
+            return "\(path) (\(reason))"
+        } catch {
+            return "\(path) (\(error))"
+        }
+        guard let kind else { return "\(path) (does not exist)" }
+        if kind == .directory { return "\(path) (directory)" }
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
         return "\(path) (\(size.map { "\($0) bytes" } ?? "size unknown"))"
     }

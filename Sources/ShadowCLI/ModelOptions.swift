@@ -54,14 +54,11 @@ enum ModelOptions {
         return loaded
     }
 
-    /// Throws unless `path` names a file: "no such file" when nothing is there, and a directory
-    /// is said to be one (in words about the option, before any reading).
+    /// Throws unless `path` names a file: "no such file" when nothing is there, the system's reason
+    /// when it cannot tell (a symbolic link loop), and a directory is said to be one (in words
+    /// about the option, before any reading).
     static func requireFile(_ path: String, option: String) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ShadowError.fileNotFound(path: path)
-        }
-        if isDirectory.boolValue {
+        if try existingFileKind(atPath: path) == .directory {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(path) is a directory, not a file")
         }
     }

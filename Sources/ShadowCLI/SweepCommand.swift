@@ -361,7 +361,7 @@ enum SweepCommand {
             guard let path = data[name] ?? found else {
                 throw ShadowError.invalidArgument(name: "--data", reason: "no file for \(name): give --data \(name)=PATH")
             }
-            guard FileManager.default.fileExists(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+            _ = try existingFileKind(atPath: path)
             // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
             tasks.append((task, path, labels[name] ?? TaskFile.labelsBeside(data: path, task: task)))
         }
@@ -392,9 +392,7 @@ enum SweepCommand {
     static func discoverPredictors(_ paths: [String], fingerprint: ModelFingerprint) throws -> [PredictorKey: (path: String, predictor: Predictor)] {
         var files: [String] = []
         for path in paths {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ShadowError.fileNotFound(path: path) }
-            if isDirectory.boolValue {
+            if try existingFileKind(atPath: path) == .directory {
                 let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".safetensors") }.sorted()
                 files += names.map { (path as NSString).appendingPathComponent($0) }
             } else {

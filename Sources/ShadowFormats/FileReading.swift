@@ -35,3 +35,34 @@ public func readWholeFile(_ path: String) throws -> Data {
         data.append(contentsOf: buffer[..<count])
     }
 }
+
+/// What a path names, after following symbolic links.
+public enum FileKind: Sendable, Equatable {
+    case regularFile, directory, other
+}
+
+/// What is at `path`, or nil when nothing is (no such entry, or a parent that is not a directory).
+///
+/// FileManager's `fileExists` answers false for every failure of stat(2), which callers reported
+/// as "no such file": a symbolic link loop (ELOOP), a name too long or a directory we may not
+/// search were all called missing. Here those throw, naming the path and the system's reason.
+public func fileKind(atPath path: String) throws -> FileKind? {
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+        let code = errno
+        if code == ENOENT || code == ENOTDIR { return nil }
+        throw ShadowError.unreadableFile(path: path, reason: AtomicFile.describe(errno: code))
+    }
+    switch info.st_mode & S_IFMT {
+    case S_IFREG: return .regularFile
+    case S_IFDIR: return .directory
+    default: return .other
+    }
+}
+
+/// What is at `path`; throws `ShadowError.fileNotFound` when nothing is, and the system's reason
+/// when it cannot tell.
+public func existingFileKind(atPath path: String) throws -> FileKind {
+    guard let kind = try fileKind(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+    return kind
+}

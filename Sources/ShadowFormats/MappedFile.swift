@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,12 +10,16 @@ import Darwin
 /// multi-gigabyte checkpoint costs nothing until a tensor is touched. (`Data(contentsOf:options:
 /// .mappedIfSafe)` reads the whole file on Linux, DESIGN §8.)
 ///
-/// The bytes stay valid for as long as this object lives; `deinit` unmaps them.
+/// The bytes stay valid for as long as this object lives; `deinit` unmaps them. A file that
+/// shrinks while mapped makes the next read of a lost page raise SIGBUS; the command line installs
+/// `installTruncationHandler()`, which turns that into a one-line error naming the file.
 public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let byteCount: Int
     /// The first byte, or nil for an empty file (which `mmap` cannot map).
     public let baseAddress: UnsafeRawPointer?
+    /// Where the SIGBUS handler finds this mapping's path; nil when unmapped or the table was full.
+    private let region: Int?
 
     /// All bytes of the file.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: baseAddress, count: byteCount) }
@@ -38,6 +44,7 @@ public final class MappedFile: @unchecked Sendable {
         byteCount = Int(info.st_size)
         if byteCount == 0 {
             baseAddress = nil
+            region = nil
             return
         }
         // PROT_READ + MAP_PRIVATE: we never write, so pages are shared with the page cache.
@@ -46,10 +53,25 @@ public final class MappedFile: @unchecked Sendable {
             throw ShadowError.corruptFile(path: path, reason: "cannot map \(byteCount) bytes: \(Self.message(errno))")
         }
         baseAddress = UnsafeRawPointer(mapped)
+        region = MappedRegions.add(start: Int(bitPattern: mapped), count: byteCount, path: path)
+        // Tests only (ShadowCLITests, "a model file truncated while mapped ..."): shrink the file
+        // just mapped, as another process might, so the SIGBUS handler runs at a known moment.
+        if let victim = getenv("SHADOWLLM_TEST_TRUNCATE_AFTER_MAPPING"), String(cString: victim) == path {
+            _ = truncate(path, 0)
+        }
     }
 
     deinit {
+        if let region { MappedRegions.remove(region) } else if baseAddress != nil { MappedRegions.removeUntracked() }
         if let baseAddress { munmap(UnsafeMutableRawPointer(mutating: baseAddress), byteCount) }
+    }
+
+    /// Makes SIGBUS inside a mapped file print `error: PATH: the file shrank while in use …` and
+    /// exit with status 1 instead of killing the process with a core dump. A SIGBUS anywhere else
+    /// goes to the handler that was there before. Call once, early (the `shadowllm` entry point);
+    /// later calls do nothing.
+    public static func installTruncationHandler() {
+        MappedRegions.install()
     }
 
     /// Lets the kernel drop the resident pages wholly inside `bytes` (a slice of some mapping of
@@ -71,4 +93,132 @@ public final class MappedFile: @unchecked Sendable {
         guard let text = strerror(code) else { return "error \(code)" }
         return String(cString: text)
     }
+}
+
+// MARK: - The SIGBUS handler's table
+
+/// The address ranges and paths of the files mapped now, kept where a signal handler can read them:
+/// one buffer allocated once, fixed-size slots, no Swift strings. A handler may call only
+/// async-signal-safe functions (no malloc, no locks), so it finds the faulting address's slot and
+/// writes the path with write(2).
+///
+/// Slot layout (bytes): start, end (0 = free), path length (3 × Int), then the path's UTF-8.
+/// Slots are claimed and freed under `lock`; a slot's `end` is written last on claiming and first
+/// on freeing, with fences around the rest, so the handler never reads a half-written path.
+enum MappedRegions {
+    /// More files than any command maps at once (a sharded checkpoint, a predictor, trace chunks).
+    static let slotCount = 256
+    /// Longer paths keep their last bytes, where the file name is.
+    static let pathCapacity = 1000
+    static let slotSize = 3 * MemoryLayout<Int>.size + pathCapacity
+    /// Word 0 counts mappings that found no free slot; the slots follow.
+    nonisolated(unsafe) static let table: UnsafeMutableRawPointer = {
+        let bytes = MemoryLayout<Int>.size + slotCount * slotSize
+        let table = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: MemoryLayout<Int>.alignment)
+        table.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        return table
+    }()
+    static let lock = NSLock()
+    /// The SIGBUS action before ours, restored for faults outside our mappings. A pointer, not a
+    /// variable: the handler must not go through Swift's exclusivity checks.
+    nonisolated(unsafe) static let previous: UnsafeMutablePointer<sigaction> = {
+        let previous = UnsafeMutablePointer<sigaction>.allocate(capacity: 1)
+        previous.initialize(to: sigaction())
+        return previous
+    }()
+    static let installed = Atomic<Bool>(false)
+
+    static func slot(_ index: Int) -> UnsafeMutableRawPointer { table + MemoryLayout<Int>.size + index * slotSize }
+    static var untracked: UnsafeMutablePointer<Int> { table.assumingMemoryBound(to: Int.self) }
+
+    /// Records a mapping; returns its slot, or nil when every slot is taken.
+    static func add(start: Int, count: Int, path: String) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        for index in 0..<slotCount {
+            let words = slot(index).assumingMemoryBound(to: Int.self)
+            guard words[1] == 0 else { continue }
+            var utf8 = Array(path.utf8)
+            if utf8.count > pathCapacity { utf8 = Array("...".utf8) + utf8.suffix(pathCapacity - 3) }
+            words[0] = start
+            words[2] = utf8.count
+            utf8.withUnsafeBytes { (slot(index) + 3 * MemoryLayout<Int>.size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            atomicMemoryFence(ordering: .releasing)
+            words[1] = start + count
+            return index
+        }
+        untracked.pointee += 1
+        return nil
+    }
+
+    static func removeUntracked() {
+        lock.lock()
+        defer { lock.unlock() }
+        untracked.pointee -= 1
+    }
+
+    static func remove(_ index: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        slot(index).assumingMemoryBound(to: Int.self)[1] = 0
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+    }
+
+    /// The slot whose mapping holds `address`, if any. Async-signal-safe: loads only.
+    static func find(_ address: Int) -> Int? {
+        for index in 0..<slotCount {
+            let words = slot(index).assumingMemoryBound(to: Int.self)
+            let end = words[1]
+            atomicMemoryFence(ordering: .acquiring)
+            if end != 0 && words[0] <= address && address < end { return index }
+        }
+        return nil
+    }
+
+    /// The path recorded for the mapping that holds `address` (tests; the handler writes the bytes
+    /// directly). Under the lock, unlike the handler, so ThreadSanitizer sees no race.
+    static func path(containing address: Int) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let index = find(address) else { return nil }
+        let length = slot(index).assumingMemoryBound(to: Int.self)[2]
+        return String(decoding: UnsafeRawBufferPointer(start: slot(index) + 3 * MemoryLayout<Int>.size, count: length), as: UTF8.self)
+    }
+
+    static func install() {
+        #if canImport(Glibc)
+        guard !installed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // Both allocated now: the handler must not run a lazy initialiser.
+        _ = table
+        _ = previous
+        var action = sigaction()
+        action.__sigaction_handler.sa_sigaction = { _, info, _ in MappedRegions.busError(info) }
+        action.sa_flags = SA_SIGINFO
+        sigemptyset(&action.sa_mask)
+        sigaction(SIGBUS, &action, previous)
+        #endif
+    }
+
+    #if canImport(Glibc)
+    /// Runs in the signal handler: only loads, write(2), _exit(2), sigaction(2) and raise(3).
+    static func busError(_ info: UnsafeMutablePointer<siginfo_t>?) {
+        func put(_ text: StaticString) { _ = Glibc.write(2, text.utf8Start, text.utf8CodeUnitCount) }
+        let address = Int(bitPattern: info?.pointee._sifields._sigfault.si_addr)
+        if let index = find(address) {
+            put("error: ")
+            let words = slot(index).assumingMemoryBound(to: Int.self)
+            _ = Glibc.write(2, slot(index) + 3 * MemoryLayout<Int>.size, min(words[2], pathCapacity))
+            put(": the file shrank while in use (another process truncated or rewrote it)\n")
+            _exit(1)
+        }
+        if untracked.pointee > 0 {
+            put("error: a mapped file shrank while in use (another process truncated or rewrote it)\n")
+            _exit(1)
+        }
+        // Not a mapped file of ours: the previous action takes it. A fault repeats when the handler
+        // returns; a SIGBUS sent by another process (si_code ≤ 0) is raised again.
+        sigaction(SIGBUS, previous, nil)
+        if (info?.pointee.si_code ?? 0) <= 0 { raise(SIGBUS) }
+    }
+    #endif
 }

@@ -188,11 +188,7 @@ public final class SafetensorsCollection: TensorSource {
 
     public init(directory: String) throws {
         path = directory
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
-            throw ShadowError.fileNotFound(path: directory)
-        }
-        guard isDirectory.boolValue else {
+        guard try existingFileKind(atPath: directory) == .directory else {
             throw ShadowError.corruptFile(path: directory, reason: "not a directory")
         }
         let root = URL(fileURLWithPath: directory)
@@ -200,7 +196,7 @@ public final class SafetensorsCollection: TensorSource {
 
         let fileNames: [String]
         var weightMap: [String: String]? = nil
-        if FileManager.default.fileExists(atPath: indexPath) {
+        if try fileKind(atPath: indexPath) != nil {
             let map = try Self.readWeightMap(indexPath)
             // Shards in name order: model-00001-of-00003 first.
             var seen = Set<String>()

@@ -1,27 +1,64 @@
 import Foundation
 import ShadowKernels
 
-/// Writes safetensors files of F32 or F16 tensors (traces, predictors). The file appears
-/// atomically: it is written to a temporary name beside the target and renamed, so a killed run
-/// never leaves half a file.
+/// Writes safetensors files of F32 or F16 tensors (traces, predictors, training checkpoints). The
+/// file appears atomically: it is written to a temporary name beside the target and renamed, so a
+/// killed run never leaves half a file.
+///
+/// The file is streamed: the header first (the tensors' sizes decide it), then each tensor's bytes
+/// from its own buffer, so writing never holds a second copy of the data (a training checkpoint of
+/// a large predictor once held 1.2 GB more while it was encoded whole).
 public struct SafetensorsWriter {
     public struct Tensor {
         public let name: String
         public let shape: [Int]
-        public let values: [Float]
         /// How the file stores the values: `.f32`, or `.f16` rounded to nearest even.
         public let dtype: TensorDType
+        private let storage: Storage
 
-        public init(name: String, shape: [Int], values: [Float], dtype: TensorDType = .f32) {
-            precondition(shape.reduce(1, *) == values.count, "\(name): shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
-            precondition(dtype == .f32 || dtype == .f16, "\(name): the writer stores F32 or F16, not \(dtype)")
-            self.name = name
-            self.shape = shape
-            self.values = values
-            self.dtype = dtype
+        private enum Storage {
+            case owned([Float])
+            /// Floats the caller keeps alive and unchanged until the file is written.
+            case borrowed(UnsafeBufferPointer<Float>)
         }
 
-        var byteCount: Int { values.count * (dtype == .f16 ? 2 : 4) }
+        public init(name: String, shape: [Int], values: [Float], dtype: TensorDType = .f32) {
+            self.init(name: name, shape: shape, storage: .owned(values), dtype: dtype)
+        }
+
+        /// A tensor read from `values` when the file is written, not copied: the buffer must stay
+        /// valid and unchanged until `write(to:)` or `encoded()` returns.
+        public init(name: String, shape: [Int], borrowing values: UnsafeBufferPointer<Float>, dtype: TensorDType = .f32) {
+            self.init(name: name, shape: shape, storage: .borrowed(values), dtype: dtype)
+        }
+
+        private init(name: String, shape: [Int], storage: Storage, dtype: TensorDType) {
+            self.name = name
+            self.shape = shape
+            self.storage = storage
+            self.dtype = dtype
+            precondition(shape.reduce(1, *) == count, "\(name): shape \(shape) needs \(shape.reduce(1, *)) values, got \(count)")
+            precondition(dtype == .f32 || dtype == .f16, "\(name): the writer stores F32 or F16, not \(dtype)")
+        }
+
+        /// The values (a copy, for a borrowed tensor).
+        public var values: [Float] { withValues { Array($0) } }
+
+        var count: Int {
+            switch storage {
+            case .owned(let values): return values.count
+            case .borrowed(let buffer): return buffer.count
+            }
+        }
+
+        var byteCount: Int { count * (dtype == .f16 ? 2 : 4) }
+
+        func withValues<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+            switch storage {
+            case .owned(let values): return try values.withUnsafeBufferPointer(body)
+            case .borrowed(let buffer): return try body(buffer)
+            }
+        }
     }
 
     public var tensors: [Tensor] = []
@@ -33,8 +70,14 @@ public struct SafetensorsWriter {
         tensors.append(Tensor(name: name, shape: shape, values: values, dtype: dtype))
     }
 
-    /// The file's bytes: u64 header length, JSON header (padded to 8 bytes), then the data.
-    public func encoded() throws -> Data {
+    /// Adds a tensor whose floats are read from `values` when the file is written; the buffer must
+    /// stay valid and unchanged until then.
+    public mutating func add(_ name: String, shape: [Int], borrowing values: UnsafeBufferPointer<Float>, dtype: TensorDType = .f32) {
+        tensors.append(Tensor(name: name, shape: shape, borrowing: values, dtype: dtype))
+    }
+
+    /// u64 header length and the JSON header, padded with spaces to 8 bytes; and the data's size.
+    func header() throws -> (bytes: Data, dataSize: Int) {
         var header: [String: Any] = [:]
         var offset = 0
         for tensor in tensors {
@@ -46,25 +89,50 @@ public struct SafetensorsWriter {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }
-        var data = Data(capacity: 8 + json.count + offset)
+        var bytes = Data(capacity: 8 + json.count)
         var length = UInt64(json.count).littleEndian
-        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
-        data.append(json)
+        withUnsafeBytes(of: &length) { bytes.append(contentsOf: $0) }
+        bytes.append(json)
+        return (bytes, offset)
+    }
+
+    /// Hands the file's bytes to `sink` in order: the header, then every tensor straight from its
+    /// buffer (F16 narrowed a block at a time), so nothing the size of the data is allocated.
+    func stream(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try header().bytes.withUnsafeBytes { try sink($0) }
+        // 64 Ki halves (128 KB): large enough that each write is cheap, small enough to stay in cache.
+        let block = 1 << 16
+        var half: [UInt16] = []
         for tensor in tensors {
-            if tensor.dtype == .f16 {
-                var half = [UInt16](repeating: 0, count: tensor.values.count)
-                HalfVectors.narrow(&half, tensor.values, count: half.count)
-                half.withUnsafeBytes { data.append(contentsOf: $0) }
-            } else {
-                tensor.values.withUnsafeBytes { data.append(contentsOf: $0) }
+            try tensor.withValues { values in
+                guard let base = values.baseAddress, !values.isEmpty else { return }
+                if tensor.dtype == .f16 {
+                    if half.isEmpty { half = [UInt16](repeating: 0, count: block) }
+                    try half.withUnsafeMutableBufferPointer { half in
+                        for start in stride(from: 0, to: values.count, by: block) {
+                            let count = min(block, values.count - start)
+                            HalfVectors.narrow(half.baseAddress!, base + start, count: count)
+                            try sink(UnsafeRawBufferPointer(start: half.baseAddress!, count: count * 2))
+                        }
+                    }
+                } else {
+                    try sink(UnsafeRawBufferPointer(values))
+                }
             }
         }
+    }
+
+    /// The file's bytes: u64 header length, JSON header (padded to 8 bytes), then the data.
+    public func encoded() throws -> Data {
+        let (header, dataSize) = try header()
+        var data = Data(capacity: header.count + dataSize)
+        try stream { data.append(contentsOf: $0) }
         return data
     }
 
-    /// Writes the file atomically.
+    /// Writes the file atomically, streaming it to the temporary file.
     public func write(to path: String) throws {
-        try AtomicFile.write(try encoded(), to: path)
+        try AtomicFile.write(to: path) { sink in try stream(sink) }
     }
 }
 
@@ -72,6 +140,13 @@ public struct SafetensorsWriter {
 /// Every failure is one line naming the path and the cause in words.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
+        try write(to: path) { sink in try data.withUnsafeBytes { try sink($0) } }
+    }
+
+    /// Writes the file that `body` hands to its sink piece by piece, in order, so a large file
+    /// never has to be whole in memory. An error of `body` is rethrown; either way nothing but a
+    /// complete file ever appears at `path`.
+    public static func write(to path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent()
         var isDirectory: ObjCBool = false
@@ -83,8 +158,20 @@ public enum AtomicFile {
         guard let file = fopen(temporary, "wb") else {
             throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: errno)))")
         }
-        let written = data.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-        let writeError = written == data.count ? 0 : errno
+        // The first failed write's errno; later pieces are skipped, the file is removed below.
+        var writeError: Int32 = 0
+        do {
+            try body { bytes in
+                guard writeError == 0, bytes.count > 0 else { return }
+                if fwrite(bytes.baseAddress, 1, bytes.count, file) != bytes.count {
+                    writeError = errno == 0 ? EIO : errno
+                }
+            }
+        } catch {
+            fclose(file)
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
         let closeError = fclose(file) == 0 ? 0 : errno
         if writeError != 0 || closeError != 0 {
             try? FileManager.default.removeItem(atPath: temporary)

@@ -241,14 +241,13 @@ public struct LlamaConfig: Sendable, Equatable {
     func validate(path: String, keys: [String: String] = [:]) throws {
         func key(_ name: String) -> String { keys[name] ?? name }
         // Decoding checks these, but a config built from GGUF metadata or by hand may not have been.
-        for (name, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                              ("num_hidden_layers", layers), ("num_attention_heads", heads),
-                              ("num_key_value_heads", kvHeads), ("head_dim", headDim),
-                              ("max_position_embeddings", maxContext)] where value <= 0 {
+        // A vocabulary of 0 is no model, and calibrating it would write traces its fingerprint refuses.
+        let sizes = [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                     ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                     ("num_key_value_heads", kvHeads), ("head_dim", headDim),
+                     ("vocab_size", vocabularySize), ("max_position_embeddings", maxContext)]
+        for (name, value) in sizes where value <= 0 {
             throw ShadowError.badJSON(path: path, key: key(name), reason: "must be positive, got \(value)")
-        }
-        guard vocabularySize >= 0 else {
-            throw ShadowError.badJSON(path: path, key: key("vocab_size"), reason: "must not be negative, got \(vocabularySize)")
         }
         guard heads % kvHeads == 0 else {
             throw ShadowError.badJSON(path: path, key: key("num_key_value_heads"),
@@ -282,6 +281,11 @@ public struct LlamaConfig: Sendable, Equatable {
              ("num_key_value_heads", kvHeads), ("head_dim", headDim), ("both keys and values", 2)],
         ]
         try checkProducts(path: path, products.map { $0.map { (key($0.key), $0.value) } })
+        // After the products, so a size that overflows one is reported as such. The fingerprint
+        // of traces and predictors holds no larger size, so neither may a model that makes them.
+        for (name, value) in sizes {
+            if let problem = TransformerShape.sizeProblem(value) { throw ShadowError.badJSON(path: path, key: key(name), reason: problem) }
+        }
     }
 }
 

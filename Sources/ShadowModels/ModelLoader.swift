@@ -64,13 +64,9 @@ public enum ModelLoader {
     }
 
     /// Whether `path` is a directory (a Hugging Face checkpoint) rather than a file; throws when
-    /// nothing is there.
+    /// nothing is there or stat(2) fails (a symbolic link loop), naming the reason.
     static func isDirectory(_ path: String) throws -> Bool {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ShadowError.fileNotFound(path: path)
-        }
-        return isDirectory.boolValue
+        try existingFileKind(atPath: path) == .directory
     }
 
     // MARK: Hugging Face directories
@@ -130,7 +126,9 @@ public enum ModelLoader {
         let heads = try requiredSize("\(arch).attention.head_count")
         let keyLength = try size("\(arch).attention.key_length")
         let vocabSize = try size("\(arch).vocab_size")
-        let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first ?? 0
+        guard let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first else {
+            throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).vocab_size\": missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
+        }
         let config = LlamaConfig(
             modelType: entry.modelType,
             hiddenSize: hidden,
@@ -153,7 +151,7 @@ public enum ModelLoader {
             "num_hidden_layers": "\(arch).block_count", "num_attention_heads": "\(arch).attention.head_count",
             "num_key_value_heads": "\(arch).attention.head_count_kv",
             "head_dim": keyLength == nil ? "\(arch).embedding_length" : "\(arch).attention.key_length",
-            "vocab_size": vocabSize == nil ? "tokenizer.ggml.tokens" : "\(arch).vocab_size",
+            "vocab_size": vocabSize != nil ? "\(arch).vocab_size" : tokens != nil ? "tokenizer.ggml.tokens" : "token_embd.weight",
             "max_position_embeddings": "\(arch).context_length",
             "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
             "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon", "rope_theta": "\(arch).rope.freq_base",
@@ -179,7 +177,7 @@ public enum ModelLoader {
     /// A Hugging Face directory's tokenizer.json; nil when it has none.
     static func huggingFaceTokenizer(directory: String) throws -> (any Tokenizer)? {
         let path = (directory as NSString).appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard try fileKind(atPath: path) != nil else { return nil }
         return try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: path))
     }
 

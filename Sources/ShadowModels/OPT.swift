@@ -205,6 +205,13 @@ public struct OPTConfig: Sendable, Equatable {
     public var hasFinalLayerNorm: Bool { doLayerNormBefore && !removeFinalLayerNorm }
 
     func validate(path: String) throws {
+        // Decoding checks positivity, a config built by hand may not have been (heads divides below).
+        let sizes = [("hidden_size", hiddenSize), ("ffn_dim", ffnSize), ("num_hidden_layers", layers),
+                     ("num_attention_heads", heads), ("vocab_size", vocabularySize),
+                     ("max_position_embeddings", maxContext), ("word_embed_proj_dim", wordEmbedProjectionDim)]
+        for (name, value) in sizes where value <= 0 {
+            throw ShadowError.badJSON(path: path, key: name, reason: "must be positive, got \(value)")
+        }
         guard hiddenSize % heads == 0 else {
             throw ShadowError.badJSON(path: path, key: "num_attention_heads",
                                       reason: "\(heads) does not divide hidden_size \(hiddenSize)")
@@ -222,6 +229,10 @@ public struct OPTConfig: Sendable, Equatable {
             [("num_hidden_layers", layers), ("max_position_embeddings", maxContext),
              ("hidden_size", hiddenSize), ("both keys and values", 2)],
         ])
+        // As for Llama: no size the fingerprint of its traces would refuse.
+        for (name, value) in sizes {
+            if let problem = TransformerShape.sizeProblem(value) { throw ShadowError.badJSON(path: path, key: name, reason: problem) }
+        }
     }
 }
 

@@ -37,6 +37,22 @@ public struct TransformerShape: Sendable, Equatable, Codable {
     public var groupSize: Int { heads / kvHeads }
 }
 
+extension TransformerShape {
+    /// The largest value any size may take. No model comes near it (the largest vocabularies have
+    /// about 10^6 tokens, the longest contexts about 10^7). Traces and predictors refuse a larger
+    /// size in their fingerprint as corrupt, so loading refuses it too: a model that loads must be
+    /// one whose traces load again.
+    public static let largestSize = Int(Int32.max)
+
+    /// Why `value` cannot be a size of a model (a layer count, a width, a vocabulary), or nil when
+    /// it can. Model configs and fingerprints share this one rule.
+    public static func sizeProblem(_ value: Int) -> String? {
+        if value <= 0 { return "must be positive, got \(value)" }
+        if value > largestSize { return "is \(value), beyond any model (at most \(largestSize))" }
+        return nil
+    }
+}
+
 /// What a caller wants back from a forward pass.
 public enum LogitsRequest: Sendable {
     /// No logits (prefill whose result is not needed yet).

@@ -51,9 +51,8 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
                   shape: loaded.model.shape, contentHash: String(format: "%016llx", hash))
     }
 
-    /// The largest size a fingerprint may hold. No model comes near it (the largest vocabularies
-    /// have about 10^6 tokens, the longest contexts about 10^7); a larger value is a corrupt file.
-    public static let largestSize = Int(Int32.max)
+    /// The largest size a fingerprint may hold; model loading refuses larger ones as well.
+    public static let largestSize = TransformerShape.largestSize
 
     /// Throws unless every size could be a model's: positive, at most `largestSize`, and KV heads
     /// that divide the query heads. Checked when a file carrying the fingerprint is loaded, since
@@ -65,8 +64,7 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
         let sizes = [("layers", s.layers), ("hidden_size", s.hiddenSize), ("heads", s.heads), ("kv_heads", s.kvHeads),
                      ("head_dim", s.headDim), ("ffn_size", s.ffnSize), ("vocab_size", s.vocabularySize), ("max_context", s.maxContext)]
         for (name, value) in sizes {
-            guard value > 0 else { throw bad(name, "must be positive, got \(value)") }
-            guard value <= Self.largestSize else { throw bad(name, "is \(value), beyond any model (at most \(Self.largestSize))") }
+            if let problem = TransformerShape.sizeProblem(value) { throw bad(name, problem) }
         }
         guard s.heads % s.kvHeads == 0 else { throw bad("kv_heads", "\(s.kvHeads) does not divide heads \(s.heads)") }
     }

@@ -206,7 +206,7 @@ public enum PredictorFile {
     }
 
     private static func open(_ path: String) throws -> SafetensorsFile {
-        guard FileManager.default.fileExists(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+        _ = try existingFileKind(atPath: path)
         return try SafetensorsFile(path: path)
     }
 

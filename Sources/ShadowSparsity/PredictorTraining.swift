@@ -126,12 +126,11 @@ public struct PredictorDataset: Sendable {
     /// Reads the samples of a trace directory (one chunk in memory at a time while reading).
     /// `criterion` nil takes the traces' first criterion.
     public static func load(directory: String, criterion: String?, kind: PredictorKind) throws -> PredictorDataset {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard try fileKind(atPath: directory) == .directory else {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) is not a directory")
         }
         let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
-        guard FileManager.default.fileExists(atPath: manifestPath) else {
+        guard try fileKind(atPath: manifestPath) != nil else {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds no traces (no \(TraceManifest.fileName))")
         }
         let manifest = try TraceStore.open(directory: directory)

@@ -342,7 +342,7 @@ public enum TraceStore {
         let manifest = try TraceManifest.load(directory: directory)
         for chunk in manifest.chunks {
             let path = (directory as NSString).appendingPathComponent(chunk.file)
-            guard FileManager.default.fileExists(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
+            _ = try existingFileKind(atPath: path)
             try TraceChunk.check(try SafetensorsFile(path: path), chunk: chunk, criteria: manifest.criteria, shape: manifest.model.shape)
         }
         return manifest

@@ -103,9 +103,7 @@ struct SourceLines {
 
 /// The bytes of a file; the error names it and says whether it is missing, a directory or unreadable.
 func readTaskFile(_ path: String) throws -> [UInt8] {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ShadowError.fileNotFound(path: path) }
-    if isDirectory.boolValue { throw ShadowError.corruptFile(path: path, reason: "is a directory, not a file") }
+    if try existingFileKind(atPath: path) == .directory { throw ShadowError.corruptFile(path: path, reason: "is a directory, not a file") }
     return [UInt8](try readWholeFile(path))
 }
 

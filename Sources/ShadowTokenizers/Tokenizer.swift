@@ -46,7 +46,7 @@ public enum TokenizerLoader {
         let data = try readWholeFile(path)
         let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
         // Absent is fine; present but unreadable is an error, not a silently different tokenizer.
-        let config = FileManager.default.fileExists(atPath: configURL.path) ? try readWholeFile(configURL.path) : nil
+        let config = try fileKind(atPath: configURL.path) != nil ? try readWholeFile(configURL.path) : nil
         return try load(tokenizerJSON: data, path: path, config: config, configPath: configURL.path)
     }
 

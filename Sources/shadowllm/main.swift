@@ -1,6 +1,7 @@
 import Foundation
 import ShadowCLI
 import ShadowKernels
+import ShadowFormats
 import CHalf
 
 // OpenBLAS picks its kernels when the library loads, from the environment; when it does not
@@ -14,5 +15,9 @@ if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = B
 
 // Freed tensors of a megabyte or more return to the system (peak RSS of a load, see CHalf.h).
 chalf_map_large_allocations(1 << 20)
+
+// A model file truncated by another process while mapped: one line naming it, exit status 1,
+// rather than death by SIGBUS.
+MappedFile.installTruncationHandler()
 
 exit(CLI.run(Array(CommandLine.arguments.dropFirst())))

@@ -41,10 +41,14 @@ struct ChildRun {
     let err: String
     let seconds: Double
 
-    init(_ arguments: [String], signal: Int32? = nil, after delay: Double = 0) throws {
+    /// `environment` is added to this process's own.
+    init(_ arguments: [String], signal: Int32? = nil, after delay: Double = 0, environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         // A file, not a pipe: a chatty child must never block on a full pipe while we wait.
         let errPath = TestScratch.path("child", suffix: ".err")
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)

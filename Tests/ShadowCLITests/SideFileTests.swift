@@ -17,6 +17,33 @@ struct SideFileTests {
         for name in names { #expect(run.err.contains(name), "\(run.err) does not name \(name)", sourceLocation: sourceLocation) }
     }
 
+    @Test("a path that is a symbolic link loop is named as one by every command, not called missing")
+    func symbolicLinkLoops() throws {
+        let directory = scratchPath("loops")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let loop = directory + "/loop"
+        try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: loop)
+        let reason = "Too many levels of symbolic links"
+        let runs: [[String]] = [
+            ["info", "--model", loop],
+            ["tokenize", "--model", fixture("tiny-llama"), "--text-file", loop],
+            ["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", loop],
+            ["train-predictor", "--traces", loop, "--out", directory + "/predictor.safetensors"],
+            ["predictor", "info", loop],
+        ]
+        for arguments in runs {
+            let run = CLIRun(arguments)
+            expectOneLineError(run, naming: [loop, reason])
+            #expect(!run.err.contains("no such file"), "\(arguments): \(run.err)")
+        }
+        // A looping tokenizer.json in a checkpoint directory was taken for none at all.
+        let model = directory + "/model"
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
+        try FileManager.default.removeItem(atPath: model + "/tokenizer.json")
+        try FileManager.default.createSymbolicLink(atPath: model + "/tokenizer.json", withDestinationPath: model + "/tokenizer.json")
+        expectOneLineError(CLIRun(["info", "--model", model]), naming: [model + "/tokenizer.json", reason])
+    }
+
     @Test("sweep refuses traces calibrated on another model before it writes anything")
     func sweepChecksTheTracesModel() throws {
         let piqa = try EvalCommandTests.piqaFiles()

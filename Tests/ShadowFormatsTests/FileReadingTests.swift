@@ -29,4 +29,26 @@ struct FileReadingTests {
             #expect(throws: denied) { try MappedFile(path: file) }
         }
     }
+
+    @Test("a symbolic link loop is named as one where a path is only checked, not called missing")
+    func symbolicLinkLoop() throws {
+        let directory = TestScratch.path("loop-dir")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let file = directory + "/bytes.bin"
+        try Data([1]).write(to: URL(fileURLWithPath: file))
+        let loop = directory + "/loop"
+        try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: loop)
+        let looping = ShadowError.unreadableFile(path: loop, reason: "Too many levels of symbolic links")
+        #expect(throws: looping) { try fileKind(atPath: loop) }
+        #expect(throws: looping) { try existingFileKind(atPath: loop) }
+        // A safetensors checkpoint directory was checked with FileManager's fileExists: "no such file".
+        #expect(throws: looping) { try SafetensorsCollection(directory: loop) }
+        #expect(looping.description == "cannot read \(loop): Too many levels of symbolic links")
+        #expect(try fileKind(atPath: file) == .regularFile)
+        #expect(try fileKind(atPath: directory) == .directory)
+        #expect(try fileKind(atPath: "/dev/null") == .other)
+        #expect(try fileKind(atPath: directory + "/none") == nil)
+        #expect(try fileKind(atPath: file + "/below") == nil)
+        #expect(throws: ShadowError.fileNotFound(path: directory + "/none")) { try existingFileKind(atPath: directory + "/none") }
+    }
 }

@@ -119,6 +119,28 @@ struct GGUFModelFuzzTests {
         expectShadowError(["num_hidden_layers is 536870912", "tensors"]) { _ = try ModelLoader.load(path: directory) }
     }
 
+    @Test("sizes a trace fingerprint would refuse are refused at loading, naming the key")
+    func sizesBeyondAnyModel() throws {
+        // Before, a model with these sizes loaded and calibrated, and its traces were refused later.
+        let beyond = Int(Int32.max) + 1
+        for key in ["max_position_embeddings", "vocab_size"] {
+            let directory = try CheckpointWriter.directory(config: { $0[key] = beyond })
+            expectShadowError(["config.json", "\"\(key)\"", "is \(beyond), beyond any model"]) { _ = try ModelLoader.load(path: directory) }
+        }
+        let path = try FixtureCopy.gguf(u32: ["llama.context_length": UInt32(beyond)])
+        expectShadowError([path, "\"llama.context_length\"", "beyond any model"]) { _ = try ModelLoader.load(path: path) }
+        // Decoding refuses a vocabulary of 0; configs built from GGUF metadata or by hand reach validate().
+        let empty = LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 1, heads: 2, vocabularySize: 0)
+        expectShadowError(["\"vocab_size\"", "must be positive, got 0"]) { try empty.validate(path: "config.json") }
+        let opt = OPTConfig(hiddenSize: 8, ffnSize: 16, layers: 1, heads: 0, vocabularySize: 10)
+        expectShadowError(["\"num_attention_heads\"", "must be positive, got 0"]) { try opt.validate(path: "config.json") }
+        let longOPT = OPTConfig(hiddenSize: 8, ffnSize: 16, layers: 1, heads: 2, vocabularySize: 10, maxContext: beyond)
+        expectShadowError(["\"max_position_embeddings\"", "beyond any model"]) { try longOPT.validate(path: "config.json") }
+        // At the limit itself both still load and fingerprint.
+        let longest = LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 1, heads: 2, vocabularySize: 10, maxContext: Int(Int32.max))
+        try longest.validate(path: "config.json")
+    }
+
     /// The first seed with the u32 value of `key` replaced.
     func seed(setting key: String, to newValue: UInt32) throws -> [UInt8] {
         var bytes = try #require(try fuzzSeeds("gguf_model").first)

@@ -87,4 +87,37 @@ struct BadSizeTests {
             }
         }
     }
+
+    @Test("every shape model loading accepts is one a fingerprint accepts, so traces of a calibrated model load again")
+    func loadingAgreesWithFingerprints() throws {
+        // Sizes on both sides of each limit; before, vocab 0 and sizes past 2^31 - 1 loaded but their traces were refused.
+        let beyond = Int(Int32.max) + 1
+        let llamas: [LlamaConfig] = [
+            LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 2, heads: 2, vocabularySize: 10),
+            LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 2, heads: 2, vocabularySize: 0),
+            LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 2, heads: 2, vocabularySize: Int(Int32.max)),
+            LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 2, heads: 2, vocabularySize: beyond),
+            LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 2, heads: 2, vocabularySize: 10, maxContext: Int(Int32.max)),
+            LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 2, heads: 2, vocabularySize: 10, maxContext: beyond),
+            LlamaConfig(hiddenSize: 8, intermediateSize: beyond, layers: 2, heads: 2, vocabularySize: 10),
+            LlamaConfig(hiddenSize: 8, intermediateSize: 16, layers: 2, heads: 2, headDim: beyond, vocabularySize: 10),
+        ]
+        let opts: [OPTConfig] = [
+            OPTConfig(hiddenSize: 8, ffnSize: 16, layers: 2, heads: 2, vocabularySize: 10),
+            OPTConfig(hiddenSize: 8, ffnSize: 16, layers: 2, heads: 2, vocabularySize: 0),
+            OPTConfig(hiddenSize: 8, ffnSize: 16, layers: 2, heads: 2, vocabularySize: 10, maxContext: beyond),
+            OPTConfig(hiddenSize: 8, ffnSize: beyond, layers: 2, heads: 2, vocabularySize: 10),
+        ]
+        let cases = llamas.map { config in ({ try config.validate(path: "config.json") }, config.shape) }
+                  + opts.map { config in ({ try config.validate(path: "config.json") }, config.shape) }
+        var accepted = 0
+        for (validate, shape) in cases as [(() throws -> Void, TransformerShape)] {
+            let loads = (try? validate()) != nil
+            let fingerprint = ModelFingerprint(name: "m", architecture: "llama", shape: shape, contentHash: "0")
+            let fingerprints = (try? fingerprint.validate(path: "traces")) != nil
+            #expect(loads == fingerprints, "\(shape): loading \(loads ? "accepts" : "refuses"), the fingerprint \(fingerprints ? "accepts" : "refuses")")
+            if loads { accepted += 1 }
+        }
+        #expect(accepted == 4)  // the two ordinary shapes and the two at the limit
+    }
 }

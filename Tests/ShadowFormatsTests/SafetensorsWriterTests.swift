@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+import ShadowFormats
+import ShadowKernels
+import ShadowTestSupport
+
+@Suite("safetensors writer")
+struct SafetensorsWriterTests {
+    @Test("writes the length, the sorted JSON header padded to 8 bytes, then each tensor's bytes in order")
+    func knownLayout() throws {
+        var writer = SafetensorsWriter(metadata: ["format": "x"])
+        writer.add("b", shape: [2], values: [1, -2])
+        let half: [Float] = [0.5, 1, 65504]
+        half.withUnsafeBufferPointer { writer.add("a", shape: [1, 3], borrowing: $0, dtype: .f16) }
+        writer.add("empty", shape: [0], values: [])
+        let json = #"{"__metadata__":{"format":"x"},"a":{"data_offsets":[8,14],"dtype":"F16","shape":[1,3]},"#
+            + #""b":{"data_offsets":[0,8],"dtype":"F32","shape":[2]},"empty":{"data_offsets":[14,14],"dtype":"F32","shape":[0]}} "#
+        var expected: [UInt8] = [200, 0, 0, 0, 0, 0, 0, 0] + Array(json.utf8)
+        expected += [0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0xC0]   // 1, -2 as little-endian f32
+        expected += [0x00, 0x38, 0x00, 0x3C, 0xFF, 0x7B]               // 0.5, 1, 65504 as f16
+        let path = TestScratch.path("layout", suffix: ".safetensors")
+        try half.withUnsafeBufferPointer { _ in try writer.write(to: path) }
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) == expected)
+        #expect([UInt8](try writer.encoded()) == expected)
+    }
+
+    @Test("a streamed file of borrowed and owned tensors larger than one block reads back bit for bit")
+    func roundTrip() throws {
+        var generator = SplitMix64(seed: 0x5AFE)
+        let count = 150_001  // more than two F16 blocks of 65,536, and not a multiple of either
+        let big = (0..<count).map { _ in Float(generator.next() % 20_000) / 7 - 1000 }
+        let small = (0..<37).map { _ in Float(generator.next() % 1000) / 3 }
+        var writer = SafetensorsWriter(metadata: ["k": "v"])
+        let path = TestScratch.path("stream", suffix: ".safetensors")
+        try big.withUnsafeBufferPointer { big in
+            writer.add("big.f32", shape: [count], borrowing: big)
+            writer.add("big.f16", shape: [1, count], borrowing: big, dtype: .f16)
+            writer.add("small", shape: [37], values: small)
+            try writer.write(to: path)
+        }
+        let file = try SafetensorsFile(path: path)
+        #expect(file.metadata == ["k": "v"])
+        #expect(try file.floats("big.f32") == big)
+        #expect(try file.floats("small") == small)
+        // F16 narrowed block by block equals the whole tensor narrowed at once.
+        var halves = [UInt16](repeating: 0, count: count)
+        HalfVectors.narrow(&halves, big, count: count)
+        var widened = [Float](repeating: 0, count: count)
+        HalfVectors.widen(&widened, halves, count: count)
+        #expect(try file.floats("big.f16") == widened)
+        // No temporary is left beside the file.
+        let directory = (path as NSString).deletingLastPathComponent
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".partial") }.isEmpty)
+    }
+
+    @Test("a streamed write that fails part-way leaves neither the file nor its temporary")
+    func failedStream() throws {
+        struct Stop: Error {}
+        let directory = TestScratch.path("failed-stream")
+        let path = directory + "/out.bin"
+        #expect(throws: Stop.self) {
+            try AtomicFile.write(to: path) { sink in
+                try [UInt8](repeating: 1, count: 100).withUnsafeBytes { try sink($0) }
+                throw Stop()
+            }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+        try AtomicFile.write(to: path) { sink in try [UInt8]([1, 2, 3]).withUnsafeBytes { try sink($0) } }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data([1, 2, 3]))
+    }
+}
