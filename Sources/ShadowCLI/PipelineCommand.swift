@@ -2,6 +2,7 @@ import Foundation
 import ShadowFormats
 import ShadowKernels
 import ShadowModels
+import ShadowSparsity
 
 /// `shadowllm pipeline`: the whole method on one model, end to end, each step resumable.
 enum PipelineCommand {
@@ -54,6 +55,50 @@ enum PipelineCommand {
         }
     }
 
+    /// What decides a pipeline run's numbers (not --threads, --no-progress), kept in
+    /// `pipeline-settings.json`; a later run into the same --out must match it.
+    struct RunSettings: Codable, Equatable {
+        var model: ModelFingerprint
+        var quick: Bool
+        var samples: Int
+        var limit: Int
+        var sparsity: Double
+        var dataDirectory: String
+        var text: String?
+
+        enum CodingKeys: String, CodingKey {
+            case model, quick, samples, limit, sparsity, text
+            case dataDirectory = "data_dir"
+        }
+
+        /// Writes the settings at `path`, or checks them against the ones already there.
+        func claim(_ path: String, out: String) throws {
+            guard FileManager.default.fileExists(atPath: path) else {
+                // An --out of an older version holds steps but no settings: they are taken as these.
+                return try AtomicFile.write(try JSONOutput.string(self) + "\n", to: path)
+            }
+            let earlier: RunSettings
+            do {
+                earlier = try JSONDecoder().decode(RunSettings.self, from: try readWholeFile(path))
+            } catch let error as ShadowError {
+                throw error
+            } catch {
+                throw ShadowError.corruptFile(path: path, reason: "not the settings of a pipeline run (\(error)); remove it or give another --out")
+            }
+            guard earlier != self else { return }
+            var differences: [String] = []
+            if earlier.model != model { differences.append("model (\(earlier.model.name) → \(model.name))") }
+            if earlier.quick != quick { differences.append("--quick (\(earlier.quick ? "on" : "off") → \(quick ? "on" : "off"))") }
+            if earlier.samples != samples { differences.append("--samples (\(earlier.samples) → \(samples))") }
+            if earlier.limit != limit { differences.append("--limit (\(earlier.limit) → \(limit))") }
+            if earlier.sparsity != sparsity { differences.append("--sparsity (\(earlier.sparsity) → \(sparsity))") }
+            if earlier.dataDirectory != dataDirectory { differences.append("--data-dir (\(earlier.dataDirectory) → \(dataDirectory))") }
+            if earlier.text != text { differences.append("--text (\(earlier.text ?? "default") → \(text ?? "default"))") }
+            throw ShadowError.invalidArgument(name: "--out", reason: "\(out) holds a pipeline run with other settings: "
+                + differences.joined(separator: ", ") + "; give another --out, or remove it to start afresh")
+        }
+    }
+
     static let command = Command(
         name: "pipeline", abstract: "Run the whole ShadowLLM method on a model: calibrate, train predictors, evaluate, benchmark, report.",
         discussion: """
@@ -61,7 +106,9 @@ enum PipelineCommand {
             calibrate (plainact and l2_norm traces) → train-predictor (shadow on plainact, dejavu on l2_norm; stored as f16) → \
             one sweep (sweep/) of dense, shadow and dejavu at --sparsity over held-out text (the first 60 KB of WikiText-2 test, 4 KB \
             with --quick) and, when --data-dir has them, the first --limit items of PIQA and HellaSwag, sharing each item's dense pass → \
-            bench → report.md, results.json and plots.svg.
+            bench → report.md, results.json and plots.svg. The settings that decide the numbers (model, --quick, --samples, \
+            --limit, --sparsity, --data-dir, --text) are kept in pipeline-settings.json; a run with other settings into the \
+            same --out is refused rather than reporting the earlier run's numbers.
             """,
         options: [
             .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
@@ -93,8 +140,14 @@ enum PipelineCommand {
         func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
         let data = DataFiles(directory: dataDir)
         // Window sizes must fit the model's context (tiny test models have short ones).
-        let maxContext = try ModelLoader.load(path: model).model.shape.maxContext
+        let loaded = try ModelLoader.load(path: model)
+        let maxContext = loaded.model.shape.maxContext
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
+        // Finished steps are skipped by their outputs alone, so a run with other settings into the
+        // same --out would report the earlier run's numbers under its own settings.
+        try RunSettings(model: try ModelFingerprint(loaded: loaded), quick: quick, samples: samples, limit: itemLimit,
+                        sparsity: sparsity, dataDirectory: dataDir, text: arguments.string("text"))
+            .claim(path("pipeline-settings.json"), out: out)
 
         var steps: [Step] = []
         /// Runs a subcommand in-process, capturing its stdout; errors stop the pipeline.

@@ -247,6 +247,15 @@ struct PipelineTests {
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
         #expect(!again.err.contains("pipeline: calibrate …"))
+        // Other settings would be reported with the earlier run's numbers: refused, nothing touched.
+        let report = try String(contentsOfFile: out + "/results.json", encoding: .utf8)
+        let other = CLIRun(arguments + ["--samples", "30", "--sparsity", "0.7"])
+        #expect(other.status != 0)
+        #expect(other.err.contains("holds a pipeline run with other settings: --samples (24 → 30), --sparsity (0.5 → 0.7)"), "\(other.err)")
+        #expect(try String(contentsOfFile: out + "/results.json", encoding: .utf8) == report)
+        try "{".write(toFile: out + "/pipeline-settings.json", atomically: true, encoding: .utf8)
+        let corrupt = CLIRun(arguments)
+        #expect(corrupt.status != 0 && corrupt.err.contains("pipeline-settings.json"), "\(corrupt.err)")
     }
 }
 
