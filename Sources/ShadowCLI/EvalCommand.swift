@@ -109,7 +109,7 @@ enum EvalCommand {
         try ModelOptions.requireFile(dataPath, option: "data")
         if let labels = arguments.string("labels") { try ModelOptions.requireFile(labels, option: "labels") }
         // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
-        let labels = arguments.string("labels") ?? TaskFile.labelsBeside(data: dataPath, task: task)
+        let labels = try arguments.string("labels") ?? TaskFile.labelsBeside(data: dataPath, task: task)
         if let labels, arguments.flag("verbose") {
             console.printError("eval: labels from \(labels)" + (arguments.has("labels") ? "" : " (found beside --data)"))
         }

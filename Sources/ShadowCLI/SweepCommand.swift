@@ -363,7 +363,7 @@ enum SweepCommand {
             }
             _ = try existingFileKind(atPath: path)
             // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
-            tasks.append((task, path, labels[name] ?? TaskFile.labelsBeside(data: path, task: task)))
+            tasks.append((task, path, try labels[name] ?? TaskFile.labelsBeside(data: path, task: task)))
         }
         guard !tasks.isEmpty else { throw ShadowError.invalidArgument(name: "--tasks", reason: "needs at least one task") }
         return tasks

@@ -106,11 +106,13 @@ public final class MappedFile: @unchecked Sendable {
 /// Slots are claimed and freed under `lock`; a slot's `end` is written last on claiming and first
 /// on freeing, with fences around the rest, so the handler never reads a half-written path.
 enum MappedRegions {
+    // Computed, not stored: a stored static is a lazy global in a debug build, and the handler
+    // must not run an initialiser.
     /// More files than any command maps at once (a sharded checkpoint, a predictor, trace chunks).
-    static let slotCount = 256
+    static var slotCount: Int { 256 }
     /// Longer paths keep their last bytes, where the file name is.
-    static let pathCapacity = 1000
-    static let slotSize = 3 * MemoryLayout<Int>.size + pathCapacity
+    static var pathCapacity: Int { 1000 }
+    static var slotSize: Int { 3 * MemoryLayout<Int>.size + pathCapacity }
     /// Word 0 counts mappings that found no free slot; the slots follow.
     nonisolated(unsafe) static let table: UnsafeMutableRawPointer = {
         let bytes = MemoryLayout<Int>.size + slotCount * slotSize
@@ -127,6 +129,8 @@ enum MappedRegions {
         return previous
     }()
     static let installed = Atomic<Bool>(false)
+    /// Set by the first thread that reports: threads faulting at once print one line, not several.
+    static let reporting = Atomic<Bool>(false)
 
     static func slot(_ index: Int) -> UnsafeMutableRawPointer { table + MemoryLayout<Int>.size + index * slotSize }
     static var untracked: UnsafeMutablePointer<Int> { table.assumingMemoryBound(to: Int.self) }
@@ -188,9 +192,10 @@ enum MappedRegions {
     static func install() {
         #if canImport(Glibc)
         guard !installed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        // Both allocated now: the handler must not run a lazy initialiser.
+        // All initialised now: the handler must not run a lazy initialiser.
         _ = table
         _ = previous
+        _ = reporting.load(ordering: .relaxed)
         var action = sigaction()
         action.__sigaction_handler.sa_sigaction = { _, info, _ in MappedRegions.busError(info) }
         action.sa_flags = SA_SIGINFO
@@ -200,19 +205,24 @@ enum MappedRegions {
     }
 
     #if canImport(Glibc)
-    /// Runs in the signal handler: only loads, write(2), _exit(2), sigaction(2) and raise(3).
+    /// Runs in the signal handler: only loads, one atomic exchange, write(2), pause(2), _exit(2),
+    /// sigaction(2) and raise(3).
     static func busError(_ info: UnsafeMutablePointer<siginfo_t>?) {
         func put(_ text: StaticString) { _ = Glibc.write(2, text.utf8Start, text.utf8CodeUnitCount) }
         let address = Int(bitPattern: info?.pointee._sifields._sigfault.si_addr)
-        if let index = find(address) {
+        let ours = find(address)
+        if ours != nil || untracked.pointee > 0, reporting.exchange(true, ordering: .relaxed) {
+            while true { pause() }   // another thread is reporting and will end the process
+        }
+        if let index = ours {
             put("error: ")
             let words = slot(index).assumingMemoryBound(to: Int.self)
             _ = Glibc.write(2, slot(index) + 3 * MemoryLayout<Int>.size, min(words[2], pathCapacity))
-            put(": the file shrank while in use (another process truncated or rewrote it)\n")
+            put(": a page of the mapped file could not be read (it shrank while in use, or the disk failed)\n")
             _exit(1)
         }
         if untracked.pointee > 0 {
-            put("error: a mapped file shrank while in use (another process truncated or rewrote it)\n")
+            put("error: a page of a mapped file could not be read (it shrank while in use, or the disk failed)\n")
             _exit(1)
         }
         // Not a mapped file of ours: the previous action takes it. A fault repeats when the handler

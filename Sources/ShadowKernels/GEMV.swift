@@ -95,7 +95,7 @@ public enum GEMV {
 
     /// y (+)= Σ_r x[r] · Wt[r, :] for a transposed `[rows, cols]` matrix (rows are inputs):
     /// the down projection and attention output stored one row per neuron / head dimension.
-    /// The rows are cut into `transposedChunks(rows:)` blocks, a number that depends on the shape
+    /// The rows are cut into `transposedChunks(rows:cols:)` blocks, a number that depends on the shape
     /// only, and each block is read as one stream into its own partial sum (`streamedAxpy`); the
     /// partials are then added in block order, so the result is the same on any thread count.
     /// Splitting the columns instead leaves every thread reading pieces of rows, which on a Zen 4
@@ -103,7 +103,7 @@ public enum GEMV {
     public static func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ wt: UnsafePointer<Float>,
                                           _ x: UnsafePointer<Float>, rows: Int, cols: Int,
                                           accumulate: Bool = false) {
-        let chunks = transposedChunks(rows: rows)
+        let chunks = transposedChunks(rows: rows, cols: cols)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: chunks * cols) { partials in
             let partials = partials.baseAddress!
             parallelChunks(chunks) { range in
@@ -119,11 +119,14 @@ public enum GEMV {
         }
     }
 
-    /// How many row blocks a transposed product of `rows` rows is cut into: a power of two (so two,
-    /// four or eight threads share them evenly), at most 16, with at least 64 rows per block.
-    public static func transposedChunks(rows: Int) -> Int {
+    /// How many row blocks a transposed `[rows, cols]` product is cut into: a power of two (so
+    /// 2, 4, 8… threads share them evenly), at least 64 rows per block, at most 64 blocks and at
+    /// most 128 Ki floats of partial sums (512 KB: malloc's heap serves that without a fresh
+    /// mapping per call). SmolLM2's 1536 × 576 gets 16, its 576 × 576 gets 8.
+    public static func transposedChunks(rows: Int, cols: Int) -> Int {
+        let limit = max(1, min(64, (1 << 17) / max(cols, 1)))
         var chunks = 1
-        while chunks < 16 && rows / (chunks * 2) >= 64 { chunks *= 2 }
+        while chunks * 2 <= limit && rows / (chunks * 2) >= 64 { chunks *= 2 }
         return chunks
     }
 

@@ -151,7 +151,7 @@ public enum ModelLoader {
             "num_hidden_layers": "\(arch).block_count", "num_attention_heads": "\(arch).attention.head_count",
             "num_key_value_heads": "\(arch).attention.head_count_kv",
             "head_dim": keyLength == nil ? "\(arch).embedding_length" : "\(arch).attention.key_length",
-            "vocab_size": vocabSize != nil ? "\(arch).vocab_size" : tokens != nil ? "tokenizer.ggml.tokens" : "token_embd.weight",
+            "vocab_size": vocabSize != nil ? "\(arch).vocab_size" : tokens != nil ? "tokenizer.ggml.tokens" : "token_embd.weight (tensor rows)",
             "max_position_embeddings": "\(arch).context_length",
             "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
             "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon", "rope_theta": "\(arch).rope.freq_base",

@@ -55,7 +55,7 @@ public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
             throw ShadowError.invalidArgument(name: "--source", reason: "unknown kind \"\(name)\" (one of \(names.joined(separator: ", ")))")
         }
         var labels: String?
-        if case .task(let task) = kind { labels = TaskFile.labelsBeside(data: path, task: task) }
+        if case .task(let task) = kind { labels = try TaskFile.labelsBeside(data: path, task: task) }
         return CalibrationSource(kind: kind, path: path, range: range, labels: labels)
     }
 }

@@ -332,7 +332,7 @@ public enum PredictorTrainer {
         var firstJob = 0
         var resumed: (position: TrainingCheckpoint.Position, m: [Float], v: [Float])?
         var partLosses: [Float] = []
-        if let checkpoint, checkpoint.resume, FileManager.default.fileExists(atPath: checkpoint.path) {
+        if let checkpoint, checkpoint.resume, try fileKind(atPath: checkpoint.path) != nil {
             let parts = jobs.map { $0.part == .heads }
             let saved = try checkpoint.load(run: run, predictor: predictor, train: train, headNetworks: parts,
                                             stepsPerEpoch: stepsPerEpoch, epochs: epochs)

@@ -30,10 +30,12 @@ public enum TaskFile {
     /// The labels file the releases put beside PIQA's and Winogrande's data, `NAME-labels.lst` for
     /// `NAME.jsonl` (`valid-labels.lst`, `dev-labels.lst`), when it is there; nil for other tasks.
     /// `calibrate`, `eval` and `sweep` use it when no labels file is given.
-    public static func labelsBeside(data path: String, task: TaskName) -> String? {
+    /// One that is there but cannot be looked at (a symbolic link loop, no permission) is an
+    /// error, not taken as absent.
+    public static func labelsBeside(data path: String, task: TaskName) throws -> String? {
         guard task.acceptsLabelsFile else { return nil }
         let candidate = (path as NSString).deletingPathExtension + "-labels.lst"
-        return FileManager.default.fileExists(atPath: candidate) ? candidate : nil
+        return try fileKind(atPath: candidate) == nil ? nil : candidate
     }
 
     /// LAMBADA (`{"text": …}` per line) as lm-eval's `lambada_openai` splits it: the context is

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ShadowFormats
 @testable import ShadowCLI
 import ShadowTestSupport
 import ShadowTasks
@@ -46,10 +47,14 @@ struct LabelsBesideDataTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let dev = directory.appendingPathComponent("dev.jsonl").path, devLabels = directory.appendingPathComponent("dev-labels.lst").path
         try "{}".write(toFile: dev, atomically: true, encoding: .utf8)
-        #expect(TaskFile.labelsBeside(data: dev, task: .winogrande) == nil)
+        #expect(try TaskFile.labelsBeside(data: dev, task: .winogrande) == nil)
         try "1\n".write(toFile: devLabels, atomically: true, encoding: .utf8)
-        #expect(TaskFile.labelsBeside(data: dev, task: .winogrande) == devLabels)
-        #expect(TaskFile.labelsBeside(data: dev, task: .piqa) == devLabels)
-        #expect(TaskFile.labelsBeside(data: dev, task: .hellaswag) == nil)
+        #expect(try TaskFile.labelsBeside(data: dev, task: .winogrande) == devLabels)
+        #expect(try TaskFile.labelsBeside(data: dev, task: .piqa) == devLabels)
+        #expect(try TaskFile.labelsBeside(data: dev, task: .hellaswag) == nil)
+        // A labels file that is there but cannot be looked at is an error, not "no labels".
+        try FileManager.default.removeItem(atPath: devLabels)
+        try FileManager.default.createSymbolicLink(atPath: devLabels, withDestinationPath: devLabels)
+        #expect(throws: ShadowError.self) { try TaskFile.labelsBeside(data: dev, task: .winogrande) }
     }
 }

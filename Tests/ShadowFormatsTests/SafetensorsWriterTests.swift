@@ -8,20 +8,23 @@ import ShadowTestSupport
 struct SafetensorsWriterTests {
     @Test("writes the length, the sorted JSON header padded to 8 bytes, then each tensor's bytes in order")
     func knownLayout() throws {
-        var writer = SafetensorsWriter(metadata: ["format": "x"])
-        writer.add("b", shape: [2], values: [1, -2])
         let half: [Float] = [0.5, 1, 65504]
-        half.withUnsafeBufferPointer { writer.add("a", shape: [1, 3], borrowing: $0, dtype: .f16) }
-        writer.add("empty", shape: [0], values: [])
         let json = #"{"__metadata__":{"format":"x"},"a":{"data_offsets":[8,14],"dtype":"F16","shape":[1,3]},"#
             + #""b":{"data_offsets":[0,8],"dtype":"F32","shape":[2]},"empty":{"data_offsets":[14,14],"dtype":"F32","shape":[0]}} "#
         var expected: [UInt8] = [200, 0, 0, 0, 0, 0, 0, 0] + Array(json.utf8)
         expected += [0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0xC0]   // 1, -2 as little-endian f32
         expected += [0x00, 0x38, 0x00, 0x3C, 0xFF, 0x7B]               // 0.5, 1, 65504 as f16
         let path = TestScratch.path("layout", suffix: ".safetensors")
-        try half.withUnsafeBufferPointer { _ in try writer.write(to: path) }
-        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) == expected)
-        #expect([UInt8](try writer.encoded()) == expected)
+        // The borrowed buffer is valid only inside the closure: everything that reads it stays there.
+        try half.withUnsafeBufferPointer { half in
+            var writer = SafetensorsWriter(metadata: ["format": "x"])
+            writer.add("b", shape: [2], values: [1, -2])
+            writer.add("a", shape: [1, 3], borrowing: half, dtype: .f16)
+            writer.add("empty", shape: [0], values: [])
+            try writer.write(to: path)
+            #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) == expected)
+            #expect([UInt8](try writer.encoded()) == expected)
+        }
     }
 
     @Test("a streamed file of borrowed and owned tensors larger than one block reads back bit for bit")

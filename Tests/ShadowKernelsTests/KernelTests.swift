@@ -39,7 +39,7 @@ struct MatrixKernelTests {
         }
     }
 
-    @Test("transposed GEMV gives the same bits on 1, 2 and 3 threads (row blocks depend on the shape only)")
+    @Test("transposed GEMV gives the same bits on 1, 2 and 3 threads (its row blocks depend on the shape only)")
     func transposedGemvIndependentOfThreads() {
         defer { Threads.set(Threads.defaultCount) }
         for (rows, cols) in [(130, 257), (576, 576), (1536, 576), (1000, 33)] {
@@ -52,8 +52,23 @@ struct MatrixKernelTests {
             }
             #expect(results[0] == results[1] && results[0] == results[2], "\(rows)x\(cols)")
         }
-        #expect(GEMV.transposedChunks(rows: 1536) == 16 && GEMV.transposedChunks(rows: 576) == 8)
-        #expect(GEMV.transposedChunks(rows: 100) == 1)
+        #expect(GEMV.transposedChunks(rows: 1536, cols: 576) == 16 && GEMV.transposedChunks(rows: 576, cols: 576) == 8)
+        #expect(GEMV.transposedChunks(rows: 100, cols: 576) == 1 && GEMV.transposedChunks(rows: 11008, cols: 4096) == 32)
+        #expect(GEMV.transposedChunks(rows: 1 << 20, cols: 16) == 64)
+    }
+
+    @Test("transposed GEMV without accumulating overwrites the output, on 1 and 2 threads", arguments: [1, 2])
+    func transposedGemvStores(threads: Int) {
+        Threads.set(threads)
+        defer { Threads.set(Threads.defaultCount) }
+        for (rows, cols) in Self.shapes + [(1536, 576), (200, 40)] {
+            let wt = randomFloats(rows * cols, seed: 10), x = randomFloats(rows, seed: 11)
+            var expected = [Float](repeating: 0, count: cols)
+            for r in 0..<rows { for c in 0..<cols { expected[c] += x[r] * wt[r * cols + c] } }
+            var y = [Float](repeating: .nan, count: cols)
+            GEMV.multiplyTransposed(&y, wt, x, rows: rows, cols: cols, accumulate: false)
+            expectClose(y, expected, tolerance: 1e-4, "\(rows)x\(cols)")
+        }
     }
 
     @Test("gathered rows skip the rows that are not listed")
