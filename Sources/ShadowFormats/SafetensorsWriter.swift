@@ -172,6 +172,9 @@ public enum AtomicFile {
             try? FileManager.default.removeItem(atPath: temporary)
             throw error
         }
+        // On disk before the rename: after a crash of the machine, the name then holds the old
+        // file or the whole new one, never a renamed file whose data had not been written yet.
+        if writeError == 0 && (fflush(file) != 0 || fsync(fileno(file)) != 0) { writeError = errno == 0 ? EIO : errno }
         let closeError = fclose(file) == 0 ? 0 : errno
         if writeError != 0 || closeError != 0 {
             try? FileManager.default.removeItem(atPath: temporary)
