@@ -26,6 +26,8 @@ enum BenchCommand {
         /// Realised whole-model sparsity of the masks used (layer 0 counts as dense).
         let realisedHeadSparsity: Double?
         let realisedNeuronSparsity: Double?
+        /// Decode read the kept rows from packed copies (`--pack-rows`).
+        var packedRows = false
 
         enum CodingKeys: String, CodingKey {
             case model, weights, threads, test, stddev, samples, method
@@ -33,7 +35,7 @@ enum BenchCommand {
             case sizeBytes = "size_bytes", parameters = "params", tokensPerSecond = "tokens_per_second"
             case bytesPerToken = "bytes_per_token", gigabytesPerSecond = "gigabytes_per_second"
             case predictorShare = "predictor_share", realisedHeadSparsity = "realised_head_sparsity"
-            case realisedNeuronSparsity = "realised_neuron_sparsity"
+            case realisedNeuronSparsity = "realised_neuron_sparsity", packedRows = "packed_rows"
         }
     }
 
@@ -72,6 +74,7 @@ enum BenchCommand {
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors."),
             .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
+            .flag("pack-rows", help: "Also time each sparse method's decode reading its kept rows from packed copies (a second tg row per method, 'packed'): faster reads for masks that stay put, at the memory of the copies."),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
@@ -135,44 +138,49 @@ enum BenchCommand {
                 Threads.set(threads)
                 for configuration in configurations {
                     let label = "\(dtype.rawValue) t=\(threads) \(configuration.method)@\(configuration.sparsity)"
-                    var measurements: [Benchmark.Measurement] = []
+                    var measurements: [(Benchmark.Measurement, packed: Bool)] = []
                     for prompt in prompts where prompt > 0 {
                         if showProgress { console.printError("bench: \(label) pp\(prompt) …") }
-                        measurements.append(Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions,
-                                                                       sparsity: configuration.controller))
+                        measurements.append((Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions,
+                                                                        sparsity: configuration.controller), false))
                     }
                     for length in backwardLengths where length > 0 && configuration.method == "dense" {
                         guard let differentiable = model as? any DifferentiableLanguageModel else {
                             throw ShadowError.invalidArgument(name: "-b", reason: "\(name) has no backward pass")
                         }
                         if showProgress { console.printError("bench: \(label) fw\(length) and fb\(length) …") }
-                        measurements += try forwardBackward(model: differentiable, tokens: length, repetitions: repetitions)
+                        measurements += try forwardBackward(model: differentiable, tokens: length, repetitions: repetitions).map { ($0, false) }
                     }
                     let predicting = configuration.controller as? any PredictingController
                     var predictorShare: Double?
+                    let packing = configuration.method != "dense" && arguments.flag("pack-rows") ? [false, true] : [false]
                     for count in generations where count > 0 {
-                        if showProgress { console.printError("bench: \(label) tg\(count) …") }
+                      for packed in packing {
+                        if showProgress { console.printError("bench: \(label) tg\(count)\(packed ? " packed" : "") …") }
                         let m = Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions,
-                                                         sparsity: configuration.controller) { predicting?.resetStatistics() }
-                        measurements.append(m)
-                        if let predicting {
+                                                         sparsity: configuration.controller, packKeptRows: packed) { predicting?.resetStatistics() }
+                        measurements.append((m, packed))
+                        if let predicting, !packed {
                             let decodeSeconds = m.samplesTokensPerSecond.reduce(0) { $0 + Double(count) / $1 }
                             predictorShare = predicting.statistics.seconds / decodeSeconds
                         }
+                      }
                     }
                     let plans = (configuration.controller as? FixedSparsity)?.layers ?? predicting?.plans
                     let bytes = model.decodeBytesPerToken(plans: plans)
                     let realised = plans.map { Masks.realisedSparsity($0, shape: model.shape) }
-                    for m in measurements {
+                    for (m, packed) in measurements {
                         let isDecode = m.test.hasPrefix("tg")
-                        rows.append(Row(model: name, method: configuration.method, headSparsity: configuration.sparsity,
+                        var row = Row(model: name, method: configuration.method, headSparsity: configuration.sparsity,
                                         neuronSparsity: configuration.sparsity, sizeBytes: model.decodeBytesPerToken,
                                         parameters: model.parameterCount, weights: dtype.rawValue,
                                         threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
                                         samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
                                         gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil,
                                         predictorShare: isDecode ? predictorShare : nil,
-                                        realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons))
+                                        realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
+                        row.packedRows = packed
+                        rows.append(row)
                     }
                 }
             }
@@ -185,7 +193,7 @@ enum BenchCommand {
         case "csv":
             console.print("model,size_bytes,params,weights,threads,method,sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second")
             for r in rows {
-                console.print("\(r.model),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method),\(r.headSparsity),\(r.test),"
+                console.print("\(r.model),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.test),"
                               + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
                               + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? "")")
             }
@@ -200,7 +208,7 @@ enum BenchCommand {
                 let perToken = r.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
                 let share = r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? ""
                 let sparsity = r.realisedHeadSparsity.map { String(format: "%.2f (%.2f/%.2f)", r.headSparsity, $0, r.realisedNeuronSparsity ?? 0) } ?? "\(r.headSparsity)"
-                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method) | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
+                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method)\(r.packedRows ? " (packed)" : "") | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
             }
             for fb in rows where fb.test.hasPrefix("fb") {
                 if let fw = rows.first(where: { $0.test == "fw" + fb.test.dropFirst(2) && $0.weights == fb.weights && $0.threads == fb.threads }) {

@@ -33,6 +33,7 @@ enum GenerateCommand {
             .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
             .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
+            .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
         ]
     ) { arguments, console in
         let prompt = try arguments.required("prompt")
@@ -68,7 +69,7 @@ enum GenerateCommand {
         if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
         let result = try Generator.generate(
             model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-            stopTokens: loaded.stopTokens, sparsity: sparsity
+            stopTokens: loaded.stopTokens, sparsity: sparsity, packKeptRows: arguments.flag("pack-rows")
         ) { token in
             if !json { console.out(stream.append(token)) }
             return true

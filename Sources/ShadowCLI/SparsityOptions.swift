@@ -108,6 +108,7 @@ enum SparsityOptions {
             ("policy", uses(rankingMethods), "--method random, static, shadow or oracle (dejavu selects per layer)"),
             ("hybrid-floor", policy == MaskPolicy.hybrid.rawValue, "--policy hybrid"),
             ("hybrid-floor", uses(rankingMethods), "--method random, static, shadow or oracle (dejavu selects per layer)"),
+            ("pack-rows", methods.contains { $0 != "dense" }, "a sparse --method (dense reads whole matrices)"),
         ]
         for reader in readers where arguments.has(reader.option) && !reader.readBy {
             throw ShadowError.invalidArgument(name: "--\(reader.option)", reason: "is only read with \(reader.what)")

@@ -17,4 +17,30 @@ public final class Scratch: @unchecked Sendable {
     public func buffer(_ name: String, count: Int) -> UnsafeMutablePointer<Float> {
         buffer(name, rows: count, cols: 1)
     }
+
+    /// Whether decode may read the kept rows of a projection from a packed copy (`keptRows`).
+    /// Gathered rows cannot be streamed (their addresses jump), so a mask that stays put — shadow,
+    /// static or random masks, predicted once per prompt — reads faster from a copy of its rows,
+    /// at the cost of holding that copy (the kept fraction of the block weights). Off by default.
+    public var packsKeptRows = false
+    private var packed: [ObjectIdentifier: (source: WeightMatrix, rows: [Int32], copy: WeightMatrix?)] = [:]
+
+    /// The packed copy of `rows` of `weight`, when packing is on and the same rows were asked for
+    /// the time before (so a mask that changes every token, like DejaVu-style, is never copied);
+    /// nil means read the rows where they are. A new row list replaces the copy.
+    public func keptRows(of weight: WeightMatrix, _ rows: UnsafeBufferPointer<Int32>) -> WeightMatrix? {
+        guard packsKeptRows else { return nil }
+        let key = ObjectIdentifier(weight)
+        guard let entry = packed[key], entry.source === weight, entry.rows.elementsEqual(rows) else {
+            packed[key] = (weight, Array(rows), nil)
+            return nil
+        }
+        if let copy = entry.copy { return copy }
+        let copy = WeightMatrix(gathering: rows, of: weight)
+        packed[key] = (weight, entry.rows, copy)
+        return copy
+    }
+
+    /// Bytes held by packed copies.
+    public var packedBytes: Int { packed.values.reduce(0) { $0 + ($1.copy?.byteCount ?? 0) } }
 }

@@ -45,6 +45,20 @@ public final class WeightMatrix: @unchecked Sendable {
         }
     }
 
+    /// The listed rows of `source`, in order, in its dtype: a packed copy that the dense kernels
+    /// read as one stream (see `Scratch.keptRows`).
+    public init(gathering rows: UnsafeBufferPointer<Int32>, of source: WeightMatrix) {
+        self.rows = rows.count
+        cols = source.cols
+        dtype = source.dtype
+        let rowBytes = source.cols * source.dtype.bytesPerElement
+        raw = UnsafeMutableRawPointer.allocate(byteCount: max(rows.count * rowBytes, 1), alignment: 64)
+        for (k, row) in rows.enumerated() {
+            precondition(row >= 0 && Int(row) < source.rows, "row \(row) outside a matrix of \(source.rows) rows")
+            (raw + k * rowBytes).copyMemory(from: source.raw + Int(row) * rowBytes, byteCount: rowBytes)
+        }
+    }
+
     deinit { raw.deallocate() }
 
     public var floatPointer: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }

@@ -52,8 +52,10 @@ public enum Benchmark {
     /// Text generation: `tokens` sequential single-token forward passes (greedy), from an empty cache.
     /// `measuring` is called once after the warm-up run, before the measured ones.
     public static func textGeneration(model: any CausalLanguageModel, tokens count: Int, repetitions: Int,
-                                      sparsity: (any SparsityController)? = nil, measuring: () -> Void = {}) -> Measurement {
+                                      sparsity: (any SparsityController)? = nil, packKeptRows: Bool = false,
+                                      measuring: () -> Void = {}) -> Measurement {
         let cache = model.makeCache(capacity: count + 1)
+        cache.scratch.packsKeptRows = packKeptRows
         var samples: [Double] = []
         for repetition in 0...repetitions {
             if repetition == 1 { measuring() }

@@ -37,12 +37,13 @@ public enum Generator {
     /// whole; the last token is sampled but never enters the cache.
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
-                                sparsity: (any SparsityController)? = nil,
+                                sparsity: (any SparsityController)? = nil, packKeptRows: Bool = false,
                                 onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
         let limit = model.shape.maxContext
         let capacity = min(limit, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
+        cache.scratch.packsKeptRows = packKeptRows
         var sampler = Sampler(sampling)
         var tokens: [Int] = []
         var stoppedAtEOS = false, stoppedAtContext = false

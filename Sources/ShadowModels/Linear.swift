@@ -77,7 +77,11 @@ extension Linear {
             let x = path.input(x, count: tokens * weight.cols, weight, scratch: scratch)
             switch path {
             case .gemv:
-                for t in 0..<tokens { weight.multiply(out + t * count, x + t * weight.cols, rows: index.baseAddress!, count: count) }
+                if let packed = scratch.keptRows(of: weight, index) {
+                    for t in 0..<tokens { packed.multiply(out + t * count, x + t * weight.cols) }
+                } else {
+                    for t in 0..<tokens { weight.multiply(out + t * count, x + t * weight.cols, rows: index.baseAddress!, count: count) }
+                }
             case .smallGEMM:
                 SmallGEMM.multiply(out, x, tokens: tokens, weight, rowIndices: index.baseAddress!, rowCount: count)
             case .blas:
@@ -109,9 +113,14 @@ extension TransposedLinear {
             let x = path.input(x, count: tokens * count, weightT, scratch: scratch)
             switch path {
             case .gemv:
+                let packed = scratch.keptRows(of: weightT, index)
                 for t in 0..<tokens {
-                    weightT.multiplyTransposed(out + t * weightT.cols, x + t * count, rows: index.baseAddress!, count: count,
-                                               accumulate: accumulate)
+                    if let packed {
+                        packed.multiplyTransposed(out + t * weightT.cols, x + t * count, accumulate: accumulate)
+                    } else {
+                        weightT.multiplyTransposed(out + t * weightT.cols, x + t * count, rows: index.baseAddress!, count: count,
+                                                   accumulate: accumulate)
+                    }
                 }
             case .smallGEMM:
                 SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT, rowIndices: index.baseAddress!,

@@ -108,6 +108,24 @@ struct CLITests {
         #expect(tooLong.status != 0 && tooLong.err.contains("-b"), "\(tooLong.err)")
     }
 
+    @Test("bench --pack-rows adds a packed decode row per sparse method, and is refused with dense alone")
+    func benchPackedRows() throws {
+        let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "-r", "1", "--method", "dense,random",
+                          "--pack-rows", "-o", "json", "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        let rows = try #require(try run.json()["results"] as? [[String: Any]])
+        #expect(rows.map { "\($0["method"] as? String ?? "") \($0["packed_rows"] as? Bool ?? false)" }
+                == ["dense false", "random false", "random true"])
+        let dense = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "--pack-rows", "--no-progress"])
+        #expect(dense.status != 0 && dense.err.contains("--pack-rows: is only read with a sparse --method"), "\(dense.err)")
+        let generate = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "4", "--method", "random",
+                               "--sparsity", "0.5", "--pack-rows", "--json"])
+        let plain = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "4", "--method", "random",
+                            "--sparsity", "0.5", "--json"])
+        #expect(generate.status == 0 && plain.status == 0, "\(generate.err)")
+        #expect(try generate.json()["tokens"] as? [Int] == (try plain.json()["tokens"] as? [Int]))
+    }
+
     @Test("bench with every length 0 is an error, not an empty table")
     func benchNothing() {
         let nothing = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "--no-progress"])

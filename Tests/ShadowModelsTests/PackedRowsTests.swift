@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+@testable import ShadowKernels
+@testable import ShadowModels
+import ShadowTestSupport
+
+/// Decode with `packsKeptRows` reads a mask's kept rows from packed copies instead of gathering
+/// them from the full matrices: the same products, summed by the dense kernels.
+@Suite("Packed kept rows")
+struct PackedRowsTests {
+    @Test("a packed copy holds the listed rows in order, in the source's dtype", arguments: [WeightDType.f32, .bf16, .f16])
+    func gatheringCopiesRows(dtype: WeightDType) {
+        let rows = 13, cols = 37
+        let source = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 21)), dtype: dtype)
+        let listed: [Int32] = [12, 0, 5, 6, 9]
+        let packed = listed.withUnsafeBufferPointer { WeightMatrix(gathering: $0, of: source) }
+        #expect(packed.rows == listed.count && packed.cols == cols && packed.dtype == source.dtype)
+        let whole = source.toMatrix(), copy = packed.toMatrix()
+        for (k, row) in listed.enumerated() {
+            for c in 0..<cols { #expect(copy.pointer[k * cols + c] == whole.pointer[Int(row) * cols + c]) }
+        }
+    }
+
+    @Test("a row list is packed only when it comes again, kept while it repeats, and dropped when it changes")
+    func packsRepeatedRowLists() {
+        let source = WeightMatrix(Matrix(rows: 64, cols: 16, values: randomFloats(64 * 16, seed: 22)), dtype: .f32)
+        let scratch = Scratch()
+        let first: [Int32] = [1, 4, 9, 30], second: [Int32] = [2, 4, 9, 31]
+        func ask(_ rows: [Int32]) -> WeightMatrix? { rows.withUnsafeBufferPointer { scratch.keptRows(of: source, $0) } }
+        #expect(ask(first) == nil && ask(first) == nil)   // off by default
+        scratch.packsKeptRows = true
+        #expect(ask(first) == nil)                         // first sight: read in place
+        let packed = try? #require(ask(first))
+        #expect(packed?.rows == 4 && ask(first) === packed && scratch.packedBytes == 4 * 16 * 4)
+        #expect(ask(second) == nil && scratch.packedBytes == 0)   // a new mask: the copy goes
+        #expect(ask(second) != nil)
+    }
+
+    @Test("sparse decode with packed rows gives the logits of gathered rows", arguments: ["tiny-llama", "tiny-opt", "tiny-qwen2"])
+    func packedDecodeMatchesGathered(name: String) throws {
+        for dtype in [WeightDType.f32, .f16] {
+            let model = try ModelLoader.load(path: Fixtures.path(name), weights: dtype).model
+            let plans = randomPlans(shape: model.shape, keep: 0.5, seed: 23)
+            func decode(packing: Bool) -> [Float] {
+                let cache = model.makeCache(capacity: 32)
+                cache.scratch.packsKeptRows = packing
+                let controller = FixedSparsity(layers: plans)
+                var out = model.forward([5, 17, 42, 8, 9, 23, 4, 61], cache: cache, logits: .last, sparsity: controller)
+                for t in [30, 12, 77, 3, 50, 6] { out += model.forward([t], cache: cache, logits: .last, sparsity: controller) }
+                #expect((cache.scratch.packedBytes > 0) == packing, "\(name) \(dtype)")
+                return out
+            }
+            expectClose(decode(packing: true), decode(packing: false), tolerance: 1e-4, "\(name) \(dtype)")
+        }
+    }
+}
