@@ -177,7 +177,7 @@ enum BenchCommand {
                                         threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
                                         samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
                                         gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil,
-                                        predictorShare: isDecode ? predictorShare : nil,
+                                        predictorShare: isDecode && !packed ? predictorShare : nil,
                                         realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
                         row.packedRows = packed
                         rows.append(row)

@@ -56,19 +56,28 @@ enum PipelineCommand {
     }
 
     /// What decides a pipeline run's numbers (not --threads, --no-progress), kept in
-    /// `pipeline-settings.json`; a later run into the same --out must match it.
+    /// `pipeline-settings.json`; a later run into the same --out must match it. Files are kept as
+    /// the absolute paths actually read, so a default that now finds another file is a change and
+    /// the same file named another way is not.
     struct RunSettings: Codable, Equatable {
         var model: ModelFingerprint
         var quick: Bool
         var samples: Int
-        var limit: Int
+        /// Only when there are multiple-choice tasks for it to limit.
+        var limit: Int?
         var sparsity: Double
-        var dataDirectory: String
-        var text: String?
+        var calibrationText: String
+        var heldOutText: String
+        /// Task name → data file, for the tasks found under --data-dir.
+        var tasks: [String: String]
 
         enum CodingKeys: String, CodingKey {
-            case model, quick, samples, limit, sparsity, text
-            case dataDirectory = "data_dir"
+            case model, quick, samples, limit, sparsity, tasks
+            case calibrationText = "calibration_text", heldOutText = "held_out_text"
+        }
+
+        static func absolute(_ path: String) -> String {
+            URL(fileURLWithPath: (path as NSString).expandingTildeInPath).standardizedFileURL.path
         }
 
         /// Writes the settings at `path`, or checks them against the ones already there.
@@ -86,14 +95,21 @@ enum PipelineCommand {
                 throw ShadowError.corruptFile(path: path, reason: "not the settings of a pipeline run (\(error)); remove it or give another --out")
             }
             guard earlier != self else { return }
+            func describe<T>(_ value: T?) -> String { value.map { "\($0)" } ?? "none" }
             var differences: [String] = []
             if earlier.model != model { differences.append("model (\(earlier.model.name) → \(model.name))") }
             if earlier.quick != quick { differences.append("--quick (\(earlier.quick ? "on" : "off") → \(quick ? "on" : "off"))") }
             if earlier.samples != samples { differences.append("--samples (\(earlier.samples) → \(samples))") }
-            if earlier.limit != limit { differences.append("--limit (\(earlier.limit) → \(limit))") }
+            if earlier.limit != limit { differences.append("--limit (\(describe(earlier.limit)) → \(describe(limit)))") }
             if earlier.sparsity != sparsity { differences.append("--sparsity (\(earlier.sparsity) → \(sparsity))") }
-            if earlier.dataDirectory != dataDirectory { differences.append("--data-dir (\(earlier.dataDirectory) → \(dataDirectory))") }
-            if earlier.text != text { differences.append("--text (\(earlier.text ?? "default") → \(text ?? "default"))") }
+            if earlier.calibrationText != calibrationText {
+                differences.append("calibration text (\(earlier.calibrationText) → \(calibrationText))")
+            }
+            if earlier.heldOutText != heldOutText { differences.append("held-out text (\(earlier.heldOutText) → \(heldOutText))") }
+            if earlier.tasks != tasks {
+                let names = Set(earlier.tasks.keys).union(tasks.keys).sorted().filter { earlier.tasks[$0] != tasks[$0] }
+                differences += names.map { "\($0) data (\(describe(earlier.tasks[$0])) → \(describe(tasks[$0])))" }
+            }
             throw ShadowError.invalidArgument(name: "--out", reason: "\(out) holds a pipeline run with other settings: "
                 + differences.joined(separator: ", ") + "; give another --out, or remove it to start afresh")
         }
@@ -107,7 +123,7 @@ enum PipelineCommand {
             one sweep (sweep/) of dense, shadow and dejavu at --sparsity over held-out text (the first 60 KB of WikiText-2 test, 4 KB \
             with --quick) and, when --data-dir has them, the first --limit items of PIQA and HellaSwag, sharing each item's dense pass → \
             bench → report.md, results.json and plots.svg. The settings that decide the numbers (model, --quick, --samples, \
-            --limit, --sparsity, --data-dir, --text) are kept in pipeline-settings.json; a run with other settings into the \
+            --limit, --sparsity, and the data and text files read) are kept in pipeline-settings.json; a run with other settings into the \
             same --out is refused rather than reporting the earlier run's numbers.
             """,
         options: [
@@ -139,14 +155,23 @@ enum PipelineCommand {
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
         let data = DataFiles(directory: dataDir)
-        // Window sizes must fit the model's context (tiny test models have short ones).
-        let loaded = try ModelLoader.load(path: model)
-        let maxContext = loaded.model.shape.maxContext
+        // Window sizes must fit the model's context (tiny test models have short ones). The model
+        // is loaded only for that and its fingerprint, and let go at once.
+        let (maxContext, fingerprint) = try { () throws -> (Int, ModelFingerprint) in
+            let loaded = try ModelLoader.load(path: model)
+            return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded))
+        }()
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
+        let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
+        let heldOut = data.wikitextTest ?? calibrationText
         // Finished steps are skipped by their outputs alone, so a run with other settings into the
         // same --out would report the earlier run's numbers under its own settings.
-        try RunSettings(model: try ModelFingerprint(loaded: loaded), quick: quick, samples: samples, limit: itemLimit,
-                        sparsity: sparsity, dataDirectory: dataDir, text: arguments.string("text"))
+        var taskFiles: [String: String] = [:]
+        if let piqa = data.piqa { taskFiles["piqa"] = RunSettings.absolute(piqa) }
+        if let hellaswag = data.hellaswag { taskFiles["hellaswag"] = RunSettings.absolute(hellaswag) }
+        try RunSettings(model: fingerprint, quick: quick, samples: samples, limit: taskFiles.isEmpty ? nil : itemLimit,
+                        sparsity: sparsity, calibrationText: RunSettings.absolute(calibrationText),
+                        heldOutText: RunSettings.absolute(heldOut), tasks: taskFiles)
             .claim(path("pipeline-settings.json"), out: out)
 
         var steps: [Step] = []
@@ -174,7 +199,6 @@ enum PipelineCommand {
         var sources: [String] = []
         if let piqa = data.piqa { sources.append("piqa:\(piqa)@1000-1838") }
         if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
-        let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
         sources.append("text:\(calibrationText)")
         try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
                               "--criteria", "plainact,l2_norm", "--max-tokens", fit(quick ? 160 : 256), "--text-window", fit(128), "--text-continuation", "32", "--shots", quick ? "2" : "5",
@@ -197,7 +221,6 @@ enum PipelineCommand {
 
         // 3. Held-out perplexity and multiple-choice slices, dense and sparse, in one sweep: every
         // item runs the dense model once, shared by both sparse methods.
-        let heldOut = data.wikitextTest ?? calibrationText
         // A slice of the held-out text (cut at a line end) keeps the perplexity runs within the
         // time budget: the whole WikiText-2 test set would take half an hour per method here.
         let sample = path("heldout-sample.txt")

@@ -26,8 +26,9 @@ public final class Scratch: @unchecked Sendable {
     private var packed: [ObjectIdentifier: (source: WeightMatrix, rows: [Int32], copy: WeightMatrix?)] = [:]
 
     /// The packed copy of `rows` of `weight`, when packing is on and the same rows were asked for
-    /// the time before (so a mask that changes every token, like DejaVu-style, is never copied);
-    /// nil means read the rows where they are. A new row list replaces the copy.
+    /// the time before; nil means read the rows where they are. A new row list replaces the copy,
+    /// so a mask that changes every token (DejaVu-style) pays a copy whenever two tokens in a row
+    /// keep the same rows of a projection and gains little: packing is for masks that stay put.
     public func keptRows(of weight: WeightMatrix, _ rows: UnsafeBufferPointer<Int32>) -> WeightMatrix? {
         guard packsKeptRows else { return nil }
         let key = ObjectIdentifier(weight)

@@ -253,6 +253,12 @@ struct PipelineTests {
         #expect(other.status != 0)
         #expect(other.err.contains("holds a pipeline run with other settings: --samples (24 → 30), --sparsity (0.5 → 0.7)"), "\(other.err)")
         #expect(try String(contentsOfFile: out + "/results.json", encoding: .utf8) == report)
+        // Without PIQA or HellaSwag data, --limit decides nothing and may change.
+        #expect(CLIRun(arguments + ["--limit", "5"]).status == 0)
+        // The same text named another way is the same setting.
+        let respelled = (text as NSString).deletingLastPathComponent + "/./" + (text as NSString).lastPathComponent
+        let same = CLIRun(arguments.map { $0 == text ? respelled : $0 })
+        #expect(same.status == 0, "\(same.err)")
         try "{".write(toFile: out + "/pipeline-settings.json", atomically: true, encoding: .utf8)
         let corrupt = CLIRun(arguments)
         #expect(corrupt.status != 0 && corrupt.err.contains("pipeline-settings.json"), "\(corrupt.err)")
