@@ -121,7 +121,8 @@ public enum GEMV {
 
     /// How many row blocks a transposed `[rows, cols]` product is cut into: a power of two (so
     /// 2, 4, 8… threads share them evenly), at least 64 rows per block, at most 64 blocks and at
-    /// most 128 Ki floats of partial sums (512 KB, a bounded temporary on every call). SmolLM2's 1536 × 576 gets 16, its 576 × 576 gets 8.
+    /// most 128 Ki floats of partial sums (512 KB, a bounded temporary on every call).
+    /// SmolLM2's 1536 × 576 gets 16, its 576 × 576 gets 8.
     public static func transposedChunks(rows: Int, cols: Int) -> Int {
         let limit = max(1, min(64, (1 << 17) / max(cols, 1)))
         var chunks = 1
