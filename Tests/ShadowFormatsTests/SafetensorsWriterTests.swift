@@ -51,9 +51,10 @@ struct SafetensorsWriterTests {
         var widened = [Float](repeating: 0, count: count)
         HalfVectors.widen(&widened, halves, count: count)
         #expect(try file.floats("big.f16") == widened)
-        // No temporary is left beside the file.
-        let directory = (path as NSString).deletingLastPathComponent
-        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".partial") }.isEmpty)
+        // No temporary of this file is left beside it (other tests write into the same directory
+        // at the same time, so only this file's `.NAME.PID.partial` counts).
+        let directory = (path as NSString).deletingLastPathComponent, name = (path as NSString).lastPathComponent
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("." + name + ".") }.isEmpty)
     }
 
     @Test("a streamed write that fails part-way leaves neither the file nor its temporary")
