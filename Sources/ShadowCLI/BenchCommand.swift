@@ -109,6 +109,9 @@ enum BenchCommand {
             throw ShadowError.invalidArgument(name: "--method", reason: "oracle cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)")
         }
         try SparsityOptions.refuseUnread(arguments, methods: methods)
+        if arguments.flag("pack-rows"), !generations.contains(where: { $0 > 0 }) {
+            throw ShadowError.invalidArgument(name: "--pack-rows", reason: "is only read when decoding (-n above 0)")
+        }
         if arguments.has("sparsity"), methods.allSatisfy({ $0 == "dense" }) {
             throw ShadowError.invalidArgument(name: "--sparsity", reason: "is only read with a sparse --method (dense runs at 0)")
         }

@@ -118,6 +118,8 @@ struct CLITests {
                 == ["dense false", "random false", "random true"])
         let dense = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "--pack-rows", "--no-progress"])
         #expect(dense.status != 0 && dense.err.contains("--pack-rows: is only read with a sparse --method"), "\(dense.err)")
+        let prefillOnly = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "--method", "random", "--pack-rows", "--no-progress"])
+        #expect(prefillOnly.status != 0 && prefillOnly.err.contains("--pack-rows: is only read when decoding"), "\(prefillOnly.err)")
         let generate = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "4", "--method", "random",
                                "--sparsity", "0.5", "--pack-rows", "--json"])
         let plain = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "4", "--method", "random",
