@@ -12,8 +12,17 @@ public enum SmallGEMM {
     typealias V = SIMD8<Float>
 
     /// Up to this many tokens these kernels are used; above it OpenBLAS's packed kernels amortise
-    /// their copy of the weights and are faster.
-    public static let tokenLimit = 96
+    /// their copy of the weights and are faster, except against the AVX-512 kernels, which are
+    /// faster at every length measured (pp512 1.3× on a Zen 5; docs/results.md).
+    public static let tokenLimit = usesAVX512 ? Int.max : 96
+
+    /// The fp32 kernels in 512-bit registers (CHalfAVX512.h) where the CPU has AVX-512: twice the
+    /// arithmetic per instruction on cores with full-width units (docs/results.md, "AVX-512 small
+    /// GEMMs"). `SHADOWLLM_NO_AVX512=1` keeps the AVX2 kernels, to compare the two in one build.
+    public static let usesAVX512: Bool = avx512Available && getenv("SHADOWLLM_NO_AVX512") == nil
+
+    /// Whether this CPU runs the AVX-512 kernels at all (tests run both kinds where it does).
+    static let avx512Available = chalf_avx512_available() != 0
 
     /// 16-bit weights are widened this many rows at a time into a per-thread buffer that stays in
     /// cache (instead of the whole matrix into memory, which a GEMM then copies once more).
@@ -38,17 +47,23 @@ public enum SmallGEMM {
                                  _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
         let cols = weight.cols
         parallelChunks(rowCount, granularity: panelRows, minimumPerThread: 16) { rows in
+            // Every panel is multiplied with all tokens, so long inputs go a chunk of tokens at a
+            // time (about 512 KB of them, at least 64 tokens) to keep those in cache.
+            let chunk = max(64, 512 * 1024 / (cols * 4))
             withUnsafeTemporaryAllocation(of: Float.self, capacity: panelRows * cols) { panel in
-                var start = rows.lowerBound
-                while start < rows.upperBound {
-                    let n = min(panelRows, rows.upperBound - start)
-                    for j in 0..<n {
-                        let r = rowIndices.map { Int($0[start + j]) } ?? start + j
-                        weight.widenRows(r..<r + 1, into: panel.baseAddress! + j * cols)
+                for first in stride(from: 0, to: tokens, by: chunk) {
+                    let count = min(chunk, tokens - first)
+                    var start = rows.lowerBound
+                    while start < rows.upperBound {
+                        let n = min(panelRows, rows.upperBound - start)
+                        for j in 0..<n {
+                            let r = rowIndices.map { Int($0[start + j]) } ?? start + j
+                            weight.widenRows(r..<r + 1, into: panel.baseAddress! + j * cols)
+                        }
+                        dotBlock(out + first * rowCount + start, x + first * cols, tokens: count, panel.baseAddress!,
+                                 cols: cols, rowIndices: nil, rows: 0..<n, outStride: rowCount)
+                        start += n
                     }
-                    dotBlock(out + start, x, tokens: tokens, panel.baseAddress!, cols: cols, rowIndices: nil,
-                             rows: 0..<n, outStride: rowCount)
-                    start += n
                 }
             }
         }
@@ -79,22 +94,29 @@ public enum SmallGEMM {
         let isBF16 = weightT.isBF16
         parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
             let width = columns.count
+            // Every panel adds into the outputs of all tokens, so long inputs go a chunk of tokens
+            // at a time (about 256 KB of outputs, at least 64 tokens) to keep those in cache.
+            let chunk = max(64, 256 * 1024 / (width * 4))
             withUnsafeTemporaryAllocation(of: Float.self, capacity: panelRows * width) { panel in
                 if rowCount == 0 && !accumulate {
                     for t in 0..<tokens { (out + t * cols + columns.lowerBound).update(repeating: 0, count: width) }
                 }
-                var start = 0
-                while start < rowCount {
-                    let n = min(panelRows, rowCount - start)
-                    for k in 0..<n {
-                        let r = rowIndices.map { Int($0[start + k]) } ?? start + k
-                        chalf_widen(panel.baseAddress! + k * width, weightT.halfPointer + r * cols + columns.lowerBound,
-                                    width, isBF16)
+                for first in stride(from: 0, to: tokens, by: chunk) {
+                    let count = min(chunk, tokens - first)
+                    var start = 0
+                    while start < rowCount {
+                        let n = min(panelRows, rowCount - start)
+                        for k in 0..<n {
+                            let r = rowIndices.map { Int($0[start + k]) } ?? start + k
+                            chalf_widen(panel.baseAddress! + k * width,
+                                        weightT.halfPointer + r * cols + columns.lowerBound, width, isBF16)
+                        }
+                        sumRows(out + first * cols + columns.lowerBound, outStride: cols,
+                                x + first * rowCount + start, xStride: rowCount, tokens: count,
+                                panel.baseAddress!, wStride: width, rowIndices: nil, rowCount: n, width: width,
+                                accumulate: accumulate || start > 0)
+                        start += n
                     }
-                    sumRows(out + columns.lowerBound, outStride: cols, x + start, xStride: rowCount, tokens: tokens,
-                            panel.baseAddress!, wStride: width, rowIndices: nil, rowCount: n, width: width,
-                            accumulate: accumulate || start > 0)
-                    start += n
                 }
             }
         }
@@ -102,30 +124,37 @@ public enum SmallGEMM {
 
     /// `multiply` for a raw fp32 matrix `[*, cols]`.
     static func multiply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
-                         _ w: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
-        // Two rows per thread part at least, so both row slots of the kernel stay full.
-        parallelChunks(rowCount, granularity: 2, minimumPerThread: 16) { rows in
-            dotBlock(out, x, tokens: tokens, w, cols: cols, rowIndices: rowIndices, rows: rows, outStride: rowCount)
+                         _ w: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                         wide: Bool = usesAVX512) {
+        // Whole row blocks of the kernel per thread part (two rows, four in 512-bit registers).
+        parallelChunks(rowCount, granularity: wide ? 4 : 2, minimumPerThread: 16) { rows in
+            dotBlock(out, x, tokens: tokens, w, cols: cols, rowIndices: rowIndices, rows: rows, outStride: rowCount,
+                     wide: wide)
         }
     }
 
     /// `multiplyTransposed` for a raw fp32 matrix `[*, cols]`.
     static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                    _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
-                                   rowCount: Int, accumulate: Bool) {
-        parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
+                                   rowCount: Int, accumulate: Bool, wide: Bool = usesAVX512) {
+        parallelChunks(cols, granularity: wide ? 32 : 16, minimumPerThread: 64) { columns in
             sumRows(out + columns.lowerBound, outStride: cols, x, xStride: rowCount, tokens: tokens,
                     wt + columns.lowerBound, wStride: cols, rowIndices: rowIndices, rowCount: rowCount,
-                    width: columns.count, accumulate: accumulate)
+                    width: columns.count, accumulate: accumulate, wide: wide)
         }
     }
 
     /// Two weight rows against four tokens at a time: eight accumulators, enough independent
-    /// FMAs to hide their latency, and 2 + 4 loads per eight FMAs.
+    /// FMAs to hide their latency, and 2 + 4 loads per eight FMAs. With `wide`, four rows × four
+    /// tokens in 512-bit registers (chalf_f32_dot_rows).
     @inline(__always)
     static func dotBlock(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                          _ w: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
-                         rows: Range<Int>, outStride: Int) {
+                         rows: Range<Int>, outStride: Int, wide: Bool = usesAVX512) {
+        if wide {
+            chalf_f32_dot_rows(out, outStride, x, tokens, w, cols, rowIndices, rows.lowerBound, rows.upperBound)
+            return
+        }
         let vecEnd = cols & ~7
         @inline(__always) func row(_ j: Int) -> UnsafePointer<Float> { w + (rowIndices.map { Int($0[j]) } ?? j) * cols }
         var j = rows.lowerBound
@@ -194,7 +223,12 @@ public enum SmallGEMM {
     /// Strides: out's and x's rows (one x value per listed row, so usually rowCount) and W's rows.
     static func sumRows(_ out: UnsafeMutablePointer<Float>, outStride: Int, _ x: UnsafePointer<Float>, xStride: Int,
                         tokens: Int, _ w: UnsafePointer<Float>, wStride: Int, rowIndices: UnsafePointer<Int32>?,
-                        rowCount: Int, width: Int, accumulate: Bool) {
+                        rowCount: Int, width: Int, accumulate: Bool, wide: Bool = usesAVX512) {
+        if wide {
+            chalf_f32_sum_rows(out, outStride, x, xStride, tokens, w, wStride, rowIndices, rowCount, width,
+                               accumulate ? 1 : 0)
+            return
+        }
         let blocks = width / 16 * 16
         var c = 0
         while c < blocks {

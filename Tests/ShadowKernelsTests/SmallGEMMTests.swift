@@ -10,8 +10,12 @@ struct SmallGEMMTests {
     static let tokenCounts = [1, 3, 4, 5, 6, 7, 8, 13]
     static let shapes: [(rows: Int, cols: Int)] = [(1, 8), (5, 20), (16, 37), (17, 64), (33, 64), (40, 48), (6, 160)]
 
-    @Test("multiply equals x·Wᵀ over all rows and over a listed subset, on 1 and 2 threads", arguments: [1, 2])
-    func multiplyMatchesNaive(threads: Int) {
+    /// The AVX2 kernels, and the AVX-512 ones where this CPU has them.
+    static let kernels: [Bool] = SmallGEMM.avx512Available ? [false, true] : [false]
+
+    @Test("multiply equals x·Wᵀ over all rows and over a listed subset, on 1 and 2 threads, with each kernel",
+          arguments: [1, 2], kernels)
+    func multiplyMatchesNaive(threads: Int, wide: Bool) {
         Threads.set(threads)
         defer { Threads.set(Threads.defaultCount) }
         for (rows, cols) in Self.shapes {
@@ -30,7 +34,7 @@ struct SmallGEMMTests {
                     w.withUnsafeBufferPointer { wp in
                         func run(_ indices: UnsafePointer<Int32>?) {
                             SmallGEMM.multiply(&out, x, tokens: tokens, wp.baseAddress!, cols: cols, rowIndices: indices,
-                                               rowCount: listed.count)
+                                               rowCount: listed.count, wide: wide)
                         }
                         if let kept { kept.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
                     }
@@ -40,8 +44,9 @@ struct SmallGEMMTests {
         }
     }
 
-    @Test("multiplyTransposed sums x·Wt over listed rows, storing or accumulating, on 1 and 2 threads", arguments: [1, 2])
-    func multiplyTransposedMatchesNaive(threads: Int) {
+    @Test("multiplyTransposed sums x·Wt over listed rows, storing or accumulating, on 1 and 2 threads, with each kernel",
+          arguments: [1, 2], kernels)
+    func multiplyTransposedMatchesNaive(threads: Int, wide: Bool) {
         Threads.set(threads)
         defer { Threads.set(Threads.defaultCount) }
         for (rows, cols) in Self.shapes {
@@ -63,7 +68,8 @@ struct SmallGEMMTests {
                         wt.withUnsafeBufferPointer { wp in
                             func run(_ indices: UnsafePointer<Int32>?) {
                                 SmallGEMM.multiplyTransposed(&out, x, tokens: tokens, wp.baseAddress!, cols: cols,
-                                                             rowIndices: indices, rowCount: listed.count, accumulate: accumulate)
+                                                             rowIndices: indices, rowCount: listed.count, accumulate: accumulate,
+                                                             wide: wide)
                             }
                             if let kept { kept.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
                         }
@@ -108,6 +114,75 @@ struct SmallGEMMTests {
                 }
                 expectClose(outT, expectedT, tolerance: 1e-5, "\(dtype) multiplyTransposed, kept \(count), accumulate \(accumulate)")
             }
+        }
+    }
+
+    @Test("long inputs, taken a chunk of tokens at a time, give x·Wᵀ and the sums of rows (fp32 and f16 weights)",
+          arguments: kernels)
+    func longInputsCrossTokenChunks(wide: Bool) {
+        // 8,192 columns make the chunks short (16 tokens in the AVX-512 dot kernel, 64 for the
+        // widened panels), so 70 tokens cross several of them and end in a partial one.
+        let rows = 5, cols = 8192, tokens = 70
+        let w = randomFloats(rows * cols, seed: 12), x = randomFloats(tokens * cols, seed: 13)
+        let xt = randomFloats(tokens * rows, seed: 14)
+        var expected = [Float](repeating: 0, count: tokens * rows)
+        var expectedT = [Float](repeating: 0, count: tokens * cols)
+        for t in 0..<tokens {
+            for r in 0..<rows {
+                var sum: Double = 0
+                for c in 0..<cols { sum += Double(x[t * cols + c]) * Double(w[r * cols + c]) }
+                expected[t * rows + r] = Float(sum)
+                for c in 0..<cols { expectedT[t * cols + c] += xt[t * rows + r] * w[r * cols + c] }
+            }
+        }
+        var out = [Float](repeating: .nan, count: expected.count), outT = [Float](repeating: .nan, count: expectedT.count)
+        SmallGEMM.multiply(&out, x, tokens: tokens, w, cols: cols, rowIndices: nil, rowCount: rows, wide: wide)
+        SmallGEMM.multiplyTransposed(&outT, xt, tokens: tokens, w, cols: cols, rowIndices: nil, rowCount: rows,
+                                     accumulate: false, wide: wide)
+        expectClose(out, expected, tolerance: 1e-3, "fp32 multiply")
+        expectClose(outT, expectedT, tolerance: 1e-4, "fp32 multiplyTransposed")
+        // The widened paths use the default kernel: compare them with the fp32 path on the same values.
+        let half = WeightMatrix(Matrix(rows: rows, cols: cols, values: w), dtype: .f16)
+        let widened = half.toMatrix()
+        var reference = out, referenceT = outT
+        SmallGEMM.multiply(&reference, x, tokens: tokens, widened.pointer, cols: cols, rowIndices: nil, rowCount: rows)
+        SmallGEMM.multiply(&out, x, tokens: tokens, half, rowIndices: nil, rowCount: rows)
+        SmallGEMM.multiplyTransposed(&referenceT, xt, tokens: tokens, widened.pointer, cols: cols, rowIndices: nil,
+                                     rowCount: rows, accumulate: false)
+        SmallGEMM.multiplyTransposed(&outT, xt, tokens: tokens, half, rowIndices: nil, rowCount: rows, accumulate: false)
+        #expect(out == reference, "f16 multiply over token chunks")
+        #expect(outT == referenceT, "f16 multiplyTransposed over token chunks")
+    }
+
+    @Test("the AVX-512 kernels form each sum alike whatever its block, thread split or token count")
+    func wideSumsDoNotDependOnTheirBlock() throws {
+        try #require(SmallGEMM.avx512Available, "no AVX-512 on this CPU: nothing to compare")
+        let rows = 23, cols = 83, tokens = 11
+        let w = randomFloats(rows * cols, seed: 15), x = randomFloats(tokens * cols, seed: 16)
+        // All rows and tokens at once, against each token alone over rows [3, 23) split at 9.
+        var whole = [Float](repeating: 0, count: tokens * rows)
+        SmallGEMM.dotBlock(&whole, x, tokens: tokens, w, cols: cols, rowIndices: nil, rows: 0..<rows,
+                           outStride: rows, wide: true)
+        for t in 0..<tokens {
+            var single = [Float](repeating: 0, count: rows)
+            x.withUnsafeBufferPointer { xp in
+                SmallGEMM.dotBlock(&single, xp.baseAddress! + t * cols, tokens: 1, w, cols: cols, rowIndices: nil,
+                                   rows: 3..<9, outStride: rows, wide: true)
+                SmallGEMM.dotBlock(&single, xp.baseAddress! + t * cols, tokens: 1, w, cols: cols, rowIndices: nil,
+                                   rows: 9..<rows, outStride: rows, wide: true)
+            }
+            #expect(Array(single[3...]) == Array(whole[t * rows + 3 ..< (t + 1) * rows]), "token \(t)")
+        }
+        // The sums of rows are the AVX2 kernel's fused multiply-adds in the same order: the same bits
+        // (in whole blocks of 16 columns; the AVX2 kernel's last few columns are plain C).
+        let xt = randomFloats(tokens * rows, seed: 17), width = 80
+        var narrow = randomFloats(tokens * width, seed: 18), wide = narrow
+        for accumulate in [false, true] {
+            SmallGEMM.multiplyTransposed(&narrow, xt, tokens: tokens, w, cols: width, rowIndices: nil, rowCount: rows,
+                                         accumulate: accumulate, wide: false)
+            SmallGEMM.multiplyTransposed(&wide, xt, tokens: tokens, w, cols: width, rowIndices: nil, rowCount: rows,
+                                         accumulate: accumulate, wide: true)
+            #expect(wide == narrow, "accumulate \(accumulate)")
         }
     }
 

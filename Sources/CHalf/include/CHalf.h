@@ -80,9 +80,11 @@ static inline void chalf_map_large_allocations(long bytes) { (void)bytes; }
 static inline void chalf_release_free_heap(void) {}
 #endif
 
-// The half-precision row kernels, the small-GEMM kernels and the bf16 dot products (compiled
-// apart for AVX-512, CHalfBF16.c) live in their own headers.
+// The half-precision row kernels, the small-GEMM kernels, the bf16 dot products and the fp32
+// AVX-512 small-GEMM kernels (both compiled apart for AVX-512: CHalfBF16.c, CHalfAVX512.c) live
+// in their own headers.
 #include "CHalfKernels.h"
 #include "CHalfGEMM.h"
 #include "CHalfBF16.h"
+#include "CHalfAVX512.h"
 #endif

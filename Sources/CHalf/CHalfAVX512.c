@@ -1,0 +1,152 @@
+#include "CHalfAVX512.h"
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <immintrin.h>
+#include "CHalfReduce.h"
+#define CHALF_AVX512_TARGET __attribute__((target("avx512f")))
+
+int chalf_avx512_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+#define CHALF_FMA_ROW(R)                                                                         \
+    a[R * 4 + 0] = _mm512_fmadd_ps(u##R, x0, a[R * 4 + 0]);                                      \
+    a[R * 4 + 1] = _mm512_fmadd_ps(u##R, x1, a[R * 4 + 1]);                                      \
+    a[R * 4 + 2] = _mm512_fmadd_ps(u##R, x2, a[R * 4 + 2]);                                      \
+    a[R * 4 + 3] = _mm512_fmadd_ps(u##R, x3, a[R * 4 + 3]);
+
+CHALF_AVX512_TARGET
+void chalf_f32_dot_rows(float *out, long out_stride, const float *x, long tokens, const float *w, long cols,
+                        const int32_t *rows, long begin, long end) {
+    // Long inputs are taken a chunk of tokens at a time (about 512 KB of them, at least 16), each
+    // read for every block of rows, so that the chunk stays in the core's L2 cache while the
+    // weights stream past it once per chunk.
+    const long fit = (512L * 1024 / (cols * 4)) & ~3L, chunk = fit < 16 ? 16 : fit;
+    if (tokens > chunk) {
+        for (long t = 0; t < tokens; t += chunk)
+            chalf_f32_dot_rows(out + t * out_stride, out_stride, x + t * cols, tokens - t < chunk ? tokens - t : chunk,
+                               w, cols, rows, begin, end);
+        return;
+    }
+    const long full = cols & ~15L;
+    const __mmask16 tail = (__mmask16)((1u << (cols - full)) - 1);
+    const long lines = (cols * 4 + 63) / 64, blocks = tokens < 4 ? 1 : (tokens + 3) / 4;
+    for (long j = begin; j < end; j += 4) {
+        const long nr = end - j < 4 ? end - j : 4;
+        // A short last block repeats its last row (and token) and drops those sums.
+        const float *wr[4], *next[4];
+        for (int r = 0; r < 4; r++) {
+            long k = j + (r < nr ? r : nr - 1);
+            wr[r] = w + (rows ? rows[k] : k) * cols;
+            long n = j + 4 + r < end ? j + 4 + r : end - 1;
+            next[r] = w + (rows ? rows[n] : n) * cols;
+        }
+        for (long t = 0, b = 0; t < tokens; t += 4, b++) {
+            // The next block's rows are prefetched a share at a time, one share per token block
+            // (rows of a few lines are too short for the hardware prefetcher).
+            for (long l = lines * b / blocks; l < lines * (b + 1) / blocks; l++)
+                for (int r = 0; r < 4; r++) __builtin_prefetch(next[r] + l * 16, 0, 3);
+            const long nt = tokens - t < 4 ? tokens - t : 4;
+            const float *p0 = x + t * cols, *p1 = x + (t + (nt > 1 ? 1 : 0)) * cols;
+            const float *p2 = x + (t + (nt > 2 ? 2 : nt - 1)) * cols, *p3 = x + (t + nt - 1) * cols;
+            __m512 a[16];
+            for (int k = 0; k < 16; k++) a[k] = _mm512_setzero_ps();
+            long i = 0;
+            for (; i < full; i += 16) {
+                __m512 x0 = _mm512_loadu_ps(p0 + i), x1 = _mm512_loadu_ps(p1 + i);
+                __m512 x2 = _mm512_loadu_ps(p2 + i), x3 = _mm512_loadu_ps(p3 + i);
+                __m512 u0 = _mm512_loadu_ps(wr[0] + i), u1 = _mm512_loadu_ps(wr[1] + i);
+                __m512 u2 = _mm512_loadu_ps(wr[2] + i), u3 = _mm512_loadu_ps(wr[3] + i);
+                CHALF_FMA_ROW(0) CHALF_FMA_ROW(1) CHALF_FMA_ROW(2) CHALF_FMA_ROW(3)
+            }
+            if (i < cols) {
+                __m512 x0 = _mm512_maskz_loadu_ps(tail, p0 + i), x1 = _mm512_maskz_loadu_ps(tail, p1 + i);
+                __m512 x2 = _mm512_maskz_loadu_ps(tail, p2 + i), x3 = _mm512_maskz_loadu_ps(tail, p3 + i);
+                __m512 u0 = _mm512_maskz_loadu_ps(tail, wr[0] + i), u1 = _mm512_maskz_loadu_ps(tail, wr[1] + i);
+                __m512 u2 = _mm512_maskz_loadu_ps(tail, wr[2] + i), u3 = _mm512_maskz_loadu_ps(tail, wr[3] + i);
+                CHALF_FMA_ROW(0) CHALF_FMA_ROW(1) CHALF_FMA_ROW(2) CHALF_FMA_ROW(3)
+            }
+            float sums[16];
+            _mm512_storeu_ps(sums, chalf_reduce16(a));
+            for (long r = 0; r < nr; r++)
+                for (long s = 0; s < nt; s++) out[(t + s) * out_stride + j + r] = sums[r * 4 + s];
+        }
+    }
+}
+#undef CHALF_FMA_ROW
+
+#define CHALF_WIDE_ROW(S)                                                                        \
+    if (m > S) {                                                                                 \
+        __m512 s = _mm512_set1_ps(x[(t + S) * xs + k]);                                          \
+        lo##S = _mm512_fmadd_ps(u, s, lo##S); hi##S = _mm512_fmadd_ps(v, s, hi##S);             \
+    }
+#define CHALF_WIDE_LOAD(S)                                                                       \
+    if (m > S && accumulate) {                                                                   \
+        lo##S = _mm512_maskz_loadu_ps(mfirst, out + (t + S) * os + c);                           \
+        hi##S = _mm512_maskz_loadu_ps(msecond, out + (t + S) * os + c + 16);                     \
+    }
+#define CHALF_WIDE_STORE(S)                                                                      \
+    if (m > S) {                                                                                 \
+        _mm512_mask_storeu_ps(out + (t + S) * os + c, mfirst, lo##S);                            \
+        _mm512_mask_storeu_ps(out + (t + S) * os + c + 16, msecond, hi##S);                      \
+    }
+
+// One block of m ≤ 6 tokens (from t) × 32 columns (from c; n ≤ 32 of them real).
+CHALF_AVX512_TARGET static inline __attribute__((always_inline)) void
+chalf_wide_block(int m, float *out, long os, const float *x, long xs, long t, const float *w, long ws,
+                 const int32_t *rows, long count, long c, long n, int accumulate) {
+    const __mmask16 mfirst = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+    const __mmask16 msecond = n >= 32 ? (__mmask16)0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+    __m512 z = _mm512_setzero_ps();
+    __m512 lo0 = z, hi0 = z, lo1 = z, hi1 = z, lo2 = z, hi2 = z, lo3 = z, hi3 = z, lo4 = z, hi4 = z, lo5 = z, hi5 = z;
+    CHALF_WIDE_LOAD(0) CHALF_WIDE_LOAD(1) CHALF_WIDE_LOAD(2) CHALF_WIDE_LOAD(3) CHALF_WIDE_LOAD(4) CHALF_WIDE_LOAD(5)
+    for (long k = 0; k < count; k++) {
+        const float *p = w + (rows ? rows[k] : k) * ws + c;
+        __m512 u = _mm512_maskz_loadu_ps(mfirst, p), v = _mm512_maskz_loadu_ps(msecond, p + 16);
+        CHALF_WIDE_ROW(0) CHALF_WIDE_ROW(1) CHALF_WIDE_ROW(2) CHALF_WIDE_ROW(3) CHALF_WIDE_ROW(4) CHALF_WIDE_ROW(5)
+    }
+    CHALF_WIDE_STORE(0) CHALF_WIDE_STORE(1) CHALF_WIDE_STORE(2) CHALF_WIDE_STORE(3) CHALF_WIDE_STORE(4) CHALF_WIDE_STORE(5)
+}
+#undef CHALF_WIDE_ROW
+#undef CHALF_WIDE_LOAD
+#undef CHALF_WIDE_STORE
+
+CHALF_AVX512_TARGET
+void chalf_f32_sum_rows(float *out, long os, const float *x, long xs, long tokens, const float *w, long ws,
+                        const int32_t *rows, long count, long width, int accumulate) {
+    // Token blocks of equal size, at most six (as chalf_sum_rows16).
+    const long blocks = (tokens + 5) / 6;
+    for (long c = 0; c < width; c += 32) {
+        const long n = width - c < 32 ? width - c : 32;
+        for (long b = 0, t = 0; b < blocks; b++) {
+            int m = (int)((tokens * (b + 1)) / blocks - t);
+            switch (m) {
+            case 6: chalf_wide_block(6, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 5: chalf_wide_block(5, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 4: chalf_wide_block(4, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 3: chalf_wide_block(3, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            case 2: chalf_wide_block(2, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            default: chalf_wide_block(1, out, os, x, xs, t, w, ws, rows, count, c, n, accumulate); break;
+            }
+            t += m;
+        }
+    }
+}
+
+#else
+int chalf_avx512_available(void) { return 0; }
+
+void chalf_f32_dot_rows(float *out, long out_stride, const float *x, long tokens, const float *w, long cols,
+                        const int32_t *rows, long begin, long end) {
+    (void)out; (void)out_stride; (void)x; (void)tokens; (void)w; (void)cols; (void)rows; (void)begin; (void)end;
+    __builtin_trap();  // callers check chalf_avx512_available() first
+}
+
+void chalf_f32_sum_rows(float *out, long os, const float *x, long xs, long tokens, const float *w, long ws,
+                        const int32_t *rows, long count, long width, int accumulate) {
+    (void)out; (void)os; (void)x; (void)xs; (void)tokens; (void)w; (void)ws; (void)rows; (void)count; (void)width;
+    (void)accumulate;
+    __builtin_trap();
+}
+#endif
