@@ -2,7 +2,7 @@
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
-#include "CHalfReduce.h"
+#include "CHalfAVX512Shared.h"
 #define CHALF_AVX512_TARGET __attribute__((target("avx512f")))
 
 int chalf_avx512_available(void) {
@@ -16,6 +16,32 @@ int chalf_avx512_available(void) {
     a[R * 4 + 2] = _mm512_fmadd_ps(u##R, x2, a[R * 4 + 2]);                                      \
     a[R * 4 + 3] = _mm512_fmadd_ps(u##R, x3, a[R * 4 + 3]);
 
+CHALF_AVX512_TARGET static inline __attribute__((always_inline)) void
+chalf_f32_dot_block(__m512 a[16], const char *const rows[4], const char *const tokens[4], long cols) {
+    const float *w0 = (const float *)rows[0], *w1 = (const float *)rows[1];
+    const float *w2 = (const float *)rows[2], *w3 = (const float *)rows[3];
+    const float *p0 = (const float *)tokens[0], *p1 = (const float *)tokens[1];
+    const float *p2 = (const float *)tokens[2], *p3 = (const float *)tokens[3];
+    const long full = cols & ~15L;
+    long i = 0;
+    for (; i < full; i += 16) {
+        __m512 x0 = _mm512_loadu_ps(p0 + i), x1 = _mm512_loadu_ps(p1 + i);
+        __m512 x2 = _mm512_loadu_ps(p2 + i), x3 = _mm512_loadu_ps(p3 + i);
+        __m512 u0 = _mm512_loadu_ps(w0 + i), u1 = _mm512_loadu_ps(w1 + i);
+        __m512 u2 = _mm512_loadu_ps(w2 + i), u3 = _mm512_loadu_ps(w3 + i);
+        CHALF_FMA_ROW(0) CHALF_FMA_ROW(1) CHALF_FMA_ROW(2) CHALF_FMA_ROW(3)
+    }
+    if (i < cols) {
+        const __mmask16 tail = (__mmask16)((1u << (cols - full)) - 1);
+        __m512 x0 = _mm512_maskz_loadu_ps(tail, p0 + i), x1 = _mm512_maskz_loadu_ps(tail, p1 + i);
+        __m512 x2 = _mm512_maskz_loadu_ps(tail, p2 + i), x3 = _mm512_maskz_loadu_ps(tail, p3 + i);
+        __m512 u0 = _mm512_maskz_loadu_ps(tail, w0 + i), u1 = _mm512_maskz_loadu_ps(tail, w1 + i);
+        __m512 u2 = _mm512_maskz_loadu_ps(tail, w2 + i), u3 = _mm512_maskz_loadu_ps(tail, w3 + i);
+        CHALF_FMA_ROW(0) CHALF_FMA_ROW(1) CHALF_FMA_ROW(2) CHALF_FMA_ROW(3)
+    }
+}
+#undef CHALF_FMA_ROW
+
 CHALF_AVX512_TARGET
 void chalf_f32_dot_rows(float *out, long out_stride, const float *x, long tokens, const float *w, long cols,
                         const int32_t *rows, long begin, long end) {
@@ -23,58 +49,11 @@ void chalf_f32_dot_rows(float *out, long out_stride, const float *x, long tokens
     // read for every block of rows, so that the chunk stays in the core's L2 cache while the
     // weights stream past it once per chunk.
     const long fit = (512L * 1024 / (cols * 4)) & ~3L, chunk = fit < 16 ? 16 : fit;
-    if (tokens > chunk) {
-        for (long t = 0; t < tokens; t += chunk)
-            chalf_f32_dot_rows(out + t * out_stride, out_stride, x + t * cols, tokens - t < chunk ? tokens - t : chunk,
-                               w, cols, rows, begin, end);
-        return;
-    }
-    const long full = cols & ~15L;
-    const __mmask16 tail = (__mmask16)((1u << (cols - full)) - 1);
-    const long lines = (cols * 4 + 63) / 64, blocks = tokens < 4 ? 1 : (tokens + 3) / 4;
-    for (long j = begin; j < end; j += 4) {
-        const long nr = end - j < 4 ? end - j : 4;
-        // A short last block repeats its last row (and token) and drops those sums.
-        const float *wr[4], *next[4];
-        for (int r = 0; r < 4; r++) {
-            long k = j + (r < nr ? r : nr - 1);
-            wr[r] = w + (rows ? rows[k] : k) * cols;
-            long n = j + 4 + r < end ? j + 4 + r : end - 1;
-            next[r] = w + (rows ? rows[n] : n) * cols;
-        }
-        for (long t = 0, b = 0; t < tokens; t += 4, b++) {
-            // The next block's rows are prefetched a share at a time, one share per token block
-            // (rows of a few lines are too short for the hardware prefetcher).
-            for (long l = lines * b / blocks; l < lines * (b + 1) / blocks; l++)
-                for (int r = 0; r < 4; r++) __builtin_prefetch(next[r] + l * 16, 0, 3);
-            const long nt = tokens - t < 4 ? tokens - t : 4;
-            const float *p0 = x + t * cols, *p1 = x + (t + (nt > 1 ? 1 : 0)) * cols;
-            const float *p2 = x + (t + (nt > 2 ? 2 : nt - 1)) * cols, *p3 = x + (t + nt - 1) * cols;
-            __m512 a[16];
-            for (int k = 0; k < 16; k++) a[k] = _mm512_setzero_ps();
-            long i = 0;
-            for (; i < full; i += 16) {
-                __m512 x0 = _mm512_loadu_ps(p0 + i), x1 = _mm512_loadu_ps(p1 + i);
-                __m512 x2 = _mm512_loadu_ps(p2 + i), x3 = _mm512_loadu_ps(p3 + i);
-                __m512 u0 = _mm512_loadu_ps(wr[0] + i), u1 = _mm512_loadu_ps(wr[1] + i);
-                __m512 u2 = _mm512_loadu_ps(wr[2] + i), u3 = _mm512_loadu_ps(wr[3] + i);
-                CHALF_FMA_ROW(0) CHALF_FMA_ROW(1) CHALF_FMA_ROW(2) CHALF_FMA_ROW(3)
-            }
-            if (i < cols) {
-                __m512 x0 = _mm512_maskz_loadu_ps(tail, p0 + i), x1 = _mm512_maskz_loadu_ps(tail, p1 + i);
-                __m512 x2 = _mm512_maskz_loadu_ps(tail, p2 + i), x3 = _mm512_maskz_loadu_ps(tail, p3 + i);
-                __m512 u0 = _mm512_maskz_loadu_ps(tail, wr[0] + i), u1 = _mm512_maskz_loadu_ps(tail, wr[1] + i);
-                __m512 u2 = _mm512_maskz_loadu_ps(tail, wr[2] + i), u3 = _mm512_maskz_loadu_ps(tail, wr[3] + i);
-                CHALF_FMA_ROW(0) CHALF_FMA_ROW(1) CHALF_FMA_ROW(2) CHALF_FMA_ROW(3)
-            }
-            float sums[16];
-            _mm512_storeu_ps(sums, chalf_reduce16(a));
-            for (long r = 0; r < nr; r++)
-                for (long s = 0; s < nt; s++) out[(t + s) * out_stride + j + r] = sums[r * 4 + s];
-        }
-    }
+    for (long t = 0; t < tokens; t += chunk)
+        chalf_dot_rows_blocked(out + t * out_stride, out_stride, (const char *)(x + t * cols),
+                               tokens - t < chunk ? tokens - t : chunk, (const char *)w, cols, 4, rows, begin, end,
+                               chalf_f32_dot_block);
 }
-#undef CHALF_FMA_ROW
 
 #define CHALF_WIDE_ROW(S)                                                                        \
     if (m > S) {                                                                                 \

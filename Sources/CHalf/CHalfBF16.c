@@ -2,7 +2,7 @@
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
-#include "CHalfReduce.h"
+#include "CHalfAVX512Shared.h"
 #define CHALF_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 int chalf_bf16_dot_available(void) {
@@ -32,52 +32,36 @@ void chalf_bf16_round(uint16_t *dst, const float *src, long count) {
 #define CHALF_LOAD_BH(p, i) ((__m512bh)_mm512_loadu_si512((const void *)((p) + (i))))
 #define CHALF_LOAD_BH_MASKED(p, i, m) ((__m512bh)_mm512_maskz_loadu_epi16((m), (const void *)((p) + (i))))
 
+CHALF_BF16_TARGET static inline __attribute__((always_inline)) void
+chalf_bf16_dot_block(__m512 a[16], const char *const rows[4], const char *const tokens[4], long cols) {
+    const uint16_t *w0 = (const uint16_t *)rows[0], *w1 = (const uint16_t *)rows[1];
+    const uint16_t *w2 = (const uint16_t *)rows[2], *w3 = (const uint16_t *)rows[3];
+    const uint16_t *p0 = (const uint16_t *)tokens[0], *p1 = (const uint16_t *)tokens[1];
+    const uint16_t *p2 = (const uint16_t *)tokens[2], *p3 = (const uint16_t *)tokens[3];
+    const long full = cols & ~31L;
+    long i = 0;
+    for (; i < full; i += 32) {
+        __m512bh u0 = CHALF_LOAD_BH(w0, i), u1 = CHALF_LOAD_BH(w1, i);
+        __m512bh u2 = CHALF_LOAD_BH(w2, i), u3 = CHALF_LOAD_BH(w3, i);
+        __m512bh x0 = CHALF_LOAD_BH(p0, i), x1 = CHALF_LOAD_BH(p1, i);
+        __m512bh x2 = CHALF_LOAD_BH(p2, i), x3 = CHALF_LOAD_BH(p3, i);
+        CHALF_DP_ROW(0) CHALF_DP_ROW(1) CHALF_DP_ROW(2) CHALF_DP_ROW(3)
+    }
+    if (i < cols) {
+        const __mmask32 tail = (__mmask32)((1ULL << (cols - full)) - 1);
+        __m512bh u0 = CHALF_LOAD_BH_MASKED(w0, i, tail), u1 = CHALF_LOAD_BH_MASKED(w1, i, tail);
+        __m512bh u2 = CHALF_LOAD_BH_MASKED(w2, i, tail), u3 = CHALF_LOAD_BH_MASKED(w3, i, tail);
+        __m512bh x0 = CHALF_LOAD_BH_MASKED(p0, i, tail), x1 = CHALF_LOAD_BH_MASKED(p1, i, tail);
+        __m512bh x2 = CHALF_LOAD_BH_MASKED(p2, i, tail), x3 = CHALF_LOAD_BH_MASKED(p3, i, tail);
+        CHALF_DP_ROW(0) CHALF_DP_ROW(1) CHALF_DP_ROW(2) CHALF_DP_ROW(3)
+    }
+}
+
 CHALF_BF16_TARGET
 void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long tokens, const uint16_t *w, long cols,
                          const int32_t *rows, long begin, long end) {
-    const long full = cols & ~31L;
-    const __mmask32 tail = (__mmask32)((1ULL << (cols - full)) - 1);
-    const long lines = (cols * 2 + 63) / 64, blocks = tokens < 4 ? 1 : (tokens + 3) / 4;
-    for (long j = begin; j < end; j += 4) {
-        const long nr = end - j < 4 ? end - j : 4;
-        // A short last block repeats its last row (and token) and drops those sums.
-        const uint16_t *wr[4], *next[4];
-        for (int r = 0; r < 4; r++) {
-            long k = j + (r < nr ? r : nr - 1);
-            wr[r] = w + (rows ? rows[k] : k) * cols;
-            long n = j + 4 + r < end ? j + 4 + r : end - 1;
-            next[r] = w + (rows ? rows[n] : n) * cols;
-        }
-        for (long t = 0, b = 0; t < tokens; t += 4, b++) {
-            // The next block's rows are prefetched a share at a time, one share per token block.
-            for (long l = lines * b / blocks; l < lines * (b + 1) / blocks; l++)
-                for (int r = 0; r < 4; r++) __builtin_prefetch(next[r] + l * 32, 0, 3);
-            const long nt = tokens - t < 4 ? tokens - t : 4;
-            const uint16_t *p0 = x + t * cols, *p1 = x + (t + (nt > 1 ? 1 : 0)) * cols;
-            const uint16_t *p2 = x + (t + (nt > 2 ? 2 : nt - 1)) * cols, *p3 = x + (t + nt - 1) * cols;
-            __m512 a[16];
-            for (int k = 0; k < 16; k++) a[k] = _mm512_setzero_ps();
-            long i = 0;
-            for (; i < full; i += 32) {
-                __m512bh u0 = CHALF_LOAD_BH(wr[0], i), u1 = CHALF_LOAD_BH(wr[1], i);
-                __m512bh u2 = CHALF_LOAD_BH(wr[2], i), u3 = CHALF_LOAD_BH(wr[3], i);
-                __m512bh x0 = CHALF_LOAD_BH(p0, i), x1 = CHALF_LOAD_BH(p1, i);
-                __m512bh x2 = CHALF_LOAD_BH(p2, i), x3 = CHALF_LOAD_BH(p3, i);
-                CHALF_DP_ROW(0) CHALF_DP_ROW(1) CHALF_DP_ROW(2) CHALF_DP_ROW(3)
-            }
-            if (i < cols) {
-                __m512bh u0 = CHALF_LOAD_BH_MASKED(wr[0], i, tail), u1 = CHALF_LOAD_BH_MASKED(wr[1], i, tail);
-                __m512bh u2 = CHALF_LOAD_BH_MASKED(wr[2], i, tail), u3 = CHALF_LOAD_BH_MASKED(wr[3], i, tail);
-                __m512bh x0 = CHALF_LOAD_BH_MASKED(p0, i, tail), x1 = CHALF_LOAD_BH_MASKED(p1, i, tail);
-                __m512bh x2 = CHALF_LOAD_BH_MASKED(p2, i, tail), x3 = CHALF_LOAD_BH_MASKED(p3, i, tail);
-                CHALF_DP_ROW(0) CHALF_DP_ROW(1) CHALF_DP_ROW(2) CHALF_DP_ROW(3)
-            }
-            float sums[16];
-            _mm512_storeu_ps(sums, chalf_reduce16(a));
-            for (long r = 0; r < nr; r++)
-                for (long s = 0; s < nt; s++) out[(t + s) * out_stride + j + r] = sums[r * 4 + s];
-        }
-    }
+    chalf_dot_rows_blocked(out, out_stride, (const char *)x, tokens, (const char *)w, cols, 2, rows, begin, end,
+                           chalf_bf16_dot_block);
 }
 
 // Unpacking two rows' bf16 values pairs them per column but leaves the columns of each 128-bit
