@@ -200,10 +200,19 @@ public enum AtomicFile {
         return directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial").path
     }
 
-    /// Renames a finished file or directory over `path` (atomic within one file system).
+    /// Renames a finished file or directory over `path` (atomic within one file system), then
+    /// flushes the directory holding it, so that after a crash of the machine the new name is
+    /// there too, not only the data. That flush is best effort: some file systems refuse fsync on
+    /// a directory, and the rename has already happened.
     public static func moveIntoPlace(_ source: String, to path: String) throws {
         guard rename(source, path) == 0 else {
             throw ShadowError.failed("cannot write \(path): \(describe(errno: errno))")
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY)
+        if descriptor >= 0 {
+            _ = fsync(descriptor)
+            close(descriptor)
         }
     }
 
