@@ -233,9 +233,32 @@ public final class Console: @unchecked Sendable {
         self.err = err
     }
 
+    /// Results that cannot be written (a full disk, a closed pipe with SIGPIPE ignored) end the
+    /// run with one line and status 1; a diagnostic that cannot be written is dropped.
     public static let standard = Console(
-        out: { FileHandle.standardOutput.write(Data($0.utf8)) },
-        err: { FileHandle.standardError.write(Data($0.utf8)) })
+        out: { text in
+            if let failure = writeAll(text, to: STDOUT_FILENO) {
+                _ = writeAll("error: cannot write standard output: \(failure)\n", to: STDERR_FILENO)
+                exit(1)
+            }
+        },
+        err: { _ = writeAll($0, to: STDERR_FILENO) })
+
+    /// Writes every byte of `text` to `descriptor`, or returns why it could not. Plain write(2):
+    /// Foundation's `FileHandle.write(_:)` traps on a failed write.
+    static func writeAll(_ text: String, to descriptor: Int32) -> String? {
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let result = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            if result < 0 {
+                if errno == EINTR { continue }
+                return String(cString: strerror(errno))
+            }
+            written += result
+        }
+        return nil
+    }
 
     public func print(_ line: String) { out(line + "\n") }
     public func printError(_ line: String) { err(line + "\n") }

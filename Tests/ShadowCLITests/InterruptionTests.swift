@@ -41,8 +41,10 @@ struct ChildRun {
     let err: String
     let seconds: Double
 
-    /// `environment` is added to this process's own.
-    init(_ arguments: [String], signal: Int32? = nil, after delay: Double = 0, environment: [String: String] = [:]) throws {
+    /// `environment` is added to this process's own; standard output goes to the file `output`
+    /// (none: discarded).
+    init(_ arguments: [String], signal: Int32? = nil, after delay: Double = 0, environment: [String: String] = [:],
+         output: String? = nil) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
         process.arguments = arguments
@@ -55,7 +57,7 @@ struct ChildRun {
         let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         defer { try? errHandle.close(); try? FileManager.default.removeItem(atPath: errPath) }
         process.standardError = errHandle
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = try output.map { try FileHandle(forWritingTo: URL(fileURLWithPath: $0)) } ?? FileHandle.nullDevice
         let start = Date()
         try process.run()
         if let signal {

@@ -23,3 +23,14 @@ struct TruncationTests {
     }
 }
 #endif
+
+@Suite("Results that cannot be written")
+struct UnwritableOutputTests {
+    @Test("a full standard output ends the tool with one line and status 1, not a trap",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
+    func fullStandardOutput() throws {
+        let run = try ChildRun(["info", "--model", fixture("tiny-llama")], output: "/dev/full")
+        #expect(run.end == .exited(1), "\(run.end): \(run.err)")
+        #expect(run.err == "error: cannot write standard output: No space left on device\n")
+    }
+}
