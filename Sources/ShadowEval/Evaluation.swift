@@ -210,7 +210,7 @@ public struct WikiTextPages: Sendable {
     private init(tokens: [[Int]]) { self.tokens = tokens }
 
     public init(text: String, detokenize: Bool, tokenizer: any Tokenizer) {
-        let prefix = (tokenizer.bosTokenID ?? tokenizer.eosTokenID).map { [$0] } ?? []
+        let prefix = tokenizer.lmEvalPrefixTokenID.map { [$0] } ?? []
         tokens = TaskFile.wikitextPages(text).map { page in
             prefix + tokenizer.encode(detokenize ? TaskFile.wikitextDetokenized(page) : page)
         }

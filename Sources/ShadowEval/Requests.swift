@@ -32,6 +32,12 @@ public struct ScoringRequest: Sendable, Equatable {
         let (context, continuation) = Self.movingTrailingSpace(context: context, continuation: continuation)
         var tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
         var from = min(tokenizer.encodeWithSpecialTokens(context).count, tokens.count)
+        // An empty context (a LAMBADA line of one word, an empty question stem): lm-eval reads the
+        // continuation after its prefix token, so that the first continuation token is scored too.
+        if from == 0, let prefix = tokenizer.lmEvalPrefixTokenID {
+            tokens.insert(prefix, at: 0)
+            from = 1
+        }
         if tokens.count > maxTokens {
             let drop = tokens.count - maxTokens
             tokens.removeFirst(drop)
@@ -65,6 +71,12 @@ public struct ScoringRequest: Sendable, Equatable {
     public var context: ArraySlice<Int> { tokens[..<predictFrom] }
     public var continuation: ArraySlice<Int> { tokens[predictFrom...] }
     public var continuationCount: Int { tokens.count - predictFrom }
+}
+
+extension Tokenizer {
+    /// lm-eval's `prefix_token_id`: the token its Hugging Face backend puts before a text that has
+    /// no context of its own (an empty context, a rolling-window document): BOS, else EOS.
+    public var lmEvalPrefixTokenID: Int? { bosTokenID ?? eosTokenID }
 }
 
 /// What a model gave one request: the summed log-likelihood of the continuation and whether

@@ -164,6 +164,18 @@ struct MultipleChoiceTests {
         #expect(request.characters == 5)
     }
 
+    @Test("an empty context reads the continuation after lm-eval's prefix token, so its first token is scored too")
+    func emptyContext() throws {
+        for name in ["tiny-llama", "tiny-opt"] {            // no BOS of its own; OPT's `</s>` in front
+            let tokenizer = try fixture(name).requireTokenizer()
+            let prefix = try #require(tokenizer.lmEvalPrefixTokenID)
+            let request = ScoringRequest(context: "", continuation: " a cat", tokenizer: tokenizer, maxTokens: 128)
+            #expect(request.predictFrom == 1, "\(name)")
+            #expect(request.tokens.first == prefix, "\(name)")
+            #expect(Array(request.continuation) == tokenizer.encode(" a cat"), "\(name)")
+        }
+    }
+
     @Test("a request longer than the model's context loses tokens from the left and keeps its continuation")
     func truncation() throws {
         let tokenizer = try fixture("tiny-llama").requireTokenizer()
