@@ -24,6 +24,9 @@ enum AggregateCommand {
     ) { arguments, console in
         let directory = try arguments.required("traces")
         let criterion = try arguments.required("criterion")
+        if let out = arguments.string("out") {
+            try AtomicFile.refuseOverwriting(out, option: "--out", inputs: [("--traces", directory)])
+        }
         let aggregate = try AggregateImportance(traces: directory, criterion: criterion)
         if !aggregate.complete {
             console.printError("aggregate: warning: \(directory) is not complete (\(aggregate.samples) samples so far; finish it with calibrate --resume)")

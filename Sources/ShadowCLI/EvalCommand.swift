@@ -113,6 +113,11 @@ enum EvalCommand {
         if let labels, arguments.flag("verbose") {
             console.printError("eval: labels from \(labels)" + (arguments.has("labels") ? "" : " (found beside --data)"))
         }
+        if let samples = arguments.string("samples") {
+            try AtomicFile.refuseOverwriting(samples, option: "--samples", inputs: [
+                ("--data", dataPath), ("--labels", labels ?? ""), ("--model", arguments.string("model") ?? ""),
+                ("--predictor", arguments.string("predictor") ?? "")])
+        }
         let offset = try arguments.int("offset", range: 0...Int.max) ?? 0
         let limit = try arguments.int("limit", range: 1...Int.max)
         let shots = try arguments.int("shots", range: 0...1000) ?? 0

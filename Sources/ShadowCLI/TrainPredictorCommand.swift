@@ -51,6 +51,7 @@ enum TrainPredictorCommand {
     ) { arguments, console in
         let traces = try arguments.required("traces")
         let out = try arguments.required("out")
+        try AtomicFile.refuseOverwriting(out, option: "--out", inputs: [("--traces", traces)])
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
             throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is a directory; give a file name")

@@ -146,27 +146,30 @@ public enum AtomicFile {
     /// Writes the file that `body` hands to its sink piece by piece, in order, so a large file
     /// never has to be whole in memory. An error of `body` is rethrown; either way nothing but a
     /// complete file ever appears at `path`.
+    ///
+    /// A symbolic link is followed (its target is replaced, the link stays); a character device or
+    /// a named pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written in place, as renaming over it
+    /// would replace the device with a file.
     public static func write(to path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent()
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw ShadowError.failed("cannot write \(path): it is a directory")
+        let target = try followingLinks(path)
+        var status = stat()
+        if stat(target, &status) == 0 {
+            switch status.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw ShadowError.failed("cannot write \(path): it is a directory")
+            case S_IFCHR, S_IFIFO: return try writeInPlace(path: path, target: target, body)
+            default: throw ShadowError.failed("cannot write \(path): not a regular file, a character device or a pipe")
+            }
         }
+        let directory = URL(fileURLWithPath: target).deletingLastPathComponent()
         try createDirectory(directory.path)
-        let temporary = partialPath(for: path)
+        let temporary = partialPath(for: target)
         guard let file = fopen(temporary, "wb") else {
             throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: errno)))")
         }
-        // The first failed write's errno; later pieces are skipped, the file is removed below.
-        var writeError: Int32 = 0
+        var writeError: Int32
         do {
-            try body { bytes in
-                guard writeError == 0, bytes.count > 0 else { return }
-                if fwrite(bytes.baseAddress, 1, bytes.count, file) != bytes.count {
-                    writeError = errno == 0 ? EIO : errno
-                }
-            }
+            writeError = try stream(body, into: file)
         } catch {
             fclose(file)
             try? FileManager.default.removeItem(atPath: temporary)
@@ -174,18 +177,95 @@ public enum AtomicFile {
         }
         // On disk before the rename: after a crash of the machine, the name then holds the old
         // file or the whole new one, never a renamed file whose data had not been written yet.
-        if writeError == 0 && (fflush(file) != 0 || fsync(fileno(file)) != 0) { writeError = errno == 0 ? EIO : errno }
+        if writeError == 0 && fsync(fileno(file)) != 0 { writeError = errno == 0 ? EIO : errno }
         let closeError = fclose(file) == 0 ? 0 : errno
         if writeError != 0 || closeError != 0 {
             try? FileManager.default.removeItem(atPath: temporary)
             throw ShadowError.failed("cannot write \(path): \(describe(errno: writeError != 0 ? writeError : closeError))")
         }
         do {
-            try moveIntoPlace(temporary, to: path)
+            try moveIntoPlace(temporary, to: target)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
             throw error
         }
+    }
+
+    /// Hands `body`'s pieces, in order, to `file`, then flushes it. Returns the errno of the first
+    /// write that failed (0: none); later pieces are skipped. An error of `body` is rethrown.
+    private static func stream(_ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void,
+                               into file: UnsafeMutablePointer<FILE>) throws -> Int32 {
+        var writeError: Int32 = 0
+        try body { bytes in
+            guard writeError == 0, bytes.count > 0 else { return }
+            if fwrite(bytes.baseAddress, 1, bytes.count, file) != bytes.count {
+                writeError = errno == 0 ? EIO : errno
+            }
+        }
+        if writeError == 0 && fflush(file) != 0 { writeError = errno == 0 ? EIO : errno }
+        return writeError
+    }
+
+    /// A device or a pipe: written directly (there is no partial file to hide).
+    private static func writeInPlace(path: String, target: String,
+                                     _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        guard let file = fopen(target, "wb") else {
+            throw ShadowError.failed("cannot write \(path): \(describe(errno: errno))")
+        }
+        let writeError: Int32
+        do {
+            writeError = try stream(body, into: file)
+        } catch {
+            fclose(file)
+            throw error
+        }
+        let closeError = fclose(file) == 0 ? 0 : errno
+        if writeError != 0 || closeError != 0 {
+            throw ShadowError.failed("cannot write \(path): \(describe(errno: writeError != 0 ? writeError : closeError))")
+        }
+    }
+
+    /// The path a chain of symbolic links at `path` ends in (`path` itself when it is no link);
+    /// the end may not exist yet (a link to a file still to be written).
+    static func followingLinks(_ path: String) throws -> String {
+        var current = path
+        for _ in 0..<40 {
+            var status = stat()
+            guard lstat(current, &status) == 0, status.st_mode & S_IFMT == S_IFLNK else { return current }
+            guard let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: current) else {
+                throw ShadowError.failed("cannot write \(path): cannot read the symbolic link \(current)")
+            }
+            current = destination.hasPrefix("/") ? destination
+                : URL(fileURLWithPath: current).deletingLastPathComponent().appendingPathComponent(destination).path
+        }
+        throw ShadowError.failed("cannot write \(path): too many levels of symbolic links")
+    }
+
+    /// Refuses to write `output` (given with `option`) where it would destroy what the run reads:
+    /// over one of `inputs`, or inside an input that is a directory (a trace directory). Paths
+    /// are compared after following links, so `./a` and a link to `a` count as `a`.
+    public static func refuseOverwriting(_ output: String, option: String, inputs: [(option: String, path: String)]) throws {
+        let written = canonical(output)
+        for input in inputs where !input.path.isEmpty {
+            let read = canonical(input.path)
+            if written == read || written.hasPrefix(read.hasSuffix("/") ? read : read + "/") {
+                throw ShadowError.invalidArgument(name: option, reason: "\(output) would overwrite \(input.option) \(input.path)")
+            }
+        }
+    }
+
+    /// An absolute path with links followed: the file's own when it exists, else its directory's
+    /// followed by its name.
+    private static func canonical(_ path: String) -> String {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        if let resolved = realpath(absolute, nil) {
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
+        let url = URL(fileURLWithPath: absolute)
+        guard let parent = realpath(url.deletingLastPathComponent().path, nil) else { return absolute }
+        defer { free(parent) }
+        return URL(fileURLWithPath: String(cString: parent)).appendingPathComponent(url.lastPathComponent).path
     }
 
     public static func write(_ text: String, to path: String) throws {

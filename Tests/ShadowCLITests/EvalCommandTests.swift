@@ -102,6 +102,18 @@ struct EvalCommandTests {
         #expect(pages.reduce(0) { $0 + ($1["tokens"] as? Int ?? 0) } == text["predicted_tokens"] as? Int)
     }
 
+    @Test("--samples over the task file it reads is refused and leaves the file alone")
+    func samplesOverData() throws {
+        let data = TestScratch.path("piqa-copy", suffix: ".jsonl")
+        let line = #"{"goal": "Keep a door open", "sol1": "Use a wedge.", "sol2": "Use a cloud.", "label": 0}"#
+        try (line + "\n" + line + "\n").write(toFile: data, atomically: true, encoding: .utf8)
+        let before = try Data(contentsOf: URL(fileURLWithPath: data))
+        let run = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", data, "--limit", "1",
+                          "--samples", data, "--no-progress"])
+        #expect(run.status == 1 && run.err == "error: --samples: \(data) would overwrite --data \(data)\n", "\(run.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: data)) == before)
+    }
+
     @Test("oracle masks come from each question's own criterion; a heads-only criterion is refused")
     func oracle() throws {
         let files = try Self.piqaFiles()

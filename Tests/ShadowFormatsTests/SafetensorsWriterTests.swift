@@ -73,3 +73,74 @@ struct SafetensorsWriterTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data([1, 2, 3]))
     }
 }
+
+@Suite("Atomic file writes to unusual places")
+struct AtomicFileTargetTests {
+    @Test("a symbolic link keeps pointing at its target, which receives the new file")
+    func symbolicLink() throws {
+        let directory = TestScratch.path("link-target")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "old".write(toFile: directory + "/target.json", atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: directory + "/link.json", withDestinationPath: "target.json")
+        try AtomicFile.write("new", to: directory + "/link.json")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory + "/link.json") == "target.json")
+        #expect(try String(contentsOfFile: directory + "/target.json", encoding: .utf8) == "new")
+        // A link to a file still to be written: the file appears at the link's end.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/ahead.json", withDestinationPath: directory + "/later.json")
+        try AtomicFile.write("later", to: directory + "/ahead.json")
+        #expect(try String(contentsOfFile: directory + "/later.json", encoding: .utf8) == "later")
+    }
+
+    @Test("a character device or a named pipe is written in place, not replaced by a file")
+    func devicesAndPipes() throws {
+        try AtomicFile.write("discarded", to: "/dev/null")
+        var status = stat()
+        #expect(stat("/dev/null", &status) == 0 && status.st_mode & S_IFMT == S_IFCHR)
+        #expect(throws: ShadowError.failed("cannot write /dev/full: No space left on device")) {
+            try AtomicFile.write(String(repeating: "x", count: 1 << 16), to: "/dev/full")
+        }
+
+        let fifo = TestScratch.path("fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        final class Box: @unchecked Sendable { var read: Data? }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        Thread { box.read = try? readWholeFile(fifo); done.signal() }.start()
+        try AtomicFile.write("through the pipe", to: fifo)
+        done.wait()
+        #expect(box.read == Data("through the pipe".utf8))
+        #expect(stat(fifo, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO)
+    }
+
+    @Test("an output over an input, or inside an input directory, is refused whatever way it is spelled")
+    func outputOverInput() throws {
+        let directory = TestScratch.path("inputs")
+        try FileManager.default.createDirectory(atPath: directory + "/traces", withIntermediateDirectories: true)
+        try "data".write(toFile: directory + "/data.jsonl", atomically: false, encoding: .utf8)
+        let inputs: [(option: String, path: String)] = [("--data", directory + "/data.jsonl"), ("--traces", directory + "/traces")]
+        #expect(throws: ShadowError.invalidArgument(name: "--samples", reason: "\(directory)/./data.jsonl would overwrite --data \(directory)/data.jsonl")) {
+            try AtomicFile.refuseOverwriting(directory + "/./data.jsonl", option: "--samples", inputs: inputs)
+        }
+        try FileManager.default.createSymbolicLink(atPath: directory + "/alias", withDestinationPath: "traces")
+        #expect(throws: ShadowError.self) {
+            try AtomicFile.refuseOverwriting(directory + "/alias/manifest.json", option: "--out", inputs: inputs)
+        }
+        try AtomicFile.refuseOverwriting(directory + "/traces.json", option: "--out", inputs: inputs)   // beside, not inside
+        try AtomicFile.refuseOverwriting(directory + "/new/out.json", option: "--out", inputs: inputs)
+    }
+
+    @Test("an endless device is refused once it passes the limit, and a larger regular file before reading")
+    func endlessInput() throws {
+        #expect(throws: ShadowError.self) { try readWholeFile("/dev/zero", limit: 1 << 20) }
+        let file = TestScratch.path("large", suffix: ".txt")
+        try Data(count: 4096).write(to: URL(fileURLWithPath: file))
+        #expect(throws: ShadowError.self) { try readWholeFile(file, limit: 1024) }
+        #expect(try readWholeFile(file, limit: 4096).count == 4096)
+    }
+
+    @Test("a named pipe given as a mapped file is refused at once rather than waiting for a writer")
+    func pipeAsMappedFile() throws {
+        let fifo = TestScratch.path("model-fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(throws: ShadowError.corruptFile(path: fifo, reason: "not a regular file")) { try MappedFile(path: fifo) }
+    }
+}
