@@ -10,8 +10,9 @@ import Foundation
 /// Foundation's `contents(atPath:)` answers nil for every failure, which callers reported as a
 /// missing file; here "no such file" means nothing is there, and any other failure names the file
 /// and the system's reason ("cannot read F: Permission denied"). Reads with `read(2)` rather than
-/// a mapping, so pipes and devices (`--text-file /dev/stdin`) work too.
-public func readWholeFile(_ path: String) throws -> Data {
+/// a mapping, so pipes and devices (`--text-file /dev/stdin`) work too; more than `limit` bytes
+/// (an endless device such as /dev/zero) is an error rather than a machine out of memory.
+public func readWholeFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 {
         let code = errno
@@ -21,7 +22,10 @@ public func readWholeFile(_ path: String) throws -> Data {
     defer { close(fd) }
     var data = Data()
     var info = stat()
-    if fstat(fd, &info) == 0 && info.st_size > 0 { data.reserveCapacity(Int(info.st_size)) }
+    if fstat(fd, &info) == 0 && info.st_size > 0 {
+        guard info.st_size <= limit else { throw tooLarge(path, limit: limit) }
+        data.reserveCapacity(Int(info.st_size))
+    }
     var buffer = [UInt8](repeating: 0, count: 1 << 16)
     while true {
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -33,7 +37,12 @@ public func readWholeFile(_ path: String) throws -> Data {
             throw ShadowError.unreadableFile(path: path, reason: AtomicFile.describe(errno: code))
         }
         data.append(contentsOf: buffer[..<count])
+        if data.count > limit { throw tooLarge(path, limit: limit) }
     }
+}
+
+private func tooLarge(_ path: String, limit: Int) -> ShadowError {
+    .unreadableFile(path: path, reason: "longer than \(limit >> 20) MiB, more than any text or JSON file this tool reads")
 }
 
 /// What a path names, after following symbolic links.

@@ -26,7 +26,9 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: a named pipe given as a model opens at once and is refused below, rather
+        // than waiting for a writer; on a regular file it changes nothing.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 {
             let code = errno
             if code == ENOENT || code == ENOTDIR { throw ShadowError.fileNotFound(path: path) }
