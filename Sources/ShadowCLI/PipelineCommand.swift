@@ -149,9 +149,8 @@ enum PipelineCommand {
         let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
         let itemLimit = try arguments.int("limit", range: 1...1_000_000) ?? (quick ? 20 : 100)
         let sparsity = try arguments.double("sparsity", range: 0...0.99) ?? 0.5
-        let threads = try arguments.required("threads")
+        let threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
         let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
-        try AtomicFile.createDirectory(out)
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
         let data = DataFiles(directory: dataDir)
@@ -164,11 +163,16 @@ enum PipelineCommand {
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
         let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
         let heldOut = data.wikitextTest ?? calibrationText
+        // Every option is checked before anything is written: a bad --text found by the
+        // calibration step would leave an --out whose settings refuse the corrected command.
+        try requireText(calibrationText, option: arguments.has("text") || data.wikitextValid == nil ? "--text" : "--data-dir")
+        if heldOut != calibrationText { try requireText(heldOut, option: "--data-dir") }
         // Finished steps are skipped by their outputs alone, so a run with other settings into the
         // same --out would report the earlier run's numbers under its own settings.
         var taskFiles: [String: String] = [:]
         if let piqa = data.piqa { taskFiles["piqa"] = RunSettings.absolute(piqa) }
         if let hellaswag = data.hellaswag { taskFiles["hellaswag"] = RunSettings.absolute(hellaswag) }
+        try AtomicFile.createDirectory(out)
         try RunSettings(model: fingerprint, quick: quick, samples: samples, limit: taskFiles.isEmpty ? nil : itemLimit,
                         sparsity: sparsity, calibrationText: RunSettings.absolute(calibrationText),
                         heldOutText: RunSettings.absolute(heldOut), tasks: taskFiles)
@@ -303,6 +307,17 @@ enum PipelineCommand {
         try AtomicFile.write(PipelineReport.svg(results), to: path("plots.svg"))
         console.print(PipelineReport.summary(results))
         console.print("report: \(path("report.md")), \(path("results.json")), \(path("plots.svg"))")
+    }
+
+    /// A text the run will read: there, UTF-8, and not blank.
+    static func requireText(_ path: String, option: String) throws {
+        try ModelOptions.requireFile(path, option: String(option.drop(while: { $0 == "-" })))
+        guard let text = String(validating: try readWholeFile(path), as: UTF8.self) else {
+            throw ShadowError.invalidArgument(name: option, reason: "\(path) is not valid UTF-8 text")
+        }
+        if text.allSatisfy(\.isWhitespace) {
+            throw ShadowError.invalidArgument(name: option, reason: "\(path) holds no text")
+        }
     }
 
     static func readJSON(_ path: String) throws -> [String: Any] {

@@ -221,6 +221,24 @@ struct PredictedMaskCLITests {
 
 @Suite("Pipeline")
 struct PipelineTests {
+    @Test("pipeline checks its options and texts before it writes anything, so the corrected command can use the same --out")
+    func pipelineChecksFirst() throws {
+        let out = TestScratch.url("pipeline-early").path
+        let empty = TestScratch.url("empty-text", suffix: ".txt").path
+        try "  \n".write(toFile: empty, atomically: true, encoding: .utf8)
+        let invalid = TestScratch.url("invalid-text", suffix: ".txt").path
+        try Data([0x66, 0xFF, 0x66]).write(to: URL(fileURLWithPath: invalid))
+        for (options, message) in [(["--threads", "0"], "--threads"), (["--text", empty], "\(empty) holds no text"),
+                                   (["--text", invalid], "\(invalid) is not valid UTF-8 text"),
+                                   (["--text", out + "-none.txt"], "no such file")] {
+            let run = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", "/nonexistent",
+                              "--no-progress"] + options)
+            #expect(run.status == 1 && run.err.hasPrefix("error: ") && run.err.contains(message), "\(run.err)")
+            #expect(run.err.split(separator: "\n").count == 1, "\(run.err)")
+            #expect(!FileManager.default.fileExists(atPath: out), "\(options)")
+        }
+    }
+
     @Test("a quick pipeline on a tiny model writes traces, predictors, a report and plots, and resumes")
     func quickPipeline() throws {
         let out = TestScratch.url("pipeline").path
