@@ -43,7 +43,7 @@ enum AI2 {
             choicesKey = "choices"
         }
         let (texts, labels) = try choices(record, choicesKey)
-        let answer = try record.string("answerKey").pythonStripped
+        let answer = try record.labelString("answerKey").pythonStripped
         guard let gold = labels.firstIndex(of: answer) else {
             throw record.error("answerKey", "\"\(answer)\" is not one of the choice labels \(labels.joined(separator: ", "))")
         }
@@ -58,7 +58,7 @@ enum AI2 {
         case .array(let elements):
             for index in elements.indices {
                 texts.append(try record.string("\(key).\(index).text", display: "\(key)[\(index)].text"))
-                labels.append(try record.string("\(key).\(index).label", display: "\(key)[\(index)].label"))
+                labels.append(try record.labelString("\(key).\(index).label", display: "\(key)[\(index)].label"))
             }
         case .object:
             texts = try record.strings("\(key).text")

@@ -96,7 +96,7 @@ enum COPA {
                 guard let raw = String(validating: bytes[(from + open.count)..<to], as: UTF8.self) else {
                     throw fail(from, "<\(name)> is not valid UTF-8")
                 }
-                let text = try decodeEntities(raw) { fail(from, "<\(name)>: \($0)") }.pythonStripped
+                let text = try characterData(raw) { fail(from, "<\(name)>: \($0)") }.pythonStripped
                 if text.isEmpty { throw fail(from, "<item> element <\(name)>: is empty") }
                 return text
             }
@@ -133,6 +133,24 @@ enum COPA {
             skipSpace()
         }
         return attributes
+    }
+
+    /// An element's text: entities decoded, CDATA sections taken as written. Other markup inside
+    /// (a child element, a comment) is refused rather than read as words of the sentence.
+    static func characterData(_ raw: String, fail: (String) -> ShadowError) throws -> String {
+        var text = ""
+        var rest = Substring(raw)
+        while let open = rest.range(of: "<") {
+            text += try decodeEntities(String(rest[..<open.lowerBound]), fail: fail)
+            let markup = rest[open.lowerBound...]
+            let cdata = "<![CDATA["
+            guard markup.hasPrefix(cdata), let end = markup.range(of: "]]>") else {
+                throw fail("holds markup (\(markup.prefix(12))…); expected text")
+            }
+            text += markup[markup.index(markup.startIndex, offsetBy: cdata.count)..<end.lowerBound]
+            rest = markup[end.upperBound...]
+        }
+        return text + (try decodeEntities(String(rest), fail: fail))
     }
 
     /// XML's five named entities and numeric references (`&#233;`, `&#xE9;`).

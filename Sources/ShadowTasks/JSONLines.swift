@@ -167,6 +167,17 @@ struct JSONRecord {
         return text
     }
 
+    /// A label's spelling whether the file writes it as a string or a number (`"2"` or `2`).
+    func labelString(_ key: String, display: String? = nil) throws -> String {
+        let found = try required(key, display: display)
+        switch found {
+        case .string(let text): return text
+        case .number: if let text = found.labelText { return text }
+        default: break
+        }
+        throw error(display ?? key, "expected a string or a number, found \(found.kindName)")
+    }
+
     func array(_ key: String) throws -> [JSONValue] {
         let found = try required(key)
         guard case .array(let elements) = found else { throw error(key, "expected an array, found \(found.kindName)") }

@@ -146,6 +146,26 @@ struct COPATests {
             """)
         #expect(try TaskFile.multipleChoice(task: .copa, path: path) == Self.expected)
     }
+
+    @Test("an XML element's CDATA section is text as written; other markup inside an element is refused")
+    func xmlCharacterData() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("copa-cdata.xml", """
+            <copa-corpus>
+              <item id="1" asks-for="cause" most-plausible-alternative="1">
+                <p><![CDATA[My body cast a shadow over the grass.]]></p>
+                <a1>The sun <![CDATA[was]]> rising.</a1>
+                <a2>The grass was cut.</a2>
+              </item>
+            </copa-corpus>
+            """)
+        #expect(try TaskFile.multipleChoice(task: .copa, path: path) == [Self.expected[0]])
+        let markup = try directory.file("copa-markup.xml", """
+            <copa-corpus><item id="1" asks-for="cause" most-plausible-alternative="1">
+            <p>My body cast a <b>shadow</b>.</p><a1>A.</a1><a2>B.</a2></item></copa-corpus>
+            """)
+        #expect(throws: ShadowError.self) { try TaskFile.multipleChoice(task: .copa, path: markup) }
+    }
 }
 
 @Suite("ARC and OpenBookQA reader")
@@ -173,16 +193,18 @@ struct AI2Tests {
         }
     }
 
-    @Test("ARC: a five-choice item answers E, and the older lm-eval query that already holds the template is not wrapped again")
+    @Test("ARC: a five-choice item answers E, numeric labels match, and the older lm-eval query that already holds the template is not wrapped again")
     func arcQueryAndFiveChoices() throws {
         let directory = try TempDirectory()
         let path = try directory.file("arc.jsonl", """
             {"id": "five", "question": {"stem": "Which is a planet?", "choices": [{"text": "Sun", "label": "A"}, {"text": "Moon", "label": "B"}, {"text": "Comet", "label": "C"}, {"text": "Star", "label": "D"}, {"text": "Mars", "label": "E"}]}, "answerKey": "E"}
             {"query": "Question: Which is a gas?\\nAnswer:", "choices": ["ice", "steam"], "gold": 1}
             {"query": "Which is a liquid?", "choices": ["water", "stone"], "gold": 0}
+            {"question": {"stem": "Which is a gas?", "choices": [{"text": "ice", "label": 1}, {"text": "steam", "label": 2}]}, "answerKey": 2}
             """)
         let items = try TaskFile.multipleChoice(task: .arcEasy, path: path)
         #expect(items[0].gold == 4 && items[0].choiceCount == 5)
+        #expect(items[3].gold == 1)   // labels and answerKey written as numbers
         #expect(items[1].contexts[0] == "Question: Which is a gas?\nAnswer:")
         #expect(items[2].contexts[0] == "Question: Which is a liquid?\nAnswer:")
         // OpenBookQA's query is its bare stem, used as is.
