@@ -242,13 +242,15 @@ public enum AtomicFile {
     }
 
     /// Refuses to write `output` (given with `option`) where it would destroy what the run reads:
-    /// over one of `inputs`, or inside an input that is a directory (a trace directory). Paths
-    /// are compared after following links, so `./a` and a link to `a` count as `a`.
+    /// over one of `inputs`, or over a file inside an input that is a directory (a trace
+    /// directory's manifest; a new file beside the traces is fine). Paths are compared after
+    /// following links, so `./a` and a link to `a` count as `a`.
     public static func refuseOverwriting(_ output: String, option: String, inputs: [(option: String, path: String)]) throws {
         let written = canonical(output)
+        let exists = (try? fileKind(atPath: written)) != nil
         for input in inputs where !input.path.isEmpty {
             let read = canonical(input.path)
-            if written == read || written.hasPrefix(read.hasSuffix("/") ? read : read + "/") {
+            if written == read || exists && written.hasPrefix(read.hasSuffix("/") ? read : read + "/") {
                 throw ShadowError.invalidArgument(name: option, reason: "\(output) would overwrite \(input.option) \(input.path)")
             }
         }

@@ -122,7 +122,8 @@ struct SideFileTests {
             (calibrate(file + "/traces"), ["cannot create directory \(file)/traces", "\(file) is a file, not a directory"]),
             (CLIRun(["traces", "merge", "--shards", traces, "--out", file + "/merged"]), ["cannot create directory \(file)/merged"]),
             (sweep(file + "/sweep"), ["cannot create directory \(file)/sweep"]),
-            (CLIRun(["aggregate", "--traces", traces, "--out", traces]), ["cannot write \(traces)", "is a directory"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", NSTemporaryDirectory()]), ["cannot write \(NSTemporaryDirectory())", "is a directory"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", traces + "/manifest.json"]), ["would overwrite --traces \(traces)"]),
             (CLIRun(["aggregate", "--traces", traces, "--out", file + "/scores.json"]), ["cannot create directory \(file)", "a file of that name exists"]),
             (CLIRun(["aggregate", "--traces", traces, "--out", file + "/sub/scores.json"]), ["cannot create directory \(file)/sub", "is a file, not a directory"]),
         ]

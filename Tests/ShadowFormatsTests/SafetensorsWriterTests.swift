@@ -111,7 +111,7 @@ struct AtomicFileTargetTests {
         #expect(stat(fifo, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO)
     }
 
-    @Test("an output over an input, or inside an input directory, is refused whatever way it is spelled")
+    @Test("an output over an input, or over a file inside an input directory, is refused whatever way it is spelled")
     func outputOverInput() throws {
         let directory = TestScratch.path("inputs")
         try FileManager.default.createDirectory(atPath: directory + "/traces", withIntermediateDirectories: true)
@@ -121,9 +121,11 @@ struct AtomicFileTargetTests {
             try AtomicFile.refuseOverwriting(directory + "/./data.jsonl", option: "--samples", inputs: inputs)
         }
         try FileManager.default.createSymbolicLink(atPath: directory + "/alias", withDestinationPath: "traces")
+        try "{}".write(toFile: directory + "/traces/manifest.json", atomically: false, encoding: .utf8)
         #expect(throws: ShadowError.self) {
             try AtomicFile.refuseOverwriting(directory + "/alias/manifest.json", option: "--out", inputs: inputs)
         }
+        try AtomicFile.refuseOverwriting(directory + "/alias/scores.json", option: "--out", inputs: inputs)  // a new file there
         try AtomicFile.refuseOverwriting(directory + "/traces.json", option: "--out", inputs: inputs)   // beside, not inside
         try AtomicFile.refuseOverwriting(directory + "/new/out.json", option: "--out", inputs: inputs)
     }
