@@ -29,7 +29,7 @@ public enum CLI {
                   "OPTIONS (every subcommand):",
                   "  --verbose         " + Command.verboseHelp,
                   "  -h, --help        Show help (of a subcommand when it follows one).",
-                  "  --version         Print the version.",
+                  "  --version         Print the version (alone, before any subcommand).",
                   "",
                   "Errors print one line, `error: ...`, and exit with status 1 (2 for an unknown subcommand).",
                   "Ctrl-C stops calibrate, train-predictor and sweep cleanly (exit status 130).",

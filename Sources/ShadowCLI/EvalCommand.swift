@@ -79,7 +79,7 @@ enum EvalCommand {
             question from its last context token; per-choice predicts one per choice from context + answer, \
             as the paper's harness does.
             """,
-        options: ModelOptions.prefillOptions + SparsityOptions.options + [
+        options: ModelOptions.prefillOptions + SparsityOptions.options(decoding: false) + [
             .value("task", "name", help: "The task (lm-eval's names lambada_openai and lambada_standard also read LAMBADA files, sglue_rte RTE files).",
                    allowed: TaskName.allCases.map(\.rawValue) + TaskName.aliases.keys.sorted()),
             .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),

@@ -25,7 +25,7 @@ enum GenerateCommand {
     static let command = Command(
         name: "generate", abstract: "Continue a prompt, streaming the text as it is generated.",
         discussion: "Greedy by default; --temperature > 0 samples (with --top-p and a --seed that makes it repeatable).",
-        options: ModelOptions.options + SparsityOptions.options + [
+        options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy.", default: "0"),

@@ -36,7 +36,7 @@ enum PerplexityCommand {
             the context: lm-eval's rolling windows (the first token of each block has one token of context); \
             a smaller stride gives every block more context, at more passes.
             """,
-        options: ModelOptions.options + SparsityOptions.options + [
+        options: ModelOptions.options + SparsityOptions.options(decoding: false) + [
             .value("text-file", "path", help: "The UTF-8 text to score."),
             .value("text", "string", help: "Score this text instead of a file."),
             .value("context", short: "c", "n", help: "Window length in tokens.", defaultDescription: "1024, or the model's context if smaller"),

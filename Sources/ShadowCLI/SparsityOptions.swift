@@ -8,7 +8,9 @@ enum SparsityOptions {
     /// Mask sources available from the command line.
     static let methods = ["dense", "random", "static", "shadow", "dejavu", "dejavu-lookahead", "oracle"]
 
-    static var options: [Option] {
+    /// `decoding`: the command generates tokens, so `--refresh` (masks re-predicted every n decode
+    /// tokens) means something; `perplexity` and `eval` only prefill and do not offer it.
+    static func options(decoding: Bool) -> [Option] {
         [
             .value("sparsity", "p", help: "Fraction of heads and of neurons to prune (layer 0 always runs dense).", default: "0"),
             .value("head-sparsity", "p", help: "Fraction of attention heads to prune (overrides --sparsity)."),
@@ -19,12 +21,13 @@ enum SparsityOptions {
             .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer); oracle (the true criterion of each prompt, from a backward pass: an upper bound for evaluation, not a fast path).",
                    default: "dense", allowed: methods),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors."),
-            .value("refresh", "n", help: "Re-predict the masks every n decode tokens (0: once per prompt; dejavu defaults to 1, per token).", defaultDescription: "0 for shadow, 1 for dejavu"),
             .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (from `aggregate`; one sample's `scores --json` also fits)."),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
             .value("oracle-criterion", "name", help: "oracle: the criterion computed on each prompt.", default: Criterion.plainact.rawValue,
                    allowed: Criterion.allCases.map(\.rawValue)),
-        ]
+        ] + (decoding ? [
+            .value("refresh", "n", help: "Re-predict the masks every n decode tokens (0: once per prompt; dejavu defaults to 1, per token).", defaultDescription: "0 for shadow, 1 for dejavu"),
+        ] : [])
     }
 
     static func settings(_ arguments: ParsedArguments) throws -> SparsitySettings {

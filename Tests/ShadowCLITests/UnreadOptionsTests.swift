@@ -70,6 +70,11 @@ struct UnreadOptionsTests {
         expectRefused(eval + ["--task", "wikitext", "--data", wiki, "--method", "random", "--sparsity", "0.5", "--mask-mode", "causal"],
                       "--mask-mode", reason: "wikitext")
         expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--refresh", "2"], "--refresh")
+        // Prefill-only commands have no decode tokens to refresh masks on, whatever the method.
+        expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--method", "shadow",
+                              "--sparsity", "0.5", "--predictor", files.data, "--refresh", "2"], "--refresh", reason: "unknown option")
+        expectRefused(["perplexity", "--model", fixture("tiny-llama"), "--text", "a b c", "--method", "shadow", "--sparsity", "0.5",
+                       "--predictor", files.data, "--refresh", "2"], "--refresh", reason: "unknown option")
     }
 
     @Test("sweep refuses --hybrid-floor without --policy hybrid")
