@@ -37,6 +37,22 @@ public enum JSONValue: Sendable {
         case .object: return "an object"
         }
     }
+
+    /// The same words for a Swift type a decoder expected (`DecodingError.typeMismatch`), so
+    /// errors say "expected an object" rather than "expected Dictionary<String, Any>".
+    public static func kindName(of type: Any.Type) -> String {
+        var name = String(describing: type)
+        while name.hasPrefix("Optional<") && name.hasSuffix(">") { name = String(name.dropFirst("Optional<".count).dropLast()) }
+        if ["Array<", "ContiguousArray<", "ArraySlice<", "Set<"].contains(where: name.hasPrefix) { return "an array" }
+        if name.hasPrefix("Dictionary<") { return "an object" }
+        switch name {
+        case "String", "Substring", "Character": return "a string"
+        case "Bool": return "a boolean"
+        case "Int", "Int8", "Int16", "Int32", "Int64", "UInt", "UInt8", "UInt16", "UInt32", "UInt64": return "an integer"
+        case "Float", "Double", "Float16", "Float80", "Decimal": return "a number"
+        default: return "an object"   // any other Decodable reads a keyed container
+        }
+    }
 }
 
 /// A strict recursive-descent JSON parser over UTF-8 bytes (RFC 8259). Hand-written rather than

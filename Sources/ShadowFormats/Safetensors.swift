@@ -146,8 +146,8 @@ public final class SafetensorsFile: TensorSource {
         let context: DecodingError.Context
         let problem: String
         switch error {
-        case .typeMismatch(let type, let c): context = c; problem = "expected \(jsonName(type))"
-        case .valueNotFound(let type, let c): context = c; problem = "expected \(jsonName(type)), found null"
+        case .typeMismatch(let type, let c): context = c; problem = "expected \(JSONValue.kindName(of: type))"
+        case .valueNotFound(let type, let c): context = c; problem = "expected \(JSONValue.kindName(of: type)), found null"
         case .keyNotFound(let key, let c): context = c; problem = "missing \"\(key.stringValue)\""
         case .dataCorrupted(let c): context = c; problem = c.debugDescription
         @unknown default: return .corruptFile(path: path, reason: "header is not valid JSON")
@@ -162,15 +162,6 @@ public final class SafetensorsFile: TensorSource {
             return .corruptFile(path: path, reason: "header __metadata__\(field.isEmpty ? "" : " " + field): \(problem)")
         }
         return .badTensor(path: path, tensor: tensor, reason: "header entry\(field.isEmpty ? "" : " " + field): \(problem)")
-    }
-
-    private static func jsonName(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: return "a string"
-        case is Int.Type: return "an integer"
-        case is [Int].Type, is [String].Type: return "an array"
-        default: return "an object"
-        }
     }
 }
 

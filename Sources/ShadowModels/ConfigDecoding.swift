@@ -40,8 +40,8 @@ public enum ConfigDecoding {
     static func reason(of error: DecodingError) -> String {
         switch error {
         case .keyNotFound: return "missing"
-        case .typeMismatch(let type, _): return "expected \(type)"
-        case .valueNotFound(let type, _): return "expected \(type), found null"
+        case .typeMismatch(let type, _): return "expected \(JSONValue.kindName(of: type))"
+        case .valueNotFound(let type, _): return "expected \(JSONValue.kindName(of: type)), found null"
         case .dataCorrupted(let context):
             if context.codingPath.isEmpty { return "not valid JSON" }
             return context.debugDescription

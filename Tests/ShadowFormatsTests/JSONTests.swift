@@ -45,6 +45,17 @@ private func outcome(_ bytes: [UInt8]) -> String {
 
 @Suite("JSON parser")
 struct JSONTests {
+    @Test("names Swift types a decoder expected in JSON's words")
+    func kindNamesOfTypes() {
+        #expect(JSONValue.kindName(of: [String: Any].self) == "an object")
+        #expect(JSONValue.kindName(of: [Any].self) == "an array")
+        #expect(JSONValue.kindName(of: [[Float]].self) == "an array")
+        #expect(JSONValue.kindName(of: Float.self) == "a number")
+        #expect(JSONValue.kindName(of: UInt64.self) == "an integer")
+        #expect(JSONValue.kindName(of: String?.self) == "a string")
+        #expect(JSONValue.kindName(of: Bool.self) == "a boolean")
+    }
+
     @Test("reads every kind of value, with white space anywhere between tokens")
     func kinds() throws {
         #expect(outcome(#" {"a": [null, true, false, "", {}, []], "b" :{ "c":-1.5 } }"#)

@@ -342,4 +342,27 @@ struct IntegerKeyTests {
             _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2"#.utf8), path: "sizes.json")
         }
     }
+
+    @Test("a value of the wrong kind is named in JSON's words (an object, an array, a number), not Swift's type names")
+    func jsonKindNames() throws {
+        struct Nested: Decodable { let inner: [String: Int]; let rows: [[Float]]; let loss: Float; let name: String }
+        let cases: [(json: String, key: String, expected: String)] = [
+            (#"{"inner": 3, "rows": [], "loss": 1, "name": "a"}"#, "inner", "expected an object"),
+            (#"{"inner": {}, "rows": {}, "loss": 1, "name": "a"}"#, "rows", "expected an array"),
+            (#"{"inner": {}, "rows": [], "loss": "nan", "name": "a"}"#, "loss", "expected a number"),
+            (#"{"inner": {}, "rows": [], "loss": 1, "name": 2}"#, "name", "expected a string"),
+            (#"{"inner": {}, "rows": [], "loss": 1, "name": null}"#, "name", "expected a string, found null"),
+            (#"[1]"#, "", "expected an object"),
+        ]
+        for c in cases {
+            do {
+                _ = try ConfigDecoding.decode(Nested.self, from: Data(c.json.utf8), path: "n.json")
+                Issue.record("\(c.json) decoded")
+            } catch let error as ShadowError {
+                let text = String(describing: error)
+                #expect(text.hasSuffix(c.expected) && (c.key.isEmpty || text.contains("\"\(c.key)\"")), "\(text)")
+                #expect(!text.contains("Dictionary") && !text.contains("Array<") && !text.contains("Float"), "\(text)")
+            }
+        }
+    }
 }
