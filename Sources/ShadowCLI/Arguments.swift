@@ -27,6 +27,9 @@ public struct Option: Sendable {
     }
 
     var isFlag: Bool { valueName == nil }
+
+    /// How errors name the option: `--text`, or `-b` for bench's llama-bench-style one-letter options.
+    var displayName: String { name.count == 1 ? "-\(name)" : "--\(name)" }
 }
 
 /// A subcommand: its name, what it does, its options and the function that runs it.
@@ -129,9 +132,17 @@ public struct Command: Sendable {
                 if inlineValue != nil {
                     throw ShadowError.invalidArgument(name: "--\(spec.name)", reason: "is a flag and takes no value")
                 }
+                if values[spec.name] != nil {
+                    throw ShadowError.invalidArgument(name: spec.displayName, reason: "is given twice; give it once")
+                }
                 values[spec.name, default: []].append("true")
                 i += 1
                 continue
+            }
+            // Every option is read once (none is documented as repeatable): a second value would
+            // silently replace the first.
+            if values[spec.name] != nil {
+                throw ShadowError.invalidArgument(name: spec.displayName, reason: "is given twice; give it once")
             }
             let value: String
             if let inlineValue {
@@ -154,7 +165,9 @@ public struct Command: Sendable {
         }
         var defaults: [String: String] = [:]
         for option in options { if let d = option.defaultValue { defaults[option.name] = d } }
-        return ParsedArguments(values: values, defaults: defaults)
+        // A missing positional argument is named as help shows it: `<dir>`, not an option.
+        let usage = positional.map { [$0.name: (argument: "<\($0.valueName ?? $0.name)>", usage: "\(CLI.toolName) \(name) <\($0.valueName ?? $0.name)>")] } ?? [:]
+        return ParsedArguments(values: values, defaults: defaults, positionals: usage)
     }
 }
 
@@ -162,6 +175,8 @@ public struct Command: Sendable {
 public struct ParsedArguments: Sendable {
     let values: [String: [String]]
     let defaults: [String: String]
+    /// The positional argument's name → how help writes it (`<dir>`) and its usage line.
+    var positionals: [String: (argument: String, usage: String)] = [:]
 
     public func flag(_ name: String) -> Bool { values[name] != nil }
 
@@ -177,6 +192,9 @@ public struct ParsedArguments: Sendable {
 
     public func required(_ name: String) throws -> String {
         guard let value = string(name) else {
+            if let positional = positionals[name] {
+                throw ShadowError.invalidArgument(name: positional.argument, reason: "is required (\(positional.usage))")
+            }
             throw ShadowError.invalidArgument(name: "--\(name)", reason: "is required")
         }
         return value

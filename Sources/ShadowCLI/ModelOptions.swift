@@ -35,7 +35,12 @@ enum ModelOptions {
     }
 
     static func modelPath(_ arguments: ParsedArguments) throws -> String {
-        if arguments.has("model") { return try arguments.required("model") }
+        if arguments.has("model") {
+            let path = try arguments.required("model")
+            // Else the loader's error would name the empty path: ": no such file".
+            guard !path.isEmpty else { throw ShadowError.invalidArgument(name: "--model", reason: "the path is empty") }
+            return path
+        }
         if let path = DefaultModel.pathIfPresent { return path }
         throw ShadowError.invalidArgument(
             name: "--model",

@@ -13,9 +13,7 @@ enum PredictorInfoCommand {
             .flag("json", help: "Print the metadata as JSON (held-out quality under quality.heads / quality.neurons)."),
         ]
     ) { arguments, console in
-        guard let path = arguments.string("file") else {
-            throw ShadowError.invalidArgument(name: "predictor info", reason: "needs a predictor file (shadowllm predictor info FILE)")
-        }
+        let path = try arguments.required("file")
         let predictor = try PredictorFile.load(path: path)
         if arguments.flag("json") {
             console.print(try json(predictor.metadata, path: path))

@@ -54,6 +54,34 @@ struct CLITests {
         }
     }
 
+    @Test("an option given twice is refused, whatever its spelling, rather than the last one winning")
+    func duplicateOptions() {
+        let model = fixture("tiny-llama")
+        for (arguments, name) in [(["tokenize", "--model", model, "--text", "a", "--text", "b"], "--text"),
+                                  (["tokenize", "-m", model, "--model", model, "--text", "a"], "--model"),
+                                  (["tokenize", "--model", model, "--text=a", "--text", "b"], "--text"),
+                                  (["tokenize", "--model", model, "--text", "a", "--json", "--json"], "--json"),
+                                  (["bench", "--model", model, "-p", "0", "-p", "8"], "-p")] {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err == "error: \(name): is given twice; give it once\n", "\(arguments): \(run.err)")
+        }
+        // --verbose before the subcommand and after it is one request, not two.
+        #expect(CLIRun(["--verbose", "tokenize", "--model", model, "--text", "a", "--verbose"]).status == 0)
+    }
+
+    @Test("a missing positional argument is named as help writes it, and an empty --model says the path is empty")
+    func missingArguments() {
+        let traces = CLIRun(["traces", "info"])
+        #expect(traces.status == 1 && traces.err == "error: <dir>: is required (shadowllm traces info <dir>)\n", "\(traces.err)")
+        #expect(CLIRun(["traces", "info", "--help"]).out.contains("<dir>"))
+        let predictor = CLIRun(["predictor", "info"])
+        #expect(predictor.status == 1 && predictor.err == "error: <file>: is required (shadowllm predictor info <file>)\n", "\(predictor.err)")
+        for arguments in [["info", "-m", ""], ["tokenize", "--model", "", "--text", "a"], ["bench", "-m", "", "-p", "8", "-n", "0"]] {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err == "error: --model: the path is empty\n", "\(arguments): \(run.err)")
+        }
+    }
+
     @Test("info --json describes a checkpoint")
     func info() throws {
         let run = CLIRun(["info", "--model", fixture("tiny-llama"), "--json"])

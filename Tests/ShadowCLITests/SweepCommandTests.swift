@@ -32,13 +32,18 @@ struct SweepCommandTests {
         return path
     }()
 
+    /// The suite's sweep; an option in `extra` replaces its value here (an option is given once).
     func sweep(out: String, _ extra: [String] = []) throws -> CLIRun {
         let piqa = Self.piqa
-        return CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa,wikitext",
-                       "--data", "piqa=\(piqa.data),wikitext=\(Self.text)", "--labels", "piqa=\(piqa.labels)",
-                       "--methods", "random,static,shadow,dejavu", "--criteria", "plainact,l2_norm", "--sparsities", "0.25,0.5",
-                       "--traces", Self.inputs.traces, "--predictor", Self.inputs.predictors, "--context", "32",
-                       "--json", "--no-progress"] + extra)
+        let base: [(option: String, value: String?)] = [
+            ("--model", fixture("tiny-llama")), ("--out", out), ("--tasks", "piqa,wikitext"),
+            ("--data", "piqa=\(piqa.data),wikitext=\(Self.text)"), ("--labels", "piqa=\(piqa.labels)"),
+            ("--methods", "random,static,shadow,dejavu"), ("--criteria", "plainact,l2_norm"), ("--sparsities", "0.25,0.5"),
+            ("--traces", Self.inputs.traces), ("--predictor", Self.inputs.predictors), ("--context", "32"),
+            ("--json", nil), ("--no-progress", nil)]
+        let replaced = Set(extra.filter { $0.hasPrefix("--") })
+        let kept = base.filter { !replaced.contains($0.option) }.flatMap { [$0.option] + ($0.value.map { [$0] } ?? []) }
+        return CLIRun(["sweep"] + kept + extra)
     }
 
     /// Rows keyed by task and cell, without their timings.
