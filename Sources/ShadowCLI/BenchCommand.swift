@@ -58,9 +58,9 @@ enum BenchCommand {
         options: [
             .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
-            .value("p", short: "p", "n,…", help: "Prompt lengths to process (0 skips).", default: "512"),
-            .value("n", short: "n", "n,…", help: "Tokens to generate (0 skips).", default: "128"),
-            .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, the last 32 tokens the continuation); dense only (0 skips).", default: "0"),
+            .value("p", short: "p", "n,…", help: "Prompt lengths to process, up to the model's context (0 skips).", default: "512"),
+            .value("n", short: "n", "n,…", help: "Tokens to generate from an empty context, up to the model's context (0 skips).", default: "128"),
+            .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, the last 32 tokens the continuation); dense only; n from 2 to the model's context (0 skips).", default: "0"),
             .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
             .value("t", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
             .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
@@ -96,6 +96,10 @@ enum BenchCommand {
             return value
         }
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
+        // fb<n> scores one calibrate sample, which predicts at least one token from at least one.
+        if backwardLengths.contains(1) {
+            throw ShadowError.invalidArgument(name: "-b", reason: "1 is too short: fw/fb need at least 2 tokens, one predicted from another (0 skips)")
+        }
         // -b runs for the dense method only.
         let measures = prompts.contains { $0 > 0 } || generations.contains { $0 > 0 }
             || (methods.contains("dense") && backwardLengths.contains { $0 > 0 })
@@ -120,7 +124,8 @@ enum BenchCommand {
         for dtype in dtypes {
             let loaded = try ModelLoader.load(path: path, weights: dtype)
             let model = loaded.model
-            for (flag, lengths) in [("-p", prompts), ("-b", backwardLengths)] {
+            // tg<n> decodes n tokens from an empty cache, so n positions must fit as a prompt's would.
+            for (flag, lengths) in [("-p", prompts), ("-n", generations), ("-b", backwardLengths)] {
                 for length in lengths where length > model.shape.maxContext {
                     throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds the model's context of \(model.shape.maxContext)")
                 }

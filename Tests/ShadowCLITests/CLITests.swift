@@ -156,6 +156,21 @@ struct CLITests {
         #expect(try generate.json()["tokens"] as? [Int] == (try plain.json()["tokens"] as? [Int]))
     }
 
+    @Test("bench refuses -b 1 naming -b, and -n beyond the model's context as it refuses -p")
+    func benchLengths() {
+        let short = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "1", "--no-progress"])
+        #expect(short.status == 1 && short.err.hasPrefix("error: -b: 1 is too short") && !short.err.contains("predictFrom"), "\(short.err)")
+        #expect(short.err.split(separator: "\n").count == 1, "\(short.err)")
+        // The tiny model's context is 128.
+        for (flag, lengths) in [("-p", ["129", "0"]), ("-n", ["0", "1000"])] {
+            let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", lengths[0], "-n", lengths[1], "-r", "1", "--no-progress"])
+            #expect(run.status == 1 && run.err == "error: \(flag): \(flag == "-p" ? 129 : 1000) exceeds the model's context of 128\n", "\(run.err)")
+            #expect(run.out.isEmpty)
+        }
+        let fits = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "128", "-r", "1", "-o", "json", "--no-progress"])
+        #expect(fits.status == 0, "\(fits.err)")
+    }
+
     @Test("bench with every length 0 is an error, not an empty table")
     func benchNothing() {
         let nothing = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "--no-progress"])
