@@ -28,7 +28,7 @@ enum GenerateCommand {
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
-            .value("temperature", "t", help: "Sampling temperature; 0 is greedy.", default: "0"),
+            .value("temperature", "t", help: "Sampling temperature; 0 is greedy. A tiny positive one (down to 1e-45, the smallest in single precision; below it is refused) picks the most likely token, as greedy does.", default: "0"),
             .value("top-p", "p", help: "Nucleus sampling threshold (sampling only: --temperature above 0).", default: "1"),
             .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
             .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
@@ -38,8 +38,14 @@ enum GenerateCommand {
     ) { arguments, console in
         let prompt = try arguments.required("prompt")
         let maxTokens = try arguments.int("max-tokens", range: 0...1_000_000) ?? 128
+        let temperature = try arguments.double("temperature", range: 0...100) ?? 0
+        // Sampling runs in single precision: a positive temperature that rounds to 0 there would
+        // quietly decode greedily.
+        if temperature > 0 && Float(temperature) == 0 {
+            throw ShadowError.invalidArgument(name: "--temperature", reason: "\(arguments.string("temperature")!) rounds to 0 in single precision (the smallest positive temperature is \(Float.leastNonzeroMagnitude)); give 0 for greedy decoding")
+        }
         let sampling = SamplingOptions(
-            temperature: Float(try arguments.double("temperature", range: 0...100) ?? 0),
+            temperature: Float(temperature),
             topP: Float(try arguments.double("top-p", range: 0.000001...1) ?? 1),
             seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty") }

@@ -38,9 +38,11 @@ public struct Sampler: Sendable {
 
     public mutating func sample(_ logits: [Float]) -> Int {
         if options.temperature <= 0 { return Self.argmax(logits) }
-        let inverseTemperature = 1 / options.temperature
+        // Shifted by the largest logit and divided (not multiplied by 1/T, which overflows to
+        // infinity below T ≈ 3e-39 and makes 0 × ∞ = NaN): the largest logit gets exp(0) = 1
+        // and every other one at most 1, so any positive T is stable and a tiny one is greedy.
         let maxLogit = logits.max() ?? 0
-        var probabilities = logits.map { expf(($0 - maxLogit) * inverseTemperature) }
+        var probabilities = logits.map { expf(($0 - maxLogit) / options.temperature) }
         let total = probabilities.reduce(0, +)
         for i in probabilities.indices { probabilities[i] /= total }
         var candidates = Array(probabilities.indices)

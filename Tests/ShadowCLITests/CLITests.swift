@@ -201,6 +201,21 @@ struct CLITests {
         #expect(tokens.count <= 5)
     }
 
+    @Test("generate with a tiny positive temperature decodes as greedy does; one that rounds to 0 in Float is refused")
+    func tinyTemperature() throws {
+        let base = ["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "-n", "6", "--json"]
+        let greedy = CLIRun(base)
+        #expect(greedy.status == 0, "\(greedy.err)")
+        for temperature in ["1e-30", "1e-40", "1.4e-45"] {
+            let tiny = CLIRun(base + ["--temperature", temperature, "--seed", "5"])
+            #expect(tiny.status == 0, "\(tiny.err)")
+            #expect(try tiny.json()["tokens"] as? [Int] == (try greedy.json()["tokens"] as? [Int]), "--temperature \(temperature)")
+        }
+        let zero = CLIRun(base + ["--temperature", "1e-46", "--seed", "5"])
+        #expect(zero.status == 1 && zero.err.hasPrefix("error: --temperature: 1e-46 rounds to 0 in single precision"), "\(zero.err)")
+        #expect(zero.err.split(separator: "\n").count == 1)
+    }
+
     @Test("an empty prompt, empty text or missing model is a clear error")
     func emptyInputs() {
         let emptyPrompt = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", ""])
