@@ -98,6 +98,9 @@ enum SweepCommand {
             }
             return p
         }
+        guard !sparsities.isEmpty else {
+            throw ShadowError.invalidArgument(name: "--sparsities", reason: "the list is empty; give one or more sparsities in (0, 1), e.g. 0.5")
+        }
         let limit = try arguments.int("limit", range: 1...Int.max)!
         let offset = try arguments.int("offset", range: 0...Int.max)!
         let shots = try arguments.int("shots", range: 0...1000)!
@@ -341,14 +344,24 @@ enum SweepCommand {
                 guard parts.count == 2, TaskName(rawValue: parts[0]) != nil else {
                     throw ShadowError.invalidArgument(name: "--\(option)", reason: "expected TASK=PATH with a known task, got \"\(entry)\"")
                 }
+                guard result[parts[0]] == nil else {
+                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(parts[0]) is given twice")
+                }
                 result[parts[0]] = parts[1]
             }
             return result
         }
         let data = try pairs("data"), labels = try pairs("labels")
+        // A file for a task that does not run is most likely a task missing from --tasks.
+        let names = arguments.list("tasks") ?? []
+        for (option, files) in [("data", data), ("labels", labels)] {
+            for task in files.keys.sorted() where !names.contains(task) {
+                throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(task) is not among --tasks (\(names.joined(separator: ","))); add it there or drop its file")
+            }
+        }
         let files = DataFiles(directory: try arguments.required("data-dir"))
         var tasks: [(TaskName, String, String?)] = []
-        for name in arguments.list("tasks") ?? [] {
+        for name in names {
             guard let task = TaskName(rawValue: name) else {
                 throw ShadowError.invalidArgument(name: "--tasks", reason: "unknown task \"\(name)\"")
             }

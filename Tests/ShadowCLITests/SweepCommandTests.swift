@@ -172,7 +172,7 @@ struct SweepCommandTests {
 
     @Test("a larger --limit extends a finished sweep to the numbers of one run; a smaller one is refused")
     func extendLimit() throws {
-        let small = ["--methods", "random", "--sparsities", "0.5", "--tasks", "piqa"]
+        let small = ["--methods", "random", "--sparsities", "0.5", "--tasks", "piqa", "--data", "piqa=\(Self.piqa.data)"]
         let extended = scratchPath("sweep-extend"), direct = scratchPath("sweep-direct")
         #expect(try sweep(out: extended, small + ["--limit", "2"]).status == 0)
         let grown = try sweep(out: extended, small + ["--limit", "4"])
@@ -211,7 +211,11 @@ struct SweepCommandTests {
 
     @Test("bad sweeps are one-line errors", arguments: [
         (["--sparsities", "0.5,1.5"], "--sparsities"),
-        (["--tasks", "copa"], "--data"),
+        (["--sparsities", ""], "--sparsities: the list is empty"),
+        (["--tasks", "copa,piqa,wikitext"], "--data: no file for copa"),
+        (["--tasks", "piqa"], "--data: wikitext is not among --tasks (piqa)"),
+        (["--tasks", "wikitext", "--data", "wikitext=x.txt"], "--labels: piqa is not among --tasks (wikitext)"),
+        (["--data", "piqa=a.jsonl,piqa=b.jsonl,wikitext=x.txt"], "--data: piqa is given twice"),
         (["--methods", "nope"], "--methods"),
         (["--criteria", "nope"], "--criteria"),
         (["--data", "piqa"], "--data"),
