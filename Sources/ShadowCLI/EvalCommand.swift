@@ -86,8 +86,8 @@ enum EvalCommand {
             .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line.", defaultDescription: "NAME-labels.lst beside NAME.jsonl, when there (--verbose names it)"),
             .value("limit", "n", help: "Evaluate at most n items.", defaultDescription: "all"),
             .value("offset", "k", help: "Skip the first k items of the file.", default: "0"),
-            .value("shots", "k", help: "Few-shot examples per question, drawn from the rest of the file.", default: "0"),
-            .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
+            .value("shots", "k", help: "Few-shot examples per question, drawn from the rest of the file (not wikitext).", default: "0"),
+            .value("seed", "s", help: "Seed of the few-shot draw (not wikitext).", default: "1234"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
             .value("context", "n", help: "WikiText: window length in tokens; the default is lm-eval's (8192 for SmolLM2). A shorter window is faster and gives a higher perplexity.",
@@ -135,6 +135,10 @@ enum EvalCommand {
         }
         for option in ["detokenize", "as-stored", "context", "stride"] where arguments.has(option) && task != .wikitext {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to wikitext only")
+        }
+        // WikiText scores the text itself: there is no question to put examples before.
+        for option in ["shots", "seed"] where arguments.has(option) && task == .wikitext {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "does not apply to wikitext (no few-shot examples: the whole text is scored)")
         }
         if arguments.has("mask-mode") {
             if task == .wikitext {

@@ -175,6 +175,11 @@ struct EvalCommandTests {
         let l = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--json",
                             "--method", "random", "--sparsity", "0.5", "--mask-mode", "per-choice", "--no-progress"]).json()
         #expect(l["acc"] != nil && l["perplexity"] != nil && l["n"] as? Int == 2)
+        // LAMBADA takes few-shot examples (passage + " " + word, as documented); WikiText has no questions to put them before.
+        let shots = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--shots", "1",
+                            "--seed", "3", "--json", "--no-progress"])
+        #expect(shots.status == 0, "\(shots.err)")
+        #expect(try shots.json()["shots"] as? Int == 1)
         let w = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
                             "--context", "8", "--no-progress"]).json()
         for key in ["word_perplexity", "byte_perplexity", "bits_per_byte", "nll_sum", "predicted_tokens"] {
@@ -227,6 +232,8 @@ struct EvalCommandTests {
         try " = A = \n text .\n".write(toFile: wiki, atomically: true, encoding: .utf8)
         for (arguments, option) in [(piqa + ["--context", "8"], "--context"), (piqa + ["--stride", "4"], "--stride"),
                                     (["--task", "wikitext", "--data", wiki, "--labels", files.labels], "--labels"),
+                                    (["--task", "wikitext", "--data", wiki, "--shots", "2"], "--shots"),
+                                    (["--task", "wikitext", "--data", wiki, "--seed", "7"], "--seed"),
                                     (piqa + ["--method", "random", "--sparsity", "0.5", "--predictor", "p.safetensors"], "--predictor"),
                                     (piqa + ["--method", "random", "--sparsity", "0.5", "--scores", "s.json"], "--scores"),
                                     (piqa + ["--method", "random", "--sparsity", "0.5", "--hybrid-floor", "0.2"], "--hybrid-floor"),
