@@ -146,6 +146,10 @@ enum PipelineCommand {
         let out = try arguments.required("out")
         let model = try ModelOptions.modelPath(arguments)
         let dataDir = try arguments.required("data-dir")
+        // A missing directory only means no task data; a file there is a mistake.
+        if let kind = try fileKind(atPath: dataDir), kind != .directory {
+            throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) is not a directory")
+        }
         let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
         let itemLimit = try arguments.int("limit", range: 1...1_000_000) ?? (quick ? 20 : 100)
         let sparsity = try arguments.double("sparsity", range: 0...0.99) ?? 0.5

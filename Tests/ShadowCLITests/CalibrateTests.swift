@@ -239,6 +239,16 @@ struct PipelineTests {
         }
     }
 
+    @Test("pipeline refuses a --data-dir that is a file, before writing anything")
+    func dataDirIsAFile() throws {
+        let file = TestScratch.path("pipeline-data-file", suffix: ".txt")
+        try "not a directory\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let out = TestScratch.url("pipeline-data-file-out").path
+        let run = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", file, "--no-progress"])
+        #expect(run.status == 1 && run.err == "error: --data-dir: \(file) is not a directory\n", "\(run.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
     @Test("a quick pipeline on a tiny model writes traces, predictors, a report and plots, and resumes")
     func quickPipeline() throws {
         let out = TestScratch.url("pipeline").path
