@@ -26,7 +26,7 @@ enum TrainPredictorCommand {
             .value("out", short: "o", "file", help: "Where to write the predictor (.safetensors; written atomically)."),
             .value("loss", "name", help: "MSE against the scaled scores, or per-layer listwise softmax cross-entropy.",
                    default: PredictorLoss.mse.rawValue, allowed: PredictorLoss.allCases.map(\.rawValue)),
-            .value("rank", "r", help: "Factor the neuron networks' output layer through r units (fewer parameters and FLOPs)."),
+            .value("rank", "r", help: "Factor the neuron networks' output layer through r units (fewer parameters and FLOPs); r below both --neuron-width and the units it predicts."),
             .value("rank-temperature", "t", help: "rank loss: target distribution softmax(t × scaled scores).", default: "10"),
             .value("target-scaling", "name", help: "Min-max scale each layer's scores, or the whole vector at once.",
                    default: TargetScaling.perLayer.rawValue, allowed: TargetScaling.allCases.map(\.rawValue)),
@@ -66,6 +66,9 @@ enum TrainPredictorCommand {
             loss: PredictorLoss(rawValue: try arguments.required("loss"))!,
             rankTemperature: Float(try arguments.double("rank-temperature")!))
         try configuration.validate()
+        if arguments.has("rank-temperature"), configuration.loss != .rank {
+            throw ShadowError.invalidArgument(name: "--rank-temperature", reason: "is only read with --loss rank")
+        }
         let batch = try arguments.int("batch", range: 1...1 << 20)
         let options = TrainingOptions(
             headEpochs: try arguments.int("head-epochs", range: 0...1_000_000)!,

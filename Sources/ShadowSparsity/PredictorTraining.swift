@@ -302,6 +302,12 @@ public enum PredictorTrainer {
         if configuration.rank != nil && !data.predictsNeurons {
             throw ShadowError.invalidArgument(name: "--rank", reason: "criterion \(data.criterion) has no neuron scores, so there is no neuron network to factor")
         }
+        // The output layer is width × units; a rank as large as either factors nothing.
+        let neuronOutputs = configuration.kind == .shadow ? data.shape.layers * data.shape.ffnSize : data.shape.ffnSize
+        if let rank = configuration.rank, rank >= min(configuration.neuronWidth, neuronOutputs) {
+            let limit = configuration.neuronWidth <= neuronOutputs ? "--neuron-width \(configuration.neuronWidth)" : "the \(neuronOutputs) neuron scores it predicts"
+            throw ShadowError.invalidArgument(name: "--rank", reason: "\(rank) does not factor the \(configuration.neuronWidth) × \(neuronOutputs) output layer: it must be below \(limit)")
+        }
         try options.validate()
         var start = Date()
         let predictor = try Predictor(configuration: configuration, criterion: data.criterion, model: data.model,

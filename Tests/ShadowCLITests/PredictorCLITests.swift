@@ -152,7 +152,13 @@ struct PredictorCLITests {
             (["train-predictor", "--traces", traces, "--out", out, "--head-width", "0"], "--head-width"),
             (["predictor", "info", corrupt], corrupt),
             (["predictor", "info", directory + "/missing.safetensors"], "missing.safetensors"),
-            (["predictor", "info"], "predictor info"),
+            (["predictor", "info"], "<file>: is required (shadowllm predictor info <file>)"),
+            (["train-predictor", "--traces", traces, "--out", out, "--rank-temperature", "5"], "--rank-temperature: is only read with --loss rank"),
+            (["train-predictor", "--traces", traces, "--out", out, "--rank", "100000"],
+             "--rank: 100000 does not factor the 1024 × 36 output layer: it must be below the 36 neuron scores it predicts"),
+            (["train-predictor", "--traces", traces, "--out", out, "--neuron-width", "16", "--rank", "16"],
+             "--rank: 16 does not factor the 16 × 36 output layer: it must be below --neuron-width 16"),
+            (["train-predictor", "--traces", traces, "--out", out, "--kind", "dejavu", "--rank", "12"], "below the 12 neuron scores"),
             (["predictor", "info", corrupt, "extra"], "extra"),
         ]
         for (arguments, mention) in cases {
