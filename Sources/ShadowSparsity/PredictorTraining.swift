@@ -366,7 +366,7 @@ public enum PredictorTrainer {
             let compared = perLayer ? 0..<units : units..<(s.layers * units)
             let fit = Fit(network: job.network, data: data, part: part, inputRow: row, layers: layers,
                           scaling: configuration.targetScaling, loss: configuration.loss,
-                          temperature: configuration.rankTemperature, segment: units)
+                          temperature: configuration.rankTemperature, segment: units, name: name)
             let seed = options.seed &+ UInt64(l) &* 7919 &+ (part == .heads ? 0 : 104_729)
             let resume = index == firstJob ? resumed : nil
             let loss = try fit.run(epochs: epochs(index), batch: batchSize(index), train: train, options: options, seed: seed,
@@ -417,6 +417,8 @@ public enum PredictorTrainer {
         let loss: PredictorLoss
         let temperature: Float
         let segment: Int
+        /// Names the network in errors: "heads", "neurons", "layer 3 heads".
+        let name: String
 
         func fill(samples: ArraySlice<Int>, inputs x: UnsafeMutablePointer<Float>, targets t: UnsafeMutablePointer<Float>?) {
             let width = network.inputs, outputs = network.outputs
@@ -465,8 +467,6 @@ public enum PredictorTrainer {
                 }
                 shuffled = false
                 while b < stepsPerEpoch {
-                    try atStep(TrainingCheckpoint.Position(epoch: epoch, batch: b, generator: generator.state,
-                                                           order: order, lossSum: sum), optimiser)
                     let rows = order[(b * batch)..<min((b + 1) * batch, order.count)]
                     fill(samples: rows, inputs: x.pointer, targets: t.pointer)
                     network.forward(batch: rows.count, x: x.pointer, workspace: workspace)
@@ -480,6 +480,17 @@ public enum PredictorTrainer {
                                                               target: t.pointer, batch: rows.count, width: network.outputs,
                                                               segment: segment, temperature: temperature)
                     }
+                    // Once the loss is not finite the weights are (or are about to be) NaN: stop
+                    // before a checkpoint or a predictor can hold them. The step is checked before
+                    // `atStep`, so a checkpoint only ever holds weights whose loss was finite.
+                    guard value.isFinite else {
+                        if step == 0 {
+                            throw ShadowError.failed("training failed: the \(name) network's loss is \(value) on its first batch, before any update")
+                        }
+                        throw diverged("loss became \(value)", epoch: epoch, of: epochs, options: options)
+                    }
+                    try atStep(TrainingCheckpoint.Position(epoch: epoch, batch: b, generator: generator.state,
+                                                           order: order, lossSum: sum), optimiser)
                     sum += Double(value) * Double(rows.count)
                     gradients.zero()
                     network.backward(batch: rows.count, x: x.pointer, workspace: workspace, gradients: gradients.pointer)
@@ -492,7 +503,18 @@ public enum PredictorTrainer {
                 epochDone(epoch, last)
                 epoch += 1
             }
+            // The last update is followed by no forward pass that would show its NaNs.
+            let parameters = UnsafeBufferPointer(start: network.parameters.pointer, count: network.parameterCount)
+            guard parameters.allSatisfy(\.isFinite) else {
+                throw diverged("weights became non-finite after its last step", epoch: epochs, of: epochs, options: options)
+            }
             return last
+        }
+
+        /// "training diverged: the heads network's loss became nan at epoch 2/100 (--lr 1e+10); …"
+        func diverged(_ what: String, epoch: Int, of epochs: Int, options: TrainingOptions) -> ShadowError {
+            .failed("training diverged: the \(name) network's \(what) at epoch \(epoch)/\(epochs) "
+                    + "(--lr \(options.learningRate)); no predictor was written: give a lower --lr")
         }
 
         /// Mean per-sample Spearman ρ on `samples` between the outputs in `compared` and the

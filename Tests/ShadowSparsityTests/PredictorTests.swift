@@ -49,6 +49,25 @@ struct PredictorTests {
         #expect(predictor.training?.trainSamples == 192)
     }
 
+    @Test("a learning rate that blows the loss up stops training with an error naming the network and the epoch",
+          arguments: [PredictorKind.shadow, .dejavu])
+    func divergence(kind: PredictorKind) throws {
+        let data = try syntheticData(kind: kind, count: 40)
+        let configuration = PredictorConfiguration(kind: kind, headWidth: 16, neuronWidth: 16)
+        let options = TrainingOptions(headEpochs: 5, neuronEpochs: 5, headBatch: 8, neuronBatch: 8, learningRate: 1e10)
+        var losses: [Float] = []
+        do {
+            _ = try PredictorTrainer.train(data: data, configuration: configuration, options: options) { losses.append($0.loss) }
+            Issue.record("training at --lr 1e10 returned a predictor")
+        } catch ShadowError.failed(let message) {
+            let network = kind == .shadow ? "heads" : "layer 1 heads"
+            #expect(message.hasPrefix("training diverged: the \(network) network's loss became "), "\(message)")
+            #expect(message.contains(" at epoch ") && message.contains("/5 (--lr 1e+10)") && message.hasSuffix("give a lower --lr"), "\(message)")
+        }
+        // Every epoch reported before the error had a finite loss.
+        #expect(losses.allSatisfy { $0.isFinite }, "\(losses)")
+    }
+
     @Test("DejaVu-style predictors learn every layer from its residual input", arguments: [PredictorKind.dejavu, .dejavuLookahead])
     func trainsDejaVu(kind: PredictorKind) throws {
         let data = try syntheticData(kind: kind)
