@@ -62,7 +62,7 @@ enum BenchCommand {
             .value("n", short: "n", "n,…", help: "Tokens to generate from an empty context, up to the model's context (0 skips).", default: "128"),
             .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, the last 32 tokens the continuation); dense only; n from 2 to the model's context (0 skips).", default: "0"),
             .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
-            .value("t", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
+            .value("threads", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
             .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
                    allowed: WeightDType.allCases.map(\.rawValue)),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
@@ -83,7 +83,7 @@ enum BenchCommand {
         let generations = try arguments.intList("n", range: 0...65536) ?? [128]
         let backwardLengths = try arguments.intList("b", range: 0...65536) ?? [0]
         let repetitions = try arguments.int("r", range: 1...1000) ?? 5
-        let threadCounts = try arguments.intList("t", range: 1...256) ?? [Threads.defaultCount]
+        let threadCounts = try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount]
         let dtypes = (arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:))
         let format = arguments.string("o") ?? "md"
         let showProgress = !arguments.flag("no-progress")

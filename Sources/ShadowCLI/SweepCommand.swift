@@ -332,7 +332,10 @@ enum SweepCommand {
         try AtomicFile.write(SweepReport.plots(results), to: path("sweep.svg"))
         if !results.headImportance.isEmpty { try AtomicFile.write(SweepReport.heatMap(results), to: path("heads.svg")) }
         console.print(arguments.flag("json") ? json : SweepReport.table(results).joined(separator: "\n"))
-        if !arguments.flag("json") { console.print("report: \(path("report.md")), \(path("results.json")), \(path("sweep.svg"))") }
+        if !arguments.flag("json") {
+            let written = ["report.md", "results.json", "sweep.svg"] + (results.headImportance.isEmpty ? [] : ["heads.svg"])
+            console.print("report: " + written.map(path).joined(separator: ", "))
+        }
     }
 
     /// Each task with its data file and labels: `--data task=path` first, then `--data-dir`.

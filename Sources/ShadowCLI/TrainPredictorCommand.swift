@@ -22,7 +22,7 @@ enum TrainPredictorCommand {
             .value("kind", "name", help: "Which predictor to train.", default: PredictorKind.shadow.rawValue,
                    allowed: PredictorKind.allCases.map(\.rawValue)),
             .value("criterion", "name", help: "The importance criterion whose per-sample scores are the targets.",
-                   defaultDescription: "the traces' first criterion"),
+                   defaultDescription: "the traces' first criterion", allowed: Criterion.allCases.map(\.rawValue)),
             .value("out", short: "o", "file", help: "Where to write the predictor (.safetensors; written atomically)."),
             .value("loss", "name", help: "MSE against the scaled scores, or per-layer listwise softmax cross-entropy.",
                    default: PredictorLoss.mse.rawValue, allowed: PredictorLoss.allCases.map(\.rawValue)),
