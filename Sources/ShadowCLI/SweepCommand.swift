@@ -76,7 +76,7 @@ enum SweepCommand {
             .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end), as stored unless --detokenize; 0 for the whole text.",
                    default: "60000"),
             .flag("detokenize", help: "WikiText: the model reads lm-eval's detokenized text, as eval does by default (words and bytes are counted as stored). Off by default so that earlier sweeps' states stay valid."),
-            .value("context", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
+            .value("context", short: "c", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
             .flag("json", help: "Print results.json instead of the Markdown table."),
             .flag("no-progress", help: "Hide the progress bar."),
         ],
