@@ -167,43 +167,15 @@ public enum AtomicFile {
         guard let file = fopen(temporary, "wb") else {
             throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: errno)))")
         }
-        var writeError: Int32
         do {
-            writeError = try stream(body, into: file)
-        } catch {
-            fclose(file)
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw error
-        }
-        // On disk before the rename: after a crash of the machine, the name then holds the old
-        // file or the whole new one, never a renamed file whose data had not been written yet.
-        if writeError == 0 && fsync(fileno(file)) != 0 { writeError = errno == 0 ? EIO : errno }
-        let closeError = fclose(file) == 0 ? 0 : errno
-        if writeError != 0 || closeError != 0 {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw ShadowError.failed("cannot write \(path): \(describe(errno: writeError != 0 ? writeError : closeError))")
-        }
-        do {
+            // On disk before the rename: after a crash of the machine, the name then holds the old
+            // file or the whole new one, never a renamed file whose data had not been written yet.
+            try fill(file, path: path, sync: true, body)
             try moveIntoPlace(temporary, to: target)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
             throw error
         }
-    }
-
-    /// Hands `body`'s pieces, in order, to `file`, then flushes it. Returns the errno of the first
-    /// write that failed (0: none); later pieces are skipped. An error of `body` is rethrown.
-    private static func stream(_ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void,
-                               into file: UnsafeMutablePointer<FILE>) throws -> Int32 {
-        var writeError: Int32 = 0
-        try body { bytes in
-            guard writeError == 0, bytes.count > 0 else { return }
-            if fwrite(bytes.baseAddress, 1, bytes.count, file) != bytes.count {
-                writeError = errno == 0 ? EIO : errno
-            }
-        }
-        if writeError == 0 && fflush(file) != 0 { writeError = errno == 0 ? EIO : errno }
-        return writeError
     }
 
     /// A device or a pipe: written directly (there is no partial file to hide).
@@ -212,13 +184,28 @@ public enum AtomicFile {
         guard let file = fopen(target, "wb") else {
             throw ShadowError.failed("cannot write \(path): \(describe(errno: errno))")
         }
-        let writeError: Int32
+        try fill(file, path: path, sync: false, body)
+    }
+
+    /// Hands `body`'s pieces, in order, to `file`, flushes it (with `sync`, to the disk) and closes
+    /// it, whatever happens. After the first failed write later pieces are skipped; that failure
+    /// is thrown naming `path`. An error of `body` is rethrown.
+    private static func fill(_ file: UnsafeMutablePointer<FILE>, path: String, sync: Bool,
+                             _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        var writeError: Int32 = 0
         do {
-            writeError = try stream(body, into: file)
+            try body { bytes in
+                guard writeError == 0, bytes.count > 0 else { return }
+                if fwrite(bytes.baseAddress, 1, bytes.count, file) != bytes.count {
+                    writeError = errno == 0 ? EIO : errno
+                }
+            }
         } catch {
             fclose(file)
             throw error
         }
+        if writeError == 0 && fflush(file) != 0 { writeError = errno == 0 ? EIO : errno }
+        if writeError == 0 && sync && fsync(fileno(file)) != 0 { writeError = errno == 0 ? EIO : errno }
         let closeError = fclose(file) == 0 ? 0 : errno
         if writeError != 0 || closeError != 0 {
             throw ShadowError.failed("cannot write \(path): \(describe(errno: writeError != 0 ? writeError : closeError))")
