@@ -96,11 +96,13 @@ enum SparsityOptions {
     }
 
     /// The same for a list of methods (`bench`): an option is read when any of them reads it.
-    static func refuseUnread(_ arguments: ParsedArguments, methods: [String]) throws {
+    /// `offersOracle`: false in `bench`, which refuses the oracle, so errors do not suggest it.
+    static func refuseUnread(_ arguments: ParsedArguments, methods: [String], offersOracle: Bool = true) throws {
         let policy = try arguments.required("policy")
         let predictorMethods = ["shadow", "dejavu", "dejavu-lookahead"]
         // dejavu selects per layer whatever the policy says; dense has no masks to rank.
-        let rankingMethods = ["random", "static", "shadow", "oracle"]
+        let rankingMethods = ["random", "static", "shadow"] + (offersOracle ? ["oracle"] : [])
+        let rankers = "--method \(rankingMethods.dropLast().joined(separator: ", ")) or \(rankingMethods.last!) (dejavu selects per layer)"
         let uses = { (names: [String]) in methods.contains { names.contains($0) } }
         let readers: [(option: String, readBy: Bool, what: String)] = [
             ("predictor", uses(predictorMethods), "--method shadow, dejavu or dejavu-lookahead"),
@@ -108,9 +110,9 @@ enum SparsityOptions {
             ("scores", uses(["static"]), "--method static"),
             ("mask-seed", uses(["random"]), "--method random"),
             ("oracle-criterion", uses(["oracle"]), "--method oracle"),
-            ("policy", uses(rankingMethods), "--method random, static, shadow or oracle (dejavu selects per layer)"),
+            ("policy", uses(rankingMethods), rankers),
             ("hybrid-floor", policy == MaskPolicy.hybrid.rawValue, "--policy hybrid"),
-            ("hybrid-floor", uses(rankingMethods), "--method random, static, shadow or oracle (dejavu selects per layer)"),
+            ("hybrid-floor", uses(rankingMethods), rankers),
             ("pack-rows", methods.contains { $0 != "dense" }, "a sparse --method (dense reads whole matrices)"),
         ]
         for reader in readers where arguments.has(reader.option) && !reader.readBy {
