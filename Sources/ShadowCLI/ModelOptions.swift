@@ -63,6 +63,7 @@ enum ModelOptions {
     /// when it cannot tell (a symbolic link loop), and a directory is said to be one (in words
     /// about the option, before any reading).
     static func requireFile(_ path: String, option: String) throws {
+        guard !path.isEmpty else { throw ShadowError.invalidArgument(name: "--\(option)", reason: "the path is empty") }
         if try existingFileKind(atPath: path) == .directory {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(path) is a directory, not a file")
         }

@@ -69,7 +69,7 @@ struct CLITests {
         #expect(CLIRun(["--verbose", "tokenize", "--model", model, "--text", "a", "--verbose"]).status == 0)
     }
 
-    @Test("a missing positional argument is named as help writes it, and an empty --model says the path is empty")
+    @Test("a missing positional argument is named as help writes it, and an empty path option says the path is empty")
     func missingArguments() {
         let traces = CLIRun(["traces", "info"])
         #expect(traces.status == 1 && traces.err == "error: <dir>: is required (shadowllm traces info <dir>)\n", "\(traces.err)")
@@ -79,6 +79,12 @@ struct CLITests {
         for arguments in [["info", "-m", ""], ["tokenize", "--model", "", "--text", "a"], ["bench", "-m", "", "-p", "8", "-n", "0"]] {
             let run = CLIRun(arguments)
             #expect(run.status == 1 && run.err == "error: --model: the path is empty\n", "\(arguments): \(run.err)")
+        }
+        let model = fixture("tiny-llama")
+        for (arguments, option) in [(["perplexity", "-m", model, "--text-file", ""], "--text-file"),
+                                    (["eval", "-m", model, "--task", "piqa", "--data", ""], "--data")] {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err == "error: \(option): the path is empty\n", "\(arguments): \(run.err)")
         }
     }
 

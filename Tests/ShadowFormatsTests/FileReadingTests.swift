@@ -16,6 +16,8 @@ struct FileReadingTests {
         #expect(throws: ShadowError.fileNotFound(path: file + "/below")) { try readWholeFile(file + "/below") }
         #expect(throws: ShadowError.unreadableFile(path: directory, reason: "Is a directory")) { try readWholeFile(directory) }
         #expect(ShadowError.unreadableFile(path: directory, reason: "Is a directory").description == "cannot read \(directory): Is a directory")
+        #expect(throws: ShadowError.fileNotFound(path: "")) { try readWholeFile("") }
+        #expect(ShadowError.fileNotFound(path: "").description == "a path is empty: no such file")
         // A symbolic link to itself: there, and unreadable even for root (who reads chmod 000 files).
         let loop = directory + "/loop"
         try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: loop)
