@@ -113,6 +113,9 @@ enum BenchCommand {
             throw ShadowError.invalidArgument(name: "--method", reason: "oracle cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)")
         }
         try SparsityOptions.refuseUnread(arguments, methods: methods, offersOracle: false)
+        if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {
+            throw ShadowError.invalidArgument(name: "-b", reason: "runs for the dense method only; add dense to --method")
+        }
         if arguments.flag("pack-rows"), !generations.contains(where: { $0 > 0 }) {
             throw ShadowError.invalidArgument(name: "--pack-rows", reason: "is only read when decoding (-n above 0)")
         }

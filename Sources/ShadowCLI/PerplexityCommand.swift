@@ -1,4 +1,5 @@
 import Foundation
+import ShadowEval
 import ShadowFormats
 import ShadowModels
 
@@ -19,10 +20,15 @@ enum PerplexityCommand {
         let method: String
         let headSparsity: Double
         let neuronSparsity: Double
+        /// Of all heads and neurons, the fraction pruned over the run (layer 0 runs dense); absent
+        /// where a method keeps no count (the oracle).
+        let realisedHeadSparsity: Double?
+        let realisedNeuronSparsity: Double?
 
         enum CodingKeys: String, CodingKey {
             case model, tokens, context, stride, windows, perplexity, bytes, seconds, method
             case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
+            case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
             case nllSum = "nll_sum", predictedTokens = "predicted_tokens", bitsPerByte = "bits_per_byte"
         }
     }
@@ -66,19 +72,25 @@ enum PerplexityCommand {
             progressBar?.update(done)
         }
         let bytes = text.utf8.count
+        let realised = Evaluation.realisedSparsity(sparsity, shape: loaded.model.shape)
         let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? Scoring.defaultStride(context: context),
                             nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,
                             perplexity: result.perplexity, bytes: bytes,
                             bitsPerByte: result.nllSum / Double(bytes) / log(2), seconds: Date().timeIntervalSince(start),
                             method: try arguments.required("method"),
                             headSparsity: try SparsityOptions.settings(arguments).headSparsity,
-                            neuronSparsity: try SparsityOptions.settings(arguments).neuronSparsity)
+                            neuronSparsity: try SparsityOptions.settings(arguments).neuronSparsity,
+                            realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
         } else {
-            console.print(String(format: "perplexity %.4f over %d predicted tokens (%d tokens, %d windows of %d); nll_sum %.4f; %.2f s",
-                                 report.perplexity, report.predictedTokens, report.tokens, report.windows, context,
-                                 report.nllSum, report.seconds))
+            var line = String(format: "perplexity %.4f over %d predicted tokens (%d tokens, %d windows of %d); nll_sum %.4f; %.2f s",
+                              report.perplexity, report.predictedTokens, report.tokens, report.windows, context,
+                              report.nllSum, report.seconds)
+            if sparsity != nil, let realised {
+                line += String(format: "; realised sparsity: heads %.3f, neurons %.3f", realised.heads, realised.neurons)
+            }
+            console.print(line)
         }
     }
 }

@@ -342,6 +342,10 @@ struct SparseCLITests {
         let b = try #require(try sparse.json()["nll_sum"] as? Double)
         #expect(a != b)
         #expect(try sparse.json()["head_sparsity"] as? Double == 0.5)
+        // The realised share counts layer 0, which runs dense, so it sits below the nominal one.
+        let realised = try #require(try sparse.json()["realised_neuron_sparsity"] as? Double)
+        #expect(realised > 0 && realised < 0.5)
+        #expect(try dense.json()["realised_head_sparsity"] as? Double == 0)
     }
 
     @Test("static masks read aggregate scores from a JSON file and reject the wrong shape")

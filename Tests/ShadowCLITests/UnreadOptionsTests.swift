@@ -56,6 +56,7 @@ struct UnreadOptionsTests {
         // bench refuses the oracle, so the methods it names as readers leave it out.
         expectRefused(bench + ["--policy", "local"], "--policy", reason: "--method random, static or shadow (dejavu selects per layer)")
         expectRefused(bench + ["--sparsity", "0.5"], "--sparsity", reason: "dense runs at 0")
+        expectRefused(bench + ["--method", "random", "--sparsity", "0.5", "-b", "8"], "-b", reason: "dense method only")
         let local = CLIRun(bench + ["--method", "dense,random", "--sparsity", "0.5", "--policy", "local"])
         #expect(local.status == 0, "\(local.err)")
     }
