@@ -25,7 +25,7 @@ enum AggregateCommand {
         let directory = try arguments.required("traces")
         let criterion = try arguments.required("criterion")
         if let out = arguments.string("out") {
-            try AtomicFile.refuseOverwriting(out, option: "--out", inputs: [("--traces", directory)])
+            try AtomicFile.refuseOverwriting(out, option: "--out", inputs: traceInputs(directory))
         }
         let aggregate = try AggregateImportance(traces: directory, criterion: criterion)
         if !aggregate.complete {
@@ -40,5 +40,13 @@ enum AggregateCommand {
         } else {
             console.print(json)
         }
+    }
+
+    /// What an output must not replace in a trace directory: the directory, its manifest and its
+    /// chunks (a file of its own beside them is fine).
+    static func traceInputs(_ directory: String) -> [(option: String, path: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return [("--traces", directory)] + names.filter { $0 == TraceManifest.fileName || $0.hasPrefix("chunk-") }.sorted()
+            .map { ("--traces", (directory as NSString).appendingPathComponent($0)) }
     }
 }

@@ -115,8 +115,8 @@ enum EvalCommand {
         }
         if let samples = arguments.string("samples") {
             try AtomicFile.refuseOverwriting(samples, option: "--samples", inputs: [
-                ("--data", dataPath), ("--labels", labels ?? ""), ("--model", arguments.string("model") ?? ""),
-                ("--predictor", arguments.string("predictor") ?? "")])
+                ("--data", dataPath), ("--labels", labels ?? ""), ("--model", (try? ModelOptions.modelPath(arguments)) ?? ""),
+                ("--predictor", arguments.string("predictor") ?? ""), ("--scores", arguments.string("scores") ?? "")])
         }
         let offset = try arguments.int("offset", range: 0...Int.max) ?? 0
         let limit = try arguments.int("limit", range: 1...Int.max)

@@ -313,9 +313,11 @@ enum PipelineCommand {
         console.print("report: \(path("report.md")), \(path("results.json")), \(path("plots.svg"))")
     }
 
-    /// A text the run will read: there, UTF-8, and not blank.
+    /// A text the run will read: there, UTF-8, and not blank. A pipe or a device is only checked
+    /// to be there: reading it here would leave nothing for the step that uses it.
     static func requireText(_ path: String, option: String) throws {
         try ModelOptions.requireFile(path, option: String(option.drop(while: { $0 == "-" })))
+        guard try fileKind(atPath: path) == .regularFile else { return }
         guard let text = String(validating: try readWholeFile(path), as: UTF8.self) else {
             throw ShadowError.invalidArgument(name: option, reason: "\(path) is not valid UTF-8 text")
         }

@@ -51,7 +51,7 @@ enum TrainPredictorCommand {
     ) { arguments, console in
         let traces = try arguments.required("traces")
         let out = try arguments.required("out")
-        try AtomicFile.refuseOverwriting(out, option: "--out", inputs: [("--traces", traces)])
+        try AtomicFile.refuseOverwriting(out, option: "--out", inputs: AggregateCommand.traceInputs(traces))
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
             throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is a directory; give a file name")
@@ -91,6 +91,9 @@ enum TrainPredictorCommand {
         // Removed once the predictor is written: it must not be the predictor, or the traces.
         let standardized = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
         if standardized(checkpointPath) == standardized(out) || standardized(checkpointPath).hasPrefix(standardized(traces) + "/") {
+            guard arguments.has("checkpoint") else {
+                throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is inside --traces, where its checkpoint \(checkpointPath) would go too; write the predictor elsewhere or give --checkpoint")
+            }
             throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is --out or inside --traces; give a file of its own")
         }
         let resume = arguments.flag("resume")

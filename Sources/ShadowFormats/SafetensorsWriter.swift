@@ -151,16 +151,21 @@ public enum AtomicFile {
     /// a named pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written in place, as renaming over it
     /// would replace the device with a file.
     public static func write(to path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        let target = try followingLinks(path)
+        // stat(2) follows the links as the kernel does: `/dev/stdout` into a pipe is a pipe, though
+        // the link chain ends in "pipe:[N]", which is no path.
         var status = stat()
-        if stat(target, &status) == 0 {
+        if stat(path, &status) == 0 {
             switch status.st_mode & S_IFMT {
             case S_IFREG: break
             case S_IFDIR: throw ShadowError.failed("cannot write \(path): it is a directory")
-            case S_IFCHR, S_IFIFO: return try writeInPlace(path: path, target: target, body)
+            case S_IFCHR, S_IFIFO: return try writeInPlace(path: path, body)
             default: throw ShadowError.failed("cannot write \(path): not a regular file, a character device or a pipe")
             }
         }
+        let (target, throughDescriptor) = try followingLinks(path)
+        // `/dev/stdout` redirected to a file: that file is this process's open output, so the
+        // new text goes after what is there rather than a renamed file replacing it.
+        if throughDescriptor { return try writeInPlace(path: path, body) }
         let directory = URL(fileURLWithPath: target).deletingLastPathComponent()
         try createDirectory(directory.path)
         let temporary = partialPath(for: target)
@@ -178,10 +183,11 @@ public enum AtomicFile {
         }
     }
 
-    /// A device or a pipe: written directly (there is no partial file to hide).
-    private static func writeInPlace(path: String, target: String,
+    /// A device, a pipe or an open descriptor (`/dev/stdout`): appended to directly (there is no
+    /// partial file to hide, and no file of ours to replace).
+    private static func writeInPlace(path: String,
                                      _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        guard let file = fopen(target, "wb") else {
+        guard let file = fopen(path, "ab") else {
             throw ShadowError.failed("cannot write \(path): \(describe(errno: errno))")
         }
         try fill(file, path: path, sync: false, body)
@@ -213,12 +219,19 @@ public enum AtomicFile {
     }
 
     /// The path a chain of symbolic links at `path` ends in (`path` itself when it is no link);
-    /// the end may not exist yet (a link to a file still to be written).
-    static func followingLinks(_ path: String) throws -> String {
+    /// the end may not exist yet (a link to a file still to be written). `throughDescriptor`: a
+    /// link of the chain is an open descriptor (`/proc/PID/fd/N`, `/dev/fd/N`).
+    static func followingLinks(_ path: String) throws -> (end: String, throughDescriptor: Bool) {
         var current = path
+        var throughDescriptor = false
         for _ in 0..<40 {
             var status = stat()
-            guard lstat(current, &status) == 0, status.st_mode & S_IFMT == S_IFLNK else { return current }
+            guard lstat(current, &status) == 0, status.st_mode & S_IFMT == S_IFLNK else { return (current, throughDescriptor) }
+            let components = current.split(separator: "/")
+            if components.count == 4 && components[0] == "proc" && components[2] == "fd"
+                || components.count == 3 && components[0] == "dev" && components[1] == "fd" {
+                throughDescriptor = true
+            }
             guard let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: current) else {
                 throw ShadowError.failed("cannot write \(path): cannot read the symbolic link \(current)")
             }
@@ -228,31 +241,24 @@ public enum AtomicFile {
         throw ShadowError.failed("cannot write \(path): too many levels of symbolic links")
     }
 
-    /// Refuses to write `output` (given with `option`) where it would destroy what the run reads:
-    /// over one of `inputs`, or over a file inside an input that is a directory (a trace
-    /// directory's manifest; a new file beside the traces is fine). Paths are compared after
-    /// following links, so `./a` and a link to `a` count as `a`.
+    /// Refuses to write `output` (given with `option`) over one of `inputs`, a file the run reads.
+    /// Paths are compared after following links, so `./a`, `b/../a` and a link to `a` count as `a`.
     public static func refuseOverwriting(_ output: String, option: String, inputs: [(option: String, path: String)]) throws {
         let written = canonical(output)
-        let exists = (try? fileKind(atPath: written)) != nil
-        for input in inputs where !input.path.isEmpty {
-            let read = canonical(input.path)
-            if written == read || exists && written.hasPrefix(read.hasSuffix("/") ? read : read + "/") {
-                throw ShadowError.invalidArgument(name: option, reason: "\(output) would overwrite \(input.option) \(input.path)")
-            }
+        for input in inputs where !input.path.isEmpty && canonical(input.path) == written {
+            throw ShadowError.invalidArgument(name: option, reason: "\(output) would overwrite \(input.option) \(input.path)")
         }
     }
 
     /// An absolute path with links followed: the file's own when it exists, else its directory's
     /// followed by its name.
-    private static func canonical(_ path: String) -> String {
-        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        if let resolved = realpath(absolute, nil) {
+    public static func canonical(_ path: String) -> String {
+        if let resolved = realpath(path, nil) {
             defer { free(resolved) }
             return String(cString: resolved)
         }
-        let url = URL(fileURLWithPath: absolute)
-        guard let parent = realpath(url.deletingLastPathComponent().path, nil) else { return absolute }
+        let url = URL(fileURLWithPath: path)
+        guard let parent = realpath(url.deletingLastPathComponent().path, nil) else { return url.standardizedFileURL.path }
         defer { free(parent) }
         return URL(fileURLWithPath: String(cString: parent)).appendingPathComponent(url.lastPathComponent).path
     }

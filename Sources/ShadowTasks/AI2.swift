@@ -62,7 +62,7 @@ enum AI2 {
             }
         case .object:
             texts = try record.strings("\(key).text")
-            labels = try record.strings("\(key).label")
+            labels = try record.array("\(key).label").indices.map { try record.labelString("\(key).label.\($0)", display: "\(key).label[\($0)]") }
             if texts.count != labels.count {
                 throw record.error(key, "\(texts.count) texts but \(labels.count) labels")
             }

@@ -145,7 +145,7 @@ enum COPA {
             let markup = rest[open.lowerBound...]
             let cdata = "<![CDATA["
             guard markup.hasPrefix(cdata), let end = markup.range(of: "]]>") else {
-                throw fail("holds markup (\(markup.prefix(12))…); expected text")
+                throw fail("holds markup (\(markup.prefix(12).prefix { $0 != "\n" && $0 != "\r" })…); expected text")
             }
             text += markup[markup.index(markup.startIndex, offsetBy: cdata.count)..<end.lowerBound]
             rest = markup[end.upperBound...]

@@ -149,6 +149,7 @@ struct PredictorCLITests {
             (["train-predictor", "--traces", traces, "--out", out, "--kind", "oracle"], "--kind"),
             (["train-predictor", "--traces", traces], "--out"),
             (["train-predictor", "--traces", traces, "--out", directory], "directory"),
+            (["train-predictor", "--traces", traces, "--out", traces + "/p.safetensors"], "write the predictor elsewhere"),
             (["train-predictor", "--traces", traces, "--out", out, "--head-width", "0"], "--head-width"),
             (["predictor", "info", corrupt], corrupt),
             (["predictor", "info", directory + "/missing.safetensors"], "missing.safetensors"),

@@ -111,23 +111,43 @@ struct AtomicFileTargetTests {
         #expect(stat(fifo, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO)
     }
 
-    @Test("an output over an input, or over a file inside an input directory, is refused whatever way it is spelled")
+    @Test("an output over an input is refused whatever way it is spelled; a new file beside it is not")
     func outputOverInput() throws {
         let directory = TestScratch.path("inputs")
         try FileManager.default.createDirectory(atPath: directory + "/traces", withIntermediateDirectories: true)
         try "data".write(toFile: directory + "/data.jsonl", atomically: false, encoding: .utf8)
-        let inputs: [(option: String, path: String)] = [("--data", directory + "/data.jsonl"), ("--traces", directory + "/traces")]
+        try "{}".write(toFile: directory + "/traces/manifest.json", atomically: false, encoding: .utf8)
+        let inputs: [(option: String, path: String)] = [("--data", directory + "/data.jsonl"), ("--traces", directory + "/traces"),
+                                                        ("--traces", directory + "/traces/manifest.json")]
         #expect(throws: ShadowError.invalidArgument(name: "--samples", reason: "\(directory)/./data.jsonl would overwrite --data \(directory)/data.jsonl")) {
             try AtomicFile.refuseOverwriting(directory + "/./data.jsonl", option: "--samples", inputs: inputs)
         }
+        #expect(throws: ShadowError.self) {
+            try AtomicFile.refuseOverwriting(directory + "/traces/../data.jsonl", option: "--samples", inputs: inputs)
+        }
         try FileManager.default.createSymbolicLink(atPath: directory + "/alias", withDestinationPath: "traces")
-        try "{}".write(toFile: directory + "/traces/manifest.json", atomically: false, encoding: .utf8)
         #expect(throws: ShadowError.self) {
             try AtomicFile.refuseOverwriting(directory + "/alias/manifest.json", option: "--out", inputs: inputs)
         }
-        try AtomicFile.refuseOverwriting(directory + "/alias/scores.json", option: "--out", inputs: inputs)  // a new file there
-        try AtomicFile.refuseOverwriting(directory + "/traces.json", option: "--out", inputs: inputs)   // beside, not inside
+        try AtomicFile.refuseOverwriting(directory + "/alias/scores.json", option: "--out", inputs: inputs)   // a file of its own
         try AtomicFile.refuseOverwriting(directory + "/new/out.json", option: "--out", inputs: inputs)
+    }
+
+    @Test("an open descriptor (/dev/fd/N) is written in place: a pipe gets the bytes, a file keeps what it held and gets them after")
+    func openDescriptors() throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        try AtomicFile.write("into the pipe", to: "/dev/fd/\(ends[1])")
+        close(ends[1])
+        #expect(try readWholeFile("/dev/fd/\(ends[0])") == Data("into the pipe".utf8))
+
+        let file = TestScratch.path("redirected", suffix: ".txt")
+        try "before\n".write(toFile: file, atomically: false, encoding: .utf8)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        defer { try? handle.close() }
+        try AtomicFile.write("after\n", to: "/dev/fd/\(handle.fileDescriptor)")
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == "before\nafter\n")
     }
 
     @Test("an endless device is refused once it passes the limit, and a larger regular file before reading")

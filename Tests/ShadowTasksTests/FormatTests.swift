@@ -201,10 +201,11 @@ struct AI2Tests {
             {"query": "Question: Which is a gas?\\nAnswer:", "choices": ["ice", "steam"], "gold": 1}
             {"query": "Which is a liquid?", "choices": ["water", "stone"], "gold": 0}
             {"question": {"stem": "Which is a gas?", "choices": [{"text": "ice", "label": 1}, {"text": "steam", "label": 2}]}, "answerKey": 2}
+            {"question": "Which is a gas?", "choices": {"text": ["ice", "steam"], "label": [1, 2]}, "answerKey": 2}
             """)
         let items = try TaskFile.multipleChoice(task: .arcEasy, path: path)
         #expect(items[0].gold == 4 && items[0].choiceCount == 5)
-        #expect(items[3].gold == 1)   // labels and answerKey written as numbers
+        #expect(items[3].gold == 1 && items[4].gold == 1)   // labels and answerKey written as numbers
         #expect(items[1].contexts[0] == "Question: Which is a gas?\nAnswer:")
         #expect(items[2].contexts[0] == "Question: Which is a liquid?\nAnswer:")
         // OpenBookQA's query is its bare stem, used as is.
