@@ -183,20 +183,12 @@ struct PredictorCLITests {
         try CLITraces.write(traces, count: 40)
         let out = directory + "/p.safetensors"
         let run = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--head-width", "16", "--neuron-width", "16",
-                          "--head-epochs", "5", "--neuron-epochs", "5", "--lr", "1e10", "--checkpoint-every", "0.01", "--no-progress"])
+                          "--head-epochs", "5", "--neuron-epochs", "5", "--lr", "1e10", "--no-progress"])
         #expect(run.status == 1 && run.out.isEmpty, "\(run.out)")
         #expect(run.err.hasPrefix("error: training diverged: the heads network's loss became ") && run.err.contains(" at epoch ")
                 && run.err.contains("(--lr 1e+10)") && run.err.hasSuffix("give a lower --lr\n") && run.err.split(separator: "\n").count == 1,
                 "\(run.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
-        // A checkpoint left from before the divergence holds finite weights: resuming it diverges the same way rather than reading NaNs.
-        if FileManager.default.fileExists(atPath: out + ".checkpoint") {
-            let resumed = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--head-width", "16", "--neuron-width", "16",
-                                  "--head-epochs", "5", "--neuron-epochs", "5", "--lr", "1e10", "--checkpoint-every", "0.01",
-                                  "--no-progress", "--resume"])
-            #expect(resumed.status == 1 && resumed.err.contains("training diverged: the heads network"), "\(resumed.err)")
-            #expect(!FileManager.default.fileExists(atPath: out))
-        }
         // The same run at a sane rate trains, and predictor info reads what it wrote.
         let sane = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--head-width", "16", "--neuron-width", "16",
                            "--head-epochs", "5", "--neuron-epochs", "5", "--no-progress"])
