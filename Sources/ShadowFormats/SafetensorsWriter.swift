@@ -147,9 +147,9 @@ public enum AtomicFile {
     /// never has to be whole in memory. An error of `body` is rethrown; either way nothing but a
     /// complete file ever appears at `path`.
     ///
-    /// A symbolic link is followed (its target is replaced, the link stays); a character device or
-    /// a named pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written in place, as renaming over it
-    /// would replace the device with a file.
+    /// A symbolic link is followed (its target is replaced, the link stays); a character device,
+    /// a named pipe or an open descriptor (`/dev/null`, a FIFO, `/dev/stdout`) is appended to in
+    /// place, as renaming over it would replace the device with a file.
     public static func write(to path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         // stat(2) follows the links as the kernel does: `/dev/stdout` into a pipe is a pipe, though
         // the link chain ends in "pipe:[N]", which is no path.
