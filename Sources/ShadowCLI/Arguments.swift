@@ -29,7 +29,10 @@ public struct Option: Sendable {
     var isFlag: Bool { valueName == nil }
 
     /// How errors name the option: `--text`, or `-b` for bench's llama-bench-style one-letter options.
-    var displayName: String { name.count == 1 ? "-\(name)" : "--\(name)" }
+    var displayName: String { Self.display(name) }
+
+    /// `--text`, or `-b` for bench's llama-bench-style one-letter options (their only spelling in help).
+    static func display(_ name: String) -> String { name.count == 1 ? "-\(name)" : "--\(name)" }
 }
 
 /// A subcommand: its name, what it does, its options and the function that runs it.
@@ -183,7 +186,7 @@ public struct ParsedArguments: Sendable {
     /// The options as given, sorted by name, e.g. `["--limit", "200", "--quick"]` (for reports
     /// that record the command that made them).
     public var given: [String] {
-        values.keys.sorted().flatMap { name in values[name]!.flatMap { $0 == "true" ? ["--\(name)"] : ["--\(name)", $0] } }
+        values.keys.sorted().flatMap { name in values[name]!.flatMap { $0 == "true" ? [Option.display(name)] : [Option.display(name), $0] } }
     }
 
     public func string(_ name: String) -> String? { values[name]?.last ?? defaults[name] }
@@ -195,7 +198,7 @@ public struct ParsedArguments: Sendable {
             if let positional = positionals[name] {
                 throw ShadowError.invalidArgument(name: positional.argument, reason: "is required (\(positional.usage))")
             }
-            throw ShadowError.invalidArgument(name: "--\(name)", reason: "is required")
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "is required")
         }
         return value
     }
@@ -203,10 +206,10 @@ public struct ParsedArguments: Sendable {
     public func int(_ name: String, range: ClosedRange<Int>? = nil) throws -> Int? {
         guard let text = string(name) else { return nil }
         guard let value = Int(text) else {
-            throw ShadowError.invalidArgument(name: "--\(name)", reason: "expected an integer, got \"\(text)\"")
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected an integer, got \"\(text)\"")
         }
         if let range, !range.contains(value) {
-            throw ShadowError.invalidArgument(name: "--\(name)", reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
         }
         return value
     }
@@ -214,10 +217,10 @@ public struct ParsedArguments: Sendable {
     public func double(_ name: String, range: ClosedRange<Double>? = nil) throws -> Double? {
         guard let text = string(name) else { return nil }
         guard let value = Double(text), value.isFinite else {
-            throw ShadowError.invalidArgument(name: "--\(name)", reason: "expected a number, got \"\(text)\"")
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected a number, got \"\(text)\"")
         }
         if let range, !range.contains(value) {
-            throw ShadowError.invalidArgument(name: "--\(name)", reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
         }
         return value
     }
@@ -227,10 +230,10 @@ public struct ParsedArguments: Sendable {
         guard let text = string(name) else { return nil }
         return try text.split(separator: ",").map { part in
             guard let value = Int(part.trimmingCharacters(in: .whitespaces)) else {
-                throw ShadowError.invalidArgument(name: "--\(name)", reason: "expected integers separated by commas, got \"\(text)\"")
+                throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected integers separated by commas, got \"\(text)\"")
             }
             if let range, !range.contains(value) {
-                throw ShadowError.invalidArgument(name: "--\(name)", reason: "values must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+                throw ShadowError.invalidArgument(name: Option.display(name), reason: "values must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
             }
             return value
         }

@@ -162,7 +162,7 @@ struct CLITests {
         #expect(try generate.json()["tokens"] as? [Int] == (try plain.json()["tokens"] as? [Int]))
     }
 
-    @Test("bench refuses -b 1 naming -b, and -n beyond the model's context as it refuses -p")
+    @Test("bench refuses -b 1 naming -b, -n beyond the model's context as it refuses -p, and names -p and -r in value errors")
     func benchLengths() {
         let short = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "1", "--no-progress"])
         #expect(short.status == 1 && short.err.hasPrefix("error: -b: 1 is too short") && !short.err.contains("predictFrom"), "\(short.err)")
@@ -175,6 +175,11 @@ struct CLITests {
         }
         let fits = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "128", "-r", "1", "-o", "json", "--no-progress"])
         #expect(fits.status == 0, "\(fits.err)")
+        // Bad values name bench's one-letter options as they are typed.
+        for (flag, value) in [("-p", "x"), ("-r", "0")] {
+            let run = CLIRun(["bench", "--model", fixture("tiny-llama"), flag, value, "--no-progress"])
+            #expect(run.status == 1 && run.err.hasPrefix("error: \(flag): "), "\(run.err)")
+        }
     }
 
     @Test("bench with every length 0 is an error, not an empty table")
