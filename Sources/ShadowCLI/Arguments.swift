@@ -131,21 +131,18 @@ public struct Command: Sendable {
             } else {
                 throw ShadowError.invalidArgument(name: argument, reason: "unexpected argument for '\(name)' (see --help)")
             }
-            if spec.isFlag {
-                if inlineValue != nil {
-                    throw ShadowError.invalidArgument(name: "--\(spec.name)", reason: "is a flag and takes no value")
-                }
-                if values[spec.name] != nil {
-                    throw ShadowError.invalidArgument(name: spec.displayName, reason: "is given twice; give it once")
-                }
-                values[spec.name, default: []].append("true")
-                i += 1
-                continue
-            }
             // Every option is read once (none is documented as repeatable): a second value would
             // silently replace the first.
             if values[spec.name] != nil {
                 throw ShadowError.invalidArgument(name: spec.displayName, reason: "is given twice; give it once")
+            }
+            if spec.isFlag {
+                if inlineValue != nil {
+                    throw ShadowError.invalidArgument(name: "--\(spec.name)", reason: "is a flag and takes no value")
+                }
+                values[spec.name, default: []].append("true")
+                i += 1
+                continue
             }
             let value: String
             if let inlineValue {

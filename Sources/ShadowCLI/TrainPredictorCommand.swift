@@ -89,8 +89,8 @@ enum TrainPredictorCommand {
             throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is a directory; give a file name")
         }
         // Removed once the predictor is written: it must not be the predictor, or the traces.
-        let standardized = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
-        if standardized(checkpointPath) == standardized(out) || standardized(checkpointPath).hasPrefix(standardized(traces) + "/") {
+        let checkpointFile = AtomicFile.canonical(checkpointPath)
+        if checkpointFile == AtomicFile.canonical(out) || checkpointFile.hasPrefix(AtomicFile.canonical(traces) + "/") {
             guard arguments.has("checkpoint") else {
                 throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is inside --traces, where its checkpoint \(checkpointPath) would go too; write the predictor elsewhere or give --checkpoint")
             }

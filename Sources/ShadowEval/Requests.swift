@@ -32,7 +32,7 @@ public struct ScoringRequest: Sendable, Equatable {
         let (context, continuation) = Self.movingTrailingSpace(context: context, continuation: continuation)
         var tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
         var from = min(tokenizer.encodeWithSpecialTokens(context).count, tokens.count)
-        // An empty context (a LAMBADA line of one word, an empty question stem): lm-eval reads the
+        // An empty context (an empty question stem, a LAMBADA text " word"): lm-eval reads the
         // continuation after its prefix token, so that the first continuation token is scored too.
         if from == 0, let prefix = tokenizer.lmEvalPrefixTokenID {
             tokens.insert(prefix, at: 0)
