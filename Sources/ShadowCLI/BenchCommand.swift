@@ -143,6 +143,11 @@ enum BenchCommand {
                                                                     refresh: try arguments.int("refresh", range: 0...1_000_000),
                                                                     seed: 0, loaded: loaded)
                     configurations.append((method, sparsity, controller))
+                    if dtype == dtypes.first {
+                        for line in SparsityOptions.unprunedWarnings(method: method, settings: settings, shape: model.shape) {
+                            console.printError(line)
+                        }
+                    }
                 }
             }
             for threads in threadCounts {

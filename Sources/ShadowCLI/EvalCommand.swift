@@ -162,7 +162,7 @@ enum EvalCommand {
         }
 
         let loaded = try ModelOptions.load(arguments, console: console)
-        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
+        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         let model = loaded.model
         let start = Date()

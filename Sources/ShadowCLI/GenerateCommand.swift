@@ -54,7 +54,7 @@ enum GenerateCommand {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read when sampling (--temperature above 0; 0 is greedy)")
         }
         let loaded = try ModelOptions.load(arguments, console: console)
-        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
+        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         if arguments.flag("chat") {
             // Without these as single tokens the template would reach the model as plain text.

@@ -56,7 +56,7 @@ enum PerplexityCommand {
             throw ShadowError.invalidArgument(name: arguments.has("text-file") ? "--text-file" : "--text", reason: "the text is empty")
         }
         let loaded = try ModelOptions.load(arguments, console: console)
-        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded)
+        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         let tokens = tokenizer.encodeWithSpecialTokens(text)
         let context = try arguments.int("context", range: 2...1_000_000) ?? min(1024, loaded.model.shape.maxContext)

@@ -43,14 +43,34 @@ enum SparsityOptions {
         return settings
     }
 
-    /// The controller the options describe, or nil for the dense model.
-    static func controller(_ arguments: ParsedArguments, loaded: LoadedModel) throws -> (any SparsityController)? {
+    /// The controller the options describe, or nil for the dense model. A sparsity too small to
+    /// prune a single unit is warned about on `console`.
+    static func controller(_ arguments: ParsedArguments, loaded: LoadedModel, console: Console) throws -> (any SparsityController)? {
         try refuseUnread(arguments)
-        return try controller(method: try arguments.required("method"), settings: try settings(arguments),
+        let method = try arguments.required("method")
+        let settings = try settings(arguments)
+        let controller = try controller(method: method, settings: settings,
                        scoresPath: arguments.string("scores"), predictorPath: arguments.string("predictor"),
                        refresh: try arguments.int("refresh", range: 0...1_000_000),
                        seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0),
                        oracleCriterion: Criterion(rawValue: try arguments.required("oracle-criterion"))!, loaded: loaded)
+        for line in unprunedWarnings(method: method, settings: settings, shape: loaded.model.shape) { console.printError(line) }
+        return controller
+    }
+
+    /// Warnings for a sparsity above 0 that rounds to no pruned unit (e.g. 0.05 of a layer's 9 heads
+    /// when selecting per layer): legal, but it runs the dense model under a sparse label.
+    static func unprunedWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
+        guard method != "dense", shape.layers > 1 else { return [] }
+        // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
+        let perLayer = settings.policy == .local || method.hasPrefix("dejavu")
+        let kinds = [("head", settings.headSparsity, shape.heads), ("neuron", settings.neuronSparsity, shape.ffnSize)]
+        return kinds.compactMap { noun, sparsity, unitsPerLayer in
+            let pool = perLayer ? unitsPerLayer : unitsPerLayer * (shape.layers - 1)
+            guard sparsity > 0, Masks.keptCount(units: pool, sparsity: sparsity) == pool else { return nil }
+            let whose = perLayer ? "each layer's \(pool) \(noun)s (selected per layer)" : "the \(pool) \(noun)s of layers 1–\(shape.layers - 1)"
+            return "warning: \(noun) sparsity \(sparsity) prunes no \(noun): \(sparsity) of \(whose) rounds to 0, so \(method) runs them all"
+        }
     }
 
     static func controller(method: String, settings: SparsitySettings, scoresPath: String?, predictorPath: String? = nil,

@@ -206,6 +206,12 @@ enum SweepCommand {
             }
         }
         for line in skipped { console.printError("sweep: skipped \(line)") }
+        for cell in cells {
+            let settings = units.settings(sparsity: cell.sparsity, policy: policy, hybridFloor: floor)
+            for line in SparsityOptions.unprunedWarnings(method: cell.method, settings: settings, shape: model.shape) {
+                console.printError("sweep: \(cell.method)\(cell.criterion.map { " (\($0))" } ?? ""): \(line)")
+            }
+        }
 
         func makeController(_ cell: SweepCell) throws -> (any SparsityController)? {
             let settings = units.settings(sparsity: cell.sparsity, policy: policy, hybridFloor: floor)

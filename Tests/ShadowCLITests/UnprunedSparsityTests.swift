@@ -1,0 +1,54 @@
+import Foundation
+import ShadowModels
+import ShadowSparsity
+import Testing
+@testable import ShadowCLI
+
+/// A sparsity above 0 whose count of pruned units rounds to 0 runs the dense model under a sparse
+/// label; the commands say so on stderr rather than let the label stand.
+@Suite("Command line: a sparsity that prunes nothing is warned about")
+struct UnprunedSparsityTests {
+    /// SmolLM2-135M's shape: 30 layers of 9 heads and 1,536 neurons.
+    let smolLM2 = TransformerShape(layers: 30, hiddenSize: 576, heads: 9, kvHeads: 3, headDim: 64, ffnSize: 1536,
+                                   vocabularySize: 49152, maxContext: 8192)
+
+    func warnings(_ method: String, _ sparsity: Double, _ policy: MaskPolicy) -> [String] {
+        SparsityOptions.unprunedWarnings(method: method, settings: SparsitySettings(headSparsity: sparsity, neuronSparsity: sparsity, policy: policy),
+                                         shape: smolLM2)
+    }
+
+    @Test("per-layer selection warns when a layer's count rounds to 0; global counts the whole model")
+    func counts() {
+        // 0.05 × 9 heads = 0.45 rounds to 0; 0.05 × 1,536 neurons does not.
+        let local = warnings("random", 0.05, .local)
+        #expect(local.count == 1 && local[0].hasPrefix("warning: head sparsity 0.05 prunes no head"), "\(local)")
+        // DejaVu-style selects per layer whatever the policy.
+        #expect(warnings("dejavu", 0.05, .global).count == 1)
+        // Globally 0.05 of the 261 heads of layers 1–29 is 13.
+        #expect(warnings("shadow", 0.05, .global).isEmpty)
+        // 0.001 of 261 heads rounds to 0, of 44,544 neurons to 45; 1e-5 prunes neither.
+        let small = warnings("static", 0.001, .global)
+        #expect(small.count == 1 && small[0].contains("of the 261 heads of layers 1–29 rounds to 0"), "\(small)")
+        let tiny = warnings("static", 1e-5, .global)
+        #expect(tiny.count == 2 && tiny[1].contains("prunes no neuron"), "\(tiny)")
+        #expect(warnings("random", 0.06, .local).isEmpty)
+        #expect(warnings("dense", 0.05, .local).isEmpty)
+        #expect(SparsityOptions.unprunedWarnings(method: "random", settings: SparsitySettings(headSparsity: 0, neuronSparsity: 0.5),
+                                                 shape: smolLM2).isEmpty)
+    }
+
+    @Test("perplexity warns on stderr, runs, and reports the realised sparsity of 0")
+    func perplexityWarns() throws {
+        // The tiny model's layer 1 has 4 heads and 128 neurons: 0.1 prunes 13 neurons and no head.
+        let base = ["perplexity", "--model", fixture("tiny-llama"), "--text", "one two three four five six seven", "--json",
+                    "--method", "random"]
+        let small = CLIRun(base + ["--sparsity", "0.1"])
+        #expect(small.status == 0, "\(small.err)")
+        #expect(small.err.contains("warning: head sparsity 0.1 prunes no head") && !small.err.contains("no neuron"), "\(small.err)")
+        let report = try small.json()
+        #expect(report["realised_head_sparsity"] as? Double == 0)
+        #expect((report["realised_neuron_sparsity"] as? Double ?? 0) > 0)
+        let half = CLIRun(base + ["--sparsity", "0.5"])
+        #expect(half.status == 0 && !half.err.contains("warning"), "\(half.err)")
+    }
+}
