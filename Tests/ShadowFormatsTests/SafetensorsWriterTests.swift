@@ -163,6 +163,14 @@ struct AtomicFileTargetTests {
     func pipeAsMappedFile() throws {
         let fifo = TestScratch.path("model-fifo")
         #expect(mkfifo(fifo, 0o600) == 0)
+        // A blocking open would wait for a writer forever; this one comes after 5 s (a writer's
+        // non-blocking open succeeds only while a reader waits), so a regression fails, not hangs.
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
+            let writer = open(fifo, O_WRONLY | O_NONBLOCK)
+            if writer >= 0 { close(writer) }
+        }
+        let start = Date()
         #expect(throws: ShadowError.corruptFile(path: fifo, reason: "not a regular file")) { try MappedFile(path: fifo) }
+        #expect(Date().timeIntervalSince(start) < 4, "MappedFile waited for a writer")
     }
 }

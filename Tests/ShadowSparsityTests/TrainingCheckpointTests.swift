@@ -155,4 +155,33 @@ struct TrainingCheckpointTests {
             #expect("\(error)".contains(path) && !"\(error)".contains("\n"), "\(error)")
         }
     }
+
+    @Test("a diverging run leaves a checkpoint of finite numbers, and resuming it fails with the same error")
+    func divergedCheckpoint() throws {
+        let data = try syntheticData(kind: .shadow, count: 40)
+        let configuration = PredictorConfiguration(kind: .shadow, headWidth: 16, neuronWidth: 16)
+        let options = TrainingOptions(headEpochs: 5, neuronEpochs: 5, headBatch: 8, neuronBatch: 8, learningRate: 1e10)
+        let path = temporaryDirectory("checkpoint-diverged") + ".checkpoint"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // Interval 0: a checkpoint before every step, so the last one is taken just before the failing step.
+        func diverge(resume: Bool) -> String? {
+            do {
+                _ = try PredictorTrainer.train(data: data, configuration: configuration, options: options,
+                                               checkpoint: TrainingCheckpoint(path: path, interval: 0, resume: resume))
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        let first = try #require(diverge(resume: false), "training at --lr 1e10 returned a predictor")
+        #expect(first.contains("training diverged: the heads network's loss became "), "\(first)")
+        let file = try SafetensorsFile(path: path)
+        #expect(file.tensorNames.contains("optimiser.m"))
+        for name in file.tensorNames {
+            var values = [Float](repeating: .nan, count: try file.info(name).elementCount)
+            try values.withUnsafeMutableBufferPointer { try file.floats(name, into: $0) }
+            #expect(values.allSatisfy { $0.isFinite }, "\(name) holds a non-finite value")
+        }
+        #expect(diverge(resume: true) == first)
+    }
 }
