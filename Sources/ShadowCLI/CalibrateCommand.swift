@@ -75,9 +75,9 @@ enum CalibrateCommand {
             model: try ModelFingerprint(loaded: loaded), criteria: criteria.map(\.rawValue), predictorToken: predictorToken,
             sources: sources.map(\.description), options: options, requestedSamples: count,
             shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize)
-        let existed = FileManager.default.fileExists(atPath: out)
+        let existed = try entryExists(atPath: out)
         let manifestPath = (out as NSString).appendingPathComponent(TraceManifest.fileName)
-        let manifestExisted = FileManager.default.fileExists(atPath: manifestPath)
+        let manifestExisted = try entryExists(atPath: manifestPath)
         let writer = try TraceWriter(directory: out, manifest: manifest, resume: arguments.flag("resume"))
         var bar: ProgressBar?
         let calibrator = Calibrator(model: model, criteria: criteria, predictorToken: predictorToken)

@@ -82,7 +82,7 @@ enum PipelineCommand {
 
         /// Writes the settings at `path`, or checks them against the ones already there.
         func claim(_ path: String, out: String) throws {
-            guard FileManager.default.fileExists(atPath: path) else {
+            guard try fileKind(atPath: path) != nil else {
                 // An --out of an older version holds steps but no settings: they are taken as these.
                 return try AtomicFile.write(try JSONOutput.string(self) + "\n", to: path)
             }
@@ -156,7 +156,7 @@ enum PipelineCommand {
         let threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
         let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
-        func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+        func exists(_ name: String) throws -> Bool { try fileKind(atPath: path(name)) != nil }
         let data = DataFiles(directory: dataDir)
         // Window sizes must fit the model's context (tiny test models have short ones). The model
         // is loaded only for that and its fingerprint, and let go at once.
@@ -185,7 +185,7 @@ enum PipelineCommand {
         var steps: [Step] = []
         /// Runs a subcommand in-process, capturing its stdout; errors stop the pipeline.
         func run(_ name: String, _ arguments: [String], output: String? = nil) throws {
-            if let output, exists(output) {
+            if let output, try exists(output) {
                 console.printError("pipeline: \(name) — already done (\(path(output)))")
                 steps.append(Step(name: name, seconds: 0, skipped: true))
                 return
@@ -210,7 +210,7 @@ enum PipelineCommand {
         sources.append("text:\(calibrationText)")
         try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
                               "--criteria", "plainact,l2_norm", "--max-tokens", fit(quick ? 160 : 256), "--text-window", fit(128), "--text-continuation", "32", "--shots", quick ? "2" : "5",
-                              "--out", path("traces"), "--threads", threads] + progress + (exists("traces/manifest.json") ? ["--resume"] : []),
+                              "--out", path("traces"), "--threads", threads] + progress + (try exists("traces/manifest.json") ? ["--resume"] : []),
                 output: "traces/.complete")
         _ = FileManager.default.createFile(atPath: path("traces/.complete"), contents: Data())
 
@@ -232,7 +232,7 @@ enum PipelineCommand {
         // A slice of the held-out text (cut at a line end) keeps the perplexity runs within the
         // time budget: the whole WikiText-2 test set would take half an hour per method here.
         let sample = path("heldout-sample.txt")
-        if !exists("heldout-sample.txt") {
+        if try !exists("heldout-sample.txt") {
             guard let text = String(validating: try readWholeFile(heldOut), as: UTF8.self) else {
                 throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")
             }

@@ -263,7 +263,7 @@ enum SweepCommand {
             }
         }
         var state = SweepState(settings: settings)
-        if FileManager.default.fileExists(atPath: path("sweep-state.json")) {
+        if try fileKind(atPath: path("sweep-state.json")) != nil {
             let saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
             try saved.validate(path: path("sweep-state.json"))
             guard saved.settings == settings else {

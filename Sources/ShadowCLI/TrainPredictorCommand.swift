@@ -97,7 +97,7 @@ enum TrainPredictorCommand {
             throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is --out or inside --traces; give a file of its own")
         }
         let resume = arguments.flag("resume")
-        if !resume && FileManager.default.fileExists(atPath: checkpointPath) {
+        if try !resume && fileKind(atPath: checkpointPath) != nil {
             console.printError("train-predictor: starting afresh; \(checkpointPath) (an interrupted run) will be replaced (--resume continues it)")
         }
         let checkpoint = TrainingCheckpoint(path: checkpointPath, interval: try arguments.double("checkpoint-every", range: 0.01...86_400)!,

@@ -45,6 +45,21 @@ private func tooLarge(_ path: String, limit: Int) -> ShadowError {
     .unreadableFile(path: path, reason: "longer than \(limit >> 20) MiB, more than any text or JSON file this tool reads")
 }
 
+/// Whether anything is at `path` itself, a dangling symbolic link included: what decides whether
+/// a failed run removes what it made, or refuses to put something in its place. Unlike
+/// FileManager's `fileExists`, a path that cannot be looked at (a directory we may not search)
+/// throws, naming it, rather than passing for absent. (Whether to continue earlier work follows
+/// links: `fileKind(atPath:)`.)
+public func entryExists(atPath path: String) throws -> Bool {
+    var info = stat()
+    guard lstat(path, &info) == 0 else {
+        let code = errno
+        if code == ENOENT || code == ENOTDIR { return false }
+        throw ShadowError.unreadableFile(path: path, reason: AtomicFile.describe(errno: code))
+    }
+    return true
+}
+
 /// What a path names, after following symbolic links.
 public enum FileKind: Sendable, Equatable {
     case regularFile, directory, other

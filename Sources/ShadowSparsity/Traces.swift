@@ -174,7 +174,7 @@ public final class TraceWriter {
     public init(directory: String, manifest: TraceManifest, resume: Bool) throws {
         self.directory = directory
         let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
-        if FileManager.default.fileExists(atPath: manifestPath) {
+        if try fileKind(atPath: manifestPath) != nil {
             let existing = try TraceManifest.load(directory: directory)
             guard resume else {
                 throw ShadowError.invalidArgument(name: "--out", reason: "\(directory) already holds traces (pass --resume to continue them, or choose another --out)")
@@ -364,7 +364,7 @@ public enum TraceStore {
     /// directory beside it that is renamed into place at the end: a failed merge leaves nothing.
     public static func merge(shards: [String], into output: String, chunkSize: Int? = nil) throws {
         guard !shards.isEmpty else { throw ShadowError.invalidArgument(name: "merge", reason: "needs at least one shard directory") }
-        guard !FileManager.default.fileExists(atPath: output) else {
+        guard try !entryExists(atPath: output) else {
             throw ShadowError.invalidArgument(name: "--out", reason: "\(output) already exists (the merged traces go to a new directory)")
         }
         let manifests = try shards.map { try open(directory: $0) }

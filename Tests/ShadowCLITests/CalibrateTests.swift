@@ -126,6 +126,15 @@ struct CalibrateTests {
             #expect(run.status != 0 && run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1, "\(source): \(run.err)")
         }
     }
+
+    @Test("an --out that cannot be looked at is named in the error and left in place, not taken for absent and removed")
+    func outThatCannotBeLookedAt() throws {
+        let loop = temporaryDirectory() + "-loop"
+        try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: (loop as NSString).lastPathComponent)
+        let run = calibrate(loop)
+        #expect(run.status == 1 && run.err.hasPrefix("error: cannot read \(loop)/manifest.json: ") && run.err.split(separator: "\n").count == 1, "\(run.err)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: loop) == (loop as NSString).lastPathComponent)
+    }
 }
 
 @Suite("Static importance")
