@@ -245,10 +245,18 @@ public struct ParsedArguments: Sendable {
 public final class Console: @unchecked Sendable {
     public let out: (String) -> Void
     public let err: (String) -> Void
+    /// The next line of input without its newline, nil at its end (`chat` reads its turns here).
+    public let readLine: () -> String?
+    /// Whether a person is typing at a terminal (input and output both terminals): `chat` then
+    /// shows a prompt mark.
+    public let interactive: Bool
 
-    public init(out: @escaping (String) -> Void, err: @escaping (String) -> Void) {
+    public init(out: @escaping (String) -> Void, err: @escaping (String) -> Void,
+                readLine: @escaping () -> String? = { nil }, interactive: Bool = false) {
         self.out = out
         self.err = err
+        self.readLine = readLine
+        self.interactive = interactive
     }
 
     /// Results that cannot be written (a full disk, a closed pipe with SIGPIPE ignored) end the
@@ -260,7 +268,9 @@ public final class Console: @unchecked Sendable {
                 exit(1)
             }
         },
-        err: { _ = writeAll($0, to: STDERR_FILENO) })
+        err: { _ = writeAll($0, to: STDERR_FILENO) },
+        readLine: { Swift.readLine(strippingNewline: true) },
+        interactive: isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1)
 
     /// Writes every byte of `text` to `descriptor`, or returns why it could not. Plain write(2):
     /// Foundation's `FileHandle.write(_:)` traps on a failed write.

@@ -8,7 +8,7 @@ public enum CLI {
     public static let version = "0.1.0"
 
     public static var commands: [Command] {
-        [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, PerplexityCommand.command,
+        [InfoCommand.command, TokenizeCommand.command, GenerateCommand.command, ChatCommand.command, PerplexityCommand.command,
          BenchCommand.command, ScoresCommand.command, CalibrateCommand.command, MergeTracesCommand.command,
          TraceInfoCommand.command, AggregateCommand.command, TrainPredictorCommand.command, PredictorInfoCommand.command,
          EvalCommand.command, SweepCommand.command, PipelineCommand.command]

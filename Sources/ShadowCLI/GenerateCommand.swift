@@ -28,9 +28,7 @@ enum GenerateCommand {
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
-            .value("temperature", "t", help: "Sampling temperature; 0 is greedy. A tiny positive one (down to 1e-45, the smallest in single precision; below it is refused) picks the most likely token, as greedy does.", default: "0"),
-            .value("top-p", "p", help: "Nucleus sampling threshold (sampling only: --temperature above 0).", default: "1"),
-            .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
+        ] + samplingOptionList + [
             .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
@@ -38,31 +36,13 @@ enum GenerateCommand {
     ) { arguments, console in
         let prompt = try arguments.required("prompt")
         let maxTokens = try arguments.int("max-tokens", range: 0...1_000_000) ?? 128
-        let temperature = try arguments.double("temperature", range: 0...100) ?? 0
-        // Sampling runs in single precision: a positive temperature that rounds to 0 there would
-        // quietly decode greedily.
-        if temperature > 0 && Float(temperature) == 0 {
-            throw ShadowError.invalidArgument(name: "--temperature", reason: "\(arguments.string("temperature")!) rounds to 0 in single precision (the smallest positive temperature is \(Float.leastNonzeroMagnitude)); give 0 for greedy decoding")
-        }
-        let sampling = SamplingOptions(
-            temperature: Float(temperature),
-            topP: Float(try arguments.double("top-p", range: 0.000001...1) ?? 1),
-            seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
+        let sampling = try samplingOptions(arguments)
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty") }
-        // Greedy decoding draws nothing: a seed or nucleus given with it would be ignored.
-        for option in ["top-p", "seed"] where arguments.has(option) && sampling.temperature == 0 {
-            throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read when sampling (--temperature above 0; 0 is greedy)")
-        }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
-        if arguments.flag("chat") {
-            // Without these as single tokens the template would reach the model as plain text.
-            for marker in ["<|im_start|>", "<|im_end|>"] where tokenizer.encode(marker).count != 1 {
-                throw ShadowError.invalidArgument(name: "--chat", reason: "the tokenizer has no ChatML token \(marker) (not an instruct model with the ChatML template?)")
-            }
-        }
-        let text = arguments.flag("chat") ? "<|im_start|>user\n\(prompt)<|im_end|>\n<|im_start|>assistant\n" : prompt
+        if arguments.flag("chat") { try ChatTemplate.requireTokens(tokenizer, option: "--chat") }
+        let text = arguments.flag("chat") ? ChatTemplate.prompt(system: nil, turns: [], user: prompt) : prompt
         let promptIDs = tokenizer.encodeWithSpecialTokens(text)
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
@@ -97,6 +77,33 @@ enum GenerateCommand {
         if result.stoppedAtContext {
             console.printError("generate: stopped after \(result.tokens.count) of \(maxTokens) tokens: the model's context of \(loaded.model.shape.maxContext) is full")
         }
+    }
+}
+
+extension GenerateCommand {
+    /// The sampling options `generate` and `chat` share.
+    static let samplingOptionList: [Option] = [
+        .value("temperature", "t", help: "Sampling temperature; 0 is greedy. A tiny positive one (down to 1e-45, the smallest in single precision; below it is refused) picks the most likely token, as greedy does.", default: "0"),
+        .value("top-p", "p", help: "Nucleus sampling threshold (sampling only: --temperature above 0).", default: "1"),
+        .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
+    ]
+
+    static func samplingOptions(_ arguments: ParsedArguments) throws -> SamplingOptions {
+        let temperature = try arguments.double("temperature", range: 0...100) ?? 0
+        // Sampling runs in single precision: a positive temperature that rounds to 0 there would
+        // quietly decode greedily.
+        if temperature > 0 && Float(temperature) == 0 {
+            throw ShadowError.invalidArgument(name: "--temperature", reason: "\(arguments.string("temperature")!) rounds to 0 in single precision (the smallest positive temperature is \(Float.leastNonzeroMagnitude)); give 0 for greedy decoding")
+        }
+        let sampling = SamplingOptions(
+            temperature: Float(temperature),
+            topP: Float(try arguments.double("top-p", range: 0.000001...1) ?? 1),
+            seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
+        // Greedy decoding draws nothing: a seed or nucleus given with it would be ignored.
+        for option in ["top-p", "seed"] where arguments.has(option) && sampling.temperature == 0 {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read when sampling (--temperature above 0; 0 is greedy)")
+        }
+        return sampling
     }
 }
 

@@ -11,10 +11,13 @@ struct CLIRun {
     let err: String
 
     /// `onError` sees each piece of stderr as it is printed (a test can act at that moment).
-    init(_ arguments: [String], onError: @escaping (String) -> Void = { _ in }) {
-        final class Box: @unchecked Sendable { var out = "", err = "" }
+    /// `input`: the lines standard input would give (`chat`).
+    init(_ arguments: [String], input: [String] = [], onError: @escaping (String) -> Void = { _ in }) {
+        final class Box: @unchecked Sendable { var out = "", err = "", input: [String] = [] }
         let box = Box()
-        status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0; onError($0) }))
+        box.input = input
+        status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0; onError($0) },
+                                                     readLine: { box.input.isEmpty ? nil : box.input.removeFirst() }))
         out = box.out
         err = box.err
     }

@@ -1,0 +1,144 @@
+import Foundation
+import ShadowFormats
+import ShadowModels
+import ShadowSparsity
+import ShadowTokenizers
+
+/// The ChatML turn template of instruct models such as SmolLM2-Instruct.
+enum ChatTemplate {
+    struct Turn: Sendable {
+        let user: String
+        let reply: String
+    }
+
+    static let markers = ["<|im_start|>", "<|im_end|>"]
+
+    /// Without its markers as single tokens the template would reach the model as plain text.
+    static func requireTokens(_ tokenizer: any Tokenizer, option: String) throws {
+        for marker in markers where tokenizer.encode(marker).count != 1 {
+            throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has no ChatML token \(marker) (not an instruct model with the ChatML template?)")
+        }
+    }
+
+    /// The conversation so far and the new user message, ending where the assistant's reply starts.
+    static func prompt(system: String?, turns: [Turn], user: String) -> String {
+        func message(_ role: String, _ text: String) -> String { "<|im_start|>\(role)\n\(text)<|im_end|>\n" }
+        return (system.map { message("system", $0) } ?? "")
+            + turns.map { message("user", $0.user) + message("assistant", $0.reply) }.joined()
+            + message("user", user) + "<|im_start|>assistant\n"
+    }
+}
+
+/// `shadowllm chat`: a conversation with an instruct model, one user message per input line.
+enum ChatCommand {
+    /// One turn of `--json` output (a JSON Lines record).
+    struct TurnReport: Encodable {
+        let turn: Int
+        let user: String
+        let reply: String
+        let promptTokens: Int
+        let tokens: [Int]
+        let droppedTurns: Int
+        let stoppedAtEOS: Bool
+        let prefillTokensPerSecond: Double
+        let decodeTokensPerSecond: Double
+
+        enum CodingKeys: String, CodingKey {
+            case turn, user, reply, tokens
+            case promptTokens = "prompt_tokens", droppedTurns = "dropped_turns", stoppedAtEOS = "stopped_at_eos"
+            case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
+        }
+    }
+
+    static let command = Command(
+        name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
+        discussion: """
+            Reads messages from standard input, one per line, until its end or /quit; /reset starts a new \
+            conversation. Every reply sees the whole conversation in the ChatML template (each turn is \
+            prefilled again, so a sparse method predicts its masks from the newest message). When the \
+            conversation outgrows the model's context, the oldest turns are dropped (said on stderr).
+            """,
+        options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
+            .value("system", "text", help: "A system message that opens every conversation."),
+            .value("max-tokens", short: "n", "n", help: "Most tokens of each reply.", default: "256"),
+            .value("context", short: "c", "n", help: "Most tokens of conversation (template included) a reply sees; older turns are dropped to stay within it.", defaultDescription: "the model's context"),
+        ] + GenerateCommand.samplingOptionList + [
+            .flag("json", help: "Print one JSON object per turn (JSON Lines: the reply, token ids, speeds) instead of streaming."),
+            .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
+        ]
+    ) { arguments, console in
+        let maxTokens = try arguments.int("max-tokens", range: 1...1_000_000) ?? 256
+        let sampling = try GenerateCommand.samplingOptions(arguments)
+        let system = arguments.string("system")
+        let loaded = try ModelOptions.load(arguments, console: console)
+        let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
+        let tokenizer = try loaded.requireTokenizer()
+        try ChatTemplate.requireTokens(tokenizer, option: "chat")
+        let model = loaded.model
+        let json = arguments.flag("json")
+        // The end of a turn ends a reply, whatever the model's own end-of-sequence token is.
+        let stopTokens = loaded.stopTokens.union(tokenizer.encode("<|im_end|>"))
+        let limit = try arguments.int("context", range: 2...1_000_000) ?? model.shape.maxContext
+        guard limit <= model.shape.maxContext else {
+            throw ShadowError.invalidArgument(name: "--context", reason: "\(limit) exceeds the model's context of \(model.shape.maxContext)")
+        }
+        if let system, tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: [], user: "")).count >= limit {
+            throw ShadowError.invalidArgument(name: "--system", reason: "leaves no room in a context of \(limit) tokens")
+        }
+
+        var turns: [ChatTemplate.Turn] = []
+        var count = 0
+        while true {
+            if console.interactive { console.out("> ") }
+            guard let line = console.readLine() else { break }
+            let message = line.trimmingCharacters(in: .whitespaces)
+            if message.isEmpty { continue }
+            if message == "/quit" { break }
+            if message == "/reset" {
+                turns.removeAll()
+                console.printError("chat: a new conversation")
+                continue
+            }
+            // The oldest turns go first when the conversation and room for a reply (up to a quarter
+            // of the context) would not fit.
+            var prompt = tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: turns, user: message))
+            var dropped = 0
+            while prompt.count + min(maxTokens, limit / 4) > limit, dropped < turns.count {
+                dropped += 1
+                prompt = tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: Array(turns.dropFirst(dropped)), user: message))
+            }
+            guard prompt.count < limit else {
+                console.printError("chat: this message does not fit a context of \(limit) tokens (\(prompt.count) with the template); it was not sent")
+                continue
+            }
+            if dropped > 0 {
+                turns.removeFirst(dropped)
+                console.printError("chat: the conversation outgrew a context of \(limit) tokens; dropped the oldest \(dropped) turn\(dropped == 1 ? "" : "s")")
+            }
+            count += 1
+            var stream = TextStream(tokenizer: tokenizer)
+            let result = try Generator.generate(model: model, prompt: prompt, maxTokens: min(maxTokens, limit - prompt.count), sampling: sampling,
+                                                stopTokens: stopTokens, sparsity: sparsity,
+                                                packKeptRows: arguments.flag("pack-rows")) { token in
+                if !json { console.out(stream.append(token)) }
+                return true
+            }
+            let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
+            turns.append(.init(user: message, reply: reply))
+            if json {
+                console.print(try JSONOutput.string(TurnReport(
+                    turn: count, user: message, reply: reply, promptTokens: prompt.count, tokens: result.tokens,
+                    droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS,
+                    prefillTokensPerSecond: result.stats.promptTokensPerSecond,
+                    decodeTokensPerSecond: result.stats.generatedTokensPerSecond), pretty: false))
+            } else {
+                console.out(stream.finish() + "\n")
+                if arguments.flag("verbose") {
+                    console.printError(String(format: "chat: prompt %d tokens, %.1f t/s; reply %d tokens, %.1f t/s",
+                                              prompt.count, result.stats.promptTokensPerSecond,
+                                              result.tokens.count, result.stats.generatedTokensPerSecond))
+                }
+            }
+        }
+    }
+}

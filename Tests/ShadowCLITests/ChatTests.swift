@@ -1,0 +1,88 @@
+import Foundation
+import ShadowModels
+import Testing
+@testable import ShadowCLI
+
+@Suite("Command line: chat")
+struct ChatTests {
+    @Test("the template puts the system message, earlier turns and the new message in ChatML and opens the reply")
+    func template() {
+        let text = ChatTemplate.prompt(system: "Be brief.", turns: [.init(user: "Hi", reply: "Hello!")], user: "Bye")
+        #expect(text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+                + "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n")
+        #expect(ChatTemplate.prompt(system: nil, turns: [], user: "Bye") == "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n")
+    }
+
+    @Test("a model whose tokenizer has no ChatML tokens is refused in one line, before any input is read")
+    func refusesPlainTokenizer() {
+        // The tiny OPT's byte-level BPE spells the markers out in several tokens.
+        let run = CLIRun(["chat", "--model", fixture("tiny-opt")], input: ["hello"])
+        #expect(run.status == 1 && run.out.isEmpty, "\(run.out)")
+        #expect(run.err == "error: chat: the tokenizer has no ChatML token <|im_start|> (not an instruct model with the ChatML template?)\n", "\(run.err)")
+    }
+
+    @Test("bad settings are one-line errors", arguments: [
+        (["--context", "100000"], "--context: 100000 exceeds the model's context of 128"),
+        (["-n", "0"], "--max-tokens: must be in 1...1000000, got 0"),
+        (["--seed", "3"], "--seed: is only read when sampling"),
+    ])
+    func badSettings(extra: [String], expected: String) {
+        let run = CLIRun(["chat", "--model", fixture("tiny-llama")] + extra, input: ["hello"])
+        #expect(run.status == 1 && run.err.hasPrefix("error: \(expected)") && run.err.split(separator: "\n").count == 1, "\(run.err)")
+    }
+
+    // The tiny Llama's tokenizer has the ChatML markers (ids 1 and 2, as SmolLM2's): its replies
+    // are noise, but the conversation's bookkeeping is the real one.
+    @Test("each prompt holds the conversation so far; /reset forgets it, blank lines are skipped and /quit ends the input")
+    func conversation() throws {
+        let run = CLIRun(["chat", "--model", fixture("tiny-llama"), "--json", "-n", "4"],
+                         input: ["hi", "  ", "there", "/reset", "hi", "/quit", "never read"])
+        #expect(run.status == 0, "\(run.err)")
+        let replies = try chatTurns(run)
+        try #require(replies.count == 3, "\(run.out)")
+        let prompts = replies.map { $0["prompt_tokens"] as? Int ?? 0 }
+        #expect(prompts[1] > prompts[0] + 4 && prompts[2] == prompts[0], "\(prompts)")
+        // Greedy: the same message in a new conversation gets the same reply.
+        #expect(replies[2]["tokens"] as? [Int] == replies[0]["tokens"] as? [Int] && replies[2]["turn"] as? Int == 3)
+        #expect(replies.map { $0["user"] as? String } == ["hi", "there", "hi"])
+        #expect(run.err.contains("chat: a new conversation"))
+    }
+
+    @Test("a conversation longer than --context drops its oldest turns; a message that cannot fit is skipped")
+    func contextLimit() throws {
+        let long = Array(repeating: "word", count: 200).joined(separator: " ")
+        let run = CLIRun(["chat", "--model", fixture("tiny-llama"), "--json", "-n", "16", "--context", "80"],
+                         input: ["What is the capital of France?", "And of Italy?", "And of Spain?", long, "And of Germany?"])
+        #expect(run.status == 0, "\(run.err)")
+        let replies = try chatTurns(run)
+        try #require(replies.count == 4, "\(run.out)")
+        for reply in replies {
+            let used = (reply["prompt_tokens"] as? Int ?? 0) + ((reply["tokens"] as? [Int])?.count ?? 0)
+            #expect(used <= 80, "\(reply)")
+        }
+        #expect(replies.compactMap { $0["dropped_turns"] as? Int }.reduce(0, +) > 0, "\(run.out)")
+        #expect(run.err.contains("chat: this message does not fit a context of 80 tokens"), "\(run.err)")
+        #expect(run.err.contains("chat: the conversation outgrew a context of 80 tokens; dropped the oldest 1 turn"), "\(run.err)")
+    }
+}
+
+/// The JSON Lines of `chat --json`, one object per turn.
+func chatTurns(_ run: CLIRun) throws -> [[String: Any]] {
+    try run.out.split(separator: "\n").map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+}
+
+@Suite("Chat on SmolLM2", .enabled(if: FileManager.default.fileExists(atPath: DefaultModel.path)
+                                       && ProcessInfo.processInfo.environment["SHADOWLLM_SKIP_MODEL_TESTS"] != "1",
+                                   "SmolLM2 not fetched (run scripts/setup.sh), or SHADOWLLM_SKIP_MODEL_TESTS=1"))
+struct SmolLM2ChatTests {
+    @Test("a follow-up question is answered from the conversation, and not after /reset")
+    func followUp() throws {
+        let run = CLIRun(["chat", "--json", "-n", "24"], input: ["What is the capital of France?", "And of Italy?", "/reset", "And of Italy?"])
+        #expect(run.status == 0, "\(run.err)")
+        let replies = try chatTurns(run)
+        try #require(replies.count == 3, "\(run.out)")
+        #expect((replies[0]["reply"] as? String)?.contains("Paris") == true, "\(replies[0])")
+        #expect((replies[1]["reply"] as? String)?.contains("Rome") == true, "\(replies[1])")
+        #expect((replies[2]["prompt_tokens"] as? Int ?? 0) < (replies[1]["prompt_tokens"] as? Int ?? 0))
+    }
+}
