@@ -27,6 +27,7 @@ enum GenerateCommand {
         discussion: "Greedy by default; --temperature > 0 samples (with --top-p and a --seed that makes it repeatable).",
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
+            .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
             .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
@@ -34,10 +35,10 @@ enum GenerateCommand {
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
         ]
     ) { arguments, console in
-        let prompt = try arguments.required("prompt")
+        let prompt = try ModelOptions.text(arguments, textOption: "prompt", fileOption: "prompt-file")
         let maxTokens = try arguments.int("max-tokens", range: 0...1_000_000) ?? 128
         let sampling = try samplingOptions(arguments)
-        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty") }
+        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: arguments.has("prompt-file") ? "--prompt-file" : "--prompt", reason: "is empty") }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()

@@ -215,6 +215,22 @@ struct CLITests {
         #expect(tokens.count <= 5)
     }
 
+    @Test("generate --prompt-file reads the prompt byte for byte; an empty one and both options at once are refused")
+    func promptFile() throws {
+        let file = TestScratch.path("prompt", suffix: ".txt")
+        try "Once upon".write(toFile: file, atomically: false, encoding: .utf8)
+        let inline = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "-n", "5", "--json"])
+        let fromFile = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt-file", file, "-n", "5", "--json"])
+        #expect(fromFile.status == 0, "\(fromFile.err)")
+        #expect(try fromFile.json()["tokens"] as? [Int] == (try inline.json()["tokens"] as? [Int]))
+        #expect(try fromFile.json()["prompt_tokens"] as? [Int] == (try inline.json()["prompt_tokens"] as? [Int]))
+        let both = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt-file", file, "--prompt", "x"])
+        #expect(both.status == 1 && both.err.hasPrefix("error: --prompt: give only one of --prompt and --prompt-file"), "\(both.err)")
+        try "".write(toFile: file, atomically: false, encoding: .utf8)
+        let empty = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt-file", file])
+        #expect(empty.status == 1 && empty.err == "error: --prompt-file: is empty\n", "\(empty.err)")
+    }
+
     @Test("generate with a tiny positive temperature decodes as greedy does; one that rounds to 0 in Float is refused")
     func tinyTemperature() throws {
         let base = ["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "-n", "6", "--json"]
