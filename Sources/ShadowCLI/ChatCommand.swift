@@ -56,7 +56,8 @@ enum ChatCommand {
             Reads messages from standard input, one per line, until its end or /quit; /reset starts a new \
             conversation. Every reply sees the whole conversation in the ChatML template (each turn is \
             prefilled again, so a sparse method predicts its masks from the newest message). When the \
-            conversation outgrows the model's context, the oldest turns are dropped (said on stderr).
+            conversation outgrows the model's context, the oldest turns are dropped (said on stderr). \
+            Ctrl-C stops the reply being written; at the prompt it ends the program.
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("system", "text", help: "A system message that opens every conversation."),
@@ -117,12 +118,17 @@ enum ChatCommand {
             }
             count += 1
             var stream = TextStream(tokenizer: tokenizer)
-            let result = try Generator.generate(model: model, prompt: prompt, maxTokens: min(maxTokens, limit - prompt.count), sampling: sampling,
-                                                stopTokens: stopTokens, sparsity: sparsity,
-                                                packKeptRows: arguments.flag("pack-rows")) { token in
-                if !json { console.out(stream.append(token)) }
-                return true
+            // Ctrl-C while a reply streams ends that reply (kept as far as it got); at the prompt
+            // it ends the program, as usual.
+            let result = try Interruption.handlingSIGINT {
+                try Generator.generate(model: model, prompt: prompt, maxTokens: min(maxTokens, limit - prompt.count), sampling: sampling,
+                                       stopTokens: stopTokens, sparsity: sparsity,
+                                       packKeptRows: arguments.flag("pack-rows")) { token in
+                    if !json { console.out(stream.append(token)) }
+                    return !Interruption.requested
+                }
             }
+            if Interruption.requested { console.printError("chat: reply stopped (Ctrl-C)") }
             let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
             turns.append(.init(user: message, reply: reply))
             if json {

@@ -1,5 +1,6 @@
 import Foundation
 import ShadowModels
+import ShadowTestSupport
 import Testing
 @testable import ShadowCLI
 
@@ -84,5 +85,34 @@ struct SmolLM2ChatTests {
         #expect((replies[0]["reply"] as? String)?.contains("Paris") == true, "\(replies[0])")
         #expect((replies[1]["reply"] as? String)?.contains("Rome") == true, "\(replies[1])")
         #expect((replies[2]["prompt_tokens"] as? Int ?? 0) < (replies[1]["prompt_tokens"] as? Int ?? 0))
+    }
+
+    @Test("Ctrl-C while a reply streams ends that reply, and the conversation goes on",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
+    func interruptReply() throws {
+        let input = TestScratch.path("chat-input", suffix: ".txt"), output = TestScratch.path("chat-output", suffix: ".txt")
+        let errors = TestScratch.path("chat-errors", suffix: ".txt")
+        // Greedy SmolLM2 writes this story for all 2,000 tokens (about 20 s at least): long enough to be stopped.
+        try "Write a long story about a dragon who learns to read.\nWhat is the capital of France?\n".write(toFile: input, atomically: false, encoding: .utf8)
+        for path in [output, errors] { #expect(FileManager.default.createFile(atPath: path, contents: nil)) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
+        process.arguments = ["chat", "-n", "2000"]
+        process.standardInput = FileHandle(forReadingAtPath: input)
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
+        let start = Date()
+        try process.run()
+        // The signal goes once the reply is streaming (earlier, SIGINT would end the program).
+        func written() -> Int { ((try? FileManager.default.attributesOfItem(atPath: output))?[.size] as? Int) ?? 0 }
+        while written() < 40 && process.isRunning && Date().timeIntervalSince(start) < 120 { Thread.sleep(forTimeInterval: 0.05) }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let err = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(err)")
+        #expect(err.contains("chat: reply stopped (Ctrl-C)"), "\(err)")
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect(text.contains("Paris"), "\(text)")
+        #expect(Date().timeIntervalSince(start) < 60)
     }
 }
