@@ -53,7 +53,7 @@ enum ChatCommand {
     static let command = Command(
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
-            Reads messages from standard input, one per line, until its end or /quit; /reset starts a new \
+            Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
             conversation. Every reply sees the whole conversation in the ChatML template (each turn is \
             prefilled again, so a sparse method predicts its masks from the newest message). When the \
             conversation outgrows the model's context, the oldest turns are dropped (said on stderr). \
@@ -91,10 +91,13 @@ enum ChatCommand {
         var count = 0
         while true {
             if console.interactive { console.out("> ") }
-            guard let line = console.readLine() else { break }
+            guard let line = console.readLine() else {
+                if console.interactive { console.out("\n") }   // Ctrl-D leaves the cursor after "> "
+                break
+            }
             let message = line.trimmingCharacters(in: .whitespaces)
             if message.isEmpty { continue }
-            if message == "/quit" { break }
+            if message == "/quit" || message == "/exit" { break }
             if message == "/reset" {
                 turns.removeAll()
                 console.printError("chat: a new conversation")

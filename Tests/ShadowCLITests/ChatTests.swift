@@ -47,6 +47,8 @@ struct ChatTests {
         #expect(replies[2]["tokens"] as? [Int] == replies[0]["tokens"] as? [Int] && replies[2]["turn"] as? Int == 3)
         #expect(replies.map { $0["user"] as? String } == ["hi", "there", "hi"])
         #expect(run.err.contains("chat: a new conversation"))
+        let exited = CLIRun(["chat", "--model", fixture("tiny-llama"), "--json"], input: ["/exit", "hi"])
+        #expect(exited.status == 0 && exited.out.isEmpty, "\(exited.out)")
     }
 
     @Test("a conversation longer than --context drops its oldest turns; a message that cannot fit is skipped")
