@@ -99,7 +99,7 @@ struct SmolLM2ChatTests {
         for path in [output, errors] { #expect(FileManager.default.createFile(atPath: path, contents: nil)) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
-        process.arguments = ["chat", "-n", "2000"]
+        process.arguments = ["chat", "-n", "2000", "--verbose"]
         process.standardInput = FileHandle(forReadingAtPath: input)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
@@ -113,8 +113,9 @@ struct SmolLM2ChatTests {
         let err = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
         #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(err)")
         #expect(err.contains("chat: reply stopped (Ctrl-C)"), "\(err)")
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        #expect(text.contains("Paris"), "\(text)")
+        // --verbose reports each reply; the second is answered whatever the first got to.
+        let replies = err.split(separator: "\n").filter { $0.hasPrefix("chat: prompt ") }
+        #expect(replies.count == 2, "\(err)")
         #expect(Date().timeIntervalSince(start) < 60)
     }
 }
