@@ -37,6 +37,8 @@ enum ChatCommand {
         let user: String
         let reply: String
         let promptTokens: Int
+        /// Prompt tokens whose keys and values the previous turn left in the cache (dense only).
+        let reusedTokens: Int
         let tokens: [Int]
         let droppedTurns: Int
         let stoppedAtEOS: Bool
@@ -45,7 +47,7 @@ enum ChatCommand {
 
         enum CodingKeys: String, CodingKey {
             case turn, user, reply, tokens
-            case promptTokens = "prompt_tokens", droppedTurns = "dropped_turns", stoppedAtEOS = "stopped_at_eos"
+            case promptTokens = "prompt_tokens", reusedTokens = "reused_tokens", droppedTurns = "dropped_turns", stoppedAtEOS = "stopped_at_eos"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
         }
     }
@@ -54,8 +56,9 @@ enum ChatCommand {
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
-            conversation. Every reply sees the whole conversation in the ChatML template (each turn is \
-            prefilled again, so a sparse method predicts its masks from the newest message). When the \
+            conversation. Every reply sees the whole conversation in the ChatML template. The dense model \
+            keeps the conversation's keys and values from turn to turn and prefills only the new message; \
+            a sparse method prefills each turn again and predicts its masks from the newest message. When the \
             conversation outgrows the model's context, the oldest turns are dropped (said on stderr). \
             Ctrl-C stops the reply being written; at the prompt it ends the program.
             """,
@@ -89,6 +92,9 @@ enum ChatCommand {
 
         var turns: [ChatTemplate.Turn] = []
         var count = 0
+        // The dense model's cache lives across turns; `cached` lists the tokens it holds.
+        let cache = sparsity == nil ? model.makeCache(capacity: limit) : nil
+        var cached: [Int] = []
         while true {
             if console.interactive { console.out("> ") }
             guard let line = console.readLine() else {
@@ -123,28 +129,34 @@ enum ChatCommand {
             var stream = TextStream(tokenizer: tokenizer)
             // Ctrl-C while a reply streams ends that reply (kept as far as it got); at the prompt
             // it ends the program, as usual.
-            let result = try Interruption.handlingSIGINT {
-                try Generator.generate(model: model, prompt: prompt, maxTokens: min(maxTokens, limit - prompt.count), sampling: sampling,
-                                       stopTokens: stopTokens, sparsity: sparsity,
-                                       packKeptRows: arguments.flag("pack-rows")) { token in
-                    if !json { console.out(stream.append(token)) }
-                    return !Interruption.requested
-                }
+            let replyLimit = min(maxTokens, limit - prompt.count)
+            func onToken(_ token: Int) -> Bool {
+                if !json { console.out(stream.append(token)) }
+                return !Interruption.requested
             }
+            let result = try Interruption.handlingSIGINT {
+                if let cache {
+                    return try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached, maxTokens: replyLimit,
+                                                  sampling: sampling, stopTokens: stopTokens, onToken: onToken)
+                }
+                return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: sampling, stopTokens: stopTokens,
+                                              sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken)
+            }
+            let reused = prompt.count - result.stats.promptTokens
             if Interruption.requested { console.printError("chat: reply stopped (Ctrl-C)") }
             let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
             turns.append(.init(user: message, reply: reply))
             if json {
                 console.print(try JSONOutput.string(TurnReport(
-                    turn: count, user: message, reply: reply, promptTokens: prompt.count, tokens: result.tokens,
+                    turn: count, user: message, reply: reply, promptTokens: prompt.count, reusedTokens: reused, tokens: result.tokens,
                     droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS,
                     prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                     decodeTokensPerSecond: result.stats.generatedTokensPerSecond), pretty: false))
             } else {
                 console.out(stream.finish() + "\n")
                 if arguments.flag("verbose") {
-                    console.printError(String(format: "chat: prompt %d tokens, %.1f t/s; reply %d tokens, %.1f t/s",
-                                              prompt.count, result.stats.promptTokensPerSecond,
+                    console.printError(String(format: "chat: prompt %d tokens (%d kept from the last turn), %.1f t/s; reply %d tokens, %.1f t/s",
+                                              prompt.count, reused, result.stats.promptTokensPerSecond,
                                               result.tokens.count, result.stats.generatedTokensPerSecond))
                 }
             }

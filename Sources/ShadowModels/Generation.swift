@@ -40,17 +40,47 @@ public enum Generator {
                                 sparsity: (any SparsityController)? = nil, packKeptRows: Bool = false,
                                 onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
-        let limit = model.shape.maxContext
-        let capacity = min(limit, prompt.count + max(maxTokens, 0))
+        let capacity = min(model.shape.maxContext, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
         cache.scratch.packsKeptRows = packKeptRows
+        return run(model: model, prompt: prompt, from: 0, cache: cache, maxTokens: maxTokens, sampling: sampling,
+                   stopTokens: stopTokens, sparsity: sparsity, onToken: onToken)
+    }
+
+    /// `generate` for the dense model continuing `cache`, which holds the keys and values of
+    /// `cached` (a conversation's earlier prompt and reply): the positions `prompt` shares with
+    /// it are kept and only the rest is prefilled. On return `cached` lists what the cache holds.
+    /// Dense only: a sparse mask chosen for another prompt may have skipped keys and values that
+    /// this one's mask needs.
+    public static func generate(model: any CausalLanguageModel, prompt: [Int], continuing cache: KVCache, cached: inout [Int],
+                                maxTokens: Int, sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
+                                onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
+        try check(prompt: prompt, model: model)
+        guard prompt.count < cache.capacity else {
+            throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit a cache of \(cache.capacity)")
+        }
+        // At least the last prompt token runs again: its logits choose the first reply token.
+        let shared = min(zip(cached, prompt).prefix { $0 == $1 }.count, prompt.count - 1, cache.length)
+        cache.truncate(to: shared)
+        let result = run(model: model, prompt: prompt, from: shared, cache: cache, maxTokens: maxTokens, sampling: sampling,
+                         stopTokens: stopTokens, sparsity: nil, onToken: onToken)
+        cached = Array((prompt + result.tokens).prefix(cache.length))
+        return result
+    }
+
+    /// Prefills `prompt[from...]` after the `from` positions already in `cache`, then decodes.
+    /// The prompt and the generated tokens together stay within the model's context and the cache.
+    private static func run(model: any CausalLanguageModel, prompt: [Int], from: Int, cache: KVCache, maxTokens: Int,
+                            sampling: SamplingOptions, stopTokens: Set<Int>, sparsity: (any SparsityController)?,
+                            onToken: (Int) -> Bool) -> GenerationResult {
+        let limit = min(model.shape.maxContext, cache.capacity)
         var sampler = Sampler(sampling)
         var tokens: [Int] = []
         var stoppedAtEOS = false, stoppedAtContext = false
 
         let start = Date()
         (sparsity as? PromptAwareController)?.prepare(prompt: prompt)
-        var logits = model.forward(prompt, cache: cache, logits: .last, sparsity: sparsity)
+        var logits = model.forward(Array(prompt[from...]), cache: cache, logits: .last, sparsity: sparsity)
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()
         while tokens.count < maxTokens {
@@ -62,7 +92,7 @@ public enum Generator {
             if prompt.count + tokens.count == limit { stoppedAtContext = true; break }
             logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
         }
-        let stats = GenerationStats(promptTokens: prompt.count, generatedTokens: tokens.count,
+        let stats = GenerationStats(promptTokens: prompt.count - from, generatedTokens: tokens.count,
                                     prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
         return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, stats: stats)

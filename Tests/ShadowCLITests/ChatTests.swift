@@ -51,6 +51,26 @@ struct ChatTests {
         #expect(exited.status == 0 && exited.out.isEmpty, "\(exited.out)")
     }
 
+    @Test("the dense model keeps the conversation's cache between turns and replies as if it prefilled every turn again")
+    func cacheReuse() throws {
+        let input = ["hi", "there", "what now", "/reset", "hi"]
+        let base = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--weights", "f32"]
+        let kept = CLIRun(base, input: input)
+        // A mask source at sparsity 0 runs the dense kernels but prefills each turn whole.
+        let again = CLIRun(base + ["--method", "random", "--sparsity", "0"], input: input)
+        #expect(kept.status == 0 && again.status == 0, "\(kept.err)\(again.err)")
+        let withCache = try chatTurns(kept), without = try chatTurns(again)
+        try #require(withCache.count == 4 && without.count == 4)
+        #expect(withCache.map { $0["tokens"] as? [Int] ?? [] } == without.map { $0["tokens"] as? [Int] ?? [] })
+        #expect(withCache.map { $0["prompt_tokens"] as? Int } == without.map { $0["prompt_tokens"] as? Int })
+        #expect(without.allSatisfy { $0["reused_tokens"] as? Int == 0 })
+        let reused = withCache.map { $0["reused_tokens"] as? Int ?? 0 }
+        let prompts = withCache.map { $0["prompt_tokens"] as? Int ?? 0 }
+        // Turn 2 keeps at least turn 1's prompt; after /reset the same first message keeps all
+        // but its last token, which runs again to choose the reply's first token.
+        #expect(reused[0] == 0 && reused[1] >= prompts[0] && reused[2] >= prompts[1] && reused[3] == prompts[3] - 1, "\(reused)")
+    }
+
     @Test("a conversation longer than --context drops its oldest turns; a message that cannot fit is skipped")
     func contextLimit() throws {
         let long = Array(repeating: "word", count: 200).joined(separator: " ")
