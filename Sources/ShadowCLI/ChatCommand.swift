@@ -101,7 +101,7 @@ enum ChatCommand {
                 if console.interactive { console.out("\n") }   // Ctrl-D leaves the cursor after "> "
                 break
             }
-            let message = line.trimmingCharacters(in: .whitespaces)
+            let message = line.trimmingCharacters(in: .whitespacesAndNewlines)   // a CRLF file leaves "\r"
             if message.isEmpty { continue }
             if message == "/quit" || message == "/exit" { break }
             if message == "/reset" {

@@ -34,10 +34,10 @@ struct ChatTests {
 
     // The tiny Llama's tokenizer has the ChatML markers (ids 1 and 2, as SmolLM2's): its replies
     // are noise, but the conversation's bookkeeping is the real one.
-    @Test("each prompt holds the conversation so far; /reset forgets it, blank lines are skipped and /quit ends the input")
+    @Test("each prompt holds the conversation so far; /reset forgets it, blank lines are skipped, a CRLF line end is dropped and /quit ends the input")
     func conversation() throws {
         let run = CLIRun(["chat", "--model", fixture("tiny-llama"), "--json", "-n", "4"],
-                         input: ["hi", "  ", "there", "/reset", "hi", "/quit", "never read"])
+                         input: ["hi", "  ", "there\r", "/reset", "hi", "/quit\r", "never read"])
         #expect(run.status == 0, "\(run.err)")
         let replies = try chatTurns(run)
         try #require(replies.count == 3, "\(run.out)")
