@@ -246,13 +246,13 @@ public final class Console: @unchecked Sendable {
     public let out: (String) -> Void
     public let err: (String) -> Void
     /// The next line of input without its newline, nil at its end (`chat` reads its turns here).
-    public let readLine: () -> String?
+    public let readLine: () throws -> String?
     /// Whether a person is typing at a terminal (input and output both terminals): `chat` then
     /// shows a prompt mark.
     public let interactive: Bool
 
     public init(out: @escaping (String) -> Void, err: @escaping (String) -> Void,
-                readLine: @escaping () -> String? = { nil }, interactive: Bool = false) {
+                readLine: @escaping () throws -> String? = { nil }, interactive: Bool = false) {
         self.out = out
         self.err = err
         self.readLine = readLine
@@ -269,8 +269,10 @@ public final class Console: @unchecked Sendable {
             }
         },
         err: { _ = writeAll($0, to: STDERR_FILENO) },
-        readLine: { Swift.readLine(strippingNewline: true) },
+        readLine: { try standardInput.next() },
         interactive: isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1)
+
+    private static let standardInput = LineReader(descriptor: STDIN_FILENO, name: "standard input")
 
     /// Writes every byte of `text` to `descriptor`, or returns why it could not. Plain write(2):
     /// Foundation's `FileHandle.write(_:)` traps on a failed write.
@@ -290,4 +292,48 @@ public final class Console: @unchecked Sendable {
 
     public func print(_ line: String) { out(line + "\n") }
     public func printError(_ line: String) { err(line + "\n") }
+}
+
+/// Lines of a descriptor, each at most `limit` bytes: Swift's `readLine` would grow without end
+/// on input that has no newline (`chat < /dev/zero`). Invalid UTF-8 is repaired, not refused.
+final class LineReader: @unchecked Sendable {
+    let descriptor: Int32
+    let name: String
+    let limit: Int
+    private var buffer: [UInt8] = []
+    private var atEnd = false
+
+    init(descriptor: Int32, name: String, limit: Int = 1 << 20) {
+        self.descriptor = descriptor
+        self.name = name
+        self.limit = limit
+    }
+
+    /// The next line without its "\n", nil once the input is used up.
+    func next() throws -> String? {
+        var searched = 0
+        while true {
+            if let newline = buffer[searched...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            searched = buffer.count
+            guard buffer.count <= limit else {
+                throw ShadowError.invalidArgument(name: name, reason: "a line is longer than \(limit >> 20) MiB (one message per line is expected)")
+            }
+            if atEnd {
+                guard !buffer.isEmpty else { return nil }
+                defer { buffer.removeAll() }
+                return String(decoding: buffer, as: UTF8.self)
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ShadowError.unreadableFile(path: name, reason: String(cString: strerror(errno)))
+            }
+            if count == 0 { atEnd = true } else { buffer += chunk[..<count] }
+        }
+    }
 }

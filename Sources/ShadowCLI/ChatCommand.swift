@@ -97,7 +97,7 @@ enum ChatCommand {
         var cached: [Int] = []
         while true {
             if console.interactive { console.out("> ") }
-            guard let line = console.readLine() else {
+            guard let line = try console.readLine() else {
                 if console.interactive { console.out("\n") }   // Ctrl-D leaves the cursor after "> "
                 break
             }

@@ -1,6 +1,7 @@
 import Foundation
 import ShadowModels
 import ShadowTestSupport
+import ShadowFormats
 import Testing
 @testable import ShadowCLI
 
@@ -20,6 +21,27 @@ struct ChatTests {
         let run = CLIRun(["chat", "--model", fixture("tiny-opt")], input: ["hello"])
         #expect(run.status == 1 && run.out.isEmpty, "\(run.out)")
         #expect(run.err == "error: chat: the tokenizer has no ChatML token <|im_start|> (not an instruct model with the ChatML template?)\n", "\(run.err)")
+    }
+
+    @Test("input lines are read whole, a last one without its newline too, and a line past the limit is an error")
+    func lineReader() throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        let bytes: [UInt8] = Array("first\nsecond\r\n\n".utf8) + [0xFF, 0x41] + Array("\nlast".utf8)
+        #expect(bytes.withUnsafeBytes { write(ends[1], $0.baseAddress, $0.count) } == bytes.count)
+        close(ends[1])
+        let reader = LineReader(descriptor: ends[0], name: "standard input")
+        var lines: [String] = []
+        while let line = try reader.next() { lines.append(line) }
+        #expect(lines == ["first", "second\r", "", "\u{FFFD}A", "last"])
+        #expect(try reader.next() == nil)
+
+        let zero = open("/dev/zero", O_RDONLY)
+        defer { close(zero) }
+        #expect(throws: ShadowError.invalidArgument(name: "standard input", reason: "a line is longer than 1 MiB (one message per line is expected)")) {
+            _ = try LineReader(descriptor: zero, name: "standard input").next()
+        }
     }
 
     @Test("bad settings are one-line errors", arguments: [
