@@ -130,6 +130,9 @@ enum ChatCommand {
             // Ctrl-C while a reply streams ends that reply (kept as far as it got); at the prompt
             // it ends the program, as usual.
             let replyLimit = min(maxTokens, limit - prompt.count)
+            // Turn n samples with --seed + n − 1: a repeatable conversation whose turns do not share one random stream.
+            var turnSampling = sampling
+            turnSampling.seed = sampling.seed &+ UInt64(count - 1)
             func onToken(_ token: Int) -> Bool {
                 if !json { console.out(stream.append(token)) }
                 return !Interruption.requested
@@ -137,9 +140,9 @@ enum ChatCommand {
             let result = try Interruption.handlingSIGINT {
                 if let cache {
                     return try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached, maxTokens: replyLimit,
-                                                  sampling: sampling, stopTokens: stopTokens, onToken: onToken)
+                                                  sampling: turnSampling, stopTokens: stopTokens, onToken: onToken)
                 }
-                return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: sampling, stopTokens: stopTokens,
+                return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
                                               sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken)
             }
             let reused = prompt.count - result.stats.promptTokens

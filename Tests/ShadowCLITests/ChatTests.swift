@@ -93,6 +93,18 @@ struct ChatTests {
         #expect(reused[0] == 0 && reused[1] >= prompts[0] && reused[2] >= prompts[1] && reused[3] == prompts[3] - 1, "\(reused)")
     }
 
+    @Test("sampling is repeatable with a seed, and each turn draws from its own random stream")
+    func seededTurns() throws {
+        let arguments = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--temperature", "1", "--seed", "9"]
+        let input = ["hi", "/reset", "hi"]
+        let first = try chatTurns(CLIRun(arguments, input: input)), second = try chatTurns(CLIRun(arguments, input: input))
+        try #require(first.count == 2 && second.count == 2)
+        let tokens = first.map { $0["tokens"] as? [Int] ?? [] }
+        #expect(tokens == second.map { $0["tokens"] as? [Int] ?? [] })
+        // The same prompt in a new conversation, but turn 2's seed: another reply.
+        #expect(first[0]["prompt_tokens"] as? Int == first[1]["prompt_tokens"] as? Int && tokens[0] != tokens[1], "\(tokens)")
+    }
+
     @Test("a conversation longer than --context drops its oldest turns; a message that cannot fit is skipped")
     func contextLimit() throws {
         let long = Array(repeating: "word", count: 200).joined(separator: " ")
