@@ -60,7 +60,8 @@ enum ChatCommand {
             keeps the conversation's keys and values from turn to turn and prefills only the new message; \
             a sparse method prefills each turn again and predicts its masks from the newest message. When the \
             conversation outgrows the model's context, the oldest turns are dropped (said on stderr). \
-            Ctrl-C stops the reply being written; at the prompt it ends the program.
+            Ctrl-C stops the reply being written; at the prompt it ends the program. When sampling, turn n \
+            uses --seed + n − 1.
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("system", "text", help: "A system message that opens every conversation."),
