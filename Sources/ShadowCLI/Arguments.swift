@@ -314,14 +314,13 @@ final class LineReader: @unchecked Sendable {
         var searched = 0
         while true {
             if let newline = buffer[searched...].firstIndex(of: UInt8(ascii: "\n")) {
+                try check(length: newline)
                 let line = String(decoding: buffer[..<newline], as: UTF8.self)
                 buffer.removeSubrange(...newline)
                 return line
             }
             searched = buffer.count
-            guard buffer.count <= limit else {
-                throw ShadowError.invalidArgument(name: name, reason: "a line is longer than \(limit >> 20) MiB (one message per line is expected)")
-            }
+            try check(length: buffer.count)
             if atEnd {
                 guard !buffer.isEmpty else { return nil }
                 defer { buffer.removeAll() }
@@ -331,9 +330,16 @@ final class LineReader: @unchecked Sendable {
             let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw ShadowError.unreadableFile(path: name, reason: String(cString: strerror(errno)))
+                throw ShadowError.failed("cannot read \(name): \(String(cString: strerror(errno)))")
             }
             if count == 0 { atEnd = true } else { buffer += chunk[..<count] }
+        }
+    }
+
+    private func check(length: Int) throws {
+        guard length <= limit else {
+            let size = limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit) bytes"
+            throw ShadowError.invalidArgument(name: name, reason: "a line is longer than \(size) (one message per line is expected)")
         }
     }
 }

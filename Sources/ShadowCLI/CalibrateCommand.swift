@@ -77,7 +77,7 @@ enum CalibrateCommand {
             shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize)
         let existed = try entryExists(atPath: out)
         let manifestPath = (out as NSString).appendingPathComponent(TraceManifest.fileName)
-        let manifestExisted = try entryExists(atPath: manifestPath)
+        let manifestExisted = try fileKind(atPath: manifestPath) != nil   // as TraceWriter decides
         let writer = try TraceWriter(directory: out, manifest: manifest, resume: arguments.flag("resume"))
         var bar: ProgressBar?
         let calibrator = Calibrator(model: model, criteria: criteria, predictorToken: predictorToken)

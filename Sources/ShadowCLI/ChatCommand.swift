@@ -13,6 +13,9 @@ enum ChatTemplate {
 
     static let markers = ["<|im_start|>", "<|im_end|>"]
 
+    /// The first ChatML marker `text` holds: the tokenizer would read it as the special token.
+    static func marker(in text: String) -> String? { markers.first { text.contains($0) } }
+
     /// Without its markers as single tokens the template would reach the model as plain text.
     static func requireTokens(_ tokenizer: any Tokenizer, option: String) throws {
         for marker in markers where tokenizer.encode(marker).count != 1 {
@@ -36,37 +39,50 @@ enum ChatCommand {
         let turn: Int
         let user: String
         let reply: String
-        let promptTokens: Int
+        let promptTokenCount: Int
         /// Prompt tokens whose keys and values the previous turn left in the cache (dense only).
-        let reusedTokens: Int
+        let reusedTokenCount: Int
         let tokens: [Int]
         let droppedTurns: Int
         let stoppedAtEOS: Bool
+        /// The reply reached the end of --context before --max-tokens.
+        let stoppedAtContext: Bool
+        /// Ctrl-C stopped the reply.
+        let interrupted: Bool
         let prefillTokensPerSecond: Double
         let decodeTokensPerSecond: Double
 
         enum CodingKeys: String, CodingKey {
-            case turn, user, reply, tokens
-            case promptTokens = "prompt_tokens", reusedTokens = "reused_tokens", droppedTurns = "dropped_turns", stoppedAtEOS = "stopped_at_eos"
+            case turn, user, reply, tokens, interrupted
+            case promptTokenCount = "prompt_token_count", reusedTokenCount = "reused_token_count", droppedTurns = "dropped_turns"
+            case stoppedAtEOS = "stopped_at_eos", stoppedAtContext = "stopped_at_context"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
         }
     }
+
+    /// `--context` when not given: the model's, up to this many tokens (the cache is reserved for
+    /// all of it at the start; a 128k-token model would reserve gigabytes).
+    static let defaultContext = 8192
 
     static let command = Command(
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
-            conversation. Every reply sees the whole conversation in the ChatML template. The dense model \
-            keeps the conversation's keys and values from turn to turn and prefills only the new message; \
-            a sparse method prefills each turn again and predicts its masks from the newest message. When the \
-            conversation outgrows the model's context, the oldest turns are dropped (said on stderr). \
-            Ctrl-C stops the reply being written; at the prompt it ends the program. When sampling, turn n \
-            uses --seed + n − 1.
+            conversation. Every reply sees the whole conversation in the ChatML template. The dense model keeps \
+            the conversation's keys and values from turn to turn and prefills only what the cache does not hold \
+            (the new message, and the last reply's end); any other --method, even at sparsity 0, prefills the \
+            whole conversation every turn and chooses its masks from it (shadow from its last token; the oracle \
+            runs a backward pass over all of it). When the conversation and room for a reply (a quarter of \
+            --context, or --max-tokens if fewer) outgrow --context, the oldest turns are dropped until it fills \
+            half (said on stderr), so that the next turns reuse the cache again. A message holding a ChatML \
+            marker is not sent. Ctrl-C stops the reply being written; at the prompt it ends the program. When \
+            sampling, turn n uses --seed + n − 1.
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("system", "text", help: "A system message that opens every conversation."),
             .value("max-tokens", short: "n", "n", help: "Most tokens of each reply.", default: "256"),
-            .value("context", short: "c", "n", help: "Most tokens of conversation (template included) a reply sees; older turns are dropped to stay within it.", defaultDescription: "the model's context"),
+            .value("context", short: "c", "n", help: "Most tokens of conversation (template and reply included); older turns are dropped to stay within it.",
+                   defaultDescription: "the model's context, at most \(defaultContext)"),
         ] + GenerateCommand.samplingOptionList + [
             .flag("json", help: "Print one JSON object per turn (JSON Lines: the reply, token ids, speeds) instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
@@ -75,6 +91,9 @@ enum ChatCommand {
         let maxTokens = try arguments.int("max-tokens", range: 1...1_000_000) ?? 256
         let sampling = try GenerateCommand.samplingOptions(arguments)
         let system = arguments.string("system")
+        if let system, let marker = ChatTemplate.marker(in: system) {
+            throw ShadowError.invalidArgument(name: "--system", reason: "holds the ChatML marker \(marker), which would end or forge a turn")
+        }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
@@ -83,13 +102,14 @@ enum ChatCommand {
         let json = arguments.flag("json")
         // The end of a turn ends a reply, whatever the model's own end-of-sequence token is.
         let stopTokens = loaded.stopTokens.union(tokenizer.encode("<|im_end|>"))
-        let limit = try arguments.int("context", range: 2...1_000_000) ?? model.shape.maxContext
+        let limit = try arguments.int("context", range: 2...1_000_000) ?? min(model.shape.maxContext, defaultContext)
         guard limit <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(limit) exceeds the model's context of \(model.shape.maxContext)")
         }
         if let system, tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: [], user: "")).count >= limit {
             throw ShadowError.invalidArgument(name: "--system", reason: "leaves no room in a context of \(limit) tokens")
         }
+        let reserve = min(maxTokens, limit / 4)
 
         var turns: [ChatTemplate.Turn] = []
         var count = 0
@@ -110,13 +130,21 @@ enum ChatCommand {
                 console.printError("chat: a new conversation")
                 continue
             }
-            // The oldest turns go first when the conversation and room for a reply (up to a quarter
-            // of the context) would not fit.
-            var prompt = tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: turns, user: message))
+            if let marker = ChatTemplate.marker(in: message) {
+                console.printError("chat: a message may not hold the ChatML marker \(marker) (it would end or forge a turn); it was not sent")
+                continue
+            }
+            func encode(_ kept: ArraySlice<ChatTemplate.Turn>) -> [Int] {
+                tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: Array(kept), user: message))
+            }
+            var prompt = encode(turns[...])
             var dropped = 0
-            while prompt.count + min(maxTokens, limit / 4) > limit, dropped < turns.count {
-                dropped += 1
-                prompt = tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: Array(turns.dropFirst(dropped)), user: message))
+            if prompt.count + reserve > limit {
+                // Down to half the context, so that the next turns fit again and reuse the cache.
+                while dropped < turns.count, prompt.count + reserve > limit || prompt.count > limit / 2 {
+                    dropped += 1
+                    prompt = encode(turns.dropFirst(dropped))
+                }
             }
             guard prompt.count < limit else {
                 console.printError("chat: this message does not fit a context of \(limit) tokens (\(prompt.count) with the template); it was not sent")
@@ -128,8 +156,6 @@ enum ChatCommand {
             }
             count += 1
             var stream = TextStream(tokenizer: tokenizer)
-            // Ctrl-C while a reply streams ends that reply (kept as far as it got); at the prompt
-            // it ends the program, as usual.
             let replyLimit = min(maxTokens, limit - prompt.count)
             // Turn n samples with --seed + n − 1: a repeatable conversation whose turns do not share one random stream.
             var turnSampling = sampling
@@ -138,6 +164,8 @@ enum ChatCommand {
                 if !json { console.out(stream.append(token)) }
                 return !Interruption.requested
             }
+            // Ctrl-C while a reply streams ends that reply (kept as far as it got); at the prompt
+            // it ends the program, as usual.
             let result = try Interruption.handlingSIGINT {
                 if let cache {
                     return try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached, maxTokens: replyLimit,
@@ -146,21 +174,26 @@ enum ChatCommand {
                 return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
                                               sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken)
             }
-            let reused = prompt.count - result.stats.promptTokens
-            if Interruption.requested { console.printError("chat: reply stopped (Ctrl-C)") }
+            // Ended neither by a stop token nor by its length: onToken said stop.
+            let interrupted = !result.stoppedAtEOS && result.tokens.count < replyLimit
+            let stoppedAtContext = !result.stoppedAtEOS && result.tokens.count == replyLimit && replyLimit < maxTokens
+            if interrupted { console.printError("chat: reply stopped (Ctrl-C)") }
+            if stoppedAtContext {
+                console.printError("chat: the reply stopped after \(replyLimit) tokens at the end of a context of \(limit) (--max-tokens \(maxTokens))")
+            }
             let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
             turns.append(.init(user: message, reply: reply))
             if json {
                 console.print(try JSONOutput.string(TurnReport(
-                    turn: count, user: message, reply: reply, promptTokens: prompt.count, reusedTokens: reused, tokens: result.tokens,
-                    droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS,
-                    prefillTokensPerSecond: result.stats.promptTokensPerSecond,
+                    turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,
+                    tokens: result.tokens, droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS, stoppedAtContext: stoppedAtContext,
+                    interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                     decodeTokensPerSecond: result.stats.generatedTokensPerSecond), pretty: false))
             } else {
                 console.out(stream.finish() + "\n")
                 if arguments.flag("verbose") {
                     console.printError(String(format: "chat: prompt %d tokens (%d kept from the last turn), %.1f t/s; reply %d tokens, %.1f t/s",
-                                              prompt.count, reused, result.stats.promptTokensPerSecond,
+                                              prompt.count, result.reusedTokens, result.stats.promptTokensPerSecond,
                                               result.tokens.count, result.stats.generatedTokensPerSecond))
                 }
             }

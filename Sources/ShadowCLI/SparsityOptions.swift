@@ -58,18 +58,29 @@ enum SparsityOptions {
         return controller
     }
 
-    /// Warnings for a sparsity above 0 that rounds to no pruned unit (e.g. 0.05 of a layer's 9 heads
-    /// when selecting per layer): legal, but it runs the dense model under a sparse label.
+    /// Warnings for a sparsity above 0 that prunes no unit: its count rounds to 0 (e.g. 0.05 of a
+    /// layer's 9 heads when selecting per layer), or a hybrid floor keeps every unit. Legal, but
+    /// it runs the dense model under a sparse label.
     static func unprunedWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
         guard method != "dense", shape.layers > 1 else { return [] }
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
         let perLayer = settings.policy == .local || method.hasPrefix("dejavu")
         let kinds = [("head", settings.headSparsity, shape.heads), ("neuron", settings.neuronSparsity, shape.ffnSize)]
-        return kinds.compactMap { noun, sparsity, unitsPerLayer in
-            let pool = perLayer ? unitsPerLayer : unitsPerLayer * (shape.layers - 1)
-            guard sparsity > 0, Masks.keptCount(units: pool, sparsity: sparsity) == pool else { return nil }
-            let whose = perLayer ? "each layer's \(pool) \(noun)s (selected per layer)" : "the \(pool) \(noun)s of layers 1–\(shape.layers - 1)"
-            return "warning: \(noun) sparsity \(sparsity) prunes no \(noun): \(sparsity) of \(whose) rounds to 0, so \(method) runs them all"
+        return kinds.compactMap { noun, sparsity, units in
+            guard sparsity > 0 else { return nil }
+            let prefix = "warning: \(noun) sparsity \(sparsity) prunes no \(noun): "
+            if perLayer {
+                guard Masks.keptCount(units: units, sparsity: sparsity) == units else { return nil }
+                return prefix + "\(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to 0, so \(method) runs them all"
+            }
+            let later = units * (shape.layers - 1)
+            if Masks.keptCount(units: later, sparsity: sparsity) == later {
+                return prefix + "\(sparsity) of the \(later) \(noun)s of layers 1–\(shape.layers - 1) rounds to 0, so \(method) runs them all"
+            }
+            if settings.policy == .hybrid, Masks.floorCount(units: units, floor: settings.hybridFloor) >= units {
+                return prefix + "--hybrid-floor \(settings.hybridFloor) keeps all \(units) \(noun)s of every layer, so \(method) runs them all"
+            }
+            return nil
         }
     }
 

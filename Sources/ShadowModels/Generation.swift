@@ -17,6 +17,9 @@ public struct GenerationResult: Sendable {
     /// Generation ended before `maxTokens` because the prompt and the generated tokens filled the
     /// model's context (together they never exceed it).
     public var stoppedAtContext = false
+    /// Prompt tokens whose keys and values were already in the cache (`generate(continuing:)`);
+    /// `stats.promptTokens` counts only the ones prefilled.
+    public var reusedTokens = 0
     public var stats: GenerationStats
 }
 
@@ -95,6 +98,7 @@ public enum Generator {
         let stats = GenerationStats(promptTokens: prompt.count - from, generatedTokens: tokens.count,
                                     prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
-        return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, stats: stats)
+        return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, reusedTokens: from,
+                                stats: stats)
     }
 }

@@ -62,6 +62,11 @@ public enum Masks {
         units - Int((Double(units) * sparsity).rounded())
     }
 
+    /// How many of a layer's `units` the hybrid policy keeps whatever their rank.
+    public static func floorCount(units: Int, floor: Double) -> Int {
+        min(units, Int((Double(units) * floor).rounded(.up)))
+    }
+
     /// The kept unit indices (ascending) of every layer; layer 0 keeps all.
     public static func keep(scores: [[Float]], sparsity: Double, policy: MaskPolicy, floor: Double) -> [[Int]] {
         let layers = scores.count
@@ -77,7 +82,7 @@ public enum Masks {
         case .global, .hybrid:
             let total = (layers - 1) * units
             let pruneCount = Int((Double(total) * sparsity).rounded())
-            let minimum = policy == .hybrid ? Int((Double(units) * floor).rounded(.up)) : 0
+            let minimum = policy == .hybrid ? floorCount(units: units, floor: floor) : 0
             // Floors first: each layer's best `minimum` units are kept whatever their rank.
             var isKept = [[Bool]](repeating: [Bool](repeating: false, count: units), count: layers)
             var keptSoFar = 0
