@@ -7,7 +7,8 @@ import CHalf
 /// each weight row where it lies, once per block of four tokens (up to six for the sums of rows
 /// of a transposed projection, CHalfGEMM.h), and take a row list, so sparse execution needs no
 /// gathered copy either. 16-bit weights are widened a panel of rows at a time into a buffer that
-/// stays in cache, rather than whole into memory for a GEMM to copy again.
+/// stays in cache, rather than whole into memory for a GEMM to copy again; the AVX-512 kernels
+/// widen them inside, a few rows at a time.
 public enum SmallGEMM {
     typealias V = SIMD8<Float>
 
