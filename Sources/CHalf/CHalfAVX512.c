@@ -52,7 +52,18 @@ void chalf_f32_dot_rows(float *out, long out_stride, const float *x, long tokens
     for (long t = 0; t < tokens; t += chunk)
         chalf_dot_rows_blocked(out + t * out_stride, out_stride, (const char *)(x + t * cols),
                                tokens - t < chunk ? tokens - t : chunk, (const char *)w, cols, 4, rows, begin, end,
-                               chalf_f32_dot_block);
+                               chalf_f32_dot_block, 0, 0);
+}
+
+CHALF_AVX512_TARGET
+void chalf_half_dot_rows(float *out, long out_stride, const float *x, long tokens, const uint16_t *w, long cols,
+                         const int32_t *rows, long begin, long end, int is_bf16, float *buf) {
+    // The chunks of chalf_f32_dot_rows; each block of four rows is widened once per chunk.
+    const long fit = (512L * 1024 / (cols * 4)) & ~3L, chunk = fit < 16 ? 16 : fit;
+    for (long t = 0; t < tokens; t += chunk)
+        chalf_dot_rows_blocked(out + t * out_stride, out_stride, (const char *)(x + t * cols),
+                               tokens - t < chunk ? tokens - t : chunk, (const char *)w, cols, 4, rows, begin, end,
+                               chalf_f32_dot_block, is_bf16 ? 2 : 1, buf);
 }
 
 #define CHALF_WIDE_ROW(S)                                                                        \
@@ -113,8 +124,57 @@ void chalf_f32_sum_rows(float *out, long os, const float *x, long xs, long token
     }
 }
 
+CHALF_AVX512_TARGET
+void chalf_half_sum_rows(float *out, long os, const float *x, long xs, long tokens, const uint16_t *w, long ws,
+                         const int32_t *rows, long count, long width, int accumulate, int is_bf16, float *buf) {
+    const long blocks = (tokens + 5) / 6;
+    for (long c = 0; c < width; c += 32) {
+        const long n = width - c < 32 ? width - c : 32;
+        // This strip of 32 columns of (up to) CHALF_STRIP_ROWS rows is widened once, packed in `buf`,
+        // and read by every token block from L2; the next strip's lines are prefetched meanwhile.
+        for (long k0 = 0; k0 == 0 || k0 < count; k0 += CHALF_STRIP_ROWS) {  // once with no rows: zeros
+            const long kn = count - k0 < CHALF_STRIP_ROWS ? count - k0 : CHALF_STRIP_ROWS;
+            for (long k = 0; k < kn; k++)
+                chalf_widen_avx512(buf + k * 32, w + (rows ? rows[k0 + k] : k0 + k) * ws + c, n, is_bf16);
+            long nc = c, nk0 = k0 + CHALF_STRIP_ROWS;
+            if (nk0 >= count) { nc = c + 32; nk0 = 0; }
+            const long nkn = nc >= width ? 0 : count - nk0 < CHALF_STRIP_ROWS ? count - nk0 : CHALF_STRIP_ROWS;
+            const int acc = accumulate || k0 > 0;
+            for (long b = 0, t = 0; b < blocks; b++) {
+                for (long k = nkn * b / blocks; k < nkn * (b + 1) / blocks; k++)
+                    __builtin_prefetch(w + (rows ? rows[nk0 + k] : nk0 + k) * ws + nc, 0, 3);
+                int m = (int)((tokens * (b + 1)) / blocks - t);
+                const float *xk = x + k0;
+                switch (m) {
+                case 6: chalf_wide_block(6, out + c, os, xk, xs, t, buf, 32, 0, kn, 0, n, acc); break;
+                case 5: chalf_wide_block(5, out + c, os, xk, xs, t, buf, 32, 0, kn, 0, n, acc); break;
+                case 4: chalf_wide_block(4, out + c, os, xk, xs, t, buf, 32, 0, kn, 0, n, acc); break;
+                case 3: chalf_wide_block(3, out + c, os, xk, xs, t, buf, 32, 0, kn, 0, n, acc); break;
+                case 2: chalf_wide_block(2, out + c, os, xk, xs, t, buf, 32, 0, kn, 0, n, acc); break;
+                default: chalf_wide_block(1, out + c, os, xk, xs, t, buf, 32, 0, kn, 0, n, acc); break;
+                }
+                t += m;
+            }
+        }
+    }
+}
+
 #else
 int chalf_avx512_available(void) { return 0; }
+
+void chalf_half_dot_rows(float *out, long out_stride, const float *x, long tokens, const uint16_t *w, long cols,
+                         const int32_t *rows, long begin, long end, int is_bf16, float *buf) {
+    (void)out; (void)out_stride; (void)x; (void)tokens; (void)w; (void)cols; (void)rows; (void)begin; (void)end;
+    (void)is_bf16; (void)buf;
+    __builtin_trap();
+}
+
+void chalf_half_sum_rows(float *out, long os, const float *x, long xs, long tokens, const uint16_t *w, long ws,
+                         const int32_t *rows, long count, long width, int accumulate, int is_bf16, float *buf) {
+    (void)out; (void)os; (void)x; (void)xs; (void)tokens; (void)w; (void)ws; (void)rows; (void)count; (void)width;
+    (void)accumulate; (void)is_bf16; (void)buf;
+    __builtin_trap();
+}
 
 void chalf_f32_dot_rows(float *out, long out_stride, const float *x, long tokens, const float *w, long cols,
                         const int32_t *rows, long begin, long end) {

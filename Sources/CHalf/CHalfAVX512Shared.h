@@ -2,6 +2,7 @@
 #define CHALF_AVX512_SHARED_H
 // Shared by the AVX-512 kernels (CHalfBF16.c, CHalfAVX512.c); private to the CHalf target.
 #include <immintrin.h>
+#include <stdint.h>
 
 // Sixteen accumulators to one vector of their sums, lane n = Σ a[n], in 4 levels of shuffles
 // and adds. Each level halves the vectors; the lanes come out as a[0], a[2], a[1], a[3], a[8],
@@ -26,24 +27,53 @@ __attribute__((target("avx512f"))) static inline __m512 chalf_reduce16(const __m
 // Adds the products of four weight rows with four tokens (all `cols` columns) into a[row * 4 + token].
 typedef void (*chalf_dot_block)(__m512 a[16], const char *const rows[4], const char *const tokens[4], long cols);
 
+// n fp16 (is_bf16 0) or bf16 (1) values to fp32, exactly: 16 at a time, the rest one by one.
+__attribute__((target("avx512f"), always_inline)) static inline void
+chalf_widen_avx512(float *dst, const uint16_t *src, long n, int is_bf16) {
+    long i = 0;
+    if (is_bf16) {
+        for (; i + 16 <= n; i += 16) {
+            __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(src + i)));
+            _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+        }
+        for (; i < n; i++) {
+            union { uint32_t u; float f; } v = { (uint32_t)src[i] << 16 };
+            dst[i] = v.f;
+        }
+    } else {
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(src + i))));
+        for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+    }
+}
+
 // The loops both dot-product kernels share (fp32 and bf16 elements of `size` bytes): output rows
 // begin..<end (of `w`, or `rows[k]` when given) in blocks of 4 — a short last block repeats its
 // last row and drops those sums —, tokens in blocks of 4 alike, each block's sixteen sums formed
 // by `block` and reduced by the one tree above, so a sum does not depend on its block. The next
 // block's rows are prefetched a share at a time, one share per token block (rows of a few cache
 // lines are too short for the hardware prefetcher). Inlined with `block` into each kernel.
+// With `widen` (1 fp16, 2 bf16) `w` holds 16-bit rows, each block's four widened into `buf`
+// (4 × cols floats) before its tokens, so `block` reads fp32 rows from L1.
 __attribute__((target("avx512f"), always_inline)) static inline void
 chalf_dot_rows_blocked(float *out, long out_stride, const char *x, long tokens, const char *w, long cols, long size,
-                       const int32_t *rows, long begin, long end, chalf_dot_block block) {
-    const long stride = cols * size, lines = (stride + 63) / 64, blocks = tokens < 4 ? 1 : (tokens + 3) / 4;
+                       const int32_t *rows, long begin, long end, chalf_dot_block block, int widen, float *buf) {
+    const long stride = cols * size, wstride = widen ? cols * 2 : stride, lines = (wstride + 63) / 64;
+    const long blocks = tokens < 4 ? 1 : (tokens + 3) / 4;
     for (long j = begin; j < end; j += 4) {
         const long nr = end - j < 4 ? end - j : 4;
         const char *wr[4], *next[4];
         for (int r = 0; r < 4; r++) {
             long k = j + (r < nr ? r : nr - 1);
-            wr[r] = w + (rows ? rows[k] : k) * stride;
+            wr[r] = w + (rows ? rows[k] : k) * wstride;
             long n = j + 4 + r < end ? j + 4 + r : end - 1;
-            next[r] = w + (rows ? rows[n] : n) * stride;
+            next[r] = w + (rows ? rows[n] : n) * wstride;
+        }
+        if (widen) {
+            for (int r = 0; r < 4; r++) {
+                if (r < nr) chalf_widen_avx512(buf + r * cols, (const uint16_t *)(const void *)wr[r], cols, widen == 2);
+                wr[r] = (const char *)(buf + (r < nr ? r : nr - 1) * cols);
+            }
         }
         for (long t = 0, b = 0; t < tokens; t += 4, b++) {
             for (long l = lines * b / blocks; l < lines * (b + 1) / blocks; l++)

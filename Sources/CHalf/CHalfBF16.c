@@ -61,7 +61,7 @@ CHALF_BF16_TARGET
 void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long tokens, const uint16_t *w, long cols,
                          const int32_t *rows, long begin, long end) {
     chalf_dot_rows_blocked(out, out_stride, (const char *)x, tokens, (const char *)w, cols, 2, rows, begin, end,
-                           chalf_bf16_dot_block);
+                           chalf_bf16_dot_block, 0, 0);
 }
 
 // Unpacking two rows' bf16 values pairs them per column but leaves the columns of each 128-bit

@@ -7,7 +7,8 @@ import CHalf
 /// each weight row where it lies, once per block of four tokens (up to six for the sums of rows
 /// of a transposed projection, CHalfGEMM.h), and take a row list, so sparse execution needs no
 /// gathered copy either. 16-bit weights are widened a panel of rows at a time into a buffer that
-/// stays in cache, rather than whole into memory for a GEMM to copy again.
+/// stays in cache, rather than whole into memory for a GEMM to copy again; the AVX-512 kernels
+/// widen them inside, a few rows at a time.
 public enum SmallGEMM {
     typealias V = SIMD8<Float>
 
@@ -20,6 +21,11 @@ public enum SmallGEMM {
     /// arithmetic per instruction on cores with full-width units (docs/results.md, "AVX-512 small
     /// GEMMs"). `SHADOWLLM_NO_AVX512=1` keeps the AVX2 kernels, to compare the two in one build.
     public static let usesAVX512: Bool = avx512Available && getenv("SHADOWLLM_NO_AVX512") == nil
+
+    /// 16-bit weights widened inside the AVX-512 kernels (`chalf_half_dot_rows`, `chalf_half_sum_rows`)
+    /// rather than a panel at a time before them; `SHADOWLLM_HALF_PANELS=1` keeps the panels, to
+    /// compare the two in one build.
+    static let widensInKernel: Bool = usesAVX512 && getenv("SHADOWLLM_HALF_PANELS") == nil
 
     /// Whether this CPU runs the AVX-512 kernels at all (tests run both kinds where it does).
     static let avx512Available = chalf_avx512_available() != 0
@@ -42,10 +48,22 @@ public enum SmallGEMM {
         multiplyWidening(out, x, tokens: tokens, weight, rowIndices: rowIndices, rowCount: rowCount)
     }
 
-    /// `multiply` for 16-bit weights, widened a panel of rows at a time.
+    /// `multiply` for 16-bit weights, widened a panel of rows at a time. With `wide`, the AVX-512
+    /// kernel widens each block of four rows into a buffer in L1 itself, so the 16-bit rows stream
+    /// with the next block prefetched as fp32 rows do (the panels cost 15% of an f16 pp512).
     static func multiplyWidening(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
-                                 _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int) {
+                                 _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
+                                 wide: Bool = widensInKernel) {
         let cols = weight.cols
+        if wide {
+            parallelChunks(rowCount, granularity: 4, minimumPerThread: 16) { rows in
+                withAlignedFloats(4 * cols) { buffer in
+                    chalf_half_dot_rows(out, rowCount, x, tokens, weight.halfPointer, cols, rowIndices, rows.lowerBound,
+                                        rows.upperBound, weight.isBF16, buffer)
+                }
+            }
+            return
+        }
         parallelChunks(rowCount, granularity: panelRows, minimumPerThread: 16) { rows in
             // Every panel is multiplied with all tokens, so long inputs go a chunk of tokens at a
             // time (about 512 KB of them, at least 64 tokens) to keep those in cache.
@@ -86,12 +104,24 @@ public enum SmallGEMM {
                                    accumulate: accumulate)
     }
 
-    /// `multiplyTransposed` for 16-bit weights, widened a panel of rows at a time.
+    /// `multiplyTransposed` for 16-bit weights, widened a panel of rows at a time. With `wide`, the
+    /// AVX-512 kernel widens a strip of 32 columns of the rows once for all tokens and prefetches
+    /// the next strip, instead of 32 rows once per chunk of tokens.
     static func multiplyTransposedWidening(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                            _ weightT: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
-                                           accumulate: Bool) {
+                                           accumulate: Bool, wide: Bool = widensInKernel) {
         let cols = weightT.cols
         let isBF16 = weightT.isBF16
+        if wide {
+            parallelChunks(cols, granularity: 32, minimumPerThread: 64) { columns in
+                withAlignedFloats(Int(CHALF_STRIP_ROWS) * 32) { buffer in
+                    chalf_half_sum_rows(out + columns.lowerBound, cols, x, rowCount, tokens,
+                                        weightT.halfPointer + columns.lowerBound, cols, rowIndices, rowCount,
+                                        columns.count, accumulate ? 1 : 0, isBF16, buffer)
+                }
+            }
+            return
+        }
         parallelChunks(cols, granularity: 16, minimumPerThread: 64) { columns in
             let width = columns.count
             // Every panel adds into the outputs of all tokens, so long inputs go a chunk of tokens
@@ -243,6 +273,14 @@ public enum SmallGEMM {
                 for k in 0..<rowCount { s += xt[k] * w[(rowIndices.map { Int($0[k]) } ?? k) * wStride + col] }
                 o[col] = s
             }
+        }
+    }
+
+    /// A temporary buffer of `count` floats on a cache line's boundary, for the kernels' widened rows.
+    @inline(__always)
+    static func withAlignedFloats(_ count: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+        withUnsafeTemporaryAllocation(byteCount: count * 4, alignment: 64) { raw in
+            body(raw.baseAddress!.bindMemory(to: Float.self, capacity: count))
         }
     }
 

@@ -117,6 +117,74 @@ struct SmallGEMMTests {
         }
     }
 
+    @Test("16-bit weights widened in the kernels or in panels equal a plain reference on odd shapes and row lists, and the AVX-512 kernels give the fp32 kernels' bits",
+          arguments: [WeightDType.f16, .bf16], kernels)
+    func halfKernelsMatchReference(dtype: WeightDType, wide: Bool) {
+        // Odd widths around the kernels' 16- and 32-column vectors, 1,100 rows to cross a strip of
+        // the sums of rows (CHALF_STRIP_ROWS), token counts around their blocks of four and six.
+        let shapes: [(rows: Int, cols: Int)] = [(1, 8), (7, 33), (18, 95), (37, 150), (1_100, 40)]
+        for threads in [1, 2] {
+            Threads.set(threads)
+            defer { Threads.set(Threads.defaultCount) }
+            for (rows, cols) in shapes {
+                let half = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 21)), dtype: dtype)
+                let widened = half.toMatrix()
+                let w = Array(UnsafeBufferPointer(start: widened.pointer, count: rows * cols))
+                for tokens in [1, 3, 6, 7, 13] {
+                    for kept in [nil, stride(from: rows - 1, through: 0, by: -3).map(Int32.init), []] as [[Int32]?] {
+                        let listed = kept.map { $0.map(Int.init) } ?? Array(0..<rows)
+                        func run(_ body: (UnsafePointer<Int32>?) -> Void) {
+                            if let kept { kept.withUnsafeBufferPointer { body($0.baseAddress) } } else { body(nil) }
+                        }
+                        let label = "\(dtype) \(wide ? "AVX-512" : "panels") \(threads) threads, \(tokens)×[\(rows), \(cols)] kept \(listed.count)"
+                        let x = randomFloats(tokens * cols, seed: 22)
+                        var expected = [Float](repeating: 0, count: tokens * listed.count)
+                        for t in 0..<tokens {
+                            for (j, r) in listed.enumerated() {
+                                var sum: Double = 0
+                                for c in 0..<cols { sum += Double(x[t * cols + c]) * Double(w[r * cols + c]) }
+                                expected[t * listed.count + j] = Float(sum)
+                            }
+                        }
+                        var out = [Float](repeating: .nan, count: expected.count), bits = out
+                        run { indices in
+                            SmallGEMM.multiplyWidening(&out, x, tokens: tokens, half, rowIndices: indices,
+                                                       rowCount: listed.count, wide: wide)
+                            if wide {
+                                SmallGEMM.multiply(&bits, x, tokens: tokens, widened.pointer, cols: cols, rowIndices: indices,
+                                                   rowCount: listed.count, wide: true)
+                            }
+                        }
+                        expectClose(out, expected, tolerance: 1e-4, label)
+                        if wide { #expect(out == bits, "\(label): bits of chalf_f32_dot_rows") }
+
+                        let xt = randomFloats(tokens * listed.count, seed: 23), start = randomFloats(tokens * cols, seed: 24)
+                        for accumulate in [false, true] {
+                            var expectedT = (0..<tokens * cols).map { accumulate ? Double(start[$0]) : 0 }
+                            for t in 0..<tokens {
+                                for (k, r) in listed.enumerated() {
+                                    for c in 0..<cols { expectedT[t * cols + c] += Double(xt[t * listed.count + k]) * Double(w[r * cols + c]) }
+                                }
+                            }
+                            var outT = start, bitsT = start
+                            run { indices in
+                                SmallGEMM.multiplyTransposedWidening(&outT, xt, tokens: tokens, half, rowIndices: indices,
+                                                                     rowCount: listed.count, accumulate: accumulate, wide: wide)
+                                if wide {
+                                    SmallGEMM.multiplyTransposed(&bitsT, xt, tokens: tokens, widened.pointer, cols: cols,
+                                                                 rowIndices: indices, rowCount: listed.count,
+                                                                 accumulate: accumulate, wide: true)
+                                }
+                            }
+                            expectClose(outT, expectedT.map { Float($0) }, tolerance: 1e-4, "\(label) transposed, accumulate \(accumulate)")
+                            if wide { #expect(outT == bitsT, "\(label) transposed, accumulate \(accumulate): bits of chalf_f32_sum_rows") }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test("long inputs, taken a chunk of tokens at a time, give x·Wᵀ and the sums of rows (fp32 and f16 weights)",
           arguments: kernels)
     func longInputsCrossTokenChunks(wide: Bool) {

@@ -22,4 +22,19 @@ void chalf_f32_dot_rows(float *out, long out_stride, const float *x, long tokens
 // order as chalf_sum_rows16 (CHalfGEMM.h), so the same bits.
 void chalf_f32_sum_rows(float *out, long os, const float *x, long xs, long tokens, const float *w, long ws,
                         const int32_t *rows, long count, long width, int accumulate);
+
+// chalf_f32_dot_rows for a 16-bit matrix W (fp16, or bf16 when is_bf16), widened exactly to fp32 a
+// block of four rows at a time into `buf` (4 × cols floats, 64-byte aligned best): the same sums,
+// bit for bit, as chalf_f32_dot_rows on the widened matrix.
+void chalf_half_dot_rows(float *out, long out_stride, const float *x, long tokens, const uint16_t *w, long cols,
+                         const int32_t *rows, long begin, long end, int is_bf16, float *buf);
+
+// Rows a strip of chalf_half_sum_rows widens at a time.
+#define CHALF_STRIP_ROWS 1024
+
+// chalf_f32_sum_rows for a 16-bit matrix W, widened exactly a strip of 32 columns × up to
+// CHALF_STRIP_ROWS rows at a time into `buf` (CHALF_STRIP_ROWS × 32 floats): the same bits as
+// chalf_f32_sum_rows on the widened matrix.
+void chalf_half_sum_rows(float *out, long os, const float *x, long xs, long tokens, const uint16_t *w, long ws,
+                         const int32_t *rows, long count, long width, int accumulate, int is_bf16, float *buf);
 #endif
