@@ -32,6 +32,10 @@ struct UnprunedSparsityTests {
         let tiny = warnings("static", 1e-5, .global)
         #expect(tiny.count == 2 && tiny[1].contains("prunes no neuron"), "\(tiny)")
         #expect(warnings("random", 0.06, .local).isEmpty)
+        // A hybrid floor of 0.9 keeps ⌈8.1⌉ = 9 of 9 heads per layer: nothing is left to prune.
+        let floored = SparsityOptions.unprunedWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5, policy: .hybrid,
+                                                                                                   hybridFloor: 0.9), shape: smolLM2)
+        #expect(floored.count == 1 && floored[0].contains("--hybrid-floor 0.9 keeps all 9 heads of every layer"), "\(floored)")
         #expect(warnings("dense", 0.05, .local).isEmpty)
         #expect(SparsityOptions.unprunedWarnings(method: "random", settings: SparsitySettings(headSparsity: 0, neuronSparsity: 0.5),
                                                  shape: smolLM2).isEmpty)
