@@ -29,7 +29,7 @@ public enum SmallGEMM {
 
     /// fp32 sums of rows copy each strip of 32 columns into a packed buffer, the next strip
     /// prefetched (`chalf_f32_sum_rows_packed`), rather than reading it at the row stride once per
-    /// block of tokens: 1.3–1.6× the kernel's speed from 5 to 96 tokens, the same bits.
+    /// block of tokens: 1.3–1.7× the speed from 5 to 96 tokens (docs/results.md), the same bits.
     /// `SHADOWLLM_F32_IN_PLACE=1` reads the strips in place, to compare the two in one build.
     static let packsF32Strips: Bool = usesAVX512 && getenv("SHADOWLLM_F32_IN_PLACE") == nil
 
