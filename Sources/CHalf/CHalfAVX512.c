@@ -124,25 +124,43 @@ void chalf_f32_sum_rows(float *out, long os, const float *x, long xs, long token
     }
 }
 
-CHALF_AVX512_TARGET
-void chalf_half_sum_rows(float *out, long os, const float *x, long xs, long tokens, const uint16_t *w, long ws,
-                         const int32_t *rows, long count, long width, int accumulate, int is_bf16, float *buf) {
-    const long blocks = (tokens + 5) / 6;
+// The strip loop of the sums of rows, for fp32 (widen 0: a plain copy), fp16 (1) or bf16 (2)
+// elements of W. Each strip of 32 columns of (up to) CHALF_STRIP_ROWS rows is copied once,
+// widened and packed into 128-byte rows of `buf`, and read by every token block from L1/L2
+// rather than at W's row stride; the next strip's lines are prefetched meanwhile, a share per
+// token block. Strips of rows carry the sums through `out` (stored and reloaded exactly), so the
+// fused multiply-adds are chalf_f32_sum_rows's in its order: the same bits.
+CHALF_AVX512_TARGET static inline __attribute__((always_inline)) void
+chalf_sum_rows_strips(float *out, long os, const float *x, long xs, long tokens, const void *w, long ws,
+                      const int32_t *rows, long count, long width, int accumulate, int widen, float *buf) {
+    const long blocks = (tokens + 5) / 6, size = widen ? 2 : 4;
+    const char *wb = (const char *)w;
     for (long c = 0; c < width; c += 32) {
         const long n = width - c < 32 ? width - c : 32;
-        // This strip of 32 columns of (up to) CHALF_STRIP_ROWS rows is widened once, packed in `buf`,
-        // and read by every token block from L2; the next strip's lines are prefetched meanwhile.
+        const __mmask16 mfirst = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+        const __mmask16 msecond = n >= 32 ? (__mmask16)0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
         for (long k0 = 0; k0 == 0 || k0 < count; k0 += CHALF_STRIP_ROWS) {  // once with no rows: zeros
             const long kn = count - k0 < CHALF_STRIP_ROWS ? count - k0 : CHALF_STRIP_ROWS;
-            for (long k = 0; k < kn; k++)
-                chalf_widen_avx512(buf + k * 32, w + (rows ? rows[k0 + k] : k0 + k) * ws + c, n, is_bf16);
+            for (long k = 0; k < kn; k++) {
+                const char *src = wb + ((rows ? rows[k0 + k] : k0 + k) * ws + c) * size;
+                if (widen) {
+                    chalf_widen_avx512(buf + k * 32, (const uint16_t *)(const void *)src, n, widen == 2);
+                } else {
+                    const float *f = (const float *)(const void *)src;
+                    _mm512_store_ps(buf + k * 32, _mm512_maskz_loadu_ps(mfirst, f));
+                    _mm512_store_ps(buf + k * 32 + 16, _mm512_maskz_loadu_ps(msecond, f + 16));
+                }
+            }
             long nc = c, nk0 = k0 + CHALF_STRIP_ROWS;
             if (nk0 >= count) { nc = c + 32; nk0 = 0; }
             const long nkn = nc >= width ? 0 : count - nk0 < CHALF_STRIP_ROWS ? count - nk0 : CHALF_STRIP_ROWS;
             const int acc = accumulate || k0 > 0;
             for (long b = 0, t = 0; b < blocks; b++) {
-                for (long k = nkn * b / blocks; k < nkn * (b + 1) / blocks; k++)
-                    __builtin_prefetch(w + (rows ? rows[nk0 + k] : nk0 + k) * ws + nc, 0, 3);
+                for (long k = nkn * b / blocks; k < nkn * (b + 1) / blocks; k++) {
+                    const char *p = wb + ((rows ? rows[nk0 + k] : nk0 + k) * ws + nc) * size;
+                    __builtin_prefetch(p, 0, 3);
+                    if (!widen) __builtin_prefetch(p + 64, 0, 3);  // 32 fp32 columns: two lines
+                }
                 int m = (int)((tokens * (b + 1)) / blocks - t);
                 const float *xk = x + k0;
                 switch (m) {
@@ -157,6 +175,18 @@ void chalf_half_sum_rows(float *out, long os, const float *x, long xs, long toke
             }
         }
     }
+}
+
+CHALF_AVX512_TARGET
+void chalf_half_sum_rows(float *out, long os, const float *x, long xs, long tokens, const uint16_t *w, long ws,
+                         const int32_t *rows, long count, long width, int accumulate, int is_bf16, float *buf) {
+    chalf_sum_rows_strips(out, os, x, xs, tokens, w, ws, rows, count, width, accumulate, is_bf16 ? 2 : 1, buf);
+}
+
+CHALF_AVX512_TARGET
+void chalf_f32_sum_rows_packed(float *out, long os, const float *x, long xs, long tokens, const float *w, long ws,
+                               const int32_t *rows, long count, long width, int accumulate, float *buf) {
+    chalf_sum_rows_strips(out, os, x, xs, tokens, w, ws, rows, count, width, accumulate, 0, buf);
 }
 
 #else
@@ -186,6 +216,13 @@ void chalf_f32_sum_rows(float *out, long os, const float *x, long xs, long token
                         const int32_t *rows, long count, long width, int accumulate) {
     (void)out; (void)os; (void)x; (void)xs; (void)tokens; (void)w; (void)ws; (void)rows; (void)count; (void)width;
     (void)accumulate;
+    __builtin_trap();
+}
+
+void chalf_f32_sum_rows_packed(float *out, long os, const float *x, long xs, long tokens, const float *w, long ws,
+                               const int32_t *rows, long count, long width, int accumulate, float *buf) {
+    (void)out; (void)os; (void)x; (void)xs; (void)tokens; (void)w; (void)ws; (void)rows; (void)count; (void)width;
+    (void)accumulate; (void)buf;
     __builtin_trap();
 }
 #endif

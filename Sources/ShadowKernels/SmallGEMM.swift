@@ -27,6 +27,12 @@ public enum SmallGEMM {
     /// compare the two in one build.
     static let widensInKernel: Bool = usesAVX512 && getenv("SHADOWLLM_HALF_PANELS") == nil
 
+    /// fp32 sums of rows copy each strip of 32 columns into a packed buffer, the next strip
+    /// prefetched (`chalf_f32_sum_rows_packed`), rather than reading it at the row stride once per
+    /// block of tokens: 1.3–1.7× the speed from 5 to 96 tokens (docs/results.md), the same bits.
+    /// `SHADOWLLM_F32_IN_PLACE=1` reads the strips in place, to compare the two in one build.
+    static let packsF32Strips: Bool = usesAVX512 && getenv("SHADOWLLM_F32_IN_PLACE") == nil
+
     /// Whether this CPU runs the AVX-512 kernels at all (tests run both kinds where it does).
     static let avx512Available = chalf_avx512_available() != 0
 
@@ -163,10 +169,21 @@ public enum SmallGEMM {
         }
     }
 
-    /// `multiplyTransposed` for a raw fp32 matrix `[*, cols]`.
+    /// `multiplyTransposed` for a raw fp32 matrix `[*, cols]`. With `packed` (AVX-512 only), each
+    /// strip of columns is copied into an aligned buffer first (`packsF32Strips`).
     static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                    _ wt: UnsafePointer<Float>, cols: Int, rowIndices: UnsafePointer<Int32>?,
-                                   rowCount: Int, accumulate: Bool, wide: Bool = usesAVX512) {
+                                   rowCount: Int, accumulate: Bool, wide: Bool = usesAVX512,
+                                   packed: Bool = packsF32Strips) {
+        if wide && packed {
+            parallelChunks(cols, granularity: 32, minimumPerThread: 64) { columns in
+                withAlignedFloats(Int(CHALF_STRIP_ROWS) * 32) { buffer in
+                    chalf_f32_sum_rows_packed(out + columns.lowerBound, cols, x, rowCount, tokens, wt + columns.lowerBound,
+                                              cols, rowIndices, rowCount, columns.count, accumulate ? 1 : 0, buffer)
+                }
+            }
+            return
+        }
         parallelChunks(cols, granularity: wide ? 32 : 16, minimumPerThread: 64) { columns in
             sumRows(out + columns.lowerBound, outStride: cols, x, xStride: rowCount, tokens: tokens,
                     wt + columns.lowerBound, wStride: cols, rowIndices: rowIndices, rowCount: rowCount,

@@ -173,11 +173,53 @@ struct SmallGEMMTests {
                                 if wide {
                                     SmallGEMM.multiplyTransposed(&bitsT, xt, tokens: tokens, widened.pointer, cols: cols,
                                                                  rowIndices: indices, rowCount: listed.count,
-                                                                 accumulate: accumulate, wide: true)
+                                                                 accumulate: accumulate, wide: true, packed: false)
                                 }
                             }
                             expectClose(outT, expectedT.map { Float($0) }, tolerance: 1e-4, "\(label) transposed, accumulate \(accumulate)")
                             if wide { #expect(outT == bitsT, "\(label) transposed, accumulate \(accumulate): bits of chalf_f32_sum_rows") }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("fp32 sums of rows through packed strips equal a plain reference on odd shapes and row lists, and give the in-place kernel's bits")
+    func packedF32SumRowsMatchInPlace() throws {
+        try #require(SmallGEMM.avx512Available, "no AVX-512 on this CPU: no packed kernel to test")
+        // Odd widths around the 16- and 32-column vectors, 1,100 and 2,100 rows to cross one and
+        // two strips (CHALF_STRIP_ROWS), token counts around the blocks of six.
+        let shapes: [(rows: Int, cols: Int)] = [(1, 8), (7, 33), (18, 95), (37, 150), (1_100, 40), (2_100, 70)]
+        for threads in [1, 2] {
+            Threads.set(threads)
+            defer { Threads.set(Threads.defaultCount) }
+            for (rows, cols) in shapes {
+                let w = randomFloats(rows * cols, seed: 31)
+                for tokens in [1, 3, 6, 7, 13] {
+                    for kept in [nil, stride(from: rows - 1, through: 0, by: -3).map(Int32.init), []] as [[Int32]?] {
+                        let listed = kept.map { $0.map(Int.init) } ?? Array(0..<rows)
+                        let label = "\(threads) threads, \(tokens)×\(listed.count) · [\(rows), \(cols)]"
+                        let x = randomFloats(tokens * listed.count, seed: 32), start = randomFloats(tokens * cols, seed: 33)
+                        for accumulate in [false, true] {
+                            var expected = (0..<tokens * cols).map { accumulate ? Double(start[$0]) : 0 }
+                            for t in 0..<tokens {
+                                for (k, r) in listed.enumerated() {
+                                    for c in 0..<cols { expected[t * cols + c] += Double(x[t * listed.count + k]) * Double(w[r * cols + c]) }
+                                }
+                            }
+                            var out = start, bits = start
+                            func run(_ indices: UnsafePointer<Int32>?) {
+                                SmallGEMM.multiplyTransposed(&out, x, tokens: tokens, w, cols: cols, rowIndices: indices,
+                                                             rowCount: listed.count, accumulate: accumulate, wide: true,
+                                                             packed: true)
+                                SmallGEMM.multiplyTransposed(&bits, x, tokens: tokens, w, cols: cols, rowIndices: indices,
+                                                             rowCount: listed.count, accumulate: accumulate, wide: true,
+                                                             packed: false)
+                            }
+                            if let kept { kept.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
+                            expectClose(out, expected.map { Float($0) }, tolerance: 1e-4, "\(label), accumulate \(accumulate)")
+                            #expect(out == bits, "\(label), accumulate \(accumulate): bits of chalf_f32_sum_rows")
                         }
                     }
                 }

@@ -29,7 +29,7 @@ void chalf_f32_sum_rows(float *out, long os, const float *x, long xs, long token
 void chalf_half_dot_rows(float *out, long out_stride, const float *x, long tokens, const uint16_t *w, long cols,
                          const int32_t *rows, long begin, long end, int is_bf16, float *buf);
 
-// Rows a strip of chalf_half_sum_rows widens at a time.
+// Rows a strip of chalf_half_sum_rows and chalf_f32_sum_rows_packed packs at a time.
 #define CHALF_STRIP_ROWS 1024
 
 // chalf_f32_sum_rows for a 16-bit matrix W, widened exactly a strip of 32 columns × up to
@@ -37,4 +37,10 @@ void chalf_half_dot_rows(float *out, long out_stride, const float *x, long token
 // chalf_f32_sum_rows on the widened matrix.
 void chalf_half_sum_rows(float *out, long os, const float *x, long xs, long tokens, const uint16_t *w, long ws,
                          const int32_t *rows, long count, long width, int accumulate, int is_bf16, float *buf);
+
+// chalf_f32_sum_rows with each strip of 32 columns × up to CHALF_STRIP_ROWS rows first copied into
+// `buf` (CHALF_STRIP_ROWS × 32 floats, 64-byte aligned) and the next strip prefetched, so the token
+// blocks read 128-byte packed rows instead of W's rows at their stride: the same bits.
+void chalf_f32_sum_rows_packed(float *out, long os, const float *x, long xs, long tokens, const float *w, long ws,
+                               const int32_t *rows, long count, long width, int accumulate, float *buf);
 #endif
