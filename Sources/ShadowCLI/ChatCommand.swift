@@ -162,21 +162,29 @@ enum ChatCommand {
             turnSampling.seed = sampling.seed &+ UInt64(count - 1)
             func onToken(_ token: Int) -> Bool {
                 if !json { console.out(stream.append(token)) }
-                return !Interruption.requested
+                return true
             }
-            // Ctrl-C while a reply streams ends that reply (kept as far as it got); at the prompt
-            // it ends the program, as usual.
+            // Ctrl-C while a reply is prefilled or streams ends that reply (kept as far as it got);
+            // at the prompt it ends the program, as usual.
             let result = try Interruption.handlingSIGINT {
+                if arguments.flag("verbose") { console.printError("chat: turn \(count): a prompt of \(prompt.count) tokens") }
+                let stop = { Interruption.requested }
                 if let cache {
                     return try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached, maxTokens: replyLimit,
-                                                  sampling: turnSampling, stopTokens: stopTokens, onToken: onToken)
+                                                  sampling: turnSampling, stopTokens: stopTokens, onToken: onToken, shouldStop: stop)
                 }
                 return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
-                                              sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken)
+                                              sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken, shouldStop: stop)
             }
-            // Ended neither by a stop token nor by its length: onToken said stop.
+            // Ended neither by a stop token nor by its length: Ctrl-C stopped it.
             let interrupted = !result.stoppedAtEOS && result.tokens.count < replyLimit
             let stoppedAtContext = !result.stoppedAtEOS && result.tokens.count == replyLimit && replyLimit < maxTokens
+            if interrupted && result.tokens.isEmpty {
+                // Stopped before its first token: as if the message had not been sent.
+                console.printError("chat: reply stopped (Ctrl-C) before its first token; the message is not kept")
+                if !json { console.out("\n") }
+                continue
+            }
             if interrupted { console.printError("chat: reply stopped (Ctrl-C)") }
             if stoppedAtContext {
                 console.printError("chat: the reply stopped after \(replyLimit) tokens at the end of a context of \(limit) (--max-tokens \(maxTokens))")

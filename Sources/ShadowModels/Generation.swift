@@ -41,13 +41,13 @@ public enum Generator {
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
                                 sparsity: (any SparsityController)? = nil, packKeptRows: Bool = false,
-                                onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
+                                onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
         let capacity = min(model.shape.maxContext, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
         cache.scratch.packsKeptRows = packKeptRows
         return run(model: model, prompt: prompt, from: 0, cache: cache, maxTokens: maxTokens, sampling: sampling,
-                   stopTokens: stopTokens, sparsity: sparsity, onToken: onToken)
+                   stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
     }
 
     /// `generate` for the dense model continuing `cache`, which holds the keys and values of
@@ -55,9 +55,11 @@ public enum Generator {
     /// it are kept and only the rest is prefilled. On return `cached` lists what the cache holds.
     /// Dense only: a sparse mask chosen for another prompt may have skipped keys and values that
     /// this one's mask needs.
+    /// `shouldStop` is asked before each token is sampled, the first one too (so a long prefill
+    /// can end with no token).
     public static func generate(model: any CausalLanguageModel, prompt: [Int], continuing cache: KVCache, cached: inout [Int],
                                 maxTokens: Int, sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
-                                onToken: (Int) -> Bool = { _ in true }) throws -> GenerationResult {
+                                onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
         guard prompt.count < cache.capacity else {
             throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit a cache of \(cache.capacity)")
@@ -66,7 +68,7 @@ public enum Generator {
         let shared = min(zip(cached, prompt).prefix { $0 == $1 }.count, prompt.count - 1, cache.length)
         cache.truncate(to: shared)
         let result = run(model: model, prompt: prompt, from: shared, cache: cache, maxTokens: maxTokens, sampling: sampling,
-                         stopTokens: stopTokens, sparsity: nil, onToken: onToken)
+                         stopTokens: stopTokens, sparsity: nil, onToken: onToken, shouldStop: shouldStop)
         cached = Array((prompt + result.tokens).prefix(cache.length))
         return result
     }
@@ -75,7 +77,7 @@ public enum Generator {
     /// The prompt and the generated tokens together stay within the model's context and the cache.
     private static func run(model: any CausalLanguageModel, prompt: [Int], from: Int, cache: KVCache, maxTokens: Int,
                             sampling: SamplingOptions, stopTokens: Set<Int>, sparsity: (any SparsityController)?,
-                            onToken: (Int) -> Bool) -> GenerationResult {
+                            onToken: (Int) -> Bool, shouldStop: () -> Bool) -> GenerationResult {
         let limit = min(model.shape.maxContext, cache.capacity)
         var sampler = Sampler(sampling)
         var tokens: [Int] = []
@@ -86,7 +88,7 @@ public enum Generator {
         var logits = model.forward(Array(prompt[from...]), cache: cache, logits: .last, sparsity: sparsity)
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()
-        while tokens.count < maxTokens {
+        while tokens.count < maxTokens, !shouldStop() {
             let next = sampler.sample(logits)
             if stopTokens.contains(next) { stoppedAtEOS = true; break }
             tokens.append(next)

@@ -186,38 +186,67 @@ struct SmolLM2ChatTests {
         #expect((replies[2]["prompt_token_count"] as? Int ?? 0) < (replies[1]["prompt_token_count"] as? Int ?? 0))
     }
 
-    @Test("Ctrl-C while a reply streams ends that reply, and the conversation goes on",
-          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
-    func interruptReply() throws {
+    /// Runs `chat` as a child process on `messages` and sends it SIGINT once `ready` says so
+    /// (polled every 50 ms on the output and error text so far); returns its exit and stderr.
+    func interruptedChat(_ arguments: [String], messages: [String], when ready: (_ out: String, _ err: String) -> Bool) throws
+        -> (exited: Bool, status: Int32, err: String)? {
         let input = TestScratch.path("chat-input", suffix: ".txt"), output = TestScratch.path("chat-output", suffix: ".txt")
         let errors = TestScratch.path("chat-errors", suffix: ".txt")
-        // Greedy SmolLM2 writes this story for all 2,000 tokens (about 20 s at least): long enough to be stopped.
-        try "Write a long story about a dragon who learns to read.\nWhat is the capital of France?\n".write(toFile: input, atomically: false, encoding: .utf8)
+        try messages.map { $0 + "\n" }.joined().write(toFile: input, atomically: false, encoding: .utf8)
         for path in [output, errors] { #expect(FileManager.default.createFile(atPath: path, contents: nil)) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
-        process.arguments = ["chat", "-n", "2000", "--verbose"]
+        process.arguments = ["chat", "--verbose"] + arguments
         process.standardInput = FileHandle(forReadingAtPath: input)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
+        func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
         let start = Date()
         try process.run()
-        // The signal goes once the reply is streaming (earlier, SIGINT would end the program).
-        func written() -> Int { ((try? FileManager.default.attributesOfItem(atPath: output))?[.size] as? Int) ?? 0 }
-        while written() < 40 && process.isRunning && Date().timeIntervalSince(start) < 300 { Thread.sleep(forTimeInterval: 0.05) }
-        guard written() >= 40 else {
+        // Earlier than `ready`, SIGINT would end the program (the prompt's default).
+        while !ready(read(output), read(errors)) && process.isRunning && Date().timeIntervalSince(start) < 300 {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        guard process.isRunning, ready(read(output), read(errors)) else {
             process.terminate()
             process.waitUntilExit()
-            Issue.record("no reply streamed within 300 s: \((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
-            return
+            Issue.record("chat never got to the point to interrupt: \(read(errors))")
+            return nil
         }
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
-        let err = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(err)")
-        #expect(err.contains("chat: reply stopped (Ctrl-C)"), "\(err)")
-        // --verbose reports each reply; the second is answered whatever the first got to.
-        let replies = err.split(separator: "\n").filter { $0.hasPrefix("chat: prompt ") }
-        #expect(replies.count == 2, "\(err)")
+        return (process.terminationReason == .exit, process.terminationStatus, read(errors))
+    }
+
+    /// `--verbose` reports each reply with its prompt's length.
+    func replyReports(_ err: String) -> [Substring] { err.split(separator: "\n").filter { $0.hasPrefix("chat: prompt ") } }
+
+    @Test("Ctrl-C while a reply streams ends that reply, and the conversation goes on",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
+    func interruptReply() throws {
+        // Greedy SmolLM2 writes this story for all 2,000 tokens (about 20 s at least): long enough to be stopped.
+        let run = try interruptedChat(["-n", "2000"], messages: ["Write a long story about a dragon who learns to read.",
+                                                                 "What is the capital of France?"]) { out, _ in out.utf8.count >= 40 }
+        guard let run else { return }
+        #expect(run.exited && run.status == 0, "\(run.err)")
+        #expect(run.err.contains("chat: reply stopped (Ctrl-C)\n"), "\(run.err)")
+        // The second message is answered whatever the first reply got to.
+        #expect(replyReports(run.err).count == 2, "\(run.err)")
+    }
+
+    @Test("Ctrl-C while a long message is prefilled drops that message, and the conversation goes on",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
+    func interruptPrefill() throws {
+        // About 4,000 tokens: seconds of prefill, the signal comes once it has begun.
+        let long = Array(repeating: "word", count: 4000).joined(separator: " ")
+        let run = try interruptedChat(["-n", "8"], messages: [long, "What is the capital of France?"]) { _, err in
+            err.contains("chat: turn 1: a prompt of ")
+        }
+        guard let run else { return }
+        #expect(run.exited && run.status == 0, "\(run.err)")
+        #expect(run.err.contains("chat: reply stopped (Ctrl-C) before its first token; the message is not kept"), "\(run.err)")
+        // Only the second message is answered, from a prompt without the first.
+        let replies = replyReports(run.err)
+        #expect(replies.count == 1 && run.err.contains("chat: turn 2: a prompt of 16 tokens"), "\(run.err)")
     }
 }
