@@ -75,7 +75,8 @@ enum ChatCommand {
             runs a backward pass over all of it). When the conversation and room for a reply (a quarter of \
             --context, or --max-tokens if fewer) outgrow --context, the oldest turns are dropped until it fills \
             half (said on stderr), so that the next turns reuse the cache again. A message holding a ChatML \
-            marker is not sent. Ctrl-C stops the reply being written; at the prompt it ends the program. When \
+            marker is not sent. Ctrl-C stops the reply being written (during the prefill, before its first token, \
+            the message is dropped); at the prompt it ends the program. When \
             sampling, turn n uses --seed + n − 1.
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
