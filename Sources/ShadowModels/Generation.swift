@@ -35,9 +35,11 @@ public enum Generator {
     }
 
     /// Prefills `prompt` in one pass, then decodes one token at a time until an end-of-sequence
-    /// token, `maxTokens`, the context limit, or `onToken` returning false. The prompt and the
-    /// generated tokens together are at most the model's context, so the text could be fed back
-    /// whole; the last token is sampled but never enters the cache.
+    /// token, `maxTokens`, the context limit, `onToken` returning false, or `shouldStop` (asked
+    /// before each token is sampled, the first one too, so a long prefill can end with none)
+    /// returning true. The prompt and the generated tokens together are at most the model's
+    /// context, so the text could be fed back whole; the last token is sampled but never enters
+    /// the cache.
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
                                 sparsity: (any SparsityController)? = nil, packKeptRows: Bool = false,
@@ -55,8 +57,6 @@ public enum Generator {
     /// it are kept and only the rest is prefilled. On return `cached` lists what the cache holds.
     /// Dense only: a sparse mask chosen for another prompt may have skipped keys and values that
     /// this one's mask needs.
-    /// `shouldStop` is asked before each token is sampled, the first one too (so a long prefill
-    /// can end with no token).
     public static func generate(model: any CausalLanguageModel, prompt: [Int], continuing cache: KVCache, cached: inout [Int],
                                 maxTokens: Int, sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
                                 onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
