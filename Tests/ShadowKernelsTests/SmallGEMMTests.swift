@@ -185,9 +185,10 @@ struct SmallGEMMTests {
         }
     }
 
-    @Test("fp32 sums of rows through packed strips equal a plain reference on odd shapes and row lists, and give the in-place kernel's bits")
+    // Skipped, not failed, on a CPU without AVX-512 (CI's machines have been Zen 3s too).
+    @Test("fp32 sums of rows through packed strips equal a plain reference on odd shapes and row lists, and give the in-place kernel's bits",
+          .enabled(if: SmallGEMM.avx512Available, "no AVX-512 on this CPU: no packed kernel to test"))
     func packedF32SumRowsMatchInPlace() throws {
-        try #require(SmallGEMM.avx512Available, "no AVX-512 on this CPU: no packed kernel to test")
         // Odd widths around the 16- and 32-column vectors, 1,100 and 2,100 rows to cross one and
         // two strips (CHALF_STRIP_ROWS), token counts around the blocks of six.
         let shapes: [(rows: Int, cols: Int)] = [(1, 8), (7, 33), (18, 95), (37, 150), (1_100, 40), (2_100, 70)]
@@ -264,9 +265,9 @@ struct SmallGEMMTests {
         #expect(outT == referenceT, "f16 multiplyTransposed over token chunks")
     }
 
-    @Test("the AVX-512 kernels form each sum alike whatever its block, thread split or token count")
+    @Test("the AVX-512 kernels form each sum alike whatever its block, thread split or token count",
+          .enabled(if: SmallGEMM.avx512Available, "no AVX-512 on this CPU: nothing to compare"))
     func wideSumsDoNotDependOnTheirBlock() throws {
-        try #require(SmallGEMM.avx512Available, "no AVX-512 on this CPU: nothing to compare")
         let rows = 23, cols = 83, tokens = 11
         let w = randomFloats(rows * cols, seed: 15), x = randomFloats(tokens * cols, seed: 16)
         // All rows and tokens at once, against each token alone over rows [3, 23) split at 9.
