@@ -29,6 +29,8 @@ enum EvalCommand {
         var seconds: Double
         /// WikiText only: whether the model read lm-eval's detokenized text.
         var detokenized: Bool?
+        /// HellaSwag only: whether ctx_b was capitalised as lm-eval's query has it.
+        var capitalizedCtxB: Bool?
         /// WikiText only: the window length and the targets predicted per window.
         var context: Int?
         var stride: Int?
@@ -62,6 +64,7 @@ enum EvalCommand {
             try c.encode(seed, forKey: Key("seed"))
             try c.encode(seconds, forKey: Key("seconds"))
             try c.encodeIfPresent(detokenized, forKey: Key("detokenized"))
+            try c.encodeIfPresent(capitalizedCtxB, forKey: Key("ctx_b_capitalized"))
             try c.encodeIfPresent(context, forKey: Key("context"))
             try c.encodeIfPresent(stride, forKey: Key("stride"))
         }
@@ -94,7 +97,7 @@ enum EvalCommand {
                    defaultDescription: "the model's context"),
             .value("stride", "n", help: "WikiText: predict n tokens per window (overlapping windows when below the context).",
                    defaultDescription: "the context (lm-eval's rolling windows)"),
-            .flag("as-stored", help: "WikiText: score the file exactly as stored. By default the model reads it after lm-eval's wikitext detokenizer (\" @-@ \" → \"-\", \" , \" → \", \", …), as lm-eval does; words and bytes are counted on the file as stored either way."),
+            .flag("as-stored", help: "WikiText: score the file exactly as stored. By default the model reads it after lm-eval's wikitext detokenizer (\" @-@ \" → \"-\", \" , \" → \", \", …), as lm-eval does; words and bytes are counted on the file as stored either way. HellaSwag: keep ctx_b as written (\"… on a roof. he\", as llama.cpp reads its text file) instead of capitalising it as lm-eval does (\"… on a roof. He\")."),
             .flag("detokenize", help: "WikiText: lm-eval's detokenizer, the default (accepted for older commands)."),
             .value("samples", "path", help: "Also write one JSON line per item (per article for WikiText): the contexts and continuations scored and their log-likelihoods, as lm-eval's --log_samples (written atomically)."),
             .flag("json", help: "Print the report as JSON."),
@@ -131,10 +134,13 @@ enum EvalCommand {
         switch task {
         case .wikitext: text = try TaskFile.wikitext(path: dataPath)
         case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
-        default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: labels)
+        default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: labels, asStored: arguments.flag("as-stored"))
         }
-        for option in ["detokenize", "as-stored", "context", "stride"] where arguments.has(option) && task != .wikitext {
+        for option in ["detokenize", "context", "stride"] where arguments.has(option) && task != .wikitext {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to wikitext only")
+        }
+        if arguments.has("as-stored"), task != .wikitext, task != .hellaswag {
+            throw ShadowError.invalidArgument(name: "--as-stored", reason: "applies to wikitext and hellaswag only")
         }
         // WikiText scores the text itself: there is no question to put examples before.
         for option in ["shots", "seed"] where arguments.has(option) && task == .wikitext {
@@ -196,6 +202,7 @@ enum EvalCommand {
                 Sample.page(index, pair.0, dense: sparsity == nil ? nil : pair.1)
             }
         default:
+            if task == .hellaswag { report.capitalizedCtxB = !arguments.flag("as-stored") }
             let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
             let pool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
             let scorer = LoglikelihoodScorer(model: model, sparsity: sparsity, maskMode: maskMode)
@@ -321,6 +328,7 @@ enum EvalCommand {
             notes.append(String(format: "KL(dense‖sparse) %.5f, top-1 agreement %.4f", kl, top1))
         }
         if report.detokenized == true { notes.append("lm-eval detokenized text") }
+        if report.capitalizedCtxB == false { notes.append("ctx_b as stored") }
         if let context = report.context, let stride = report.stride {
             notes.append(stride == context ? "\(context)-token windows" : "\(context)-token windows, stride \(stride)")
         }

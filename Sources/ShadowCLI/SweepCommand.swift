@@ -76,6 +76,7 @@ enum SweepCommand {
             .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end), as stored unless --detokenize; 0 for the whole text.",
                    default: "60000"),
             .flag("detokenize", help: "WikiText: the model reads lm-eval's detokenized text, as eval does by default (words and bytes are counted as stored). Off by default so that earlier sweeps' states stay valid."),
+            .flag("hellaswag-as-stored", help: "HellaSwag: keep ctx_b as the file writes it (llama.cpp's text: \"… on a roof. he\") instead of capitalising it as lm-eval does, as sweeps did before 2026-12-04 (eval --as-stored)."),
             .value("context", short: "c", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
             .flag("json", help: "Print results.json instead of the Markdown table."),
             .flag("no-progress", help: "Hide the progress bar."),
@@ -115,6 +116,10 @@ enum SweepCommand {
         if detokenize, !tasks.contains(where: { $0.task == .wikitext }) {
             throw ShadowError.invalidArgument(name: "--detokenize", reason: "is only read with the wikitext task")
         }
+        let hellaswagAsStored = arguments.flag("hellaswag-as-stored")
+        if hellaswagAsStored, !tasks.contains(where: { $0.task == .hellaswag }) {
+            throw ShadowError.invalidArgument(name: "--hellaswag-as-stored", reason: "is only read with the hellaswag task")
+        }
         if arguments.has("hybrid-floor"), policy != .hybrid {
             throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
         }
@@ -133,7 +138,7 @@ enum SweepCommand {
                 let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
                 loadedTasks.append((task, .lambada(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit))))
             default:
-                let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels)
+                let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: hellaswagAsStored)
                 let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
                 loadedTasks.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
             }
@@ -251,6 +256,9 @@ enum SweepCommand {
             // LAMBADA shots changed to lm-eval's two spaces on 2026-12-03: a few-shot LAMBADA
             // state from before must not be extended with the other prompts.
             + (shots > 0 && tasks.contains { $0.task == .lambada } ? "; lambada shots lm-eval" : "")
+            // HellaSwag's ctx_b is capitalised as lm-eval's since 2026-12-04 (llama.cpp's text had
+            // read it as written): a state from before resumes only with --hellaswag-as-stored.
+            + (tasks.contains { $0.task == .hellaswag } && !hellaswagAsStored ? "; hellaswag ctx_b capitalised" : "")
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"

@@ -6,20 +6,25 @@ import ShadowFormats
 ///   ctx_b.capitalize())` and `choices = [preprocess(e) for e in endings]`; Python's `capitalize`
 ///   also lower-cases the rest of `ctx_b`.
 /// - llama.cpp's text (`hellaswag_val_full.txt`): six lines per item — the full context, the gold
-///   index, four endings. Its context line is `activity_label: ctx` with ctx_b left as written, so
-///   where ctx_b starts lower-case ("… on a roof. he") it differs from lm-eval's query by that one
-///   letter; the boundary between ctx_a and ctx_b is lost, so it cannot be restored. We apply the
-///   same `preprocess` to every line, which leaves clean text unchanged and removes the few
-///   bracketed leftovers the file still holds.
+///   index, four endings. Its context line is lm-eval's query before `capitalize`: `activity_label:
+///   ctx_a ctx_b` with ctx_b as written, so an ActivityNet item reads "… on a roof. he" where
+///   lm-eval's reads "… on a roof. He". The line does not mark where ctx_b starts, but ctx_b is
+///   the opening of the sentence the endings complete: `restoringCapitalizedCtxB` takes the text
+///   after the line's last sentence end, when it starts lower-case and is not itself a whole
+///   sentence, to be ctx_b and capitalises it as lm-eval does (`asStored` keeps the line as
+///   written, as llama.cpp's `perplexity --hellaswag` reads it). We apply the same `preprocess`
+///   to every line, which leaves clean text unchanged and removes the few bracketed leftovers the
+///   file still holds.
+/// `asStored` reads ctx_b as written in both forms (the JSON Lines' `ctx` field, llama.cpp's line).
 /// In both forms a choice is " " + the preprocessed ending (preprocess strips, so an ending
 /// that already starts with a space still gets exactly one).
 enum HellaSwag {
-    static func read(path: String) throws -> [MultipleChoiceItem] {
+    static func read(path: String, asStored: Bool = false) throws -> [MultipleChoiceItem] {
         let lines = try SourceLines(path: path)
         if lines.firstSignificantByte == UInt8(ascii: "{") {
-            return try readJSONLines(lines)
+            return try readJSONLines(lines, asStored: asStored)
         }
-        return try readText(lines)
+        return try readText(lines, asStored: asStored)
     }
 
     /// lm-eval's `preprocess`: WikiHow items carry markup such as "[header]" and "[title]".
@@ -48,10 +53,11 @@ enum HellaSwag {
         }
     }
 
-    static func readJSONLines(_ lines: SourceLines) throws -> [MultipleChoiceItem] {
+    static func readJSONLines(_ lines: SourceLines, asStored: Bool) throws -> [MultipleChoiceItem] {
         try lines.jsonRecords().enumerated().map { id, record in
+            let ctxB = try record.string("ctx_b")
             let context = try record.string("activity_label") + ": " + record.string("ctx_a") + " "
-                + record.string("ctx_b").pythonCapitalized
+                + (asStored ? ctxB : ctxB.pythonCapitalized)
             let endings = try record.strings("endings")
             if endings.isEmpty { throw record.error("endings", "is empty") }
             let gold = try record.label("label", indexLabels(endings.count))
@@ -63,7 +69,7 @@ enum HellaSwag {
     /// Lines per item in llama.cpp's format: context, gold index, four endings.
     static let textLinesPerItem = 6
 
-    static func readText(_ lines: SourceLines) throws -> [MultipleChoiceItem] {
+    static func readText(_ lines: SourceLines, asStored: Bool) throws -> [MultipleChoiceItem] {
         // Blank lines at the end are padding; inside an item a blank line would be an empty ending.
         var count = lines.count
         while count > 0, lines.isBlank(count - 1) { count -= 1 }
@@ -84,9 +90,35 @@ enum HellaSwag {
                                               reason: "gold index \"\(goldText)\" is not 0, 1, 2 or 3")
             }
             let endings = try (start + 2..<start + 6).map { try lines.text($0) }
-            items.append(MultipleChoiceItem(id: start / textLinesPerItem, context: preprocess(context),
+            let query = asStored ? preprocess(context) : restoringCapitalizedCtxB(preprocess(context))
+            items.append(MultipleChoiceItem(id: start / textLinesPerItem, context: query,
                                             continuations: endings.map { " " + preprocess($0) }, gold: gold))
         }
         return items
+    }
+
+    /// A llama.cpp context line with its ctx_b capitalised as lm-eval's query has it: the text
+    /// after the last sentence end (".", "!" or "?", a closing quote allowed, then a space) is
+    /// taken to be ctx_b when it starts with a lower-case letter and does not end a sentence
+    /// itself; then it gets Python's `capitalize` ("the lady" → "The lady"). Anything else is
+    /// returned unchanged: WikiHow items, whose ctx_b is empty and whose line ends with a
+    /// sentence, and the few items whose last part opens with a digit or a quote.
+    static func restoringCapitalizedCtxB(_ context: String) -> String {
+        let scalars = Array(context.unicodeScalars)
+        func endsSentence(_ index: Int) -> Bool { ".!?".unicodeScalars.contains(scalars[index]) }
+        // ctx_b ends where the line does, so the line must not close a sentence (quotes aside).
+        guard var last = scalars.indices.last else { return context }
+        if scalars[last] == "\"" || scalars[last] == "'" { last -= 1 }
+        if last < 0 || endsSentence(last) { return context }
+        var start: Int?
+        for index in stride(from: scalars.count - 2, through: 1, by: -1) where scalars[index] == " " {
+            var end = index - 1
+            if scalars[end] == "\"", end > 0 { end -= 1 }
+            if endsSentence(end) { start = index + 1; break }
+        }
+        guard let start, scalars[start].properties.isLowercase else { return context }
+        var result = String.UnicodeScalarView(scalars[..<start])
+        result.append(contentsOf: String(String.UnicodeScalarView(scalars[start...])).pythonCapitalized.unicodeScalars)
+        return String(result)
     }
 }

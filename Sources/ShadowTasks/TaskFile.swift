@@ -8,14 +8,16 @@ public enum TaskFile {
     /// Reads `path` into items. The form is told from the content: a first `{` means JSON Lines,
     /// `<` COPA's XML; otherwise HellaSwag's llama.cpp text or RTE's GLUE TSV. `labels` is a file
     /// of one gold label per line, for PIQA (0/1) and Winogrande (1/2) whose releases keep the
-    /// answers apart; it overrides labels inside the file.
-    public static func multipleChoice(task: TaskName, path: String, labels: String? = nil) throws -> [MultipleChoiceItem] {
+    /// answers apart; it overrides labels inside the file. `asStored` (HellaSwag only) keeps ctx_b
+    /// as the file writes it instead of capitalising it as lm-eval does.
+    public static func multipleChoice(task: TaskName, path: String, labels: String? = nil,
+                                      asStored: Bool = false) throws -> [MultipleChoiceItem] {
         if labels != nil, !task.acceptsLabelsFile {
             throw ShadowError.invalidArgument(name: "labels", reason: "\(task.rawValue) keeps its labels in the task file")
         }
         switch task {
         case .piqa: return try PIQA.read(path: path, labels: labels)
-        case .hellaswag: return try HellaSwag.read(path: path)
+        case .hellaswag: return try HellaSwag.read(path: path, asStored: asStored)
         case .copa: return try COPA.read(path: path)
         case .arcEasy, .arcChallenge, .openbookqa: return try AI2.read(path: path, task: task)
         case .winogrande: return try Winogrande.read(path: path, labels: labels)

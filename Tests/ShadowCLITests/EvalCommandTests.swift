@@ -163,7 +163,7 @@ struct EvalCommandTests {
         #expect(json["acc"] as? Double == (json["dense"] as? [String: Any])?["acc"] as? Double)
     }
 
-    @Test("LAMBADA and WikiText report their own metrics")
+    @Test("LAMBADA and WikiText report their own metrics; HellaSwag and WikiText read --as-stored")
     func otherTasks() throws {
         let directory = TestScratch.url("eval")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -204,6 +204,21 @@ struct EvalCommandTests {
         let both = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki,
                            "--detokenize", "--as-stored", "--no-progress"])
         #expect(both.status != 0 && both.err.contains("--as-stored"))
+        // HellaSwag: ctx_b capitalised as lm-eval's query by default; --as-stored reads llama.cpp's line as written.
+        let hellaswag = directory.appendingPathComponent("hellaswag.txt").path
+        let hellaswagSamples = directory.appendingPathComponent("hellaswag-samples.jsonl").path
+        try "Roofing: A man is on a roof. he\n0\nfalls.\nwaves.\nsits.\nstands.\n".write(toFile: hellaswag, atomically: true, encoding: .utf8)
+        func hellaswagRun(_ flags: [String]) throws -> [String: Any] {
+            try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "hellaswag", "--data", hellaswag, "--json",
+                        "--samples", hellaswagSamples, "--no-progress"] + flags).json()
+        }
+        let capitalised = try hellaswagRun([])
+        #expect(capitalised["ctx_b_capitalized"] as? Bool == true)
+        #expect(try String(contentsOfFile: hellaswagSamples, encoding: .utf8).contains("on a roof. He\""))
+        let asWritten = try hellaswagRun(["--as-stored"])
+        #expect(asWritten["ctx_b_capitalized"] as? Bool == false)
+        #expect(try String(contentsOfFile: hellaswagSamples, encoding: .utf8).contains("on a roof. he\""))
+        #expect(w["ctx_b_capitalized"] == nil)
         // lm-eval's task name for LAMBADA reads the same file.
         let openai = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada_openai", "--data", lambada, "--json",
                                  "--no-progress"]).json()

@@ -93,6 +93,47 @@ struct SweepCommandTests {
         #expect(unread.status != 0 && unread.err.contains("--detokenize"), "\(unread.err)")
     }
 
+    @Test("sweep capitalises HellaSwag's ctx_b as eval does; --hellaswag-as-stored reads it as written, in a state of its own")
+    func hellaswagCapitalisation() throws {
+        let path = scratchPath("sweep-hellaswag") + ".txt"
+        let out = scratchPath("sweep-hellaswag")
+        defer { try? FileManager.default.removeItem(atPath: path); try? FileManager.default.removeItem(atPath: out) }
+        try "Roofing: A man is on a roof. he\n0\nfalls.\nwaves.\nsits.\nstands.\nCooking: A cook stirs. the cook\n1\nsings.\ntastes it.\nleaves.\nsits.\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let model = fixture("tiny-llama")
+        func sweep(_ extra: [String]) -> CLIRun {
+            CLIRun(["sweep", "--model", model, "--out", out, "--tasks", "hellaswag", "--data", "hellaswag=\(path)",
+                    "--methods", "random", "--sparsities", "0.5", "--json", "--no-progress"] + extra)
+        }
+        // The sparse row's KL from the dense model is read at each context's last token, so it
+        // tells which context the model read.
+        func randomKL(_ run: CLIRun) throws -> Double? {
+            let rows = try run.json()["rows"] as? [[String: Any]] ?? []
+            return rows.first { $0["method"] as? String == "random" }?["kl_divergence"] as? Double
+        }
+        func evaluatedKL(_ extra: [String]) throws -> Double? {
+            let run = CLIRun(["eval", "--model", model, "--task", "hellaswag", "--data", path, "--method", "random",
+                              "--sparsity", "0.5", "--json", "--no-progress"] + extra)
+            #expect(run.status == 0, "\(run.err)")
+            return try run.json()["kl_divergence"] as? Double
+        }
+        let capitalised = sweep([])
+        #expect(capitalised.status == 0, "\(capitalised.err)")
+        let kl = try #require(try randomKL(capitalised))
+        #expect(try kl == evaluatedKL([]))
+        #expect(try kl != evaluatedKL(["--as-stored"]))
+        // The same --out read as written: other contexts, so the saved state is refused.
+        let mixed = sweep(["--hellaswag-as-stored"])
+        #expect(mixed.status != 0 && mixed.err.contains("other settings"), "\(mixed.err)")
+        try FileManager.default.removeItem(atPath: out)
+        let stored = sweep(["--hellaswag-as-stored"])
+        #expect(stored.status == 0, "\(stored.err)")
+        #expect(try randomKL(stored) == evaluatedKL(["--as-stored"]))
+        let unread = CLIRun(["sweep", "--model", model, "--out", out + "-piqa", "--tasks", "piqa", "--data", "piqa=\(Self.piqa.data)",
+                             "--labels", "piqa=\(Self.piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--hellaswag-as-stored"])
+        #expect(unread.status != 0 && unread.err.contains("--hellaswag-as-stored"), "\(unread.err)")
+    }
+
     @Test("every task × cell gets a row, predictors missing for a criterion are listed, reports and plots are written")
     func fullSweep() throws {
         let out = scratchPath("sweep")

@@ -59,6 +59,9 @@ struct HellaSwagTests {
              "label": "0"],
         ]))
         let items = try TaskFile.multipleChoice(task: .hellaswag, path: path)
+        #expect(try TaskFile.multipleChoice(task: .hellaswag, path: path, asStored: true).map { $0.contexts[0] } == [
+            "Removing ice from car: Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles. then",
+            "Personal Care and Style: How to dye your hair. Buy the dye. MIX it well"])
         #expect(items[0] == MultipleChoiceItem(
             id: 0,
             context: "Removing ice from car: Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles. Then",
@@ -72,7 +75,7 @@ struct HellaSwagTests {
             continuations: ["  Rinse.", " Wait b [c", " x  y", " z"], gold: 0))
     }
 
-    @Test("reads llama.cpp's six-line text with exactly one space before each ending")
+    @Test("reads llama.cpp's six-line text with exactly one space before each ending and ctx_b capitalised")
     func llamaCppText() throws {
         let directory = try TempDirectory()
         let path = try directory.file("hellaswag_val_full.txt", """
@@ -92,13 +95,45 @@ struct HellaSwagTests {
             """)
         let items = try TaskFile.multipleChoice(task: .hellaswag, path: path)
         #expect(items == [
-            MultipleChoiceItem(id: 0, context: "Roof shingle removal: A man is sitting on a roof. he",
+            MultipleChoiceItem(id: 0, context: "Roof shingle removal: A man is sitting on a roof. He",
                                continuations: [" is using wrap to wrap a pair of skis.", " is ripping level tiles off.",
                                                " is holding a rubik's cube.", " starts pulling up roofing on a roof."],
                                gold: 3),
             MultipleChoiceItem(id: 1, context: "Home: How to paint. Pick a color.",
                                continuations: [" Buy paint.", " b", " c", " d"], gold: 0),
         ])
+        let asStored = try TaskFile.multipleChoice(task: .hellaswag, path: path, asStored: true)
+        #expect(asStored.map { $0.contexts[0] } == ["Roof shingle removal: A man is sitting on a roof. he", "Home: How to paint. Pick a color."])
+    }
+
+    // The first items of hellaswag_val.jsonl as released: lm-eval's query from ctx_a and ctx_b,
+    // and the same item's line in llama.cpp's text (label: ctx_a ctx_b, ctx_b as written).
+    @Test("a llama.cpp line gets the query lm-eval builds from the item's ctx_a and ctx_b",
+          arguments: [
+            ("Clean and jerk", "A lady walks to a barbell. She bends down and grabs the pole.", "the lady"),
+            ("Canoeing", "Two women in a child are shown in a canoe while a man pulls the canoe while standing in the water, with other individuals visible in the background.", "the child and a different man"),
+            ("High jump", "The boy lifts his body above the height of a pole. The boy lands on his back on to a red mat.", "the boy"),
+            ("Sumo", "A cartoon animation video is shown with people wandering around and rockets being shot.", "two men"),
+            ("Sharpening knives", "A man is holding a pocket knife while sitting on some rocks in the wilderness.", "then he"),
+            ("Talking", "She says \"stop!\"", "and the Dog"),
+            ("Personal Care and Style", "How to dye your hair. Buy the dye.", ""),
+          ])
+    func restoresCtxB(label: String, ctxA: String, ctxB: String) {
+        let line = HellaSwag.preprocess(label + ": " + ctxA + " " + ctxB)
+        #expect(HellaSwag.restoringCapitalizedCtxB(line) == HellaSwag.preprocess(label + ": " + ctxA + " " + ctxB.pythonCapitalized))
+    }
+
+    @Test("a line whose last part is not a lower-case sentence opening is left as written",
+          arguments: [
+            "Home: How to paint. pick a color and buy it.",   // a whole sentence: ctx_a of a WikiHow item
+            "Saxophone: 1 a guy is playing the saxophone. 2 a guy",
+            "Dribbling: \"how to dribble\" overlays the video. \" power dribble",
+            "Roofing: a man sits on a roof he",                // no sentence end to find ctx_b after
+            "Roofing: A man is on a roof. He",
+            "",
+          ])
+    func leavesOtherLines(line: String) {
+        #expect(HellaSwag.restoringCapitalizedCtxB(line) == line)
     }
 
     @Test("preprocess is idempotent on clean text")

@@ -38,7 +38,7 @@ struct SharedDataTests {
         let elapsed = try clock.measure { items = try TaskFile.multipleChoice(task: .hellaswag, path: hellaswag!) }
         #expect(items.count == 10042)
         #expect(items[0] == MultipleChoiceItem(
-            id: 0, context: "Roof shingle removal: A man is sitting on a roof. he",
+            id: 0, context: "Roof shingle removal: A man is sitting on a roof. He",
             continuations: [" is using wrap to wrap a pair of skis.", " is ripping level tiles off.",
                             " is holding a rubik's cube.", " starts pulling up roofing on a roof."],
             gold: 3))
@@ -46,6 +46,15 @@ struct SharedDataTests {
         #expect(items.allSatisfy { item in item.continuations.allSatisfy { $0.hasPrefix(" ") && !$0.hasPrefix("  ") } })
         #expect(Dictionary(grouping: items, by: \.gold).mapValues(\.count) == [0: 2515, 1: 2485, 2: 2584, 3: 2458])
         #expect(elapsed < .seconds(5) * sanitizerSlowdown, "took \(elapsed)")
+        // ctx_b capitalised: the 3,236 ActivityNet items whose line ends in a lower-case sentence
+        // opening ("… on a roof. he"), by exactly that one letter.
+        let stored = try TaskFile.multipleChoice(task: .hellaswag, path: hellaswag!, asStored: true)
+        let changed = zip(items, stored).filter { $0.0 != $0.1 }
+        #expect(changed.count == 3236)
+        #expect(changed.allSatisfy { new, old in
+            zip(new.contexts[0].unicodeScalars, old.contexts[0].unicodeScalars).filter { $0 != $1 }.count == 1
+                && new.contexts[0].lowercased() == old.contexts[0].lowercased() && new.continuations == old.continuations
+        })
     }
 
     @Test("reads WikiText-2 test text unchanged",
