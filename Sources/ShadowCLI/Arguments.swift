@@ -78,8 +78,12 @@ public struct Command: Sendable {
         lines.append("OPTIONS:")
         for option in options {
             var left = "  "
-            if let short = option.short { left += "-\(short), " }
-            left += "--\(option.name)"
+            // bench's llama-bench letters (-p, -n, …) have no longer name: "-p", not "-p, --p".
+            if let short = option.short, option.name != String(short) {
+                left += "-\(short), --\(option.name)"
+            } else {
+                left += option.displayName
+            }
             if let valueName = option.valueName { left += " <\(valueName)>" }
             var right = option.help
             if let allowed = option.allowed { right += " (values: \(allowed.joined(separator: ", ")))" }

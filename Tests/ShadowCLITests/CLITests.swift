@@ -45,6 +45,10 @@ struct CLITests {
             #expect(help.status == 0 && help.out.contains("USAGE: shadowllm \(name)") && help.out.contains("--model"))
         }
         #expect(CLIRun(["generate", "--help"]).out.contains("(default: 128)"))
+        // bench's llama-bench letters show once, as typed; letters of longer names show both.
+        let bench = CLIRun(["bench", "--help"]).out
+        #expect(bench.contains("\n  -p <n,…>") && bench.contains("\n  -o <format>") && !bench.contains("--p "), "\(bench)")
+        #expect(bench.contains("\n  -m, --model <path>") && bench.contains("\n  -t, --threads <n,…>"), "\(bench)")
     }
 
     @Test("unknown subcommands, unknown options and bad values fail with one line")
