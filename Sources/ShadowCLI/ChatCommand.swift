@@ -40,7 +40,8 @@ enum ChatCommand {
         let user: String
         let reply: String
         let promptTokenCount: Int
-        /// Prompt tokens whose keys and values the previous turn left in the cache (dense only).
+        /// Prompt tokens whose keys and values the previous turn left in the cache (the dense
+        /// model and fixed masks only; 0 for the others).
         let reusedTokenCount: Int
         let tokens: [Int]
         let droppedTurns: Int
@@ -68,11 +69,12 @@ enum ChatCommand {
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
-            conversation. Every reply sees the whole conversation in the ChatML template. The dense model keeps \
-            the conversation's keys and values from turn to turn and prefills only what the cache does not hold \
-            (the new message, and the last reply's end); any other --method, even at sparsity 0, prefills the \
-            whole conversation every turn and chooses its masks from it (shadow from its last token; the oracle \
-            runs a backward pass over all of it). When the conversation and room for a reply (a quarter of \
+            conversation. Every reply sees the whole conversation in the ChatML template. The dense model and the \
+            fixed masks of --method random and static keep the conversation's keys and values from turn to turn \
+            and prefill only what the cache does not hold (the new message, and the last reply's end): one mask \
+            for every turn computes them alike. shadow, dejavu, dejavu-lookahead and oracle, even at sparsity 0, \
+            prefill the whole conversation every turn and choose their masks from it (shadow from its last token; \
+            the oracle runs a backward pass over all of it). When the conversation and room for a reply (a quarter of \
             --context, or --max-tokens if fewer) outgrow --context, the oldest turns are dropped until it fills \
             half (said on stderr), so that the next turns reuse the cache again. A message holding a ChatML \
             marker is not sent. Ctrl-C stops the reply being written (during the prefill, before its first token, \
@@ -114,8 +116,11 @@ enum ChatCommand {
 
         var turns: [ChatTemplate.Turn] = []
         var count = 0
-        // The dense model's cache lives across turns; `cached` lists the tokens it holds.
-        let cache = sparsity == nil ? model.makeCache(capacity: limit) : nil
+        // The cache lives across turns when every turn computes keys and values alike: the dense
+        // model, or one fixed mask (random, static). `cached` lists the tokens it holds.
+        let fixedSparsity = sparsity as? FixedSparsity
+        let cache = sparsity == nil || fixedSparsity != nil ? model.makeCache(capacity: limit) : nil
+        cache?.scratch.packsKeptRows = arguments.flag("pack-rows")
         var cached: [Int] = []
         while true {
             if console.interactive { console.out("> ") }
@@ -172,7 +177,8 @@ enum ChatCommand {
                 let stop = { Interruption.requested }
                 if let cache {
                     return try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached, maxTokens: replyLimit,
-                                                  sampling: turnSampling, stopTokens: stopTokens, onToken: onToken, shouldStop: stop)
+                                                  sampling: turnSampling, stopTokens: stopTokens, sparsity: fixedSparsity,
+                                                  onToken: onToken, shouldStop: stop)
                 }
                 return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
                                               sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken, shouldStop: stop)

@@ -52,13 +52,16 @@ public enum Generator {
                    stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
     }
 
-    /// `generate` for the dense model continuing `cache`, which holds the keys and values of
-    /// `cached` (a conversation's earlier prompt and reply): the positions `prompt` shares with
-    /// it are kept and only the rest is prefilled. On return `cached` lists what the cache holds.
-    /// Dense only: a sparse mask chosen for another prompt may have skipped keys and values that
-    /// this one's mask needs.
+    /// `generate` continuing `cache`, which holds the keys and values of `cached` (a
+    /// conversation's earlier prompt and reply): the positions `prompt` shares with it are kept
+    /// and only the rest is prefilled. On return `cached` lists what the cache holds.
+    /// Dense, or under one fixed mask given on every call with this cache: a fixed mask computes
+    /// each position's keys and values alike whether the prompt is prefilled whole or in parts,
+    /// whereas a mask chosen for another prompt may have skipped keys and values that this one's
+    /// mask needs (so predicted and oracle masks are not accepted here).
     public static func generate(model: any CausalLanguageModel, prompt: [Int], continuing cache: KVCache, cached: inout [Int],
                                 maxTokens: Int, sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
+                                sparsity: FixedSparsity? = nil,
                                 onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
         guard prompt.count < cache.capacity else {
@@ -68,7 +71,7 @@ public enum Generator {
         let shared = min(zip(cached, prompt).prefix { $0 == $1 }.count, prompt.count - 1, cache.length)
         cache.truncate(to: shared)
         let result = run(model: model, prompt: prompt, from: shared, cache: cache, maxTokens: maxTokens, sampling: sampling,
-                         stopTokens: stopTokens, sparsity: nil, onToken: onToken, shouldStop: shouldStop)
+                         stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
         cached = Array((prompt + result.tokens).prefix(cache.length))
         return result
     }

@@ -90,8 +90,9 @@ struct ChatTests {
         let input = ["hi", "there", "what now", "/reset", "hi"]
         let base = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--weights", "f32"]
         let kept = CLIRun(base, input: input)
-        // A mask source at sparsity 0 runs the dense kernels but prefills each turn whole.
-        let again = CLIRun(base + ["--method", "random", "--sparsity", "0"], input: input)
+        // The oracle at sparsity 0 runs the dense kernels but, choosing its masks from each prompt,
+        // prefills each turn whole.
+        let again = CLIRun(base + ["--method", "oracle", "--sparsity", "0"], input: input)
         #expect(kept.status == 0 && again.status == 0, "\(kept.err)\(again.err)")
         let withCache = try chatTurns(kept), without = try chatTurns(again)
         try #require(withCache.count == 4 && without.count == 4)
@@ -108,11 +109,38 @@ struct ChatTests {
         let many = ["hi", "there", "what now", "tell me more", "and then", "why", "ok"]
         let short = ["--context", "64"]
         let keptShort = try chatTurns(CLIRun(base + short, input: many))
-        let againShort = try chatTurns(CLIRun(base + short + ["--method", "random", "--sparsity", "0"], input: many))
+        let againShort = try chatTurns(CLIRun(base + short + ["--method", "oracle", "--sparsity", "0"], input: many))
         try #require(keptShort.count == many.count && againShort.count == many.count)
         #expect(keptShort.map { $0["tokens"] as? [Int] ?? [] } == againShort.map { $0["tokens"] as? [Int] ?? [] })
         #expect(keptShort.contains { ($0["dropped_turns"] as? Int ?? 0) > 0 }, "no turn was dropped")
         #expect(keptShort.dropFirst().allSatisfy { ($0["reused_token_count"] as? Int ?? 0) > 0 })
+    }
+
+    @Test("fixed masks keep the conversation's cache between turns as the dense model does, with --pack-rows too",
+          arguments: ["random", "static"])
+    func fixedMaskCacheReuse(method: String) throws {
+        var mask = ["--method", method, "--sparsity", "0.5"]
+        if method == "static" {
+            // Aggregate scores of the tiny Llama's shape: 2 layers of 4 heads and 128 neurons.
+            let scores = TestScratch.path("chat-scores", suffix: ".json")
+            let heads = (0..<2).map { l in (0..<4).map { Double((l * 4 + $0 * 3) % 7) } }
+            let neurons = (0..<2).map { l in (0..<128).map { Double((l * 128 + $0 * 37) % 101) } }
+            try JSONSerialization.data(withJSONObject: ["heads": heads, "neurons": neurons]).write(to: URL(fileURLWithPath: scores))
+            mask += ["--scores", scores]
+        }
+        let base = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--weights", "f32"] + mask
+        let input = ["hi", "there", "/reset", "hi"]
+        let run = CLIRun(base, input: input), packed = CLIRun(base + ["--pack-rows"], input: input)
+        #expect(run.status == 0 && packed.status == 0, "\(run.err)\(packed.err)")
+        let turns = try chatTurns(run)
+        try #require(turns.count == 3, "\(run.out)")
+        let reused = turns.map { $0["reused_token_count"] as? Int ?? 0 }
+        let prompts = turns.map { $0["prompt_token_count"] as? Int ?? 0 }
+        #expect(reused[0] == 0 && reused[1] >= prompts[0] && reused[2] == prompts[2] - 1, "\(reused)")
+        // After /reset the first message again, almost all from the cache: the reply of its whole prefill.
+        let tokens = turns.map { $0["tokens"] as? [Int] ?? [] }
+        #expect(tokens[2] == tokens[0], "\(tokens)")
+        #expect(try chatTurns(packed).map { $0["tokens"] as? [Int] ?? [] } == tokens)
     }
 
     @Test("a message or --system holding a ChatML marker is not sent: it would end or forge a turn")

@@ -190,6 +190,64 @@ struct ForwardTests {
         #expect(throws: (any Error).self) { try Generator.generate(model: model, prompt: Array(1...8), maxTokens: 1) }
     }
 
+    /// A fixed mask for a model of 4 heads in 2 K/V groups that prunes heads and neurons of every
+    /// layer after the first; odd layers keep heads of one group only, so the other group's keys
+    /// and values are never computed.
+    static func prunedFixedMask(_ shape: TransformerShape) -> FixedSparsity {
+        let neurons = (0..<Int32(shape.ffnSize))
+        return FixedSparsity(layers: (0..<shape.layers).map { layer in
+            if layer == 0 { return .dense }
+            return layer % 2 == 1 ? LayerPlan(heads: [1], neurons: neurons.filter { $0 % 3 == 0 }, shape: shape)
+                                  : LayerPlan(heads: [0, 3], neurons: neurons.filter { $0 % 2 == 1 }, shape: shape)
+        })
+    }
+
+    @Test("under a fixed mask, a prefill in parts after cached tokens gives the logits of one whole prefill")
+    func fixedMaskPrefillInParts() {
+        let model = TinyModels.llama(layers: 3)
+        let mask = Self.prunedFixedMask(model.shape)
+        let tokens = [3, 14, 15, 9, 26, 5, 35, 8, 9, 7, 12]
+        let whole = model.forward(tokens, cache: model.makeCache(capacity: 16), logits: .all, sparsity: mask)
+        let cache = model.makeCache(capacity: 16)
+        var parts = model.forward(Array(tokens[0..<6]), cache: cache, logits: .all, sparsity: mask)
+        parts += model.forward(Array(tokens[6...]), cache: cache, logits: .all, sparsity: mask)
+        expectClose(parts, whole, tolerance: 1e-4)
+        // Not vacuous: the mask changes the logits.
+        let dense = model.forward(tokens, cache: model.makeCache(capacity: 16), logits: .all)
+        #expect(zip(whole, dense).map { abs($0 - $1) }.max()! > 1e-2)
+    }
+
+    @Test("continuing a conversation's cache under a fixed mask replies as prefilling each turn whole under it, after a truncation too")
+    func fixedMaskContinuesCache() throws {
+        // The fixture's own output head: the code-built models, whose head is their embedding, repeat the last token.
+        let model = try ModelLoader.load(path: Fixtures.path("tiny-llama")).model
+        let mask = Self.prunedFixedMask(model.shape)
+        let cache = model.makeCache(capacity: 64)
+        var cached: [Int] = []
+        var prompts: [[Int]] = [], replies: [[Int]] = [], reused: [Int] = []
+        for turn in 0..<3 {
+            let prompt: [Int]
+            switch turn {
+            case 0: prompt = [1, 2, 3, 4, 5]
+            case 1: prompt = prompts[0] + replies[0] + [6, 7, 8]   // turn 1 and its reply, then a new message
+            default: prompt = [1, 2, 3, 4, 9, 10, 11]              // shares only its first 4 tokens with the cache
+            }
+            let continued = try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached,
+                                                   maxTokens: 6, sparsity: mask)
+            let whole = try Generator.generate(model: model, prompt: prompt, maxTokens: 6, sparsity: mask)
+            #expect(continued.tokens == whole.tokens && continued.tokens.count == 6, "turn \(turn + 1)")
+            #expect(continued.stats.promptTokens == prompt.count - continued.reusedTokens)
+            // The last reply token was sampled but never entered the cache.
+            #expect(cached == Array((prompt + continued.tokens).dropLast()))
+            prompts.append(prompt)
+            replies.append(continued.tokens)
+            reused.append(continued.reusedTokens)
+        }
+        #expect(reused == [0, 5 + 6 - 1, 4], "\(reused)")
+        // Not vacuous: the dense model replies otherwise to some turn.
+        #expect(try prompts.map { try Generator.generate(model: model, prompt: $0, maxTokens: 6).tokens } != replies)
+    }
+
     @Test("perplexity of a short text is one sequence whose first token is context only")
     func perplexityShortText() throws {
         let model = TinyModels.llama()
