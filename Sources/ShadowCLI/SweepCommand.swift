@@ -73,10 +73,10 @@ enum SweepCommand {
             .value("shots", "k", help: "Few-shot examples per question.", default: "0"),
             .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
-            .value("text-bytes", "n", help: "WikiText: score the first n bytes (cut at a line end), as stored unless --detokenize; 0 for the whole text.",
+            .value("text-bytes", "n", help: "WikiText: score the first n bytes of the file (cut at a line end); 0 for the whole text.",
                    default: "60000"),
-            .flag("detokenize", help: "WikiText: the model reads lm-eval's detokenized text, as eval does by default (words and bytes are counted as stored). Off by default so that earlier sweeps' states stay valid."),
-            .flag("hellaswag-as-stored", help: "HellaSwag: keep ctx_b as the file writes it (llama.cpp's text: \"… on a roof. he\") instead of capitalising it as lm-eval does, as sweeps did before 2026-12-04 (eval --as-stored)."),
+            .flag("as-stored", help: "Read WikiText and HellaSwag as the files store them, as sweeps did before 2026-12-04 (and as eval --as-stored does): WikiText without lm-eval's detokenizer, HellaSwag's ctx_b as written (llama.cpp's text: \"… on a roof. he\") rather than capitalised as lm-eval's. Resumes a sweep begun before then."),
+            .flag("detokenize", help: "WikiText: lm-eval's detokenizer, the default since 2026-12-04 (accepted for older commands)."),
             .value("context", short: "c", "n", help: "WikiText: window length in tokens.", defaultDescription: "512, or the model's context if smaller"),
             .flag("json", help: "Print results.json instead of the Markdown table."),
             .flag("no-progress", help: "Hide the progress bar."),
@@ -112,14 +112,17 @@ enum SweepCommand {
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let floor = try arguments.double("hybrid-floor", range: 0...1)!
         let units = SweepUnits(rawValue: try arguments.required("units"))!
-        let detokenize = arguments.flag("detokenize")
-        if detokenize, !tasks.contains(where: { $0.task == .wikitext }) {
-            throw ShadowError.invalidArgument(name: "--detokenize", reason: "is only read with the wikitext task")
+        // lm-eval's text by default, as eval's: WikiText detokenized, HellaSwag's ctx_b capitalised.
+        let asStored = arguments.flag("as-stored")
+        let hasWikiText = tasks.contains { $0.task == .wikitext }, hasHellaSwag = tasks.contains { $0.task == .hellaswag }
+        if arguments.flag("detokenize") {
+            if !hasWikiText { throw ShadowError.invalidArgument(name: "--detokenize", reason: "is only read with the wikitext task") }
+            if asStored { throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize") }
         }
-        let hellaswagAsStored = arguments.flag("hellaswag-as-stored")
-        if hellaswagAsStored, !tasks.contains(where: { $0.task == .hellaswag }) {
-            throw ShadowError.invalidArgument(name: "--hellaswag-as-stored", reason: "is only read with the hellaswag task")
+        if asStored, !hasWikiText, !hasHellaSwag {
+            throw ShadowError.invalidArgument(name: "--as-stored", reason: "is only read with the wikitext and hellaswag tasks")
         }
+        let detokenize = !asStored
         if arguments.has("hybrid-floor"), policy != .hybrid {
             throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
         }
@@ -138,7 +141,7 @@ enum SweepCommand {
                 let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
                 loadedTasks.append((task, .lambada(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit))))
             default:
-                let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: hellaswagAsStored)
+                let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: asStored)
                 let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
                 loadedTasks.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
             }
@@ -252,13 +255,14 @@ enum SweepCommand {
             // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
             // WikiText article by article): a state scored under older rules must not be extended.
             "scoring lm-eval-2026-12-pages",
-        ].joined(separator: "; ") + (detokenize ? "; wikitext detokenized" : "")
+        ].joined(separator: "; ") + (hasWikiText && detokenize ? "; wikitext detokenized" : "")
             // LAMBADA shots changed to lm-eval's two spaces on 2026-12-03: a few-shot LAMBADA
             // state from before must not be extended with the other prompts.
             + (shots > 0 && tasks.contains { $0.task == .lambada } ? "; lambada shots lm-eval" : "")
-            // HellaSwag's ctx_b is capitalised as lm-eval's since 2026-12-04 (llama.cpp's text had
-            // read it as written): a state from before resumes only with --hellaswag-as-stored.
-            + (tasks.contains { $0.task == .hellaswag } && !hellaswagAsStored ? "; hellaswag ctx_b capitalised" : "")
+            // Since 2026-12-04 WikiText is detokenized and HellaSwag's ctx_b capitalised by default:
+            // a state from before resumes only with --as-stored (a WikiText-only one begun with
+            // --detokenize resumes as it is).
+            + (hasHellaSwag && !asStored ? "; hellaswag ctx_b capitalised" : "")
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"

@@ -58,7 +58,7 @@ struct SweepCommandTests {
         return result
     }
 
-    @Test("sweep --detokenize scores WikiText as eval does by default; its state is kept apart from an as-stored sweep's")
+    @Test("sweep scores WikiText detokenized as eval does by default; --as-stored reads the file as stored, in a state of its own")
     func detokenizedWikiText() throws {
         let path = scratchPath("sweep-wikitext") + ".txt"
         let out = scratchPath("sweep-detokenized")
@@ -74,26 +74,35 @@ struct SweepCommandTests {
             let rows = try run.json()["rows"] as? [[String: Any]] ?? []
             return try #require(rows.first { $0["method"] as? String == "dense" }?["metrics"] as? [String: Double])
         }
-        let detokenized = sweep(["--detokenize"])
+        func evaluated(_ extra: [String]) throws -> Double? {
+            let eval = CLIRun(["eval", "--model", model, "--task", "wikitext", "--data", path, "--context", "16", "--json"] + extra)
+            #expect(eval.status == 0, "\(eval.err)")
+            return try eval.json()["word_perplexity"] as? Double
+        }
+        let detokenized = sweep([])
         #expect(detokenized.status == 0, "\(detokenized.err)")
-        let eval = CLIRun(["eval", "--model", model, "--task", "wikitext", "--data", path, "--context", "16", "--json"])
-        #expect(eval.status == 0, "\(eval.err)")
-        let evaluated = try eval.json()
-        #expect(try dense(detokenized)["word_perplexity"] == evaluated["word_perplexity"] as? Double)
+        #expect(try dense(detokenized)["word_perplexity"] == evaluated([]))
+        // --detokenize, the default, continues the same state.
+        let again = sweep(["--detokenize"])
+        #expect(again.status == 0, "\(again.err)")
         // The same --out as stored: other numbers, so the saved state is refused.
-        let mixed = sweep([])
+        let mixed = sweep(["--as-stored"])
         #expect(mixed.status != 0 && mixed.err.contains("other settings"), "\(mixed.err)")
         try FileManager.default.removeItem(atPath: out)
-        let stored = sweep([])
+        let stored = sweep(["--as-stored"])
         #expect(stored.status == 0, "\(stored.err)")
         let storedPerplexity = try dense(stored)["word_perplexity"]
-        #expect(storedPerplexity != nil && storedPerplexity != evaluated["word_perplexity"] as? Double)
+        let evaluatedAsStored = try evaluated(["--as-stored"]), detokenizedPerplexity = try dense(detokenized)["word_perplexity"]
+        #expect(storedPerplexity != nil && storedPerplexity == evaluatedAsStored)
+        #expect(storedPerplexity != detokenizedPerplexity)
+        let contradiction = sweep(["--as-stored", "--detokenize"])
+        #expect(contradiction.status != 0 && contradiction.err.contains("contradicts --detokenize"), "\(contradiction.err)")
         let unread = CLIRun(["sweep", "--model", model, "--out", out + "-piqa", "--tasks", "piqa", "--data", "piqa=\(Self.piqa.data)",
                              "--labels", "piqa=\(Self.piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--detokenize"])
         #expect(unread.status != 0 && unread.err.contains("--detokenize"), "\(unread.err)")
     }
 
-    @Test("sweep capitalises HellaSwag's ctx_b as eval does; --hellaswag-as-stored reads it as written, in a state of its own")
+    @Test("sweep capitalises HellaSwag's ctx_b as eval does; --as-stored reads it as written, in a state of its own")
     func hellaswagCapitalisation() throws {
         let path = scratchPath("sweep-hellaswag") + ".txt"
         let out = scratchPath("sweep-hellaswag")
@@ -123,15 +132,15 @@ struct SweepCommandTests {
         #expect(try kl == evaluatedKL([]))
         #expect(try kl != evaluatedKL(["--as-stored"]))
         // The same --out read as written: other contexts, so the saved state is refused.
-        let mixed = sweep(["--hellaswag-as-stored"])
+        let mixed = sweep(["--as-stored"])
         #expect(mixed.status != 0 && mixed.err.contains("other settings"), "\(mixed.err)")
         try FileManager.default.removeItem(atPath: out)
-        let stored = sweep(["--hellaswag-as-stored"])
+        let stored = sweep(["--as-stored"])
         #expect(stored.status == 0, "\(stored.err)")
         #expect(try randomKL(stored) == evaluatedKL(["--as-stored"]))
         let unread = CLIRun(["sweep", "--model", model, "--out", out + "-piqa", "--tasks", "piqa", "--data", "piqa=\(Self.piqa.data)",
-                             "--labels", "piqa=\(Self.piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--hellaswag-as-stored"])
-        #expect(unread.status != 0 && unread.err.contains("--hellaswag-as-stored"), "\(unread.err)")
+                             "--labels", "piqa=\(Self.piqa.labels)", "--methods", "random", "--sparsities", "0.5", "--as-stored"])
+        #expect(unread.status != 0 && unread.err.contains("--as-stored"), "\(unread.err)")
     }
 
     @Test("every task × cell gets a row, predictors missing for a criterion are listed, reports and plots are written")
