@@ -279,9 +279,19 @@ enum SweepCommand {
             let saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
             try saved.validate(path: path("sweep-state.json"))
             guard saved.settings == settings else {
+                // A sweep begun before 2026-12-04 read both texts as stored: say how to continue it.
+                let textMarkers = ["; wikitext detokenized", "; hellaswag ctx_b capitalised"]
+                func withoutTextMarkers(_ text: String) -> String {
+                    textMarkers.reduce(text) { $0.replacingOccurrences(of: $1, with: "") }
+                }
+                let readAsStored = !asStored && withoutTextMarkers(saved.settings) == saved.settings
+                    && withoutTextMarkers(settings) == saved.settings
                 throw ShadowError.invalidArgument(
                     name: "--out",
-                    reason: "\(out) holds a sweep with other settings (\(saved.settings)); give another --out or remove \(path("sweep-state.json"))")
+                    reason: "\(out) holds a sweep with other settings (\(saved.settings)); "
+                        + (readAsStored ? "it read WikiText and HellaSwag as stored, as sweeps before 2026-12-04 did: add --as-stored to continue it, or "
+                                        : "")
+                        + "give another --out or remove \(path("sweep-state.json"))")
             }
             state = saved
             // Tasks can be added or left out; a task must keep its file.
