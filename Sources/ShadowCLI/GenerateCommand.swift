@@ -86,6 +86,10 @@ extension GenerateCommand {
     static let samplingOptionList: [Option] = [
         .value("temperature", "t", help: "Sampling temperature; 0 is greedy. A tiny positive one (down to 1e-45, the smallest in single precision; below it is refused) picks the most likely token, as greedy does.", default: "0"),
         .value("top-p", "p", help: "Nucleus sampling threshold (sampling only: --temperature above 0).", default: "1"),
+        .value("top-k", "n", help: "Sample from the n most probable tokens only; 0 keeps all (sampling only).", default: "0"),
+        .value("min-p", "p", help: "Sample only from tokens at least p times as probable as the most probable one; 0 keeps all (sampling only).", default: "0"),
+        .value("repeat-penalty", "r", help: "Divide the positive logits (multiply the negative ones) of tokens among the last --repeat-last-n of the prompt and the text so far by r, as llama.cpp does; 1 is none. Greedy decoding reads it too.", default: "1"),
+        .value("repeat-last-n", "n", help: "How many of the latest tokens --repeat-penalty looks back over.", default: "64"),
         .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
     ]
 
@@ -99,10 +103,17 @@ extension GenerateCommand {
         let sampling = SamplingOptions(
             temperature: Float(temperature),
             topP: Float(try arguments.double("top-p", range: 0.000001...1) ?? 1),
+            topK: try arguments.int("top-k", range: 0...Int(Int32.max)) ?? 0,
+            minP: Float(try arguments.double("min-p", range: 0...1) ?? 0),
+            repeatPenalty: Float(try arguments.double("repeat-penalty", range: 0.001...1000) ?? 1),
+            repeatLastN: try arguments.int("repeat-last-n", range: 1...1_000_000) ?? 64,
             seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
-        // Greedy decoding draws nothing: a seed or nucleus given with it would be ignored.
-        for option in ["top-p", "seed"] where arguments.has(option) && sampling.temperature == 0 {
+        // Greedy decoding draws nothing: a seed or a filter given with it would be ignored.
+        for option in ["top-p", "top-k", "min-p", "seed"] where arguments.has(option) && sampling.temperature == 0 {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read when sampling (--temperature above 0; 0 is greedy)")
+        }
+        if arguments.has("repeat-last-n"), sampling.repeatPenalty == 1 {
+            throw ShadowError.invalidArgument(name: "--repeat-last-n", reason: "is only read with a --repeat-penalty other than 1")
         }
         return sampling
     }

@@ -92,7 +92,10 @@ public enum Generator {
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()
         while tokens.count < maxTokens, !shouldStop() {
-            let next = sampler.sample(logits)
+            // Only the repetition penalty reads the history, and only its last repeatLastN tokens.
+            let history: ArraySlice<Int> = sampling.repeatPenalty == 1 ? []
+                : Array(prompt.suffix(sampling.repeatLastN) + tokens.suffix(sampling.repeatLastN)).suffix(sampling.repeatLastN)
+            let next = sampler.sample(logits, history: history)
             if stopTokens.contains(next) { stoppedAtEOS = true; break }
             tokens.append(next)
             if !onToken(next) { break }

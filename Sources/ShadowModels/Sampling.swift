@@ -10,11 +10,25 @@ public struct SamplingOptions: Sendable, Equatable {
     public var temperature: Float
     /// Nucleus sampling: keep the smallest set of tokens whose probability reaches `topP`.
     public var topP: Float
+    /// Keep only the `topK` most probable tokens (0: all of them).
+    public var topK: Int
+    /// Keep only tokens at least `minP` times as probable as the most probable one (0: all).
+    public var minP: Float
+    /// llama.cpp's repetition penalty (1: none): a token among the last `repeatLastN` of the
+    /// prompt and the text so far has its logit divided by it when positive, multiplied when
+    /// negative, before greedy choice or sampling.
+    public var repeatPenalty: Float
+    public var repeatLastN: Int
     public var seed: UInt64
 
-    public init(temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0) {
+    public init(temperature: Float = 0, topP: Float = 1, topK: Int = 0, minP: Float = 0,
+                repeatPenalty: Float = 1, repeatLastN: Int = 64, seed: UInt64 = 0) {
         self.temperature = temperature
         self.topP = topP
+        self.topK = topK
+        self.minP = minP
+        self.repeatPenalty = repeatPenalty
+        self.repeatLastN = repeatLastN
         self.seed = seed
     }
 
@@ -36,7 +50,21 @@ public struct Sampler: Sendable {
         return best
     }
 
-    public mutating func sample(_ logits: [Float]) -> Int {
+    /// `logits` with the repetition penalty applied to the tokens among the last
+    /// `repeatLastN` of `history`, each once however often it occurs.
+    func penalized(_ logits: [Float], history: ArraySlice<Int>) -> [Float] {
+        guard options.repeatPenalty != 1, options.repeatLastN > 0, !history.isEmpty else { return logits }
+        var logits = logits
+        for token in Set(history.suffix(options.repeatLastN)) where logits.indices.contains(token) {
+            logits[token] = logits[token] > 0 ? logits[token] / options.repeatPenalty : logits[token] * options.repeatPenalty
+        }
+        return logits
+    }
+
+    /// The next token after `history` (the prompt and the tokens generated so far, oldest
+    /// first; only the repetition penalty reads it).
+    public mutating func sample(_ logits: [Float], history: ArraySlice<Int> = []) -> Int {
+        let logits = penalized(logits, history: history)
         if options.temperature <= 0 { return Self.argmax(logits) }
         // Shifted by the largest logit and divided (not multiplied by 1/T, which overflows to
         // infinity below T ≈ 3e-39 and makes 0 × ∞ = NaN): the largest logit gets exp(0) = 1
@@ -46,14 +74,25 @@ public struct Sampler: Sendable {
         let total = probabilities.reduce(0, +)
         for i in probabilities.indices { probabilities[i] /= total }
         var candidates = Array(probabilities.indices)
+        let filters = options.topP < 1 || options.topK > 0 || options.minP > 0
+        if filters {
+            // Most probable first; ties keep the lower id first, so the cut is repeatable.
+            candidates.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
+        }
+        if options.topK > 0 { candidates = Array(candidates.prefix(options.topK)) }
+        if options.minP > 0, let best = candidates.first {
+            let floor = options.minP * probabilities[best]
+            candidates = Array(candidates.prefix { probabilities[$0] >= floor })
+        }
         if options.topP < 1 {
-            candidates.sort { probabilities[$0] > probabilities[$1] }
+            // The nucleus of what top-k and min-p left, in proportion to its own mass.
+            let kept = options.topK > 0 || options.minP > 0 ? candidates.reduce(Float(0)) { $0 + probabilities[$1] } : 1
             var cumulative: Float = 0
             var keep = 0
             for id in candidates {
                 cumulative += probabilities[id]
                 keep += 1
-                if cumulative >= options.topP { break }
+                if cumulative >= options.topP * kept { break }
             }
             candidates = Array(candidates.prefix(keep))
         }

@@ -250,6 +250,31 @@ struct CLITests {
         #expect(zero.err.split(separator: "\n").count == 1)
     }
 
+    @Test("generate reads --top-k, --min-p and --repeat-penalty: top-k 1 samples as greedy decodes, a penalty below 1 repeats the prompt, settings never read are refused")
+    func samplingOptions() throws {
+        let base = ["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "-n", "8", "--json"]
+        let greedy = try CLIRun(base).json()["tokens"] as? [Int]
+        #expect(greedy?.count == 8)
+        let topK = CLIRun(base + ["--temperature", "1.5", "--top-k", "1", "--seed", "9"])
+        #expect(topK.status == 0, "\(topK.err)")
+        #expect(try topK.json()["tokens"] as? [Int] == greedy)
+        // Greedy text from the tiny model never repeats a token; a penalty below 1 favours repeats,
+        // so every token it picks is one of the prompt's.
+        let favoured = CLIRun(base + ["--repeat-penalty", "0.01", "--repeat-last-n", "16"])
+        #expect(favoured.status == 0, "\(favoured.err)")
+        let json = try favoured.json()
+        let tokens = try #require(json["tokens"] as? [Int]), promptTokens = try #require(json["prompt_tokens"] as? [Int])
+        #expect(tokens != greedy && Set(tokens).isSubset(of: Set(promptTokens)), "\(tokens)")
+        for (extra, expected) in [(["--top-k", "5"], "--top-k: is only read when sampling"),
+                                  (["--min-p", "0.1"], "--min-p: is only read when sampling"),
+                                  (["--repeat-last-n", "8"], "--repeat-last-n: is only read with a --repeat-penalty other than 1"),
+                                  (["--repeat-penalty", "0"], "--repeat-penalty: must be in"),
+                                  (["--temperature", "1", "--min-p", "2"], "--min-p: must be in")] {
+            let run = CLIRun(base + extra)
+            #expect(run.status == 1 && run.err.hasPrefix("error: \(expected)") && run.err.split(separator: "\n").count == 1, "\(run.err)")
+        }
+    }
+
     @Test("an empty prompt, empty text or missing model is a clear error")
     func emptyInputs() {
         let emptyPrompt = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", ""])

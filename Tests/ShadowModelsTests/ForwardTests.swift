@@ -164,6 +164,47 @@ struct ForwardTests {
         #expect(drawn == [1, 3])
     }
 
+    @Test("top-k, min-p and top-p draw only from the tokens they keep, and top-k 1 is greedy")
+    func samplingFilters() {
+        // Probabilities at T = 1 ∝ exp(logit): token 2 ≈ 0.64, 3 ≈ 0.24, 0 ≈ 0.09, 4 ≈ 0.03, …
+        let logits: [Float] = [2, -1, 4, 3, 1, -5]
+        func drawn(_ options: SamplingOptions) -> Set<Int> {
+            var sampler = Sampler(options)
+            return Set((0..<400).map { _ in sampler.sample(logits) })
+        }
+        #expect(drawn(SamplingOptions(temperature: 1, seed: 1)).isSuperset(of: [0, 2, 3, 4]))
+        #expect(drawn(SamplingOptions(temperature: 1, topK: 1, seed: 1)) == [2])
+        #expect(drawn(SamplingOptions(temperature: 1, topK: 2, seed: 1)) == [2, 3])
+        // min-p 0.3 keeps p ≥ 0.3 · 0.64 ≈ 0.19: tokens 2 and 3.
+        #expect(drawn(SamplingOptions(temperature: 1, minP: 0.3, seed: 1)) == [2, 3])
+        // top-p applies to what top-k kept: of {2, 3, 0} (mass ≈ 0.97), 0.7 of it is reached by 2 and 3.
+        #expect(drawn(SamplingOptions(temperature: 1, topP: 0.7, topK: 3, seed: 1)) == [2, 3])
+        #expect(drawn(SamplingOptions(temperature: 1, topP: 0.5, seed: 1)) == [2])
+    }
+
+    @Test("the repetition penalty divides positive and multiplies negative logits of recent tokens, greedy too")
+    func repetitionPenalty() {
+        let logits: [Float] = [2, -1, 4, 3.5, 1]
+        var plain = Sampler(SamplingOptions())
+        #expect(plain.sample(logits, history: [2, 2]) == 2)        // no penalty: the history is not read
+        var penalized = Sampler(SamplingOptions(repeatPenalty: 1.25))
+        #expect(penalized.penalized(logits, history: [2, 1, 2]) == [2, -1.25, 3.2, 3.5, 1])
+        #expect(penalized.sample(logits, history: [2]) == 3)       // 4 / 1.25 = 3.2 < 3.5
+        // Only the last repeatLastN tokens count: token 2 lies further back.
+        var recent = Sampler(SamplingOptions(repeatPenalty: 1.25, repeatLastN: 2))
+        #expect(recent.sample(logits, history: [2, 0, 4]) == 2)
+    }
+
+    @Test("generation with a repetition penalty differs from plain greedy decoding and repeats itself exactly")
+    func generationWithPenalty() throws {
+        let model = TinyModels.llama()
+        let plain = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 12)
+        let options = SamplingOptions(repeatPenalty: 3)
+        let a = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 12, sampling: options)
+        let b = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 12, sampling: options)
+        #expect(a.tokens == b.tokens && a.tokens != plain.tokens)
+    }
+
     @Test("generation stops at a stop token and rejects an empty prompt")
     func stops() throws {
         let model = TinyModels.llama()
