@@ -12,12 +12,14 @@ enum GenerateCommand {
         let promptTokens: [Int]
         let tokens: [Int]
         let stoppedAtEOS: Bool
+        /// The text reached --stop: `text` ends before it; `tokens` include the ones that spelled it.
+        let stoppedAtStop: Bool
         let prefillTokensPerSecond: Double
         let decodeTokensPerSecond: Double
 
         enum CodingKeys: String, CodingKey {
             case prompt, text, tokens
-            case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos"
+            case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos", stoppedAtStop = "stopped_at_stop"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
         }
     }
@@ -31,6 +33,7 @@ enum GenerateCommand {
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
             .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
+            .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
         ]
@@ -38,6 +41,8 @@ enum GenerateCommand {
         let prompt = try ModelOptions.text(arguments, textOption: "prompt", fileOption: "prompt-file")
         let maxTokens = try arguments.int("max-tokens", range: 0...1_000_000) ?? 128
         let sampling = try samplingOptions(arguments)
+        let stop = arguments.string("stop")
+        if stop == "" { throw ShadowError.invalidArgument(name: "--stop", reason: "is empty") }
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: arguments.has("prompt-file") ? "--prompt-file" : "--prompt", reason: "is empty") }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
@@ -52,23 +57,27 @@ enum GenerateCommand {
         }
         let json = arguments.flag("json")
         var stream = TextStream(tokenizer: tokenizer)
+        var reply = StopText(stop: stop)
         // A chat reply is a new turn, not a continuation of the prompt's text.
         if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
         let result = try Generator.generate(
             model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
             stopTokens: loaded.stopTokens, sparsity: sparsity, packKeptRows: arguments.flag("pack-rows")
         ) { token in
-            if !json { console.out(stream.append(token)) }
-            return true
+            let piece = reply.append(stream.append(token))
+            if !json { console.out(piece) }
+            return !reply.stopped
         }
-        let generated = tokenizer.decode(result.tokens, skipSpecialTokens: true)
+        let rest = reply.stopped ? "" : reply.finish(stream.finish())
         if json {
             console.print(try JSONOutput.string(Report(
-                prompt: prompt, text: generated, promptTokens: promptIDs, tokens: result.tokens,
-                stoppedAtEOS: result.stoppedAtEOS, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
+                prompt: prompt, text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
+                promptTokens: promptIDs, tokens: result.tokens,
+                stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped,
+                prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                 decodeTokensPerSecond: result.stats.generatedTokensPerSecond)))
         } else {
-            console.out(stream.finish() + "\n")
+            console.out(rest + "\n")
             if arguments.flag("verbose") {
                 console.printError(String(format: "prompt: %d tokens, %.1f t/s; generated: %d tokens, %.1f t/s",
                                           result.stats.promptTokens, result.stats.promptTokensPerSecond,
@@ -116,6 +125,55 @@ extension GenerateCommand {
             throw ShadowError.invalidArgument(name: "--repeat-last-n", reason: "is only read with a --repeat-penalty other than 1")
         }
         return sampling
+    }
+}
+
+/// Generated text cut where it first spells `stop`: each piece of the stream goes in and what can
+/// be printed comes out, holding back an ending that might be the start of `stop`.
+struct StopText {
+    let stop: [UInt8]?
+    private var bytes: [UInt8] = []
+    private var printed = 0
+    /// Where `stop` begins, once the text has spelled it.
+    private var end: Int?
+
+    init(stop: String?) { self.stop = stop.map { Array($0.utf8) } }
+
+    var stopped: Bool { end != nil }
+    /// The text up to the stop string (or all of it).
+    var kept: String { String(decoding: bytes[..<(end ?? bytes.count)], as: UTF8.self) }
+
+    /// Adds `piece`; returns the part that can be printed now.
+    mutating func append(_ piece: String) -> String {
+        guard end == nil else { return "" }
+        bytes += piece.utf8
+        guard let stop else { return emit(upTo: bytes.count) }
+        // The stop string can only begin where it would overlap the new piece.
+        let from = max(0, bytes.count - piece.utf8.count - stop.count + 1)
+        if let start = firstIndex(of: stop, from: from) {
+            end = start
+            return emit(upTo: start)
+        }
+        // Hold back the longest ending that the stop string starts with.
+        let held = (1..<min(stop.count, bytes.count + 1)).last { bytes.suffix($0).elementsEqual(stop.prefix($0)) } ?? 0
+        return emit(upTo: bytes.count - held)
+    }
+
+    /// The text's end, once no more pieces come: a held-back ending that never became the stop.
+    mutating func finish(_ piece: String) -> String {
+        let more = append(piece)
+        return stopped ? more : more + emit(upTo: bytes.count)
+    }
+
+    private func firstIndex(of needle: [UInt8], from start: Int) -> Int? {
+        guard start <= bytes.count - needle.count else { return nil }
+        return (start...(bytes.count - needle.count)).first { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+
+    private mutating func emit(upTo index: Int) -> String {
+        guard index > printed else { return "" }
+        defer { printed = index }
+        return String(decoding: bytes[printed..<index], as: UTF8.self)
     }
 }
 

@@ -275,6 +275,45 @@ struct CLITests {
         }
     }
 
+    @Test("generate --stop ends the text before the first place it spells the string, streamed and in JSON")
+    func stopString() throws {
+        let base = ["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "-n", "24"]
+        let whole = try CLIRun(base + ["--json"]).json()
+        let text = try #require(whole["text"] as? String), tokens = try #require(whole["tokens"] as? [Int])
+        #expect(whole["stopped_at_stop"] as? Bool == false)
+        // A stop string from the middle of the greedy text: three characters after a third of it.
+        let characters = Array(text)
+        try #require(characters.count >= 12, "\(text)")
+        let stop = String(characters[(characters.count / 3)..<(characters.count / 3 + 3)])
+        let before = String(text[..<text.range(of: stop)!.lowerBound])
+        let cut = try CLIRun(base + ["--json", "--stop", stop]).json()
+        #expect(cut["text"] as? String == before && cut["stopped_at_stop"] as? Bool == true)
+        let cutTokens = try #require(cut["tokens"] as? [Int])
+        #expect(cutTokens.count < tokens.count && Array(tokens.prefix(cutTokens.count)) == cutTokens)
+        let streamed = CLIRun(base + ["--stop", stop])
+        #expect(streamed.status == 0 && streamed.out == "Once upon" + before + "\n", "\(streamed.out)")
+        // A string the text never spells changes nothing, held-back endings included.
+        let never = CLIRun(base + ["--stop", String(characters.suffix(2)) + "\u{1}"])
+        #expect(never.out == "Once upon" + text + "\n", "\(never.out)")
+        let empty = CLIRun(base + ["--stop", ""])
+        #expect(empty.status == 1 && empty.err == "error: --stop: is empty\n", "\(empty.err)")
+    }
+
+    @Test("StopText holds back a possible start of the stop string and finds one spelled across pieces")
+    func stopTextPieces() {
+        var text = StopText(stop: "END")
+        #expect(text.append("abcE") == "abc")       // "E" might start "END"
+        #expect(text.append("Nx") == "ENx")         // it did not
+        #expect(text.append("yE") == "y")
+        #expect(text.append("N") == "")
+        #expect(text.append("Dzz") == "" && text.stopped && text.kept == "abcENxy")
+        var unfinished = StopText(stop: "END")
+        #expect(unfinished.append("wait EN") == "wait ")
+        #expect(unfinished.finish("") == "EN" && !unfinished.stopped)
+        var none = StopText(stop: nil)
+        #expect(none.append("ENDING") == "ENDING" && !none.stopped)
+    }
+
     @Test("an empty prompt, empty text or missing model is a clear error")
     func emptyInputs() {
         let emptyPrompt = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", ""])
