@@ -73,7 +73,7 @@ public enum BF16Products {
 
     /// Sums of rows interleave each strip of 32 columns once into a buffer for all blocks of
     /// tokens, the next strip prefetched (`chalf_bf16_sum_rows_packed`), rather than pairing W's
-    /// rows in place once per block: the same bits, 1.2–1.6× the speed from 32 to 512 tokens
+    /// rows in place once per block: the same bits, 1.4–1.7× the kernel's speed from 12 to 512 tokens
     /// (docs/results.md). `SHADOWLLM_BF16_IN_PLACE=1` pairs in place, to compare in one build.
     static let packsStrips: Bool = getenv("SHADOWLLM_BF16_IN_PLACE") == nil
 
