@@ -4,8 +4,10 @@
 # llama-cpp-python==0.3.36 (vendor/llama.cpp) and is built with cmake from PyPI in a temporary
 # directory; none of its code enters this repository.
 #
-#   bench/compare-llama-cpp.sh [--model PATH] [--precisions f32,bf16,f16] [-p 512] [-n 128] [-r 5] [-t 2]
+#   bench/compare-llama-cpp.sh [--model PATH] [--precisions f32,bf16,f16,bf16-dot] [-p 512] [-n 128] [-r 5] [-t 2]
 #
+# bf16-dot (bf16 weights, inputs rounded to bf16, vdpbf16ps) is compared with llama.cpp's BF16 GGUF,
+# whose CPU kernels also round the activations to bf16; bf16 (widened to fp32 here) against the same.
 # Set LLAMA_CPP_DIR to reuse a build directory between runs (it is kept when given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,16 +48,23 @@ fi
 swift build -c release --product shadowllm 2>&1 | grep -E "error|warning: unre" || true
 BIN=.build/release/shadowllm
 
+# llama.cpp's GGUF type for a --weights value: bf16-dot is llama.cpp's BF16 (both round activations).
+llama_type() { case "$1" in bf16-dot) echo bf16 ;; *) echo "$1" ;; esac; }
+
 mkdir -p "$WORK/results"
+rm -f "$WORK"/results/llama-*.json
 for precision in ${PRECISIONS//,/ }; do
-    upper=$(echo "$precision" | tr a-z A-Z)
-    gguf="$WORK/model-$precision.gguf"
+    lp=$(llama_type "$precision")
+    upper=$(echo "$lp" | tr a-z A-Z)
+    gguf="$WORK/model-$lp.gguf"
     if [ ! -s "$gguf" ]; then
         log "converting the model to $upper for llama.cpp"
         "$WORK/build/bin/llama-quantize" --allow-requantize "$MODEL" "$gguf" "$upper" >/dev/null 2>&1
     fi
-    log "llama-bench $upper"
-    "$WORK/build/bin/llama-bench" -m "$gguf" -p "$P" -n "$N" -r "$R" -t "$T" -o json > "$WORK/results/llama-$precision.json"
+    if [ ! -s "$WORK/results/llama-$lp.json" ]; then   # once per GGUF type in a run
+        log "llama-bench $upper"
+        "$WORK/build/bin/llama-bench" -m "$gguf" -p "$P" -n "$N" -r "$R" -t "$T" -o json > "$WORK/results/llama-$lp.json"
+    fi
     log "shadowllm bench $precision"
     $BIN bench -m "$MODEL" -p "$P" -n "$N" -r "$R" -t "$T" --weights "$precision" -o json --no-progress \
         > "$WORK/results/shadow-$precision.json"
@@ -69,7 +78,8 @@ print(f"\n{datetime.date.today()} — {cpu}, {os.cpu_count()} cores, {t} threads
 print("| precision | test | llama.cpp t/s | shadowllm t/s | ratio |")
 print("| --- | --- | ---: | ---: | ---: |")
 for precision in precisions:
-    llama = json.load(open(os.path.join(results, f"llama-{precision}.json")))
+    llama_type = "bf16" if precision == "bf16-dot" else precision   # as llama_type() above
+    llama = json.load(open(os.path.join(results, f"llama-{llama_type}.json")))
     shadow = json.load(open(os.path.join(results, f"shadow-{precision}.json")))["results"]
     for test, (pp, tg) in ((f"pp{p}", (int(p), 0)), (f"tg{n}", (0, int(n)))):
         ref = next((r for r in llama if r["n_prompt"] == pp and r["n_gen"] == tg), None)

@@ -1,4 +1,9 @@
 import CHalf
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Projections as bf16 dot products (`WeightDType.bf16dot`): the weights are stored in bf16 and
 /// each projection's input is rounded to bf16, so every product is exact in fp32 and only the
@@ -39,7 +44,7 @@ public enum BF16Products {
     /// out[t, :] (+)= Σ_k bf16(x[t, k]) · Wt[row_k, :], as `SmallGEMM.multiplyTransposed`.
     static func multiplyTransposed(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                    _ weightT: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
-                                   accumulate: Bool, kernels: Bool = usesKernels) {
+                                   accumulate: Bool, kernels: Bool = usesKernels, packed: Bool = packsStrips) {
         guard tokens > 0 else { return }
         let cols = weightT.cols
         guard kernels else {
@@ -51,12 +56,26 @@ public enum BF16Products {
         withBF16Input(x, rows: tokens, cols: rowCount) { rounded in
             // Parts of whole 32-column blocks, the kernel's width.
             parallelChunks(cols, granularity: 32, minimumPerThread: 64) { columns in
-                chalf_bf16_sum_rows(out + columns.lowerBound, cols, rounded, rowCount, tokens,
-                                    weightT.halfPointer + columns.lowerBound, cols, rowIndices, rowCount,
-                                    columns.count, accumulate ? 1 : 0)
+                let out = out + columns.lowerBound, w = weightT.halfPointer + columns.lowerBound
+                guard packed else {
+                    return chalf_bf16_sum_rows(out, cols, rounded, rowCount, tokens, w, cols, rowIndices, rowCount,
+                                               columns.count, accumulate ? 1 : 0)
+                }
+                // A strip's row pairs: (rowCount + 1) / 2 pairs of 64 values.
+                withUnsafeTemporaryAllocation(byteCount: max(rowCount + 1, 2) / 2 * 128, alignment: 64) { raw in
+                    let buffer = raw.baseAddress!.bindMemory(to: UInt16.self, capacity: raw.count / 2)
+                    chalf_bf16_sum_rows_packed(out, cols, rounded, rowCount, tokens, w, cols, rowIndices, rowCount,
+                                               columns.count, accumulate ? 1 : 0, buffer)
+                }
             }
         }
     }
+
+    /// Sums of rows interleave each strip of 32 columns once into a buffer for all blocks of
+    /// tokens, the next strip prefetched (`chalf_bf16_sum_rows_packed`), rather than pairing W's
+    /// rows in place once per block: the same bits, 1.4–1.7× the kernel's speed from 12 to 512 tokens
+    /// (docs/results.md). `SHADOWLLM_BF16_IN_PLACE=1` pairs in place, to compare in one build.
+    static let packsStrips: Bool = getenv("SHADOWLLM_BF16_IN_PLACE") == nil
 
     /// Calls `body` with x (rows × cols) rounded to bf16, for the kernels.
     static func withBF16Input(_ x: UnsafePointer<Float>, rows: Int, cols: Int, _ body: (UnsafePointer<UInt16>) -> Void) {

@@ -75,6 +75,39 @@ struct BF16ProductsTests {
         Self.checkAgainstFP64(kernels: true, threads: threads)
     }
 
+    @Test("sums of rows from packed strips give the in-place kernel's bits, on 1 and 2 threads",
+          .enabled(if: BF16Products.isAvailable, "this CPU has no AVX512-BF16: no packed kernel to test"),
+          arguments: [1, 2])
+    func packedSumRowsMatchInPlace(threads: Int) {
+        Threads.set(threads)
+        defer { Threads.set(Threads.defaultCount) }
+        // Widths around the 32-column strips (two strips per thread at 150), odd row counts (a lone
+        // last row), token counts on both sides of one block of eight (up to 8: in place) and
+        // around the blocks of 4–8.
+        let shapes: [(rows: Int, cols: Int)] = [(1, 8), (7, 33), (18, 95), (37, 150), (600, 70)]
+        for (rows, cols) in shapes {
+            let weight = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 27)),
+                                      dtype: .bf16dot)
+            for tokens in [1, 8, 9, 13, 16, 17, 41] {
+                for kept in [nil, stride(from: rows - 1, through: 0, by: -3).map(Int32.init), []] as [[Int32]?] {
+                    let count = kept?.count ?? rows
+                    let x = randomFloats(tokens * count, seed: 28), start = randomFloats(tokens * cols, seed: 29)
+                    for accumulate in [false, true] {
+                        var packed = start, inPlace = start
+                        func run(_ indices: UnsafePointer<Int32>?) {
+                            BF16Products.multiplyTransposed(&packed, x, tokens: tokens, weight, rowIndices: indices,
+                                                            rowCount: count, accumulate: accumulate, packed: true)
+                            BF16Products.multiplyTransposed(&inPlace, x, tokens: tokens, weight, rowIndices: indices,
+                                                            rowCount: count, accumulate: accumulate, packed: false)
+                        }
+                        if let kept { kept.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
+                        #expect(packed == inPlace, "\(tokens)×\(count) · [\(rows), \(cols)], accumulate \(accumulate)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("the fallback for CPUs without AVX512-BF16 gives the same products", arguments: [1, 2])
     func fallbackMatchesFP64(threads: Int) {
         Self.checkAgainstFP64(kernels: false, threads: threads)

@@ -25,4 +25,11 @@ void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long to
 // 32 columns interleaved in registers; blocks of at most 6 tokens × 32 columns.
 void chalf_bf16_sum_rows(float *out, long os, const uint16_t *x, long xs, long tokens, const uint16_t *w, long ws,
                          const int32_t *rows, long count, long width, int accumulate);
+
+// chalf_bf16_sum_rows, with each strip of 32 columns of all `count` rows interleaved once into
+// `buf` ((count + 1) / 2 × 64 values, 64-byte aligned) and read from there by every token block
+// (blocks of up to 8 tokens), the next strip prefetched while this one is copied: the same vdpbf16ps on the same vectors in
+// the same order, so the same bits. Eight tokens or fewer (one block) run chalf_bf16_sum_rows.
+void chalf_bf16_sum_rows_packed(float *out, long os, const uint16_t *x, long xs, long tokens, const uint16_t *w,
+                                long ws, const int32_t *rows, long count, long width, int accumulate, uint16_t *buf);
 #endif
