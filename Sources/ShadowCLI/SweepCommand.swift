@@ -255,14 +255,19 @@ enum SweepCommand {
             // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
             // WikiText article by article): a state scored under older rules must not be extended.
             "scoring lm-eval-2026-12-pages",
-        ].joined(separator: "; ") + (hasWikiText && detokenize ? "; wikitext detokenized" : "")
-            // LAMBADA shots changed to lm-eval's two spaces on 2026-12-03: a few-shot LAMBADA
-            // state from before must not be extended with the other prompts.
-            + (shots > 0 && tasks.contains { $0.task == .lambada } ? "; lambada shots lm-eval" : "")
-            // Since 2026-12-04 WikiText is detokenized and HellaSwag's ctx_b capitalised by default:
-            // a state from before resumes only with --as-stored (a WikiText-only one begun with
-            // --detokenize resumes as it is).
-            + (hasHellaSwag && !asStored ? "; hellaswag ctx_b capitalised" : "")
+        ].joined(separator: "; ")
+        // How a task's text is read where that has changed: kept per task (state.sources
+        // "reading TASK"), so that tasks can still be added to a sweep or left out. A task a state
+        // evaluated without a reading was read the old way: WikiText and HellaSwag as stored
+        // (before 2026-12-04), LAMBADA's few-shot prompts with one space (before 2026-12-03).
+        func reading(_ task: TaskName) -> (now: String, old: String)? {
+            switch task {
+            case .wikitext: return (detokenize ? "detokenized" : "as stored", "as stored")
+            case .hellaswag: return (asStored ? "ctx_b as written" : "ctx_b capitalised", "ctx_b as written")
+            case .lambada where shots > 0: return ("shots lm-eval", "shots one space")
+            default: return nil
+            }
+        }
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
@@ -276,28 +281,35 @@ enum SweepCommand {
         }
         var state = SweepState(settings: settings)
         if try fileKind(atPath: path("sweep-state.json")) != nil {
-            let saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
+            var saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
             try saved.validate(path: path("sweep-state.json"))
+            // States written before readings were kept per task said so in their settings.
+            for (marker, task, value) in [("; wikitext detokenized", "wikitext", "detokenized"),
+                                          ("; lambada shots lm-eval", "lambada", "shots lm-eval")]
+            where saved.settings.contains(marker) {
+                saved.settings = saved.settings.replacingOccurrences(of: marker, with: "")
+                if saved.sources["task " + task] != nil { saved.sources["reading " + task] = value }
+            }
             guard saved.settings == settings else {
-                // A sweep begun before 2026-12-04 read both texts as stored: say how to continue it.
-                let textMarkers = ["; wikitext detokenized", "; hellaswag ctx_b capitalised"]
-                func withoutTextMarkers(_ text: String) -> String {
-                    textMarkers.reduce(text) { $0.replacingOccurrences(of: $1, with: "") }
-                }
-                let readAsStored = !asStored && withoutTextMarkers(saved.settings) == saved.settings
-                    && withoutTextMarkers(settings) == saved.settings
                 throw ShadowError.invalidArgument(
                     name: "--out",
-                    reason: "\(out) holds a sweep with other settings (\(saved.settings)); "
-                        + (readAsStored ? "it read WikiText and HellaSwag as stored, as sweeps before 2026-12-04 did: add --as-stored to continue it, or "
-                                        : "")
-                        + "give another --out or remove \(path("sweep-state.json"))")
+                    reason: "\(out) holds a sweep with other settings (\(saved.settings)); give another --out or remove \(path("sweep-state.json"))")
             }
             state = saved
             // Tasks can be added or left out; a task must keep its file.
             for task in tasks {
                 if let old = state.sources["task " + task.task.rawValue], old != task.path {
                     throw ShadowError.invalidArgument(name: "--data", reason: "\(out) evaluated \(task.task.rawValue) on \(old), not \(task.path); give another --out")
+                }
+                let name = task.task.rawValue
+                if state.sources["task " + name] != nil, let reading = reading(task.task) {
+                    let before = state.sources["reading " + name] ?? reading.old
+                    if before != reading.now {
+                        let how = task.task == .lambada ? "give another --out"
+                            : asStored ? "leave out --as-stored to continue it, or give another --out"
+                            : "add --as-stored to continue it (as sweeps before 2026-12-04 read it), or give another --out"
+                        throw ShadowError.invalidArgument(name: "--out", reason: "\(out) read \(name) \(before), this command \(reading.now); \(how)")
+                    }
                 }
             }
             for cell in cells {
@@ -313,7 +325,10 @@ enum SweepCommand {
             }
         }
         for cell in cells { state.sources[cell.key] = source(cell) }
-        for task in tasks { state.sources["task " + task.task.rawValue] = task.path }
+        for task in tasks {
+            state.sources["task " + task.task.rawValue] = task.path
+            if let reading = reading(task.task) { state.sources["reading " + task.task.rawValue] = reading.now }
+        }
         func save(_ state: SweepState) throws {
             try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json"))
         }

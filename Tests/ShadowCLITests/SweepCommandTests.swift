@@ -87,13 +87,13 @@ struct SweepCommandTests {
         #expect(again.status == 0, "\(again.err)")
         // The same --out as stored: other numbers, so the saved state is refused.
         let mixed = sweep(["--as-stored"])
-        #expect(mixed.status != 0 && mixed.err.contains("other settings") && !mixed.err.contains("add --as-stored"), "\(mixed.err)")
+        #expect(mixed.status != 0 && mixed.err.contains("read wikitext detokenized, this command as stored; leave out --as-stored"), "\(mixed.err)")
         try FileManager.default.removeItem(atPath: out)
         let stored = sweep(["--as-stored"])
         #expect(stored.status == 0, "\(stored.err)")
         // An as-stored state (as every sweep's before 2026-12-04) says how to continue it.
         let hinted = sweep([])
-        #expect(hinted.status != 0 && hinted.err.contains("add --as-stored to continue it"), "\(hinted.err)")
+        #expect(hinted.status != 0 && hinted.err.contains("read wikitext as stored, this command detokenized; add --as-stored to continue it"), "\(hinted.err)")
         let storedPerplexity = try dense(stored)["word_perplexity"]
         let evaluatedAsStored = try evaluated(["--as-stored"]), detokenizedPerplexity = try dense(detokenized)["word_perplexity"]
         #expect(storedPerplexity != nil && storedPerplexity == evaluatedAsStored)
@@ -136,7 +136,7 @@ struct SweepCommandTests {
         #expect(try kl != evaluatedKL(["--as-stored"]))
         // The same --out read as written: other contexts, so the saved state is refused.
         let mixed = sweep(["--as-stored"])
-        #expect(mixed.status != 0 && mixed.err.contains("other settings"), "\(mixed.err)")
+        #expect(mixed.status != 0 && mixed.err.contains("read hellaswag ctx_b capitalised, this command ctx_b as written"), "\(mixed.err)")
         try FileManager.default.removeItem(atPath: out)
         let stored = sweep(["--as-stored"])
         #expect(stored.status == 0, "\(stored.err)")
@@ -213,6 +213,38 @@ struct SweepCommandTests {
         let json = try both.json()
         #expect(self.rows(json).keys.sorted() == ["piqa dense - 0", "piqa oracle plainact 0.5", "piqa static plainact 0.5"])
         #expect((json["skipped"] as? [String] ?? []).filter { $0.contains("(jacov): scores heads only") }.count == 2)
+    }
+
+    @Test("tasks can be added to a sweep or left out whatever they read; a state from before readings were kept per task resumes as it was read")
+    func tasksComeAndGo() throws {
+        let wiki = scratchPath("sweep-tasks-wiki") + ".txt", hellaswag = scratchPath("sweep-tasks-hellaswag") + ".txt"
+        let out = scratchPath("sweep-tasks")
+        defer { for path in [wiki, hellaswag, out] { try? FileManager.default.removeItem(atPath: path) } }
+        try " = Valley = \n\n The valley 's 3 @,@ 000 @-@ year history , as told . \n".write(toFile: wiki, atomically: true, encoding: .utf8)
+        try "Roofing: A man is on a roof. he\n0\nfalls.\nwaves.\nsits.\nstands.\n".write(toFile: hellaswag, atomically: true, encoding: .utf8)
+        let model = fixture("tiny-llama")
+        func sweep(_ tasks: [String], _ extra: [String] = []) -> CLIRun {
+            let files = ["piqa": Self.piqa.data, "wikitext": wiki, "hellaswag": hellaswag]
+            return CLIRun(["sweep", "--model", model, "--out", out, "--tasks", tasks.joined(separator: ","),
+                           "--data", tasks.map { "\($0)=\(files[$0]!)" }.joined(separator: ","),
+                           "--methods", "random", "--sparsities", "0.5", "--context", "16", "--limit", "2", "--json", "--no-progress"]
+                          + (tasks.contains("piqa") ? ["--labels", "piqa=\(Self.piqa.labels)"] : []) + extra)
+        }
+        for tasks in [["piqa"], ["piqa", "wikitext"], ["piqa", "wikitext", "hellaswag"], ["hellaswag"], ["piqa"]] {
+            let run = sweep(tasks)
+            #expect(run.status == 0, "\(tasks): \(run.err)")
+        }
+        // A state as an older build wrote it after `--detokenize`: the reading in its settings.
+        let statePath = (out as NSString).appendingPathComponent("sweep-state.json")
+        var state = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as? [String: Any])
+        var sources = try #require(state["sources"] as? [String: String])
+        sources["reading wikitext"] = nil
+        state["sources"] = sources
+        state["settings"] = try #require(state["settings"] as? String) + "; wikitext detokenized"
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: statePath))
+        #expect(sweep(["piqa", "wikitext"]).status == 0)
+        let storedNow = sweep(["wikitext"], ["--as-stored"])
+        #expect(storedNow.status != 0 && storedNow.err.contains("read wikitext detokenized, this command as stored"), "\(storedNow.err)")
     }
 
     @Test("a sweep with other settings refuses an output directory that holds a different one")
