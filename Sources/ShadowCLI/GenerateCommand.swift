@@ -26,7 +26,7 @@ enum GenerateCommand {
 
     static let command = Command(
         name: "generate", abstract: "Continue a prompt, streaming the text as it is generated.",
-        discussion: "Greedy by default; --temperature > 0 samples (with --top-p and a --seed that makes it repeatable).",
+        discussion: "Greedy by default; --temperature > 0 samples (with --top-k, --top-p and --min-p, and a --seed that makes it repeatable). --repeat-penalty applies to greedy decoding too. --stop ends the text where it spells a string.",
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too)."),
@@ -97,8 +97,8 @@ extension GenerateCommand {
         .value("top-p", "p", help: "Nucleus sampling threshold (sampling only: --temperature above 0).", default: "1"),
         .value("top-k", "n", help: "Sample from the n most probable tokens only; 0 keeps all (sampling only).", default: "0"),
         .value("min-p", "p", help: "Sample only from tokens at least p times as probable as the most probable one; 0 keeps all (sampling only).", default: "0"),
-        .value("repeat-penalty", "r", help: "Divide the positive logits (multiply the negative ones) of tokens among the last --repeat-last-n of the prompt and the text so far by r, as llama.cpp does; 1 is none. Greedy decoding reads it too.", default: "1"),
-        .value("repeat-last-n", "n", help: "How many of the latest tokens --repeat-penalty looks back over.", default: "64"),
+        .value("repeat-penalty", "r", help: "Divide the positive logits (multiply the negative ones) of tokens among the last --repeat-last-n of the prompt and the text so far by r, as llama.cpp does (stop tokens such as <|im_end|> are never penalised); 1 is none. Greedy decoding reads it too.", default: "1"),
+        .value("repeat-last-n", "n", help: "How many of the latest tokens --repeat-penalty looks back over; 0 turns it off, -1 looks back over the whole context.", default: "64"),
         .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
     ]
 
@@ -115,7 +115,7 @@ extension GenerateCommand {
             topK: try arguments.int("top-k", range: 0...Int(Int32.max)) ?? 0,
             minP: Float(try arguments.double("min-p", range: 0...1) ?? 0),
             repeatPenalty: Float(try arguments.double("repeat-penalty", range: 0.001...1000) ?? 1),
-            repeatLastN: try arguments.int("repeat-last-n", range: 1...1_000_000) ?? 64,
+            repeatLastN: try arguments.int("repeat-last-n", range: -1...1_000_000) ?? 64,
             seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 0))
         // Greedy decoding draws nothing: a seed or a filter given with it would be ignored.
         for option in ["top-p", "top-k", "min-p", "seed"] where arguments.has(option) && sampling.temperature == 0 {

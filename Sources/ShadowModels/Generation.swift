@@ -92,9 +92,14 @@ public enum Generator {
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()
         while tokens.count < maxTokens, !shouldStop() {
-            // Only the repetition penalty reads the history, and only its last repeatLastN tokens.
-            let history: ArraySlice<Int> = sampling.repeatPenalty == 1 ? []
-                : Array(prompt.suffix(sampling.repeatLastN) + tokens.suffix(sampling.repeatLastN)).suffix(sampling.repeatLastN)
+            // Only the repetition penalty reads the history: its last repeatLastN tokens (all for
+            // −1), stop tokens left out: the end of a chat turn is no repetition to discourage.
+            var history: ArraySlice<Int> = []
+            if sampling.repeatPenalty != 1, sampling.repeatLastN != 0 {
+                let count = sampling.repeatLastN < 0 ? prompt.count + tokens.count : sampling.repeatLastN
+                history = Array(prompt.suffix(count) + tokens.suffix(count)).suffix(count)
+                if !stopTokens.isEmpty { history = history.filter { !stopTokens.contains($0) }[...] }
+            }
             let next = sampler.sample(logits, history: history)
             if stopTokens.contains(next) { stoppedAtEOS = true; break }
             tokens.append(next)

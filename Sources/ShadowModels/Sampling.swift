@@ -18,6 +18,7 @@ public struct SamplingOptions: Sendable, Equatable {
     /// prompt and the text so far has its logit divided by it when positive, multiplied when
     /// negative, before greedy choice or sampling.
     public var repeatPenalty: Float
+    /// As llama.cpp's: 0 turns the penalty off, −1 looks back over the whole context.
     public var repeatLastN: Int
     public var seed: UInt64
 
@@ -50,12 +51,30 @@ public struct Sampler: Sendable {
         return best
     }
 
+    /// The `count` first of `indices` in the order `before`, sorted, without sorting them all:
+    /// a vocabulary has tens of thousands of tokens and top-k keeps a few dozen.
+    static func largest(_ count: Int, of indices: Range<Int>, by before: (Int, Int) -> Bool) -> [Int] {
+        var kept: [Int] = []
+        kept.reserveCapacity(count + 1)
+        for index in indices {
+            if kept.count == count, !before(index, kept[count - 1]) { continue }
+            var low = 0, high = kept.count
+            while low < high {
+                let middle = (low + high) / 2
+                if before(kept[middle], index) { low = middle + 1 } else { high = middle }
+            }
+            kept.insert(index, at: low)
+            if kept.count > count { kept.removeLast() }
+        }
+        return kept
+    }
+
     /// `logits` with the repetition penalty applied to the tokens among the last
     /// `repeatLastN` of `history`, each once however often it occurs.
     func penalized(_ logits: [Float], history: ArraySlice<Int>) -> [Float] {
-        guard options.repeatPenalty != 1, options.repeatLastN > 0, !history.isEmpty else { return logits }
+        guard options.repeatPenalty != 1, options.repeatLastN != 0, !history.isEmpty else { return logits }
         var logits = logits
-        for token in Set(history.suffix(options.repeatLastN)) where logits.indices.contains(token) {
+        for token in Set(options.repeatLastN < 0 ? history : history.suffix(options.repeatLastN)) where logits.indices.contains(token) {
             logits[token] = logits[token] > 0 ? logits[token] / options.repeatPenalty : logits[token] * options.repeatPenalty
         }
         return logits
@@ -73,20 +92,20 @@ public struct Sampler: Sendable {
         var probabilities = logits.map { expf(($0 - maxLogit) / options.temperature) }
         let total = probabilities.reduce(0, +)
         for i in probabilities.indices { probabilities[i] /= total }
-        var candidates = Array(probabilities.indices)
-        let filters = options.topP < 1 || options.topK > 0 || options.minP > 0
-        if filters {
-            // Most probable first; ties keep the lower id first, so the cut is repeatable.
-            candidates.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
-        }
-        if options.topK > 0 { candidates = Array(candidates.prefix(options.topK)) }
-        if options.minP > 0, let best = candidates.first {
-            let floor = options.minP * probabilities[best]
-            candidates = Array(candidates.prefix { probabilities[$0] >= floor })
+        // The filters in the order of Hugging Face's generate (after the temperature): top-k,
+        // top-p on what top-k kept, min-p on what top-p kept. Most probable first; ties keep the
+        // lower id first, so a cut is repeatable.
+        func before(_ a: Int, _ b: Int) -> Bool { probabilities[a] > probabilities[b] || (probabilities[a] == probabilities[b] && a < b) }
+        var candidates: [Int]
+        if options.topK > 0, options.topK < probabilities.count {
+            candidates = Self.largest(options.topK, of: probabilities.indices, by: before)
+        } else {
+            candidates = Array(probabilities.indices)
+            if options.topP < 1 || options.minP > 0 { candidates.sort(by: before) }
         }
         if options.topP < 1 {
-            // The nucleus of what top-k and min-p left, in proportion to its own mass.
-            let kept = options.topK > 0 || options.minP > 0 ? candidates.reduce(Float(0)) { $0 + probabilities[$1] } : 1
+            // The nucleus of what top-k kept, in proportion to its own mass.
+            let kept = options.topK > 0 ? candidates.reduce(Float(0)) { $0 + probabilities[$1] } : 1
             var cumulative: Float = 0
             var keep = 0
             for id in candidates {
@@ -95,6 +114,10 @@ public struct Sampler: Sendable {
                 if cumulative >= options.topP * kept { break }
             }
             candidates = Array(candidates.prefix(keep))
+        }
+        if options.minP > 0, let best = candidates.first {
+            let floor = options.minP * probabilities[best]
+            candidates = Array(candidates.prefix { probabilities[$0] >= floor })
         }
         let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
         var r = Float(Double(generator.next() >> 11) / Double(1 << 53)) * mass

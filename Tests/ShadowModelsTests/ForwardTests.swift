@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ShadowFormats
 @testable import ShadowKernels
 @testable import ShadowModels
 import ShadowTestSupport
@@ -177,9 +178,23 @@ struct ForwardTests {
         #expect(drawn(SamplingOptions(temperature: 1, topK: 2, seed: 1)) == [2, 3])
         // min-p 0.3 keeps p ≥ 0.3 · 0.64 ≈ 0.19: tokens 2 and 3.
         #expect(drawn(SamplingOptions(temperature: 1, minP: 0.3, seed: 1)) == [2, 3])
+        // min-p after top-p: of {2, 3} (top-p 0.8), min-p 0.4 keeps p ≥ 0.26: token 2 alone.
+        #expect(drawn(SamplingOptions(temperature: 1, topP: 0.8, minP: 0.4, seed: 1)) == [2])
+        #expect(drawn(SamplingOptions(temperature: 1, topP: 0.8, minP: 0.3, seed: 1)) == [2, 3])
         // top-p applies to what top-k kept: of {2, 3, 0} (mass ≈ 0.97), 0.7 of it is reached by 2 and 3.
         #expect(drawn(SamplingOptions(temperature: 1, topP: 0.7, topK: 3, seed: 1)) == [2, 3])
         #expect(drawn(SamplingOptions(temperature: 1, topP: 0.5, seed: 1)) == [2])
+    }
+
+    @Test("top-k selection gives the sorted order's first k, ties by lower id")
+    func topKSelection() {
+        var generator = SplitMix64(seed: 5)
+        let values = (0..<500).map { _ in Float(generator.next() % 40) }   // many ties
+        func before(_ a: Int, _ b: Int) -> Bool { values[a] > values[b] || (values[a] == values[b] && a < b) }
+        let sorted = values.indices.sorted(by: before)
+        for k in [1, 2, 7, 40, 499, 500] {
+            #expect(Sampler.largest(k, of: values.indices, by: before) == Array(sorted.prefix(k)), "k = \(k)")
+        }
     }
 
     @Test("the repetition penalty divides positive and multiplies negative logits of recent tokens, greedy too")
@@ -190,12 +205,16 @@ struct ForwardTests {
         var penalized = Sampler(SamplingOptions(repeatPenalty: 1.25))
         #expect(penalized.penalized(logits, history: [2, 1, 2]) == [2, -1.25, 3.2, 3.5, 1])
         #expect(penalized.sample(logits, history: [2]) == 3)       // 4 / 1.25 = 3.2 < 3.5
-        // Only the last repeatLastN tokens count: token 2 lies further back.
+        // Only the last repeatLastN tokens count: token 2 lies further back; −1 reads them all, 0 none.
         var recent = Sampler(SamplingOptions(repeatPenalty: 1.25, repeatLastN: 2))
         #expect(recent.sample(logits, history: [2, 0, 4]) == 2)
+        var all = Sampler(SamplingOptions(repeatPenalty: 1.25, repeatLastN: -1))
+        #expect(all.sample(logits, history: [2, 0, 4]) == 3)
+        var off = Sampler(SamplingOptions(repeatPenalty: 1.25, repeatLastN: 0))
+        #expect(off.sample(logits, history: [2]) == 2)
     }
 
-    @Test("generation with a repetition penalty differs from plain greedy decoding and repeats itself exactly")
+    @Test("generation with a repetition penalty differs from plain greedy decoding and repeats itself exactly; stop tokens are never penalised")
     func generationWithPenalty() throws {
         let model = TinyModels.llama()
         let plain = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 12)
@@ -203,6 +222,12 @@ struct ForwardTests {
         let a = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 12, sampling: options)
         let b = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 12, sampling: options)
         #expect(a.tokens == b.tokens && a.tokens != plain.tokens)
+        // The plain greedy token repeats the last; as a stop token it ends generation at once,
+        // penalty or not (penalised, the model would pick another token and go on).
+        let stop = try #require(plain.tokens.first)
+        #expect(a.tokens.first != stop)   // penalised, it is not chosen
+        let stopped = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 12, sampling: options, stopTokens: [stop])
+        #expect(stopped.stoppedAtEOS && stopped.tokens.isEmpty)
     }
 
     @Test("generation stops at a stop token and rejects an empty prompt")
