@@ -73,7 +73,7 @@ enum CalibrateCommand {
         }
         let manifest = TraceManifest(
             model: try ModelFingerprint(loaded: loaded), criteria: criteria.map(\.rawValue), predictorToken: predictorToken,
-            sources: sources.map(\.description), options: options, requestedSamples: count,
+            sources: sources.map(\.recordedDescription), options: options, requestedSamples: count,
             shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize)
         let existed = try entryExists(atPath: out)
         let manifestPath = (out as NSString).appendingPathComponent(TraceManifest.fileName)

@@ -70,9 +70,12 @@ enum PipelineCommand {
         var heldOutText: String
         /// Task name → data file, for the tasks found under --data-dir.
         var tasks: [String: String]
+        /// How task text is read: "lm-eval" since 2026-12-04 (WikiText detokenized, HellaSwag's
+        /// ctx_b capitalised); absent in the settings of earlier runs, which read both as stored.
+        var taskText: String? = "lm-eval"
 
         enum CodingKeys: String, CodingKey {
-            case model, quick, samples, limit, sparsity, tasks
+            case model, quick, samples, limit, sparsity, tasks, taskText = "task_text"
             case calibrationText = "calibration_text", heldOutText = "held_out_text"
         }
 
@@ -106,6 +109,9 @@ enum PipelineCommand {
                 differences.append("calibration text (\(earlier.calibrationText) → \(calibrationText))")
             }
             if earlier.heldOutText != heldOutText { differences.append("held-out text (\(earlier.heldOutText) → \(heldOutText))") }
+            if earlier.taskText != taskText {
+                differences.append("task text (\(earlier.taskText ?? "as stored") → \(describe(taskText)): WikiText detokenized and HellaSwag's ctx_b capitalised since 2026-12-04)")
+            }
             if earlier.tasks != tasks {
                 let names = Set(earlier.tasks.keys).union(tasks.keys).sorted().filter { earlier.tasks[$0] != tasks[$0] }
                 differences += names.map { "\($0) data (\(describe(earlier.tasks[$0])) → \(describe(tasks[$0])))" }

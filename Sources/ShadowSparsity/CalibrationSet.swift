@@ -27,6 +27,13 @@ public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
         return "\(name):\(path)" + (range.map { "@\($0.lowerBound)-\($0.upperBound)" } ?? "")
     }
 
+    /// `description` as a trace manifest records it: with how the source is read where that has
+    /// changed, so that traces begun under the old reading are not extended under the new one
+    /// (HellaSwag's ctx_b is capitalised as lm-eval's since 2026-12-04).
+    public var recordedDescription: String {
+        kind == .task(.hellaswag) ? description + " (ctx_b capitalised)" : description
+    }
+
     /// Parses `kind:path[@from-to]`, e.g. `piqa:data/piqa/valid.jsonl@1000-1838`, `text:corpus.txt`.
     public static func parse(_ spec: String) throws -> CalibrationSource {
         guard let colon = spec.firstIndex(of: ":") else {

@@ -180,7 +180,7 @@ public final class TraceWriter {
                 throw ShadowError.invalidArgument(name: "--out", reason: "\(directory) already holds traces (pass --resume to continue them, or choose another --out)")
             }
             guard existing.extendable(to: manifest) else {
-                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (model, criteria, sources, options or shard differ, or --samples is smaller)")
+                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (model, criteria, sources or how they are read, options or shard differ, or --samples is smaller)")
             }
             self.manifest = existing
             if manifest.requestedSamples > existing.requestedSamples {

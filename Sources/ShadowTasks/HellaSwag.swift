@@ -113,7 +113,7 @@ enum HellaSwag {
         var start: Int?
         for index in stride(from: scalars.count - 2, through: 1, by: -1) where scalars[index] == " " {
             var end = index - 1
-            if scalars[end] == "\"", end > 0 { end -= 1 }
+            if scalars[end] == "\"" || scalars[end] == "'", end > 0 { end -= 1 }
             if endsSentence(end) { start = index + 1; break }
         }
         guard let start, scalars[start].properties.isLowercase else { return context }

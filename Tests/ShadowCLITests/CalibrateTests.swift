@@ -59,6 +59,28 @@ struct CalibrateTests {
         #expect(again.status != 0 && again.err.contains("--resume"))
     }
 
+    @Test("traces of HellaSwag record that ctx_b is capitalised; traces begun before (as written) are not extended")
+    func hellaswagReading() throws {
+        let data = TestScratch.url("hellaswag", suffix: ".txt").path
+        try "Roofing: A man is on a roof. he\n0\nfalls.\nwaves.\nsits.\nstands.\nCooking: A cook stirs. the cook\n1\nsings.\ntastes it.\nleaves.\nsits.\n"
+            .write(toFile: data, atomically: true, encoding: .utf8)
+        let out = temporaryDirectory()
+        func run(_ samples: String, _ extra: [String] = []) -> CLIRun {
+            CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "hellaswag:\(data)", "--samples", samples,
+                    "--criteria", "plainact", "--out", out, "--no-progress"] + extra)
+        }
+        #expect(run("1").status == 0)
+        var manifest = try TraceManifest.load(directory: out)
+        #expect(manifest.sources == ["hellaswag:\(data) (ctx_b capitalised)"])
+        #expect(run("2", ["--resume"]).status == 0)
+        // As a build from before 2026-12-04 recorded it.
+        manifest = try TraceManifest.load(directory: out)
+        manifest.sources = ["hellaswag:\(data)"]
+        try manifest.save(directory: out)
+        let older = run("3", ["--resume"])
+        #expect(older.status != 0 && older.err.contains("different run"), "\(older.err)")
+    }
+
     @Test("a run cut short resumes to the same traces as an uninterrupted run")
     func resumes() throws {
         let whole = temporaryDirectory(), cut = temporaryDirectory()
@@ -296,6 +318,14 @@ struct PipelineTests {
         let respelled = (text as NSString).deletingLastPathComponent + "/./" + (text as NSString).lastPathComponent
         let same = CLIRun(arguments.map { $0 == text ? respelled : $0 })
         #expect(same.status == 0, "\(same.err)")
+        // A run from before 2026-12-04 read WikiText and HellaSwag as stored: its settings have no task_text.
+        let settingsPath = out + "/pipeline-settings.json"
+        var settings = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: settingsPath))) as? [String: Any])
+        #expect(settings["task_text"] as? String == "lm-eval")
+        settings["task_text"] = nil
+        try JSONSerialization.data(withJSONObject: settings).write(to: URL(fileURLWithPath: settingsPath))
+        let older = CLIRun(arguments)
+        #expect(older.status != 0 && older.err.contains("other settings: task text (as stored → lm-eval"), "\(older.err)")
         try "{".write(toFile: out + "/pipeline-settings.json", atomically: true, encoding: .utf8)
         let corrupt = CLIRun(arguments)
         #expect(corrupt.status != 0 && corrupt.err.contains("pipeline-settings.json"), "\(corrupt.err)")
