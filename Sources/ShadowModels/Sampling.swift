@@ -99,9 +99,19 @@ public struct Sampler: Sendable {
         var candidates: [Int]
         if options.topK > 0, options.topK < probabilities.count {
             candidates = Self.largest(options.topK, of: probabilities.indices, by: before)
+        } else if options.topP < 1 {
+            // The nucleus usually lies among the few most probable tokens: sort the vocabulary
+            // only when it does not (the sorted order starts with the same tokens either way).
+            candidates = Self.largest(min(64, probabilities.count), of: probabilities.indices, by: before)
+            if candidates.reduce(Float(0), { $0 + probabilities[$1] }) < options.topP {
+                candidates = probabilities.indices.sorted(by: before)
+            }
+        } else if options.minP > 0 {
+            // What min-p keeps, sorted: the same list as sorting everything and cutting.
+            let floor = options.minP * (probabilities.max() ?? 0)
+            candidates = probabilities.indices.filter { probabilities[$0] >= floor }.sorted(by: before)
         } else {
             candidates = Array(probabilities.indices)
-            if options.topP < 1 || options.minP > 0 { candidates.sort(by: before) }
         }
         if options.topP < 1 {
             // The nucleus of what top-k kept, in proportion to its own mass.

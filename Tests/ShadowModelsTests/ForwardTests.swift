@@ -186,6 +186,45 @@ struct ForwardTests {
         #expect(drawn(SamplingOptions(temperature: 1, topP: 0.5, seed: 1)) == [2])
     }
 
+    @Test("the sampler's shortcuts draw what sorting the whole vocabulary draws, filters in any combination")
+    func samplingShortcuts() {
+        /// The naive twin: every filter on the fully sorted vocabulary.
+        func reference(_ logits: [Float], _ options: SamplingOptions, draws: Int) -> [Int] {
+            var generator = SeededGenerator(seed: options.seed)
+            let top = logits.max()!
+            var p = logits.map { expf(($0 - top) / options.temperature) }
+            let total = p.reduce(0, +)
+            for i in p.indices { p[i] /= total }
+            var order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
+            if options.topK > 0 { order = Array(order.prefix(options.topK)) }
+            if options.topP < 1 {
+                let kept = options.topK > 0 ? order.reduce(Float(0)) { $0 + p[$1] } : 1
+                var cumulative: Float = 0, keep = 0
+                for id in order { cumulative += p[id]; keep += 1; if cumulative >= options.topP * kept { break } }
+                order = Array(order.prefix(keep))
+            }
+            if options.minP > 0 { let floor = options.minP * p[order[0]]; order = order.filter { p[$0] >= floor } }
+            if options.topK == 0, options.topP == 1, options.minP == 0 { order = Array(p.indices) }
+            let mass = order.reduce(Float(0)) { $0 + p[$1] }
+            return (0..<draws).map { _ in
+                var r = Float(Double(generator.next() >> 11) / Double(1 << 53)) * mass
+                for id in order { r -= p[id]; if r <= 0 { return id } }
+                return order.last!
+            }
+        }
+        var generator = SplitMix64(seed: 11)
+        for flat in [false, true] {
+            // A peaked vocabulary (the nucleus among a few tokens) and a flat one (sorted whole).
+            let logits = (0..<3000).map { i in Float(generator.next() % 1000) / (flat ? 900 : 60) - (i % 7 == 0 ? 0 : 2) }
+            for options in [SamplingOptions(temperature: 0.8, topP: 0.9, seed: 4), SamplingOptions(temperature: 1, topP: 0.5, seed: 5),
+                            SamplingOptions(temperature: 1.3, minP: 0.05, seed: 6), SamplingOptions(temperature: 1, topP: 0.95, topK: 40, seed: 7),
+                            SamplingOptions(temperature: 0.7, topP: 0.9, minP: 0.1, seed: 8), SamplingOptions(temperature: 1, seed: 9)] {
+                var sampler = Sampler(options)
+                #expect((0..<50).map { _ in sampler.sample(logits) } == reference(logits, options, draws: 50), "\(options), flat \(flat)")
+            }
+        }
+    }
+
     @Test("top-k selection gives the sorted order's first k, ties by lower id")
     func topKSelection() {
         var generator = SplitMix64(seed: 5)
