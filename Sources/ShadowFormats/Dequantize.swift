@@ -17,7 +17,8 @@ import Darwin
 // function. The IQ4 types look their 4-bit codes up in a fixed table of 16 levels.
 // Each function walks the blocks with raw pointers and writes a block of 16 or 32 in one straight
 // loop, which the compiler vectorises; no per-element closures. Products are taken in ggml's
-// order (the sub-block scale times d first, then times the quant), so results match it bit for bit.
+// order (the sub-block scale times d first, then times the quant, then the min subtracted), and
+// Swift does not fuse a·b − c into one multiply-add, so results match ggml's bit for bit.
 
 /// Converts `count` elements of `dtype` at `source` to fp32 at `destination`. The caller has
 /// checked that `source` holds exactly `count` elements and that `dtype.canConvertToFloats`.
