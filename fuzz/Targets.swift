@@ -137,7 +137,7 @@ func fuzzGGUF(_ bytes: [UInt8]) throws {
         _ = try? file.intArray(key)
         _ = try? file.floatArray(key)
     }
-    guard let tokenizer = try ModelLoader.ggufTokenizer(file) else { return }
+    guard let tokenizer = try TokenizerLoader.fromGGUF(file) else { return }
     exercise(tokenizer, text: "Hello world 123 <s> naïve\n\t  x")
 }
 

@@ -92,6 +92,25 @@ def gguf_seeds():
          ("q5_0.weight", [32], 6, q5_0), ("q5_1.weight", [32], 7, q5_1),
          ("bf16.weight", [2], 30, struct.pack("<2H", 0x3F80, 0xC000)),
          ("f64.weight", [1, 1], 28, struct.pack("<d", 2.5))]))
+    # One super-block of each K-quant and IQ4 type: patterned bytes with finite f16 factors at
+    # the offsets each layout keeps them (d, dmin), so the fuzzer starts inside every dequantiser.
+    def block(size, factors, f32_d=False):
+        data = bytearray((7 * i + 3) % 256 for i in range(size))
+        for offset, value in factors:
+            data[offset:offset + 2] = half_bytes([value])
+        if f32_d:
+            data[0:4] = struct.pack("<f", 0.5)
+        return bytes(data)
+    write("gguf", "kquants.gguf", gguf(
+        [("general.architecture", "str", "llama")],
+        [("q2_K.weight", [256], 10, block(84, [(80, 0.5), (82, 0.25)])),
+         ("q3_K.weight", [256], 11, block(110, [(108, 0.5)])),
+         ("q4_K.weight", [256], 12, block(144, [(0, 0.5), (2, 0.25)])),
+         ("q5_K.weight", [256], 13, block(176, [(0, 0.5), (2, 0.25)])),
+         ("q6_K.weight", [256], 14, block(210, [(208, 0.5)])),
+         ("q8_K.weight", [256], 15, block(292, [], f32_d=True)),
+         ("iq4_nl.weight", [32], 20, block(18, [(0, 0.5)])),
+         ("iq4_xs.weight", [256], 23, block(136, [(0, 0.5)]))]))
     # A byte-level (gpt2) vocabulary, as a SmolLM2 GGUF carries one.
     tokens = ["<|endoftext|>", "H", "e", "l", "o", "Ġ", "w", "r", "d", "He", "ll", "llo", "Ġw", "Hello", "1", "2", "3"]
     write("gguf", "vocab-gpt2.gguf", gguf(

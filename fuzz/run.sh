@@ -25,10 +25,13 @@ compile() {
                   -Xcc -fmodule-map-file="$build/CHalf.modulemap" -Xcc -I"$root/Sources/CHalf/include")
     local x86=()
     if [[ "$(uname -m)" == x86_64 ]]; then x86=(-target-cpu haswell -Xcc -march=haswell); fi
-    # CHalf: a module map for its headers (SwiftPM writes one itself) and its one C file.
+    # CHalf: a module map for its headers (SwiftPM writes one itself) and its C files.
     printf 'module CHalf {\n    umbrella "%s"\n    export *\n}\n' "$root/Sources/CHalf/include" > "$build/CHalf.modulemap"
-    clang -O1 -g -fsanitize=fuzzer-no-link,address ${x86:+-march=haswell} -I "$root/Sources/CHalf/include" \
-        -c "$root/Sources/CHalf/CHalf.c" -o "$build/CHalf.o"
+    local c_file
+    for c_file in "$root"/Sources/CHalf/*.c; do
+        clang -O1 -g -fsanitize=fuzzer-no-link,address ${x86:+-march=haswell} -I "$root/Sources/CHalf/include" \
+            -c "$c_file" -o "$build/$(basename "$c_file" .c).o"
+    done
     local module stale=""
     for module in ShadowKernels ShadowFormats ShadowTokenizers ShadowTasks ShadowModels; do
         local sources=()
@@ -45,7 +48,7 @@ compile() {
     done
     echo "fuzz: linking $binary" >&2
     swiftc "${common[@]}" "${sanitize[@]}" "${x86[@]}" -module-name ShadowFuzz \
-        "$root/fuzz/Targets.swift" "$build"/Shadow{Kernels,Formats,Tokenizers,Tasks,Models}.o "$build/CHalf.o" \
+        "$root/fuzz/Targets.swift" "$build"/Shadow{Kernels,Formats,Tokenizers,Tasks,Models}.o "$build"/CHalf*.o \
         -lopenblas -o "$binary" 2> >(grep -v "Cannot export local symbol" >&2)
 }
 

@@ -34,20 +34,20 @@ public enum TensorDType: String, Sendable, CaseIterable {
         case .q5_1: return 24          // f16 d, f16 m, 4 bytes of fifth bits, 16 bytes of nibbles
         case .q8_0: return 34          // f16 d, 32 int8
         case .q8_1: return 36          // f16 d, f16 s, 32 int8
-        case .q2_K: return 84
-        case .q3_K: return 110
-        case .q4_K: return 144
-        case .q5_K: return 176
-        case .q6_K: return 210
-        case .q8_K: return 292
+        case .q2_K: return 84          // 16 scale/min bytes, 64 bytes of 2-bit quants, f16 d, f16 dmin
+        case .q3_K: return 110         // 32 bytes of high bits, 64 bytes of 2-bit quants, 12 scale bytes, f16 d
+        case .q4_K: return 144         // f16 d, f16 dmin, 12 scale/min bytes, 128 bytes of nibbles
+        case .q5_K: return 176         // as q4_K plus 32 bytes of fifth bits
+        case .q6_K: return 210         // 128 bytes of nibbles, 64 bytes of top bits, 16 int8 scales, f16 d
+        case .q8_K: return 292         // f32 d, 256 int8, 16 int16 sums
         case .iq2_xxs: return 66
         case .iq2_xs: return 74
         case .iq3_xxs: return 98
         case .iq1_s: return 50
-        case .iq4_nl: return 18
+        case .iq4_nl: return 18        // f16 d, 16 bytes of nibbles indexing a table of levels
         case .iq3_s: return 110
         case .iq2_s: return 82
-        case .iq4_xs: return 136
+        case .iq4_xs: return 136       // f16 d, u16 + 4 bytes of 6-bit scales, 128 bytes of nibbles
         case .iq1_m: return 56
         case .tq1_0: return 54
         case .tq2_0: return 66
@@ -119,7 +119,8 @@ public enum TensorDType: String, Sendable, CaseIterable {
     /// Whether `TensorSource.floats` can convert this type to fp32.
     public var canConvertToFloats: Bool {
         switch self {
-        case .f32, .f16, .bf16, .f64, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return true
+        case .f32, .f16, .bf16, .f64, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0,
+             .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .iq4_nl, .iq4_xs: return true
         default: return false
         }
     }

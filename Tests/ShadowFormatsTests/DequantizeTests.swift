@@ -125,3 +125,86 @@ struct DequantizeTests {
         expectClose(values, naiveDequantize(dtype, bytes), tolerance: 1e-6)
     }
 }
+
+/// Blocks of the K-quant and IQ4 types with the floats the `gguf` Python package dequantises them
+/// to, written by scripts/reference/quant_fixtures.py (two random blocks and one of all 0xFF bits
+/// per type, as a GGUF tensor of shape `ne` holds them).
+enum QuantFixture {
+    struct Entry: Decodable {
+        let type: String
+        let ne: [UInt64]
+        let bytes: String
+        let values: String
+    }
+
+    private struct File: Decodable { let types: [Entry] }
+
+    static func entry(_ dtype: TensorDType) throws -> Entry {
+        let url = Bundle.module.url(forResource: "quants", withExtension: "json", subdirectory: "Fixtures")!
+        let file = try JSONDecoder().decode(File.self, from: Data(contentsOf: url))
+        let found = file.types.first { $0.type == dtype.rawValue }
+        return try #require(found, "no fixture for \(dtype)")
+    }
+
+    static func bytes(hex: String) -> [UInt8] {
+        let digits = Array(hex.utf8).map { $0 <= UInt8(ascii: "9") ? $0 - UInt8(ascii: "0") : $0 - UInt8(ascii: "a") + 10 }
+        return stride(from: 0, to: digits.count, by: 2).map { digits[$0] << 4 | digits[$0 + 1] }
+    }
+
+    /// The little-endian float32 bit patterns of `values`.
+    static func floatBits(hex: String) -> [UInt32] {
+        let raw = bytes(hex: hex)
+        return stride(from: 0, to: raw.count, by: 4).map { i in
+            (0..<4).reduce(0) { $0 | UInt32(raw[i + $1]) << (8 * UInt32($1)) }
+        }
+    }
+}
+
+@Suite("Dequantisation of K-quants and IQ4")
+struct KQuantDequantizeTests {
+    static let types: [TensorDType] = [.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K, .iq4_nl, .iq4_xs]
+
+    // Bit for bit: gguf's numpy code takes the same products in the same order as ggml and as ours
+    // (d·scale first, then times the quant, then minus dmin·min), in float32 without fused multiply-adds.
+    @Test("each type reads back through a GGUF file bit for bit as the gguf package dequantises it",
+          arguments: types)
+    func matchesReference(dtype: TensorDType) throws {
+        let entry = try QuantFixture.entry(dtype)
+        let data = QuantFixture.bytes(hex: entry.bytes)
+        #expect(data.count == dtype.byteCount(elements: 768))
+        let values = try roundTrip(dtype, ne: entry.ne, data: data)
+        let expected = QuantFixture.floatBits(hex: entry.values)
+        #expect(values.count == expected.count)
+        let mismatches = zip(values, expected).enumerated().filter { $0.element.0.bitPattern != $0.element.1 }
+        #expect(mismatches.isEmpty, """
+            \(mismatches.count) of \(values.count) differ; first at \(mismatches.first.map(\.offset) ?? -1): \
+            \(mismatches.first.map { "\($0.element.0) vs \(Float(bitPattern: $0.element.1))" } ?? "")
+            """)
+    }
+
+    @Test("every type in the list is convertible and the other 256-element types are still refused")
+    func convertibility() {
+        for dtype in Self.types { #expect(dtype.canConvertToFloats, "\(dtype)") }
+        for dtype in [TensorDType.iq2_xxs, .iq2_xs, .iq3_xxs, .iq1_s, .iq3_s, .iq2_s, .iq1_m, .tq1_0, .tq2_0] {
+            #expect(!dtype.canConvertToFloats, "\(dtype)")
+        }
+    }
+
+    @Test("a K-quant or IQ4 tensor whose data is cut short is refused at open, naming the tensor",
+          arguments: types)
+    func truncated(dtype: TensorDType) throws {
+        let entry = try QuantFixture.entry(dtype)
+        // Two rows claimed, only the first row's blocks present, and the file ends there.
+        let data = Array(QuantFixture.bytes(hex: entry.bytes).prefix(dtype.byteCount(elements: Int(entry.ne[0]))!))
+        var gguf = GGUFBuilder()
+        gguf.tensor("blk.0.ffn_down.weight", ne: [entry.ne[0], 2], type: dtype, data: data)
+        try expectGGUFError(gguf.bytes(), mentioning: ["\"blk.0.ffn_down.weight\"", "past the end"])
+    }
+
+    @Test("a K-quant row that is not whole super-blocks is refused at open (576 columns, as SmolLM2's hidden size)")
+    func partialSuperBlock() throws {
+        var gguf = GGUFBuilder()
+        gguf.tensor("blk.0.attn_q.weight", ne: [576, 1], type: .q4_K, data: [UInt8](repeating: 0, count: 324))
+        try expectGGUFError(gguf.bytes(), mentioning: ["\"blk.0.attn_q.weight\"", "576", "q4_K block size 256"])
+    }
+}
