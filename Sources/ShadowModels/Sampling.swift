@@ -97,7 +97,8 @@ public struct Sampler: Sendable {
         // lower id first, so a cut is repeatable.
         func before(_ a: Int, _ b: Int) -> Bool { probabilities[a] > probabilities[b] || (probabilities[a] == probabilities[b] && a < b) }
         var candidates: [Int]
-        if options.topK > 0, options.topK < probabilities.count {
+        let topKCuts = options.topK > 0 && options.topK < probabilities.count
+        if topKCuts {
             candidates = Self.largest(options.topK, of: probabilities.indices, by: before)
         } else if options.topP < 1 {
             // The nucleus usually lies among the few most probable tokens: sort the vocabulary
@@ -115,7 +116,7 @@ public struct Sampler: Sendable {
         }
         if options.topP < 1 {
             // The nucleus of what top-k kept, in proportion to its own mass.
-            let kept = options.topK > 0 ? candidates.reduce(Float(0)) { $0 + probabilities[$1] } : 1
+            let kept = topKCuts ? candidates.reduce(Float(0)) { $0 + probabilities[$1] } : 1
             var cumulative: Float = 0
             var keep = 0
             for id in candidates {

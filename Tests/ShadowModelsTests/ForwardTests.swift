@@ -196,15 +196,16 @@ struct ForwardTests {
             let total = p.reduce(0, +)
             for i in p.indices { p[i] /= total }
             var order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
-            if options.topK > 0 { order = Array(order.prefix(options.topK)) }
+            let topKCuts = options.topK > 0 && options.topK < p.count
+            if topKCuts { order = Array(order.prefix(options.topK)) }
             if options.topP < 1 {
-                let kept = options.topK > 0 ? order.reduce(Float(0)) { $0 + p[$1] } : 1
+                let kept = topKCuts ? order.reduce(Float(0)) { $0 + p[$1] } : 1
                 var cumulative: Float = 0, keep = 0
                 for id in order { cumulative += p[id]; keep += 1; if cumulative >= options.topP * kept { break } }
                 order = Array(order.prefix(keep))
             }
             if options.minP > 0 { let floor = options.minP * p[order[0]]; order = order.filter { p[$0] >= floor } }
-            if options.topK == 0, options.topP == 1, options.minP == 0 { order = Array(p.indices) }
+            if !topKCuts, options.topP == 1, options.minP == 0 { order = Array(p.indices) }
             let mass = order.reduce(Float(0)) { $0 + p[$1] }
             return (0..<draws).map { _ in
                 var r = Float(Double(generator.next() >> 11) / Double(1 << 53)) * mass
@@ -218,7 +219,8 @@ struct ForwardTests {
             let logits = (0..<3000).map { i in Float(generator.next() % 1000) / (flat ? 900 : 60) - (i % 7 == 0 ? 0 : 2) }
             for options in [SamplingOptions(temperature: 0.8, topP: 0.9, seed: 4), SamplingOptions(temperature: 1, topP: 0.5, seed: 5),
                             SamplingOptions(temperature: 1.3, minP: 0.05, seed: 6), SamplingOptions(temperature: 1, topP: 0.95, topK: 40, seed: 7),
-                            SamplingOptions(temperature: 0.7, topP: 0.9, minP: 0.1, seed: 8), SamplingOptions(temperature: 1, seed: 9)] {
+                            SamplingOptions(temperature: 0.7, topP: 0.9, minP: 0.1, seed: 8), SamplingOptions(temperature: 1, seed: 9),
+                            SamplingOptions(temperature: 1, topP: 0.9, topK: 5000, seed: 10)] {   // a top-k that cuts nothing
                 var sampler = Sampler(options)
                 #expect((0..<50).map { _ in sampler.sample(logits) } == reference(logits, options, draws: 50), "\(options), flat \(flat)")
             }
