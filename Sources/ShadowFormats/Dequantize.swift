@@ -219,33 +219,23 @@ private func scaleAndMin(_ block: UnsafeRawPointer, _ scales: Int, _ j: Int) -> 
 /// 128 bytes of nibbles. Sub-blocks of 32: chunk c of 32 bytes gives sub-block 2c from its low
 /// nibbles and 2c + 1 from its high ones; value d·scale·q − dmin·min.
 private func dequantizeQ4_K(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, _ blocks: Int) {
-    for b in 0..<blocks {
-        let block = source + b * 144
-        let out = destination + b * 256
-        let d = half(block, 0)
-        let dmin = half(block, 2)
-        for chunk in 0..<4 {
-            let (scale1, min1) = scaleAndMin(block, 4, 2 * chunk)
-            let (scale2, min2) = scaleAndMin(block, 4, 2 * chunk + 1)
-            let d1 = d * scale1, m1 = dmin * min1
-            let d2 = d * scale2, m2 = dmin * min2
-            let quants = 16 + 32 * chunk
-            let o = out + 64 * chunk
-            for l in 0..<32 {
-                let packed = byte(block, quants + l)
-                o[l] = d1 * Float(packed & 0x0F) - m1
-                o[l + 32] = d2 * Float(packed >> 4) - m2
-            }
-        }
-    }
+    dequantizeK4(source, destination, blocks, blockBytes: 144, quants: 16, fifthBits: nil)
 }
 
 /// Q5_K (176 bytes): f16 d, f16 dmin, 12 bytes of scales and mins as in Q4_K, 32 bytes of fifth
 /// bits, 128 bytes of nibbles placed as in Q4_K. Element l of sub-block s takes its fifth bit from
 /// bit s of byte l; value d·scale·q − dmin·min.
 private func dequantizeQ5_K(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, _ blocks: Int) {
+    dequantizeK4(source, destination, blocks, blockBytes: 176, quants: 48, fifthBits: 16)
+}
+
+/// Q4_K and Q5_K: the nibbles at byte `quants` of each block, with the fifth bits at byte
+/// `fifthBits` for Q5_K.
+@inline(__always)
+private func dequantizeK4(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, _ blocks: Int,
+                          blockBytes: Int, quants: Int, fifthBits: Int?) {
     for b in 0..<blocks {
-        let block = source + b * 176
+        let block = source + b * blockBytes
         let out = destination + b * 256
         let d = half(block, 0)
         let dmin = half(block, 2)
@@ -254,14 +244,19 @@ private func dequantizeQ5_K(_ source: UnsafeRawPointer, _ destination: UnsafeMut
             let (scale2, min2) = scaleAndMin(block, 4, 2 * chunk + 1)
             let d1 = d * scale1, m1 = dmin * min1
             let d2 = d * scale2, m2 = dmin * min2
-            let quants = 48 + 32 * chunk
+            let chunkQuants = quants + 32 * chunk
             let lowBit = UInt8(2 * chunk), highBit = UInt8(2 * chunk + 1)
             let o = out + 64 * chunk
             for l in 0..<32 {
-                let packed = byte(block, quants + l)
-                let fifth = byte(block, 16 + l)
-                o[l] = d1 * Float((packed & 0x0F) | ((fifth >> lowBit) & 1) << 4) - m1
-                o[l + 32] = d2 * Float((packed >> 4) | ((fifth >> highBit) & 1) << 4) - m2
+                let packed = byte(block, chunkQuants + l)
+                var low = packed & 0x0F, high = packed >> 4
+                if let fifthBits {
+                    let fifth = byte(block, fifthBits + l)
+                    low |= ((fifth >> lowBit) & 1) << 4
+                    high |= ((fifth >> highBit) & 1) << 4
+                }
+                o[l] = d1 * Float(low) - m1
+                o[l + 32] = d2 * Float(high) - m2
             }
         }
     }
