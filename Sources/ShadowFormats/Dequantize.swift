@@ -305,19 +305,10 @@ private let iq4Levels: (Float, Float, Float, Float, Float, Float, Float, Float,
 
 /// IQ4_NL (18 bytes): f16 d, 16 bytes of nibbles placed as in Q4_0; value d·level[q].
 private func dequantizeIQ4_NL(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, _ blocks: Int) {
-    withUnsafeBytes(of: iq4Levels) { dequantizeIQ4_NL(source, destination, blocks, $0.assumingMemoryBound(to: Float.self)) }
-}
-
-private func dequantizeIQ4_NL(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, _ blocks: Int,
-                              _ levels: UnsafeBufferPointer<Float>) {
-    for b in 0..<blocks {
-        let block = source + b * 18
-        let out = destination + b * 32
-        let d = half(block, 0)
-        for j in 0..<16 {
-            let packed = byte(block, 2 + j)
-            out[j] = d * levels[Int(packed & 0x0F)]
-            out[j + 16] = d * levels[Int(packed >> 4)]
+    withIQ4Levels { levels in
+        for b in 0..<blocks {
+            let block = source + b * 18
+            iq4Values(destination + b * 32, block + 2, scale: half(block, 0), levels)
         }
     }
 }
@@ -327,26 +318,34 @@ private func dequantizeIQ4_NL(_ source: UnsafeRawPointer, _ destination: UnsafeM
 /// (nibble s % 2 of byte 4 + s/2) | (bits 2s, 2s + 1 of the u16) << 4, stored offset by 32;
 /// value d·(scale − 32)·level[q].
 private func dequantizeIQ4_XS(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, _ blocks: Int) {
-    withUnsafeBytes(of: iq4Levels) { dequantizeIQ4_XS(source, destination, blocks, $0.assumingMemoryBound(to: Float.self)) }
-}
-
-private func dequantizeIQ4_XS(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, _ blocks: Int,
-                              _ levels: UnsafeBufferPointer<Float>) {
-    for b in 0..<blocks {
-        let block = source + b * 136
-        let out = destination + b * 256
-        let d = half(block, 0)
-        let topBits = block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
-        for sub in 0..<8 {
-            let low = (byte(block, 4 + sub / 2) >> UInt8(4 * (sub % 2))) & 0x0F
-            let high = UInt8(truncatingIfNeeded: topBits >> UInt16(2 * sub)) & 3
-            let scale = d * Float(Int32(low | high << 4) - 32)
-            let o = out + 32 * sub
-            for j in 0..<16 {
-                let packed = byte(block, 8 + 16 * sub + j)
-                o[j] = scale * levels[Int(packed & 0x0F)]
-                o[j + 16] = scale * levels[Int(packed >> 4)]
+    withIQ4Levels { levels in
+        for b in 0..<blocks {
+            let block = source + b * 136
+            let d = half(block, 0)
+            let topBits = block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
+            for sub in 0..<8 {
+                let low = (byte(block, 4 + sub / 2) >> UInt8(4 * (sub % 2))) & 0x0F
+                let high = UInt8(truncatingIfNeeded: topBits >> UInt16(2 * sub)) & 3
+                let scale = d * Float(Int32(low | high << 4) - 32)
+                iq4Values(destination + b * 256 + 32 * sub, block + 8 + 16 * sub, scale: scale, levels)
             }
         }
+    }
+}
+
+/// `body` with the IQ4 levels as a buffer the loops can index without copying the tuple.
+@inline(__always)
+private func withIQ4Levels(_ body: (UnsafeBufferPointer<Float>) -> Void) {
+    withUnsafeBytes(of: iq4Levels) { body($0.assumingMemoryBound(to: Float.self)) }
+}
+
+/// 32 values from 16 bytes of IQ4 nibbles (low nibbles first, as Q4_0), each scale·level[q].
+@inline(__always)
+private func iq4Values(_ out: UnsafeMutablePointer<Float>, _ nibbles: UnsafeRawPointer, scale: Float,
+                       _ levels: UnsafeBufferPointer<Float>) {
+    for j in 0..<16 {
+        let packed = byte(nibbles, j)
+        out[j] = scale * levels[Int(packed & 0x0F)]
+        out[j + 16] = scale * levels[Int(packed >> 4)]
     }
 }
