@@ -57,9 +57,49 @@ chalf_bf16_dot_block(__m512 a[16], const char *const rows[4], const char *const 
     }
 }
 
+// One token (decode): sixteen rows a block, an accumulator each, where the 4 × 4 block would
+// multiply the one token four times. A row's sum takes the same vdpbf16ps in the same order and
+// the same reduction tree as in the 4 × 4 block, so a token's outputs do not depend on how many
+// tokens came with it. The next block's rows are prefetched a line per row per step: a subset
+// of rows (a sparse projection) jumps where the hardware prefetcher cannot follow.
+CHALF_BF16_TARGET static void
+chalf_bf16_dot_rows_one_token(float *out, const uint16_t *x, const uint16_t *w, long cols, const int32_t *rows,
+                              long begin, long end) {
+    const long full = cols & ~31L;
+    const __mmask32 tail = (__mmask32)((1ULL << (cols - full)) - 1);
+    for (long j = begin; j < end; j += 16) {
+        const long nr = end - j < 16 ? end - j : 16;
+        const uint16_t *wr[16];
+        const char *next[16];
+        for (int r = 0; r < 16; r++) {
+            long k = j + (r < nr ? r : nr - 1), n = j + 16 + r < end ? j + 16 + r : end - 1;
+            wr[r] = w + (rows ? rows[k] : k) * cols;
+            next[r] = (const char *)(w + (rows ? rows[n] : n) * cols);
+        }
+        __m512 a[16];
+        for (int r = 0; r < 16; r++) a[r] = _mm512_setzero_ps();
+        long i = 0;
+        for (; i < full; i += 32) {
+            const __m512bh xv = CHALF_LOAD_BH(x, i);
+            for (int r = 0; r < 16; r++) {
+                __builtin_prefetch(next[r] + i * 2, 0, 3);
+                a[r] = _mm512_dpbf16_ps(a[r], CHALF_LOAD_BH(wr[r], i), xv);
+            }
+        }
+        if (i < cols) {
+            const __m512bh xv = CHALF_LOAD_BH_MASKED(x, i, tail);
+            for (int r = 0; r < 16; r++) a[r] = _mm512_dpbf16_ps(a[r], CHALF_LOAD_BH_MASKED(wr[r], i, tail), xv);
+        }
+        float sums[16];
+        _mm512_storeu_ps(sums, chalf_reduce16(a));
+        for (long r = 0; r < nr; r++) out[j + r] = sums[r];
+    }
+}
+
 CHALF_BF16_TARGET
 void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long tokens, const uint16_t *w, long cols,
                          const int32_t *rows, long begin, long end) {
+    if (tokens == 1) return chalf_bf16_dot_rows_one_token(out, x, w, cols, rows, begin, end);
     chalf_dot_rows_blocked(out, out_stride, (const char *)x, tokens, (const char *)w, cols, 2, rows, begin, end,
                            chalf_bf16_dot_block, 0, 0);
 }

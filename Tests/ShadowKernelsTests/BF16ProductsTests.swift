@@ -108,6 +108,35 @@ struct BF16ProductsTests {
         }
     }
 
+    @Test("a token's products are the same bits alone (decode) as among other tokens (prefill)",
+          .enabled(if: BF16Products.isAvailable, "this CPU has no AVX512-BF16: no one-token kernel to test"),
+          arguments: [1, 2])
+    func oneTokenMatchesBlocks(threads: Int) {
+        Threads.set(threads)
+        defer { Threads.set(Threads.defaultCount) }
+        // Row counts around the one-token kernel's 16-row blocks; a masked tail past 32 columns.
+        for (rows, cols) in [(5, 20), (16, 64), (17, 96), (40, 200), (130, 576)] {
+            let weight = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 26)), dtype: .bf16dot)
+            let subset: [Int32] = stride(from: rows - 1, through: 0, by: -3).map(Int32.init)
+            for kept in [nil, subset] {
+                let count = kept?.count ?? rows, tokens = 6
+                let x = randomFloats(tokens * cols, seed: 27)
+                var block = [Float](repeating: .nan, count: tokens * count)
+                var alone = [Float](repeating: .nan, count: count)
+                func withRows(_ body: (UnsafePointer<Int32>?) -> Void) {
+                    if let kept { kept.withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(nil) }
+                }
+                withRows { BF16Products.multiply(&block, x, tokens: tokens, weight, rowIndices: $0, rowCount: count) }
+                for t in 0..<tokens {
+                    let token = Array(x[t * cols..<(t + 1) * cols])
+                    withRows { BF16Products.multiply(&alone, token, tokens: 1, weight, rowIndices: $0, rowCount: count) }
+                    #expect(alone.map(\.bitPattern) == block[t * count..<(t + 1) * count].map(\.bitPattern),
+                            "token \(t) of \(tokens) · [\(rows), \(cols)]ᵀ kept \(count)")
+                }
+            }
+        }
+    }
+
     @Test("the fallback for CPUs without AVX512-BF16 gives the same products", arguments: [1, 2])
     func fallbackMatchesFP64(threads: Int) {
         Self.checkAgainstFP64(kernels: false, threads: threads)

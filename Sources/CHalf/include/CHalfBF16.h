@@ -15,7 +15,8 @@ void chalf_bf16_round(uint16_t *dst, const float *src, long count);
 
 // out[t * out_stride + k] = Σ_i x[t * cols + i] · W[row_k * cols + i] for k in [begin, end) and
 // t < tokens, where row_k = rows[k] (a kept subset) or k when rows is NULL. x and W in bf16.
-// Blocks of 4 rows × 4 tokens; any cols (the last partial vector is masked).
+// Blocks of 4 rows × 4 tokens (one token: blocks of 16 rows); any cols (the last partial vector is
+// masked). A token's outputs are the same bits whatever the number of tokens.
 void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long tokens, const uint16_t *w, long cols,
                          const int32_t *rows, long begin, long end);
 
