@@ -89,13 +89,20 @@ struct SmolLM2Tests {
         }
     }
 
-    @Test("last-position logits match PyTorch within 1e-4 relative")
+    /// Relative to the text's largest logit, not each logit's own size: thirty layers of fp32 sums
+    /// in another order leave about the same absolute error on every logit, so one near zero
+    /// (−0.54 beside 7.1) would fail a per-logit bound on some machines' BLAS kernels and not others.
+    @Test("last-position logits match PyTorch within 1e-4 of the largest logit")
     func lastLogits() throws {
         let model = try SmolLM2.require().model
         let expected = try SmolLM2Expectation.load()
         for text in expected.texts {
             let logits = model.forward(text.ids, cache: model.makeCache(capacity: text.ids.count), logits: .last)
-            expectClose(expected.fixedIDs.map { logits[$0] }, text.lastFixedLogits, tolerance: 1e-4, String(text.text.prefix(20)))
+            let scale = text.lastFixedLogits.map(abs).max() ?? 1
+            for (id, value) in zip(expected.fixedIDs, text.lastFixedLogits) {
+                #expect(abs(logits[id] - value) <= 1e-4 * scale,
+                        "\(text.text.prefix(20)): logit \(id) \(logits[id]) vs \(value) (bound \(1e-4 * scale))")
+            }
             let top = text.lastTop20.map { Int($0[0]) }
             #expect(top.first == Sampler.argmax(logits))
         }
