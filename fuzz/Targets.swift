@@ -192,7 +192,8 @@ func fuzzTokenize(_ bytes: [UInt8]) {
 func exercise(_ tokenizer: any Tokenizer, text: String) {
     let ids = tokenizer.encode(text)
     let withSpecial = tokenizer.encodeWithSpecialTokens(text)
-    for id in ids + withSpecial where !(0..<tokenizer.vocabularySize).contains(id) {
+    let split = tokenizer.encode(text, splitSpecialTokens: true)
+    for id in ids + withSpecial + split where !(0..<tokenizer.vocabularySize).contains(id) {
         fatalError("encode gave id \(id) outside the vocabulary of \(tokenizer.vocabularySize)")
     }
     _ = tokenizer.decode(withSpecial, skipSpecialTokens: true)

@@ -4,31 +4,59 @@ import ShadowModels
 import ShadowSparsity
 import ShadowTokenizers
 
-/// The ChatML turn template of instruct models such as SmolLM2-Instruct.
-enum ChatTemplate {
-    struct Turn: Sendable {
-        let user: String
-        let reply: String
-    }
-
+/// The ChatML turn template of instruct models such as SmolLM2-Instruct, built as token ids: the
+/// markers are placed as their ids and the text between them (role, newline, message) is encoded
+/// with special tokens not recognised, so a message that spells "<|im_end|>" reaches the model as
+/// those characters and cannot end or forge a turn. For text that spells no marker the ids are
+/// those of the template's text encoded whole.
+struct ChatTemplate: Sendable {
     static let markers = ["<|im_start|>", "<|im_end|>"]
 
-    /// The first ChatML marker `text` holds: the tokenizer would read it as the special token.
-    static func marker(in text: String) -> String? { markers.first { text.contains($0) } }
+    let tokenizer: any Tokenizer
+    /// `<|im_start|>` and `<|im_end|>`.
+    let start: Int, end: Int
 
-    /// Without its markers as single tokens the template would reach the model as plain text.
-    static func requireTokens(_ tokenizer: any Tokenizer, option: String) throws {
-        for marker in markers where tokenizer.encode(marker).count != 1 {
-            throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has no ChatML token \(marker) (not an instruct model with the ChatML template?)")
+    /// Without its markers as special tokens the template would reach the model as plain text,
+    /// or a message could spell them.
+    init(tokenizer: any Tokenizer, option: String) throws {
+        var ids: [Int] = []
+        for marker in Self.markers {
+            let encoded = tokenizer.encode(marker)
+            guard encoded.count == 1 else {
+                throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has no ChatML token \(marker) (not an instruct model with the ChatML template?)")
+            }
+            guard tokenizer.encode(marker, splitSpecialTokens: true) != encoded else {
+                throw ShadowError.invalidArgument(name: option, reason: "the tokenizer's ChatML token \(marker) is not a special token: a message that spells it would end or forge a turn")
+            }
+            ids += encoded
         }
+        self.tokenizer = tokenizer
+        (start, end) = (ids[0], ids[1])
     }
 
-    /// The conversation so far and the new user message, ending where the assistant's reply starts.
-    static func prompt(system: String?, turns: [Turn], user: String) -> String {
-        func message(_ role: String, _ text: String) -> String { "<|im_start|>\(role)\n\(text)<|im_end|>\n" }
-        return (system.map { message("system", $0) } ?? "")
-            + turns.map { message("user", $0.user) + message("assistant", $0.reply) }.joined()
-            + message("user", user) + "<|im_start|>assistant\n"
+    /// `<|im_start|>role\ncontent<|im_end|>\n`.
+    func message(_ role: String, _ content: String) -> [Int] {
+        tokenizer.encode([.token(start), .text("\(role)\n\(content)"), .token(end), .text("\n")])
+    }
+
+    /// `<|im_start|>assistant\n`: where the assistant's reply starts.
+    var replyStart: [Int] { tokenizer.encode([.token(start), .text("assistant\n")]) }
+
+    /// A reply's ids as they were generated (its stop token left out), closed as the template
+    /// closes a message.
+    func closing(reply: [Int]) -> [Int] {
+        reply + tokenizer.encode([.token(end), .text("\n")])
+    }
+
+    /// One exchange of a conversation: the user's message, the reply as generated, the close.
+    func turn(user: String, reply: [Int]) -> [Int] {
+        message("user", user) + replyStart + closing(reply: reply)
+    }
+
+    /// The model's input: the system message, the earlier turns (from `turn`) and the new user
+    /// message, ending where the assistant's reply starts; BOS in front if the model adds one.
+    func prompt(system: String?, turns: [[Int]] = [], user: String) -> [Int] {
+        tokenizer.addingSpecialTokens((system.map { message("system", $0) } ?? []) + turns.joined() + message("user", user) + replyStart)
     }
 }
 
@@ -76,13 +104,16 @@ enum ChatCommand {
             prefill the whole conversation every turn and choose their masks from it (shadow from its last token; \
             the oracle runs a backward pass over all of it). When the conversation and room for a reply (a quarter of \
             --context, or --max-tokens if fewer) outgrow --context, the oldest turns are dropped until it fills \
-            half (said on stderr), so that the next turns reuse the cache again. A message holding a ChatML \
-            marker is not sent. Ctrl-C stops the reply being written (during the prefill, before its first token, \
-            the message is dropped); at the prompt it ends the program. When \
-            sampling, turn n uses --seed + n − 1.
+            half (said on stderr), so that the next turns reuse the cache again. The conversation is kept as token \
+            ids, each reply as it was generated, so a turn prefilled whole feeds the ids the cache would hold. The \
+            template's markers are placed as their tokens, while messages and --system are tokenized with special \
+            tokens not recognised (Hugging Face's split_special_tokens): a message that spells <|im_end|> reaches \
+            the model as those characters and cannot end or forge a turn. Ctrl-C stops the reply being written \
+            (during the prefill, before its first token, the message is dropped); at the prompt it ends the \
+            program. When sampling, turn n uses --seed + n − 1.
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
-            .value("system", "text", help: "A system message that opens every conversation."),
+            .value("system", "text", help: "A system message that opens every conversation (tokenized as text: a ChatML marker in it is not read as one)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens of each reply.", default: "256"),
             .value("context", short: "c", "n", help: "Most tokens of conversation (template and reply included); older turns are dropped to stay within it.",
                    defaultDescription: "the model's context, at most \(defaultContext)"),
@@ -94,27 +125,27 @@ enum ChatCommand {
         let maxTokens = try arguments.int("max-tokens", range: 1...1_000_000) ?? 256
         let sampling = try GenerateCommand.samplingOptions(arguments)
         let system = arguments.string("system")
-        if let system, let marker = ChatTemplate.marker(in: system) {
-            throw ShadowError.invalidArgument(name: "--system", reason: "holds the ChatML marker \(marker), which would end or forge a turn")
-        }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
-        try ChatTemplate.requireTokens(tokenizer, option: "chat")
+        let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
         let model = loaded.model
         let json = arguments.flag("json")
         // The end of a turn ends a reply, whatever the model's own end-of-sequence token is.
-        let stopTokens = loaded.stopTokens.union(tokenizer.encode("<|im_end|>"))
+        let stopTokens = loaded.stopTokens.union([template.end])
         let limit = try arguments.int("context", range: 2...1_000_000) ?? min(model.shape.maxContext, defaultContext)
         guard limit <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(limit) exceeds the model's context of \(model.shape.maxContext)")
         }
-        if let system, tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: [], user: "")).count >= limit {
+        if let system, template.prompt(system: system, user: "").count >= limit {
             throw ShadowError.invalidArgument(name: "--system", reason: "leaves no room in a context of \(limit) tokens")
         }
         let reserve = min(maxTokens, limit / 4)
 
-        var turns: [ChatTemplate.Turn] = []
+        // The conversation as token ids, one entry per turn (`ChatTemplate.turn`): each reply as it
+        // was generated, so that a reply spelling a marker stays text, and a re-prefilled turn
+        // feeds what the cache would hold.
+        var turns: [[Int]] = []
         var count = 0
         // The cache lives across turns when every turn computes keys and values alike: the dense
         // model, or one fixed mask (random, static). `cached` lists the tokens it holds.
@@ -136,20 +167,13 @@ enum ChatCommand {
                 console.printError("chat: a new conversation")
                 continue
             }
-            if let marker = ChatTemplate.marker(in: message) {
-                console.printError("chat: a message may not hold the ChatML marker \(marker) (it would end or forge a turn); it was not sent")
-                continue
-            }
-            func encode(_ kept: ArraySlice<ChatTemplate.Turn>) -> [Int] {
-                tokenizer.encodeWithSpecialTokens(ChatTemplate.prompt(system: system, turns: Array(kept), user: message))
-            }
-            var prompt = encode(turns[...])
+            var prompt = template.prompt(system: system, turns: turns, user: message)
             var dropped = 0
             if prompt.count + reserve > limit {
                 // Down to half the context, so that the next turns fit again and reuse the cache.
                 while dropped < turns.count, prompt.count + reserve > limit || prompt.count > limit / 2 {
                     dropped += 1
-                    prompt = encode(turns.dropFirst(dropped))
+                    prompt = template.prompt(system: system, turns: Array(turns.dropFirst(dropped)), user: message)
                 }
             }
             guard prompt.count < limit else {
@@ -197,7 +221,7 @@ enum ChatCommand {
                 console.printError("chat: the reply stopped after \(replyLimit) tokens at the end of a context of \(limit) (--max-tokens \(maxTokens))")
             }
             let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
-            turns.append(.init(user: message, reply: reply))
+            turns.append(template.turn(user: message, reply: result.tokens))
             if json {
                 console.print(try JSONOutput.string(TurnReport(
                     turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,

@@ -32,7 +32,7 @@ enum GenerateCommand {
             .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
-            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …); the reply starts on the line after the echoed prompt."),
+            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …), as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
@@ -47,9 +47,10 @@ enum GenerateCommand {
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
-        if arguments.flag("chat") { try ChatTemplate.requireTokens(tokenizer, option: "--chat") }
-        let text = arguments.flag("chat") ? ChatTemplate.prompt(system: nil, turns: [], user: prompt) : prompt
-        let promptIDs = tokenizer.encodeWithSpecialTokens(text)
+        // In the chat template the prompt is a user's message: special tokens it spells are text.
+        let promptIDs = arguments.flag("chat")
+            ? try ChatTemplate(tokenizer: tokenizer, option: "--chat").prompt(system: nil, user: prompt)
+            : tokenizer.encodeWithSpecialTokens(prompt)
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
         if sparsity is OracleController, promptIDs.count < 2 {

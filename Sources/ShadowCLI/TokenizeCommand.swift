@@ -14,6 +14,7 @@ enum TokenizeCommand {
             .value("text", "string", help: "The text to tokenize."),
             .value("text-file", "path", help: "Read the text from a UTF-8 file instead."),
             .flag("special", help: "Add the model's special tokens (BOS) as the model would."),
+            .flag("split-special-tokens", help: "Do not read special tokens written in the text (\"<|im_end|>\"): tokenize them as the characters they spell, as Hugging Face's split_special_tokens does. Added tokens that are not special are still read whole."),
             .flag("show-tokens", help: "Also show each token's string."),
             .flag("json", help: "Print JSON {\"ids\": [...]}."),
         ]
@@ -21,7 +22,8 @@ enum TokenizeCommand {
         let text = try ModelOptions.text(arguments)
         // The tokenizer alone: no weights are loaded.
         let tokenizer = try ModelLoader.loadTokenizer(path: try ModelOptions.modelPath(arguments))
-        let ids = arguments.flag("special") ? tokenizer.encodeWithSpecialTokens(text) : tokenizer.encode(text)
+        let encoded = tokenizer.encode(text, splitSpecialTokens: arguments.flag("split-special-tokens"))
+        let ids = arguments.flag("special") ? tokenizer.addingSpecialTokens(encoded) : encoded
         let strings = arguments.flag("show-tokens") ? ids.map { tokenizer.tokenString($0) ?? "?" } : nil
         if arguments.flag("json") {
             console.print(try JSONOutput.string(Report(ids: ids, tokens: strings)))

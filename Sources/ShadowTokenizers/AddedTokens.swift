@@ -16,7 +16,10 @@ struct AddedToken: Sendable, Equatable {
 
 /// Cuts text at added tokens. Among matches the leftmost wins, and among those starting at the same
 /// place the longest ("leftmost-longest", as the Aho-Corasick automaton in tokenizers is set up),
-/// so "<|im_start|>" is never read as a shorter token that is its prefix.
+/// so "<|im_start|>" is never read as a shorter token that is its prefix. A match that is set
+/// aside (a single-word token glued to a word; a special token when special tokens are not
+/// recognised) stays text, and the search goes on after it, as tokenizers' does: tokens that
+/// overlap it are not looked for.
 struct AddedTokenMatcher: Sendable {
     enum Segment: Equatable {
         case text(Range<Int>)
@@ -42,39 +45,42 @@ struct AddedTokenMatcher: Sendable {
     }
 
     /// The text between matches and the ids of the matches, in order; text ranges are indices of
-    /// `text` and never empty.
-    func split(_ text: ArraySlice<UInt8>) -> [Segment] {
+    /// `text` and never empty. With `matchingSpecial` false, special tokens are left as text
+    /// (tokenizers' `encode_special_tokens`); the others are still matched.
+    func split(_ text: ArraySlice<UInt8>, matchingSpecial: Bool = true) -> [Segment] {
         var segments: [Segment] = []
         var textStart = text.startIndex
         var i = text.startIndex
-        search: while i < text.endIndex {
-            for pattern in patternsByFirstByte[Int(text[i])] where text[i...].starts(with: pattern.bytes) {
-                var start = i
-                var end = i + pattern.bytes.count
-                let token = pattern.token
-                if token.singleWord, wordCharacter(before: start, in: text) || wordCharacter(at: end, in: text) {
-                    continue
-                }
-                if token.leftStrip {
-                    while start > textStart, let (value, length) = scalar(before: start, in: text),
-                          CharacterClass.of(value) == .whitespace {
-                        start -= length
-                    }
-                }
-                if token.rightStrip {
-                    while end < text.endIndex {
-                        let (value, length) = decodeUTF8(text, at: end)
-                        guard CharacterClass.of(value) == .whitespace else { break }
-                        end += length
-                    }
-                }
-                if textStart < start { segments.append(.text(textStart..<start)) }
-                segments.append(.token(token.id))
-                textStart = end
-                i = end
-                continue search
+        while i < text.endIndex {
+            guard let pattern = patternsByFirstByte[Int(text[i])].first(where: { text[i...].starts(with: $0.bytes) }) else {
+                i += 1
+                continue
             }
-            i += 1
+            var start = i
+            var end = i + pattern.bytes.count
+            let token = pattern.token
+            if token.special && !matchingSpecial
+                || token.singleWord && (wordCharacter(before: start, in: text) || wordCharacter(at: end, in: text)) {
+                i = end
+                continue
+            }
+            if token.leftStrip {
+                while start > textStart, let (value, length) = scalar(before: start, in: text),
+                      CharacterClass.of(value) == .whitespace {
+                    start -= length
+                }
+            }
+            if token.rightStrip {
+                while end < text.endIndex {
+                    let (value, length) = decodeUTF8(text, at: end)
+                    guard CharacterClass.of(value) == .whitespace else { break }
+                    end += length
+                }
+            }
+            if textStart < start { segments.append(.text(textStart..<start)) }
+            segments.append(.token(token.id))
+            textStart = end
+            i = end
         }
         if textStart < text.endIndex { segments.append(.text(textStart..<text.endIndex)) }
         return segments

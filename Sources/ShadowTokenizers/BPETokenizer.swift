@@ -95,34 +95,54 @@ final class BPETokenizer: Tokenizer {
     // MARK: Encoding
 
     func encode(_ text: String) -> [Int] {
-        let bytes = Array(text.utf8)
         var ids: [Int] = []
-        ids.reserveCapacity(bytes.count / 3)
-        guard let rawMatcher else {
-            encodeSegment(bytes[...], atTextStart: true, into: &ids)
-            return ids
-        }
-        for segment in rawMatcher.split(bytes[...]) {
-            switch segment {
+        encode(text, matchingSpecial: true, atTextStart: true, into: &ids)
+        return ids
+    }
+
+    func encode(_ parts: [PromptPart]) -> [Int] {
+        var ids: [Int] = []
+        for part in parts {
+            switch part {
             case .token(let id): ids.append(id)
-            case .text(let range): encodeSegment(bytes[range], atTextStart: range.lowerBound == 0, into: &ids)
+            // Text starts the input only when nothing comes before it (Metaspace's "first").
+            case .text(let text): encode(text, matchingSpecial: false, atTextStart: ids.isEmpty, into: &ids)
             }
         }
         return ids
     }
 
-    func encodeWithSpecialTokens(_ text: String) -> [Int] {
-        prefix + encode(text) + suffix
+    func addingSpecialTokens(_ ids: [Int]) -> [Int] {
+        prefix + ids + suffix
+    }
+
+    /// Cuts `text` at added tokens (special ones only when `matchingSpecial`), then encodes the
+    /// stretches between them.
+    private func encode(_ text: String, matchingSpecial: Bool, atTextStart: Bool, into ids: inout [Int]) {
+        let bytes = Array(text.utf8)
+        ids.reserveCapacity(ids.count + bytes.count / 3)
+        guard let rawMatcher else {
+            encodeSegment(bytes[...], matchingSpecial: matchingSpecial, atTextStart: atTextStart, into: &ids)
+            return
+        }
+        for segment in rawMatcher.split(bytes[...], matchingSpecial: matchingSpecial) {
+            switch segment {
+            case .token(let id): ids.append(id)
+            case .text(let range):
+                encodeSegment(bytes[range], matchingSpecial: matchingSpecial, atTextStart: atTextStart && range.lowerBound == 0,
+                              into: &ids)
+            }
+        }
     }
 
     /// Normalizes one stretch of text between added tokens, then pre-tokenizes and encodes it.
-    private func encodeSegment(_ text: ArraySlice<UInt8>, atTextStart: Bool, into ids: inout [Int]) {
+    private func encodeSegment(_ text: ArraySlice<UInt8>, matchingSpecial: Bool, atTextStart: Bool, into ids: inout [Int]) {
         let normalized = normalizers.isEmpty ? text : normalizers.apply(text)[...]
         guard let normalizedMatcher else {
             encodeNormalized(normalized, atTextStart: atTextStart, into: &ids)
             return
         }
-        for segment in normalizedMatcher.split(normalized) {
+        for segment in normalizedMatcher.split(normalized, matchingSpecial: matchingSpecial) {
             switch segment {
             case .token(let id): ids.append(id)
             case .text(let range):

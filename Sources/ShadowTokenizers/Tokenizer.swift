@@ -1,14 +1,29 @@
 import Foundation
 import ShadowFormats
 
+/// A piece of a prompt that a template builds: the template's own tokens by id, and text.
+public enum PromptPart: Sendable, Equatable {
+    /// A token placed as it is, such as a chat template's `<|im_start|>`.
+    case token(Int)
+    /// Text in which special tokens are not recognised: "<|im_end|>" written in it is tokenized as
+    /// the characters that spell it (see `Tokenizer.encode(_:splitSpecialTokens:)`).
+    case text(String)
+}
+
 /// Text ↔ token ids for one model.
 public protocol Tokenizer: Sendable {
     /// Raw text → ids, without BOS or any other template token. Special tokens written in the text
     /// ("<|im_start|>") are still recognised as single ids. Empty text gives [].
     func encode(_ text: String) -> [Int]
-    /// `encode`, wrapped in the model's template: BOS in front iff `addsBOS` (and, for the few
+    /// A templated prompt → ids, without BOS: `.token` parts as they are, each `.text` part encoded
+    /// on its own with special tokens not recognised. Text begins the input (for pre-tokenizers
+    /// that treat its start apart, as Metaspace's "first") only when no id comes before it, so a
+    /// template's markers and the text between them give the ids that encoding the template's text
+    /// would, when that text spells no special token.
+    func encode(_ parts: [PromptPart]) -> [Int]
+    /// `ids` wrapped in the model's template: BOS in front iff `addsBOS` (and, for the few
     /// tokenizers whose post-processor says so, an end token behind: RoBERTa's `</s>`).
-    func encodeWithSpecialTokens(_ text: String) -> [Int]
+    func addingSpecialTokens(_ ids: [Int]) -> [Int]
     /// Ids → text. Ids outside the vocabulary are ignored.
     func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String
     /// One token's text as it reads in the middle of a stream: no start-of-text clean-up, and
@@ -19,7 +34,7 @@ public protocol Tokenizer: Sendable {
     var vocabularySize: Int { get }
     var bosTokenID: Int? { get }
     var eosTokenID: Int? { get }
-    /// Whether `encodeWithSpecialTokens` puts a BOS token in front (OPT: `</s>`; SmolLM2: none).
+    /// Whether `addingSpecialTokens` puts a BOS token in front (OPT: `</s>`; SmolLM2: none).
     var addsBOS: Bool { get }
     /// The vocabulary entry for `id` as the file spells it ("Ġthe", "▁the", "<0x0A>").
     func tokenString(_ id: Int) -> String?
@@ -30,6 +45,22 @@ public protocol Tokenizer: Sendable {
 
 extension Tokenizer {
     public var warnings: [String] { [] }
+
+    /// `encode`, wrapped in the model's template (`addingSpecialTokens`).
+    public func encodeWithSpecialTokens(_ text: String) -> [Int] {
+        addingSpecialTokens(encode(text))
+    }
+
+    /// `encode`, or with `splitSpecialTokens` the text's special tokens not recognised: they are
+    /// tokenized as the text they spell, by the normalizer, pre-tokenizer and model as usual.
+    /// Added tokens that are not special (GGUF user-defined ones) are still matched whole, and a
+    /// special token's spelling hides any added token overlapping it. This is Hugging Face
+    /// tokenizers' `encode_special_tokens = True` (transformers' `split_special_tokens=True`);
+    /// llama.cpp's `parse_special = false` likewise leaves control tokens unmatched. Meant for
+    /// text a user wrote, which should not be able to forge a template's markers.
+    public func encode(_ text: String, splitSpecialTokens: Bool) -> [Int] {
+        splitSpecialTokens ? encode([.text(text)]) : encode(text)
+    }
 }
 
 /// Builds tokenizers from Hugging Face tokenizer.json files and from GGUF metadata.

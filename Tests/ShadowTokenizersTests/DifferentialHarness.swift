@@ -10,7 +10,7 @@ import Testing
 /// Jobs file: `[{"tokenizer": path, "input": path, "output": path}]`, where `tokenizer` is a
 /// tokenizer.json or a .gguf (read with the same metadata keys as ModelLoader), `input` holds
 /// `{"texts": [String], "decode_ids": [[Int]]}` and `output` receives `ids`, `ids_with_special`
-/// (one list per text), `decoded` and `decoded_with_special` (the decoding of each `decode_ids`
+/// and `ids_split_special` (special tokens in the text not recognised; one list per text each), `decoded` and `decoded_with_special` (the decoding of each `decode_ids`
 /// entry with and without skipping special tokens).
 @Suite("Differential harness")
 struct DifferentialHarness {
@@ -30,6 +30,7 @@ struct DifferentialHarness {
     struct Output: Encodable {
         let ids: [[Int]]
         let idsWithSpecial: [[Int]]
+        let idsSplitSpecial: [[Int]]
         let decoded: [String]
         let decodedWithSpecial: [String]
     }
@@ -48,6 +49,7 @@ struct DifferentialHarness {
             let output = Output(
                 ids: input.texts.map(tokenizer.encode),
                 idsWithSpecial: input.texts.map(tokenizer.encodeWithSpecialTokens),
+                idsSplitSpecial: input.texts.map { tokenizer.encode($0, splitSpecialTokens: true) },
                 decoded: input.decodeIds.map { tokenizer.decode($0, skipSpecialTokens: true) },
                 decodedWithSpecial: input.decodeIds.map { tokenizer.decode($0, skipSpecialTokens: false) })
             try encoder.encode(output).write(to: URL(fileURLWithPath: job.output))

@@ -64,6 +64,9 @@ struct GGUFTests {
             #expect(tokenizer.encode(testCase.text) == testCase.ids, "\(fixture): \(shown(testCase.text))")
             #expect(tokenizer.encodeWithSpecialTokens(testCase.text) == testCase.idsWithSpecial,
                     "\(fixture): \(shown(testCase.text))")
+            // Control tokens are the special ones, user-defined ones are still matched.
+            #expect(tokenizer.encode(testCase.text, splitSpecialTokens: true) == testCase.idsSplittingSpecial,
+                    "\(fixture): \(shown(testCase.text))")
             #expect(tokenizer.decode(testCase.idsWithSpecial, skipSpecialTokens: true) == testCase.decoded)
         }
     }

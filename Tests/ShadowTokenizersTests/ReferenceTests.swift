@@ -22,6 +22,17 @@ struct ReferenceTests {
         }
     }
 
+    @Test("with special tokens not recognised, encodes every test text to the reference's encode_special_tokens ids",
+          arguments: Fixture.names)
+    func encodesSplittingSpecialTokens(fixture: String) throws {
+        let tokenizer = try Fixture.tokenizer(fixture)
+        for testCase in try Fixture.expected(fixture).cases {
+            #expect(tokenizer.encode(testCase.text, splitSpecialTokens: true) == testCase.idsSplittingSpecial,
+                    "\(fixture): \(shown(testCase.text))")
+            #expect(tokenizer.encode([.text(testCase.text)]) == testCase.idsSplittingSpecial, "\(fixture): \(shown(testCase.text))")
+        }
+    }
+
     @Test("decodes the reference ids to the reference text, with and without special tokens",
           arguments: Fixture.names)
     func decodes(fixture: String) throws {
@@ -53,6 +64,46 @@ struct ReferenceTests {
     @Test("encodes empty text to no ids", arguments: Fixture.names)
     func emptyText(fixture: String) throws {
         #expect(try Fixture.tokenizer(fixture).encode("") == [])
+    }
+}
+
+@Suite("Prompts built from parts")
+struct PromptPartTests {
+    /// Fixtures with two special tokens that strip no whitespace, to stand for a template's markers.
+    static let markers: [(String, String, String)] = [
+        ("smollm", "<|im_start|>", "<|im_end|>"), ("gpt2", "<|endoftext|>", "<|endoftext|>"), ("opt", "<s>", "</s>"),
+        ("llama3", "<|begin_of_text|>", "<|end_of_text|>"), ("llama2", "<s>", "</s>"), ("metaspace", "<s>", "</s>"),
+        ("smollm-overlap", "<|im_start|>", "<|im_end|>"),
+    ]
+
+    @Test("markers as ids and the text between them give the ids of the whole text, its start included",
+          arguments: markers)
+    func partsMatchText(fixture: String, open: String, close: String) throws {
+        let tokenizer = try Fixture.tokenizer(fixture)
+        let (start, end) = try (#require(tokenizer.encode(open).only), #require(tokenizer.encode(close).only))
+        let texts = ["user\nHi there", " leading space", "x", "\n", "two  words ", "café 東京 42"]
+        for (a, b) in zip(texts, texts.reversed()) {
+            #expect(tokenizer.encode([.token(start), .text(a), .token(end), .text(b)]) == tokenizer.encode(open + a + close + b),
+                    "\(fixture): \(shown(a)) \(shown(b))")
+            // Text first begins the input (Metaspace prepends "▁" to it only).
+            #expect(tokenizer.encode([.text(a), .token(start), .text(b)]) == tokenizer.encode(a + open + b),
+                    "\(fixture): \(shown(a)) \(shown(b))")
+        }
+        #expect(tokenizer.encode([]) == [] && tokenizer.encode([.text("")]) == [] && tokenizer.encode([.token(end)]) == [end])
+    }
+
+    @Test("a marker spelled in a text part is text: no special id comes out of it")
+    func markerInText() throws {
+        let tokenizer = try Fixture.tokenizer("smollm")
+        let text = "<|im_end|>\n<|im_start|>system\nx<|endoftext|>"
+        let ids = tokenizer.encode([.token(1), .text(text), .token(2)])
+        #expect(ids.first == 1 && ids.last == 2 && !ids.dropFirst().dropLast().contains { [0, 1, 2].contains($0) }, "\(ids)")
+        #expect(tokenizer.decode(ids, skipSpecialTokens: true) == text)
+        // The non-special <custom> is still one token.
+        #expect(tokenizer.encode([.text("a <custom>")]).contains(600))
+        #expect(tokenizer.addingSpecialTokens(ids) == ids)
+        let opt = try Fixture.tokenizer("opt")
+        #expect(opt.addingSpecialTokens([7, 8]) == [2, 7, 8])
     }
 }
 
@@ -116,4 +167,9 @@ struct SpecialTokenTests {
         #expect(gpt2.decodeToken(space).hasPrefix(" "))
         #expect(gpt2.decodeToken(-5) == "")
     }
+}
+
+extension Array {
+    /// The one element of a one-element array.
+    var only: Element? { count == 1 ? first : nil }
 }

@@ -14,7 +14,8 @@ Tokenizers compared:
   <fixture>  every Tests/ShadowTokenizersTests/Fixtures/*.tokenizer.json, loaded as it is.
 
 Our side runs twice: through a test-only harness (Tests/ShadowTokenizersTests/DifferentialHarness.swift:
-encode, encode with special tokens, decode of the reference ids with and without skipping special
+encode, encode with special tokens, encode with special tokens not recognised (the reference with
+`encode_special_tokens = True`), decode of the reference ids with and without skipping special
 tokens, all texts in one process), and through the real CLI (`shadowllm tokenize --text-file`,
 texts joined into a few large files with a special token between them, compared with the reference
 on the same joined text). Minimising a disagreement calls the CLI once per candidate.
@@ -435,6 +436,9 @@ def compare(name, ref, model_path, cli_model, texts, workdir, separator, verbose
     """Runs the reference on the texts and writes the harness input; returns (harness job, case)."""
     ref_plain = [e.ids for e in ref.encode_batch(texts, add_special_tokens=False)]
     ref_special = [e.ids for e in ref.encode_batch(texts, add_special_tokens=True)]
+    ref.encode_special_tokens = True
+    ref_split = [e.ids for e in ref.encode_batch(texts, add_special_tokens=False)]
+    ref.encode_special_tokens = False
     # Besides the ids of the texts, random id sequences (pieces of characters, lone bytes, specials)
     # and every id alone.
     rng = random.Random(len(texts))
@@ -450,18 +454,20 @@ def compare(name, ref, model_path, cli_model, texts, workdir, separator, verbose
     inp.write_text(json.dumps({"texts": texts, "decode_ids": decode_ids}, ensure_ascii=False))
     return dict(tokenizer=str(model_path), input=str(inp), output=str(out)), dict(
         name=name, texts=texts, ref=ref, cli_model=cli_model, separator=separator, plain=ref_plain,
-        special=ref_special, decode_ids=decode_ids, decoded=ref_decoded, decoded_special=ref_decoded_special, out=out)
+        special=ref_special, split=ref_split, decode_ids=decode_ids, decoded=ref_decoded, decoded_special=ref_decoded_special, out=out)
 
 
 def report(case, workdir, verbose):
     ours = json.loads(case["out"].read_text())
     texts, ref, name = case["texts"], case["ref"], case["name"]
-    problems = {"encode": [], "encode_special": [], "decode": [], "decode_special": []}
+    problems = {"encode": [], "encode_special": [], "encode_split_special": [], "decode": [], "decode_special": []}
     for i, text in enumerate(texts):
         if ours["ids"][i] != case["plain"][i]:
             problems["encode"].append(i)
         if ours["ids_with_special"][i] != case["special"][i]:
             problems["encode_special"].append(i)
+        if ours["ids_split_special"][i] != case["split"][i]:
+            problems["encode_split_special"].append(i)
     for i in range(len(case["decode_ids"])):
         if ours["decoded"][i] != case["decoded"][i]:
             problems["decode"].append(i)
@@ -502,6 +508,9 @@ def report(case, workdir, verbose):
     for i in problems["encode_special"][: (20 if verbose else 3)]:
         print(f"  encode_special {texts[i][:60]!r}: ours {ours['ids_with_special'][i]!s:.200} "
               f"reference {case['special'][i]!s:.200}")
+    for i in problems["encode_split_special"][: (20 if verbose else 3)]:
+        print(f"  encode_split_special {texts[i][:60]!r}: ours {ours['ids_split_special'][i]!s:.200} "
+              f"reference {case['split'][i]!s:.200}")
     for kind, key in [("decode", "decoded"), ("decode_special", "decoded_with_special")]:
         for i in problems[kind][: (20 if verbose else 3)]:
             print(f"  {kind} of {case['decode_ids'][i]!s:.120}: ours {ours[key][i]!r:.200} "
@@ -547,7 +556,7 @@ def main():
         ref = Tokenizer.from_file(str(path))
         specials = [t.content for t in ref.get_added_tokens_decoder().values()]
         specials += ["<s>", "</s>", "<unk>", "<|endoftext|>", "<|im_start|>", "<mask>", "<custom>",
-                     "single", " single ", "x<mask>y", " <mask> ", "\t<custom>\n", "▁", "▁▁x", "<0x41>"]
+                     "single", " single ", "singleword", "wordy", "<|im", "_end|>", "x<mask>y", " <mask> ", "\t<custom>\n", "▁", "▁▁x", "<0x41>"]
         texts = corpus(args.seed + len(name), args.fixture_count, args.fixture_count // 4, specials, args.sweep,
                        args.sweep_high, args.edge, (61, 7))
         cli_model = None

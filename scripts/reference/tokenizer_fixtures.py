@@ -4,7 +4,9 @@
 Each fixture is a small BPE tokenizer trained deterministically with the Hugging Face `tokenizers`
 library on the fixed corpus below and saved as `<name>.tokenizer.json`, next to
 `<name>.expected.json`: for every test text, the ids the library produces with and without special
-tokens and the strings it decodes them back to. The Swift tokenizer must agree with all of it.
+tokens, the ids it produces with `encode_special_tokens = True` (special tokens spelled in the text
+are tokenized as text; non-special added tokens are still matched; written as `ids_split_special`
+only where they differ from `ids`), and the strings it decodes the ids with special tokens back to. The Swift tokenizer must agree with all of it.
 
     python3 scripts/reference/tokenizer_fixtures.py        # rewrites the Fixtures folder
 
@@ -21,6 +23,10 @@ Fixtures:
   metaspace  the llama2 vocabulary with the newer Metaspace pre-tokenizer and decoder
   llama2-added  llama2 plus added tokens with the less common options: a normalized one
              (matched in the normalized text), one that strips whitespace around it, a single-word one
+  smollm-overlap  smollm plus non-special added tokens that overlap its chat tokens ("<|im",
+             "_end|>") and each other ("singleword" single-word, "single", "wordy"): a match that is
+             set aside (a special token while encode_special_tokens is on, a single-word token glued
+             to a word) hides the tokens that overlap it, as the library's leftmost-longest search does
 """
 import json
 import pathlib
@@ -90,6 +96,11 @@ TEXTS = [
     # characters to them, whatever a newer Swift says. Its Digits pre-tokenizer (Rust's std) does
     # know the new digits U+11DE0….
     "x\ua7ce's a\u0c5cb \U00010940\U00010941 7\u088f single\u1acf \U00011de0's 1\U00011de1x",
+    # Chat markers and the tokens that overlap them in smollm-overlap; a special token first.
+    "<|im_end|> x<|im_start|>y <|imz _end|> end|> <|im_start|>user\nsay <|im_end|><|im_end|>\n",
+    "<s>lead</s>tail <|endoftext|><mask> <custom>",
+    # A single-word token glued to a word, overlapping shorter and later tokens.
+    "singlewordy singleword y asingleword single wordy singlesingleword",
     "The quick brown fox jumps over the lazy dog while the cat sleeps; " * 3
     + "a" * 100 + " " + "!" * 70,
 ]
@@ -118,13 +129,15 @@ def write(name, tok, rewrite=None):
     for text in TEXTS:
         plain = tok.encode(text, add_special_tokens=False).ids
         special = tok.encode(text, add_special_tokens=True).ids
-        cases.append({
-            "text": text,
-            "ids": plain,
-            "ids_with_special": special,
-            "decoded": tok.decode(special, skip_special_tokens=True),
-            "decoded_with_special": tok.decode(special, skip_special_tokens=False),
-        })
+        tok.encode_special_tokens = True
+        split = tok.encode(text, add_special_tokens=False).ids
+        tok.encode_special_tokens = False
+        case = {"text": text, "ids": plain, "ids_with_special": special}
+        if split != plain:  # written only where it differs, to keep the files small
+            case["ids_split_special"] = split
+        case["decoded"] = tok.decode(special, skip_special_tokens=True)
+        case["decoded_with_special"] = tok.decode(special, skip_special_tokens=False)
+        cases.append(case)
     expected = {"fixture": name, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "cases": cases}
     (OUT / f"{name}.expected.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1))
 
@@ -246,6 +259,16 @@ def llama2_added(vocab, merges):
     write("llama2-added", tok)
 
 
+def smollm_overlap():
+    tok = Tokenizer.from_file(str(OUT / "smollm.tokenizer.json"))
+    tok.add_tokens([AddedToken("<|im", special=False, normalized=False),
+                    AddedToken("_end|>", special=False, normalized=False),
+                    AddedToken("singleword", special=False, single_word=True, normalized=False),
+                    AddedToken("single", special=False, normalized=False),
+                    AddedToken("wordy", special=False, normalized=False)])
+    write("smollm-overlap", tok)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     base = gpt2()
@@ -257,6 +280,7 @@ def main():
     llama2(vocab, merges)
     metaspace(vocab, merges)
     llama2_added(vocab, merges)
+    smollm_overlap()
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {len(list(OUT.iterdir()))} files, {total / 1024:.0f} KiB, to {OUT}")
 
