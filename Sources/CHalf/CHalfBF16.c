@@ -100,13 +100,8 @@ CHALF_BF16_TARGET
 void chalf_bf16_dot_rows(float *out, long out_stride, const uint16_t *x, long tokens, const uint16_t *w, long cols,
                          const int32_t *rows, long begin, long end) {
     if (tokens == 1) return chalf_bf16_dot_rows_one_token(out, x, w, cols, rows, begin, end);
-    // Long inputs a chunk of tokens at a time (about 512 KB, at least 16), as chalf_f32_dot_rows
-    // does: every block of rows reads the whole chunk, which then stays in the core's L2 cache.
-    const long fit = (512L * 1024 / (cols * 2)) & ~3L, chunk = fit < 16 ? 16 : fit;
-    for (long t = 0; t < tokens; t += chunk)
-        chalf_dot_rows_blocked(out + t * out_stride, out_stride, (const char *)(x + t * cols),
-                               tokens - t < chunk ? tokens - t : chunk, (const char *)w, cols, 2, rows, begin, end,
-                               chalf_bf16_dot_block, 0, 0);
+    chalf_dot_rows_blocked(out, out_stride, (const char *)x, tokens, (const char *)w, cols, 2, rows, begin, end,
+                           chalf_bf16_dot_block, 0, 0);
 }
 
 // Unpacking two rows' bf16 values pairs them per column but leaves the columns of each 128-bit
