@@ -114,12 +114,13 @@ struct BF16ProductsTests {
     func oneTokenMatchesBlocks(threads: Int) {
         Threads.set(threads)
         defer { Threads.set(Threads.defaultCount) }
-        // Row counts around the one-token kernel's 16-row blocks; a masked tail past 32 columns.
-        for (rows, cols) in [(5, 20), (16, 64), (17, 96), (40, 200), (130, 576)] {
+        // Row counts around the one-token kernel's 16-row blocks; a masked tail past 32 columns;
+        // a prefill's worth of tokens.
+        for (rows, cols, tokens) in [(5, 20, 6), (16, 64, 6), (17, 96, 6), (40, 200, 6), (130, 576, 6), (9, 576, 460)] {
             let weight = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 26)), dtype: .bf16dot)
             let subset: [Int32] = stride(from: rows - 1, through: 0, by: -3).map(Int32.init)
             for kept in [nil, subset] {
-                let count = kept?.count ?? rows, tokens = 6
+                let count = kept?.count ?? rows
                 let x = randomFloats(tokens * cols, seed: 27)
                 var block = [Float](repeating: .nan, count: tokens * count)
                 var alone = [Float](repeating: .nan, count: count)
