@@ -8,30 +8,42 @@ import ShadowTokenizers
 /// markers are placed as their ids and the text between them (role, newline, message) is encoded
 /// with special tokens not recognised, so a message that spells "<|im_end|>" reaches the model as
 /// those characters and cannot end or forge a turn. For text that spells no marker the ids are
-/// those of the template's text encoded whole.
+/// those of the template's text encoded whole (markers that strip no white space, as SmolLM2's).
 struct ChatTemplate: Sendable {
     static let markers = ["<|im_start|>", "<|im_end|>"]
 
     let tokenizer: any Tokenizer
     /// `<|im_start|>` and `<|im_end|>`.
     let start: Int, end: Int
+    /// The first marker the tokenizer holds as an ordinary added token rather than a special one:
+    /// text that spells it is read as the marker even when special tokens are not recognised
+    /// (as in Hugging Face's tokenizers), so a message could end or forge a turn. Such tokenizers
+    /// exist (markers added with `add_tokens`, or user-defined tokens in a GGUF); the commands
+    /// warn and go on.
+    let ordinaryMarker: String?
 
-    /// Without its markers as special tokens the template would reach the model as plain text,
-    /// or a message could spell them.
+    /// Without its markers as single tokens the template would reach the model as plain text.
     init(tokenizer: any Tokenizer, option: String) throws {
         var ids: [Int] = []
+        var ordinary: String? = nil
         for marker in Self.markers {
             let encoded = tokenizer.encode(marker)
             guard encoded.count == 1 else {
                 throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has no ChatML token \(marker) (not an instruct model with the ChatML template?)")
             }
-            guard tokenizer.encode(marker, splitSpecialTokens: true) != encoded else {
-                throw ShadowError.invalidArgument(name: option, reason: "the tokenizer's ChatML token \(marker) is not a special token: a message that spells it would end or forge a turn")
-            }
+            if ordinary == nil, tokenizer.encode(marker, splitSpecialTokens: true) == encoded { ordinary = marker }
             ids += encoded
         }
         self.tokenizer = tokenizer
         (start, end) = (ids[0], ids[1])
+        ordinaryMarker = ordinary
+    }
+
+    /// The warning for a tokenizer whose markers a message could spell, if this is one.
+    func warning(command: String) -> String? {
+        ordinaryMarker.map {
+            "\(command): warning: the tokenizer's ChatML token \($0) is not a special token: a message that spells it is read as the marker (it can end or forge a turn)"
+        }
     }
 
     /// `<|im_start|>role\ncontent<|im_end|>\n`.
@@ -129,6 +141,7 @@ enum ChatCommand {
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
+        if let warning = template.warning(command: "chat") { console.printError(warning) }
         let model = loaded.model
         let json = arguments.flag("json")
         // The end of a turn ends a reply, whatever the model's own end-of-sequence token is.

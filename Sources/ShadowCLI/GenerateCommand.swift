@@ -48,9 +48,11 @@ enum GenerateCommand {
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         // In the chat template the prompt is a user's message: special tokens it spells are text.
-        let promptIDs = arguments.flag("chat")
-            ? try ChatTemplate(tokenizer: tokenizer, option: "--chat").prompt(system: nil, user: prompt)
-            : tokenizer.encodeWithSpecialTokens(prompt)
+        // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
+        let template = arguments.flag("chat") ? try ChatTemplate(tokenizer: tokenizer, option: "--chat") : nil
+        if let warning = template?.warning(command: "generate") { console.printError(warning) }
+        let promptIDs = template?.prompt(system: nil, user: prompt) ?? tokenizer.encodeWithSpecialTokens(prompt)
+        let stopTokens = loaded.stopTokens.union(template.map { [$0.end] } ?? [])
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
         if sparsity is OracleController, promptIDs.count < 2 {
@@ -63,7 +65,7 @@ enum GenerateCommand {
         if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
         let result = try Generator.generate(
             model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-            stopTokens: loaded.stopTokens, sparsity: sparsity, packKeptRows: arguments.flag("pack-rows")
+            stopTokens: stopTokens, sparsity: sparsity, packKeptRows: arguments.flag("pack-rows")
         ) { token in
             let piece = reply.append(stream.append(token))
             if !json { console.out(piece) }

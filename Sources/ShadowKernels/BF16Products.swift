@@ -33,8 +33,9 @@ public enum BF16Products {
             }
         }
         withBF16Input(x, rows: tokens, cols: cols) { rounded in
-            // Four rows per part at least, the kernel's row block.
-            parallelChunks(rowCount, granularity: 4, minimumPerThread: 16) { rows in
+            // Parts of whole row blocks: 4 rows, or 16 for one token (a short block still does
+            // all its rows' products).
+            parallelChunks(rowCount, granularity: tokens == 1 ? 16 : 4, minimumPerThread: 16) { rows in
                 chalf_bf16_dot_rows(out, rowCount, rounded, tokens, weight.halfPointer, cols, rowIndices,
                                     rows.lowerBound, rows.upperBound)
             }
