@@ -1,12 +1,15 @@
-/// BoolQ (Clark et al. 2019): `{"passage", "question", "label"}` per line (SuperGLUE; the
-/// original release says `answer`), a boolean or 0/1. lm-eval's `super_glue/boolq`:
+/// BoolQ (Clark et al. 2019): `{"passage", "question", "label"}` per line (SuperGLUE), a boolean
+/// or 0/1. Google's original release says `answer` and keeps the article's title apart
+/// (`title`); SuperGLUE's passages open with "{title} -- ", so a record with a title gets it put
+/// back in front of its passage. lm-eval's `super_glue/boolq`:
 /// `"{{passage}}\nQuestion: {{question}}?\nAnswer:"` (BoolQ questions carry no "?"), choices
 /// ["no", "yes"], so a true answer is gold 1.
 enum BoolQ {
     static func read(path: String) throws -> [MultipleChoiceItem] {
         let answers: [(spelling: String, index: Int)] = [("false", 0), ("true", 1), ("0", 0), ("1", 1)]
         return try SourceLines(path: path).jsonRecords().enumerated().map { id, record in
-            let passage = try record.string("passage")
+            var passage = try record.string("passage")
+            if record.has("title") { passage = "\(try record.string("title")) -- \(passage)" }
             let question = try record.string("question")
             let key = !record.has("label") && record.has("answer") ? "answer" : "label"
             return MultipleChoiceItem(id: id, context: "\(passage)\nQuestion: \(question)?\nAnswer:",

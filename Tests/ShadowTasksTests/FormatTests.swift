@@ -324,6 +324,30 @@ struct RTETests {
         #expect(items[0].contexts[0] == Self.context)
         #expect(items[1].id == 1)
     }
+
+    @Test("drops the CSV quoting of a pandas export but keeps GLUE's bare quotes verbatim")
+    func csvQuotedTSV() throws {
+        let directory = try TempDirectory()
+        // As `datasets`' glue/rte exported by pandas: 0 = entailment, quoted fields.
+        let exported = try directory.file("exported.tsv", "sentence1\tsentence2\tlabel\tidx\n"
+            + "\"He was known as \"\"Dr. Death\"\".\"\tA man had a nickname.\t0\t0\n"
+            + "A cat sat.\t\"\"\"Cats\"\" sit.\"\t1\t1\n")
+        let items = try TaskFile.multipleChoice(task: .rte, path: exported)
+        #expect(items.map(\.contexts[0]) == [
+            "He was known as \"Dr. Death\".\nQuestion: A man had a nickname. True or False?\nAnswer:",
+            "A cat sat.\nQuestion: \"Cats\" sit. True or False?\nAnswer:",
+        ])
+        #expect(items.map(\.gold) == [0, 1])
+
+        // GLUE's own file: a field opening with a quote that is part of the text.
+        let glue = try directory.file("dev.tsv", "index\tsentence1\tsentence2\tlabel\n"
+            + "0\t\"Fairytale of New York\" does not contain \"bad words\"\tA song.\tentailment\n"
+            + "1\t\"Hello.\"\tA greeting.\tnot_entailment\n")
+        #expect(try TaskFile.multipleChoice(task: .rte, path: glue).map(\.contexts[0]) == [
+            "\"Fairytale of New York\" does not contain \"bad words\"\nQuestion: A song. True or False?\nAnswer:",
+            "\"Hello.\"\nQuestion: A greeting. True or False?\nAnswer:",
+        ])
+    }
 }
 
 @Suite("BoolQ reader")
@@ -342,6 +366,19 @@ struct BoolQTests {
             context: "Persian language -- Persian is spoken in Iran and Afghanistan.\nQuestion: do iran and afghanistan speak the same language?\nAnswer:",
             continuations: [" no", " yes"], gold: 1))
         #expect(items.map(\.gold) == [1, 0, 1])
+    }
+
+    @Test("puts the title of Google's release back in front of its passage, as SuperGLUE's passages read")
+    func googleRelease() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("dev.jsonl", """
+            {"question": "does ethanol take more energy make that produces", "title": "Ethanol fuel", "answer": false, "passage": "All biomass goes through at least some of these steps."}
+            """)
+        let items = try TaskFile.multipleChoice(task: .boolq, path: path)
+        #expect(items == [MultipleChoiceItem(
+            id: 0,
+            context: "Ethanol fuel -- All biomass goes through at least some of these steps.\nQuestion: does ethanol take more energy make that produces?\nAnswer:",
+            continuations: [" no", " yes"], gold: 0)])
     }
 }
 
