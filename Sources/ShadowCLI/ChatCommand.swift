@@ -21,6 +21,10 @@ struct ChatTemplate: Sendable {
     /// exist (markers added with `add_tokens`, or user-defined tokens in a GGUF); the commands
     /// warn and go on.
     let ordinaryMarker: String?
+    /// The system message the model's own template puts in front of a conversation that has
+    /// none (SmolLM2's "You are a helpful AI assistant named SmolLM, …"), as `apply_chat_template`
+    /// and llama.cpp render it; nil when its template has none or the tokenizer no template.
+    let defaultSystem: String?
 
     /// Without its markers as single tokens the template would reach the model as plain text.
     init(tokenizer: any Tokenizer, option: String) throws {
@@ -37,6 +41,63 @@ struct ChatTemplate: Sendable {
         self.tokenizer = tokenizer
         (start, end) = (ids[0], ids[1])
         ordinaryMarker = ordinary
+        defaultSystem = tokenizer.chatTemplate.flatMap(Self.defaultSystemMessage)
+    }
+
+    /// The default system message of a ChatML template's Jinja source: a string literal that is
+    /// a whole system turn, `'<|im_start|>system\n…<|im_end|>\n'` (a literal that goes on with
+    /// `+ messages[0]['content']` is the user's own system message, not a default). Only the
+    /// literal is read, not the logic around it, which in ChatML templates emits it when the
+    /// first message is not a system message.
+    static func defaultSystemMessage(in source: String) -> String? {
+        let opener = markers[0] + "system"
+        var from = source.startIndex
+        while let found = source.range(of: opener, range: from..<source.endIndex) {
+            from = found.upperBound
+            guard found.lowerBound > source.startIndex else { continue }
+            let quote = source[source.index(before: found.lowerBound)]
+            guard quote == "'" || quote == "\"" else { continue }
+            // The rest of the literal, with Jinja's (Python's) escapes read.
+            var text = "", index = found.upperBound, closed = false
+            while index < source.endIndex {
+                var character = source[index]
+                index = source.index(after: index)
+                if character == quote { closed = true; break }
+                if character == "\\", index < source.endIndex {
+                    let escaped = source[index]
+                    index = source.index(after: index)
+                    character = escaped == "n" ? "\n" : escaped == "t" ? "\t" : escaped
+                }
+                text.append(character)
+            }
+            let close = markers[1]
+            guard closed, text.hasPrefix("\n") else { continue }
+            var body = text.dropFirst()
+            if body.hasSuffix("\n") { body = body.dropLast() }
+            guard body.hasSuffix(close) else { continue }
+            body = body.dropLast(close.count)
+            guard !markers.contains(where: body.contains) else { continue }
+            return String(body)
+        }
+        return nil
+    }
+
+    /// `--system` and `--no-system`, shared by chat and generate --chat.
+    static func systemOptions(helpPrefix: String = "") -> [Option] {
+        [
+            .value("system", "text", help: helpPrefix + "A system message that opens the conversation (tokenized as text: a ChatML marker in it is not read as one).",
+                   defaultDescription: "the one the model's chat template adds, if any"),
+            .flag("no-system", help: helpPrefix + "No system message, not even the default one of the model's chat template."),
+        ]
+    }
+
+    /// The system message: --system, else none with --no-system, else the template's default.
+    func system(_ arguments: ParsedArguments) throws -> String? {
+        if arguments.flag("no-system") {
+            if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
+            return nil
+        }
+        return arguments.string("system") ?? defaultSystem
     }
 
     /// The warning for a tokenizer whose markers a message could spell, if this is one.
@@ -109,7 +170,9 @@ enum ChatCommand {
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
-            conversation. Every reply sees the whole conversation in the ChatML template. The dense model and the \
+            conversation. Every reply sees the whole conversation in the ChatML template, opened by --system or else \
+            by the system message the model's own chat template adds by default (SmolLM2's "You are a helpful AI \
+            assistant named SmolLM, …", as transformers and llama.cpp render it; --no-system for none). The dense model and the \
             fixed masks of --method random and static keep the conversation's keys and values from turn to turn \
             and prefill only what the cache does not hold (the new message, and the last reply's end): one mask \
             for every turn computes them alike. shadow, dejavu, dejavu-lookahead and oracle, even at sparsity 0, \
@@ -125,23 +188,22 @@ enum ChatCommand {
             program. When sampling, turn n uses --seed + n − 1.
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
-            .value("system", "text", help: "A system message that opens every conversation (tokenized as text: a ChatML marker in it is not read as one)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens of each reply.", default: "256"),
             .value("context", short: "c", "n", help: "Most tokens of conversation (template and reply included); older turns are dropped to stay within it.",
                    defaultDescription: "the model's context, at most \(defaultContext)"),
-        ] + GenerateCommand.samplingOptionList + [
+        ] + ChatTemplate.systemOptions() + GenerateCommand.samplingOptionList + [
             .flag("json", help: "Print one JSON object per turn (JSON Lines: the reply, token ids, speeds) instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
         ]
     ) { arguments, console in
         let maxTokens = try arguments.int("max-tokens", range: 1...1_000_000) ?? 256
         let sampling = try GenerateCommand.samplingOptions(arguments)
-        let system = arguments.string("system")
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
         if let warning = template.warning(command: "chat") { console.printError(warning) }
+        let system = try template.system(arguments)
         let model = loaded.model
         let json = arguments.flag("json")
         // The end of a turn ends a reply, whatever the model's own end-of-sequence token is.
@@ -151,7 +213,9 @@ enum ChatCommand {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(limit) exceeds the model's context of \(model.shape.maxContext)")
         }
         if let system, template.prompt(system: system, user: "").count >= limit {
-            throw ShadowError.invalidArgument(name: "--system", reason: "leaves no room in a context of \(limit) tokens")
+            throw arguments.has("system")
+                ? ShadowError.invalidArgument(name: "--system", reason: "leaves no room in a context of \(limit) tokens")
+                : ShadowError.invalidArgument(name: "--context", reason: "\(limit) tokens leave no room beside the default system message of the model's chat template (--no-system leaves it out)")
         }
         let reserve = min(maxTokens, limit / 4)
 

@@ -33,6 +33,7 @@ enum GenerateCommand {
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
             .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …), as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
+        ] + ChatTemplate.systemOptions(helpPrefix: "With --chat: ") + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
@@ -44,6 +45,9 @@ enum GenerateCommand {
         let stop = arguments.string("stop")
         if stop == "" { throw ShadowError.invalidArgument(name: "--stop", reason: "is empty") }
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: arguments.has("prompt-file") ? "--prompt-file" : "--prompt", reason: "is empty") }
+        for option in ["system", "no-system"] where arguments.has(option) && !arguments.flag("chat") {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to --chat only")
+        }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
@@ -51,7 +55,7 @@ enum GenerateCommand {
         // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
         let template = arguments.flag("chat") ? try ChatTemplate(tokenizer: tokenizer, option: "--chat") : nil
         if let warning = template?.warning(command: "generate") { console.printError(warning) }
-        let promptIDs = template?.prompt(system: nil, user: prompt) ?? tokenizer.encodeWithSpecialTokens(prompt)
+        let promptIDs = try template.map { $0.prompt(system: try $0.system(arguments), user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
         let stopTokens = loaded.stopTokens.union(template.map { [$0.end] } ?? [])
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.

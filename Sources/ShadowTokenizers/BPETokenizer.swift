@@ -12,6 +12,7 @@ final class BPETokenizer: Tokenizer {
     let eosTokenID: Int?
     let addsBOS: Bool
     let warnings: [String]
+    let chatTemplate: String?
 
     /// Vocabulary entries by id (added tokens take precedence); nil for ids nothing uses.
     private let tokenStrings: [String?]
@@ -78,6 +79,7 @@ final class BPETokenizer: Tokenizer {
         addsBOS = !spec.prefix.isEmpty
         decoders = spec.decoders
         warnings = spec.warnings
+        chatTemplate = spec.chatTemplate
 
         // BOS/EOS: explicit ids (GGUF), then tokenizer_config.json's names, then the template,
         // then the names released models use.

@@ -41,10 +41,14 @@ public protocol Tokenizer: Sendable {
     /// Choices made while loading that may make tokenization differ from the reference, such
     /// as an unknown GGUF pre-tokenizer replaced by the GPT-2 split. Empty when there are none.
     var warnings: [String] { get }
+    /// The model's chat template as its files give it (Jinja source: GGUF
+    /// `tokenizer.chat_template`, tokenizer_config.json `chat_template`); nil when they have none.
+    var chatTemplate: String? { get }
 }
 
 extension Tokenizer {
     public var warnings: [String] { [] }
+    public var chatTemplate: String? { nil }
 
     /// `encode`, wrapped in the model's template (`addingSpecialTokens`).
     public func encodeWithSpecialTokens(_ text: String) -> [Int] {
@@ -99,11 +103,14 @@ public enum TokenizerLoader {
     /// (llama only) defaults to true.
     public static func fromGGUF(model: String, pre: String?, tokens: [String], tokenTypes: [Int]?,
                                 merges: [String]?, scores: [Float]?, bosID: Int?, eosID: Int?,
-                                addBOS: Bool?, path: String, addSpacePrefix: Bool? = nil) throws -> any Tokenizer {
+                                addBOS: Bool?, path: String, addSpacePrefix: Bool? = nil,
+                                chatTemplate: String? = nil) throws -> any Tokenizer {
         let vocabulary = GGUFVocabulary(model: model, pre: pre, tokens: tokens, tokenTypes: tokenTypes,
                                         merges: merges, scores: scores, bosID: bosID, eosID: eosID,
                                         addBOS: addBOS, addSpacePrefix: addSpacePrefix, path: path)
-        return try BPETokenizer(vocabulary.spec()) { key, reason in
+        var spec = try vocabulary.spec()
+        spec.chatTemplate = chatTemplate
+        return try BPETokenizer(spec) { key, reason in
             .corruptFile(path: path, reason: "\(key): \(reason)")
         }
     }
@@ -122,7 +129,8 @@ public enum TokenizerLoader {
             bosID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
             addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
-            path: file.path)
+            path: file.path,
+            chatTemplate: try file.stringIfPresent("tokenizer.chat_template"))
     }
 
     /// The `tokenizer.ggml.pre` values implemented exactly. Any other value loads with the GPT-2

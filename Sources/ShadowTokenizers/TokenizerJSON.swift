@@ -21,6 +21,7 @@ struct TokenizerSpec: Sendable {
     var bosToken: String?
     var eosToken: String?
     var warnings: [String] = []
+    var chatTemplate: String?
 }
 
 /// Reads tokenizer.json into a `TokenizerSpec`. Every error names the file and the key path of the
@@ -44,7 +45,9 @@ struct TokenizerJSONReader {
         return spec
     }
 
-    /// bos_token / eos_token of a tokenizer_config.json (a string, or an object with "content").
+    /// bos_token / eos_token of a tokenizer_config.json (a string, or an object with "content"), and
+    /// its chat_template (a string, or a list of `{name, template}` of which "default" is the one
+    /// applied, as in transformers).
     func readConfig(_ root: JSONValue, into spec: inout TokenizerSpec) throws {
         guard case .object = root else { throw error(nil, "expected a JSON object at the top level") }
         func tokenName(_ name: String) throws -> String? {
@@ -54,6 +57,7 @@ struct TokenizerJSONReader {
         }
         spec.bosToken = try tokenName("bos_token")
         spec.eosToken = try tokenName("eos_token")
+        spec.chatTemplate = try chatTemplate(member(root, "chat_template"))
     }
 
     // MARK: Model
@@ -341,6 +345,25 @@ struct TokenizerJSONReader {
             return first.key
         }
         return value.kindName
+    }
+
+    /// chat_template: a string, or named templates (`[{"name": "default", "template": …}, …]`).
+    private func chatTemplate(_ value: JSONValue?) throws -> String? {
+        guard let value else { return nil }
+        switch value {
+        case .string(let text): return text
+        case .array(let entries):
+            for (index, entry) in entries.enumerated() {
+                let key = "chat_template[\(index)]"
+                guard case .object = entry else { throw error(key, "expected an object, found \(entry.kindName)") }
+                if try requiredString(entry, "name", key: key) == "default" {
+                    return try requiredString(entry, "template", key: key)
+                }
+            }
+            return nil
+        default:
+            throw error("chat_template", "expected a string or a list of named templates, found \(value.kindName)")
+        }
     }
 
     func error(_ key: String?, _ reason: String) -> ShadowError {

@@ -56,6 +56,22 @@ struct ChatTests {
         #expect(tokenizer.decode(template.message("user", message), skipSpecialTokens: true) == "user\n\(message)\n")
     }
 
+    @Test("the default system message is read from a ChatML template's literal system turn, escapes and all")
+    func defaultSystemFromTemplate() {
+        // SmolLM2's (its newlines as characters, as tokenizer_config.json's JSON decodes them).
+        let smol = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        #expect(ChatTemplate.defaultSystemMessage(in: smol) == "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        // A literal that goes on with the user's own system message comes first and is passed
+        // over; Jinja escapes (\\n, \\') are read.
+        let escaped = #"{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}{%- else %}{{- "<|im_start|>system\nYou're \"Qwen\".\tBe helpful.<|im_end|>\n" }}{%- endif %}"#
+        #expect(ChatTemplate.defaultSystemMessage(in: escaped) == "You're \"Qwen\".\tBe helpful.")
+        // Plain ChatML: no default.
+        let plain = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+        #expect(ChatTemplate.defaultSystemMessage(in: plain) == nil)
+        #expect(ChatTemplate.defaultSystemMessage(in: "'<|im_start|>system\nunterminated") == nil)
+        #expect(ChatTemplate.defaultSystemMessage(in: "") == nil)
+    }
+
     @Test("a model whose tokenizer has no ChatML tokens is refused in one line, before any input is read")
     func refusesPlainTokenizer() {
         // The tiny OPT's byte-level BPE spells the markers out in several tokens.
@@ -321,12 +337,33 @@ struct SmolLM2ChatTests {
 
         let tokenizer = try ModelLoader.loadTokenizer(path: DefaultModel.path)
         let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
-        let prompt = template.prompt(system: nil, user: message)
+        let prompt = template.prompt(system: template.defaultSystem, user: message)
         #expect(replies[0]["prompt_token_count"] as? Int == prompt.count)
         // <|im_start|>user … <|im_end|> <|im_start|>assistant: the message adds no special token.
         let special = Set(tokenizer.encode("<|endoftext|><|im_start|><|im_end|>"))
-        #expect(prompt.filter(special.contains) == [template.start, template.end, template.start], "\(prompt)")
+        // (The default system message opens and closes first.)
+        #expect(prompt.filter(special.contains) == [template.start, template.end, template.start, template.end, template.start], "\(prompt)")
         #expect(prompt.count > tokenizer.encode(Self.text(message)).count)
+    }
+
+    @Test("without --system the prompt opens with the default system message of SmolLM2's template, as transformers renders it")
+    func defaultSystemMessage() throws {
+        let tokenizer = try ModelLoader.loadTokenizer(path: DefaultModel.path)
+        let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
+        #expect(template.defaultSystem == "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        // jinja2 3.1.6 rendering SmolLM2's tokenizer.chat_template with one user message and
+        // add_generation_prompt=True.
+        let rendered = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+            + "<|im_start|>user\nWhat is your name?<|im_end|>\n<|im_start|>assistant\n"
+        let run = CLIRun(["generate", "--chat", "-p", "What is your name?", "-n", "1", "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        let ids = try run.json()["prompt_tokens"] as? [Int]
+        #expect(ids == tokenizer.encodeWithSpecialTokens(rendered), "\(run.out)")
+        // --no-system leaves it out; --system replaces it.
+        let bare = CLIRun(["generate", "--chat", "--no-system", "-p", "What is your name?", "-n", "1", "--json"])
+        #expect(try bare.json()["prompt_tokens"] as? [Int] == template.prompt(system: nil, user: "What is your name?"), "\(bare.err)")
+        let own = CLIRun(["generate", "--chat", "--system", "Be brief.", "-p", "What is your name?", "-n", "1", "--json"])
+        #expect(try own.json()["prompt_tokens"] as? [Int] == template.prompt(system: "Be brief.", user: "What is your name?"), "\(own.err)")
     }
 
     static func text(_ message: String) -> String { "<|im_start|>user\n\(message)<|im_end|>\n<|im_start|>assistant\n" }
@@ -392,6 +429,8 @@ struct SmolLM2ChatTests {
         #expect(run.err.contains("chat: reply stopped (Ctrl-C) before its first token; the message is not kept"), "\(run.err)")
         // Only the second message is answered, from a prompt without the first.
         let replies = replyReports(run.err)
-        #expect(replies.count == 1 && run.err.contains("chat: turn 2: a prompt of 16 tokens"), "\(run.err)")
+        let template = try ChatTemplate(tokenizer: try ModelLoader.loadTokenizer(path: DefaultModel.path), option: "chat")
+        let count = template.prompt(system: template.defaultSystem, user: "What is the capital of France?").count
+        #expect(replies.count == 1 && run.err.contains("chat: turn 2: a prompt of \(count) tokens"), "\(run.err)")
     }
 }

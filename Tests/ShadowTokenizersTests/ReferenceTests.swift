@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ShadowFormats
 @testable import ShadowTokenizers
 
 /// Agreement with the Hugging Face `tokenizers` library on fixtures it trained and encoded.
@@ -155,6 +156,25 @@ struct SpecialTokenTests {
         #expect(tokenizer.bosTokenID == 1)
         #expect(tokenizer.eosTokenID == 2)
         #expect(!tokenizer.addsBOS)
+    }
+
+    @Test("tokenizer_config.json's chat template is kept: a string, or the one named default")
+    func chatTemplate() throws {
+        let data = try Data(contentsOf: Fixture.url("smollm", "tokenizer"))
+        func load(_ config: String) throws -> any Tokenizer {
+            try TokenizerLoader.load(tokenizerJSON: data, path: "smollm.json", config: Data(config.utf8))
+        }
+        #expect(try load(#"{"chat_template": "{{ x }}"}"#).chatTemplate == "{{ x }}")
+        #expect(try load(#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#).chatTemplate == "D")
+        #expect(try load(#"{"chat_template": [{"name": "tool_use", "template": "T"}]}"#).chatTemplate == nil)
+        #expect(try load(#"{"bos_token": "<|im_start|>"}"#).chatTemplate == nil)
+        #expect(throws: ShadowError.badJSON(path: "tokenizer_config.json", key: "chat_template",
+                                            reason: "expected a string or a list of named templates, found a number")) {
+            try load(#"{"chat_template": 3}"#)
+        }
+        #expect(throws: ShadowError.badJSON(path: "tokenizer_config.json", key: "chat_template[0].name", reason: "missing")) {
+            try load(#"{"chat_template": [{"template": "T"}]}"#)
+        }
     }
 
     @Test("decodes one token as it reads mid-stream, leading space kept")
