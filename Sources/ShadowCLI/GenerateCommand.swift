@@ -8,6 +8,9 @@ import ShadowTokenizers
 enum GenerateCommand {
     struct Report: Encodable {
         let prompt: String
+        /// With --chat: the system message the prompt opened with (absent without --chat or
+        /// without one).
+        let system: String?
         let text: String
         let promptTokens: [Int]
         let tokens: [Int]
@@ -18,7 +21,7 @@ enum GenerateCommand {
         let decodeTokensPerSecond: Double
 
         enum CodingKeys: String, CodingKey {
-            case prompt, text, tokens
+            case prompt, system, text, tokens
             case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos", stoppedAtStop = "stopped_at_stop"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
         }
@@ -55,7 +58,8 @@ enum GenerateCommand {
         // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
         let template = arguments.flag("chat") ? try ChatTemplate(tokenizer: tokenizer, option: "--chat") : nil
         if let warning = template?.warning(command: "generate") { console.printError(warning) }
-        let promptIDs = try template.map { $0.prompt(system: try $0.system(arguments), user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
+        let system = try template?.system(arguments)
+        let promptIDs = template.map { $0.prompt(system: system, user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
         let stopTokens = loaded.stopTokens.union(template.map { [$0.end] } ?? [])
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
@@ -78,7 +82,7 @@ enum GenerateCommand {
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
         if json {
             console.print(try JSONOutput.string(Report(
-                prompt: prompt, text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
+                prompt: prompt, system: system, text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
                 promptTokens: promptIDs, tokens: result.tokens,
                 stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped,
                 prefillTokensPerSecond: result.stats.promptTokensPerSecond,

@@ -359,9 +359,11 @@ struct SmolLM2ChatTests {
         #expect(run.status == 0, "\(run.err)")
         let ids = try run.json()["prompt_tokens"] as? [Int]
         #expect(ids == tokenizer.encodeWithSpecialTokens(rendered), "\(run.out)")
+        #expect(try run.json()["system"] as? String == template.defaultSystem)
         // --no-system leaves it out; --system replaces it.
         let bare = CLIRun(["generate", "--chat", "--no-system", "-p", "What is your name?", "-n", "1", "--json"])
         #expect(try bare.json()["prompt_tokens"] as? [Int] == template.prompt(system: nil, user: "What is your name?"), "\(bare.err)")
+        #expect(try bare.json()["system"] == nil)
         let own = CLIRun(["generate", "--chat", "--system", "Be brief.", "-p", "What is your name?", "-n", "1", "--json"])
         #expect(try own.json()["prompt_tokens"] as? [Int] == template.prompt(system: "Be brief.", user: "What is your name?"), "\(own.err)")
     }
