@@ -87,8 +87,8 @@ enum EvalCommand {
                    allowed: TaskName.allCases.map(\.rawValue) + TaskName.aliases.keys.sorted()),
             .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),
             .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line.", defaultDescription: "NAME-labels.lst beside NAME.jsonl, when there (--verbose names it)"),
-            .value("limit", "n", help: "Evaluate at most n items.", defaultDescription: "all"),
-            .value("offset", "k", help: "Skip the first k items of the file.", default: "0"),
+            .value("limit", "n", help: "Evaluate at most n items (WikiText: articles, lm-eval's documents).", defaultDescription: "all"),
+            .value("offset", "k", help: "Skip the first k items (WikiText: articles) of the file.", default: "0"),
             .value("shots", "k", help: "Few-shot examples per question, drawn from the rest of the file (not wikitext).", default: "0"),
             .value("seed", "s", help: "Seed of the few-shot draw (not wikitext).", default: "1234"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
@@ -163,8 +163,10 @@ enum EvalCommand {
         if task != .wikitext {
             _ = try Evaluation.fewShotPool(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit), shots: shots)
         } else if offset != 0 || limit != nil {
-            throw ShadowError.invalidArgument(name: arguments.has("limit") ? "--limit" : "--offset",
-                                              reason: "does not apply to wikitext (the whole text is scored)")
+            // lm-eval's --limit counts documents, and WikiText's documents are its articles. Pages
+            // joined by a line break split into the same pages again.
+            let pages = TaskFile.wikitextPages(text)
+            text = pages[try Evaluation.slice(count: pages.count, offset: offset, limit: limit)].joined(separator: "\n")
         }
 
         let loaded = try ModelOptions.load(arguments, console: console)
@@ -199,7 +201,7 @@ enum EvalCommand {
             report.metrics = perplexityMetrics(scored.result)
             report.dense = perplexityMetrics(scored.dense)
             samples = zip(scored.result.pages, scored.dense.pages).enumerated().map { index, pair in
-                Sample.page(index, pair.0, dense: sparsity == nil ? nil : pair.1)
+                Sample.page(offset + index, pair.0, dense: sparsity == nil ? nil : pair.1)
             }
         default:
             if task == .hellaswag { report.capitalizedCtxB = !arguments.flag("as-stored") }

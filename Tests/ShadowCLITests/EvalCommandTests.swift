@@ -201,6 +201,26 @@ struct EvalCommandTests {
             let wrongTask = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--no-progress"] + flags)
             #expect(wrongTask.status != 0 && wrongTask.err.contains(flags[0]))
         }
+        // --limit and --offset pick articles (lm-eval's documents): the second alone scores as a file of it alone.
+        let second = directory.appendingPathComponent("second.txt").path
+        try " = Another = \n\n It rained . \n".write(toFile: second, atomically: true, encoding: .utf8)
+        let secondSamples = directory.appendingPathComponent("second-samples.jsonl").path
+        let sliced = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
+                                 "--context", "8", "--offset", "1", "--limit", "5", "--samples", secondSamples, "--no-progress"]).json()
+        let alone = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", second, "--json",
+                                "--context", "8", "--no-progress"]).json()
+        #expect(sliced["n"] as? Int == 1 && sliced["offset"] as? Int == 1)
+        for key in ["nll_sum", "predicted_tokens", "word_perplexity", "byte_perplexity"] {
+            #expect(sliced[key] as? Double == alone[key] as? Double, "\(key)")
+        }
+        let sample = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: secondSamples))) as? [String: Any]
+        #expect(sample?["doc_id"] as? Int == 1)
+        let first = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
+                                "--context", "8", "--limit", "1", "--no-progress"]).json()
+        #expect(first["n"] as? Int == 1)
+        #expect(abs((first["nll_sum"] as? Double ?? 0) + (alone["nll_sum"] as? Double ?? 0) - (w["nll_sum"] as? Double ?? 0)) < 1e-9)
+        let beyond = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--offset", "2", "--no-progress"])
+        #expect(beyond.status != 0 && beyond.err == "error: --offset: 2 is beyond the file's 2 items\n", "\(beyond.err)")
         let both = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki,
                            "--detokenize", "--as-stored", "--no-progress"])
         #expect(both.status != 0 && both.err.contains("--as-stored"))
