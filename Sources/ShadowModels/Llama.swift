@@ -298,6 +298,7 @@ extension LlamaConfig: Decodable {
         case ropeParameters = "rope_parameters", tieWordEmbeddings = "tie_word_embeddings"
         case attentionBias = "attention_bias", mlpBias = "mlp_bias", hiddenAct = "hidden_act"
         case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
+        case slidingWindow = "sliding_window", useSlidingWindow = "use_sliding_window"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -311,6 +312,12 @@ extension LlamaConfig: Decodable {
         headDim = try c.optionalPositiveInt(.headDim) ?? hiddenSize / heads
         vocabularySize = try c.positiveInt(.vocabularySize)
         maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048
+        // Sliding-window attention (Mistral; Qwen2 with use_sliding_window, off by default) only
+        // differs from full attention past the window: the context stops there.
+        if let window = try c.optionalPositiveInt(.slidingWindow),
+           try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? (modelType != "qwen2") {
+            maxContext = min(maxContext, window)
+        }
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
         // write `rope_theta` and `rope_scaling`.
@@ -343,7 +350,8 @@ extension LlamaConfig: Decodable {
         if try c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
             throw DecodingError.dataCorruptedError(forKey: .mlpBias, in: c, debugDescription: "MLP biases are not supported")
         }
-        if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
+        // transformers' "swish" is SiLU under another name.
+        if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu", act != "swish" {
             throw DecodingError.dataCorruptedError(forKey: .hiddenAct, in: c, debugDescription: "only \"silu\" is supported, got \"\(act)\"")
         }
         bosTokenID = try c.integerIfPresent(.bosTokenID)
@@ -368,6 +376,7 @@ extension LlamaModel {
             func bias(_ name: String, _ n: Int) throws -> [Float]? {
                 config.attentionBias ? try table.vector(p + name, count: n) : nil
             }
+            try refuseOutputBias(table, p + "self_attn.o_proj.bias")
             return LlamaBlock(
                 attentionNorm: try table.vector(p + "input_layernorm.weight", count: d),
                 q: Linear(weight: try table.weight(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
@@ -396,6 +405,14 @@ extension LlamaModel {
                           finalNorm: finalNorm, lmHead: lmHead, sourceDTypes: table.dtypeCounts)
     }
 
+    /// Llama's attention_bias also biases o_proj (Qwen2's biases stop at q, k and v); the
+    /// sparse output projection has no bias to add, so such a checkpoint is refused by name.
+    static func refuseOutputBias(_ table: TensorTable, _ name: String) throws {
+        guard table.has(name) else { return }
+        throw ShadowError.badTensor(path: table.path, tensor: name,
+                                    reason: "a bias on the attention's output projection (Llama's attention_bias: true) is not supported")
+    }
+
     /// Loads llama.cpp tensor names (`blk.N.attn_q.weight`, …). llama.cpp's converter permutes
     /// the rows of attn_q / attn_k so that RoPE rotates adjacent pairs; we undo that here and keep
     /// Hugging Face's rotate-half RoPE, so one forward serves both formats.
@@ -405,6 +422,7 @@ extension LlamaModel {
         try table.checkLayerCount(s.layers, key: "\(config.modelType).block_count")
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "blk.\(l)."
+            try refuseOutputBias(table, p + "attn_output.bias")
             var wq = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)
             var wk = try table.matrix(p + "attn_k.weight", rows: s.kvWidth, cols: d)
             if permutedQK {
@@ -425,8 +443,7 @@ extension LlamaModel {
         }
         let finalNorm = try table.vector("output_norm.weight", count: d)
         let lmHead = try table.optionalWeight("output.weight", rows: s.vocabularySize, cols: d) ?? embedding
-        table.ignore("rope_freqs.weight")
-        try table.finish()
+        try table.finish()   // rope_freqs.weight was read into config.rope (ModelLoader.ggufRope)
         return LlamaModel(config: config, architecture: config.modelType, embedding: embedding, blocks: blocks,
                           finalNorm: finalNorm, lmHead: lmHead, sourceDTypes: table.dtypeCounts)
     }

@@ -126,6 +126,11 @@ public enum ModelLoader {
         let heads = try requiredSize("\(arch).attention.head_count")
         let keyLength = try size("\(arch).attention.key_length")
         let vocabSize = try size("\(arch).vocab_size")
+        let table = TensorTable(file, weightDType: weights)
+        let headDim = keyLength ?? hidden / heads
+        // Sliding-window attention differs from full attention only past the window.
+        let context = try size("\(arch).context_length") ?? 2048
+        let window = try size("\(arch).attention.sliding_window")
         guard let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first else {
             throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).vocab_size\": missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
         }
@@ -136,11 +141,11 @@ public enum ModelLoader {
             layers: try requiredSize("\(arch).block_count"),
             heads: heads,
             kvHeads: try size("\(arch).attention.head_count_kv") ?? heads,
-            headDim: keyLength ?? hidden / heads,
+            headDim: headDim,
             vocabularySize: vocab,
-            maxContext: try size("\(arch).context_length") ?? 2048,
+            maxContext: min(context, window ?? context),
             rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
-            rope: RopeConfig(theta: Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)),
+            rope: try ggufRope(file, table, arch: arch, headDim: headDim),
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,
             attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
@@ -162,7 +167,7 @@ public enum ModelLoader {
         if let rotary = try file.intIfPresent(rotaryKey), rotary != config.headDim {
             throw ShadowError.corruptFile(path: path, reason: "key \"\(rotaryKey)\": \(rotary) rotary dimensions in heads of \(config.headDim); partial rotary embeddings are not supported")
         }
-        let model = try LlamaModel.load(gguf: TensorTable(file, weightDType: weights), config: config, permutedQK: entry.permutedQK)
+        let model = try LlamaModel.load(gguf: table, config: config, permutedQK: entry.permutedQK)
 
         let tokenizer = try TokenizerLoader.fromGGUF(file, tokens: tokens)
         // As for Hugging Face directories: no token may lie past the embedding's rows.
@@ -172,6 +177,36 @@ public enum ModelLoader {
         var stops = Set(config.eosTokenIDs)
         if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
+    }
+
+    /// llama.cpp's RoPE settings: θ (`rope.freq_base`), linear scaling (`rope.scaling.type`
+    /// "linear" and `rope.scaling.factor`), and Llama 3's scaling, which its converter stores as
+    /// one divisor per frequency in the tensor rope_freqs.weight. Other scalings (YaRN, …) are
+    /// refused rather than run as if absent.
+    static func ggufRope(_ file: GGUFFile, _ table: TensorTable, arch: String, headDim: Int) throws -> RopeConfig {
+        let theta = Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)
+        let typeKey = "\(arch).rope.scaling.type", factorKey = "\(arch).rope.scaling.factor"
+        let type = try file.stringIfPresent(typeKey) ?? "none"
+        let factors = try table.optionalVector("rope_freqs.weight", count: headDim / 2)
+        if let factors, let bad = factors.first(where: { !($0 > 0 && $0.isFinite) }) {
+            throw ShadowError.badTensor(path: file.path, tensor: "rope_freqs.weight", reason: "factors must be positive numbers, found \(bad)")
+        }
+        switch type {
+        case "none":
+            return RopeConfig(theta: theta, scaling: factors.map { .frequencyFactors($0) } ?? .none)
+        case "linear" where factors == nil:
+            guard let factor = try file.floatIfPresent(factorKey) else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": missing (linear RoPE scaling needs it)")
+            }
+            guard factor > 0 && factor.isFinite else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": must be a positive number, got \(factor)")
+            }
+            return RopeConfig(theta: theta, scaling: .linear(factor: Double(factor)))
+        case "linear":
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(typeKey)\": linear scaling beside rope_freqs.weight is not supported")
+        default:
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(typeKey)\": RoPE scaling \"\(type)\" is not supported (none, linear, or Llama 3's rope_freqs.weight)")
+        }
     }
 
     /// A Hugging Face directory's tokenizer.json; nil when it has none.

@@ -175,6 +175,8 @@ public struct OPTConfig: Sendable, Equatable {
     /// Width of the token embedding; differs from `hiddenSize` when project_in/out exist.
     public var wordEmbedProjectionDim: Int
     public var removeFinalLayerNorm: Bool
+    /// The LM head is the token embedding (every published OPT); `false` reads lm_head.weight.
+    public var tieWordEmbeddings = true
     public var layerNormEps: Float = 1e-5
     public var bosTokenID: Int
     public var eosTokenID: Int
@@ -244,6 +246,7 @@ extension OPTConfig: Decodable {
         case removeFinalLayerNorm = "_remove_final_layer_norm", activation = "activation_function"
         case enableBias = "enable_bias", elementwiseAffine = "layer_norm_elementwise_affine"
         case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
+        case tieWordEmbeddings = "tie_word_embeddings"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -257,6 +260,7 @@ extension OPTConfig: Decodable {
         doLayerNormBefore = try c.decodeIfPresent(Bool.self, forKey: .doLayerNormBefore) ?? true
         wordEmbedProjectionDim = try c.optionalPositiveInt(.wordEmbedProjectionDim) ?? hiddenSize
         removeFinalLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .removeFinalLayerNorm) ?? false
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true
         bosTokenID = try c.integerIfPresent(.bosTokenID) ?? 2
         eosTokenID = try c.integerIfPresent(.eosTokenID) ?? 2
         if let act = try c.decodeIfPresent(String.self, forKey: .activation), act != "relu" {
@@ -310,8 +314,12 @@ extension OPTModel {
             finalWeight = try table.vector(root + "final_layer_norm.weight", count: d)
             finalBias = try table.vector(root + "final_layer_norm.bias", count: d)
         }
-        // OPT ties the LM head to the embedding; a saved copy must match it in shape.
-        if table.has("lm_head.weight") {
+        // OPT ties the LM head to the embedding; a saved copy must match it in shape. An untied
+        // config (tie_word_embeddings: false) has a head of its own.
+        var lmHead = embedding
+        if !config.tieWordEmbeddings {
+            lmHead = try table.weight("lm_head.weight", rows: s.vocabularySize, cols: e)
+        } else if table.has("lm_head.weight") {
             let headShape = try table.shape("lm_head.weight")
             guard headShape == [s.vocabularySize, e] else {
                 throw ShadowError.badTensor(path: table.path, tensor: "lm_head.weight",
@@ -322,6 +330,6 @@ extension OPTModel {
         try table.finish()
         return OPTModel(config: config, embedding: embedding, positions: positions, projectIn: projectIn,
                         projectOut: projectOut, blocks: blocks, finalNormWeight: finalWeight, finalNormBias: finalBias,
-                        lmHead: embedding, sourceDTypes: table.dtypeCounts)
+                        lmHead: lmHead, sourceDTypes: table.dtypeCounts)
     }
 }

@@ -9,6 +9,9 @@ public struct RopeConfig: Sendable, Equatable, Codable {
         case linear(factor: Double)
         /// Llama 3's wavelength-dependent scaling.
         case llama3(factor: Double, lowFrequencyFactor: Double, highFrequencyFactor: Double, originalContext: Double)
+        /// Each frequency divided by its own factor (d_h/2 of them): how llama.cpp's converter
+        /// stores Llama 3's scaling in a GGUF (the tensor rope_freqs.weight).
+        case frequencyFactors([Float])
     }
 
     public var theta: Double
@@ -35,6 +38,8 @@ public struct RopeConfig: Sendable, Equatable, Codable {
                 if wavelength > lowWavelength { return Float(base / factor) }
                 let smooth = (original / wavelength - low) / (high - low)
                 return Float((1 - smooth) * base / factor + smooth * base)
+            case .frequencyFactors(let factors):
+                return Float(base / Double(factors[i]))
             }
         }
     }

@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+import ShadowTestSupport
+
+// Configurations found by a differential check against transformers on tiny random checkpoints
+// (2026-12-04): each was accepted and computed wrongly, or refused unclearly.
+@Suite("Configuration variants")
+struct ConfigVariantTests {
+    @Test("sliding-window attention ends the context at the window (Mistral; Qwen2 only with use_sliding_window)")
+    func slidingWindow() throws {
+        let cases: [(edit: [String: Any], context: Int)] = [
+            (["model_type": "mistral", "sliding_window": 16], 16),
+            (["model_type": "mistral", "sliding_window": NSNull()], 32),
+            (["model_type": "mistral", "sliding_window": 4096], 32),
+            (["model_type": "qwen2", "sliding_window": 16], 32),
+            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true], 16),
+        ]
+        for (edit, context) in cases {
+            let dir = try CheckpointWriter.directory(config: { config in
+                for (key, value) in edit { config[key] = value }
+                config["attention_bias"] = false   // Qwen2's default q/k/v biases are not in the writer's tensors
+            })
+            #expect(try ModelLoader.load(path: dir).model.shape.maxContext == context, "\(edit)")
+        }
+    }
+
+    @Test("Llama's attention_bias biases o_proj too: refused by the tensor's name, not as an unexpected tensor")
+    func outputProjectionBias() throws {
+        let p = "model.layers.0."
+        let dir = try CheckpointWriter.directory(config: { $0["attention_bias"] = true }, tensors: {
+            $0 += [(p + "self_attn.q_proj.bias", [8]), (p + "self_attn.k_proj.bias", [4]), (p + "self_attn.v_proj.bias", [4]),
+                   (p + "self_attn.o_proj.bias", [8])]
+        })
+        expectShadowError(["self_attn.o_proj.bias", "attention_bias", "not supported"]) { _ = try ModelLoader.load(path: dir) }
+    }
+
+    @Test("hidden_act swish is SiLU by another name")
+    func swish() throws {
+        let swish = try ModelLoader.load(path: try CheckpointWriter.directory(config: { $0["hidden_act"] = "swish" }))
+        let silu = try ModelLoader.load(path: try CheckpointWriter.directory(config: { $0["hidden_act"] = "silu" }))
+        let tokens = [1, 2, 3]
+        let a = swish.model.forward(tokens, cache: swish.model.makeCache(), logits: .last)
+        let b = silu.model.forward(tokens, cache: silu.model.makeCache(), logits: .last)
+        #expect(a == b)
+    }
+
+    @Test("an OPT config with tie_word_embeddings false is read as untied (its lm_head.weight is its head)")
+    func untiedOPT() throws {
+        let json = #"{"hidden_size": 8, "ffn_dim": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10"#
+        #expect(try ConfigDecoding.decode(OPTConfig.self, from: Data((json + "}").utf8), path: "config.json").tieWordEmbeddings)
+        #expect(try !ConfigDecoding.decode(OPTConfig.self, from: Data((json + #", "tie_word_embeddings": false}"#).utf8),
+                                           path: "config.json").tieWordEmbeddings)
+    }
+
+    @Test("per-frequency divisors (GGUF's rope_freqs.weight) give Llama 3's scaled frequencies")
+    func frequencyFactors() {
+        let llama3 = RopeConfig(theta: 500_000, scaling: .llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4,
+                                                                 originalContext: 64))
+        let plain = RopeConfig(theta: 500_000).inverseFrequencies(headDim: 64)
+        let scaled = llama3.inverseFrequencies(headDim: 64)
+        // As llama.cpp's converter writes them: the unscaled frequency over the scaled one.
+        let factors = zip(plain, scaled).map { $0 / $1 }
+        #expect(Set(factors.map { ($0 * 100).rounded() }).count > 2)   // all three bands: 1, 8 and between
+        let fromFactors = RopeConfig(theta: 500_000, scaling: .frequencyFactors(factors)).inverseFrequencies(headDim: 64)
+        for (x, y) in zip(fromFactors, scaled) { #expect(abs(x - y) <= 1e-6 * abs(y)) }
+    }
+}
