@@ -54,6 +54,45 @@ struct ConfigVariantTests {
                                            path: "config.json").tieWordEmbeddings)
     }
 
+    /// A GGUF holding only `metadata` (string or float32 values) and, if given, rope_freqs.weight.
+    static func ropeGGUF(_ metadata: [(String, Any)], factors: [Float]?) throws -> GGUFFile {
+        var out: [UInt8] = Array("GGUF".utf8)
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out += $0 } }
+        func string(_ text: String) { append(UInt64(text.utf8.count)); out += Array(text.utf8) }
+        append(UInt32(3)); append(UInt64(factors == nil ? 0 : 1)); append(UInt64(metadata.count))
+        for (key, value) in metadata {
+            string(key)
+            if let text = value as? String { append(UInt32(8)); string(text) }
+            else { append(UInt32(6)); append((value as! Float).bitPattern) }
+        }
+        if let factors {
+            string("rope_freqs.weight"); append(UInt32(1)); append(UInt64(factors.count)); append(UInt32(0)); append(UInt64(0))
+            while out.count % 32 != 0 { out.append(0) }
+            for factor in factors { append(factor.bitPattern) }
+        }
+        let path = TestScratch.path("rope", suffix: ".gguf")
+        try Data(out).write(to: URL(fileURLWithPath: path))
+        return try GGUFFile(path: path)
+    }
+
+    @Test("a GGUF's RoPE scaling is read: rope_freqs.weight divisors, linear with its factor; others are refused by key")
+    func ggufRopeScaling() throws {
+        func rope(_ metadata: [(String, Any)], factors: [Float]? = nil) throws -> RopeConfig {
+            let file = try Self.ropeGGUF([("llama.rope.freq_base", Float(500_000))] + metadata, factors: factors)
+            return try ModelLoader.ggufRope(file, TensorTable(file), arch: "llama", headDim: 8)
+        }
+        #expect(try rope([]) == RopeConfig(theta: 500_000))
+        #expect(try rope([], factors: [1, 1.5, 4, 8]) == RopeConfig(theta: 500_000, scaling: .frequencyFactors([1, 1.5, 4, 8])))
+        #expect(try rope([("llama.rope.scaling.type", "linear"), ("llama.rope.scaling.factor", Float(2))])
+                == RopeConfig(theta: 500_000, scaling: .linear(factor: 2)))
+        expectShadowError(["llama.rope.scaling.type", "yarn", "not supported"]) {
+            _ = try rope([("llama.rope.scaling.type", "yarn"), ("llama.rope.scaling.factor", Float(4))])
+        }
+        expectShadowError(["llama.rope.scaling.factor", "missing"]) { _ = try rope([("llama.rope.scaling.type", "linear")]) }
+        expectShadowError(["rope_freqs.weight", "positive"]) { _ = try rope([], factors: [1, 0, 4, 8]) }
+        expectShadowError(["rope_freqs.weight", "shape"]) { _ = try rope([], factors: [1, 2]) }
+    }
+
     @Test("per-frequency divisors (GGUF's rope_freqs.weight) give Llama 3's scaled frequencies")
     func frequencyFactors() {
         let llama3 = RopeConfig(theta: 500_000, scaling: .llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4,
