@@ -2,6 +2,7 @@ import Foundation
 import ShadowFormats
 import ShadowKernels
 import ShadowModels
+import ShadowTokenizers
 
 /// Options every command that loads a model shares.
 enum ModelOptions {
@@ -53,10 +54,17 @@ enum ModelOptions {
         let start = Date()
         let weights = WeightDType(rawValue: try arguments.required("weights"))!
         let loaded = try ModelLoader.load(path: path, weights: weights)
+        if let tokenizer = loaded.tokenizer { warn(about: tokenizer, path: path, console: console) }
         if arguments.flag("verbose") {
             console.printError(String(format: "loaded %@ in %.2f s", path, Date().timeIntervalSince(start)))
         }
         return loaded
+    }
+
+    /// What the tokenizer's loading chose that may make its ids differ from the reference's (an
+    /// unknown GGUF pre-tokenizer read with the GPT-2 split), on stderr.
+    static func warn(about tokenizer: any Tokenizer, path: String, console: Console) {
+        for warning in tokenizer.warnings { console.printError("warning: \(path): \(warning)") }
     }
 
     /// Throws unless `path` names a file: "no such file" when nothing is there, the system's reason

@@ -21,7 +21,9 @@ enum TokenizeCommand {
     ) { arguments, console in
         let text = try ModelOptions.text(arguments)
         // The tokenizer alone: no weights are loaded.
-        let tokenizer = try ModelLoader.loadTokenizer(path: try ModelOptions.modelPath(arguments))
+        let path = try ModelOptions.modelPath(arguments)
+        let tokenizer = try ModelLoader.loadTokenizer(path: path)
+        ModelOptions.warn(about: tokenizer, path: path, console: console)
         let encoded = tokenizer.encode(text, splitSpecialTokens: arguments.flag("split-special-tokens"))
         let ids = arguments.flag("special") ? tokenizer.addingSpecialTokens(encoded) : encoded
         let strings = arguments.flag("show-tokens") ? ids.map { tokenizer.tokenString($0) ?? "?" } : nil

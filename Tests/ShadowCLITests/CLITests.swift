@@ -52,6 +52,23 @@ struct CLITests {
         #expect(bench.contains("\n  -m, --model <path>") && bench.contains("\n  -t, --threads <n,…>"), "\(bench)")
     }
 
+    @Test("a GGUF whose pre-tokenizer we do not implement is used with a warning on stderr, by tokenize and by model commands")
+    func unknownPreTokenizerWarns() throws {
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: fixture("tiny-llama-gguf/model.gguf")))
+        let value = Data("\u{5}\0\0\0\0\0\0\0gpt-2".utf8)   // tokenizer.ggml.pre: u64 length, "gpt-2"
+        let range = try #require(bytes.range(of: value))
+        bytes.replaceSubrange(range, with: Data("\u{5}\0\0\0\0\0\0\0zzz-9".utf8))
+        let path = TestScratch.path("unknown-pre", suffix: ".gguf")
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let warning = "warning: \(path): tokenizer.ggml.pre \"zzz-9\" is not one we implement; using the GPT-2 split, so some texts may tokenize differently\n"
+        for arguments in [["tokenize", "--text", "hello"], ["generate", "-p", "hello", "-n", "1"]] {
+            let run = CLIRun(arguments + ["--model", path])
+            #expect(run.status == 0 && run.err == warning, "\(arguments): \(run.err)")
+            let plain = CLIRun(arguments + ["--model", fixture("tiny-llama-gguf/model.gguf")])
+            #expect(plain.status == 0 && plain.err.isEmpty, "\(arguments): \(plain.err)")
+        }
+    }
+
     @Test("unknown subcommands, unknown options and bad values fail with one line")
     func badArguments() {
         for arguments in [["frobnicate"], ["info", "--frob"], ["generate", "--max-tokens", "many", "--prompt", "x"],
