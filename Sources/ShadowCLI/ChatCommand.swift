@@ -49,10 +49,15 @@ struct ChatTemplate: Sendable {
     /// `+ messages[0]['content']` is the user's own system message, not a default). Only the
     /// literal is read, not the logic around it, which in ChatML templates emits it when the
     /// first message is not a system message.
-    static func defaultSystemMessage(in source: String) -> String? {
+    static func defaultSystemMessage(in template: String) -> String? {
+        // Jinja comments ({# … #}) are not output.
+        var source = template
+        while let open = source.range(of: "{#"), let close = source.range(of: "#}", range: open.upperBound..<source.endIndex) {
+            source.removeSubrange(open.lowerBound..<close.upperBound)
+        }
         let opener = markers[0] + "system"
         var from = source.startIndex
-        while let found = source.range(of: opener, range: from..<source.endIndex) {
+        search: while let found = source.range(of: opener, range: from..<source.endIndex) {
             from = found.upperBound
             guard found.lowerBound > source.startIndex else { continue }
             let quote = source[source.index(before: found.lowerBound)]
@@ -66,7 +71,19 @@ struct ChatTemplate: Sendable {
                 if character == "\\", index < source.endIndex {
                     let escaped = source[index]
                     index = source.index(after: index)
-                    character = escaped == "n" ? "\n" : escaped == "t" ? "\t" : escaped
+                    switch escaped {
+                    case "n": character = "\n"
+                    case "t": character = "\t"
+                    case "r": character = "\r"
+                    case "x", "u":
+                        // \xHH, \uHHHH: a code point in hex.
+                        let digits = escaped == "x" ? 2 : 4
+                        guard let end = source.index(index, offsetBy: digits, limitedBy: source.endIndex),
+                              let value = UInt32(source[index..<end], radix: 16), let scalar = Unicode.Scalar(value) else { continue search }
+                        character = Character(scalar)
+                        index = end
+                    default: character = escaped
+                    }
                 }
                 text.append(character)
             }

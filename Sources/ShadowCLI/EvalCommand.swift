@@ -144,7 +144,7 @@ enum EvalCommand {
         }
         // WikiText scores the text itself: there is no question to put examples before.
         for option in ["shots", "seed"] where arguments.has(option) && task == .wikitext {
-            throw ShadowError.invalidArgument(name: "--\(option)", reason: "does not apply to wikitext (no few-shot examples: the whole text is scored)")
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "does not apply to wikitext (no few-shot examples: each article is scored whole)")
         }
         if arguments.has("mask-mode") {
             if task == .wikitext {
@@ -166,7 +166,7 @@ enum EvalCommand {
             // lm-eval's --limit counts documents, and WikiText's documents are its articles. Pages
             // joined by a line break split into the same pages again.
             let pages = TaskFile.wikitextPages(text)
-            text = pages[try Evaluation.slice(count: pages.count, offset: offset, limit: limit)].joined(separator: "\n")
+            text = pages[try Evaluation.slice(count: pages.count, offset: offset, limit: limit, unit: "articles")].joined(separator: "\n")
         }
 
         let loaded = try ModelOptions.load(arguments, console: console)

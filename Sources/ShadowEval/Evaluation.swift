@@ -65,10 +65,10 @@ public struct LambadaResult: Sendable {
 
 public enum Evaluation {
     /// The items `offset ..< offset + limit` of a file of `count`, with one-line errors.
-    public static func slice(count: Int, offset: Int, limit: Int?) throws -> Range<Int> {
+    public static func slice(count: Int, offset: Int, limit: Int?, unit: String = "items") throws -> Range<Int> {
         guard offset >= 0 else { throw ShadowError.invalidArgument(name: "--offset", reason: "must be at least 0, got \(offset)") }
         guard offset < count else {
-            throw ShadowError.invalidArgument(name: "--offset", reason: "\(offset) is beyond the file's \(count) items")
+            throw ShadowError.invalidArgument(name: "--offset", reason: "\(offset) is beyond the file's \(count) \(unit)")
         }
         if let limit, limit < 1 { throw ShadowError.invalidArgument(name: "--limit", reason: "must be at least 1, got \(limit)") }
         return offset ..< min(count, offset + (limit ?? count))

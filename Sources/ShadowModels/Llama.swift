@@ -299,6 +299,7 @@ extension LlamaConfig: Decodable {
         case attentionBias = "attention_bias", mlpBias = "mlp_bias", hiddenAct = "hidden_act"
         case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
         case slidingWindow = "sliding_window", useSlidingWindow = "use_sliding_window"
+        case maxWindowLayers = "max_window_layers", layerTypes = "layer_types"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -312,11 +313,20 @@ extension LlamaConfig: Decodable {
         headDim = try c.optionalPositiveInt(.headDim) ?? hiddenSize / heads
         vocabularySize = try c.positiveInt(.vocabularySize)
         maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048
-        // Sliding-window attention (Mistral; Qwen2 with use_sliding_window, off by default) only
-        // differs from full attention past the window: the context stops there.
-        if let window = try c.optionalPositiveInt(.slidingWindow),
-           try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) ?? (modelType != "qwen2") {
-            maxContext = min(maxContext, window)
+        // Sliding-window attention only differs from full attention past the window: the context
+        // stops there. As transformers reads it: Mistral's sliding_window; Qwen2's with
+        // use_sliding_window, in layers from max_window_layers on (or as layer_types says);
+        // ignored for Llama.
+        if let window = try c.optionalPositiveInt(.slidingWindow) {
+            var sliding = modelType == "mistral"
+            if modelType == "qwen2", try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
+                if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
+                    sliding = types.contains("sliding_attention")
+                } else {
+                    sliding = (try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28) < layers
+                }
+            }
+            if sliding { maxContext = min(maxContext, window) }
         }
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files

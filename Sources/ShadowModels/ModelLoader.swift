@@ -130,7 +130,8 @@ public enum ModelLoader {
         let headDim = keyLength ?? hidden / heads
         // Sliding-window attention differs from full attention only past the window.
         let context = try size("\(arch).context_length") ?? 2048
-        let window = try size("\(arch).attention.sliding_window")
+        // llama.cpp reads a window of 0 as none.
+        let window = try file.intIfPresent("\(arch).attention.sliding_window").flatMap { $0 > 0 ? $0 : nil }
         guard let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first else {
             throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).vocab_size\": missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
         }
@@ -179,33 +180,34 @@ public enum ModelLoader {
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
     }
 
-    /// llama.cpp's RoPE settings: θ (`rope.freq_base`), linear scaling (`rope.scaling.type`
-    /// "linear" and `rope.scaling.factor`), and Llama 3's scaling, which its converter stores as
-    /// one divisor per frequency in the tensor rope_freqs.weight. Other scalings (YaRN, …) are
-    /// refused rather than run as if absent.
+    /// llama.cpp's RoPE settings: θ (`rope.freq_base`), linear scaling — positions divided by
+    /// `rope.scaling.factor`, or by the older `rope.scale_linear`, whatever `rope.scaling.type`
+    /// says as long as it is none or linear (its default), 0 and 1 meaning none, as llama.cpp reads
+    /// them — and Llama 3's scaling, which its converter stores as one divisor per frequency in
+    /// the tensor rope_freqs.weight. Other scalings (YaRN, …) are refused rather than run as if absent.
     static func ggufRope(_ file: GGUFFile, _ table: TensorTable, arch: String, headDim: Int) throws -> RopeConfig {
         let theta = Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)
-        let typeKey = "\(arch).rope.scaling.type", factorKey = "\(arch).rope.scaling.factor"
-        let type = try file.stringIfPresent(typeKey) ?? "none"
+        let typeKey = "\(arch).rope.scaling.type"
+        let type = try file.stringIfPresent(typeKey) ?? "linear"
+        guard type == "none" || type == "linear" else {
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(typeKey)\": RoPE scaling \"\(type)\" is not supported (none, linear, or Llama 3's rope_freqs.weight)")
+        }
+        var factorKey = "\(arch).rope.scaling.factor"
+        if try file.floatIfPresent(factorKey) == nil { factorKey = "\(arch).rope.scale_linear" }
+        let factor = try file.floatIfPresent(factorKey) ?? 0
+        guard factor >= 0 && factor.isFinite else {
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": must be a positive number, got \(factor)")
+        }
         let factors = try table.optionalVector("rope_freqs.weight", count: headDim / 2)
         if let factors, let bad = factors.first(where: { !($0 > 0 && $0.isFinite) }) {
             throw ShadowError.badTensor(path: file.path, tensor: "rope_freqs.weight", reason: "factors must be positive numbers, found \(bad)")
         }
-        switch type {
-        case "none":
-            return RopeConfig(theta: theta, scaling: factors.map { .frequencyFactors($0) } ?? .none)
-        case "linear" where factors == nil:
-            guard let factor = try file.floatIfPresent(factorKey) else {
-                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": missing (linear RoPE scaling needs it)")
-            }
-            guard factor > 0 && factor.isFinite else {
-                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": must be a positive number, got \(factor)")
-            }
-            return RopeConfig(theta: theta, scaling: .linear(factor: Double(factor)))
-        case "linear":
-            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(typeKey)\": linear scaling beside rope_freqs.weight is not supported")
-        default:
-            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(typeKey)\": RoPE scaling \"\(type)\" is not supported (none, linear, or Llama 3's rope_freqs.weight)")
+        switch (factor == 0 || factor == 1 ? nil : factor, factors) {
+        case (nil, nil): return RopeConfig(theta: theta)
+        case (nil, let factors?): return RopeConfig(theta: theta, scaling: .frequencyFactors(factors))
+        case (let factor?, nil): return RopeConfig(theta: theta, scaling: .linear(factor: Double(factor)))
+        case (let factor?, _?):
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": linear scaling (\(factor)) beside rope_freqs.weight is not supported")
         }
     }
 

@@ -9,7 +9,10 @@ enum BoolQ {
         let answers: [(spelling: String, index: Int)] = [("false", 0), ("true", 1), ("0", 0), ("1", 1)]
         return try SourceLines(path: path).jsonRecords().enumerated().map { id, record in
             var passage = try record.string("passage")
-            if record.has("title") { passage = "\(try record.string("title")) -- \(passage)" }
+            // (A null or empty title, or a passage that already opens with it, adds nothing.)
+            if case .string(let title)? = record.optional("title"), !title.isEmpty, !passage.hasPrefix("\(title) -- ") {
+                passage = "\(title) -- \(passage)"
+            }
             let question = try record.string("question")
             let key = !record.has("label") && record.has("answer") ? "answer" : "label"
             return MultipleChoiceItem(id: id, context: "\(passage)\nQuestion: \(question)?\nAnswer:",

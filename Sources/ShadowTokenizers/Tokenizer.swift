@@ -75,25 +75,31 @@ extension Tokenizer {
 /// Llama-3 and Qwen2 splits; normalizers, pre-tokenizers and decoders outside the common set.
 public enum TokenizerLoader {
     /// From a Hugging Face tokenizer.json file (path is used in error messages). A
-    /// tokenizer_config.json beside it, if present, names the BOS and EOS tokens.
+    /// tokenizer_config.json beside it, if present, names the BOS and EOS tokens; a
+    /// chat_template.jinja beside it (where transformers 5 saves the template) is the chat template.
     public static func load(tokenizerJSON url: URL) throws -> any Tokenizer {
         let path = url.path
         let data = try readWholeFile(path)
         let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
         // Absent is fine; present but unreadable is an error, not a silently different tokenizer.
         let config = try fileKind(atPath: configURL.path) != nil ? try readWholeFile(configURL.path) : nil
-        return try load(tokenizerJSON: data, path: path, config: config, configPath: configURL.path)
+        let templatePath = url.deletingLastPathComponent().appendingPathComponent("chat_template.jinja").path
+        let template = try fileKind(atPath: templatePath) != nil
+            ? String(decoding: try readWholeFile(templatePath), as: UTF8.self) : nil
+        return try load(tokenizerJSON: data, path: path, config: config, configPath: configURL.path, chatTemplate: template)
     }
 
     /// From the bytes of a tokenizer.json (and optionally of a tokenizer_config.json); `path` and
     /// `configPath` are used in error messages only.
     public static func load(tokenizerJSON data: Data, path: String,
-                            config: Data? = nil, configPath: String = "tokenizer_config.json") throws -> any Tokenizer {
+                            config: Data? = nil, configPath: String = "tokenizer_config.json",
+                            chatTemplate: String? = nil) throws -> any Tokenizer {
         let reader = TokenizerJSONReader(path: path)
         var spec = try reader.read(parseJSON(data, path: path))
         if let config {
             try TokenizerJSONReader(path: configPath).readConfig(parseJSON(config, path: configPath), into: &spec)
         }
+        if let chatTemplate { spec.chatTemplate = chatTemplate }
         return try BPETokenizer(spec, fail: reader.error)
     }
 

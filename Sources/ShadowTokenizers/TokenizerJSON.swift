@@ -57,7 +57,10 @@ struct TokenizerJSONReader {
         }
         spec.bosToken = try tokenName("bos_token")
         spec.eosToken = try tokenName("eos_token")
-        spec.chatTemplate = try chatTemplate(member(root, "chat_template"))
+        // Only chat reads the template: one it cannot read is a warning, not a refusal of the model.
+        do { spec.chatTemplate = try chatTemplate(member(root, "chat_template")) } catch let error as ShadowError {
+            spec.warnings.append("\(error); the chat template is not used")
+        }
     }
 
     // MARK: Model

@@ -69,6 +69,10 @@ struct ChatTests {
         let plain = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
         #expect(ChatTemplate.defaultSystemMessage(in: plain) == nil)
         #expect(ChatTemplate.defaultSystemMessage(in: "'<|im_start|>system\nunterminated") == nil)
+        // A commented-out turn is not output; \\u and \\x escapes are code points.
+        #expect(ChatTemplate.defaultSystemMessage(in: "{# '<|im_start|>system\nOld.<|im_end|>\n' #}" + smol)
+                == "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        #expect(ChatTemplate.defaultSystemMessage(in: #"{{ '<|im_start|>system\nCaf\u00e9 \x41.<|im_end|>\n' }}"#) == "Café A.")
         #expect(ChatTemplate.defaultSystemMessage(in: "") == nil)
     }
 

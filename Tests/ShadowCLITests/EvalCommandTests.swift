@@ -220,7 +220,7 @@ struct EvalCommandTests {
         #expect(first["n"] as? Int == 1)
         #expect(abs((first["nll_sum"] as? Double ?? 0) + (alone["nll_sum"] as? Double ?? 0) - (w["nll_sum"] as? Double ?? 0)) < 1e-9)
         let beyond = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--offset", "2", "--no-progress"])
-        #expect(beyond.status != 0 && beyond.err == "error: --offset: 2 is beyond the file's 2 items\n", "\(beyond.err)")
+        #expect(beyond.status != 0 && beyond.err == "error: --offset: 2 is beyond the file's 2 articles\n", "\(beyond.err)")
         let both = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki,
                            "--detokenize", "--as-stored", "--no-progress"])
         #expect(both.status != 0 && both.err.contains("--as-stored"))

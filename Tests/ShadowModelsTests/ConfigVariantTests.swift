@@ -8,14 +8,20 @@ import ShadowTestSupport
 // (2026-12-04): each was accepted and computed wrongly, or refused unclearly.
 @Suite("Configuration variants")
 struct ConfigVariantTests {
-    @Test("sliding-window attention ends the context at the window (Mistral; Qwen2 only with use_sliding_window)")
+    @Test("sliding-window attention ends the context at the window where transformers applies it")
     func slidingWindow() throws {
+        // The writer's checkpoint has 1 layer and a context of 32.
         let cases: [(edit: [String: Any], context: Int)] = [
             (["model_type": "mistral", "sliding_window": 16], 16),
             (["model_type": "mistral", "sliding_window": NSNull()], 32),
             (["model_type": "mistral", "sliding_window": 4096], 32),
             (["model_type": "qwen2", "sliding_window": 16], 32),
-            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true], 16),
+            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 0], 16),
+            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true], 32),   // max_window_layers 28 ≥ 1 layer
+            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true, "layer_types": ["sliding_attention"]], 16),
+            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 0,
+              "layer_types": ["full_attention"]], 32),
+            (["model_type": "llama", "sliding_window": 16], 32),   // transformers' Llama has none
         ]
         for (edit, context) in cases {
             let dir = try CheckpointWriter.directory(config: { config in
@@ -48,10 +54,34 @@ struct ConfigVariantTests {
 
     @Test("an OPT config with tie_word_embeddings false is read as untied (its lm_head.weight is its head)")
     func untiedOPT() throws {
-        let json = #"{"hidden_size": 8, "ffn_dim": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10"#
-        #expect(try ConfigDecoding.decode(OPTConfig.self, from: Data((json + "}").utf8), path: "config.json").tieWordEmbeddings)
-        #expect(try !ConfigDecoding.decode(OPTConfig.self, from: Data((json + #", "tie_word_embeddings": false}"#).utf8),
-                                           path: "config.json").tieWordEmbeddings)
+        let config: [String: Any] = ["model_type": "opt", "hidden_size": 8, "ffn_dim": 16, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "vocab_size": 10, "max_position_embeddings": 32]
+        let p = "model.decoder.layers.0."
+        var tensors: [(String, [Int])] = [("model.decoder.embed_tokens.weight", [10, 8]), ("model.decoder.embed_positions.weight", [34, 8]),
+                                          ("model.decoder.final_layer_norm.weight", [8]), ("model.decoder.final_layer_norm.bias", [8]),
+                                          ("lm_head.weight", [10, 8])]
+        for (name, shape) in [("self_attn.q_proj", [8, 8]), ("self_attn.k_proj", [8, 8]), ("self_attn.v_proj", [8, 8]),
+                              ("self_attn.out_proj", [8, 8]), ("fc1", [16, 8]), ("fc2", [8, 16])] {
+            tensors += [(p + name + ".weight", shape), (p + name + ".bias", [shape[0]])]
+        }
+        tensors += ["self_attn_layer_norm", "final_layer_norm"].flatMap { [(p + $0 + ".weight", [8]), (p + $0 + ".bias", [8])] }
+        func load(tied: Bool?) throws -> OPTModel {
+            let dir = try CheckpointWriter.directory(config: { edit in
+                edit = config
+                if let tied { edit["tie_word_embeddings"] = tied }
+            }, tensors: { $0 = tensors })
+            return try #require(try ModelLoader.load(path: dir).model as? OPTModel)
+        }
+        // The writer fills tensors with a repeating pattern from their offsets: the saved head differs from the embedding.
+        let untied = try load(tied: false)
+        #expect(untied.lmHead !== untied.embedding && !untied.config.tieWordEmbeddings)
+        for tied in [nil, true] {
+            let model = try load(tied: tied)
+            #expect(model.lmHead === model.embedding)
+        }
+        let a = untied.forward([1, 2], cache: untied.makeCache(), logits: .last)
+        let b = try load(tied: true).forward([1, 2], cache: untied.makeCache(), logits: .last)
+        #expect(a != b)
     }
 
     /// A GGUF holding only `metadata` (string or float32 values) and, if given, rope_freqs.weight.
@@ -88,7 +118,15 @@ struct ConfigVariantTests {
         expectShadowError(["llama.rope.scaling.type", "yarn", "not supported"]) {
             _ = try rope([("llama.rope.scaling.type", "yarn"), ("llama.rope.scaling.factor", Float(4))])
         }
-        expectShadowError(["llama.rope.scaling.factor", "missing"]) { _ = try rope([("llama.rope.scaling.type", "linear")]) }
+        // As llama.cpp reads them: the type defaults to linear, the factor to rope.scale_linear, and 0 or 1 is none.
+        #expect(try rope([("llama.rope.scaling.factor", Float(4))]) == RopeConfig(theta: 500_000, scaling: .linear(factor: 4)))
+        #expect(try rope([("llama.rope.scale_linear", Float(2))]) == RopeConfig(theta: 500_000, scaling: .linear(factor: 2)))
+        #expect(try rope([("llama.rope.scaling.type", "linear"), ("llama.rope.scaling.factor", Float(0))]) == RopeConfig(theta: 500_000))
+        #expect(try rope([("llama.rope.scaling.type", "none"), ("llama.rope.scaling.factor", Float(1))], factors: [1, 2, 3, 4])
+                == RopeConfig(theta: 500_000, scaling: .frequencyFactors([1, 2, 3, 4])))
+        expectShadowError(["llama.rope.scaling.factor", "beside rope_freqs.weight"]) {
+            _ = try rope([("llama.rope.scaling.factor", Float(8))], factors: [1, 2, 3, 4])
+        }
         expectShadowError(["rope_freqs.weight", "positive"]) { _ = try rope([], factors: [1, 0, 4, 8]) }
         expectShadowError(["rope_freqs.weight", "shape"]) { _ = try rope([], factors: [1, 2]) }
     }

@@ -379,6 +379,14 @@ struct BoolQTests {
             id: 0,
             context: "Ethanol fuel -- All biomass goes through at least some of these steps.\nQuestion: does ethanol take more energy make that produces?\nAnswer:",
             continuations: [" no", " yes"], gold: 0)])
+        // A passage that already opens with its title, an empty title or a null one: nothing is added.
+        let others = try directory.file("others.jsonl", """
+            {"question": "q", "title": "T", "answer": true, "passage": "T -- p."}
+            {"question": "q", "title": "", "answer": true, "passage": "p."}
+            {"question": "q", "title": null, "answer": true, "passage": "p."}
+            """)
+        #expect(try TaskFile.multipleChoice(task: .boolq, path: others).map(\.contexts[0])
+                == ["T -- p.\nQuestion: q?\nAnswer:", "p.\nQuestion: q?\nAnswer:", "p.\nQuestion: q?\nAnswer:"])
     }
 }
 

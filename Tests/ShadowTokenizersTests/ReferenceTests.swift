@@ -168,13 +168,27 @@ struct SpecialTokenTests {
         #expect(try load(#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#).chatTemplate == "D")
         #expect(try load(#"{"chat_template": [{"name": "tool_use", "template": "T"}]}"#).chatTemplate == nil)
         #expect(try load(#"{"bos_token": "<|im_start|>"}"#).chatTemplate == nil)
-        #expect(throws: ShadowError.badJSON(path: "tokenizer_config.json", key: "chat_template",
-                                            reason: "expected a string or a list of named templates, found a number")) {
-            try load(#"{"chat_template": 3}"#)
-        }
-        #expect(throws: ShadowError.badJSON(path: "tokenizer_config.json", key: "chat_template[0].name", reason: "missing")) {
-            try load(#"{"chat_template": [{"template": "T"}]}"#)
-        }
+        // Only chat reads it: a template of the wrong shape is left out with a warning naming the key.
+        let number = try load(#"{"chat_template": 3}"#)
+        #expect(number.chatTemplate == nil && number.warnings.count == 1
+                && number.warnings[0].contains(#"key "chat_template": expected a string or a list of named templates, found a number"#),
+                "\(number.warnings)")
+        let unnamed = try load(#"{"chat_template": [{"template": "T"}]}"#)
+        #expect(unnamed.chatTemplate == nil && unnamed.warnings.first?.contains(#"chat_template[0].name"#) == true, "\(unnamed.warnings)")
+    }
+
+    @Test("a chat_template.jinja beside tokenizer.json (transformers 5's way of saving it) is the chat template")
+    func chatTemplateFile() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shadowllm-jinja-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("tokenizer.json")
+        try FileManager.default.copyItem(at: Fixture.url("smollm", "tokenizer"), to: json)
+        #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == nil)
+        try Data(#"{"chat_template": "old"}"#.utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))
+        #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == "old")
+        try Data("{{ 'new' }}\n".utf8).write(to: directory.appendingPathComponent("chat_template.jinja"))
+        #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == "{{ 'new' }}\n")
     }
 
     @Test("decodes one token as it reads mid-stream, leading space kept")
