@@ -15,6 +15,8 @@ enum InfoCommand {
         let ffnSize: Int
         let vocabularySize: Int
         let maxContext: Int
+        /// Sliding-window attention's window, when it ended the context (max_context is then the window).
+        let slidingWindow: Int?
         let parameters: Int
         let sourceDTypes: [String: Int]
         let tokenizer: Bool
@@ -25,7 +27,7 @@ enum InfoCommand {
         enum CodingKeys: String, CodingKey {
             case path, format, architecture, layers, heads, parameters, tokenizer
             case hiddenSize = "hidden_size", kvHeads = "kv_heads", headDim = "head_dim", ffnSize = "ffn_size"
-            case vocabularySize = "vocab_size", maxContext = "max_context", sourceDTypes = "source_dtypes"
+            case vocabularySize = "vocab_size", maxContext = "max_context", slidingWindow = "sliding_window", sourceDTypes = "source_dtypes"
             case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
         }
     }
@@ -40,6 +42,7 @@ enum InfoCommand {
             path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture,
             layers: s.layers, hiddenSize: s.hiddenSize, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
             ffnSize: s.ffnSize, vocabularySize: s.vocabularySize, maxContext: s.maxContext,
+            slidingWindow: (loaded.model as? LlamaModel)?.config.slidingWindow,
             parameters: loaded.model.parameterCount, sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
             eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS)
@@ -57,7 +60,7 @@ enum InfoCommand {
             heads         \(s.heads) query, \(s.kvHeads) key/value, width \(s.headDim)
             ffn size      \(s.ffnSize)
             vocabulary    \(s.vocabularySize)
-            context       \(s.maxContext)
+            context       \(s.maxContext)\(report.slidingWindow == nil ? "" : " (the sliding-window attention's window: longer inputs would attend differently)")
             parameters    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6)) M)
             file dtypes   \(dtypes)
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")

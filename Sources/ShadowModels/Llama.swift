@@ -201,6 +201,9 @@ public struct LlamaConfig: Sendable, Equatable {
     public var headDim: Int
     public var vocabularySize: Int
     public var maxContext: Int
+    /// The attention window when it ended the context (Mistral, some Qwen2): `maxContext` is
+    /// then the window, where sliding and full attention agree.
+    public var slidingWindow: Int?
     public var rmsNormEps: Float
     public var rope: RopeConfig
     public var tieWordEmbeddings: Bool
@@ -211,7 +214,7 @@ public struct LlamaConfig: Sendable, Equatable {
 
     public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
-                rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
+                slidingWindow: Int? = nil, rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
                 tieWordEmbeddings: Bool = false, attentionBias: Bool = false,
                 bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
         self.modelType = modelType
@@ -223,6 +226,7 @@ public struct LlamaConfig: Sendable, Equatable {
         self.headDim = headDim ?? hiddenSize / heads
         self.vocabularySize = vocabularySize
         self.maxContext = maxContext
+        self.slidingWindow = slidingWindow
         self.rmsNormEps = rmsNormEps
         self.rope = rope
         self.tieWordEmbeddings = tieWordEmbeddings
@@ -326,7 +330,7 @@ extension LlamaConfig: Decodable {
                     sliding = (try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28) < layers
                 }
             }
-            if sliding { maxContext = min(maxContext, window) }
+            if sliding, window < maxContext { (maxContext, slidingWindow) = (window, window) }
         }
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files

@@ -145,6 +145,7 @@ public enum ModelLoader {
             headDim: headDim,
             vocabularySize: vocab,
             maxContext: min(context, window ?? context),
+            slidingWindow: window.flatMap { $0 < context ? $0 : nil },
             rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
             rope: try ggufRope(file, table, arch: arch, headDim: headDim),
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,

@@ -28,7 +28,8 @@ struct ConfigVariantTests {
                 for (key, value) in edit { config[key] = value }
                 config["attention_bias"] = false   // Qwen2's default q/k/v biases are not in the writer's tensors
             })
-            #expect(try ModelLoader.load(path: dir).model.shape.maxContext == context, "\(edit)")
+            let model = try #require(try ModelLoader.load(path: dir).model as? LlamaModel)
+            #expect(model.shape.maxContext == context && model.config.slidingWindow == (context == 16 ? 16 : nil), "\(edit)")
         }
     }
 
