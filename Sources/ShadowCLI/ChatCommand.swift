@@ -23,7 +23,7 @@ struct ChatTemplate: Sendable {
     let ordinaryMarker: String?
     /// The system message the model's own template puts in front of a conversation that has
     /// none (SmolLM2's "You are a helpful AI assistant named SmolLM, …"), as `apply_chat_template`
-    /// and llama.cpp render it; nil when its template has none or the tokenizer no template.
+    /// and llama.cpp with --jinja render it; nil when its template has none or the tokenizer no template.
     let defaultSystem: String?
 
     /// Without its markers as single tokens the template would reach the model as plain text.
@@ -189,7 +189,7 @@ enum ChatCommand {
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
             conversation. Every reply sees the whole conversation in the ChatML template, opened by --system or else \
             by the system message the model's own chat template adds by default (SmolLM2's "You are a helpful AI \
-            assistant named SmolLM, …", as transformers and llama.cpp render it; --no-system for none). The dense model and the \
+            assistant named SmolLM, …", as transformers renders the template; --no-system for none). The dense model and the \
             fixed masks of --method random and static keep the conversation's keys and values from turn to turn \
             and prefill only what the cache does not hold (the new message, and the last reply's end): one mask \
             for every turn computes them alike. shadow, dejavu, dejavu-lookahead and oracle, even at sparsity 0, \
