@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "ShadowTestSupport", dependencies: ["ShadowFormats"], path: "Tests/ShadowTestSupport",
                 swiftSettings: swiftSettings),
         .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels", "ShadowTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowFormatsTests", dependencies: ["ShadowFormats"],
+        .testTarget(name: "ShadowFormatsTests", dependencies: ["ShadowFormats", "ShadowTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowTokenizersTests", dependencies: ["ShadowTokenizers", "ShadowTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 /// Writes one tensor of `dtype` holding `data` into a GGUF file and reads it back as floats.
 func roundTrip(_ dtype: TensorDType, ne: [UInt64], data: [UInt8]) throws -> [Float] {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 /// Opens and reads every tensor; any outcome but a trap is fine, and every error must be ours.
 func openAndReadAll(_ open: () throws -> any TensorSource) -> Bool {

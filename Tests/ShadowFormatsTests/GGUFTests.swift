@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 /// A small valid file: a few metadata entries and two f32 tensors.
 func smallGGUF() -> GGUFBuilder {

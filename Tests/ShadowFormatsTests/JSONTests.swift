@@ -1,5 +1,6 @@
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 private func parse(_ bytes: [UInt8]) -> Result<JSONValue, JSONParser.Failure> {
     Result { () throws(JSONParser.Failure) in try JSONParser.parse(bytes) }

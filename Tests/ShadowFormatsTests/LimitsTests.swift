@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 // A header's counts, lengths and sizes come from the file, so a stranger's 100-byte file can claim
 // terabytes. Each must be checked against the bytes the file really has before anything is

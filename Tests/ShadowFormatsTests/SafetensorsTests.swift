@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 func smallSafetensors() -> SafetensorsBuilder {
     var file = SafetensorsBuilder()

