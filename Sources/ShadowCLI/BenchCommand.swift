@@ -130,7 +130,7 @@ enum BenchCommand {
             // tg<n> decodes n tokens from an empty cache, so n positions must fit as a prompt's would.
             for (flag, lengths) in [("-p", prompts), ("-n", generations), ("-b", backwardLengths)] {
                 for length in lengths where length > model.shape.maxContext {
-                    throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds the model's context of \(model.shape.maxContext)")
+                    throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds \(model.contextDescription)")
                 }
             }
             var configurations: [(method: String, sparsity: Double, controller: (any SparsityController)?)] = []

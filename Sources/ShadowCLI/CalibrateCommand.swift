@@ -61,7 +61,7 @@ enum CalibrateCommand {
         }
         if !arguments.has("max-tokens") { options.maxTokens = min(options.maxTokens, model.shape.maxContext) }
         guard options.maxTokens <= model.shape.maxContext else {
-            throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds the model's context of \(model.shape.maxContext)")
+            throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds \(model.contextDescription)")
         }
         let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,
                                                  tokenizer: try loaded.requireTokenizer())
@@ -69,7 +69,7 @@ enum CalibrateCommand {
         // Checked before --out is created: text windows are not cut to --max-tokens.
         if let long = samples.first(where: { $0.tokens.count > model.shape.maxContext }) {
             throw ShadowError.invalidArgument(name: long.source.hasPrefix("text:") ? "--text-window" : "--max-tokens",
-                                              reason: "sample \(long.index) (\(long.source)) has \(long.tokens.count) tokens, more than the model's context of \(model.shape.maxContext)")
+                                              reason: "sample \(long.index) (\(long.source)) has \(long.tokens.count) tokens, more than \(model.contextDescription)")
         }
         let manifest = TraceManifest(
             model: try ModelFingerprint(loaded: loaded), criteria: criteria.map(\.rawValue), predictorToken: predictorToken,

@@ -42,7 +42,7 @@ enum InfoCommand {
             path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture,
             layers: s.layers, hiddenSize: s.hiddenSize, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
             ffnSize: s.ffnSize, vocabularySize: s.vocabularySize, maxContext: s.maxContext,
-            slidingWindow: (loaded.model as? LlamaModel)?.config.slidingWindow,
+            slidingWindow: loaded.model.slidingWindow,
             parameters: loaded.model.parameterCount, sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
             eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS)

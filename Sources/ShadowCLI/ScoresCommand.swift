@@ -51,7 +51,7 @@ enum ScoresCommand {
         guard tokens.count <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(
                 name: "--continuation",
-                reason: "context and continuation are \(tokens.count) tokens, more than the model's context of \(model.shape.maxContext)")
+                reason: "context and continuation are \(tokens.count) tokens, more than \(model.contextDescription)")
         }
         let start = Date()
         let scores = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [criterion])[criterion]!

@@ -169,7 +169,7 @@ enum SweepCommand {
         if let tracesPath, let tracesModel { try fingerprint.check(matches: tracesModel, what: tracesPath) }
         let context = try arguments.int("context", range: 2...1_000_000) ?? min(512, model.shape.maxContext)
         guard context <= model.shape.maxContext else {
-            throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds the model's context of \(model.shape.maxContext)")
+            throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds \(model.contextDescription)")
         }
         let predictors = try discoverPredictors(arguments.list("predictor") ?? [], fingerprint: fingerprint)
 

@@ -30,7 +30,7 @@ public enum Generator {
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty (no tokens)") }
         let limit = model.shape.maxContext
         guard prompt.count < limit else {
-            throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit the model's context of \(limit)")
+            throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit \(model.contextDescription)")
         }
     }
 

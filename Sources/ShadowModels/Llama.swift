@@ -30,6 +30,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public let inverseFrequencies: [Float] // (d_h / 2)
     public let sourceDTypes: [String: Int]
     public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
+    public var slidingWindow: Int? { config.slidingWindow }
 
     public init(config: LlamaConfig, architecture: String, embedding: WeightMatrix, blocks: [LlamaBlock],
                 finalNorm: [Float], lmHead: WeightMatrix, sourceDTypes: [String: Int] = [:]) {

@@ -81,7 +81,7 @@ public enum Scoring {
         }
         guard context >= 1 else { throw ShadowError.invalidArgument(name: "--context", reason: "must be at least 1, got \(context)") }
         guard context <= model.shape.maxContext else {
-            throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds the model's context of \(model.shape.maxContext)")
+            throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds \(model.contextDescription)")
         }
         let step = stride ?? defaultStride(context: context)
         guard step >= 1 && step <= context else {

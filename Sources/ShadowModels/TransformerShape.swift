@@ -84,6 +84,8 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     var weightDType: WeightDType { get }
     /// Dtypes found in the checkpoint, e.g. `["q4_1": 210, "f32": 61]` (tensor counts).
     var sourceDTypes: [String: Int] { get }
+    /// The window of a sliding-window attention that `shape.maxContext` stops at (nil: none).
+    var slidingWindow: Int? { get }
 
     /// Runs `tokens` at positions `cache.length ..< cache.length + tokens.count`, appends their
     /// keys and values to `cache`, and returns the requested logits. With a sparsity controller,
@@ -96,6 +98,14 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
 }
 
 extension CausalLanguageModel {
+    public var slidingWindow: Int? { nil }
+
+    /// "the model's context of N", saying when N is a sliding-window attention's window (past
+    /// it the model would attend differently, so the context ends there), for error messages.
+    public var contextDescription: String {
+        "the model's context of \(shape.maxContext)" + (slidingWindow == nil ? "" : " (its sliding-window attention's window)")
+    }
+
     /// Bytes of weights one dense decoded token reads.
     public var decodeBytesPerToken: Int { decodeBytesPerToken(plans: nil) }
 
