@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "ShadowTasksTests", dependencies: ["ShadowTasks", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowEvalTests", dependencies: ["ShadowEval", "ShadowTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI", "ShadowTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI", "ShadowTestSupport"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
     ]
 )

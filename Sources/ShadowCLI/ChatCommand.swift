@@ -4,152 +4,6 @@ import ShadowModels
 import ShadowSparsity
 import ShadowTokenizers
 
-/// The ChatML turn template of instruct models such as SmolLM2-Instruct, built as token ids: the
-/// markers are placed as their ids and the text between them (role, newline, message) is encoded
-/// with special tokens not recognised, so a message that spells "<|im_end|>" reaches the model as
-/// those characters and cannot end or forge a turn. For text that spells no marker the ids are
-/// those of the template's text encoded whole (markers that strip no white space, as SmolLM2's).
-struct ChatTemplate: Sendable {
-    static let markers = ["<|im_start|>", "<|im_end|>"]
-
-    let tokenizer: any Tokenizer
-    /// `<|im_start|>` and `<|im_end|>`.
-    let start: Int, end: Int
-    /// The first marker the tokenizer holds as an ordinary added token rather than a special one:
-    /// text that spells it is read as the marker even when special tokens are not recognised
-    /// (as in Hugging Face's tokenizers), so a message could end or forge a turn. Such tokenizers
-    /// exist (markers added with `add_tokens`, or user-defined tokens in a GGUF); the commands
-    /// warn and go on.
-    let ordinaryMarker: String?
-    /// The system message the model's own template puts in front of a conversation that has
-    /// none (SmolLM2's "You are a helpful AI assistant named SmolLM, …"), as `apply_chat_template`
-    /// and llama.cpp with --jinja render it; nil when its template has none or the tokenizer no template.
-    let defaultSystem: String?
-
-    /// Without its markers as single tokens the template would reach the model as plain text.
-    init(tokenizer: any Tokenizer, option: String) throws {
-        var ids: [Int] = []
-        var ordinary: String? = nil
-        for marker in Self.markers {
-            let encoded = tokenizer.encode(marker)
-            guard encoded.count == 1 else {
-                throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has no ChatML token \(marker) (not an instruct model with the ChatML template?)")
-            }
-            if ordinary == nil, tokenizer.encode(marker, splitSpecialTokens: true) == encoded { ordinary = marker }
-            ids += encoded
-        }
-        self.tokenizer = tokenizer
-        (start, end) = (ids[0], ids[1])
-        ordinaryMarker = ordinary
-        defaultSystem = tokenizer.chatTemplate.flatMap(Self.defaultSystemMessage)
-    }
-
-    /// The default system message of a ChatML template's Jinja source: a string literal that is
-    /// a whole system turn, `'<|im_start|>system\n…<|im_end|>\n'` (a literal that goes on with
-    /// `+ messages[0]['content']` is the user's own system message, not a default). Only the
-    /// literal is read, not the logic around it, which in ChatML templates emits it when the
-    /// first message is not a system message.
-    static func defaultSystemMessage(in template: String) -> String? {
-        // Jinja comments ({# … #}) are not output.
-        var source = template
-        while let open = source.range(of: "{#"), let close = source.range(of: "#}", range: open.upperBound..<source.endIndex) {
-            source.removeSubrange(open.lowerBound..<close.upperBound)
-        }
-        let opener = markers[0] + "system"
-        var from = source.startIndex
-        search: while let found = source.range(of: opener, range: from..<source.endIndex) {
-            from = found.upperBound
-            guard found.lowerBound > source.startIndex else { continue }
-            let quote = source[source.index(before: found.lowerBound)]
-            guard quote == "'" || quote == "\"" else { continue }
-            // The rest of the literal, with Jinja's (Python's) escapes read.
-            var text = "", index = found.upperBound, closed = false
-            while index < source.endIndex {
-                var character = source[index]
-                index = source.index(after: index)
-                if character == quote { closed = true; break }
-                if character == "\\", index < source.endIndex {
-                    let escaped = source[index]
-                    index = source.index(after: index)
-                    switch escaped {
-                    case "n": character = "\n"
-                    case "t": character = "\t"
-                    case "r": character = "\r"
-                    case "x", "u":
-                        // \xHH, \uHHHH: a code point in hex.
-                        let digits = escaped == "x" ? 2 : 4
-                        guard let end = source.index(index, offsetBy: digits, limitedBy: source.endIndex),
-                              let value = UInt32(source[index..<end], radix: 16), let scalar = Unicode.Scalar(value) else { continue search }
-                        character = Character(scalar)
-                        index = end
-                    default: character = escaped
-                    }
-                }
-                text.append(character)
-            }
-            let close = markers[1]
-            guard closed, text.hasPrefix("\n") else { continue }
-            var body = text.dropFirst()
-            if body.hasSuffix("\n") { body = body.dropLast() }
-            guard body.hasSuffix(close) else { continue }
-            body = body.dropLast(close.count)
-            guard !markers.contains(where: body.contains) else { continue }
-            return String(body)
-        }
-        return nil
-    }
-
-    /// `--system` and `--no-system`, shared by chat and generate --chat.
-    static func systemOptions(helpPrefix: String = "") -> [Option] {
-        [
-            .value("system", "text", help: helpPrefix + "A system message that opens the conversation (tokenized as text: a ChatML marker in it is not read as one).",
-                   defaultDescription: "the one the model's chat template adds, if any"),
-            .flag("no-system", help: helpPrefix + "No system message, not even the default one of the model's chat template."),
-        ]
-    }
-
-    /// The system message: --system, else none with --no-system, else the template's default.
-    func system(_ arguments: ParsedArguments) throws -> String? {
-        if arguments.flag("no-system") {
-            if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
-            return nil
-        }
-        return arguments.string("system") ?? defaultSystem
-    }
-
-    /// The warning for a tokenizer whose markers a message could spell, if this is one.
-    func warning(command: String) -> String? {
-        ordinaryMarker.map {
-            "\(command): warning: the tokenizer's ChatML token \($0) is not a special token: a message that spells it is read as the marker (it can end or forge a turn)"
-        }
-    }
-
-    /// `<|im_start|>role\ncontent<|im_end|>\n`.
-    func message(_ role: String, _ content: String) -> [Int] {
-        tokenizer.encode([.token(start), .text("\(role)\n\(content)"), .token(end), .text("\n")])
-    }
-
-    /// `<|im_start|>assistant\n`: where the assistant's reply starts.
-    var replyStart: [Int] { tokenizer.encode([.token(start), .text("assistant\n")]) }
-
-    /// A reply's ids as they were generated (its stop token left out), closed as the template
-    /// closes a message.
-    func closing(reply: [Int]) -> [Int] {
-        reply + tokenizer.encode([.token(end), .text("\n")])
-    }
-
-    /// One exchange of a conversation: the user's message, the reply as generated, the close.
-    func turn(user: String, reply: [Int]) -> [Int] {
-        message("user", user) + replyStart + closing(reply: reply)
-    }
-
-    /// The model's input: the system message, the earlier turns (from `turn`) and the new user
-    /// message, ending where the assistant's reply starts; BOS in front if the model adds one.
-    func prompt(system: String?, turns: [[Int]] = [], user: String) -> [Int] {
-        tokenizer.addingSpecialTokens((system.map { message("system", $0) } ?? []) + turns.joined() + message("user", user) + replyStart)
-    }
-}
-
 /// `shadowllm chat`: a conversation with an instruct model, one user message per input line.
 enum ChatCommand {
     /// One turn of `--json` output (a JSON Lines record).
@@ -187,9 +41,12 @@ enum ChatCommand {
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
-            conversation. Every reply sees the whole conversation in the ChatML template, opened by --system or else \
-            by the system message the model's own chat template adds by default (SmolLM2's "You are a helpful AI \
-            assistant named SmolLM, …", as transformers renders the template; --no-system for none). The dense model and the \
+            conversation. Every reply sees the whole conversation in the model's turn template — ChatML \
+            (<|im_start|>role …<|im_end|>: SmolLM2, Qwen2) or Llama 3 (<|start_header_id|>role<|end_header_id|> \
+            …<|eot_id|>, messages trimmed), as its chat template names — opened by --system or else by the system \
+            message the model's own chat template adds by default (SmolLM2's "You are a helpful AI assistant named \
+            SmolLM, …"; Llama 3.1's "Cutting Knowledge Date: …" preamble with today's date where the template asks \
+            for it), as transformers renders the template; --no-system for no system turn. The dense model and the \
             fixed masks of --method random and static keep the conversation's keys and values from turn to turn \
             and prefill only what the cache does not hold (the new message, and the last reply's end): one mask \
             for every turn computes them alike. shadow, dejavu, dejavu-lookahead and oracle, even at sparsity 0, \
@@ -199,8 +56,8 @@ enum ChatCommand {
             half (said on stderr), so that the next turns reuse the cache again. The conversation is kept as token \
             ids, each reply as it was generated, so a turn prefilled whole feeds the ids the cache would hold. The \
             template's markers are placed as their tokens, while messages and --system are tokenized with special \
-            tokens not recognised (Hugging Face's split_special_tokens): a message that spells <|im_end|> reaches \
-            the model as those characters and cannot end or forge a turn. Ctrl-C stops the reply being written \
+            tokens not recognised (Hugging Face's split_special_tokens): a message that spells <|im_end|> or \
+            <|eot_id|> reaches the model as those characters and cannot end or forge a turn. Ctrl-C stops the reply being written \
             (during the prefill, before its first token, the message is dropped); at the prompt it ends the \
             program. When sampling, turn n uses --seed + n − 1.
             """,
@@ -224,10 +81,10 @@ enum ChatCommand {
         let model = loaded.model
         let json = arguments.flag("json")
         // The end of a turn ends a reply, whatever the model's own end-of-sequence token is.
-        let stopTokens = loaded.stopTokens.union([template.end])
+        let stopTokens = loaded.stopTokens.union(template.stopTokens)
         let limit = try arguments.int("context", range: 2...1_000_000) ?? min(model.shape.maxContext, defaultContext)
         guard limit <= model.shape.maxContext else {
-            throw ShadowError.invalidArgument(name: "--context", reason: "\(limit) exceeds the model's context of \(model.shape.maxContext)")
+            throw ShadowError.invalidArgument(name: "--context", reason: "\(limit) exceeds \(model.contextDescription)")
         }
         if let system, template.prompt(system: system, user: "").count >= limit {
             throw arguments.has("system")

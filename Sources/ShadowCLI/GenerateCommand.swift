@@ -8,8 +8,8 @@ import ShadowTokenizers
 enum GenerateCommand {
     struct Report: Encodable {
         let prompt: String
-        /// With --chat: the system message the prompt opened with (absent without --chat or
-        /// without one).
+        /// With --chat: the text of the system turn the prompt opened with (Llama 3.1's date
+        /// preamble included; absent without --chat or without one).
         let system: String?
         let text: String
         let promptTokens: [Int]
@@ -35,7 +35,7 @@ enum GenerateCommand {
             .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
-            .flag("chat", help: "Wrap the prompt in the ChatML turn template of instruct models (<|im_start|>user …), as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
+            .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …) or Llama 3 (<|start_header_id|>user …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
         ] + ChatTemplate.systemOptions(helpPrefix: "With --chat: ") + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
@@ -60,7 +60,13 @@ enum GenerateCommand {
         if let warning = template?.warning(command: "generate") { console.printError(warning) }
         let system = try template?.system(arguments)
         let promptIDs = template.map { $0.prompt(system: system, user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
-        let stopTokens = loaded.stopTokens.union(template.map { [$0.end] } ?? [])
+        let stopTokens = loaded.stopTokens.union(template?.stopTokens ?? [])
+        // A system turn that fills the context is not the prompt's fault.
+        if let template, let system, template.prompt(system: system, user: "").count >= loaded.model.shape.maxContext {
+            throw arguments.has("system")
+                ? ShadowError.invalidArgument(name: "--system", reason: "leaves no room in \(loaded.model.contextDescription)")
+                : ShadowError.invalidArgument(name: "--chat", reason: "the default system message of the model's chat template leaves no room in \(loaded.model.contextDescription) (--no-system leaves it out)")
+        }
         try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
         if sparsity is OracleController, promptIDs.count < 2 {
@@ -82,7 +88,7 @@ enum GenerateCommand {
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
         if json {
             console.print(try JSONOutput.string(Report(
-                prompt: prompt, system: system, text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
+                prompt: prompt, system: template?.systemContent(system), text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
                 promptTokens: promptIDs, tokens: result.tokens,
                 stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped,
                 prefillTokensPerSecond: result.stats.promptTokensPerSecond,
@@ -96,7 +102,7 @@ enum GenerateCommand {
             }
         }
         if result.stoppedAtContext {
-            console.printError("generate: stopped after \(result.tokens.count) of \(maxTokens) tokens: the model's context of \(loaded.model.shape.maxContext) is full")
+            console.printError("generate: stopped after \(result.tokens.count) of \(maxTokens) tokens: \(loaded.model.contextDescription) is full")
         }
     }
 }

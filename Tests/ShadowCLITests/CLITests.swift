@@ -406,13 +406,14 @@ struct CLITests {
         #expect(tokenizer.decode(prompt, skipSpecialTokens: false) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nSure<|im_end|>\n<|im_start|>assistant\n")
     }
 
-    @Test("--chat needs a tokenizer with the ChatML tokens")
+    @Test("--chat needs a tokenizer with the ChatML or the Llama 3 tokens")
     func chatTemplate() {
         let chat = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hi", "-n", "2", "--chat"])
         #expect(chat.status == 0, "\(chat.err)")
         let plain = CLIRun(["generate", "--model", fixture("tiny-opt"), "--prompt", "Hi", "-n", "2", "--chat"])
         #expect(plain.status != 0 && plain.out.isEmpty, "\(plain.out)")
-        #expect(plain.err == "error: --chat: the tokenizer has no ChatML token <|im_start|> (not an instruct model with the ChatML template?)\n", "\(plain.err)")
+        #expect(plain.err == "error: --chat: the tokenizer has the tokens of no chat template this command builds: ChatML (<|im_start|>, <|im_end|>) "
+                + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) (not an instruct model?)\n", "\(plain.err)")
     }
 
     @Test("a directory given where a file belongs is called a directory, not a missing file")
@@ -433,6 +434,29 @@ struct CLITests {
     }
 
     // /proc/self/mem opens but fails to read at offset 0 (EIO), also for root, who reads chmod 000 files.
+    @Test("a context that ends at a sliding-window attention's window says so in errors")
+    func slidingWindowContext() throws {
+        // The tiny Llama as a Mistral whose 48-token window caps its 128-token context.
+        let model = TestScratch.path("sliding-window-model")
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
+        let configPath = model + "/config.json"
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        config["model_type"] = "mistral"
+        config["architectures"] = ["MistralForCausalLM"]
+        config["sliding_window"] = 48
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        let window = "the model's context of 48 (its sliding-window attention's window)"
+        let prompt = String(repeating: "ab ", count: 60)
+        let generate = CLIRun(["generate", "--model", model, "--prompt", prompt, "-n", "1"])
+        #expect(generate.status == 1 && generate.err.hasPrefix("error: --prompt: ") && generate.err.hasSuffix(" tokens do not fit \(window)\n"), "\(generate.err)")
+        let bench = CLIRun(["bench", "--model", model, "-p", "64", "-n", "0", "-r", "1", "--no-progress"])
+        #expect(bench.status == 1 && bench.err == "error: -p: 64 exceeds \(window)\n", "\(bench.err)")
+        // Within the window all is as usual; the model without a window keeps its context.
+        #expect(CLIRun(["generate", "--model", model, "--prompt", "ab ab", "-n", "2"]).status == 0)
+        let plain = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "200", "-n", "0", "-r", "1", "--no-progress"])
+        #expect(plain.err == "error: -p: 200 exceeds the model's context of 128\n", "\(plain.err)")
+    }
+
     @Test("a file that is there but cannot be read is not called missing: the error names it and the cause",
           .enabled(if: FileManager.default.fileExists(atPath: "/proc/self/mem"), "needs /proc/self/mem (Linux)"))
     func unreadableFiles() throws {

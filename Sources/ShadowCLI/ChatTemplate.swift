@@ -1,0 +1,310 @@
+import Foundation
+import ShadowFormats
+import ShadowTokenizers
+
+/// The turn template of an instruct model, built as token ids: ChatML (SmolLM2, Qwen2) or Llama 3.
+/// The markers are placed as their ids and the text between them (role, separators, message) is
+/// encoded with special tokens not recognised, so a message that spells "<|im_end|>" or
+/// "<|eot_id|>" reaches the model as those characters and cannot end or forge a turn. For text
+/// that spells no marker the ids are those of the template's text encoded whole (markers that
+/// strip no white space, as SmolLM2's and Llama 3's).
+struct ChatTemplate: Sendable {
+    /// The template families `chat` and `generate --chat` build.
+    enum Family: String, Sendable {
+        /// `<|im_start|>role\ncontent<|im_end|>\n`, the reply after `<|im_start|>assistant\n`.
+        case chatML = "ChatML"
+        /// BOS, then `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` with the
+        /// content trimmed, the reply after `<|start_header_id|>assistant<|end_header_id|>\n\n`.
+        case llama3 = "Llama 3"
+
+        /// The token that opens a turn, the one that ends it, and (Llama 3) the header's end.
+        var markers: [String] {
+            switch self {
+            case .chatML: ["<|im_start|>", "<|im_end|>"]
+            case .llama3: ["<|start_header_id|>", "<|eot_id|>", "<|end_header_id|>"]
+            }
+        }
+
+        /// A whole system turn as a template's string literal spells it, around the message.
+        var systemTurn: (prefix: String, suffix: String) {
+            switch self {
+            case .chatML: ("<|im_start|>system\n", "<|im_end|>")
+            case .llama3: ("<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>")
+            }
+        }
+    }
+
+    let family: Family
+    let tokenizer: any Tokenizer
+    /// The tokens that open and end a turn (`<|im_start|>`, `<|im_end|>`; `<|start_header_id|>`,
+    /// `<|eot_id|>`).
+    let start: Int, end: Int
+    /// Llama 3's `<|end_header_id|>`.
+    let headerEnd: Int?
+    /// The tokens that end a reply: the turn's end, and Llama 3's `<|eom_id|>` if the tokenizer has it.
+    let stopTokens: Set<Int>
+    /// The first marker the tokenizer holds as an ordinary added token rather than a special one:
+    /// text that spells it is read as the marker even when special tokens are not recognised
+    /// (as in Hugging Face's tokenizers), so a message could end or forge a turn. Such tokenizers
+    /// exist (markers added with `add_tokens`, or user-defined tokens in a GGUF); the commands
+    /// warn and go on.
+    let ordinaryMarker: String?
+    /// The system message the model's own template puts in front of a conversation that has
+    /// none (SmolLM2's "You are a helpful AI assistant named SmolLM, …"; "" for Llama 3.1's
+    /// templates, whose system turn is always there), as `apply_chat_template` and llama.cpp with
+    /// --jinja render it; nil when its template has none or the tokenizer no template.
+    let defaultSystem: String?
+    /// What Llama 3.1 and later templates write in every system turn before the message:
+    /// "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n" (today's date where
+    /// the template asks for it with `strftime_now`, as transformers renders it).
+    let systemPreamble: String?
+
+    /// Without its markers as single tokens the template would reach the model as plain text.
+    /// `now` dates the system preamble of templates that write today's date.
+    init(tokenizer: any Tokenizer, option: String, now: Date = Date()) throws {
+        let family = try Self.family(of: tokenizer, option: option)
+        var ids: [Int] = []
+        var ordinary: String? = nil
+        for marker in family.markers {
+            let encoded = tokenizer.encode(marker)
+            guard encoded.count == 1 else {
+                throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has no \(family.rawValue) token \(marker), which its chat template uses")
+            }
+            if ordinary == nil, tokenizer.encode(marker, splitSpecialTokens: true) == encoded { ordinary = marker }
+            ids += encoded
+        }
+        self.family = family
+        self.tokenizer = tokenizer
+        (start, end) = (ids[0], ids[1])
+        headerEnd = ids.count > 2 ? ids[2] : nil
+        let endOfMessage = family == .llama3 ? tokenizer.encode("<|eom_id|>") : []
+        stopTokens = Set([end] + (endOfMessage.count == 1 ? endOfMessage : []))
+        ordinaryMarker = ordinary
+        let source = tokenizer.chatTemplate
+        systemPreamble = family == .llama3 ? source.flatMap { Self.llama3Preamble(in: $0, now: now) } : nil
+        defaultSystem = source.flatMap { Self.defaultSystemMessage(in: $0, family: family) } ?? (systemPreamble == nil ? nil : "")
+    }
+
+    /// The family the model's chat template names by its markers; without a template (or one
+    /// that names neither), the first whose markers the tokenizer holds as single tokens.
+    static func family(of tokenizer: any Tokenizer, option: String) throws -> Family {
+        let families: [Family] = [.chatML, .llama3]
+        if let template = tokenizer.chatTemplate, let named = families.first(where: { template.contains($0.markers[0]) }) {
+            return named
+        }
+        if let held = families.first(where: { $0.markers.allSatisfy { tokenizer.encode($0).count == 1 } }) { return held }
+        let names = families.map { "\($0.rawValue) (\($0.markers.joined(separator: ", ")))" }.joined(separator: " or ")
+        throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has the tokens of no chat template this command builds: \(names) (not an instruct model?)")
+    }
+
+    /// Jinja source without its comments (`{# … #}`), which are not output.
+    static func withoutComments(_ template: String) -> String {
+        var source = template
+        while let open = source.range(of: "{#"), let close = source.range(of: "#}", range: open.upperBound..<source.endIndex) {
+            source.removeSubrange(open.lowerBound..<close.upperBound)
+        }
+        return source
+    }
+
+    /// The Jinja (Python) string literal that opens with the quote at `quote`, its escapes read
+    /// (\n \t \r, \xHH, \uHHHH, and a backslash before any other character keeps that
+    /// character); nil when it is not closed or an escape is malformed.
+    static func stringLiteral(in source: String, at quote: String.Index) -> String? {
+        let delimiter = source[quote]
+        var text = "", index = source.index(after: quote)
+        while index < source.endIndex {
+            var character = source[index]
+            index = source.index(after: index)
+            if character == delimiter { return text }
+            if character == "\\", index < source.endIndex {
+                let escaped = source[index]
+                index = source.index(after: index)
+                switch escaped {
+                case "n": character = "\n"
+                case "t": character = "\t"
+                case "r": character = "\r"
+                case "x", "u":
+                    let digits = escaped == "x" ? 2 : 4
+                    guard let end = source.index(index, offsetBy: digits, limitedBy: source.endIndex),
+                          let value = UInt32(source[index..<end], radix: 16), let scalar = Unicode.Scalar(value) else { return nil }
+                    character = Character(scalar)
+                    index = end
+                default: character = escaped
+                }
+            }
+            text.append(character)
+        }
+        return nil
+    }
+
+    /// The string literals of `source` that hold `text`, each read from the quote nearest before it.
+    static func literals(holding text: String, in source: String) -> [String] {
+        var found: [String] = []
+        var from = source.startIndex
+        while let match = source.range(of: text, range: from..<source.endIndex) {
+            from = match.upperBound
+            guard let quote = source[..<match.lowerBound].lastIndex(where: { $0 == "'" || $0 == "\"" }),
+                  let literal = stringLiteral(in: source, at: quote), literal.contains(text) else { continue }
+            found.append(literal)
+        }
+        return found
+    }
+
+    /// The default system message of a template's Jinja source (comments left out): a string
+    /// literal that is a whole system turn, `'<|im_start|>system\n…<|im_end|>\n'` or
+    /// `'<|start_header_id|>system<|end_header_id|>\n\n…<|eot_id|>'` (a literal that goes on with
+    /// `+ messages[0]['content']` is the user's own system message, not a default). Only the
+    /// literal is read, not the logic around it, which emits it when the first message is not a
+    /// system message.
+    static func defaultSystemMessage(in template: String, family: Family = .chatML) -> String? {
+        let source = withoutComments(template)
+        let (prefix, suffix) = family.systemTurn
+        // The source may spell the newlines as escapes: the literals are found by what comes before.
+        let needle = String(prefix.prefix { $0 != "\n" })
+        for literal in literals(holding: needle, in: source) where literal.hasPrefix(prefix) {
+            var body = literal.dropFirst(prefix.count)
+            if family == .chatML, body.hasSuffix("\n") { body = body.dropLast() }
+            guard body.hasSuffix(suffix) else { continue }
+            body = body.dropLast(suffix.count)
+            guard !family.markers.contains(where: body.contains) else { continue }
+            return String(body)
+        }
+        return nil
+    }
+
+    /// Llama 3.1 and later: "Cutting Knowledge Date: …\n" as the template spells it, then "Today
+    /// Date: " and the date — `strftime_now(format)` of `now` when the template calls it (as
+    /// transformers and llama.cpp --jinja define it), else its `date_string` default — and a blank
+    /// line. Nil for templates without the preamble (Llama 3).
+    static func llama3Preamble(in template: String, now: Date) -> String? {
+        let source = withoutComments(template)
+        guard let knowledge = literals(holding: "Cutting Knowledge Date:", in: source).first else { return nil }
+        let date: String
+        if let format = firstLiteral(after: "strftime_now(", in: source) {
+            date = strftime(format, now)
+        } else if let value = firstLiteral(after: "set date_string =", in: source) {
+            date = value
+        } else {
+            return nil
+        }
+        return knowledge + "Today Date: " + date + "\n\n"
+    }
+
+    /// The string literal right after the first `text` (white space between), if there is one.
+    static func firstLiteral(after text: String, in source: String) -> String? {
+        var from = source.startIndex
+        while let match = source.range(of: text, range: from..<source.endIndex) {
+            from = match.upperBound
+            if let quote = source[match.upperBound...].firstIndex(where: { !$0.isWhitespace }), source[quote] == "'" || source[quote] == "\"",
+               let literal = stringLiteral(in: source, at: quote) {
+                return literal
+            }
+        }
+        return nil
+    }
+
+    /// C's strftime of `date` in local time, as Python's `datetime.now().strftime(format)`.
+    static func strftime(_ format: String, _ date: Date) -> String {
+        var time = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        localtime_r(&time, &parts)
+        var buffer = [CChar](repeating: 0, count: 256)
+        let count = Foundation.strftime(&buffer, buffer.count, format, &parts)
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `--system` and `--no-system`, shared by chat and generate --chat.
+    static func systemOptions(helpPrefix: String = "") -> [Option] {
+        [
+            .value("system", "text", help: helpPrefix + "A system message that opens the conversation (tokenized as text: a template marker in it is not read as one).",
+                   defaultDescription: "the one the model's chat template adds, if any"),
+            .flag("no-system", help: helpPrefix + "No system turn, not even the default one of the model's chat template (Llama 3.1's date preamble included)."),
+        ]
+    }
+
+    /// The system message: --system, else none with --no-system, else the template's default.
+    func system(_ arguments: ParsedArguments) throws -> String? {
+        if arguments.flag("no-system") {
+            if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
+            return nil
+        }
+        return arguments.string("system") ?? defaultSystem
+    }
+
+    /// The system turn's text for a system message: Llama 3 trims it and puts the preamble of
+    /// 3.1's templates in front.
+    func systemContent(_ system: String?) -> String? {
+        guard let system else { return nil }
+        return (systemPreamble ?? "") + content(system)
+    }
+
+    /// A message as the template writes it: trimmed of white space at both ends by Llama 3 (Jinja's
+    /// `trim`, Python's `str.strip()`), as it is by ChatML.
+    func content(_ message: String) -> String {
+        guard family == .llama3 else { return message }
+        let scalars = message.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !Self.isPythonSpace($0) }),
+              let last = scalars.lastIndex(where: { !Self.isPythonSpace($0) }) else { return "" }
+        return String(scalars[first...last])
+    }
+
+    /// Python's `str.isspace` for one character.
+    static func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000: true
+        default: false
+        }
+    }
+
+    /// The warning for a tokenizer whose markers a message could spell, if this is one.
+    func warning(command: String) -> String? {
+        ordinaryMarker.map {
+            "\(command): warning: the tokenizer's \(family.rawValue) token \($0) is not a special token: a message that spells it is read as the marker (it can end or forge a turn)"
+        }
+    }
+
+    /// A turn's opening, as parts: `<|im_start|>role\n`, `<|start_header_id|>role<|end_header_id|>\n\n`;
+    /// `text` follows in the same text part (the template's text encoded whole).
+    private func opening(_ role: String, then text: String) -> [PromptPart] {
+        switch family {
+        case .chatML: [.token(start), .text("\(role)\n\(text)")]
+        case .llama3: [.token(start), .text(role), .token(headerEnd!), .text("\n\n\(text)")]
+        }
+    }
+
+    /// The end of a turn: `<|im_end|>\n`, `<|eot_id|>`.
+    private var closingParts: [PromptPart] {
+        family == .chatML ? [.token(end), .text("\n")] : [.token(end)]
+    }
+
+    /// One whole turn with `content` as it is written (see `content(_:)`, `systemContent(_:)`).
+    func message(_ role: String, _ content: String) -> [Int] {
+        tokenizer.encode(opening(role, then: content) + closingParts)
+    }
+
+    /// Where the assistant's reply starts: `<|im_start|>assistant\n`,
+    /// `<|start_header_id|>assistant<|end_header_id|>\n\n`.
+    var replyStart: [Int] { tokenizer.encode(opening("assistant", then: "")) }
+
+    /// A reply's ids as they were generated (its stop token left out), closed as the template
+    /// closes a message.
+    func closing(reply: [Int]) -> [Int] {
+        reply + tokenizer.encode(closingParts)
+    }
+
+    /// One exchange of a conversation: the user's message, the reply as generated, the close.
+    func turn(user: String, reply: [Int]) -> [Int] {
+        message("user", content(user)) + replyStart + closing(reply: reply)
+    }
+
+    /// The model's input: the system turn, the earlier turns (from `turn`) and the new user
+    /// message, ending where the assistant's reply starts. ChatML gets BOS in front if the model
+    /// adds one; Llama 3's template writes BOS itself.
+    func prompt(system: String?, turns: [[Int]] = [], user: String) -> [Int] {
+        let body = (systemContent(system).map { message("system", $0) } ?? []) + turns.joined() + message("user", content(user)) + replyStart
+        switch family {
+        case .chatML: return tokenizer.addingSpecialTokens(body)
+        case .llama3: return (tokenizer.bosTokenID.map { [$0] } ?? []) + body
+        }
+    }
+}
