@@ -4,7 +4,7 @@ import ShadowKernels
 /// applied: the same code runs dense (no plan), skipping pruned units, or zeroing them.
 enum BlockSteps {
     /// Attention half: projections of the kept heads (and the KV groups they read), RoPE when
-    /// given, the cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised
+    /// given (per token: its query heads, then its key heads; it may normalise them first), the cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised
     /// input, (T, d); `sparsity` observes the full A (T, H·d_h) of a dense layer, its first
     /// `promptRows` rows being the prompt's. With `branches`, each branch's positions start at the
     /// context's end and it attends to the context and to itself.
@@ -12,7 +12,7 @@ enum BlockSteps {
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,
                           plan: LayerPlan?, execution: SparseExecution, sparsity: (any SparsityController)?, promptRows: Int,
                           cache: KVCache, layer: Int, past: Int, tokens T: Int, branches: Branches? = nil, scale: Float,
-                          rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int) -> Void)?) {
+                          rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int, _ keys: Bool) -> Void)?) {
         let s = cache.shape, scratch = cache.scratch
         let keepAllKV = sparsity?.keepsAllKeysAndValues ?? false
         var plan = plan ?? .dense
@@ -40,8 +40,8 @@ enum BlockSteps {
         if let rope {
             for t in 0..<T {
                 let position = branches.position(of: t, past: past)
-                rope(qb + t * nq * s.headDim, nq, position)
-                rope(kb + t * ng * s.headDim, ng, position)
+                rope(qb + t * nq * s.headDim, nq, position, false)
+                rope(kb + t * ng * s.headDim, ng, position, true)
             }
         }
         CausalAttention.store(cache: cache, layer: layer, k: kb, v: vb, past: past, tokens: T, groups: groups)

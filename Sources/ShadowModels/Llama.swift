@@ -3,7 +3,8 @@ import ShadowFormats
 import ShadowKernels
 
 // The Llama family: RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP, tied or
-// untied LM head. Qwen2 adds q/k/v biases; Mistral differs only in its config keys.
+// untied LM head. Qwen2 adds q/k/v biases; Qwen3 an RMSNorm of every query and key head before
+// RoPE; Mistral differs only in its config keys.
 
 /// One decoder block's weights. The output and down projections are stored transposed (one row
 /// per head dimension / neuron) so that sparse execution skips rows (DESIGN §5).
@@ -17,6 +18,9 @@ public struct LlamaBlock: Sendable {
     public let gate: Linear                // (F, d)
     public let up: Linear                  // (F, d)
     public let down: TransposedLinear      // (F, d)
+    /// Qwen3: RMSNorm weights applied to each query and each key head before RoPE.
+    public var queryNorm: [Float]? = nil   // (d_h)
+    public var keyNorm: [Float]? = nil     // (d_h)
 }
 
 public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
@@ -50,6 +54,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let perBlock = 2 * s.hiddenSize + s.hiddenSize * (s.attentionWidth * 2 + s.kvWidth * 2)
             + 3 * s.hiddenSize * s.ffnSize
             + (blocks.first?.q.bias == nil ? 0 : s.attentionWidth + 2 * s.kvWidth)
+            + (blocks.first?.queryNorm == nil ? 0 : 2 * s.headDim)
         let head = lmHead === embedding ? 0 : lmHead.count
         return embedding.count + s.layers * perBlock + s.hiddenSize + head
     }
@@ -78,10 +83,14 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let scale = 1 / Float(s.headDim).squareRoot()
         let execution = sparsity?.execution ?? .skip
         inverseFrequencies.withUnsafeBufferPointer { invFreq in
-            let rope = { (p: UnsafeMutablePointer<Float>, heads: Int, position: Int) in
-                Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq.baseAddress!)
-            }
             for (l, block) in blocks.enumerated() {
+                // Qwen3 normalises each query and key head, then RoPE rotates it.
+                let rope = { (p: UnsafeMutablePointer<Float>, heads: Int, position: Int, keys: Bool) in
+                    if let norm = keys ? block.keyNorm : block.queryNorm {
+                        norm.withUnsafeBufferPointer { Ops.rmsNorm(p, p, $0.baseAddress!, rows: heads, n: s.headDim, eps: self.config.rmsNormEps) }
+                    }
+                    Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq.baseAddress!)
+                }
                 // Layer 0 always runs dense: its attention output feeds the predictor.
                 let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
                 block.attentionNorm.withUnsafeBufferPointer {
@@ -210,13 +219,16 @@ public struct LlamaConfig: Sendable, Equatable {
     public var tieWordEmbeddings: Bool
     /// Qwen2 (and `attention_bias: true`) adds biases to q, k and v.
     public var attentionBias: Bool
+    /// Qwen3 normalises each query and key head (RMSNorm over d_h, weights q_norm and k_norm)
+    /// before RoPE.
+    public var queryKeyNorm: Bool
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
 
     public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
                 slidingWindow: Int? = nil, rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
-                tieWordEmbeddings: Bool = false, attentionBias: Bool = false,
+                tieWordEmbeddings: Bool = false, attentionBias: Bool = false, queryKeyNorm: Bool = false,
                 bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
         self.modelType = modelType
         self.hiddenSize = hiddenSize
@@ -232,6 +244,7 @@ public struct LlamaConfig: Sendable, Equatable {
         self.rope = rope
         self.tieWordEmbeddings = tieWordEmbeddings
         self.attentionBias = attentionBias
+        self.queryKeyNorm = queryKeyNorm
         self.bosTokenID = bosTokenID
         self.eosTokenIDs = eosTokenIDs
     }
@@ -324,7 +337,7 @@ extension LlamaConfig: Decodable {
         // ignored for Llama.
         if let window = try c.optionalPositiveInt(.slidingWindow) {
             var sliding = modelType == "mistral"
-            if modelType == "qwen2", try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
+            if modelType == "qwen2" || modelType == "qwen3", try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
                 if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
                     sliding = types.contains("sliding_attention")
                 } else {
@@ -362,6 +375,7 @@ extension LlamaConfig: Decodable {
         rope = RopeConfig(theta: theta, scaling: scaling)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (modelType == "qwen2")
+        queryKeyNorm = modelType == "qwen3"
         if try c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
             throw DecodingError.dataCorruptedError(forKey: .mlpBias, in: c, debugDescription: "MLP biases are not supported")
         }
@@ -392,6 +406,9 @@ extension LlamaModel {
                 config.attentionBias ? try table.vector(p + name, count: n) : nil
             }
             try refuseOutputBias(table, p + "self_attn.o_proj.bias")
+            func headNorm(_ name: String) throws -> [Float]? {
+                config.queryKeyNorm ? try table.vector(p + name, count: s.headDim) : nil
+            }
             return LlamaBlock(
                 attentionNorm: try table.vector(p + "input_layernorm.weight", count: d),
                 q: Linear(weight: try table.weight(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
@@ -404,7 +421,8 @@ extension LlamaModel {
                 mlpNorm: try table.vector(p + "post_attention_layernorm.weight", count: d),
                 gate: Linear(weight: try table.weight(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d)),
                 up: Linear(weight: try table.weight(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d)),
-                down: TransposedLinear(weightT: try table.transposedWeight(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize)))
+                down: TransposedLinear(weightT: try table.transposedWeight(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize)),
+                queryNorm: try headNorm("self_attn.q_norm.weight"), keyNorm: try headNorm("self_attn.k_norm.weight"))
         }
         let finalNorm = try table.vector("model.norm.weight", count: d)
         let lmHead: WeightMatrix
@@ -454,7 +472,9 @@ extension LlamaModel {
                 mlpNorm: try table.vector(p + "ffn_norm.weight", count: d),
                 gate: Linear(weight: try table.weight(p + "ffn_gate.weight", rows: s.ffnSize, cols: d)),
                 up: Linear(weight: try table.weight(p + "ffn_up.weight", rows: s.ffnSize, cols: d)),
-                down: TransposedLinear(weightT: try table.transposedWeight(p + "ffn_down.weight", rows: d, cols: s.ffnSize)))
+                down: TransposedLinear(weightT: try table.transposedWeight(p + "ffn_down.weight", rows: d, cols: s.ffnSize)),
+                queryNorm: config.queryKeyNorm ? try table.vector(p + "attn_q_norm.weight", count: s.headDim) : nil,
+                keyNorm: config.queryKeyNorm ? try table.vector(p + "attn_k_norm.weight", count: s.headDim) : nil)
         }
         let finalNorm = try table.vector("output_norm.weight", count: d)
         let lmHead = try table.optionalWeight("output.weight", rows: s.vocabularySize, cols: d) ?? embedding

@@ -27,7 +27,7 @@ public enum ArchitectureRegistry {
     typealias HFLoader = @Sendable (_ configData: Data, _ configPath: String, _ table: TensorTable) throws -> any CausalLanguageModel
 
     static let huggingFace: [String: HFLoader] = [
-        "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "smollm": loadLlama,
+        "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "qwen3": loadLlama, "smollm": loadLlama,
         "opt": loadOPT,
     ]
 
@@ -35,6 +35,7 @@ public enum ArchitectureRegistry {
     static let gguf: [String: (modelType: String, permutedQK: Bool)] = [
         "llama": ("llama", true),
         "qwen2": ("qwen2", false),
+        "qwen3": ("qwen3", false),
     ]
 
     public static var huggingFaceNames: [String] { huggingFace.keys.sorted() }
@@ -150,6 +151,7 @@ public enum ModelLoader {
             rope: try ggufRope(file, table, arch: arch, headDim: headDim),
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,
             attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
+            queryKeyNorm: arch == "qwen3",
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
         // Errors name the GGUF keys the values came from, not config.json's.

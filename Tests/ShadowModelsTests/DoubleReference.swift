@@ -26,6 +26,7 @@ struct DoubleReference {
         var first: [Double], firstBias: [Double]?            // (F, d) gate or fc1
         var up: [Double]?                                    // (F, d) Llama only
         var downT: [Double], downBias: [Double]?             // (F, d), (d)
+        var queryNorm: [Double]? = nil, keyNorm: [Double]? = nil  // (d_h) Qwen3's per-head norms
 
         subscript(role: Role) -> [Double] {
             get {
@@ -75,7 +76,7 @@ struct DoubleReference {
                 Block(norm1: d(b.attentionNorm)!, norm1Bias: nil, q: d(b.q.weight), k: d(b.k.weight), v: d(b.v.weight),
                       qBias: d(b.q.bias), kBias: d(b.k.bias), vBias: d(b.v.bias), outputT: d(b.output.weightT), outputBias: nil,
                       norm2: d(b.mlpNorm)!, norm2Bias: nil, first: d(b.gate.weight), firstBias: nil, up: d(b.up.weight),
-                      downT: d(b.down.weightT), downBias: nil)
+                      downT: d(b.down.weightT), downBias: nil, queryNorm: d(b.queryNorm), keyNorm: d(b.keyNorm))
             }
             finalNorm = d(m.finalNorm); finalNormBias = nil
             lmHead = d(m.lmHead)
@@ -237,6 +238,10 @@ struct DoubleReference {
             var k = Self.timesTransposed(attentionInput, b.k, b.kBias, rows: T, inputs: d, outputs: kw)
             let v = Self.timesTransposed(attentionInput, b.v, b.vBias, rows: T, inputs: d, outputs: kw)
             if isLlama {
+                if let queryNorm = b.queryNorm, let keyNorm = b.keyNorm {
+                    q = norm(q, queryNorm, nil, rows: T * s.heads, n: s.headDim)
+                    k = norm(k, keyNorm, nil, rows: T * s.kvHeads, n: s.headDim)
+                }
                 rope(&q, rows: T, heads: s.heads)
                 rope(&k, rows: T, heads: s.kvHeads)
             }

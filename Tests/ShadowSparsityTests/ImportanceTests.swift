@@ -384,7 +384,7 @@ struct ReferenceCriteriaTests {
     }
 
     @Test("plainact and snip scores equal PyTorch's within 1e-4",
-          arguments: ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-opt", "tiny-opt-postln"])
+          arguments: ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln"])
     func agrees(checkpoint: String) throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ShadowModelsTests/Fixtures/\(checkpoint)/gradients.json")

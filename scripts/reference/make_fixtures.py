@@ -3,6 +3,9 @@
 
 Usage:
     python3 scripts/reference/make_fixtures.py [--smollm2 PATH/TO/SmolLM2-135M-Instruct.Q4_1.gguf] [--out DIR]
+                                               [--only NAME,...]
+
+--only rewrites just the named fixtures (e.g. --only tiny-qwen3), leaving the others as they are.
 
 Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
 
@@ -15,6 +18,8 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
                         "rope_type"}, "dtype").
   tiny-qwen2/           Qwen2ForCausalLM, GQA 4/2, random non-zero q/k/v biases, tied, rope theta 1e6, stored
                         as bfloat16, config.json in the transformers-4.x layout (as tiny-llama).
+  tiny-qwen3/           Qwen3ForCausalLM, GQA 4/2, head_dim 24 (not hidden / heads), random q_norm / k_norm
+                        weights, tied, rope theta 1e6, float32, config.json as transformers 5 writes it.
   tiny-opt/             OPTForCausalLM pre-LN (like opt-125m), random biases and LayerNorm weights, tied,
                         stored as float16.
   tiny-opt-postln/      OPTForCausalLM post-LN like opt-350m: do_layer_norm_before=false,
@@ -22,6 +27,9 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
   tiny-llama-gguf/      model.gguf: a llama GGUF laid out like llama.cpp's converter output (attn_q / attn_k
                         rows permuted for adjacent-pair RoPE), rope freq_base 30000, with Q8_0, Q4_0, Q4_1, F16, BF16 and F32
                         tensors, and byte-level BPE tokenizer metadata.
+  tiny-qwen3-gguf/      model.gguf: tiny-qwen3's float32 weights as llama.cpp's qwen3 GGUF (attn_q_norm,
+                        attn_k_norm, attention.key_length 24), byte-level BPE tokenizer metadata; expected.json
+                        is tiny-qwen3's.
   smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
@@ -71,7 +79,7 @@ from gguf import GGUFReader, GGUFWriter
 from gguf import quants as gquants
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM)
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 SEED = 1234
 VOCAB = 384          # every tiny model and tokenizer
@@ -309,9 +317,15 @@ def compute_expected(out: Path, cls, input_ids: list[list[int]], storage_dtype: 
     }
 
 
+# --only: the fixtures to write (None: all).
+ONLY: set[str] | None = None
+
+
 def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dtype, seed: int,
                     tok: Tokenizer, *, sharded: bool = False, legacy: bool = False,
                     legacy_merges: bool = False) -> dict:
+    if ONLY is not None and name not in ONLY:
+        return {"name": name + " (kept)", "tensors": {}}
     out = root / name
     if out.exists():
         shutil.rmtree(out)
@@ -368,6 +382,12 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
                       rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False, **common)
     summaries.append(make_hf_fixture(root, "tiny-qwen2", Qwen2ForCausalLM, cfg, torch.bfloat16, SEED + 3,
                                      llama_tok, legacy=True))
+
+    # tiny-qwen3: per-head q/k RMSNorms (random weights), head_dim 24 != hidden / heads, tied.
+    cfg = Qwen3Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=24,
+                      rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False, **common)
+    summaries.append(make_hf_fixture(root, "tiny-qwen3", Qwen3ForCausalLM, cfg, torch.float32, SEED + 7,
+                                     llama_tok))
 
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
@@ -590,6 +610,75 @@ GGUF_TYPES = {
 }
 
 
+def add_gguf_tokenizer(wr: GGUFWriter, tok: Tokenizer) -> None:
+    """The byte-level BPE `tok` as llama.cpp's tokenizer.ggml.* metadata."""
+    vocab = tok.get_vocab()
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    merges = [" ".join(p) for p in json.loads(tok.to_str())["model"]["merges"]]
+    types = [3 if t in LLAMA_SPECIALS else 1 for t in tokens]
+    wr.add_add_space_prefix(False)
+    wr.add_add_bos_token(False)
+    wr.add_tokenizer_model("gpt2")
+    wr.add_tokenizer_pre("gpt-2")          # plain GPT-2 regex split, no digit splitting (matches tokenizer.json)
+    wr.add_token_list(tokens)
+    wr.add_token_types(types)
+    wr.add_token_merges(merges)
+    wr.add_bos_token_id(vocab["<|im_start|>"])
+    wr.add_eos_token_id(vocab["<|im_end|>"])
+    wr.add_unk_token_id(vocab["<|endoftext|>"])
+    wr.add_pad_token_id(vocab["<|im_end|>"])
+
+
+def make_qwen3_gguf(root: Path, tok: Tokenizer) -> dict:
+    """tiny-qwen3-gguf/model.gguf: tiny-qwen3's float32 weights under llama.cpp's qwen3 names (Q/K rows
+    not permuted: qwen models use rotate-half RoPE in llama.cpp too; attn_q_norm / attn_k_norm for the
+    per-head norms, no output.weight as the head is tied). The weights are the same, so its expected.json
+    is tiny-qwen3's."""
+    src = root / "tiny-qwen3"
+    out = root / "tiny-qwen3-gguf"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cfg = json.loads((src / "config.json").read_text())
+    with safetensors.safe_open(str(src / "model.safetensors"), "np") as st:
+        sd = {k: st.get_tensor(k).astype(np.float32) for k in st.keys()}
+    layers = cfg["num_hidden_layers"]
+    gg = {"token_embd.weight": sd["model.embed_tokens.weight"]}
+    names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm",
+             "self_attn.k_norm": "attn_k_norm", "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate",
+             "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    for l in range(layers):
+        for hf, cpp in names.items():
+            gg[f"blk.{l}.{cpp}.weight"] = sd[f"model.layers.{l}.{hf}.weight"]
+    gg["output_norm.weight"] = sd["model.norm.weight"]
+    wr = GGUFWriter(str(out / "model.gguf"), "qwen3")
+    wr.add_type("model")
+    wr.add_name("Tiny Qwen3 Fixture")
+    wr.add_context_length(cfg["max_position_embeddings"])
+    wr.add_embedding_length(cfg["hidden_size"])
+    wr.add_block_count(layers)
+    wr.add_feed_forward_length(cfg["intermediate_size"])
+    wr.add_head_count(cfg["num_attention_heads"])
+    wr.add_head_count_kv(cfg["num_key_value_heads"])
+    wr.add_key_length(cfg["head_dim"])
+    wr.add_value_length(cfg["head_dim"])
+    wr.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+    wr.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    wr.add_file_type(gguf.LlamaFileType.ALL_F32)
+    add_gguf_tokenizer(wr, tok)
+    for name, a in gg.items():
+        wr.add_tensor(name, a)
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    shutil.copy(src / "expected.json", out / "expected.json")
+    return {"name": "tiny-qwen3-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
+
+
 def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
     out = root / "tiny-llama-gguf"
     if out.exists():
@@ -622,12 +711,6 @@ def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
     gg["output.weight"] = sd["lm_head.weight"]
 
     vocab = tok.get_vocab()
-    tokens = [None] * len(vocab)
-    for t, i in vocab.items():
-        tokens[i] = t
-    merges = [" ".join(p) for p in json.loads(tok.to_str())["model"]["merges"]]
-    types = [3 if t in LLAMA_SPECIALS else 1 for t in tokens]
-
     path = out / "model.gguf"
     wr = GGUFWriter(str(path), "llama")
     wr.add_type("model")
@@ -643,17 +726,7 @@ def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
     wr.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
     wr.add_vocab_size(VOCAB)
     wr.add_rope_dimension_count(HIDDEN // GGUF_HEADS)
-    wr.add_add_space_prefix(False)
-    wr.add_add_bos_token(False)
-    wr.add_tokenizer_model("gpt2")
-    wr.add_tokenizer_pre("gpt-2")          # plain GPT-2 regex split, no digit splitting (matches tokenizer.json)
-    wr.add_token_list(tokens)
-    wr.add_token_types(types)
-    wr.add_token_merges(merges)
-    wr.add_bos_token_id(vocab["<|im_start|>"])
-    wr.add_eos_token_id(vocab["<|im_end|>"])
-    wr.add_unk_token_id(vocab["<|endoftext|>"])
-    wr.add_pad_token_id(vocab["<|im_end|>"])
+    add_gguf_tokenizer(wr, tok)
     wr.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for name, a in gg.items():
         qt = GGUF_TYPES.get(name, QT.F32)
@@ -856,7 +929,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smollm2", type=Path, help="path to SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--only", help="comma-separated fixture names to write (default: all)")
     args = ap.parse_args()
+    global ONLY
+    ONLY = set(args.only.split(",")) if args.only else None
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     transformers.logging.set_verbosity_error()
@@ -864,7 +940,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     summaries, llama_tok = tiny_hf_fixtures(args.out)
-    summaries.append(make_tiny_gguf(args.out, llama_tok))
+    if ONLY is None or "tiny-llama-gguf" in ONLY:
+        summaries.append(make_tiny_gguf(args.out, llama_tok))
+    if ONLY is None or "tiny-qwen3-gguf" in ONLY:
+        summaries.append(make_qwen3_gguf(args.out, llama_tok))
     if args.smollm2:
         make_smollm2(args.out, args.smollm2.resolve())
 

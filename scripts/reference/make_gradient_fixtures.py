@@ -3,6 +3,7 @@
 
 Usage:
     python3 scripts/reference/make_gradient_fixtures.py [--fixtures DIR] [--smollm2 PATH/TO/SmolLM2-135M-Instruct.Q4_1.gguf]
+                                                        [--only NAME,...]
 
 Reads the tiny checkpoints that make_fixtures.py wrote into Tests/ShadowModelsTests/Fixtures/ (run that
 first) and writes, next to each checkpoint's expected.json, a gradients.json for one sample: the first
@@ -51,7 +52,7 @@ from transformers import AutoModelForCausalLM
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = REPO / "Tests" / "ShadowModelsTests" / "Fixtures"
-CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-opt", "tiny-opt-postln"]
+CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln"]
 PREDICT_FROM = 5
 SEED = 4321
 N_LARGEST = 4
@@ -234,12 +235,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     ap.add_argument("--smollm2", type=Path, help="path to SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--only", help="comma-separated checkpoint names to write (default: all)")
     args = ap.parse_args()
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     transformers.logging.set_verbosity_error()
     total = 0
     for name in CHECKPOINTS:
+        if args.only and name not in args.only.split(","):
+            continue
         rng = np.random.default_rng(SEED)
         out = gradients_for(args.fixtures / name, rng)
         path = args.fixtures / name / "gradients.json"

@@ -8,6 +8,8 @@ import ShadowKernels
 //   mid = x + A W_O,        A = attention(RoPE(rms₁(x) W_qᵀ), RoPE(rms₁(x) W_kᵀ), rms₁(x) W_vᵀ)
 //   out = mid + N W_down,   N = silu(Z) ⊙ (rms₂(mid) W_upᵀ),  Z = rms₂(mid) W_gateᵀ
 //
+// Qwen3 puts a per-head RMSNorm between each projection and RoPE: RoPE(rms_q(rms₁(x) W_qᵀ)).
+//
 // W_O and W_down are stored transposed, (H·d_h, d) and (F, d), and their gradients come out the
 // same way.
 
@@ -26,8 +28,11 @@ private final class LlamaSaved {
     let z: Matrix        // (T, F) gate pre-activation Z
     let u: Matrix        // (T, F) up projection
     let n: Matrix        // (T, F) N
+    /// Qwen3: q and k before their per-head norms, and the norms' 1/rms per (token, head).
+    let qIn: Matrix?, kIn: Matrix?      // (T, H·d_h), (T, G·d_h)
+    let qRstd: Matrix?, kRstd: Matrix?  // (T·H), (T·G)
 
-    init(tokens T: Int, shape s: TransformerShape, normedMLPInput: Matrix?) {
+    init(tokens T: Int, shape s: TransformerShape, normedMLPInput: Matrix?, headNorms: Bool) {
         input = Matrix(rows: T, cols: s.hiddenSize)
         rstd1 = Matrix(rows: T, cols: 1)
         q = Matrix(rows: T, cols: s.attentionWidth)
@@ -41,6 +46,10 @@ private final class LlamaSaved {
         z = Matrix(rows: T, cols: s.ffnSize)
         u = Matrix(rows: T, cols: s.ffnSize)
         n = Matrix(rows: T, cols: s.ffnSize)
+        qIn = headNorms ? Matrix(rows: T, cols: s.attentionWidth) : nil
+        kIn = headNorms ? Matrix(rows: T, cols: s.kvWidth) : nil
+        qRstd = headNorms ? Matrix(rows: T * s.heads, cols: 1) : nil
+        kRstd = headNorms ? Matrix(rows: T * s.kvHeads, cols: 1) : nil
     }
 }
 
@@ -66,7 +75,7 @@ extension LlamaModel: DifferentiableLanguageModel {
         let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
         var saved: [LlamaSaved?] = []
         for (l, block) in blocks.enumerated() {
-            let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2)
+            let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2, headNorms: block.queryNorm != nil)
             st.input.pointer.update(from: x.pointer, count: T * d)
             rmsNormForward(xn.pointer, st.rstd1.pointer, x.pointer, block.attentionNorm, rows: T, n: d, eps: eps)
             withOptional(block.q.bias) {
@@ -77,6 +86,12 @@ extension LlamaModel: DifferentiableLanguageModel {
             }
             withOptional(block.v.bias) {
                 linearForward(st.v.pointer, xn.pointer, weights(block.v.weight, "v"), $0, rows: T, inputs: d, outputs: kw)
+            }
+            if let qNorm = block.queryNorm, let kNorm = block.keyNorm, let qIn = st.qIn, let kIn = st.kIn {
+                qIn.pointer.update(from: st.q.pointer, count: T * aw)
+                kIn.pointer.update(from: st.k.pointer, count: T * kw)
+                rmsNormForward(st.q.pointer, st.qRstd!.pointer, qIn.pointer, qNorm, rows: T * H, n: dh, eps: eps)
+                rmsNormForward(st.k.pointer, st.kRstd!.pointer, kIn.pointer, kNorm, rows: T * G, n: dh, eps: eps)
             }
             ropeForward(st.q.pointer, st.q.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
             ropeForward(st.k.pointer, st.k.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
@@ -160,6 +175,14 @@ extension LlamaModel: DifferentiableLanguageModel {
             dqIn.zero(); dkIn.zero()
             ropeBackward(dqIn.pointer, dq.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
             ropeBackward(dkIn.pointer, dk.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+            if let qNorm = block.queryNorm, let kNorm = block.keyNorm, let qIn = st.qIn, let kIn = st.kIn {
+                // Through the per-head norms: dq and dk (free here) take the projections' gradients.
+                dq.zero(); dk.zero()
+                rmsNormBackward(dq.pointer, nil, dqIn.pointer, qIn.pointer, qNorm, st.qRstd!.pointer, rows: T * H, n: dh)
+                rmsNormBackward(dk.pointer, nil, dkIn.pointer, kIn.pointer, kNorm, st.kRstd!.pointer, rows: T * G, n: dh)
+                dqIn.pointer.update(from: dq.pointer, count: T * aw)
+                dkIn.pointer.update(from: dk.pointer, count: T * kw)
+            }
             dxn.zero()
             linearBackward(dxn.pointer, nil, nil, dqIn.pointer, nil, weights(block.q.weight, "q"), rows: T, inputs: d, outputs: aw)
             linearBackward(dxn.pointer, nil, nil, dkIn.pointer, nil, weights(block.k.weight, "k"), rows: T, inputs: d, outputs: kw)
