@@ -51,9 +51,11 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
 
     public var parameterCount: Int {
         let s = shape
+        let biases = blocks.first.map { b in
+            [b.q.bias, b.k.bias, b.v.bias, b.output.bias, b.gate.bias, b.up.bias, b.down.bias].reduce(0) { $0 + ($1?.count ?? 0) }
+        } ?? 0
         let perBlock = 2 * s.hiddenSize + s.hiddenSize * (s.attentionWidth * 2 + s.kvWidth * 2)
-            + 3 * s.hiddenSize * s.ffnSize
-            + (blocks.first?.q.bias == nil ? 0 : s.attentionWidth + 2 * s.kvWidth)
+            + 3 * s.hiddenSize * s.ffnSize + biases
             + (blocks.first?.queryNorm == nil ? 0 : 2 * s.headDim)
         let head = lmHead === embedding ? 0 : lmHead.count
         return embedding.count + s.layers * perBlock + s.hiddenSize + head
@@ -217,8 +219,12 @@ public struct LlamaConfig: Sendable, Equatable {
     public var rmsNormEps: Float
     public var rope: RopeConfig
     public var tieWordEmbeddings: Bool
-    /// Qwen2 (and `attention_bias: true`) adds biases to q, k and v.
+    /// Biases on q, k and v: always in Qwen2, with `attention_bias: true` in Llama and Qwen3.
     public var attentionBias: Bool
+    /// A bias on the attention's output projection (o_proj): Llama's and Qwen3's `attention_bias`.
+    public var outputBias: Bool
+    /// Biases on gate, up and down: Llama's `mlp_bias`.
+    public var mlpBias: Bool
     /// Qwen3 normalises each query and key head (RMSNorm over d_h, weights q_norm and k_norm)
     /// before RoPE.
     public var queryKeyNorm: Bool
@@ -228,7 +234,8 @@ public struct LlamaConfig: Sendable, Equatable {
     public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
                 slidingWindow: Int? = nil, rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
-                tieWordEmbeddings: Bool = false, attentionBias: Bool = false, queryKeyNorm: Bool = false,
+                tieWordEmbeddings: Bool = false, attentionBias: Bool = false, outputBias: Bool = false,
+                mlpBias: Bool = false, queryKeyNorm: Bool = false,
                 bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
         self.modelType = modelType
         self.hiddenSize = hiddenSize
@@ -244,6 +251,8 @@ public struct LlamaConfig: Sendable, Equatable {
         self.rope = rope
         self.tieWordEmbeddings = tieWordEmbeddings
         self.attentionBias = attentionBias
+        self.outputBias = outputBias
+        self.mlpBias = mlpBias
         self.queryKeyNorm = queryKeyNorm
         self.bosTokenID = bosTokenID
         self.eosTokenIDs = eosTokenIDs
@@ -374,11 +383,18 @@ extension LlamaConfig: Decodable {
         }
         rope = RopeConfig(theta: theta, scaling: scaling)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (modelType == "qwen2")
-        queryKeyNorm = modelType == "qwen3"
-        if try c.decodeIfPresent(Bool.self, forKey: .mlpBias) == true {
-            throw DecodingError.dataCorruptedError(forKey: .mlpBias, in: c, debugDescription: "MLP biases are not supported")
+        // As transformers builds each architecture: Qwen2 always biases q, k and v (never o_proj)
+        // whatever attention_bias says; Mistral has no biases; Llama and Qwen3 bias q, k, v and o
+        // with attention_bias; only Llama reads mlp_bias.
+        let declaredAttentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
+        let declaredMLPBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? false
+        switch modelType {
+        case "qwen2": (attentionBias, outputBias, mlpBias) = (true, false, false)
+        case "mistral": (attentionBias, outputBias, mlpBias) = (false, false, false)
+        case "qwen3": (attentionBias, outputBias, mlpBias) = (declaredAttentionBias, declaredAttentionBias, false)
+        default: (attentionBias, outputBias, mlpBias) = (declaredAttentionBias, declaredAttentionBias, declaredMLPBias)
         }
+        queryKeyNorm = modelType == "qwen3"
         // transformers' "swish" is SiLU under another name.
         if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu", act != "swish" {
             throw DecodingError.dataCorruptedError(forKey: .hiddenAct, in: c, debugDescription: "only \"silu\" is supported, got \"\(act)\"")
@@ -402,10 +418,9 @@ extension LlamaModel {
         try table.checkLayerCount(s.layers, key: "num_hidden_layers")
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "model.layers.\(l)."
-            func bias(_ name: String, _ n: Int) throws -> [Float]? {
-                config.attentionBias ? try table.vector(p + name, count: n) : nil
+            func bias(_ name: String, _ n: Int, if present: Bool = config.attentionBias) throws -> [Float]? {
+                present ? try table.vector(p + name, count: n) : nil
             }
-            try refuseOutputBias(table, p + "self_attn.o_proj.bias")
             func headNorm(_ name: String) throws -> [Float]? {
                 config.queryKeyNorm ? try table.vector(p + name, count: s.headDim) : nil
             }
@@ -417,11 +432,15 @@ extension LlamaModel {
                           bias: try bias("self_attn.k_proj.bias", s.kvWidth)),
                 v: Linear(weight: try table.weight(p + "self_attn.v_proj.weight", rows: s.kvWidth, cols: d),
                           bias: try bias("self_attn.v_proj.bias", s.kvWidth)),
-                output: TransposedLinear(weightT: try table.transposedWeight(p + "self_attn.o_proj.weight", rows: d, cols: s.attentionWidth)),
+                output: TransposedLinear(weightT: try table.transposedWeight(p + "self_attn.o_proj.weight", rows: d, cols: s.attentionWidth),
+                                         bias: try bias("self_attn.o_proj.bias", d, if: config.outputBias)),
                 mlpNorm: try table.vector(p + "post_attention_layernorm.weight", count: d),
-                gate: Linear(weight: try table.weight(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d)),
-                up: Linear(weight: try table.weight(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d)),
-                down: TransposedLinear(weightT: try table.transposedWeight(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize)),
+                gate: Linear(weight: try table.weight(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d),
+                             bias: try bias("mlp.gate_proj.bias", s.ffnSize, if: config.mlpBias)),
+                up: Linear(weight: try table.weight(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d),
+                           bias: try bias("mlp.up_proj.bias", s.ffnSize, if: config.mlpBias)),
+                down: TransposedLinear(weightT: try table.transposedWeight(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize),
+                                       bias: try bias("mlp.down_proj.bias", d, if: config.mlpBias)),
                 queryNorm: try headNorm("self_attn.q_norm.weight"), keyNorm: try headNorm("self_attn.k_norm.weight"))
         }
         let finalNorm = try table.vector("model.norm.weight", count: d)
@@ -438,14 +457,6 @@ extension LlamaModel {
                           finalNorm: finalNorm, lmHead: lmHead, sourceDTypes: table.dtypeCounts)
     }
 
-    /// Llama's attention_bias also biases o_proj (Qwen2's biases stop at q, k and v); the
-    /// sparse output projection has no bias to add, so such a checkpoint is refused by name.
-    static func refuseOutputBias(_ table: TensorTable, _ name: String) throws {
-        guard table.has(name) else { return }
-        throw ShadowError.badTensor(path: table.path, tensor: name,
-                                    reason: "a bias on the attention's output projection (Llama's attention_bias: true) is not supported")
-    }
-
     /// Loads llama.cpp tensor names (`blk.N.attn_q.weight`, …). llama.cpp's converter permutes
     /// the rows of attn_q / attn_k so that RoPE rotates adjacent pairs; we undo that here and keep
     /// Hugging Face's rotate-half RoPE, so one forward serves both formats.
@@ -455,7 +466,14 @@ extension LlamaModel {
         try table.checkLayerCount(s.layers, key: "\(config.modelType).block_count")
         let blocks = try (0..<s.layers).map { l -> LlamaBlock in
             let p = "blk.\(l)."
-            try refuseOutputBias(table, p + "attn_output.bias")
+            // A q or k bias is permuted as its rows are.
+            func rotaryBias(_ name: String, heads: Int) throws -> [Float]? {
+                guard let bias = try table.optionalVector(p + name, count: heads * s.headDim) else { return nil }
+                guard permutedQK else { return bias }
+                let column = Matrix(rows: bias.count, cols: 1)
+                column.pointer.update(from: bias, count: bias.count)
+                return unpermuteRotaryRows(column, heads: heads).array
+            }
             var wq = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)
             var wk = try table.matrix(p + "attn_k.weight", rows: s.kvWidth, cols: d)
             if permutedQK {
@@ -464,15 +482,20 @@ extension LlamaModel {
             }
             return LlamaBlock(
                 attentionNorm: try table.vector(p + "attn_norm.weight", count: d),
-                q: Linear(weight: WeightMatrix(wq, dtype: table.weightDType), bias: try table.optionalVector(p + "attn_q.bias", count: s.attentionWidth)),
-                k: Linear(weight: WeightMatrix(wk, dtype: table.weightDType), bias: try table.optionalVector(p + "attn_k.bias", count: s.kvWidth)),
+                q: Linear(weight: WeightMatrix(wq, dtype: table.weightDType), bias: try rotaryBias("attn_q.bias", heads: s.heads)),
+                k: Linear(weight: WeightMatrix(wk, dtype: table.weightDType), bias: try rotaryBias("attn_k.bias", heads: s.kvHeads)),
                 v: Linear(weight: try table.weight(p + "attn_v.weight", rows: s.kvWidth, cols: d),
                           bias: try table.optionalVector(p + "attn_v.bias", count: s.kvWidth)),
-                output: TransposedLinear(weightT: try table.transposedWeight(p + "attn_output.weight", rows: d, cols: s.attentionWidth)),
+                // Every bias is optional, as llama.cpp loads them.
+                output: TransposedLinear(weightT: try table.transposedWeight(p + "attn_output.weight", rows: d, cols: s.attentionWidth),
+                                         bias: try table.optionalVector(p + "attn_output.bias", count: d)),
                 mlpNorm: try table.vector(p + "ffn_norm.weight", count: d),
-                gate: Linear(weight: try table.weight(p + "ffn_gate.weight", rows: s.ffnSize, cols: d)),
-                up: Linear(weight: try table.weight(p + "ffn_up.weight", rows: s.ffnSize, cols: d)),
-                down: TransposedLinear(weightT: try table.transposedWeight(p + "ffn_down.weight", rows: d, cols: s.ffnSize)),
+                gate: Linear(weight: try table.weight(p + "ffn_gate.weight", rows: s.ffnSize, cols: d),
+                             bias: try table.optionalVector(p + "ffn_gate.bias", count: s.ffnSize)),
+                up: Linear(weight: try table.weight(p + "ffn_up.weight", rows: s.ffnSize, cols: d),
+                           bias: try table.optionalVector(p + "ffn_up.bias", count: s.ffnSize)),
+                down: TransposedLinear(weightT: try table.transposedWeight(p + "ffn_down.weight", rows: d, cols: s.ffnSize),
+                                       bias: try table.optionalVector(p + "ffn_down.bias", count: d)),
                 queryNorm: config.queryKeyNorm ? try table.vector(p + "attn_q_norm.weight", count: s.headDim) : nil,
                 keyNorm: config.queryKeyNorm ? try table.vector(p + "attn_k_norm.weight", count: s.headDim) : nil)
         }

@@ -151,6 +151,8 @@ public enum ModelLoader {
             rope: try ggufRope(file, table, arch: arch, headDim: headDim),
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,
             attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
+            outputBias: file.tensorInfos["blk.0.attn_output.bias"] != nil,
+            mlpBias: file.tensorInfos["blk.0.ffn_gate.bias"] != nil,
             queryKeyNorm: arch == "qwen3",
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])

@@ -26,21 +26,51 @@ struct ConfigVariantTests {
         for (edit, context) in cases {
             let dir = try CheckpointWriter.directory(config: { config in
                 for (key, value) in edit { config[key] = value }
-                config["attention_bias"] = false   // Qwen2's default q/k/v biases are not in the writer's tensors
+            }, tensors: { tensors in
+                // Qwen2 always has q/k/v biases.
+                if edit["model_type"] as? String == "qwen2" { tensors += Self.biases(attention: true, output: false, mlp: false) }
             })
             let model = try #require(try ModelLoader.load(path: dir).model as? LlamaModel)
             #expect(model.shape.maxContext == context && model.config.slidingWindow == (context == 16 ? 16 : nil), "\(edit)")
         }
     }
 
-    @Test("Llama's attention_bias biases o_proj too: refused by the tensor's name, not as an unexpected tensor")
-    func outputProjectionBias() throws {
+    /// The writer's checkpoint's bias tensors: q/k/v, o_proj, gate/up/down.
+    static func biases(attention: Bool, output: Bool, mlp: Bool) -> [(String, [Int])] {
         let p = "model.layers.0."
-        let dir = try CheckpointWriter.directory(config: { $0["attention_bias"] = true }, tensors: {
-            $0 += [(p + "self_attn.q_proj.bias", [8]), (p + "self_attn.k_proj.bias", [4]), (p + "self_attn.v_proj.bias", [4]),
-                   (p + "self_attn.o_proj.bias", [8])]
-        })
-        expectShadowError(["self_attn.o_proj.bias", "attention_bias", "not supported"]) { _ = try ModelLoader.load(path: dir) }
+        return (attention ? [(p + "self_attn.q_proj.bias", [8]), (p + "self_attn.k_proj.bias", [4]), (p + "self_attn.v_proj.bias", [4])] : [])
+            + (output ? [(p + "self_attn.o_proj.bias", [8])] : [])
+            + (mlp ? [(p + "mlp.gate_proj.bias", [16]), (p + "mlp.up_proj.bias", [16]), (p + "mlp.down_proj.bias", [8])] : [])
+    }
+
+    @Test("biases are read where transformers builds them: Llama's attention_bias (q, k, v, o) and mlp_bias, Qwen3's attention_bias, Qwen2's q/k/v always, Mistral's none")
+    func biasesPerArchitecture() throws {
+        let cases: [(config: [String: Any], attention: Bool, output: Bool, mlp: Bool)] = [
+            (["attention_bias": true], true, true, false),
+            (["mlp_bias": true], false, false, true),
+            (["attention_bias": true, "mlp_bias": true], true, true, true),
+            (["model_type": "qwen3", "attention_bias": true, "mlp_bias": true], true, true, false),
+            (["model_type": "qwen2", "attention_bias": false, "mlp_bias": true], true, false, false),
+            (["model_type": "mistral", "attention_bias": true, "mlp_bias": true], false, false, false),
+        ]
+        for (config, attention, output, mlp) in cases {
+            var edited = config
+            if config["model_type"] as? String == "qwen3" { edited["head_dim"] = 4 }
+            let tensors = Self.biases(attention: attention, output: output, mlp: mlp)
+                + (config["model_type"] as? String == "qwen3"
+                   ? [("model.layers.0.self_attn.q_norm.weight", [4]), ("model.layers.0.self_attn.k_norm.weight", [4])] : [])
+            let dir = try CheckpointWriter.directory(config: { c in for (key, value) in edited { c[key] = value } }, tensors: { $0 += tensors })
+            let model = try #require(try ModelLoader.load(path: dir).model as? LlamaModel, "\(config)")
+            let block = model.blocks[0]
+            #expect((block.q.bias != nil, block.output.bias != nil, block.gate.bias != nil, block.down.bias != nil)
+                    == (attention, output, mlp, mlp), "\(config)")
+            // A bias the config promises but the file lacks is named.
+            if let missing = tensors.first {
+                let short = try CheckpointWriter.directory(config: { c in for (key, value) in edited { c[key] = value } },
+                                                           tensors: { $0 += tensors.dropFirst() })
+                expectShadowError([missing.0]) { _ = try ModelLoader.load(path: short) }
+            }
+        }
     }
 
     @Test("hidden_act swish is SiLU by another name")

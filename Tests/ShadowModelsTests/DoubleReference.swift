@@ -24,7 +24,7 @@ struct DoubleReference {
         var outputT: [Double], outputBias: [Double]?         // (H·d_h, d), (d)
         var norm2: [Double], norm2Bias: [Double]?            // (d)
         var first: [Double], firstBias: [Double]?            // (F, d) gate or fc1
-        var up: [Double]?                                    // (F, d) Llama only
+        var up: [Double]?, upBias: [Double]? = nil           // (F, d), (F) Llama only
         var downT: [Double], downBias: [Double]?             // (F, d), (d)
         var queryNorm: [Double]? = nil, keyNorm: [Double]? = nil  // (d_h) Qwen3's per-head norms
 
@@ -74,9 +74,9 @@ struct DoubleReference {
             positions = nil; projectIn = nil; projectOut = nil
             blocks = m.blocks.map { b in
                 Block(norm1: d(b.attentionNorm)!, norm1Bias: nil, q: d(b.q.weight), k: d(b.k.weight), v: d(b.v.weight),
-                      qBias: d(b.q.bias), kBias: d(b.k.bias), vBias: d(b.v.bias), outputT: d(b.output.weightT), outputBias: nil,
-                      norm2: d(b.mlpNorm)!, norm2Bias: nil, first: d(b.gate.weight), firstBias: nil, up: d(b.up.weight),
-                      downT: d(b.down.weightT), downBias: nil, queryNorm: d(b.queryNorm), keyNorm: d(b.keyNorm))
+                      qBias: d(b.q.bias), kBias: d(b.k.bias), vBias: d(b.v.bias), outputT: d(b.output.weightT), outputBias: d(b.output.bias),
+                      norm2: d(b.mlpNorm)!, norm2Bias: nil, first: d(b.gate.weight), firstBias: d(b.gate.bias), up: d(b.up.weight),
+                      upBias: d(b.up.bias), downT: d(b.down.weightT), downBias: d(b.down.bias), queryNorm: d(b.queryNorm), keyNorm: d(b.keyNorm))
             }
             finalNorm = d(m.finalNorm); finalNormBias = nil
             lmHead = d(m.lmHead)
@@ -255,7 +255,7 @@ struct DoubleReference {
             let z = Self.timesTransposed(mlpInput, b.first, b.firstBias, rows: T, inputs: d, outputs: F)
             var n: [Double]
             if let up = b.up {
-                let u = Self.timesTransposed(mlpInput, up, nil, rows: T, inputs: d, outputs: F)
+                let u = Self.timesTransposed(mlpInput, up, b.upBias, rows: T, inputs: d, outputs: F)
                 n = zip(z, u).map { $0 / (1 + exp(-$0)) * $1 }
             } else {
                 n = z.map { max($0, 0) }

@@ -27,9 +27,12 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
   tiny-llama-gguf/      model.gguf: a llama GGUF laid out like llama.cpp's converter output (attn_q / attn_k
                         rows permuted for adjacent-pair RoPE), rope freq_base 30000, with Q8_0, Q4_0, Q4_1, F16, BF16 and F32
                         tensors, and byte-level BPE tokenizer metadata.
+  tiny-llama-bias/      LlamaForCausalLM with attention_bias (q, k, v, o) and mlp_bias (gate, up, down), random
+                        biases, GQA 4/2, untied, float32.
   tiny-qwen3-gguf/      model.gguf: tiny-qwen3's float32 weights as llama.cpp's qwen3 GGUF (attn_q_norm,
                         attn_k_norm, attention.key_length 24), byte-level BPE tokenizer metadata; expected.json
                         is tiny-qwen3's.
+  tiny-llama-bias-gguf/ the same for tiny-llama-bias as a llama GGUF (attn_q / attn_k rows and biases permuted).
   smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
@@ -389,6 +392,12 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
     summaries.append(make_hf_fixture(root, "tiny-qwen3", Qwen3ForCausalLM, cfg, torch.float32, SEED + 7,
                                      llama_tok))
 
+    # tiny-llama-bias: attention_bias (q, k, v and o_proj) and mlp_bias (gate, up, down), random.
+    cfg = LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                      rope_theta=10000.0, tie_word_embeddings=False, attention_bias=True, mlp_bias=True, **common)
+    summaries.append(make_hf_fixture(root, "tiny-llama-bias", LlamaForCausalLM, cfg, torch.float32, SEED + 8,
+                                     llama_tok))
+
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
                       dropout=0.0, attention_dropout=0.0, activation_function="relu",
@@ -631,20 +640,23 @@ def add_gguf_tokenizer(wr: GGUFWriter, tok: Tokenizer) -> None:
     wr.add_pad_token_id(vocab["<|im_end|>"])
 
 
-def make_qwen3_gguf(root: Path, tok: Tokenizer) -> dict:
-    """tiny-qwen3-gguf/model.gguf: tiny-qwen3's float32 weights under llama.cpp's qwen3 names (Q/K rows
-    not permuted: qwen models use rotate-half RoPE in llama.cpp too; attn_q_norm / attn_k_norm for the
-    per-head norms, no output.weight as the head is tied). The weights are the same, so its expected.json
-    is tiny-qwen3's."""
-    src = root / "tiny-qwen3"
-    out = root / "tiny-qwen3-gguf"
+def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
+    """NAME-gguf/model.gguf: the float32 checkpoint NAME under llama.cpp's tensor names for `arch`, as its
+    converter writes them: llama permutes the attn_q / attn_k rows (and their biases) for adjacent-pair
+    RoPE, qwen3 does not; Qwen3's per-head norms are attn_q_norm / attn_k_norm; biases keep their names
+    with ".bias"; no output.weight for a tied head. The weights are the same, so its expected.json is
+    NAME's."""
+    src = root / name
+    out = root / f"{name}-gguf"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cfg = json.loads((src / "config.json").read_text())
     with safetensors.safe_open(str(src / "model.safetensors"), "np") as st:
         sd = {k: st.get_tensor(k).astype(np.float32) for k in st.keys()}
-    layers = cfg["num_hidden_layers"]
+    layers, heads, kv = cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    permute = arch == "llama"
     gg = {"token_embd.weight": sd["model.embed_tokens.weight"]}
     names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm",
@@ -652,31 +664,42 @@ def make_qwen3_gguf(root: Path, tok: Tokenizer) -> dict:
              "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
     for l in range(layers):
         for hf, cpp in names.items():
-            gg[f"blk.{l}.{cpp}.weight"] = sd[f"model.layers.{l}.{hf}.weight"]
+            for kind in ("weight", "bias"):
+                key = f"model.layers.{l}.{hf}.{kind}"
+                if key not in sd:
+                    continue
+                a = sd[key]
+                if permute and cpp in ("attn_q", "attn_k"):
+                    n = heads if cpp == "attn_q" else kv
+                    a = permute_for_gguf(a.reshape(a.shape[0], -1), n).reshape(a.shape)
+                gg[f"blk.{l}.{cpp}.{kind}"] = a
     gg["output_norm.weight"] = sd["model.norm.weight"]
-    wr = GGUFWriter(str(out / "model.gguf"), "qwen3")
+    if "lm_head.weight" in sd:
+        gg["output.weight"] = sd["lm_head.weight"]
+    wr = GGUFWriter(str(out / "model.gguf"), arch)
     wr.add_type("model")
-    wr.add_name("Tiny Qwen3 Fixture")
+    wr.add_name(f"{name} fixture")
     wr.add_context_length(cfg["max_position_embeddings"])
     wr.add_embedding_length(cfg["hidden_size"])
     wr.add_block_count(layers)
     wr.add_feed_forward_length(cfg["intermediate_size"])
-    wr.add_head_count(cfg["num_attention_heads"])
-    wr.add_head_count_kv(cfg["num_key_value_heads"])
-    wr.add_key_length(cfg["head_dim"])
-    wr.add_value_length(cfg["head_dim"])
-    wr.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+    wr.add_head_count(heads)
+    wr.add_head_count_kv(kv)
+    wr.add_key_length(head_dim)
+    wr.add_value_length(head_dim)
+    theta = cfg.get("rope_parameters", {}).get("rope_theta") or cfg["rope_theta"]
+    wr.add_rope_freq_base(theta)
     wr.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     wr.add_file_type(gguf.LlamaFileType.ALL_F32)
     add_gguf_tokenizer(wr, tok)
-    for name, a in gg.items():
-        wr.add_tensor(name, a)
+    for tensor, a in gg.items():
+        wr.add_tensor(tensor, a)
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
     wr.write_tensors_to_file()
     wr.close()
     shutil.copy(src / "expected.json", out / "expected.json")
-    return {"name": "tiny-qwen3-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
+    return {"name": f"{name}-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
 
 
 def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
@@ -942,8 +965,9 @@ def main() -> None:
     summaries, llama_tok = tiny_hf_fixtures(args.out)
     if ONLY is None or "tiny-llama-gguf" in ONLY:
         summaries.append(make_tiny_gguf(args.out, llama_tok))
-    if ONLY is None or "tiny-qwen3-gguf" in ONLY:
-        summaries.append(make_qwen3_gguf(args.out, llama_tok))
+    for name, arch in (("tiny-qwen3", "qwen3"), ("tiny-llama-bias", "llama")):
+        if ONLY is None or f"{name}-gguf" in ONLY:
+            summaries.append(make_gguf_copy(args.out, llama_tok, name, arch))
     if args.smollm2:
         make_smollm2(args.out, args.smollm2.resolve())
 

@@ -98,18 +98,26 @@ extension LlamaModel: DifferentiableLanguageModel {
             attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
                              rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
-            linearForward(x.pointer, st.a.pointer,
-                          weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), nil,
-                          rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
+            withOptional(block.output.bias) {
+                linearForward(x.pointer, st.a.pointer,
+                              weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
+                              rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
+            }
             st.mid.pointer.update(from: x.pointer, count: T * d)
             rmsNormForward(st.xn2.pointer, st.rstd2.pointer, x.pointer, block.mlpNorm, rows: T, n: d, eps: eps)
-            linearForward(st.z.pointer, st.xn2.pointer, weights(block.gate.weight, "gate"), nil, rows: T, inputs: d, outputs: F)
-            linearForward(st.u.pointer, st.xn2.pointer, weights(block.up.weight, "up"), nil, rows: T, inputs: d, outputs: F)
+            withOptional(block.gate.bias) {
+                linearForward(st.z.pointer, st.xn2.pointer, weights(block.gate.weight, "gate"), $0, rows: T, inputs: d, outputs: F)
+            }
+            withOptional(block.up.bias) {
+                linearForward(st.u.pointer, st.xn2.pointer, weights(block.up.weight, "up"), $0, rows: T, inputs: d, outputs: F)
+            }
             swigluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
             GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
-            linearForward(x.pointer, st.n.pointer,
-                          weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), nil,
-                          rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
+            withOptional(block.down.bias) {
+                linearForward(x.pointer, st.n.pointer,
+                              weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), $0,
+                              rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
+            }
             saved.append(st)
         }
 
