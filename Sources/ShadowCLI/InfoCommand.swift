@@ -23,12 +23,18 @@ enum InfoCommand {
         let bosTokenID: Int?
         let eosTokenID: Int?
         let addsBOS: Bool?
+        /// The turn template `chat` and `generate --chat` would build ("ChatML", "Llama 3"), nil
+        /// when they would refuse the tokenizer.
+        let chatTemplate: String?
+        /// The system turn's text they open with when no --system is given (nil: none).
+        let defaultSystem: String?
 
         enum CodingKeys: String, CodingKey {
             case path, format, architecture, layers, heads, parameters, tokenizer
             case hiddenSize = "hidden_size", kvHeads = "kv_heads", headDim = "head_dim", ffnSize = "ffn_size"
             case vocabularySize = "vocab_size", maxContext = "max_context", slidingWindow = "sliding_window", sourceDTypes = "source_dtypes"
             case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
+            case chatTemplate = "chat_template", defaultSystem = "default_system"
         }
     }
 
@@ -38,6 +44,7 @@ enum InfoCommand {
     ) { arguments, console in
         let loaded = try ModelOptions.load(arguments, console: console)
         let s = loaded.model.shape
+        let chat = loaded.tokenizer.flatMap { try? ChatTemplate(tokenizer: $0, option: "chat") }
         let report = Report(
             path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture,
             layers: s.layers, hiddenSize: s.hiddenSize, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
@@ -45,7 +52,8 @@ enum InfoCommand {
             slidingWindow: loaded.model.slidingWindow,
             parameters: loaded.model.parameterCount, sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
-            eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS)
+            eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS,
+            chatTemplate: chat?.family.rawValue, defaultSystem: chat.flatMap { $0.systemContent($0.defaultSystem) })
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
             return
@@ -64,6 +72,7 @@ enum InfoCommand {
             parameters    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6)) M)
             file dtypes   \(dtypes)
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")
+            chat          \(report.chatTemplate.map { "\($0) turns" + (report.defaultSystem.map { ", default system turn \($0.debugDescription)" } ?? ", no default system turn") } ?? "no chat template this tool builds")
             """)
     }
 }

@@ -121,6 +121,11 @@ struct CLITests {
         #expect(json["architecture"] as? String == "llama")
         #expect(json["layers"] as? Int == 2)
         #expect((json["parameters"] as? Int ?? 0) > 0)
+        // The chat commands' template: ChatML markers without a template of the model's own, so no default system turn.
+        #expect(json["chat_template"] as? String == "ChatML" && json["default_system"] == nil)
+        let opt = CLIRun(["info", "--model", fixture("tiny-opt"), "--json"])
+        #expect(try opt.json()["chat_template"] == nil && opt.status == 0)
+        #expect(CLIRun(["info", "--model", fixture("tiny-opt")]).out.contains("chat          no chat template this tool builds\n"))
     }
 
     @Test("tokenize --json prints {\"ids\": [...]}")

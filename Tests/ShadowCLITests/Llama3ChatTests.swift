@@ -134,6 +134,9 @@ struct Llama3ChatTests {
             #expect(try run.json()["prompt_tokens"] as? [Int] == tokenizer.encode(text), "\(options) \(run.out)")
             #expect(try run.json()["system"] as? String == system)
         }
+        let info = CLIRun(["info", "--model", directory, "--json"])
+        #expect(try info.json()["chat_template"] as? String == "Llama 3"
+                && info.json()["default_system"] as? String == "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n", "\(info.out)")
         let chat = CLIRun(["chat", "--model", directory, "--json", "-n", "3"], input: ["Hi", "More"])
         #expect(chat.status == 0, "\(chat.err)")
         let turns = chat.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
