@@ -41,6 +41,9 @@ struct ChatTemplate: Sendable {
     let start: Int, end: Int
     /// Llama 3's `<|end_header_id|>`.
     let headerEnd: Int?
+    /// Llama 3: whether the prompt opens with BOS, as the template writes `bos_token` (always
+    /// without a template).
+    let writesBOS: Bool
     /// The tokens that end a reply: the turn's end, and Llama 3's `<|eom_id|>` if the tokenizer has it.
     let stopTokens: Set<Int>
     /// The first marker the tokenizer holds as an ordinary added token rather than a special one:
@@ -77,6 +80,7 @@ struct ChatTemplate: Sendable {
         self.tokenizer = tokenizer
         (start, end) = (ids[0], ids[1])
         headerEnd = ids.count > 2 ? ids[2] : nil
+        writesBOS = tokenizer.chatTemplate.map { Self.withoutComments($0).contains("bos_token") } ?? true
         let endOfMessage = family == .llama3 ? tokenizer.encode("<|eom_id|>") : []
         stopTokens = Set([end] + (endOfMessage.count == 1 ? endOfMessage : []))
         ordinaryMarker = ordinary
@@ -85,15 +89,24 @@ struct ChatTemplate: Sendable {
         defaultSystem = source.flatMap { Self.defaultSystemMessage(in: $0, family: family) } ?? (systemPreamble == nil ? nil : "")
     }
 
-    /// The family the model's chat template names by its markers; without a template (or one
-    /// that names neither), the first whose markers the tokenizer holds as single tokens.
+    /// The family the model's chat template names by its markers (outside comments), the first
+    /// whose markers the tokenizer holds if it names both; without a template, the first whose
+    /// markers the tokenizer holds. A template that names neither is refused: its turns are
+    /// built some other way.
     static func family(of tokenizer: any Tokenizer, option: String) throws -> Family {
         let families: [Family] = [.chatML, .llama3]
-        if let template = tokenizer.chatTemplate, let named = families.first(where: { template.contains($0.markers[0]) }) {
-            return named
+        func held(_ family: Family) -> Bool { family.markers.allSatisfy { tokenizer.encode($0).count == 1 } }
+        let described = families.map { "\($0.rawValue) (\($0.markers.joined(separator: ", ")))" }
+        let names = described.joined(separator: " or ")
+        if let template = tokenizer.chatTemplate {
+            let source = withoutComments(template)
+            let named = families.filter { source.contains($0.markers[0]) }
+            guard let first = named.first else {
+                throw ShadowError.invalidArgument(name: option, reason: "the model's chat template builds its turns with neither \(described.joined(separator: " nor ")) markers; this command builds only those two templates")
+            }
+            return named.first(where: held) ?? first   // the first named one's missing token is the error
         }
-        if let held = families.first(where: { $0.markers.allSatisfy { tokenizer.encode($0).count == 1 } }) { return held }
-        let names = families.map { "\($0.rawValue) (\($0.markers.joined(separator: ", ")))" }.joined(separator: " or ")
+        if let family = families.first(where: held) { return family }
         throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has the tokens of no chat template this command builds: \(names) (not an instruct model?)")
     }
 
@@ -172,33 +185,36 @@ struct ChatTemplate: Sendable {
         return nil
     }
 
-    /// Llama 3.1 and later: "Cutting Knowledge Date: …\n" as the template spells it, then "Today
-    /// Date: " and the date — `strftime_now(format)` of `now` when the template calls it (as
-    /// transformers and llama.cpp --jinja define it), else its `date_string` default — and a blank
-    /// line. Nil for templates without the preamble (Llama 3).
+    /// Llama 3.1 and later: the literals that spell "Cutting Knowledge Date: …\n" and "Today
+    /// Date: " (one literal or two), the date — `strftime_now(format)` of `now` when the template
+    /// calls it (as transformers and llama.cpp --jinja define it), else the literal it assigns to
+    /// `date_string`, else today's "%d %b %Y" — and the literal added after `date_string` (a blank
+    /// line). Nil for templates without the preamble (Llama 3).
     static func llama3Preamble(in template: String, now: Date) -> String? {
         let source = withoutComments(template)
         guard let knowledge = literals(holding: "Cutting Knowledge Date:", in: source).first else { return nil }
-        let date: String
-        if let format = firstLiteral(after: "strftime_now(", in: source) {
-            date = strftime(format, now)
-        } else if let value = firstLiteral(after: "set date_string =", in: source) {
-            date = value
-        } else {
-            return nil
-        }
-        return knowledge + "Today Date: " + date + "\n\n"
+        let head = knowledge.contains("Today Date") ? knowledge : knowledge + (literals(holding: "Today Date", in: source).first ?? "Today Date: ")
+        let date = firstLiteral(after: ["strftime_now", "("], in: source).map { strftime($0, now) }
+            ?? firstLiteral(after: ["date_string", "="], in: source)
+            ?? strftime("%d %b %Y", now)
+        return head + date + (firstLiteral(after: ["date_string", "+"], in: source) ?? "\n\n")
     }
 
-    /// The string literal right after the first `text` (white space between), if there is one.
-    static func firstLiteral(after text: String, in source: String) -> String? {
+    /// The string literal right after the first run of `words` (white space around each), if
+    /// there is one: `["date_string", "="]` matches `date_string = "26 Jul 2024"` and
+    /// `date_string="26 Jul 2024"`, not `date_string == "x"`.
+    static func firstLiteral(after words: [String], in source: String) -> String? {
         var from = source.startIndex
-        while let match = source.range(of: text, range: from..<source.endIndex) {
+        search: while let match = source.range(of: words[0], range: from..<source.endIndex) {
             from = match.upperBound
-            if let quote = source[match.upperBound...].firstIndex(where: { !$0.isWhitespace }), source[quote] == "'" || source[quote] == "\"",
-               let literal = stringLiteral(in: source, at: quote) {
-                return literal
+            var index = match.upperBound
+            for word in words.dropFirst() + [""] {
+                while index < source.endIndex, source[index].isWhitespace { index = source.index(after: index) }
+                guard source[index...].hasPrefix(word) else { continue search }
+                index = source.index(index, offsetBy: word.count)
             }
+            guard index < source.endIndex, source[index] == "'" || source[index] == "\"" else { continue }
+            if let literal = stringLiteral(in: source, at: index) { return literal }
         }
         return nil
     }
@@ -208,7 +224,7 @@ struct ChatTemplate: Sendable {
         var time = time_t(date.timeIntervalSince1970.rounded(.down))
         var parts = tm()
         localtime_r(&time, &parts)
-        var buffer = [CChar](repeating: 0, count: 256)
+        var buffer = [CChar](repeating: 0, count: 4096)
         let count = Foundation.strftime(&buffer, buffer.count, format, &parts)
         return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
@@ -222,20 +238,20 @@ struct ChatTemplate: Sendable {
         ]
     }
 
-    /// The system message: --system, else none with --no-system, else the template's default.
+    /// The system message: --system (as the template writes a message: Llama 3 trims it), else
+    /// none with --no-system, else the template's default (a literal, written as it is).
     func system(_ arguments: ParsedArguments) throws -> String? {
         if arguments.flag("no-system") {
             if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
             return nil
         }
-        return arguments.string("system") ?? defaultSystem
+        return arguments.string("system").map(content) ?? defaultSystem
     }
 
-    /// The system turn's text for a system message: Llama 3 trims it and puts the preamble of
-    /// 3.1's templates in front.
+    /// The system turn's text for a system message (`system(_:)`'s): after the preamble of Llama
+    /// 3.1's templates.
     func systemContent(_ system: String?) -> String? {
-        guard let system else { return nil }
-        return (systemPreamble ?? "") + content(system)
+        system.map { (systemPreamble ?? "") + $0 }
     }
 
     /// A message as the template writes it: trimmed of white space at both ends by Llama 3 (Jinja's
@@ -304,7 +320,7 @@ struct ChatTemplate: Sendable {
         let body = (systemContent(system).map { message("system", $0) } ?? []) + turns.joined() + message("user", content(user)) + replyStart
         switch family {
         case .chatML: return tokenizer.addingSpecialTokens(body)
-        case .llama3: return (tokenizer.bosTokenID.map { [$0] } ?? []) + body
+        case .llama3: return (writesBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []) + body
         }
     }
 }

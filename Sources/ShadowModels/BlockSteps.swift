@@ -4,8 +4,9 @@ import ShadowKernels
 /// applied: the same code runs dense (no plan), skipping pruned units, or zeroing them.
 enum BlockSteps {
     /// Attention half: projections of the kept heads (and the KV groups they read), RoPE when
-    /// given (per token: its query heads, then its key heads; it may normalise them first), the cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised
-    /// input, (T, d); `sparsity` observes the full A (T, H·d_h) of a dense layer, its first
+    /// given (per token: its query heads, then its key heads; it may normalise them first), the
+    /// cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised input,
+    /// (T, d); `sparsity` observes the full A (T, H·d_h) of a dense layer, its first
     /// `promptRows` rows being the prompt's. With `branches`, each branch's positions start at the
     /// context's end and it attends to the context and to itself.
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,

@@ -438,7 +438,6 @@ struct CLITests {
         }
     }
 
-    // /proc/self/mem opens but fails to read at offset 0 (EIO), also for root, who reads chmod 000 files.
     @Test("a context that ends at a sliding-window attention's window says so in errors")
     func slidingWindowContext() throws {
         // The tiny Llama as a Mistral whose 48-token window caps its 128-token context.
@@ -462,6 +461,7 @@ struct CLITests {
         #expect(plain.err == "error: -p: 200 exceeds the model's context of 128\n", "\(plain.err)")
     }
 
+    // /proc/self/mem opens but fails to read at offset 0 (EIO), also for root, who reads chmod 000 files.
     @Test("a file that is there but cannot be read is not called missing: the error names it and the cause",
           .enabled(if: FileManager.default.fileExists(atPath: "/proc/self/mem"), "needs /proc/self/mem (Linux)"))
     func unreadableFiles() throws {

@@ -65,7 +65,8 @@ struct Llama3ChatTests {
         for (index, message) in ChatTests.messages.enumerated() {
             let previous = ChatTests.messages[(index + 1) % ChatTests.messages.count], reply = replies[index % replies.count]
             for system in [nil, "Be brief.", message] {
-                let ids = template.prompt(system: system, turns: [template.turn(user: previous, reply: tokenizer.encode(reply))], user: message)
+                // The system message as `system(_:)` gives it from --system: trimmed.
+                let ids = template.prompt(system: system.map(template.content), turns: [template.turn(user: previous, reply: tokenizer.encode(reply))], user: message)
                 let text = Self.text(system: system, turns: [(previous, reply)], user: message)
                 #expect(ids == tokenizer.encode(text), "\(text.debugDescription)")
             }
@@ -77,26 +78,40 @@ struct Llama3ChatTests {
 
     @Test("the system turn of Llama 3.1 and later opens with the knowledge-date preamble, dated as transformers dates it")
     func datePreamble() throws {
-        // 2026-12-04 12:00 UTC: the same day in any time zone within 12 hours of UTC.
+        // 2026-12-04 12:00 UTC, dated in this machine's time zone as Python's datetime.now() would be.
         let now = Date(timeIntervalSince1970: 1_796_385_600)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = .current
+        formatter.dateFormat = "dd MMM yyyy"
+        let today = formatter.string(from: now)
         #expect(ChatTemplate.llama3Preamble(in: try Self.template("llama3"), now: now) == nil)
-        #expect(ChatTemplate.llama3Preamble(in: try Self.template("llama3.1"), now: now)
-                == "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n")
+        let llama31 = try Self.template("llama3.1")
+        #expect(ChatTemplate.llama3Preamble(in: llama31, now: now) == "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n")
         #expect(ChatTemplate.llama3Preamble(in: try Self.template("llama3.2"), now: now)
-                == "Cutting Knowledge Date: December 2023\nToday Date: 04 Dec 2026\n\n")
+                == "Cutting Knowledge Date: December 2023\nToday Date: \(today)\n\n")
+        // Variants a template may write: the date assigned without spaces, both lines in one
+        // literal, no date literal at all (then today's).
+        let compact = llama31.replacingOccurrences(of: "set date_string = \"26 Jul 2024\"", with: "set date_string=\"01 Jan 2025\"")
+        #expect(compact != llama31 && ChatTemplate.llama3Preamble(in: compact, now: now)
+                == "Cutting Knowledge Date: December 2023\nToday Date: 01 Jan 2025\n\n")
+        let oneLiteral = #"{{- "Cutting Knowledge Date: December 2023\nToday Date: " + date_string + "\n\n" }}{%- set date_string = "2 Feb 2025" %}"#
+        #expect(ChatTemplate.llama3Preamble(in: oneLiteral, now: now) == "Cutting Knowledge Date: December 2023\nToday Date: 2 Feb 2025\n\n")
+        #expect(ChatTemplate.llama3Preamble(in: #"{{- "Cutting Knowledge Date: December 2023\n" }}{{- "Today Date: " + date_string + "\n\n" }}"#, now: now)
+                == "Cutting Knowledge Date: December 2023\nToday Date: \(today)\n\n")
 
         // jinja2 3.1.6's renderings of the 3.2 template (transformers' settings, strftime_now at `now`).
         let directory = try Self.model(chatTemplate: try Self.template("llama3.2"), name: "preamble")
         let tokenizer = try ModelLoader.loadTokenizer(path: directory)
         let template = try ChatTemplate(tokenizer: tokenizer, option: "chat", now: now)
         #expect(template.defaultSystem == "")
-        let header = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 04 Dec 2026\n\n"
+        let header = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: \(today)\n\n"
         let rendered = [
             (nil as String?, "  Hi there!\n", header + "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi there!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
             (" Be brief. ", "Hi", header + "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
         ]
         for (system, user, text) in rendered {
-            #expect(template.prompt(system: system ?? template.defaultSystem, user: user) == tokenizer.encode(text), "\(text.debugDescription)")
+            #expect(template.prompt(system: system.map(template.content) ?? template.defaultSystem, user: user) == tokenizer.encode(text), "\(text.debugDescription)")
         }
         // A conversation: the earlier reply between its header and <|eot_id|>.
         let turn = template.turn(user: "Hi", reply: tokenizer.encode("Hello!"))
@@ -105,10 +120,16 @@ struct Llama3ChatTests {
                 + "<|start_header_id|>user<|end_header_id|>\n\nMore<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"))
     }
 
-    @Test("a default system turn is read from a Llama 3 template's literal, and trimming follows Python's str.strip")
+    @Test("a default system turn is read from a Llama 3 template's literal and written as it is, and trimming follows Python's str.strip")
     func literalDefault() throws {
-        let source = #"{{- bos_token }}{%- if messages[0]['role'] != 'system' %}{{- "<|start_header_id|>system<|end_header_id|>\n\nYou are Tiny.<|eot_id|>" }}{%- endif %}"#
-        #expect(ChatTemplate.defaultSystemMessage(in: source, family: .llama3) == "You are Tiny.")
+        let source = #"{{- bos_token }}{%- if messages[0]['role'] != 'system' %}{{- "<|start_header_id|>system<|end_header_id|>\n\nYou are Tiny.\n<|eot_id|>" }}{%- endif %}"#
+            + #"{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}{%- endfor %}"#
+        #expect(ChatTemplate.defaultSystemMessage(in: source, family: .llama3) == "You are Tiny.\n")
+        let tiny = try ChatTemplate(tokenizer: try ModelLoader.loadTokenizer(path: try Self.model(chatTemplate: source, name: "literal")), option: "chat")
+        #expect(tiny.defaultSystem == "You are Tiny.\n" && tiny.writesBOS)
+        #expect(tiny.prompt(system: tiny.defaultSystem, user: "Hi") == tiny.tokenizer.encode(
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are Tiny.\n<|eot_id|>"
+                + "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"))
         #expect(ChatTemplate.defaultSystemMessage(in: source, family: .chatML) == nil)
         #expect(ChatTemplate.defaultSystemMessage(in: try Self.template("llama3.2"), family: .llama3) == nil)
         let template = try ChatTemplate(tokenizer: try ModelLoader.loadTokenizer(path: try Self.model(chatTemplate: nil, name: "strip")), option: "chat")
@@ -152,6 +173,23 @@ struct Llama3ChatTests {
         let byDefault = CLIRun(["generate", "--model", directory, "--chat", "--prompt", "Hi", "-n", "1"])
         #expect(byDefault.status == 1 && byDefault.err == "error: --chat: the default system message of the model's chat template leaves no room in the model's context of 128 (--no-system leaves it out)\n", "\(byDefault.err)")
         #expect(CLIRun(["generate", "--model", directory, "--chat", "--no-system", "--prompt", "Hi", "-n", "1"]).status == 0)
+    }
+
+    @Test("the template's family is read outside its comments, BOS only where it writes bos_token, and a template of neither family is refused")
+    func familyChoice() throws {
+        let llama3 = try Self.template("llama3")
+        // A comment that mentions ChatML does not make it ChatML.
+        let commented = try ChatTemplate(tokenizer: try ModelLoader.loadTokenizer(path: try Self.model(chatTemplate: "{# was <|im_start|>user #}" + llama3, name: "commented")), option: "chat")
+        #expect(commented.family == .llama3 && commented.writesBOS)
+        // Without bos_token the template writes no BOS.
+        let bare = llama3.replacingOccurrences(of: "{% set content = bos_token + content %}", with: "")
+        let noBOS = try ChatTemplate(tokenizer: try ModelLoader.loadTokenizer(path: try Self.model(chatTemplate: bare, name: "no-bos")), option: "chat")
+        #expect(bare != llama3 && !noBOS.writesBOS)
+        #expect(noBOS.prompt(system: nil, user: "Hi") == noBOS.tokenizer.encode(Self.text(system: nil, turns: [], user: "Hi").replacingOccurrences(of: "<|begin_of_text|>", with: "")))
+        // A template that builds its turns some other way is refused rather than replaced.
+        let plain = try Self.model(chatTemplate: "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}", name: "plain")
+        let run = CLIRun(["generate", "--model", plain, "--chat", "--prompt", "Hi", "-n", "1"])
+        #expect(run.status == 1 && run.err.hasPrefix("error: --chat: the model's chat template builds its turns with neither ChatML"), "\(run.err)")
     }
 
     @Test("a template that names Llama 3 on a tokenizer without one of its tokens is refused, naming the token")
