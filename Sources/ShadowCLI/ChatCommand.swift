@@ -54,7 +54,8 @@ enum ChatCommand {
             the oracle runs a backward pass over all of it). When the conversation and room for a reply (a quarter of \
             --context, or --max-tokens if fewer) outgrow --context, the oldest turns are dropped until it fills \
             half (said on stderr), so that the next turns reuse the cache again. The conversation is kept as token \
-            ids, each reply as it was generated, so a turn prefilled whole feeds the ids the cache would hold. The \
+            ids, each reply as it was generated, so a turn prefilled whole feeds the ids the cache would hold \
+            (Qwen3's template writes earlier replies without their <think> part, and so does chat). The \
             template's markers are placed as their tokens, while messages and --system are tokenized with special \
             tokens not recognised (Hugging Face's split_special_tokens): a message that spells <|im_end|> or \
             <|eot_id|> reaches the model as those characters and cannot end or forge a turn. Ctrl-C stops the reply being written \
@@ -65,7 +66,7 @@ enum ChatCommand {
             .value("max-tokens", short: "n", "n", help: "Most tokens of each reply.", default: "256"),
             .value("context", short: "c", "n", help: "Most tokens of conversation (template and reply included); older turns are dropped to stay within it.",
                    defaultDescription: "the model's context, at most \(defaultContext)"),
-        ] + ChatTemplate.systemOptions() + GenerateCommand.samplingOptionList + [
+        ] + ChatTemplate.systemOptions() + [ChatTemplate.thinkingOption()] + GenerateCommand.samplingOptionList + [
             .flag("json", help: "Print one JSON object per turn (JSON Lines: the reply, token ids, speeds) instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
         ]
@@ -75,7 +76,8 @@ enum ChatCommand {
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
-        let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
+        var template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
+        try template.readThinking(arguments)
         if let warning = template.warning(command: "chat") { console.printError(warning) }
         let system = try template.system(arguments)
         let model = loaded.model

@@ -44,6 +44,14 @@ struct ChatTemplate: Sendable {
     /// Llama 3: whether the prompt opens with BOS, as the template writes `bos_token` (always
     /// without a template).
     let writesBOS: Bool
+    /// ChatML templates that write an earlier reply without its reasoning (Qwen3's: only the text
+    /// after its last `</think>`, newlines at its start dropped).
+    let dropsReasoning: Bool
+    /// The template has a thinking switch (Qwen3's `enable_thinking`).
+    let hasThinkingSwitch: Bool
+    /// False with `--no-think`: the reply starts after an empty think block, as the template
+    /// writes it with `enable_thinking=False`.
+    var thinking = true
     /// The tokens that end a reply: the turn's end, and Llama 3's `<|eom_id|>` if the tokenizer has it.
     let stopTokens: Set<Int>
     /// The first marker the tokenizer holds as an ordinary added token rather than a special one:
@@ -80,11 +88,13 @@ struct ChatTemplate: Sendable {
         self.tokenizer = tokenizer
         (start, end) = (ids[0], ids[1])
         headerEnd = ids.count > 2 ? ids[2] : nil
-        writesBOS = tokenizer.chatTemplate.map { Self.withoutComments($0).contains("bos_token") } ?? true
+        let source = tokenizer.chatTemplate.map(Self.withoutComments)
+        writesBOS = source?.contains("bos_token") ?? true
+        dropsReasoning = family == .chatML && source?.contains("</think>") == true
+        hasThinkingSwitch = family == .chatML && source?.contains("enable_thinking") == true
         let endOfMessage = family == .llama3 ? tokenizer.encode("<|eom_id|>") : []
         stopTokens = Set([end] + (endOfMessage.count == 1 ? endOfMessage : []))
         ordinaryMarker = ordinary
-        let source = tokenizer.chatTemplate
         systemPreamble = family == .llama3 ? source.flatMap { Self.llama3Preamble(in: $0, now: now) } : nil
         defaultSystem = source.flatMap { Self.defaultSystemMessage(in: $0, family: family) } ?? (systemPreamble == nil ? nil : "")
     }
@@ -238,6 +248,20 @@ struct ChatTemplate: Sendable {
         ]
     }
 
+    /// `--no-think`, shared by chat and generate --chat.
+    static func thinkingOption(helpPrefix: String = "") -> Option {
+        .flag("no-think", help: helpPrefix + "Start the reply after an empty think block, as the model's chat template does with enable_thinking=False (Qwen3): the model answers without reasoning first.")
+    }
+
+    /// Reads --no-think, refused for a template without a thinking switch.
+    mutating func readThinking(_ arguments: ParsedArguments) throws {
+        guard arguments.flag("no-think") else { return }
+        guard hasThinkingSwitch else {
+            throw ShadowError.invalidArgument(name: "--no-think", reason: "the model's chat template has no thinking switch (enable_thinking)")
+        }
+        thinking = false
+    }
+
     /// The system message: --system (as the template writes a message: Llama 3 trims it), else
     /// none with --no-system, else the template's default (a literal, written as it is).
     func system(_ arguments: ParsedArguments) throws -> String? {
@@ -298,9 +322,9 @@ struct ChatTemplate: Sendable {
         tokenizer.encode(opening(role, then: content) + closingParts)
     }
 
-    /// Where the assistant's reply starts: `<|im_start|>assistant\n`,
-    /// `<|start_header_id|>assistant<|end_header_id|>\n\n`.
-    var replyStart: [Int] { tokenizer.encode(opening("assistant", then: "")) }
+    /// Where the assistant's reply starts: `<|im_start|>assistant\n` (with `--no-think`, then
+    /// `<think>\n\n</think>\n\n`), `<|start_header_id|>assistant<|end_header_id|>\n\n`.
+    var replyStart: [Int] { tokenizer.encode(opening("assistant", then: thinking ? "" : "<think>\n\n</think>\n\n")) }
 
     /// A reply's ids as they were generated (its stop token left out), closed as the template
     /// closes a message.
@@ -308,9 +332,18 @@ struct ChatTemplate: Sendable {
         reply + tokenizer.encode(closingParts)
     }
 
-    /// One exchange of a conversation: the user's message, the reply as generated, the close.
+    /// One exchange of a conversation: the user's message, the reply as generated, the close —
+    /// or, as Qwen3's template writes an earlier reply, its text after its last `</think>`, and
+    /// without the empty think block `--no-think` put before it.
     func turn(user: String, reply: [Int]) -> [Int] {
-        message("user", content(user)) + replyStart + closing(reply: reply)
+        let asked = message("user", content(user))
+        if dropsReasoning {
+            let text = tokenizer.decode(reply, skipSpecialTokens: false)
+            if let close = text.range(of: "</think>", options: .backwards) {
+                return asked + message("assistant", String(text[close.upperBound...].drop { $0 == "\n" }))
+            }
+        }
+        return asked + tokenizer.encode(opening("assistant", then: "")) + closing(reply: reply)
     }
 
     /// The model's input: the system turn, the earlier turns (from `turn`) and the new user

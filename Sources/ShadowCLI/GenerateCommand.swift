@@ -36,7 +36,7 @@ enum GenerateCommand {
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
             .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …) or Llama 3 (<|start_header_id|>user …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
-        ] + ChatTemplate.systemOptions(helpPrefix: "With --chat: ") + [
+        ] + ChatTemplate.systemOptions(helpPrefix: "With --chat: ") + [ChatTemplate.thinkingOption(helpPrefix: "With --chat: ")] + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
@@ -48,7 +48,7 @@ enum GenerateCommand {
         let stop = arguments.string("stop")
         if stop == "" { throw ShadowError.invalidArgument(name: "--stop", reason: "is empty") }
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: arguments.has("prompt-file") ? "--prompt-file" : "--prompt", reason: "is empty") }
-        for option in ["system", "no-system"] where arguments.has(option) && !arguments.flag("chat") {
+        for option in ["system", "no-system", "no-think"] where arguments.has(option) && !arguments.flag("chat") {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to --chat only")
         }
         let loaded = try ModelOptions.load(arguments, console: console)
@@ -56,7 +56,8 @@ enum GenerateCommand {
         let tokenizer = try loaded.requireTokenizer()
         // In the chat template the prompt is a user's message: special tokens it spells are text.
         // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
-        let template = arguments.flag("chat") ? try ChatTemplate(tokenizer: tokenizer, option: "--chat") : nil
+        var template = arguments.flag("chat") ? try ChatTemplate(tokenizer: tokenizer, option: "--chat") : nil
+        try template?.readThinking(arguments)
         if let warning = template?.warning(command: "generate") { console.printError(warning) }
         let system = try template?.system(arguments)
         let promptIDs = template.map { $0.prompt(system: system, user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
