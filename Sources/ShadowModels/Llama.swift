@@ -4,7 +4,7 @@ import ShadowKernels
 
 // The Llama family: RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP, tied or
 // untied LM head. Qwen2 adds q/k/v biases; Qwen3 an RMSNorm of every query and key head before
-// RoPE; Mistral differs only in its config keys.
+// RoPE; SmolLM3 leaves RoPE out of some layers (NoPE); Mistral differs only in its config keys.
 
 /// One decoder block's weights. The output and down projections are stored transposed (one row
 /// per head dimension / neuron) so that sparse execution skips rows (DESIGN §5).
@@ -86,12 +86,15 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let execution = sparsity?.execution ?? .skip
         inverseFrequencies.withUnsafeBufferPointer { invFreq in
             for (l, block) in blocks.enumerated() {
-                // Qwen3 normalises each query and key head, then RoPE rotates it.
+                // Qwen3 normalises each query and key head, then RoPE rotates it (not in SmolLM3's NoPE layers).
+                let rotates = config.ropeLayers?[l] ?? true
                 let rope = { (p: UnsafeMutablePointer<Float>, heads: Int, position: Int, keys: Bool) in
                     if let norm = keys ? block.keyNorm : block.queryNorm {
                         norm.withUnsafeBufferPointer { Ops.rmsNorm(p, p, $0.baseAddress!, rows: heads, n: s.headDim, eps: self.config.rmsNormEps) }
                     }
-                    Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq.baseAddress!)
+                    if rotates {
+                        Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq.baseAddress!)
+                    }
                 }
                 // Layer 0 always runs dense: its attention output feeds the predictor.
                 let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
@@ -228,6 +231,9 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Qwen3 normalises each query and key head (RMSNorm over d_h, weights q_norm and k_norm)
     /// before RoPE.
     public var queryKeyNorm: Bool
+    /// Per layer, whether RoPE rotates its queries and keys (SmolLM3's `no_rope_layers`: 1 =
+    /// RoPE, 0 = none); nil: every layer.
+    public var ropeLayers: [Bool]?
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
 
@@ -235,7 +241,7 @@ public struct LlamaConfig: Sendable, Equatable {
                 kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
                 slidingWindow: Int? = nil, rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
                 tieWordEmbeddings: Bool = false, attentionBias: Bool = false, outputBias: Bool = false,
-                mlpBias: Bool = false, queryKeyNorm: Bool = false,
+                mlpBias: Bool = false, queryKeyNorm: Bool = false, ropeLayers: [Bool]? = nil,
                 bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
         self.modelType = modelType
         self.hiddenSize = hiddenSize
@@ -254,6 +260,7 @@ public struct LlamaConfig: Sendable, Equatable {
         self.outputBias = outputBias
         self.mlpBias = mlpBias
         self.queryKeyNorm = queryKeyNorm
+        self.ropeLayers = ropeLayers
         self.bosTokenID = bosTokenID
         self.eosTokenIDs = eosTokenIDs
     }
@@ -327,6 +334,7 @@ extension LlamaConfig: Decodable {
         case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
         case slidingWindow = "sliding_window", useSlidingWindow = "use_sliding_window"
         case maxWindowLayers = "max_window_layers", layerTypes = "layer_types"
+        case noRopeLayers = "no_rope_layers", noRopeLayerInterval = "no_rope_layer_interval"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -344,11 +352,29 @@ extension LlamaConfig: Decodable {
         // stops there. As transformers reads it: Mistral's sliding_window; Qwen2's with
         // use_sliding_window, in layers from max_window_layers on (or as layer_types says);
         // ignored for Llama.
+        // SmolLM3: RoPE in the layers no_rope_layers marks 1; by default every layer but each
+        // no_rope_layer_interval-th (4).
+        if modelType == "smollm3" {
+            if let marks = try c.decodeIfPresent([Int].self, forKey: .noRopeLayers) {
+                guard marks.count == layers, marks.allSatisfy({ $0 == 0 || $0 == 1 }) else {
+                    throw DecodingError.dataCorruptedError(forKey: .noRopeLayers, in: c,
+                        debugDescription: "must hold a 0 or 1 for each of the \(layers) layers, got \(marks)")
+                }
+                ropeLayers = marks.map { $0 == 1 }
+            } else {
+                let interval = try c.optionalPositiveInt(.noRopeLayerInterval) ?? 4
+                ropeLayers = (0..<layers).map { ($0 + 1) % interval != 0 }
+            }
+        } else {
+            ropeLayers = nil
+        }
         if let window = try c.optionalPositiveInt(.slidingWindow) {
             var sliding = modelType == "mistral"
-            if modelType == "qwen2" || modelType == "qwen3", try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
+            if ["qwen2", "qwen3", "smollm3"].contains(modelType), try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
                 if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
                     sliding = types.contains("sliding_attention")
+                } else if modelType == "smollm3" {
+                    sliding = ropeLayers?.contains(false) == true   // its NoPE layers slide
                 } else {
                     sliding = (try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28) < layers
                 }

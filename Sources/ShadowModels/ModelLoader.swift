@@ -27,7 +27,7 @@ public enum ArchitectureRegistry {
     typealias HFLoader = @Sendable (_ configData: Data, _ configPath: String, _ table: TensorTable) throws -> any CausalLanguageModel
 
     static let huggingFace: [String: HFLoader] = [
-        "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "qwen3": loadLlama, "smollm": loadLlama,
+        "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "qwen3": loadLlama, "smollm": loadLlama, "smollm3": loadLlama,
         "opt": loadOPT,
     ]
 
@@ -36,6 +36,7 @@ public enum ArchitectureRegistry {
         "llama": ("llama", true),
         "qwen2": ("qwen2", false),
         "qwen3": ("qwen3", false),
+        "smollm3": ("smollm3", true),
     ]
 
     public static var huggingFaceNames: [String] { huggingFace.keys.sorted() }
@@ -154,6 +155,8 @@ public enum ModelLoader {
             outputBias: file.tensorInfos["blk.0.attn_output.bias"] != nil,
             mlpBias: file.tensorInfos["blk.0.ffn_gate.bias"] != nil,
             queryKeyNorm: arch == "qwen3",
+            // llama.cpp's SmolLM3 leaves RoPE out of every 4th layer.
+            ropeLayers: arch == "smollm3" ? (0..<(try requiredSize("\(arch).block_count"))).map { ($0 + 1) % 4 != 0 } : nil,
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
         // Errors name the GGUF keys the values came from, not config.json's.

@@ -73,6 +73,26 @@ struct ConfigVariantTests {
         }
     }
 
+    @Test("SmolLM3's no_rope_layers: one 0 or 1 per layer, by default every 4th layer without RoPE")
+    func noRopeLayers() throws {
+        func config(_ edit: [String: Any]) throws -> LlamaConfig {
+            var json: [String: Any] = CheckpointWriter.config
+            json["model_type"] = "smollm3"
+            json["num_hidden_layers"] = 5
+            for (key, value) in edit { json[key] = value }
+            return try ConfigDecoding.decode(LlamaConfig.self, from: try JSONSerialization.data(withJSONObject: json), path: "config.json")
+        }
+        #expect(try config([:]).ropeLayers == [true, true, true, false, true])
+        #expect(try config(["no_rope_layer_interval": 2]).ropeLayers == [true, false, true, false, true])
+        #expect(try config(["no_rope_layers": [0, 1, 1, 1, 0]]).ropeLayers == [false, true, true, true, false])
+        expectShadowError(["config.json", "no_rope_layers", "each of the 5 layers"]) { _ = try config(["no_rope_layers": [1, 1]]) }
+        expectShadowError(["no_rope_layers"]) { _ = try config(["no_rope_layers": [1, 2, 1, 1, 1]]) }
+        // Other architectures rotate every layer whatever the key says.
+        var llama: [String: Any] = CheckpointWriter.config
+        llama["no_rope_layers"] = [0]
+        #expect(try ConfigDecoding.decode(LlamaConfig.self, from: try JSONSerialization.data(withJSONObject: llama), path: "config.json").ropeLayers == nil)
+    }
+
     @Test("hidden_act swish is SiLU by another name")
     func swish() throws {
         let swish = try ModelLoader.load(path: try CheckpointWriter.directory(config: { $0["hidden_act"] = "swish" }))

@@ -60,6 +60,7 @@ struct DoubleReference {
     let finalNorm: [Double]?, finalNormBias: [Double]?
     let lmHead: [Double]                    // (V, e)
     let inverseFrequencies: [Float]
+    let ropeLayers: [Bool]?
     let preLN: Bool
 
     init(_ model: any DifferentiableLanguageModel) {
@@ -81,6 +82,7 @@ struct DoubleReference {
             finalNorm = d(m.finalNorm); finalNormBias = nil
             lmHead = d(m.lmHead)
             inverseFrequencies = m.inverseFrequencies
+            ropeLayers = m.config.ropeLayers
             preLN = true
         } else {
             let m = model as! OPTModel
@@ -101,6 +103,7 @@ struct DoubleReference {
             finalNorm = d(m.finalNormWeight); finalNormBias = d(m.finalNormBias)
             lmHead = d(m.lmHead)
             inverseFrequencies = []
+            ropeLayers = nil
             preLN = m.config.doLayerNormBefore
         }
     }
@@ -242,8 +245,10 @@ struct DoubleReference {
                     q = norm(q, queryNorm, nil, rows: T * s.heads, n: s.headDim)
                     k = norm(k, keyNorm, nil, rows: T * s.kvHeads, n: s.headDim)
                 }
-                rope(&q, rows: T, heads: s.heads)
-                rope(&k, rows: T, heads: s.kvHeads)
+                if ropeLayers?[l] ?? true {
+                    rope(&q, rows: T, heads: s.heads)
+                    rope(&k, rows: T, heads: s.kvHeads)
+                }
             }
             var a = attention(q, k, v, rows: T)
             if case .attention(l, let index, let delta) = perturbation { a[index] += delta }

@@ -33,6 +33,8 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
                         attn_k_norm, attention.key_length 24), byte-level BPE tokenizer metadata; expected.json
                         is tiny-qwen3's.
   tiny-llama-bias-gguf/ the same for tiny-llama-bias as a llama GGUF (attn_q / attn_k rows and biases permuted).
+  tiny-smollm3/         SmolLM3ForCausalLM, 4 layers, the 4th without RoPE (NoPE), GQA 4/2, tied, float32;
+  tiny-smollm3-gguf/    and as a smollm3 GGUF (Q/K permuted as for llama; llama.cpp leaves RoPE out of every 4th layer).
   smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
@@ -82,7 +84,7 @@ from gguf import GGUFReader, GGUFWriter
 from gguf import quants as gquants
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
 
 SEED = 1234
 VOCAB = 384          # every tiny model and tokenizer
@@ -398,6 +400,12 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
     summaries.append(make_hf_fixture(root, "tiny-llama-bias", LlamaForCausalLM, cfg, torch.float32, SEED + 8,
                                      llama_tok))
 
+    # tiny-smollm3: 4 layers, the 4th without RoPE (no_rope_layers [1, 1, 1, 0], the default interval), tied.
+    cfg = SmolLM3Config(num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                        rope_theta=50000.0, tie_word_embeddings=True, **common)
+    summaries.append(make_hf_fixture(root, "tiny-smollm3", SmolLM3ForCausalLM, cfg, torch.float32, SEED + 9,
+                                     llama_tok))
+
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
                       dropout=0.0, attention_dropout=0.0, activation_function="relu",
@@ -656,7 +664,7 @@ def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
         sd = {k: st.get_tensor(k).astype(np.float32) for k in st.keys()}
     layers, heads, kv = cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    permute = arch == "llama"
+    permute = arch in ("llama", "smollm3")
     gg = {"token_embd.weight": sd["model.embed_tokens.weight"]}
     names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm",
@@ -965,7 +973,7 @@ def main() -> None:
     summaries, llama_tok = tiny_hf_fixtures(args.out)
     if ONLY is None or "tiny-llama-gguf" in ONLY:
         summaries.append(make_tiny_gguf(args.out, llama_tok))
-    for name, arch in (("tiny-qwen3", "qwen3"), ("tiny-llama-bias", "llama")):
+    for name, arch in (("tiny-qwen3", "qwen3"), ("tiny-llama-bias", "llama"), ("tiny-smollm3", "smollm3")):
         if ONLY is None or f"{name}-gguf" in ONLY:
             summaries.append(make_gguf_copy(args.out, llama_tok, name, arch))
     if args.smollm2:

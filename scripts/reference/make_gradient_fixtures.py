@@ -52,7 +52,7 @@ from transformers import AutoModelForCausalLM
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = REPO / "Tests" / "ShadowModelsTests" / "Fixtures"
-CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln"]
+CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-opt", "tiny-opt-postln"]
 PREDICT_FROM = 5
 SEED = 4321
 N_LARGEST = 4

@@ -93,8 +93,10 @@ extension LlamaModel: DifferentiableLanguageModel {
                 rmsNormForward(st.q.pointer, st.qRstd!.pointer, qIn.pointer, qNorm, rows: T * H, n: dh, eps: eps)
                 rmsNormForward(st.k.pointer, st.kRstd!.pointer, kIn.pointer, kNorm, rows: T * G, n: dh, eps: eps)
             }
-            ropeForward(st.q.pointer, st.q.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
-            ropeForward(st.k.pointer, st.k.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+            if config.ropeLayers?[l] ?? true {
+                ropeForward(st.q.pointer, st.q.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
+                ropeForward(st.k.pointer, st.k.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+            }
             attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
                              rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
@@ -181,8 +183,13 @@ extension LlamaModel: DifferentiableLanguageModel {
             attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
                               st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
             dqIn.zero(); dkIn.zero()
-            ropeBackward(dqIn.pointer, dq.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
-            ropeBackward(dkIn.pointer, dk.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+            if config.ropeLayers?[l] ?? true {
+                ropeBackward(dqIn.pointer, dq.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
+                ropeBackward(dkIn.pointer, dk.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+            } else {
+                dqIn.pointer.update(from: dq.pointer, count: T * aw)
+                dkIn.pointer.update(from: dk.pointer, count: T * kw)
+            }
             if let qNorm = block.queryNorm, let kNorm = block.keyNorm, let qIn = st.qIn, let kIn = st.kIn {
                 // Through the per-head norms: dq and dk (free here) take the projections' gradients.
                 dq.zero(); dk.zero()
