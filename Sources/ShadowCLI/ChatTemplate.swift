@@ -49,6 +49,9 @@ struct ChatTemplate: Sendable {
     let dropsReasoning: Bool
     /// The template has a thinking switch (Qwen3's `enable_thinking`).
     let hasThinkingSwitch: Bool
+    /// What a ChatML template's generation prompt writes after `<|im_start|>assistant\n`: "" for
+    /// most, "<think>\n" for templates that make the model reason (QwQ, Qwen3-Thinking).
+    let replyOpening: String
     /// False with `--no-think`: the reply starts after an empty think block, as the template
     /// writes it with `enable_thinking=False`.
     var thinking = true
@@ -92,6 +95,7 @@ struct ChatTemplate: Sendable {
         writesBOS = source?.contains("bos_token") ?? true
         dropsReasoning = family == .chatML && source?.contains("</think>") == true
         hasThinkingSwitch = family == .chatML && source?.contains("enable_thinking") == true
+        replyOpening = family == .chatML ? source.map(Self.generationPromptTail) ?? "" : ""
         let endOfMessage = family == .llama3 ? tokenizer.encode("<|eom_id|>") : []
         stopTokens = Set([end] + (endOfMessage.count == 1 ? endOfMessage : []))
         ordinaryMarker = ordinary
@@ -248,6 +252,16 @@ struct ChatTemplate: Sendable {
         ]
     }
 
+    /// The text after `<|im_start|>assistant\n` in the literal that a ChatML template's generation
+    /// prompt (after its last `add_generation_prompt`) writes, "" when there is none.
+    static func generationPromptTail(in source: String) -> String {
+        let prefix = "<|im_start|>assistant\n"
+        guard let flag = source.range(of: "add_generation_prompt", options: .backwards),
+              let literal = literals(holding: "<|im_start|>assistant", in: String(source[flag.upperBound...])).first,
+              literal.hasPrefix(prefix) else { return "" }
+        return String(literal.dropFirst(prefix.count))
+    }
+
     /// `--no-think`, shared by chat and generate --chat.
     static func thinkingOption(helpPrefix: String = "") -> Option {
         .flag("no-think", help: helpPrefix + "Start the reply after an empty think block, as the model's chat template does with enable_thinking=False (Qwen3): the model answers without reasoning first.")
@@ -322,9 +336,10 @@ struct ChatTemplate: Sendable {
         tokenizer.encode(opening(role, then: content) + closingParts)
     }
 
-    /// Where the assistant's reply starts: `<|im_start|>assistant\n` (with `--no-think`, then
-    /// `<think>\n\n</think>\n\n`), `<|start_header_id|>assistant<|end_header_id|>\n\n`.
-    var replyStart: [Int] { tokenizer.encode(opening("assistant", then: thinking ? "" : "<think>\n\n</think>\n\n")) }
+    /// Where the assistant's reply starts: `<|im_start|>assistant\n` and the template's
+    /// `replyOpening` (with `--no-think`, `<think>\n\n</think>\n\n` instead),
+    /// `<|start_header_id|>assistant<|end_header_id|>\n\n`.
+    var replyStart: [Int] { tokenizer.encode(opening("assistant", then: thinking ? replyOpening : "<think>\n\n</think>\n\n")) }
 
     /// A reply's ids as they were generated (its stop token left out), closed as the template
     /// closes a message.

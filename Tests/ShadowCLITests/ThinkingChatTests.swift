@@ -52,6 +52,30 @@ struct ThinkingChatTests {
         #expect(chat.status == 0 && chat.out.split(separator: "\n").count == 2, "\(chat.err)")
     }
 
+    @Test("a template whose generation prompt opens the reasoning (QwQ, Qwen3-Thinking) starts the reply after its <think>")
+    func openedReasoning() throws {
+        let qwen3 = try Llama3ChatTests.template("qwen3")
+        let forced = qwen3.replacingOccurrences(of: """
+            {{- '<|im_start|>assistant\\n' }}
+                {%- if enable_thinking is defined and enable_thinking is false %}
+                    {{- '<think>\\n\\n</think>\\n\\n' }}
+                {%- endif %}
+            """, with: "{{- '<|im_start|>assistant\\n<think>\\n' }}")
+        #expect(forced != qwen3)
+        #expect(ChatTemplate.generationPromptTail(in: forced) == "<think>\n" && ChatTemplate.generationPromptTail(in: qwen3) == "")
+        let directory = TestScratch.path("qwq-template")
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: directory)
+        try JSONSerialization.data(withJSONObject: ["chat_template": forced]).write(to: URL(fileURLWithPath: directory + "/tokenizer_config.json"))
+        let tokenizer = try ModelLoader.loadTokenizer(path: directory)
+        let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
+        #expect(!template.hasThinkingSwitch && template.dropsReasoning)
+        // jinja2's rendering of the edited template: the reply opens inside <think>, and an earlier
+        // reply (generated after it) keeps only its answer.
+        let reply = tokenizer.encode("The user greets.\n</think>\n\nHello!")
+        #expect(template.prompt(system: nil, turns: [template.turn(user: "Hi", reply: reply)], user: "More") == tokenizer.encode(
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n<think>\n"))
+    }
+
     @Test("--no-think is refused without a thinking switch in the template, and without --chat")
     func noThinkRefused() {
         let chat = CLIRun(["chat", "--model", fixture("tiny-llama"), "--no-think"], input: ["Hi"])

@@ -23,7 +23,8 @@ public struct Bytes {
     /// starts), zero-filling gaps; a later placement may overlap an earlier one.
     public mutating func place(_ placements: [(Int, [UInt8])]) {
         let dataStart = data.count
-        for (offset, bytes) in placements {
+        // Nothing to write for empty data, whose offsets may lie anywhere (near Int.max too).
+        for (offset, bytes) in placements where !bytes.isEmpty {
             let end = dataStart + offset + bytes.count
             if data.count < end { data.append(contentsOf: [UInt8](repeating: 0, count: end - data.count)) }
             data.replaceSubrange((dataStart + offset)..<end, with: bytes)
