@@ -348,10 +348,6 @@ extension LlamaConfig: Decodable {
         headDim = try c.optionalPositiveInt(.headDim) ?? hiddenSize / heads
         vocabularySize = try c.positiveInt(.vocabularySize)
         maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048
-        // Sliding-window attention only differs from full attention past the window: the context
-        // stops there. As transformers reads it: Mistral's sliding_window; Qwen2's with
-        // use_sliding_window, in layers from max_window_layers on (or as layer_types says);
-        // ignored for Llama.
         // SmolLM3: RoPE in the layers no_rope_layers marks 1; by default every layer but each
         // no_rope_layer_interval-th (4).
         if modelType == "smollm3" {
@@ -368,6 +364,10 @@ extension LlamaConfig: Decodable {
         } else {
             ropeLayers = nil
         }
+        // Sliding-window attention only differs from full attention past the window: the context
+        // stops there. As transformers reads it: Mistral's sliding_window; Qwen2's and Qwen3's
+        // with use_sliding_window, in layers from max_window_layers on (or as layer_types says);
+        // SmolLM3's in its NoPE layers (or as layer_types says); ignored for Llama.
         if let window = try c.optionalPositiveInt(.slidingWindow) {
             var sliding = modelType == "mistral"
             if ["qwen2", "qwen3", "smollm3"].contains(modelType), try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
