@@ -126,6 +126,7 @@ public enum ModelLoader {
         }
         let hidden = try requiredSize("\(arch).embedding_length")
         let heads = try requiredSize("\(arch).attention.head_count")
+        let layers = try requiredSize("\(arch).block_count")
         let keyLength = try size("\(arch).attention.key_length")
         let vocabSize = try size("\(arch).vocab_size")
         let table = TensorTable(file, weightDType: weights)
@@ -141,7 +142,7 @@ public enum ModelLoader {
             modelType: entry.modelType,
             hiddenSize: hidden,
             intermediateSize: try requiredSize("\(arch).feed_forward_length"),
-            layers: try requiredSize("\(arch).block_count"),
+            layers: layers,
             heads: heads,
             kvHeads: try size("\(arch).attention.head_count_kv") ?? heads,
             headDim: headDim,
@@ -156,7 +157,7 @@ public enum ModelLoader {
             mlpBias: file.tensorInfos["blk.0.ffn_gate.bias"] != nil,
             queryKeyNorm: arch == "qwen3",
             // llama.cpp's SmolLM3 leaves RoPE out of every 4th layer.
-            ropeLayers: arch == "smollm3" ? (0..<(try requiredSize("\(arch).block_count"))).map { ($0 + 1) % 4 != 0 } : nil,
+            ropeLayers: arch == "smollm3" ? (0..<layers).map { ($0 + 1) % 4 != 0 } : nil,
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
         // Errors name the GGUF keys the values came from, not config.json's.
