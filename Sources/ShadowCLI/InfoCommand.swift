@@ -17,6 +17,8 @@ enum InfoCommand {
         let maxContext: Int
         /// Sliding-window attention's window, when it ended the context (max_context is then the window).
         let slidingWindow: Int?
+        /// Why max_context ends before the checkpoint's declared context (a sliding window, LongRoPE).
+        let contextLimit: String?
         let parameters: Int
         let sourceDTypes: [String: Int]
         let tokenizer: Bool
@@ -33,6 +35,7 @@ enum InfoCommand {
             case path, format, architecture, layers, heads, parameters, tokenizer
             case hiddenSize = "hidden_size", kvHeads = "kv_heads", headDim = "head_dim", ffnSize = "ffn_size"
             case vocabularySize = "vocab_size", maxContext = "max_context", slidingWindow = "sliding_window", sourceDTypes = "source_dtypes"
+            case contextLimit = "context_limit"
             case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
             case chatTemplate = "chat_template", defaultSystem = "default_system"
         }
@@ -49,7 +52,7 @@ enum InfoCommand {
             path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture,
             layers: s.layers, hiddenSize: s.hiddenSize, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
             ffnSize: s.ffnSize, vocabularySize: s.vocabularySize, maxContext: s.maxContext,
-            slidingWindow: loaded.model.slidingWindow,
+            slidingWindow: loaded.model.slidingWindow, contextLimit: loaded.model.contextLimit,
             parameters: loaded.model.parameterCount, sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
             eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS,
@@ -68,7 +71,7 @@ enum InfoCommand {
             heads         \(s.heads) query, \(s.kvHeads) key/value, width \(s.headDim)
             ffn size      \(s.ffnSize)
             vocabulary    \(s.vocabularySize)
-            context       \(s.maxContext)\(report.slidingWindow == nil ? "" : " (the sliding-window attention's window: longer inputs would attend differently)")
+            context       \(s.maxContext)\(report.contextLimit.map { " (\($0))" } ?? "")
             parameters    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6)) M)
             file dtypes   \(dtypes)
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")

@@ -102,14 +102,15 @@ public enum Ops {
     }
 
     /// Rotary embedding in Hugging Face's rotate-half form, in place on `heads` heads of width
-    /// `headDim` for one token at `position`: pairs are (i, i + headDim/2).
-    /// `inverseFrequencies` has headDim/2 entries: θ^(−2i/headDim).
+    /// `headDim` for one token at `position`. `inverseFrequencies` holds one frequency per pair:
+    /// with r/2 of them the pairs are (i, i + r/2) for i < r/2 and dimensions from r on pass
+    /// through (partial rotary embeddings). cos and sin are multiplied by `magnitude`.
     public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, position: Int,
-                            inverseFrequencies: UnsafePointer<Float>) {
-        let half = headDim / 2
+                            inverseFrequencies: UnsafeBufferPointer<Float>, magnitude: Float = 1) {
+        let half = inverseFrequencies.count
         for i in 0..<half {
             let angle = Double(position) * Double(inverseFrequencies[i])
-            let c = Float(cos(angle)), s = Float(sin(angle))
+            let c = Float(cos(angle)) * magnitude, s = Float(sin(angle)) * magnitude
             for h in 0..<heads {
                 let p = x + h * headDim
                 let a = p[i], b = p[i + half]

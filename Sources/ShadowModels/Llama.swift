@@ -35,6 +35,13 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public let sourceDTypes: [String: Int]
     public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
     public var slidingWindow: Int? { config.slidingWindow }
+    public var contextLimit: String? {
+        if slidingWindow != nil { return "its sliding-window attention's window" }
+        if case .longRope(_, _, let original) = config.rope.scaling, original == shape.maxContext {
+            return "LongRoPE's original context; past it the model would switch to its long factors"
+        }
+        return nil
+    }
 
     public init(config: LlamaConfig, architecture: String, embedding: WeightMatrix, blocks: [LlamaBlock],
                 finalNorm: [Float], lmHead: WeightMatrix, sourceDTypes: [String: Int] = [:]) {
@@ -93,7 +100,8 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                         norm.withUnsafeBufferPointer { Ops.rmsNorm(p, p, $0.baseAddress!, rows: heads, n: s.headDim, eps: self.config.rmsNormEps) }
                     }
                     if rotates {
-                        Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq.baseAddress!)
+                        Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq,
+                                 magnitude: self.config.rope.magnitude)
                     }
                 }
                 // Layer 0 always runs dense: its attention output feeds the predictor.
@@ -335,6 +343,8 @@ extension LlamaConfig: Decodable {
         case slidingWindow = "sliding_window", useSlidingWindow = "use_sliding_window"
         case maxWindowLayers = "max_window_layers", layerTypes = "layer_types"
         case noRopeLayers = "no_rope_layers", noRopeLayerInterval = "no_rope_layer_interval"
+        case partialRotaryFactor = "partial_rotary_factor"
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -348,6 +358,7 @@ extension LlamaConfig: Decodable {
         headDim = try c.optionalPositiveInt(.headDim) ?? hiddenSize / heads
         vocabularySize = try c.positiveInt(.vocabularySize)
         maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048
+        let declaredContext = maxContext
         // SmolLM3: RoPE in the layers no_rope_layers marks 1; by default every layer but each
         // no_rope_layer_interval-th (4).
         if modelType == "smollm3" {
@@ -365,11 +376,11 @@ extension LlamaConfig: Decodable {
             ropeLayers = nil
         }
         // Sliding-window attention only differs from full attention past the window: the context
-        // stops there. As transformers reads it: Mistral's sliding_window; Qwen2's and Qwen3's
+        // stops there. As transformers reads it: Mistral's and Phi-3's sliding_window; Qwen2's and Qwen3's
         // with use_sliding_window, in layers from max_window_layers on (or as layer_types says);
         // SmolLM3's in its NoPE layers (or as layer_types says); ignored for Llama.
         if let window = try c.optionalPositiveInt(.slidingWindow) {
-            var sliding = modelType == "mistral"
+            var sliding = modelType == "mistral" || modelType == "phi3"
             if ["qwen2", "qwen3", "smollm3"].contains(modelType), try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
                 if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
                     sliding = types.contains("sliding_attention")
@@ -387,36 +398,58 @@ extension LlamaConfig: Decodable {
         var theta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
         var thetaPath: [any CodingKey] = [CodingKeys.ropeTheta]
         var scaling = RopeConfig.Scaling.none
+        var rotaryDimensions: Int? = nil
         do {
-            if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeParameters) {
-                if let value = parameters.ropeTheta {
-                    theta = value
-                    thetaPath = [CodingKeys.ropeParameters, RopeParametersJSON.CodingKeys.ropeTheta]
+            let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeParameters)
+            let legacyScaling = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeScaling)
+            if let value = parameters?.ropeTheta {
+                theta = value
+                thetaPath = [CodingKeys.ropeParameters, RopeParametersJSON.CodingKeys.ropeTheta]
+            }
+            // Phi-4-mini rotates the first `partial_rotary_factor` of each head (written at the
+            // top level, or in rope_parameters by transformers 5).
+            let (fraction, fractionKey) = try parameters?.partialRotaryFactor.map { ($0, "rope_parameters") }
+                ?? c.decodeIfPresent(Double.self, forKey: .partialRotaryFactor).map { ($0, "partial_rotary_factor") } ?? (1, "")
+            if fraction != 1 {
+                let width = Int(Double(headDim) * fraction)   // as transformers truncates it
+                guard fraction > 0 && fraction < 1, width >= 2, width % 2 == 0 else {
+                    throw ConfigValueError(key: fractionKey, reason: "partial_rotary_factor \(fraction) of a head of \(headDim) must give an even number of rotating dimensions between 2 and \(headDim)")
                 }
-                scaling = try parameters.scaling(key: "rope_parameters")
+                rotaryDimensions = width
             }
-            if let parameters = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeScaling) {
-                scaling = try parameters.scaling(key: "rope_scaling")
-            }
+            let context = RopeParametersJSON.Context(
+                maxContext: declaredContext, rotaryPairs: (rotaryDimensions ?? headDim) / 2,
+                originalContext: try c.optionalPositiveInt(.originalMaxPositionEmbeddings))
+            if let parameters { scaling = try parameters.scaling(key: "rope_parameters", context) }
+            if let legacyScaling { scaling = try legacyScaling.scaling(key: "rope_scaling", context) }
         } catch let error as ConfigValueError {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: [error.key == "rope_scaling" ? CodingKeys.ropeScaling : CodingKeys.ropeParameters],
-                debugDescription: error.reason))
+            let key: CodingKeys = switch error.key {
+            case "rope_scaling": .ropeScaling
+            case "partial_rotary_factor": .partialRotaryFactor
+            default: .ropeParameters
+            }
+            throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: error.reason))
         }
         // validate() checks θ too; here the error can say which key it came from.
         guard theta > 0 && theta.isFinite else {
             throw DecodingError.dataCorrupted(.init(codingPath: thetaPath, debugDescription: "must be a positive number, got \(theta)"))
         }
-        rope = RopeConfig(theta: theta, scaling: scaling)
+        rope = RopeConfig(theta: theta, scaling: scaling, rotaryDimensions: rotaryDimensions)
+        // LongRoPE switches to its long factors past the original context (transformers for
+        // the whole sequence, llama.cpp for a context set longer): up to it both use the short
+        // factors, as here, and the context ends there.
+        if case .longRope(_, _, let original) = scaling, original < maxContext {
+            (maxContext, slidingWindow) = (original, nil)
+        }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // As transformers builds each architecture: Qwen2 always biases q, k and v (never o_proj)
-        // whatever attention_bias says; Mistral has no biases; Llama and Qwen3 bias q, k, v and o
+        // whatever attention_bias says; Mistral and Phi-3 have no biases; Llama and Qwen3 bias q, k, v and o
         // with attention_bias; only Llama reads mlp_bias.
         let declaredAttentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
         let declaredMLPBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? false
         switch modelType {
         case "qwen2": (attentionBias, outputBias, mlpBias) = (true, false, false)
-        case "mistral": (attentionBias, outputBias, mlpBias) = (false, false, false)
+        case "mistral", "phi3": (attentionBias, outputBias, mlpBias) = (false, false, false)
         case "qwen3": (attentionBias, outputBias, mlpBias) = (declaredAttentionBias, declaredAttentionBias, false)
         default: (attentionBias, outputBias, mlpBias) = (declaredAttentionBias, declaredAttentionBias, declaredMLPBias)
         }
@@ -450,21 +483,25 @@ extension LlamaModel {
             func headNorm(_ name: String) throws -> [Float]? {
                 config.queryKeyNorm ? try table.vector(p + name, count: s.headDim) : nil
             }
+            let (wq, wk, wv) = config.fusedProjections
+                ? try table.fusedAttention(p + "self_attn.qkv_proj.weight", shape: s)
+                : (try table.weight(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
+                   try table.weight(p + "self_attn.k_proj.weight", rows: s.kvWidth, cols: d),
+                   try table.weight(p + "self_attn.v_proj.weight", rows: s.kvWidth, cols: d))
+            let (wGate, wUp) = config.fusedProjections
+                ? try table.fusedGateUp(p + "mlp.gate_up_proj.weight", shape: s)
+                : (try table.weight(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d),
+                   try table.weight(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d))
             return LlamaBlock(
                 attentionNorm: try table.vector(p + "input_layernorm.weight", count: d),
-                q: Linear(weight: try table.weight(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
-                          bias: try bias("self_attn.q_proj.bias", s.attentionWidth)),
-                k: Linear(weight: try table.weight(p + "self_attn.k_proj.weight", rows: s.kvWidth, cols: d),
-                          bias: try bias("self_attn.k_proj.bias", s.kvWidth)),
-                v: Linear(weight: try table.weight(p + "self_attn.v_proj.weight", rows: s.kvWidth, cols: d),
-                          bias: try bias("self_attn.v_proj.bias", s.kvWidth)),
+                q: Linear(weight: wq, bias: try bias("self_attn.q_proj.bias", s.attentionWidth)),
+                k: Linear(weight: wk, bias: try bias("self_attn.k_proj.bias", s.kvWidth)),
+                v: Linear(weight: wv, bias: try bias("self_attn.v_proj.bias", s.kvWidth)),
                 output: TransposedLinear(weightT: try table.transposedWeight(p + "self_attn.o_proj.weight", rows: d, cols: s.attentionWidth),
                                          bias: try bias("self_attn.o_proj.bias", d, if: config.outputBias)),
                 mlpNorm: try table.vector(p + "post_attention_layernorm.weight", count: d),
-                gate: Linear(weight: try table.weight(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d),
-                             bias: try bias("mlp.gate_proj.bias", s.ffnSize, if: config.mlpBias)),
-                up: Linear(weight: try table.weight(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d),
-                           bias: try bias("mlp.up_proj.bias", s.ffnSize, if: config.mlpBias)),
+                gate: Linear(weight: wGate, bias: try bias("mlp.gate_proj.bias", s.ffnSize, if: config.mlpBias)),
+                up: Linear(weight: wUp, bias: try bias("mlp.up_proj.bias", s.ffnSize, if: config.mlpBias)),
                 down: TransposedLinear(weightT: try table.transposedWeight(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize),
                                        bias: try bias("mlp.down_proj.bias", d, if: config.mlpBias)),
                 queryNorm: try headNorm("self_attn.q_norm.weight"), keyNorm: try headNorm("self_attn.k_norm.weight"))
@@ -500,26 +537,35 @@ extension LlamaModel {
                 column.pointer.update(from: bias, count: bias.count)
                 return unpermuteRotaryRows(column, heads: heads).array
             }
-            var wq = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)
-            var wk = try table.matrix(p + "attn_k.weight", rows: s.kvWidth, cols: d)
-            if permutedQK {
-                wq = unpermuteRotaryRows(wq, heads: s.heads)
-                wk = unpermuteRotaryRows(wk, heads: s.kvHeads)
+            let (wq, wk, wv): (WeightMatrix, WeightMatrix, WeightMatrix)
+            if !permutedQK && table.has(p + "attn_qkv.weight") {
+                (wq, wk, wv) = try table.fusedAttention(p + "attn_qkv.weight", shape: s)   // Phi-3's usual layout
+            } else {
+                var q = try table.matrix(p + "attn_q.weight", rows: s.attentionWidth, cols: d)
+                var k = try table.matrix(p + "attn_k.weight", rows: s.kvWidth, cols: d)
+                if permutedQK {
+                    q = unpermuteRotaryRows(q, heads: s.heads)
+                    k = unpermuteRotaryRows(k, heads: s.kvHeads)
+                }
+                (wq, wk) = (WeightMatrix(q, dtype: table.weightDType), WeightMatrix(k, dtype: table.weightDType))
+                wv = try table.weight(p + "attn_v.weight", rows: s.kvWidth, cols: d)
             }
+            // llama.cpp's phi3 keeps gate and up in ffn_up (2·F rows, gate first).
+            let (wGate, wUp) = config.fusedProjections
+                ? try table.fusedGateUp(p + "ffn_up.weight", shape: s)
+                : (try table.weight(p + "ffn_gate.weight", rows: s.ffnSize, cols: d),
+                   try table.weight(p + "ffn_up.weight", rows: s.ffnSize, cols: d))
             return LlamaBlock(
                 attentionNorm: try table.vector(p + "attn_norm.weight", count: d),
-                q: Linear(weight: WeightMatrix(wq, dtype: table.weightDType), bias: try rotaryBias("attn_q.bias", heads: s.heads)),
-                k: Linear(weight: WeightMatrix(wk, dtype: table.weightDType), bias: try rotaryBias("attn_k.bias", heads: s.kvHeads)),
-                v: Linear(weight: try table.weight(p + "attn_v.weight", rows: s.kvWidth, cols: d),
-                          bias: try table.optionalVector(p + "attn_v.bias", count: s.kvWidth)),
+                q: Linear(weight: wq, bias: try rotaryBias("attn_q.bias", heads: s.heads)),
+                k: Linear(weight: wk, bias: try rotaryBias("attn_k.bias", heads: s.kvHeads)),
+                v: Linear(weight: wv, bias: try table.optionalVector(p + "attn_v.bias", count: s.kvWidth)),
                 // Every bias is optional, as llama.cpp loads them.
                 output: TransposedLinear(weightT: try table.transposedWeight(p + "attn_output.weight", rows: d, cols: s.attentionWidth),
                                          bias: try table.optionalVector(p + "attn_output.bias", count: d)),
                 mlpNorm: try table.vector(p + "ffn_norm.weight", count: d),
-                gate: Linear(weight: try table.weight(p + "ffn_gate.weight", rows: s.ffnSize, cols: d),
-                             bias: try table.optionalVector(p + "ffn_gate.bias", count: s.ffnSize)),
-                up: Linear(weight: try table.weight(p + "ffn_up.weight", rows: s.ffnSize, cols: d),
-                           bias: try table.optionalVector(p + "ffn_up.bias", count: s.ffnSize)),
+                gate: Linear(weight: wGate, bias: try table.optionalVector(p + "ffn_gate.bias", count: s.ffnSize)),
+                up: Linear(weight: wUp, bias: try table.optionalVector(p + "ffn_up.bias", count: s.ffnSize)),
                 down: TransposedLinear(weightT: try table.transposedWeight(p + "ffn_down.weight", rows: d, cols: s.ffnSize),
                                        bias: try table.optionalVector(p + "ffn_down.bias", count: d)),
                 queryNorm: config.queryKeyNorm ? try table.vector(p + "attn_q_norm.weight", count: s.headDim) : nil,

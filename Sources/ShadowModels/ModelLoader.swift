@@ -28,6 +28,7 @@ public enum ArchitectureRegistry {
 
     static let huggingFace: [String: HFLoader] = [
         "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "qwen3": loadLlama, "smollm": loadLlama, "smollm3": loadLlama,
+        "phi3": loadLlama,
         "opt": loadOPT,
     ]
 
@@ -37,6 +38,7 @@ public enum ArchitectureRegistry {
         "qwen2": ("qwen2", false),
         "qwen3": ("qwen3", false),
         "smollm3": ("smollm3", true),
+        "phi3": ("phi3", false),
     ]
 
     public static var huggingFaceNames: [String] { huggingFace.keys.sorted() }
@@ -135,6 +137,10 @@ public enum ModelLoader {
         let context = try size("\(arch).context_length") ?? 2048
         // llama.cpp reads a window of 0 as none.
         let window = try file.intIfPresent("\(arch).attention.sliding_window").flatMap { $0 > 0 ? $0 : nil }
+        let rope = try ggufRope(file, table, arch: arch, headDim: headDim)
+        // LongRoPE's context ends where its long factors would take over (see LlamaConfig).
+        var longRopeContext: Int? = nil
+        if case .longRope(_, _, let original) = rope.scaling, original < min(context, window ?? context) { longRopeContext = original }
         guard let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first else {
             throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).vocab_size\": missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
         }
@@ -147,10 +153,10 @@ public enum ModelLoader {
             kvHeads: try size("\(arch).attention.head_count_kv") ?? heads,
             headDim: headDim,
             vocabularySize: vocab,
-            maxContext: min(context, window ?? context),
-            slidingWindow: window.flatMap { $0 < context ? $0 : nil },
+            maxContext: longRopeContext ?? min(context, window ?? context),
+            slidingWindow: longRopeContext != nil ? nil : window.flatMap { $0 < context ? $0 : nil },
             rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
-            rope: try ggufRope(file, table, arch: arch, headDim: headDim),
+            rope: rope,
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,
             attentionBias: file.tensorInfos["blk.0.attn_q.bias"] != nil,
             outputBias: file.tensorInfos["blk.0.attn_output.bias"] != nil,
@@ -171,12 +177,6 @@ public enum ModelLoader {
             "bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id",
             "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon", "rope_theta": "\(arch).rope.freq_base",
         ])
-        // RoPE here rotates every dimension of a head; a model that rotates only some of them
-        // (partial rotary embeddings) would load and run wrong.
-        let rotaryKey = "\(arch).rope.dimension_count"
-        if let rotary = try file.intIfPresent(rotaryKey), rotary != config.headDim {
-            throw ShadowError.corruptFile(path: path, reason: "key \"\(rotaryKey)\": \(rotary) rotary dimensions in heads of \(config.headDim); partial rotary embeddings are not supported")
-        }
         let model = try LlamaModel.load(gguf: table, config: config, permutedQK: entry.permutedQK)
 
         let tokenizer = try TokenizerLoader.fromGGUF(file, tokens: tokens)
@@ -189,17 +189,53 @@ public enum ModelLoader {
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
     }
 
-    /// llama.cpp's RoPE settings: θ (`rope.freq_base`), linear scaling — positions divided by
-    /// `rope.scaling.factor`, or by the older `rope.scale_linear`, whatever `rope.scaling.type`
-    /// says as long as it is none or linear (its default), 0 and 1 meaning none, as llama.cpp reads
-    /// them — and Llama 3's scaling, which its converter stores as one divisor per frequency in
-    /// the tensor rope_freqs.weight. Other scalings (YaRN, …) are refused rather than run as if absent.
+    /// llama.cpp's RoPE settings: θ (`rope.freq_base`); how many of a head's dimensions rotate
+    /// (`rope.dimension_count`); linear scaling — positions divided by `rope.scaling.factor`, or
+    /// by the older `rope.scale_linear`, whatever `rope.scaling.type` says as long as it is none or
+    /// linear (its default), 0 and 1 meaning none, as llama.cpp reads them —; Llama 3's scaling,
+    /// which its converter stores as one divisor per frequency in the tensor rope_freqs.weight;
+    /// and Phi-3's LongRoPE (rope_factors_short.weight and rope_factors_long.weight, with
+    /// `rope.scaling.attn_factor` and `rope.scaling.original_context_length`). Other scalings
+    /// (YaRN, …) are refused rather than run as if absent.
     static func ggufRope(_ file: GGUFFile, _ table: TensorTable, arch: String, headDim: Int) throws -> RopeConfig {
         let theta = Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)
+        let rotaryKey = "\(arch).rope.dimension_count"
+        var rotaryDimensions: Int? = nil
+        if let rotary = try file.intIfPresent(rotaryKey), rotary != headDim {
+            guard rotary >= 2 && rotary < headDim && rotary % 2 == 0 else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(rotaryKey)\": \(rotary) rotary dimensions in heads of \(headDim); expected an even number from 2 to \(headDim)")
+            }
+            rotaryDimensions = rotary
+        }
+        let pairs = (rotaryDimensions ?? headDim) / 2
+        func positiveFactors(_ name: String) throws -> [Float]? {
+            let factors = try table.optionalVector(name, count: pairs)
+            if let factors, let bad = factors.first(where: { !($0 > 0 && $0.isFinite) }) {
+                throw ShadowError.badTensor(path: file.path, tensor: name, reason: "factors must be positive numbers, found \(bad)")
+            }
+            return factors
+        }
+        if let short = try positiveFactors("rope_factors_short.weight") {
+            // The long factors apply only past the original context, where the context ends here.
+            guard try positiveFactors("rope_factors_long.weight") != nil else {
+                throw ShadowError.badTensor(path: file.path, tensor: "rope_factors_long.weight", reason: "missing (rope_factors_short.weight is there)")
+            }
+            let originalKey = "\(arch).rope.scaling.original_context_length"
+            guard let original = try file.intIfPresent(originalKey), original > 0 else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(originalKey)\": missing or not positive, and LongRoPE factors need it")
+            }
+            let attentionKey = "\(arch).rope.scaling.attn_factor"
+            let attention = try file.floatIfPresent(attentionKey) ?? 1
+            guard attention > 0 && attention.isFinite else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(attentionKey)\": must be a positive number, got \(attention)")
+            }
+            return RopeConfig(theta: theta, scaling: .longRope(shortFactors: short, attentionFactor: Double(attention), originalContext: original),
+                              rotaryDimensions: rotaryDimensions)
+        }
         let typeKey = "\(arch).rope.scaling.type"
         let type = try file.stringIfPresent(typeKey) ?? "linear"
         guard type == "none" || type == "linear" else {
-            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(typeKey)\": RoPE scaling \"\(type)\" is not supported (none, linear, or Llama 3's rope_freqs.weight)")
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(typeKey)\": RoPE scaling \"\(type)\" is not supported (none, linear, Llama 3's rope_freqs.weight or Phi-3's LongRoPE factors)")
         }
         var factorKey = "\(arch).rope.scaling.factor"
         if try file.floatIfPresent(factorKey) == nil { factorKey = "\(arch).rope.scale_linear" }
@@ -207,14 +243,11 @@ public enum ModelLoader {
         guard factor >= 0 && factor.isFinite else {
             throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": must be a positive number, got \(factor)")
         }
-        let factors = try table.optionalVector("rope_freqs.weight", count: headDim / 2)
-        if let factors, let bad = factors.first(where: { !($0 > 0 && $0.isFinite) }) {
-            throw ShadowError.badTensor(path: file.path, tensor: "rope_freqs.weight", reason: "factors must be positive numbers, found \(bad)")
-        }
+        let factors = try positiveFactors("rope_freqs.weight")
         switch (factor == 0 || factor == 1 ? nil : factor, factors) {
-        case (nil, nil): return RopeConfig(theta: theta)
-        case (nil, let factors?): return RopeConfig(theta: theta, scaling: .frequencyFactors(factors))
-        case (let factor?, nil): return RopeConfig(theta: theta, scaling: .linear(factor: Double(factor)))
+        case (nil, nil): return RopeConfig(theta: theta, rotaryDimensions: rotaryDimensions)
+        case (nil, let factors?): return RopeConfig(theta: theta, scaling: .frequencyFactors(factors), rotaryDimensions: rotaryDimensions)
+        case (let factor?, nil): return RopeConfig(theta: theta, scaling: .linear(factor: Double(factor)), rotaryDimensions: rotaryDimensions)
         case (let factor?, _?):
             throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": linear scaling (\(factor)) beside rope_freqs.weight is not supported")
         }

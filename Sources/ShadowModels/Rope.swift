@@ -1,9 +1,9 @@
 import Foundation
 
-/// Rotary position settings: θ and an optional frequency scaling (`rope_scaling` /
-/// `rope_parameters` in config.json).
-public struct RopeConfig: Sendable, Equatable, Codable {
-    public enum Scaling: Sendable, Equatable, Codable {
+/// Rotary position settings: θ, an optional frequency scaling (`rope_scaling` /
+/// `rope_parameters` in config.json) and how many of a head's dimensions rotate.
+public struct RopeConfig: Sendable, Equatable {
+    public enum Scaling: Sendable, Equatable {
         case none
         /// Positions divided by `factor` (all frequencies scaled).
         case linear(factor: Double)
@@ -12,20 +12,36 @@ public struct RopeConfig: Sendable, Equatable, Codable {
         /// Each frequency divided by its own factor (d_h/2 of them): how llama.cpp's converter
         /// stores Llama 3's scaling in a GGUF (the tensor rope_freqs.weight).
         case frequencyFactors([Float])
+        /// LongRoPE (Phi-3): each frequency divided by its short factor, and cos and sin multiplied
+        /// by `attentionFactor` (so q·k by its square). The long factors apply only past
+        /// `originalContext`, where the context stops here (see LlamaConfig).
+        case longRope(shortFactors: [Float], attentionFactor: Double, originalContext: Int)
     }
 
     public var theta: Double
     public var scaling: Scaling
+    /// How many of a head's leading dimensions rotate, in pairs (i, i + r/2); the rest pass
+    /// through unchanged (Phi-4-mini's `partial_rotary_factor`). nil: all of them.
+    public var rotaryDimensions: Int?
 
-    public init(theta: Double, scaling: Scaling = .none) {
+    public init(theta: Double, scaling: Scaling = .none, rotaryDimensions: Int? = nil) {
         self.theta = theta
         self.scaling = scaling
+        self.rotaryDimensions = rotaryDimensions
     }
 
-    /// θ^(−2i/d_h) for i < d_h/2, after scaling.
+    /// What cos and sin are multiplied by: LongRoPE's attention factor, else 1.
+    public var magnitude: Float {
+        if case .longRope(_, let factor, _) = scaling { return Float(factor) }
+        return 1
+    }
+
+    /// θ^(−2i/r) for i < r/2, after scaling, where r is the rotating width of a head of
+    /// `headDim` dimensions (`rotaryDimensions`, else all of them).
     public func inverseFrequencies(headDim: Int) -> [Float] {
-        (0..<headDim / 2).map { i in
-            let base = 1 / pow(theta, Double(2 * i) / Double(headDim))
+        let width = rotaryDimensions ?? headDim
+        return (0..<width / 2).map { i in
+            let base = 1 / pow(theta, Double(2 * i) / Double(width))
             switch scaling {
             case .none:
                 return Float(base)
@@ -38,7 +54,7 @@ public struct RopeConfig: Sendable, Equatable, Codable {
                 if wavelength > lowWavelength { return Float(base / factor) }
                 let smooth = (original / wavelength - low) / (high - low)
                 return Float((1 - smooth) * base / factor + smooth * base)
-            case .frequencyFactors(let factors):
+            case .frequencyFactors(let factors), .longRope(let factors, _, _):
                 return Float(base / Double(factors[i]))
             }
         }
@@ -54,15 +70,31 @@ struct RopeParametersJSON: Decodable {
     let lowFreqFactor: Double?
     let highFreqFactor: Double?
     let originalMaxPositionEmbeddings: Double?
+    let shortFactor: [Double]?
+    let longFactor: [Double]?
+    let attentionFactor: Double?
+    let partialRotaryFactor: Double?
 
     enum CodingKeys: String, CodingKey {
         case ropeType = "rope_type", type, ropeTheta = "rope_theta", factor
         case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
         case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case shortFactor = "short_factor", longFactor = "long_factor", attentionFactor = "attention_factor"
+        case partialRotaryFactor = "partial_rotary_factor"
+    }
+
+    /// What a scaling needs from the rest of config.json.
+    struct Context {
+        /// max_position_embeddings as written (before a sliding window shortens the context).
+        let maxContext: Int
+        /// Half the rotating width of a head: one frequency per pair.
+        let rotaryPairs: Int
+        /// The top-level original_max_position_embeddings (Phi-3 writes it there).
+        let originalContext: Int?
     }
 
     /// The scaling this object describes; `key` names it in errors.
-    func scaling(key: String) throws -> RopeConfig.Scaling {
+    func scaling(key: String, _ context: Context) throws -> RopeConfig.Scaling {
         let kind = ropeType ?? type ?? "default"
         switch kind {
         case "default":
@@ -78,9 +110,37 @@ struct RopeParametersJSON: Decodable {
             try checkFactor(factor, key: key)
             return .llama3(factor: factor, lowFrequencyFactor: lowFreqFactor, highFrequencyFactor: highFreqFactor,
                            originalContext: originalMaxPositionEmbeddings)
+        case "longrope", "su":   // "su": Phi-3's first name for it
+            return try longRope(key: key, context)
         default:
             throw ConfigValueError(key: key, reason: "unsupported rope type \"\(kind)\"")
         }
+    }
+
+    /// As transformers computes it: the attention factor, unless given, is √(1 + ln s / ln c₀)
+    /// for s = factor (else max_position_embeddings / c₀) above 1, and 1 otherwise.
+    private func longRope(key: String, _ context: Context) throws -> RopeConfig.Scaling {
+        guard let shortFactor, let longFactor else {
+            throw ConfigValueError(key: key, reason: "longrope scaling needs \"short_factor\" and \"long_factor\"")
+        }
+        for (name, factors) in [("short_factor", shortFactor), ("long_factor", longFactor)] {
+            guard factors.count == context.rotaryPairs else {
+                throw ConfigValueError(key: key, reason: "\"\(name)\" has \(factors.count) values, expected \(context.rotaryPairs) (one per rotating pair of a head)")
+            }
+            if let bad = factors.first(where: { !($0 > 0 && $0.isFinite) }) {
+                throw ConfigValueError(key: key, reason: "\"\(name)\" values must be positive numbers, found \(bad)")
+            }
+        }
+        // transformers 5 writes original_max_position_embeddings at the top level and here; the top level wins.
+        guard let original = context.originalContext ?? originalMaxPositionEmbeddings.map({ Int($0) }), original > 0 else {
+            throw ConfigValueError(key: key, reason: "longrope scaling needs a positive \"original_max_position_embeddings\"")
+        }
+        let scale = try factor.map { try checkFactor($0, key: key); return $0 } ?? Double(context.maxContext) / Double(original)
+        let attention = attentionFactor ?? (scale <= 1 ? 1 : (1 + log(scale) / log(Double(original))).squareRoot())
+        guard attention > 0 && attention.isFinite else {
+            throw ConfigValueError(key: key, reason: "\"attention_factor\" must be a positive number, got \(attention)")
+        }
+        return .longRope(shortFactors: shortFactor.map(Float.init), attentionFactor: attention, originalContext: original)
     }
 
     /// Frequencies are divided by the factor: zero or a negative one gives infinite or negative ones.

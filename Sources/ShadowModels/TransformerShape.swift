@@ -86,6 +86,8 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     var sourceDTypes: [String: Int] { get }
     /// The window of a sliding-window attention that `shape.maxContext` stops at (nil: none).
     var slidingWindow: Int? { get }
+    /// Why `shape.maxContext` is shorter than the checkpoint's declared context, for messages (nil: it is not).
+    var contextLimit: String? { get }
 
     /// Runs `tokens` at positions `cache.length ..< cache.length + tokens.count`, appends their
     /// keys and values to `cache`, and returns the requested logits. With a sparsity controller,
@@ -100,10 +102,13 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
 extension CausalLanguageModel {
     public var slidingWindow: Int? { nil }
 
-    /// "the model's context of N", saying when N is a sliding-window attention's window (past
-    /// it the model would attend differently, so the context ends there), for error messages.
+    /// Why the context ends before the model's declared one, if it does: past `maxContext` the
+    /// model would attend differently (a sliding window) or rotate differently (LongRoPE).
+    public var contextLimit: String? { slidingWindow == nil ? nil : "its sliding-window attention's window" }
+
+    /// "the model's context of N", saying why N ends there when `contextLimit` does, for error messages.
     public var contextDescription: String {
-        "the model's context of \(shape.maxContext)" + (slidingWindow == nil ? "" : " (its sliding-window attention's window)")
+        "the model's context of \(shape.maxContext)" + (contextLimit.map { " (\($0))" } ?? "")
     }
 
     /// Bytes of weights one dense decoded token reads.

@@ -177,7 +177,7 @@ struct ElementwiseTests {
         var x = randomFloats(heads * headDim, seed: 6)
         let original = x
         let inv: [Float] = (0..<headDim / 2).map { Float(1 / pow(10000.0, Double(2 * $0) / Double(headDim))) }
-        Ops.rope(&x, heads: heads, headDim: headDim, position: 3, inverseFrequencies: inv)
+        inv.withUnsafeBufferPointer { Ops.rope(&x, heads: heads, headDim: headDim, position: 3, inverseFrequencies: $0) }
         for h in 0..<heads {
             for i in 0..<headDim / 2 {
                 let angle = 3 * Double(inv[i])

@@ -272,14 +272,16 @@ struct GGUFKeyNameTests {
         expectGGUFError(path, ["\"llama.attention.head_count_kv\"", "llama.attention.head_count 4"])
     }
 
-    @Test("rotary dimensions fewer than the head width are refused, naming llama.rope.dimension_count")
+    @Test("rotary dimensions that are odd or wider than the head are refused, naming llama.rope.dimension_count; fewer rotate part of each head")
     func partialRotary() throws {
-        for count: UInt32 in [7, 8, 32] {
+        for count: UInt32 in [7, 0, 32] {
             let path = try FixtureCopy.gguf(u32: ["llama.rope.dimension_count": count])
-            expectGGUFError(path, ["\"llama.rope.dimension_count\"", "\(count)", "heads of 16", "not supported"])
+            expectGGUFError(path, ["\"llama.rope.dimension_count\"", "\(count)", "heads of 16", "even number from 2 to 16"])
         }
-        // The fixture's own value, the head width, loads.
+        // The fixture's own value, the head width, loads; so do 8 (half of each head rotates).
         #expect(try ModelLoader.load(path: try FixtureCopy.gguf(u32: ["llama.rope.dimension_count": 16])).model.shape.headDim == 16)
+        let partial = try ModelLoader.load(path: try FixtureCopy.gguf(u32: ["llama.rope.dimension_count": 8])).model as! LlamaModel
+        #expect(partial.config.rope.rotaryDimensions == 8 && partial.inverseFrequencies.count == 4)
     }
 
     @Test("an odd head width derived from the embedding length names llama.embedding_length")

@@ -60,6 +60,7 @@ struct DoubleReference {
     let finalNorm: [Double]?, finalNormBias: [Double]?
     let lmHead: [Double]                    // (V, e)
     let inverseFrequencies: [Float]
+    let ropeMagnitude: Double
     let ropeLayers: [Bool]?
     let preLN: Bool
 
@@ -82,6 +83,7 @@ struct DoubleReference {
             finalNorm = d(m.finalNorm); finalNormBias = nil
             lmHead = d(m.lmHead)
             inverseFrequencies = m.inverseFrequencies
+            ropeMagnitude = Double(m.config.rope.magnitude)
             ropeLayers = m.config.ropeLayers
             preLN = true
         } else {
@@ -103,6 +105,7 @@ struct DoubleReference {
             finalNorm = d(m.finalNormWeight); finalNormBias = d(m.finalNormBias)
             lmHead = d(m.lmHead)
             inverseFrequencies = []
+            ropeMagnitude = 1
             ropeLayers = nil
             preLN = m.config.doLayerNormBefore
         }
@@ -170,17 +173,17 @@ struct DoubleReference {
         return y
     }
 
-    /// Rotate-half RoPE at positions 0..<T.
+    /// Rotate-half RoPE at positions 0..<T, on the first 2·half dimensions of each head.
     func rope(_ x: inout [Double], rows: Int, heads: Int) {
-        let dh = shape.headDim, half = dh / 2
+        let dh = shape.headDim, half = inverseFrequencies.count, m = ropeMagnitude
         for t in 0..<rows {
             for h in 0..<heads {
                 for i in 0..<half {
                     let angle = Double(t) * Double(inverseFrequencies[i])
                     let base = t * heads * dh + h * dh
                     let a = x[base + i], b = x[base + i + half]
-                    x[base + i] = a * cos(angle) - b * sin(angle)
-                    x[base + i + half] = b * cos(angle) + a * sin(angle)
+                    x[base + i] = m * (a * cos(angle) - b * sin(angle))
+                    x[base + i + half] = m * (b * cos(angle) + a * sin(angle))
                 }
             }
         }

@@ -79,29 +79,44 @@ struct LayerGradientTests {
         FiniteDifferences.check("db", values: b, analytic: db, epsilon: Self.epsilon, tolerance: Self.tolerance) { loss(x, w, $0) }
     }
 
-    @Test("rotate-half RoPE: dx, and the forward equals the inference kernel")
-    func rope() {
+    @Test("rotate-half RoPE: dx, and the forward equals the inference kernel (whole heads, and 4 of 6 dimensions rotating with a LongRoPE magnitude)",
+          arguments: [(nil, 1), (4, 1.25)] as [(Int?, Float)])
+    func rope(rotaryDimensions: Int?, magnitude: Float) {
         let T = 4, heads = 2, headDim = 6, width = heads * headDim
-        let table = RotaryTable(positions: 3..<3 + T, inverseFrequencies: RopeConfig(theta: 10000).inverseFrequencies(headDim: headDim))
+        let inverse = RopeConfig(theta: 10000, rotaryDimensions: rotaryDimensions).inverseFrequencies(headDim: headDim)
+        #expect(inverse.count == (rotaryDimensions ?? headDim) / 2)
+        let table = RotaryTable(positions: 3..<3 + T, inverseFrequencies: inverse, magnitude: magnitude)
         let x = randomFloats(T * width, seed: 16), r = randomFloats(T * width, seed: 17)
         func forward(_ x: [Float]) -> [Float] {
             var out = [Float](repeating: 0, count: T * width)
-            ropeForward(&out, x, table.cos, table.sin, rows: T, heads: heads, headDim: headDim)
+            ropeForward(&out, x, table, rows: T, heads: heads, headDim: headDim)
             return out
         }
         var dx = [Float](repeating: 0, count: T * width)
-        ropeBackward(&dx, r, table.cos, table.sin, rows: T, heads: heads, headDim: headDim)
+        ropeBackward(&dx, r, table, rows: T, heads: heads, headDim: headDim)
         FiniteDifferences.check("dx", values: x, analytic: dx, epsilon: Self.epsilon, tolerance: Self.tolerance) {
             projection(forward($0), r)
         }
         var reference = x
-        let inverse = RopeConfig(theta: 10000).inverseFrequencies(headDim: headDim)
         for t in 0..<T {
-            reference.withUnsafeMutableBufferPointer {
-                Ops.rope($0.baseAddress! + t * width, heads: heads, headDim: headDim, position: 3 + t, inverseFrequencies: inverse)
+            reference.withUnsafeMutableBufferPointer { buffer in
+                inverse.withUnsafeBufferPointer {
+                    Ops.rope(buffer.baseAddress! + t * width, heads: heads, headDim: headDim, position: 3 + t,
+                             inverseFrequencies: $0, magnitude: magnitude)
+                }
             }
         }
         #expect(forward(x) == reference)
+        // In place, as the gradient pass runs it: the dimensions past the rotating ones keep their values.
+        var inPlace = x
+        inPlace.withUnsafeMutableBufferPointer { ropeForward($0.baseAddress!, $0.baseAddress!, table, rows: T, heads: heads, headDim: headDim) }
+        #expect(inPlace == reference)
+        if let rotaryDimensions {
+            for t in 0..<T { for h in 0..<heads { for i in rotaryDimensions..<headDim {
+                let at = t * width + h * headDim + i
+                #expect(reference[at] == x[at])
+            } } }
+        }
     }
 
     @Test("causal grouped-query attention: dq, dk and dv", arguments: [(4, 2), (3, 3), (4, 1)])
@@ -291,10 +306,9 @@ struct LayerGradientTests {
         expectClose(zip(dw1, wm).map { $0 - $1 }, dw0, tolerance: 1e-6, "linear dW")
 
         var ga = [Float](repeating: 0, count: T * n), gb = start
-        ropeBackward(&ga, r, RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).cos,
-                     RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).sin, rows: T, heads: 2, headDim: 4)
-        ropeBackward(&gb, r, RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).cos,
-                     RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1]).sin, rows: T, heads: 2, headDim: 4)
+        let table = RotaryTable(positions: 0..<T, inverseFrequencies: [1, 0.1])
+        ropeBackward(&ga, r, table, rows: T, heads: 2, headDim: 4)
+        ropeBackward(&gb, r, table, rows: T, heads: 2, headDim: 4)
         expectClose(zip(gb, start).map { $0 - $1 }, ga, tolerance: 1e-6, "rope")
     }
 }

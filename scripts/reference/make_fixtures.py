@@ -35,6 +35,16 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
   tiny-llama-bias-gguf/ the same for tiny-llama-bias as a llama GGUF (attn_q / attn_k rows and biases permuted).
   tiny-smollm3/         SmolLM3ForCausalLM, 4 layers, the 4th without RoPE (NoPE), GQA 4/2, tied, float32;
   tiny-smollm3-gguf/    and as a smollm3 GGUF (Q/K permuted as for llama; llama.cpp leaves RoPE out of every 4th layer).
+  tiny-phi3/            Phi3ForCausalLM: fused qkv_proj (rows q, k, v) and gate_up_proj (rows gate, then up), GQA 4/2,
+                        head_dim 16, untied, rope theta 10000, no sliding window, float32.
+  tiny-phi3-longrope/   Phi3ForCausalLM like Phi-3.5 / Phi-4-mini: partial_rotary_factor 0.75 (12 of 16 dims rotate),
+                        "longrope" with random short / long factors, max_position_embeddings 128 over
+                        original_max_position_embeddings 32 (cos / sin scaled by sqrt(1 + ln 4 / ln 32)), 3 layers,
+                        tied, float32; the sequences are shorter than 32, so the short factors apply.
+  tiny-phi3-longrope-gguf/ model.gguf: tiny-phi3-longrope's float32 weights as llama.cpp's phi3 GGUF (attn_qkv and
+                        ffn_up = gate_up kept fused and unpermuted, rope_factors_long / rope_factors_short,
+                        rope.dimension_count 12, rope.scaling.attn_factor, sliding_window 0); expected.json is
+                        tiny-phi3-longrope's.
   smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
@@ -83,8 +93,9 @@ from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader, GGUFWriter
 from gguf import quants as gquants
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
+from transformers import (LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
+                          SmolLM3ForCausalLM)
 
 SEED = 1234
 VOCAB = 384          # every tiny model and tokenizer
@@ -325,10 +336,55 @@ def compute_expected(out: Path, cls, input_ids: list[list[int]], storage_dtype: 
 # --only: the fixtures to write (None: all).
 ONLY: set[str] | None = None
 
+# tiny-phi3-longrope: rotary dims per head (partial_rotary_factor 0.75 of head_dim 16) and the pretraining
+# length of LongRoPE (max_position_embeddings is MAX_POS = 128).
+PHI3_ROTARY_DIMS = 12
+PHI3_ORIGINAL_MAX_POS = 32
+
+
+def phi3_longrope_attention_factor(max_pos: int, original_max_pos: int) -> float:
+    """LongRoPE's cos / sin scale when no attention_factor is given (transformers and llama.cpp's converter)."""
+    return math.sqrt(1 + math.log(max_pos / original_max_pos) / math.log(original_max_pos))
+
+
+def phi3_longrope_reference(out: Path, input_ids: list[list[int]]) -> dict:
+    """Checks that every sequence is within original_max_position_embeddings (so transformers rotates with
+    the short factors) and records the RoPE numbers transformers used."""
+    assert all(len(ids) <= PHI3_ORIGINAL_MAX_POS for ids in input_ids), [len(i) for i in input_ids]
+    model = Phi3ForCausalLM.from_pretrained(out, attn_implementation="eager").to(torch.float64).eval()
+    rp = model.config.rope_parameters
+    assert rp["rope_type"] == "longrope" and rp["original_max_position_embeddings"] == PHI3_ORIGINAL_MAX_POS, rp
+    rotary = int(model.config.hidden_size // model.config.num_attention_heads * rp["partial_rotary_factor"])
+    assert rotary == PHI3_ROTARY_DIMS
+    emb = model.model.rotary_emb
+    with torch.no_grad():
+        for ids in input_ids:
+            model(torch.tensor([ids]))
+    base = rp["rope_theta"] ** (torch.arange(0, rotary, 2, dtype=torch.int64).float() / rotary)
+    short_inv = 1.0 / (torch.tensor(rp["short_factor"], dtype=torch.float32) * base)
+    long_inv = 1.0 / (torch.tensor(rp["long_factor"], dtype=torch.float32) * base)
+    assert torch.equal(emb.inv_freq.float(), short_inv), (emb.inv_freq, short_inv)
+    assert not torch.equal(short_inv, long_inv)
+    factor = phi3_longrope_attention_factor(model.config.max_position_embeddings, PHI3_ORIGINAL_MAX_POS)
+    assert abs(emb.attention_scaling - factor) < 1e-12, (emb.attention_scaling, factor)
+    return {
+        "rotary_dims": rotary,
+        "rope_scaling": "longrope",
+        "rope_factors_used": "short",
+        "rope_factors_note": "every sequence is at most original_max_position_embeddings (32) long, so "
+                             "transformers divides the frequencies by short_factor (long_factor applies beyond 32)",
+        "attention_factor": factor,
+        "attention_factor_formula": "sqrt(1 + ln(max_position_embeddings / original_max_position_embeddings) / "
+                                    "ln(original_max_position_embeddings)), multiplies cos and sin",
+        "rope_inv_freq": [f32(v) for v in emb.inv_freq.float().numpy()],
+    }
+
 
 def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dtype, seed: int,
                     tok: Tokenizer, *, sharded: bool = False, legacy: bool = False,
-                    legacy_merges: bool = False) -> dict:
+                    legacy_merges: bool = False, extra_reference=None) -> dict:
+    """extra_reference: if given, a function (directory, input_ids) -> dict of entries added to the
+    "reference" block of expected.json (it may also check the written checkpoint)."""
     if ONLY is not None and name not in ONLY:
         return {"name": name + " (kept)", "tensors": {}}
     out = root / name
@@ -350,6 +406,8 @@ def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dty
     theta = getattr(config, "rope_parameters", None)
     theta = theta["rope_theta"] if theta else None
     expected = compute_expected(out, cls, input_ids, str(storage_dtype).replace("torch.", ""), theta)
+    if extra_reference is not None:
+        expected["reference"].update(extra_reference(out, input_ids))
     expected["tokenizer"] = tokenizer_block(out / "tokenizer.json")
     write_json(out / "expected.json", expected)
     # Record what the checkpoint holds, for the summary.
@@ -405,6 +463,29 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
                         rope_theta=50000.0, tie_word_embeddings=True, **common)
     summaries.append(make_hf_fixture(root, "tiny-smollm3", SmolLM3ForCausalLM, cfg, torch.float32, SEED + 9,
                                      llama_tok))
+
+    # tiny-phi3: fused qkv_proj / gate_up_proj, GQA 4/2, head_dim 16 (= hidden / heads), untied, no sliding
+    # window. original_max_position_embeddings (default 4096) set to max_position_embeddings: unused without
+    # rope scaling.
+    cfg = Phi3Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0,
+                     tie_word_embeddings=False, original_max_position_embeddings=MAX_POS, sliding_window=None,
+                     **common)
+    summaries.append(make_hf_fixture(root, "tiny-phi3", Phi3ForCausalLM, cfg, torch.float32, SEED + 10,
+                                     llama_tok))
+
+    # tiny-phi3-longrope: partial rotary (12 of 16 dims) and LongRoPE like Phi-3.5 / Phi-4-mini, tied.
+    rng = np.random.default_rng(SEED + 11)
+    short = [round(float(v), 4) for v in rng.uniform(1.0, 5.0, size=PHI3_ROTARY_DIMS // 2)]
+    long = [round(float(v), 4) for v in rng.uniform(1.0, 5.0, size=PHI3_ROTARY_DIMS // 2)]
+    assert short != long
+    cfg = Phi3Config(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                     original_max_position_embeddings=PHI3_ORIGINAL_MAX_POS, sliding_window=None,
+                     rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                      "partial_rotary_factor": PHI3_ROTARY_DIMS / 16,
+                                      "short_factor": short, "long_factor": long},
+                     **common)
+    summaries.append(make_hf_fixture(root, "tiny-phi3-longrope", Phi3ForCausalLM, cfg, torch.float32, SEED + 11,
+                                     llama_tok, extra_reference=phi3_longrope_reference))
 
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
@@ -710,6 +791,128 @@ def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
     return {"name": f"{name}-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
 
 
+def make_phi3_gguf_copy(root: Path, tok: Tokenizer, name: str) -> dict:
+    """NAME-gguf/model.gguf: the float32 Phi-3 checkpoint NAME as llama.cpp's converter writes a phi3 GGUF:
+    the fused qkv_proj and gate_up_proj copied as they are (attn_qkv, and ffn_up with the gate rows first; no
+    permutation, phi3 uses NeoX / rotate-half RoPE), rope.dimension_count = int(partial_rotary_factor *
+    hidden) / heads, LongRoPE's factors as the float32 tensors rope_factors_long / rope_factors_short with
+    rope.scaling.original_context_length and rope.scaling.attn_factor, sliding_window 0 when the config has
+    none, no key_length / value_length, no output.weight for a tied head. expected.json is NAME's. The file is
+    read back into a Phi3ForCausalLM, whose logits must equal the expected ones."""
+    src = root / name
+    out = root / f"{name}-gguf"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cfg = json.loads((src / "config.json").read_text())
+    rp = cfg["rope_parameters"]
+    with safetensors.safe_open(str(src / "model.safetensors"), "np") as st:
+        sd = {k: st.get_tensor(k).astype(np.float32) for k in st.keys()}
+    layers, heads, kv = cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    n_embd, max_pos = cfg["hidden_size"], cfg["max_position_embeddings"]
+    orig_max_pos = cfg["original_max_position_embeddings"]
+    rope_dims = int(rp.get("partial_rotary_factor", 1.0) * n_embd) // heads
+    gg = {}
+    if rp.get("rope_type") == "longrope":
+        assert len(rp["long_factor"]) == len(rp["short_factor"]) == rope_dims // 2
+        gg["rope_factors_long.weight"] = np.asarray(rp["long_factor"], dtype=np.float32)
+        gg["rope_factors_short.weight"] = np.asarray(rp["short_factor"], dtype=np.float32)
+    gg["token_embd.weight"] = sd["model.embed_tokens.weight"]
+    names = {"input_layernorm": "attn_norm", "self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    for l in range(layers):
+        for hf, cpp in names.items():
+            gg[f"blk.{l}.{cpp}.weight"] = sd[f"model.layers.{l}.{hf}.weight"]
+    gg["output_norm.weight"] = sd["model.norm.weight"]
+    if "lm_head.weight" in sd:
+        gg["output.weight"] = sd["lm_head.weight"]
+    used = {f"model.layers.{l}.{hf}.weight" for l in range(layers) for hf in names}
+    used |= {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
+    assert set(sd) <= used, set(sd) - used
+
+    wr = GGUFWriter(str(out / "model.gguf"), "phi3")
+    wr.add_type("model")
+    wr.add_name(f"{name} fixture")
+    wr.add_context_length(max_pos)
+    wr.add_rope_scaling_orig_ctx_len(orig_max_pos)
+    wr.add_embedding_length(n_embd)
+    wr.add_feed_forward_length(cfg["intermediate_size"])
+    wr.add_block_count(layers)
+    wr.add_head_count(heads)
+    wr.add_head_count_kv(kv)
+    wr.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    wr.add_rope_dimension_count(rope_dims)
+    wr.add_rope_freq_base(rp["rope_theta"])
+    wr.add_file_type(gguf.LlamaFileType.ALL_F32)
+    wr.add_sliding_window(cfg.get("sliding_window") or 0)
+    if rp.get("rope_type") == "longrope":
+        wr.add_rope_scaling_attn_factors(phi3_longrope_attention_factor(max_pos, orig_max_pos))
+    add_gguf_tokenizer(wr, tok)
+    for tensor, a in gg.items():
+        wr.add_tensor(tensor, a)
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    shutil.copy(src / "expected.json", out / "expected.json")
+    err = phi3_gguf_crosscheck(out / "model.gguf", json.loads((out / "expected.json").read_text()))
+    print(f"{name}-gguf: max |logit - expected| of the Phi3ForCausalLM read back from model.gguf: {err:.3g}")
+    return {"name": f"{name}-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
+
+
+def phi3_gguf_crosscheck(path: Path, expected: dict) -> float:
+    """Rebuild a Phi3ForCausalLM from a phi3 GGUF alone (metadata and tensors; llama.cpp names map 1:1 onto
+    Hugging Face's fused names) and return max |logit - expected|; asserts it is below 1e-5."""
+    reader, w = read_gguf_tensors(path)
+    assert gguf_meta(reader, "general.architecture") == "phi3"
+    n_embd = int(gguf_meta(reader, "phi3.embedding_length"))
+    n_head = int(gguf_meta(reader, "phi3.attention.head_count"))
+    n_layer = int(gguf_meta(reader, "phi3.block_count"))
+    head_dim = n_embd // n_head
+    rope_dims = int(gguf_meta(reader, "phi3.rope.dimension_count"))
+    max_pos = int(gguf_meta(reader, "phi3.context_length"))
+    orig = int(gguf_meta(reader, "phi3.rope.scaling.original_context_length"))
+    assert int(gguf_meta(reader, "phi3.attention.sliding_window")) == 0
+    rope = {"rope_type": "default", "rope_theta": float(gguf_meta(reader, "phi3.rope.freq_base")),
+            "partial_rotary_factor": rope_dims / head_dim}
+    if "rope_factors_long.weight" in w:
+        rope.update(rope_type="longrope", long_factor=[float(v) for v in w["rope_factors_long.weight"]],
+                    short_factor=[float(v) for v in w["rope_factors_short.weight"]])
+    tied = "output.weight" not in w
+    cfg = Phi3Config(vocab_size=w["token_embd.weight"].shape[0], hidden_size=n_embd,
+                     intermediate_size=int(gguf_meta(reader, "phi3.feed_forward_length")), num_hidden_layers=n_layer,
+                     num_attention_heads=n_head, num_key_value_heads=int(gguf_meta(reader, "phi3.attention.head_count_kv")),
+                     rms_norm_eps=float(f"{float(gguf_meta(reader, 'phi3.attention.layer_norm_rms_epsilon')):.7g}"),
+                     max_position_embeddings=max_pos, original_max_position_embeddings=orig, rope_parameters=rope,
+                     tie_word_embeddings=tied, sliding_window=None, bos_token_id=None, eos_token_id=None,
+                     pad_token_id=None)
+    cfg._attn_implementation = "eager"
+    names = {"attn_norm": "input_layernorm", "attn_qkv": "self_attn.qkv_proj", "attn_output": "self_attn.o_proj",
+             "ffn_norm": "post_attention_layernorm", "ffn_up": "mlp.gate_up_proj", "ffn_down": "mlp.down_proj"}
+    sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"]}
+    if not tied:
+        sd["lm_head.weight"] = w["output.weight"]
+    for l in range(n_layer):
+        for g, h in names.items():
+            sd[f"model.layers.{l}.{h}.weight"] = w[f"blk.{l}.{g}.weight"]
+    model = Phi3ForCausalLM(cfg).to(torch.float64).eval()
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64))
+                                                 for k, v in sd.items()}, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    if tied:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    if rope["rope_type"] == "longrope":
+        attn = float(gguf_meta(reader, "phi3.rope.scaling.attn_factor"))
+        assert abs(attn - model.model.rotary_emb.attention_scaling) < 1e-6, (attn, model.model.rotary_emb.attention_scaling)
+    err = 0.0
+    with torch.no_grad():
+        for ids, want in zip(expected["input_ids"], expected["logits"]):
+            got = model(torch.tensor([ids])).logits[0].numpy()
+            err = max(err, float(np.abs(got - np.asarray(want, dtype=np.float64)).max()))
+    assert err < 1e-5, err
+    return err
+
+
 def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
     out = root / "tiny-llama-gguf"
     if out.exists():
@@ -976,6 +1179,8 @@ def main() -> None:
     for name, arch in (("tiny-qwen3", "qwen3"), ("tiny-llama-bias", "llama"), ("tiny-smollm3", "smollm3")):
         if ONLY is None or f"{name}-gguf" in ONLY:
             summaries.append(make_gguf_copy(args.out, llama_tok, name, arch))
+    if ONLY is None or "tiny-phi3-longrope-gguf" in ONLY:
+        summaries.append(make_phi3_gguf_copy(args.out, llama_tok, "tiny-phi3-longrope"))
     if args.smollm2:
         make_smollm2(args.out, args.smollm2.resolve())
 

@@ -24,6 +24,10 @@ Swift code's layouts (W_O and W_down transposed: one row per head dimension / ne
   first_projection_grad   dL/dW_gate (Llama) or dL/dW_fc1 (OPT), (F, d)
   up_projection_grad      dL/dW_up, (F, d), Llama only
 
+Phi-3's fused gate_up_proj (rows [0, F) gate, [F, 2F) up) is split into the same entries: pre_activation is the
+first F columns of its output, first_projection_grad rows [0, F) and up_projection_grad rows [F, 2F) of its
+gradient (the entries are named by role, so they do not depend on how a checkpoint fuses its tensors).
+
 Full tensors would take ~200 KB per layer, so each is summarised (`stats`) by its shape, sum, sum of
 |x|, sum of x^2, max |x| and `samples`: [flat index, value] pairs for the 4 entries of largest |x| and
 4 entries at fixed random positions. Per unit the file also holds the ShadowLLM "plainact" scores
@@ -52,7 +56,8 @@ from transformers import AutoModelForCausalLM
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = REPO / "Tests" / "ShadowModelsTests" / "Fixtures"
-CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-opt", "tiny-opt-postln"]
+CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-opt", "tiny-opt-postln",
+               "tiny-phi3", "tiny-phi3-longrope"]
 PREDICT_FROM = 5
 SEED = 4321
 N_LARGEST = 4
@@ -79,9 +84,12 @@ def stats(a: np.ndarray, rng: np.random.Generator) -> dict:
 
 
 def layer_modules(model, arch: str):
-    """(o_proj, down_proj, first projection, up projection or None) of every decoder layer."""
+    """(o_proj, down_proj, first projection, up projection or None) of every decoder layer. Phi-3's fused
+    gate_up_proj is both the first and the up projection (first is up: gate rows [0, F), up rows [F, 2F))."""
     if arch == "opt":
         return [(l.self_attn.out_proj, l.fc2, l.fc1, None) for l in model.model.decoder.layers]
+    if arch == "phi3":
+        return [(l.self_attn.o_proj, l.mlp.down_proj, l.mlp.gate_up_proj, l.mlp.gate_up_proj) for l in model.model.layers]
     return [(l.self_attn.o_proj, l.mlp.down_proj, l.mlp.gate_proj, l.mlp.up_proj) for l in model.model.layers]
 
 
@@ -132,6 +140,12 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
         n = slot["hidden"].detach().reshape(T, -1).numpy()
         gn = slot["hidden"].grad.reshape(T, -1).numpy()
         z = slot["pre_activation"].reshape(T, -1).numpy()
+        fused = first is up                                 # Phi-3 gate_up_proj: split into gate and up rows
+        F = down.weight.shape[1]
+        first_grad = first.weight.grad.numpy()
+        if fused:
+            z = z[:, :F]
+            first_grad = first_grad[:F]
         heads = model.config.num_attention_heads
         head_dim = a.shape[1] // heads
         w_o_t = o_proj.weight.detach().numpy().T            # (H*d_h, d)
@@ -152,12 +166,12 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
             "pre_activation": stats(z, rng),
             "output_projection_grad": stats(dw_o_t, rng),
             "down_projection_grad": stats(dw_down_t, rng),
-            "first_projection_grad": stats(first.weight.grad.numpy(), rng),
+            "first_projection_grad": stats(first_grad, rng),
             "plainact": {"heads": plainact_heads, "neurons": plainact_neurons},
             "snip": {"heads": snip_heads, "neurons": snip_neurons},
         }
         if up is not None:
-            record["up_projection_grad"] = stats(up.weight.grad.numpy(), rng)
+            record["up_projection_grad"] = stats(up.weight.grad.numpy()[F:] if fused else up.weight.grad.numpy(), rng)
         layers.append(record)
 
     return {

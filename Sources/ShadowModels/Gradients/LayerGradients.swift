@@ -157,14 +157,16 @@ func linearBackward(_ dx: FloatBuffer?,       // (T, inputs)
 
 // MARK: - Rotary embedding (Hugging Face's rotate-half form)
 
-/// cos and sin of position · θ_i for the positions of one sequence, computed as `Ops.rope` does
-/// (angle in Double, then rounded) so the gradient pass rotates exactly like the inference pass.
+/// cos and sin of position · θ_i (times `magnitude`) for the positions of one sequence, computed
+/// as `Ops.rope` does (angle in Double, then rounded) so the gradient pass rotates exactly like
+/// the inference pass. One column per rotating pair: `half` may be less than d_h/2 (partial
+/// rotary embeddings), the dimensions past 2·half passing through.
 struct RotaryTable {
     let half: Int
-    let cos: [Float]   // (T, d_h/2)
-    let sin: [Float]   // (T, d_h/2)
+    let cos: [Float]   // (T, half)
+    let sin: [Float]   // (T, half)
 
-    init(positions: Range<Int>, inverseFrequencies: [Float]) {
+    init(positions: Range<Int>, inverseFrequencies: [Float], magnitude: Float = 1) {
         half = inverseFrequencies.count
         var c = [Float](), s = [Float]()
         c.reserveCapacity(positions.count * half)
@@ -172,8 +174,8 @@ struct RotaryTable {
         for p in positions {
             for f in inverseFrequencies {
                 let angle = Double(p) * Double(f)
-                c.append(Float(Foundation.cos(angle)))
-                s.append(Float(Foundation.sin(angle)))
+                c.append(Float(Foundation.cos(angle)) * magnitude)
+                s.append(Float(Foundation.sin(angle)) * magnitude)
             }
         }
         cos = c
@@ -181,42 +183,44 @@ struct RotaryTable {
     }
 }
 
-/// Rotates pairs (i, i + d_h/2) of every head: (a, b) → (a·c − b·s, b·c + a·s). `out` may be `x`.
+/// Rotates pairs (i, i + half) of every head: (a, b) → (a·c − b·s, b·c + a·s). `out` may be `x`;
+/// the dimensions that do not rotate are copied.
 func ropeForward(_ out: FloatBuffer,   // (T, heads·d_h)
                  _ x: FloatInput,      // (T, heads·d_h)
-                 _ cos: FloatInput,    // (T, d_h/2)
-                 _ sin: FloatInput,    // (T, d_h/2)
+                 _ rotary: RotaryTable,
                  rows: Int, heads: Int, headDim: Int) {
-    let half = headDim / 2, width = heads * headDim
+    let half = rotary.half, width = heads * headDim
     for t in 0..<rows {
         for h in 0..<heads {
             let xi = x + t * width + h * headDim, o = out + t * width + h * headDim
             for i in 0..<half {
-                let c = cos[t * half + i], s = sin[t * half + i]
+                let c = rotary.cos[t * half + i], s = rotary.sin[t * half + i]
                 let a = xi[i], b = xi[i + half]
                 o[i] = a * c - b * s
                 o[i + half] = b * c + a * s
             }
+            if UnsafePointer(o) != xi { for i in 2 * half..<headDim { o[i] = xi[i] } }
         }
     }
 }
 
-/// The rotation is orthogonal, so its backward rotates the other way: dx += Rᵀ dout.
+/// The rotation is linear, so its backward applies its transpose: dx += Rᵀ dout (the
+/// dimensions that do not rotate pass their gradient through).
 func ropeBackward(_ dx: FloatBuffer,     // (T, heads·d_h)
                   _ dout: FloatInput,    // (T, heads·d_h)
-                  _ cos: FloatInput,     // (T, d_h/2)
-                  _ sin: FloatInput,     // (T, d_h/2)
+                  _ rotary: RotaryTable,
                   rows: Int, heads: Int, headDim: Int) {
-    let half = headDim / 2, width = heads * headDim
+    let half = rotary.half, width = heads * headDim
     for t in 0..<rows {
         for h in 0..<heads {
             let g = dout + t * width + h * headDim, o = dx + t * width + h * headDim
             for i in 0..<half {
-                let c = cos[t * half + i], s = sin[t * half + i]
+                let c = rotary.cos[t * half + i], s = rotary.sin[t * half + i]
                 let ga = g[i], gb = g[i + half]
                 o[i] += ga * c + gb * s
                 o[i + half] += gb * c - ga * s
             }
+            for i in 2 * half..<headDim { o[i] += g[i] }
         }
     }
 }

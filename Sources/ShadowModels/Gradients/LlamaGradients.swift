@@ -66,7 +66,7 @@ extension LlamaModel: DifferentiableLanguageModel {
         let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
         let offsets = options.weightOffsets
         let weights = WeightViews()
-        let rotary = RotaryTable(positions: 0..<T, inverseFrequencies: inverseFrequencies)
+        let rotary = RotaryTable(positions: 0..<T, inverseFrequencies: inverseFrequencies, magnitude: config.rope.magnitude)
 
         // Forward.
         let x = Matrix(rows: T, cols: d)            // (T, d) residual stream
@@ -94,8 +94,8 @@ extension LlamaModel: DifferentiableLanguageModel {
                 rmsNormForward(st.k.pointer, st.kRstd!.pointer, kIn.pointer, kNorm, rows: T * G, n: dh, eps: eps)
             }
             if config.ropeLayers?[l] ?? true {
-                ropeForward(st.q.pointer, st.q.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
-                ropeForward(st.k.pointer, st.k.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+                ropeForward(st.q.pointer, st.q.pointer, rotary, rows: T, heads: H, headDim: dh)
+                ropeForward(st.k.pointer, st.k.pointer, rotary, rows: T, heads: G, headDim: dh)
             }
             attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
                              rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
@@ -184,8 +184,8 @@ extension LlamaModel: DifferentiableLanguageModel {
                               st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
             dqIn.zero(); dkIn.zero()
             if config.ropeLayers?[l] ?? true {
-                ropeBackward(dqIn.pointer, dq.pointer, rotary.cos, rotary.sin, rows: T, heads: H, headDim: dh)
-                ropeBackward(dkIn.pointer, dk.pointer, rotary.cos, rotary.sin, rows: T, heads: G, headDim: dh)
+                ropeBackward(dqIn.pointer, dq.pointer, rotary, rows: T, heads: H, headDim: dh)
+                ropeBackward(dkIn.pointer, dk.pointer, rotary, rows: T, heads: G, headDim: dh)
             } else {
                 dqIn.pointer.update(from: dq.pointer, count: T * aw)
                 dkIn.pointer.update(from: dk.pointer, count: T * kw)

@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+import ShadowTestSupport
+
+// The logits, NLL and gradients of tiny-phi3, tiny-phi3-longrope and its GGUF are checked with
+// the other fixtures (ReferenceTests, ReferenceGradientTests); these pin how the settings are read.
+@Suite("Phi-3: fused projections, partial rotary embeddings and LongRoPE")
+struct Phi3Tests {
+    /// tiny-phi3-longrope's config.json as transformers 5 writes it (rope_parameters).
+    static func fixtureConfig() throws -> [String: Any] {
+        let url = URL(fileURLWithPath: Fixtures.path("tiny-phi3-longrope/config.json"))
+        return try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    }
+
+    static func decode(_ json: [String: Any]) throws -> LlamaConfig {
+        let config = try ConfigDecoding.decode(LlamaConfig.self, from: try JSONSerialization.data(withJSONObject: json), path: "config.json")
+        try config.validate(path: "config.json")
+        return config
+    }
+
+    /// The same settings in the transformers 4.x layout of the hub's Phi-3.5 / Phi-4-mini files:
+    /// a top-level rope_scaling of `type` longrope, partial_rotary_factor and rope_theta.
+    static func hubLayout(_ json: [String: Any], type: String = "longrope") throws -> [String: Any] {
+        var old = json
+        var parameters = try #require(old.removeValue(forKey: "rope_parameters") as? [String: Any])
+        old["rope_theta"] = parameters.removeValue(forKey: "rope_theta")
+        old["partial_rotary_factor"] = parameters.removeValue(forKey: "partial_rotary_factor")
+        parameters.removeValue(forKey: "rope_type")
+        parameters.removeValue(forKey: "original_max_position_embeddings")
+        parameters["type"] = type
+        old["rope_scaling"] = parameters
+        return old
+    }
+
+    @Test("the transformers 4.x layout (rope_scaling of type longrope or su, a top-level partial_rotary_factor) reads as transformers 5's rope_parameters")
+    func hubLayoutReadsTheSame() throws {
+        let json = try Self.fixtureConfig()
+        let current = try Self.decode(json)
+        for type in ["longrope", "su"] {
+            let old = try Self.decode(try Self.hubLayout(json, type: type))
+            #expect(old.rope == current.rope && old.maxContext == current.maxContext, "\(type)")
+        }
+        #expect(current.rope.rotaryDimensions == 12 && current.maxContext == 32 && current.fusedProjections)
+    }
+
+    @Test("LongRoPE divides each frequency by its short factor, scales cos and sin by √(1 + ln(max / original) / ln original) unless told, and ends the context at the original one")
+    func longRopeValues() throws {
+        let config = try Self.decode(try Self.fixtureConfig())
+        // transformers' inv_freq and attention_scaling for tiny-phi3-longrope (make_fixtures.py).
+        let reference: [Float] = [0.2341536581516266, 0.04367746040225029, 0.011792953126132488,
+                                  0.002086942084133625, 0.0009730519959703088, 0.0001507792912889272]
+        let frequencies = config.rope.inverseFrequencies(headDim: config.headDim)
+        #expect(frequencies.count == 6)
+        for (x, y) in zip(frequencies, reference) { #expect(abs(x - y) <= 1e-6 * y) }
+        #expect(abs(config.rope.magnitude - 1.1832159566199232) < 1e-6)
+
+        var json = try Self.fixtureConfig()
+        var parameters = try #require(json["rope_parameters"] as? [String: Any])
+        parameters["attention_factor"] = 1.5
+        json["rope_parameters"] = parameters
+        #expect(try Self.decode(json).rope.magnitude == 1.5)
+        parameters["attention_factor"] = nil
+        parameters["factor"] = 2.0
+        json["rope_parameters"] = parameters
+        #expect(abs(Double(try Self.decode(json).rope.magnitude) - (1 + log(2.0) / log(32.0)).squareRoot()) < 1e-6)
+        // Without scaling up (max_position_embeddings at the original context), cos and sin are not scaled.
+        json = try Self.fixtureConfig()
+        json["max_position_embeddings"] = 32
+        #expect(try Self.decode(json).rope.magnitude == 1)
+
+        let model = try #require(try ModelLoader.load(path: Fixtures.path("tiny-phi3-longrope")).model as? LlamaModel)
+        #expect(model.contextDescription == "the model's context of 32 (LongRoPE's original context; past it the model would switch to its long factors)")
+        #expect(try ModelLoader.load(path: Fixtures.path("tiny-phi3")).model.contextLimit == nil)
+    }
+
+    @Test("bad LongRoPE and partial rotary settings are refused, naming the key")
+    func badSettings() throws {
+        func edited(_ edit: (inout [String: Any], inout [String: Any]) -> Void) throws -> [String: Any] {
+            var json = try Self.fixtureConfig()
+            var parameters = try #require(json["rope_parameters"] as? [String: Any])
+            edit(&json, &parameters)
+            json["rope_parameters"] = parameters
+            return json
+        }
+        let cases: [(edit: (inout [String: Any], inout [String: Any]) -> Void, words: [String])] = [
+            ({ _, p in p["short_factor"] = [1, 2, 3, 4, 5] }, ["rope_parameters", "short_factor", "5 values, expected 6"]),
+            ({ _, p in p["long_factor"] = nil }, ["rope_parameters", "long_factor"]),
+            ({ _, p in p["long_factor"] = [1, 2, 3, -4, 5, 6] }, ["rope_parameters", "long_factor", "positive", "-4"]),
+            ({ j, p in p["original_max_position_embeddings"] = nil; j["original_max_position_embeddings"] = nil },
+             ["rope_parameters", "original_max_position_embeddings"]),
+            ({ _, p in p["attention_factor"] = 0 }, ["rope_parameters", "attention_factor"]),
+            ({ _, p in p["partial_rotary_factor"] = 0.1 }, ["rope_parameters", "partial_rotary_factor", "between 2 and 16"]),
+            ({ _, p in p["partial_rotary_factor"] = 1.5 }, ["rope_parameters", "partial_rotary_factor"]),
+            ({ _, p in p["rope_type"] = "yarn" }, ["rope_parameters", "yarn"]),
+        ]
+        for (edit, words) in cases {
+            let json = try edited(edit)
+            expectShadowError(["config.json"] + words) { _ = try Self.decode(json) }
+        }
+        // A top-level partial_rotary_factor is named as such.
+        var hub = try Self.hubLayout(try Self.fixtureConfig())
+        hub["partial_rotary_factor"] = 0.05
+        expectShadowError(["config.json", "\"partial_rotary_factor\"", "between 2 and 16"]) { _ = try Self.decode(hub) }
+    }
+
+    @Test("Phi-3's sliding_window ends the context in every layer, as transformers applies it (Phi-3-mini-4k: 2047)")
+    func slidingWindow() throws {
+        var json = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-phi3/config.json")))) as? [String: Any])
+        json["sliding_window"] = 20
+        let config = try Self.decode(json)
+        #expect(config.maxContext == 20 && config.slidingWindow == 20)
+    }
+
+    @Test("a phi3 GGUF's LongRoPE needs both factor tensors and the original context, and rotates rope.dimension_count dimensions")
+    func ggufLongRope() throws {
+        let short: [Float] = [1, 2, 3], long: [Float] = [4, 5, 6]
+        func rope(_ metadata: [(String, GGUFValue)], short: [Float]? = short, long: [Float]? = long) throws -> RopeConfig {
+            var builder = GGUFBuilder()
+            for (key, value) in [("phi3.rope.dimension_count", GGUFValue.uint32(6))] + metadata { builder.add(key, value) }
+            for (name, factors) in [("rope_factors_short.weight", short), ("rope_factors_long.weight", long)] {
+                guard let factors else { continue }
+                builder.tensor(name, ne: [UInt64(factors.count)], type: .f32,
+                               data: factors.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) })
+            }
+            let path = TestScratch.path("phi3-rope", suffix: ".gguf")
+            try Data(builder.bytes()).write(to: URL(fileURLWithPath: path))
+            let file = try GGUFFile(path: path)
+            return try ModelLoader.ggufRope(file, TensorTable(file), arch: "phi3", headDim: 8)
+        }
+        let original: (String, GGUFValue) = ("phi3.rope.scaling.original_context_length", .uint32(64))
+        #expect(try rope([original, ("phi3.rope.scaling.attn_factor", .float32(1.25))])
+                == RopeConfig(theta: 10000, scaling: .longRope(shortFactors: short, attentionFactor: 1.25, originalContext: 64), rotaryDimensions: 6))
+        #expect(try rope([original]).magnitude == 1)   // no attn_factor: none, as llama.cpp reads it
+        expectShadowError(["rope_factors_long.weight", "missing"]) { _ = try rope([original], long: nil) }
+        expectShadowError(["phi3.rope.scaling.original_context_length"]) { _ = try rope([]) }
+        expectShadowError(["rope_factors_short.weight", "shape"]) { _ = try rope([original], short: [1, 2, 3, 4]) }
+        expectShadowError(["phi3.rope.scaling.attn_factor", "positive"]) {
+            _ = try rope([original, ("phi3.rope.scaling.attn_factor", .float32(-1))])
+        }
+        // Without the factor tensors: plain RoPE on 6 of the 8 dimensions.
+        #expect(try rope([], short: nil, long: nil) == RopeConfig(theta: 10000, rotaryDimensions: 6))
+    }
+
+    @Test("a fused tensor of the wrong height is refused, naming it")
+    func fusedShape() throws {
+        let dir = TestScratch.url("phi3-short")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Fixtures.path("tiny-phi3")), to: dir)
+        let config = dir.appendingPathComponent("config.json")
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as? [String: Any])
+        json["intermediate_size"] = 96   // gate_up_proj holds 2 × 128 rows
+        try JSONSerialization.data(withJSONObject: json).write(to: config)
+        expectShadowError(["model.layers.0.mlp.gate_up_proj.weight", "[256, 64]", "[192, 64]"]) { _ = try ModelLoader.load(path: dir.path) }
+    }
+}
