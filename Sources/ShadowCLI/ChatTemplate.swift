@@ -2,7 +2,8 @@ import Foundation
 import ShadowFormats
 import ShadowTokenizers
 
-/// The turn template of an instruct model, built as token ids: ChatML (SmolLM2, Qwen2) or Llama 3.
+/// The turn template of an instruct model, built as token ids: ChatML (SmolLM2, Qwen2), Llama 3
+/// or Phi-3 (Phi-3, Phi-3.5, Phi-4-mini).
 /// The markers are placed as their ids and the text between them (role, separators, message) is
 /// encoded with special tokens not recognised, so a message that spells "<|im_end|>" or
 /// "<|eot_id|>" reaches the model as those characters and cannot end or forge a turn. For text
@@ -16,20 +17,31 @@ struct ChatTemplate: Sendable {
         /// BOS, then `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` with the
         /// content trimmed, the reply after `<|start_header_id|>assistant<|end_header_id|>\n\n`.
         case llama3 = "Llama 3"
+        /// A token per role, `<|user|>` `<|assistant|>` `<|system|>`, then
+        /// `\ncontent<|end|>\n` (Phi-3, Phi-3.5) or `content<|end|>` (Phi-4-mini), the reply
+        /// after `<|assistant|>\n` or `<|assistant|>`.
+        case phi3 = "Phi-3"
 
-        /// The token that opens a turn, the one that ends it, and (Llama 3) the header's end.
+        /// The token that opens a turn (Phi-3: a user turn), the one that ends it, and Llama 3's
+        /// header end or Phi-3's assistant token. (Phi-3's system turns open with `<|system|>`.)
         var markers: [String] {
             switch self {
             case .chatML: ["<|im_start|>", "<|im_end|>"]
             case .llama3: ["<|start_header_id|>", "<|eot_id|>", "<|end_header_id|>"]
+            case .phi3: ["<|user|>", "<|end|>", "<|assistant|>"]
             }
         }
+
+        /// The marker whose presence in a chat template names the family (Phi-4-mini's spells
+        /// its role tokens as `'<|' + message['role'] + '|>'`, only `<|end|>` whole).
+        var namingMarker: String { self == .phi3 ? "<|end|>" : markers[0] }
 
         /// A whole system turn as a template's string literal spells it, around the message.
         var systemTurn: (prefix: String, suffix: String) {
             switch self {
             case .chatML: ("<|im_start|>system\n", "<|im_end|>")
             case .llama3: ("<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>")
+            case .phi3: ("<|system|>\n", "<|end|>")
             }
         }
     }
@@ -39,10 +51,15 @@ struct ChatTemplate: Sendable {
     /// The tokens that open and end a turn (`<|im_start|>`, `<|im_end|>`; `<|start_header_id|>`,
     /// `<|eot_id|>`).
     let start: Int, end: Int
-    /// Llama 3's `<|end_header_id|>`.
+    /// Llama 3's `<|end_header_id|>`, Phi-3's `<|assistant|>`.
     let headerEnd: Int?
-    /// Llama 3: whether the prompt opens with BOS, as the template writes `bos_token` (always
-    /// without a template).
+    /// Phi-3's `<|system|>`, if the tokenizer has it (needed only for a system turn).
+    let systemToken: Int?
+    /// Phi-3: what follows each role token and `<|end|>`: "\n" (Phi-3, Phi-3.5, and without a
+    /// template), "" (Phi-4-mini).
+    let separator: String
+    /// Llama 3 and Phi-3: whether the prompt opens with BOS, as the template writes `bos_token`
+    /// (always without a template).
     let writesBOS: Bool
     /// ChatML templates that write an earlier reply without its reasoning (Qwen3's: only the text
     /// after its last `</think>`, newlines at its start dropped).
@@ -92,6 +109,9 @@ struct ChatTemplate: Sendable {
         (start, end) = (ids[0], ids[1])
         headerEnd = ids.count > 2 ? ids[2] : nil
         let source = tokenizer.chatTemplate.map(Self.withoutComments)
+        let system = family == .phi3 ? tokenizer.encode("<|system|>") : []
+        systemToken = system.count == 1 ? system[0] : nil
+        separator = family == .phi3 && source.map({ !Self.newline(after: "<|end|>", in: $0) }) == true ? "" : "\n"
         writesBOS = source?.contains("bos_token") ?? true
         dropsReasoning = family == .chatML && source?.contains("</think>") == true
         hasThinkingSwitch = family == .chatML && source?.contains("enable_thinking") == true
@@ -108,20 +128,40 @@ struct ChatTemplate: Sendable {
     /// markers the tokenizer holds. A template that names neither is refused: its turns are
     /// built some other way.
     static func family(of tokenizer: any Tokenizer, option: String) throws -> Family {
-        let families: [Family] = [.chatML, .llama3]
+        let families: [Family] = [.chatML, .llama3, .phi3]
         func held(_ family: Family) -> Bool { family.markers.allSatisfy { tokenizer.encode($0).count == 1 } }
         let described = families.map { "\($0.rawValue) (\($0.markers.joined(separator: ", ")))" }
         let names = described.joined(separator: " or ")
         if let template = tokenizer.chatTemplate {
             let source = withoutComments(template)
-            let named = families.filter { source.contains($0.markers[0]) }
+            let named = families.filter { source.contains($0.namingMarker) }
             guard let first = named.first else {
-                throw ShadowError.invalidArgument(name: option, reason: "the model's chat template builds its turns with neither \(described.joined(separator: " nor ")) markers; this command builds only those two templates")
+                throw ShadowError.invalidArgument(name: option, reason: "the model's chat template builds its turns with none of the markers of \(names); this command builds only those templates")
             }
             return named.first(where: held) ?? first   // the first named one's missing token is the error
         }
         if let family = families.first(where: held) { return family }
         throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has the tokens of no chat template this command builds: \(names) (not an instruct model?)")
+    }
+
+    /// Whether the template writes a newline right after `marker`: in the same string literal
+    /// (`'<|end|>\n'`) or as the next one added to it (`'<|end|>' + '\n'`).
+    static func newline(after marker: String, in source: String) -> Bool {
+        var from = source.startIndex
+        while let match = source.range(of: marker, range: from..<source.endIndex) {
+            from = match.upperBound
+            var rest = source[match.upperBound...]
+            if rest.hasPrefix("\\n") || rest.hasPrefix("\n") { return true }
+            // The literal closes: is the next thing `+` and a literal that opens with a newline?
+            guard let quote = rest.first, quote == "'" || quote == "\"" else { continue }
+            rest = rest.dropFirst().drop(while: \.isWhitespace)
+            guard rest.first == "+" else { continue }
+            rest = rest.dropFirst().drop(while: \.isWhitespace)
+            guard let open = rest.first, open == "'" || open == "\"" else { continue }
+            rest = rest.dropFirst()
+            if rest.hasPrefix("\\n") || rest.hasPrefix("\n") { return true }
+        }
+        return false
     }
 
     /// Jinja source without its comments (`{# … #}`), which are not output.
@@ -283,7 +323,11 @@ struct ChatTemplate: Sendable {
             if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
             return nil
         }
-        return arguments.string("system").map(content) ?? defaultSystem
+        let system = arguments.string("system").map(content) ?? defaultSystem
+        if system != nil, family == .phi3, systemToken == nil {
+            throw ShadowError.invalidArgument(name: "--system", reason: "the tokenizer has no <|system|> token for a Phi-3 system turn")
+        }
+        return system
     }
 
     /// The system turn's text for a system message (`system(_:)`'s): after the preamble of Llama
@@ -321,14 +365,24 @@ struct ChatTemplate: Sendable {
     /// `text` follows in the same text part (the template's text encoded whole).
     private func opening(_ role: String, then text: String) -> [PromptPart] {
         switch family {
-        case .chatML: [.token(start), .text("\(role)\n\(text)")]
-        case .llama3: [.token(start), .text(role), .token(headerEnd!), .text("\n\n\(text)")]
+        case .chatML: return [.token(start), .text("\(role)\n\(text)")]
+        case .llama3: return [.token(start), .text(role), .token(headerEnd!), .text("\n\n\(text)")]
+        case .phi3:
+            let token = role == "assistant" ? headerEnd! : role == "system" ? systemToken! : start
+            return [.token(token)] + Self.nonEmpty(separator + text)
         }
     }
 
-    /// The end of a turn: `<|im_end|>\n`, `<|eot_id|>`.
+    /// A text part, none for "".
+    private static func nonEmpty(_ text: String) -> [PromptPart] { text.isEmpty ? [] : [.text(text)] }
+
+    /// The end of a turn: `<|im_end|>\n`, `<|eot_id|>`, `<|end|>` and the separator.
     private var closingParts: [PromptPart] {
-        family == .chatML ? [.token(end), .text("\n")] : [.token(end)]
+        switch family {
+        case .chatML: [.token(end), .text("\n")]
+        case .llama3: [.token(end)]
+        case .phi3: [.token(end)] + Self.nonEmpty(separator)
+        }
     }
 
     /// One whole turn with `content` as it is written (see `content(_:)`, `systemContent(_:)`).
@@ -338,7 +392,7 @@ struct ChatTemplate: Sendable {
 
     /// Where the assistant's reply starts: `<|im_start|>assistant\n` and the template's
     /// `replyOpening` (with `--no-think`, `<think>\n\n</think>\n\n` instead),
-    /// `<|start_header_id|>assistant<|end_header_id|>\n\n`.
+    /// `<|start_header_id|>assistant<|end_header_id|>\n\n`, `<|assistant|>` and the separator.
     var replyStart: [Int] { tokenizer.encode(opening("assistant", then: thinking ? replyOpening : "<think>\n\n</think>\n\n")) }
 
     /// A reply's ids as they were generated (its stop token left out), closed as the template
@@ -363,12 +417,12 @@ struct ChatTemplate: Sendable {
 
     /// The model's input: the system turn, the earlier turns (from `turn`) and the new user
     /// message, ending where the assistant's reply starts. ChatML gets BOS in front if the model
-    /// adds one; Llama 3's template writes BOS itself.
+    /// adds one; Llama 3's and Phi-3's templates write BOS themselves.
     func prompt(system: String?, turns: [[Int]] = [], user: String) -> [Int] {
         let body = (systemContent(system).map { message("system", $0) } ?? []) + turns.joined() + message("user", content(user)) + replyStart
         switch family {
         case .chatML: return tokenizer.addingSpecialTokens(body)
-        case .llama3: return (writesBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []) + body
+        case .llama3, .phi3: return (writesBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []) + body
         }
     }
 }

@@ -21,6 +21,8 @@ final class BPETokenizer: Tokenizer {
     /// Added tokens matched in the raw text, and those (normalized: true) matched after normalizing.
     private let rawMatcher: AddedTokenMatcher?
     private let normalizedMatcher: AddedTokenMatcher?
+    /// Added tokens that swallow the white space beside them (lstrip, rstrip), by id.
+    private let whitespaceStrips: [Int: (left: Bool, right: Bool)]
     private let normalizers: [Normalizer]
     private let preTokenizers: [PreTokenizer]
     /// Internal rather than private so tests can compare the two merge loops.
@@ -63,6 +65,8 @@ final class BPETokenizer: Tokenizer {
         normalizers = spec.normalizers
         preTokenizers = spec.preTokenizers
         let added = spec.addedTokens.filter { !$0.content.isEmpty }
+        whitespaceStrips = Dictionary(added.filter { $0.leftStrip || $0.rightStrip }.map { ($0.id, ($0.leftStrip, $0.rightStrip)) },
+                                      uniquingKeysWith: { first, _ in first })
         rawMatcher = AddedTokenMatcher(added.filter { !$0.normalized }.map { (Array($0.content.utf8), $0) })
         // tokenizers matches normalized added tokens by their normalized spelling.
         normalizedMatcher = AddedTokenMatcher(added.filter(\.normalized).map {
@@ -104,11 +108,21 @@ final class BPETokenizer: Tokenizer {
 
     func encode(_ parts: [PromptPart]) -> [Int] {
         var ids: [Int] = []
-        for part in parts {
+        for (index, part) in parts.enumerated() {
             switch part {
             case .token(let id): ids.append(id)
-            // Text starts the input only when nothing comes before it (Metaspace's "first").
-            case .text(let text): encode(text, matchingSpecial: false, atTextStart: ids.isEmpty, into: &ids)
+            case .text(let text):
+                // A marker that swallows the white space beside it (Phi-3's rstrip ones) does so
+                // here as it would in the template's text.
+                var scalars = Substring(text).unicodeScalars[...]
+                if index > 0, case .token(let id) = parts[index - 1], whitespaceStrips[id]?.right == true {
+                    scalars = scalars.drop { CharacterClass.of($0.value) == .whitespace }
+                }
+                if index + 1 < parts.count, case .token(let id) = parts[index + 1], whitespaceStrips[id]?.left == true {
+                    while let last = scalars.last, CharacterClass.of(last.value) == .whitespace { scalars = scalars.dropLast() }
+                }
+                // Text starts the input only when nothing comes before it (Metaspace's "first").
+                encode(String(scalars), matchingSpecial: false, atTextStart: ids.isEmpty, into: &ids)
             }
         }
         return ids

@@ -19,7 +19,8 @@ public protocol Tokenizer: Sendable {
     /// on its own with special tokens not recognised. Text begins the input (for pre-tokenizers
     /// that treat its start apart, as Metaspace's "first") only when no id comes before it, so a
     /// template's markers and the text between them give the ids that encoding the template's text
-    /// would, when that text spells no special token and the markers strip no white space.
+    /// would, when that text spells no special token. A marker that strips the white space beside
+    /// it (`lstrip` / `rstrip`) strips it from the text parts next to it, as in the template's text.
     func encode(_ parts: [PromptPart]) -> [Int]
     /// `ids` wrapped in the model's template: BOS in front iff `addsBOS` (and, for the few
     /// tokenizers whose post-processor says so, an end token behind: RoBERTa's `</s>`).

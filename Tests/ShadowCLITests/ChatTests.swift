@@ -76,13 +76,13 @@ struct ChatTests {
         #expect(ChatTemplate.defaultSystemMessage(in: "") == nil)
     }
 
-    @Test("a model whose tokenizer has neither ChatML nor Llama 3 tokens is refused in one line, before any input is read")
+    @Test("a model whose tokenizer has the tokens of no template family is refused in one line, before any input is read")
     func refusesPlainTokenizer() {
         // The tiny OPT's byte-level BPE spells the markers out in several tokens.
         let run = CLIRun(["chat", "--model", fixture("tiny-opt")], input: ["hello"])
         #expect(run.status == 1 && run.out.isEmpty, "\(run.out)")
         #expect(run.err == "error: chat: the tokenizer has the tokens of no chat template this command builds: ChatML (<|im_start|>, <|im_end|>) "
-                + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) (not an instruct model?)\n", "\(run.err)")
+                + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) or Phi-3 (<|user|>, <|end|>, <|assistant|>) (not an instruct model?)\n", "\(run.err)")
     }
 
     @Test("input lines are read whole, a last one without its newline too, and a line past the limit is an error")
