@@ -41,9 +41,10 @@ enum ChatCommand {
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
-            conversation. Every reply sees the whole conversation in the model's turn template — ChatML \
-            (<|im_start|>role …<|im_end|>: SmolLM2, Qwen2) or Llama 3 (<|start_header_id|>role<|end_header_id|> \
-            …<|eot_id|>, messages trimmed), as its chat template names — opened by --system or else by the system \
+            conversation; white space around a line is dropped. Every reply sees the whole conversation in the \
+            model's turn template — ChatML (<|im_start|>role …<|im_end|>: SmolLM2, Qwen2), Llama 3 \
+            (<|start_header_id|>role<|end_header_id|> …<|eot_id|>, messages trimmed) or Phi-3 (<|user|> … <|end|>: \
+            Phi-3, Phi-3.5, Phi-4-mini), as its chat template names — opened by --system or else by the system \
             message the model's own chat template adds by default (SmolLM2's "You are a helpful AI assistant named \
             SmolLM, …"; Llama 3.1's "Cutting Knowledge Date: …" preamble with today's date where the template asks \
             for it), as transformers renders the template; --no-system for no system turn. The dense model and the \

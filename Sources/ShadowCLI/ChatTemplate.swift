@@ -58,6 +58,10 @@ struct ChatTemplate: Sendable {
     /// Phi-3: what follows each role token and `<|end|>`: "\n" (Phi-3, Phi-3.5, and without a
     /// template), "" (Phi-4-mini).
     let separator: String
+    /// Phi-3: whether the template writes a system turn at all (Phi-3-mini-4k's first one drops
+    /// system messages), and whether it leaves an empty one out (Phi-3.5's
+    /// `message['role'] == 'system' and message['content']`).
+    let writesSystemTurn: Bool, dropsEmptySystem: Bool
     /// Llama 3 and Phi-3: whether the prompt opens with BOS, as the template writes `bos_token`
     /// (always without a template).
     let writesBOS: Bool
@@ -112,6 +116,9 @@ struct ChatTemplate: Sendable {
         let system = family == .phi3 ? tokenizer.encode("<|system|>") : []
         systemToken = system.count == 1 ? system[0] : nil
         separator = family == .phi3 && source.map({ !Self.newline(after: "<|end|>", in: $0) }) == true ? "" : "\n"
+        // Phi-4-mini spells every role token as '<|' + message['role'] + '|>'.
+        writesSystemTurn = family != .phi3 || source.map { $0.contains("<|system|>") || $0.contains("'|>'") } ?? true
+        dropsEmptySystem = family == .phi3 && source?.contains("message['role'] == 'system' and message['content']") == true
         writesBOS = source?.contains("bos_token") ?? true
         dropsReasoning = family == .chatML && source?.contains("</think>") == true
         hasThinkingSwitch = family == .chatML && source?.contains("enable_thinking") == true
@@ -323,7 +330,11 @@ struct ChatTemplate: Sendable {
             if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
             return nil
         }
-        let system = arguments.string("system").map(content) ?? defaultSystem
+        var system = arguments.string("system").map(content) ?? defaultSystem
+        if dropsEmptySystem && system == "" { system = nil }   // as the template leaves it out
+        if system != nil, !writesSystemTurn {
+            throw ShadowError.invalidArgument(name: "--system", reason: "the model's chat template writes no system turn")
+        }
         if system != nil, family == .phi3, systemToken == nil {
             throw ShadowError.invalidArgument(name: "--system", reason: "the tokenizer has no <|system|> token for a Phi-3 system turn")
         }

@@ -357,7 +357,9 @@ extension LlamaConfig: Decodable {
         kvHeads = try c.optionalPositiveInt(.kvHeads) ?? heads
         headDim = try c.optionalPositiveInt(.headDim) ?? hiddenSize / heads
         vocabularySize = try c.positiveInt(.vocabularySize)
-        maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048
+        // Phi3Config's defaults differ from Llama's: a context of 4096, eps 1e-5.
+        let isPhi3 = modelType == "phi3"
+        maxContext = try c.optionalPositiveInt(.maxContext) ?? (isPhi3 ? 4096 : 2048)
         let declaredContext = maxContext
         // SmolLM3: RoPE in the layers no_rope_layers marks 1; by default every layer but each
         // no_rope_layer_interval-th (4).
@@ -392,7 +394,7 @@ extension LlamaConfig: Decodable {
             }
             if sliding, window < maxContext { (maxContext, slidingWindow) = (window, window) }
         }
-        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
+        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? (isPhi3 ? 1e-5 : 1e-6)
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
         // write `rope_theta` and `rope_scaling`.
         var theta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
@@ -419,7 +421,9 @@ extension LlamaConfig: Decodable {
             }
             let context = RopeParametersJSON.Context(
                 maxContext: declaredContext, rotaryPairs: (rotaryDimensions ?? headDim) / 2,
-                originalContext: try c.optionalPositiveInt(.originalMaxPositionEmbeddings))
+                // Phi-3 reads only the top-level value (default 4096), not one inside rope_scaling.
+                originalContext: try c.optionalPositiveInt(.originalMaxPositionEmbeddings) ?? (isPhi3 ? 4096 : nil),
+                yarnIsLongRope: isPhi3)
             if let parameters { scaling = try parameters.scaling(key: "rope_parameters", context) }
             if let legacyScaling { scaling = try legacyScaling.scaling(key: "rope_scaling", context) }
         } catch let error as ConfigValueError {

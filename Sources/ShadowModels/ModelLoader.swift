@@ -136,8 +136,10 @@ public enum ModelLoader {
         // Sliding-window attention differs from full attention only past the window.
         let context = try size("\(arch).context_length") ?? 2048
         // llama.cpp reads a window of 0 as none.
-        let window = try file.intIfPresent("\(arch).attention.sliding_window").flatMap { $0 > 0 ? $0 : nil }
-        let rope = try ggufRope(file, table, arch: arch, headDim: headDim)
+        // llama.cpp reads a window of 0 as none, and ignores phi3's (its sliding-window attention
+        // is turned off for Phi-3: the whole context is attended).
+        let window = arch == "phi3" ? nil : try file.intIfPresent("\(arch).attention.sliding_window").flatMap { $0 > 0 ? $0 : nil }
+        let rope = try ggufRope(file, table, arch: arch, headDim: headDim, context: context)
         // LongRoPE's context ends where its long factors would take over (see LlamaConfig).
         var longRopeContext: Int? = nil
         if case .longRope(_, _, let original) = rope.scaling, original < min(context, window ?? context) { longRopeContext = original }
@@ -197,7 +199,7 @@ public enum ModelLoader {
     /// and Phi-3's LongRoPE (rope_factors_short.weight and rope_factors_long.weight, with
     /// `rope.scaling.attn_factor` and `rope.scaling.original_context_length`). Other scalings
     /// (YaRN, …) are refused rather than run as if absent.
-    static func ggufRope(_ file: GGUFFile, _ table: TensorTable, arch: String, headDim: Int) throws -> RopeConfig {
+    static func ggufRope(_ file: GGUFFile, _ table: TensorTable, arch: String, headDim: Int, context: Int) throws -> RopeConfig {
         let theta = Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)
         let rotaryKey = "\(arch).rope.dimension_count"
         var rotaryDimensions: Int? = nil
@@ -215,14 +217,20 @@ public enum ModelLoader {
             }
             return factors
         }
-        if let short = try positiveFactors("rope_factors_short.weight") {
+        let short = try positiveFactors("rope_factors_short.weight"), long = try positiveFactors("rope_factors_long.weight")
+        if short != nil || long != nil {
             // The long factors apply only past the original context, where the context ends here.
-            guard try positiveFactors("rope_factors_long.weight") != nil else {
+            guard let short else {
+                throw ShadowError.badTensor(path: file.path, tensor: "rope_factors_short.weight", reason: "missing (rope_factors_long.weight is there)")
+            }
+            guard long != nil else {
                 throw ShadowError.badTensor(path: file.path, tensor: "rope_factors_long.weight", reason: "missing (rope_factors_short.weight is there)")
             }
+            // As llama.cpp reads it: the trained context when the key is absent.
             let originalKey = "\(arch).rope.scaling.original_context_length"
-            guard let original = try file.intIfPresent(originalKey), original > 0 else {
-                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(originalKey)\": missing or not positive, and LongRoPE factors need it")
+            let original = try file.intIfPresent(originalKey) ?? context
+            guard original > 0 else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(originalKey)\": must be positive, got \(original)")
             }
             let attentionKey = "\(arch).rope.scaling.attn_factor"
             let attention = try file.floatIfPresent(attentionKey) ?? 1

@@ -91,6 +91,8 @@ struct RopeParametersJSON: Decodable {
         let rotaryPairs: Int
         /// The top-level original_max_position_embeddings (Phi-3 writes it there).
         let originalContext: Int?
+        /// Phi-3 reads an old "yarn" type as LongRoPE, as transformers does.
+        var yarnIsLongRope = false
     }
 
     /// The scaling this object describes; `key` names it in errors.
@@ -111,6 +113,8 @@ struct RopeParametersJSON: Decodable {
             return .llama3(factor: factor, lowFrequencyFactor: lowFreqFactor, highFrequencyFactor: highFreqFactor,
                            originalContext: originalMaxPositionEmbeddings)
         case "longrope", "su":   // "su": Phi-3's first name for it
+            return try longRope(key: key, context)
+        case "yarn" where context.yarnIsLongRope:
             return try longRope(key: key, context)
         default:
             throw ConfigValueError(key: key, reason: "unsupported rope type \"\(kind)\"")

@@ -106,4 +106,18 @@ struct Phi3ChatTests {
         #expect(refused.status == 1 && refused.err == "error: --system: the tokenizer has no <|system|> token for a Phi-3 system turn\n", "\(refused.err)")
         #expect(CLIRun(["generate", "--model", noSystem, "--chat", "--prompt", "Hi", "-n", "1"]).status == 0)
     }
+
+    @Test("--system follows the template: refused where it writes no system turn (Phi-3-mini-4k's first), left out when empty where it leaves an empty one out (Phi-3.5)")
+    func systemTurnAsTheTemplateWritesIt() throws {
+        let first = try Self.model(chatTemplate: try Llama3ChatTests.template("phi3-mini-4k"), rightStrip: true, name: "first-template")
+        let refused = CLIRun(["generate", "--model", first, "--chat", "--system", "Be brief.", "--prompt", "Hi", "-n", "1"])
+        #expect(refused.status == 1 && refused.err == "error: --system: the model's chat template writes no system turn\n", "\(refused.err)")
+        let bare = "<|user|>\nHi<|end|>\n<|assistant|>\n"
+        for (name, written) in [("phi3.5", bare), ("phi4-mini", "<|system|><|end|><|user|>Hi<|end|><|assistant|>")] {
+            let directory = try Self.model(chatTemplate: try Llama3ChatTests.template(name), rightStrip: false, name: "empty-system-\(name)")
+            let run = CLIRun(["generate", "--model", directory, "--chat", "--system", "", "--prompt", "Hi", "-n", "1", "--json"])
+            #expect(run.status == 0, "\(run.err)")
+            #expect(try run.json()["prompt_tokens"] as? [Int] == ModelLoader.loadTokenizer(path: directory).encode(written), "\(name) \(run.out)")
+        }
+    }
 }

@@ -178,9 +178,9 @@ enum FixtureCopy {
 
     /// A scratch copy of the GGUF fixture with scalar metadata values and tensor sizes overwritten
     /// in place (same byte length, so every offset stays valid).
-    static func gguf(u32 values: [String: UInt32] = [:], f32 floats: [String: Float] = [:],
+    static func gguf(_ fixture: String = "tiny-llama-gguf/model.gguf", u32 values: [String: UInt32] = [:], f32 floats: [String: Float] = [:],
                      rows: [String: UInt64] = [:]) throws -> String {
-        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-llama-gguf/model.gguf"))))
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path(fixture))))
         /// The offset just past GGUF string `name` (u64 length + bytes).
         func end(of name: String) throws -> Int {
             var needle: [UInt8] = []

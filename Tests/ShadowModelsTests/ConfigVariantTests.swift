@@ -152,7 +152,7 @@ struct ConfigVariantTests {
     func ggufRopeScaling() throws {
         func rope(_ metadata: [(String, GGUFValue)], factors: [Float]? = nil) throws -> RopeConfig {
             let file = try Self.ropeGGUF([("llama.rope.freq_base", .float32(500_000))] + metadata, factors: factors)
-            return try ModelLoader.ggufRope(file, TensorTable(file), arch: "llama", headDim: 8)
+            return try ModelLoader.ggufRope(file, TensorTable(file), arch: "llama", headDim: 8, context: 2048)
         }
         #expect(try rope([]) == RopeConfig(theta: 500_000))
         #expect(try rope([], factors: [1, 1.5, 4, 8]) == RopeConfig(theta: 500_000, scaling: .frequencyFactors([1, 1.5, 4, 8])))

@@ -38,11 +38,21 @@ struct Phi3Tests {
     func hubLayoutReadsTheSame() throws {
         let json = try Self.fixtureConfig()
         let current = try Self.decode(json)
-        for type in ["longrope", "su"] {
+        for type in ["longrope", "su", "yarn"] {   // Phi-3 reads its old "su" and "yarn" as LongRoPE
             let old = try Self.decode(try Self.hubLayout(json, type: type))
             #expect(old.rope == current.rope && old.maxContext == current.maxContext, "\(type)")
         }
         #expect(current.rope.rotaryDimensions == 12 && current.maxContext == 32 && current.fusedProjections)
+        // Phi3Config's defaults where keys are missing: a context and an original context of
+        // 4096 (the value inside rope_scaling is not read, as transformers does not), eps 1e-5.
+        var bare = try Self.hubLayout(json)
+        for key in ["max_position_embeddings", "original_max_position_embeddings", "rms_norm_eps"] { bare[key] = nil }
+        var scaling = try #require(bare["rope_scaling"] as? [String: Any])
+        scaling["original_max_position_embeddings"] = 32
+        bare["rope_scaling"] = scaling
+        let defaults = try Self.decode(bare)
+        #expect(defaults.maxContext == 4096 && defaults.rmsNormEps == 1e-5 && defaults.rope.magnitude == 1)
+        guard case .longRope(_, _, 4096) = defaults.rope.scaling else { Issue.record("\(defaults.rope)"); return }
     }
 
     @Test("LongRoPE divides each frequency by its short factor, scales cos and sin by √(1 + ln(max / original) / ln original) unless told, and ends the context at the original one")
@@ -88,12 +98,14 @@ struct Phi3Tests {
             ({ _, p in p["short_factor"] = [1, 2, 3, 4, 5] }, ["rope_parameters", "short_factor", "5 values, expected 6"]),
             ({ _, p in p["long_factor"] = nil }, ["rope_parameters", "long_factor"]),
             ({ _, p in p["long_factor"] = [1, 2, 3, -4, 5, 6] }, ["rope_parameters", "long_factor", "positive", "-4"]),
-            ({ j, p in p["original_max_position_embeddings"] = nil; j["original_max_position_embeddings"] = nil },
+            // Only Phi-3 has a default original context.
+            ({ j, p in p["original_max_position_embeddings"] = nil; j["original_max_position_embeddings"] = nil; j["model_type"] = "llama" },
              ["rope_parameters", "original_max_position_embeddings"]),
             ({ _, p in p["attention_factor"] = 0 }, ["rope_parameters", "attention_factor"]),
             ({ _, p in p["partial_rotary_factor"] = 0.1 }, ["rope_parameters", "partial_rotary_factor", "between 2 and 16"]),
             ({ _, p in p["partial_rotary_factor"] = 1.5 }, ["rope_parameters", "partial_rotary_factor"]),
-            ({ _, p in p["rope_type"] = "yarn" }, ["rope_parameters", "yarn"]),
+            ({ _, p in p["rope_type"] = "dynamic" }, ["rope_parameters", "dynamic"]),
+            ({ j, p in p["rope_type"] = "yarn"; j["model_type"] = "llama" }, ["rope_parameters", "yarn"]),
         ]
         for (edit, words) in cases {
             let json = try edited(edit)
@@ -128,20 +140,30 @@ struct Phi3Tests {
             let path = TestScratch.path("phi3-rope", suffix: ".gguf")
             try Data(builder.bytes()).write(to: URL(fileURLWithPath: path))
             let file = try GGUFFile(path: path)
-            return try ModelLoader.ggufRope(file, TensorTable(file), arch: "phi3", headDim: 8)
+            return try ModelLoader.ggufRope(file, TensorTable(file), arch: "phi3", headDim: 8, context: 128)
         }
         let original: (String, GGUFValue) = ("phi3.rope.scaling.original_context_length", .uint32(64))
+        // Without the key, the trained context (128 here), as llama.cpp reads it.
+        #expect(try rope([]) == RopeConfig(theta: 10000, scaling: .longRope(shortFactors: short, attentionFactor: 1, originalContext: 128), rotaryDimensions: 6))
+        expectShadowError(["rope_factors_short.weight", "missing"]) { _ = try rope([original], short: nil) }
         #expect(try rope([original, ("phi3.rope.scaling.attn_factor", .float32(1.25))])
                 == RopeConfig(theta: 10000, scaling: .longRope(shortFactors: short, attentionFactor: 1.25, originalContext: 64), rotaryDimensions: 6))
         #expect(try rope([original]).magnitude == 1)   // no attn_factor: none, as llama.cpp reads it
         expectShadowError(["rope_factors_long.weight", "missing"]) { _ = try rope([original], long: nil) }
-        expectShadowError(["phi3.rope.scaling.original_context_length"]) { _ = try rope([]) }
+        expectShadowError(["phi3.rope.scaling.original_context_length", "positive"]) { _ = try rope([("phi3.rope.scaling.original_context_length", .uint32(0))]) }
         expectShadowError(["rope_factors_short.weight", "shape"]) { _ = try rope([original], short: [1, 2, 3, 4]) }
         expectShadowError(["phi3.rope.scaling.attn_factor", "positive"]) {
             _ = try rope([original, ("phi3.rope.scaling.attn_factor", .float32(-1))])
         }
         // Without the factor tensors: plain RoPE on 6 of the 8 dimensions.
         #expect(try rope([], short: nil, long: nil) == RopeConfig(theta: 10000, rotaryDimensions: 6))
+    }
+
+    @Test("a phi3 GGUF's sliding window is not applied, as llama.cpp turns it off for Phi-3")
+    func ggufWindowIgnored() throws {
+        let path = try FixtureCopy.gguf("tiny-phi3-longrope-gguf/model.gguf", u32: ["phi3.attention.sliding_window": 16])
+        let model = try ModelLoader.load(path: path).model
+        #expect(model.slidingWindow == nil && model.shape.maxContext == 32)   // LongRoPE's original context
     }
 
     @Test("a fused tensor of the wrong height is refused, naming it")
