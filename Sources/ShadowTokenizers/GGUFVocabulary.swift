@@ -18,6 +18,8 @@ struct GGUFVocabulary {
     var eosID: Int?
     var addBOS: Bool?
     var addSpacePrefix: Bool?
+    /// `general.name`.
+    var modelName: String?
     var path: String
 
     private func error(_ key: String, _ reason: String) -> ShadowError {
@@ -61,19 +63,30 @@ struct GGUFVocabulary {
 
     /// Control and unknown tokens are special (skipped when decoding with skipSpecialTokens);
     /// user-defined ones are matched whole but kept. Without types, BOS and EOS are the specials.
+    /// A GGUF holds no lstrip/rstrip; as llama.cpp does for a model whose general.name says
+    /// Phi-3, every one of these tokens but <unk>, <s> and <|endoftext|> swallows the white space
+    /// after it, as Phi-3's tokenizer.json marks its chat tokens (`rstrip`).
     private func addedTokens() -> [AddedToken] {
-        guard tokenTypes != nil else {
-            return Set([bosID, eosID].compactMap { $0 }).sorted().map {
+        var added: [AddedToken]
+        if tokenTypes == nil {
+            added = Set([bosID, eosID].compactMap { $0 }).sorted().map {
                 AddedToken(id: $0, content: tokens[$0], special: true)
             }
-        }
-        return tokens.indices.compactMap { id in
-            switch type(of: id) {
-            case .control, .unknown: return AddedToken(id: id, content: tokens[id], special: true)
-            case .userDefined: return AddedToken(id: id, content: tokens[id], special: false)
-            default: return nil
+        } else {
+            added = tokens.indices.compactMap { id in
+                switch type(of: id) {
+                case .control, .unknown: return AddedToken(id: id, content: tokens[id], special: true)
+                case .userDefined: return AddedToken(id: id, content: tokens[id], special: false)
+                default: return nil
+                }
             }
         }
+        if let name = modelName?.lowercased(), name.contains("phi-3") || name.contains("phi3") {
+            for i in added.indices where !["<unk>", "<s>", "<|endoftext|>"].contains(added[i].content) {
+                added[i].rightStrip = true
+            }
+        }
+        return added
     }
 
     /// `tokenizer.ggml.pre` values and the splits they name (llama.cpp's names). Anything else

@@ -107,14 +107,15 @@ public enum TokenizerLoader {
     /// From GGUF metadata (`tokenizer.ggml.*`) passed as plain values. `model` is "gpt2"
     /// (byte-level BPE; `pre` picks the split, see `ggufPreTokenizers`) or "llama" (SentencePiece BPE from `scores`, with byte fallback).
     /// `addBOS` defaults to false for gpt2 and true for llama, as in llama.cpp; `addSpacePrefix`
-    /// (llama only) defaults to true.
+    /// (llama only) defaults to true. `modelName` is `general.name`, which llama.cpp reads some
+    /// token attributes from (Phi-3's, see `GGUFVocabulary.addedTokens`).
     public static func fromGGUF(model: String, pre: String?, tokens: [String], tokenTypes: [Int]?,
                                 merges: [String]?, scores: [Float]?, bosID: Int?, eosID: Int?,
                                 addBOS: Bool?, path: String, addSpacePrefix: Bool? = nil,
-                                chatTemplate: String? = nil) throws -> any Tokenizer {
+                                chatTemplate: String? = nil, modelName: String? = nil) throws -> any Tokenizer {
         let vocabulary = GGUFVocabulary(model: model, pre: pre, tokens: tokens, tokenTypes: tokenTypes,
                                         merges: merges, scores: scores, bosID: bosID, eosID: eosID,
-                                        addBOS: addBOS, addSpacePrefix: addSpacePrefix, path: path)
+                                        addBOS: addBOS, addSpacePrefix: addSpacePrefix, modelName: modelName, path: path)
         var spec = try vocabulary.spec()
         spec.chatTemplate = chatTemplate
         return try BPETokenizer(spec) { key, reason in
@@ -137,7 +138,8 @@ public enum TokenizerLoader {
             eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
             addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
             path: file.path,
-            chatTemplate: try file.stringIfPresent("tokenizer.chat_template"))
+            chatTemplate: try file.stringIfPresent("tokenizer.chat_template"),
+            modelName: try file.stringIfPresent("general.name"))
     }
 
     /// The `tokenizer.ggml.pre` values implemented exactly. Any other value loads with the GPT-2

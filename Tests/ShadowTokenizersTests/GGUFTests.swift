@@ -92,6 +92,27 @@ struct GGUFTests {
         }
     }
 
+    @Test("as llama.cpp, a GGUF named Phi-3 makes its control tokens but <unk>, <s> and <|endoftext|> swallow the white space after them")
+    func phi3RightStrip() throws {
+        let tokens = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|user|>", "<|end|>", "▁", "H", "i", "▁H", "▁Hi", "<0x0A>"]
+        let types = [2, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 6]
+        func tokenizer(name: String?) throws -> any Tokenizer {
+            try TokenizerLoader.fromGGUF(model: "llama", pre: nil, tokens: tokens, tokenTypes: types, merges: nil,
+                                         scores: tokens.indices.map { Float($0) }, bosID: 1, eosID: 3, addBOS: false,
+                                         path: "phi3.gguf", modelName: name)
+        }
+        let text = "<|user|>\nHi<|end|>\n<|endoftext|>\n"
+        for name in ["Phi-3-mini-4k-instruct", "Phi-3.5-mini-instruct", "phi3"] {
+            #expect(try tokenizer(name: name).encode(text) == [4, 10, 5, 3, 6, 11], "\(name)")
+        }
+        // Other names keep the white space (SentencePiece's space prefix after each marker, then the
+        // newline); llama.cpp matches "phi-3" and "phi3" only.
+        for name in ["Llama 2", "Phi 3 Mini"] {
+            let ids = try tokenizer(name: name).encode(text)
+            #expect(ids == [4, 6, 11, 7, 8, 5, 6, 11, 3, 6, 11], "\(name)")
+        }
+    }
+
     @Test("an unknown pre-tokenizer falls back to the GPT-2 split and says so")
     func unknownPre() throws {
         let metadata = try Self.metadata("gpt2")
