@@ -15,7 +15,7 @@ enum InfoCommand {
         let ffnSize: Int
         let vocabularySize: Int
         let maxContext: Int
-        /// Sliding-window attention's window, when it ended the context (max_context is then the window).
+        /// Sliding-window attention's window (in every layer, or those the config names).
         let slidingWindow: Int?
         /// Why max_context ends before the checkpoint's declared context (a sliding window, LongRoPE).
         let contextLimit: String?
@@ -71,7 +71,7 @@ enum InfoCommand {
             heads         \(s.heads) query, \(s.kvHeads) key/value, width \(s.headDim)
             ffn size      \(s.ffnSize)
             vocabulary    \(s.vocabularySize)
-            context       \(s.maxContext)\(report.contextLimit.map { " (\($0))" } ?? "")
+            context       \(s.maxContext)\(report.contextLimit.map { " (\($0))" } ?? "")\(report.slidingWindow.map { ", sliding-window attention over \($0) tokens" } ?? "")
             parameters    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6)) M)
             file dtypes   \(dtypes)
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")

@@ -25,13 +25,14 @@ public enum CausalAttention {
     /// The cache must already hold positions up to past + T. `heads` lists the query heads to
     /// compute (nil: all H); q and out hold just those heads, in that order: (T, n·d_h). With
     /// `branches`, a token of a branch starting at row b sees keys 0 ..< past + prefix and
-    /// past + b … past + t.
+    /// past + b … past + t. With a `window` (sliding-window attention), a token at position p
+    /// sees only the keys at positions p − window + 1 … p.
     public static func attend(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
                               cache: KVCache, layer: Int, past: Int, tokens: Int, branches: Branches? = nil,
-                              scale: Float, heads: [Int]? = nil) {
+                              scale: Float, heads: [Int]? = nil, window: Int? = nil) {
         if tokens > gemvTokenLimit || branches != nil {
             attendWithGEMM(out, q: q, cache: cache, layer: layer, past: past, tokens: tokens, branches: branches,
-                           scale: scale, heads: heads)
+                           scale: scale, heads: heads, window: window)
             return
         }
         let shape = cache.shape
@@ -46,24 +47,25 @@ public enum CausalAttention {
             for item in range {
                 let t = item / headCount, i = item % headCount
                 let g = (heads?[i] ?? i) / group
-                let span = past + t + 1
+                // Keys first ..< first + span: all up to the token's own, or the window's.
+                let end = past + t + 1, first = window.map { max(0, end - $0) } ?? 0, span = end - first
                 let qh = q + t * qWidth + i * headDim
                 let p = scores + item * maxSpan
                 let o = out + t * qWidth + i * headDim
                 let keyBlock = cache.keys(layer: layer, group: g), valueBlock = cache.values(layer: layer, group: g)
                 if half {
-                    HalfVectors.dotRows(p, keyBlock.assumingMemoryBound(to: UInt16.self), qh, rows: span, cols: headDim)
+                    HalfVectors.dotRows(p, keyBlock.assumingMemoryBound(to: UInt16.self) + first * headDim, qh, rows: span, cols: headDim)
                     for j in 0..<span { p[j] *= scale }
                 } else {
-                    let keys = UnsafePointer(keyBlock.assumingMemoryBound(to: Float.self))
+                    let keys = UnsafePointer(keyBlock.assumingMemoryBound(to: Float.self)) + first * headDim
                     for j in 0..<span { p[j] = GEMV.dot(qh, keys + j * headDim, headDim) * scale }
                 }
                 Ops.softmax(p, span)
                 o.update(repeating: 0, count: headDim)
                 if half {
-                    HalfVectors.accumulateRows(o, valueBlock.assumingMemoryBound(to: UInt16.self), p, rows: span, cols: headDim)
+                    HalfVectors.accumulateRows(o, valueBlock.assumingMemoryBound(to: UInt16.self) + first * headDim, p, rows: span, cols: headDim)
                 } else {
-                    let values = UnsafePointer(valueBlock.assumingMemoryBound(to: Float.self))
+                    let values = UnsafePointer(valueBlock.assumingMemoryBound(to: Float.self)) + first * headDim
                     for j in 0..<span { Ops.axpy(o, values + j * headDim, p[j], count: headDim) }
                 }
             }
@@ -78,9 +80,12 @@ public enum CausalAttention {
     ///
     /// A branch other than the first sees two runs of keys, the context's and its own, so its
     /// scores and outputs take two GEMMs each: scores columns 0 ..< c for the c context keys and
-    /// c ..< c + n for the branch's own first n keys.
+    /// c ..< c + n for the branch's own first n keys. Either way score column j is the key at
+    /// position j, so a `window` masks each row's columns below its position − window + 1 (and
+    /// a block of contiguous keys skips the columns none of its rows sees).
     static func attendWithGEMM(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: KVCache,
-                               layer: Int, past: Int, tokens T: Int, branches: Branches?, scale: Float, heads: [Int]?) {
+                               layer: Int, past: Int, tokens T: Int, branches: Branches?, scale: Float, heads: [Int]?,
+                               window: Int?) {
         let shape = cache.shape
         let list = heads ?? Array(0..<shape.heads)
         let headDim = shape.headDim, qWidth = list.count * headDim
@@ -104,11 +109,14 @@ public enum CausalAttention {
                 for local in CausalBlocks(run.rows.count) {
                     let first = run.rows.lowerBound + local.lowerBound, rows = local.count
                     let seen = context + local.upperBound   // keys visible to the block's last row
+                    // The first key the block's first row sees in its window (contiguous keys only).
+                    let from = own == context ? window.map { max(0, context + local.lowerBound + 1 - $0) } ?? 0 : 0
                     let s = scores, qBlock = q + first * qWidth + i * headDim
                     let o = out + first * qWidth + i * headDim
                     if own == context {
-                        // S (rows, seen; row stride span) = Q_h block · K_g[0 ..< seen]ᵀ
-                        BLAS.gemmABt(s, qBlock, keys, m: rows, n: seen, k: headDim, lda: qWidth, ldb: headDim, ldc: span)
+                        // S (rows, seen; row stride span) = Q_h block · K_g[from ..< seen]ᵀ, columns from `from`
+                        BLAS.gemmABt(s + from, qBlock, keys + from * headDim, m: rows, n: seen - from, k: headDim,
+                                     lda: qWidth, ldb: headDim, ldc: span)
                     } else {
                         if context > 0 {
                             BLAS.gemmABt(s, qBlock, keys, m: rows, n: context, k: headDim, lda: qWidth, ldb: headDim, ldc: span)
@@ -120,13 +128,16 @@ public enum CausalAttention {
                         for r in range {
                             let row = s + r * span
                             let visible = context + local.lowerBound + r + 1
-                            Ops.softmax(row, visible, scale: scale)
+                            let lowest = window.map { max(0, visible - $0) } ?? 0   // the row's first key
+                            (row + from).update(repeating: 0, count: lowest - from)
+                            Ops.softmax(row + lowest, visible - lowest, scale: scale)
                             (row + visible).update(repeating: 0, count: seen - visible)
                         }
                     }
                     // O_h block (rows, d_h; row stride qWidth) = P (rows, seen) · V_g[visible keys]
                     if own == context {
-                        BLAS.gemmAB(o, s, values, m: rows, n: headDim, k: seen, lda: span, ldb: headDim, ldc: qWidth)
+                        BLAS.gemmAB(o, s + from, values + from * headDim, m: rows, n: headDim, k: seen - from,
+                                    lda: span, ldb: headDim, ldc: qWidth)
                     } else {
                         if context > 0 {
                             BLAS.gemmAB(o, s, values, m: rows, n: headDim, k: context, lda: span, ldb: headDim, ldc: qWidth)

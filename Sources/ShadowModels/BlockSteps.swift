@@ -8,12 +8,13 @@ enum BlockSteps {
     /// cache update, attention, and x += A W_O (+ b). `xn` is the block's normalised input,
     /// (T, d); `sparsity` observes the full A (T, H·d_h) of a dense layer, its first
     /// `promptRows` rows being the prompt's. With `branches`, each branch's positions start at the
-    /// context's end and it attends to the context and to itself.
+    /// context's end and it attends to the context and to itself. `window`: sliding-window
+    /// attention's (see `CausalAttention.attend`).
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,
                           plan: LayerPlan?, execution: SparseExecution, sparsity: (any SparsityController)?, promptRows: Int,
                           cache: KVCache, layer: Int, past: Int, tokens T: Int, branches: Branches? = nil, scale: Float,
-                          rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int, _ keys: Bool) -> Void)?) {
+                          window: Int? = nil, rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int, _ keys: Bool) -> Void)?) {
         let s = cache.shape, scratch = cache.scratch
         let keepAllKV = sparsity?.keepsAllKeysAndValues ?? false
         var plan = plan ?? .dense
@@ -47,7 +48,7 @@ enum BlockSteps {
         }
         CausalAttention.store(cache: cache, layer: layer, k: kb, v: vb, past: past, tokens: T, groups: groups)
         CausalAttention.attend(a, q: qb, cache: cache, layer: layer, past: past, tokens: T, branches: branches, scale: scale,
-                               heads: heads)
+                               heads: heads, window: window)
         if execution == .zero, let kept = plan.heads {
             zeroUnits(a, kept: kept.map(Int32.init), units: s.heads, width: s.headDim, tokens: T)
         }

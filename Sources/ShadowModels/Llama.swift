@@ -36,7 +36,6 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
     public var slidingWindow: Int? { config.slidingWindow }
     public var contextLimit: String? {
-        if slidingWindow != nil { return "its sliding-window attention's window" }
         if case .longRope(_, _, let original) = config.rope.scaling, original == shape.maxContext {
             return "LongRoPE's original context; past it the model would switch to its long factors"
         }
@@ -112,7 +111,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 BlockSteps.attention(
                     x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
                     execution: execution, sparsity: sparsity, promptRows: promptRows, cache: cache, layer: l,
-                    past: past, tokens: T, branches: branches, scale: scale, rope: rope)
+                    past: past, tokens: T, branches: branches, scale: scale, window: config.window(layer: l), rope: rope)
 
                 block.mlpNorm.withUnsafeBufferPointer {
                     Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
@@ -224,9 +223,13 @@ public struct LlamaConfig: Sendable, Equatable {
     public var headDim: Int
     public var vocabularySize: Int
     public var maxContext: Int
-    /// The attention window when it ended the context (Mistral, some Qwen2): `maxContext` is
-    /// then the window, where sliding and full attention agree.
+    /// Sliding-window attention's window (Mistral, Phi-3, some Qwen2): a token sees the keys of
+    /// itself and the window − 1 tokens before it. nil when no layer slides or the window is no
+    /// shorter than the context.
     public var slidingWindow: Int?
+    /// The layers that slide (Qwen2's from max_window_layers on, or as layer_types says; SmolLM3's
+    /// NoPE layers); nil: all of them.
+    public var slidingLayers: [Bool]?
     public var rmsNormEps: Float
     public var rope: RopeConfig
     public var tieWordEmbeddings: Bool
@@ -247,7 +250,7 @@ public struct LlamaConfig: Sendable, Equatable {
 
     public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
-                slidingWindow: Int? = nil, rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
+                slidingWindow: Int? = nil, slidingLayers: [Bool]? = nil, rmsNormEps: Float = 1e-5, rope: RopeConfig = RopeConfig(theta: 10000),
                 tieWordEmbeddings: Bool = false, attentionBias: Bool = false, outputBias: Bool = false,
                 mlpBias: Bool = false, queryKeyNorm: Bool = false, ropeLayers: [Bool]? = nil,
                 bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
@@ -261,6 +264,7 @@ public struct LlamaConfig: Sendable, Equatable {
         self.vocabularySize = vocabularySize
         self.maxContext = maxContext
         self.slidingWindow = slidingWindow
+        self.slidingLayers = slidingLayers
         self.rmsNormEps = rmsNormEps
         self.rope = rope
         self.tieWordEmbeddings = tieWordEmbeddings
@@ -271,6 +275,13 @@ public struct LlamaConfig: Sendable, Equatable {
         self.ropeLayers = ropeLayers
         self.bosTokenID = bosTokenID
         self.eosTokenIDs = eosTokenIDs
+    }
+
+    /// Layer `l`'s sliding window, nil when it attends to the whole context.
+    @inline(__always)
+    func window(layer l: Int) -> Int? {
+        guard let slidingWindow else { return nil }
+        return slidingLayers?[l] ?? true ? slidingWindow : nil
     }
 
     public var shape: TransformerShape {
@@ -288,6 +299,9 @@ public struct LlamaConfig: Sendable, Equatable {
                      ("num_hidden_layers", layers), ("num_attention_heads", heads),
                      ("num_key_value_heads", kvHeads), ("head_dim", headDim),
                      ("vocab_size", vocabularySize), ("max_position_embeddings", maxContext)]
+        if let slidingLayers, slidingLayers.count != layers {
+            throw ShadowError.badJSON(path: path, key: key("layer_types"), reason: "has \(slidingLayers.count) entries for \(layers) layers")
+        }
         for (name, value) in sizes where value <= 0 {
             throw ShadowError.badJSON(path: path, key: key(name), reason: "must be positive, got \(value)")
         }
@@ -377,22 +391,28 @@ extension LlamaConfig: Decodable {
         } else {
             ropeLayers = nil
         }
-        // Sliding-window attention only differs from full attention past the window: the context
-        // stops there. As transformers reads it: Mistral's and Phi-3's sliding_window; Qwen2's and Qwen3's
-        // with use_sliding_window, in layers from max_window_layers on (or as layer_types says);
-        // SmolLM3's in its NoPE layers (or as layer_types says); ignored for Llama.
-        if let window = try c.optionalPositiveInt(.slidingWindow) {
+        // Sliding-window attention, as transformers reads it: Mistral's and Phi-3's sliding_window
+        // in every layer; Qwen2's and Qwen3's with use_sliding_window, in layers from
+        // max_window_layers on (or as layer_types says); SmolLM3's in its NoPE layers (or as
+        // layer_types says); ignored for Llama. A window as long as the context changes nothing.
+        if let window = try c.optionalPositiveInt(.slidingWindow), window < maxContext {
             var sliding = modelType == "mistral" || modelType == "phi3"
             if ["qwen2", "qwen3", "smollm3"].contains(modelType), try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
                 if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
-                    sliding = types.contains("sliding_attention")
+                    guard types.count == layers else {
+                        throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c,
+                            debugDescription: "has \(types.count) entries for \(layers) layers")
+                    }
+                    slidingLayers = types.map { $0 == "sliding_attention" }
                 } else if modelType == "smollm3" {
-                    sliding = ropeLayers?.contains(false) == true   // its NoPE layers slide
+                    slidingLayers = ropeLayers?.map { !$0 }   // its NoPE layers slide
                 } else {
-                    sliding = (try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28) < layers
+                    let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
+                    slidingLayers = (0..<layers).map { $0 >= first }
                 }
+                sliding = slidingLayers?.contains(true) == true
             }
-            if sliding, window < maxContext { (maxContext, slidingWindow) = (window, window) }
+            if sliding { slidingWindow = window } else { slidingLayers = nil }
         }
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? (isPhi3 ? 1e-5 : 1e-6)
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
@@ -442,9 +462,7 @@ extension LlamaConfig: Decodable {
         // LongRoPE switches to its long factors past the original context (transformers for
         // the whole sequence, llama.cpp for a context set longer): up to it both use the short
         // factors, as here, and the context ends there.
-        if case .longRope(_, _, let original) = scaling, original < maxContext {
-            (maxContext, slidingWindow) = (original, nil)
-        }
+        if case .longRope(_, _, let original) = scaling, original < maxContext { maxContext = original }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // As transformers builds each architecture: Qwen2 always biases q, k and v (never o_proj)
         // whatever attention_bias says; Mistral and Phi-3 have no biases; Llama and Qwen3 bias q, k, v and o

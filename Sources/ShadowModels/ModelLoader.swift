@@ -133,16 +133,14 @@ public enum ModelLoader {
         let vocabSize = try size("\(arch).vocab_size")
         let table = TensorTable(file, weightDType: weights)
         let headDim = keyLength ?? hidden / heads
-        // Sliding-window attention differs from full attention only past the window.
         let context = try size("\(arch).context_length") ?? 2048
-        // llama.cpp reads a window of 0 as none.
-        // llama.cpp reads a window of 0 as none, and ignores phi3's (its sliding-window attention
+        // A sliding window applies to every layer. llama.cpp reads a window of 0 as none, and ignores phi3's (its sliding-window attention
         // is turned off for Phi-3: the whole context is attended).
         let window = arch == "phi3" ? nil : try file.intIfPresent("\(arch).attention.sliding_window").flatMap { $0 > 0 ? $0 : nil }
         let rope = try ggufRope(file, table, arch: arch, headDim: headDim, context: context)
         // LongRoPE's context ends where its long factors would take over (see LlamaConfig).
         var longRopeContext: Int? = nil
-        if case .longRope(_, _, let original) = rope.scaling, original < min(context, window ?? context) { longRopeContext = original }
+        if case .longRope(_, _, let original) = rope.scaling, original < context { longRopeContext = original }
         guard let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first else {
             throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).vocab_size\": missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
         }
@@ -155,8 +153,8 @@ public enum ModelLoader {
             kvHeads: try size("\(arch).attention.head_count_kv") ?? heads,
             headDim: headDim,
             vocabularySize: vocab,
-            maxContext: longRopeContext ?? min(context, window ?? context),
-            slidingWindow: longRopeContext != nil ? nil : window.flatMap { $0 < context ? $0 : nil },
+            maxContext: longRopeContext ?? context,
+            slidingWindow: window.flatMap { $0 < context ? $0 : nil },   // in every layer
             rmsNormEps: Float(try file.floatIfPresent("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
             rope: rope,
             tieWordEmbeddings: file.tensorInfos["output.weight"] == nil,

@@ -84,7 +84,7 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     var weightDType: WeightDType { get }
     /// Dtypes found in the checkpoint, e.g. `["q4_1": 210, "f32": 61]` (tensor counts).
     var sourceDTypes: [String: Int] { get }
-    /// The window of a sliding-window attention that `shape.maxContext` stops at (nil: none).
+    /// Sliding-window attention's window, in the layers that slide (nil: none).
     var slidingWindow: Int? { get }
     /// Why `shape.maxContext` is shorter than the checkpoint's declared context, for messages (nil: it is not).
     var contextLimit: String? { get }
@@ -103,8 +103,8 @@ extension CausalLanguageModel {
     public var slidingWindow: Int? { nil }
 
     /// Why the context ends before the model's declared one, if it does: past `maxContext` the
-    /// model would attend differently (a sliding window) or rotate differently (LongRoPE).
-    public var contextLimit: String? { slidingWindow == nil ? nil : "its sliding-window attention's window" }
+    /// model would rotate differently (LongRoPE).
+    public var contextLimit: String? { nil }
 
     /// "the model's context of N", saying why N ends there when `contextLimit` does, for error messages.
     public var contextDescription: String {

@@ -438,9 +438,9 @@ struct CLITests {
         }
     }
 
-    @Test("a context that ends at a sliding-window attention's window says so in errors")
+    @Test("a sliding-window model keeps its whole context: a prompt past the window runs, and attends differently there")
     func slidingWindowContext() throws {
-        // The tiny Llama as a Mistral whose 48-token window caps its 128-token context.
+        // The tiny Llama as a Mistral with a 48-token window in its 128-token context.
         let model = TestScratch.path("sliding-window-model")
         try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
         let configPath = model + "/config.json"
@@ -449,16 +449,18 @@ struct CLITests {
         config["architectures"] = ["MistralForCausalLM"]
         config["sliding_window"] = 48
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
-        let window = "the model's context of 48 (its sliding-window attention's window)"
-        let prompt = String(repeating: "ab ", count: 60)
-        let generate = CLIRun(["generate", "--model", model, "--prompt", prompt, "-n", "1"])
-        #expect(generate.status == 1 && generate.err.hasPrefix("error: --prompt: ") && generate.err.hasSuffix(" tokens do not fit \(window)\n"), "\(generate.err)")
-        let bench = CLIRun(["bench", "--model", model, "-p", "64", "-n", "0", "-r", "1", "--no-progress"])
-        #expect(bench.status == 1 && bench.err == "error: -p: 64 exceeds \(window)\n", "\(bench.err)")
-        // Within the window all is as usual; the model without a window keeps its context.
-        #expect(CLIRun(["generate", "--model", model, "--prompt", "ab ab", "-n", "2"]).status == 0)
-        let plain = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "200", "-n", "0", "-r", "1", "--no-progress"])
-        #expect(plain.err == "error: -p: 200 exceeds the model's context of 128\n", "\(plain.err)")
+        let info = CLIRun(["info", "--model", model, "--json"])
+        #expect(try info.json()["sliding_window"] as? Int == 48 && info.json()["max_context"] as? Int == 128, "\(info.out)")
+        let text = String(repeating: "ab cd ", count: 15)
+        func nll(_ path: String, context: Int) throws -> Double {
+            let run = CLIRun(["perplexity", "--model", path, "--text", text, "-c", "\(context)", "--json", "--no-progress"])
+            #expect(run.status == 0, "\(run.err)")
+            return try #require(run.json()["nll_sum"] as? Double)
+        }
+        // Within the window it is the tiny Llama; past it, not.
+        #expect(try nll(model, context: 40) == nll(fixture("tiny-llama"), context: 40))
+        #expect(try nll(model, context: 100) != nll(fixture("tiny-llama"), context: 100))
+        #expect(CLIRun(["bench", "--model", model, "-p", "100", "-n", "4", "-r", "1", "--no-progress"]).status == 0)
     }
 
     // /proc/self/mem opens but fails to read at offset 0 (EIO), also for root, who reads chmod 000 files.

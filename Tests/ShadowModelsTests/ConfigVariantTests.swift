@@ -8,31 +8,47 @@ import ShadowTestSupport
 // (2026-12-04): each was accepted and computed wrongly, or refused unclearly.
 @Suite("Configuration variants")
 struct ConfigVariantTests {
-    @Test("sliding-window attention ends the context at the window where transformers applies it")
+    @Test("sliding-window attention applies in the layers where transformers applies it, and keeps the context")
     func slidingWindow() throws {
         // The writer's checkpoint has 1 layer and a context of 32.
-        let cases: [(edit: [String: Any], context: Int)] = [
+        let cases: [(edit: [String: Any], window: Int?)] = [
             (["model_type": "mistral", "sliding_window": 16], 16),
-            (["model_type": "mistral", "sliding_window": NSNull()], 32),
-            (["model_type": "mistral", "sliding_window": 4096], 32),
-            (["model_type": "qwen2", "sliding_window": 16], 32),
+            (["model_type": "phi3", "sliding_window": 16], 16),
+            (["model_type": "mistral", "sliding_window": NSNull()], nil),
+            (["model_type": "mistral", "sliding_window": 4096], nil),   // no shorter than the context
+            (["model_type": "qwen2", "sliding_window": 16], nil),
             (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 0], 16),
-            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true], 32),   // max_window_layers 28 ≥ 1 layer
+            (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true], nil),   // max_window_layers 28 ≥ 1 layer
             (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true, "layer_types": ["sliding_attention"]], 16),
             (["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 0,
-              "layer_types": ["full_attention"]], 32),
-            (["model_type": "llama", "sliding_window": 16], 32),   // transformers' Llama has none
+              "layer_types": ["full_attention"]], nil),
+            (["model_type": "llama", "sliding_window": 16], nil),   // transformers' Llama has none
         ]
-        for (edit, context) in cases {
+        for (edit, window) in cases {
             let dir = try CheckpointWriter.directory(config: { config in
                 for (key, value) in edit { config[key] = value }
             }, tensors: { tensors in
-                // Qwen2 always has q/k/v biases.
+                // Qwen2 always has q/k/v biases; Phi-3's q/k/v and gate/up are fused.
                 if edit["model_type"] as? String == "qwen2" { tensors += Self.biases(attention: true, output: false, mlp: false) }
+                if edit["model_type"] as? String == "phi3" { tensors = Self.fused(tensors) }
             })
             let model = try #require(try ModelLoader.load(path: dir).model as? LlamaModel)
-            #expect(model.shape.maxContext == context && model.config.slidingWindow == (context == 16 ? 16 : nil), "\(edit)")
+            #expect(model.shape.maxContext == 32 && model.config.window(layer: 0) == window, "\(edit)")
         }
+        // layer_types must name every layer.
+        let bad = try CheckpointWriter.directory(config: { config in
+            for (key, value) in ["model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true,
+                                 "layer_types": ["full_attention", "sliding_attention"]] as [String: Any] { config[key] = value }
+        }, tensors: { $0 += Self.biases(attention: true, output: false, mlp: false) })
+        expectShadowError(["config.json", "layer_types", "2 entries for 1 layers"]) { _ = try ModelLoader.load(path: bad) }
+    }
+
+    /// The writer's checkpoint's tensors with q/k/v and gate/up fused as Phi-3 stores them.
+    static func fused(_ tensors: [(String, [Int])]) -> [(String, [Int])] {
+        let p = "model.layers.0."
+        let separate = ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight"]
+        return tensors.filter { name, _ in !separate.contains { name == p + $0 } }
+            + [(p + "self_attn.qkv_proj.weight", [16, 8]), (p + "mlp.gate_up_proj.weight", [32, 8])]
     }
 
     /// The writer's checkpoint's bias tensors: q/k/v, o_proj, gate/up/down.

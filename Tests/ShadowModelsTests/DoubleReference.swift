@@ -61,6 +61,8 @@ struct DoubleReference {
     let lmHead: [Double]                    // (V, e)
     let inverseFrequencies: [Float]
     let ropeMagnitude: Double
+    /// Per layer, its sliding window (nil: the whole context).
+    let windows: [Int?]
     let ropeLayers: [Bool]?
     let preLN: Bool
 
@@ -84,6 +86,7 @@ struct DoubleReference {
             lmHead = d(m.lmHead)
             inverseFrequencies = m.inverseFrequencies
             ropeMagnitude = Double(m.config.rope.magnitude)
+            windows = (0..<m.config.layers).map { m.config.window(layer: $0) }
             ropeLayers = m.config.ropeLayers
             preLN = true
         } else {
@@ -106,6 +109,7 @@ struct DoubleReference {
             lmHead = d(m.lmHead)
             inverseFrequencies = []
             ropeMagnitude = 1
+            windows = Array(repeating: nil, count: m.config.layers)
             ropeLayers = nil
             preLN = m.config.doLayerNormBefore
         }
@@ -189,7 +193,7 @@ struct DoubleReference {
         }
     }
 
-    func attention(_ q: [Double], _ k: [Double], _ v: [Double], rows T: Int) -> [Double] {
+    func attention(_ q: [Double], _ k: [Double], _ v: [Double], rows T: Int, window: Int? = nil) -> [Double] {
         let H = shape.heads, G = shape.kvHeads, dh = shape.headDim, group = H / G
         let scale = 1 / Double(dh).squareRoot()
         var out = [Double](repeating: 0, count: T * H * dh)
@@ -201,15 +205,16 @@ struct DoubleReference {
                         for h in 0..<H {
                             let g = h / group
                             var top = -Double.infinity
-                            for j in 0...t {
+                            let first = window.map { max(0, t + 1 - $0) } ?? 0
+                            for j in first...t {
                                 var dot = 0.0
                                 for i in 0..<dh { dot += q[t * H * dh + h * dh + i] * k[j * G * dh + g * dh + i] }
                                 scores[j] = dot * scale
                                 top = max(top, scores[j])
                             }
                             var total = 0.0
-                            for j in 0...t { scores[j] = exp(scores[j] - top); total += scores[j] }
-                            for j in 0...t {
+                            for j in first...t { scores[j] = exp(scores[j] - top); total += scores[j] }
+                            for j in first...t {
                                 for i in 0..<dh { out[t * H * dh + h * dh + i] += scores[j] / total * v[j * G * dh + g * dh + i] }
                             }
                         }
@@ -253,7 +258,7 @@ struct DoubleReference {
                     rope(&k, rows: T, heads: s.kvHeads)
                 }
             }
-            var a = attention(q, k, v, rows: T)
+            var a = attention(q, k, v, rows: T, window: windows[l])
             if case .attention(l, let index, let delta) = perturbation { a[index] += delta }
             let attended = Self.times(a, b.outputT, b.outputBias, rows: T, inputs: aw, outputs: d)
             x = zip(x, attended).map { $0 + $1 }

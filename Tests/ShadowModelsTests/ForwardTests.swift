@@ -21,9 +21,9 @@ struct ForwardTests {
         #expect(cache.length == tokens.count)
     }
 
-    @Test("a long prefill after cached tokens attends in causal blocks exactly as one query at a time",
-          arguments: [WeightDType.f32, .f16])
-    func blockedPrefillAttention(dtype: WeightDType) {
+    @Test("a long prefill after cached tokens attends in causal blocks exactly as one query at a time, with sliding windows too",
+          arguments: [WeightDType.f32, .f16], [nil, 1, 50, 130, 400] as [Int?])
+    func blockedPrefillAttention(dtype: WeightDType, window: Int?) {
         // 300 new tokens after 40 cached ones: blocks of 128, 128 and 44 query rows.
         let past = 40, T = 300, shape = TransformerShape(layers: 1, hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 8,
                                                          ffnSize: 8, vocabularySize: 10, maxContext: 512)
@@ -37,15 +37,23 @@ struct ForwardTests {
         var blocked = [Float](repeating: 0, count: T * width), single = blocked
         q.withUnsafeBufferPointer { qp in
             CausalAttention.attend(&blocked, q: qp.baseAddress! + past * width, cache: cache, layer: 0,
-                                   past: past, tokens: T, scale: 0.35)
+                                   past: past, tokens: T, scale: 0.35, window: window)
             for t in 0..<T {
                 single.withUnsafeMutableBufferPointer { out in
                     CausalAttention.attend(out.baseAddress! + t * width, q: qp.baseAddress! + (past + t) * width,
-                                           cache: cache, layer: 0, past: past + t, tokens: 1, scale: 0.35)
+                                           cache: cache, layer: 0, past: past + t, tokens: 1, scale: 0.35, window: window)
                 }
             }
         }
         expectClose(blocked, single, tolerance: 1e-5)
+        // A window of one: each token sees only itself, so it gets its own value.
+        if window == 1, dtype == .f32 {
+            let own = (0..<T).flatMap { t in (0..<shape.heads).flatMap { h in
+                let g = h / shape.groupSize, row = (past + t) * shape.kvWidth + g * shape.headDim
+                return Array(v[row..<row + shape.headDim])
+            } }
+            expectClose(blocked, own, tolerance: 1e-6)
+        }
     }
 
     @Test("an fp16 KV cache gives the fp32 cache's logits, in prefill and decode, in half the bytes")

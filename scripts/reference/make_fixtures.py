@@ -45,6 +45,12 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
                         ffn_up = gate_up kept fused and unpermuted, rope_factors_long / rope_factors_short,
                         rope.dimension_count 12, rope.scaling.attn_factor, sliding_window 0); expected.json is
                         tiny-phi3-longrope's.
+  tiny-mistral-window/  MistralForCausalLM, sliding_window 5 (shorter than the 12 / 13-token sequences: key j is seen
+                        by query i only if i - 5 < j <= i), 2 layers, GQA 4/2, head_dim 16, untied, float32.
+  tiny-qwen2-window/    Qwen2ForCausalLM, use_sliding_window, sliding_window 4, max_window_layers 1: layer_types
+                        [full, sliding, sliding] (layer 0 attends fully), 3 layers, GQA 4/2, random q/k/v biases,
+                        tied, float32. For both window fixtures expected.json's "reference" records layer_types and
+                        "window_matters": max |logits - logits of the same weights without the window| (> 1e-3).
   smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
@@ -93,8 +99,8 @@ from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader, GGUFWriter
 from gguf import quants as gquants
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, Phi3Config, Phi3ForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
+from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, OPTConfig,
+                          OPTForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
                           SmolLM3ForCausalLM)
 
 SEED = 1234
@@ -380,6 +386,49 @@ def phi3_longrope_reference(out: Path, input_ids: list[list[int]]) -> dict:
     }
 
 
+def sliding_window_reference(cls, window: int, layer_types: list[str]):
+    """extra_reference for the sliding-window fixtures: checks that transformers builds the intended per-layer
+    attention (layer_types), that the window changes the logits (the same weights with every layer attending
+    fully give different logits from position `window` on, identical ones before it), that the cache used by
+    the default forward changes nothing, and, when every layer slides, that the receptive field is exactly
+    n_layers * (window - 1) + 1 tokens (transformers masks key j for query i unless i - window < j <= i)."""
+    def check(out: Path, input_ids: list[list[int]]) -> dict:
+        model = cls.from_pretrained(out, attn_implementation="eager").to(torch.float64).eval()
+        cfg = model.config
+        got_types = list(getattr(cfg, "layer_types", None) or ["sliding_attention"] * cfg.num_hidden_layers)
+        print(f"  {out.name}: sliding_window {cfg.sliding_window}, layer_types {got_types}", flush=True)
+        assert cfg.sliding_window == window and got_types == layer_types, (cfg.sliding_window, got_types)
+        full_cfg = type(cfg).from_pretrained(out)
+        full_cfg.sliding_window = None
+        if hasattr(full_cfg, "layer_types"):
+            full_cfg.layer_types = ["full_attention"] * cfg.num_hidden_layers
+        full = cls.from_pretrained(out, config=full_cfg, attn_implementation="eager").to(torch.float64).eval()
+        assert all(getattr(l.self_attn, "sliding_window", None) is None for l in full.model.layers)
+        delta = 0.0
+        with torch.no_grad():
+            for ids in input_ids:
+                x = torch.tensor([ids])
+                a = model(x).logits[0]
+                assert torch.equal(a, model(x, use_cache=False).logits[0])
+                b = full(x).logits[0]
+                d = (a - b).abs().max(dim=-1).values
+                assert d[:window].max() < 1e-12, d        # the window cuts nothing off before position `window`
+                assert d[window:].max() > 1e-3, d
+                delta = max(delta, float(d[window:].max()))
+                if all(t == "sliding_attention" for t in got_types):
+                    reach = cfg.num_hidden_layers * (window - 1)   # token j reaches position i iff i - j <= reach
+                    y = x.clone()
+                    y[0, 0] = (y[0, 0] + 1) % cfg.vocab_size
+                    e = (model(y).logits[0] - a).abs().max(dim=-1).values
+                    assert e[:reach + 1].min() > 1e-6 and e[reach + 1:].max() < 1e-12, (reach, e)
+        print(f"  {out.name}: window_matters {delta:.6g}", flush=True)
+        return {"sliding_window": window, "layer_types": got_types, "window_matters": delta,
+                "window_matters_note": "max over both sequences and positions >= sliding_window of max |logits - "
+                                       "logits of the same weights with sliding_window None (all layers full)|; "
+                                       "positions < sliding_window agree to < 1e-12"}
+    return check
+
+
 def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dtype, seed: int,
                     tok: Tokenizer, *, sharded: bool = False, legacy: bool = False,
                     legacy_merges: bool = False, extra_reference=None) -> dict:
@@ -486,6 +535,22 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
                      **common)
     summaries.append(make_hf_fixture(root, "tiny-phi3-longrope", Phi3ForCausalLM, cfg, torch.float32, SEED + 11,
                                      llama_tok, extra_reference=phi3_longrope_reference))
+
+    # tiny-mistral-window: every layer slides with a window (5) shorter than the sequences, untied.
+    cfg = MistralConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                        rope_theta=10000.0, tie_word_embeddings=False, sliding_window=5, **common)
+    summaries.append(make_hf_fixture(root, "tiny-mistral-window", MistralForCausalLM, cfg, torch.float32, SEED + 12,
+                                     llama_tok, extra_reference=sliding_window_reference(
+                                         MistralForCausalLM, 5, ["sliding_attention"] * 2)))
+
+    # tiny-qwen2-window: layers >= max_window_layers (1) slide with window 4, layer 0 attends fully; biases, tied.
+    cfg = Qwen2Config(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                      rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=True, sliding_window=4,
+                      max_window_layers=1, **common)
+    summaries.append(make_hf_fixture(root, "tiny-qwen2-window", Qwen2ForCausalLM, cfg, torch.float32, SEED + 13,
+                                     llama_tok, extra_reference=sliding_window_reference(
+                                         Qwen2ForCausalLM, 4, ["full_attention", "sliding_attention",
+                                                               "sliding_attention"])))
 
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,

@@ -37,6 +37,12 @@ head's rows of W_O^T / a neuron's row of W_down^T), which test the criteria modu
 The models run in float64 (eager attention, eval mode) after loading the stored weights exactly as they
 are (f32, bf16 or f16). Everything is deterministic.
 
+The gradients are transformers' own autograd, so the sliding-window mask of tiny-mistral-window (every layer,
+window 5) and tiny-qwen2-window (layer_types [full, sliding, sliding], window 4) is part of them. For those two
+the script also runs the same weights with every layer attending fully and checks that the loss and the weight
+gradients change; "reference" records sliding_window, layer_types, loss_without_window and
+window_grad_max_abs_diff (max |dL/dW with the window - without| over all weights).
+
 With --smollm2 it also writes smollm2-gradients.json for the real SmolLM2-135M-Instruct GGUF (dequantised,
 Q/K rows un-permuted, by make_fixtures.py's hf_llama_from_gguf) on one question/answer sample: the loss and,
 per layer, the stats of dL/dA and dL/dN (no samples) and the plainact head scores (about 40 KB).
@@ -57,7 +63,7 @@ from transformers import AutoModelForCausalLM
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = REPO / "Tests" / "ShadowModelsTests" / "Fixtures"
 CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-opt", "tiny-opt-postln",
-               "tiny-phi3", "tiny-phi3-longrope"]
+               "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window"]
 PREDICT_FROM = 5
 SEED = 4321
 N_LARGEST = 4
@@ -131,6 +137,8 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
     for h in hooks:
         h.remove()
 
+    window = window_check(directory, model, ids, loss) if getattr(model.config, "sliding_window", None) else {}
+
     layers = []
     for (o_proj, down, first, up), slot in zip(layer_modules(model, arch), captured):
         # OPT flattens (batch, T, ·) to (batch·T, ·) around its MLP; with batch 1 both give (T, ·).
@@ -188,8 +196,31 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
             "attn_implementation": "eager",
             "note": "transformers keeps RMSNorm, the attention softmax and RoPE cos/sin in float32 even in a "
                     "float64 model, so these values are good to about 1e-6 relative",
+            **window,
         },
     }
+
+
+def window_check(directory: Path, model, ids: list[int], loss: torch.Tensor) -> dict:
+    """For a sliding-window checkpoint (gradients already computed): the same weights with sliding_window None
+    and every layer full must give a different loss and different weight gradients, i.e. the window shaped them."""
+    cfg = model.config
+    layer_types = list(getattr(cfg, "layer_types", None) or ["sliding_attention"] * cfg.num_hidden_layers)
+    full_cfg = type(cfg).from_pretrained(directory)
+    full_cfg.sliding_window = None
+    if hasattr(full_cfg, "layer_types"):
+        full_cfg.layer_types = ["full_attention"] * cfg.num_hidden_layers
+    full = type(model).from_pretrained(directory, config=full_cfg, attn_implementation="eager").to(torch.float64).eval()
+    logits = full(torch.tensor([ids])).logits[0]
+    full_loss = torch.nn.functional.cross_entropy(logits[PREDICT_FROM - 1:len(ids) - 1], torch.tensor(ids[PREDICT_FROM:]))
+    full_loss.backward()
+    grads = dict(full.named_parameters())
+    diff = max(float((p.grad - grads[n].grad).abs().max()) for n, p in model.named_parameters())
+    assert abs(full_loss.item() - loss.item()) > 1e-3 and diff > 1e-3, (loss.item(), full_loss.item(), diff)
+    print(f"  {directory.name}: sliding_window {cfg.sliding_window}, layer_types {layer_types}, loss without window "
+          f"{full_loss.item():.6f}, max |grad delta| {diff:.6g}")
+    return {"sliding_window": cfg.sliding_window, "layer_types": layer_types,
+            "loss_without_window": f64(full_loss.item()), "window_grad_max_abs_diff": f64(diff)}
 
 
 SMOLLM2_CONTEXT = "Question: Which gas do plants take in from the air to make their food?\nAnswer:"

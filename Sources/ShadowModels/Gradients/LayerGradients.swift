@@ -228,14 +228,15 @@ func ropeBackward(_ dx: FloatBuffer,     // (T, heads·d_h)
 // MARK: - Causal grouped-query attention
 
 /// out[t, h] = Σ_{j ≤ t} P[h, t, j] · v[j, g], P[h, t, ·] = softmax_j(scale · q[t, h] · k[j, g]) over
-/// j ≤ t and 0 above the diagonal, g = h / (H / G). Saves P. Like inference's prefill, each block of
-/// query rows multiplies only the keys it can see (`CausalBlocks`).
+/// j ≤ t and 0 above the diagonal (and, with a sliding `window`, before t − window + 1), g = h / (H / G).
+/// Saves P. Like inference's prefill, each block of query rows multiplies only the keys it can see
+/// (`CausalBlocks`).
 func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
                       _ probs: FloatBuffer,  // (H, T, T)
                       _ q: FloatInput,       // (T, H·d_h)
                       _ k: FloatInput,       // (T, G·d_h)
                       _ v: FloatInput,       // (T, G·d_h)
-                      rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
+                      rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int? = nil) {
     let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
     for h in 0..<heads {
         let g = h / group
@@ -247,7 +248,11 @@ func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
             parallelChunks(block.count, minimumPerThread: 16) { range in
                 for r in range {
                     let t = block.lowerBound + r, row = s + r * T
-                    Ops.softmax(row, t + 1, scale: scale)
+                    // A sliding window leaves out keys before t − window + 1: zero probabilities,
+                    // so the backward pass below needs no mask of its own.
+                    let first = window.map { max(0, t + 1 - $0) } ?? 0
+                    row.update(repeating: 0, count: first)
+                    Ops.softmax(row + first, t + 1 - first, scale: scale)
                     (row + t + 1).update(repeating: 0, count: T - t - 1)   // saved: zero to the end
                 }
             }

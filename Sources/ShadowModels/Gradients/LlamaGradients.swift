@@ -98,7 +98,7 @@ extension LlamaModel: DifferentiableLanguageModel {
                 ropeForward(st.k.pointer, st.k.pointer, rotary, rows: T, heads: G, headDim: dh)
             }
             attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
-                             rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
+                             rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, window: config.window(layer: l))
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
             withOptional(block.output.bias) {
                 linearForward(x.pointer, st.a.pointer,
