@@ -794,6 +794,18 @@ def add_gguf_tokenizer(wr: GGUFWriter, tok: Tokenizer) -> None:
     wr.add_pad_token_id(vocab["<|im_end|>"])
 
 
+def write_gguf_copy(wr: GGUFWriter, tok: Tokenizer, gg: dict, src: Path, out: Path) -> None:
+    """Adds the tokenizer and the tensors `gg` to `wr`, writes the file, and gives the copy NAME's expected.json."""
+    add_gguf_tokenizer(wr, tok)
+    for tensor, a in gg.items():
+        wr.add_tensor(tensor, a)
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    shutil.copy(src / "expected.json", out / "expected.json")
+
+
 def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
     """NAME-gguf/model.gguf: the float32 checkpoint NAME under llama.cpp's tensor names for `arch`, as its
     converter writes them: llama permutes the attn_q / attn_k rows (and their biases) for adjacent-pair
@@ -845,14 +857,7 @@ def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
     wr.add_rope_freq_base(theta)
     wr.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     wr.add_file_type(gguf.LlamaFileType.ALL_F32)
-    add_gguf_tokenizer(wr, tok)
-    for tensor, a in gg.items():
-        wr.add_tensor(tensor, a)
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
-    shutil.copy(src / "expected.json", out / "expected.json")
+    write_gguf_copy(wr, tok, gg, src, out)
     return {"name": f"{name}-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
 
 
@@ -912,14 +917,7 @@ def make_phi3_gguf_copy(root: Path, tok: Tokenizer, name: str) -> dict:
     wr.add_sliding_window(cfg.get("sliding_window") or 0)
     if rp.get("rope_type") == "longrope":
         wr.add_rope_scaling_attn_factors(phi3_longrope_attention_factor(max_pos, orig_max_pos))
-    add_gguf_tokenizer(wr, tok)
-    for tensor, a in gg.items():
-        wr.add_tensor(tensor, a)
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
-    shutil.copy(src / "expected.json", out / "expected.json")
+    write_gguf_copy(wr, tok, gg, src, out)
     err = phi3_gguf_crosscheck(out / "model.gguf", json.loads((out / "expected.json").read_text()))
     print(f"{name}-gguf: max |logit - expected| of the Phi3ForCausalLM read back from model.gguf: {err:.3g}")
     return {"name": f"{name}-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
