@@ -794,6 +794,21 @@ def add_gguf_tokenizer(wr: GGUFWriter, tok: Tokenizer) -> None:
     wr.add_pad_token_id(vocab["<|im_end|>"])
 
 
+def start_gguf_copy(root: Path, name: str) -> tuple[Path, Path, dict]:
+    """NAME's directory, a fresh NAME-gguf directory, and NAME's config.json."""
+    src = root / name
+    out = root / f"{name}-gguf"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return src, out, json.loads((src / "config.json").read_text())
+
+
+def float32_state_dict(src: Path) -> dict:
+    with safetensors.safe_open(str(src / "model.safetensors"), "np") as st:
+        return {k: st.get_tensor(k).astype(np.float32) for k in st.keys()}
+
+
 def write_gguf_copy(wr: GGUFWriter, tok: Tokenizer, gg: dict, src: Path, out: Path) -> None:
     """Adds the tokenizer and the tensors `gg` to `wr`, writes the file, and gives the copy NAME's expected.json."""
     add_gguf_tokenizer(wr, tok)
@@ -812,14 +827,8 @@ def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
     RoPE, qwen3 does not; Qwen3's per-head norms are attn_q_norm / attn_k_norm; biases keep their names
     with ".bias"; no output.weight for a tied head. The weights are the same, so its expected.json is
     NAME's."""
-    src = root / name
-    out = root / f"{name}-gguf"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    cfg = json.loads((src / "config.json").read_text())
-    with safetensors.safe_open(str(src / "model.safetensors"), "np") as st:
-        sd = {k: st.get_tensor(k).astype(np.float32) for k in st.keys()}
+    src, out, cfg = start_gguf_copy(root, name)
+    sd = float32_state_dict(src)
     layers, heads, kv = cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     permute = arch in ("llama", "smollm3")
@@ -869,15 +878,9 @@ def make_phi3_gguf_copy(root: Path, tok: Tokenizer, name: str) -> dict:
     rope.scaling.original_context_length and rope.scaling.attn_factor, sliding_window 0 when the config has
     none, no key_length / value_length, no output.weight for a tied head. expected.json is NAME's. The file is
     read back into a Phi3ForCausalLM, whose logits must equal the expected ones."""
-    src = root / name
-    out = root / f"{name}-gguf"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    cfg = json.loads((src / "config.json").read_text())
+    src, out, cfg = start_gguf_copy(root, name)
     rp = cfg["rope_parameters"]
-    with safetensors.safe_open(str(src / "model.safetensors"), "np") as st:
-        sd = {k: st.get_tensor(k).astype(np.float32) for k in st.keys()}
+    sd = float32_state_dict(src)
     layers, heads, kv = cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     n_embd, max_pos = cfg["hidden_size"], cfg["max_position_embeddings"]
     orig_max_pos = cfg["original_max_position_embeddings"]
