@@ -73,6 +73,11 @@ struct ChatTemplate: Sendable {
     /// What a ChatML template's generation prompt writes after `<|im_start|>assistant\n`: "" for
     /// most, "<think>\n" for templates that make the model reason (QwQ, Qwen3-Thinking).
     let replyOpening: String
+    /// The empty think block a template writes with thinking off (Qwen3's "<think>\n\n</think>\n\n",
+    /// SmolLM3's "<think>\n\n</think>\n").
+    let emptyThinking: String
+    /// SmolLM3's system turn, when the template writes one.
+    let metadataSystem: MetadataSystem?
     /// False with `--no-think`: the reply starts after an empty think block, as the template
     /// writes it with `enable_thinking=False`.
     var thinking = true
@@ -120,14 +125,19 @@ struct ChatTemplate: Sendable {
         writesSystemTurn = family != .phi3 || source.map { $0.contains("<|system|>") || $0.contains("'|>'") } ?? true
         dropsEmptySystem = family == .phi3 && source?.contains("message['role'] == 'system' and message['content']") == true
         writesBOS = source?.contains("bos_token") ?? true
-        dropsReasoning = family == .chatML && source?.contains("</think>") == true
+        // Qwen3's template cuts an earlier reply at its last </think>.
+        dropsReasoning = family == .chatML && source.map { $0.contains("split('</think>')") || $0.contains("split(\"</think>\")") } == true
         hasThinkingSwitch = family == .chatML && source?.contains("enable_thinking") == true
         replyOpening = family == .chatML ? source.map(Self.generationPromptTail) ?? "" : ""
+        emptyThinking = source.flatMap { Self.literals(holding: "<think>", in: $0).first { $0.hasPrefix("<think>\n\n</think>") } }
+            ?? "<think>\n\n</think>\n\n"
+        metadataSystem = family == .chatML ? source.flatMap { MetadataSystem(template: $0, now: now) } : nil
         let endOfMessage = family == .llama3 ? tokenizer.encode("<|eom_id|>") : []
         stopTokens = Set([end] + (endOfMessage.count == 1 ? endOfMessage : []))
         ordinaryMarker = ordinary
         systemPreamble = family == .llama3 ? source.flatMap { Self.llama3Preamble(in: $0, now: now) } : nil
-        defaultSystem = source.flatMap { Self.defaultSystemMessage(in: $0, family: family) } ?? (systemPreamble == nil ? nil : "")
+        defaultSystem = source.flatMap { Self.defaultSystemMessage(in: $0, family: family) }
+            ?? (systemPreamble == nil && metadataSystem == nil ? nil : "")
     }
 
     /// The family the model's chat template names by its markers (outside comments), the first
@@ -311,16 +321,26 @@ struct ChatTemplate: Sendable {
 
     /// `--no-think`, shared by chat and generate --chat.
     static func thinkingOption(helpPrefix: String = "") -> Option {
-        .flag("no-think", help: helpPrefix + "Start the reply after an empty think block, as the model's chat template does with enable_thinking=False (Qwen3): the model answers without reasoning first.")
+        .flag("no-think", help: helpPrefix + "Start the reply after an empty think block, as the model's chat template does with enable_thinking=False (Qwen3, SmolLM3: whose system turn then says \"Reasoning Mode: /no_think\", as /no_think in --system does): the model answers without reasoning first.")
     }
 
-    /// Reads --no-think, refused for a template without a thinking switch.
+    /// Reads --no-think, refused for a template without a thinking switch. SmolLM3's template
+    /// also takes "/think" or "/no_think" in the system message as the switch.
     mutating func readThinking(_ arguments: ParsedArguments) throws {
-        guard arguments.flag("no-think") else { return }
-        guard hasThinkingSwitch else {
-            throw ShadowError.invalidArgument(name: "--no-think", reason: "the model's chat template has no thinking switch (enable_thinking)")
+        try chooseThinking(noThink: arguments.flag("no-think"), system: arguments.string("system"))
+    }
+
+    /// `readThinking`'s choice from --no-think and --system.
+    mutating func chooseThinking(noThink: Bool, system: String?) throws {
+        if noThink {
+            guard hasThinkingSwitch else {
+                throw ShadowError.invalidArgument(name: "--no-think", reason: "the model's chat template has no thinking switch (enable_thinking)")
+            }
+            thinking = false
         }
-        thinking = false
+        if metadataSystem != nil, let system {
+            if system.contains("/no_think") { thinking = false } else if system.contains("/think") { thinking = true }
+        }
     }
 
     /// The system message: --system (as the template writes a message: Llama 3 trims it), else
@@ -342,9 +362,17 @@ struct ChatTemplate: Sendable {
     }
 
     /// The system turn's text for a system message (`system(_:)`'s): after the preamble of Llama
-    /// 3.1's templates.
+    /// 3.1's templates; SmolLM3's metadata around it.
     func systemContent(_ system: String?) -> String? {
-        system.map { (systemPreamble ?? "") + $0 }
+        if let metadataSystem { return system.map { metadataSystem.text(message: $0, thinking: thinking) } }
+        return system.map { (systemPreamble ?? "") + $0 }
+    }
+
+    /// The system turn: SmolLM3's is left open, as its template writes it without tools (a
+    /// "/system_override" one is closed).
+    func systemTurn(_ system: String) -> [Int] {
+        guard let metadataSystem, !metadataSystem.overrides(system) else { return message("system", systemContent(system)!) }
+        return tokenizer.encode(opening("system", then: systemContent(system)!))
     }
 
     /// A message as the template writes it: trimmed of white space at both ends by Llama 3 (Jinja's
@@ -404,7 +432,7 @@ struct ChatTemplate: Sendable {
     /// Where the assistant's reply starts: `<|im_start|>assistant\n` and the template's
     /// `replyOpening` (with `--no-think`, `<think>\n\n</think>\n\n` instead),
     /// `<|start_header_id|>assistant<|end_header_id|>\n\n`, `<|assistant|>` and the separator.
-    var replyStart: [Int] { tokenizer.encode(opening("assistant", then: thinking ? replyOpening : "<think>\n\n</think>\n\n")) }
+    var replyStart: [Int] { tokenizer.encode(opening("assistant", then: thinking ? replyOpening : emptyThinking)) }
 
     /// A reply's ids as they were generated (its stop token left out), closed as the template
     /// closes a message.
@@ -423,17 +451,83 @@ struct ChatTemplate: Sendable {
                 return asked + message("assistant", String(text[close.upperBound...].drop { $0 == "\n" }))
             }
         }
-        return asked + tokenizer.encode(opening("assistant", then: "")) + closing(reply: reply)
+        // SmolLM3's template writes every earlier reply of a conversation without thinking after
+        // the empty think block.
+        let opened = metadataSystem != nil && !thinking ? emptyThinking : ""
+        return asked + tokenizer.encode(opening("assistant", then: opened)) + closing(reply: reply)
     }
 
     /// The model's input: the system turn, the earlier turns (from `turn`) and the new user
     /// message, ending where the assistant's reply starts. ChatML gets BOS in front if the model
     /// adds one; Llama 3's and Phi-3's templates write BOS themselves.
     func prompt(system: String?, turns: [[Int]] = [], user: String) -> [Int] {
-        let body = (systemContent(system).map { message("system", $0) } ?? []) + turns.joined() + message("user", content(user)) + replyStart
+        let body = (system.map(systemTurn) ?? []) + turns.joined() + message("user", content(user)) + replyStart
         switch family {
         case .chatML: return tokenizer.addingSpecialTokens(body)
         case .llama3, .phi3: return (writesBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []) + body
         }
+    }
+}
+
+/// SmolLM3's system turn, read from its template's literals: "## Metadata\n\n", the knowledge
+/// cutoff line, "Today Date: " and today's date in the template's `strftime_now` format, "Reasoning
+/// Mode: /think" or "/no_think", then "## Custom Instructions\n\n" and the system message with
+/// "/think" and "/no_think" taken out and white space trimmed at its end (the template's default
+/// for the mode when that leaves nothing), and a blank line. A system message holding
+/// "/system_override" is written alone instead.
+struct MetadataSystem: Sendable {
+    let metadata: String, cutoff: String, dateFormat: String, instructions: String
+    /// The template's default instructions with thinking on and off.
+    let thinkingDefault: String, plainDefault: String
+    let now: Date
+
+    /// nil unless `template` writes SmolLM3's metadata header.
+    init?(template: String, now: Date = Date()) {
+        let source = ChatTemplate.withoutComments(template)
+        guard source.contains("Reasoning Mode: "),
+              let metadata = ChatTemplate.literals(holding: "## Metadata", in: source).first,
+              let cutoff = ChatTemplate.literals(holding: "Knowledge Cutoff Date:", in: source).first,
+              let header = source.range(of: "## Custom Instructions"),
+              let instructions = ChatTemplate.literals(holding: "## Custom Instructions", in: source).first else { return nil }
+        // The defaults are the next two literals after the header that an output expression
+        // writes whole (`{{- "…" -}}`): the one with thinking on, then the one with it off.
+        var defaults: [String] = []
+        guard let headerEnd = source[header.upperBound...].firstIndex(where: { $0 == "\"" || $0 == "'" }) else { return nil }
+        var from = source.index(after: headerEnd)   // past the header's own literal
+        while defaults.count < 2, let open = source.range(of: "{{", range: from..<source.endIndex) {
+            var start = open.upperBound
+            if source[start...].hasPrefix("-") { start = source.index(after: start) }
+            start = source[start...].firstIndex { !$0.isWhitespace } ?? source.endIndex
+            if start < source.endIndex, source[start] == "\"" || source[start] == "'",
+               let literal = ChatTemplate.stringLiteral(in: source, at: start) {
+                defaults.append(literal)
+            }
+            from = open.upperBound
+        }
+        guard defaults.count == 2 else { return nil }
+        self.metadata = metadata
+        self.cutoff = cutoff
+        dateFormat = ChatTemplate.firstLiteral(after: ["strftime_now", "("], in: source) ?? "%d %B %Y"
+        self.instructions = instructions
+        (thinkingDefault, plainDefault) = (defaults[0], defaults[1])
+        self.now = now
+    }
+
+    func overrides(_ message: String) -> Bool { message.contains("/system_override") }
+
+    /// The turn's text for `message` ("" for none) in the given reasoning mode.
+    func text(message: String, thinking: Bool) -> String {
+        let custom = Self.trimmingEnd(message.replacingOccurrences(of: "/no_think", with: "").replacingOccurrences(of: "/think", with: ""))
+        if overrides(message) { return Self.trimmingEnd(custom.replacingOccurrences(of: "/system_override", with: "")) }
+        return metadata + cutoff + "Today Date: " + ChatTemplate.strftime(dateFormat, now) + "\n"
+            + "Reasoning Mode: " + (thinking ? "/think" : "/no_think") + "\n\n" + instructions
+            + (custom.isEmpty ? (thinking ? thinkingDefault : plainDefault) : custom + "\n\n")
+    }
+
+    /// Python's `str.rstrip()`.
+    static func trimmingEnd(_ text: String) -> String {
+        var scalars = Substring(text).unicodeScalars[...]
+        while let last = scalars.last, ChatTemplate.isPythonSpace(last) { scalars = scalars.dropLast() }
+        return String(scalars)
     }
 }
