@@ -47,7 +47,7 @@ enum ChatCommand {
             Phi-3, Phi-3.5, Phi-4-mini), as its chat template names — opened by --system or else by the system \
             message the model's own chat template adds by default (SmolLM2's "You are a helpful AI assistant named \
             SmolLM, …"; Llama 3.1's "Cutting Knowledge Date: …" preamble with today's date where the template asks \
-            for it), as transformers renders the template; --no-system for no system turn. The dense model and the \
+            for it; SmolLM3's "## Metadata" turn with today's date and its reasoning mode), as transformers renders the template; --no-system for no system turn. The dense model and the \
             fixed masks of --method random and static keep the conversation's keys and values from turn to turn \
             and prefill only what the cache does not hold (the new message, and the last reply's end): one mask \
             for every turn computes them alike. shadow, dejavu, dejavu-lookahead and oracle, even at sparsity 0, \
