@@ -32,9 +32,13 @@ struct ChatTemplate: Sendable {
             }
         }
 
-        /// The marker whose presence in a chat template names the family (Phi-4-mini's spells
-        /// its role tokens as `'<|' + message['role'] + '|>'`, only `<|end|>` whole).
-        var namingMarker: String { self == .phi3 ? "<|end|>" : markers[0] }
+        /// Whether a chat template's source (comments left out) names the family: by its
+        /// opening marker, or for Phi-3 by `<|end|>` with `<|user|>` or with role tokens spelled
+        /// `'<|' + message['role'] + '|>'` (Phi-4-mini).
+        func isNamed(in source: String) -> Bool {
+            guard self == .phi3 else { return source.contains(markers[0]) }
+            return source.contains("<|end|>") && (source.contains("<|user|>") || ChatTemplate.spellsRoleTokens(source))
+        }
 
         /// A whole system turn as a template's string literal spells it, around the message.
         var systemTurn: (prefix: String, suffix: String) {
@@ -120,10 +124,14 @@ struct ChatTemplate: Sendable {
         let source = tokenizer.chatTemplate.map(Self.withoutComments)
         let system = family == .phi3 ? tokenizer.encode("<|system|>") : []
         systemToken = system.count == 1 ? system[0] : nil
+        if ordinary == nil, systemToken != nil, tokenizer.encode("<|system|>", splitSpecialTokens: true) == system { ordinary = "<|system|>" }
         separator = family == .phi3 && source.map({ !Self.newline(after: "<|end|>", in: $0) }) == true ? "" : "\n"
         // Phi-4-mini spells every role token as '<|' + message['role'] + '|>'.
-        writesSystemTurn = family != .phi3 || source.map { $0.contains("<|system|>") || $0.contains("'|>'") } ?? true
-        dropsEmptySystem = family == .phi3 && source?.contains("message['role'] == 'system' and message['content']") == true
+        writesSystemTurn = family != .phi3 || source.map { $0.contains("<|system|>") || Self.spellsRoleTokens($0) } ?? true
+        dropsEmptySystem = family == .phi3 && source.map { source in
+            ["message['role'] == 'system' and message['content']", "message[\"role\"] == \"system\" and message[\"content\"]",
+             "message.role == 'system' and message.content", "message.role == \"system\" and message.content"].contains { source.contains($0) }
+        } == true
         writesBOS = source?.contains("bos_token") ?? true
         // Qwen3's template cuts an earlier reply at its last </think>.
         dropsReasoning = family == .chatML && source.map { $0.contains("split('</think>')") || $0.contains("split(\"</think>\")") } == true
@@ -151,14 +159,19 @@ struct ChatTemplate: Sendable {
         let names = described.joined(separator: " or ")
         if let template = tokenizer.chatTemplate {
             let source = withoutComments(template)
-            let named = families.filter { source.contains($0.namingMarker) }
+            let named = families.filter { $0.isNamed(in: source) }
             guard let first = named.first else {
-                throw ShadowError.invalidArgument(name: option, reason: "the model's chat template builds its turns with none of the markers of \(names); this command builds only those templates")
+                throw ShadowError.invalidArgument(name: option, reason: "the model's chat template builds its turns with the markers of no template this command builds: \(names)")
             }
             return named.first(where: held) ?? first   // the first named one's missing token is the error
         }
         if let family = families.first(where: held) { return family }
         throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has the tokens of no chat template this command builds: \(names) (not an instruct model?)")
+    }
+
+    /// Whether the template spells role tokens as `'<|' + message['role'] + '|>'` (either quotes).
+    static func spellsRoleTokens(_ source: String) -> Bool {
+        source.contains("'|>'") || source.contains("\"|>\"")
     }
 
     /// Whether the template writes a newline right after `marker`: in the same string literal
@@ -194,12 +207,17 @@ struct ChatTemplate: Sendable {
     /// (\n \t \r, \xHH, \uHHHH, and a backslash before any other character keeps that
     /// character); nil when it is not closed or an escape is malformed.
     static func stringLiteral(in source: String, at quote: String.Index) -> String? {
+        stringLiteralSpan(in: source, at: quote)?.text
+    }
+
+    /// `stringLiteral`, and the index just past its closing quote.
+    static func stringLiteralSpan(in source: String, at quote: String.Index) -> (text: String, end: String.Index)? {
         let delimiter = source[quote]
         var text = "", index = source.index(after: quote)
         while index < source.endIndex {
             var character = source[index]
             index = source.index(after: index)
-            if character == delimiter { return text }
+            if character == delimiter { return (text, index) }
             if character == "\\", index < source.endIndex {
                 let escaped = source[index]
                 index = source.index(after: index)
@@ -222,13 +240,19 @@ struct ChatTemplate: Sendable {
     }
 
     /// The string literals of `source` that hold `text`, each read from the quote nearest before it.
+    /// Each quote is looked for once and each literal read once, so a template with many
+    /// matches costs time in proportion to its length.
     static func literals(holding text: String, in source: String) -> [String] {
         var found: [String] = []
         var from = source.startIndex
+        var scanned = source.startIndex, lastQuote: String.Index? = nil, readQuote: String.Index? = nil
         while let match = source.range(of: text, range: from..<source.endIndex) {
             from = match.upperBound
-            guard let quote = source[..<match.lowerBound].lastIndex(where: { $0 == "'" || $0 == "\"" }),
-                  let literal = stringLiteral(in: source, at: quote), literal.contains(text) else { continue }
+            if let quote = source[scanned..<match.lowerBound].lastIndex(where: { $0 == "'" || $0 == "\"" }) { lastQuote = quote }
+            scanned = match.lowerBound
+            guard let quote = lastQuote, quote != readQuote else { continue }
+            readQuote = quote
+            guard let literal = stringLiteral(in: source, at: quote), literal.contains(text) else { continue }
             found.append(literal)
         }
         return found
@@ -247,7 +271,7 @@ struct ChatTemplate: Sendable {
         let needle = String(prefix.prefix { $0 != "\n" })
         for literal in literals(holding: needle, in: source) where literal.hasPrefix(prefix) {
             var body = literal.dropFirst(prefix.count)
-            if family == .chatML, body.hasSuffix("\n") { body = body.dropLast() }
+            if family != .llama3, body.hasSuffix("\n") { body = body.dropLast() }   // ChatML's and Phi-3's separator
             guard body.hasSuffix(suffix) else { continue }
             body = body.dropLast(suffix.count)
             guard !family.markers.contains(where: body.contains) else { continue }
@@ -356,7 +380,8 @@ struct ChatTemplate: Sendable {
             throw ShadowError.invalidArgument(name: "--system", reason: "the model's chat template writes no system turn")
         }
         if system != nil, family == .phi3, systemToken == nil {
-            throw ShadowError.invalidArgument(name: "--system", reason: "the tokenizer has no <|system|> token for a Phi-3 system turn")
+            let whose = arguments.has("system") ? "" : " (the chat template's default system message; --no-system leaves it out)"
+            throw ShadowError.invalidArgument(name: "--system", reason: "the tokenizer has no <|system|> token for a Phi-3 system turn" + whose)
         }
         return system
     }
@@ -430,7 +455,7 @@ struct ChatTemplate: Sendable {
     }
 
     /// Where the assistant's reply starts: `<|im_start|>assistant\n` and the template's
-    /// `replyOpening` (with `--no-think`, `<think>\n\n</think>\n\n` instead),
+    /// `replyOpening` (with `--no-think`, the template's `emptyThinking` instead),
     /// `<|start_header_id|>assistant<|end_header_id|>\n\n`, `<|assistant|>` and the separator.
     var replyStart: [Int] { tokenizer.encode(opening("assistant", then: thinking ? replyOpening : emptyThinking)) }
 
@@ -489,28 +514,42 @@ struct MetadataSystem: Sendable {
               let cutoff = ChatTemplate.literals(holding: "Knowledge Cutoff Date:", in: source).first,
               let header = source.range(of: "## Custom Instructions"),
               let instructions = ChatTemplate.literals(holding: "## Custom Instructions", in: source).first else { return nil }
-        // The defaults are the next two literals after the header that an output expression
-        // writes whole (`{{- "…" -}}`): the one with thinking on, then the one with it off.
-        var defaults: [String] = []
-        guard let headerEnd = source[header.upperBound...].firstIndex(where: { $0 == "\"" || $0 == "'" }) else { return nil }
-        var from = source.index(after: headerEnd)   // past the header's own literal
-        while defaults.count < 2, let open = source.range(of: "{{", range: from..<source.endIndex) {
-            var start = open.upperBound
-            if source[start...].hasPrefix("-") { start = source.index(after: start) }
-            start = source[start...].firstIndex { !$0.isWhitespace } ?? source.endIndex
-            if start < source.endIndex, source[start] == "\"" || source[start] == "'",
-               let literal = ChatTemplate.stringLiteral(in: source, at: start) {
-                defaults.append(literal)
-            }
-            from = open.upperBound
+        // The defaults: the literal an output expression (`{{- "…" -}}`) writes first after the
+        // header's first test of the reasoning mode, for that mode, and the one after the `else`
+        // that follows it, for the other.
+        let rest = source[header.upperBound...]
+        func test(_ mode: String) -> String.Index? {
+            (rest.range(of: "reasoning_mode == \"\(mode)\"") ?? rest.range(of: "reasoning_mode == '\(mode)'"))?.upperBound
         }
-        guard defaults.count == 2 else { return nil }
+        let tests = [(true, test("/think")), (false, test("/no_think"))].compactMap { mode, at in at.map { (mode, $0) } }
+        guard let (firstIsThinking, firstTest) = tests.min(by: { $0.1 < $1.1 }),
+              let first = Self.outputLiteral(in: source, from: firstTest),
+              let otherwise = source.range(of: "else", range: first.end..<source.endIndex),
+              let second = Self.outputLiteral(in: source, from: otherwise.upperBound) else { return nil }
+        let (thinking, plain) = firstIsThinking ? (first, second) : (second, first)
         self.metadata = metadata
         self.cutoff = cutoff
         dateFormat = ChatTemplate.firstLiteral(after: ["strftime_now", "("], in: source) ?? "%d %B %Y"
         self.instructions = instructions
-        (thinkingDefault, plainDefault) = (defaults[0], defaults[1])
+        (thinkingDefault, plainDefault) = (thinking.text, plain.text)
         self.now = now
+    }
+
+    /// The first string literal from `index` on that an output expression writes whole
+    /// (`{{ "…"` or `{{- '…'`), and the index just past it.
+    static func outputLiteral(in source: String, from index: String.Index) -> (text: String, end: String.Index)? {
+        var from = index
+        while let open = source.range(of: "{{", range: from..<source.endIndex) {
+            var start = open.upperBound
+            if source[start...].hasPrefix("-") { start = source.index(after: start) }
+            start = source[start...].firstIndex { !$0.isWhitespace } ?? source.endIndex
+            if start < source.endIndex, source[start] == "\"" || source[start] == "'",
+               let literal = ChatTemplate.stringLiteralSpan(in: source, at: start) {
+                return literal
+            }
+            from = open.upperBound
+        }
+        return nil
     }
 
     func overrides(_ message: String) -> Bool { message.contains("/system_override") }

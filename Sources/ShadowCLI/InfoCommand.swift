@@ -17,7 +17,7 @@ enum InfoCommand {
         let maxContext: Int
         /// Sliding-window attention's window (in every layer, or those the config names).
         let slidingWindow: Int?
-        /// Why max_context ends before the checkpoint's declared context (a sliding window, LongRoPE).
+        /// Why max_context ends before the checkpoint's declared context (LongRoPE's original context).
         let contextLimit: String?
         let parameters: Int
         let sourceDTypes: [String: Int]
@@ -25,7 +25,7 @@ enum InfoCommand {
         let bosTokenID: Int?
         let eosTokenID: Int?
         let addsBOS: Bool?
-        /// The turn template `chat` and `generate --chat` would build ("ChatML", "Llama 3"), nil
+        /// The turn template `chat` and `generate --chat` would build ("ChatML", "Llama 3", "Phi-3"), nil
         /// when they would refuse the tokenizer.
         let chatTemplate: String?
         /// The system turn's text they open with when no --system is given (nil: none).

@@ -31,7 +31,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public let blocks: [LlamaBlock]
     public let finalNorm: [Float]          // (d)
     public let lmHead: WeightMatrix        // (V, d); the embedding itself when tied
-    public let inverseFrequencies: [Float] // (d_h / 2)
+    public let inverseFrequencies: [Float] // one per rotating pair (d_h / 2, or r / 2)
     public let sourceDTypes: [String: Int]
     public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
     public var slidingWindow: Int? { config.slidingWindow }
@@ -299,8 +299,23 @@ public struct LlamaConfig: Sendable, Equatable {
                      ("num_hidden_layers", layers), ("num_attention_heads", heads),
                      ("num_key_value_heads", kvHeads), ("head_dim", headDim),
                      ("vocab_size", vocabularySize), ("max_position_embeddings", maxContext)]
+        // Decoding builds these right; a config built in code may not have.
         if let slidingLayers, slidingLayers.count != layers {
             throw ShadowError.badJSON(path: path, key: key("layer_types"), reason: "has \(slidingLayers.count) entries for \(layers) layers")
+        }
+        if let slidingWindow, slidingWindow <= 0 {
+            throw ShadowError.badJSON(path: path, key: key("sliding_window"), reason: "must be positive, got \(slidingWindow)")
+        }
+        if let rotary = rope.rotaryDimensions, rotary < 2 || rotary > headDim || rotary % 2 != 0 {
+            throw ShadowError.badJSON(path: path, key: key("partial_rotary_factor"), reason: "\(rotary) rotating dimensions in heads of \(headDim)")
+        }
+        switch rope.scaling {
+        case .frequencyFactors(let factors), .longRope(let factors, _, _):
+            let pairs = (rope.rotaryDimensions ?? headDim) / 2
+            guard factors.count == pairs else {
+                throw ShadowError.badJSON(path: path, key: key("rope_scaling"), reason: "\(factors.count) frequency factors for \(pairs) rotating pairs")
+            }
+        default: break
         }
         for (name, value) in sizes where value <= 0 {
             throw ShadowError.badJSON(path: path, key: key(name), reason: "must be positive, got \(value)")
@@ -433,8 +448,8 @@ extension LlamaConfig: Decodable {
             let (fraction, fractionKey) = try parameters?.partialRotaryFactor.map { ($0, "rope_parameters") }
                 ?? c.decodeIfPresent(Double.self, forKey: .partialRotaryFactor).map { ($0, "partial_rotary_factor") } ?? (1, "")
             if fraction != 1 {
-                let width = Int(Double(headDim) * fraction)   // as transformers truncates it
-                guard fraction > 0 && fraction < 1, width >= 2, width % 2 == 0 else {
+                let width = fraction > 0 && fraction < 1 ? Int(Double(headDim) * fraction) : 0   // as transformers truncates it
+                guard width >= 2, width % 2 == 0 else {
                     throw ConfigValueError(key: fractionKey, reason: "partial_rotary_factor \(fraction) of a head of \(headDim) must give an even number of rotating dimensions between 2 and \(headDim)")
                 }
                 rotaryDimensions = width
@@ -463,6 +478,8 @@ extension LlamaConfig: Decodable {
         // the whole sequence, llama.cpp for a context set longer): up to it both use the short
         // factors, as here, and the context ends there.
         if case .longRope(_, _, let original) = scaling, original < maxContext { maxContext = original }
+        // A window no shorter than the context (now) changes nothing.
+        if let window = slidingWindow, window >= maxContext { (slidingWindow, slidingLayers) = (nil, nil) }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // As transformers builds each architecture: Qwen2 always biases q, k and v (never o_proj)
         // whatever attention_bias says; Mistral and Phi-3 have no biases; Llama and Qwen3 bias q, k, v and o

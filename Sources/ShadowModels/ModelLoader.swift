@@ -134,10 +134,10 @@ public enum ModelLoader {
         let table = TensorTable(file, weightDType: weights)
         let headDim = keyLength ?? hidden / heads
         let context = try size("\(arch).context_length") ?? 2048
-        // A sliding window applies to every layer. llama.cpp reads a window of 0 as none, and ignores phi3's (its sliding-window attention
-        // is turned off for Phi-3: the whole context is attended).
+        // A sliding window applies to every layer. llama.cpp reads a window of 0 as none, and
+        // ignores phi3's (its sliding-window attention is turned off for Phi-3).
         let window = arch == "phi3" ? nil : try file.intIfPresent("\(arch).attention.sliding_window").flatMap { $0 > 0 ? $0 : nil }
-        let rope = try ggufRope(file, table, arch: arch, headDim: headDim, context: context)
+        let rope = try ggufRope(file, table, arch: arch, headDim: headDim, context: context, permutedQK: entry.permutedQK)
         // LongRoPE's context ends where its long factors would take over (see LlamaConfig).
         var longRopeContext: Int? = nil
         if case .longRope(_, _, let original) = rope.scaling, original < context { longRopeContext = original }
@@ -197,13 +197,20 @@ public enum ModelLoader {
     /// and Phi-3's LongRoPE (rope_factors_short.weight and rope_factors_long.weight, with
     /// `rope.scaling.attn_factor` and `rope.scaling.original_context_length`). Other scalings
     /// (YaRN, …) are refused rather than run as if absent.
-    static func ggufRope(_ file: GGUFFile, _ table: TensorTable, arch: String, headDim: Int, context: Int) throws -> RopeConfig {
+    /// Partial rotary embeddings are refused where llama.cpp permuted the Q/K rows (llama,
+    /// smollm3): it then rotates the pairs (i, i + d_h/2) of the first r/2, not (i, i + r/2).
+    static func ggufRope(_ file: GGUFFile, _ table: TensorTable, arch: String, headDim: Int, context: Int,
+                         permutedQK: Bool = false) throws -> RopeConfig {
         let theta = Double(try file.floatIfPresent("\(arch).rope.freq_base") ?? 10000)
         let rotaryKey = "\(arch).rope.dimension_count"
         var rotaryDimensions: Int? = nil
-        if let rotary = try file.intIfPresent(rotaryKey), rotary != headDim {
+        // (An odd head width is reported by LlamaConfig.validate, naming where it came from.)
+        if let rotary = try file.intIfPresent(rotaryKey), rotary != headDim, headDim % 2 == 0 {
             guard rotary >= 2 && rotary < headDim && rotary % 2 == 0 else {
                 throw ShadowError.corruptFile(path: file.path, reason: "key \"\(rotaryKey)\": \(rotary) rotary dimensions in heads of \(headDim); expected an even number from 2 to \(headDim)")
+            }
+            guard !permutedQK else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(rotaryKey)\": \(rotary) rotary dimensions in heads of \(headDim); partial rotary embeddings are not supported in \(arch) files")
             }
             rotaryDimensions = rotary
         }

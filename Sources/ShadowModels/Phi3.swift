@@ -22,9 +22,7 @@ extension TensorTable {
             return WeightMatrix(part, dtype: weightDType)
         }
     }
-}
 
-extension TensorTable {
     /// q, k and v cut from a fused `[H·d_h + 2·G·d_h, d]` tensor.
     func fusedAttention(_ name: String, shape s: TransformerShape) throws -> (WeightMatrix, WeightMatrix, WeightMatrix) {
         let parts = try rowBlocks(name, rows: [s.attentionWidth, s.kvWidth, s.kvWidth], cols: s.hiddenSize)

@@ -9,7 +9,7 @@ public struct RopeConfig: Sendable, Equatable {
         case linear(factor: Double)
         /// Llama 3's wavelength-dependent scaling.
         case llama3(factor: Double, lowFrequencyFactor: Double, highFrequencyFactor: Double, originalContext: Double)
-        /// Each frequency divided by its own factor (d_h/2 of them): how llama.cpp's converter
+        /// Each frequency divided by its own factor (one per rotating pair): how llama.cpp's converter
         /// stores Llama 3's scaling in a GGUF (the tensor rope_freqs.weight).
         case frequencyFactors([Float])
         /// LongRoPE (Phi-3): each frequency divided by its short factor, and cos and sin multiplied
@@ -85,7 +85,7 @@ struct RopeParametersJSON: Decodable {
 
     /// What a scaling needs from the rest of config.json.
     struct Context {
-        /// max_position_embeddings as written (before a sliding window shortens the context).
+        /// max_position_embeddings as written (before LongRoPE's original context ends it).
         let maxContext: Int
         /// Half the rotating width of a head: one frequency per pair.
         let rotaryPairs: Int
@@ -136,7 +136,8 @@ struct RopeParametersJSON: Decodable {
             }
         }
         // transformers 5 writes original_max_position_embeddings at the top level and here; the top level wins.
-        guard let original = context.originalContext ?? originalMaxPositionEmbeddings.map({ Int($0) }), original > 0 else {
+        let nested = originalMaxPositionEmbeddings.flatMap { $0 > 0 && $0 < 1e15 ? Int(exactly: $0) : nil }
+        guard let original = context.originalContext ?? nested, original > 0 else {
             throw ConfigValueError(key: key, reason: "longrope scaling needs a positive \"original_max_position_embeddings\"")
         }
         let scale = try factor.map { try checkFactor($0, key: key); return $0 } ?? Double(context.maxContext) / Double(original)

@@ -76,6 +76,32 @@ struct Phi3ChatTests {
         #expect(ids.filter { $0 == template.start }.count == 1 && ids.filter { $0 == template.end }.count == 1, "\(ids)")
     }
 
+    @Test("the family is Phi-3 only with <|end|> and its role tokens (either quotes); a default system turn without a <|system|> token is named as the template's")
+    func familyAndDefaults() throws {
+        // Phi-4-mini's template with double quotes still writes a system turn.
+        let doubleQuoted = try Llama3ChatTests.template("phi4-mini").replacingOccurrences(of: "'", with: "\"")
+        let phi4 = try ChatTemplate(tokenizer: try ModelLoader.loadTokenizer(path: try Self.model(chatTemplate: doubleQuoted, rightStrip: false, name: "double")), option: "chat")
+        #expect(phi4.family == .phi3 && phi4.writesSystemTurn && phi4.separator == "")
+        // <|end|> alone (a harmony-style template) does not make it Phi-3.
+        let harmony = try Self.model(chatTemplate: "{% for m in messages %}{{ '<|start|>' + m['role'] + '<|message|>' + m['content'] + '<|end|>' }}{% endfor %}",
+                                     rightStrip: false, name: "harmony")
+        let refused = CLIRun(["generate", "--model", harmony, "--chat", "--prompt", "Hi", "-n", "1"])
+        #expect(refused.status == 1 && refused.err.hasPrefix("error: --chat: the model's chat template builds its turns with the markers of no template this command builds"), "\(refused.err)")
+        // A Phi-3 template's default system turn, read without its separator, needs the <|system|> token.
+        let withDefault = "{{ '<|system|>\\nBe kind.<|end|>\\n' }}" + (try Llama3ChatTests.template("phi3.5"))
+        let template = try ChatTemplate(tokenizer: try ModelLoader.loadTokenizer(path: try Self.model(chatTemplate: withDefault, rightStrip: false, name: "default")), option: "chat")
+        #expect(template.defaultSystem == "Be kind.")
+        let noToken = try Self.model(chatTemplate: withDefault, rightStrip: false, name: "default-no-token", systemToken: false)
+        let run = CLIRun(["generate", "--model", noToken, "--chat", "--prompt", "Hi", "-n", "1"])
+        #expect(run.status == 1 && run.err.contains("the chat template's default system message; --no-system leaves it out"), "\(run.err)")
+    }
+
+    @Test("literals holding a text are each read once, however many times the text occurs")
+    func literalsOnce() {
+        let source = #"{{ 'a<think>b<think>' }}<think>{{ "<think>c" }}"#
+        #expect(ChatTemplate.literals(holding: "<think>", in: source) == ["a<think>b<think>", "<think>c"])
+    }
+
     @Test("the separator is read from what the template writes after <|end|>: in its literal, as the next literal added, or nothing")
     func separator() {
         #expect(ChatTemplate.newline(after: "<|end|>", in: #"{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"#))

@@ -53,6 +53,20 @@ struct SmolLM3ChatTests {
         }
     }
 
+    @Test("the defaults are read by the reasoning mode each follows, not by their order")
+    func defaultsByMode() throws {
+        let template = try Llama3ChatTests.template("smollm3")
+        let thinking = try #require(MetadataSystem(template: template)).thinkingDefault
+        // The same template with its two defaults' branches swapped.
+        let swapped = template.replacingOccurrences(of: #"{%- elif reasoning_mode == "/think" -%}"#, with: #"{%- elif reasoning_mode == "/no_think" -%}"#)
+            .replacingOccurrences(of: "{{- \"You are a helpful AI assistant named SmolLM, trained by Hugging Face.\\n\\n\" -}}", with: "{{- \"THINK\" -}}")
+            .replacingOccurrences(of: "{{- \"You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role", with: "{{- \"PLAIN. Your role")
+        #expect(swapped != template)
+        let metadata = try #require(MetadataSystem(template: swapped))
+        #expect(metadata.thinkingDefault == "THINK", "\(metadata.thinkingDefault.prefix(60))")
+        #expect(metadata.plainDefault.hasPrefix("PLAIN. Your role") && thinking.hasSuffix("conclusion.\n\n"), "\(metadata.plainDefault.prefix(60))")
+    }
+
     @Test("generate --chat, --no-think, --no-system and info on SmolLM3's template")
     func commands() throws {
         let directory = try Self.model()

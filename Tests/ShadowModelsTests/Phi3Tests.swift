@@ -105,6 +105,9 @@ struct Phi3Tests {
             ({ _, p in p["partial_rotary_factor"] = 0.1 }, ["rope_parameters", "partial_rotary_factor", "between 2 and 16"]),
             ({ _, p in p["partial_rotary_factor"] = 1.5 }, ["rope_parameters", "partial_rotary_factor"]),
             ({ _, p in p["rope_type"] = "dynamic" }, ["rope_parameters", "dynamic"]),
+            ({ _, p in p["partial_rotary_factor"] = 1e300 }, ["rope_parameters", "partial_rotary_factor"]),
+            ({ j, p in p["original_max_position_embeddings"] = 1e300; j["original_max_position_embeddings"] = nil; j["model_type"] = "llama" },
+             ["rope_parameters", "original_max_position_embeddings"]),
             ({ j, p in p["rope_type"] = "yarn"; j["model_type"] = "llama" }, ["rope_parameters", "yarn"]),
         ]
         for (edit, words) in cases {
@@ -115,6 +118,23 @@ struct Phi3Tests {
         var hub = try Self.hubLayout(try Self.fixtureConfig())
         hub["partial_rotary_factor"] = 0.05
         expectShadowError(["config.json", "\"partial_rotary_factor\"", "between 2 and 16"]) { _ = try Self.decode(hub) }
+    }
+
+    @Test("a configuration built in code is checked too: windows, sliding layers, rotating dimensions, frequency factors")
+    func builtInCode() {
+        func config(window: Int? = nil, layers sliding: [Bool]? = nil, rope: RopeConfig = RopeConfig(theta: 10000)) -> LlamaConfig {
+            LlamaConfig(modelType: "phi3", hiddenSize: 16, intermediateSize: 32, layers: 2, heads: 2, vocabularySize: 10,
+                        slidingWindow: window, slidingLayers: sliding, rope: rope)
+        }
+        let cases: [(LlamaConfig, [String])] = [
+            (config(window: 0), ["sliding_window", "positive"]),
+            (config(window: 4, layers: [true]), ["layer_types", "1 entries for 2 layers"]),
+            (config(rope: RopeConfig(theta: 10000, rotaryDimensions: 3)), ["partial_rotary_factor", "3 rotating dimensions"]),
+            (config(rope: RopeConfig(theta: 10000, scaling: .longRope(shortFactors: [1, 2], attentionFactor: 1, originalContext: 8),
+                                     rotaryDimensions: 6)), ["rope_scaling", "2 frequency factors for 3 rotating pairs"]),
+        ]
+        for (config, words) in cases { expectShadowError(["config.json"] + words) { try config.validate(path: "config.json") } }
+        #expect(throws: Never.self) { try config(window: 4, layers: [false, true]).validate(path: "config.json") }
     }
 
     @Test("Phi-3's sliding_window applies in every layer, as transformers applies it (Phi-3-mini-4k: 2047)")
