@@ -647,6 +647,17 @@ def gguf_meta(reader: GGUFReader, key: str):
     return reader.fields[key].contents()
 
 
+def float64_model(model, sd: dict, tied: bool):
+    """`model` in float64 eval mode holding the numpy state dict `sd` (no lm_head.weight when tied)."""
+    model = model.to(torch.float64).eval()
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64))
+                                                 for k, v in sd.items()}, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    if tied:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    return model
+
+
 def hf_llama_from_gguf(path: Path) -> tuple[LlamaForCausalLM, GGUFReader, dict]:
     """A float64 HF LlamaForCausalLM holding the dequantised weights of a llama GGUF, with attn_q /
     attn_k un-permuted back to the rotate-half layout. Hyperparameters come from the metadata."""
@@ -668,12 +679,7 @@ def hf_llama_from_gguf(path: Path) -> tuple[LlamaForCausalLM, GGUFReader, dict]:
     assert int(gguf_meta(reader, "llama.rope.dimension_count")) == n_embd // n_head
     sd = llama_state_dict_from_gguf(w, n_layer, n_head, n_kv, tied)
     cfg._attn_implementation = "eager"
-    model = LlamaForCausalLM(cfg).to(torch.float64).eval()
-    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64))
-                                                 for k, v in sd.items()}, strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
-    if tied:
-        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    model = float64_model(LlamaForCausalLM(cfg), sd, tied)
     return model, reader, w
 
 
@@ -961,12 +967,7 @@ def phi3_gguf_crosscheck(path: Path, expected: dict) -> float:
     for l in range(n_layer):
         for g, h in names.items():
             sd[f"model.layers.{l}.{h}.weight"] = w[f"blk.{l}.{g}.weight"]
-    model = Phi3ForCausalLM(cfg).to(torch.float64).eval()
-    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64))
-                                                 for k, v in sd.items()}, strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
-    if tied:
-        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    model = float64_model(Phi3ForCausalLM(cfg), sd, tied)
     if rope["rope_type"] == "longrope":
         attn = float(gguf_meta(reader, "phi3.rope.scaling.attn_factor"))
         assert abs(attn - model.model.rotary_emb.attention_scaling) < 1e-6, (attn, model.model.rotary_emb.attention_scaling)
