@@ -403,11 +403,15 @@ struct ChatTemplate: Sendable {
     /// A message as the template writes it: trimmed of white space at both ends by Llama 3 (Jinja's
     /// `trim`, Python's `str.strip()`), as it is by ChatML.
     func content(_ message: String) -> String {
-        guard family == .llama3 else { return message }
-        let scalars = message.unicodeScalars
-        guard let first = scalars.firstIndex(where: { !Self.isPythonSpace($0) }),
-              let last = scalars.lastIndex(where: { !Self.isPythonSpace($0) }) else { return "" }
-        return String(scalars[first...last])
+        family == .llama3 ? Self.pythonStrip(message) : message
+    }
+
+    /// Python's `str.strip()`, or with `leading` false `str.rstrip()`.
+    static func pythonStrip(_ text: String, leading: Bool = true) -> String {
+        var scalars = Substring(text).unicodeScalars[...]
+        if leading { scalars = scalars.drop(while: isPythonSpace) }
+        while let last = scalars.last, isPythonSpace(last) { scalars = scalars.dropLast() }
+        return String(scalars)
     }
 
     /// Python's `str.isspace` for one character.
@@ -556,17 +560,11 @@ struct MetadataSystem: Sendable {
 
     /// The turn's text for `message` ("" for none) in the given reasoning mode.
     func text(message: String, thinking: Bool) -> String {
-        let custom = Self.trimmingEnd(message.replacingOccurrences(of: "/no_think", with: "").replacingOccurrences(of: "/think", with: ""))
-        if overrides(message) { return Self.trimmingEnd(custom.replacingOccurrences(of: "/system_override", with: "")) }
+        let custom = ChatTemplate.pythonStrip(message.replacingOccurrences(of: "/no_think", with: "").replacingOccurrences(of: "/think", with: ""),
+                                              leading: false)
+        if overrides(message) { return ChatTemplate.pythonStrip(custom.replacingOccurrences(of: "/system_override", with: ""), leading: false) }
         return metadata + cutoff + "Today Date: " + ChatTemplate.strftime(dateFormat, now) + "\n"
             + "Reasoning Mode: " + (thinking ? "/think" : "/no_think") + "\n\n" + instructions
             + (custom.isEmpty ? (thinking ? thinkingDefault : plainDefault) : custom + "\n\n")
-    }
-
-    /// Python's `str.rstrip()`.
-    static func trimmingEnd(_ text: String) -> String {
-        var scalars = Substring(text).unicodeScalars[...]
-        while let last = scalars.last, ChatTemplate.isPythonSpace(last) { scalars = scalars.dropLast() }
-        return String(scalars)
     }
 }
