@@ -265,6 +265,13 @@ def tokenizer_seeds():
                                    "trim_offsets": True, "add_prefix_space": True})
     write("tokenizer_json", "roberta.json", json.dumps(roberta, ensure_ascii=False))
 
+    # Gemma's shape: spaces replaced by "▁", then a Split on a literal " " (MergedWithPrevious).
+    gemma = dict(llama2, normalizer={"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+                 pre_tokenizer={"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
+                                "invert": False},
+                 decoder={"type": "Sequence", "decoders": llama2["decoder"]["decoders"][:3]})
+    write("tokenizer_json", "gemma-split.json", json.dumps(gemma, ensure_ascii=False))
+
 
 def tokenize_seeds():
     # First byte picks the fixture (Harness.fixtures, 8 of them); the rest is the text.

@@ -7,6 +7,9 @@ enum PreTokenizer: Sendable, Equatable {
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
     /// A `Split` whose regex is one of the patterns we implement by hand (behaviour "Isolated").
     case split(SplitPattern)
+    /// A `Split` on a literal string (Gemma's " "): its occurrences and the text between them
+    /// become pieces as `behavior` says.
+    case splitLiteral(pattern: [UInt8], behavior: SplitBehavior)
     /// Numbers apart from the rest: each digit alone (`individual`) or digit runs together.
     case digits(individual: Bool)
     /// SentencePiece's Metaspace: spaces become `replacement` ("▁"), a leading one is added per
@@ -27,6 +30,8 @@ enum PreTokenizer: Sendable, Equatable {
             }
         case .split(let pattern):
             pattern.split(piece, into: &pieces)
+        case .splitLiteral(let pattern, let behavior):
+            behavior.split(piece, on: pattern, into: &pieces)
         case .digits(let individual):
             splitDigits(piece, individual: individual, into: &pieces)
         case .metaspace(let replacement, let scheme, let split):
@@ -34,7 +39,8 @@ enum PreTokenizer: Sendable, Equatable {
             let prepend = scheme == .always || (scheme == .first && atTextStart)
             if prepend, !replaced.starts(with: replacement) { replaced = replacement + replaced }
             if split {
-                splitBefore(replacement, in: ArraySlice(replaced), into: &pieces)
+                // tokenizers' Metaspace is this Split: each mark leads the piece after it.
+                SplitBehavior.mergedWithNext.split(ArraySlice(replaced), on: replacement, into: &pieces)
             } else {
                 pieces.append(ArraySlice(replaced))
             }
@@ -280,21 +286,72 @@ private func isNumeric(_ value: UInt32) -> Bool {
     }
 }
 
-/// Cuts before every occurrence of `marker`, so each marker leads the piece after it
-/// (tokenizers' "MergedWithNext"): "▁a▁▁b" → "▁a", "▁", "▁b".
-private func splitBefore(_ marker: [UInt8], in text: ArraySlice<UInt8>, into pieces: inout [ArraySlice<UInt8>]) {
-    var start = text.startIndex
-    var i = text.startIndex
-    while i < text.endIndex {
-        if i > start, text[i...].starts(with: marker) {
-            pieces.append(text[start..<i])
-            start = i
-            i += marker.count
-        } else {
-            i += 1
-        }
+/// What tokenizers' `Split` does with each occurrence of its pattern; the examples split
+/// "the-final--countdown" on "-". The raw values are the names tokenizer.json spells.
+enum SplitBehavior: String, Sendable, CaseIterable {
+    /// Dropped: "the", "final", "countdown".
+    case removed = "Removed"
+    /// A piece of its own: "the", "-", "final", "-", "-", "countdown".
+    case isolated = "Isolated"
+    /// Ends the piece before it: "the-", "final-", "-", "countdown".
+    case mergedWithPrevious = "MergedWithPrevious"
+    /// Starts the piece after it: "the", "-final", "-", "-countdown".
+    case mergedWithNext = "MergedWithNext"
+    /// Adjacent occurrences make one piece: "the", "-", "final", "--", "countdown".
+    case contiguous = "Contiguous"
+
+    /// The behaviour a tokenizer.json names, in any letter case ("isolated" was always accepted).
+    init?(name: String) {
+        let name = name.lowercased()
+        guard let behavior = Self.allCases.first(where: { $0.rawValue.lowercased() == name }) else { return nil }
+        self = behavior
     }
-    if start < text.endIndex { pieces.append(text[start..<text.endIndex]) }
+
+    /// Appends the pieces of `text` split on the non-empty `pattern`. Occurrences are found left to
+    /// right without overlapping, as tokenizers' search for the escaped pattern finds them; both are
+    /// valid UTF-8, so a byte match starts on a character. Empty pieces are dropped, as there.
+    func split(_ text: ArraySlice<UInt8>, on pattern: [UInt8], into pieces: inout [ArraySlice<UInt8>]) {
+        guard let first = pattern.first else {
+            if !text.isEmpty { pieces.append(text) }
+            return
+        }
+        var start = text.startIndex  // where the piece being built begins
+        var previousEnd: Int?  // end of the previous occurrence, for Contiguous
+        func cut(at end: Int) {
+            if start < end { pieces.append(text[start..<end]) }
+            start = end
+        }
+        var i = text.startIndex
+        while i < text.endIndex {
+            guard text[i] == first, text[i...].starts(with: pattern) else {
+                i += 1
+                continue
+            }
+            let end = i + pattern.count
+            switch self {
+            case .removed:
+                cut(at: i)
+                start = end
+            case .isolated:
+                cut(at: i)
+                cut(at: end)
+            case .mergedWithPrevious:
+                cut(at: end)
+            case .mergedWithNext:
+                cut(at: i)
+            case .contiguous:
+                // An occurrence apart from the previous one closes that run; the text between is a piece.
+                if previousEnd != i {
+                    if let previousEnd { cut(at: previousEnd) }
+                    cut(at: i)
+                }
+                previousEnd = end
+            }
+            i = end
+        }
+        if let previousEnd { cut(at: previousEnd) }
+        cut(at: text.endIndex)
+    }
 }
 
 /// Every occurrence of `pattern` replaced by `replacement`, left to right, byte-exact (Foundation's

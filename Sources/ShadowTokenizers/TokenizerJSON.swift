@@ -192,25 +192,50 @@ struct TokenizerJSONReader {
                                prependScheme: try prependScheme(value, key: key),
                                split: try bool(value, "split", key: key, default: true))]
         case "Split":
-            guard let pattern = member(value, "pattern") else { throw error("\(key).pattern", "missing") }
-            guard let regex = try optionalString(pattern, "Regex", key: "\(key).pattern") else {
-                throw error("\(key).pattern", "only Regex patterns are supported, found \(describe(pattern))")
+            let pattern = try splitPattern(value, key: key)
+            let name = try optionalString(value, "behavior", key: key) ?? "Isolated"
+            guard let behavior = SplitBehavior(name: name) else {
+                throw error("\(key).behavior", "\(quoted(name)) is not a Split behavior; expected Removed, Isolated, "
+                                               + "MergedWithPrevious, MergedWithNext or Contiguous")
             }
-            guard let split = SplitPattern(regex: regex) else {
-                throw error("\(key).pattern", "unsupported regex \(quoted(regex)); "
-                                              + "known patterns are GPT-2's, Llama-3's and Qwen2's")
-            }
-            let behavior = try optionalString(value, "behavior", key: key) ?? "Isolated"
-            guard behavior.lowercased() == "isolated" else {
-                throw error("\(key).behavior", "\(quoted(behavior)) is not supported (only Isolated)")
+            // Released tokenizers use their regexes with Isolated only; the other behaviours are
+            // implemented for literal patterns alone.
+            if case .regex = pattern, behavior != .isolated {
+                throw error("\(key).behavior", "\(quoted(name)) is not supported with a Regex pattern (only Isolated)")
             }
             guard try !bool(value, "invert", key: key, default: false) else {
                 throw error("\(key).invert", "inverted splits are not supported")
             }
-            return [.split(split)]
+            switch pattern {
+            case .literal(let text): return [.splitLiteral(pattern: text, behavior: behavior)]
+            case .regex(let split): return [.split(split)]
+            }
         default:
             throw error("\(key).type", "pre-tokenizer \(quoted(type)) is not supported")
         }
+    }
+
+    private enum SplitPatternValue {
+        case literal([UInt8])
+        case regex(SplitPattern)
+    }
+
+    /// Split's `{"String": "…"}` (non-empty) or `{"Regex": "…"}` (one of the regexes we know).
+    private func splitPattern(_ value: JSONValue, key: String) throws -> SplitPatternValue {
+        guard let pattern = member(value, "pattern") else { throw error("\(key).pattern", "missing") }
+        if let text = try optionalString(pattern, "String", key: "\(key).pattern") {
+            // tokenizers would accept "" and split between characters; no tokenizer asks for that.
+            guard !text.isEmpty else { throw error("\(key).pattern", "an empty String pattern is not supported") }
+            return .literal(Array(text.utf8))
+        }
+        guard let regex = try optionalString(pattern, "Regex", key: "\(key).pattern") else {
+            throw error("\(key).pattern", "expected a String or a Regex pattern, found \(describe(pattern))")
+        }
+        guard let split = SplitPattern(regex: regex) else {
+            throw error("\(key).pattern", "unsupported regex \(quoted(regex)); "
+                                          + "known patterns are GPT-2's, Llama-3's and Qwen2's")
+        }
+        return .regex(split)
     }
 
     // MARK: Post-processor and decoder

@@ -5,7 +5,7 @@ import ShadowFormats
 /// The fixtures written by scripts/reference/tokenizer_fixtures.py: a tokenizer.json per name and
 /// what the Hugging Face `tokenizers` library made of the test texts.
 enum Fixture {
-    static let names = ["gpt2", "smollm", "opt", "roberta", "llama3", "llama2", "metaspace", "llama2-added", "smollm-overlap"]
+    static let names = ["gpt2", "smollm", "opt", "roberta", "llama3", "llama2", "metaspace", "llama2-added", "smollm-overlap", "gemma"]
 
     struct Expected: Decodable {
         let fixture: String

@@ -84,8 +84,6 @@ struct MalformedTests {
         expectError(#"{\#(model), "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "#
                     + #""pattern": {"Regex": "\\w+"}, "behavior": "Isolated", "invert": false}]}}"#,
                     key: "pre_tokenizer.pretokenizers[0].pattern", mentioning: ["regex"])
-        expectError(#"{\#(model), "pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "Removed"}}"#,
-                    key: "pre_tokenizer.pattern")
         expectError(#"{\#(model), "pre_tokenizer": {"type": "BertPreTokenizer"}}"#, key: "pre_tokenizer.type")
         expectError(#"{\#(model), "decoder": {"type": "WordPiece"}}"#, key: "decoder.type")
         expectError(#"{\#(model), "post_processor": {"type": "TemplateProcessing", "single": "#
@@ -93,6 +91,30 @@ struct MalformedTests {
         expectError(#"{\#(model), "added_tokens": [{"content": "<s>"}]}"#, key: "added_tokens[0].id")
         expectError(#"{\#(model), "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": "yes"}}"#,
                     key: "pre_tokenizer.add_prefix_space")
+    }
+
+    @Test("a Split with an unknown behavior, an empty or unknown pattern, or invert is refused by its key")
+    func unsupportedSplits() {
+        let model = #""model": {"type": "BPE", \#(Self.vocab), "merges": ["a b"]}"#
+        func split(_ members: String) -> String { #"{\#(model), "pre_tokenizer": {"type": "Split", \#(members)}}"# }
+        // tokenizer.json spells behaviours in CamelCase; the Python API's snake_case is not a behaviour there.
+        expectError(split(#""pattern": {"String": " "}, "behavior": "merged_with_previous""#),
+                    key: "pre_tokenizer.behavior", mentioning: ["merged_with_previous", "MergedWithPrevious"])
+        expectError(split(#""pattern": {"String": " "}, "behavior": "Merged""#), key: "pre_tokenizer.behavior",
+                    mentioning: ["\"Merged\""])
+        expectError(split(#""pattern": {"String": " "}, "behavior": 3"#), key: "pre_tokenizer.behavior")
+        expectError(split(#""pattern": {"String": ""}, "behavior": "Isolated""#), key: "pre_tokenizer.pattern",
+                    mentioning: ["empty"])
+        expectError(split(#""pattern": {"Literal": "x"}, "behavior": "Isolated""#), key: "pre_tokenizer.pattern",
+                    mentioning: ["Literal"])
+        expectError(split(#""behavior": "Isolated""#), key: "pre_tokenizer.pattern", mentioning: ["missing"])
+        expectError(split(#""pattern": {"String": " "}, "behavior": "Removed", "invert": true"#),
+                    key: "pre_tokenizer.invert", mentioning: ["inverted"])
+        // A known regex is split Isolated only.
+        let gpt2 = SplitPattern.gpt2Regex.replacingOccurrences(of: "\\", with: "\\\\")  // escaped for JSON
+        #expect(error(loading: split(#""pattern": {"Regex": "\#(gpt2)"}, "behavior": "Isolated""#)) == nil)
+        expectError(split(#""pattern": {"Regex": "\#(gpt2)"}, "behavior": "MergedWithPrevious""#),
+                    key: "pre_tokenizer.behavior", mentioning: ["MergedWithPrevious", "Regex"])
     }
 
     @Test("a missing file")

@@ -27,6 +27,11 @@ Fixtures:
              "_end|>") and each other ("singleword" single-word, "single", "wordy"): a match that is
              set aside (a special token while encode_special_tokens is on, a single-word token glued
              to a word) hides the tokens that overlap it, as the library's leftmost-longest search does
+  gemma      Gemma's shape, as transformers' GemmaTokenizer builds it: normalizer Replace(" ", "▁"),
+             pre-tokenizer Split(String " ", MergedWithPrevious), BPE with byte_fallback over
+             <pad> <eos> <bos> <unk> <mask>, <0x00>…<0xFF> and pieces learned from the ASCII lines of
+             the corpus (so "é" and "日本" fall back to bytes), decoder Replace/ByteFallback/Fuse,
+             <bos> prepended; its own short list of texts
 """
 import json
 import pathlib
@@ -105,6 +110,23 @@ TEXTS = [
     + "a" * 100 + " " + "!" * 70,
 ]
 
+# Gemma's texts: white space where a split on " " would show, and characters only bytes can spell.
+GEMMA_TEXTS = [
+    "Hello world",
+    " leading space",
+    "trailing space ",
+    "double  spaces  and   three",
+    "  ",
+    "line one\nline two\n\n",
+    "\n the end",
+    "café",
+    "日本",
+    "naïve 日本語 🚀 e\u0301",
+    "",
+    "<bos>the<eos> x <mask>y",
+    "The quick brown fox jumps over the lazy dog.",
+]
+
 
 def trained_byte_level(special_tokens, pre_tokenizer, vocab_size=600):
     tok = Tokenizer(models.BPE())
@@ -117,7 +139,7 @@ def trained_byte_level(special_tokens, pre_tokenizer, vocab_size=600):
     return tok
 
 
-def write(name, tok, rewrite=None):
+def write(name, tok, rewrite=None, texts=TEXTS):
     path = OUT / f"{name}.tokenizer.json"
     tok.save(str(path), pretty=False)
     if rewrite:
@@ -126,7 +148,7 @@ def write(name, tok, rewrite=None):
         path.write_text(json.dumps(data, ensure_ascii=False))
         tok = Tokenizer.from_file(str(path))
     cases = []
-    for text in TEXTS:
+    for text in texts:
         plain = tok.encode(text, add_special_tokens=False).ids
         special = tok.encode(text, add_special_tokens=True).ids
         tok.encode_special_tokens = True
@@ -269,6 +291,31 @@ def smollm_overlap():
     write("smollm-overlap", tok)
 
 
+def gemma():
+    # Learned on ▁-joined ASCII text only: every other character needs its UTF-8 bytes.
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    trainer = trainers.BpeTrainer(vocab_size=140, show_progress=False)
+    tok.train_from_iterator([line for line in CORPUS if line.isascii()], trainer)
+    learned = json.loads(tok.to_str())["model"]
+    vocab = {token: i for i, token in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for piece, _ in sorted(learned["vocab"].items(), key=lambda item: item[1]):
+        vocab.setdefault(piece, len(vocab))
+    merges = [tuple(pair) for pair in learned["merges"]]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>",
+                               byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous", invert=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)])
+    write("gemma", tok, texts=GEMMA_TEXTS)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     base = gpt2()
@@ -281,6 +328,7 @@ def main():
     metaspace(vocab, merges)
     llama2_added(vocab, merges)
     smollm_overlap()
+    gemma()
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {len(list(OUT.iterdir()))} files, {total / 1024:.0f} KiB, to {OUT}")
 
