@@ -65,6 +65,31 @@ public enum Ops {
         }
     }
 
+    /// GeGLU with GELU's tanh approximation (Gemma): out[i] = gelu(gate[i]) · up[i], where
+    /// gelu(z) = ½z(1 + tanh u), u = √(2/π)(z + 0.044715z³), computed as z·σ(2u) — the same
+    /// identity — so it shares SiLU's vector exp. `out` may be `gate`.
+    public static func geluTanhMul(_ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>,
+                                   _ up: UnsafePointer<Float>, count: Int) {
+        typealias W = VectorExp.V
+        let c = W(repeating: geluTanhScale), cubic = W(repeating: geluTanhCubic)
+        var i = 0
+        while i + 8 <= count {
+            let g = UnsafeRawPointer(gate + i).loadUnaligned(as: W.self)
+            let u = UnsafeRawPointer(up + i).loadUnaligned(as: W.self)
+            let twiceU = c * (g + cubic * g * g * g)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: g / (1 + VectorExp.exp(-twiceU)) * u, as: W.self)
+            i += 8
+        }
+        for i in i..<count {
+            let g = gate[i]
+            out[i] = g / (1 + expf(-geluTanhScale * (g + geluTanhCubic * g * g * g))) * up[i]
+        }
+    }
+
+    /// 2√(2/π) and the cubic term's coefficient of GELU's tanh approximation (2u = these · z).
+    public static let geluTanhScale: Float = 2 * (2 / Float.pi).squareRoot()
+    public static let geluTanhCubic: Float = 0.044715
+
     public static func relu(_ x: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count where x[i] < 0 { x[i] = 0 }
     }
@@ -89,6 +114,11 @@ public enum Ops {
             i += 16
         }
         while i < count { y[i] += a * x[i]; i += 1 }
+    }
+
+    /// x *= factor.
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by factor: Float, count: Int) {
+        for i in 0..<count { x[i] *= factor }
     }
 
     /// y += x.

@@ -9,12 +9,14 @@ enum BlockSteps {
     /// (T, d); `sparsity` observes the full A (T, H·d_h) of a dense layer, its first
     /// `promptRows` rows being the prompt's. With `branches`, each branch's positions start at the
     /// context's end and it attends to the context and to itself. `window`: sliding-window
-    /// attention's (see `CausalAttention.attend`).
+    /// attention's (see `CausalAttention.attend`). `outputNorm` (Gemma 3) normalises A W_O (+ b) in
+    /// place, (T, d) rows, before it is added to x.
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,
                           plan: LayerPlan?, execution: SparseExecution, sparsity: (any SparsityController)?, promptRows: Int,
                           cache: KVCache, layer: Int, past: Int, tokens T: Int, branches: Branches? = nil, scale: Float,
-                          window: Int? = nil, rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int, _ keys: Bool) -> Void)?) {
+                          window: Int? = nil, rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int, _ keys: Bool) -> Void)?,
+                          outputNorm: ((UnsafeMutablePointer<Float>, _ rows: Int) -> Void)? = nil) {
         let s = cache.shape, scratch = cache.scratch
         let keepAllKV = sparsity?.keepsAllKeysAndValues ?? false
         var plan = plan ?? .dense
@@ -53,10 +55,15 @@ enum BlockSteps {
             zeroUnits(a, kept: kept.map(Int32.init), units: s.heads, width: s.headDim, tokens: T)
         }
         sparsity?.observe(layer: layer, input: x, attention: a, tokens: promptRows, position: past)
+        let projected = outputNorm == nil ? x : cache.buffer("attention.out", rows: T, cols: s.hiddenSize)
         if let rows = heads == nil ? nil : plan.attentionRows {
-            output.apply(x, a, tokens: T, rows: rows, accumulate: true, scratch: scratch)
+            output.apply(projected, a, tokens: T, rows: rows, accumulate: outputNorm == nil, scratch: scratch)
         } else {
-            output.apply(x, a, tokens: T, accumulate: true, scratch: scratch)
+            output.apply(projected, a, tokens: T, accumulate: outputNorm == nil, scratch: scratch)
+        }
+        if let outputNorm {
+            outputNorm(projected, T)
+            Ops.add(x, projected, count: T * s.hiddenSize)
         }
     }
 

@@ -21,6 +21,9 @@ public struct LlamaBlock: Sendable {
     /// Qwen3: RMSNorm weights applied to each query and each key head before RoPE.
     public var queryNorm: [Float]? = nil   // (d_h)
     public var keyNorm: [Float]? = nil     // (d_h)
+    /// Gemma 3: RMSNorms of the attention's and the MLP's outputs, before the residual adds.
+    public var postAttentionNorm: [Float]? = nil  // (d)
+    public var postMLPNorm: [Float]? = nil        // (d)
 }
 
 public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
@@ -32,6 +35,8 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public let finalNorm: [Float]          // (d)
     public let lmHead: WeightMatrix        // (V, d); the embedding itself when tied
     public let inverseFrequencies: [Float] // one per rotating pair (d_h / 2, or r / 2)
+    /// Gemma 3's sliding layers' frequencies (config.localRope), nil without them.
+    public let localInverseFrequencies: [Float]?
     public let sourceDTypes: [String: Int]
     public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
     public var slidingWindow: Int? { config.slidingWindow }
@@ -52,6 +57,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         self.finalNorm = finalNorm
         self.lmHead = lmHead
         self.inverseFrequencies = config.rope.inverseFrequencies(headDim: config.shape.headDim)
+        self.localInverseFrequencies = config.localRope?.inverseFrequencies(headDim: config.shape.headDim)
         self.sourceDTypes = sourceDTypes
     }
 
@@ -63,8 +69,34 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let perBlock = 2 * s.hiddenSize + s.hiddenSize * (s.attentionWidth * 2 + s.kvWidth * 2)
             + 3 * s.hiddenSize * s.ffnSize + biases
             + (blocks.first?.queryNorm == nil ? 0 : 2 * s.headDim)
+            + (blocks.first?.postAttentionNorm == nil ? 0 : 2 * s.hiddenSize)
         let head = lmHead === embedding ? 0 : lmHead.count
         return embedding.count + s.layers * perBlock + s.hiddenSize + head
+    }
+
+    /// Layer `l`'s RoPE frequencies and cos/sin magnitude (Gemma 3's sliding layers have their own).
+    func rotation(layer l: Int) -> (frequencies: [Float], magnitude: Float) {
+        if config.localRopeLayers?[l] == true, let localInverseFrequencies, let local = config.localRope {
+            return (localInverseFrequencies, local.magnitude)
+        }
+        return (inverseFrequencies, config.rope.magnitude)
+    }
+
+    /// The MLP's gate activation times up: SwiGLU, or Gemma's GeGLU.
+    func gateActivation(_ out: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+        switch config.activation {
+        case .silu: Ops.siluMul(out, gate, up, count: count)
+        case .geluTanh: Ops.geluTanhMul(out, gate, up, count: count)
+        }
+    }
+
+    /// RMSNorm with `weights`, in place on `rows` rows of the residual width.
+    func outputNorm(_ weights: [Float]) -> (UnsafeMutablePointer<Float>, Int) -> Void {
+        { p, rows in
+            weights.withUnsafeBufferPointer {
+                Ops.rmsNorm(p, p, $0.baseAddress!, rows: rows, n: self.shape.hiddenSize, eps: self.config.rmsNormEps)
+            }
+        }
     }
 
     public func decodeBytesPerToken(plans: [LayerPlan]?) -> Int {
@@ -88,52 +120,61 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let x = cache.buffer("x", rows: T, cols: d)
         let xn = cache.buffer("xn", rows: T, cols: d)
         for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x + t * d) }
-        let scale = 1 / Float(s.headDim).squareRoot()
+        if let factor = config.embeddingScale { Ops.scale(x, by: factor, count: T * d) }
+        let scale = config.attentionScale
         let execution = sparsity?.execution ?? .skip
-        inverseFrequencies.withUnsafeBufferPointer { invFreq in
-            for (l, block) in blocks.enumerated() {
-                // Qwen3 normalises each query and key head, then RoPE rotates it (not in SmolLM3's NoPE layers).
-                let rotates = config.ropeLayers?[l] ?? true
-                let rope = { (p: UnsafeMutablePointer<Float>, heads: Int, position: Int, keys: Bool) in
-                    if let norm = keys ? block.keyNorm : block.queryNorm {
-                        norm.withUnsafeBufferPointer { Ops.rmsNorm(p, p, $0.baseAddress!, rows: heads, n: s.headDim, eps: self.config.rmsNormEps) }
-                    }
-                    if rotates {
-                        Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: invFreq,
-                                 magnitude: self.config.rope.magnitude)
+        for (l, block) in blocks.enumerated() {
+            // Qwen3 normalises each query and key head, then RoPE rotates it (not in SmolLM3's NoPE layers).
+            let rotates = config.ropeLayers?[l] ?? true
+            let (frequencies, magnitude) = rotation(layer: l)
+            let rope = { (p: UnsafeMutablePointer<Float>, heads: Int, position: Int, keys: Bool) in
+                if let norm = keys ? block.keyNorm : block.queryNorm {
+                    norm.withUnsafeBufferPointer { Ops.rmsNorm(p, p, $0.baseAddress!, rows: heads, n: s.headDim, eps: self.config.rmsNormEps) }
+                }
+                if rotates {
+                    frequencies.withUnsafeBufferPointer {
+                        Ops.rope(p, heads: heads, headDim: s.headDim, position: position, inverseFrequencies: $0,
+                                 magnitude: magnitude)
                     }
                 }
-                // Layer 0 always runs dense: its attention output feeds the predictor.
-                let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
-                block.attentionNorm.withUnsafeBufferPointer {
-                    Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
-                }
-                BlockSteps.attention(
-                    x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
-                    execution: execution, sparsity: sparsity, promptRows: promptRows, cache: cache, layer: l,
-                    past: past, tokens: T, branches: branches, scale: scale, window: config.window(layer: l), rope: rope)
+            }
+            // Layer 0 always runs dense: its attention output feeds the predictor.
+            let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
+            block.attentionNorm.withUnsafeBufferPointer {
+                Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
+            }
+            BlockSteps.attention(
+                x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
+                execution: execution, sparsity: sparsity, promptRows: promptRows, cache: cache, layer: l,
+                past: past, tokens: T, branches: branches, scale: scale, window: config.window(layer: l), rope: rope,
+                outputNorm: block.postAttentionNorm.map(outputNorm))
 
-                block.mlpNorm.withUnsafeBufferPointer {
-                    Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
+            block.mlpNorm.withUnsafeBufferPointer {
+                Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
+            }
+            let kept = execution == .skip ? plan?.neurons : nil
+            let width = kept?.count ?? s.ffnSize
+            let g = cache.buffer("gate", rows: T, cols: width)
+            let u = cache.buffer("up", rows: T, cols: width)
+            // Gemma 3 normalises the MLP's output before adding it: it goes through `xn`.
+            let mlpOut = block.postMLPNorm == nil ? x : xn
+            if let kept {
+                block.gate.apply(g, xn, tokens: T, rows: kept, scratch: scratch)
+                block.up.apply(u, xn, tokens: T, rows: kept, scratch: scratch)
+                gateActivation(g, g, u, count: T * width)
+                block.down.apply(mlpOut, g, tokens: T, rows: kept, accumulate: mlpOut == x, scratch: scratch)
+            } else {
+                block.gate.apply(g, xn, tokens: T, scratch: scratch)
+                block.up.apply(u, xn, tokens: T, scratch: scratch)
+                gateActivation(g, g, u, count: T * width)
+                if execution == .zero, let neurons = plan?.neurons {
+                    BlockSteps.zeroUnits(g, kept: neurons, units: s.ffnSize, width: 1, tokens: T)
                 }
-                let kept = execution == .skip ? plan?.neurons : nil
-                let width = kept?.count ?? s.ffnSize
-                let g = cache.buffer("gate", rows: T, cols: width)
-                let u = cache.buffer("up", rows: T, cols: width)
-                if let kept {
-                    block.gate.apply(g, xn, tokens: T, rows: kept, scratch: scratch)
-                    block.up.apply(u, xn, tokens: T, rows: kept, scratch: scratch)
-                    Ops.siluMul(g, g, u, count: T * width)
-                    block.down.apply(x, g, tokens: T, rows: kept, accumulate: true, scratch: scratch)
-                } else {
-                    block.gate.apply(g, xn, tokens: T, scratch: scratch)
-                    block.up.apply(u, xn, tokens: T, scratch: scratch)
-                    Ops.siluMul(g, g, u, count: T * width)
-                    if execution == .zero, let neurons = plan?.neurons {
-                        BlockSteps.zeroUnits(g, kept: neurons, units: s.ffnSize, width: 1, tokens: T)
-                    }
-                    block.down.apply(x, g, tokens: T, accumulate: true, scratch: scratch)
-                }
+                block.down.apply(mlpOut, g, tokens: T, accumulate: mlpOut == x, scratch: scratch)
+            }
+            if let postNorm = block.postMLPNorm {
+                outputNorm(postNorm)(xn, T)
+                Ops.add(x, xn, count: T * d)
             }
         }
         cache.advance(by: T)
@@ -247,6 +288,16 @@ public struct LlamaConfig: Sendable, Equatable {
     public var ropeLayers: [Bool]?
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
+    // Gemma 3's differences (see Gemma3.swift), set after init; the defaults are Llama's.
+    /// The MLP's gate activation.
+    public var activation: GateActivation = .silu
+    /// What embedding rows are multiplied by (Gemma: √d); nil: 1.
+    public var embeddingScale: Float? = nil
+    /// The attention scores' factor; nil: 1/√d_h (Gemma: query_pre_attn_scalar^−½).
+    public var queryScale: Float? = nil
+    /// The layers whose RoPE is `localRope` (Gemma 3's sliding layers), nil: none.
+    public var localRopeLayers: [Bool]? = nil
+    public var localRope: RopeConfig? = nil
 
     public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
@@ -277,6 +328,8 @@ public struct LlamaConfig: Sendable, Equatable {
         self.eosTokenIDs = eosTokenIDs
     }
 
+    var attentionScale: Float { queryScale ?? 1 / Float(headDim).squareRoot() }
+
     /// Layer `l`'s sliding window, nil when it attends to the whole context.
     @inline(__always)
     func window(layer l: Int) -> Int? {
@@ -302,6 +355,17 @@ public struct LlamaConfig: Sendable, Equatable {
         // Decoding builds these right; a config built in code may not have.
         if let slidingLayers, slidingLayers.count != layers {
             throw ShadowError.badJSON(path: path, key: key("layer_types"), reason: "has \(slidingLayers.count) entries for \(layers) layers")
+        }
+        if let localRopeLayers, localRopeLayers.count != layers {
+            throw ShadowError.badJSON(path: path, key: key("layer_types"), reason: "has \(localRopeLayers.count) entries for \(layers) layers")
+        }
+        if let local = localRope, !(local.theta > 0 && local.theta.isFinite) {
+            throw ShadowError.badJSON(path: path, key: key("rope_local_base_freq"), reason: "must be a positive number, got \(local.theta)")
+        }
+        for (name, factor) in [("query_pre_attn_scalar", queryScale), ("hidden_size", embeddingScale)] {
+            if let factor, !(factor > 0 && factor.isFinite) {
+                throw ShadowError.badJSON(path: path, key: key(name), reason: "gives a scale of \(factor)")
+            }
         }
         if let slidingWindow, slidingWindow <= 0 {
             throw ShadowError.badJSON(path: path, key: key("sliding_window"), reason: "must be positive, got \(slidingWindow)")
@@ -374,6 +438,10 @@ extension LlamaConfig: Decodable {
         case noRopeLayers = "no_rope_layers", noRopeLayerInterval = "no_rope_layer_interval"
         case partialRotaryFactor = "partial_rotary_factor"
         case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case hiddenActivation = "hidden_activation", queryPreAttnScalar = "query_pre_attn_scalar"
+        case ropeLocalBaseFreq = "rope_local_base_freq", slidingWindowPattern = "sliding_window_pattern"
+        case finalLogitSoftcapping = "final_logit_softcapping", attnLogitSoftcapping = "attn_logit_softcapping"
+        case useBidirectionalAttention = "use_bidirectional_attention"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -503,6 +571,7 @@ extension LlamaConfig: Decodable {
         } else {
             eosTokenIDs = try c.decodeIfPresent([Int].self, forKey: .eosTokenID) ?? []
         }
+        if modelType == "gemma3_text" { try readGemma3(c) }
     }
 }
 
@@ -519,9 +588,16 @@ extension LlamaModel {
             func bias(_ name: String, _ n: Int, if present: Bool = config.attentionBias) throws -> [Float]? {
                 present ? try table.vector(p + name, count: n) : nil
             }
-            func headNorm(_ name: String) throws -> [Float]? {
-                config.queryKeyNorm ? try table.vector(p + name, count: s.headDim) : nil
+            // Gemma's norms multiply by (1 + w).
+            func norm(_ name: String, count: Int = d) throws -> [Float] {
+                try table.vector(p + name, count: count).map { $0 + config.normWeightOffset }
             }
+            func headNorm(_ name: String) throws -> [Float]? {
+                config.queryKeyNorm ? try norm("self_attn.\(name).weight", count: s.headDim) : nil
+            }
+            // Gemma 3's post_attention_layernorm normalises the attention's output; its MLP reads
+            // pre_feedforward_layernorm.
+            let sandwich = config.sandwichNorms
             let (wq, wk, wv) = config.fusedProjections
                 ? try table.fusedAttention(p + "self_attn.qkv_proj.weight", shape: s)
                 : (try table.weight(p + "self_attn.q_proj.weight", rows: s.attentionWidth, cols: d),
@@ -532,20 +608,22 @@ extension LlamaModel {
                 : (try table.weight(p + "mlp.gate_proj.weight", rows: s.ffnSize, cols: d),
                    try table.weight(p + "mlp.up_proj.weight", rows: s.ffnSize, cols: d))
             return LlamaBlock(
-                attentionNorm: try table.vector(p + "input_layernorm.weight", count: d),
+                attentionNorm: try norm("input_layernorm.weight"),
                 q: Linear(weight: wq, bias: try bias("self_attn.q_proj.bias", s.attentionWidth)),
                 k: Linear(weight: wk, bias: try bias("self_attn.k_proj.bias", s.kvWidth)),
                 v: Linear(weight: wv, bias: try bias("self_attn.v_proj.bias", s.kvWidth)),
                 output: TransposedLinear(weightT: try table.transposedWeight(p + "self_attn.o_proj.weight", rows: d, cols: s.attentionWidth),
                                          bias: try bias("self_attn.o_proj.bias", d, if: config.outputBias)),
-                mlpNorm: try table.vector(p + "post_attention_layernorm.weight", count: d),
+                mlpNorm: try norm(sandwich ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"),
                 gate: Linear(weight: wGate, bias: try bias("mlp.gate_proj.bias", s.ffnSize, if: config.mlpBias)),
                 up: Linear(weight: wUp, bias: try bias("mlp.up_proj.bias", s.ffnSize, if: config.mlpBias)),
                 down: TransposedLinear(weightT: try table.transposedWeight(p + "mlp.down_proj.weight", rows: d, cols: s.ffnSize),
                                        bias: try bias("mlp.down_proj.bias", d, if: config.mlpBias)),
-                queryNorm: try headNorm("self_attn.q_norm.weight"), keyNorm: try headNorm("self_attn.k_norm.weight"))
+                queryNorm: try headNorm("q_norm"), keyNorm: try headNorm("k_norm"),
+                postAttentionNorm: sandwich ? try norm("post_attention_layernorm.weight") : nil,
+                postMLPNorm: sandwich ? try norm("post_feedforward_layernorm.weight") : nil)
         }
-        let finalNorm = try table.vector("model.norm.weight", count: d)
+        let finalNorm = try table.vector("model.norm.weight", count: d).map { $0 + config.normWeightOffset }
         let lmHead: WeightMatrix
         if config.tieWordEmbeddings {
             lmHead = embedding
@@ -608,7 +686,9 @@ extension LlamaModel {
                 down: TransposedLinear(weightT: try table.transposedWeight(p + "ffn_down.weight", rows: d, cols: s.ffnSize),
                                        bias: try table.optionalVector(p + "ffn_down.bias", count: d)),
                 queryNorm: config.queryKeyNorm ? try table.vector(p + "attn_q_norm.weight", count: s.headDim) : nil,
-                keyNorm: config.queryKeyNorm ? try table.vector(p + "attn_k_norm.weight", count: s.headDim) : nil)
+                keyNorm: config.queryKeyNorm ? try table.vector(p + "attn_k_norm.weight", count: s.headDim) : nil,
+                postAttentionNorm: config.sandwichNorms ? try table.vector(p + "post_attention_norm.weight", count: d) : nil,
+                postMLPNorm: config.sandwichNorms ? try table.vector(p + "post_ffw_norm.weight", count: d) : nil)
         }
         let finalNorm = try table.vector("output_norm.weight", count: d)
         let lmHead = try table.optionalWeight("output.weight", rows: s.vocabularySize, cols: d) ?? embedding

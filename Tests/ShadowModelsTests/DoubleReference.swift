@@ -27,6 +27,7 @@ struct DoubleReference {
         var up: [Double]?, upBias: [Double]? = nil           // (F, d), (F) Llama only
         var downT: [Double], downBias: [Double]?             // (F, d), (d)
         var queryNorm: [Double]? = nil, keyNorm: [Double]? = nil  // (d_h) Qwen3's per-head norms
+        var postNorm1: [Double]? = nil, postNorm2: [Double]? = nil  // (d) Gemma 3's output norms
 
         subscript(role: Role) -> [Double] {
             get {
@@ -61,6 +62,13 @@ struct DoubleReference {
     let lmHead: [Double]                    // (V, e)
     let inverseFrequencies: [Float]
     let ropeMagnitude: Double
+    /// Gemma 3: the sliding layers' frequencies, which layers use them, the embedding and score
+    /// scales, and GELU (tanh form) in place of SiLU.
+    let localInverseFrequencies: [Float]?
+    let localRopeLayers: [Bool]?
+    let embeddingScale: Double
+    let attentionScale: Double
+    let geluGate: Bool
     /// Per layer, its sliding window (nil: the whole context).
     let windows: [Int?]
     let ropeLayers: [Bool]?
@@ -80,7 +88,8 @@ struct DoubleReference {
                 Block(norm1: d(b.attentionNorm)!, norm1Bias: nil, q: d(b.q.weight), k: d(b.k.weight), v: d(b.v.weight),
                       qBias: d(b.q.bias), kBias: d(b.k.bias), vBias: d(b.v.bias), outputT: d(b.output.weightT), outputBias: d(b.output.bias),
                       norm2: d(b.mlpNorm)!, norm2Bias: nil, first: d(b.gate.weight), firstBias: d(b.gate.bias), up: d(b.up.weight),
-                      upBias: d(b.up.bias), downT: d(b.down.weightT), downBias: d(b.down.bias), queryNorm: d(b.queryNorm), keyNorm: d(b.keyNorm))
+                      upBias: d(b.up.bias), downT: d(b.down.weightT), downBias: d(b.down.bias), queryNorm: d(b.queryNorm), keyNorm: d(b.keyNorm),
+                      postNorm1: d(b.postAttentionNorm), postNorm2: d(b.postMLPNorm))
             }
             finalNorm = d(m.finalNorm); finalNormBias = nil
             lmHead = d(m.lmHead)
@@ -89,6 +98,11 @@ struct DoubleReference {
             windows = (0..<m.config.layers).map { m.config.window(layer: $0) }
             ropeLayers = m.config.ropeLayers
             preLN = true
+            localInverseFrequencies = m.localInverseFrequencies
+            localRopeLayers = m.config.localRopeLayers
+            embeddingScale = Double(m.config.embeddingScale ?? 1)
+            attentionScale = Double(m.config.attentionScale)
+            geluGate = m.config.activation == .geluTanh
         } else {
             let m = model as! OPTModel
             isLlama = false
@@ -112,6 +126,11 @@ struct DoubleReference {
             windows = Array(repeating: nil, count: m.config.layers)
             ropeLayers = nil
             preLN = m.config.doLayerNormBefore
+            localInverseFrequencies = nil
+            localRopeLayers = nil
+            embeddingScale = 1
+            attentionScale = 1 / Double(shape.headDim).squareRoot()
+            geluGate = false
         }
     }
 
@@ -178,8 +197,10 @@ struct DoubleReference {
     }
 
     /// Rotate-half RoPE at positions 0..<T, on the first 2·half dimensions of each head.
-    func rope(_ x: inout [Double], rows: Int, heads: Int) {
-        let dh = shape.headDim, half = inverseFrequencies.count, m = ropeMagnitude
+    func rope(_ x: inout [Double], rows: Int, heads: Int, layer: Int) {
+        let local = localRopeLayers?[layer] == true
+        let inverseFrequencies = local ? localInverseFrequencies! : inverseFrequencies
+        let dh = shape.headDim, half = inverseFrequencies.count, m = local ? 1 : ropeMagnitude
         for t in 0..<rows {
             for h in 0..<heads {
                 for i in 0..<half {
@@ -195,7 +216,7 @@ struct DoubleReference {
 
     func attention(_ q: [Double], _ k: [Double], _ v: [Double], rows T: Int, window: Int? = nil) -> [Double] {
         let H = shape.heads, G = shape.kvHeads, dh = shape.headDim, group = H / G
-        let scale = 1 / Double(dh).squareRoot()
+        let scale = attentionScale
         var out = [Double](repeating: 0, count: T * H * dh)
         var scores = [Double](repeating: 0, count: T)
         q.withUnsafeBufferPointer { q in
@@ -242,6 +263,7 @@ struct DoubleReference {
             x = embedded
         }
         if let positions { for t in 0..<T { for i in 0..<d { x[t * d + i] += positions[(t + 2) * d + i] } } }
+        x = x.map { $0 * embeddingScale }
 
         for (l, b) in blocks.enumerated() {
             let attentionInput = preLN ? norm(x, b.norm1, b.norm1Bias, rows: T, n: d) : x
@@ -254,13 +276,14 @@ struct DoubleReference {
                     k = norm(k, keyNorm, nil, rows: T * s.kvHeads, n: s.headDim)
                 }
                 if ropeLayers?[l] ?? true {
-                    rope(&q, rows: T, heads: s.heads)
-                    rope(&k, rows: T, heads: s.kvHeads)
+                    rope(&q, rows: T, heads: s.heads, layer: l)
+                    rope(&k, rows: T, heads: s.kvHeads, layer: l)
                 }
             }
             var a = attention(q, k, v, rows: T, window: windows[l])
             if case .attention(l, let index, let delta) = perturbation { a[index] += delta }
-            let attended = Self.times(a, b.outputT, b.outputBias, rows: T, inputs: aw, outputs: d)
+            var attended = Self.times(a, b.outputT, b.outputBias, rows: T, inputs: aw, outputs: d)
+            if let post = b.postNorm1 { attended = norm(attended, post, nil, rows: T, n: d) }
             x = zip(x, attended).map { $0 + $1 }
             if !preLN { x = norm(x, b.norm1, b.norm1Bias, rows: T, n: d) }
 
@@ -269,12 +292,14 @@ struct DoubleReference {
             var n: [Double]
             if let up = b.up {
                 let u = Self.timesTransposed(mlpInput, up, b.upBias, rows: T, inputs: d, outputs: F)
-                n = zip(z, u).map { $0 / (1 + exp(-$0)) * $1 }
+                n = geluGate ? zip(z, u).map { z, u in 0.5 * z * (1 + tanh((2 / Double.pi).squareRoot() * (z + 0.044715 * z * z * z))) * u }
+                             : zip(z, u).map { $0 / (1 + exp(-$0)) * $1 }
             } else {
                 n = z.map { max($0, 0) }
             }
             if case .hidden(l, let index, let delta) = perturbation { n[index] += delta }
-            let projected = Self.times(n, b.downT, b.downBias, rows: T, inputs: F, outputs: d)
+            var projected = Self.times(n, b.downT, b.downBias, rows: T, inputs: F, outputs: d)
+            if let post = b.postNorm2 { projected = norm(projected, post, nil, rows: T, n: d) }
             x = zip(x, projected).map { $0 + $1 }
             if !preLN { x = norm(x, b.norm2, b.norm2Bias, rows: T, n: d) }
         }

@@ -243,6 +243,31 @@ struct LayerGradientTests {
                                 indices: Array(0..<count)) { loss(gate, $0) }
     }
 
+    @Test("GeGLU with GELU's tanh approximation (Gemma): dgate and dup, and the forward is ½z(1 + tanh(√(2/π)(z + 0.044715z³)))·up")
+    func geglu() {
+        let count = 24   // the vector kernel's lanes and its scalar tail
+        let gate = randomFloats(count, seed: 30).map { 4 * $0 }, up = randomFloats(count, seed: 31)
+        let r = randomFloats(count, seed: 32)
+        func loss(_ gate: [Float], _ up: [Float]) -> Double {
+            var out = [Float](repeating: 0, count: count)
+            gegluForward(&out, gate, up, count: count)
+            return projection(out, r)
+        }
+        var out = [Float](repeating: 0, count: count)
+        gegluForward(&out, gate, up, count: count)
+        let reference = zip(gate, up).map { z, u -> Float in
+            let (z, u) = (Double(z), Double(u))
+            return Float(0.5 * z * (1 + tanh((2 / Double.pi).squareRoot() * (z + 0.044715 * z * z * z))) * u)
+        }
+        expectClose(out, reference, tolerance: 1e-6)
+        var dgate = [Float](repeating: 0, count: count), dup = dgate
+        gegluBackward(&dgate, &dup, r, gate, up, count: count)
+        FiniteDifferences.check("dgate", values: gate, analytic: dgate, epsilon: Self.epsilon, tolerance: Self.tolerance,
+                                indices: Array(0..<count)) { loss($0, up) }
+        FiniteDifferences.check("dup", values: up, analytic: dup, epsilon: Self.epsilon, tolerance: Self.tolerance,
+                                indices: Array(0..<count)) { loss(gate, $0) }
+    }
+
     @Test("ReLU: dx away from the kink, and no gradient where x ≤ 0")
     func relu() {
         let count = 20

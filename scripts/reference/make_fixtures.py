@@ -51,11 +51,30 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
                         [full, sliding, sliding] (layer 0 attends fully), 3 layers, GQA 4/2, random q/k/v biases,
                         tied, float32. For both window fixtures expected.json's "reference" records layer_types and
                         "window_matters": max |logits - logits of the same weights without the window| (> 1e-3).
+  tiny-gemma3/          Gemma3ForCausalLM (model_type gemma3_text), 4 layers, layer_types [sliding, sliding, full,
+                        sliding] with sliding_window 5, GQA 4/2, head_dim 24, query_pre_attn_scalar 20 (attention
+                        scale 20^-0.5, not head_dim^-0.5), RoPE per layer type (full: linear factor 2, theta 1e6;
+                        sliding: default, theta 1e4), GELU-tanh MLP, four RMSNorms per layer plus q_norm / k_norm,
+                        all scaling by (1 + weight), embeddings times sqrt(hidden) = 8, tied, float32. Its
+                        tokenizer.json is Gemma-style, not byte-level (train_gemma_bpe): BPE with byte_fallback and
+                        fuse_unk over <pad> <eos> <bos> <unk> <mask> (ids 0..4), <0x00>..<0xFF> (5..260) and learnt
+                        pieces, normalizer Replace(" ", "▁"), pre-tokenizer Split(" ", merged_with_previous) (a
+                        no-op after the normalizer), decoder Replace / ByteFallback / Fuse, <bos> prepended (so
+                        input_ids[0] starts with 2). "reference" records layer_types, sliding_window,
+                        query_pre_attn_scalar, the RoPE parameters and inv_freq per layer type, and, each > 1e-3,
+                        window_matters, query_pre_attn_scalar_matters, rope_matters, rope_linear_factor_matters and
+                        local_rope_theta_matters (gemma3_settings_matter).
+  tiny-gemma3-gguf/     model.gguf: a gemma3 GGUF as llama.cpp's converter writes it (norm weights stored + 1, Q/K
+                        not permuted, rope.scaling linear 2, rope.freq_base_swa, sliding_window 5, key_length 24),
+                        byte-level BPE tokenizer metadata. llama.cpp fixes what a GGUF cannot say (every 6th layer
+                        full, local theta 1e4, scale 1/sqrt(key_length)), so this is its own 7-layer model (layer 5
+                        full, query_pre_attn_scalar 24) with its own expected.json from transformers, cross-checked
+                        against the file read back and a numpy forward written after llama.cpp's graph.
   smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
-Each tiny directory also holds tokenizer.json (a byte-level BPE trained here on the fixed text CORPUS) and
-expected.json:
+Each tiny directory also holds tokenizer.json (a byte-level BPE trained here on the fixed text CORPUS; Gemma-style
+for tiny-gemma3) and expected.json:
 
   {
     "input_ids": [[int]],            two sequences, ids passed to the model as they are (no BOS added)
@@ -98,10 +117,10 @@ import transformers
 from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader, GGUFWriter
 from gguf import quants as gquants
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, OPTConfig,
-                          OPTForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
-                          SmolLM3ForCausalLM)
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, OPTConfig, OPTForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
 
 SEED = 1234
 VOCAB = 384          # every tiny model and tokenizer
@@ -229,6 +248,38 @@ def train_byte_level_bpe(specials: list[str], bos_template: str | None) -> Token
 
 LLAMA_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]   # ids 0, 1, 2 as in SmolLM2
 OPT_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]                   # ids 0, 1, 2, 3 as in OPT
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]    # ids 0..4 as in Gemma
+
+
+def gemma_pipeline(tok: Tokenizer) -> None:
+    """The normalizer, pre-tokenizer and decoder that transformers' GemmaTokenizer builds. The normalizer runs
+    first, so the Split on " " never finds a space: a text is one pre-token, and merges may cross words."""
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous", invert=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+
+
+def train_gemma_bpe() -> Tokenizer:
+    """Gemma (SentencePiece-converted) style BPE with exactly VOCAB entries: GEMMA_SPECIALS (ids 0..4), the 256
+    byte tokens <0x00>..<0xFF> (ids 5..260) for byte fallback, then the characters and merges learnt from CORPUS
+    through the Gemma pipeline (ids 261..). BPE(byte_fallback, fuse_unk, unk <unk>); a TemplateProcessing
+    post-processor prepends <bos>."""
+    learner = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    gemma_pipeline(learner)
+    learner.train_from_iterator([CORPUS], trainers.BpeTrainer(vocab_size=VOCAB - 256, special_tokens=GEMMA_SPECIALS,
+                                                              show_progress=False))
+    learnt = json.loads(learner.to_str())["model"]
+    vocab = {t: i for i, t in enumerate(GEMMA_SPECIALS + [f"<0x{b:02X}>" for b in range(256)])}
+    for t, _ in sorted(learnt["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(t, len(vocab))
+    assert len(vocab) == VOCAB, f"{len(vocab)} tokens, wanted {VOCAB}"
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m) for m in learnt["merges"]], unk_token="<unk>",
+                               fuse_unk=True, byte_fallback=True))
+    gemma_pipeline(tok)
+    tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in GEMMA_SPECIALS])
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos>:1 $B:1",
+                                                       special_tokens=[("<bos>", vocab["<bos>"])])
+    return tok
 
 
 def save_tokenizer(tok: Tokenizer, path: Path, legacy_merges: bool) -> None:
@@ -269,8 +320,11 @@ def model_input_ids(tok_path: Path, seed: int) -> list[list[int]]:
 
 def randomize(model: torch.nn.Module, seed: int) -> None:
     """Give every parameter a random value of a sensible scale: matrices N(0, 1/fan_in), embeddings
-    N(0, 0.25^2), norm weights 1 + N(0, 0.2^2), biases N(0, 0.1^2). Nothing stays zero or one."""
+    N(0, 0.25^2), norm weights 1 + N(0, 0.2^2), biases N(0, 0.1^2). Nothing stays zero or one.
+    Gemma's norms multiply by 1 + w, so theirs are N(0, 0.2^2), a gain near 1 as in the others (a gain
+    near 2 in each of its 25 norms made logits so large that float32 gradients were off by 1e-4)."""
     g = torch.Generator().manual_seed(seed)
+    norm_centre = 0.0 if "Gemma" in type(model).__name__ else 1.0
     with torch.no_grad():
         for name, p in model.named_parameters():   # shared (tied) tensors appear once
             if p.ndim == 2 and ("embed" in name or "lm_head" in name):
@@ -280,7 +334,7 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
             elif name.endswith("bias"):
                 v = torch.randn(p.shape, generator=g) * 0.1
             else:                                    # RMSNorm / LayerNorm weights
-                v = 1.0 + torch.randn(p.shape, generator=g) * 0.2
+                v = norm_centre + torch.randn(p.shape, generator=g) * 0.2
             p.copy_(v.to(p.dtype))
 
 
@@ -429,6 +483,139 @@ def sliding_window_reference(cls, window: int, layer_types: list[str]):
     return check
 
 
+# Gemma 3: RoPE per layer type as transformers 5 writes it (Gemma 3 4B / 12B / 27B scale the full layers linearly).
+GEMMA3_ROPE = {"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+               "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
+GEMMA3_WINDOW = 5
+GEMMA3_HEAD_DIM = 24
+
+
+def gemma3_config(**kw) -> Gemma3TextConfig:
+    """A tiny Gemma3TextConfig: GQA 4/2, head_dim 24, GELU-tanh, tied, window GEMMA3_WINDOW; kw overrides."""
+    args = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, max_position_embeddings=MAX_POS,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=GEMMA3_HEAD_DIM, rms_norm_eps=1e-6,
+                hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True, sliding_window=GEMMA3_WINDOW,
+                rope_parameters=json.loads(json.dumps(GEMMA3_ROPE)),   # a copy: the config edits it in place
+                final_logit_softcapping=None, attn_logit_softcapping=None, use_bidirectional_attention=False,
+                bos_token_id=2, eos_token_id=1, pad_token_id=0)
+    args.update(kw)
+    return Gemma3TextConfig(**args)
+
+
+def max_logit_delta(a, b, input_ids: list[list[int]]) -> tuple[float, list]:
+    """max |logits of model a - logits of model b| over the sequences, and per sequence the per-position maxima."""
+    per_position = []
+    with torch.no_grad():
+        for ids in input_ids:
+            x = torch.tensor([ids])
+            per_position.append((a(x).logits[0] - b(x).logits[0]).abs().max(dim=-1).values)
+    return max(float(d.max()) for d in per_position), per_position
+
+
+def load_gemma3(out: Path, **changes) -> Gemma3ForCausalLM:
+    """The float64 Gemma3ForCausalLM in `out`, with config attributes replaced by `changes`."""
+    cfg = Gemma3TextConfig.from_pretrained(out)
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    return Gemma3ForCausalLM.from_pretrained(out, config=cfg, attn_implementation="eager").to(torch.float64).eval()
+
+
+def gemma3_settings_matter(out: Path, input_ids: list[list[int]], label: str) -> dict:
+    """max |logits - logits of the same weights with one Gemma 3 setting changed| (each asserted > 1e-3): (a) a
+    window longer than the sequences, layer types (and so RoPE per layer) kept; (b) query_pre_attn_scalar =
+    head_dim, unless it already is; (c) every layer default RoPE at the full layers' theta, and each half of that
+    change alone: the full layers without their linear factor, the sliding layers at the full layers' theta."""
+    model = load_gemma3(out)
+    cfg = model.config
+    rp = cfg.rope_parameters
+    window, per_position = max_logit_delta(model, load_gemma3(out, sliding_window=cfg.max_position_embeddings),
+                                           input_ids)
+    assert all(d[:cfg.sliding_window].max() < 1e-12 for d in per_position), per_position
+    checks = {"window_matters": window}
+    if cfg.query_pre_attn_scalar != cfg.head_dim:
+        checks["query_pre_attn_scalar_matters"], _ = max_logit_delta(
+            model, load_gemma3(out, query_pre_attn_scalar=cfg.head_dim), input_ids)
+    plain = {"rope_type": "default", "rope_theta": rp["full_attention"]["rope_theta"]}
+    for key, full, sliding in (("rope_matters", plain, plain),
+                               ("rope_linear_factor_matters", plain, rp["sliding_attention"]),
+                               ("local_rope_theta_matters", rp["full_attention"], plain)):
+        changed = load_gemma3(out, rope_parameters={"full_attention": dict(full), "sliding_attention": dict(sliding)})
+        checks[key], _ = max_logit_delta(model, changed, input_ids)
+    print(f"  {label}: " + ", ".join(f"{k} {v:.6g}" for k, v in checks.items()), flush=True)
+    assert all(v > 1e-3 for v in checks.values()), checks
+    checks["checks_note"] = (
+        "max over both sequences and all positions of |logits - logits of the same weights with one setting "
+        "changed|: window_matters with sliding_window = max_position_embeddings (layer_types kept; positions < "
+        "sliding_window agree to < 1e-12); query_pre_attn_scalar_matters with query_pre_attn_scalar = head_dim; "
+        "rope_matters with every layer default RoPE at the full layers' theta; rope_linear_factor_matters "
+        "without the full layers' linear factor only; local_rope_theta_matters with the sliding layers at the "
+        "full layers' theta only")
+    return checks
+
+
+def gemma3_reference(out: Path, input_ids: list[list[int]]) -> dict:
+    """extra_reference for tiny-gemma3: checks that transformers reads back the intended per-layer attention and
+    RoPE, that every Gemma norm (q_norm / k_norm included) scales by (1 + weight), that the saved tokenizer is the
+    one transformers' GemmaTokenizer builds, and (gemma3_settings_matter) that the sliding window,
+    query_pre_attn_scalar and the RoPE split between layer types each change the logits."""
+    model = load_gemma3(out)
+    cfg = model.config
+    assert type(model) is Gemma3ForCausalLM and cfg.model_type == "gemma3_text"
+    assert cfg.layer_types == ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]
+    assert cfg.sliding_window == GEMMA3_WINDOW and cfg.query_pre_attn_scalar == 20 and cfg.head_dim == 24
+    assert cfg.rope_parameters == GEMMA3_ROPE, cfg.rope_parameters
+    assert [l.self_attn.sliding_window for l in model.model.layers] == [5, 5, None, 5]
+    assert all(l.self_attn.scaling == 20 ** -0.5 for l in model.model.layers)
+    embed_scale = float(model.model.embed_tokens.embed_scale)
+    assert embed_scale == math.sqrt(HIDDEN)      # exactly 8 for hidden 64 (larger sizes round it to float32)
+
+    g = torch.Generator().manual_seed(0)
+    norms = {n: m for n, m in model.named_modules() if type(m).__name__ == "Gemma3RMSNorm"}
+    assert len(norms) == 6 * cfg.num_hidden_layers + 1, sorted(norms)
+    for n, m in norms.items():
+        x = torch.randn(3, m.weight.shape[0], generator=g, dtype=torch.float64)
+        want = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + cfg.rms_norm_eps) * (1 + m.weight.float())
+        assert torch.equal(m(x), want.double()), n
+        assert 0 < m.weight.abs().max() < 1, n   # stored weights are N(0, 0.2^2): the gain 1 + w is near 1
+
+    data = json.loads((out / "tokenizer.json").read_text())
+    assert data["pre_tokenizer"] == {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
+                                     "invert": False}, data["pre_tokenizer"]
+    assert data["normalizer"] == {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+    assert data["model"]["byte_fallback"] and data["model"]["fuse_unk"] and data["model"]["unk_token"] == "<unk>"
+    from transformers import GemmaTokenizer
+    hf_tok = GemmaTokenizer.from_pretrained(str(out))
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    for t in TOKENIZER_TEXTS + [MODEL_TEXT]:
+        ids = tok.encode(t).ids
+        assert hf_tok(t)["input_ids"] == ids and hf_tok.decode(ids, skip_special_tokens=True) == t, t
+    assert input_ids[0][0] == hf_tok.bos_token_id == 2
+
+    with torch.no_grad():
+        for ids in input_ids:
+            x = torch.tensor([ids])
+            assert torch.equal(model(x).logits[0], model(x, use_cache=False).logits[0])
+    checks = gemma3_settings_matter(out, input_ids, out.name)
+    emb = model.model.rotary_emb
+    return {
+        "layer_types": cfg.layer_types,
+        "sliding_window": cfg.sliding_window,
+        "sliding_window_note": "key j is seen by query i of a sliding layer only if i - sliding_window < j <= i",
+        "head_dim": cfg.head_dim,
+        "query_pre_attn_scalar": cfg.query_pre_attn_scalar,
+        "attention_scale": cfg.query_pre_attn_scalar ** -0.5,
+        "embed_scale": embed_scale,
+        "norms": "every RMSNorm (input, post_attention, pre_feedforward, post_feedforward, q_norm, k_norm, final) "
+                 "computes rms_norm(x) * (1 + weight) in float32",
+        "rope_parameters": cfg.rope_parameters,
+        "rope_inv_freq": {t: [f32(v) for v in getattr(emb, f"{t}_inv_freq").float().numpy()]
+                          for t in sorted(set(cfg.layer_types))},
+        **checks,
+        "tokenizer_check": "transformers' GemmaTokenizer loading this tokenizer.json gives the same ids for every "
+                           "text and decodes them back",
+    }
+
+
 def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dtype, seed: int,
                     tok: Tokenizer, *, sharded: bool = False, legacy: bool = False,
                     legacy_merges: bool = False, extra_reference=None) -> dict:
@@ -453,7 +640,7 @@ def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dty
     save_tokenizer(tok, out / "tokenizer.json", legacy_merges)
     input_ids = model_input_ids(out / "tokenizer.json", seed)
     theta = getattr(config, "rope_parameters", None)
-    theta = theta["rope_theta"] if theta else None
+    theta = theta.get("rope_theta") if theta else None   # None for Gemma 3's per-layer-type rope_parameters
     expected = compute_expected(out, cls, input_ids, str(storage_dtype).replace("torch.", ""), theta)
     if extra_reference is not None:
         expected["reference"].update(extra_reference(out, input_ids))
@@ -551,6 +738,14 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
                                      llama_tok, extra_reference=sliding_window_reference(
                                          Qwen2ForCausalLM, 4, ["full_attention", "sliding_attention",
                                                                "sliding_attention"])))
+
+    # tiny-gemma3: sliding layers 0, 1, 3 (window 5) and full layer 2, per-type RoPE (full: linear factor 2,
+    # theta 1e6; sliding: theta 1e4), attention scale 20^-0.5 != head_dim^-0.5, (1 + w) norms, sqrt(hidden)
+    # embedding scale, Gemma-style tokenizer.
+    cfg = gemma3_config(num_hidden_layers=4, query_pre_attn_scalar=20,
+                        layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"])
+    summaries.append(make_hf_fixture(root, "tiny-gemma3", Gemma3ForCausalLM, cfg, torch.float32, SEED + 14,
+                                     train_gemma_bpe(), extra_reference=gemma3_reference))
 
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
@@ -800,9 +995,9 @@ def add_gguf_tokenizer(wr: GGUFWriter, tok: Tokenizer) -> None:
     wr.add_pad_token_id(vocab["<|im_end|>"])
 
 
-def start_gguf_copy(root: Path, name: str) -> tuple[Path, Path, dict]:
-    """NAME's directory, a fresh NAME-gguf directory, and NAME's config.json."""
-    src = root / name
+def start_gguf_copy(root: Path, name: str, src: Path | None = None) -> tuple[Path, Path, dict]:
+    """NAME's directory (or src), a fresh NAME-gguf directory, and the source's config.json."""
+    src = src or root / name
     out = root / f"{name}-gguf"
     if out.exists():
         shutil.rmtree(out)
@@ -827,6 +1022,25 @@ def write_gguf_copy(wr: GGUFWriter, tok: Tokenizer, gg: dict, src: Path, out: Pa
     shutil.copy(src / "expected.json", out / "expected.json")
 
 
+def add_gguf_hparams(wr: GGUFWriter, name: str, cfg: dict, theta: float) -> None:
+    """The model keys every converted copy carries, from the source's config.json, in the converter's order."""
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    wr.add_type("model")
+    wr.add_name(f"{name} fixture")
+    wr.add_context_length(cfg["max_position_embeddings"])
+    wr.add_embedding_length(cfg["hidden_size"])
+    wr.add_block_count(cfg["num_hidden_layers"])
+    wr.add_feed_forward_length(cfg["intermediate_size"])
+    wr.add_head_count(heads)
+    wr.add_head_count_kv(cfg["num_key_value_heads"])
+    wr.add_key_length(head_dim)
+    wr.add_value_length(head_dim)
+    wr.add_rope_freq_base(theta)
+    wr.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    wr.add_file_type(gguf.LlamaFileType.ALL_F32)
+
+
 def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
     """NAME-gguf/model.gguf: the float32 checkpoint NAME under llama.cpp's tensor names for `arch`, as its
     converter writes them: llama permutes the attn_q / attn_k rows (and their biases) for adjacent-pair
@@ -836,7 +1050,6 @@ def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
     src, out, cfg = start_gguf_copy(root, name)
     sd = float32_state_dict(src)
     layers, heads, kv = cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     permute = arch in ("llama", "smollm3")
     gg = {"token_embd.weight": sd["model.embed_tokens.weight"]}
     names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
@@ -858,20 +1071,7 @@ def make_gguf_copy(root: Path, tok: Tokenizer, name: str, arch: str) -> dict:
     if "lm_head.weight" in sd:
         gg["output.weight"] = sd["lm_head.weight"]
     wr = GGUFWriter(str(out / "model.gguf"), arch)
-    wr.add_type("model")
-    wr.add_name(f"{name} fixture")
-    wr.add_context_length(cfg["max_position_embeddings"])
-    wr.add_embedding_length(cfg["hidden_size"])
-    wr.add_block_count(layers)
-    wr.add_feed_forward_length(cfg["intermediate_size"])
-    wr.add_head_count(heads)
-    wr.add_head_count_kv(kv)
-    wr.add_key_length(head_dim)
-    wr.add_value_length(head_dim)
-    theta = cfg.get("rope_parameters", {}).get("rope_theta") or cfg["rope_theta"]
-    wr.add_rope_freq_base(theta)
-    wr.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    wr.add_file_type(gguf.LlamaFileType.ALL_F32)
+    add_gguf_hparams(wr, name, cfg, cfg.get("rope_parameters", {}).get("rope_theta") or cfg["rope_theta"])
     write_gguf_copy(wr, tok, gg, src, out)
     return {"name": f"{name}-gguf", "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
 
@@ -978,6 +1178,212 @@ def phi3_gguf_crosscheck(path: Path, expected: dict) -> float:
             err = max(err, float(np.abs(got - np.asarray(want, dtype=np.float64)).max()))
     assert err < 1e-5, err
     return err
+
+
+# What llama.cpp's gemma3 loader fixes rather than reads (src/llama-model.cpp, LLM_ARCH_GEMMA3): every layer l with
+# (l + 1) % 6 != 0 slides (set_swa_pattern(6)) with RoPE base 10000 and no scaling, and Q is scaled by
+# 1 / sqrt(attention.key_length) whatever query_pre_attn_scalar was (the 62-layer 27B takes 1 / sqrt(n_embd / n_head)).
+# 7 layers make layer 5 the only full one.
+LLAMACPP_GEMMA3_SWA_PERIOD = 6
+LLAMACPP_GEMMA3_SWA_THETA = 10000.0
+GEMMA3_GGUF_LAYERS = 7
+# Hugging Face Gemma 3 layer tensor -> llama.cpp name (gguf-py's TensorNameMap must agree).
+GEMMA3_GGUF_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+                     "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+                     "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+                     "post_attention_layernorm": "post_attention_norm", "pre_feedforward_layernorm": "ffn_norm",
+                     "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+                     "post_feedforward_layernorm": "post_ffw_norm"}
+
+
+def llamacpp_gemma3_layer_types(n_layer: int) -> list[str]:
+    return ["sliding_attention" if (l + 1) % LLAMACPP_GEMMA3_SWA_PERIOD else "full_attention" for l in range(n_layer)]
+
+
+def make_gemma3_gguf(root: Path, tok: Tokenizer) -> dict:
+    """tiny-gemma3-gguf/: model.gguf as llama.cpp's converter writes a gemma3 GGUF (every *norm.weight stored as
+    weight + 1, Q/K rows not permuted, no output.weight for the tied head, rope.scaling.type linear and
+    rope.scaling.factor for the full layers, rope.freq_base_swa, attention.sliding_window) with byte-level BPE
+    tokenizer metadata. A GGUF cannot carry tiny-gemma3's layer_types, query_pre_attn_scalar or local RoPE, so
+    this is its own 7-layer model whose Hugging Face config is what llama.cpp reads from the file; expected.json
+    is computed by transformers from the weights before the + 1 (the checkpoint itself is not kept). The file is
+    read back into a Gemma3ForCausalLM (norms - 1) and run through a numpy forward written after llama.cpp's
+    graph on the stored weights; both must reproduce the expected logits."""
+    name = "tiny-gemma3-gguf"
+    seed = SEED + 15
+    layer_types = llamacpp_gemma3_layer_types(GEMMA3_GGUF_LAYERS)
+    cfg = gemma3_config(num_hidden_layers=GEMMA3_GGUF_LAYERS, query_pre_attn_scalar=GEMMA3_HEAD_DIM,
+                        layer_types=layer_types)
+    assert cfg.rope_parameters["sliding_attention"] == {"rope_type": "default", "rope_theta": LLAMACPP_GEMMA3_SWA_THETA}
+    assert tok.get_vocab_size() == cfg.vocab_size == VOCAB, (tok.get_vocab_size(), cfg.vocab_size)
+    input_ids = model_input_ids_from_tok(tok, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(seed)
+        model = Gemma3ForCausalLM(cfg).eval()
+        randomize(model, seed)
+        model.save_pretrained(tmp)
+        src, out, hf = start_gguf_copy(root, "tiny-gemma3", src=Path(tmp))
+        expected = compute_expected(src, Gemma3ForCausalLM, input_ids, "float32", None)
+        expected["tokenizer"] = {"texts": TOKENIZER_TEXTS, "ids": [tok.encode(t).ids for t in TOKENIZER_TEXTS]}
+        checks = gemma3_settings_matter(src, input_ids, name)
+        write_json(src / "expected.json", expected)
+        sd = float32_state_dict(src)
+
+        # The converter adds 1 to every tensor whose name ends in "norm.weight" (Gemma3RMSNorm scales by 1 + w).
+        tensor_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, GEMMA3_GGUF_LAYERS)
+        gg = {"token_embd.weight": sd["model.embed_tokens.weight"]}
+        for l in range(GEMMA3_GGUF_LAYERS):
+            for h, c in GEMMA3_GGUF_NAMES.items():
+                assert tensor_map.get_name(f"model.layers.{l}.{h}") == f"blk.{l}.{c}", (h, c)
+                a = sd[f"model.layers.{l}.{h}.weight"]
+                gg[f"blk.{l}.{c}.weight"] = a + np.float32(1) if h.endswith("norm") else a
+        gg["output_norm.weight"] = sd["model.norm.weight"] + np.float32(1)
+        assert len(gg) == len(sd) and "lm_head.weight" not in sd, sorted(set(sd))
+
+        rope = hf["rope_parameters"]
+        assert rope["full_attention"]["rope_type"] == "linear", rope
+        wr = GGUFWriter(str(out / "model.gguf"), "gemma3")
+        add_gguf_hparams(wr, name, hf, rope["full_attention"]["rope_theta"])
+        wr.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        wr.add_rope_scaling_factor(rope["full_attention"]["factor"])
+        wr.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
+        wr.add_sliding_window(hf["sliding_window"])
+        write_gguf_copy(wr, tok, gg, src, out)
+
+    path = out / "model.gguf"
+    readback, numpy_err = gemma3_gguf_crosscheck(path, expected)
+    print(f"{name}: max |logit - expected|: Gemma3ForCausalLM read back from model.gguf {readback:.3g}, "
+          f"numpy llama.cpp-style forward {numpy_err:.3g}")
+    reader = GGUFReader(str(path))
+    gtok = gguf_tokenizer_from_fields(list(gguf_meta(reader, "tokenizer.ggml.tokens")),
+                                      list(gguf_meta(reader, "tokenizer.ggml.merges")),
+                                      list(gguf_meta(reader, "tokenizer.ggml.token_type")), digits=False)
+    assert [gtok.encode(t).ids for t in TOKENIZER_TEXTS] == expected["tokenizer"]["ids"]
+    expected["reference"].update(
+        gguf=gguf_version(), storage="float32 GGUF; the reference runs the Hugging Face weights (norms before + 1)",
+        layer_types=layer_types, sliding_window=hf["sliding_window"], head_dim=hf["head_dim"],
+        query_pre_attn_scalar=hf["query_pre_attn_scalar"], rope_parameters=rope,
+        llama_cpp_conventions={
+            "norms": "every *norm.weight (attn_norm, attn_q_norm, attn_k_norm, post_attention_norm, ffn_norm = "
+                     "pre_feedforward_layernorm, post_ffw_norm, output_norm) is stored as HF weight + 1 and "
+                     "multiplies the normalised vector as it is",
+            "sliding_layers": "layer l slides iff (l + 1) % 6 != 0 (llama.cpp set_swa_pattern(6); only layer 5 of "
+                              "7 is full); window gemma3.attention.sliding_window; key j is masked for query i "
+                              "iff i - j >= window",
+            "rope": "NeoX pairs (i, i + head_dim / 2): attn_q / attn_k rows are not permuted; full layers: "
+                    "rope.freq_base with rope.scaling.type linear and rope.scaling.factor (positions times 1 / "
+                    "factor); sliding layers: base 10000 and no scaling (fixed in llama.cpp's gemma3 loader; newer "
+                    "converters also write rope.freq_base_swa, which newer loaders may read: 10000 here either way)",
+            "attention_scale": "Q times 1 / sqrt(attention.key_length) (llama.cpp reads no query_pre_attn_scalar; "
+                               "only the 62-layer 27B uses 1 / sqrt(n_embd / n_head)), so the reference has "
+                               "query_pre_attn_scalar = head_dim",
+            "embedding": "token_embd rows times sqrt(embedding_length); no output.weight, the head is token_embd",
+            "final_logit_softcapping": "none (no key written)",
+        },
+        **checks, gguf_readback_max_abs_diff=readback, llamacpp_numpy_max_abs_diff=numpy_err,
+        tokenizer="byte-level BPE GGUF metadata of tiny-llama-gguf's copies (no BOS added); tokenizer.ids = "
+                  "encode(text) of that tokenizer")
+    write_json(out / "expected.json", expected)
+    return {"name": name, "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
+
+
+def gemma3_gguf_hparams(reader: GGUFReader) -> dict:
+    """What llama.cpp takes from a gemma3 GGUF, with the values its loader fixes."""
+    def key(k, default=None):
+        return gguf_meta(reader, f"gemma3.{k}") if f"gemma3.{k}" in reader.fields else default
+    assert gguf_meta(reader, "general.architecture") == "gemma3"
+    n_layer = int(key("block_count"))
+    scaling = key("rope.scaling.type", "none")
+    assert scaling in ("none", "linear"), scaling
+    return {"n_layer": n_layer, "n_embd": int(key("embedding_length")), "n_ff": int(key("feed_forward_length")),
+            "n_head": int(key("attention.head_count")), "n_head_kv": int(key("attention.head_count_kv")),
+            "head_dim": int(key("attention.key_length")), "n_ctx": int(key("context_length")),
+            "eps": float(f"{float(key('attention.layer_norm_rms_epsilon')):.7g}"),   # f32 1e-6 -> 1e-6
+            "n_swa": int(key("attention.sliding_window")), "swa": [t == "sliding_attention" for t in
+                                                                    llamacpp_gemma3_layer_types(n_layer)],
+            "base": float(key("rope.freq_base")), "factor": float(key("rope.scaling.factor", 1.0)),
+            "base_swa": LLAMACPP_GEMMA3_SWA_THETA}
+
+
+def gemma3_gguf_crosscheck(path: Path, expected: dict) -> tuple[float, float]:
+    """max |logit - expected| of (a) a Gemma3ForCausalLM built from the GGUF alone (norms - 1, layer types, RoPE
+    and attention scale as llama.cpp derives them) and (b) numpy_gemma3_llamacpp on the stored weights; asserts
+    both are small."""
+    reader, w = read_gguf_tensors(path)
+    hp = gemma3_gguf_hparams(reader)
+    tied = "output.weight" not in w
+    full_rope = {"rope_type": "default", "rope_theta": hp["base"]}
+    if hp["factor"] != 1.0:
+        full_rope.update(rope_type="linear", factor=hp["factor"])
+    cfg = gemma3_config(vocab_size=w["token_embd.weight"].shape[0], hidden_size=hp["n_embd"],
+                        intermediate_size=hp["n_ff"], num_hidden_layers=hp["n_layer"], num_attention_heads=hp["n_head"],
+                        num_key_value_heads=hp["n_head_kv"], head_dim=hp["head_dim"], query_pre_attn_scalar=hp["head_dim"],
+                        rms_norm_eps=hp["eps"], max_position_embeddings=hp["n_ctx"], sliding_window=hp["n_swa"],
+                        layer_types=["sliding_attention" if s else "full_attention" for s in hp["swa"]],
+                        rope_parameters={"full_attention": full_rope, "sliding_attention":
+                                         {"rope_type": "default", "rope_theta": hp["base_swa"]}},
+                        tie_word_embeddings=tied)
+    cfg._attn_implementation = "eager"
+    back = {v: k for k, v in GEMMA3_GGUF_NAMES.items()}
+    sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"] - 1}
+    for name, a in w.items():
+        if name.startswith("blk."):
+            _, l, c, _ = name.split(".")
+            sd[f"model.layers.{l}.{back[c]}.weight"] = a - 1 if back[c].endswith("norm") else a
+    assert len(sd) == len(w), sorted(w)
+    model = float64_model(Gemma3ForCausalLM(cfg), sd, tied)
+    readback = numpy_err = 0.0
+    with torch.no_grad():
+        for ids, want in zip(expected["input_ids"], expected["logits"]):
+            want = np.asarray(want, dtype=np.float64)
+            readback = max(readback, float(np.abs(model(torch.tensor([ids])).logits[0].numpy() - want).max()))
+            numpy_err = max(numpy_err, float(np.abs(numpy_gemma3_llamacpp(w, ids, hp) - want).max()))
+    assert readback < 1e-5 and numpy_err < 1e-4, (readback, numpy_err)
+    return readback, numpy_err
+
+
+def numpy_gemma3_llamacpp(w: dict, ids: list[int], hp: dict) -> np.ndarray:
+    """Independent float64 forward of a gemma3 GGUF following llama.cpp's graph (src/models/gemma3.cpp) on the
+    stored weights: x = token_embd[ids] * sqrt(n_embd); per layer attn_norm; Q, K, V; attn_q_norm / attn_k_norm
+    per head; NeoX RoPE with the layer's base and scale; Q * 1 / sqrt(key_length); causal softmax, sliding layers
+    masking keys i - j >= n_swa; attn_output; post_attention_norm; residual; ffn_norm; gelu_tanh(gate) * up;
+    ffn_down; post_ffw_norm; residual; output_norm; token_embd as the head. Norms multiply by the stored weights."""
+    W = {k: v.astype(np.float64) for k, v in w.items()}
+    T, hd, n_head, n_kv = len(ids), hp["head_dim"], hp["n_head"], hp["n_head_kv"]
+
+    def rms(v, g):
+        return v / np.sqrt(np.mean(v * v, axis=-1, keepdims=True) + hp["eps"]) * g
+
+    def rope(v, base, scale):                                # v [T, heads, hd], pairs (i, i + hd/2)
+        ang = np.arange(T)[:, None] * scale * base ** (-np.arange(0, hd, 2) / hd)[None, :]
+        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        a, b = v[..., :hd // 2], v[..., hd // 2:]
+        return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
+
+    i, j = np.arange(T)[:, None], np.arange(T)[None, :]
+    x = W["token_embd.weight"][ids] * math.sqrt(hp["n_embd"])
+    for l in range(hp["n_layer"]):
+        p = f"blk.{l}."
+        swa = hp["swa"][l]
+        base, scale = (hp["base_swa"], 1.0) if swa else (hp["base"], 1.0 / hp["factor"])
+        mask = np.where((j <= i) & (~swa | (i - j < hp["n_swa"])), 0.0, -np.inf)
+        h = rms(x, W[p + "attn_norm.weight"])
+        q = rope(rms((h @ W[p + "attn_q.weight"].T).reshape(T, n_head, hd), W[p + "attn_q_norm.weight"]), base, scale)
+        k = rope(rms((h @ W[p + "attn_k.weight"].T).reshape(T, n_kv, hd), W[p + "attn_k_norm.weight"]), base, scale)
+        v = (h @ W[p + "attn_v.weight"].T).reshape(T, n_kv, hd)
+        q = q / math.sqrt(hd)
+        heads = []
+        for hh in range(n_head):
+            g = hh // (n_head // n_kv)
+            s = q[:, hh] @ k[:, g].T + mask
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            heads.append((s / s.sum(axis=1, keepdims=True)) @ v[:, g])
+        x = x + rms(np.concatenate(heads, axis=1) @ W[p + "attn_output.weight"].T, W[p + "post_attention_norm.weight"])
+        h = rms(x, W[p + "ffn_norm.weight"])
+        gate = h @ W[p + "ffn_gate.weight"].T
+        act = 0.5 * gate * (1 + np.tanh(math.sqrt(2 / math.pi) * (gate + 0.044715 * gate ** 3)))
+        x = x + rms((act * (h @ W[p + "ffn_up.weight"].T)) @ W[p + "ffn_down.weight"].T, W[p + "post_ffw_norm.weight"])
+    return rms(x, W["output_norm.weight"]) @ W.get("output.weight", W["token_embd.weight"]).T
 
 
 def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
@@ -1248,6 +1654,8 @@ def main() -> None:
             summaries.append(make_gguf_copy(args.out, llama_tok, name, arch))
     if ONLY is None or "tiny-phi3-longrope-gguf" in ONLY:
         summaries.append(make_phi3_gguf_copy(args.out, llama_tok, "tiny-phi3-longrope"))
+    if ONLY is None or "tiny-gemma3-gguf" in ONLY:
+        summaries.append(make_gemma3_gguf(args.out, llama_tok))
     if args.smollm2:
         make_smollm2(args.out, args.smollm2.resolve())
 

@@ -43,6 +43,13 @@ the script also runs the same weights with every layer attending fully and check
 gradients change; "reference" records sliding_window, layer_types, loss_without_window and
 window_grad_max_abs_diff (max |dL/dW with the window - without| over all weights).
 
+tiny-gemma3 (Gemma3ForCausalLM; sliding layers 0, 1, 3 with window 5, full layer 2) is handled like the Llama
+family: its decoder layer normalises the o_proj output (post_attention_layernorm) and the down_proj output
+(post_feedforward_layernorm) before each residual add, but the hooks on the inputs of o_proj and down_proj still
+give A and N, N = gelu_tanh(gate_proj(x)) * up_proj(x) and pre_activation the gate_proj output. Its RoPE depends
+on the layer type, so its "without window" run keeps layer_types and widens the window to max_position_embeddings
+instead of making every layer full.
+
 With --smollm2 it also writes smollm2-gradients.json for the real SmolLM2-135M-Instruct GGUF (dequantised,
 Q/K rows un-permuted, by make_fixtures.py's hf_llama_from_gguf) on one question/answer sample: the loss and,
 per layer, the stats of dL/dA and dL/dN (no samples) and the plainact head scores (about 40 KB).
@@ -63,7 +70,7 @@ from transformers import AutoModelForCausalLM
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = REPO / "Tests" / "ShadowModelsTests" / "Fixtures"
 CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-opt", "tiny-opt-postln",
-               "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window"]
+               "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3"]
 PREDICT_FROM = 5
 SEED = 4321
 N_LARGEST = 4
@@ -105,6 +112,8 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
     config = json.loads((directory / "config.json").read_text())
     arch = config["model_type"]
     model = AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager")
+    if arch == "gemma3_text":
+        assert type(model).__name__ == "Gemma3ForCausalLM", type(model)
     storage = str(next(model.parameters()).dtype).replace("torch.", "")
     model = model.to(torch.float64).eval()
 
@@ -207,9 +216,14 @@ def window_check(directory: Path, model, ids: list[int], loss: torch.Tensor) -> 
     cfg = model.config
     layer_types = list(getattr(cfg, "layer_types", None) or ["sliding_attention"] * cfg.num_hidden_layers)
     full_cfg = type(cfg).from_pretrained(directory)
-    full_cfg.sliding_window = None
-    if hasattr(full_cfg, "layer_types"):
-        full_cfg.layer_types = ["full_attention"] * cfg.num_hidden_layers
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    if "full_attention" in rope:
+        # RoPE per layer type (Gemma 3): keep the types, make the window longer than any sequence.
+        full_cfg.sliding_window = cfg.max_position_embeddings
+    else:
+        full_cfg.sliding_window = None
+        if hasattr(full_cfg, "layer_types"):
+            full_cfg.layer_types = ["full_attention"] * cfg.num_hidden_layers
     full = type(model).from_pretrained(directory, config=full_cfg, attn_implementation="eager").to(torch.float64).eval()
     logits = full(torch.tensor([ids])).logits[0]
     full_loss = torch.nn.functional.cross_entropy(logits[PREDICT_FROM - 1:len(ids) - 1], torch.tensor(ids[PREDICT_FROM:]))

@@ -334,6 +334,33 @@ func swigluBackward(_ dgate: FloatBuffer,  // (T, F)
     }
 }
 
+/// GeGLU (Gemma): out = gelu(gate) ⊙ up with GELU's tanh approximation, gelu(z) = z·σ(2u),
+/// u = √(2/π)(z + 0.044715z³).
+func gegluForward(_ out: FloatBuffer,   // (T, F)
+                  _ gate: FloatInput,   // (T, F)
+                  _ up: FloatInput,     // (T, F)
+                  count: Int) {
+    Ops.geluTanhMul(out, gate, up, count: count)
+}
+
+/// dgate += dout ⊙ up ⊙ gelu'(z), gelu'(z) = s + z·s(1 − s)·2u'(z) with s = σ(2u);
+/// dup += dout ⊙ gelu(z).
+func gegluBackward(_ dgate: FloatBuffer,  // (T, F)
+                   _ dup: FloatBuffer,    // (T, F)
+                   _ dout: FloatInput,    // (T, F)
+                   _ gate: FloatInput,    // (T, F)
+                   _ up: FloatInput,      // (T, F)
+                   count: Int) {
+    let c = Ops.geluTanhScale, cubic = Ops.geluTanhCubic
+    for i in 0..<count {
+        let z = gate[i]
+        let s = 1 / (1 + expf(-c * (z + cubic * z * z * z)))
+        let slope = s + z * s * (1 - s) * c * (1 + 3 * cubic * z * z)
+        dgate[i] += dout[i] * up[i] * slope
+        dup[i] += dout[i] * z * s
+    }
+}
+
 /// out = max(x, 0).
 func reluForward(_ out: FloatBuffer,  // (count)
                  _ x: FloatInput,     // (count)

@@ -9,6 +9,8 @@ import ShadowKernels
 //   out = mid + N W_down,   N = silu(Z) ⊙ (rms₂(mid) W_upᵀ),  Z = rms₂(mid) W_gateᵀ
 //
 // Qwen3 puts a per-head RMSNorm between each projection and RoPE: RoPE(rms_q(rms₁(x) W_qᵀ)).
+// Gemma 3 also normalises both outputs before the adds (mid = x + rms_a(A W_O), out = mid +
+// rms_m(N W_down)), and gates with GELU's tanh approximation instead of SiLU.
 //
 // W_O and W_down are stored transposed, (H·d_h, d) and (F, d), and their gradients come out the
 // same way.
@@ -31,8 +33,11 @@ private final class LlamaSaved {
     /// Qwen3: q and k before their per-head norms, and the norms' 1/rms per (token, head).
     let qIn: Matrix?, kIn: Matrix?      // (T, H·d_h), (T, G·d_h)
     let qRstd: Matrix?, kRstd: Matrix?  // (T·H), (T·G)
+    /// Gemma 3: A W_O and N W_down before their norms, and the norms' 1/rms per token.
+    let attentionOut: Matrix?, mlpOut: Matrix?        // (T, d)
+    let attentionOutRstd: Matrix?, mlpOutRstd: Matrix?  // (T)
 
-    init(tokens T: Int, shape s: TransformerShape, normedMLPInput: Matrix?, headNorms: Bool) {
+    init(tokens T: Int, shape s: TransformerShape, normedMLPInput: Matrix?, headNorms: Bool, outputNorms: Bool) {
         input = Matrix(rows: T, cols: s.hiddenSize)
         rstd1 = Matrix(rows: T, cols: 1)
         q = Matrix(rows: T, cols: s.attentionWidth)
@@ -50,6 +55,10 @@ private final class LlamaSaved {
         kIn = headNorms ? Matrix(rows: T, cols: s.kvWidth) : nil
         qRstd = headNorms ? Matrix(rows: T * s.heads, cols: 1) : nil
         kRstd = headNorms ? Matrix(rows: T * s.kvHeads, cols: 1) : nil
+        attentionOut = outputNorms ? Matrix(rows: T, cols: s.hiddenSize) : nil
+        mlpOut = outputNorms ? Matrix(rows: T, cols: s.hiddenSize) : nil
+        attentionOutRstd = outputNorms ? Matrix(rows: T, cols: 1) : nil
+        mlpOutRstd = outputNorms ? Matrix(rows: T, cols: 1) : nil
     }
 }
 
@@ -61,21 +70,34 @@ extension LlamaModel: DifferentiableLanguageModel {
         let T = tokens.count, d = s.hiddenSize, F = s.ffnSize
         let H = s.heads, G = s.kvHeads, dh = s.headDim, aw = s.attentionWidth, kw = s.kvWidth
         let eps = config.rmsNormEps
-        let scale = 1 / Float(dh).squareRoot()
+        let scale = config.attentionScale
         let backward = !options.activationsOnly
         let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
         let offsets = options.weightOffsets
         let weights = WeightViews()
         let rotary = RotaryTable(positions: 0..<T, inverseFrequencies: inverseFrequencies, magnitude: config.rope.magnitude)
+        let localRotary = localInverseFrequencies.map {
+            RotaryTable(positions: 0..<T, inverseFrequencies: $0, magnitude: config.localRope?.magnitude ?? 1)
+        }
+        func rotaryTable(layer l: Int) -> RotaryTable { config.localRopeLayers?[l] == true ? localRotary ?? rotary : rotary }
+        // Adds a block's output to x, through Gemma 3's norm when it has one.
+        func addOutput(_ out: Matrix?, _ rstd: Matrix?, norm: [Float]?) {
+            guard let out, let rstd, let norm else { return }
+            let normed = Matrix(rows: T, cols: d)
+            rmsNormForward(normed.pointer, rstd.pointer, out.pointer, norm, rows: T, n: d, eps: eps)
+            Ops.add(x.pointer, normed.pointer, count: T * d)
+        }
 
         // Forward.
         let x = Matrix(rows: T, cols: d)            // (T, d) residual stream
         for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x.row(t)) }
+        if let factor = config.embeddingScale { Ops.scale(x.pointer, by: factor, count: T * d) }
         let xn = Matrix(rows: T, cols: d)           // (T, d) rms₁(x), input of q/k/v
         let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
         var saved: [LlamaSaved?] = []
         for (l, block) in blocks.enumerated() {
-            let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2, headNorms: block.queryNorm != nil)
+            let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2, headNorms: block.queryNorm != nil,
+                                outputNorms: block.postAttentionNorm != nil)
             st.input.pointer.update(from: x.pointer, count: T * d)
             rmsNormForward(xn.pointer, st.rstd1.pointer, x.pointer, block.attentionNorm, rows: T, n: d, eps: eps)
             withOptional(block.q.bias) {
@@ -94,17 +116,18 @@ extension LlamaModel: DifferentiableLanguageModel {
                 rmsNormForward(st.k.pointer, st.kRstd!.pointer, kIn.pointer, kNorm, rows: T * G, n: dh, eps: eps)
             }
             if config.ropeLayers?[l] ?? true {
-                ropeForward(st.q.pointer, st.q.pointer, rotary, rows: T, heads: H, headDim: dh)
-                ropeForward(st.k.pointer, st.k.pointer, rotary, rows: T, heads: G, headDim: dh)
+                ropeForward(st.q.pointer, st.q.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
+                ropeForward(st.k.pointer, st.k.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
             }
             attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
                              rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, window: config.window(layer: l))
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
             withOptional(block.output.bias) {
-                linearForward(x.pointer, st.a.pointer,
+                linearForward(st.attentionOut?.pointer ?? x.pointer, st.a.pointer,
                               weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
-                              rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
+                              rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: st.attentionOut == nil)
             }
+            addOutput(st.attentionOut, st.attentionOutRstd, norm: block.postAttentionNorm)
             st.mid.pointer.update(from: x.pointer, count: T * d)
             rmsNormForward(st.xn2.pointer, st.rstd2.pointer, x.pointer, block.mlpNorm, rows: T, n: d, eps: eps)
             withOptional(block.gate.bias) {
@@ -113,13 +136,17 @@ extension LlamaModel: DifferentiableLanguageModel {
             withOptional(block.up.bias) {
                 linearForward(st.u.pointer, st.xn2.pointer, weights(block.up.weight, "up"), $0, rows: T, inputs: d, outputs: F)
             }
-            swigluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            switch config.activation {
+            case .silu: swigluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            case .geluTanh: gegluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            }
             GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
             withOptional(block.down.bias) {
-                linearForward(x.pointer, st.n.pointer,
+                linearForward(st.mlpOut?.pointer ?? x.pointer, st.n.pointer,
                               weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), $0,
-                              rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
+                              rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: st.mlpOut == nil)
             }
+            addOutput(st.mlpOut, st.mlpOutRstd, norm: block.postMLPNorm)
             saved.append(st)
         }
 
@@ -151,14 +178,18 @@ extension LlamaModel: DifferentiableLanguageModel {
             let block = blocks[l], st = saved[l]!
             saved[l] = nil
 
-            // MLP: out = mid + N W_down.
+            // MLP: out = mid + N W_down (Gemma 3: mid + rms_m(N W_down)).
+            let dMLPOut = outputGradient(dx, st.mlpOut, st.mlpOutRstd, norm: block.postMLPNorm)
             dn.zero()
-            let downGrad = projectionBackward(dn.pointer, dx.pointer, input: st.n.pointer,
+            let downGrad = projectionBackward(dn.pointer, dMLPOut.pointer, input: st.n.pointer,
                                               weight: weights(block.down.weightT, "down", offset: offsets?.downProjection[l]),
                                               rows: T, inputs: F, outputs: d, layout: .transposed,
                                               weightGradient: wanted.contains(.down))
             dz.zero(); du.zero()
-            swigluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            switch config.activation {
+            case .silu: swigluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            case .geluTanh: gegluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
+            }
             dxn.zero()
             let gateGrad = projectionBackward(dxn.pointer, dz.pointer, input: st.xn2.pointer, weight: weights(block.gate.weight, "gate"),
                                               rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.first))
@@ -166,9 +197,10 @@ extension LlamaModel: DifferentiableLanguageModel {
                                             rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.up))
             rmsNormBackward(dx.pointer, nil, dxn.pointer, st.mid.pointer, block.mlpNorm, st.rstd2.pointer, rows: T, n: d)
 
-            // Attention: mid = x + A W_O.
+            // Attention: mid = x + A W_O (Gemma 3: x + rms_a(A W_O)).
+            let dAttentionOut = outputGradient(dx, st.attentionOut, st.attentionOutRstd, norm: block.postAttentionNorm)
             let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
-            let outputGrad = projectionBackward(ga.pointer, dx.pointer, input: st.a.pointer,
+            let outputGrad = projectionBackward(ga.pointer, dAttentionOut.pointer, input: st.a.pointer,
                                                 weight: weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
                                                 rows: T, inputs: aw, outputs: d, layout: .transposed,
                                                 weightGradient: wanted.contains(.output))
@@ -184,8 +216,8 @@ extension LlamaModel: DifferentiableLanguageModel {
                               st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
             dqIn.zero(); dkIn.zero()
             if config.ropeLayers?[l] ?? true {
-                ropeBackward(dqIn.pointer, dq.pointer, rotary, rows: T, heads: H, headDim: dh)
-                ropeBackward(dkIn.pointer, dk.pointer, rotary, rows: T, heads: G, headDim: dh)
+                ropeBackward(dqIn.pointer, dq.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
+                ropeBackward(dkIn.pointer, dk.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
             } else {
                 dqIn.pointer.update(from: dq.pointer, count: T * aw)
                 dkIn.pointer.update(from: dk.pointer, count: T * kw)
@@ -214,6 +246,15 @@ extension LlamaModel: DifferentiableLanguageModel {
                                  firstProjection: block.gate.weight.floatArray(if: projections.contains(.first)),
                                  upProjection: block.up.weight.floatArray(if: projections.contains(.up)))
     }
+}
+
+/// The gradient of a block output that is added to the residual stream: dx itself, or (Gemma 3)
+/// dx through the output's RMSNorm, given the output before it and its 1/rms.
+private func outputGradient(_ dx: Matrix, _ out: Matrix?, _ rstd: Matrix?, norm: [Float]?) -> Matrix {
+    guard let out, let rstd, let norm else { return dx }
+    let dout = Matrix(rows: out.rows, cols: out.cols)
+    rmsNormBackward(dout.pointer, nil, dx.pointer, out.pointer, norm, rstd.pointer, rows: out.rows, n: out.cols)
+    return dout
 }
 
 /// Runs `body` with a pointer to `values`, or nil.

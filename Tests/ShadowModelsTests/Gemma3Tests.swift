@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+@testable import ShadowFormats
+@testable import ShadowModels
+import ShadowTestSupport
+
+// The logits, NLL and gradients of tiny-gemma3 are checked with the other fixtures
+// (ReferenceTests, ReferenceGradientTests, SparseExecutionTests, …); these pin how its config is read.
+@Suite("Gemma 3: config keys, defaults and refusals")
+struct Gemma3Tests {
+    /// Shaped like gemma-3-270m's config.json on the hub (the transformers 4.x layout).
+    static var hubConfig: [String: Any] { [
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+        "attention_bias": false, "attn_logit_softcapping": NSNull(), "final_logit_softcapping": NSNull(),
+        "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0, "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 640, "intermediate_size": 2048,
+        "layer_types": (0..<18).map { ($0 + 1) % 6 == 0 ? "full_attention" : "sliding_attention" },
+        "max_position_embeddings": 32768, "num_attention_heads": 4, "num_hidden_layers": 18,
+        "num_key_value_heads": 1, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-6,
+        "rope_local_base_freq": 10000.0, "rope_scaling": NSNull(), "rope_theta": 1000000.0,
+        "sliding_window": 512, "_sliding_window_pattern": 6, "torch_dtype": "bfloat16",
+        "use_bidirectional_attention": false, "vocab_size": 262144,
+    ] }
+
+    static func decode(_ json: [String: Any]) throws -> LlamaConfig {
+        let config = try ConfigDecoding.decode(LlamaConfig.self, from: try JSONSerialization.data(withJSONObject: json), path: "config.json")
+        try config.validate(path: "config.json")
+        return config
+    }
+
+    static func decodingError(_ json: [String: Any]) -> String {
+        do {
+            _ = try decode(json)
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test("a hub config reads as Gemma 3: GeGLU, √d embedding scale, query_pre_attn_scalar, sliding layers with their own RoPE base")
+    func hubConfig() throws {
+        let config = try Self.decode(Self.hubConfig)
+        #expect(config.activation == .geluTanh && config.queryKeyNorm && config.tieWordEmbeddings)
+        #expect(config.embeddingScale == Float(Double(640).squareRoot()))
+        #expect(config.attentionScale == Float(1) / 16)
+        #expect(config.slidingWindow == 512 && config.window(layer: 0) == 512 && config.window(layer: 5) == nil)
+        #expect(config.localRopeLayers == (0..<18).map { ($0 + 1) % 6 != 0 })
+        #expect(config.rope == RopeConfig(theta: 1_000_000) && config.localRope == RopeConfig(theta: 10_000))
+        #expect(config.normWeightOffset == 1 && config.headDim == 256 && config.rmsNormEps == 1e-6)
+        #expect(config.bosTokenID == 2 && config.eosTokenIDs == [1] && !config.attentionBias && !config.mlpBias)
+    }
+
+    @Test("without layer_types every sixth layer attends fully (sliding_window_pattern), and missing keys take Gemma3TextConfig's defaults")
+    func defaults() throws {
+        var json = Self.hubConfig
+        for key in ["layer_types", "rope_theta", "rope_local_base_freq", "query_pre_attn_scalar", "head_dim",
+                    "tie_word_embeddings", "hidden_activation", "max_position_embeddings", "sliding_window",
+                    "bos_token_id", "eos_token_id", "rms_norm_eps"] {
+            json[key] = nil
+        }
+        let config = try Self.decode(json)
+        #expect(config.localRopeLayers == (0..<18).map { ($0 + 1) % 6 != 0 })
+        #expect(config.slidingWindow == 4096 && config.maxContext == 131_072 && config.headDim == 256)
+        #expect(config.rope.theta == 1_000_000 && config.localRope?.theta == 10_000 && config.attentionScale == Float(1) / 16)
+        #expect(config.tieWordEmbeddings && config.activation == .geluTanh && config.bosTokenID == 2 && config.eosTokenIDs == [1])
+        json["sliding_window_pattern"] = 3
+        #expect(try Self.decode(json).localRopeLayers == (0..<18).map { ($0 + 1) % 3 != 0 })
+    }
+
+    @Test("rope_scaling applies to the full layers only; transformers 5's rope_parameters per layer type read the same")
+    func ropeByLayerType() throws {
+        var old = Self.hubConfig
+        old["rope_scaling"] = ["rope_type": "linear", "factor": 8.0]
+        let oldConfig = try Self.decode(old)
+        #expect(oldConfig.rope == RopeConfig(theta: 1_000_000, scaling: .linear(factor: 8)))
+        #expect(oldConfig.localRope == RopeConfig(theta: 10_000))
+        var new = Self.hubConfig
+        for key in ["rope_scaling", "rope_theta", "rope_local_base_freq"] { new[key] = nil }
+        new["rope_parameters"] = [
+            "full_attention": ["rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0],
+            "sliding_attention": ["rope_type": "default", "rope_theta": 10000.0],
+        ]
+        #expect(try Self.decode(new) == oldConfig)
+    }
+
+    /// Values as JSON text (test arguments must be Sendable).
+    @Test("soft-capping, exact GELU, bidirectional attention, odd layer types and bad scales are refused naming the key", arguments: [
+        ("attn_logit_softcapping", "50.0", "soft-capping"),
+        ("final_logit_softcapping", "30.0", "soft-capping"),
+        ("hidden_activation", "\"gelu\"", "gelu_pytorch_tanh"),
+        ("use_bidirectional_attention", "true", "bidirectional"),
+        ("layer_types", "[\"sliding_attention\"]", "1 entries for 18 layers"),
+        ("layer_types", "[" + Array(repeating: "\"chunked_attention\"", count: 18).joined(separator: ",") + "]", "unknown layer type"),
+        ("query_pre_attn_scalar", "0", "positive"),
+        ("rope_local_base_freq", "-1.0", "positive"),
+    ])
+    func refusals(key: String, value: String, reason: String) throws {
+        var json = Self.hubConfig
+        json[key] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+        let message = Self.decodingError(json)
+        #expect(message.contains(key) && message.contains(reason), "\(message)")
+    }
+}
