@@ -43,8 +43,9 @@ enum ChatCommand {
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
             conversation; white space around a line is dropped. Every reply sees the whole conversation in the \
             model's turn template — ChatML (<|im_start|>role …<|im_end|>: SmolLM2, Qwen2), Llama 3 \
-            (<|start_header_id|>role<|end_header_id|> …<|eot_id|>, messages trimmed) or Phi-3 (<|user|> … <|end|>: \
-            Phi-3, Phi-3.5, Phi-4-mini), as its chat template names — opened by --system or else by the system \
+            (<|start_header_id|>role<|end_header_id|> …<|eot_id|>, messages trimmed), Phi-3 (<|user|> … <|end|>: \
+            Phi-3, Phi-3.5, Phi-4-mini) or Gemma (<start_of_turn>role …<end_of_turn>, messages trimmed, a system \
+            message in front of the first user message), as its chat template names — opened by --system or else by the system \
             message the model's own chat template adds by default (SmolLM2's "You are a helpful AI assistant named \
             SmolLM, …"; Llama 3.1's "Cutting Knowledge Date: …" preamble with today's date where the template asks \
             for it; SmolLM3's "## Metadata" turn with today's date and its reasoning mode), as transformers renders the template; --no-system for no system turn. The dense model and the \
@@ -96,10 +97,9 @@ enum ChatCommand {
         }
         let reserve = min(maxTokens, limit / 4)
 
-        // The conversation as token ids, one entry per turn (`ChatTemplate.turn`): each reply as it
-        // was generated, so that a reply spelling a marker stays text, and a re-prefilled turn
-        // feeds what the cache would hold.
-        var turns: [[Int]] = []
+        // The conversation, one entry per turn: each reply as the ids it was generated as, so that
+        // a reply spelling a marker stays text, and a re-prefilled turn feeds what the cache would hold.
+        var turns: [ChatTurn] = []
         var count = 0
         // The cache lives across turns when every turn computes keys and values alike: the dense
         // model, or one fixed mask (random, static). `cached` lists the tokens it holds.
@@ -175,7 +175,7 @@ enum ChatCommand {
                 console.printError("chat: the reply stopped after \(replyLimit) tokens at the end of a context of \(limit) (--max-tokens \(maxTokens))")
             }
             let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
-            turns.append(template.turn(user: message, reply: result.tokens))
+            turns.append(ChatTurn(user: message, reply: result.tokens))
             if json {
                 console.print(try JSONOutput.string(TurnReport(
                     turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,

@@ -2,8 +2,8 @@ import Foundation
 import ShadowFormats
 import ShadowTokenizers
 
-/// The turn template of an instruct model, built as token ids: ChatML (SmolLM2, Qwen2), Llama 3
-/// or Phi-3 (Phi-3, Phi-3.5, Phi-4-mini).
+/// The turn template of an instruct model, built as token ids: ChatML (SmolLM2, Qwen2), Llama 3,
+/// Phi-3 (Phi-3, Phi-3.5, Phi-4-mini) or Gemma (Gemma 2 and 3).
 /// The markers are placed as their ids and the text between them (role, separators, message) is
 /// encoded with special tokens not recognised, so a message that spells "<|im_end|>" or
 /// "<|eot_id|>" reaches the model as those characters and cannot end or forge a turn. For text
@@ -21,6 +21,11 @@ struct ChatTemplate: Sendable {
         /// `\ncontent<|end|>\n` (Phi-3, Phi-3.5) or `content<|end|>` (Phi-4-mini), the reply
         /// after `<|assistant|>\n` or `<|assistant|>`.
         case phi3 = "Phi-3"
+        /// BOS, then `<start_of_turn>role\ncontent<end_of_turn>\n` with the content trimmed and
+        /// the assistant's role written "model", the reply after `<start_of_turn>model\n`. A
+        /// system message opens the first user message, followed by a blank line (Gemma 3; Gemma
+        /// 2's template refuses one).
+        case gemma = "Gemma"
 
         /// The token that opens a turn (Phi-3: a user turn), the one that ends it, and Llama 3's
         /// header end or Phi-3's assistant token. (Phi-3's system turns open with `<|system|>`.)
@@ -29,6 +34,7 @@ struct ChatTemplate: Sendable {
             case .chatML: ["<|im_start|>", "<|im_end|>"]
             case .llama3: ["<|start_header_id|>", "<|eot_id|>", "<|end_header_id|>"]
             case .phi3: ["<|user|>", "<|end|>", "<|assistant|>"]
+            case .gemma: ["<start_of_turn>", "<end_of_turn>"]
             }
         }
 
@@ -46,6 +52,7 @@ struct ChatTemplate: Sendable {
             case .chatML: ("<|im_start|>system\n", "<|im_end|>")
             case .llama3: ("<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>")
             case .phi3: ("<|system|>\n", "<|end|>")
+            case .gemma: ("<start_of_turn>system\n", "<end_of_turn>")   // none: Gemma has no system turn
             }
         }
     }
@@ -63,7 +70,7 @@ struct ChatTemplate: Sendable {
     /// template), "" (Phi-4-mini).
     let separator: String
     /// Phi-3: whether the template writes a system turn at all (Phi-3-mini-4k's first one drops
-    /// system messages), and whether it leaves an empty one out (Phi-3.5's
+    /// system messages; Gemma 2's refuses them), and whether it leaves an empty one out (Phi-3.5's
     /// `message['role'] == 'system' and message['content']`).
     let writesSystemTurn: Bool, dropsEmptySystem: Bool
     /// Llama 3 and Phi-3: whether the prompt opens with BOS, as the template writes `bos_token`
@@ -127,7 +134,11 @@ struct ChatTemplate: Sendable {
         if ordinary == nil, systemToken != nil, tokenizer.encode("<|system|>", splitSpecialTokens: true) == system { ordinary = "<|system|>" }
         separator = family == .phi3 && source.map({ !Self.newline(after: "<|end|>", in: $0) }) == true ? "" : "\n"
         // Phi-4-mini spells every role token as '<|' + message['role'] + '|>'.
-        writesSystemTurn = family != .phi3 || source.map { $0.contains("<|system|>") || Self.spellsRoleTokens($0) } ?? true
+        switch family {
+        case .phi3: writesSystemTurn = source.map { $0.contains("<|system|>") || Self.spellsRoleTokens($0) } ?? true
+        case .gemma: writesSystemTurn = source.map { !$0.contains("System role not supported") } ?? true
+        default: writesSystemTurn = true
+        }
         dropsEmptySystem = family == .phi3 && source.map { source in
             ["message['role'] == 'system' and message['content']", "message[\"role\"] == \"system\" and message[\"content\"]",
              "message.role == 'system' and message.content", "message.role == \"system\" and message.content"].contains { source.contains($0) }
@@ -153,7 +164,7 @@ struct ChatTemplate: Sendable {
     /// markers the tokenizer holds. A template that names neither is refused: its turns are
     /// built some other way.
     static func family(of tokenizer: any Tokenizer, option: String) throws -> Family {
-        let families: [Family] = [.chatML, .llama3, .phi3]
+        let families: [Family] = [.chatML, .llama3, .phi3, .gemma]
         func held(_ family: Family) -> Bool { family.markers.allSatisfy { tokenizer.encode($0).count == 1 } }
         let described = families.map { "\($0.rawValue) (\($0.markers.joined(separator: ", ")))" }
         let names = described.joined(separator: " or ")
@@ -367,14 +378,15 @@ struct ChatTemplate: Sendable {
         }
     }
 
-    /// The system message: --system (as the template writes a message: Llama 3 trims it), else
+    /// The system message: --system (as the template writes a message: Llama 3 trims it; Gemma
+    /// writes it as it is), else
     /// none with --no-system, else the template's default (a literal, written as it is).
     func system(_ arguments: ParsedArguments) throws -> String? {
         if arguments.flag("no-system") {
             if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
             return nil
         }
-        var system = arguments.string("system").map(content) ?? defaultSystem
+        var system = arguments.string("system").map { family == .gemma ? $0 : content($0) } ?? defaultSystem
         if dropsEmptySystem && system == "" { system = nil }   // as the template leaves it out
         if system != nil, !writesSystemTurn {
             throw ShadowError.invalidArgument(name: "--system", reason: "the model's chat template writes no system turn")
@@ -400,10 +412,10 @@ struct ChatTemplate: Sendable {
         return tokenizer.encode(opening("system", then: systemContent(system)!))
     }
 
-    /// A message as the template writes it: trimmed of white space at both ends by Llama 3 (Jinja's
-    /// `trim`, Python's `str.strip()`), as it is by ChatML.
+    /// A message as the template writes it: trimmed of white space at both ends by Llama 3 and
+    /// Gemma (Jinja's `trim`, Python's `str.strip()`), as it is by ChatML.
     func content(_ message: String) -> String {
-        family == .llama3 ? Self.pythonStrip(message) : message
+        family == .llama3 || family == .gemma ? Self.pythonStrip(message) : message
     }
 
     /// Python's `str.strip()`, or with `leading` false `str.rstrip()`.
@@ -438,16 +450,17 @@ struct ChatTemplate: Sendable {
         case .phi3:
             let token = role == "assistant" ? headerEnd! : role == "system" ? systemToken! : start
             return [.token(token)] + Self.nonEmpty(separator + text)
+        case .gemma: return [.token(start), .text("\(role == "assistant" ? "model" : role)\n\(text)")]
         }
     }
 
     /// A text part, none for "".
     private static func nonEmpty(_ text: String) -> [PromptPart] { text.isEmpty ? [] : [.text(text)] }
 
-    /// The end of a turn: `<|im_end|>\n`, `<|eot_id|>`, `<|end|>` and the separator.
+    /// The end of a turn: `<|im_end|>\n`, `<|eot_id|>`, `<|end|>` and the separator, `<end_of_turn>\n`.
     private var closingParts: [PromptPart] {
         switch family {
-        case .chatML: [.token(end), .text("\n")]
+        case .chatML, .gemma: [.token(end), .text("\n")]
         case .llama3: [.token(end)]
         case .phi3: [.token(end)] + Self.nonEmpty(separator)
         }
@@ -471,9 +484,10 @@ struct ChatTemplate: Sendable {
 
     /// One exchange of a conversation: the user's message, the reply as generated, the close —
     /// or, as Qwen3's template writes an earlier reply, its text after its last `</think>`, and
-    /// without the empty think block `--no-think` put before it.
-    func turn(user: String, reply: [Int]) -> [Int] {
-        let asked = message("user", content(user))
+    /// without the empty think block `--no-think` put before it. `opening`: Gemma's system
+    /// message, in front of the first user message.
+    func turn(user: String, reply: [Int], opening userOpening: String = "") -> [Int] {
+        let asked = message("user", userOpening + content(user))
         if dropsReasoning {
             let text = tokenizer.decode(reply, skipSpecialTokens: false)
             if let close = text.range(of: "</think>", options: .backwards) {
@@ -486,16 +500,29 @@ struct ChatTemplate: Sendable {
         return asked + tokenizer.encode(opening("assistant", then: opened)) + closing(reply: reply)
     }
 
-    /// The model's input: the system turn, the earlier turns (from `turn`) and the new user
-    /// message, ending where the assistant's reply starts. ChatML gets BOS in front if the model
-    /// adds one; Llama 3's and Phi-3's templates write BOS themselves.
-    func prompt(system: String?, turns: [[Int]] = [], user: String) -> [Int] {
-        let body = (system.map(systemTurn) ?? []) + turns.joined() + message("user", content(user)) + replyStart
+    /// The model's input: the system turn, the earlier turns and the new user message, ending
+    /// where the assistant's reply starts. ChatML gets BOS in front if the model adds one; the
+    /// other templates write BOS themselves. Gemma's system message opens the first user message
+    /// (an earlier turn's, or this one's), a blank line after it.
+    func prompt(system: String?, turns: [ChatTurn] = [], user: String) -> [Int] {
+        let userOpening = family == .gemma ? system.map { $0 + "\n\n" } : nil
+        var body = family == .gemma ? [] : system.map(systemTurn) ?? []
+        for (index, earlier) in turns.enumerated() {
+            body += turn(user: earlier.user, reply: earlier.reply, opening: index == 0 ? userOpening ?? "" : "")
+        }
+        body += message("user", (turns.isEmpty ? userOpening ?? "" : "") + content(user)) + replyStart
         switch family {
         case .chatML: return tokenizer.addingSpecialTokens(body)
-        case .llama3, .phi3: return (writesBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []) + body
+        case .llama3, .phi3, .gemma: return (writesBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []) + body
         }
     }
+}
+
+/// An earlier exchange of a conversation: the user's message as typed and the reply's ids as
+/// they were generated (its stop token left out).
+struct ChatTurn: Sendable {
+    let user: String
+    let reply: [Int]
 }
 
 /// SmolLM3's system turn, read from its template's literals: "## Metadata\n\n", the knowledge

@@ -35,7 +35,7 @@ enum GenerateCommand {
             .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
-            .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …), Llama 3 (<|start_header_id|>user …) or Phi-3 (<|user|> …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
+            .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …), Llama 3 (<|start_header_id|>user …), Phi-3 (<|user|> …) or Gemma (<start_of_turn>user …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
         ] + ChatTemplate.systemOptions(helpPrefix: "With --chat: ") + [ChatTemplate.thinkingOption(helpPrefix: "With --chat: ")] + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),

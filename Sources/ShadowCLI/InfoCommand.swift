@@ -25,7 +25,7 @@ enum InfoCommand {
         let bosTokenID: Int?
         let eosTokenID: Int?
         let addsBOS: Bool?
-        /// The turn template `chat` and `generate --chat` would build ("ChatML", "Llama 3", "Phi-3"), nil
+        /// The turn template `chat` and `generate --chat` would build ("ChatML", "Llama 3", "Phi-3", "Gemma"), nil
         /// when they would refuse the tokenizer.
         let chatTemplate: String?
         /// The system turn's text they open with when no --system is given (nil: none).

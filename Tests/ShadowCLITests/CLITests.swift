@@ -411,14 +411,14 @@ struct CLITests {
         #expect(tokenizer.decode(prompt, skipSpecialTokens: false) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nSure<|im_end|>\n<|im_start|>assistant\n")
     }
 
-    @Test("--chat needs a tokenizer with the ChatML, Llama 3 or Phi-3 tokens")
+    @Test("--chat needs a tokenizer with the ChatML, Llama 3, Phi-3 or Gemma tokens")
     func chatTemplate() {
         let chat = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hi", "-n", "2", "--chat"])
         #expect(chat.status == 0, "\(chat.err)")
         let plain = CLIRun(["generate", "--model", fixture("tiny-opt"), "--prompt", "Hi", "-n", "2", "--chat"])
         #expect(plain.status != 0 && plain.out.isEmpty, "\(plain.out)")
         #expect(plain.err == "error: --chat: the tokenizer has the tokens of no chat template this command builds: ChatML (<|im_start|>, <|im_end|>) "
-                + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) or Phi-3 (<|user|>, <|end|>, <|assistant|>) (not an instruct model?)\n", "\(plain.err)")
+                + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) or Phi-3 (<|user|>, <|end|>, <|assistant|>) or Gemma (<start_of_turn>, <end_of_turn>) (not an instruct model?)\n", "\(plain.err)")
     }
 
     @Test("a directory given where a file belongs is called a directory, not a missing file")

@@ -35,7 +35,7 @@ struct ChatTests {
             for (index, message) in Self.messages.enumerated() {
                 let previous = Self.messages[(index + 1) % Self.messages.count], reply = replies[index % replies.count]
                 for system in [nil, "Be brief.", message] {
-                    let ids = template.prompt(system: system, turns: [template.turn(user: previous, reply: tokenizer.encode(reply))], user: message)
+                    let ids = template.prompt(system: system, turns: [ChatTurn(user: previous, reply: tokenizer.encode(reply))], user: message)
                     let text = Self.chatMLText(system: system, turns: [(previous, reply)], user: message)
                     #expect(ids == tokenizer.encodeWithSpecialTokens(text), "\(text.debugDescription)")
                 }
@@ -82,7 +82,7 @@ struct ChatTests {
         let run = CLIRun(["chat", "--model", fixture("tiny-opt")], input: ["hello"])
         #expect(run.status == 1 && run.out.isEmpty, "\(run.out)")
         #expect(run.err == "error: chat: the tokenizer has the tokens of no chat template this command builds: ChatML (<|im_start|>, <|im_end|>) "
-                + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) or Phi-3 (<|user|>, <|end|>, <|assistant|>) (not an instruct model?)\n", "\(run.err)")
+                + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) or Phi-3 (<|user|>, <|end|>, <|assistant|>) or Gemma (<start_of_turn>, <end_of_turn>) (not an instruct model?)\n", "\(run.err)")
     }
 
     @Test("input lines are read whole, a last one without its newline too, and a line past the limit is an error")
@@ -260,7 +260,7 @@ struct ChatTests {
         try #require(kept.tokens == whole.tokens && !kept.tokens.isEmpty)
 
         // Turn 2 holds turn 1's reply as generated; its prompt begins with all the cache holds.
-        let second = template.prompt(system: "Be brief.", turns: [template.turn(user: "hi", reply: kept.tokens)], user: "and then?")
+        let second = template.prompt(system: "Be brief.", turns: [ChatTurn(user: "hi", reply: kept.tokens)], user: "and then?")
         #expect(second.starts(with: first + kept.tokens + [template.end]))
         #expect(second.starts(with: cached) && cached.count >= first.count + kept.tokens.count - 1, "\(cached.count)")
         let keptAgain = try Generator.generate(model: model, prompt: second, continuing: cache, cached: &cached, maxTokens: 6, stopTokens: [template.end])

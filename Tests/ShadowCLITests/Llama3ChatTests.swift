@@ -66,7 +66,7 @@ struct Llama3ChatTests {
             let previous = ChatTests.messages[(index + 1) % ChatTests.messages.count], reply = replies[index % replies.count]
             for system in [nil, "Be brief.", message] {
                 // The system message as `system(_:)` gives it from --system: trimmed.
-                let ids = template.prompt(system: system.map(template.content), turns: [template.turn(user: previous, reply: tokenizer.encode(reply))], user: message)
+                let ids = template.prompt(system: system.map(template.content), turns: [ChatTurn(user: previous, reply: tokenizer.encode(reply))], user: message)
                 let text = Self.text(system: system, turns: [(previous, reply)], user: message)
                 #expect(ids == tokenizer.encode(text), "\(text.debugDescription)")
             }
@@ -114,7 +114,7 @@ struct Llama3ChatTests {
             #expect(template.prompt(system: system.map(template.content) ?? template.defaultSystem, user: user) == tokenizer.encode(text), "\(text.debugDescription)")
         }
         // A conversation: the earlier reply between its header and <|eot_id|>.
-        let turn = template.turn(user: "Hi", reply: tokenizer.encode("Hello!"))
+        let turn = ChatTurn(user: "Hi", reply: tokenizer.encode("Hello!"))
         #expect(template.prompt(system: "", turns: [turn], user: "More") == tokenizer.encode(
             header + "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
                 + "<|start_header_id|>user<|end_header_id|>\n\nMore<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"))

@@ -66,7 +66,7 @@ struct Phi3ChatTests {
             let previous = ChatTests.messages[(index + 1) % ChatTests.messages.count], reply = replies[index % replies.count]
             // (Phi-3.5 leaves an empty system message out; Phi-3-mini-4k's first template has no system turn.)
             for system in name == "phi3-mini-4k" ? [nil] : [nil, "Be brief.", message].filter({ $0 != "" }) {
-                let ids = template.prompt(system: system, turns: [template.turn(user: previous, reply: tokenizer.encode(reply))], user: message)
+                let ids = template.prompt(system: system, turns: [ChatTurn(user: previous, reply: tokenizer.encode(reply))], user: message)
                 let text = Self.text(separator: separator, system: system, turns: [(previous, reply)], user: message)
                 #expect(ids == tokenizer.encode(text), "\(text.debugDescription)")
             }

@@ -45,7 +45,7 @@ struct SmolLM3ChatTests {
             try template.chooseThinking(noThink: rendering.enable_thinking == false, system: system)
             let exchanged = rendering.messages.filter { $0["role"] != "system" }
             let turns = stride(from: 0, to: exchanged.count - 1, by: 2).map {
-                template.turn(user: exchanged[$0]["content"]!, reply: tokenizer.encode(exchanged[$0 + 1]["content"]!))
+                ChatTurn(user: exchanged[$0]["content"]!, reply: tokenizer.encode(exchanged[$0 + 1]["content"]!))
             }
             let ids = template.prompt(system: system ?? template.defaultSystem, turns: turns, user: exchanged.last!["content"]!)
             let text = rendering.text.replacingOccurrences(of: "{DATE}", with: ChatTemplate.strftime("%d %B %Y", now))
