@@ -29,20 +29,7 @@ struct GemmaChatTests {
     static func model(chatTemplate: String?, name: String) throws -> String {
         let directory = TestScratch.path("gemma-chat-\(name)")
         try FileManager.default.copyItem(atPath: fixture("tiny-gemma3"), toPath: directory)
-        let path = directory + "/tokenizer.json"
-        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-        let renamed = ["<mask>": "<start_of_turn>", "<pad>": "<end_of_turn>"]
-        var model = try #require(json["model"] as? [String: Any])
-        var vocabulary = try #require(model["vocab"] as? [String: Int])
-        for (old, new) in renamed { vocabulary[new] = vocabulary.removeValue(forKey: old) }
-        model["vocab"] = vocabulary
-        json["model"] = model
-        json["added_tokens"] = try #require(json["added_tokens"] as? [[String: Any]]).map { token in
-            var token = token
-            token["content"] = renamed[token["content"] as? String ?? ""] ?? token["content"]
-            return token
-        }
-        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        try TokenRenaming.rename(["<mask>": "<start_of_turn>", "<pad>": "<end_of_turn>"], inTokenizerAt: directory + "/tokenizer.json")
         var config: [String: Any] = ["eos_token": "<eos>", "bos_token": "<bos>"]
         config["chat_template"] = chatTemplate
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: directory + "/tokenizer_config.json"))
@@ -110,5 +97,26 @@ struct GemmaChatTests {
         let refused = CLIRun(["generate", "--model", gemma2, "--chat", "--system", "Be brief.", "--prompt", "Hi", "-n", "1"])
         #expect(refused.status == 1 && refused.err == "error: --system: the model's chat template writes no system turn\n", "\(refused.err)")
         #expect(CLIRun(["generate", "--model", gemma2, "--chat", "--prompt", "Hi", "-n", "1"]).status == 0)
+    }
+}
+
+/// Renames tokens of a tokenizer.json, in its vocabulary and its added tokens (the test models'
+/// chat markers are renamed tokens of the fixtures).
+enum TokenRenaming {
+    static func rename(_ renamed: [String: String], inTokenizerAt path: String,
+                       edit: (inout [String: Any]) throws -> Void = { _ in }) throws {
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        var model = try #require(json["model"] as? [String: Any])
+        var vocabulary = try #require(model["vocab"] as? [String: Int])
+        for (old, new) in renamed { vocabulary[new] = vocabulary.removeValue(forKey: old) }
+        model["vocab"] = vocabulary
+        json["model"] = model
+        json["added_tokens"] = try #require(json["added_tokens"] as? [[String: Any]]).map { token in
+            var token = token
+            token["content"] = renamed[token["content"] as? String ?? ""] ?? token["content"]
+            return token
+        }
+        try edit(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
     }
 }

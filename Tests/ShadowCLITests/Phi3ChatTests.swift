@@ -13,31 +13,24 @@ struct Phi3ChatTests {
     static func model(chatTemplate: String?, rightStrip: Bool, name: String, systemToken: Bool = true) throws -> String {
         let directory = TestScratch.path("phi3-chat-\(name)")
         try FileManager.default.copyItem(atPath: fixture("tiny-phi3"), toPath: directory)
-        let path = directory + "/tokenizer.json"
-        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-        let renamed = ["<|im_start|>": "<|user|>", "<|im_end|>": "<|end|>"]
-        var model = try #require(json["model"] as? [String: Any])
-        var vocabulary = try #require(model["vocab"] as? [String: Int])
-        for (old, new) in renamed { vocabulary[new] = vocabulary.removeValue(forKey: old) }
-        #expect(vocabulary.removeValue(forKey: "23") == 382 && vocabulary.removeValue(forKey: "ac") == 383)
-        var added: [(Int, String)] = [(382, "<|assistant|>")]
-        if systemToken { added.append((383, "<|system|>")) }
-        for (id, content) in added { vocabulary[content] = id }
-        model["vocab"] = vocabulary
-        model["merges"] = try #require(model["merges"] as? [Any]).dropLast(2) as [Any]
-        json["model"] = model
-        var tokens = try #require(json["added_tokens"] as? [[String: Any]]).map { token in
-            var token = token
-            token["content"] = renamed[token["content"] as? String ?? ""] ?? token["content"]
-            return token
+        try TokenRenaming.rename(["<|im_start|>": "<|user|>", "<|im_end|>": "<|end|>"], inTokenizerAt: directory + "/tokenizer.json") { json in
+            var model = try #require(json["model"] as? [String: Any])
+            var vocabulary = try #require(model["vocab"] as? [String: Int])
+            #expect(vocabulary.removeValue(forKey: "23") == 382 && vocabulary.removeValue(forKey: "ac") == 383)
+            var added: [(Int, String)] = [(382, "<|assistant|>")]
+            if systemToken { added.append((383, "<|system|>")) }
+            for (id, content) in added { vocabulary[content] = id }
+            model["vocab"] = vocabulary
+            model["merges"] = try #require(model["merges"] as? [Any]).dropLast(2) as [Any]
+            json["model"] = model
+            let tokens = try #require(json["added_tokens"] as? [[String: Any]])
+                + added.map { ["id": $0.0, "content": $0.1, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true] }
+            json["added_tokens"] = tokens.map { token in
+                var token = token
+                if token["content"] as? String != "<|endoftext|>" { token["rstrip"] = rightStrip }
+                return token
+            }
         }
-        tokens += added.map { ["id": $0.0, "content": $0.1, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true] }
-        json["added_tokens"] = tokens.map { token in
-            var token = token
-            if token["content"] as? String != "<|endoftext|>" { token["rstrip"] = rightStrip }
-            return token
-        }
-        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
         var config: [String: Any] = ["eos_token": "<|endoftext|>"]
         config["chat_template"] = chatTemplate
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: directory + "/tokenizer_config.json"))

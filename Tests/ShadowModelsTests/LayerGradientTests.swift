@@ -225,47 +225,49 @@ struct LayerGradientTests {
         expectClose(last, Array(out.suffix(shape.attentionWidth)), tolerance: dtype == .f32 ? 1e-5 : 3e-3)
     }
 
-    @Test("SwiGLU: dgate and dup")
-    func swiglu() {
-        let count = 24
-        let gate = randomFloats(count, seed: 25).map { 3 * $0 }, up = randomFloats(count, seed: 26)
-        let r = randomFloats(count, seed: 27)
-        func loss(_ gate: [Float], _ up: [Float]) -> Double {
+    typealias GatedForward = (FloatBuffer, FloatInput, FloatInput, Int) -> Void
+    typealias GatedBackward = (FloatBuffer, FloatBuffer, FloatInput, FloatInput, FloatInput, Int) -> Void
+
+    /// Checks a gated activation's backward (dgate, dup) against finite differences of its forward;
+    /// returns the forward's output for `gate`, `up`.
+    func checkGated(forward: GatedForward, backward: GatedBackward, gate: [Float], up: [Float], seed: UInt64) -> [Float] {
+        let count = gate.count
+        let r = randomFloats(count, seed: seed)
+        func output(_ gate: [Float], _ up: [Float]) -> [Float] {
             var out = [Float](repeating: 0, count: count)
-            swigluForward(&out, gate, up, count: count)
-            return projection(out, r)
+            out.withUnsafeMutableBufferPointer { forward($0.baseAddress!, gate, up, count) }
+            return out
         }
+        func loss(_ gate: [Float], _ up: [Float]) -> Double { projection(output(gate, up), r) }
         var dgate = [Float](repeating: 0, count: count), dup = dgate
-        swigluBackward(&dgate, &dup, r, gate, up, count: count)
+        dgate.withUnsafeMutableBufferPointer { dg in
+            dup.withUnsafeMutableBufferPointer { du in backward(dg.baseAddress!, du.baseAddress!, r, gate, up, count) }
+        }
         FiniteDifferences.check("dgate", values: gate, analytic: dgate, epsilon: Self.epsilon, tolerance: Self.tolerance,
                                 indices: Array(0..<count)) { loss($0, up) }
         FiniteDifferences.check("dup", values: up, analytic: dup, epsilon: Self.epsilon, tolerance: Self.tolerance,
                                 indices: Array(0..<count)) { loss(gate, $0) }
+        return output(gate, up)
+    }
+
+    @Test("SwiGLU: dgate and dup")
+    func swiglu() {
+        let gate = randomFloats(24, seed: 25).map { 3 * $0 }, up = randomFloats(24, seed: 26)
+        _ = checkGated(forward: { swigluForward($0, $1, $2, count: $3) }, backward: { swigluBackward($0, $1, $2, $3, $4, count: $5) },
+                       gate: gate, up: up, seed: 27)
     }
 
     @Test("GeGLU with GELU's tanh approximation (Gemma): dgate and dup, and the forward is ½z(1 + tanh(√(2/π)(z + 0.044715z³)))·up")
     func geglu() {
-        let count = 24   // the vector kernel's lanes and its scalar tail
-        let gate = randomFloats(count, seed: 30).map { 4 * $0 }, up = randomFloats(count, seed: 31)
-        let r = randomFloats(count, seed: 32)
-        func loss(_ gate: [Float], _ up: [Float]) -> Double {
-            var out = [Float](repeating: 0, count: count)
-            gegluForward(&out, gate, up, count: count)
-            return projection(out, r)
-        }
-        var out = [Float](repeating: 0, count: count)
-        gegluForward(&out, gate, up, count: count)
+        // 24: the vector kernel's lanes and its scalar tail.
+        let gate = randomFloats(24, seed: 30).map { 4 * $0 }, up = randomFloats(24, seed: 31)
+        let out = checkGated(forward: { gegluForward($0, $1, $2, count: $3) }, backward: { gegluBackward($0, $1, $2, $3, $4, count: $5) },
+                             gate: gate, up: up, seed: 32)
         let reference = zip(gate, up).map { z, u -> Float in
             let (z, u) = (Double(z), Double(u))
             return Float(0.5 * z * (1 + tanh((2 / Double.pi).squareRoot() * (z + 0.044715 * z * z * z))) * u)
         }
         expectClose(out, reference, tolerance: 1e-6)
-        var dgate = [Float](repeating: 0, count: count), dup = dgate
-        gegluBackward(&dgate, &dup, r, gate, up, count: count)
-        FiniteDifferences.check("dgate", values: gate, analytic: dgate, epsilon: Self.epsilon, tolerance: Self.tolerance,
-                                indices: Array(0..<count)) { loss($0, up) }
-        FiniteDifferences.check("dup", values: up, analytic: dup, epsilon: Self.epsilon, tolerance: Self.tolerance,
-                                indices: Array(0..<count)) { loss(gate, $0) }
     }
 
     @Test("ReLU: dx away from the kink, and no gradient where x ≤ 0")
