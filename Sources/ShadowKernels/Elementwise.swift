@@ -116,6 +116,12 @@ public enum Ops {
         while i < count { y[i] += a * x[i]; i += 1 }
     }
 
+    /// Gemma 2's soft-capping: x = cap · tanh(factor · x / cap), which keeps |x| below cap.
+    public static func softcap(_ x: UnsafeMutablePointer<Float>, count: Int, cap: Float, factor: Float = 1) {
+        let inner = factor / cap
+        for i in 0..<count { x[i] = cap * tanhf(inner * x[i]) }
+    }
+
     /// x *= factor.
     public static func scale(_ x: UnsafeMutablePointer<Float>, by factor: Float, count: Int) {
         for i in 0..<count { x[i] *= factor }

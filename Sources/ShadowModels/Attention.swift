@@ -26,13 +26,14 @@ public enum CausalAttention {
     /// compute (nil: all H); q and out hold just those heads, in that order: (T, n·d_h). With
     /// `branches`, a token of a branch starting at row b sees keys 0 ..< past + prefix and
     /// past + b … past + t. With a `window` (sliding-window attention), a token at position p
-    /// sees only the keys at positions p − window + 1 … p.
+    /// sees only the keys at positions p − window + 1 … p. With a `softcap` c (Gemma 2) the scaled
+    /// scores s become c · tanh(s / c) before the softmax.
     public static func attend(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
                               cache: KVCache, layer: Int, past: Int, tokens: Int, branches: Branches? = nil,
-                              scale: Float, heads: [Int]? = nil, window: Int? = nil) {
+                              scale: Float, heads: [Int]? = nil, window: Int? = nil, softcap: Float? = nil) {
         if tokens > gemvTokenLimit || branches != nil {
             attendWithGEMM(out, q: q, cache: cache, layer: layer, past: past, tokens: tokens, branches: branches,
-                           scale: scale, heads: heads, window: window)
+                           scale: scale, heads: heads, window: window, softcap: softcap)
             return
         }
         let shape = cache.shape
@@ -60,6 +61,7 @@ public enum CausalAttention {
                     let keys = UnsafePointer(keyBlock.assumingMemoryBound(to: Float.self)) + first * headDim
                     for j in 0..<span { p[j] = GEMV.dot(qh, keys + j * headDim, headDim) * scale }
                 }
+                if let softcap { Ops.softcap(p, count: span, cap: softcap) }
                 Ops.softmax(p, span)
                 o.update(repeating: 0, count: headDim)
                 if half {
@@ -85,7 +87,7 @@ public enum CausalAttention {
     /// a block of contiguous keys skips the columns none of its rows sees).
     static func attendWithGEMM(_ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: KVCache,
                                layer: Int, past: Int, tokens T: Int, branches: Branches?, scale: Float, heads: [Int]?,
-                               window: Int?) {
+                               window: Int?, softcap: Float?) {
         let shape = cache.shape
         let list = heads ?? Array(0..<shape.heads)
         let headDim = shape.headDim, qWidth = list.count * headDim
@@ -130,7 +132,12 @@ public enum CausalAttention {
                             let visible = context + local.lowerBound + r + 1
                             let lowest = window.map { max(0, visible - $0) } ?? 0   // the row's first key
                             (row + from).update(repeating: 0, count: lowest - from)
-                            Ops.softmax(row + lowest, visible - lowest, scale: scale)
+                            if let softcap {
+                                Ops.softcap(row + lowest, count: visible - lowest, cap: softcap, factor: scale)
+                                Ops.softmax(row + lowest, visible - lowest)
+                            } else {
+                                Ops.softmax(row + lowest, visible - lowest, scale: scale)
+                            }
                             (row + visible).update(repeating: 0, count: seen - visible)
                         }
                     }

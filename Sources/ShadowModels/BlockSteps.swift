@@ -10,13 +10,13 @@ enum BlockSteps {
     /// `promptRows` rows being the prompt's. With `branches`, each branch's positions start at the
     /// context's end and it attends to the context and to itself. `window`: sliding-window
     /// attention's (see `CausalAttention.attend`). `outputNorm` (Gemma 3) normalises A W_O (+ b) in
-    /// place, (T, d) rows, before it is added to x.
+    /// place, (T, d) rows, before it is added to x; `softcap` (Gemma 2) caps the scores.
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,
                           plan: LayerPlan?, execution: SparseExecution, sparsity: (any SparsityController)?, promptRows: Int,
                           cache: KVCache, layer: Int, past: Int, tokens T: Int, branches: Branches? = nil, scale: Float,
                           window: Int? = nil, rope: ((UnsafeMutablePointer<Float>, _ heads: Int, _ position: Int, _ keys: Bool) -> Void)?,
-                          outputNorm: ((UnsafeMutablePointer<Float>, _ rows: Int) -> Void)? = nil) {
+                          outputNorm: ((UnsafeMutablePointer<Float>, _ rows: Int) -> Void)? = nil, softcap: Float? = nil) {
         let s = cache.shape, scratch = cache.scratch
         let keepAllKV = sparsity?.keepsAllKeysAndValues ?? false
         var plan = plan ?? .dense
@@ -50,7 +50,7 @@ enum BlockSteps {
         }
         CausalAttention.store(cache: cache, layer: layer, k: kb, v: vb, past: past, tokens: T, groups: groups)
         CausalAttention.attend(a, q: qb, cache: cache, layer: layer, past: past, tokens: T, branches: branches, scale: scale,
-                               heads: heads, window: window)
+                               heads: heads, window: window, softcap: softcap)
         if execution == .zero, let kept = plan.heads {
             zeroUnits(a, kept: kept.map(Int32.init), units: s.heads, width: s.headDim, tokens: T)
         }

@@ -147,7 +147,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 x: x, xn: xn, q: block.q, k: block.k, v: block.v, output: block.output, plan: plan,
                 execution: execution, sparsity: sparsity, promptRows: promptRows, cache: cache, layer: l,
                 past: past, tokens: T, branches: branches, scale: scale, window: config.window(layer: l), rope: rope,
-                outputNorm: block.postAttentionNorm.map(outputNorm))
+                outputNorm: block.postAttentionNorm.map(outputNorm), softcap: config.attentionSoftcap)
 
             block.mlpNorm.withUnsafeBufferPointer {
                 Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
@@ -182,7 +182,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
             finalNorm.withUnsafeBufferPointer {
                 Ops.rmsNorm(out, input, $0.baseAddress!, rows: rows, n: d, eps: config.rmsNormEps)
             }
-        }, head: lmHead, normed: xn, scratch: scratch, request: request)
+        }, head: lmHead, normed: xn, scratch: scratch, request: request, softcap: config.logitSoftcap)
     }
 }
 
@@ -192,7 +192,7 @@ enum LMHead {
     static func logits(x: UnsafeMutablePointer<Float>, tokens T: Int, width: Int,
                        norm: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
                        head: WeightMatrix, normed: UnsafeMutablePointer<Float>, scratch: Scratch,
-                       request: LogitsRequest, blockRows: Int = logProbabilityBlockRows) -> [Float] {
+                       request: LogitsRequest, blockRows: Int = logProbabilityBlockRows, softcap: Float? = nil) -> [Float] {
         let vocab = head.rows
         switch request {
         case .none:
@@ -202,6 +202,7 @@ enum LMHead {
             var out = [Float](repeating: 0, count: vocab)
             out.withUnsafeMutableBufferPointer {
                 Linear(weight: head).apply($0.baseAddress!, normed, tokens: 1, scratch: scratch)
+                if let softcap { Ops.softcap($0.baseAddress!, count: vocab, cap: softcap) }
             }
             return out
         case .all, .from:
@@ -212,6 +213,7 @@ enum LMHead {
             var out = [Float](repeating: 0, count: rows * vocab)
             out.withUnsafeMutableBufferPointer {
                 Linear(weight: head).apply($0.baseAddress!, normed, tokens: rows, scratch: scratch)
+                if let softcap { Ops.softcap($0.baseAddress!, count: rows * vocab, cap: softcap) }
             }
             return out
         case .targetLogProbabilities(let targets):
@@ -237,6 +239,7 @@ enum LMHead {
                     parallelChunks(n) { range in
                         for r in range {
                             let row = rows + r * vocab
+                            if let softcap { Ops.softcap(row, count: vocab, cap: softcap) }
                             out[first + r] = Float(Double(row[targets[first + r]]) - Ops.logSumExp(row, vocab))
                         }
                     }
@@ -288,7 +291,7 @@ public struct LlamaConfig: Sendable, Equatable {
     public var ropeLayers: [Bool]?
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
-    // Gemma 3's differences (see Gemma3.swift), set after init; the defaults are Llama's.
+    // Gemma's differences (see Gemma3.swift), set after init; the defaults are Llama's.
     /// The MLP's gate activation.
     public var activation: GateActivation = .silu
     /// What embedding rows are multiplied by (Gemma: √d); nil: 1.
@@ -298,6 +301,9 @@ public struct LlamaConfig: Sendable, Equatable {
     /// The layers whose RoPE is `localRope` (Gemma 3's sliding layers), nil: none.
     public var localRopeLayers: [Bool]? = nil
     public var localRope: RopeConfig? = nil
+    /// Gemma 2's soft-capping c of the attention scores and of the logits: x → c·tanh(x / c).
+    public var attentionSoftcap: Float? = nil
+    public var logitSoftcap: Float? = nil
 
     public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int,
                 kvHeads: Int? = nil, headDim: Int? = nil, vocabularySize: Int, maxContext: Int = 2048,
@@ -562,7 +568,7 @@ extension LlamaConfig: Decodable {
         }
         queryKeyNorm = modelType == "qwen3"
         // transformers' "swish" is SiLU under another name.
-        if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu", act != "swish" {
+        if !Self.gemmaModelTypes.contains(modelType), let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu", act != "swish" {
             throw DecodingError.dataCorruptedError(forKey: .hiddenAct, in: c, debugDescription: "only \"silu\" is supported, got \"\(act)\"")
         }
         bosTokenID = try c.integerIfPresent(.bosTokenID)
@@ -571,7 +577,7 @@ extension LlamaConfig: Decodable {
         } else {
             eosTokenIDs = try c.decodeIfPresent([Int].self, forKey: .eosTokenID) ?? []
         }
-        if modelType == "gemma3_text" { try readGemma3(c) }
+        if isGemma { try readGemma(c) }
     }
 }
 

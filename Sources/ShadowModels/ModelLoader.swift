@@ -28,7 +28,7 @@ public enum ArchitectureRegistry {
 
     static let huggingFace: [String: HFLoader] = [
         "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "qwen3": loadLlama, "smollm": loadLlama, "smollm3": loadLlama,
-        "phi3": loadLlama, "gemma3_text": loadLlama,
+        "phi3": loadLlama, "gemma2": loadLlama, "gemma3_text": loadLlama,
         "opt": loadOPT,
     ]
 
@@ -39,6 +39,7 @@ public enum ArchitectureRegistry {
         "qwen3": ("qwen3", false),
         "smollm3": ("smollm3", true),
         "phi3": ("phi3", false),
+        "gemma2": ("gemma2", false),
         "gemma3": ("gemma3_text", false),
     ]
 
@@ -135,7 +136,7 @@ public enum ModelLoader {
         let table = TensorTable(file, weightDType: weights)
         let headDim = keyLength ?? hidden / heads
         let context = try size("\(arch).context_length") ?? 2048
-        // A sliding window applies to every layer (gemma3: five of every six). llama.cpp reads a
+        // A sliding window applies to every layer (gemma2: every other one, gemma3: five of every six). llama.cpp reads a
         // window of 0 as none, and ignores phi3's (its sliding-window attention is turned off for Phi-3).
         let window = arch == "phi3" ? nil : try file.intIfPresent("\(arch).attention.sliding_window").flatMap { $0 > 0 ? $0 : nil }
         let rope = try ggufRope(file, table, arch: arch, headDim: headDim, context: context, permutedQK: entry.permutedQK)
@@ -167,7 +168,7 @@ public enum ModelLoader {
             ropeLayers: arch == "smollm3" ? (0..<layers).map { ($0 + 1) % 4 != 0 } : nil,
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
-        if arch == "gemma3" { config.readGemma3GGUF(window: window) }
+        if arch == "gemma2" || arch == "gemma3" { try config.readGemmaGGUF(file, arch: arch, window: window) }
         // Errors name the GGUF keys the values came from, not config.json's.
         try config.validate(path: path, keys: [
             "hidden_size": "\(arch).embedding_length", "intermediate_size": "\(arch).feed_forward_length",

@@ -119,19 +119,23 @@ struct LayerGradientTests {
         }
     }
 
-    @Test("causal grouped-query attention: dq, dk and dv", arguments: [(4, 2), (3, 3), (4, 1)])
-    func attention(heads: Int, kvHeads: Int) {
+    @Test("causal grouped-query attention: dq, dk and dv (with Gemma 2's soft-capped scores too)",
+          arguments: [(4, 2, nil), (3, 3, nil), (4, 1, nil), (4, 2, 0.8)] as [(Int, Int, Float?)])
+    func attention(heads: Int, kvHeads: Int, softcap: Float?) {
         let T = 5, headDim = 4, scale: Float = 0.5
-        let q = randomFloats(T * heads * headDim, seed: 18), k = randomFloats(T * kvHeads * headDim, seed: 19)
+        // Scores up to about ±3 against a cap of 0.8: tanh far from linear.
+        let q = randomFloats(T * heads * headDim, seed: 18).map { $0 * (softcap == nil ? 1 : 3) }, k = randomFloats(T * kvHeads * headDim, seed: 19)
         let v = randomFloats(T * kvHeads * headDim, seed: 20), r = randomFloats(T * heads * headDim, seed: 21)
         func forward(_ q: [Float], _ k: [Float], _ v: [Float]) -> (out: [Float], probs: [Float]) {
             var out = [Float](repeating: 0, count: T * heads * headDim), probs = [Float](repeating: 0, count: heads * T * T)
-            attentionForward(&out, &probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+            attentionForward(&out, &probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+                             softcap: softcap)
             return (out, probs)
         }
         let saved = forward(q, k, v)
         var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
-        attentionBackward(&dq, &dk, &dv, r, saved.probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+        attentionBackward(&dq, &dk, &dv, r, saved.probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+                          softcap: softcap)
         FiniteDifferences.check("dq", values: q, analytic: dq, epsilon: Self.epsilon, tolerance: Self.tolerance) {
             projection(forward($0, k, v).out, r)
         }
@@ -140,6 +144,31 @@ struct LayerGradientTests {
         }
         FiniteDifferences.check("dv", values: v, analytic: dv, epsilon: Self.epsilon, tolerance: Self.tolerance) {
             projection(forward(q, k, $0).out, r)
+        }
+        if let softcap {
+            // The probabilities are softmax(cap · tanh(scale · q·k / cap)), and the inference kernel agrees.
+            let h = 1, g = h / (heads / kvHeads), t = T - 1
+            var capped = (0...t).map { j -> Double in
+                let dot = (0..<headDim).reduce(0.0) { $0 + Double(q[t * heads * headDim + h * headDim + $1]) * Double(k[j * kvHeads * headDim + g * headDim + $1]) }
+                return Double(softcap) * tanh(Double(scale) * dot / Double(softcap))
+            }
+            let top = capped.max()!
+            capped = capped.map { exp($0 - top) }
+            let total = capped.reduce(0, +)
+            for j in 0...t { #expect(abs(Double(saved.probs[(h * T + t) * T + j]) - capped[j] / total) < 1e-6) }
+            let shape = TransformerShape(layers: 1, hiddenSize: heads * headDim, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                         ffnSize: 4, vocabularySize: 4, maxContext: T)
+            let cache = KVCache(shape: shape, capacity: T)
+            var inference = [Float](repeating: 0, count: T * heads * headDim)
+            CausalAttention.store(cache: cache, layer: 0, k: k, v: v, past: 0, tokens: T)
+            CausalAttention.attend(&inference, q: q, cache: cache, layer: 0, past: 0, tokens: T, scale: scale, softcap: softcap)
+            expectClose(inference, saved.out, tolerance: 1e-5)
+            var last = [Float](repeating: 0, count: heads * headDim)   // decode: one query over the cache
+            q.withUnsafeBufferPointer {
+                CausalAttention.attend(&last, q: $0.baseAddress! + t * heads * headDim, cache: cache, layer: 0, past: t, tokens: 1,
+                                       scale: scale, softcap: softcap)
+            }
+            expectClose(last, Array(saved.out.suffix(heads * headDim)), tolerance: 1e-5)
         }
         // Row t of each head's probabilities sums to one over j ≤ t and is zero above the diagonal.
         for h in 0..<heads {

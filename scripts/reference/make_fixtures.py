@@ -118,9 +118,10 @@ from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader, GGUFWriter
 from gguf import quants as gquants
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, OPTConfig, OPTForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
+from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig,
+                          LlamaForCausalLM, MistralConfig, MistralForCausalLM, OPTConfig, OPTForCausalLM, Phi3Config,
+                          Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
+                          SmolLM3ForCausalLM)
 
 SEED = 1234
 VOCAB = 384          # every tiny model and tokenizer
@@ -483,23 +484,46 @@ def sliding_window_reference(cls, window: int, layer_types: list[str]):
     return check
 
 
+# Gemma 2 and Gemma 3 share the tiny shape (gemma_args): GQA 4/2, head_dim 24 (not hidden / heads), window 5,
+# GELU-tanh, tied, Gemma's special-token ids.
+GEMMA_WINDOW = 5
+GEMMA_HEAD_DIM = 24
 # Gemma 3: RoPE per layer type as transformers 5 writes it (Gemma 3 4B / 12B / 27B scale the full layers linearly).
 GEMMA3_ROPE = {"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
-GEMMA3_WINDOW = 5
-GEMMA3_HEAD_DIM = 24
+# Gemma 2: one RoPE for every layer, and tanh softcapping of the attention scores and of the final logits. The
+# released models cap at 50 and 30, far above this tiny model's scores and logits (a few units), where tanh would be
+# nearly linear; caps of 2 and 3 bend both (gemma_settings_matter asserts that each changes the logits).
+GEMMA2_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+GEMMA2_ATTN_SOFTCAP = 2.0
+GEMMA2_FINAL_SOFTCAP = 3.0
+# model_type -> (config class, model class)
+GEMMA_CLASSES = {"gemma2": (Gemma2Config, Gemma2ForCausalLM), "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM)}
+
+
+def gemma_args(**kw) -> dict:
+    """The config arguments every tiny Gemma shares; kw adds or overrides."""
+    args = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, max_position_embeddings=MAX_POS,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=GEMMA_HEAD_DIM, rms_norm_eps=1e-6,
+                hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True, sliding_window=GEMMA_WINDOW,
+                use_bidirectional_attention=False, bos_token_id=2, eos_token_id=1, pad_token_id=0)
+    args.update(kw)
+    return args
 
 
 def gemma3_config(**kw) -> Gemma3TextConfig:
-    """A tiny Gemma3TextConfig: GQA 4/2, head_dim 24, GELU-tanh, tied, window GEMMA3_WINDOW; kw overrides."""
-    args = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, max_position_embeddings=MAX_POS,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=GEMMA3_HEAD_DIM, rms_norm_eps=1e-6,
-                hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True, sliding_window=GEMMA3_WINDOW,
-                rope_parameters=json.loads(json.dumps(GEMMA3_ROPE)),   # a copy: the config edits it in place
-                final_logit_softcapping=None, attn_logit_softcapping=None, use_bidirectional_attention=False,
-                bos_token_id=2, eos_token_id=1, pad_token_id=0)
-    args.update(kw)
-    return Gemma3TextConfig(**args)
+    """A tiny Gemma3TextConfig: gemma_args, RoPE per layer type (GEMMA3_ROPE), no softcapping; kw overrides."""
+    return Gemma3TextConfig(**gemma_args(**{
+        "rope_parameters": json.loads(json.dumps(GEMMA3_ROPE)),   # a copy: the config edits it in place
+        "final_logit_softcapping": None, "attn_logit_softcapping": None, **kw}))
+
+
+def gemma2_config(**kw) -> Gemma2Config:
+    """A tiny Gemma2Config: gemma_args, one default RoPE at theta 1e4, softcapping GEMMA2_ATTN_SOFTCAP /
+    GEMMA2_FINAL_SOFTCAP; kw overrides (callers give layer_types explicitly)."""
+    return Gemma2Config(**gemma_args(**{
+        "rope_parameters": dict(GEMMA2_ROPE), "attn_logit_softcapping": GEMMA2_ATTN_SOFTCAP,
+        "final_logit_softcapping": GEMMA2_FINAL_SOFTCAP, **kw}))
 
 
 def max_logit_delta(a, b, input_ids: list[list[int]]) -> tuple[float, list]:
@@ -512,66 +536,68 @@ def max_logit_delta(a, b, input_ids: list[list[int]]) -> tuple[float, list]:
     return max(float(d.max()) for d in per_position), per_position
 
 
-def load_gemma3(out: Path, **changes) -> Gemma3ForCausalLM:
-    """The float64 Gemma3ForCausalLM in `out`, with config attributes replaced by `changes`."""
-    cfg = Gemma3TextConfig.from_pretrained(out)
+def load_gemma(out: Path, **changes):
+    """The float64 Gemma 2 / Gemma 3 model in `out` (by config.json's model_type), with config attributes replaced
+    by `changes`."""
+    config_cls, cls = GEMMA_CLASSES[json.loads((out / "config.json").read_text())["model_type"]]
+    cfg = config_cls.from_pretrained(out)
     for k, v in changes.items():
         setattr(cfg, k, v)
-    return Gemma3ForCausalLM.from_pretrained(out, config=cfg, attn_implementation="eager").to(torch.float64).eval()
+    return cls.from_pretrained(out, config=cfg, attn_implementation="eager").to(torch.float64).eval()
 
 
-def gemma3_settings_matter(out: Path, input_ids: list[list[int]], label: str) -> dict:
-    """max |logits - logits of the same weights with one Gemma 3 setting changed| (each asserted > 1e-3): (a) a
+def gemma_settings_matter(out: Path, input_ids: list[list[int]], label: str) -> dict:
+    """max |logits - logits of the same weights with one Gemma setting changed| (each asserted > 1e-3): (a) a
     window longer than the sequences, layer types (and so RoPE per layer) kept; (b) query_pre_attn_scalar =
-    head_dim, unless it already is; (c) every layer default RoPE at the full layers' theta, and each half of that
-    change alone: the full layers without their linear factor, the sliding layers at the full layers' theta."""
-    model = load_gemma3(out)
+    head_dim, unless it already is; (c) with RoPE per layer type (Gemma 3), every layer default RoPE at the full
+    layers' theta, and each half of that change alone: the full layers without their linear factor, the sliding
+    layers at the full layers' theta; (d) with softcapping (Gemma 2), attn_logit_softcapping None and
+    final_logit_softcapping None, each alone."""
+    model = load_gemma(out)
     cfg = model.config
     rp = cfg.rope_parameters
-    window, per_position = max_logit_delta(model, load_gemma3(out, sliding_window=cfg.max_position_embeddings),
+    window, per_position = max_logit_delta(model, load_gemma(out, sliding_window=cfg.max_position_embeddings),
                                            input_ids)
     assert all(d[:cfg.sliding_window].max() < 1e-12 for d in per_position), per_position
     checks = {"window_matters": window}
+    notes = ["window_matters with sliding_window = max_position_embeddings (layer_types kept; positions < "
+             "sliding_window agree to < 1e-12)", "query_pre_attn_scalar_matters with query_pre_attn_scalar = head_dim"]
     if cfg.query_pre_attn_scalar != cfg.head_dim:
         checks["query_pre_attn_scalar_matters"], _ = max_logit_delta(
-            model, load_gemma3(out, query_pre_attn_scalar=cfg.head_dim), input_ids)
-    plain = {"rope_type": "default", "rope_theta": rp["full_attention"]["rope_theta"]}
-    for key, full, sliding in (("rope_matters", plain, plain),
-                               ("rope_linear_factor_matters", plain, rp["sliding_attention"]),
-                               ("local_rope_theta_matters", rp["full_attention"], plain)):
-        changed = load_gemma3(out, rope_parameters={"full_attention": dict(full), "sliding_attention": dict(sliding)})
-        checks[key], _ = max_logit_delta(model, changed, input_ids)
+            model, load_gemma(out, query_pre_attn_scalar=cfg.head_dim), input_ids)
+    if "full_attention" in rp:
+        plain = {"rope_type": "default", "rope_theta": rp["full_attention"]["rope_theta"]}
+        for key, full, sliding in (("rope_matters", plain, plain),
+                                   ("rope_linear_factor_matters", plain, rp["sliding_attention"]),
+                                   ("local_rope_theta_matters", rp["full_attention"], plain)):
+            changed = load_gemma(out, rope_parameters={"full_attention": dict(full), "sliding_attention": dict(sliding)})
+            checks[key], _ = max_logit_delta(model, changed, input_ids)
+        notes += ["rope_matters with every layer default RoPE at the full layers' theta", "rope_linear_factor_matters "
+                  "without the full layers' linear factor only", "local_rope_theta_matters with the sliding layers "
+                  "at the full layers' theta only"]
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if getattr(cfg, key, None) is not None:
+            checks[f"{key}_matters"], _ = max_logit_delta(model, load_gemma(out, **{key: None}), input_ids)
+            notes.append(f"{key}_matters with {key} None (no capping) only")
     print(f"  {label}: " + ", ".join(f"{k} {v:.6g}" for k, v in checks.items()), flush=True)
     assert all(v > 1e-3 for v in checks.values()), checks
-    checks["checks_note"] = (
-        "max over both sequences and all positions of |logits - logits of the same weights with one setting "
-        "changed|: window_matters with sliding_window = max_position_embeddings (layer_types kept; positions < "
-        "sliding_window agree to < 1e-12); query_pre_attn_scalar_matters with query_pre_attn_scalar = head_dim; "
-        "rope_matters with every layer default RoPE at the full layers' theta; rope_linear_factor_matters "
-        "without the full layers' linear factor only; local_rope_theta_matters with the sliding layers at the "
-        "full layers' theta only")
+    checks["checks_note"] = ("max over both sequences and all positions of |logits - logits of the same weights with "
+                             "one setting changed|: " + "; ".join(notes))
     return checks
 
 
-def gemma3_reference(out: Path, input_ids: list[list[int]]) -> dict:
-    """extra_reference for tiny-gemma3: checks that transformers reads back the intended per-layer attention and
-    RoPE, that every Gemma norm (q_norm / k_norm included) scales by (1 + weight), that the saved tokenizer is the
-    one transformers' GemmaTokenizer builds, and (gemma3_settings_matter) that the sliding window,
-    query_pre_attn_scalar and the RoPE split between layer types each change the logits."""
-    model = load_gemma3(out)
+def gemma_checkpoint_checks(model, out: Path, input_ids: list[list[int]], norms_per_layer: int) -> float:
+    """Checks shared by the Gemma fixtures; returns the embedding scale. Every *RMSNorm (norms_per_layer per layer
+    plus the final one) computes rms_norm(x) * (1 + weight) in float32 with a stored weight near 0; the embedding
+    scale is sqrt(hidden); the saved tokenizer is the one transformers' GemmaTokenizer builds (ids and decoding of
+    every text, <bos> = 2 first); the cache used by the default forward changes nothing."""
     cfg = model.config
-    assert type(model) is Gemma3ForCausalLM and cfg.model_type == "gemma3_text"
-    assert cfg.layer_types == ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]
-    assert cfg.sliding_window == GEMMA3_WINDOW and cfg.query_pre_attn_scalar == 20 and cfg.head_dim == 24
-    assert cfg.rope_parameters == GEMMA3_ROPE, cfg.rope_parameters
-    assert [l.self_attn.sliding_window for l in model.model.layers] == [5, 5, None, 5]
-    assert all(l.self_attn.scaling == 20 ** -0.5 for l in model.model.layers)
     embed_scale = float(model.model.embed_tokens.embed_scale)
     assert embed_scale == math.sqrt(HIDDEN)      # exactly 8 for hidden 64 (larger sizes round it to float32)
 
     g = torch.Generator().manual_seed(0)
-    norms = {n: m for n, m in model.named_modules() if type(m).__name__ == "Gemma3RMSNorm"}
-    assert len(norms) == 6 * cfg.num_hidden_layers + 1, sorted(norms)
+    norms = {n: m for n, m in model.named_modules() if type(m).__name__.endswith("RMSNorm")}
+    assert len(norms) == norms_per_layer * cfg.num_hidden_layers + 1, sorted(norms)
     for n, m in norms.items():
         x = torch.randn(3, m.weight.shape[0], generator=g, dtype=torch.float64)
         want = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + cfg.rms_norm_eps) * (1 + m.weight.float())
@@ -595,7 +621,28 @@ def gemma3_reference(out: Path, input_ids: list[list[int]]) -> dict:
         for ids in input_ids:
             x = torch.tensor([ids])
             assert torch.equal(model(x).logits[0], model(x, use_cache=False).logits[0])
-    checks = gemma3_settings_matter(out, input_ids, out.name)
+    return embed_scale
+
+
+GEMMA_TOKENIZER_CHECK = ("transformers' GemmaTokenizer loading this tokenizer.json gives the same ids for every text "
+                         "and decodes them back")
+
+
+def gemma3_reference(out: Path, input_ids: list[list[int]]) -> dict:
+    """extra_reference for tiny-gemma3: checks that transformers reads back the intended per-layer attention and
+    RoPE, that every Gemma norm (q_norm / k_norm included) scales by (1 + weight), that the saved tokenizer is the
+    one transformers' GemmaTokenizer builds (gemma_checkpoint_checks), and (gemma_settings_matter) that the sliding
+    window, query_pre_attn_scalar and the RoPE split between layer types each change the logits."""
+    model = load_gemma(out)
+    cfg = model.config
+    assert type(model) is Gemma3ForCausalLM and cfg.model_type == "gemma3_text"
+    assert cfg.layer_types == ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]
+    assert cfg.sliding_window == GEMMA_WINDOW and cfg.query_pre_attn_scalar == 20 and cfg.head_dim == 24
+    assert cfg.rope_parameters == GEMMA3_ROPE, cfg.rope_parameters
+    assert [l.self_attn.sliding_window for l in model.model.layers] == [5, 5, None, 5]
+    assert all(l.self_attn.scaling == 20 ** -0.5 for l in model.model.layers)
+    embed_scale = gemma_checkpoint_checks(model, out, input_ids, norms_per_layer=6)
+    checks = gemma_settings_matter(out, input_ids, out.name)
     emb = model.model.rotary_emb
     return {
         "layer_types": cfg.layer_types,
@@ -611,8 +658,88 @@ def gemma3_reference(out: Path, input_ids: list[list[int]]) -> dict:
         "rope_inv_freq": {t: [f32(v) for v in getattr(emb, f"{t}_inv_freq").float().numpy()]
                           for t in sorted(set(cfg.layer_types))},
         **checks,
-        "tokenizer_check": "transformers' GemmaTokenizer loading this tokenizer.json gives the same ids for every "
-                           "text and decodes them back",
+        "tokenizer_check": GEMMA_TOKENIZER_CHECK,
+    }
+
+
+GEMMA2_SOFTCAPPING_NOTE = (
+    "attention: s = (q . k) * query_pre_attn_scalar^-0.5 after RoPE, then s = attn_logit_softcapping * tanh(s / "
+    "attn_logit_softcapping), then the causal / sliding mask is added (masked keys get no weight), softmax in float32; "
+    "logits: lm_head (the tied embedding) output z, then final_logit_softcapping * tanh(z / final_logit_softcapping) in "
+    "the model's dtype (float64 here, no float32 upcast). expected logits, nll_sum and the gradients' loss are all of "
+    "the capped logits")
+
+
+def gemma2_softcap_inputs(out: Path, input_ids: list[list[int]]) -> dict:
+    """How far into tanh the capping reaches in the Gemma 2 model in `out`: max |scaled attention score| over the
+    query / key pairs the mask keeps, before attn_logit_softcapping, and max |logit| before final_logit_softcapping,
+    over both sequences and every layer, with their ratios to the caps."""
+    import transformers.models.gemma2.modeling_gemma2 as gemma2_modeling
+    original = gemma2_modeling.eager_attention_forward
+    scores = []
+
+    def spy(module, query, key, value, attention_mask, scaling=None, **kw):
+        s = torch.matmul(query, gemma2_modeling.repeat_kv(key, module.num_key_value_groups).transpose(2, 3)) * scaling
+        kept = (attention_mask == 0).expand_as(s)
+        scores.append(float(s.masked_select(kept).abs().max()))
+        return original(module, query, key, value, attention_mask, scaling=scaling, **kw)
+
+    uncapped = load_gemma(out, final_logit_softcapping=None)
+    cfg = Gemma2Config.from_pretrained(out)
+    gemma2_modeling.eager_attention_forward = spy
+    try:
+        with torch.no_grad():
+            logits = max(float(uncapped(torch.tensor([ids])).logits.abs().max()) for ids in input_ids)
+    finally:
+        gemma2_modeling.eager_attention_forward = original
+    assert len(scores) == len(input_ids) * cfg.num_hidden_layers
+    attn = max(scores)
+    return {"attention_scores_max_abs_before_cap": attn,
+            "attention_scores_max_abs_over_cap": attn / cfg.attn_logit_softcapping,
+            "logits_max_abs_before_cap": logits,
+            "logits_max_abs_over_cap": logits / cfg.final_logit_softcapping}
+
+
+def gemma2_reference(out: Path, input_ids: list[list[int]]) -> dict:
+    """extra_reference for tiny-gemma2: checks that transformers reads back the intended per-layer attention
+    (Gemma2Config's default layer_types, written out), one RoPE, the attention scale and both softcaps, that every
+    norm scales by (1 + weight) and the tokenizer is GemmaTokenizer's (gemma_checkpoint_checks), and
+    (gemma_settings_matter) that the window, query_pre_attn_scalar and each softcap change the logits."""
+    model = load_gemma(out)
+    cfg = model.config
+    layers = model.model.layers
+    assert type(model) is Gemma2ForCausalLM and cfg.model_type == "gemma2"
+    default_types = Gemma2Config(num_hidden_layers=cfg.num_hidden_layers).layer_types
+    assert cfg.layer_types == default_types == ["sliding_attention", "full_attention"] * 2, cfg.layer_types
+    assert cfg.sliding_window == GEMMA_WINDOW and cfg.query_pre_attn_scalar == 20 and cfg.head_dim == GEMMA_HEAD_DIM
+    assert cfg.rope_parameters == GEMMA2_ROPE, cfg.rope_parameters
+    assert (cfg.attn_logit_softcapping, cfg.final_logit_softcapping) == (GEMMA2_ATTN_SOFTCAP, GEMMA2_FINAL_SOFTCAP)
+    assert [l.self_attn.sliding_window for l in layers] == [5, None, 5, None]
+    assert all(l.self_attn.scaling == 20 ** -0.5 and l.self_attn.attn_logit_softcapping == GEMMA2_ATTN_SOFTCAP
+               and not hasattr(l.self_attn, "q_norm") for l in layers)
+    embed_scale = gemma_checkpoint_checks(model, out, input_ids, norms_per_layer=4)
+    ranges = gemma2_softcap_inputs(out, input_ids)
+    checks = gemma_settings_matter(out, input_ids, out.name)
+    return {
+        "layer_types": cfg.layer_types,
+        "layer_types_note": "Gemma2Config's default (layer i slides iff (i + 1) % 2 != 0: the even layers), written "
+                            "out in config.json",
+        "sliding_window": cfg.sliding_window,
+        "sliding_window_note": "key j is seen by query i of a sliding layer only if i - sliding_window < j <= i",
+        "head_dim": cfg.head_dim,
+        "query_pre_attn_scalar": cfg.query_pre_attn_scalar,
+        "attention_scale": cfg.query_pre_attn_scalar ** -0.5,
+        "attn_logit_softcapping": cfg.attn_logit_softcapping,
+        "final_logit_softcapping": cfg.final_logit_softcapping,
+        "softcapping_note": GEMMA2_SOFTCAPPING_NOTE,
+        **ranges,
+        "embed_scale": embed_scale,
+        "norms": "every RMSNorm (input, post_attention, pre_feedforward, post_feedforward, final; Gemma 2 has no "
+                 "q_norm / k_norm) computes rms_norm(x) * (1 + weight) in float32",
+        "rope_parameters": cfg.rope_parameters,
+        "rope_inv_freq": [f32(v) for v in model.model.rotary_emb.inv_freq.float().numpy()],
+        **checks,
+        "tokenizer_check": GEMMA_TOKENIZER_CHECK,
     }
 
 
@@ -742,10 +869,19 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
     # tiny-gemma3: sliding layers 0, 1, 3 (window 5) and full layer 2, per-type RoPE (full: linear factor 2,
     # theta 1e6; sliding: theta 1e4), attention scale 20^-0.5 != head_dim^-0.5, (1 + w) norms, sqrt(hidden)
     # embedding scale, Gemma-style tokenizer.
+    gemma_tok = train_gemma_bpe()
     cfg = gemma3_config(num_hidden_layers=4, query_pre_attn_scalar=20,
                         layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"])
     summaries.append(make_hf_fixture(root, "tiny-gemma3", Gemma3ForCausalLM, cfg, torch.float32, SEED + 14,
-                                     train_gemma_bpe(), extra_reference=gemma3_reference))
+                                     gemma_tok, extra_reference=gemma3_reference))
+
+    # tiny-gemma2: Gemma2Config's default layer_types for 4 layers (even layers slide, window 5), written out; one
+    # RoPE (theta 1e4); attention scale 20^-0.5 != head_dim^-0.5; attention scores capped at 2 and logits at 3
+    # (small enough to bend tanh on this model); (1 + w) norms, sqrt(hidden) embedding scale, Gemma-style tokenizer.
+    cfg = gemma2_config(num_hidden_layers=4, query_pre_attn_scalar=20,
+                        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"])
+    summaries.append(make_hf_fixture(root, "tiny-gemma2", Gemma2ForCausalLM, cfg, torch.float32, SEED + 16,
+                                     gemma_tok, extra_reference=gemma2_reference))
 
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
@@ -1187,6 +1323,15 @@ def phi3_gguf_crosscheck(path: Path, expected: dict) -> float:
 LLAMACPP_GEMMA3_SWA_PERIOD = 6
 LLAMACPP_GEMMA3_SWA_THETA = 10000.0
 GEMMA3_GGUF_LAYERS = 7
+# What llama.cpp's gemma2 loader fixes or defaults (src/models/gemma2.cpp, llama_model_gemma2::load_arch_hparams; in
+# older trees src/llama-model.cpp, LLM_ARCH_GEMMA2): layer l slides iff l % 2 < 1 (set_swa_pattern(2); newer loaders
+# take the period from an optional attention.sliding_window_pattern), window 4096 unless attention.sliding_window is
+# given, Q scaled by 1 / sqrt(attention.key_length) (the 46-layer 27B: 1 / sqrt(n_embd / n_head)), attention scores
+# and logits always softcapped (50 and 30 unless attn_logit_softcapping / final_logit_softcapping are given),
+# rope.freq_base 10000 unless given (the converter writes none for gemma2), rope.freq_base_swa = rope.freq_base
+# unless given, token_embd as the head. 5 layers: 0, 2 and 4 slide, 1 and 3 attend fully.
+LLAMACPP_GEMMA2_SWA_PERIOD = 2
+GEMMA2_GGUF_LAYERS = 5
 # Hugging Face Gemma 3 layer tensor -> llama.cpp name (gguf-py's TensorNameMap must agree).
 GEMMA3_GGUF_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
                      "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
@@ -1194,71 +1339,104 @@ GEMMA3_GGUF_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q
                      "post_attention_layernorm": "post_attention_norm", "pre_feedforward_layernorm": "ffn_norm",
                      "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
                      "post_feedforward_layernorm": "post_ffw_norm"}
+# Gemma 2: the same without the per-head q / k norms.
+GEMMA2_GGUF_NAMES = {h: c for h, c in GEMMA3_GGUF_NAMES.items() if h not in ("self_attn.q_norm", "self_attn.k_norm")}
+# GGUF architecture -> (gguf-py MODEL_ARCH, layer tensor names, layer count of the "27B" whose attention scale is
+# 1 / sqrt(n_embd / n_head)).
+GEMMA_GGUF_ARCHS = {"gemma2": (gguf.MODEL_ARCH.GEMMA2, GEMMA2_GGUF_NAMES, 46),
+                    "gemma3": (gguf.MODEL_ARCH.GEMMA3, GEMMA3_GGUF_NAMES, 62)}
 
 
-def llamacpp_gemma3_layer_types(n_layer: int) -> list[str]:
-    return ["sliding_attention" if (l + 1) % LLAMACPP_GEMMA3_SWA_PERIOD else "full_attention" for l in range(n_layer)]
+def llamacpp_swa_layer_types(n_layer: int, period: int) -> list[str]:
+    """llama.cpp's set_swa_pattern(period) (not dense_first): layer l slides iff l % period < period - 1."""
+    return ["sliding_attention" if l % period < period - 1 else "full_attention" for l in range(n_layer)]
 
 
-def make_gemma3_gguf(root: Path, tok: Tokenizer) -> dict:
-    """tiny-gemma3-gguf/: model.gguf as llama.cpp's converter writes a gemma3 GGUF (every *norm.weight stored as
-    weight + 1, Q/K rows not permuted, no output.weight for the tied head, rope.scaling.type linear and
-    rope.scaling.factor for the full layers, rope.freq_base_swa, attention.sliding_window) with byte-level BPE
-    tokenizer metadata. A GGUF cannot carry tiny-gemma3's layer_types, query_pre_attn_scalar or local RoPE, so
-    this is its own 7-layer model whose Hugging Face config is what llama.cpp reads from the file; expected.json
-    is computed by transformers from the weights before the + 1 (the checkpoint itself is not kept). The file is
-    read back into a Gemma3ForCausalLM (norms - 1) and run through a numpy forward written after llama.cpp's
-    graph on the stored weights; both must reproduce the expected logits."""
-    name = "tiny-gemma3-gguf"
-    seed = SEED + 15
-    layer_types = llamacpp_gemma3_layer_types(GEMMA3_GGUF_LAYERS)
-    cfg = gemma3_config(num_hidden_layers=GEMMA3_GGUF_LAYERS, query_pre_attn_scalar=GEMMA3_HEAD_DIM,
-                        layer_types=layer_types)
-    assert cfg.rope_parameters["sliding_attention"] == {"rope_type": "default", "rope_theta": LLAMACPP_GEMMA3_SWA_THETA}
+def make_gemma_gguf(root: Path, tok: Tokenizer, name: str, seed: int, cfg, add_arch_hparams,
+                    settings_checks=gemma_settings_matter) -> tuple:
+    """NAME/model.gguf as llama.cpp's converter writes a Gemma GGUF (every *norm.weight stored as weight + 1, Q/K
+    rows not permuted, no output.weight for the tied head; tensor names asserted against gguf-py's table for the
+    architecture) with byte-level BPE tokenizer metadata, for a fresh model of `cfg` (randomize(seed)) whose Hugging
+    Face config is what llama.cpp reads from the file. expected.json is computed by transformers from the weights
+    before the + 1 (the checkpoint itself is not kept). add_arch_hparams(wr, hf) writes the model keys from the
+    checkpoint's config.json `hf`; settings_checks(checkpoint, input_ids, name) gives the checks recorded in
+    "reference". The file is read back (gemma_gguf_crosscheck) and its tokenizer metadata re-encoded.
+    Returns (out, expected, checks, gg, hf, readback, numpy_err)."""
+    cls = GEMMA_CLASSES[cfg.model_type][1]
+    arch = {"gemma2": "gemma2", "gemma3_text": "gemma3"}[cfg.model_type]
+    model_arch, names, _ = GEMMA_GGUF_ARCHS[arch]
+    n_layer = cfg.num_hidden_layers
     assert tok.get_vocab_size() == cfg.vocab_size == VOCAB, (tok.get_vocab_size(), cfg.vocab_size)
     input_ids = model_input_ids_from_tok(tok, seed)
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(seed)
-        model = Gemma3ForCausalLM(cfg).eval()
+        model = cls(cfg).eval()
         randomize(model, seed)
         model.save_pretrained(tmp)
-        src, out, hf = start_gguf_copy(root, "tiny-gemma3", src=Path(tmp))
-        expected = compute_expected(src, Gemma3ForCausalLM, input_ids, "float32", None)
+        src, out, hf = start_gguf_copy(root, name.removesuffix("-gguf"), src=Path(tmp))
+        expected = compute_expected(src, cls, input_ids, "float32", None)
         expected["tokenizer"] = {"texts": TOKENIZER_TEXTS, "ids": [tok.encode(t).ids for t in TOKENIZER_TEXTS]}
-        checks = gemma3_settings_matter(src, input_ids, name)
+        checks = settings_checks(src, input_ids, name)
         write_json(src / "expected.json", expected)
         sd = float32_state_dict(src)
 
-        # The converter adds 1 to every tensor whose name ends in "norm.weight" (Gemma3RMSNorm scales by 1 + w).
-        tensor_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, GEMMA3_GGUF_LAYERS)
+        # The converter adds 1 to every tensor whose name ends in "norm.weight" (Gemma's RMSNorm scales by 1 + w).
+        tensor_map = gguf.get_tensor_name_map(model_arch, n_layer)
         gg = {"token_embd.weight": sd["model.embed_tokens.weight"]}
-        for l in range(GEMMA3_GGUF_LAYERS):
-            for h, c in GEMMA3_GGUF_NAMES.items():
+        for l in range(n_layer):
+            for h, c in names.items():
                 assert tensor_map.get_name(f"model.layers.{l}.{h}") == f"blk.{l}.{c}", (h, c)
                 a = sd[f"model.layers.{l}.{h}.weight"]
                 gg[f"blk.{l}.{c}.weight"] = a + np.float32(1) if h.endswith("norm") else a
         gg["output_norm.weight"] = sd["model.norm.weight"] + np.float32(1)
         assert len(gg) == len(sd) and "lm_head.weight" not in sd, sorted(set(sd))
+        table = {gguf.TENSOR_NAMES[t] for t in gguf.MODEL_TENSORS[model_arch]}
+        written = {"blk.{bid}." + k.split(".")[2] if k.startswith("blk.") else k.removesuffix(".weight") for k in gg}
+        assert written <= table and table - written <= {"output"}, (sorted(written), sorted(table))
 
-        rope = hf["rope_parameters"]
-        assert rope["full_attention"]["rope_type"] == "linear", rope
-        wr = GGUFWriter(str(out / "model.gguf"), "gemma3")
-        add_gguf_hparams(wr, name, hf, rope["full_attention"]["rope_theta"])
-        wr.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        wr.add_rope_scaling_factor(rope["full_attention"]["factor"])
-        wr.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
-        wr.add_sliding_window(hf["sliding_window"])
+        wr = GGUFWriter(str(out / "model.gguf"), arch)
+        add_arch_hparams(wr, hf)
         write_gguf_copy(wr, tok, gg, src, out)
 
     path = out / "model.gguf"
-    readback, numpy_err = gemma3_gguf_crosscheck(path, expected)
-    print(f"{name}: max |logit - expected|: Gemma3ForCausalLM read back from model.gguf {readback:.3g}, "
+    readback, numpy_err = gemma_gguf_crosscheck(path, expected)
+    print(f"{name}: max |logit - expected|: {cls.__name__} read back from model.gguf {readback:.3g}, "
           f"numpy llama.cpp-style forward {numpy_err:.3g}")
     reader = GGUFReader(str(path))
     gtok = gguf_tokenizer_from_fields(list(gguf_meta(reader, "tokenizer.ggml.tokens")),
                                       list(gguf_meta(reader, "tokenizer.ggml.merges")),
                                       list(gguf_meta(reader, "tokenizer.ggml.token_type")), digits=False)
     assert [gtok.encode(t).ids for t in TOKENIZER_TEXTS] == expected["tokenizer"]["ids"]
+    return out, expected, checks, gg, hf, readback, numpy_err
+
+
+GEMMA_GGUF_TOKENIZER = ("byte-level BPE GGUF metadata of tiny-llama-gguf's copies (no BOS added); tokenizer.ids = "
+                        "encode(text) of that tokenizer")
+
+
+def make_gemma3_gguf(root: Path, tok: Tokenizer) -> dict:
+    """tiny-gemma3-gguf/ (make_gemma_gguf): a gemma3 GGUF with rope.scaling.type linear and rope.scaling.factor for
+    the full layers, rope.freq_base_swa and attention.sliding_window. A GGUF cannot carry tiny-gemma3's
+    layer_types, query_pre_attn_scalar or local RoPE, so this is its own 7-layer model whose Hugging Face config is
+    what llama.cpp reads from the file. The file is read back into a Gemma3ForCausalLM (norms - 1) and run through
+    a numpy forward written after llama.cpp's graph on the stored weights; both must reproduce the expected logits."""
+    name = "tiny-gemma3-gguf"
+    layer_types = llamacpp_swa_layer_types(GEMMA3_GGUF_LAYERS, LLAMACPP_GEMMA3_SWA_PERIOD)
+    cfg = gemma3_config(num_hidden_layers=GEMMA3_GGUF_LAYERS, query_pre_attn_scalar=GEMMA_HEAD_DIM,
+                        layer_types=layer_types)
+    assert cfg.rope_parameters["sliding_attention"] == {"rope_type": "default", "rope_theta": LLAMACPP_GEMMA3_SWA_THETA}
+
+    def add_hparams(wr: GGUFWriter, hf: dict) -> None:
+        rope = hf["rope_parameters"]
+        assert rope["full_attention"]["rope_type"] == "linear", rope
+        add_gguf_hparams(wr, name, hf, rope["full_attention"]["rope_theta"])
+        wr.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        wr.add_rope_scaling_factor(rope["full_attention"]["factor"])
+        wr.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
+        wr.add_sliding_window(hf["sliding_window"])
+
+    out, expected, checks, gg, hf, readback, numpy_err = make_gemma_gguf(root, tok, name, SEED + 15, cfg, add_hparams)
+    rope = hf["rope_parameters"]
     expected["reference"].update(
         gguf=gguf_version(), storage="float32 GGUF; the reference runs the Hugging Face weights (norms before + 1)",
         layer_types=layer_types, sliding_window=hf["sliding_window"], head_dim=hf["head_dim"],
@@ -1281,48 +1459,137 @@ def make_gemma3_gguf(root: Path, tok: Tokenizer) -> dict:
             "final_logit_softcapping": "none (no key written)",
         },
         **checks, gguf_readback_max_abs_diff=readback, llamacpp_numpy_max_abs_diff=numpy_err,
-        tokenizer="byte-level BPE GGUF metadata of tiny-llama-gguf's copies (no BOS added); tokenizer.ids = "
-                  "encode(text) of that tokenizer")
+        tokenizer=GEMMA_GGUF_TOKENIZER)
     write_json(out / "expected.json", expected)
     return {"name": name, "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
 
 
-def gemma3_gguf_hparams(reader: GGUFReader) -> dict:
-    """What llama.cpp takes from a gemma3 GGUF, with the values its loader fixes."""
+def make_gemma2_gguf(root: Path, tok: Tokenizer) -> dict:
+    """tiny-gemma2-gguf/ (make_gemma_gguf): a gemma2 GGUF with attention.sliding_window, attn_logit_softcapping and
+    final_logit_softcapping, rope.freq_base 10000 and key_length 24. llama.cpp fixes what a GGUF cannot say (even
+    layers slide, scale 1 / sqrt(key_length)), so this is its own 5-layer model (layers 0, 2, 4 sliding, which is
+    also Gemma2Config's default; query_pre_attn_scalar 24) with tiny-gemma2's softcaps (2 and 3) and window (5). The
+    file is read back into a Gemma2ForCausalLM (norms - 1) and run through a numpy forward written after llama.cpp's
+    graph (src/models/gemma2.cpp) on the stored weights; both must reproduce the expected logits."""
+    name = "tiny-gemma2-gguf"
+    layer_types = llamacpp_swa_layer_types(GEMMA2_GGUF_LAYERS, LLAMACPP_GEMMA2_SWA_PERIOD)
+    assert layer_types == Gemma2Config(num_hidden_layers=GEMMA2_GGUF_LAYERS).layer_types, layer_types
+    cfg = gemma2_config(num_hidden_layers=GEMMA2_GGUF_LAYERS, query_pre_attn_scalar=GEMMA_HEAD_DIM,
+                        layer_types=layer_types)
+
+    def add_hparams(wr: GGUFWriter, hf: dict) -> None:
+        rope = hf["rope_parameters"]
+        assert rope == GEMMA2_ROPE, rope
+        add_gguf_hparams(wr, name, hf, rope["rope_theta"])
+        wr.add_attn_logit_softcapping(hf["attn_logit_softcapping"])
+        wr.add_final_logit_softcapping(hf["final_logit_softcapping"])
+        wr.add_sliding_window(hf["sliding_window"])
+
+    def settings_checks(src: Path, input_ids: list[list[int]], label: str) -> dict:
+        return {**gemma2_softcap_inputs(src, input_ids), **gemma_settings_matter(src, input_ids, label)}
+
+    out, expected, checks, gg, hf, readback, numpy_err = make_gemma_gguf(root, tok, name, SEED + 17, cfg, add_hparams,
+                                                                         settings_checks)
+    expected["reference"].update(
+        gguf=gguf_version(), storage="float32 GGUF; the reference runs the Hugging Face weights (norms before + 1)",
+        layer_types=layer_types, sliding_window=hf["sliding_window"], head_dim=hf["head_dim"],
+        query_pre_attn_scalar=hf["query_pre_attn_scalar"], attn_logit_softcapping=hf["attn_logit_softcapping"],
+        final_logit_softcapping=hf["final_logit_softcapping"], softcapping_note=GEMMA2_SOFTCAPPING_NOTE,
+        rope_parameters=hf["rope_parameters"],
+        llama_cpp_conventions={
+            "source": "llama.cpp src/models/gemma2.cpp (llama_model_gemma2::load_arch_hparams and its graph; older "
+                      "trees: src/llama-model.cpp LLM_ARCH_GEMMA2 and src/models/gemma2-iswa.cpp), build_attn_mha in "
+                      "src/llama-graph.cpp, set_swa_pattern / is_masked_swa in src/llama-hparams.*, the converter's "
+                      "Gemma2Model",
+            "norms": "every *norm.weight (attn_norm, post_attention_norm, ffn_norm = pre_feedforward_layernorm, "
+                     "post_ffw_norm, output_norm) is stored as HF weight + 1 and multiplies the normalised vector as "
+                     "it is; no attn_q_norm / attn_k_norm",
+            "sliding_layers": "layer l slides iff l % 2 < 1 (llama.cpp set_swa_pattern(2): layers 0, 2, 4 of 5, "
+                              "Gemma2Config's default; newer loaders read the period from an optional "
+                              "gemma2.attention.sliding_window_pattern, not written, default 2); window "
+                              "gemma2.attention.sliding_window (4096 when absent); key j is masked for query i iff "
+                              "i - j >= window",
+            "rope": "NeoX pairs (i, i + head_dim / 2): attn_q / attn_k rows are not permuted; every layer "
+                    "rope.freq_base with no scaling (llama.cpp's default 10000 when the key is absent: the converter "
+                    "writes no rope.freq_base for gemma2; written here, 10000); rope.freq_base_swa (not written) "
+                    "defaults to rope.freq_base",
+            "attention_scale": "Q times 1 / sqrt(attention.key_length) after RoPE (llama.cpp reads no "
+                               "query_pre_attn_scalar; only the 46-layer 27B uses 1 / sqrt(n_embd / n_head)), so the "
+                               "reference has query_pre_attn_scalar = head_dim",
+            "attn_logit_softcapping": "always on (attn_soft_cap): kq = cap * tanh(kq / cap) on the scaled scores, "
+                                      "then soft_max_ext adds the mask; cap gemma2.attn_logit_softcapping (50 when "
+                                      "absent)",
+            "final_logit_softcapping": "always on: logits = cap * tanh(logits / cap) after the head; cap "
+                                       "gemma2.final_logit_softcapping (30 when absent)",
+            "embedding": "token_embd rows times sqrt(embedding_length); no output.weight: llama.cpp's gemma2 always "
+                         "uses token_embd as the head",
+            "ffn": "gelu_tanh(ffn_gate x) * ffn_up x, then ffn_down (LLM_FFN_GELU, LLM_FFN_PAR)",
+        },
+        **checks, gguf_readback_max_abs_diff=readback, llamacpp_numpy_max_abs_diff=numpy_err,
+        tokenizer=GEMMA_GGUF_TOKENIZER)
+    write_json(out / "expected.json", expected)
+    return {"name": name, "tensors": {k: ("model.gguf", "F32", list(v.shape)) for k, v in gg.items()}}
+
+
+def gemma_gguf_hparams(reader: GGUFReader) -> dict:
+    """What llama.cpp takes from a gemma2 / gemma3 GGUF, with the values its loader fixes or defaults."""
+    arch = gguf_meta(reader, "general.architecture")
+    assert arch in GEMMA_GGUF_ARCHS, arch
+
     def key(k, default=None):
-        return gguf_meta(reader, f"gemma3.{k}") if f"gemma3.{k}" in reader.fields else default
-    assert gguf_meta(reader, "general.architecture") == "gemma3"
-    n_layer = int(key("block_count"))
+        return gguf_meta(reader, f"{arch}.{k}") if f"{arch}.{k}" in reader.fields else default
+
+    def f32_key(k, default=None):                   # float32 in the file: 1e-6 -> 1e-6, not 9.99999997e-07
+        v = key(k, default)
+        return None if v is None else float(f"{float(v):.7g}")
+
+    n_layer, n_embd, n_head = int(key("block_count")), int(key("embedding_length")), int(key("attention.head_count"))
+    head_dim = int(key("attention.key_length"))
     scaling = key("rope.scaling.type", "none")
     assert scaling in ("none", "linear"), scaling
-    return {"n_layer": n_layer, "n_embd": int(key("embedding_length")), "n_ff": int(key("feed_forward_length")),
-            "n_head": int(key("attention.head_count")), "n_head_kv": int(key("attention.head_count_kv")),
-            "head_dim": int(key("attention.key_length")), "n_ctx": int(key("context_length")),
-            "eps": float(f"{float(key('attention.layer_norm_rms_epsilon')):.7g}"),   # f32 1e-6 -> 1e-6
-            "n_swa": int(key("attention.sliding_window")), "swa": [t == "sliding_attention" for t in
-                                                                    llamacpp_gemma3_layer_types(n_layer)],
-            "base": float(key("rope.freq_base")), "factor": float(key("rope.scaling.factor", 1.0)),
-            "base_swa": LLAMACPP_GEMMA3_SWA_THETA}
+    hp = {"arch": arch, "n_layer": n_layer, "n_embd": n_embd, "n_ff": int(key("feed_forward_length")),
+          "n_head": n_head, "n_head_kv": int(key("attention.head_count_kv")), "head_dim": head_dim,
+          "n_ctx": int(key("context_length")), "eps": f32_key("attention.layer_norm_rms_epsilon"),
+          "base": float(key("rope.freq_base", 10000.0)), "factor": float(key("rope.scaling.factor", 1.0)),
+          "attn_scale_dim": n_embd // n_head if n_layer == GEMMA_GGUF_ARCHS[arch][2] else head_dim}
+    if arch == "gemma3":
+        assert key("attn_logit_softcapping") is None and key("final_logit_softcapping") is None
+        period = LLAMACPP_GEMMA3_SWA_PERIOD
+        hp.update(n_swa=int(key("attention.sliding_window")), base_swa=LLAMACPP_GEMMA3_SWA_THETA,
+                  attn_softcap=None, final_softcap=None)
+    else:
+        period = int(key("attention.sliding_window_pattern", LLAMACPP_GEMMA2_SWA_PERIOD))
+        hp.update(n_swa=int(key("attention.sliding_window", 4096)), base_swa=float(key("rope.freq_base_swa", hp["base"])),
+                  attn_softcap=f32_key("attn_logit_softcapping", 50.0),
+                  final_softcap=f32_key("final_logit_softcapping", 30.0))
+    hp["swa"] = [t == "sliding_attention" for t in llamacpp_swa_layer_types(n_layer, period)]
+    return hp
 
 
-def gemma3_gguf_crosscheck(path: Path, expected: dict) -> tuple[float, float]:
-    """max |logit - expected| of (a) a Gemma3ForCausalLM built from the GGUF alone (norms - 1, layer types, RoPE
-    and attention scale as llama.cpp derives them) and (b) numpy_gemma3_llamacpp on the stored weights; asserts
-    both are small."""
+def gemma_gguf_crosscheck(path: Path, expected: dict) -> tuple[float, float]:
+    """max |logit - expected| of (a) a Gemma2ForCausalLM / Gemma3ForCausalLM built from the GGUF alone (norms - 1;
+    layer types, RoPE, attention scale and softcaps as llama.cpp derives them) and (b) numpy_gemma_llamacpp on the
+    stored weights; asserts both are small."""
     reader, w = read_gguf_tensors(path)
-    hp = gemma3_gguf_hparams(reader)
+    hp = gemma_gguf_hparams(reader)
     tied = "output.weight" not in w
-    full_rope = {"rope_type": "default", "rope_theta": hp["base"]}
-    if hp["factor"] != 1.0:
-        full_rope.update(rope_type="linear", factor=hp["factor"])
-    cfg = gemma3_config(vocab_size=w["token_embd.weight"].shape[0], hidden_size=hp["n_embd"],
-                        intermediate_size=hp["n_ff"], num_hidden_layers=hp["n_layer"], num_attention_heads=hp["n_head"],
-                        num_key_value_heads=hp["n_head_kv"], head_dim=hp["head_dim"], query_pre_attn_scalar=hp["head_dim"],
-                        rms_norm_eps=hp["eps"], max_position_embeddings=hp["n_ctx"], sliding_window=hp["n_swa"],
-                        layer_types=["sliding_attention" if s else "full_attention" for s in hp["swa"]],
-                        rope_parameters={"full_attention": full_rope, "sliding_attention":
-                                         {"rope_type": "default", "rope_theta": hp["base_swa"]}},
-                        tie_word_embeddings=tied)
+    shape = dict(vocab_size=w["token_embd.weight"].shape[0], hidden_size=hp["n_embd"], intermediate_size=hp["n_ff"],
+                 num_hidden_layers=hp["n_layer"], num_attention_heads=hp["n_head"], num_key_value_heads=hp["n_head_kv"],
+                 head_dim=hp["head_dim"], query_pre_attn_scalar=hp["attn_scale_dim"], rms_norm_eps=hp["eps"],
+                 max_position_embeddings=hp["n_ctx"], sliding_window=hp["n_swa"],
+                 layer_types=["sliding_attention" if s else "full_attention" for s in hp["swa"]],
+                 tie_word_embeddings=tied)
+    if hp["arch"] == "gemma3":
+        full_rope = {"rope_type": "default", "rope_theta": hp["base"]}
+        if hp["factor"] != 1.0:
+            full_rope.update(rope_type="linear", factor=hp["factor"])
+        cfg = gemma3_config(**shape, rope_parameters={"full_attention": full_rope, "sliding_attention":
+                                                      {"rope_type": "default", "rope_theta": hp["base_swa"]}})
+    else:
+        # Gemma2ForCausalLM has one unscaled RoPE for every layer and always ties the head, as llama.cpp's gemma2.
+        assert hp["factor"] == 1.0 and hp["base_swa"] == hp["base"] and tied, hp
+        cfg = gemma2_config(**shape, rope_parameters={"rope_type": "default", "rope_theta": hp["base"]},
+                            attn_logit_softcapping=hp["attn_softcap"], final_logit_softcapping=hp["final_softcap"])
     cfg._attn_implementation = "eager"
     back = {v: k for k, v in GEMMA3_GGUF_NAMES.items()}
     sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"] - 1}
@@ -1331,23 +1598,24 @@ def gemma3_gguf_crosscheck(path: Path, expected: dict) -> tuple[float, float]:
             _, l, c, _ = name.split(".")
             sd[f"model.layers.{l}.{back[c]}.weight"] = a - 1 if back[c].endswith("norm") else a
     assert len(sd) == len(w), sorted(w)
-    model = float64_model(Gemma3ForCausalLM(cfg), sd, tied)
+    model = float64_model(GEMMA_CLASSES[cfg.model_type][1](cfg), sd, tied)
     readback = numpy_err = 0.0
     with torch.no_grad():
         for ids, want in zip(expected["input_ids"], expected["logits"]):
             want = np.asarray(want, dtype=np.float64)
             readback = max(readback, float(np.abs(model(torch.tensor([ids])).logits[0].numpy() - want).max()))
-            numpy_err = max(numpy_err, float(np.abs(numpy_gemma3_llamacpp(w, ids, hp) - want).max()))
+            numpy_err = max(numpy_err, float(np.abs(numpy_gemma_llamacpp(w, ids, hp) - want).max()))
     assert readback < 1e-5 and numpy_err < 1e-4, (readback, numpy_err)
     return readback, numpy_err
 
 
-def numpy_gemma3_llamacpp(w: dict, ids: list[int], hp: dict) -> np.ndarray:
-    """Independent float64 forward of a gemma3 GGUF following llama.cpp's graph (src/models/gemma3.cpp) on the
-    stored weights: x = token_embd[ids] * sqrt(n_embd); per layer attn_norm; Q, K, V; attn_q_norm / attn_k_norm
-    per head; NeoX RoPE with the layer's base and scale; Q * 1 / sqrt(key_length); causal softmax, sliding layers
-    masking keys i - j >= n_swa; attn_output; post_attention_norm; residual; ffn_norm; gelu_tanh(gate) * up;
-    ffn_down; post_ffw_norm; residual; output_norm; token_embd as the head. Norms multiply by the stored weights."""
+def numpy_gemma_llamacpp(w: dict, ids: list[int], hp: dict) -> np.ndarray:
+    """Independent float64 forward of a gemma2 / gemma3 GGUF following llama.cpp's graph (src/models/gemma2.cpp,
+    src/models/gemma3.cpp) on the stored weights: x = token_embd[ids] * sqrt(n_embd); per layer attn_norm; Q, K, V;
+    attn_q_norm / attn_k_norm per head (gemma3); NeoX RoPE with the layer's base and scale; Q * 1 / sqrt(attn_scale_dim);
+    scores Q K^T, capped cap * tanh(s / cap) (gemma2), then causal softmax, sliding layers masking keys i - j >= n_swa;
+    attn_output; post_attention_norm; residual; ffn_norm; gelu_tanh(gate) * up; ffn_down; post_ffw_norm; residual;
+    output_norm; token_embd as the head; logits capped (gemma2). Norms multiply by the stored weights."""
     W = {k: v.astype(np.float64) for k, v in w.items()}
     T, hd, n_head, n_kv = len(ids), hp["head_dim"], hp["n_head"], hp["n_head_kv"]
 
@@ -1360,6 +1628,9 @@ def numpy_gemma3_llamacpp(w: dict, ids: list[int], hp: dict) -> np.ndarray:
         a, b = v[..., :hd // 2], v[..., hd // 2:]
         return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
 
+    def softcap(v, cap):
+        return v if cap is None else cap * np.tanh(v / cap)
+
     i, j = np.arange(T)[:, None], np.arange(T)[None, :]
     x = W["token_embd.weight"][ids] * math.sqrt(hp["n_embd"])
     for l in range(hp["n_layer"]):
@@ -1368,14 +1639,17 @@ def numpy_gemma3_llamacpp(w: dict, ids: list[int], hp: dict) -> np.ndarray:
         base, scale = (hp["base_swa"], 1.0) if swa else (hp["base"], 1.0 / hp["factor"])
         mask = np.where((j <= i) & (~swa | (i - j < hp["n_swa"])), 0.0, -np.inf)
         h = rms(x, W[p + "attn_norm.weight"])
-        q = rope(rms((h @ W[p + "attn_q.weight"].T).reshape(T, n_head, hd), W[p + "attn_q_norm.weight"]), base, scale)
-        k = rope(rms((h @ W[p + "attn_k.weight"].T).reshape(T, n_kv, hd), W[p + "attn_k_norm.weight"]), base, scale)
+        q = (h @ W[p + "attn_q.weight"].T).reshape(T, n_head, hd)
+        k = (h @ W[p + "attn_k.weight"].T).reshape(T, n_kv, hd)
+        if p + "attn_q_norm.weight" in W:
+            q, k = rms(q, W[p + "attn_q_norm.weight"]), rms(k, W[p + "attn_k_norm.weight"])
+        q, k = rope(q, base, scale), rope(k, base, scale)
         v = (h @ W[p + "attn_v.weight"].T).reshape(T, n_kv, hd)
-        q = q / math.sqrt(hd)
+        q = q / math.sqrt(hp["attn_scale_dim"])
         heads = []
         for hh in range(n_head):
             g = hh // (n_head // n_kv)
-            s = q[:, hh] @ k[:, g].T + mask
+            s = softcap(q[:, hh] @ k[:, g].T, hp["attn_softcap"]) + mask
             s = np.exp(s - s.max(axis=1, keepdims=True))
             heads.append((s / s.sum(axis=1, keepdims=True)) @ v[:, g])
         x = x + rms(np.concatenate(heads, axis=1) @ W[p + "attn_output.weight"].T, W[p + "post_attention_norm.weight"])
@@ -1383,7 +1657,8 @@ def numpy_gemma3_llamacpp(w: dict, ids: list[int], hp: dict) -> np.ndarray:
         gate = h @ W[p + "ffn_gate.weight"].T
         act = 0.5 * gate * (1 + np.tanh(math.sqrt(2 / math.pi) * (gate + 0.044715 * gate ** 3)))
         x = x + rms((act * (h @ W[p + "ffn_up.weight"].T)) @ W[p + "ffn_down.weight"].T, W[p + "post_ffw_norm.weight"])
-    return rms(x, W["output_norm.weight"]) @ W.get("output.weight", W["token_embd.weight"]).T
+    return softcap(rms(x, W["output_norm.weight"]) @ W.get("output.weight", W["token_embd.weight"]).T,
+                   hp["final_softcap"])
 
 
 def make_tiny_gguf(root: Path, tok: Tokenizer) -> dict:
@@ -1656,6 +1931,8 @@ def main() -> None:
         summaries.append(make_phi3_gguf_copy(args.out, llama_tok, "tiny-phi3-longrope"))
     if ONLY is None or "tiny-gemma3-gguf" in ONLY:
         summaries.append(make_gemma3_gguf(args.out, llama_tok))
+    if ONLY is None or "tiny-gemma2-gguf" in ONLY:
+        summaries.append(make_gemma2_gguf(args.out, llama_tok))
     if args.smollm2:
         make_smollm2(args.out, args.smollm2.resolve())
 

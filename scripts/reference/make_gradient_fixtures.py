@@ -50,6 +50,12 @@ give A and N, N = gelu_tanh(gate_proj(x)) * up_proj(x) and pre_activation the ga
 on the layer type, so its "without window" run keeps layer_types and widens the window to max_position_embeddings
 instead of making every layer full.
 
+tiny-gemma2 (Gemma2ForCausalLM; sliding layers 0 and 2 with window 5, full layers 1 and 3) is handled the same
+way (no q_norm / k_norm, one RoPE). Its logits are softcapped (final_logit_softcapping 3: logits = 3 tanh(z / 3) of
+the head's output z) and so is every attention score before the mask (attn_logit_softcapping 2); the loss and every
+gradient here are of transformers' capped logits, and "reference" records both caps. transformers' Gemma 2 always
+builds its sliding mask, so its "without window" run also keeps layer_types and widens the window.
+
 With --smollm2 it also writes smollm2-gradients.json for the real SmolLM2-135M-Instruct GGUF (dequantised,
 Q/K rows un-permuted, by make_fixtures.py's hf_llama_from_gguf) on one question/answer sample: the loss and,
 per layer, the stats of dL/dA and dL/dN (no samples) and the plainact head scores (about 40 KB).
@@ -70,7 +76,10 @@ from transformers import AutoModelForCausalLM
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = REPO / "Tests" / "ShadowModelsTests" / "Fixtures"
 CHECKPOINTS = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-opt", "tiny-opt-postln",
-               "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3"]
+               "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3",
+               "tiny-gemma2"]
+# Gemma model_type -> the class AutoModelForCausalLM must give
+GEMMA_CLASSES = {"gemma3_text": "Gemma3ForCausalLM", "gemma2": "Gemma2ForCausalLM"}
 PREDICT_FROM = 5
 SEED = 4321
 N_LARGEST = 4
@@ -112,8 +121,8 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
     config = json.loads((directory / "config.json").read_text())
     arch = config["model_type"]
     model = AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager")
-    if arch == "gemma3_text":
-        assert type(model).__name__ == "Gemma3ForCausalLM", type(model)
+    if arch in GEMMA_CLASSES:
+        assert type(model).__name__ == GEMMA_CLASSES[arch], type(model)
     storage = str(next(model.parameters()).dtype).replace("torch.", "")
     model = model.to(torch.float64).eval()
 
@@ -147,6 +156,11 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
         h.remove()
 
     window = window_check(directory, model, ids, loss) if getattr(model.config, "sliding_window", None) else {}
+    caps = {k: getattr(model.config, k) for k in ("attn_logit_softcapping", "final_logit_softcapping")
+            if getattr(model.config, k, None) is not None}
+    if caps:
+        caps["softcapping_note"] = ("the loss is of the logits as transformers returns them, after final_logit_softcapping "
+                                    "(cap * tanh(z / cap)); the attention scores are capped before the mask and softmax")
 
     layers = []
     for (o_proj, down, first, up), slot in zip(layer_modules(model, arch), captured):
@@ -206,6 +220,7 @@ def gradients_for(directory: Path, rng: np.random.Generator) -> dict:
             "note": "transformers keeps RMSNorm, the attention softmax and RoPE cos/sin in float32 even in a "
                     "float64 model, so these values are good to about 1e-6 relative",
             **window,
+            **caps,
         },
     }
 
@@ -217,8 +232,9 @@ def window_check(directory: Path, model, ids: list[int], loss: torch.Tensor) -> 
     layer_types = list(getattr(cfg, "layer_types", None) or ["sliding_attention"] * cfg.num_hidden_layers)
     full_cfg = type(cfg).from_pretrained(directory)
     rope = getattr(cfg, "rope_parameters", None) or {}
-    if "full_attention" in rope:
-        # RoPE per layer type (Gemma 3): keep the types, make the window longer than any sequence.
+    if "full_attention" in rope or cfg.model_type in GEMMA_CLASSES:
+        # RoPE per layer type (Gemma 3), or a model that always builds its sliding mask and so needs a window (Gemma 2):
+        # keep the types, make the window longer than any sequence.
         full_cfg.sliding_window = cfg.max_position_embeddings
     else:
         full_cfg.sliding_window = None

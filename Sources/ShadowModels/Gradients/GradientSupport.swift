@@ -43,13 +43,21 @@ enum GradientPass {
                          _ final: FloatInput,      // (R, e) states after the final norm / projection
                          head: WeightMatrix,       // (V, e)
                          targets: [Int],           // (R)
-                         weights: WeightViews) -> Double {
+                         weights: WeightViews,
+                         softcap: Float? = nil) -> Double {
         let rows = targets.count, vocab = head.rows, width = head.cols
         let w = weights(head, "lm_head")
         let logits = Matrix(rows: rows, cols: vocab)   // (R, V), softmax in place
         let losses = UnsafeMutablePointer<Double>.allocate(capacity: rows)
         defer { losses.deallocate() }
         linearForward(logits.pointer, final, w, nil, rows: rows, inputs: width, outputs: vocab)
+        // Gemma 2 caps the logits, c·tanh(z / c); the slope 1 − (capped / c)² is kept for the backward.
+        let slope = softcap.map { cap -> Matrix in
+            Ops.softcap(logits.pointer, count: rows * vocab, cap: cap)
+            let slope = Matrix(rows: rows, cols: vocab)
+            for i in 0..<rows * vocab { let t = logits.pointer[i] / cap; slope.pointer[i] = 1 - t * t }
+            return slope
+        }
         targets.withUnsafeBufferPointer {
             crossEntropyForward(losses, logits.pointer, logits.pointer, $0.baseAddress!, rows: rows, vocab: vocab)
         }
@@ -61,6 +69,7 @@ enum GradientPass {
             targets.withUnsafeBufferPointer { t in
                 crossEntropyBackward(dlogits.pointer, dlosses, logits.pointer, t.baseAddress!, rows: rows, vocab: vocab)
             }
+            if let slope { for i in 0..<rows * vocab { dlogits.pointer[i] *= slope.pointer[i] } }
             linearBackward(dfinal, nil, nil, dlogits.pointer, nil, w, rows: rows, inputs: width, outputs: vocab)
         }
         return total / Double(rows)

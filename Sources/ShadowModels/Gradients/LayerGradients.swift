@@ -229,14 +229,15 @@ func ropeBackward(_ dx: FloatBuffer,     // (T, heads·d_h)
 
 /// out[t, h] = Σ_{j ≤ t} P[h, t, j] · v[j, g], P[h, t, ·] = softmax_j(scale · q[t, h] · k[j, g]) over
 /// j ≤ t and 0 above the diagonal (and, with a sliding `window`, before t − window + 1), g = h / (H / G).
-/// Saves P. Like inference's prefill, each block of query rows multiplies only the keys it can see
+/// With a `softcap` c (Gemma 2) the scaled scores s become c · tanh(s / c) first. Saves P. Like inference's prefill, each block of query rows multiplies only the keys it can see
 /// (`CausalBlocks`).
 func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
                       _ probs: FloatBuffer,  // (H, T, T)
                       _ q: FloatInput,       // (T, H·d_h)
                       _ k: FloatInput,       // (T, G·d_h)
                       _ v: FloatInput,       // (T, G·d_h)
-                      rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int? = nil) {
+                      rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int? = nil,
+                      softcap: Float? = nil) {
     let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
     for h in 0..<heads {
         let g = h / group
@@ -252,7 +253,12 @@ func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
                     // so the backward pass below needs no mask of its own.
                     let first = window.map { max(0, t + 1 - $0) } ?? 0
                     row.update(repeating: 0, count: first)
-                    Ops.softmax(row + first, t + 1 - first, scale: scale)
+                    if let softcap {
+                        Ops.softcap(row + first, count: t + 1 - first, cap: softcap, factor: scale)
+                        Ops.softmax(row + first, t + 1 - first)
+                    } else {
+                        Ops.softmax(row + first, t + 1 - first, scale: scale)
+                    }
                     (row + t + 1).update(repeating: 0, count: T - t - 1)   // saved: zero to the end
                 }
             }
@@ -263,6 +269,7 @@ func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
 }
 
 /// dv += Pᵀ dout; with dP = dout vᵀ and dS = P ⊙ (dP − Σ_j P dP) · scale: dq += dS k, dk += dSᵀ q.
+/// A `softcap` c multiplies dS by its slope 1 − tanh²(scale · q·k / c), the scores recomputed.
 /// Blocks of query rows compute dP and dS up to the keys they see; blocks of keys take their dv and
 /// dk from the query rows at or after them (the rows before see none of them).
 func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
@@ -273,12 +280,15 @@ func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
                        _ q: FloatInput,       // (T, H·d_h)
                        _ k: FloatInput,       // (T, G·d_h)
                        _ v: FloatInput,       // (T, G·d_h)
-                       rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
+                       rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, softcap: Float? = nil) {
     let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
     // (T, T) dP, then dS; row t is written up to the end of its block's keys, which covers every
     // entry the key blocks below read (they start where the query blocks start).
     let ds = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
     defer { ds.deallocate() }
+    // A block's raw scores q·k, for the soft-capping's slope.
+    let raw = softcap == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: CausalBlocks.rows * T)
+    defer { raw?.deallocate() }
     for h in 0..<heads {
         let g = h / group
         let p = probs + h * T * T
@@ -287,12 +297,23 @@ func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
             let dsBlock = ds + first * T, pBlock = p + first * T
             BLAS.gemmABt(dsBlock, dout + first * qWidth + h * headDim, v + g * headDim,
                          m: block.count, n: seen, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
+            if let raw {
+                BLAS.gemmABt(raw, q + first * qWidth + h * headDim, k + g * headDim,
+                             m: block.count, n: seen, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
+            }
             parallelChunks(block.count, minimumPerThread: 16) { range in
                 for r in range {
                     let t = first + r, pr = pBlock + r * T, dr = dsBlock + r * T
                     var dot: Float = 0
                     for j in 0...t { dot += pr[j] * dr[j] }
                     for j in 0...t { dr[j] = pr[j] * (dr[j] - dot) * scale }
+                    if let softcap, let raw {
+                        let rr = raw + r * T, inner = scale / softcap
+                        for j in 0...t {
+                            let capped = tanhf(inner * rr[j])
+                            dr[j] *= 1 - capped * capped
+                        }
+                    }
                     (dr + t + 1).update(repeating: 0, count: seen - t - 1)
                 }
             }

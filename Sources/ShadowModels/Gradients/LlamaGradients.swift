@@ -120,7 +120,8 @@ extension LlamaModel: DifferentiableLanguageModel {
                 ropeForward(st.k.pointer, st.k.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
             }
             attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
-                             rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, window: config.window(layer: l))
+                             rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, window: config.window(layer: l),
+                             softcap: config.attentionSoftcap)
             GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
             withOptional(block.output.bias) {
                 linearForward(st.attentionOut?.pointer ?? x.pointer, st.a.pointer,
@@ -157,7 +158,7 @@ extension LlamaModel: DifferentiableLanguageModel {
         rmsNormForward(final.pointer, rstdFinal.pointer, x.row(first), finalNorm, rows: predicted, n: d, eps: eps)
         let dfinal = Matrix.zeros(predicted, d, if: backward)
         let loss = GradientPass.lossHead(dfinal?.pointer, final.pointer, head: lmHead,
-                                         targets: Array(tokens[predictFrom...]), weights: weights)
+                                         targets: Array(tokens[predictFrom...]), weights: weights, softcap: config.logitSoftcap)
         guard let dfinal else {
             let layers = saved.map { st in
                 LayerGradients(layerInput: st!.input.array, attention: st!.a.array, attentionGrad: [],
@@ -213,7 +214,7 @@ extension LlamaModel: DifferentiableLanguageModel {
 
             dq.zero(); dk.zero(); dv.zero()
             attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
-                              st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale)
+                              st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, softcap: config.attentionSoftcap)
             dqIn.zero(); dkIn.zero()
             if config.ropeLayers?[l] ?? true {
                 ropeBackward(dqIn.pointer, dq.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)

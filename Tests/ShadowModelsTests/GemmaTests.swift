@@ -4,10 +4,10 @@ import Testing
 @testable import ShadowModels
 import ShadowTestSupport
 
-// The logits, NLL and gradients of tiny-gemma3 are checked with the other fixtures
+// The logits, NLL and gradients of tiny-gemma2 and tiny-gemma3 are checked with the other fixtures
 // (ReferenceTests, ReferenceGradientTests, SparseExecutionTests, …); these pin how its config is read.
-@Suite("Gemma 3: config keys, defaults and refusals")
-struct Gemma3Tests {
+@Suite("Gemma 2 and 3: config keys, defaults and refusals")
+struct GemmaTests {
     /// Shaped like gemma-3-270m's config.json on the hub (the transformers 4.x layout).
     static var hubConfig: [String: Any] { [
         "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
@@ -83,11 +83,50 @@ struct Gemma3Tests {
         #expect(try Self.decode(new) == oldConfig)
     }
 
+    @Test("rope_parameters as transformers reads it: other keys ignored, a flat object not read, a rope_scaling beside it applied to the full layers; hidden_act beside hidden_activation ignored")
+    func ropeParametersAsTransformersReadsThem() throws {
+        var json = Self.hubConfig
+        for key in ["rope_scaling", "rope_theta", "rope_local_base_freq"] { json[key] = nil }
+        json["rope_parameters"] = ["full_attention": ["rope_type": "default", "rope_theta": 50000.0],
+                                   "sliding_attention": ["rope_type": "default", "rope_theta": 5000.0], "note": [1, 2]]
+        json["hidden_act"] = "gelu_pytorch_tanh"   // Gemma 2-style files carry both
+        var config = try Self.decode(json)
+        #expect(config.rope == RopeConfig(theta: 50000) && config.localRope == RopeConfig(theta: 5000))
+        json["rope_scaling"] = ["rope_type": "linear", "factor": 4.0]
+        config = try Self.decode(json)
+        #expect(config.rope == RopeConfig(theta: 50000, scaling: .linear(factor: 4)) && config.localRope == RopeConfig(theta: 5000))
+        json["rope_scaling"] = nil
+        json["rope_parameters"] = ["rope_type": "default", "rope_theta": 100.0]
+        config = try Self.decode(json)
+        #expect(config.rope == RopeConfig(theta: 1_000_000) && config.localRope == RopeConfig(theta: 10_000))
+    }
+
+    @Test("Gemma 2: soft-caps 50 and 30 unless given (null turns one off), even layers slide, one RoPE, no q/k norms")
+    func gemma2() throws {
+        var json = Self.hubConfig
+        json["model_type"] = "gemma2"
+        for key in ["layer_types", "attn_logit_softcapping", "final_logit_softcapping", "rope_local_base_freq"] { json[key] = nil }
+        json["rope_theta"] = 10000.0
+        var config = try Self.decode(json)
+        #expect(config.attentionSoftcap == 50 && config.logitSoftcap == 30 && !config.queryKeyNorm)
+        #expect(config.slidingLayers == (0..<18).map { $0 % 2 == 0 } && config.localRopeLayers == nil && config.localRope == nil)
+        #expect(config.rope == RopeConfig(theta: 10000) && config.activation == .geluTanh && config.normWeightOffset == 1)
+        json["final_logit_softcapping"] = NSNull()
+        json["attn_logit_softcapping"] = 20.0
+        config = try Self.decode(json)
+        #expect(config.attentionSoftcap == 20 && config.logitSoftcap == nil)
+        json["max_position_embeddings"] = nil
+        #expect(try Self.decode(json).maxContext == 8192)
+    }
+
     /// Values as JSON text (test arguments must be Sendable).
-    @Test("soft-capping, exact GELU, bidirectional attention, odd layer types and bad scales are refused naming the key", arguments: [
-        ("attn_logit_softcapping", "50.0", "soft-capping"),
-        ("final_logit_softcapping", "30.0", "soft-capping"),
+    @Test("exact GELU, bidirectional attention, odd layer types, nulls, malformed rope_parameters and bad scales are refused naming the key", arguments: [
+        ("attn_logit_softcapping", "0", "positive"),
         ("hidden_activation", "\"gelu\"", "gelu_pytorch_tanh"),
+        ("sliding_window", "null", "got null"),
+        ("query_pre_attn_scalar", "null", "got null"),
+        ("rope_parameters", "{\"sliding_attention\": \"default\"}", "sliding_attention"),
+        ("rope_parameters", "{\"full_attention\": {\"rope_type\": \"yarn\"}}", "unsupported rope type"),
         ("use_bidirectional_attention", "true", "bidirectional"),
         ("layer_types", "[\"sliding_attention\"]", "1 entries for 18 layers"),
         ("layer_types", "[" + Array(repeating: "\"chunked_attention\"", count: 18).joined(separator: ",") + "]", "unknown layer type"),

@@ -1,0 +1,168 @@
+import Foundation
+import ShadowFormats
+
+// Gemma 2 (`gemma2`) and Gemma 3 text models (`gemma3_text`; GGUF `gemma2`, `gemma3`): a Llama
+// block with the differences below, so every Llama path — sparse skipping, branches, packed
+// rows, gradients — runs them.
+//   - RMSNorms multiply by (1 + w): folded into the weights at load (llama.cpp's converter
+//     stores 1 + w already);
+//   - the embedding rows are multiplied by √d (the tied LM head reads them unscaled);
+//   - GeGLU with GELU's tanh approximation instead of SwiGLU;
+//   - "sandwich" norms: the attention's and the MLP's outputs are normalised before the residual
+//     adds (post_attention_layernorm is that norm here, pre_feedforward_layernorm the MLP's input
+//     norm);
+//   - scores scaled by query_pre_attn_scalar^−½;
+//   - sliding-window layers (layer_types; by default Gemma 2's even layers, all but every sixth
+//     of Gemma 3's);
+//   - Gemma 2: attention scores and logits soft-capped, c·tanh(x / c);
+//   - Gemma 3: per-head RMSNorms of queries and keys before RoPE (as Qwen3), and the sliding
+//     layers' own RoPE base (rope_local_base_freq) while the others use rope_theta and rope_scaling.
+
+/// The MLP's gate activation: SiLU (SwiGLU) or GELU's tanh approximation (GeGLU: Gemma).
+public enum GateActivation: String, Sendable, Equatable {
+    case silu
+    case geluTanh = "gelu_pytorch_tanh"
+}
+
+/// Gemma 3's `rope_parameters` as transformers 5 writes it: one object per layer type (other
+/// keys are ignored, as transformers ignores them).
+private struct RopeParametersByLayerType: Decodable {
+    let full: RopeParametersJSON?
+    let sliding: RopeParametersJSON?
+    enum CodingKeys: String, CodingKey { case full = "full_attention", sliding = "sliding_attention" }
+}
+
+extension LlamaConfig {
+    static let gemmaModelTypes: Set<String> = ["gemma2", "gemma3_text"]
+    var isGemma: Bool { Self.gemmaModelTypes.contains(modelType) }
+
+    /// Gemma's keys, read after the Llama ones; defaults are Gemma2Config's and Gemma3TextConfig's.
+    mutating func readGemma(_ c: KeyedDecodingContainer<CodingKeys>) throws {
+        func refuse(_ key: CodingKeys, _ reason: String) -> DecodingError {
+            DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: reason))
+        }
+        // transformers refuses a null where these need a number.
+        for key in [CodingKeys.slidingWindow, .queryPreAttnScalar, .headDim] where c.contains(key) {
+            if try c.decodeNil(forKey: key) { throw refuse(key, "must be a number, got null") }
+        }
+        let gemma3 = modelType == "gemma3_text"
+        headDim = try c.optionalPositiveInt(.headDim) ?? 256
+        maxContext = try c.optionalPositiveInt(.maxContext) ?? (gemma3 ? 131_072 : 8192)
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true
+        if try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) == nil { rmsNormEps = 1e-6 }
+        if try c.integerIfPresent(.bosTokenID) == nil { bosTokenID = 2 }
+        if eosTokenIDs.isEmpty { eosTokenIDs = [1] }
+        (attentionBias, outputBias, mlpBias) = (attentionBias, attentionBias, false)
+        queryKeyNorm = gemma3
+
+        // transformers' "gelu_new" is the same tanh formula; exact GELU ("gelu") is not. Gemma
+        // reads hidden_activation, not hidden_act.
+        let act = try c.decodeIfPresent(String.self, forKey: .hiddenActivation) ?? "gelu_pytorch_tanh"
+        guard act == "gelu_pytorch_tanh" || act == "gelu_new" else {
+            throw refuse(.hiddenActivation, "only \"gelu_pytorch_tanh\" is supported, got \"\(act)\"")
+        }
+        activation = .geluTanh
+        // Gemma 2 caps by default (50 and 30); null turns a cap off.
+        func cap(_ key: CodingKeys, default value: Double?) throws -> Float? {
+            let cap = c.contains(key) ? try c.decodeIfPresent(Double.self, forKey: key) : value
+            guard let cap else { return nil }
+            guard cap > 0 && cap.isFinite else { throw refuse(key, "must be a positive number, got \(cap)") }
+            return Float(cap)
+        }
+        attentionSoftcap = try cap(.attnLogitSoftcapping, default: gemma3 ? nil : 50)
+        logitSoftcap = try cap(.finalLogitSoftcapping, default: gemma3 ? nil : 30)
+        if try c.decodeIfPresent(Bool.self, forKey: .useBidirectionalAttention) == true {
+            throw refuse(.useBidirectionalAttention, "bidirectional attention is not supported")
+        }
+        let scalar = try c.decodeIfPresent(Double.self, forKey: .queryPreAttnScalar) ?? 256
+        guard scalar > 0 && scalar.isFinite else { throw refuse(.queryPreAttnScalar, "must be a positive number, got \(scalar)") }
+        queryScale = Float(1 / scalar.squareRoot())
+        embeddingScale = Float(Double(hiddenSize).squareRoot())
+
+        // Which layers slide: layer_types, else Gemma 2's even layers, or all but every
+        // sliding_window_pattern-th (6) of Gemma 3's.
+        let sliding: [Bool]
+        if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
+            guard types.count == layers else { throw refuse(.layerTypes, "has \(types.count) entries for \(layers) layers") }
+            if let odd = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) {
+                throw refuse(.layerTypes, "unknown layer type \"\(odd)\"")
+            }
+            sliding = types.map { $0 == "sliding_attention" }
+        } else {
+            let pattern = gemma3 ? try c.optionalPositiveInt(.slidingWindowPattern) ?? 6 : 2
+            sliding = (0..<layers).map { ($0 + 1) % pattern != 0 }
+        }
+        let window = try c.optionalPositiveInt(.slidingWindow) ?? 4096
+        (slidingWindow, slidingLayers) = window < maxContext && sliding.contains(true) ? (window, sliding) : (nil, nil)
+        if gemma3 { try readGemma3Rope(c, sliding: sliding) }
+    }
+
+    /// Gemma 3's two RoPEs. transformers 5 writes one rope_parameters object per layer type; 4.x
+    /// files write rope_theta and rope_scaling (full layers) and rope_local_base_freq (sliding
+    /// layers). A rope_scaling beside rope_parameters applies to the full layers, as transformers
+    /// merges it there; rope_parameters without per-type objects is not read, as transformers
+    /// does not read it.
+    private mutating func readGemma3Rope(_ c: KeyedDecodingContainer<CodingKeys>, sliding: [Bool]) throws {
+        let byType = try c.decodeIfPresent(RopeParametersByLayerType.self, forKey: .ropeParameters)
+        let legacyScaling = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeScaling)
+        let context = RopeParametersJSON.Context(maxContext: maxContext, rotaryPairs: headDim / 2, originalContext: nil)
+        let topTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+        let theta = byType?.full?.ropeTheta ?? topTheta ?? 1_000_000
+        let localTheta = try byType?.sliding?.ropeTheta ?? c.decodeIfPresent(Double.self, forKey: .ropeLocalBaseFreq) ?? 10_000
+        do {
+            let scaling = try (legacyScaling ?? byType?.full)?.scaling(key: "rope_parameters", context) ?? .none
+            let localScaling = try byType?.sliding?.scaling(key: "rope_parameters", context) ?? .none
+            rope = RopeConfig(theta: theta, scaling: scaling)
+            localRope = RopeConfig(theta: localTheta, scaling: localScaling)
+        } catch let error as ConfigValueError {
+            throw DecodingError.dataCorrupted(.init(codingPath: [legacyScaling == nil ? CodingKeys.ropeParameters : .ropeScaling],
+                                                    debugDescription: error.reason))
+        }
+        for (key, value) in [(CodingKeys.ropeParameters, theta), (.ropeLocalBaseFreq, localTheta)] where !(value > 0 && value.isFinite) {
+            throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: "a RoPE base must be a positive number, got \(value)"))
+        }
+        localRopeLayers = sliding
+    }
+
+    /// llama.cpp's reading of a `gemma2` or `gemma3` GGUF, which holds no keys for most of this:
+    /// Gemma 2's even layers slide, with its soft-caps (`attn_logit_softcapping`,
+    /// `final_logit_softcapping`); every sixth of Gemma 3's layers attends fully and the others
+    /// slide with their own RoPE base (`rope.freq_base_swa`, else 10,000). Scores are scaled by
+    /// 1/√d_h, except in the 27B models (Gemma 2's 46 layers, Gemma 3's 62), whose
+    /// query_pre_attn_scalar is d/H.
+    mutating func readGemmaGGUF(_ file: GGUFFile, arch: String, window: Int?) throws {
+        activation = .geluTanh
+        embeddingScale = Float(Double(hiddenSize).squareRoot())
+        let gemma3 = arch == "gemma3"
+        queryKeyNorm = gemma3
+        queryScale = layers == (gemma3 ? 62 : 46) ? Float(1 / Double(hiddenSize / heads).squareRoot()) : nil
+        guard let window else {
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(arch).attention.sliding_window\": missing or 0 (llama.cpp requires it)")
+        }
+        let sliding = (0..<layers).map { ($0 + 1) % (gemma3 ? 6 : 2) != 0 }
+        (slidingWindow, slidingLayers) = window < maxContext ? (window, sliding) : (nil, nil)
+        if gemma3 {
+            let base = try file.floatIfPresent("\(arch).rope.freq_base_swa").map(Double.init) ?? 10_000
+            guard base > 0 && base.isFinite else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(arch).rope.freq_base_swa\": must be a positive number, got \(base)")
+            }
+            localRopeLayers = sliding
+            localRope = RopeConfig(theta: base)
+        } else {
+            for (key, cap) in [("attn_logit_softcapping", \LlamaConfig.attentionSoftcap), ("final_logit_softcapping", \.logitSoftcap)] {
+                guard let value = try file.floatIfPresent("\(arch).\(key)") else { continue }
+                guard value > 0 && value.isFinite else {
+                    throw ShadowError.corruptFile(path: file.path, reason: "key \"\(arch).\(key)\": must be a positive number, got \(value)")
+                }
+                self[keyPath: cap] = Float(value)
+            }
+        }
+    }
+
+    /// Gemma's attention and MLP outputs pass through norms of their own.
+    var sandwichNorms: Bool { isGemma }
+
+    /// Gemma's norms multiply by (1 + w) where Llama's multiply by w: what Hugging Face weights
+    /// need added (llama.cpp's converter stores 1 + w).
+    var normWeightOffset: Float { isGemma ? 1 : 0 }
+}
