@@ -125,37 +125,39 @@ extension LlamaConfig {
     }
 
     /// llama.cpp's reading of a `gemma2` or `gemma3` GGUF, which holds no keys for most of this:
-    /// Gemma 2's even layers slide, with its soft-caps (`attn_logit_softcapping`,
-    /// `final_logit_softcapping`); every sixth of Gemma 3's layers attends fully and the others
-    /// slide with their own RoPE base (`rope.freq_base_swa`, else 10,000). Scores are scaled by
-    /// 1/√d_h, except in the 27B models (Gemma 2's 46 layers, Gemma 3's 62), whose
+    /// Gemma 2's even layers slide (`attention.sliding_window`, 4096 if absent), with its soft-caps
+    /// (`attn_logit_softcapping`, `final_logit_softcapping`, 50 and 30 if absent); five of every
+    /// six of Gemma 3's layers slide (the window is required) and have their own RoPE base
+    /// (`rope.freq_base_swa`, else 10,000; Gemma 2's only if the file gives one). Scores are
+    /// scaled by 1/√d_h, except in the 27B models (Gemma 2's 46 layers, Gemma 3's 62), whose
     /// query_pre_attn_scalar is d/H.
-    mutating func readGemmaGGUF(_ file: GGUFFile, arch: String, window: Int?) throws {
+    mutating func readGemmaGGUF(_ file: GGUFFile, arch: String) throws {
         activation = .geluTanh
         embeddingScale = Float(Double(hiddenSize).squareRoot())
         let gemma3 = arch == "gemma3"
         queryKeyNorm = gemma3
         queryScale = layers == (gemma3 ? 62 : 46) ? Float(1 / Double(hiddenSize / heads).squareRoot()) : nil
-        guard let window else {
-            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(arch).attention.sliding_window\": missing or 0 (llama.cpp requires it)")
+        func positive(_ key: String) throws -> Double? {
+            guard let value = try file.floatIfPresent("\(arch).\(key)").map(Double.init) else { return nil }
+            guard value > 0 && value.isFinite else {
+                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(arch).\(key)\": must be a positive number, got \(value)")
+            }
+            return value
+        }
+        let windowKey = "\(arch).attention.sliding_window"
+        let window = try file.intIfPresent(windowKey) ?? (gemma3 ? nil : 4096)
+        guard let window, window > 0 else {
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(windowKey)\": missing or not positive (llama.cpp requires it)")
         }
         let sliding = (0..<layers).map { ($0 + 1) % (gemma3 ? 6 : 2) != 0 }
         (slidingWindow, slidingLayers) = window < maxContext ? (window, sliding) : (nil, nil)
-        if gemma3 {
-            let base = try file.floatIfPresent("\(arch).rope.freq_base_swa").map(Double.init) ?? 10_000
-            guard base > 0 && base.isFinite else {
-                throw ShadowError.corruptFile(path: file.path, reason: "key \"\(arch).rope.freq_base_swa\": must be a positive number, got \(base)")
-            }
+        if let base = try positive("rope.freq_base_swa") ?? (gemma3 ? 10_000 : nil) {
             localRopeLayers = sliding
             localRope = RopeConfig(theta: base)
-        } else {
-            for (key, cap) in [("attn_logit_softcapping", \LlamaConfig.attentionSoftcap), ("final_logit_softcapping", \.logitSoftcap)] {
-                guard let value = try file.floatIfPresent("\(arch).\(key)") else { continue }
-                guard value > 0 && value.isFinite else {
-                    throw ShadowError.corruptFile(path: file.path, reason: "key \"\(arch).\(key)\": must be a positive number, got \(value)")
-                }
-                self[keyPath: cap] = Float(value)
-            }
+        }
+        if !gemma3 {
+            attentionSoftcap = Float(try positive("attn_logit_softcapping") ?? 50)
+            logitSoftcap = Float(try positive("final_logit_softcapping") ?? 30)
         }
     }
 

@@ -168,7 +168,7 @@ public enum ModelLoader {
             ropeLayers: arch == "smollm3" ? (0..<layers).map { ($0 + 1) % 4 != 0 } : nil,
             bosTokenID: try file.intIfPresent("tokenizer.ggml.bos_token_id"),
             eosTokenIDs: (try file.intIfPresent("tokenizer.ggml.eos_token_id")).map { [$0] } ?? [])
-        if arch == "gemma2" || arch == "gemma3" { try config.readGemmaGGUF(file, arch: arch, window: window) }
+        if arch == "gemma2" || arch == "gemma3" { try config.readGemmaGGUF(file, arch: arch) }
         // Errors name the GGUF keys the values came from, not config.json's.
         try config.validate(path: path, keys: [
             "hidden_size": "\(arch).embedding_length", "intermediate_size": "\(arch).feed_forward_length",

@@ -5,7 +5,7 @@ import ShadowTestSupport
 
 @Suite("Branches: several continuations of a cached context in one forward")
 struct BranchesTests {
-    static let models = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-opt", "code-llama"]
+    static let models = ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma2", "tiny-opt", "code-llama"]
 
     /// Deterministic token ids below the vocabulary size.
     static func tokens(_ count: Int, seed: Int, vocab: Int) -> [Int] { (0..<count).map { ($0 * 37 + seed * 11 + 1) % vocab } }

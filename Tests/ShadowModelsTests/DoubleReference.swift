@@ -69,6 +69,8 @@ struct DoubleReference {
     let embeddingScale: Double
     let attentionScale: Double
     let geluGate: Bool
+    /// Gemma 2's soft-caps of the attention scores and of the logits.
+    let attentionSoftcap: Double?, logitSoftcap: Double?
     /// Per layer, its sliding window (nil: the whole context).
     let windows: [Int?]
     let ropeLayers: [Bool]?
@@ -103,6 +105,8 @@ struct DoubleReference {
             embeddingScale = Double(m.config.embeddingScale ?? 1)
             attentionScale = Double(m.config.attentionScale)
             geluGate = m.config.activation == .geluTanh
+            attentionSoftcap = m.config.attentionSoftcap.map(Double.init)
+            logitSoftcap = m.config.logitSoftcap.map(Double.init)
         } else {
             let m = model as! OPTModel
             isLlama = false
@@ -131,6 +135,8 @@ struct DoubleReference {
             embeddingScale = 1
             attentionScale = 1 / Double(shape.headDim).squareRoot()
             geluGate = false
+            attentionSoftcap = nil
+            logitSoftcap = nil
         }
     }
 
@@ -230,7 +236,7 @@ struct DoubleReference {
                             for j in first...t {
                                 var dot = 0.0
                                 for i in 0..<dh { dot += q[t * H * dh + h * dh + i] * k[j * G * dh + g * dh + i] }
-                                scores[j] = dot * scale
+                                scores[j] = attentionSoftcap.map { $0 * tanh(dot * scale / $0) } ?? dot * scale
                                 top = max(top, scores[j])
                             }
                             var total = 0.0
@@ -309,7 +315,8 @@ struct DoubleReference {
         if let finalNorm { final = norm(final, finalNorm, finalNormBias, rows: rows, n: d) }
         if let projectOut { final = Self.timesTransposed(final, projectOut, nil, rows: rows, inputs: d, outputs: e) }
         let vocab = s.vocabularySize
-        let logits = Self.timesTransposed(final, lmHead, nil, rows: rows, inputs: e, outputs: vocab)
+        var logits = Self.timesTransposed(final, lmHead, nil, rows: rows, inputs: e, outputs: vocab)
+        if let cap = logitSoftcap { logits = logits.map { cap * tanh($0 / cap) } }
         var total = 0.0
         for r in 0..<rows {
             let row = logits[r * vocab..<(r + 1) * vocab]

@@ -8,7 +8,7 @@ import ShadowTestSupport
 /// The models the gradient checks run on: tiny random Llamas built in code and the reference
 /// checkpoints (Llama GQA, Qwen2 with biases, OPT pre-LN and post-LN with project_in/out).
 enum GradientModels {
-    static let names = ["code-llama", "code-llama-bias", "tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3-longrope", "tiny-qwen2-window", "tiny-gemma3", "tiny-opt", "tiny-opt-postln"]
+    static let names = ["code-llama", "code-llama-bias", "tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3-longrope", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma2", "tiny-opt", "tiny-opt-postln"]
 
     static func model(_ name: String, weights: WeightDType = .f32) throws -> any DifferentiableLanguageModel {
         switch name {

@@ -36,7 +36,7 @@ struct PackedRowsTests {
         #expect(ask(second) != nil)
     }
 
-    @Test("sparse decode with packed rows gives the logits of gathered rows", arguments: ["tiny-llama", "tiny-llama-bias", "tiny-opt", "tiny-qwen2", "tiny-qwen3", "tiny-phi3-longrope", "tiny-qwen2-window", "tiny-gemma3"])
+    @Test("sparse decode with packed rows gives the logits of gathered rows", arguments: ["tiny-llama", "tiny-llama-bias", "tiny-opt", "tiny-qwen2", "tiny-qwen3", "tiny-phi3-longrope", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma2"])
     func packedDecodeMatchesGathered(name: String) throws {
         for dtype in [WeightDType.f32, .f16] {
             let model = try ModelLoader.load(path: Fixtures.path(name), weights: dtype).model

@@ -41,7 +41,7 @@ struct GradientExpectation: Decodable {
 
 @Suite("Gradients agree with PyTorch autograd")
 struct ReferenceGradientTests {
-    static let checkpoints = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-opt", "tiny-opt-postln"]
+    static let checkpoints = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma2", "tiny-opt", "tiny-opt-postln"]
 
     /// Sums are held to `tolerance` relative to Σ|x| (a signed sum may cancel), Σ|x|, Σx² and
     /// max |x| relative to themselves, sampled entries relative to max(|x|, 1% of max |x|).

@@ -26,7 +26,7 @@ struct ReferenceExpectation: Decodable {
 
 @Suite("Agreement with the PyTorch reference")
 struct ReferenceTests {
-    static let checkpoints = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln", "tiny-llama-gguf", "tiny-qwen3-gguf", "tiny-llama-bias-gguf", "tiny-smollm3", "tiny-smollm3-gguf", "tiny-phi3", "tiny-phi3-longrope", "tiny-phi3-longrope-gguf", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma3-gguf"]
+    static let checkpoints = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln", "tiny-llama-gguf", "tiny-qwen3-gguf", "tiny-llama-bias-gguf", "tiny-smollm3", "tiny-smollm3-gguf", "tiny-phi3", "tiny-phi3-longrope", "tiny-phi3-longrope-gguf", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma3-gguf", "tiny-gemma2", "tiny-gemma2-gguf"]
 
     static func modelPath(_ name: String) -> String {
         name.hasSuffix("gguf") ? Fixtures.path(name + "/model.gguf") : Fixtures.path(name)
@@ -65,7 +65,7 @@ struct ReferenceTests {
     }
 
     @Test("KV-cached decode of a real checkpoint equals its prefill (sliding windows included)",
-          arguments: ["tiny-llama", "tiny-opt", "tiny-opt-postln", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3"])
+          arguments: ["tiny-llama", "tiny-opt", "tiny-opt-postln", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma2"])
     func decodeEqualsPrefill(checkpoint: String) throws {
         let model = try ModelLoader.load(path: Self.modelPath(checkpoint)).model
         let ids = try ReferenceExpectation.load(checkpoint).inputIDs[0]

@@ -17,7 +17,7 @@ func randomPlans(shape: TransformerShape, keep: Double, seed: UInt64) -> [LayerP
 
 @Suite("Sparse execution equals the dense model with pruned units zeroed")
 struct SparseExecutionTests {
-    static let models: [String] = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-opt", "tiny-opt-postln", "code-llama"]
+    static let models: [String] = ["tiny-llama", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-smollm3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma2", "tiny-opt", "tiny-opt-postln", "code-llama"]
 
     static func model(_ name: String) throws -> any CausalLanguageModel {
         if name == "code-llama" { return TinyModels.llama(kvHeads: 2) }

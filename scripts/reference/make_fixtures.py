@@ -63,18 +63,36 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
                         input_ids[0] starts with 2). "reference" records layer_types, sliding_window,
                         query_pre_attn_scalar, the RoPE parameters and inv_freq per layer type, and, each > 1e-3,
                         window_matters, query_pre_attn_scalar_matters, rope_matters, rope_linear_factor_matters and
-                        local_rope_theta_matters (gemma3_settings_matter).
+                        local_rope_theta_matters (gemma_settings_matter).
+  tiny-gemma2/          Gemma2ForCausalLM (model_type gemma2), 4 layers, layer_types [sliding, full, sliding, full]
+                        (Gemma2Config's default: even layers slide; written out in config.json) with sliding_window 5,
+                        GQA 4/2, head_dim 24, query_pre_attn_scalar 20, one RoPE (default, theta 1e4) for every layer,
+                        attn_logit_softcapping 2 (every scaled attention score s becomes 2 tanh(s / 2) before the
+                        mask) and final_logit_softcapping 3 (logits 3 tanh(z / 3)): the released 50 / 30 would be
+                        nearly linear on this model, whose scores reach about 4 and logits about 11. GELU-tanh MLP,
+                        four (1 + weight) RMSNorms per layer and no q_norm / k_norm, embeddings times 8, tied,
+                        float32, tiny-gemma3's tokenizer. "reference" records layer_types, sliding_window,
+                        query_pre_attn_scalar, both softcaps, the largest score and logit before capping, and, each
+                        > 1e-3, window_matters, query_pre_attn_scalar_matters, attn_logit_softcapping_matters and
+                        final_logit_softcapping_matters (gemma_settings_matter).
   tiny-gemma3-gguf/     model.gguf: a gemma3 GGUF as llama.cpp's converter writes it (norm weights stored + 1, Q/K
                         not permuted, rope.scaling linear 2, rope.freq_base_swa, sliding_window 5, key_length 24),
                         byte-level BPE tokenizer metadata. llama.cpp fixes what a GGUF cannot say (every 6th layer
                         full, local theta 1e4, scale 1/sqrt(key_length)), so this is its own 7-layer model (layer 5
                         full, query_pre_attn_scalar 24) with its own expected.json from transformers, cross-checked
                         against the file read back and a numpy forward written after llama.cpp's graph.
+  tiny-gemma2-gguf/     model.gguf: a gemma2 GGUF as llama.cpp's converter writes it (norm weights stored + 1, Q/K
+                        not permuted, no output.weight, attention.sliding_window 5, attn_logit_softcapping 2,
+                        final_logit_softcapping 3, key_length 24, rope.freq_base 10000), byte-level BPE tokenizer
+                        metadata. llama.cpp fixes what a GGUF cannot say (even layers slide, scale
+                        1/sqrt(key_length)), so this is its own 5-layer model (layers 0, 2, 4 slide;
+                        query_pre_attn_scalar 24) with its own expected.json from transformers, cross-checked the same
+                        way as tiny-gemma3-gguf.
   smollm2-expected.json only with --smollm2: tokenisation, log-likelihoods, last-position logits and greedy
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
 Each tiny directory also holds tokenizer.json (a byte-level BPE trained here on the fixed text CORPUS; Gemma-style
-for tiny-gemma3) and expected.json:
+for tiny-gemma3 and tiny-gemma2) and expected.json:
 
   {
     "input_ids": [[int]],            two sequences, ids passed to the model as they are (no BOS added)
