@@ -15,8 +15,11 @@ enum InfoCommand {
         let ffnSize: Int
         let vocabularySize: Int
         let maxContext: Int
-        /// Sliding-window attention's window (in every layer, or those the config names).
+        /// Sliding-window attention's window, and how many layers slide (all, or those the config names).
         let slidingWindow: Int?
+        let slidingLayers: Int?
+        /// Gemma's soft-caps of the attention scores and of the logits.
+        let attentionSoftcap: Float?, logitSoftcap: Float?
         /// Why max_context ends before the checkpoint's declared context (LongRoPE's original context).
         let contextLimit: String?
         let parameters: Int
@@ -35,7 +38,8 @@ enum InfoCommand {
             case path, format, architecture, layers, heads, parameters, tokenizer
             case hiddenSize = "hidden_size", kvHeads = "kv_heads", headDim = "head_dim", ffnSize = "ffn_size"
             case vocabularySize = "vocab_size", maxContext = "max_context", slidingWindow = "sliding_window", sourceDTypes = "source_dtypes"
-            case contextLimit = "context_limit"
+            case contextLimit = "context_limit", slidingLayers = "sliding_layers"
+            case attentionSoftcap = "attention_softcap", logitSoftcap = "logit_softcap"
             case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
             case chatTemplate = "chat_template", defaultSystem = "default_system"
         }
@@ -48,11 +52,15 @@ enum InfoCommand {
         let loaded = try ModelOptions.load(arguments, console: console)
         let s = loaded.model.shape
         let chat = loaded.tokenizer.flatMap { try? ChatTemplate(tokenizer: $0, option: "chat") }
+        let llama = (loaded.model as? LlamaModel)?.config
+        let window = loaded.model.slidingWindow
+        let sliding = window == nil ? nil : llama.map { c in (0..<c.layers).filter { c.window(layer: $0) != nil }.count } ?? s.layers
         let report = Report(
             path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture,
             layers: s.layers, hiddenSize: s.hiddenSize, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
             ffnSize: s.ffnSize, vocabularySize: s.vocabularySize, maxContext: s.maxContext,
-            slidingWindow: loaded.model.slidingWindow, contextLimit: loaded.model.contextLimit,
+            slidingWindow: window, slidingLayers: sliding, attentionSoftcap: llama?.attentionSoftcap, logitSoftcap: llama?.logitSoftcap,
+            contextLimit: loaded.model.contextLimit,
             parameters: loaded.model.parameterCount, sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
             eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS,
@@ -62,6 +70,11 @@ enum InfoCommand {
             return
         }
         let dtypes = report.sourceDTypes.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+        let windowText = report.slidingWindow.map { window in
+            ", sliding-window attention over \(window) tokens" + (report.slidingLayers.map { $0 < s.layers ? " in \($0) of \(s.layers) layers" : "" } ?? "")
+        } ?? ""
+        let caps = [report.attentionSoftcap.map { "scores \(String(format: "%g", Double($0)))" }, report.logitSoftcap.map { "logits \(String(format: "%g", Double($0)))" }].compactMap { $0 }
+        let capsLine = caps.isEmpty ? "" : "\nsoft-capping  " + caps.joined(separator: ", ")
         console.print("""
             model         \(report.path)
             format        \(report.format)
@@ -71,7 +84,7 @@ enum InfoCommand {
             heads         \(s.heads) query, \(s.kvHeads) key/value, width \(s.headDim)
             ffn size      \(s.ffnSize)
             vocabulary    \(s.vocabularySize)
-            context       \(s.maxContext)\(report.contextLimit.map { " (\($0))" } ?? "")\(report.slidingWindow.map { ", sliding-window attention over \($0) tokens" } ?? "")
+            context       \(s.maxContext)\(report.contextLimit.map { " (\($0))" } ?? "")\(windowText)\(capsLine)
             parameters    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6)) M)
             file dtypes   \(dtypes)
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")

@@ -338,7 +338,7 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Layer `l`'s sliding window, nil when it attends to the whole context.
     @inline(__always)
-    func window(layer l: Int) -> Int? {
+    public func window(layer l: Int) -> Int? {
         guard let slidingWindow else { return nil }
         return slidingLayers?[l] ?? true ? slidingWindow : nil
     }

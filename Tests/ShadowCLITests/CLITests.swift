@@ -451,6 +451,12 @@ struct CLITests {
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
         let info = CLIRun(["info", "--model", model, "--json"])
         #expect(try info.json()["sliding_window"] as? Int == 48 && info.json()["max_context"] as? Int == 128, "\(info.out)")
+        #expect(try info.json()["sliding_layers"] as? Int == 2 && info.json()["attention_softcap"] == nil, "\(info.out)")
+        // Gemma 2: every other layer slides; its soft-caps are shown.
+        let gemma = CLIRun(["info", "--model", fixture("tiny-gemma2")])
+        #expect(gemma.out.contains("sliding-window attention over 5 tokens in 2 of 4 layers\nsoft-capping  scores 2, logits 3\n"), "\(gemma.out)")
+        let gemmaJSON = try CLIRun(["info", "--model", fixture("tiny-gemma2"), "--json"]).json()
+        #expect(gemmaJSON["sliding_layers"] as? Int == 2 && gemmaJSON["attention_softcap"] as? Double == 2 && gemmaJSON["logit_softcap"] as? Double == 3)
         let text = String(repeating: "ab cd ", count: 15)
         func nll(_ path: String, context: Int) throws -> Double {
             let run = CLIRun(["perplexity", "--model", path, "--text", text, "-c", "\(context)", "--json", "--no-progress"])
