@@ -62,7 +62,8 @@ extension LlamaConfig {
             throw refuse(.hiddenActivation, "only \"gelu_pytorch_tanh\" is supported, got \"\(act)\"")
         }
         activation = .geluTanh
-        // Gemma 2 caps by default (50 and 30); null turns a cap off.
+        // Gemma 2 caps by default (50 and 30); null turns a cap off. Gemma 3 caps only the logits:
+        // transformers' Gemma3Attention never applies its attn_logit_softcapping (checked, then ignored).
         func cap(_ key: CodingKeys, default value: Double?) throws -> Float? {
             let cap = c.contains(key) ? try c.decodeIfPresent(Double.self, forKey: key) : value
             guard let cap else { return nil }
@@ -70,6 +71,7 @@ extension LlamaConfig {
             return Float(cap)
         }
         attentionSoftcap = try cap(.attnLogitSoftcapping, default: gemma3 ? nil : 50)
+        if gemma3 { attentionSoftcap = nil }
         logitSoftcap = try cap(.finalLogitSoftcapping, default: gemma3 ? nil : 30)
         if try c.decodeIfPresent(Bool.self, forKey: .useBidirectionalAttention) == true {
             throw refuse(.useBidirectionalAttention, "bidirectional attention is not supported")
@@ -94,7 +96,12 @@ extension LlamaConfig {
         }
         let window = try c.optionalPositiveInt(.slidingWindow) ?? 4096
         (slidingWindow, slidingLayers) = window < maxContext && sliding.contains(true) ? (window, sliding) : (nil, nil)
-        if gemma3 { try readGemma3Rope(c, sliding: sliding) }
+        if gemma3 {
+            try readGemma3Rope(c, sliding: sliding)
+        } else if let byType = try? c.decodeIfPresent(RopeParametersByLayerType.self, forKey: .ropeParameters),
+                  byType.full != nil || byType.sliding != nil {
+            throw refuse(.ropeParameters, "per-layer-type RoPE parameters are Gemma 3's; Gemma 2 has one RoPE")
+        }
     }
 
     /// Gemma 3's two RoPEs. transformers 5 writes one rope_parameters object per layer type; 4.x
@@ -128,7 +135,8 @@ extension LlamaConfig {
     /// Gemma 2's even layers slide (`attention.sliding_window`, 4096 if absent), with its soft-caps
     /// (`attn_logit_softcapping`, `final_logit_softcapping`, 50 and 30 if absent); five of every
     /// six of Gemma 3's layers slide (the window is required) and have their own RoPE base
-    /// (`rope.freq_base_swa`, else 10,000; Gemma 2's only if the file gives one). Scores are
+    /// (`rope.freq_base_swa`, else 10,000, unscaled; Gemma 2's only if the file gives one, with the
+    /// file's scaling), and its logits are capped only if `final_logit_softcapping` says so. Scores are
     /// scaled by 1/√d_h, except in the 27B models (Gemma 2's 46 layers, Gemma 3's 62), whose
     /// query_pre_attn_scalar is d/H.
     mutating func readGemmaGGUF(_ file: GGUFFile, arch: String) throws {
@@ -153,9 +161,11 @@ extension LlamaConfig {
         (slidingWindow, slidingLayers) = window < maxContext ? (window, sliding) : (nil, nil)
         if let base = try positive("rope.freq_base_swa") ?? (gemma3 ? 10_000 : nil) {
             localRopeLayers = sliding
-            localRope = RopeConfig(theta: base)
+            localRope = RopeConfig(theta: base, scaling: gemma3 ? .none : rope.scaling)
         }
-        if !gemma3 {
+        if gemma3 {
+            logitSoftcap = try positive("final_logit_softcapping").map(Float.init)
+        } else {
             attentionSoftcap = Float(try positive("attn_logit_softcapping") ?? 50)
             logitSoftcap = Float(try positive("final_logit_softcapping") ?? 30)
         }

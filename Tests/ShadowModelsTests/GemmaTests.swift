@@ -117,6 +117,20 @@ struct GemmaTests {
         #expect(config.attentionSoftcap == 20 && config.logitSoftcap == nil)
         json["max_position_embeddings"] = nil
         #expect(try Self.decode(json).maxContext == 8192)
+        // Gemma 2 has one RoPE: per-layer-type parameters are refused, not ignored.
+        json["rope_parameters"] = ["full_attention": ["rope_type": "default", "rope_theta": 5000.0]]
+        #expect(Self.decodingError(json).contains("Gemma 2 has one RoPE"))
+    }
+
+    @Test("Gemma 3 caps only its logits: an attn_logit_softcapping is checked and ignored, as transformers ignores it")
+    func gemma3Softcaps() throws {
+        var json = Self.hubConfig
+        json["attn_logit_softcapping"] = 2.0
+        json["final_logit_softcapping"] = 3.0
+        let config = try Self.decode(json)
+        #expect(config.attentionSoftcap == nil && config.logitSoftcap == 3)
+        json["attn_logit_softcapping"] = -1.0
+        #expect(Self.decodingError(json).contains("attn_logit_softcapping"))
     }
 
     /// Values as JSON text (test arguments must be Sendable).
