@@ -9,7 +9,7 @@ enum BlockSteps {
     /// (T, d); `sparsity` observes the full A (T, H·d_h) of a dense layer, its first
     /// `promptRows` rows being the prompt's. With `branches`, each branch's positions start at the
     /// context's end and it attends to the context and to itself. `window`: sliding-window
-    /// attention's (see `CausalAttention.attend`). `outputNorm` (Gemma 3) normalises A W_O (+ b) in
+    /// attention's (see `CausalAttention.attend`). `outputNorm` (Gemma) normalises A W_O (+ b) in
     /// place, (T, d) rows, before it is added to x; `softcap` (Gemma 2) caps the scores.
     static func attention(x: UnsafeMutablePointer<Float>, xn: UnsafePointer<Float>,
                           q: Linear, k: Linear, v: Linear, output: TransposedLinear,

@@ -21,7 +21,7 @@ public struct LlamaBlock: Sendable {
     /// Qwen3: RMSNorm weights applied to each query and each key head before RoPE.
     public var queryNorm: [Float]? = nil   // (d_h)
     public var keyNorm: [Float]? = nil     // (d_h)
-    /// Gemma 3: RMSNorms of the attention's and the MLP's outputs, before the residual adds.
+    /// Gemma: RMSNorms of the attention's and the MLP's outputs, before the residual adds.
     public var postAttentionNorm: [Float]? = nil  // (d)
     public var postMLPNorm: [Float]? = nil        // (d)
 }
@@ -35,7 +35,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public let finalNorm: [Float]          // (d)
     public let lmHead: WeightMatrix        // (V, d); the embedding itself when tied
     public let inverseFrequencies: [Float] // one per rotating pair (d_h / 2, or r / 2)
-    /// Gemma 3's sliding layers' frequencies (config.localRope), nil without them.
+    /// Gemma's sliding layers' frequencies (config.localRope), nil without them.
     public let localInverseFrequencies: [Float]?
     public let sourceDTypes: [String: Int]
     public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
@@ -74,7 +74,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         return embedding.count + s.layers * perBlock + s.hiddenSize + head
     }
 
-    /// Layer `l`'s RoPE frequencies and cos/sin magnitude (Gemma 3's sliding layers have their own).
+    /// Layer `l`'s RoPE frequencies and cos/sin magnitude (Gemma's sliding layers have their own).
     func rotation(layer l: Int) -> (frequencies: [Float], magnitude: Float) {
         if config.localRopeLayers?[l] == true, let localInverseFrequencies, let local = config.localRope {
             return (localInverseFrequencies, local.magnitude)
@@ -156,7 +156,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
             let width = kept?.count ?? s.ffnSize
             let g = cache.buffer("gate", rows: T, cols: width)
             let u = cache.buffer("up", rows: T, cols: width)
-            // Gemma 3 normalises the MLP's output before adding it: it goes through `xn`.
+            // Gemma normalises the MLP's output before adding it: it goes through `xn`.
             let mlpOut = block.postMLPNorm == nil ? x : xn
             if let kept {
                 block.gate.apply(g, xn, tokens: T, rows: kept, scratch: scratch)
@@ -298,7 +298,7 @@ public struct LlamaConfig: Sendable, Equatable {
     public var embeddingScale: Float? = nil
     /// The attention scores' factor; nil: 1/√d_h (Gemma: query_pre_attn_scalar^−½).
     public var queryScale: Float? = nil
-    /// The layers whose RoPE is `localRope` (Gemma 3's sliding layers), nil: none.
+    /// The layers whose RoPE is `localRope` (Gemma's sliding layers), nil: none.
     public var localRopeLayers: [Bool]? = nil
     public var localRope: RopeConfig? = nil
     /// Gemma 2's soft-capping c of the attention scores and of the logits: x → c·tanh(x / c).
@@ -601,7 +601,7 @@ extension LlamaModel {
             func headNorm(_ name: String) throws -> [Float]? {
                 config.queryKeyNorm ? try norm("self_attn.\(name).weight", count: s.headDim) : nil
             }
-            // Gemma 3's post_attention_layernorm normalises the attention's output; its MLP reads
+            // Gemma's post_attention_layernorm normalises the attention's output; its MLP reads
             // pre_feedforward_layernorm.
             let sandwich = config.sandwichNorms
             let (wq, wk, wv) = config.fusedProjections

@@ -9,7 +9,7 @@ import ShadowKernels
 //   out = mid + N W_down,   N = silu(Z) ⊙ (rms₂(mid) W_upᵀ),  Z = rms₂(mid) W_gateᵀ
 //
 // Qwen3 puts a per-head RMSNorm between each projection and RoPE: RoPE(rms_q(rms₁(x) W_qᵀ)).
-// Gemma 3 also normalises both outputs before the adds (mid = x + rms_a(A W_O), out = mid +
+// Gemma also normalises both outputs before the adds (mid = x + rms_a(A W_O), out = mid +
 // rms_m(N W_down)), and gates with GELU's tanh approximation instead of SiLU.
 //
 // W_O and W_down are stored transposed, (H·d_h, d) and (F, d), and their gradients come out the
@@ -33,7 +33,7 @@ private final class LlamaSaved {
     /// Qwen3: q and k before their per-head norms, and the norms' 1/rms per (token, head).
     let qIn: Matrix?, kIn: Matrix?      // (T, H·d_h), (T, G·d_h)
     let qRstd: Matrix?, kRstd: Matrix?  // (T·H), (T·G)
-    /// Gemma 3: A W_O and N W_down before their norms, and the norms' 1/rms per token.
+    /// Gemma: A W_O and N W_down before their norms, and the norms' 1/rms per token.
     let attentionOut: Matrix?, mlpOut: Matrix?        // (T, d)
     let attentionOutRstd: Matrix?, mlpOutRstd: Matrix?  // (T)
 
@@ -80,18 +80,18 @@ extension LlamaModel: DifferentiableLanguageModel {
             RotaryTable(positions: 0..<T, inverseFrequencies: $0, magnitude: config.localRope?.magnitude ?? 1)
         }
         func rotaryTable(layer l: Int) -> RotaryTable { config.localRopeLayers?[l] == true ? localRotary ?? rotary : rotary }
-        // Adds a block's output to x, through Gemma 3's norm when it has one.
+
+        // Forward.
+        let x = Matrix(rows: T, cols: d)            // (T, d) residual stream
+        for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x.row(t)) }
+        if let factor = config.embeddingScale { Ops.scale(x.pointer, by: factor, count: T * d) }
+        // Adds a block's output to x, through Gemma's norm when it has one.
         func addOutput(_ out: Matrix?, _ rstd: Matrix?, norm: [Float]?) {
             guard let out, let rstd, let norm else { return }
             let normed = Matrix(rows: T, cols: d)
             rmsNormForward(normed.pointer, rstd.pointer, out.pointer, norm, rows: T, n: d, eps: eps)
             Ops.add(x.pointer, normed.pointer, count: T * d)
         }
-
-        // Forward.
-        let x = Matrix(rows: T, cols: d)            // (T, d) residual stream
-        for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x.row(t)) }
-        if let factor = config.embeddingScale { Ops.scale(x.pointer, by: factor, count: T * d) }
         let xn = Matrix(rows: T, cols: d)           // (T, d) rms₁(x), input of q/k/v
         let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
         var saved: [LlamaSaved?] = []
@@ -179,7 +179,7 @@ extension LlamaModel: DifferentiableLanguageModel {
             let block = blocks[l], st = saved[l]!
             saved[l] = nil
 
-            // MLP: out = mid + N W_down (Gemma 3: mid + rms_m(N W_down)).
+            // MLP: out = mid + N W_down (Gemma: mid + rms_m(N W_down)).
             let dMLPOut = outputGradient(dx, st.mlpOut, st.mlpOutRstd, norm: block.postMLPNorm)
             dn.zero()
             let downGrad = projectionBackward(dn.pointer, dMLPOut.pointer, input: st.n.pointer,
@@ -198,7 +198,7 @@ extension LlamaModel: DifferentiableLanguageModel {
                                             rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.up))
             rmsNormBackward(dx.pointer, nil, dxn.pointer, st.mid.pointer, block.mlpNorm, st.rstd2.pointer, rows: T, n: d)
 
-            // Attention: mid = x + A W_O (Gemma 3: x + rms_a(A W_O)).
+            // Attention: mid = x + A W_O (Gemma: x + rms_a(A W_O)).
             let dAttentionOut = outputGradient(dx, st.attentionOut, st.attentionOutRstd, norm: block.postAttentionNorm)
             let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
             let outputGrad = projectionBackward(ga.pointer, dAttentionOut.pointer, input: st.a.pointer,
@@ -249,7 +249,7 @@ extension LlamaModel: DifferentiableLanguageModel {
     }
 }
 
-/// The gradient of a block output that is added to the residual stream: dx itself, or (Gemma 3)
+/// The gradient of a block output that is added to the residual stream: dx itself, or (Gemma)
 /// dx through the output's RMSNorm, given the output before it and its 1/rms.
 private func outputGradient(_ dx: Matrix, _ out: Matrix?, _ rstd: Matrix?, norm: [Float]?) -> Matrix {
     guard let out, let rstd, let norm else { return dx }
