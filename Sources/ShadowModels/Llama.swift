@@ -368,7 +368,8 @@ public struct LlamaConfig: Sendable, Equatable {
         if let local = localRope, !(local.theta > 0 && local.theta.isFinite) {
             throw ShadowError.badJSON(path: path, key: key("rope_local_base_freq"), reason: "must be a positive number, got \(local.theta)")
         }
-        for (name, factor) in [("query_pre_attn_scalar", queryScale), ("hidden_size", embeddingScale)] {
+        for (name, factor) in [("query_pre_attn_scalar", queryScale), ("hidden_size", embeddingScale),
+                               ("attn_logit_softcapping", attentionSoftcap), ("final_logit_softcapping", logitSoftcap)] {
             if let factor, !(factor > 0 && factor.isFinite) {
                 throw ShadowError.badJSON(path: path, key: key(name), reason: "gives a scale of \(factor)")
             }

@@ -131,6 +131,10 @@ struct GemmaTests {
         #expect(config.attentionSoftcap == nil && config.logitSoftcap == 3)
         json["attn_logit_softcapping"] = -1.0
         #expect(Self.decodingError(json).contains("attn_logit_softcapping"))
+        // A config built in code is checked too: a cap of 0 would divide by zero.
+        var built = config
+        built.logitSoftcap = 0
+        expectShadowError(["config.json", "final_logit_softcapping"]) { try built.validate(path: "config.json") }
     }
 
     /// Values as JSON text (test arguments must be Sendable).
