@@ -280,6 +280,21 @@ struct PipelineTests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 
+    @Test("the whole method runs on Gemma 2 and Gemma 3 (soft-caps, output norms, sliding layers, GeGLU): calibrate, train, evaluate, bench",
+          arguments: ["tiny-gemma2", "tiny-gemma3"])
+    func quickPipelineOnGemma(model: String) throws {
+        let out = TestScratch.url("pipeline-\(model)").path
+        let text = TestScratch.url("pipeline-\(model)-text", suffix: ".txt").path
+        try String(repeating: try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8) + " ", count: 20)
+            .write(toFile: text, atomically: true, encoding: .utf8)
+        let run = CLIRun(["pipeline", "--model", fixture(model), "--quick", "--out", out, "--data-dir", "/nonexistent",
+                          "--text", text, "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
+        let rows = try #require(results["rows"] as? [[String: Any]])
+        #expect(rows.count == 3 && rows.allSatisfy { ($0["perplexity"] as? Double)?.isFinite == true }, "\(rows)")
+    }
+
     @Test("a quick pipeline on a tiny model writes traces, predictors, a report and plots, and resumes")
     func quickPipeline() throws {
         let out = TestScratch.url("pipeline").path
