@@ -192,7 +192,7 @@ enum LMHead {
     static func logits(x: UnsafeMutablePointer<Float>, tokens T: Int, width: Int,
                        norm: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
                        head: WeightMatrix, normed: UnsafeMutablePointer<Float>, scratch: Scratch,
-                       request: LogitsRequest, blockRows: Int = logProbabilityBlockRows, softcap: Float? = nil) -> [Float] {
+                       request: LogitsRequest, blockRows: Int? = nil, softcap: Float? = nil) -> [Float] {
         let vocab = head.rows
         switch request {
         case .none:
@@ -220,7 +220,7 @@ enum LMHead {
             precondition(targets.count == T, "one target per token")
             norm(normed, x, T)
             let inputs = head.cols   // the normed rows' width: OPT's project_out may narrow them
-            let blockRows = min(T, blockRows)
+            let blockRows = min(T, blockRows ?? Self.logProbabilityBlockRows(vocabulary: vocab))
             let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
             // Widened once for all blocks (16-bit heads); short inputs and bf16 product kernels
             // take Linear's own path.
@@ -249,8 +249,11 @@ enum LMHead {
         }
     }
 
-    /// Rows of logits `targetLogProbabilities` holds at once (256 × 49152 floats: 50 MB).
-    static let logProbabilityBlockRows = 256
+    /// Rows of logits `targetLogProbabilities` holds at once: 256, fewer for vocabularies past
+    /// 49,152 so the block stays near 50 MB (Gemma's 262,144: 48 rows).
+    static func logProbabilityBlockRows(vocabulary: Int) -> Int {
+        min(256, max(16, (256 * 49_152) / max(vocabulary, 1)))
+    }
 }
 
 // MARK: - Configuration

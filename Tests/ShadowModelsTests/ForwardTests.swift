@@ -113,6 +113,12 @@ struct ForwardTests {
         expectClose(short, Array(expected.prefix(5)), tolerance: 1e-5)
     }
 
+    @Test("target log-probabilities take logits in blocks of 256 rows, fewer for large vocabularies (about 50 MB a block)")
+    func logProbabilityBlocks() {
+        #expect(LMHead.logProbabilityBlockRows(vocabulary: 384) == 256 && LMHead.logProbabilityBlockRows(vocabulary: 49_152) == 256)
+        #expect(LMHead.logProbabilityBlockRows(vocabulary: 262_144) == 48 && LMHead.logProbabilityBlockRows(vocabulary: 10_000_000) == 16)
+    }
+
     @Test("target log-probabilities read the head's input width when the final step narrows the rows (OPT's project_out)",
           arguments: [WeightDType.f32, .f16, .bf16dot])
     func targetLogProbabilitiesAfterProjection(dtype: WeightDType) {
