@@ -125,7 +125,10 @@ extension LlamaConfig {
             throw DecodingError.dataCorrupted(.init(codingPath: [legacyScaling == nil ? CodingKeys.ropeParameters : .ropeScaling],
                                                     debugDescription: error.reason))
         }
-        for (key, value) in [(CodingKeys.ropeParameters, theta), (.ropeLocalBaseFreq, localTheta)] where !(value > 0 && value.isFinite) {
+        // The key each base came from: rope_parameters when it holds one.
+        let localKey: CodingKeys = byType?.sliding?.ropeTheta == nil ? .ropeLocalBaseFreq : .ropeParameters
+        let fullKey: CodingKeys = byType?.full?.ropeTheta == nil && topTheta != nil ? .ropeTheta : .ropeParameters
+        for (key, value) in [(fullKey, theta), (localKey, localTheta)] where !(value > 0 && value.isFinite) {
             throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: "a RoPE base must be a positive number, got \(value)"))
         }
         localRopeLayers = sliding
@@ -134,9 +137,9 @@ extension LlamaConfig {
     /// llama.cpp's reading of a `gemma2` or `gemma3` GGUF, which holds no keys for most of this:
     /// Gemma 2's even layers slide (`attention.sliding_window`, 4096 if absent), with its soft-caps
     /// (`attn_logit_softcapping`, `final_logit_softcapping`, 50 and 30 if absent); five of every
-    /// six of Gemma 3's layers slide (the window is required) and have their own RoPE base
-    /// (`rope.freq_base_swa`, else 10,000, unscaled; Gemma 2's only if the file gives one, with the
-    /// file's scaling), and its logits are capped only if `final_logit_softcapping` says so. Scores are
+    /// six of Gemma 3's layers slide (the window is required) with a RoPE base of 10,000, unscaled
+    /// (llama.cpp sets it whatever `rope.freq_base_swa` says; Gemma 2's sliding layers take that
+    /// key's base, with the file's scaling, when it is there), and its logits are capped only if `final_logit_softcapping` says so. Scores are
     /// scaled by 1/√d_h, except in the 27B models (Gemma 2's 46 layers, Gemma 3's 62), whose
     /// query_pre_attn_scalar is d/H.
     mutating func readGemmaGGUF(_ file: GGUFFile, arch: String) throws {
@@ -159,7 +162,7 @@ extension LlamaConfig {
         }
         let sliding = (0..<layers).map { ($0 + 1) % (gemma3 ? 6 : 2) != 0 }
         (slidingWindow, slidingLayers) = window < maxContext ? (window, sliding) : (nil, nil)
-        if let base = try positive("rope.freq_base_swa") ?? (gemma3 ? 10_000 : nil) {
+        if let base = gemma3 ? 10_000 : try positive("rope.freq_base_swa") {
             localRopeLayers = sliding
             localRope = RopeConfig(theta: base, scaling: gemma3 ? .none : rope.scaling)
         }

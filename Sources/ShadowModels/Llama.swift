@@ -294,7 +294,7 @@ public struct LlamaConfig: Sendable, Equatable {
     public var ropeLayers: [Bool]?
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
-    // Gemma's differences (see Gemma3.swift), set after init; the defaults are Llama's.
+    // Gemma's differences (see Gemma.swift), set after init; the defaults are Llama's.
     /// The MLP's gate activation.
     public var activation: GateActivation = .silu
     /// What embedding rows are multiplied by (Gemma: √d); nil: 1.

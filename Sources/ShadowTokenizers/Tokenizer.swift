@@ -138,6 +138,8 @@ public enum TokenizerLoader {
             eosID: try file.intIfPresent("tokenizer.ggml.eos_token_id"),
             addBOS: try file.boolIfPresent("tokenizer.ggml.add_bos_token"),
             path: file.path,
+            // Gemma's SentencePiece vocabularies add no "▁" in front (llama.cpp's converter writes false).
+            addSpacePrefix: try file.boolIfPresent("tokenizer.ggml.add_space_prefix"),
             chatTemplate: try file.stringIfPresent("tokenizer.chat_template"),
             modelName: try file.stringIfPresent("general.name"))
     }

@@ -119,9 +119,9 @@ struct ForwardTests {
         #expect(LMHead.logProbabilityBlockRows(vocabulary: 262_144) == 48 && LMHead.logProbabilityBlockRows(vocabulary: 10_000_000) == 16)
     }
 
-    @Test("target log-probabilities read the head's input width when the final step narrows the rows (OPT's project_out)",
-          arguments: [WeightDType.f32, .f16, .bf16dot])
-    func targetLogProbabilitiesAfterProjection(dtype: WeightDType) {
+    @Test("target log-probabilities read the head's input width when the final step narrows the rows (OPT's project_out), with Gemma 2's capped logits too",
+          arguments: [WeightDType.f32, .f16, .bf16dot], [nil, 1.5] as [Float?])
+    func targetLogProbabilitiesAfterProjection(dtype: WeightDType, softcap: Float?) {
         // d = 8 wide residual rows, narrowed to e = 6 before a (11, 6) head; blocks of 4 rows.
         let T = 10, d = 8, e = 6, vocab = 11
         let head = WeightMatrix(Matrix(rows: vocab, cols: e, values: randomFloats(vocab * e, seed: 50)), dtype: dtype)
@@ -131,11 +131,12 @@ struct ForwardTests {
         }
         let targets = (0..<T).map { ($0 * 5 + 2) % vocab }
         var normed = [Float](repeating: 0, count: T * d)
-        func run(_ request: LogitsRequest) -> [Float] {
+        func run(_ request: LogitsRequest, capped: Bool = true) -> [Float] {
             x.withUnsafeMutableBufferPointer { xp in
                 normed.withUnsafeMutableBufferPointer { np in
                     LMHead.logits(x: xp.baseAddress!, tokens: T, width: d, norm: narrow, head: head,
-                                  normed: np.baseAddress!, scratch: Scratch(), request: request, blockRows: 4)
+                                  normed: np.baseAddress!, scratch: Scratch(), request: request, blockRows: 4,
+                                  softcap: capped ? softcap : nil)
                 }
             }
         }
@@ -146,6 +147,9 @@ struct ForwardTests {
             }
         }
         expectClose(streamed, expected, tolerance: 1e-5)
+        if let softcap {   // every logit is c·tanh(z / c) of the uncapped one
+            expectClose(all, run(.all, capped: false).map { softcap * tanh($0 / softcap) }, tolerance: 1e-6)
+        }
     }
 
     @Test("greedy generation is deterministic and sampling repeats with the same seed")

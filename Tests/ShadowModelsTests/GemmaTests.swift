@@ -157,4 +157,33 @@ struct GemmaTests {
         let message = Self.decodingError(json)
         #expect(message.contains(key) && message.contains(reason), "\(message)")
     }
+
+    @Test("GGUF metadata as llama.cpp reads it: Gemma 2's window 4096 and caps 50/30 when absent, Gemma 3's sliding base 10,000 whatever rope.freq_base_swa says and its window required, d/H scores for the 27B models")
+    func ggufDefaults() throws {
+        func config(_ arch: String, layers: Int = 12, _ metadata: [(String, GGUFValue)]) throws -> LlamaConfig {
+            var builder = GGUFBuilder()
+            for (key, value) in metadata { builder.add("\(arch).\(key)", value) }
+            let path = TestScratch.path("gemma-\(arch)-metadata", suffix: ".gguf")
+            try Data(builder.bytes()).write(to: URL(fileURLWithPath: path))
+            var config = LlamaConfig(modelType: arch == "gemma3" ? "gemma3_text" : "gemma2", hiddenSize: 64, intermediateSize: 128,
+                                     layers: layers, heads: 4, kvHeads: 2, headDim: 24, vocabularySize: 10, maxContext: 8192,
+                                     rope: RopeConfig(theta: 10000, scaling: .linear(factor: 2)))
+            try config.readGemmaGGUF(try GGUFFile(path: path), arch: arch)
+            return config
+        }
+        let gemma2 = try config("gemma2", [])
+        #expect(gemma2.slidingWindow == 4096 && gemma2.slidingLayers == (0..<12).map { $0 % 2 == 0 })
+        #expect(gemma2.attentionSoftcap == 50 && gemma2.logitSoftcap == 30 && gemma2.localRope == nil && !gemma2.queryKeyNorm)
+        let swa = try config("gemma2", [("rope.freq_base_swa", .float32(5000)), ("attn_logit_softcapping", .float32(20))])
+        #expect(swa.localRope == RopeConfig(theta: 5000, scaling: .linear(factor: 2)) && swa.attentionSoftcap == 20)
+        #expect(try config("gemma2", layers: 46, []).attentionScale == 1 / Float(16).squareRoot())   // d/H = 64/4
+
+        let gemma3 = try config("gemma3", [("attention.sliding_window", .uint32(512)), ("rope.freq_base_swa", .float32(500))])
+        #expect(gemma3.slidingLayers == (0..<12).map { ($0 + 1) % 6 != 0 } && gemma3.localRope == RopeConfig(theta: 10_000))
+        #expect(gemma3.attentionSoftcap == nil && gemma3.logitSoftcap == nil && gemma3.queryKeyNorm)
+        #expect(gemma3.attentionScale == 1 / Float(24).squareRoot())
+        #expect(try config("gemma3", layers: 62, [("attention.sliding_window", .uint32(512))]).attentionScale == 1 / Float(16).squareRoot())
+        expectShadowError(["gemma3.attention.sliding_window", "missing"]) { _ = try config("gemma3", []) }
+        expectShadowError(["gemma2.final_logit_softcapping", "positive"]) { _ = try config("gemma2", [("final_logit_softcapping", .float32(0))]) }
+    }
 }

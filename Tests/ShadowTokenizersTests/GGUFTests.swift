@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowTokenizers
 import ShadowFormats
+import ShadowTestSupport
 
 /// The GGUF path, fed with what a GGUF file would hold for each fixture: its tokens in id order,
 /// token types, merges as "left right" strings, and for SentencePiece a score per token.
@@ -123,5 +124,27 @@ struct GGUFTests {
         #expect(tokenizer.warnings.first?.contains("some-new-model") == true)
         #expect(tokenizer.encode("Hello world") == (try Fixture.tokenizer("gpt2").encode("Hello world")))
         #expect(TokenizerLoader.ggufPreTokenizers.contains("smollm"))
+    }
+
+    @Test("a SentencePiece GGUF reads tokenizer.ggml.add_space_prefix from the file: Gemma's false adds no ▁ in front")
+    func addSpacePrefixFromFile() throws {
+        func tokenizer(addSpacePrefix: Bool?) throws -> any Tokenizer {
+            var builder = GGUFBuilder()
+            builder.add("tokenizer.ggml.model", .string("llama"))
+            builder.add("tokenizer.ggml.tokens", .array(.string(["<unk>", "<s>", "</s>", "▁", "a", "b", "▁a"])))
+            builder.add("tokenizer.ggml.scores", .array(.float32([0, 0, 0, -1, -2, -3, -4])))
+            builder.add("tokenizer.ggml.token_type", .array(.int32([2, 3, 3, 1, 1, 1, 1])))
+            builder.add("tokenizer.ggml.bos_token_id", .uint32(1))
+            if let addSpacePrefix { builder.add("tokenizer.ggml.add_space_prefix", .bool(addSpacePrefix)) }
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("spm-prefix-\(String(describing: addSpacePrefix)).gguf").path
+            try Data(builder.bytes()).write(to: URL(fileURLWithPath: path))
+            return try #require(try TokenizerLoader.fromGGUF(try GGUFFile(path: path)))
+        }
+        for absentOrTrue in [nil, true] as [Bool?] {
+            let spm = try tokenizer(addSpacePrefix: absentOrTrue)
+            #expect(spm.encode("a b") == [6, 3, 5] && spm.decode([6, 3, 5], skipSpecialTokens: true) == "a b")
+        }
+        let gemma = try tokenizer(addSpacePrefix: false)
+        #expect(gemma.encode("a b") == [4, 3, 5] && gemma.decode([4, 3, 5], skipSpecialTokens: true) == "a b")
     }
 }
