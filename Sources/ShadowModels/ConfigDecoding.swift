@@ -4,9 +4,12 @@ import ShadowFormats
 /// Decodes a `config.json`-style file into a `Codable` configuration, turning Swift's decoding
 /// errors into one line that names the file and the key (`num_attention_heads: missing`).
 public enum ConfigDecoding {
-    public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String,
+                                            userInfo: [CodingUserInfoKey: any Sendable] = [:]) throws -> T {
         do {
-            return try JSONDecoder().decode(type, from: data)
+            let decoder = JSONDecoder()
+            decoder.userInfo = userInfo
+            return try decoder.decode(type, from: data)
         } catch DecodingError.dataCorrupted(let context)
                     where context.codingPath.isEmpty && (try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed)) != nil {
             // JSONDecoder's words for a number no integer can hold, under no key (`namingKey`

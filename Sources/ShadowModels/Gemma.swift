@@ -32,21 +32,30 @@ private struct RopeParametersByLayerType: Decodable {
     enum CodingKeys: String, CodingKey { case full = "full_attention", sliding = "sliding_attention" }
 }
 
+/// The sizes Gemma2Config and Gemma3TextConfig default to (the 2B / 2B-sized models).
+struct GemmaSizes {
+    let vocabulary, hidden, intermediate, layers, heads, kvHeads, headDim: Int
+}
+
 extension LlamaConfig {
     static let gemmaModelTypes: Set<String> = ["gemma2", "gemma3_text"]
+    static let gemmaDefaultSizes: [String: GemmaSizes] = [
+        "gemma2": GemmaSizes(vocabulary: 256_000, hidden: 2304, intermediate: 9216, layers: 26, heads: 8, kvHeads: 4, headDim: 256),
+        "gemma3_text": GemmaSizes(vocabulary: 262_208, hidden: 2304, intermediate: 9216, layers: 26, heads: 8, kvHeads: 4, headDim: 256),
+    ]
     var isGemma: Bool { Self.gemmaModelTypes.contains(modelType) }
 
     /// Gemma's keys, read after the Llama ones; defaults are Gemma2Config's and Gemma3TextConfig's.
     mutating func readGemma(_ c: KeyedDecodingContainer<CodingKeys>) throws {
         func refuse(_ key: CodingKeys, _ reason: String) -> DecodingError {
-            DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: reason))
+            DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key], debugDescription: reason))
         }
         // transformers refuses a null where these need a number.
-        for key in [CodingKeys.slidingWindow, .queryPreAttnScalar, .headDim] where c.contains(key) {
+        for key in [CodingKeys.slidingWindow, .queryPreAttnScalar, .headDim, .hiddenSize, .intermediateSize, .layers, .heads,
+                    .kvHeads, .vocabularySize] where c.contains(key) {
             if try c.decodeNil(forKey: key) { throw refuse(key, "must be a number, got null") }
         }
         let gemma3 = modelType == "gemma3_text"
-        headDim = try c.optionalPositiveInt(.headDim) ?? 256
         maxContext = try c.optionalPositiveInt(.maxContext) ?? (gemma3 ? 131_072 : 8192)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true
         if try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) == nil { rmsNormEps = 1e-6 }
@@ -122,14 +131,14 @@ extension LlamaConfig {
             rope = RopeConfig(theta: theta, scaling: scaling)
             localRope = RopeConfig(theta: localTheta, scaling: localScaling)
         } catch let error as ConfigValueError {
-            throw DecodingError.dataCorrupted(.init(codingPath: [legacyScaling == nil ? CodingKeys.ropeParameters : .ropeScaling],
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [legacyScaling == nil ? CodingKeys.ropeParameters : .ropeScaling],
                                                     debugDescription: error.reason))
         }
         // The key each base came from: rope_parameters when it holds one.
         let localKey: CodingKeys = byType?.sliding?.ropeTheta == nil ? .ropeLocalBaseFreq : .ropeParameters
         let fullKey: CodingKeys = byType?.full?.ropeTheta == nil && topTheta != nil ? .ropeTheta : .ropeParameters
         for (key, value) in [(fullKey, theta), (localKey, localTheta)] where !(value > 0 && value.isFinite) {
-            throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: "a RoPE base must be a positive number, got \(value)"))
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key], debugDescription: "a RoPE base must be a positive number, got \(value)"))
         }
         localRopeLayers = sliding
     }
@@ -180,4 +189,64 @@ extension LlamaConfig {
     /// Gemma's norms multiply by (1 + w) where Llama's multiply by w: what Hugging Face weights
     /// need added (llama.cpp's converter stores 1 + w).
     var normWeightOffset: Float { isGemma ? 1 : 0 }
+}
+
+// MARK: - Multimodal Gemma 3
+
+extension CodingUserInfoKey {
+    /// The model_type a config without one is read as (a multimodal Gemma 3's text_config).
+    static let defaultModelType = CodingUserInfoKey(rawValue: "defaultModelType")!
+}
+
+/// A multimodal Gemma 3 checkpoint (`gemma3`: Gemma3ForConditionalGeneration, gemma-3-4b and
+/// larger): a Gemma 3 text model beside a SigLIP vision tower and its projector. The text model
+/// runs (prompts are text); the vision weights are not read. Its config is `text_config`, with
+/// Gemma3TextConfig's defaults for what that leaves out, read as transformers 5.25 reads it: no
+/// top-level key reaches it, except that the top-level tie_word_embeddings (default true) ties
+/// the head and no logit soft-cap applies (Gemma3ForConditionalGeneration applies none). The
+/// top-level eos_token_id (the chat models' [<eos>, <end_of_turn>]) is taken for stopping when
+/// text_config has none.
+struct Gemma3MultimodalConfig: Decodable {
+    var text: LlamaConfig
+
+    enum CodingKeys: String, CodingKey {
+        case text = "text_config", eosTokenID = "eos_token_id", tieWordEmbeddings = "tie_word_embeddings"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let inner = try c.nestedContainer(keyedBy: LlamaConfig.CodingKeys.self, forKey: .text)
+        if let type = try inner.decodeIfPresent(String.self, forKey: .modelType), type != "gemma3_text" {
+            throw DecodingError.dataCorruptedError(forKey: .modelType, in: inner, debugDescription: "must be \"gemma3_text\", got \"\(type)\"")
+        }
+        text = try c.decode(LlamaConfig.self, forKey: .text)
+        text.tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true
+        text.logitSoftcap = nil
+        if !inner.contains(.eosTokenID), c.contains(.eosTokenID) {
+            if let one = try? c.decode(Int.self, forKey: .eosTokenID) {
+                text.eosTokenIDs = [one]
+            } else if let ids = try c.decodeIfPresent([Int].self, forKey: .eosTokenID) {
+                text.eosTokenIDs = ids
+            }
+        }
+    }
+
+    static func decode(_ data: Data, path: String) throws -> LlamaConfig {
+        try ConfigDecoding.decode(Self.self, from: data, path: path, userInfo: [.defaultModelType: "gemma3_text"]).text
+    }
+
+    /// Points `table` at the text model's weights, as published (`language_model.model.*`, an
+    /// untied head at `language_model.lm_head.weight`) or as transformers ≥ 4.52 saves them
+    /// (`model.language_model.*`, `lm_head.weight`), and passes over the vision weights.
+    static func readTextModel(from table: TensorTable) {
+        if table.has("language_model.model.embed_tokens.weight") {
+            table.read(prefix: "model.", as: "language_model.model.")
+            table.read(prefix: "lm_head.", as: "language_model.lm_head.")
+        } else {
+            table.read(prefix: "model.", as: "model.language_model.")
+        }
+        for prefix in ["vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."] {
+            table.ignore(prefix: prefix)
+        }
+    }
 }

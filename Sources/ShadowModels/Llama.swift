@@ -353,8 +353,8 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Checks the relations between sizes, naming the key that breaks them. `keys` renames the
     /// config.json keys for a config read from elsewhere (GGUF metadata).
-    func validate(path: String, keys: [String: String] = [:]) throws {
-        func key(_ name: String) -> String { keys[name] ?? name }
+    func validate(path: String, keys: [String: String] = [:], keyPrefix: String = "") throws {
+        func key(_ name: String) -> String { keys[name] ?? keyPrefix + name }
         // Decoding checks these, but a config built from GGUF metadata or by hand may not have been.
         // A vocabulary of 0 is no model, and calibrating it would write traces its fingerprint refuses.
         let sizes = [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
@@ -456,14 +456,22 @@ extension LlamaConfig: Decodable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "llama"
-        hiddenSize = try c.positiveInt(.hiddenSize)
-        intermediateSize = try c.positiveInt(.intermediateSize)
-        layers = try c.positiveInt(.layers)
-        heads = try c.positiveInt(.heads)
-        kvHeads = try c.optionalPositiveInt(.kvHeads) ?? heads
-        headDim = try c.optionalPositiveInt(.headDim) ?? hiddenSize / heads
-        vocabularySize = try c.positiveInt(.vocabularySize)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
+            ?? decoder.userInfo[.defaultModelType] as? String ?? "llama"
+        // Gemma's configs may leave sizes at their defaults (a multimodal Gemma 3's text_config
+        // names only a few); the others' must name them.
+        let sizes = Self.gemmaDefaultSizes[modelType]
+        func size(_ key: CodingKeys, _ gemmaDefault: KeyPath<GemmaSizes, Int>) throws -> Int {
+            guard let sizes else { return try c.positiveInt(key) }
+            return try c.optionalPositiveInt(key) ?? sizes[keyPath: gemmaDefault]
+        }
+        hiddenSize = try size(.hiddenSize, \.hidden)
+        intermediateSize = try size(.intermediateSize, \.intermediate)
+        layers = try size(.layers, \.layers)
+        heads = try size(.heads, \.heads)
+        kvHeads = try c.optionalPositiveInt(.kvHeads) ?? sizes?.kvHeads ?? heads
+        headDim = try c.optionalPositiveInt(.headDim) ?? sizes?.headDim ?? hiddenSize / heads
+        vocabularySize = try size(.vocabularySize, \.vocabulary)
         // Phi3Config's defaults differ from Llama's: a context of 4096, eps 1e-5.
         let isPhi3 = modelType == "phi3"
         maxContext = try c.optionalPositiveInt(.maxContext) ?? (isPhi3 ? 4096 : 2048)
@@ -511,7 +519,7 @@ extension LlamaConfig: Decodable {
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
         // write `rope_theta` and `rope_scaling`.
         var theta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
-        var thetaPath: [any CodingKey] = [CodingKeys.ropeTheta]
+        var thetaPath: [any CodingKey] = c.codingPath + [CodingKeys.ropeTheta]
         var scaling = RopeConfig.Scaling.none
         var rotaryDimensions: Int? = nil
         do {
@@ -519,7 +527,7 @@ extension LlamaConfig: Decodable {
             let legacyScaling = try c.decodeIfPresent(RopeParametersJSON.self, forKey: .ropeScaling)
             if let value = parameters?.ropeTheta {
                 theta = value
-                thetaPath = [CodingKeys.ropeParameters, RopeParametersJSON.CodingKeys.ropeTheta]
+                thetaPath = c.codingPath + [CodingKeys.ropeParameters, RopeParametersJSON.CodingKeys.ropeTheta]
             }
             // Phi-4-mini rotates the first `partial_rotary_factor` of each head (written at the
             // top level, or in rope_parameters by transformers 5).
@@ -545,7 +553,7 @@ extension LlamaConfig: Decodable {
             case "partial_rotary_factor": .partialRotaryFactor
             default: .ropeParameters
             }
-            throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: error.reason))
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key], debugDescription: error.reason))
         }
         // validate() checks θ too; here the error can say which key it came from.
         guard theta > 0 && theta.isFinite else {

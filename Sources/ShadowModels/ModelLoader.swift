@@ -28,7 +28,7 @@ public enum ArchitectureRegistry {
 
     static let huggingFace: [String: HFLoader] = [
         "llama": loadLlama, "mistral": loadLlama, "qwen2": loadLlama, "qwen3": loadLlama, "smollm": loadLlama, "smollm3": loadLlama,
-        "phi3": loadLlama, "gemma2": loadLlama, "gemma3_text": loadLlama,
+        "phi3": loadLlama, "gemma2": loadLlama, "gemma3_text": loadLlama, "gemma3": loadGemma3Multimodal,
         "opt": loadOPT,
     ]
 
@@ -49,6 +49,13 @@ public enum ArchitectureRegistry {
     private static func loadLlama(_ data: Data, _ path: String, _ table: TensorTable) throws -> any CausalLanguageModel {
         let config = try ConfigDecoding.decode(LlamaConfig.self, from: data, path: path)
         try config.validate(path: path)
+        return try LlamaModel.load(huggingFace: table, config: config)
+    }
+
+    private static func loadGemma3Multimodal(_ data: Data, _ path: String, _ table: TensorTable) throws -> any CausalLanguageModel {
+        let config = try Gemma3MultimodalConfig.decode(data, path: path)
+        try config.validate(path: path, keyPrefix: "text_config.")
+        Gemma3MultimodalConfig.readTextModel(from: table)
         return try LlamaModel.load(huggingFace: table, config: config)
     }
 

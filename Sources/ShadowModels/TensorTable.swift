@@ -9,6 +9,9 @@ public final class TensorTable {
     private var used: Set<String> = []
     private var ignoredPrefixes: [String] = []
     private var ignoredSuffixes: [String] = []
+    /// Prefixes the checkpoint stores in place of the ones loaders ask for (a multimodal
+    /// checkpoint's text model: `model.` → `language_model.model.`), first match first.
+    private var storedPrefixes: [(asked: String, stored: String)] = []
 
     /// How matrices are stored once loaded (vectors always stay fp32).
     public let weightDType: WeightDType
@@ -20,9 +23,23 @@ public final class TensorTable {
 
     public var path: String { source.path }
 
-    public func has(_ name: String) -> Bool { source.tensorInfos[name] != nil }
+    /// Makes every name that starts with `asked` be read from the tensor starting `stored`
+    /// instead; errors name the stored tensor.
+    public func read(prefix asked: String, as stored: String) { storedPrefixes.append((asked, stored)) }
+
+    /// The name `name` has in the checkpoint.
+    public func storedName(_ name: String) -> String {
+        guard let rule = storedPrefixes.first(where: { name.hasPrefix($0.asked) }) else { return name }
+        return rule.stored + name.dropFirst(rule.asked.count)
+    }
+
+    public func has(_ name: String) -> Bool { source.tensorInfos[storedName(name)] != nil }
 
     public func shape(_ name: String) throws -> [Int] {
+        try storedShape(storedName(name))
+    }
+
+    private func storedShape(_ name: String) throws -> [Int] {
         guard let info = source.tensorInfos[name] else {
             throw ShadowError.badTensor(path: path, tensor: name, reason: "missing")
         }
@@ -42,6 +59,7 @@ public final class TensorTable {
 
     /// Reads `name` as a `[rows, cols]` matrix.
     public func matrix(_ name: String, rows: Int, cols: Int) throws -> Matrix {
+        let name = storedName(name)
         try check(name, [rows, cols])
         let m = Matrix(rows: rows, cols: cols)
         try source.floats(name, into: UnsafeMutableBufferPointer(start: m.pointer, count: m.count))
@@ -66,6 +84,7 @@ public final class TensorTable {
 
     /// Reads `name` as a vector of `count` values.
     public func vector(_ name: String, count: Int) throws -> [Float] {
+        let name = storedName(name)
         try check(name, [count])
         used.insert(name)
         return try source.floats(name)
@@ -79,10 +98,11 @@ public final class TensorTable {
         has(name) ? try matrix(name, rows: rows, cols: cols) : nil
     }
 
-    /// Marks tensors we deliberately do not read (e.g. precomputed RoPE tables).
+    /// Marks tensors we deliberately do not read (e.g. precomputed RoPE tables). Prefixes and
+    /// suffixes are of stored names; a whole name is one a loader asks for.
     public func ignore(prefix: String) { ignoredPrefixes.append(prefix) }
     public func ignore(suffix: String) { ignoredSuffixes.append(suffix) }
-    public func ignore(_ name: String) { used.insert(name) }
+    public func ignore(_ name: String) { used.insert(storedName(name)) }
 
     /// Throws if any tensor in the file was neither used nor ignored.
     public func finish() throws {
@@ -104,7 +124,7 @@ public final class TensorTable {
     }
 
     private func check(_ name: String, _ expected: [Int]) throws {
-        let actual = try shape(name)
+        let actual = try storedShape(name)
         guard actual == expected else {
             throw ShadowError.badTensor(path: path, tensor: name,
                                         reason: "shape \(actual), expected \(expected)")

@@ -186,4 +186,125 @@ struct GemmaTests {
         expectShadowError(["gemma3.attention.sliding_window", "missing"]) { _ = try config("gemma3", []) }
         expectShadowError(["gemma2.final_logit_softcapping", "positive"]) { _ = try config("gemma2", [("final_logit_softcapping", .float32(0))]) }
     }
+
+    /// Shaped like gemma-3-4b-it's config.json on the hub: text_config names only what differs
+    /// from Gemma3TextConfig's defaults; the chat model's stops are the top-level eos_token_id.
+    static var multimodalHubConfig: [String: Any] { [
+        "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+        "boi_token_index": 255_999, "eoi_token_index": 256_000, "eos_token_id": [1, 106], "image_token_index": 262_144,
+        "initializer_range": 0.02, "mm_tokens_per_image": 256, "torch_dtype": "bfloat16",
+        "text_config": [
+            "hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text", "num_hidden_layers": 34,
+            "rope_scaling": ["factor": 8.0, "rope_type": "linear"], "sliding_window": 1024,
+        ] as [String: Any],
+        "vision_config": ["hidden_size": 1152, "image_size": 896, "model_type": "siglip_vision_model", "patch_size": 14] as [String: Any],
+    ] }
+
+    static func decodeMultimodal(_ json: [String: Any]) throws -> LlamaConfig {
+        let config = try Gemma3MultimodalConfig.decode(try JSONSerialization.data(withJSONObject: json), path: "config.json")
+        try config.validate(path: "config.json", keyPrefix: "text_config.")
+        return config
+    }
+
+    @Test("a multimodal Gemma 3 config reads its text_config with Gemma3TextConfig's defaults and the top-level eos_token_id")
+    func multimodalConfig() throws {
+        var json = Self.multimodalHubConfig
+        let config = try Self.decodeMultimodal(json)
+        #expect(config.modelType == "gemma3_text" && config.hiddenSize == 2560 && config.intermediateSize == 10240 && config.layers == 34)
+        #expect(config.heads == 8 && config.kvHeads == 4 && config.headDim == 256 && config.vocabularySize == 262_208)
+        #expect(config.eosTokenIDs == [1, 106] && config.bosTokenID == 2 && config.tieWordEmbeddings && config.queryKeyNorm)
+        #expect(config.slidingWindow == 1024 && config.slidingLayers == (0..<34).map { ($0 + 1) % 6 != 0 })
+        #expect(config.rope == RopeConfig(theta: 1_000_000, scaling: .linear(factor: 8)) && config.localRope == RopeConfig(theta: 10_000))
+        #expect(config.attentionScale == Float(1) / 16 && config.embeddingScale == Float(Double(2560).squareRoot()))
+        // text_config's own eos_token_id wins; without model_type it is still Gemma 3's text model.
+        var text = json["text_config"] as! [String: Any]
+        text["eos_token_id"] = 7
+        text["model_type"] = nil
+        json["text_config"] = text
+        #expect(try Self.decodeMultimodal(json).eosTokenIDs == [7])
+        // As transformers reads it: the top-level tie_word_embeddings ties the head, text_config's
+        // does not; Gemma3ForConditionalGeneration caps no logits.
+        text["tie_word_embeddings"] = false
+        text["final_logit_softcapping"] = 30.0
+        json["text_config"] = text
+        let read = try Self.decodeMultimodal(json)
+        #expect(read.tieWordEmbeddings && read.logitSoftcap == nil)
+        json["tie_word_embeddings"] = false
+        #expect(try !Self.decodeMultimodal(json).tieWordEmbeddings)
+    }
+
+    @Test("a multimodal config without text_config, with another text model or a bad text key is refused naming the key", arguments: [
+        ("text_config", "null", "text_config"),
+        ("model_type", "\"llama\"", "text_config.model_type"),
+        ("num_hidden_layers", "0", "text_config.num_hidden_layers"),
+        ("num_attention_heads", "null", "text_config.num_attention_heads"),
+        ("num_key_value_heads", "3", "text_config.num_key_value_heads"),
+    ])
+    func multimodalRefusals(key: String, value: String, expected: String) throws {
+        var json = Self.multimodalHubConfig
+        let parsed = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+        if key == "text_config" {
+            json[key] = nil
+        } else {
+            var text = json["text_config"] as! [String: Any]
+            text[key] = parsed
+            json["text_config"] = text
+        }
+        expectShadowError(["config.json", expected]) { _ = try Self.decodeMultimodal(json) }
+    }
+
+    @Test("Gemma 2's sizes default to Gemma2Config's, Llama's must be given")
+    func sizeDefaults() throws {
+        var json = Self.hubConfig
+        json["model_type"] = "gemma2"
+        for key in ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                    "head_dim", "vocab_size", "layer_types", "rope_local_base_freq"] { json[key] = nil }
+        let config = try Self.decode(json)
+        #expect(config.hiddenSize == 2304 && config.intermediateSize == 9216 && config.layers == 26 && config.heads == 8)
+        #expect(config.kvHeads == 4 && config.headDim == 256 && config.vocabularySize == 256_000)
+        json["model_type"] = "llama"
+        #expect(Self.decodingError(json).contains("hidden_size"))
+    }
+
+    /// tiny-gemma3-vision (the hub's `language_model.model.*` layout; its logits are checked in
+    /// ReferenceTests) copied with its tensors renamed by `rename` (nil drops one) plus `extra`.
+    static func renamedVisionCheckpoint(_ rename: (String) -> String?, extra: [String] = []) throws -> String {
+        let source = Fixtures.path("tiny-gemma3-vision")
+        let directory = TestScratch.path("gemma3-vision")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in ["config.json", "tokenizer.json"] {
+            try FileManager.default.copyItem(atPath: source + "/" + name, toPath: directory + "/" + name)
+        }
+        let file = try SafetensorsFile(path: source + "/model.safetensors")
+        var writer = SafetensorsWriter(metadata: file.metadata)
+        for name in file.tensorNames {
+            guard let renamed = rename(name) else { continue }
+            writer.add(renamed, shape: try file.info(name).shape, values: try file.floats(name))
+        }
+        for name in extra { writer.add(name, shape: [2], values: [0, 0]) }
+        try writer.write(to: directory + "/model.safetensors")
+        return directory
+    }
+
+    @Test("a multimodal Gemma 3 runs its text model from either key layout (the hub's, transformers 5's) and passes over the vision weights only")
+    func multimodalKeyLayouts() throws {
+        let hub = try ModelLoader.load(path: Fixtures.path("tiny-gemma3-vision"))
+        #expect(hub.stopTokens.isSuperset(of: [1, 106]))
+        // transformers ≥ 4.52 saves model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*.
+        let saved = try ModelLoader.load(path: Self.renamedVisionCheckpoint { name in
+            name.hasPrefix("language_model.model.") ? "model.language_model." + name.dropFirst("language_model.model.".count)
+                                                    : "model." + name
+        })
+        let ids = [2, 10, 20, 30, 40, 50, 60]
+        let expected = hub.model.forward(ids, cache: hub.model.makeCache(), logits: .all)
+        #expect(saved.model.forward(ids, cache: saved.model.makeCache(), logits: .all) == expected)
+
+        // A text tensor nobody reads is refused by its stored name; a missing one is named as stored.
+        expectShadowError(["language_model.model.layers.0.self_attn.extra.weight", "unexpected tensor"]) {
+            _ = try ModelLoader.load(path: Self.renamedVisionCheckpoint({ $0 }, extra: ["language_model.model.layers.0.self_attn.extra.weight"]))
+        }
+        expectShadowError(["language_model.model.norm.weight", "missing"]) {
+            _ = try ModelLoader.load(path: Self.renamedVisionCheckpoint { $0 == "language_model.model.norm.weight" ? nil : $0 })
+        }
+    }
 }

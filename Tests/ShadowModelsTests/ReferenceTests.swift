@@ -26,7 +26,7 @@ struct ReferenceExpectation: Decodable {
 
 @Suite("Agreement with the PyTorch reference")
 struct ReferenceTests {
-    static let checkpoints = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln", "tiny-llama-gguf", "tiny-qwen3-gguf", "tiny-llama-bias-gguf", "tiny-smollm3", "tiny-smollm3-gguf", "tiny-phi3", "tiny-phi3-longrope", "tiny-phi3-longrope-gguf", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma3-gguf", "tiny-gemma2", "tiny-gemma2-gguf"]
+    static let checkpoints = ["tiny-llama", "tiny-llama-tied", "tiny-llama-bias", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln", "tiny-llama-gguf", "tiny-qwen3-gguf", "tiny-llama-bias-gguf", "tiny-smollm3", "tiny-smollm3-gguf", "tiny-phi3", "tiny-phi3-longrope", "tiny-phi3-longrope-gguf", "tiny-mistral-window", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma3-gguf", "tiny-gemma3-vision", "tiny-gemma2", "tiny-gemma2-gguf"]
 
     static func modelPath(_ name: String) -> String {
         name.hasSuffix("gguf") ? Fixtures.path(name + "/model.gguf") : Fixtures.path(name)

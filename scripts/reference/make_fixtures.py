@@ -75,6 +75,14 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
                         query_pre_attn_scalar, both softcaps, the largest score and logit before capping, and, each
                         > 1e-3, window_matters, query_pre_attn_scalar_matters, attn_logit_softcapping_matters and
                         final_logit_softcapping_matters (gemma_settings_matter).
+  tiny-gemma3-vision/   Gemma3ForConditionalGeneration (model_type gemma3, as gemma-3-4b and larger): tiny-gemma3's
+                        text shape (own weights) beside a one-layer SigLIP tower and projector, laid out as
+                        google/gemma-3-4b-it was published (transformers 4.50): keys language_model.model.*,
+                        vision_tower.vision_model.*, multi_modal_projector.*, no lm_head (tied); config.json with
+                        top-level eos_token_id [1, 106] and image token ids, text_config holding only non-default keys
+                        in 4.50's names (sliding_window_pattern 3, rope_scaling linear 2, default rope_theta /
+                        rope_local_base_freq). tiny-gemma3's tokenizer and input_ids; logits of the text-only forward
+                        (equal to Gemma3ForCausalLM's on the same weights).
   tiny-gemma3-gguf/     model.gguf: a gemma3 GGUF as llama.cpp's converter writes it (norm weights stored + 1, Q/K
                         not permuted, rope.scaling linear 2, rope.freq_base_swa, sliding_window 5, key_length 24),
                         byte-level BPE tokenizer metadata. llama.cpp fixes what a GGUF cannot say (every 6th layer
@@ -92,7 +100,7 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
                         continuation of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised, float64 forward).
 
 Each tiny directory also holds tokenizer.json (a byte-level BPE trained here on the fixed text CORPUS; Gemma-style
-for tiny-gemma3 and tiny-gemma2) and expected.json:
+for tiny-gemma3, tiny-gemma3-vision and tiny-gemma2) and expected.json:
 
   {
     "input_ids": [[int]],            two sequences, ids passed to the model as they are (no BOS added)
@@ -136,10 +144,12 @@ from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader, GGUFWriter
 from gguf import quants as gquants
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig,
-                          LlamaForCausalLM, MistralConfig, MistralForCausalLM, OPTConfig, OPTForCausalLM, Phi3Config,
-                          Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
-                          SmolLM3ForCausalLM)
+from safetensors.torch import save_file
+from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3Config, Gemma3ForCausalLM,
+                          Gemma3ForConditionalGeneration, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM,
+                          MistralConfig, MistralForCausalLM, OPTConfig, OPTForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SiglipVisionConfig,
+                          SmolLM3Config, SmolLM3ForCausalLM)
 
 SEED = 1234
 VOCAB = 384          # every tiny model and tokenizer
@@ -340,19 +350,24 @@ def model_input_ids(tok_path: Path, seed: int) -> list[list[int]]:
 def randomize(model: torch.nn.Module, seed: int) -> None:
     """Give every parameter a random value of a sensible scale: matrices N(0, 1/fan_in), embeddings
     N(0, 0.25^2), norm weights 1 + N(0, 0.2^2), biases N(0, 0.1^2). Nothing stays zero or one.
-    Gemma's norms multiply by 1 + w, so theirs are N(0, 0.2^2), a gain near 1 as in the others (a gain
-    near 2 in each of its 25 norms made logits so large that float32 gradients were off by 1e-4)."""
+    Gemma's norms (Gemma*RMSNorm) multiply by 1 + w, so theirs are N(0, 0.2^2), a gain near 1 as in the others (a
+    gain near 2 in each of its 25 norms made logits so large that float32 gradients were off by 1e-4); the SigLIP
+    LayerNorms of tiny-gemma3-vision's vision tower multiply by w and are centred on 1. Convolution kernels (ndim > 2,
+    the vision tower's patch embedding) are N(0, 1/fan_in) with fan_in the product of all but the first dimension."""
     g = torch.Generator().manual_seed(seed)
-    norm_centre = 0.0 if "Gemma" in type(model).__name__ else 1.0
     with torch.no_grad():
         for name, p in model.named_parameters():   # shared (tied) tensors appear once
             if p.ndim == 2 and ("embed" in name or "lm_head" in name):
                 v = torch.randn(p.shape, generator=g) * 0.25
             elif p.ndim == 2:
                 v = torch.randn(p.shape, generator=g) / math.sqrt(p.shape[1])
+            elif p.ndim > 2:
+                v = torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel())
             elif name.endswith("bias"):
                 v = torch.randn(p.shape, generator=g) * 0.1
             else:                                    # RMSNorm / LayerNorm weights
+                owner = type(model.get_submodule(name.rpartition(".")[0])).__name__
+                norm_centre = 0.0 if owner.startswith("Gemma") and owner.endswith("RMSNorm") else 1.0
                 v = norm_centre + torch.randn(p.shape, generator=g) * 0.2
             p.copy_(v.to(p.dtype))
 
@@ -761,11 +776,228 @@ def gemma2_reference(out: Path, input_ids: list[list[int]]) -> dict:
     }
 
 
+# tiny-gemma3-vision: the multimodal Gemma 3 (Gemma3ForConditionalGeneration, config model_type "gemma3": gemma-3-4b
+# and larger), a Gemma 3 text model beside a SigLIP vision tower and its projector, laid out as google/gemma-3-4b-it
+# was published (transformers 4.50). Its text model has tiny-gemma3's shape; the vision tower is about the smallest
+# transformers accepts (28 x 28 images in 14 x 14 patches: a 2 x 2 grid, which mm_tokens_per_image 4 pools with a
+# kernel of 1).
+GEMMA3_LAYER_TYPES = ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]
+# The begin-of-image, end-of-image and image soft tokens (255999, 256000 and 262144 in the released vocabulary of
+# 262208) are ids of the tiny vocabulary that no input sequence holds; the top-level eos_token_id is the chat
+# models' [<eos>, <end_of_turn>] = [1, 106] (106 is the byte token <0x65> here).
+GEMMA3_VISION_TOKENS = {"boi_token_index": 379, "eoi_token_index": 382, "image_token_index": 383}
+GEMMA3_VISION_EOS = [1, 106]
+GEMMA3_HUB_VERSION = "4.50.0.dev0"
+# transformers 5 parameter prefix -> the key prefix of the published checkpoints.
+GEMMA3_HUB_PREFIXES = {"model.language_model.": "language_model.model.",
+                       "model.vision_tower.": "vision_tower.vision_model.",
+                       "model.multi_modal_projector.": "multi_modal_projector."}
+# Gemma3TextConfig / SiglipVisionConfig attributes that 4.50 wrote under the same name when not at their default.
+GEMMA3_HUB_TEXT_KEYS = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                        "num_key_value_heads", "head_dim", "hidden_activation", "max_position_embeddings",
+                        "initializer_range", "rms_norm_eps", "use_cache", "pad_token_id", "eos_token_id",
+                        "bos_token_id", "tie_word_embeddings", "attention_bias", "attention_dropout",
+                        "query_pre_attn_scalar", "sliding_window", "final_logit_softcapping", "attn_logit_softcapping"]
+GEMMA3_HUB_VISION_KEYS = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                          "num_channels", "image_size", "patch_size", "hidden_act", "layer_norm_eps",
+                          "attention_dropout"]
+
+
+def gemma3_vision_config() -> Gemma3Config:
+    """tiny-gemma3-vision's Gemma3Config: tiny-gemma3's text config (gemma3_config, 4 layers, GEMMA3_LAYER_TYPES,
+    query_pre_attn_scalar 20), a one-layer SigLIP (hidden 16, 2 heads, MLP 32, no pooling head), 4 image tokens."""
+    text = gemma3_config(num_hidden_layers=4, query_pre_attn_scalar=20, layer_types=list(GEMMA3_LAYER_TYPES))
+    vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=28, patch_size=14, vision_use_head=False)
+    return Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                        eos_token_id=list(GEMMA3_VISION_EOS), **GEMMA3_VISION_TOKENS)
+
+
+def gemma3_hub_config(cfg: Gemma3Config, dtype: str) -> dict:
+    """config.json as the published multimodal Gemma 3 checkpoints have it (4.50's to_diff_dict): at the top level
+    architectures, the image token ids, eos_token_id, initializer_range, mm_tokens_per_image, model_type, torch_dtype
+    and transformers_version; text_config with model_type and only what differs from Gemma3TextConfig's defaults,
+    in 4.50's names: no layer_types (which layers slide is sliding_window_pattern: layer i slides iff
+    (i + 1) % pattern != 0), no rope_parameters (the full layers' RoPE is rope_scaling; rope_theta and
+    rope_local_base_freq are left out at their defaults, 1e6 and 1e4); vision_config likewise, with
+    vision_use_head false."""
+    text, vision = cfg.text_config, cfg.vision_config
+    text_default, vision_default = Gemma3TextConfig(), SiglipVisionConfig()
+    text_json = {"model_type": "gemma3_text"}
+    text_json.update({k: getattr(text, k) for k in GEMMA3_HUB_TEXT_KEYS
+                      if getattr(text, k) != getattr(text_default, k)})
+    n = text.num_hidden_layers
+    pattern = next(p for p in range(1, n + 1) if text.layer_types == ["sliding_attention" if (i + 1) % p else
+                                                                      "full_attention" for i in range(n)])
+    if pattern != 6:
+        text_json["sliding_window_pattern"] = pattern
+    full, sliding = text.rope_parameters["full_attention"], text.rope_parameters["sliding_attention"]
+    assert full["rope_theta"] == 1e6 and sliding == {"rope_type": "default", "rope_theta": 1e4}, text.rope_parameters
+    if full["rope_type"] != "default":
+        text_json["rope_scaling"] = {k: v for k, v in full.items() if k != "rope_theta"}
+    vision_json = {"model_type": "siglip_vision_model", "vision_use_head": vision.vision_use_head}
+    vision_json.update({k: getattr(vision, k) for k in GEMMA3_HUB_VISION_KEYS
+                        if getattr(vision, k) != getattr(vision_default, k)})
+    return {"architectures": ["Gemma3ForConditionalGeneration"], **GEMMA3_VISION_TOKENS,
+            "eos_token_id": cfg.eos_token_id, "initializer_range": cfg.initializer_range,
+            "mm_tokens_per_image": cfg.mm_tokens_per_image, "model_type": "gemma3", "text_config": text_json,
+            "torch_dtype": dtype, "transformers_version": GEMMA3_HUB_VERSION, "vision_config": vision_json}
+
+
+def gemma3_hub_key(name: str) -> str:
+    """A Gemma3ForConditionalGeneration state_dict name (transformers 5) -> its key in the published checkpoints."""
+    prefix = next(p for p in GEMMA3_HUB_PREFIXES if name.startswith(p))
+    return GEMMA3_HUB_PREFIXES[prefix] + name[len(prefix):]
+
+
+class Gemma3HubWriter:
+    """save and extra_reference of tiny-gemma3-vision (make_hf_fixture); the model written is kept for the checks."""
+
+    def __init__(self):
+        self.model = None
+        self.save_pretrained_keys = None
+
+    def save(self, model, out: Path) -> None:
+        """model.safetensors under the published key names (GEMMA3_HUB_PREFIXES), without the tied head
+        (lm_head.weight, which is model.language_model.embed_tokens.weight), metadata {"format": "pt"}; config.json
+        (gemma3_hub_config) and generation_config.json as google/gemma-3-4b-it has them. Also records the names
+        transformers' own save_pretrained writes, for the reference."""
+        self.model = model
+        assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
+        tensors = {gemma3_hub_key(k): v.detach().clone().contiguous() for k, v in model.state_dict().items()
+                   if k != "lm_head.weight"}
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            with safetensors.safe_open(str(Path(tmp) / "model.safetensors"), "pt") as st:
+                self.save_pretrained_keys = sorted(st.keys())
+        save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+        dtype = str(model.dtype).replace("torch.", "")
+        (out / "config.json").write_text(json.dumps(gemma3_hub_config(model.config, dtype), indent=2, sort_keys=True)
+                                         + "\n")
+        (out / "generation_config.json").write_text(json.dumps(
+            {"bos_token_id": 2, "cache_implementation": "hybrid", "do_sample": True, "eos_token_id": GEMMA3_VISION_EOS,
+             "pad_token_id": 0, "top_k": 64, "top_p": 0.95, "transformers_version": GEMMA3_HUB_VERSION},
+            indent=2, sort_keys=True) + "\n")
+
+    def reference(self, out: Path, input_ids: list[list[int]]) -> dict:
+        """Checks that Gemma3ForConditionalGeneration.from_pretrained reads the directory back without missing,
+        unexpected or mismatched keys to the very tensors and logits of the model written, and the config to the
+        same text and vision configs (layer types, RoPE, windows and attention scale as tiny-gemma3's); that
+        Gemma3ForCausalLM holding the text model's weights gives the same float64 logits on the text-only input, and
+        its norms, embedding scale and the tokenizer pass gemma_checkpoint_checks; that an image prompt runs."""
+        written = self.model
+        model, info = Gemma3ForConditionalGeneration.from_pretrained(out, output_loading_info=True,
+                                                                     attn_implementation="eager")
+        model.eval()
+        assert not any(info.values()), info
+        lm = model.model.language_model
+        assert model.lm_head.weight is lm.embed_tokens.weight
+        state = model.state_dict()
+        assert sorted(state) == sorted(written.state_dict()), sorted(set(state) ^ set(written.state_dict()))
+        assert all(torch.equal(state[k], v) for k, v in written.state_dict().items())
+        written.set_attn_implementation("eager")
+        with torch.no_grad():
+            for ids in input_ids:
+                x = torch.tensor([ids])
+                assert torch.equal(model(x).logits, written(x).logits)
+
+        # config.json read back: the same text and vision configs as the model written.
+        cfg = model.config
+        ignore = {"_sliding_window_pattern", "sliding_window_pattern", "transformers_version", "dtype", "architectures"}
+        for got, want in ((cfg.text_config, written.config.text_config),
+                          (cfg.vision_config, written.config.vision_config)):
+            a = {k: v for k, v in got.to_dict().items() if k not in ignore}
+            b = {k: v for k, v in want.to_dict().items() if k not in ignore}
+            assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+        assert cfg.eos_token_id == GEMMA3_VISION_EOS and cfg.text_config.eos_token_id == 1
+        assert all(getattr(cfg, k) == v for k, v in GEMMA3_VISION_TOKENS.items()) and cfg.mm_tokens_per_image == 4
+        text = cfg.text_config
+        assert text._attn_implementation == "eager"
+        assert text.layer_types == GEMMA3_LAYER_TYPES and text.rope_parameters == GEMMA3_ROPE, text.rope_parameters
+        assert [l.self_attn.sliding_window for l in lm.layers] == [5, 5, None, 5]
+        assert all(l.self_attn.scaling == 20 ** -0.5 for l in lm.layers)
+        assert not any(t in GEMMA3_VISION_TOKENS.values() for ids in input_ids for t in ids)
+        same_ids = out.parent / "tiny-gemma3" / "expected.json"
+        if same_ids.exists():
+            assert json.loads(same_ids.read_text())["input_ids"] == input_ids
+
+        # The text model alone: Gemma3ForCausalLM with the same weights, float64.
+        model = model.to(torch.float64)
+        causal = Gemma3ForCausalLM(text).eval()
+        causal.model.load_state_dict(lm.state_dict())
+        causal = causal.to(torch.float64)
+        assert causal.lm_head.weight is causal.model.embed_tokens.weight
+        with torch.no_grad():
+            causal_diff = max(float((model(x).logits - causal(x).logits).abs().max())
+                              for x in (torch.tensor([ids]) for ids in input_ids))
+        assert causal_diff < 1e-12, causal_diff
+        embed_scale = gemma_checkpoint_checks(causal, out, input_ids, norms_per_layer=6)
+
+        # An image prompt runs: <bos> text <start_of_image> 4 image tokens <end_of_image> text, bidirectional over the
+        # image tokens (token_type_ids); the positions before the image are those of the text-only prompt.
+        g = torch.Generator().manual_seed(0)
+        ids = [2, 300, GEMMA3_VISION_TOKENS["boi_token_index"]] + [GEMMA3_VISION_TOKENS["image_token_index"]] * 4 + [
+            GEMMA3_VISION_TOKENS["eoi_token_index"], 301]
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            img = model(x, pixel_values=torch.randn(1, 3, 28, 28, generator=g, dtype=torch.float64),
+                        token_type_ids=(x == GEMMA3_VISION_TOKENS["image_token_index"]).long()).logits
+            plain = model(x).logits
+        assert torch.isfinite(img).all() and torch.equal(img[0, :3], plain[0, :3])
+        assert (img[0, 3:] - plain[0, 3:]).abs().max() > 1e-3
+
+        # save_pretrained's names differ only by the vision tower's missing vision_model. level.
+        hub_keys = {gemma3_hub_key(n) for n in state if n != "lm_head.weight"}
+        differ = sorted(k for k in self.save_pretrained_keys if k not in hub_keys)
+        assert differ and all(k.startswith("vision_tower.") for k in differ)
+        assert {k.replace("vision_tower.", "vision_tower.vision_model.", 1) if k in differ else k
+                for k in self.save_pretrained_keys} == hub_keys
+        return {
+            "key_layout": "hub 4.50 layout: language_model.model.* (the text model), vision_tower.vision_model.* "
+                          "(SigLIP), multi_modal_projector.mm_input_projection_weight and "
+                          "multi_modal_projector.mm_soft_emb_norm.weight; no lm_head (tied to "
+                          "language_model.model.embed_tokens.weight)",
+            "save_pretrained_note": f"transformers {transformers.__version__}'s save_pretrained writes the same names "
+                                    "but the vision tower's without vision_model. (" + ", ".join(differ[:2]) +
+                                    ", ...); model.safetensors is written here with the published names",
+            "config_layout": "config.json as google/gemma-3-4b-it's (transformers 4.50): top-level eos_token_id "
+                             "[1, 106] (none in text_config), boi / eoi / image_token_index, mm_tokens_per_image; "
+                             "text_config holds model_type and only what differs from Gemma3TextConfig's defaults: "
+                             "sliding_window_pattern 3 (layer i slides iff (i + 1) % 3 != 0) instead of layer_types, "
+                             "rope_scaling {factor 2, linear} for the full layers, rope_theta (1e6) and "
+                             "rope_local_base_freq (1e4) left at their defaults",
+            "loading_check": "Gemma3ForConditionalGeneration.from_pretrained(output_loading_info=True): no missing, "
+                             "unexpected or mismatched keys, no errors; every tensor and the float32 logits equal to "
+                             "the model written; the config read back gives the same text and vision configs",
+            "layer_types": text.layer_types,
+            "sliding_window": text.sliding_window,
+            "head_dim": text.head_dim,
+            "query_pre_attn_scalar": text.query_pre_attn_scalar,
+            "attention_scale": text.query_pre_attn_scalar ** -0.5,
+            "rope_parameters": text.rope_parameters,
+            "embed_scale": embed_scale,
+            "eos_token_id": cfg.eos_token_id,
+            **GEMMA3_VISION_TOKENS,
+            "mm_tokens_per_image": cfg.mm_tokens_per_image,
+            "gemma3_for_causal_lm_max_abs_diff": causal_diff,
+            "note": "logits are Gemma3ForConditionalGeneration's on text-only input_ids (no pixel_values, no "
+                    "token_type_ids): the text model's embeddings times sqrt(hidden), its causal / sliding masks, "
+                    "the tied head and no logit softcapping, exactly Gemma3ForCausalLM's on the same weights "
+                    "(gemma3_for_causal_lm_max_abs_diff); the vision tower and projector are not used. The "
+                    "image token ids are in the vocabulary but absent from the inputs. input_ids are tiny-gemma3's "
+                    "(model_input_ids with its seed); the weights are not (seed SEED + 20)",
+            "tokenizer_check": GEMMA_TOKENIZER_CHECK,
+        }
+
+
 def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dtype, seed: int,
                     tok: Tokenizer, *, sharded: bool = False, legacy: bool = False,
-                    legacy_merges: bool = False, extra_reference=None) -> dict:
+                    legacy_merges: bool = False, extra_reference=None, save=None,
+                    input_seed: int | None = None) -> dict:
     """extra_reference: if given, a function (directory, input_ids) -> dict of entries added to the
-    "reference" block of expected.json (it may also check the written checkpoint)."""
+    "reference" block of expected.json (it may also check the written checkpoint). save: if given, a function
+    (model, directory) that writes the weights and config.json instead of save_pretrained. input_seed: the seed of
+    the random second sequence (model_input_ids), if not `seed`."""
     if ONLY is not None and name not in ONLY:
         return {"name": name + " (kept)", "tensors": {}}
     out = root / name
@@ -776,14 +1008,16 @@ def make_hf_fixture(root: Path, name: str, cls, config, storage_dtype: torch.dty
     model = cls(config).eval()
     randomize(model, seed)
     model = model.to(storage_dtype)
-    if sharded:
+    if save is not None:
+        save(model, out)
+    elif sharded:
         save_sharded_in_two(model, out)
     else:
         model.save_pretrained(out)
     if legacy:
         legacy_config(out / "config.json")
     save_tokenizer(tok, out / "tokenizer.json", legacy_merges)
-    input_ids = model_input_ids(out / "tokenizer.json", seed)
+    input_ids = model_input_ids(out / "tokenizer.json", seed if input_seed is None else input_seed)
     theta = getattr(config, "rope_parameters", None)
     theta = theta.get("rope_theta") if theta else None   # None for Gemma 3's per-layer-type rope_parameters
     expected = compute_expected(out, cls, input_ids, str(storage_dtype).replace("torch.", ""), theta)
@@ -900,6 +1134,13 @@ def tiny_hf_fixtures(root: Path) -> list[dict]:
                         layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"])
     summaries.append(make_hf_fixture(root, "tiny-gemma2", Gemma2ForCausalLM, cfg, torch.float32, SEED + 16,
                                      gemma_tok, extra_reference=gemma2_reference))
+
+    # tiny-gemma3-vision: Gemma3ForConditionalGeneration with tiny-gemma3's text shape and a one-layer SigLIP, saved
+    # under the published key names with a 4.50-style config.json; input_ids are tiny-gemma3's (its seed).
+    writer = Gemma3HubWriter()
+    summaries.append(make_hf_fixture(root, "tiny-gemma3-vision", Gemma3ForConditionalGeneration, gemma3_vision_config(),
+                                     torch.float32, SEED + 20, gemma_tok, save=writer.save,
+                                     extra_reference=writer.reference, input_seed=SEED + 14))
 
     opt_common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=FFN, num_attention_heads=4,
                       max_position_embeddings=MAX_POS, bos_token_id=2, eos_token_id=2, pad_token_id=1,
