@@ -77,30 +77,43 @@ extension Tokenizer {
 public enum TokenizerLoader {
     /// From a Hugging Face tokenizer.json file (path is used in error messages). A
     /// tokenizer_config.json beside it, if present, names the BOS and EOS tokens; a
-    /// chat_template.jinja beside it (where transformers 5 saves the template) is the chat template.
+    /// chat_template.jinja beside it (where transformers 5 saves the template) is the chat template,
+    /// else tokenizer_config.json's, else a processor's chat_template.json (multimodal checkpoints).
     public static func load(tokenizerJSON url: URL) throws -> any Tokenizer {
         let path = url.path
         let data = try readWholeFile(path)
-        let configURL = url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json")
         // Absent is fine; present but unreadable is an error, not a silently different tokenizer.
-        let config = try fileKind(atPath: configURL.path) != nil ? try readWholeFile(configURL.path) : nil
-        let templatePath = url.deletingLastPathComponent().appendingPathComponent("chat_template.jinja").path
-        let template = try fileKind(atPath: templatePath) != nil
-            ? String(decoding: try readWholeFile(templatePath), as: UTF8.self) : nil
-        return try load(tokenizerJSON: data, path: path, config: config, configPath: configURL.path, chatTemplate: template)
+        func beside(_ name: String) throws -> (data: Data?, path: String) {
+            let path = url.deletingLastPathComponent().appendingPathComponent(name).path
+            return (try fileKind(atPath: path) != nil ? try readWholeFile(path) : nil, path)
+        }
+        let config = try beside("tokenizer_config.json")
+        let template = try beside("chat_template.jinja").data.map { String(decoding: $0, as: UTF8.self) }
+        let processorTemplate = template == nil ? try beside("chat_template.json") : (data: nil, path: "")
+        return try load(tokenizerJSON: data, path: path, config: config.data, configPath: config.path, chatTemplate: template,
+                        processorTemplate: processorTemplate.data, processorTemplatePath: processorTemplate.path)
     }
 
-    /// From the bytes of a tokenizer.json (and optionally of a tokenizer_config.json); `path` and
-    /// `configPath` are used in error messages only.
+    /// From the bytes of a tokenizer.json (and optionally of a tokenizer_config.json and a
+    /// processor's chat_template.json); the paths are used in error messages only.
     public static func load(tokenizerJSON data: Data, path: String,
                             config: Data? = nil, configPath: String = "tokenizer_config.json",
-                            chatTemplate: String? = nil) throws -> any Tokenizer {
+                            chatTemplate: String? = nil,
+                            processorTemplate: Data? = nil, processorTemplatePath: String = "chat_template.json") throws -> any Tokenizer {
         let reader = TokenizerJSONReader(path: path)
         var spec = try reader.read(parseJSON(data, path: path))
         if let config {
             try TokenizerJSONReader(path: configPath).readConfig(parseJSON(config, path: configPath), into: &spec)
         }
         if let chatTemplate { spec.chatTemplate = chatTemplate }
+        if let processorTemplate {
+            let processorReader = TokenizerJSONReader(path: processorTemplatePath)
+            do {
+                processorReader.readProcessorTemplate(try parseJSON(processorTemplate, path: processorTemplatePath), into: &spec)
+            } catch {
+                if spec.chatTemplate == nil { spec.warnings.append("\(error); the chat template is not used") }
+            }
+        }
         return try BPETokenizer(spec, fail: reader.error)
     }
 

@@ -63,6 +63,18 @@ struct TokenizerJSONReader {
         }
     }
 
+    /// A processor's chat_template.json (`{"chat_template": …}`, multimodal checkpoints such as
+    /// Gemma 3's), read when tokenizer_config.json has no template.
+    func readProcessorTemplate(_ root: JSONValue, into spec: inout TokenizerSpec) {
+        guard spec.chatTemplate == nil else { return }
+        do {
+            guard case .object = root else { throw error(nil, "expected a JSON object at the top level") }
+            spec.chatTemplate = try chatTemplate(member(root, "chat_template"))
+        } catch {
+            spec.warnings.append("\(error); the chat template is not used")
+        }
+    }
+
     // MARK: Model
 
     private func model(_ root: JSONValue) throws -> BPEModelSpec {

@@ -177,7 +177,7 @@ struct SpecialTokenTests {
         #expect(unnamed.chatTemplate == nil && unnamed.warnings.first?.contains(#"chat_template[0].name"#) == true, "\(unnamed.warnings)")
     }
 
-    @Test("a chat_template.jinja beside tokenizer.json (transformers 5's way of saving it) is the chat template")
+    @Test("a chat_template.jinja beside tokenizer.json (transformers 5's way of saving it) is the chat template, else tokenizer_config.json's, else a processor's chat_template.json")
     func chatTemplateFile() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shadowllm-jinja-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -185,6 +185,12 @@ struct SpecialTokenTests {
         let json = directory.appendingPathComponent("tokenizer.json")
         try FileManager.default.copyItem(at: Fixture.url("smollm", "tokenizer"), to: json)
         #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == nil)
+        let processor = directory.appendingPathComponent("chat_template.json")
+        try Data(#"{"chat_template": 3}"#.utf8).write(to: processor)
+        let unreadable = try TokenizerLoader.load(tokenizerJSON: json)
+        #expect(unreadable.chatTemplate == nil && unreadable.warnings.first?.contains("chat_template.json") == true, "\(unreadable.warnings)")
+        try Data(#"{"chat_template": "processor"}"#.utf8).write(to: processor)
+        #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == "processor")
         try Data(#"{"chat_template": "old"}"#.utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))
         #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == "old")
         try Data("{{ 'new' }}\n".utf8).write(to: directory.appendingPathComponent("chat_template.jinja"))
