@@ -208,6 +208,8 @@ extension CodingUserInfoKey {
 /// text_config has none.
 struct Gemma3MultimodalConfig: Decodable {
     var text: LlamaConfig
+    /// Whether the stop tokens came from the top-level eos_token_id (errors name that key).
+    var topLevelEOS = false
 
     enum CodingKeys: String, CodingKey {
         case text = "text_config", eosTokenID = "eos_token_id", tieWordEmbeddings = "tie_word_embeddings"
@@ -228,22 +230,35 @@ struct Gemma3MultimodalConfig: Decodable {
             } else if let ids = try c.decodeIfPresent([Int].self, forKey: .eosTokenID) {
                 text.eosTokenIDs = ids
             }
+            topLevelEOS = true
         }
     }
 
-    static func decode(_ data: Data, path: String) throws -> LlamaConfig {
-        try ConfigDecoding.decode(Self.self, from: data, path: path, userInfo: [.defaultModelType: "gemma3_text"]).text
+    /// Decodes and validates config.json, naming keys as they are written (`text_config.…`).
+    static func read(_ data: Data, path: String) throws -> LlamaConfig {
+        let config = try ConfigDecoding.decode(Self.self, from: data, path: path, userInfo: [.defaultModelType: "gemma3_text"])
+        try config.text.validate(path: path, keys: config.topLevelEOS ? ["eos_token_id": "eos_token_id"] : [:],
+                                 keyPrefix: "text_config.")
+        return config.text
     }
 
     /// Points `table` at the text model's weights, as published (`language_model.model.*`, an
     /// untied head at `language_model.lm_head.weight`) or as transformers ≥ 4.52 saves them
-    /// (`model.language_model.*`, `lm_head.weight`), and passes over the vision weights.
-    static func readTextModel(from table: TensorTable) {
-        if table.has("language_model.model.embed_tokens.weight") {
-            table.read(prefix: "model.", as: "language_model.model.")
+    /// (`model.language_model.*`, `lm_head.weight`), and passes over the vision weights. A
+    /// checkpoint with text weights in both layouts is refused.
+    static func readTextModel(from table: TensorTable) throws {
+        let published = "language_model.model.", saved = "model.language_model."
+        let names = table.source.tensorNames
+        let first = names.first { $0.hasPrefix(published) }, second = names.first { $0.hasPrefix(saved) }
+        if let first, let second {
+            throw ShadowError.badTensor(path: table.path, tensor: second,
+                                        reason: "the text model's weights are in two layouts (also \"\(first)\")")
+        }
+        if second == nil {
+            table.read(prefix: "model.", as: published)
             table.read(prefix: "lm_head.", as: "language_model.lm_head.")
         } else {
-            table.read(prefix: "model.", as: "model.language_model.")
+            table.read(prefix: "model.", as: saved)
         }
         for prefix in ["vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."] {
             table.ignore(prefix: prefix)

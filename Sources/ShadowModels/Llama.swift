@@ -642,13 +642,11 @@ extension LlamaModel {
                 postMLPNorm: sandwich ? try norm("post_feedforward_layernorm.weight") : nil)
         }
         let finalNorm = try table.vector("model.norm.weight", count: d).map { $0 + config.normWeightOffset }
-        let lmHead: WeightMatrix
-        if config.tieWordEmbeddings {
-            lmHead = embedding
-            table.ignore("lm_head.weight")  // some exporters write the tied copy anyway
-        } else {
-            lmHead = try table.weight("lm_head.weight", rows: s.vocabularySize, cols: d)
-        }
+        // Some exporters write the tied copy anyway.
+        let lmHead = config.tieWordEmbeddings
+            ? try table.tiedHead("lm_head.weight", embeddingName: "model.embed_tokens.weight", embedding: embedding,
+                                 rows: s.vocabularySize, cols: d)
+            : try table.weight("lm_head.weight", rows: s.vocabularySize, cols: d)
         table.ignore(suffix: "rotary_emb.inv_freq")
         try table.finish()
         return LlamaModel(config: config, architecture: config.modelType, embedding: embedding, blocks: blocks,

@@ -53,9 +53,8 @@ public enum ArchitectureRegistry {
     }
 
     private static func loadGemma3Multimodal(_ data: Data, _ path: String, _ table: TensorTable) throws -> any CausalLanguageModel {
-        let config = try Gemma3MultimodalConfig.decode(data, path: path)
-        try config.validate(path: path, keyPrefix: "text_config.")
-        Gemma3MultimodalConfig.readTextModel(from: table)
+        let config = try Gemma3MultimodalConfig.read(data, path: path)
+        try Gemma3MultimodalConfig.readTextModel(from: table)
         return try LlamaModel.load(huggingFace: table, config: config)
     }
 
@@ -105,7 +104,7 @@ public enum ModelLoader {
             let id = tokenizer.vocabularySize - 1
             throw ShadowError.badJSON(
                 path: (directory as NSString).appendingPathComponent("tokenizer.json"), key: nil,
-                reason: "token id \(id)\(tokenizer.tokenString(id).map { " (\"\($0)\")" } ?? "") is outside the model's vocabulary of \(model.shape.vocabularySize) (config.json vocab_size)")
+                reason: "token id \(id)\(tokenizer.tokenString(id).map { " (\"\($0)\")" } ?? "") is outside the model's vocabulary of \(model.shape.vocabularySize) (config.json \(header.modelType == "gemma3" ? "text_config." : "")vocab_size)")
         }
         var stops = Set<Int>()
         if let llama = model as? LlamaModel { stops.formUnion(llama.config.eosTokenIDs) }

@@ -314,19 +314,12 @@ extension OPTModel {
             finalWeight = try table.vector(root + "final_layer_norm.weight", count: d)
             finalBias = try table.vector(root + "final_layer_norm.bias", count: d)
         }
-        // OPT ties the LM head to the embedding; a saved copy must match it in shape. An untied
-        // config (tie_word_embeddings: false) has a head of its own.
-        var lmHead = embedding
-        if !config.tieWordEmbeddings {
-            lmHead = try table.weight("lm_head.weight", rows: s.vocabularySize, cols: e)
-        } else if table.has("lm_head.weight") {
-            let headShape = try table.shape("lm_head.weight")
-            guard headShape == [s.vocabularySize, e] else {
-                throw ShadowError.badTensor(path: table.path, tensor: "lm_head.weight",
-                                            reason: "shape \(headShape), expected \([s.vocabularySize, e])")
-            }
-            table.ignore("lm_head.weight")
-        }
+        // OPT ties the LM head to the embedding (a saved copy with other contents is the head, as
+        // transformers reads it); an untied config (tie_word_embeddings: false) has a head of its own.
+        let lmHead = config.tieWordEmbeddings
+            ? try table.tiedHead("lm_head.weight", embeddingName: root + "embed_tokens.weight", embedding: embedding,
+                                 rows: s.vocabularySize, cols: e)
+            : try table.weight("lm_head.weight", rows: s.vocabularySize, cols: e)
         try table.finish()
         return OPTModel(config: config, embedding: embedding, positions: positions, projectIn: projectIn,
                         projectOut: projectOut, blocks: blocks, finalNormWeight: finalWeight, finalNormBias: finalBias,

@@ -1,3 +1,4 @@
+import Foundation
 import ShadowFormats
 import ShadowKernels
 
@@ -96,6 +97,24 @@ public final class TensorTable {
 
     public func optionalMatrix(_ name: String, rows: Int, cols: Int) throws -> Matrix? {
         has(name) ? try matrix(name, rows: rows, cols: cols) : nil
+    }
+
+    /// The LM head of a model whose config ties it to `embedding` (read from `embeddingName`): the
+    /// embedding itself, unless the checkpoint also stores `headName` with other contents; then
+    /// that tensor, as transformers does not tie two unequal tensors (a fine-tune saved untied
+    /// under a config that says tied).
+    public func tiedHead(_ headName: String, embeddingName: String, embedding: WeightMatrix,
+                         rows: Int, cols: Int) throws -> WeightMatrix {
+        guard has(headName) else { return embedding }
+        let head = try source.info(storedName(headName)), embedded = try source.info(storedName(embeddingName))
+        if head.shape == embedded.shape && head.dtype == embedded.dtype {
+            let a = try source.rawBytes(storedName(headName)), b = try source.rawBytes(storedName(embeddingName))
+            if a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0) {
+                ignore(headName)
+                return embedding
+            }
+        }
+        return try weight(headName, rows: rows, cols: cols)
     }
 
     /// Marks tensors we deliberately do not read (e.g. precomputed RoPE tables). Prefixes and

@@ -78,7 +78,8 @@ public enum TokenizerLoader {
     /// From a Hugging Face tokenizer.json file (path is used in error messages). A
     /// tokenizer_config.json beside it, if present, names the BOS and EOS tokens; a
     /// chat_template.jinja beside it (where transformers 5 saves the template) is the chat template,
-    /// else tokenizer_config.json's, else a processor's chat_template.json (multimodal checkpoints).
+    /// else tokenizer_config.json's (the order of transformers' AutoTokenizer), else a processor's
+    /// chat_template.json (multimodal checkpoints; AutoProcessor's file).
     public static func load(tokenizerJSON url: URL) throws -> any Tokenizer {
         let path = url.path
         let data = try readWholeFile(path)
@@ -89,29 +90,30 @@ public enum TokenizerLoader {
         }
         let config = try beside("tokenizer_config.json")
         let template = try beside("chat_template.jinja").data.map { String(decoding: $0, as: UTF8.self) }
-        let processorTemplate = template == nil ? try beside("chat_template.json") : (data: nil, path: "")
+        let processorTemplate = url.deletingLastPathComponent().appendingPathComponent("chat_template.json").path
         return try load(tokenizerJSON: data, path: path, config: config.data, configPath: config.path, chatTemplate: template,
-                        processorTemplate: processorTemplate.data, processorTemplatePath: processorTemplate.path)
+                        processorTemplatePath: processorTemplate)
     }
 
-    /// From the bytes of a tokenizer.json (and optionally of a tokenizer_config.json and a
-    /// processor's chat_template.json); the paths are used in error messages only.
+    /// From the bytes of a tokenizer.json (and optionally of a tokenizer_config.json); the paths
+    /// are used in error messages only. Without a template from either, the processor's
+    /// chat_template.json at `processorTemplatePath` is read if there (only chat reads templates:
+    /// one that cannot be read is a warning).
     public static func load(tokenizerJSON data: Data, path: String,
                             config: Data? = nil, configPath: String = "tokenizer_config.json",
-                            chatTemplate: String? = nil,
-                            processorTemplate: Data? = nil, processorTemplatePath: String = "chat_template.json") throws -> any Tokenizer {
+                            chatTemplate: String? = nil, processorTemplatePath: String? = nil) throws -> any Tokenizer {
         let reader = TokenizerJSONReader(path: path)
         var spec = try reader.read(parseJSON(data, path: path))
         if let config {
             try TokenizerJSONReader(path: configPath).readConfig(parseJSON(config, path: configPath), into: &spec)
         }
         if let chatTemplate { spec.chatTemplate = chatTemplate }
-        if let processorTemplate {
-            let processorReader = TokenizerJSONReader(path: processorTemplatePath)
+        if spec.chatTemplate == nil, let processorTemplatePath, (try? fileKind(atPath: processorTemplatePath)) != nil {
             do {
-                processorReader.readProcessorTemplate(try parseJSON(processorTemplate, path: processorTemplatePath), into: &spec)
+                let root = try parseJSON(try readWholeFile(processorTemplatePath), path: processorTemplatePath)
+                TokenizerJSONReader(path: processorTemplatePath).readProcessorTemplate(root, into: &spec)
             } catch {
-                if spec.chatTemplate == nil { spec.warnings.append("\(error); the chat template is not used") }
+                spec.warnings.append("\(error); the chat template is not used")
             }
         }
         return try BPETokenizer(spec, fail: reader.error)

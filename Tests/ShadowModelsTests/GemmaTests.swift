@@ -201,9 +201,7 @@ struct GemmaTests {
     ] }
 
     static func decodeMultimodal(_ json: [String: Any]) throws -> LlamaConfig {
-        let config = try Gemma3MultimodalConfig.decode(try JSONSerialization.data(withJSONObject: json), path: "config.json")
-        try config.validate(path: "config.json", keyPrefix: "text_config.")
-        return config
+        try Gemma3MultimodalConfig.read(try JSONSerialization.data(withJSONObject: json), path: "config.json")
     }
 
     @Test("a multimodal Gemma 3 config reads its text_config with Gemma3TextConfig's defaults and the top-level eos_token_id")
@@ -239,12 +237,15 @@ struct GemmaTests {
         ("num_hidden_layers", "0", "text_config.num_hidden_layers"),
         ("num_attention_heads", "null", "text_config.num_attention_heads"),
         ("num_key_value_heads", "3", "text_config.num_key_value_heads"),
+        ("top-level eos_token_id", "[1, 262208]", "key \"eos_token_id\": 262208 is outside"),
     ])
     func multimodalRefusals(key: String, value: String, expected: String) throws {
         var json = Self.multimodalHubConfig
         let parsed = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
         if key == "text_config" {
             json[key] = nil
+        } else if key == "top-level eos_token_id" {
+            json["eos_token_id"] = parsed
         } else {
             var text = json["text_config"] as! [String: Any]
             text[key] = parsed
@@ -268,7 +269,8 @@ struct GemmaTests {
 
     /// tiny-gemma3-vision (the hub's `language_model.model.*` layout; its logits are checked in
     /// ReferenceTests) copied with its tensors renamed by `rename` (nil drops one) plus `extra`.
-    static func renamedVisionCheckpoint(_ rename: (String) -> String?, extra: [String] = []) throws -> String {
+    static func renamedVisionCheckpoint(_ rename: (String) -> String?, extra: [String] = [],
+                                        tensors: [(name: String, shape: [Int], values: [Float])] = []) throws -> String {
         let source = Fixtures.path("tiny-gemma3-vision")
         let directory = TestScratch.path("gemma3-vision")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -282,6 +284,7 @@ struct GemmaTests {
             writer.add(renamed, shape: try file.info(name).shape, values: try file.floats(name))
         }
         for name in extra { writer.add(name, shape: [2], values: [0, 0]) }
+        for tensor in tensors { writer.add(tensor.name, shape: tensor.shape, values: tensor.values) }
         try writer.write(to: directory + "/model.safetensors")
         return directory
     }
@@ -306,5 +309,26 @@ struct GemmaTests {
         expectShadowError(["language_model.model.norm.weight", "missing"]) {
             _ = try ModelLoader.load(path: Self.renamedVisionCheckpoint { $0 == "language_model.model.norm.weight" ? nil : $0 })
         }
+        expectShadowError(["model.language_model.layers.0.mlp.up_proj.weight", "two layouts"]) {
+            _ = try ModelLoader.load(path: Self.renamedVisionCheckpoint { name in
+                name == "language_model.model.layers.0.mlp.up_proj.weight" ? "model.language_model.layers.0.mlp.up_proj.weight" : name
+            })
+        }
+    }
+
+    @Test("a tied config with a stored head of other contents uses that head, as transformers does not tie unequal tensors; an equal copy is the embedding")
+    func tiedHeadWithOtherContents() throws {
+        let file = try SafetensorsFile(path: Fixtures.path("tiny-gemma3-vision") + "/model.safetensors")
+        let name = "language_model.model.embed_tokens.weight"
+        let embedding = try file.floats(name), shape = try file.info(name).shape
+        let hub = try ModelLoader.load(path: Fixtures.path("tiny-gemma3-vision"))
+        let copy = try ModelLoader.load(path: Self.renamedVisionCheckpoint({ $0 }, tensors: [("language_model.lm_head.weight", shape, embedding)]))
+        let halved = try ModelLoader.load(path: Self.renamedVisionCheckpoint({ $0 }, tensors: [("language_model.lm_head.weight", shape, embedding.map { $0 / 2 })]))
+        let ids = [2, 10, 20, 30, 40]
+        let expected = hub.model.forward(ids, cache: hub.model.makeCache(), logits: .all)
+        #expect(copy.model.forward(ids, cache: copy.model.makeCache(), logits: .all) == expected)
+        let actual = halved.model.forward(ids, cache: halved.model.makeCache(), logits: .all)
+        let error = zip(actual, expected).map { abs($0 - $1 / 2) }.max()!
+        #expect(error <= 1e-6 * expected.map(abs).max()!, "\(error)")
     }
 }

@@ -193,6 +193,11 @@ struct SpecialTokenTests {
         #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == "processor")
         try Data(#"{"chat_template": "old"}"#.utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))
         #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == "old")
+        // Not read when tokenizer_config.json has a template: even one that cannot be read.
+        try FileManager.default.removeItem(at: processor)
+        try FileManager.default.createDirectory(at: processor, withIntermediateDirectories: true)
+        let beside = try TokenizerLoader.load(tokenizerJSON: json)
+        #expect(beside.chatTemplate == "old" && beside.warnings.isEmpty)
         try Data("{{ 'new' }}\n".utf8).write(to: directory.appendingPathComponent("chat_template.jinja"))
         #expect(try TokenizerLoader.load(tokenizerJSON: json).chatTemplate == "{{ 'new' }}\n")
     }
