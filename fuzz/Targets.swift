@@ -161,6 +161,9 @@ func fuzzConfig(_ bytes: [UInt8]) throws {
         try config.validate(path: "config.json")
         touch(config.shape)
     } catch is ShadowError {}
+    do {
+        touch(try Gemma3MultimodalConfig.read(data, path: "config.json").shape)
+    } catch is ShadowError {}
     let config = try ConfigDecoding.decode(OPTConfig.self, from: data, path: "config.json")
     try config.validate(path: "config.json")
     touch(config.shape)

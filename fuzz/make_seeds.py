@@ -184,11 +184,11 @@ def safetensors_seeds():
     write("safetensors", "scalar.safetensors", safetensors([("s", "F64", [], struct.pack("<d", 1.5))]))
 
 
-# MARK: config.json: the model fixtures' own configs (Llama, Qwen2, OPT, Gemma 2 and 3), and a Llama 3 RoPE one.
+# MARK: config.json: the model fixtures' own configs (Llama, Qwen2, OPT, Gemma 2 and 3, multimodal Gemma 3), and a Llama 3 RoPE one.
 
 def config_seeds():
     fixtures = os.path.join(ROOT, "Tests", "ShadowModelsTests", "Fixtures")
-    for name in ["tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-opt-postln", "tiny-gemma2", "tiny-gemma3"]:
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-opt-postln", "tiny-gemma2", "tiny-gemma3", "tiny-gemma3-vision"]:
         with open(os.path.join(fixtures, name, "config.json"), "rb") as f:
             write("config", f"{name}.json", f.read())
     write("config", "rope-parameters.json", json.dumps({

@@ -20,6 +20,9 @@ struct ConfigFuzzTests {
             try config.validate(path: "config.json")
             _ = (config.shape.attentionWidth, config.shape.kvWidth, config.shape.groupSize)
         } && attempt {
+            let config = try Gemma3MultimodalConfig.read(data, path: "config.json")
+            _ = (config.shape.attentionWidth, config.shape.kvWidth, config.shape.groupSize)
+        } && attempt {
             let config = try ConfigDecoding.decode(OPTConfig.self, from: data, path: "config.json")
             try config.validate(path: "config.json")
             _ = (config.shape.attentionWidth, config.shape.kvWidth)
