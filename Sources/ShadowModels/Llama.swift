@@ -192,7 +192,7 @@ enum LMHead {
     static func logits(x: UnsafeMutablePointer<Float>, tokens T: Int, width: Int,
                        norm: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
                        head: WeightMatrix, normed: UnsafeMutablePointer<Float>, scratch: Scratch,
-                       request: LogitsRequest, blockRows: Int? = nil, softcap: Float? = nil) -> [Float] {
+                       request: LogitsRequest, blockRows: Int? = nil, sliceRows: Int? = nil, softcap: Float? = nil) -> [Float] {
         let vocab = head.rows
         switch request {
         case .none:
@@ -221,10 +221,14 @@ enum LMHead {
             norm(normed, x, T)
             let inputs = head.cols   // the normed rows' width: OPT's project_out may narrow them
             let blockRows = min(T, blockRows ?? Self.logProbabilityBlockRows(vocabulary: vocab))
-            let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
-            // Widened once for all blocks (16-bit heads); short inputs and bf16 product kernels
-            // take Linear's own path.
+            // 16-bit heads on the BLAS path are widened a slice at a time; short inputs and bf16
+            // product kernels take Linear's own path.
             let path = ProductPath(tokens: T, head)
+            if path == .blas && head.dtype != .f32 {
+                return slicedTargetLogProbabilities(path.input(normed, count: T * inputs, head, scratch: scratch), tokens: T,
+                                                    targets: targets, head: head, scratch: scratch, sliceRows: sliceRows, softcap: softcap)
+            }
+            let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
             let widened = T > blockRows && path == .blas ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
             var out = [Float](repeating: 0, count: T)
             out.withUnsafeMutableBufferPointer { out in
@@ -247,6 +251,50 @@ enum LMHead {
             }
             return out
         }
+    }
+
+    /// Target log-probabilities of a 16-bit head on the BLAS path: the head is widened a slice of
+    /// `sliceRows` vocabulary rows at a time (about 64 MB of fp32; all of it at once would be
+    /// Gemma 3 4B's 2.7 GB), each slice multiplied with the rows, and every row's log-sum-exp
+    /// gathered across slices (running maximum and rescaled sum, in Double).
+    static func slicedTargetLogProbabilities(_ x: UnsafePointer<Float>, tokens T: Int, targets: [Int], head: WeightMatrix,
+                                             scratch: Scratch, sliceRows: Int?, softcap: Float?) -> [Float] {
+        let vocab = head.rows, inputs = head.cols
+        let slice = min(vocab, sliceRows ?? max(256, (16 << 20) / max(inputs, 1)))
+        let tokenRows = min(T, max(16, (16 << 20) / slice))   // a logits block of at most ~64 MB
+        let widened = scratch.buffer("widened.slice", rows: slice, cols: inputs)
+        let logits = scratch.buffer("logits.slice", rows: tokenRows, cols: slice)
+        var maxima = [Double](repeating: -.infinity, count: T), sums = [Double](repeating: 0, count: T)
+        var picked = [Float](repeating: 0, count: T)
+        maxima.withUnsafeMutableBufferPointer { maxima in
+            sums.withUnsafeMutableBufferPointer { sums in
+                picked.withUnsafeMutableBufferPointer { picked in
+                    for first in stride(from: 0, to: vocab, by: slice) {
+                        let n = min(slice, vocab - first)
+                        parallelChunks(n, minimumPerThread: 16) { range in
+                            head.widenRows(first + range.lowerBound ..< first + range.upperBound, into: widened + range.lowerBound * inputs)
+                        }
+                        for start in stride(from: 0, to: T, by: tokenRows) {
+                            let m = min(tokenRows, T - start)
+                            BLAS.gemmABt(logits, x + start * inputs, widened, m: m, n: n, k: inputs)
+                            parallelChunks(m) { range in
+                                for r in range {
+                                    let row = logits + r * n, t = start + r
+                                    if let softcap { Ops.softcap(row, count: n, cap: softcap) }
+                                    let sliceMax = VectorExp.maximum(row, n)
+                                    let joint = max(maxima[t], Double(sliceMax))
+                                    sums[t] = sums[t] * exp(maxima[t] - joint)
+                                        + VectorExp.sumExp(row, n, shift: sliceMax) * exp(Double(sliceMax) - joint)
+                                    maxima[t] = joint
+                                    if (first ..< first + n).contains(targets[t]) { picked[t] = row[targets[t] - first] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (0..<T).map { Float(Double(picked[$0]) - (maxima[$0] + log(sums[$0]))) }
     }
 
     /// Rows of logits `targetLogProbabilities` holds at once: 256, fewer for vocabularies past

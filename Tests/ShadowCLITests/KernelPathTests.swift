@@ -33,4 +33,16 @@ struct KernelPathTests {
             #expect(blas.isFinite && abs(blas - kernels) <= 1e-4 * abs(kernels), "\(checkpoint) \(method): \(blas) vs \(kernels)")
         }
     }
+
+    @Test("16-bit weights past 96 tokens score the same through BLAS (no AVX-512; the head widened a vocabulary slice at a time) as through the small-GEMM kernels",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing), arguments: ["tiny-llama", "tiny-gemma2"])
+    func halfPrecisionBLASPath(checkpoint: String) throws {
+        let text = String(repeating: "The little engine reads a prompt and skips the rest. ", count: 12)
+        for weights in ["bf16", "f16"] {
+            let arguments = ["--model", fixture(checkpoint), "--text", text, "-c", "120", "--weights", weights]
+            let blas = try Self.nll(arguments, environment: ["SHADOWLLM_NO_AVX512": "1"])
+            let kernels = try Self.nll(arguments, environment: [:])
+            #expect(blas.isFinite && abs(blas - kernels) <= 1e-4 * abs(kernels), "\(checkpoint) \(weights): \(blas) vs \(kernels)")
+        }
+    }
 }

@@ -152,6 +152,41 @@ struct ForwardTests {
         }
     }
 
+    @Test("a 16-bit head's target log-probabilities on the BLAS path gather the log-sum-exp over vocabulary slices, equal to whole rows", arguments: [WeightDType.f16, .bf16], [nil, 1.5] as [Float?])
+    func slicedTargetLogProbabilities(dtype: WeightDType, softcap: Float?) {
+        // 120 rows take the BLAS path without AVX-512; slices of 8 of the 37 vocabulary rows, the last one short.
+        let T = 120, d = 16, vocab = 37
+        let head = WeightMatrix(Matrix(rows: vocab, cols: d, values: randomFloats(vocab * d, seed: 60)), dtype: dtype)
+        var x = randomFloats(T * d, seed: 61).map { 3 * $0 }
+        let copy = { (dst: UnsafeMutablePointer<Float>, src: UnsafePointer<Float>, rows: Int) in dst.update(from: src, count: rows * d) }
+        let targets = (0..<T).map { ($0 * 7 + 3) % vocab }
+        var normed = [Float](repeating: 0, count: T * d)
+        func run(_ request: LogitsRequest, sliceRows: Int? = nil) -> [Float] {
+            x.withUnsafeMutableBufferPointer { xp in
+                normed.withUnsafeMutableBufferPointer { np in
+                    LMHead.logits(x: xp.baseAddress!, tokens: T, width: d, norm: copy, head: head, normed: np.baseAddress!,
+                                  scratch: Scratch(), request: request, blockRows: 16, sliceRows: sliceRows, softcap: softcap)
+                }
+            }
+        }
+        let all = run(.all)
+        let expected = all.withUnsafeBufferPointer { rows in
+            targets.indices.map { t in
+                Float(Double(rows[t * vocab + targets[t]]) - Ops.logSumExp(rows.baseAddress! + t * vocab, vocab))
+            }
+        }
+        expectClose(run(.targetLogProbabilities(targets), sliceRows: 8), expected, tolerance: 1e-5)
+        expectClose(run(.targetLogProbabilities(targets)), expected, tolerance: 1e-5)
+        // Called directly too: with AVX-512 the rows above take the small-GEMM path, not BLAS.
+        for slice in [8, 37, nil] as [Int?] {
+            let sliced = x.withUnsafeBufferPointer {
+                LMHead.slicedTargetLogProbabilities($0.baseAddress!, tokens: T, targets: targets, head: head,
+                                                    scratch: Scratch(), sliceRows: slice, softcap: softcap)
+            }
+            expectClose(sliced, expected, tolerance: 1e-5)
+        }
+    }
+
     @Test("greedy generation is deterministic and sampling repeats with the same seed")
     func generation() throws {
         let model = TinyModels.llama()
