@@ -258,10 +258,12 @@ enum LMHead {
     /// Gemma 3 4B's 2.7 GB), each slice multiplied with the rows, and every row's log-sum-exp
     /// gathered across slices (running maximum and rescaled sum, in Double).
     static func slicedTargetLogProbabilities(_ x: UnsafePointer<Float>, tokens T: Int, targets: [Int], head: WeightMatrix,
-                                             scratch: Scratch, sliceRows: Int?, softcap: Float?) -> [Float] {
+                                             scratch: Scratch, sliceRows: Int?, tokenRows: Int? = nil, softcap: Float?) -> [Float] {
         let vocab = head.rows, inputs = head.cols
-        let slice = min(vocab, sliceRows ?? max(256, (16 << 20) / max(inputs, 1)))
-        let tokenRows = min(T, max(16, (16 << 20) / slice))   // a logits block of at most ~64 MB
+        guard T > 0, vocab > 0 else { return [Float](repeating: 0, count: T) }
+        precondition(targets.allSatisfy { (0..<vocab).contains($0) }, "target ids inside the vocabulary")
+        let slice = min(vocab, max(1, sliceRows ?? max(256, (16 << 20) / max(inputs, 1))))
+        let tokenRows = min(T, max(1, tokenRows ?? max(16, (16 << 20) / slice)))   // a logits block of at most ~64 MB
         let widened = scratch.buffer("widened.slice", rows: slice, cols: inputs)
         let logits = scratch.buffer("logits.slice", rows: tokenRows, cols: slice)
         var maxima = [Double](repeating: -.infinity, count: T), sums = [Double](repeating: 0, count: T)

@@ -102,12 +102,15 @@ public final class TensorTable {
     /// The LM head of a model whose config ties it to `embedding` (read from `embeddingName`): the
     /// embedding itself, unless the checkpoint also stores `headName` with other contents; then
     /// that tensor, as transformers does not tie two unequal tensors (a fine-tune saved untied
-    /// under a config that says tied).
+    /// under a config that says tied). A copy in another dtype is read as a head of its own (the
+    /// same logits, a second copy in memory).
     public func tiedHead(_ headName: String, embeddingName: String, embedding: WeightMatrix,
                          rows: Int, cols: Int) throws -> WeightMatrix {
         guard has(headName) else { return embedding }
         let head = try source.info(storedName(headName)), embedded = try source.info(storedName(embeddingName))
         if head.shape == embedded.shape && head.dtype == embedded.dtype {
+            // Comparing faults both tensors' pages in: release them again, as loading does.
+            defer { source.dropPages(of: storedName(headName)); source.dropPages(of: storedName(embeddingName)) }
             let a = try source.rawBytes(storedName(headName)), b = try source.rawBytes(storedName(embeddingName))
             if a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0) {
                 ignore(headName)

@@ -178,10 +178,10 @@ struct ForwardTests {
         expectClose(run(.targetLogProbabilities(targets), sliceRows: 8), expected, tolerance: 1e-5)
         expectClose(run(.targetLogProbabilities(targets)), expected, tolerance: 1e-5)
         // Called directly too: with AVX-512 the rows above take the small-GEMM path, not BLAS.
-        for slice in [8, 37, nil] as [Int?] {
+        for (slice, tokenRows) in [(8, 16), (37, nil), (nil, 50), (nil, nil)] as [(Int?, Int?)] {
             let sliced = x.withUnsafeBufferPointer {
                 LMHead.slicedTargetLogProbabilities($0.baseAddress!, tokens: T, targets: targets, head: head,
-                                                    scratch: Scratch(), sliceRows: slice, softcap: softcap)
+                                                    scratch: Scratch(), sliceRows: slice, tokenRows: tokenRows, softcap: softcap)
             }
             expectClose(sliced, expected, tolerance: 1e-5)
         }

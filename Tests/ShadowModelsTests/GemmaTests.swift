@@ -327,6 +327,8 @@ struct GemmaTests {
         let ids = [2, 10, 20, 30, 40]
         let expected = hub.model.forward(ids, cache: hub.model.makeCache(), logits: .all)
         #expect(copy.model.forward(ids, cache: copy.model.makeCache(), logits: .all) == expected)
+        let tied = try #require(copy.model as? LlamaModel)
+        #expect(tied.lmHead === tied.embedding)
         let actual = halved.model.forward(ids, cache: halved.model.makeCache(), logits: .all)
         let error = zip(actual, expected).map { abs($0 - $1 / 2) }.max()!
         #expect(error <= 1e-6 * expected.map(abs).max()!, "\(error)")
