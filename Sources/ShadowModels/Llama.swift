@@ -518,6 +518,10 @@ extension LlamaConfig: Decodable {
         hiddenSize = try size(.hiddenSize, \.hidden)
         intermediateSize = try size(.intermediateSize, \.intermediate)
         layers = try size(.layers, \.layers)
+        guard layers <= TransformerShape.largestLayerCount else {
+            throw DecodingError.dataCorruptedError(forKey: .layers, in: c,
+                debugDescription: "is \(layers), beyond any model (at most \(TransformerShape.largestLayerCount) layers)")
+        }
         heads = try size(.heads, \.heads)
         kvHeads = try c.optionalPositiveInt(.kvHeads) ?? sizes?.kvHeads ?? heads
         headDim = try c.optionalPositiveInt(.headDim) ?? sizes?.headDim ?? hiddenSize / heads

@@ -140,6 +140,8 @@ public enum ModelLoader {
         let keyLength = try size("\(arch).attention.key_length")
         let vocabSize = try size("\(arch).vocab_size")
         let table = TensorTable(file, weightDType: weights)
+        // Before the per-layer lists below are built for it.
+        try table.checkLayerCount(layers, key: "\(arch).block_count")
         let headDim = keyLength ?? hidden / heads
         let context = try size("\(arch).context_length") ?? 2048
         // A sliding window applies to every layer (gemma2: every other one, gemma3: five of every six). llama.cpp reads a

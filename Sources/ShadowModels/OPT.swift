@@ -254,6 +254,10 @@ extension OPTConfig: Decodable {
         hiddenSize = try c.positiveInt(.hiddenSize)
         ffnSize = try c.positiveInt(.ffnSize)
         layers = try c.positiveInt(.layers)
+        guard layers <= TransformerShape.largestLayerCount else {
+            throw DecodingError.dataCorruptedError(forKey: .layers, in: c,
+                debugDescription: "is \(layers), beyond any model (at most \(TransformerShape.largestLayerCount) layers)")
+        }
         heads = try c.positiveInt(.heads)
         vocabularySize = try c.positiveInt(.vocabularySize)
         maxContext = try c.optionalPositiveInt(.maxContext) ?? 2048

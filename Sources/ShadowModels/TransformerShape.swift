@@ -44,6 +44,11 @@ extension TransformerShape {
     /// one whose traces load again.
     public static let largestSize = Int(Int32.max)
 
+    /// The most layers a config may name. Configs build per-layer lists while they are read,
+    /// before any tensor can be counted: a fuzzed num_hidden_layers of 4.4·10⁹ once spent
+    /// seconds and gigabytes on one (the largest models have a few hundred layers).
+    public static let largestLayerCount = 1 << 16
+
     /// Why `value` cannot be a size of a model (a layer count, a width, a vocabulary), or nil when
     /// it can. Model configs and fingerprints share this one rule.
     public static func sizeProblem(_ value: Int) -> String? {

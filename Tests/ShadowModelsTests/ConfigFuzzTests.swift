@@ -117,9 +117,33 @@ struct GGUFModelFuzzTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         expectShadowError([path, "llama.block_count is 536870913", "only 12 tensors"]) { _ = try ModelLoader.load(path: path) }
-        // The same claim in a config.json.
-        let directory = try CheckpointWriter.directory(config: { $0["num_hidden_layers"] = 1 << 29 })
-        expectShadowError(["num_hidden_layers is 536870912", "tensors"]) { _ = try ModelLoader.load(path: directory) }
+        // The same claim in a config.json: past 65,536 layers it is refused while it is read.
+        var directory = try CheckpointWriter.directory(config: { $0["num_hidden_layers"] = 1 << 16 })
+        expectShadowError(["num_hidden_layers is 65536", "tensors"]) { _ = try ModelLoader.load(path: directory) }
+        directory = try CheckpointWriter.directory(config: { $0["num_hidden_layers"] = 1 << 29 })
+        expectShadowError(["\"num_hidden_layers\"", "is 536870912, beyond any model"]) { _ = try ModelLoader.load(path: directory) }
+    }
+
+    @Test("configs that build per-layer lists while they are read refuse a huge layer count first, in config.json and GGUF", arguments: [
+        #"{"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "vocab_size": 10, "num_hidden_layers": 4444444444}"#,
+        #"{"model_type": "smollm3", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "vocab_size": 10, "num_hidden_layers": 4444444444}"#,
+        #"{"model_type": "gemma3", "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4444444444}}"#,
+    ])
+    func hugeLayerCountsWhileReading(json: String) throws {
+        let decode = { () throws -> Void in
+            if json.contains("text_config") {
+                _ = try Gemma3MultimodalConfig.read(Data(json.utf8), path: "config.json")
+            } else {
+                _ = try ConfigDecoding.decode(LlamaConfig.self, from: Data(json.utf8), path: "config.json")
+            }
+        }
+        expectShadowError(["num_hidden_layers", "4444444444, beyond any model"]) { try decode() }
+    }
+
+    @Test("a gemma3 GGUF claiming 4·10⁹ layers is refused before its sliding layers are listed")
+    func hugeGemmaBlockCount() throws {
+        let path = try FixtureCopy.gguf("tiny-gemma3-gguf/model.gguf", u32: ["gemma3.block_count": 4_000_000_000])
+        expectShadowError([path, "gemma3.block_count is 4000000000", "tensors"]) { _ = try ModelLoader.load(path: path) }
     }
 
     @Test("sizes a trace fingerprint would refuse are refused at loading, naming the key")
