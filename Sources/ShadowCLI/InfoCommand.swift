@@ -7,6 +7,8 @@ enum InfoCommand {
         let path: String
         let format: String
         let architecture: String
+        /// The checkpoint's model_type when only its text model runs (a multimodal `gemma3`).
+        let textModelOf: String?
         let layers: Int
         let hiddenSize: Int
         let heads: Int
@@ -38,7 +40,7 @@ enum InfoCommand {
             case path, format, architecture, layers, heads, parameters, tokenizer
             case hiddenSize = "hidden_size", kvHeads = "kv_heads", headDim = "head_dim", ffnSize = "ffn_size"
             case vocabularySize = "vocab_size", maxContext = "max_context", slidingWindow = "sliding_window", sourceDTypes = "source_dtypes"
-            case contextLimit = "context_limit", slidingLayers = "sliding_layers"
+            case contextLimit = "context_limit", slidingLayers = "sliding_layers", textModelOf = "text_model_of"
             case attentionSoftcap = "attention_softcap", logitSoftcap = "logit_softcap"
             case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
             case chatTemplate = "chat_template", defaultSystem = "default_system"
@@ -56,7 +58,7 @@ enum InfoCommand {
         let window = loaded.model.slidingWindow
         let sliding = window == nil ? nil : llama.map { c in (0..<c.layers).filter { c.window(layer: $0) != nil }.count } ?? s.layers
         let report = Report(
-            path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture,
+            path: loaded.path, format: loaded.format.rawValue, architecture: loaded.model.architecture, textModelOf: loaded.textModelOf,
             layers: s.layers, hiddenSize: s.hiddenSize, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
             ffnSize: s.ffnSize, vocabularySize: s.vocabularySize, maxContext: s.maxContext,
             slidingWindow: window, slidingLayers: sliding, attentionSoftcap: llama?.attentionSoftcap, logitSoftcap: llama?.logitSoftcap,
@@ -78,7 +80,7 @@ enum InfoCommand {
         console.print("""
             model         \(report.path)
             format        \(report.format)
-            architecture  \(report.architecture)
+            architecture  \(report.architecture)\(report.textModelOf.map { ", the text model of a multimodal \($0) checkpoint (its vision tower is not read)" } ?? "")
             layers        \(s.layers)
             hidden size   \(s.hiddenSize)
             heads         \(s.heads) query, \(s.kvHeads) key/value, width \(s.headDim)

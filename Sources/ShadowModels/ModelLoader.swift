@@ -13,6 +13,8 @@ public struct LoadedModel: @unchecked Sendable {
     public let format: Format
     /// Tokens that end a generation (EOS and, for chat models, end-of-turn tokens).
     public let stopTokens: Set<Int>
+    /// The checkpoint's own model_type when only its text model runs (a multimodal `gemma3`).
+    public var textModelOf: String? = nil
 
     /// The tokenizer, or an error naming the checkpoint when it has none.
     public func requireTokenizer() throws -> any Tokenizer {
@@ -110,7 +112,8 @@ public enum ModelLoader {
         if let llama = model as? LlamaModel { stops.formUnion(llama.config.eosTokenIDs) }
         if let opt = model as? OPTModel { stops.insert(opt.config.eosTokenID) }
         if let eos = tokenizer?.eosTokenID { stops.insert(eos) }
-        return LoadedModel(model: model, tokenizer: tokenizer, path: directory, format: .huggingFace, stopTokens: stops)
+        return LoadedModel(model: model, tokenizer: tokenizer, path: directory, format: .huggingFace, stopTokens: stops,
+                           textModelOf: header.modelType == "gemma3" ? header.modelType : nil)
     }
 
     // MARK: GGUF

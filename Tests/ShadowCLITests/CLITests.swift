@@ -126,6 +126,12 @@ struct CLITests {
         let opt = CLIRun(["info", "--model", fixture("tiny-opt"), "--json"])
         #expect(try opt.json()["chat_template"] == nil && opt.status == 0)
         #expect(CLIRun(["info", "--model", fixture("tiny-opt")]).out.contains("chat          no chat template this tool builds\n"))
+        // A multimodal Gemma 3 runs its text model, and says so.
+        let vision = CLIRun(["info", "--model", fixture("tiny-gemma3-vision"), "--json"])
+        #expect(try vision.json()["architecture"] as? String == "gemma3_text" && vision.json()["text_model_of"] as? String == "gemma3")
+        #expect(try opt.json()["text_model_of"] == nil)
+        #expect(CLIRun(["info", "--model", fixture("tiny-gemma3-vision")]).out
+                    .contains("architecture  gemma3_text, the text model of a multimodal gemma3 checkpoint (its vision tower is not read)\n"))
     }
 
     @Test("tokenize --json prints {\"ids\": [...]}")
