@@ -91,6 +91,12 @@ extension KeyedDecodingContainer {
         }
     }
 
+    /// A token id or a list of them (eos_token_id may be either); nil when absent or null.
+    func tokenIDsIfPresent(_ key: Key) throws -> [Int]? {
+        if let one = try? decodeIfPresent(Int.self, forKey: key) { return [one] }
+        return try decodeIfPresent([Int].self, forKey: key)
+    }
+
     func integerIfPresent(_ key: Key) throws -> Int? {
         try namingKey(key) { try decodeIfPresent(Int.self, forKey: key) }
     }

@@ -224,12 +224,8 @@ struct Gemma3MultimodalConfig: Decodable {
         text = try c.decode(LlamaConfig.self, forKey: .text)
         text.tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true
         text.logitSoftcap = nil
-        if !inner.contains(.eosTokenID), c.contains(.eosTokenID) {
-            if let one = try? c.decode(Int.self, forKey: .eosTokenID) {
-                text.eosTokenIDs = [one]
-            } else if let ids = try c.decodeIfPresent([Int].self, forKey: .eosTokenID) {
-                text.eosTokenIDs = ids
-            }
+        if !inner.contains(.eosTokenID), let ids = try c.tokenIDsIfPresent(.eosTokenID) {
+            text.eosTokenIDs = ids
             topLevelEOS = true
         }
     }

@@ -638,11 +638,7 @@ extension LlamaConfig: Decodable {
             throw DecodingError.dataCorruptedError(forKey: .hiddenAct, in: c, debugDescription: "only \"silu\" is supported, got \"\(act)\"")
         }
         bosTokenID = try c.integerIfPresent(.bosTokenID)
-        if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenID) {
-            eosTokenIDs = [one]
-        } else {
-            eosTokenIDs = try c.decodeIfPresent([Int].self, forKey: .eosTokenID) ?? []
-        }
+        eosTokenIDs = try c.tokenIDsIfPresent(.eosTokenID) ?? []
         if isGemma { try readGemma(c) }
     }
 }

@@ -107,11 +107,12 @@ public final class TensorTable {
     public func tiedHead(_ headName: String, embeddingName: String, embedding: WeightMatrix,
                          rows: Int, cols: Int) throws -> WeightMatrix {
         guard has(headName) else { return embedding }
-        let head = try source.info(storedName(headName)), embedded = try source.info(storedName(embeddingName))
+        let headStored = storedName(headName), embeddingStored = storedName(embeddingName)
+        let head = try source.info(headStored), embedded = try source.info(embeddingStored)
         if head.shape == embedded.shape && head.dtype == embedded.dtype {
             // Comparing faults both tensors' pages in: release them again, as loading does.
-            defer { source.dropPages(of: storedName(headName)); source.dropPages(of: storedName(embeddingName)) }
-            let a = try source.rawBytes(storedName(headName)), b = try source.rawBytes(storedName(embeddingName))
+            defer { source.dropPages(of: headStored); source.dropPages(of: embeddingStored) }
+            let a = try source.rawBytes(headStored), b = try source.rawBytes(embeddingStored)
             if a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0) {
                 ignore(headName)
                 return embedding

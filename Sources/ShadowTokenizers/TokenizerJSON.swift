@@ -64,9 +64,8 @@ struct TokenizerJSONReader {
     }
 
     /// A processor's chat_template.json (`{"chat_template": …}`, multimodal checkpoints such as
-    /// Gemma 3's), read when tokenizer_config.json has no template.
+    /// Gemma 3's); the loader reads it only when no other template was found.
     func readProcessorTemplate(_ root: JSONValue, into spec: inout TokenizerSpec) {
-        guard spec.chatTemplate == nil else { return }
         do {
             guard case .object = root else { throw error(nil, "expected a JSON object at the top level") }
             spec.chatTemplate = try chatTemplate(member(root, "chat_template"))
