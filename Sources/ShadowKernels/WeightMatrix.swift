@@ -155,15 +155,26 @@ public final class WeightMatrix: @unchecked Sendable {
         }
     }
 
-    /// An fp32 view for GEMM: the matrix itself when fp32, else the rows widened into the
-    /// buffer `scratch(count)` returns. Widening costs one pass over the weights, which a prefill
-    /// of many tokens amortises.
-    public func floatRows(scratch: (Int) -> UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
-        if dtype == .f32 { return UnsafePointer(floatPointer) }
-        let base = scratch(count)
-        parallelChunks(rows, minimumPerThread: 16) { range in
-            widenRows(range, into: base + range.lowerBound * cols)
+    /// At most this many values (64 MB) of a 16-bit matrix are widened to fp32 at once, so a
+    /// large one (a Gemma 3 4B head is 2.7 GB in fp32) never needs its whole fp32 copy.
+    public static let widenedSliceValues = 16 << 20
+
+    /// fp32 views for GEMM, a slice of rows at a time: `body(rows, pointer to those rows)`. fp32
+    /// matrices are one slice, the matrix itself; 16-bit ones are widened `sliceRows` rows at a
+    /// time (by default as many as fit in `widenedSliceValues`) into the buffer `scratch(count)`
+    /// returns. Widening costs one pass over the weights, which a prefill of many tokens amortises.
+    public func forEachFloatSlice(sliceRows: Int? = nil, scratch: (Int) -> UnsafeMutablePointer<Float>,
+                                  _ body: (Range<Int>, UnsafePointer<Float>) -> Void) {
+        guard rows > 0 else { return }
+        if dtype == .f32 { return body(0..<rows, UnsafePointer(floatPointer)) }
+        let slice = min(rows, max(1, sliceRows ?? Self.widenedSliceValues / max(cols, 1)))
+        let base = scratch(slice * cols)
+        for first in stride(from: 0, to: rows, by: slice) {
+            let n = min(slice, rows - first)
+            parallelChunks(n, minimumPerThread: 16) { range in
+                widenRows(first + range.lowerBound ..< first + range.upperBound, into: base + range.lowerBound * cols)
+            }
+            body(first ..< first + n, UnsafePointer(base))
         }
-        return UnsafePointer(base)
     }
 }

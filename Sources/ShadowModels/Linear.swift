@@ -58,10 +58,18 @@ public struct Linear: Sendable {
         case .smallGEMM:
             SmallGEMM.multiply(out, x, tokens: tokens, weight, rowIndices: nil, rowCount: weight.rows)
         case .blas:
-            let w = weight.floatRows { scratch.buffer("widened", count: $0) }
-            BLAS.gemmABt(out, x, w, m: tokens, n: weight.rows, k: weight.cols)
+            multiplyWidened(out, x, tokens: tokens, scratch: scratch)
         }
         if let bias { bias.withUnsafeBufferPointer { Ops.addBias(out, $0.baseAddress!, rows: tokens, n: weight.rows) } }
+    }
+
+    /// The BLAS path without the bias: each slice of rows (widened, for 16-bit weights) gives
+    /// the same columns of every output row.
+    func multiplyWidened(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, scratch: Scratch,
+                         sliceRows: Int? = nil) {
+        weight.forEachFloatSlice(sliceRows: sliceRows, scratch: { scratch.buffer("widened", count: $0) }) { rows, w in
+            BLAS.gemmABt(out + rows.lowerBound, x, w, m: tokens, n: rows.count, k: weight.cols, ldc: weight.rows)
+        }
     }
 }
 
@@ -164,9 +172,18 @@ public struct TransposedLinear: Sendable {
             SmallGEMM.multiplyTransposed(out, x, tokens: tokens, weightT, rowIndices: nil, rowCount: weightT.rows,
                                          accumulate: accumulate)
         case .blas:
-            let w = weightT.floatRows { scratch.buffer("widened", count: $0) }
-            BLAS.gemmAB(out, x, w, m: tokens, n: weightT.cols, k: weightT.rows, accumulate: accumulate)
+            multiplyWidened(out, x, tokens: tokens, accumulate: accumulate, scratch: scratch)
         }
         if let bias { bias.withUnsafeBufferPointer { Ops.addBias(out, $0.baseAddress!, rows: tokens, n: weightT.cols) } }
+    }
+
+    /// The BLAS path without the bias: each slice of input rows (widened, for 16-bit weights)
+    /// adds its part of the sum to every output row.
+    func multiplyWidened(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, accumulate: Bool,
+                         scratch: Scratch, sliceRows: Int? = nil) {
+        weightT.forEachFloatSlice(sliceRows: sliceRows, scratch: { scratch.buffer("widened", count: $0) }) { rows, w in
+            BLAS.gemmAB(out, x + rows.lowerBound, w, m: tokens, n: weightT.cols, k: rows.count, lda: weightT.rows,
+                        accumulate: accumulate || rows.lowerBound > 0)
+        }
     }
 }

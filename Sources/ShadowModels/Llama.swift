@@ -229,17 +229,11 @@ enum LMHead {
                                                     targets: targets, head: head, scratch: scratch, sliceRows: sliceRows, softcap: softcap)
             }
             let rows = scratch.buffer("logits.block", rows: blockRows, cols: vocab)
-            let widened = T > blockRows && path == .blas ? head.floatRows { scratch.buffer("widened", count: $0) } : nil
             var out = [Float](repeating: 0, count: T)
             out.withUnsafeMutableBufferPointer { out in
                 for first in stride(from: 0, to: T, by: blockRows) {
                     let n = min(blockRows, T - first)
-                    if let widened {
-                        let block = path.input(normed + first * inputs, count: n * inputs, head, scratch: scratch)
-                        BLAS.gemmABt(rows, block, widened, m: n, n: vocab, k: inputs)
-                    } else {
-                        Linear(weight: head).apply(rows, normed + first * inputs, tokens: n, scratch: scratch)
-                    }
+                    Linear(weight: head).apply(rows, normed + first * inputs, tokens: n, scratch: scratch)
                     parallelChunks(n) { range in
                         for r in range {
                             let row = rows + r * vocab
@@ -262,20 +256,16 @@ enum LMHead {
         let vocab = head.rows, inputs = head.cols
         guard T > 0, vocab > 0 else { return [Float](repeating: 0, count: T) }
         precondition(targets.allSatisfy { (0..<vocab).contains($0) }, "target ids inside the vocabulary")
-        let slice = min(vocab, max(1, sliceRows ?? max(256, (16 << 20) / max(inputs, 1))))
-        let tokenRows = min(T, max(1, tokenRows ?? max(16, (16 << 20) / slice)))   // a logits block of at most ~64 MB
-        let widened = scratch.buffer("widened.slice", rows: slice, cols: inputs)
+        let slice = min(vocab, max(1, sliceRows ?? max(256, WeightMatrix.widenedSliceValues / max(inputs, 1))))
+        let tokenRows = min(T, max(1, tokenRows ?? max(16, WeightMatrix.widenedSliceValues / slice)))   // a logits block of at most ~64 MB
         let logits = scratch.buffer("logits.slice", rows: tokenRows, cols: slice)
         var maxima = [Double](repeating: -.infinity, count: T), sums = [Double](repeating: 0, count: T)
         var picked = [Float](repeating: 0, count: T)
         maxima.withUnsafeMutableBufferPointer { maxima in
             sums.withUnsafeMutableBufferPointer { sums in
                 picked.withUnsafeMutableBufferPointer { picked in
-                    for first in stride(from: 0, to: vocab, by: slice) {
-                        let n = min(slice, vocab - first)
-                        parallelChunks(n, minimumPerThread: 16) { range in
-                            head.widenRows(first + range.lowerBound ..< first + range.upperBound, into: widened + range.lowerBound * inputs)
-                        }
+                    head.forEachFloatSlice(sliceRows: slice, scratch: { scratch.buffer("widened", count: $0) }) { vocabRows, widened in
+                        let first = vocabRows.lowerBound, n = vocabRows.count
                         for start in stride(from: 0, to: T, by: tokenRows) {
                             let m = min(tokenRows, T - start)
                             BLAS.gemmABt(logits, x + start * inputs, widened, m: m, n: n, k: inputs)

@@ -67,14 +67,26 @@ struct HalfPrecisionTests {
         }
     }
 
-    @Test("widening rows for a GEMM gives the rounded values", arguments: [WeightDType.bf16, .f16, .f32])
+    @Test("widening rows for a GEMM gives the rounded values, slice after slice", arguments: [WeightDType.bf16, .f16, .f32])
     func widen(dtype: WeightDType) {
         let w = WeightMatrix(Matrix(rows: 13, cols: 21, values: randomFloats(273, seed: 7)), dtype: dtype)
         var scratch = [Float](repeating: 0, count: 273)
-        let view = scratch.withUnsafeMutableBufferPointer { buffer in
-            Array(UnsafeBufferPointer(start: w.floatRows { _ in buffer.baseAddress! }, count: 273))
+        for sliceRows in [nil, 13, 5, 1] as [Int?] {
+            var view = [Float](), slices = [Range<Int>]()
+            scratch.withUnsafeMutableBufferPointer { buffer in
+                w.forEachFloatSlice(sliceRows: sliceRows, scratch: { count in
+                    #expect(count <= 273)
+                    return buffer.baseAddress!
+                }) { rows, pointer in
+                    slices.append(rows)
+                    view += UnsafeBufferPointer(start: pointer, count: rows.count * 21)
+                }
+            }
+            #expect(view == rounded(w))
+            // fp32 is the matrix itself, one slice; 16-bit rows come in slices of the size asked.
+            let size = dtype == .f32 ? 13 : sliceRows ?? 13
+            #expect(slices == stride(from: 0, to: 13, by: size).map { $0 ..< min($0 + size, 13) })
         }
-        #expect(view == rounded(w))
     }
 }
 

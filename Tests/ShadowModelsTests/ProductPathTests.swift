@@ -70,6 +70,33 @@ struct ProductPathTests {
         }
     }
 
+    @Test("the BLAS path multiplies a 16-bit matrix slice by slice of widened rows, as whole", arguments: [WeightDType.bf16, .f16, .f32])
+    func slicedWidening(dtype: WeightDType) {
+        let tokens = 9
+        let weight = WeightMatrix(Matrix(rows: Self.outputs, cols: Self.inputs, values: randomFloats(Self.outputs * Self.inputs, seed: 35)),
+                                  dtype: dtype)
+        let weightT = WeightMatrix(Matrix(rows: Self.outputs, cols: Self.inputs, values: randomFloats(Self.outputs * Self.inputs, seed: 36)),
+                                   dtype: dtype)
+        let x = randomFloats(tokens * Self.inputs, seed: 37), xt = randomFloats(tokens * Self.outputs, seed: 38)
+        let all = Array(0..<Self.outputs)
+        let expected = Self.reference(x, tokens: tokens, weight.toMatrix(), rows: all, transposed: false)
+        let sums = Self.reference(xt, tokens: tokens, weightT.toMatrix(), rows: all, transposed: true)
+        let start = Array(repeating: randomFloats(Self.inputs, seed: 39), count: tokens).flatMap { $0 }
+        for sliceRows in [nil, Self.outputs, 7, 1] as [Int?] {
+            var out = [Float](repeating: .nan, count: tokens * Self.outputs)
+            Linear(weight: weight).multiplyWidened(&out, x, tokens: tokens, scratch: Scratch(), sliceRows: sliceRows)
+            expectClose(out, expected, tolerance: 1e-5, "Linear, slices of \(sliceRows ?? 0)")
+            // Transposed: the slices' parts add up, onto what `out` holds when accumulating.
+            for accumulate in [false, true] {
+                var outT = start
+                TransposedLinear(weightT: weightT).multiplyWidened(&outT, xt, tokens: tokens, accumulate: accumulate, scratch: Scratch(),
+                                                                   sliceRows: sliceRows)
+                let expectedT = accumulate ? zip(sums, start).map(+) : sums
+                expectClose(outT, expectedT, tolerance: 1e-5, "TransposedLinear, slices of \(sliceRows ?? 0), accumulate \(accumulate)")
+            }
+        }
+    }
+
     @Test("a bf16-dot model gives the same logits with and without the bf16 kernels")
     func bf16ModelWithoutKernels() {
         let model = TinyModels.llama(weights: .bf16dot, maxContext: 200)
