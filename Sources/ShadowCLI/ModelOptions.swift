@@ -32,6 +32,7 @@ enum ModelOptions {
             .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
             .value("weights", "dtype", help: "How weights are kept in memory. " + why + " " + bf16Products,
                    default: weights.rawValue, allowed: WeightDType.allCases.map(\.rawValue)),
+            .flag("long-context", help: "LongRoPE models (Phi-3-128k, Phi-3.5-mini, Phi-4-mini): rotate every position with the long factors, so the context reaches max_position_embeddings instead of ending at the original one, as llama.cpp runs a context set past it (transformers uses the long factors only for a pass longer than the original context)."),
         ]
     }
 
@@ -53,7 +54,15 @@ enum ModelOptions {
         let path = try modelPath(arguments)
         let start = Date()
         let weights = WeightDType(rawValue: try arguments.required("weights"))!
-        let loaded = try ModelLoader.load(path: path, weights: weights)
+        var loaded = try ModelLoader.load(path: path, weights: weights)
+        if arguments.flag("long-context") {
+            guard let long = loaded.withLongRopeFactors() else {
+                throw ShadowError.invalidArgument(
+                    name: "--long-context",
+                    reason: "\(path) has no LongRoPE long factors reaching past its context of \(loaded.model.shape.maxContext)")
+            }
+            loaded = long
+        }
         if let tokenizer = loaded.tokenizer { warn(about: tokenizer, path: path, console: console) }
         if arguments.flag("verbose") {
             console.printError(String(format: "loaded %@ in %.2f s", path, Date().timeIntervalSince(start)))

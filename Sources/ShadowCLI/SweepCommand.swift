@@ -247,7 +247,7 @@ enum SweepCommand {
         // The resumable state, checked against the settings that change numbers.
         try AtomicFile.createDirectory(out)
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
-        let settings = [
+        let settings = ([
             "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",
             "offset \(offset)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
             "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
@@ -255,7 +255,7 @@ enum SweepCommand {
             // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
             // WikiText article by article): a state scored under older rules must not be extended.
             "scoring lm-eval-2026-12-pages",
-        ].joined(separator: "; ")
+        ] + (arguments.flag("long-context") ? ["long-context"] : [])).joined(separator: "; ")
         // How a task's text is read where that has changed: kept per task (state.sources
         // "reading TASK"), so that tasks can still be added to a sweep or left out. A task a state
         // evaluated without a reading was read the old way: WikiText and HellaSwag as stored

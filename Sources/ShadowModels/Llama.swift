@@ -41,10 +41,18 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
     public var slidingWindow: Int? { config.slidingWindow }
     public var contextLimit: String? {
-        if case .longRope(_, _, let original) = config.rope.scaling, original == shape.maxContext {
-            return "LongRoPE's original context; past it the model would switch to its long factors"
+        if case .longRope(let longRope) = config.rope.scaling, !longRope.usesLongFactors, longRope.extendsContext {
+            return "LongRoPE's original context; its long factors (--long-context) reach \(longRope.declaredContext)"
         }
         return nil
+    }
+
+    /// The same weights rotated with LongRoPE's long factors, the context reaching
+    /// max_position_embeddings; nil unless the model has long factors that reach further.
+    public func withLongRopeFactors() -> LlamaModel? {
+        guard let config = config.withLongRopeFactors() else { return nil }
+        return LlamaModel(config: config, architecture: architecture, embedding: embedding, blocks: blocks,
+                          finalNorm: finalNorm, lmHead: lmHead, sourceDTypes: sourceDTypes)
     }
 
     public init(config: LlamaConfig, architecture: String, embedding: WeightMatrix, blocks: [LlamaBlock],
@@ -393,8 +401,25 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Checks the relations between sizes, naming the key that breaks them. `keys` renames the
     /// config.json keys for a config read from elsewhere (GGUF metadata).
+    /// This config with LongRoPE's long factors rotating every position and the context
+    /// reaching max_position_embeddings; nil without long factors that reach further.
+    public func withLongRopeFactors() -> LlamaConfig? {
+        guard case .longRope(var longRope) = rope.scaling, !longRope.usesLongFactors, longRope.extendsContext else { return nil }
+        longRope.usesLongFactors = true
+        var config = self
+        config.rope.scaling = .longRope(longRope)
+        config.maxContext = longRope.declaredContext
+        return config
+    }
+
     func validate(path: String, keys: [String: String] = [:], keyPrefix: String = "") throws {
         func key(_ name: String) -> String { keys[name] ?? keyPrefix + name }
+        func checkFactorCount(_ factors: [Float]) throws {
+            let pairs = (rope.rotaryDimensions ?? headDim) / 2
+            guard factors.count == pairs else {
+                throw ShadowError.badJSON(path: path, key: key("rope_scaling"), reason: "\(factors.count) frequency factors for \(pairs) rotating pairs")
+            }
+        }
         // Decoding checks these, but a config built from GGUF metadata or by hand may not have been.
         // A vocabulary of 0 is no model, and calibrating it would write traces its fingerprint refuses.
         let sizes = [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
@@ -424,11 +449,11 @@ public struct LlamaConfig: Sendable, Equatable {
             throw ShadowError.badJSON(path: path, key: key("partial_rotary_factor"), reason: "\(rotary) rotating dimensions in heads of \(headDim)")
         }
         switch rope.scaling {
-        case .frequencyFactors(let factors), .longRope(let factors, _, _):
-            let pairs = (rope.rotaryDimensions ?? headDim) / 2
-            guard factors.count == pairs else {
-                throw ShadowError.badJSON(path: path, key: key("rope_scaling"), reason: "\(factors.count) frequency factors for \(pairs) rotating pairs")
-            }
+        case .frequencyFactors(let factors):
+            try checkFactorCount(factors)
+        case .longRope(let longRope):
+            try checkFactorCount(longRope.shortFactors)
+            try checkFactorCount(longRope.longFactors)
         default: break
         }
         for (name, value) in sizes where value <= 0 {
@@ -606,10 +631,10 @@ extension LlamaConfig: Decodable {
         rope = RopeConfig(theta: theta, scaling: scaling, rotaryDimensions: rotaryDimensions)
         // LongRoPE switches to its long factors past the original context (transformers for
         // the whole sequence, llama.cpp for a context set longer): up to it both use the short
-        // factors, as here, and the context ends there.
-        if case .longRope(_, _, let original) = scaling, original < maxContext { maxContext = original }
-        // A window no shorter than the context (now) changes nothing.
-        if let window = slidingWindow, window >= maxContext { (slidingWindow, slidingLayers) = (nil, nil) }
+        // factors, as here, and the context ends there (withLongRopeFactors goes on).
+        if case .longRope(let longRope) = scaling, longRope.extendsContext { maxContext = longRope.originalContext }
+        // A window no shorter than the declared context changes nothing.
+        if let window = slidingWindow, window >= declaredContext { (slidingWindow, slidingLayers) = (nil, nil) }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // As transformers builds each architecture: Qwen2 always biases q, k and v (never o_proj)
         // whatever attention_bias says; Mistral and Phi-3 have no biases; Llama and Qwen3 bias q, k, v and o

@@ -16,6 +16,13 @@ public struct LoadedModel: @unchecked Sendable {
     /// The checkpoint's own model_type when only its text model runs (a multimodal `gemma3`).
     public var textModelOf: String? = nil
 
+    /// The model rotated with LongRoPE's long factors, its context reaching
+    /// max_position_embeddings (`LlamaModel.withLongRopeFactors`); nil for a model without them.
+    public func withLongRopeFactors() -> LoadedModel? {
+        guard let long = (model as? LlamaModel)?.withLongRopeFactors() else { return nil }
+        return LoadedModel(model: long, tokenizer: tokenizer, path: path, format: format, stopTokens: stopTokens, textModelOf: textModelOf)
+    }
+
     /// The tokenizer, or an error naming the checkpoint when it has none.
     public func requireTokenizer() throws -> any Tokenizer {
         guard let tokenizer else { throw ModelLoader.noTokenizer(path) }
@@ -153,7 +160,7 @@ public enum ModelLoader {
         let rope = try ggufRope(file, table, arch: arch, headDim: headDim, context: context, permutedQK: entry.permutedQK)
         // LongRoPE's context ends where its long factors would take over (see LlamaConfig).
         var longRopeContext: Int? = nil
-        if case .longRope(_, _, let original) = rope.scaling, original < context { longRopeContext = original }
+        if case .longRope(let longRope) = rope.scaling, longRope.extendsContext { longRopeContext = longRope.originalContext }
         guard let vocab = vocabSize ?? tokens?.count ?? embeddingShape?.first else {
             throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).vocab_size\": missing, and no tokenizer.ggml.tokens or token_embd.weight to count")
         }
@@ -238,11 +245,10 @@ public enum ModelLoader {
         }
         let short = try positiveFactors("rope_factors_short.weight"), long = try positiveFactors("rope_factors_long.weight")
         if short != nil || long != nil {
-            // The long factors apply only past the original context, where the context ends here.
             guard let short else {
                 throw ShadowError.badTensor(path: file.path, tensor: "rope_factors_short.weight", reason: "missing (rope_factors_long.weight is there)")
             }
-            guard long != nil else {
+            guard let long else {
                 throw ShadowError.badTensor(path: file.path, tensor: "rope_factors_long.weight", reason: "missing (rope_factors_short.weight is there)")
             }
             // As llama.cpp reads it: the trained context when the key is absent.
@@ -256,8 +262,9 @@ public enum ModelLoader {
             guard attention > 0 && attention.isFinite else {
                 throw ShadowError.corruptFile(path: file.path, reason: "key \"\(attentionKey)\": must be a positive number, got \(attention)")
             }
-            return RopeConfig(theta: theta, scaling: .longRope(shortFactors: short, attentionFactor: Double(attention), originalContext: original),
-                              rotaryDimensions: rotaryDimensions)
+            let longRope = RopeConfig.LongRope(shortFactors: short, longFactors: long, attentionFactor: Double(attention),
+                                               originalContext: original, declaredContext: context)
+            return RopeConfig(theta: theta, scaling: .longRope(longRope), rotaryDimensions: rotaryDimensions)
         }
         let typeKey = "\(arch).rope.scaling.type"
         let type = try file.stringIfPresent(typeKey) ?? "linear"

@@ -12,10 +12,39 @@ public struct RopeConfig: Sendable, Equatable {
         /// Each frequency divided by its own factor (one per rotating pair): how llama.cpp's converter
         /// stores Llama 3's scaling in a GGUF (the tensor rope_freqs.weight).
         case frequencyFactors([Float])
-        /// LongRoPE (Phi-3): each frequency divided by its short factor, and cos and sin multiplied
-        /// by `attentionFactor` (so q·k by its square). The long factors apply only past
-        /// `originalContext`, where the context stops here (see LlamaConfig).
-        case longRope(shortFactors: [Float], attentionFactor: Double, originalContext: Int)
+        /// LongRoPE (Phi-3): each frequency divided by its short or long factor, and cos and sin
+        /// multiplied by `attentionFactor` (so q·k by its square).
+        case longRope(LongRope)
+    }
+
+    /// LongRoPE's two sets of factors. The short ones rotate every position up to
+    /// `originalContext`, where the context then ends (see LlamaConfig); with `usesLongFactors`
+    /// the long ones rotate every position and the context reaches `declaredContext`, as
+    /// llama.cpp runs a context set past the original one (transformers switches per forward
+    /// pass: the long factors for a pass whose positions go past the original context).
+    public struct LongRope: Sendable, Equatable {
+        public var shortFactors: [Float]
+        public var longFactors: [Float]
+        public var attentionFactor: Double
+        public var originalContext: Int
+        /// max_position_embeddings (a GGUF's context_length) as written.
+        public var declaredContext: Int
+        public var usesLongFactors = false
+
+        public init(shortFactors: [Float], longFactors: [Float], attentionFactor: Double, originalContext: Int,
+                    declaredContext: Int, usesLongFactors: Bool = false) {
+            self.shortFactors = shortFactors
+            self.longFactors = longFactors
+            self.attentionFactor = attentionFactor
+            self.originalContext = originalContext
+            self.declaredContext = declaredContext
+            self.usesLongFactors = usesLongFactors
+        }
+
+        /// The factors that rotate: one divisor per rotating pair.
+        public var factors: [Float] { usesLongFactors ? longFactors : shortFactors }
+        /// Whether the long factors would reach further than the short ones.
+        public var extendsContext: Bool { declaredContext > originalContext }
     }
 
     public var theta: Double
@@ -32,7 +61,7 @@ public struct RopeConfig: Sendable, Equatable {
 
     /// What cos and sin are multiplied by: LongRoPE's attention factor, else 1.
     public var magnitude: Float {
-        if case .longRope(_, let factor, _) = scaling { return Float(factor) }
+        if case .longRope(let longRope) = scaling { return Float(longRope.attentionFactor) }
         return 1
     }
 
@@ -54,8 +83,10 @@ public struct RopeConfig: Sendable, Equatable {
                 if wavelength > lowWavelength { return Float(base / factor) }
                 let smooth = (original / wavelength - low) / (high - low)
                 return Float((1 - smooth) * base / factor + smooth * base)
-            case .frequencyFactors(let factors), .longRope(let factors, _, _):
+            case .frequencyFactors(let factors):
                 return Float(base / Double(factors[i]))
+            case .longRope(let longRope):
+                return Float(base / Double(longRope.factors[i]))
             }
         }
     }
@@ -145,7 +176,8 @@ struct RopeParametersJSON: Decodable {
         guard attention > 0 && attention.isFinite else {
             throw ConfigValueError(key: key, reason: "\"attention_factor\" must be a positive number, got \(attention)")
         }
-        return .longRope(shortFactors: shortFactor.map(Float.init), attentionFactor: attention, originalContext: original)
+        return .longRope(RopeConfig.LongRope(shortFactors: shortFactor.map(Float.init), longFactors: longFactor.map(Float.init),
+                                             attentionFactor: attention, originalContext: original, declaredContext: context.maxContext))
     }
 
     /// Frequencies are divided by the factor: zero or a negative one gives infinite or negative ones.

@@ -134,6 +134,25 @@ struct CLITests {
                     .contains("architecture  gemma3_text, the text model of a multimodal gemma3 checkpoint (its vision tower is not read)\n"))
     }
 
+    @Test("--long-context rotates a LongRoPE model with its long factors, so its context reaches max_position_embeddings; a model without them is refused")
+    func longContext() throws {
+        let model = fixture("tiny-phi3-longrope")
+        #expect(try CLIRun(["info", "--model", model, "--json"]).json()["max_context"] as? Int == 32)
+        let long = CLIRun(["info", "--model", model, "--long-context", "--json"])
+        #expect(try long.json()["max_context"] as? Int == 128 && long.json()["context_limit"] == nil, "\(long.err)")
+        let text = Array(repeating: "The quick brown fox jumps over the lazy dog.", count: 6).joined(separator: " ")
+        let short = CLIRun(["perplexity", "--model", model, "--text", text, "-c", "64", "--json"])
+        #expect(short.status == 1 && short.err.contains("--context: 64 exceeds the model's context of 32") && short.err.contains("--long-context"))
+        let run = CLIRun(["perplexity", "--model", model, "--long-context", "--text", text, "-c", "64", "--json"])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(try run.json()["predicted_tokens"] as? Int ?? 0 > 32)
+        for other in ["tiny-phi3", "tiny-opt"] {
+            let refused = CLIRun(["perplexity", "--model", fixture(other), "--long-context", "--text", text, "--json"])
+            #expect(refused.status == 1 && refused.out.isEmpty && refused.err.hasPrefix("error: --long-context: ")
+                    && refused.err.contains("has no LongRoPE long factors"), "\(refused.err)")
+        }
+    }
+
     @Test("tokenize --json prints {\"ids\": [...]}")
     func tokenize() throws {
         let run = CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "Hello world", "--json"])

@@ -52,7 +52,7 @@ struct Phi3Tests {
         bare["rope_scaling"] = scaling
         let defaults = try Self.decode(bare)
         #expect(defaults.maxContext == 4096 && defaults.rmsNormEps == 1e-5 && defaults.rope.magnitude == 1)
-        guard case .longRope(_, _, 4096) = defaults.rope.scaling else { Issue.record("\(defaults.rope)"); return }
+        guard case .longRope(let longRope) = defaults.rope.scaling, longRope.originalContext == 4096 else { Issue.record("\(defaults.rope)"); return }
     }
 
     @Test("LongRoPE divides each frequency by its short factor, scales cos and sin by √(1 + ln(max / original) / ln original) unless told, and ends the context at the original one")
@@ -81,7 +81,7 @@ struct Phi3Tests {
         #expect(try Self.decode(json).rope.magnitude == 1)
 
         let model = try #require(try ModelLoader.load(path: Fixtures.path("tiny-phi3-longrope")).model as? LlamaModel)
-        #expect(model.contextDescription == "the model's context of 32 (LongRoPE's original context; past it the model would switch to its long factors)")
+        #expect(model.contextDescription == "the model's context of 32 (LongRoPE's original context; its long factors (--long-context) reach 128)")
         #expect(try ModelLoader.load(path: Fixtures.path("tiny-phi3")).model.contextLimit == nil)
     }
 
@@ -130,8 +130,12 @@ struct Phi3Tests {
             (config(window: 0), ["sliding_window", "positive"]),
             (config(window: 4, layers: [true]), ["layer_types", "1 entries for 2 layers"]),
             (config(rope: RopeConfig(theta: 10000, rotaryDimensions: 3)), ["partial_rotary_factor", "3 rotating dimensions"]),
-            (config(rope: RopeConfig(theta: 10000, scaling: .longRope(shortFactors: [1, 2], attentionFactor: 1, originalContext: 8),
+            (config(rope: RopeConfig(theta: 10000, scaling: .longRope(.init(shortFactors: [1, 2], longFactors: [1, 2, 3], attentionFactor: 1,
+                                                                           originalContext: 8, declaredContext: 16)),
                                      rotaryDimensions: 6)), ["rope_scaling", "2 frequency factors for 3 rotating pairs"]),
+            (config(rope: RopeConfig(theta: 10000, scaling: .longRope(.init(shortFactors: [1, 2, 3], longFactors: [1, 2, 3, 4], attentionFactor: 1,
+                                                                           originalContext: 8, declaredContext: 16)),
+                                     rotaryDimensions: 6)), ["rope_scaling", "4 frequency factors for 3 rotating pairs"]),
         ]
         for (config, words) in cases { expectShadowError(["config.json"] + words) { try config.validate(path: "config.json") } }
         #expect(throws: Never.self) { try config(window: 4, layers: [false, true]).validate(path: "config.json") }
@@ -164,10 +168,13 @@ struct Phi3Tests {
         }
         let original: (String, GGUFValue) = ("phi3.rope.scaling.original_context_length", .uint32(64))
         // Without the key, the trained context (128 here), as llama.cpp reads it.
-        #expect(try rope([]) == RopeConfig(theta: 10000, scaling: .longRope(shortFactors: short, attentionFactor: 1, originalContext: 128), rotaryDimensions: 6))
+        func longRope(attention: Double, original: Int) -> RopeConfig.Scaling {
+            .longRope(.init(shortFactors: short, longFactors: long, attentionFactor: attention, originalContext: original, declaredContext: 128))
+        }
+        #expect(try rope([]) == RopeConfig(theta: 10000, scaling: longRope(attention: 1, original: 128), rotaryDimensions: 6))
         expectShadowError(["rope_factors_short.weight", "missing"]) { _ = try rope([original], short: nil) }
         #expect(try rope([original, ("phi3.rope.scaling.attn_factor", .float32(1.25))])
-                == RopeConfig(theta: 10000, scaling: .longRope(shortFactors: short, attentionFactor: 1.25, originalContext: 64), rotaryDimensions: 6))
+                == RopeConfig(theta: 10000, scaling: longRope(attention: 1.25, original: 64), rotaryDimensions: 6))
         #expect(try rope([original]).magnitude == 1)   // no attn_factor: none, as llama.cpp reads it
         expectShadowError(["rope_factors_long.weight", "missing"]) { _ = try rope([original], long: nil) }
         expectShadowError(["phi3.rope.scaling.original_context_length", "positive"]) { _ = try rope([("phi3.rope.scaling.original_context_length", .uint32(0))]) }
@@ -177,6 +184,58 @@ struct Phi3Tests {
         }
         // Without the factor tensors: plain RoPE on 6 of the 8 dimensions.
         #expect(try rope([], short: nil, long: nil) == RopeConfig(theta: 10000, rotaryDimensions: 6))
+    }
+
+    @Test("with the long factors, one pass over 48 tokens (past the original 32) gives transformers' logits and NLL, from config.json and GGUF alike",
+          arguments: ["tiny-phi3-longrope", "tiny-phi3-longrope-gguf/model.gguf"])
+    func longFactors(path: String) throws {
+        let loaded = try ModelLoader.load(path: Fixtures.path(path))
+        let short = try #require(loaded.model as? LlamaModel)
+        let reference = try #require(try Self.longReference())
+        let ids = try #require(reference["input_ids"] as? [Int])
+        #expect(short.shape.maxContext == 32 && ids.count == 48)
+        let long = try #require(loaded.withLongRopeFactors()?.model as? LlamaModel)
+        #expect(long.shape.maxContext == 128 && long.contextLimit == nil)
+        #expect(long.withLongRopeFactors() == nil)   // already long
+        let frequencies = try #require(reference["rope_inv_freq"] as? [Double]).map(Float.init)
+        expectClose(long.inverseFrequencies, frequencies, tolerance: 1e-6)
+        #expect(long.config.rope.magnitude == short.config.rope.magnitude)   // the attention factor is the same for both
+        #expect(long.blocks[0].q.weight === short.blocks[0].q.weight)      // the weights are shared
+
+        let logits = long.forward(ids, cache: long.makeCache(), logits: .all)
+        let rows = try #require(reference["logits_rows"] as? [String: [Double]])
+        for (row, values) in rows {
+            let r = try #require(Int(row)), vocab = values.count
+            expectClose(Array(logits[r * vocab ..< (r + 1) * vocab]), values.map(Float.init), tolerance: 1e-4, "\(path) row \(r)")
+        }
+        let nll = Scoring.tokenNLL(model: long, tokens: ids).reduce(0, +)
+        let expected = try #require(reference["nll_sum"] as? Double)
+        #expect(abs(nll - expected) <= 1e-4 * expected, "\(nll) vs \(expected)")
+        // Decoding with the cache gives the same logits as the pass: every position keeps the long factors.
+        let cache = long.makeCache()
+        var stepwise = long.forward(Array(ids[..<40]), cache: cache, logits: .all)
+        for id in ids[40...] { stepwise += long.forward([id], cache: cache, logits: .last) }
+        expectClose(stepwise, logits, tolerance: 1e-4, path)
+        // Up to the original context the short factors rotate: the long ones give other logits.
+        let first = Array(ids[..<32])
+        let shortLogits = short.forward(first, cache: short.makeCache(), logits: .all)
+        #expect(zip(shortLogits, long.forward(first, cache: long.makeCache(), logits: .all)).map { abs($0 - $1) }.max()! > 1e-3)
+    }
+
+    @Test("models without LongRoPE long factors that reach further have no long variant")
+    func noLongVariant() throws {
+        #expect(try ModelLoader.load(path: Fixtures.path("tiny-phi3")).withLongRopeFactors() == nil)
+        #expect(try ModelLoader.load(path: Fixtures.path("tiny-opt")).withLongRopeFactors() == nil)
+        var json = try Self.fixtureConfig()
+        json["max_position_embeddings"] = 32   // the declared context is the original one
+        #expect(try Self.decode(json).withLongRopeFactors() == nil)
+    }
+
+    /// expected.json's reference.long_sequence (make_fixtures.py).
+    static func longReference() throws -> [String: Any]? {
+        let url = URL(fileURLWithPath: Fixtures.path("tiny-phi3-longrope/expected.json"))
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any]
+        return (json?["reference"] as? [String: Any])?["long_sequence"] as? [String: Any]
     }
 
     @Test("a phi3 GGUF's sliding window is not applied, as llama.cpp turns it off for Phi-3")

@@ -40,7 +40,9 @@ Writes into Tests/ShadowModelsTests/Fixtures/ (or --out):
   tiny-phi3-longrope/   Phi3ForCausalLM like Phi-3.5 / Phi-4-mini: partial_rotary_factor 0.75 (12 of 16 dims rotate),
                         "longrope" with random short / long factors, max_position_embeddings 128 over
                         original_max_position_embeddings 32 (cos / sin scaled by sqrt(1 + ln 4 / ln 32)), 3 layers,
-                        tied, float32; the sequences are shorter than 32, so the short factors apply.
+                        tied, float32; the sequences are shorter than 32, so the short factors apply, and
+                        expected.json's reference.long_sequence is one pass over 48 tokens, all rotated with the
+                        long factors.
   tiny-phi3-longrope-gguf/ model.gguf: tiny-phi3-longrope's float32 weights as llama.cpp's phi3 GGUF (attn_qkv and
                         ffn_up = gate_up kept fused and unpermuted, rope_factors_long / rope_factors_short,
                         rope.dimension_count 12, rope.scaling.attn_factor, sliding_window 0); expected.json is
@@ -434,6 +436,8 @@ ONLY: set[str] | None = None
 # length of LongRoPE (max_position_embeddings is MAX_POS = 128).
 PHI3_ROTARY_DIMS = 12
 PHI3_ORIGINAL_MAX_POS = 32
+# The sequence of tiny-phi3-longrope's reference past the original context.
+PHI3_LONG_SEQUENCE = 48
 
 
 def phi3_longrope_attention_factor(max_pos: int, original_max_pos: int) -> float:
@@ -461,7 +465,23 @@ def phi3_longrope_reference(out: Path, input_ids: list[list[int]]) -> dict:
     assert not torch.equal(short_inv, long_inv)
     factor = phi3_longrope_attention_factor(model.config.max_position_embeddings, PHI3_ORIGINAL_MAX_POS)
     assert abs(emb.attention_scaling - factor) < 1e-12, (emb.attention_scaling, factor)
+    # One pass over a sequence past the original context: transformers then rotates every position of
+    # the pass with the long factors (as llama.cpp does for any context set past the original one).
+    long_ids = [(i * 37 + 11) % model.config.vocab_size for i in range(PHI3_LONG_SEQUENCE)]
+    with torch.no_grad():
+        long_logits = model(torch.tensor([long_ids])).logits[0].double()
+    assert torch.equal(emb.inv_freq.float(), long_inv), (emb.inv_freq, long_inv)
+    long_nll = torch.nn.functional.cross_entropy(long_logits[:-1], torch.tensor(long_ids[1:]), reduction="sum").item()
+    long_rows = [0, PHI3_ORIGINAL_MAX_POS - 1, PHI3_ORIGINAL_MAX_POS, PHI3_LONG_SEQUENCE - 1]
     return {
+        "long_sequence": {
+            "note": f"one pass over {PHI3_LONG_SEQUENCE} tokens (past original_max_position_embeddings "
+                    f"{PHI3_ORIGINAL_MAX_POS}): every position rotated with long_factor",
+            "input_ids": long_ids,
+            "logits_rows": {str(r): [f32(v) for v in long_logits[r].numpy()] for r in long_rows},
+            "nll_sum": long_nll,
+            "rope_inv_freq": [f32(v) for v in long_inv.numpy()],
+        },
         "rotary_dims": rotary,
         "rope_scaling": "longrope",
         "rope_factors_used": "short",
@@ -470,7 +490,7 @@ def phi3_longrope_reference(out: Path, input_ids: list[list[int]]) -> dict:
         "attention_factor": factor,
         "attention_factor_formula": "sqrt(1 + ln(max_position_embeddings / original_max_position_embeddings) / "
                                     "ln(original_max_position_embeddings)), multiplies cos and sin",
-        "rope_inv_freq": [f32(v) for v in emb.inv_freq.float().numpy()],
+        "rope_inv_freq": [f32(v) for v in short_inv.numpy()],
     }
 
 
