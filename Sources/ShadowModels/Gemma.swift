@@ -146,11 +146,12 @@ extension LlamaConfig {
     /// llama.cpp's reading of a `gemma2` or `gemma3` GGUF, which holds no keys for most of this:
     /// Gemma 2's even layers slide (`attention.sliding_window`, 4096 if absent), with its soft-caps
     /// (`attn_logit_softcapping`, `final_logit_softcapping`, 50 and 30 if absent); five of every
-    /// six of Gemma 3's layers slide (the window is required) with a RoPE base of 10,000, unscaled
+    /// six of Gemma 3's layers slide (none without a window) with a RoPE base of 10,000, unscaled
     /// (llama.cpp sets it whatever `rope.freq_base_swa` says; Gemma 2's sliding layers take that
     /// key's base, with the file's scaling, when it is there), and its logits are capped only if `final_logit_softcapping` says so. Scores are
     /// scaled by 1/√d_h, except in the 27B models (Gemma 2's 46 layers, Gemma 3's 62), whose
-    /// query_pre_attn_scalar is d/H.
+    /// query_pre_attn_scalar is d/H. Newer llama.cpp lets `attention.sliding_window_pattern` set
+    /// the period (2 and 6 by default).
     mutating func readGemmaGGUF(_ file: GGUFFile, arch: String) throws {
         activation = .geluTanh
         embeddingScale = Float(Double(hiddenSize).squareRoot())
@@ -165,17 +166,34 @@ extension LlamaConfig {
             return value
         }
         let windowKey = "\(arch).attention.sliding_window"
-        let window = try file.intIfPresent(windowKey) ?? (gemma3 ? nil : 4096)
-        guard let window, window > 0 else {
-            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(windowKey)\": missing or not positive (llama.cpp requires it)")
+        let window = try file.intIfPresent(windowKey) ?? (gemma3 ? 0 : 4096)
+        // A Gemma 3 file without a window (or with 0) attends fully in every layer; Gemma 2's must be positive.
+        guard window > 0 || (gemma3 && window == 0) else {
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(windowKey)\": must be positive, got \(window)")
         }
-        let sliding = (0..<layers).map { ($0 + 1) % (gemma3 ? 6 : 2) != 0 }
+        // Every period-th layer attends fully (llama.cpp's set_swa_pattern: layer l slides when
+        // l mod p < p − 1; a period of 0 slides them all, 1 none).
+        let patternKey = "\(arch).attention.sliding_window_pattern"
+        let period = try file.intIfPresent(patternKey) ?? (gemma3 ? 6 : 2)
+        guard period >= 0 && period <= TransformerShape.largestLayerCount else {
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(patternKey)\": \(period) is not a period of layers")
+        }
+        let sliding = (0..<layers).map { period == 0 || $0 % period < period - 1 }
+        guard window > 0, sliding.contains(true) else {
+            (slidingWindow, slidingLayers) = (nil, nil)
+            return try readGemmaCaps(file, arch: arch, positive)
+        }
         (slidingWindow, slidingLayers) = window < maxContext ? (window, sliding) : (nil, nil)
         if let base = gemma3 ? 10_000 : try positive("rope.freq_base_swa") {
             localRopeLayers = sliding
             localRope = RopeConfig(theta: base, scaling: gemma3 ? .none : rope.scaling)
         }
-        if gemma3 {
+        try readGemmaCaps(file, arch: arch, positive)
+    }
+
+    /// The soft-caps of a Gemma GGUF: Gemma 2's 50 and 30 when absent, Gemma 3's logits only if told.
+    private mutating func readGemmaCaps(_ file: GGUFFile, arch: String, _ positive: (String) throws -> Double?) throws {
+        if arch == "gemma3" {
             logitSoftcap = try positive("final_logit_softcapping").map(Float.init)
         } else {
             attentionSoftcap = Float(try positive("attn_logit_softcapping") ?? 50)

@@ -158,7 +158,7 @@ struct GemmaTests {
         #expect(message.contains(key) && message.contains(reason), "\(message)")
     }
 
-    @Test("GGUF metadata as llama.cpp reads it: Gemma 2's window 4096 and caps 50/30 when absent, Gemma 3's sliding base 10,000 whatever rope.freq_base_swa says and its window required, d/H scores for the 27B models")
+    @Test("GGUF metadata as llama.cpp reads it: Gemma 2's window 4096 and caps 50/30 when absent, Gemma 3's sliding base 10,000 whatever rope.freq_base_swa says and full attention without a window, the sliding period from sliding_window_pattern, d/H scores for the 27B models")
     func ggufDefaults() throws {
         func config(_ arch: String, layers: Int = 12, _ metadata: [(String, GGUFValue)]) throws -> LlamaConfig {
             var builder = GGUFBuilder()
@@ -183,7 +183,24 @@ struct GemmaTests {
         #expect(gemma3.attentionSoftcap == nil && gemma3.logitSoftcap == nil && gemma3.queryKeyNorm)
         #expect(gemma3.attentionScale == 1 / Float(24).squareRoot())
         #expect(try config("gemma3", layers: 62, [("attention.sliding_window", .uint32(512))]).attentionScale == 1 / Float(16).squareRoot())
-        expectShadowError(["gemma3.attention.sliding_window", "missing"]) { _ = try config("gemma3", []) }
+        // Without a window (or with 0) a Gemma 3 file attends fully in every layer, as newer llama.cpp runs it.
+        for metadata in [[], [("attention.sliding_window", GGUFValue.uint32(0))]] {
+            let full = try config("gemma3", metadata)
+            #expect(full.slidingWindow == nil && full.slidingLayers == nil && full.localRope == nil && full.localRopeLayers == nil)
+        }
+        expectShadowError(["gemma2.attention.sliding_window", "positive", "0"]) { _ = try config("gemma2", [("attention.sliding_window", .uint32(0))]) }
+        // attention.sliding_window_pattern sets the period: layer l slides when l mod p < p − 1 (0: all, 1: none).
+        let period3 = try config("gemma3", [("attention.sliding_window", .uint32(512)), ("attention.sliding_window_pattern", .uint32(3))])
+        #expect(period3.slidingLayers == (0..<12).map { $0 % 3 != 2 } && period3.localRopeLayers == period3.slidingLayers)
+        #expect(try config("gemma2", [("attention.sliding_window_pattern", .uint32(0))]).slidingLayers == Array(repeating: true, count: 12))
+        let none = try config("gemma2", [("attention.sliding_window_pattern", .uint32(1))])
+        #expect(none.slidingWindow == nil && none.slidingLayers == nil && none.attentionSoftcap == 50)
+        expectShadowError(["gemma2.attention.sliding_window_pattern", "expected"]) {
+            _ = try config("gemma2", [("attention.sliding_window_pattern", .string("2"))])
+        }
+        expectShadowError(["gemma3.attention.sliding_window_pattern", "period"]) {
+            _ = try config("gemma3", [("attention.sliding_window", .uint32(512)), ("attention.sliding_window_pattern", .int32(-2))])
+        }
         expectShadowError(["gemma2.final_logit_softcapping", "positive"]) { _ = try config("gemma2", [("final_logit_softcapping", .float32(0))]) }
     }
 
