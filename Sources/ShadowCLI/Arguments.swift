@@ -103,8 +103,11 @@ public struct Command: Sendable {
         var values: [String: [String]] = [:]
         var i = 0
         func option(named name: String) throws -> Option {
-            guard let found = options.first(where: { $0.name == name }) else {
-                throw ShadowError.invalidArgument(name: "--\(name)", reason: "unknown option for '\(self.name)' (see --help)")
+            // One-letter options (bench's llama-bench ones) are spelled with one dash only.
+            guard name.count > 1, let found = options.first(where: { $0.name == name }) else {
+                let hint = name.count == 1 && options.contains(where: { $0.name == name || $0.short == name.first })
+                    ? " (one-letter options take one dash: -\(name))" : " (see --help)"
+                throw ShadowError.invalidArgument(name: "--\(name)", reason: "unknown option for '\(self.name)'\(hint)")
             }
             return found
         }
@@ -121,12 +124,12 @@ public struct Command: Sendable {
                 spec = try option(named: name)
             } else if argument.hasPrefix("-"), argument.count >= 2 {
                 let key = String(argument.dropFirst())
-                if key.count == 1, let found = options.first(where: { $0.short == key.first }) {
+                if key.count == 1, let found = options.first(where: { $0.short == key.first || $0.name == key }) {
                     spec = found
-                } else if let found = options.first(where: { $0.name == key }) {
-                    spec = found      // llama-bench style single-dash words, e.g. -p 512
                 } else {
-                    throw ShadowError.invalidArgument(name: argument, reason: "unknown option for '\(name)' (see --help)")
+                    // Long options take two dashes: "-task" is refused, not read as --task.
+                    let hint = options.contains(where: { $0.name == key }) ? " (long options take two dashes: --\(key))" : " (see --help)"
+                    throw ShadowError.invalidArgument(name: argument, reason: "unknown option for '\(name)'\(hint)")
                 }
             } else if let positional, values[positional.name] == nil {
                 values[positional.name] = [argument]
@@ -142,7 +145,7 @@ public struct Command: Sendable {
             }
             if spec.isFlag {
                 if inlineValue != nil {
-                    throw ShadowError.invalidArgument(name: "--\(spec.name)", reason: "is a flag and takes no value")
+                    throw ShadowError.invalidArgument(name: spec.displayName, reason: "is a flag and takes no value")
                 }
                 values[spec.name, default: []].append("true")
                 i += 1
@@ -154,14 +157,14 @@ public struct Command: Sendable {
                 i += 1
             } else {
                 guard i + 1 < arguments.count else {
-                    throw ShadowError.invalidArgument(name: "--\(spec.name)", reason: "needs a value <\(spec.valueName!)>")
+                    throw ShadowError.invalidArgument(name: spec.displayName, reason: "needs a value <\(spec.valueName!)>")
                 }
                 value = arguments[i + 1]
                 i += 2
             }
             if let allowed = spec.allowed {
                 for part in value.split(separator: ",").map(String.init) where !allowed.contains(part) {
-                    throw ShadowError.invalidArgument(name: "--\(spec.name)",
+                    throw ShadowError.invalidArgument(name: spec.displayName,
                                                       reason: "\"\(part)\" is not one of \(allowed.joined(separator: ", "))")
                 }
             }

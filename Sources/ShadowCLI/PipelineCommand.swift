@@ -42,6 +42,10 @@ enum PipelineCommand {
         var steps: [Step]
         var rows: [Row]
         var predictors: [String: PredictorQualitySummary]
+
+        enum CodingKeys: String, CodingKey {
+            case model, date, machine, quick, samples, sparsity, heldOutText = "held_out_text", steps, rows, predictors
+        }
     }
 
     struct PredictorQualitySummary: Codable {
@@ -152,9 +156,13 @@ enum PipelineCommand {
         let out = try arguments.required("out")
         let model = try ModelOptions.modelPath(arguments)
         let dataDir = try arguments.required("data-dir")
-        // A missing directory only means no task data; a file there is a mistake.
-        if let kind = try fileKind(atPath: dataDir), kind != .directory {
-            throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) is not a directory")
+        // The default directory missing only means no task data; a file there, or a directory
+        // given that is not there (a typo), is a mistake.
+        switch try fileKind(atPath: dataDir) {
+        case .directory?: break
+        case nil where !arguments.has("data-dir"): break
+        case nil: throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) does not exist")
+        case _?: throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) is not a directory")
         }
         let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
         let itemLimit = try arguments.int("limit", range: 1...1_000_000) ?? (quick ? 20 : 100)
@@ -173,10 +181,14 @@ enum PipelineCommand {
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
         let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
         let heldOut = data.wikitextTest ?? calibrationText
+        let heldOutBytes = quick ? 4000 : 60000
         // Every option is checked before anything is written: a bad --text found by the
         // calibration step would leave an --out whose settings refuse the corrected command.
         try requireText(calibrationText, option: arguments.has("text") || data.wikitextValid == nil ? "--text" : "--data-dir")
         if heldOut != calibrationText { try requireText(heldOut, option: "--data-dir") }
+        if data.piqa == nil && data.hellaswag == nil {
+            console.printError("pipeline: no PIQA or HellaSwag under --data-dir \(dataDir); the report has perplexity and speed only")
+        }
         // Finished steps are skipped by their outputs alone, so a run with other settings into the
         // same --out would report the earlier run's numbers under its own settings.
         var taskFiles: [String: String] = [:]
@@ -209,11 +221,29 @@ enum PipelineCommand {
             steps.append(Step(name: name, seconds: Date().timeIntervalSince(start), skipped: false))
         }
 
+        // 0. The held-out text: a slice of WikiText-2 test (cut at a line end; the whole set would
+        // take half an hour per method here), or with one text for both, its end, which
+        // calibration then never reads.
+        let sample = path("heldout-sample.txt"), calibrationPart = path("calibration-text.txt")
+        let sharesText = heldOut == calibrationText
+        if try !exists("heldout-sample.txt") || (sharesText && !exists("calibration-text.txt")) {
+            guard let text = String(validating: try readWholeFile(heldOut), as: UTF8.self) else {
+                throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")
+            }
+            if sharesText {
+                let (head, tail) = Self.splitOffTail(text, bytes: heldOutBytes)
+                try AtomicFile.write(head, to: calibrationPart)
+                try AtomicFile.write(tail, to: sample)
+            } else {
+                try AtomicFile.write(SweepCommand.subset(text, bytes: heldOutBytes), to: sample)
+            }
+        }
+
         // 1. Calibration traces.
         var sources: [String] = []
         if let piqa = data.piqa { sources.append("piqa:\(piqa)@1000-1838") }
         if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
-        sources.append("text:\(calibrationText)")
+        sources.append("text:\(sharesText ? calibrationPart : calibrationText)")
         try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
                               "--criteria", "plainact,l2_norm", "--max-tokens", fit(quick ? 160 : 256), "--text-window", fit(128), "--text-continuation", "32", "--shots", quick ? "2" : "5",
                               "--out", path("traces"), "--threads", threads] + progress + (try exists("traces/manifest.json") ? ["--resume"] : []),
@@ -235,15 +265,6 @@ enum PipelineCommand {
 
         // 3. Held-out perplexity and multiple-choice slices, dense and sparse, in one sweep: every
         // item runs the dense model once, shared by both sparse methods.
-        // A slice of the held-out text (cut at a line end) keeps the perplexity runs within the
-        // time budget: the whole WikiText-2 test set would take half an hour per method here.
-        let sample = path("heldout-sample.txt")
-        if try !exists("heldout-sample.txt") {
-            guard let text = String(validating: try readWholeFile(heldOut), as: UTF8.self) else {
-                throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")
-            }
-            try AtomicFile.write(SweepCommand.subset(text, bytes: quick ? 4000 : 60000), to: sample)
-        }
         let methods: [(String, Double)] = [("dense", 0), ("shadow", sparsity), ("dejavu", sparsity)]
         var tasks = [("wikitext", sample)]
         if let piqa = data.piqa { tasks.append(("piqa", piqa)) }
@@ -251,7 +272,7 @@ enum PipelineCommand {
         let sweepArguments = ["sweep", "--model", model, "--out", path("sweep"), "--threads", threads,
                               "--tasks", tasks.map(\.0).joined(separator: ","),
                               "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
-                              "--methods", "shadow,dejavu", "--criteria", "plainact,l2_norm", "--sparsities", String(sparsity),
+                              "--methods", "shadow:plainact,dejavu:l2_norm", "--sparsities", String(sparsity),
                               "--predictor", path("predictors"), "--traces", path("traces"),
                               "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
         // PIQA's labels: valid-labels.lst beside the data, which sweep finds by itself.
@@ -309,7 +330,7 @@ enum PipelineCommand {
             }
         }
         let results = Results(model: model, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
-                              quick: quick, samples: samples, sparsity: sparsity, heldOutText: "\(heldOut) (first \(quick ? 4 : 60) KB)", steps: steps,
+                              quick: quick, samples: samples, sparsity: sparsity, heldOutText: sharesText ? "\(heldOut) (its last \(heldOutBytes / 1000) KB at most, which calibration did not read)" : "\(heldOut) (first \(heldOutBytes / 1000) KB)", steps: steps,
                               rows: rows, predictors: predictors)
         try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
         let report = PipelineReport.markdown(results)
@@ -317,6 +338,19 @@ enum PipelineCommand {
         try AtomicFile.write(PipelineReport.svg(results), to: path("plots.svg"))
         console.print(PipelineReport.summary(results))
         console.print("report: \(path("report.md")), \(path("results.json")), \(path("plots.svg"))")
+    }
+
+    /// `text` cut in two at a line start: the end, about `bytes` bytes and at most half of it, and
+    /// what comes before, so that the held-out part is never calibrated on.
+    static func splitOffTail(_ text: String, bytes: Int) -> (head: String, tail: String) {
+        let utf8 = Array(text.utf8)
+        var start = max(utf8.count - min(bytes, utf8.count / 2), 0)
+        if let newline = utf8[start...].firstIndex(of: UInt8(ascii: "\n")), newline + 1 < utf8.count {
+            start = newline + 1
+        } else {
+            while start < utf8.count && utf8[start] & 0xC0 == 0x80 { start += 1 }   // not inside a multi-byte character
+        }
+        return (String(decoding: utf8[..<start], as: UTF8.self), String(decoding: utf8[start...], as: UTF8.self))
     }
 
     /// A text the run will read: there, UTF-8, and not blank. A pipe or a device is only checked

@@ -54,8 +54,8 @@ enum SweepCommand {
                    default: "../shared/data"),
             .value("data", "task=path,...", help: "Task files, overriding --data-dir (needed for the other tasks)."),
             .value("labels", "task=path,...", help: "Label files (PIQA, Winogrande) when the data file has none.", defaultDescription: "NAME-labels.lst beside a task's NAME.jsonl, when there (--verbose names it)"),
-            .value("methods", "names", help: "Mask sources; dense is always included.", default: "static,shadow,dejavu",
-                   allowed: sparseMethods),
+            .value("methods", "names", help: "Mask sources (\(sparseMethods.joined(separator: ", "))); dense is always included. METHOD:CRITERION runs that method with that criterion only (e.g. shadow:plainact,dejavu:l2_norm), the others with each of --criteria.",
+                   default: "static,shadow,dejavu"),
             .value("criteria", "names", help: "Criteria of the static scores and of the predictors' targets.",
                    default: "plainact,l2_norm", allowed: Criterion.allCases.map(\.rawValue)),
             .value("sparsities", "p,...", help: "Sparsities of the pruned units.", default: "0.3,0.5,0.7"),
@@ -85,13 +85,30 @@ enum SweepCommand {
     ) { arguments, console in
         let out = try arguments.required("out")
         let tasks = try parseTasks(arguments)
-        let methods = arguments.list("methods") ?? []
-        for method in methods where !sparseMethods.contains(method) {
-            throw ShadowError.invalidArgument(name: "--methods", reason: "unknown method \"\(method)\" (expected \(sparseMethods.joined(separator: ", ")))")
-        }
+        // A method may name its own criteria ("shadow:plainact"); the others take --criteria.
         let criteria = arguments.list("criteria") ?? []
         for criterion in criteria where Criterion(rawValue: criterion) == nil {
             throw ShadowError.invalidArgument(name: "--criteria", reason: "unknown criterion \"\(criterion)\"")
+        }
+        var methods: [String] = [], criteriaOf: [String: [String]] = [:]
+        for entry in arguments.list("methods") ?? [] {
+            let parts = entry.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            let method = parts[0]
+            guard sparseMethods.contains(method) else {
+                throw ShadowError.invalidArgument(name: "--methods", reason: "unknown method \"\(method)\" (expected \(sparseMethods.joined(separator: ", ")))")
+            }
+            if !methods.contains(method) { methods.append(method) }
+            guard parts.count == 2 else { continue }
+            guard method != "random" else {
+                throw ShadowError.invalidArgument(name: "--methods", reason: "random has no criterion, got \"\(entry)\"")
+            }
+            guard Criterion(rawValue: parts[1]) != nil else {
+                throw ShadowError.invalidArgument(name: "--methods", reason: "unknown criterion \"\(parts[1])\" in \"\(entry)\"")
+            }
+            if !criteriaOf[method, default: []].contains(parts[1]) { criteriaOf[method, default: []].append(parts[1]) }
+        }
+        for method in methods where ["shadow", "dejavu", "dejavu-lookahead"].contains(method) && arguments.has("methods") && !arguments.has("predictor") {
+            throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by the \(method) method (predictor files or directories from train-predictor)")
         }
         let sparsities = try (arguments.list("sparsities") ?? []).map { text -> Double in
             guard let p = Double(text), p > 0, p < 1 else {
@@ -176,6 +193,7 @@ enum SweepCommand {
         // The cells: dense, then every method × criterion × sparsity that has a mask source.
         var cells = [SweepCell.dense]
         for method in methods {
+            let criteria = criteriaOf[method] ?? criteria
             let cellCriteria: [String?]
             switch method {
             case "random":
@@ -212,6 +230,11 @@ enum SweepCommand {
             for criterion in cellCriteria {
                 for p in sparsities { cells.append(SweepCell(method: method, criterion: criterion, sparsity: p)) }
             }
+        }
+        // Asked for sparse cells and none can run: the dense row alone answers nothing asked.
+        if cells.count == 1 && !methods.isEmpty {
+            throw ShadowError.invalidArgument(
+                name: "--methods", reason: "none of the cells of \(methods.joined(separator: ",")) can run (\(skipped.isEmpty ? "no criteria" : skipped.joined(separator: "; ")))")
         }
         for line in skipped { console.printError("sweep: skipped \(line)") }
         for cell in cells {
@@ -418,7 +441,13 @@ enum SweepCommand {
             default: nil
             }
             guard let path = data[name] ?? found else {
-                throw ShadowError.invalidArgument(name: "--data", reason: "no file for \(name): give --data \(name)=PATH")
+                let searched = switch task {
+                case .piqa, .hellaswag, .wikitext:
+                    (try? fileKind(atPath: files.directory)) == nil
+                        ? " (--data-dir \(files.directory) does not exist)" : " (none in --data-dir \(files.directory))"
+                default: ""
+                }
+                throw ShadowError.invalidArgument(name: "--data", reason: "no file for \(name)\(searched): give --data \(name)=PATH")
             }
             _ = try existingFileKind(atPath: path)
             // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.

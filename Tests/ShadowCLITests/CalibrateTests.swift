@@ -262,7 +262,7 @@ struct PipelineTests {
         for (options, message) in [(["--threads", "0"], "--threads"), (["--text", empty], "\(empty) holds no text"),
                                    (["--text", invalid], "\(invalid) is not valid UTF-8 text"),
                                    (["--text", out + "-none.txt"], "no such file")] {
-            let run = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", "/nonexistent",
+            let run = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", Self.noData,
                               "--no-progress"] + options)
             #expect(run.status == 1 && run.err.hasPrefix("error: ") && run.err.contains(message), "\(run.err)")
             #expect(run.err.split(separator: "\n").count == 1, "\(run.err)")
@@ -270,14 +270,35 @@ struct PipelineTests {
         }
     }
 
-    @Test("pipeline refuses a --data-dir that is a file, before writing anything")
+    /// An empty data directory: no task data.
+    static var noData: String {
+        let path = TestScratch.url("pipeline-no-data").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test("pipeline refuses a --data-dir that is a file or is not there (a typo), before writing anything")
     func dataDirIsAFile() throws {
         let file = TestScratch.path("pipeline-data-file", suffix: ".txt")
         try "not a directory\n".write(toFile: file, atomically: true, encoding: .utf8)
         let out = TestScratch.url("pipeline-data-file-out").path
         let run = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", file, "--no-progress"])
         #expect(run.status == 1 && run.err == "error: --data-dir: \(file) is not a directory\n", "\(run.err)")
+        let missing = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", file + "-none", "--no-progress"])
+        #expect(missing.status == 1 && missing.err == "error: --data-dir: \(file)-none does not exist\n", "\(missing.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test("with one text for calibration and evaluation, the pipeline holds out its end and calibrates on the rest only")
+    func heldOutSplit() throws {
+        let text = (0..<40).map { "line \($0): café naïve — 東京 and some more words\n" }.joined()
+        let (head, tail) = PipelineCommand.splitOffTail(text, bytes: 500)
+        #expect(head + tail == text && tail.utf8.count <= 500 && tail.utf8.count > 400 && head.hasSuffix("\n") && tail.hasPrefix("line "))
+        // At most half of a short text; a text without line ends is cut at a character boundary.
+        let short = PipelineCommand.splitOffTail("alpha\nbeta\n", bytes: 4000)
+        #expect(short == ("alpha\n", "beta\n"))
+        let oneLine = PipelineCommand.splitOffTail("ééééé", bytes: 3)
+        #expect(oneLine.head + oneLine.tail == "ééééé" && !oneLine.tail.isEmpty && !oneLine.head.isEmpty)
     }
 
     @Test("the whole method runs on Gemma 2 and Gemma 3 (soft-caps, output norms, sliding layers, GeGLU): calibrate, train, evaluate, bench",
@@ -287,7 +308,7 @@ struct PipelineTests {
         let text = TestScratch.url("pipeline-\(model)-text", suffix: ".txt").path
         try String(repeating: try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8) + " ", count: 20)
             .write(toFile: text, atomically: true, encoding: .utf8)
-        let run = CLIRun(["pipeline", "--model", fixture(model), "--quick", "--out", out, "--data-dir", "/nonexistent",
+        let run = CLIRun(["pipeline", "--model", fixture(model), "--quick", "--out", out, "--data-dir", Self.noData,
                           "--text", text, "--no-progress"])
         #expect(run.status == 0, "\(run.err)")
         let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
@@ -301,7 +322,7 @@ struct PipelineTests {
         let text = TestScratch.url("pipeline-text", suffix: ".txt").path
         try String(repeating: try String(contentsOfFile: CalibrateTests.corpus, encoding: .utf8) + " ", count: 20)
             .write(toFile: text, atomically: true, encoding: .utf8)
-        let arguments = ["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", "/nonexistent",
+        let arguments = ["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", Self.noData,
                          "--text", text, "--no-progress"]
         let run = CLIRun(arguments)
         #expect(run.status == 0, "\(run.err)")
@@ -310,7 +331,14 @@ struct PipelineTests {
             #expect(FileManager.default.fileExists(atPath: out + "/" + file), "\(file)")
         }
         #expect(run.out.contains("| dense |") && run.out.contains("| shadow |") && run.out.contains("| dejavu |"))
+        #expect(run.err.contains("pipeline: no PIQA or HellaSwag under --data-dir") && !run.err.contains("skipped"), "\(run.err)")
+        // The held-out text is the end of --text, calibration read the rest.
+        let calibrated = try String(contentsOfFile: out + "/calibration-text.txt", encoding: .utf8)
+        let heldOut = try String(contentsOfFile: out + "/heldout-sample.txt", encoding: .utf8)
+        #expect(calibrated + heldOut == (try String(contentsOfFile: text, encoding: .utf8)) && !heldOut.isEmpty)
+        #expect(try String(contentsOfFile: out + "/traces/manifest.json", encoding: .utf8).contains("calibration-text.txt"))
         let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
+        #expect((results["held_out_text"] as? String)?.contains("which calibration did not read") == true, "\(results)")
         let rows = try #require(results["rows"] as? [[String: Any]])
         #expect(rows.count == 3 && rows.allSatisfy { $0["perplexity"] is Double && $0["tg_tokens_per_second"] is Double })
         for kind in ["shadow", "dejavu"] {   // stored in half the bytes

@@ -305,6 +305,10 @@ struct SweepCommandTests {
         (["--criteria", "nope"], "--criteria"),
         (["--data", "piqa"], "--data"),
         (["--predictor", "/nonexistent/predictors"], "/nonexistent/predictors"),
+        (["--methods", "shadow:nope"], "--methods: unknown criterion \"nope\" in \"shadow:nope\""),
+        (["--methods", "random:plainact"], "--methods: random has no criterion"),
+        // Every cell asked for skipped: an error naming why, not a dense-only sweep.
+        (["--methods", "shadow", "--criteria", "fisher"], "--methods: none of the cells of shadow can run (shadow (fisher): no such predictor among --predictor)"),
     ])
     func badArguments(extra: [String], expected: String) throws {
         let run = try sweep(out: scratchPath("sweep-bad"), extra)
@@ -317,6 +321,25 @@ struct SweepCommandTests {
         #expect(SweepCommand.subset("ab cd ef", bytes: 6) == "ab cd")
         #expect(SweepCommand.subset("aé", bytes: 2) == "a")
         #expect(SweepCommand.subset("short", bytes: 0) == "short" && SweepCommand.subset("short", bytes: 99) == "short")
+    }
+
+    @Test("a method may name its criteria (shadow:plainact), the others take --criteria")
+    func methodCriteria() throws {
+        let run = try sweep(out: scratchPath("sweep-pairs"), ["--methods", "shadow:plainact,dejavu:l2_norm,random", "--sparsities", "0.5"])
+        #expect(run.status == 0 && !run.err.contains("skipped"), "\(run.err)")
+        let cells = Set(rows(try run.json()).keys.map { $0.split(separator: " ").dropFirst().joined(separator: " ") })
+        #expect(cells == ["dense - 0", "shadow plainact 0.5", "dejavu l2_norm 0.5", "random - 0.5"], "\(cells)")
+    }
+
+    @Test("shadow and dejavu cells asked for need --predictor, as eval's methods do; a missing data directory is named")
+    func predictorRequired() throws {
+        let piqa = try EvalCommandTests.piqaFiles()
+        let run = CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", scratchPath("sweep-no-predictor"), "--tasks", "piqa",
+                          "--data", "piqa=\(piqa.data)", "--labels", "piqa=\(piqa.labels)", "--methods", "shadow", "--no-progress"])
+        #expect(run.status == 1 && run.err == "error: --predictor: is required by the shadow method (predictor files or directories from train-predictor)\n", "\(run.err)")
+        let missing = CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", scratchPath("sweep-no-data"), "--tasks", "piqa",
+                              "--data-dir", "/nonexistent", "--methods", "random", "--no-progress"])
+        #expect(missing.status == 1 && missing.err.contains("no file for piqa (--data-dir /nonexistent does not exist)"), "\(missing.err)")
     }
 
     @Test("static masks need a trace directory")
