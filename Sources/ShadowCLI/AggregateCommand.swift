@@ -25,6 +25,7 @@ enum AggregateCommand {
         let directory = try arguments.required("traces")
         let criterion = try arguments.required("criterion")
         if let out = arguments.string("out") {
+            try AtomicFile.checkWritable(out, option: "--out")
             try AtomicFile.refuseOverwriting(out, option: "--out", inputs: traceInputs(directory))
         }
         let aggregate = try AggregateImportance(traces: directory, criterion: criterion)

@@ -117,6 +117,7 @@ enum EvalCommand {
             console.printError("eval: labels from \(labels)" + (arguments.has("labels") ? "" : " (found beside --data)"))
         }
         if let samples = arguments.string("samples") {
+            try AtomicFile.checkWritable(samples, option: "--samples")
             try AtomicFile.refuseOverwriting(samples, option: "--samples", inputs: [
                 ("--data", dataPath), ("--labels", labels ?? ""), ("--model", (try? ModelOptions.modelPath(arguments)) ?? ""),
                 ("--predictor", arguments.string("predictor") ?? ""), ("--scores", arguments.string("scores") ?? "")])

@@ -51,6 +51,7 @@ enum TrainPredictorCommand {
     ) { arguments, console in
         let traces = try arguments.required("traces")
         let out = try arguments.required("out")
+        try AtomicFile.checkWritable(out, option: "--out")
         try AtomicFile.refuseOverwriting(out, option: "--out", inputs: AggregateCommand.traceInputs(traces))
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {

@@ -241,6 +241,35 @@ public enum AtomicFile {
         throw ShadowError.failed("cannot write \(path): too many levels of symbolic links")
     }
 
+    /// Throws, naming `option`, when `write` could not write `path` (a directory there, a file in
+    /// place of a directory on the way, a directory that cannot be written): checked before a run,
+    /// so that its result is not computed only to be lost. Nothing is created.
+    public static func checkWritable(_ path: String, option: String) throws {
+        guard !path.isEmpty else { throw ShadowError.invalidArgument(name: option, reason: "the path is empty") }
+        var status = stat()
+        if stat(path, &status) == 0 {
+            switch status.st_mode & S_IFMT {
+            case S_IFREG, S_IFCHR, S_IFIFO: break
+            case S_IFDIR: throw ShadowError.invalidArgument(name: option, reason: "\(path) is a directory")
+            default: throw ShadowError.invalidArgument(name: option, reason: "\(path) is not a regular file, a character device or a pipe")
+            }
+            if status.st_mode & S_IFMT != S_IFREG { return }
+        }
+        // The nearest directory on the way that exists must be a directory we may write in.
+        let target = (try? followingLinks(path).end) ?? path
+        var ancestor = URL(fileURLWithPath: target).deletingLastPathComponent().path
+        while stat(ancestor, &status) != 0 && ancestor != "/" {
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+            if ancestor.isEmpty { ancestor = "." }
+        }
+        guard status.st_mode & S_IFMT == S_IFDIR else {
+            throw ShadowError.invalidArgument(name: option, reason: "cannot write \(path): \(ancestor) is a file, not a directory")
+        }
+        guard access(ancestor, W_OK | X_OK) == 0 else {
+            throw ShadowError.invalidArgument(name: option, reason: "cannot write \(path): \(ancestor) is not writable (\(describe(errno: errno)))")
+        }
+    }
+
     /// Refuses to write `output` (given with `option`) over one of `inputs`, a file the run reads.
     /// Paths are compared after following links, so `./a`, `b/../a` and a link to `a` count as `a`.
     public static func refuseOverwriting(_ output: String, option: String, inputs: [(option: String, path: String)]) throws {

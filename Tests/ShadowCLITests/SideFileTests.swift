@@ -17,6 +17,29 @@ struct SideFileTests {
         for name in names { #expect(run.err.contains(name), "\(run.err) does not name \(name)", sourceLocation: sourceLocation) }
     }
 
+    @Test("an output that cannot be written is refused before the work that would fill it: eval --samples, train-predictor and aggregate --out")
+    func outputsCheckedFirst() throws {
+        let directory = scratchPath("unwritable")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let file = directory + "/a-file"
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        let piqa = try EvalCommandTests.piqaFiles()
+        let traces = SweepCommandTests.inputs.traces
+        for (arguments, option, reason) in [
+            (["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", piqa.data, "--labels", piqa.labels,
+              "--samples", file + "/x.jsonl", "--no-progress"], "--samples", "\(file) is a file, not a directory"),
+            (["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", piqa.data, "--labels", piqa.labels,
+              "--samples", directory, "--no-progress"], "--samples", "\(directory) is a directory"),
+            (["train-predictor", "--traces", traces, "--out", file + "/deeper/p.safetensors", "--no-progress"], "--out", "\(file) is a file, not a directory"),
+            (["aggregate", "--traces", traces, "--out", directory], "--out", "\(directory) is a directory"),
+        ] {
+            let run = CLIRun(arguments)
+            expectOneLineError(run, naming: ["error: \(option): ", reason])
+            #expect(run.out.isEmpty, "\(arguments)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: file + "/deeper"))
+    }
+
     @Test("a path that is a symbolic link loop is named as one by every command, not called missing")
     func symbolicLinkLoops() throws {
         let directory = scratchPath("loops")
@@ -122,10 +145,10 @@ struct SideFileTests {
             (calibrate(file + "/traces"), ["cannot create directory \(file)/traces", "\(file) is a file, not a directory"]),
             (CLIRun(["traces", "merge", "--shards", traces, "--out", file + "/merged"]), ["cannot create directory \(file)/merged"]),
             (sweep(file + "/sweep"), ["cannot create directory \(file)/sweep"]),
-            (CLIRun(["aggregate", "--traces", traces, "--out", NSTemporaryDirectory()]), ["cannot write \(NSTemporaryDirectory())", "is a directory"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", NSTemporaryDirectory()]), ["--out: \(NSTemporaryDirectory()) is a directory"]),
             (CLIRun(["aggregate", "--traces", traces, "--out", traces + "/manifest.json"]), ["would overwrite --traces \(traces)"]),
-            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/scores.json"]), ["cannot create directory \(file)", "a file of that name exists"]),
-            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/sub/scores.json"]), ["cannot create directory \(file)/sub", "is a file, not a directory"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/scores.json"]), ["cannot write \(file)/scores.json", "\(file) is a file, not a directory"]),
+            (CLIRun(["aggregate", "--traces", traces, "--out", file + "/sub/scores.json"]), ["cannot write \(file)/sub/scores.json", "\(file) is a file, not a directory"]),
         ]
         for (run, mentions) in cases {
             expectOneLineError(run, naming: mentions)
