@@ -37,7 +37,7 @@ enum AggregateCommand {
         let json = try JSONOutput.string(report)
         if let out = arguments.string("out") {
             try AtomicFile.write(json + "\n", to: out)
-            console.print("\(aggregate.pooled ? "pooled" : "summed") \(aggregate.samples) samples of \(criterion) into \(out)")
+            console.print("\(aggregate.pooled ? "pooled" : "summed") \(counted(aggregate.samples, "sample")) of \(criterion) into \(out)")
         } else {
             console.print(json)
         }

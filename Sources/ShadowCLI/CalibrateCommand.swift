@@ -65,7 +65,10 @@ enum CalibrateCommand {
         }
         let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,
                                                  tokenizer: try loaded.requireTokenizer())
-        guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples") }
+        guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples (every item too long for --max-tokens, or no continuation)") }
+        if samples.count < count {
+            console.printError("calibrate: warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)")
+        }
         // Checked before --out is created: text windows are not cut to --max-tokens.
         if let long = samples.first(where: { $0.tokens.count > model.shape.maxContext }) {
             throw ShadowError.invalidArgument(name: long.source.hasPrefix("text:") ? "--text-window" : "--max-tokens",
@@ -100,7 +103,7 @@ enum CalibrateCommand {
             }
             throw error
         }
-        console.print("wrote \(writer.manifest.sampleCount) samples in \(writer.manifest.chunks.count) chunks to \(out)"
+        console.print("wrote \(counted(writer.manifest.sampleCount, "sample")) in \(counted(writer.manifest.chunks.count, "chunk")) to \(out)"
                       + (shardCount > 1 ? " (shard \(shardIndex)/\(shardCount))" : ""))
     }
 
@@ -125,7 +128,7 @@ enum MergeTracesCommand {
         let shards = (arguments.list("shards") ?? []).filter { !$0.isEmpty }
         let out = try arguments.required("out")
         try TraceStore.merge(shards: shards, into: out)
-        console.print("merged \(shards.count) shards into \(out) (\(try TraceManifest.load(directory: out).sampleCount) samples)")
+        console.print("merged \(counted(shards.count, "shard")) into \(out) (\(counted(try TraceManifest.load(directory: out).sampleCount, "sample")))")
     }
 }
 

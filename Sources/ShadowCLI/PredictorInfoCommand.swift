@@ -68,7 +68,7 @@ enum PredictorInfoCommand {
         }
         if let q = m.quality {
             let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
-            lines.append("held-out quality (\(q.heldOutSamples) samples, layers 1…\(s.layers - 1)):")
+            lines.append("held-out quality (\(counted(q.heldOutSamples, "sample")), layers 1…\(s.layers - 1)):")
             lines.append("  " + "".padding(toLength: 9, withPad: " ", startingAt: 0) + "Spearman ρ" + keys.map { "  recall@\($0)" }.joined())
             func row(_ name: String, _ u: UnitQuality) -> String {
                 "  " + name.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: "%10.3f", u.spearman)

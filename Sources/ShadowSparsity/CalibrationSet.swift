@@ -140,7 +140,7 @@ public enum CalibrationSet {
         switch source.kind {
         case .task(let task):
             var items = try TaskFile.multipleChoice(task: task, path: source.path, labels: source.labels)
-            if let range = source.range { items = Array(items[min(range.lowerBound, items.count)..<min(range.upperBound, items.count)]) }
+            if let range = source.range { items = Array(items[try clamped(range, count: items.count, of: "items", source)]) }
             return items.compactMap { item in
                 // Shots come from the same slice, never the item itself (FewShot guarantees it).
                 let context = FewShot.contexts(for: item, shots: options.shots, pool: items, seed: options.seed)[item.gold]
@@ -156,11 +156,23 @@ public enum CalibrationSet {
             let tokens = tokenizer.encode(text)
             let window = options.textWindow
             var windows = stride(from: 0, to: tokens.count - window + 1, by: window).map { Array(tokens[$0..<$0 + window]) }
-            if let range = source.range { windows = Array(windows[min(range.lowerBound, windows.count)..<min(range.upperBound, windows.count)]) }
+            guard !windows.isEmpty else {
+                throw ShadowError.invalidArgument(name: "--source", reason: "\(source) has \(tokens.count) tokens, fewer than one --text-window of \(window)")
+            }
+            if let range = source.range { windows = Array(windows[try clamped(range, count: windows.count, of: "windows", source)]) }
             return windows.map {
                 CalibrationSample(index: 0, source: source.description, tokens: $0, predictFrom: window - options.textContinuation)
             }
         }
+    }
+
+    /// A source's FROM-TO within its `count` items or windows: one that starts past them is
+    /// refused (as eval's --offset is), one that ends past them ends with them.
+    static func clamped(_ range: Range<Int>, count: Int, of what: String, _ source: CalibrationSource) throws -> Range<Int> {
+        guard range.lowerBound < count else {
+            throw ShadowError.invalidArgument(name: "--source", reason: "\(source) starts at \(range.lowerBound), beyond its \(count) \(what)")
+        }
+        return range.lowerBound..<min(range.upperBound, count)
     }
 
     /// A sample whose continuation is the tokens after the context's own (the joined text is

@@ -81,6 +81,27 @@ struct CalibrateTests {
         #expect(older.status != 0 && older.err.contains("different run"), "\(older.err)")
     }
 
+    @Test("a slice starting past its file is refused, one ending past it ends with it, a text shorter than a window is named, fewer samples than asked are warned about")
+    func shortSources() throws {
+        let data = TestScratch.url("hellaswag-two", suffix: ".txt").path
+        try "Roofing: A man is on a roof. he\n0\nfalls.\nwaves.\nsits.\nstands.\nCooking: A cook stirs. the cook\n1\nsings.\ntastes it.\nleaves.\nsits.\n"
+            .write(toFile: data, atomically: true, encoding: .utf8)
+        let short = TestScratch.url("short-text", suffix: ".txt").path
+        try "Only a few words here.".write(toFile: short, atomically: true, encoding: .utf8)
+        func run(_ source: String, samples: Int = 2) -> CLIRun {
+            CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", source, "--samples", String(samples),
+                    "--criteria", "plainact", "--text-window", "16", "--text-continuation", "4", "--out", temporaryDirectory(), "--no-progress"])
+        }
+        let beyond = run("hellaswag:\(data)@5-9")
+        #expect(beyond.status == 1 && beyond.err == "error: --source: hellaswag:\(data)@5-9 starts at 5, beyond its 2 items\n", "\(beyond.err)")
+        let tooShort = run("text:\(short)")
+        #expect(tooShort.status == 1 && tooShort.err.hasPrefix("error: --source: text:\(short) has ")
+                && tooShort.err.contains("tokens, fewer than one --text-window of 16"), "\(tooShort.err)")
+        let clamped = run("hellaswag:\(data)@1-9", samples: 3)
+        #expect(clamped.status == 0 && clamped.out.contains("wrote 1 sample in 1 chunk to"), "\(clamped.out)")
+        #expect(clamped.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 3\n", "\(clamped.err)")
+    }
+
     @Test("a run cut short resumes to the same traces as an uninterrupted run")
     func resumes() throws {
         let whole = temporaryDirectory(), cut = temporaryDirectory()
