@@ -257,13 +257,17 @@ public final class Console: @unchecked Sendable {
     /// Whether a person is typing at a terminal (input and output both terminals): `chat` then
     /// shows a prompt mark.
     public let interactive: Bool
+    /// Whether `err` is a terminal: progress bars redraw one line there, and elsewhere (a log
+    /// file, a pipe) print a plain line now and then instead.
+    public let errIsTerminal: Bool
 
     public init(out: @escaping (String) -> Void, err: @escaping (String) -> Void,
-                readLine: @escaping () throws -> String? = { nil }, interactive: Bool = false) {
+                readLine: @escaping () throws -> String? = { nil }, interactive: Bool = false, errIsTerminal: Bool = false) {
         self.out = out
         self.err = err
         self.readLine = readLine
         self.interactive = interactive
+        self.errIsTerminal = errIsTerminal
     }
 
     /// Results that cannot be written (a full disk, a closed pipe with SIGPIPE ignored) end the
@@ -277,7 +281,8 @@ public final class Console: @unchecked Sendable {
         },
         err: { _ = writeAll($0, to: STDERR_FILENO) },
         readLine: { try standardInput.next() },
-        interactive: isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1)
+        interactive: isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1,
+        errIsTerminal: isatty(STDERR_FILENO) == 1)
 
     private static let standardInput = LineReader(descriptor: STDIN_FILENO, name: "standard input")
 

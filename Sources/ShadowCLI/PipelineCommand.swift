@@ -212,7 +212,7 @@ enum PipelineCommand {
             final class Box: @unchecked Sendable { var out = "" }
             let box = Box()
             let start = Date()
-            let status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: console.err))
+            let status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: console.err, errIsTerminal: console.errIsTerminal))
             if status == CLI.interruptedStatus {
                 throw ShadowError.interrupted("pipeline stopped during \(name); run it again with the same --out to continue")
             }

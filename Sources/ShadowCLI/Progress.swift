@@ -1,7 +1,11 @@
 import Foundation
 
-/// A one-line progress bar with rate and ETA on stderr, redrawn at most a few times a second.
+/// A one-line progress bar with rate and ETA on stderr, redrawn at most a few times a second. When
+/// stderr is no terminal (a log file, a pipe), a plain line every `logInterval` seconds and at the
+/// end instead: no carriage returns or escape codes in logs.
 final class ProgressBar {
+    /// Seconds between the lines of a bar written to a log.
+    static let logInterval: Double = 30
     private let console: Console
     private let label: String
     private let total: Int
@@ -10,6 +14,8 @@ final class ProgressBar {
     private let enabled: Bool
     /// A bar is on screen without its newline (the run stopped early).
     private var lineOpen = false
+    /// The bar has shown its total (a later update repeating it is not drawn again).
+    private var finished = false
     /// The first update: the rate behind the ETA is measured from it, so work a resumed run
     /// found already done (reported in its first update) does not make the ETA look short.
     private var first: (done: Int, time: Date)?
@@ -24,7 +30,10 @@ final class ProgressBar {
     func update(_ done: Int, detail: String = "") {
         guard enabled else { return }
         let now = Date()
-        guard done >= total || now.timeIntervalSince(lastDraw) > 0.25 else { return }
+        let terminal = console.errIsTerminal
+        // In a log the first update draws too (a start line), as the last one does.
+        guard done >= total || now.timeIntervalSince(lastDraw) > (terminal ? 0.25 : Self.logInterval) else { return }
+        guard done < total || !finished else { return }
         lastDraw = now
         let fraction = min(1, Double(done) / Double(total))
         let width = 24
@@ -40,9 +49,12 @@ final class ProgressBar {
             eta = done > 0 ? elapsed / Double(done) * remaining : 0
         }
         let suffix = detail.isEmpty ? "" : "  \(detail)"
-        console.err("\r\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)\u{1B}[K")
-        lineOpen = done < total
-        if !lineOpen { console.err("\n") }
+        let line = "\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)"
+        finished = done >= total
+        guard terminal else { return console.err(line + "\n") }
+        console.err("\r\(line)\u{1B}[K")
+        lineOpen = !finished
+        if finished { console.err("\n") }
     }
 
     // An error or interruption message after an unfinished bar starts on its own line.
