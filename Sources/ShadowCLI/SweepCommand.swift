@@ -170,6 +170,9 @@ enum SweepCommand {
         if let tracesPath {
             let manifest = try TraceManifest.load(directory: tracesPath)
             tracesModel = manifest.model
+            if !manifest.complete {
+                console.printError("sweep: warning: \(tracesPath) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
+            }
             let available = manifest.criteria
             for criterion in available where criteria.contains(criterion) || aggregates.isEmpty {
                 aggregates[criterion] = try AggregateImportance(traces: tracesPath, criterion: criterion)

@@ -82,6 +82,10 @@ enum TrainPredictorCommand {
         Threads.set(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
 
         let data = try PredictorDataset.load(directory: traces, criterion: arguments.string("criterion"), kind: kind)
+        // As aggregate says it: an interrupted calibration trains on what it saved.
+        if let manifest = try? TraceManifest.load(directory: traces), !manifest.complete {
+            console.printError("train-predictor: warning: \(traces) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
+        }
         if arguments.flag("verbose") {
             console.printError("train-predictor: \(data.count) samples of \(data.criterion) from \(traces)\(data.predictsNeurons ? "" : " (heads only)")")
         }
