@@ -72,7 +72,7 @@ enum BenchCommand {
             .value("policy", "name", help: "How scores become masks (random, static, shadow; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
-            .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors."),
+            .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
             .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
             .flag("pack-rows", help: "Also time each sparse method's decode reading its kept rows from packed copies (a second tg row per method, 'packed'): faster reads for masks that stay put, at the memory of the copies."),
             .flag("no-progress", help: "Hide progress on stderr."),

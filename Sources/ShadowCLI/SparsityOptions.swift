@@ -20,7 +20,7 @@ enum SparsityOptions {
             .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
             .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer); oracle (the true criterion of each prompt, from a backward pass: an upper bound for evaluation, not a fast path).",
                    default: "dense", allowed: methods),
-            .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors."),
+            .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
             .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (from `aggregate`; one sample's `scores --json` also fits)."),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
             .value("oracle-criterion", "name", help: "oracle: the criterion computed on each prompt.", default: Criterion.plainact.rawValue,
@@ -158,20 +158,39 @@ enum SparsityOptions {
         return try OracleController(model: model, criterion: criterion, settings: settings)
     }
 
-    /// A predictor file, or `DIR/METHOD.safetensors` when given a directory (what `pipeline` writes),
-    /// checked against the loaded model.
+    /// A predictor file, or in a directory `METHOD.safetensors` (what `pipeline` writes), else its
+    /// one `METHOD-*.safetensors` (`shadow-plainact.safetensors`), checked against the loaded model.
     static func loadPredictor(method: String, path: String?, loaded: LoadedModel) throws -> Predictor {
         guard var path else { throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by --method \(method)") }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            path = (path as NSString).appendingPathComponent("\(method).safetensors")
-        }
+        if try fileKind(atPath: path) == .directory { path = try predictorFile(method: method, in: path) }
         let predictor = try PredictorFile.load(path: path)
         guard predictor.kind.rawValue == method else {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "\(path) is a \(predictor.kind.rawValue) predictor, not \(method)")
         }
         try ModelFingerprint(loaded: loaded).check(matches: predictor.model, what: path)
         return predictor
+    }
+}
+
+extension SparsityOptions {
+    /// The predictor file of `method` in `directory`: METHOD.safetensors, else the only
+    /// METHOD-NAME.safetensors (not of a longer method: dejavu-lookahead's are not dejavu's).
+    static func predictorFile(method: String, in directory: String) throws -> String {
+        let exact = (directory as NSString).appendingPathComponent("\(method).safetensors")
+        if try fileKind(atPath: exact) != nil { return exact }
+        let longer = PredictorKind.allCases.map(\.rawValue).filter { $0 != method && $0.hasPrefix(method + "-") }
+        func named(_ kind: String, _ stem: String) -> Bool { stem == kind || stem.hasPrefix(kind + "-") }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let candidates = names.filter { $0.hasSuffix(".safetensors") }.sorted().filter { name in
+            let stem = String(name.dropLast(".safetensors".count))
+            return named(method, stem) && !longer.contains { named($0, stem) }
+        }
+        guard candidates.count == 1 else {
+            throw ShadowError.invalidArgument(name: "--predictor", reason: candidates.isEmpty
+                ? "\(directory) holds no \(method).safetensors or \(method)-*.safetensors; name the predictor file"
+                : "\(directory) holds several \(method) predictors (\(candidates.joined(separator: ", "))); name one")
+        }
+        return (directory as NSString).appendingPathComponent(candidates[0])
     }
 }
 

@@ -132,6 +132,28 @@ struct PredictorCLITests {
         }
     }
 
+    @Test("--predictor DIR finds METHOD.safetensors, else the one METHOD-*.safetensors there, and names the files when it cannot choose")
+    func predictorDirectories() throws {
+        let source = SweepCommandTests.inputs.predictors
+        let directory = scratchPath("predictor-names")
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: source + "/shadow.safetensors", toPath: directory + "/shadow-plainact.safetensors")
+        try FileManager.default.copyItem(atPath: source + "/dejavu.safetensors", toPath: directory + "/dejavu-lookahead-l2_norm.safetensors")
+        func generate(_ method: String) -> CLIRun {
+            CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "a b c", "--max-tokens", "2", "--method", method,
+                    "--sparsity", "0.5", "--predictor", directory])
+        }
+        let found = generate("shadow")
+        #expect(found.status == 0, "\(found.err)")
+        // dejavu-lookahead's file is not dejavu's.
+        let none = generate("dejavu")
+        #expect(none.status == 1 && none.err == "error: --predictor: \(directory) holds no dejavu.safetensors or dejavu-*.safetensors; name the predictor file\n", "\(none.err)")
+        try FileManager.default.copyItem(atPath: source + "/shadow.safetensors", toPath: directory + "/shadow-fisher.safetensors")
+        let several = generate("shadow")
+        #expect(several.status == 1 && several.err.contains("holds several shadow predictors (shadow-fisher.safetensors, shadow-plainact.safetensors); name one"), "\(several.err)")
+    }
+
     @Test("bad traces, criteria, kinds and predictor files are one-line errors")
     func badInput() throws {
         let traces = scratchPath("traces"), directory = scratchPath("bad")
