@@ -51,6 +51,11 @@ enum CalibrateCommand {
             textWindow: try arguments.int("text-window", range: 2...1_000_000) ?? 128,
             textContinuation: try arguments.int("text-continuation", range: 1...1_000_000) ?? 32,
             maxTokens: try arguments.int("max-tokens", range: 2...1_000_000) ?? 512)
+        if !sources.contains(where: { $0.kind == .text }) {
+            for option in ["text-window", "text-continuation"] where arguments.has(option) {
+                throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a text: source")
+            }
+        }
         let (shardIndex, shardCount) = try parseShard(try arguments.required("shard"))
         let chunkSize = try arguments.int("chunk-size", range: 1...100_000) ?? 64
         let predictorToken = PredictorToken(rawValue: try arguments.required("predictor-token"))!

@@ -31,6 +31,9 @@ enum SparsityOptions {
     }
 
     static func settings(_ arguments: ParsedArguments) throws -> SparsitySettings {
+        if arguments.has("sparsity") && arguments.has("head-sparsity") && arguments.has("neuron-sparsity") {
+            throw ShadowError.invalidArgument(name: "--sparsity", reason: "is not read when --head-sparsity and --neuron-sparsity are both given; drop one of the three")
+        }
         let both = try arguments.double("sparsity") ?? 0
         let settings = SparsitySettings(
             headSparsity: try arguments.double("head-sparsity") ?? both,

@@ -89,8 +89,8 @@ struct CalibrateTests {
         let short = TestScratch.url("short-text", suffix: ".txt").path
         try "Only a few words here.".write(toFile: short, atomically: true, encoding: .utf8)
         func run(_ source: String, samples: Int = 2) -> CLIRun {
-            CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", source, "--samples", String(samples),
-                    "--criteria", "plainact", "--text-window", "16", "--text-continuation", "4", "--out", temporaryDirectory(), "--no-progress"])
+            CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", source, "--samples", String(samples), "--criteria", "plainact",
+                    "--out", temporaryDirectory(), "--no-progress"] + (source.hasPrefix("text:") ? ["--text-window", "16", "--text-continuation", "4"] : []))
         }
         let beyond = run("hellaswag:\(data)@5-9")
         #expect(beyond.status == 1 && beyond.err == "error: --source: hellaswag:\(data)@5-9 starts at 5, beyond its 2 items\n", "\(beyond.err)")

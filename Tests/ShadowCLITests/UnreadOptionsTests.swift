@@ -36,6 +36,20 @@ struct UnreadOptionsTests {
         expectRefused(perplexity + ["--mask-seed", "1", "--method", "oracle", "--sparsity", "0.5"], "--mask-seed")
     }
 
+    @Test("--sparsity beside both --head-sparsity and --neuron-sparsity, and calibrate's text options without a text source, are refused")
+    func overriddenOptions() {
+        let model = fixture("tiny-llama")
+        expectRefused(["generate", "--model", model, "-p", "hi", "-n", "1", "--method", "random", "--sparsity", "0.3",
+                       "--head-sparsity", "0.5", "--neuron-sparsity", "0.2"], "--sparsity", reason: "is not read when --head-sparsity and --neuron-sparsity are both given")
+        #expect(CLIRun(["generate", "--model", model, "-p", "hi", "-n", "1", "--method", "random", "--sparsity", "0.3",
+                        "--head-sparsity", "0.5"]).status == 0)
+        let piqa = try! EvalCommandTests.piqaFiles()
+        for option in ["--text-window", "--text-continuation"] {
+            expectRefused(["calibrate", "--model", model, "--source", "piqa:\(piqa.data)", "--samples", "2", "--out", scratchPath("unread-text"),
+                           option, "8"], option, reason: "is only read with a text: source")
+        }
+    }
+
     @Test("the options a method reads are still accepted")
     func readOptionsAccepted() throws {
         let model = fixture("tiny-llama")
