@@ -1,4 +1,5 @@
 import Foundation
+import ShadowEval
 import ShadowFormats
 import ShadowModels
 import ShadowSparsity
@@ -23,10 +24,17 @@ enum ChatCommand {
         /// Ctrl-C stopped the reply.
         let interrupted: Bool
         let prefillTokensPerSecond: Double
-        let decodeTokensPerSecond: Double
+        /// nil when no token was generated.
+        let decodeTokensPerSecond: Double?
+        /// The masks so far (realised: over the conversation up to this turn).
+        let method: String
+        let headSparsity: Double, neuronSparsity: Double
+        let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
 
         enum CodingKeys: String, CodingKey {
-            case turn, user, reply, tokens, interrupted
+            case turn, user, reply, tokens, interrupted, method
+            case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
+            case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
             case promptTokenCount = "prompt_token_count", reusedTokenCount = "reused_token_count", droppedTurns = "dropped_turns"
             case stoppedAtEOS = "stopped_at_eos", stoppedAtContext = "stopped_at_context"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
@@ -176,18 +184,21 @@ enum ChatCommand {
             }
             let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
             turns.append(ChatTurn(user: message, reply: result.tokens))
+            let masks = try SparsitySummary(arguments, controller: sparsity, shape: model.shape)
             if json {
                 console.print(try JSONOutput.string(TurnReport(
                     turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,
                     tokens: result.tokens, droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS, stoppedAtContext: stoppedAtContext,
                     interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
-                    decodeTokensPerSecond: result.stats.generatedTokensPerSecond), pretty: false))
+                    decodeTokensPerSecond: result.tokens.isEmpty ? nil : result.stats.generatedTokensPerSecond,
+                    method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
+                    realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity), pretty: false))
             } else {
                 console.out(stream.finish() + "\n")
                 if arguments.flag("verbose") {
                     console.printError(String(format: "chat: prompt %d tokens (%d kept from the last turn), %.1f t/s; reply %d tokens, %.1f t/s",
                                               prompt.count, result.reusedTokens, result.stats.promptTokensPerSecond,
-                                              result.tokens.count, result.stats.generatedTokensPerSecond))
+                                              result.tokens.count, result.stats.generatedTokensPerSecond) + masks.text)
                 }
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ShadowEval
 import ShadowFormats
 import ShadowModels
 import ShadowSparsity
@@ -18,12 +19,18 @@ enum GenerateCommand {
         /// The text reached --stop: `text` ends before it; `tokens` include the ones that spelled it.
         let stoppedAtStop: Bool
         let prefillTokensPerSecond: Double
-        let decodeTokensPerSecond: Double
+        /// nil when no token was generated.
+        let decodeTokensPerSecond: Double?
+        let method: String
+        let headSparsity: Double, neuronSparsity: Double
+        let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
 
         enum CodingKeys: String, CodingKey {
-            case prompt, system, text, tokens
+            case prompt, system, text, tokens, method
             case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos", stoppedAtStop = "stopped_at_stop"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
+            case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
+            case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
         }
     }
 
@@ -87,19 +94,22 @@ enum GenerateCommand {
             return !reply.stopped
         }
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
+        let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape)
         if json {
             console.print(try JSONOutput.string(Report(
                 prompt: prompt, system: template?.systemContent(system), text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
                 promptTokens: promptIDs, tokens: result.tokens,
                 stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped,
                 prefillTokensPerSecond: result.stats.promptTokensPerSecond,
-                decodeTokensPerSecond: result.stats.generatedTokensPerSecond)))
+                decodeTokensPerSecond: result.tokens.isEmpty ? nil : result.stats.generatedTokensPerSecond,
+                method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
+                realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity)))
         } else {
             console.out(rest + "\n")
             if arguments.flag("verbose") {
                 console.printError(String(format: "prompt: %d tokens, %.1f t/s; generated: %d tokens, %.1f t/s",
                                           result.stats.promptTokens, result.stats.promptTokensPerSecond,
-                                          result.stats.generatedTokens, result.stats.generatedTokensPerSecond))
+                                          result.stats.generatedTokens, result.stats.generatedTokensPerSecond) + masks.text)
             }
         }
         if result.stoppedAtContext {

@@ -1,4 +1,5 @@
 import Foundation
+import ShadowEval
 import ShadowFormats
 import ShadowModels
 import ShadowSparsity
@@ -194,6 +195,30 @@ extension SparsityOptions {
                 : "\(directory) holds several \(method) predictors (\(candidates.joined(separator: ", "))); name one")
         }
         return (directory as NSString).appendingPathComponent(candidates[0])
+    }
+}
+
+/// What generate and chat report of their masks, as perplexity and eval do: the method, the
+/// nominal sparsities and the realised ones (of all heads and neurons, layer 0 dense; nil where
+/// a method keeps no count, the oracle).
+struct SparsitySummary {
+    let method: String
+    let headSparsity: Double, neuronSparsity: Double
+    let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
+
+    init(_ arguments: ParsedArguments, controller: (any SparsityController)?, shape: TransformerShape) throws {
+        method = try arguments.required("method")
+        let settings = try SparsityOptions.settings(arguments)
+        (headSparsity, neuronSparsity) = method == "dense" ? (0, 0) : (settings.headSparsity, settings.neuronSparsity)
+        let realised = Evaluation.realisedSparsity(controller, shape: shape)
+        (realisedHeadSparsity, realisedNeuronSparsity) = (realised?.heads, realised?.neurons)
+    }
+
+    /// "; random masks, heads 0.50 / neurons 0.50, realised 0.483 / 0.479" (empty for the dense model).
+    var text: String {
+        guard method != "dense" else { return "" }
+        let realised = realisedHeadSparsity.map { String(format: ", realised %.3f / %.3f", $0, realisedNeuronSparsity ?? 0) } ?? ""
+        return String(format: "; %@ masks, heads %.2f / neurons %.2f", method, headSparsity, neuronSparsity) + realised
     }
 }
 

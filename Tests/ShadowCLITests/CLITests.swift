@@ -291,6 +291,22 @@ struct CLITests {
         #expect(abs(perplexity - exp(nll / Double(predicted))) < 1e-6 * perplexity)
     }
 
+    @Test("generate and chat report their method with the nominal and realised sparsity, in JSON and with --verbose")
+    func sparsityReported() throws {
+        let model = fixture("tiny-llama")
+        let sparse = CLIRun(["generate", "--model", model, "--prompt", "a b c", "--max-tokens", "3", "--method", "random", "--sparsity", "0.5", "--json"])
+        let json = try sparse.json()
+        #expect(json["method"] as? String == "random" && json["head_sparsity"] as? Double == 0.5 && json["neuron_sparsity"] as? Double == 0.5)
+        #expect((json["realised_head_sparsity"] as? Double ?? 0) > 0 && (json["realised_neuron_sparsity"] as? Double ?? 0) > 0, "\(json)")
+        let dense = try CLIRun(["generate", "--model", model, "--prompt", "a b c", "--max-tokens", "3", "--json"]).json()
+        #expect(dense["method"] as? String == "dense" && dense["head_sparsity"] as? Double == 0 && dense["realised_head_sparsity"] as? Double == 0)
+        let verbose = CLIRun(["generate", "--model", model, "--prompt", "a b c", "--max-tokens", "3", "--method", "random", "--sparsity", "0.5", "--verbose"])
+        #expect(verbose.err.contains("; random masks, heads 0.50 / neurons 0.50, realised "), "\(verbose.err)")
+        let chat = CLIRun(["chat", "--model", model, "--max-tokens", "2", "--method", "random", "--sparsity", "0.5", "--json"], input: ["hello"])
+        let turn = try #require(try JSONSerialization.jsonObject(with: Data(chat.out.utf8)) as? [String: Any], "\(chat.err)")
+        #expect(turn["method"] as? String == "random" && (turn["realised_neuron_sparsity"] as? Double ?? 0) > 0, "\(turn)")
+    }
+
     @Test("generate --json returns the requested number of tokens")
     func generate() throws {
         let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "--max-tokens", "5", "--json"])
