@@ -319,7 +319,7 @@ enum SweepCommand {
             guard saved.settings == settings else {
                 throw ShadowError.invalidArgument(
                     name: "--out",
-                    reason: "\(out) holds a sweep with other settings (\(saved.settings)); give another --out or remove \(path("sweep-state.json"))")
+                    reason: "\(out) holds a sweep with other settings (\(Self.settingsDifference(saved.settings, settings))); give another --out or remove \(path("sweep-state.json"))")
             }
             state = saved
             // Tasks can be added or left out; a task must keep its file.
@@ -408,6 +408,27 @@ enum SweepCommand {
     }
 
     /// Each task with its data file and labels: `--data task=path` first, then `--data-dir`.
+    /// What differs between two settings lines ("name value; name value; …"), as
+    /// "shots 0 → 1, long-context (none → given)": the entries by name, with their values.
+    static func settingsDifference(_ saved: String, _ current: String) -> String {
+        func entries(_ line: String) -> [(name: String, value: String)] {
+            line.components(separatedBy: "; ").map { entry in
+                let parts = entry.split(separator: " ", maxSplits: 1).map(String.init)
+                return (parts.first ?? "", parts.count > 1 ? parts[1] : "")
+            }
+        }
+        let old = entries(saved), new = entries(current)
+        var names: [String] = []
+        for entry in old + new where !names.contains(entry.name) { names.append(entry.name) }
+        let differences = names.compactMap { name -> String? in
+            let before = old.first { $0.name == name }.map(\.value), after = new.first { $0.name == name }.map(\.value)
+            guard before != after else { return nil }
+            func shown(_ value: String?) -> String { value.map { $0.isEmpty ? "given" : $0 } ?? "none" }
+            return "\(name) \(shown(before)) → \(shown(after))"
+        }
+        return differences.isEmpty ? saved : differences.joined(separator: ", ")
+    }
+
     static func parseTasks(_ arguments: ParsedArguments) throws -> [(task: TaskName, path: String, labels: String?)] {
         func pairs(_ option: String) throws -> [String: String] {
             var result: [String: String] = [:]

@@ -253,6 +253,8 @@ struct SweepCommandTests {
         #expect(try sweep(out: out, ["--methods", "random", "--sparsities", "0.5"]).status == 0)
         let other = try sweep(out: out, ["--methods", "random", "--sparsities", "0.5", "--mask-seed", "9"])
         #expect(other.status != 0 && other.err.contains("sweep-state.json") && other.err.split(separator: "\n").count == 1, "\(other.err)")
+        #expect(other.err.contains("holds a sweep with other settings (mask-seed 0 → 9);"), "\(other.err)")
+        #expect(SweepCommand.settingsDifference("model a; shots 0", "model a; shots 1; long-context") == "shots 0 → 1, long-context none → given")
     }
 
     @Test("a larger --limit extends a finished sweep to the numbers of one run; a smaller one is refused")
