@@ -94,6 +94,29 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         return other.requestedSamples >= requestedSamples && a.sameRun(as: other)
     }
 
+    /// What keeps these traces from being extended by `other`'s run, as "--shots 5 → 3,
+    /// sources (…)", for the refusal.
+    public func differences(from other: TraceManifest) -> [String] {
+        var found: [String] = []
+        func compare<T: Equatable>(_ name: String, _ a: T, _ b: T, _ show: (T) -> String) {
+            if a != b { found.append("\(name) \(show(a)) → \(show(b))") }
+        }
+        compare("model", model, other.model) { $0.description }
+        compare("criteria", criteria, other.criteria) { $0.joined(separator: ",") }
+        compare("--predictor-token", predictorToken, other.predictorToken) { $0.rawValue }
+        compare("sources", sources, other.sources) { $0.joined(separator: ",") }
+        compare("--shots", options.shots, other.options.shots) { String($0) }
+        compare("--seed", options.seed, other.options.seed) { String($0) }
+        compare("--text-window", options.textWindow, other.options.textWindow) { String($0) }
+        compare("--text-continuation", options.textContinuation, other.options.textContinuation) { String($0) }
+        compare("--max-tokens", options.maxTokens, other.options.maxTokens) { String($0) }
+        compare("--shard", "\(shardIndex)/\(shardCount)", "\(other.shardIndex)/\(other.shardCount)") { $0 }
+        compare("--chunk-size", chunkSize, other.chunkSize) { String($0) }
+        if other.requestedSamples < requestedSamples { found.append("--samples \(requestedSamples) → \(other.requestedSamples) (only more can extend them)") }
+        if found.isEmpty && (format != other.format || version != other.version) { found.append("the trace format") }
+        return found
+    }
+
     public static let fileName = "manifest.json"
 
     public static func load(directory: String) throws -> TraceManifest {
@@ -180,7 +203,8 @@ public final class TraceWriter {
                 throw ShadowError.invalidArgument(name: "--out", reason: "\(directory) already holds traces (pass --resume to continue them, or choose another --out)")
             }
             guard existing.extendable(to: manifest) else {
-                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (model, criteria, sources or how they are read, options or shard differ, or --samples is smaller)")
+                let differences = existing.differences(from: manifest)
+                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (\(differences.isEmpty ? "settings differ" : differences.joined(separator: ", ")))")
             }
             self.manifest = existing
             if manifest.requestedSamples > existing.requestedSamples {
