@@ -79,22 +79,24 @@ enum BenchCommand {
         ]
     ) { arguments, console in
         let path = try ModelOptions.modelPath(arguments)
-        let prompts = try arguments.intList("p", range: 0...65536) ?? [512]
-        let generations = try arguments.intList("n", range: 0...65536) ?? [128]
-        let backwardLengths = try arguments.intList("b", range: 0...65536) ?? [0]
+        // A value listed twice would run its rows twice: each list is read once per value.
+        func once<T: Hashable>(_ values: [T]) -> [T] { var seen = Set<T>(); return values.filter { seen.insert($0).inserted } }
+        let prompts = once(try arguments.intList("p", range: 0...65536) ?? [512])
+        let generations = once(try arguments.intList("n", range: 0...65536) ?? [128])
+        let backwardLengths = once(try arguments.intList("b", range: 0...65536) ?? [0])
         let repetitions = try arguments.int("r", range: 1...1000) ?? 5
-        let threadCounts = try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount]
-        let dtypes = (arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:))
+        let threadCounts = once(try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount])
+        let dtypes = once((arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
         let format = arguments.string("o") ?? "md"
         let showProgress = !arguments.flag("no-progress")
         let name = URL(fileURLWithPath: path).lastPathComponent
-        let methods = arguments.list("method") ?? ["dense"]
-        let sparsities = try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
+        let methods = once(arguments.list("method") ?? ["dense"])
+        let sparsities = once(try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
             guard let value = Double(text), value >= 0, value < 1 else {
                 throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")
             }
             return value
-        }
+        })
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         // fb<n> scores one calibrate sample, which predicts at least one token from at least one.
         if backwardLengths.contains(1) {
@@ -207,11 +209,14 @@ enum BenchCommand {
         case "json":
             console.print(try JSONOutput.string(report))
         case "csv":
-            console.print("model,size_bytes,params,weights,threads,method,sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second")
+            console.print("model,size_bytes,params,weights,threads,method,sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
+                          + "realised_head_sparsity,realised_neuron_sparsity,predictor_share")
+            func number(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
             for r in rows {
                 console.print("\(r.model),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.test),"
                               + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
-                              + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? "")")
+                              + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
+                              + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare))")
             }
         default:
             console.print("| model | size | params | weights | threads | method | sparsity | test | t/s | MB/token | GB/s | predictor |")

@@ -51,7 +51,9 @@ public enum CLI {
             console.printError("error: \(unknown): unknown option before the subcommand (see '\(toolName) --help')")
             return 2
         }
-        let arguments = Array(arguments.dropFirst(leading.count))
+        var arguments = Array(arguments.dropFirst(leading.count))
+        // `help COMMAND` is `COMMAND --help`.
+        if arguments.first == "help", arguments.count > 1 { arguments = Array(arguments.dropFirst()) + ["--help"] }
         guard let name = arguments.first, !["-h", "--help", "help"].contains(name) else {
             console.print(overview())
             return 0
@@ -62,6 +64,11 @@ public enum CLI {
         let nested = commands.first(where: { $0.name == twoWords })
         guard let command = nested ?? commands.first(where: { $0.name == name }) else {
             let group = commands.filter { $0.name.hasPrefix(name + " ") }.map(\.name)
+            if !group.isEmpty, arguments.count > 1, ["-h", "--help"].contains(arguments[1]) {
+                console.print(commands.filter { group.contains($0.name) }.map { "  \($0.name.padding(toLength: 17, withPad: " ", startingAt: 0)) \($0.abstract)" }
+                                .joined(separator: "\n") + "\n\nSee '\(toolName) \(group[0]) --help' for the options of each.")
+                return 0
+            }
             if !group.isEmpty {
                 console.printError("error: '\(name)' needs one of: \(group.joined(separator: ", "))")
             } else {

@@ -111,8 +111,11 @@ enum SweepCommand {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by the \(method) method (predictor files or directories from train-predictor)")
         }
         let sparsities = try (arguments.list("sparsities") ?? []).map { text -> Double in
-            guard let p = Double(text), p > 0, p < 1 else {
-                throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \"\(text)\"")
+            guard let p = Double(text) else {
+                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\"\(text)\" is not a number")
+            }
+            guard p > 0, p < 1 else {
+                throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \(text)")
             }
             return p
         }

@@ -27,8 +27,12 @@ public final class SafetensorsFile: TensorSource {
         }
         let headerLength = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         guard headerLength <= UInt64(bytes.count - 8) else {
+            // A header opens with "{": a file that does not (JSON, text) is no safetensors file at all.
+            let opening = bytes.count > 8 ? bytes[8] : 0
             throw ShadowError.corruptFile(
-                path: path, reason: "header length \(headerLength) runs past the end of the file (\(bytes.count) bytes)")
+                path: path, reason: opening == UInt8(ascii: "{")
+                    ? "header length \(headerLength) runs past the end of the file (\(bytes.count) bytes)"
+                    : "not a safetensors file (its first 8 bytes give a header length of \(headerLength), past the end of its \(bytes.count) bytes)")
         }
         dataOffset = 8 + Int(headerLength)
         let dataSize = bytes.count - dataOffset

@@ -387,7 +387,7 @@ public enum TraceStore {
     /// Everything is checked before `output` is touched, and the merge is built in a temporary
     /// directory beside it that is renamed into place at the end: a failed merge leaves nothing.
     public static func merge(shards: [String], into output: String, chunkSize: Int? = nil) throws {
-        guard !shards.isEmpty else { throw ShadowError.invalidArgument(name: "merge", reason: "needs at least one shard directory") }
+        guard !shards.isEmpty else { throw ShadowError.invalidArgument(name: "--shards", reason: "needs at least one shard directory") }
         guard try !entryExists(atPath: output) else {
             throw ShadowError.invalidArgument(name: "--out", reason: "\(output) already exists (the merged traces go to a new directory)")
         }

@@ -96,6 +96,20 @@ struct CLITests {
         #expect(CLIRun(["tokenize", "-m", model, "--text", "a"]).status == 0)   // a declared short name
     }
 
+    @Test("help COMMAND shows that command's help, a command group's --help lists its commands, and errors name the option they need")
+    func helpRouting() throws {
+        let help = CLIRun(["help", "info"])
+        #expect(help.status == 0 && help.out.hasPrefix("OVERVIEW: Show a model's architecture"), "\(help.out)")
+        let group = CLIRun(["traces", "--help"])
+        #expect(group.status == 0 && group.out.contains("traces merge") && group.out.contains("traces info"), "\(group.err)")
+        let merge = CLIRun(["traces", "merge", "--out", scratchPath("merge-nothing")])
+        #expect(merge.status == 1 && merge.err == "error: --shards: needs at least one shard directory\n", "\(merge.err)")
+        let json = scratchPath("not-a-predictor") + ".json"
+        try String(repeating: "{\"heads\": [1, 2, 3]} ", count: 20).write(toFile: json, atomically: true, encoding: .utf8)
+        let info = CLIRun(["predictor", "info", json])
+        #expect(info.status == 1 && info.err.contains("\(json): not a safetensors file"), "\(info.err)")
+    }
+
     @Test("an option given twice is refused, whatever its spelling, rather than the last one winning")
     func duplicateOptions() {
         let model = fixture("tiny-llama")
