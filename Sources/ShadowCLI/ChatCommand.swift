@@ -24,7 +24,7 @@ enum ChatCommand {
         /// Ctrl-C stopped the reply.
         let interrupted: Bool
         let prefillTokensPerSecond: Double
-        /// nil when no token was generated.
+        /// Absent when no token was generated.
         let decodeTokensPerSecond: Double?
         /// The masks so far (realised: over the conversation up to this turn).
         let method: String

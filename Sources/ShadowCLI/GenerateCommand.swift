@@ -19,7 +19,7 @@ enum GenerateCommand {
         /// The text reached --stop: `text` ends before it; `tokens` include the ones that spelled it.
         let stoppedAtStop: Bool
         let prefillTokensPerSecond: Double
-        /// nil when no token was generated.
+        /// Absent when no token was generated.
         let decodeTokensPerSecond: Double?
         let method: String
         let headSparsity: Double, neuronSparsity: Double
@@ -75,7 +75,7 @@ enum GenerateCommand {
                 ? ShadowError.invalidArgument(name: "--system", reason: "leaves no room in \(loaded.model.contextDescription)")
                 : ShadowError.invalidArgument(name: "--chat", reason: "the default system message of the model's chat template leaves no room in \(loaded.model.contextDescription) (--no-system leaves it out)")
         }
-        try Generator.check(prompt: promptIDs, model: loaded.model)   // before the prompt is echoed
+        try Generator.check(prompt: promptIDs, model: loaded.model, option: arguments.has("prompt-file") ? "--prompt-file" : "--prompt")   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
         if sparsity is OracleController, promptIDs.count < 2 {
             throw ShadowError.invalidArgument(name: "--method", reason: "oracle needs a prompt of at least 2 tokens to take its criterion from; this one is \(promptIDs.count)")

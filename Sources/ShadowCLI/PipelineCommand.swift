@@ -77,9 +77,13 @@ enum PipelineCommand {
         /// How task text is read: "lm-eval" since 2026-12-04 (WikiText detokenized, HellaSwag's
         /// ctx_b capitalised); absent in the settings of earlier runs, which read both as stored.
         var taskText: String? = "lm-eval"
+        /// "end" when one text is both calibrated on and held out: its end is held out and not
+        /// calibrated on (since 2026-12-05; before, calibration read the whole text and the
+        /// held-out sample was its start).
+        var heldOutPart: String? = nil
 
         enum CodingKeys: String, CodingKey {
-            case model, quick, samples, limit, sparsity, tasks, taskText = "task_text"
+            case model, quick, samples, limit, sparsity, tasks, taskText = "task_text", heldOutPart = "held_out_part"
             case calibrationText = "calibration_text", heldOutText = "held_out_text"
         }
 
@@ -113,6 +117,10 @@ enum PipelineCommand {
                 differences.append("calibration text (\(earlier.calibrationText) → \(calibrationText))")
             }
             if earlier.heldOutText != heldOutText { differences.append("held-out text (\(earlier.heldOutText) → \(heldOutText))") }
+            if earlier.heldOutPart != heldOutPart {
+                func part(_ value: String?) -> String { value == "end" ? "its end, not calibrated on" : "its start" }
+                differences.append("held-out part of the text (\(part(earlier.heldOutPart)) → \(part(heldOutPart)))")
+            }
             if earlier.taskText != taskText {
                 differences.append("task text (\(earlier.taskText ?? "as stored") → \(describe(taskText)): WikiText detokenized and HellaSwag's ctx_b capitalised since 2026-12-04)")
             }
@@ -181,11 +189,13 @@ enum PipelineCommand {
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
         let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
         let heldOut = data.wikitextTest ?? calibrationText
+        // One file (however named) both calibrated on and held out: its end is held out.
+        let sharesText = AtomicFile.canonical(heldOut) == AtomicFile.canonical(calibrationText)
         let heldOutBytes = quick ? 4000 : 60000
         // Every option is checked before anything is written: a bad --text found by the
         // calibration step would leave an --out whose settings refuse the corrected command.
         try requireText(calibrationText, option: arguments.has("text") || data.wikitextValid == nil ? "--text" : "--data-dir")
-        if heldOut != calibrationText { try requireText(heldOut, option: "--data-dir") }
+        if !sharesText { try requireText(heldOut, option: "--data-dir") }
         if data.piqa == nil && data.hellaswag == nil {
             console.printError("pipeline: no PIQA or HellaSwag under --data-dir \(dataDir); the report has perplexity and speed only")
         }
@@ -197,7 +207,7 @@ enum PipelineCommand {
         try AtomicFile.createDirectory(out)
         try RunSettings(model: fingerprint, quick: quick, samples: samples, limit: taskFiles.isEmpty ? nil : itemLimit,
                         sparsity: sparsity, calibrationText: RunSettings.absolute(calibrationText),
-                        heldOutText: RunSettings.absolute(heldOut), tasks: taskFiles)
+                        heldOutText: RunSettings.absolute(heldOut), tasks: taskFiles, heldOutPart: sharesText ? "end" : nil)
             .claim(path("pipeline-settings.json"), out: out)
 
         var steps: [Step] = []
@@ -225,7 +235,6 @@ enum PipelineCommand {
         // take half an hour per method here), or with one text for both, its end, which
         // calibration then never reads.
         let sample = path("heldout-sample.txt"), calibrationPart = path("calibration-text.txt")
-        let sharesText = heldOut == calibrationText
         if try !exists("heldout-sample.txt") || (sharesText && !exists("calibration-text.txt")) {
             guard let text = String(validating: try readWholeFile(heldOut), as: UTF8.self) else {
                 throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")

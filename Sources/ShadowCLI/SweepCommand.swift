@@ -90,7 +90,8 @@ enum SweepCommand {
         for criterion in criteria where Criterion(rawValue: criterion) == nil {
             throw ShadowError.invalidArgument(name: "--criteria", reason: "unknown criterion \"\(criterion)\"")
         }
-        var methods: [String] = [], criteriaOf: [String: [String]] = [:]
+        // A method given bare takes each of --criteria, beside any it names itself.
+        var methods: [String] = [], criteriaOf: [String: [String]] = [:], bare: Set<String> = []
         for entry in arguments.list("methods") ?? [] {
             let parts = entry.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             let method = parts[0]
@@ -98,7 +99,7 @@ enum SweepCommand {
                 throw ShadowError.invalidArgument(name: "--methods", reason: "unknown method \"\(method)\" (expected \(sparseMethods.joined(separator: ", ")))")
             }
             if !methods.contains(method) { methods.append(method) }
-            guard parts.count == 2 else { continue }
+            guard parts.count == 2 else { bare.insert(method); continue }
             guard method != "random" else {
                 throw ShadowError.invalidArgument(name: "--methods", reason: "random has no criterion, got \"\(entry)\"")
             }
@@ -199,7 +200,8 @@ enum SweepCommand {
         // The cells: dense, then every method × criterion × sparsity that has a mask source.
         var cells = [SweepCell.dense]
         for method in methods {
-            let criteria = criteriaOf[method] ?? criteria
+            var criteria = bare.contains(method) ? criteria : []
+            for criterion in criteriaOf[method] ?? [] where !criteria.contains(criterion) { criteria.append(criterion) }
             let cellCriteria: [String?]
             switch method {
             case "random":
@@ -410,7 +412,6 @@ enum SweepCommand {
         }
     }
 
-    /// Each task with its data file and labels: `--data task=path` first, then `--data-dir`.
     /// What differs between two settings lines ("name value; name value; …"), as
     /// "shots 0 → 1, long-context (none → given)": the entries by name, with their values.
     static func settingsDifference(_ saved: String, _ current: String) -> String {
@@ -432,6 +433,7 @@ enum SweepCommand {
         return differences.isEmpty ? saved : differences.joined(separator: ", ")
     }
 
+    /// Each task with its data file and labels: `--data task=path` first, then `--data-dir`.
     static func parseTasks(_ arguments: ParsedArguments) throws -> [(task: TaskName, path: String, labels: String?)] {
         func pairs(_ option: String) throws -> [String: String] {
             var result: [String: String] = [:]

@@ -54,9 +54,6 @@ enum TrainPredictorCommand {
         try AtomicFile.checkWritable(out, option: "--out")
         try AtomicFile.refuseOverwriting(out, option: "--out", inputs: AggregateCommand.traceInputs(traces))
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is a directory; give a file name")
-        }
         let kind = PredictorKind(rawValue: try arguments.required("kind"))!
         let configuration = PredictorConfiguration(
             kind: kind,

@@ -146,9 +146,10 @@ extension LlamaConfig {
     /// llama.cpp's reading of a `gemma2` or `gemma3` GGUF, which holds no keys for most of this:
     /// Gemma 2's even layers slide (`attention.sliding_window`, 4096 if absent), with its soft-caps
     /// (`attn_logit_softcapping`, `final_logit_softcapping`, 50 and 30 if absent); five of every
-    /// six of Gemma 3's layers slide (none without a window) with a RoPE base of 10,000, unscaled
-    /// (llama.cpp sets it whatever `rope.freq_base_swa` says; Gemma 2's sliding layers take that
-    /// key's base, with the file's scaling, when it is there), and its logits are capped only if `final_logit_softcapping` says so. Scores are
+    /// six of Gemma 3's layers slide (none without a window) with `rope.freq_base_swa`, else
+    /// 10,000, unscaled (as newer llama.cpp reads it; converters do not write the key for Gemma 3;
+    /// Gemma 2's sliding layers take that key's base, with the file's scaling, when it is there),
+    /// and its logits are capped only if `final_logit_softcapping` says so. Scores are
     /// scaled by 1/√d_h, except in the 27B models (Gemma 2's 46 layers, Gemma 3's 62), whose
     /// query_pre_attn_scalar is d/H. Newer llama.cpp lets `attention.sliding_window_pattern` set
     /// the period (2 and 6 by default).
@@ -171,20 +172,27 @@ extension LlamaConfig {
         guard window > 0 || (gemma3 && window == 0) else {
             throw ShadowError.corruptFile(path: file.path, reason: "key \"\(windowKey)\": must be positive, got \(window)")
         }
+        guard window > 0 else {
+            (slidingWindow, slidingLayers) = (nil, nil)
+            return try readGemmaCaps(file, arch: arch, positive)
+        }
         // Every period-th layer attends fully (llama.cpp's set_swa_pattern: layer l slides when
-        // l mod p < p − 1; a period of 0 slides them all, 1 none).
+        // l mod p < p − 1; a period of 0 slides them all, 1 none). llama.cpp reads the key for
+        // these architectures as one number and passes over an array (a per-layer list).
         let patternKey = "\(arch).attention.sliding_window_pattern"
-        let period = try file.intIfPresent(patternKey) ?? (gemma3 ? 6 : 2)
+        let defaultPeriod = gemma3 ? 6 : 2
+        let period: Int
+        if case .array? = file.metadata[patternKey] { period = defaultPeriod } else { period = try file.intIfPresent(patternKey) ?? defaultPeriod }
         guard period >= 0 && period <= TransformerShape.largestLayerCount else {
             throw ShadowError.corruptFile(path: file.path, reason: "key \"\(patternKey)\": \(period) is not a period of layers")
         }
         let sliding = (0..<layers).map { period == 0 || $0 % period < period - 1 }
-        guard window > 0, sliding.contains(true) else {
+        guard sliding.contains(true) else {
             (slidingWindow, slidingLayers) = (nil, nil)
             return try readGemmaCaps(file, arch: arch, positive)
         }
         (slidingWindow, slidingLayers) = window < maxContext ? (window, sliding) : (nil, nil)
-        if let base = gemma3 ? 10_000 : try positive("rope.freq_base_swa") {
+        if let base = try positive("rope.freq_base_swa") ?? (gemma3 ? 10_000 : nil) {
             localRopeLayers = sliding
             localRope = RopeConfig(theta: base, scaling: gemma3 ? .none : rope.scaling)
         }

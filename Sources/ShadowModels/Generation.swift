@@ -26,11 +26,11 @@ public struct GenerationResult: Sendable {
 public enum Generator {
     /// Throws unless `prompt` leaves room in the context for at least one generated token; the
     /// CLI calls it before printing the prompt.
-    public static func check(prompt: [Int], model: any CausalLanguageModel) throws {
-        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: "--prompt", reason: "is empty (no tokens)") }
+    public static func check(prompt: [Int], model: any CausalLanguageModel, option: String = "--prompt") throws {
+        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: option, reason: "is empty (no tokens)") }
         let limit = model.shape.maxContext
         guard prompt.count < limit else {
-            throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit \(model.contextDescription)")
+            throw ShadowError.invalidArgument(name: option, reason: "\(prompt.count) tokens do not fit \(model.contextDescription)")
         }
     }
 

@@ -399,8 +399,6 @@ public struct LlamaConfig: Sendable, Equatable {
                          ffnSize: intermediateSize, vocabularySize: vocabularySize, maxContext: maxContext)
     }
 
-    /// Checks the relations between sizes, naming the key that breaks them. `keys` renames the
-    /// config.json keys for a config read from elsewhere (GGUF metadata).
     /// This config with LongRoPE's long factors rotating every position and the context
     /// reaching max_position_embeddings; nil without long factors that reach further.
     public func withLongRopeFactors() -> LlamaConfig? {
@@ -412,6 +410,8 @@ public struct LlamaConfig: Sendable, Equatable {
         return config
     }
 
+    /// Checks the relations between sizes, naming the key that breaks them. `keys` renames the
+    /// config.json keys for a config read from elsewhere (GGUF metadata).
     func validate(path: String, keys: [String: String] = [:], keyPrefix: String = "") throws {
         func key(_ name: String) -> String { keys[name] ?? keyPrefix + name }
         func checkFactorCount(_ factors: [Float]) throws {
@@ -632,9 +632,9 @@ extension LlamaConfig: Decodable {
         // LongRoPE switches to its long factors past the original context (transformers for
         // the whole sequence, llama.cpp for a context set longer): up to it both use the short
         // factors, as here, and the context ends there (withLongRopeFactors goes on).
+        // (A window was kept above only if shorter than the declared context: under the long
+        // factors it may apply past the original one.)
         if case .longRope(let longRope) = scaling, longRope.extendsContext { maxContext = longRope.originalContext }
-        // A window no shorter than the declared context changes nothing.
-        if let window = slidingWindow, window >= declaredContext { (slidingWindow, slidingLayers) = (nil, nil) }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // As transformers builds each architecture: Qwen2 always biases q, k and v (never o_proj)
         // whatever attention_bias says; Mistral and Phi-3 have no biases; Llama and Qwen3 bias q, k, v and o

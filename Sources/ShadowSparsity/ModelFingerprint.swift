@@ -2,6 +2,14 @@ import Foundation
 import ShadowFormats
 import ShadowModels
 
+extension TransformerShape {
+    /// The sizes a fingerprint compares, by their config names.
+    var namedSizes: [(String, Int)] {
+        [("hidden_size", hiddenSize), ("heads", heads), ("kv_heads", kvHeads), ("head_dim", headDim),
+         ("ffn_size", ffnSize), ("vocab_size", vocabularySize), ("max_context", maxContext)]
+    }
+}
+
 /// Identifies the model that traces and predictors were made with, so that loading them for a
 /// different model is a clear error rather than silent nonsense.
 public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConvertible {
@@ -76,17 +84,21 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
         }
     }
 
+    /// What tells `other` from this fingerprint in words: the descriptions, or where they read the
+    /// same the sizes that differ ("max_context 128 → 32", --long-context among the causes).
+    public func difference(to other: ModelFingerprint) -> String {
+        guard description == other.description else { return "\(self) → \(other)" }
+        let mine = shape, theirs = other.shape
+        let sizes = zip(mine.namedSizes, theirs.namedSizes).filter { $0.1 != $1.1 }.map { "\($0.0.0) \($0.0.1) → \($0.1.1)" }
+        let context = mine.maxContext != theirs.maxContext ? " (--long-context, for LongRoPE models, changes it)" : ""
+        return sizes.isEmpty ? "\(self), made differently" : sizes.joined(separator: ", ") + context
+    }
+
     /// The sizes that differ (": its vocab_size is 500, the model's 384"): the descriptions show
     /// the layer count only, and can read the same for two different models.
     private func shapeDifference(_ other: ModelFingerprint) -> String {
-        let mine = shape, theirs = other.shape
-        let sizes: [(String, Int, Int)] = [
-            ("hidden_size", mine.hiddenSize, theirs.hiddenSize), ("heads", mine.heads, theirs.heads),
-            ("kv_heads", mine.kvHeads, theirs.kvHeads), ("head_dim", mine.headDim, theirs.headDim),
-            ("ffn_size", mine.ffnSize, theirs.ffnSize), ("vocab_size", mine.vocabularySize, theirs.vocabularySize),
-            ("max_context", mine.maxContext, theirs.maxContext),
-        ]
-        let differing = sizes.filter { $0.1 != $0.2 }.map { key, model, file in "its \(key) is \(file), the model's \(model)" }
+        let differing = zip(shape.namedSizes, other.shape.namedSizes).filter { $0.1 != $1.1 }
+            .map { model, file in "its \(model.0) is \(file.1), the model's \(model.1)" }
         return differing.isEmpty ? "" : ": " + differing.joined(separator: "; ")
     }
 }

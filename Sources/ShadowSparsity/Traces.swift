@@ -101,7 +101,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         func compare<T: Equatable>(_ name: String, _ a: T, _ b: T, _ show: (T) -> String) {
             if a != b { found.append("\(name) \(show(a)) → \(show(b))") }
         }
-        compare("model", model, other.model) { $0.description }
+        if model != other.model { found.append("model \(model.difference(to: other.model))") }
         compare("criteria", criteria, other.criteria) { $0.joined(separator: ",") }
         compare("--predictor-token", predictorToken, other.predictorToken) { $0.rawValue }
         compare("sources", sources, other.sources) { $0.joined(separator: ",") }

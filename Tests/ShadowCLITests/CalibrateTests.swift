@@ -407,7 +407,13 @@ struct PipelineTests {
         // A run from before 2026-12-04 read WikiText and HellaSwag as stored: its settings have no task_text.
         let settingsPath = out + "/pipeline-settings.json"
         var settings = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: settingsPath))) as? [String: Any])
-        #expect(settings["task_text"] as? String == "lm-eval")
+        #expect(settings["task_text"] as? String == "lm-eval" && settings["held_out_part"] as? String == "end")
+        // A run from before 2026-12-05 held out the start of a shared text, which it calibrated on.
+        settings["held_out_part"] = nil
+        try JSONSerialization.data(withJSONObject: settings).write(to: URL(fileURLWithPath: settingsPath))
+        let unsplit = CLIRun(arguments)
+        #expect(unsplit.status != 0 && unsplit.err.contains("held-out part of the text (its start → its end, not calibrated on)"), "\(unsplit.err)")
+        settings["held_out_part"] = "end"
         settings["task_text"] = nil
         try JSONSerialization.data(withJSONObject: settings).write(to: URL(fileURLWithPath: settingsPath))
         let older = CLIRun(arguments)

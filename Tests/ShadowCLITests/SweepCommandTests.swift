@@ -331,6 +331,10 @@ struct SweepCommandTests {
         #expect(run.status == 0 && !run.err.contains("skipped"), "\(run.err)")
         let cells = Set(rows(try run.json()).keys.map { $0.split(separator: " ").dropFirst().joined(separator: " ") })
         #expect(cells == ["dense - 0", "shadow plainact 0.5", "dejavu l2_norm 0.5", "random - 0.5"], "\(cells)")
+        // Bare, a method also takes each of --criteria.
+        let both = try sweep(out: scratchPath("sweep-pairs-bare"), ["--methods", "static:plainact,static", "--criteria", "l2_norm", "--sparsities", "0.5"])
+        let staticCells = Set(rows(try both.json()).keys.map { $0.split(separator: " ").dropFirst().joined(separator: " ") })
+        #expect(staticCells == ["dense - 0", "static l2_norm 0.5", "static plainact 0.5"], "\(staticCells) \(both.err)")
     }
 
     @Test("shadow and dejavu cells asked for need --predictor, as eval's methods do; a missing data directory is named")

@@ -158,7 +158,7 @@ struct GemmaTests {
         #expect(message.contains(key) && message.contains(reason), "\(message)")
     }
 
-    @Test("GGUF metadata as llama.cpp reads it: Gemma 2's window 4096 and caps 50/30 when absent, Gemma 3's sliding base 10,000 whatever rope.freq_base_swa says and full attention without a window, the sliding period from sliding_window_pattern, d/H scores for the 27B models")
+    @Test("GGUF metadata as llama.cpp reads it: Gemma 2's window 4096 and caps 50/30 when absent, Gemma 3's sliding base rope.freq_base_swa else 10,000 and full attention without a window, the sliding period from sliding_window_pattern, d/H scores for the 27B models")
     func ggufDefaults() throws {
         func config(_ arch: String, layers: Int = 12, _ metadata: [(String, GGUFValue)]) throws -> LlamaConfig {
             var builder = GGUFBuilder()
@@ -179,7 +179,8 @@ struct GemmaTests {
         #expect(try config("gemma2", layers: 46, []).attentionScale == 1 / Float(16).squareRoot())   // d/H = 64/4
 
         let gemma3 = try config("gemma3", [("attention.sliding_window", .uint32(512)), ("rope.freq_base_swa", .float32(500))])
-        #expect(gemma3.slidingLayers == (0..<12).map { ($0 + 1) % 6 != 0 } && gemma3.localRope == RopeConfig(theta: 10_000))
+        #expect(gemma3.slidingLayers == (0..<12).map { ($0 + 1) % 6 != 0 } && gemma3.localRope == RopeConfig(theta: 500))
+        #expect(try config("gemma3", [("attention.sliding_window", .uint32(512))]).localRope == RopeConfig(theta: 10_000))
         #expect(gemma3.attentionSoftcap == nil && gemma3.logitSoftcap == nil && gemma3.queryKeyNorm)
         #expect(gemma3.attentionScale == 1 / Float(24).squareRoot())
         #expect(try config("gemma3", layers: 62, [("attention.sliding_window", .uint32(512))]).attentionScale == 1 / Float(16).squareRoot())
@@ -201,6 +202,10 @@ struct GemmaTests {
         expectShadowError(["gemma3.attention.sliding_window_pattern", "period"]) {
             _ = try config("gemma3", [("attention.sliding_window", .uint32(512)), ("attention.sliding_window_pattern", .int32(-2))])
         }
+        // Without a window Gemma 3 reads no pattern; a per-layer array is passed over, as llama.cpp does for these.
+        #expect(try config("gemma3", [("attention.sliding_window_pattern", .int32(-2))]).slidingLayers == nil)
+        let listed = try config("gemma2", [("attention.sliding_window_pattern", .array(.bool(Array(repeating: true, count: 12))))])
+        #expect(listed.slidingLayers == (0..<12).map { $0 % 2 == 0 })
         expectShadowError(["gemma2.final_logit_softcapping", "positive"]) { _ = try config("gemma2", [("final_logit_softcapping", .float32(0))]) }
     }
 

@@ -209,6 +209,12 @@ struct PredictorTests {
                 #expect(!error.description.contains("\n"))
             }
         }
+        // In words for a refused resume: the descriptions, or where they read the same the sizes.
+        var shorter = SyntheticTraces.fingerprint
+        shorter.shape.maxContext = made.maxContext / 2
+        #expect(SyntheticTraces.fingerprint.difference(to: shorter)
+                == "max_context \(made.maxContext) → \(made.maxContext / 2) (--long-context, for LongRoPE models, changes it)")
+        #expect(SyntheticTraces.fingerprint.difference(to: other) == "\(SyntheticTraces.fingerprint) → \(other)")
     }
 
     @Test("corrupt predictor files fail with one line naming the file and the tensor")
