@@ -98,6 +98,25 @@ public struct Command: Sendable {
         return lines.joined(separator: "\n")
     }
 
+    /// Whether `arguments` hold `--help` or `-h` as an option, not as the value of one
+    /// (`generate --prompt -h` generates from "-h").
+    func asksForHelp(_ arguments: [String]) -> Bool {
+        var i = 0
+        while i < arguments.count {
+            let argument = arguments[i]
+            if argument == "--help" || argument == "-h" { return true }
+            // An option that takes a value, written without "=", takes the next argument with it.
+            let name = argument.hasPrefix("--") ? String(argument.dropFirst(2)) : argument.hasPrefix("-") ? String(argument.dropFirst()) : nil
+            if let name, !name.contains("="),
+               let option = options.first(where: { $0.name == name || (name.count == 1 && $0.short == name.first) }), !option.isFlag {
+                i += 2
+            } else {
+                i += 1
+            }
+        }
+        return false
+    }
+
     /// Parses `arguments` (after the subcommand name).
     public func parse(_ arguments: [String]) throws -> ParsedArguments {
         var values: [String: [String]] = [:]

@@ -77,7 +77,7 @@ public enum CLI {
             return 2
         }
         var rest = Array(arguments.dropFirst(nested == nil ? 1 : 2))
-        if rest.contains("--help") || rest.contains("-h") {
+        if command.asksForHelp(rest) {
             console.print(command.help(tool: toolName))
             return 0
         }

@@ -108,6 +108,11 @@ struct CLITests {
         try String(repeating: "{\"heads\": [1, 2, 3]} ", count: 20).write(toFile: json, atomically: true, encoding: .utf8)
         let info = CLIRun(["predictor", "info", json])
         #expect(info.status == 1 && info.err.contains("\(json): not a safetensors file"), "\(info.err)")
+        // "-h" as an option's value is that value, not a request for help.
+        let tokens = CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "--help", "--json"])
+        let ids = try tokens.json()["ids"] as? [Int]
+        #expect(tokens.status == 0 && ids?.isEmpty == false, "\(tokens.out)")
+        #expect(CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "a", "-h"]).out.hasPrefix("OVERVIEW: "))
     }
 
     @Test("an option given twice is refused, whatever its spelling, rather than the last one winning")
