@@ -11,6 +11,9 @@ enum EvalCommand {
     struct Report: Encodable {
         var task: String
         var model: String
+        /// The task file read and how the weights were kept: what else decides the numbers.
+        var data: String = ""
+        var weights: String = ""
         var n: Int
         var metrics: [String: Double] = [:]
         var method: String
@@ -47,6 +50,8 @@ enum EvalCommand {
             var c = encoder.container(keyedBy: Key.self)
             try c.encode(task, forKey: Key("task"))
             try c.encode(model, forKey: Key("model"))
+            try c.encode(data, forKey: Key("data"))
+            try c.encode(weights, forKey: Key("weights"))
             try c.encode(n, forKey: Key("n"))
             for (name, value) in metrics { try c.encode(value, forKey: Key(name)) }
             try c.encode(method, forKey: Key("method"))
@@ -186,6 +191,8 @@ enum EvalCommand {
                             maskMode: maskMode.rawValue, headSparsity: settings.headSparsity,
                             neuronSparsity: settings.neuronSparsity, dense: [:], offset: offset, limit: limit,
                             shots: shots, seed: seed, seconds: 0)
+        report.data = try arguments.required("data")
+        report.weights = try arguments.required("weights")
         var agreement: Agreement?
         var samples: [Sample] = []
         switch task {

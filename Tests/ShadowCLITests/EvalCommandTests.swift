@@ -37,6 +37,7 @@ struct EvalCommandTests {
             #expect(json[key] != nil, "missing \(key)")
         }
         #expect(json["task"] as? String == "piqa")
+        #expect(json["data"] as? String == files.data && json["weights"] as? String == "f32")
         #expect(json["n"] as? Int == 2)
         #expect(json["offset"] as? Int == 1 && json["limit"] as? Int == 2)
         #expect((json["kl_divergence"] as? Double ?? 0) > 0)
