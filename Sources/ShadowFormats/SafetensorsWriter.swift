@@ -255,12 +255,12 @@ public enum AtomicFile {
             }
             if status.st_mode & S_IFMT != S_IFREG { return }
         }
-        // The nearest directory on the way that exists must be a directory we may write in.
+        // The nearest directory on the way that exists (the path is absolute here: "/" at the
+        // latest) must be a directory we may write in.
         let target = (try? followingLinks(path).end) ?? path
         var ancestor = URL(fileURLWithPath: target).deletingLastPathComponent().path
         while stat(ancestor, &status) != 0 && ancestor != "/" {
             ancestor = (ancestor as NSString).deletingLastPathComponent
-            if ancestor.isEmpty { ancestor = "." }
         }
         guard status.st_mode & S_IFMT == S_IFDIR else {
             throw ShadowError.invalidArgument(name: option, reason: "cannot write \(path): \(ancestor) is a file, not a directory")
