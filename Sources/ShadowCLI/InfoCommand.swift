@@ -25,6 +25,9 @@ enum InfoCommand {
         /// Why max_context ends before the checkpoint's declared context (LongRoPE's original context).
         let contextLimit: String?
         let parameters: Int
+        /// `--weights`, and the bytes of weights one decoded token reads in it (every matrix, the LM head included).
+        let weights: String
+        let decodeBytesPerToken: Int
         let sourceDTypes: [String: Int]
         let tokenizer: Bool
         let bosTokenID: Int?
@@ -44,12 +47,14 @@ enum InfoCommand {
             case attentionSoftcap = "attention_softcap", logitSoftcap = "logit_softcap"
             case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
             case chatTemplate = "chat_template", defaultSystem = "default_system"
+            case weights, decodeBytesPerToken = "decode_bytes_per_token"
         }
     }
 
     static let command = Command(
         name: "info", abstract: "Show a model's architecture, sizes, parameter count and dtypes.",
-        options: ModelOptions.options + [.flag("json", help: "Print JSON.")]
+        // --threads would change nothing info prints.
+        options: ModelOptions.options.filter { $0.name != "threads" } + [.flag("json", help: "Print JSON.")]
     ) { arguments, console in
         let loaded = try ModelOptions.load(arguments, console: console)
         let s = loaded.model.shape
@@ -63,7 +68,9 @@ enum InfoCommand {
             ffnSize: s.ffnSize, vocabularySize: s.vocabularySize, maxContext: s.maxContext,
             slidingWindow: window, slidingLayers: sliding, attentionSoftcap: llama?.attentionSoftcap, logitSoftcap: llama?.logitSoftcap,
             contextLimit: loaded.model.contextLimit,
-            parameters: loaded.model.parameterCount, sourceDTypes: loaded.model.sourceDTypes,
+            parameters: loaded.model.parameterCount,
+            weights: loaded.model.weightDType.rawValue, decodeBytesPerToken: loaded.model.decodeBytesPerToken(plans: nil),
+            sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
             eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS,
             chatTemplate: chat?.family.rawValue, defaultSystem: chat.flatMap { $0.systemContent($0.defaultSystem) })
@@ -89,6 +96,7 @@ enum InfoCommand {
             context       \(s.maxContext)\(report.contextLimit.map { " (\($0))" } ?? "")\(windowText)\(capsLine)
             parameters    \(report.parameters) (\(String(format: "%.1f", Double(report.parameters) / 1e6)) M)
             file dtypes   \(dtypes)
+            weights       \(report.weights) in memory (--weights), \(String(format: "%.1f", Double(report.decodeBytesPerToken) / 1e6)) MB read per decoded token
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")
             chat          \(report.chatTemplate.map { "\($0) turns" + (report.defaultSystem.map { ", default system turn \($0.debugDescription)" } ?? ", no default system turn") } ?? "no chat template this tool builds")
             """)

@@ -157,6 +157,12 @@ struct CLITests {
         #expect(json["architecture"] as? String == "llama")
         #expect(json["layers"] as? Int == 2)
         #expect((json["parameters"] as? Int ?? 0) > 0)
+        // --weights decides what decode reads: 16-bit weights half of f32's bytes. --threads would change nothing, so info refuses it.
+        #expect(json["weights"] as? String == "f16")
+        let f32 = try CLIRun(["info", "--model", fixture("tiny-llama"), "--weights", "f32", "--json"]).json()
+        #expect(f32["weights"] as? String == "f32")
+        #expect(f32["decode_bytes_per_token"] as? Int == 2 * (json["decode_bytes_per_token"] as? Int ?? 0))
+        #expect(CLIRun(["info", "--model", fixture("tiny-llama"), "--threads", "2"]).err == "error: --threads: unknown option for 'info' (see --help)\n")
         // The chat commands' template: ChatML markers without a template of the model's own, so no default system turn.
         #expect(json["chat_template"] as? String == "ChatML" && json["default_system"] == nil)
         let opt = CLIRun(["info", "--model", fixture("tiny-opt"), "--json"])
