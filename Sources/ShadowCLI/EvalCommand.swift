@@ -312,9 +312,10 @@ enum EvalCommand {
 
     /// A Markdown table: one row per metric, sparse next to dense.
     static func markdown(_ report: Report) -> String {
-        func format(_ value: Double?) -> String {
+        // Counts as integers; everything else with four decimals, so an accuracy of 1 reads 1.0000 beside 0.5000.
+        func format(_ value: Double?, count: Bool = false) -> String {
             guard let value else { return "–" }
-            return value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(format: "%.4f", value)
+            return count && value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(format: "%.4f", value)
         }
         var lines = [
             "| task | n | metric | \(report.method == "dense" ? "value" : report.method) | stderr | dense |",
@@ -324,7 +325,8 @@ enum EvalCommand {
                      "bits_per_byte", "nll_sum", "predicted_tokens"]
         for name in order {
             guard let value = report.metrics[name] else { continue }
-            lines.append("| \(report.task) | \(report.n) | \(name) | \(format(value)) | \(format(report.metrics[name + "_stderr"])) | \(format(report.dense[name])) |")
+            let count = name == "predicted_tokens"
+            lines.append("| \(report.task) | \(report.n) | \(name) | \(format(value, count: count)) | \(format(report.metrics[name + "_stderr"])) | \(format(report.dense[name], count: count)) |")
         }
         var notes = ["method \(report.method)"]
         if report.method != "dense" {
@@ -332,7 +334,8 @@ enum EvalCommand {
             if let heads = report.realisedHeadSparsity, let neurons = report.realisedNeuronSparsity {
                 notes.append(String(format: "realised %.3f / %.3f", heads, neurons))
             }
-            notes.append("masks \(report.maskMode)")
+            // WikiText has no questions (each window is one prompt), and no few-shot examples.
+            if report.task != TaskName.wikitext.rawValue { notes.append("masks \(report.maskMode)") }
         }
         if let kl = report.klDivergence, let top1 = report.top1Agreement {
             notes.append(String(format: "KL(dense‖sparse) %.5f, top-1 agreement %.4f", kl, top1))
@@ -342,7 +345,8 @@ enum EvalCommand {
         if let context = report.context, let stride = report.stride {
             notes.append(stride == context ? "\(context)-token windows" : "\(context)-token windows, stride \(stride)")
         }
-        notes.append("offset \(report.offset)" + (report.limit.map { ", limit \($0)" } ?? "") + ", \(report.shots)-shot")
+        notes.append("offset \(report.offset)" + (report.limit.map { ", limit \($0)" } ?? "")
+                     + (report.task == TaskName.wikitext.rawValue ? "" : ", \(report.shots)-shot"))
         notes.append(String(format: "%.2f s", report.seconds))
         lines += ["", notes.joined(separator: "; ")]
         return lines.joined(separator: "\n")

@@ -101,6 +101,11 @@ struct EvalCommandTests {
         let nll = pages.reduce(0.0) { $0 - ($1["loglikelihood"] as? Double ?? .nan) }
         #expect(abs(nll - (text["nll_sum"] as? Double ?? 0)) < 1e-9 * max(1, nll))
         #expect(pages.reduce(0) { $0 + ($1["tokens"] as? Int ?? 0) } == text["predicted_tokens"] as? Int)
+        // Its Markdown report counts tokens as an integer and names neither a mask mode nor shots, which WikiText does not read.
+        let markdown = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki,
+                               "--method", "random", "--sparsity", "0.5", "--no-progress"]).out
+        #expect(markdown.contains("| wikitext | 2 | predicted_tokens | \(text["predicted_tokens"] as? Int ?? -1) |"), "\(markdown)")
+        #expect(!markdown.contains("masks") && !markdown.contains("-shot") && markdown.contains("offset 0;"), "\(markdown)")
     }
 
     @Test("--samples over the task file it reads is refused and leaves the file alone")
@@ -158,6 +163,11 @@ struct EvalCommandTests {
                           "--labels", files.labels, "--no-progress"])
         #expect(run.status == 0, "\(run.err)")
         #expect(run.out.contains("| piqa | 4 | acc |"))
+        // Accuracies keep four decimals, whole or not (1.0000 beside 0.5000), and the notes name the shots.
+        #expect(run.out.split(separator: "\n").filter { $0.hasPrefix("| piqa | 4 | acc") }.allSatisfy {
+            $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }[4].wholeMatch(of: /[01]\.\d{4}/) != nil
+        }, "\(run.out)")
+        #expect(run.out.contains("offset 0, 0-shot;"), "\(run.out)")
         let json = try CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
                                "--labels", files.labels, "--json", "--no-progress"]).json()
         #expect(json["kl_divergence"] as? Double == 0 && json["top1_agreement"] as? Double == 1)
