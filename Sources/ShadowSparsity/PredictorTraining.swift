@@ -126,13 +126,7 @@ public struct PredictorDataset: Sendable {
     /// Reads the samples of a trace directory (one chunk in memory at a time while reading).
     /// `criterion` nil takes the traces' first criterion.
     public static func load(directory: String, criterion: String?, kind: PredictorKind) throws -> PredictorDataset {
-        guard try fileKind(atPath: directory) == .directory else {
-            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) is not a directory")
-        }
         let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
-        guard try fileKind(atPath: manifestPath) != nil else {
-            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds no traces (no \(TraceManifest.fileName))")
-        }
         let manifest = try TraceStore.open(directory: directory)
         guard let name = criterion ?? manifest.criteria.first else {
             throw ShadowError.failed("\(manifestPath): lists no criteria")

@@ -119,8 +119,18 @@ public struct TraceManifest: Codable, Sendable, Equatable {
 
     public static let fileName = "manifest.json"
 
+    /// The manifest of a trace directory; a missing directory, a file, or a directory without a
+    /// manifest is said in those words, whichever command reads it.
     public static func load(directory: String) throws -> TraceManifest {
+        switch try fileKind(atPath: directory) {
+        case nil: throw ShadowError.fileNotFound(path: directory)
+        case .directory?: break
+        case _?: throw ShadowError.corruptFile(path: directory, reason: "not a directory of traces (calibrate writes one)")
+        }
         let path = (directory as NSString).appendingPathComponent(fileName)
+        guard try fileKind(atPath: path) != nil else {
+            throw ShadowError.corruptFile(path: directory, reason: "holds no traces (no \(fileName); calibrate writes one)")
+        }
         let manifest = try ConfigDecoding.decode(TraceManifest.self, path: path)
         try manifest.validate(path: path)
         return manifest
