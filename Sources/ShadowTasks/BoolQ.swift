@@ -6,7 +6,8 @@
 /// ["no", "yes"], so a true answer is gold 1.
 enum BoolQ {
     static func read(path: String) throws -> [MultipleChoiceItem] {
-        let answers: [(spelling: String, index: Int)] = [("false", 0), ("true", 1), ("0", 0), ("1", 1)]
+        // Python's str(bool) spells them "False"/"True" (a CSV turned into JSON Lines).
+        let answers: [(spelling: String, index: Int)] = [("false", 0), ("true", 1), ("0", 0), ("1", 1), ("False", 0), ("True", 1)]
         return try SourceLines(path: path).jsonRecords().enumerated().map { id, record in
             var passage = try record.string("passage")
             // (A null or empty title, or a passage that already opens with it, adds nothing.)

@@ -43,7 +43,7 @@ enum COPA {
     /// most-plausible-alternative>` elements, each with `<p>`, `<a1>`, `<a2>`. Read by hand: the
     /// structure is one level deep, and Foundation's XMLParser is not on every Linux install.
     static func readXML(_ lines: SourceLines) throws -> [MultipleChoiceItem] {
-        let bytes = lines.bytes
+        var bytes = lines.bytes
         // Line numbers for errors: the line holding a byte offset.
         var lineStarts = [0]
         for (offset, byte) in bytes.enumerated() where byte == 0x0A { lineStarts.append(offset + 1) }
@@ -57,6 +57,16 @@ enum COPA {
         }
         func fail(_ offset: Int, _ reason: String) -> ShadowError {
             .corruptFile(path: location(offset), reason: reason)
+        }
+        // Comments are not content: blanked (line breaks kept, for the line numbers) so that an
+        // <item> commented out is not read, and left out of the text of an element holding one.
+        var comments: [Range<Int>] = []
+        while let open = find(Array("<!--".utf8), in: bytes, from: comments.last?.upperBound ?? 0) {
+            guard let close = find(Array("-->".utf8), in: bytes, from: open + 4) else {
+                throw fail(open, "comment is not closed by \"-->\"")
+            }
+            comments.append(open..<close + 3)
+            for offset in open..<close + 3 where bytes[offset] != 0x0A { bytes[offset] = 0x20 }
         }
 
         var items: [MultipleChoiceItem] = []
@@ -93,7 +103,11 @@ enum COPA {
                       let to = find(end, in: bytes, from: from + open.count, before: body.upperBound) else {
                     throw fail(start, "<item> element <\(name)>: missing")
                 }
-                guard let raw = String(validating: bytes[(from + open.count)..<to], as: UTF8.self) else {
+                let content = (from + open.count)..<to
+                let kept = comments.contains { $0.overlaps(content) }
+                    ? content.filter { offset in !comments.contains { $0.contains(offset) } }.map { bytes[$0] }
+                    : Array(bytes[content])
+                guard let raw = String(validating: kept, as: UTF8.self) else {
                     throw fail(from, "<\(name)> is not valid UTF-8")
                 }
                 let text = try characterData(raw) { fail(from, "<\(name)>: \($0)") }.pythonStripped
@@ -118,12 +132,19 @@ enum COPA {
             let nameStart = index
             while index < bytes.endIndex, bytes[index] != UInt8(ascii: "="), ![0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
             let name = String(decoding: bytes[nameStart..<index], as: UTF8.self)
-            guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "="), index + 1 < bytes.endIndex,
-                  bytes[index + 1] == UInt8(ascii: "\"") || bytes[index + 1] == UInt8(ascii: "'") else {
+            // XML allows white space on either side of "=".
+            func skipBlanks() { while index < bytes.endIndex, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 } }
+            skipBlanks()
+            guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "=") else {
                 throw fail("<item> attribute \"\(name)\": expected =\"value\"")
             }
-            let quote = bytes[index + 1]
-            let valueStart = index + 2
+            index += 1
+            skipBlanks()
+            guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "'") else {
+                throw fail("<item> attribute \"\(name)\": expected =\"value\"")
+            }
+            let quote = bytes[index]
+            let valueStart = index + 1
             guard let valueEnd = bytes[valueStart...].firstIndex(of: quote) else {
                 throw fail("<item> attribute \"\(name)\": unterminated value")
             }
@@ -135,8 +156,8 @@ enum COPA {
         return attributes
     }
 
-    /// An element's text: entities decoded, CDATA sections taken as written. Other markup inside
-    /// (a child element, a comment) is refused rather than read as words of the sentence.
+    /// An element's text: entities decoded, CDATA sections taken as written (comments are gone by
+    /// now). Other markup inside (a child element) is refused rather than read as words of the sentence.
     static func characterData(_ raw: String, fail: (String) -> ShadowError) throws -> String {
         var text = ""
         var rest = Substring(raw)

@@ -70,19 +70,22 @@ enum HellaSwag {
     static let textLinesPerItem = 6
 
     static func readText(_ lines: SourceLines, asStored: Bool) throws -> [MultipleChoiceItem] {
-        // Blank lines at the end are padding; inside an item a blank line would be an empty ending.
+        try lines.refuseJSONArray()
+        // Blank lines before the first item and after the last are padding; inside an item a
+        // blank line would be an empty ending.
         var count = lines.count
         while count > 0, lines.isBlank(count - 1) { count -= 1 }
-        if count == 0 { throw ShadowError.corruptFile(path: lines.path, reason: "no items (the file is empty)") }
-        if count % textLinesPerItem != 0 {
-            let start = count - count % textLinesPerItem
+        let first = (0..<count).first { !lines.isBlank($0) } ?? count
+        if count == first { throw ShadowError.corruptFile(path: lines.path, reason: "no items (the file is empty)") }
+        if (count - first) % textLinesPerItem != 0 {
+            let start = count - (count - first) % textLinesPerItem
             throw ShadowError.corruptFile(
                 path: lines.location(start),
-                reason: "item \(start / textLinesPerItem) has \(count % textLinesPerItem) lines; expected 6 (context, gold index, 4 endings)")
+                reason: "item \((start - first) / textLinesPerItem) has \((count - first) % textLinesPerItem) lines; expected 6 (context, gold index, 4 endings)")
         }
         var items: [MultipleChoiceItem] = []
-        items.reserveCapacity(count / textLinesPerItem)
-        for start in stride(from: 0, to: count, by: textLinesPerItem) {
+        items.reserveCapacity((count - first) / textLinesPerItem)
+        for start in stride(from: first, to: count, by: textLinesPerItem) {
             let context = try lines.text(start)
             let goldText = try lines.text(start + 1).pythonStripped
             guard let gold = Int(goldText), (0..<4).contains(gold) else {
@@ -91,7 +94,7 @@ enum HellaSwag {
             }
             let endings = try (start + 2..<start + 6).map { try lines.text($0) }
             let query = asStored ? preprocess(context) : restoringCapitalizedCtxB(preprocess(context))
-            items.append(MultipleChoiceItem(id: start / textLinesPerItem, context: query,
+            items.append(MultipleChoiceItem(id: items.count, context: query,
                                             continuations: endings.map { " " + preprocess($0) }, gold: gold))
         }
         return items

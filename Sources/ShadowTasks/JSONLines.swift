@@ -68,6 +68,19 @@ struct SourceLines {
         bytes.first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
     }
 
+    /// Throws when the whole file is one JSON array (`datasets`' `to_json(lines=False)`, pandas'
+    /// `orient="records"`), which every reader would otherwise report as a fault on some line.
+    func refuseJSONArray() throws {
+        guard firstSignificantByte == UInt8(ascii: "[") else { return }
+        let parsed = bytes.withUnsafeBufferPointer { buffer in
+            Result { () throws(JSONParser.Failure) in try JSONParser.parse(buffer) }
+        }
+        if case .success(.array) = parsed {
+            throw ShadowError.corruptFile(
+                path: path, reason: "is one JSON array; expected JSON Lines, one JSON object per line (jq -c '.[]' converts it)")
+        }
+    }
+
     /// Every non-blank line parsed as a JSON object: the JSON Lines form of every task in
     /// lm-evaluation-harness's sources (one document per line).
     func jsonRecords() throws -> [JSONRecord] {
@@ -83,10 +96,12 @@ struct SourceLines {
             switch parsed {
             case .success(let parsedValue): value = parsedValue
             case .failure(let failure):
-                // A first line that does not even start an object is most likely another format
-                // (CSV, TSV, a pretty-printed JSON array).
-                let startsObject = bytes[ranges[index]].first { $0 != 0x20 && $0 != 0x09 } == UInt8(ascii: "{")
-                let hint = records.isEmpty && !startsObject ? " (expected JSON Lines: one JSON object per line)" : ""
+                // A first line that does not parse is most likely another format (CSV, TSV, a
+                // pretty-printed JSON array or object).
+                if records.isEmpty { try refuseJSONArray() }
+                let line = bytes[ranges[index]].filter { $0 != 0x20 && $0 != 0x09 }
+                let hint = records.isEmpty && (line.first != UInt8(ascii: "{") || line == [UInt8(ascii: "{")])
+                    ? " (expected JSON Lines: one JSON object per line)" : ""
                 throw ShadowError.badJSON(path: location(index), key: nil,
                                           reason: "malformed JSON at column \(failure.offset + 1): \(failure.message)\(hint)")
             }
@@ -104,7 +119,27 @@ struct SourceLines {
 /// The bytes of a file; the error names it and says whether it is missing, a directory or unreadable.
 func readTaskFile(_ path: String) throws -> [UInt8] {
     if try existingFileKind(atPath: path) == .directory { throw ShadowError.corruptFile(path: path, reason: "is a directory, not a file") }
-    return [UInt8](try readWholeFile(path))
+    let bytes = [UInt8](try readWholeFile(path))
+    if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: path, reason: form) }
+    return bytes
+}
+
+/// What a file is when its first bytes say it is no UTF-8 text (a compressed release, Parquet,
+/// UTF-16), so that the error says so instead of a parse error on line 1.
+func notTextForm(_ bytes: [UInt8]) -> String? {
+    func starts(_ magic: [UInt8]) -> Bool { bytes.starts(with: magic) }
+    let decompress = "; decompress it first"
+    if starts([0x1F, 0x8B]) { return "is gzip-compressed\(decompress) (gunzip)" }
+    if starts(Array("BZh".utf8)), bytes.count >= 10, (UInt8(ascii: "1")...UInt8(ascii: "9")).contains(bytes[3]),
+       bytes[4..<10].elementsEqual([0x31, 0x41, 0x59, 0x26, 0x53, 0x59]) { return "is bzip2-compressed\(decompress) (bunzip2)" }
+    if starts([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { return "is xz-compressed\(decompress) (unxz)" }
+    if starts([0x28, 0xB5, 0x2F, 0xFD]) { return "is zstd-compressed\(decompress) (unzstd)" }
+    if starts([0x50, 0x4B, 0x03, 0x04]) { return "is a zip archive; extract the task file from it first" }
+    if starts(Array("PAR1".utf8)), bytes.count >= 8, bytes.suffix(4).elementsEqual("PAR1".utf8) {
+        return "is a Parquet file; export it as JSON Lines first (datasets' to_json, or pandas' to_json(orient=\"records\", lines=True))"
+    }
+    if starts([0xFF, 0xFE]) || starts([0xFE, 0xFF]) { return "is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8" }
+    return nil
 }
 
 // MARK: - JSON records

@@ -12,14 +12,7 @@ enum PIQA {
         return try records.enumerated().map { id, record in
             let goal = try record.string("goal")
             let solutions = [try record.string("sol1"), try record.string("sol2")]
-            let gold: Int
-            if let golds {
-                gold = golds[id]
-            } else if record.has("label") {
-                gold = try record.label("label", binary)
-            } else {
-                throw record.error("label", "missing (and no labels file: give --labels, or put NAME-labels.lst beside NAME.jsonl)")
-            }
+            let gold = try LabelsFile.gold(record, id: id, key: "label", allowed: binary, golds: golds, labelsPath: labels)
             return MultipleChoiceItem(id: id, context: "Question: \(goal)\nAnswer:",
                                       continuations: solutions.map { " " + $0 }, gold: gold)
         }

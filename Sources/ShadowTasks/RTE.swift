@@ -32,14 +32,17 @@ enum RTE {
     }
 
     static func readTSV(_ lines: SourceLines) throws -> [MultipleChoiceItem] {
+        try lines.refuseJSONArray()
         guard let headerIndex = (0..<lines.count).first(where: { !lines.isBlank($0) }) else {
             throw ShadowError.corruptFile(path: lines.path, reason: "no items (the file is empty)")
         }
         let header = try lines.text(headerIndex).split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
         func column(_ name: String) throws -> Int {
             guard let index = header.firstIndex(of: name) else {
+                // A CSV export (pandas' to_csv) has one field with commas in it.
+                let separator = header.count == 1 && header[0].contains(",") ? " (it has no tab: GLUE's RTE is tab-separated, not comma-separated)" : ""
                 throw ShadowError.corruptFile(path: lines.location(headerIndex),
-                                              reason: "column \"\(name)\": missing from the header")
+                                              reason: "column \"\(name)\": missing from the header\(separator)")
             }
             return index
         }

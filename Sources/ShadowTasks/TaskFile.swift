@@ -8,7 +8,7 @@ public enum TaskFile {
     /// Reads `path` into items. The form is told from the content: a first `{` means JSON Lines,
     /// `<` COPA's XML; otherwise HellaSwag's llama.cpp text or RTE's GLUE TSV. `labels` is a file
     /// of one gold label per line, for PIQA (0/1) and Winogrande (1/2) whose releases keep the
-    /// answers apart; it overrides labels inside the file. `asStored` (HellaSwag only) keeps ctx_b
+    /// answers apart; labels inside the file must agree with it. `asStored` (HellaSwag only) keeps ctx_b
     /// as the file writes it instead of capitalising it as lm-eval does.
     public static func multipleChoice(task: TaskName, path: String, labels: String? = nil,
                                       asStored: Bool = false) throws -> [MultipleChoiceItem] {
@@ -73,6 +73,25 @@ public enum TaskFile {
 
 /// A file of one label per line (PIQA's `valid-labels.lst`, Winogrande's `dev-labels.lst`).
 enum LabelsFile {
+    /// The gold of item `id`: the labels file's when there is one, else the record's own `key`.
+    /// A record label that says otherwise than the labels file is an error: the file is of
+    /// another split or stale, and either way one of them would silently be wrong.
+    static func gold(_ record: JSONRecord, id: Int, key: String, allowed: [(spelling: String, index: Int)],
+                     golds: [Int]?, labelsPath: String?) throws -> Int {
+        guard let golds, let labelsPath else {
+            guard record.has(key) else {
+                throw record.error(key, "missing (and no labels file: give --labels, or put NAME-labels.lst beside NAME.jsonl)")
+            }
+            return try record.label(key, allowed)
+        }
+        // A test split's placeholder ("", -1) is no label to disagree with.
+        if let own = try? record.label(key, allowed), own != golds[id] {
+            let spelling = { (index: Int) in allowed.first { $0.index == index }?.spelling ?? String(index) }
+            throw record.error(key, "is \"\(spelling(own))\", but \(labelsPath) gives \"\(spelling(golds[id]))\" for item \(id): labels of another split?")
+        }
+        return golds[id]
+    }
+
     /// The gold index of each of `itemCount` items read from `itemsPath`; the counts must match.
     static func read(_ path: String, allowed: [(spelling: String, index: Int)], itemCount: Int,
                      itemsPath: String) throws -> [Int] {

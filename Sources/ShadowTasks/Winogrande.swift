@@ -17,14 +17,7 @@ enum Winogrande {
             guard let blank = sentence.unicodeScalars.firstIndex(of: "_") else {
                 throw record.error("sentence", "has no \"_\" blank to fill")
             }
-            let gold: Int
-            if let golds {
-                gold = golds[id]
-            } else if record.has("answer") {
-                gold = try record.label("answer", answers)
-            } else {
-                throw record.error("answer", "missing (and no labels file: give --labels, or put NAME-labels.lst beside NAME.jsonl)")
-            }
+            let gold = try LabelsFile.gold(record, id: id, key: "answer", allowed: answers, golds: golds, labelsPath: labels)
             let before = String(sentence.unicodeScalars[..<blank])
             let after = String(sentence.unicodeScalars[sentence.unicodeScalars.index(after: blank)...])
             let continuation = " " + after.pythonStripped

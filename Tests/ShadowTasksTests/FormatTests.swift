@@ -15,7 +15,7 @@ struct PIQATests {
         directory = try TempDirectory()
         data = try directory.file("valid.jsonl", """
             {"goal": "Keep a door open", "sol1": "Wedge a shoe under it.", "sol2": "Tie it with a shoelace. "}\r
-            {"goal": "dry wet shoes", "sol1": "stuff them with newspaper", "sol2": "put them in the oven", "label": 1}\r
+            {"goal": "dry wet shoes", "sol1": "stuff them with newspaper", "sol2": "put them in the oven", "label": 0}\r
 
             """)
     }
@@ -37,6 +37,11 @@ struct PIQATests {
     func inlineLabel() throws {
         let path = try directory.file("inline.jsonl", #"{"goal": "g", "sol1": "a", "sol2": "b", "label": "1"}"#)
         #expect(try TaskFile.multipleChoice(task: .piqa, path: path)[0].gold == 1)
+        // A labels file that agrees is used; a test split's placeholder label (-1) is not compared with it.
+        let agreeing = try directory.file("agreeing-labels.lst", "1\n")
+        #expect(try TaskFile.multipleChoice(task: .piqa, path: path, labels: agreeing)[0].gold == 1)
+        let test = try directory.file("test.jsonl", #"{"goal": "g", "sol1": "a", "sol2": "b", "label": -1}"#)
+        #expect(try TaskFile.multipleChoice(task: .piqa, path: test, labels: agreeing)[0].gold == 1)
     }
 }
 
@@ -104,6 +109,11 @@ struct HellaSwagTests {
         ])
         let asStored = try TaskFile.multipleChoice(task: .hellaswag, path: path, asStored: true)
         #expect(asStored.map { $0.contexts[0] } == ["Roof shingle removal: A man is sitting on a roof. he", "Home: How to paint. Pick a color."])
+        // Blank lines before the first item are padding too; a first line that opens with "[" is still text.
+        let padded = try directory.file("padded.txt", "\n \n" + (try String(contentsOfFile: path, encoding: .utf8)))
+        #expect(try TaskFile.multipleChoice(task: .hellaswag, path: padded) == items)
+        let bracketed = try directory.file("bracketed.txt", "[header] How to paint [title] Pick a color.\n0\na\nb\nc\nd\n")
+        #expect(try TaskFile.multipleChoice(task: .hellaswag, path: bracketed).map { $0.contexts[0] } == [" How to paint. Pick a color."])
     }
 
     // The first items of hellaswag_val.jsonl as released: lm-eval's query from ctx_a and ctx_b,
@@ -201,6 +211,27 @@ struct COPATests {
             """)
         #expect(throws: ShadowError.self) { try TaskFile.multipleChoice(task: .copa, path: markup) }
     }
+
+    @Test("XML comments are not content: an item commented out is not read, and a comment inside an element is no text; white space may surround \"=\"")
+    func xmlComments() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("copa-comments.xml", """
+            <copa-corpus>
+            <!-- removed:
+            <item id="9" asks-for="cause" most-plausible-alternative="2"><p>The man fell.</p><a1>He slipped.</a1></item>
+            -->
+              <item id = "1" asks-for= "cause"
+                    most-plausible-alternative ='1'>
+                <p>My body cast a shadow over the grass.</p>
+                <a1>The sun was <!-- early -->rising.</a1>
+                <a2>The grass was cut.</a2>
+              </item>
+            </copa-corpus>
+            """)
+        #expect(try TaskFile.multipleChoice(task: .copa, path: path) == [Self.expected[0]])
+        let open = try directory.file("copa-open.xml", "<copa-corpus>\n<!-- never closed\n<item id=\"1\" asks-for=\"cause\" most-plausible-alternative=\"1\"><p>P.</p><a1>A.</a1><a2>B.</a2></item>\n")
+        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .copa, path: open) } == "\(open):2: comment is not closed by \"-->\"")
+    }
 }
 
 @Suite("ARC and OpenBookQA reader")
@@ -286,8 +317,14 @@ struct WinograndeTests {
             MultipleChoiceItem(id: 1, contexts: ["The cat", "The dog"], continuations: [" is  here.", " is  here."], gold: 1),
         ])
         #expect(items[0].sharedContext == nil)
-        let labels = try directory.file("dev-labels.lst", "2\n1\n")
-        #expect(try TaskFile.multipleChoice(task: .winogrande, path: path, labels: labels).map(\.gold) == [1, 0])
+        let labels = try directory.file("dev-labels.lst", "1\n2\n")
+        #expect(try TaskFile.multipleChoice(task: .winogrande, path: path, labels: labels).map(\.gold) == [0, 1])
+        // The test split: no answers (or the empty placeholder) in the data, the gold from the labels file.
+        let test = try directory.file("test.jsonl", """
+            {"sentence": "_ ran.", "option1": "A", "option2": "B"}
+            {"sentence": "_ ran.", "option1": "A", "option2": "B", "answer": ""}
+            """)
+        #expect(try TaskFile.multipleChoice(task: .winogrande, path: test, labels: try directory.file("test-labels.lst", "2\n1\n")).map(\.gold) == [1, 0])
     }
 }
 
@@ -486,7 +523,7 @@ struct JSONLinesTests {
 
             {"goal": "g", "sol1": "a", "sol2": "b", "label": 0, "extra": [1.5e3, -0.25, null, {"x": [true]}]}
             """)
-        let items = try TaskFile.multipleChoice(task: .piqa, path: path, labels: try directory.file("l", "0\n1\n"))
+        let items = try TaskFile.multipleChoice(task: .piqa, path: path, labels: try directory.file("l", "0\n0\n"))
         #expect(items[0].contexts[0] == "Question: café 😀 \"q\" \\ / \t\nAnswer:")
         #expect(items[0].continuations == [" naïve", " 日本"])
         #expect(items[1].id == 1)
