@@ -24,7 +24,7 @@ enum ChatCommand {
         /// Ctrl-C stopped the reply.
         let interrupted: Bool
         let prefillTokensPerSecond: Double
-        /// Absent when no token was generated.
+        /// Decode passes per second; absent when none ran (a reply of one token, or none).
         let decodeTokensPerSecond: Double?
         /// The masks so far (realised: over the conversation up to this turn).
         let method: String
@@ -190,15 +190,15 @@ enum ChatCommand {
                     turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,
                     tokens: result.tokens, droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS, stoppedAtContext: stoppedAtContext,
                     interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
-                    decodeTokensPerSecond: result.tokens.isEmpty ? nil : result.stats.generatedTokensPerSecond,
+                    decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
                     method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
                     realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity), pretty: false))
             } else {
                 console.out(stream.finish() + "\n")
                 if arguments.flag("verbose") {
-                    console.printError(String(format: "chat: prompt %d tokens (%d kept from the last turn), %.1f t/s; reply %d tokens, %.1f t/s",
-                                              prompt.count, result.reusedTokens, result.stats.promptTokensPerSecond,
-                                              result.tokens.count, result.stats.generatedTokensPerSecond) + masks.text)
+                    console.printError(String(format: "chat: prompt %d tokens (%d kept from the last turn), %.1f t/s; reply %d tokens, ",
+                                              prompt.count, result.reusedTokens, result.stats.promptTokensPerSecond, result.tokens.count)
+                                       + decodeSpeedText(result.stats) + masks.text)
                 }
             }
         }

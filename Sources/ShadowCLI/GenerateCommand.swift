@@ -19,7 +19,8 @@ enum GenerateCommand {
         /// The text reached --stop: `text` ends before it; `tokens` include the ones that spelled it.
         let stoppedAtStop: Bool
         let prefillTokensPerSecond: Double
-        /// Absent when no token was generated.
+        /// Decode passes per second (the first token comes from the prefill's logits, the last is
+        /// never fed back); absent when none ran (one token generated, or none).
         let decodeTokensPerSecond: Double?
         let method: String
         let headSparsity: Double, neuronSparsity: Double
@@ -101,15 +102,15 @@ enum GenerateCommand {
                 promptTokens: promptIDs, tokens: result.tokens,
                 stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped,
                 prefillTokensPerSecond: result.stats.promptTokensPerSecond,
-                decodeTokensPerSecond: result.tokens.isEmpty ? nil : result.stats.generatedTokensPerSecond,
+                decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
                 method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
                 realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity)))
         } else {
             console.out(rest + "\n")
             if arguments.flag("verbose") {
-                console.printError(String(format: "prompt: %d tokens, %.1f t/s; generated: %d tokens, %.1f t/s",
-                                          result.stats.promptTokens, result.stats.promptTokensPerSecond,
-                                          result.stats.generatedTokens, result.stats.generatedTokensPerSecond) + masks.text)
+                console.printError(String(format: "prompt: %d tokens, %.1f t/s; generated: %d tokens, ",
+                                          result.stats.promptTokens, result.stats.promptTokensPerSecond, result.stats.generatedTokens)
+                                   + decodeSpeedText(result.stats) + masks.text)
             }
         }
         if result.stoppedAtContext {
@@ -154,6 +155,11 @@ extension GenerateCommand {
         }
         return sampling
     }
+}
+
+/// "12.3 t/s", or what stands in for a speed when no decode pass ran.
+func decodeSpeedText(_ stats: GenerationStats) -> String {
+    stats.generatedTokensPerSecond.map { String(format: "%.1f t/s", $0) } ?? "no decode pass timed"
 }
 
 /// Generated text cut where it first spells `stop`: each piece of the stream goes in and what can

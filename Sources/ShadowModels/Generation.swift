@@ -5,10 +5,14 @@ import ShadowFormats
 public struct GenerationStats: Sendable, Codable {
     public var promptTokens: Int
     public var generatedTokens: Int
+    /// Forward passes of one generated token. The prefill's logits choose the first token and the
+    /// last token is never fed back, so n tokens take n − 1 passes (n when a stop token ends them).
+    public var decodePasses: Int
     public var prefillSeconds: Double
     public var decodeSeconds: Double
     public var promptTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
-    public var generatedTokensPerSecond: Double { decodeSeconds > 0 ? Double(generatedTokens) / decodeSeconds : 0 }
+    /// Decode speed, as llama-bench's tg counts it: passes per second (nil before any pass ran).
+    public var generatedTokensPerSecond: Double? { decodePasses > 0 && decodeSeconds > 0 ? Double(decodePasses) / decodeSeconds : nil }
 }
 
 public struct GenerationResult: Sendable {
@@ -85,6 +89,7 @@ public enum Generator {
         var sampler = Sampler(sampling)
         var tokens: [Int] = []
         var stoppedAtEOS = false, stoppedAtContext = false
+        var decodePasses = 0
 
         let start = Date()
         (sparsity as? PromptAwareController)?.prepare(prompt: prompt)
@@ -107,9 +112,10 @@ public enum Generator {
             if tokens.count == maxTokens { break }
             if prompt.count + tokens.count == limit { stoppedAtContext = true; break }
             logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
+            decodePasses += 1
         }
         let stats = GenerationStats(promptTokens: prompt.count - from, generatedTokens: tokens.count,
-                                    prefillSeconds: prefillSeconds,
+                                    decodePasses: decodePasses, prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
         return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, reusedTokens: from,
                                 stats: stats)

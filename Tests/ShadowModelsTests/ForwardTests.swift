@@ -200,6 +200,10 @@ struct ForwardTests {
         // The greedy continuation's first token is the argmax of the prompt's last logits.
         let logits = model.forward([1, 2, 3], cache: model.makeCache(), logits: .last)
         #expect(a.tokens.first == Sampler.argmax(logits))
+        // Decode speed counts forward passes: 8 tokens take 7 (the prefill chose the first), 1 takes none.
+        #expect(a.stats.generatedTokens == 8 && a.stats.decodePasses == 7)
+        let one = try Generator.generate(model: model, prompt: [1, 2, 3], maxTokens: 1)
+        #expect(one.stats.decodePasses == 0 && one.stats.generatedTokensPerSecond == nil)
     }
 
     @Test("sampling at any positive temperature is finite: a tiny one picks the largest logit, as greedy does")
@@ -329,7 +333,11 @@ struct ForwardTests {
         let model = TinyModels.llama()
         let first = try Generator.generate(model: model, prompt: [7, 8], maxTokens: 1).tokens[0]
         let stopped = try Generator.generate(model: model, prompt: [7, 8], maxTokens: 5, stopTokens: [first])
-        #expect(stopped.tokens.isEmpty && stopped.stoppedAtEOS)
+        #expect(stopped.tokens.isEmpty && stopped.stoppedAtEOS && stopped.stats.decodePasses == 0)
+        // Ended by a stop token, every generated token was fed back once.
+        let second = try Generator.generate(model: model, prompt: [7, 8], maxTokens: 2).tokens[1]
+        let afterOne = try Generator.generate(model: model, prompt: [7, 8], maxTokens: 5, stopTokens: [second])
+        #expect(afterOne.stoppedAtEOS && afterOne.stats.decodePasses == afterOne.tokens.count)
         #expect(throws: (any Error).self) { try Generator.generate(model: model, prompt: [], maxTokens: 5) }
     }
 
