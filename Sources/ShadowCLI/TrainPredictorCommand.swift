@@ -78,18 +78,14 @@ enum TrainPredictorCommand {
         try options.validate()
         Threads.set(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
 
-        let data = try PredictorDataset.load(directory: traces, criterion: arguments.string("criterion"), kind: kind)
-        // As aggregate says it: an interrupted calibration trains on what it saved.
-        if let manifest = try? TraceManifest.load(directory: traces), !manifest.complete {
-            console.printError("train-predictor: warning: \(traces) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
-        }
-        if arguments.flag("verbose") {
-            console.printError("train-predictor: \(data.count) samples of \(data.criterion) from \(traces)\(data.predictsNeurons ? "" : " (heads only)")")
-        }
+        // What is wrong with --traces comes first (its manifest is quick to read).
+        let manifest = try TraceManifest.load(directory: traces)
         let checkpointPath = arguments.string("checkpoint") ?? out + ".checkpoint"
         if FileManager.default.fileExists(atPath: checkpointPath, isDirectory: &isDirectory), isDirectory.boolValue {
             throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is a directory; give a file name")
         }
+        // Checked before the traces are read: the first checkpoint comes minutes into training.
+        try AtomicFile.checkWritable(checkpointPath, option: "--checkpoint")
         // Removed once the predictor is written: it must not be the predictor, or the traces.
         let checkpointFile = AtomicFile.canonical(checkpointPath)
         if checkpointFile == AtomicFile.canonical(out) || checkpointFile.hasPrefix(AtomicFile.canonical(traces) + "/") {
@@ -99,6 +95,15 @@ enum TrainPredictorCommand {
             throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is --out or inside --traces; give a file of its own")
         }
         let resume = arguments.flag("resume")
+
+        let data = try PredictorDataset.load(directory: traces, criterion: arguments.string("criterion"), kind: kind)
+        // As aggregate says it: an interrupted calibration trains on what it saved.
+        if !manifest.complete {
+            console.printError("train-predictor: warning: \(traces) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
+        }
+        if arguments.flag("verbose") {
+            console.printError("train-predictor: \(data.count) samples of \(data.criterion) from \(traces)\(data.predictsNeurons ? "" : " (heads only)")")
+        }
         if try !resume && fileKind(atPath: checkpointPath) != nil {
             console.printError("train-predictor: starting afresh; \(checkpointPath) (an interrupted run) will be replaced (--resume continues it)")
         }

@@ -243,7 +243,8 @@ public enum AtomicFile {
 
     /// Throws, naming `option`, when `write` could not write `path` (a directory there, a file in
     /// place of a directory on the way, a directory that cannot be written): checked before a run,
-    /// so that its result is not computed only to be lost. Nothing is created.
+    /// so that its result is not computed only to be lost. Nothing is left behind (a probe file
+    /// is created in the directory and removed).
     public static func checkWritable(_ path: String, option: String) throws {
         guard !path.isEmpty else { throw ShadowError.invalidArgument(name: option, reason: "the path is empty") }
         var status = stat()
@@ -268,6 +269,17 @@ public enum AtomicFile {
         guard access(ancestor, W_OK | X_OK) == 0 else {
             throw ShadowError.invalidArgument(name: option, reason: "cannot write \(path): \(ancestor) is not writable (\(describe(errno: errno)))")
         }
+        // access() grants root everything, and some directories (procfs, a read-only mount seen
+        // through permissive bits) refuse new files anyway: create one there and remove it.
+        let probe = (ancestor as NSString).appendingPathComponent(".shadowllm-probe.\(getpid())")
+        let descriptor = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else {
+            let code = errno
+            if code == EEXIST { return }   // our own probe, left by a crash: the directory takes files
+            throw ShadowError.invalidArgument(name: option, reason: "cannot write \(path): cannot create a file in \(ancestor) (\(describe(errno: code)))")
+        }
+        close(descriptor)
+        unlink(probe)
     }
 
     /// Refuses to write `output` (given with `option`) over one of `inputs`, a file the run reads.

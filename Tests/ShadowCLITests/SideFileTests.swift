@@ -157,7 +157,10 @@ struct SideFileTests {
         // A directory that refuses new files (procfs): the cause is the directory, in words.
         if FileManager.default.fileExists(atPath: "/proc/self") {
             for (run, mention) in [(calibrate("/proc/tr"), "cannot create directory /proc/tr: No such file or directory"),
-                                   (CLIRun(["aggregate", "--traces", traces, "--out", "/proc/agg.json"]), "cannot write /proc/agg.json: cannot create a file in /proc")] {
+                                   (CLIRun(["aggregate", "--traces", traces, "--out", "/proc/agg.json"]), "cannot write /proc/agg.json: cannot create a file in /proc"),
+                                   // Checked before training, which would save its first checkpoint minutes in.
+                                   (CLIRun(["train-predictor", "--traces", traces, "--out", scratchPath("p.safetensors"), "--checkpoint", "/proc/ckpt",
+                                            "--no-progress"]), "--checkpoint: cannot write /proc/ckpt: cannot create a file in /proc")] {
                 expectOneLineError(run, naming: [mention])
                 #expect(!run.err.contains("Error Domain"), "\(run.err)")
             }
