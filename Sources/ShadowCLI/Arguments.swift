@@ -14,16 +14,19 @@ public struct Option: Sendable {
     /// How help describes the default when the command computes it (e.g. "the model's context").
     public let defaultDescription: String?
     public let allowed: [String]?
+    /// With `allowed`: the value is a comma-separated list of allowed names (`--criteria a,b`);
+    /// otherwise it must be one of them whole.
+    public let isList: Bool
 
     public static func flag(_ name: String, short: Character? = nil, help: String) -> Option {
-        Option(name: name, short: short, valueName: nil, help: help, defaultValue: nil, defaultDescription: nil, allowed: nil)
+        Option(name: name, short: short, valueName: nil, help: help, defaultValue: nil, defaultDescription: nil, allowed: nil, isList: false)
     }
 
     public static func value(_ name: String, short: Character? = nil, _ valueName: String, help: String,
                              default defaultValue: String? = nil, defaultDescription: String? = nil,
-                             allowed: [String]? = nil) -> Option {
+                             allowed: [String]? = nil, list: Bool = false) -> Option {
         Option(name: name, short: short, valueName: valueName, help: help, defaultValue: defaultValue,
-               defaultDescription: defaultDescription, allowed: allowed)
+               defaultDescription: defaultDescription, allowed: allowed, isList: list)
     }
 
     var isFlag: Bool { valueName == nil }
@@ -182,9 +185,14 @@ public struct Command: Sendable {
                 i += 2
             }
             if let allowed = spec.allowed {
-                for part in value.split(separator: ",").map(String.init) where !allowed.contains(part) {
-                    throw ShadowError.invalidArgument(name: spec.displayName,
-                                                      reason: "\"\(part)\" is not one of \(allowed.joined(separator: ", "))")
+                // Commands turn these values into enums with `rawValue:`: nothing else may pass.
+                let parts = spec.isList ? value.split(separator: ",", omittingEmptySubsequences: false).map(String.init) : [value]
+                let names = allowed.joined(separator: ", ")
+                for part in parts where !allowed.contains(part) {
+                    let reason = part.isEmpty
+                        ? (spec.isList ? "has an empty item; expected names from \(names)" : "is empty; expected one of \(names)")
+                        : "\"\(part)\" is not one of \(names)"
+                    throw ShadowError.invalidArgument(name: spec.displayName, reason: reason)
                 }
             }
             values[spec.name, default: []].append(value)
@@ -251,7 +259,8 @@ public struct ParsedArguments: Sendable {
     /// A comma-separated list of integers (`-t 1,2`).
     public func intList(_ name: String, range: ClosedRange<Int>? = nil) throws -> [Int]? {
         guard let text = string(name) else { return nil }
-        return try text.split(separator: ",").map { part in
+        // Empty items are refused ("8," or "1,,2" are typing slips, not lists of two).
+        return try text.split(separator: ",", omittingEmptySubsequences: false).map { part in
             guard let value = Int(part.trimmingCharacters(in: .whitespaces)) else {
                 throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected integers separated by commas, got \"\(text)\"")
             }

@@ -64,10 +64,10 @@ enum BenchCommand {
             .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
             .value("threads", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
             .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
-                   allowed: WeightDType.allCases.map(\.rawValue)),
+                   allowed: WeightDType.allCases.map(\.rawValue), list: true),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
             .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0). oracle is refused: its masks need a backward pass over a real prompt, which bench has not.", default: "dense",
-                   allowed: SparsityOptions.methods),
+                   allowed: SparsityOptions.methods, list: true),
             .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
             .value("policy", "name", help: "How scores become masks (random, static, shadow; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
@@ -185,7 +185,7 @@ enum BenchCommand {
                       }
                     }
                     let plans = (configuration.controller as? FixedSparsity)?.layers ?? predicting?.plans
-                    let bytes = model.decodeBytesPerToken(plans: plans)
+                    let bytes = model.decodeBytesPerToken(plans: plans, keepingAllKeysAndValues: configuration.controller?.keepsAllKeysAndValues ?? false)
                     let realised = plans.map { Masks.realisedSparsity($0, shape: model.shape) }
                     for (m, packed) in measurements {
                         let isDecode = m.test.hasPrefix("tg")

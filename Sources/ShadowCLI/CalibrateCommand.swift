@@ -20,7 +20,7 @@ enum CalibrateCommand {
             .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt."),
             .value("samples", "n", help: "Number of samples (taken from the sources in turn).", default: "256"),
             .value("criteria", "names", help: "Criteria to record.", default: "plainact",
-                   allowed: Criterion.allCases.map(\.rawValue)),
+                   allowed: Criterion.allCases.map(\.rawValue), list: true),
             .value("shots", "k", help: "Examples before each task query.", default: "5"),
             .value("seed", "n", help: "Seed for drawing the shots.", default: "1234"),
             .value("text-window", "n", help: "Tokens per plain-text window.", default: "128"),

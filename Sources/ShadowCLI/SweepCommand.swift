@@ -49,7 +49,7 @@ enum SweepCommand {
         options: ModelOptions.prefillOptions + [
             .value("out", short: "o", "dir", help: "Where the state, results and plots go.", default: "shadowllm-sweep"),
             .value("tasks", "names", help: "Tasks to evaluate.", default: "piqa,hellaswag,wikitext",
-                   allowed: TaskName.allCases.map(\.rawValue)),
+                   allowed: TaskName.allCases.map(\.rawValue), list: true),
             .value("data-dir", "dir", help: "Finds piqa/, hellaswag/ and wikitext-2/ files laid out as in ../shared/data.",
                    default: "../shared/data"),
             .value("data", "task=path,...", help: "Task files, overriding --data-dir (needed for the other tasks)."),
@@ -57,7 +57,7 @@ enum SweepCommand {
             .value("methods", "names", help: "Mask sources (\(sparseMethods.joined(separator: ", "))); dense is always included. METHOD:CRITERION runs that method with that criterion only (e.g. shadow:plainact,dejavu:l2_norm), the others with each of --criteria.",
                    default: "static,shadow,dejavu"),
             .value("criteria", "names", help: "Criteria of the static scores and of the predictors' targets.",
-                   default: "plainact,l2_norm", allowed: Criterion.allCases.map(\.rawValue)),
+                   default: "plainact,l2_norm", allowed: Criterion.allCases.map(\.rawValue), list: true),
             .value("sparsities", "p,...", help: "Sparsities of the pruned units.", default: "0.3,0.5,0.7"),
             .value("units", "which", help: "What the sparsities prune: both, or heads (neurons dense; the heads-only criteria jacov and epenas need it) or neurons alone.",
                    default: SweepUnits.both.rawValue, allowed: SweepUnits.allCases.map(\.rawValue)),
@@ -111,14 +111,23 @@ enum SweepCommand {
         for method in methods where ["shadow", "dejavu", "dejavu-lookahead"].contains(method) && arguments.has("methods") && !arguments.has("predictor") {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by the \(method) method (predictor files or directories from train-predictor)")
         }
-        let sparsities = try (arguments.list("sparsities") ?? []).map { text -> Double in
+        // Results are keyed by sparsity to two decimals: a repeat is dropped, and two values that
+        // round alike are refused (their cells would overwrite each other).
+        var sparsities: [Double] = [], spelledAs: [String: String] = [:]
+        for text in arguments.list("sparsities") ?? [] {
             guard let p = Double(text) else {
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "\"\(text)\" is not a number")
             }
             guard p > 0, p < 1 else {
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \(text)")
             }
-            return p
+            let key = String(format: "%.2f", p)
+            if let earlier = spelledAs[key] {
+                if Double(earlier) == p { continue }
+                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(earlier) and \(text) are one cell (results are kept to two decimals, \(key))")
+            }
+            spelledAs[key] = text
+            sparsities.append(p)
         }
         guard !sparsities.isEmpty else {
             throw ShadowError.invalidArgument(name: "--sparsities", reason: "the list is empty; give one or more sparsities in (0, 1), e.g. 0.5")

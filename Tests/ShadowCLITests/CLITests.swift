@@ -89,6 +89,12 @@ struct CLITests {
             (["bench", "--model", model, "-p", "8", "-n", "0", "-o", "xml"], "error: -o: \"xml\" is not one of md, csv, json\n"),
             (["bench", "--model", model, "-p"], "error: -p: needs a value <n,…>\n"),
             (["tokenize", "--model", model, "--text=a", "--json=yes"], "error: --json: is a flag and takes no value\n"),
+            // A one-name option takes one name whole; lists refuse empty items.
+            (["info", "--model", model, "--weights", "f16,f32"], "error: --weights: \"f16,f32\" is not one of f32, bf16, f16, bf16-dot\n"),
+            (["info", "--model", model, "--weights="], "error: --weights: is empty; expected one of f32, bf16, f16, bf16-dot\n"),
+            (["bench", "--model", model, "-p", "8", "-n", "0", "--weights", "f16,"], "error: --weights: has an empty item; expected names from f32, bf16, f16, bf16-dot\n"),
+            (["bench", "--model", model, "-p", "8,", "-n", "0"], "error: -p: expected integers separated by commas, got \"8,\"\n"),
+            (["bench", "--model", model, "-p", "", "-n", "0"], "error: -p: expected integers separated by commas, got \"\"\n"),
         ] {
             let run = CLIRun(arguments)
             #expect(run.status == 1 && run.err == expected, "\(arguments): \(run.err)")

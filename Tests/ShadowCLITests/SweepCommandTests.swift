@@ -299,6 +299,8 @@ struct SweepCommandTests {
     @Test("bad sweeps are one-line errors", arguments: [
         (["--sparsities", "0.5,1.5"], "--sparsities"),
         (["--sparsities", ""], "--sparsities: the list is empty"),
+        (["--sparsities", "0.301,0.5,0.304"], "--sparsities: 0.301 and 0.304 are one cell (results are kept to two decimals, 0.30)"),
+        (["--criteria", "plainact,"], "--criteria: has an empty item; expected names from"),
         (["--tasks", "copa,piqa,wikitext"], "--data: no file for copa"),
         (["--tasks", "piqa"], "--data: wikitext is not among --tasks (piqa)"),
         (["--tasks", "wikitext", "--data", "wikitext=x.txt"], "--labels: piqa is not among --tasks (wikitext)"),
