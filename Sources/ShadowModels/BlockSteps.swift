@@ -69,12 +69,12 @@ enum BlockSteps {
 
     /// Weight bytes one decoded token reads in a block's attention and MLP under `plan`.
     static func decodeBytes(q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, output: WeightMatrix,
-                            mlpRows: [WeightMatrix], plan: LayerPlan?, shape s: TransformerShape) -> Int {
+                            mlpRows: [WeightMatrix], plan: LayerPlan?, keepingAllKeysAndValues: Bool, shape s: TransformerShape) -> Int {
         func rowBytes(_ w: WeightMatrix) -> Int { w.cols * w.dtype.bytesPerElement }
         var plan = plan ?? .dense
         plan.prepare(for: s)
         let qRows = plan.attentionRows?.count ?? q.rows
-        let kvRows = plan.kvRows?.count ?? k.rows
+        let kvRows = keepingAllKeysAndValues ? k.rows : plan.kvRows?.count ?? k.rows
         let neurons = plan.neurons?.count ?? s.ffnSize
         return qRows * (rowBytes(q) + rowBytes(output)) + kvRows * (rowBytes(k) + rowBytes(v))
             + mlpRows.reduce(0) { $0 + neurons * rowBytes($1) }

@@ -74,13 +74,13 @@ public final class KVCache: @unchecked Sendable {
 
     /// Called by a model after all layers have stored `count` new positions.
     public func advance(by count: Int) {
-        precondition(length + count <= capacity, "KV cache overflow")
+        guard length + count <= capacity else { fatalError("KV cache overflow") }
         length += count
     }
 
     /// Forgets everything after `newLength` (used to re-score from a shared prefix).
     public func truncate(to newLength: Int) {
-        precondition(newLength <= length)
+        guard newLength <= length else { fatalError("truncating past the cache's length") }
         length = newLength
     }
 

@@ -107,11 +107,11 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         }
     }
 
-    public func decodeBytesPerToken(plans: [LayerPlan]?) -> Int {
+    public func decodeBytesPerToken(plans: [LayerPlan]?, keepingAllKeysAndValues: Bool) -> Int {
         let blockBytes = blocks.enumerated().map { l, b in
             BlockSteps.decodeBytes(q: b.q.weight, k: b.k.weight, v: b.v.weight, output: b.output.weightT,
                                    mlpRows: [b.gate.weight, b.up.weight, b.down.weightT],
-                                   plan: plans.flatMap { l < $0.count ? $0[l] : nil }, shape: shape)
+                                   plan: plans.flatMap { l < $0.count ? $0[l] : nil }, keepingAllKeysAndValues: keepingAllKeysAndValues, shape: shape)
         }
         return blockBytes.reduce(0, +) + lmHead.byteCount
     }
@@ -121,8 +121,10 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let s = shape
         let T = tokens.count, d = s.hiddenSize
         let past = cache.length
-        precondition(T > 0 && past + T <= cache.capacity, "context overflow")
-        precondition(branches == nil || branches!.tokenCount == T, "branches cover the tokens")
+        // guard, not precondition: the release build's -Ounchecked drops preconditions, and an
+        // overflow here would write past the cache.
+        guard T > 0 && past + T <= cache.capacity else { fatalError("context overflow") }
+        guard branches == nil || branches!.tokenCount == T else { fatalError("branches cover the tokens") }
         let promptRows = branches?.promptRows(tokens: T) ?? T   // what a controller predicts from
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
@@ -215,7 +217,7 @@ enum LMHead {
             return out
         case .all, .from:
             let first = if case .from(let row) = request { row } else { 0 }
-            precondition(first >= 0 && first < T, "logits from a row of this pass")
+            guard first >= 0 && first < T else { fatalError("logits from a row of this pass") }
             let rows = T - first
             norm(normed, x + first * width, rows)
             var out = [Float](repeating: 0, count: rows * vocab)
@@ -225,7 +227,7 @@ enum LMHead {
             }
             return out
         case .targetLogProbabilities(let targets):
-            precondition(targets.count == T, "one target per token")
+            guard targets.count == T else { fatalError("one target per token") }
             norm(normed, x, T)
             let inputs = head.cols   // the normed rows' width: OPT's project_out may narrow them
             let blockRows = min(T, blockRows ?? Self.logProbabilityBlockRows(vocabulary: vocab))
@@ -263,7 +265,7 @@ enum LMHead {
                                              scratch: Scratch, sliceRows: Int?, tokenRows: Int? = nil, softcap: Float?) -> [Float] {
         let vocab = head.rows, inputs = head.cols
         guard T > 0, vocab > 0 else { return [Float](repeating: 0, count: T) }
-        precondition(targets.allSatisfy { (0..<vocab).contains($0) }, "target ids inside the vocabulary")
+        guard targets.allSatisfy({ (0..<vocab).contains($0) }) else { fatalError("target ids inside the vocabulary") }
         let slice = min(vocab, max(1, sliceRows ?? max(256, WeightMatrix.widenedSliceValues / max(inputs, 1))))
         let tokenRows = min(T, max(1, tokenRows ?? max(16, WeightMatrix.widenedSliceValues / slice)))   // a logits block of at most ~64 MB
         let logits = scratch.buffer("logits.slice", rows: tokenRows, cols: slice)

@@ -59,11 +59,11 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         return total
     }
 
-    public func decodeBytesPerToken(plans: [LayerPlan]?) -> Int {
+    public func decodeBytesPerToken(plans: [LayerPlan]?, keepingAllKeysAndValues: Bool) -> Int {
         let blockBytes = blocks.enumerated().map { l, b in
             BlockSteps.decodeBytes(q: b.q.weight, k: b.k.weight, v: b.v.weight, output: b.output.weightT,
                                    mlpRows: [b.fc1.weight, b.fc2.weightT],
-                                   plan: plans.flatMap { l < $0.count ? $0[l] : nil }, shape: shape)
+                                   plan: plans.flatMap { l < $0.count ? $0[l] : nil }, keepingAllKeysAndValues: keepingAllKeysAndValues, shape: shape)
         }
         return blockBytes.reduce(0, +) + lmHead.byteCount + (projectIn?.weight.byteCount ?? 0)
             + (projectOut?.weight.byteCount ?? 0)
@@ -74,8 +74,10 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         let s = shape
         let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim
         let past = cache.length
-        precondition(T > 0 && past + T <= cache.capacity, "context overflow")
-        precondition(branches == nil || branches!.tokenCount == T, "branches cover the tokens")
+        // guard, not precondition: the release build's -Ounchecked drops preconditions, and an
+        // overflow here would write past the cache.
+        guard T > 0 && past + T <= cache.capacity else { fatalError("context overflow") }
+        guard branches == nil || branches!.tokenCount == T else { fatalError("branches cover the tokens") }
         let promptRows = branches?.promptRows(tokens: T) ?? T   // what a controller predicts from
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)

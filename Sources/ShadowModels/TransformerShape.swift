@@ -83,8 +83,9 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     /// Total parameters (tied weights counted once).
     var parameterCount: Int { get }
     /// Bytes of weights one decoded token reads: every matrix row the plans keep (all when nil),
-    /// the LM head included.
-    func decodeBytesPerToken(plans: [LayerPlan]?) -> Int
+    /// the LM head included; every K/V row when `keepingAllKeysAndValues` (masks that change
+    /// during decode keep the cache whole).
+    func decodeBytesPerToken(plans: [LayerPlan]?, keepingAllKeysAndValues: Bool) -> Int
     /// The precision the block weights are kept in (`--weights`).
     var weightDType: WeightDType { get }
     /// Dtypes found in the checkpoint, e.g. `["q4_1": 210, "f32": 61]` (tensor counts).
@@ -118,6 +119,9 @@ extension CausalLanguageModel {
 
     /// Bytes of weights one dense decoded token reads.
     public var decodeBytesPerToken: Int { decodeBytesPerToken(plans: nil) }
+
+    /// Bytes of weights one decoded token reads under fixed `plans`.
+    public func decodeBytesPerToken(plans: [LayerPlan]?) -> Int { decodeBytesPerToken(plans: plans, keepingAllKeysAndValues: false) }
 
     /// The dense forward pass.
     public func forward(_ tokens: [Int], cache: KVCache, logits: LogitsRequest) -> [Float] {

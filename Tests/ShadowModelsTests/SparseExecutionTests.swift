@@ -51,6 +51,12 @@ struct SparseExecutionTests {
         let lean = Self.run(model, FixedSparsity(layers: plans))
         let full = Self.run(model, FixedSparsity(layers: plans, keepsAllKeysAndValues: true))
         expectClose(lean, full, tolerance: 1e-5, name)
+        // and reads every K/V row, as the bytes a decoded token reads say.
+        let s = model.shape
+        let onlyHeadZero = (0..<s.layers).map { $0 == 0 ? LayerPlan.dense : LayerPlan(heads: [0], neurons: nil, shape: s) }
+        let kvRowBytes = 2 * s.headDim * s.hiddenSize * model.weightDType.bytesPerElement
+        #expect(model.decodeBytesPerToken(plans: onlyHeadZero, keepingAllKeysAndValues: true)
+                - model.decodeBytesPerToken(plans: onlyHeadZero) == (s.layers - 1) * (s.kvHeads - 1) * kvRowBytes)
     }
 
     @Test("a plan that keeps everything equals the dense model", arguments: models)
