@@ -5,6 +5,24 @@ import Foundation
 public enum Ops {
     public typealias V = SIMD16<Float>
 
+    /// The index of the first NaN or ±inf among `count` floats, or nil. Compares exponent bits as
+    /// integers, 16 lanes at a time, so that checking every weight at load stays cheap.
+    public static func firstNonFinite(_ x: UnsafePointer<Float>, count: Int) -> Int? {
+        let exponent = SIMD16<UInt32>(repeating: 0x7F80_0000)
+        let bits = UnsafeRawPointer(x)
+        var i = 0
+        while i + 16 <= count {
+            let v = bits.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
+            if any((v & exponent) .== exponent) { break }
+            i += 16
+        }
+        while i < count {
+            if !x[i].isFinite { return i }
+            i += 1
+        }
+        return nil
+    }
+
     /// out[t, :] = x[t, :] / rms(x[t, :]) * weight, for `rows` rows of width `n`.
     public static func rmsNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                _ weight: UnsafePointer<Float>, rows: Int, n: Int, eps: Float) {

@@ -65,8 +65,17 @@ public final class TensorTable {
         let m = Matrix(rows: rows, cols: cols)
         try source.floats(name, into: UnsafeMutableBufferPointer(start: m.pointer, count: m.count))
         source.dropPages(of: name)
+        try checkFinite(name, m.pointer, count: m.count)
         used.insert(name)
         return m
+    }
+
+    /// A NaN or infinity in a weight turns every logit after it into NaN: refused at load, naming
+    /// the tensor, rather than found as "nan" perplexities or empty generations.
+    private func checkFinite(_ name: String, _ values: UnsafePointer<Float>, count: Int) throws {
+        if let index = Ops.firstNonFinite(values, count: count) {
+            throw ShadowError.badTensor(path: path, tensor: name, reason: "holds a non-finite value (\(values[index]) at element \(index))")
+        }
     }
 
     /// Reads `name` as a `[rows, cols]` weight in `weightDType`.
@@ -87,8 +96,10 @@ public final class TensorTable {
     public func vector(_ name: String, count: Int) throws -> [Float] {
         let name = storedName(name)
         try check(name, [count])
+        let values = try source.floats(name)
+        try checkFinite(name, values, count: values.count)
         used.insert(name)
-        return try source.floats(name)
+        return values
     }
 
     public func optionalVector(_ name: String, count: Int) throws -> [Float]? {

@@ -187,4 +187,19 @@ struct ElementwiseTests {
             }
         }
     }
+
+    @Test("firstNonFinite finds the first NaN or infinity in the 16-wide blocks and in the tail, and passes large and tiny finite values")
+    func nonFinite() {
+        for count in [0, 1, 15, 16, 17, 40] {
+            var values = (0..<count).map { $0 % 2 == 0 ? Float.greatestFiniteMagnitude : -Float.leastNonzeroMagnitude }
+            #expect(Ops.firstNonFinite(values, count: count) == nil, "count \(count)")
+            for (position, bad) in [(count - 1, Float.nan), (count / 2, -Float.infinity), (0, Float.infinity)] where position >= 0 && position < count {
+                let kept = values[position]
+                values[position] = bad
+                let first = Ops.firstNonFinite(values, count: count)
+                #expect(first == position, "count \(count), \(bad) at \(position)")
+                values[position] = kept
+            }
+        }
+    }
 }

@@ -136,6 +136,24 @@ struct BadInputTests {
         expectShadowError(["model.layers.0.extra.weight", "unexpected"]) { _ = try ModelLoader.load(path: dir) }
     }
 
+    @Test("a NaN or infinity in a weight is refused at load, naming the tensor and the element")
+    func nonFiniteWeights() throws {
+        let dir = try CheckpointWriter.directory()
+        let url = URL(fileURLWithPath: dir + "/model.safetensors")
+        var data = try Data(contentsOf: url)
+        let headerLength = Int(UInt64(littleEndian: data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+        func put(_ value: Float, at offset: Int) {
+            withUnsafeBytes(of: value.bitPattern.littleEndian) { data.replaceSubrange(offset..<offset + 4, with: $0) }
+        }
+        put(.nan, at: data.count - 4)   // the last of model.norm.weight's 8 values, a vector
+        try data.write(to: url)
+        expectShadowError(["tensor \"model.norm.weight\"", "non-finite value (nan at element 7)"]) { _ = try ModelLoader.load(path: dir) }
+        put(1, at: data.count - 4)
+        put(-.infinity, at: 8 + headerLength + 4 * 21)   // the embedding, a matrix
+        try data.write(to: url)
+        expectShadowError(["tensor \"model.embed_tokens.weight\"", "(-inf at element 21)"]) { _ = try ModelLoader.load(path: dir, weights: .f16) }
+    }
+
     @Test("a truncated safetensors file names the file")
     func truncatedSafetensors() throws {
         let dir = try CheckpointWriter.directory()
