@@ -78,11 +78,32 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public var sampleCount: Int { chunks.reduce(0) { $0 + $1.samples } }
     public var lastIndex: Int? { chunks.last?.lastIndex }
 
-    /// Same run (model, criteria, samples, shard) as `other`, ignoring progress.
+    /// Same run (model, criteria, samples, shard) as `other`, ignoring progress and how the
+    /// source files were spelled.
     public func sameRun(as other: TraceManifest) -> Bool {
         var a = self, b = other
         a.chunks = []; b.chunks = []; a.complete = false; b.complete = false
+        a.sources = Self.resolved(a.sources); b.sources = Self.resolved(b.sources)
         return a == b
+    }
+
+    /// Sources as "kind:path@from-to" with each path made absolute and free of symbolic links,
+    /// so that `t.txt` and `/data/t.txt` (run in /data) name one file. A relative path is read
+    /// against the current directory, where a resumed or merged run is normally started too.
+    static func resolved(_ sources: [String]) -> [String] {
+        sources.map { source in
+            guard let colon = source.firstIndex(of: ":") else { return source }
+            var rest = String(source[source.index(after: colon)...]), suffix = ""
+            if let open = rest.range(of: " (", options: .backwards), rest.hasSuffix(")") {
+                suffix = String(rest[open.lowerBound...]); rest = String(rest[..<open.lowerBound])
+            }
+            var slice = ""
+            if let at = rest.lastIndex(of: "@"), rest[rest.index(after: at)...].allSatisfy({ $0.isNumber || $0 == "-" }) {
+                slice = String(rest[at...]); rest = String(rest[..<at])
+            }
+            guard !rest.isEmpty else { return source }
+            return String(source[...colon]) + AtomicFile.canonical(rest) + slice + suffix
+        }
     }
 
     /// The same run as `other` except that `other` asks for at least as many samples: the sample
@@ -96,7 +117,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
 
     /// What keeps these traces from being extended by `other`'s run, as "--shots 5 → 3,
     /// sources (…)", for the refusal.
-    public func differences(from other: TraceManifest) -> [String] {
+    /// With `shards` false, what keeps `other` from being another shard of the same calibration
+    /// (for a merge): shard index, chunk size and sample counts may differ, the shard count not.
+    public func differences(from other: TraceManifest, shards: Bool = true) -> [String] {
         var found: [String] = []
         func compare<T: Equatable>(_ name: String, _ a: T, _ b: T, _ show: (T) -> String) {
             if a != b { found.append("\(name) \(show(a)) → \(show(b))") }
@@ -104,15 +127,21 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         if model != other.model { found.append("model \(model.difference(to: other.model))") }
         compare("criteria", criteria, other.criteria) { $0.joined(separator: ",") }
         compare("--predictor-token", predictorToken, other.predictorToken) { $0.rawValue }
-        compare("sources", sources, other.sources) { $0.joined(separator: ",") }
+        if Self.resolved(sources) != Self.resolved(other.sources) {
+            found.append("sources \(sources.joined(separator: ",")) → \(other.sources.joined(separator: ","))")
+        }
         compare("--shots", options.shots, other.options.shots) { String($0) }
         compare("--seed", options.seed, other.options.seed) { String($0) }
         compare("--text-window", options.textWindow, other.options.textWindow) { String($0) }
         compare("--text-continuation", options.textContinuation, other.options.textContinuation) { String($0) }
         compare("--max-tokens", options.maxTokens, other.options.maxTokens) { String($0) }
-        compare("--shard", "\(shardIndex)/\(shardCount)", "\(other.shardIndex)/\(other.shardCount)") { $0 }
-        compare("--chunk-size", chunkSize, other.chunkSize) { String($0) }
-        if other.requestedSamples < requestedSamples { found.append("--samples \(requestedSamples) → \(other.requestedSamples) (only more can extend them)") }
+        if shards {
+            compare("--shard", "\(shardIndex)/\(shardCount)", "\(other.shardIndex)/\(other.shardCount)") { $0 }
+            compare("--chunk-size", chunkSize, other.chunkSize) { String($0) }
+            if other.requestedSamples < requestedSamples { found.append("--samples \(requestedSamples) → \(other.requestedSamples) (only more can extend them)") }
+        } else {
+            compare("shard count", shardCount, other.shardCount) { String($0) }
+        }
         if found.isEmpty && (format != other.format || version != other.version) { found.append("the trace format") }
         return found
     }
@@ -404,10 +433,9 @@ public enum TraceStore {
         let manifests = try shards.map { try open(directory: $0) }
         let first = manifests[0]
         for (dir, m) in zip(shards, manifests) {
-            guard m.model == first.model, m.criteria == first.criteria, m.sources == first.sources,
-                  m.options == first.options, m.predictorToken == first.predictorToken,
-                  m.shardCount == first.shardCount else {
-                throw ShadowError.failed("\(dir): not a shard of the same calibration as \(shards[0])")
+            let found = first.differences(from: m, shards: false)
+            guard found.isEmpty else {
+                throw ShadowError.failed("\(dir): not a shard of the same calibration as \(shards[0]) (\(found.joined(separator: ", ")))")
             }
             guard m.complete else { throw ShadowError.failed("\(dir): shard \(m.shardIndex)/\(m.shardCount) is not complete") }
         }

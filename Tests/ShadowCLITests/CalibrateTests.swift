@@ -195,10 +195,20 @@ struct CalibrateTests {
         let whole = temporaryDirectory(), s0 = temporaryDirectory(), s1 = temporaryDirectory(), merged = temporaryDirectory()
         #expect(calibrate(whole).status == 0)
         #expect(calibrate(s0, ["--shard", "0/2"]).status == 0)
-        #expect(calibrate(s1, ["--shard", "1/2"]).status == 0)
+        // The other shard names the corpus another way (as from another directory): one file, one calibration.
+        let respelled = (Self.corpus as NSString).deletingLastPathComponent + "/./" + (Self.corpus as NSString).lastPathComponent
+        let shard1 = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(respelled)", "--samples", "7",
+                             "--text-window", "16", "--text-continuation", "4", "--criteria", "plainact,l2_norm",
+                             "--chunk-size", "2", "--out", s1, "--no-progress", "--shard", "1/2"])
+        #expect(shard1.status == 0, "\(shard1.err)")
         #expect(try records(s1).map(\.index) == [1, 3, 5])
         let run = CLIRun(["traces", "merge", "--shards", "\(s1),\(s0)", "--out", merged])
         #expect(run.status == 0, "\(run.err)")
+        // A shard of another calibration is refused, saying what differs.
+        let other = temporaryDirectory()
+        #expect(calibrate(other, ["--shard", "1/2", "--seed", "7"]).status == 0)
+        let mixed = CLIRun(["traces", "merge", "--shards", "\(s0),\(other)", "--out", temporaryDirectory()])
+        #expect(mixed.status == 1 && mixed.err == "error: \(other): not a shard of the same calibration as \(s0) (--seed 1234 → 7)\n", "\(mixed.err)")
         expectSame(try records(merged), try records(whole))
         let info = CLIRun(["traces", "info", merged, "--json"])
         #expect(info.status == 0, "\(info.err)")
