@@ -25,7 +25,7 @@ enum CalibrateCommand {
             .value("seed", "n", help: "Seed for drawing the shots.", default: "1234"),
             .value("text-window", "n", help: "Tokens per plain-text window.", default: "128"),
             .value("text-continuation", "n", help: "Tokens of each window scored as its continuation.", default: "32"),
-            .value("max-tokens", "n", help: "Task samples (piqa:, hellaswag:) longer than this lose tokens from the left; text windows are --text-window tokens long whatever this says.", defaultDescription: "512, or the model's context if smaller"),
+            .value("max-tokens", "n", help: "Task samples (piqa:, hellaswag:) longer than this lose tokens from the left (an item whose answer alone is longer is left out, and counted in a warning); text windows are --text-window tokens long whatever this says.", defaultDescription: "512, or the model's context if smaller"),
             .value("predictor-token", "rule", help: "Which token's activations the predictor reads.",
                    default: PredictorToken.lastContext.rawValue, allowed: PredictorToken.allCases.map(\.rawValue)),
             .value("out", short: "o", "dir", help: "Trace directory."),
@@ -37,6 +37,9 @@ enum CalibrateCommand {
         interruptible: true
     ) { arguments, console in
         let sourceSpecs = try arguments.required("source")
+        guard !sourceSpecs.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw ShadowError.invalidArgument(name: "--source", reason: "is empty (e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt)")
+        }
         let sources = try sourceSpecs.split(separator: ",").map { try CalibrationSource.parse(String($0)) }
         let out = try arguments.required("out")
         let count = try arguments.int("samples", range: 1...10_000_000) ?? 256
@@ -68,11 +71,13 @@ enum CalibrateCommand {
         guard options.maxTokens <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds \(model.contextDescription)")
         }
+        var leftOut = 0
         let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,
-                                                 tokenizer: try loaded.requireTokenizer())
-        guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples (every item too long for --max-tokens, or no continuation)") }
+                                                 tokenizer: try loaded.requireTokenizer(), leftOut: &leftOut)
+        let why = leftOut == 0 ? "" : "; \(counted(leftOut, "task item")) left out: an answer longer than --max-tokens \(options.maxTokens) alone, or none"
+        guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples" + why) }
         if samples.count < count {
-            console.printError("calibrate: warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)")
+            console.printError("calibrate: warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)" + why)
         }
         // Checked before --out is created: text windows are not cut to --max-tokens.
         if let long = samples.first(where: { $0.tokens.count > model.shape.maxContext }) {

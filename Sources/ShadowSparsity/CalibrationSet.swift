@@ -115,10 +115,18 @@ public enum CalibrationSet {
     /// mixes them. The result depends only on the arguments.
     public static func samples(sources: [CalibrationSource], count: Int, options: CalibrationOptions,
                                tokenizer: any Tokenizer) throws -> [CalibrationSample] {
+        var leftOut = 0
+        return try samples(sources: sources, count: count, options: options, tokenizer: tokenizer, leftOut: &leftOut)
+    }
+
+    /// The same, counting in `leftOut` the task items that gave no sample: an answer that alone
+    /// does not fit `options.maxTokens`, or one that adds no token to its context.
+    public static func samples(sources: [CalibrationSource], count: Int, options: CalibrationOptions,
+                               tokenizer: any Tokenizer, leftOut: inout Int) throws -> [CalibrationSample] {
         guard options.textContinuation >= 1, options.textWindow > options.textContinuation else {
             throw ShadowError.invalidArgument(name: "--text-window", reason: "must exceed the continuation length \(options.textContinuation)")
         }
-        let perSource = try sources.map { try samples(from: $0, options: options, tokenizer: tokenizer) }
+        let perSource = try sources.map { try samples(from: $0, options: options, tokenizer: tokenizer, leftOut: &leftOut) }
         var result: [CalibrationSample] = []
         var cursor = [Int](repeating: 0, count: perSource.count)
         while result.count < count {
@@ -136,18 +144,20 @@ public enum CalibrationSet {
     }
 
     static func samples(from source: CalibrationSource, options: CalibrationOptions,
-                        tokenizer: any Tokenizer) throws -> [CalibrationSample] {
+                        tokenizer: any Tokenizer, leftOut: inout Int) throws -> [CalibrationSample] {
         switch source.kind {
         case .task(let task):
             var items = try TaskFile.multipleChoice(task: task, path: source.path, labels: source.labels)
             if let range = source.range { items = Array(items[try clamped(range, count: items.count, of: "items", source)]) }
-            return items.compactMap { item in
+            let made: [CalibrationSample] = items.compactMap { item in
                 // Shots come from the same slice, never the item itself (FewShot guarantees it).
                 let context = FewShot.contexts(for: item, shots: options.shots, pool: items, seed: options.seed)[item.gold]
                 let contextTokens = tokenizer.encodeWithSpecialTokens(context)
                 let tokens = tokenizer.encodeWithSpecialTokens(context + item.continuations[item.gold])
                 return sample(tokens: tokens, predictFrom: contextTokens.count, source: source, options: options)
             }
+            leftOut += items.count - made.count
+            return made
         case .text:
             let data = try readWholeFile(source.path)
             guard let text = String(data: data, encoding: .utf8) else {

@@ -230,6 +230,10 @@ public enum PredictorFile {
         guard meta.version == version else {
             throw ShadowError.corruptFile(path: file.path, reason: "predictor format version \(meta.version); this build reads version \(version)")
         }
+        guard Criterion(rawValue: meta.criterion) != nil else {
+            let known = Criterion.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ShadowError.badJSON(path: file.path + " (metadata)", key: "criterion", reason: "unknown criterion \"\(meta.criterion)\" (expected \(known))")
+        }
         try meta.model.validate(path: file.path + " (metadata)")
         return meta
     }

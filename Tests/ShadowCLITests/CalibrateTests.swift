@@ -100,6 +100,13 @@ struct CalibrateTests {
         let clamped = run("hellaswag:\(data)@1-9", samples: 3)
         #expect(clamped.status == 0 && clamped.out.contains("wrote 1 sample in 1 chunk to"), "\(clamped.out)")
         #expect(clamped.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 3\n", "\(clamped.err)")
+        // An answer that alone is longer than --max-tokens leaves its item out, and the warning counts it
+        // (" falls." is 5 tokens of tiny-llama's, " tastes it." 7).
+        let cut = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "hellaswag:\(data)", "--samples", "2", "--criteria", "plainact",
+                          "--max-tokens", "6", "--out", temporaryDirectory(), "--no-progress"])
+        #expect(cut.status == 0 && cut.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 2; 1 task item left out: an answer longer than --max-tokens 6 alone, or none\n", "\(cut.err)")
+        let empty = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "", "--out", temporaryDirectory()])
+        #expect(empty.status == 1 && empty.err.hasPrefix("error: --source: is empty"), "\(empty.err)")
     }
 
     @Test("a missing trace directory, a file, or a directory without a manifest is said alike by every command that reads traces")

@@ -246,6 +246,9 @@ struct PredictorTests {
             (try write("kind.safetensors", metadata: ["format": PredictorFile.format,
                                                       "predictor": json.replacingOccurrences(of: #""kind":"shadow""#, with: #""kind":"foo""#)]) { _ in },
              #"key "kind": unknown predictor kind "foo" (expected shadow, dejavu, dejavu-lookahead)"#),
+            (try write("criterion.safetensors", metadata: ["format": PredictorFile.format,
+                                                           "predictor": json.replacingOccurrences(of: #""criterion":""#, with: #""criterion":"bogus"#)]) { _ in },
+             #"key "criterion": unknown criterion "bogus"#),
         ]
         for (path, mention) in cases {
             do {
