@@ -282,6 +282,8 @@ public final class Console: @unchecked Sendable {
     public let err: (String) -> Void
     /// The next line of input without its newline, nil at its end (`chat` reads its turns here).
     public let readLine: () throws -> String?
+    /// Everything left on standard input, byte for byte (`--text-file -`).
+    public let readAll: () throws -> [UInt8]
     /// Whether a person is typing at a terminal (input and output both terminals): `chat` then
     /// shows a prompt mark.
     public let interactive: Bool
@@ -290,10 +292,12 @@ public final class Console: @unchecked Sendable {
     public let errIsTerminal: Bool
 
     public init(out: @escaping (String) -> Void, err: @escaping (String) -> Void,
-                readLine: @escaping () throws -> String? = { nil }, interactive: Bool = false, errIsTerminal: Bool = false) {
+                readLine: @escaping () throws -> String? = { nil }, readAll: @escaping () throws -> [UInt8] = { [] },
+                interactive: Bool = false, errIsTerminal: Bool = false) {
         self.out = out
         self.err = err
         self.readLine = readLine
+        self.readAll = readAll
         self.interactive = interactive
         self.errIsTerminal = errIsTerminal
     }
@@ -309,6 +313,7 @@ public final class Console: @unchecked Sendable {
         },
         err: { _ = writeAll($0, to: STDERR_FILENO) },
         readLine: { try standardInput.next() },
+        readAll: { try standardInput.rest() },
         interactive: isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1,
         errIsTerminal: isatty(STDERR_FILENO) == 1)
 
@@ -349,6 +354,27 @@ final class LineReader: @unchecked Sendable {
         self.limit = limit
     }
 
+    /// Everything not read yet, whatever its length.
+    func rest() throws -> [UInt8] {
+        while !atEnd { try fill() }
+        defer { buffer.removeAll() }
+        return buffer
+    }
+
+    /// Reads one more chunk into the buffer (or notes the end).
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ShadowError.failed("cannot read \(name): \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { atEnd = true } else { buffer += chunk[..<count] }
+            return
+        }
+    }
+
     /// The next line without its "\n", nil once the input is used up.
     func next() throws -> String? {
         var searched = 0
@@ -366,13 +392,7 @@ final class LineReader: @unchecked Sendable {
                 defer { buffer.removeAll() }
                 return String(decoding: buffer, as: UTF8.self)
             }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw ShadowError.failed("cannot read \(name): \(String(cString: strerror(errno)))")
-            }
-            if count == 0 { atEnd = true } else { buffer += chunk[..<count] }
+            try fill()
         }
     }
 

@@ -40,7 +40,7 @@ enum GenerateCommand {
         discussion: "Greedy by default; --temperature > 0 samples (with --top-k, --top-p and --min-p, and a --seed that makes it repeatable). --repeat-penalty applies to greedy decoding too. --stop ends the text where it spells a string.",
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
-            .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too)."),
+            .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too; - reads standard input)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
             .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …), Llama 3 (<|start_header_id|>user …), Phi-3 (<|user|> …) or Gemma (<start_of_turn>user …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
@@ -50,7 +50,7 @@ enum GenerateCommand {
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
         ]
     ) { arguments, console in
-        let prompt = try ModelOptions.text(arguments, textOption: "prompt", fileOption: "prompt-file")
+        let prompt = try ModelOptions.text(arguments, console: console, textOption: "prompt", fileOption: "prompt-file")
         let maxTokens = try arguments.int("max-tokens", range: 0...1_000_000) ?? 128
         let sampling = try samplingOptions(arguments)
         let stop = arguments.string("stop")

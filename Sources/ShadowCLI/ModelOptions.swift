@@ -87,17 +87,23 @@ enum ModelOptions {
     }
 
     /// Reads `--text` or `--text-file` (exactly one).
-    static func text(_ arguments: ParsedArguments, textOption: String = "text", fileOption: String = "text-file") throws -> String {
+    static func text(_ arguments: ParsedArguments, console: Console, textOption: String = "text", fileOption: String = "text-file") throws -> String {
         switch (arguments.string(textOption), arguments.string(fileOption)) {
         case (let text?, nil):
             return text
         case (nil, let file?):
-            try requireFile(file, option: fileOption)
-            let data = try readWholeFile(file)
+            // "-" is standard input, as for most Unix tools.
+            let bytes: [UInt8]
+            if file == "-" {
+                bytes = try console.readAll()
+            } else {
+                try requireFile(file, option: fileOption)
+                bytes = [UInt8](try readWholeFile(file))
+            }
             // Byte for byte: Foundation's String(data:encoding:) drops a leading U+FEFF, which the
             // reference tokenizers encode (3 tokens), so ids would no longer match theirs.
-            guard let text = String(validating: data, as: UTF8.self) else {
-                throw ShadowError.corruptFile(path: file, reason: "not valid UTF-8 text")
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw ShadowError.corruptFile(path: file == "-" ? "standard input" : file, reason: "not valid UTF-8 text")
             }
             return text
         case (nil, nil):

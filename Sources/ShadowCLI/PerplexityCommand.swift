@@ -43,7 +43,7 @@ enum PerplexityCommand {
             a smaller stride gives every block more context, at more passes.
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: false) + [
-            .value("text-file", "path", help: "The UTF-8 text to score."),
+            .value("text-file", "path", help: "The UTF-8 text to score (- reads standard input)."),
             .value("text", "string", help: "Score this text instead of a file."),
             .value("context", short: "c", "n", help: "Window length in tokens.", defaultDescription: "1024, or the model's context if smaller"),
             .value("stride", "n", help: "Predict n tokens per window (overlapping windows when below the context).", defaultDescription: "the context"),
@@ -51,7 +51,7 @@ enum PerplexityCommand {
             .flag("no-progress", help: "Hide the progress bar."),
         ]
     ) { arguments, console in
-        let text = try ModelOptions.text(arguments)
+        let text = try ModelOptions.text(arguments, console: console)
         guard !text.isEmpty else {
             throw ShadowError.invalidArgument(name: arguments.has("text-file") ? "--text-file" : "--text", reason: "the text is empty")
         }
@@ -59,6 +59,11 @@ enum PerplexityCommand {
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         let tokens = tokenizer.encodeWithSpecialTokens(text)
+        guard tokens.count >= 2 else {
+            // The first token is never predicted: one token leaves nothing to score.
+            let source = arguments.string("text-file").map { "--text-file \($0 == "-" ? "standard input" : $0)" } ?? "--text"
+            throw ShadowError.invalidArgument(name: source, reason: "is \(counted(tokens.count, "token")); scoring needs at least 2 (the first is never predicted)")
+        }
         let context = try arguments.int("context", range: 2...1_000_000) ?? min(1024, loaded.model.shape.maxContext)
         let stride = try arguments.int("stride", range: 1...1_000_000)
         let start = Date()

@@ -12,13 +12,14 @@ struct CLIRun {
     let err: String
 
     /// `onError` sees each piece of stderr as it is printed (a test can act at that moment).
-    /// `input`: the lines standard input would give (`chat`).
-    init(_ arguments: [String], input: [String] = [], onError: @escaping (String) -> Void = { _ in }) {
+    /// `input`: the lines standard input would give (`chat`); `stdin`: its bytes read whole (`--text-file -`).
+    init(_ arguments: [String], input: [String] = [], stdin: String = "", onError: @escaping (String) -> Void = { _ in }) {
         final class Box: @unchecked Sendable { var out = "", err = "", input: [String] = [] }
         let box = Box()
         box.input = input
         status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { box.err += $0; onError($0) },
-                                                     readLine: { box.input.isEmpty ? nil : box.input.removeFirst() }))
+                                                     readLine: { box.input.isEmpty ? nil : box.input.removeFirst() },
+                                                     readAll: { Array(stdin.utf8) }))
         out = box.out
         err = box.err
     }
@@ -153,6 +154,18 @@ struct CLITests {
             let run = CLIRun(arguments)
             #expect(run.status == 1 && run.err == "error: \(option): the path is empty\n", "\(arguments): \(run.err)")
         }
+    }
+
+    @Test("--text-file - and --prompt-file - read standard input byte for byte; a text of one token names where it came from")
+    func standardInput() throws {
+        let model = fixture("tiny-llama")
+        let direct = try CLIRun(["tokenize", "--model", model, "--text", "Hello there\n", "--json"]).json()
+        let piped = try CLIRun(["tokenize", "--model", model, "--text-file", "-", "--json"], stdin: "Hello there\n").json()
+        #expect((piped["ids"] as? [Int]) == (direct["ids"] as? [Int]) && (direct["ids"] as? [Int])?.isEmpty == false)
+        let generated = CLIRun(["generate", "--model", model, "--prompt-file", "-", "-n", "2", "--json"], stdin: "Hello there")
+        #expect(try generated.json()["prompt"] as? String == "Hello there", "\(generated.err)")
+        let one = CLIRun(["perplexity", "--model", model, "--text-file", "-"], stdin: "H")
+        #expect(one.status == 1 && one.err == "error: --text-file standard input: is 1 token; scoring needs at least 2 (the first is never predicted)\n", "\(one.err)")
     }
 
     @Test("info --json describes a checkpoint")
