@@ -17,13 +17,15 @@ enum AggregateCommand {
         name: "aggregate", abstract: "Sum per-sample scores of a trace directory into static importance (for --method static); jacov pools its gradient vectors over the samples instead.",
         options: [
             .value("traces", "dir", help: "A trace directory written by calibrate."),
-            .value("criterion", "name", help: "Which criterion's scores to sum.", default: "plainact",
+            .value("criterion", "name", help: "Which criterion's scores to sum.", defaultDescription: "the traces' first criterion, as for train-predictor",
                    allowed: Criterion.allCases.map(\.rawValue)),
             .value("out", short: "o", "path", help: "Write the JSON here (atomically) instead of stdout."),
         ]
     ) { arguments, console in
         let directory = try arguments.required("traces")
-        let criterion = try arguments.required("criterion")
+        guard let criterion = try arguments.string("criterion") ?? TraceManifest.load(directory: directory).criteria.first else {
+            throw ShadowError.failed("\(directory)/\(TraceManifest.fileName): lists no criteria")
+        }
         if let out = arguments.string("out") {
             try AtomicFile.checkWritable(out, option: "--out")
             try AtomicFile.refuseOverwriting(out, option: "--out", inputs: traceInputs(directory))

@@ -59,6 +59,10 @@ enum SparsityOptions {
                        seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0),
                        oracleCriterion: Criterion(rawValue: try arguments.required("oracle-criterion"))!, loaded: loaded)
         for line in unprunedWarnings(method: method, settings: settings, shape: loaded.model.shape) { console.printError(line) }
+        if method != "dense", !["sparsity", "head-sparsity", "neuron-sparsity"].contains(where: arguments.has) {
+            // Legal (the masks' machinery runs, pruning nothing), but rarely what was meant.
+            console.printError("warning: --method \(method) without --sparsity prunes nothing (the default sparsity is 0); give --sparsity P, or --sparsity 0 to say so")
+        }
         return controller
     }
 

@@ -133,6 +133,18 @@ struct CalibrateTests {
         }
     }
 
+    @Test("aggregate sums the traces' first criterion unless --criterion names another, as train-predictor trains on it")
+    func aggregateDefaultCriterion() throws {
+        let traces = temporaryDirectory()
+        let calibrated = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(Self.corpus)", "--samples", "3",
+                                 "--text-window", "16", "--text-continuation", "4", "--criteria", "l2_norm", "--out", traces, "--no-progress"])
+        #expect(calibrated.status == 0, "\(calibrated.err)")
+        let run = CLIRun(["aggregate", "--traces", traces])
+        #expect(try run.json()["criterion"] as? String == "l2_norm", "\(run.err)")
+        let missing = CLIRun(["aggregate", "--traces", traces, "--criterion", "plainact"])
+        #expect(missing.status == 1 && missing.err.contains("plainact"), "\(missing.err)")
+    }
+
     @Test("traces of an interrupted calibration are used with a warning by aggregate, train-predictor and sweep alike")
     func incompleteTraces() throws {
         let cut = temporaryDirectory()

@@ -54,5 +54,9 @@ struct UnprunedSparsityTests {
         #expect((report["realised_neuron_sparsity"] as? Double ?? 0) > 0)
         let half = CLIRun(base + ["--sparsity", "0.5"])
         #expect(half.status == 0 && !half.err.contains("warning"), "\(half.err)")
+        // A mask source without any sparsity prunes nothing: said, unless --sparsity 0 says it was meant.
+        let none = CLIRun(base)
+        #expect(none.status == 0 && none.err == "warning: --method random without --sparsity prunes nothing (the default sparsity is 0); give --sparsity P, or --sparsity 0 to say so\n", "\(none.err)")
+        #expect(CLIRun(base + ["--sparsity", "0"]).err.isEmpty)
     }
 }
