@@ -157,7 +157,9 @@ enum TraceInfoCommand {
         options: [.flag("json", help: "Print JSON (the manifest plus totals).")]
     ) { arguments, console in
         let directory = try arguments.required("dir")
-        let manifest = try TraceManifest.load(directory: directory)
+        // Every chunk the manifest lists is opened and its header checked, so that a directory
+        // with a chunk missing or cut short is not described as complete.
+        let manifest = try TraceStore.open(directory: directory)
         let bytes = manifest.chunks.reduce(0) { total, chunk in
             let path = (directory as NSString).appendingPathComponent(chunk.file)
             return total + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)

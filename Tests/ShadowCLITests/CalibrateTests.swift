@@ -133,6 +133,21 @@ struct CalibrateTests {
         }
     }
 
+    @Test("traces info checks every chunk the manifest lists: one missing or cut short is named")
+    func infoChecksChunks() throws {
+        let traces = temporaryDirectory()
+        #expect(calibrate(traces).status == 0)
+        #expect(CLIRun(["traces", "info", traces]).out.contains("complete        yes"))
+        let chunk = traces + "/" + (try TraceManifest.load(directory: traces)).chunks[1].file
+        let data = try Data(contentsOf: URL(fileURLWithPath: chunk))
+        try data.prefix(data.count - 8).write(to: URL(fileURLWithPath: chunk))
+        let cut = CLIRun(["traces", "info", traces])
+        #expect(cut.status == 1 && cut.err.hasPrefix("error: \(chunk)"), "\(cut.err)")
+        try FileManager.default.removeItem(atPath: chunk)
+        let gone = CLIRun(["traces", "info", traces])
+        #expect(gone.status == 1 && gone.err == "error: \(chunk): no such file\n", "\(gone.err)")
+    }
+
     @Test("aggregate sums the traces' first criterion unless --criterion names another, as train-predictor trains on it")
     func aggregateDefaultCriterion() throws {
         let traces = temporaryDirectory()
