@@ -87,6 +87,20 @@ public struct JSONParser {
         try bytes.withUnsafeBufferPointer { (buffer) throws(Failure) in try parse(buffer) }
     }
 
+    /// Where and why `bytes` are no JSON ("line 3, column 14: expected \",\" or \"}\""), or nil
+    /// when they parse: for errors about files that Foundation's decoder only calls invalid.
+    public static func syntaxError(in bytes: [UInt8]) -> String? {
+        do throws(Failure) {
+            _ = try parse(bytes)
+            return nil
+        } catch {
+            let before = bytes.prefix(error.offset)
+            let line = before.count { $0 == 0x0A } + 1
+            let column = error.offset - (before.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) + 1
+            return "line \(line), column \(column): \(error.message)"
+        }
+    }
+
     private init(bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
     }

@@ -15,6 +15,9 @@ public enum ConfigDecoding {
             // JSONDecoder's words for a number no integer can hold, under no key (`namingKey`
             // names it for the model configs).
             throw ShadowError.badJSON(path: path, key: nil, reason: "a number is not an integer in range where one is expected")
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+            let location = JSONParser.syntaxError(in: [UInt8](data)).map { " at \($0)" } ?? ""
+            throw ShadowError.badJSON(path: path, key: nil, reason: "not valid JSON" + location)
         } catch let error as DecodingError {
             throw ShadowError.badJSON(path: path, key: keyPath(of: error), reason: reason(of: error))
         } catch let error as ShadowError {

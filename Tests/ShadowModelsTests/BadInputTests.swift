@@ -92,8 +92,9 @@ struct BadInputTests {
     @Test("malformed config.json names the file")
     func malformedConfig() throws {
         let dir = try CheckpointWriter.directory()
-        try Data("{ not json".utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
-        expectShadowError(["config.json", "JSON"]) { _ = try ModelLoader.load(path: dir) }
+        try Data("{\n  \"model_type\": \"llama\",\n  not json".utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        // Where the JSON breaks, as an editor counts lines and columns.
+        expectShadowError(["config.json", "not valid JSON at line 3, column 3: expected a string key"]) { _ = try ModelLoader.load(path: dir) }
     }
 
     @Test("a missing or wrongly typed key is named")
