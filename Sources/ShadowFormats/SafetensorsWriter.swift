@@ -172,6 +172,9 @@ public enum AtomicFile {
         guard let file = fopen(temporary, "wb") else {
             throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: errno)))")
         }
+        // A file replaced keeps its permissions (a 0600 manifest stays private).
+        var existing = stat()
+        if stat(target, &existing) == 0 { _ = fchmod(fileno(file), existing.st_mode & 0o7777) }
         do {
             // On disk before the rename: after a crash of the machine, the name then holds the old
             // file or the whole new one, never a renamed file whose data had not been written yet.
@@ -380,7 +383,8 @@ public enum AtomicFile {
         for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) {
             let pid = entry.dropFirst(prefix.count).dropLast(suffix.count)
             // Another process still writing the same target keeps its file.
-            guard let id = Int32(pid), id == ProcessInfo.processInfo.processIdentifier || kill(id, 0) != 0 else { continue }
+            // (kill fails with EPERM for a live process of another user: only ESRCH means gone.)
+            guard let id = Int32(pid), id == ProcessInfo.processInfo.processIdentifier || (kill(id, 0) != 0 && errno == ESRCH) else { continue }
             try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(entry))
         }
     }

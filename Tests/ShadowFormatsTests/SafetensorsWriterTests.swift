@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import ShadowFormats
+@testable import ShadowFormats
 import ShadowKernels
 import ShadowTestSupport
 
@@ -76,6 +76,22 @@ struct SafetensorsWriterTests {
 
 @Suite("Atomic file writes to unusual places")
 struct AtomicFileTargetTests {
+    @Test("a file replaced keeps its permissions; a partial file of a live writer is kept, one of a dead writer removed")
+    func permissionsAndPartials() throws {
+        let directory = TestScratch.path("modes")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/private.json"
+        try AtomicFile.write("old", to: path)
+        chmod(path, 0o600)
+        try AtomicFile.write("new", to: path)
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int == 0o600)
+        // PID 1 is alive (EPERM for other users, success for root); no process has PID 2^22 + 1 here.
+        for pid in [1, 4_194_305] { try "x".write(toFile: "\(directory)/.private.json.\(pid).partial", atomically: false, encoding: .utf8) }
+        AtomicFile.removeStalePartials(of: "private.json", in: directory)
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".partial") }
+        #expect(left == [".private.json.1.partial"], "\(left)")
+    }
+
     @Test("a symbolic link keeps pointing at its target, which receives the new file")
     func symbolicLink() throws {
         let directory = TestScratch.path("link-target")
