@@ -14,7 +14,7 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
     /// A tensor is missing, unexpected, of the wrong shape or of an unsupported dtype.
     case badTensor(path: String, tensor: String, reason: String)
     /// The checkpoint names an architecture we do not build.
-    case unknownArchitecture(path: String, name: String)
+    case unknownArchitecture(path: String, name: String, known: [String] = [])
     /// A user-supplied value is out of range or malformed (CLI options, prompts, sparsity).
     case invalidArgument(name: String, reason: String)
     /// Anything else, stated in one line.
@@ -36,8 +36,8 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
             return "\(path): \(reason)"
         case .badTensor(let path, let tensor, let reason):
             return "\(path): tensor \"\(tensor)\": \(reason)"
-        case .unknownArchitecture(let path, let name):
-            return "\(path): unknown architecture \"\(name)\""
+        case .unknownArchitecture(let path, let name, let known):
+            return "\(path): unknown architecture \"\(name)\"" + (known.isEmpty ? "" : " (this build reads \(known.joined(separator: ", ")))")
         case .invalidArgument(let name, let reason):
             return "\(name): \(reason)"
         case .failed(let message):
@@ -51,7 +51,7 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
     public var path: String? {
         switch self {
         case .fileNotFound(let path), .unreadableFile(let path, _), .corruptFile(let path, _), .badJSON(let path, _, _), .badTensor(let path, _, _),
-             .unknownArchitecture(let path, _):
+             .unknownArchitecture(let path, _, _):
             return path
         case .invalidArgument, .failed, .interrupted:
             return nil

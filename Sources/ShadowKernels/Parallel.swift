@@ -7,7 +7,8 @@ import Glibc
 import Darwin
 #endif
 
-/// How many threads the kernels use. Set once by the CLI (`-t/--threads`); defaults to all cores.
+/// How many threads the kernels use: set by the CLI (`-t/--threads`; bench sets each count of a
+/// list in turn, keeping one worker pool per count); defaults to all cores.
 public enum Threads {
     // Atomic: tests (and library users) may set it while other threads run kernels.
     private static let _count = Atomic<Int>(defaultCount)
@@ -59,10 +60,4 @@ public func parallelChunks(_ count: Int, granularity: Int = 1, minimumPerThread:
         let end = min(count, (t + 1) * perThread * granularity)
         if start < end { body(start..<end) }
     }
-}
-
-/// Runs `body(i)` for every i in `0..<count`, spread over the threads.
-@inline(__always)
-public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
-    parallelChunks(count) { range in for i in range { body(i) } }
 }

@@ -25,8 +25,9 @@ public final class WeightMatrix: @unchecked Sendable {
     public var count: Int { rows * cols }
     public var byteCount: Int { count * dtype.bytesPerElement }
 
-    /// Stores `source` in `dtype` (rounding to nearest even for 16-bit types). A matrix with values
-    /// beyond fp16's range (±65504) is kept in bf16 instead, which has fp32's range.
+    /// Stores `source` in `dtype` (rounding to nearest even for 16-bit types). A matrix with a
+    /// value past ±65000 (a margin below fp16's largest, 65504) is kept in bf16 instead, which
+    /// has fp32's range.
     public init(_ source: Matrix, dtype requested: WeightDType) {
         rows = source.rows
         cols = source.cols

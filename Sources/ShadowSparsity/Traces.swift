@@ -526,8 +526,10 @@ public struct AggregateImportance: Sendable, Equatable {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds no samples")
         }
         let shape = manifest.model.shape
-        var heads = [Float](repeating: 0, count: shape.layers * shape.heads)
-        var neurons: [Float]?
+        // Summed in Double, as Importance.aggregate does: thousands of samples of scores that
+        // differ by orders of magnitude would otherwise lose the small ones to rounding.
+        var heads = [Double](repeating: 0, count: shape.layers * shape.heads)
+        var neurons: [Double]?
         var samples = 0
         // jacov pools its vectors over the samples (when the traces hold them) instead of summing.
         var pool = criterion == Criterion.jacov.rawValue
@@ -539,10 +541,10 @@ public struct AggregateImportance: Sendable, Equatable {
             if pool != nil {
                 if record.pooledVectors.isEmpty { pool = nil } else { pool!.add(record.pooledVectors) }
             }
-            for (i, v) in (record.heads[criterion] ?? []).enumerated() { heads[i] += v }
+            for (i, v) in (record.heads[criterion] ?? []).enumerated() { heads[i] += Double(v) }
             if let n = record.neurons[criterion] {
-                if neurons == nil { neurons = [Float](repeating: 0, count: n.count) }
-                for (i, v) in n.enumerated() { neurons![i] += v }
+                if neurons == nil { neurons = [Double](repeating: 0, count: n.count) }
+                for (i, v) in n.enumerated() { neurons![i] += Double(v) }
             }
         }
         func rows(_ values: [Float], _ width: Int) -> [[Float]] {
@@ -552,7 +554,7 @@ public struct AggregateImportance: Sendable, Equatable {
         self.samples = samples
         self.complete = manifest.complete
         self.pooled = pool != nil
-        self.heads = rows(pool?.scores() ?? heads, shape.heads)
-        self.neurons = neurons.map { rows($0, shape.ffnSize) }
+        self.heads = rows(pool?.scores() ?? heads.map(Float.init), shape.heads)
+        self.neurons = neurons.map { rows($0.map(Float.init), shape.ffnSize) }
     }
 }
