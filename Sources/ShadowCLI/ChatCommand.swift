@@ -41,6 +41,13 @@ enum ChatCommand {
         }
     }
 
+    /// The JSON line of a message that was not sent (too long for --context).
+    struct NotSent: Encodable {
+        let user: String
+        let notSent: String
+        enum CodingKeys: String, CodingKey { case user, notSent = "not_sent" }
+    }
+
     /// `--context` when not given: the model's, up to this many tokens (the cache is reserved for
     /// all of it at the start; a 128k-token model would reserve gigabytes).
     static let defaultContext = 8192
@@ -139,7 +146,10 @@ enum ChatCommand {
                 }
             }
             guard prompt.count < limit else {
-                console.printError("chat: this message does not fit a context of \(limit) tokens (\(prompt.count) with the template); it was not sent")
+                let reason = "this message does not fit a context of \(limit) tokens (\(prompt.count) with the template); it was not sent"
+                console.printError("chat: " + reason)
+                // Still one JSON line per message, so that a reader pairing them stays in step.
+                if json { console.print(try JSONOutput.string(NotSent(user: message, notSent: reason), pretty: false)) }
                 continue
             }
             if dropped > 0 {

@@ -18,6 +18,8 @@ enum GenerateCommand {
         let stoppedAtEOS: Bool
         /// The text reached --stop: `text` ends before it; `tokens` include the ones that spelled it.
         let stoppedAtStop: Bool
+        /// The prompt and the text filled the model's context before --max-tokens.
+        let stoppedAtContext: Bool
         let prefillTokensPerSecond: Double
         /// Decode passes per second (the first token comes from the prefill's logits, the last is
         /// never fed back); absent when none ran (one token generated, or none).
@@ -29,6 +31,7 @@ enum GenerateCommand {
         enum CodingKeys: String, CodingKey {
             case prompt, system, text, tokens, method
             case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos", stoppedAtStop = "stopped_at_stop"
+            case stoppedAtContext = "stopped_at_context"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
             case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
@@ -100,7 +103,7 @@ enum GenerateCommand {
             console.print(try JSONOutput.string(Report(
                 prompt: prompt, system: template?.systemContent(system), text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
                 promptTokens: promptIDs, tokens: result.tokens,
-                stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped,
+                stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped, stoppedAtContext: result.stoppedAtContext,
                 prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                 decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
                 method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,

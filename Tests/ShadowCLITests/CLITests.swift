@@ -485,9 +485,11 @@ struct CLITests {
         let tokens = try #require(try long.json()["tokens"] as? [Int])
         let prompt = try #require(try long.json()["prompt_tokens"] as? [Int])
         #expect(prompt.count + tokens.count == 128)   // prompt and generated tokens together fill the context, no more
+        #expect(try long.json()["stopped_at_context"] as? Bool == true)
         #expect(long.err == "generate: stopped after \(tokens.count) of 1000000 tokens: the model's context of 128 is full\n", "\(long.err)")
         let short = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "3"])
         #expect(short.status == 0 && short.err.isEmpty, "\(short.err)")
+        #expect(try CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "3", "--json"]).json()["stopped_at_context"] as? Bool == false)
     }
 
     @Test("--chat puts the reply on a line after the echoed prompt; a plain prompt is continued where it ends")

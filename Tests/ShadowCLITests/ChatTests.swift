@@ -297,7 +297,11 @@ struct ChatTests {
         let run = CLIRun(["chat", "--model", fixture("tiny-llama"), "--json", "-n", "16", "--context", "80"],
                          input: ["What is the capital of France?", "And of Italy?", "And of Spain?", long, "And of Germany?"])
         #expect(run.status == 0, "\(run.err)")
-        let replies = try chatTurns(run)
+        // Five messages, five JSON lines: the one that did not fit says so in place of a turn.
+        let lines = try chatTurns(run)
+        try #require(lines.count == 5, "\(run.out)")
+        #expect(lines[3]["user"] as? String == long && (lines[3]["not_sent"] as? String)?.hasPrefix("this message does not fit a context of 80 tokens") == true)
+        let replies = lines.filter { $0["turn"] != nil }
         try #require(replies.count == 4, "\(run.out)")
         for reply in replies {
             let used = (reply["prompt_token_count"] as? Int ?? 0) + ((reply["tokens"] as? [Int])?.count ?? 0)
