@@ -87,7 +87,7 @@ enum CalibrateCommand {
         let manifest = TraceManifest(
             model: try ModelFingerprint(loaded: loaded), criteria: criteria.map(\.rawValue), predictorToken: predictorToken,
             sources: sources.map(\.recordedDescription), options: options, requestedSamples: count,
-            shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize)
+            shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize, weights: loaded.model.weightDType.rawValue)
         let existed = try entryExists(atPath: out)
         let manifestPath = (out as NSString).appendingPathComponent(TraceManifest.fileName)
         let manifestExisted = try fileKind(atPath: manifestPath) != nil   // as TraceWriter decides
@@ -172,7 +172,7 @@ enum TraceInfoCommand {
             traces          \(directory)
             model           \(manifest.model)
             criteria        \(manifest.criteria.joined(separator: ", "))
-            predictor token \(manifest.predictorToken.rawValue)
+            predictor token \(manifest.predictorToken.rawValue)\(manifest.weights.map { "\nweights         \($0)" } ?? "")
             sources         \(manifest.sources.joined(separator: ", "))
             samples         \(manifest.sampleCount) of \(manifest.requestedSamples) requested\(manifest.shardCount > 1 ? " (shard \(manifest.shardIndex)/\(manifest.shardCount))" : "")
             chunks          \(manifest.chunks.count) (\(String(format: "%.1f MB", Double(bytes) / 1e6)))

@@ -53,17 +53,22 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public var shardIndex: Int
     public var shardCount: Int
     public var chunkSize: Int
+    /// How the weights were kept (`--weights`): scores under bf16 rounding are not those of f32.
+    /// nil in traces written before it was recorded (and then not compared).
+    public var weights: String?
     public var chunks: [Chunk] = []
     public var complete = false
 
     enum CodingKeys: String, CodingKey {
-        case format, version, model, criteria, sources, options, chunks, complete
+        case format, version, model, criteria, sources, options, chunks, complete, weights
         case predictorToken = "predictor_token", requestedSamples = "requested_samples"
         case shardIndex = "shard_index", shardCount = "shard_count", chunkSize = "chunk_size"
     }
 
     public init(model: ModelFingerprint, criteria: [String], predictorToken: PredictorToken, sources: [String],
-                options: CalibrationOptions, requestedSamples: Int, shardIndex: Int, shardCount: Int, chunkSize: Int) {
+                options: CalibrationOptions, requestedSamples: Int, shardIndex: Int, shardCount: Int, chunkSize: Int,
+                weights: String? = nil) {
+        self.weights = weights
         self.model = model
         self.criteria = criteria
         self.predictorToken = predictorToken
@@ -84,6 +89,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         var a = self, b = other
         a.chunks = []; b.chunks = []; a.complete = false; b.complete = false
         a.sources = Self.resolved(a.sources); b.sources = Self.resolved(b.sources)
+        if a.weights == nil || b.weights == nil { a.weights = nil; b.weights = nil }
         return a == b
     }
 
@@ -127,6 +133,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         if model != other.model { found.append("model \(model.difference(to: other.model))") }
         compare("criteria", criteria, other.criteria) { $0.joined(separator: ",") }
         compare("--predictor-token", predictorToken, other.predictorToken) { $0.rawValue }
+        if let weights, let otherWeights = other.weights { compare("--weights", weights, otherWeights) { $0 } }
         if Self.resolved(sources) != Self.resolved(other.sources) {
             found.append("sources \(sources.joined(separator: ",")) → \(other.sources.joined(separator: ","))")
         }

@@ -73,6 +73,14 @@ struct CalibrateTests {
         var manifest = try TraceManifest.load(directory: out)
         #expect(manifest.sources == ["hellaswag:\(data) (ctx_b capitalised)"])
         #expect(run("2", ["--resume"]).status == 0)
+        // The weights' precision is recorded: bf16 scores do not extend f32 ones. Traces from before it was kept resume as they were.
+        #expect(try TraceManifest.load(directory: out).weights == "f32")
+        let bf16 = run("3", ["--resume", "--weights", "bf16"])
+        #expect(bf16.status != 0 && bf16.err.contains("--weights f32 → bf16"), "\(bf16.err)")
+        manifest = try TraceManifest.load(directory: out)
+        manifest.weights = nil
+        try manifest.save(directory: out)
+        #expect(run("2", ["--resume"]).status == 0)
         // As a build from before 2026-12-04 recorded it.
         manifest = try TraceManifest.load(directory: out)
         manifest.sources = ["hellaswag:\(data)"]
