@@ -19,6 +19,8 @@ enum ChatCommand {
         let tokens: [Int]
         let droppedTurns: Int
         let stoppedAtEOS: Bool
+        /// The reply spelled --stop: it ends before it, and the conversation keeps the tokens before it.
+        let stoppedAtStop: Bool
         /// The reply reached the end of --context before --max-tokens.
         let stoppedAtContext: Bool
         /// Ctrl-C stopped the reply.
@@ -36,7 +38,7 @@ enum ChatCommand {
             case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
             case promptTokenCount = "prompt_token_count", reusedTokenCount = "reused_token_count", droppedTurns = "dropped_turns"
-            case stoppedAtEOS = "stopped_at_eos", stoppedAtContext = "stopped_at_context"
+            case stoppedAtEOS = "stopped_at_eos", stoppedAtContext = "stopped_at_context", stoppedAtStop = "stopped_at_stop"
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
         }
     }
@@ -84,11 +86,14 @@ enum ChatCommand {
             .value("context", short: "c", "n", help: "Most tokens of conversation (template and reply included); older turns are dropped to stay within it.",
                    defaultDescription: "the model's context, at most \(defaultContext)"),
         ] + ChatTemplate.systemOptions() + [ChatTemplate.thinkingOption()] + GenerateCommand.samplingOptionList + [
+            .value("stop", "text", help: "End each reply where it first spells this string, which is not printed; the conversation keeps the reply's tokens before it."),
             .flag("json", help: "Print one JSON object per turn (JSON Lines: the reply, token ids, speeds) instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
         ]
     ) { arguments, console in
         let maxTokens = try arguments.int("max-tokens", range: 1...1_000_000) ?? 256
+        let stop = arguments.string("stop")
+        if stop == "" { throw ShadowError.invalidArgument(name: "--stop", reason: "is empty") }
         let sampling = try GenerateCommand.samplingOptions(arguments)
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
@@ -158,13 +163,15 @@ enum ChatCommand {
             }
             count += 1
             var stream = TextStream(tokenizer: tokenizer)
+            var cut = StopText(stop: stop)
             let replyLimit = min(maxTokens, limit - prompt.count)
             // Turn n samples with --seed + n − 1: a repeatable conversation whose turns do not share one random stream.
             var turnSampling = sampling
             turnSampling.seed = sampling.seed &+ UInt64(count - 1)
             func onToken(_ token: Int) -> Bool {
-                if !json { console.out(stream.append(token)) }
-                return true
+                let piece = cut.append(stream.append(token))
+                if !json { console.out(piece) }
+                return !cut.stopped
             }
             // Ctrl-C while a reply is prefilled or streams ends that reply (kept as far as it got);
             // at the prompt it ends the program, as usual.
@@ -179,8 +186,8 @@ enum ChatCommand {
                 return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
                                               sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken, shouldStop: stop)
             }
-            // Ended neither by a stop token nor by its length: Ctrl-C stopped it.
-            let interrupted = !result.stoppedAtEOS && result.tokens.count < replyLimit
+            // Ended neither by a stop token, nor by --stop, nor by its length: Ctrl-C stopped it.
+            let interrupted = !result.stoppedAtEOS && !cut.stopped && result.tokens.count < replyLimit
             let stoppedAtContext = !result.stoppedAtEOS && result.tokens.count == replyLimit && replyLimit < maxTokens
             if interrupted && result.tokens.isEmpty {
                 // Stopped before its first token: as if the message had not been sent.
@@ -192,19 +199,25 @@ enum ChatCommand {
             if stoppedAtContext {
                 console.printError("chat: the reply stopped after \(replyLimit) tokens at the end of a context of \(limit) (--max-tokens \(maxTokens))")
             }
-            let reply = tokenizer.decode(result.tokens, skipSpecialTokens: true)
-            turns.append(ChatTurn(user: message, reply: result.tokens))
+            let reply = cut.stopped ? cut.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true)
+            // Cut at --stop, the conversation keeps the tokens whose text ends before it.
+            var kept = result.tokens
+            if cut.stopped {
+                let bytes = reply.utf8.count
+                while !kept.isEmpty, tokenizer.decode(kept, skipSpecialTokens: true).utf8.count > bytes { kept.removeLast() }
+            }
+            turns.append(ChatTurn(user: message, reply: kept))
             let masks = try SparsitySummary(arguments, controller: sparsity, shape: model.shape)
             if json {
                 console.print(try JSONOutput.string(TurnReport(
                     turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,
-                    tokens: result.tokens, droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS, stoppedAtContext: stoppedAtContext,
+                    tokens: result.tokens, droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: cut.stopped, stoppedAtContext: stoppedAtContext,
                     interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                     decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
                     method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
                     realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity), pretty: false))
             } else {
-                console.out(stream.finish() + "\n")
+                console.out((cut.stopped ? "" : cut.finish(stream.finish())) + "\n")
                 if arguments.flag("verbose") {
                     console.printError(String(format: "chat: prompt %d tokens (%d kept from the last turn), %.1f t/s; reply %d tokens, ",
                                               prompt.count, result.reusedTokens, result.stats.promptTokensPerSecond, result.tokens.count)

@@ -20,6 +20,25 @@ struct ChatTests {
         "Hi", "  two  spaces  ", "x² + y³ = ½ in 2024, 3.14159", "line one\nline two\n\n", "\n", "café — 東京 🚀", "", "'s 're don't",
     ]
 
+    @Test("--stop ends a reply where it spells the string, not printed, and the conversation keeps the tokens before it")
+    func stopString() throws {
+        let arguments = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "16"]
+        let plain = try chatTurns(CLIRun(arguments, input: ["Hello there", "And again"]))
+        let whole = try #require(plain.first?["reply"] as? String)
+        let scalars = Array(whole.unicodeScalars)
+        try #require(scalars.count >= 6, "\(whole)")
+        var stop = String.UnicodeScalarView(); stop.append(contentsOf: scalars[3..<5])
+        let stopText = String(stop)
+        let before = String(whole[..<whole.range(of: stopText)!.lowerBound])
+        let cut = try chatTurns(CLIRun(arguments + ["--stop", stopText], input: ["Hello there", "And again"]))
+        try #require(cut.count == 2)
+        #expect(cut[0]["reply"] as? String == before && cut[0]["stopped_at_stop"] as? Bool == true && cut[0]["interrupted"] as? Bool == false, "\(cut[0])")
+        // The second turn's prompt holds the shorter first reply.
+        #expect((cut[1]["prompt_token_count"] as? Int ?? .max) < (plain[1]["prompt_token_count"] as? Int ?? 0))
+        let streamed = CLIRun(Array(arguments.dropLast(3)) + ["-n", "16", "--stop", stopText], input: ["Hello there"])
+        #expect(streamed.out == before + "\n", "\(streamed.out.debugDescription)")
+    }
+
     @Test("the template's ids are those of its text encoded whole, for messages that spell no marker")
     func templateMatchesText() throws {
         var tokenizers = [try ModelLoader.loadTokenizer(path: fixture("tiny-llama"))]
