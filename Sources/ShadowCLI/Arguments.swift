@@ -271,8 +271,16 @@ public struct ParsedArguments: Sendable {
         }
     }
 
-    public func list(_ name: String) -> [String]? {
-        string(name).map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+    /// A comma-separated list of names or numbers; an empty value is an empty list (for the
+    /// command to judge), an empty item in a longer one ("a,", "a,,b") a typing slip refused here.
+    public func list(_ name: String) throws -> [String]? {
+        guard let text = string(name) else { return nil }
+        if text.trimmingCharacters(in: .whitespaces).isEmpty { return [] }
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
+        if items.contains("") {
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "has an empty item in \"\(text)\"")
+        }
+        return items
     }
 }
 

@@ -86,11 +86,11 @@ enum BenchCommand {
         let backwardLengths = once(try arguments.intList("b", range: 0...65536) ?? [0])
         let repetitions = try arguments.int("r", range: 1...1000) ?? 5
         let threadCounts = once(try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount])
-        let dtypes = once((arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
+        let dtypes = once((try arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
         let format = arguments.string("o") ?? "md"
         let showProgress = !arguments.flag("no-progress")
         let name = URL(fileURLWithPath: path).lastPathComponent
-        let methods = once(arguments.list("method") ?? ["dense"])
+        let methods = once(try arguments.list("method") ?? ["dense"])
         let sparsities = once(try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
             guard let value = Double(text), value >= 0, value < 1 else {
                 throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")

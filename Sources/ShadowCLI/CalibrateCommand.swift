@@ -25,7 +25,7 @@ enum CalibrateCommand {
             .value("seed", "n", help: "Seed for drawing the shots.", default: "1234"),
             .value("text-window", "n", help: "Tokens per plain-text window.", default: "128"),
             .value("text-continuation", "n", help: "Tokens of each window scored as its continuation.", default: "32"),
-            .value("max-tokens", "n", help: "Task samples (piqa:, hellaswag:) longer than this lose tokens from the left (an item whose answer alone is longer is left out, and counted in a warning); text windows are --text-window tokens long whatever this says.", defaultDescription: "512, or the model's context if smaller"),
+            .value("max-tokens", "n", help: "Task samples (piqa:, hellaswag:) longer than this lose tokens from the left (an item whose answer alone has this many tokens or more is left out, and counted in a warning); text windows are --text-window tokens long whatever this says.", defaultDescription: "512, or the model's context if smaller"),
             .value("predictor-token", "rule", help: "Which token's activations the predictor reads.",
                    default: PredictorToken.lastContext.rawValue, allowed: PredictorToken.allCases.map(\.rawValue)),
             .value("out", short: "o", "dir", help: "Trace directory."),
@@ -40,10 +40,10 @@ enum CalibrateCommand {
         guard !sourceSpecs.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw ShadowError.invalidArgument(name: "--source", reason: "is empty (e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt)")
         }
-        let sources = try sourceSpecs.split(separator: ",").map { try CalibrationSource.parse(String($0)) }
+        let sources = try (arguments.list("source") ?? []).map { try CalibrationSource.parse($0) }
         let out = try arguments.required("out")
         let count = try arguments.int("samples", range: 1...10_000_000) ?? 256
-        let criteria = (arguments.list("criteria") ?? ["plainact"]).compactMap(Criterion.init(rawValue:))
+        let criteria = (try arguments.list("criteria") ?? ["plainact"]).compactMap(Criterion.init(rawValue:))
         guard !criteria.isEmpty else { throw ShadowError.invalidArgument(name: "--criteria", reason: "needs at least one criterion") }
         if let twice = criteria.first(where: { c in criteria.filter { $0 == c }.count > 1 }) {
             throw ShadowError.invalidArgument(name: "--criteria", reason: "lists \(twice.rawValue) twice")
@@ -74,7 +74,7 @@ enum CalibrateCommand {
         var leftOut = 0
         let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,
                                                  tokenizer: try loaded.requireTokenizer(), leftOut: &leftOut)
-        let why = leftOut == 0 ? "" : "; \(counted(leftOut, "task item")) left out: an answer longer than --max-tokens \(options.maxTokens) alone, or none"
+        let why = leftOut == 0 ? "" : "; \(counted(leftOut, "task item")) left out: an answer of --max-tokens \(options.maxTokens) tokens or more, or one that adds no token to its context"
         guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples" + why) }
         if samples.count < count {
             console.printError("calibrate: warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)" + why)
@@ -135,7 +135,7 @@ enum MergeTracesCommand {
             .value("out", short: "o", "dir", help: "The merged trace directory (must not exist yet)."),
         ]
     ) { arguments, console in
-        let shards = (arguments.list("shards") ?? []).filter { !$0.isEmpty }
+        let shards = (try arguments.list("shards") ?? []).filter { !$0.isEmpty }
         let out = try arguments.required("out")
         try TraceStore.merge(shards: shards, into: out)
         console.print("merged \(counted(shards.count, "shard")) into \(out) (\(counted(try TraceManifest.load(directory: out).sampleCount, "sample")))")
@@ -172,7 +172,8 @@ enum TraceInfoCommand {
             traces          \(directory)
             model           \(manifest.model)
             criteria        \(manifest.criteria.joined(separator: ", "))
-            predictor token \(manifest.predictorToken.rawValue)\(manifest.weights.map { "\nweights         \($0)" } ?? "")
+            predictor token \(manifest.predictorToken.rawValue)
+            weights         \(manifest.weights ?? "not recorded (traces from before 2026-12-05)")
             sources         \(manifest.sources.joined(separator: ", "))
             samples         \(manifest.sampleCount) of \(manifest.requestedSamples) requested\(manifest.shardCount > 1 ? " (shard \(manifest.shardIndex)/\(manifest.shardCount))" : "")
             chunks          \(manifest.chunks.count) (\(String(format: "%.1f MB", Double(bytes) / 1e6)))

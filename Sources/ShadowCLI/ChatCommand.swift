@@ -87,7 +87,7 @@ enum ChatCommand {
                    defaultDescription: "the model's context, at most \(defaultContext)"),
         ] + ChatTemplate.systemOptions() + [ChatTemplate.thinkingOption()] + GenerateCommand.samplingOptionList + [
             .value("stop", "text", help: "End each reply where it first spells this string, which is not printed; the conversation keeps the reply's tokens before it."),
-            .flag("json", help: "Print one JSON object per turn (JSON Lines: the reply, token ids, speeds) instead of streaming."),
+            .flag("json", help: "Print one JSON object per message instead of streaming (JSON Lines: the reply, token ids, speeds; {\"user\", \"not_sent\"} for a message too long to send)."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
         ]
     ) { arguments, console in

@@ -61,7 +61,7 @@ enum PerplexityCommand {
         let tokens = tokenizer.encodeWithSpecialTokens(text)
         guard tokens.count >= 2 else {
             // The first token is never predicted: one token leaves nothing to score.
-            let source = arguments.string("text-file").map { "--text-file \($0 == "-" ? "standard input" : $0)" } ?? "--text"
+            let source = arguments.string("text-file").map { "--text-file \($0 == "-" ? "- (standard input)" : $0)" } ?? "--text"
             throw ShadowError.invalidArgument(name: source, reason: "is \(counted(tokens.count, "token")); scoring needs at least 2 (the first is never predicted)")
         }
         let context = try arguments.int("context", range: 2...1_000_000) ?? min(1024, loaded.model.shape.maxContext)

@@ -86,13 +86,13 @@ enum SweepCommand {
         let out = try arguments.required("out")
         let tasks = try parseTasks(arguments)
         // A method may name its own criteria ("shadow:plainact"); the others take --criteria.
-        let criteria = arguments.list("criteria") ?? []
+        let criteria = try arguments.list("criteria") ?? []
         for criterion in criteria where Criterion(rawValue: criterion) == nil {
             throw ShadowError.invalidArgument(name: "--criteria", reason: "unknown criterion \"\(criterion)\"")
         }
         // A method given bare takes each of --criteria, beside any it names itself.
         var methods: [String] = [], criteriaOf: [String: [String]] = [:], bare: Set<String> = []
-        for entry in arguments.list("methods") ?? [] {
+        for entry in try arguments.list("methods") ?? [] {
             let parts = entry.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             let method = parts[0]
             guard sparseMethods.contains(method) else {
@@ -114,17 +114,17 @@ enum SweepCommand {
         // Results are keyed by sparsity to two decimals: a repeat is dropped, and two values that
         // round alike are refused (their cells would overwrite each other).
         var sparsities: [Double] = [], spelledAs: [String: String] = [:]
-        for text in arguments.list("sparsities") ?? [] {
+        for text in try arguments.list("sparsities") ?? [] {
             guard let p = Double(text) else {
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "\"\(text)\" is not a number")
             }
             guard p > 0, p < 1 else {
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \(text)")
             }
-            let key = String(format: "%.2f", p)
+            let key = SweepCell(method: "random", sparsity: p).key   // the sparsity as results.json keys it
             if let earlier = spelledAs[key] {
                 if Double(earlier) == p { continue }
-                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(earlier) and \(text) are one cell (results are kept to two decimals, \(key))")
+                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(earlier) and \(text) are one cell (results are kept to two decimals, \(key.split(separator: "/").last ?? ""))")
             }
             spelledAs[key] = text
             sparsities.append(p)
@@ -204,7 +204,7 @@ enum SweepCommand {
         guard context <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds \(model.contextDescription)")
         }
-        let predictors = try discoverPredictors(arguments.list("predictor") ?? [], fingerprint: fingerprint)
+        let predictors = try discoverPredictors(try arguments.list("predictor") ?? [], fingerprint: fingerprint)
 
         // The cells: dense, then every method × criterion × sparsity that has a mask source.
         var cells = [SweepCell.dense]
@@ -446,7 +446,7 @@ enum SweepCommand {
     static func parseTasks(_ arguments: ParsedArguments) throws -> [(task: TaskName, path: String, labels: String?)] {
         func pairs(_ option: String) throws -> [String: String] {
             var result: [String: String] = [:]
-            for entry in arguments.list(option) ?? [] {
+            for entry in try arguments.list(option) ?? [] {
                 let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
                 guard parts.count == 2, TaskName(rawValue: parts[0]) != nil else {
                     throw ShadowError.invalidArgument(name: "--\(option)", reason: "expected TASK=PATH with a known task, got \"\(entry)\"")
@@ -460,7 +460,7 @@ enum SweepCommand {
         }
         let data = try pairs("data"), labels = try pairs("labels")
         // A file for a task that does not run is most likely a task missing from --tasks.
-        let names = arguments.list("tasks") ?? []
+        let names = try arguments.list("tasks") ?? []
         for (option, files) in [("data", data), ("labels", labels)] {
             for task in files.keys.sorted() where !names.contains(task) {
                 throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(task) is not among --tasks (\(names.joined(separator: ","))); add it there or drop its file")

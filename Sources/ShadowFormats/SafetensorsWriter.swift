@@ -169,12 +169,17 @@ public enum AtomicFile {
         let directory = URL(fileURLWithPath: target).deletingLastPathComponent()
         try createDirectory(directory.path)
         let temporary = partialPath(for: target)
-        guard let file = fopen(temporary, "wb") else {
-            throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: errno)))")
-        }
-        // A file replaced keeps its permissions (a 0600 manifest stays private).
+        // A file replaced keeps its permission bits (a 0600 manifest stays private), from the
+        // moment the temporary file exists; the umask applies to a new one as to fopen's.
         var existing = stat()
-        if stat(target, &existing) == 0 { _ = fchmod(fileno(file), existing.st_mode & 0o7777) }
+        let mode = stat(target, &existing) == 0 ? existing.st_mode & 0o777 : 0o666
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        guard descriptor >= 0, let file = fdopen(descriptor, "wb") else {
+            let code = errno
+            if descriptor >= 0 { close(descriptor) }
+            throw ShadowError.failed("cannot write \(path): cannot create a file in \(directory.path) (\(describe(errno: code)))")
+        }
+        if mode != 0o666 { _ = fchmod(descriptor, mode) }   // exactly, whatever the umask
         do {
             // On disk before the rename: after a crash of the machine, the name then holds the old
             // file or the whole new one, never a renamed file whose data had not been written yet.
@@ -272,8 +277,8 @@ public enum AtomicFile {
         guard access(ancestor, W_OK | X_OK) == 0 else {
             throw ShadowError.invalidArgument(name: option, reason: "cannot write \(path): \(ancestor) is not writable (\(describe(errno: errno)))")
         }
-        // access() grants root everything, and some directories (procfs, a read-only mount seen
-        // through permissive bits) refuse new files anyway: create one there and remove it.
+        // access() grants root everything, and some directories (procfs) refuse new files
+        // anyway: create one there and remove it.
         let probe = (ancestor as NSString).appendingPathComponent(".shadowllm-probe.\(getpid())")
         let descriptor = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard descriptor >= 0 else {

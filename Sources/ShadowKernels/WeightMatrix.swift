@@ -55,7 +55,7 @@ public final class WeightMatrix: @unchecked Sendable {
         let rowBytes = source.cols * source.dtype.bytesPerElement
         raw = UnsafeMutableRawPointer.allocate(byteCount: max(rows.count * rowBytes, 1), alignment: 64)
         for (k, row) in rows.enumerated() {
-            precondition(row >= 0 && Int(row) < source.rows, "row \(row) outside a matrix of \(source.rows) rows")
+            guard row >= 0 && Int(row) < source.rows else { fatalError("row \(row) outside a matrix of \(source.rows) rows") }   // -Ounchecked drops preconditions
             (raw + k * rowBytes).copyMemory(from: source.raw + Int(row) * rowBytes, byteCount: rowBytes)
         }
     }

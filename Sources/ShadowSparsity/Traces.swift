@@ -149,6 +149,8 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         } else {
             compare("shard count", shardCount, other.shardCount) { String($0) }
         }
+        // A calibration option added later and not listed above still counts.
+        if found.isEmpty && options != other.options { found.append("the calibration options") }
         if found.isEmpty && (format != other.format || version != other.version) { found.append("the trace format") }
         return found
     }
@@ -452,7 +454,14 @@ public enum TraceStore {
         if let missing = (0..<first.shardCount).first(where: { !indices.contains($0) }) {
             throw ShadowError.invalidArgument(name: "--shards", reason: "shard \(missing)/\(first.shardCount) is missing (\(manifests.count) of \(first.shardCount) shards given)")
         }
+        // Shards that record their weights must agree on them (each was compared with the first
+        // only, which may be from before weights were recorded); one without makes it unknown.
+        let weights = Set(manifests.compactMap(\.weights))
+        guard weights.count <= 1 else {
+            throw ShadowError.failed("merge: the shards were calibrated with different --weights (\(weights.sorted().joined(separator: ", ")))")
+        }
         var merged = first
+        merged.weights = manifests.allSatisfy { $0.weights != nil } ? weights.first : nil
         merged.shardIndex = 0
         merged.shardCount = 1
         merged.chunks = []

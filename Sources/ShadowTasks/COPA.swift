@@ -60,13 +60,22 @@ enum COPA {
         }
         // Comments are not content: blanked (line breaks kept, for the line numbers) so that an
         // <item> commented out is not read, and left out of the text of an element holding one.
+        // A "<!--" inside a CDATA section is text, so CDATA sections are stepped over.
         var comments: [Range<Int>] = []
-        while let open = find(Array("<!--".utf8), in: bytes, from: comments.last?.upperBound ?? 0) {
+        let commentOpen = Array("<!--".utf8), cdataOpen = Array("<![CDATA[".utf8)
+        var scanned = 0
+        while let open = find(commentOpen, in: bytes, from: scanned) {
+            if let cdata = find(cdataOpen, in: bytes, from: scanned, before: open + 1), cdata < open {
+                guard let end = find(Array("]]>".utf8), in: bytes, from: cdata + cdataOpen.count) else { break }
+                scanned = end + 3
+                continue
+            }
             guard let close = find(Array("-->".utf8), in: bytes, from: open + 4) else {
                 throw fail(open, "comment is not closed by \"-->\"")
             }
             comments.append(open..<close + 3)
             for offset in open..<close + 3 where bytes[offset] != 0x0A { bytes[offset] = 0x20 }
+            scanned = close + 3
         }
 
         var items: [MultipleChoiceItem] = []

@@ -106,6 +106,7 @@ struct SourceLines {
                                           reason: "malformed JSON at column \(failure.offset + 1): \(failure.message)\(hint)")
             }
             guard case .object = value else {
+                if records.isEmpty, case .array = value { try refuseJSONArray() }
                 throw ShadowError.badJSON(path: location(index), key: nil,
                                           reason: "expected a JSON object, found \(value.kindName)")
             }

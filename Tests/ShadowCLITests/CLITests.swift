@@ -96,6 +96,7 @@ struct CLITests {
             (["bench", "--model", model, "-p", "8", "-n", "0", "--weights", "f16,"], "error: --weights: has an empty item; expected names from f32, bf16, f16, bf16-dot\n"),
             (["bench", "--model", model, "-p", "8,", "-n", "0"], "error: -p: expected integers separated by commas, got \"8,\"\n"),
             (["bench", "--model", model, "-p", "", "-n", "0"], "error: -p: expected integers separated by commas, got \"\"\n"),
+            (["bench", "--model", model, "-p", "8", "-n", "0", "--sparsity", "0.5,"], "error: --sparsity: has an empty item in \"0.5,\"\n"),
         ] {
             let run = CLIRun(arguments)
             #expect(run.status == 1 && run.err == expected, "\(arguments): \(run.err)")
@@ -165,7 +166,7 @@ struct CLITests {
         let generated = CLIRun(["generate", "--model", model, "--prompt-file", "-", "-n", "2", "--json"], stdin: "Hello there")
         #expect(try generated.json()["prompt"] as? String == "Hello there", "\(generated.err)")
         let one = CLIRun(["perplexity", "--model", model, "--text-file", "-"], stdin: "H")
-        #expect(one.status == 1 && one.err == "error: --text-file standard input: is 1 token; scoring needs at least 2 (the first is never predicted)\n", "\(one.err)")
+        #expect(one.status == 1 && one.err == "error: --text-file - (standard input): is 1 token; scoring needs at least 2 (the first is never predicted)\n", "\(one.err)")
     }
 
     @Test("info --json describes a checkpoint")

@@ -112,7 +112,7 @@ struct CalibrateTests {
         // (" falls." is 5 tokens of tiny-llama's, " tastes it." 7).
         let cut = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "hellaswag:\(data)", "--samples", "2", "--criteria", "plainact",
                           "--max-tokens", "6", "--out", temporaryDirectory(), "--no-progress"])
-        #expect(cut.status == 0 && cut.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 2; 1 task item left out: an answer longer than --max-tokens 6 alone, or none\n", "\(cut.err)")
+        #expect(cut.status == 0 && cut.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 2; 1 task item left out: an answer of --max-tokens 6 tokens or more, or one that adds no token to its context\n", "\(cut.err)")
         let empty = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "", "--out", temporaryDirectory()])
         #expect(empty.status == 1 && empty.err.hasPrefix("error: --source: is empty"), "\(empty.err)")
     }
@@ -246,6 +246,15 @@ struct CalibrateTests {
         #expect(try records(s1).map(\.index) == [1, 3, 5])
         let run = CLIRun(["traces", "merge", "--shards", "\(s1),\(s0)", "--out", merged])
         #expect(run.status == 0, "\(run.err)")
+        // Shards that record different --weights are refused whichever comes first, even after one that records none.
+        let w0 = temporaryDirectory(), w1 = temporaryDirectory(), w2 = temporaryDirectory()
+        #expect(calibrate(w0, ["--shard", "0/3"]).status == 0 && calibrate(w1, ["--shard", "1/3", "--weights", "bf16"]).status == 0
+                && calibrate(w2, ["--shard", "2/3"]).status == 0)
+        var unrecorded = try TraceManifest.load(directory: w0)
+        unrecorded.weights = nil
+        try unrecorded.save(directory: w0)
+        let mixedWeights = CLIRun(["traces", "merge", "--shards", "\(w0),\(w1),\(w2)", "--out", temporaryDirectory()])
+        #expect(mixedWeights.status == 1 && mixedWeights.err == "error: merge: the shards were calibrated with different --weights (bf16, f32)\n", "\(mixedWeights.err)")
         // A shard of another calibration is refused, saying what differs.
         let other = temporaryDirectory()
         #expect(calibrate(other, ["--shard", "1/2", "--seed", "7"]).status == 0)

@@ -163,11 +163,14 @@ struct EvalCommandTests {
                           "--labels", files.labels, "--no-progress"])
         #expect(run.status == 0, "\(run.err)")
         #expect(run.out.contains("| piqa | 4 | acc |"))
-        // Accuracies keep four decimals, whole or not (1.0000 beside 0.5000), and the notes name the shots.
-        #expect(run.out.split(separator: "\n").filter { $0.hasPrefix("| piqa | 4 | acc") }.allSatisfy {
-            $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }[4].wholeMatch(of: /[01]\.\d{4}/) != nil
-        }, "\(run.out)")
         #expect(run.out.contains("offset 0, 0-shot;"), "\(run.out)")
+        // Accuracies keep four decimals, whole or not (1.0000 beside 0.5000); token counts are integers.
+        let report = EvalCommand.Report(task: "piqa", model: "m", n: 2, metrics: ["acc": 1, "acc_stderr": 0, "acc_norm": 0.5, "predicted_tokens": 12],
+                                        method: "dense", maskMode: "causal", headSparsity: 0, neuronSparsity: 0, dense: ["acc": 0, "predicted_tokens": 12],
+                                        offset: 0, limit: nil, shots: 0, seed: 1, seconds: 0)
+        let table = EvalCommand.markdown(report)
+        #expect(table.contains("| piqa | 2 | acc | 1.0000 | 0.0000 | 0.0000 |") && table.contains("| piqa | 2 | acc_norm | 0.5000 | – | – |")
+                && table.contains("| piqa | 2 | predicted_tokens | 12 | – | 12 |"), "\(table)")
         let json = try CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
                                "--labels", files.labels, "--json", "--no-progress"]).json()
         #expect(json["kl_divergence"] as? Double == 0 && json["top1_agreement"] as? Double == 1)

@@ -200,6 +200,7 @@ struct COPATests {
               <item id="1" asks-for="cause" most-plausible-alternative="1">
                 <p><![CDATA[My body cast a shadow over the grass.]]></p>
                 <a1>The sun <![CDATA[was]]> rising.</a1>
+                <!-- <![CDATA[ in a comment is no section ]]> -->
                 <a2>The grass was cut.</a2>
               </item>
             </copa-corpus>
@@ -223,12 +224,18 @@ struct COPATests {
               <item id = "1" asks-for= "cause"
                     most-plausible-alternative ='1'>
                 <p>My body cast a shadow over the grass.</p>
-                <a1>The sun was <!-- early -->rising.</a1>
+                <a1>The sun was <!-- early --><![CDATA[rising.]]></a1>
                 <a2>The grass was cut.</a2>
               </item>
             </copa-corpus>
             """)
         #expect(try TaskFile.multipleChoice(task: .copa, path: path) == [Self.expected[0]])
+        // "<!--" inside a CDATA section is text.
+        let inData = try directory.file("copa-cdata-comment.xml", """
+            <copa-corpus><item id="1" asks-for="cause" most-plausible-alternative="1">
+            <p>P.</p><a1><![CDATA[The sun <!-- rose]]>.</a1><a2>B.</a2></item></copa-corpus>
+            """)
+        #expect(try TaskFile.multipleChoice(task: .copa, path: inData)[0].continuations[0] == " the sun <!-- rose.")
         let open = try directory.file("copa-open.xml", "<copa-corpus>\n<!-- never closed\n<item id=\"1\" asks-for=\"cause\" most-plausible-alternative=\"1\"><p>P.</p><a1>A.</a1><a2>B.</a2></item>\n")
         #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .copa, path: open) } == "\(open):2: comment is not closed by \"-->\"")
     }
