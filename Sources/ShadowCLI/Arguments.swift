@@ -205,6 +205,14 @@ public struct Command: Sendable {
     }
 }
 
+/// `word` as a POSIX shell reads it back: as it is when it holds only safe characters, else in
+/// single quotes (a quote inside closed, escaped and reopened), so a recorded command can be pasted.
+func shellQuoted(_ word: String) -> String {
+    let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@+%")
+    if !word.isEmpty && word.allSatisfy(safe.contains) { return word }
+    return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
 /// Parsed option values with typed accessors whose errors name the option.
 public struct ParsedArguments: Sendable {
     let values: [String: [String]]

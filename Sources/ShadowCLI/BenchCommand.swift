@@ -54,7 +54,7 @@ enum BenchCommand {
 
     static let command = Command(
         name: "bench", abstract: "Measure prompt processing (pp) and generation (tg) speed, like llama-bench.",
-        discussion: "Every combination of the comma-separated lists is run; rows report tokens/s mean ± sd over -r repetitions.",
+        discussion: "Every combination of the comma-separated lists is run; rows report tokens/s mean ± sd over -r repetitions. MB/token counts the model weights a decoded token reads under its masks, not a predictor's own weights (DejaVu-style predictors read theirs every token: their cost shows in t/s and the predictor column, the share of decode time spent predicting).",
         options: [
             .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
@@ -212,8 +212,12 @@ enum BenchCommand {
             console.print("model,size_bytes,params,weights,threads,method,sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
                           + "realised_head_sparsity,realised_neuron_sparsity,predictor_share")
             func number(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
+            // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+            func field(_ text: String) -> String {
+                text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+            }
             for r in rows {
-                console.print("\(r.model),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.test),"
+                console.print("\(field(r.model)),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.test),"
                               + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
                               + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
                               + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare))")

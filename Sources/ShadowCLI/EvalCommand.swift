@@ -222,7 +222,7 @@ enum EvalCommand {
                 report.n = result.n
                 report.metrics = ["acc": result.sparse.acc.value, "acc_stderr": result.sparse.acc.stderr,
                                   "perplexity": result.sparse.perplexity, "token_perplexity": result.sparse.tokenPerplexity]
-                report.dense = ["acc": result.dense.acc.value, "perplexity": result.dense.perplexity]
+                report.dense = ["acc": result.dense.acc.value, "perplexity": result.dense.perplexity, "token_perplexity": result.dense.tokenPerplexity]
                 agreement = result.agreement
                 samples = result.passages.indices.map { Sample.passage(result, $0, sparse: sparsity != nil) }
             } else {

@@ -174,7 +174,7 @@ enum PipelineCommand {
         }
         let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
         let itemLimit = try arguments.int("limit", range: 1...1_000_000) ?? (quick ? 20 : 100)
-        let sparsity = try arguments.double("sparsity", range: 0...0.99) ?? 0.5
+        let sparsity = try arguments.double("sparsity", range: 0.01...0.99) ?? 0.5
         let threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
         let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }

@@ -43,7 +43,7 @@ enum SweepCommand {
             divergence and top-1 agreement against it, except on WikiText). The state is saved to OUT/sweep-state.json after every \
             chunk of items, so a killed sweep run again with the same command continues where it stopped; cells \
             added to a finished sweep run alone and join the earlier cells in the report (those that cover as many \
-            items), and a larger --limit extends every cell given. Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
+            items), and a larger --limit extends every cell given (not with --shots, whose examples come from outside the slice). Writes OUT/results.json, OUT/report.md, OUT/sweep.svg \
             (metric against sparsity, one panel per task) and, with --traces, OUT/heads.svg (mean head importance per layer).
             """,
         options: ModelOptions.prefillOptions + [
@@ -69,7 +69,7 @@ enum SweepCommand {
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
             .value("limit", "n", help: "Items per multiple-choice task.", default: "1000"),
-            .value("offset", "k", help: "Skip the first k items of each task file.", default: "0"),
+            .value("offset", "k", help: "Skip the first k items of each task file (not WikiText, whose --text-bytes subset starts at the file's start).", default: "0"),
             .value("shots", "k", help: "Few-shot examples per question.", default: "0"),
             .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
@@ -86,7 +86,8 @@ enum SweepCommand {
         let out = try arguments.required("out")
         let tasks = try parseTasks(arguments)
         // A method may name its own criteria ("shadow:plainact"); the others take --criteria.
-        let criteria = try arguments.list("criteria") ?? []
+        // Repeats are dropped, as for --methods and --sparsities (each would be a second cell of the same name).
+        let criteria = (try arguments.list("criteria") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         for criterion in criteria where Criterion(rawValue: criterion) == nil {
             throw ShadowError.invalidArgument(name: "--criteria", reason: "unknown criterion \"\(criterion)\"")
         }
@@ -187,7 +188,9 @@ enum SweepCommand {
                 console.printError("sweep: warning: \(tracesPath) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
             }
             let available = manifest.criteria
-            for criterion in available where criteria.contains(criterion) || aggregates.isEmpty {
+            // --criteria and the criteria methods name themselves (static:l2_norm).
+            let wanted = Set(criteria + criteriaOf.values.joined())
+            for criterion in available where wanted.contains(criterion) || aggregates.isEmpty {
                 aggregates[criterion] = try AggregateImportance(traces: tracesPath, criterion: criterion)
             }
         } else if methods.contains("static") {
@@ -295,7 +298,10 @@ enum SweepCommand {
             // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
             // WikiText article by article): a state scored under older rules must not be extended.
             "scoring lm-eval-2026-12-pages",
-        ] + (arguments.flag("long-context") ? ["long-context"] : [])).joined(separator: "; ")
+        ] + (arguments.flag("long-context") ? ["long-context"] : [])
+          // Few-shot examples come from outside the --offset/--limit slice: another --limit gives
+          // the items already scored other examples, so with shots the limit cannot grow.
+          + (shots > 0 ? ["limit \(limit)"] : [])).joined(separator: "; ")
         // How a task's text is read where that has changed: kept per task (state.sources
         // "reading TASK"), so that tasks can still be added to a sweep or left out. A task a state
         // evaluated without a reading was read the old way: WikiText and HellaSwag as stored
@@ -401,7 +407,7 @@ enum SweepCommand {
                 rows.append(SweepRow(task: task, cell: cell, tally: state.tally(task: task.name, cell: cell)))
             }
         }
-        let command = (["shadowllm", "sweep"] + arguments.given).joined(separator: " ")
+        let command = (["shadowllm", "sweep"] + arguments.given.map(shellQuoted)).joined(separator: " ")
         state.record(command: command)
         try save(state)
         let seconds = state.tallies.values.flatMap(\.values).reduce(0) { $0 + $1.seconds }
@@ -460,7 +466,7 @@ enum SweepCommand {
         }
         let data = try pairs("data"), labels = try pairs("labels")
         // A file for a task that does not run is most likely a task missing from --tasks.
-        let names = try arguments.list("tasks") ?? []
+        let names = (try arguments.list("tasks") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         for (option, files) in [("data", data), ("labels", labels)] {
             for task in files.keys.sorted() where !names.contains(task) {
                 throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(task) is not among --tasks (\(names.joined(separator: ","))); add it there or drop its file")

@@ -78,8 +78,8 @@ enum SweepReport {
         let choice = choiceTasks(results)
         var header = "| criterion |", rule = "| --- |"
         for p in sparsities {
-            if hasText { header += " ppl @\(Int(p * 100))% |"; rule += " ---: |" }
-            if !choice.isEmpty { header += " acc @\(Int(p * 100))% |"; rule += " ---: |" }
+            if hasText { header += " ppl @\(Int((p * 100).rounded()))% |"; rule += " ---: |" }
+            if !choice.isEmpty { header += " acc @\(Int((p * 100).rounded()))% |"; rule += " ---: |" }
         }
         var lines = [header, rule]
         for criterion in ordered(cells.compactMap(\.criterion)) {
@@ -148,10 +148,11 @@ enum SweepReport {
                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"]
         let xMax = max(cells.map(\.sparsity).max() ?? 1, 0.1)
         for (index, panel) in panels.enumerated() {
-            let x0 = 10 + Double(index % columns) * width + 45, y0 = Double(index / columns) * height + 30
-            let w = width - 70, h = height - 75
+            let x0 = 10 + Double(index % columns) * width + 60, y0 = Double(index / columns) * height + 30
+            let w = width - 85, h = height - 75
             let transform: (Double) -> Double = panel.logScale ? { log10(max($0, 1e-9)) } : { $0 }
-            let values = cells.compactMap(panel.value).map(transform)
+            // An infinite perplexity (a window the model gives probability 0) has no place on an axis.
+            let values = cells.compactMap(panel.value).filter(\.isFinite).map(transform)
             guard var low = values.min(), var high = values.max() else { continue }
             if high - low < 1e-9 { low -= 0.5; high += 0.5 }
             let pad = (high - low) * 0.08
@@ -163,7 +164,7 @@ enum SweepReport {
             for tick in 0...4 {
                 let v = low + (high - low) * Double(tick) / 4
                 let y = y0 + h - Double(tick) / 4 * h
-                let label = panel.logScale ? String(format: "%.3g", pow(10, v)) : String(format: "%.3f", v)
+                let label = panel.logScale ? compactNumber(pow(10, v)) : String(format: "%.3f", v)
                 svg.append("<line x1=\"\(SVG.number(x0))\" y1=\"\(SVG.number(y))\" x2=\"\(SVG.number(x0 + w))\" y2=\"\(SVG.number(y))\" stroke=\"#ddd\"/>")
                 svg.append("<text x=\"\(SVG.number(x0 - 4))\" y=\"\(SVG.number(y + 4))\" text-anchor=\"end\">\(label)</text>")
             }
@@ -171,13 +172,13 @@ enum SweepReport {
                 svg.append("<text x=\"\(SVG.number(px(s)))\" y=\"\(SVG.number(y0 + h + 14))\" text-anchor=\"middle\">\(Int((s * 100).rounded()))%</text>")
             }
             svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 + h + 30))\" text-anchor=\"middle\">sparsity (\(results.units.description))</text>")
-            if let dense = panel.value(.dense) {
+            if let dense = panel.value(.dense), dense.isFinite {
                 svg.append("<line x1=\"\(SVG.number(x0))\" y1=\"\(SVG.number(py(dense)))\" x2=\"\(SVG.number(x0 + w))\" y2=\"\(SVG.number(py(dense)))\" stroke=\"black\" stroke-dasharray=\"4 3\"/>")
             }
             for (s, name) in series.enumerated() {
                 var points = cells.filter { $0.series == name }.sorted { $0.sparsity < $1.sparsity }
-                    .compactMap { cell in panel.value(cell).map { (cell.sparsity, $0) } }
-                if let dense = panel.value(.dense) { points.insert((0, dense), at: 0) }
+                    .compactMap { cell in panel.value(cell).map { (cell.sparsity, $0) } }.filter { $0.1.isFinite }
+                if let dense = panel.value(.dense), dense.isFinite { points.insert((0, dense), at: 0) }
                 guard !points.isEmpty else { continue }
                 let color = SVG.palette[s % SVG.palette.count]
                 let path = points.map { "\(SVG.number(px($0.0))),\(SVG.number(py($0.1)))" }.joined(separator: " ")
@@ -205,16 +206,26 @@ enum SweepReport {
 
     /// One panel per criterion: layers down, heads across, colour from dark (least important in
     /// the panel) to bright (most), so layers can be compared within a criterion.
+    /// A tick label of at most five characters or so: 29.67, 9450, 166k, 2.31M.
+    static func compactNumber(_ x: Double) -> String {
+        if x >= 1e6 { return String(format: "%.3gM", x / 1e6) }
+        if x >= 1e4 { return String(format: "%.3gk", x / 1e3) }
+        return String(format: "%.4g", x)
+    }
+
     static func heatMap(_ results: Results) -> String {
         let criteria = results.headImportance.keys.sorted()
         let cell = 16.0
         let layers = results.headImportance.values.first?.count ?? 0
         let heads = results.headImportance.values.first?.first?.count ?? 0
         let panelWidth = max(Double(heads) * cell, 120) + 50
-        let width = Double(criteria.count) * panelWidth + 40, height = Double(layers) * cell + 125
+        // Wide enough for the title (about 6 px a character at 12 px) whatever the panels need.
+        let title = "Mean head importance per sample (dark: least, bright: most, per panel)"
+        let width = max(Double(criteria.count) * panelWidth + 40, Double(title.count) * 6.2 + 20), height = Double(layers) * cell + 125
         var svg = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"10\">",
                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
-                   "<text x=\"10\" y=\"18\" font-weight=\"bold\" font-size=\"12\">Mean head importance per sample (dark: least, bright: most, per panel)</text>"]
+                   "<text x=\"10\" y=\"18\" font-weight=\"bold\" font-size=\"12\">\(title)</text>",
+                   "<text x=\"12\" y=\"56\" font-size=\"10\">layer ↓</text>"]
         for (p, criterion) in criteria.enumerated() {
             let grid = results.headImportance[criterion]!
             let values = grid.flatMap { $0 }

@@ -169,6 +169,25 @@ struct CLITests {
         #expect(one.status == 1 && one.err == "error: --text-file - (standard input): is 1 token; scoring needs at least 2 (the first is never predicted)\n", "\(one.err)")
     }
 
+    @Test("a recorded command is quoted as a shell reads it back; plot ticks stay short; bench CSV quotes a model name with a comma")
+    func quoting() throws {
+        #expect(shellQuoted("runs/sweep-1") == "runs/sweep-1" && shellQuoted("sp ace") == "'sp ace'"
+                && shellQuoted("it's") == "'it'\\''s'" && shellQuoted("") == "''")
+        #expect([29.67, 9450, 166_000, 2_310_000].map(SweepReport.compactNumber) == ["29.67", "9450", "166k", "2.31M"])
+        let directory = TestScratch.path("csv-model")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let model = directory + "/a,b \"x\""
+        try? FileManager.default.removeItem(atPath: model)
+        try FileManager.default.createSymbolicLink(atPath: model, withDestinationPath: fixture("tiny-llama"))
+        let run = CLIRun(["bench", "--model", model, "-p", "8", "-n", "0", "-r", "1", "-o", "csv", "--no-progress"])
+        let lines = run.out.split(separator: "\n")
+        try #require(lines.count == 2, "\(run.out) \(run.err)")
+        #expect(lines[1].hasPrefix("\"a,b \"\"x\"\"\","), "\(lines[1])")
+        // Fields outside quotes: as many as the header's.
+        let unquoted = lines[1].split(separator: "\"", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 0 }.map(\.element).joined()
+        #expect(unquoted.filter { $0 == "," }.count == lines[0].filter { $0 == "," }.count, "\(lines[1])")
+    }
+
     @Test("info --json describes a checkpoint")
     func info() throws {
         let run = CLIRun(["info", "--model", fixture("tiny-llama"), "--json"])

@@ -414,6 +414,9 @@ struct PipelineTests {
         #expect(run.status == 1 && run.err == "error: --data-dir: \(file) is not a directory\n", "\(run.err)")
         let missing = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", file + "-none", "--no-progress"])
         #expect(missing.status == 1 && missing.err == "error: --data-dir: \(file)-none does not exist\n", "\(missing.err)")
+        // A sparsity of 0 has no sparse rows to show: refused here, not after calibrating and training.
+        let dense = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--sparsity", "0", "--no-progress"])
+        #expect(dense.status == 1 && dense.err.hasPrefix("error: --sparsity: must be in 0.01...0.99"), "\(dense.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 

@@ -189,6 +189,7 @@ struct EvalCommandTests {
         let l = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--json",
                             "--method", "random", "--sparsity", "0.5", "--mask-mode", "per-choice", "--no-progress"]).json()
         #expect(l["acc"] != nil && l["perplexity"] != nil && l["n"] as? Int == 2)
+        #expect((l["dense"] as? [String: Any])?["token_perplexity"] as? Double != nil, "\(l)")   // the dense pass reports it too
         // LAMBADA takes few-shot examples (passage + " " + word, as documented); WikiText has no questions to put them before.
         let shots = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--shots", "1",
                             "--seed", "3", "--json", "--no-progress"])

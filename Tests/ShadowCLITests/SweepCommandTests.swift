@@ -337,6 +337,14 @@ struct SweepCommandTests {
         let both = try sweep(out: scratchPath("sweep-pairs-bare"), ["--methods", "static:plainact,static", "--criteria", "l2_norm", "--sparsities", "0.5"])
         let staticCells = Set(rows(try both.json()).keys.map { $0.split(separator: " ").dropFirst().joined(separator: " ") })
         #expect(staticCells == ["dense - 0", "static l2_norm 0.5", "static plainact 0.5"], "\(staticCells) \(both.err)")
+        // A criterion only a method names has its scores read too; a criterion or task given twice is one.
+        let named = try sweep(out: scratchPath("sweep-pairs-named"), ["--methods", "static:l2_norm", "--criteria", "plainact,plainact",
+                                                                      "--tasks", "piqa,piqa,wikitext", "--sparsities", "0.5"])
+        #expect(named.status == 0, "\(named.err)")
+        let namedJSON = try named.json()
+        let namedRows = try #require(namedJSON["rows"] as? [[String: Any]])
+        let namedCells = Set(rows(namedJSON).keys.map { $0.split(separator: " ").dropFirst().joined(separator: " ") })
+        #expect(namedRows.count == 4 && namedCells == ["dense - 0", "static l2_norm 0.5"], "\(namedRows)")
     }
 
     @Test("shadow and dejavu cells asked for need --predictor, as eval's methods do; a missing data directory is named")
