@@ -206,8 +206,10 @@ enum SweepReport {
 
     /// One panel per criterion: layers down, heads across, colour from dark (least important in
     /// the panel) to bright (most), so layers can be compared within a criterion.
-    /// A tick label of at most five characters or so: 29.67, 9450, 166k, 2.31M.
+    /// A tick label of at most five characters or so: 29.67, 9450, 166k, 2.31M, 4.2G, 3e+15.
     static func compactNumber(_ x: Double) -> String {
+        if x >= 1e12 { return String(format: "%.0e", x) }
+        if x >= 1e9 { return String(format: "%.3gG", x / 1e9) }
         if x >= 1e6 { return String(format: "%.3gM", x / 1e6) }
         if x >= 1e4 { return String(format: "%.3gk", x / 1e3) }
         return String(format: "%.4g", x)
@@ -219,9 +221,9 @@ enum SweepReport {
         let layers = results.headImportance.values.first?.count ?? 0
         let heads = results.headImportance.values.first?.first?.count ?? 0
         let panelWidth = max(Double(heads) * cell, 120) + 50
-        // Wide enough for the title (about 6 px a character at 12 px) whatever the panels need.
+        // Wide enough for the title (about 7.5 px a character in bold at 12 px) whatever the panels need.
         let title = "Mean head importance per sample (dark: least, bright: most, per panel)"
-        let width = max(Double(criteria.count) * panelWidth + 40, Double(title.count) * 6.2 + 20), height = Double(layers) * cell + 125
+        let width = max(Double(criteria.count) * panelWidth + 40, Double(title.count) * 7.5 + 20), height = Double(layers) * cell + 125
         var svg = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"10\">",
                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
                    "<text x=\"10\" y=\"18\" font-weight=\"bold\" font-size=\"12\">\(title)</text>",

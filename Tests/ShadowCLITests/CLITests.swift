@@ -173,7 +173,7 @@ struct CLITests {
     func quoting() throws {
         #expect(shellQuoted("runs/sweep-1") == "runs/sweep-1" && shellQuoted("sp ace") == "'sp ace'"
                 && shellQuoted("it's") == "'it'\\''s'" && shellQuoted("") == "''")
-        #expect([29.67, 9450, 166_000, 2_310_000].map(SweepReport.compactNumber) == ["29.67", "9450", "166k", "2.31M"])
+        #expect([29.67, 9450, 166_000, 2_310_000, 2.53e9, 3e15].map(SweepReport.compactNumber) == ["29.67", "9450", "166k", "2.31M", "2.53G", "3e+15"])
         let directory = TestScratch.path("csv-model")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let model = directory + "/a,b \"x\""
