@@ -370,9 +370,12 @@ final class LineReader: @unchecked Sendable {
         self.limit = limit
     }
 
-    /// Everything not read yet, whatever its length.
+    /// Everything not read yet, up to 1 GiB (as readWholeFile reads files: `-` for /dev/zero must end).
     func rest() throws -> [UInt8] {
-        while !atEnd { try fill() }
+        while !atEnd {
+            try fill()
+            guard buffer.count <= 1 << 30 else { throw ShadowError.invalidArgument(name: name, reason: "is longer than 1 GiB") }
+        }
         defer { buffer.removeAll() }
         return buffer
     }

@@ -123,9 +123,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
 
     /// What keeps these traces from being extended by `other`'s run, as "--shots 5 → 3,
     /// sources (…)", for the refusal.
-    /// With `shards` false, what keeps `other` from being another shard of the same calibration
-    /// (for a merge): shard index, chunk size and sample counts may differ, the shard count not.
-    public func differences(from other: TraceManifest, shards: Bool = true) -> [String] {
+    /// With `forMerge`, what keeps `other` from being another shard of the same calibration:
+    /// shard index, chunk size and sample counts may differ, the shard count not.
+    public func differences(from other: TraceManifest, forMerge: Bool = false) -> [String] {
         var found: [String] = []
         func compare<T: Equatable>(_ name: String, _ a: T, _ b: T, _ show: (T) -> String) {
             if a != b { found.append("\(name) \(show(a)) → \(show(b))") }
@@ -142,7 +142,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         compare("--text-window", options.textWindow, other.options.textWindow) { String($0) }
         compare("--text-continuation", options.textContinuation, other.options.textContinuation) { String($0) }
         compare("--max-tokens", options.maxTokens, other.options.maxTokens) { String($0) }
-        if shards {
+        if !forMerge {
             compare("--shard", "\(shardIndex)/\(shardCount)", "\(other.shardIndex)/\(other.shardCount)") { $0 }
             compare("--chunk-size", chunkSize, other.chunkSize) { String($0) }
             if other.requestedSamples < requestedSamples { found.append("--samples \(requestedSamples) → \(other.requestedSamples) (only more can extend them)") }
@@ -442,7 +442,7 @@ public enum TraceStore {
         let manifests = try shards.map { try open(directory: $0) }
         let first = manifests[0]
         for (dir, m) in zip(shards, manifests) {
-            let found = first.differences(from: m, shards: false)
+            let found = first.differences(from: m, forMerge: true)
             guard found.isEmpty else {
                 throw ShadowError.failed("\(dir): not a shard of the same calibration as \(shards[0]) (\(found.joined(separator: ", ")))")
             }
