@@ -123,6 +123,9 @@ enum SweepCommand {
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \(text)")
             }
             let key = SweepCell(method: "random", sparsity: p).key   // the sparsity as results.json keys it
+            if key.hasSuffix("/0.00") {
+                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(text) is 0.00 to two decimals, the precision results are kept in; give 0.01 or more")
+            }
             if let earlier = spelledAs[key] {
                 if Double(earlier) == p { continue }
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(earlier) and \(text) are one cell (results are kept to two decimals, \(key.split(separator: "/").last ?? ""))")

@@ -299,6 +299,7 @@ struct SweepCommandTests {
     @Test("bad sweeps are one-line errors", arguments: [
         (["--sparsities", "0.5,1.5"], "--sparsities"),
         (["--sparsities", ""], "--sparsities: the list is empty"),
+        (["--sparsities", "1e-9"], "--sparsities: 1e-9 is 0.00 to two decimals, the precision results are kept in; give 0.01 or more"),
         (["--sparsities", "0.301,0.5,0.304"], "--sparsities: 0.301 and 0.304 are one cell (results are kept to two decimals, 0.30)"),
         (["--criteria", "plainact,"], "--criteria: has an empty item; expected names from"),
         (["--tasks", "copa,piqa,wikitext"], "--data: no file for copa"),
