@@ -222,7 +222,11 @@ enum PipelineCommand {
             final class Box: @unchecked Sendable { var out = "" }
             let box = Box()
             let start = Date()
-            let status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: console.err, errIsTerminal: console.errIsTerminal))
+            // A step's own "interrupted: … continue with --resume" would name an option pipeline has
+            // not; pipeline says how to continue instead.
+            let err = console.err
+            let status = CLI.run(arguments, console: Console(out: { box.out += $0 }, err: { if !$0.hasPrefix("interrupted: ") { err($0) } },
+                                                             errIsTerminal: console.errIsTerminal))
             if status == CLI.interruptedStatus {
                 throw ShadowError.interrupted("pipeline stopped during \(name); run it again with the same --out to continue")
             }
