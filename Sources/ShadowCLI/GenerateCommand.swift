@@ -20,6 +20,8 @@ enum GenerateCommand {
         let stoppedAtStop: Bool
         /// The prompt and the text filled the model's context before --max-tokens.
         let stoppedAtContext: Bool
+        /// Ctrl-C ended the text early (the command then exits with status 130).
+        let interrupted: Bool
         let prefillTokensPerSecond: Double
         /// Decode passes per second (the first token comes from the prefill's logits, the last is
         /// never fed back); absent when none ran (one token generated, or none).
@@ -31,7 +33,7 @@ enum GenerateCommand {
         enum CodingKeys: String, CodingKey {
             case prompt, system, text, tokens, method
             case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos", stoppedAtStop = "stopped_at_stop"
-            case stoppedAtContext = "stopped_at_context"
+            case stoppedAtContext = "stopped_at_context", interrupted
             case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
             case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
@@ -40,7 +42,7 @@ enum GenerateCommand {
 
     static let command = Command(
         name: "generate", abstract: "Continue a prompt, streaming the text as it is generated.",
-        discussion: "Greedy by default; --temperature > 0 samples (with --top-k, --top-p and --min-p, and a --seed that makes it repeatable). --repeat-penalty applies to greedy decoding too. --stop ends the text where it spells a string.",
+        discussion: "Greedy by default; --temperature > 0 samples (with --top-k, --top-p and --min-p, and a --seed that makes it repeatable). --repeat-penalty applies to greedy decoding too. --stop ends the text where it spells a string. Ctrl-C ends it where it got to: printed (under --json, reported with interrupted: true), then the command exits with status 130.",
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too; - reads standard input)."),
@@ -89,14 +91,22 @@ enum GenerateCommand {
         var reply = StopText(stop: stop)
         // A chat reply is a new turn, not a continuation of the prompt's text.
         if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
-        let result = try Generator.generate(
-            model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-            stopTokens: stopTokens, sparsity: sparsity, packKeptRows: arguments.flag("pack-rows")
-        ) { token in
-            let piece = reply.append(stream.append(token))
-            if !json { console.out(piece) }
-            return !reply.stopped
+        // Ctrl-C while the prompt is prefilled or the text streams ends the text where it got to:
+        // it is printed (or reported) as far as it goes, then the command exits with status 130.
+        let result = try Interruption.handlingSIGINT {
+            if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
+            return try Generator.generate(
+                model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
+                stopTokens: stopTokens, sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"),
+                onToken: { token in
+                    let piece = reply.append(stream.append(token))
+                    if !json { console.out(piece) }
+                    return !reply.stopped
+                },
+                shouldStop: { Interruption.requested })
         }
+        // Ended by no stop token, no --stop, no length and no full context: Ctrl-C stopped it.
+        let interrupted = !result.stoppedAtEOS && !reply.stopped && !result.stoppedAtContext && result.tokens.count < maxTokens
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
         let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape)
         if json {
@@ -104,7 +114,7 @@ enum GenerateCommand {
                 prompt: prompt, system: template?.systemContent(system), text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
                 promptTokens: promptIDs, tokens: result.tokens,
                 stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped, stoppedAtContext: result.stoppedAtContext,
-                prefillTokensPerSecond: result.stats.promptTokensPerSecond,
+                interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                 decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
                 method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
                 realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity)))
@@ -119,6 +129,7 @@ enum GenerateCommand {
         if result.stoppedAtContext {
             console.printError("generate: stopped after \(result.tokens.count) of \(maxTokens) tokens: \(loaded.model.contextDescription) is full")
         }
+        if interrupted { throw ShadowError.interrupted("generate stopped after \(result.tokens.count) of \(maxTokens) tokens (Ctrl-C)") }
     }
 }
 

@@ -402,13 +402,21 @@ struct SmolLM2ChatTests {
     /// (polled every 50 ms on the output and error text so far); returns its exit and stderr.
     func interruptedChat(_ arguments: [String], messages: [String], when ready: (_ out: String, _ err: String) -> Bool) throws
         -> (exited: Bool, status: Int32, err: String)? {
+        try interruptedRun(["chat"] + arguments, input: messages.map { $0 + "\n" }.joined(), when: ready).map { ($0.exited, $0.status, $0.err) }
+    }
+
+    /// Runs the built tool as a child process with `arguments` (and `--verbose`) on `input` and
+    /// sends it SIGINT once `ready` says so (polled every 50 ms on the output and error text so
+    /// far); returns its exit, stdout and stderr.
+    func interruptedRun(_ arguments: [String], input text: String, when ready: (_ out: String, _ err: String) -> Bool) throws
+        -> (exited: Bool, status: Int32, out: String, err: String)? {
         let input = TestScratch.path("chat-input", suffix: ".txt"), output = TestScratch.path("chat-output", suffix: ".txt")
         let errors = TestScratch.path("chat-errors", suffix: ".txt")
-        try messages.map { $0 + "\n" }.joined().write(toFile: input, atomically: false, encoding: .utf8)
+        try text.write(toFile: input, atomically: false, encoding: .utf8)
         for path in [output, errors] { #expect(FileManager.default.createFile(atPath: path, contents: nil)) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
-        process.arguments = ["chat", "--verbose"] + arguments
+        process.arguments = arguments + ["--verbose"]
         process.standardInput = FileHandle(forReadingAtPath: input)
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
@@ -422,12 +430,32 @@ struct SmolLM2ChatTests {
         guard process.isRunning, ready(read(output), read(errors)) else {
             process.terminate()
             process.waitUntilExit()
-            Issue.record("chat never got to the point to interrupt: \(read(errors))")
+            Issue.record("\(arguments[0]) never got to the point to interrupt: \(read(errors))")
             return nil
         }
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
-        return (process.terminationReason == .exit, process.terminationStatus, read(errors))
+        return (process.terminationReason == .exit, process.terminationStatus, read(output), read(errors))
+    }
+
+    @Test("Ctrl-C while generate --json runs reports the text so far with interrupted: true and exits with 130",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
+    func interruptGenerate() throws {
+        // Greedy SmolLM2 writes this story for all 2,000 tokens: a second in, it is well under way.
+        var started: Date?
+        let run = try interruptedRun(["generate", "-p", "Once upon a time there was a dragon who", "-n", "2000", "--json"], input: "") { _, err in
+            guard err.contains("generate: a prompt of ") else { return false }
+            if started == nil { started = Date() }
+            return Date().timeIntervalSince(started!) > 1
+        }
+        guard let run else { return }
+        #expect(run.exited && run.status == 130, "\(run.err)")
+        #expect(run.err.contains("interrupted: generate stopped after "), "\(run.err)")
+        let report = try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any]
+        let tokens = report?["tokens"] as? [Int] ?? []
+        #expect(report?["interrupted"] as? Bool == true && report?["stopped_at_eos"] as? Bool == false, "\(run.out)")
+        #expect(!tokens.isEmpty && tokens.count < 2000, "\(run.out)")
+        #expect((report?["text"] as? String)?.isEmpty == false, "\(run.out)")
     }
 
     /// `--verbose` reports each reply with its prompt's length.
