@@ -99,16 +99,14 @@ enum PipelineCommand {
             }
             let earlier: RunSettings
             do {
-                earlier = try JSONDecoder().decode(RunSettings.self, from: try readWholeFile(path))
-            } catch let error as ShadowError {
-                throw error
-            } catch {
-                throw ShadowError.corruptFile(path: path, reason: "not the settings of a pipeline run (\(error)); remove it or give another --out")
+                earlier = try ConfigDecoding.decode(RunSettings.self, path: path)
+            } catch ShadowError.badJSON(_, let key, let reason) {
+                throw ShadowError.corruptFile(path: path, reason: "not the settings of a pipeline run (\(key.map { "key \"\($0)\": " } ?? "")\(reason)); remove it or give another --out")
             }
             guard earlier != self else { return }
             func describe<T>(_ value: T?) -> String { value.map { "\($0)" } ?? "none" }
             var differences: [String] = []
-            if earlier.model != model { differences.append("model (\(earlier.model.name) → \(model.name))") }
+            if earlier.model != model { differences.append("model (\(earlier.model.difference(to: model)))") }
             if earlier.quick != quick { differences.append("--quick (\(earlier.quick ? "on" : "off") → \(quick ? "on" : "off"))") }
             if earlier.samples != samples { differences.append("--samples (\(earlier.samples) → \(samples))") }
             if earlier.limit != limit { differences.append("--limit (\(describe(earlier.limit)) → \(describe(limit)))") }

@@ -95,6 +95,11 @@ enum TrainPredictorCommand {
             throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is --out or inside --traces; give a file of its own")
         }
         let resume = arguments.flag("resume")
+        // Training replaces the checkpoint as it saves and removes it at the end: a file there that
+        // is not one (a typo naming the model, say) is not ours to delete.
+        if try fileKind(atPath: checkpointPath) != nil, !TrainingCheckpoint.isCheckpoint(atPath: checkpointPath) {
+            throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) exists and is not a training checkpoint; give another file, or remove it")
+        }
 
         let data = try PredictorDataset.load(directory: traces, criterion: arguments.string("criterion"), kind: kind)
         // As aggregate says it: an interrupted calibration trains on what it saved.

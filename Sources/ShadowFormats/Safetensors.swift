@@ -50,6 +50,14 @@ public final class SafetensorsFile: TensorSource {
             throw ShadowError.corruptFile(path: path, reason: "header is not valid JSON")
         }
         metadata = header.metadata
+        // JSONDecoder keeps one of two entries of the same name without a word (Python's json the
+        // other): a header that names a tensor, or its metadata, twice is refused.
+        if case .object(let members)? = try? JSONParser.parse([UInt8](text.utf8)) {
+            var seen = Set<String>()
+            if let twice = members.first(where: { !seen.insert($0.key).inserted }) {
+                throw ShadowError.corruptFile(path: path, reason: "the header names \"\(twice.key)\" twice")
+            }
+        }
 
         var infos: [String: TensorInfo] = [:]
         infos.reserveCapacity(header.tensors.count)
@@ -135,7 +143,8 @@ public final class SafetensorsFile: TensorSource {
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: Key.self)
-            for key in container.allKeys {
+            // In name order: the first bad entry named in an error is the same on every run.
+            for key in container.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
                 if key.stringValue == "__metadata__" {
                     metadata = try container.decode([String: String].self, forKey: key)
                 } else {

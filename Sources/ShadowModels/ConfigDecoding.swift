@@ -12,9 +12,13 @@ public enum ConfigDecoding {
             return try decoder.decode(type, from: data)
         } catch DecodingError.dataCorrupted(let context)
                     where context.codingPath.isEmpty && (try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed)) != nil {
-            // JSONDecoder's words for a number no integer can hold, under no key (`namingKey`
-            // names it for the model configs).
-            throw ShadowError.badJSON(path: path, key: nil, reason: "a number is not an integer in range where one is expected")
+            // JSONDecoder's words for a number its type cannot hold come under no key (`namingKey`
+            // names it for the model configs): name the number that most likely broke it.
+            let parsed = try? JSONParser.parse([UInt8](data))
+            if let (key, value, sure) = parsed.flatMap(unfitNumber) {
+                throw ShadowError.badJSON(path: path, key: key, reason: "\(value) does not fit the type of number this key holds" + (sure ? "" : " (the likeliest key)"))
+            }
+            throw ShadowError.badJSON(path: path, key: nil, reason: "a number does not fit the type expected (a fraction where an integer is expected, or a value out of range)")
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
             let location = JSONParser.syntaxError(in: [UInt8](data)).map { " at \($0)" } ?? ""
             throw ShadowError.badJSON(path: path, key: nil, reason: "not valid JSON" + location)
@@ -29,6 +33,28 @@ public enum ConfigDecoding {
 
     public static func decode<T: Decodable>(_ type: T.Type, path: String) throws -> T {
         try decode(type, from: try readWholeFile(path), path: path)
+    }
+
+    /// The number JSONDecoder most likely could not store, with its key path: the first beyond
+    /// single precision or a 64-bit integer (`sure`), else the only negative integer (an unsigned
+    /// field); nil when neither singles one out.
+    static func unfitNumber(in value: JSONValue) -> (key: String, value: Double, sure: Bool)? {
+        var huge: (String, Double)?, negatives: [(String, Double)] = []
+        func walk(_ value: JSONValue, _ path: [String]) {
+            switch value {
+            case .number(let x):
+                let key = path.joined(separator: ".")
+                if huge == nil, x.magnitude > Double(Float.greatestFiniteMagnitude) || x.magnitude >= 0x1p63 { huge = (key, x) }
+                if x < 0, x == x.rounded() { negatives.append((key, x)) }
+            case .array(let items): for (i, item) in items.enumerated() { walk(item, path + [String(i)]) }
+            case .object(let members): for member in members { walk(member.value, path + [member.key]) }
+            default: break
+            }
+        }
+        walk(value, [])
+        if let (key, x) = huge { return (key, x, true) }
+        if negatives.count == 1 { return (negatives[0].0, negatives[0].1, false) }
+        return nil
     }
 
     static func keyPath(of error: DecodingError) -> String? {
@@ -50,7 +76,13 @@ public enum ConfigDecoding {
         case .valueNotFound(let type, _): return "expected \(JSONValue.kindName(of: type)), found null"
         case .dataCorrupted(let context):
             if context.codingPath.isEmpty { return "not valid JSON" }
-            return context.debugDescription
+            // A RawRepresentable enum's words: "Cannot initialize Kind from invalid String value x".
+            let words = context.debugDescription
+            if words.hasPrefix("Cannot initialize "), let range = words.range(of: " from invalid ") {
+                let value = words[range.upperBound...].split(separator: " ", maxSplits: 2).dropFirst(2).first.map(String.init) ?? ""
+                return "\"\(value)\" is not one of the values this key takes"
+            }
+            return words
         @unknown default: return "invalid"
         }
     }

@@ -476,6 +476,19 @@ public struct LlamaConfig: Sendable, Equatable {
         guard rope.theta > 0 && rope.theta.isFinite else {
             throw ShadowError.badJSON(path: path, key: key("rope_theta"), reason: "must be a positive number, got \(rope.theta)")
         }
+        // Positive in Double is not enough: the frequencies are single precision, where a tiny θ or
+        // factor overflows to infinity or underflows to 0 (and every logit becomes NaN).
+        for (config, thetaKey) in [(rope, "rope_theta"), localRope.map { ($0, "rope_local_base_freq") }].compactMap({ $0 }) {
+            var plain = config
+            plain.scaling = .none
+            let usable: ([Float]) -> Bool = { $0.allSatisfy { $0 > 0 && $0.isFinite } }
+            guard usable(plain.inverseFrequencies(headDim: headDim)) else {
+                throw ShadowError.badJSON(path: path, key: key(thetaKey), reason: "\(config.theta) gives rotary frequencies beyond single precision")
+            }
+            guard usable(config.inverseFrequencies(headDim: headDim)) else {
+                throw ShadowError.badJSON(path: path, key: key("rope_scaling"), reason: "its factors give rotary frequencies beyond single precision (0 or infinite)")
+            }
+        }
         // Token ids the model is told about must be rows of its embedding.
         for (name, id) in [("bos_token_id", bosTokenID)] + eosTokenIDs.map({ ("eos_token_id", $0) }) {
             if let id, !(0..<vocabularySize).contains(id) {

@@ -26,6 +26,12 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
 
     public var description: String { "\(name) (\(architecture), \(shape.layers) layers, hash \(contentHash))" }
 
+    /// The same model whatever its file or directory is called (a copy, a symbolic link): the name
+    /// is for people, the hash and sizes for the comparison.
+    public static func == (a: ModelFingerprint, b: ModelFingerprint) -> Bool {
+        a.architecture == b.architecture && a.shape == b.shape && a.contentHash == b.contentHash
+    }
+
     public init(name: String, architecture: String, shape: TransformerShape, contentHash: String) {
         self.name = name
         self.architecture = architecture

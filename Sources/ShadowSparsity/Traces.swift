@@ -124,7 +124,8 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     /// What keeps these traces from being extended by `other`'s run, as "--shots 5 → 3,
     /// sources (…)", for the refusal.
     /// With `forMerge`, what keeps `other` from being another shard of the same calibration:
-    /// shard index, chunk size and sample counts may differ, the shard count not.
+    /// shard index, chunk size and the samples each holds may differ, the shard count and the
+    /// samples asked for not.
     public func differences(from other: TraceManifest, forMerge: Bool = false) -> [String] {
         var found: [String] = []
         func compare<T: Equatable>(_ name: String, _ a: T, _ b: T, _ show: (T) -> String) {
@@ -148,6 +149,8 @@ public struct TraceManifest: Codable, Sendable, Equatable {
             if other.requestedSamples < requestedSamples { found.append("--samples \(requestedSamples) → \(other.requestedSamples) (only more can extend them)") }
         } else {
             compare("shard count", shardCount, other.shardCount) { String($0) }
+            // The shards split one list of samples: another count is another list.
+            compare("--samples", requestedSamples, other.requestedSamples) { String($0) }
         }
         // A calibration option added later and not listed above still counts.
         if found.isEmpty && options != other.options { found.append("the calibration options") }
@@ -278,6 +281,9 @@ public final class TraceWriter {
     }
 
     public func append(_ record: TraceRecord) throws {
+        // A chunk holds consecutive indices of the shard: a resumed run that fills a gap (a
+        // manifest that lost an entry) starts a new chunk where the indices jump.
+        if let last = buffer.last, record.index != last.index + manifest.shardCount { try flush() }
         buffer.append(record)
         if buffer.count >= manifest.chunkSize { try flush() }
     }
@@ -285,11 +291,17 @@ public final class TraceWriter {
     /// Writes the buffered records as one chunk, then the manifest that lists it.
     public func flush() throws {
         guard !buffer.isEmpty else { return }
-        let name = String(format: "chunk-%05d.safetensors", manifest.chunks.count)
+        // The next number that neither the manifest nor the directory holds: a manifest that lost
+        // an entry must not lead to a chunk written over one still on disk.
+        let listed = Set(manifest.chunks.map(\.file))
+        let name = (manifest.chunks.count...).lazy.map { String(format: "chunk-%05d.safetensors", $0) }.first { name in
+            !listed.contains(name) && !FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent(name))
+        }!
         try TraceChunk.write(buffer, criteria: manifest.criteria, shape: manifest.model.shape,
                              to: (directory as NSString).appendingPathComponent(name))
-        manifest.chunks.append(.init(file: name, samples: buffer.count, firstIndex: buffer.first!.index,
-                                     lastIndex: buffer.last!.index))
+        // Listed in index order, as readers and the manifest's checks expect.
+        let entry = TraceManifest.Chunk(file: name, samples: buffer.count, firstIndex: buffer.first!.index, lastIndex: buffer.last!.index)
+        manifest.chunks.insert(entry, at: manifest.chunks.firstIndex { $0.firstIndex > entry.firstIndex } ?? manifest.chunks.endIndex)
         buffer.removeAll(keepingCapacity: true)
         try manifest.save(directory: directory)
     }
@@ -343,7 +355,10 @@ public enum TraceChunk {
         var expected: [(String, [Int], Bool)] = [("loss", [n], true), ("x", [n, shape.attentionWidth], true),
                                                  ("attention", [n, L, shape.attentionWidth], true), ("layer_input", [n, L, shape.hiddenSize], true)]
         for criterion in criteria {
-            expected += [("\(criterion).heads", [n, L, shape.heads], true), ("\(criterion).neurons", [n, L, shape.ffnSize], false)]
+            // A criterion that scores neurons has them in every chunk: sums over the chunks that
+            // happen to hold them would silently cover fewer samples.
+            let scoresNeurons = Criterion(rawValue: criterion)?.headsOnly == false
+            expected += [("\(criterion).heads", [n, L, shape.heads], true), ("\(criterion).neurons", [n, L, shape.ffnSize], scoresNeurons)]
         }
         expected.append((pooledVectorsTensor, [n, L * shape.heads, GradientCorrelation.pooledPerSample, shape.headDim], false))
         for (name, dims, required) in expected {
@@ -369,8 +384,12 @@ public enum TraceChunk {
         guard index.allSatisfy({ $0 >= 0 && $0 <= 1e15 }) else {
             throw ShadowError.badTensor(path: path, tensor: "index", reason: "holds an index that is negative, huge or not a number")
         }
-        if let chunk, n > 0, index[0] != Float(chunk.firstIndex) || index[n - 1] != Float(chunk.lastIndex) {
-            throw ShadowError.badTensor(path: path, tensor: "index", reason: "runs from \(index[0]) to \(index[n - 1]), but the manifest lists \(chunk.firstIndex)…\(chunk.lastIndex)")
+        if let chunk, n > 0 {
+            // The manifest's entry spaces the indices evenly (by the shard count): every one is checked.
+            let step = n > 1 ? (chunk.lastIndex - chunk.firstIndex) / (n - 1) : 0
+            if let i = (0..<n).first(where: { index[$0] != Float(chunk.firstIndex + $0 * step) }) {
+                throw ShadowError.badTensor(path: path, tensor: "index", reason: "sample \(i) has index \(index[i]), but the manifest's \(chunk.firstIndex)…\(chunk.lastIndex) gives \(chunk.firstIndex + i * step)")
+            }
         }
         // Non-finite values would silently poison sums and training (the loss, only recorded, may be infinite).
         func tensor(_ name: String) throws -> [Float] {
@@ -565,6 +584,11 @@ public struct AggregateImportance: Sendable, Equatable {
         }
         func rows(_ values: [Float], _ width: Int) -> [[Float]] {
             stride(from: 0, to: values.count, by: width).map { Array(values[$0..<$0 + width]) }
+        }
+        // The scores file holds single-precision sums: one beyond it would be written as "inf".
+        let largest = Double(Float.greatestFiniteMagnitude)
+        if heads.contains(where: { $0.magnitude > largest }) || neurons?.contains(where: { $0.magnitude > largest }) == true {
+            throw ShadowError.failed("\(directory): the \(criterion) scores sum past single precision over \(samples) samples (are its chunks sound?)")
         }
         self.criterion = criterion
         self.samples = samples

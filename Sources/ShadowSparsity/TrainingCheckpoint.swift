@@ -129,8 +129,11 @@ public struct TrainingCheckpoint: Sendable {
         guard (state.headLoss == nil) == isHead, state.headLoss.map({ $0.isFinite && $0 >= 0 }) ?? true else {
             throw ShadowError.badJSON(path: path + " (state)", key: "headLoss", reason: isHead ? "is given while heads train" : "must be a finite, non-negative loss once neurons train")
         }
-        guard p.lossSum >= 0, p.lossSum.isFinite, state.seconds >= 0, state.seconds.isFinite else {
-            throw ShadowError.badJSON(path: path + " (state)", key: "position.lossSum", reason: "negative or non-finite sums or times")
+        guard p.lossSum >= 0, p.lossSum.isFinite else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "position.lossSum", reason: "must be a finite, non-negative sum of losses")
+        }
+        guard state.seconds >= 0, state.seconds.isFinite else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "seconds", reason: "must be a finite, non-negative time")
         }
         func values(_ name: String, count: Int) throws -> [Float] {
             guard let info = file.tensorInfos[name] else { throw ShadowError.badTensor(path: path, tensor: name, reason: "missing") }
@@ -173,6 +176,13 @@ public struct TrainingCheckpoint: Sendable {
         let x = flat(a), y = flat(b)
         let keys = Set(x.keys).union(y.keys).filter { x[$0] != y[$0] }.sorted()
         return keys.isEmpty ? ["its settings"] : keys
+    }
+
+    /// Whether `path` holds a training checkpoint (of any run): a file that is something else must
+    /// not be replaced by a save, nor removed when training ends.
+    public static func isCheckpoint(atPath path: String) -> Bool {
+        guard let file = try? SafetensorsFile(path: path) else { return false }
+        return file.metadata["format"] == format && file.metadata["state"] != nil
     }
 
     /// Removes the checkpoint once the predictor it leads to is written.

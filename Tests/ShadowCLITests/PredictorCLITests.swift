@@ -4,6 +4,7 @@ import Testing
 @testable import ShadowModels
 @testable import ShadowSparsity
 import ShadowTestSupport
+import ShadowFormats
 
 /// A small trace directory whose scores depend smoothly on x (a copy of the sparsity tests'
 /// generator, reduced: test targets cannot share code).
@@ -103,7 +104,7 @@ struct PredictorCLITests {
         }
     }
 
-    @Test("train-predictor replaces a stale checkpoint without --resume, refuses a corrupt one with it, and removes its own at the end")
+    @Test("train-predictor replaces a stale checkpoint without --resume, refuses a corrupt one with it, removes its own at the end, and never a file that is no checkpoint")
     func checkpointOptions() throws {
         let traces = scratchPath("traces"), out = scratchPath("checkpointed") + ".safetensors"
         let checkpoint = out + ".checkpoint"
@@ -113,8 +114,18 @@ struct PredictorCLITests {
         try CLITraces.write(traces, count: 30)
         let small = ["--traces", traces, "--out", out, "--head-width", "8", "--neuron-width", "8", "--head-epochs", "2",
                      "--neuron-epochs", "1", "--no-progress"]
-        try Data("left by an interrupted run".utf8).write(to: URL(fileURLWithPath: checkpoint))
-        // With --resume the stale file is read, and it is no checkpoint.
+        // A file that is not a checkpoint (a typo naming the model, say) is never replaced nor removed.
+        try Data("someone's notes".utf8).write(to: URL(fileURLWithPath: checkpoint))
+        for extra in [[], ["--resume"]] {
+            let refused = CLIRun(["train-predictor"] + small + extra)
+            #expect(refused.status != 0 && refused.err.contains(checkpoint) && refused.err.split(separator: "\n").count == 1, "\(refused.err)")
+            #expect(try String(contentsOfFile: checkpoint, encoding: .utf8) == "someone's notes")
+        }
+        // A checkpoint left by an interrupted run, whose state this build cannot read.
+        var stale = SafetensorsWriter(metadata: ["format": TrainingCheckpoint.format, "state": "{}"])
+        stale.add("optimiser.m", shape: [1], values: [0])
+        try stale.write(to: checkpoint)
+        // With --resume the stale file is read, and its state is refused.
         let refused = CLIRun(["train-predictor"] + small + ["--resume"])
         #expect(refused.status != 0 && refused.err.contains(checkpoint) && refused.err.split(separator: "\n").count == 1, "\(refused.err)")
         #expect(!FileManager.default.fileExists(atPath: out))

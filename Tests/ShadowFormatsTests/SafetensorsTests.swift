@@ -134,11 +134,22 @@ struct SafetensorsRobustnessTests {
         ("{\"w\":{\"dtype\":\"Q9\",\"shape\":[2],\"data_offsets\":[0,8]}}", "\"w\": unknown dtype \"Q9\""),
         ("{\"__metadata__\":{\"n\":1}}", "__metadata__"),
         (String(repeating: "[", count: 100_000), "header"),
+        ("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "the header names \"w\" twice"),
+        ("{\"__metadata__\":{\"a\":\"1\"},\"__metadata__\":{\"a\":\"2\"}}", "the header names \"__metadata__\" twice"),
     ])
     func malformedJSON(header: String, message: String) throws {
         var builder = SafetensorsBuilder()
         builder.rawHeader = header
         try expectSafetensorsError(builder.bytes() + [UInt8](repeating: 0, count: 8), mentioning: [message])
+    }
+
+    @Test("of two bad entries, the one first by name is named, on every run")
+    func firstBadEntryByName() throws {
+        var builder = SafetensorsBuilder()
+        builder.rawHeader = "{" + (0..<20).map { "\"t\(String(format: "%02d", $0))\":{\"dtype\":\"Q9\",\"shape\":[2],\"data_offsets\":[0,8]}" }.reversed().joined(separator: ",") + "}"
+        for _ in 0..<5 {
+            try expectSafetensorsError(builder.bytes() + [UInt8](repeating: 0, count: 8), mentioning: ["\"t00\": unknown dtype"])
+        }
     }
 
     @Test("rejects data_offsets that do not match dtype × shape")

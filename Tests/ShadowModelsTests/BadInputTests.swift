@@ -330,6 +330,12 @@ struct NaNConfigTests {
         }
         let factor = try CheckpointWriter.directory(config: { $0["rope_scaling"] = ["rope_type": "linear", "factor": 0] })
         expectShadowError(["config.json", "\"rope_scaling\"", "factor", "positive"]) { _ = try ModelLoader.load(path: factor) }
+        // Positive in double precision, but the frequencies overflow or vanish in single precision
+        // (every logit would be NaN).
+        let tiny = try CheckpointWriter.directory(config: { $0["rope_theta"] = 1e-100 })
+        expectShadowError(["config.json", "\"rope_theta\"", "single precision"]) { _ = try ModelLoader.load(path: tiny) }
+        let tinyFactor = try CheckpointWriter.directory(config: { $0["rope_scaling"] = ["rope_type": "linear", "factor": 1e-300] })
+        expectShadowError(["config.json", "\"rope_scaling\"", "single precision"]) { _ = try ModelLoader.load(path: tinyFactor) }
     }
 
     @Test("GGUF epsilon and rope frequency base must be positive, named by their GGUF keys")
@@ -356,8 +362,23 @@ struct IntegerKeyTests {
     @Test("other JSON files decoded with ConfigDecoding say a number is no integer rather than that the JSON is invalid")
     func otherFiles() throws {
         struct Sizes: Decodable { let layers: Int }
-        expectShadowError(["sizes.json", "not an integer"]) {
+        expectShadowError(["sizes.json", "does not fit the type expected", "a fraction where an integer is expected"]) {
             _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2.5}"#.utf8), path: "sizes.json")
+        }
+        // JSONDecoder names no key for these; the number that cannot fit is found and named.
+        struct State: Decodable { let rows: [[Float]]; let eps: Float; let seed: UInt64; let name: String }
+        for (json, key) in [(#"{"rows": [[1, 2], [3, 1e39]], "eps": 1e-5, "seed": 1, "name": "a"}"#, "\"rows.1.1\""),
+                            (#"{"rows": [], "eps": 1e300, "seed": 1, "name": "a"}"#, "\"eps\""),
+                            (#"{"rows": [[0.5]], "eps": 1e-5, "seed": -5, "name": "a"}"#, "\"seed\": -5.0 does not fit")] {
+            expectShadowError(["state.json", key, "does not fit the type of number"]) {
+                _ = try ConfigDecoding.decode(State.self, from: Data(json.utf8), path: "state.json")
+            }
+        }
+        // An unknown value of an enumeration is said in JSON's words.
+        enum Token: String, Decodable { case first, last }
+        struct Tokens: Decodable { let token: Token }
+        expectShadowError(["t.json", "\"token\"", "\"middle one\" is not one of the values this key takes"]) {
+            _ = try ConfigDecoding.decode(Tokens.self, from: Data(#"{"token": "middle one"}"#.utf8), path: "t.json")
         }
         expectShadowError(["sizes.json", "not valid JSON"]) {
             _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2"#.utf8), path: "sizes.json")

@@ -133,4 +133,14 @@ struct PredictedSparsityTests {
         _ = model.forward(prompt, cache: model.makeCache(capacity: 32), logits: .last, sparsity: controller)
         #expect(controller.plans[1].neurons == nil && controller.plans[1].heads != nil)
     }
+
+    @Test("a predictor fits the same model under another file name (a copy, a link), not another model")
+    func fingerprintIgnoresName() throws {
+        var renamed = fingerprint
+        renamed.name = "tiny-copy.gguf"
+        try renamed.check(matches: fingerprint, what: "p.safetensors")
+        var other = fingerprint
+        other.contentHash = "2"
+        #expect(throws: ShadowError.self) { try other.check(matches: fingerprint, what: "p.safetensors") }
+    }
 }

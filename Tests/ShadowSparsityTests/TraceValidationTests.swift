@@ -174,5 +174,62 @@ struct TraceValidationTests {
         let merged = try TraceStore.open(directory: out)
         #expect(merged.complete && merged.sampleCount == 9)
         #expect(throws: ShadowError.self) { try TraceStore.merge(shards: shards, into: out) }
+
+        // A shard of another --samples splits another list of samples.
+        let other = root + "/s1-other"
+        try FileManager.default.copyItem(atPath: shards[1], toPath: other)
+        try editManifest(other) { $0["requested_samples"] = 12 }
+        #expect(throws: ShadowError.failed("\(other): not a shard of the same calibration as \(shards[0]) (--samples 9 → 12)")) {
+            try TraceStore.merge(shards: [shards[0], other, shards[2]], into: root + "/merged-other")
+        }
+    }
+
+    @Test("a chunk whose index tensor disagrees with the manifest inside its range, or that lacks a criterion's neuron scores, is refused")
+    func chunkContents() throws {
+        let shuffled = try traces("chunk-index")
+        try editChunk(shuffled + "/chunk-00001.safetensors") { tensors in
+            tensors = tensors.map { $0.name == "index" ? .init(name: $0.name, shape: $0.shape, values: [4, 6, 6, 7]) : $0 }
+        }
+        // The values are read with the records (opening checks headers only).
+        for read in [{ _ = try AggregateImportance(traces: shuffled, criterion: "plainact") },
+                     { _ = try PredictorDataset.load(directory: shuffled, criterion: "plainact", kind: .shadow) }] {
+            #expect(throws: ShadowError.badTensor(path: shuffled + "/chunk-00001.safetensors", tensor: "index",
+                                                  reason: "sample 1 has index 6.0, but the manifest's 4…7 gives 5")) { try read() }
+        }
+
+        let partial = try traces("chunk-no-neurons")
+        try editChunk(partial + "/chunk-00001.safetensors") { tensors in tensors.removeAll { $0.name == "plainact.neurons" } }
+        expectRefused(partial, mentioning: [partial + "/chunk-00001.safetensors", "plainact.neurons", "missing"])
+    }
+
+    @Test("scores that sum past single precision are refused, not written as infinity")
+    func overflowingSums() throws {
+        let huge = try traces("chunk-huge")
+        for chunk in ["00000", "00001"] {
+            try editChunk(huge + "/chunk-\(chunk).safetensors") { tensors in
+                tensors = tensors.map { $0.name == "plainact.heads" ? .init(name: $0.name, shape: $0.shape, values: $0.values.map { _ in 3e38 }) : $0 }
+            }
+        }
+        #expect(throws: ShadowError.self) { _ = try AggregateImportance(traces: huge, criterion: "plainact") }
+    }
+
+    @Test("a resumed calibration whose manifest lost a chunk's entry writes its next chunk beside the files on disk, never over one")
+    func resumeAfterLostEntry() throws {
+        let directory = try traces("lost-entry")
+        let chunkFile = directory + "/chunk-00001.safetensors"
+        let before = try Data(contentsOf: URL(fileURLWithPath: chunkFile))
+        try editManifest(directory) { m in
+            var c = m["chunks"] as! [[String: Any]]
+            c.remove(at: 1)
+            m["chunks"] = c
+            m["complete"] = false
+        }
+        let manifest = try TraceStore.open(directory: directory)
+        let writer = try TraceWriter(directory: directory, manifest: manifest, resume: true)
+        for record in SyntheticTraces.records(count: 12, criteria: ["plainact", "jacov"], headsOnly: ["jacov"]) where !writer.completedIndices.contains(record.index) { try writer.append(record) }
+        try writer.finish()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: chunkFile)) == before)
+        let resumed = try TraceStore.open(directory: directory)
+        #expect(resumed.sampleCount == 12 && Set(resumed.chunks.map(\.file)).count == resumed.chunks.count, "\(resumed.chunks)")
     }
 }
