@@ -58,7 +58,14 @@ public enum CLI {
             console.print(overview())
             return 0
         }
-        if name == "--version" { console.print(version); return 0 }
+        if name == "--version" {
+            guard arguments.count == 1 else {
+                console.printError("error: --version is given alone, found '\(arguments[1])' after it (see '\(toolName) --help')")
+                return 2
+            }
+            console.print(version)
+            return 0
+        }
         // Two-word subcommands (`traces merge`) first, then one-word ones.
         let twoWords = arguments.count > 1 ? "\(name) \(arguments[1])" : ""
         let nested = commands.first(where: { $0.name == twoWords })
@@ -70,7 +77,8 @@ public enum CLI {
                 return 0
             }
             if !group.isEmpty {
-                console.printError("error: '\(name)' needs one of: \(group.joined(separator: ", "))")
+                let given = arguments.count > 1 && !arguments[1].hasPrefix("-") ? "unknown subcommand '\(name) \(arguments[1])'; " : ""
+                console.printError("error: \(given)'\(name)' needs one of: \(group.joined(separator: ", "))")
             } else {
                 console.printError("error: unknown subcommand '\(name)' (see '\(toolName) --help')")
             }
@@ -150,13 +158,21 @@ public enum CLI {
     }
 }
 
-/// Serialises command results as stable, human-readable JSON (sorted keys).
+/// Serialises command results as stable, human-readable JSON (sorted keys). A NaN (a standard
+/// error of one item, a mean of nothing) is written as null, a value that is not there; an
+/// infinity (a perplexity past the range of doubles) as the string "inf" or "-inf".
 enum JSONOutput {
+    /// What NaN is encoded as before it becomes null: no text a command reports holds it.
+    private static let notANumber = "\u{0}NaN\u{0}"
+
     /// Pretty-printed, or on one line (JSON Lines) with `pretty` false.
     static func string<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: notANumber)
+        let text = String(decoding: try encoder.encode(value), as: UTF8.self)
+        // The sentinel as the encoder spells it (its NULs escaped).
+        let spelled = String(decoding: try encoder.encode(notANumber), as: UTF8.self)
+        return text.replacingOccurrences(of: spelled, with: "null")
     }
 }

@@ -17,7 +17,7 @@ enum CalibrateCommand {
             share the work (join them with `shadowllm traces merge`).
             """,
         options: ModelOptions.prefillOptions + [
-            .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt."),
+            .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt. @FROM-TO takes items (text: windows) FROM to TO − 1; a TO past the end reads to the end, a FROM past it is an error."),
             .value("samples", "n", help: "Number of samples (taken from the sources in turn).", default: "256"),
             .value("criteria", "names", help: "Criteria to record.", default: "plainact",
                    allowed: Criterion.allCases.map(\.rawValue), list: true),

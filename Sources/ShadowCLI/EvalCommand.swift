@@ -90,7 +90,7 @@ enum EvalCommand {
         options: ModelOptions.prefillOptions + SparsityOptions.options(decoding: false) + [
             .value("task", "name", help: "The task (lm-eval's names lambada_openai and lambada_standard also read LAMBADA files, sglue_rte RTE files).",
                    allowed: TaskName.allCases.map(\.rawValue) + TaskName.aliases.keys.sorted()),
-            .value("data", "path", help: "The task file (see DESIGN §6 for the formats)."),
+            .value("data", "path", help: "The task file (formats: docs/user-guide.md, \"Task files and how they are scored\")."),
             .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line.", defaultDescription: "NAME-labels.lst beside NAME.jsonl, when there (--verbose names it)"),
             .value("limit", "n", help: "Evaluate at most n items (WikiText: articles, lm-eval's documents).", defaultDescription: "all"),
             .value("offset", "k", help: "Skip the first k items (WikiText: articles) of the file.", default: "0"),
@@ -115,6 +115,11 @@ enum EvalCommand {
         }
         let dataPath = try arguments.required("data")
         try ModelOptions.requireFile(dataPath, option: "data")
+        // Refused before the file is looked for: its name is not the problem.
+        if arguments.has("labels"), !task.acceptsLabelsFile {
+            let why = task == .wikitext || task == .lambada ? "\(task.rawValue) has no labels" : "\(task.rawValue) keeps its labels in the task file"
+            throw ShadowError.invalidArgument(name: "--labels", reason: "applies to piqa and winogrande only (\(why))")
+        }
         if let labels = arguments.string("labels") { try ModelOptions.requireFile(labels, option: "labels") }
         // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
         let labels = try arguments.string("labels") ?? TaskFile.labelsBeside(data: dataPath, task: task)
@@ -160,9 +165,6 @@ enum EvalCommand {
                 throw ShadowError.invalidArgument(name: "--mask-mode", reason: "is only read with a sparse --method")
             }
         }
-        if arguments.has("labels"), !task.acceptsLabelsFile {
-            throw ShadowError.invalidArgument(name: "--labels", reason: "applies to piqa and winogrande only (\(task.rawValue) keeps its labels in the task file)")
-        }
         if arguments.flag("detokenize"), arguments.flag("as-stored") {
             throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize")
         }
@@ -183,7 +185,7 @@ enum EvalCommand {
         var bar: ProgressBar?
         let showProgress = !arguments.flag("no-progress")
         let progress: (Int, Int) -> Void = { done, total in
-            if bar == nil { bar = ProgressBar(console: console, label: task.rawValue, total: total, enabled: showProgress) }
+            if bar == nil { bar = ProgressBar(console: console, label: task.rawValue, total: total, enabled: showProgress, started: start) }
             bar?.update(done)
         }
 
@@ -314,7 +316,7 @@ enum EvalCommand {
     static func markdown(_ report: Report) -> String {
         // Counts as integers; everything else with four decimals, so an accuracy of 1 reads 1.0000 beside 0.5000.
         func format(_ value: Double?, count: Bool = false) -> String {
-            guard let value else { return "–" }
+            guard let value, !value.isNaN else { return "–" }   // NaN: a standard error of one item
             return count && value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(format: "%.4f", value)
         }
         var lines = [

@@ -72,7 +72,7 @@ enum PerplexityCommand {
                                             sparsity: sparsity) { done, total in
             if progressBar == nil {
                 progressBar = ProgressBar(console: console, label: "perplexity", total: total,
-                                          enabled: !arguments.flag("no-progress") && total > 1)
+                                          enabled: !arguments.flag("no-progress") && total > 1, started: start)
             }
             progressBar?.update(done)
         }

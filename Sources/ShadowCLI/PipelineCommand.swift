@@ -16,6 +16,10 @@ enum PipelineCommand {
     struct Row: Codable {
         var method: String
         var sparsity: Double
+        /// The fractions of heads and neurons the masks really pruned over the evaluation (the
+        /// nominal sparsity is rounded per layer or per policy); nil for dense.
+        var realisedHeadSparsity: Double?
+        var realisedNeuronSparsity: Double?
         var perplexity: Double?
         var tasks: [String: Double] = [:]
         var decodeTokensPerSecond: Double?
@@ -25,6 +29,7 @@ enum PipelineCommand {
 
         enum CodingKeys: String, CodingKey {
             case method, sparsity, perplexity, tasks
+            case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
             case decodeTokensPerSecond = "tg_tokens_per_second"
             case prefillTokensPerSecond = "pp_tokens_per_second", predictorShare = "predictor_share"
             case bytesPerToken = "bytes_per_token"
@@ -42,9 +47,14 @@ enum PipelineCommand {
         var steps: [Step]
         var rows: [Row]
         var predictors: [String: PredictorQualitySummary]
+        /// Items scored per multiple-choice task (PIQA, HellaSwag) and the bench's test names
+        /// (pp512, tg128), so the numbers say what they measured.
+        var items: [String: Int] = [:]
+        var benchTests: [String] = []
 
         enum CodingKeys: String, CodingKey {
-            case model, date, machine, quick, samples, sparsity, heldOutText = "held_out_text", steps, rows, predictors
+            case model, date, machine, quick, samples, sparsity, heldOutText = "held_out_text", steps, rows, predictors, items
+            case benchTests = "bench_tests"
         }
     }
 
@@ -149,7 +159,7 @@ enum PipelineCommand {
             .value("data-dir", "dir", help: "Evaluation data (piqa/, hellaswag/, wikitext-2/ as in ../shared/data).", default: "../shared/data"),
             .value("text", "path", help: "Plain calibration text (also the held-out text when --data-dir has no WikiText test).",
                    defaultDescription: "WikiText-2 valid from --data-dir, else the corpus scripts/setup.sh fetched, else docs/sample.txt"),
-            .value("samples", "n", help: "Calibration samples.", defaultDescription: "160 (24 with --quick)"),
+            .value("samples", "n", help: "Calibration samples, at least 8 (the predictors hold out a fifth).", defaultDescription: "160 (24 with --quick)"),
             .value("limit", "n", help: "Items of each multiple-choice task (PIQA and HellaSwag, from item 0; calibration uses items 1000+ and 5000+).",
                    defaultDescription: "100 (20 with --quick)"),
             .value("sparsity", "p", help: "Fraction of heads and neurons the sparse rows prune.", default: "0.5"),
@@ -288,17 +298,25 @@ enum PipelineCommand {
                               "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
         // PIQA's labels: valid-labels.lst beside the data, which sweep finds by itself.
         try run("evaluate (sweep)", sweepArguments + progress, output: "sweep/report.md")
-        var evaluated: [String: (perplexity: Double?, tasks: [String: Double])] = [:]
-        if let json = try? readJSON(path("sweep/results.json")), let sweepRows = json["rows"] as? [[String: Any]] {
-            for sweepRow in sweepRows {
-                guard let method = sweepRow["method"] as? String, let task = sweepRow["task"] as? String,
-                      let metrics = sweepRow["metrics"] as? [String: Double] else { continue }
-                guard method == "dense" || sweepRow["criterion"] as? String == criterionOf[method] else { continue }
-                if task == "wikitext" {
-                    evaluated[method, default: (nil, [:])].perplexity = metrics["token_perplexity"]
-                } else {
-                    for key in ["acc", "acc_norm"] { evaluated[method, default: (nil, [:])].tasks["\(task)_\(key)"] = metrics[key] }
-                }
+        var evaluated: [String: (perplexity: Double?, tasks: [String: Double], realised: (Double?, Double?))] = [:]
+        var items: [String: Int] = [:]
+        // The outputs of finished steps may come from an earlier run: one that cannot be read is
+        // named, never taken as "no numbers".
+        let sweepRows = try readStepOutput(path("sweep/results.json"), step: "evaluate (sweep)", output: "sweep") { json in
+            json["rows"] as? [[String: Any]]
+        }
+        for sweepRow in sweepRows {
+            guard let method = sweepRow["method"] as? String, let task = sweepRow["task"] as? String,
+                  let metrics = sweepRow["metrics"] as? [String: Double] else { continue }
+            guard method == "dense" || sweepRow["criterion"] as? String == criterionOf[method] else { continue }
+            if task == "wikitext" {
+                evaluated[method, default: (nil, [:], (nil, nil))].perplexity = metrics["token_perplexity"]
+            } else {
+                for key in ["acc", "acc_norm"] { evaluated[method, default: (nil, [:], (nil, nil))].tasks["\(task)_\(key)"] = metrics[key] }
+                if let n = sweepRow["n"] as? Int { items[task] = n }
+            }
+            if method != "dense", let heads = sweepRow["realised_head_sparsity"] as? Double {
+                evaluated[method, default: (nil, [:], (nil, nil))].realised = (heads, sweepRow["realised_neuron_sparsity"] as? Double)
             }
         }
 
@@ -309,9 +327,10 @@ enum PipelineCommand {
 
         // 6. Report.
         var rows: [Row] = []
-        let bench = (try? readJSON(path("bench.json")))?["results"] as? [[String: Any]] ?? []
+        let bench = try readStepOutput(path("bench.json"), step: "bench", output: "bench.json") { $0["results"] as? [[String: Any]] }
         for (method, p) in methods {
             var row = Row(method: method, sparsity: p)
+            (row.realisedHeadSparsity, row.realisedNeuronSparsity) = evaluated[method]?.realised ?? (nil, nil)
             row.perplexity = evaluated[method]?.perplexity
             row.tasks = evaluated[method]?.tasks ?? [:]
             for r in bench where r["method"] as? String == method {
@@ -329,20 +348,27 @@ enum PipelineCommand {
         for kind in ["shadow", "dejavu"] {
             final class Box: @unchecked Sendable { var out = "" }
             let box = Box()
-            if CLI.run(["predictor", "info", path("predictors/\(kind).safetensors"), "--json"],
-                       console: Console(out: { box.out += $0 }, err: { _ in })) == 0,
-               let json = try? JSONSerialization.jsonObject(with: Data(box.out.utf8)) as? [String: Any] {
-                let quality = json["quality"] as? [String: Any]
-                predictors[kind] = PredictorQualitySummary(
-                    headSpearman: (quality?["heads"] as? [String: Any])?["spearman"] as? Double,
-                    neuronSpearman: (quality?["neurons"] as? [String: Any])?["spearman"] as? Double,
-                    parameters: (json["parameters"] as? [String: Any])?["total"] as? Int,
-                    trainingSeconds: (json["training"] as? [String: Any])?["seconds"] as? Double)
+            let file = path("predictors/\(kind).safetensors")
+            final class Errors: @unchecked Sendable { var text = "" }
+            let errors = Errors()
+            guard CLI.run(["predictor", "info", file, "--json"],
+                          console: Console(out: { box.out += $0 }, err: { errors.text += $0 })) == 0,
+                  let json = try? JSONSerialization.jsonObject(with: Data(box.out.utf8)) as? [String: Any] else {
+                let why = errors.text.split(separator: "\n").first.map { String($0.dropFirst($0.hasPrefix("error: ") ? 7 : 0)) } ?? "unreadable"
+                throw ShadowError.failed("pipeline: \(why) (left by an earlier run? remove it and run again to retrain)")
             }
+            let quality = json["quality"] as? [String: Any]
+            predictors[kind] = PredictorQualitySummary(
+                headSpearman: (quality?["heads"] as? [String: Any])?["spearman"] as? Double,
+                neuronSpearman: (quality?["neurons"] as? [String: Any])?["spearman"] as? Double,
+                parameters: (json["parameters"] as? [String: Any])?["total"] as? Int,
+                trainingSeconds: (json["training"] as? [String: Any])?["seconds"] as? Double)
         }
-        let results = Results(model: model, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
+        var results = Results(model: model, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
                               quick: quick, samples: samples, sparsity: sparsity, heldOutText: sharesText ? "\(heldOut) (its last \(heldOutBytes / 1000) KB at most, which calibration did not read)" : "\(heldOut) (first \(heldOutBytes / 1000) KB)", steps: steps,
                               rows: rows, predictors: predictors)
+        results.items = items
+        results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
         try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
         let report = PipelineReport.markdown(results)
         try AtomicFile.write(report, to: path("report.md"))
@@ -375,6 +401,21 @@ enum PipelineCommand {
         if text.allSatisfy(\.isWhitespace) {
             throw ShadowError.invalidArgument(name: option, reason: "\(path) holds no text")
         }
+    }
+
+    /// What `extract` finds in a finished step's JSON output; a file that is missing, not JSON or
+    /// without it is an error naming the file and the directory or file to remove.
+    static func readStepOutput<T>(_ path: String, step: String, output: String, _ extract: ([String: Any]) -> T?) throws -> T {
+        let json: [String: Any]
+        do {
+            json = try readJSON(path)
+        } catch {
+            throw ShadowError.failed("pipeline: \(path) from the \(step) step cannot be read (\(error)); remove \(output) in --out and run again to redo the step")
+        }
+        guard let value = extract(json) else {
+            throw ShadowError.failed("pipeline: \(path) from the \(step) step does not hold its results; remove \(output) in --out and run again to redo the step")
+        }
+        return value
     }
 
     static func readJSON(_ path: String) throws -> [String: Any] {

@@ -9,14 +9,17 @@ enum PipelineReport {
 
     static func table(_ results: PipelineCommand.Results) -> [String] {
         let taskKeys = Array(Set(results.rows.flatMap { $0.tasks.keys })).sorted()
-        var header = "| method | sparsity | perplexity |"
+        // The realised fractions beside the nominal one: masks round per layer or per policy.
+        var header = "| method | sparsity (realised heads / neurons) | token perplexity |"
         var rule = "| --- | ---: | ---: |"
         for key in taskKeys { header += " \(key) |"; rule += " ---: |" }
-        header += " pp t/s | tg t/s | MB/token | predictor share |"
+        let pp = results.benchTests.first { $0.hasPrefix("pp") } ?? "pp", tg = results.benchTests.first { $0.hasPrefix("tg") } ?? "tg"
+        header += " \(pp) t/s | \(tg) t/s | MB/token | predictor share |"
         rule += " ---: | ---: | ---: | ---: |"
         var lines = [header, rule]
         for row in results.rows {
-            var line = "| \(row.method) | \(row.sparsity) | \(format(row.perplexity)) |"
+            let realised = row.realisedHeadSparsity.map { " (\(format($0)) / \(format(row.realisedNeuronSparsity)))" } ?? ""
+            var line = "| \(row.method) | \(row.sparsity)\(realised) | \(format(row.perplexity)) |"
             for key in taskKeys { line += " \(format(row.tasks[key], "%.3f")) |" }
             line += " \(format(row.prefillTokensPerSecond, "%.1f")) | \(format(row.decodeTokensPerSecond, "%.1f")) |"
             line += " \(row.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? "—") |"
@@ -36,7 +39,8 @@ enum PipelineReport {
                      "- model: `\(results.model)`",
                      "- date: \(results.date); machine: \(results.machine)",
                      "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: `\(results.heldOutText)`",
-                     "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense)",
+                     "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; realised fractions over the evaluation in brackets)",
+                     "- items scored: " + (results.items.isEmpty ? "none (no task data)" : results.items.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
                      "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)", "",
                      "## Accuracy and speed", ""]
         lines += table(results)

@@ -9,7 +9,7 @@ final class ProgressBar {
     private let console: Console
     private let label: String
     private let total: Int
-    private let start = Date()
+    private let start: Date
     private var lastDraw = Date.distantPast
     private let enabled: Bool
     /// A bar is on screen without its newline (the run stopped early).
@@ -20,7 +20,9 @@ final class ProgressBar {
     /// found already done (reported in its first update) does not make the ETA look short.
     private var first: (done: Int, time: Date)?
 
-    init(console: Console, label: String, total: Int, enabled: Bool = true) {
+    /// `started`: when the work began, for a bar made at its first report (after the first unit).
+    init(console: Console, label: String, total: Int, enabled: Bool = true, started: Date = Date()) {
+        self.start = started
         self.console = console
         self.label = label
         self.total = max(total, 1)

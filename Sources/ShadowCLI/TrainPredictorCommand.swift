@@ -117,9 +117,10 @@ enum TrainPredictorCommand {
         var bar: ProgressBar?
         let showProgress = !arguments.flag("no-progress")
         let weightDType: TensorDType = try arguments.required("dtype") == "f16" ? .f16 : .f32
+        let started = Date()
         let predictor = try PredictorTrainer.train(data: data, configuration: configuration, options: options,
                                                    weightDType: weightDType, checkpoint: checkpoint) { progress in
-            if bar == nil { bar = ProgressBar(console: console, label: "train", total: progress.totalEpochs, enabled: showProgress) }
+            if bar == nil { bar = ProgressBar(console: console, label: "train", total: progress.totalEpochs, enabled: showProgress, started: started) }
             bar?.update(progress.completedEpochs, detail: String(format: "%@ epoch %d/%d  loss %.4g  ρ %.3f", progress.network,
                                                                  progress.epoch, progress.epochs, progress.loss, progress.spearman))
         }

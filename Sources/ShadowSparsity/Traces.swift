@@ -291,12 +291,11 @@ public final class TraceWriter {
     /// Writes the buffered records as one chunk, then the manifest that lists it.
     public func flush() throws {
         guard !buffer.isEmpty else { return }
-        // The next number that neither the manifest nor the directory holds: a manifest that lost
-        // an entry must not lead to a chunk written over one still on disk.
+        // The next number the manifest does not list: a manifest that lost an entry must not lead
+        // to a chunk written over one it lists. (A file there that it does not list is what a run
+        // killed between writing a chunk and its manifest left: written over.)
         let listed = Set(manifest.chunks.map(\.file))
-        let name = (manifest.chunks.count...).lazy.map { String(format: "chunk-%05d.safetensors", $0) }.first { name in
-            !listed.contains(name) && !FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent(name))
-        }!
+        let name = (manifest.chunks.count...).lazy.map { String(format: "chunk-%05d.safetensors", $0) }.first { !listed.contains($0) }!
         try TraceChunk.write(buffer, criteria: manifest.criteria, shape: manifest.model.shape,
                              to: (directory as NSString).appendingPathComponent(name))
         // Listed in index order, as readers and the manifest's checks expect.

@@ -472,6 +472,11 @@ struct PipelineTests {
         #expect((results["held_out_text"] as? String)?.contains("which calibration did not read") == true, "\(results)")
         let rows = try #require(results["rows"] as? [[String: Any]])
         #expect(rows.count == 3 && rows.allSatisfy { $0["perplexity"] is Double && $0["tg_tokens_per_second"] is Double })
+        // The realised sparsity beside the nominal one, and what bench measured.
+        #expect(rows.filter { $0["method"] as? String != "dense" }.allSatisfy { ($0["realised_head_sparsity"] as? Double).map { $0 > 0 && $0 < 1 } == true }, "\(rows)")
+        #expect(rows.first { $0["method"] as? String == "dense" }?["realised_head_sparsity"] == nil)
+        #expect(results["bench_tests"] as? [String] == ["pp64", "tg32"], "\(results)")
+        #expect(run.out.contains("| pp64 t/s | tg32 t/s |") && run.out.contains("| shadow | 0.5 (0."), "\(run.out)")
         for kind in ["shadow", "dejavu"] {   // stored in half the bytes
             let info = CLIRun(["predictor", "info", out + "/predictors/\(kind).safetensors", "--json"])
             #expect(try info.json()["weights_dtype"] as? String == "f16", "\(kind)")
@@ -480,6 +485,19 @@ struct PipelineTests {
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
         #expect(!again.err.contains("pipeline: calibrate …"))
+        // A finished step's output that cannot be read is named, not reported as "—".
+        let benchJSON = try Data(contentsOf: URL(fileURLWithPath: out + "/bench.json"))
+        try benchJSON.prefix(40).write(to: URL(fileURLWithPath: out + "/bench.json"))
+        let brokenBench = CLIRun(arguments)
+        #expect(brokenBench.status != 0 && brokenBench.err.contains(out + "/bench.json from the bench step cannot be read")
+                && brokenBench.err.contains("remove bench.json"), "\(brokenBench.err)")
+        try benchJSON.write(to: URL(fileURLWithPath: out + "/bench.json"))
+        let predictor = out + "/predictors/shadow.safetensors"
+        let predictorBytes = try Data(contentsOf: URL(fileURLWithPath: predictor))
+        try predictorBytes.prefix(1000).write(to: URL(fileURLWithPath: predictor))
+        let brokenPredictor = CLIRun(arguments)
+        #expect(brokenPredictor.status != 0 && brokenPredictor.err.contains(predictor) && brokenPredictor.err.contains("remove it"), "\(brokenPredictor.err)")
+        try predictorBytes.write(to: URL(fileURLWithPath: predictor))
         // Other settings would be reported with the earlier run's numbers: refused, nothing touched.
         let report = try String(contentsOfFile: out + "/results.json", encoding: .utf8)
         let other = CLIRun(arguments + ["--samples", "30", "--sparsity", "0.7"])

@@ -175,6 +175,14 @@ struct EvalCommandTests {
                                "--labels", files.labels, "--json", "--no-progress"]).json()
         #expect(json["kl_divergence"] as? Double == 0 && json["top1_agreement"] as? Double == 1)
         #expect(json["acc"] as? Double == (json["dense"] as? [String: Any])?["acc"] as? Double)
+        // One item has no standard error: null in JSON (not the string "nan"), a dash in the table.
+        let one = CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
+                          "--labels", files.labels, "--limit", "1", "--json", "--no-progress"])
+        #expect(one.status == 0 && one.out.contains("\"acc_stderr\" : null") && !one.out.contains("nan"), "\(one.out)")
+        #expect(try one.json()["acc_stderr"] is NSNull)
+        let oneTable = CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
+                               "--labels", files.labels, "--limit", "1", "--no-progress"])
+        #expect(oneTable.out.contains("| piqa | 1 | acc |") && !oneTable.out.contains("nan"), "\(oneTable.out)")
     }
 
     @Test("LAMBADA and WikiText report their own metrics; HellaSwag and WikiText read --as-stored")

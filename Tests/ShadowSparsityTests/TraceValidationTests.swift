@@ -213,10 +213,10 @@ struct TraceValidationTests {
         #expect(throws: ShadowError.self) { _ = try AggregateImportance(traces: huge, criterion: "plainact") }
     }
 
-    @Test("a resumed calibration whose manifest lost a chunk's entry writes its next chunk beside the files on disk, never over one")
+    @Test("a resumed calibration whose manifest lost a chunk's entry fills the gap in new chunks, never over one the manifest lists")
     func resumeAfterLostEntry() throws {
         let directory = try traces("lost-entry")
-        let chunkFile = directory + "/chunk-00001.safetensors"
+        let chunkFile = directory + "/chunk-00002.safetensors"
         let before = try Data(contentsOf: URL(fileURLWithPath: chunkFile))
         try editManifest(directory) { m in
             var c = m["chunks"] as! [[String: Any]]
@@ -230,6 +230,9 @@ struct TraceValidationTests {
         try writer.finish()
         #expect(try Data(contentsOf: URL(fileURLWithPath: chunkFile)) == before)
         let resumed = try TraceStore.open(directory: directory)
-        #expect(resumed.sampleCount == 12 && Set(resumed.chunks.map(\.file)).count == resumed.chunks.count, "\(resumed.chunks)")
+        #expect(resumed.sampleCount == 12 && resumed.chunks.map(\.firstIndex) == [0, 4, 8], "\(resumed.chunks)")
+        var indices: [Int] = []
+        try TraceStore.forEach(directory: directory) { indices.append($0.index) }
+        #expect(indices == Array(0..<12))
     }
 }
