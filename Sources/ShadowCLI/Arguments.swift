@@ -75,8 +75,8 @@ public struct Command: Sendable {
             lines.append("")
         }
         if interruptible {
-            lines += ["Ctrl-C (SIGINT) stops at the next safe point, keeps what can be resumed (see above) and exits with status 130;",
-                      "a second Ctrl-C stops at once.", ""]
+            lines += ["Ctrl-C (SIGINT) or SIGTERM (kill, Slurm, Kubernetes) stops at the next safe point, keeps what can be resumed (see above)",
+                      "and exits with status 130; a second one stops at once.", ""]
         }
         lines.append("OPTIONS:")
         for option in options {

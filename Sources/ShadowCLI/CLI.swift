@@ -94,7 +94,7 @@ public enum CLI {
         do {
             let parsed = try command.parse(rest)
             if command.interruptible {
-                try Interruption.handlingSIGINT { try command.run(parsed, console) }
+                try Interruption.handling { try command.run(parsed, console) }
             } else {
                 try command.run(parsed, console)
             }

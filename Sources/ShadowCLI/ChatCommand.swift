@@ -175,7 +175,7 @@ enum ChatCommand {
             }
             // Ctrl-C while a reply is prefilled or streams ends that reply (kept as far as it got);
             // at the prompt it ends the program, as usual.
-            let result = try Interruption.handlingSIGINT {
+            let result = try Interruption.handling([SIGINT]) {
                 if arguments.flag("verbose") { console.printError("chat: turn \(count): a prompt of \(prompt.count) tokens") }
                 let stop = { Interruption.requested }
                 if let cache {

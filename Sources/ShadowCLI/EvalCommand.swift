@@ -55,7 +55,9 @@ enum EvalCommand {
             try c.encode(n, forKey: Key("n"))
             for (name, value) in metrics { try c.encode(value, forKey: Key(name)) }
             try c.encode(method, forKey: Key("method"))
-            try c.encode(maskMode, forKey: Key("mask_mode"))
+            // WikiText has no questions: no mask mode, no few-shot examples, no seed (all refused).
+            let perplexityTask = task == TaskName.wikitext.rawValue
+            if !perplexityTask { try c.encode(maskMode, forKey: Key("mask_mode")) }
             try c.encode(headSparsity, forKey: Key("head_sparsity"))
             try c.encode(neuronSparsity, forKey: Key("neuron_sparsity"))
             try c.encode(realisedHeadSparsity, forKey: Key("realised_head_sparsity"))
@@ -65,8 +67,10 @@ enum EvalCommand {
             try c.encode(dense, forKey: Key("dense"))
             try c.encode(offset, forKey: Key("offset"))
             try c.encode(limit, forKey: Key("limit"))
-            try c.encode(shots, forKey: Key("shots"))
-            try c.encode(seed, forKey: Key("seed"))
+            if !perplexityTask {
+                try c.encode(shots, forKey: Key("shots"))
+                try c.encode(seed, forKey: Key("seed"))
+            }
             try c.encode(seconds, forKey: Key("seconds"))
             try c.encodeIfPresent(detokenized, forKey: Key("detokenized"))
             try c.encodeIfPresent(capitalizedCtxB, forKey: Key("ctx_b_capitalized"))

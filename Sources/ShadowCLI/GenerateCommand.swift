@@ -93,7 +93,7 @@ enum GenerateCommand {
         if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
         // Ctrl-C while the prompt is prefilled or the text streams ends the text where it got to:
         // it is printed (or reported) as far as it goes, then the command exits with status 130.
-        let result = try Interruption.handlingSIGINT {
+        let result = try Interruption.handling {
             if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
             return try Generator.generate(
                 model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,

@@ -46,7 +46,7 @@ enum ScoresCommand {
         let tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
         guard predictFrom > 0 else { throw ShadowError.invalidArgument(name: "--context", reason: "gives no tokens") }
         guard tokens.count > predictFrom else {
-            throw ShadowError.invalidArgument(name: "--continuation", reason: "adds no tokens after the context's \(predictFrom)")
+            throw ShadowError.invalidArgument(name: "--continuation", reason: "adds no tokens after the context's \(counted(predictFrom, "token")) (nothing to score)")
         }
         guard tokens.count <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(

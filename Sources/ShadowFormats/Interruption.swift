@@ -6,19 +6,20 @@ import Glibc
 import Darwin
 #endif
 
-/// Cooperative SIGINT handling for long-running commands. While `handlingSIGINT` runs its body,
-/// the first SIGINT only raises a flag that the work polls at safe points (between calibration
-/// samples, between training epochs), so it can save what is finished and stop; a second SIGINT
-/// kills the process as usual. Outside the body SIGINT keeps its default action.
+/// Cooperative handling of SIGINT (Ctrl-C) and SIGTERM (what `kill`, Slurm and Kubernetes send
+/// first) for long-running commands. While `handling` runs its body, the first such signal only
+/// raises a flag that the work polls at safe points (between calibration samples, between
+/// training epochs), so it can save what is finished and stop; a second one kills the process as
+/// usual. Outside the body both keep their default action.
 public enum Interruption {
     // A lock-free atomic: the only thing the signal handler touches besides `signal` itself,
     // both async-signal-safe.
     private static let flag = Atomic<Bool>(false)
 
-    /// True once SIGINT arrived (or `request()` was called) inside `handlingSIGINT`.
+    /// True once a handled signal arrived (or `request()` was called) inside `handling`.
     public static var requested: Bool { flag.load(ordering: .acquiring) }
 
-    /// Raises the flag as SIGINT would (tests, and callers that stop work for other reasons).
+    /// Raises the flag as a signal would (tests, and callers that stop work for other reasons).
     public static func request() { flag.store(true, ordering: .releasing) }
 
     /// Throws `ShadowError.interrupted` when an interruption was requested.
@@ -26,25 +27,30 @@ public enum Interruption {
         if requested { throw ShadowError.interrupted(message()) }
     }
 
-    /// Runs `body` with the cooperative handler installed, restoring the default action after.
-    public static func handlingSIGINT<T>(_ body: () throws -> T) rethrows -> T {
+    /// Runs `body` with the cooperative handler installed for `signals` (SIGINT and SIGTERM by
+    /// default; `chat`, where Ctrl-C ends only a reply, takes SIGINT alone), restoring the
+    /// default actions after.
+    public static func handling<T>(_ signals: [Int32] = [SIGINT, SIGTERM], _ body: () throws -> T) rethrows -> T {
         flag.store(false, ordering: .releasing)
-        let previous = signal(SIGINT) { _ in
-            Interruption.flag.store(true, ordering: .releasing)
-            // The next SIGINT terminates: the user asked twice.
-            signal(SIGINT, SIG_DFL)
+        var ignored: [Int32: Bool] = [:]
+        for number in signals {
+            let previous = signal(number) { received in
+                Interruption.flag.store(true, ordering: .releasing)
+                // The next one terminates: the user (or the scheduler) asked twice.
+                signal(received, SIG_DFL)
+            }
+            // A parent that ignores the signal (nohup, `cmd &` in a script) means it: keep ignoring it.
+            ignored[number] = unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
+            if ignored[number]! { signal(number, SIG_IGN) }
         }
-        // A parent that ignores SIGINT (nohup, `cmd &` in a script) means it: keep ignoring it.
-        let ignored = unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
-        if ignored { signal(SIGINT, SIG_IGN) }
         // A parent that spawned us from a thread blocking signals (Dispatch workers do) passes that
-        // mask on, and a blocked SIGINT would never arrive: accept it on this thread.
+        // mask on, and a blocked signal would never arrive: accept them on this thread.
         var set = sigset_t()
         sigemptyset(&set)
-        sigaddset(&set, SIGINT)
+        for number in signals { sigaddset(&set, number) }
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         defer {
-            signal(SIGINT, ignored ? SIG_IGN : SIG_DFL)
+            for number in signals { signal(number, ignored[number]! ? SIG_IGN : SIG_DFL) }
         }
         return try body()
     }

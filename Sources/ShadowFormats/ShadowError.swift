@@ -19,7 +19,7 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(name: String, reason: String)
     /// Anything else, stated in one line.
     case failed(String)
-    /// The user pressed Ctrl-C (SIGINT); the message says what was saved and how to continue.
+    /// Ctrl-C (SIGINT) or SIGTERM stopped the work; the message says what was saved and how to continue.
     case interrupted(String)
 
     public var description: String {

@@ -231,7 +231,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
 
     public func save(directory: String) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try AtomicFile.write(try encoder.encode(self), to: (directory as NSString).appendingPathComponent(Self.fileName))
     }
 }
@@ -255,7 +255,7 @@ public final class TraceWriter {
             }
             guard existing.extendable(to: manifest) else {
                 let differences = existing.differences(from: manifest)
-                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (\(differences.isEmpty ? "settings differ" : differences.joined(separator: ", ")))")
+                throw ShadowError.invalidArgument(name: "--resume", reason: "\(directory) holds traces of a different run (\(differences.isEmpty ? "settings differ" : differences.joined(separator: ", "))); continue it with its own settings, or choose another --out")
             }
             self.manifest = existing
             if manifest.requestedSamples > existing.requestedSamples {

@@ -210,6 +210,7 @@ struct EvalCommandTests {
         }
         #expect(w["detokenized"] as? Bool == true && w["n"] as? Int == 2)   // lm-eval's detokenized text; two articles
         #expect(w["context"] as? Int == 8 && w["stride"] as? Int == 8)
+        #expect(w["shots"] == nil && w["seed"] == nil && w["mask_mode"] == nil)   // settings WikiText refuses
         // Without --context the windows are the model's whole context, as lm-eval's.
         let whole = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
                                 "--no-progress"]).json()

@@ -348,12 +348,12 @@ struct InterruptionTests {
         #expect(outcomes.filter { !$0.key.hasSuffix("finished first") }.values.reduce(0, +) >= 12, "\(outcomes)")
     }
 
-    @Test("SIGINT stops calibrate after the current sample, saves the finished ones and exits 130",
-          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
-    func sigintSavesWork() throws {
+    @Test("SIGINT, or SIGTERM as a batch scheduler sends, stops calibrate after the current sample, saves the finished ones and exits 130",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing), arguments: [SIGINT, SIGTERM])
+    func signalSavesWork(signal: Int32) throws {
         let dir = Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let run = try ChildRun(Self.calibrate.arguments(dir), signal: SIGINT, after: 0.4)
+        let run = try ChildRun(Self.calibrate.arguments(dir), signal: signal, after: 0.4)
         try #require(run.end == .exited(CLI.interruptedStatus), "\(run.end): \(run.err)")
         #expect(run.err.hasPrefix("interrupted: ") && run.err.contains("--resume"), "\(run.err)")
         let manifest = try TraceManifest.load(directory: dir + "/traces")
