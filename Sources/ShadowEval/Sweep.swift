@@ -130,6 +130,22 @@ public struct SweepState: Codable, Equatable, Sendable {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).agreement.matches",
                                               reason: "is \(tally.agreement.matches), more than the \(tally.agreement.positions) positions")
                 }
+                // A cell key the sweep could have written: a method, a criterion or "-", a sparsity.
+                guard let cell = SweepCell(key: key), cell.key == key, cell.method == "dense" || (cell.sparsity > 0 && cell.sparsity < 1) else {
+                    throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key)", reason: "is not a cell of a sweep (METHOD/CRITERION/SPARSITY or dense)")
+                }
+                // Sums with the sign their terms have: log-likelihoods ≤ 0, NLL, KL (up to rounding), sparsities and times ≥ 0.
+                let sums: [(String, Double, ClosedRange<Double>)] = [
+                    ("logLikelihoodSum", tally.logLikelihoodSum, -Double.greatestFiniteMagnitude...0),
+                    ("nllSum", tally.nllSum, 0...Double.greatestFiniteMagnitude),
+                    ("agreement.klSum", tally.agreement.klSum, -1e-6 * Double(max(tally.agreement.positions, 1))...Double.greatestFiniteMagnitude),
+                    ("headSparsitySum", tally.headSparsitySum, 0...Double(tally.masks)),
+                    ("neuronSparsitySum", tally.neuronSparsitySum, 0...Double(tally.masks)),
+                    ("seconds", tally.seconds, 0...Double.greatestFiniteMagnitude),
+                ]
+                for (name, value, range) in sums where !range.contains(value) {
+                    throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).\(name)", reason: "is \(value); no sweep sums to that")
+                }
             }
         }
     }

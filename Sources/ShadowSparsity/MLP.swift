@@ -129,6 +129,24 @@ public final class MLP: @unchecked Sendable {
     /// FLOPs of one forward pass of one vector.
     public var flops: Int { layers.reduce(0) { $0 + $1.flops } }
 
+    /// The largest magnitude any output can reach for inputs in [0, 1] (what min-max scaling
+    /// gives), by interval arithmetic in double precision: |y_i| ≤ Σ_j |W_ij|·bound_j + |b_i|, and
+    /// ReLU never raises a bound. Below Float's largest value, no partial sum of a forward pass
+    /// can overflow, so every prediction is finite.
+    public func outputBound() -> Double {
+        var bounds = [Double](repeating: 1, count: inputs)
+        for (l, layer) in layers.enumerated() {
+            let w = weight(l), b = bias(l)
+            bounds = (0..<layer.outputs).map { i in
+                var sum = Double(b[i]).magnitude
+                let row = w + i * layer.inputs
+                for j in 0..<layer.inputs { sum += Double(row[j]).magnitude * bounds[j] }
+                return sum
+            }
+        }
+        return bounds.max() ?? 0
+    }
+
     public func weight(_ layer: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offsets[layer].weight }
     public func bias(_ layer: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offsets[layer].bias }
 

@@ -147,6 +147,12 @@ public enum PredictorFile {
         if let extra = file.tensorNames.first(where: { !expected.contains($0) }) {
             throw ShadowError.badTensor(path: path, tensor: extra, reason: "is not part of a \(meta.kind.rawValue) predictor")
         }
+        // Finite weights can still overflow: every score must stay finite whatever the input, or
+        // masks would be drawn from NaNs.
+        for (prefix, network) in predictor.networks where !(network.outputBound() < Double(Float.greatestFiniteMagnitude)) {
+            throw ShadowError.badTensor(path: path, tensor: "\(prefix).0.weight",
+                                        reason: "the weights of \(prefix) are so large that its scores can overflow single precision")
+        }
         predictor.path = path
         predictor.weightDType = file.tensorInfos.values.allSatisfy { $0.dtype == .f16 } ? .f16 : .f32
         predictor.training = meta.training
@@ -234,7 +240,43 @@ public enum PredictorFile {
             let known = Criterion.allCases.map(\.rawValue).joined(separator: ", ")
             throw ShadowError.badJSON(path: file.path + " (metadata)", key: "criterion", reason: "unknown criterion \"\(meta.criterion)\" (expected \(known))")
         }
+        if Criterion(rawValue: meta.criterion)!.headsOnly && meta.predictsNeurons {
+            throw ShadowError.badJSON(path: file.path + " (metadata)", key: "predicts_neurons", reason: "\(meta.criterion) scores heads only")
+        }
+        guard meta.format == format else {
+            throw ShadowError.badJSON(path: file.path + " (metadata)", key: "format", reason: "is \"\(meta.format)\", not \"\(format)\"")
+        }
         try meta.model.validate(path: file.path + " (metadata)")
+        try validateReport(meta, path: file.path + " (metadata)")
         return meta
+    }
+
+    /// The held-out quality and training summary are shown as read (`predictor info`, reports):
+    /// values no training can give are refused, naming the key.
+    private static func validateReport(_ meta: PredictorMetadata, path: String) throws {
+        func bad(_ key: String, _ reason: String) -> ShadowError { .badJSON(path: path, key: key, reason: reason) }
+        if let quality = meta.quality {
+            guard quality.heldOutSamples >= 0 else { throw bad("quality.held_out_samples", "must not be negative") }
+            for (name, unit) in [("heads", quality.heads), ("neurons", quality.neurons)] {
+                guard let unit else { continue }
+                // NaN is allowed: ρ of a held-out set whose scores are all equal.
+                guard unit.spearman.isNaN || (-1...1).contains(unit.spearman) else {
+                    throw bad("quality.\(name).spearman", "\(unit.spearman) is not a correlation (−1 to 1)")
+                }
+                if let (key, value) = unit.recall.first(where: { !(0...1).contains($0.value) }) {
+                    throw bad("quality.\(name).recall.\(key)", "\(value) is not a fraction (0 to 1)")
+                }
+            }
+        }
+        if let training = meta.training {
+            guard training.samples >= 0, training.trainSamples >= 0, training.heldOutSamples >= 0,
+                  training.trainSamples + training.heldOutSamples <= training.samples else {
+                throw bad("training.samples", "\(training.trainSamples) training and \(training.heldOutSamples) held-out samples do not fit in \(training.samples)")
+            }
+            guard training.seconds >= 0, training.seconds.isFinite else { throw bad("training.seconds", "must be a time, got \(training.seconds)") }
+            guard training.options.headEpochs >= 0, training.options.neuronEpochs >= 0 else {
+                throw bad("training.options", "epochs must not be negative")
+            }
+        }
     }
 }

@@ -109,11 +109,18 @@ struct SideFileTests {
         let statePath = out + "/sweep-state.json", resultsPath = out + "/results.json"
         let good = try Data(contentsOf: URL(fileURLWithPath: statePath))
         let results = try Data(contentsOf: URL(fileURLWithPath: resultsPath))
-        let cases: [([String], Int, String)] = [
+        let goodState = try #require(try JSONSerialization.jsonObject(with: good) as? [String: Any])
+        let denseTally = try #require(((goodState["tallies"] as? [String: Any])?["piqa"] as? [String: Any])?["dense"])
+        let cases: [([String], Any, String)] = [
             (["tallies", "piqa", "dense", "items"], -5, "tallies.piqa.dense.items"),
             (["tallies", "piqa", "random/-/0.50", "accCorrect"], 7, "tallies.piqa.random/-/0.50.accCorrect"),
             (["tallies", "piqa", "random/-/0.50", "agreement", "positions"], -1, "agreement.positions"),
             (["version"], 99, "version"),
+            // Sums no sweep can reach, and cells no sweep writes.
+            (["tallies", "piqa", "random/-/0.50", "agreement", "klSum"], -0.8, "agreement.klSum"),
+            (["tallies", "piqa", "dense", "nllSum"], -2.5, "tallies.piqa.dense.nllSum"),
+            (["tallies", "piqa", "random/-/0.50", "headSparsitySum"], 1e6, "headSparsitySum"),
+            (["tallies", "piqa", "static/inf/nan"], denseTally, "tallies.piqa.static/inf/nan"),
         ]
         for (keys, value, mention) in cases {
             var state = try #require(try JSONSerialization.jsonObject(with: good) as? [String: Any])

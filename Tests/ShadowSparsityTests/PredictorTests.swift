@@ -249,6 +249,17 @@ struct PredictorTests {
             (try write("criterion.safetensors", metadata: ["format": PredictorFile.format,
                                                            "predictor": json.replacingOccurrences(of: #""criterion":""#, with: #""criterion":"bogus"#)]) { _ in },
              #"key "criterion": unknown criterion "bogus"#),
+            // Finite weights whose scores can still overflow.
+            (try write("huge.safetensors", metadata: meta) { t in
+                t = t.map { $0.name.hasPrefix("heads.") ? .init(name: $0.name, shape: $0.shape, values: $0.values.map { $0 * 1e30 }) : $0 } },
+             "so large that its scores can overflow"),
+            // A heads-only criterion with neuron networks, and a quality no training gives.
+            (try write("jacov.safetensors", metadata: ["format": PredictorFile.format,
+                                                       "predictor": json.replacingOccurrences(of: #""criterion":"plainact""#, with: #""criterion":"jacov""#)]) { _ in },
+             #"key "predicts_neurons": jacov scores heads only"#),
+            (try write("quality.safetensors", metadata: ["format": PredictorFile.format,
+                                                         "predictor": "{\"quality\":{\"held_out_samples\":3,\"heads\":{\"spearman\":7.5,\"recall\":{}}}," + json.dropFirst()]) { _ in },
+             #"key "quality.heads.spearman": 7.5 is not a correlation"#),
         ]
         for (path, mention) in cases {
             do {
