@@ -411,13 +411,20 @@ enum SweepCommand {
             }
         }
         let command = (["shadowllm", "sweep"] + arguments.given.map(shellQuoted)).joined(separator: " ")
-        state.record(command: command)
+        // A command that only re-reports (every cell already done) filled nothing.
+        if total > 0 || (state.commands ?? []).isEmpty { state.record(command: command) }
+        // The heat map and the skipped cells of earlier commands stay in the report: a later
+        // command may add cells without --traces, or run a cell an earlier one skipped.
+        if !aggregates.isEmpty { state.headImportance = (state.headImportance ?? [:]).merging(aggregates.mapValues(\.headsPerSample)) { $1 } }
+        let ran = Set(rows.map(\.cell.series))
+        let earlierSkipped = (state.skipped ?? []).filter { line in !ran.contains(String(line.prefix { $0 != ":" })) }
+        state.skipped = earlierSkipped + skipped.filter { !earlierSkipped.contains($0) }
         try save(state)
         let seconds = state.tallies.values.flatMap(\.values).reduce(0) { $0 + $1.seconds }
         let results = Results(model: loaded.path, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
                               command: command, commands: state.commands ?? [command], settings: settings,
-                              seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: skipped, units: units,
-                              headImportance: aggregates.mapValues(\.headsPerSample))
+                              seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: state.skipped ?? [], units: units,
+                              headImportance: state.headImportance ?? [:])
         let json = try JSONOutput.string(results)
         try AtomicFile.write(json + "\n", to: path("results.json"))
         try AtomicFile.write(SweepReport.markdown(results), to: path("report.md"))

@@ -101,6 +101,12 @@ public struct SweepState: Codable, Equatable, Sendable {
     /// Per cell key, the cell as it was run: its key rounds the sparsity to two decimals, so a
     /// 1/3 stored by an earlier command is reported as 1/3 (absent in older states: keys are read).
     public var cells: [String: SweepCell]?
+    /// Per criterion, the mean head importance per layer of the traces an earlier command read,
+    /// so the heat map stays when a later command adds cells without --traces (absent in older
+    /// states). Rows of equal length, finite.
+    public var headImportance: [String: [[Float]]]?
+    /// The cells earlier commands asked for and could not run, with why ("static (fisher): …").
+    public var skipped: [String]?
 
     public init(settings: String) { self.settings = settings }
 
@@ -113,6 +119,11 @@ public struct SweepState: Codable, Equatable, Sendable {
     public func validate(path: String) throws {
         guard version == Self.currentVersion else {
             throw ShadowError.badJSON(path: path, key: "version", reason: "is \(version); this build reads version \(Self.currentVersion)")
+        }
+        for (criterion, rows) in headImportance ?? [:] {
+            guard let width = rows.first?.count, width > 0, rows.allSatisfy({ $0.count == width && $0.allSatisfy(\.isFinite) }) else {
+                throw ShadowError.badJSON(path: path, key: "headImportance.\(criterion)", reason: "is not a table of finite scores, one row per layer")
+            }
         }
         for (task, cells) in tallies.sorted(by: { $0.key < $1.key }) {
             for (key, tally) in cells.sorted(by: { $0.key < $1.key }) {

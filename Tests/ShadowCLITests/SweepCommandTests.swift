@@ -271,6 +271,29 @@ struct SweepCommandTests {
         #expect(shrunk.status != 0 && shrunk.err.contains("--limit 4"), "\(shrunk.err)")
     }
 
+    @Test("a later command without --traces keeps the heat map and the skipped cells of earlier ones; one that adds nothing is not recorded")
+    func laterCommandsKeepTheReport() throws {
+        let out = scratchPath("sweep-later")
+        let first = try sweep(out: out, ["--methods", "static,shadow", "--sparsities", "0.5", "--limit", "2"])
+        #expect(first.status == 0, "\(first.err)")
+        let firstSkipped = try first.json()["skipped"] as? [String] ?? []
+        #expect(firstSkipped.contains { $0.hasPrefix("shadow (l2_norm)") })
+        let piqa = Self.piqa
+        let later = ["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa,wikitext",
+                     "--data", "piqa=\(piqa.data),wikitext=\(Self.text)", "--labels", "piqa=\(piqa.labels)",
+                     "--methods", "random", "--sparsities", "0.5", "--limit", "2", "--context", "32", "--json", "--no-progress"]
+        let added = CLIRun(later)
+        #expect(added.status == 0, "\(added.err)")
+        let json = try added.json()
+        #expect((json["head_importance"] as? [String: Any])?.keys.sorted() == ["l2_norm", "plainact"], "\(json.keys.sorted())")
+        #expect((json["skipped"] as? [String] ?? []).contains { $0.hasPrefix("shadow (l2_norm)") }, "\(json["skipped"] ?? "")")
+        #expect(try String(contentsOfFile: out + "/report.md", encoding: .utf8).contains("heads.svg"))
+        // The same command again computes nothing and is not listed a second time.
+        let again = CLIRun(later)
+        let commands = try again.json()["commands"] as? [String]
+        #expect(again.status == 0 && commands?.count == 2, "\(again.out)")
+    }
+
     @Test("cells added by a later command join the earlier cells in one report; a cell left at a smaller --limit is not shown")
     func addedCellsJoinTheReport() throws {
         let out = scratchPath("sweep-added"), direct = scratchPath("sweep-added-direct")
