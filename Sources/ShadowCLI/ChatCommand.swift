@@ -58,7 +58,7 @@ enum ChatCommand {
         name: "chat", abstract: "Talk with an instruct model: each input line is a message, each reply streams back.",
         discussion: """
             Reads messages from standard input, one per line, until its end or /quit (/exit); /reset starts a new \
-            conversation; white space around a line is dropped. Every reply sees the whole conversation in the \
+            conversation (turns keep counting across it, so a --seed draws each turn afresh); white space around a line is dropped. Every reply sees the whole conversation in the \
             model's turn template — ChatML (<|im_start|>role …<|im_end|>: SmolLM2, Qwen2), Llama 3 \
             (<|start_header_id|>role<|end_header_id|> …<|eot_id|>, messages trimmed), Phi-3 (<|user|> … <|end|>: \
             Phi-3, Phi-3.5, Phi-4-mini) or Gemma (<start_of_turn>role …<end_of_turn>, messages trimmed, a system \

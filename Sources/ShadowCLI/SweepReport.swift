@@ -123,9 +123,6 @@ enum SweepReport {
 
     // MARK: - SVG
 
-
-
-
     /// One panel per task (and one for the accuracy mean): the headline metric against sparsity,
     /// a line per method and criterion starting from the dense model at 0, a legend below.
     static func plots(_ results: Results) -> String {
@@ -157,6 +154,8 @@ enum SweepReport {
             if high - low < 1e-9 { low -= 0.5; high += 0.5 }
             let pad = (high - low) * 0.08
             low -= pad; high += pad
+            // Accuracies are fractions: their axis stays within 0…1.
+            if !panel.logScale, values.allSatisfy({ (0...1).contains($0) }) { low = max(low, 0); high = min(high, 1) }
             func px(_ s: Double) -> Double { x0 + s / xMax * w }
             func py(_ v: Double) -> Double { y0 + h - (transform(v) - low) / (high - low) * h }
             svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 - 12))\" text-anchor=\"middle\" font-weight=\"bold\">\(SVG.escape(panel.title))</text>")
