@@ -32,7 +32,8 @@ public enum CLI {
                   "  --version         Print the version (alone, before any subcommand).",
                   "",
                   "Errors print one line, `error: ...`, and exit with status 1 (2 for an unknown subcommand).",
-                  "Ctrl-C stops calibrate, train-predictor and sweep cleanly (exit status 130).",
+                  "Ctrl-C or SIGTERM stops calibrate, train-predictor and sweep at a safe point (resumable), and generate",
+                  "where its text got to (exit status 130); in chat, Ctrl-C stops the reply being written.",
                   "",
                   "See '\(toolName) <subcommand> --help' for the options of each."]
         return lines.joined(separator: "\n")
@@ -162,16 +163,22 @@ public enum CLI {
 /// error of one item, a mean of nothing) is written as null, a value that is not there; an
 /// infinity (a perplexity past the range of doubles) as the string "inf" or "-inf".
 enum JSONOutput {
-    /// What NaN is encoded as before it becomes null: no text a command reports holds it.
-    private static let notANumber = "\u{0}NaN\u{0}"
+    /// What NaN is encoded as before it becomes null: a string no report holds (control
+    /// characters around a UUID drawn at start).
+    private static let notANumber = "\u{0}NaN-\(UUID().uuidString)\u{0}"
 
     /// Pretty-printed, or on one line (JSON Lines) with `pretty` false.
     static func string<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return try nullingNaN(encoder, value)
+    }
+
+    /// `value` encoded with NaN as null and infinities as "inf" / "-inf".
+    static func nullingNaN<T: Encodable>(_ encoder: JSONEncoder, _ value: T) throws -> String {
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: notANumber)
         let text = String(decoding: try encoder.encode(value), as: UTF8.self)
-        // The sentinel as the encoder spells it (its NULs escaped).
+        // The sentinel as the encoder spells it: quoted, its NULs escaped.
         let spelled = String(decoding: try encoder.encode(notANumber), as: UTF8.self)
         return text.replacingOccurrences(of: spelled, with: "null")
     }

@@ -20,7 +20,7 @@ enum GenerateCommand {
         let stoppedAtStop: Bool
         /// The prompt and the text filled the model's context before --max-tokens.
         let stoppedAtContext: Bool
-        /// Ctrl-C ended the text early (the command then exits with status 130).
+        /// Ctrl-C or SIGTERM ended the text early (the command then exits with status 130).
         let interrupted: Bool
         let prefillTokensPerSecond: Double
         /// Decode passes per second (the first token comes from the prefill's logits, the last is
@@ -42,7 +42,7 @@ enum GenerateCommand {
 
     static let command = Command(
         name: "generate", abstract: "Continue a prompt, streaming the text as it is generated.",
-        discussion: "Greedy by default; --temperature > 0 samples (with --top-k, --top-p and --min-p, and a --seed that makes it repeatable). --repeat-penalty applies to greedy decoding too. --stop ends the text where it spells a string. Ctrl-C ends it where it got to: printed (under --json, reported with interrupted: true), then the command exits with status 130.",
+        discussion: "Greedy by default; --temperature > 0 samples (with --top-k, --top-p and --min-p, and a --seed that makes it repeatable). --repeat-penalty applies to greedy decoding too. --stop ends the text where it spells a string. Ctrl-C (or SIGTERM) ends it where it got to: printed (under --json, reported with interrupted: true), then the command exits with status 130.",
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
             .value("prompt", short: "p", "text", help: "The prompt."),
             .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too; - reads standard input)."),
@@ -91,7 +91,7 @@ enum GenerateCommand {
         var reply = StopText(stop: stop)
         // A chat reply is a new turn, not a continuation of the prompt's text.
         if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
-        // Ctrl-C while the prompt is prefilled or the text streams ends the text where it got to:
+        // Ctrl-C (or SIGTERM) while the prompt is prefilled or the text streams ends the text where it got to:
         // it is printed (or reported) as far as it goes, then the command exits with status 130.
         let result = try Interruption.handling {
             if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
@@ -105,7 +105,7 @@ enum GenerateCommand {
                 },
                 shouldStop: { Interruption.requested })
         }
-        // Ended by no stop token, no --stop, no length and no full context: Ctrl-C stopped it.
+        // Ended by no stop token, no --stop, no length and no full context: a signal stopped it.
         let interrupted = !result.stoppedAtEOS && !reply.stopped && !result.stoppedAtContext && result.tokens.count < maxTokens
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
         let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape)
@@ -129,7 +129,7 @@ enum GenerateCommand {
         if result.stoppedAtContext {
             console.printError("generate: stopped after \(result.tokens.count) of \(maxTokens) tokens: \(loaded.model.contextDescription) is full")
         }
-        if interrupted { throw ShadowError.interrupted("generate stopped after \(result.tokens.count) of \(maxTokens) tokens (Ctrl-C)") }
+        if interrupted { throw ShadowError.interrupted("generate stopped after \(result.tokens.count) of \(maxTokens) tokens") }
     }
 }
 

@@ -4,6 +4,9 @@ import ShadowKernels
 import ShadowModels
 import ShadowSparsity
 
+/// What a step run in-process wrote to one of its streams.
+private final class CapturedText: @unchecked Sendable { var out = "" }
+
 /// `shadowllm pipeline`: the whole method on one model, end to end, each step resumable.
 enum PipelineCommand {
     /// One step's outcome, kept in results.json.
@@ -227,8 +230,7 @@ enum PipelineCommand {
                 return
             }
             console.printError("pipeline: \(name) …")
-            final class Box: @unchecked Sendable { var out = "" }
-            let box = Box()
+            let box = CapturedText()
             let start = Date()
             // A step's own "interrupted: … continue with --resume" would name an option pipeline has
             // not; pipeline says how to continue instead.
@@ -298,7 +300,13 @@ enum PipelineCommand {
                               "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
         // PIQA's labels: valid-labels.lst beside the data, which sweep finds by itself.
         try run("evaluate (sweep)", sweepArguments + progress, output: "sweep/report.md")
-        var evaluated: [String: (perplexity: Double?, tasks: [String: Double], realised: (Double?, Double?))] = [:]
+        struct Evaluated {
+            var perplexity: Double?
+            var tasks: [String: Double] = [:]
+            /// Realised head and neuron sparsity of each task evaluated.
+            var realisedHeads: [Double] = [], realisedNeurons: [Double] = []
+        }
+        var evaluated: [String: Evaluated] = [:]
         var items: [String: Int] = [:]
         // The outputs of finished steps may come from an earlier run: one that cannot be read is
         // named, never taken as "no numbers".
@@ -306,19 +314,22 @@ enum PipelineCommand {
             json["rows"] as? [[String: Any]]
         }
         for sweepRow in sweepRows {
+            // A metric may be null (the standard error of one item).
             guard let method = sweepRow["method"] as? String, let task = sweepRow["task"] as? String,
-                  let metrics = sweepRow["metrics"] as? [String: Double] else { continue }
+                  let metrics = (sweepRow["metrics"] as? [String: Any])?.compactMapValues({ $0 as? Double }) else { continue }
             guard method == "dense" || sweepRow["criterion"] as? String == criterionOf[method] else { continue }
             if task == "wikitext" {
-                evaluated[method, default: (nil, [:], (nil, nil))].perplexity = metrics["token_perplexity"]
+                evaluated[method, default: Evaluated()].perplexity = metrics["token_perplexity"]
             } else {
-                for key in ["acc", "acc_norm"] { evaluated[method, default: (nil, [:], (nil, nil))].tasks["\(task)_\(key)"] = metrics[key] }
+                for key in ["acc", "acc_norm"] { evaluated[method, default: Evaluated()].tasks["\(task)_\(key)"] = metrics[key] }
                 if let n = sweepRow["n"] as? Int { items[task] = n }
             }
             if method != "dense", let heads = sweepRow["realised_head_sparsity"] as? Double {
-                evaluated[method, default: (nil, [:], (nil, nil))].realised = (heads, sweepRow["realised_neuron_sparsity"] as? Double)
+                evaluated[method, default: Evaluated()].realisedHeads.append(heads)
+                if let neurons = sweepRow["realised_neuron_sparsity"] as? Double { evaluated[method, default: Evaluated()].realisedNeurons.append(neurons) }
             }
         }
+        func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
 
         // 5. Speed.
         try run("bench", ["bench", "--model", model, "-p", fit(quick ? 64 : 512), "-n", fit(quick ? 32 : 128), "-r", quick ? "1" : "3",
@@ -330,7 +341,9 @@ enum PipelineCommand {
         let bench = try readStepOutput(path("bench.json"), step: "bench", output: "bench.json") { $0["results"] as? [[String: Any]] }
         for (method, p) in methods {
             var row = Row(method: method, sparsity: p)
-            (row.realisedHeadSparsity, row.realisedNeuronSparsity) = evaluated[method]?.realised ?? (nil, nil)
+            // The masks differ from task to task: the mean over the tasks evaluated.
+            row.realisedHeadSparsity = mean(evaluated[method]?.realisedHeads ?? [])
+            row.realisedNeuronSparsity = mean(evaluated[method]?.realisedNeurons ?? [])
             row.perplexity = evaluated[method]?.perplexity
             row.tasks = evaluated[method]?.tasks ?? [:]
             for r in bench where r["method"] as? String == method {
@@ -346,16 +359,13 @@ enum PipelineCommand {
         }
         var predictors: [String: PredictorQualitySummary] = [:]
         for kind in ["shadow", "dejavu"] {
-            final class Box: @unchecked Sendable { var out = "" }
-            let box = Box()
+            let box = CapturedText(), errors = CapturedText()
             let file = path("predictors/\(kind).safetensors")
-            final class Errors: @unchecked Sendable { var text = "" }
-            let errors = Errors()
             guard CLI.run(["predictor", "info", file, "--json"],
-                          console: Console(out: { box.out += $0 }, err: { errors.text += $0 })) == 0,
+                          console: Console(out: { box.out += $0 }, err: { errors.out += $0 })) == 0,
                   let json = try? JSONSerialization.jsonObject(with: Data(box.out.utf8)) as? [String: Any] else {
-                let why = errors.text.split(separator: "\n").first.map { String($0.dropFirst($0.hasPrefix("error: ") ? 7 : 0)) } ?? "unreadable"
-                throw ShadowError.failed("pipeline: \(why) (left by an earlier run? remove it and run again to retrain)")
+                let why = errors.out.split(separator: "\n").first.map { String($0.dropFirst($0.hasPrefix("error: ") ? 7 : 0)) }
+                throw ShadowError.failed("pipeline: \(why ?? "\(file): unreadable") (left by an earlier run? remove it and run again to retrain)")
             }
             let quality = json["quality"] as? [String: Any]
             predictors[kind] = PredictorQualitySummary(

@@ -39,7 +39,7 @@ enum PipelineReport {
                      "- model: `\(results.model)`",
                      "- date: \(results.date); machine: \(results.machine)",
                      "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: `\(results.heldOutText)`",
-                     "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; realised fractions over the evaluation in brackets)",
+                     "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; in brackets the realised fractions, a mean over the tasks evaluated)",
                      "- items scored: " + (results.items.isEmpty ? "none (no task data)" : results.items.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
                      "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)", "",
                      "## Accuracy and speed", ""]

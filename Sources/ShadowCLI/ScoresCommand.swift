@@ -63,9 +63,7 @@ enum ScoresCommand {
         if arguments.flag("json") {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            let report = Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons)
-            console.print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            console.print(try JSONOutput.nullingNaN(encoder, Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons)))
             return
         }
         console.print(String(format: "%@ scores: %d tokens, %d predicted, loss %.4f nats/token, %.2f s",

@@ -390,6 +390,7 @@ enum SweepCommand {
         }
         let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: maskMode, shots: shots, seed: seed,
                                  detokenizeWikiText: detokenize)
+        let talliesBefore = state.tallies
         let total = try runnable.reduce(0) { $0 + (try runner.work($1, cells: cells.count)) }
         let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"))
         var done = 0
@@ -412,7 +413,7 @@ enum SweepCommand {
         }
         let command = (["shadowllm", "sweep"] + arguments.given.map(shellQuoted)).joined(separator: " ")
         // A command that only re-reports (every cell already done) filled nothing.
-        if total > 0 || (state.commands ?? []).isEmpty { state.record(command: command) }
+        if state.tallies != talliesBefore || (state.commands ?? []).isEmpty { state.record(command: command) }
         // The heat map and the skipped cells of earlier commands stay in the report: a later
         // command may add cells without --traces, or run a cell an earlier one skipped.
         if !aggregates.isEmpty { state.headImportance = (state.headImportance ?? [:]).merging(aggregates.mapValues(\.headsPerSample)) { $1 } }

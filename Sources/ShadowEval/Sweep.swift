@@ -142,7 +142,8 @@ public struct SweepState: Codable, Equatable, Sendable {
                                               reason: "is \(tally.agreement.matches), more than the \(tally.agreement.positions) positions")
                 }
                 // A cell key the sweep could have written: a method, a criterion or "-", a sparsity.
-                guard let cell = SweepCell(key: key), cell.key == key, cell.method == "dense" || (cell.sparsity > 0 && cell.sparsity < 1) else {
+                // (0.995 and above are kept under …/1.00, and states before 2026-12-05 may hold …/0.00.)
+                guard let cell = SweepCell(key: key), cell.key == key, cell.method == "dense" || (0...1).contains(cell.sparsity) else {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key)", reason: "is not a cell of a sweep (METHOD/CRITERION/SPARSITY or dense)")
                 }
                 // Sums with the sign their terms have: log-likelihoods ≤ 0, NLL, KL (up to rounding), sparsities and times ≥ 0.

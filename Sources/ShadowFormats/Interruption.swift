@@ -27,21 +27,27 @@ public enum Interruption {
         if requested { throw ShadowError.interrupted(message()) }
     }
 
+    /// The signals `handling` has installed its handler for, one bit each: the handler puts all
+    /// of them back to their default, so a second signal of either kind stops the process.
+    private static let handled = Atomic<UInt64>(0)
+
     /// Runs `body` with the cooperative handler installed for `signals` (SIGINT and SIGTERM by
     /// default; `chat`, where Ctrl-C ends only a reply, takes SIGINT alone), restoring the
-    /// default actions after.
+    /// previous actions after.
     public static func handling<T>(_ signals: [Int32] = [SIGINT, SIGTERM], _ body: () throws -> T) rethrows -> T {
         flag.store(false, ordering: .releasing)
-        var ignored: [Int32: Bool] = [:]
+        handled.store(signals.reduce(0) { $0 | (1 << UInt64($1)) }, ordering: .releasing)
+        var previous: [Int32: sighandler_t?] = [:]
         for number in signals {
-            let previous = signal(number) { received in
+            let old = signal(number) { _ in
                 Interruption.flag.store(true, ordering: .releasing)
                 // The next one terminates: the user (or the scheduler) asked twice.
-                signal(received, SIG_DFL)
+                let mask = Interruption.handled.load(ordering: .acquiring)
+                for n in 1..<64 where mask & (1 << UInt64(n)) != 0 { signal(Int32(n), SIG_DFL) }
             }
+            previous[number] = old
             // A parent that ignores the signal (nohup, `cmd &` in a script) means it: keep ignoring it.
-            ignored[number] = unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
-            if ignored[number]! { signal(number, SIG_IGN) }
+            if unsafeBitCast(old, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { signal(number, SIG_IGN) }
         }
         // A parent that spawned us from a thread blocking signals (Dispatch workers do) passes that
         // mask on, and a blocked signal would never arrive: accept them on this thread.
@@ -50,7 +56,8 @@ public enum Interruption {
         for number in signals { sigaddset(&set, number) }
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         defer {
-            for number in signals { signal(number, ignored[number]! ? SIG_IGN : SIG_DFL) }
+            handled.store(0, ordering: .releasing)
+            for number in signals { signal(number, previous[number] ?? SIG_DFL) }
         }
         return try body()
     }

@@ -15,8 +15,8 @@ public enum ConfigDecoding {
             // JSONDecoder's words for a number its type cannot hold come under no key (`namingKey`
             // names it for the model configs): name the number that most likely broke it.
             let parsed = try? JSONParser.parse([UInt8](data))
-            if let (key, value, sure) = parsed.flatMap(unfitNumber) {
-                throw ShadowError.badJSON(path: path, key: key, reason: "\(value) does not fit the type of number this key holds" + (sure ? "" : " (the likeliest key)"))
+            if let (key, value) = parsed.flatMap(unfitNumber) {
+                throw ShadowError.badJSON(path: path, key: key, reason: "\(value) does not fit the type of number expected here (the likeliest key; JSON's decoder names none)")
             }
             throw ShadowError.badJSON(path: path, key: nil, reason: "a number does not fit the type expected (a fraction where an integer is expected, or a value out of range)")
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
@@ -35,26 +35,29 @@ public enum ConfigDecoding {
         try decode(type, from: try readWholeFile(path), path: path)
     }
 
-    /// The number JSONDecoder most likely could not store, with its key path: the first beyond
-    /// single precision or a 64-bit integer (`sure`), else the only negative integer (an unsigned
-    /// field); nil when neither singles one out.
-    static func unfitNumber(in value: JSONValue) -> (key: String, value: Double, sure: Bool)? {
-        var huge: (String, Double)?, negatives: [(String, Double)] = []
+    /// The number JSONDecoder most likely could not store, with its key path, when one stands
+    /// out: the only one beyond single precision or 64-bit integers, else the only negative
+    /// integer (an unsigned field), else the only fraction (an integer field). nil when none or
+    /// several do; the error then names no key rather than a wrong one.
+    static func unfitNumber(in value: JSONValue) -> (key: String, value: String)? {
+        var huge: [(String, Double)] = [], negatives: [(String, Double)] = [], fractions: [(String, Double)] = []
         func walk(_ value: JSONValue, _ path: [String]) {
             switch value {
             case .number(let x):
                 let key = path.joined(separator: ".")
-                if huge == nil, x.magnitude > Double(Float.greatestFiniteMagnitude) || x.magnitude >= 0x1p63 { huge = (key, x) }
-                if x < 0, x == x.rounded() { negatives.append((key, x)) }
+                if x.magnitude > Double(Float.greatestFiniteMagnitude) || x >= 0x1p64 || x < -0x1p63 { huge.append((key, x)) }
+                else if x < 0, x == x.rounded() { negatives.append((key, x)) }
+                else if x != x.rounded() { fractions.append((key, x)) }
             case .array(let items): for (i, item) in items.enumerated() { walk(item, path + [String(i)]) }
             case .object(let members): for member in members { walk(member.value, path + [member.key]) }
             default: break
             }
         }
         walk(value, [])
-        if let (key, x) = huge { return (key, x, true) }
-        if negatives.count == 1 { return (negatives[0].0, negatives[0].1, false) }
-        return nil
+        guard let (key, x) = [huge, negatives, fractions].first(where: { !$0.isEmpty }).flatMap({ $0.count == 1 ? $0[0] : nil }), !key.isEmpty else {
+            return nil
+        }
+        return (key, x == x.rounded() && x.magnitude < 1e15 ? String(Int64(x)) : "\(x)")
     }
 
     static func keyPath(of error: DecodingError) -> String? {

@@ -479,14 +479,10 @@ public struct LlamaConfig: Sendable, Equatable {
         // Positive in Double is not enough: the frequencies are single precision, where a tiny θ or
         // factor overflows to infinity or underflows to 0 (and every logit becomes NaN).
         for (config, thetaKey) in [(rope, "rope_theta"), localRope.map { ($0, "rope_local_base_freq") }].compactMap({ $0 }) {
-            var plain = config
-            plain.scaling = .none
-            let usable: ([Float]) -> Bool = { $0.allSatisfy { $0 > 0 && $0.isFinite } }
-            guard usable(plain.inverseFrequencies(headDim: headDim)) else {
-                throw ShadowError.badJSON(path: path, key: key(thetaKey), reason: "\(config.theta) gives rotary frequencies beyond single precision")
-            }
-            guard usable(config.inverseFrequencies(headDim: headDim)) else {
-                throw ShadowError.badJSON(path: path, key: key("rope_scaling"), reason: "its factors give rotary frequencies beyond single precision (0 or infinite)")
+            switch config.singlePrecisionProblem(headDim: headDim) {
+            case .theta?: throw ShadowError.badJSON(path: path, key: key(thetaKey), reason: RopeConfig.FrequencyProblem.theta.reason(config))
+            case .scaling?: throw ShadowError.badJSON(path: path, key: key("rope_scaling"), reason: RopeConfig.FrequencyProblem.scaling.reason(config))
+            case nil: break
             }
         }
         // Token ids the model is told about must be rows of its embedding.
@@ -644,6 +640,13 @@ extension LlamaConfig: Decodable {
             throw DecodingError.dataCorrupted(.init(codingPath: thetaPath, debugDescription: "must be a positive number, got \(theta)"))
         }
         rope = RopeConfig(theta: theta, scaling: scaling, rotaryDimensions: rotaryDimensions)
+        // validate() checks this too; here the error can say which key it came from.
+        if let problem = rope.singlePrecisionProblem(headDim: headDim) {
+            // rope_scaling, when there, is the one read (it overrides rope_parameters' scaling).
+            let scalingKey: CodingKeys = try !c.contains(.ropeScaling) || c.decodeNil(forKey: .ropeScaling) ? .ropeParameters : .ropeScaling
+            throw DecodingError.dataCorrupted(.init(codingPath: problem == .theta ? thetaPath : c.codingPath + [scalingKey],
+                                                    debugDescription: problem.reason(rope)))
+        }
         // LongRoPE switches to its long factors past the original context (transformers for
         // the whole sequence, llama.cpp for a context set longer): up to it both use the short
         // factors, as here, and the context ends there (withLongRopeFactors goes on).

@@ -65,6 +65,38 @@ public struct RopeConfig: Sendable, Equatable {
         return 1
     }
 
+    /// What makes a rotary frequency 0 or infinite in single precision (every logit NaN) though
+    /// positive in double: θ itself, or the factors of its scaling.
+    public enum FrequencyProblem: Sendable {
+        case theta, scaling
+        public func reason(_ config: RopeConfig) -> String {
+            switch self {
+            case .theta: "\(config.theta) gives rotary frequencies beyond single precision"
+            case .scaling: "its factors give rotary frequencies beyond single precision (0 or infinite)"
+            }
+        }
+    }
+
+    /// The setting whose frequencies leave single precision, if any: θ alone, then the scaling
+    /// (LongRoPE's short and long factors both, since --long-context switches to the long ones).
+    public func singlePrecisionProblem(headDim: Int) -> FrequencyProblem? {
+        let usable: ([Float]) -> Bool = { $0.allSatisfy { $0 > 0 && $0.isFinite } }
+        var plain = self
+        plain.scaling = .none
+        guard usable(plain.inverseFrequencies(headDim: headDim)) else { return .theta }
+        var scalings = [scaling]
+        if case .longRope(var longRope) = scaling {
+            longRope.usesLongFactors.toggle()
+            scalings.append(.longRope(longRope))
+        }
+        for scaling in scalings {
+            var scaled = self
+            scaled.scaling = scaling
+            guard usable(scaled.inverseFrequencies(headDim: headDim)) else { return .scaling }
+        }
+        return nil
+    }
+
     /// θ^(−2i/r) for i < r/2, after scaling, where r is the rotating width of a head of
     /// `headDim` dimensions (`rotaryDimensions`, else all of them).
     public func inverseFrequencies(headDim: Int) -> [Float] {

@@ -150,8 +150,7 @@ public enum PredictorFile {
         // Finite weights can still overflow: every score must stay finite whatever the input, or
         // masks would be drawn from NaNs.
         for (prefix, network) in predictor.networks where !(network.outputBound() < Double(Float.greatestFiniteMagnitude)) {
-            throw ShadowError.badTensor(path: path, tensor: "\(prefix).0.weight",
-                                        reason: "the weights of \(prefix) are so large that its scores can overflow single precision")
+            throw ShadowError.corruptFile(path: path, reason: "the weights of network \(prefix) (tensors \(prefix).*) are so large that its scores can overflow single precision")
         }
         predictor.path = path
         predictor.weightDType = file.tensorInfos.values.allSatisfy { $0.dtype == .f16 } ? .f16 : .f32
@@ -259,8 +258,7 @@ public enum PredictorFile {
             guard quality.heldOutSamples >= 0 else { throw bad("quality.held_out_samples", "must not be negative") }
             for (name, unit) in [("heads", quality.heads), ("neurons", quality.neurons)] {
                 guard let unit else { continue }
-                // NaN is allowed: ρ of a held-out set whose scores are all equal.
-                guard unit.spearman.isNaN || (-1...1).contains(unit.spearman) else {
+                guard (-1...1).contains(unit.spearman) else {
                     throw bad("quality.\(name).spearman", "\(unit.spearman) is not a correlation (−1 to 1)")
                 }
                 if let (key, value) = unit.recall.first(where: { !(0...1).contains($0.value) }) {

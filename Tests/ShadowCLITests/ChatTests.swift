@@ -450,7 +450,7 @@ struct SmolLM2ChatTests {
         }
         guard let run else { return }
         #expect(run.exited && run.status == 130, "\(run.err)")
-        #expect(run.err.contains("interrupted: generate stopped after "), "\(run.err)")
+        #expect(run.err.contains("interrupted: generate stopped after ") && run.err.contains(" of 2000 tokens"), "\(run.err)")
         let report = try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any]
         let tokens = report?["tokens"] as? [Int] ?? []
         #expect(report?["interrupted"] as? Bool == true && report?["stopped_at_eos"] as? Bool == false, "\(run.out)")

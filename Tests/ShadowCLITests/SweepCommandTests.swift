@@ -288,8 +288,8 @@ struct SweepCommandTests {
         #expect((json["head_importance"] as? [String: Any])?.keys.sorted() == ["l2_norm", "plainact"], "\(json.keys.sorted())")
         #expect((json["skipped"] as? [String] ?? []).contains { $0.hasPrefix("shadow (l2_norm)") }, "\(json["skipped"] ?? "")")
         #expect(try String(contentsOfFile: out + "/report.md", encoding: .utf8).contains("heads.svg"))
-        // The same command again computes nothing and is not listed a second time.
-        let again = CLIRun(later)
+        // The first command again (after another) computes nothing and is not listed a second time.
+        let again = try sweep(out: out, ["--methods", "static,shadow", "--sparsities", "0.5", "--limit", "2"])
         let commands = try again.json()["commands"] as? [String]
         #expect(again.status == 0 && commands?.count == 2, "\(again.out)")
     }

@@ -362,14 +362,23 @@ struct IntegerKeyTests {
     @Test("other JSON files decoded with ConfigDecoding say a number is no integer rather than that the JSON is invalid")
     func otherFiles() throws {
         struct Sizes: Decodable { let layers: Int }
-        expectShadowError(["sizes.json", "does not fit the type expected", "a fraction where an integer is expected"]) {
+        expectShadowError(["sizes.json", "key \"layers\": 2.5 does not fit"]) {
             _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2.5}"#.utf8), path: "sizes.json")
+        }
+        // A 64-bit generator state above 2^63 is a UInt64's to hold: the fraction is named.
+        struct Position: Decodable { let batch: Int; let generator: UInt64 }
+        expectShadowError(["p.json", "key \"batch\": 2.5 does not fit"]) {
+            _ = try ConfigDecoding.decode(Position.self, from: Data(#"{"batch": 2.5, "generator": 12345678901234567890}"#.utf8), path: "p.json")
+        }
+        // Two candidates: no key is named rather than a wrong one.
+        expectShadowError(["sizes.json", "a number does not fit the type expected"]) {
+            _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2.5, "eps": 0.5}"#.utf8), path: "sizes.json")
         }
         // JSONDecoder names no key for these; the number that cannot fit is found and named.
         struct State: Decodable { let rows: [[Float]]; let eps: Float; let seed: UInt64; let name: String }
         for (json, key) in [(#"{"rows": [[1, 2], [3, 1e39]], "eps": 1e-5, "seed": 1, "name": "a"}"#, "\"rows.1.1\""),
                             (#"{"rows": [], "eps": 1e300, "seed": 1, "name": "a"}"#, "\"eps\""),
-                            (#"{"rows": [[0.5]], "eps": 1e-5, "seed": -5, "name": "a"}"#, "\"seed\": -5.0 does not fit")] {
+                            (#"{"rows": [[0.5]], "eps": 1e-5, "seed": -5, "name": "a"}"#, "\"seed\": -5 does not fit")] {
             expectShadowError(["state.json", key, "does not fit the type of number"]) {
                 _ = try ConfigDecoding.decode(State.self, from: Data(json.utf8), path: "state.json")
             }

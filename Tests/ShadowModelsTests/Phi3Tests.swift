@@ -98,6 +98,8 @@ struct Phi3Tests {
             ({ _, p in p["short_factor"] = [1, 2, 3, 4, 5] }, ["rope_parameters", "short_factor", "5 values, expected 6"]),
             ({ _, p in p["long_factor"] = nil }, ["rope_parameters", "long_factor"]),
             ({ _, p in p["long_factor"] = [1, 2, 3, -4, 5, 6] }, ["rope_parameters", "long_factor", "positive", "-4"]),
+            // Positive in double precision, 0 in single: --long-context would rotate at infinite frequencies.
+            ({ _, p in p["long_factor"] = [1, 2, 3, 4, 5, 1e-50] }, ["\"rope_parameters\"", "single precision"]),
             // Only Phi-3 has a default original context.
             ({ j, p in p["original_max_position_embeddings"] = nil; j["original_max_position_embeddings"] = nil; j["model_type"] = "llama" },
              ["rope_parameters", "original_max_position_embeddings"]),

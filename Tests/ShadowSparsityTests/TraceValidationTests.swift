@@ -210,7 +210,9 @@ struct TraceValidationTests {
                 tensors = tensors.map { $0.name == "plainact.heads" ? .init(name: $0.name, shape: $0.shape, values: $0.values.map { _ in 3e38 }) : $0 }
             }
         }
-        #expect(throws: ShadowError.self) { _ = try AggregateImportance(traces: huge, criterion: "plainact") }
+        #expect(throws: ShadowError.failed("\(huge): the plainact scores sum past single precision over 12 samples (are its chunks sound?)")) {
+            _ = try AggregateImportance(traces: huge, criterion: "plainact")
+        }
     }
 
     @Test("a resumed calibration whose manifest lost a chunk's entry fills the gap in new chunks, never over one the manifest lists")
@@ -218,21 +220,25 @@ struct TraceValidationTests {
         let directory = try traces("lost-entry")
         let chunkFile = directory + "/chunk-00002.safetensors"
         let before = try Data(contentsOf: URL(fileURLWithPath: chunkFile))
+        // Chunks of 8 from now on, and 4 more samples: the gap (4…7) and the new end (12…15)
+        // would make one chunk of 8 that spans chunk-00002, were it not cut where indices jump.
         try editManifest(directory) { m in
             var c = m["chunks"] as! [[String: Any]]
             c.remove(at: 1)
             m["chunks"] = c
             m["complete"] = false
+            m["chunk_size"] = 8
+            m["requested_samples"] = 16
         }
         let manifest = try TraceStore.open(directory: directory)
         let writer = try TraceWriter(directory: directory, manifest: manifest, resume: true)
-        for record in SyntheticTraces.records(count: 12, criteria: ["plainact", "jacov"], headsOnly: ["jacov"]) where !writer.completedIndices.contains(record.index) { try writer.append(record) }
+        for record in SyntheticTraces.records(count: 16, criteria: ["plainact", "jacov"], headsOnly: ["jacov"]) where !writer.completedIndices.contains(record.index) { try writer.append(record) }
         try writer.finish()
         #expect(try Data(contentsOf: URL(fileURLWithPath: chunkFile)) == before)
         let resumed = try TraceStore.open(directory: directory)
-        #expect(resumed.sampleCount == 12 && resumed.chunks.map(\.firstIndex) == [0, 4, 8], "\(resumed.chunks)")
+        #expect(resumed.sampleCount == 16 && resumed.chunks.map(\.firstIndex) == [0, 4, 8, 12], "\(resumed.chunks)")
         var indices: [Int] = []
         try TraceStore.forEach(directory: directory) { indices.append($0.index) }
-        #expect(indices == Array(0..<12))
+        #expect(indices == Array(0..<16))
     }
 }
