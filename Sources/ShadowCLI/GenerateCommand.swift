@@ -243,13 +243,16 @@ struct TextStream {
 
     mutating func finish() -> String { emit(tokenizer.decode(ids, skipSpecialTokens: true)) }
 
+    // Compared and cut by UTF-8 bytes: Swift's String compares whole characters, and a token
+    // that starts with a code point joining the last character (U+FE0F after "❤", a vowel sign
+    // after a consonant, "\n" after "\r") makes a new character of it, so `hasPrefix` fails.
     private mutating func emit(_ text: String) -> String {
-        guard text.hasPrefix(printed) else {
+        guard text.utf8.starts(with: printed.utf8) else {
             // The decoder changed earlier text (e.g. a stripped leading space); print nothing twice.
             printed = text
             return ""
         }
-        let piece = String(text.dropFirst(printed.count))
+        let piece = String(decoding: text.utf8.dropFirst(printed.utf8.count), as: UTF8.self)
         printed = text
         return piece
     }

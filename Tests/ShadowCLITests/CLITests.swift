@@ -462,6 +462,22 @@ struct CLITests {
         #expect(empty.status == 1 && empty.err == "error: --stop: is empty\n", "\(empty.err)")
     }
 
+    @Test("streamed pieces add up to the decoded text when a token's first code point joins the character before it (❤ + U+FE0F, Devanagari vowel signs, \\r + \\n)")
+    func streamedCombiningCharacters() throws {
+        let tokenizer = try ModelLoader.loadTokenizer(path: fixture("tiny-llama"))
+        for text in ["I love you ❤️❤️❤️ ok", "भारत की राजधानी नई दिल्ली है।", "a\r\nb 🇺🇸🇬🇧", "สวัสดีครับ"] {
+            let ids = tokenizer.encode(text)
+            var stream = TextStream(tokenizer: tokenizer)
+            var pieces = ids.map { stream.append($0) }.joined()
+            pieces += stream.finish()
+            #expect(pieces == tokenizer.decode(ids, skipSpecialTokens: true), "\(text): \(pieces.unicodeScalars.map { String($0.value, radix: 16) })")
+            // --stop reads the same pieces: a stop string made of a combining sequence is found.
+            var fresh = TextStream(tokenizer: tokenizer), cut = StopText(stop: "❤️")
+            for id in ids { _ = cut.append(fresh.append(id)) }
+            if tokenizer.decode(ids, skipSpecialTokens: true).contains("❤️") { #expect(cut.stopped, "\(text)") }
+        }
+    }
+
     @Test("StopText holds back a possible start of the stop string and finds one spelled across pieces")
     func stopTextPieces() {
         var text = StopText(stop: "END")
