@@ -19,8 +19,8 @@ enum PipelineCommand {
     struct Row: Codable {
         var method: String
         var sparsity: Double
-        /// The fractions of heads and neurons the masks really pruned over the evaluation (the
-        /// nominal sparsity is rounded per layer or per policy); nil for dense.
+        /// The fractions of heads and neurons the masks really pruned, a mean over the tasks
+        /// evaluated (the nominal sparsity is rounded per layer or per policy); nil for dense.
         var realisedHeadSparsity: Double?
         var realisedNeuronSparsity: Double?
         var perplexity: Double?

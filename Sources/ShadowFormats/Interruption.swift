@@ -36,8 +36,8 @@ public enum Interruption {
     /// previous actions after.
     public static func handling<T>(_ signals: [Int32] = [SIGINT, SIGTERM], _ body: () throws -> T) rethrows -> T {
         flag.store(false, ordering: .releasing)
-        handled.store(signals.reduce(0) { $0 | (1 << UInt64($1)) }, ordering: .releasing)
         var previous: [Int32: sighandler_t?] = [:]
+        var mask: UInt64 = 0
         for number in signals {
             let old = signal(number) { _ in
                 Interruption.flag.store(true, ordering: .releasing)
@@ -47,7 +47,12 @@ public enum Interruption {
             }
             previous[number] = old
             // A parent that ignores the signal (nohup, `cmd &` in a script) means it: keep ignoring it.
-            if unsafeBitCast(old, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { signal(number, SIG_IGN) }
+            if unsafeBitCast(old, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) {
+                signal(number, SIG_IGN)
+            } else {
+                mask |= 1 << UInt64(number)
+            }
+            handled.store(mask, ordering: .releasing)
         }
         // A parent that spawned us from a thread blocking signals (Dispatch workers do) passes that
         // mask on, and a blocked signal would never arrive: accept them on this thread.
