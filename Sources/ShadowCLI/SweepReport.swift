@@ -126,14 +126,16 @@ enum SweepReport {
     /// One panel per task (and one for the accuracy mean): the headline metric against sparsity,
     /// a line per method and criterion starting from the dense model at 0, a legend below.
     static func plots(_ results: Results) -> String {
-        var panels: [(title: String, logScale: Bool, value: (SweepCell) -> Double?)] = []
+        // `error`: the standard error drawn as a bar through each point (accuracies).
+        var panels: [(title: String, logScale: Bool, value: (SweepCell) -> Double?, error: (SweepCell) -> Double?)] = []
         for task in ordered(results.rows.map(\.task)) {
             let metric = SweepRow.headlineMetric(task: task)
             panels.append(("\(task) \(metric)" + (task == "wikitext" ? " (log scale)" : ""), task == "wikitext",
-                           { value(results, task: task, cell: $0) }))
+                           { value(results, task: task, cell: $0) },
+                           { cell in results.rows.first { $0.task == task && $0.cell == cell }?.metrics[metric + "_stderr"] }))
         }
         if choiceTasks(results).count > 1 {
-            panels.append(("mean accuracy of " + choiceTasks(results).joined(separator: ", "), false, { meanAccuracy(results, cell: $0) }))
+            panels.append(("mean accuracy of " + choiceTasks(results).joined(separator: ", "), false, { meanAccuracy(results, cell: $0) }, { _ in nil }))
         }
         let series = ordered(results.rows.map(\.cell).filter { $0.method != "dense" }.sorted().map(\.series))
         let cells = results.rows.map(\.cell)
@@ -176,13 +178,18 @@ enum SweepReport {
             }
             for (s, name) in series.enumerated() {
                 var points = cells.filter { $0.series == name }.sorted { $0.sparsity < $1.sparsity }
-                    .compactMap { cell in panel.value(cell).map { (cell.sparsity, $0) } }.filter { $0.1.isFinite }
-                if let dense = panel.value(.dense), dense.isFinite { points.insert((0, dense), at: 0) }
+                    .compactMap { cell in panel.value(cell).map { (cell.sparsity, $0, panel.error(cell)) } }.filter { $0.1.isFinite }
+                if let dense = panel.value(.dense), dense.isFinite { points.insert((0, dense, nil), at: 0) }
                 guard !points.isEmpty else { continue }
                 let color = SVG.palette[s % SVG.palette.count]
                 let path = points.map { "\(SVG.number(px($0.0))),\(SVG.number(py($0.1)))" }.joined(separator: " ")
                 svg.append("<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>")
                 for point in points {
+                    // ± one standard error, kept inside the panel.
+                    if let error = point.2, error.isFinite, error > 0, !panel.logScale {
+                        let top = max(py(point.1 + error), y0), bottom = min(py(point.1 - error), y0 + h)
+                        svg.append("<line x1=\"\(SVG.number(px(point.0)))\" y1=\"\(SVG.number(top))\" x2=\"\(SVG.number(px(point.0)))\" y2=\"\(SVG.number(bottom))\" stroke=\"\(color)\" stroke-opacity=\"0.5\"/>")
+                    }
                     svg.append("<circle cx=\"\(SVG.number(px(point.0)))\" cy=\"\(SVG.number(py(point.1)))\" r=\"3\" fill=\"\(color)\"/>")
                 }
             }
@@ -203,8 +210,6 @@ enum SweepReport {
         return svg.joined(separator: "\n") + "\n"
     }
 
-    /// One panel per criterion: layers down, heads across, colour from dark (least important in
-    /// the panel) to bright (most), so layers can be compared within a criterion.
     /// A tick label of at most five characters or so: 29.67, 9450, 166k, 2.31M, 4.2G, 3e+15.
     static func compactNumber(_ x: Double) -> String {
         if x >= 1e12 { return String(format: "%.0e", x) }
@@ -214,6 +219,8 @@ enum SweepReport {
         return String(format: "%.4g", x)
     }
 
+    /// One panel per criterion: layers down, heads across, colour from dark (least important in
+    /// the panel) to bright (most), so layers can be compared within a criterion.
     static func heatMap(_ results: Results) -> String {
         let criteria = results.headImportance.keys.sorted()
         let cell = 16.0

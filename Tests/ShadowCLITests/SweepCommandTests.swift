@@ -271,6 +271,22 @@ struct SweepCommandTests {
         #expect(shrunk.status != 0 && shrunk.err.contains("--limit 4"), "\(shrunk.err)")
     }
 
+    @Test("sweep plots draw ± one standard error through each accuracy and keep accuracy axes within 0–1")
+    func plotErrorBars() throws {
+        let json = #"""
+        {"model": "m", "date": "d", "machine": "x", "command": "c", "commands": ["c"], "settings": "s", "seconds": 1,
+         "skipped": [], "units": "both", "head_importance": {},
+         "rows": [{"task": "piqa", "method": "dense", "sparsity": 0, "n": 10, "metrics": {"acc": 1.0, "acc_stderr": 0}, "seconds": 1},
+                  {"task": "piqa", "method": "random", "sparsity": 0.5, "n": 10, "metrics": {"acc": 0.5, "acc_stderr": 0.1}, "seconds": 1}]}
+        """#
+        let results = try JSONDecoder().decode(SweepCommand.Results.self, from: Data(json.utf8))
+        let svg = SweepReport.plots(results)
+        #expect(wellFormedXML(svg) == nil)
+        #expect(svg.components(separatedBy: "stroke-opacity=\"0.5\"").count == 2, "one error bar, for the random cell")
+        // Padded, the axis would reach 1.040: its top tick is 1.000.
+        #expect(svg.contains(">1.000</text>") && !svg.contains(">1.040"), "\(svg)")
+    }
+
     @Test("a later command without --traces keeps the heat map and the skipped cells of earlier ones; one that adds nothing is not recorded")
     func laterCommandsKeepTheReport() throws {
         let out = scratchPath("sweep-later")
