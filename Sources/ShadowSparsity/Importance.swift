@@ -153,19 +153,22 @@ public enum Importance {
 
     /// GRASP's Hessian–vector product by central differences of the gradient along g,
     /// H g ≈ (g(W + εg) − g(W − εg)) / 2ε, with ε = δL / ‖g‖₂², the step that changes the loss by
-    /// δL = 1e-3 nats to first order (norms over the W_O and W_down of all layers), capped so that
-    /// ‖ε·g‖ ≤ 1e-3 · (1 + ‖W‖₂) when the gradient is tiny. Measured on the tiny test models:
-    /// below δL ≈ 5e-4 float32 rounding of the gradient shows, above ≈ 3e-3 the loss's curvature
-    /// and, in ReLU models, kinks crossed by the step (the textbook √ε_fp32 · (1 + ‖W‖) / ‖g‖ step
-    /// changed the loss by 0.1 nats there and H g by 50% or its sign). At this step the scores
-    /// agree with those at twice the step to 2% (heads) and 4% (neurons) of a layer's largest
-    /// score — float32 rounding of the gradient difference is the limit. The forward difference
-    /// (g(W + εg) − g(W)) / ε would save a pass but was off by up to 9%.
-    static let graspLossStep = 1e-3
+    /// δL nats to first order (norms over the W_O and W_down of all layers), capped so that
+    /// ‖ε·g‖ ≤ 1e-3 · (1 + ‖W‖₂) when the gradient is tiny. Float32 rounding of the gradient
+    /// difference bounds the step from below, the loss's curvature and kinks from above:
+    /// - smooth models (SiLU, GELU): δL = 1e-2. On SmolLM2-135M, against an exact float64
+    ///   Hessian product, 1e-3 was off by up to 3.8% (heads) and 11% (neurons) of a layer's
+    ///   largest score, 1e-2 by 0.05–0.14%, its truncation error 1e-4 to 3e-4.
+    /// - ReLU models (OPT): δL = 1e-3. Above ≈ 3e-3 the step crosses kinks on the tiny test
+    ///   models and H g changes by 50% or its sign (the textbook √ε_fp32 · (1 + ‖W‖) / ‖g‖ step
+    ///   changed the loss by 0.1 nats there); at 1e-3 the scores agree with those at twice the
+    ///   step to 2% (heads) and 4% (neurons) of a layer's largest score.
+    /// The forward difference (g(W + εg) − g(W)) / ε would save a pass but was off by up to 9%.
+    static func graspLossStep(kinks: Bool) -> Double { kinks ? 1e-3 : 1e-2 }
     static let graspMaximumRelativeStep = 1e-3
 
-    static func graspStep(gradientNorm: Double, weightNorm: Double) -> Double {
-        min(graspLossStep / (gradientNorm * gradientNorm), graspMaximumRelativeStep * (1 + weightNorm) / gradientNorm)
+    static func graspStep(gradientNorm: Double, weightNorm: Double, kinks: Bool) -> Double {
+        min(graspLossStep(kinks: kinks) / (gradientNorm * gradientNorm), graspMaximumRelativeStep * (1 + weightNorm) / gradientNorm)
     }
 
     /// H g ≈ (g(W + εg) − g(W − εg)) / 2ε for W = all W_O and W_down, g = dL/dW at W.
@@ -181,7 +184,7 @@ public enum Importance {
             return layers.map { HessianGradient(outputProjection: Array(repeating: 0, count: $0.outputProjectionGrad!.count),
                                                 downProjection: Array(repeating: 0, count: $0.downProjectionGrad!.count)) }
         }
-        let epsilon = Float(graspStep(gradientNorm: gradientNorm, weightNorm: weightNorm))
+        let epsilon = Float(graspStep(gradientNorm: gradientNorm, weightNorm: weightNorm, kinks: model.hasKinks))
         func gradients(at step: Float) throws -> [LayerGradients] {
             let offsets = WeightOffsets(outputProjection: layers.map { $0.outputProjectionGrad!.map { $0 * step } },
                                         downProjection: layers.map { $0.downProjectionGrad!.map { $0 * step } })

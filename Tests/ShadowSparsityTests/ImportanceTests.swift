@@ -149,7 +149,7 @@ struct ImportanceTests {
         let g = norm(record.layers.map { $0.outputProjectionGrad! } + record.layers.map { $0.downProjectionGrad! })
         let weights = (0..<s.layers).map { model.projectionWeights(layer: $0) }
         let w = norm(weights.map(\.outputProjection) + weights.map(\.downProjection))
-        let h = scale * Float(Importance.graspStep(gradientNorm: g, weightNorm: w))
+        let h = scale * Float(Importance.graspStep(gradientNorm: g, weightNorm: w, kinks: model.hasKinks))
         func gradients(_ sign: Float) throws -> GradientRecord {
             let offsets = WeightOffsets(outputProjection: record.layers.map { $0.outputProjectionGrad!.map { $0 * (h * sign) } },
                                         downProjection: record.layers.map { $0.downProjectionGrad!.map { $0 * (h * sign) } })

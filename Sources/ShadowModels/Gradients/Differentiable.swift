@@ -133,6 +133,9 @@ public protocol DifferentiableLanguageModel: CausalLanguageModel {
     /// The weights of layer `layer` that the weight-based criteria (snip, grasp, plainact_w) read,
     /// widened to fp32; those not in `projections` are left empty.
     func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights
+    /// Whether the loss has kinks in the weights (ReLU MLPs: OPT): finite differences of the
+    /// gradient then need small steps, which a smooth loss (SiLU, GELU) does not.
+    var hasKinks: Bool { get }
 }
 
 extension DifferentiableLanguageModel {

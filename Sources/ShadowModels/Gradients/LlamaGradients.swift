@@ -63,6 +63,9 @@ private final class LlamaSaved {
 }
 
 extension LlamaModel: DifferentiableLanguageModel {
+    /// SiLU (Llama, Qwen, Phi) and GELU (Gemma) gates are smooth.
+    public var hasKinks: Bool { false }
+
     public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord {
         let s = shape
         try GradientPass.validate(tokens: tokens, predictFrom: predictFrom, shape: s)

@@ -52,6 +52,9 @@ private final class OPTSaved {
 }
 
 extension OPTModel: DifferentiableLanguageModel {
+    /// Its MLP's ReLU.
+    public var hasKinks: Bool { true }
+
     public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord {
         let s = shape
         try GradientPass.validate(tokens: tokens, predictFrom: predictFrom, shape: s)
