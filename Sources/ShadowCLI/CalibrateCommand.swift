@@ -33,6 +33,7 @@ enum CalibrateCommand {
             .value("chunk-size", "n", help: "Samples per chunk file.", default: "64"),
             .flag("resume", help: "Continue the traces already in --out."),
             .flag("no-progress", help: "Hide the progress bar."),
+            .flag("json", help: "Print {\"out\", \"samples\", \"chunks\", \"complete\", \"left_out\", \"shard\", \"seconds\", \"samples_per_second\"} instead of the summary line."),
         ],
         interruptible: true
     ) { arguments, console in
@@ -92,6 +93,7 @@ enum CalibrateCommand {
         let manifestPath = (out as NSString).appendingPathComponent(TraceManifest.fileName)
         let manifestExisted = try fileKind(atPath: manifestPath) != nil   // as TraceWriter decides
         let writer = try TraceWriter(directory: out, manifest: manifest, resume: arguments.flag("resume"))
+        let samplesBefore = writer.manifest.sampleCount, started = Date()
         var bar: ProgressBar?
         let calibrator = Calibrator(model: model, criteria: criteria, predictorToken: predictorToken)
         do {
@@ -113,8 +115,34 @@ enum CalibrateCommand {
             }
             throw error
         }
+        let seconds = Date().timeIntervalSince(started)
+        if arguments.flag("json") {
+            // samples_per_second counts this run's samples only (a resumed run found the others done).
+            let computed = writer.manifest.sampleCount - samplesBefore
+            console.print(try JSONOutput.string(Report(
+                out: out, samples: writer.manifest.sampleCount, chunks: writer.manifest.chunks.count, complete: writer.manifest.complete,
+                leftOut: leftOut, shard: "\(shardIndex)/\(shardCount)", seconds: seconds,
+                samplesPerSecond: computed > 0 && seconds > 0 ? Double(computed) / seconds : nil)))
+            return
+        }
         console.print("wrote \(counted(writer.manifest.sampleCount, "sample")) in \(counted(writer.manifest.chunks.count, "chunk")) to \(out)"
                       + (shardCount > 1 ? " (shard \(shardIndex)/\(shardCount))" : ""))
+    }
+
+    /// What `--json` prints.
+    struct Report: Encodable {
+        let out: String
+        let samples: Int, chunks: Int
+        let complete: Bool
+        /// Task items left out (an answer of --max-tokens tokens or more, or one adding no token).
+        let leftOut: Int
+        let shard: String
+        let seconds: Double
+        let samplesPerSecond: Double?
+        enum CodingKeys: String, CodingKey {
+            case out, samples, chunks, complete, shard, seconds
+            case leftOut = "left_out", samplesPerSecond = "samples_per_second"
+        }
     }
 
     static func parseShard(_ text: String) throws -> (Int, Int) {

@@ -57,6 +57,12 @@ struct CalibrateTests {
         // An existing directory is never overwritten without --resume.
         let again = calibrate(out)
         #expect(again.status != 0 && again.err.contains("--resume"))
+        // --json reports the same, and a resumed run that found everything done computed nothing.
+        let json = try calibrate(TestScratch.url("traces-json").path, ["--json"]).json()
+        #expect(json["samples"] as? Int == 7 && json["chunks"] as? Int == 4 && json["complete"] as? Bool == true
+                && json["left_out"] as? Int == 0 && json["shard"] as? String == "0/1" && (json["samples_per_second"] as? Double ?? 0) > 0, "\(json)")
+        let resumed = try calibrate(out, ["--resume", "--json"]).json()
+        #expect(resumed["samples"] as? Int == 7 && resumed["samples_per_second"] == nil, "\(resumed)")
     }
 
     @Test("traces of HellaSwag record that ctx_b is capitalised; traces begun before (as written) are not extended")
