@@ -258,7 +258,8 @@ public enum PredictorFile {
             guard quality.heldOutSamples >= 0 else { throw bad("quality.held_out_samples", "must not be negative") }
             for (name, unit) in [("heads", quality.heads), ("neurons", quality.neurons)] {
                 guard let unit else { continue }
-                guard (-1...1).contains(unit.spearman) else {
+                // (A perfect ranking may round a hair past 1.)
+                guard (-1 - 1e-9...1 + 1e-9).contains(unit.spearman) else {
                     throw bad("quality.\(name).spearman", "\(unit.spearman) is not a correlation (−1 to 1)")
                 }
                 if let (key, value) = unit.recall.first(where: { !(0...1).contains($0.value) }) {
