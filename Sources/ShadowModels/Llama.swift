@@ -479,10 +479,8 @@ public struct LlamaConfig: Sendable, Equatable {
         // Positive in Double is not enough: the frequencies are single precision, where a tiny θ or
         // factor overflows to infinity or underflows to 0 (and every logit becomes NaN).
         for (config, thetaKey) in [(rope, "rope_theta"), localRope.map { ($0, "rope_local_base_freq") }].compactMap({ $0 }) {
-            switch config.singlePrecisionProblem(headDim: headDim) {
-            case .theta?: throw ShadowError.badJSON(path: path, key: key(thetaKey), reason: RopeConfig.FrequencyProblem.theta.reason(config))
-            case .scaling?: throw ShadowError.badJSON(path: path, key: key("rope_scaling"), reason: RopeConfig.FrequencyProblem.scaling.reason(config))
-            case nil: break
+            if let problem = config.singlePrecisionProblem(headDim: headDim) {
+                throw ShadowError.badJSON(path: path, key: key(problem == .theta ? thetaKey : "rope_scaling"), reason: problem.reason(config))
             }
         }
         // Token ids the model is told about must be rows of its embedding.

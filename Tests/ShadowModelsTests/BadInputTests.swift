@@ -345,6 +345,9 @@ struct NaNConfigTests {
             let path = try FixtureCopy.gguf(f32: [key: value])
             expectShadowError([path, "\"\(key)\"", "positive"]) { _ = try ModelLoader.load(path: path) }
         }
+        // Positive, but its frequencies overflow single precision (a GGUF is checked by validate()).
+        let tiny = try FixtureCopy.gguf(f32: ["llama.rope.freq_base": Float.leastNonzeroMagnitude])
+        expectShadowError([tiny, "\"llama.rope.freq_base\"", "single precision"]) { _ = try ModelLoader.load(path: tiny) }
     }
 }
 
