@@ -146,7 +146,7 @@ enum BenchCommand {
                                                                     seed: 0, loaded: loaded)
                     configurations.append((method, sparsity, controller))
                     if dtype == dtypes.first {
-                        for line in SparsityOptions.unprunedWarnings(method: method, settings: settings, shape: model.shape) {
+                        for line in SparsityOptions.sparsityWarnings(method: method, settings: settings, shape: model.shape) {
                             console.printError(line)
                         }
                     }

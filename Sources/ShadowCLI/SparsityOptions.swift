@@ -41,7 +41,9 @@ enum SparsityOptions {
             neuronSparsity: try arguments.double("neuron-sparsity") ?? both,
             policy: MaskPolicy(rawValue: try arguments.required("policy"))!,
             hybridFloor: try arguments.double("hybrid-floor") ?? 0.1)
-        do { try settings.validate() } catch ShadowError.invalidArgument(let name, let reason) where name == "--head-sparsity" && !arguments.has("head-sparsity") {
+        // A value that came from --sparsity is named as the user wrote it.
+        do { try settings.validate() } catch ShadowError.invalidArgument(let name, let reason)
+            where ["--head-sparsity", "--neuron-sparsity"].contains(name) && !arguments.has(String(name.dropFirst(2))) {
             throw ShadowError.invalidArgument(name: "--sparsity", reason: reason)
         }
         return settings
@@ -58,7 +60,7 @@ enum SparsityOptions {
                        refresh: try arguments.int("refresh", range: 0...1_000_000),
                        seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0),
                        oracleCriterion: Criterion(rawValue: try arguments.required("oracle-criterion"))!, loaded: loaded)
-        for line in unprunedWarnings(method: method, settings: settings, shape: loaded.model.shape) { console.printError(line) }
+        for line in sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) { console.printError(line) }
         if method != "dense", !["sparsity", "head-sparsity", "neuron-sparsity"].contains(where: arguments.has) {
             // Legal (the masks' machinery runs, pruning nothing), but rarely what was meant.
             console.printError("warning: --method \(method) without --sparsity prunes nothing (the default sparsity is 0); give --sparsity P, or --sparsity 0 to say so")
@@ -66,27 +68,42 @@ enum SparsityOptions {
         return controller
     }
 
-    /// Warnings for a sparsity above 0 that prunes no unit: its count rounds to 0 (e.g. 0.05 of a
-    /// layer's 9 heads when selecting per layer), or a hybrid floor keeps every unit. Legal, but
-    /// it runs the dense model under a sparse label.
-    static func unprunedWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
+    /// Warnings for a sparsity that does not do what it says, all legal: above 0 but pruning no
+    /// unit (its count rounds to 0, e.g. 0.05 of a layer's 9 heads when selecting per layer, or a
+    /// hybrid floor keeps every unit: the dense model under a sparse label); pruning every unit of
+    /// layers 1… (0.95 of 9 heads per layer rounds to 9); or more than a hybrid floor leaves to prune.
+    static func sparsityWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
         guard method != "dense", shape.layers > 1 else { return [] }
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
         let perLayer = settings.policy == .local || method.hasPrefix("dejavu")
         let kinds = [("head", settings.headSparsity, shape.heads), ("neuron", settings.neuronSparsity, shape.ffnSize)]
+        let layers = "layers 1–\(shape.layers - 1)"
         return kinds.compactMap { noun, sparsity, units in
             guard sparsity > 0 else { return nil }
             let prefix = "warning: \(noun) sparsity \(sparsity) prunes no \(noun): "
             if perLayer {
-                guard Masks.keptCount(units: units, sparsity: sparsity) == units else { return nil }
-                return prefix + "\(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to 0, so \(method) runs them all"
+                switch Masks.keptCount(units: units, sparsity: sparsity) {
+                case units: return prefix + "\(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to 0, so \(method) runs them all"
+                case 0: return "warning: \(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to \(units)"
+                default: return nil
+                }
             }
             let later = units * (shape.layers - 1)
-            if Masks.keptCount(units: later, sparsity: sparsity) == later {
-                return prefix + "\(sparsity) of the \(later) \(noun)s of layers 1–\(shape.layers - 1) rounds to 0, so \(method) runs them all"
+            switch Masks.keptCount(units: later, sparsity: sparsity) {
+            case later: return prefix + "\(sparsity) of the \(later) \(noun)s of \(layers) rounds to 0, so \(method) runs them all"
+            case 0: return "warning: \(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of their \(later) \(noun)s rounds to \(later)"
+            default: break
             }
-            if settings.policy == .hybrid, Masks.floorCount(units: units, floor: settings.hybridFloor) >= units {
+            guard settings.policy == .hybrid else { return nil }
+            let floor = Masks.floorCount(units: units, floor: settings.hybridFloor)
+            if floor >= units {
                 return prefix + "--hybrid-floor \(settings.hybridFloor) keeps all \(units) \(noun)s of every layer, so \(method) runs them all"
+            }
+            // The floor wins over the budget: the realised sparsity stops at what it leaves.
+            let prunable = (units - floor) * (shape.layers - 1)
+            if later - Masks.keptCount(units: later, sparsity: sparsity) > prunable {
+                let most = Double(prunable) / Double(later)
+                return "warning: \(noun) sparsity \(sparsity) is more than --hybrid-floor \(settings.hybridFloor) leaves: it keeps \(floor) of each layer's \(units) \(noun)s, so at most \(String(format: "%.3f", most)) of the \(noun)s of \(layers) are pruned"
             }
             return nil
         }

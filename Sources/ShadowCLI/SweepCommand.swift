@@ -262,7 +262,7 @@ enum SweepCommand {
         for line in skipped { console.printError("sweep: skipped \(line)") }
         for cell in cells {
             let settings = units.settings(sparsity: cell.sparsity, policy: policy, hybridFloor: floor)
-            for line in SparsityOptions.unprunedWarnings(method: cell.method, settings: settings, shape: model.shape) {
+            for line in SparsityOptions.sparsityWarnings(method: cell.method, settings: settings, shape: model.shape) {
                 console.printError("sweep: \(cell.method)\(cell.criterion.map { " (\($0))" } ?? ""): \(line)")
             }
         }

@@ -690,5 +690,9 @@ struct SparseCLITests {
             #expect(run.status != 0 && run.err.hasPrefix("error: ") && run.err.split(separator: "\n").count == 1,
                     "\(arguments): \(run.err)")
         }
+        // The value came from --sparsity (the neurons' share): named so, not as an option not given.
+        let named = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "hello world", "--method", "random",
+                            "--sparsity", "1.5", "--head-sparsity", "0.5"])
+        #expect(named.status == 1 && named.err == "error: --sparsity: must be in [0, 1), got 1.5\n", "\(named.err)")
     }
 }

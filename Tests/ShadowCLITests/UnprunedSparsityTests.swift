@@ -5,15 +5,16 @@ import Testing
 @testable import ShadowCLI
 
 /// A sparsity above 0 whose count of pruned units rounds to 0 runs the dense model under a sparse
-/// label; the commands say so on stderr rather than let the label stand.
-@Suite("Command line: a sparsity that prunes nothing is warned about")
+/// label; the commands say so on stderr rather than let the label stand, and as much for one that
+/// prunes every unit or that a hybrid floor cannot reach.
+@Suite("Command line: a sparsity that prunes nothing, everything or less than it says is warned about")
 struct UnprunedSparsityTests {
     /// SmolLM2-135M's shape: 30 layers of 9 heads and 1,536 neurons.
     let smolLM2 = TransformerShape(layers: 30, hiddenSize: 576, heads: 9, kvHeads: 3, headDim: 64, ffnSize: 1536,
                                    vocabularySize: 49152, maxContext: 8192)
 
     func warnings(_ method: String, _ sparsity: Double, _ policy: MaskPolicy) -> [String] {
-        SparsityOptions.unprunedWarnings(method: method, settings: SparsitySettings(headSparsity: sparsity, neuronSparsity: sparsity, policy: policy),
+        SparsityOptions.sparsityWarnings(method: method, settings: SparsitySettings(headSparsity: sparsity, neuronSparsity: sparsity, policy: policy),
                                          shape: smolLM2)
     }
 
@@ -33,12 +34,34 @@ struct UnprunedSparsityTests {
         #expect(tiny.count == 2 && tiny[1].contains("prunes no neuron"), "\(tiny)")
         #expect(warnings("random", 0.06, .local).isEmpty)
         // A hybrid floor of 0.9 keeps ⌈8.1⌉ = 9 of 9 heads per layer: nothing is left to prune.
-        let floored = SparsityOptions.unprunedWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5, policy: .hybrid,
+        let floored = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5, policy: .hybrid,
                                                                                                    hybridFloor: 0.9), shape: smolLM2)
-        #expect(floored.count == 1 && floored[0].contains("--hybrid-floor 0.9 keeps all 9 heads of every layer"), "\(floored)")
+        // It keeps ⌈1,382.4⌉ = 1,383 of 1,536 neurons: 0.5 is more than the 0.1 left to prune.
+        #expect(floored.count == 2 && floored[0].contains("--hybrid-floor 0.9 keeps all 9 heads of every layer")
+                && floored[1].contains("is more than --hybrid-floor 0.9 leaves: it keeps 1383 of each layer's 1536 neurons, so at most 0.100"), "\(floored)")
         #expect(warnings("dense", 0.05, .local).isEmpty)
-        #expect(SparsityOptions.unprunedWarnings(method: "random", settings: SparsitySettings(headSparsity: 0, neuronSparsity: 0.5),
+        #expect(SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0, neuronSparsity: 0.5),
                                                  shape: smolLM2).isEmpty)
+    }
+
+    @Test("a sparsity that prunes every unit of layers 1… or more than a hybrid floor leaves is warned about")
+    func everythingOrCapped() {
+        // 0.95 × 9 heads rounds to 9 per layer; 0.95 of 1,536 neurons does not.
+        let local = warnings("random", 0.95, .local)
+        #expect(local == ["warning: head sparsity 0.95 prunes every head of layers 1–29: 0.95 of each layer's 9 heads (selected per layer) rounds to 9"], "\(local)")
+        #expect(warnings("dejavu", 0.95, .global).count == 1)
+        // Globally 0.95 of 261 heads leaves 13; 0.999 leaves none.
+        #expect(warnings("random", 0.95, .global).isEmpty)
+        let all = warnings("random", 0.999, .global)
+        #expect(all.count == 1 && all[0].contains("prunes every head of layers 1–29: 0.999 of their 261 heads rounds to 261"), "\(all)")
+        // A floor of 0.5 keeps ⌈4.5⌉ = 5 of 9 heads and 768 of 1,536 neurons: at most 116/261 and 0.5 can go.
+        let capped = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.7, neuronSparsity: 0.5, policy: .hybrid,
+                                                                                                  hybridFloor: 0.5), shape: smolLM2)
+        #expect(capped == ["warning: head sparsity 0.7 is more than --hybrid-floor 0.5 leaves: it keeps 5 of each layer's 9 heads, so at most 0.444 of the heads of layers 1–29 are pruned"],
+                "\(capped)")
+        // The default floor of 0.1 leaves 0.889 of heads and 0.899 of neurons prunable.
+        #expect(warnings("random", 0.85, .hybrid).isEmpty)
+        #expect(warnings("random", 0.95, .hybrid).count == 2)
     }
 
     @Test("perplexity warns on stderr, runs, and reports the realised sparsity of 0")
