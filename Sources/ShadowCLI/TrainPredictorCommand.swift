@@ -69,8 +69,8 @@ enum TrainPredictorCommand {
         }
         let batch = try arguments.int("batch", range: 1...1 << 20)
         let options = TrainingOptions(
-            headEpochs: try arguments.int("head-epochs", range: 0...1_000_000)!,
-            neuronEpochs: try arguments.int("neuron-epochs", range: 0...1_000_000)!,
+            headEpochs: try arguments.int("head-epochs", range: 1...1_000_000)!,
+            neuronEpochs: try arguments.int("neuron-epochs", range: 1...1_000_000)!,
             headBatch: batch ?? 32, neuronBatch: batch ?? 16,
             learningRate: Float(try arguments.double("lr")!),
             weightDecay: Float(try arguments.double("weight-decay", range: 0...1)!),
@@ -102,6 +102,10 @@ enum TrainPredictorCommand {
         }
 
         let data = try PredictorDataset.load(directory: traces, criterion: arguments.string("criterion"), kind: kind)
+        // As --rank: options for a network that a heads-only criterion does not have are refused.
+        if !data.predictsNeurons, let option = ["neuron-width", "neuron-epochs"].first(where: arguments.has) {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "criterion \(data.criterion) has no neuron scores, so there is no neuron network to train")
+        }
         // As aggregate says it: an interrupted calibration trains on what it saved.
         if !manifest.complete {
             console.printError("train-predictor: warning: \(traces) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")

@@ -109,6 +109,11 @@ public final class MLP: @unchecked Sendable {
     /// last layer is factored through r units with no activation between the factors, which
     /// cuts the parameters of a wide output layer from h·out to r·(h + out).
     public convenience init(inputs: Int, hidden: [Int], rank: Int? = nil, outputs: Int, seed: UInt64) {
+        self.init(layers: Self.layers(inputs: inputs, hidden: hidden, rank: rank, outputs: outputs), seed: seed)
+    }
+
+    /// The layers of that network, which can be counted before any is allocated.
+    public static func layers(inputs: Int, hidden: [Int], rank: Int? = nil, outputs: Int) -> [DenseLayerShape] {
         var layers: [DenseLayerShape] = []
         var width = inputs
         for h in hidden {
@@ -120,7 +125,7 @@ public final class MLP: @unchecked Sendable {
             width = rank
         }
         layers.append(DenseLayerShape(inputs: width, outputs: outputs, relu: false))
-        self.init(layers: layers, seed: seed)
+        return layers
     }
 
     public var inputs: Int { layers[0].inputs }
@@ -377,8 +382,9 @@ public enum MinMax {
                              range: (min: Float, max: Float)) {
         let span = range.max - range.min
         guard span > 0, span.isFinite else { out.update(repeating: 0, count: count); return }
-        let inv = 1 / span
-        for i in 0..<count { out[i] = (x[i] - range.min) * inv }
+        // Divided, not multiplied by 1/span: the maximum then scales to exactly 1, so the top
+        // units of layers tie as they should when ranked (a reciprocal left some at 1 − 2⁻²⁴).
+        for i in 0..<count { out[i] = (x[i] - range.min) / span }
     }
 
     public static func scale(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {

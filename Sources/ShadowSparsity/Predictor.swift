@@ -112,21 +112,45 @@ public final class Predictor: @unchecked Sendable {
         self.model = model
         self.predictsNeurons = predictsNeurons
         func seedFor(_ index: Int) -> UInt64 { seed &* 0x9E37_79B9 &+ UInt64(index) &* 0x1000_0001 }
+        let layers = Self.networkLayers(configuration: configuration, shape: s, predictsNeurons: predictsNeurons)
+        // Seeds by position: shadow's networks (index 0) 0 and 1, layer l's 2l and 2l + 1.
+        headNetworks = layers.heads.enumerated().map { l, layers in layers.map { MLP(layers: $0, seed: seedFor(2 * l)) } }
+        neuronNetworks = layers.neurons.enumerated().map { l, layers in layers.map { MLP(layers: $0, seed: seedFor(2 * l + 1)) } }
+    }
+
+    /// The layers of every network a predictor of `configuration` has, in `headNetworks` /
+    /// `neuronNetworks` order (nil where there is none), before any is allocated.
+    static func networkLayers(configuration: PredictorConfiguration, shape s: TransformerShape,
+                              predictsNeurons: Bool) -> (heads: [[DenseLayerShape]?], neurons: [[DenseLayerShape]?]) {
         if configuration.kind == .shadow {
-            headNetworks = [MLP(inputs: s.attentionWidth, hidden: [configuration.headWidth], outputs: s.layers * s.heads,
-                                seed: seedFor(0))]
-            neuronNetworks = [predictsNeurons ? MLP(inputs: s.attentionWidth, hidden: [configuration.neuronWidth],
-                                                    rank: configuration.rank, outputs: s.layers * s.ffnSize, seed: seedFor(1)) : nil]
-        } else {
-            headNetworks = (0..<s.layers).map { l in
-                l == 0 ? nil : MLP(inputs: s.hiddenSize, hidden: [configuration.headWidth], outputs: s.heads, seed: seedFor(2 * l))
-            }
-            neuronNetworks = (0..<s.layers).map { l in
-                l == 0 || !predictsNeurons ? nil
-                    : MLP(inputs: s.hiddenSize, hidden: [configuration.neuronWidth], rank: configuration.rank,
-                          outputs: s.ffnSize, seed: seedFor(2 * l + 1))
-            }
+            return ([MLP.layers(inputs: s.attentionWidth, hidden: [configuration.headWidth], outputs: s.layers * s.heads)],
+                    [predictsNeurons ? MLP.layers(inputs: s.attentionWidth, hidden: [configuration.neuronWidth],
+                                                  rank: configuration.rank, outputs: s.layers * s.ffnSize) : nil])
         }
+        return ((0..<s.layers).map { l in
+                    l == 0 ? nil : MLP.layers(inputs: s.hiddenSize, hidden: [configuration.headWidth], outputs: s.heads)
+                },
+                (0..<s.layers).map { l in
+                    l == 0 || !predictsNeurons ? nil
+                        : MLP.layers(inputs: s.hiddenSize, hidden: [configuration.neuronWidth], rank: configuration.rank, outputs: s.ffnSize)
+                })
+    }
+
+    /// Bytes training a predictor of `configuration` holds at once, roughly: every network's
+    /// parameters, plus gradients and AdamW's two moments of the network in training, plus its
+    /// activations and their gradients for a batch of `batch`. (The traces are not counted.)
+    public static func trainingBytes(configuration: PredictorConfiguration, shape: TransformerShape, predictsNeurons: Bool,
+                                     batch: Int) -> (bytes: Double, largestIsNeurons: Bool) {
+        let layers = networkLayers(configuration: configuration, shape: shape, predictsNeurons: predictsNeurons)
+        func parameters(_ network: [DenseLayerShape]) -> Double { network.reduce(0) { $0 + Double($1.parameterCount) } }
+        func activations(_ network: [DenseLayerShape]) -> Double {
+            network.reduce(Double(network[0].inputs)) { $0 + 2 * Double($1.outputs) } * Double(batch)
+        }
+        let networks = (layers.heads.compactMap { $0 }.map { ($0, false) }) + (layers.neurons.compactMap { $0 }.map { ($0, true) })
+        let all = networks.reduce(0) { $0 + parameters($1.0) }
+        let largest = networks.max { 3 * parameters($0.0) + activations($0.0) < 3 * parameters($1.0) + activations($1.0) }
+        let inTraining = largest.map { 3 * parameters($0.0) + activations($0.0) } ?? 0
+        return (4 * (all + inTraining), largest?.1 ?? false)
     }
 
     // MARK: Prediction (one vector, GEMV)

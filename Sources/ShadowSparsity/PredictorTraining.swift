@@ -221,8 +221,9 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
     }
 
     public func validate() throws {
-        guard headEpochs >= 0 else { throw ShadowError.invalidArgument(name: "--head-epochs", reason: "must be at least 0, got \(headEpochs)") }
-        guard neuronEpochs >= 0 else { throw ShadowError.invalidArgument(name: "--neuron-epochs", reason: "must be at least 0, got \(neuronEpochs)") }
+        // No epochs would write networks as initialised, scoring at random.
+        guard headEpochs >= 1 else { throw ShadowError.invalidArgument(name: "--head-epochs", reason: "must be at least 1, got \(headEpochs)") }
+        guard neuronEpochs >= 1 else { throw ShadowError.invalidArgument(name: "--neuron-epochs", reason: "must be at least 1, got \(neuronEpochs)") }
         guard headBatch > 0, neuronBatch > 0 else { throw ShadowError.invalidArgument(name: "--batch", reason: "must be positive") }
         guard learningRate > 0, learningRate.isFinite else { throw ShadowError.invalidArgument(name: "--lr", reason: "must be positive, got \(learningRate)") }
         guard heldOutFraction > 0, heldOutFraction < 1 else {
@@ -302,11 +303,26 @@ public enum PredictorTrainer {
             let limit = configuration.neuronWidth <= neuronOutputs ? "--neuron-width \(configuration.neuronWidth)" : "the \(neuronOutputs) neuron scores it predicts"
             throw ShadowError.invalidArgument(name: "--rank", reason: "\(rank) does not factor the \(configuration.neuronWidth) × \(neuronOutputs) output layer: it must be below \(limit)")
         }
+        var options = options
         try options.validate()
+        let (train, heldOut) = split(count: data.count, seed: options.splitSeed, heldOutFraction: options.heldOutFraction)
+        // A batch larger than the training set is the whole set, and is recorded so.
+        options.headBatch = min(options.headBatch, max(train.count, 1))
+        options.neuronBatch = min(options.neuronBatch, max(train.count, 1))
+        // Widths up to 2²⁰ are legal, but a network too large for memory would stop the process
+        // at its allocation: refused first, naming the width that makes it so.
+        let needed = Predictor.trainingBytes(configuration: configuration, shape: data.shape, predictsNeurons: data.predictsNeurons,
+                                             batch: max(options.headBatch, options.neuronBatch))
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        if needed.bytes > memory {
+            let option = needed.largestIsNeurons ? "--neuron-width" : "--head-width"
+            let width = needed.largestIsNeurons ? configuration.neuronWidth : configuration.headWidth
+            throw ShadowError.invalidArgument(name: option, reason: String(format: "%d: training these networks needs about %.1f GB, more than this machine's %.1f GB of memory",
+                                                                           width, needed.bytes / 1e9, memory / 1e9))
+        }
         var start = Date()
         let predictor = try Predictor(configuration: configuration, criterion: data.criterion, model: data.model,
                                       predictsNeurons: data.predictsNeurons, seed: options.seed)
-        let (train, heldOut) = split(count: data.count, seed: options.splitSeed, heldOutFraction: options.heldOutFraction)
         let monitored = Array(heldOut.prefix(options.progressSamples))
         let s = data.shape
         let perLayer = configuration.kind.isPerLayer
@@ -322,7 +338,7 @@ public enum PredictorTrainer {
             for (l, network) in networks.enumerated() { if let network { jobs.append(Job(part: part, layer: l, network: network)) } }
         }
         func epochs(_ job: Int) -> Int { jobs[job].part == .heads ? options.headEpochs : options.neuronEpochs }
-        func batchSize(_ job: Int) -> Int { min(jobs[job].part == .heads ? options.headBatch : options.neuronBatch, max(train.count, 1)) }
+        func batchSize(_ job: Int) -> Int { jobs[job].part == .heads ? options.headBatch : options.neuronBatch }
         func stepsPerEpoch(_ job: Int) -> Int { (train.count + batchSize(job) - 1) / batchSize(job) }
 
         let run = TrainingCheckpoint.Run(traces: data.source, samples: data.count, criterion: data.criterion, kind: configuration.kind.rawValue,

@@ -194,6 +194,11 @@ struct PredictorCLITests {
              "--rank: 16 does not factor the 16 × 36 output layer: it must be below --neuron-width 16"),
             (["train-predictor", "--traces", traces, "--out", out, "--kind", "dejavu", "--rank", "12"], "below the 12 neuron scores"),
             (["predictor", "info", corrupt, "extra"], "extra"),
+            // A network that does not exist takes no options; no epochs would leave networks untrained.
+            (["train-predictor", "--traces", traces, "--out", out, "--criterion", "jacov", "--neuron-width", "99"],
+             "--neuron-width: criterion jacov has no neuron scores, so there is no neuron network to train"),
+            (["train-predictor", "--traces", traces, "--out", out, "--criterion", "jacov", "--neuron-epochs", "7"], "--neuron-epochs: criterion jacov"),
+            (["train-predictor", "--traces", traces, "--out", out, "--head-epochs", "0"], "--head-epochs"),
         ]
         for (arguments, mention) in cases {
             let run = CLIRun(arguments)
@@ -207,6 +212,13 @@ struct PredictorCLITests {
                                 "--head-epochs", "1", "--no-progress", "--json"])
         #expect(headsOnly.status == 0, "\(headsOnly.err)")
         #expect(try headsOnly.json()["predicts_neurons"] as? Bool == false)
+        // A batch past the 16 training samples is the whole set, and the file says so.
+        try FileManager.default.removeItem(atPath: out)
+        let wholeBatch = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--criterion", "jacov", "--head-width", "8",
+                                 "--head-epochs", "1", "--batch", "1000", "--no-progress", "--json"])
+        #expect(wholeBatch.status == 0, "\(wholeBatch.err)")
+        let options = (try wholeBatch.json()["training"] as? [String: Any])?["options"] as? [String: Any]
+        #expect(options?["head_batch"] as? Int == 16 && options?["neuron_batch"] as? Int == 16, "\(wholeBatch.out)")
     }
 
     @Test("a learning rate that makes training diverge stops it with one line naming the network and epoch, and writes no predictor")

@@ -69,6 +69,14 @@ struct MLPTests {
         }
     }
 
+    @Test("min-max scaling puts every row's maximum at exactly 1, so tied maxima rank as ties")
+    func minMaxReachesOne() {
+        // 47 × (1/47) is 1 − 2⁻²⁴ in single precision; a division is exact.
+        let scaled = MinMax.scaled([0, 12.5, 47, 3])
+        #expect(scaled[2] == 1 && scaled[0] == 0, "\(scaled)")
+        #expect(MinMax.scaled([-41, 0]) == [0, 1])
+    }
+
     @Test("initialisation is seeded and bounded by 1/√inputs")
     func initialisation() {
         let a = MLP(inputs: 16, hidden: [8], outputs: 4, seed: 1), b = MLP(inputs: 16, hidden: [8], outputs: 4, seed: 1)

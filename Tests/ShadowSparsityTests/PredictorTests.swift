@@ -114,6 +114,27 @@ struct PredictorTests {
         #expect(low.neuronParameters == 16 * 64 + 64 + 64 * 4 + 4 + 4 * 36 + 36)
     }
 
+    @Test("training's memory is counted before any network is allocated: the parameters of all, moments of the largest")
+    func trainingMemory() throws {
+        for kind in PredictorKind.allCases {
+            var configuration = smallConfiguration
+            configuration.kind = kind
+            let predictor = try Predictor(configuration: configuration, criterion: "plainact", model: SyntheticTraces.fingerprint)
+            let needed = Predictor.trainingBytes(configuration: configuration, shape: SyntheticTraces.shape, predictsNeurons: true, batch: 1)
+            // Four floats per parameter of the largest network, one per other parameter, and activations.
+            #expect(needed.bytes >= Double(4 * predictor.parameterCount) && needed.bytes <= Double(16 * predictor.parameterCount + 4096), "\(kind)")
+        }
+        // SmolLM2's shadow predictor: 49.6 M parameters, well under a gigabyte; a neuron width of
+        // 100,000 (4.7 G parameters) needs about 75 GB and is refused before anything is allocated.
+        let smolLM2 = TransformerShape(layers: 30, hiddenSize: 576, heads: 9, kvHeads: 3, headDim: 64, ffnSize: 1536,
+                                       vocabularySize: 49152, maxContext: 8192)
+        let defaults = Predictor.trainingBytes(configuration: PredictorConfiguration(), shape: smolLM2, predictsNeurons: true, batch: 32)
+        #expect(defaults.bytes > 0.7e9 && defaults.bytes < 1e9 && defaults.largestIsNeurons)
+        var wide = PredictorConfiguration()
+        wide.neuronWidth = 100_000
+        #expect(Predictor.trainingBytes(configuration: wide, shape: smolLM2, predictsNeurons: true, batch: 32).bytes > 70e9)
+    }
+
     @Test("saving and loading gives identical predictions and metadata", arguments: PredictorKind.allCases)
     func roundTrip(kind: PredictorKind) throws {
         var configuration = smallConfiguration
