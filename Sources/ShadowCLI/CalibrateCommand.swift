@@ -161,12 +161,26 @@ enum MergeTracesCommand {
         options: [
             .value("shards", "dirs", help: "The shard directories, comma-separated (any order)."),
             .value("out", short: "o", "dir", help: "The merged trace directory (must not exist yet)."),
+            .flag("json", help: "Print JSON: out, shards, samples, chunks, complete."),
         ]
     ) { arguments, console in
         let shards = (try arguments.list("shards") ?? []).filter { !$0.isEmpty }
         let out = try arguments.required("out")
         try TraceStore.merge(shards: shards, into: out)
-        console.print("merged \(counted(shards.count, "shard")) into \(out) (\(counted(try TraceManifest.load(directory: out).sampleCount, "sample")))")
+        let manifest = try TraceManifest.load(directory: out)
+        if arguments.flag("json") {
+            console.print(try JSONOutput.string(Report(
+                out: out, shards: shards.count, samples: manifest.sampleCount, chunks: manifest.chunks.count, complete: manifest.complete)))
+            return
+        }
+        console.print("merged \(counted(shards.count, "shard")) into \(out) (\(counted(manifest.sampleCount, "sample")))")
+    }
+
+    /// What `--json` prints.
+    struct Report: Encodable {
+        let out: String
+        let shards: Int, samples: Int, chunks: Int
+        let complete: Bool
     }
 }
 

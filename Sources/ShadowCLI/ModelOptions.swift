@@ -21,7 +21,7 @@ enum ModelOptions {
                defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" })
     }
 
-    static let bf16Products = "bf16-dot keeps bf16 weights and rounds each projection's input to bf16 too, so projections run as bf16 dot products with fp32 sums: a sweep 1.56× faster on a Zen 4 with AVX512-BF16 (elsewhere the same products at the speed of bf16), results within bf16 rounding of f32."
+    static let bf16Products = "bf16-dot keeps bf16 weights and rounds each projection's input to bf16 too, so projections run as bf16 dot products with fp32 sums: a sweep 1.56× faster on a Zen 4 with AVX512-BF16 (elsewhere the same products at the speed of bf16), results within bf16 rounding of f32. Gradients (scores, calibrate, the oracle's masks) do not round the inputs: there bf16-dot is bf16."
 
     static func options(weights: WeightDType) -> [Option] {
         let why = weights == .f16

@@ -443,8 +443,12 @@ public struct SweepRow: Codable, Equatable, Sendable {
                        "acc_norm": accNorm, "acc_norm_stderr": Proportion.stderr(p: accNorm, n: tally.items)]
         }
         if cell.method == "dense" {
-            klDivergence = 0
-            top1Agreement = 1
+            // A dense run is its own reference; perplexity rows compare no next-token
+            // distributions (null, as for their sparse rows and in `eval`).
+            if case .perplexity = task {} else {
+                klDivergence = 0
+                top1Agreement = 1
+            }
             realisedHeadSparsity = 0
             realisedNeuronSparsity = 0
         } else {

@@ -187,9 +187,11 @@ struct SideFileTests {
         try FileManager.default.removeItem(atPath: broken + "/chunk-00000.safetensors")
         expectOneLineError(CLIRun(["traces", "merge", "--shards", "\(s0),\(broken)", "--out", out]), naming: [broken + "/chunk-00000.safetensors"])
         #expect(!FileManager.default.fileExists(atPath: out))
-        let retry = CLIRun(["traces", "merge", "--shards", "\(s0),\(s1)", "--out", out])
+        let retry = CLIRun(["traces", "merge", "--shards", "\(s0),\(s1)", "--out", out, "--json"])
         #expect(retry.status == 0, "\(retry.err)")
         #expect(try TraceManifest.load(directory: out).sampleCount == 3)
+        let report = try JSONSerialization.jsonObject(with: Data(retry.out.utf8)) as? [String: Any]
+        #expect(report?["samples"] as? Int == 3 && report?["shards"] as? Int == 2 && report?["complete"] as? Bool == true, "\(retry.out)")
     }
 
     @Test("aggregate warns about incomplete traces and refuses NaN scores naming the chunk, writing nothing")

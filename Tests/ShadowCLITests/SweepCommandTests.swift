@@ -159,6 +159,9 @@ struct SweepCommandTests {
         #expect(skipped.count == 2 && skipped.contains { $0.hasPrefix("shadow (l2_norm)") } && skipped.contains { $0.hasPrefix("dejavu (plainact)") })
         let dense = try #require(rows["piqa dense - 0"])
         #expect(dense["kl_divergence"] as? Double == 0 && dense["n"] as? Int == 4)
+        // Perplexity rows compare no next-token distributions, dense or sparse (as `eval`).
+        let denseText = try #require(rows["wikitext dense - 0"])
+        #expect(denseText["kl_divergence"] == nil && denseText["top1_agreement"] == nil, "\(denseText)")
         let shadow = try #require(rows["piqa shadow plainact 0.5"])
         let metrics = try #require(shadow["metrics"] as? [String: Double])
         #expect(metrics["acc"] != nil && metrics["acc_norm_stderr"] != nil)
