@@ -6,7 +6,8 @@ import ShadowTokenizers
 /// context's own tokens (the rule calibration uses, so a merge across the boundary is scored
 /// as part of the continuation).
 public struct ScoringRequest: Sendable, Equatable {
-    /// Context followed by continuation; at most the model's context long.
+    /// Context followed by continuation; at most the scorer's `maxTokens` long (the model's
+    /// context and one more token, which is only a target).
     public var tokens: [Int]
     /// Index of the first continuation token; tokens before it are context only (≥ 1).
     public var predictFrom: Int

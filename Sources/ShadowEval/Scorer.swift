@@ -178,8 +178,12 @@ public final class LoglikelihoodScorer {
     /// Starts every controller's agreement from zero.
     public func resetAgreements() { agreements = controllers.map { _ in Agreement() } }
 
-    /// Longest request the caches hold.
-    public var maxTokens: Int { model.shape.maxContext }
+    /// Longest request scored. lm-eval keeps max_length + 1 tokens and feeds all but the last
+    /// (only a target), so the model reads at most its context; per-choice masks read the whole
+    /// request, its last token included, so there one token fewer is kept.
+    public var maxTokens: Int {
+        maskMode == .perChoice && !controllers.isEmpty ? model.shape.maxContext : model.shape.maxContext + 1
+    }
 
     /// Per request, the dense score and (with a controller) the sparse one.
     public func score(_ requests: [ScoringRequest]) -> (dense: [ChoiceScore], sparse: [ChoiceScore]?) {

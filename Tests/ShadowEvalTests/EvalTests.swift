@@ -186,6 +186,25 @@ struct MultipleChoiceTests {
         #expect(cut.continuation == full.continuation)
     }
 
+    @Test("as lm-eval, a scorer keeps the model's context plus one token (the last only a target); per-choice masks one fewer")
+    func truncationKeepsContextPlusOne() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let maxContext = loaded.model.shape.maxContext
+        let dense = LoglikelihoodScorer(model: loaded.model)
+        let perChoice = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model), maskMode: .perChoice)
+        #expect(dense.maxTokens == maxContext + 1 && perChoice.maxTokens == maxContext)
+        // A request of maxContext + 1 tokens feeds exactly the context: scored, equal to the
+        // same request from a scorer of the per-choice length fed one token less on the left.
+        let context = String(repeating: "long context ", count: maxContext)
+        let longest = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: dense.maxTokens)
+        #expect(longest.tokens.count == maxContext + 1)
+        let scored = dense.score([longest]).dense[0]
+        #expect(scored.tokens == longest.tokens.count - longest.predictFrom && scored.logLikelihood.isFinite && scored.logLikelihood < 0)
+        let shorter = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: maxContext)
+        #expect(Array(longest.tokens.dropFirst()) == shorter.tokens)
+    }
+
     @Test("KL is 0 and top-1 agreement 1 when the sparse model keeps everything; random masks at 0.5 diverge")
     func agreement() throws {
         let loaded = try fixture("tiny-llama")
