@@ -357,17 +357,31 @@ public final class Console: @unchecked Sendable {
 
 /// Lines of a descriptor, each at most `limit` bytes: Swift's `readLine` would grow without end
 /// on input that has no newline (`chat < /dev/zero`). Invalid UTF-8 is repaired, not refused.
+/// A longer line is skipped through its newline and reported as `LineTooLong`, so the reader
+/// stays in step with the lines after it; one with no newline within `skipLimit` bytes ends reading.
 final class LineReader: @unchecked Sendable {
     let descriptor: Int32
     let name: String
     let limit: Int
+    let skipLimit: Int
     private var buffer: [UInt8] = []
     private var atEnd = false
 
-    init(descriptor: Int32, name: String, limit: Int = 1 << 20) {
+    init(descriptor: Int32, name: String, limit: Int = 1 << 20, skipLimit: Int = 64 << 20) {
         self.descriptor = descriptor
         self.name = name
         self.limit = limit
+        self.skipLimit = skipLimit
+    }
+
+    /// A line past the limit, skipped; `start` holds its first characters, to name it.
+    struct LineTooLong: Error, Equatable, CustomStringConvertible {
+        let name: String
+        let limit: Int
+        let start: String
+        var size: String { limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit) bytes" }
+        var reason: String { "a line is longer than \(size) (one message per line is expected)" }
+        var description: String { "\(name): \(reason)" }
     }
 
     /// Everything not read yet, up to 1 GiB (as readWholeFile reads files: `-` for /dev/zero must end).
@@ -399,13 +413,13 @@ final class LineReader: @unchecked Sendable {
         var searched = 0
         while true {
             if let newline = buffer[searched...].firstIndex(of: UInt8(ascii: "\n")) {
-                try check(length: newline)
+                guard newline <= limit else { throw try skipLine() }
                 let line = String(decoding: buffer[..<newline], as: UTF8.self)
                 buffer.removeSubrange(...newline)
                 return line
             }
             searched = buffer.count
-            try check(length: buffer.count)
+            guard buffer.count <= limit else { throw try skipLine() }
             if atEnd {
                 guard !buffer.isEmpty else { return nil }
                 defer { buffer.removeAll() }
@@ -415,10 +429,24 @@ final class LineReader: @unchecked Sendable {
         }
     }
 
-    private func check(length: Int) throws {
-        guard length <= limit else {
-            let size = limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit) bytes"
-            throw ShadowError.invalidArgument(name: name, reason: "a line is longer than \(size) (one message per line is expected)")
+    /// Drops the over-long line at the buffer's start, through its newline, and returns what
+    /// to throw; a line without a newline within `skipLimit` bytes ends reading instead.
+    private func skipLine() throws -> LineTooLong {
+        let end = min(buffer.firstIndex(of: UInt8(ascii: "\n")) ?? buffer.count, 60)
+        let tooLong = LineTooLong(name: name, limit: limit, start: String(decoding: buffer[..<end], as: UTF8.self) + "…")
+        var skipped = 0
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                buffer.removeSubrange(...newline)
+                return tooLong
+            }
+            skipped += buffer.count
+            buffer.removeAll()
+            guard skipped <= skipLimit else {
+                throw ShadowError.invalidArgument(name: name, reason: "a line is longer than \(skipLimit >> 20) MiB without a newline")
+            }
+            if atEnd { return tooLong }
+            try fill()
         }
     }
 }

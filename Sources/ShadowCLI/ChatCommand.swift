@@ -129,7 +129,15 @@ enum ChatCommand {
         var cached: [Int] = []
         while true {
             if console.interactive { console.out("> ") }
-            guard let line = try console.readLine() else {
+            let read: String?
+            do { read = try console.readLine() } catch let tooLong as LineReader.LineTooLong {
+                // Skipped whole: the conversation goes on with the next line.
+                let reason = tooLong.reason + "; it was not sent"
+                console.printError("chat: " + reason)
+                if json { console.print(try JSONOutput.string(NotSent(user: tooLong.start, notSent: reason), pretty: false)) }
+                continue
+            }
+            guard let line = read else {
                 if console.interactive { console.out("\n") }   // Ctrl-D leaves the cursor after "> "
                 break
             }

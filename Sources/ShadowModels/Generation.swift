@@ -34,7 +34,7 @@ public enum Generator {
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: option, reason: "is empty (no tokens)") }
         let limit = model.shape.maxContext
         guard prompt.count < limit else {
-            throw ShadowError.invalidArgument(name: option, reason: "\(prompt.count) tokens do not fit \(model.contextDescription)")
+            throw ShadowError.invalidArgument(name: option, reason: "\(prompt.count) tokens leave no room for a generated token in \(model.contextDescription)")
         }
     }
 

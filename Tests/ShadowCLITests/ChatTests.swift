@@ -118,23 +118,47 @@ struct ChatTests {
         #expect(lines == ["first", "second\r", "", "\u{FFFD}A", "last"])
         #expect(try reader.next() == nil)
 
-        // The limit holds for a line with its newline past it, too.
+        // The limit holds for a line with its newline past it, too; a longer line is skipped
+        // whole and the next one read.
         var short: [Int32] = [0, 0]
         #expect(pipe(&short) == 0)
         defer { close(short[0]) }
-        #expect(write(short[1], "abcd\nabcde\n", 11) == 11)
+        #expect(write(short[1], "abcd\nabcde\nxy\nabcdefgh", 22) == 22)
         close(short[1])
         let limited = LineReader(descriptor: short[0], name: "standard input", limit: 4)
         #expect(try limited.next() == "abcd")
-        #expect(throws: ShadowError.invalidArgument(name: "standard input", reason: "a line is longer than 4 bytes (one message per line is expected)")) {
-            _ = try limited.next()
-        }
+        #expect(throws: LineReader.LineTooLong(name: "standard input", limit: 4, start: "abcde…")) { _ = try limited.next() }
+        #expect(try limited.next() == "xy")
+        #expect(throws: LineReader.LineTooLong(name: "standard input", limit: 4, start: "abcdefgh…")) { _ = try limited.next() }
+        #expect(try limited.next() == nil)
 
+        // No newline at all: reading ends past the skip limit.
         let zero = open("/dev/zero", O_RDONLY)
         defer { close(zero) }
-        #expect(throws: ShadowError.invalidArgument(name: "standard input", reason: "a line is longer than 1 MiB (one message per line is expected)")) {
-            _ = try LineReader(descriptor: zero, name: "standard input").next()
+        #expect(throws: ShadowError.invalidArgument(name: "standard input", reason: "a line is longer than 1 MiB without a newline")) {
+            _ = try LineReader(descriptor: zero, name: "standard input", limit: 4096, skipLimit: 1 << 20).next()
         }
+    }
+
+    @Test("chat skips a line past the limit with a not_sent record and answers the next one")
+    func overLongLineIsNotSent() throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        let input = String(repeating: "x", count: 100) + "\nHello\n"
+        #expect(write(ends[1], input, input.utf8.count) == input.utf8.count)
+        close(ends[1])
+        let reader = LineReader(descriptor: ends[0], name: "standard input", limit: 64)
+        final class Box: @unchecked Sendable { var out = "", err = "" }
+        let box = Box()
+        let status = CLI.run(["chat", "--model", fixture("tiny-llama"), "--json", "-n", "2"],
+                             console: Console(out: { box.out += $0 }, err: { box.err += $0 }, readLine: { try reader.next() }))
+        #expect(status == 0, "\(box.err)")
+        let lines = box.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.count == 2, "\(box.out)")
+        #expect((lines.first?["not_sent"] as? String)?.hasPrefix("a line is longer than 64 bytes") == true && (lines.first?["user"] as? String)?.hasSuffix("…") == true)
+        #expect(lines.last?["user"] as? String == "Hello" && lines.last?["reply"] != nil, "\(box.out)")
+        #expect(box.err.contains("chat: a line is longer than 64 bytes"), "\(box.err)")
     }
 
     @Test("bad settings are one-line errors", arguments: [
