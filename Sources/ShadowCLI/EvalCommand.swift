@@ -37,6 +37,8 @@ enum EvalCommand {
         /// WikiText only: the window length and the targets predicted per window.
         var context: Int?
         var stride: Int?
+        /// Question tasks: items a request of which was longer than the model's context.
+        var truncatedItems: Int?
 
         struct Key: CodingKey {
             var stringValue: String
@@ -70,6 +72,7 @@ enum EvalCommand {
             if !perplexityTask {
                 try c.encode(shots, forKey: Key("shots"))
                 try c.encode(seed, forKey: Key("seed"))
+                try c.encodeIfPresent(truncatedItems, forKey: Key("truncated_items"))
             }
             try c.encode(seconds, forKey: Key("seconds"))
             try c.encodeIfPresent(detokenized, forKey: Key("detokenized"))
@@ -230,6 +233,7 @@ enum EvalCommand {
                                   "perplexity": result.sparse.perplexity, "token_perplexity": result.sparse.tokenPerplexity]
                 report.dense = ["acc": result.dense.acc.value, "perplexity": result.dense.perplexity, "token_perplexity": result.dense.tokenPerplexity]
                 agreement = result.agreement
+                report.truncatedItems = result.truncatedItems
                 samples = result.passages.indices.map { Sample.passage(result, $0, sparse: sparsity != nil) }
             } else {
                 let result = Evaluation.multipleChoice(items: items[range], pool: pool, shots: shots, seed: seed,
@@ -239,7 +243,11 @@ enum EvalCommand {
                                   "acc_norm": result.accNorm.value, "acc_norm_stderr": result.accNorm.stderr]
                 report.dense = ["acc": result.denseAcc.value, "acc_norm": result.denseAccNorm.value]
                 agreement = result.agreement
+                report.truncatedItems = result.truncatedItems
                 samples = result.items.map { Sample.item($0, sparse: sparsity != nil) }
+            }
+            if let truncated = report.truncatedItems, truncated > 0 {
+                console.printError("warning: \(truncated) of \(report.n) items were longer than the model's context of \(model.shape.maxContext) tokens and lost tokens from their start (as lm-eval truncates them); they are marked \"truncated\" in --samples")
             }
             // A dense run is its own reference: nothing diverges.
             report.klDivergence = sparsity == nil ? 0 : agreement?.meanKL
@@ -275,6 +283,8 @@ enum EvalCommand {
         var loglikelihood: Double?
         var denseLoglikelihood: Double?
         var greedy: Bool?
+        /// Multiple choice and LAMBADA: present (true) only when a request lost its first tokens.
+        var truncated: Bool?
         // WikiText (loglikelihood as above).
         var words: Int?
         var bytes: Int?
@@ -283,13 +293,13 @@ enum EvalCommand {
         enum CodingKeys: String, CodingKey {
             case docID = "doc_id", gold, contexts, continuations, loglikelihoods, denseLoglikelihoods = "dense_loglikelihoods"
             case characters, acc, accNorm = "acc_norm", context, continuation, loglikelihood
-            case denseLoglikelihood = "dense_loglikelihood", greedy, words, bytes, tokens
+            case denseLoglikelihood = "dense_loglikelihood", greedy, truncated, words, bytes, tokens
         }
 
         static func item(_ item: ItemOutcome, sparse: Bool) -> Sample {
             Sample(docID: item.id, gold: item.gold, contexts: item.contexts, continuations: item.continuations,
                    loglikelihoods: item.sums, denseLoglikelihoods: sparse ? item.denseSums : nil,
-                   characters: item.characters, acc: item.acc, accNorm: item.accNorm)
+                   characters: item.characters, acc: item.acc, accNorm: item.accNorm, truncated: item.truncated ? true : nil)
         }
 
         static func passage(_ result: LambadaResult, _ index: Int, sparse: Bool) -> Sample {
@@ -297,7 +307,7 @@ enum EvalCommand {
             return Sample(docID: passage.id, context: passage.context, continuation: passage.continuation,
                           loglikelihood: result.sparse.logLikelihoods[index],
                           denseLoglikelihood: sparse ? result.dense.logLikelihoods[index] : nil,
-                          greedy: result.sparse.greedy[index])
+                          greedy: result.sparse.greedy[index], truncated: result.truncated[index] ? true : nil)
         }
 
         static func page(_ index: Int, _ page: TextPerplexity, dense: TextPerplexity?) -> Sample {

@@ -17,6 +17,8 @@ public struct ItemOutcome: Sendable, Equatable {
     /// examples) and continuation.
     public var contexts: [String] = []
     public var continuations: [String] = []
+    /// Whether a choice's request was longer than the model reads and lost its first tokens.
+    public var truncated = false
 
     public var acc: Bool { ChoiceDecision.acc(sums) == gold }
     public var accNorm: Bool { ChoiceDecision.accNorm(sums, characters: characters) == gold }
@@ -30,6 +32,8 @@ public struct MultipleChoiceResult: Sendable {
     public var agreement: Agreement?
 
     public var n: Int { items.count }
+    /// Items one of whose requests lost tokens from its start to fit the model's context.
+    public var truncatedItems: Int { items.filter(\.truncated).count }
     public var acc: Proportion { Proportion(items.map(\.acc)) }
     public var accNorm: Proportion { Proportion(items.map(\.accNorm)) }
     public var denseAcc: Proportion { Proportion(items.map(\.denseAcc)) }
@@ -59,6 +63,9 @@ public struct LambadaResult: Sendable {
     public var dense = Side()
     /// Per passage: its id, the context (after the few-shot examples) and the target.
     public var passages: [(id: Int, context: String, continuation: String)] = []
+    /// Per passage, whether its request lost tokens from its start to fit the model's context.
+    public var truncated: [Bool] = []
+    public var truncatedItems: Int { truncated.filter { $0 }.count }
     public var agreement: Agreement?
     public var n: Int { dense.greedy.count }
 }
@@ -102,7 +109,8 @@ public enum Evaluation {
             let dense = scores.dense.map(\.logLikelihood)
             outcomes.append(ItemOutcome(id: item.id, gold: item.gold, sums: scores.sparse?.map(\.logLikelihood) ?? dense,
                                         denseSums: dense, characters: requests.map(\.characters),
-                                        contexts: contexts, continuations: item.continuations))
+                                        contexts: contexts, continuations: item.continuations,
+                                        truncated: requests.contains { $0.droppedTokens > 0 }))
             progress?(outcomes.count, items.count)
         }
         return MultipleChoiceResult(items: outcomes, agreement: scorer.sparsity == nil ? nil : scorer.agreement)
@@ -145,6 +153,7 @@ public enum Evaluation {
                                     maxTokens: scorer.maxTokens)
             let scores = scorer.score(requests)
             result.passages.append((item.id, contexts[0], item.continuations[0]))
+            result.truncated.append(requests[0].droppedTokens > 0)
             result.dense.add(scores.dense[0])
             result.sparse.add(scores.sparse?[0] ?? scores.dense[0])
             progress?(done + 1, items.count)

@@ -15,11 +15,14 @@ public struct ScoringRequest: Sendable, Equatable {
     /// string, i.e. Unicode scalars (Python's code points) of the continuation without the " "
     /// target delimiter lm-eval adds in front of it (" yes" counts 3, not 4).
     public var characters: Int
+    /// Tokens cut from the start because the request was longer than `maxTokens` (0 for most).
+    public var droppedTokens: Int
 
-    public init(tokens: [Int], predictFrom: Int, characters: Int) {
+    public init(tokens: [Int], predictFrom: Int, characters: Int, droppedTokens: Int = 0) {
         self.tokens = tokens
         self.predictFrom = predictFrom
         self.characters = characters
+        self.droppedTokens = droppedTokens
     }
 
     /// Tokenizes `context + continuation`; the context's own tokenization fixes where the
@@ -39,13 +42,13 @@ public struct ScoringRequest: Sendable, Equatable {
             tokens.insert(prefix, at: 0)
             from = 1
         }
-        if tokens.count > maxTokens {
-            let drop = tokens.count - maxTokens
+        let drop = max(0, tokens.count - maxTokens)
+        if drop > 0 {
             tokens.removeFirst(drop)
             from -= drop
         }
         // Position 0 has nothing before it, so it can only be context.
-        self.init(tokens: tokens, predictFrom: max(1, from), characters: characters)
+        self.init(tokens: tokens, predictFrom: max(1, from), characters: characters, droppedTokens: drop)
     }
 
     /// `len(choice)` in lm-eval: the continuation's code points, less the one " " in front of it

@@ -33,13 +33,14 @@ struct EvalCommandTests {
         let json = try run.json()
         for key in ["task", "n", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "method", "head_sparsity",
                     "neuron_sparsity", "realised_head_sparsity", "kl_divergence", "top1_agreement", "dense",
-                    "offset", "limit", "seconds", "mask_mode"] {
+                    "offset", "limit", "seconds", "mask_mode", "truncated_items"] {
             #expect(json[key] != nil, "missing \(key)")
         }
         #expect(json["task"] as? String == "piqa")
         #expect(json["data"] as? String == files.data && json["weights"] as? String == "f32")
         #expect(json["n"] as? Int == 2)
         #expect(json["offset"] as? Int == 1 && json["limit"] as? Int == 2)
+        #expect(json["truncated_items"] as? Int == 0 && !run.err.contains("warning"))
         #expect((json["kl_divergence"] as? Double ?? 0) > 0)
         let dense = try #require(json["dense"] as? [String: Any])
         #expect(dense["acc"] != nil && dense["acc_norm"] != nil)
@@ -59,6 +60,29 @@ struct EvalCommandTests {
                 #expect("\(value)" == "\(again[key]!)", "\(key)")
             }
         }
+    }
+
+    @Test("an item longer than the model's context is cut from the left, counted in the JSON, marked in --samples and warned about")
+    func truncatedItems() throws {
+        let directory = TestScratch.url("eval-truncated")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let long = String(repeating: "open the jar ", count: 400)
+        let data = directory.appendingPathComponent("valid.jsonl").path
+        let labels = directory.appendingPathComponent("valid-labels.lst").path
+        let samples = directory.appendingPathComponent("samples.jsonl").path
+        try [#"{"goal": "Dry hands", "sol1": "Use a towel.", "sol2": "Use a rock."}"#,
+             #"{"goal": "\#(long)", "sol1": "Twist the lid.", "sol2": "Eat the jar."}"#].joined(separator: "\n")
+            .write(toFile: data, atomically: true, encoding: .utf8)
+        try "0\n0\n".write(toFile: labels, atomically: true, encoding: .utf8)
+        let run = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", data, "--labels", labels,
+                          "--samples", samples, "--json", "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(try run.json()["truncated_items"] as? Int == 1)
+        #expect(run.err.contains("warning: 1 of 2 items were longer than the model's context of"), "\(run.err)")
+        let lines = try String(contentsOfFile: samples, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(lines.map { $0["truncated"] as? Bool } == [nil, true])
     }
 
     @Test("--samples writes one JSON line per item with its requests and log-likelihoods, per article for WikiText")

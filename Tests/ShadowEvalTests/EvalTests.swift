@@ -184,6 +184,23 @@ struct MultipleChoiceTests {
         let cut = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: 32)
         #expect(cut.tokens.count == 32)
         #expect(cut.continuation == full.continuation)
+        #expect(full.droppedTokens == 0 && cut.droppedTokens == full.tokens.count - 32)
+    }
+
+    @Test("an evaluation counts the items whose requests were cut to the model's context")
+    func truncatedItemsAreCounted() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let long = String(repeating: "long context ", count: loaded.model.shape.maxContext)
+        var items = Array(questions.prefix(2))
+        items.append(MultipleChoiceItem(id: 99, context: long, continuations: [" yes", " no"], gold: 0))
+        let scorer = LoglikelihoodScorer(model: loaded.model)
+        let result = Evaluation.multipleChoice(items: items[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+        #expect(result.items.map(\.truncated) == [false, false, true])
+        #expect(result.truncatedItems == 1)
+        let passages = Evaluation.lambadaItems([("a short passage", " word"), (long, " word")])
+        let lambada = Evaluation.lambada(items: passages[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+        #expect(lambada.truncated == [false, true] && lambada.truncatedItems == 1)
     }
 
     @Test("as lm-eval, a scorer keeps the model's context plus one token (the last only a target); per-choice masks one fewer")
