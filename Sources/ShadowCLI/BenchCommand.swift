@@ -69,6 +69,9 @@ enum BenchCommand {
             .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0). oracle is refused: its masks need a backward pass over a real prompt, which bench has not.", default: "dense",
                    allowed: SparsityOptions.methods, list: true),
             .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
+            .value("head-sparsity", "p", help: "Fraction of heads to prune in every sparse row (overrides --sparsity for heads: --sparsity 0.3,0.5 --head-sparsity 0 varies the neurons only)."),
+            .value("neuron-sparsity", "p", help: "Fraction of FFN neurons to prune in every sparse row (overrides --sparsity for neurons)."),
+            .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
             .value("policy", "name", help: "How scores become masks (random, static, shadow; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
@@ -98,6 +101,16 @@ enum BenchCommand {
             return value
         })
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
+        let headOverride = try arguments.double("head-sparsity")
+        let neuronOverride = try arguments.double("neuron-sparsity")
+        if arguments.has("sparsity"), headOverride != nil, neuronOverride != nil {
+            throw ShadowError.invalidArgument(name: "--sparsity", reason: "is not read when --head-sparsity and --neuron-sparsity are both given; drop one of the three")
+        }
+        // Each sparse row's (heads, neurons): --sparsity's list, a side fixed by its own option.
+        let pairs = once((headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
+            SparsityPair(heads: headOverride ?? $0, neurons: neuronOverride ?? $0)
+        })
+        let hybridFloor = try arguments.double("hybrid-floor") ?? 0.1
         // fb<n> scores one calibrate sample, which predicts at least one token from at least one.
         if backwardLengths.contains(1) {
             throw ShadowError.invalidArgument(name: "-b", reason: "1 is too short: fw/fb need at least 2 tokens, one predicted from another (0 skips)")
@@ -121,8 +134,8 @@ enum BenchCommand {
         if arguments.flag("pack-rows"), !generations.contains(where: { $0 > 0 }) {
             throw ShadowError.invalidArgument(name: "--pack-rows", reason: "is only read when decoding (-n above 0)")
         }
-        if arguments.has("sparsity"), methods.allSatisfy({ $0 == "dense" }) {
-            throw ShadowError.invalidArgument(name: "--sparsity", reason: "is only read with a sparse --method (dense runs at 0)")
+        for option in ["sparsity", "head-sparsity", "neuron-sparsity"] where arguments.has(option) && methods.allSatisfy({ $0 == "dense" }) {
+            throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a sparse --method (dense runs at 0)")
         }
 
         var rows: [Row] = []
@@ -135,10 +148,12 @@ enum BenchCommand {
                     throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds \(model.contextDescription)")
                 }
             }
-            var configurations: [(method: String, sparsity: Double, controller: (any SparsityController)?)] = []
+            var configurations: [(method: String, sparsity: SparsityPair, controller: (any SparsityController)?)] = []
             for method in methods {
-                for sparsity in method == "dense" ? [0] : sparsities {
-                    let settings = SparsitySettings(headSparsity: sparsity, neuronSparsity: sparsity, policy: policy)
+                for sparsity in method == "dense" ? [SparsityPair(heads: 0, neurons: 0)] : pairs {
+                    let settings = SparsitySettings(headSparsity: sparsity.heads, neuronSparsity: sparsity.neurons,
+                                                    policy: policy, hybridFloor: hybridFloor)
+                    try settings.validate()
                     let controller = try SparsityOptions.controller(method: method, settings: settings,
                                                                     scoresPath: arguments.string("scores"),
                                                                     predictorPath: arguments.string("predictor"),
@@ -189,8 +204,8 @@ enum BenchCommand {
                     let realised = plans.map { Masks.realisedSparsity($0, shape: model.shape) }
                     for (m, packed) in measurements {
                         let isDecode = m.test.hasPrefix("tg")
-                        var row = Row(model: name, method: configuration.method, headSparsity: configuration.sparsity,
-                                        neuronSparsity: configuration.sparsity, sizeBytes: model.decodeBytesPerToken,
+                        var row = Row(model: name, method: configuration.method, headSparsity: configuration.sparsity.heads,
+                                        neuronSparsity: configuration.sparsity.neurons, sizeBytes: model.decodeBytesPerToken,
                                         parameters: model.parameterCount, weights: dtype.rawValue,
                                         threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
                                         samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
@@ -209,7 +224,7 @@ enum BenchCommand {
         case "json":
             console.print(try JSONOutput.string(report))
         case "csv":
-            console.print("model,size_bytes,params,weights,threads,method,sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
+            console.print("model,size_bytes,params,weights,threads,method,head_sparsity,neuron_sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
                           + "realised_head_sparsity,realised_neuron_sparsity,predictor_share")
             func number(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
             // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
@@ -217,7 +232,7 @@ enum BenchCommand {
                 text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
             }
             for r in rows {
-                console.print("\(field(r.model)),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.test),"
+                console.print("\(field(r.model)),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.neuronSparsity),\(r.test),"
                               + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
                               + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
                               + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare))")
@@ -232,7 +247,8 @@ enum BenchCommand {
                 let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
                 let perToken = r.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
                 let share = r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? ""
-                let sparsity = r.realisedHeadSparsity.map { String(format: "%.2f (%.2f/%.2f)", r.headSparsity, $0, r.realisedNeuronSparsity ?? 0) } ?? "\(r.headSparsity)"
+                let asked = SparsityPair(heads: r.headSparsity, neurons: r.neuronSparsity).description
+                let sparsity = r.realisedHeadSparsity.map { asked + String(format: " (%.2f/%.2f)", $0, r.realisedNeuronSparsity ?? 0) } ?? asked
                 console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method)\(r.packedRows ? " (packed)" : "") | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
             }
             for fb in rows where fb.test.hasPrefix("fb") {
@@ -272,6 +288,15 @@ extension BenchCommand {
         return [Benchmark.Measurement(test: "fw\(count)", tokens: count, samplesTokensPerSecond: forward),
                 Benchmark.Measurement(test: "fb\(count)", tokens: count, samplesTokensPerSecond: both)]
     }
+}
+
+/// One sparse row's fractions of heads and neurons to prune; written "p" when they are equal,
+/// "heads/neurons" when not.
+struct SparsityPair: Hashable, CustomStringConvertible {
+    var heads: Double
+    var neurons: Double
+
+    var description: String { heads == neurons ? "\(heads)" : "\(heads)/\(neurons)" }
 }
 
 /// A one-line description of this machine for benchmark rows, naming AVX512-BF16 when present

@@ -296,6 +296,43 @@ struct CLITests {
         #expect(tooLong.status != 0 && tooLong.err.contains("-b"), "\(tooLong.err)")
     }
 
+    @Test("bench --head-sparsity and --neuron-sparsity fix one side in every sparse row; --hybrid-floor is read with --policy hybrid")
+    func benchSparsitySides() throws {
+        func rows(_ extra: [String]) throws -> [[String: Any]] {
+            let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "random",
+                              "-o", "json", "--no-progress"] + extra)
+            #expect(run.status == 0, "\(run.err)")
+            return try #require(try run.json()["results"] as? [[String: Any]])
+        }
+        let neuronsOnly = try rows(["--sparsity", "0.25,0.5", "--head-sparsity", "0"])
+        #expect(neuronsOnly.map { $0["head_sparsity"] as? Double } == [0, 0])
+        #expect(neuronsOnly.map { $0["neuron_sparsity"] as? Double } == [0.25, 0.5])
+        #expect(neuronsOnly.allSatisfy { $0["realised_head_sparsity"] as? Double == 0 && ($0["realised_neuron_sparsity"] as? Double ?? 0) > 0 })
+        let fixed = try rows(["--head-sparsity", "0.5", "--neuron-sparsity", "0"])
+        #expect(fixed.count == 1 && fixed[0]["head_sparsity"] as? Double == 0.5 && fixed[0]["realised_neuron_sparsity"] as? Double == 0)
+        // A floor keeping most of each layer's heads leaves fewer to prune than the default floor.
+        let low = try rows(["--sparsity", "0.5", "--policy", "hybrid"])
+        let high = try rows(["--sparsity", "0.5", "--policy", "hybrid", "--hybrid-floor", "0.75"])
+        let lowHeads = try #require(low.first?["realised_head_sparsity"] as? Double)
+        let highHeads = try #require(high.first?["realised_head_sparsity"] as? Double)
+        #expect(highHeads < lowHeads, "\(highHeads) vs \(lowHeads)")
+        let markdown = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "random",
+                               "--sparsity", "0.5", "--neuron-sparsity", "0", "--no-progress"])
+        #expect(markdown.status == 0 && markdown.out.contains("| 0.5/0.0 ("), "\(markdown.out)")
+        for (arguments, error) in [
+            (["--method", "dense", "--head-sparsity", "0.5"], "error: --head-sparsity: is only read with a sparse --method (dense runs at 0)\n"),
+            (["--method", "random", "--sparsity", "0.5", "--head-sparsity", "0.5", "--neuron-sparsity", "0.5"],
+             "error: --sparsity: is not read when --head-sparsity and --neuron-sparsity are both given; drop one of the three\n"),
+            (["--method", "random", "--hybrid-floor", "0.5"], "error: --hybrid-floor: is only read with --policy hybrid\n"),
+        ] {
+            let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "--no-progress"] + arguments)
+            #expect(run.status != 0 && run.err == error, "\(arguments): \(run.err)")
+        }
+        let badFloor = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "--method", "random",
+                               "--policy", "hybrid", "--hybrid-floor", "1.5", "--no-progress"])
+        #expect(badFloor.status != 0 && badFloor.err.hasPrefix("error: --hybrid-floor:"), "\(badFloor.err)")
+    }
+
     @Test("bench --pack-rows adds a packed decode row per sparse method, and is refused with dense alone")
     func benchPackedRows() throws {
         let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "-r", "1", "--method", "dense,random",
