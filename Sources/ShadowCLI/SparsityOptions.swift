@@ -77,7 +77,7 @@ enum SparsityOptions {
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
         let perLayer = settings.policy == .local || method.hasPrefix("dejavu")
         let kinds = [("head", settings.headSparsity, shape.heads), ("neuron", settings.neuronSparsity, shape.ffnSize)]
-        let layers = "layers 1–\(shape.layers - 1)"
+        let layers = shape.layers == 2 ? "layer 1" : "layers 1–\(shape.layers - 1)"
         return kinds.compactMap { noun, sparsity, units in
             guard sparsity > 0 else { return nil }
             let prefix = "warning: \(noun) sparsity \(sparsity) prunes no \(noun): "

@@ -81,5 +81,8 @@ struct UnprunedSparsityTests {
         let none = CLIRun(base)
         #expect(none.status == 0 && none.err == "warning: --method random without --sparsity prunes nothing (the default sparsity is 0); give --sparsity P, or --sparsity 0 to say so\n", "\(none.err)")
         #expect(CLIRun(base + ["--sparsity", "0"]).err.isEmpty)
+        // Two layers leave one to prune, named as one.
+        let all = CLIRun(base + ["--sparsity", "0.99"])
+        #expect(all.status == 0 && all.err.contains("warning: head sparsity 0.99 prunes every head of layer 1: 0.99 of their 4 heads rounds to 4"), "\(all.err)")
     }
 }
