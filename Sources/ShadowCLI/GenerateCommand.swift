@@ -73,6 +73,8 @@ enum GenerateCommand {
         try template?.readThinking(arguments)
         if let warning = template?.warning(command: "generate") { console.printError(warning) }
         let system = try template?.system(arguments)
+        let promptOption = arguments.has("prompt-file") ? "--prompt-file" : "--prompt"
+        try refuseFarTooLong(prompt, tokenizer: tokenizer, model: loaded.model, option: promptOption)
         let promptIDs = template.map { $0.prompt(system: system, user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
         let stopTokens = loaded.stopTokens.union(template?.stopTokens ?? [])
         // A system turn that fills the context is not the prompt's fault.
@@ -81,7 +83,7 @@ enum GenerateCommand {
                 ? ShadowError.invalidArgument(name: "--system", reason: "leaves no room in \(loaded.model.contextDescription)")
                 : ShadowError.invalidArgument(name: "--chat", reason: "the default system message of the model's chat template leaves no room in \(loaded.model.contextDescription) (--no-system leaves it out)")
         }
-        try Generator.check(prompt: promptIDs, model: loaded.model, option: arguments.has("prompt-file") ? "--prompt-file" : "--prompt")   // before the prompt is echoed
+        try Generator.check(prompt: promptIDs, model: loaded.model, option: promptOption)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
         if sparsity is OracleController, promptIDs.count < 2 {
             throw ShadowError.invalidArgument(name: "--method", reason: "oracle needs a prompt of at least 2 tokens to take its criterion from; this one is \(promptIDs.count)")
@@ -144,6 +146,24 @@ extension GenerateCommand {
         .value("repeat-last-n", "n", help: "How many of the latest tokens --repeat-penalty looks back over; 0 turns it off, -1 looks back over the whole context.", default: "64"),
         .value("seed", "n", help: "Random seed for sampling (--temperature above 0).", default: "0"),
     ]
+
+    /// Bytes of a long prompt tokenized to tell that it cannot fit: at least 1 MiB, and 32 bytes
+    /// per token of the context.
+    static func sampleBytes(maxContext: Int) -> Int { max(1 << 20, maxContext * 32) }
+
+    /// Refuses a prompt whose beginning alone is far past the model's context, without tokenizing
+    /// the rest (a 50 MB file took 43 s to count). Only the last piece before the cut can
+    /// tokenize differently from the whole text, hence the margin: twice the context and 64.
+    static func refuseFarTooLong(_ prompt: String, tokenizer: any Tokenizer, model: any CausalLanguageModel, option: String) throws {
+        let sample = sampleBytes(maxContext: model.shape.maxContext)
+        let bytes = prompt.utf8.count
+        guard bytes > sample else { return }
+        var end = prompt.utf8.index(prompt.utf8.startIndex, offsetBy: sample)
+        while end > prompt.startIndex, end.samePosition(in: prompt.unicodeScalars) == nil { end = prompt.utf8.index(before: end) }
+        let tokens = tokenizer.encodeWithSpecialTokens(String(prompt.unicodeScalars[..<end])).count
+        guard tokens > 2 * model.shape.maxContext + 64 else { return }
+        throw ShadowError.invalidArgument(name: option, reason: "its first \(prompt.utf8.distance(from: prompt.startIndex, to: end)) of \(bytes) bytes are already \(tokens) tokens, far more than \(model.contextDescription)")
+    }
 
     static func samplingOptions(_ arguments: ParsedArguments) throws -> SamplingOptions {
         let temperature = try arguments.double("temperature", range: 0...100) ?? 0

@@ -435,6 +435,26 @@ struct CLITests {
         #expect(empty.status == 1 && empty.err == "error: --prompt-file: is empty\n", "\(empty.err)")
     }
 
+    @Test("generate refuses a prompt whose first MiB is far past the context without tokenizing the rest; a shorter one is counted whole")
+    func farTooLongPrompt() throws {
+        let file = TestScratch.path("long-prompt", suffix: ".txt")
+        // Two-byte letters, so that the cut at 1 MiB falls inside one and must step back to its start.
+        let sample = GenerateCommand.sampleBytes(maxContext: 128)
+        #expect(sample == 1 << 20)
+        let unit = "éé "   // 5 bytes: 2^20 = 5 · 209,715 + 1 cuts the next é after its first byte
+        let long = String(repeating: unit, count: sample / 5 + 100)
+        #expect(String(long.utf8.prefix(sample)) == nil)   // the cut splits a letter
+        try long.write(toFile: file, atomically: false, encoding: .utf8)
+        let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt-file", file, "-n", "1"])
+        #expect(run.status == 1, "\(run.err)")
+        #expect(run.err.hasPrefix("error: --prompt-file: its first \(sample - 1) of \(long.utf8.count) bytes are already ")
+                && run.err.hasSuffix(" tokens, far more than the model's context of 128\n"), "\(run.err)")
+        #expect(run.out.isEmpty)
+        // Under the sample size, the whole prompt is counted.
+        let shorter = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", String(repeating: "hello world ", count: 100), "-n", "1"])
+        #expect(shorter.status == 1 && shorter.err.contains("tokens leave no room for a generated token in the model's context of 128"), "\(shorter.err)")
+    }
+
     @Test("generate with a tiny positive temperature decodes as greedy does; one that rounds to 0 in Float is refused")
     func tinyTemperature() throws {
         let base = ["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon", "-n", "6", "--json"]
