@@ -71,7 +71,7 @@ enum BenchCommand {
             .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
             .value("head-sparsity", "p", help: "Fraction of heads to prune in every sparse row (overrides --sparsity for heads: --sparsity 0.3,0.5 --head-sparsity 0 varies the neurons only)."),
             .value("neuron-sparsity", "p", help: "Fraction of FFN neurons to prune in every sparse row (overrides --sparsity for neurons)."),
-            .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
+            SparsityOptions.hybridFloorOption,
             .value("policy", "name", help: "How scores become masks (random, static, shadow; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
@@ -103,14 +103,16 @@ enum BenchCommand {
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let headOverride = try arguments.double("head-sparsity")
         let neuronOverride = try arguments.double("neuron-sparsity")
-        if arguments.has("sparsity"), headOverride != nil, neuronOverride != nil {
-            throw ShadowError.invalidArgument(name: "--sparsity", reason: "is not read when --head-sparsity and --neuron-sparsity are both given; drop one of the three")
-        }
+        try SparsityOptions.refuseUnreadSparsity(arguments)
         // Each sparse row's (heads, neurons): --sparsity's list, a side fixed by its own option.
         let pairs = once((headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
             SparsityPair(heads: headOverride ?? $0, neurons: neuronOverride ?? $0)
         })
         let hybridFloor = try arguments.double("hybrid-floor") ?? 0.1
+        // Checked before any model is loaded.
+        for pair in pairs {
+            try SparsitySettings(headSparsity: pair.heads, neuronSparsity: pair.neurons, policy: policy, hybridFloor: hybridFloor).validate()
+        }
         // fb<n> scores one calibrate sample, which predicts at least one token from at least one.
         if backwardLengths.contains(1) {
             throw ShadowError.invalidArgument(name: "-b", reason: "1 is too short: fw/fb need at least 2 tokens, one predicted from another (0 skips)")
@@ -153,7 +155,6 @@ enum BenchCommand {
                 for sparsity in method == "dense" ? [SparsityPair(heads: 0, neurons: 0)] : pairs {
                     let settings = SparsitySettings(headSparsity: sparsity.heads, neuronSparsity: sparsity.neurons,
                                                     policy: policy, hybridFloor: hybridFloor)
-                    try settings.validate()
                     let controller = try SparsityOptions.controller(method: method, settings: settings,
                                                                     scoresPath: arguments.string("scores"),
                                                                     predictorPath: arguments.string("predictor"),

@@ -18,7 +18,7 @@ enum SparsityOptions {
             .value("neuron-sparsity", "p", help: "Fraction of FFN neurons to prune (overrides --sparsity)."),
             .value("policy", "name", help: "How scores become masks: rank all layers together, per layer, or global with a per-layer floor. dejavu always selects per layer: a layer's scores exist only once it runs.",
                    default: MaskPolicy.global.rawValue, allowed: MaskPolicy.allCases.map(\.rawValue)),
-            .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
+            hybridFloorOption,
             .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer); oracle (the true criterion of each prompt, from a backward pass: an upper bound for evaluation, not a fast path).",
                    default: "dense", allowed: methods),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
@@ -31,10 +31,18 @@ enum SparsityOptions {
         ] : [])
     }
 
-    static func settings(_ arguments: ParsedArguments) throws -> SparsitySettings {
+    /// `--hybrid-floor`, as every command with a hybrid policy offers it.
+    static let hybridFloorOption = Option.value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1")
+
+    /// `--sparsity` beside both `--head-sparsity` and `--neuron-sparsity` would not be read.
+    static func refuseUnreadSparsity(_ arguments: ParsedArguments) throws {
         if arguments.has("sparsity") && arguments.has("head-sparsity") && arguments.has("neuron-sparsity") {
             throw ShadowError.invalidArgument(name: "--sparsity", reason: "is not read when --head-sparsity and --neuron-sparsity are both given; drop one of the three")
         }
+    }
+
+    static func settings(_ arguments: ParsedArguments) throws -> SparsitySettings {
+        try refuseUnreadSparsity(arguments)
         let both = try arguments.double("sparsity") ?? 0
         let settings = SparsitySettings(
             headSparsity: try arguments.double("head-sparsity") ?? both,

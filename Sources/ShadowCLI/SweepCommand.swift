@@ -65,7 +65,7 @@ enum SweepCommand {
             .value("predictor", "paths", help: "shadow / dejavu: predictor files or directories of them (e.g. a pipeline's predictors/)."),
             .value("policy", "name", help: "How scores become masks (static, shadow, oracle, random; dejavu always selects per layer).", default: MaskPolicy.global.rawValue,
                    allowed: MaskPolicy.allCases.map(\.rawValue)),
-            .value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1"),
+            SparsityOptions.hybridFloorOption,
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
             .value("limit", "n", help: "Items per multiple-choice task.", default: "1000"),
