@@ -431,6 +431,9 @@ enum SweepCommand {
         try AtomicFile.write(SweepReport.markdown(results), to: path("report.md"))
         try AtomicFile.write(SweepReport.plots(results), to: path("sweep.svg"))
         if !results.headImportance.isEmpty { try AtomicFile.write(SweepReport.heatMap(results), to: path("heads.svg")) }
+        for cut in SweepReport.truncation(results) {
+            console.printError("sweep: warning: \(cut.task): \(cut.items) of \(cut.of) items were longer than the model's context of \(model.shape.maxContext) tokens and lost tokens from their start (as lm-eval truncates them); results.json counts them in truncated_items")
+        }
         console.print(arguments.flag("json") ? json : SweepReport.table(results).joined(separator: "\n"))
         if !arguments.flag("json") {
             let written = ["report.md", "results.json", "sweep.svg"] + (results.headImportance.isEmpty ? [] : ["heads.svg"])

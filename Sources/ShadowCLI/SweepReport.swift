@@ -113,12 +113,28 @@ enum SweepReport {
             let pruned = results.units == .both ? "" : ", \(results.units.description)"
             lines += ["", "## Criteria (static masks from aggregate scores\(pruned))", ""] + criteria
         }
+        let truncated = truncation(results)
+        if !truncated.isEmpty {
+            lines += ["", "Cut to the model's context (items that lost tokens from their start, as lm-eval truncates them): " +
+                      truncated.map { "\($0.task) \($0.items) of \($0.of)" }.joined(separator: ", ") + "."]
+        }
         if !results.skipped.isEmpty {
             lines += ["", "Skipped: " + results.skipped.joined(separator: "; ") + "."]
         }
         lines += ["", "![metrics against sparsity](sweep.svg)", ""]
         if !results.headImportance.isEmpty { lines += ["![mean head importance per layer](heads.svg)", ""] }
         return lines.joined(separator: "\n")
+    }
+
+    /// Per task with items cut to the context, how many of how many: the largest count of its
+    /// rows (every cell scores the same requests; a cell still running has counted fewer).
+    static func truncation(_ results: Results) -> [(task: String, items: Int, of: Int)] {
+        ordered(results.rows.map(\.task)).compactMap { task in
+            let rows = results.rows.filter { $0.task == task }
+            guard let most = rows.max(by: { ($0.truncatedItems ?? 0, $0.n) < ($1.truncatedItems ?? 0, $1.n) }),
+                  let items = most.truncatedItems, items > 0 else { return nil }
+            return (task, items, most.n)
+        }
     }
 
     // MARK: - SVG

@@ -83,6 +83,10 @@ public struct SweepTally: Codable, Equatable, Sendable {
     public var neuronSparsitySum = 0.0
     public var masks = 0
     public var seconds = 0.0
+    /// Items whose requests lost tokens from their start to fit the model's context (as `eval`'s
+    /// truncated_items); nil in a state saved before they were counted, whose earlier items are
+    /// unknown, so a resumed run leaves it nil rather than report a part as the whole.
+    public var truncatedItems: Int? = 0
 
     public init() {}
 }
@@ -358,6 +362,7 @@ public struct SweepRunner {
     private func add(_ scores: [ChoiceScore], item: MultipleChoiceItem, requests: [ScoringRequest], isLambada: Bool,
                      to tally: inout SweepTally) {
         tally.items += 1
+        if requests.contains(where: { $0.droppedTokens > 0 }) { tally.truncatedItems? += 1 }
         if isLambada {
             if scores[0].isGreedy { tally.accCorrect += 1 }
             tally.logLikelihoodSum += scores[0].logLikelihood
@@ -399,10 +404,14 @@ public struct SweepRow: Codable, Equatable, Sendable {
     public var top1Agreement: Double?
     public var realisedHeadSparsity: Double?
     public var realisedNeuronSparsity: Double?
+    /// Items cut to the model's context (question tasks and LAMBADA; nil for text, or when an
+    /// older state did not count them).
+    public var truncatedItems: Int?
     public var seconds: Double
 
     enum CodingKeys: String, CodingKey {
         case task, method, criterion, sparsity, n, metrics, seconds
+        case truncatedItems = "truncated_items"
         case klDivergence = "kl_divergence", top1Agreement = "top1_agreement"
         case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
     }
@@ -427,6 +436,7 @@ public struct SweepRow: Codable, Equatable, Sendable {
         n = tally.items
         seconds = tally.seconds
         metrics = [:]
+        if case .perplexity = task {} else { truncatedItems = tally.truncatedItems }
         switch task {
         case .perplexity(_, let text, _):
             let perplexity = TextPerplexity(nllSum: tally.nllSum, predictedTokens: tally.predictedTokens, text: text)

@@ -250,6 +250,34 @@ struct SweepCommandTests {
         #expect(storedNow.status != 0 && storedNow.err.contains("read wikitext detokenized, this command as stored"), "\(storedNow.err)")
     }
 
+    @Test("items longer than the model's context are counted per row, warned about and noted under the report's table")
+    func truncatedItems() throws {
+        let directory = scratchPath("sweep-truncated")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let long = String(repeating: "open the jar ", count: 400)
+        let data = directory + "/valid.jsonl", labels = directory + "/valid-labels.lst"
+        try [#"{"goal": "Dry hands", "sol1": "Use a towel.", "sol2": "Use a rock."}"#,
+             #"{"goal": "\#(long)", "sol1": "Twist the lid.", "sol2": "Eat the jar."}"#].joined(separator: "\n")
+            .write(toFile: data, atomically: true, encoding: .utf8)
+        try "0\n0\n".write(toFile: labels, atomically: true, encoding: .utf8)
+        let out = directory + "/out"
+        let run = try sweep(out: out, ["--tasks", "piqa,wikitext", "--data", "piqa=\(data),wikitext=\(Self.text)", "--labels", "piqa=\(labels)",
+                                       "--methods", "random", "--sparsities", "0.5"])
+        #expect(run.status == 0, "\(run.err)")
+        let found = rows(try run.json())
+        let counted: [Int?] = ["piqa dense - 0", "piqa random - 0.5"].map { found[$0]?["truncated_items"] as? Int }
+        #expect(counted == [1, 1], "\(found)")
+        let text: [String: Any]? = found["wikitext dense - 0"]
+        #expect(text != nil && text?["truncated_items"] == nil)
+        #expect(run.err.contains("sweep: warning: piqa: 1 of 2 items were longer than the model's context of"), "\(run.err)")
+        let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(report.contains("as lm-eval truncates them): piqa 1 of 2."), "\(report)")
+
+        let short = try sweep(out: scratchPath("sweep-not-truncated"), ["--tasks", "piqa", "--data", "piqa=\(Self.piqa.data)", "--methods", "random", "--sparsities", "0.5"])
+        #expect(short.status == 0 && !short.err.contains("warning"), "\(short.err)")
+        #expect(rows(try short.json())["piqa dense - 0"]?["truncated_items"] as? Int == 0)
+    }
+
     @Test("a sweep with other settings refuses an output directory that holds a different one")
     func settingsMismatch() throws {
         let out = scratchPath("sweep-mismatch")

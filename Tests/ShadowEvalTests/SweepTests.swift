@@ -105,6 +105,32 @@ struct SweepTests {
         #expect(withoutTimes(state) == withoutTimes(full))
     }
 
+    @Test("every cell counts the items cut to the model's context, as eval does; a state saved before they were counted reports none")
+    func truncatedItems() throws {
+        let loaded = try fixture("tiny-llama")
+        let long = String(repeating: "long context ", count: loaded.model.shape.maxContext)
+        let items = Array(questions.prefix(2)) + [MultipleChoiceItem(id: 99, context: long, continuations: [" yes", " no"], gold: 0)]
+        let task = SweepTask.multipleChoice(name: "piqa", items: items, range: 0..<items.count)
+        var state = SweepState(settings: "test")
+        try runner(loaded).run(task, cells: cells, state: &state, makeController: controller(loaded.model), save: { _ in }, progress: { _ in })
+        for cell in cells {
+            #expect(SweepRow(task: task, cell: cell, tally: state.tally(task: "piqa", cell: cell)).truncatedItems == 1, "\(cell.key)")
+        }
+
+        // An older state has no count: resumed, its cells leave it unknown rather than count part of the items.
+        let encoded = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        let older = encoded.replacingOccurrences(of: #","truncatedItems":1"#, with: "").replacingOccurrences(of: #""truncatedItems":1,"#, with: "")
+        #expect(!older.contains("truncatedItems"))
+        var resumed = try JSONDecoder().decode(SweepState.self, from: Data(older.utf8))
+        let piqa = try #require(resumed.tallies["piqa"])
+        for key in piqa.keys { resumed.tallies["piqa"]![key]!.items = 2 }
+        try runner(loaded).run(task, cells: cells, state: &resumed, makeController: controller(loaded.model), save: { _ in }, progress: { _ in })
+        for cell in cells {
+            let tally = resumed.tally(task: "piqa", cell: cell)
+            #expect(tally.items == 3 && tally.truncatedItems == nil, "\(cell.key)")
+        }
+    }
+
     @Test("perplexity cells report word and byte perplexity and bits per byte of the text, scored after the prefix token")
     func perplexity() throws {
         let loaded = try fixture("tiny-opt")
