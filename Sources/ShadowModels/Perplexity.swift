@@ -89,6 +89,8 @@ public enum Scoring {
         }
         let windows = windows(tokens: tokens.count, context: context, stride: step)
         var nll = 0.0, predicted = 0
+        // A first report before any work, so a progress bar is on screen from the start.
+        progress?(0, windows.count)
         for (index, window) in windows.enumerated() {
             let input = Array(tokens[window.input])
             (sparsity as? PromptAwareController)?.prepare(prompt: input)

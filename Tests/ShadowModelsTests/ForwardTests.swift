@@ -456,15 +456,18 @@ struct ForwardTests {
         #expect(throws: (any Error).self) { try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 9) }
     }
 
-    @Test("the window count progress bars use is the number of windows perplexity runs")
+    @Test("the window count progress bars use is the number of windows perplexity runs, reported from 0 before the first")
     func windowCount() throws {
         let model = TinyModels.llama()
         for length in [2, 7, 8, 9, 16, 17, 20] {
             let tokens = (0..<length).map { ($0 * 7) % 50 }
             for (context, stride) in [(8, nil), (8, 4), (8, 1), (4, 3)] as [(Int, Int?)] {
-                let result = try Scoring.perplexity(model: model, tokens: tokens, context: context, stride: stride)
+                var reports: [(done: Int, total: Int)] = []
+                let result = try Scoring.perplexity(model: model, tokens: tokens, context: context, stride: stride) { reports.append(($0, $1)) }
                 #expect(Scoring.windowCount(tokens: length, context: context, stride: stride) == result.windows,
                         "\(length) tokens, context \(context), stride \(stride.map(String.init) ?? "-")")
+                // One report before the first window (a bar is drawn from the start), then one per window.
+                #expect(reports.map(\.done) == Array(0...result.windows) && reports.allSatisfy { $0.total == result.windows })
             }
         }
     }
