@@ -170,7 +170,7 @@ final class BPETokenizer: Tokenizer {
 
     private func encodeNormalized(_ text: ArraySlice<UInt8>, atTextStart: Bool, into ids: inout [Int]) {
         var pieces = [text]
-        for preTokenizer in preTokenizers {
+        for preTokenizer in preTokenizers.dropLast() {
             var next: [ArraySlice<UInt8>] = []
             next.reserveCapacity(pieces.count * 2)
             for (index, piece) in pieces.enumerated() where !piece.isEmpty {
@@ -178,7 +178,19 @@ final class BPETokenizer: Tokenizer {
             }
             pieces = next
         }
-        for piece in pieces { model.encode(piece, into: &ids) }
+        guard let last = preTokenizers.last else {
+            for piece in pieces { model.encode(piece, into: &ids) }
+            return
+        }
+        // The last pre-tokenizer's pieces (words, for byte-level ones: 32 bytes of slice per four
+        // or five bytes of text) are encoded piece by piece rather than gathered for the whole
+        // text first, which would cost several times a long text's size in memory.
+        var words: [ArraySlice<UInt8>] = []
+        for (index, piece) in pieces.enumerated() where !piece.isEmpty {
+            words.removeAll(keepingCapacity: true)
+            last.split(piece, atTextStart: atTextStart && index == 0, into: &words)
+            for word in words { model.encode(word, into: &ids) }
+        }
     }
 
     // MARK: Decoding

@@ -77,9 +77,28 @@ enum SplitPattern: Sendable, Equatable {
         }
     }
 
+    /// Bytes matched at a time in a long piece (see `split`).
+    static let stretchLength = 1 << 16
+
     /// Appends the matches of the pattern in `piece`; both patterns match every character, so the
-    /// matches tile the piece.
+    /// matches tile the piece. A long piece is matched a stretch at a time, each ending where a
+    /// space follows an ASCII letter: no match of either pattern runs across that point (letter
+    /// runs and contractions stop at the space, and what matches from the space on depends only on
+    /// what follows), so the matches are the same, while the decoded scalars (13 bytes per byte of
+    /// text) are held for one stretch instead of a whole text.
     func split(_ piece: ArraySlice<UInt8>, into pieces: inout [ArraySlice<UInt8>]) {
+        var start = piece.startIndex
+        while piece.endIndex - start > Self.stretchLength {
+            var end = start + Self.stretchLength
+            while end < piece.endIndex, !(piece[end] == 0x20 && CharacterClass.isASCIILetter(piece[end - 1])) { end += 1 }
+            splitStretch(piece[start..<end], into: &pieces)
+            start = end
+        }
+        splitStretch(piece[start...], into: &pieces)
+    }
+
+    func splitStretch(_ piece: ArraySlice<UInt8>, into pieces: inout [ArraySlice<UInt8>]) {
+        guard !piece.isEmpty else { return }
         let text = ScalarText(piece)
         var i = 0
         while i < text.count {
@@ -105,6 +124,10 @@ enum CharacterClass: UInt8 {
         case 0x09...0x0D, 0x20: return .whitespace
         default: return .other
         }
+    }
+
+    static func isASCIILetter(_ byte: UInt8) -> Bool {
+        (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
     }
 
     /// `\s` is Unicode White_Space; `\p{L}` and `\p{N}` are the general categories L* and N*.

@@ -26,6 +26,23 @@ struct PipelineStageTests {
         #expect(pieces("", gpt2) == [])
     }
 
+    @Test("a text longer than one matching stretch splits exactly as when matched whole, for both patterns")
+    func longTextsSplitByStretches() {
+        // Words, runs of spaces and newlines, digits, punctuation, contractions and non-ASCII
+        // letters, drawn with a fixed seed until the text spans several stretches.
+        let parts = ["word", " ", "  ", "\n", "\n\n ", "'s", "'LL", "2024", "3.5", "!!", "(", "café", "東京", "🚀", " x", "\t", "Ωmega"]
+        var generator = SplitMix64(seed: 7)
+        var text = ""
+        while text.utf8.count < 3 * SplitPattern.stretchLength + 1000 { text += parts[generator.next(below: parts.count)] }
+        let bytes = Array(text.utf8)[...]
+        for pattern in [SplitPattern.gpt2, .llama3(maxDigits: 3), .llama3(maxDigits: 1)] {
+            var byStretches: [ArraySlice<UInt8>] = [], whole: [ArraySlice<UInt8>] = []
+            pattern.split(bytes, into: &byStretches)
+            pattern.splitStretch(bytes, into: &whole)
+            #expect(byStretches.count == whole.count && byStretches.map(\.startIndex) == whole.map(\.startIndex), "\(pattern)")
+        }
+    }
+
     @Test("Llama-3 split: a non-letter leads a word, digits go in threes, newlines join what precedes them")
     func llama3Split() {
         let llama3: [PreTokenizer] = [.split(.llama3(maxDigits: 3))]
