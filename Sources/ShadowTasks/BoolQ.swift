@@ -16,8 +16,13 @@ enum BoolQ {
             }
             let question = try record.string("question")
             let key = !record.has("label") && record.has("answer") ? "answer" : "label"
+            let gold = try record.label(key, answers)
+            // A record with both (a merge of the two releases) must not disagree with itself.
+            if key == "label", let answer = record.optional("answer"), !answer.isNull, try record.label("answer", answers) != gold {
+                throw record.error("answer", "disagrees with key \"label\" (\(gold == 1 ? "true" : "false"))")
+            }
             return MultipleChoiceItem(id: id, context: "\(passage)\nQuestion: \(question)?\nAnswer:",
-                                      continuations: [" no", " yes"], gold: try record.label(key, answers))
+                                      continuations: [" no", " yes"], gold: gold)
         }
     }
 }

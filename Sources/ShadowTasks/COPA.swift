@@ -80,17 +80,28 @@ enum COPA {
 
         var items: [MultipleChoiceItem] = []
         var cursor = 0
-        while let start = find(Array("<item".utf8), in: bytes, from: cursor) {
-            let afterName = start + 5
-            guard afterName < bytes.count, [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ">")].contains(bytes[afterName]) else {
-                cursor = afterName
-                continue
+        // An <item start tag: the name followed by white space or ">" (not "<items").
+        let itemOpen = Array("<item".utf8)
+        func itemStart(from: Int, before: Int? = nil) -> Int? {
+            var from = from
+            while let start = find(itemOpen, in: bytes, from: from, before: before) {
+                let afterName = start + itemOpen.count
+                if afterName < bytes.count, [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ">")].contains(bytes[afterName]) { return start }
+                from = afterName
             }
+            return nil
+        }
+        while let start = itemStart(from: cursor) {
+            let afterName = start + itemOpen.count
             guard let tagEnd = bytes[afterName...].firstIndex(of: UInt8(ascii: ">")) else {
                 throw fail(start, "<item> tag is not closed by \">\"")
             }
             guard let close = find(Array("</item>".utf8), in: bytes, from: tagEnd) else {
                 throw fail(start, "<item> is not closed by </item>")
+            }
+            // An item left open (or closed by a misspelt tag) would swallow the next one whole.
+            if let next = itemStart(from: tagEnd, before: close) {
+                throw fail(start, "<item> is not closed by </item> before the next <item> (\(location(next)))")
             }
             let attributes = try parseAttributes(bytes[afterName..<tagEnd]) { fail(start, $0) }
             func attribute(_ name: String) throws -> String {

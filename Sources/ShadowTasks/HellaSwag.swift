@@ -77,11 +77,18 @@ enum HellaSwag {
         while count > 0, lines.isBlank(count - 1) { count -= 1 }
         let first = (0..<count).first { !lines.isBlank($0) } ?? count
         if count == first { throw ShadowError.corruptFile(path: lines.path, reason: "no items (the file is empty)") }
+        // A blank line between items would shift every later item by one line.
+        if let blank = (first..<count).first(where: { lines.isBlank($0) }) {
+            throw ShadowError.corruptFile(
+                path: lines.location(blank),
+                reason: "blank line in item \((blank - first) / textLinesPerItem + 1) (from line \(first + (blank - first) / textLinesPerItem * textLinesPerItem + 1)); items are 6 lines each (context, gold index, 4 endings) with no blank lines between them")
+        }
         if (count - first) % textLinesPerItem != 0 {
             let start = count - (count - first) % textLinesPerItem
+            let found = (count - first) % textLinesPerItem
             throw ShadowError.corruptFile(
                 path: lines.location(start),
-                reason: "item \((start - first) / textLinesPerItem) has \((count - first) % textLinesPerItem) lines; expected 6 (context, gold index, 4 endings)")
+                reason: "item \((start - first) / textLinesPerItem + 1) has \(found) line\(found == 1 ? "" : "s") of 6 (context, gold index, 4 endings)")
         }
         var items: [MultipleChoiceItem] = []
         items.reserveCapacity((count - first) / textLinesPerItem)
