@@ -75,7 +75,7 @@ public struct Command: Sendable {
             lines.append("")
         }
         if interruptible {
-            lines += ["Ctrl-C (SIGINT) or SIGTERM (kill, Slurm, Kubernetes) stops at the next safe point, keeps what can be resumed (see above)",
+            lines += ["Ctrl-C (SIGINT) or SIGTERM (kill, Slurm, Kubernetes) stops at the next safe point, keeps what can be resumed (see the overview)",
                       "and exits with status 130; a second one stops at once.", ""]
         }
         lines.append("OPTIONS:")
@@ -127,8 +127,14 @@ public struct Command: Sendable {
         func option(named name: String) throws -> Option {
             // One-letter options (bench's llama-bench ones) are spelled with one dash only.
             guard name.count > 1, let found = options.first(where: { $0.name == name }) else {
-                let hint = name.count == 1 && options.contains(where: { $0.name == name || $0.short == name.first })
-                    ? " (one-letter options take one dash: -\(name))" : " (see --help)"
+                let hint: String
+                if name.count == 1 && options.contains(where: { $0.name == name || $0.short == name.first }) {
+                    hint = " (one-letter options take one dash: -\(name))"
+                } else if let near = Suggestion.nearest(to: name, among: options.map(\.name)) {
+                    hint = " (did you mean \(Option.display(near))? see --help)"
+                } else {
+                    hint = " (see --help)"
+                }
                 throw ShadowError.invalidArgument(name: "--\(name)", reason: "unknown option for '\(self.name)'\(hint)")
             }
             return found
@@ -145,9 +151,19 @@ public struct Command: Sendable {
                 }
                 spec = try option(named: name)
             } else if argument.hasPrefix("-"), argument.count >= 2 {
-                let key = String(argument.dropFirst())
+                var key = String(argument.dropFirst())
+                // "-n=8" as "--max-tokens=8".
+                if key.count > 2, key.dropFirst().first == "=" {
+                    inlineValue = String(key.dropFirst(2))
+                    key = String(key.prefix(1))
+                }
                 if key.count == 1, let found = options.first(where: { $0.short == key.first || $0.name == key }) {
                     spec = found
+                } else if let letter = key.first, key.dropFirst().first?.isNumber == true,
+                          let found = options.first(where: { !$0.isFlag && ($0.short == letter || $0.name == String(letter)) }) {
+                    // "-t1": a value glued to its letter is not read (it could as well be a long
+                    // option with one dash); say how to write it.
+                    throw ShadowError.invalidArgument(name: argument, reason: "unknown option for '\(name)' (a value goes apart from its option: \(found.short.map { "-\($0)" } ?? found.displayName) \(key.dropFirst()))")
                 } else {
                     // Long options take two dashes: "-task" is refused, not read as --task.
                     let hint = options.contains(where: { $0.name == key }) ? " (long options take two dashes: --\(key))" : " (see --help)"
@@ -248,9 +264,14 @@ public struct ParsedArguments: Sendable {
             throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected an integer, got \"\(text)\"")
         }
         if let range, !range.contains(value) {
-            throw ShadowError.invalidArgument(name: Option.display(name), reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "\(Self.describe(range)), got \(value)")
         }
         return value
+    }
+
+    /// "must be in 1...8", or "must be at least 1" when the upper end only stands for no limit.
+    static func describe(_ range: ClosedRange<Int>, must: String = "must be") -> String {
+        range.upperBound >= Int(Int32.max) ? "\(must) at least \(range.lowerBound)" : "\(must) in \(range.lowerBound)...\(range.upperBound)"
     }
 
     public func double(_ name: String, range: ClosedRange<Double>? = nil) throws -> Double? {
@@ -273,7 +294,7 @@ public struct ParsedArguments: Sendable {
                 throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected integers separated by commas, got \"\(text)\"")
             }
             if let range, !range.contains(value) {
-                throw ShadowError.invalidArgument(name: Option.display(name), reason: "values must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+                throw ShadowError.invalidArgument(name: Option.display(name), reason: "\(Self.describe(range, must: "values must be")), got \(value)")
             }
             return value
         }
@@ -448,5 +469,39 @@ final class LineReader: @unchecked Sendable {
             if atEnd { return tooLong }
             try fill()
         }
+    }
+}
+
+
+/// The name a mistyped one most likely meant: a unique name it begins, else the closest by edit
+/// distance, if that is near enough (at most 2 edits, and fewer than half the name's letters).
+enum Suggestion {
+    static func nearest(to typed: String, among candidates: [String]) -> String? {
+        guard !typed.isEmpty else { return nil }
+        let names = candidates.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let starting = names.filter { $0.hasPrefix(typed) }
+        if starting.count == 1 { return starting[0] }
+        let scored = names.map { (name: $0, distance: distance(Array(typed), Array($0))) }
+        guard let best = scored.min(by: { $0.distance < $1.distance }),
+              best.distance <= 2, 2 * best.distance < typed.count,
+              scored.filter({ $0.distance == best.distance }).count == 1 else { return nil }
+        return best.name
+    }
+
+    /// Levenshtein distance, a swap of two neighbours counting as one edit.
+    static func distance(_ a: [Character], _ b: [Character]) -> Int {
+        guard !a.isEmpty else { return b.count }
+        guard !b.isEmpty else { return a.count }
+        var table = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { table[i][0] = i }
+        for j in 0...b.count { table[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1) }
+            }
+        }
+        return table[a.count][b.count]
     }
 }

@@ -60,7 +60,7 @@ enum BenchCommand {
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
             .value("p", short: "p", "n,…", help: "Prompt lengths to process, up to the model's context (0 skips).", default: "512"),
             .value("n", short: "n", "n,…", help: "Tokens to generate from an empty context, up to the model's context (0 skips).", default: "128"),
-            .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, the last 32 tokens the continuation); dense only; n from 2 to the model's context (0 skips).", default: "0"),
+            .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, its last 32 tokens the continuation, or all but the first when n ≤ 32); dense only; n from 2 to the model's context (0 skips).", default: "0"),
             .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
             .value("threads", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
             .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,

@@ -29,11 +29,13 @@ public enum CLI {
                   "OPTIONS (every subcommand):",
                   "  --verbose         " + Command.verboseHelp,
                   "  -h, --help        Show help (of a subcommand when it follows one).",
-                  "  --version         Print the version (alone, before any subcommand).",
                   "",
-                  "Errors print one line, `error: ...`, and exit with status 1 (2 for an unknown subcommand).",
-                  "Ctrl-C or SIGTERM stops calibrate, train-predictor and sweep at a safe point (resumable), and generate",
-                  "where its text got to (exit status 130); in chat, Ctrl-C stops the reply being written.",
+                  "  --version         Print the version (given alone, without a subcommand).",
+                  "",
+                  "Errors print one line, `error: ...`, and exit with status 1, or 2 when the command line names no",
+                  "subcommand to run (an unknown subcommand or an option before it).",
+                  "Ctrl-C or SIGTERM stops calibrate, train-predictor, sweep and pipeline at a safe point (resumable), and",
+                  "generate where its text got to (exit status 130); in chat, Ctrl-C stops the reply being written.",
                   "",
                   "See '\(toolName) <subcommand> --help' for the options of each."]
         return lines.joined(separator: "\n")
@@ -81,7 +83,8 @@ public enum CLI {
                 let given = arguments.count > 1 && !arguments[1].hasPrefix("-") ? "unknown subcommand '\(name) \(arguments[1])'; " : ""
                 console.printError("error: \(given)'\(name)' needs one of: \(group.joined(separator: ", "))")
             } else {
-                console.printError("error: unknown subcommand '\(name)' (see '\(toolName) --help')")
+                let near = Suggestion.nearest(to: name, among: commands.map { String($0.name.prefix { $0 != " " }) })
+                console.printError("error: unknown subcommand '\(name)' (\(near.map { "did you mean '\($0)'? " } ?? "")see '\(toolName) --help')")
             }
             return 2
         }

@@ -25,7 +25,7 @@ enum CalibrateCommand {
             .value("seed", "n", help: "Seed for drawing the shots.", default: "1234"),
             .value("text-window", "n", help: "Tokens per plain-text window.", default: "128"),
             .value("text-continuation", "n", help: "Tokens of each window scored as its continuation.", default: "32"),
-            .value("max-tokens", "n", help: "Task samples (piqa:, hellaswag:) longer than this lose tokens from the left (an item whose answer alone has this many tokens or more is left out, and counted in a warning); text windows are --text-window tokens long whatever this says.", defaultDescription: "512, or the model's context if smaller"),
+            .value("max-tokens", "n", help: "Task samples (piqa:, hellaswag:, … every KIND but text) longer than this lose tokens from the left (an item whose answer alone has this many tokens or more is left out, and counted in a warning); text windows are --text-window tokens long whatever this says.", defaultDescription: "512, or the model's context if smaller"),
             .value("predictor-token", "rule", help: "Which token's activations the predictor reads.",
                    default: PredictorToken.lastContext.rawValue, allowed: PredictorToken.allCases.map(\.rawValue)),
             .value("out", short: "o", "dir", help: "Trace directory."),

@@ -338,9 +338,9 @@ struct ChatTemplate: Sendable {
     /// `--system` and `--no-system`, shared by chat and generate --chat.
     static func systemOptions(helpPrefix: String = "") -> [Option] {
         [
-            .value("system", "text", help: helpPrefix + "A system message that opens the conversation (tokenized as text: a template marker in it is not read as one).",
+            .value("system", "text", help: prefixed(helpPrefix, "A system message that opens the conversation (tokenized as text: a template marker in it is not read as one)."),
                    defaultDescription: "the one the model's chat template adds, if any"),
-            .flag("no-system", help: helpPrefix + "No system turn, not even the default one of the model's chat template (Llama 3.1's date preamble included)."),
+            .flag("no-system", help: prefixed(helpPrefix, "No system turn, not even the default one of the model's chat template (Llama 3.1's date preamble included).")),
         ]
     }
 
@@ -356,7 +356,12 @@ struct ChatTemplate: Sendable {
 
     /// `--no-think`, shared by chat and generate --chat.
     static func thinkingOption(helpPrefix: String = "") -> Option {
-        .flag("no-think", help: helpPrefix + "Start the reply after an empty think block, as the model's chat template does with enable_thinking=False (Qwen3, SmolLM3: whose system turn then says \"Reasoning Mode: /no_think\", as /no_think in --system does): the model answers without reasoning first.")
+        .flag("no-think", help: prefixed(helpPrefix, "Start the reply after an empty think block, as the model's chat template does with enable_thinking=False (Qwen3, SmolLM3: whose system turn then says \"Reasoning Mode: /no_think\", as /no_think in --system does): the model answers without reasoning first."))
+    }
+
+    /// `help` after `prefix` ("With --chat, "), its first letter then in lower case.
+    private static func prefixed(_ prefix: String, _ help: String) -> String {
+        prefix.isEmpty ? help : prefix + help.prefix(1).lowercased() + help.dropFirst()
     }
 
     /// Reads --no-think, refused for a template without a thinking switch. SmolLM3's template

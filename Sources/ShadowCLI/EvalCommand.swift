@@ -105,7 +105,7 @@ enum EvalCommand {
             .value("seed", "s", help: "Seed of the few-shot draw (not wikitext).", default: "1234"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
-            .value("context", short: "c", "n", help: "WikiText: window length in tokens; the default is lm-eval's (8192 for SmolLM2). A shorter window is faster and gives a higher perplexity.",
+            .value("context", short: "c", "n", help: "WikiText: window length in tokens; the default is lm-eval's (8192 for SmolLM2). A shorter window gives a higher perplexity, and is faster only on articles longer than it.",
                    defaultDescription: "the model's context"),
             .value("stride", "n", help: "WikiText: predict n tokens per window (overlapping windows when below the context).",
                    defaultDescription: "the context (lm-eval's rolling windows)"),

@@ -49,7 +49,7 @@ enum GenerateCommand {
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
             .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …), Llama 3 (<|start_header_id|>user …), Phi-3 (<|user|> …) or Gemma (<start_of_turn>user …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
-        ] + ChatTemplate.systemOptions(helpPrefix: "With --chat: ") + [ChatTemplate.thinkingOption(helpPrefix: "With --chat: ")] + [
+        ] + ChatTemplate.systemOptions(helpPrefix: "With --chat, ") + [ChatTemplate.thinkingOption(helpPrefix: "With --chat, ")] + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),

@@ -144,6 +144,9 @@ enum PipelineCommand {
         }
     }
 
+    /// The first PIQA item calibration reads (HellaSwag's is 5000): the evaluated items end before it.
+    static let calibrationStart = 1000
+
     static let command = Command(
         name: "pipeline", abstract: "Run the whole ShadowLLM method on a model: calibrate, train predictors, evaluate, benchmark, report.",
         discussion: """
@@ -163,7 +166,7 @@ enum PipelineCommand {
             .value("text", "path", help: "Plain calibration text (also the held-out text when --data-dir has no WikiText test).",
                    defaultDescription: "WikiText-2 valid from --data-dir, else the corpus scripts/setup.sh fetched, else docs/sample.txt"),
             .value("samples", "n", help: "Calibration samples, at least 8 (the predictors hold out a fifth).", defaultDescription: "160 (24 with --quick)"),
-            .value("limit", "n", help: "Items of each multiple-choice task (PIQA and HellaSwag, from item 0; calibration uses items 1000+ and 5000+).",
+            .value("limit", "n", help: "Items of each multiple-choice task (PIQA and HellaSwag, from item 0; at most 1000: calibration uses items 1000+ and 5000+).",
                    defaultDescription: "100 (20 with --quick)"),
             .value("sparsity", "p", help: "Fraction of heads and neurons the sparse rows prune.", default: "0.5"),
             .value("threads", short: "t", "n", help: "Threads.", default: String(Threads.defaultCount)),
@@ -185,6 +188,9 @@ enum PipelineCommand {
         }
         let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
         let itemLimit = try arguments.int("limit", range: 1...1_000_000) ?? (quick ? 20 : 100)
+        guard itemLimit <= Self.calibrationStart else {
+            throw ShadowError.invalidArgument(name: "--limit", reason: "must be at most \(Self.calibrationStart), got \(itemLimit): calibration reads PIQA items \(Self.calibrationStart)+, which evaluation must not")
+        }
         let sparsity = try arguments.double("sparsity", range: 0.01...0.99) ?? 0.5
         let threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
         let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
@@ -264,7 +270,7 @@ enum PipelineCommand {
 
         // 1. Calibration traces.
         var sources: [String] = []
-        if let piqa = data.piqa { sources.append("piqa:\(piqa)@1000-1838") }
+        if let piqa = data.piqa { sources.append("piqa:\(piqa)@\(Self.calibrationStart)-1838") }
         if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
         sources.append("text:\(sharesText ? calibrationPart : calibrationText)")
         try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),

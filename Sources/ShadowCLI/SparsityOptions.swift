@@ -27,7 +27,7 @@ enum SparsityOptions {
             .value("oracle-criterion", "name", help: "oracle: the criterion computed on each prompt.", default: Criterion.plainact.rawValue,
                    allowed: Criterion.allCases.map(\.rawValue)),
         ] + (decoding ? [
-            .value("refresh", "n", help: "Re-predict the masks every n decode tokens (0: once per prompt; dejavu defaults to 1, per token).", defaultDescription: "0 for shadow, 1 for dejavu"),
+            .value("refresh", "n", help: "shadow/dejavu: re-predict the masks every n decode tokens (0: once per prompt; dejavu defaults to 1, per token).", defaultDescription: "0 for shadow, 1 for dejavu"),
         ] : [])
     }
 

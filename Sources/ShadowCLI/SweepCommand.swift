@@ -84,7 +84,6 @@ enum SweepCommand {
         interruptible: true
     ) { arguments, console in
         let out = try arguments.required("out")
-        let tasks = try parseTasks(arguments)
         // A method may name its own criteria ("shadow:plainact"); the others take --criteria.
         // Repeats are dropped, as for --methods and --sparsities (each would be a second cell of the same name).
         let criteria = (try arguments.list("criteria") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
@@ -96,6 +95,9 @@ enum SweepCommand {
         for entry in try arguments.list("methods") ?? [] {
             let parts = entry.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             let method = parts[0]
+            guard method != "dense" else {
+                throw ShadowError.invalidArgument(name: "--methods", reason: "dense is not listed: every sweep runs it (expected \(sparseMethods.joined(separator: ", ")))")
+            }
             guard sparseMethods.contains(method) else {
                 throw ShadowError.invalidArgument(name: "--methods", reason: "unknown method \"\(method)\" (expected \(sparseMethods.joined(separator: ", ")))")
             }
@@ -146,6 +148,8 @@ enum SweepCommand {
         let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let floor = try arguments.double("hybrid-floor", range: 0...1)!
         let units = SweepUnits(rawValue: try arguments.required("units"))!
+        // The task files are looked for once the options are known to be good.
+        let tasks = try parseTasks(arguments)
         // lm-eval's text by default, as eval's: WikiText detokenized, HellaSwag's ctx_b capitalised.
         let asStored = arguments.flag("as-stored")
         let hasWikiText = tasks.contains { $0.task == .wikitext }, hasHellaSwag = tasks.contains { $0.task == .hellaswag }

@@ -14,7 +14,7 @@ enum TrainPredictorCommand {
             layer l; dejavu-lookahead reads the one entering layer l − 1. Inputs are min-max scaled per sample. \
             80% of the samples train (AdamW, cosine decay to 0), 20% (a fixed split) measure held-out Spearman ρ \
             and top-k recall. Progress goes to stderr, the summary to stdout. While it trains, the state is saved to a \
-            checkpoint beside --out every few minutes and on Ctrl-C; the same command with --resume continues it and \
+            checkpoint beside --out every --checkpoint-every seconds (2 minutes) and on Ctrl-C; the same command with --resume continues it and \
             ends with the same predictor as an uninterrupted run. The checkpoint is removed once the predictor is written.
             """,
         options: [

@@ -340,6 +340,19 @@ public enum AtomicFile {
         }
     }
 
+    /// Throws, naming it, when a file stands where a parent directory of `path` would be:
+    /// Foundation reports that without its cause.
+    public static func requireDirectoryParents(of path: String) throws {
+        var isDirectory: ObjCBool = false
+        var ancestor = (path as NSString).deletingLastPathComponent
+        while !ancestor.isEmpty && ancestor != "/" && !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+        }
+        if !ancestor.isEmpty && ancestor != "/" && !isDirectory.boolValue {
+            throw ShadowError.failed("cannot create directory \(path): \(ancestor) is a file, not a directory")
+        }
+    }
+
     /// Creates the directory `path` and its missing parents (nothing when it exists). The error
     /// names the directory and the cause: a file in the way, a parent that cannot be created,
     /// no permission.
@@ -349,14 +362,7 @@ public enum AtomicFile {
             guard isDirectory.boolValue else { throw ShadowError.failed("cannot create directory \(path): a file of that name exists") }
             return
         }
-        // Foundation reports a file in place of a parent without its cause: find it first.
-        var ancestor = (path as NSString).deletingLastPathComponent
-        while !ancestor.isEmpty && ancestor != "/" && !FileManager.default.fileExists(atPath: ancestor, isDirectory: &isDirectory) {
-            ancestor = (ancestor as NSString).deletingLastPathComponent
-        }
-        if !ancestor.isEmpty && ancestor != "/" && !isDirectory.boolValue {
-            throw ShadowError.failed("cannot create directory \(path): \(ancestor) is a file, not a directory")
-        }
+        try requireDirectoryParents(of: path)
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {

@@ -5,11 +5,14 @@ import Foundation
 public enum DefaultModel {
     public static let fileName = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-    /// `$SHADOWLLM_HOME`, else `$XDG_CACHE_HOME/shadowllm`, else `~/.cache/shadowllm`.
+    /// `$SHADOWLLM_HOME`, else `$XDG_CACHE_HOME/shadowllm`, else `$HOME/.cache/shadowllm` (where
+    /// scripts/setup.sh puts it; Foundation's home directory, from the user database, only when
+    /// HOME is not set).
     public static var cacheDirectory: String {
         let env = ProcessInfo.processInfo.environment
         if let home = env["SHADOWLLM_HOME"], !home.isEmpty { return home }
         if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/shadowllm" }
+        if let home = env["HOME"], !home.isEmpty { return home + "/.cache/shadowllm" }
         return NSHomeDirectory() + "/.cache/shadowllm"
     }
 

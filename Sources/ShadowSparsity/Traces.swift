@@ -486,6 +486,7 @@ public enum TraceStore {
         merged.complete = false
         merged.chunkSize = chunkSize ?? first.chunkSize
         let temporary = AtomicFile.partialPath(for: output)
+        try AtomicFile.requireDirectoryParents(of: output)
         do {
             try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         } catch {

@@ -107,6 +107,31 @@ struct CLITests {
         #expect(CLIRun(["tokenize", "-m", model, "--text", "a"]).status == 0)   // a declared short name
     }
 
+    @Test("a mistyped subcommand or option is answered with the nearest name, a glued value with how to write it, an open range with its lower end")
+    func nearestNames() {
+        let model = fixture("tiny-llama")
+        let subcommand = CLIRun(["genrate", "--prompt", "x"])
+        #expect(subcommand.status == 2 && subcommand.err == "error: unknown subcommand 'genrate' (did you mean 'generate'? see 'shadowllm --help')\n")
+        #expect(CLIRun(["frobnicate"]).err == "error: unknown subcommand 'frobnicate' (see 'shadowllm --help')\n")
+        #expect(CLIRun(["trace", "info"]).err.contains("did you mean 'traces'?"))
+        for (arguments, expected) in [
+            (["generate", "--model", model, "--promt", "x"], "error: --promt: unknown option for 'generate' (did you mean --prompt? see --help)\n"),
+            (["generate", "--model", model, "--prompt", "x", "--max-token", "2"], "error: --max-token: unknown option for 'generate' (did you mean --max-tokens? see --help)\n"),
+            (["generate", "--model", model, "--prompt", "x", "-t1"], "error: -t1: unknown option for 'generate' (a value goes apart from its option: -t 1)\n"),
+            (["generate", "--model", model, "--prompt", "x", "--seed", "-1"], "error: --seed: must be at least 0, got -1\n"),
+            (["generate", "--model", model, "--prompt", "x", "-n", "0", "--top-k", "-1"], "error: --top-k: must be at least 0, got -1\n"),
+            (["info", "--model", model, "--zzzz"], "error: --zzzz: unknown option for 'info' (see --help)\n"),
+        ] {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err == expected, "\(arguments): \(run.err)")
+        }
+        // "-n=2" is "--max-tokens=2".
+        let equals = CLIRun(["generate", "--model", model, "--prompt", "x", "-n=2", "--json"])
+        #expect(equals.status == 0 && (try? equals.json())?["tokens"].map { ($0 as? [Any])?.count } == 2, "\(equals.err)")
+        #expect(Suggestion.nearest(to: "calbirate", among: ["calibrate", "chat"]) == "calibrate")
+        #expect(Suggestion.nearest(to: "ab", among: ["xy", "abc", "abd"]) == nil)
+    }
+
     @Test("help COMMAND shows that command's help, a command group's --help lists its commands, and errors name the option they need")
     func helpRouting() throws {
         let help = CLIRun(["help", "info"])

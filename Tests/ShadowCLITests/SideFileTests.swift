@@ -187,6 +187,11 @@ struct SideFileTests {
         try FileManager.default.removeItem(atPath: broken + "/chunk-00000.safetensors")
         expectOneLineError(CLIRun(["traces", "merge", "--shards", "\(s0),\(broken)", "--out", out]), naming: [broken + "/chunk-00000.safetensors"])
         #expect(!FileManager.default.fileExists(atPath: out))
+        // A file where a parent of --out would be is named as such, as other commands do.
+        let file = scratchPath("merge-file")
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        let blocked = CLIRun(["traces", "merge", "--shards", "\(s0),\(s1)", "--out", file + "/x"])
+        #expect(blocked.status == 1 && blocked.err == "error: cannot create directory \(file)/x: \(file) is a file, not a directory\n", "\(blocked.err)")
         let retry = CLIRun(["traces", "merge", "--shards", "\(s0),\(s1)", "--out", out, "--json"])
         #expect(retry.status == 0, "\(retry.err)")
         #expect(try TraceManifest.load(directory: out).sampleCount == 3)
