@@ -472,7 +472,6 @@ final class LineReader: @unchecked Sendable {
     }
 }
 
-
 /// The name a mistyped one most likely meant: a unique name it begins, else the closest by edit
 /// distance, if that is near enough (at most 2 edits, and fewer than half the name's letters).
 enum Suggestion {
