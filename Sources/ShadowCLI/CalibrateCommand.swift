@@ -17,7 +17,7 @@ enum CalibrateCommand {
             share the work (join them with `shadowllm traces merge`).
             """,
         options: ModelOptions.prefillOptions + [
-            .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt. @FROM-TO takes items (text: windows) FROM to TO − 1; a TO past the end reads to the end, a FROM past it is an error."),
+            .value("source", "specs", help: "Calibration sources, e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt. @FROM-TO takes items (text: windows) FROM to TO − 1; @FROM- or a TO past the end reads to the end, a FROM past it is an error; a file's items are taken once (overlapping slices of one file are refused)."),
             .value("samples", "n", help: "Number of samples (taken from the sources in turn).", default: "256"),
             .value("criteria", "names", help: "Criteria to record.", default: "plainact",
                    allowed: Criterion.allCases.map(\.rawValue), list: true),
@@ -58,6 +58,19 @@ enum CalibrateCommand {
         if !sources.contains(where: { $0.kind == .text }) {
             for option in ["text-window", "text-continuation"] where arguments.has(option) {
                 throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a text: source")
+            }
+        }
+        if !sources.contains(where: { $0.kind != .text }) {
+            for option in ["shots", "seed", "max-tokens"] where arguments.has(option) {
+                throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a task source (piqa:, hellaswag:, …)")
+            }
+        }
+        // The same items twice would be duplicate samples, which can fall on both sides of a
+        // predictor's held-out split and flatter its quality.
+        for (i, a) in sources.enumerated() {
+            for b in sources[(i + 1)...] where a.kind == b.kind && AtomicFile.canonical(a.path) == AtomicFile.canonical(b.path)
+                && (a.range ?? 0..<Int.max).overlaps(b.range ?? 0..<Int.max) {
+                throw ShadowError.invalidArgument(name: "--source", reason: "\(a) and \(b) take the same \(a.kind == .text ? "windows" : "items") twice")
             }
         }
         let (shardIndex, shardCount) = try parseShard(try arguments.required("shard"))

@@ -273,9 +273,11 @@ enum PipelineCommand {
         if let piqa = data.piqa { sources.append("piqa:\(piqa)@\(Self.calibrationStart)-1838") }
         if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
         sources.append("text:\(sharesText ? calibrationPart : calibrationText)")
+        // Prompt length and shots apply to the task sources only (calibrate refuses them without one).
+        let taskOptions = sources.count > 1 ? ["--max-tokens", fit(quick ? 160 : 256), "--shots", quick ? "2" : "5"] : []
         try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
-                              "--criteria", "plainact,l2_norm", "--max-tokens", fit(quick ? 160 : 256), "--text-window", fit(128), "--text-continuation", "32", "--shots", quick ? "2" : "5",
-                              "--out", path("traces"), "--threads", threads] + progress + (try exists("traces/manifest.json") ? ["--resume"] : []),
+                              "--criteria", "plainact,l2_norm", "--text-window", fit(128), "--text-continuation", "32"] + taskOptions
+                              + ["--out", path("traces"), "--threads", threads] + progress + (try exists("traces/manifest.json") ? ["--resume"] : []),
                 output: "traces/.complete")
         _ = FileManager.default.createFile(atPath: path("traces/.complete"), contents: Data())
 

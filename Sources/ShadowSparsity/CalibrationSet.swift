@@ -24,7 +24,7 @@ public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
         case .task(let task): name = task.rawValue
         case .text: name = "text"
         }
-        return "\(name):\(path)" + (range.map { "@\($0.lowerBound)-\($0.upperBound)" } ?? "")
+        return "\(name):\(path)" + (range.map { "@\($0.lowerBound)-" + ($0.upperBound == Int.max ? "" : "\($0.upperBound)") } ?? "")
     }
 
     /// `description` as a trace manifest records it: with how the source is read where that has

@@ -250,6 +250,9 @@ public final class TraceWriter {
         let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
         if try fileKind(atPath: manifestPath) != nil {
             let existing = try TraceManifest.load(directory: directory)
+            // A resumed run adds to the chunks there, so they must be whole and of this run:
+            // one lost or cut short would otherwise be found only by the next reader.
+            if resume { _ = try TraceStore.open(directory: directory) }
             guard resume else {
                 throw ShadowError.invalidArgument(name: "--out", reason: "\(directory) already holds traces (pass --resume to continue them, or choose another --out)")
             }

@@ -48,6 +48,13 @@ struct UnreadOptionsTests {
             expectRefused(["calibrate", "--model", model, "--source", "piqa:\(piqa.data)", "--samples", "2", "--out", scratchPath("unread-text"),
                            option, "8"], option, reason: "is only read with a text: source")
         }
+        for option in ["--shots", "--seed", "--max-tokens"] {
+            expectRefused(["calibrate", "--model", model, "--source", "text:\(CalibrateTests.corpus)", "--samples", "2", "--out", scratchPath("unread-task"),
+                           option, "8"], option, reason: "is only read with a task source (piqa:, hellaswag:, …)")
+        }
+        // One file's items are taken once: overlapping slices would be duplicate samples.
+        expectRefused(["calibrate", "--model", model, "--source", "piqa:\(piqa.data)@0-2,piqa:\(piqa.data)@1-", "--samples", "2",
+                       "--out", scratchPath("twice")], "--source", reason: "piqa:\(piqa.data)@0-2 and piqa:\(piqa.data)@1- take the same items twice")
     }
 
     @Test("the options a method reads are still accepted")
