@@ -181,8 +181,17 @@ public struct TrainingCheckpoint: Sendable {
     /// Whether `path` holds a training checkpoint (of any run): a file that is something else must
     /// not be replaced by a save, nor removed when training ends.
     public static func isCheckpoint(atPath path: String) -> Bool {
-        guard let file = try? SafetensorsFile(path: path) else { return false }
-        return file.metadata["format"] == format && file.metadata["state"] != nil
+        if let file = try? SafetensorsFile(path: path) { return file.metadata["format"] == format && file.metadata["state"] != nil }
+        // One whose data was cut short (a full disk, an interrupted copy) is still a checkpoint,
+        // ours to replace, if its header says so.
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        guard let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else { return false }
+        let length = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard length <= 1 << 24, let header = try? handle.read(upToCount: Int(length)), header.count == Int(length),
+              let value = try? JSONParser.parse([UInt8](header)),
+              case .string(let written)? = value["__metadata__"]?["format"] else { return false }
+        return written == format
     }
 
     /// Removes the checkpoint once the predictor it leads to is written.

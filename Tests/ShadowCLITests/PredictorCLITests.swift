@@ -134,6 +134,16 @@ struct PredictorCLITests {
         #expect(fresh.status == 0, "\(fresh.err)")
         #expect(fresh.err.contains("starting afresh") && fresh.err.contains(checkpoint), "\(fresh.err)")
         #expect(FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: checkpoint))
+        // A checkpoint cut short (its data lost, its header intact) is refused with --resume,
+        // naming it, and replaced without.
+        try stale.write(to: checkpoint)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: checkpoint))
+        try handle.truncate(atOffset: try handle.seekToEnd() - 2)
+        try handle.close()
+        let cut = CLIRun(["train-predictor"] + small + ["--resume"])
+        #expect(cut.status == 1 && cut.err.hasPrefix("error: \(checkpoint)") && cut.err.split(separator: "\n").count == 1, "\(cut.err)")
+        let afresh = CLIRun(["train-predictor"] + small)
+        #expect(afresh.status == 0 && afresh.err.contains("starting afresh"), "\(afresh.err)")
         // --resume with no checkpoint there trains from the start as well.
         #expect(CLIRun(["train-predictor"] + small + ["--resume"]).status == 0)
         for (extra, mention) in [(["--checkpoint", traces], "--checkpoint"), (["--checkpoint", out], "--checkpoint"),
