@@ -15,6 +15,9 @@ enum PerplexityCommand {
         let windows: Int
         let perplexity: Double
         let bytes: Int
+        /// The bytes of the predicted tokens: the text's, less those of its first token, which is
+        /// only context (none when it is the tokenizer's BOS).
+        let predictedBytes: Int
         let bitsPerByte: Double
         let seconds: Double
         let method: String
@@ -30,6 +33,7 @@ enum PerplexityCommand {
             case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
             case nllSum = "nll_sum", predictedTokens = "predicted_tokens", bitsPerByte = "bits_per_byte"
+            case predictedBytes = "predicted_bytes"
         }
     }
 
@@ -77,11 +81,12 @@ enum PerplexityCommand {
             progressBar?.update(done)
         }
         let bytes = text.utf8.count
+        let predictedBytes = max(1, bytes - tokenizer.decode([tokens[0]], skipSpecialTokens: true).utf8.count)
         let realised = Evaluation.realisedSparsity(sparsity, shape: loaded.model.shape)
         let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? Scoring.defaultStride(context: context),
                             nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,
-                            perplexity: result.perplexity, bytes: bytes,
-                            bitsPerByte: result.nllSum / Double(bytes) / log(2), seconds: Date().timeIntervalSince(start),
+                            perplexity: result.perplexity, bytes: bytes, predictedBytes: predictedBytes,
+                            bitsPerByte: result.nllSum / Double(predictedBytes) / log(2), seconds: Date().timeIntervalSince(start),
                             method: try arguments.required("method"),
                             headSparsity: try SparsityOptions.settings(arguments).headSparsity,
                             neuronSparsity: try SparsityOptions.settings(arguments).neuronSparsity,

@@ -80,6 +80,9 @@ public enum Generator {
         return result
     }
 
+    /// Tokens per prefill pass of a long prompt (dense or under a fixed mask).
+    static let prefillPart = 512
+
     /// Prefills `prompt[from...]` after the `from` positions already in `cache`, then decodes.
     /// The prompt and the generated tokens together stay within the model's context and the cache.
     private static func run(model: any CausalLanguageModel, prompt: [Int], from: Int, cache: KVCache, maxTokens: Int,
@@ -93,7 +96,19 @@ public enum Generator {
 
         let start = Date()
         (sparsity as? PromptAwareController)?.prepare(prompt: prompt)
-        var logits = model.forward(Array(prompt[from...]), cache: cache, logits: .last, sparsity: sparsity)
+        // A long prompt is prefilled in parts, so that `shouldStop` (Ctrl-C) is heard between
+        // them rather than after minutes of prefill; only dense or under a fixed mask, which
+        // compute every position alike either way. Predicted masks read the activations of the
+        // pass's last token, so they prefill in one pass.
+        let pending = prompt[from...]
+        let part = sparsity == nil || sparsity is FixedSparsity ? prefillPart : pending.count
+        var logits: [Float] = []
+        var prefilled = pending.startIndex
+        repeat {
+            let end = min(pending.endIndex, prefilled + part)
+            logits = model.forward(Array(pending[prefilled..<end]), cache: cache, logits: .last, sparsity: sparsity)
+            prefilled = end
+        } while prefilled < pending.endIndex && !shouldStop()
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()
         while tokens.count < maxTokens, !shouldStop() {
@@ -114,7 +129,7 @@ public enum Generator {
             logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
             decodePasses += 1
         }
-        let stats = GenerationStats(promptTokens: prompt.count - from, generatedTokens: tokens.count,
+        let stats = GenerationStats(promptTokens: prefilled - from, generatedTokens: tokens.count,
                                     decodePasses: decodePasses, prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
         return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, reusedTokens: from,

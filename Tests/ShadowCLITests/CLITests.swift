@@ -408,7 +408,7 @@ struct CLITests {
         #expect(sparseBackward.status != 0 && sparseBackward.err.contains("-b runs for the dense method only"), "\(sparseBackward.err)")
     }
 
-    @Test("perplexity --json reports nll_sum, predicted_tokens and perplexity")
+    @Test("perplexity --json reports nll_sum, predicted_tokens and perplexity, and bits per byte of the predicted bytes")
     func perplexity() throws {
         let run = CLIRun(["perplexity", "--model", fixture("tiny-opt"), "--text", "The quick brown fox jumps over the lazy dog.", "--json"])
         #expect(run.status == 0, "\(run.err)")
@@ -418,6 +418,16 @@ struct CLITests {
         let perplexity = try #require(json["perplexity"] as? Double)
         #expect(predicted == (json["tokens"] as? Int ?? 0) - 1)
         #expect(abs(perplexity - exp(nll / Double(predicted))) < 1e-6 * perplexity)
+        // Bits per byte count the bytes of the predicted tokens: OPT's first token is its BOS, so
+        // all of them; Qwen2 adds none, so the text's first token is context only.
+        for (name, unscored) in [("tiny-opt", ""), ("tiny-qwen2", "The")] {
+            let text = "The quick brown fox jumps over the lazy dog."
+            let json = try CLIRun(["perplexity", "--model", fixture(name), "--text", text, "--json"]).json()
+            let bytes = try #require(json["predicted_bytes"] as? Int)
+            #expect(bytes == text.utf8.count - unscored.utf8.count && json["bytes"] as? Int == text.utf8.count, "\(name)")
+            let bitsPerByte = try #require(json["bits_per_byte"] as? Double), nll = try #require(json["nll_sum"] as? Double)
+            #expect(abs(bitsPerByte - nll / Double(bytes) / log(2)) < 1e-9, "\(name)")
+        }
     }
 
     @Test("generate and chat report their method with the nominal and realised sparsity, in JSON and with --verbose")

@@ -206,6 +206,23 @@ struct ForwardTests {
         #expect(one.stats.decodePasses == 0 && one.stats.generatedTokensPerSecond == nil)
     }
 
+    @Test("a long dense prompt is prefilled in parts, heard to stop between them, and gives the logits of one pass")
+    func prefillInParts() throws {
+        let model = TinyModels.llama(maxContext: 2 * Generator.prefillPart + 64)
+        let prompt = (0..<(Generator.prefillPart + 40)).map { ($0 * 7 + 3) % 50 }
+        let whole = model.forward(prompt, cache: model.makeCache(capacity: prompt.count), logits: .last)
+        let generated = try Generator.generate(model: model, prompt: prompt, maxTokens: 1)
+        #expect(generated.tokens == [Sampler.argmax(whole)])
+        // Asked to stop after the first part: no token, the rest of the prompt never prefilled.
+        var asked = 0
+        let cache = model.makeCache(capacity: prompt.count + 4)
+        var cached: [Int] = []
+        let stopped = try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached, maxTokens: 4,
+                                             shouldStop: { asked += 1; return true })
+        #expect(stopped.tokens.isEmpty && asked >= 1 && cache.length == Generator.prefillPart && cached == Array(prompt.prefix(Generator.prefillPart)))
+        #expect(stopped.stats.promptTokens == Generator.prefillPart && generated.stats.promptTokens == prompt.count)
+    }
+
     @Test("sampling at any positive temperature is finite: a tiny one picks the largest logit, as greedy does")
     func tinyTemperature() {
         let logits: [Float] = [1.5, -3, 7.25, 7.0, 0, -40]
