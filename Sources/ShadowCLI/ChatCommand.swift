@@ -87,7 +87,7 @@ enum ChatCommand {
                    defaultDescription: "the model's context, at most \(defaultContext)"),
         ] + ChatTemplate.systemOptions() + [ChatTemplate.thinkingOption()] + GenerateCommand.samplingOptionList + [
             .value("stop", "text", help: "End each reply where it first spells this string, which is not printed; the conversation keeps the reply's tokens before it."),
-            .flag("json", help: "Print one JSON object per message instead of streaming (JSON Lines: the reply, token ids, speeds; {\"user\", \"not_sent\"} for a message too long to send)."),
+            .flag("json", help: "Print one JSON object per message instead of streaming (JSON Lines: the reply, token ids, speeds; {\"user\", \"not_sent\"} for a message too long to send or stopped by Ctrl-C before its reply's first token)."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
         ]
     ) { arguments, console in
@@ -198,14 +198,20 @@ enum ChatCommand {
             let interrupted = !result.stoppedAtEOS && !cut.stopped && result.tokens.count < replyLimit
             let stoppedAtContext = !result.stoppedAtEOS && result.tokens.count == replyLimit && replyLimit < maxTokens
             if interrupted && result.tokens.isEmpty {
-                // Stopped before its first token: as if the message had not been sent.
+                // Stopped before its first token: as if the message had not been sent (its turn
+                // number too, as for a message too long to send).
                 console.printError("chat: reply stopped (Ctrl-C) before its first token; the message is not kept")
-                if !json { console.out("\n") }
+                if json {
+                    console.print(try JSONOutput.string(NotSent(user: message, notSent: "stopped (Ctrl-C) before the reply's first token"), pretty: false))
+                } else {
+                    console.out("\n")
+                }
+                count -= 1
                 continue
             }
             if interrupted { console.printError("chat: reply stopped (Ctrl-C)") }
             if stoppedAtContext {
-                console.printError("chat: the reply stopped after \(replyLimit) tokens at the end of a context of \(limit) (--max-tokens \(maxTokens))")
+                console.printError("chat: the reply stopped after \(counted(replyLimit, "token")) at the end of a context of \(limit) (--max-tokens \(maxTokens))")
             }
             let reply = cut.stopped ? cut.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true)
             // Cut at --stop, the conversation keeps the tokens whose text ends before it.
