@@ -396,13 +396,35 @@ final class LineReader: @unchecked Sendable {
     }
 
     /// A line past the limit, skipped; `start` holds its first characters, to name it.
-    struct LineTooLong: Error, Equatable, CustomStringConvertible {
+    /// A line read past and not returned; reading can go on with the next one.
+    protocol SkippedLine: Error {
+        /// The line's first characters, for a report.
+        var start: String { get }
+        var reason: String { get }
+    }
+
+    struct LineTooLong: SkippedLine, Equatable, CustomStringConvertible {
         let name: String
         let limit: Int
         let start: String
         var size: String { limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit) bytes" }
         var reason: String { "a line is longer than \(size) (one message per line is expected)" }
         var description: String { "\(name): \(reason)" }
+    }
+
+    struct LineNotUTF8: SkippedLine, Equatable, CustomStringConvertible {
+        let name: String
+        let start: String
+        var reason: String { "a line is not valid UTF-8 text" }
+        var description: String { "\(name): \(reason)" }
+    }
+
+    /// `bytes` as text, or the error that skips them.
+    private func text(_ bytes: ArraySlice<UInt8>) throws -> String {
+        guard let line = String(validating: bytes, as: UTF8.self) else {
+            throw LineNotUTF8(name: name, start: String(decoding: bytes.prefix(60), as: UTF8.self) + (bytes.count > 60 ? "…" : ""))
+        }
+        return line
     }
 
     /// Everything not read yet, up to 1 GiB (as readWholeFile reads files: `-` for /dev/zero must end).
@@ -435,16 +457,16 @@ final class LineReader: @unchecked Sendable {
         while true {
             if let newline = buffer[searched...].firstIndex(of: UInt8(ascii: "\n")) {
                 guard newline <= limit else { throw try skipLine() }
-                let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                buffer.removeSubrange(...newline)
-                return line
+                let bytes = buffer[..<newline]
+                defer { buffer.removeSubrange(...newline) }
+                return try text(bytes)
             }
             searched = buffer.count
             guard buffer.count <= limit else { throw try skipLine() }
             if atEnd {
                 guard !buffer.isEmpty else { return nil }
                 defer { buffer.removeAll() }
-                return String(decoding: buffer, as: UTF8.self)
+                return try text(buffer[...])
             }
             try fill()
         }

@@ -130,11 +130,11 @@ enum ChatCommand {
         while true {
             if console.interactive { console.out("> ") }
             let read: String?
-            do { read = try console.readLine() } catch let tooLong as LineReader.LineTooLong {
-                // Skipped whole: the conversation goes on with the next line.
-                let reason = tooLong.reason + "; it was not sent"
+            do { read = try console.readLine() } catch let skipped as any LineReader.SkippedLine {
+                // Skipped whole (too long, not UTF-8): the conversation goes on with the next line.
+                let reason = skipped.reason + "; it was not sent"
                 console.printError("chat: " + reason)
-                if json { console.print(try JSONOutput.string(NotSent(user: tooLong.start, notSent: reason), pretty: false)) }
+                if json { console.print(try JSONOutput.string(NotSent(user: skipped.start, notSent: reason), pretty: false)) }
                 continue
             }
             guard let line = read else {

@@ -39,6 +39,9 @@ enum EvalCommand {
         var stride: Int?
         /// Question tasks: items a request of which was longer than the model's context.
         var truncatedItems: Int?
+        /// Sparse runs: where their masks come from and how scores become masks (`predictor`,
+        /// `scores`, `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`, as given or defaulted).
+        var maskSource: [String: String] = [:]
 
         struct Key: CodingKey {
             var stringValue: String
@@ -57,6 +60,7 @@ enum EvalCommand {
             try c.encode(n, forKey: Key("n"))
             for (name, value) in metrics { try c.encode(value, forKey: Key(name)) }
             try c.encode(method, forKey: Key("method"))
+            for (name, value) in maskSource { try c.encode(value, forKey: Key(name)) }
             // WikiText has no questions: no mask mode, no few-shot examples, no seed (all refused).
             let perplexityTask = task == TaskName.wikitext.rawValue
             if !perplexityTask { try c.encode(maskMode, forKey: Key("mask_mode")) }
@@ -201,6 +205,7 @@ enum EvalCommand {
                             neuronSparsity: settings.neuronSparsity, dense: [:], offset: offset, limit: limit,
                             shots: shots, seed: seed, seconds: 0)
         report.data = try arguments.required("data")
+        report.maskSource = try SparsityOptions.source(arguments)
         report.weights = try arguments.required("weights")
         var agreement: Agreement?
         var samples: [Sample] = []

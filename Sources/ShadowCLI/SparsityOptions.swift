@@ -57,6 +57,27 @@ enum SparsityOptions {
         return settings
     }
 
+    /// The options that say where a sparse method's masks come from and how they are chosen, as
+    /// reports record them (given or defaulted; names with underscores); empty for the dense model.
+    static func source(_ arguments: ParsedArguments) throws -> [String: String] {
+        var names: [String]
+        switch try arguments.required("method") {
+        case "dense": return [:]
+        case "random": names = ["mask-seed", "policy"]
+        case "static": names = ["scores", "policy"]
+        case "oracle": names = ["oracle-criterion", "policy"]
+        case "shadow": names = ["predictor", "policy"]
+        default: names = ["predictor"]   // DejaVu-style masks are chosen per layer whatever --policy says
+        }
+        if names.contains("policy"), arguments.string("policy") == MaskPolicy.hybrid.rawValue { names.append("hybrid-floor") }
+        let defaults = ["mask-seed": "0", "hybrid-floor": "0.1"]
+        var source: [String: String] = [:]
+        for name in names {
+            if let value = arguments.string(name) ?? defaults[name] { source[name.replacingOccurrences(of: "-", with: "_")] = value }
+        }
+        return source
+    }
+
     /// The controller the options describe, or nil for the dense model. A sparsity too small to
     /// prune a single unit is warned about on `console`.
     static func controller(_ arguments: ParsedArguments, loaded: LoadedModel, console: Console) throws -> (any SparsityController)? {

@@ -104,7 +104,7 @@ struct ChatTests {
                 + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) or Phi-3 (<|user|>, <|end|>, <|assistant|>) or Gemma (<start_of_turn>, <end_of_turn>) (not an instruct model?)\n", "\(run.err)")
     }
 
-    @Test("input lines are read whole, a last one without its newline too, and a line past the limit is an error")
+    @Test("input lines are read whole, a last one without its newline too; a line past the limit or not UTF-8 is skipped with an error")
     func lineReader() throws {
         var ends: [Int32] = [0, 0]
         #expect(pipe(&ends) == 0)
@@ -114,8 +114,15 @@ struct ChatTests {
         close(ends[1])
         let reader = LineReader(descriptor: ends[0], name: "standard input")
         var lines: [String] = []
-        while let line = try reader.next() { lines.append(line) }
-        #expect(lines == ["first", "second\r", "", "\u{FFFD}A", "last"])
+        while true {
+            do {
+                guard let line = try reader.next() else { break }
+                lines.append(line)
+            } catch let skipped as LineReader.LineNotUTF8 {
+                lines.append("skipped: \(skipped.start)")   // not valid UTF-8: skipped, and reading goes on
+            }
+        }
+        #expect(lines == ["first", "second\r", "", "skipped: \u{FFFD}A", "last"])
         #expect(try reader.next() == nil)
 
         // The limit holds for a line with its newline past it, too; a longer line is skipped
@@ -131,6 +138,16 @@ struct ChatTests {
         #expect(try limited.next() == "xy")
         #expect(throws: LineReader.LineTooLong(name: "standard input", limit: 4, start: "abcdefgh…")) { _ = try limited.next() }
         #expect(try limited.next() == nil)
+
+        // A line that is not UTF-8 is skipped too (chat does not send U+FFFD in its place).
+        var latin1: [Int32] = [0, 0]
+        #expect(pipe(&latin1) == 0)
+        defer { close(latin1[0]) }
+        #expect(write(latin1[1], "caf\u{E9}\nok\n".data(using: .isoLatin1)!.withUnsafeBytes { Array($0) }, 8) == 8)
+        close(latin1[1])
+        let latin1Lines = LineReader(descriptor: latin1[0], name: "standard input")
+        #expect(throws: LineReader.LineNotUTF8(name: "standard input", start: "caf\u{FFFD}")) { _ = try latin1Lines.next() }
+        #expect(try latin1Lines.next() == "ok")
 
         // No newline at all: reading ends past the skip limit.
         let zero = open("/dev/zero", O_RDONLY)
