@@ -70,10 +70,10 @@ enum SparsityOptions {
         default: names = ["predictor"]   // DejaVu-style masks are chosen per layer whatever --policy says
         }
         if names.contains("policy"), arguments.string("policy") == MaskPolicy.hybrid.rawValue { names.append("hybrid-floor") }
-        let defaults = ["mask-seed": "0", "hybrid-floor": "0.1"]
         var source: [String: String] = [:]
         for name in names {
-            if let value = arguments.string(name) ?? defaults[name] { source[name.replacingOccurrences(of: "-", with: "_")] = value }
+            // The parser supplies the options' defaults.
+            if let value = arguments.string(name) { source[name.replacingOccurrences(of: "-", with: "_")] = value }
         }
         return source
     }
