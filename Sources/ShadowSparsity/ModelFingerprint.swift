@@ -48,21 +48,21 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
             files = names.filter { $0 == "config.json" || $0.hasSuffix(".safetensors") }.sorted()
                 .map { (loaded.path as NSString).appendingPathComponent($0) }
         }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ bytes: UnsafeRawBufferPointer) {
-            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        }
+        var digest = FNV1a()
         for file in files {
             let mapped = try MappedFile(path: file)
             var size = UInt64(mapped.byteCount)
-            withUnsafeBytes(of: &size) { mix($0) }
-            let bytes = mapped.bytes
-            let window = 1 << 20
-            mix(UnsafeRawBufferPointer(rebasing: bytes[0..<min(window, bytes.count)]))
-            if bytes.count > window { mix(UnsafeRawBufferPointer(rebasing: bytes[max(window, bytes.count - window)...])) }
+            withUnsafeBytes(of: &size) { digest.mix($0) }
+            // The bytes are valid only while the mapping lives (Swift may end `mapped` at its last use).
+            withExtendedLifetime(mapped) {
+                let bytes = mapped.bytes
+                let window = 1 << 20
+                digest.mix(UnsafeRawBufferPointer(rebasing: bytes[0..<min(window, bytes.count)]))
+                if bytes.count > window { digest.mix(UnsafeRawBufferPointer(rebasing: bytes[max(window, bytes.count - window)...])) }
+            }
         }
         self.init(name: URL(fileURLWithPath: loaded.path).lastPathComponent, architecture: loaded.model.architecture,
-                  shape: loaded.model.shape, contentHash: String(format: "%016llx", hash))
+                  shape: loaded.model.shape, contentHash: digest.hex)
     }
 
     /// The largest size a fingerprint may hold; model loading refuses larger ones as well.

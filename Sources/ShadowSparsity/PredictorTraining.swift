@@ -28,15 +28,13 @@ public struct PredictorDataset: Sendable {
     /// FNV-1a over the bits of every scaled input and raw score: a checkpoint continues training
     /// only on the very samples it started on (re-calibrating into the same directory changes it).
     var digest: String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var digest = FNV1a()
         for part in [inputs, heads, neurons ?? []] {
             part.withUnsafeBufferPointer { values in
-                for value in values {
-                    hash = (hash ^ UInt64(value.bitPattern)) &* 0x0000_0100_0000_01b3
-                }
+                for value in values { digest.mix(word: UInt64(value.bitPattern)) }
             }
         }
-        return String(format: "%016llx", hash)
+        return digest.hex
     }
     var inputWidth: Int { kind == .shadow ? shape.attentionWidth : shape.hiddenSize }
     var inputRows: Int { kind == .shadow ? 1 : shape.layers }
