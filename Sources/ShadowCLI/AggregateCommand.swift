@@ -11,6 +11,8 @@ enum AggregateCommand {
         let neurons: [[Float]]?
         /// Present (true) when the head scores are jacov's statistic of vectors pooled over the samples.
         let pooled: Bool?
+        /// The model the traces were made with: `--method static` refuses the scores for another.
+        let model: ModelFingerprint
     }
 
     static let command = Command(
@@ -23,7 +25,8 @@ enum AggregateCommand {
         ]
     ) { arguments, console in
         let directory = try arguments.required("traces")
-        guard let criterion = try arguments.string("criterion") ?? TraceManifest.load(directory: directory).criteria.first else {
+        let manifest = try TraceManifest.load(directory: directory)
+        guard let criterion = arguments.string("criterion") ?? manifest.criteria.first else {
             throw ShadowError.failed("\(directory)/\(TraceManifest.fileName): lists no criteria")
         }
         if let out = arguments.string("out") {
@@ -35,7 +38,7 @@ enum AggregateCommand {
             console.printError("aggregate: warning: \(directory) is not complete (\(aggregate.samples) samples so far; finish it with calibrate --resume)")
         }
         let report = Report(criterion: criterion, samples: aggregate.samples, heads: aggregate.heads, neurons: aggregate.neurons,
-                            pooled: aggregate.pooled ? true : nil)
+                            pooled: aggregate.pooled ? true : nil, model: manifest.model)
         let json = try JSONOutput.string(report)
         if let out = arguments.string("out") {
             try AtomicFile.write(json + "\n", to: out)

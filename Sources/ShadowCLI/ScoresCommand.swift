@@ -10,6 +10,8 @@ enum ScoresCommand {
         let loss: Double
         let heads: [[Float]]
         let neurons: [[Float]]?   // absent for heads-only criteria
+        /// The model scored, so that `--method static --scores` refuses the file for another.
+        let model: ModelFingerprint
     }
 
     static let command = Command(
@@ -19,8 +21,8 @@ enum ScoresCommand {
             one forward and one hand-written backward pass give the criterion's scores (GRASP runs two more). \
             As lm-evaluation-harness does, context + continuation is tokenized once (with the model's BOS, if \
             it adds one) and the continuation is every token after the context's own token count. \
-            --json prints {"loss": x, "heads": [[L×H]], "neurons": [[L×F]]} on one line; heads-only criteria \
-            (jacov, epenas) omit "neurons".
+            --json prints {"loss": x, "heads": [[L×H]], "neurons": [[L×F]], "model": {…}} on one line (the model's \
+            fingerprint, as in traces and predictors); heads-only criteria (jacov, epenas) omit "neurons".
             """,
         options: ModelOptions.prefillOptions + [
             .value("context", "text", help: "The context (prompt) text."),
@@ -63,7 +65,8 @@ enum ScoresCommand {
         if arguments.flag("json") {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            console.print(try JSONOutput.nullingNaN(encoder, Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons)))
+            console.print(try JSONOutput.nullingNaN(encoder, Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons,
+                                                                                      model: ModelFingerprint(loaded: loaded))))
             return
         }
         console.print(String(format: "%@ scores: %d tokens, %d predicted, loss %.4f nats/token, %.2f s",

@@ -22,7 +22,7 @@ enum SparsityOptions {
             .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer); oracle (the true criterion of each prompt, from a backward pass: an upper bound for evaluation, not a fast path).",
                    default: "dense", allowed: methods),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
-            .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (from `aggregate`; one sample's `scores --json` also fits)."),
+            .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (from `aggregate`; one sample's `scores --json` also fits); the model fingerprint they carry must be the loaded model's."),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
             .value("oracle-criterion", "name", help: "oracle: the criterion computed on each prompt.", default: Criterion.plainact.rawValue,
                    allowed: Criterion.allCases.map(\.rawValue)),
@@ -158,7 +158,8 @@ enum SparsityOptions {
             guard let path = scoresPath else {
                 throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
             }
-            scores = try StaticScores.load(path: path, shape: shape, needsNeurons: settings.neuronSparsity > 0)
+            scores = try StaticScores.load(path: path, shape: shape, needsNeurons: settings.neuronSparsity > 0,
+                                           model: ModelFingerprint(loaded: loaded))
         case "oracle":
             return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
         case "shadow", "dejavu", "dejavu-lookahead":
@@ -272,16 +273,25 @@ struct SparsitySummary {
     }
 }
 
-/// Aggregate importance scores read from JSON (`{"heads": [[…]], "neurons": [[…]]}`).
+/// Aggregate importance scores read from JSON (`{"heads": [[…]], "neurons": [[…]], "model": {…}}`).
 enum StaticScores {
     struct File: Decodable {
         let heads: [[Float]]
         let neurons: [[Float]]?
+        /// The fingerprint `aggregate` and `scores --json` write; files made by hand (or before
+        /// it was written) leave it out and are checked by their sizes only.
+        let model: ModelFingerprint?
     }
 
     /// `needsNeurons` false (neurons stay dense): a heads-only file (jacov, epenas) is enough.
-    static func load(path: String, shape: TransformerShape, needsNeurons: Bool = true) throws -> (heads: [[Float]], neurons: [[Float]]?) {
+    /// `model`, when given, must match the file's fingerprint if it has one.
+    static func load(path: String, shape: TransformerShape, needsNeurons: Bool = true,
+                     model: ModelFingerprint? = nil) throws -> (heads: [[Float]], neurons: [[Float]]?) {
         let file = try ConfigDecoding.decode(File.self, path: path)
+        if let recorded = file.model {
+            try recorded.validate(path: path)
+            try model?.check(matches: recorded, what: path)
+        }
         guard file.heads.count == shape.layers, file.heads.allSatisfy({ $0.count == shape.heads }) else {
             throw ShadowError.badJSON(path: path, key: "heads", reason: "expected \(shape.layers) rows of \(shape.heads) scores")
         }

@@ -23,7 +23,8 @@ struct ScoresCommandTests {
         let heads = try #require(json["heads"] as? [[Double]])
         let neurons = try #require(json["neurons"] as? [[Double]])
         let loss = try #require(json["loss"] as? Double)
-        #expect(Set(json.keys) == ["loss", "heads", "neurons"])
+        #expect(Set(json.keys) == ["loss", "heads", "neurons", "model"])
+        #expect((json["model"] as? [String: Any])?["name"] as? String == checkpoint)
 
         // The same sample computed directly: context + continuation tokenized once, the
         // continuation being everything after the context's own tokens.

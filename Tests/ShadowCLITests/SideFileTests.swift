@@ -96,6 +96,30 @@ struct SideFileTests {
         expectOneLineError(generate(["--sparsity", "0.5"]), naming: [scores.path, "neurons"])
     }
 
+    @Test("static scores from aggregate or scores --json carry their model's fingerprint: another model of the same sizes is refused")
+    func staticScoresNameTheirModel() throws {
+        let dir = TestScratch.url("fingerprinted-scores")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let aggregated = dir.appendingPathComponent("plainact.json").path
+        let aggregate = CLIRun(["aggregate", "--traces", SweepCommandTests.inputs.traces, "--out", aggregated])
+        #expect(aggregate.status == 0, "\(aggregate.err)")
+        let single = dir.appendingPathComponent("one-sample.json").path
+        let scores = CLIRun(["scores", "--model", fixture("tiny-llama"), "--context", "Once upon", "--continuation", " a time", "--json"])
+        #expect(scores.status == 0, "\(scores.err)")
+        #expect(((try scores.json()["model"] as? [String: Any])?["content_hash"] as? String)?.count == 16)
+        try scores.out.write(toFile: single, atomically: true, encoding: .utf8)
+        func generate(_ model: String, _ path: String) -> CLIRun {
+            CLIRun(["generate", "--model", fixture(model), "--prompt", "Once", "--max-tokens", "2", "--json",
+                    "--method", "static", "--scores", path, "--sparsity", "0.5"])
+        }
+        for path in [aggregated, single] {
+            let same = generate("tiny-llama", path)
+            #expect(same.status == 0, "\(same.err)")
+            // tiny-llama-tied has tiny-llama's layers, heads and FFN width (so the scores fit) but other weights.
+            expectOneLineError(generate("tiny-llama-tied", path), naming: [path, "made for tiny-llama", "not for the loaded model tiny-llama-tied"])
+        }
+    }
+
     @Test("a resumed sweep refuses a state with negative or impossible counts or another version, naming the key")
     func sweepStateIsChecked() throws {
         let piqa = try EvalCommandTests.piqaFiles()
