@@ -33,7 +33,7 @@ enum CalibrateCommand {
             .value("chunk-size", "n", help: "Samples per chunk file.", default: "64"),
             .flag("resume", help: "Continue the traces already in --out."),
             .flag("no-progress", help: "Hide the progress bar."),
-            .flag("json", help: "Print {\"out\", \"samples\", \"chunks\", \"complete\", \"left_out\", \"shard\", \"seconds\", \"samples_per_second\"} instead of the summary line."),
+            .flag("json", help: "Print {\"out\", \"samples\", \"chunks\", \"complete\", \"interrupted\", \"left_out\", \"shard\", \"seconds\", \"samples_per_second\"} instead of the summary line (also when Ctrl-C stops the run: interrupted true, status 130)."),
         ],
         interruptible: true
     ) { arguments, console in
@@ -101,7 +101,8 @@ enum CalibrateCommand {
         let manifest = TraceManifest(
             model: try ModelFingerprint(loaded: loaded), criteria: criteria.map(\.rawValue), predictorToken: predictorToken,
             sources: sources.map(\.recordedDescription), options: options, requestedSamples: count,
-            shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize, weights: loaded.model.weightDType.rawValue)
+            shardIndex: shardIndex, shardCount: shardCount, chunkSize: chunkSize, weights: loaded.model.weightDType.rawValue,
+            sourceDigests: try sources.map { try $0.contentDigest() })
         let existed = try entryExists(atPath: out)
         let manifestPath = (out as NSString).appendingPathComponent(TraceManifest.fileName)
         let manifestExisted = try fileKind(atPath: manifestPath) != nil   // as TraceWriter decides
@@ -109,6 +110,15 @@ enum CalibrateCommand {
         let samplesBefore = writer.manifest.sampleCount, started = Date()
         var bar: ProgressBar?
         let calibrator = Calibrator(model: model, criteria: criteria, predictorToken: predictorToken)
+        func printReport(interrupted: Bool) throws {
+            let seconds = Date().timeIntervalSince(started)
+            // samples_per_second counts this run's samples only (a resumed run found the others done).
+            let computed = writer.manifest.sampleCount - samplesBefore
+            console.print(try JSONOutput.string(Report(
+                out: out, samples: writer.manifest.sampleCount, chunks: writer.manifest.chunks.count, complete: writer.manifest.complete,
+                interrupted: interrupted, leftOut: leftOut, shard: "\(shardIndex)/\(shardCount)", seconds: seconds,
+                samplesPerSecond: computed > 0 && seconds > 0 ? Double(computed) / seconds : nil)))
+        }
         do {
             try calibrator.run(samples: samples, writer: writer) { done, total in
                 if bar == nil {
@@ -126,16 +136,12 @@ enum CalibrateCommand {
                 if !existed { try? FileManager.default.removeItem(atPath: out) }
                 else if !manifestExisted { try? FileManager.default.removeItem(atPath: manifestPath) }
             }
+            // What an interrupted run saved is reported as a finished one is (then status 130).
+            if interrupted && arguments.flag("json") { try printReport(interrupted: true) }
             throw error
         }
-        let seconds = Date().timeIntervalSince(started)
         if arguments.flag("json") {
-            // samples_per_second counts this run's samples only (a resumed run found the others done).
-            let computed = writer.manifest.sampleCount - samplesBefore
-            console.print(try JSONOutput.string(Report(
-                out: out, samples: writer.manifest.sampleCount, chunks: writer.manifest.chunks.count, complete: writer.manifest.complete,
-                leftOut: leftOut, shard: "\(shardIndex)/\(shardCount)", seconds: seconds,
-                samplesPerSecond: computed > 0 && seconds > 0 ? Double(computed) / seconds : nil)))
+            try printReport(interrupted: false)
             return
         }
         console.print("wrote \(counted(writer.manifest.sampleCount, "sample")) in \(counted(writer.manifest.chunks.count, "chunk")) to \(out)"
@@ -147,13 +153,15 @@ enum CalibrateCommand {
         let out: String
         let samples: Int, chunks: Int
         let complete: Bool
+        /// True when Ctrl-C (or SIGTERM) stopped the run: the samples saved so far, kept for --resume.
+        let interrupted: Bool
         /// Task items left out (an answer of --max-tokens tokens or more, or one adding no token).
         let leftOut: Int
         let shard: String
         let seconds: Double
         let samplesPerSecond: Double?
         enum CodingKeys: String, CodingKey {
-            case out, samples, chunks, complete, shard, seconds
+            case out, samples, chunks, complete, interrupted, shard, seconds
             case leftOut = "left_out", samplesPerSecond = "samples_per_second"
         }
     }

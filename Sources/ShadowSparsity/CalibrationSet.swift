@@ -34,6 +34,14 @@ public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
         kind == .task(.hellaswag) ? description + " (ctx_b capitalised)" : description
     }
 
+    /// FNV-1a over the file's bytes and its labels file's, which a trace manifest records: a
+    /// resumed run or another shard over changed files would mix samples of two versions.
+    public func contentDigest() throws -> String {
+        var digest = try FNV1a.ofFile(path)
+        if let labels { try digest.mixFile(path: labels) }
+        return digest.hex
+    }
+
     /// Parses `kind:path[@from-to]`, e.g. `piqa:data/piqa/valid.jsonl@1000-1838`, `text:corpus.txt`.
     public static func parse(_ spec: String) throws -> CalibrationSource {
         guard let colon = spec.firstIndex(of: ":") else {

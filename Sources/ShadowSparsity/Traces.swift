@@ -56,6 +56,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     /// How the weights were kept (`--weights`): scores under bf16 rounding are not those of f32.
     /// nil in traces written before it was recorded (and then not compared).
     public var weights: String?
+    /// FNV-1a of each source's file (and labels), in the order of `sources`. nil in traces
+    /// written before they were recorded (and then not compared).
+    public var sourceDigests: [String]?
     public var chunks: [Chunk] = []
     public var complete = false
 
@@ -63,12 +66,14 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         case format, version, model, criteria, sources, options, chunks, complete, weights
         case predictorToken = "predictor_token", requestedSamples = "requested_samples"
         case shardIndex = "shard_index", shardCount = "shard_count", chunkSize = "chunk_size"
+        case sourceDigests = "source_digests"
     }
 
     public init(model: ModelFingerprint, criteria: [String], predictorToken: PredictorToken, sources: [String],
                 options: CalibrationOptions, requestedSamples: Int, shardIndex: Int, shardCount: Int, chunkSize: Int,
-                weights: String? = nil) {
+                weights: String? = nil, sourceDigests: [String]? = nil) {
         self.weights = weights
+        self.sourceDigests = sourceDigests
         self.model = model
         self.criteria = criteria
         self.predictorToken = predictorToken
@@ -90,6 +95,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         a.chunks = []; b.chunks = []; a.complete = false; b.complete = false
         a.sources = Self.resolved(a.sources); b.sources = Self.resolved(b.sources)
         if a.weights == nil || b.weights == nil { a.weights = nil; b.weights = nil }
+        if a.sourceDigests == nil || b.sourceDigests == nil { a.sourceDigests = nil; b.sourceDigests = nil }
         return a == b
     }
 
@@ -137,6 +143,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         if let weights, let otherWeights = other.weights { compare("--weights", weights, otherWeights) { $0 } }
         if Self.resolved(sources) != Self.resolved(other.sources) {
             found.append("sources \(sources.joined(separator: ",")) → \(other.sources.joined(separator: ","))")
+        } else if let digests = sourceDigests, let otherDigests = other.sourceDigests, digests != otherDigests {
+            let changed = zip(sources, zip(digests, otherDigests)).filter { $1.0 != $1.1 }.map(\.0)
+            found.append("the contents of \(changed.isEmpty ? "the sources" : changed.joined(separator: ", ")) changed")
         }
         compare("--shots", options.shots, other.options.shots) { String($0) }
         compare("--seed", options.seed, other.options.seed) { String($0) }
@@ -197,6 +206,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
             where s.layers.multipliedReportingOverflow(by: value).overflow {
             throw bad("model.shape.\(key)", "layers × \(key) overflows")
         }
+        if let sourceDigests, sourceDigests.count != sources.count {
+            throw bad("source_digests", "holds \(sourceDigests.count) digests for \(sources.count) sources")
+        }
         guard !criteria.isEmpty else { throw bad("criteria", "is empty") }
         for (i, name) in criteria.enumerated() {
             guard Criterion(rawValue: name) != nil else { throw bad("criteria[\(i)]", "unknown criterion \"\(name)\"") }
@@ -225,7 +237,16 @@ public struct TraceManifest: Codable, Sendable, Equatable {
             if let previous, chunk.firstIndex <= previous {
                 throw bad(key + ".first_index", "\(chunk.firstIndex) does not follow the previous chunk's last index \(previous)")
             }
+            // Calibration numbers its samples from 0 and never takes more than --samples.
+            guard chunk.lastIndex < requestedSamples else {
+                throw bad(key + ".last_index", "\(chunk.lastIndex) is past the \(requestedSamples) samples requested (requested_samples)")
+            }
             previous = chunk.lastIndex
+        }
+        // A calibration without samples is refused, so only a shard can be complete and empty
+        // (one with fewer samples than shards).
+        if complete && chunks.isEmpty && shardCount == 1 {
+            throw bad("complete", "is true, but the manifest lists no chunks")
         }
     }
 

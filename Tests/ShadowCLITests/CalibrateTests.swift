@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowCLI
 @testable import ShadowSparsity
 import ShadowModels
+import ShadowFormats
 import ShadowTestSupport
 
 @Suite("Calibration traces", .serialized)
@@ -59,7 +60,7 @@ struct CalibrateTests {
         #expect(again.status != 0 && again.err.contains("--resume"))
         // --json reports the same, and a resumed run that found everything done computed nothing.
         let json = try calibrate(TestScratch.url("traces-json").path, ["--json"]).json()
-        #expect(json["samples"] as? Int == 7 && json["chunks"] as? Int == 4 && json["complete"] as? Bool == true
+        #expect(json["samples"] as? Int == 7 && json["chunks"] as? Int == 4 && json["complete"] as? Bool == true && json["interrupted"] as? Bool == false
                 && json["left_out"] as? Int == 0 && json["shard"] as? String == "0/1" && (json["samples_per_second"] as? Double ?? 0) > 0, "\(json)")
         let resumed = try calibrate(out, ["--resume", "--json"]).json()
         #expect(resumed["samples"] as? Int == 7 && resumed["samples_per_second"] == nil, "\(resumed)")
@@ -215,6 +216,37 @@ struct CalibrateTests {
                                 "--text-window", "16", "--text-continuation", "4", "--out", cut, "--resume"])
         #expect(different.status != 0 && different.err.contains("different run"))
         #expect(different.err.contains("(criteria plainact,l2_norm → plainact, --chunk-size 2 → 64, --samples 7 → 5 (only more can extend them))"), "\(different.err)")
+    }
+
+    @Test("the manifest records a digest of each source file: a resume over a changed file is refused, one from before digests continues")
+    func resumeChecksSourceContents() throws {
+        let directory = temporaryDirectory()
+        let corpus = TestScratch.url("corpus-copy", suffix: ".txt").path
+        try FileManager.default.copyItem(atPath: Self.corpus, toPath: corpus)
+        func run(_ extra: [String] = []) -> CLIRun {
+            CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(corpus)", "--samples", "4",
+                    "--text-window", "16", "--text-continuation", "4", "--chunk-size", "2", "--out", directory, "--no-progress"] + extra)
+        }
+        func cutShort() throws {
+            var manifest = try TraceManifest.load(directory: directory)
+            for chunk in manifest.chunks.dropFirst() { try FileManager.default.removeItem(atPath: directory + "/" + chunk.file) }
+            manifest.chunks = Array(manifest.chunks.prefix(1))
+            manifest.complete = false
+            try manifest.save(directory: directory)
+        }
+        #expect(run().status == 0)
+        let digests = try #require(try TraceManifest.load(directory: directory).sourceDigests)
+        #expect(digests == [try FNV1a.ofFile(corpus).hex])
+        try cutShort()
+        try (String(contentsOfFile: corpus, encoding: .utf8) + " One more sentence.").write(toFile: corpus, atomically: true, encoding: .utf8)
+        let changed = run(["--resume"])
+        #expect(changed.status == 1 && changed.err.contains("the contents of text:\(corpus) changed"), "\(changed.err)")
+        // Traces written before digests were recorded are not compared.
+        var manifest = try TraceManifest.load(directory: directory)
+        manifest.sourceDigests = nil
+        try manifest.save(directory: directory)
+        let old = run(["--resume"])
+        #expect(old.status == 0, "\(old.err)")
     }
 
     @Test("a resumed run first checks the chunks already there: one lost or cut short is named, not built upon")

@@ -353,11 +353,17 @@ struct InterruptionTests {
     func signalSavesWork(signal: Int32) throws {
         let dir = Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let run = try ChildRun(Self.calibrate.arguments(dir), signal: signal, after: 0.4)
+        let output = TestScratch.path("calibrate-json", suffix: ".out")
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let run = try ChildRun(Self.calibrate.arguments(dir) + ["--json"], signal: signal, after: 0.4, output: output)
         try #require(run.end == .exited(CLI.interruptedStatus), "\(run.end): \(run.err)")
         #expect(run.err.hasPrefix("interrupted: ") && run.err.contains("--resume"), "\(run.err)")
         let manifest = try TraceManifest.load(directory: dir + "/traces")
-        // The samples computed before Ctrl-C are on disk.
+        // The samples computed before Ctrl-C are on disk, and --json reports them.
         #expect(!manifest.complete && manifest.sampleCount > 0)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any]
+        #expect(report?["interrupted"] as? Bool == true && report?["complete"] as? Bool == false, "\(String(describing: report))")
+        #expect(report?["samples"] as? Int == manifest.sampleCount && report?["chunks"] as? Int == manifest.chunks.count)
     }
 }

@@ -53,7 +53,7 @@ struct TraceValidationTests {
         }
     }
 
-    @Test("a manifest with a chunk listed twice, outside the directory, of the wrong size, or of another format or version is refused naming the key")
+    @Test("a manifest with a chunk listed twice, outside the directory, of the wrong size, past the samples requested, complete without chunks, or of another format or version is refused naming the key")
     func inconsistentManifests() throws {
         let cases: [(String, (inout [String: Any]) -> Void, String)] = [
             ("duplicate", { m in var c = m["chunks"] as! [[String: Any]]; c.append(c[0]); m["chunks"] = c }, "chunks[3].file"),
@@ -64,6 +64,9 @@ struct TraceValidationTests {
             ("version", { m in m["version"] = 9 }, "version"),
             ("criteria", { m in m["criteria"] = ["plainact", "plainact"] }, "criteria[1]"),
             ("shards", { m in m["shard_index"] = 3 }, "shard_index"),
+            // Self-contradicting counts: more samples than requested, complete without any.
+            ("requested", { m in m["requested_samples"] = 10 }, "chunks[2].last_index"),
+            ("empty", { m in m["chunks"] = [[String: Any]](); m["complete"] = true }, "complete"),
         ]
         for (name, edit, key) in cases {
             let directory = try traces("manifest-\(name)")
@@ -98,6 +101,7 @@ struct TraceValidationTests {
         let empty = try traces("manifest-empty")
         try editManifest(empty) { m in
             m["chunks"] = [[String: Any]]()
+            m["complete"] = false   // (complete without chunks is refused on its own)
             var model = m["model"] as! [String: Any], shape = model["shape"] as! [String: Any]
             shape["layers"] = 1 << 30
             model["shape"] = shape
