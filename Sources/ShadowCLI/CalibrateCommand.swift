@@ -238,9 +238,18 @@ enum TraceInfoCommand {
             predictor token \(manifest.predictorToken.rawValue)
             weights         \(manifest.weights ?? "not recorded (traces from before 2026-12-05)")
             sources         \(manifest.sources.joined(separator: ", "))
-            samples         \(manifest.sampleCount) of \(manifest.requestedSamples) requested\(manifest.shardCount > 1 ? " (shard \(manifest.shardIndex)/\(manifest.shardCount))" : "")
+            samples         \(samplesLine(manifest))
             chunks          \(manifest.chunks.count) (\(String(format: "%.1f MB", Double(bytes) / 1e6)))
             complete        \(manifest.complete ? "yes" : "no (continue with calibrate --resume)")
             """)
+    }
+
+    /// "5 of 8 requested", or for a shard its share as an interrupted calibrate counts it:
+    /// "2 of shard 0/2's 4 (8 requested in all)" (fewer when the sources held fewer samples).
+    static func samplesLine(_ manifest: TraceManifest) -> String {
+        let (index, count, requested) = (manifest.shardIndex, manifest.shardCount, manifest.requestedSamples)
+        guard count > 1 else { return "\(manifest.sampleCount) of \(requested) requested" }
+        let share = requested > index ? (requested - index + count - 1) / count : 0
+        return "\(manifest.sampleCount) of shard \(index)/\(count)'s \(share) (\(requested) requested in all)"
     }
 }

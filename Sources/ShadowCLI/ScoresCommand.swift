@@ -1,4 +1,5 @@
 import Foundation
+import ShadowEval
 import ShadowFormats
 import ShadowModels
 import ShadowSparsity
@@ -19,8 +20,9 @@ enum ScoresCommand {
         discussion: """
             The loss is the mean cross-entropy of the continuation's tokens given everything before them; \
             one forward and one hand-written backward pass give the criterion's scores (GRASP runs two more). \
-            As lm-evaluation-harness does, context + continuation is tokenized once (with the model's BOS, if \
-            it adds one) and the continuation is every token after the context's own token count. \
+            As lm-evaluation-harness (and eval) does, white space ending the context moves to the front of the \
+            continuation, context + continuation is tokenized once (with the model's BOS, if it adds one) and \
+            the continuation is every token after the context's own token count. \
             --json prints {"loss": x, "heads": [[L×H]], "neurons": [[L×F]], "model": {…}} on one line (the model's \
             fingerprint, as in traces and predictors); heads-only criteria (jacov, epenas) omit "neurons".
             """,
@@ -44,9 +46,10 @@ enum ScoresCommand {
             throw ShadowError.failed("\(loaded.path): architecture \"\(loaded.model.architecture)\" has no backward pass")
         }
         let tokenizer = try loaded.requireTokenizer()
-        let predictFrom = tokenizer.encodeWithSpecialTokens(context).count
-        let tokens = tokenizer.encodeWithSpecialTokens(context + continuation)
-        guard predictFrom > 0 else { throw ShadowError.invalidArgument(name: "--context", reason: "gives no tokens") }
+        // eval's request: white space ending the context moves to the continuation, and a context
+        // of no tokens is lm-eval's prefix token (BOS, else EOS).
+        let request = ScoringRequest(context: context, continuation: continuation, tokenizer: tokenizer, maxTokens: .max)
+        let (tokens, predictFrom) = (request.tokens, request.predictFrom)
         guard tokens.count > predictFrom else {
             throw ShadowError.invalidArgument(name: "--continuation", reason: "adds no tokens after the context's \(counted(predictFrom, "token")) (nothing to score)")
         }

@@ -81,7 +81,8 @@ public struct Calibrator {
             if Interruption.requested {
                 // Keep the finished samples: a short chunk is as valid as a full one.
                 try writer.flush()
-                throw ShadowError.interrupted("\(writer.manifest.sampleCount) of \(mine.count) samples saved in \(writer.directory); continue with --resume")
+                let of = shard.shardCount > 1 ? "shard \(shard.shardIndex)/\(shard.shardCount)'s \(mine.count)" : "\(mine.count)"
+                throw ShadowError.interrupted("\(writer.manifest.sampleCount) of \(of) samples saved in \(writer.directory); continue with --resume")
             }
             try writer.append(try record(sample))
             finished += 1

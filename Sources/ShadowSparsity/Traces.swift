@@ -490,8 +490,14 @@ public enum TraceStore {
             }
             guard m.complete else { throw ShadowError.failed("\(dir): shard \(m.shardIndex)/\(m.shardCount) is not complete") }
         }
-        let indices = Set(manifests.map(\.shardIndex))
-        guard indices.count == manifests.count else { throw ShadowError.failed("merge: the same shard is listed twice") }
+        var listed: [Int: String] = [:]
+        for (dir, m) in zip(shards, manifests) {
+            if let earlier = listed[m.shardIndex] {
+                throw ShadowError.invalidArgument(name: "--shards", reason: "\(earlier) and \(dir) are both shard \(m.shardIndex)/\(m.shardCount)")
+            }
+            listed[m.shardIndex] = dir
+        }
+        let indices = Set(listed.keys)
         // Merged traces claim every sample: a shard left out would silently shrink them.
         if let missing = (0..<first.shardCount).first(where: { !indices.contains($0) }) {
             throw ShadowError.invalidArgument(name: "--shards", reason: "shard \(missing)/\(first.shardCount) is missing (\(manifests.count) of \(first.shardCount) shards given)")

@@ -302,6 +302,9 @@ struct CalibrateTests {
                              "--chunk-size", "2", "--out", s1, "--no-progress", "--shard", "1/2"])
         #expect(shard1.status == 0, "\(shard1.err)")
         #expect(try records(s1).map(\.index) == [1, 3, 5])
+        #expect(CLIRun(["traces", "info", s1]).out.contains("samples         3 of shard 1/2's 3 (7 requested in all)"))
+        let twice = CLIRun(["traces", "merge", "--shards", "\(s0),\(s1),\(s0)", "--out", temporaryDirectory()])
+        #expect(twice.status == 1 && twice.err == "error: --shards: \(s0) and \(s0) are both shard 0/2\n", "\(twice.err)")
         let run = CLIRun(["traces", "merge", "--shards", "\(s1),\(s0)", "--out", merged])
         #expect(run.status == 0, "\(run.err)")
         // Shards that record different --weights are refused whichever comes first, even after one that records none.

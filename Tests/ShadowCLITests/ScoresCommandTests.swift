@@ -51,6 +51,17 @@ struct ScoresCommandTests {
         #expect((json["heads"] as? [[Double]])?.count == 3)
     }
 
+    @Test("white space ending the context moves to the continuation, as eval's requests do")
+    func trailingSpace() throws {
+        func loss(_ context: String, _ continuation: String) throws -> Double? {
+            let result = CLIRun(["scores", "--model", fixture("tiny-llama"), "--context", context, "--continuation", continuation, "--json"])
+            #expect(result.status == 0, "\(result.err)")
+            return try result.json()["loss"] as? Double
+        }
+        let moved = try #require(try loss("The river ran past the old ", "mill"))
+        #expect(try loss("The river ran past the old", " mill") == moved)
+    }
+
     @Test("the plain-text summary has one line per layer")
     func summary() {
         let result = CLIRun(["scores", "--model", fixture("tiny-opt"), "--context", Self.context,
