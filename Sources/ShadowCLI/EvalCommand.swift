@@ -2,6 +2,7 @@ import Foundation
 import ShadowEval
 import ShadowFormats
 import ShadowModels
+import ShadowSparsity
 import ShadowTasks
 
 /// `shadowllm eval`: one task of DESIGN §6, sparse and dense in the same harness.
@@ -127,9 +128,8 @@ enum EvalCommand {
         let dataPath = try arguments.required("data")
         try ModelOptions.requireFile(dataPath, option: "data")
         // Refused before the file is looked for: its name is not the problem.
-        if arguments.has("labels"), !task.acceptsLabelsFile {
-            let why = task == .wikitext || task == .lambada ? "\(task.rawValue) has no labels" : "\(task.rawValue) keeps its labels in the task file"
-            throw ShadowError.invalidArgument(name: "--labels", reason: "applies to piqa and winogrande only (\(why))")
+        if arguments.has("labels"), let refusal = task.labelsFileRefusal {
+            throw ShadowError.invalidArgument(name: "--labels", reason: refusal)
         }
         if let labels = arguments.string("labels") { try ModelOptions.requireFile(labels, option: "labels") }
         // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
@@ -250,6 +250,9 @@ enum EvalCommand {
                 agreement = result.agreement
                 report.truncatedItems = result.truncatedItems
                 samples = result.items.map { Sample.item($0, sparse: sparsity != nil) }
+            }
+            if let statistics = (sparsity as? OracleController)?.statistics, statistics.denseMasks > 0 {
+                console.printError("warning: \(statistics.denseMasks) of \(statistics.masks) oracle masks ran dense: their prompt (the context, cut to the model's context) was one token, which gives no loss to score; the realised sparsity counts them")
             }
             if let truncated = report.truncatedItems, truncated > 0 {
                 console.printError("warning: \(truncated) of \(report.n) items were longer than the model's context of \(model.shape.maxContext) tokens and lost tokens from their start (as lm-eval truncates them); they are marked \"truncated\" in --samples")

@@ -81,7 +81,9 @@ enum PerplexityCommand {
             progressBar?.update(done)
         }
         let bytes = text.utf8.count
-        let predictedBytes = max(1, bytes - tokenizer.decode([tokens[0]], skipSpecialTokens: true).utf8.count)
+        // The first token is context only; its raw bytes (one of a character's several, a BOM's
+        // first) leave the count, not the U+FFFD its text would read as.
+        let predictedBytes = max(1, bytes - tokenizer.decodeBytes([tokens[0]], skipSpecialTokens: true).count)
         let realised = Evaluation.realisedSparsity(sparsity, shape: loaded.model.shape)
         let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? Scoring.defaultStride(context: context),
                             nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,

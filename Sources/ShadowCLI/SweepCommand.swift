@@ -111,6 +111,9 @@ enum SweepCommand {
             }
             if !criteriaOf[method, default: []].contains(parts[1]) { criteriaOf[method, default: []].append(parts[1]) }
         }
+        guard !methods.isEmpty else {
+            throw ShadowError.invalidArgument(name: "--methods", reason: "the list is empty; give one or more of \(sparseMethods.joined(separator: ", ")) (dense always runs)")
+        }
         for method in methods where ["shadow", "dejavu", "dejavu-lookahead"].contains(method) && arguments.has("methods") && !arguments.has("predictor") {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by the \(method) method (predictor files or directories from train-predictor)")
         }
@@ -488,6 +491,12 @@ enum SweepCommand {
         for (option, files) in [("data", data), ("labels", labels)] {
             for task in files.keys.sorted() where !names.contains(task) {
                 throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(task) is not among --tasks (\(names.joined(separator: ","))); add it there or drop its file")
+            }
+        }
+        // As eval says it: a labels file only PIQA and Winogrande read (it was dropped unread).
+        for name in labels.keys.sorted() {
+            if let refusal = TaskName(rawValue: name)?.labelsFileRefusal {
+                throw ShadowError.invalidArgument(name: "--labels", reason: refusal)
             }
         }
         let files = DataFiles(directory: try arguments.required("data-dir"))

@@ -13,8 +13,8 @@ enum SweepReport {
         ordered(results.rows.map(\.task)).filter { $0 != "wikitext" }
     }
 
-    static func ordered(_ values: [String]) -> [String] {
-        var seen = Set<String>()
+    static func ordered<Value: Hashable>(_ values: [Value]) -> [Value] {
+        var seen = Set<Value>()
         return values.filter { seen.insert($0).inserted }
     }
 
@@ -154,7 +154,8 @@ enum SweepReport {
             panels.append(("mean accuracy of " + choiceTasks(results).joined(separator: ", "), false, { meanAccuracy(results, cell: $0) }, { _ in nil }))
         }
         let series = ordered(results.rows.map(\.cell).filter { $0.method != "dense" }.sorted().map(\.series))
-        let cells = results.rows.map(\.cell)
+        // Every task has a row per cell: each cell once, or its points are drawn once per task.
+        let cells = ordered(results.rows.map(\.cell))
         let width = 340.0, height = 250.0, columns = min(panels.count, 3)
         let rows = (panels.count + columns - 1) / max(columns, 1)
         let legendHeight = Double((series.count + 2) / 3) * 18 + 20
@@ -167,7 +168,12 @@ enum SweepReport {
             let w = width - 85, h = height - 75
             let transform: (Double) -> Double = panel.logScale ? { log10(max($0, 1e-9)) } : { $0 }
             // An infinite perplexity (a window the model gives probability 0) has no place on an axis.
-            let values = cells.compactMap(panel.value).filter(\.isFinite).map(transform)
+            // The axis holds each point's error bar too (accuracies stay within 0…1 below).
+            let values = cells.flatMap { cell -> [Double] in
+                guard let value = panel.value(cell) else { return [] }
+                guard !panel.logScale, let error = panel.error(cell), error.isFinite, error > 0 else { return [value] }
+                return [value, value - error, value + error]
+            }.filter(\.isFinite).map(transform)
             guard var low = values.min(), var high = values.max() else { continue }
             if high - low < 1e-9 { low -= 0.5; high += 0.5 }
             let pad = (high - low) * 0.08

@@ -35,6 +35,7 @@ public final class OracleController: PromptAwareController, PredictingController
               let scores = try? Importance.scores(model: model, tokens: prompt, predictFrom: 1, criteria: [criterion])[criterion] else {
             plans = [LayerPlan](repeating: .dense, count: model.shape.layers)
             statistics.record(plans: plans, shape: model.shape)
+            statistics.denseMasks += 1
             return
         }
         plans = Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: model.shape)

@@ -16,6 +16,9 @@ public struct PredictionStatistics: Sendable, Equatable {
     public var neuronSparsity = 0.0
     /// Masks built (a dejavu mask is complete once its last layer is planned).
     public var masks = 0
+    /// Of those, masks left dense because the prompt gave nothing to score (the oracle on a
+    /// prompt of one token): counted in the realised sparsity, and worth a warning.
+    public var denseMasks = 0
 
     public init() {}
 

@@ -39,4 +39,11 @@ public enum TaskName: String, CaseIterable, Sendable {
     public var acceptsLabelsFile: Bool {
         self == .piqa || self == .winogrande
     }
+
+    /// Why a labels file given for this task is refused, as `--labels` says it; nil when it reads one.
+    public var labelsFileRefusal: String? {
+        guard !acceptsLabelsFile else { return nil }
+        let why = self == .wikitext || self == .lambada ? "\(rawValue) has no labels" : "\(rawValue) keeps its labels in the task file"
+        return "applies to piqa and winogrande only (\(why))"
+    }
 }

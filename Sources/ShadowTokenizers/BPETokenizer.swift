@@ -196,13 +196,22 @@ final class BPETokenizer: Tokenizer {
     // MARK: Decoding
 
     func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String {
+        text(of: decodedTokens(ids, skipSpecialTokens: skipSpecialTokens), midStream: false)
+    }
+
+    func decodeBytes(_ ids: [Int], skipSpecialTokens: Bool) -> [UInt8] {
+        bytes(of: decodedTokens(ids, skipSpecialTokens: skipSpecialTokens), midStream: false, raw: true)
+    }
+
+    /// The token strings of `ids` that decoding reads.
+    private func decodedTokens(_ ids: [Int], skipSpecialTokens: Bool) -> [[UInt8]] {
         var tokens: [[UInt8]] = []
         tokens.reserveCapacity(ids.count)
         // Ids outside the vocabulary are ignored, as tokenizers does.
         for id in ids where tokenString(id) != nil && !(skipSpecialTokens && isSpecial[id]) {
             tokens.append(tokenUTF8[id])
         }
-        return text(of: tokens, midStream: false)
+        return tokens
     }
 
     func decodeToken(_ id: Int) -> String {
@@ -215,9 +224,12 @@ final class BPETokenizer: Tokenizer {
     }
 
     private func text(of tokens: [[UInt8]], midStream: Bool) -> String {
-        guard let decoders else {
-            return tokens.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
-        }
-        return String(decoding: decoders.decode(tokens, midStream: midStream), as: UTF8.self)
+        String(decoding: bytes(of: tokens, midStream: midStream, raw: false), as: UTF8.self)
+    }
+
+    /// `raw`: bytes that are not valid UTF-8 stay as they are (else U+FFFD, as tokenizers).
+    private func bytes(of tokens: [[UInt8]], midStream: Bool, raw: Bool) -> [UInt8] {
+        guard let decoders else { return Array(tokens.joined(separator: [0x20])) }
+        return decoders.decode(tokens, midStream: midStream, raw: raw)
     }
 }

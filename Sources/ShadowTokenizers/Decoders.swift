@@ -18,7 +18,8 @@ enum TokenDecoder: Sendable, Equatable {
 
     /// `midStream` decodes tokens that do not start the sequence (streaming one token at a time):
     /// the stages that exist to undo the prefix added at the start of the text leave them alone.
-    func apply(_ tokens: [[UInt8]], midStream: Bool) -> [[UInt8]] {
+    /// `raw` keeps bytes that are not valid UTF-8 as they are, where tokenizers writes U+FFFD.
+    func apply(_ tokens: [[UInt8]], midStream: Bool, raw: Bool = false) -> [[UInt8]] {
         switch self {
         case .byteLevel:
             var bytes: [UInt8] = []
@@ -26,11 +27,11 @@ enum TokenDecoder: Sendable, Equatable {
                 // Tokens outside the byte map (rare added tokens) pass through as their own UTF-8.
                 bytes.append(contentsOf: ByteLevel.bytes(ofToken: token) ?? token)
             }
-            return [Array(String(decoding: bytes, as: UTF8.self).utf8)]
+            return [raw ? bytes : Array(String(decoding: bytes, as: UTF8.self).utf8)]
         case .replace(let pattern, let content):
             return tokens.map { replaceAll(in: $0[...], of: pattern, with: content) }
         case .byteFallback:
-            return Self.fallBackToBytes(tokens)
+            return Self.fallBackToBytes(tokens, raw: raw)
         case .fuse:
             return [tokens.flatMap { $0 }]
         case .strip(let content, let start, let stop):
@@ -51,12 +52,12 @@ enum TokenDecoder: Sendable, Equatable {
         return UInt8(String(decoding: token[3..<5], as: UTF8.self), radix: 16)
     }
 
-    private static func fallBackToBytes(_ tokens: [[UInt8]]) -> [[UInt8]] {
+    private static func fallBackToBytes(_ tokens: [[UInt8]], raw: Bool) -> [[UInt8]] {
         var result: [[UInt8]] = []
         var pending: [UInt8] = []
         func flush() {
             guard !pending.isEmpty else { return }
-            if isValidUTF8(pending) {
+            if raw || isValidUTF8(pending) {
                 result.append(pending)
             } else {
                 result.append(contentsOf: repeatElement(Array("\u{FFFD}".utf8), count: pending.count))
@@ -93,8 +94,8 @@ enum TokenDecoder: Sendable, Equatable {
 }
 
 extension Array where Element == TokenDecoder {
-    func decode(_ tokens: [[UInt8]], midStream: Bool) -> [UInt8] {
-        reduce(tokens) { tokens, decoder in decoder.apply(tokens, midStream: midStream) }.flatMap { $0 }
+    func decode(_ tokens: [[UInt8]], midStream: Bool, raw: Bool = false) -> [UInt8] {
+        reduce(tokens) { tokens, decoder in decoder.apply(tokens, midStream: midStream, raw: raw) }.flatMap { $0 }
     }
 }
 

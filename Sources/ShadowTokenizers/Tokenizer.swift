@@ -27,6 +27,9 @@ public protocol Tokenizer: Sendable {
     func addingSpecialTokens(_ ids: [Int]) -> [Int]
     /// Ids → text. Ids outside the vocabulary are ignored.
     func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String
+    /// What `decode` spells, as bytes before invalid UTF-8 becomes U+FFFD: a token holding part
+    /// of a character counts the bytes it holds (perplexity's bytes per token).
+    func decodeBytes(_ ids: [Int], skipSpecialTokens: Bool) -> [UInt8]
     /// One token's text as it reads in the middle of a stream: no start-of-text clean-up, and
     /// bytes of an incomplete UTF-8 sequence become U+FFFD. Use `StreamingDecoder` to print
     /// generated text without breaking characters.

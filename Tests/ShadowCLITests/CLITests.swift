@@ -428,6 +428,11 @@ struct CLITests {
             let bitsPerByte = try #require(json["bits_per_byte"] as? Double), nll = try #require(json["nll_sum"] as? Double)
             #expect(abs(bitsPerByte - nll / Double(bytes) / log(2)) < 1e-9, "\(name)")
         }
+        // A first token that is one byte of a character (tiny-llama spells 日 in three byte
+        // tokens) leaves one byte, not the three of the U+FFFD it reads as alone.
+        let japanese = "日本語のテキストです"
+        let japaneseJSON = try CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", japanese, "--json"]).json()
+        #expect(japaneseJSON["tokens"] as? Int == japanese.utf8.count && japaneseJSON["predicted_bytes"] as? Int == japanese.utf8.count - 1, "\(japaneseJSON)")
     }
 
     @Test("generate and chat report their method with the nominal and realised sparsity, in JSON and with --verbose")

@@ -159,6 +159,21 @@ struct EvalCommandTests {
         #expect((json["kl_divergence"] as? Double ?? 0) > 0 && (json["realised_head_sparsity"] as? Double ?? 0) > 0)
         let bad = CLIRun(base + ["--oracle-criterion", "jacov"])
         #expect(bad.status != 0 && bad.err.contains("jacov") && bad.err.split(separator: "\n").count == 1, "\(bad.err)")
+        #expect(!run.err.contains("ran dense"), "\(run.err)")
+
+        // Answers that fill tiny-llama's context of 128 leave one context token (each choice's
+        // request is cut on its own, so each has its mask): those masks are dense, and said so.
+        let long = String(repeating: " and the river ran on", count: 40)
+        let data = TestScratch.url("piqa-long", suffix: ".jsonl").path
+        try #"{"goal": "Describe a river", "sol1": "It ran\#(long).", "sol2": "It ran\#(long) again."}"#
+            .write(toFile: data, atomically: true, encoding: .utf8)
+        let labels = TestScratch.url("piqa-long-labels", suffix: ".lst").path
+        try "0\n".write(toFile: labels, atomically: true, encoding: .utf8)
+        let cut = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "piqa", "--data", data, "--labels", labels,
+                          "--method", "oracle", "--sparsity", "0.5", "--json", "--no-progress"])
+        #expect(cut.status == 0, "\(cut.err)")
+        #expect(cut.err.contains("warning: 2 of 2 oracle masks ran dense") && cut.err.contains("were longer than the model's context"), "\(cut.err)")
+        #expect(try cut.json()["realised_head_sparsity"] as? Double == 0)
     }
 
     @Test("--weights bf16-dot scores within bf16 rounding of f32, and an unknown --weights names the choices")

@@ -178,6 +178,14 @@ struct SweepCommandTests {
             #expect(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\""))
             try expectRenders(out + "/" + name)
         }
+        // Each panel draws every cell once (the rows hold one per task): no point repeats in a line.
+        let plot = try String(contentsOfFile: out + "/sweep.svg", encoding: .utf8)
+        let lines = plot.split(separator: "\n").filter { $0.hasPrefix("<polyline") }
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let points = line.split(separator: "\"")[1].split(separator: " ")
+            #expect(Set(points).count == points.count, "\(line)")
+        }
 
         // Run again: everything comes from the saved state, with the same numbers.
         let again = try sweep(out: out)
@@ -377,6 +385,8 @@ struct SweepCommandTests {
         (["--tasks", "wikitext", "--data", "wikitext=x.txt"], "--labels: piqa is not among --tasks (wikitext)"),
         (["--data", "piqa=a.jsonl,piqa=b.jsonl,wikitext=x.txt"], "--data: piqa is given twice"),
         (["--methods", "nope"], "--methods"),
+        (["--methods", ""], "--methods: the list is empty; give one or more of"),
+        (["--labels", "piqa=\(SweepCommandTests.piqa.labels),wikitext=x.lst"], "--labels: applies to piqa and winogrande only (wikitext has no labels)"),
         (["--criteria", "nope"], "--criteria"),
         (["--data", "piqa"], "--data"),
         (["--predictor", "/nonexistent/predictors"], "/nonexistent/predictors"),
