@@ -27,13 +27,27 @@ enum PerplexityCommand {
         /// where a method keeps no count (the oracle).
         let realisedHeadSparsity: Double?
         let realisedNeuronSparsity: Double?
+        /// `--weights`, and where a sparse run's masks come from, as eval records them
+        /// (`predictor`, `scores`, `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`).
+        let weights: String
+        let maskSource: [String: String]
 
-        enum CodingKeys: String, CodingKey {
-            case model, tokens, context, stride, windows, perplexity, bytes, seconds, method
-            case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
-            case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
-            case nllSum = "nll_sum", predictedTokens = "predicted_tokens", bitsPerByte = "bits_per_byte"
-            case predictedBytes = "predicted_bytes"
+        func encode(to encoder: any Encoder) throws {
+            typealias Key = EvalCommand.Report.Key
+            var c = encoder.container(keyedBy: Key.self)
+            for (name, value) in [("model", model), ("method", method), ("weights", weights)] + maskSource.sorted(by: { $0.key < $1.key }) {
+                try c.encode(value, forKey: Key(name))
+            }
+            for (name, value) in [("tokens", tokens), ("context", context), ("stride", stride), ("predicted_tokens", predictedTokens),
+                                  ("windows", windows), ("bytes", bytes), ("predicted_bytes", predictedBytes)] {
+                try c.encode(value, forKey: Key(name))
+            }
+            for (name, value) in [("nll_sum", nllSum), ("perplexity", perplexity), ("bits_per_byte", bitsPerByte), ("seconds", seconds),
+                                  ("head_sparsity", headSparsity), ("neuron_sparsity", neuronSparsity)] {
+                try c.encode(value, forKey: Key(name))
+            }
+            try c.encodeIfPresent(realisedHeadSparsity, forKey: Key("realised_head_sparsity"))
+            try c.encodeIfPresent(realisedNeuronSparsity, forKey: Key("realised_neuron_sparsity"))
         }
     }
 
@@ -92,7 +106,8 @@ enum PerplexityCommand {
                             method: try arguments.required("method"),
                             headSparsity: try SparsityOptions.settings(arguments).headSparsity,
                             neuronSparsity: try SparsityOptions.settings(arguments).neuronSparsity,
-                            realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
+                            realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons,
+                            weights: try arguments.required("weights"), maskSource: try SparsityOptions.source(arguments))
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
         } else {

@@ -36,9 +36,9 @@ enum PipelineReport {
 
     static func markdown(_ results: PipelineCommand.Results) -> String {
         var lines = ["# ShadowLLM pipeline report", "",
-                     "- model: `\(results.model)`",
+                     "- model: \(Markdown.code(results.model))",
                      "- date: \(results.date); machine: \(results.machine)",
-                     "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: `\(results.heldOutText)`",
+                     "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: \(Markdown.code(results.heldOutText))",
                      "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; in brackets the realised fractions, a mean over the tasks evaluated)",
                      "- items scored: " + (results.items.isEmpty ? "none (no task data)" : results.items.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
                      "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)", "",

@@ -13,3 +13,18 @@ enum SVG {
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 }
+
+enum Markdown {
+    /// `text` as an inline code span that stays one (CommonMark): fenced by more backticks than
+    /// its longest run of them, padded with a space where it starts or ends with one.
+    static func code(_ text: String) -> String {
+        var longest = 0, run = 0
+        for character in text {
+            run = character == "`" ? run + 1 : 0
+            longest = max(longest, run)
+        }
+        let fence = String(repeating: "`", count: longest + 1)
+        let pad = text.hasPrefix("`") || text.hasSuffix("`") ? " " : ""
+        return fence + pad + text.replacingOccurrences(of: "\n", with: " ") + pad + fence
+    }
+}

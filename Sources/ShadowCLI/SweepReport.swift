@@ -96,12 +96,12 @@ enum SweepReport {
 
     static func markdown(_ results: Results) -> String {
         var lines = ["# ShadowLLM sweep", "",
-                     "- model: `\(results.model)`",
+                     "- model: \(Markdown.code(results.model))",
                      "- date: \(results.date); machine: \(results.machine); evaluation time \(String(format: "%.0f", results.seconds)) s",
-                     "- command: `\(results.command)`"]
+                     "- command: \(Markdown.code(results.command))"]
         if results.commands.count > 1 {
             lines.append("- with the cells of the earlier commands in this directory:")
-            lines += results.commands.dropLast().map { "  - `\($0)`" }
+            lines += results.commands.dropLast().map { "  - \(Markdown.code($0))" }
         }
         lines += ["- settings: \(results.settings)", "",
                      "## Results", "",

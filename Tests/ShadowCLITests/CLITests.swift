@@ -202,6 +202,9 @@ struct CLITests {
         #expect(shellQuoted("runs/sweep-1") == "runs/sweep-1" && shellQuoted("sp ace") == "'sp ace'"
                 && shellQuoted("it's") == "'it'\\''s'" && shellQuoted("") == "''")
         #expect([29.67, 9450, 166_000, 2_310_000, 2.53e9, 3e15].map(SweepReport.compactNumber) == ["29.67", "9450", "166k", "2.31M", "2.53G", "3e+15"])
+        // A path with backticks stays one code span in report.md.
+        #expect(Markdown.code("runs/m.gguf") == "`runs/m.gguf`" && Markdown.code("we`ird") == "``we`ird``"
+                && Markdown.code("`x``") == "``` `x`` ```")
         let directory = TestScratch.path("csv-model")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let model = directory + "/a,b \"x\""
@@ -433,6 +436,11 @@ struct CLITests {
         let japanese = "日本語のテキストです"
         let japaneseJSON = try CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", japanese, "--json"]).json()
         #expect(japaneseJSON["tokens"] as? Int == japanese.utf8.count && japaneseJSON["predicted_bytes"] as? Int == japanese.utf8.count - 1, "\(japaneseJSON)")
+        // The settings that change the numbers are recorded, as eval records them (tiny-opt is stored in f16).
+        #expect(json["weights"] as? String == "f16" && json["method"] as? String == "dense" && json["policy"] == nil, "\(json)")
+        let random = try CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "The quick brown fox.", "--method", "random",
+                                 "--sparsity", "0.5", "--mask-seed", "7", "--weights", "bf16", "--json"]).json()
+        #expect(random["weights"] as? String == "bf16" && random["mask_seed"] as? String == "7" && random["policy"] as? String == "global", "\(random)")
     }
 
     @Test("generate and chat report their method with the nominal and realised sparsity, in JSON and with --verbose")
