@@ -441,6 +441,11 @@ enum SweepCommand {
         for cut in SweepReport.truncation(results) {
             console.printError("sweep: warning: \(cut.task): \(cut.items) of \(cut.of) items were longer than the model's context of \(model.shape.maxContext) tokens and lost tokens from their start (as lm-eval truncates them); results.json counts them in truncated_items")
         }
+        for row in results.rows {
+            if let dense = row.denseMasks, dense > 0 {
+                console.printError("sweep: warning: \(row.task) \(row.cell.key): \(dense) oracle masks ran dense (a prompt cut to one token gives no loss to score); its realised sparsity counts them, results.json in dense_masks")
+            }
+        }
         console.print(arguments.flag("json") ? json : SweepReport.table(results).joined(separator: "\n"))
         if !arguments.flag("json") {
             let written = ["report.md", "results.json", "sweep.svg"] + (results.headImportance.isEmpty ? [] : ["heads.svg"])

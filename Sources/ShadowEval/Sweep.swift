@@ -87,6 +87,9 @@ public struct SweepTally: Codable, Equatable, Sendable {
     /// truncated_items); nil in a state saved before they were counted, whose earlier items are
     /// unknown, so a resumed run leaves it nil rather than report a part as the whole.
     public var truncatedItems: Int? = 0
+    /// Of `masks`, those the oracle left dense (a prompt of one token gives no loss to score);
+    /// nil in a state saved before they were counted.
+    public var denseMasks: Int? = 0
 
     public init() {}
 }
@@ -140,6 +143,10 @@ public struct SweepState: Codable, Equatable, Sendable {
                 for (name, value) in [("accCorrect", tally.accCorrect), ("accNormCorrect", tally.accNormCorrect)] where value > tally.items {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).\(name)",
                                               reason: "is \(value), more than the \(tally.items) items scored")
+                }
+                if let dense = tally.denseMasks, !(0...tally.masks).contains(dense) {
+                    throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).denseMasks",
+                                              reason: "is \(dense), outside the \(tally.masks) masks built")
                 }
                 guard tally.agreement.matches <= tally.agreement.positions else {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).agreement.matches",
@@ -382,6 +389,7 @@ public struct SweepRunner {
             tally.headSparsitySum += now.headSparsity * Double(now.masks) - before.headSparsity * Double(before.masks)
             tally.neuronSparsitySum += now.neuronSparsity * Double(now.masks) - before.neuronSparsity * Double(before.masks)
             tally.masks += now.masks - before.masks
+            tally.denseMasks? += now.denseMasks - before.denseMasks
         } else if let realised = Evaluation.realisedSparsity(controller, shape: model.shape), tally.masks == 0 {
             tally.headSparsitySum = realised.heads
             tally.neuronSparsitySum = realised.neurons
@@ -407,11 +415,14 @@ public struct SweepRow: Codable, Equatable, Sendable {
     /// Items cut to the model's context (question tasks and LAMBADA; nil for text, or when an
     /// older state did not count them).
     public var truncatedItems: Int?
+    /// Oracle cells: masks left dense because their prompt was one token (nil for other methods,
+    /// or when an older state did not count them).
+    public var denseMasks: Int?
     public var seconds: Double
 
     enum CodingKeys: String, CodingKey {
         case task, method, criterion, sparsity, n, metrics, seconds
-        case truncatedItems = "truncated_items"
+        case truncatedItems = "truncated_items", denseMasks = "dense_masks"
         case klDivergence = "kl_divergence", top1Agreement = "top1_agreement"
         case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
     }
@@ -437,6 +448,7 @@ public struct SweepRow: Codable, Equatable, Sendable {
         seconds = tally.seconds
         metrics = [:]
         if case .perplexity = task {} else { truncatedItems = tally.truncatedItems }
+        if cell.method == "oracle" { denseMasks = tally.denseMasks }
         switch task {
         case .perplexity(_, let text, _):
             let perplexity = TextPerplexity(nllSum: tally.nllSum, predictedTokens: tally.predictedTokens, text: text)

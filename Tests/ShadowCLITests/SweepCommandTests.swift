@@ -400,6 +400,25 @@ struct SweepCommandTests {
         #expect(run.status != 0 && run.err.contains(expected) && run.err.split(separator: "\n").count == 1, "\(run.err)")
     }
 
+    @Test("an oracle cell counts the masks it left dense (a context cut to one token) and warns, as eval does")
+    func oracleDenseMasks() throws {
+        let long = String(repeating: " and the river ran on", count: 40)
+        let data = scratchPath("piqa-long") + ".jsonl"
+        try (#"{"goal": "Describe a river", "sol1": "It ran\#(long).", "sol2": "It ran\#(long) again."}"# + "\n"
+             + #"{"goal": "Dry hands", "sol1": "Use a towel.", "sol2": "Use a rock."}"#).write(toFile: data, atomically: true, encoding: .utf8)
+        let labels = scratchPath("piqa-long-labels") + ".lst"
+        try "0\n0\n".write(toFile: labels, atomically: true, encoding: .utf8)
+        let run = CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", scratchPath("sweep-oracle-dense"), "--tasks", "piqa",
+                          "--data", "piqa=\(data)", "--labels", "piqa=\(labels)", "--methods", "oracle", "--criteria", "plainact",
+                          "--sparsities", "0.5", "--json", "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        let oracle = try #require(rows(try run.json())["piqa oracle plainact 0.5"])
+        // The long question's two choices are cut separately, each to a one-token context; the short one is not.
+        #expect(oracle["dense_masks"] as? Int == 2, "\(oracle)")
+        #expect(run.err.contains("sweep: warning: piqa oracle/plainact/0.50: 2 oracle masks ran dense"), "\(run.err)")
+        #expect(rows(try run.json())["piqa dense - 0"]?["dense_masks"] == nil)
+    }
+
     @Test("a text subset ends at a line end, else at a space, else at a character boundary")
     func subsets() {
         #expect(SweepCommand.subset("ab\ncd\nef", bytes: 7) == "ab\ncd\n")
