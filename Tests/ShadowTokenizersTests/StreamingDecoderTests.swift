@@ -18,6 +18,27 @@ struct StreamingDecoderTests {
         }
     }
 
+    @Test("decodeBytes keeps the raw bytes of a partial character: a byte-fallback and a byte-level vocabulary", arguments: ["llama2", "gpt2"])
+    func rawBytes(fixture: String) throws {
+        let tokenizer = try Fixture.tokenizer(fixture)
+        let text = "☃ snow", utf8 = Array(text.utf8)
+        let ids = tokenizer.encode(text)
+        var cutMidCharacter = false
+        for k in 1...ids.count {
+            let prefix = Array(ids[..<k])
+            let bytes = tokenizer.decodeBytes(prefix, skipSpecialTokens: true)
+            // Every prefix spells the text's first bytes, never the U+FFFD decode writes for a broken character.
+            #expect(utf8.starts(with: bytes), "\(fixture) \(prefix): \(bytes)")
+            if let valid = String(validating: bytes, as: UTF8.self) {
+                #expect(valid == tokenizer.decode(prefix, skipSpecialTokens: true))
+            } else {
+                cutMidCharacter = true   // (decode writes U+FFFD here: one per byte after byte fallback)
+            }
+        }
+        #expect(cutMidCharacter, "\(fixture): no prefix ends inside ☃, so the raw path went untested")
+        #expect(tokenizer.decodeBytes(ids, skipSpecialTokens: true) == utf8)
+    }
+
     @Test("holds back the bytes of a character until its last byte arrives")
     func holdsBackPartialCharacters() throws {
         let tokenizer = try Fixture.tokenizer("llama2")
