@@ -48,12 +48,9 @@ public struct Calibrator {
     public func record(_ sample: CalibrationSample) throws -> TraceRecord {
         let shape = model.shape
         let position = predictorToken.position(in: sample)
-        let capture = ActivationCapture(shape: shape, position: position)
-        // Only the tokens up to the predictor token matter for its activations (causal model).
-        _ = model.forward(Array(sample.tokens[...position]), cache: model.makeCache(capacity: position + 1),
-                          logits: .none, sparsity: capture)
-        let scores = try Importance.scores(model: model, tokens: sample.tokens, predictFrom: sample.predictFrom,
-                                           criteria: criteria)
+        let (scores, gradientPass) = try Importance.scoresAndRecord(model: model, tokens: sample.tokens,
+                                                                    predictFrom: sample.predictFrom, criteria: criteria)
+        let (layerInputs, attention) = predictorInputs(position: position, tokens: sample.tokens, gradientPass: gradientPass)
         var heads: [String: [Float]] = [:], neurons: [String: [Float]] = [:]
         var loss: Float = 0
         for criterion in criteria {
@@ -62,9 +59,28 @@ public struct Calibrator {
             if let n = s.neurons { neurons[criterion.rawValue] = n.flatMap { $0 } }
             loss = Float(s.loss)
         }
-        return TraceRecord(index: sample.index, loss: loss, x: Array(capture.attention[0..<shape.attentionWidth]),
-                           attention: capture.attention, layerInputs: capture.inputs, heads: heads, neurons: neurons,
+        return TraceRecord(index: sample.index, loss: loss, x: Array(attention[0..<shape.attentionWidth]),
+                           attention: attention, layerInputs: layerInputs, heads: heads, neurons: neurons,
                            pooledVectors: scores[.jacov]?.pooledVectors ?? [])
+    }
+
+    /// Every layer's input (L, d) and attention output (L, H·d_h) at the predictor token, as the
+    /// engine computes them when it runs the predictor. With fp32 weights the gradient pass holds
+    /// them already (the same products, summed in another order); 16-bit weights round activations
+    /// in inference (an fp16 KV cache, bf16 inputs for bf16-dot) and not in gradients, so there a
+    /// dense forward pass over the tokens up to the predictor token records them (a third more work).
+    func predictorInputs(position: Int, tokens: [Int], gradientPass: GradientRecord) -> (layerInputs: [Float], attention: [Float]) {
+        let shape = model.shape
+        guard model.weightDType != .f32 else {
+            let d = shape.hiddenSize, w = shape.attentionWidth
+            return (gradientPass.layers.flatMap { $0.layerInput[position * d..<(position + 1) * d] },
+                    gradientPass.layers.flatMap { $0.attention[position * w..<(position + 1) * w] })
+        }
+        let capture = ActivationCapture(shape: shape, position: position)
+        // Only the tokens up to the predictor token matter for its activations (causal model).
+        _ = model.forward(Array(tokens[...position]), cache: model.makeCache(capacity: position + 1),
+                          logits: .none, sparsity: capture)
+        return (capture.inputs, capture.attention)
     }
 
     /// Computes every sample of this shard that the writer does not hold yet, in index order.

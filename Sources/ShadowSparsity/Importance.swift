@@ -10,6 +10,12 @@ public enum Importance {
     public static func scores(model: any DifferentiableLanguageModel, tokens: [Int], predictFrom: Int,
                               criteria: [Criterion]) throws -> [Criterion: ImportanceScores] {
         guard !criteria.isEmpty else { return [:] }
+        return try scoresAndRecord(model: model, tokens: tokens, predictFrom: predictFrom, criteria: criteria).scores
+    }
+
+    /// `scores`, with the gradient pass's record (every layer's activations at every position).
+    static func scoresAndRecord(model: any DifferentiableLanguageModel, tokens: [Int], predictFrom: Int,
+                                criteria: [Criterion]) throws -> (scores: [Criterion: ImportanceScores], record: GradientRecord) {
         let s = model.shape
         let projections = criteria.reduce(ProjectionSet()) { $0.union($1.weightProjections) }
         let options = GradientOptions(weightGradients: !projections.isEmpty, weightGradientProjections: projections,
@@ -32,7 +38,7 @@ public enum Importance {
                 loss: record.loss, heads: heads, neurons: criterion.headsOnly ? nil : neurons,
                 pooledVectors: criterion == .jacov ? pooledVectors(record.layers.map(\.attentionGrad), tokens: tokens, shape: s) : nil)
         }
-        return result
+        return (result, record)
     }
 
     /// G_{t,h,·} at `GradientCorrelation.pooledPositions` for every layer and head:

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+@testable import ShadowModels
+@testable import ShadowSparsity
+import ShadowKernels
+
+@Suite("Calibrator")
+struct CalibratorTests {
+    static let tokens = [3, 14, 15, 9, 26, 5, 35, 8, 14, 2, 9, 14, 7, 30, 11, 4, 21]
+
+    /// Every layer's input and attention output at `position`, from a dense forward pass as the
+    /// engine runs it before a predictor reads them.
+    static func forwardCapture(_ model: any DifferentiableLanguageModel, position: Int) -> ActivationCapture {
+        let capture = ActivationCapture(shape: model.shape, position: position)
+        _ = model.forward(Array(tokens[...position]), cache: model.makeCache(capacity: position + 1),
+                          logits: .none, sparsity: capture)
+        return capture
+    }
+
+    static func fixture(_ name: String, weights: WeightDType) throws -> any DifferentiableLanguageModel {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
+        return try #require(try ModelLoader.load(path: path, weights: weights).model as? any DifferentiableLanguageModel)
+    }
+
+    @Test("with fp32 weights the predictor inputs come from the gradient pass and equal a dense forward's",
+          arguments: ["tiny-llama", "tiny-opt", "tiny-opt-postln", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
+                      "tiny-phi3", "tiny-mistral-window"])
+    func fp32InputsFromTheGradientPass(name: String) throws {
+        let model = try Self.fixture(name, weights: .f32)
+        for token in PredictorToken.allCases {
+            let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
+            let record = try Calibrator(model: model, criteria: [.plainact], predictorToken: token).record(sample)
+            let capture = Self.forwardCapture(model, position: token.position(in: sample))
+            for (got, want) in [(record.layerInputs, capture.inputs), (record.attention, capture.attention)] {
+                #expect(got.count == want.count)
+                let scale = want.map(abs).max() ?? 1
+                let worst = zip(got, want).map { abs($0 - $1) }.max() ?? 0
+                #expect(worst <= 1e-5 * max(scale, 1), "\(name) \(token): largest difference \(worst)")
+            }
+            #expect(record.x == Array(record.attention[0..<model.shape.attentionWidth]))
+        }
+    }
+
+    @Test("with 16-bit weights the predictor inputs are recorded by the engine's own forward pass (its fp16 KV cache, bf16 inputs)",
+          arguments: [WeightDType.bf16, .f16, .bf16dot])
+    func halfInputsFromTheForwardPass(weights: WeightDType) throws {
+        let model = try Self.fixture("tiny-llama", weights: weights)
+        let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
+        let record = try Calibrator(model: model, criteria: [.plainact], predictorToken: .lastContext).record(sample)
+        let capture = Self.forwardCapture(model, position: 11)
+        #expect(record.layerInputs == capture.inputs && record.attention == capture.attention)
+    }
+}
