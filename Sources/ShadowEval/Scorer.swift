@@ -179,11 +179,9 @@ public final class LoglikelihoodScorer {
     public func resetAgreements() { agreements = controllers.map { _ in Agreement() } }
 
     /// Longest request scored. lm-eval keeps max_length + 1 tokens and feeds all but the last
-    /// (only a target), so the model reads at most its context; per-choice masks read the whole
-    /// request, its last token included, so there one token fewer is kept.
-    public var maxTokens: Int {
-        maskMode == .perChoice && !controllers.isEmpty ? model.shape.maxContext : model.shape.maxContext + 1
-    }
+    /// (only a target), so the model reads at most its context, whatever the mask mode: the dense
+    /// scores do not depend on it.
+    public var maxTokens: Int { model.shape.maxContext + 1 }
 
     /// Per request, the dense score and (with a controller) the sparse one.
     public func score(_ requests: [ScoringRequest]) -> (dense: [ChoiceScore], sparse: [ChoiceScore]?) {
@@ -242,9 +240,7 @@ public final class LoglikelihoodScorer {
                     if maskMode == .causal {
                         logits = causalLogits[g]
                     } else {
-                        (controller as? PromptAwareController)?.prepare(prompt: request.tokens)
-                        scoped?.reset()
-                        logits = wholeRequestRows(request, sparsity: controller)
+                        logits = perChoiceRows(request, controller: controller)
                     }
                     let sparseRows = ScoredRows(logits, vocab: vocab)
                     sparse[c][index] = score(rows: sparseRows, request: request)
@@ -322,13 +318,31 @@ public final class LoglikelihoodScorer {
     }
 
     /// Per-choice masks: the whole request is one prefill (its last token included, so the mask
-    /// sees the full answer), and the rows come from that single pass.
-    private func wholeRequestRows(_ request: ScoringRequest, sparsity: any SparsityController) -> [Float] {
-        let n = request.continuationCount
+    /// sees the full answer), and the rows come from that single pass. A request of lm-eval's
+    /// longest window (the model's context + 1 tokens, the last only a target) does not fit one
+    /// pass: its mask is chosen from its last `context` tokens, then kept for a pass over all its
+    /// tokens but the last, so it is scored on the same inputs as the dense model.
+    private func perChoiceRows(_ request: ScoringRequest, controller: any SparsityController) -> [Float] {
+        let scoped = controller as? RequestScopedMasks
+        let fits = request.tokens.count <= model.shape.maxContext
+        let maskInput = fits ? request.tokens : Array(request.tokens.dropFirst())
+        (controller as? PromptAwareController)?.prepare(prompt: maskInput)
+        scoped?.reset()
         sparseCache.reset()
-        let all = model.forward(request.tokens, cache: sparseCache, logits: .all, sparsity: sparsity)
-        guard n > 0 else { return [] }
-        return Array(all[(request.predictFrom - 1) * vocab ..< (request.tokens.count - 1) * vocab])
+        let n = request.continuationCount
+        guard !fits else {
+            let all = model.forward(request.tokens, cache: sparseCache, logits: .all, sparsity: controller)
+            return n > 0 ? Array(all[(request.predictFrom - 1) * vocab ..< (request.tokens.count - 1) * vocab]) : []
+        }
+        if let scoped {
+            _ = model.forward(maskInput, cache: sparseCache, logits: .none, sparsity: controller)
+            scoped.frozen = true
+            sparseCache.reset()
+        }
+        defer { scoped?.frozen = false }
+        let rows = model.forward(Array(request.tokens.dropLast()), cache: sparseCache,
+                                 logits: .from(request.predictFrom - 1), sparsity: controller)
+        return n > 0 ? rows : []
     }
 
     private func score(rows: ScoredRows, request: ScoringRequest) -> ChoiceScore {

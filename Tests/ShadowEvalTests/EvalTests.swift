@@ -203,23 +203,54 @@ struct MultipleChoiceTests {
         #expect(lambada.truncated == [false, true] && lambada.truncatedItems == 1)
     }
 
-    @Test("as lm-eval, a scorer keeps the model's context plus one token (the last only a target); per-choice masks one fewer")
+    @Test("as lm-eval, a scorer keeps the model's context plus one token (the last only a target), in either mask mode")
     func truncationKeepsContextPlusOne() throws {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
         let maxContext = loaded.model.shape.maxContext
         let dense = LoglikelihoodScorer(model: loaded.model)
         let perChoice = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model), maskMode: .perChoice)
-        #expect(dense.maxTokens == maxContext + 1 && perChoice.maxTokens == maxContext)
-        // A request of maxContext + 1 tokens feeds exactly the context: scored, equal to the
-        // same request from a scorer of the per-choice length fed one token less on the left.
+        #expect(dense.maxTokens == maxContext + 1 && perChoice.maxTokens == maxContext + 1)
+        // A request of maxContext + 1 tokens feeds exactly the context.
         let context = String(repeating: "long context ", count: maxContext)
         let longest = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: dense.maxTokens)
         #expect(longest.tokens.count == maxContext + 1)
         let scored = dense.score([longest]).dense[0]
         #expect(scored.tokens == longest.tokens.count - longest.predictFrom && scored.logLikelihood.isFinite && scored.logLikelihood < 0)
-        let shorter = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: maxContext)
-        #expect(Array(longest.tokens.dropFirst()) == shorter.tokens)
+        // Per-choice masks score it on the same inputs: a fixed mask gives the causal mode's sums.
+        let causal = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model), maskMode: .causal)
+        let (perChoiceDense, perChoiceSparse) = perChoice.score([longest])
+        let (causalDense, causalSparse) = causal.score([longest])
+        #expect(perChoiceDense.map(\.logLikelihood) == causalDense.map(\.logLikelihood))
+        expectClose(perChoiceSparse!.map(\.logLikelihood), causalSparse!.map(\.logLikelihood))
+    }
+
+    @Test("a per-choice mask of a request one token past the context is predicted from its last tokens that fit and kept for the scoring pass")
+    func perChoiceMaskOfTheLongestRequest() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let model = loaded.model, maxContext = model.shape.maxContext
+        let fingerprint = ModelFingerprint(name: "tiny", architecture: "llama", shape: model.shape, contentHash: "1")
+        let predictor = try Predictor(configuration: PredictorConfiguration(kind: .shadow, headWidth: 16, neuronWidth: 16),
+                                      criterion: "plainact", model: fingerprint, predictsNeurons: true, seed: 3)
+        let settings = SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5)
+        func controller() throws -> ShadowPredictorController {
+            try ShadowPredictorController(predictor: predictor, settings: settings, shape: model.shape)
+        }
+        let context = String(repeating: "long context ", count: maxContext)
+        let longest = ScoringRequest(context: context, continuation: " end of it", tokenizer: tokenizer, maxTokens: maxContext + 1)
+        #expect(longest.tokens.count == maxContext + 1)
+        let perChoice = LoglikelihoodScorer(model: model, sparsity: try controller(), maskMode: .perChoice)
+        let (dense, sparse) = perChoice.score([longest])
+
+        // By hand: the mask the predictor picks reading the last maxContext tokens, as a fixed mask.
+        let picking = try controller()
+        _ = model.forward(Array(longest.tokens.dropFirst()), cache: model.makeCache(capacity: maxContext), logits: .none, sparsity: picking)
+        let fixed = LoglikelihoodScorer(model: model, sparsity: FixedSparsity(layers: picking.plans), maskMode: .causal)
+        let (fixedDense, fixedSparse) = fixed.score([longest])
+        #expect(dense.map(\.logLikelihood) == fixedDense.map(\.logLikelihood))
+        expectClose(sparse!.map(\.logLikelihood), fixedSparse!.map(\.logLikelihood), tolerance: 1e-5)
+        #expect(abs(sparse![0].logLikelihood - dense[0].logLikelihood) > 1e-3)
     }
 
     @Test("KL is 0 and top-1 agreement 1 when the sparse model keeps everything; random masks at 0.5 diverge")
