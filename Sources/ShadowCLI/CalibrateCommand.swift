@@ -88,10 +88,12 @@ enum CalibrateCommand {
         var leftOut = 0
         let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,
                                                  tokenizer: try loaded.requireTokenizer(), leftOut: &leftOut)
-        let why = leftOut == 0 ? "" : "; \(counted(leftOut, "task item")) left out: an answer of --max-tokens \(options.maxTokens) tokens or more, or one that adds no token to its context"
-        guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples" + why) }
+        let why = leftOut == 0 ? "" : "\(counted(leftOut, "task item")) left out: an answer of --max-tokens \(options.maxTokens) tokens or more, or one that adds no token to its context"
+        guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples" + (why.isEmpty ? "" : "; " + why)) }
         if samples.count < count {
-            console.printError("calibrate: warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)" + why)
+            console.printError("calibrate: warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)" + (why.isEmpty ? "" : "; " + why))
+        } else if !why.isEmpty {
+            console.printError("calibrate: warning: " + why)
         }
         // Checked before --out is created: text windows are not cut to --max-tokens.
         if let long = samples.first(where: { $0.tokens.count > model.shape.maxContext }) {

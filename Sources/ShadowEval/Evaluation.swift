@@ -88,7 +88,7 @@ public enum Evaluation {
     public static func fewShotPool(items: [MultipleChoiceItem], range: Range<Int>, shots: Int) throws -> [MultipleChoiceItem] {
         guard shots > 0 else { return [] }
         guard shots < items.count else {
-            throw ShadowError.invalidArgument(name: "--shots", reason: "\(shots) examples need \(shots + 1) items; the file has \(items.count)")
+            throw ShadowError.invalidArgument(name: "--shots", reason: "\(shots) \(shots == 1 ? "example needs" : "examples need") \(shots + 1) items; the file has \(items.count)")
         }
         let rest = Array(items[..<range.lowerBound] + items[range.upperBound...])
         return rest.count >= shots ? rest : items

@@ -127,20 +127,25 @@ public enum CalibrationSet {
         return try samples(sources: sources, count: count, options: options, tokenizer: tokenizer, leftOut: &leftOut)
     }
 
-    /// The same, counting in `leftOut` the task items that gave no sample: an answer that alone
-    /// does not fit `options.maxTokens`, or one that adds no token to its context.
+    /// The same, counting in `leftOut` the task items passed over on the way (those that gave no
+    /// sample: an answer that alone does not fit `options.maxTokens`, or one that adds no token to
+    /// its context), not those of the sources' tails that no sample reached.
     public static func samples(sources: [CalibrationSource], count: Int, options: CalibrationOptions,
                                tokenizer: any Tokenizer, leftOut: inout Int) throws -> [CalibrationSample] {
         guard options.textContinuation >= 1, options.textWindow > options.textContinuation else {
             throw ShadowError.invalidArgument(name: "--text-window", reason: "must exceed the continuation length \(options.textContinuation)")
         }
-        let perSource = try sources.map { try samples(from: $0, options: options, tokenizer: tokenizer, leftOut: &leftOut) }
+        let perSource = try sources.map { try samples(from: $0, options: options, tokenizer: tokenizer) }
         var result: [CalibrationSample] = []
         var cursor = [Int](repeating: 0, count: perSource.count)
         while result.count < count {
             var progressed = false
-            for s in perSource.indices where cursor[s] < perSource[s].count && result.count < count {
-                var sample = perSource[s][cursor[s]]
+            for s in perSource.indices where result.count < count {
+                while cursor[s] < perSource[s].count, perSource[s][cursor[s]] == nil {
+                    leftOut += 1
+                    cursor[s] += 1
+                }
+                guard cursor[s] < perSource[s].count, var sample = perSource[s][cursor[s]] else { continue }
                 sample.index = result.count
                 result.append(sample)
                 cursor[s] += 1
@@ -151,21 +156,25 @@ public enum CalibrationSet {
         return result
     }
 
+    /// One entry per task item (nil for an item that gives no sample) or text window.
     static func samples(from source: CalibrationSource, options: CalibrationOptions,
-                        tokenizer: any Tokenizer, leftOut: inout Int) throws -> [CalibrationSample] {
+                        tokenizer: any Tokenizer) throws -> [CalibrationSample?] {
         switch source.kind {
         case .task(let task):
             var items = try TaskFile.multipleChoice(task: task, path: source.path, labels: source.labels)
             if let range = source.range { items = Array(items[try clamped(range, count: items.count, of: "items", source)]) }
-            let made: [CalibrationSample] = items.compactMap { item in
-                // Shots come from the same slice, never the item itself (FewShot guarantees it).
+            // Shots come from the same slice, never the item itself (FewShot guarantees it); a
+            // slice too small for them is refused, as eval refuses a file too small.
+            if options.shots > 0, items.count <= options.shots {
+                throw ShadowError.invalidArgument(
+                    name: "--shots", reason: "\(options.shots) \(options.shots == 1 ? "example needs" : "examples need") \(options.shots + 1) items; \(source) has \(items.count)")
+            }
+            return items.map { item in
                 let context = FewShot.contexts(for: item, shots: options.shots, pool: items, seed: options.seed)[item.gold]
                 let contextTokens = tokenizer.encodeWithSpecialTokens(context)
                 let tokens = tokenizer.encodeWithSpecialTokens(context + item.continuations[item.gold])
                 return sample(tokens: tokens, predictFrom: contextTokens.count, source: source, options: options)
             }
-            leftOut += items.count - made.count
-            return made
         case .text:
             let data = try readWholeFile(source.path)
             guard let text = String(data: data, encoding: .utf8) else {

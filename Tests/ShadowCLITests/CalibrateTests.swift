@@ -74,7 +74,7 @@ struct CalibrateTests {
         let out = temporaryDirectory()
         func run(_ samples: String, _ extra: [String] = []) -> CLIRun {
             CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "hellaswag:\(data)", "--samples", samples,
-                    "--criteria", "plainact", "--out", out, "--no-progress"] + extra)
+                    "--criteria", "plainact", "--shots", "1", "--out", out, "--no-progress"] + extra)
         }
         #expect(run("1").status == 0)
         var manifest = try TraceManifest.load(directory: out)
@@ -105,7 +105,7 @@ struct CalibrateTests {
         try "Only a few words here.".write(toFile: short, atomically: true, encoding: .utf8)
         func run(_ source: String, samples: Int = 2) -> CLIRun {
             CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", source, "--samples", String(samples), "--criteria", "plainact",
-                    "--out", temporaryDirectory(), "--no-progress"] + (source.hasPrefix("text:") ? ["--text-window", "16", "--text-continuation", "4"] : []))
+                    "--out", temporaryDirectory(), "--no-progress"] + (source.hasPrefix("text:") ? ["--text-window", "16", "--text-continuation", "4"] : ["--shots", "0"]))
         }
         let beyond = run("hellaswag:\(data)@5-9")
         #expect(beyond.status == 1 && beyond.err == "error: --source: hellaswag:\(data)@5-9 starts at 5, beyond its 2 items\n", "\(beyond.err)")
@@ -117,9 +117,19 @@ struct CalibrateTests {
         #expect(clamped.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 3\n", "\(clamped.err)")
         // An answer that alone is longer than --max-tokens leaves its item out, and the warning counts it
         // (" falls." is 5 tokens of tiny-llama's, " tastes it." 7).
-        let cut = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "hellaswag:\(data)", "--samples", "2", "--criteria", "plainact",
-                          "--max-tokens", "6", "--out", temporaryDirectory(), "--no-progress"])
-        #expect(cut.status == 0 && cut.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 2; 1 task item left out: an answer of --max-tokens 6 tokens or more, or one that adds no token to its context\n", "\(cut.err)")
+        func cut(samples: Int, shots: Int = 1) -> CLIRun {
+            CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "hellaswag:\(data)", "--samples", String(samples), "--criteria", "plainact",
+                    "--max-tokens", "6", "--shots", String(shots), "--out", temporaryDirectory(), "--no-progress", "--json"])
+        }
+        let both = cut(samples: 2)
+        #expect(both.status == 0 && both.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 2; 1 task item left out: an answer of --max-tokens 6 tokens or more, or one that adds no token to its context\n", "\(both.err)")
+        #expect(try both.json()["left_out"] as? Int == 1)
+        // Only items passed over on the way count: one sample never reaches the second item.
+        let first = cut(samples: 1)
+        #expect(try first.status == 0 && first.err.isEmpty && first.json()["left_out"] as? Int == 0, "\(first.err)")
+        // Shots come from the slice, so a slice of no more items than --shots is refused, as eval refuses such a file.
+        let fewShots = cut(samples: 1, shots: 2)
+        #expect(fewShots.status == 1 && fewShots.err == "error: --shots: 2 examples need 3 items; hellaswag:\(data) has 2\n", "\(fewShots.err)")
         let empty = CLIRun(["calibrate", "--model", fixture("tiny-llama"), "--source", "", "--out", temporaryDirectory()])
         #expect(empty.status == 1 && empty.err.hasPrefix("error: --source: is empty"), "\(empty.err)")
     }
