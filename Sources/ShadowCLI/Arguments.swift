@@ -62,6 +62,8 @@ public struct Command: Sendable {
         self.run = run
     }
 
+    /// Placeholders of options whose value is one file or directory.
+    static let pathValueNames: Set<String> = ["path", "dir", "file"]
     static let verboseHelp = "On errors, also print the error's type and details (file size, underlying error); more progress detail."
 
     public func help(tool: String) -> String {
@@ -170,6 +172,9 @@ public struct Command: Sendable {
                     throw ShadowError.invalidArgument(name: argument, reason: "unknown option for '\(name)'\(hint)")
                 }
             } else if let positional, values[positional.name] == nil {
+                if argument.isEmpty, Self.pathValueNames.contains(positional.valueName ?? "") {
+                    throw ShadowError.invalidArgument(name: "<\(positional.valueName!)>", reason: "the path is empty")
+                }
                 values[positional.name] = [argument]
                 i += 1
                 continue
@@ -199,6 +204,10 @@ public struct Command: Sendable {
                 }
                 value = arguments[i + 1]
                 i += 2
+            }
+            // An empty path (an unset shell variable) is named here, not later as a file "".
+            if value.isEmpty, Self.pathValueNames.contains(spec.valueName ?? "") {
+                throw ShadowError.invalidArgument(name: spec.displayName, reason: "the path is empty")
             }
             if let allowed = spec.allowed {
                 // Commands turn these values into enums with `rawValue:`: nothing else may pass.

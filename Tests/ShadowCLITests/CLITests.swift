@@ -179,7 +179,12 @@ struct CLITests {
         }
         let model = fixture("tiny-llama")
         for (arguments, option) in [(["perplexity", "-m", model, "--text-file", ""], "--text-file"),
-                                    (["eval", "-m", model, "--task", "piqa", "--data", ""], "--data")] {
+                                    (["eval", "-m", model, "--task", "piqa", "--data", ""], "--data"),
+                                    (["calibrate", "-m", model, "--source", "text:x.txt", "-o", ""], "--out"),
+                                    (["traces", "merge", "--shards", "a,b", "--out", ""], "--out"),
+                                    (["traces", "info", ""], "<dir>"), (["predictor", "info", ""], "<file>"),
+                                    (["generate", "-m", model, "--prompt", "a", "--method", "static", "--scores", ""], "--scores"),
+                                    (["sweep", "-m", model, "--tasks", "piqa", "--traces", ""], "--traces")] {
             let run = CLIRun(arguments)
             #expect(run.status == 1 && run.err == "error: \(option): the path is empty\n", "\(arguments): \(run.err)")
         }
