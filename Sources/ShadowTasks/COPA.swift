@@ -123,6 +123,9 @@ enum COPA {
                       let to = find(end, in: bytes, from: from + open.count, before: body.upperBound) else {
                     throw fail(start, "<item> element <\(name)>: missing")
                 }
+                if let again = find(open, in: bytes, from: to + end.count, before: body.upperBound) {
+                    throw fail(again, "<item> element <\(name)>: repeated")
+                }
                 let content = (from + open.count)..<to
                 let kept = comments.contains { $0.overlaps(content) }
                     ? content.filter { offset in !comments.contains { $0.contains(offset) } }.map { bytes[$0] }
@@ -139,7 +142,31 @@ enum COPA {
             cursor = close + 7
         }
         if items.isEmpty { throw ShadowError.corruptFile(path: lines.path, reason: "no <item> elements") }
+        // The root element (<copa-corpus> in the release) must be closed, after every item: a
+        // file cut short between items, or two files joined, would otherwise be read in part.
+        if let root = rootName(bytes), root != "item" {
+            guard let close = find(Array("</\(root)>".utf8), in: bytes, from: 0) else {
+                throw fail(max(0, bytes.count - 1), "<\(root)> is not closed by </\(root)> (is the file cut short?)")
+            }
+            if let after = itemStart(from: close) {
+                throw fail(after, "<item> after </\(root)>, outside the document")
+            }
+        }
         return items
+    }
+
+    /// The name of the first element's start tag (after the XML declaration, comments, a DOCTYPE).
+    static func rootName(_ bytes: [UInt8]) -> String? {
+        var index = 0
+        while let open = bytes[index...].firstIndex(of: UInt8(ascii: "<")) {
+            let next = open + 1
+            guard next < bytes.count else { return nil }
+            if bytes[next] == UInt8(ascii: "?") || bytes[next] == UInt8(ascii: "!") { index = next; continue }
+            var end = next
+            while end < bytes.count, ![0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ">"), UInt8(ascii: "/")].contains(bytes[end]) { end += 1 }
+            return String(decoding: bytes[next..<end], as: UTF8.self)
+        }
+        return nil
     }
 
     /// `name="value"` pairs (single or double quotes) of a start tag, entities decoded.
@@ -169,6 +196,8 @@ enum COPA {
                 throw fail("<item> attribute \"\(name)\": unterminated value")
             }
             let raw = String(decoding: bytes[valueStart..<valueEnd], as: UTF8.self)
+            // XML forbids a repeated attribute; reading either would silently pick a label.
+            guard attributes[name] == nil else { throw fail("<item> attribute \"\(name)\": repeated") }
             attributes[name] = try decodeEntities(raw) { fail("<item> attribute \"\(name)\": \($0)") }
             index = valueEnd + 1
             skipSpace()

@@ -21,7 +21,8 @@ import ShadowFormats
 enum HellaSwag {
     static func read(path: String, asStored: Bool = false) throws -> [MultipleChoiceItem] {
         let lines = try SourceLines(path: path)
-        if lines.firstSignificantByte == UInt8(ascii: "{") {
+        // A .jsonl file is JSON Lines whatever its first line holds, so a bad line is named as one.
+        if lines.firstSignificantByte == UInt8(ascii: "{") || [".jsonl", ".json"].contains(where: path.lowercased().hasSuffix) {
             return try readJSONLines(lines, asStored: asStored)
         }
         return try readText(lines, asStored: asStored)
@@ -83,6 +84,11 @@ enum HellaSwag {
                 path: lines.location(blank),
                 reason: "blank line in item \((blank - first) / textLinesPerItem + 1) (from line \(first + (blank - first) / textLinesPerItem * textLinesPerItem + 1)); items are 6 lines each (context, gold index, 4 endings) with no blank lines between them")
         }
+        // Every whole item's gold index is checked before the count: a file in another format
+        // is named at its second line, not at its end.
+        for start in stride(from: first, to: count - textLinesPerItem + 1, by: textLinesPerItem) {
+            _ = try goldIndex(lines, line: start + 1)
+        }
         if (count - first) % textLinesPerItem != 0 {
             let start = count - (count - first) % textLinesPerItem
             let found = (count - first) % textLinesPerItem
@@ -94,17 +100,21 @@ enum HellaSwag {
         items.reserveCapacity((count - first) / textLinesPerItem)
         for start in stride(from: first, to: count, by: textLinesPerItem) {
             let context = try lines.text(start)
-            let goldText = try lines.text(start + 1).pythonStripped
-            guard let gold = Int(goldText), (0..<4).contains(gold) else {
-                throw ShadowError.corruptFile(path: lines.location(start + 1),
-                                              reason: "gold index \"\(goldText)\" is not 0, 1, 2 or 3")
-            }
+            let gold = try goldIndex(lines, line: start + 1)
             let endings = try (start + 2..<start + 6).map { try lines.text($0) }
             let query = asStored ? preprocess(context) : restoringCapitalizedCtxB(preprocess(context))
             items.append(MultipleChoiceItem(id: items.count, context: query,
                                             continuations: endings.map { " " + preprocess($0) }, gold: gold))
         }
         return items
+    }
+
+    static func goldIndex(_ lines: SourceLines, line: Int) throws -> Int {
+        let text = try lines.text(line).pythonStripped
+        guard let gold = Int(text), (0..<4).contains(gold) else {
+            throw ShadowError.corruptFile(path: lines.location(line), reason: "gold index \"\(text)\" is not 0, 1, 2 or 3")
+        }
+        return gold
     }
 
     /// A llama.cpp context line with its ctx_b capitalised as lm-eval's query has it: the text

@@ -28,7 +28,7 @@ struct BadFile: CustomTestStringConvertible, Sendable {
     /// The file name the data is written under, with the extension its format has.
     var fileName: String {
         switch task {
-        case .hellaswag where data.first != UInt8(ascii: "{"): return "hellaswag.txt"
+        case .hellaswag where data.first != UInt8(ascii: "{") && data.first != UInt8(ascii: "\""): return "hellaswag.txt"
         case .copa where data.first == UInt8(ascii: "<"): return "copa.xml"
         case .rte where data.first != UInt8(ascii: "{"): return "rte.tsv"
         case .wikitext: return "wiki.txt"
@@ -109,6 +109,10 @@ private let badFiles: [BadFile] = [
     BadFile("a COPA item left open, which would swallow the next", .copa,
             "<copa-corpus>\n" + #"<item id="1" asks-for="cause" most-plausible-alternative="1"><p>P.</p><a1>A.</a1><a2>B.</a2>"# + "\n" + copaItem,
             "copa.xml:2: <item> is not closed by </item> before the next <item> (copa.xml:3)"),
+    BadFile("another format read as llama.cpp's text is named at its first gold index, not at its end", .hellaswag,
+            "<copa-corpus>\n" + Array(repeating: copaItem, count: 6).joined(separator: "\n") + "\n</copa-corpus>\n", "hellaswag.txt:2: gold index \"" + copaItem + "\" is not 0, 1, 2 or 3"),
+    BadFile("a .jsonl HellaSwag file whose first line is not an object is read as JSON Lines", .hellaswag, "\"hello\"\n",
+            "hellaswag.jsonl:1: expected a JSON object, found a string"),
     BadFile("llama.cpp text with a gold index past 3", .hellaswag, "ctx\n7\na\nb\nc\nd\n", "hellaswag.txt:2: gold index \"7\" is not 0, 1, 2 or 3"),
     BadFile("llama.cpp text with a word for the gold index", .hellaswag, hellaswagItem + "ctx\nthree\na\nb\nc\nd", "hellaswag.txt:8: gold index \"three\" is not 0, 1, 2 or 3"),
     BadFile("llama.cpp text that is not UTF-8", .hellaswag, Array("ctx\n1\na\nb\n".utf8) + [0xC3] + Array("\nd\n".utf8),
@@ -143,6 +147,17 @@ private let badFiles: [BadFile] = [
             #"<copa-corpus><item id="1" asks-for="cause" most-plausible-alternative="1"><p>P &nbsp;.</p><a1>A.</a1><a2>B.</a2></item>"#,
             "copa.xml:1: <p>: unknown entity \"&nbsp;\""),
     BadFile("XML with no items", .copa, "<copa-corpus>\n</copa-corpus>\n", "copa.xml: no <item> elements"),
+    BadFile("a COPA attribute given twice (XML forbids it; either value would pick the connector)", .copa,
+            "<copa-corpus>\n" + #"<item id="1" asks-for="cause" asks-for="effect" most-plausible-alternative="1"><p>P.</p><a1>A.</a1><a2>B.</a2></item>"# + "\n</copa-corpus>",
+            "copa.xml:2: <item> attribute \"asks-for\": repeated"),
+    BadFile("a COPA element given twice", .copa,
+            "<copa-corpus>\n" + #"<item id="1" asks-for="cause" most-plausible-alternative="1"><p>P.</p><a1>A.</a1><a2>B.</a2>"# + "\n<a2>C.</a2></item>\n</copa-corpus>",
+            "copa.xml:3: <item> element <a2>: repeated"),
+    BadFile("COPA XML cut short after an item", .copa, "<copa-corpus>\n" + copaItem + "\n",
+            "copa.xml:2: <copa-corpus> is not closed by </copa-corpus> (is the file cut short?)"),
+    BadFile("COPA XML with an item after the root closes (two files joined)", .copa,
+            "<copa-corpus>\n" + copaItem + "\n</copa-corpus>\n" + copaItem + "\n",
+            "copa.xml:4: <item> after </copa-corpus>, outside the document"),
 
     // ARC and OpenBookQA.
     BadFile("an ARC answer key that is no label", .arcEasy,
