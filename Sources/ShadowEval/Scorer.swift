@@ -196,7 +196,18 @@ public final class LoglikelihoodScorer {
         var dense = [ChoiceScore](repeating: empty, count: requests.count)
         var sparse = controllers.indices.map { only == nil || only!.contains($0) ? dense : [] }
         let active = controllers.indices.filter { only == nil || only!.contains($0) }
-        for group in Self.groupsByContext(requests) {
+        for question in Self.groupsByContext(requests) {
+            // A request equal to an earlier one (HellaSwag has items with an ending twice) is
+            // scored once and copied, so the two tie exactly, as lm-eval's argmax expects, and
+            // not by rounding in different rows of one batched pass.
+            var group: [Int] = [], copies: [Int: [Int]] = [:]
+            for index in question {
+                if let original = group.first(where: { requests[$0].tokens == requests[index].tokens }) {
+                    copies[original, default: []].append(index)
+                } else {
+                    group.append(index)
+                }
+            }
             let context = Array(requests[group[0]].context)
             let members = group.map { requests[$0] }
             // The context and the group's answers run as one forward, the answers as branches,
@@ -215,6 +226,7 @@ public final class LoglikelihoodScorer {
             for (g, index) in group.enumerated() {
                 let rows = ScoredRows(denseLogits[g], vocab: vocab)
                 dense[index] = score(rows: rows, request: requests[index])
+                for copy in copies[index] ?? [] { dense[copy] = dense[index] }
                 denseRows.append(rows)
             }
             for c in active {
@@ -245,6 +257,10 @@ public final class LoglikelihoodScorer {
                     let sparseRows = ScoredRows(logits, vocab: vocab)
                     sparse[c][index] = score(rows: sparseRows, request: request)
                     agreements[c].add(dense: denseRows[g], sparse: sparseRows)
+                    for copy in copies[index] ?? [] {
+                        sparse[c][copy] = sparse[c][index]
+                        agreements[c].add(dense: denseRows[g], sparse: sparseRows)
+                    }
                 }
                 scoped?.frozen = false
             }

@@ -253,6 +253,23 @@ struct MultipleChoiceTests {
         #expect(abs(sparse![0].logLikelihood - dense[0].logLikelihood) > 1e-3)
     }
 
+    @Test("choices with the same tokens tie exactly (scored once), and still count in the agreement tally")
+    func identicalChoicesTie() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let endings = [" walks away.", " sits down on the bench.", " walks away.", " sings.", " walks away."]
+        let item = MultipleChoiceItem(id: 0, context: "A man stands in the park. He", continuations: endings, gold: 3)
+        let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
+        let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
+        let (dense, sparse) = scorer.score(requests)
+        for scores in [dense, sparse!] {
+            #expect(scores[0] == scores[2] && scores[0] == scores[4])
+            #expect(scores[0] != scores[1] && scores[0] != scores[3])
+        }
+        expectClose(dense.map(\.logLikelihood), endings.map { handSum(loaded.model, tokenizer, context: item.contexts[0], continuation: $0) })
+        #expect(scorer.agreement.positions == requests.reduce(0) { $0 + $1.continuationCount })
+    }
+
     @Test("KL is 0 and top-1 agreement 1 when the sparse model keeps everything; random masks at 0.5 diverge")
     func agreement() throws {
         let loaded = try fixture("tiny-llama")
