@@ -52,6 +52,19 @@ enum EvalCommand {
             init?(intValue: Int) { nil }
         }
 
+        /// The mask source's options, numbers as numbers (`mask_seed`, `hybrid_floor`), in name order.
+        static func encode(maskSource: [String: String], into c: inout KeyedEncodingContainer<Key>) throws {
+            for (name, value) in maskSource.sorted(by: { $0.key < $1.key }) {
+                if name == "mask_seed", let seed = UInt64(value) {
+                    try c.encode(seed, forKey: Key(name))
+                } else if name == "hybrid_floor", let floor = Double(value) {
+                    try c.encode(floor, forKey: Key(name))
+                } else {
+                    try c.encode(value, forKey: Key(name))
+                }
+            }
+        }
+
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: Key.self)
             try c.encode(task, forKey: Key("task"))
@@ -61,7 +74,7 @@ enum EvalCommand {
             try c.encode(n, forKey: Key("n"))
             for (name, value) in metrics { try c.encode(value, forKey: Key(name)) }
             try c.encode(method, forKey: Key("method"))
-            for (name, value) in maskSource { try c.encode(value, forKey: Key(name)) }
+            try Self.encode(maskSource: maskSource, into: &c)
             // WikiText has no questions: no mask mode, no few-shot examples, no seed (all refused).
             let perplexityTask = task == TaskName.wikitext.rawValue
             if !perplexityTask { try c.encode(maskMode, forKey: Key("mask_mode")) }

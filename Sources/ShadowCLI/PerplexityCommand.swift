@@ -35,9 +35,10 @@ enum PerplexityCommand {
         func encode(to encoder: any Encoder) throws {
             typealias Key = EvalCommand.Report.Key
             var c = encoder.container(keyedBy: Key.self)
-            for (name, value) in [("model", model), ("method", method), ("weights", weights)] + maskSource.sorted(by: { $0.key < $1.key }) {
+            for (name, value) in [("model", model), ("method", method), ("weights", weights)] {
                 try c.encode(value, forKey: Key(name))
             }
+            try EvalCommand.Report.encode(maskSource: maskSource, into: &c)
             for (name, value) in [("tokens", tokens), ("context", context), ("stride", stride), ("predicted_tokens", predictedTokens),
                                   ("windows", windows), ("bytes", bytes), ("predicted_bytes", predictedBytes)] {
                 try c.encode(value, forKey: Key(name))

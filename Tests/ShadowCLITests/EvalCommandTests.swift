@@ -42,9 +42,9 @@ struct EvalCommandTests {
         #expect(json["offset"] as? Int == 1 && json["limit"] as? Int == 2)
         #expect(json["truncated_items"] as? Int == 0 && !run.err.contains("warning"))
         // Where the masks came from: random's seed and the policy, defaulted.
-        #expect(json["mask_seed"] as? String == "0" && json["policy"] as? String == "global" && json["predictor"] == nil, "\(json)")
+        #expect(json["mask_seed"] as? Int == 0 && json["policy"] as? String == "global" && json["predictor"] == nil, "\(json)")
         let hybrid = try CLIRun(arguments + ["--policy", "hybrid", "--mask-seed", "3"]).json()
-        #expect(hybrid["mask_seed"] as? String == "3" && hybrid["policy"] as? String == "hybrid" && hybrid["hybrid_floor"] as? String == "0.1")
+        #expect(hybrid["mask_seed"] as? Int == 3 && hybrid["policy"] as? String == "hybrid" && hybrid["hybrid_floor"] as? Double == 0.1)
         #expect((json["kl_divergence"] as? Double ?? 0) > 0)
         let dense = try #require(json["dense"] as? [String: Any])
         #expect(dense["acc"] != nil && dense["acc_norm"] != nil)
