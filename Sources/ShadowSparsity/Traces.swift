@@ -288,6 +288,11 @@ public final class TraceWriter {
                 try self.manifest.save(directory: directory)
             }
         } else {
+            // Chunk files without a manifest (one lost or deleted) would be overwritten unread.
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            if let stray = names.sorted().first(where: { $0.hasPrefix("chunk-") && $0.hasSuffix(".safetensors") }) {
+                throw ShadowError.invalidArgument(name: "--out", reason: "\(directory) holds \(stray) but no \(TraceManifest.fileName) (traces whose manifest was lost?); choose another --out, or remove the chunk files")
+            }
             self.manifest = manifest
             try AtomicFile.createDirectory(directory)
             try self.manifest.save(directory: directory)

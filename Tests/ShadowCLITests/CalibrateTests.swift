@@ -348,6 +348,19 @@ struct CalibrateTests {
         }
     }
 
+    @Test("chunk files in --out without a manifest (one lost) are refused, not overwritten; other files do not matter")
+    func strayChunks() throws {
+        let out = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try "notes".write(toFile: out + "/README.txt", atomically: true, encoding: .utf8)
+        #expect(calibrate(out).status == 0)
+        try FileManager.default.removeItem(atPath: out + "/manifest.json")
+        let before = try Data(contentsOf: URL(fileURLWithPath: out + "/chunk-00000.safetensors"))
+        let run = calibrate(out)
+        #expect(run.status == 1 && run.err == "error: --out: \(out) holds chunk-00000.safetensors but no manifest.json (traces whose manifest was lost?); choose another --out, or remove the chunk files\n", "\(run.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/chunk-00000.safetensors")) == before)
+    }
+
     @Test("an --out that cannot be looked at is named in the error and left in place, not taken for absent and removed")
     func outThatCannotBeLookedAt() throws {
         let loop = temporaryDirectory() + "-loop"
