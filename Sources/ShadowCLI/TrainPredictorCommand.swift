@@ -26,7 +26,7 @@ enum TrainPredictorCommand {
             .value("out", short: "o", "file", help: "Where to write the predictor (.safetensors; written atomically)."),
             .value("loss", "name", help: "MSE against the scaled scores, or per-layer listwise softmax cross-entropy.",
                    default: PredictorLoss.mse.rawValue, allowed: PredictorLoss.allCases.map(\.rawValue)),
-            .value("rank", "r", help: "Factor the neuron networks' output layer through r units (fewer parameters and FLOPs); r below both --neuron-width and the units it predicts."),
+            .value("rank", "r", help: "Factor the neuron networks' output layer through r units (fewer parameters and FLOPs); r·(W + N) weights instead of W·N for a W-wide network predicting N units, so r must be below W·N / (W + N)."),
             .value("rank-temperature", "t", help: "rank loss: target distribution softmax(t × scaled scores).", default: "10"),
             .value("target-scaling", "name", help: "Min-max scale each layer's scores, or the whole vector at once.",
                    default: TargetScaling.perLayer.rawValue, allowed: TargetScaling.allCases.map(\.rawValue)),

@@ -295,11 +295,14 @@ public enum PredictorTrainer {
         if configuration.rank != nil && !data.predictsNeurons {
             throw ShadowError.invalidArgument(name: "--rank", reason: "criterion \(data.criterion) has no neuron scores, so there is no neuron network to factor")
         }
-        // The output layer is width × units; a rank as large as either factors nothing.
+        // The output layer is width × units (W·N weights); rank r factors it into r·(W + N), which
+        // is only smaller below W·N / (W + N): a larger rank adds parameters instead of cutting them.
         let neuronOutputs = configuration.kind == .shadow ? data.shape.layers * data.shape.ffnSize : data.shape.ffnSize
-        if let rank = configuration.rank, rank >= min(configuration.neuronWidth, neuronOutputs) {
-            let limit = configuration.neuronWidth <= neuronOutputs ? "--neuron-width \(configuration.neuronWidth)" : "the \(neuronOutputs) neuron scores it predicts"
-            throw ShadowError.invalidArgument(name: "--rank", reason: "\(rank) does not factor the \(configuration.neuronWidth) × \(neuronOutputs) output layer: it must be below \(limit)")
+        let width = configuration.neuronWidth
+        let largestRank = (width * neuronOutputs - 1) / (width + neuronOutputs)
+        if let rank = configuration.rank, rank > largestRank {
+            throw ShadowError.invalidArgument(
+                name: "--rank", reason: "\(rank) does not shrink the \(width) × \(neuronOutputs) output layer (rank r has r·(\(width) + \(neuronOutputs)) weights, against \(width * neuronOutputs)): it must be at most \(largestRank)")
         }
         var options = options
         try options.validate()
