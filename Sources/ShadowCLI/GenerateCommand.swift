@@ -7,7 +7,22 @@ import ShadowTokenizers
 
 /// `shadowllm generate`: prompt → streamed continuation.
 enum GenerateCommand {
+    /// `fields`, then `weights` and where a sparse run's masks come from (`predictor`, `scores`,
+    /// `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`), as eval and perplexity record them.
     struct Report: Encodable {
+        let fields: Fields
+        let weights: String
+        let maskSource: [String: String]
+
+        func encode(to encoder: any Encoder) throws {
+            try fields.encode(to: encoder)
+            var c = encoder.container(keyedBy: EvalCommand.Report.Key.self)
+            try c.encode(weights, forKey: .init("weights"))
+            try EvalCommand.Report.encode(maskSource: maskSource, into: &c)
+        }
+    }
+
+    struct Fields: Encodable {
         let prompt: String
         /// With --chat: the text of the system turn the prompt opened with (Llama 3.1's date
         /// preamble included; absent without --chat or without one).
@@ -51,7 +66,7 @@ enum GenerateCommand {
             .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …), Llama 3 (<|start_header_id|>user …), Phi-3 (<|user|> …) or Gemma (<start_of_turn>user …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
         ] + ChatTemplate.systemOptions(helpPrefix: "With --chat, ") + [ChatTemplate.thinkingOption(helpPrefix: "With --chat, ")] + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
-            .flag("json", help: "Print JSON with the text, token ids and speeds instead of streaming."),
+            .flag("json", help: "Print JSON with the text, token ids, speeds, --weights and where sparse masks come from (as eval) instead of streaming."),
             .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
         ]
     ) { arguments, console in
@@ -112,14 +127,15 @@ enum GenerateCommand {
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
         let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape)
         if json {
-            console.print(try JSONOutput.string(Report(
+            console.print(try JSONOutput.string(Report(fields: Fields(
                 prompt: prompt, system: template?.systemContent(system), text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
                 promptTokens: promptIDs, tokens: result.tokens,
                 stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped, stoppedAtContext: result.stoppedAtContext,
                 interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                 decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
                 method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
-                realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity)))
+                realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity),
+                weights: try arguments.required("weights"), maskSource: try SparsityOptions.source(arguments))))
         } else {
             console.out(rest + "\n")
             if arguments.flag("verbose") {

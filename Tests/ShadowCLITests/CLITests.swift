@@ -455,7 +455,10 @@ struct CLITests {
         let json = try sparse.json()
         #expect(json["method"] as? String == "random" && json["head_sparsity"] as? Double == 0.5 && json["neuron_sparsity"] as? Double == 0.5)
         #expect((json["realised_head_sparsity"] as? Double ?? 0) > 0 && (json["realised_neuron_sparsity"] as? Double ?? 0) > 0, "\(json)")
+        // As eval and perplexity: the weights and the mask source (generate defaults to f16).
+        #expect(json["weights"] as? String == "f16" && json["mask_seed"] as? Int == 0 && json["policy"] as? String == "global", "\(json)")
         let dense = try CLIRun(["generate", "--model", model, "--prompt", "a b c", "--max-tokens", "3", "--json"]).json()
+        #expect(dense["weights"] as? String == "f16" && dense["policy"] == nil && dense["prompt"] as? String == "a b c", "\(dense)")
         #expect(dense["method"] as? String == "dense" && dense["head_sparsity"] as? Double == 0 && dense["realised_head_sparsity"] as? Double == 0)
         let verbose = CLIRun(["generate", "--model", model, "--prompt", "a b c", "--max-tokens", "3", "--method", "random", "--sparsity", "0.5", "--verbose"])
         #expect(verbose.err.contains("; random masks, heads 0.50 / neurons 0.50, realised "), "\(verbose.err)")
