@@ -237,7 +237,10 @@ struct JSONRecord {
         guard let text = found.labelText else {
             throw error(key, "expected a label, found \(found.kindName)")
         }
-        guard let match = allowed.first(where: { $0.spelling == text }) else {
+        // An index written with white space around it (" 3 ") is read as Python's int() reads it.
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let asIndex = Int(trimmed) != nil ? allowed.first(where: { $0.spelling == trimmed }) : nil
+        guard let match = allowed.first(where: { $0.spelling == text }) ?? asIndex else {
             let list = allowed.map { "\"\($0.spelling)\"" }.joined(separator: ", ")
             throw error(key, "\"\(text)\" is not one of \(list)")
         }

@@ -62,9 +62,10 @@ struct HellaSwagTests {
              "ctx_b": "MIX it  well",
              "endings": ["  [step] Rinse.  ", "Wait [a] b [c", "x   y", "z"],
              "label": "0"],
+            ["activity_label": "A", "ctx_a": "b", "ctx_b": "c", "endings": ["d", "e", "f", "g"], "label": " 2 "],
         ]))
         let items = try TaskFile.multipleChoice(task: .hellaswag, path: path)
-        #expect(try TaskFile.multipleChoice(task: .hellaswag, path: path, asStored: true).map { $0.contexts[0] } == [
+        #expect(try TaskFile.multipleChoice(task: .hellaswag, path: path, asStored: true).map { $0.contexts[0] }.prefix(2) == [
             "Removing ice from car: Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles. then",
             "Personal Care and Style: How to dye your hair. Buy the dye. MIX it well"])
         #expect(items[0] == MultipleChoiceItem(
@@ -78,6 +79,8 @@ struct HellaSwagTests {
         #expect(items[1] == MultipleChoiceItem(
             id: 1, context: "Personal Care and Style: How to dye your hair. Buy the dye. Mix it well",
             continuations: ["  Rinse.", " Wait b [c", " x  y", " z"], gold: 0))
+        // An index label with white space around it is read as lm-eval's int(label) reads it.
+        #expect(items[2].gold == 2)
     }
 
     @Test("reads llama.cpp's six-line text with exactly one space before each ending and ctx_b capitalised")
