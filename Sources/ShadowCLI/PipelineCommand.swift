@@ -187,9 +187,9 @@ enum PipelineCommand {
         case _?: throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) is not a directory")
         }
         let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
-        let itemLimit = try arguments.int("limit", range: 1...1_000_000) ?? (quick ? 20 : 100)
-        guard itemLimit <= Self.calibrationStart else {
-            throw ShadowError.invalidArgument(name: "--limit", reason: "must be at most \(Self.calibrationStart), got \(itemLimit): calibration reads PIQA items \(Self.calibrationStart)+, which evaluation must not")
+        let itemLimit = try arguments.int("limit", range: Int.min...Int.max) ?? (quick ? 20 : 100)
+        guard (1...Self.calibrationStart).contains(itemLimit) else {
+            throw ShadowError.invalidArgument(name: "--limit", reason: "must be in 1...\(Self.calibrationStart), got \(itemLimit): calibration reads PIQA items \(Self.calibrationStart)+, which evaluation must not")
         }
         let sparsity = try arguments.double("sparsity", range: 0.01...0.99) ?? 0.5
         let threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)

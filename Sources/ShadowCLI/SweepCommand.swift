@@ -131,6 +131,9 @@ enum SweepCommand {
             if key.hasSuffix("/0.00") {
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(text) is 0.00 to two decimals, the precision results are kept in; give 0.01 or more")
             }
+            if key.hasSuffix("/1.00") {
+                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(text) is 1.00 to two decimals, the precision results are kept in; give 0.99 or less")
+            }
             if let earlier = spelledAs[key] {
                 if Double(earlier) == p { continue }
                 throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(earlier) and \(text) are one cell (results are kept to two decimals, \(key.split(separator: "/").last ?? ""))")

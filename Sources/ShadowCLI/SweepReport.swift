@@ -18,11 +18,20 @@ enum SweepReport {
         return values.filter { seen.insert($0).inserted }
     }
 
-    /// The mean of the tasks' headline accuracies (PIQA acc, HellaSwag acc_norm, …) for a cell.
+    /// The mean of the tasks' headline accuracies (PIQA acc, HellaSwag acc_norm, …) for a cell;
+    /// none when a task has no result for it (a cell of an earlier command that a later one left
+    /// unfinished), so that no mean is taken over fewer tasks than its neighbours'.
     static func meanAccuracy(_ results: Results, cell: SweepCell) -> Double? {
-        mean(choiceTasks(results).compactMap { task in
+        let values = choiceTasks(results).map { task in
             results.rows.first { $0.task == task && $0.cell == cell }?.metrics[SweepRow.headlineMetric(task: task)]
-        })
+        }
+        return values.contains(nil) ? nil : mean(values.compactMap { $0 })
+    }
+
+    /// The mean of a cell's multiple-choice rows' `value`, none when a task has no row for it.
+    static func meanOverTasks(_ results: Results, cell: SweepCell, _ value: (SweepRow) -> Double?) -> Double? {
+        let values = choiceTasks(results).map { task in results.rows.first { $0.task == task && $0.cell == cell }.flatMap(value) }
+        return values.contains(nil) ? nil : mean(values.compactMap { $0 })
     }
 
     static func value(_ results: Results, task: String, cell: SweepCell) -> Double? {
@@ -55,12 +64,11 @@ enum SweepReport {
                 if task == "wikitext" {
                     line += " \(format(row?.metrics[metric], "%.2f")) |"
                 } else {
-                    line += " \(format(row?.metrics[metric])) ± \(format(row?.metrics[metric + "_stderr"])) |"
+                    line += row == nil ? " — |" : " \(format(row?.metrics[metric])) ± \(format(row?.metrics[metric + "_stderr"])) |"
                 }
             }
             if choice.count > 1 { line += " \(format(meanAccuracy(results, cell: cell))) |" }
-            let rows = results.rows.filter { $0.cell == cell && $0.task != "wikitext" }
-            line += " \(format(mean(rows.compactMap(\.klDivergence)), "%.4f")) | \(format(mean(rows.compactMap(\.top1Agreement)))) |"
+            line += " \(format(meanOverTasks(results, cell: cell, \.klDivergence), "%.4f")) | \(format(meanOverTasks(results, cell: cell, \.top1Agreement))) |"
             let realised = results.rows.first { $0.cell == cell && $0.realisedHeadSparsity != nil }
             line += " \(format(realised?.realisedHeadSparsity, "%.2f")) / \(format(realised?.realisedNeuronSparsity, "%.2f")) |"
             lines.append(line)

@@ -472,7 +472,7 @@ struct PipelineTests {
         let invalid = TestScratch.url("invalid-text", suffix: ".txt").path
         try Data([0x66, 0xFF, 0x66]).write(to: URL(fileURLWithPath: invalid))
         for (options, message) in [(["--threads", "0"], "--threads"), (["--text", empty], "\(empty) holds no text"),
-                                   (["--limit", "1001"], "--limit: must be at most 1000, got 1001: calibration reads PIQA items 1000+"),
+                                   (["--limit", "1001"], "--limit: must be in 1...1000, got 1001: calibration reads PIQA items 1000+"),
                                    (["--text", invalid], "\(invalid) is not valid UTF-8 text"),
                                    (["--text", out + "-none.txt"], "no such file")] {
             let run = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", Self.noData,

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowCLI
+import ShadowEval
 
 @Suite("sweep command", .serialized)
 struct SweepCommandTests {
@@ -326,6 +327,23 @@ struct SweepCommandTests {
         #expect(svg.contains(">1.000</text>") && !svg.contains(">1.040"), "\(svg)")
     }
 
+    @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL or top-1 over the tasks it has, and — for the missing one")
+    func meansNeedEveryTask() throws {
+        let json = #"""
+        {"model": "m", "date": "d", "machine": "x", "command": "c", "commands": ["c"], "settings": "s", "seconds": 1,
+         "skipped": [], "units": "both", "head_importance": {},
+         "rows": [{"task": "piqa", "method": "dense", "sparsity": 0, "n": 10, "metrics": {"acc": 0.8, "acc_stderr": 0.1}, "seconds": 1, "kl_divergence": 0, "top1_agreement": 1},
+                  {"task": "hellaswag", "method": "dense", "sparsity": 0, "n": 10, "metrics": {"acc_norm": 0.4, "acc_norm_stderr": 0.1}, "seconds": 1, "kl_divergence": 0, "top1_agreement": 1},
+                  {"task": "piqa", "method": "random", "sparsity": 0.5, "n": 10, "metrics": {"acc": 0.5, "acc_stderr": 0.1}, "seconds": 1, "kl_divergence": 2, "top1_agreement": 0.5}]}
+        """#
+        let results = try JSONDecoder().decode(SweepCommand.Results.self, from: Data(json.utf8))
+        #expect(SweepReport.meanAccuracy(results, cell: .dense).map { abs($0 - 0.6) < 1e-12 } == true)
+        #expect(SweepReport.meanAccuracy(results, cell: SweepCell(method: "random", sparsity: 0.5)) == nil)
+        let table = SweepReport.table(results)
+        let random = try #require(table.first { $0.hasPrefix("| random |") })
+        #expect(random == "| random | — | 0.50 | 0.500 ± 0.100 | — | — | — | — | — / — |", "\(random)")
+    }
+
     @Test("a later command without --traces keeps the heat map and the skipped cells of earlier ones; one that adds nothing is not recorded")
     func laterCommandsKeepTheReport() throws {
         let out = scratchPath("sweep-later")
@@ -378,6 +396,7 @@ struct SweepCommandTests {
         (["--sparsities", "0.5,1.5"], "--sparsities"),
         (["--sparsities", ""], "--sparsities: the list is empty"),
         (["--sparsities", "1e-9"], "--sparsities: 1e-9 is 0.00 to two decimals, the precision results are kept in; give 0.01 or more"),
+        (["--sparsities", "0.996"], "--sparsities: 0.996 is 1.00 to two decimals, the precision results are kept in; give 0.99 or less"),
         (["--sparsities", "0.301,0.5,0.304"], "--sparsities: 0.301 and 0.304 are one cell (results are kept to two decimals, 0.30)"),
         (["--criteria", "plainact,"], "--criteria: has an empty item; expected names from"),
         (["--tasks", "copa,piqa,wikitext"], "--data: no file for copa"),
