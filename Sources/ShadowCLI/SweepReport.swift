@@ -22,10 +22,7 @@ enum SweepReport {
     /// none when a task has no result for it (a cell of an earlier command that a later one left
     /// unfinished), so that no mean is taken over fewer tasks than its neighbours'.
     static func meanAccuracy(_ results: Results, cell: SweepCell) -> Double? {
-        let values = choiceTasks(results).map { task in
-            results.rows.first { $0.task == task && $0.cell == cell }?.metrics[SweepRow.headlineMetric(task: task)]
-        }
-        return values.contains(nil) ? nil : mean(values.compactMap { $0 })
+        meanOverTasks(results, cell: cell) { $0.metrics[SweepRow.headlineMetric(task: $0.task)] }
     }
 
     /// The mean of a cell's multiple-choice rows' `value`, none when a task has no row for it.
