@@ -25,7 +25,7 @@ struct CalibratorTests {
 
     @Test("with fp32 weights the predictor inputs come from the gradient pass and equal a dense forward's",
           arguments: ["tiny-llama", "tiny-opt", "tiny-opt-postln", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
-                      "tiny-phi3", "tiny-mistral-window"])
+                      "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-smollm3"])
     func fp32InputsFromTheGradientPass(name: String) throws {
         let model = try Self.fixture(name, weights: .f32)
         for token in PredictorToken.allCases {
