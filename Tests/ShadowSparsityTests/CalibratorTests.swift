@@ -17,17 +17,11 @@ struct CalibratorTests {
         return capture
     }
 
-    static func fixture(_ name: String, weights: WeightDType) throws -> any DifferentiableLanguageModel {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
-        return try #require(try ModelLoader.load(path: path, weights: weights).model as? any DifferentiableLanguageModel)
-    }
-
     @Test("with fp32 weights the predictor inputs come from the gradient pass and equal a dense forward's",
           arguments: ["tiny-llama", "tiny-opt", "tiny-opt-postln", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
                       "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-smollm3"])
     func fp32InputsFromTheGradientPass(name: String) throws {
-        let model = try Self.fixture(name, weights: .f32)
+        let model = try TinyModels.fixture(name)
         for token in PredictorToken.allCases {
             let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
             let record = try Calibrator(model: model, criteria: [.plainact], predictorToken: token).record(sample)
@@ -45,7 +39,7 @@ struct CalibratorTests {
     @Test("with 16-bit weights the predictor inputs are recorded by the engine's own forward pass (its fp16 KV cache, bf16 inputs)",
           arguments: [WeightDType.bf16, .f16, .bf16dot])
     func halfInputsFromTheForwardPass(weights: WeightDType) throws {
-        let model = try Self.fixture("tiny-llama", weights: weights)
+        let model = try TinyModels.fixture("tiny-llama", weights: weights)
         let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
         let record = try Calibrator(model: model, criteria: [.plainact], predictorToken: .lastContext).record(sample)
         let capture = Self.forwardCapture(model, position: 11)

@@ -40,9 +40,9 @@ enum TinyModels {
     }
 
     /// A reference checkpoint of the models' test target (written by scripts/reference/make_fixtures.py).
-    static func fixture(_ name: String) throws -> any DifferentiableLanguageModel {
+    static func fixture(_ name: String, weights: WeightDType = .f32) throws -> any DifferentiableLanguageModel {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
-        return try #require(try ModelLoader.load(path: path).model as? any DifferentiableLanguageModel)
+        return try #require(try ModelLoader.load(path: path, weights: weights).model as? any DifferentiableLanguageModel)
     }
 }
