@@ -476,13 +476,6 @@ public struct LlamaConfig: Sendable, Equatable {
         guard rope.theta > 0 && rope.theta.isFinite else {
             throw ShadowError.badJSON(path: path, key: key("rope_theta"), reason: "must be a positive number, got \(rope.theta)")
         }
-        // Positive in Double is not enough: the frequencies are single precision, where a tiny θ or
-        // factor overflows to infinity or underflows to 0 (and every logit becomes NaN).
-        for (config, thetaKey) in [(rope, "rope_theta"), localRope.map { ($0, "rope_local_base_freq") }].compactMap({ $0 }) {
-            if let problem = config.singlePrecisionProblem(headDim: headDim) {
-                throw ShadowError.badJSON(path: path, key: key(problem == .theta ? thetaKey : "rope_scaling"), reason: problem.reason(config))
-            }
-        }
         // Token ids the model is told about must be rows of its embedding.
         for (name, id) in [("bos_token_id", bosTokenID)] + eosTokenIDs.map({ ("eos_token_id", $0) }) {
             if let id, !(0..<vocabularySize).contains(id) {
@@ -504,6 +497,17 @@ public struct LlamaConfig: Sendable, Equatable {
         // of traces and predictors holds no larger size, so neither may a model that makes them.
         for (name, value) in sizes {
             if let problem = TransformerShape.sizeProblem(value) { throw ShadowError.badJSON(path: path, key: key(name), reason: problem) }
+        }
+        // After the sizes: the check below computes a frequency per rotating pair.
+        guard headDim <= TransformerShape.largestHeadDim else {
+            throw ShadowError.badJSON(path: path, key: key("head_dim"), reason: "is \(headDim), beyond any model (at most \(TransformerShape.largestHeadDim))")
+        }
+        // Positive in Double is not enough: the frequencies are single precision, where a tiny θ or
+        // factor overflows to infinity or underflows to 0 (and every logit becomes NaN).
+        for (config, thetaKey) in [(rope, "rope_theta"), localRope.map { ($0, "rope_local_base_freq") }].compactMap({ $0 }) {
+            if let problem = config.singlePrecisionProblem(headDim: headDim) {
+                throw ShadowError.badJSON(path: path, key: key(problem == .theta ? thetaKey : "rope_scaling"), reason: problem.reason(config))
+            }
         }
     }
 }
@@ -638,8 +642,9 @@ extension LlamaConfig: Decodable {
             throw DecodingError.dataCorrupted(.init(codingPath: thetaPath, debugDescription: "must be a positive number, got \(theta)"))
         }
         rope = RopeConfig(theta: theta, scaling: scaling, rotaryDimensions: rotaryDimensions)
-        // validate() checks this too; here the error can say which key it came from.
-        if let problem = rope.singlePrecisionProblem(headDim: headDim) {
+        // validate() checks this too; here the error can say which key it came from. (It refuses
+        // a wider head, after the size checks, before computing a frequency per rotating pair.)
+        if headDim <= TransformerShape.largestHeadDim, let problem = rope.singlePrecisionProblem(headDim: headDim) {
             // rope_scaling, when there, is the one read (it overrides rope_parameters' scaling).
             let scalingKey: CodingKeys = try !c.contains(.ropeScaling) || c.decodeNil(forKey: .ropeScaling) ? .ropeParameters : .ropeScaling
             throw DecodingError.dataCorrupted(.init(codingPath: problem == .theta ? thetaPath : c.codingPath + [scalingKey],

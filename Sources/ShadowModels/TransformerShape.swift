@@ -49,6 +49,11 @@ extension TransformerShape {
     /// seconds and gigabytes on one (the largest models have a few hundred layers).
     public static let largestLayerCount = 1 << 16
 
+    /// The widest head a config may name. RoPE's frequencies are computed per rotating pair while
+    /// a config is checked, before any tensor: a head_dim of 2^32 once spent eight minutes and
+    /// 8 GB on them (the widest heads in use have a few hundred dimensions).
+    public static let largestHeadDim = 1 << 16
+
     /// Why `value` cannot be a size of a model (a layer count, a width, a vocabulary), or nil when
     /// it can. Model configs and fingerprints share this one rule.
     public static func sizeProblem(_ value: Int) -> String? {

@@ -69,6 +69,20 @@ struct ConfigFuzzTests {
         let directory = try CheckpointWriter.directory(config: { $0["head_dim"] = huge; $0["num_attention_heads"] = huge })
         expectShadowError(["config.json", "do not fit"]) { _ = try ModelLoader.load(path: directory) }
     }
+
+    @Test("a head wider than 65,536 is refused, naming head_dim, before a RoPE frequency is computed per pair")
+    func headsTooWide() throws {
+        // Every product fits; checking RoPE's frequencies for 2^30 pairs took minutes and gigabytes.
+        let wide = Int(Int32.max) - 1
+        let directory = try CheckpointWriter.directory(config: { $0["head_dim"] = wide })
+        expectShadowError(["config.json", "\"head_dim\"", "is \(wide), beyond any model (at most 65536)"]) {
+            _ = try ModelLoader.load(path: directory)
+        }
+        let config = LlamaConfig(hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 1, headDim: 1 << 17, vocabularySize: 10)
+        expectShadowError(["\"head_dim\"", "beyond any model"]) { try config.validate(path: "config.json") }
+        try LlamaConfig(hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 1, headDim: 1 << 16, vocabularySize: 10)
+            .validate(path: "config.json")
+    }
 }
 
 @Suite("GGUF checkpoints under random corruption")
