@@ -7,8 +7,9 @@ import ShadowTokenizers
 
 /// `shadowllm chat`: a conversation with an instruct model, one user message per input line.
 enum ChatCommand {
-    /// One turn of `--json` output (a JSON Lines record).
-    struct TurnReport: Encodable {
+    /// One turn of `--json` output (a JSON Lines record), before its GenerationOutcome and masks
+    /// (realised over the conversation up to this turn).
+    struct Turn: Encodable {
         let turn: Int
         let user: String
         let reply: String
@@ -18,28 +19,10 @@ enum ChatCommand {
         let reusedTokenCount: Int
         let tokens: [Int]
         let droppedTurns: Int
-        let stoppedAtEOS: Bool
-        /// The reply spelled --stop: it ends before it, and the conversation keeps the tokens before it.
-        let stoppedAtStop: Bool
-        /// The reply reached the end of --context before --max-tokens.
-        let stoppedAtContext: Bool
-        /// Ctrl-C stopped the reply.
-        let interrupted: Bool
-        let prefillTokensPerSecond: Double
-        /// Decode passes per second; absent when none ran (a reply of one token, or none).
-        let decodeTokensPerSecond: Double?
-        /// The masks so far (realised: over the conversation up to this turn).
-        let method: String
-        let headSparsity: Double, neuronSparsity: Double
-        let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
 
         enum CodingKeys: String, CodingKey {
-            case turn, user, reply, tokens, interrupted, method
-            case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
-            case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
+            case turn, user, reply, tokens
             case promptTokenCount = "prompt_token_count", reusedTokenCount = "reused_token_count", droppedTurns = "dropped_turns"
-            case stoppedAtEOS = "stopped_at_eos", stoppedAtContext = "stopped_at_context", stoppedAtStop = "stopped_at_stop"
-            case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
         }
     }
 
@@ -223,13 +206,13 @@ enum ChatCommand {
             turns.append(ChatTurn(user: message, reply: kept))
             let masks = try SparsitySummary(arguments, controller: sparsity, shape: model.shape)
             if json {
-                console.print(try JSONOutput.string(TurnReport(
-                    turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,
-                    tokens: result.tokens, droppedTurns: dropped, stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: cut.stopped, stoppedAtContext: stoppedAtContext,
-                    interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
-                    decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
-                    method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
-                    realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity), pretty: false))
+                console.print(try JSONOutput.string(GenerationReport(
+                    fields: Turn(turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,
+                                 tokens: result.tokens, droppedTurns: dropped),
+                    outcome: GenerationOutcome(stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: cut.stopped, stoppedAtContext: stoppedAtContext,
+                                               interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
+                                               decodeTokensPerSecond: result.stats.generatedTokensPerSecond),
+                    masks: masks), pretty: false))
             } else {
                 console.out((cut.stopped ? "" : cut.finish(stream.finish())) + "\n")
                 if arguments.flag("verbose") {

@@ -7,15 +7,16 @@ import ShadowTokenizers
 
 /// `shadowllm generate`: prompt → streamed continuation.
 enum GenerateCommand {
-    /// `fields`, then `weights` and where a sparse run's masks come from (`predictor`, `scores`,
-    /// `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`), as eval and perplexity record them.
+    /// The generation's report, then `weights` and where a sparse run's masks come from
+    /// (`predictor`, `scores`, `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`), as eval
+    /// and perplexity record them.
     struct Report: Encodable {
-        let fields: Fields
+        let generation: GenerationReport<Fields>
         let weights: String
         let maskSource: [String: String]
 
         func encode(to encoder: any Encoder) throws {
-            try fields.encode(to: encoder)
+            try generation.encode(to: encoder)
             var c = encoder.container(keyedBy: EvalCommand.Report.Key.self)
             try c.encode(weights, forKey: .init("weights"))
             try EvalCommand.Report.encode(maskSource: maskSource, into: &c)
@@ -27,31 +28,13 @@ enum GenerateCommand {
         /// With --chat: the text of the system turn the prompt opened with (Llama 3.1's date
         /// preamble included; absent without --chat or without one).
         let system: String?
+        /// Ends before --stop when the text spelled it; `tokens` include the ones that spelled it.
         let text: String
         let promptTokens: [Int]
         let tokens: [Int]
-        let stoppedAtEOS: Bool
-        /// The text reached --stop: `text` ends before it; `tokens` include the ones that spelled it.
-        let stoppedAtStop: Bool
-        /// The prompt and the text filled the model's context before --max-tokens.
-        let stoppedAtContext: Bool
-        /// Ctrl-C or SIGTERM ended the text early (the command then exits with status 130).
-        let interrupted: Bool
-        let prefillTokensPerSecond: Double
-        /// Decode passes per second (the first token comes from the prefill's logits, the last is
-        /// never fed back); absent when none ran (one token generated, or none).
-        let decodeTokensPerSecond: Double?
-        let method: String
-        let headSparsity: Double, neuronSparsity: Double
-        let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
 
         enum CodingKeys: String, CodingKey {
-            case prompt, system, text, tokens, method
-            case promptTokens = "prompt_tokens", stoppedAtEOS = "stopped_at_eos", stoppedAtStop = "stopped_at_stop"
-            case stoppedAtContext = "stopped_at_context", interrupted
-            case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
-            case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
-            case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
+            case prompt, system, text, tokens, promptTokens = "prompt_tokens"
         }
     }
 
@@ -127,15 +110,16 @@ enum GenerateCommand {
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
         let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape)
         if json {
-            console.print(try JSONOutput.string(Report(fields: Fields(
-                prompt: prompt, system: template?.systemContent(system), text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
-                promptTokens: promptIDs, tokens: result.tokens,
-                stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped, stoppedAtContext: result.stoppedAtContext,
-                interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
-                decodeTokensPerSecond: result.stats.generatedTokensPerSecond,
-                method: masks.method, headSparsity: masks.headSparsity, neuronSparsity: masks.neuronSparsity,
-                realisedHeadSparsity: masks.realisedHeadSparsity, realisedNeuronSparsity: masks.realisedNeuronSparsity),
-                weights: try arguments.required("weights"), maskSource: try SparsityOptions.source(arguments))))
+            let generation = GenerationReport(
+                fields: Fields(prompt: prompt, system: template?.systemContent(system),
+                               text: reply.stopped ? reply.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true),
+                               promptTokens: promptIDs, tokens: result.tokens),
+                outcome: GenerationOutcome(stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: reply.stopped, stoppedAtContext: result.stoppedAtContext,
+                                           interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
+                                           decodeTokensPerSecond: result.stats.generatedTokensPerSecond),
+                masks: masks)
+            console.print(try JSONOutput.string(Report(generation: generation, weights: try arguments.required("weights"),
+                                                       maskSource: try SparsityOptions.source(arguments))))
         } else {
             console.out(rest + "\n")
             if arguments.flag("verbose") {

@@ -252,10 +252,15 @@ extension SparsityOptions {
 /// What generate and chat report of their masks, as perplexity and eval do: the method, the
 /// nominal sparsities and the realised ones (of all heads and neurons, layer 0 dense; nil where
 /// a method keeps no count, the oracle).
-struct SparsitySummary {
+struct SparsitySummary: Encodable {
     let method: String
     let headSparsity: Double, neuronSparsity: Double
     let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case method, headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
+        case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
+    }
 
     init(_ arguments: ParsedArguments, controller: (any SparsityController)?, shape: TransformerShape) throws {
         method = try arguments.required("method")
@@ -305,5 +310,38 @@ enum StaticScores {
             throw ShadowError.badJSON(path: path, key: "neurons", reason: "expected \(shape.layers) rows of \(shape.ffnSize) scores")
         }
         return (file.heads, neurons)
+    }
+}
+
+/// How a generation ended and how fast it ran: generate --json and each chat --json turn.
+struct GenerationOutcome: Encodable {
+    let stoppedAtEOS: Bool
+    /// The text spelled --stop, and ends before it.
+    let stoppedAtStop: Bool
+    /// The prompt and the text filled the context (chat: --context) before --max-tokens.
+    let stoppedAtContext: Bool
+    /// Ctrl-C or SIGTERM ended the text early.
+    let interrupted: Bool
+    let prefillTokensPerSecond: Double
+    /// Decode passes per second (the first token comes from the prefill's logits, the last is
+    /// never fed back); absent when none ran (one token generated, or none).
+    let decodeTokensPerSecond: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case stoppedAtEOS = "stopped_at_eos", stoppedAtStop = "stopped_at_stop", stoppedAtContext = "stopped_at_context", interrupted
+        case prefillTokensPerSecond = "prefill_tokens_per_second", decodeTokensPerSecond = "decode_tokens_per_second"
+    }
+}
+
+/// A command's own `fields`, then the generation's outcome and masks, in one JSON object.
+struct GenerationReport<Fields: Encodable>: Encodable {
+    let fields: Fields
+    let outcome: GenerationOutcome
+    let masks: SparsitySummary
+
+    func encode(to encoder: any Encoder) throws {
+        try fields.encode(to: encoder)
+        try outcome.encode(to: encoder)
+        try masks.encode(to: encoder)
     }
 }
