@@ -30,9 +30,14 @@ enum InfoCommand {
         let decodeBytesPerToken: Int
         let sourceDTypes: [String: Int]
         let tokenizer: Bool
+        /// The tokenizer's BOS and EOS (tokenizer_config.json or GGUF metadata, else guessed from
+        /// its special tokens' names).
         let bosTokenID: Int?
         let eosTokenID: Int?
         let addsBOS: Bool?
+        /// Every id generate stops at: the tokenizer's EOS and the model's own (config.json and
+        /// generation_config.json, or GGUF's EOS and EOT); chat and --chat add the turn's end.
+        let stopTokenIDs: [Int]
         /// The turn template `chat` and `generate --chat` would build ("ChatML", "Llama 3", "Phi-3", "Gemma"), nil
         /// when they would refuse the tokenizer.
         let chatTemplate: String?
@@ -45,7 +50,7 @@ enum InfoCommand {
             case vocabularySize = "vocab_size", maxContext = "max_context", slidingWindow = "sliding_window", sourceDTypes = "source_dtypes"
             case contextLimit = "context_limit", slidingLayers = "sliding_layers", textModelOf = "text_model_of"
             case attentionSoftcap = "attention_softcap", logitSoftcap = "logit_softcap"
-            case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos"
+            case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos", stopTokenIDs = "stop_token_ids"
             case chatTemplate = "chat_template", defaultSystem = "default_system"
             case weights, decodeBytesPerToken = "decode_bytes_per_token"
         }
@@ -72,7 +77,7 @@ enum InfoCommand {
             weights: loaded.model.weightDType.rawValue, decodeBytesPerToken: loaded.model.decodeBytesPerToken(plans: nil),
             sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
-            eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS,
+            eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS, stopTokenIDs: loaded.stopTokens.sorted(),
             chatTemplate: chat?.family.rawValue, defaultSystem: chat.flatMap { $0.systemContent($0.defaultSystem) })
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
@@ -98,6 +103,7 @@ enum InfoCommand {
             file dtypes   \(dtypes)
             weights       \(report.weights) in memory (--weights), \(String(format: "%.1f", Double(report.decodeBytesPerToken) / 1e6)) MB read per decoded token
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")
+            stops at ids  \(report.stopTokenIDs.isEmpty ? "none but a chat turn's end" : report.stopTokenIDs.map(String.init).joined(separator: ", "))
             chat          \(report.chatTemplate.map { "\($0) turns" + (report.defaultSystem.map { ", default system turn \($0.debugDescription)" } ?? ", no default system turn") } ?? "no chat template this tool builds")
             """)
     }

@@ -552,7 +552,13 @@ extension LlamaConfig: Decodable {
         }
         heads = try size(.heads, \.heads)
         kvHeads = try c.optionalPositiveInt(.kvHeads) ?? sizes?.kvHeads ?? heads
-        headDim = try c.optionalPositiveInt(.headDim) ?? sizes?.headDim ?? hiddenSize / heads
+        let declaredHeadDim = try c.optionalPositiveInt(.headDim) ?? sizes?.headDim
+        headDim = declaredHeadDim ?? hiddenSize / heads
+        // validate() checks the width too, but would name head_dim, which this file does not hold.
+        if declaredHeadDim == nil, headDim < 2 || headDim % 2 != 0 {
+            throw DecodingError.dataCorruptedError(forKey: .heads, in: c, debugDescription:
+                "\(heads) heads in hidden_size \(hiddenSize) are \(headDim) wide (no head_dim is given); rotary embedding needs an even width of at least 2")
+        }
         vocabularySize = try size(.vocabularySize, \.vocabulary)
         // Phi3Config's defaults differ from Llama's: a context of 4096, eps 1e-5.
         let isPhi3 = modelType == "phi3"

@@ -152,6 +152,10 @@ public enum ModelLoader {
         let table = TensorTable(file, weightDType: weights)
         // Before the per-layer lists below are built for it.
         try table.checkLayerCount(layers, key: "\(arch).block_count")
+        // llama.cpp's converter writes key_length whenever heads are not hidden / heads wide.
+        if keyLength == nil, hidden % heads != 0 {
+            throw ShadowError.corruptFile(path: path, reason: "key \"\(arch).attention.head_count\": \(heads) does not divide \(arch).embedding_length \(hidden), and no \(arch).attention.key_length gives the head width")
+        }
         let headDim = keyLength ?? hidden / heads
         let context = try size("\(arch).context_length") ?? 2048
         // A sliding window applies to every layer (gemma2: every other one, gemma3: five of every six). llama.cpp reads a

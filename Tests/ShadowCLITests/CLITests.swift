@@ -240,6 +240,9 @@ struct CLITests {
         #expect(CLIRun(["info", "--model", fixture("tiny-llama"), "--threads", "2"]).err == "error: --threads: unknown option for 'info' (see --help)\n")
         // The chat commands' template: ChatML markers without a template of the model's own, so no default system turn.
         #expect(json["chat_template"] as? String == "ChatML" && json["default_system"] == nil)
+        // The tokenizer's EOS (<|endoftext|>, guessed from its name) and config.json's eos_token_id 2 both stop generation.
+        #expect(json["eos_token_id"] as? Int == 0 && json["stop_token_ids"] as? [Int] == [0, 2])
+        #expect(CLIRun(["info", "--model", fixture("tiny-llama")]).out.contains("stops at ids  0, 2\n"))
         let opt = CLIRun(["info", "--model", fixture("tiny-opt"), "--json"])
         #expect(try opt.json()["chat_template"] == nil && opt.status == 0)
         #expect(CLIRun(["info", "--model", fixture("tiny-opt")]).out.contains("chat          no chat template this tool builds\n"))

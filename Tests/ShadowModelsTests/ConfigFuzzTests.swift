@@ -83,6 +83,19 @@ struct ConfigFuzzTests {
         try LlamaConfig(hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 1, headDim: 1 << 16, vocabularySize: 10)
             .validate(path: "config.json")
     }
+
+    @Test("a head width from hidden_size / heads that RoPE cannot rotate names the head count, not a head_dim the file lacks")
+    func derivedHeadWidths() throws {
+        // hidden_size 8: 8 heads are 1 wide, 16 heads 0, and 3 heads would be 2 wide (tensors then decide).
+        for heads in [8, 16] {
+            let directory = try CheckpointWriter.directory(config: { $0["num_attention_heads"] = heads })
+            expectShadowError(["config.json", "\"num_attention_heads\"", "\(heads) heads in hidden_size 8 are \(8 / heads) wide (no head_dim is given)"]) {
+                _ = try ModelLoader.load(path: directory)
+            }
+        }
+        let declared = try CheckpointWriter.directory(config: { $0["num_attention_heads"] = 16; $0["head_dim"] = 1 })
+        expectShadowError(["\"head_dim\"", "even head width, got 1"]) { _ = try ModelLoader.load(path: declared) }
+    }
 }
 
 @Suite("GGUF checkpoints under random corruption")
@@ -190,6 +203,18 @@ struct GGUFModelFuzzTests {
         let value = start + name.count + 4  // after the key and its u32 type
         withUnsafeBytes(of: newValue.littleEndian) { bytes.replaceSubrange(value..<(value + 4), with: $0) }
         return bytes
+    }
+
+    @Test("a GGUF head count that does not divide the embedding width, with no key_length, is refused naming it")
+    func headCountNotDividing() throws {
+        for heads: UInt32 in [6, 128] {
+            let path = TestScratch.url("heads", suffix: ".gguf").path
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try Data(try seed(setting: "llama.attention.head_count", to: heads)).write(to: URL(fileURLWithPath: path))
+            expectShadowError([path, "\"llama.attention.head_count\": \(heads) does not divide llama.embedding_length", "no llama.attention.key_length"]) {
+                _ = try ModelLoader.load(path: path)
+            }
+        }
     }
 
     @Test("GGUF sizes of zero are refused with the key's name, not divided by",
