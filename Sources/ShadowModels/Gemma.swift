@@ -94,10 +94,7 @@ extension LlamaConfig {
         // sliding_window_pattern-th (6) of Gemma 3's.
         let sliding: [Bool]
         if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
-            guard types.count == layers else { throw refuse(.layerTypes, "has \(types.count) entries for \(layers) layers") }
-            if let odd = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) {
-                throw refuse(.layerTypes, "unknown layer type \"\(odd)\"")
-            }
+            if let problem = Self.layerTypesProblem(types, layers: layers) { throw refuse(.layerTypes, problem) }
             sliding = types.map { $0 == "sliding_attention" }
         } else {
             let pattern = gemma3 ? try c.optionalPositiveInt(.slidingWindowPattern) ?? 6 : 2

@@ -513,6 +513,14 @@ public struct LlamaConfig: Sendable, Equatable {
 }
 
 extension LlamaConfig: Decodable {
+    /// Why `types` cannot be a config's layer_types (one "full_attention" or "sliding_attention"
+    /// per layer), or nil when it can.
+    static func layerTypesProblem(_ types: [String], layers: Int) -> String? {
+        if types.count != layers { return "has \(types.count) entries for \(layers) layers" }
+        if let odd = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) { return "unknown layer type \"\(odd)\"" }
+        return nil
+    }
+
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
         case layers = "num_hidden_layers", heads = "num_attention_heads", kvHeads = "num_key_value_heads"
@@ -584,15 +592,16 @@ extension LlamaConfig: Decodable {
         // in every layer; Qwen2's and Qwen3's with use_sliding_window, in layers from
         // max_window_layers on (or as layer_types says); SmolLM3's in its NoPE layers (or as
         // layer_types says); ignored for Llama. A window as long as the context changes nothing.
+        // transformers 5 checks layer_types whenever these configs hold it, used or not.
+        let layerTypes = ["qwen2", "qwen3", "smollm3"].contains(modelType) ? try c.decodeIfPresent([String].self, forKey: .layerTypes) : nil
+        if let layerTypes, let problem = Self.layerTypesProblem(layerTypes, layers: layers) {
+            throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c, debugDescription: problem)
+        }
         if let window = try c.optionalPositiveInt(.slidingWindow), window < maxContext {
             var sliding = modelType == "mistral" || modelType == "phi3"
             if ["qwen2", "qwen3", "smollm3"].contains(modelType), try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
-                if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
-                    guard types.count == layers else {
-                        throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c,
-                            debugDescription: "has \(types.count) entries for \(layers) layers")
-                    }
-                    slidingLayers = types.map { $0 == "sliding_attention" }
+                if let layerTypes {
+                    slidingLayers = layerTypes.map { $0 == "sliding_attention" }
                 } else if modelType == "smollm3" {
                     slidingLayers = ropeLayers?.map { !$0 }   // its NoPE layers slide
                 } else {

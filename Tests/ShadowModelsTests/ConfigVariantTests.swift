@@ -41,6 +41,16 @@ struct ConfigVariantTests {
                                  "layer_types": ["full_attention", "sliding_attention"]] as [String: Any] { config[key] = value }
         }, tensors: { $0 += Self.biases(attention: true, output: false, mlp: false) })
         expectShadowError(["config.json", "layer_types", "2 entries for 1 layers"]) { _ = try ModelLoader.load(path: bad) }
+        // Also where no sliding window reads it, as transformers 5 checks it; Llama's is not read.
+        for (modelType, types, problem) in [("qwen3", ["full_attention", "full_attention"], "2 entries for 1 layers"),
+                                            ("smollm3", ["weird"], "unknown layer type \"weird\""), ("llama", ["weird"], nil)] {
+            let directory = try CheckpointWriter.directory(config: { $0["model_type"] = modelType; $0["layer_types"] = types })
+            if let problem {
+                expectShadowError(["config.json", "\"layer_types\"", problem]) { _ = try ModelLoader.load(path: directory) }
+            } else {
+                _ = try ModelLoader.load(path: directory)
+            }
+        }
     }
 
     /// The writer's checkpoint's tensors with q/k/v and gate/up fused as Phi-3 stores them.
