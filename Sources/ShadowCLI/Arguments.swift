@@ -270,7 +270,11 @@ public struct ParsedArguments: Sendable {
     public func int(_ name: String, range: ClosedRange<Int>? = nil) throws -> Int? {
         guard let text = string(name) else { return nil }
         guard let value = Int(text) else {
-            throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected an integer, got \"\(text)\"")
+            // A whole number past Int's range is still a number: say which values are allowed.
+            let digits = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)
+            let isWhole = !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+            let bound = text.first == "-" ? "must be at least \(range?.lowerBound ?? Int.min)" : "must be at most \(range?.upperBound ?? Int.max)"
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: isWhole ? "\(bound), got \(text)" : "expected an integer, got \"\(text)\"")
         }
         if let range, !range.contains(value) {
             throw ShadowError.invalidArgument(name: Option.display(name), reason: "\(Self.describe(range)), got \(value)")

@@ -119,6 +119,9 @@ struct CLITests {
             (["generate", "--model", model, "--prompt", "x", "--max-token", "2"], "error: --max-token: unknown option for 'generate' (did you mean --max-tokens? see --help)\n"),
             (["generate", "--model", model, "--prompt", "x", "-t1"], "error: -t1: unknown option for 'generate' (a value goes apart from its option: -t 1)\n"),
             (["generate", "--model", model, "--prompt", "x", "--seed", "-1"], "error: --seed: must be at least 0, got -1\n"),
+            (["generate", "--model", model, "--prompt", "x", "--seed", "18446744073709551615"],
+             "error: --seed: must be at most 9223372036854775807, got 18446744073709551615\n"),
+            (["generate", "--model", model, "--prompt", "x", "--seed", "1.5"], "error: --seed: expected an integer, got \"1.5\"\n"),
             (["generate", "--model", model, "--prompt", "x", "-n", "0", "--top-k", "-1"], "error: --top-k: must be at least 0, got -1\n"),
             (["info", "--model", model, "--zzzz"], "error: --zzzz: unknown option for 'info' (see --help)\n"),
         ] {
