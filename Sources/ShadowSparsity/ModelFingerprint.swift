@@ -101,10 +101,14 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
     }
 
     /// The sizes that differ (": its vocab_size is 500, the model's 384"): the descriptions show
-    /// the layer count only, and can read the same for two different models.
+    /// the layer count only, and can read the same for two different models. Where only the
+    /// hashes differ, says so: the same model converted to GGUF, or quantised, is another file.
     private func shapeDifference(_ other: ModelFingerprint) -> String {
         let differing = zip(shape.namedSizes, other.shape.namedSizes).filter { $0.1 != $1.1 }
             .map { model, file in "its \(model.0) is \(file.1), the model's \(model.1)" }
+        if differing.isEmpty && architecture == other.architecture && shape.layers == other.shape.layers {
+            return ": the same architecture and sizes, other weights or another file of them (a conversion to GGUF or another quantisation counts as another model: calibrate for this one)"
+        }
         return differing.isEmpty ? "" : ": " + differing.joined(separator: "; ")
     }
 }

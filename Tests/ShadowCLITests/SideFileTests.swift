@@ -118,6 +118,15 @@ struct SideFileTests {
             // tiny-llama-tied has tiny-llama's layers, heads and FFN width (so the scores fit) but other weights.
             expectOneLineError(generate("tiny-llama-tied", path), naming: [path, "made for tiny-llama", "not for the loaded model tiny-llama-tied"])
         }
+        // tiny-qwen3-gguf holds tiny-qwen3's weights as a GGUF: every size the same, only the file differs, and the error says so.
+        let qwen3 = CLIRun(["scores", "--model", fixture("tiny-qwen3"), "--context", "Once upon", "--continuation", " a time", "--json"])
+        #expect(qwen3.status == 0, "\(qwen3.err)")
+        let qwen3Scores = dir.appendingPathComponent("qwen3.json").path
+        try qwen3.out.write(toFile: qwen3Scores, atomically: true, encoding: .utf8)
+        let converted = CLIRun(["generate", "--model", fixture("tiny-qwen3-gguf") + "/model.gguf", "--prompt", "Once", "--max-tokens", "2",
+                                "--method", "static", "--scores", qwen3Scores, "--sparsity", "0.5"])
+        expectOneLineError(converted, naming: [qwen3Scores, "made for tiny-qwen3 (qwen3", "the same architecture and sizes, other weights",
+                                               "a conversion to GGUF or another quantisation counts as another model"])
     }
 
     @Test("a resumed sweep refuses a state with negative or impossible counts or another version, naming the key")
