@@ -25,8 +25,8 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .fileNotFound(let path):
-            // An option given "" (an unset shell variable) would otherwise read ": no such file".
-            return path.isEmpty ? "a path is empty: no such file" : "\(path): no such file"
+            // An option given "" (an unset shell variable) would otherwise read ": no such file or directory".
+            return path.isEmpty ? "a path is empty: no such file or directory" : "\(path): no such file or directory"
         case .unreadableFile(let path, let reason):
             return "cannot read \(path): \(reason)"
         case .corruptFile(let path, let reason):

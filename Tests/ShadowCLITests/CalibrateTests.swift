@@ -141,7 +141,7 @@ struct CalibrateTests {
         let file = empty + "/notes.txt"
         try "x".write(toFile: file, atomically: true, encoding: .utf8)
         let piqa = try EvalCommandTests.piqaFiles()
-        for (path, message) in [(empty + "/nope", "\(empty)/nope: no such file"),
+        for (path, message) in [(empty + "/nope", "\(empty)/nope: no such file or directory"),
                                 (file, "\(file): not a directory of traces (calibrate writes one)"),
                                 (empty, "\(empty): holds no traces (no manifest.json; calibrate writes one)")] {
             let runs = [
@@ -170,7 +170,7 @@ struct CalibrateTests {
         #expect(cut.status == 1 && cut.err.hasPrefix("error: \(chunk)"), "\(cut.err)")
         try FileManager.default.removeItem(atPath: chunk)
         let gone = CLIRun(["traces", "info", traces])
-        #expect(gone.status == 1 && gone.err == "error: \(chunk): no such file\n", "\(gone.err)")
+        #expect(gone.status == 1 && gone.err == "error: \(chunk): no such file or directory\n", "\(gone.err)")
     }
 
     @Test("aggregate sums the traces' first criterion unless --criterion names another, as train-predictor trains on it")

@@ -17,7 +17,7 @@ struct FileReadingTests {
         #expect(throws: ShadowError.unreadableFile(path: directory, reason: "Is a directory")) { try readWholeFile(directory) }
         #expect(ShadowError.unreadableFile(path: directory, reason: "Is a directory").description == "cannot read \(directory): Is a directory")
         #expect(throws: ShadowError.fileNotFound(path: "")) { try readWholeFile("") }
-        #expect(ShadowError.fileNotFound(path: "").description == "a path is empty: no such file")
+        #expect(ShadowError.fileNotFound(path: "").description == "a path is empty: no such file or directory")
         // A symbolic link to itself: there, and unreadable even for root (who reads chmod 000 files).
         let loop = directory + "/loop"
         try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: loop)

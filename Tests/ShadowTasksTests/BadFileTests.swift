@@ -264,11 +264,11 @@ struct BadFileTests {
     func missingFile() throws {
         let directory = try TempDirectory()
         let missing = directory.url.appendingPathComponent("nope.jsonl").path
-        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .piqa, path: missing) } == "\(missing): no such file")
+        #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .piqa, path: missing) } == "\(missing): no such file or directory")
         #expect(shadowErrorMessage { try TaskFile.wikitext(path: directory.url.path) } == "\(directory.url.path): is a directory, not a file")
         let data = try directory.file("piqa.jsonl", piqaItems)
         #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .piqa, path: data, labels: missing) }
-                == "\(missing): no such file")
+                == "\(missing): no such file or directory")
     }
 
     @Test("refuses a labels file for tasks that carry their own, and LAMBADA or WikiText as multiple choice")
