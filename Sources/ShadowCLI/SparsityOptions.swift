@@ -316,11 +316,11 @@ enum StaticScores {
 /// How a generation ended and how fast it ran: generate --json and each chat --json turn.
 struct GenerationOutcome: Encodable {
     let stoppedAtEOS: Bool
-    /// The text spelled --stop, and ends before it.
+    /// The text spelled --stop, and ends before it (a chat keeps the reply's tokens before it).
     let stoppedAtStop: Bool
     /// The prompt and the text filled the context (chat: --context) before --max-tokens.
     let stoppedAtContext: Bool
-    /// Ctrl-C or SIGTERM ended the text early.
+    /// Ctrl-C or SIGTERM ended the text early (generate then exits with status 130; Ctrl-C in a chat ends only the reply).
     let interrupted: Bool
     let prefillTokensPerSecond: Double
     /// Decode passes per second (the first token comes from the prefill's logits, the last is
