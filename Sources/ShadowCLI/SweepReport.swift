@@ -183,16 +183,22 @@ enum SweepReport {
             if high - low < 1e-9 { low -= 0.5; high += 0.5 }
             let pad = (high - low) * 0.08
             low -= pad; high += pad
-            // Accuracies are fractions: their axis stays within 0…1.
+            // Accuracies are fractions: their axis stays within 0…1 (round steps divide 1, so it still does below).
             if !panel.logScale, values.allSatisfy({ (0...1).contains($0) }) { low = max(low, 0); high = min(high, 1) }
+            // A linear axis ends on round ticks (0.2, 0.4, …); a log axis keeps five even ones.
+            var ticks = (0...4).map { low + (high - low) * Double($0) / 4 }
+            var decimals = 0
+            if !panel.logScale {
+                let axis = roundTicks(low: low, high: high)
+                (low, high, ticks, decimals) = (axis.ticks.first ?? low, axis.ticks.last ?? high, axis.ticks, axis.decimals)
+            }
             func px(_ s: Double) -> Double { x0 + s / xMax * w }
             func py(_ v: Double) -> Double { y0 + h - (transform(v) - low) / (high - low) * h }
             svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 - 12))\" text-anchor=\"middle\" font-weight=\"bold\">\(SVG.escape(panel.title))</text>")
             svg.append("<rect x=\"\(SVG.number(x0))\" y=\"\(SVG.number(y0))\" width=\"\(SVG.number(w))\" height=\"\(SVG.number(h))\" fill=\"none\" stroke=\"#444\"/>")
-            for tick in 0...4 {
-                let v = low + (high - low) * Double(tick) / 4
-                let y = y0 + h - Double(tick) / 4 * h
-                let label = panel.logScale ? compactNumber(pow(10, v)) : String(format: "%.3f", v)
+            for v in ticks {
+                let y = y0 + h - (v - low) / (high - low) * h
+                let label = panel.logScale ? compactNumber(pow(10, v)) : String(format: "%.\(decimals)f", v)
                 svg.append("<line x1=\"\(SVG.number(x0))\" y1=\"\(SVG.number(y))\" x2=\"\(SVG.number(x0 + w))\" y2=\"\(SVG.number(y))\" stroke=\"#ddd\"/>")
                 svg.append("<text x=\"\(SVG.number(x0 - 4))\" y=\"\(SVG.number(y + 4))\" text-anchor=\"end\">\(label)</text>")
             }
@@ -235,6 +241,20 @@ enum SweepReport {
         }
         svg.append("</svg>")
         return svg.joined(separator: "\n") + "\n"
+    }
+
+    /// Ticks covering low…high at a round step (1, 2, 2.5 or 5 × 10^k; at most four steps over the
+    /// range, so at most six after widening to whole steps), and the decimals their labels need.
+    static func roundTicks(low: Double, high: Double) -> (ticks: [Double], decimals: Int) {
+        let raw = max(high - low, 1e-12) / 4
+        var exponent = Int(floor(log10(raw)))
+        var mantissa = [1, 2, 2.5, 5].first { $0 * pow(10, Double(exponent)) >= raw * (1 - 1e-9) }
+        if mantissa == nil { (mantissa, exponent) = (1, exponent + 1) }
+        let step = mantissa! * pow(10, Double(exponent))
+        // The small slack keeps a bound that is a whole step (1.0 = 10 × 0.1) from gaining one.
+        let first = Int((low / step + 1e-9).rounded(.down)), last = Int((high / step - 1e-9).rounded(.up))
+        let decimals = max(0, -exponent) + (mantissa == 2.5 && exponent < 1 ? 1 : 0)
+        return ((first...max(last, first + 1)).map { Double($0) * step }, decimals)
     }
 
     /// A tick label of at most five characters or so: 29.67, 9450, 166k, 2.31M, 4.2G, 3e+15.

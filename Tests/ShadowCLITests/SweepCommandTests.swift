@@ -323,8 +323,26 @@ struct SweepCommandTests {
         let svg = SweepReport.plots(results)
         #expect(wellFormedXML(svg) == nil)
         #expect(svg.components(separatedBy: "stroke-opacity=\"0.5\"").count == 2, "one error bar, for the random cell")
-        // Padded, the axis would reach 1.040: its top tick is 1.000.
-        #expect(svg.contains(">1.000</text>") && !svg.contains(">1.040"), "\(svg)")
+        // Padded, the axis would reach 1.040: it ends at 1, on round ticks from 0.2.
+        #expect(svg.contains(">1.0</text>") && svg.contains(">0.2</text>") && !svg.contains(">1.2</text>"), "\(svg)")
+    }
+
+    @Test("plot axes end on round ticks: steps of 1, 2, 2.5 or 5 × 10^k, at most six of them, labelled with the decimals they need")
+    func roundTicks() {
+        let cases: [(Double, Double, [Double], Int)] = [
+            (0.352, 1.0, [0.2, 0.4, 0.6, 0.8, 1.0], 1),
+            (0.202, 0.701, [0.2, 0.4, 0.6, 0.8], 1),
+            (0.24, 0.36, [0.2, 0.25, 0.3, 0.35, 0.4], 2),
+            (0.3, 0.39, [0.3, 0.325, 0.35, 0.375, 0.4], 3),
+            (18, 97, [0, 20, 40, 60, 80, 100], 0),
+            (0, 95, [0, 25, 50, 75, 100], 0),
+        ]
+        for (low, high, expected, decimals) in cases {
+            let axis = SweepReport.roundTicks(low: low, high: high)
+            #expect(axis.decimals == decimals && axis.ticks.count == expected.count, "\(low)…\(high): \(axis)")
+            for (tick, value) in zip(axis.ticks, expected) { #expect(abs(tick - value) < 1e-9, "\(low)…\(high): \(axis.ticks)") }
+            #expect(axis.ticks.first! <= low + 1e-12 && axis.ticks.last! >= high - 1e-12 && axis.ticks.count <= 7)
+        }
     }
 
     @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL or top-1 over the tasks it has, and — for the missing one")
