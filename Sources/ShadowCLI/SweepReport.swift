@@ -247,10 +247,10 @@ enum SweepReport {
     /// range, so at most six after widening to whole steps), and the decimals their labels need.
     static func roundTicks(low: Double, high: Double) -> (ticks: [Double], decimals: Int) {
         let raw = max(high - low, 1e-12) / 4
-        var exponent = Int(floor(log10(raw)))
-        var mantissa = [1, 2, 2.5, 5].first { $0 * pow(10, Double(exponent)) >= raw * (1 - 1e-9) }
-        if mantissa == nil { (mantissa, exponent) = (1, exponent + 1) }
-        let step = mantissa! * pow(10, Double(exponent))
+        let magnitude = Int(floor(log10(raw)))
+        let (mantissa, exponent) = [1, 2, 2.5, 5].first { $0 * pow(10, Double(magnitude)) >= raw * (1 - 1e-9) }
+            .map { ($0, magnitude) } ?? (1, magnitude + 1)
+        let step = mantissa * pow(10, Double(exponent))
         // The small slack keeps a bound that is a whole step (1.0 = 10 × 0.1) from gaining one.
         let first = Int((low / step + 1e-9).rounded(.down)), last = Int((high / step - 1e-9).rounded(.up))
         let decimals = max(0, -exponent) + (mantissa == 2.5 && exponent < 1 ? 1 : 0)
