@@ -224,7 +224,7 @@ enum EvalCommand {
         var samples: [Sample] = []
         switch task {
         case .wikitext:
-            let context = try arguments.int("context", range: 2...1_000_000) ?? model.shape.maxContext
+            let context = try arguments.int("context", range: 1...1_000_000) ?? model.shape.maxContext
             let stride = try arguments.int("stride", range: 1...1_000_000)
             let detokenize = !arguments.flag("as-stored")
             let scored = try Evaluation.wikitext(text: text, detokenize: detokenize, model: model, tokenizer: tokenizer,

@@ -72,7 +72,7 @@ enum PerplexityCommand {
     ) { arguments, console in
         let text = try ModelOptions.text(arguments, console: console)
         guard !text.isEmpty else {
-            throw ShadowError.invalidArgument(name: arguments.has("text-file") ? "--text-file" : "--text", reason: "the text is empty")
+            throw ShadowError.invalidArgument(name: arguments.has("text-file") ? "--text-file" : "--text", reason: "is empty")
         }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
@@ -83,7 +83,7 @@ enum PerplexityCommand {
             let source = arguments.string("text-file").map { "--text-file \($0 == "-" ? "- (standard input)" : $0)" } ?? "--text"
             throw ShadowError.invalidArgument(name: source, reason: "is \(counted(tokens.count, "token")); scoring needs at least 2 (the first is never predicted)")
         }
-        let context = try arguments.int("context", range: 2...1_000_000) ?? min(1024, loaded.model.shape.maxContext)
+        let context = try arguments.int("context", range: 1...1_000_000) ?? min(1024, loaded.model.shape.maxContext)
         let stride = try arguments.int("stride", range: 1...1_000_000)
         let start = Date()
         var progressBar: ProgressBar?

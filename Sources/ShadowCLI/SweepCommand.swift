@@ -216,7 +216,7 @@ enum SweepCommand {
         let fingerprint = try ModelFingerprint(loaded: loaded)
         // Scores of another model's units would index past this model's layers and heads.
         if let tracesPath, let tracesModel { try fingerprint.check(matches: tracesModel, what: tracesPath) }
-        let context = try arguments.int("context", range: 2...1_000_000) ?? min(512, model.shape.maxContext)
+        let context = try arguments.int("context", range: 1...1_000_000) ?? min(512, model.shape.maxContext)
         guard context <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds \(model.contextDescription)")
         }

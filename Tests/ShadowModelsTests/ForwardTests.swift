@@ -469,6 +469,11 @@ struct ForwardTests {
             expected += Scoring.tokenNLL(model: model, tokens: Array(tokens[max(0, end - 9)..<end])).suffix(end - first).reduce(0, +)
         }
         #expect(abs(strided.nllSum - expected) < 1e-4)
+        // A context of one token (`-c 1`) predicts every token from the one before it alone.
+        let bigram = try Scoring.perplexity(model: model, tokens: tokens, context: 1)
+        #expect(bigram.windows == 19 && bigram.predictedTokens == 19)
+        let pairs = (1..<20).map { Scoring.tokenNLL(model: model, tokens: [tokens[$0 - 1], tokens[$0]])[0] }.reduce(0, +)
+        #expect(abs(bigram.nllSum - pairs) < 1e-4)
         #expect(throws: (any Error).self) { try Scoring.perplexity(model: model, tokens: [1], context: 8) }
         #expect(throws: (any Error).self) { try Scoring.perplexity(model: model, tokens: tokens, context: 8, stride: 9) }
     }
