@@ -246,7 +246,7 @@ enum BenchCommand {
                 let params = String(format: "%.1f M", Double(r.parameters) / 1e6)
                 let speed = String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)
                 let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
-                let perToken = r.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
+                let perToken = r.bytesPerToken.map(Markdown.megabytes) ?? ""
                 let share = r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? ""
                 let asked = SparsityPair(heads: r.headSparsity, neurons: r.neuronSparsity).description
                 let sparsity = r.realisedHeadSparsity.map { asked + String(format: " (%.2f/%.2f)", $0, r.realisedNeuronSparsity ?? 0) } ?? asked

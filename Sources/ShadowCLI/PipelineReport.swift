@@ -22,7 +22,7 @@ enum PipelineReport {
             var line = "| \(row.method) | \(row.sparsity)\(realised) | \(format(row.perplexity)) |"
             for key in taskKeys { line += " \(format(row.tasks[key], "%.3f")) |" }
             line += " \(format(row.prefillTokensPerSecond, "%.1f")) | \(format(row.decodeTokensPerSecond, "%.1f")) |"
-            line += " \(row.bytesPerToken.map { String(format: "%.1f", Double($0) / 1e6) } ?? "—") |"
+            line += " \(row.bytesPerToken.map(Markdown.megabytes) ?? "—") |"
             line += " \(row.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "—") |"
             lines.append(line)
         }

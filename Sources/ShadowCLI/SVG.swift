@@ -27,4 +27,11 @@ enum Markdown {
         let pad = text.hasPrefix("`") || text.hasSuffix("`") ? " " : ""
         return fence + pad + text.replacingOccurrences(of: "\n", with: " ") + pad + fence
     }
+
+    /// Bytes as megabytes for a table cell: one decimal from 10 MB, three significant digits below
+    /// (a tiny model's 0.215 would read 0.2 in every row).
+    static func megabytes(_ bytes: Int) -> String {
+        let value = Double(bytes) / 1e6
+        return String(format: value >= 10 ? "%.1f" : "%.3g", value)
+    }
 }

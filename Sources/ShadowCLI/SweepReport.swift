@@ -192,7 +192,8 @@ enum SweepReport {
                 let axis = roundTicks(low: low, high: high)
                 (low, high, ticks, decimals) = (axis.ticks.first ?? low, axis.ticks.last ?? high, axis.ticks, axis.decimals)
             }
-            func px(_ s: Double) -> Double { x0 + s / xMax * w }
+            // Sparsities sit 5% inside the frame, so the dense point and the last error bar stay off its edges.
+            func px(_ s: Double) -> Double { x0 + (0.05 + 0.9 * s / xMax) * w }
             func py(_ v: Double) -> Double { y0 + h - (transform(v) - low) / (high - low) * h }
             svg.append("<text x=\"\(SVG.number(x0 + w / 2))\" y=\"\(SVG.number(y0 - 12))\" text-anchor=\"middle\" font-weight=\"bold\">\(SVG.escape(panel.title))</text>")
             svg.append("<rect x=\"\(SVG.number(x0))\" y=\"\(SVG.number(y0))\" width=\"\(SVG.number(w))\" height=\"\(SVG.number(h))\" fill=\"none\" stroke=\"#444\"/>")

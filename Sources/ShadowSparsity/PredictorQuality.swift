@@ -128,7 +128,9 @@ public enum PredictorQuality {
             let n = Double(max(samples, 1))
             var recall: [String: Double] = [:]
             for (s, sparsity) in PredictorQuality.sparsities.enumerated() { recall[PredictorQuality.key(sparsity)] = recallSums[s] / n }
-            return UnitQuality(spearman: spearmanSum / n, recall: recall)
+            // A sum of ρ that cancels out leaves rounding (−2.2e-17), shown as 0.
+            let spearman = spearmanSum / n
+            return UnitQuality(spearman: abs(spearman) < 1e-12 ? 0 : spearman, recall: recall)
         }
     }
 

@@ -47,6 +47,17 @@ struct PredictorQualityTests {
         #expect(result.recall.keys.sorted() == ["0.3", "0.5", "0.7"])
     }
 
+    @Test("a mean ρ that cancels out reads 0, not the rounding left over (−1.9e-17)")
+    func cancellingSpearman() {
+        let truth: [Float] = [1, 2, 3, 4]
+        let predictions: [[Float]] = [[2, 1, 4, 3], [2, 4, 3, 1], [2, 3, 4, 1]]   // ρ 0.6, −0.4, −0.2
+        var accumulator = PredictorQuality.Accumulator()
+        for p in predictions { accumulator.add(predicted: p, truth: truth) }
+        let plainMean = predictions.map { PredictorQuality.spearman($0, truth) }.reduce(0, +) / 3
+        #expect(plainMean != 0 && abs(plainMean) < 1e-15, "the plain sum should leave rounding: \(plainMean)")
+        #expect(accumulator.result.spearman == 0)
+    }
+
     @Test("recall handles ties in the scores the way Masks.keep does (lower position first)")
     func recallTies() {
         let flatTruth: [[Float]] = [[0, 0], [1, 1], [1, 0]]
