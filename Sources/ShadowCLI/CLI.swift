@@ -30,7 +30,8 @@ public enum CLI {
                   "  --verbose         " + Command.verboseHelp,
                   "  -h, --help        Show help (of a subcommand when it follows one).",
                   "",
-                  "  --version         Print the version (given alone, without a subcommand).",
+                  "OPTIONS (without a subcommand):",
+                  "  --version         Print the version.",
                   "",
                   "Errors print one line, `error: ...`, and exit with status 1, or 2 for an unknown subcommand or an",
                   "option before it. Without a subcommand this overview is printed (status 0).",
@@ -76,7 +77,8 @@ public enum CLI {
             let group = commands.filter { $0.name.hasPrefix(name + " ") }.map(\.name)
             if !group.isEmpty, arguments.count > 1, ["-h", "--help"].contains(arguments[1]) {
                 console.print(commands.filter { group.contains($0.name) }.map { "  \($0.name.padding(toLength: 17, withPad: " ", startingAt: 0)) \($0.abstract)" }
-                                .joined(separator: "\n") + "\n\nSee '\(toolName) \(group[0]) --help' for the options of each.")
+                                .joined(separator: "\n") + "\n\nSee " + group.map { "'\(toolName) \($0) --help'" }.joined(separator: " or ")
+                              + (group.count == 1 ? " for its options." : " for the options of each."))
                 return 0
             }
             if !group.isEmpty {

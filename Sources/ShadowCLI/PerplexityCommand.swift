@@ -116,7 +116,8 @@ enum PerplexityCommand {
                               report.perplexity, report.predictedTokens, report.tokens, counted(report.windows, "window"), context,
                               report.nllSum, report.seconds)
             if sparsity != nil, let realised {
-                line += String(format: "; realised sparsity: heads %.3f, neurons %.3f", realised.heads, realised.neurons)
+                line += String(format: "; sparsity: heads %.3f (realised %.3f), neurons %.3f (realised %.3f)",
+                               report.headSparsity, realised.heads, report.neuronSparsity, realised.neurons)
             }
             console.print(line)
         }
