@@ -141,6 +141,8 @@ struct CLITests {
         #expect(help.status == 0 && help.out.hasPrefix("OVERVIEW: Show a model's architecture"), "\(help.out)")
         let group = CLIRun(["traces", "--help"])
         #expect(group.status == 0 && group.out.contains("traces merge") && group.out.contains("traces info"), "\(group.err)")
+        #expect(group.out.hasSuffix("See 'shadowllm traces merge --help' or 'shadowllm traces info --help' for the options of each.\n"), "\(group.out)")
+        #expect(CLIRun(["predictor", "-h"]).out.hasSuffix("See 'shadowllm predictor info --help' for its options.\n"))
         let merge = CLIRun(["traces", "merge", "--out", scratchPath("merge-nothing")])
         #expect(merge.status == 1 && merge.err == "error: --shards: needs at least one shard directory\n", "\(merge.err)")
         let json = scratchPath("not-a-predictor") + ".json"
@@ -213,6 +215,8 @@ struct CLITests {
         // A path with backticks stays one code span in report.md.
         #expect(Markdown.code("runs/m.gguf") == "`runs/m.gguf`" && Markdown.code("we`ird") == "``we`ird``"
                 && Markdown.code("`x``") == "``` `x`` ```")
+        // MB/token: a tiny model's bytes keep three digits instead of reading 0.2 in every row.
+        #expect([538_000_000, 169_910_000, 5_380_000, 215_400].map(Markdown.megabytes) == ["538.0", "169.9", "5.38", "0.215"])
         let directory = TestScratch.path("csv-model")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let model = directory + "/a,b \"x\""

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowEval
+import ShadowFormats
 import ShadowModels
 import ShadowSparsity
 import ShadowTasks
@@ -366,6 +367,21 @@ struct MetricTests {
         var same = Agreement()
         same.add(dense: ScoredRows(dense, vocab: vocab), sparse: ScoredRows(dense, vocab: vocab))
         #expect(same.meanKL == 0 && same.top1 == 1)
+    }
+
+    @Test("KL values on their grid sum to the same total in any order, as a sweep resumed in other chunks adds them")
+    func klSumsIgnoreOrder() {
+        var generator = SplitMix64(seed: 3)
+        let values = (0..<1000).map { _ in Double(generator.next() % 1_000_000_007) / 1e8 }
+        func total(_ xs: [Double], chunk: Int) -> Double {
+            stride(from: 0, to: xs.count, by: chunk).map { xs[$0 ..< min(xs.count, $0 + chunk)].reduce(0, +) }.reduce(0, +)
+        }
+        // Plain doubles: the grouping shows in the last bits.
+        #expect(Set([1, 5, 7, 64].map { total(values, chunk: $0) }).count > 1)
+        let gridded = values.map(Agreement.onKLGrid)
+        #expect(Set([1, 5, 7, 64].map { total(gridded, chunk: $0) } + [total(gridded.reversed(), chunk: 3)]).count == 1)
+        #expect(gridded.map { abs($0 - Agreement.onKLGrid($0)) }.max() == 0)
+        #expect(zip(values, gridded).map { abs($0 - $1) }.max()! <= 0x1p-33)
     }
 
     @Test("WikiText: word and byte perplexity and bits per byte, article by article after the prefix token")
