@@ -256,18 +256,18 @@ struct InterruptionTests {
                 let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/sweep/results.json"))
                 let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
                 var result: [String: Data] = [:]
-                // KL sums are added per saved chunk, so an interrupted run may differ in the last bits.
-                func rounded(_ value: Any) -> String {
-                    if let number = value as? Double { return String(format: "%.9g", number) }
+                // Every digit: KL sums lie on a grid that makes the chunks an interrupted run saved irrelevant.
+                func spelled(_ value: Any) -> String {
+                    if let number = value as? Double { return "\(number)" }
                     if let dictionary = value as? [String: Any] {
-                        return dictionary.keys.sorted().map { "\($0)=\(rounded(dictionary[$0]!))" }.joined(separator: ",")
+                        return dictionary.keys.sorted().map { "\($0)=\(spelled(dictionary[$0]!))" }.joined(separator: ",")
                     }
                     return "\(value)"
                 }
                 for row in json["rows"] as? [[String: Any]] ?? [] {
                     var row = row
                     row["seconds"] = nil
-                    result["\(row["task"]!) \(row["method"]!) \(row["criterion"] ?? "-") \(row["sparsity"]!)"] = Data(rounded(row).utf8)
+                    result["\(row["task"]!) \(row["method"]!) \(row["criterion"] ?? "-") \(row["sparsity"]!)"] = Data(spelled(row).utf8)
                 }
                 return result
             })
