@@ -26,22 +26,15 @@ public enum GGUFValue: Sendable, Equatable {
 
     /// The GGUF name of the type, for error messages: "uint32", "array of string".
     public var typeName: String {
-        switch self {
-        case .uint8: return "uint8"
-        case .int8: return "int8"
-        case .uint16: return "uint16"
-        case .int16: return "int16"
-        case .uint32: return "uint32"
-        case .int32: return "int32"
-        case .uint64: return "uint64"
-        case .int64: return "int64"
-        case .float32: return "float32"
-        case .float64: return "float64"
-        case .bool: return "bool"
-        case .string: return "string"
-        case .array(let array): return "array of \(array.elementTypeName)"
-        }
+        if case .array(let array) = self { return "array of \(array.elementTypeName)" }
+        return caseName(self)
     }
+}
+
+/// The name of `value`'s enum case, which the cases above spell as GGUF names its types. Read by
+/// reflection on the case, never by describing the payload (a 49152-string vocabulary).
+private func caseName(_ value: some Sendable) -> String {
+    Mirror(reflecting: value).children.first?.label ?? "\(value)"
 }
 
 /// A metadata array, stored as one Swift array of its element type: the SmolLM2 vocabulary is an
@@ -101,23 +94,7 @@ public enum GGUFArray: Sendable, Equatable {
         }
     }
 
-    var elementTypeName: String {
-        switch self {
-        case .uint8: return "uint8"
-        case .int8: return "int8"
-        case .uint16: return "uint16"
-        case .int16: return "int16"
-        case .uint32: return "uint32"
-        case .int32: return "int32"
-        case .uint64: return "uint64"
-        case .int64: return "int64"
-        case .float32: return "float32"
-        case .float64: return "float64"
-        case .bool: return "bool"
-        case .string: return "string"
-        case .array: return "array"
-        }
-    }
+    var elementTypeName: String { caseName(self) }
 }
 
 /// A GGUF file (version 2 or 3), memory-mapped: metadata and tensor infos are parsed at open,

@@ -34,6 +34,16 @@ struct GGUFReaderTests {
         ("a.nested", .array(.array([.int32([1, 2]), .string(["x"]), .array([.bool([])])]))),
     ]
 
+    @Test("every metadata type is named in errors as GGUF names it")
+    func typeNames() {
+        #expect((Self.scalars + Self.arrays).map(\.1.typeName) == [
+            "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64", "bool", "bool",
+            "string", "string", "array of uint8", "array of int8", "array of uint16", "array of int16", "array of uint32",
+            "array of int32", "array of uint64", "array of int64", "array of float32", "array of float64", "array of bool",
+            "array of string", "array of int32", "array of array",
+        ])
+    }
+
     @Test("every metadata type round-trips, in file order")
     func metadataRoundTrip() throws {
         var gguf = GGUFBuilder()
