@@ -593,13 +593,14 @@ extension LlamaConfig: Decodable {
         // max_window_layers on (or as layer_types says); SmolLM3's in its NoPE layers (or as
         // layer_types says); ignored for Llama. A window as long as the context changes nothing.
         // transformers 5 checks layer_types whenever these configs hold it, used or not.
-        let layerTypes = ["qwen2", "qwen3", "smollm3"].contains(modelType) ? try c.decodeIfPresent([String].self, forKey: .layerTypes) : nil
+        let readsLayerTypes = ["qwen2", "qwen3", "smollm3"].contains(modelType)
+        let layerTypes = readsLayerTypes ? try c.decodeIfPresent([String].self, forKey: .layerTypes) : nil
         if let layerTypes, let problem = Self.layerTypesProblem(layerTypes, layers: layers) {
             throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c, debugDescription: problem)
         }
         if let window = try c.optionalPositiveInt(.slidingWindow), window < maxContext {
             var sliding = modelType == "mistral" || modelType == "phi3"
-            if ["qwen2", "qwen3", "smollm3"].contains(modelType), try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
+            if readsLayerTypes, try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
                 if let layerTypes {
                     slidingLayers = layerTypes.map { $0 == "sliding_attention" }
                 } else if modelType == "smollm3" {
