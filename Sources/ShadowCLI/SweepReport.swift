@@ -50,8 +50,8 @@ enum SweepReport {
             rule += " ---: |"
         }
         if choice.count > 1 { header += " mean acc |"; rule += " ---: |" }
-        header += " KL | top-1 | realised heads / neurons |"
-        rule += " ---: | ---: | ---: |"
+        header += " KL | top-1 | realised heads / neurons | seconds |"
+        rule += " ---: | ---: | ---: | ---: |"
         var lines = [header, rule]
         for cell in ordered(results.rows.map(\.cell.key)).compactMap({ key in results.rows.first { $0.cell.key == key }?.cell }).sorted() {
             var line = "| \(cell.method) | \(cell.criterion ?? "—") | \(cell.method == "dense" ? "0" : String(format: "%.2f", cell.sparsity)) |"
@@ -68,6 +68,8 @@ enum SweepReport {
             line += " \(format(meanOverTasks(results, cell: cell, \.klDivergence), "%.4f")) | \(format(meanOverTasks(results, cell: cell, \.top1Agreement))) |"
             let realised = results.rows.first { $0.cell == cell && $0.realisedHeadSparsity != nil }
             line += " \(format(realised?.realisedHeadSparsity, "%.2f")) / \(format(realised?.realisedNeuronSparsity, "%.2f")) |"
+            let rows = results.rows.filter { $0.cell == cell }   // a total over fewer tasks would mislead
+            line += " \(format(rows.count == tasks.count ? rows.reduce(0) { $0 + $1.seconds } : nil, "%.1f")) |"
             lines.append(line)
         }
         return lines
@@ -111,7 +113,8 @@ enum SweepReport {
         lines += ["- settings: \(results.settings)", "",
                      "## Results", "",
                      "Headline metric per task (acc, HellaSwag acc_norm, WikiText word perplexity) ± standard error; " +
-                     "KL is the mean KL(dense ‖ sparse) of the next-token distribution at scored positions.", ""]
+                     "KL is the mean KL(dense ‖ sparse) of the next-token distribution at scored positions; " +
+                     "seconds is the cell's own evaluation time over all tasks (its passes, and a share of the work the cells shared).", ""]
         lines += table(results)
         let criteria = criteriaTable(results)
         if !criteria.isEmpty {

@@ -149,6 +149,10 @@ public final class LoglikelihoodScorer {
     public let maskMode: MaskMode
     /// Per controller, how far its distributions strayed from the dense model's.
     public private(set) var agreements: [Agreement]
+    /// Seconds spent on the dense passes and, per controller, on its own passes and scoring
+    /// (what `sweep` reports per row; the work both share, building the requests, is not here).
+    public private(set) var denseSeconds = 0.0
+    public private(set) var controllerSeconds: [Double]
     // Sized by the longest request seen so far, not the model's context: a checkpoint that
     // claims a huge context must not make every evaluation allocate for it.
     private var denseCache: KVCache
@@ -160,6 +164,7 @@ public final class LoglikelihoodScorer {
         self.controllers = controllers
         self.maskMode = maskMode
         agreements = controllers.map { _ in Agreement() }
+        controllerSeconds = controllers.map { _ in 0 }
         let capacity = min(model.shape.maxContext, 64)
         denseCache = model.makeCache(capacity: capacity)
         sparseCache = model.makeCache(capacity: capacity)
@@ -183,8 +188,12 @@ public final class LoglikelihoodScorer {
     public var sparsity: (any SparsityController)? { controllers.first }
     public var agreement: Agreement { agreements.first ?? Agreement() }
 
-    /// Starts every controller's agreement from zero.
-    public func resetAgreements() { agreements = controllers.map { _ in Agreement() } }
+    /// Starts every controller's agreement, and every time, from zero.
+    public func resetTallies() {
+        agreements = controllers.map { _ in Agreement() }
+        denseSeconds = 0
+        controllerSeconds = controllers.map { _ in 0 }
+    }
 
     /// Longest request scored. lm-eval keeps max_length + 1 tokens and feeds all but the last
     /// (only a target), so the model reads at most its context, whatever the mask mode: the dense
@@ -224,6 +233,7 @@ public final class LoglikelihoodScorer {
             let batched = branchedLength <= model.shape.maxContext
             reserve(max(members.map(\.tokens.count).max() ?? 0, batched ? branchedLength : 0))
             var denseRows: [ScoredRows] = []
+            var started = DispatchTime.now().uptimeNanoseconds
             let denseLogits: [[Float]]
             if batched {
                 denseLogits = questionRows(members, cache: denseCache, sparsity: nil)
@@ -237,6 +247,7 @@ public final class LoglikelihoodScorer {
                 for copy in copies[index] ?? [] { dense[copy] = dense[index] }
                 denseRows.append(rows)
             }
+            denseSeconds += Self.seconds(since: &started)
             for c in active {
                 let controller = controllers[c]
                 let scoped = controller as? RequestScopedMasks
@@ -271,9 +282,17 @@ public final class LoglikelihoodScorer {
                     }
                 }
                 scoped?.frozen = false
+                controllerSeconds[c] += Self.seconds(since: &started)
             }
         }
         return (dense, sparse)
+    }
+
+    /// Seconds from `start` (uptime nanoseconds) to now, and now becomes the next start.
+    private static func seconds(since start: inout UInt64) -> Double {
+        let now = DispatchTime.now().uptimeNanoseconds
+        defer { start = now }
+        return Double(now - start) / 1e9
     }
 
     /// Indices of requests with equal context tokens, in order of first appearance. Equal

@@ -323,7 +323,7 @@ public struct SweepRunner {
             let end = min(range.count, position + chunkSize)
             let before = controllers.map { ($0 as? PredictingController)?.statistics ?? PredictionStatistics() }
             // Fresh sums per chunk, added to the saved ones: a resumed run adds in the same order.
-            scorer.resetAgreements()
+            scorer.resetTallies()
             var worked = Set<Int>()
             var tallies = cells.map { state.tally(task: task, cell: $0) }
             let start = Date()
@@ -347,10 +347,12 @@ public struct SweepRunner {
                     worked.insert(c)
                 }
             }
-            // The chunk's time, shared by the cells that did work in it.
-            let seconds = Date().timeIntervalSince(start) / Double(max(worked.count, 1))
+            // Each cell's own passes, and an equal share of what they shared: building the
+            // requests, and the dense reference pass when the dense row itself was done before.
+            let own = [scorer.denseSeconds] + scorer.controllerSeconds
+            let shared = Date().timeIntervalSince(start) - worked.reduce(0) { $0 + own[$1] }
             for c in worked.sorted() {
-                tallies[c].seconds += seconds
+                tallies[c].seconds += own[c] + max(0, shared) / Double(worked.count)
                 if c > 0 {
                     let k = c - 1
                     tallies[c].agreement.add(scorer.agreements[k])

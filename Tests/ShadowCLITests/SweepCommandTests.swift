@@ -344,7 +344,7 @@ struct SweepCommandTests {
         }
     }
 
-    @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL or top-1 over the tasks it has, and — for the missing one")
+    @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL, top-1 or seconds over the tasks it has, and — for the missing one")
     func meansNeedEveryTask() throws {
         let json = #"""
         {"model": "m", "date": "d", "machine": "x", "command": "c", "commands": ["c"], "settings": "s", "seconds": 1,
@@ -358,7 +358,8 @@ struct SweepCommandTests {
         #expect(SweepReport.meanAccuracy(results, cell: SweepCell(method: "random", sparsity: 0.5)) == nil)
         let table = SweepReport.table(results)
         let random = try #require(table.first { $0.hasPrefix("| random |") })
-        #expect(random == "| random | — | 0.50 | 0.500 ± 0.100 | — | — | — | — | — / — |", "\(random)")
+        #expect(random == "| random | — | 0.50 | 0.500 ± 0.100 | — | — | — | — | — / — | — |", "\(random)")
+        #expect(table.first { $0.hasPrefix("| dense |") }?.hasSuffix(" | 2.0 |") == true, "\(table)")
     }
 
     @Test("a later command without --traces keeps the heat map and the skipped cells of earlier ones; one that adds nothing is not recorded")

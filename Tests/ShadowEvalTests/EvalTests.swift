@@ -93,6 +93,20 @@ struct MultipleChoiceTests {
         expectClose(result.items[0].sums, sparse)
     }
 
+    @Test("the scorer times the dense passes and each controller's own passes, only those that ran, until reset")
+    func passTimes() throws {
+        let loaded = try fixture("tiny-llama")
+        let tokenizer = try loaded.requireTokenizer()
+        let item = MultipleChoiceItem(id: 0, context: "The river ran past", continuations: [" the mill.", " the town."], gold: 0)
+        let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 1000)
+        let scorer = LoglikelihoodScorer(model: loaded.model, controllers: [randomHalf(loaded.model), randomHalf(loaded.model)])
+        _ = scorer.scoreAll(requests, only: [1])
+        #expect(scorer.denseSeconds > 0)
+        #expect(scorer.controllerSeconds[0] == 0 && scorer.controllerSeconds[1] > 0)
+        scorer.resetTallies()
+        #expect(scorer.denseSeconds == 0 && scorer.controllerSeconds == [0, 0])
+    }
+
     @Test("running the shared context once and each choice from the truncated cache equals scoring each from scratch")
     func cacheReuse() throws {
         let loaded = try fixture("tiny-llama")

@@ -61,6 +61,19 @@ struct SweepTests {
         }
     }
 
+    @Test("every cell's seconds are its own and the rows add up to no more than the run's time")
+    func cellTimes() throws {
+        let loaded = try fixture("tiny-llama")
+        let task = SweepTask.multipleChoice(name: "piqa", items: questions, range: 0..<questions.count)
+        var state = SweepState(settings: "test")
+        let start = Date()
+        try runner(loaded).run(task, cells: cells, state: &state, makeController: controller(loaded.model), save: { _ in }, progress: { _ in })
+        let wall = Date().timeIntervalSince(start)
+        let seconds = cells.map { state.tally(task: "piqa", cell: $0).seconds }
+        #expect(seconds.allSatisfy { $0 > 0 }, "\(seconds)")
+        #expect(seconds.reduce(0, +) <= wall, "\(seconds) in \(wall) s")
+    }
+
     @Test("a sweep stopped after any chunk and resumed ends in the same state as one run straight through")
     func resumes() throws {
         let loaded = try fixture("tiny-llama")
