@@ -76,6 +76,14 @@ enum PredictorInfoCommand {
             }
             lines.append(row("heads", q.heads))
             if let n = q.neurons { lines.append(row("neurons", n)) }
+            // Recall when each layer keeps its own top k (older files do not have it).
+            let local = [("heads", q.heads.localRecall), ("neurons", q.neurons?.localRecall)].compactMap { name, recall in recall.map { (name, $0) } }
+            if !local.isEmpty {
+                lines.append("  each layer its own top k (the local policy):")
+                for (name, recall) in local {
+                    lines.append("  " + name.padding(toLength: 19, withPad: " ", startingAt: 0) + keys.map { String(format: "%12.3f", recall[$0] ?? .nan) }.joined())
+                }
+            }
         }
         return lines.joined(separator: "\n")
     }

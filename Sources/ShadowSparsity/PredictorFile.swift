@@ -262,8 +262,10 @@ public enum PredictorFile {
                 guard (-1 - 1e-9...1 + 1e-9).contains(unit.spearman) else {
                     throw bad("quality.\(name).spearman", "\(unit.spearman) is not a correlation (−1 to 1)")
                 }
-                if let (key, value) = unit.recall.first(where: { !(0...1).contains($0.value) }) {
-                    throw bad("quality.\(name).recall.\(key)", "\(value) is not a fraction (0 to 1)")
+                for (recallKey, recall) in [("recall", unit.recall), ("recall_local", unit.localRecall ?? [:])] {
+                    if let (key, value) = recall.first(where: { !(0...1).contains($0.value) }) {
+                        throw bad("quality.\(name).\(recallKey).\(key)", "\(value) is not a fraction (0 to 1)")
+                    }
                 }
             }
         }

@@ -9,10 +9,18 @@ public struct UnitQuality: Sendable, Equatable, Codable {
     /// Top-k recall keyed by sparsity ("0.3", "0.5", "0.7"): the fraction of the units that the
     /// true scores keep under the global policy that the predicted scores keep too.
     public var recall: [String: Double]
+    /// The same under the local policy, each layer keeping its own top k (how DejaVu-style masks
+    /// are chosen); absent from files written before 2026-12-06.
+    public var localRecall: [String: Double]?
 
-    public init(spearman: Double, recall: [String: Double]) {
+    enum CodingKeys: String, CodingKey {
+        case spearman, recall, localRecall = "recall_local"
+    }
+
+    public init(spearman: Double, recall: [String: Double], localRecall: [String: Double]? = nil) {
         self.spearman = spearman
         self.recall = recall
+        self.localRecall = localRecall
     }
 }
 
@@ -79,10 +87,10 @@ public enum PredictorQuality {
     }
 
     /// Top-k recall of one sample at `sparsity`: of the units of layers 1…L−1 that
-    /// `Masks.keep(truth, sparsity, .global)` keeps, the fraction `Masks.keep(predicted, …)` keeps.
-    public static func recall(predicted: [[Float]], truth: [[Float]], sparsity: Double) -> Double {
-        let kept = Masks.keep(scores: truth, sparsity: sparsity, policy: .global, floor: 0)
-        let guessed = Masks.keep(scores: predicted, sparsity: sparsity, policy: .global, floor: 0)
+    /// `Masks.keep(truth, sparsity, policy)` keeps, the fraction `Masks.keep(predicted, …)` keeps.
+    public static func recall(predicted: [[Float]], truth: [[Float]], sparsity: Double, policy: MaskPolicy = .global) -> Double {
+        let kept = Masks.keep(scores: truth, sparsity: sparsity, policy: policy, floor: 0)
+        let guessed = Masks.keep(scores: predicted, sparsity: sparsity, policy: policy, floor: 0)
         var total = 0, hit = 0
         for l in 1..<truth.count {
             total += kept[l].count
@@ -98,11 +106,13 @@ public enum PredictorQuality {
         public private(set) var samples = 0
         private var spearmanSum = 0.0
         private var recallSums = [Double](repeating: 0, count: PredictorQuality.sparsities.count)
+        private var localRecallSums: [Double]?
 
         public init() {}
 
-        /// `predicted` and `truth`: flattened scores of layers 1…L−1, in layer-major order.
-        public mutating func add(predicted: [Float], truth: [Float]) {
+        /// `predicted` and `truth`: flattened scores of layers 1…L−1, in layer-major order; with
+        /// `layerSize` (units per layer) the local policy's recall is counted too.
+        public mutating func add(predicted: [Float], truth: [Float], layerSize: Int? = nil) {
             precondition(predicted.count == truth.count && !truth.isEmpty)
             // Descending by score, ascending by position among equals: Masks.keep's order.
             let byPrediction = predicted.indices.sorted { predicted[$0] != predicted[$1] ? predicted[$0] > predicted[$1] : $0 < $1 }
@@ -121,16 +131,40 @@ public enum PredictorQuality {
                 for i in byTruth.prefix(budget) where inPrediction[i] { hit += 1 }
                 recallSums[s] += Double(hit) / Double(budget)
             }
+            if let layerSize {
+                precondition(layerSize > 0 && n % layerSize == 0)
+                var sums = localRecallSums ?? [Double](repeating: 0, count: PredictorQuality.sparsities.count)
+                for (s, sparsity) in PredictorQuality.sparsities.enumerated() {
+                    sums[s] += Self.localRecall(predicted: predicted, truth: truth, layerSize: layerSize, sparsity: sparsity)
+                }
+                localRecallSums = sums
+            }
             samples += 1
+        }
+
+        /// Each layer's top k of the truth found in its top k of the prediction, over all layers.
+        static func localRecall(predicted: [Float], truth: [Float], layerSize: Int, sparsity: Double) -> Double {
+            let budget = Masks.keptCount(units: layerSize, sparsity: sparsity)
+            guard budget > 0 else { return 1 }
+            var hit = 0
+            for start in stride(from: 0, to: truth.count, by: layerSize) {
+                let layer = start..<start + layerSize
+                let guessed = Set(Masks.topIndices(Array(predicted[layer]), count: budget))
+                hit += Masks.topIndices(Array(truth[layer]), count: budget).filter(guessed.contains).count
+            }
+            return Double(hit) / Double(budget * truth.count / layerSize)
         }
 
         public var result: UnitQuality {
             let n = Double(max(samples, 1))
             var recall: [String: Double] = [:]
             for (s, sparsity) in PredictorQuality.sparsities.enumerated() { recall[PredictorQuality.key(sparsity)] = recallSums[s] / n }
+            let local = localRecallSums.map { sums in
+                Dictionary(uniqueKeysWithValues: PredictorQuality.sparsities.enumerated().map { (PredictorQuality.key($1), sums[$0] / n) })
+            }
             // A sum of ρ that cancels out leaves rounding (−2.2e-17), shown as 0.
             let spearman = spearmanSum / n
-            return UnitQuality(spearman: abs(spearman) < 1e-12 ? 0 : spearman, recall: recall)
+            return UnitQuality(spearman: abs(spearman) < 1e-12 ? 0 : spearman, recall: recall, localRecall: local)
         }
     }
 
@@ -145,10 +179,11 @@ public enum PredictorQuality {
             let predicted = predictor.predictBatch(data: data, samples: chunk)
             for (k, sample) in chunk.enumerated() {
                 let truthHeads = data.perLayerScaled(sample: sample, part: .heads)
-                heads.add(predicted: Array(predicted.heads[k][s.heads...]), truth: Array(truthHeads[s.heads...]))
+                heads.add(predicted: Array(predicted.heads[k][s.heads...]), truth: Array(truthHeads[s.heads...]), layerSize: s.heads)
                 if predictor.predictsNeurons {
                     let truthNeurons = data.perLayerScaled(sample: sample, part: .neurons)
-                    neurons.add(predicted: Array(predicted.neurons[k][s.ffnSize...]), truth: Array(truthNeurons[s.ffnSize...]))
+                    neurons.add(predicted: Array(predicted.neurons[k][s.ffnSize...]), truth: Array(truthNeurons[s.ffnSize...]),
+                                layerSize: s.ffnSize)
                 }
             }
             start += batch

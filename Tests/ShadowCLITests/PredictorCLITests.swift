@@ -73,6 +73,8 @@ struct PredictorCLITests {
         let recall = try #require(heads["recall"] as? [String: Double])
         #expect(recall.keys.sorted() == ["0.3", "0.5", "0.7"])
         #expect(neurons["recall"] as? [String: Double] != nil)
+        #expect((heads["recall_local"] as? [String: Double])?.keys.sorted() == ["0.3", "0.5", "0.7"])
+        #expect(neurons["recall_local"] as? [String: Double] != nil)
         let training = try #require(json["training"] as? [String: Any])
         #expect(training["samples"] as? Int == 120 && training["held_out_samples"] as? Int == 24 && training["traces"] as? String == traces)
         #expect(training["predictor_token"] as? String == "last-context")
@@ -84,6 +86,7 @@ struct PredictorCLITests {
 
         let text = CLIRun(["predictor", "info", out])
         #expect(text.status == 0 && text.out.contains("recall@0.5") && text.out.contains("kind: shadow"))
+        #expect(text.out.contains("each layer its own top k (the local policy):"), "\(text.out)")
     }
 
     @Test("train-predictor trains the DejaVu kinds and shows progress on stderr")

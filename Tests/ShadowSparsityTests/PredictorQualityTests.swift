@@ -34,6 +34,24 @@ struct PredictorQualityTests {
         #expect(PredictorQuality.recall(predicted: predicted, truth: truth, sparsity: 0.3) == 1)
     }
 
+    @Test("per-layer recall counts each layer's own top k, as the local policy keeps them")
+    func localRecall() {
+        // At 50% each layer keeps two: layer 1 truly (0, 1), predicted (0, 2); layer 2 (0, 2) both.
+        #expect(PredictorQuality.recall(predicted: predicted, truth: truth, sparsity: 0.5, policy: .local) == 0.75)
+        var accumulator = PredictorQuality.Accumulator()
+        let p = Array(predicted.dropFirst().joined()), t = Array(truth.dropFirst().joined())
+        accumulator.add(predicted: p, truth: t, layerSize: 4)
+        let local = accumulator.result.localRecall
+        #expect(local?.keys.sorted() == ["0.3", "0.5", "0.7"])
+        for sparsity in PredictorQuality.sparsities {
+            #expect(local?[PredictorQuality.key(sparsity)] == PredictorQuality.recall(predicted: predicted, truth: truth, sparsity: sparsity, policy: .local),
+                    "\(sparsity)")
+        }
+        var global = PredictorQuality.Accumulator()
+        global.add(predicted: p, truth: t)
+        #expect(global.result.localRecall == nil)
+    }
+
     @Test("the sample accumulator agrees with Masks.keep and the plain Spearman")
     func accumulator() {
         var accumulator = PredictorQuality.Accumulator()

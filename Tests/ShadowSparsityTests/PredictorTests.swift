@@ -281,6 +281,9 @@ struct PredictorTests {
             (try write("quality.safetensors", metadata: ["format": PredictorFile.format,
                                                          "predictor": "{\"quality\":{\"held_out_samples\":3,\"heads\":{\"spearman\":7.5,\"recall\":{}}}," + json.dropFirst()]) { _ in },
              #"key "quality.heads.spearman": 7.5 is not a correlation"#),
+            (try write("local.safetensors", metadata: ["format": PredictorFile.format,
+                                                       "predictor": "{\"quality\":{\"held_out_samples\":3,\"heads\":{\"spearman\":0.5,\"recall\":{},\"recall_local\":{\"0.5\":-3}}}," + json.dropFirst()]) { _ in },
+             #"key "quality.heads.recall_local.0.5": -3.0 is not a fraction"#),
         ]
         for (path, mention) in cases {
             do {
