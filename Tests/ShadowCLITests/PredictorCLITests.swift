@@ -87,6 +87,18 @@ struct PredictorCLITests {
         let text = CLIRun(["predictor", "info", out])
         #expect(text.status == 0 && text.out.contains("recall@0.5") && text.out.contains("kind: shadow"))
         #expect(text.out.contains("each layer its own top k (the local policy):"), "\(text.out)")
+
+        let markdown = CLIRun(["predictor", "info", out, "--markdown"])
+        #expect(markdown.status == 0, "\(markdown.err)")
+        let lines = markdown.out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(lines.first == "# Predictor `\(out)`")
+        #expect(lines.contains { $0.hasPrefix("- training: 120 samples") && $0.contains("; epochs ") }, "\(markdown.out)")
+        #expect(lines.contains("| units | Spearman ρ | recall@0.3 | recall@0.5 | recall@0.7 | per-layer recall@0.3 | per-layer recall@0.5 | per-layer recall@0.7 |"))
+        let headsRow = try #require(lines.first { $0.hasPrefix("| heads | ") }).components(separatedBy: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(headsRow.count == 10 && Double(headsRow[2]).map { abs($0 - (heads["spearman"] as! Double)) < 5e-4 } == true, "\(headsRow)")
+        #expect(lines.contains { $0.hasPrefix("| neurons | ") })
+        let both = CLIRun(["predictor", "info", out, "--markdown", "--json"])
+        #expect(both.status != 0 && both.err.contains("--markdown: give only one of --json and --markdown") && both.out.isEmpty)
     }
 
     @Test("train-predictor trains the DejaVu kinds and shows progress on stderr")
