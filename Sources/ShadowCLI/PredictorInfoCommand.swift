@@ -7,11 +7,16 @@ import ShadowSparsity
 enum PredictorInfoCommand {
     static let command = Command(
         name: "predictor info", abstract: "Describe a predictor file (kind, model, training, held-out quality).",
-        discussion: "The file is loaded in full, so a corrupt or incomplete predictor is reported here.",
+        discussion: """
+            The file is loaded in full, so a corrupt or incomplete predictor is reported here. With --traces, the \
+            predictor is also measured on every sample of another trace directory of its model (calibrated on other \
+            tasks or texts, say), with the same ρ and recall as its held-out quality.
+            """,
         positional: .value("file", "file", help: "A predictor written by train-predictor."),
         options: [
             .flag("json", help: "Print the metadata as JSON (held-out quality under quality.heads / quality.neurons)."),
             .flag("markdown", help: "Print the description and the held-out quality report as Markdown (a table of ρ and recall per unit)."),
+            .value("traces", "dir", help: "Also measure the predictor on all samples of this trace directory (not its training traces); JSON: quality_on_traces."),
         ]
     ) { arguments, console in
         let path = try arguments.required("file")
@@ -19,20 +24,51 @@ enum PredictorInfoCommand {
             throw ShadowError.invalidArgument(name: "--markdown", reason: "give only one of --json and --markdown")
         }
         let predictor = try PredictorFile.load(path: path)
+        let measured = try arguments.string("traces").map { try measure(predictor, traces: $0) }
         if arguments.flag("json") {
-            console.print(try json(predictor.metadata, path: path))
+            console.print(try json(predictor.metadata, path: path, measured: measured))
         } else if arguments.flag("markdown") {
-            console.print(markdown(predictor.metadata, path: path))
+            console.print(markdown(predictor.metadata, path: path, measured: measured))
         } else {
-            console.print(summary(predictor.metadata, path: path))
+            console.print(summary(predictor.metadata, path: path, measured: measured))
         }
     }
 
-    /// The metadata as JSON with the file's path and size added.
-    static func json(_ metadata: PredictorMetadata, path: String) throws -> String {
+    /// A predictor's quality on the samples of a trace directory other than its training one.
+    struct Measured: Encodable {
+        var traces: String
+        var quality: PredictorQualityReport
+    }
+
+    static func measure(_ predictor: Predictor, traces: String) throws -> Measured {
+        let m = predictor.metadata
+        let manifest = try TraceStore.open(directory: traces)
+        let directory = URL(fileURLWithPath: traces).standardizedFileURL.path
+        if let training = m.training, training.traces == directory {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) is what the predictor was trained on; its held-out quality is already in the file")
+        }
+        guard manifest.criteria.contains(m.criterion) else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) has no \"\(m.criterion)\" scores, the predictor's criterion (it has \(manifest.criteria.joined(separator: ", ")))")
+        }
+        guard manifest.model == m.model else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) was calibrated on another model than the predictor's: \(m.model.difference(to: manifest.model))")
+        }
+        // The inputs must be the activations of the token the predictor learned to read.
+        if let token = m.training?.predictorToken, token != manifest.predictorToken.rawValue {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) holds activations at the \(manifest.predictorToken.rawValue) token; the predictor reads the \(token) token")
+        }
+        let data = try PredictorDataset.load(directory: traces, criterion: m.criterion, kind: m.kind)
+        return Measured(traces: directory, quality: PredictorQuality.measure(predictor, data: data, samples: Array(0..<data.count)))
+    }
+
+    /// The metadata as JSON with the file's path and size added (and the quality on other traces).
+    static func json(_ metadata: PredictorMetadata, path: String, measured: Measured? = nil) throws -> String {
         let data = Data(try JSONOutput.string(metadata).utf8)
         guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ShadowError.failed("\(path): metadata does not encode as a JSON object")
+        }
+        if let measured {
+            object["quality_on_traces"] = try JSONSerialization.jsonObject(with: Data(try JSONOutput.string(measured).utf8))
         }
         object["file"] = path
         if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int { object["file_bytes"] = size }
@@ -47,44 +83,64 @@ enum PredictorInfoCommand {
     }
 
     /// A human-readable description.
-    static func summary(_ m: PredictorMetadata, path: String) -> String {
+    static func summary(_ m: PredictorMetadata, path: String, measured: Measured? = nil) -> String {
         var lines = ["predictor: \(path)"] + description(m)
-        if let q = m.quality {
-            let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
-            lines.append("held-out quality (\(counted(q.heldOutSamples, "sample")), layers 1…\(m.model.shape.layers - 1)):")
-            lines.append("  " + "".padding(toLength: 9, withPad: " ", startingAt: 0) + "Spearman ρ" + keys.map { "  recall@\($0)" }.joined())
-            func row(_ name: String, _ u: UnitQuality) -> String {
-                "  " + name.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: "%10.3f", u.spearman)
-                    + keys.map { String(format: "%12.3f", u.recall[$0] ?? .nan) }.joined()
-            }
-            lines.append(row("heads", q.heads))
-            if let n = q.neurons { lines.append(row("neurons", n)) }
-            // Recall when each layer keeps its own top k (older files do not have it).
-            let local = [("heads", q.heads.localRecall), ("neurons", q.neurons?.localRecall)].compactMap { name, recall in recall.map { (name, $0) } }
-            if !local.isEmpty {
-                lines.append("  each layer its own top k (the local policy):")
-                for (name, recall) in local {
-                    lines.append("  " + name.padding(toLength: 19, withPad: " ", startingAt: 0) + keys.map { String(format: "%12.3f", recall[$0] ?? .nan) }.joined())
-                }
-            }
+        if let q = m.quality { lines += qualityLines(q, title: "held-out quality", layers: m.model.shape.layers) }
+        if let measured {
+            lines += qualityLines(measured.quality, title: "quality on \(measured.traces)", layers: m.model.shape.layers)
         }
         return lines.joined(separator: "\n")
     }
 
+    /// ρ and recall per unit as an aligned text table.
+    static func qualityLines(_ q: PredictorQualityReport, title: String, layers: Int) -> [String] {
+        let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
+        var lines = ["\(title) (\(counted(q.heldOutSamples, "sample")), layers 1…\(layers - 1)):",
+                     "  " + "".padding(toLength: 9, withPad: " ", startingAt: 0) + "Spearman ρ" + keys.map { "  recall@\($0)" }.joined()]
+        func row(_ name: String, _ u: UnitQuality) -> String {
+            "  " + name.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: "%10.3f", u.spearman)
+                + keys.map { String(format: "%12.3f", u.recall[$0] ?? .nan) }.joined()
+        }
+        lines.append(row("heads", q.heads))
+        if let n = q.neurons { lines.append(row("neurons", n)) }
+        // Recall when each layer keeps its own top k (older files do not have it).
+        let local = [("heads", q.heads.localRecall), ("neurons", q.neurons?.localRecall)].compactMap { name, recall in recall.map { (name, $0) } }
+        if !local.isEmpty {
+            lines.append("  each layer its own top k (the local policy):")
+            for (name, recall) in local {
+                lines.append("  " + name.padding(toLength: 19, withPad: " ", startingAt: 0) + keys.map { String(format: "%12.3f", recall[$0] ?? .nan) }.joined())
+            }
+        }
+        return lines
+    }
+
     /// The same as Markdown: the description as a list, the held-out quality as a table.
-    static func markdown(_ m: PredictorMetadata, path: String) -> String {
+    static func markdown(_ m: PredictorMetadata, path: String, measured: Measured? = nil) -> String {
         var lines = ["# Predictor \(Markdown.code(path))", ""]
         for line in description(m) {
             // An indented line goes on with the one above (the training options).
             if line.hasPrefix(" "), let last = lines.popLast() { lines.append(last + "; " + line.trimmingCharacters(in: .whitespaces)) }
             else { lines.append("- " + line) }
         }
-        guard let q = m.quality else { return (lines + ["", "No held-out quality recorded.", ""]).joined(separator: "\n") }
+        let layers = m.model.shape.layers
+        if let q = m.quality {
+            lines += ["", "## Held-out quality (\(counted(q.heldOutSamples, "sample")), layers 1…\(layers - 1))", ""] + qualityTable(q, layers: layers)
+        } else {
+            lines += ["", "No held-out quality recorded."]
+        }
+        if let measured {
+            lines += ["", "## Quality on \(Markdown.code(measured.traces)) (\(counted(measured.quality.heldOutSamples, "sample")), layers 1…\(layers - 1))", ""]
+                + qualityTable(measured.quality, layers: layers)
+        }
+        return (lines + [""]).joined(separator: "\n")
+    }
+
+    /// ρ and recall per unit as a Markdown table, after a sentence that says what they are.
+    static func qualityTable(_ q: PredictorQualityReport, layers: Int) -> [String] {
         let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
         let hasLocal = q.heads.localRecall != nil
-        lines += ["", "## Held-out quality (\(counted(q.heldOutSamples, "sample")), layers 1…\(m.model.shape.layers - 1))", "",
-                  "Spearman ρ between predicted and true scores per sample (mean over samples); recall: the fraction of the units the true "
-                  + "scores keep that the predicted ones keep too, ranking layers 1…\(m.model.shape.layers - 1) together (the global policy)"
+        var lines = ["Spearman ρ between predicted and true scores per sample (mean over samples); recall: the fraction of the units the true "
+                  + "scores keep that the predicted ones keep too, ranking layers 1…\(layers - 1) together (the global policy)"
                   + (hasLocal ? " or each layer on its own (the local policy)." : "."), ""]
         var header = "| units | Spearman ρ |" + keys.map { " recall@\($0) |" }.joined()
         if hasLocal { header += keys.map { " per-layer recall@\($0) |" }.joined() }
@@ -95,7 +151,7 @@ enum PredictorInfoCommand {
             if hasLocal { row += keys.map { key in " \(unit.localRecall.map { String(format: "%.3f", $0[key] ?? .nan) } ?? "—") |" }.joined() }
             lines.append(row)
         }
-        return (lines + [""]).joined(separator: "\n")
+        return lines
     }
 
     /// What the file holds, one line each: kind, model, networks, size, training.

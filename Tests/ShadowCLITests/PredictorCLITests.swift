@@ -12,7 +12,8 @@ enum CLITraces {
     static let shape = TransformerShape(layers: 3, hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 4, ffnSize: 12,
                                         vocabularySize: 32, maxContext: 64)
 
-    static func write(_ directory: String, count: Int = 120, criteria: [String] = ["plainact"], headsOnly: Set<String> = []) throws {
+    /// `skip` draws that many samples first and leaves them out: fresh samples of the same mapping.
+    static func write(_ directory: String, count: Int = 120, skip: Int = 0, criteria: [String] = ["plainact"], headsOnly: Set<String> = []) throws {
         var generator = SeededGenerator(seed: 5)
         func uniform() -> Float { Float(generator.next() >> 40) / Float(1 << 24) * 2 - 1 }
         let latent = 3
@@ -22,8 +23,9 @@ enum CLITraces {
         let manifest = TraceManifest(model: model, criteria: criteria, predictorToken: .lastContext, sources: ["synthetic"],
                                      options: CalibrationOptions(), requestedSamples: count, shardIndex: 0, shardCount: 1, chunkSize: 50)
         let writer = try TraceWriter(directory: directory, manifest: manifest, resume: false)
-        for i in 0..<count {
+        for i in -skip..<count {
             let z = (0..<latent).map { _ in uniform() }
+            if i < 0 { continue }
             func embed(_ row: Int) -> Float {
                 (0..<latent).reduce(0) { $0 + mixing[row * latent + $1] * z[$1] }
             }
@@ -97,6 +99,28 @@ struct PredictorCLITests {
         let headsRow = try #require(lines.first { $0.hasPrefix("| heads | ") }).components(separatedBy: "|").map { $0.trimmingCharacters(in: .whitespaces) }
         #expect(headsRow.count == 10 && Double(headsRow[2]).map { abs($0 - (heads["spearman"] as! Double)) < 5e-4 } == true, "\(headsRow)")
         #expect(lines.contains { $0.hasPrefix("| neurons | ") })
+
+        // Measured on fresh samples of the same mapping, in every output form.
+        let other = scratchPath("traces-other"), otherCriterion = scratchPath("traces-l2")
+        defer { try? FileManager.default.removeItem(atPath: other); try? FileManager.default.removeItem(atPath: otherCriterion) }
+        try CLITraces.write(other, count: 40, skip: 120)
+        let measured = CLIRun(["predictor", "info", out, "--traces", other, "--json"])
+        #expect(measured.status == 0, "\(measured.err)")
+        let onTraces = try #require(try measured.json()["quality_on_traces"] as? [String: Any])
+        #expect(onTraces["traces"] as? String == URL(fileURLWithPath: other).standardizedFileURL.path)
+        let otherQuality = try #require(onTraces["quality"] as? [String: Any])
+        #expect(otherQuality["held_out_samples"] as? Int == 40)
+        #expect(try #require((otherQuality["heads"] as? [String: Any])?["spearman"] as? Double) > 0.7, "\(otherQuality)")
+        #expect((otherQuality["neurons"] as? [String: Any])?["recall_local"] != nil)
+        #expect(CLIRun(["predictor", "info", out, "--traces", other]).out.contains("quality on \(URL(fileURLWithPath: other).standardizedFileURL.path) (40 samples"))
+        #expect(CLIRun(["predictor", "info", out, "--traces", other, "--markdown"]).out.contains("## Quality on `"))
+        try CLITraces.write(otherCriterion, count: 10, criteria: ["l2_norm"])
+        for (traces, message) in [(traces, "is what the predictor was trained on"), (otherCriterion, #"has no "plainact" scores, the predictor's criterion (it has l2_norm)"#),
+                                  (scratchPath("none"), "none")] {
+            let refused = CLIRun(["predictor", "info", out, "--traces", traces])
+            #expect(refused.status == 1 && refused.err.contains(message) && refused.out.isEmpty, "\(refused.err)")
+        }
+
         let both = CLIRun(["predictor", "info", out, "--markdown", "--json"])
         #expect(both.status != 0 && both.err.contains("--markdown: give only one of --json and --markdown") && both.out.isEmpty)
     }
