@@ -44,7 +44,8 @@ enum PredictorInfoCommand {
         let m = predictor.metadata
         let manifest = try TraceStore.open(directory: traces)
         let directory = URL(fileURLWithPath: traces).standardizedFileURL.path
-        if let training = m.training, training.traces == directory {
+        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().path }
+        if let training = m.training, resolved(training.traces) == resolved(directory) {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) is what the predictor was trained on; its held-out quality is already in the file")
         }
         guard manifest.criteria.contains(m.criterion) else {

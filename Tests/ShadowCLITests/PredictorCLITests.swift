@@ -115,7 +115,10 @@ struct PredictorCLITests {
         #expect(CLIRun(["predictor", "info", out, "--traces", other]).out.contains("quality on \(URL(fileURLWithPath: other).standardizedFileURL.path) (40 samples"))
         #expect(CLIRun(["predictor", "info", out, "--traces", other, "--markdown"]).out.contains("## Quality on `"))
         try CLITraces.write(otherCriterion, count: 10, criteria: ["l2_norm"])
-        for (traces, message) in [(traces, "is what the predictor was trained on"), (otherCriterion, #"has no "plainact" scores, the predictor's criterion (it has l2_norm)"#),
+        let link = scratchPath("traces-link")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: traces)
+        defer { try? FileManager.default.removeItem(atPath: link) }
+        for (traces, message) in [(traces, "is what the predictor was trained on"), (link, "is what the predictor was trained on"), (otherCriterion, #"has no "plainact" scores, the predictor's criterion (it has l2_norm)"#),
                                   (scratchPath("none"), "none")] {
             let refused = CLIRun(["predictor", "info", out, "--traces", traces])
             #expect(refused.status == 1 && refused.err.contains(message) && refused.out.isEmpty, "\(refused.err)")
