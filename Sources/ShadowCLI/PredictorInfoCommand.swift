@@ -58,7 +58,7 @@ enum PredictorInfoCommand {
         if let token = m.training?.predictorToken, token != manifest.predictorToken.rawValue {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) holds activations at the \(manifest.predictorToken.rawValue) token; the predictor reads the \(token) token")
         }
-        let data = try PredictorDataset.load(directory: traces, criterion: m.criterion, kind: m.kind)
+        let data = try PredictorDataset.load(directory: traces, criterion: m.criterion, kind: m.kind, forTraining: false)
         return Measured(traces: directory, quality: PredictorQuality.measure(predictor, data: data, samples: Array(0..<data.count)))
     }
 

@@ -122,8 +122,9 @@ public struct PredictorDataset: Sendable {
     }
 
     /// Reads the samples of a trace directory (one chunk in memory at a time while reading).
-    /// `criterion` nil takes the traces' first criterion.
-    public static func load(directory: String, criterion: String?, kind: PredictorKind) throws -> PredictorDataset {
+    /// `criterion` nil takes the traces' first criterion; `forTraining` false (measuring a trained
+    /// predictor) accepts a single sample.
+    public static func load(directory: String, criterion: String?, kind: PredictorKind, forTraining: Bool = true) throws -> PredictorDataset {
         let manifestPath = (directory as NSString).appendingPathComponent(TraceManifest.fileName)
         let manifest = try TraceStore.open(directory: directory)
         guard let name = criterion ?? manifest.criteria.first else {
@@ -135,8 +136,10 @@ public struct PredictorDataset: Sendable {
         let source = URL(fileURLWithPath: directory).standardizedFileURL.path
         var builder = Builder(model: manifest.model, criterion: name, kind: kind, source: source, capacity: manifest.sampleCount)
         try TraceStore.forEach(directory: directory) { try builder.append($0) }
-        guard builder.count >= 2 else {
-            throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds \(builder.count) sample(s); training needs at least 2 (a train and a held-out split)")
+        guard builder.count >= (forTraining ? 2 : 1) else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: forTraining
+                ? "\(directory) holds \(builder.count) sample(s); training needs at least 2 (a train and a held-out split)"
+                : "\(directory) holds no samples")
         }
         return PredictorDataset(builder, predictorToken: manifest.predictorToken.rawValue)
     }

@@ -114,6 +114,12 @@ struct PredictorCLITests {
         #expect((otherQuality["neurons"] as? [String: Any])?["recall_local"] != nil)
         #expect(CLIRun(["predictor", "info", out, "--traces", other]).out.contains("quality on \(URL(fileURLWithPath: other).standardizedFileURL.path) (40 samples"))
         #expect(CLIRun(["predictor", "info", out, "--traces", other, "--markdown"]).out.contains("## Quality on `"))
+        let single = scratchPath("traces-single")
+        defer { try? FileManager.default.removeItem(atPath: single) }
+        try CLITraces.write(single, count: 1, skip: 160)
+        let one = CLIRun(["predictor", "info", out, "--traces", single, "--json"])
+        #expect(one.status == 0, "\(one.err)")
+        #expect((try one.json()["quality_on_traces"] as? [String: Any])?["quality"] != nil)
         try CLITraces.write(otherCriterion, count: 10, criteria: ["l2_norm"])
         let link = scratchPath("traces-link")
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: traces)
