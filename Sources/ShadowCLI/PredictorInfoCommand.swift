@@ -125,22 +125,23 @@ enum PredictorInfoCommand {
         }
         let layers = m.model.shape.layers
         if let q = m.quality {
-            lines += ["", "## Held-out quality (\(counted(q.heldOutSamples, "sample")), layers 1…\(layers - 1))", ""] + qualityTable(q, layers: layers)
+            lines += ["", "## Held-out quality (\(counted(q.heldOutSamples, "sample")), layers 1…\(layers - 1))", ""]
+                + qualityTable(q, layers: layers, explained: true)
         } else {
             lines += ["", "No held-out quality recorded."]
         }
         if let measured {
             lines += ["", "## Quality on \(Markdown.code(measured.traces)) (\(counted(measured.quality.heldOutSamples, "sample")), layers 1…\(layers - 1))", ""]
-                + qualityTable(measured.quality, layers: layers)
+                + qualityTable(measured.quality, layers: layers, explained: m.quality?.heads.localRecall == nil)   // said once
         }
         return (lines + [""]).joined(separator: "\n")
     }
 
-    /// ρ and recall per unit as a Markdown table, after a sentence that says what they are.
-    static func qualityTable(_ q: PredictorQualityReport, layers: Int) -> [String] {
+    /// ρ and recall per unit as a Markdown table, `explained` after a sentence that says what they are.
+    static func qualityTable(_ q: PredictorQualityReport, layers: Int, explained: Bool) -> [String] {
         let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
         let hasLocal = q.heads.localRecall != nil
-        var lines = ["Spearman ρ between predicted and true scores per sample (mean over samples); recall: the fraction of the units the true "
+        var lines = !explained ? [] : ["Spearman ρ between predicted and true scores per sample (mean over samples); recall: the fraction of the units the true "
                   + "scores keep that the predicted ones keep too, ranking layers 1…\(layers - 1) together (the global policy)"
                   + (hasLocal ? " or each layer on its own (the local policy)." : "."), ""]
         var header = "| units | Spearman ρ |" + keys.map { " recall@\($0) |" }.joined()

@@ -113,7 +113,8 @@ struct PredictorCLITests {
         #expect(try #require((otherQuality["heads"] as? [String: Any])?["spearman"] as? Double) > 0.7, "\(otherQuality)")
         #expect((otherQuality["neurons"] as? [String: Any])?["recall_local"] != nil)
         #expect(CLIRun(["predictor", "info", out, "--traces", other]).out.contains("quality on \(URL(fileURLWithPath: other).standardizedFileURL.path) (40 samples"))
-        #expect(CLIRun(["predictor", "info", out, "--traces", other, "--markdown"]).out.contains("## Quality on `"))
+        let measuredMarkdown = CLIRun(["predictor", "info", out, "--traces", other, "--markdown"]).out
+        #expect(measuredMarkdown.contains("## Quality on `") && measuredMarkdown.components(separatedBy: "Spearman ρ between").count == 2, "\(measuredMarkdown)")
         let single = scratchPath("traces-single")
         defer { try? FileManager.default.removeItem(atPath: single) }
         try CLITraces.write(single, count: 1, skip: 160)
