@@ -66,9 +66,13 @@ enum PipelineCommand {
         var neuronSpearman: Double?
         var parameters: Int?
         var trainingSeconds: Double?
+        /// Recall at sparsity 0.5 with layers ranked together (global) and each layer on its own
+        /// (local): {"sparsity": 0.5, "global": …, "local": …}.
+        var headRecall: [String: Double]? = nil
+        var neuronRecall: [String: Double]? = nil
         enum CodingKeys: String, CodingKey {
             case headSpearman = "head_spearman", neuronSpearman = "neuron_spearman", parameters
-            case trainingSeconds = "training_seconds"
+            case trainingSeconds = "training_seconds", headRecall = "head_recall", neuronRecall = "neuron_recall"
         }
     }
 
@@ -376,11 +380,18 @@ enum PipelineCommand {
                 throw ShadowError.failed("pipeline: \(why ?? "\(file): unreadable") (left by an earlier run? remove it and run again to retrain)")
             }
             let quality = json["quality"] as? [String: Any]
+            func recallAtHalf(_ unit: String) -> [String: Double]? {
+                let values = (quality?[unit] as? [String: Any]).map { unit in
+                    ["global": (unit["recall"] as? [String: Double])?["0.5"], "local": (unit["recall_local"] as? [String: Double])?["0.5"]].compactMapValues { $0 }
+                }
+                return values?.isEmpty == false ? values!.merging(["sparsity": 0.5]) { a, _ in a } : nil
+            }
             predictors[kind] = PredictorQualitySummary(
                 headSpearman: (quality?["heads"] as? [String: Any])?["spearman"] as? Double,
                 neuronSpearman: (quality?["neurons"] as? [String: Any])?["spearman"] as? Double,
                 parameters: (json["parameters"] as? [String: Any])?["total"] as? Int,
-                trainingSeconds: (json["training"] as? [String: Any])?["seconds"] as? Double)
+                trainingSeconds: (json["training"] as? [String: Any])?["seconds"] as? Double,
+                headRecall: recallAtHalf("heads"), neuronRecall: recallAtHalf("neurons"))
         }
         var results = Results(model: model, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
                               quick: quick, samples: samples, sparsity: sparsity, heldOutText: sharesText ? "\(heldOut) (its last \(heldOutBytes / 1000) KB at most, which calibration did not read)" : "\(heldOut) (first \(heldOutBytes / 1000) KB)", steps: steps,

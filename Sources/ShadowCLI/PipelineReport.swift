@@ -44,9 +44,14 @@ enum PipelineReport {
                      "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)", "",
                      "## Accuracy and speed", ""]
         lines += table(results)
-        lines += ["", "## Predictors (held-out quality)", "", "| predictor | heads ρ | neurons ρ | parameters | training s |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += ["", "## Predictors (held-out quality)", "",
+                  "Recall at 0.5: the fraction of the units the true scores keep that the predicted ones keep too, with layers ranked together (global) / each layer on its own (per layer).", "",
+                  "| predictor | heads ρ | neurons ρ | heads recall@0.5 global / per layer | neurons recall@0.5 global / per layer | parameters | training s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        func recall(_ values: [String: Double]?) -> String { "\(format(values?["global"], "%.3f")) / \(format(values?["local"], "%.3f"))" }
         for (kind, q) in results.predictors.sorted(by: { $0.key < $1.key }) {
-            lines.append("| \(kind) | \(format(q.headSpearman, "%.3f")) | \(format(q.neuronSpearman, "%.3f")) | \(q.parameters.map(String.init) ?? "—") | \(format(q.trainingSeconds, "%.1f")) |")
+            lines.append("| \(kind) | \(format(q.headSpearman, "%.3f")) | \(format(q.neuronSpearman, "%.3f")) | \(recall(q.headRecall)) | \(recall(q.neuronRecall)) | "
+                         + "\(q.parameters.map(String.init) ?? "—") | \(format(q.trainingSeconds, "%.1f")) |")
         }
         lines += ["", "## Steps", "", "| step | seconds | |", "| --- | ---: | --- |"]
         for step in results.steps { lines.append("| \(step.name) | \(String(format: "%.1f", step.seconds)) | \(step.skipped ? "already done" : "") |") }

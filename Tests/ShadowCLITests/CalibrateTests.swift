@@ -566,6 +566,15 @@ struct PipelineTests {
             let info = CLIRun(["predictor", "info", out + "/predictors/\(kind).safetensors", "--json"])
             #expect(try info.json()["weights_dtype"] as? String == "f16", "\(kind)")
         }
+        // Each predictor's recall at 0.5, global and per layer, in the JSON and the report.
+        let predictors = try #require(results["predictors"] as? [String: [String: Any]])
+        for kind in ["shadow", "dejavu"] {
+            let recall = try #require(predictors[kind]?["head_recall"] as? [String: Double], "\(kind)")
+            #expect(recall["sparsity"] == 0.5 && recall["global"] != nil && recall["local"] != nil, "\(recall)")
+            #expect(predictors[kind]?["neuron_recall"] as? [String: Double] != nil)
+        }
+        #expect(try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+                    .contains("| predictor | heads ρ | neurons ρ | heads recall@0.5 global / per layer | neurons recall@0.5 global / per layer |"))
         // Every step is skipped the second time.
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
