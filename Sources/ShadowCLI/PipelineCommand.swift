@@ -381,10 +381,10 @@ enum PipelineCommand {
             }
             let quality = json["quality"] as? [String: Any]
             func recallAtHalf(_ unit: String) -> [String: Double]? {
-                let values = (quality?[unit] as? [String: Any]).map { unit in
-                    ["global": (unit["recall"] as? [String: Double])?["0.5"], "local": (unit["recall_local"] as? [String: Double])?["0.5"]].compactMapValues { $0 }
-                }
-                return values?.isEmpty == false ? values!.merging(["sparsity": 0.5]) { a, _ in a } : nil
+                guard let unit = quality?[unit] as? [String: Any] else { return nil }
+                let values = ["global": (unit["recall"] as? [String: Double])?["0.5"], "local": (unit["recall_local"] as? [String: Double])?["0.5"]]
+                    .compactMapValues { $0 }
+                return values.isEmpty ? nil : values.merging(["sparsity": 0.5]) { mine, _ in mine }
             }
             predictors[kind] = PredictorQualitySummary(
                 headSpearman: (quality?["heads"] as? [String: Any])?["spearman"] as? Double,

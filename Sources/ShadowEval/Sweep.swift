@@ -326,7 +326,7 @@ public struct SweepRunner {
             scorer.resetTallies()
             var worked = Set<Int>()
             var tallies = cells.map { state.tally(task: task, cell: $0) }
-            let start = Date()
+            let start = DispatchTime.now().uptimeNanoseconds   // the scorer's clock
             var interrupted = false
             for index in position..<end {
                 // Ctrl-C: save the items finished so far (below), then stop.
@@ -350,7 +350,7 @@ public struct SweepRunner {
             // Each cell's own passes, and an equal share of what they shared: building the
             // requests, and the dense reference pass when the dense row itself was done before.
             let own = [scorer.denseSeconds] + scorer.controllerSeconds
-            let shared = Date().timeIntervalSince(start) - worked.reduce(0) { $0 + own[$1] }
+            let shared = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 - worked.reduce(0) { $0 + own[$1] }
             for c in worked.sorted() {
                 tallies[c].seconds += own[c] + max(0, shared) / Double(worked.count)
                 if c > 0 {

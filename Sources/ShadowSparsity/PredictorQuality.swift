@@ -133,26 +133,31 @@ public enum PredictorQuality {
             }
             if let layerSize {
                 precondition(layerSize > 0 && n % layerSize == 0)
-                var sums = localRecallSums ?? [Double](repeating: 0, count: PredictorQuality.sparsities.count)
-                for (s, sparsity) in PredictorQuality.sparsities.enumerated() {
-                    sums[s] += Self.localRecall(predicted: predicted, truth: truth, layerSize: layerSize, sparsity: sparsity)
-                }
-                localRecallSums = sums
+                let recalls = Self.localRecalls(predicted: predicted, truth: truth, layerSize: layerSize)
+                localRecallSums = zip(localRecallSums ?? recalls.map { _ in 0 }, recalls).map(+)
             }
             samples += 1
         }
 
-        /// Each layer's top k of the truth found in its top k of the prediction, over all layers.
-        static func localRecall(predicted: [Float], truth: [Float], layerSize: Int, sparsity: Double) -> Double {
-            let budget = Masks.keptCount(units: layerSize, sparsity: sparsity)
-            guard budget > 0 else { return 1 }
-            var hit = 0
+        /// Per sparsity, each layer's top k of the truth found in its top k of the prediction, over
+        /// all layers (each layer sorted once, in Masks.keep's order, for every sparsity).
+        static func localRecalls(predicted: [Float], truth: [Float], layerSize: Int) -> [Double] {
+            let budgets = PredictorQuality.sparsities.map { Masks.keptCount(units: layerSize, sparsity: $0) }
+            var hits = budgets.map { _ in 0 }
+            var inPrediction = [Bool](repeating: false, count: layerSize)
             for start in stride(from: 0, to: truth.count, by: layerSize) {
-                let layer = start..<start + layerSize
-                let guessed = Set(Masks.topIndices(Array(predicted[layer]), count: budget))
-                hit += Masks.topIndices(Array(truth[layer]), count: budget).filter(guessed.contains).count
+                func order(_ scores: [Float]) -> [Int] {
+                    (0..<layerSize).sorted { scores[start + $0] != scores[start + $1] ? scores[start + $0] > scores[start + $1] : $0 < $1 }
+                }
+                let byPrediction = order(predicted), byTruth = order(truth)
+                for (s, budget) in budgets.enumerated() {
+                    for i in 0..<layerSize { inPrediction[i] = false }
+                    for i in byPrediction.prefix(budget) { inPrediction[i] = true }
+                    hits[s] += byTruth.prefix(budget).filter { inPrediction[$0] }.count
+                }
             }
-            return Double(hit) / Double(budget * truth.count / layerSize)
+            let layers = truth.count / layerSize
+            return zip(hits, budgets).map { hit, budget in budget == 0 ? 1 : Double(hit) / Double(budget * layers) }
         }
 
         public var result: UnitQuality {
