@@ -1,5 +1,6 @@
 import Foundation
 import ShadowFormats
+import ShadowKernels
 import ShadowModels
 
 /// What calibration records for one sample (DESIGN §3): the predictor input x = A⁰ at the
@@ -208,6 +209,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         }
         if let sourceDigests, sourceDigests.count != sources.count {
             throw bad("source_digests", "holds \(sourceDigests.count) digests for \(sources.count) sources")
+        }
+        if let weights, WeightDType(rawValue: weights) == nil {
+            throw bad("weights", "is \"\(weights)\", not one of \(WeightDType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard !criteria.isEmpty else { throw bad("criteria", "is empty") }
         for (i, name) in criteria.enumerated() {

@@ -53,7 +53,7 @@ struct TraceValidationTests {
         }
     }
 
-    @Test("a manifest with a chunk listed twice, outside the directory, of the wrong size, past the samples requested, complete without chunks, or of another format or version is refused naming the key")
+    @Test("a manifest with a chunk listed twice, outside the directory, of the wrong size, past the samples requested, complete without chunks, unknown weights, or of another format or version is refused naming the key")
     func inconsistentManifests() throws {
         let cases: [(String, (inout [String: Any]) -> Void, String)] = [
             ("duplicate", { m in var c = m["chunks"] as! [[String: Any]]; c.append(c[0]); m["chunks"] = c }, "chunks[3].file"),
@@ -64,6 +64,7 @@ struct TraceValidationTests {
             ("version", { m in m["version"] = 9 }, "version"),
             ("criteria", { m in m["criteria"] = ["plainact", "plainact"] }, "criteria[1]"),
             ("shards", { m in m["shard_index"] = 3 }, "shard_index"),
+            ("weights", { m in m["weights"] = "q8" }, "weights"),
             // Self-contradicting counts: more samples than requested, complete without any.
             ("requested", { m in m["requested_samples"] = 10 }, "chunks[2].last_index"),
             ("empty", { m in m["chunks"] = [[String: Any]](); m["complete"] = true }, "complete"),
