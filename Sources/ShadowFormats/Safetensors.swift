@@ -86,6 +86,7 @@ public final class SafetensorsFile: TensorSource {
                                      byteOffset: dataOffset + begin, byteCount: byteCount)
         }
         try checkNoOverlap(path: path, infos: infos.values)
+        try Self.checkEveryByteHeld(path: path, infos: infos.values, dataOffset: dataOffset, fileSize: bytes.count)
         tensorInfos = infos
         tensorNames = infos.values.sorted { ($0.byteOffset, $0.name) < ($1.byteOffset, $1.name) }.map(\.name)
     }
@@ -99,6 +100,24 @@ public final class SafetensorsFile: TensorSource {
         let info = try info(name)
         try convertTensor(path: path, info: info, typeName: info.dtype.safetensorsName ?? info.dtype.rawValue,
                           bytes: try rawBytes(name), into: buffer)
+    }
+
+    /// The format lets no byte of the data belong to no tensor (so that no other file hides in
+    /// a gap or a tail), and the reference reader refuses such files: a file that goes on after
+    /// its last tensor was most likely joined to something or written twice.
+    private static func checkEveryByteHeld(path: String, infos: some Sequence<TensorInfo>, dataOffset: Int, fileSize: Int) throws {
+        var heldUpTo = dataOffset
+        for info in infos.sorted(by: { ($0.byteOffset, $0.byteCount) < ($1.byteOffset, $1.byteCount) }) {
+            guard info.byteOffset == heldUpTo else {
+                throw ShadowError.badTensor(path: path, tensor: info.name, reason:
+                    "data starts at \(info.byteOffset - dataOffset), after \(info.byteOffset - heldUpTo) bytes of the data that belong to no tensor")
+            }
+            heldUpTo = info.byteOffset + info.byteCount
+        }
+        guard heldUpTo == fileSize else {
+            throw ShadowError.corruptFile(path: path, reason:
+                "\(fileSize - heldUpTo) bytes after the last tensor's data belong to no tensor (the header accounts for \(heldUpTo - dataOffset) of the data's \(fileSize - dataOffset) bytes)")
+        }
     }
 
     /// The header as JSON gives it: every key but `__metadata__` is a tensor.

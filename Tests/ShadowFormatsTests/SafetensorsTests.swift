@@ -175,6 +175,17 @@ struct SafetensorsRobustnessTests {
         try expectSafetensorsError(builder, mentioning: ["\"shared\"", "overlaps", "model.embed.weight"])
     }
 
+    @Test("rejects bytes that belong to no tensor: a gap between two tensors or a tail after the last, as the reference reader does")
+    func unheldBytes() throws {
+        var builder = SafetensorsBuilder()
+        builder.tensor("first", dtype: "F32", shape: [1], data: [0, 0, 128, 63])
+        builder.tensor("second", dtype: "F32", shape: [1], data: [0, 0, 0, 64], offsets: (8, 12))
+        try expectSafetensorsError(builder.bytes(), mentioning: ["\"second\"", "after 4 bytes of the data that belong to no tensor"])
+        let whole = smallSafetensors().bytes()
+        try withFile(whole, named: "held.safetensors") { path in _ = try SafetensorsFile(path: path) }
+        try expectSafetensorsError(whole + [1, 2, 3], mentioning: ["3 bytes after the last tensor's data belong to no tensor"])
+    }
+
     @Test("rejects a shape whose product overflows")
     func shapeOverflow() throws {
         var builder = SafetensorsBuilder()
