@@ -103,15 +103,24 @@ public enum GEMV {
     public static func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ wt: UnsafePointer<Float>,
                                           _ x: UnsafePointer<Float>, rows: Int, cols: Int,
                                           accumulate: Bool = false) {
+        multiplyTransposedInBlocks(y, rows: rows, cols: cols, accumulate: accumulate) { partial, block in
+            streamedAxpy(partial, wt + block.lowerBound * cols, x + block.lowerBound, rowCount: block.count, cols: cols)
+        }
+    }
+
+    /// The blocks and partial sums of `multiplyTransposed` for any weight type: `addBlock(partial,
+    /// rows)` adds Σ_r x[r] · Wt[r, :] over the block's rows to `partial` (zeroed), as one stream.
+    @inline(__always)
+    public static func multiplyTransposedInBlocks(_ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int, accumulate: Bool,
+                                                  addBlock: (UnsafeMutablePointer<Float>, Range<Int>) -> Void) {
         let chunks = transposedChunks(rows: rows, cols: cols)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: chunks * cols) { partials in
             let partials = partials.baseAddress!
             parallelChunks(chunks) { range in
                 for chunk in range {
-                    let block = chunkRows(chunk, of: chunks, rows: rows)
                     let partial = partials + chunk * cols
                     partial.update(repeating: 0, count: cols)
-                    streamedAxpy(partial, wt + block.lowerBound * cols, x + block.lowerBound, rowCount: block.count, cols: cols)
+                    addBlock(partial, chunkRows(chunk, of: chunks, rows: rows))
                 }
             }
             if !accumulate { y.update(repeating: 0, count: cols) }

@@ -144,15 +144,17 @@ public final class WeightMatrix: @unchecked Sendable {
         parallelChunks(rows, granularity: 4, minimumPerThread: 64) { range in dotRows(y, x, rowRange: range) }
     }
 
-    /// y (+)= Wᵀ x for a transposed matrix (rows are inputs). fp32 rows are read as streams into
-    /// partial sums (`GEMV.multiplyTransposed`); 16-bit ones split the output columns over threads.
+    /// y (+)= Wᵀ x for a transposed matrix (rows are inputs): blocks of rows read as streams into
+    /// partial sums (`GEMV.multiplyTransposed`), not the output columns split over the threads,
+    /// which leaves each thread reading pieces of rows (docs/results.md, "Zen 3").
     public func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, accumulate: Bool) {
-        if dtype == .f32 {
-            GEMV.multiplyTransposed(y, floatPointer, x, rows: rows, cols: cols, accumulate: accumulate)
-            return
-        }
-        parallelChunks(cols, granularity: 64, minimumPerThread: 128) { range in
-            axpyRows(y, x, rowIndices: nil, rowCount: rows, columns: range, accumulate: accumulate)
+        switch dtype {
+        case .f32: GEMV.multiplyTransposed(y, floatPointer, x, rows: rows, cols: cols, accumulate: accumulate)
+        case .bf16, .bf16dot, .f16:
+            let (w, cols, isBF16) = (halfPointer, cols, isBF16)
+            GEMV.multiplyTransposedInBlocks(y, rows: rows, cols: cols, accumulate: accumulate) { partial, block in
+                chalf_axpy_stream(partial, w + block.lowerBound * cols, x + block.lowerBound, block.count, cols, isBF16)
+            }
         }
     }
 
