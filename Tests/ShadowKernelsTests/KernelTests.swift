@@ -39,7 +39,7 @@ struct MatrixKernelTests {
         }
     }
 
-    @Test("transposed GEMV gives the same bits on 1, 2 and 3 threads (its row blocks depend on the shape only)")
+    @Test("transposed GEMV gives the same bits on 1, 2 and 3 threads, fp32 and 16-bit (its row blocks depend on the shape only)")
     func transposedGemvIndependentOfThreads() {
         defer { Threads.set(Threads.defaultCount) }
         for (rows, cols) in [(130, 257), (576, 576), (1536, 576), (1000, 33)] {
@@ -51,6 +51,16 @@ struct MatrixKernelTests {
                 return y
             }
             #expect(results[0] == results[1] && results[0] == results[2], "\(rows)x\(cols)")
+            for dtype in [WeightDType.f16, .bf16] {
+                let w = WeightMatrix(Matrix(rows: rows, cols: cols, values: wt), dtype: dtype)
+                let halves = [1, 2, 3].map { threads -> [Float] in
+                    Threads.set(threads)
+                    var y = [Float](repeating: 0.5, count: cols)
+                    w.multiplyTransposed(&y, x, accumulate: true)
+                    return y
+                }
+                #expect(halves[0] == halves[1] && halves[0] == halves[2], "\(dtype) \(rows)x\(cols)")
+            }
         }
         #expect(GEMV.transposedChunks(rows: 1536, cols: 576) == 16 && GEMV.transposedChunks(rows: 576, cols: 576) == 8)
         #expect(GEMV.transposedChunks(rows: 100, cols: 576) == 1 && GEMV.transposedChunks(rows: 11008, cols: 4096) == 32)
