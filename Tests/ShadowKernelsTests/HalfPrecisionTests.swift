@@ -5,7 +5,7 @@ import ShadowTestSupport
 
 @Suite("Half-precision weights", .serialized)
 struct HalfPrecisionTests {
-    static let shapes: [(rows: Int, cols: Int)] = [(1, 1), (3, 7), (4, 8), (5, 33), (9, 64), (67, 129), (130, 576)]
+    static let shapes: [(rows: Int, cols: Int)] = [(1, 1), (3, 7), (4, 8), (5, 33), (9, 64), (67, 129), (130, 576), (300, 72)]
 
     /// The matrix as the kernels see it: every value rounded to the storage type.
     func rounded(_ w: WeightMatrix) -> [Float] { w.toMatrix().array }
@@ -42,7 +42,7 @@ struct HalfPrecisionTests {
         }
     }
 
-    @Test("transposed GEMV and gathered rows on 16-bit weights match a naive loop",
+    @Test("transposed GEMV and gathered rows on 16-bit weights match a naive loop, a list of rows the same bits on 1, 2 and 3 threads",
           arguments: [WeightDType.bf16, .f16, .f32])
     func transposed(dtype: WeightDType) {
         for (rows, cols) in Self.shapes {
@@ -64,6 +64,19 @@ struct HalfPrecisionTests {
                 w.axpyRows(&gathered, xk, rowIndices: idx.baseAddress, rowCount: kept.count, columns: 0..<cols, accumulate: false)
             }
             expectClose(gathered, expectedGathered, tolerance: 1e-4, "gathered \(dtype) \(rows)x\(cols)")
+            // The whole product over a list of rows, on any thread count the same bits.
+            var listed: [[Float]] = []
+            for threads in [1, 2, 3] {
+                Threads.set(threads)
+                var out = [Float](repeating: 7, count: cols)
+                kept.withUnsafeBufferPointer { idx in
+                    w.multiplyTransposed(&out, xk, rows: idx.baseAddress!, count: kept.count, accumulate: false)
+                }
+                expectClose(out, expectedGathered, tolerance: 1e-4, "listed \(dtype) \(rows)x\(cols) on \(threads) threads")
+                listed.append(out)
+            }
+            Threads.set(Threads.defaultCount)
+            #expect(listed[0] == listed[1] && listed[0] == listed[2], "listed \(dtype) \(rows)x\(cols)")
         }
     }
 
