@@ -109,7 +109,7 @@ public final class WeightMatrix: @unchecked Sendable {
     /// y (+)= Σ_k x[k] · W[rows[k], :]: only the listed rows are read (sparse execution).
     /// 16-bit rows go in blocks of the list, each block's whole rows into a partial sum (the blocks
     /// depend on the count only, so the sums do not depend on the thread count); on a Zen 3 that
-    /// decoded 10% faster than splitting the output columns over the threads, which fp32 keeps
+    /// decoded 8–10% faster than splitting the output columns over the threads, which fp32 keeps
     /// (docs/results.md, "The Zen 3").
     public func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>,
                                    count: Int, accumulate: Bool) {
@@ -157,7 +157,7 @@ public final class WeightMatrix: @unchecked Sendable {
 
     /// y (+)= Wᵀ x for a transposed matrix (rows are inputs): blocks of rows read as streams into
     /// partial sums (`GEMV.multiplyTransposed`), not the output columns split over the threads,
-    /// which leaves each thread reading pieces of rows (docs/results.md, "Zen 3").
+    /// which leaves each thread reading pieces of rows (docs/results.md, "The Zen 3").
     public func multiplyTransposed(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, accumulate: Bool) {
         switch dtype {
         case .f32: GEMV.multiplyTransposed(y, floatPointer, x, rows: rows, cols: cols, accumulate: accumulate)

@@ -69,8 +69,9 @@ static inline void chalf_gemv_stream(float *out, const uint16_t *w, const float 
 #endif
 
 // out[k] = dot(W[row_k, :], x) for k in [begin, end) of a (rows, n) 16-bit matrix, where row_k is
-// rows[k] (a gathered subset, for sparse execution) or k itself when rows is NULL; four rows per
-// pass share each load of x. is_bf16 selects bf16 (1) or IEEE fp16 (0).
+// rows[k] (a gathered subset, for sparse execution) or k itself when rows is NULL; four gathered
+// rows per pass share each load of x (consecutive rows go to chalf_gemv_stream). is_bf16 selects
+// bf16 (1) or IEEE fp16 (0).
 static inline void chalf_gemv_rows(float *out, const uint16_t *w, const float *x, long n, const int32_t *rows,
                                    long begin, long end, int is_bf16) {
     long r = begin;
