@@ -26,7 +26,7 @@ enum BenchCommand {
         /// Realised whole-model sparsity of the masks used (layer 0 counts as dense).
         let realisedHeadSparsity: Double?
         let realisedNeuronSparsity: Double?
-        /// Decode read the kept rows from packed copies (`--pack-rows`).
+        /// Decode read the kept rows from packed copies (`--packing`).
         var packedRows = false
 
         enum CodingKeys: String, CodingKey {
@@ -77,7 +77,8 @@ enum BenchCommand {
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
             .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
-            .flag("pack-rows", help: "Also time each sparse method's decode reading its kept rows from packed copies (a second tg row per method, 'packed'): faster reads for masks that stay put, at the memory of the copies."),
+            .value("packing", "when,…", help: SparsityOptions.packingHelp + " Each sparse method's tg rows are timed once per distinct choice the list makes for it (off,on: both, a packed row marked 'packed').",
+                   default: SparsityOptions.Packing.auto.rawValue, allowed: SparsityOptions.Packing.allCases.map(\.rawValue), list: true),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
@@ -133,8 +134,9 @@ enum BenchCommand {
         if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {
             throw ShadowError.invalidArgument(name: "-b", reason: "runs for the dense method only; add dense to --method")
         }
-        if arguments.flag("pack-rows"), !generations.contains(where: { $0 > 0 }) {
-            throw ShadowError.invalidArgument(name: "--pack-rows", reason: "is only read when decoding (-n above 0)")
+        let packings = once(try (arguments.list("packing") ?? ["auto"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
+        if arguments.has("packing"), !generations.contains(where: { $0 > 0 }) {
+            throw ShadowError.invalidArgument(name: "--packing", reason: "is only read when decoding (-n above 0)")
         }
         for option in ["sparsity", "head-sparsity", "neuron-sparsity"] where arguments.has(option) && methods.allSatisfy({ $0 == "dense" }) {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a sparse --method (dense runs at 0)")
@@ -186,24 +188,25 @@ enum BenchCommand {
                         measurements += try forwardBackward(model: differentiable, tokens: length, repetitions: repetitions).map { ($0, false) }
                     }
                     let predicting = configuration.controller as? any PredictingController
-                    var predictorShare: Double?
-                    let packing = configuration.method != "dense" && arguments.flag("pack-rows") ? [false, true] : [false]
+                    var predictorShares: [Int: Double] = [:]   // by index in measurements
+                    // Each distinct choice once: auto is on or off for a given controller.
+                    let packing = once(packings.map { $0.packs(configuration.controller) })
                     for count in generations where count > 0 {
-                      for packed in packing {
-                        if showProgress { console.printError("bench: \(label) tg\(count)\(packed ? " packed" : "") …") }
-                        let m = Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions,
-                                                         sparsity: configuration.controller, packKeptRows: packed) { predicting?.resetStatistics() }
-                        measurements.append((m, packed))
-                        if let predicting, !packed {
-                            let decodeSeconds = m.samplesTokensPerSecond.reduce(0) { $0 + Double(count) / $1 }
-                            predictorShare = predicting.statistics.seconds / decodeSeconds
+                        for packed in packing {
+                            if showProgress { console.printError("bench: \(label) tg\(count)\(packed ? " packed" : "") …") }
+                            let m = Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions,
+                                                             sparsity: configuration.controller, packKeptRows: packed) { predicting?.resetStatistics() }
+                            if let predicting {
+                                let decodeSeconds = m.samplesTokensPerSecond.reduce(0) { $0 + Double(count) / $1 }
+                                predictorShares[measurements.count] = predicting.statistics.seconds / decodeSeconds
+                            }
+                            measurements.append((m, packed))
                         }
-                      }
                     }
                     let plans = (configuration.controller as? FixedSparsity)?.layers ?? predicting?.plans
                     let bytes = model.decodeBytesPerToken(plans: plans, keepingAllKeysAndValues: configuration.controller?.keepsAllKeysAndValues ?? false)
                     let realised = plans.map { Masks.realisedSparsity($0, shape: model.shape) }
-                    for (m, packed) in measurements {
+                    for (index, (m, packed)) in measurements.enumerated() {
                         let isDecode = m.test.hasPrefix("tg")
                         var row = Row(model: name, method: configuration.method, headSparsity: configuration.sparsity.heads,
                                         neuronSparsity: configuration.sparsity.neurons, sizeBytes: model.decodeBytesPerToken,
@@ -211,7 +214,7 @@ enum BenchCommand {
                                         threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
                                         samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
                                         gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil,
-                                        predictorShare: isDecode && !packed ? predictorShare : nil,
+                                        predictorShare: predictorShares[index],
                                         realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
                         row.packedRows = packed
                         rows.append(row)

@@ -71,7 +71,7 @@ enum ChatCommand {
         ] + ChatTemplate.systemOptions() + [ChatTemplate.thinkingOption()] + GenerateCommand.samplingOptionList + [
             .value("stop", "text", help: "End each reply where it first spells this string, which is not printed; the conversation keeps the reply's tokens before it."),
             .flag("json", help: "Print one JSON object per message instead of streaming (JSON Lines: the reply, token ids, speeds; {\"user\", \"not_sent\"} for a message too long to send or stopped by Ctrl-C before its reply's first token)."),
-            .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice."),
+            SparsityOptions.packingOption,
         ]
     ) { arguments, console in
         let maxTokens = try arguments.int("max-tokens", range: 1...1_000_000) ?? 256
@@ -80,6 +80,7 @@ enum ChatCommand {
         let sampling = try GenerateCommand.samplingOptions(arguments)
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
+        let packsKeptRows = try SparsityOptions.packsKeptRows(arguments, controller: sparsity)
         let tokenizer = try loaded.requireTokenizer()
         var template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
         try template.readThinking(arguments)
@@ -108,7 +109,7 @@ enum ChatCommand {
         // model, or one fixed mask (random, static). `cached` lists the tokens it holds.
         let fixedSparsity = sparsity as? FixedSparsity
         let cache = sparsity == nil || fixedSparsity != nil ? model.makeCache(capacity: limit) : nil
-        cache?.scratch.packsKeptRows = arguments.flag("pack-rows")
+        cache?.scratch.packsKeptRows = packsKeptRows
         var cached: [Int] = []
         while true {
             if console.interactive { console.out("> ") }
@@ -175,7 +176,7 @@ enum ChatCommand {
                                                   onToken: onToken, shouldStop: stop)
                 }
                 return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
-                                              sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"), onToken: onToken, shouldStop: stop)
+                                              sparsity: sparsity, packKeptRows: packsKeptRows, onToken: onToken, shouldStop: stop)
             }
             // Ended neither by a stop token, nor by --stop, nor by its length: Ctrl-C stopped it.
             let interrupted = !result.stoppedAtEOS && !cut.stopped && result.tokens.count < replyLimit
@@ -204,7 +205,7 @@ enum ChatCommand {
                 while !kept.isEmpty, tokenizer.decode(kept, skipSpecialTokens: true).utf8.count > bytes { kept.removeLast() }
             }
             turns.append(ChatTurn(user: message, reply: kept))
-            let masks = try SparsitySummary(arguments, controller: sparsity, shape: model.shape)
+            let masks = try SparsitySummary(arguments, controller: sparsity, shape: model.shape, packedRows: packsKeptRows)
             if json {
                 console.print(try JSONOutput.string(GenerationReport(
                     fields: Turn(turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,

@@ -50,7 +50,7 @@ enum GenerateCommand {
         ] + ChatTemplate.systemOptions(helpPrefix: "With --chat, ") + [ChatTemplate.thinkingOption(helpPrefix: "With --chat, ")] + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
             .flag("json", help: "Print JSON with the text, token ids, speeds, --weights and where sparse masks come from (as eval) instead of streaming."),
-            .flag("pack-rows", help: "Sparse decode reads the kept rows from packed copies once a mask has been used twice: faster for masks that stay put (shadow, static, random), at the memory of the copies."),
+            SparsityOptions.packingOption,
         ]
     ) { arguments, console in
         let prompt = try ModelOptions.text(arguments, console: console, textOption: "prompt", fileOption: "prompt-file")
@@ -64,6 +64,7 @@ enum GenerateCommand {
         }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
+        let packsKeptRows = try SparsityOptions.packsKeptRows(arguments, controller: sparsity)
         let tokenizer = try loaded.requireTokenizer()
         // In the chat template the prompt is a user's message: special tokens it spells are text.
         // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
@@ -97,7 +98,7 @@ enum GenerateCommand {
             if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
             return try Generator.generate(
                 model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-                stopTokens: stopTokens, sparsity: sparsity, packKeptRows: arguments.flag("pack-rows"),
+                stopTokens: stopTokens, sparsity: sparsity, packKeptRows: packsKeptRows,
                 onToken: { token in
                     let piece = reply.append(stream.append(token))
                     if !json { console.out(piece) }
@@ -108,7 +109,7 @@ enum GenerateCommand {
         // Ended by no stop token, no --stop, no length and no full context: a signal stopped it.
         let interrupted = !result.stoppedAtEOS && !reply.stopped && !result.stoppedAtContext && result.tokens.count < maxTokens
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
-        let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape)
+        let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape, packedRows: packsKeptRows)
         if json {
             let generation = GenerationReport(
                 fields: Fields(prompt: prompt, system: template?.systemContent(system),

@@ -31,6 +31,34 @@ enum SparsityOptions {
         ] : [])
     }
 
+    /// When sparse decode reads a mask's kept rows from packed copies instead of gathering them
+    /// from the full matrices (`generate`, `chat`; `bench` takes a list to compare).
+    enum Packing: String, CaseIterable {
+        case auto, on, off
+
+        /// Whether decode under `controller` packs: `auto` when its masks stay put (chosen once
+        /// per prompt), where the copy is made once and read every token after.
+        func packs(_ controller: (any SparsityController)?) -> Bool {
+            guard let controller else { return false }
+            switch self {
+            case .on: return true
+            case .off: return false
+            case .auto: return controller.masksStayPut
+            }
+        }
+    }
+
+    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies, made the second time in a row the same rows are asked for: faster than gathering them, at the memory of the copies (the kept fraction of the block weights). auto packs masks chosen once per prompt (random, static, oracle, shadow and dejavu with --refresh 0) and gathers masks re-predicted during decode, whose copies would be remade."
+
+    /// `--packing` of `generate` and `chat`.
+    static let packingOption = Option.value("packing", "when", help: packingHelp, default: Packing.auto.rawValue,
+                                            allowed: Packing.allCases.map(\.rawValue))
+
+    /// Whether decode packs kept rows, as `--packing` says for `controller` (nil: dense, never).
+    static func packsKeptRows(_ arguments: ParsedArguments, controller: (any SparsityController)?) throws -> Bool {
+        Packing(rawValue: try arguments.required("packing"))!.packs(controller)
+    }
+
     /// `--hybrid-floor`, as every command with a hybrid policy offers it.
     static let hybridFloorOption = Option.value("hybrid-floor", "f", help: "hybrid: the smallest fraction of each layer's units kept.", default: "0.1")
 
@@ -199,7 +227,7 @@ enum SparsityOptions {
             ("policy", uses(rankingMethods), rankers),
             ("hybrid-floor", policy == MaskPolicy.hybrid.rawValue, "--policy hybrid"),
             ("hybrid-floor", uses(rankingMethods), rankers),
-            ("pack-rows", methods.contains { $0 != "dense" }, "a sparse --method (dense reads whole matrices)"),
+            ("packing", methods.contains { $0 != "dense" }, "a sparse --method (dense reads whole matrices)"),
         ]
         for reader in readers where arguments.has(reader.option) && !reader.readBy {
             throw ShadowError.invalidArgument(name: "--\(reader.option)", reason: "is only read with \(reader.what)")
@@ -256,18 +284,22 @@ struct SparsitySummary: Encodable {
     let method: String
     let headSparsity: Double, neuronSparsity: Double
     let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
+    /// Sparse decode read the kept rows from packed copies (`--packing`); nil for the dense model.
+    let packedRows: Bool?
 
     enum CodingKeys: String, CodingKey {
         case method, headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
         case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
+        case packedRows = "packed_rows"
     }
 
-    init(_ arguments: ParsedArguments, controller: (any SparsityController)?, shape: TransformerShape) throws {
+    init(_ arguments: ParsedArguments, controller: (any SparsityController)?, shape: TransformerShape, packedRows: Bool) throws {
         method = try arguments.required("method")
         let settings = try SparsityOptions.settings(arguments)
         (headSparsity, neuronSparsity) = method == "dense" ? (0, 0) : (settings.headSparsity, settings.neuronSparsity)
         let realised = Evaluation.realisedSparsity(controller, shape: shape)
         (realisedHeadSparsity, realisedNeuronSparsity) = (realised?.heads, realised?.neurons)
+        self.packedRows = controller == nil ? nil : packedRows
     }
 
     /// "; random masks, heads 0.50 / neurons 0.50, realised 0.483 / 0.479" (empty for the dense model).
@@ -275,6 +307,7 @@ struct SparsitySummary: Encodable {
         guard method != "dense" else { return "" }
         let realised = realisedHeadSparsity.map { String(format: ", realised %.3f / %.3f", $0, realisedNeuronSparsity ?? 0) } ?? ""
         return String(format: "; %@ masks, heads %.2f / neurons %.2f", method, headSparsity, neuronSparsity) + realised
+            + (packedRows == true ? ", kept rows packed" : "")
     }
 }
 

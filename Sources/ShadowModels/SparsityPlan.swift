@@ -64,6 +64,13 @@ public protocol SparsityController: AnyObject {
     func plan(layer: Int, input: UnsafePointer<Float>, tokens: Int, position: Int) -> LayerPlan
 }
 
+extension SparsityController {
+    /// One mask serves the whole generation: chosen once per prompt and never re-predicted
+    /// during decode (a controller that may change its masks keeps every group's K/V for it).
+    /// Reading kept rows from packed copies pays off for such masks (`Scratch.packsKeptRows`).
+    public var masksStayPut: Bool { !keepsAllKeysAndValues }
+}
+
 /// A controller that reads the prompt's tokens before planning (the oracle computes the true
 /// criterion on them). Callers that know where a prompt starts call `prepare` first: scoring,
 /// perplexity windows and generation.

@@ -376,24 +376,42 @@ struct CLITests {
         #expect(badFloor.status != 0 && badFloor.err.hasPrefix("error: --hybrid-floor:"), "\(badFloor.err)")
     }
 
-    @Test("bench --pack-rows adds a packed decode row per sparse method, and is refused with dense alone")
-    func benchPackedRows() throws {
-        let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "-r", "1", "--method", "dense,random",
-                          "--pack-rows", "-o", "json", "--no-progress"])
-        #expect(run.status == 0, "\(run.err)")
-        let rows = try #require(try run.json()["results"] as? [[String: Any]])
-        #expect(rows.map { "\($0["method"] as? String ?? "") \($0["packed_rows"] as? Bool ?? false)" }
-                == ["dense false", "random false", "random true"])
-        let dense = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "--pack-rows", "--no-progress"])
-        #expect(dense.status != 0 && dense.err.contains("--pack-rows: is only read with a sparse --method"), "\(dense.err)")
-        let prefillOnly = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "--method", "random", "--pack-rows", "--no-progress"])
-        #expect(prefillOnly.status != 0 && prefillOnly.err.contains("--pack-rows: is only read when decoding"), "\(prefillOnly.err)")
-        let generate = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "4", "--method", "random",
-                               "--sparsity", "0.5", "--pack-rows", "--json"])
-        let plain = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "4", "--method", "random",
-                            "--sparsity", "0.5", "--json"])
-        #expect(generate.status == 0 && plain.status == 0, "\(generate.err)")
-        #expect(try generate.json()["tokens"] as? [Int] == (try plain.json()["tokens"] as? [Int]))
+    @Test("bench --packing times each sparse method's decode once per distinct choice, auto packing fixed masks, and is refused where it is not read")
+    func benchPacking() throws {
+        func decodeRows(_ packing: [String]) throws -> [String] {
+            let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "-r", "1", "--method", "dense,random",
+                              "-o", "json", "--no-progress"] + packing)
+            #expect(run.status == 0, "\(run.err)")
+            let rows = try #require(try run.json()["results"] as? [[String: Any]])
+            return rows.map { "\($0["method"] as? String ?? "") \($0["packed_rows"] as? Bool ?? false)" }
+        }
+        #expect(try decodeRows([]) == ["dense false", "random true"])
+        #expect(try decodeRows(["--packing", "off,on"]) == ["dense false", "random false", "random true"])
+        #expect(try decodeRows(["--packing", "off,on,auto,off"]) == ["dense false", "random false", "random true"])
+        #expect(try decodeRows(["--packing", "off"]) == ["dense false", "random false"])
+        let dense = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "--packing", "on", "--no-progress"])
+        #expect(dense.status != 0 && dense.err.contains("--packing: is only read with a sparse --method"), "\(dense.err)")
+        let prefillOnly = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "--method", "random", "--packing", "on", "--no-progress"])
+        #expect(prefillOnly.status != 0 && prefillOnly.err.contains("--packing: is only read when decoding"), "\(prefillOnly.err)")
+        let unknown = CLIRun(["bench", "--model", fixture("tiny-llama"), "-n", "8", "--method", "random", "--packing", "off,maybe", "--no-progress"])
+        #expect(unknown.status != 0 && unknown.err.contains("--packing"), "\(unknown.err)")
+    }
+
+    @Test("generate packs a fixed mask's kept rows by default and says so, with the tokens of gathered rows; dense reports no packing")
+    func generatePacking() throws {
+        func run(_ options: [String]) throws -> (tokens: [Int]?, packed: Bool?) {
+            let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "6", "--json"] + options)
+            #expect(run.status == 0, "\(run.err)")
+            let json = try run.json()
+            return (json["tokens"] as? [Int], json["packed_rows"] as? Bool)
+        }
+        let sparse = ["--method", "random", "--sparsity", "0.5"]
+        let packed = try run(sparse), gathered = try run(sparse + ["--packing", "off"])
+        #expect(packed.packed == true && gathered.packed == false)
+        #expect(packed.tokens != nil && packed.tokens == gathered.tokens)
+        #expect(try run([]).packed == nil)
+        let dense = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "2", "--packing", "off"])
+        #expect(dense.status != 0 && dense.err.contains("--packing: is only read with a sparse --method"), "\(dense.err)")
     }
 
     @Test("bench refuses -b 1 naming -b, -n beyond the model's context as it refuses -p, and names -p and -r in value errors")

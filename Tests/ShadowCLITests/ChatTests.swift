@@ -243,7 +243,7 @@ struct ChatTests {
         #expect(keptShort.dropFirst().allSatisfy { ($0["reused_token_count"] as? Int ?? 0) > 0 })
     }
 
-    @Test("fixed masks keep the conversation's cache between turns as the dense model does, with --pack-rows too",
+    @Test("fixed masks keep the conversation's cache between turns as the dense model does, with kept rows packed or not",
           arguments: ["random", "static"])
     func fixedMaskCacheReuse(method: String) throws {
         var mask = ["--method", method, "--sparsity", "0.5"]
@@ -257,8 +257,8 @@ struct ChatTests {
         }
         let base = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--weights", "f32"] + mask
         let input = ["hi", "there", "/reset", "hi"]
-        let run = CLIRun(base, input: input), packed = CLIRun(base + ["--pack-rows"], input: input)
-        #expect(run.status == 0 && packed.status == 0, "\(run.err)\(packed.err)")
+        let run = CLIRun(base, input: input), gathered = CLIRun(base + ["--packing", "off"], input: input)
+        #expect(run.status == 0 && gathered.status == 0, "\(run.err)\(gathered.err)")
         let turns = try chatTurns(run)
         try #require(turns.count == 3, "\(run.out)")
         let reused = turns.map { $0["reused_token_count"] as? Int ?? 0 }
@@ -267,7 +267,9 @@ struct ChatTests {
         // After /reset the first message again, almost all from the cache: the reply of its whole prefill.
         let tokens = turns.map { $0["tokens"] as? [Int] ?? [] }
         #expect(tokens[2] == tokens[0], "\(tokens)")
-        #expect(try chatTurns(packed).map { $0["tokens"] as? [Int] ?? [] } == tokens)
+        let gatheredTurns = try chatTurns(gathered)
+        #expect(gatheredTurns.map { $0["tokens"] as? [Int] ?? [] } == tokens)
+        #expect(turns.allSatisfy { $0["packed_rows"] as? Bool == true } && gatheredTurns.allSatisfy { $0["packed_rows"] as? Bool == false })
     }
 
     @Test("a message or --system that spells a ChatML marker is sent as text and answered")
