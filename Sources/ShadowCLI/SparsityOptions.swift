@@ -302,7 +302,8 @@ struct SparsitySummary: Encodable {
         self.packedRows = controller == nil ? nil : packedRows
     }
 
-    /// "; random masks, heads 0.50 / neurons 0.50, realised 0.483 / 0.479" (empty for the dense model).
+    /// "; random masks, heads 0.50 / neurons 0.50, realised 0.483 / 0.479, kept rows packed"
+    /// (empty for the dense model).
     var text: String {
         guard method != "dense" else { return "" }
         let realised = realisedHeadSparsity.map { String(format: ", realised %.3f / %.3f", $0, realisedNeuronSparsity ?? 0) } ?? ""
