@@ -48,7 +48,7 @@ enum SparsityOptions {
         }
     }
 
-    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies, made the second time in a row the same rows are asked for: faster than gathering them, at the memory of the copies (the kept fraction of the block weights). auto packs masks chosen once per prompt (random, static, oracle, shadow and dejavu with --refresh 0) and gathers masks re-predicted during decode, whose copies would be remade."
+    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies, made the second time in a row the same rows are asked for: faster than gathering them, at the memory of the copies (the kept fraction of the block weights). auto packs masks chosen once per prompt (random, static, oracle, shadow and dejavu with --refresh 0) and gathers masks re-predicted during decode, whose copies would be remade; on packs every sparse mask, off none."
 
     /// `--packing` of `generate` and `chat`.
     static let packingOption = Option.value("packing", "when", help: packingHelp, default: Packing.auto.rawValue,
