@@ -172,6 +172,28 @@ public final class MLP: @unchecked Sendable {
 
     // MARK: One vector
 
+    /// fp16 copies of the weights that one-vector forwards read instead of the fp32 ones (nil:
+    /// read the fp32 weights). Decode is bound by the bytes it reads, and a DejaVu-style
+    /// predictor reads all its weights every token: half the bytes, nearly half the time.
+    private var halfWeights: [WeightMatrix]?
+    var readsHalfWeights: Bool { halfWeights != nil }
+
+    /// Makes one-vector forwards read fp16 copies of the weights, for weights that are fp16
+    /// values already (a predictor stored as f16), so the copies hold the same numbers; the sums
+    /// may round differently. A layer with a value fp16 cannot hold keeps the fp32 path.
+    func readHalfWeightsInForward() {
+        guard halfWeights == nil else { return }
+        var copies: [WeightMatrix] = []
+        for (l, layer) in layers.enumerated() {
+            let values = Matrix(rows: layer.outputs, cols: layer.inputs)
+            values.pointer.update(from: weight(l), count: layer.outputs * layer.inputs)
+            let copy = WeightMatrix(values, dtype: .f16)
+            guard copy.dtype == .f16 else { return }   // beyond ±65000 WeightMatrix keeps bf16, which would round
+            copies.append(copy)
+        }
+        halfWeights = copies
+    }
+
     /// y = f(x) for one vector through GEMV.  y: (outputs), x: (inputs)
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>) {
         let widest = layers.dropLast().map(\.outputs).max() ?? 0
@@ -180,7 +202,11 @@ public final class MLP: @unchecked Sendable {
             var ping = scratch.baseAddress!, pong = scratch.baseAddress! + widest
             for (l, layer) in layers.enumerated() {
                 let out = l == layers.count - 1 ? y : ping
-                GEMV.multiply(out, weight(l), input, rows: layer.outputs, cols: layer.inputs)
+                if let halfWeights {
+                    halfWeights[l].multiply(out, input)
+                } else {
+                    GEMV.multiply(out, weight(l), input, rows: layer.outputs, cols: layer.inputs)
+                }
                 Ops.add(out, bias(l), count: layer.outputs)
                 if layer.relu { DenseKernels.reluForward(out, count: layer.outputs) }
                 input = UnsafePointer(out)

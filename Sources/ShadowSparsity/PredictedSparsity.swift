@@ -78,6 +78,7 @@ public final class ShadowPredictorController: SparsityController, @unchecked Sen
             throw ShadowError.invalidArgument(name: "--predictor", reason: "\(what) is a \(predictor.kind.rawValue) predictor; this controller runs shadow predictors")
         }
         try Self.checkCompatible(predictor, settings: settings, shape: shape, refresh: refresh)
+        predictor.prepareForPrediction()
         self.predictor = predictor
         self.settings = settings
         self.execution = execution
@@ -151,6 +152,7 @@ public final class DejaVuController: SparsityController, @unchecked Sendable {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "\(what) is a shadow predictor; this controller runs dejavu predictors")
         }
         try ShadowPredictorController.checkCompatible(predictor, settings: settings, shape: shape, refresh: refresh)
+        predictor.prepareForPrediction()
         self.predictor = predictor
         self.settings = settings
         self.execution = execution

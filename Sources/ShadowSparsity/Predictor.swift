@@ -178,6 +178,16 @@ public final class Predictor: @unchecked Sendable {
         return (headNetworks[layer]!.forward(scaled), neuronNetworks[layer]?.forward(scaled) ?? [])
     }
 
+    /// Before predicting in decode: a predictor stored as f16 reads fp16 copies of its weights
+    /// (the same values in half the bytes; a DejaVu-style predictor reads them all every token).
+    /// Costs the copies' memory beside the fp32 weights, which training and saving read.
+    public func prepareForPrediction() {
+        guard weightDType == .f16 else { return }
+        for (_, network) in networks { network.readHalfWeightsInForward() }
+    }
+
+    var readsHalfWeights: Bool { networks.allSatisfy { $0.network.readsHalfWeights } }
+
     private func scaledInput(_ x: UnsafePointer<Float>) -> [Float] {
         let n = inputWidth
         return [Float](unsafeUninitializedCapacity: n) { buffer, initialized in

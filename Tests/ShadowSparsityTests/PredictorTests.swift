@@ -196,6 +196,36 @@ struct PredictorTests {
         }
     }
 
+    @Test("prepared for prediction, an f16 predictor reads fp16 copies of its weights and predicts what the fp32 ones do; an f32 one is left as it is",
+          arguments: [PredictorKind.shadow, .dejavu])
+    func halfWeightsInPrediction(kind: PredictorKind) throws {
+        var configuration = smallConfiguration
+        configuration.kind = kind
+        let options = TrainingOptions(headEpochs: 2, neuronEpochs: 2, headBatch: 16, neuronBatch: 16)
+        let data = try syntheticData(kind: kind, count: 40)
+        let half = try PredictorTrainer.train(data: data, configuration: configuration, options: options, weightDType: .f16)
+        let full = try PredictorTrainer.train(data: data, configuration: configuration, options: options)
+        let x = randomFloats(kind == .shadow ? SyntheticTraces.shape.attentionWidth : SyntheticTraces.shape.hiddenSize, seed: 6)
+        func scores(_ predictor: Predictor) -> [Float] {
+            x.withUnsafeBufferPointer { p in
+                if kind == .shadow {
+                    let s = predictor.predict(x: p.baseAddress!)
+                    return Array(s.heads.joined()) + Array(s.neurons.joined())
+                }
+                return (1..<SyntheticTraces.shape.layers).flatMap { l in
+                    let s = predictor.predictLayer(l, input: p.baseAddress!)
+                    return s.heads + s.neurons
+                }
+            }
+        }
+        let before = scores(half), fullBefore = scores(full)
+        half.prepareForPrediction()
+        full.prepareForPrediction()
+        #expect(half.readsHalfWeights && !full.readsHalfWeights)
+        expectClose(scores(half), before, tolerance: 1e-5)
+        #expect(scores(full) == fullBefore)
+    }
+
     @Test("a predictor for another model is refused with one line naming the file")
     func wrongModel() throws {
         let predictor = try Predictor(configuration: smallConfiguration, criterion: "plainact", model: SyntheticTraces.fingerprint)
