@@ -28,21 +28,27 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Stores `source` in `dtype` (rounding to nearest even for 16-bit types). A matrix with a
     /// value past ±65000 (a margin below fp16's largest, 65504) is kept in bf16 instead, which
     /// has fp32's range.
-    public init(_ source: Matrix, dtype requested: WeightDType) {
-        rows = source.rows
-        cols = source.cols
+    public convenience init(_ source: Matrix, dtype requested: WeightDType) {
+        self.init(rows: source.rows, cols: source.cols, values: source.pointer, dtype: requested)
+    }
+
+    /// The same for `rows × cols` values at `values`, row-major.
+    public init(rows: Int, cols: Int, values source: UnsafePointer<Float>, dtype requested: WeightDType) {
+        self.rows = rows
+        self.cols = cols
+        let count = rows * cols
         var dtype = requested
         if dtype == .f16 {
-            let values = UnsafeBufferPointer(start: source.pointer, count: source.count)
+            let values = UnsafeBufferPointer(start: source, count: count)
             if values.contains(where: { !(abs($0) <= 65000) }) { dtype = .bf16 }
         }
         self.dtype = dtype
-        raw = UnsafeMutableRawPointer.allocate(byteCount: max(source.count * dtype.bytesPerElement, 1), alignment: 64)
+        raw = UnsafeMutableRawPointer.allocate(byteCount: max(count * dtype.bytesPerElement, 1), alignment: 64)
         switch dtype {
         case .f32:
-            raw.copyMemory(from: source.pointer, byteCount: source.count * 4)
+            raw.copyMemory(from: source, byteCount: count * 4)
         case .bf16, .bf16dot, .f16:
-            chalf_narrow(halfPointer, source.pointer, source.count, dtype == .f16 ? 0 : 1)
+            chalf_narrow(halfPointer, source, count, dtype == .f16 ? 0 : 1)
         }
     }
 

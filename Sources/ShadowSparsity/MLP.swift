@@ -185,9 +185,7 @@ public final class MLP: @unchecked Sendable {
         guard halfWeights == nil else { return }
         var copies: [WeightMatrix] = []
         for (l, layer) in layers.enumerated() {
-            let values = Matrix(rows: layer.outputs, cols: layer.inputs)
-            values.pointer.update(from: weight(l), count: layer.outputs * layer.inputs)
-            let copy = WeightMatrix(values, dtype: .f16)
+            let copy = WeightMatrix(rows: layer.outputs, cols: layer.inputs, values: weight(l), dtype: .f16)
             guard copy.dtype == .f16 else { return }   // beyond ±65000 WeightMatrix keeps bf16, which would round
             copies.append(copy)
         }
