@@ -77,8 +77,8 @@ enum BenchCommand {
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
             .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
-            .value("packing", "when,…", help: SparsityOptions.packingHelp + " Each sparse method's tg rows are timed once per distinct choice the list makes for it (off,on: both, a packed row marked 'packed').",
-                   default: SparsityOptions.Packing.auto.rawValue, allowed: SparsityOptions.Packing.allCases.map(\.rawValue), list: true),
+            .value("packing", "when,…", help: SparsityOptions.packingHelp + " Each sparse method's tg rows are timed once per distinct choice the list makes for it (off,auto: a gathered row and, for masks that stay put, a packed one marked 'packed'); the copies are made in the warm-up run, so packed rows time the tokens after it.",
+                   default: SparsityOptions.Packing.off.rawValue, allowed: SparsityOptions.Packing.allCases.map(\.rawValue), list: true),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
@@ -134,7 +134,7 @@ enum BenchCommand {
         if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {
             throw ShadowError.invalidArgument(name: "-b", reason: "runs for the dense method only; add dense to --method")
         }
-        let packings = once(try (arguments.list("packing") ?? ["auto"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
+        let packings = once(try (arguments.list("packing") ?? ["off"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
         if arguments.has("packing"), !generations.contains(where: { $0 > 0 }) {
             throw ShadowError.invalidArgument(name: "--packing", reason: "is only read when decoding (-n above 0)")
         }

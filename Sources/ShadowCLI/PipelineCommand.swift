@@ -29,12 +29,9 @@ enum PipelineCommand {
         var prefillTokensPerSecond: Double?
         var predictorShare: Double?
         var bytesPerToken: Int?
-        /// The decode read its kept rows from packed copies (bench's `--packing auto` does for
-        /// masks chosen once per prompt); nil for dense.
-        var packedRows: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case method, sparsity, perplexity, tasks, packedRows = "packed_rows"
+            case method, sparsity, perplexity, tasks
             case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
             case decodeTokensPerSecond = "tg_tokens_per_second"
             case prefillTokensPerSecond = "pp_tokens_per_second", predictorShare = "predictor_share"
@@ -366,7 +363,6 @@ enum PipelineCommand {
                     row.decodeTokensPerSecond = r["tokens_per_second"] as? Double
                     row.predictorShare = r["predictor_share"] as? Double
                     row.bytesPerToken = r["bytes_per_token"] as? Int
-                    if method != "dense" { row.packedRows = r["packed_rows"] as? Bool }
                 } else {
                     row.prefillTokensPerSecond = r["tokens_per_second"] as? Double
                 }

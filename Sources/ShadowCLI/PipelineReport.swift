@@ -21,7 +21,7 @@ enum PipelineReport {
             let realised = row.realisedHeadSparsity.map { " (\(format($0)) / \(format(row.realisedNeuronSparsity)))" } ?? ""
             var line = "| \(row.method) | \(row.sparsity)\(realised) | \(format(row.perplexity)) |"
             for key in taskKeys { line += " \(format(row.tasks[key], "%.3f")) |" }
-            line += " \(format(row.prefillTokensPerSecond, "%.1f")) | \(format(row.decodeTokensPerSecond, "%.1f"))\(row.packedRows == true ? " (packed)" : "") |"
+            line += " \(format(row.prefillTokensPerSecond, "%.1f")) | \(format(row.decodeTokensPerSecond, "%.1f")) |"
             line += " \(row.bytesPerToken.map(Markdown.megabytes) ?? "—") |"
             line += " \(row.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "—") |"
             lines.append(line)
@@ -41,7 +41,6 @@ enum PipelineReport {
                      "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: \(Markdown.code(results.heldOutText))",
                      "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; in brackets the realised fractions, a mean over the tasks evaluated)",
                      "- items scored: " + (results.items.isEmpty ? "none (no task data)" : results.items.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
-                     "- decode marked (packed) read the kept rows from packed copies, as `generate` does for masks chosen once per prompt (`--packing auto`)",
                      "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)", "",
                      "## Accuracy and speed", ""]
         lines += table(results)

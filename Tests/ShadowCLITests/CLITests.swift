@@ -376,7 +376,7 @@ struct CLITests {
         #expect(badFloor.status != 0 && badFloor.err.hasPrefix("error: --hybrid-floor:"), "\(badFloor.err)")
     }
 
-    @Test("bench --packing times each sparse method's decode once per distinct choice, auto packing fixed masks, and is refused where it is not read")
+    @Test("bench --packing times each sparse method's decode once per distinct choice, auto packing fixed masks, off by default, and is refused where it is not read")
     func benchPacking() throws {
         func decodeRows(_ packing: [String]) throws -> [String] {
             let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "-r", "1", "--method", "dense,random",
@@ -385,10 +385,10 @@ struct CLITests {
             let rows = try #require(try run.json()["results"] as? [[String: Any]])
             return rows.map { "\($0["method"] as? String ?? "") \($0["packed_rows"] as? Bool ?? false)" }
         }
-        #expect(try decodeRows([]) == ["dense false", "random true"])
+        #expect(try decodeRows([]) == ["dense false", "random false"])
         #expect(try decodeRows(["--packing", "off,on"]) == ["dense false", "random false", "random true"])
         #expect(try decodeRows(["--packing", "off,on,auto,off"]) == ["dense false", "random false", "random true"])
-        #expect(try decodeRows(["--packing", "off"]) == ["dense false", "random false"])
+        #expect(try decodeRows(["--packing", "auto"]) == ["dense false", "random true"])
         let dense = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "8", "--packing", "on", "--no-progress"])
         #expect(dense.status != 0 && dense.err.contains("--packing: is only read with a sparse --method"), "\(dense.err)")
         let prefillOnly = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "--method", "random", "--packing", "on", "--no-progress"])
@@ -397,7 +397,7 @@ struct CLITests {
         #expect(unknown.status != 0 && unknown.err.contains("--packing"), "\(unknown.err)")
     }
 
-    @Test("generate packs a fixed mask's kept rows by default and says so, with the tokens of gathered rows; dense reports no packing")
+    @Test("generate packs a fixed mask's kept rows with --packing auto and says so, with the tokens of gathered rows (the default); dense reports no packing")
     func generatePacking() throws {
         func run(_ options: [String]) throws -> (tokens: [Int]?, packed: Bool?) {
             let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "6", "--json"] + options)
@@ -406,7 +406,7 @@ struct CLITests {
             return (json["tokens"] as? [Int], json["packed_rows"] as? Bool)
         }
         let sparse = ["--method", "random", "--sparsity", "0.5"]
-        let packed = try run(sparse), gathered = try run(sparse + ["--packing", "off"])
+        let packed = try run(sparse + ["--packing", "auto"]), gathered = try run(sparse)
         #expect(packed.packed == true && gathered.packed == false)
         #expect(packed.tokens != nil && packed.tokens == gathered.tokens)
         #expect(try run([]).packed == nil)

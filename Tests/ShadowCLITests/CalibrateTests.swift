@@ -425,7 +425,7 @@ struct AggregateTests {
 
 @Suite("Predicted masks from the command line", .serialized)
 struct PredictedMaskCLITests {
-    @Test("shadow and dejavu predictors trained on traces drive perplexity, generate and bench; decode packs the rows of masks chosen once per prompt")
+    @Test("shadow and dejavu predictors trained on traces drive perplexity, generate and bench; --packing auto packs the rows of masks chosen once per prompt")
     func predictorsDriveSparseRuns() throws {
         let base = TestScratch.url("pred").path
         let traces = base + "/traces", predictors = base + "/predictors"
@@ -445,18 +445,21 @@ struct PredictedMaskCLITests {
             let generate = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "The river", "-n", "4", "--json",
                                    "--sparsity", "0.5", "--method", method, "--predictor", predictors])
             #expect(generate.status == 0, "\(method): \(generate.err)")
-            // DejaVu-style masks change every token: gathered, not copied each time.
-            #expect(try generate.json()["packed_rows"] as? Bool == (method == "shadow"), "\(method)")
+            #expect(try generate.json()["packed_rows"] as? Bool == false, "\(method)")
+            // DejaVu-style masks change every token: auto gathers them rather than copy them each time.
+            let auto = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "The river", "-n", "4", "--json",
+                               "--sparsity", "0.5", "--method", method, "--predictor", predictors, "--packing", "auto"])
+            #expect(try auto.json()["packed_rows"] as? Bool == (method == "shadow"), "\(method): \(auto.err)")
         }
-        // A shadow mask re-predicted during decode is gathered too, unless --packing says otherwise.
-        for (options, packed) in [(["--refresh", "2"], false), (["--refresh", "2", "--packing", "on"], true), (["--packing", "off"], false)] {
+        // A shadow mask re-predicted during decode is gathered too, unless --packing on says otherwise.
+        for (options, packed) in [(["--refresh", "2", "--packing", "auto"], false), (["--refresh", "2", "--packing", "on"], true)] {
             let generate = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "The river", "-n", "4", "--json",
                                    "--sparsity", "0.5", "--method", "shadow", "--predictor", predictors] + options)
             #expect(generate.status == 0, "\(options): \(generate.err)")
             #expect(try generate.json()["packed_rows"] as? Bool == packed, "\(options)")
         }
         let bench = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "4", "-r", "1", "--method", "dense,shadow,dejavu",
-                            "--sparsity", "0.5", "--predictor", predictors, "-o", "json", "--no-progress"])
+                            "--sparsity", "0.5", "--predictor", predictors, "--packing", "auto", "-o", "json", "--no-progress"])
         #expect(bench.status == 0, "\(bench.err)")
         let rows = try #require(try bench.json()["results"] as? [[String: Any]])
         #expect(rows.count == 6)

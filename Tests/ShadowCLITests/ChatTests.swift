@@ -257,7 +257,7 @@ struct ChatTests {
         }
         let base = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--weights", "f32"] + mask
         let input = ["hi", "there", "/reset", "hi"]
-        let run = CLIRun(base, input: input), gathered = CLIRun(base + ["--packing", "off"], input: input)
+        let run = CLIRun(base + ["--packing", "auto"], input: input), gathered = CLIRun(base, input: input)
         #expect(run.status == 0 && gathered.status == 0, "\(run.err)\(gathered.err)")
         let turns = try chatTurns(run)
         try #require(turns.count == 3, "\(run.out)")
