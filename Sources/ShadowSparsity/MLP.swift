@@ -162,14 +162,6 @@ public final class MLP: @unchecked Sendable {
                 Array(UnsafeBufferPointer(start: bias(layer), count: s.outputs)))
     }
 
-    /// Replaces layer `layer`'s parameters (shapes were checked by the caller).
-    public func setValues(layer: Int, weight w: [Float], bias b: [Float]) {
-        let s = layers[layer]
-        precondition(w.count == s.outputs * s.inputs && b.count == s.outputs)
-        w.withUnsafeBufferPointer { weight(layer).update(from: $0.baseAddress!, count: w.count) }
-        b.withUnsafeBufferPointer { bias(layer).update(from: $0.baseAddress!, count: b.count) }
-    }
-
     // MARK: One vector
 
     /// fp16 copies of the weights that one-vector forwards read instead of the fp32 ones (nil:

@@ -137,11 +137,15 @@ public enum PredictorFile {
                         throw ShadowError.badTensor(path: path, tensor: name, reason: "has shape \(info.shape), expected \(shape)")
                     }
                 }
-                let weight = try file.floats(weightName), bias = try file.floats(biasName)
+                // Straight into the network's storage: a temporary array of the largest tensor
+                // (shadow's neuron output, 47 M floats for SmolLM2) would add 189 MB to the peak.
+                let weight = UnsafeMutableBufferPointer(start: network.weight(i), count: layer.outputs * layer.inputs)
+                let bias = UnsafeMutableBufferPointer(start: network.bias(i), count: layer.outputs)
+                try file.floats(weightName, into: weight)
+                try file.floats(biasName, into: bias)
                 guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else {
                     throw ShadowError.badTensor(path: path, tensor: weightName, reason: "holds non-finite values")
                 }
-                network.setValues(layer: i, weight: weight, bias: bias)
             }
         }
         if let extra = file.tensorNames.first(where: { !expected.contains($0) }) {
