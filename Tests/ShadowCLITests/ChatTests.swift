@@ -257,10 +257,10 @@ struct ChatTests {
         }
         let base = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--weights", "f32"] + mask
         let input = ["hi", "there", "/reset", "hi"]
-        let run = CLIRun(base + ["--packing", "auto"], input: input), gathered = CLIRun(base, input: input)
-        #expect(run.status == 0 && gathered.status == 0, "\(run.err)\(gathered.err)")
-        let turns = try chatTurns(run)
-        try #require(turns.count == 3, "\(run.out)")
+        let packed = CLIRun(base + ["--packing", "auto"], input: input), gathered = CLIRun(base, input: input)
+        #expect(packed.status == 0 && gathered.status == 0, "\(packed.err)\(gathered.err)")
+        let turns = try chatTurns(packed)
+        try #require(turns.count == 3, "\(packed.out)")
         let reused = turns.map { $0["reused_token_count"] as? Int ?? 0 }
         let prompts = turns.map { $0["prompt_token_count"] as? Int ?? 0 }
         #expect(reused[0] == 0 && reused[1] >= prompts[0] && reused[2] == prompts[2] - 1, "\(reused)")
@@ -269,6 +269,7 @@ struct ChatTests {
         #expect(tokens[2] == tokens[0], "\(tokens)")
         let gatheredTurns = try chatTurns(gathered)
         #expect(gatheredTurns.map { $0["tokens"] as? [Int] ?? [] } == tokens)
+        #expect(gatheredTurns.map { $0["reused_token_count"] as? Int ?? 0 } == reused)
         #expect(turns.allSatisfy { $0["packed_rows"] as? Bool == true } && gatheredTurns.allSatisfy { $0["packed_rows"] as? Bool == false })
     }
 
