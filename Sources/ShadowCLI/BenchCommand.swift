@@ -23,6 +23,9 @@ enum BenchCommand {
         let gigabytesPerSecond: Double?
         /// Share of decode time spent in the mask predictor (learned methods only).
         let predictorShare: Double?
+        /// Bytes of the predictor's own weights a decoded token reads (learned methods only; not
+        /// in `bytesPerToken`): a DejaVu-style predictor's all, a shadow predictor's none.
+        var predictorBytesPerToken: Int?
         /// Realised whole-model sparsity of the masks used (layer 0 counts as dense).
         let realisedHeadSparsity: Double?
         let realisedNeuronSparsity: Double?
@@ -36,6 +39,7 @@ enum BenchCommand {
             case bytesPerToken = "bytes_per_token", gigabytesPerSecond = "gigabytes_per_second"
             case predictorShare = "predictor_share", realisedHeadSparsity = "realised_head_sparsity"
             case realisedNeuronSparsity = "realised_neuron_sparsity", packedRows = "packed_rows"
+            case predictorBytesPerToken = "predictor_bytes_per_token"
         }
     }
 
@@ -54,7 +58,7 @@ enum BenchCommand {
 
     static let command = Command(
         name: "bench", abstract: "Measure prompt processing (pp) and generation (tg) speed, like llama-bench.",
-        discussion: "Every combination of the comma-separated lists is run; rows report tokens/s mean ± sd over -r repetitions. MB/token counts the model weights a decoded token reads under its masks, not a predictor's own weights (DejaVu-style predictors read theirs every token: their cost shows in t/s and the predictor column, the share of decode time spent predicting).",
+        discussion: "Every combination of the comma-separated lists is run; rows report tokens/s mean ± sd over -r repetitions. MB/token counts the model weights a decoded token reads under its masks, not a predictor's own weights: DejaVu-style predictors read theirs every token, and the predictor column gives the share of decode time spent predicting and, where a decoded token reads any, the predictor's own MB per token (JSON: predictor_bytes_per_token).",
         options: [
             .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
@@ -217,6 +221,7 @@ enum BenchCommand {
                                         predictorShare: predictorShares[index],
                                         realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
                         row.packedRows = packed
+                        if isDecode { row.predictorBytesPerToken = predicting?.predictorBytesPerDecodeToken }
                         rows.append(row)
                     }
                 }
@@ -229,7 +234,7 @@ enum BenchCommand {
             console.print(try JSONOutput.string(report))
         case "csv":
             console.print("model,size_bytes,params,weights,threads,method,head_sparsity,neuron_sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
-                          + "realised_head_sparsity,realised_neuron_sparsity,predictor_share")
+                          + "realised_head_sparsity,realised_neuron_sparsity,predictor_share,predictor_bytes_per_token")
             func number(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
             // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
             func field(_ text: String) -> String {
@@ -239,7 +244,8 @@ enum BenchCommand {
                 console.print("\(field(r.model)),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.neuronSparsity),\(r.test),"
                               + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
                               + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
-                              + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare))")
+                              + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare)),"
+                              + "\(r.predictorBytesPerToken.map(String.init) ?? "")")
             }
         default:
             console.print("| model | size | params | weights | threads | method | sparsity | test | t/s | MB/token | GB/s | predictor |")
@@ -250,7 +256,9 @@ enum BenchCommand {
                 let speed = String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)
                 let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
                 let perToken = r.bytesPerToken.map(Markdown.megabytes) ?? ""
-                let share = r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? ""
+                // The share of decode time, and the predictor's own MB per token where it reads any.
+                let share = (r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "")
+                    + (r.predictorBytesPerToken.flatMap { $0 > 0 ? ", \(Markdown.megabytes($0)) MB" : nil } ?? "")
                 let asked = SparsityPair(heads: r.headSparsity, neurons: r.neuronSparsity).description
                 let sparsity = r.realisedHeadSparsity.map { asked + String(format: " (%.2f/%.2f)", $0, r.realisedNeuronSparsity ?? 0) } ?? asked
                 console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method)\(r.packedRows ? " (packed)" : "") | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")

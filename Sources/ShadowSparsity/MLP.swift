@@ -170,6 +170,11 @@ public final class MLP: @unchecked Sendable {
     private var halfWeights: [WeightMatrix]?
     var readsHalfWeights: Bool { halfWeights != nil }
 
+    /// Bytes of weights and biases a one-vector forward reads.
+    var bytesReadPerForward: Int {
+        layers.reduce(0) { $0 + $1.outputs * $1.inputs * (halfWeights == nil ? 4 : 2) + $1.outputs * 4 }
+    }
+
     /// Makes one-vector forwards read fp16 copies of the weights, for weights that are fp16
     /// values already (a predictor stored as f16), so the copies hold the same numbers; the sums
     /// may round differently. A layer with a value fp16 cannot hold keeps the fp32 path.

@@ -12,6 +12,7 @@ public final class OracleController: PromptAwareController, PredictingController
     public let settings: SparsitySettings
     public let execution: SparseExecution = .skip
     public var keepsAllKeysAndValues: Bool { false }
+    public var predictorBytesPerDecodeToken: Int { 0 }
     public private(set) var statistics = PredictionStatistics()
     public private(set) var plans: [LayerPlan]
 

@@ -213,8 +213,18 @@ public final class DejaVuController: SparsityController, @unchecked Sendable {
 public protocol PredictingController: SparsityController {
     var statistics: PredictionStatistics { get }
     var plans: [LayerPlan] { get }
+    /// Bytes of predictor weights a decoded token reads on average (0 for masks chosen once
+    /// per prompt, and for the oracle, which has no weights).
+    var predictorBytesPerDecodeToken: Int { get }
     func resetStatistics()
 }
 
-extension ShadowPredictorController: PredictingController {}
-extension DejaVuController: PredictingController {}
+extension ShadowPredictorController: PredictingController {
+    /// All the weights every `refresh` tokens; none with masks chosen once per prompt.
+    public var predictorBytesPerDecodeToken: Int { refresh > 0 ? predictor.bytesPerPrediction / refresh : 0 }
+}
+
+extension DejaVuController: PredictingController {
+    /// All the weights every `refresh` tokens (every token by default); none with refresh 0.
+    public var predictorBytesPerDecodeToken: Int { refresh > 0 ? predictor.bytesPerPrediction / refresh : 0 }
+}

@@ -235,4 +235,7 @@ public final class Predictor: @unchecked Sendable {
     public var headFLOPs: Int { headNetworks.reduce(0) { $0 + ($1?.flops ?? 0) } }
     public var neuronFLOPs: Int { neuronNetworks.reduce(0) { $0 + ($1?.flops ?? 0) } }
     public var flopsPerPrediction: Int { headFLOPs + neuronFLOPs }
+    /// Bytes of weights one prediction reads (fp16 copies count 2 bytes a weight once
+    /// `prepareForPrediction` made them; biases stay fp32).
+    public var bytesPerPrediction: Int { networks.reduce(0) { $0 + $1.network.bytesReadPerForward } }
 }

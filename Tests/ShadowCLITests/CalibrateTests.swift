@@ -466,6 +466,9 @@ struct PredictedMaskCLITests {
         let decode = rows.filter { ($0["test"] as? String)?.hasPrefix("tg") == true }
         #expect(decode.map { "\($0["method"] as? String ?? "") \($0["packed_rows"] as? Bool ?? false)" } == ["dense false", "shadow true", "dejavu false"])
         #expect(decode.filter { $0["predictor_share"] is Double }.map { $0["method"] as? String } == ["shadow", "dejavu"])
+        // The predictor's own bytes per decoded token: none for a mask chosen once per prompt, all of DejaVu-style's.
+        let predictorBytes = decode.map { $0["predictor_bytes_per_token"] as? Int }
+        #expect(predictorBytes.count == 3 && predictorBytes[0] == nil && predictorBytes[1] == 0 && (predictorBytes[2] ?? 0) > 0, "\(predictorBytes)")
         // A predictor of the wrong kind or for another model is refused with one line.
         let wrongKind = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--sparsity", "0.5",
                                 "--method", "dejavu", "--predictor", "\(predictors)/shadow.safetensors"])

@@ -219,9 +219,13 @@ struct PredictorTests {
             }
         }
         let before = scores(half), fullBefore = scores(full)
+        #expect(half.bytesPerPrediction == 4 * half.parameterCount)
         half.prepareForPrediction()
         full.prepareForPrediction()
         #expect(half.readsHalfWeights && !full.readsHalfWeights)
+        // fp16 weights, fp32 biases.
+        #expect(half.bytesPerPrediction < 4 * half.parameterCount && half.bytesPerPrediction > 2 * half.parameterCount)
+        #expect(full.bytesPerPrediction == 4 * full.parameterCount)
         expectClose(scores(half), before, tolerance: 1e-5)
         #expect(scores(full) == fullBefore)
     }
