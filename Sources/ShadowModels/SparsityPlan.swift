@@ -67,7 +67,8 @@ public protocol SparsityController: AnyObject {
 extension SparsityController {
     /// One mask serves the whole generation: chosen once per prompt and never re-predicted
     /// during decode (a controller that may change its masks keeps every group's K/V for it).
-    /// Reading kept rows from packed copies pays off for such masks (`Scratch.packsKeptRows`).
+    /// Only such masks can repay packed copies of their kept rows (`--packing auto`,
+    /// `Scratch.packsKeptRows`), and only over long generations.
     public var masksStayPut: Bool { !keepsAllKeysAndValues }
 }
 

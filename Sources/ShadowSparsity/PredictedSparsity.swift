@@ -219,12 +219,17 @@ public protocol PredictingController: SparsityController {
     func resetStatistics()
 }
 
-extension ShadowPredictorController: PredictingController {
-    /// All the weights every `refresh` tokens; none with masks chosen once per prompt.
+/// The controllers that run a predictor network: shadow and DejaVu-style.
+protocol NetworkPredictingController: PredictingController {
+    var predictor: Predictor { get }
+    var refresh: Int { get }
+}
+
+extension NetworkPredictingController {
+    /// All the weights every `refresh` tokens (DejaVu-style: every token by default); none with
+    /// masks chosen once per prompt (refresh 0).
     public var predictorBytesPerDecodeToken: Int { refresh > 0 ? predictor.bytesPerPrediction / refresh : 0 }
 }
 
-extension DejaVuController: PredictingController {
-    /// All the weights every `refresh` tokens (every token by default); none with refresh 0.
-    public var predictorBytesPerDecodeToken: Int { refresh > 0 ? predictor.bytesPerPrediction / refresh : 0 }
-}
+extension ShadowPredictorController: NetworkPredictingController {}
+extension DejaVuController: NetworkPredictingController {}
