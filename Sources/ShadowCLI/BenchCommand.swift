@@ -81,7 +81,7 @@ enum BenchCommand {
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
             .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
-            .value("packing", "when,…", help: SparsityOptions.packingHelp + " Each sparse method's tg rows are timed once per distinct choice the list makes for it (off,auto: a gathered row and, for masks that stay put, a packed one marked 'packed'); the copies are made in the warm-up run, so packed rows time the tokens after it.",
+            .value("packing", "when,…", help: SparsityOptions.packingHelp + " Each sparse method's tg rows are timed once per distinct choice the list makes for it (off,auto: a gathered row and, for masks that stay put, a packed one marked 'packed'); bench times the steady state, so a packed row's copies are made at the warm-up run's second token and its timed runs read them.",
                    default: SparsityOptions.Packing.off.rawValue, allowed: SparsityOptions.Packing.allCases.map(\.rawValue), list: true),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
@@ -323,5 +323,14 @@ enum Machine {
         }
         let bf16 = BF16Products.isAvailable ? ", AVX512-BF16" : ""
         return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores\(bf16)"
+    }
+
+    /// Memory the kernel could still hand out without swapping (`MemAvailable`), nil where
+    /// /proc/meminfo does not say.
+    static var availableMemoryBytes: Int? {
+        guard let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+              let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+        return kilobytes * 1024
     }
 }

@@ -64,7 +64,8 @@ enum GenerateCommand {
         }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
-        let packsKeptRows = try SparsityOptions.packsKeptRows(arguments, controller: sparsity)
+        let packsKeptRowsAfter = try SparsityOptions.packsKeptRowsAfter(arguments, controller: sparsity, model: loaded.model,
+                                                                           console: console, command: "generate")
         let tokenizer = try loaded.requireTokenizer()
         // In the chat template the prompt is a user's message: special tokens it spells are text.
         // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
@@ -98,7 +99,7 @@ enum GenerateCommand {
             if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
             return try Generator.generate(
                 model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-                stopTokens: stopTokens, sparsity: sparsity, packKeptRows: packsKeptRows,
+                stopTokens: stopTokens, sparsity: sparsity, packKeptRowsAfter: packsKeptRowsAfter,
                 onToken: { token in
                     let piece = reply.append(stream.append(token))
                     if !json { console.out(piece) }
@@ -109,7 +110,7 @@ enum GenerateCommand {
         // Ended by no stop token, no --stop, no length and no full context: a signal stopped it.
         let interrupted = !result.stoppedAtEOS && !reply.stopped && !result.stoppedAtContext && result.tokens.count < maxTokens
         let rest = reply.stopped ? "" : reply.finish(stream.finish())
-        let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape, packedRows: packsKeptRows)
+        let masks = try SparsitySummary(arguments, controller: sparsity, shape: loaded.model.shape, packedBytes: result.packedBytes)
         if json {
             let generation = GenerationReport(
                 fields: Fields(prompt: prompt, system: template?.systemContent(system),

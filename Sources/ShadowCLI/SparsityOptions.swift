@@ -36,8 +36,26 @@ enum SparsityOptions {
     enum Packing: String, CaseIterable {
         case auto, on, off
 
-        /// Whether decode under `controller` packs: `auto` when its masks stay put (chosen once
-        /// per prompt), where the copy is made once and read every token after.
+        /// Decode tokens `auto` reads a projection's rows gathered before it packs them: about
+        /// what the copy costs in gathered tokens' extra time (SmolLM2 f16 at 50% on a 2-core
+        /// Zen 3 VM: ~100 ms of page faults against ~2–4 ms a token), the ski-rental rule.
+        static let autoReads = 48
+
+        /// After how many decode reads of the same rows they are packed (`Scratch.packsKeptRowsAfter`),
+        /// for a model of `weightBytes` with `availableBytes` of memory free: `auto` stays off when
+        /// the copies could take more than half of it (they hold at most the weights), so a default
+        /// never pushes a large model into swap; `on` is obeyed.
+        func packsAfter(weightBytes: Int, availableBytes: Int?) -> Int? {
+            switch self {
+            case .on: return 2
+            case .auto: return availableBytes.map { weightBytes > $0 / 2 } == true ? nil : Packing.autoReads
+            case .off: return nil
+            }
+        }
+
+        /// Whether decode under `controller` reads packed rows once past the warm-up (bench's
+        /// steady state): `auto` when its masks stay put (chosen once per prompt); masks
+        /// re-predicted during decode change before they would be packed.
         func packs(_ controller: (any SparsityController)?) -> Bool {
             guard let controller else { return false }
             switch self {
@@ -48,16 +66,26 @@ enum SparsityOptions {
         }
     }
 
-    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies, made the second time in a row the same rows are asked for: each token then reads them faster than gathered, but the copy costs the memory of the kept rows and, once, the time to fault that memory in (on a 2-core Zen 3 VM about 100 ms for SmolLM2 f16 at 50%, repaid after some 50 tokens). auto packs masks chosen once per prompt (random, static, oracle, shadow and dejavu with --refresh 0) and gathers masks re-predicted during decode, whose copies would be remade; on packs every sparse mask, off none."
+    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies: each token then reads them faster than gathered, but the copy holds the kept rows' memory beside the model and costs, once, the time to fault that memory in (on a 2-core Zen 3 VM about 100 ms for SmolLM2 f16 at 50%, the time of some 25–50 gathered tokens). auto packs a projection's rows once decode has read the same ones for \(Packing.autoReads) tokens in a row, so short replies and masks re-predicted during decode pay nothing; on packs them at the second token; off never."
 
-    /// `--packing` of `generate` and `chat`: off by default, as most replies are too short to
-    /// repay the copy.
-    static let packingOption = Option.value("packing", "when", help: packingHelp, default: Packing.off.rawValue,
+    /// `--packing` of `generate` and `chat`.
+    static let packingOption = Option.value("packing", "when", help: packingHelp, default: Packing.auto.rawValue,
                                             allowed: Packing.allCases.map(\.rawValue))
 
-    /// Whether decode packs kept rows, as `--packing` says for `controller` (nil: dense, never).
-    static func packsKeptRows(_ arguments: ParsedArguments, controller: (any SparsityController)?) throws -> Bool {
-        Packing(rawValue: try arguments.required("packing"))!.packs(controller)
+    /// After how many decode reads of the same rows `--packing` packs them under `controller`
+    /// (nil: never, as for the dense model, which reads whole matrices); says so under
+    /// `--verbose` when `auto` packs nothing for want of memory.
+    static func packsKeptRowsAfter(_ arguments: ParsedArguments, controller: (any SparsityController)?,
+                                   model: any CausalLanguageModel, console: Console, command: String) throws -> Int? {
+        guard controller != nil else { return nil }
+        let packing = Packing(rawValue: try arguments.required("packing"))!
+        let weights = model.decodeBytesPerToken(plans: nil), available = Machine.availableMemoryBytes
+        let after = packing.packsAfter(weightBytes: weights, availableBytes: available)
+        if packing == .auto, after == nil, let available, arguments.flag("verbose") {
+            console.printError(String(format: "%@: --packing auto packs nothing: copies of up to %.0f MB could take more than half the %.0f MB of memory available",
+                                      command, Double(weights) / 1e6, Double(available) / 1e6))
+        }
+        return after
     }
 
     /// `--hybrid-floor`, as every command with a hybrid policy offers it.
@@ -285,31 +313,35 @@ struct SparsitySummary: Encodable {
     let method: String
     let headSparsity: Double, neuronSparsity: Double
     let realisedHeadSparsity: Double?, realisedNeuronSparsity: Double?
-    /// Sparse decode read the kept rows from packed copies (`--packing`); nil for the dense model.
-    let packedRows: Bool?
+    /// `--packing`, and whether decode ended reading packed copies of the kept rows and their
+    /// bytes (`packedBytes` of the generation); nil for the dense model.
+    let packing: String?
+    let packedRows: Bool?, packedBytes: Int?
 
     enum CodingKeys: String, CodingKey {
         case method, headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
         case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
-        case packedRows = "packed_rows"
+        case packing, packedRows = "packed_rows", packedBytes = "packed_bytes"
     }
 
-    init(_ arguments: ParsedArguments, controller: (any SparsityController)?, shape: TransformerShape, packedRows: Bool) throws {
+    init(_ arguments: ParsedArguments, controller: (any SparsityController)?, shape: TransformerShape, packedBytes: Int) throws {
         method = try arguments.required("method")
         let settings = try SparsityOptions.settings(arguments)
         (headSparsity, neuronSparsity) = method == "dense" ? (0, 0) : (settings.headSparsity, settings.neuronSparsity)
         let realised = Evaluation.realisedSparsity(controller, shape: shape)
         (realisedHeadSparsity, realisedNeuronSparsity) = (realised?.heads, realised?.neurons)
-        self.packedRows = controller == nil ? nil : packedRows
+        let sparse = controller != nil
+        packing = sparse ? try arguments.required("packing") : nil
+        (packedRows, self.packedBytes) = sparse ? (packedBytes > 0, packedBytes) : (nil, nil)
     }
 
-    /// "; random masks, heads 0.50 / neurons 0.50, realised 0.483 / 0.479, kept rows packed"
+    /// "; random masks, heads 0.50 / neurons 0.50, realised 0.483 / 0.479, kept rows packed (95.3 MB)"
     /// (empty for the dense model).
     var text: String {
         guard method != "dense" else { return "" }
         let realised = realisedHeadSparsity.map { String(format: ", realised %.3f / %.3f", $0, realisedNeuronSparsity ?? 0) } ?? ""
         return String(format: "; %@ masks, heads %.2f / neurons %.2f", method, headSparsity, neuronSparsity) + realised
-            + (packedRows == true ? ", kept rows packed" : "")
+            + (packedRows == true ? String(format: ", kept rows packed (%.1f MB)", Double(packedBytes ?? 0) / 1e6) : "")
     }
 }
 

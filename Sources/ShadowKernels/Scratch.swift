@@ -18,28 +18,36 @@ public final class Scratch: @unchecked Sendable {
         buffer(name, rows: count, cols: 1)
     }
 
-    /// Whether decode may read the kept rows of a projection from a packed copy (`keptRows`).
-    /// Gathered rows cannot be streamed (their addresses jump), so a mask that stays put — shadow,
-    /// static or random masks, predicted once per prompt — reads faster from a copy of its rows,
-    /// at the cost of holding that copy (the kept fraction of the block weights). Off by default.
-    public var packsKeptRows = false
-    private var packed: [ObjectIdentifier: (source: WeightMatrix, rows: [Int32], copy: WeightMatrix?)] = [:]
+    /// After how many decode reads in a row of the same rows of a projection those rows are
+    /// copied together (`keptRows`); nil, the default, never. Gathered rows cannot be streamed
+    /// (their addresses jump), so a mask that stays put reads faster from a copy of its rows, at
+    /// the cost of holding that copy (the kept fraction of the weights) and of making it once.
+    /// 2 copies at the second read; a larger count is a ski-rental rule: a mask pays the copy
+    /// only after it has read its rows gathered about as long as the copy takes, so short
+    /// generations pay nothing and long ones at most twice the best choice.
+    public var packsKeptRowsAfter: Int?
+    private struct PackedRows {
+        let source: WeightMatrix
+        let rows: [Int32]
+        var reads = 0
+        var copy: WeightMatrix?
+    }
+    private var packed: [ObjectIdentifier: PackedRows] = [:]
 
-    /// The packed copy of `rows` of `weight`, when packing is on and the same rows were asked for
-    /// the time before; nil means read the rows where they are. A new row list replaces the copy,
-    /// so a mask that changes every token (DejaVu-style) pays a copy whenever two tokens in a row
-    /// keep the same rows of a projection and gains little: packing is for masks that stay put.
+    /// The packed copy of `rows` of `weight`, once the same rows have been asked for
+    /// `packsKeptRowsAfter` times in a row; nil means read the rows where they are. A new row
+    /// list replaces the copy, so a mask that changes every token (DejaVu-style) never packs.
     public func keptRows(of weight: WeightMatrix, _ rows: UnsafeBufferPointer<Int32>) -> WeightMatrix? {
-        guard packsKeptRows else { return nil }
+        guard let after = packsKeptRowsAfter else { return nil }
         let key = ObjectIdentifier(weight)
-        guard let entry = packed[key], entry.source === weight, entry.rows.elementsEqual(rows) else {
-            packed[key] = (weight, Array(rows), nil)
-            return nil
+        var entry = packed[key].flatMap { $0.source === weight && $0.rows.elementsEqual(rows) ? $0 : nil }
+            ?? PackedRows(source: weight, rows: Array(rows))
+        if entry.copy == nil {
+            entry.reads += 1
+            if entry.reads >= after { entry.copy = WeightMatrix(gathering: rows, of: weight) }
+            packed[key] = entry
         }
-        if let copy = entry.copy { return copy }
-        let copy = WeightMatrix(gathering: rows, of: weight)
-        packed[key] = (weight, entry.rows, copy)
-        return copy
+        return entry.copy
     }
 
     /// Bytes held by packed copies.

@@ -24,6 +24,8 @@ public struct GenerationResult: Sendable {
     /// Prompt tokens whose keys and values were already in the cache (`generate(continuing:)`);
     /// `stats.promptTokens` counts only the ones prefilled.
     public var reusedTokens = 0
+    /// Bytes of the kept rows decode read from packed copies when it ended (`packKeptRowsAfter`).
+    public var packedBytes = 0
     public var stats: GenerationStats
 }
 
@@ -46,12 +48,12 @@ public enum Generator {
     /// the cache.
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
-                                sparsity: (any SparsityController)? = nil, packKeptRows: Bool = false,
+                                sparsity: (any SparsityController)? = nil, packKeptRowsAfter: Int? = nil,
                                 onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
         let capacity = min(model.shape.maxContext, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
-        cache.scratch.packsKeptRows = packKeptRows
+        cache.scratch.packsKeptRowsAfter = packKeptRowsAfter
         return run(model: model, prompt: prompt, from: 0, cache: cache, maxTokens: maxTokens, sampling: sampling,
                    stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
     }
@@ -133,6 +135,6 @@ public enum Generator {
                                     decodePasses: decodePasses, prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
         return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, reusedTokens: from,
-                                stats: stats)
+                                packedBytes: cache.scratch.packedBytes, stats: stats)
     }
 }

@@ -67,8 +67,8 @@ public protocol SparsityController: AnyObject {
 extension SparsityController {
     /// One mask serves the whole generation: chosen once per prompt and never re-predicted
     /// during decode (a controller that may change its masks keeps every group's K/V for it).
-    /// Only such masks can repay packed copies of their kept rows (`--packing auto`,
-    /// `Scratch.packsKeptRows`), and only over long generations.
+    /// Only such masks read packed copies of their kept rows in steady decode (bench's
+    /// `--packing auto`; `Scratch.packsKeptRowsAfter`).
     public var masksStayPut: Bool { !keepsAllKeysAndValues }
 }
 

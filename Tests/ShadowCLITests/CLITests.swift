@@ -376,6 +376,17 @@ struct CLITests {
         #expect(badFloor.status != 0 && badFloor.err.hasPrefix("error: --hybrid-floor:"), "\(badFloor.err)")
     }
 
+    @Test("--packing auto waits 48 tokens and stays off when the copies could take more than half the memory available; on packs at the second token whatever the memory")
+    func packingRule() {
+        let gigabyte = 1 << 30
+        #expect(SparsityOptions.Packing.auto.packsAfter(weightBytes: gigabyte, availableBytes: 4 * gigabyte) == 48)
+        #expect(SparsityOptions.Packing.auto.packsAfter(weightBytes: gigabyte, availableBytes: nil) == 48)
+        #expect(SparsityOptions.Packing.auto.packsAfter(weightBytes: 3 * gigabyte, availableBytes: 4 * gigabyte) == nil)
+        #expect(SparsityOptions.Packing.on.packsAfter(weightBytes: 3 * gigabyte, availableBytes: 4 * gigabyte) == 2)
+        #expect(SparsityOptions.Packing.off.packsAfter(weightBytes: gigabyte, availableBytes: 4 * gigabyte) == nil)
+        #expect((Machine.availableMemoryBytes ?? 1) > 0)
+    }
+
     @Test("bench --packing times each sparse method's decode once per distinct choice, auto packing fixed masks, off by default, and is refused where it is not read")
     func benchPacking() throws {
         func decodeRows(_ packing: [String]) throws -> [String] {
@@ -397,19 +408,26 @@ struct CLITests {
         #expect(unknown.status != 0 && unknown.err.contains("--packing"), "\(unknown.err)")
     }
 
-    @Test("generate packs a fixed mask's kept rows with --packing auto and says so, with the tokens of gathered rows (the default); dense reports no packing")
+    @Test("generate packs a fixed mask's kept rows at the second token with --packing on, after 48 tokens with auto (the default), never with off, and says so; the tokens are the same each way")
     func generatePacking() throws {
-        func run(_ options: [String]) throws -> (tokens: [Int]?, packed: Bool?) {
-            let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello there", "-n", "6", "--json"] + options)
+        func run(_ options: [String], tokens: Int) throws -> (tokens: [Int]?, packing: String?, packed: Bool?, bytes: Int?) {
+            let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon a time", "-n", "\(tokens)", "--json"] + options)
             #expect(run.status == 0, "\(run.err)")
             let json = try run.json()
-            return (json["tokens"] as? [Int], json["packed_rows"] as? Bool)
+            #expect((json["tokens"] as? [Int])?.count == tokens, "stopped early: \(options)")
+            return (json["tokens"] as? [Int], json["packing"] as? String, json["packed_rows"] as? Bool, json["packed_bytes"] as? Int)
         }
         let sparse = ["--method", "random", "--sparsity", "0.5"]
-        let packed = try run(sparse + ["--packing", "auto"]), gathered = try run(sparse)
-        #expect(packed.packed == true && gathered.packed == false)
-        #expect(packed.tokens != nil && packed.tokens == gathered.tokens)
-        #expect(try run([]).packed == nil)
+        for tokens in [6, 60] {
+            let on = try run(sparse + ["--packing", "on"], tokens: tokens), auto = try run(sparse, tokens: tokens)
+            let off = try run(sparse + ["--packing", "off"], tokens: tokens)
+            #expect(on.packing == "on" && auto.packing == "auto" && off.packing == "off")
+            #expect(on.packed == true && (on.bytes ?? 0) > 0 && off.packed == false && off.bytes == 0)
+            #expect(auto.packed == (tokens > 48) && auto.bytes == (tokens > 48 ? on.bytes : 0), "\(tokens): \(auto)")
+            #expect(on.tokens != nil && on.tokens == off.tokens && auto.tokens == off.tokens)
+        }
+        let denseRun = try run([], tokens: 2)
+        #expect(denseRun.packing == nil && denseRun.packed == nil && denseRun.bytes == nil)
         let dense = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Hello", "-n", "2", "--packing", "off"])
         #expect(dense.status != 0 && dense.err.contains("--packing: is only read with a sparse --method"), "\(dense.err)")
     }

@@ -257,7 +257,7 @@ struct ChatTests {
         }
         let base = ["chat", "--model", fixture("tiny-llama"), "--json", "-n", "6", "--weights", "f32"] + mask
         let input = ["hi", "there", "/reset", "hi"]
-        let packed = CLIRun(base + ["--packing", "auto"], input: input), gathered = CLIRun(base, input: input)
+        let packed = CLIRun(base + ["--packing", "on"], input: input), gathered = CLIRun(base + ["--packing", "off"], input: input)
         #expect(packed.status == 0 && gathered.status == 0, "\(packed.err)\(gathered.err)")
         let turns = try chatTurns(packed)
         try #require(turns.count == 3, "\(packed.out)")

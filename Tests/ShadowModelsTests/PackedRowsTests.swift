@@ -4,7 +4,7 @@ import Testing
 @testable import ShadowModels
 import ShadowTestSupport
 
-/// Decode with `packsKeptRows` reads a mask's kept rows from packed copies instead of gathering
+/// Decode with `packsKeptRowsAfter` reads a mask's kept rows from packed copies instead of gathering
 /// them from the full matrices: the same products, summed by the dense kernels.
 @Suite("Packed kept rows")
 struct PackedRowsTests {
@@ -21,18 +21,21 @@ struct PackedRowsTests {
         }
     }
 
-    @Test("a row list is packed only when it comes again, kept while it repeats, and dropped when it changes")
-    func packsRepeatedRowLists() {
+    @Test("a row list is packed at its n-th read in a row, kept while it repeats, and dropped when it changes", arguments: [2, 5])
+    func packsRepeatedRowLists(after: Int) {
         let source = WeightMatrix(Matrix(rows: 64, cols: 16, values: randomFloats(64 * 16, seed: 22)), dtype: .f32)
         let scratch = Scratch()
         let first: [Int32] = [1, 4, 9, 30], second: [Int32] = [2, 4, 9, 31]
         func ask(_ rows: [Int32]) -> WeightMatrix? { rows.withUnsafeBufferPointer { scratch.keptRows(of: source, $0) } }
         #expect(ask(first) == nil && ask(first) == nil)   // off by default
-        scratch.packsKeptRows = true
-        #expect(ask(first) == nil)                         // first sight: read in place
-        let packed = try? #require(ask(first))
+        scratch.packsKeptRowsAfter = after
+        for read in 1..<after { #expect(ask(first) == nil, "read \(read)") }   // read in place until the n-th
+        let packed = ask(first)
         #expect(packed?.rows == 4 && ask(first) === packed && scratch.packedBytes == 4 * 16 * 4)
-        #expect(ask(second) == nil && scratch.packedBytes == 0)   // a new mask: the copy goes
+        #expect(ask(second) == nil && scratch.packedBytes == 0)   // a new mask: the copy goes, the count restarts
+        for _ in 2..<after { #expect(ask(second) == nil) }
+        #expect(ask(first) == nil)                         // an interruption restarts the count too
+        for _ in 1..<after { #expect(ask(second) == nil) }
         #expect(ask(second) != nil)
     }
 
@@ -43,7 +46,7 @@ struct PackedRowsTests {
             let plans = randomPlans(shape: model.shape, keep: 0.5, seed: 23)
             func decode(packing: Bool) -> [Float] {
                 let cache = model.makeCache(capacity: 32)
-                cache.scratch.packsKeptRows = packing
+                cache.scratch.packsKeptRowsAfter = packing ? 2 : nil
                 let controller = FixedSparsity(layers: plans)
                 var out = model.forward([5, 17, 42, 8, 9, 23, 4, 61], cache: cache, logits: .last, sparsity: controller)
                 for t in [30, 12, 77, 3, 50, 6] { out += model.forward([t], cache: cache, logits: .last, sparsity: controller) }
