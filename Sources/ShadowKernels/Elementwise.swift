@@ -23,6 +23,25 @@ public enum Ops {
         return nil
     }
 
+    /// Whether every |x[i]| ≤ `limit` (a NaN is not): compared as bits, the sign cleared, since
+    /// magnitudes of IEEE floats order as their bit patterns do (infinity and NaN above all).
+    public static func allWithin(_ x: UnsafePointer<Float>, count: Int, magnitude limit: Float) -> Bool {
+        let sign = SIMD16<UInt32>(repeating: 0x7FFF_FFFF), bound = SIMD16<UInt32>(repeating: limit.bitPattern)
+        let bits = UnsafeRawPointer(x)
+        var over = SIMDMask<SIMD16<Int32>>(repeating: false)
+        var i = 0
+        while i + 16 <= count {
+            over .|= (bits.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self) & sign) .> bound
+            i += 16
+        }
+        if any(over) { return false }
+        while i < count {
+            if !(abs(x[i]) <= limit) { return false }
+            i += 1
+        }
+        return true
+    }
+
     /// out[t, :] = x[t, :] / rms(x[t, :]) * weight, for `rows` rows of width `n`.
     public static func rmsNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                _ weight: UnsafePointer<Float>, rows: Int, n: Int, eps: Float) {

@@ -35,16 +35,22 @@ public final class Matrix: @unchecked Sendable {
     /// A new matrix holding the transpose: `[rows, cols]` → `[cols, rows]`.
     public func transposed() -> Matrix {
         let t = Matrix(rows: cols, cols: rows)
+        Matrix.transpose(pointer, rows: rows, cols: cols, into: t.pointer)
+        return t
+    }
+
+    /// Writes the transpose of the row-major `(rows, cols)` values at `source` to `out` as
+    /// `(cols, rows)`, in tiles so both sides stay in cache.
+    public static func transpose(_ source: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
         let tileSize = 32
         for r0 in stride(from: 0, to: rows, by: tileSize) {
             for c0 in stride(from: 0, to: cols, by: tileSize) {
                 for r in r0..<min(r0 + tileSize, rows) {
                     for c in c0..<min(c0 + tileSize, cols) {
-                        t.pointer[c * rows + r] = pointer[r * cols + c]
+                        out[c * rows + r] = source[r * cols + c]
                     }
                 }
             }
         }
-        return t
     }
 }

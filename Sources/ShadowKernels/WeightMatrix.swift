@@ -38,10 +38,7 @@ public final class WeightMatrix: @unchecked Sendable {
         self.cols = cols
         let count = rows * cols
         var dtype = requested
-        if dtype == .f16 {
-            let values = UnsafeBufferPointer(start: source, count: count)
-            if values.contains(where: { !(abs($0) <= 65000) }) { dtype = .bf16 }
-        }
+        if dtype == .f16, !Ops.allWithin(source, count: count, magnitude: 65000) { dtype = .bf16 }
         self.dtype = dtype
         raw = UnsafeMutableRawPointer.allocate(byteCount: max(count * dtype.bytesPerElement, 1), alignment: 64)
         switch dtype {

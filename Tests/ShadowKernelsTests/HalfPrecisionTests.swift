@@ -19,6 +19,22 @@ struct HalfPrecisionTests {
         #expect(WeightMatrix(Matrix(rows: 1, cols: 3, values: [1, -2.5, 0.375]), dtype: dtype).toMatrix().array == [1, -2.5, 0.375])
     }
 
+    @Test("narrowing to fp16 rounds to nearest even as Float16 does, in the 8-wide blocks and the tail: ties, subnormals, overflow, infinities, NaN")
+    func fp16NarrowingBits() {
+        let one = Float(1), step = Float(1) / 2048   // half an fp16 ulp at 1
+        let edges: [Float] = [0, -0.0, one, one + step, one + 3 * step, -(one + step), 65504, 65519, 65520, -65520, 1e-8,
+                              5.96e-8, 2.98e-8, 6.1e-5, 3.1e-5, .infinity, -.infinity, .nan, .greatestFiniteMagnitude, 0.1, -7.3]
+        for count in [edges.count, 8, 17, 3] {
+            let values = (0..<count).map { edges[($0 * 7) % edges.count] }
+            var narrowed = [UInt16](repeating: 0, count: count)
+            HalfVectors.narrow(&narrowed, values, count: count)
+            for (value, bits) in zip(values, narrowed) {
+                if value.isNaN { #expect(Float16(bitPattern: bits).isNaN); continue }
+                #expect(bits == Float16(value).bitPattern, "\(value)")
+            }
+        }
+    }
+
     @Test("a matrix beyond fp16's range is kept in bf16")
     func fp16Overflow() {
         let w = WeightMatrix(Matrix(rows: 1, cols: 2, values: [1e6, 1]), dtype: .f16)

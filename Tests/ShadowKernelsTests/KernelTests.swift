@@ -212,4 +212,20 @@ struct ElementwiseTests {
             }
         }
     }
+
+    @Test("allWithin passes magnitudes up to the limit, both signs, and refuses a larger one, an infinity or a NaN anywhere in the blocks or the tail")
+    func magnitudesWithin() {
+        for count in [0, 1, 15, 16, 17, 40] {
+            var values = (0..<count).map { $0 % 2 == 0 ? Float(65000) : -65000 }
+            #expect(Ops.allWithin(values, count: count, magnitude: 65000), "count \(count)")
+            for position in [0, count / 2, count - 1] where position >= 0 && position < count {
+                for bad in [Float(65000).nextUp, -65001, .infinity, -.infinity, .nan, -.nan] {
+                    let kept = values[position]
+                    values[position] = bad
+                    #expect(!Ops.allWithin(values, count: count, magnitude: 65000), "count \(count), \(bad) at \(position)")
+                    values[position] = kept
+                }
+            }
+        }
+    }
 }
