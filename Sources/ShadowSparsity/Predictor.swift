@@ -99,9 +99,10 @@ public final class Predictor: @unchecked Sendable {
     /// Values one prediction reads: H·d_h for shadow, d for the dejavu kinds.
     public var inputWidth: Int { kind == .shadow ? shape.attentionWidth : shape.hiddenSize }
 
-    /// Fresh networks initialised from `seed` (training starts here; loading overwrites them).
+    /// Fresh networks initialised from `seed` (training starts here), or zero with nil (loading
+    /// overwrites them).
     public init(configuration: PredictorConfiguration, criterion: String, model: ModelFingerprint,
-                predictsNeurons: Bool = true, seed: UInt64 = 0) throws {
+                predictsNeurons: Bool = true, seed: UInt64? = 0) throws {
         try configuration.validate()
         let s = model.shape
         guard s.layers >= 2 else {
@@ -111,7 +112,7 @@ public final class Predictor: @unchecked Sendable {
         self.criterion = criterion
         self.model = model
         self.predictsNeurons = predictsNeurons
-        func seedFor(_ index: Int) -> UInt64 { seed &* 0x9E37_79B9 &+ UInt64(index) &* 0x1000_0001 }
+        func seedFor(_ index: Int) -> UInt64? { seed.map { $0 &* 0x9E37_79B9 &+ UInt64(index) &* 0x1000_0001 } }
         let layers = Self.networkLayers(configuration: configuration, shape: s, predictsNeurons: predictsNeurons)
         // Seeds by position: shadow's networks (index 0) 0 and 1, layer l's 2l and 2l + 1.
         headNetworks = layers.heads.enumerated().map { l, layers in layers.map { MLP(layers: $0, seed: seedFor(2 * l)) } }

@@ -1,5 +1,6 @@
 import Foundation
 import ShadowFormats
+import ShadowKernels
 import ShadowModels
 
 // A predictor file is one safetensors file. Its tensors are the networks' parameters, all F32
@@ -116,7 +117,7 @@ public enum PredictorFile {
         let predictor: Predictor
         do {
             predictor = try Predictor(configuration: meta.configuration, criterion: meta.criterion, model: meta.model,
-                                      predictsNeurons: meta.predictsNeurons)
+                                      predictsNeurons: meta.predictsNeurons, seed: nil)
         } catch let error as ShadowError {
             throw ShadowError.corruptFile(path: path, reason: "metadata describes an impossible predictor (\(error.description))")
         }
@@ -143,7 +144,8 @@ public enum PredictorFile {
                 let bias = UnsafeMutableBufferPointer(start: network.bias(i), count: layer.outputs)
                 try file.floats(weightName, into: weight)
                 try file.floats(biasName, into: bias)
-                guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else {
+                guard Ops.firstNonFinite(weight.baseAddress!, count: weight.count) == nil,
+                      Ops.firstNonFinite(bias.baseAddress!, count: bias.count) == nil else {
                     throw ShadowError.badTensor(path: path, tensor: weightName, reason: "holds non-finite values")
                 }
             }
