@@ -81,7 +81,7 @@ enum BenchCommand {
             .value("scores", "path", help: "static: aggregate importance scores (JSON)."),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
             .value("refresh", "n", help: "shadow/dejavu: re-predict masks every n decode tokens.", defaultDescription: "0 for shadow, 1 for dejavu"),
-            .value("packing", "when,…", help: SparsityOptions.packingHelp + " Each sparse method's tg rows are timed once per distinct choice the list makes for it (off,auto: a gathered row and, for masks that stay put, a packed one marked 'packed'); bench times the steady state, so a packed row's copies are made at the warm-up run's second token and its timed runs read them.",
+            .value("packing", "when,…", help: SparsityOptions.packingHelp + " Each sparse method's tg rows are timed once per distinct choice the list makes for it. bench's auto is the steady state of generate's: packed for masks chosen once per prompt, gathered for masks re-predicted during decode (off,auto: a gathered row and, for masks that stay put, a packed one marked 'packed'); bench times the steady state, so a packed row's copies are made at the warm-up run's second token and its timed runs read them.",
                    default: SparsityOptions.Packing.off.rawValue, allowed: SparsityOptions.Packing.allCases.map(\.rawValue), list: true),
             .flag("no-progress", help: "Hide progress on stderr."),
         ]

@@ -66,7 +66,7 @@ enum SparsityOptions {
         }
     }
 
-    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies: each token then reads them faster than gathered, but the copy holds the kept rows' memory beside the model and costs, once, the time to fault that memory in (on a 2-core Zen 3 VM about 100 ms for SmolLM2 f16 at 50%, the time of some 25–50 gathered tokens). auto packs a projection's rows once decode has read the same ones for \(Packing.autoReads) tokens in a row, so short replies and masks re-predicted during decode pay nothing; on packs them at the second token; off never."
+    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies: each token then reads them faster than gathered, but the copy holds the kept rows' memory beside the model and costs, once, the time to fault that memory in (on a 2-core Zen 3 VM about 100 ms for SmolLM2 f16 at 50%, what packed reads save over some 25–50 tokens). auto packs a projection's rows once decode has read the same ones for \(Packing.autoReads) tokens in a row (in chat a fixed mask's count runs on across turns), so short replies and masks re-predicted more often than that pay nothing, and packs nothing when the copies could take more than half the memory available; on packs them at the second token; off never."
 
     /// `--packing` of `generate` and `chat`.
     static let packingOption = Option.value("packing", "when", help: packingHelp, default: Packing.auto.rawValue,

@@ -36,7 +36,8 @@ public final class Scratch: @unchecked Sendable {
 
     /// The packed copy of `rows` of `weight`, once the same rows have been asked for
     /// `packsKeptRowsAfter` times in a row; nil means read the rows where they are. A new row
-    /// list replaces the copy, so a mask that changes every token (DejaVu-style) never packs.
+    /// list replaces the copy and restarts the count, so a mask that changes every token
+    /// (DejaVu-style) packs only rows that happen to stay the same that long.
     public func keptRows(of weight: WeightMatrix, _ rows: UnsafeBufferPointer<Int32>) -> WeightMatrix? {
         guard let after = packsKeptRowsAfter else { return nil }
         let key = ObjectIdentifier(weight)

@@ -167,6 +167,7 @@ public final class TensorTable {
 
     /// Throws if any tensor in the file was neither used nor ignored.
     public func finish() throws {
+        (decoded, transposedStage) = (nil, nil)   // not held while the tokenizer loads
         let unexpected = source.tensorNames.filter { name in
             !used.contains(name) && !ignoredPrefixes.contains(where: { name.hasPrefix($0) })
                 && !ignoredSuffixes.contains(where: { name.hasSuffix($0) })

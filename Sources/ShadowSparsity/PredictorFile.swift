@@ -144,9 +144,8 @@ public enum PredictorFile {
                 let bias = UnsafeMutableBufferPointer(start: network.bias(i), count: layer.outputs)
                 try file.floats(weightName, into: weight)
                 try file.floats(biasName, into: bias)
-                guard Ops.firstNonFinite(weight.baseAddress!, count: weight.count) == nil,
-                      Ops.firstNonFinite(bias.baseAddress!, count: bias.count) == nil else {
-                    throw ShadowError.badTensor(path: path, tensor: weightName, reason: "holds non-finite values")
+                for (name, values) in [(weightName, weight), (biasName, bias)] where Ops.firstNonFinite(values.baseAddress!, count: values.count) != nil {
+                    throw ShadowError.badTensor(path: path, tensor: name, reason: "holds non-finite values")
                 }
             }
         }

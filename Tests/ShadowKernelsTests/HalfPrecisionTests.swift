@@ -24,8 +24,9 @@ struct HalfPrecisionTests {
         let one = Float(1), step = Float(1) / 2048   // half an fp16 ulp at 1
         let edges: [Float] = [0, -0.0, one, one + step, one + 3 * step, -(one + step), 65504, 65519, 65520, -65520, 1e-8,
                               5.96e-8, 2.98e-8, 6.1e-5, 3.1e-5, .infinity, -.infinity, .nan, .greatestFiniteMagnitude, 0.1, -7.3]
-        for count in [edges.count, 8, 17, 3] {
-            let values = (0..<count).map { edges[($0 * 7) % edges.count] }
+        // Every edge value at every position of a block and of the tail: rotations of the list.
+        for (count, offset) in [edges.count, 8, 17, 3].flatMap({ count in (0..<edges.count).map { (count, $0) } }) {
+            let values = (0..<count).map { edges[($0 + offset) % edges.count] }
             var narrowed = [UInt16](repeating: 0, count: count)
             HalfVectors.narrow(&narrowed, values, count: count)
             for (value, bits) in zip(values, narrowed) {

@@ -304,6 +304,13 @@ struct PredictorTests {
             (try write("criterion.safetensors", metadata: ["format": PredictorFile.format,
                                                            "predictor": json.replacingOccurrences(of: #""criterion":""#, with: #""criterion":"bogus"#)]) { _ in },
              #"key "criterion": unknown criterion "bogus"#),
+            // A NaN in a weight or in a bias, each named.
+            (try write("nan-weight.safetensors", metadata: meta) { t in
+                t = t.map { $0.name == "heads.0.weight" ? .init(name: $0.name, shape: $0.shape, values: [.nan] + $0.values.dropFirst()) : $0 } },
+             #"tensor "heads.0.weight": holds non-finite values"#),
+            (try write("nan-bias.safetensors", metadata: meta) { t in
+                t = t.map { $0.name == "heads.0.bias" ? .init(name: $0.name, shape: $0.shape, values: $0.values.dropLast() + [.infinity]) : $0 } },
+             #"tensor "heads.0.bias": holds non-finite values"#),
             // Finite weights whose scores can still overflow.
             (try write("huge.safetensors", metadata: meta) { t in
                 t = t.map { $0.name.hasPrefix("heads.") ? .init(name: $0.name, shape: $0.shape, values: $0.values.map { $0 * 1e30 }) : $0 } },
