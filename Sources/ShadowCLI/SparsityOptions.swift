@@ -221,6 +221,7 @@ enum SparsityOptions {
             return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
         case "shadow", "dejavu", "dejavu-lookahead":
             let predictor = try loadPredictor(method: method, path: predictorPath, loaded: loaded)
+            predictor.prepareForPrediction(releasingFullPrecision: true)   // the commands only predict with it
             if method == "shadow" {
                 return try ShadowPredictorController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 0)
             }

@@ -78,8 +78,19 @@ final class FloatStorage: @unchecked Sendable {
 /// 1's W then b, …), so the optimiser walks a single array.
 public final class MLP: @unchecked Sendable {
     public let layers: [DenseLayerShape]
-    let parameters: FloatStorage
-    let offsets: [(weight: Int, bias: Int)]
+    /// The parameters, flat; once the fp32 weights are released, the biases alone.
+    private var storage: FloatStorage
+    private(set) var offsets: [(weight: Int, bias: Int)]
+    /// The fp32 weights were given back (`releaseFullPrecisionWeights`): one-vector forwards read
+    /// the fp16 copies, and anything else that needs the weights stops the program.
+    public private(set) var weightsReleased = false
+
+    /// Every parameter, for training, checkpoints and rounding.
+    var parameters: FloatStorage {
+        // fatalError, not precondition: release builds run -Ounchecked, which drops preconditions.
+        if weightsReleased { fatalError("an MLP's fp32 weights were released for prediction only; training, saving and batch forwards need the predictor loaded again") }
+        return storage
+    }
 
     /// Layers as given; weights and biases drawn uniformly from ±1/√inputs (PyTorch's
     /// `nn.Linear` default, Kaiming-uniform with a = √5), from `seed`; nil leaves them zero for
@@ -95,14 +106,14 @@ public final class MLP: @unchecked Sendable {
             total += layer.parameterCount
         }
         self.offsets = offsets
-        parameters = FloatStorage(count: total)
+        storage = FloatStorage(count: total)
         guard let seed else { return }
         var generator = SeededGenerator(seed: seed)
         for (layer, offset) in zip(layers, offsets) {
             let bound = 1 / Float(layer.inputs).squareRoot()
             for i in 0..<layer.parameterCount {
                 let unit = Float(generator.next() >> 40) / Float(1 << 24)       // [0, 1)
-                parameters.pointer[offset.weight + i] = (2 * unit - 1) * bound
+                storage.pointer[offset.weight + i] = (2 * unit - 1) * bound
             }
         }
     }
@@ -132,7 +143,7 @@ public final class MLP: @unchecked Sendable {
 
     public var inputs: Int { layers[0].inputs }
     public var outputs: Int { layers[layers.count - 1].outputs }
-    public var parameterCount: Int { parameters.count }
+    public var parameterCount: Int { layers.reduce(0) { $0 + $1.parameterCount } }
     /// FLOPs of one forward pass of one vector.
     public var flops: Int { layers.reduce(0) { $0 + $1.flops } }
 
@@ -155,7 +166,7 @@ public final class MLP: @unchecked Sendable {
     }
 
     public func weight(_ layer: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offsets[layer].weight }
-    public func bias(_ layer: Int) -> UnsafeMutablePointer<Float> { parameters.pointer + offsets[layer].bias }
+    public func bias(_ layer: Int) -> UnsafeMutablePointer<Float> { storage.pointer + offsets[layer].bias }
 
     /// The parameters of layer `layer` as arrays: weight (out, in) and bias (out).
     public func values(layer: Int) -> (weight: [Float], bias: [Float]) {
@@ -189,6 +200,20 @@ public final class MLP: @unchecked Sendable {
             copies.append(copy)
         }
         halfWeights = copies
+    }
+
+    /// For a network that will only run one-vector forwards from now on and reads fp16 copies:
+    /// gives back the fp32 weights (two thirds of its memory), keeping the biases.
+    func releaseFullPrecisionWeights() {
+        guard halfWeights != nil, !weightsReleased else { return }
+        let biases = FloatStorage(count: layers.reduce(0) { $0 + $1.outputs })
+        var kept: [(weight: Int, bias: Int)] = [], next = 0
+        for (l, layer) in layers.enumerated() {
+            (biases.pointer + next).update(from: bias(l), count: layer.outputs)
+            kept.append((weight: -1, bias: next))
+            next += layer.outputs
+        }
+        (storage, offsets, weightsReleased) = (biases, kept, true)
     }
 
     /// y = f(x) for one vector through GEMV.  y: (outputs), x: (inputs)

@@ -181,13 +181,22 @@ public final class Predictor: @unchecked Sendable {
 
     /// Before predicting in decode: a predictor stored as f16 reads fp16 copies of its weights
     /// (the same values in half the bytes; a DejaVu-style predictor reads them all every token).
-    /// Costs the copies' memory beside the fp32 weights, which training and saving read.
-    public func prepareForPrediction() {
+    /// Costs the copies' memory beside the fp32 weights, which training, saving and batch
+    /// forwards read — unless `releasingFullPrecision`, for a predictor that will only predict
+    /// from now on (the CLI's inference commands): each network's fp32 weights then go as soon as
+    /// its copies are made, so they are never all held twice (SmolLM2's DejaVu-style predictor:
+    /// 390 MB given back), and training, saving or a batch forward afterwards stops the program.
+    /// A network with a value fp16 cannot hold keeps reading, and holding, its fp32 weights.
+    public func prepareForPrediction(releasingFullPrecision: Bool = false) {
         guard weightDType == .f16 else { return }
-        for (_, network) in networks { network.readHalfWeightsInForward() }
+        for (_, network) in networks {
+            network.readHalfWeightsInForward()
+            if releasingFullPrecision { network.releaseFullPrecisionWeights() }
+        }
     }
 
     var readsHalfWeights: Bool { networks.allSatisfy { $0.network.readsHalfWeights } }
+
 
     private func scaledInput(_ x: UnsafePointer<Float>) -> [Float] {
         let n = inputWidth

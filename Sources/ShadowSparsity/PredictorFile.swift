@@ -144,6 +144,7 @@ public enum PredictorFile {
                 let bias = UnsafeMutableBufferPointer(start: network.bias(i), count: layer.outputs)
                 try file.floats(weightName, into: weight)
                 try file.floats(biasName, into: bias)
+                file.dropPages(of: weightName)   // the file's pages would otherwise stay resident beside the copy
                 for (name, values) in [(weightName, weight), (biasName, bias)] where Ops.firstNonFinite(values.baseAddress!, count: values.count) != nil {
                     throw ShadowError.badTensor(path: path, tensor: name, reason: "holds non-finite values")
                 }

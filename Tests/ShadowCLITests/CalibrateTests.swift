@@ -433,8 +433,11 @@ struct PredictedMaskCLITests {
                                 "--samples", "10", "--text-window", "12", "--text-continuation", "4", "--out", traces, "--no-progress"])
         #expect(calibrate.status == 0, "\(calibrate.err)")
         for kind in ["shadow", "dejavu"] {
+            // DejaVu-style stored as f16, as pipeline trains it: the commands below predict from its
+            // fp16 copies alone, its fp32 weights released.
             let train = CLIRun(["train-predictor", "--traces", traces, "--kind", kind, "--out", "\(predictors)/\(kind).safetensors",
-                                "--head-width", "16", "--neuron-width", "16", "--head-epochs", "3", "--neuron-epochs", "2", "--no-progress"])
+                                "--head-width", "16", "--neuron-width", "16", "--head-epochs", "3", "--neuron-epochs", "2", "--no-progress",
+                                "--dtype", kind == "dejavu" ? "f16" : "f32"])
             #expect(train.status == 0, "\(train.err)")
         }
         let text = "The river ran past the old mill and under the stone bridge."

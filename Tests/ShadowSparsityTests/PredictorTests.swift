@@ -196,7 +196,7 @@ struct PredictorTests {
         }
     }
 
-    @Test("prepared for prediction, an f16 predictor reads fp16 copies of its weights and predicts what the fp32 ones do; an f32 one is left as it is",
+    @Test("prepared for prediction, an f16 predictor reads fp16 copies of its weights and predicts what the fp32 ones do, also once its fp32 weights are released; an f32 one is left as it is",
           arguments: [PredictorKind.shadow, .dejavu])
     func halfWeightsInPrediction(kind: PredictorKind) throws {
         var configuration = smallConfiguration
@@ -227,6 +227,13 @@ struct PredictorTests {
         #expect(half.bytesPerPrediction < 4 * half.parameterCount && half.bytesPerPrediction > 2 * half.parameterCount)
         #expect(full.bytesPerPrediction == 4 * full.parameterCount)
         expectClose(scores(half), before, tolerance: 1e-5)
+        #expect(scores(full) == fullBefore)
+        // Released, the fp16 copies and the biases predict the same bits; the counts stay.
+        let prepared = scores(half), parameters = half.parameterCount, bytes = half.bytesPerPrediction
+        half.prepareForPrediction(releasingFullPrecision: true)
+        full.prepareForPrediction(releasingFullPrecision: true)
+        #expect(half.networks.allSatisfy { $0.network.weightsReleased } && !full.networks.contains { $0.network.weightsReleased })
+        #expect(scores(half) == prepared && half.parameterCount == parameters && half.bytesPerPrediction == bytes)
         #expect(scores(full) == fullBefore)
     }
 
