@@ -192,6 +192,22 @@ extension TensorSource {
         if let bytes = try? rawBytes(name) { MappedFile.dropPages(bytes) }
     }
 
+    /// Rows `rows` of a 2-D tensor `[R, C]` converted to fp32 into `buffer` (`rows.count × C`
+    /// values), so a large tensor can be read a slice at a time. Quantised rows are whole
+    /// blocks (GGML quantises each row on its own), which is checked.
+    public func floats(_ name: String, rows: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        let info = try info(name)
+        guard info.shape.count == 2, rows.lowerBound >= 0, rows.upperBound <= info.shape[0],
+              let rowBytes = info.dtype.byteCount(elements: info.shape[1]) else {
+            throw ShadowError.badTensor(path: path, tensor: name, reason: "rows \(rows) cannot be read from a tensor of shape \(info.shape) and type \(info.dtype.rawValue)")
+        }
+        let all = try rawBytes(name)
+        let slice = UnsafeRawBufferPointer(rebasing: all[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)])
+        let part = TensorInfo(name: name, dtype: info.dtype, shape: [rows.count, info.shape[1]],
+                              byteOffset: info.byteOffset + rows.lowerBound * rowBytes, byteCount: slice.count)
+        try convertTensor(path: path, info: part, typeName: info.dtype.rawValue, bytes: slice, into: buffer)
+    }
+
     public func floats(_ name: String) throws -> [Float] {
         let count = try info(name).elementCount
         // Not `unsafeUninitializedCapacity: 0`, which writes to the shared empty-array singleton.

@@ -33,19 +33,39 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// The same for `rows × cols` values at `values`, row-major.
-    public init(rows: Int, cols: Int, values source: UnsafePointer<Float>, dtype requested: WeightDType) {
+    public convenience init(rows: Int, cols: Int, values source: UnsafePointer<Float>, dtype requested: WeightDType) {
+        let fitsHalf = Ops.allWithin(source, count: rows * cols, magnitude: WeightMatrix.halfLimit)
+        self.init(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(requested, fitsHalf: fitsHalf))
+        store(rows: 0..<rows, from: source)
+    }
+
+    /// The largest magnitude kept in fp16 (a margin below its largest, 65504).
+    public static let halfLimit: Float = 65000
+
+    /// The dtype a matrix asked for as `requested` is kept in: bf16 instead of fp16 when a value
+    /// is beyond `halfLimit` (`fitsHalf` false).
+    public static func storedDType(_ requested: WeightDType, fitsHalf: Bool) -> WeightDType {
+        requested == .f16 && !fitsHalf ? .bf16 : requested
+    }
+
+    /// A `(rows, cols)` matrix in `dtype` exactly, its values undefined until `store` fills every row.
+    public init(rows: Int, cols: Int, dtype: WeightDType) {
         self.rows = rows
         self.cols = cols
-        let count = rows * cols
-        var dtype = requested
-        if dtype == .f16, !Ops.allWithin(source, count: count, magnitude: 65000) { dtype = .bf16 }
         self.dtype = dtype
-        raw = UnsafeMutableRawPointer.allocate(byteCount: max(count * dtype.bytesPerElement, 1), alignment: 64)
+        raw = UnsafeMutableRawPointer.allocate(byteCount: max(rows * cols * dtype.bytesPerElement, 1), alignment: 64)
+    }
+
+    /// Stores rows `range` from `range.count × cols` fp32 values (rounding to nearest even for
+    /// 16-bit types).
+    public func store(rows range: Range<Int>, from values: UnsafePointer<Float>) {
+        guard range.lowerBound >= 0 && range.upperBound <= rows else { fatalError("rows \(range) outside a matrix of \(rows) rows") }   // -Ounchecked drops preconditions
+        let start = range.lowerBound * cols, count = range.count * cols
         switch dtype {
         case .f32:
-            raw.copyMemory(from: source, byteCount: count * 4)
+            (floatPointer + start).update(from: values, count: count)
         case .bf16, .bf16dot, .f16:
-            chalf_narrow(halfPointer, source, count, dtype == .f16 ? 0 : 1)
+            chalf_narrow(halfPointer + start, values, count, isBF16)
         }
     }
 

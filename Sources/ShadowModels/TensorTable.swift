@@ -22,9 +22,18 @@ public final class TensorTable {
     /// faults than the decoding did (SmolLM2's load: 1.07 → 0.72 s).
     private var decoded: Matrix?, transposedStage: Matrix?
 
-    public init(_ source: any TensorSource, weightDType: WeightDType = .f32) {
+    /// Weights above this many values are read in slices of rows of about this many (tests
+    /// set it low to reach the sliced path with small tensors).
+    let sliceValues: Int
+
+    public convenience init(_ source: any TensorSource, weightDType: WeightDType = .f32) {
+        self.init(source, weightDType: weightDType, sliceValues: 1 << 22)
+    }
+
+    init(_ source: any TensorSource, weightDType: WeightDType, sliceValues: Int) {
         self.source = source
         self.weightDType = weightDType
+        self.sliceValues = sliceValues
     }
 
     public var path: String { source.path }
@@ -81,16 +90,48 @@ public final class TensorTable {
     }
 
     /// A NaN or infinity in a weight turns every logit after it into NaN: refused at load, naming
-    /// the tensor, rather than found as "nan" perplexities or empty generations.
-    private func checkFinite(_ name: String, _ values: UnsafePointer<Float>, count: Int) throws {
+    /// the tensor, rather than found as "nan" perplexities or empty generations. `values` start
+    /// at element `firstElement` of the tensor.
+    private func checkFinite(_ name: String, _ values: UnsafePointer<Float>, count: Int, firstElement: Int = 0) throws {
         if let index = Ops.firstNonFinite(values, count: count) {
-            throw ShadowError.badTensor(path: path, tensor: name, reason: "holds a non-finite value (\(values[index]) at element \(index))")
+            throw ShadowError.badTensor(path: path, tensor: name, reason: "holds a non-finite value (\(values[index]) at element \(firstElement + index))")
         }
     }
 
     /// Reads `name` as a `[rows, cols]` weight in `weightDType`.
     public func weight(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
-        WeightMatrix(rows: rows, cols: cols, values: try staged(name, rows: rows, cols: cols), dtype: weightDType)
+        guard rows * cols > sliceValues, rows > 1 else {
+            return WeightMatrix(rows: rows, cols: cols, values: try staged(name, rows: rows, cols: cols), dtype: weightDType)
+        }
+        return try slicedWeight(name, rows: rows, cols: cols)
+    }
+
+    /// A large weight (a vocabulary-sized embedding or head) read a slice of rows at a time,
+    /// twice: once to check it and to choose fp16 or bf16, once to store it. Its fp32 values are
+    /// never whole in memory (SmolLM2's embedding: 113 MB of fresh pages to fault in; Gemma 3's:
+    /// 2.4 GB).
+    private func slicedWeight(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
+        let name = storedName(name)
+        try check(name, [rows, cols])
+        let sliceRows = max(1, sliceValues / cols)
+        let values = TensorTable.grow(&decoded, to: sliceRows * cols)
+        func slices(_ body: (Range<Int>) throws -> Void) throws {
+            for start in stride(from: 0, to: rows, by: sliceRows) {
+                let slice = start..<min(start + sliceRows, rows)
+                try source.floats(name, rows: slice, into: UnsafeMutableBufferPointer(start: values, count: slice.count * cols))
+                try body(slice)
+            }
+        }
+        var fitsHalf = true
+        try slices { slice in
+            try checkFinite(name, values, count: slice.count * cols, firstElement: slice.lowerBound * cols)
+            if fitsHalf { fitsHalf = Ops.allWithin(values, count: slice.count * cols, magnitude: WeightMatrix.halfLimit) }
+        }
+        let weight = WeightMatrix(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(weightDType, fitsHalf: fitsHalf))
+        try slices { slice in weight.store(rows: slice, from: values) }
+        source.dropPages(of: name)
+        used.insert(name)
+        return weight
     }
 
     /// Reads a `[rows, cols]` tensor and stores it transposed, `[cols, rows]`, in `weightDType`.

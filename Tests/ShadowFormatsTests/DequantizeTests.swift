@@ -125,6 +125,48 @@ struct DequantizeTests {
         let values = try roundTrip(dtype, ne: [128, 3], data: bytes)
         expectClose(values, naiveDequantize(dtype, bytes), tolerance: 1e-6)
     }
+
+    @Test("rows read a slice at a time are the whole tensor's rows bit for bit, for plain and quantised types; rows past the end are refused, naming the tensor",
+          arguments: [TensorDType.f32, .f16, .q8_0, .q4_1, .q5_0])
+    func rowSlices(dtype: TensorDType) throws {
+        var generator = SplitMix64(seed: 43)
+        let rows = 5, cols = 128
+        let data: [UInt8]
+        switch dtype {
+        case .f32, .f16:
+            let values = (0..<(rows * cols)).map { _ in Float.random(in: -3...3, using: &generator) }
+            data = dtype == .f32 ? f32Bytes(values) : f16Bytes(values)
+        default:
+            let blocks = rows * cols / 32
+            var bytes = (0..<(blocks * dtype.bytesPerBlock)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            for b in 0..<blocks {   // finite scales (and minimums), as above
+                for s in 0..<((dtype == .q4_1) ? 2 : 1) {
+                    let scale = halfBits(Float.random(in: -2...2, using: &generator))
+                    bytes[b * dtype.bytesPerBlock + 2 * s] = scale[0]
+                    bytes[b * dtype.bytesPerBlock + 2 * s + 1] = scale[1]
+                }
+            }
+            data = bytes
+        }
+        var gguf = GGUFBuilder()
+        gguf.tensor("t", ne: [UInt64(cols), UInt64(rows)], type: dtype, data: data)
+        try withFile(gguf.bytes()) { path in
+            let file = try GGUFFile(path: path)
+            let whole = try file.floats("t")
+            for slice in [0..<1, 1..<3, 3..<5, 0..<5, 2..<2] {
+                var part = [Float](repeating: .nan, count: slice.count * cols)
+                try part.withUnsafeMutableBufferPointer { try file.floats("t", rows: slice, into: $0) }
+                #expect(part.map(\.bitPattern) == whole[(slice.lowerBound * cols)..<(slice.upperBound * cols)].map(\.bitPattern), "\(slice)")
+            }
+            var part = [Float](repeating: 0, count: 2 * cols)
+            #expect(throws: ShadowError.self) { try part.withUnsafeMutableBufferPointer { try file.floats("t", rows: 4..<6, into: $0) } }
+            do {
+                try part.withUnsafeMutableBufferPointer { try file.floats("t", rows: 4..<6, into: $0) }
+            } catch let error as ShadowError {
+                #expect(error.description.contains(path) && error.description.contains("\"t\""), "\(error)")
+            }
+        }
+    }
 }
 
 /// Blocks of the K-quant and IQ4 types with the floats the `gguf` Python package dequantises them
