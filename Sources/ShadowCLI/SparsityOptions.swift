@@ -221,7 +221,6 @@ enum SparsityOptions {
             return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
         case "shadow", "dejavu", "dejavu-lookahead":
             let predictor = try loadPredictor(method: method, path: predictorPath, loaded: loaded)
-            predictor.prepareForPrediction(releasingFullPrecision: true)   // the commands only predict with it
             if method == "shadow" {
                 return try ShadowPredictorController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 0)
             }
@@ -276,7 +275,7 @@ enum SparsityOptions {
     static func loadPredictor(method: String, path: String?, loaded: LoadedModel) throws -> Predictor {
         guard var path else { throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by --method \(method)") }
         if try fileKind(atPath: path) == .directory { path = try predictorFile(method: method, in: path) }
-        let predictor = try PredictorFile.load(path: path)
+        let predictor = try PredictorFile.load(path: path, forPredictionOnly: true)   // the commands only predict with it
         guard predictor.kind.rawValue == method else {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "\(path) is a \(predictor.kind.rawValue) predictor, not \(method)")
         }

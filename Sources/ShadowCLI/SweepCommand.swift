@@ -568,10 +568,9 @@ enum SweepCommand {
         }
         var found: [PredictorKey: (path: String, predictor: Predictor)] = [:]
         for file in files {
-            let predictor = try PredictorFile.load(path: file)
-            try fingerprint.check(matches: predictor.model, what: file)
             // The sweep only predicts with it: an f16 predictor keeps its fp16 copies alone.
-            predictor.prepareForPrediction(releasingFullPrecision: true)
+            let predictor = try PredictorFile.load(path: file, forPredictionOnly: true)
+            try fingerprint.check(matches: predictor.model, what: file)
             let key = PredictorKey(kind: predictor.kind.rawValue, criterion: predictor.criterion)
             if let other = found[key] {
                 throw ShadowError.invalidArgument(name: "--predictor", reason: "\(other.path) and \(file) are both \(key.kind) predictors of \(key.criterion)")

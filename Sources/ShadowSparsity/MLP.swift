@@ -62,10 +62,12 @@ final class FloatStorage: @unchecked Sendable {
     let count: Int
     let pointer: UnsafeMutablePointer<Float>
 
-    init(count: Int) {
+    /// `zeroed` false leaves the values unset, for a caller that writes every one before reading
+    /// any: untouched, a large block's pages are not made resident until then.
+    init(count: Int, zeroed: Bool = true) {
         self.count = count
         pointer = .allocate(capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
     deinit { pointer.deallocate() }
@@ -93,8 +95,9 @@ public final class MLP: @unchecked Sendable {
     }
 
     /// Layers as given; weights and biases drawn uniformly from ±1/√inputs (PyTorch's
-    /// `nn.Linear` default, Kaiming-uniform with a = √5), from `seed`; nil leaves them zero for
-    /// a caller that fills them (loading a file: drawing 97 M numbers cost 0.1 s there).
+    /// `nn.Linear` default, Kaiming-uniform with a = √5), from `seed`; nil leaves them unset for
+    /// a caller that writes every one (loading a file: drawing 97 M numbers cost 0.1 s there, and
+    /// untouched pages become resident only as each network is read).
     public init(layers: [DenseLayerShape], seed: UInt64?) {
         precondition(!layers.isEmpty && layers.allSatisfy { $0.inputs > 0 && $0.outputs > 0 })
         for (a, b) in zip(layers, layers.dropFirst()) { precondition(a.outputs == b.inputs, "layer widths do not chain") }
@@ -106,7 +109,7 @@ public final class MLP: @unchecked Sendable {
             total += layer.parameterCount
         }
         self.offsets = offsets
-        storage = FloatStorage(count: total)
+        storage = FloatStorage(count: total, zeroed: seed != nil)
         guard let seed else { return }
         var generator = SeededGenerator(seed: seed)
         for (layer, offset) in zip(layers, offsets) {

@@ -99,8 +99,8 @@ public final class Predictor: @unchecked Sendable {
     /// Values one prediction reads: H·d_h for shadow, d for the dejavu kinds.
     public var inputWidth: Int { kind == .shadow ? shape.attentionWidth : shape.hiddenSize }
 
-    /// Fresh networks initialised from `seed` (training starts here), or zero with nil (loading
-    /// overwrites them).
+    /// Fresh networks initialised from `seed` (training starts here), or unset with nil (loading
+    /// writes every parameter).
     public init(configuration: PredictorConfiguration, criterion: String, model: ModelFingerprint,
                 predictsNeurons: Bool = true, seed: UInt64? = 0) throws {
         try configuration.validate()

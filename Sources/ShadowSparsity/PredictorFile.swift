@@ -109,8 +109,10 @@ public enum PredictorFile {
     }
 
     /// Loads a predictor: every tensor the metadata implies must be present with its shape,
-    /// and the file may hold no others.
-    public static func load(path: String) throws -> Predictor {
+    /// and the file may hold no others. `forPredictionOnly` prepares it as
+    /// `prepareForPrediction(releasingFullPrecision: true)` does, network by network as each is
+    /// read, so an f16 predictor's fp32 weights are never all in memory at once.
+    public static func load(path: String, forPredictionOnly: Bool = false) throws -> Predictor {
         let file = try open(path)
         let meta = try metadata(of: file)
         try checkSizes(meta, against: file)
@@ -125,6 +127,7 @@ public enum PredictorFile {
             throw ShadowError.corruptFile(path: path, reason: "metadata input_width \(meta.inputWidth) does not match the model's \(predictor.inputWidth)")
         }
         var expected = Set<String>()
+        let storedHalf = file.tensorInfos.values.allSatisfy { $0.dtype == .f16 }
         for (prefix, network) in predictor.networks {
             for (i, layer) in network.layers.enumerated() {
                 let weightName = "\(prefix).\(i).weight", biasName = "\(prefix).\(i).bias"
@@ -149,17 +152,21 @@ public enum PredictorFile {
                     throw ShadowError.badTensor(path: path, tensor: name, reason: "holds non-finite values")
                 }
             }
+            // Finite weights can still overflow: every score must stay finite whatever the input,
+            // or masks would be drawn from NaNs.
+            guard network.outputBound() < Double(Float.greatestFiniteMagnitude) else {
+                throw ShadowError.corruptFile(path: path, reason: "the weights of network \(prefix) (tensors \(prefix).*) are so large that its scores can overflow single precision")
+            }
+            if forPredictionOnly && storedHalf {
+                network.readHalfWeightsInForward()
+                network.releaseFullPrecisionWeights()
+            }
         }
         if let extra = file.tensorNames.first(where: { !expected.contains($0) }) {
             throw ShadowError.badTensor(path: path, tensor: extra, reason: "is not part of a \(meta.kind.rawValue) predictor")
         }
-        // Finite weights can still overflow: every score must stay finite whatever the input, or
-        // masks would be drawn from NaNs.
-        for (prefix, network) in predictor.networks where !(network.outputBound() < Double(Float.greatestFiniteMagnitude)) {
-            throw ShadowError.corruptFile(path: path, reason: "the weights of network \(prefix) (tensors \(prefix).*) are so large that its scores can overflow single precision")
-        }
         predictor.path = path
-        predictor.weightDType = file.tensorInfos.values.allSatisfy { $0.dtype == .f16 } ? .f16 : .f32
+        predictor.weightDType = storedHalf ? .f16 : .f32
         predictor.training = meta.training
         predictor.quality = meta.quality
         return predictor

@@ -219,6 +219,10 @@ struct PredictorTests {
             }
         }
         let before = scores(half), fullBefore = scores(full)
+        let halfPath = temporaryDirectory("half") + ".safetensors", fullPath = temporaryDirectory("full") + ".safetensors"
+        defer { for path in [halfPath, fullPath] { try? FileManager.default.removeItem(atPath: path) } }
+        try PredictorFile.save(half, to: halfPath)
+        try PredictorFile.save(full, to: fullPath)
         #expect(half.bytesPerPrediction == 4 * half.parameterCount)
         half.prepareForPrediction()
         full.prepareForPrediction()
@@ -235,6 +239,11 @@ struct PredictorTests {
         #expect(half.networks.allSatisfy { $0.network.weightsReleased } && !full.networks.contains { $0.network.weightsReleased })
         #expect(scores(half) == prepared && half.parameterCount == parameters && half.bytesPerPrediction == bytes)
         #expect(scores(full) == fullBefore)
+        // Loaded for prediction only, each network is prepared and released as it is read.
+        let loadedHalf = try PredictorFile.load(path: halfPath, forPredictionOnly: true)
+        let loadedFull = try PredictorFile.load(path: fullPath, forPredictionOnly: true)
+        #expect(loadedHalf.networks.allSatisfy { $0.network.weightsReleased } && !loadedFull.networks.contains { $0.network.weightsReleased })
+        #expect(scores(loadedHalf) == prepared && scores(loadedFull) == fullBefore)
     }
 
     @Test("a predictor for another model is refused with one line naming the file")
