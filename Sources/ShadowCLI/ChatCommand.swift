@@ -80,8 +80,8 @@ enum ChatCommand {
         let sampling = try GenerateCommand.samplingOptions(arguments)
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
-        let packsKeptRowsAfter = try SparsityOptions.packsKeptRowsAfter(arguments, controller: sparsity, model: loaded.model,
-                                                                           console: console, command: "chat")
+        let packing = try SparsityOptions.packingRule(arguments, controller: sparsity, model: loaded.model,
+                                                      console: console, command: "chat")
         let tokenizer = try loaded.requireTokenizer()
         var template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
         try template.readThinking(arguments)
@@ -110,7 +110,7 @@ enum ChatCommand {
         // model, or one fixed mask (random, static). `cached` lists the tokens it holds.
         let fixedSparsity = sparsity as? FixedSparsity
         let cache = sparsity == nil || fixedSparsity != nil ? model.makeCache(capacity: limit) : nil
-        cache?.scratch.packsKeptRowsAfter = packsKeptRowsAfter
+        cache?.scratch.packing = packing
         var cached: [Int] = []
         while true {
             if console.interactive { console.out("> ") }
@@ -177,7 +177,7 @@ enum ChatCommand {
                                                   onToken: onToken, shouldStop: stop)
                 }
                 return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
-                                              sparsity: sparsity, packKeptRowsAfter: packsKeptRowsAfter, onToken: onToken, shouldStop: stop)
+                                              sparsity: sparsity, packing: packing, onToken: onToken, shouldStop: stop)
             }
             // Ended neither by a stop token, nor by --stop, nor by its length: Ctrl-C stopped it.
             let interrupted = !result.stoppedAtEOS && !cut.stopped && result.tokens.count < replyLimit

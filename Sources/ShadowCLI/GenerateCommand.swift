@@ -64,8 +64,8 @@ enum GenerateCommand {
         }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
-        let packsKeptRowsAfter = try SparsityOptions.packsKeptRowsAfter(arguments, controller: sparsity, model: loaded.model,
-                                                                           console: console, command: "generate")
+        let packing = try SparsityOptions.packingRule(arguments, controller: sparsity, model: loaded.model,
+                                                      console: console, command: "generate")
         let tokenizer = try loaded.requireTokenizer()
         // In the chat template the prompt is a user's message: special tokens it spells are text.
         // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
@@ -99,7 +99,7 @@ enum GenerateCommand {
             if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
             return try Generator.generate(
                 model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-                stopTokens: stopTokens, sparsity: sparsity, packKeptRowsAfter: packsKeptRowsAfter,
+                stopTokens: stopTokens, sparsity: sparsity, packing: packing,
                 onToken: { token in
                     let piece = reply.append(stream.append(token))
                     if !json { console.out(piece) }

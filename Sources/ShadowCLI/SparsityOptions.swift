@@ -1,6 +1,7 @@
 import Foundation
 import ShadowEval
 import ShadowFormats
+import ShadowKernels
 import ShadowModels
 import ShadowSparsity
 
@@ -38,17 +39,18 @@ enum SparsityOptions {
 
         /// Decode tokens `auto` reads a projection's rows gathered before it packs them: about
         /// what the copy costs in gathered tokens' extra time (SmolLM2 f16 at 50% on a 2-core
-        /// Zen 3 VM: ~100 ms of page faults against ~2–4 ms a token), the ski-rental rule.
-        static let autoReads = 48
+        /// Zen 3 VM: ~100 ms of page faults against ~2–4 ms a token), the ski-rental rule; the
+        /// copies are spread over the next 16 tokens.
+        static let autoRule = PackingRule(after: 48, spread: 16)
 
-        /// After how many decode reads of the same rows they are packed (`Scratch.packsKeptRowsAfter`),
-        /// for a model of `weightBytes` with `availableBytes` of memory free: `auto` stays off when
-        /// the copies could take more than half of it (they hold at most the weights), so a default
-        /// never pushes a large model into swap; `on` is obeyed.
-        func packsAfter(weightBytes: Int, availableBytes: Int?) -> Int? {
+        /// When decode packs kept rows (`Scratch.packing`), for a model of `weightBytes` with
+        /// `availableBytes` of memory free: `auto` stays off when the copies could take more than
+        /// half of it (they hold at most the weights), so a default never pushes a large model
+        /// into swap; `on` is obeyed.
+        func rule(weightBytes: Int, availableBytes: Int?) -> PackingRule? {
             switch self {
-            case .on: return 2
-            case .auto: return availableBytes.map { weightBytes > $0 / 2 } == true ? nil : Packing.autoReads
+            case .on: return PackingRule(after: 2)
+            case .auto: return availableBytes.map { weightBytes > $0 / 2 } == true ? nil : Packing.autoRule
             case .off: return nil
             }
         }
@@ -66,26 +68,26 @@ enum SparsityOptions {
         }
     }
 
-    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies: each token then reads them faster than gathered, but the copy holds the kept rows' memory beside the model and costs, once, the time to fault that memory in (on a 2-core Zen 3 VM about 100 ms for SmolLM2 f16 at 50%, what packed reads save over some 25–50 tokens). auto packs a projection's rows once decode has read the same ones for \(Packing.autoReads) tokens in a row (in chat a fixed mask's count runs on across turns), so short replies and masks re-predicted more often than that pay nothing, and packs nothing when the copies could take more than half the memory available; on packs them at the second token; off never."
+    static let packingHelp = "Sparse decode reads a mask's kept rows from packed copies: each token then reads them faster than gathered, but the copy holds the kept rows' memory beside the model and costs, once, the time to fault that memory in (on a 2-core Zen 3 VM about 100 ms for SmolLM2 f16 at 50%, what packed reads save over some 25–50 tokens). auto packs a projection's rows once decode has read the same ones for \(Packing.autoRule.after) tokens in a row, the copies spread over the next \(Packing.autoRule.spread) (in chat a fixed mask's count runs on across turns), so short replies and masks re-predicted more often than that pay nothing, and packs nothing when the copies could take more than half the memory available; on packs them at the second token; off never."
 
     /// `--packing` of `generate` and `chat`.
     static let packingOption = Option.value("packing", "when", help: packingHelp, default: Packing.auto.rawValue,
                                             allowed: Packing.allCases.map(\.rawValue))
 
-    /// After how many decode reads of the same rows `--packing` packs them under `controller`
-    /// (nil: never, as for the dense model, which reads whole matrices); says so under
-    /// `--verbose` when `auto` packs nothing for want of memory.
-    static func packsKeptRowsAfter(_ arguments: ParsedArguments, controller: (any SparsityController)?,
-                                   model: any CausalLanguageModel, console: Console, command: String) throws -> Int? {
+    /// When `--packing` packs kept rows under `controller` (nil: never, as for the dense model,
+    /// which reads whole matrices); says so under `--verbose` when `auto` packs nothing for want
+    /// of memory.
+    static func packingRule(_ arguments: ParsedArguments, controller: (any SparsityController)?,
+                            model: any CausalLanguageModel, console: Console, command: String) throws -> PackingRule? {
         guard controller != nil else { return nil }
         let packing = Packing(rawValue: try arguments.required("packing"))!
         let weights = model.decodeBytesPerToken(plans: nil), available = Machine.availableMemoryBytes
-        let after = packing.packsAfter(weightBytes: weights, availableBytes: available)
-        if packing == .auto, after == nil, let available, arguments.flag("verbose") {
+        let rule = packing.rule(weightBytes: weights, availableBytes: available)
+        if packing == .auto, rule == nil, let available, arguments.flag("verbose") {
             console.printError(String(format: "%@: --packing auto packs nothing: copies of up to %.0f MB could take more than half the %.0f MB of memory available",
                                       command, Double(weights) / 1e6, Double(available) / 1e6))
         }
-        return after
+        return rule
     }
 
     /// `--hybrid-floor`, as every command with a hybrid policy offers it.

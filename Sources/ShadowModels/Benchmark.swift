@@ -55,7 +55,7 @@ public enum Benchmark {
                                       sparsity: (any SparsityController)? = nil, packKeptRows: Bool = false,
                                       measuring: () -> Void = {}) -> Measurement {
         let cache = model.makeCache(capacity: count + 1)
-        cache.scratch.packsKeptRowsAfter = packKeptRows ? 2 : nil   // packed from the warm-up run's second token
+        cache.scratch.packing = packKeptRows ? PackingRule(after: 2) : nil   // packed from the warm-up run's second token
         var samples: [Double] = []
         for repetition in 0...repetitions {
             if repetition == 1 { measuring() }

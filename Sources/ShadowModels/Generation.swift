@@ -1,5 +1,6 @@
 import Foundation
 import ShadowFormats
+import ShadowKernels
 
 /// Timings of one generation, in the units llama-bench reports.
 public struct GenerationStats: Sendable, Codable {
@@ -24,7 +25,7 @@ public struct GenerationResult: Sendable {
     /// Prompt tokens whose keys and values were already in the cache (`generate(continuing:)`);
     /// `stats.promptTokens` counts only the ones prefilled.
     public var reusedTokens = 0
-    /// Bytes of the kept rows decode read from packed copies when it ended (`packKeptRowsAfter`).
+    /// Bytes of the kept rows decode read from packed copies when it ended (`packing`).
     public var packedBytes = 0
     public var stats: GenerationStats
 }
@@ -48,12 +49,12 @@ public enum Generator {
     /// the cache.
     public static func generate(model: any CausalLanguageModel, prompt: [Int], maxTokens: Int,
                                 sampling: SamplingOptions = .greedy, stopTokens: Set<Int> = [],
-                                sparsity: (any SparsityController)? = nil, packKeptRowsAfter: Int? = nil,
+                                sparsity: (any SparsityController)? = nil, packing: PackingRule? = nil,
                                 onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
         let capacity = min(model.shape.maxContext, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
-        cache.scratch.packsKeptRowsAfter = packKeptRowsAfter
+        cache.scratch.packing = packing
         return run(model: model, prompt: prompt, from: 0, cache: cache, maxTokens: maxTokens, sampling: sampling,
                    stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
     }

@@ -68,7 +68,7 @@ extension SparsityController {
     /// One mask serves the whole generation: chosen once per prompt and never re-predicted
     /// during decode (a controller that may change its masks keeps every group's K/V for it).
     /// Only such masks read packed copies of their kept rows in steady decode (bench's
-    /// `--packing auto`; `Scratch.packsKeptRowsAfter`).
+    /// `--packing auto`; `Scratch.packing`).
     public var masksStayPut: Bool { !keepsAllKeysAndValues }
 }
 

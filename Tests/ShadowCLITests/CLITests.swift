@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ShadowKernels
 import ShadowModels
 import ShadowTokenizers
 @testable import ShadowCLI
@@ -376,14 +377,15 @@ struct CLITests {
         #expect(badFloor.status != 0 && badFloor.err.hasPrefix("error: --hybrid-floor:"), "\(badFloor.err)")
     }
 
-    @Test("--packing auto waits 48 tokens and stays off when the copies could take more than half the memory available; on packs at the second token whatever the memory")
+    @Test("--packing auto waits 48 tokens, spreads the copies over 16 more, and stays off when the copies could take more than half the memory available; on packs at the second token whatever the memory")
     func packingRule() throws {
         let gigabyte = 1 << 30
-        #expect(SparsityOptions.Packing.auto.packsAfter(weightBytes: gigabyte, availableBytes: 4 * gigabyte) == 48)
-        #expect(SparsityOptions.Packing.auto.packsAfter(weightBytes: gigabyte, availableBytes: nil) == 48)
-        #expect(SparsityOptions.Packing.auto.packsAfter(weightBytes: 3 * gigabyte, availableBytes: 4 * gigabyte) == nil)
-        #expect(SparsityOptions.Packing.on.packsAfter(weightBytes: 3 * gigabyte, availableBytes: 4 * gigabyte) == 2)
-        #expect(SparsityOptions.Packing.off.packsAfter(weightBytes: gigabyte, availableBytes: 4 * gigabyte) == nil)
+        let auto = PackingRule(after: 48, spread: 16)
+        #expect(SparsityOptions.Packing.auto.rule(weightBytes: gigabyte, availableBytes: 4 * gigabyte) == auto)
+        #expect(SparsityOptions.Packing.auto.rule(weightBytes: gigabyte, availableBytes: nil) == auto)
+        #expect(SparsityOptions.Packing.auto.rule(weightBytes: 3 * gigabyte, availableBytes: 4 * gigabyte) == nil)
+        #expect(SparsityOptions.Packing.on.rule(weightBytes: 3 * gigabyte, availableBytes: 4 * gigabyte) == PackingRule(after: 2))
+        #expect(SparsityOptions.Packing.off.rule(weightBytes: gigabyte, availableBytes: 4 * gigabyte) == nil)
         #if os(Linux)
         let available = try #require(Machine.availableMemoryBytes, "/proc/meminfo's MemAvailable was not read")
         #expect(available > 0)
@@ -411,7 +413,7 @@ struct CLITests {
         #expect(unknown.status != 0 && unknown.err.contains("--packing"), "\(unknown.err)")
     }
 
-    @Test("generate packs a fixed mask's kept rows at the second token with --packing on, after 48 tokens with auto (the default), never with off, and says so; the tokens are the same each way")
+    @Test("generate packs a fixed mask's kept rows at the second token with --packing on, after 48 to 63 tokens with auto (the default), never with off, and says so; the tokens are the same each way")
     func generatePacking() throws {
         func run(_ options: [String], tokens: Int) throws -> (tokens: [Int]?, packing: String?, packed: Bool?, bytes: Int?) {
             let run = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once upon a time", "-n", "\(tokens)", "--json"] + options)
@@ -421,7 +423,7 @@ struct CLITests {
             return (json["tokens"] as? [Int], json["packing"] as? String, json["packed_rows"] as? Bool, json["packed_bytes"] as? Int)
         }
         let sparse = ["--method", "random", "--sparsity", "0.5"]
-        for tokens in [6, 60] {
+        for tokens in [6, 80] {   // auto: 48 reads, plus up to 13 for the 14 projections of tiny-llama
             let on = try run(sparse + ["--packing", "on"], tokens: tokens), auto = try run(sparse, tokens: tokens)
             let off = try run(sparse + ["--packing", "off"], tokens: tokens)
             #expect(on.packing == "on" && auto.packing == "auto" && off.packing == "off")

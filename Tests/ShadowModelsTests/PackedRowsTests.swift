@@ -4,7 +4,7 @@ import Testing
 @testable import ShadowModels
 import ShadowTestSupport
 
-/// Decode with `packsKeptRowsAfter` reads a mask's kept rows from packed copies instead of gathering
+/// Decode with a `packing` rule reads a mask's kept rows from packed copies instead of gathering
 /// them from the full matrices: the same products, summed by the dense kernels.
 @Suite("Packed kept rows")
 struct PackedRowsTests {
@@ -28,7 +28,7 @@ struct PackedRowsTests {
         let first: [Int32] = [1, 4, 9, 30], second: [Int32] = [2, 4, 9, 31]
         func ask(_ rows: [Int32]) -> WeightMatrix? { rows.withUnsafeBufferPointer { scratch.keptRows(of: source, $0) } }
         #expect(ask(first) == nil && ask(first) == nil)   // off by default
-        scratch.packsKeptRowsAfter = after
+        scratch.packing = PackingRule(after: after)
         for read in 1..<after { #expect(ask(first) == nil, "read \(read)") }   // read in place until the n-th
         let packed = ask(first)
         #expect(packed?.rows == 4 && ask(first) === packed && scratch.packedBytes == 4 * 16 * 4)
@@ -39,6 +39,23 @@ struct PackedRowsTests {
         #expect(ask(second) != nil)
     }
 
+    @Test("a spread delays the n-th projection first read by n modulo the spread, each keeping its place when its rows change")
+    func spreadsCopies() {
+        let weights = (0..<3).map { WeightMatrix(Matrix(rows: 16, cols: 4, values: randomFloats(64, seed: 30 + UInt64($0))), dtype: .f32) }
+        let scratch = Scratch()
+        scratch.packing = PackingRule(after: 3, spread: 2)
+        let rows: [Int32] = [1, 5, 7], other: [Int32] = [2, 5, 7]
+        func ask(_ w: WeightMatrix, _ rows: [Int32]) -> Bool { rows.withUnsafeBufferPointer { scratch.keptRows(of: w, $0) } != nil }
+        // Reads 1…4 of each projection, as decode makes them, one round per token.
+        var packedAt: [Int?] = [nil, nil, nil]
+        for read in 1...4 {
+            for (n, w) in weights.enumerated() where ask(w, rows) && packedAt[n] == nil { packedAt[n] = read }
+        }
+        #expect(packedAt == [3, 4, 3])   // orders 0, 1, 2: 3 + 0, 3 + 1, 3 + 0
+        // New rows for the second projection: its count restarts, its place (order 1) stays.
+        #expect(!ask(weights[1], other) && !ask(weights[1], other) && !ask(weights[1], other) && ask(weights[1], other))
+    }
+
     @Test("sparse decode with packed rows gives the logits of gathered rows", arguments: ["tiny-llama", "tiny-llama-bias", "tiny-opt", "tiny-qwen2", "tiny-qwen3", "tiny-phi3-longrope", "tiny-qwen2-window", "tiny-gemma3", "tiny-gemma2"])
     func packedDecodeMatchesGathered(name: String) throws {
         for dtype in [WeightDType.f32, .f16] {
@@ -46,7 +63,7 @@ struct PackedRowsTests {
             let plans = randomPlans(shape: model.shape, keep: 0.5, seed: 23)
             func decode(packing: Bool) -> [Float] {
                 let cache = model.makeCache(capacity: 32)
-                cache.scratch.packsKeptRowsAfter = packing ? 2 : nil
+                cache.scratch.packing = packing ? PackingRule(after: 2) : nil
                 let controller = FixedSparsity(layers: plans)
                 var out = model.forward([5, 17, 42, 8, 9, 23, 4, 61], cache: cache, logits: .last, sparsity: controller)
                 for t in [30, 12, 77, 3, 50, 6] { out += model.forward([t], cache: cache, logits: .last, sparsity: controller) }
