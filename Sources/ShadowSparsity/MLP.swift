@@ -83,8 +83,9 @@ public final class MLP: @unchecked Sendable {
     /// The parameters, flat; once the fp32 weights are released, the biases alone.
     private var storage: FloatStorage
     private(set) var offsets: [(weight: Int, bias: Int)]
-    /// The fp32 weights were given back (`releaseFullPrecisionWeights`): one-vector forwards read
-    /// the fp16 copies, and anything else that needs the weights stops the program.
+    /// The fp32 weights were given back (`prepareForPrediction(releasingFullPrecision: true)`):
+    /// one-vector forwards read the fp16 copies, and anything else that needs the weights stops
+    /// the program.
     public private(set) var weightsReleased = false
 
     /// Every parameter, for training, checkpoints and rounding.
@@ -194,7 +195,7 @@ public final class MLP: @unchecked Sendable {
     /// Makes one-vector forwards read fp16 copies of the weights, for weights that are fp16
     /// values already (a predictor stored as f16), so the copies hold the same numbers; the sums
     /// may round differently. A layer with a value fp16 cannot hold keeps the fp32 path.
-    func readHalfWeightsInForward() {
+    private func readHalfWeightsInForward() {
         guard halfWeights == nil else { return }
         var copies: [WeightMatrix] = []
         for (l, layer) in layers.enumerated() {
@@ -205,9 +206,16 @@ public final class MLP: @unchecked Sendable {
         halfWeights = copies
     }
 
+    /// fp16 copies for one-vector forwards (`readHalfWeightsInForward`), and with
+    /// `releasingFullPrecision` the fp32 weights given back once they exist.
+    func prepareForPrediction(releasingFullPrecision: Bool) {
+        readHalfWeightsInForward()
+        if releasingFullPrecision { releaseFullPrecisionWeights() }
+    }
+
     /// For a network that will only run one-vector forwards from now on and reads fp16 copies:
     /// gives back the fp32 weights (two thirds of its memory), keeping the biases.
-    func releaseFullPrecisionWeights() {
+    private func releaseFullPrecisionWeights() {
         guard halfWeights != nil, !weightsReleased else { return }
         let biases = FloatStorage(count: layers.reduce(0) { $0 + $1.outputs })
         var kept: [(weight: Int, bias: Int)] = [], next = 0

@@ -189,14 +189,10 @@ public final class Predictor: @unchecked Sendable {
     /// A network with a value fp16 cannot hold keeps reading, and holding, its fp32 weights.
     public func prepareForPrediction(releasingFullPrecision: Bool = false) {
         guard weightDType == .f16 else { return }
-        for (_, network) in networks {
-            network.readHalfWeightsInForward()
-            if releasingFullPrecision { network.releaseFullPrecisionWeights() }
-        }
+        for (_, network) in networks { network.prepareForPrediction(releasingFullPrecision: releasingFullPrecision) }
     }
 
     var readsHalfWeights: Bool { networks.allSatisfy { $0.network.readsHalfWeights } }
-
 
     private func scaledInput(_ x: UnsafePointer<Float>) -> [Float] {
         let n = inputWidth

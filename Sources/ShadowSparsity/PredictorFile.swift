@@ -157,10 +157,7 @@ public enum PredictorFile {
             guard network.outputBound() < Double(Float.greatestFiniteMagnitude) else {
                 throw ShadowError.corruptFile(path: path, reason: "the weights of network \(prefix) (tensors \(prefix).*) are so large that its scores can overflow single precision")
             }
-            if forPredictionOnly && storedHalf {
-                network.readHalfWeightsInForward()
-                network.releaseFullPrecisionWeights()
-            }
+            if forPredictionOnly && storedHalf { network.prepareForPrediction(releasingFullPrecision: true) }
         }
         if let extra = file.tensorNames.first(where: { !expected.contains($0) }) {
             throw ShadowError.badTensor(path: path, tensor: extra, reason: "is not part of a \(meta.kind.rawValue) predictor")
