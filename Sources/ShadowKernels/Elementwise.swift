@@ -164,6 +164,27 @@ public enum Ops {
         for i in 0..<count { x[i] *= factor }
     }
 
+    /// y *= x, element by element.
+    public static func multiply(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        multiply(y, UnsafePointer(y), x, count: count)
+    }
+
+    /// out = a * b, element by element (`out` may be `a`).
+    public static func multiply(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            GEMV.store(GEMV.load(a + i) * GEMV.load(b + i), out + i)
+            i += 16
+        }
+        while i < count { out[i] = a[i] * b[i]; i += 1 }
+    }
+
+    /// m = max(m, |x|), element by element.
+    public static func maxMagnitudes(_ m: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { m[i] = max(m[i], abs(x[i])) }
+    }
+
     /// y += x.
     public static func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
         var i = 0

@@ -54,14 +54,14 @@ public enum SmallGEMM {
         multiplyWidening(out, x, tokens: tokens, weight, rowIndices: rowIndices, rowCount: rowCount)
     }
 
-    /// `multiply` for 16-bit weights, widened a panel of rows at a time. With `wide`, the AVX-512
+    /// `multiply` for 16-bit and 8-bit weights, widened a panel of rows at a time. With `wide`, the AVX-512
     /// kernel widens each block of four rows into a buffer in L1 itself, so the 16-bit rows stream
     /// with the next block prefetched as fp32 rows do (the panels cost 15% of an f16 pp512).
     static func multiplyWidening(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
                                  _ weight: WeightMatrix, rowIndices: UnsafePointer<Int32>?, rowCount: Int,
                                  wide: Bool = widensInKernel) {
         let cols = weight.cols
-        if wide {
+        if wide && weight.dtype != .q8 {
             parallelChunks(rowCount, granularity: 4, minimumPerThread: 16) { rows in
                 withAlignedFloats(4 * cols) { buffer in
                     chalf_half_dot_rows(out, rowCount, x, tokens, weight.halfPointer, cols, rowIndices, rows.lowerBound,
@@ -110,7 +110,7 @@ public enum SmallGEMM {
                                    accumulate: accumulate)
     }
 
-    /// `multiplyTransposed` for 16-bit weights, widened a panel of rows at a time. With `wide`, the
+    /// `multiplyTransposed` for 16-bit and 8-bit weights, widened a panel of rows at a time. With `wide`, the
     /// AVX-512 kernel widens a strip of 32 columns of the rows once for all tokens and prefetches
     /// the next strip, instead of 32 rows once per chunk of tokens.
     static func multiplyTransposedWidening(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int,
@@ -118,7 +118,7 @@ public enum SmallGEMM {
                                            accumulate: Bool, wide: Bool = widensInKernel) {
         let cols = weightT.cols
         let isBF16 = weightT.isBF16
-        if wide {
+        if wide && weightT.dtype != .q8 {
             parallelChunks(cols, granularity: 32, minimumPerThread: 64) { columns in
                 withAlignedFloats(Int(CHALF_STRIP_ROWS) * 32) { buffer in
                     chalf_half_sum_rows(out + columns.lowerBound, cols, x, rowCount, tokens,
@@ -144,8 +144,7 @@ public enum SmallGEMM {
                         let n = min(panelRows, rowCount - start)
                         for k in 0..<n {
                             let r = rowIndices.map { Int($0[start + k]) } ?? start + k
-                            chalf_widen(panel.baseAddress! + k * width,
-                                        weightT.halfPointer + r * cols + columns.lowerBound, width, isBF16)
+                            weightT.widen(row: r, columns: columns, into: panel.baseAddress! + k * width)
                         }
                         sumRows(out + first * cols + columns.lowerBound, outStride: cols,
                                 x + first * rowCount + start, xStride: rowCount, tokens: count,

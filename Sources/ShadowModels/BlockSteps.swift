@@ -70,7 +70,7 @@ enum BlockSteps {
     /// Weight bytes one decoded token reads in a block's attention and MLP under `plan`.
     static func decodeBytes(q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, output: WeightMatrix,
                             mlpRows: [WeightMatrix], plan: LayerPlan?, keepingAllKeysAndValues: Bool, shape s: TransformerShape) -> Int {
-        func rowBytes(_ w: WeightMatrix) -> Int { w.cols * w.dtype.bytesPerElement }
+        func rowBytes(_ w: WeightMatrix) -> Int { w.rowBytes }
         var plan = plan ?? .dense
         plan.prepare(for: s)
         let qRows = plan.attentionRows?.count ?? q.rows

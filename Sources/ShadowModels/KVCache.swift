@@ -22,11 +22,11 @@ public final class KVCache: @unchecked Sendable {
 
     /// Memory is reserved, not touched: pages are only made resident as positions are written.
     public init(shape: TransformerShape, capacity: Int, dtype: WeightDType = .f32) {
-        precondition(dtype != .bf16, "the KV cache is kept in fp32 or fp16")
+        precondition(dtype == .f32 || dtype == .f16, "the KV cache is kept in fp32 or fp16")
         self.shape = shape
         self.capacity = capacity
         self.dtype = dtype
-        blockBytes = capacity * shape.headDim * dtype.bytesPerElement
+        blockBytes = dtype.rowBytes(cols: capacity * shape.headDim)
         let total = max(2 * shape.layers * shape.kvHeads * blockBytes, 1)
         storage = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 64)
     }

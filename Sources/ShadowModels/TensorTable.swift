@@ -127,7 +127,7 @@ public final class TensorTable {
             try checkFinite(name, values, count: slice.count * cols, firstElement: slice.lowerBound * cols)
             if fitsHalf { fitsHalf = Ops.allWithin(values, count: slice.count * cols, magnitude: WeightMatrix.halfLimit) }
         }
-        let weight = WeightMatrix(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(weightDType, fitsHalf: fitsHalf))
+        let weight = WeightMatrix(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(weightDType, cols: cols, fitsHalf: fitsHalf))
         try slices { slice in weight.store(rows: slice, from: values) }
         source.dropPages(of: name)
         used.insert(name)

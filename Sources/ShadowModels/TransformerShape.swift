@@ -139,7 +139,7 @@ extension CausalLanguageModel {
     }
 
     /// A cache for `capacity` positions (the model's whole window when nil), in fp16 when the
-    /// weights are 16-bit and in fp32 otherwise, so that fp32 runs stay exact. bf16 products keep
+    /// weights are 16-bit or 8-bit and in fp32 otherwise, so that fp32 runs stay exact. bf16 products keep
     /// fp32 too: they round the projections' inputs, not attention's.
     public func makeCache(capacity: Int? = nil) -> KVCache {
         let dtype: WeightDType = weightDType == .f32 || weightDType == .bf16dot ? .f32 : .f16

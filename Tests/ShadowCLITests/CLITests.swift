@@ -95,9 +95,9 @@ struct CLITests {
             (["bench", "--model", model, "-p"], "error: -p: needs a value <n,…>\n"),
             (["tokenize", "--model", model, "--text=a", "--json=yes"], "error: --json: is a flag and takes no value\n"),
             // A one-name option takes one name whole; lists refuse empty items.
-            (["info", "--model", model, "--weights", "f16,f32"], "error: --weights: \"f16,f32\" is not one of f32, bf16, f16, bf16-dot\n"),
-            (["info", "--model", model, "--weights="], "error: --weights: is empty; expected one of f32, bf16, f16, bf16-dot\n"),
-            (["bench", "--model", model, "-p", "8", "-n", "0", "--weights", "f16,"], "error: --weights: has an empty item; expected names from f32, bf16, f16, bf16-dot\n"),
+            (["info", "--model", model, "--weights", "f16,f32"], "error: --weights: \"f16,f32\" is not one of f32, bf16, f16, bf16-dot, q8\n"),
+            (["info", "--model", model, "--weights="], "error: --weights: is empty; expected one of f32, bf16, f16, bf16-dot, q8\n"),
+            (["bench", "--model", model, "-p", "8", "-n", "0", "--weights", "f16,"], "error: --weights: has an empty item; expected names from f32, bf16, f16, bf16-dot, q8\n"),
             (["bench", "--model", model, "-p", "8,", "-n", "0"], "error: -p: expected integers separated by commas, got \"8,\"\n"),
             (["bench", "--model", model, "-p", "", "-n", "0"], "error: -p: expected integers separated by commas, got \"\"\n"),
             (["bench", "--model", model, "-p", "8", "-n", "0", "--sparsity", "0.5,"], "error: --sparsity: has an empty item in \"0.5,\"\n"),

@@ -5,7 +5,7 @@ import ShadowTestSupport
 
 @Suite("Half-precision weights", .serialized)
 struct HalfPrecisionTests {
-    static let shapes: [(rows: Int, cols: Int)] = [(1, 1), (3, 7), (4, 8), (5, 33), (9, 64), (67, 129), (130, 576), (300, 72)]
+    static let shapes: [(rows: Int, cols: Int)] = [(1, 1), (3, 7), (4, 8), (5, 33), (9, 64), (67, 129), (130, 576), (300, 72), (7, 32), (70, 96)]
 
     /// The matrix as the kernels see it: every value rounded to the storage type.
     func rounded(_ w: WeightMatrix) -> [Float] { w.toMatrix().array }
@@ -43,8 +43,8 @@ struct HalfPrecisionTests {
         #expect(abs(w.toMatrix().array[0] - 1e6) / 1e6 < 1e-2)
     }
 
-    @Test("GEMV on 16-bit rows matches a naive loop over the rounded values, on 1 and 2 threads",
-          arguments: [(WeightDType.bf16, 1), (.bf16, 2), (.f16, 1), (.f16, 2), (.f32, 2)])
+    @Test("GEMV on 16-bit and 8-bit rows matches a naive loop over the rounded values, on 1 and 2 threads",
+          arguments: [(WeightDType.bf16, 1), (.bf16, 2), (.f16, 1), (.f16, 2), (.f32, 2), (.q8, 1), (.q8, 2)])
     func gemv(dtype: WeightDType, threads: Int) {
         Threads.set(threads)
         defer { Threads.set(Threads.defaultCount) }
@@ -59,8 +59,8 @@ struct HalfPrecisionTests {
         }
     }
 
-    @Test("transposed GEMV and gathered rows on 16-bit weights match a naive loop, a list of rows the same bits on 1, 2 and 3 threads",
-          arguments: [WeightDType.bf16, .f16, .f32])
+    @Test("transposed GEMV and gathered rows on 16-bit and 8-bit weights match a naive loop, a list of rows the same bits on 1, 2 and 3 threads",
+          arguments: [WeightDType.bf16, .f16, .f32, .q8])
     func transposed(dtype: WeightDType) {
         for (rows, cols) in Self.shapes {
             let w = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 4)), dtype: dtype)
@@ -97,19 +97,19 @@ struct HalfPrecisionTests {
         }
     }
 
-    @Test("widening rows for a GEMM gives the rounded values, slice after slice", arguments: [WeightDType.bf16, .f16, .f32])
+    @Test("widening rows for a GEMM gives the rounded values, slice after slice", arguments: [WeightDType.bf16, .f16, .f32, .q8])
     func widen(dtype: WeightDType) {
-        let w = WeightMatrix(Matrix(rows: 13, cols: 21, values: randomFloats(273, seed: 7)), dtype: dtype)
-        var scratch = [Float](repeating: 0, count: 273)
+        let w = WeightMatrix(Matrix(rows: 13, cols: 32, values: randomFloats(13 * 32, seed: 7)), dtype: dtype)
+        var scratch = [Float](repeating: 0, count: 13 * 32)
         for sliceRows in [nil, 13, 5, 1] as [Int?] {
             var view = [Float](), slices = [Range<Int>]()
             scratch.withUnsafeMutableBufferPointer { buffer in
                 w.forEachFloatSlice(sliceRows: sliceRows, scratch: { count in
-                    #expect(count <= 273)
+                    #expect(count <= 13 * 32)
                     return buffer.baseAddress!
                 }) { rows, pointer in
                     slices.append(rows)
-                    view += UnsafeBufferPointer(start: pointer, count: rows.count * 21)
+                    view += UnsafeBufferPointer(start: pointer, count: rows.count * 32)
                 }
             }
             #expect(view == rounded(w))

@@ -81,11 +81,11 @@ struct SmallGEMMTests {
         }
     }
 
-    @Test("16-bit weights, widened a panel of rows at a time, give the fp32 kernels' result on the widened values",
-          arguments: [WeightDType.f16, .bf16])
+    @Test("16-bit and 8-bit weights, widened a panel of rows at a time, give the fp32 kernels' result on the widened values",
+          arguments: [WeightDType.f16, .bf16, .q8])
     func halfWeightsMatchWidened(dtype: WeightDType) {
         // More rows than one panel, so panel boundaries and a partial last panel are crossed.
-        let rows = 2 * SmallGEMM.panelRows + 7, cols = 48, tokens = 6
+        let rows = 2 * SmallGEMM.panelRows + 7, cols = 96, tokens = 6
         let half = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 8)), dtype: dtype)
         #expect(half.dtype == dtype)
         let widened = half.toMatrix()

@@ -88,7 +88,7 @@ struct ForwardTests {
     }
 
     @Test("target log-probabilities, computed in blocks of rows, are the log-softmax of all logits at the targets",
-          arguments: [WeightDType.f32, .f16, .bf16dot])
+          arguments: [WeightDType.f32, .f16, .bf16dot, .q8])
     func targetLogProbabilities(weights: WeightDType) {
         checkTargetLogProbabilities(weights: weights)
         // Without bf16 kernels the blocks of a bf16-dot head go through BLAS on rounded inputs.

@@ -54,7 +54,7 @@ struct SparseExecutionTests {
         // and reads every K/V row, as the bytes a decoded token reads say.
         let s = model.shape
         let onlyHeadZero = (0..<s.layers).map { $0 == 0 ? LayerPlan.dense : LayerPlan(heads: [0], neurons: nil, shape: s) }
-        let kvRowBytes = 2 * s.headDim * s.hiddenSize * model.weightDType.bytesPerElement
+        let kvRowBytes = 2 * s.headDim * model.weightDType.rowBytes(cols: s.hiddenSize)
         #expect(model.decodeBytesPerToken(plans: onlyHeadZero, keepingAllKeysAndValues: true)
                 - model.decodeBytesPerToken(plans: onlyHeadZero) == (s.layers - 1) * (s.kvHeads - 1) * kvRowBytes)
     }
@@ -78,7 +78,7 @@ struct SparseExecutionTests {
         #expect(zip(sparse, dense).map { abs($0 - $1) }.max()! > 1e-2)
     }
 
-    @Test("half-precision weights and bf16 products skip the same units", arguments: [WeightDType.bf16, .f16, .bf16dot])
+    @Test("half-precision and 8-bit weights and bf16 products skip the same units", arguments: [WeightDType.bf16, .f16, .bf16dot, .q8])
     func halfPrecision(dtype: WeightDType) throws {
         let model = try ModelLoader.load(path: Fixtures.path("tiny-llama"), weights: dtype).model
         let plans = randomPlans(shape: model.shape, keep: 0.5, seed: 5)

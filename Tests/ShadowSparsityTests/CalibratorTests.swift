@@ -36,8 +36,8 @@ struct CalibratorTests {
         }
     }
 
-    @Test("with 16-bit weights the predictor inputs are recorded by the engine's own forward pass (its fp16 KV cache, bf16 inputs)",
-          arguments: [WeightDType.bf16, .f16, .bf16dot])
+    @Test("with 16-bit or 8-bit weights the predictor inputs are recorded by the engine's own forward pass (its fp16 KV cache, bf16 inputs)",
+          arguments: [WeightDType.bf16, .f16, .bf16dot, .q8])
     func halfInputsFromTheForwardPass(weights: WeightDType) throws {
         let model = try TinyModels.fixture("tiny-llama", weights: weights)
         let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)

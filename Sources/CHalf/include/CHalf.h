@@ -84,6 +84,7 @@ static inline void chalf_release_free_heap(void) {}
 // AVX-512 small-GEMM kernels (both compiled apart for AVX-512: CHalfBF16.c, CHalfAVX512.c) live
 // in their own headers.
 #include "CHalfKernels.h"
+#include "CHalfQ8.h"
 #include "CHalfGEMM.h"
 #include "CHalfBF16.h"
 #include "CHalfAVX512.h"
