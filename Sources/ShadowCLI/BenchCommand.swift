@@ -67,7 +67,7 @@ enum BenchCommand {
             .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, its last 32 tokens the continuation, or all but the first when n ≤ 32); dense only; n from 2 to the model's context (0 skips).", default: "0"),
             .value("r", short: "r", "n", help: "Repetitions of each test.", default: "5"),
             .value("threads", short: "t", "n,…", help: "Thread counts.", default: String(Threads.defaultCount)),
-            .value("weights", "dtype,…", help: "Weight precisions to compare.", default: WeightDType.f16.rawValue,
+            .value("weights", "dtype,…", help: "Weight precisions to compare (q8: 8-bit blocks, about half of f16's bytes per token).", default: WeightDType.f16.rawValue,
                    allowed: WeightDType.allCases.map(\.rawValue), list: true),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
             .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0). oracle is refused: its masks need a backward pass over a real prompt, which bench has not.", default: "dense",
