@@ -182,7 +182,13 @@ public enum Ops {
 
     /// m = max(m, |x|), element by element.
     public static func maxMagnitudes(_ m: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { m[i] = max(m[i], abs(x[i])) }
+        var i = 0
+        while i + 16 <= count {
+            let v = GEMV.load(x + i)
+            GEMV.store(pointwiseMax(GEMV.load(m + i), pointwiseMax(v, -v)), m + i)   // |x|: x is finite (checked at load)
+            i += 16
+        }
+        while i < count { m[i] = max(m[i], abs(x[i])); i += 1 }
     }
 
     /// y += x.

@@ -33,7 +33,9 @@ public final class WeightMatrix: @unchecked Sendable {
     public let dtype: WeightDType
     public let raw: UnsafeMutableRawPointer
     /// `q8` only: a factor per column that the stored values are multiplied by (each column's
-    /// largest magnitude), so a block of 32 columns is quantized on a common footing. A projection
+    /// largest magnitude / 16384), so a block of 32 columns is quantized on a common footing, and
+    /// its fp16 scale (at most 16384 / 127) stays clear of fp16's subnormals for blocks down to
+    /// 5e-7 of their columns' largest values. A projection
     /// stored transposed has its output channels as columns, and one channel of large weights
     /// (SmolLM2's down projection writes a few massive residual channels) would otherwise crush
     /// the 31 others of its block: up to 5% more NLL on short texts without them, under 0.8% with.
@@ -56,18 +58,30 @@ public final class WeightMatrix: @unchecked Sendable {
     public convenience init(rows: Int, cols: Int, values source: UnsafePointer<Float>, dtype requested: WeightDType) {
         let fitsHalf = Ops.allWithin(source, count: rows * cols, magnitude: WeightMatrix.halfLimit)
         self.init(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(requested, cols: cols, fitsHalf: fitsHalf))
-        if dtype == .q8 { setColumnScales(from: source) }
+        if dtype == .q8 {
+            var maxima = [Float](repeating: 0, count: cols)
+            for r in 0..<rows { Ops.maxMagnitudes(&maxima, source + r * cols, count: cols) }
+            setColumnScales(maxima: maxima)
+        }
         store(rows: 0..<rows, from: source)
     }
 
-    /// Each column's largest magnitude (1 for a column of zeros) as `columnScales`, for `store`.
-    private func setColumnScales(from values: UnsafePointer<Float>) {
+    /// For `q8`, before any row is stored: each column's largest magnitude over all rows (a column
+    /// of zeros gets 1) sets its factor in `columnScales`. Other dtypes ignore it.
+    public func setColumnScales(maxima: [Float]) {
+        guard dtype == .q8 else { return }
+        // -Ounchecked drops preconditions; rows stored under other factors would read wrong.
+        guard maxima.count == cols, columnScales == nil, !storedRows else {
+            fatalError("column scales: \(maxima.count) for \(cols) columns, set twice or after rows were stored")
+        }
         let scales = UnsafeMutablePointer<Float>.allocate(capacity: cols)
-        scales.initialize(repeating: 0, count: cols)
-        for r in 0..<rows { Ops.maxMagnitudes(scales, values + r * cols, count: cols) }
-        for c in 0..<cols where scales[c] == 0 { scales[c] = 1 }
+        // A power of two, so dividing by the factor and multiplying back are exact.
+        for c in 0..<cols { scales[c] = maxima[c] > 0 ? maxima[c] / 16384 : 1 }
         columnScales = scales
     }
+
+    /// Whether `store` has run (column factors must come first).
+    private var storedRows = false
 
     /// The largest magnitude kept in fp16 (a margin below its largest, 65504).
     public static let halfLimit: Float = 65000
@@ -85,7 +99,7 @@ public final class WeightMatrix: @unchecked Sendable {
 
     /// A `(rows, cols)` matrix in `dtype` exactly, its values undefined until `store` fills every row.
     public init(rows: Int, cols: Int, dtype: WeightDType) {
-        precondition(dtype != .q8 || cols % Int(CHALF_Q8_BLOCK) == 0, "q8 rows are whole blocks of 32")
+        guard dtype != .q8 || cols % Int(CHALF_Q8_BLOCK) == 0 else { fatalError("q8 rows are whole blocks of 32, not \(cols)") }
         self.rows = rows
         self.cols = cols
         self.dtype = dtype
@@ -96,6 +110,7 @@ public final class WeightMatrix: @unchecked Sendable {
     /// 16-bit types).
     public func store(rows range: Range<Int>, from values: UnsafePointer<Float>) {
         guard range.lowerBound >= 0 && range.upperBound <= rows else { fatalError("rows \(range) outside a matrix of \(rows) rows") }   // -Ounchecked drops preconditions
+        storedRows = true
         let start = range.lowerBound * cols, count = range.count * cols
         switch dtype {
         case .f32:

@@ -107,7 +107,8 @@ public final class TensorTable {
     }
 
     /// A large weight (a vocabulary-sized embedding or head) read a slice of rows at a time,
-    /// twice: once to check it and to choose fp16 or bf16, once to store it. Its fp32 values are
+    /// twice: once to check it, choose fp16 or bf16 and find 8-bit weights' column factors, once
+    /// to store it. Its fp32 values are
     /// never whole in memory (SmolLM2's embedding: 113 MB of fresh pages to fault in; Gemma 3's:
     /// 2.4 GB).
     private func slicedWeight(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
@@ -123,11 +124,17 @@ public final class TensorTable {
             }
         }
         var fitsHalf = true
+        // 8-bit weights divide each column by its largest magnitude (WeightMatrix.columnScales).
+        var columnMaxima = [Float](repeating: 0, count: weightDType == .q8 ? cols : 0)
         try slices { slice in
             try checkFinite(name, values, count: slice.count * cols, firstElement: slice.lowerBound * cols)
             if fitsHalf { fitsHalf = Ops.allWithin(values, count: slice.count * cols, magnitude: WeightMatrix.halfLimit) }
+            if !columnMaxima.isEmpty {
+                for r in 0..<slice.count { Ops.maxMagnitudes(&columnMaxima, values + r * cols, count: cols) }
+            }
         }
         let weight = WeightMatrix(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(weightDType, cols: cols, fitsHalf: fitsHalf))
+        if weight.dtype == .q8 { weight.setColumnScales(maxima: columnMaxima) }
         try slices { slice in weight.store(rows: slice, from: values) }
         source.dropPages(of: name)
         used.insert(name)

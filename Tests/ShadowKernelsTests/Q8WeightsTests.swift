@@ -6,26 +6,30 @@ import ShadowTestSupport
 
 @Suite("8-bit weights")
 struct Q8WeightsTests {
-    /// Each column's largest magnitude (1 for zeros), the factor `columnScales` holds.
-    func columnMaxima(_ values: [Float], rows: Int, cols: Int) -> [Float] {
+    /// The factor `columnScales` holds for each column: its largest magnitude / 16384 (1 for zeros).
+    func columnFactors(_ values: [Float], rows: Int, cols: Int) -> [Float] {
         (0..<cols).map { c in
             let m = (0..<rows).map { abs(values[$0 * cols + c]) }.max()!
-            return m == 0 ? 1 : m
+            return m == 0 ? 1 : m / 16384
         }
     }
 
     /// Checks that every stored value is within half a quantization step of the original: the
-    /// step of a block is fp16(max |v / column maximum| / 127), times the column's maximum.
+    /// step of a block is max |v / factor| / 127 in fp16 (rounded up where rounding to nearest
+    /// went below), times the column's factor; a block whose step is 0 is stored as zeros.
     func expectWithinHalfAStep(_ values: [Float], rows: Int, cols: Int, _ w: WeightMatrix) {
         #expect(w.dtype == .q8)
-        let stored = w.toMatrix().array, maxima = columnMaxima(values, rows: rows, cols: cols)
+        let stored = w.toMatrix().array, factors = columnFactors(values, rows: rows, cols: cols)
         for r in 0..<rows {
             for block in 0..<(cols / 32) {
                 let columns = block * 32 ..< block * 32 + 32
-                let step = Float(Float16(columns.map { abs(values[r * cols + $0] / maxima[$0]) }.max()! / 127))
+                let largest = columns.map { abs(values[r * cols + $0] / factors[$0]) }.max()!
+                var half = Float16(largest / 127)
+                if half > 0 && Float(half) * 127 < largest { half = half.nextUp }
+                let step = Float(half)
                 for c in columns {
                     let i = r * cols + c
-                    let bound = step == 0 ? abs(values[i]) : 0.5 * step * maxima[c] * 1.0001 + 1e-7 * abs(values[i])
+                    let bound = step == 0 ? abs(values[i]) : 0.5 * step * factors[c] * 1.0001 + 1e-6 * abs(values[i])
                     #expect(abs(stored[i] - values[i]) <= bound, "row \(r) column \(c): \(stored[i]) for \(values[i])")
                 }
             }
@@ -54,14 +58,24 @@ struct Q8WeightsTests {
         #expect(zip(stored, values).enumerated().allSatisfy { $0.offset % cols == 5 || abs($0.element.0 - $0.element.1) < 0.01 })
     }
 
-    @Test("zeros stay zeros, and values under 4e-6 of their column's largest become zeros rather than noise")
-    func tinyValues() {
-        let ordinary = (0..<32).map { Float($0) - 16 }
-        let values = [Float](repeating: 0, count: 32) + [Float](repeating: 1e-6, count: 32) + ordinary + ordinary.map { $0 + 0.5 }
-        let w = WeightMatrix(Matrix(rows: 2, cols: 64, values: values), dtype: .q8)
+    @Test("zeros stay zeros; blocks far below their columns' largest values keep their precision, subnormal fp16 scales included, down to 2e-10 of it")
+    func smallValues() {
+        let cols = 64
+        let ordinary = (0..<cols).map { Float($0 % 32) - 15.5 }   // column maxima 0.5 … 15.5
+        func row(_ relative: Float) -> [Float] { ordinary.enumerated().map { ($0.offset % 7 == 0 ? -1 : 1) * relative * abs($0.element) } }
+        // Relative sizes 1e-6 (a normal fp16 scale), 1e-7 and 2e-8 (subnormal scales), 1e-11 (zeros).
+        let values = [Float](repeating: 0, count: cols) + ordinary + row(1e-6) + row(1e-7) + row(2e-8) + row(1e-11)
+        let rows = values.count / cols
+        let w = WeightMatrix(Matrix(rows: rows, cols: cols, values: values), dtype: .q8)
         let stored = w.toMatrix().array
-        #expect(stored[0..<64].allSatisfy { $0 == 0 })
-        expectWithinHalfAStep(values, rows: 2, cols: 64, w)
+        #expect(stored[0..<cols].allSatisfy { $0 == 0 } && stored[(5 * cols)...].allSatisfy { $0 == 0 })
+        expectWithinHalfAStep(values, rows: rows, cols: cols, w)
+        // The subnormal rows are not clipped: their largest values keep their size and sign.
+        for r in 3...4 {
+            for c in 0..<cols where abs(values[r * cols + c]) == values[(r * cols)..<((r + 1) * cols)].map(abs).max()! {
+                #expect(abs(stored[r * cols + c] / values[r * cols + c] - 1) < 0.1, "row \(r) column \(c)")
+            }
+        }
     }
 
     @Test("a matrix whose rows are not whole blocks of 32 is kept in fp16, one beyond fp16's range in bf16")
@@ -124,5 +138,49 @@ struct Q8WeightsTests {
         kept.withUnsafeBufferPointer { w.multiply(&listed, x, rows: $0.baseAddress!, count: 4) }
         packed.multiply(&dense, x)
         expectClose(dense, listed, tolerance: 1e-6)
+    }
+
+    @Test("8-bit rows stored without column factors (rows stored straight) go through the same products")
+    func withoutFactors() {
+        let rows = 11, cols = 96
+        let values = randomFloats(rows * cols, seed: 10)
+        let w = WeightMatrix(rows: rows, cols: cols, dtype: .q8)
+        values.withUnsafeBufferPointer { w.store(rows: 0..<rows, from: $0.baseAddress!) }
+        #expect(w.columnScales == nil)
+        expectProducts(w)
+    }
+
+    @Test("listed rows past the kernel's groups of four, consecutive rows and any column range give a naive loop's results")
+    func productsWithFactors() {
+        let rows = 11, cols = 96
+        expectProducts(WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 11)), dtype: .q8))
+    }
+
+    /// dotRows over listed (9 and 11) and consecutive rows, and axpyRows over listed and
+    /// consecutive rows on whole and partial column ranges, against loops over the stored values.
+    func expectProducts(_ w: WeightMatrix) {
+        let (rows, cols) = (w.rows, w.cols)
+        let stored = w.toMatrix().array
+        let x = randomFloats(cols, seed: 12)
+        for listed in [Array(0..<Int32(rows)).reversed(), [10, 1, 2, 3, 4, 5, 6, 7, 9]] as [[Int32]] {
+            var y = [Float](repeating: .nan, count: listed.count)
+            listed.withUnsafeBufferPointer { w.multiply(&y, x, rows: $0.baseAddress!, count: listed.count) }
+            let expected = listed.map { r in (0..<cols).reduce(Float(0)) { $0 + stored[Int(r) * cols + $1] * x[$1] } }
+            expectClose(y, expected, tolerance: 1e-5, "\(listed.count) listed rows")
+        }
+        var dense = [Float](repeating: .nan, count: rows)
+        w.multiply(&dense, x)
+        expectClose(dense, (0..<rows).map { r in (0..<cols).reduce(Float(0)) { $0 + stored[r * cols + $1] * x[$1] } }, tolerance: 1e-5)
+        let xr = randomFloats(rows, seed: 13)
+        for columns in [0..<cols, 7..<90, 32..<64, 40..<41] {
+            for accumulate in [false, true] {
+                let start = randomFloats(cols, seed: 14)
+                var expected = start
+                for c in columns { expected[c] = (accumulate ? start[c] : 0) + (0..<rows).reduce(Float(0)) { $0 + xr[$1] * stored[$1 * cols + c] } }
+                var y = start
+                w.axpyRows(&y, xr, rowIndices: nil, rowCount: rows, columns: columns, accumulate: accumulate)
+                expectClose(y, expected, tolerance: 1e-5, "consecutive rows, \(columns), accumulate \(accumulate)")
+            }
+        }
     }
 }

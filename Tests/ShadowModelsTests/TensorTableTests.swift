@@ -9,7 +9,8 @@ import ShadowTestSupport
 /// weight read whole.
 @Suite("Tensor table")
 struct TensorTableTests {
-    @Test("a weight read in slices of rows is the weight read whole, in every storage dtype", arguments: [WeightDType.f32, .f16, .bf16])
+    @Test("a weight read in slices of rows is the weight read whole, in every storage dtype (8-bit: the same column factors)",
+          arguments: [WeightDType.f32, .f16, .bf16, .q8])
     func slicedMatchesWhole(dtype: WeightDType) throws {
         let source = try SafetensorsCollection(directory: Fixtures.path("tiny-llama"))
         let name = "model.embed_tokens.weight"
@@ -19,6 +20,7 @@ struct TensorTableTests {
         for sliceValues in [100, 64 * 7] {
             let sliced = try TensorTable(source, weightDType: dtype, sliceValues: sliceValues).weight(name, rows: shape[0], cols: shape[1])
             #expect(sliced.dtype == whole.dtype && sliced.rows == whole.rows && sliced.cols == whole.cols)
+            #expect((sliced.columnScales != nil) == (dtype == .q8) && (whole.columnScales != nil) == (dtype == .q8))
             #expect(sliced.toMatrix().array.map(\.bitPattern) == whole.toMatrix().array.map(\.bitPattern), "\(dtype), \(sliceValues)")
         }
     }

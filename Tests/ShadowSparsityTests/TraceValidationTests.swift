@@ -64,7 +64,7 @@ struct TraceValidationTests {
             ("version", { m in m["version"] = 9 }, "version"),
             ("criteria", { m in m["criteria"] = ["plainact", "plainact"] }, "criteria[1]"),
             ("shards", { m in m["shard_index"] = 3 }, "shard_index"),
-            ("weights", { m in m["weights"] = "q8" }, "weights"),
+            ("weights", { m in m["weights"] = "q4" }, "weights"),
             // Self-contradicting counts: more samples than requested, complete without any.
             ("requested", { m in m["requested_samples"] = 10 }, "chunks[2].last_index"),
             ("empty", { m in m["chunks"] = [[String: Any]](); m["complete"] = true }, "complete"),

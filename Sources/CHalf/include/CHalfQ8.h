@@ -19,9 +19,11 @@
 // Bytes of one row of n values (n a multiple of 32).
 static inline long chalf_q8_row_bytes(long n) { return n + (n / CHALF_Q8_BLOCK) * 2; }
 
-// Quantizes one row: per block, scale = fp16(max|v| / 127) and quant = round(v / scale) in ±127.
-// A block whose scale rounds to zero (every |v| < 4e-6) is stored as zeros. Callers keep values
-// past fp16's range out (WeightMatrix.halfLimit), so the scale is finite.
+// Quantizes one row: per block, scale = fp16(max|v| / 127), rounded up where rounding to nearest
+// went below (subnormal scales round by up to half their size, which would clip the largest
+// quants), and quant = round(v / scale) in ±127. A block whose scale rounds to zero (every
+// |v| < 4e-6) is stored as zeros. WeightMatrix keeps the values at most 16384 in magnitude with
+// its column factors, 65000 without, so the scale is finite.
 static inline void chalf_q8_quantize_row(uint8_t *row, const float *v, long n) {
     int8_t *q = (int8_t *)row;
     for (long b = 0; b < n / CHALF_Q8_BLOCK; b++) {
@@ -29,6 +31,7 @@ static inline void chalf_q8_quantize_row(uint8_t *row, const float *v, long n) {
         float amax = 0;
         for (int i = 0; i < CHALF_Q8_BLOCK; i++) { float a = fabsf(vb[i]); if (a > amax) amax = a; }
         uint16_t h = chalf_from_float(amax / 127.0f);
+        if (h != 0 && chalf_to_float(h) * 127.0f < amax) h++;   // the next fp16 up (h is positive and finite)
         float d = chalf_to_float(h);
         for (int i = 0; i < CHALF_Q8_BLOCK; i++) {
             float r = d > 0 ? nearbyintf(vb[i] / d) : 0;
