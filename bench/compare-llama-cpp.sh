@@ -4,16 +4,18 @@
 # llama-cpp-python==0.3.36 (vendor/llama.cpp) and is built with cmake from PyPI in a temporary
 # directory; none of its code enters this repository.
 #
-#   bench/compare-llama-cpp.sh [--model PATH] [--precisions f32,bf16,f16,bf16-dot] [-p 512] [-n 128] [-r 5] [-t 2]
+#   bench/compare-llama-cpp.sh [--model PATH] [--precisions f32,bf16,f16,bf16-dot,q8] [-p 512] [-n 128] [-r 5] [-t 2]
 #
 # bf16-dot (bf16 weights, inputs rounded to bf16, vdpbf16ps) is compared with llama.cpp's BF16 GGUF,
 # whose CPU kernels also round the activations to bf16; bf16 (widened to fp32 here) against the same.
+# q8 is compared with llama.cpp's Q8_0 (8-bit blocks of 32; llama.cpp also quantizes the activations
+# to 8 bits for its integer dot products, where ours widen the weights to fp32 in registers).
 # Set LLAMA_CPP_DIR to reuse a build directory between runs (it is kept when given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODEL="${SHADOWLLM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/shadowllm}/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-PRECISIONS="f32,bf16,f16"; P=512; N=128; R=5; T=2
+PRECISIONS="f32,bf16,f16,q8"; P=512; N=128; R=5; T=2
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) MODEL="$2"; shift 2 ;;
@@ -48,8 +50,9 @@ fi
 swift build -c release --product shadowllm 2>&1 | grep -E "error|warning: unre" || true
 BIN=.build/release/shadowllm
 
-# llama.cpp's GGUF type for a --weights value: bf16-dot is llama.cpp's BF16 (both round activations).
-llama_type() { case "$1" in bf16-dot) echo bf16 ;; *) echo "$1" ;; esac; }
+# llama.cpp's GGUF type for a --weights value: bf16-dot is llama.cpp's BF16 (both round activations),
+# q8 its Q8_0 (the same blocks; ours add a factor per column).
+llama_type() { case "$1" in bf16-dot) echo bf16 ;; q8) echo q8_0 ;; *) echo "$1" ;; esac; }
 
 mkdir -p "$WORK/results"
 rm -f "$WORK"/results/llama-*.json
@@ -78,7 +81,7 @@ print(f"\n{datetime.date.today()} — {cpu}, {os.cpu_count()} cores, {t} threads
 print("| precision | test | llama.cpp t/s | shadowllm t/s | ratio |")
 print("| --- | --- | ---: | ---: | ---: |")
 for precision in precisions:
-    llama_type = "bf16" if precision == "bf16-dot" else precision   # as llama_type() above
+    llama_type = {"bf16-dot": "bf16", "q8": "q8_0"}.get(precision, precision)   # as llama_type() above
     llama = json.load(open(os.path.join(results, f"llama-{llama_type}.json")))
     shadow = json.load(open(os.path.join(results, f"shadow-{precision}.json")))["results"]
     for test, (pp, tg) in ((f"pp{p}", (int(p), 0)), (f"tg{n}", (0, int(n)))):
