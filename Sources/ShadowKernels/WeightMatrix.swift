@@ -14,6 +14,14 @@ public enum WeightDType: String, Sendable, CaseIterable, Codable {
     case bf16dot = "bf16-dot"
     case q8
 
+    /// The dtype asked for that stored `matrices` as they are: a matrix falls back from q8 to f16
+    /// or bf16 and from f16 to bf16 on its own (`WeightMatrix.storedDType`), so the most specific
+    /// dtype among them is the one asked for (a model's first projection alone may have fallen back).
+    public static func asked(storing matrices: [WeightMatrix]) -> WeightDType {
+        let order: [WeightDType] = [.q8, .bf16dot, .f16, .bf16, .f32]
+        return order.first { dtype in matrices.contains { $0.dtype == dtype } } ?? .f32
+    }
+
     /// Bytes of one row of `cols` values as this dtype keeps it (`cols` a multiple of 32 for `q8`).
     public func rowBytes(cols: Int) -> Int {
         switch self {

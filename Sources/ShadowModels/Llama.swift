@@ -38,7 +38,9 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     /// Gemma's sliding layers' frequencies (config.localRope), nil without them.
     public let localInverseFrequencies: [Float]?
     public let sourceDTypes: [String: Int]
-    public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
+    public var weightDType: WeightDType {
+        WeightDType.asked(storing: [embedding] + (blocks.first.map { b in [b.q.weight, b.output.weightT, b.gate.weight, b.down.weightT] } ?? []))
+    }
     public var slidingWindow: Int? { config.slidingWindow }
     public var contextLimit: String? {
         if case .longRope(let longRope) = config.rope.scaling, !longRope.usesLongFactors, longRope.extendsContext {

@@ -31,7 +31,9 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
     public let finalNormWeight: [Float]?, finalNormBias: [Float]?  // pre-LN models only
     public let lmHead: WeightMatrix          // (V, e); the embedding when tied
     public let sourceDTypes: [String: Int]
-    public var weightDType: WeightDType { blocks.first?.q.weight.dtype ?? embedding.dtype }
+    public var weightDType: WeightDType {
+        WeightDType.asked(storing: [embedding] + (blocks.first.map { b in [b.q.weight, b.output.weightT, b.fc1.weight, b.fc2.weightT] } ?? []))
+    }
 
     init(config: OPTConfig, embedding: WeightMatrix, positions: Matrix, projectIn: Linear?, projectOut: Linear?,
          blocks: [OPTBlock], finalNormWeight: [Float]?, finalNormBias: [Float]?, lmHead: WeightMatrix,

@@ -88,6 +88,16 @@ struct Q8WeightsTests {
         #expect(WeightDType.q8.rowBytes(cols: 576) == 612 && WeightDType.f16.rowBytes(cols: 576) == 1152)
     }
 
+    @Test("the dtype a model's matrices were asked for is read from them even when some fell back (q8 to f16 or bf16, f16 to bf16)")
+    func askedDType() {
+        func matrix(cols: Int, _ dtype: WeightDType, large: Bool = false) -> WeightMatrix {
+            WeightMatrix(Matrix(rows: 2, cols: cols, values: randomFloats(2 * cols, seed: 20).map { large ? $0 * 1e6 : $0 }), dtype: dtype)
+        }
+        #expect(WeightDType.asked(storing: [matrix(cols: 48, .q8), matrix(cols: 64, .q8), matrix(cols: 64, .q8, large: true)]) == .q8)
+        #expect(WeightDType.asked(storing: [matrix(cols: 64, .f16, large: true), matrix(cols: 64, .f16)]) == .f16)
+        for dtype in WeightDType.allCases { #expect(WeightDType.asked(storing: [matrix(cols: 64, dtype)]) == dtype) }
+    }
+
     @Test("any columns of a row widen to the stored values, across block edges, for every dtype",
           arguments: [WeightDType.f32, .bf16, .f16, .q8])
     func widenColumns(dtype: WeightDType) {
