@@ -1,4 +1,5 @@
 import Foundation
+import CHalf
 
 /// Row-wise normalisations, activations and small vector operations. Every function works on
 /// raw buffers: outputs first, then inputs, then sizes (llm.c's convention).
@@ -180,15 +181,9 @@ public enum Ops {
         while i < count { out[i] = a[i] * b[i]; i += 1 }
     }
 
-    /// m = max(m, |x|), element by element.
+    /// m = max(m, |x|), element by element (x finite).
     public static func maxMagnitudes(_ m: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        var i = 0
-        while i + 16 <= count {
-            let v = GEMV.load(x + i)
-            GEMV.store(pointwiseMax(GEMV.load(m + i), pointwiseMax(v, -v)), m + i)   // |x|: x is finite (checked at load)
-            i += 16
-        }
-        while i < count { m[i] = max(m[i], abs(x[i])); i += 1 }
+        chalf_max_magnitudes(m, x, count)
     }
 
     /// y += x.

@@ -183,10 +183,7 @@ public final class WeightMatrix: @unchecked Sendable {
         case .f32: out.update(from: floatPointer + range.lowerBound * cols, count: n)
         case .bf16, .bf16dot, .f16: chalf_widen(out, halfPointer + range.lowerBound * cols, n, isBF16)
         case .q8:
-            for (k, r) in range.enumerated() {
-                chalf_q8_widen(out + k * cols, bytePointer + r * rowBytes, cols, 0, cols)
-                if let columnScales { Ops.multiply(out + k * cols, columnScales, count: cols) }
-            }
+            for (k, r) in range.enumerated() { chalf_q8_widen(out + k * cols, bytePointer + r * rowBytes, cols, 0, cols, columnScales) }
         }
     }
 
@@ -196,8 +193,7 @@ public final class WeightMatrix: @unchecked Sendable {
         case .f32: out.update(from: floatPointer + row * cols + columns.lowerBound, count: columns.count)
         case .bf16, .bf16dot, .f16: chalf_widen(out, halfPointer + row * cols + columns.lowerBound, columns.count, isBF16)
         case .q8:
-            chalf_q8_widen(out, bytePointer + row * rowBytes, cols, columns.lowerBound, columns.upperBound)
-            if let columnScales { Ops.multiply(out, columnScales + columns.lowerBound, count: columns.count) }
+            chalf_q8_widen(out, bytePointer + row * rowBytes, cols, columns.lowerBound, columns.upperBound, columnScales)
         }
     }
 

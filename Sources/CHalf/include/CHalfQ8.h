@@ -47,19 +47,36 @@ static inline float chalf_q8_scale(const uint8_t *row, long n, long block) {
     return chalf_to_float(h);
 }
 
-// dst[0, end - begin) = the values of columns [begin, end) of one row.
-static inline void chalf_q8_widen(float *dst, const uint8_t *row, long n, long begin, long end) {
+// dst[0, end - begin) = the values of columns [begin, end) of one row, each times factors[column]
+// when factors is not NULL (WeightMatrix.columnScales): one pass, one scale per block.
+static inline void chalf_q8_widen(float *dst, const uint8_t *row, long n, long begin, long end, const float *factors) {
     const int8_t *q = (const int8_t *)row;
     long i = begin;
+#define CHALF_Q8_VALUE(i) (chalf_q8_scale(row, n, (i) / CHALF_Q8_BLOCK) * q[i] * (factors ? factors[i] : 1.0f))
+    for (; i < end && i % CHALF_Q8_BLOCK != 0; i++) dst[i - begin] = CHALF_Q8_VALUE(i);
 #if CHALF_Q8_AVX2
-    for (; i < end && i % CHALF_Q8_BLOCK != 0; i++) dst[i - begin] = chalf_q8_scale(row, n, i / CHALF_Q8_BLOCK) * q[i];
-    for (; i + 8 <= end; i += 8) {
+    for (; i + CHALF_Q8_BLOCK <= end; i += CHALF_Q8_BLOCK) {
         __m256 d = _mm256_set1_ps(chalf_q8_scale(row, n, i / CHALF_Q8_BLOCK));
-        __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + i))));
-        _mm256_storeu_ps(dst + i - begin, _mm256_mul_ps(v, d));
+        for (int j = 0; j < CHALF_Q8_BLOCK; j += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + i + j)))), d);
+            if (factors) v = _mm256_mul_ps(v, _mm256_loadu_ps(factors + i + j));
+            _mm256_storeu_ps(dst + i + j - begin, v);
+        }
     }
 #endif
-    for (; i < end; i++) dst[i - begin] = chalf_q8_scale(row, n, i / CHALF_Q8_BLOCK) * q[i];
+    for (; i < end; i++) dst[i - begin] = CHALF_Q8_VALUE(i);
+#undef CHALF_Q8_VALUE
+}
+
+// m[i] = max(m[i], |x[i]|) for i < count (column maxima at load; x is finite).
+static inline void chalf_max_magnitudes(float *m, const float *x, long count) {
+    long i = 0;
+#if CHALF_Q8_AVX2
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= count; i += 8)
+        _mm256_storeu_ps(m + i, _mm256_max_ps(_mm256_loadu_ps(m + i), _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i))));
+#endif
+    for (; i < count; i++) { float a = fabsf(x[i]); if (a > m[i]) m[i] = a; }
 }
 
 #if CHALF_Q8_AVX2
