@@ -41,12 +41,12 @@ public final class WeightMatrix: @unchecked Sendable {
     public let dtype: WeightDType
     public let raw: UnsafeMutableRawPointer
     /// `q8` only: a factor per column that the stored values are multiplied by (each column's
-    /// largest magnitude / 16384), so a block of 32 columns is quantized on a common footing, and
-    /// its fp16 scale (at most 16384 / 127) stays clear of fp16's subnormals for blocks down to
-    /// 5e-7 of their columns' largest values. A projection
-    /// stored transposed has its output channels as columns, and one channel of large weights
-    /// (SmolLM2's down projection writes a few massive residual channels) would otherwise crush
-    /// the 31 others of its block: up to 5% more NLL on short texts without them, within ±1% with.
+    /// largest magnitude / 16384), so the 32 columns of a block are quantized on a common footing.
+    /// A projection stored transposed has its output channels as columns, and one channel of large
+    /// weights (SmolLM2's down projections write a few massive residual channels) would otherwise
+    /// crush the 31 others of its block: up to 5% more NLL on short texts without the factors,
+    /// within ±1% with them. Dividing by 16384 keeps a block's fp16 scale (at most 16384 / 127)
+    /// clear of fp16's subnormals for blocks down to 5e-7 of their columns' largest values.
     /// Products scale the input (`dotRows`) or the sums (`axpyRows`) once per call.
     public private(set) var columnScales: UnsafeMutablePointer<Float>?
 
