@@ -181,9 +181,10 @@ public enum Ops {
         while i < count { out[i] = a[i] * b[i]; i += 1 }
     }
 
-    /// m = max(m, |x|), element by element (x finite).
-    public static func maxMagnitudes(_ m: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        chalf_max_magnitudes(m, x, count)
+    /// m[c] = max(m[c], |x[r, c]|) over the rows of a row-major (rows, cols) x (finite): column
+    /// maxima, accumulated across calls.
+    public static func columnMaxMagnitudes(_ m: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, cols: Int) {
+        for r in 0..<rows { chalf_max_magnitudes(m, x + r * cols, cols) }
     }
 
     /// y += x.

@@ -68,7 +68,7 @@ public final class WeightMatrix: @unchecked Sendable {
         self.init(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(requested, cols: cols, fitsHalf: fitsHalf))
         if dtype == .q8 {
             var maxima = [Float](repeating: 0, count: cols)
-            for r in 0..<rows { Ops.maxMagnitudes(&maxima, source + r * cols, count: cols) }
+            Ops.columnMaxMagnitudes(&maxima, source, rows: rows, cols: cols)
             setColumnScales(maxima: maxima)
         }
         store(rows: 0..<rows, from: source)

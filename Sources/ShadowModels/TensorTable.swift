@@ -129,9 +129,7 @@ public final class TensorTable {
         try slices { slice in
             try checkFinite(name, values, count: slice.count * cols, firstElement: slice.lowerBound * cols)
             if fitsHalf { fitsHalf = Ops.allWithin(values, count: slice.count * cols, magnitude: WeightMatrix.halfLimit) }
-            if !columnMaxima.isEmpty {
-                for r in 0..<slice.count { Ops.maxMagnitudes(&columnMaxima, values + r * cols, count: cols) }
-            }
+            if !columnMaxima.isEmpty { Ops.columnMaxMagnitudes(&columnMaxima, values, rows: slice.count, cols: cols) }
         }
         let weight = WeightMatrix(rows: rows, cols: cols, dtype: WeightMatrix.storedDType(weightDType, cols: cols, fitsHalf: fitsHalf))
         if weight.dtype == .q8 { weight.setColumnScales(maxima: columnMaxima) }
