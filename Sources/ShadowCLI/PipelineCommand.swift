@@ -29,13 +29,18 @@ enum PipelineCommand {
         var prefillTokensPerSecond: Double?
         var predictorShare: Double?
         var bytesPerToken: Int?
+        /// Decode with `--weights q8` (the other speed columns are f16's).
+        var q8DecodeTokensPerSecond: Double?
+        /// The method's greedy reply to `Results.generation`'s prompt.
+        var generatedText: String?
 
         enum CodingKeys: String, CodingKey {
             case method, sparsity, perplexity, tasks
             case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
             case decodeTokensPerSecond = "tg_tokens_per_second"
             case prefillTokensPerSecond = "pp_tokens_per_second", predictorShare = "predictor_share"
-            case bytesPerToken = "bytes_per_token"
+            case bytesPerToken = "bytes_per_token", q8DecodeTokensPerSecond = "q8_tg_tokens_per_second"
+            case generatedText = "generated_text"
         }
     }
 
@@ -54,10 +59,31 @@ enum PipelineCommand {
         /// (pp512, tg128), so the numbers say what they measured.
         var items: [String: Int] = [:]
         var benchTests: [String] = []
+        /// What every row's `generatedText` answers.
+        var generation: Generation? = nil
 
         enum CodingKeys: String, CodingKey {
             case model, date, machine, quick, samples, sparsity, heldOutText = "held_out_text", steps, rows, predictors, items
-            case benchTests = "bench_tests"
+            case benchTests = "bench_tests", generation
+        }
+    }
+
+    /// The prompt each method replies to in the report, greedily, so what the numbers mean for
+    /// text can be read beside them.
+    struct Generation: Codable, Equatable {
+        var prompt: String
+        /// Sent as a user's turn of the model's chat template, without a system turn.
+        var chat: Bool
+        var maxTokens: Int
+        var weights = "f16"
+        enum CodingKeys: String, CodingKey { case prompt, chat, maxTokens = "max_tokens", weights }
+
+        /// A question for models with a chat template, the same question as a text to continue
+        /// for the others.
+        init(chat: Bool, maxTokens: Int) {
+            prompt = chat ? "Why is the sky blue?" : "Question: Why is the sky blue?\nAnswer:"
+            self.chat = chat
+            self.maxTokens = maxTokens
         }
     }
 
@@ -158,7 +184,8 @@ enum PipelineCommand {
             calibrate (plainact and l2_norm traces) → train-predictor (shadow on plainact, dejavu on l2_norm; stored as f16) → \
             one sweep (sweep/) of dense, shadow and dejavu at --sparsity over held-out text (the first 60 KB of WikiText-2 test, 4 KB \
             with --quick) and, when --data-dir has them, the first --limit items of PIQA and HellaSwag, sharing each item's dense pass → \
-            bench → report.md, results.json and plots.svg. The settings that decide the numbers (model, --quick, --samples, \
+            bench (f16; decode at q8 too) → generate (each method's greedy reply to one question, in the report beside the numbers) → \
+            report.md, results.json and plots.svg. The settings that decide the numbers (model, --quick, --samples, \
             --limit, --sparsity, and the data and text files read) are kept in pipeline-settings.json; a run with other settings into the \
             same --out is refused rather than reporting the earlier run's numbers.
             """,
@@ -203,9 +230,10 @@ enum PipelineCommand {
         let data = DataFiles(directory: dataDir)
         // Window sizes must fit the model's context (tiny test models have short ones). The model
         // is loaded only for that and its fingerprint, and let go at once.
-        let (maxContext, fingerprint) = try { () throws -> (Int, ModelFingerprint) in
+        let (maxContext, fingerprint, hasChatTemplate) = try { () throws -> (Int, ModelFingerprint, Bool) in
             let loaded = try ModelLoader.load(path: model)
-            return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded))
+            let chat = loaded.tokenizer.map { (try? ChatTemplate(tokenizer: $0, option: "--chat")) != nil } ?? false
+            return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded), chat)
         }()
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
         let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
@@ -343,12 +371,25 @@ enum PipelineCommand {
         }
         func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
 
-        // 5. Speed.
+        // 5. Speed, at f16 and (decode) at q8.
         try run("bench", ["bench", "--model", model, "-p", fit(quick ? 64 : 512), "-n", fit(quick ? 32 : 128), "-r", quick ? "1" : "3",
-                          "-t", threads, "--method", "dense,shadow,dejavu", "--sparsity", String(sparsity),
+                          "-t", threads, "--method", "dense,shadow,dejavu", "--sparsity", String(sparsity), "--weights", "f16,q8",
                           "--predictor", path("predictors"), "-o", "json", "--no-progress"], output: "bench.json")
 
-        // 6. Report.
+        // 6. Each method's greedy reply to one question: what the perplexities mean for text.
+        let generation = Generation(chat: hasChatTemplate, maxTokens: quick ? 16 : 48)
+        try AtomicFile.createDirectory(path("generated"))
+        var generated: [String: String] = [:]
+        for (method, p) in methods {
+            let output = "generated/\(method).json"
+            let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", String(p), "--predictor", path("predictors")]
+            try run("generate (\(method))", ["generate", "--model", model, "--prompt", generation.prompt, "-n", String(generation.maxTokens),
+                                             "--weights", generation.weights, "--threads", threads, "--json"]
+                                             + (generation.chat ? ["--chat", "--no-system"] : []) + sparse, output: output)
+            generated[method] = try readStepOutput(path(output), step: "generate (\(method))", output: output) { $0["text"] as? String }
+        }
+
+        // 7. Report.
         var rows: [Row] = []
         let bench = try readStepOutput(path("bench.json"), step: "bench", output: "bench.json") { $0["results"] as? [[String: Any]] }
         for (method, p) in methods {
@@ -358,8 +399,12 @@ enum PipelineCommand {
             row.realisedNeuronSparsity = mean(evaluated[method]?.realisedNeurons ?? [])
             row.perplexity = evaluated[method]?.perplexity
             row.tasks = evaluated[method]?.tasks ?? [:]
+            row.generatedText = generated[method]
             for r in bench where r["method"] as? String == method {
-                if (r["test"] as? String ?? "").hasPrefix("tg") {
+                // Runs from before 2026-12-06 benchmarked f16 only (no q8 rows, and no weights key before that).
+                if r["weights"] as? String == "q8" {
+                    if (r["test"] as? String ?? "").hasPrefix("tg") { row.q8DecodeTokensPerSecond = r["tokens_per_second"] as? Double }
+                } else if (r["test"] as? String ?? "").hasPrefix("tg") {
                     row.decodeTokensPerSecond = r["tokens_per_second"] as? Double
                     row.predictorShare = r["predictor_share"] as? Double
                     row.bytesPerToken = r["bytes_per_token"] as? Int
@@ -398,6 +443,7 @@ enum PipelineCommand {
                               rows: rows, predictors: predictors)
         results.items = items
         results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+        results.generation = generation
         try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
         let report = PipelineReport.markdown(results)
         try AtomicFile.write(report, to: path("report.md"))

@@ -14,14 +14,15 @@ enum PipelineReport {
         var rule = "| --- | ---: | ---: |"
         for key in taskKeys { header += " \(key) |"; rule += " ---: |" }
         let pp = results.benchTests.first { $0.hasPrefix("pp") } ?? "pp", tg = results.benchTests.first { $0.hasPrefix("tg") } ?? "tg"
-        header += " \(pp) t/s | \(tg) t/s | MB/token | predictor share |"
-        rule += " ---: | ---: | ---: | ---: |"
+        header += " \(pp) t/s | \(tg) t/s | \(tg) t/s, q8 | MB/token | predictor share |"
+        rule += " ---: | ---: | ---: | ---: | ---: |"
         var lines = [header, rule]
         for row in results.rows {
             let realised = row.realisedHeadSparsity.map { " (\(format($0)) / \(format(row.realisedNeuronSparsity)))" } ?? ""
             var line = "| \(row.method) | \(row.sparsity)\(realised) | \(format(row.perplexity)) |"
             for key in taskKeys { line += " \(format(row.tasks[key], "%.3f")) |" }
             line += " \(format(row.prefillTokensPerSecond, "%.1f")) | \(format(row.decodeTokensPerSecond, "%.1f")) |"
+            line += " \(format(row.q8DecodeTokensPerSecond, "%.1f")) |"
             line += " \(row.bytesPerToken.map(Markdown.megabytes) ?? "—") |"
             line += " \(row.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "—") |"
             lines.append(line)
@@ -41,9 +42,11 @@ enum PipelineReport {
                      "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: \(Markdown.code(results.heldOutText))",
                      "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; in brackets the realised fractions, a mean over the tasks evaluated)",
                      "- items scored: " + (results.items.isEmpty ? "none (no task data)" : results.items.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
-                     "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)", "",
+                     "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)",
+                     "- speed: f16 weights (`--weights q8`: 8-bit weights, decode only in its own column); MB/token is what a decoded f16 token reads", "",
                      "## Accuracy and speed", ""]
         lines += table(results)
+        lines += generatedText(results)
         lines += ["", "## Predictors (held-out quality)", "",
                   "Recall at 0.5: the fraction of the units the true scores keep that the predicted ones keep too, with layers ranked together (global) / each layer on its own (per layer).", "",
                   "| predictor | heads ρ | neurons ρ | heads recall@0.5 global / per layer | neurons recall@0.5 global / per layer | parameters | training s |",
@@ -57,6 +60,19 @@ enum PipelineReport {
         for step in results.steps { lines.append("| \(step.name) | \(String(format: "%.1f", step.seconds)) | \(step.skipped ? "already done" : "") |") }
         lines += ["", "![plots](plots.svg)", ""]
         return lines.joined(separator: "\n")
+    }
+
+    /// Each method's reply as `generate` gives it, in a fenced block.
+    static func generatedText(_ results: PipelineCommand.Results) -> [String] {
+        guard let generation = results.generation, results.rows.contains(where: { $0.generatedText != nil }) else { return [] }
+        let how = generation.chat ? "as a user's turn of the chat template, no system turn" : "as text to continue"
+        var lines = ["", "## Generated text", "",
+                     "Each method's greedy reply (at most \(generation.maxTokens) tokens, \(generation.weights) weights) to \(Markdown.code(generation.prompt)), \(how):", ""]
+        for row in results.rows {
+            guard let text = row.generatedText else { continue }
+            lines += ["**\(row.method)**\(row.method == "dense" ? "" : " at \(row.sparsity)")", ""] + Markdown.codeBlock(text) + [""]
+        }
+        return Array(lines.dropLast())
     }
 
     /// Two bar charts side by side: held-out perplexity and decode tokens/s per method.

@@ -18,14 +18,25 @@ enum Markdown {
     /// `text` as an inline code span that stays one (CommonMark): fenced by more backticks than
     /// its longest run of them, padded with a space where it starts or ends with one.
     static func code(_ text: String) -> String {
+        let fence = String(repeating: "`", count: longestBacktickRun(text) + 1)
+        let pad = text.hasPrefix("`") || text.hasSuffix("`") ? " " : ""
+        return fence + pad + text.replacingOccurrences(of: "\n", with: " ") + pad + fence
+    }
+
+    /// `text` as a fenced code block (CommonMark): no line of it can close a fence longer than
+    /// its longest run of backticks.
+    static func codeBlock(_ text: String, info: String = "text") -> [String] {
+        let fence = String(repeating: "`", count: max(3, longestBacktickRun(text) + 1))
+        return [fence + info, text, fence]
+    }
+
+    private static func longestBacktickRun(_ text: String) -> Int {
         var longest = 0, run = 0
         for character in text {
             run = character == "`" ? run + 1 : 0
             longest = max(longest, run)
         }
-        let fence = String(repeating: "`", count: longest + 1)
-        let pad = text.hasPrefix("`") || text.hasSuffix("`") ? " " : ""
-        return fence + pad + text.replacingOccurrences(of: "\n", with: " ") + pad + fence
+        return longest
     }
 
     /// Bytes as megabytes for a table cell: one decimal from 10 MB, three significant digits below

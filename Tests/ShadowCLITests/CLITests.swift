@@ -216,6 +216,9 @@ struct CLITests {
         // A path with backticks stays one code span in report.md.
         #expect(Markdown.code("runs/m.gguf") == "`runs/m.gguf`" && Markdown.code("we`ird") == "``we`ird``"
                 && Markdown.code("`x``") == "``` `x`` ```")
+        // Generated text in report.md: a fenced block that no line of the text can close.
+        #expect(Markdown.codeBlock("a\nb") == ["```text", "a\nb", "```"]
+                && Markdown.codeBlock("```\nx ````") == ["`````text", "```\nx ````", "`````"])
         // MB/token: a tiny model's bytes keep three digits instead of reading 0.2 in every row.
         #expect([538_000_000, 169_910_000, 5_380_000, 215_400].map(Markdown.megabytes) == ["538.0", "169.9", "5.38", "0.215"])
         let directory = TestScratch.path("csv-model")

@@ -550,7 +550,7 @@ struct PipelineTests {
         #expect(run.status == 0, "\(run.err)")
         let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
         let rows = try #require(results["rows"] as? [[String: Any]])
-        #expect(rows.count == 3 && rows.allSatisfy { ($0["perplexity"] as? Double)?.isFinite == true }, "\(rows)")
+        #expect(rows.count == 3 && rows.allSatisfy { ($0["perplexity"] as? Double)?.isFinite == true && $0["generated_text"] is String }, "\(rows)")
     }
 
     @Test("a quick pipeline on a tiny model writes traces, predictors, a report and plots, and resumes")
@@ -564,7 +564,7 @@ struct PipelineTests {
         let run = CLIRun(arguments)
         #expect(run.status == 0, "\(run.err)")
         for file in ["results.json", "report.md", "plots.svg", "predictors/shadow.safetensors", "predictors/dejavu.safetensors",
-                     "traces/manifest.json", "bench.json"] {
+                     "traces/manifest.json", "bench.json", "generated/dense.json", "generated/shadow.json", "generated/dejavu.json"] {
             #expect(FileManager.default.fileExists(atPath: out + "/" + file), "\(file)")
         }
         #expect(run.out.contains("| dense |") && run.out.contains("| shadow |") && run.out.contains("| dejavu |"))
@@ -582,7 +582,22 @@ struct PipelineTests {
         #expect(rows.filter { $0["method"] as? String != "dense" }.allSatisfy { ($0["realised_head_sparsity"] as? Double).map { $0 > 0 && $0 < 1 } == true }, "\(rows)")
         #expect(rows.first { $0["method"] as? String == "dense" }?["realised_head_sparsity"] == nil)
         #expect(results["bench_tests"] as? [String] == ["pp64", "tg32"], "\(results)")
-        #expect(run.out.contains("| pp64 t/s | tg32 t/s |") && run.out.contains("| shadow | 0.5 (0."), "\(run.out)")
+        #expect(run.out.contains("| pp64 t/s | tg32 t/s | tg32 t/s, q8 |") && run.out.contains("| shadow | 0.5 (0."), "\(run.out)")
+        #expect(rows.allSatisfy { ($0["q8_tg_tokens_per_second"] as? Double ?? 0) > 0 }, "\(rows)")
+        // Each method's greedy reply, as `generate` gives it with the same masks (in a chat turn:
+        // the fixture's tokenizer has ChatML's tokens).
+        let generation = try #require(results["generation"] as? [String: Any])
+        #expect(generation["chat"] as? Bool == true && generation["max_tokens"] as? Int == 16, "\(generation)")
+        let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(markdown.contains("## Generated text") && markdown.contains("**shadow** at 0.5"), "\(markdown)")
+        for row in rows {
+            let method = try #require(row["method"] as? String)
+            let text = try #require(row["generated_text"] as? String, "\(method)")
+            #expect(markdown.contains("```text\n\(text)\n```"), "\(method)")
+            let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", "0.5", "--predictor", out + "/predictors"]
+            let alone = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", generation["prompt"] as? String ?? "", "-n", "16", "--json", "--chat", "--no-system"] + sparse)
+            #expect(try alone.json()["text"] as? String == text, "\(method)")
+        }
         for kind in ["shadow", "dejavu"] {   // stored in half the bytes
             let info = CLIRun(["predictor", "info", out + "/predictors/\(kind).safetensors", "--json"])
             #expect(try info.json()["weights_dtype"] as? String == "f16", "\(kind)")
@@ -594,8 +609,7 @@ struct PipelineTests {
             #expect(recall["sparsity"] == 0.5 && recall["global"] != nil && recall["local"] != nil, "\(recall)")
             #expect(predictors[kind]?["neuron_recall"] as? [String: Double] != nil)
         }
-        #expect(try String(contentsOfFile: out + "/report.md", encoding: .utf8)
-                    .contains("| predictor | heads ρ | neurons ρ | heads recall@0.5 global / per layer | neurons recall@0.5 global / per layer |"))
+        #expect(markdown.contains("| predictor | heads ρ | neurons ρ | heads recall@0.5 global / per layer | neurons recall@0.5 global / per layer |"))
         // Every step is skipped the second time.
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
@@ -663,5 +677,9 @@ struct SmolLM2PipelineTests {
         let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
         let rows = try #require(results["rows"] as? [[String: Any]])
         #expect(rows.allSatisfy { ($0["perplexity"] as? Double ?? 0) > 1 && ($0["tg_tokens_per_second"] as? Double ?? 0) > 0 })
+        // SmolLM2-Instruct answers in its chat turn; the dense reply is about the sky.
+        #expect((results["generation"] as? [String: Any])?["chat"] as? Bool == true)
+        let dense = try #require(rows.first { $0["method"] as? String == "dense" }?["generated_text"] as? String)
+        #expect(dense.lowercased().contains("sky") || dense.lowercased().contains("light"), "\(dense)")
     }
 }
