@@ -70,9 +70,27 @@ enum PipelineReport {
                      "Each method's greedy reply (at most \(generation.maxTokens) tokens, \(generation.weights) weights) to \(Markdown.code(generation.prompt)), \(how):", ""]
         for row in results.rows {
             guard let text = row.generatedText else { continue }
-            lines += ["**\(row.method)**\(row.method == "dense" ? "" : " at \(row.sparsity)")", ""] + Markdown.codeBlock(text) + [""]
+            lines += ["**\(row.method)**\(row.method == "dense" ? "" : " at \(row.sparsity)")", ""] + Markdown.codeBlock(visible(text)) + [""]
         }
         return Array(lines.dropLast())
+    }
+
+    /// A reply with its line breaks shown (↵ ends each line), a run of three or more as one
+    /// "↵ × n" line: a reply of 48 newlines, which sparse models write, would be an empty block.
+    static func visible(_ text: String) -> String {
+        if text.isEmpty { return "(no text: the reply ended at once)" }
+        var out = "", breaks = 0
+        func flush() {
+            out += breaks >= 3 ? "↵ × \(breaks)\n" : String(repeating: "↵\n", count: breaks)
+            breaks = 0
+        }
+        for character in text {
+            if character == "\n" { breaks += 1; continue }
+            flush()
+            out.append(character)
+        }
+        flush()
+        return out.hasSuffix("\n") ? String(out.dropLast()) : out
     }
 
     /// Two bar charts side by side: held-out perplexity and decode tokens/s per method.

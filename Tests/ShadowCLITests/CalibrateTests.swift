@@ -593,7 +593,7 @@ struct PipelineTests {
         for row in rows {
             let method = try #require(row["method"] as? String)
             let text = try #require(row["generated_text"] as? String, "\(method)")
-            #expect(markdown.contains("```text\n\(text)\n```"), "\(method)")
+            #expect(markdown.contains(Markdown.codeBlock(PipelineReport.visible(text)).joined(separator: "\n")), "\(method)")
             let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", "0.5", "--predictor", out + "/predictors"]
             let alone = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", generation["prompt"] as? String ?? "", "-n", "16", "--json", "--chat", "--no-system"] + sparse)
             #expect(try alone.json()["text"] as? String == text, "\(method)")
