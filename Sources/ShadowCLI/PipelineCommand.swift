@@ -74,16 +74,35 @@ enum PipelineCommand {
         var prompt: String
         /// Sent as a user's turn of the model's chat template, without a system turn.
         var chat: Bool
+        /// The template's thinking switched off (Qwen3, SmolLM3), so the tokens go to the answer.
+        var noThink = false
         var maxTokens: Int
         var weights = "f16"
-        enum CodingKeys: String, CodingKey { case prompt, chat, maxTokens = "max_tokens", weights }
+        enum CodingKeys: String, CodingKey { case prompt, chat, noThink = "no_think", maxTokens = "max_tokens", weights }
 
         /// A question for models with a chat template, the same question as a text to continue
-        /// for the others.
-        init(chat: Bool, maxTokens: Int) {
+        /// for the others; nil when the prompt leaves no room in the model's context.
+        init?(loaded: LoadedModel, maxTokens: Int) {
+            guard let tokenizer = loaded.tokenizer else { return nil }
+            // A template, not only its tokens: a base model with ChatML's tokens continues text.
+            var template = tokenizer.chatTemplate == nil ? nil : try? ChatTemplate(tokenizer: tokenizer, option: "--chat")
+            if template?.hasThinkingSwitch == true {
+                try? template?.chooseThinking(noThink: true, system: nil)
+                noThink = true
+            }
+            chat = template != nil
             prompt = chat ? "Why is the sky blue?" : "Question: Why is the sky blue?\nAnswer:"
-            self.chat = chat
-            self.maxTokens = maxTokens
+            // The tokens `generate` reads: the same template call it makes with --no-system.
+            let ids = template?.prompt(system: nil, user: prompt) ?? tokenizer.encodeWithSpecialTokens(prompt)
+            let room = loaded.model.shape.maxContext - ids.count
+            guard room >= 1 else { return nil }
+            self.maxTokens = min(maxTokens, room)
+        }
+
+        /// `generate`'s options for this prompt.
+        var arguments: [String] {
+            ["--prompt", prompt, "-n", String(maxTokens), "--weights", weights]
+                + (chat ? ["--chat", "--no-system"] : []) + (noThink ? ["--no-think"] : [])
         }
     }
 
@@ -178,7 +197,7 @@ enum PipelineCommand {
     static let calibrationStart = 1000
 
     static let command = Command(
-        name: "pipeline", abstract: "Run the whole ShadowLLM method on a model: calibrate, train predictors, evaluate, benchmark, report.",
+        name: "pipeline", abstract: "Run the whole ShadowLLM method on a model: calibrate, train predictors, evaluate, benchmark, generate, report.",
         discussion: """
             Steps (each skipped when its output is already in --out, so an interrupted run continues): \
             calibrate (plainact and l2_norm traces) → train-predictor (shadow on plainact, dejavu on l2_norm; stored as f16) → \
@@ -230,10 +249,9 @@ enum PipelineCommand {
         let data = DataFiles(directory: dataDir)
         // Window sizes must fit the model's context (tiny test models have short ones). The model
         // is loaded only for that and its fingerprint, and let go at once.
-        let (maxContext, fingerprint, hasChatTemplate) = try { () throws -> (Int, ModelFingerprint, Bool) in
+        let (maxContext, fingerprint, generation) = try { () throws -> (Int, ModelFingerprint, Generation?) in
             let loaded = try ModelLoader.load(path: model)
-            let chat = loaded.tokenizer.map { (try? ChatTemplate(tokenizer: $0, option: "--chat")) != nil } ?? false
-            return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded), chat)
+            return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded), Generation(loaded: loaded, maxTokens: quick ? 16 : 48))
         }()
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
         let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
@@ -377,16 +395,18 @@ enum PipelineCommand {
                           "--predictor", path("predictors"), "-o", "json", "--no-progress"], output: "bench.json")
 
         // 6. Each method's greedy reply to one question: what the perplexities mean for text.
-        let generation = Generation(chat: hasChatTemplate, maxTokens: quick ? 16 : 48)
-        try AtomicFile.createDirectory(path("generated"))
         var generated: [String: String] = [:]
-        for (method, p) in methods {
-            let output = "generated/\(method).json"
-            let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", String(p), "--predictor", path("predictors")]
-            try run("generate (\(method))", ["generate", "--model", model, "--prompt", generation.prompt, "-n", String(generation.maxTokens),
-                                             "--weights", generation.weights, "--threads", threads, "--json"]
-                                             + (generation.chat ? ["--chat", "--no-system"] : []) + sparse, output: output)
-            generated[method] = try readStepOutput(path(output), step: "generate (\(method))", output: output) { $0["text"] as? String }
+        if let generation {
+            try AtomicFile.createDirectory(path("generated"))
+            for (method, p) in methods {
+                let output = "generated/\(method).json"
+                let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", String(p), "--predictor", path("predictors")]
+                try run("generate (\(method))", ["generate", "--model", model, "--threads", threads, "--json"] + generation.arguments + sparse,
+                        output: output)
+                generated[method] = try readStepOutput(path(output), step: "generate (\(method))", output: output) { $0["text"] as? String }
+            }
+        } else {
+            console.printError("pipeline: no replies to show: the question leaves no room in the model's context")
         }
 
         // 7. Report.
@@ -401,10 +421,11 @@ enum PipelineCommand {
             row.tasks = evaluated[method]?.tasks ?? [:]
             row.generatedText = generated[method]
             for r in bench where r["method"] as? String == method {
+                let decodes = (r["test"] as? String ?? "").hasPrefix("tg")
                 // Runs from before 2026-12-06 benchmarked f16 only (no q8 rows, and no weights key before that).
                 if r["weights"] as? String == "q8" {
-                    if (r["test"] as? String ?? "").hasPrefix("tg") { row.q8DecodeTokensPerSecond = r["tokens_per_second"] as? Double }
-                } else if (r["test"] as? String ?? "").hasPrefix("tg") {
+                    if decodes { row.q8DecodeTokensPerSecond = r["tokens_per_second"] as? Double }
+                } else if decodes {
                     row.decodeTokensPerSecond = r["tokens_per_second"] as? Double
                     row.predictorShare = r["predictor_share"] as? Double
                     row.bytesPerToken = r["bytes_per_token"] as? Int
@@ -444,6 +465,9 @@ enum PipelineCommand {
         results.items = items
         results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
         results.generation = generation
+        if !bench.contains(where: { $0["weights"] as? String == "q8" }) {
+            console.printError("pipeline: \(path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
+        }
         try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
         let report = PipelineReport.markdown(results)
         try AtomicFile.write(report, to: path("report.md"))

@@ -14,15 +14,17 @@ enum PipelineReport {
         var rule = "| --- | ---: | ---: |"
         for key in taskKeys { header += " \(key) |"; rule += " ---: |" }
         let pp = results.benchTests.first { $0.hasPrefix("pp") } ?? "pp", tg = results.benchTests.first { $0.hasPrefix("tg") } ?? "tg"
-        header += " \(pp) t/s | \(tg) t/s | \(tg) t/s, q8 | MB/token | predictor share |"
-        rule += " ---: | ---: | ---: | ---: | ---: |"
+        // Runs from before 2026-12-06 benched f16 only.
+        let showsQ8 = results.rows.contains { $0.q8DecodeTokensPerSecond != nil }
+        header += " \(pp) t/s | \(tg) t/s |\(showsQ8 ? " \(tg) t/s, q8 |" : "") MB/token | predictor share |"
+        rule += " ---: | ---: |\(showsQ8 ? " ---: |" : "") ---: | ---: |"
         var lines = [header, rule]
         for row in results.rows {
             let realised = row.realisedHeadSparsity.map { " (\(format($0)) / \(format(row.realisedNeuronSparsity)))" } ?? ""
             var line = "| \(row.method) | \(row.sparsity)\(realised) | \(format(row.perplexity)) |"
             for key in taskKeys { line += " \(format(row.tasks[key], "%.3f")) |" }
             line += " \(format(row.prefillTokensPerSecond, "%.1f")) | \(format(row.decodeTokensPerSecond, "%.1f")) |"
-            line += " \(format(row.q8DecodeTokensPerSecond, "%.1f")) |"
+            if showsQ8 { line += " \(format(row.q8DecodeTokensPerSecond, "%.1f")) |" }
             line += " \(row.bytesPerToken.map(Markdown.megabytes) ?? "—") |"
             line += " \(row.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "—") |"
             lines.append(line)
@@ -43,7 +45,7 @@ enum PipelineReport {
                      "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; in brackets the realised fractions, a mean over the tasks evaluated)",
                      "- items scored: " + (results.items.isEmpty ? "none (no task data)" : results.items.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
                      "- perplexity is per token on the held-out text; per-task details (standard errors, word perplexity, KL divergence and top-1 agreement against dense): [sweep/report.md](sweep/report.md)",
-                     "- speed: f16 weights (`--weights q8`: 8-bit weights, decode only in its own column); MB/token is what a decoded f16 token reads", "",
+                     "- speed: f16 weights\(results.rows.contains { $0.q8DecodeTokensPerSecond != nil } ? " (`--weights q8`: 8-bit weights, decode only, in its own column)" : ""); MB/token is what a decoded f16 token reads", "",
                      "## Accuracy and speed", ""]
         lines += table(results)
         lines += generatedText(results)
@@ -67,10 +69,11 @@ enum PipelineReport {
         guard let generation = results.generation, results.rows.contains(where: { $0.generatedText != nil }) else { return [] }
         let how = generation.chat ? "as a user's turn of the chat template, no system turn" : "as text to continue"
         var lines = ["", "## Generated text", "",
-                     "Each method's greedy reply (at most \(generation.maxTokens) tokens, \(generation.weights) weights) to \(Markdown.code(generation.prompt)), \(how):", ""]
+                     "Each method's greedy reply (at most \(generation.maxTokens) tokens, \(generation.weights) weights) to \(Markdown.code(visible(generation.prompt))), \(how)\(generation.noThink ? ", thinking switched off" : ""); ↵ ends a line of it:", ""]
         for row in results.rows {
             guard let text = row.generatedText else { continue }
-            lines += ["**\(row.method)**\(row.method == "dense" ? "" : " at \(row.sparsity)")", ""] + Markdown.codeBlock(visible(text)) + [""]
+            lines += ["**\(row.method)**\(row.method == "dense" ? "" : " at \(row.sparsity)")", ""]
+                + (text.isEmpty ? ["(no text: the reply ended at once)"] : Markdown.codeBlock(visible(text))) + [""]
         }
         return Array(lines.dropLast())
     }
@@ -78,14 +81,13 @@ enum PipelineReport {
     /// A reply with its line breaks shown (↵ ends each line), a run of three or more as one
     /// "↵ × n" line: a reply of 48 newlines, which sparse models write, would be an empty block.
     static func visible(_ text: String) -> String {
-        if text.isEmpty { return "(no text: the reply ended at once)" }
         var out = "", breaks = 0
         func flush() {
             out += breaks >= 3 ? "↵ × \(breaks)\n" : String(repeating: "↵\n", count: breaks)
             breaks = 0
         }
         for character in text {
-            if character == "\n" { breaks += 1; continue }
+            if character.isNewline { breaks += 1; continue }   // "\r\n" is one Character
             flush()
             out.append(character)
         }

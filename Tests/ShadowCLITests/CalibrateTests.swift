@@ -526,6 +526,20 @@ struct PipelineTests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 
+    @Test("the report's question is a chat turn only for a model with a chat template, with thinking switched off where the template has a switch")
+    func generationPrompt() throws {
+        let plain = try #require(PipelineCommand.Generation(loaded: try ModelLoader.load(path: fixture("tiny-llama")), maxTokens: 48))
+        #expect(!plain.chat && !plain.noThink && plain.maxTokens == 48 && plain.prompt == "Question: Why is the sky blue?\nAnswer:")
+        #expect(plain.arguments == ["--prompt", plain.prompt, "-n", "48", "--weights", "f16"])
+        let directory = try ThinkingChatTests.model(name: "pipeline")
+        let thinking = try #require(PipelineCommand.Generation(loaded: try ModelLoader.load(path: directory), maxTokens: 16))
+        #expect(thinking.chat && thinking.noThink && thinking.arguments.suffix(3) == ["--chat", "--no-system", "--no-think"])
+        let run = CLIRun(["generate", "--model", directory, "--json"] + thinking.arguments)
+        let tokenizer = try ModelLoader.loadTokenizer(path: directory)
+        #expect(try run.json()["prompt_tokens"] as? [Int]
+                == tokenizer.encode("<|im_start|>user\nWhy is the sky blue?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"), "\(run.err)")
+    }
+
     @Test("with one text for calibration and evaluation, the pipeline holds out its end and calibrates on the rest only")
     func heldOutSplit() throws {
         let text = (0..<40).map { "line \($0): café naïve — 東京 and some more words\n" }.joined()
@@ -584,10 +598,10 @@ struct PipelineTests {
         #expect(results["bench_tests"] as? [String] == ["pp64", "tg32"], "\(results)")
         #expect(run.out.contains("| pp64 t/s | tg32 t/s | tg32 t/s, q8 |") && run.out.contains("| shadow | 0.5 (0."), "\(run.out)")
         #expect(rows.allSatisfy { ($0["q8_tg_tokens_per_second"] as? Double ?? 0) > 0 }, "\(rows)")
-        // Each method's greedy reply, as `generate` gives it with the same masks (in a chat turn:
-        // the fixture's tokenizer has ChatML's tokens).
+        // Each method's greedy reply, as `generate` gives it with the same masks (the fixture has
+        // ChatML's tokens but no chat template: it continues the question as text).
         let generation = try #require(results["generation"] as? [String: Any])
-        #expect(generation["chat"] as? Bool == true && generation["max_tokens"] as? Int == 16, "\(generation)")
+        #expect(generation["chat"] as? Bool == false && generation["max_tokens"] as? Int == 16, "\(generation)")
         let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
         #expect(markdown.contains("## Generated text") && markdown.contains("**shadow** at 0.5"), "\(markdown)")
         for row in rows {
@@ -595,7 +609,7 @@ struct PipelineTests {
             let text = try #require(row["generated_text"] as? String, "\(method)")
             #expect(markdown.contains(Markdown.codeBlock(PipelineReport.visible(text)).joined(separator: "\n")), "\(method)")
             let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", "0.5", "--predictor", out + "/predictors"]
-            let alone = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", generation["prompt"] as? String ?? "", "-n", "16", "--json", "--chat", "--no-system"] + sparse)
+            let alone = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", generation["prompt"] as? String ?? "", "-n", "16", "--json"] + sparse)
             #expect(try alone.json()["text"] as? String == text, "\(method)")
         }
         for kind in ["shadow", "dejavu"] {   // stored in half the bytes
@@ -614,6 +628,16 @@ struct PipelineTests {
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
         #expect(!again.err.contains("pipeline: calibrate …"))
+        // A bench.json from before q8 was benched: no q8 column, and a note saying how to get one.
+        let benchFile = URL(fileURLWithPath: out + "/bench.json")
+        let benched = try Data(contentsOf: benchFile)
+        var benchObject = try #require(JSONSerialization.jsonObject(with: benched) as? [String: Any])
+        benchObject["results"] = (benchObject["results"] as? [[String: Any]])?.filter { $0["weights"] as? String != "q8" }
+        try JSONSerialization.data(withJSONObject: benchObject).write(to: benchFile)
+        let f16Only = CLIRun(arguments)
+        #expect(f16Only.status == 0 && f16Only.err.contains("bench.json is from a run that benched f16 only; remove it to bench q8 too"), "\(f16Only.err)")
+        #expect(f16Only.out.contains("| pp64 t/s | tg32 t/s | MB/token |") && !f16Only.out.contains("q8"), "\(f16Only.out)")
+        try benched.write(to: benchFile)
         // A finished step's output that cannot be read is named, not reported as "—".
         let benchJSON = try Data(contentsOf: URL(fileURLWithPath: out + "/bench.json"))
         try benchJSON.prefix(40).write(to: URL(fileURLWithPath: out + "/bench.json"))
