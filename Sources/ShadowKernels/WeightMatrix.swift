@@ -53,7 +53,9 @@ public final class WeightMatrix: @unchecked Sendable {
     public var count: Int { rows * cols }
     /// Bytes of one row in memory.
     public var rowBytes: Int { dtype.rowBytes(cols: cols) }
-    public var byteCount: Int { rows * rowBytes }
+    /// The q8 column factors' bytes, read with every product (0 without them).
+    public var factorBytes: Int { columnScales == nil ? 0 : cols * MemoryLayout<Float>.size }
+    public var byteCount: Int { rows * rowBytes + factorBytes }
 
     /// Stores `source` in `dtype` (rounding to nearest even for 16-bit types). A matrix with a
     /// value past ±65000 (a margin below fp16's largest, 65504) is kept in bf16 instead of fp16

@@ -76,8 +76,11 @@ enum BlockSteps {
         let qRows = plan.attentionRows?.count ?? q.rows
         let kvRows = keepingAllKeysAndValues ? k.rows : plan.kvRows?.count ?? k.rows
         let neurons = plan.neurons?.count ?? s.ffnSize
+        // A matrix read at all reads its q8 column factors whole.
+        func factors(_ matrices: [WeightMatrix], rows: Int) -> Int { rows > 0 ? matrices.reduce(0) { $0 + $1.factorBytes } : 0 }
         return qRows * (rowBytes(q) + rowBytes(output)) + kvRows * (rowBytes(k) + rowBytes(v))
             + mlpRows.reduce(0) { $0 + neurons * rowBytes($1) }
+            + factors([q, output], rows: qRows) + factors([k, v], rows: kvRows) + factors(mlpRows, rows: neurons)
     }
 
     /// Zeroes, in a (T, units·width) buffer, the units not listed in `kept` (ascending).

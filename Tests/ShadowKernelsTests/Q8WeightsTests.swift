@@ -42,7 +42,8 @@ struct Q8WeightsTests {
         // Blocks of very different magnitudes, so a scale shared across blocks would fail.
         let values = randomFloats(rows * cols, seed: 1).enumerated().map { i, v in v * pow(10, Float(i / 32 % 4) - 2) }
         let w = WeightMatrix(Matrix(rows: rows, cols: cols, values: values), dtype: .q8)
-        #expect(w.rowBytes == cols + cols / 16 && w.byteCount == rows * (cols + cols / 16))
+        // The column factors count too: every product reads them.
+        #expect(w.rowBytes == cols + cols / 16 && w.byteCount == rows * (cols + cols / 16) + cols * 4 && w.factorBytes == cols * 4)
         expectWithinHalfAStep(values, rows: rows, cols: cols, w)
     }
 
@@ -140,7 +141,7 @@ struct Q8WeightsTests {
         let w = WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: 8)), dtype: .q8)
         let kept: [Int32] = [8, 1, 4, 5]
         let packed = kept.withUnsafeBufferPointer { WeightMatrix(gathering: $0, of: w) }
-        #expect(packed.dtype == .q8 && packed.rows == 4 && packed.byteCount == 4 * w.rowBytes && packed.columnScales != nil)
+        #expect(packed.dtype == .q8 && packed.rows == 4 && packed.byteCount == 4 * w.rowBytes + cols * 4 && packed.columnScales != nil)
         let all = w.toMatrix().array, copy = packed.toMatrix().array
         for (k, r) in kept.enumerated() { #expect(Array(copy[k * cols ..< (k + 1) * cols]) == Array(all[Int(r) * cols ..< (Int(r) + 1) * cols])) }
         let x = randomFloats(cols, seed: 9)

@@ -149,6 +149,8 @@ struct SmolLM2PrecisionTests {
             #expect(abs(reduced - full) <= 0.015 * abs(full), "\(text.text.prefix(20)): \(reduced) vs \(full)")
         }
         let ratio = Double(q8.decodeBytesPerToken) / Double(f16.decodeBytesPerToken)
-        #expect(abs(ratio - 34.0 / 64) < 0.001, "\(ratio)")
+        // 34 bytes per 32 weights against 64, plus the column factors (4 bytes per column of each
+        // matrix: 0.49 MB, 0.18% of f16's bytes).
+        #expect(ratio > 34.0 / 64 && ratio - 34.0 / 64 < 0.0025, "\(ratio)")
     }
 }
