@@ -13,7 +13,10 @@ enum BenchCommand {
         let neuronSparsity: Double
         let sizeBytes: Int
         let parameters: Int
+        /// What the weights were kept as, and the `--weights` item that asked for them (they
+        /// differ where every matrix fell back: q8 rows that are not whole blocks of 32 are f16).
         let weights: String
+        var weightsAsked: String? = nil
         let threads: Int
         let test: String
         let tokensPerSecond: Double
@@ -33,7 +36,7 @@ enum BenchCommand {
         var packedRows = false
 
         enum CodingKeys: String, CodingKey {
-            case model, weights, threads, test, stddev, samples, method
+            case model, weights, threads, test, stddev, samples, method, weightsAsked = "weights_asked"
             case headSparsity = "head_sparsity", neuronSparsity = "neuron_sparsity"
             case sizeBytes = "size_bytes", parameters = "params", tokensPerSecond = "tokens_per_second"
             case bytesPerToken = "bytes_per_token", gigabytesPerSecond = "gigabytes_per_second"
@@ -150,6 +153,7 @@ enum BenchCommand {
         for dtype in dtypes {
             let loaded = try ModelLoader.load(path: path, weights: dtype)
             let model = loaded.model
+            ModelOptions.warn(asked: dtype, kept: model.weightDType, path: path, console: console)
             // tg<n> decodes n tokens from an empty cache, so n positions must fit as a prompt's would.
             for (flag, lengths) in [("-p", prompts), ("-n", generations), ("-b", backwardLengths)] {
                 for length in lengths where length > model.shape.maxContext {
@@ -214,13 +218,14 @@ enum BenchCommand {
                         let isDecode = m.test.hasPrefix("tg")
                         var row = Row(model: name, method: configuration.method, headSparsity: configuration.sparsity.heads,
                                         neuronSparsity: configuration.sparsity.neurons, sizeBytes: model.decodeBytesPerToken,
-                                        parameters: model.parameterCount, weights: dtype.rawValue,
+                                        parameters: model.parameterCount, weights: model.weightDType.rawValue,
                                         threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
                                         samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
                                         gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil,
                                         predictorShare: predictorShares[index],
                                         realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
                         row.packedRows = packed
+                        row.weightsAsked = dtype.rawValue
                         if isDecode { row.predictorBytesPerToken = predicting?.predictorBytesPerDecodeToken }
                         rows.append(row)
                     }
@@ -261,10 +266,11 @@ enum BenchCommand {
                     + (r.predictorBytesPerToken.flatMap { $0 > 0 ? ", \(Markdown.megabytes($0)) MB" : nil } ?? "")
                 let asked = SparsityPair(heads: r.headSparsity, neurons: r.neuronSparsity).description
                 let sparsity = r.realisedHeadSparsity.map { asked + String(format: " (%.2f/%.2f)", $0, r.realisedNeuronSparsity ?? 0) } ?? asked
-                console.print("| \(r.model) | \(size) | \(params) | \(r.weights) | \(r.threads) | \(r.method)\(r.packedRows ? " (packed)" : "") | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
+                let weights = r.weightsAsked.map { $0 == r.weights ? r.weights : "\(r.weights) (\($0) asked)" } ?? r.weights
+                console.print("| \(r.model) | \(size) | \(params) | \(weights) | \(r.threads) | \(r.method)\(r.packedRows ? " (packed)" : "") | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
             }
             for fb in rows where fb.test.hasPrefix("fb") {
-                if let fw = rows.first(where: { $0.test == "fw" + fb.test.dropFirst(2) && $0.weights == fb.weights && $0.threads == fb.threads }) {
+                if let fw = rows.first(where: { $0.test == "fw" + fb.test.dropFirst(2) && $0.weights == fb.weights && $0.weightsAsked == fb.weightsAsked && $0.threads == fb.threads }) {
                     console.print(String(format: "\n%@ %@ t=%d: forward + backward takes %.2f× the forward pass's time",
                                          fb.test, fb.weights, fb.threads, fw.tokensPerSecond / fb.tokensPerSecond))
                 }

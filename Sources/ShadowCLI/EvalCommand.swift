@@ -219,7 +219,7 @@ enum EvalCommand {
                             shots: shots, seed: seed, seconds: 0)
         report.data = try arguments.required("data")
         report.maskSource = try SparsityOptions.source(arguments)
-        report.weights = try arguments.required("weights")
+        report.weights = loaded.model.weightDType.rawValue
         var agreement: Agreement?
         var samples: [Sample] = []
         switch task {

@@ -120,7 +120,7 @@ enum GenerateCommand {
                                            interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                                            decodeTokensPerSecond: result.stats.generatedTokensPerSecond),
                 masks: masks)
-            console.print(try JSONOutput.string(Report(generation: generation, weights: try arguments.required("weights"),
+            console.print(try JSONOutput.string(Report(generation: generation, weights: loaded.model.weightDType.rawValue,
                                                        maskSource: try SparsityOptions.source(arguments))))
         } else {
             console.out(rest + "\n")

@@ -108,7 +108,7 @@ enum PerplexityCommand {
                             headSparsity: try SparsityOptions.settings(arguments).headSparsity,
                             neuronSparsity: try SparsityOptions.settings(arguments).neuronSparsity,
                             realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons,
-                            weights: try arguments.required("weights"), maskSource: try SparsityOptions.source(arguments))
+                            weights: loaded.model.weightDType.rawValue, maskSource: try SparsityOptions.source(arguments))
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
         } else {

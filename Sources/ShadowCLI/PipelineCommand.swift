@@ -423,7 +423,7 @@ enum PipelineCommand {
             for r in bench where r["method"] as? String == method {
                 let decodes = (r["test"] as? String ?? "").hasPrefix("tg")
                 // Runs from before 2026-12-06 benchmarked f16 only (no q8 rows, and no weights key before that).
-                if r["weights"] as? String == "q8" {
+                if (r["weights_asked"] ?? r["weights"]) as? String == "q8" {
                     if decodes { row.q8DecodeTokensPerSecond = r["tokens_per_second"] as? Double }
                 } else if decodes {
                     row.decodeTokensPerSecond = r["tokens_per_second"] as? Double
@@ -465,7 +465,7 @@ enum PipelineCommand {
         results.items = items
         results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
         results.generation = generation
-        if !bench.contains(where: { $0["weights"] as? String == "q8" }) {
+        if !bench.contains(where: { ($0["weights_asked"] ?? $0["weights"]) as? String == "q8" }) {
             console.printError("pipeline: \(path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
         }
         try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))

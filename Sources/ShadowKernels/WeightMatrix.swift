@@ -22,6 +22,16 @@ public enum WeightDType: String, Sendable, CaseIterable, Codable {
         return order.first { dtype in matrices.contains { $0.dtype == dtype } } ?? .f32
     }
 
+    /// Why every matrix asked for as `self` was kept as `stored` instead (nil when they were not).
+    public func fallbackReason(stored: WeightDType) -> String? {
+        guard stored != self else { return nil }
+        switch (self, stored) {
+        case (.q8, .f16): return "no matrix has rows of whole blocks of 32 values"
+        case (_, .bf16): return "values beyond fp16's range (±65000)"
+        default: return "its matrices fell back"
+        }
+    }
+
     /// Bytes of one row of `cols` values as this dtype keeps it (`cols` a multiple of 32 for `q8`).
     public func rowBytes(cols: Int) -> Int {
         switch self {

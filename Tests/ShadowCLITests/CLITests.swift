@@ -238,6 +238,21 @@ struct CLITests {
         #expect(unquoted.filter { $0 == "," }.count == lines[0].filter { $0 == "," }.count, "\(lines[1])")
     }
 
+    @Test("a model none of whose matrices can be kept as q8 says so once and every report names the dtype kept, not the one asked for")
+    func weightsFallBack() throws {
+        // Rows of 8 values are not whole blocks of 32: every matrix stays f16.
+        let model = try CheckpointWriter.directory()
+        let info = CLIRun(["info", "--model", model, "--weights", "q8", "--json"])
+        #expect(try info.json()["weights"] as? String == "f16", "\(info.out)")
+        #expect(info.err == "warning: --weights q8: \(model) is kept as f16: no matrix has rows of whole blocks of 32 values\n", "\(info.err)")
+        #expect(CLIRun(["info", "--model", model, "--weights", "f16"]).err.isEmpty)
+        let bench = CLIRun(["bench", "--model", model, "-p", "0", "-n", "4", "-r", "1", "--weights", "f16,q8", "-o", "json", "--no-progress"])
+        let rows = try #require(try bench.json()["results"] as? [[String: Any]], "\(bench.err)")
+        #expect(rows.map { $0["weights"] as? String } == ["f16", "f16"] && rows.map { $0["weights_asked"] as? String } == ["f16", "q8"], "\(rows)")
+        let table = CLIRun(["bench", "--model", model, "-p", "0", "-n", "4", "-r", "1", "--weights", "q8", "--no-progress"])
+        #expect(table.out.contains("| f16 (q8 asked) |") && table.err.contains("is kept as f16"), "\(table.out)")
+    }
+
     @Test("info --json describes a checkpoint")
     func info() throws {
         let run = CLIRun(["info", "--model", fixture("tiny-llama"), "--json"])

@@ -1,3 +1,4 @@
+import Foundation
 import ShadowFormats
 
 // Writers for the binary files tests build: little-endian bytes and GGUF files as the test
@@ -146,5 +147,57 @@ public struct GGUFBuilder {
             out.u64(UInt64(array.count))
             for element in array.elements { writePayload(element, to: &out) }
         }
+    }
+}
+
+/// Writes minimal Hugging Face checkpoints (config.json + F32 safetensors) for error-path tests.
+public enum CheckpointWriter {
+    public static var config: [String: Any] { [
+        "model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10, "tie_word_embeddings": true,
+        "rms_norm_eps": 1e-5, "max_position_embeddings": 32,
+    ] }
+
+    public static var tensors: [(String, [Int])] {
+        let p = "model.layers.0."
+        return [("model.embed_tokens.weight", [10, 8]), (p + "input_layernorm.weight", [8]),
+                (p + "self_attn.q_proj.weight", [8, 8]), (p + "self_attn.k_proj.weight", [4, 8]),
+                (p + "self_attn.v_proj.weight", [4, 8]), (p + "self_attn.o_proj.weight", [8, 8]),
+                (p + "post_attention_layernorm.weight", [8]), (p + "mlp.gate_proj.weight", [16, 8]),
+                (p + "mlp.up_proj.weight", [16, 8]), (p + "mlp.down_proj.weight", [8, 16]),
+                ("model.norm.weight", [8])]
+    }
+
+    public static func safetensors(_ tensors: [(String, [Int])]) -> Data {
+        var header: [String: Any] = [:]
+        var offset = 0
+        for (name, shape) in tensors {
+            let bytes = shape.reduce(1, *) * 4
+            header[name] = ["dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]]
+            offset += bytes
+        }
+        var json = try! JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var data = Data()
+        var length = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
+        data.append(json)
+        var values = (0..<offset / 4).map { Float(($0 % 7) - 3) * 0.1 }
+        values.withUnsafeMutableBytes { data.append(contentsOf: $0) }
+        return data
+    }
+
+    /// A fresh directory holding a valid checkpoint, with the edits applied.
+    public static func directory(config edit: (inout [String: Any]) -> Void = { _ in },
+                          tensors editTensors: (inout [(String, [Int])]) -> Void = { _ in }) throws -> String {
+        let dir = TestScratch.url("shadowllm")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var c = config
+        edit(&c)
+        try JSONSerialization.data(withJSONObject: c).write(to: dir.appendingPathComponent("config.json"))
+        var t = tensors
+        editTensors(&t)
+        try safetensors(t).write(to: dir.appendingPathComponent("model.safetensors"))
+        return dir.path
     }
 }
