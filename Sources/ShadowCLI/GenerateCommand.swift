@@ -49,7 +49,7 @@ enum GenerateCommand {
             .flag("chat", help: "Wrap the prompt in the turn template of instruct models, ChatML (<|im_start|>user …), Llama 3 (<|start_header_id|>user …), Phi-3 (<|user|> …) or Gemma (<start_of_turn>user …) as the model's chat template says, as a message tokenized with special tokens not recognised (a <|im_end|> in it is text); the reply starts on the line after the echoed prompt."),
         ] + ChatTemplate.systemOptions(helpPrefix: "With --chat, ") + [ChatTemplate.thinkingOption(helpPrefix: "With --chat, ")] + [
             .value("stop", "text", help: "End the text where it first spells this string, which is not printed (in bash, $'\\n\\n' stops at a blank line)."),
-            .flag("json", help: "Print JSON with the text, token ids, speeds, --weights and where sparse masks come from (as eval) instead of streaming."),
+            .flag("json", help: "Print JSON with the text, token ids, speeds, the weights dtype kept and where sparse masks come from (as eval) instead of streaming."),
             SparsityOptions.packingOption,
         ]
     ) { arguments, console in

@@ -27,7 +27,7 @@ enum PerplexityCommand {
         /// where a method keeps no count (the oracle).
         let realisedHeadSparsity: Double?
         let realisedNeuronSparsity: Double?
-        /// `--weights`, and where a sparse run's masks come from, as eval records them
+        /// The weights dtype kept (`--weights` unless the model fell back), and where a sparse run's masks come from, as eval records them
         /// (`predictor`, `scores`, `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`).
         let weights: String
         let maskSource: [String: String]
