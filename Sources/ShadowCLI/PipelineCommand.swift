@@ -78,6 +78,9 @@ enum PipelineCommand {
         var noThink = false
         var maxTokens: Int
         var weights = "f16"
+        /// The ids `generate` reads for the prompt (kept out of results.json): what tells a reply
+        /// left by an earlier run to another question or template.
+        var promptTokens: [Int] = []
         enum CodingKeys: String, CodingKey { case prompt, chat, noThink = "no_think", maxTokens = "max_tokens", weights }
 
         /// A question for models with a chat template, the same question as a text to continue
@@ -94,6 +97,7 @@ enum PipelineCommand {
             prompt = chat ? "Why is the sky blue?" : "Question: Why is the sky blue?\nAnswer:"
             // The tokens `generate` reads: the same template call it makes with --no-system.
             let ids = template?.prompt(system: nil, user: prompt) ?? tokenizer.encodeWithSpecialTokens(prompt)
+            promptTokens = ids
             let room = loaded.model.shape.maxContext - ids.count
             guard room >= 1 else { return nil }
             self.maxTokens = min(maxTokens, room)
@@ -401,6 +405,11 @@ enum PipelineCommand {
             for (method, p) in methods {
                 let output = "generated/\(method).json"
                 let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", String(p), "--predictor", path("predictors")]
+                // Seconds of work: a reply to another question (an earlier version's) is redone, not shown.
+                if try exists(output), let why = Self.staleness(ofReply: path(output), to: generation) {
+                    console.printError("pipeline: \(path(output)) \(why); generating it again")
+                    try FileManager.default.removeItem(atPath: path(output))
+                }
                 try run("generate (\(method))", ["generate", "--model", model, "--threads", threads, "--json"] + generation.arguments + sparse,
                         output: output)
                 generated[method] = try readStepOutput(path(output), step: "generate (\(method))", output: output) { $0["text"] as? String }
@@ -500,6 +509,20 @@ enum PipelineCommand {
         if text.allSatisfy(\.isWhitespace) {
             throw ShadowError.invalidArgument(name: option, reason: "\(path) holds no text")
         }
+    }
+
+    /// Why a reply an earlier run left is not the one this run asks for: another prompt or
+    /// template, or another length. Nil when it is, and when the file cannot be read
+    /// (`readStepOutput` names it then).
+    static func staleness(ofReply path: String, to generation: Generation) -> String? {
+        guard let json = try? readJSON(path) else { return nil }
+        if json["prompt_tokens"] as? [Int] != generation.promptTokens { return "answers another prompt" }
+        let count = (json["tokens"] as? [Any])?.count ?? 0
+        let stopped = ["stopped_at_eos", "stopped_at_stop", "stopped_at_context"].contains { json[$0] as? Bool == true }
+        if count > generation.maxTokens || (count < generation.maxTokens && !stopped) {
+            return "holds \(counted(count, "token")), not \(generation.maxTokens)"
+        }
+        return nil
     }
 
     /// What `extract` finds in a finished step's JSON output; a file that is missing, not JSON or

@@ -628,6 +628,20 @@ struct PipelineTests {
         let again = CLIRun(arguments)
         #expect(again.status == 0 && again.err.contains("already done"))
         #expect(!again.err.contains("pipeline: calibrate …"))
+        // A reply left by a run that asked another question, or for another length, is generated again.
+        let shadowReply = URL(fileURLWithPath: out + "/generated/shadow.json")
+        let reply = try Data(contentsOf: shadowReply)
+        for (key, value, why) in [("prompt_tokens", [1, 2, 3], "answers another prompt"), ("tokens", [5], "holds 1 token, not 16")] {
+            var edited = try #require(JSONSerialization.jsonObject(with: reply) as? [String: Any])
+            edited[key] = value
+            try JSONSerialization.data(withJSONObject: edited).write(to: shadowReply)
+            let redone = CLIRun(arguments)
+            #expect(redone.status == 0 && redone.err.contains("\(shadowReply.path) \(why); generating it again")
+                    && redone.err.contains("pipeline: generate (shadow) …") && !redone.err.contains("generate (dense) …"), "\(redone.err)")
+            let first = try #require(JSONSerialization.jsonObject(with: reply) as? [String: Any])
+            let rewritten = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: shadowReply)) as? [String: Any])
+            #expect(rewritten["text"] as? String == first["text"] as? String && rewritten["tokens"] as? [Int] == first["tokens"] as? [Int])
+        }
         // A bench.json from before q8 was benched: no q8 column, and a note saying how to get one.
         let benchFile = URL(fileURLWithPath: out + "/bench.json")
         let benched = try Data(contentsOf: benchFile)
