@@ -34,6 +34,25 @@ enum PipelineCommand {
         /// The method's greedy reply to `Results.generation`'s prompt.
         var generatedText: String?
 
+        /// The speed columns from bench's rows for this method. A q8-asked row whose weights were
+        /// kept as another dtype (a model no matrix of which q8 can hold) fills no q8 column: it
+        /// measured f16 again.
+        mutating func fillSpeeds(from bench: [[String: Any]]) {
+            for r in bench where r["method"] as? String == method {
+                let decodes = (r["test"] as? String ?? "").hasPrefix("tg")
+                // Runs from before 2026-12-06 benchmarked f16 only (no q8 rows, and no weights key before that).
+                if (r["weights_asked"] ?? r["weights"]) as? String == "q8" {
+                    if decodes && r["weights"] as? String == "q8" { q8DecodeTokensPerSecond = r["tokens_per_second"] as? Double }
+                } else if decodes {
+                    decodeTokensPerSecond = r["tokens_per_second"] as? Double
+                    predictorShare = r["predictor_share"] as? Double
+                    bytesPerToken = r["bytes_per_token"] as? Int
+                } else {
+                    prefillTokensPerSecond = r["tokens_per_second"] as? Double
+                }
+            }
+        }
+
         enum CodingKeys: String, CodingKey {
             case method, sparsity, perplexity, tasks
             case realisedHeadSparsity = "realised_head_sparsity", realisedNeuronSparsity = "realised_neuron_sparsity"
@@ -429,19 +448,7 @@ enum PipelineCommand {
             row.perplexity = evaluated[method]?.perplexity
             row.tasks = evaluated[method]?.tasks ?? [:]
             row.generatedText = generated[method]
-            for r in bench where r["method"] as? String == method {
-                let decodes = (r["test"] as? String ?? "").hasPrefix("tg")
-                // Runs from before 2026-12-06 benchmarked f16 only (no q8 rows, and no weights key before that).
-                if (r["weights_asked"] ?? r["weights"]) as? String == "q8" {
-                    if decodes { row.q8DecodeTokensPerSecond = r["tokens_per_second"] as? Double }
-                } else if decodes {
-                    row.decodeTokensPerSecond = r["tokens_per_second"] as? Double
-                    row.predictorShare = r["predictor_share"] as? Double
-                    row.bytesPerToken = r["bytes_per_token"] as? Int
-                } else {
-                    row.prefillTokensPerSecond = r["tokens_per_second"] as? Double
-                }
-            }
+            row.fillSpeeds(from: bench)
             rows.append(row)
         }
         var predictors: [String: PredictorQualitySummary] = [:]
@@ -474,8 +481,12 @@ enum PipelineCommand {
         results.items = items
         results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
         results.generation = generation
-        if !bench.contains(where: { ($0["weights_asked"] ?? $0["weights"]) as? String == "q8" }) {
+        let q8Asked = bench.filter { ($0["weights_asked"] ?? $0["weights"]) as? String == "q8" }
+        if q8Asked.isEmpty {
             console.printError("pipeline: \(path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
+        } else if let kept = (q8Asked.first?["weights"] as? String).flatMap(WeightDType.init(rawValue:)),
+                  let why = WeightDType.q8.fallbackReason(stored: kept) {
+            console.printError("pipeline: no q8 column: bench kept \(model) as \(kept.rawValue) when asked for q8 (\(why))")
         }
         try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
         let report = PipelineReport.markdown(results)

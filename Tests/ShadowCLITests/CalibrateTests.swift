@@ -540,6 +540,26 @@ struct PipelineTests {
                 == tokenizer.encode("<|im_start|>user\nWhy is the sky blue?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"), "\(run.err)")
     }
 
+    @Test("a row's q8 column is bench's q8 decode speed, and empty where the weights were kept as f16 instead")
+    func q8Column() {
+        func row(_ bench: [[String: Any]]) -> PipelineCommand.Row {
+            var row = PipelineCommand.Row(method: "shadow", sparsity: 0.5)
+            row.fillSpeeds(from: bench)
+            return row
+        }
+        let f16: [[String: Any]] = [["method": "shadow", "test": "pp64", "weights": "f16", "tokens_per_second": 300.0],
+                                    ["method": "shadow", "test": "tg32", "weights": "f16", "tokens_per_second": 80.0, "bytes_per_token": 1000],
+                                    ["method": "dense", "test": "tg32", "weights": "f16", "tokens_per_second": 50.0]]
+        let q8 = row(f16 + [["method": "shadow", "test": "tg32", "weights": "q8", "weights_asked": "q8", "tokens_per_second": 120.0]])
+        #expect(q8.prefillTokensPerSecond == 300 && q8.decodeTokensPerSecond == 80 && q8.bytesPerToken == 1000 && q8.q8DecodeTokensPerSecond == 120)
+        // Asked for q8, kept as f16: the same speed again, not a q8 figure. Its f16 columns stay f16's own.
+        let fellBack = row(f16 + [["method": "shadow", "test": "tg32", "weights": "f16", "weights_asked": "q8", "tokens_per_second": 81.0]])
+        #expect(fellBack.q8DecodeTokensPerSecond == nil && fellBack.decodeTokensPerSecond == 80)
+        // A bench.json from before q8 (no weights keys at all).
+        let old = row([["method": "shadow", "test": "tg32", "tokens_per_second": 70.0]])
+        #expect(old.decodeTokensPerSecond == 70 && old.q8DecodeTokensPerSecond == nil)
+    }
+
     @Test("with one text for calibration and evaluation, the pipeline holds out its end and calibrates on the rest only")
     func heldOutSplit() throws {
         let text = (0..<40).map { "line \($0): café naïve — 東京 and some more words\n" }.joined()
