@@ -183,10 +183,13 @@ enum SweepCommand {
                 _ = try TaskFile.wikitext(path: path)
             case .lambada:
                 let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
-                loadedTasks.append((task, .lambada(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit))))
+                let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
+                _ = try Evaluation.fewShotPool(items: items, range: range, shots: shots)   // too few for --shots: refused before any task runs
+                loadedTasks.append((task, .lambada(items: items, range: range)))
             default:
                 let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: asStored)
                 let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
+                _ = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
                 loadedTasks.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
             }
         }

@@ -78,7 +78,7 @@ public enum Evaluation {
             throw ShadowError.invalidArgument(name: "--offset", reason: "\(offset) is beyond the file's \(count) \(unit)")
         }
         if let limit, limit < 1 { throw ShadowError.invalidArgument(name: "--limit", reason: "must be at least 1, got \(limit)") }
-        return offset ..< min(count, offset + (limit ?? count))
+        return offset ..< offset + min(count - offset, limit ?? count)   // no overflow for a huge --limit
     }
 
     /// Where the few-shot examples of the items `range` of `items` come from: the rest of the

@@ -268,12 +268,13 @@ struct EvalCommandTests {
             let wrongTask = CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "lambada", "--data", lambada, "--no-progress"] + flags)
             #expect(wrongTask.status != 0 && wrongTask.err.contains(flags[0]))
         }
-        // --limit and --offset pick articles (lm-eval's documents): the second alone scores as a file of it alone.
+        // --limit and --offset pick articles (lm-eval's documents): the second alone scores as a file of it alone
+        // (a --limit beyond the file, the largest there is, too: offset + limit must not overflow).
         let second = directory.appendingPathComponent("second.txt").path
         try " = Another = \n\n It rained . \n".write(toFile: second, atomically: true, encoding: .utf8)
         let secondSamples = directory.appendingPathComponent("second-samples.jsonl").path
         let sliced = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", wiki, "--json",
-                                 "--context", "8", "--offset", "1", "--limit", "5", "--samples", secondSamples, "--no-progress"]).json()
+                                 "--context", "8", "--offset", "1", "--limit", String(Int.max), "--samples", secondSamples, "--no-progress"]).json()
         let alone = try CLIRun(["eval", "--model", fixture("tiny-llama"), "--task", "wikitext", "--data", second, "--json",
                                 "--context", "8", "--no-progress"]).json()
         #expect(sliced["n"] as? Int == 1 && sliced["offset"] as? Int == 1)

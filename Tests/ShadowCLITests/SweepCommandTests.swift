@@ -431,10 +431,14 @@ struct SweepCommandTests {
         (["--methods", "random:plainact"], "--methods: random has no criterion"),
         // Every cell asked for skipped: an error naming why, not a dense-only sweep.
         (["--methods", "shadow", "--criteria", "fisher"], "--methods: none of the cells of shadow can run (shadow (fisher): no such predictor among --predictor)"),
+        // Too few items for the shots of a task after the first: refused before the first runs.
+        (["--tasks", "wikitext,piqa", "--shots", "4"], "--shots: 4 examples need 5 items; the file has 4"),
     ])
     func badArguments(extra: [String], expected: String) throws {
-        let run = try sweep(out: scratchPath("sweep-bad"), extra)
+        let out = scratchPath("sweep-bad")
+        let run = try sweep(out: out, extra)
         #expect(run.status != 0 && run.err.contains(expected) && run.err.split(separator: "\n").count == 1, "\(run.err)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/sweep-state.json"), "a refused sweep left a state behind")
     }
 
     @Test("an oracle cell counts the masks it left dense (a context cut to one token) and warns, as eval does")
