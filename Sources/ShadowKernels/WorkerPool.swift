@@ -31,11 +31,14 @@ final class WorkerPool: @unchecked Sendable {
     private var generation = 0
 
     /// Spins this many times before a worker goes to sleep: 50 µs to 1 ms, as long as the CPU's
-    /// pause instruction takes (0.86 ms on a Zen 3 VM, where a pause takes 43 ns).
-    private static let spinLimit = 20_000
+    /// pause instruction takes (0.86 ms on a Zen 3 VM, where a pause takes 43 ns). None when there
+    /// are more threads than cores: a spinning thread then holds a core that a thread with work
+    /// waits for (`--threads 256` on 2 cores spent minutes on what takes a second).
+    private let spinLimit: Int
 
-    init(workers: Int) {
+    init(workers: Int, cores: Int = ProcessInfoCores.count) {
         workerCount = workers
+        spinLimit = workers + 1 <= cores ? 20_000 : 0
         for _ in 0..<workers {
             let thread = Thread { [unowned self] in self.workerLoop() }
             thread.stackSize = 1 << 20
@@ -60,8 +63,9 @@ final class WorkerPool: @unchecked Sendable {
             // Sequentially consistent with the sleepers count: either a worker about to sleep sees
             // this job, or we see it asleep and wake it (acquire/release alone allows both to miss).
             posted.store(generation << Self.partBits | parts, ordering: .sequentiallyConsistent)
+            // Only as many as there are parts for (a short loop is split into fewer parts than threads).
             let sleeping = sleepers.load(ordering: .sequentiallyConsistent)
-            for _ in 0..<sleeping { wake.signal() }
+            for _ in 0..<min(sleeping, max(parts - 1, 0)) { wake.signal() }
             while let part = claim(generation: generation, parts: parts) {
                 body(part)
                 pending.subtract(1, ordering: .relaxed)
@@ -70,7 +74,7 @@ final class WorkerPool: @unchecked Sendable {
             var spins = 0
             while pending.load(ordering: .acquiring) > 0 {
                 spins += 1
-                if spins > Self.spinLimit { sched_yield() } else { spinPause() }
+                if spins > spinLimit { sched_yield() } else { spinPause() }
             }
             job = nil
         }
@@ -84,7 +88,7 @@ final class WorkerPool: @unchecked Sendable {
             var word = posted.load(ordering: .acquiring)
             while word >> Self.partBits == seen {
                 spins += 1
-                if spins > Self.spinLimit {
+                if spins > spinLimit {
                     sleepers.add(1, ordering: .sequentiallyConsistent)
                     // Re-check after announcing sleep so a job posted in between is not missed.
                     if posted.load(ordering: .sequentiallyConsistent) >> Self.partBits == seen { wake.wait() }

@@ -140,13 +140,16 @@ struct WorkerPoolTests {
         }
     }
 
-    @Test("each part of a job runs exactly once and before run returns, whichever thread claims it")
-    func claiming() {
-        let pool = WorkerPool(workers: 3)
-        let parts = 4
-        let counts = UnsafeMutablePointer<Int>.allocate(capacity: parts)
+    /// With more threads than cores the workers sleep between jobs instead of spinning, and a job
+    /// wakes only as many as it has parts for.
+    @Test("each part of a job runs exactly once and before run returns, whichever thread claims it, with or without spinning workers",
+          arguments: [64, 1])
+    func claiming(cores: Int) {
+        let pool = WorkerPool(workers: 3, cores: cores)
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: 4)
         defer { counts.deallocate() }
         for job in 0..<2000 {
+            let parts = job % 5 == 4 ? 1 + job / 5 % 4 : 4   // now and then fewer parts than threads
             counts.initialize(repeating: 0, count: parts)
             pool.run(parts: parts) { part in
                 // A slow part now and then, as when its thread waits for a core: the others
@@ -155,8 +158,8 @@ struct WorkerPoolTests {
                 counts[part] += 1
             }
             let seen = (0..<parts).map { counts[$0] }
-            #expect(seen == [1, 1, 1, 1], "job \(job): \(seen)")
-            if seen != [1, 1, 1, 1] { break }
+            #expect(seen == Array(repeating: 1, count: parts), "job \(job): \(seen)")
+            if seen != Array(repeating: 1, count: parts) { break }
         }
         // Fewer parts than threads: the idle workers claim nothing.
         pool.run(parts: 1) { part in counts[part] = 7 }
