@@ -70,7 +70,7 @@ enum ChatCommand {
                    defaultDescription: "the model's context, at most \(defaultContext)"),
         ] + ChatTemplate.systemOptions() + [ChatTemplate.thinkingOption()] + GenerateCommand.samplingOptionList + [
             .value("stop", "text", help: "End each reply where it first spells this string, which is not printed; the conversation keeps the reply's tokens before it."),
-            .flag("json", help: "Print one JSON object per message instead of streaming (JSON Lines: the reply, token ids, speeds; {\"user\", \"not_sent\"} for a message too long to send or stopped by Ctrl-C before its reply's first token)."),
+            .flag("json", help: "Print one JSON object per message instead of streaming (JSON Lines: the reply, token ids, speeds, the weights kept and where sparse masks come from, as generate; {\"user\", \"not_sent\"} for a message too long to send or stopped by Ctrl-C before its reply's first token)."),
             SparsityOptions.packingOption,
         ]
     ) { arguments, console in
@@ -88,6 +88,7 @@ enum ChatCommand {
         if let warning = template.warning(command: "chat") { console.printError(warning) }
         let system = try template.system(arguments)
         let model = loaded.model
+        let maskSource = try SparsityOptions.source(arguments)
         let json = arguments.flag("json")
         // The end of a turn ends a reply, whatever the model's own end-of-sequence token is.
         let stopTokens = loaded.stopTokens.union(template.stopTokens)
@@ -208,13 +209,15 @@ enum ChatCommand {
             turns.append(ChatTurn(user: message, reply: kept))
             let masks = try SparsitySummary(arguments, controller: sparsity, shape: model.shape, packedBytes: result.packedBytes)
             if json {
-                console.print(try JSONOutput.string(GenerationReport(
+                let turn = GenerationReport(
                     fields: Turn(turn: count, user: message, reply: reply, promptTokenCount: prompt.count, reusedTokenCount: result.reusedTokens,
                                  tokens: result.tokens, droppedTurns: dropped),
                     outcome: GenerationOutcome(stoppedAtEOS: result.stoppedAtEOS, stoppedAtStop: cut.stopped, stoppedAtContext: stoppedAtContext,
                                                interrupted: interrupted, prefillTokensPerSecond: result.stats.promptTokensPerSecond,
                                                decodeTokensPerSecond: result.stats.generatedTokensPerSecond),
-                    masks: masks), pretty: false))
+                    masks: masks)
+                console.print(try JSONOutput.string(GenerateCommand.Report(generation: turn, weights: model.weightDType.rawValue, maskSource: maskSource),
+                                                    pretty: false))
             } else {
                 console.out((cut.stopped ? "" : cut.finish(stream.finish())) + "\n")
                 if arguments.flag("verbose") {

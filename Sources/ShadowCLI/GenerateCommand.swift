@@ -7,10 +7,10 @@ import ShadowTokenizers
 
 /// `shadowllm generate`: prompt → streamed continuation.
 enum GenerateCommand {
-    /// The generation's report, then `weights` and where a sparse run's masks come from
-    /// (`predictor`, `scores`, `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`), as eval
-    /// and perplexity record them.
-    struct Report: Encodable {
+    /// The generation's report (or a chat turn's), then `weights` and where a sparse run's masks
+    /// come from (`predictor`, `scores`, `oracle_criterion`, `mask_seed`, `policy`,
+    /// `hybrid_floor`), as eval and perplexity record them.
+    struct Report<Fields: Encodable>: Encodable {
         let generation: GenerationReport<Fields>
         let weights: String
         let maskSource: [String: String]

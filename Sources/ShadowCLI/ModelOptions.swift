@@ -23,7 +23,7 @@ enum ModelOptions {
 
     static let bf16Products = "bf16-dot keeps bf16 weights and rounds each projection's input to bf16 too, so projections run as bf16 dot products with fp32 sums: a sweep 1.56× faster on a Zen 4 with AVX512-BF16 (elsewhere the same products at the speed of bf16), results within bf16 rounding of f32. Gradients (scores, calibrate, the oracle's masks) do not round the inputs: there bf16-dot is bf16."
 
-    static let eightBit = "q8 keeps 8-bit weights with a scale per block of 32 values of a row and a factor per column: 1.06 bytes per weight, so decode reads about half of f16's bytes and runs about 1.5× faster (prefills and gradients widen them), at about 0.3% more perplexity on SmolLM2; matrices whose rows are not whole blocks of 32 stay f16, and those with values beyond fp16's range bf16 (reports name what was kept)."
+    static let eightBit = "q8 keeps 8-bit weights with a scale per block of 32 values of a row and a factor per column: 1.06 bytes per weight, so decode reads about half of f16's bytes and runs about 1.6× faster on 2 cores of a Zen 3 (prefills and gradients widen them), at about 0.3% more perplexity on SmolLM2; matrices whose rows are not whole blocks of 32 stay f16, and those with values beyond fp16's range bf16 (reports name what was kept)."
 
     static func options(weights: WeightDType) -> [Option] {
         let why = weights == .f16

@@ -12,6 +12,7 @@ enum PipelineCommand {
     /// One step's outcome, kept in results.json.
     struct Step: Codable {
         var name: String
+        /// For a skipped step, what it took in the run that did it (0 when unknown).
         var seconds: Double
         var skipped: Bool
     }
@@ -235,7 +236,7 @@ enum PipelineCommand {
             .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
                    defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
             .value("out", short: "o", "dir", help: "Where every step writes.", default: "shadowllm-run"),
-            .value("data-dir", "dir", help: "Evaluation data (piqa/, hellaswag/, wikitext-2/ as in ../shared/data).", default: "../shared/data"),
+            .value("data-dir", "dir", help: "Evaluation data (piqa/, hellaswag/, wikitext-2/ as in ../shared/data), relative to the current directory.", default: "../shared/data"),
             .value("text", "path", help: "Plain calibration text (also the held-out text when --data-dir has no WikiText test).",
                    defaultDescription: "WikiText-2 valid from --data-dir, else the corpus scripts/setup.sh fetched, else docs/sample.txt"),
             .value("samples", "n", help: "Calibration samples, at least 8 (the predictors hold out a fifth).", defaultDescription: "160 (24 with --quick)"),
@@ -287,7 +288,8 @@ enum PipelineCommand {
         try requireText(calibrationText, option: arguments.has("text") || data.wikitextValid == nil ? "--text" : "--data-dir")
         if !sharesText { try requireText(heldOut, option: "--data-dir") }
         if data.piqa == nil && data.hellaswag == nil {
-            console.printError("pipeline: no PIQA or HellaSwag under --data-dir \(dataDir); the report has perplexity and speed only")
+            let absolute = RunSettings.absolute(dataDir)
+            console.printError("pipeline: no PIQA or HellaSwag under --data-dir \(dataDir)\(absolute == dataDir ? "" : " (\(absolute))"); the report has perplexity and speed only")
         }
         // Finished steps are skipped by their outputs alone, so a run with other settings into the
         // same --out would report the earlier run's numbers under its own settings.
@@ -301,11 +303,16 @@ enum PipelineCommand {
             .claim(path("pipeline-settings.json"), out: out)
 
         var steps: [Step] = []
+        // A continued run reports the steps it skips with the times they took when they ran.
+        let earlierSeconds = ((try? Self.readJSON(path("results.json")))?["steps"] as? [[String: Any]] ?? [])
+            .reduce(into: [String: Double]()) { seconds, step in
+                if let name = step["name"] as? String, let taken = step["seconds"] as? Double, taken > 0 { seconds[name] = taken }
+            }
         /// Runs a subcommand in-process, capturing its stdout; errors stop the pipeline.
         func run(_ name: String, _ arguments: [String], output: String? = nil) throws {
             if let output, try exists(output) {
                 console.printError("pipeline: \(name) — already done (\(path(output)))")
-                steps.append(Step(name: name, seconds: 0, skipped: true))
+                steps.append(Step(name: name, seconds: earlierSeconds[name] ?? 0, skipped: true))
                 return
             }
             console.printError("pipeline: \(name) …")

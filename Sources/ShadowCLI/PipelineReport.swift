@@ -40,7 +40,7 @@ enum PipelineReport {
     static func markdown(_ results: PipelineCommand.Results) -> String {
         var lines = ["# ShadowLLM pipeline report", "",
                      "- model: \(Markdown.code(results.model))",
-                     "- date: \(results.date); machine: \(results.machine)",
+                     "- date: \(results.date)\(results.steps.contains(where: \.skipped) ? " (this report; the steps done by an earlier run are marked below)" : ""); machine: \(results.machine)",
                      "- calibration samples: \(results.samples)\(results.quick ? " (quick run)" : ""); held-out text: \(Markdown.code(results.heldOutText))",
                      "- sparsity of the sparse rows: \(results.sparsity) of heads and of neurons (layer 0 dense; in brackets the realised fractions, a mean over the tasks evaluated)",
                      "- items scored: " + (results.items.isEmpty ? "none (no task data)" : results.items.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
@@ -59,7 +59,10 @@ enum PipelineReport {
                          + "\(q.parameters.map(String.init) ?? "—") | \(format(q.trainingSeconds, "%.1f")) |")
         }
         lines += ["", "## Steps", "", "| step | seconds | |", "| --- | ---: | --- |"]
-        for step in results.steps { lines.append("| \(step.name) | \(String(format: "%.1f", step.seconds)) | \(step.skipped ? "already done" : "") |") }
+        for step in results.steps {
+            let seconds = step.skipped && step.seconds == 0 ? "—" : String(format: "%.1f", step.seconds)
+            lines.append("| \(step.name) | \(seconds) | \(step.skipped ? "done by an earlier run" : "") |")
+        }
         lines += ["", "![plots](plots.svg)", ""]
         return lines.joined(separator: "\n")
     }

@@ -534,9 +534,11 @@ struct CLITests {
         #expect(dense["method"] as? String == "dense" && dense["head_sparsity"] as? Double == 0 && dense["realised_head_sparsity"] as? Double == 0)
         let verbose = CLIRun(["generate", "--model", model, "--prompt", "a b c", "--max-tokens", "3", "--method", "random", "--sparsity", "0.5", "--verbose"])
         #expect(verbose.err.contains("; random masks, heads 0.50 / neurons 0.50, realised "), "\(verbose.err)")
-        let chat = CLIRun(["chat", "--model", model, "--max-tokens", "2", "--method", "random", "--sparsity", "0.5", "--json"], input: ["hello"])
+        let chat = CLIRun(["chat", "--model", model, "--max-tokens", "2", "--method", "random", "--sparsity", "0.5", "--mask-seed", "3", "--json"], input: ["hello"])
         let turn = try #require(try JSONSerialization.jsonObject(with: Data(chat.out.utf8)) as? [String: Any], "\(chat.err)")
         #expect(turn["method"] as? String == "random" && (turn["realised_neuron_sparsity"] as? Double ?? 0) > 0, "\(turn)")
+        // Each turn names the weights and its masks' source, as generate does.
+        #expect(turn["weights"] as? String == "f16" && turn["mask_seed"] as? Int == 3 && turn["policy"] as? String == "global", "\(turn)")
     }
 
     @Test("generate --json returns the requested number of tokens")

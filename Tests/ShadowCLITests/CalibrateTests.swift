@@ -644,10 +644,18 @@ struct PipelineTests {
             #expect(predictors[kind]?["neuron_recall"] as? [String: Double] != nil)
         }
         #expect(markdown.contains("| predictor | heads ρ | neurons ρ | heads recall@0.5 global / per layer | neurons recall@0.5 global / per layer |"))
-        // Every step is skipped the second time.
+        // Every step is skipped the second time, and the report keeps what each took when it ran.
+        func steps() throws -> [String: Double] {
+            let results = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [String: Any])
+            let steps = try #require(results["steps"] as? [[String: Any]])
+            return Dictionary(uniqueKeysWithValues: steps.map { ($0["name"] as? String ?? "", $0["seconds"] as? Double ?? -1) })
+        }
+        let firstRun = try steps()
         let again = CLIRun(arguments)
+        #expect(try steps() == firstRun && (firstRun["calibrate"] ?? 0) > 0, "\(firstRun)")
         #expect(again.status == 0 && again.err.contains("already done"))
         #expect(!again.err.contains("pipeline: calibrate …"))
+        #expect(try String(contentsOfFile: out + "/report.md", encoding: .utf8).contains("| done by an earlier run |"))
         // A reply left by a run that asked another question, or for another length, is generated again.
         let shadowReply = URL(fileURLWithPath: out + "/generated/shadow.json")
         let reply = try Data(contentsOf: shadowReply)
