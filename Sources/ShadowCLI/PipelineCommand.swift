@@ -219,6 +219,8 @@ enum PipelineCommand {
 
     /// The first PIQA item calibration reads (HellaSwag's is 5000): the evaluated items end before it.
     static let calibrationStart = 1000
+    /// The tokens of text each calibration window's scores are taken on.
+    static let textContinuation = 32
 
     static let command = Command(
         name: "pipeline", abstract: "Run the whole ShadowLLM method on a model: calibrate, train predictors, evaluate, benchmark, generate, report.",
@@ -277,6 +279,10 @@ enum PipelineCommand {
             let loaded = try ModelLoader.load(path: model)
             return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded), Generation(loaded: loaded, maxTokens: quick ? 16 : 48))
         }()
+        // Calibration's text windows end in a 32-token continuation after some context.
+        guard maxContext > Self.textContinuation else {
+            throw ShadowError.invalidArgument(name: "--model", reason: "\(model) has a context of \(counted(maxContext, "token")); the pipeline's calibration windows need at least \(Self.textContinuation + 1) (a \(Self.textContinuation)-token continuation after its context)")
+        }
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
         let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
         let heldOut = data.wikitextTest ?? calibrationText
@@ -356,7 +362,7 @@ enum PipelineCommand {
         // Prompt length and shots apply to the task sources only (calibrate refuses them without one).
         let taskOptions = sources.count > 1 ? ["--max-tokens", fit(quick ? 160 : 256), "--shots", quick ? "2" : "5"] : []
         try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
-                              "--criteria", "plainact,l2_norm", "--text-window", fit(128), "--text-continuation", "32"] + taskOptions
+                              "--criteria", "plainact,l2_norm", "--text-window", fit(128), "--text-continuation", String(Self.textContinuation)] + taskOptions
                               + ["--out", path("traces"), "--threads", threads] + progress + (try exists("traces/manifest.json") ? ["--resume"] : []),
                 output: "traces/.complete")
         _ = FileManager.default.createFile(atPath: path("traces/.complete"), contents: Data())

@@ -524,6 +524,17 @@ struct PipelineTests {
         let dense = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--sparsity", "0", "--no-progress"])
         #expect(dense.status == 1 && dense.err.hasPrefix("error: --sparsity: must be in 0.01...0.99"), "\(dense.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
+        // A context too short for calibration's windows: refused before writing, naming the model, not a step's option.
+        let short = TestScratch.path("pipeline-short-context")
+        try? FileManager.default.removeItem(atPath: short)
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: short)
+        let configURL = URL(fileURLWithPath: short + "/config.json")
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["max_position_embeddings"] = 32
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let tooShort = CLIRun(["pipeline", "--model", short, "--quick", "--out", out, "--data-dir", Self.noData, "--no-progress"])
+        #expect(tooShort.status == 1 && tooShort.err == "error: --model: \(short) has a context of 32 tokens; the pipeline's calibration windows need at least 33 (a 32-token continuation after its context)\n", "\(tooShort.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
     }
 
     @Test("the report's question is a chat turn only for a model with a chat template, with thinking switched off where the template has a switch")
