@@ -161,7 +161,11 @@ enum SparsityOptions {
     /// hybrid floor keeps every unit: the dense model under a sparse label); pruning every unit of
     /// layers 1… (0.95 of 9 heads per layer rounds to 9); or more than a hybrid floor leaves to prune.
     static func sparsityWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
-        guard method != "dense", shape.layers > 1 else { return [] }
+        guard method != "dense" else { return [] }
+        guard shape.layers > 1 else {
+            let prunes = settings.headSparsity > 0 || settings.neuronSparsity > 0
+            return prunes ? ["warning: --method \(method) prunes nothing on a model of one layer: layer 0 always runs dense"] : []
+        }
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
         let perLayer = settings.policy == .local || method.hasPrefix("dejavu")
         let kinds = [("head", settings.headSparsity, shape.heads), ("neuron", settings.neuronSparsity, shape.ffnSize)]

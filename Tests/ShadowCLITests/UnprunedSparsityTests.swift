@@ -33,6 +33,11 @@ struct UnprunedSparsityTests {
         let tiny = warnings("static", 1e-5, .global)
         #expect(tiny.count == 2 && tiny[1].contains("prunes no neuron"), "\(tiny)")
         #expect(warnings("random", 0.06, .local).isEmpty)
+        // One layer: layer 0 is never pruned, so nothing is.
+        var oneLayer = smolLM2
+        oneLayer.layers = 1
+        let single = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5, policy: .global), shape: oneLayer)
+        #expect(single == ["warning: --method random prunes nothing on a model of one layer: layer 0 always runs dense"])
         // A hybrid floor of 0.9 keeps ⌈8.1⌉ = 9 of 9 heads per layer: nothing is left to prune.
         let floored = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5, policy: .hybrid,
                                                                                                    hybridFloor: 0.9), shape: smolLM2)
