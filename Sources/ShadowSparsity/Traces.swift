@@ -314,6 +314,16 @@ public final class TraceWriter {
     }
 
     public func append(_ record: TraceRecord) throws {
+        // Refused here, where the sample is known, rather than written and refused by every reader
+        // (a chunk with one non-finite value is unreadable for all criteria).
+        var tensors = [("x", record.x), ("attention", record.attention), ("layer_input", record.layerInputs)]
+        for criterion in manifest.criteria {
+            tensors.append(("\(criterion).heads", record.heads[criterion] ?? []))
+            tensors.append(("\(criterion).neurons", record.neurons[criterion] ?? []))
+        }
+        if let (name, _) = tensors.first(where: { !$0.1.allSatisfy(\.isFinite) }) {
+            throw ShadowError.failed("sample \(record.index): \(name) is not finite (NaN or infinity): the model's activations or gradients overflow single precision here; the samples before it are kept")
+        }
         // A chunk holds consecutive indices of the shard: a resumed run that fills a gap (a
         // manifest that lost an entry) starts a new chunk where the indices jump.
         if let last = buffer.last, record.index != last.index + manifest.shardCount { try flush() }

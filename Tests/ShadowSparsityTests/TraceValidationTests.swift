@@ -246,4 +246,23 @@ struct TraceValidationTests {
         try TraceStore.forEach(directory: directory) { indices.append($0.index) }
         #expect(indices == Array(0..<16))
     }
+
+    @Test("a sample with non-finite scores is refused when written, naming it and the tensor; the chunks before it stay readable")
+    func nonFiniteSample() throws {
+        let directory = temporaryDirectory("non-finite")
+        let s = SyntheticTraces.shape
+        let model = ModelFingerprint(name: "synthetic", architecture: "llama", shape: s, contentHash: SyntheticTraces.fingerprint.contentHash)
+        let manifest = TraceManifest(model: model, criteria: ["plainact"], predictorToken: .lastContext, sources: ["synthetic"],
+                                     options: CalibrationOptions(), requestedSamples: 8, shardIndex: 0, shardCount: 1, chunkSize: 4)
+        let writer = try TraceWriter(directory: directory, manifest: manifest, resume: false)
+        var records = SyntheticTraces.records(count: 8, shape: s, criteria: ["plainact"], headsOnly: [])
+        records[5].neurons["plainact"]![3] = .infinity
+        for record in records.prefix(5) { try writer.append(record) }
+        #expect(throws: ShadowError.failed("sample 5: plainact.neurons is not finite (NaN or infinity): the model's activations or gradients overflow single precision here; the samples before it are kept")) {
+            try writer.append(records[5])
+        }
+        var read: [Int] = []
+        try TraceStore.forEach(directory: directory) { read.append($0.index) }
+        #expect(read == [0, 1, 2, 3])
+    }
 }
