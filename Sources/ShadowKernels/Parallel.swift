@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Synchronization
+import CHalf
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,7 +9,7 @@ import Darwin
 #endif
 
 /// How many threads the kernels use: set by the CLI (`-t/--threads`; bench sets each count of a
-/// list in turn, keeping one worker pool per count); defaults to all cores.
+/// list in turn, keeping one worker pool per count); defaults to every core this process may run on.
 public enum Threads {
     // Atomic: tests (and library users) may set it while other threads run kernels.
     private static let _count = Atomic<Int>(defaultCount)
@@ -36,8 +37,11 @@ public enum Threads {
 }
 
 enum ProcessInfoCores {
+    /// The CPUs this process may run on (its affinity: `taskset`, a container's cpuset), else the
+    /// online ones.
     static var count: Int {
-        Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let allowed = Int(chalf_allowed_cpus())
+        return allowed > 0 ? allowed : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     }
 }
 

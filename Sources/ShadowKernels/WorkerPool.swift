@@ -34,7 +34,7 @@ final class WorkerPool: @unchecked Sendable {
     /// pause instruction takes (0.86 ms on a Zen 3 VM, where a pause takes 43 ns). None when there
     /// are more threads than cores: a spinning thread then holds a core that a thread with work
     /// waits for (`--threads 256` on 2 cores spent minutes on what takes a second).
-    private let spinLimit: Int
+    let spinLimit: Int
 
     init(workers: Int, cores: Int = ProcessInfoCores.count) {
         workerCount = workers

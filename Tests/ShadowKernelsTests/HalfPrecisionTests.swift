@@ -140,12 +140,13 @@ struct WorkerPoolTests {
         }
     }
 
-    /// With more threads than cores the workers sleep between jobs instead of spinning, and a job
-    /// wakes only as many as it has parts for.
+    /// With more threads than cores the workers sleep between jobs instead of spinning; a job wakes
+    /// at most parts − 1 of them (the caller takes a part).
     @Test("each part of a job runs exactly once and before run returns, whichever thread claims it, with or without spinning workers",
           arguments: [64, 1])
     func claiming(cores: Int) {
         let pool = WorkerPool(workers: 3, cores: cores)
+        #expect((pool.spinLimit == 0) == (cores < 4), "4 threads on \(cores) cores")
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: 4)
         defer { counts.deallocate() }
         for job in 0..<2000 {

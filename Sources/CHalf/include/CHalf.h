@@ -67,6 +67,23 @@ static inline void chalf_pause(void) {
 #endif
 }
 
+// How many CPUs this process may run on (its affinity mask: taskset, a container's cpuset), or 0
+// when unknown. Declared here because <sched.h> shows sched_getaffinity only under _GNU_SOURCE,
+// which a module's header cannot set for the headers included before it.
+#if defined(__linux__)
+#include <stddef.h>
+int sched_getaffinity(int pid, size_t size, void *mask);
+static inline int chalf_allowed_cpus(void) {
+    unsigned long long mask[16] = {0};   // 1,024 CPUs, glibc's cpu_set_t
+    if (sched_getaffinity(0, sizeof mask, mask) != 0) return 0;
+    int n = 0;
+    for (int i = 0; i < 16; i++) n += __builtin_popcountll(mask[i]);
+    return n;
+}
+#else
+static inline int chalf_allowed_cpus(void) { return 0; }
+#endif
+
 // Allocations of `bytes` or more get their own mappings and go back to the system when freed.
 // glibc otherwise raises its threshold after the first large free, and the fp32 copy each tensor
 // passes through while a model loads stays resident in the heap. A no-op off glibc.
