@@ -37,7 +37,7 @@ enum PipelineCommand {
 
         /// The speed columns from bench's rows for this method. A q8-asked row whose weights were
         /// kept as another dtype (a model no matrix of which q8 can hold) fills no q8 column: it
-        /// measured f16 again.
+        /// measured f16 (or bf16) again.
         mutating func fillSpeeds(from bench: [[String: Any]]) {
             for r in bench where r["method"] as? String == method {
                 let decodes = (r["test"] as? String ?? "").hasPrefix("tg")
@@ -81,16 +81,18 @@ enum PipelineCommand {
         var benchTests: [String] = []
         /// What every row's `generatedText` answers.
         var generation: Generation? = nil
+        /// Why the table lacks what it would show (a column left out), as printed on stderr.
+        var notes: [String] = []
 
         enum CodingKeys: String, CodingKey {
             case model, date, machine, quick, samples, sparsity, heldOutText = "held_out_text", steps, rows, predictors, items
-            case benchTests = "bench_tests", generation
+            case benchTests = "bench_tests", generation, notes
         }
     }
 
     /// The prompt each method replies to in the report, greedily, so what the numbers mean for
     /// text can be read beside them.
-    struct Generation: Codable, Equatable {
+    struct Generation: Codable {
         var prompt: String
         /// Sent as a user's turn of the model's chat template, without a system turn.
         var chat: Bool
@@ -496,11 +498,12 @@ enum PipelineCommand {
         results.generation = generation
         let q8Asked = bench.filter { ($0["weights_asked"] ?? $0["weights"]) as? String == "q8" }
         if q8Asked.isEmpty {
-            console.printError("pipeline: \(path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
+            results.notes.append("\(path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
         } else if let kept = (q8Asked.first?["weights"] as? String).flatMap(WeightDType.init(rawValue:)),
                   let why = WeightDType.q8.fallbackReason(stored: kept) {
-            console.printError("pipeline: no q8 column: bench kept \(model) as \(kept.rawValue) when asked for q8 (\(why))")
+            results.notes.append("no q8 column: bench kept \(model) as \(kept.rawValue) when asked for q8 (\(why))")
         }
+        for note in results.notes { console.printError("pipeline: \(note)") }
         try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
         let report = PipelineReport.markdown(results)
         try AtomicFile.write(report, to: path("report.md"))

@@ -48,6 +48,7 @@ enum PipelineReport {
                      "- speed: f16 weights\(results.rows.contains { $0.q8DecodeTokensPerSecond != nil } ? " (`--weights q8`: 8-bit weights, decode only, in its own column)" : ""); MB/token is what a decoded f16 token reads", "",
                      "## Accuracy and speed", ""]
         lines += table(results)
+        if !results.notes.isEmpty { lines += [""] + results.notes.map { "Note: \($0)." } }
         lines += generatedText(results)
         lines += ["", "## Predictors (held-out quality)", "",
                   "Recall at 0.5: the fraction of the units the true scores keep that the predicted ones keep too, with layers ranked together (global) / each layer on its own (per layer).", "",

@@ -159,12 +159,13 @@ enum SparsityOptions {
     /// Warnings for a sparsity that does not do what it says, all legal: above 0 but pruning no
     /// unit (its count rounds to 0, e.g. 0.05 of a layer's 9 heads when selecting per layer, or a
     /// hybrid floor keeps every unit: the dense model under a sparse label); pruning every unit of
-    /// layers 1… (0.95 of 9 heads per layer rounds to 9); or more than a hybrid floor leaves to prune.
+    /// layers 1… (0.95 of 9 heads per layer rounds to 9); more than a hybrid floor leaves to prune;
+    /// or any sparsity on a model of one layer (layer 0 is never pruned).
     static func sparsityWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
         guard method != "dense" else { return [] }
         guard shape.layers > 1 else {
             let prunes = settings.headSparsity > 0 || settings.neuronSparsity > 0
-            return prunes ? ["warning: --method \(method) prunes nothing on a model of one layer: layer 0 always runs dense"] : []
+            return prunes ? ["warning: \(method) prunes nothing on a model of one layer: layer 0 always runs dense"] : []
         }
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
         let perLayer = settings.policy == .local || method.hasPrefix("dejavu")

@@ -174,6 +174,15 @@ enum SweepCommand {
             for task in tasks { if let labels = task.labels { console.printError("sweep: \(task.task.rawValue) labels from \(labels)") } }
         }
 
+        /// Too few items for --shots: refused before any task runs (a later task's error would leave
+        /// the earlier ones' results under settings the corrected command cannot resume).
+        func checkShots(items: [MultipleChoiceItem], range: Range<Int>, task: TaskName, path: String) throws {
+            do {
+                _ = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
+            } catch ShadowError.invalidArgument(let name, let reason) {
+                throw ShadowError.invalidArgument(name: name, reason: "\(reason) (\(task.rawValue): \(path))")
+            }
+        }
         // Read every input before loading the model, so a bad file fails fast.
         var loadedTasks: [(name: TaskName, task: SweepTask?)] = []
         for (task, path, labels) in tasks {
@@ -184,12 +193,12 @@ enum SweepCommand {
             case .lambada:
                 let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
                 let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
-                _ = try Evaluation.fewShotPool(items: items, range: range, shots: shots)   // too few for --shots: refused before any task runs
+                try checkShots(items: items, range: range, task: task, path: path)
                 loadedTasks.append((task, .lambada(items: items, range: range)))
             default:
                 let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: asStored)
                 let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
-                _ = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
+                try checkShots(items: items, range: range, task: task, path: path)
                 loadedTasks.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
             }
         }

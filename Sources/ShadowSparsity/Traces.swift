@@ -316,12 +316,14 @@ public final class TraceWriter {
     public func append(_ record: TraceRecord) throws {
         // Refused here, where the sample is known, rather than written and refused by every reader
         // (a chunk with one non-finite value is unreadable for all criteria).
-        var tensors = [("x", record.x), ("attention", record.attention), ("layer_input", record.layerInputs)]
+        var tensors = [("x", record.x), ("attention", record.attention), ("layer_input", record.layerInputs),
+                       (TraceChunk.pooledVectorsTensor, record.pooledVectors)]
         for criterion in manifest.criteria {
             tensors.append(("\(criterion).heads", record.heads[criterion] ?? []))
             tensors.append(("\(criterion).neurons", record.neurons[criterion] ?? []))
         }
         if let (name, _) = tensors.first(where: { !$0.1.allSatisfy(\.isFinite) }) {
+            try flush()   // the samples before it are sound: kept, so --resume continues from them
             throw ShadowError.failed("sample \(record.index): \(name) is not finite (NaN or infinity): the model's activations or gradients overflow single precision here; the samples before it are kept")
         }
         // A chunk holds consecutive indices of the shard: a resumed run that fills a gap (a

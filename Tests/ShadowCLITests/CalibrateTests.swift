@@ -690,6 +690,8 @@ struct PipelineTests {
         let f16Only = CLIRun(arguments)
         #expect(f16Only.status == 0 && f16Only.err.contains("bench.json is from a run that benched f16 only; remove it to bench q8 too"), "\(f16Only.err)")
         #expect(f16Only.out.contains("| pp64 t/s | tg32 t/s | MB/token |") && !f16Only.out.contains("q8"), "\(f16Only.out)")
+        // The report says it too, under its table.
+        #expect(try String(contentsOfFile: out + "/report.md", encoding: .utf8).contains("Note: \(out)/bench.json is from a run that benched f16 only; remove it to bench q8 too."))
         try benched.write(to: benchFile)
         // A finished step's output that cannot be read is named, not reported as "—".
         let benchJSON = try Data(contentsOf: URL(fileURLWithPath: out + "/bench.json"))

@@ -432,7 +432,7 @@ struct SweepCommandTests {
         // Every cell asked for skipped: an error naming why, not a dense-only sweep.
         (["--methods", "shadow", "--criteria", "fisher"], "--methods: none of the cells of shadow can run (shadow (fisher): no such predictor among --predictor)"),
         // Too few items for the shots of a task after the first: refused before the first runs.
-        (["--tasks", "wikitext,piqa", "--shots", "4"], "--shots: 4 examples need 5 items; the file has 4"),
+        (["--tasks", "wikitext,piqa", "--shots", "4"], "--shots: 4 examples need 5 items; the file has 4 (piqa: \(SweepCommandTests.piqa.data))"),
     ])
     func badArguments(extra: [String], expected: String) throws {
         let out = scratchPath("sweep-bad")

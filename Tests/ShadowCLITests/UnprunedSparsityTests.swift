@@ -37,7 +37,7 @@ struct UnprunedSparsityTests {
         var oneLayer = smolLM2
         oneLayer.layers = 1
         let single = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5, policy: .global), shape: oneLayer)
-        #expect(single == ["warning: --method random prunes nothing on a model of one layer: layer 0 always runs dense"])
+        #expect(single == ["warning: random prunes nothing on a model of one layer: layer 0 always runs dense"])
         // A hybrid floor of 0.9 keeps ⌈8.1⌉ = 9 of 9 heads per layer: nothing is left to prune.
         let floored = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5, policy: .hybrid,
                                                                                                    hybridFloor: 0.9), shape: smolLM2)
