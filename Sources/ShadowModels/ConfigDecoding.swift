@@ -15,8 +15,9 @@ public enum ConfigDecoding {
             // JSONDecoder's words for a number its type cannot hold come under no key (`namingKey`
             // names it for the model configs): name the number that most likely broke it.
             let parsed = try? JSONParser.parse([UInt8](data))
-            if let (key, value) = parsed.flatMap(unfitNumber) {
-                throw ShadowError.badJSON(path: path, key: key, reason: "\(value) does not fit the type of number expected here (the likeliest key; JSON's decoder names none)")
+            if let (key, value, others) = parsed.flatMap(unfitNumber) {
+                let more = others == 0 ? "" : ", the first of \(others + 1) numbers beyond single precision"
+                throw ShadowError.badJSON(path: path, key: key, reason: "\(value) does not fit the type of number expected here (the likeliest key\(more); JSON's decoder names none)")
             }
             throw ShadowError.badJSON(path: path, key: nil, reason: "a number does not fit the type expected (a fraction where an integer is expected, or a value out of range)")
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
@@ -36,10 +37,11 @@ public enum ConfigDecoding {
     }
 
     /// The number JSONDecoder most likely could not store, with its key path, when one stands
-    /// out: the only one beyond single precision or 64-bit integers, else the only negative
-    /// integer (an unsigned field), else the only fraction (an integer field). nil when none or
-    /// several do; the error then names no key rather than a wrong one.
-    static func unfitNumber(in value: JSONValue) -> (key: String, value: String)? {
+    /// out: the first of those beyond single precision or 64-bit integers (with how many others
+    /// there are: scores written out of range are rarely alone), else the only negative integer
+    /// (an unsigned field), else the only fraction (an integer field). nil when none or several
+    /// negatives or fractions do; the error then names no key rather than a wrong one.
+    static func unfitNumber(in value: JSONValue) -> (key: String, value: String, others: Int)? {
         var huge: [(String, Double)] = [], negatives: [(String, Double)] = [], fractions: [(String, Double)] = []
         func walk(_ value: JSONValue, _ path: [String]) {
             switch value {
@@ -54,10 +56,9 @@ public enum ConfigDecoding {
             }
         }
         walk(value, [])
-        guard let (key, x) = [huge, negatives, fractions].first(where: { !$0.isEmpty }).flatMap({ $0.count == 1 ? $0[0] : nil }), !key.isEmpty else {
-            return nil
-        }
-        return (key, x == x.rounded() && x.magnitude < 1e15 ? String(Int64(x)) : "\(x)")
+        let candidates = [huge, negatives, fractions].first { !$0.isEmpty } ?? []
+        guard let (key, x) = candidates.first, candidates.count == 1 || !huge.isEmpty, !key.isEmpty else { return nil }
+        return (key, x == x.rounded() && x.magnitude < 1e15 ? String(Int64(x)) : "\(x)", candidates.count - 1)
     }
 
     static func keyPath(of error: DecodingError) -> String? {

@@ -330,7 +330,10 @@ struct IntegerKeyTests {
         struct State: Decodable { let rows: [[Float]]; let eps: Float; let seed: UInt64; let name: String }
         for (json, key) in [(#"{"rows": [[1, 2], [3, 1e39]], "eps": 1e-5, "seed": 1, "name": "a"}"#, "\"rows.1.1\""),
                             (#"{"rows": [], "eps": 1e300, "seed": 1, "name": "a"}"#, "\"eps\""),
-                            (#"{"rows": [[0.5]], "eps": 1e-5, "seed": -5, "name": "a"}"#, "\"seed\": -5 does not fit")] {
+                            (#"{"rows": [[0.5]], "eps": 1e-5, "seed": -5, "name": "a"}"#, "\"seed\": -5 does not fit"),
+                            // Several out of range (a scores file written in float64): the first, with their count.
+                            (#"{"rows": [[1e39, 2], [3, -1e40]], "eps": 1e-5, "seed": 1, "name": "a"}"#,
+                             "\"rows.0.0\": 1e+39 does not fit the type of number expected here (the likeliest key, the first of 2 numbers beyond single precision")] {
             expectShadowError(["state.json", key, "does not fit the type of number"]) {
                 _ = try ConfigDecoding.decode(State.self, from: Data(json.utf8), path: "state.json")
             }
