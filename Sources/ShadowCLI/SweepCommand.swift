@@ -183,6 +183,7 @@ enum SweepCommand {
                 throw ShadowError.invalidArgument(name: name, reason: "\(reason) (\(task.rawValue): \(path))")
             }
         }
+
         // Read every input before loading the model, so a bad file fails fast.
         var loadedTasks: [(name: TaskName, task: SweepTask?)] = []
         for (task, path, labels) in tasks {
