@@ -41,8 +41,7 @@ enum PipelineCommand {
         mutating func fillSpeeds(from bench: [[String: Any]]) {
             for r in bench where r["method"] as? String == method {
                 let decodes = (r["test"] as? String ?? "").hasPrefix("tg")
-                // Runs from before 2026-12-06 benchmarked f16 only (no q8 rows, and no weights key before that).
-                if (r["weights_asked"] ?? r["weights"]) as? String == "q8" {
+                if Self.askedForQ8(r) {
                     if decodes && r["weights"] as? String == "q8" { q8DecodeTokensPerSecond = r["tokens_per_second"] as? Double }
                 } else if decodes {
                     decodeTokensPerSecond = r["tokens_per_second"] as? Double
@@ -52,6 +51,12 @@ enum PipelineCommand {
                     prefillTokensPerSecond = r["tokens_per_second"] as? Double
                 }
             }
+        }
+
+        /// A bench row of a `--weights q8` run, whatever it kept. Runs from before 2026-12-06
+        /// benchmarked f16 only (no q8 rows, and no weights key before that).
+        static func askedForQ8(_ benchRow: [String: Any]) -> Bool {
+            (benchRow["weights_asked"] ?? benchRow["weights"]) as? String == "q8"
         }
 
         enum CodingKeys: String, CodingKey {
@@ -496,7 +501,7 @@ enum PipelineCommand {
         results.items = items
         results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
         results.generation = generation
-        let q8Asked = bench.filter { ($0["weights_asked"] ?? $0["weights"]) as? String == "q8" }
+        let q8Asked = bench.filter(Row.askedForQ8)
         if q8Asked.isEmpty {
             results.notes.append("\(path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
         } else if let kept = (q8Asked.first?["weights"] as? String).flatMap(WeightDType.init(rawValue:)),
