@@ -108,7 +108,7 @@ enum ModelOptions {
                 bytes = try console.readAll()
             } else {
                 try requireFile(file, option: fileOption)
-                bytes = [UInt8](try readWholeFile(file))
+                bytes = [UInt8](try readWholeFile(file, acceptingStreams: true))
             }
             // Byte for byte: Foundation's String(data:encoding:) drops a leading U+FEFF, which the
             // reference tokenizers encode (3 tokens), so ids would no longer match theirs.

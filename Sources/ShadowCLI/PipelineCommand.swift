@@ -349,7 +349,7 @@ enum PipelineCommand {
         // calibration then never reads.
         let sample = path("heldout-sample.txt"), calibrationPart = path("calibration-text.txt")
         if try !exists("heldout-sample.txt") || (sharesText && !exists("calibration-text.txt")) {
-            guard let text = String(validating: try readWholeFile(heldOut), as: UTF8.self) else {
+            guard let text = String(validating: try readWholeFile(heldOut, acceptingStreams: true), as: UTF8.self) else {
                 throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")
             }
             if sharesText {
@@ -412,7 +412,15 @@ enum PipelineCommand {
         // The outputs of finished steps may come from an earlier run: one that cannot be read is
         // named, never taken as "no numbers".
         let sweepRows = try readStepOutput(path("sweep/results.json"), step: "evaluate (sweep)", output: "sweep") { json in
-            json["rows"] as? [[String: Any]]
+            let rows = json["rows"] as? [[String: Any]]
+            for row in rows ?? [] {
+                let metrics = row["metrics"] as? [String: Any] ?? [:]
+                for key in ["acc", "acc_norm"] { try PlausibleNumber.check(metrics[key], key: key, in: 0...1, "a fraction from 0 to 1") }
+                try PlausibleNumber.check(metrics["token_perplexity"], key: "token_perplexity", in: 1...Double.greatestFiniteMagnitude, "a finite perplexity of 1 or more")
+                for key in ["realised_head_sparsity", "realised_neuron_sparsity"] { try PlausibleNumber.check(row[key], key: key, in: 0...1, "a fraction from 0 to 1") }
+                try PlausibleNumber.check(row["n"], key: "n", in: 0...Double(Int32.max), "a count of items")
+            }
+            return rows
         }
         for sweepRow in sweepRows {
             // A metric may be null (the standard error of one item).
@@ -459,7 +467,15 @@ enum PipelineCommand {
 
         // 7. Report.
         var rows: [Row] = []
-        let bench = try readStepOutput(path("bench.json"), step: "bench", output: "bench.json") { $0["results"] as? [[String: Any]] }
+        let bench = try readStepOutput(path("bench.json"), step: "bench", output: "bench.json") { json in
+            let rows = json["results"] as? [[String: Any]]
+            for row in rows ?? [] {
+                try PlausibleNumber.check(row["tokens_per_second"], key: "tokens_per_second", in: Double.leastNonzeroMagnitude...1e9, "a speed above 0 and below 10⁹ tokens per second")
+                try PlausibleNumber.check(row["predictor_share"], key: "predictor_share", in: 0...1, "a fraction from 0 to 1")
+                try PlausibleNumber.check(row["bytes_per_token"], key: "bytes_per_token", in: 0...Double(1 << 50), "a count of bytes")
+            }
+            return rows
+        }
         for (method, p) in methods {
             var row = Row(method: method, sparsity: p)
             // The masks differ from task to task: the mean over the tasks evaluated.
@@ -559,22 +575,47 @@ enum PipelineCommand {
 
     /// What `extract` finds in a finished step's JSON output; a file that is missing, not JSON or
     /// without it is an error naming the file and the directory or file to remove.
-    static func readStepOutput<T>(_ path: String, step: String, output: String, _ extract: ([String: Any]) -> T?) throws -> T {
+    static func readStepOutput<T>(_ path: String, step: String, output: String, _ extract: ([String: Any]) throws -> T?) throws -> T {
         let json: [String: Any]
         do {
             json = try readJSON(path)
         } catch {
-            throw ShadowError.failed("pipeline: \(path) from the \(step) step cannot be read (\(error)); remove \(output) in --out and run again to redo the step")
+            throw ShadowError.failed("pipeline: the \(step) step's output cannot be read: \(error); remove \(output) in --out and run again to redo the step")
         }
-        guard let value = extract(json) else {
+        let extracted: T?
+        do {
+            extracted = try extract(json)
+        } catch let PlausibleNumber.Failure.outside(key, value, expected) {
+            throw ShadowError.failed("pipeline: \(path) from the \(step) step holds \(key) \(value), not \(expected); "
+                                     + "remove \(output) in --out and run again to redo the step")
+        }
+        guard let value = extracted else {
             throw ShadowError.failed("pipeline: \(path) from the \(step) step does not hold its results; remove \(output) in --out and run again to redo the step")
         }
         return value
     }
 
+    /// A number read from a finished step's JSON, checked to lie where that step's numbers lie:
+    /// an output edited or damaged since would otherwise reach the report as a 300-digit speed
+    /// or "inf%". (Absent and null pass: the reading code treats them as missing.)
+    enum PlausibleNumber {
+        enum Failure: Error { case outside(key: String, value: String, expected: String) }
+
+        static func check(_ value: Any?, key: String, in range: ClosedRange<Double>, _ expected: String) throws {
+            guard let value, !(value is NSNull) else { return }
+            if let number = value as? Double, range.contains(number) { return }
+            let shown = (value as? Double).map { String($0) } ?? "\"\(value)\""
+            throw Failure.outside(key: key, value: shown, expected: expected)
+        }
+    }
+
     static func readJSON(_ path: String) throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        // Regular files of at most 64 MiB: the steps write a few kilobytes each.
+        let data = try readWholeFile(path, limit: 64 << 20)
+        guard let parsed = try? JSONSerialization.jsonObject(with: data) else {
+            throw ShadowError.badJSON(path: path, key: nil, reason: JSONParser.syntaxError(in: [UInt8](data)) ?? "not JSON")
+        }
+        guard let json = parsed as? [String: Any] else {
             throw ShadowError.badJSON(path: path, key: nil, reason: "not a JSON object")
         }
         return json

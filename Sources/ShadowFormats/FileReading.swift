@@ -10,10 +10,15 @@ import Foundation
 /// Foundation's `contents(atPath:)` answers nil for every failure, which callers reported as a
 /// missing file; here "no such file" means nothing is there, and any other failure names the file
 /// and the system's reason ("cannot read F: Permission denied"). Reads with `read(2)` rather than
-/// a mapping, so pipes and devices (`--text-file /dev/stdin`) work too; more than `limit` bytes
-/// (an endless device such as /dev/zero) is an error rather than a machine out of memory.
-public func readWholeFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+/// a mapping, so pipes and devices (`--text-file /dev/stdin`) work too when `acceptingStreams`
+/// says the caller reads a user's text; more than `limit` bytes (an endless device such as
+/// /dev/zero) is an error rather than a machine out of memory.
+///
+/// Without `acceptingStreams` (configs, manifests, states, scores: files a program wrote) only a
+/// regular file is read: a named pipe there is refused at once, where a blocking open would wait
+/// for a writer past any Ctrl-C or SIGTERM, which stop long commands only at their safe points.
+public func readWholeFile(_ path: String, limit: Int = 1 << 30, acceptingStreams: Bool = false) throws -> Data {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | (acceptingStreams ? 0 : O_NONBLOCK))
     if fd < 0 {
         let code = errno
         if code == ENOENT || code == ENOTDIR { throw ShadowError.fileNotFound(path: path) }
@@ -22,7 +27,15 @@ public func readWholeFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
     defer { close(fd) }
     var data = Data()
     var info = stat()
-    if fstat(fd, &info) == 0 && info.st_size > 0 {
+    guard fstat(fd, &info) == 0 else {
+        throw ShadowError.unreadableFile(path: path, reason: AtomicFile.describe(errno: errno))
+    }
+    let kind = info.st_mode & S_IFMT
+    // A directory opens, and fails below with EISDIR ("Is a directory").
+    if !acceptingStreams && kind != S_IFREG && kind != S_IFDIR {
+        throw ShadowError.corruptFile(path: path, reason: "not a regular file")
+    }
+    if info.st_size > 0 {
         guard info.st_size <= limit else { throw tooLarge(path, limit: limit) }
         data.reserveCapacity(Int(info.st_size))
     }
@@ -33,7 +46,6 @@ public func readWholeFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
         if count < 0 {
             let code = errno
             if code == EINTR { continue }
-            // A directory opens, and fails here with EISDIR ("Is a directory").
             throw ShadowError.unreadableFile(path: path, reason: AtomicFile.describe(errno: code))
         }
         data.append(contentsOf: buffer[..<count])

@@ -176,7 +176,7 @@ public enum CalibrationSet {
                 return sample(tokens: tokens, predictFrom: contextTokens.count, source: source, options: options)
             }
         case .text:
-            let data = try readWholeFile(source.path)
+            let data = try readWholeFile(source.path, acceptingStreams: true)
             guard let text = String(data: data, encoding: .utf8) else {
                 throw ShadowError.corruptFile(path: source.path, reason: "not valid UTF-8 text")
             }

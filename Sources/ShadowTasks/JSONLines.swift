@@ -120,7 +120,7 @@ struct SourceLines {
 /// The bytes of a file; the error names it and says whether it is missing, a directory or unreadable.
 func readTaskFile(_ path: String) throws -> [UInt8] {
     if try existingFileKind(atPath: path) == .directory { throw ShadowError.corruptFile(path: path, reason: "is a directory, not a file") }
-    let bytes = [UInt8](try readWholeFile(path))
+    let bytes = [UInt8](try readWholeFile(path, acceptingStreams: true))
     if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: path, reason: form) }
     return bytes
 }

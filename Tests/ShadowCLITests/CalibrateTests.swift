@@ -697,8 +697,23 @@ struct PipelineTests {
         let benchJSON = try Data(contentsOf: URL(fileURLWithPath: out + "/bench.json"))
         try benchJSON.prefix(40).write(to: URL(fileURLWithPath: out + "/bench.json"))
         let brokenBench = CLIRun(arguments)
-        #expect(brokenBench.status != 0 && brokenBench.err.contains(out + "/bench.json from the bench step cannot be read")
-                && brokenBench.err.contains("remove bench.json"), "\(brokenBench.err)")
+        #expect(brokenBench.status != 0 && brokenBench.err.contains("the bench step's output cannot be read: \(out)/bench.json: line 3, column 8: unterminated string")
+                && brokenBench.err.contains("remove bench.json") && !brokenBench.err.contains("NSCocoaErrorDomain"), "\(brokenBench.err)")
+        // A named pipe in its place is refused at once, not waited on for a writer.
+        try FileManager.default.removeItem(atPath: out + "/bench.json")
+        #expect(mkfifo(out + "/bench.json", 0o600) == 0)
+        let pipedBench = CLIRun(arguments)
+        #expect(pipedBench.status != 0 && pipedBench.err.contains("\(out)/bench.json: not a regular file"), "\(pipedBench.err)")
+        try FileManager.default.removeItem(atPath: out + "/bench.json")
+        // A number bench never writes is named rather than shown as a 300-digit speed.
+        var implausible = try #require(JSONSerialization.jsonObject(with: benchJSON) as? [String: Any])
+        var benchRows = try #require(implausible["results"] as? [[String: Any]])
+        benchRows[0]["tokens_per_second"] = 1e308
+        implausible["results"] = benchRows
+        try JSONSerialization.data(withJSONObject: implausible).write(to: URL(fileURLWithPath: out + "/bench.json"))
+        let implausibleBench = CLIRun(arguments)
+        #expect(implausibleBench.status != 0 && implausibleBench.err.contains("bench.json from the bench step holds tokens_per_second 1e+308, not a speed"),
+                "\(implausibleBench.err)")
         try benchJSON.write(to: URL(fileURLWithPath: out + "/bench.json"))
         let predictor = out + "/predictors/shadow.safetensors"
         let predictorBytes = try Data(contentsOf: URL(fileURLWithPath: predictor))

@@ -120,7 +120,7 @@ struct AtomicFileTargetTests {
         #expect(mkfifo(fifo, 0o600) == 0)
         final class Box: @unchecked Sendable { var read: Data? }
         let box = Box(), done = DispatchSemaphore(value: 0)
-        Thread { box.read = try? readWholeFile(fifo); done.signal() }.start()
+        Thread { box.read = try? readWholeFile(fifo, acceptingStreams: true); done.signal() }.start()
         try AtomicFile.write("through the pipe", to: fifo)
         done.wait()
         #expect(box.read == Data("through the pipe".utf8))
@@ -156,7 +156,7 @@ struct AtomicFileTargetTests {
         defer { close(ends[0]) }
         try AtomicFile.write("into the pipe", to: "/dev/fd/\(ends[1])")
         close(ends[1])
-        #expect(try readWholeFile("/dev/fd/\(ends[0])") == Data("into the pipe".utf8))
+        #expect(try readWholeFile("/dev/fd/\(ends[0])", acceptingStreams: true) == Data("into the pipe".utf8))
 
         let file = TestScratch.path("redirected", suffix: ".txt")
         try "before\n".write(toFile: file, atomically: false, encoding: .utf8)
@@ -168,11 +168,30 @@ struct AtomicFileTargetTests {
 
     @Test("an endless device is refused once it passes the limit, and a larger regular file before reading")
     func endlessInput() throws {
-        #expect(throws: ShadowError.self) { try readWholeFile("/dev/zero", limit: 1 << 20) }
+        #expect(throws: ShadowError.unreadableFile(path: "/dev/zero", reason: "longer than 1 MiB, more than any text or JSON file this tool reads")) {
+            try readWholeFile("/dev/zero", limit: 1 << 20, acceptingStreams: true)
+        }
+        #expect(throws: ShadowError.corruptFile(path: "/dev/zero", reason: "not a regular file")) { try readWholeFile("/dev/zero") }
         let file = TestScratch.path("large", suffix: ".txt")
         try Data(count: 4096).write(to: URL(fileURLWithPath: file))
         #expect(throws: ShadowError.self) { try readWholeFile(file, limit: 1024) }
         #expect(try readWholeFile(file, limit: 4096).count == 4096)
+    }
+
+    @Test("a named pipe where a program's file belongs is refused at once; one holding a user's text is read")
+    func pipeAsWholeFile() throws {
+        let fifo = TestScratch.path("state-fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let start = Date()
+        #expect(throws: ShadowError.corruptFile(path: fifo, reason: "not a regular file")) { try readWholeFile(fifo) }
+        #expect(Date().timeIntervalSince(start) < 4, "readWholeFile waited for a writer")
+        DispatchQueue.global().async {
+            let writer = open(fifo, O_WRONLY)
+            guard writer >= 0 else { return }
+            _ = "piped text".withCString { write(writer, $0, 10) }
+            close(writer)
+        }
+        #expect(try readWholeFile(fifo, acceptingStreams: true) == Data("piped text".utf8))
     }
 
     @Test("a named pipe given as a mapped file is refused at once rather than waiting for a writer")
