@@ -205,30 +205,35 @@ struct ChatTemplate: Sendable {
         return false
     }
 
-    /// Jinja source without its comments (`{# … #}`), which are not output.
+    /// Jinja source without its comments (`{# … #}`), which are not output. One pass, as Jinja's
+    /// lexer reads them: removing each from the whole text in turn took time quadratic in their count.
     static func withoutComments(_ template: String) -> String {
-        var source = template
-        while let open = source.range(of: "{#"), let close = source.range(of: "#}", range: open.upperBound..<source.endIndex) {
-            source.removeSubrange(open.lowerBound..<close.upperBound)
+        var source = "", rest = template[...]
+        while let open = rest.range(of: "{#"), let close = rest.range(of: "#}", range: open.upperBound..<rest.endIndex) {
+            source += rest[..<open.lowerBound]
+            rest = rest[close.upperBound...]
         }
-        return source
+        return source + rest
+    }
+
+    /// How reading a string literal from a quote ended.
+    enum LiteralScan {
+        /// Closed: its text and the index just past the closing quote.
+        case closed(text: String, end: String.Index)
+        /// Not closed, or a malformed escape: where reading stopped.
+        case unclosed(stop: String.Index)
     }
 
     /// The Jinja (Python) string literal that opens with the quote at `quote`, its escapes read
     /// (\n \t \r, \xHH, \uHHHH, and a backslash before any other character keeps that
-    /// character); nil when it is not closed or an escape is malformed.
-    static func stringLiteral(in source: String, at quote: String.Index) -> String? {
-        stringLiteralSpan(in: source, at: quote)?.text
-    }
-
-    /// `stringLiteral`, and the index just past its closing quote.
-    static func stringLiteralSpan(in source: String, at quote: String.Index) -> (text: String, end: String.Index)? {
+    /// character). Read through a `LiteralReader`, which reads each stretch of a source once.
+    static func scanLiteral(in source: String, at quote: String.Index) -> LiteralScan {
         let delimiter = source[quote]
         var text = "", index = source.index(after: quote)
         while index < source.endIndex {
             var character = source[index]
             index = source.index(after: index)
-            if character == delimiter { return (text, index) }
+            if character == delimiter { return .closed(text: text, end: index) }
             if character == "\\", index < source.endIndex {
                 let escaped = source[index]
                 index = source.index(after: index)
@@ -239,13 +244,52 @@ struct ChatTemplate: Sendable {
                 case "x", "u":
                     let digits = escaped == "x" ? 2 : 4
                     guard let end = source.index(index, offsetBy: digits, limitedBy: source.endIndex),
-                          let value = UInt32(source[index..<end], radix: 16), let scalar = Unicode.Scalar(value) else { return nil }
+                          let value = UInt32(source[index..<end], radix: 16), let scalar = Unicode.Scalar(value) else { return .unclosed(stop: index) }
                     character = Character(scalar)
                     index = end
                 default: character = escaped
                 }
             }
             text.append(character)
+        }
+        return .unclosed(stop: index)
+    }
+
+    /// Reads the string literals of one source at quotes further and further on, each quote once.
+    ///
+    /// A quote inside the last literal read from a quote of its kind (closed or not) is escaped
+    /// there, so no literal opens at it: reading from it would go over the same characters to the
+    /// same end. Skipping it keeps a template of many such quotes (`'a\'a\'a\'…`) linear in its
+    /// length, where reading each took time quadratic in it.
+    struct LiteralReader {
+        let source: String
+        private var lastRead: [Character: Range<String.Index>] = [:]
+
+        init(source: String) { self.source = source }
+
+        /// The literal opening at `quote`; nil when it is not closed, or lies inside one read before.
+        mutating func literal(at quote: String.Index) -> (text: String, end: String.Index)? {
+            let delimiter = source[quote]
+            if let read = lastRead[delimiter], read.lowerBound < quote, quote < read.upperBound { return nil }
+            switch ChatTemplate.scanLiteral(in: source, at: quote) {
+            case .closed(let text, let end):
+                lastRead[delimiter] = quote..<end
+                return (text, end)
+            case .unclosed(let stop):
+                lastRead[delimiter] = quote..<stop
+                return nil
+            }
+        }
+    }
+
+    /// The last quote in `start..<end` that can open a literal: one after a backslash is escaped
+    /// (outside a literal Jinja has no backslashes).
+    static func lastOpeningQuote(in source: String, from start: String.Index, to end: String.Index) -> String.Index? {
+        var index = end
+        while index > start {
+            index = source.index(before: index)
+            guard source[index] == "'" || source[index] == "\"" else { continue }
+            if index == source.startIndex || source[source.index(before: index)] != "\\" { return index }
         }
         return nil
     }
@@ -255,15 +299,16 @@ struct ChatTemplate: Sendable {
     /// matches costs time in proportion to its length.
     static func literals(holding text: String, in source: String) -> [String] {
         var found: [String] = []
+        var reader = LiteralReader(source: source)
         var from = source.startIndex
         var scanned = source.startIndex, lastQuote: String.Index? = nil, readQuote: String.Index? = nil
         while let match = source.range(of: text, range: from..<source.endIndex) {
             from = match.upperBound
-            if let quote = source[scanned..<match.lowerBound].lastIndex(where: { $0 == "'" || $0 == "\"" }) { lastQuote = quote }
+            if let quote = lastOpeningQuote(in: source, from: scanned, to: match.lowerBound) { lastQuote = quote }
             scanned = match.lowerBound
             guard let quote = lastQuote, quote != readQuote else { continue }
             readQuote = quote
-            guard let literal = stringLiteral(in: source, at: quote), literal.contains(text) else { continue }
+            guard let literal = reader.literal(at: quote)?.text, literal.contains(text) else { continue }
             found.append(literal)
         }
         return found
@@ -310,6 +355,7 @@ struct ChatTemplate: Sendable {
     /// there is one: `["date_string", "="]` matches `date_string = "26 Jul 2024"` and
     /// `date_string="26 Jul 2024"`, not `date_string == "x"`.
     static func firstLiteral(after words: [String], in source: String) -> String? {
+        var reader = LiteralReader(source: source)
         var from = source.startIndex
         search: while let match = source.range(of: words[0], range: from..<source.endIndex) {
             from = match.upperBound
@@ -320,7 +366,7 @@ struct ChatTemplate: Sendable {
                 index = source.index(index, offsetBy: word.count)
             }
             guard index < source.endIndex, source[index] == "'" || source[index] == "\"" else { continue }
-            if let literal = stringLiteral(in: source, at: index) { return literal }
+            if let literal = reader.literal(at: index) { return literal.text }
         }
         return nil
     }
@@ -574,13 +620,14 @@ struct MetadataSystem: Sendable {
     /// The first string literal from `index` on that an output expression writes whole
     /// (`{{ "…"` or `{{- '…'`), and the index just past it.
     static func outputLiteral(in source: String, from index: String.Index) -> (text: String, end: String.Index)? {
+        var reader = ChatTemplate.LiteralReader(source: source)
         var from = index
         while let open = source.range(of: "{{", range: from..<source.endIndex) {
             var start = open.upperBound
             if source[start...].hasPrefix("-") { start = source.index(after: start) }
             start = source[start...].firstIndex { !$0.isWhitespace } ?? source.endIndex
             if start < source.endIndex, source[start] == "\"" || source[start] == "'",
-               let literal = ChatTemplate.stringLiteralSpan(in: source, at: start) {
+               let literal = reader.literal(at: start) {
                 return literal
             }
             from = open.upperBound

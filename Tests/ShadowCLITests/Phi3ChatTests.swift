@@ -95,6 +95,21 @@ struct Phi3ChatTests {
         #expect(ChatTemplate.literals(holding: "<think>", in: source) == ["a<think>b<think>", "<think>c"])
     }
 
+    @Test("a quote escaped inside a literal opens none, so templates of many such quotes or comments read in linear time")
+    func escapedQuotes() {
+        #expect(ChatTemplate.literals(holding: "<think>", in: #"{{ 'a\'<think>\'<think>' }}"#) == ["a'<think>'<think>"])
+        #expect(ChatTemplate.withoutComments("a{# x #}b{# y {# #}c{#") == "abc{#")
+        // 20,000 literals that never close (each backslash escapes the next quote), then 20,000
+        // comments: reading every match's literal to the end, or re-searching the whole text after
+        // each comment, took minutes here.
+        let unclosed = #"{{ '<|im_start|>system\n' }}"# + String(repeating: #"'<|im_start|>system\"#, count: 20_000)
+        let comments = String(repeating: "{# c #}", count: 20_000) + #"{{ '<|im_start|>system\nHi<|im_end|>\n' }}"#
+        let start = Date()
+        #expect(ChatTemplate.defaultSystemMessage(in: unclosed) == nil)
+        #expect(ChatTemplate.defaultSystemMessage(in: comments) == "Hi")
+        #expect(Date().timeIntervalSince(start) < 10, "reading the templates took \(Date().timeIntervalSince(start)) s")
+    }
+
     @Test("the separator is read from what the template writes after <|end|>: in its literal, as the next literal added, or nothing")
     func separator() {
         #expect(ChatTemplate.newline(after: "<|end|>", in: #"{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"#))
