@@ -281,7 +281,7 @@ public enum PredictorFile {
         }
         if let training = meta.training {
             guard training.samples >= 0, training.trainSamples >= 0, training.heldOutSamples >= 0,
-                  training.trainSamples + training.heldOutSamples <= training.samples else {
+                  training.trainSamples <= training.samples, training.heldOutSamples <= training.samples - training.trainSamples else {
                 throw bad("training.samples", "\(training.trainSamples) training and \(training.heldOutSamples) held-out samples do not fit in \(training.samples)")
             }
             guard training.seconds >= 0, training.seconds.isFinite else { throw bad("training.seconds", "must be a time, got \(training.seconds)") }

@@ -514,6 +514,7 @@ public enum PredictorTrainer {
                     b += 1
                 }
                 last = Float(sum / Double(train.count))
+                guard last.isFinite else { throw diverged("mean loss overflowed single precision", epoch: epoch, of: epochs, options: options) }
                 epochDone(epoch, last)
                 epoch += 1
             }
@@ -521,6 +522,10 @@ public enum PredictorTrainer {
             let parameters = UnsafeBufferPointer(start: network.parameters.pointer, count: network.parameterCount)
             guard parameters.allSatisfy(\.isFinite) else {
                 throw diverged("weights became non-finite after its last step", epoch: epochs, of: epochs, options: options)
+            }
+            // Finite weights can still be refused by the predictor's reader (scores that overflow).
+            guard network.outputBound() < Double(Float.greatestFiniteMagnitude) else {
+                throw diverged("weights grew so large that its scores can overflow single precision", epoch: epochs, of: epochs, options: options)
             }
             return last
         }

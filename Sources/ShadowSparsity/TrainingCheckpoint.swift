@@ -129,8 +129,10 @@ public struct TrainingCheckpoint: Sendable {
         guard (state.headLoss == nil) == isHead, state.headLoss.map({ $0.isFinite && $0 >= 0 }) ?? true else {
             throw ShadowError.badJSON(path: path + " (state)", key: "headLoss", reason: isHead ? "is given while heads train" : "must be a finite, non-negative loss once neurons train")
         }
-        guard p.lossSum >= 0, p.lossSum.isFinite else {
-            throw ShadowError.badJSON(path: path + " (state)", key: "position.lossSum", reason: "must be a finite, non-negative sum of losses")
+        // The epoch's mean loss is recorded in single precision.
+        guard p.lossSum >= 0, p.lossSum <= Double(Float.greatestFiniteMagnitude) * Double(train.count) else {
+            throw ShadowError.badJSON(path: path + " (state)", key: "position.lossSum",
+                                      reason: "must be a non-negative sum of losses whose mean fits single precision")
         }
         guard state.seconds >= 0, state.seconds.isFinite else {
             throw ShadowError.badJSON(path: path + " (state)", key: "seconds", reason: "must be a finite, non-negative time")
@@ -148,6 +150,10 @@ public struct TrainingCheckpoint: Sendable {
         for (name, network) in networks {
             let saved = try values("\(name).parameters", count: network.parameterCount)
             saved.withUnsafeBufferPointer { network.parameters.pointer.update(from: $0.baseAddress!, count: network.parameterCount) }
+            // As a predictor file's loader checks: else training would end writing one it refuses.
+            guard network.outputBound() < Double(Float.greatestFiniteMagnitude) else {
+                throw ShadowError.badTensor(path: path, tensor: "\(name).parameters", reason: "so large that the network's scores can overflow single precision")
+            }
         }
         let count = networks[state.network].network.parameterCount
         let v = try values("optimiser.v", count: count)

@@ -307,6 +307,8 @@ struct PredictorTests {
             return path
         }
         let meta = ["format": PredictorFile.format, "predictor": json]
+        let overflowingCounts = String(decoding: try JSONEncoder().encode(
+            TrainingSummary(traces: "t", samples: 5, trainSamples: .max, heldOutSamples: 7, options: TrainingOptions(), seconds: 1, finalHeadLoss: 0.1)), as: UTF8.self)
         let cases: [(String, String)] = [
             (try write("missing.safetensors", metadata: meta) { $0.removeAll { $0.name == "neurons.1.bias" } }, "neurons.1.bias"),
             (try write("shape.safetensors", metadata: meta) { t in
@@ -341,6 +343,9 @@ struct PredictorTests {
             (try write("local.safetensors", metadata: ["format": PredictorFile.format,
                                                        "predictor": "{\"quality\":{\"held_out_samples\":3,\"heads\":{\"spearman\":0.5,\"recall\":{},\"recall_local\":{\"0.5\":-3}}}," + json.dropFirst()]) { _ in },
              #"key "quality.heads.recall_local.0.5": -3.0 is not a fraction"#),
+            // Counts whose sum would overflow.
+            (try write("counts.safetensors", metadata: ["format": PredictorFile.format, "predictor": "{\"training\":" + overflowingCounts + "," + json.dropFirst()]) { _ in },
+             #"key "training.samples""#),
         ]
         for (path, mention) in cases {
             do {

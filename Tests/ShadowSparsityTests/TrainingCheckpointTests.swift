@@ -111,6 +111,16 @@ struct TrainingCheckpointTests {
         expectRefused("position")
         try stopAndTamper(state: { $0["partLosses"] = [0.5, 0.5] })
         expectRefused("partLosses")
+        // Finite, but the predictor written at the end would be refused by every reader: scores
+        // that can overflow, a mean loss beyond single precision.
+        try stopAndTamper(tensor: { name, values in name.hasPrefix("heads") ? values.map { _ in 3e38 } : values })
+        expectRefused("so large that the network's scores can overflow single precision")
+        try stopAndTamper(state: { state in
+            var position = state["position"] as! [String: Any]
+            position["lossSum"] = 1.7e308
+            state["position"] = position
+        })
+        expectRefused("position.lossSum")
         try stopAndTamper(at: 5, state: { $0["headLoss"] = 0.5 })
         expectRefused("headLoss")
         try stopAndTamper(state: { $0["headLoss"] = nil })
