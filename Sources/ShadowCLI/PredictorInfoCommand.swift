@@ -100,7 +100,7 @@ enum PredictorInfoCommand {
                      "  " + "".padding(toLength: 9, withPad: " ", startingAt: 0) + "Spearman ρ" + keys.map { "  recall@\($0)" }.joined()]
         func row(_ name: String, _ u: UnitQuality) -> String {
             "  " + name.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: "%10.3f", u.spearman)
-                + keys.map { String(format: "%12.3f", u.recall[$0] ?? .nan) }.joined()
+                + keys.map { recallCell(u.recall[$0], width: 12) }.joined()
         }
         lines.append(row("heads", q.heads))
         if let n = q.neurons { lines.append(row("neurons", n)) }
@@ -109,7 +109,7 @@ enum PredictorInfoCommand {
         if !local.isEmpty {
             lines.append("  each layer its own top k (the local policy):")
             for (name, recall) in local {
-                lines.append("  " + name.padding(toLength: 19, withPad: " ", startingAt: 0) + keys.map { String(format: "%12.3f", recall[$0] ?? .nan) }.joined())
+                lines.append("  " + name.padding(toLength: 19, withPad: " ", startingAt: 0) + keys.map { recallCell(recall[$0], width: 12) }.joined())
             }
         }
         return lines
@@ -137,6 +137,13 @@ enum PredictorInfoCommand {
         return (lines + [""]).joined(separator: "\n")
     }
 
+    /// A recall figure to three decimals, right-aligned in `width` characters; "—" when the file
+    /// has none at that sparsity (written by hand, or by a build that measured others).
+    static func recallCell(_ recall: Double?, width: Int = 0) -> String {
+        let text = recall.map { String(format: "%.3f", $0) } ?? "—"
+        return String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+
     /// ρ and recall per unit as a Markdown table, `explained` after a sentence that says what they are.
     static func qualityTable(_ q: PredictorQualityReport, layers: Int, explained: Bool) -> [String] {
         let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
@@ -149,8 +156,8 @@ enum PredictorInfoCommand {
         lines += [header, "| --- |" + String(repeating: " ---: |", count: 1 + keys.count * (hasLocal ? 2 : 1))]
         for (name, unit) in [("heads", q.heads), ("neurons", q.neurons)] {
             guard let unit else { continue }
-            var row = "| \(name) | \(String(format: "%.3f", unit.spearman)) |" + keys.map { " \(String(format: "%.3f", unit.recall[$0] ?? .nan)) |" }.joined()
-            if hasLocal { row += keys.map { key in " \(unit.localRecall.map { String(format: "%.3f", $0[key] ?? .nan) } ?? "—") |" }.joined() }
+            var row = "| \(name) | \(String(format: "%.3f", unit.spearman)) |" + keys.map { " \(recallCell(unit.recall[$0])) |" }.joined()
+            if hasLocal { row += keys.map { key in " \(recallCell(unit.localRecall?[key])) |" }.joined() }
             lines.append(row)
         }
         return lines

@@ -354,7 +354,7 @@ enum SweepCommand {
         var state = SweepState(settings: settings)
         if try fileKind(atPath: path("sweep-state.json")) != nil {
             var saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
-            try saved.validate(path: path("sweep-state.json"))
+            try saved.validate(path: path("sweep-state.json"), shape: model.shape)
             // States written before readings were kept per task said so in their settings.
             for (marker, task, value) in [("; wikitext detokenized", "wikitext", "detokenized"),
                                           ("; lambada shots lm-eval", "lambada", "shots lm-eval")]

@@ -122,14 +122,21 @@ public struct SweepState: Codable, Equatable, Sendable {
 
     /// Throws unless the state read from `path` is one this build wrote: a resumed sweep starts
     /// each cell at its item count, so a negative or impossible count would index outside the
-    /// task's items. The error names the key.
-    public func validate(path: String) throws {
+    /// task's items. The error names the key. `shape` is the model's: the heat map has a row per
+    /// layer and a column per head.
+    public func validate(path: String, shape: TransformerShape) throws {
         guard version == Self.currentVersion else {
             throw ShadowError.badJSON(path: path, key: "version", reason: "is \(version); this build reads version \(Self.currentVersion)")
         }
-        for (criterion, rows) in headImportance ?? [:] {
-            guard let width = rows.first?.count, width > 0, rows.allSatisfy({ $0.count == width && $0.allSatisfy(\.isFinite) }) else {
-                throw ShadowError.badJSON(path: path, key: "headImportance.\(criterion)", reason: "is not a table of finite scores, one row per layer")
+        for (criterion, rows) in (headImportance ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard rows.count == shape.layers, rows.allSatisfy({ $0.count == shape.heads && $0.allSatisfy(\.isFinite) }) else {
+                throw ShadowError.badJSON(path: path, key: "headImportance.\(criterion)",
+                                          reason: "is not a table of finite scores with a row per layer and a column per head (\(shape.layers) × \(shape.heads))")
+            }
+        }
+        for (key, cell) in (cells ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard cell.key == key, cell.method == "dense" || (0...1).contains(cell.sparsity) else {
+                throw ShadowError.badJSON(path: path, key: "cells.\(key)", reason: "is not the cell its key names")
             }
         }
         for (task, cells) in tallies.sorted(by: { $0.key < $1.key }) {
@@ -147,6 +154,10 @@ public struct SweepState: Codable, Equatable, Sendable {
                 if let dense = tally.denseMasks, !(0...tally.masks).contains(dense) {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).denseMasks",
                                               reason: "is \(dense), outside the \(tally.masks) masks built")
+                }
+                if let truncated = tally.truncatedItems, !(0...tally.items).contains(truncated) {
+                    throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).truncatedItems",
+                                              reason: "is \(truncated), outside the \(tally.items) items scored")
                 }
                 guard tally.agreement.matches <= tally.agreement.positions else {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).agreement.matches",

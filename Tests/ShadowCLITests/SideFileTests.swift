@@ -154,6 +154,10 @@ struct SideFileTests {
             (["tallies", "piqa", "dense", "nllSum"], -2.5, "tallies.piqa.dense.nllSum"),
             (["tallies", "piqa", "random/-/0.50", "headSparsitySum"], 1e6, "headSparsitySum"),
             (["tallies", "piqa", "static/inf/nan"], denseTally, "tallies.piqa.static/inf/nan"),
+            (["tallies", "piqa", "dense", "truncatedItems"], 99, "tallies.piqa.dense.truncatedItems"),
+            // What the report draws: a cell's own sparsity, the heat map's rows and columns.
+            (["cells", "random/-/0.50", "sparsity"], 1e300, "cells.random/-/0.50"),
+            (["headImportance", "plainact"], Array(repeating: [0.5], count: 3000), "headImportance.plainact"),
         ]
         for (keys, value, mention) in cases {
             var state = try #require(try JSONSerialization.jsonObject(with: good) as? [String: Any])
@@ -311,5 +315,14 @@ struct SideFileTests {
         expectChunkError(calibrateFailingChunk(existing), existing)
         #expect(try String(contentsOfFile: existing + "/notes.txt", encoding: .utf8) == "mine")
         #expect(!FileManager.default.fileExists(atPath: existing + "/" + TraceManifest.fileName))
+    }
+
+    @Test("a predictor's quality without recall at a sparsity shows a dash there, not nan")
+    func missingRecallIsADash() {
+        let report = PredictorQualityReport(heldOutSamples: 4, heads: UnitQuality(spearman: 0.9, recall: ["0.5": 0.8, "0.45": 0.7]),
+                                            neurons: UnitQuality(spearman: 0.7, recall: [:], localRecall: ["0.3": 0.6]))
+        let text = (PredictorInfoCommand.qualityLines(report, title: "held-out", layers: 3)
+                    + PredictorInfoCommand.qualityTable(report, layers: 3, explained: false)).joined(separator: "\n")
+        #expect(!text.contains("nan") && text.contains("0.800") && text.contains("0.600") && text.contains("—"), "\(text)")
     }
 }
