@@ -9,14 +9,16 @@ enum PredictorInfoCommand {
         name: "predictor info", abstract: "Describe a predictor file (kind, model, training, held-out quality).",
         discussion: """
             The file is loaded in full, so a corrupt or incomplete predictor is reported here. With --traces, the \
-            predictor is also measured on every sample of another trace directory of its model (calibrated on other \
-            tasks or texts, say), with the same ρ and recall as its held-out quality.
+            predictor is also measured on the samples of another trace directory of its model (calibrated on other \
+            tasks or texts, say), with the same ρ and recall as its held-out quality. Samples it trained on are left \
+            out, found by their content (shards merged, traces extended or copied; files written before 2026-12-07 \
+            do not record them, and only their own training directory is refused).
             """,
         positional: .value("file", "file", help: "A predictor written by train-predictor."),
         options: [
             .flag("json", help: "Print the metadata as JSON (held-out quality under quality.heads / quality.neurons)."),
             .flag("markdown", help: "Print the description and the held-out quality report as Markdown (a table of ρ and recall per unit)."),
-            .value("traces", "dir", help: "Also measure the predictor on all samples of this trace directory (not its training traces); JSON: quality_on_traces."),
+            .value("traces", "dir", help: "Also measure the predictor on the samples of this trace directory (not its training traces; samples it trained on, found by content, are left out); JSON: quality_on_traces."),
         ]
     ) { arguments, console in
         let path = try arguments.required("file")
@@ -38,6 +40,18 @@ enum PredictorInfoCommand {
     struct Measured: Encodable {
         var traces: String
         var quality: PredictorQualityReport
+        /// Samples of the directory the predictor trained on, left out of `quality` (nil for a
+        /// file that does not record them: only its own training directory is refused then).
+        var trainingSamplesLeftOut: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case traces, quality, trainingSamplesLeftOut = "training_samples_left_out"
+        }
+
+        /// "quality on DIR", and how many samples were left out as training samples.
+        var title: String {
+            "quality on \(traces)" + (trainingSamplesLeftOut.map { $0 > 0 ? " (\(counted($0, "sample")) it trained on left out)" : "" } ?? "")
+        }
     }
 
     static func measure(_ predictor: Predictor, traces: String) throws -> Measured {
@@ -59,7 +73,16 @@ enum PredictorInfoCommand {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) holds activations at the \(manifest.predictorToken.rawValue) token; the predictor reads the \(token) token")
         }
         let data = try PredictorDataset.load(directory: traces, criterion: m.criterion, kind: m.kind, forTraining: false)
-        return Measured(traces: directory, quality: PredictorQuality.measure(predictor, data: data, samples: Array(0..<data.count)))
+        // The same samples may sit in another directory (shards merged, traces extended, a copy).
+        var samples = Array(0..<data.count), leftOut: Int?
+        if let trained = predictor.trainingSampleDigests {
+            samples = data.samples(excluding: trained)
+            leftOut = data.count - samples.count
+            guard !samples.isEmpty else {
+                throw ShadowError.invalidArgument(name: "--traces", reason: "every sample of \(traces) is one the predictor trained on; its held-out quality is already in the file")
+            }
+        }
+        return Measured(traces: directory, quality: PredictorQuality.measure(predictor, data: data, samples: samples), trainingSamplesLeftOut: leftOut)
     }
 
     /// The metadata as JSON with the file's path and size added (and the quality on other traces).
@@ -88,7 +111,7 @@ enum PredictorInfoCommand {
         var lines = ["predictor: \(path)"] + description(m)
         if let q = m.quality { lines += qualityLines(q, title: "held-out quality", layers: m.model.shape.layers) }
         if let measured {
-            lines += qualityLines(measured.quality, title: "quality on \(measured.traces)", layers: m.model.shape.layers)
+            lines += qualityLines(measured.quality, title: measured.title, layers: m.model.shape.layers)
         }
         return lines.joined(separator: "\n")
     }
@@ -131,7 +154,8 @@ enum PredictorInfoCommand {
             lines += ["", "No held-out quality recorded."]
         }
         if let measured {
-            lines += ["", "## Quality on \(Markdown.code(measured.traces)) (\(counted(measured.quality.heldOutSamples, "sample")), layers 1…\(layers - 1))", ""]
+            let leftOut = measured.trainingSamplesLeftOut.map { $0 > 0 ? "; \(counted($0, "sample")) it trained on left out" : "" } ?? ""
+            lines += ["", "## Quality on \(Markdown.code(measured.traces)) (\(counted(measured.quality.heldOutSamples, "sample"))\(leftOut), layers 1…\(layers - 1))", ""]
                 + qualityTable(measured.quality, layers: layers, explained: m.quality?.heads.localRecall == nil)   // said once
         }
         return (lines + [""]).joined(separator: "\n")

@@ -90,6 +90,9 @@ public final class Predictor: @unchecked Sendable {
     public internal(set) var path: String?
     public internal(set) var training: TrainingSummary?
     public internal(set) var quality: PredictorQualityReport?
+    /// `PredictorDataset.sampleDigest` of each sample it trained on, so its quality measured on
+    /// other traces leaves those out (nil for files written before 2026-12-07).
+    public internal(set) var trainingSampleDigests: Set<String>?
     /// How its file stores the weights: `.f32`, or `.f16` (half the size; the weights in memory
     /// are then the rounded ones, so a saved and reloaded predictor predicts exactly the same).
     public internal(set) var weightDType: TensorDType = .f32

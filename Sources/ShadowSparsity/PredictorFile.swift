@@ -84,13 +84,19 @@ public enum PredictorFile {
     public static let format = "shadowllm-predictor"
     public static let version = 1
 
+    /// The safetensors metadata key of the training samples' digests.
+    static let trainingDigestsKey = "training_sample_digests"
+
     /// Writes `predictor` to `path` atomically and records the path in it.
     public static func save(_ predictor: Predictor, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let json = String(decoding: try encoder.encode(predictor.metadata), as: UTF8.self)
-        var writer = SafetensorsWriter(metadata: ["format": format, "predictor": json])
+        var metadata = ["format": format, "predictor": json]
+        // Beside the JSON, which `predictor info --json` prints whole: 16 hex digits per sample.
+        if let digests = predictor.trainingSampleDigests { metadata[trainingDigestsKey] = digests.sorted().joined() }
+        var writer = SafetensorsWriter(metadata: metadata)
         for (prefix, network) in predictor.networks {
             for (i, layer) in network.layers.enumerated() {
                 let values = network.values(layer: i)
@@ -166,6 +172,15 @@ public enum PredictorFile {
         predictor.weightDType = storedHalf ? .f16 : .f32
         predictor.training = meta.training
         predictor.quality = meta.quality
+        if let digests = file.metadata[trainingDigestsKey] {
+            let characters = Array(digests.utf8)
+            guard characters.count % 16 == 0, characters.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+                throw ShadowError.badJSON(path: path, key: trainingDigestsKey, reason: "is not a run of 16-digit hexadecimal sample digests")
+            }
+            predictor.trainingSampleDigests = Set(stride(from: 0, to: characters.count, by: 16).map {
+                String(decoding: characters[$0..<$0 + 16], as: UTF8.self)
+            })
+        }
         return predictor
     }
 

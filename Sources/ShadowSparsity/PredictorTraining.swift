@@ -39,6 +39,24 @@ public struct PredictorDataset: Sendable {
     var inputWidth: Int { kind == .shadow ? shape.attentionWidth : shape.hiddenSize }
     var inputRows: Int { kind == .shadow ? 1 : shape.layers }
 
+    /// The samples whose digests are not in `digests` (a predictor's training samples), in order.
+    public func samples(excluding digests: Set<String>) -> [Int] {
+        (0..<count).filter { !digests.contains(sampleDigest($0)) }
+    }
+
+    /// FNV-1a over the bits of sample `i`'s scaled inputs and raw head scores: the same sample
+    /// in another trace directory (merged, extended, copied) has the same digest.
+    func sampleDigest(_ i: Int) -> String {
+        var digest = FNV1a()
+        let rowsWidth = inputRows * inputWidth, layerHeads = shape.layers * shape.heads
+        for (part, size) in [(inputs, rowsWidth), (heads, layerHeads)] {
+            part.withUnsafeBufferPointer { values in
+                for value in values[i * size..<(i + 1) * size] { digest.mix(word: UInt64(value.bitPattern)) }
+            }
+        }
+        return digest.hex
+    }
+
     /// Builds a data set from records (tests and callers that already hold them).
     public init(records: [TraceRecord], model: ModelFingerprint, criterion: String, kind: PredictorKind,
                 source: String = "memory", predictorToken: String? = nil) throws {
@@ -417,6 +435,7 @@ public enum PredictorTrainer {
                                              heldOutSamples: heldOut.count, options: options,
                                              seconds: Date().timeIntervalSince(start),
                                              finalHeadLoss: headLoss, finalNeuronLoss: neuronLoss)
+        predictor.trainingSampleDigests = Set(train.map(data.sampleDigest))
         return predictor
     }
 

@@ -112,6 +112,17 @@ struct PredictorCLITests {
         #expect(otherQuality["held_out_samples"] as? Int == 40)
         #expect(try #require((otherQuality["heads"] as? [String: Any])?["spearman"] as? Double) > 0.7, "\(otherQuality)")
         #expect((otherQuality["neurons"] as? [String: Any])?["recall_local"] != nil)
+        #expect(onTraces["training_samples_left_out"] as? Int == 0)
+        // A copy of the training traces: the samples it trained on are found by content and left
+        // out, so what is measured is the held-out split, as in the file.
+        let copy = scratchPath("traces-copy")
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try FileManager.default.copyItem(atPath: traces, toPath: copy)
+        let onCopy = try #require(try CLIRun(["predictor", "info", out, "--traces", copy, "--json"]).json()["quality_on_traces"] as? [String: Any])
+        #expect(onCopy["training_samples_left_out"] as? Int == 96)
+        let copyHeads = try #require((onCopy["quality"] as? [String: Any])?["heads"] as? [String: Any])
+        #expect(abs(try #require(copyHeads["spearman"] as? Double) - (heads["spearman"] as! Double)) < 1e-9, "\(copyHeads) vs \(heads)")
+        #expect(CLIRun(["predictor", "info", out, "--traces", copy]).out.contains("(96 samples it trained on left out)"))
         #expect(CLIRun(["predictor", "info", out, "--traces", other]).out.contains("quality on \(URL(fileURLWithPath: other).standardizedFileURL.path) (40 samples"))
         let measuredMarkdown = CLIRun(["predictor", "info", out, "--traces", other, "--markdown"]).out
         #expect(measuredMarkdown.contains("## Quality on `") && measuredMarkdown.components(separatedBy: "Spearman ρ between").count == 2, "\(measuredMarkdown)")
