@@ -273,7 +273,9 @@ struct ChatTemplate: Sendable {
             if let read = lastRead[delimiter], read.lowerBound < quote, quote < read.upperBound { return nil }
             switch ChatTemplate.scanLiteral(in: source, at: quote) {
             case .closed(let text, let end):
-                lastRead[delimiter] = quote..<end
+                // Up to the closing quote, not past it: a read from a quote that opened nothing
+                // (an apostrophe, a closing quote) closes on the next literal's opening quote.
+                lastRead[delimiter] = quote..<source.index(before: end)
                 return (text, end)
             case .unclosed(let stop):
                 lastRead[delimiter] = quote..<stop

@@ -65,7 +65,9 @@ final class ProgressBar {
     }
 
     static func format(_ seconds: Double) -> String {
-        let s = Int(seconds.rounded())
+        // (Converting a non-finite or huge estimate to Int would trap.)
+        guard seconds.isFinite else { return "?" }
+        let s = Int(min(max(seconds, 0), 1e9).rounded())
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }
 }

@@ -366,7 +366,7 @@ enum StaticScores {
     /// `model`, when given, must match the file's fingerprint if it has one.
     static func load(path: String, shape: TransformerShape, needsNeurons: Bool = true,
                      model: ModelFingerprint? = nil) throws -> (heads: [[Float]], neurons: [[Float]]?) {
-        let file = try ConfigDecoding.decode(File.self, path: path)
+        let file = try ConfigDecoding.decode(File.self, path: path, acceptingStreams: true)
         if let recorded = file.model {
             try recorded.validate(path: path)
             try model?.check(matches: recorded, what: path)

@@ -354,7 +354,6 @@ enum SweepCommand {
         var state = SweepState(settings: settings)
         if try fileKind(atPath: path("sweep-state.json")) != nil {
             var saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
-            try saved.validate(path: path("sweep-state.json"), shape: model.shape)
             // States written before readings were kept per task said so in their settings.
             for (marker, task, value) in [("; wikitext detokenized", "wikitext", "detokenized"),
                                           ("; lambada shots lm-eval", "lambada", "shots lm-eval")]
@@ -367,6 +366,8 @@ enum SweepCommand {
                     name: "--out",
                     reason: "\(out) holds a sweep with other settings (\(Self.settingsDifference(saved.settings, settings))); give another --out or remove \(path("sweep-state.json"))")
             }
+            // After the settings: a state of another model is that, not a heat map of the wrong size.
+            try saved.validate(path: path("sweep-state.json"), shape: model.shape)
             state = saved
             // Tasks can be added or left out; a task must keep its file.
             for task in tasks {

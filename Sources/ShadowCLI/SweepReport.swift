@@ -186,6 +186,8 @@ enum SweepReport {
             if high - low < 1e-9 { low -= 0.5; high += 0.5 }
             let pad = (high - low) * 0.08
             low -= pad; high += pad
+            // Finite values can still span more than a Double (±1e308): no axis to draw them on.
+            guard low.isFinite, high.isFinite, (high - low).isFinite else { continue }
             // Accuracies are fractions: their axis stays within 0…1 (round steps divide 1, so it still does below).
             if !panel.logScale, values.allSatisfy({ (0...1).contains($0) }) { low = max(low, 0); high = min(high, 1) }
             // A linear axis ends on round ticks (0.2, 0.4, …); a log axis keeps five even ones.

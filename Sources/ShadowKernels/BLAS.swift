@@ -61,8 +61,8 @@ public enum BLAS {
     /// rounds a column's sums differently depending on the slice that holds it, so slices that
     /// followed `--threads` made a prefill's numbers depend on it. In whole 16-column units, none
     /// of fewer than about a million multiply-adds (below that a thread costs more than it
-    /// saves). With as many threads as cores (the default) the slices are what a split per thread
-    /// was; fewer threads run several slices each (at one thread on 2 cores, pp512 measured
+    /// saves). With as many threads as cores (the default) each thread runs one slice; fewer
+    /// threads run several slices each (at one thread on 2 cores, pp512 measured
     /// about 10% slower than one whole-width call: each slice packs the activations again).
     static func sliceCount(m: Int, n: Int, k: Int) -> Int {
         let smallest = max(64, 1_000_000 / max(1, m * k))

@@ -32,8 +32,9 @@ public enum ConfigDecoding {
         }
     }
 
-    public static func decode<T: Decodable>(_ type: T.Type, path: String) throws -> T {
-        try decode(type, from: try readWholeFile(path), path: path)
+    /// `acceptingStreams` for a file the user names that may come through a pipe (`--scores <(jq …)`).
+    public static func decode<T: Decodable>(_ type: T.Type, path: String, acceptingStreams: Bool = false) throws -> T {
+        try decode(type, from: try readWholeFile(path, acceptingStreams: acceptingStreams), path: path)
     }
 
     /// The number JSONDecoder most likely could not store, with its key path, when one stands

@@ -871,6 +871,19 @@ struct SparseCLITests {
         let wrong = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once", "--max-tokens", "3",
                             "--sparsity", "0.5", "--method", "static", "--scores", bad.path])
         #expect(wrong.status != 0 && wrong.err.contains("bad.json") && wrong.err.contains("heads"))
+        // Through a pipe (`--scores <(jq … scores.json)`), as from a file.
+        let fifo = dir.appendingPathComponent("scores-pipe").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let bytes = try Data(contentsOf: good)
+        DispatchQueue.global().async {
+            let writer = open(fifo, O_WRONLY)
+            guard writer >= 0 else { return }
+            _ = bytes.withUnsafeBytes { write(writer, $0.baseAddress, $0.count) }
+            close(writer)
+        }
+        let piped = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt", "Once", "--max-tokens", "3", "--json",
+                            "--sparsity", "0.5", "--method", "static", "--scores", fifo])
+        #expect(piped.status == 0 && (try? piped.json()["tokens"] as? [Int]) == (try? ok.json()["tokens"] as? [Int]), "\(piped.err)")
     }
 
     @Test("impossible sparsity values and a sparsity without a mask source are clear errors")

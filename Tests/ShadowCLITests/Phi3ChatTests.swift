@@ -99,6 +99,10 @@ struct Phi3ChatTests {
     func escapedQuotes() {
         #expect(ChatTemplate.literals(holding: "<think>", in: #"{{ 'a\'<think>\'<think>' }}"#) == ["a'<think>'<think>"])
         #expect(ChatTemplate.withoutComments("a{# x #}b{# y {# #}c{#") == "abc{#")
+        // A read from a quote that opens nothing (a closing quote before the text) ends on the
+        // next literal's opening quote, which still opens that literal.
+        #expect(ChatTemplate.literals(holding: "<think>", in: #"{{ 'x' }}<think>{{ '<think>\n\n</think>\n\n' }}"#).last == "<think>\n\n</think>\n\n")
+        #expect(ChatTemplate.literals(holding: "<think>", in: #"{{ "Don't use <think>" }}{{ '<think>a' }}"#).contains("<think>a"))
         // 20,000 literals that never close (each backslash escapes the next quote), then 20,000
         // comments: reading every match's literal to the end, or re-searching the whole text after
         // each comment, took minutes here.

@@ -344,6 +344,13 @@ struct SweepCommandTests {
         }
     }
 
+    @Test("a progress time that is not finite or beyond any run prints ?, or caps, rather than trapping")
+    func progressTimes() {
+        #expect(ProgressBar.format(.infinity) == "?" && ProgressBar.format(.nan) == "?")
+        #expect(ProgressBar.format(3725) == "1:02:05" && ProgressBar.format(-3) == "0:00")
+        #expect(ProgressBar.format(1e300) == ProgressBar.format(1e9))
+    }
+
     @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL, top-1 or seconds over the tasks it has, and — for the missing one")
     func meansNeedEveryTask() throws {
         let json = #"""
