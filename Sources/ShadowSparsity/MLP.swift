@@ -155,6 +155,10 @@ public final class MLP: @unchecked Sendable {
     /// gives), by interval arithmetic in double precision: |y_i| ≤ Σ_j |W_ij|·bound_j + |b_i|, and
     /// ReLU never raises a bound. Below Float's largest value, no partial sum of a forward pass
     /// can overflow, so every prediction is finite.
+    /// Whether every prediction is finite: `outputBound()` below Float's largest value. What a
+    /// predictor file's reader demands, so training and resuming check it before writing one.
+    public var outputsFitSinglePrecision: Bool { outputBound() < Double(Float.greatestFiniteMagnitude) }
+
     public func outputBound() -> Double {
         var bounds = [Double](repeating: 1, count: inputs)
         for (l, layer) in layers.enumerated() {

@@ -160,7 +160,7 @@ public enum PredictorFile {
             }
             // Finite weights can still overflow: every score must stay finite whatever the input,
             // or masks would be drawn from NaNs.
-            guard network.outputBound() < Double(Float.greatestFiniteMagnitude) else {
+            guard network.outputsFitSinglePrecision else {
                 throw ShadowError.corruptFile(path: path, reason: "the weights of network \(prefix) (tensors \(prefix).*) are so large that its scores can overflow single precision")
             }
             if forPredictionOnly && storedHalf { network.prepareForPrediction(releasingFullPrecision: true) }

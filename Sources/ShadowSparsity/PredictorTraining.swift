@@ -543,7 +543,7 @@ public enum PredictorTrainer {
                 throw diverged("weights became non-finite after its last step", epoch: epochs, of: epochs, options: options)
             }
             // Finite weights can still be refused by the predictor's reader (scores that overflow).
-            guard network.outputBound() < Double(Float.greatestFiniteMagnitude) else {
+            guard network.outputsFitSinglePrecision else {
                 throw diverged("weights grew so large that its scores can overflow single precision", epoch: epochs, of: epochs, options: options)
             }
             return last

@@ -151,7 +151,7 @@ public struct TrainingCheckpoint: Sendable {
             let saved = try values("\(name).parameters", count: network.parameterCount)
             saved.withUnsafeBufferPointer { network.parameters.pointer.update(from: $0.baseAddress!, count: network.parameterCount) }
             // As a predictor file's loader checks: else training would end writing one it refuses.
-            guard network.outputBound() < Double(Float.greatestFiniteMagnitude) else {
+            guard network.outputsFitSinglePrecision else {
                 throw ShadowError.badTensor(path: path, tensor: "\(name).parameters", reason: "so large that the network's scores can overflow single precision")
             }
         }
