@@ -63,13 +63,9 @@ public struct Agreement: Sendable, Equatable, Codable {
         }
     }
 
-    /// `kl` rounded to a multiple of 2⁻³² (an error of at most 1.2e-10 per position). Sums of such
-    /// values are exact below 2²¹, so they do not depend on the order of adding: a sweep resumed
-    /// or extended in other chunks reports the same mean KL as one run.
-    static func onKLGrid(_ kl: Double) -> Double {
-        let scale = 4_294_967_296.0
-        return (kl * scale).rounded() / scale
-    }
+    /// `kl` on `OrderFreeSum`'s grid: a sweep resumed or extended in other chunks reports the
+    /// same mean KL as one run.
+    static func onKLGrid(_ kl: Double) -> Double { OrderFreeSum.onGrid(kl) }
 
     /// E_p[d − s] = Σ_v p_v·(d_v − s_v) with p = softmax(d). The weights are normalised by
     /// their own sum rather than by a separately rounded log-normaliser, so they sum to 1 to

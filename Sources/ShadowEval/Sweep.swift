@@ -298,7 +298,7 @@ public struct SweepRunner {
                 tally.items = 1
                 tally.nllSum = scored.total.nllSum
                 tally.predictedTokens = scored.total.predictedTokens
-                record(realisedSparsity: controller, before: PredictionStatistics(), into: &tally)
+                record(realisedSparsity: controller, into: &tally)
                 tally.seconds = Date().timeIntervalSince(start)
                 state.store(tally, task: name, cell: cell)
                 try save(state)
@@ -332,7 +332,6 @@ public struct SweepRunner {
         var position = done.min() ?? range.count
         while position < range.count {
             let end = min(range.count, position + chunkSize)
-            let before = controllers.map { ($0 as? PredictingController)?.statistics ?? PredictionStatistics() }
             // Fresh sums per chunk, added to the saved ones: a resumed run adds in the same order.
             scorer.resetTallies()
             var worked = Set<Int>()
@@ -351,6 +350,7 @@ public struct SweepRunner {
                 if done[0] <= index { add(scores.dense, item: item, requests: requests, isLambada: isLambada, to: &tallies[0]) }
                 for c in needed {
                     add(scores.sparse[c], item: item, requests: requests, isLambada: isLambada, to: &tallies[c + 1])
+                    record(realisedSparsity: controllers[c], into: &tallies[c + 1])
                 }
                 progress((done[0] <= index ? 1 : 0) + needed.count)
                 for c in cells.indices where c == 0 ? done[0] <= index : needed.contains(c - 1) {
@@ -367,7 +367,6 @@ public struct SweepRunner {
                 if c > 0 {
                     let k = c - 1
                     tallies[c].agreement.add(scorer.agreements[k])
-                    record(realisedSparsity: controllers[k], before: before[k], into: &tallies[c])
                 }
                 state.store(tallies[c], task: task, cell: cells[c])
             }
@@ -394,15 +393,17 @@ public struct SweepRunner {
         if ChoiceDecision.accNorm(sums, characters: requests.map(\.characters)) == item.gold { tally.accNormCorrect += 1 }
     }
 
-    /// Adds the masks built since `before` (predicting controllers) or the fixed mask's sparsity.
-    private func record(realisedSparsity controller: (any SparsityController)?, before: PredictionStatistics,
-                        into tally: inout SweepTally) {
+    /// Adds the masks a predicting controller built for one item (or one text) and resets its
+    /// statistics, or takes the fixed mask's sparsity. Each item's sums go on `OrderFreeSum`'s
+    /// grid, so a sweep saved in other chunks (resumed, extended) reports the same bits.
+    private func record(realisedSparsity controller: (any SparsityController)?, into tally: inout SweepTally) {
         if let predicting = controller as? PredictingController {
-            let now = predicting.statistics
-            tally.headSparsitySum += now.headSparsity * Double(now.masks) - before.headSparsity * Double(before.masks)
-            tally.neuronSparsitySum += now.neuronSparsity * Double(now.masks) - before.neuronSparsity * Double(before.masks)
-            tally.masks += now.masks - before.masks
-            tally.denseMasks? += now.denseMasks - before.denseMasks
+            let built = predicting.statistics
+            predicting.resetStatistics()
+            tally.headSparsitySum += OrderFreeSum.onGrid(built.headSparsitySum)
+            tally.neuronSparsitySum += OrderFreeSum.onGrid(built.neuronSparsitySum)
+            tally.masks += built.masks
+            tally.denseMasks? += built.denseMasks
         } else if let realised = Evaluation.realisedSparsity(controller, shape: model.shape), tally.masks == 0 {
             tally.headSparsitySum = realised.heads
             tally.neuronSparsitySum = realised.neurons

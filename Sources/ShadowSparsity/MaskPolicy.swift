@@ -114,13 +114,19 @@ public enum Masks {
     /// Realised sparsity of the whole model (layer 0 included in the denominator): the fraction of
     /// all heads and of all neurons that the plans prune.
     public static func realisedSparsity(_ plans: [LayerPlan], shape: TransformerShape) -> (heads: Double, neurons: Double) {
-        var prunedHeads = 0, prunedNeurons = 0
+        let pruned = prunedUnits(plans, shape: shape)
+        return (Double(pruned.heads) / Double(shape.layers * shape.heads),
+                Double(pruned.neurons) / Double(shape.layers * shape.ffnSize))
+    }
+
+    /// How many heads and neurons of the whole model the plans prune.
+    public static func prunedUnits(_ plans: [LayerPlan], shape: TransformerShape) -> (heads: Int, neurons: Int) {
+        var heads = 0, neurons = 0
         for plan in plans {
-            prunedHeads += shape.heads - (plan.heads?.count ?? shape.heads)
-            prunedNeurons += shape.ffnSize - (plan.neurons?.count ?? shape.ffnSize)
+            heads += shape.heads - (plan.heads?.count ?? shape.heads)
+            neurons += shape.ffnSize - (plan.neurons?.count ?? shape.ffnSize)
         }
-        return (Double(prunedHeads) / Double(shape.layers * shape.heads),
-                Double(prunedNeurons) / Double(shape.layers * shape.ffnSize))
+        return (heads, neurons)
     }
 
     /// Uniform random scores (a lower bound for every mask source), seeded.

@@ -11,9 +11,18 @@ public struct PredictionStatistics: Sendable, Equatable {
     public var predictions = 0
     /// Seconds spent in the predictor networks and in turning scores into plans.
     public var seconds = 0.0
-    /// Whole-model realised sparsity (layer 0 counted as dense), averaged over the masks built.
-    public var headSparsity = 0.0
-    public var neuronSparsity = 0.0
+    /// Units the masks built have pruned, summed, and how many the model has (layer 0 counted as
+    /// dense): whole numbers, so the realised sparsity is exact whatever the order of the masks.
+    public var prunedHeads = 0
+    public var prunedNeurons = 0
+    public var modelHeads = 0
+    public var modelNeurons = 0
+    /// The realised sparsities summed over the masks built, each mask's fraction of the model.
+    public var headSparsitySum: Double { modelHeads > 0 ? Double(prunedHeads) / Double(modelHeads) : 0 }
+    public var neuronSparsitySum: Double { modelNeurons > 0 ? Double(prunedNeurons) / Double(modelNeurons) : 0 }
+    /// The realised sparsities averaged over the masks built (0 before any).
+    public var headSparsity: Double { masks > 0 ? headSparsitySum / Double(masks) : 0 }
+    public var neuronSparsity: Double { masks > 0 ? neuronSparsitySum / Double(masks) : 0 }
     /// Masks built (a dejavu mask is complete once its last layer is planned).
     public var masks = 0
     /// Of those, masks left dense because the prompt gave nothing to score (the oracle on a
@@ -23,10 +32,22 @@ public struct PredictionStatistics: Sendable, Equatable {
     public init() {}
 
     mutating func record(plans: [LayerPlan], shape: TransformerShape) {
-        let realised = Masks.realisedSparsity(plans, shape: shape)
-        headSparsity = (headSparsity * Double(masks) + realised.heads) / Double(masks + 1)
-        neuronSparsity = (neuronSparsity * Double(masks) + realised.neurons) / Double(masks + 1)
+        let pruned = Masks.prunedUnits(plans, shape: shape)
+        prunedHeads += pruned.heads
+        prunedNeurons += pruned.neurons
+        modelHeads = shape.layers * shape.heads
+        modelNeurons = shape.layers * shape.ffnSize
         masks += 1
+    }
+}
+
+/// Values rounded to multiples of 2⁻³² (an error of at most 1.2e-10 each). Sums of such values
+/// below 2²¹ are exact, so they do not depend on the order of adding: a sweep resumed or extended
+/// in other chunks reports the same means (KL, realised sparsity) as one run.
+public enum OrderFreeSum {
+    public static func onGrid(_ value: Double) -> Double {
+        let scale = 4_294_967_296.0
+        return (value * scale).rounded() / scale
     }
 }
 

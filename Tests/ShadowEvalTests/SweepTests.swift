@@ -101,6 +101,31 @@ struct SweepTests {
         }
     }
 
+    @Test("cells whose masks differ per question report the same bits whatever the chunks a sweep was saved in (as a Ctrl-C between chunks leaves them)")
+    func chunkingLeavesPredictedSparsityExact() throws {
+        let loaded = try fixture("tiny-llama")
+        let model = try #require(loaded.model as? any DifferentiableLanguageModel)
+        let task = SweepTask.multipleChoice(name: "piqa", items: questions, range: 0..<questions.count)
+        let oracleCells = [SweepCell.dense, SweepCell(method: "oracle", criterion: "plainact", sparsity: 0.3),
+                           SweepCell(method: "oracle", criterion: "plainact", sparsity: 0.6)]
+        let make: (SweepCell) throws -> (any SparsityController)? = { cell in
+            guard cell.method != "dense" else { return nil }
+            return try OracleController(model: model, criterion: .plainact,
+                                        settings: SparsitySettings(headSparsity: cell.sparsity, neuronSparsity: cell.sparsity))
+        }
+        let states = try [1, 2, 3, questions.count].map { chunk -> SweepState in
+            var runner = try runner(loaded)
+            runner.chunkSize = chunk
+            var state = SweepState(settings: "test")
+            try runner.run(task, cells: oracleCells, state: &state, makeController: make, save: { _ in }, progress: { _ in })
+            return withoutTimes(state)
+        }
+        // One mask per context: Winogrande's question has two.
+        let tally = states[0].tally(task: "piqa", cell: oracleCells[1])
+        #expect(tally.masks == questions.count + 1 && tally.headSparsitySum > 0, "\(tally.masks) masks, \(tally.headSparsitySum)")
+        for state in states.dropFirst() { #expect(state == states[0]) }
+    }
+
     @Test("a cell added to a finished sweep runs alone and the others keep their numbers")
     func addedCell() throws {
         let loaded = try fixture("tiny-llama")
