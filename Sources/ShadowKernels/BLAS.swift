@@ -48,9 +48,25 @@ public enum BLAS {
     @inline(__always)
     private static func splitColumns(m: Int, n: Int, k: Int, _ body: (Range<Int>) -> Void) {
         _ = singleThreaded
-        // Below about a million multiply-adds a second thread costs more than it saves.
-        let perThread = max(64, 1_000_000 / max(1, m * k))
-        parallelChunks(n, granularity: 16, minimumPerThread: perThread, body)
+        let slices = sliceCount(m: m, n: n, k: k), units = (n + 15) / 16
+        parallelChunks(slices) { range in
+            for slice in range { body(min(n, slice * units / slices * 16)..<min(n, (slice + 1) * units / slices * 16)) }
+        }
+    }
+
+    /// One slice per core this process may use (at most 64), whatever `--threads` says.
+    static let maximumSlices = min(64, max(1, ProcessInfoCores.count))
+
+    /// How many column slices a GEMM is cut into, from its shape and the machine alone: OpenBLAS
+    /// rounds a column's sums differently depending on the slice that holds it, so slices that
+    /// followed `--threads` made a prefill's numbers depend on it. In whole 16-column units, none
+    /// of fewer than about a million multiply-adds (below that a thread costs more than it
+    /// saves). With as many threads as cores (the default) each thread runs one slice; fewer
+    /// threads run several slices each (at one thread on 2 cores, pp512 measured
+    /// about 10% slower than one whole-width call: each slice packs the activations again).
+    static func sliceCount(m: Int, n: Int, k: Int) -> Int {
+        let smallest = max(64, 1_000_000 / max(1, m * k))
+        return max(1, min(maximumSlices, n / smallest, (n + 15) / 16))
     }
 
     /// The OpenBLAS core type this process should run with, when OpenBLAS fell back to its

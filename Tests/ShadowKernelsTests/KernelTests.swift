@@ -39,6 +39,27 @@ struct MatrixKernelTests {
         }
     }
 
+    @Test("BLAS GEMMs give the same bits on 1, 2 and 3 threads: their column slices depend on the shape and the machine only")
+    func gemmIndependentOfThreads() {
+        defer { Threads.set(Threads.defaultCount) }
+        // A prefill's projections (97 tokens, past the small-GEMM path), an LM head, a weight gradient.
+        for (m, n, k) in [(97, 576, 576), (200, 1536, 576), (130, 4000, 64)] {
+            // gemmAtB below reads an [m, n] B: its own array, as an [n, k] one is too short.
+            let a = randomFloats(m * k, seed: 11), b = randomFloats(n * k, seed: 12), bt = randomFloats(m * n, seed: 13)
+            let results = [1, 2, 3].map { threads -> [[Float]] in
+                Threads.set(threads)
+                var abt = [Float](repeating: 0, count: m * n), ab = abt, atb = [Float](repeating: 0, count: k * n)
+                BLAS.gemmABt(&abt, a, b, m: m, n: n, k: k)
+                BLAS.gemmAB(&ab, a, b, m: m, n: n, k: k)
+                BLAS.gemmAtB(&atb, a, bt, m: k, n: n, k: m)
+                return [abt, ab, atb]
+            }
+            #expect(results[0] == results[1] && results[0] == results[2], "\(m)x\(n)x\(k)")
+        }
+        #expect(BLAS.sliceCount(m: 512, n: 576, k: 576) == min(BLAS.maximumSlices, 9))
+        #expect(BLAS.sliceCount(m: 4, n: 64, k: 8) == 1)
+    }
+
     @Test("transposed GEMV gives the same bits on 1, 2 and 3 threads, fp32 and 16-bit (its row blocks depend on the shape only)")
     func transposedGemvIndependentOfThreads() {
         defer { Threads.set(Threads.defaultCount) }
