@@ -1,6 +1,7 @@
 /// ARC (Clark et al. 2018) and OpenBookQA (Mihaylov et al. 2018), both from AI2 and sharing a
 /// layout. Accepted per line:
-/// - AI2's release: `{"question": {"stem", "choices": [{"text", "label"}]}, "answerKey"}`;
+/// - AI2's release: `{"question": {"stem", "choices": [{"text", "label"}]}, "answerKey"}`, or
+///   with `choices` beside `question` rather than inside it;
 /// - Hugging Face's: `{"question": stem, "choices": {"text": [...], "label": [...]}, "answerKey"}`
 ///   (ARC) or `{"question_stem", "choices": {...}, "answerKey"}` (OpenBookQA);
 /// - the older lm-eval form `{"query", "choices": [text, ...], "gold"}` (for ARC its `query` may
@@ -34,7 +35,8 @@ enum AI2 {
         let choicesKey: String
         if case .object? = record.optional("question") {
             stem = try record.string("question.stem")
-            choicesKey = "question.choices"
+            // Choices beside the question rather than inside it (DESIGN §6's OpenBookQA layout).
+            choicesKey = !record.has("question.choices") && record.has("choices") ? "choices" : "question.choices"
         } else if record.has("question_stem") {
             stem = try record.string("question_stem")
             choicesKey = "choices"

@@ -15,7 +15,8 @@ import ShadowFormats
 ///   written, as llama.cpp's `perplexity --hellaswag` reads it). We apply the same `preprocess`
 ///   to every line, which leaves clean text unchanged and removes the few bracketed leftovers the
 ///   file still holds.
-/// `asStored` reads ctx_b as written in both forms (the JSON Lines' `ctx` field, llama.cpp's line).
+/// `asStored` reads ctx_b as written in both forms (the JSON Lines' `ctx_b` field, llama.cpp's
+/// line). A JSON line with only the joined `ctx` (no `ctx_a`/`ctx_b`) is read as llama.cpp's line is.
 /// In both forms a choice is " " + the preprocessed ending (preprocess strips, so an ending
 /// that already starts with a space still gets exactly one).
 enum HellaSwag {
@@ -56,13 +57,20 @@ enum HellaSwag {
 
     static func readJSONLines(_ lines: SourceLines, asStored: Bool) throws -> [MultipleChoiceItem] {
         try lines.jsonRecords().enumerated().map { id, record in
-            let ctxB = try record.string("ctx_b")
-            let context = try record.string("activity_label") + ": " + record.string("ctx_a") + " "
-                + (asStored ? ctxB : ctxB.pythonCapitalized)
+            let context: String
+            if !record.has("ctx_a"), !record.has("ctx_b"), record.has("ctx") {
+                // `ctx` is ctx_a + " " + ctx_b as stored: ctx_b's capital restored as for llama.cpp's line.
+                let joined = preprocess(try record.string("activity_label") + ": " + record.string("ctx"))
+                context = asStored ? joined : restoringCapitalizedCtxB(joined)
+            } else {
+                let ctxB = try record.string("ctx_b")
+                context = preprocess(try record.string("activity_label") + ": " + record.string("ctx_a") + " "
+                    + (asStored ? ctxB : ctxB.pythonCapitalized))
+            }
             let endings = try record.strings("endings")
             if endings.isEmpty { throw record.error("endings", "is empty") }
             let gold = try record.label("label", indexLabels(endings.count))
-            return MultipleChoiceItem(id: id, context: preprocess(context),
+            return MultipleChoiceItem(id: id, context: context,
                                       continuations: endings.map { " " + preprocess($0) }, gold: gold)
         }
     }

@@ -3,7 +3,8 @@ import ShadowFormats
 /// LAMBADA (Paperno et al. 2016) as OpenAI's JSON Lines (`{"text"}` per passage). lm-eval's
 /// `lambada_openai`: `doc_to_text: "{{text.split(' ')[:-1]|join(' ')}}"`, `doc_to_target:
 /// "{{' '+text.split(' ')[-1]}}"` — a split on the space character only, so the context is the
-/// text up to its last space and the target is a space and everything after it.
+/// text up to its last space (empty for a passage of one word) and the target is a space and
+/// everything after it.
 /// A file that does not start with "{" is read as the release's plain text
 /// (`lambada_test_plain_text.txt`): one passage per non-blank line, white space at its end
 /// dropped (a line's trailing blanks are the file's, not the passage's last "word").
@@ -21,9 +22,9 @@ enum Lambada {
     }
 
     static func split(_ text: String, fail: (String) -> ShadowError) throws -> (context: String, target: String) {
-        guard let space = text.unicodeScalars.lastIndex(of: " ") else {
-            throw fail("has no space, so no last word to predict")
-        }
+        if text.isEmpty { throw fail("is empty, so no last word to predict") }
+        // One word: lm-eval's split leaves an empty context (scored after BOS, else EOS).
+        guard let space = text.unicodeScalars.lastIndex(of: " ") else { return ("", " " + text) }
         // A passage ending in a space has an empty last word: lm-eval then scores the lone " ".
         let word = String(text.unicodeScalars[text.unicodeScalars.index(after: space)...])
         return (String(text.unicodeScalars[..<space]), " " + word)

@@ -214,8 +214,8 @@ private let badFiles: [BadFile] = [
             "boolq.jsonl:1: key \"label\": missing"),
 
     // LAMBADA and WikiText.
-    BadFile("a LAMBADA text of one word", .lambada, "{\"text\": \"a b\"}\n{\"text\": \"word\"}",
-            "lambada.jsonl:2: key \"text\": has no space, so no last word to predict"),
+    BadFile("an empty LAMBADA text", .lambada, "{\"text\": \"a b\"}\n{\"text\": \"\"}",
+            "lambada.jsonl:2: key \"text\": is empty, so no last word to predict"),
     BadFile("a LAMBADA line without text", .lambada, #"{"passage": "a b"}"#, "lambada.jsonl:1: key \"text\": missing"),
     BadFile("an empty WikiText file", .wikitext, " \n\n", "wiki.txt: no text (the file is empty)"),
     BadFile("WikiText given a JSON Lines file", .wikitext, "\u{FEFF}\n{\"page\": \" = A = \"}\n",

@@ -83,6 +83,21 @@ struct HellaSwagTests {
         #expect(items[2].gold == 2)
     }
 
+    @Test("a line with only the joined ctx reads as llama.cpp's line does: ctx_b's capital restored unless as stored")
+    func joinedContext() throws {
+        let directory = try TempDirectory()
+        let path = try directory.file("hellaswag.jsonl", try jsonLinesText([
+            ["activity_label": "Roof shingle removal", "ctx": "A man is sitting on a roof. he",
+             "endings": ["is using wrap.", "is ripping level tiles off.", "is holding a rubik's cube.", "starts pulling up roofing."],
+             "label": 3],
+        ]))
+        let item = try #require(try TaskFile.multipleChoice(task: .hellaswag, path: path).first)
+        #expect(item.contexts[0] == "Roof shingle removal: A man is sitting on a roof. He")
+        #expect(item.continuations[3] == " starts pulling up roofing." && item.gold == 3)
+        #expect(try TaskFile.multipleChoice(task: .hellaswag, path: path, asStored: true)[0].contexts[0]
+                == "Roof shingle removal: A man is sitting on a roof. he")
+    }
+
     @Test("reads llama.cpp's six-line text with exactly one space before each ending and ctx_b capitalised")
     func llamaCppText() throws {
         let directory = try TempDirectory()
@@ -295,8 +310,12 @@ struct AI2Tests {
             {"id": "7-980", "question": {"stem": "The sun is responsible for", "choices": [{"text": "puppies learning new tricks", "label": "A"}, {"text": "children growing up and getting old", "label": "B"}, {"text": "flowers wilting in a vase", "label": "C"}, {"text": "plants sprouting, blooming and wilting", "label": "D"}]}, "answerKey": "D"}
             {"id": "7-584", "question_stem": "When food is reduced in the stomach", "choices": {"text": ["the mind needs time to digest", "take a second to digest what I said", "nutrients are being deconstructed", "reader's digest is a body of works"], "label": ["A", "B", "C", "D"]}, "answerKey": " C"}
             {"query": "A magnet will stick to", "choices": ["a belt buckle", "a wooden table", "a plastic cup", "a paper plate"], "gold": 0}
+            {"id": "7-981", "question": {"stem": "The sun is responsible for"}, "choices": [{"text": "puppies", "label": "A"}, {"text": "plants", "label": "B"}], "answerKey": "B"}
             """)
-        let items = try TaskFile.multipleChoice(task: .openbookqa, path: path)
+        var items = try TaskFile.multipleChoice(task: .openbookqa, path: path)
+        // DESIGN §6's layout: the stem in `question`, the choices beside it.
+        #expect(items.popLast() == MultipleChoiceItem(id: 3, context: "The sun is responsible for",
+                                                      continuations: [" puppies", " plants"], gold: 1))
         #expect(items == [
             MultipleChoiceItem(id: 0, context: "The sun is responsible for",
                                continuations: [" puppies learning new tricks", " children growing up and getting old",
@@ -465,10 +484,9 @@ struct TextTaskTests {
         let pairs = try TaskFile.lambada(path: path)
         #expect(pairs.map(\.context) == ["i do n't care about", "she took the lead . then"])
         #expect(pairs.map(\.target) == [" signs", " jack"])
-        let bad = try directory.file("one-word.txt", "a b\nword\n")
-        #expect(throws: ShadowError.corruptFile(path: "\(bad):2", reason: "the passage has no space, so no last word to predict")) {
-            try TaskFile.lambada(path: bad)
-        }
+        // A passage of one word is all target, after an empty context (lm-eval's split).
+        let oneWord = try directory.file("one-word.txt", "a b\nword\n")
+        #expect(try TaskFile.lambada(path: oneWord).map { [$0.context, $0.target] } == [["a", " b"], ["", " word"]])
     }
 
     @Test("detokenizes WikiText the way lm-eval's wikitext_detokenizer does, step by step")
