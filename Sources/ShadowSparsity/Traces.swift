@@ -383,9 +383,11 @@ public enum TraceChunk {
     /// The tensor of jacov's pooled gradient vectors (traces calibrated with jacov).
     static let pooledVectorsTensor = "jacov.pooled_vectors"
 
-    /// Throws unless the chunk file's tensors have exactly the shapes the manifest gives (and
-    /// `chunk`'s sample count, when given); returns the sample count. Reads the header only, so
-    /// the sizes are checked against the bytes on disk before anything is allocated.
+    /// Throws unless the chunk file's tensors have exactly the shapes the manifest gives and its
+    /// sample indices are whole numbers (with `chunk`, its manifest entry: that entry's count and
+    /// indices); returns the sample count. Reads the header and the small index tensor only, so
+    /// the sizes are checked against the bytes on disk before anything large is allocated, and a
+    /// resumed calibration refuses a chunk swapped in from another shard before adding to it.
     @discardableResult
     static func check(_ file: SafetensorsFile, chunk: TraceManifest.Chunk?, criteria: [String], shape: TransformerShape) throws -> Int {
         let path = file.path
@@ -414,6 +416,18 @@ public enum TraceChunk {
                 throw ShadowError.badTensor(path: path, tensor: name, reason: "has shape \(info.shape), expected \(dims) from the manifest")
             }
         }
+        let index = try file.floats("index")
+        // Indices are stored as floats: a corrupt one must not reach Int(_:).
+        guard index.allSatisfy({ $0 >= 0 && $0 <= 1e15 && $0 == $0.rounded() }) else {
+            throw ShadowError.badTensor(path: path, tensor: "index", reason: "holds an index that is negative, fractional, huge or not a number")
+        }
+        if let chunk, n > 0 {
+            // The manifest's entry spaces the indices evenly (by the shard count): every one is checked.
+            let step = n > 1 ? (chunk.lastIndex - chunk.firstIndex) / (n - 1) : 0
+            if let i = (0..<n).first(where: { index[$0] != Float(chunk.firstIndex + $0 * step) }) {
+                throw ShadowError.badTensor(path: path, tensor: "index", reason: "sample \(i) has index \(index[i]), but the manifest's \(chunk.firstIndex)…\(chunk.lastIndex) gives \(chunk.firstIndex + i * step)")
+            }
+        }
         return n
     }
 
@@ -423,18 +437,7 @@ public enum TraceChunk {
                             chunk: TraceManifest.Chunk? = nil) throws -> [TraceRecord] {
         let file = try SafetensorsFile(path: path)
         let n = try check(file, chunk: chunk, criteria: criteria, shape: shape), L = shape.layers
-        let index = try file.floats("index")
-        // Indices are stored as floats: a corrupt one must not reach Int(_:).
-        guard index.allSatisfy({ $0 >= 0 && $0 <= 1e15 }) else {
-            throw ShadowError.badTensor(path: path, tensor: "index", reason: "holds an index that is negative, huge or not a number")
-        }
-        if let chunk, n > 0 {
-            // The manifest's entry spaces the indices evenly (by the shard count): every one is checked.
-            let step = n > 1 ? (chunk.lastIndex - chunk.firstIndex) / (n - 1) : 0
-            if let i = (0..<n).first(where: { index[$0] != Float(chunk.firstIndex + $0 * step) }) {
-                throw ShadowError.badTensor(path: path, tensor: "index", reason: "sample \(i) has index \(index[i]), but the manifest's \(chunk.firstIndex)…\(chunk.lastIndex) gives \(chunk.firstIndex + i * step)")
-            }
-        }
+        let index = try file.floats("index")   // checked by `check`
         // Non-finite values would silently poison sums and training (the loss, only recorded, may be infinite).
         func tensor(_ name: String) throws -> [Float] {
             let values = try file.floats(name)

@@ -189,17 +189,28 @@ struct TraceValidationTests {
         }
     }
 
-    @Test("a chunk whose index tensor disagrees with the manifest inside its range, or that lacks a criterion's neuron scores, is refused")
+    @Test("a chunk whose index tensor disagrees with the manifest inside its range, or that lacks a criterion's neuron scores, is refused, also by a resumed calibration")
     func chunkContents() throws {
         let shuffled = try traces("chunk-index")
         try editChunk(shuffled + "/chunk-00001.safetensors") { tensors in
             tensors = tensors.map { $0.name == "index" ? .init(name: $0.name, shape: $0.shape, values: [4, 6, 6, 7]) : $0 }
         }
-        // The values are read with the records (opening checks headers only).
+        try editManifest(shuffled) { $0["complete"] = false; $0["requested_samples"] = 16 }
+        let manifest = try TraceManifest.load(directory: shuffled)
+        // Opening checks every chunk's indices, so a calibration resumed on them adds nothing.
         for read in [{ _ = try AggregateImportance(traces: shuffled, criterion: "plainact") },
-                     { _ = try PredictorDataset.load(directory: shuffled, criterion: "plainact", kind: .shadow) }] {
+                     { _ = try PredictorDataset.load(directory: shuffled, criterion: "plainact", kind: .shadow) },
+                     { _ = try TraceWriter(directory: shuffled, manifest: manifest, resume: true) }] {
             #expect(throws: ShadowError.badTensor(path: shuffled + "/chunk-00001.safetensors", tensor: "index",
                                                   reason: "sample 1 has index 6.0, but the manifest's 4…7 gives 5")) { try read() }
+        }
+        let fractional = try traces("chunk-fractional-index")
+        try editChunk(fractional + "/chunk-00000.safetensors") { tensors in
+            tensors = tensors.map { $0.name == "index" ? .init(name: $0.name, shape: $0.shape, values: [0, 1.5, 2, 3]) : $0 }
+        }
+        #expect(throws: ShadowError.badTensor(path: fractional + "/chunk-00000.safetensors", tensor: "index",
+                                              reason: "holds an index that is negative, fractional, huge or not a number")) {
+            try TraceStore.open(directory: fractional)
         }
 
         let partial = try traces("chunk-no-neurons")
