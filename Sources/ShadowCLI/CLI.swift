@@ -45,6 +45,26 @@ public enum CLI {
     /// The exit status after SIGINT, as shells report a process stopped by it (128 + 2).
     public static let interruptedStatus: Int32 = 130
 
+    /// Runs the tool with the bytes of its arguments (without the program name), as the system
+    /// passed them. Swift's `CommandLine.arguments` turns bytes that are not UTF-8 into U+FFFD;
+    /// an argument with such bytes is refused instead, as a --text-file with them is.
+    @discardableResult
+    public static func run(argumentBytes: [[UInt8]], console: Console = .standard) -> Int32 {
+        var arguments: [String] = []
+        for (index, bytes) in argumentBytes.enumerated() {
+            guard let argument = String(validating: bytes, as: UTF8.self) else {
+                let previous = index > 0 ? String(decoding: argumentBytes[index - 1], as: UTF8.self) : ""
+                let name = previous.hasPrefix("-") ? "the value of \(previous)" : "argument \(index + 1)"
+                // Bytes outside printable ASCII as \xNN, the way shells print them.
+                let shown = bytes.map { (0x20..<0x7F).contains($0) ? String(UnicodeScalar($0)) : "\\x" + String(format: "%02X", $0) }.joined()
+                console.printError("error: \(name) (\"\(shown)\") is not valid UTF-8 text; pass text in UTF-8 (or in a UTF-8 file)")
+                return 2
+            }
+            arguments.append(argument)
+        }
+        return run(arguments, console: console)
+    }
+
     /// Runs the tool with `arguments` (without the program name). Returns the exit code.
     @discardableResult
     public static func run(_ arguments: [String], console: Console = .standard) -> Int32 {

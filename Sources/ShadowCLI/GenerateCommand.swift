@@ -42,7 +42,7 @@ enum GenerateCommand {
         name: "generate", abstract: "Continue a prompt, streaming the text as it is generated.",
         discussion: "Greedy by default; --temperature > 0 samples (with --top-k, --top-p and --min-p, and a --seed that makes it repeatable). --repeat-penalty applies to greedy decoding too. --stop ends the text where it spells a string. Ctrl-C (or SIGTERM) ends it where it got to: printed (under --json, reported with interrupted: true), then the command exits with status 130.",
         options: ModelOptions.options + SparsityOptions.options(decoding: true) + [
-            .value("prompt", short: "p", "text", help: "The prompt."),
+            .value("prompt", short: "p", "text", help: "The prompt. Special tokens it spells (\"<|im_start|>\") are read as those tokens, as Hugging Face tokenizers do by default; with --chat they are text."),
             .value("prompt-file", "path", help: "Read the prompt from a UTF-8 file instead (kept byte for byte, a final newline too; - reads standard input)."),
             .value("max-tokens", short: "n", "n", help: "Most tokens to generate.", default: "128"),
         ] + samplingOptionList + [
@@ -58,7 +58,8 @@ enum GenerateCommand {
         let sampling = try samplingOptions(arguments)
         let stop = arguments.string("stop")
         if stop == "" { throw ShadowError.invalidArgument(name: "--stop", reason: "is empty") }
-        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: arguments.has("prompt-file") ? "--prompt-file" : "--prompt", reason: "is empty") }
+        let promptSource = ModelOptions.textSource(arguments, textOption: "prompt", fileOption: "prompt-file")
+        guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: promptSource, reason: "is empty") }
         for option in ["system", "no-system", "no-think"] where arguments.has(option) && !arguments.flag("chat") {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to --chat only")
         }
@@ -82,6 +83,9 @@ enum GenerateCommand {
             throw arguments.has("system")
                 ? ShadowError.invalidArgument(name: "--system", reason: "leaves no room in \(loaded.model.contextDescription)")
                 : ShadowError.invalidArgument(name: "--chat", reason: "the default system message of the model's chat template leaves no room in \(loaded.model.contextDescription) (--no-system leaves it out)")
+        }
+        if promptIDs.isEmpty {
+            throw ShadowError.invalidArgument(name: promptSource, reason: "gives no tokens: the tokenizer has none for any of its characters (control characters?)")
         }
         try Generator.check(prompt: promptIDs, model: loaded.model, option: promptOption)   // before the prompt is echoed
         // One token predicts nothing: the oracle would have no criterion and run dense.
@@ -259,7 +263,9 @@ struct TextStream {
     mutating func append(_ id: Int) -> String {
         ids.append(id)
         let text = tokenizer.decode(ids, skipSpecialTokens: true)
-        if text.hasSuffix("\u{FFFD}") { return "" }   // wait for the rest of the character
+        // Wait for the rest of the character. By scalar: a U+FFFD after a prepended mark (U+0600)
+        // joins its character, so `hasSuffix` would not see it.
+        if text.unicodeScalars.last == "\u{FFFD}" { return "" }
         return emit(text)
     }
 

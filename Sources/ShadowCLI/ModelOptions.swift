@@ -97,6 +97,12 @@ enum ModelOptions {
     }
 
     /// Reads `--text` or `--text-file` (exactly one).
+    /// Where `text(_:)` read its text, for messages: "--text-file PATH", "--text-file - (standard
+    /// input)" or "--text".
+    static func textSource(_ arguments: ParsedArguments, textOption: String = "text", fileOption: String = "text-file") -> String {
+        arguments.string(fileOption).map { "--\(fileOption) \($0 == "-" ? "- (standard input)" : $0)" } ?? "--\(textOption)"
+    }
+
     static func text(_ arguments: ParsedArguments, console: Console, textOption: String = "text", fileOption: String = "text-file") throws -> String {
         switch (arguments.string(textOption), arguments.string(fileOption)) {
         case (let text?, nil):
@@ -112,8 +118,10 @@ enum ModelOptions {
             }
             // Byte for byte: Foundation's String(data:encoding:) drops a leading U+FEFF, which the
             // reference tokenizers encode (3 tokens), so ids would no longer match theirs.
+            let path = file == "-" ? "standard input" : file
+            if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: path, reason: form) }
             guard let text = String(validating: bytes, as: UTF8.self) else {
-                throw ShadowError.corruptFile(path: file == "-" ? "standard input" : file, reason: "not valid UTF-8 text")
+                throw ShadowError.corruptFile(path: path, reason: "not valid UTF-8 text")
             }
             return text
         case (nil, nil):

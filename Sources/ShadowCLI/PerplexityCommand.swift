@@ -59,7 +59,9 @@ enum PerplexityCommand {
             only and every later token is predicted once. Tokens are predicted in blocks of --stride, each \
             block by one pass over the --context tokens just before its last token. The default stride is \
             the context: lm-eval's rolling windows (the first token of each block has one token of context); \
-            a smaller stride gives every block more context, at more passes.
+            a smaller stride gives every block more context, at more passes. A special token's spelling in \
+            the text ("<|endoftext|>") is read as that token, as Hugging Face tokenizers do by default \
+            (`tokenize --split-special-tokens` shows the other reading).
             """,
         options: ModelOptions.options + SparsityOptions.options(decoding: false) + [
             .value("text-file", "path", help: "The UTF-8 text to score (- reads standard input)."),
@@ -71,16 +73,14 @@ enum PerplexityCommand {
         ]
     ) { arguments, console in
         let text = try ModelOptions.text(arguments, console: console)
-        guard !text.isEmpty else {
-            throw ShadowError.invalidArgument(name: arguments.has("text-file") ? "--text-file" : "--text", reason: "is empty")
-        }
+        let source = ModelOptions.textSource(arguments)
+        guard !text.isEmpty else { throw ShadowError.invalidArgument(name: source, reason: "is empty") }
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
         let tokens = tokenizer.encodeWithSpecialTokens(text)
         guard tokens.count >= 2 else {
             // The first token is never predicted: one token leaves nothing to score.
-            let source = arguments.string("text-file").map { "--text-file \($0 == "-" ? "- (standard input)" : $0)" } ?? "--text"
             throw ShadowError.invalidArgument(name: source, reason: "is \(counted(tokens.count, "token")); scoring needs at least 2 (the first is never predicted)")
         }
         let context = try arguments.int("context", range: 1...1_000_000) ?? min(1024, loaded.model.shape.maxContext)
@@ -96,9 +96,11 @@ enum PerplexityCommand {
             progressBar?.update(done)
         }
         let bytes = text.utf8.count
-        // The first token is context only; its raw bytes (one of a character's several, a BOM's
-        // first) leave the count, not the U+FFFD its text would read as.
-        let predictedBytes = max(1, bytes - tokenizer.decodeBytes([tokens[0]], skipSpecialTokens: true).count)
+        // The first token is context only: a BOS the tokenizer adds holds none of the text's
+        // bytes; else its raw bytes leave the count (one of a character's several, a BOM's first,
+        // all of a special token's spelling), not the U+FFFD its text would read as.
+        let firstTokenBytes = tokenizer.addsBOS ? 0 : tokenizer.decodeBytes([tokens[0]], skipSpecialTokens: false).count
+        let predictedBytes = max(1, bytes - firstTokenBytes)
         let realised = Evaluation.realisedSparsity(sparsity, shape: loaded.model.shape)
         let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? Scoring.defaultStride(context: context),
                             nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,

@@ -102,3 +102,27 @@ public func existingFileKind(atPath path: String) throws -> FileKind {
     guard let kind = try fileKind(atPath: path) else { throw ShadowError.fileNotFound(path: path) }
     return kind
 }
+
+/// What a file is when its first bytes say it is no UTF-8 text (a compressed release, Parquet,
+/// UTF-16), so that the error says so instead of a parse error on line 1.
+public func notTextForm(_ bytes: [UInt8]) -> String? {
+    func starts(_ magic: [UInt8]) -> Bool { bytes.starts(with: magic) }
+    let decompress = "; decompress it first"
+    if starts([0x1F, 0x8B]) { return "is gzip-compressed\(decompress) (gunzip)" }
+    if starts(Array("BZh".utf8)), bytes.count >= 10, (UInt8(ascii: "1")...UInt8(ascii: "9")).contains(bytes[3]),
+       bytes[4..<10].elementsEqual([0x31, 0x41, 0x59, 0x26, 0x53, 0x59]) { return "is bzip2-compressed\(decompress) (bunzip2)" }
+    if starts([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { return "is xz-compressed\(decompress) (unxz)" }
+    if starts([0x28, 0xB5, 0x2F, 0xFD]) { return "is zstd-compressed\(decompress) (unzstd)" }
+    if starts([0x50, 0x4B, 0x03, 0x04]) { return "is a zip archive; extract the file from it first" }
+    if starts(Array("PAR1".utf8)), bytes.count >= 8, bytes.suffix(4).elementsEqual("PAR1".utf8) {
+        return "is a Parquet file; export it as JSON Lines first (datasets' to_json, or pandas' to_json(orient=\"records\", lines=True))"
+    }
+    if starts([0xFF, 0xFE]) || starts([0xFE, 0xFF]) { return "is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8" }
+    // Without a mark, UTF-16 of mostly ASCII text has a NUL beside every letter: valid UTF-8,
+    // but no text anyone means (a quarter of the first bytes NUL; text has none).
+    let head = bytes.prefix(64)
+    if head.count >= 4, head.count(where: { $0 == 0 }) * 4 >= head.count {
+        return "holds NUL bytes between its letters (UTF-16 without a byte-order mark?); save it as UTF-8"
+    }
+    return nil
+}

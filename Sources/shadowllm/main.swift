@@ -20,4 +20,9 @@ chalf_map_large_allocations(1 << 20)
 // rather than death by SIGBUS.
 MappedFile.installTruncationHandler()
 
-exit(CLI.run(Array(CommandLine.arguments.dropFirst())))
+// The arguments' bytes as given: CLI.run refuses any that are not UTF-8.
+let argumentBytes = (1..<Int(CommandLine.argc)).map { index -> [UInt8] in
+    guard let argument = CommandLine.unsafeArgv[index] else { return [] }
+    return Array(UnsafeRawBufferPointer(start: argument, count: strlen(argument)))
+}
+exit(CLI.run(argumentBytes: argumentBytes))

@@ -508,6 +508,10 @@ struct CLITests {
             let bitsPerByte = try #require(json["bits_per_byte"] as? Double), nll = try #require(json["nll_sum"] as? Double)
             #expect(abs(bitsPerByte - nll / Double(bytes) / log(2)) < 1e-9, "\(name)")
         }
+        // A special token spelled at the start is the first token: all its bytes are context.
+        let special = "<|endoftext|>The quick brown fox."
+        let specialJSON = try CLIRun(["perplexity", "--model", fixture("tiny-qwen2"), "--text", special, "--json"]).json()
+        #expect(specialJSON["predicted_bytes"] as? Int == "The quick brown fox.".utf8.count, "\(specialJSON)")
         // A first token that is one byte of a character (tiny-llama spells 日 in three byte
         // tokens) leaves one byte, not the three of the U+FFFD it reads as alone.
         let japanese = "日本語のテキストです"
@@ -562,7 +566,25 @@ struct CLITests {
         #expect(both.status == 1 && both.err.hasPrefix("error: --prompt: give only one of --prompt and --prompt-file"), "\(both.err)")
         try "".write(toFile: file, atomically: false, encoding: .utf8)
         let empty = CLIRun(["generate", "--model", fixture("tiny-llama"), "--prompt-file", file])
-        #expect(empty.status == 1 && empty.err == "error: --prompt-file: is empty\n", "\(empty.err)")
+        #expect(empty.status == 1 && empty.err == "error: --prompt-file \(file): is empty\n", "\(empty.err)")
+    }
+
+    @Test("text files and arguments that are no UTF-8 text are refused naming what they are: gzip, UTF-16 without a mark, bytes outside UTF-8 in an argument")
+    func textThatIsNotText() throws {
+        let gzip = TestScratch.path("text", suffix: ".gz"), utf16 = TestScratch.path("utf16be", suffix: ".txt")
+        try Data([0x1F, 0x8B, 0x08, 0x00, 0x00, 0x00]).write(to: URL(fileURLWithPath: gzip))
+        try Data("Hello there, world".utf16.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }).write(to: URL(fileURLWithPath: utf16))
+        for (file, reason) in [(gzip, "is gzip-compressed; decompress it first (gunzip)"),
+                               (utf16, "holds NUL bytes between its letters (UTF-16 without a byte-order mark?); save it as UTF-8")] {
+            let run = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text-file", file])
+            #expect(run.status == 1 && run.err == "error: \(file): \(reason)\n", "\(run.err)")
+        }
+        final class Box: @unchecked Sendable { var err = "" }
+        let box = Box()
+        let console = Console(out: { _ in }, err: { box.err += $0 }, readLine: { nil }, readAll: { [] })
+        let status = CLI.run(argumentBytes: [Array("tokenize".utf8), Array("--text".utf8), [0x6F, 0x6B, 0xFF, 0x21]], console: console)
+        #expect(status == 2 && box.err == "error: the value of --text (\"ok\\xFF!\") is not valid UTF-8 text; pass text in UTF-8 (or in a UTF-8 file)\n", "\(box.err)")
+        #expect(CLI.run(argumentBytes: [Array("tokenize".utf8), Array("--help".utf8)], console: console) == 0)
     }
 
     @Test("generate refuses a prompt whose first MiB is far past the context without tokenizing the rest; a shorter one is counted whole")
@@ -649,10 +671,10 @@ struct CLITests {
         #expect(empty.status == 1 && empty.err == "error: --stop: is empty\n", "\(empty.err)")
     }
 
-    @Test("streamed pieces add up to the decoded text when a token's first code point joins the character before it (❤ + U+FE0F, Devanagari vowel signs, \\r + \\n)")
+    @Test("streamed pieces add up to the decoded text when a token's first code point joins the character before it (❤ + U+FE0F, Devanagari vowel signs, \\r + \\n) or a character's first bytes follow a prepended mark (U+0600)")
     func streamedCombiningCharacters() throws {
         let tokenizer = try ModelLoader.loadTokenizer(path: fixture("tiny-llama"))
-        for text in ["I love you ❤️❤️❤️ ok", "भारत की राजधानी नई दिल्ली है।", "a\r\nb 🇺🇸🇬🇧", "สวัสดีครับ"] {
+        for text in ["I love you ❤️❤️❤️ ok", "भारत की राजधानी नई दिल्ली है।", "a\r\nb 🇺🇸🇬🇧", "สวัสดีครับ", "\u{0600}龘\u{0600}龘"] {
             let ids = tokenizer.encode(text)
             var stream = TextStream(tokenizer: tokenizer)
             var pieces = ids.map { stream.append($0) }.joined()
@@ -689,7 +711,7 @@ struct CLITests {
         let emptyFile = TestScratch.path("empty", suffix: ".txt")
         #expect(FileManager.default.createFile(atPath: emptyFile, contents: Data()))
         let emptyTextFile = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text-file", emptyFile])
-        #expect(emptyTextFile.status != 0 && emptyTextFile.err.contains("--text-file: is empty"), "\(emptyTextFile.err)")
+        #expect(emptyTextFile.status != 0 && emptyTextFile.err.contains("--text-file \(emptyFile): is empty"), "\(emptyTextFile.err)")
         // A one-token window is allowed, as a model whose context is one token runs by default.
         let oneTokenWindows = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "hello world", "-c", "1", "--json"])
         #expect(oneTokenWindows.status == 0 && oneTokenWindows.out.contains("\"context\" : 1,"), "\(oneTokenWindows.err)")
