@@ -47,18 +47,19 @@ public enum CLI {
 
     /// Runs the tool with the bytes of its arguments (without the program name), as the system
     /// passed them. Swift's `CommandLine.arguments` turns bytes that are not UTF-8 into U+FFFD;
-    /// an argument with such bytes is refused instead, as a --text-file with them is.
+    /// an argument with such bytes is refused instead (status 1), as a --text-file with them is. A
+    /// path that is not UTF-8 could not be opened from the repaired string either.
     @discardableResult
     public static func run(argumentBytes: [[UInt8]], console: Console = .standard) -> Int32 {
         var arguments: [String] = []
         for (index, bytes) in argumentBytes.enumerated() {
             guard let argument = String(validating: bytes, as: UTF8.self) else {
                 let previous = index > 0 ? String(decoding: argumentBytes[index - 1], as: UTF8.self) : ""
-                let name = previous.hasPrefix("-") ? "the value of \(previous)" : "argument \(index + 1)"
+                let after = previous.hasPrefix("-") ? " (after \(previous))" : ""
                 // Bytes outside printable ASCII as \xNN, the way shells print them.
                 let shown = bytes.map { (0x20..<0x7F).contains($0) ? String(UnicodeScalar($0)) : "\\x" + String(format: "%02X", $0) }.joined()
-                console.printError("error: \(name) (\"\(shown)\") is not valid UTF-8 text; pass text in UTF-8 (or in a UTF-8 file)")
-                return 2
+                console.printError("error: argument \(index + 1)\(after), \"\(shown)\", is not valid UTF-8: arguments, paths included, are read as UTF-8 (give a text in a UTF-8 file; rename a file, or link it under a UTF-8 name)")
+                return 1
             }
             arguments.append(argument)
         }

@@ -349,7 +349,9 @@ enum PipelineCommand {
         // calibration then never reads.
         let sample = path("heldout-sample.txt"), calibrationPart = path("calibration-text.txt")
         if try !exists("heldout-sample.txt") || (sharesText && !exists("calibration-text.txt")) {
-            guard let text = String(validating: try readWholeFile(heldOut, acceptingStreams: true), as: UTF8.self) else {
+            let bytes = [UInt8](try readWholeFile(heldOut, acceptingStreams: true))
+            if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: heldOut, reason: form) }
+            guard let text = String(validating: bytes, as: UTF8.self) else {
                 throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")
             }
             if sharesText {
@@ -551,7 +553,9 @@ enum PipelineCommand {
     static func requireText(_ path: String, option: String) throws {
         try ModelOptions.requireFile(path, option: String(option.drop(while: { $0 == "-" })))
         guard try fileKind(atPath: path) == .regularFile else { return }
-        guard let text = String(validating: try readWholeFile(path), as: UTF8.self) else {
+        let bytes = [UInt8](try readWholeFile(path))
+        if let form = notTextForm(bytes) { throw ShadowError.invalidArgument(name: option, reason: "\(path) \(form)") }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ShadowError.invalidArgument(name: option, reason: "\(path) is not valid UTF-8 text")
         }
         if text.allSatisfy(\.isWhitespace) {

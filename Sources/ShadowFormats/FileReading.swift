@@ -118,11 +118,12 @@ public func notTextForm(_ bytes: [UInt8]) -> String? {
         return "is a Parquet file; export it as JSON Lines first (datasets' to_json, or pandas' to_json(orient=\"records\", lines=True))"
     }
     if starts([0xFF, 0xFE]) || starts([0xFE, 0xFF]) { return "is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8" }
+    if starts(Array("GGUF".utf8)) { return "is a GGUF model file, not text" }
     // Without a mark, UTF-16 of mostly ASCII text has a NUL beside every letter: valid UTF-8,
     // but no text anyone means (a quarter of the first bytes NUL; text has none).
     let head = bytes.prefix(64)
     if head.count >= 4, head.count(where: { $0 == 0 }) * 4 >= head.count {
-        return "holds NUL bytes between its letters (UTF-16 without a byte-order mark?); save it as UTF-8"
+        return "holds NUL bytes (a binary file, or UTF-16 without a byte-order mark?); text must be UTF-8"
     }
     return nil
 }

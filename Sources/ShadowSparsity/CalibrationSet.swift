@@ -177,6 +177,7 @@ public enum CalibrationSet {
             }
         case .text:
             let data = try readWholeFile(source.path, acceptingStreams: true)
+            if let form = notTextForm([UInt8](data)) { throw ShadowError.corruptFile(path: source.path, reason: form) }
             guard let text = String(data: data, encoding: .utf8) else {
                 throw ShadowError.corruptFile(path: source.path, reason: "not valid UTF-8 text")
             }

@@ -21,8 +21,8 @@ public struct PredictionStatistics: Sendable, Equatable {
     public var headSparsitySum: Double { modelHeads > 0 ? Double(prunedHeads) / Double(modelHeads) : 0 }
     public var neuronSparsitySum: Double { modelNeurons > 0 ? Double(prunedNeurons) / Double(modelNeurons) : 0 }
     /// The realised sparsities averaged over the masks built (0 before any).
-    public var headSparsity: Double { masks > 0 ? headSparsitySum / Double(masks) : 0 }
-    public var neuronSparsity: Double { masks > 0 ? neuronSparsitySum / Double(masks) : 0 }
+    public var headSparsity: Double { masks > 0 && modelHeads > 0 ? Double(prunedHeads) / (Double(masks) * Double(modelHeads)) : 0 }
+    public var neuronSparsity: Double { masks > 0 && modelNeurons > 0 ? Double(prunedNeurons) / (Double(masks) * Double(modelNeurons)) : 0 }
     /// Masks built (a dejavu mask is complete once its last layer is planned).
     public var masks = 0
     /// Of those, masks left dense because the prompt gave nothing to score (the oracle on a

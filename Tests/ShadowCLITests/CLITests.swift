@@ -575,7 +575,7 @@ struct CLITests {
         try Data([0x1F, 0x8B, 0x08, 0x00, 0x00, 0x00]).write(to: URL(fileURLWithPath: gzip))
         try Data("Hello there, world".utf16.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }).write(to: URL(fileURLWithPath: utf16))
         for (file, reason) in [(gzip, "is gzip-compressed; decompress it first (gunzip)"),
-                               (utf16, "holds NUL bytes between its letters (UTF-16 without a byte-order mark?); save it as UTF-8")] {
+                               (utf16, "holds NUL bytes (a binary file, or UTF-16 without a byte-order mark?); text must be UTF-8")] {
             let run = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text-file", file])
             #expect(run.status == 1 && run.err == "error: \(file): \(reason)\n", "\(run.err)")
         }
@@ -583,7 +583,7 @@ struct CLITests {
         let box = Box()
         let console = Console(out: { _ in }, err: { box.err += $0 }, readLine: { nil }, readAll: { [] })
         let status = CLI.run(argumentBytes: [Array("tokenize".utf8), Array("--text".utf8), [0x6F, 0x6B, 0xFF, 0x21]], console: console)
-        #expect(status == 2 && box.err == "error: the value of --text (\"ok\\xFF!\") is not valid UTF-8 text; pass text in UTF-8 (or in a UTF-8 file)\n", "\(box.err)")
+        #expect(status == 1 && box.err == "error: argument 3 (after --text), \"ok\\xFF!\", is not valid UTF-8: arguments, paths included, are read as UTF-8 (give a text in a UTF-8 file; rename a file, or link it under a UTF-8 name)\n", "\(box.err)")
         #expect(CLI.run(argumentBytes: [Array("tokenize".utf8), Array("--help".utf8)], console: console) == 0)
     }
 

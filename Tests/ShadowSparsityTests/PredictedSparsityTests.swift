@@ -66,6 +66,24 @@ struct PredictedSparsityTests {
         #expect(controller.statistics.predictions == 1 && controller.statistics.calls == 4)
     }
 
+    @Test("realised sparsity is the ratio of the pruned units over all masks recorded, whatever their order")
+    func realisedSparsityCounts() {
+        let shape = TinyModels.llama(layers: 3).shape
+        // Masks of different sizes: dense, one head and 3 neurons of layer 1, two heads of layers 1 and 2.
+        let plans: [[LayerPlan]] = [
+            [.dense, .dense, .dense],
+            [.dense, LayerPlan(heads: Array(1..<shape.heads), neurons: (3..<Int32(shape.ffnSize)).map { $0 }), .dense],
+            [.dense, LayerPlan(heads: Array(2..<shape.heads)), LayerPlan(heads: Array(2..<shape.heads))],
+        ]
+        var forward = PredictionStatistics(), backward = PredictionStatistics()
+        for plan in plans { forward.record(plans: plan, shape: shape) }
+        for plan in plans.reversed() { backward.record(plans: plan, shape: shape) }
+        #expect(forward == backward && forward.prunedHeads == 5 && forward.prunedNeurons == 3 && forward.masks == 3)
+        #expect(forward.headSparsity == 5.0 / Double(3 * shape.layers * shape.heads))
+        #expect(forward.neuronSparsity == 3.0 / Double(3 * shape.layers * shape.ffnSize))
+        #expect(PredictionStatistics().headSparsity == 0)
+    }
+
     @Test("skipping pruned units gives the logits of zeroing them")
     func skipEqualsZero() throws {
         let predictor = try predictor(.shadow)
