@@ -178,7 +178,8 @@ public enum CalibrationSet {
         case .text:
             let data = try readWholeFile(source.path, acceptingStreams: true)
             if let form = notTextForm([UInt8](data)) { throw ShadowError.corruptFile(path: source.path, reason: form) }
-            guard let text = String(data: data, encoding: .utf8) else {
+            // Byte for byte, as --text-file: Foundation's decoding would drop a leading BOM.
+            guard let text = String(validating: [UInt8](data), as: UTF8.self) else {
                 throw ShadowError.corruptFile(path: source.path, reason: "not valid UTF-8 text")
             }
             let tokens = tokenizer.encode(text)

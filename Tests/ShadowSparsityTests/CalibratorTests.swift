@@ -17,6 +17,21 @@ struct CalibratorTests {
         return capture
     }
 
+    @Test("a calibration text is read byte for byte, as --text-file is: a byte-order mark keeps its tokens")
+    func calibrationTextByteForByte() throws {
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ShadowModelsTests/Fixtures/tiny-llama").path
+        let tokenizer = try #require(try ModelLoader.load(path: model).tokenizer)
+        let file = NSTemporaryDirectory() + "calibration-bom-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let text = "\u{FEFF}" + String(repeating: "the cat sat on the mat. ", count: 20)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file))
+        let samples = try CalibrationSet.samples(sources: [CalibrationSource.parse("text:" + file)], count: 1,
+                                                 options: CalibrationOptions(textWindow: 16, textContinuation: 4), tokenizer: tokenizer)
+        #expect(samples.first?.tokens == Array(tokenizer.encode(text).prefix(16)))
+        #expect(tokenizer.encode(text).prefix(16) != tokenizer.encode(String(text.dropFirst())).prefix(16))
+    }
+
     @Test("with fp32 weights the predictor inputs come from the gradient pass and equal a dense forward's",
           arguments: ["tiny-llama", "tiny-opt", "tiny-opt-postln", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
                       "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-smollm3"])
