@@ -116,14 +116,8 @@ enum ModelOptions {
                 try requireFile(file, option: fileOption)
                 bytes = [UInt8](try readWholeFile(file, acceptingStreams: true))
             }
-            // Byte for byte: Foundation's String(data:encoding:) drops a leading U+FEFF, which the
-            // reference tokenizers encode (3 tokens), so ids would no longer match theirs.
-            let path = file == "-" ? "standard input" : file
-            if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: path, reason: form) }
-            guard let text = String(validating: bytes, as: UTF8.self) else {
-                throw ShadowError.corruptFile(path: path, reason: "not valid UTF-8 text")
-            }
-            return text
+            // Byte for byte: Foundation's String(data:encoding:) would drop a leading U+FEFF.
+            return try utf8Text(bytes, path: file == "-" ? "standard input" : file)
         case (nil, nil):
             throw ShadowError.invalidArgument(name: "--\(textOption)", reason: "give --\(textOption) or --\(fileOption)")
         default:

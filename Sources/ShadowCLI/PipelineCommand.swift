@@ -349,11 +349,7 @@ enum PipelineCommand {
         // calibration then never reads.
         let sample = path("heldout-sample.txt"), calibrationPart = path("calibration-text.txt")
         if try !exists("heldout-sample.txt") || (sharesText && !exists("calibration-text.txt")) {
-            let bytes = [UInt8](try readWholeFile(heldOut, acceptingStreams: true))
-            if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: heldOut, reason: form) }
-            guard let text = String(validating: bytes, as: UTF8.self) else {
-                throw ShadowError.corruptFile(path: heldOut, reason: "not valid UTF-8 text")
-            }
+            let text = try utf8Text([UInt8](try readWholeFile(heldOut, acceptingStreams: true)), path: heldOut)
             if sharesText {
                 let (head, tail) = Self.splitOffTail(text, bytes: heldOutBytes)
                 try AtomicFile.write(head, to: calibrationPart)

@@ -103,6 +103,17 @@ public func existingFileKind(atPath path: String) throws -> FileKind {
     return kind
 }
 
+/// `bytes` read from `path` as text, byte for byte (a leading byte-order mark kept, as the
+/// reference tokenizers encode it); throws naming the file and, when its first bytes tell, what
+/// it is instead (`notTextForm`).
+public func utf8Text(_ bytes: [UInt8], path: String) throws -> String {
+    if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: path, reason: form) }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+        throw ShadowError.corruptFile(path: path, reason: "not valid UTF-8 text")
+    }
+    return text
+}
+
 /// What a file is when its first bytes say it is no UTF-8 text (a compressed release, Parquet,
 /// UTF-16), so that the error says so instead of a parse error on line 1.
 public func notTextForm(_ bytes: [UInt8]) -> String? {

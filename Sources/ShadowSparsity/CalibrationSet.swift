@@ -177,11 +177,8 @@ public enum CalibrationSet {
             }
         case .text:
             let data = try readWholeFile(source.path, acceptingStreams: true)
-            if let form = notTextForm([UInt8](data)) { throw ShadowError.corruptFile(path: source.path, reason: form) }
             // Byte for byte, as --text-file: Foundation's decoding would drop a leading BOM.
-            guard let text = String(validating: [UInt8](data), as: UTF8.self) else {
-                throw ShadowError.corruptFile(path: source.path, reason: "not valid UTF-8 text")
-            }
+            let text = try utf8Text([UInt8](data), path: source.path)
             let tokens = tokenizer.encode(text)
             let window = options.textWindow
             var windows = stride(from: 0, to: tokens.count - window + 1, by: window).map { Array(tokens[$0..<$0 + window]) }
