@@ -29,14 +29,16 @@ let package = Package(
         // Debian's OpenBLAS (libopenblas-dev). On macOS the kernels use Accelerate instead.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
-        // One-line inline C helpers for half-precision conversion (hardware F16C).
+        // C kernels and intrinsics: fp16 conversion in hardware (F16C), fp16/bf16/q8 dot products,
+        // GEMV and small-GEMM micro-kernels, AVX-512 and AVX512-BF16 variants chosen at run time,
+        // CPU feature checks and the allocator's mmap threshold.
         .target(name: "CHalf", cSettings: cpuCFlags),
         // Tensor kernels: buffers, BLAS calls, SIMD loops, a parallel-for. Knows nothing of models.
         .target(name: "ShadowKernels",
                 dependencies: ["CHalf", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
                 swiftSettings: hotLoopSettings),
         // File formats: GGUF, safetensors, the error type every module throws.
-        .target(name: "ShadowFormats", dependencies: ["ShadowKernels"], swiftSettings: swiftSettings),
+        .target(name: "ShadowFormats", dependencies: ["CHalf", "ShadowKernels"], swiftSettings: swiftSettings),
         // Tokenizers: byte-level BPE (GPT-2 / SmolLM2) and SentencePiece-style BPE (Llama-2).
         .target(name: "ShadowTokenizers", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
         // Model configurations, architectures (one file each), loading, KV cache, generation, scoring.

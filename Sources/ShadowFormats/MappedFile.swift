@@ -32,13 +32,13 @@ public final class MappedFile: @unchecked Sendable {
         if fd < 0 {
             let code = errno
             if code == ENOENT || code == ENOTDIR { throw ShadowError.fileNotFound(path: path) }
-            throw ShadowError.unreadableFile(path: path, reason: Self.message(code))
+            throw ShadowError.unreadableFile(path: path, reason: AtomicFile.describe(errno: code))
         }
         defer { close(fd) }
 
         var info = stat()
         guard fstat(fd, &info) == 0 else {
-            throw ShadowError.corruptFile(path: path, reason: "cannot stat: \(Self.message(errno))")
+            throw ShadowError.corruptFile(path: path, reason: "cannot stat: \(AtomicFile.describe(errno: errno))")
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw ShadowError.corruptFile(path: path, reason: "not a regular file")
@@ -52,7 +52,7 @@ public final class MappedFile: @unchecked Sendable {
         // PROT_READ + MAP_PRIVATE: we never write, so pages are shared with the page cache.
         let mapped = mmap(nil, byteCount, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let mapped, mapped != MAP_FAILED else {
-            throw ShadowError.corruptFile(path: path, reason: "cannot map \(byteCount) bytes: \(Self.message(errno))")
+            throw ShadowError.corruptFile(path: path, reason: "cannot map \(byteCount) bytes: \(AtomicFile.describe(errno: errno))")
         }
         baseAddress = UnsafeRawPointer(mapped)
         region = MappedRegions.add(start: Int(bitPattern: mapped), count: byteCount, path: path)
@@ -89,11 +89,6 @@ public final class MappedFile: @unchecked Sendable {
         guard end > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) else { return }
         _ = madvise(pointer, end - first, MADV_DONTNEED)
         #endif
-    }
-
-    private static func message(_ code: Int32) -> String {
-        guard let text = strerror(code) else { return "error \(code)" }
-        return String(cString: text)
     }
 }
 

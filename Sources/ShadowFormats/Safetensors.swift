@@ -5,7 +5,7 @@ import Foundation
 // then the data; offsets count from the first byte after the header. Tensors are row-major and
 // need not be aligned. Zero-element tensors are legal (begin == end).
 
-/// One `.safetensors` file, memory-mapped. F32, F16 and BF16 tensors convert to floats; tensors of
+/// One `.safetensors` file, memory-mapped. F32, F16, BF16 and F64 tensors convert to floats; tensors of
 /// other dtypes (an int64 `position_ids` buffer, say) are listed and only fail when read.
 public final class SafetensorsFile: TensorSource {
     public let path: String

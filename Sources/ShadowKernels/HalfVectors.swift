@@ -1,6 +1,6 @@
 import CHalf
 
-/// IEEE fp16 row kernels for data that is not a weight matrix (the KV cache): the same
+/// IEEE fp16 row kernels for data that is not a weight matrix (the KV cache, f16 files written): the same
 /// register-widening loops the 16-bit weight kernels use, on plain pointers.
 public enum HalfVectors {
     /// dst[i] = fp16(src[i]), rounding to nearest even.

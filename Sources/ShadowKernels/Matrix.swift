@@ -11,7 +11,8 @@ public final class Matrix: @unchecked Sendable {
     public var count: Int { rows * cols }
 
     public init(rows: Int, cols: Int) {
-        precondition(rows >= 0 && cols >= 0)
+        // Guards, not preconditions: this module builds -Ounchecked.
+        guard rows >= 0 && cols >= 0 else { fatalError("a matrix of \(rows) × \(cols)") }
         self.rows = rows
         self.cols = cols
         let bytes = max(rows * cols, 1) * MemoryLayout<Float>.stride
@@ -21,7 +22,7 @@ public final class Matrix: @unchecked Sendable {
     }
 
     public convenience init(rows: Int, cols: Int, values: [Float]) {
-        precondition(values.count == rows * cols, "matrix needs \(rows * cols) values, got \(values.count)")
+        guard values.count == rows * cols else { fatalError("matrix needs \(rows * cols) values, got \(values.count)") }
         self.init(rows: rows, cols: cols)
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
     }

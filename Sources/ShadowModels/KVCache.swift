@@ -22,7 +22,9 @@ public final class KVCache: @unchecked Sendable {
 
     /// Memory is reserved, not touched: pages are only made resident as positions are written.
     public init(shape: TransformerShape, capacity: Int, dtype: WeightDType = .f32) {
-        precondition(dtype == .f32 || dtype == .f16, "the KV cache is kept in fp32 or fp16")
+        // A guard, not a precondition: this module builds -Ounchecked, and another dtype's rows
+        // would be sized for one format and written in another.
+        guard dtype == .f32 || dtype == .f16 else { fatalError("the KV cache is kept in fp32 or fp16, not \(dtype.rawValue)") }
         self.shape = shape
         self.capacity = capacity
         self.dtype = dtype

@@ -34,13 +34,15 @@ enum ProductPath {
     }
 }
 
-/// y = x Wᵀ + b for a `[out, in]` weight: GEMM for many tokens, SIMD GEMV for one.
+/// y = x Wᵀ + b for a `[out, in]` weight, by the `ProductPath` the input's length picks: SIMD GEMV
+/// for a token or a few, small-GEMM panels for a few dozen, BLAS GEMM beyond.
 public struct Linear: Sendable {
     public let weight: WeightMatrix      // (out, in)
     public let bias: [Float]?            // (out)
 
     public init(weight: WeightMatrix, bias: [Float]? = nil) {
-        precondition(bias == nil || bias!.count == weight.rows)
+        // A guard: -Ounchecked drops preconditions, and a short bias would be read past its end.
+        guard bias == nil || bias!.count == weight.rows else { fatalError("a bias of \(bias!.count) values for \(weight.rows) outputs") }
         self.weight = weight
         self.bias = bias
     }
@@ -150,7 +152,7 @@ public struct TransposedLinear: Sendable {
     public let bias: [Float]?            // (out)
 
     public init(weightT: WeightMatrix, bias: [Float]? = nil) {
-        precondition(bias == nil || bias!.count == weightT.cols)
+        guard bias == nil || bias!.count == weightT.cols else { fatalError("a bias of \(bias!.count) values for \(weightT.cols) outputs") }
         self.weightT = weightT
         self.bias = bias
     }

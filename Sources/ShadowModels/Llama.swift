@@ -137,7 +137,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         let execution = sparsity?.execution ?? .skip
         for (l, block) in blocks.enumerated() {
             // Qwen3 normalises each query and key head, then RoPE rotates it (not in SmolLM3's NoPE layers).
-            let rotates = config.ropeLayers?[l] ?? true
+            let rotates = config.rotates(layer: l)
             let (frequencies, magnitude) = rotation(layer: l)
             let rope = { (p: UnsafeMutablePointer<Float>, heads: Int, position: Int, keys: Bool) in
                 if let norm = keys ? block.keyNorm : block.queryNorm {
@@ -229,7 +229,10 @@ enum LMHead {
             }
             return out
         case .targetLogProbabilities(let targets):
-            guard targets.count == T else { fatalError("one target per token") }
+            // Checked here for every path: the last target is never embedded, so nothing else would.
+            guard targets.count == T, targets.allSatisfy({ (0..<vocab).contains($0) }) else {
+                fatalError("one target per token, each inside the vocabulary")
+            }
             norm(normed, x, T)
             let inputs = head.cols   // the normed rows' width: OPT's project_out may narrow them
             let blockRows = min(T, blockRows ?? Self.logProbabilityBlockRows(vocabulary: vocab))
@@ -310,7 +313,8 @@ enum LMHead {
 
 // MARK: - Configuration
 
-/// A Llama-family `config.json` (also Qwen2 and Mistral). Keys keep the checkpoint's snake_case;
+/// A Llama-family `config.json` (also Mistral, Qwen2/3, SmolLM3, Phi-3 and Gemma 2/3, the
+/// `ArchitectureRegistry` names that load through it). Keys keep the checkpoint's snake_case;
 /// optional ones fall back to the Hugging Face defaults.
 public struct LlamaConfig: Sendable, Equatable {
     public var modelType: String
@@ -390,6 +394,9 @@ public struct LlamaConfig: Sendable, Equatable {
     }
 
     var attentionScale: Float { queryScale ?? 1 / Float(headDim).squareRoot() }
+
+    /// Whether layer `l` rotates its queries and keys (SmolLM3's NoPE layers do not).
+    public func rotates(layer l: Int) -> Bool { ropeLayers?[l] ?? true }
 
     /// Layer `l`'s sliding window, nil when it attends to the whole context.
     @inline(__always)

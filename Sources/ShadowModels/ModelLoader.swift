@@ -28,6 +28,15 @@ public struct LoadedModel: @unchecked Sendable {
         guard let tokenizer else { throw ModelLoader.noTokenizer(path) }
         return tokenizer
     }
+
+    /// The model with its backward pass, or an error naming the checkpoint and what needed it
+    /// (`what`: "calibrate", "--method oracle", …) when its architecture has none.
+    public func requireDifferentiable(for what: String) throws -> any DifferentiableLanguageModel {
+        guard let differentiable = model as? any DifferentiableLanguageModel else {
+            throw ShadowError.failed("\(path): \(what) needs a backward pass, which the \(model.architecture) architecture does not have")
+        }
+        return differentiable
+    }
 }
 
 /// The table of contents of supported architectures: a name in the checkpoint → the file that
@@ -279,7 +288,7 @@ public enum ModelLoader {
         if try file.floatIfPresent(factorKey) == nil { factorKey = "\(arch).rope.scale_linear" }
         let factor = try file.floatIfPresent(factorKey) ?? 0
         guard factor >= 0 && factor.isFinite else {
-            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": must be a positive number, got \(factor)")
+            throw ShadowError.corruptFile(path: file.path, reason: "key \"\(factorKey)\": must be a finite number ≥ 0 (0: no scaling), got \(factor)")
         }
         let factors = try positiveFactors("rope_freqs.weight")
         switch (factor == 0 || factor == 1 ? nil : factor, factors) {

@@ -77,8 +77,8 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim
         let past = cache.length
         // guard, not precondition: the release build's -Ounchecked drops preconditions, and an
-        // overflow here would write past the cache.
-        guard T > 0 && past + T <= cache.capacity else { fatalError("context overflow") }
+        // overflow here would write past the cache or read past the learned position table.
+        guard T > 0 && past + T <= cache.capacity && past + T <= s.maxContext else { fatalError("context overflow") }
         guard branches == nil || branches!.tokenCount == T else { fatalError("branches cover the tokens") }
         let promptRows = branches?.promptRows(tokens: T) ?? T   // what a controller predicts from
         let scratch = cache.scratch
@@ -96,7 +96,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
             Ops.add(x + t * d, positions.row(branches.position(of: t, past: past) + Self.positionOffset), count: d)
         }
 
-        let scale = 1 / Float(s.headDim).squareRoot()
+        let scale = config.attentionScale
         let preLN = config.doLayerNormBefore
         let execution = sparsity?.execution ?? .skip
         for (l, block) in blocks.enumerated() {
@@ -174,6 +174,8 @@ public struct OPTConfig: Sendable, Equatable {
     public var heads: Int
     public var vocabularySize: Int
     public var maxContext: Int
+    /// Scaled dot-product attention's 1/√d_h (one place for the forward pass and its gradients).
+    public var attentionScale: Float { 1 / Float(hiddenSize / heads).squareRoot() }
     /// Pre-LN (`true`, most OPT sizes) or post-LN (`false`, OPT-350m).
     public var doLayerNormBefore: Bool
     /// Width of the token embedding; differs from `hiddenSize` when project_in/out exist.

@@ -130,12 +130,14 @@ public struct Sampler: Sendable {
             let floor = options.minP * probabilities[best]
             candidates = Array(candidates.prefix { probabilities[$0] >= floor })
         }
+        // NaN logits (a broken checkpoint) compare false everywhere and can leave no candidate.
+        guard let last = candidates.last else { return Self.argmax(logits) }
         let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
         var r = Float(Double(generator.next() >> 11) / Double(1 << 53)) * mass
         for id in candidates {
             r -= probabilities[id]
             if r <= 0 { return id }
         }
-        return candidates.last!
+        return last
     }
 }

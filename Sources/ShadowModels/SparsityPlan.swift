@@ -2,10 +2,11 @@
 /// a pruned head costs no Q rows, scores, softmax, V mix or output-projection rows; a pruned
 /// neuron costs no gate/up (fc1) row and no down (fc2) row (DESIGN §5).
 public struct LayerPlan: Sendable, Equatable {
-    /// Kept query heads in ascending order; nil keeps all.
-    public var heads: [Int]?
+    /// Kept query heads in ascending order; nil keeps all. (Constants: the row lists below are
+    /// derived from them once.)
+    public let heads: [Int]?
     /// Kept FFN neurons in ascending order; nil keeps all.
-    public var neurons: [Int32]?
+    public let neurons: [Int32]?
 
     /// Derived once so that decode allocates nothing per token: rows of the q/o projections
     /// that the kept heads own, the KV groups they read and those groups' k/v rows.
@@ -35,6 +36,9 @@ public struct LayerPlan: Sendable, Equatable {
     }
 
     public static let dense = LayerPlan()
+
+    /// Plans are equal when they keep the same units, whether or not their row lists are derived yet.
+    public static func == (a: LayerPlan, b: LayerPlan) -> Bool { a.heads == b.heads && a.neurons == b.neurons }
 }
 
 /// How a sparse forward treats pruned units.

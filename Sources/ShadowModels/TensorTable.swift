@@ -110,7 +110,7 @@ public final class TensorTable {
     /// twice: once to check it, choose fp16 or bf16 and find 8-bit weights' column factors, once
     /// to store it. Its fp32 values are
     /// never whole in memory (SmolLM2's embedding: 113 MB of fresh pages to fault in; Gemma 3's:
-    /// 2.4 GB).
+    /// 2.7 GB).
     private func slicedWeight(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
         let name = storedName(name)
         try check(name, [rows, cols])

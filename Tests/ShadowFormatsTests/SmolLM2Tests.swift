@@ -37,8 +37,8 @@ struct SmolLM2Tests {
         #expect(info.shape == [576, 576])
         let q = try file.floats("blk.0.attn_q.weight")
         // Reference values from the `gguf` Python package's dequantiser.
-        expectClose(Array(q[0..<4]), [-0.0963134765625, 0.1573486328125, -0.0963134765625, -0.73046875])
-        expectClose(Array(q[(575 * 576 + 573)...]), [-0.096832275390625, -0.14984130859375, -0.255859375])
+        expectClose(Array(q[0..<4]), [-0.0963134765625, 0.1573486328125, -0.0963134765625, -0.73046875], tolerance: 1e-6)
+        expectClose(Array(q[(575 * 576 + 573)...]), [-0.096832275390625, -0.14984130859375, -0.255859375], tolerance: 1e-6)
         expectClose([q[100 * 576 + 200]], [-0.034301758], tolerance: 1e-6)
         let sum = q.reduce(0.0) { $0 + Double($1) }
         #expect(abs(sum - 59.22322082519531) < 1e-3)

@@ -106,30 +106,6 @@ func expectGGUFError(_ bytes: [UInt8], mentioning fragments: [String], sourceLoc
     }
 }
 
-/// Compares two float arrays element by element; on failure reports the first mismatches and the
-/// largest difference.
-func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
-    guard actual.count == expected.count else {
-        Issue.record("expected \(expected.count) values, got \(actual.count)", sourceLocation: sourceLocation)
-        return
-    }
-    var mismatches: [String] = []
-    var largest: Float = 0
-    for i in actual.indices {
-        let difference = abs(actual[i] - expected[i])
-        let bad = !(difference <= tolerance * max(1, abs(expected[i]))) && !(actual[i].isNaN && expected[i].isNaN)
-        if bad {
-            largest = max(largest, difference.isNaN ? .infinity : difference)
-            if mismatches.count < 5 { mismatches.append("[\(i)] \(actual[i]) != \(expected[i])") }
-        }
-    }
-    if !mismatches.isEmpty {
-        Issue.record("values differ: \(mismatches.joined(separator: ", ")); largest difference \(largest)",
-                     sourceLocation: sourceLocation)
-    }
-}
-
 /// Little-endian bytes of fp32, fp16 and bf16 values.
 func f32Bytes(_ values: [Float]) -> [UInt8] {
     var out = Bytes(); for v in values { out.f32(v) }; return out.data

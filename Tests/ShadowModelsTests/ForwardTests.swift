@@ -239,6 +239,16 @@ struct ForwardTests {
         #expect(drawn == [1, 3])
     }
 
+    @Test("NaN logits draw a token under every filter instead of trapping")
+    func nanLogits() {
+        let logits: [Float] = [1, .nan, 3, 2]
+        for options in [SamplingOptions(temperature: 1, minP: 0.1, seed: 1), SamplingOptions(temperature: 1, topP: 0.5, seed: 1),
+                        SamplingOptions(temperature: 1, topK: 2, seed: 1), SamplingOptions(temperature: 1, seed: 1)] {
+            var sampler = Sampler(options)
+            #expect(logits.indices.contains(sampler.sample(logits)), "\(options)")
+        }
+    }
+
     @Test("top-k, min-p and top-p draw only from the tokens they keep, and top-k 1 is greedy")
     func samplingFilters() {
         // Probabilities at T = 1 ∝ exp(logit): token 2 ≈ 0.64, 3 ≈ 0.24, 0 ≈ 0.09, 4 ≈ 0.03, …

@@ -118,7 +118,7 @@ extension LlamaModel: DifferentiableLanguageModel {
                 rmsNormForward(st.q.pointer, st.qRstd!.pointer, qIn.pointer, qNorm, rows: T * H, n: dh, eps: eps)
                 rmsNormForward(st.k.pointer, st.kRstd!.pointer, kIn.pointer, kNorm, rows: T * G, n: dh, eps: eps)
             }
-            if config.ropeLayers?[l] ?? true {
+            if config.rotates(layer: l) {
                 ropeForward(st.q.pointer, st.q.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
                 ropeForward(st.k.pointer, st.k.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
             }
@@ -219,7 +219,7 @@ extension LlamaModel: DifferentiableLanguageModel {
             attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
                               st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, softcap: config.attentionSoftcap)
             dqIn.zero(); dkIn.zero()
-            if config.ropeLayers?[l] ?? true {
+            if config.rotates(layer: l) {
                 ropeBackward(dqIn.pointer, dq.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
                 ropeBackward(dkIn.pointer, dk.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
             } else {

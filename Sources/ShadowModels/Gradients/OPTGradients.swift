@@ -62,7 +62,7 @@ extension OPTModel: DifferentiableLanguageModel {
         let T = tokens.count, d = s.hiddenSize, F = s.ffnSize, e = config.wordEmbedProjectionDim
         let H = s.heads, dh = s.headDim, aw = s.attentionWidth
         let eps = config.layerNormEps
-        let scale = 1 / Float(dh).squareRoot()
+        let scale = config.attentionScale
         let postLN = !config.doLayerNormBefore
         let backward = !options.activationsOnly
         let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
