@@ -33,7 +33,7 @@ public enum Criterion: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    /// One line for help texts.
+    /// One line for help texts (`scores --help` lists them).
     public var summary: String {
         switch self {
         case .plainact: return "Σ_t |⟨A, dL/dA⟩| per head, Σ_t |N · dL/dN| per neuron (the paper's choice)"
@@ -44,7 +44,7 @@ public enum Criterion: String, CaseIterable, Sendable, Codable {
         case .snip: return "Σ |W ⊙ dL/dW| over the head's W_O rows / the neuron's W_down row"
         case .grasp: return "−Σ W ⊙ (H g) over the same rows, H g by finite differences of the gradient"
         case .nwot: return "log(1 + number of positive activations) (no backward)"
-        case .jacov: return "heads only: −Σ_k log(λ_k + 1e-5) + 1/(λ_k + 1e-5) over the per-token gradient correlations"
+        case .jacov: return "heads only: −Σ_k [log(λ_k + 1e-5) + 1/(λ_k + 1e-5)] over the eigenvalues of the per-token gradient correlations"
         case .epenas: return "heads only: per target-token group Σ log(|corr| + 1e-5), summed pairwise differences"
         }
     }

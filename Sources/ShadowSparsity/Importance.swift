@@ -6,7 +6,8 @@ import ShadowModels
 /// calibration set (the element-wise sum of its per-sample scores).
 public enum Importance {
     /// Per-sample scores of one sample (context + continuation already tokenized: predictFrom = number of context tokens).
-    /// One forward and backward pass serves every requested criterion; `grasp` adds a second one.
+    /// One forward and backward pass serves every requested criterion; `grasp` adds two more
+    /// (its Hessian-gradient product by central differences).
     public static func scores(model: any DifferentiableLanguageModel, tokens: [Int], predictFrom: Int,
                               criteria: [Criterion]) throws -> [Criterion: ImportanceScores] {
         guard !criteria.isEmpty else { return [:] }
@@ -62,34 +63,24 @@ public enum Importance {
     /// The static importance of a calibration set: heads and neurons summed element-wise over the
     /// samples (in Double), the loss averaged; for jacov (samples carrying pooled vectors) the head
     /// scores are the pooled statistic instead. All samples must come from one model and criterion.
+    /// (The in-memory form of `AggregateImportance`, which streams a trace directory through the
+    /// same `ImportanceSum`.)
     public static func aggregate(_ samples: [ImportanceScores]) -> ImportanceScores {
         precondition(!samples.isEmpty, "aggregate needs at least one sample")
-        func sum(_ matrices: [[[Float]]]) -> [[Float]] {
-            var total = matrices[0].map { $0.map(Double.init) }
-            for m in matrices.dropFirst() {
-                precondition(m.count == total.count && zip(m, total).allSatisfy { $0.count == $1.count },
-                             "aggregate needs samples of one shape")
-                for l in m.indices { for j in m[l].indices { total[l][j] += Double(m[l][j]) } }
-            }
-            return total.map { $0.map(Float.init) }
+        let (layers, perLayer) = (samples[0].heads.count, samples[0].heads.first?.count ?? 0)
+        let neuronsPerLayer = samples[0].neurons?.first?.count ?? 0
+        precondition(samples.allSatisfy { $0.heads.count == layers && $0.heads.allSatisfy { $0.count == perLayer }
+                                          && ($0.neurons == nil) == (samples[0].neurons == nil)
+                                          && ($0.neurons ?? []).allSatisfy { $0.count == neuronsPerLayer } },
+                     "aggregate needs samples of one shape, all with neuron scores or all without")
+        let pooledWidth = samples[0].pooledVectors.map { $0.count / max(layers * perLayer * GradientCorrelation.pooledPerSample, 1) }
+        var total = ImportanceSum(headUnits: layers * perLayer, pooledWidth: pooledWidth, samples: samples.count)
+        for sample in samples {
+            total.add(heads: sample.heads.flatMap { $0 }, neurons: sample.neurons?.flatMap { $0 }, pooledVectors: sample.pooledVectors ?? [])
         }
-        let withNeurons = samples.compactMap(\.neurons)
-        precondition(withNeurons.isEmpty || withNeurons.count == samples.count,
-                     "aggregate needs samples that all have neuron scores or all have none")
-        let heads: [[Float]]
-        let pooled = samples.compactMap(\.pooledVectors)
-        if pooled.count == samples.count {
-            let (layers, perLayer) = (samples[0].heads.count, samples[0].heads[0].count)
-            var pool = PooledJacov(units: layers * perLayer, width: pooled[0].count / (layers * perLayer * GradientCorrelation.pooledPerSample),
-                                   poolSize: samples.count * GradientCorrelation.pooledPerSample)
-            for vectors in pooled { pool.add(vectors) }
-            let scores = pool.scores()
-            heads = (0..<layers).map { Array(scores[$0 * perLayer..<($0 + 1) * perLayer]) }
-        } else {
-            heads = sum(samples.map(\.heads))
-        }
+        func rows(_ values: [Float], _ width: Int) -> [[Float]] { (0..<layers).map { Array(values[$0 * width..<($0 + 1) * width]) } }
         return ImportanceScores(loss: samples.map(\.loss).reduce(0, +) / Double(samples.count),
-                                heads: heads, neurons: withNeurons.isEmpty ? nil : sum(withNeurons))
+                                heads: rows(total.headScores, perLayer), neurons: total.neuronSums.map { rows($0.map(Float.init), neuronsPerLayer) })
     }
 
     // MARK: - One layer
@@ -204,4 +195,42 @@ public enum Importance {
                 downProjection: zip(after.downProjectionGrad!, before.downProjectionGrad!).map { ($0 - $1) / (2 * epsilon) })
         }
     }
+}
+
+/// Static importance added up sample by sample, for `Importance.aggregate` (in memory) and
+/// `AggregateImportance` (streamed from traces). Scores are summed in Double: thousands of samples
+/// whose scores differ by orders of magnitude would lose the small ones to Float rounding. jacov
+/// pools its vectors over the samples instead, while every sample carries them.
+struct ImportanceSum {
+    private(set) var samples = 0
+    private(set) var headSums: [Double]
+    /// nil until a sample with neuron scores arrives (head-only criteria never have them).
+    private(set) var neuronSums: [Double]?
+    private var pool: PooledJacov?
+
+    /// `pooledWidth`: the width of the pooled vectors (d_h) when the criterion pools them, else nil;
+    /// `samples`: how many will be added (the pool draws its subsets from that count).
+    init(headUnits: Int, pooledWidth: Int?, samples: Int) {
+        headSums = [Double](repeating: 0, count: headUnits)
+        pool = pooledWidth.map { PooledJacov(units: headUnits, width: $0, poolSize: samples * GradientCorrelation.pooledPerSample) }
+    }
+
+    /// One sample: flat (layer-major) head and neuron scores, and its pooled vectors (empty: none,
+    /// which ends pooling: the heads are then the sums).
+    mutating func add(heads: [Float], neurons: [Float]?, pooledVectors: [Float]) {
+        samples += 1
+        if pool != nil {
+            if pooledVectors.isEmpty { pool = nil } else { pool!.add(pooledVectors) }
+        }
+        for (i, v) in heads.enumerated() { headSums[i] += Double(v) }
+        if let neurons {
+            if neuronSums == nil { neuronSums = [Double](repeating: 0, count: neurons.count) }
+            for (i, v) in neurons.enumerated() { neuronSums![i] += Double(v) }
+        }
+    }
+
+    var pooled: Bool { pool != nil }
+
+    /// The pooled statistic when pooling, else the sums.
+    var headScores: [Float] { pool?.scores() ?? headSums.map(Float.init) }
 }

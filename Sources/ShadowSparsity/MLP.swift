@@ -151,14 +151,14 @@ public final class MLP: @unchecked Sendable {
     /// FLOPs of one forward pass of one vector.
     public var flops: Int { layers.reduce(0) { $0 + $1.flops } }
 
-    /// The largest magnitude any output can reach for inputs in [0, 1] (what min-max scaling
-    /// gives), by interval arithmetic in double precision: |y_i| ≤ Σ_j |W_ij|·bound_j + |b_i|, and
-    /// ReLU never raises a bound. Below Float's largest value, no partial sum of a forward pass
-    /// can overflow, so every prediction is finite.
     /// Whether every prediction is finite: `outputBound()` below Float's largest value. What a
     /// predictor file's reader demands, so training and resuming check it before writing one.
     public var outputsFitSinglePrecision: Bool { outputBound() < Double(Float.greatestFiniteMagnitude) }
 
+    /// The largest magnitude any output can reach for inputs in [0, 1] (what min-max scaling
+    /// gives), by interval arithmetic in double precision: |y_i| ≤ Σ_j |W_ij|·bound_j + |b_i|, and
+    /// ReLU never raises a bound. Below Float's largest value, no partial sum of a forward pass
+    /// can overflow, so every prediction is finite.
     public func outputBound() -> Double {
         var bounds = [Double](repeating: 1, count: inputs)
         for (l, layer) in layers.enumerated() {

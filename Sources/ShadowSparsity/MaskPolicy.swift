@@ -107,8 +107,15 @@ public enum Masks {
     /// Indices of the `count` highest scores, ascending (ties: lower index first).
     static func topIndices(_ scores: [Float], count: Int) -> [Int] {
         guard count > 0 else { return [] }
-        let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
-        return order.prefix(count).sorted()
+        return descendingOrder(scores[...]).prefix(count).sorted()
+    }
+
+    /// Positions in `scores` (0 for its first element) from the highest score to the lowest,
+    /// the earlier position first among equals: the order masks keep units in, and so the order
+    /// the quality report's recall ranks by.
+    static func descendingOrder(_ scores: ArraySlice<Float>) -> [Int] {
+        let base = scores.startIndex
+        return (0..<scores.count).sorted { scores[base + $0] != scores[base + $1] ? scores[base + $0] > scores[base + $1] : $0 < $1 }
     }
 
     /// Realised sparsity of the whole model (layer 0 included in the denominator): the fraction of

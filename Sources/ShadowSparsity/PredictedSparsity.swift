@@ -5,7 +5,8 @@ import ShadowModels
 /// What a predicting controller has done so far: how often and how long it predicted (for the
 /// predictor's share of decode time, DESIGN §7) and the sparsity its plans realised.
 public struct PredictionStatistics: Sendable, Equatable {
-    /// Forward calls seen (one per prefill or decode step).
+    /// Forward calls seen (one per prefill or decode step; the oracle, which plans once per
+    /// prompt and never per step, counts its prompts).
     public var calls = 0
     /// Predictor runs: one per mask for shadow, one per layer and mask for the dejavu kinds.
     public var predictions = 0

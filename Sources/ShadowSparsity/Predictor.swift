@@ -7,7 +7,9 @@ import ShadowModels
 public enum PredictorKind: String, Sendable, Codable, CaseIterable {
     /// ShadowLLM: one network reads A⁰ at the predictor token and scores every later layer.
     case shadow
-    /// DejaVu-style: one network per layer l ≥ 1 reads the residual stream entering layer l.
+    /// DejaVu-style: one network per layer l ≥ 1 reads the residual stream entering layer l (the
+    /// layer input DESIGN §3 allows in place of A^l: DejaVu's own predictors read it, and it
+    /// exists before layer l runs, so the layer's masks can be chosen before its attention).
     case dejavu
     /// DejaVu-style with look-ahead: layer l's network reads the residual entering layer l − 1,
     /// so its work can overlap with layer l − 1.

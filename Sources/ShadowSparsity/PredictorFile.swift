@@ -126,6 +126,11 @@ public enum PredictorFile {
         do {
             predictor = try Predictor(configuration: meta.configuration, criterion: meta.criterion, model: meta.model,
                                       predictsNeurons: meta.predictsNeurons, seed: nil)
+        } catch ShadowError.invalidArgument(let option, let reason) {
+            // The checks speak of train-predictor's options; a file's reader names its keys.
+            let keys = ["--head-width": "head_width", "--neuron-width": "neuron_width", "--rank": "rank",
+                        "--rank-temperature": "rank_temperature", "--traces": "model.layers"]
+            throw ShadowError.badJSON(path: path + " (metadata)", key: keys[option] ?? option, reason: reason)
         } catch let error as ShadowError {
             throw ShadowError.corruptFile(path: path, reason: "metadata describes an impossible predictor (\(error.description))")
         }

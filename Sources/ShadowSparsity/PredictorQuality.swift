@@ -115,8 +115,7 @@ public enum PredictorQuality {
         public mutating func add(predicted: [Float], truth: [Float], layerSize: Int? = nil) {
             precondition(predicted.count == truth.count && !truth.isEmpty)
             // Descending by score, ascending by position among equals: Masks.keep's order.
-            let byPrediction = predicted.indices.sorted { predicted[$0] != predicted[$1] ? predicted[$0] > predicted[$1] : $0 < $1 }
-            let byTruth = truth.indices.sorted { truth[$0] != truth[$1] ? truth[$0] > truth[$1] : $0 < $1 }
+            let byPrediction = Masks.descendingOrder(predicted[...]), byTruth = Masks.descendingOrder(truth[...])
             let rankP = PredictorQuality.ranks(predicted, ascending: byPrediction.reversed())
             let rankT = PredictorQuality.ranks(truth, ascending: byTruth.reversed())
             spearmanSum += PredictorQuality.pearson(rankP, rankT)
@@ -146,9 +145,7 @@ public enum PredictorQuality {
             var hits = budgets.map { _ in 0 }
             var inPrediction = [Bool](repeating: false, count: layerSize)
             for start in stride(from: 0, to: truth.count, by: layerSize) {
-                func order(_ scores: [Float]) -> [Int] {
-                    (0..<layerSize).sorted { scores[start + $0] != scores[start + $1] ? scores[start + $0] > scores[start + $1] : $0 < $1 }
-                }
+                func order(_ scores: [Float]) -> [Int] { Masks.descendingOrder(scores[start..<start + layerSize]) }
                 let byPrediction = order(predicted), byTruth = order(truth)
                 for (s, budget) in budgets.enumerated() {
                     for i in 0..<layerSize { inPrediction[i] = false }

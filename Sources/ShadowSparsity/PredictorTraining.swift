@@ -169,7 +169,6 @@ public struct PredictorDataset: Sendable {
         inputs.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + (sample * inputRows + row) * inputWidth, count: inputWidth) }
     }
 
-    func raw(_ part: Part) -> [Float] { part == .heads ? heads : neurons! }
     func units(_ part: Part) -> Int { part == .heads ? shape.heads : shape.ffnSize }
 
     /// The targets of `sample` for layers `layers`, scaled as `scaling` says, into `out`
@@ -245,6 +244,7 @@ public struct TrainingOptions: Sendable, Equatable, Codable {
         guard neuronEpochs >= 1 else { throw ShadowError.invalidArgument(name: "--neuron-epochs", reason: "must be at least 1, got \(neuronEpochs)") }
         guard headBatch > 0, neuronBatch > 0 else { throw ShadowError.invalidArgument(name: "--batch", reason: "must be positive") }
         guard learningRate > 0, learningRate.isFinite else { throw ShadowError.invalidArgument(name: "--lr", reason: "must be positive, got \(learningRate)") }
+        guard progressSamples >= 0 else { throw ShadowError.invalidArgument(name: "progress_samples", reason: "must not be negative, got \(progressSamples)") }
         guard heldOutFraction > 0, heldOutFraction < 1 else {
             throw ShadowError.invalidArgument(name: "held-out fraction", reason: "must be in (0, 1), got \(heldOutFraction)")
         }
@@ -303,7 +303,8 @@ public enum PredictorTrainer {
     /// Trains a predictor on `data`, then measures its held-out quality. With `weightDType` `.f16`
     /// the weights are rounded to fp16 first, so the quality is that of the file it will be saved as.
     /// With `checkpoint`, training saves its state there every `interval` seconds and on Ctrl-C,
-    /// continues from it when asked to resume, and removes it at the end.
+    /// and continues from it when asked to resume; the caller removes it once the predictor is saved
+    /// (train-predictor does, after writing the file).
     public static func train(data: PredictorDataset, configuration: PredictorConfiguration, options: TrainingOptions = TrainingOptions(),
                              weightDType: TensorDType = .f32, checkpoint: TrainingCheckpoint? = nil,
                              progress: (TrainingProgress) -> Void = { _ in }) throws -> Predictor {

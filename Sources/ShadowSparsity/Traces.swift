@@ -4,8 +4,9 @@ import ShadowKernels
 import ShadowModels
 
 /// What calibration records for one sample (DESIGN §3): the predictor input x = A⁰ at the
-/// predictor token, every layer's A^l and residual input at that token (for the DejaVu-style
-/// baselines), the loss, and the score matrices of each criterion.
+/// predictor token, every layer's residual input at that token (what the DejaVu-style
+/// predictors read), every layer's A^l there (DESIGN §3's other DejaVu input; recorded, read by
+/// no predictor here), the loss, and the score matrices of each criterion.
 public struct TraceRecord: Sendable {
     public var index: Int
     public var loss: Float
@@ -87,7 +88,6 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     }
 
     public var sampleCount: Int { chunks.reduce(0) { $0 + $1.samples } }
-    public var lastIndex: Int? { chunks.last?.lastIndex }
 
     /// Same run (model, criteria, samples, shard) as `other`, ignoring progress and how the
     /// source files were spelled.
@@ -198,9 +198,10 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         let s = model.shape
         // Every product a reader forms must fit an Int (the release build does not trap on overflow).
         var product = s.layers
+        // (The last factor sizes jacov's pooled vectors: pooledPerSample of width head_dim per head.)
         for (key, value) in [("heads", s.heads), ("head_dim", s.headDim), ("head_dim", GradientCorrelation.pooledPerSample)] {
             let (next, overflow) = product.multipliedReportingOverflow(by: value)
-            guard !overflow else { throw bad("model.shape.\(key)", "layers × heads × head_dim overflows") }
+            guard !overflow else { throw bad("model.shape.\(key)", "layers × heads × head_dim × \(GradientCorrelation.pooledPerSample) (jacov's pooled vectors per sample) overflows") }
             product = next
         }
         for (key, value) in [("hidden_size", s.hiddenSize), ("ffn_size", s.ffnSize)]
@@ -615,40 +616,25 @@ public struct AggregateImportance: Sendable, Equatable {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(directory) holds no samples")
         }
         let shape = manifest.model.shape
-        // Summed in Double, as Importance.aggregate does: thousands of samples of scores that
-        // differ by orders of magnitude would otherwise lose the small ones to rounding.
-        var heads = [Double](repeating: 0, count: shape.layers * shape.heads)
-        var neurons: [Double]?
-        var samples = 0
         // jacov pools its vectors over the samples (when the traces hold them) instead of summing.
-        var pool = criterion == Criterion.jacov.rawValue
-            ? PooledJacov(units: shape.layers * shape.heads, width: shape.headDim,
-                          poolSize: manifest.sampleCount * GradientCorrelation.pooledPerSample)
-            : nil
+        var total = ImportanceSum(headUnits: shape.layers * shape.heads, pooledWidth: criterion == Criterion.jacov.rawValue ? shape.headDim : nil,
+                                  samples: manifest.sampleCount)
         try TraceStore.forEach(directory: directory) { record in
-            samples += 1
-            if pool != nil {
-                if record.pooledVectors.isEmpty { pool = nil } else { pool!.add(record.pooledVectors) }
-            }
-            for (i, v) in (record.heads[criterion] ?? []).enumerated() { heads[i] += Double(v) }
-            if let n = record.neurons[criterion] {
-                if neurons == nil { neurons = [Double](repeating: 0, count: n.count) }
-                for (i, v) in n.enumerated() { neurons![i] += Double(v) }
-            }
+            total.add(heads: record.heads[criterion] ?? [], neurons: record.neurons[criterion], pooledVectors: record.pooledVectors)
         }
         func rows(_ values: [Float], _ width: Int) -> [[Float]] {
             stride(from: 0, to: values.count, by: width).map { Array(values[$0..<$0 + width]) }
         }
         // The scores file holds single-precision sums: one beyond it would be written as "inf".
         let largest = Double(Float.greatestFiniteMagnitude)
-        if heads.contains(where: { $0.magnitude > largest }) || neurons?.contains(where: { $0.magnitude > largest }) == true {
-            throw ShadowError.failed("\(directory): the \(criterion) scores sum past single precision over \(samples) samples (are its chunks sound?)")
+        if total.headSums.contains(where: { $0.magnitude > largest }) || total.neuronSums?.contains(where: { $0.magnitude > largest }) == true {
+            throw ShadowError.failed("\(directory): the \(criterion) scores sum past single precision over \(total.samples) samples (are its chunks sound?)")
         }
         self.criterion = criterion
-        self.samples = samples
+        self.samples = total.samples
         self.complete = manifest.complete
-        self.pooled = pool != nil
-        self.heads = rows(pool?.scores() ?? heads.map(Float.init), shape.heads)
-        self.neurons = neurons.map { rows($0.map(Float.init), shape.ffnSize) }
+        self.pooled = total.pooled
+        self.heads = rows(total.headScores, shape.heads)
+        self.neurons = total.neuronSums.map { rows($0.map(Float.init), shape.ffnSize) }
     }
 }

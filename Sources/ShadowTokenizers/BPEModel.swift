@@ -8,6 +8,20 @@ struct BPEModelSpec: Sendable {
         var right: String
         /// Lower merges first. Pairs may share a rank (SentencePiece scores); then the leftmost wins.
         var rank: Int
+
+        init(left: String, right: String, rank: Int) {
+            self.left = left
+            self.right = right
+            self.rank = rank
+        }
+
+        /// A rule in its text form, "left right": exactly one space, as tokenizers requires (nil
+        /// otherwise; tokenizer.json's older form and GGUF's merges are written so).
+        init?(line: String, rank: Int) {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+            self.init(left: String(parts[0]), right: String(parts[1]), rank: rank)
+        }
     }
 
     /// Vocabulary entries as written in the file, with their ids.

@@ -106,12 +106,11 @@ struct GGUFVocabulary {
     private func buildByteLevel(_ spec: inout TokenizerSpec) throws {
         guard let merges else { throw error("tokenizer.ggml.merges", "missing (a gpt2 vocabulary needs merges)") }
         spec.model.merges = try merges.enumerated().map { rank, line in
-            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            guard let rule = BPEModelSpec.MergeRule(line: line, rank: rank) else {
                 throw error("tokenizer.ggml.merges[\(rank)]",
                             "expected two tokens separated by one space, found \(quoted(line))")
             }
-            return .init(left: String(parts[0]), right: String(parts[1]), rank: rank)
+            return rule
         }
         let name = pre ?? "default"
         if let known = Self.preTokenizers[name] {

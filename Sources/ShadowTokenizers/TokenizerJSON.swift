@@ -106,12 +106,11 @@ struct TokenizerJSONReader {
                 let key = "model.merges[\(rank)]"
                 switch rule {
                 case .string(let line):
-                    // The older form, "left right": exactly one space, as tokenizers requires.
-                    let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-                    guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    // The older form, "left right".
+                    guard let rule = BPEModelSpec.MergeRule(line: line, rank: rank) else {
                         throw error(key, "expected two tokens separated by one space, found \(quoted(line))")
                     }
-                    spec.merges.append(.init(left: String(parts[0]), right: String(parts[1]), rank: rank))
+                    spec.merges.append(rule)
                 case .array(let pair):
                     guard pair.count == 2, case .string(let left) = pair[0], case .string(let right) = pair[1] else {
                         throw error(key, "expected a pair of token strings")

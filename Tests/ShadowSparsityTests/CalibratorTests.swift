@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowModels
 @testable import ShadowSparsity
 import ShadowKernels
+import ShadowTestSupport
 
 @Suite("Calibrator")
 struct CalibratorTests {
@@ -22,7 +23,7 @@ struct CalibratorTests {
         let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ShadowModelsTests/Fixtures/tiny-llama").path
         let tokenizer = try #require(try ModelLoader.load(path: model).tokenizer)
-        let file = NSTemporaryDirectory() + "calibration-bom-\(UUID().uuidString).txt"
+        let file = TestScratch.path("calibration-bom", suffix: ".txt")
         defer { try? FileManager.default.removeItem(atPath: file) }
         let text = "\u{FEFF}" + String(repeating: "the cat sat on the mat. ", count: 20)
         try Data(text.utf8).write(to: URL(fileURLWithPath: file))

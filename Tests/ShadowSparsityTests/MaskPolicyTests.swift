@@ -56,7 +56,8 @@ struct MaskPolicyTests {
     func randomAndValidation() throws {
         let shape = TransformerShape(layers: 2, hiddenSize: 8, heads: 4, kvHeads: 2, headDim: 2, ffnSize: 6,
                                      vocabularySize: 10, maxContext: 16)
-        #expect(Masks.randomScores(shape: shape, seed: 3).heads == Masks.randomScores(shape: shape, seed: 3).heads)
+        // Pinned values: the same seed gives the same scores in every process and build.
+        #expect(Masks.randomScores(shape: shape, seed: 3).heads[1] == [0.21643907, 0.6362223, 0.13514584, 0.8887184])
         #expect(Masks.randomScores(shape: shape, seed: 3).heads != Masks.randomScores(shape: shape, seed: 4).heads)
         #expect(throws: (any Error).self) { try SparsitySettings(headSparsity: 1, neuronSparsity: 0).validate() }
         #expect(throws: (any Error).self) { try SparsitySettings(headSparsity: 0.5, neuronSparsity: -1).validate() }

@@ -343,6 +343,11 @@ struct PredictorTests {
             (try write("local.safetensors", metadata: ["format": PredictorFile.format,
                                                        "predictor": "{\"quality\":{\"held_out_samples\":3,\"heads\":{\"spearman\":0.5,\"recall\":{},\"recall_local\":{\"0.5\":-3}}}," + json.dropFirst()]) { _ in },
              #"key "quality.heads.recall_local.0.5": -3.0 is not a fraction"#),
+            // Impossible settings are named by their metadata keys, not train-predictor's options.
+            (try write("temperature.safetensors", metadata: ["format": PredictorFile.format,
+                                                             "predictor": json.replacingOccurrences(of: #""rank_temperature":[^,}]*"#, with: #""rank_temperature":-1"#,
+                                                                                                    options: .regularExpression)]) { _ in },
+             #"key "rank_temperature": must be positive, got -1.0"#),
             // Counts whose sum would overflow.
             (try write("counts.safetensors", metadata: ["format": PredictorFile.format, "predictor": "{\"training\":" + overflowingCounts + "," + json.dropFirst()]) { _ in },
              #"key "training.samples""#),

@@ -136,7 +136,7 @@ struct GGUFTests {
             builder.add("tokenizer.ggml.token_type", .array(.int32([2, 3, 3, 1, 1, 1, 1])))
             builder.add("tokenizer.ggml.bos_token_id", .uint32(1))
             if let addSpacePrefix { builder.add("tokenizer.ggml.add_space_prefix", .bool(addSpacePrefix)) }
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("spm-prefix-\(String(describing: addSpacePrefix)).gguf").path
+            let path = TestScratch.path("spm-prefix-\(String(describing: addSpacePrefix))", suffix: ".gguf")
             try Data(builder.bytes()).write(to: URL(fileURLWithPath: path))
             return try #require(try TokenizerLoader.fromGGUF(try GGUFFile(path: path)))
         }

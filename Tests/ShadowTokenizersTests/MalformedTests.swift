@@ -36,7 +36,7 @@ struct MalformedTests {
 
     static let vocab = #""vocab": {"a": 0, "b": 1, "ab": 2}"#
 
-    @Test("text that is not JSON")
+    @Test("text that is not JSON, or JSON that is not an object, is refused, saying which")
     func notJSON() {
         expectError("this is not json", key: nil, mentioning: ["not valid JSON"])
         expectError(#"{"model": {"type": "BPE", "vocab": {"a": 0"#, key: nil, mentioning: ["end of input"])
@@ -44,19 +44,19 @@ struct MalformedTests {
         expectError("[1, 2]", key: nil, mentioning: ["object"])
     }
 
-    @Test("a file without a model")
+    @Test("a file without a model is refused, naming the key")
     func missingModel() {
         expectError("{}", key: "model", mentioning: ["missing"])
         expectError(#"{"model": null}"#, key: "model", mentioning: ["missing"])
         expectError(#"{"model": 3}"#, key: "model")
     }
 
-    @Test("models other than BPE", arguments: ["Unigram", "WordPiece", "WordLevel"])
+    @Test("models other than BPE are refused by name", arguments: ["Unigram", "WordPiece", "WordLevel"])
     func unknownModel(type: String) {
         expectError(#"{"model": {"type": "\#(type)", "vocab": []}}"#, key: "model.type", mentioning: [type, "BPE"])
     }
 
-    @Test("merges that name tokens missing from the vocabulary")
+    @Test("merges that name tokens missing from the vocabulary are refused, naming the merge")
     func mergesOutsideVocabulary() {
         expectError(#"{"model": {"type": "BPE", \#(Self.vocab), "merges": ["a b", "a c"]}}"#,
                     key: "model.merges[1]", mentioning: ["\"c\""])
@@ -67,7 +67,7 @@ struct MalformedTests {
         expectError(#"{"model": {"type": "BPE", \#(Self.vocab), "merges": [7]}}"#, key: "model.merges[0]")
     }
 
-    @Test("a vocabulary of the wrong shape")
+    @Test("a vocabulary of the wrong shape is refused, naming the key")
     func badVocabulary() {
         expectError(#"{"model": {"type": "BPE", "vocab": ["a"]}}"#, key: "model.vocab")
         expectError(#"{"model": {"type": "BPE", "vocab": {"a": "zero"}}}"#, key: "model.vocab", mentioning: ["\"a\""])
@@ -117,7 +117,7 @@ struct MalformedTests {
                     key: "pre_tokenizer.behavior", mentioning: ["MergedWithPrevious", "Regex"])
     }
 
-    @Test("a missing file")
+    @Test("a missing file is named in one line")
     func missingFile() {
         #expect(throws: ShadowError.fileNotFound(path: "/nonexistent/tokenizer.json")) {
             try TokenizerLoader.load(tokenizerJSON: URL(fileURLWithPath: "/nonexistent/tokenizer.json"))
@@ -134,7 +134,7 @@ struct MalformedTests {
         #expect(tokenizer.decode([2, 1, 0], skipSpecialTokens: true) == "ab b a")
     }
 
-    @Test("GGUF metadata that cannot make a tokenizer")
+    @Test("GGUF metadata that cannot make a tokenizer is refused, naming the key")
     func badGGUF() {
         func message(model: String, tokens: [String] = ["a", "b", "ab"], types: [Int]? = nil,
                      merges: [String]? = nil, scores: [Float]? = nil, bos: Int? = nil) -> String {
