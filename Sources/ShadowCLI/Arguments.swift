@@ -124,7 +124,8 @@ public struct Command: Sendable {
 
     /// Parses `arguments` (after the subcommand name).
     public func parse(_ arguments: [String]) throws -> ParsedArguments {
-        var values: [String: [String]] = [:]
+        var values: [String: String] = [:]
+        var flags: Set<String> = []
         var i = 0
         func option(named name: String) throws -> Option {
             // One-letter options (bench's llama-bench ones) are spelled with one dash only.
@@ -175,7 +176,7 @@ public struct Command: Sendable {
                 if argument.isEmpty, Self.pathValueNames.contains(positional.valueName ?? "") {
                     throw ShadowError.invalidArgument(name: "<\(positional.valueName!)>", reason: "the path is empty")
                 }
-                values[positional.name] = [argument]
+                values[positional.name] = argument
                 i += 1
                 continue
             } else {
@@ -183,14 +184,14 @@ public struct Command: Sendable {
             }
             // Every option is read once (none is documented as repeatable): a second value would
             // silently replace the first.
-            if values[spec.name] != nil {
+            if values[spec.name] != nil || flags.contains(spec.name) {
                 throw ShadowError.invalidArgument(name: spec.displayName, reason: "is given twice; give it once")
             }
             if spec.isFlag {
                 if inlineValue != nil {
                     throw ShadowError.invalidArgument(name: spec.displayName, reason: "is a flag and takes no value")
                 }
-                values[spec.name, default: []].append("true")
+                flags.insert(spec.name)
                 i += 1
                 continue
             }
@@ -220,13 +221,13 @@ public struct Command: Sendable {
                     throw ShadowError.invalidArgument(name: spec.displayName, reason: reason)
                 }
             }
-            values[spec.name, default: []].append(value)
+            values[spec.name] = value
         }
         var defaults: [String: String] = [:]
         for option in options { if let d = option.defaultValue { defaults[option.name] = d } }
         // A missing positional argument is named as help shows it: `<dir>`, not an option.
         let usage = positional.map { [$0.name: (argument: "<\($0.valueName ?? $0.name)>", usage: "\(CLI.toolName) \(name) <\($0.valueName ?? $0.name)>")] } ?? [:]
-        return ParsedArguments(values: values, defaults: defaults, positionals: usage)
+        return ParsedArguments(values: values, flags: flags, defaults: defaults, positionals: usage)
     }
 }
 
@@ -240,22 +241,28 @@ func shellQuoted(_ word: String) -> String {
 
 /// Parsed option values with typed accessors whose errors name the option.
 public struct ParsedArguments: Sendable {
-    let values: [String: [String]]
+    /// Options given with a value, and the flags given (kept apart, so a value that reads "true"
+    /// stays a value).
+    let values: [String: String]
+    let flags: Set<String>
     let defaults: [String: String]
     /// The positional argument's name → how help writes it (`<dir>`) and its usage line.
     var positionals: [String: (argument: String, usage: String)] = [:]
 
-    public func flag(_ name: String) -> Bool { values[name] != nil }
+    public func flag(_ name: String) -> Bool { flags.contains(name) }
 
     /// The options as given, sorted by name, e.g. `["--limit", "200", "--quick"]` (for reports
     /// that record the command that made them).
     public var given: [String] {
-        values.keys.sorted().flatMap { name in values[name]!.flatMap { $0 == "true" ? [Option.display(name)] : [Option.display(name), $0] } }
+        (Array(values.keys) + flags).sorted().flatMap { name in
+            values[name].map { [Option.display(name), $0] } ?? [Option.display(name)]
+        }
     }
 
-    public func string(_ name: String) -> String? { values[name]?.last ?? defaults[name] }
+    public func string(_ name: String) -> String? { values[name] ?? defaults[name] }
 
-    public func has(_ name: String) -> Bool { values[name] != nil }
+    /// Whether the option was given on the command line (with a value or as a flag).
+    public func has(_ name: String) -> Bool { values[name] != nil || flags.contains(name) }
 
     public func required(_ name: String) throws -> String {
         guard let value = string(name) else {
@@ -408,7 +415,6 @@ final class LineReader: @unchecked Sendable {
         self.skipLimit = skipLimit
     }
 
-    /// A line past the limit, skipped; `start` holds its first characters, to name it.
     /// A line read past and not returned; reading can go on with the next one.
     protocol SkippedLine: Error {
         /// The line's first characters, for a report.
@@ -416,6 +422,7 @@ final class LineReader: @unchecked Sendable {
         var reason: String { get }
     }
 
+    /// A line past the limit, skipped; `start` holds its first characters, to name it.
     struct LineTooLong: SkippedLine, Equatable, CustomStringConvertible {
         let name: String
         let limit: Int

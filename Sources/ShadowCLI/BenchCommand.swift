@@ -63,8 +63,7 @@ enum BenchCommand {
         name: "bench", abstract: "Measure prompt processing (pp) and generation (tg) speed, like llama-bench.",
         discussion: "Every combination of the comma-separated lists is run; rows report tokens/s mean ± sd over -r repetitions. MB/token counts the model weights a decoded token reads under its masks, not a predictor's own weights: DejaVu-style predictors read theirs every token, and the predictor column gives the share of decode time spent predicting and, where a decoded token reads any, the predictor's own MB per token (JSON: predictor_bytes_per_token).",
         options: [
-            .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
-                   defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
+            ModelOptions.modelOption,
             .value("p", short: "p", "n,…", help: "Prompt lengths to process, up to the model's context (0 skips).", default: "512"),
             .value("n", short: "n", "n,…", help: "Tokens to generate from an empty context, up to the model's context (0 skips).", default: "128"),
             .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, its last 32 tokens the continuation, or all but the first when n ≤ 32); dense only; n from 2 to the model's context (0 skips).", default: "0"),
@@ -74,7 +73,7 @@ enum BenchCommand {
                    allowed: WeightDType.allCases.map(\.rawValue), list: true),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
             .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0). oracle is refused: its masks need a backward pass over a real prompt, which bench has not.", default: "dense",
-                   allowed: SparsityOptions.methods, list: true),
+                   allowed: MaskMethod.names, list: true),
             .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
             .value("head-sparsity", "p", help: "Fraction of heads to prune in every sparse row (overrides --sparsity for heads: --sparsity 0.3,0.5 --head-sparsity 0 varies the neurons only)."),
             .value("neuron-sparsity", "p", help: "Fraction of FFN neurons to prune in every sparse row (overrides --sparsity for neurons)."),
@@ -189,9 +188,7 @@ enum BenchCommand {
                                                                         sparsity: configuration.controller), false))
                     }
                     for length in backwardLengths where length > 0 && configuration.method == "dense" {
-                        guard let differentiable = model as? any DifferentiableLanguageModel else {
-                            throw ShadowError.invalidArgument(name: "-b", reason: "\(name) has no backward pass")
-                        }
+                        let differentiable = try loaded.requireDifferentiable(for: "bench -b")
                         if showProgress { console.printError("bench: \(label) fw\(length) and fb\(length) …") }
                         measurements += try forwardBackward(model: differentiable, tokens: length, repetitions: repetitions).map { ($0, false) }
                     }

@@ -78,9 +78,7 @@ enum CalibrateCommand {
         let predictorToken = PredictorToken(rawValue: try arguments.required("predictor-token"))!
 
         let loaded = try ModelOptions.load(arguments, console: console)
-        guard let model = loaded.model as? any DifferentiableLanguageModel else {
-            throw ShadowError.failed("\(loaded.path): \(loaded.model.architecture) has no backward pass")
-        }
+        let model = try loaded.requireDifferentiable(for: "calibrate")
         if !arguments.has("max-tokens") { options.maxTokens = min(options.maxTokens, model.shape.maxContext) }
         guard options.maxTokens <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds \(model.contextDescription)")

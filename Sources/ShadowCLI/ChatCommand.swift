@@ -171,14 +171,14 @@ enum ChatCommand {
             // at the prompt it ends the program, as usual.
             let result = try Interruption.handling([SIGINT]) {
                 if arguments.flag("verbose") { console.printError("chat: turn \(count): a prompt of \(prompt.count) tokens") }
-                let stop = { Interruption.requested }
+                let shouldStop = { Interruption.requested }
                 if let cache {
                     return try Generator.generate(model: model, prompt: prompt, continuing: cache, cached: &cached, maxTokens: replyLimit,
                                                   sampling: turnSampling, stopTokens: stopTokens, sparsity: fixedSparsity,
-                                                  onToken: onToken, shouldStop: stop)
+                                                  onToken: onToken, shouldStop: shouldStop)
                 }
                 return try Generator.generate(model: model, prompt: prompt, maxTokens: replyLimit, sampling: turnSampling, stopTokens: stopTokens,
-                                              sparsity: sparsity, packing: packing, onToken: onToken, shouldStop: stop)
+                                              sparsity: sparsity, packing: packing, onToken: onToken, shouldStop: shouldStop)
             }
             // Ended neither by a stop token, nor by --stop, nor by its length: Ctrl-C stopped it.
             let interrupted = !result.stoppedAtEOS && !cut.stopped && result.tokens.count < replyLimit

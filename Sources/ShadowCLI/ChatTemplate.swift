@@ -1,5 +1,6 @@
 import Foundation
 import ShadowFormats
+import ShadowTasks
 import ShadowTokenizers
 
 /// The turn template of an instruct model, built as token ids: ChatML (SmolLM2, Qwen2), Llama 3,
@@ -468,23 +469,7 @@ struct ChatTemplate: Sendable {
     /// A message as the template writes it: trimmed of white space at both ends by Llama 3 and
     /// Gemma (Jinja's `trim`, Python's `str.strip()`), as it is by ChatML.
     func content(_ message: String) -> String {
-        family == .llama3 || family == .gemma ? Self.pythonStrip(message) : message
-    }
-
-    /// Python's `str.strip()`, or with `leading` false `str.rstrip()`.
-    static func pythonStrip(_ text: String, leading: Bool = true) -> String {
-        var scalars = Substring(text).unicodeScalars[...]
-        if leading { scalars = scalars.drop(while: isPythonSpace) }
-        while let last = scalars.last, isPythonSpace(last) { scalars = scalars.dropLast() }
-        return String(scalars)
-    }
-
-    /// Python's `str.isspace` for one character.
-    static func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.value {
-        case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000: true
-        default: false
-        }
+        family == .llama3 || family == .gemma ? message.pythonStripped : message
     }
 
     /// The warning for a tokenizer whose markers a message could spell, if this is one.
@@ -641,9 +626,8 @@ struct MetadataSystem: Sendable {
 
     /// The turn's text for `message` ("" for none) in the given reasoning mode.
     func text(message: String, thinking: Bool) -> String {
-        let custom = ChatTemplate.pythonStrip(message.replacingOccurrences(of: "/no_think", with: "").replacingOccurrences(of: "/think", with: ""),
-                                              leading: false)
-        if overrides(message) { return ChatTemplate.pythonStrip(custom.replacingOccurrences(of: "/system_override", with: ""), leading: false) }
+        let custom = message.replacingOccurrences(of: "/no_think", with: "").replacingOccurrences(of: "/think", with: "").pythonRightStripped
+        if overrides(message) { return custom.replacingOccurrences(of: "/system_override", with: "").pythonRightStripped }
         return metadata + cutoff + "Today Date: " + ChatTemplate.strftime(dateFormat, now) + "\n"
             + "Reasoning Mode: " + (thinking ? "/think" : "/no_think") + "\n\n" + instructions
             + (custom.isEmpty ? (thinking ? thinkingDefault : plainDefault) : custom + "\n\n")

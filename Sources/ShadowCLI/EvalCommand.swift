@@ -119,8 +119,8 @@ enum EvalCommand {
             .value("labels", "path", help: "PIQA / Winogrande: a file of one gold label per line.", defaultDescription: "NAME-labels.lst beside NAME.jsonl, when there (--verbose names it)"),
             .value("limit", "n", help: "Evaluate at most n items (WikiText: articles, lm-eval's documents).", defaultDescription: "all"),
             .value("offset", "k", help: "Skip the first k items (WikiText: articles) of the file.", default: "0"),
-            .value("shots", "k", help: "Few-shot examples per question, drawn from the rest of the file (not wikitext).", default: "0"),
-            .value("seed", "s", help: "Seed of the few-shot draw (not wikitext).", default: "1234"),
+            .value("shots", "k", help: "Few-shot examples per question, drawn from the items outside --offset/--limit (from every other item when those are too few; never the question itself; not wikitext).", default: "0"),
+            .value("seed", "n", help: "Seed of the few-shot draw (not wikitext).", default: "1234"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
             .value("context", short: "c", "n", help: "WikiText: window length in tokens; the default is lm-eval's (8192 for SmolLM2). A shorter window gives a higher perplexity, and is faster only on articles longer than it.",
@@ -134,10 +134,7 @@ enum EvalCommand {
             .flag("no-progress", help: "Hide the progress bar."),
         ]
     ) { arguments, console in
-        let taskName = try arguments.required("task")
-        guard let task = TaskName(name: taskName) else {
-            throw ShadowError.invalidArgument(name: "--task", reason: "unknown task \"\(taskName)\"")
-        }
+        let task = TaskName(name: try arguments.required("task"))!   // the parser allows only tasks and their aliases
         let dataPath = try arguments.required("data")
         try ModelOptions.requireFile(dataPath, option: "data")
         // Refused before the file is looked for: its name is not the problem.
@@ -351,8 +348,8 @@ enum EvalCommand {
     static func markdown(_ report: Report) -> String {
         // Counts as integers; everything else with four decimals, so an accuracy of 1 reads 1.0000 beside 0.5000.
         func format(_ value: Double?, count: Bool = false) -> String {
-            guard let value, !value.isNaN else { return "–" }   // NaN: a standard error of one item
-            return count && value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(format: "%.4f", value)
+            if count, let value, value == value.rounded() && abs(value) < 1e15 { return String(Int(value)) }
+            return Markdown.number(value, "%.4f")
         }
         var lines = [
             "| task | n | metric | \(report.method == "dense" ? "value" : report.method) | stderr | dense |",

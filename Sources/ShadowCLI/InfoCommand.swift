@@ -74,7 +74,7 @@ enum InfoCommand {
             slidingWindow: window, slidingLayers: sliding, attentionSoftcap: llama?.attentionSoftcap, logitSoftcap: llama?.logitSoftcap,
             contextLimit: loaded.model.contextLimit,
             parameters: loaded.model.parameterCount,
-            weights: loaded.model.weightDType.rawValue, decodeBytesPerToken: loaded.model.decodeBytesPerToken(plans: nil),
+            weights: loaded.model.weightDType.rawValue, decodeBytesPerToken: loaded.model.decodeBytesPerToken,
             sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
             eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS, stopTokenIDs: loaded.stopTokens.sorted(),

@@ -96,13 +96,13 @@ enum ModelOptions {
         }
     }
 
-    /// Reads `--text` or `--text-file` (exactly one).
     /// Where `text(_:)` read its text, for messages: "--text-file PATH", "--text-file - (standard
     /// input)" or "--text".
     static func textSource(_ arguments: ParsedArguments, textOption: String = "text", fileOption: String = "text-file") -> String {
         arguments.string(fileOption).map { "--\(fileOption) \($0 == "-" ? "- (standard input)" : $0)" } ?? "--\(textOption)"
     }
 
+    /// Reads `--text` or `--text-file` (exactly one).
     static func text(_ arguments: ParsedArguments, console: Console, textOption: String = "text", fileOption: String = "text-file") throws -> String {
         switch (arguments.string(textOption), arguments.string(fileOption)) {
         case (let text?, nil):

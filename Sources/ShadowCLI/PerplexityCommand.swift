@@ -27,9 +27,10 @@ enum PerplexityCommand {
         /// where a method keeps no count (the oracle).
         let realisedHeadSparsity: Double?
         let realisedNeuronSparsity: Double?
-        /// The weights dtype kept (`--weights` unless the model fell back), and where a sparse run's masks come from, as eval records them
-        /// (`predictor`, `scores`, `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`).
+        /// The weights dtype kept (`--weights` unless the model fell back).
         let weights: String
+        /// Where a sparse run's masks come from, as eval records them (`predictor`, `scores`,
+        /// `oracle_criterion`, `mask_seed`, `policy`, `hybrid_floor`).
         let maskSource: [String: String]
 
         func encode(to encoder: any Encoder) throws {

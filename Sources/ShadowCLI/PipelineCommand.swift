@@ -239,11 +239,12 @@ enum PipelineCommand {
             bench (f16; decode at q8 too) → generate (each method's greedy reply to one question, in the report beside the numbers) → \
             report.md, results.json and plots.svg. The settings that decide the numbers (model, --quick, --samples, \
             --limit, --sparsity, and the data and text files read) are kept in pipeline-settings.json; a run with other settings into the \
-            same --out is refused rather than reporting the earlier run's numbers.
+            same --out is refused rather than reporting the earlier run's numbers. Ctrl-C during calibrate, \
+            train-predictor or the sweep stops that step at a safe point (status 130), elsewhere at once; running the \
+            same command again continues from the last finished step, or from inside the one stopped.
             """,
         options: [
-            .value("model", short: "m", "path", help: "A .gguf file or a Hugging Face model directory.",
-                   defaultDescription: DefaultModel.pathIfPresent.map { _ in "the fetched SmolLM2-135M-Instruct" }),
+            ModelOptions.modelOption,
             .value("out", short: "o", "dir", help: "Where every step writes.", default: "shadowllm-run"),
             .value("data-dir", "dir", help: "Evaluation data (piqa/, hellaswag/, wikitext-2/ as in ../shared/data), relative to the current directory.", default: "../shared/data"),
             .value("text", "path", help: "Plain calibration text (also the held-out text when --data-dir has no WikiText test).",
@@ -436,14 +437,13 @@ enum PipelineCommand {
                 if let neurons = sweepRow["realised_neuron_sparsity"] as? Double { evaluated[method, default: Evaluated()].realisedNeurons.append(neurons) }
             }
         }
-        func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
 
-        // 5. Speed, at f16 and (decode) at q8.
+        // 4. Speed, at f16 and (decode) at q8.
         try run("bench", ["bench", "--model", model, "-p", fit(quick ? 64 : 512), "-n", fit(quick ? 32 : 128), "-r", quick ? "1" : "3",
                           "-t", threads, "--method", "dense,shadow,dejavu", "--sparsity", String(sparsity), "--weights", "f16,q8",
                           "--predictor", path("predictors"), "-o", "json", "--no-progress"], output: "bench.json")
 
-        // 6. Each method's greedy reply to one question: what the perplexities mean for text.
+        // 5. Each method's greedy reply to one question: what the perplexities mean for text.
         var generated: [String: String] = [:]
         if let generation {
             try AtomicFile.createDirectory(path("generated"))
@@ -463,7 +463,7 @@ enum PipelineCommand {
             console.printError("pipeline: no replies to show: the question leaves no room in the model's context")
         }
 
-        // 7. Report.
+        // 6. Report.
         var rows: [Row] = []
         let bench = try readStepOutput(path("bench.json"), step: "bench", output: "bench.json") { json in
             let rows = json["results"] as? [[String: Any]]
@@ -477,8 +477,8 @@ enum PipelineCommand {
         for (method, p) in methods {
             var row = Row(method: method, sparsity: p)
             // The masks differ from task to task: the mean over the tasks evaluated.
-            row.realisedHeadSparsity = mean(evaluated[method]?.realisedHeads ?? [])
-            row.realisedNeuronSparsity = mean(evaluated[method]?.realisedNeurons ?? [])
+            row.realisedHeadSparsity = SweepReport.mean(evaluated[method]?.realisedHeads ?? [])
+            row.realisedNeuronSparsity = SweepReport.mean(evaluated[method]?.realisedNeurons ?? [])
             row.perplexity = evaluated[method]?.perplexity
             row.tasks = evaluated[method]?.tasks ?? [:]
             row.generatedText = generated[method]

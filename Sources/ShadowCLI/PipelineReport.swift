@@ -4,7 +4,7 @@ import Foundation
 /// drawn by our own code.
 enum PipelineReport {
     static func format(_ value: Double?, _ pattern: String = "%.2f") -> String {
-        value.map { String(format: pattern, $0) } ?? "—"
+        Markdown.number(value, pattern)
     }
 
     static func table(_ results: PipelineCommand.Results) -> [String] {

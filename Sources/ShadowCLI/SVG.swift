@@ -15,6 +15,11 @@ enum SVG {
 }
 
 enum Markdown {
+    /// A number for a table cell, "—" where there is none (or NaN: a standard error of one item).
+    static func number(_ value: Double?, _ pattern: String) -> String {
+        value.flatMap { $0.isNaN ? nil : String(format: pattern, $0) } ?? "—"
+    }
+
     /// `text` as an inline code span that stays one (CommonMark): fenced by more backticks than
     /// its longest run of them, padded with a space where it starts or ends with one.
     static func code(_ text: String) -> String {

@@ -25,7 +25,9 @@ enum ScoresCommand {
             the continuation is every token after the context's own token count. \
             --json prints {"loss": x, "heads": [[L×H]], "neurons": [[L×F]], "model": {…}} on one line (the model's \
             fingerprint, as in traces and predictors); heads-only criteria (jacov, epenas) omit "neurons".
-            """,
+
+            CRITERIA (A: a head's attention output, N: a neuron's activation, L: the loss):
+            """ + Criterion.allCases.map { "\n  \($0.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(),
         options: ModelOptions.prefillOptions + [
             .value("context", "text", help: "The context (prompt) text."),
             .value("continuation", "text", help: "The continuation whose loss is differentiated."),
@@ -37,14 +39,9 @@ enum ScoresCommand {
         let context = try arguments.required("context")
         let continuation = try arguments.required("continuation")
         guard !context.isEmpty else { throw ShadowError.invalidArgument(name: "--context", reason: "is empty") }
-        let criterionName = try arguments.required("criterion")
-        guard let criterion = Criterion(rawValue: criterionName) else {
-            throw ShadowError.invalidArgument(name: "--criterion", reason: "\"\(criterionName)\" is not a criterion")
-        }
+        let criterion = Criterion(rawValue: try arguments.required("criterion"))!   // the parser allows only criteria
         let loaded = try ModelOptions.load(arguments, console: console)
-        guard let model = loaded.model as? any DifferentiableLanguageModel else {
-            throw ShadowError.failed("\(loaded.path): architecture \"\(loaded.model.architecture)\" has no backward pass")
-        }
+        let model = try loaded.requireDifferentiable(for: "scores")
         let tokenizer = try loaded.requireTokenizer()
         // eval's request: white space ending the context moves to the continuation, and a context
         // of no tokens is lm-eval's prefix token (BOS, else EOS).

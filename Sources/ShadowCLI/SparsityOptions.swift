@@ -5,10 +5,21 @@ import ShadowKernels
 import ShadowModels
 import ShadowSparsity
 
-/// The options every command that can run sparse shares (`generate`, `perplexity`, `bench`).
+/// Where masks come from, as `--method` names them (`dense`: no masks).
+enum MaskMethod: String, CaseIterable, Sendable {
+    case dense, random, `static`, shadow, dejavu, dejavuLookahead = "dejavu-lookahead", oracle
+
+    /// The predictor kind a method reads from a file (nil: its masks come from elsewhere).
+    var predictorKind: PredictorKind? { PredictorKind(rawValue: rawValue) }
+
+    static let names = allCases.map(\.rawValue)
+    static let sparseNames = allCases.filter { $0 != .dense }.map(\.rawValue)
+    static let predictorNames = allCases.filter { $0.predictorKind != nil }.map(\.rawValue)
+}
+
+/// The options every command that can run sparse shares (`generate`, `chat`, `perplexity`,
+/// `eval`; `bench` and `sweep` take their lists of methods and reuse the parts).
 enum SparsityOptions {
-    /// Mask sources available from the command line.
-    static let methods = ["dense", "random", "static", "shadow", "dejavu", "dejavu-lookahead", "oracle"]
 
     /// `decoding`: the command generates tokens, so `--refresh` (masks re-predicted every n decode
     /// tokens) means something; `perplexity` and `eval` only prefill and do not offer it.
@@ -21,7 +32,7 @@ enum SparsityOptions {
                    default: MaskPolicy.global.rawValue, allowed: MaskPolicy.allCases.map(\.rawValue)),
             hybridFloorOption,
             .value("method", "name", help: "Where masks come from: dense; random (seeded lower bound); static (aggregate scores of --scores); shadow (one predictor from layer 0, once per prompt); dejavu / dejavu-lookahead (a predictor per layer); oracle (the true criterion of each prompt, from a backward pass: an upper bound for evaluation, not a fast path).",
-                   default: "dense", allowed: methods),
+                   default: "dense", allowed: MaskMethod.names),
             .value("predictor", "path", help: "shadow/dejavu: a predictor file from train-predictor, or a directory holding METHOD.safetensors or one METHOD-*.safetensors."),
             .value("scores", "path", help: "static: a JSON file {\"heads\": [[L×H]], \"neurons\": [[L×F]]} of aggregate importance (from `aggregate`; one sample's `scores --json` also fits); the model fingerprint they carry must be the loaded model's."),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
@@ -81,7 +92,7 @@ enum SparsityOptions {
                             model: any CausalLanguageModel, console: Console, command: String) throws -> PackingRule? {
         guard controller != nil else { return nil }
         let packing = Packing(rawValue: try arguments.required("packing"))!
-        let weights = model.decodeBytesPerToken(plans: nil), available = Machine.availableMemoryBytes
+        let weights = model.decodeBytesPerToken, available = Machine.availableMemoryBytes
         let rule = packing.rule(weightBytes: weights, availableBytes: available)
         if packing == .auto, rule == nil, let available, arguments.flag("verbose") {
             console.printError(String(format: "%@: --packing auto packs nothing: copies of up to %.0f MB could take more than half the %.0f MB of memory available",
@@ -120,13 +131,13 @@ enum SparsityOptions {
     /// reports record them (given or defaulted; names with underscores); empty for the dense model.
     static func source(_ arguments: ParsedArguments) throws -> [String: String] {
         var names: [String]
-        switch try arguments.required("method") {
-        case "dense": return [:]
-        case "random": names = ["mask-seed", "policy"]
-        case "static": names = ["scores", "policy"]
-        case "oracle": names = ["oracle-criterion", "policy"]
-        case "shadow": names = ["predictor", "policy"]
-        default: names = ["predictor"]   // DejaVu-style masks are chosen per layer whatever --policy says
+        switch MaskMethod(rawValue: try arguments.required("method"))! {   // the parser allows only these
+        case .dense: return [:]
+        case .random: names = ["mask-seed", "policy"]
+        case .static: names = ["scores", "policy"]
+        case .oracle: names = ["oracle-criterion", "policy"]
+        case .shadow: names = ["predictor", "policy"]
+        case .dejavu, .dejavuLookahead: names = ["predictor"]   // DejaVu-style masks are chosen per layer whatever --policy says
         }
         if names.contains("policy"), arguments.string("policy") == MaskPolicy.hybrid.rawValue { names.append("hybrid-floor") }
         var source: [String: String] = [:]
@@ -202,41 +213,48 @@ enum SparsityOptions {
         }
     }
 
+    /// `method`: one of `MaskMethod`'s names (the parsers allow no other).
     static func controller(method: String, settings: SparsitySettings, scoresPath: String?, predictorPath: String? = nil,
                            refresh: Int? = nil, seed: UInt64, oracleCriterion: Criterion = .plainact,
                            loaded: LoadedModel) throws -> (any SparsityController)? {
-        let model = loaded.model
-        let sparse = settings.headSparsity > 0 || settings.neuronSparsity > 0
-        if method == "dense" {
-            guard !sparse else {
-                throw ShadowError.invalidArgument(name: "--method", reason: "a sparsity above 0 needs a mask source (random, static, shadow, dejavu, dejavu-lookahead or oracle)")
+        let shape = loaded.model.shape
+        switch MaskMethod(rawValue: method)! {
+        case .dense:
+            guard settings.headSparsity == 0 && settings.neuronSparsity == 0 else {
+                throw ShadowError.invalidArgument(name: "--method", reason: "a sparsity above 0 needs a mask source (\(MaskMethod.sparseNames.joined(separator: ", ")))")
             }
             return nil
-        }
-        let shape = model.shape
-        let scores: (heads: [[Float]], neurons: [[Float]]?)
-        switch method {
-        case "random":
-            scores = Masks.randomScores(shape: shape, seed: seed)
-        case "static":
+        case .random:
+            return fixedMasks(Masks.randomScores(shape: shape, seed: seed), settings: settings, shape: shape)
+        case .static:
             guard let path = scoresPath else {
                 throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
             }
-            scores = try StaticScores.load(path: path, shape: shape, needsNeurons: settings.neuronSparsity > 0,
-                                           model: ModelFingerprint(loaded: loaded))
-        case "oracle":
+            let scores = try StaticScores.load(path: path, shape: shape, needsNeurons: settings.neuronSparsity > 0,
+                                               model: ModelFingerprint(loaded: loaded))
+            return fixedMasks(scores, settings: settings, shape: shape)
+        case .oracle:
             return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
-        case "shadow", "dejavu", "dejavu-lookahead":
+        case .shadow, .dejavu, .dejavuLookahead:
             let predictor = try loadPredictor(method: method, path: predictorPath, loaded: loaded)
-            if method == "shadow" {
-                return try ShadowPredictorController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 0)
-            }
-            return try DejaVuController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 1)
-        default:
-            throw ShadowError.invalidArgument(name: "--method", reason: "unknown method \"\(method)\"")
+            return try predictorController(predictor, settings: settings, shape: shape, refresh: refresh)
         }
-        return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons,
-                                                 settings: settings, shape: shape))
+    }
+
+    /// The same masks for every prompt, from one set of scores (random or aggregate).
+    static func fixedMasks(_ scores: (heads: [[Float]], neurons: [[Float]]?), settings: SparsitySettings,
+                           shape: TransformerShape) -> FixedSparsity {
+        FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: shape))
+    }
+
+    /// Masks from a trained predictor: predicted once per prompt (shadow, unless `refresh`), or
+    /// layer by layer as each runs (DejaVu-style, every token unless `refresh`).
+    static func predictorController(_ predictor: Predictor, settings: SparsitySettings, shape: TransformerShape,
+                                    refresh: Int?) throws -> any SparsityController {
+        if predictor.kind == .shadow {
+            return try ShadowPredictorController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 0)
+        }
+        return try DejaVuController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 1)
     }
 
     /// An option that the chosen method or policy does not read is refused, so a mistyped
@@ -249,7 +267,7 @@ enum SparsityOptions {
     /// `offersOracle`: false in `bench`, which refuses the oracle, so errors do not suggest it.
     static func refuseUnread(_ arguments: ParsedArguments, methods: [String], offersOracle: Bool = true) throws {
         let policy = try arguments.required("policy")
-        let predictorMethods = ["shadow", "dejavu", "dejavu-lookahead"]
+        let predictorMethods = MaskMethod.predictorNames
         // dejavu selects per layer whatever the policy says; dense has no masks to rank.
         let rankingMethods = ["random", "static", "shadow"] + (offersOracle ? ["oracle"] : [])
         let rankers = "--method \(rankingMethods.dropLast().joined(separator: ", ")) or \(rankingMethods.last!) (dejavu selects per layer)"
@@ -271,10 +289,7 @@ enum SparsityOptions {
     }
 
     static func oracle(criterion: Criterion, settings: SparsitySettings, loaded: LoadedModel) throws -> OracleController {
-        guard let model = loaded.model as? any DifferentiableLanguageModel else {
-            throw ShadowError.invalidArgument(name: "--method", reason: "oracle needs a backward pass, which \(loaded.model.architecture) lacks")
-        }
-        return try OracleController(model: model, criterion: criterion, settings: settings)
+        return try OracleController(model: try loaded.requireDifferentiable(for: "--method oracle"), criterion: criterion, settings: settings)
     }
 
     /// A predictor file, or in a directory `METHOD.safetensors` (what `pipeline` writes), else its
@@ -286,7 +301,7 @@ enum SparsityOptions {
         guard predictor.kind.rawValue == method else {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "\(path) is a \(predictor.kind.rawValue) predictor, not \(method)")
         }
-        try ModelFingerprint(loaded: loaded).check(matches: predictor.model, what: path)
+        try predictor.check(fingerprint: ModelFingerprint(loaded: loaded))
         return predictor
     }
 }

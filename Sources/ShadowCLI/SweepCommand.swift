@@ -30,7 +30,7 @@ enum SweepCommand {
         }
     }
 
-    static let sparseMethods = ["random", "static", "shadow", "dejavu", "dejavu-lookahead", "oracle"]
+    static let sparseMethods = MaskMethod.sparseNames
 
     static let command = Command(
         name: "sweep", abstract: "Evaluate tasks × methods × criteria × sparsities (and dense) in one resumable run, with reports and plots.",
@@ -68,10 +68,10 @@ enum SweepCommand {
             SparsityOptions.hybridFloorOption,
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
-            .value("limit", "n", help: "Items per multiple-choice task.", default: "1000"),
+            .value("limit", "n", help: "Items per task (multiple choice and LAMBADA; WikiText's share is --text-bytes).", default: "1000"),
             .value("offset", "k", help: "Skip the first k items of each task file (not WikiText, whose --text-bytes subset starts at the file's start).", default: "0"),
-            .value("shots", "k", help: "Few-shot examples per question.", default: "0"),
-            .value("seed", "s", help: "Seed of the few-shot draw.", default: "1234"),
+            .value("shots", "k", help: "Few-shot examples per question, drawn as eval --shots draws them.", default: "0"),
+            .value("seed", "n", help: "Seed of the few-shot draw.", default: "1234"),
             .value("mask-seed", "n", help: "random: the seed of the random scores.", default: "0"),
             .value("text-bytes", "n", help: "WikiText: score the first n bytes of the file (cut at a line end); 0 for the whole text.",
                    default: "60000"),
@@ -86,10 +86,8 @@ enum SweepCommand {
         let out = try arguments.required("out")
         // A method may name its own criteria ("shadow:plainact"); the others take --criteria.
         // Repeats are dropped, as for --methods and --sparsities (each would be a second cell of the same name).
+        // (The parser allows only criteria.)
         let criteria = (try arguments.list("criteria") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        for criterion in criteria where Criterion(rawValue: criterion) == nil {
-            throw ShadowError.invalidArgument(name: "--criteria", reason: "unknown criterion \"\(criterion)\"")
-        }
         // A method given bare takes each of --criteria, beside any it names itself.
         var methods: [String] = [], criteriaOf: [String: [String]] = [:], bare: Set<String> = []
         for entry in try arguments.list("methods") ?? [] {
@@ -114,7 +112,7 @@ enum SweepCommand {
         guard !methods.isEmpty else {
             throw ShadowError.invalidArgument(name: "--methods", reason: "the list is empty; give one or more of \(sparseMethods.joined(separator: ", ")) (dense always runs)")
         }
-        for method in methods where ["shadow", "dejavu", "dejavu-lookahead"].contains(method) && arguments.has("methods") && !arguments.has("predictor") {
+        for method in methods where MaskMethod.predictorNames.contains(method) && arguments.has("methods") && !arguments.has("predictor") {
             throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by the \(method) method (predictor files or directories from train-predictor)")
         }
         // Results are keyed by sparsity to two decimals: a repeat is dropped, and two values that
@@ -292,24 +290,20 @@ enum SweepCommand {
 
         func makeController(_ cell: SweepCell) throws -> (any SparsityController)? {
             let settings = units.settings(sparsity: cell.sparsity, policy: policy, hybridFloor: floor)
-            switch cell.method {
-            case "dense":
+            // The cells were built from checked methods, criteria and the sources found for them.
+            switch MaskMethod(rawValue: cell.method)! {
+            case .dense:
                 return nil
-            case "random":
-                let scores = Masks.randomScores(shape: model.shape, seed: maskSeed)
-                return FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: model.shape))
-            case "static":
+            case .random:
+                return SparsityOptions.fixedMasks(Masks.randomScores(shape: model.shape, seed: maskSeed), settings: settings, shape: model.shape)
+            case .static:
                 let aggregate = aggregates[cell.criterion!]!
-                return FixedSparsity(layers: Masks.plans(headScores: aggregate.heads, neuronScores: aggregate.neurons,
-                                                         settings: settings, shape: model.shape))
-            case "oracle":
+                return SparsityOptions.fixedMasks((aggregate.heads, aggregate.neurons), settings: settings, shape: model.shape)
+            case .oracle:
                 return try SparsityOptions.oracle(criterion: Criterion(rawValue: cell.criterion!)!, settings: settings, loaded: loaded)
-            case "shadow":
-                let predictor = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
-                return try ShadowPredictorController(predictor: predictor.predictor, settings: settings, shape: model.shape)
-            default:
-                let predictor = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
-                return try DejaVuController(predictor: predictor.predictor, settings: settings, shape: model.shape, refresh: 1)
+            case .shadow, .dejavu, .dejavuLookahead:
+                let found = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
+                return try SparsityOptions.predictorController(found.predictor, settings: settings, shape: model.shape, refresh: nil)
             }
         }
 
@@ -343,7 +337,7 @@ enum SweepCommand {
         func source(_ cell: SweepCell) -> String? {
             switch cell.method {
             case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
-            case "shadow", "dejavu", "dejavu-lookahead":
+            case let method where MaskMethod.predictorNames.contains(method):
                 let path = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!.path
                 let attributes = try? FileManager.default.attributesOfItem(atPath: path)
                 let modified = (attributes?[.modificationDate] as? Date).map { ISO8601DateFormatter().string(from: $0) } ?? "?"
@@ -524,9 +518,7 @@ enum SweepCommand {
         let files = DataFiles(directory: try arguments.required("data-dir"))
         var tasks: [(TaskName, String, String?)] = []
         for name in names {
-            guard let task = TaskName(rawValue: name) else {
-                throw ShadowError.invalidArgument(name: "--tasks", reason: "unknown task \"\(name)\"")
-            }
+            let task = TaskName(rawValue: name)!   // the parser allows only tasks
             let found: String? = switch task {
             case .piqa: files.piqa
             case .hellaswag: files.hellaswag
@@ -584,7 +576,7 @@ enum SweepCommand {
         for file in files {
             // The sweep only predicts with it: an f16 predictor keeps its fp16 copies alone.
             let predictor = try PredictorFile.load(path: file, forPredictionOnly: true)
-            try fingerprint.check(matches: predictor.model, what: file)
+            try predictor.check(fingerprint: fingerprint)
             let key = PredictorKey(kind: predictor.kind.rawValue, criterion: predictor.criterion)
             if let other = found[key] {
                 throw ShadowError.invalidArgument(name: "--predictor", reason: "\(other.path) and \(file) are both \(key.kind) predictors of \(key.criterion)")

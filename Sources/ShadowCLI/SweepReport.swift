@@ -36,7 +36,7 @@ enum SweepReport {
     }
 
     static func format(_ value: Double?, _ pattern: String = "%.3f") -> String {
-        value.flatMap { $0.isNaN ? nil : String(format: pattern, $0) } ?? "—"   // NaN: a standard error of one item
+        Markdown.number(value, pattern)
     }
 
     /// One row per cell: each task's headline metric, the accuracy mean, divergence from dense.

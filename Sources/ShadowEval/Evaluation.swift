@@ -94,9 +94,8 @@ public enum Evaluation {
         return rest.count >= shots ? rest : items
     }
 
-    /// Scores `items` with `shots` examples each, drawn with `seed` from `pool` (the rest of the
-    /// file, so a slice's shots never include one of its own questions' answers by accident of
-    /// position — and never the question itself).
+    /// Scores `items` with `shots` examples each, drawn with `seed` from `pool` (`fewShotPool`:
+    /// the rest of the file when it holds enough, else every item) — never the question itself.
     public static func multipleChoice(items: ArraySlice<MultipleChoiceItem>, pool: [MultipleChoiceItem], shots: Int,
                                       seed: UInt64, tokenizer: any Tokenizer, scorer: LoglikelihoodScorer,
                                       progress: ((Int, Int) -> Void)? = nil) -> MultipleChoiceResult {

@@ -96,7 +96,7 @@ public struct SweepTally: Codable, Equatable, Sendable {
 
 /// A sweep's resumable state: per task, per cell key, what has been accumulated so far.
 public struct SweepState: Codable, Equatable, Sendable {
-    public var version = 1
+    public var version = Self.currentVersion
     /// A description of the settings that must match for the state to be reused.
     public var settings: String
     public var tallies: [String: [String: SweepTally]] = [:]
@@ -134,8 +134,14 @@ public struct SweepState: Codable, Equatable, Sendable {
                                           reason: "is not a table of finite scores with a row per layer and a column per head (\(shape.layers) × \(shape.heads))")
             }
         }
+        // A cell key the sweep could have written: a method, a criterion or "-", a sparsity.
+        // (0.995 and above are kept under …/1.00, and states before 2026-12-05 may hold …/0.00.)
+        func isCell(_ cell: SweepCell?, keyedAs key: String) -> Bool {
+            guard let cell else { return false }
+            return cell.key == key && (cell.method == "dense" || (0...1).contains(cell.sparsity))
+        }
         for (key, cell) in (cells ?? [:]).sorted(by: { $0.key < $1.key }) {
-            guard cell.key == key, cell.method == "dense" || (0...1).contains(cell.sparsity) else {
+            guard isCell(cell, keyedAs: key) else {
                 throw ShadowError.badJSON(path: path, key: "cells.\(key)", reason: "is not the cell its key names")
             }
         }
@@ -163,9 +169,7 @@ public struct SweepState: Codable, Equatable, Sendable {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key).agreement.matches",
                                               reason: "is \(tally.agreement.matches), more than the \(tally.agreement.positions) positions")
                 }
-                // A cell key the sweep could have written: a method, a criterion or "-", a sparsity.
-                // (0.995 and above are kept under …/1.00, and states before 2026-12-05 may hold …/0.00.)
-                guard let cell = SweepCell(key: key), cell.key == key, cell.method == "dense" || (0...1).contains(cell.sparsity) else {
+                guard isCell(SweepCell(key: key), keyedAs: key) else {
                     throw ShadowError.badJSON(path: path, key: "tallies.\(task).\(key)", reason: "is not a cell of a sweep (METHOD/CRITERION/SPARSITY or dense)")
                 }
                 // Sums with the sign their terms have: log-likelihoods ≤ 0, NLL, KL (up to rounding), sparsities and times ≥ 0.
@@ -239,10 +243,11 @@ public struct SweepRunner {
     public let detokenizeWikiText: Bool
     /// Items between two saves of the state.
     public var chunkSize = 5
-    /// The last text split and tokenized, so `work` (sizing the progress bar) and `run` do it once.
+    /// The last text split and tokenized, so `work` (sizing the progress bar) and `run` do it once
+    /// (a class: both are non-mutating; a runner is used from one thread).
     private let lastText = TokenizedText()
 
-    private final class TokenizedText: @unchecked Sendable {
+    private final class TokenizedText {
         var text: String?
         var pages = WikiTextPages.empty
     }
@@ -419,7 +424,8 @@ public struct SweepRow: Codable, Equatable, Sendable {
     public var criterion: String?
     public var sparsity: Double
     public var n: Int
-    /// acc, acc_stderr, acc_norm, acc_norm_stderr (multiple choice); acc, perplexity (LAMBADA);
+    /// acc, acc_stderr, acc_norm, acc_norm_stderr (multiple choice); acc, acc_stderr, perplexity
+    /// (per passage, lm-eval's), token_perplexity (per target token) (LAMBADA, as `eval`);
     /// word_perplexity, byte_perplexity, bits_per_byte, token_perplexity (text).
     public var metrics: [String: Double]
     public var klDivergence: Double?
@@ -471,7 +477,8 @@ public struct SweepRow: Codable, Equatable, Sendable {
         case .lambada:
             let p = Double(tally.accCorrect) / Double(max(tally.items, 1))
             metrics = ["acc": p, "acc_stderr": Proportion.stderr(p: p, n: tally.items),
-                       "perplexity": exp(-tally.logLikelihoodSum / Double(max(tally.items, 1)))]
+                       "perplexity": exp(-tally.logLikelihoodSum / Double(max(tally.items, 1))),
+                       "token_perplexity": exp(-tally.logLikelihoodSum / Double(max(tally.targetTokens, 1)))]
         case .multipleChoice:
             let acc = Double(tally.accCorrect) / Double(max(tally.items, 1))
             let accNorm = Double(tally.accNormCorrect) / Double(max(tally.items, 1))

@@ -46,8 +46,8 @@ public struct MultipleChoiceItem: Sendable, Equatable, Codable {
                   continuations: continuations, gold: gold)
     }
 
-    /// The one context all choices share, or nil when they differ (Winogrande). A caller that can
-    /// run the context once and branch per choice uses this.
+    /// The one context all choices share, or nil when they differ (Winogrande). (The scorer groups
+    /// requests by their tokens instead; readers' tests check the layout with it.)
     public var sharedContext: String? {
         contexts.dropFirst().allSatisfy { $0 == contexts[0] } ? contexts[0] : nil
     }

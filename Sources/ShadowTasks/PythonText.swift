@@ -9,8 +9,8 @@ public func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
 }
 
 extension String {
-    /// Python's `str.strip()`.
-    var pythonStripped: String {
+    /// Python's `str.strip()` (also Jinja's `trim`, which chat templates use).
+    public var pythonStripped: String {
         let scalars = unicodeScalars
         guard let first = scalars.firstIndex(where: { !isPythonSpace($0) }),
               let last = scalars.lastIndex(where: { !isPythonSpace($0) }) else { return "" }
@@ -18,7 +18,7 @@ extension String {
     }
 
     /// Python's `str.rstrip()`.
-    var pythonRightStripped: String {
+    public var pythonRightStripped: String {
         let scalars = unicodeScalars
         guard let last = scalars.lastIndex(where: { !isPythonSpace($0) }) else { return "" }
         return String(scalars[...last])

@@ -12,8 +12,8 @@ public enum TaskFile {
     /// as the file writes it instead of capitalising it as lm-eval does.
     public static func multipleChoice(task: TaskName, path: String, labels: String? = nil,
                                       asStored: Bool = false) throws -> [MultipleChoiceItem] {
-        if labels != nil, !task.acceptsLabelsFile {
-            throw ShadowError.invalidArgument(name: "labels", reason: "\(task.rawValue) keeps its labels in the task file")
+        if labels != nil, let refusal = task.labelsFileRefusal {
+            throw ShadowError.invalidArgument(name: "--labels", reason: refusal)
         }
         switch task {
         case .piqa: return try PIQA.read(path: path, labels: labels)

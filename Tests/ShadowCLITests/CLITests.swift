@@ -172,6 +172,14 @@ struct CLITests {
         #expect(CLIRun(["--verbose", "tokenize", "--model", model, "--text", "a", "--verbose"]).status == 0)
     }
 
+    @Test("the options as given are recorded so they can be run again, a value that reads \"true\" included")
+    func givenOptionsRoundTrip() throws {
+        let sweep = try #require(CLI.commands.first { $0.name == "sweep" })
+        let parsed = try sweep.parse(["--out", "true", "--no-progress", "--limit", "5"])
+        #expect(parsed.given == ["--limit", "5", "--no-progress", "--out", "true"])
+        #expect(parsed.string("out") == "true" && parsed.flag("no-progress") && !parsed.flag("out") && parsed.has("out"))
+    }
+
     @Test("a missing positional argument is named as help writes it, and an empty path option says the path is empty")
     func missingArguments() {
         let traces = CLIRun(["traces", "info"])

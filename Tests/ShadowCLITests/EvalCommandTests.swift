@@ -212,8 +212,8 @@ struct EvalCommandTests {
                                         method: "dense", maskMode: "causal", headSparsity: 0, neuronSparsity: 0, dense: ["acc": 0, "predicted_tokens": 12],
                                         offset: 0, limit: nil, shots: 0, seed: 1, seconds: 0)
         let table = EvalCommand.markdown(report)
-        #expect(table.contains("| piqa | 2 | acc | 1.0000 | 0.0000 | 0.0000 |") && table.contains("| piqa | 2 | acc_norm | 0.5000 | – | – |")
-                && table.contains("| piqa | 2 | predicted_tokens | 12 | – | 12 |"), "\(table)")
+        #expect(table.contains("| piqa | 2 | acc | 1.0000 | 0.0000 | 0.0000 |") && table.contains("| piqa | 2 | acc_norm | 0.5000 | — | — |")
+                && table.contains("| piqa | 2 | predicted_tokens | 12 | — | 12 |"), "\(table)")
         let json = try CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
                                "--labels", files.labels, "--json", "--no-progress"]).json()
         #expect(json["kl_divergence"] as? Double == 0 && json["top1_agreement"] as? Double == 1)

@@ -1,5 +1,6 @@
 import Foundation
 import ShadowModels
+import ShadowTasks
 import ShadowTestSupport
 import ShadowTokenizers
 import Testing
@@ -40,7 +41,7 @@ struct GemmaChatTests {
     /// ids (as `chat` keeps them): Gemma's tokenizer splits no words apart, so the text around a
     /// reply is encoded on its own.
     static func expected(_ tokenizer: any Tokenizer, system: String?, previous: (user: String, reply: String)?, user: String) -> [Int] {
-        let strip = { ChatTemplate.pythonStrip($0) }
+        let strip = { (text: String) in text.pythonStripped }
         let opening = system.map { $0 + "\n\n" } ?? ""
         var ids = tokenizer.encode("<bos>")
         if let previous {

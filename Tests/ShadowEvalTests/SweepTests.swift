@@ -61,6 +61,25 @@ struct SweepTests {
         }
     }
 
+    @Test("LAMBADA cells report accuracy, perplexity per passage and per target token, as eval does")
+    func lambadaMatchesEvaluation() throws {
+        let loaded = try fixture("tiny-llama")
+        let items = Evaluation.lambadaItems([("the cat sat on the", " mat"), ("one two three", " four five"), ("a b", " c")])
+        let task = SweepTask.lambada(items: items, range: 0..<items.count)
+        var state = SweepState(settings: "test")
+        let make = controller(loaded.model)
+        try runner(loaded).run(task, cells: cells, state: &state, makeController: make, save: { _ in }, progress: { _ in })
+        for cell in cells {
+            let result = Evaluation.lambada(items: items[...], pool: [], shots: 0, seed: 1, tokenizer: try loaded.requireTokenizer(),
+                                            scorer: LoglikelihoodScorer(model: loaded.model, sparsity: try make(cell)))
+            let row = SweepRow(task: task, cell: cell, tally: state.tally(task: "lambada", cell: cell))
+            #expect(row.n == items.count && row.metrics["acc"] == result.sparse.acc.value, "\(cell.key)")
+            for (key, value) in [("perplexity", result.sparse.perplexity), ("token_perplexity", result.sparse.tokenPerplexity)] {
+                #expect(abs(row.metrics[key]! - value) < 1e-9 * value, "\(cell.key) \(key)")
+            }
+        }
+    }
+
     @Test("every cell's seconds are its own and the rows add up to no more than the run's time")
     func cellTimes() throws {
         let loaded = try fixture("tiny-llama")

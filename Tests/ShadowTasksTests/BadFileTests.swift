@@ -276,7 +276,7 @@ struct BadFileTests {
         let directory = try TempDirectory()
         let path = try directory.file("x.jsonl", piqaItems)
         #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .hellaswag, path: path, labels: path) }
-                == "labels: hellaswag keeps its labels in the task file")
+                == "--labels: applies to piqa and winogrande only (hellaswag keeps its labels in the task file)")
         #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .lambada, path: path) }
                 == "lambada: is not multiple choice; read it with TaskFile.lambada(path:)")
         #expect(shadowErrorMessage { try TaskFile.multipleChoice(task: .wikitext, path: path) }
