@@ -248,7 +248,7 @@ enum PipelineCommand {
             .value("out", short: "o", "dir", help: "Where every step writes.", default: "shadowllm-run"),
             .value("data-dir", "dir", help: "Evaluation data (piqa/, hellaswag/, wikitext-2/ as in ../shared/data), relative to the current directory.", default: "../shared/data"),
             .value("text", "path", help: "Plain calibration text (also the held-out text when --data-dir has no WikiText test).",
-                   defaultDescription: "WikiText-2 valid from --data-dir, else the corpus scripts/setup.sh fetched, else docs/sample.txt"),
+                   defaultDescription: "WikiText-2 valid from --data-dir, else the corpus scripts/setup.sh fetched"),
             .value("samples", "n", help: "Calibration samples, at least 8 (the predictors hold out a fifth).", defaultDescription: "160 (24 with --quick)"),
             .value("limit", "n", help: "Items of each multiple-choice task (PIQA and HellaSwag, from item 0; at most 1000: calibration uses items 1000+ and 5000+).",
                    defaultDescription: "100 (20 with --quick)"),
@@ -292,7 +292,10 @@ enum PipelineCommand {
             throw ShadowError.invalidArgument(name: "--model", reason: "\(model) has a context of \(counted(maxContext, "token")); the pipeline's calibration windows need at least \(Self.textContinuation + 1) (a \(Self.textContinuation)-token continuation after its context)")
         }
         func fit(_ n: Int) -> String { String(min(n, maxContext)) }
-        let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus ?? "docs/sample.txt"
+        guard let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus else {
+            throw ShadowError.invalidArgument(
+                name: "--text", reason: "no calibration text: none given, no wikitext-2/valid.txt under --data-dir \(dataDir), and no corpus fetched by scripts/setup.sh (\(DataFiles.fetchedCorpusPath)); give --text FILE (plain English, at least a few hundred KB) or run scripts/setup.sh")
+        }
         let heldOut = data.wikitextTest ?? calibrationText
         // One file (however named) both calibrated on and held out: its end is held out.
         let sharesText = AtomicFile.canonical(heldOut) == AtomicFile.canonical(calibrationText)
@@ -638,7 +641,8 @@ struct DataFiles {
 
     /// The plain-text corpus scripts/setup.sh fetches from PyPI (gensim's lee_background.cor).
     static var fetchedCorpus: String? {
-        let path = DefaultModel.cacheDirectory + "/data/lee_background.cor"
-        return FileManager.default.fileExists(atPath: path) ? path : nil
+        FileManager.default.fileExists(atPath: fetchedCorpusPath) ? fetchedCorpusPath : nil
     }
+
+    static var fetchedCorpusPath: String { DefaultModel.cacheDirectory + "/data/lee_background.cor" }
 }

@@ -504,6 +504,19 @@ struct PipelineTests {
         }
     }
 
+    @Test("pipeline without any calibration text says where it looked and how to give one, before writing anything",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
+    func pipelineWithoutText() throws {
+        let out = TestScratch.path("pipeline-no-text")
+        let home = TestScratch.path("pipeline-empty-home")   // no fetched corpus there
+        let run = try ChildRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", Self.noData,
+                                "--no-progress"], environment: ["SHADOWLLM_HOME": home])
+        #expect(run.end == .exited(1), "\(run.end): \(run.err)")
+        #expect(run.err.hasPrefix("error: --text: no calibration text: none given, no wikitext-2/valid.txt under --data-dir ")
+                && run.err.contains("\(home)/data/lee_background.cor") && run.err.contains("run scripts/setup.sh"), "\(run.err)")
+        #expect(run.err.split(separator: "\n").count == 1 && !FileManager.default.fileExists(atPath: out))
+    }
+
     /// An empty data directory: no task data.
     static var noData: String {
         let path = TestScratch.url("pipeline-no-data").path
