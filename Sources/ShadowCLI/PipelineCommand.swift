@@ -240,7 +240,7 @@ enum PipelineCommand {
             report.md, results.json and plots.svg. The settings that decide the numbers (model, --quick, --samples, \
             --limit, --sparsity, and the data and text files read) are kept in pipeline-settings.json; a run with other settings into the \
             same --out is refused rather than reporting the earlier run's numbers. Ctrl-C during calibrate, \
-            train-predictor or the sweep stops that step at a safe point (status 130), elsewhere at once; running the \
+            train-predictor, the sweep or a generate step stops that step at a safe point (status 130), elsewhere at once; running the \
             same command again continues from the last finished step, or from inside the one stopped.
             """,
         options: [

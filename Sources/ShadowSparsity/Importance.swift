@@ -70,7 +70,7 @@ public enum Importance {
         let (layers, perLayer) = (samples[0].heads.count, samples[0].heads.first?.count ?? 0)
         let neuronsPerLayer = samples[0].neurons?.first?.count ?? 0
         precondition(samples.allSatisfy { $0.heads.count == layers && $0.heads.allSatisfy { $0.count == perLayer }
-                                          && ($0.neurons == nil) == (samples[0].neurons == nil)
+                                          && ($0.neurons == nil) == (samples[0].neurons == nil) && ($0.neurons?.count ?? layers) == layers
                                           && ($0.neurons ?? []).allSatisfy { $0.count == neuronsPerLayer } },
                      "aggregate needs samples of one shape, all with neuron scores or all without")
         let pooledWidth = samples[0].pooledVectors.map { $0.count / max(layers * perLayer * GradientCorrelation.pooledPerSample, 1) }

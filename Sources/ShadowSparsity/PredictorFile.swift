@@ -129,7 +129,7 @@ public enum PredictorFile {
         } catch ShadowError.invalidArgument(let option, let reason) {
             // The checks speak of train-predictor's options; a file's reader names its keys.
             let keys = ["--head-width": "head_width", "--neuron-width": "neuron_width", "--rank": "rank",
-                        "--rank-temperature": "rank_temperature", "--traces": "model.layers"]
+                        "--rank-temperature": "rank_temperature", "--traces": "model.shape.layers"]
             throw ShadowError.badJSON(path: path + " (metadata)", key: keys[option] ?? option, reason: reason)
         } catch let error as ShadowError {
             throw ShadowError.corruptFile(path: path, reason: "metadata describes an impossible predictor (\(error.description))")
