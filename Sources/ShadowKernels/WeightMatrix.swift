@@ -95,7 +95,9 @@ public final class WeightMatrix: @unchecked Sendable {
             fatalError("column scales: \(maxima.count) for \(cols) columns, set twice or after rows were stored")
         }
         let scales = UnsafeMutablePointer<Float>.allocate(capacity: cols)
-        // A power of two, so dividing by the factor and multiplying back are exact.
+        // Each column divided by its factor lies within ±16384, well inside the fp16 block scales'
+        // range; multiplying back in the product restores it to within a rounding (far below the
+        // 8-bit quantization step).
         for c in 0..<cols { scales[c] = maxima[c] > 0 ? maxima[c] / 16384 : 1 }
         columnScales = scales
     }
