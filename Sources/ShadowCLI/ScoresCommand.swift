@@ -63,10 +63,9 @@ enum ScoresCommand {
                                       tokens.count - predictFrom, seconds))
         }
         if arguments.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            console.print(try JSONOutput.nullingNaN(encoder, Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons,
-                                                                                      model: ModelFingerprint(loaded: loaded))))
+            // One line, as documented (its matrices are long).
+            console.print(try JSONOutput.string(Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons,
+                                                       model: ModelFingerprint(loaded: loaded)), pretty: false))
             return
         }
         console.print(String(format: "%@ scores: %d tokens, %d predicted, loss %.4f nats/token, %.2f s",

@@ -90,7 +90,7 @@ enum HellaSwag {
         if let blank = (first..<count).first(where: { lines.isBlank($0) }) {
             throw ShadowError.corruptFile(
                 path: lines.location(blank),
-                reason: "blank line in item \((blank - first) / textLinesPerItem + 1) (from line \(first + (blank - first) / textLinesPerItem * textLinesPerItem + 1)); items are 6 lines each (context, gold index, 4 endings) with no blank lines between them")
+                reason: "blank line in item \((blank - first) / textLinesPerItem + 1) (from line \(first + (blank - first) / textLinesPerItem * textLinesPerItem + 1)); items are \(textLinesPerItem) lines each (context, gold index, 4 endings) with no blank lines between them")
         }
         // Every whole item's gold index is checked before the count: a file in another format
         // is named at its second line, not at its end.
@@ -102,14 +102,14 @@ enum HellaSwag {
             let found = (count - first) % textLinesPerItem
             throw ShadowError.corruptFile(
                 path: lines.location(start),
-                reason: "item \((start - first) / textLinesPerItem + 1) has \(found) line\(found == 1 ? "" : "s") of 6 (context, gold index, 4 endings)")
+                reason: "item \((start - first) / textLinesPerItem + 1) has \(found) line\(found == 1 ? "" : "s") of \(textLinesPerItem) (context, gold index, 4 endings)")
         }
         var items: [MultipleChoiceItem] = []
         items.reserveCapacity((count - first) / textLinesPerItem)
         for start in stride(from: first, to: count, by: textLinesPerItem) {
             let context = try lines.text(start)
             let gold = try goldIndex(lines, line: start + 1)
-            let endings = try (start + 2..<start + 6).map { try lines.text($0) }
+            let endings = try (start + 2..<start + textLinesPerItem).map { try lines.text($0) }
             let query = asStored ? preprocess(context) : restoringCapitalizedCtxB(preprocess(context))
             items.append(MultipleChoiceItem(id: items.count, context: query,
                                             continuations: endings.map { " " + preprocess($0) }, gold: gold))
