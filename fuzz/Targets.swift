@@ -9,6 +9,7 @@ import Foundation
 import ShadowFormats
 import ShadowKernels
 @testable import ShadowModels
+import ShadowSparsity
 @testable import ShadowTasks
 @testable import ShadowTokenizers
 
@@ -63,6 +64,18 @@ enum Harness {
         return path
     }
 
+    /// A directory holding `manifest` as its traces' manifest.json.
+    static func traceDirectory(manifest: [UInt8]) -> String {
+        let traces = directory + "/traces"
+        mkdir(traces, 0o700)
+        _ = file("traces/manifest.json", manifest)
+        return traces
+    }
+
+    /// The shape of Tests/ShadowModelsTests/Fixtures/tiny-llama, whose traces seed trace_chunk.
+    static let tinyLlamaShape = TransformerShape(layers: 2, hiddenSize: 64, heads: 4, kvHeads: 2, headDim: 16, ffnSize: 128,
+                                                 vocabularySize: 384, maxContext: 128)
+
     /// Splits an input at its first NUL: a main file and an optional second one (a labels file, a
     /// tokenizer_config.json). Neither format has a use for NUL bytes.
     static func split(_ bytes: [UInt8]) -> ([UInt8], [UInt8]?) {
@@ -114,6 +127,12 @@ func runTarget(_ target: String, _ bytes: [UInt8]) throws {
     case "lambada": _ = try TaskFile.lambada(path: Harness.file("lambada.jsonl", bytes))
     case "wikitext": _ = try TaskFile.wikitext(path: Harness.file("wikitext.txt", bytes))
     case "python_text": fuzzPythonText(bytes)
+    case "predictor": _ = try PredictorFile.load(path: Harness.file("predictor.safetensors", bytes))
+    case "trace_manifest": _ = try TraceManifest.load(directory: Harness.traceDirectory(manifest: bytes))
+    case "trace_chunk":
+        // A chunk of the tiny-llama fixture's traces (the seeds' model): its shape and criteria.
+        _ = try TraceChunk.read(path: Harness.file("chunk.safetensors", bytes), criteria: ["plainact", "l2_norm"],
+                                shape: Harness.tinyLlamaShape)
     default: fatalError("unknown fuzz target \(target)")
     }
 }

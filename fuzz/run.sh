@@ -5,7 +5,7 @@
 #               fuzz/run.sh build         (only compile)       fuzz/run.sh list   (target names)
 #
 # SwiftPM cannot link a libFuzzer binary (its executable already has a `main`), so this compiles
-# ShadowKernels, ShadowFormats, ShadowTokenizers, ShadowTasks and ShadowModels straight with swiftc,
+# ShadowKernels, ShadowFormats, ShadowTokenizers, ShadowTasks, ShadowModels and ShadowSparsity straight with swiftc,
 # instrumented for coverage (-sanitize=fuzzer) and checked with AddressSanitizer, at -O: unlike the
 # release build's -Ounchecked, overflow and bounds checks stay in, so a trap shows as a crash.
 # Package.swift is untouched; `swift build` and `swift test` build as before.
@@ -33,7 +33,7 @@ compile() {
             -c "$c_file" -o "$build/$(basename "$c_file" .c).o"
     done
     local module stale=""
-    for module in ShadowKernels ShadowFormats ShadowTokenizers ShadowTasks ShadowModels; do
+    for module in ShadowKernels ShadowFormats ShadowTokenizers ShadowTasks ShadowModels ShadowSparsity; do
         local sources=()
         while IFS= read -r -d '' file; do sources+=("$file"); done \
             < <(find "$root/Sources/$module" -name '*.swift' -print0 | sort -z)
@@ -48,7 +48,7 @@ compile() {
     done
     echo "fuzz: linking $binary" >&2
     swiftc "${common[@]}" "${sanitize[@]}" "${x86[@]}" -module-name ShadowFuzz \
-        "$root/fuzz/Targets.swift" "$build"/Shadow{Kernels,Formats,Tokenizers,Tasks,Models}.o "$build"/CHalf*.o \
+        "$root/fuzz/Targets.swift" "$build"/Shadow{Kernels,Formats,Tokenizers,Tasks,Models,Sparsity}.o "$build"/CHalf*.o \
         -lopenblas -o "$binary" 2> >(grep -v "Cannot export local symbol" >&2)
 }
 
@@ -85,6 +85,9 @@ work="$build/corpus/$target"
 mkdir -p "$work" "$build/crashes/$target"
 seeds="$root/fuzz/corpus/$target"
 [[ -d "$seeds" ]] || seeds=""
+# Predictor files carry a few KB of metadata before their first weight.
+max_len=4096
+[[ "$target" == predictor ]] && max_len=16384
 cd "$build"
-exec "$binary" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
+exec "$binary" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 \
     -artifact_prefix="$build/crashes/$target/" -print_final_stats=1 -detect_leaks=0 "${limit[@]}" "$@" "$work" ${seeds:+"$seeds"}
