@@ -193,6 +193,10 @@ extension GenerateCommand {
         if arguments.has("repeat-last-n"), sampling.repeatPenalty == 1 {
             throw ShadowError.invalidArgument(name: "--repeat-last-n", reason: "is only read with a --repeat-penalty other than 1")
         }
+        // And the other way round: a penalty that looks back over no tokens would be ignored.
+        if sampling.repeatLastN == 0, sampling.repeatPenalty != 1 {
+            throw ShadowError.invalidArgument(name: "--repeat-penalty", reason: "is not applied with --repeat-last-n 0, which looks back over no tokens (-1: the whole context)")
+        }
         return sampling
     }
 }

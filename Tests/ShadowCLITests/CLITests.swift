@@ -648,6 +648,7 @@ struct CLITests {
         for (extra, expected) in [(["--top-k", "5"], "--top-k: is only read when sampling"),
                                   (["--min-p", "0.1"], "--min-p: is only read when sampling"),
                                   (["--repeat-last-n", "8"], "--repeat-last-n: is only read with a --repeat-penalty other than 1"),
+                                  (["--repeat-penalty", "1.3", "--repeat-last-n", "0"], "--repeat-penalty: is not applied with --repeat-last-n 0"),
                                   (["--repeat-penalty", "0"], "--repeat-penalty: must be in"),
                                   (["--temperature", "1", "--min-p", "2"], "--min-p: must be in")] {
             let run = CLIRun(base + extra)
