@@ -552,10 +552,12 @@ enum PipelineCommand {
     static func requireText(_ path: String, option: String) throws {
         try ModelOptions.requireFile(path, option: String(option.drop(while: { $0 == "-" })))
         guard try fileKind(atPath: path) == .regularFile else { return }
-        let bytes = [UInt8](try readWholeFile(path))
-        if let form = notTextForm(bytes) { throw ShadowError.invalidArgument(name: option, reason: "\(path) \(form)") }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw ShadowError.invalidArgument(name: option, reason: "\(path) is not valid UTF-8 text")
+        let text: String
+        do {
+            text = try utf8Text([UInt8](try readWholeFile(path)), path: path)
+        } catch ShadowError.corruptFile(_, let reason) {
+            // The check every text file gets, named by the option that gave the path.
+            throw ShadowError.invalidArgument(name: option, reason: "\(path) \(reason)")
         }
         if text.allSatisfy(\.isWhitespace) {
             throw ShadowError.invalidArgument(name: option, reason: "\(path) holds no text")

@@ -105,11 +105,11 @@ public func existingFileKind(atPath path: String) throws -> FileKind {
 
 /// `bytes` read from `path` as text, byte for byte (a leading byte-order mark kept, as the
 /// reference tokenizers encode it); throws naming the file and, when its first bytes tell, what
-/// it is instead (`notTextForm`).
+/// it is instead (`notTextForm`). Every reason reads after the path ("… is gzip-compressed").
 public func utf8Text(_ bytes: [UInt8], path: String) throws -> String {
     if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: path, reason: form) }
     guard let text = String(validating: bytes, as: UTF8.self) else {
-        throw ShadowError.corruptFile(path: path, reason: "not valid UTF-8 text")
+        throw ShadowError.corruptFile(path: path, reason: "is not valid UTF-8 text")
     }
     return text
 }
