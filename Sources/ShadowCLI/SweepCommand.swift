@@ -83,331 +83,58 @@ enum SweepCommand {
         ],
         interruptible: true
     ) { arguments, console in
+        try run(arguments, console: console)
+    }
+
+    static func run(_ arguments: ParsedArguments, console: Console) throws {
         let out = try arguments.required("out")
-        // A method may name its own criteria ("shadow:plainact"); the others take --criteria.
-        // Repeats are dropped, as for --methods and --sparsities (each would be a second cell of the same name).
-        // (The parser allows only criteria.)
-        let criteria = (try arguments.list("criteria") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        // A method given bare takes each of --criteria, beside any it names itself.
-        var methods: [String] = [], criteriaOf: [String: [String]] = [:], bare: Set<String> = []
-        for entry in try arguments.list("methods") ?? [] {
-            let parts = entry.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            let method = parts[0]
-            guard method != "dense" else {
-                throw ShadowError.invalidArgument(name: "--methods", reason: "dense is not listed: every sweep runs it (expected \(sparseMethods.joined(separator: ", ")))")
-            }
-            guard sparseMethods.contains(method) else {
-                throw ShadowError.invalidArgument(name: "--methods", reason: "unknown method \"\(method)\" (expected \(sparseMethods.joined(separator: ", ")))")
-            }
-            if !methods.contains(method) { methods.append(method) }
-            guard parts.count == 2 else { bare.insert(method); continue }
-            guard method != "random" else {
-                throw ShadowError.invalidArgument(name: "--methods", reason: "random has no criterion, got \"\(entry)\"")
-            }
-            guard Criterion(rawValue: parts[1]) != nil else {
-                throw ShadowError.invalidArgument(name: "--methods", reason: "unknown criterion \"\(parts[1])\" in \"\(entry)\"")
-            }
-            if !criteriaOf[method, default: []].contains(parts[1]) { criteriaOf[method, default: []].append(parts[1]) }
-        }
-        guard !methods.isEmpty else {
-            throw ShadowError.invalidArgument(name: "--methods", reason: "the list is empty; give one or more of \(sparseMethods.joined(separator: ", ")) (dense always runs)")
-        }
-        for method in methods where MaskMethod.predictorNames.contains(method) && arguments.has("methods") && !arguments.has("predictor") {
-            throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by the \(method) method (predictor files or directories from train-predictor)")
-        }
-        // Results are keyed by sparsity to two decimals: a repeat is dropped, and two values that
-        // round alike are refused (their cells would overwrite each other).
-        var sparsities: [Double] = [], spelledAs: [String: String] = [:]
-        for text in try arguments.list("sparsities") ?? [] {
-            guard let p = Double(text) else {
-                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\"\(text)\" is not a number")
-            }
-            guard p > 0, p < 1 else {
-                throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \(text)")
-            }
-            let key = SweepCell(method: "random", sparsity: p).key   // the sparsity as results.json keys it
-            if key.hasSuffix("/0.00") {
-                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(text) is 0.00 to two decimals, the precision results are kept in; give 0.01 or more")
-            }
-            if key.hasSuffix("/1.00") {
-                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(text) is 1.00 to two decimals, the precision results are kept in; give 0.99 or less")
-            }
-            if let earlier = spelledAs[key] {
-                if Double(earlier) == p { continue }
-                throw ShadowError.invalidArgument(name: "--sparsities", reason: "\(earlier) and \(text) are one cell (results are kept to two decimals, \(key.split(separator: "/").last ?? ""))")
-            }
-            spelledAs[key] = text
-            sparsities.append(p)
-        }
-        guard !sparsities.isEmpty else {
-            throw ShadowError.invalidArgument(name: "--sparsities", reason: "the list is empty; give one or more sparsities in (0, 1), e.g. 0.5")
-        }
-        let limit = try arguments.int("limit", range: 1...Int.max)!
-        let offset = try arguments.int("offset", range: 0...Int.max)!
-        let shots = try arguments.int("shots", range: 0...1000)!
-        let seed = UInt64(try arguments.int("seed", range: 0...Int.max)!)
-        let maskSeed = UInt64(try arguments.int("mask-seed", range: 0...Int.max)!)
-        let textBytes = try arguments.int("text-bytes", range: 0...Int.max)!
-        let maskMode = MaskMode(rawValue: try arguments.required("mask-mode"))!
-        let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
-        let floor = try arguments.double("hybrid-floor", range: 0...1)!
-        let units = SweepUnits(rawValue: try arguments.required("units"))!
-        // The task files are looked for once the options are known to be good.
-        let tasks = try parseTasks(arguments)
-        // lm-eval's text by default, as eval's: WikiText detokenized, HellaSwag's ctx_b capitalised.
-        let asStored = arguments.flag("as-stored")
-        let hasWikiText = tasks.contains { $0.task == .wikitext }, hasHellaSwag = tasks.contains { $0.task == .hellaswag }
-        if arguments.flag("detokenize") {
-            if !hasWikiText { throw ShadowError.invalidArgument(name: "--detokenize", reason: "is only read with the wikitext task") }
-            if asStored { throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize") }
-        }
-        if asStored, !hasWikiText, !hasHellaSwag {
-            throw ShadowError.invalidArgument(name: "--as-stored", reason: "is only read with the wikitext and hellaswag tasks")
-        }
-        let detokenize = !asStored
-        if arguments.has("hybrid-floor"), policy != .hybrid {
-            throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
-        }
+        let options = try SweepOptions(arguments)
         if arguments.flag("verbose") {
-            for task in tasks { if let labels = task.labels { console.printError("sweep: \(task.task.rawValue) labels from \(labels)") } }
+            for task in options.tasks { if let labels = task.labels { console.printError("sweep: \(task.task.rawValue) labels from \(labels)") } }
         }
-
-        /// Too few items for --shots: refused before any task runs (a later task's error would leave
-        /// the earlier ones' results under settings the corrected command cannot resume).
-        func checkShots(items: [MultipleChoiceItem], range: Range<Int>, task: TaskName, path: String) throws {
-            do {
-                _ = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
-            } catch ShadowError.invalidArgument(let name, let reason) {
-                throw ShadowError.invalidArgument(name: name, reason: "\(reason) (\(task.rawValue): \(path))")
-            }
-        }
-
-        // Read every input before loading the model, so a bad file fails fast.
-        var loadedTasks: [(name: TaskName, task: SweepTask?)] = []
-        for (task, path, labels) in tasks {
-            switch task {
-            case .wikitext:
-                loadedTasks.append((task, nil))
-                _ = try TaskFile.wikitext(path: path)
-            case .lambada:
-                let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
-                let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
-                try checkShots(items: items, range: range, task: task, path: path)
-                loadedTasks.append((task, .lambada(items: items, range: range)))
-            default:
-                let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: asStored)
-                let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
-                try checkShots(items: items, range: range, task: task, path: path)
-                loadedTasks.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
-            }
-        }
+        // Every input is read before the model is loaded, so a bad file fails fast.
+        let taskInputs = try readTasks(options)
         let tracesPath = arguments.string("traces")
-        var aggregates: [String: AggregateImportance] = [:]
-        var skipped: [String] = []
-        var tracesModel: ModelFingerprint?
-        if let tracesPath {
-            let manifest = try TraceManifest.load(directory: tracesPath)
-            tracesModel = manifest.model
-            if !manifest.complete {
-                console.printError("sweep: warning: \(tracesPath) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
-            }
-            let available = manifest.criteria
-            // --criteria and the criteria methods name themselves (static:l2_norm).
-            let wanted = Set(criteria + criteriaOf.values.joined())
-            for criterion in available where wanted.contains(criterion) || aggregates.isEmpty {
-                aggregates[criterion] = try AggregateImportance(traces: tracesPath, criterion: criterion)
-            }
-        } else if methods.contains("static") {
-            throw ShadowError.invalidArgument(name: "--traces", reason: "is required by the static method (a trace directory from calibrate)")
-        }
+        let traces = try readStaticScores(tracesPath, options: options, console: console)
 
         let loaded = try ModelOptions.load(arguments, console: console)
         let model = loaded.model
         let tokenizer = try loaded.requireTokenizer()
         let fingerprint = try ModelFingerprint(loaded: loaded)
         // Scores of another model's units would index past this model's layers and heads.
-        if let tracesPath, let tracesModel { try fingerprint.check(matches: tracesModel, what: tracesPath) }
+        if let tracesPath, let tracesModel = traces.model { try fingerprint.check(matches: tracesModel, what: tracesPath) }
         let context = try arguments.int("context", range: 1...1_000_000) ?? min(512, model.shape.maxContext)
         guard context <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds \(model.contextDescription)")
         }
-        let predictors = try discoverPredictors(try arguments.list("predictor") ?? [], fingerprint: fingerprint)
-
-        // The cells: dense, then every method × criterion × sparsity that has a mask source.
-        var cells = [SweepCell.dense]
-        for method in methods {
-            var criteria = bare.contains(method) ? criteria : []
-            for criterion in criteriaOf[method] ?? [] where !criteria.contains(criterion) { criteria.append(criterion) }
-            let cellCriteria: [String?]
-            switch method {
-            case "random":
-                cellCriteria = [nil]
-            case "oracle":
-                cellCriteria = criteria.filter { criterion in
-                    if Criterion(rawValue: criterion)!.headsOnly && units != .heads {
-                        skipped.append("oracle (\(criterion)): scores heads only (--units heads)"); return false
-                    }
-                    return true
-                }
-            case "static":
-                cellCriteria = criteria.filter { criterion in
-                    guard let aggregate = aggregates[criterion] else {
-                        skipped.append("static (\(criterion)): \(tracesPath ?? "") has no \(criterion) scores"); return false
-                    }
-                    if aggregate.neurons == nil && units != .heads {
-                        skipped.append("static (\(criterion)): scores heads only (--units heads)"); return false
-                    }
-                    return true
-                }
-            default:
-                cellCriteria = criteria.filter { criterion in
-                    guard let found = predictors[PredictorKey(kind: method, criterion: criterion)] else {
-                        skipped.append("\(method) (\(criterion)): no such predictor among --predictor")
-                        return false
-                    }
-                    if !found.predictor.predictsNeurons && units != .heads {
-                        skipped.append("\(method) (\(criterion)): predicts heads only (--units heads)"); return false
-                    }
-                    return true
-                }
-            }
-            for criterion in cellCriteria {
-                for p in sparsities { cells.append(SweepCell(method: method, criterion: criterion, sparsity: p)) }
-            }
-        }
-        // Asked for sparse cells and none can run: the dense row alone answers nothing asked.
-        if cells.count == 1 && !methods.isEmpty {
-            throw ShadowError.invalidArgument(
-                name: "--methods", reason: "none of the cells of \(methods.joined(separator: ",")) can run (\(skipped.isEmpty ? "no criteria" : skipped.joined(separator: "; ")))")
-        }
+        let sources = MaskSources(tracesPath: tracesPath, aggregates: traces.aggregates,
+                                  predictors: try discoverPredictors(try arguments.list("predictor") ?? [], fingerprint: fingerprint))
+        let (cells, skipped) = try plannedCells(options, sources: sources)
         for line in skipped { console.printError("sweep: skipped \(line)") }
         for cell in cells {
-            let settings = units.settings(sparsity: cell.sparsity, policy: policy, hybridFloor: floor)
+            let settings = options.units.settings(sparsity: cell.sparsity, policy: options.policy, hybridFloor: options.hybridFloor)
             for line in SparsityOptions.sparsityWarnings(method: cell.method, settings: settings, shape: model.shape) {
                 console.printError("sweep: \(cell.method)\(cell.criterion.map { " (\($0))" } ?? ""): \(line)")
             }
         }
 
-        func makeController(_ cell: SweepCell) throws -> (any SparsityController)? {
-            let settings = units.settings(sparsity: cell.sparsity, policy: policy, hybridFloor: floor)
-            // The cells were built from checked methods, criteria and the sources found for them.
-            switch MaskMethod(rawValue: cell.method)! {
-            case .dense:
-                return nil
-            case .random:
-                return SparsityOptions.fixedMasks(Masks.randomScores(shape: model.shape, seed: maskSeed), settings: settings, shape: model.shape)
-            case .static:
-                let aggregate = aggregates[cell.criterion!]!
-                return SparsityOptions.fixedMasks((aggregate.heads, aggregate.neurons), settings: settings, shape: model.shape)
-            case .oracle:
-                return try SparsityOptions.oracle(criterion: Criterion(rawValue: cell.criterion!)!, settings: settings, loaded: loaded)
-            case .shadow, .dejavu, .dejavuLookahead:
-                let found = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
-                return try SparsityOptions.predictorController(found.predictor, settings: settings, shape: model.shape, refresh: nil)
-            }
-        }
-
         // The resumable state, checked against the settings that change numbers.
         try AtomicFile.createDirectory(out)
-        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
-        let settings = ([
-            "model \(fingerprint.contentHash)", "weights \(try arguments.required("weights"))",
-            "offset \(offset)", "shots \(shots)", "seed \(seed)", "mask-mode \(maskMode.rawValue)",
-            "policy \(policy.rawValue)", "hybrid-floor \(floor)", "mask-seed \(maskSeed)", "text-bytes \(textBytes)",
-            "context \(context)", "units \(units.rawValue)",
-            // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
-            // WikiText article by article): a state scored under older rules must not be extended.
-            "scoring lm-eval-2026-12-pages",
-        ] + (arguments.flag("long-context") ? ["long-context"] : [])
-          // Few-shot examples come from outside the --offset/--limit slice: another --limit gives
-          // the items already scored other examples, so with shots the limit cannot grow.
-          + (shots > 0 ? ["limit \(limit)"] : [])).joined(separator: "; ")
-        // How a task's text is read where that has changed: kept per task (state.sources
-        // "reading TASK"), so that tasks can still be added to a sweep or left out. A task a state
-        // evaluated without a reading was read the old way: WikiText and HellaSwag as stored
-        // (before 2026-12-04), LAMBADA's few-shot prompts with one space (before 2026-12-03).
-        func reading(_ task: TaskName) -> (now: String, old: String)? {
-            switch task {
-            case .wikitext: return (detokenize ? "detokenized" : "as stored", "as stored")
-            case .hellaswag: return (asStored ? "ctx_b as written" : "ctx_b capitalised", "ctx_b as written")
-            case .lambada where shots > 0: return ("shots lm-eval", "shots one space")
-            default: return nil
-            }
-        }
-        func source(_ cell: SweepCell) -> String? {
-            switch cell.method {
-            case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
-            case let method where MaskMethod.predictorNames.contains(method):
-                let path = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!.path
-                let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-                let modified = (attributes?[.modificationDate] as? Date).map { ISO8601DateFormatter().string(from: $0) } ?? "?"
-                return "\(path) (\(attributes?[.size] as? Int ?? 0) bytes, modified \(modified))"
-            default: return nil
-            }
-        }
-        var state = SweepState(settings: settings)
-        if try fileKind(atPath: path("sweep-state.json")) != nil {
-            var saved = try ConfigDecoding.decode(SweepState.self, path: path("sweep-state.json"))
-            // States written before readings were kept per task said so in their settings.
-            for (marker, task, value) in [("; wikitext detokenized", "wikitext", "detokenized"),
-                                          ("; lambada shots lm-eval", "lambada", "shots lm-eval")]
-            where saved.settings.contains(marker) {
-                saved.settings = saved.settings.replacingOccurrences(of: marker, with: "")
-                if saved.sources["task " + task] != nil { saved.sources["reading " + task] = value }
-            }
-            guard saved.settings == settings else {
-                throw ShadowError.invalidArgument(
-                    name: "--out",
-                    reason: "\(out) holds a sweep with other settings (\(Self.settingsDifference(saved.settings, settings))); give another --out or remove \(path("sweep-state.json"))")
-            }
-            // After the settings: a state of another model is that, not a heat map of the wrong size.
-            try saved.validate(path: path("sweep-state.json"), shape: model.shape)
-            state = saved
-            // Tasks can be added or left out; a task must keep its file.
-            for task in tasks {
-                if let old = state.sources["task " + task.task.rawValue], old != task.path {
-                    throw ShadowError.invalidArgument(name: "--data", reason: "\(out) evaluated \(task.task.rawValue) on \(old), not \(task.path); give another --out")
-                }
-                let name = task.task.rawValue
-                if state.sources["task " + name] != nil, let reading = reading(task.task) {
-                    let before = state.sources["reading " + name] ?? reading.old
-                    if before != reading.now {
-                        let how = task.task == .lambada ? "give another --out"
-                            : asStored ? "leave out --as-stored to continue it, or give another --out"
-                            : "add --as-stored to continue it (as sweeps before 2026-12-04 read it), or give another --out"
-                        throw ShadowError.invalidArgument(name: "--out", reason: "\(out) read \(name) \(before), this command \(reading.now); \(how)")
-                    }
-                }
-            }
-            for cell in cells {
-                if let old = state.sources[cell.key], let new = source(cell), old != new {
-                    throw ShadowError.invalidArgument(name: "--out", reason: "\(out) computed \(cell.key) from \(old), not \(new); give another --out")
-                }
-            }
-            // A larger --limit extends a sweep (items run in order); a smaller one cannot undo work.
-            for (task, tallies) in state.tallies where task != "wikitext" {
-                if let most = tallies.values.map(\.items).max(), most > limit {
-                    throw ShadowError.invalidArgument(name: "--limit", reason: "\(out) already holds \(most) items of \(task); give --limit \(most) or more, or another --out")
-                }
-            }
-        }
-        for cell in cells { state.sources[cell.key] = source(cell) }
-        for task in tasks {
-            state.sources["task " + task.task.rawValue] = task.path
-            if let reading = reading(task.task) { state.sources["reading " + task.task.rawValue] = reading.now }
-        }
+        let settings = settingsLine(options, model: fingerprint, weights: try arguments.required("weights"), context: context,
+                                    longContext: arguments.flag("long-context"))
+        var state = try resumedState(out: out, settings: settings, options: options, cells: cells, sources: sources, shape: model.shape)
         func save(_ state: SweepState) throws {
-            try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json"))
+            try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json", in: out))
         }
 
         var runnable: [SweepTask] = []
-        for (name, task) in loadedTasks {
+        for (name, task) in taskInputs {
             if let task { runnable.append(task); continue }
-            let text = subset(try TaskFile.wikitext(path: tasks.first { $0.task == name }!.path), bytes: textBytes)
+            let text = subset(try TaskFile.wikitext(path: options.tasks.first { $0.task == name }!.path), bytes: options.textBytes)
             runnable.append(.perplexity(name: name.rawValue, text: text, context: context))
         }
-        let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: maskMode, shots: shots, seed: seed,
-                                 detokenizeWikiText: detokenize)
+        let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: options.maskMode, shots: options.shots,
+                                 seed: options.seed, detokenizeWikiText: options.detokenize)
         let talliesBefore = state.tallies
         let total = try runnable.reduce(0) { $0 + (try runner.work($1, cells: cells.count)) }
         let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"))
@@ -415,7 +142,8 @@ enum SweepCommand {
         let start = Date()
         for task in runnable {
             var taskDone = 0
-            try runner.run(task, cells: cells, state: &state, makeController: makeController, save: save) { units in
+            try runner.run(task, cells: cells, state: &state,
+                           makeController: { try sources.controller(for: $0, options: options, loaded: loaded) }, save: save) { units in
                 taskDone += units
                 bar.update(done + taskDone, detail: task.name)
             }
@@ -434,7 +162,9 @@ enum SweepCommand {
         if state.tallies != talliesBefore || (state.commands ?? []).isEmpty { state.record(command: command) }
         // The heat map and the skipped cells of earlier commands stay in the report: a later
         // command may add cells without --traces, or run a cell an earlier one skipped.
-        if !aggregates.isEmpty { state.headImportance = (state.headImportance ?? [:]).merging(aggregates.mapValues(\.headsPerSample)) { $1 } }
+        if !traces.aggregates.isEmpty {
+            state.headImportance = (state.headImportance ?? [:]).merging(traces.aggregates.mapValues(\.headsPerSample)) { $1 }
+        }
         let ran = Set(rows.map(\.cell.series))
         let earlierSkipped = (state.skipped ?? []).filter { line in !ran.contains(String(line.prefix { $0 != ":" })) }
         state.skipped = earlierSkipped + skipped.filter { !earlierSkipped.contains($0) }
@@ -442,25 +172,238 @@ enum SweepCommand {
         let seconds = state.tallies.values.flatMap(\.values).reduce(0) { $0 + $1.seconds }
         let results = Results(model: loaded.path, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
                               command: command, commands: state.commands ?? [command], settings: settings,
-                              seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: state.skipped ?? [], units: units,
-                              headImportance: state.headImportance ?? [:])
+                              seconds: max(seconds, Date().timeIntervalSince(start)), rows: rows, skipped: state.skipped ?? [],
+                              units: options.units, headImportance: state.headImportance ?? [:])
+        try writeReports(results, out: out, maxContext: model.shape.maxContext, json: arguments.flag("json"), console: console)
+    }
+
+    /// A file of the sweep's directory.
+    static func path(_ name: String, in out: String) -> String { (out as NSString).appendingPathComponent(name) }
+
+    /// Each task's items and slice (nil for WikiText, whose text is cut once the context is
+    /// known), read and checked before the model is loaded.
+    static func readTasks(_ options: SweepOptions) throws -> [(name: TaskName, task: SweepTask?)] {
+        var inputs: [(name: TaskName, task: SweepTask?)] = []
+        for (task, path, labels) in options.tasks {
+            switch task {
+            case .wikitext:
+                inputs.append((task, nil))
+                _ = try TaskFile.wikitext(path: path)
+            case .lambada:
+                let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
+                let range = try Evaluation.slice(count: items.count, offset: options.offset, limit: options.limit)
+                try options.checkShots(items: items, range: range, task: task, path: path)
+                inputs.append((task, .lambada(items: items, range: range)))
+            default:
+                let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: options.asStored)
+                let range = try Evaluation.slice(count: items.count, offset: options.offset, limit: options.limit)
+                try options.checkShots(items: items, range: range, task: task, path: path)
+                inputs.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
+            }
+        }
+        return inputs
+    }
+
+    /// The aggregate scores of --traces for the criteria the command names (one at least, for
+    /// the heat map), and the model the traces were computed on.
+    static func readStaticScores(_ tracesPath: String?, options: SweepOptions, console: Console) throws
+        -> (aggregates: [String: AggregateImportance], model: ModelFingerprint?) {
+        guard let tracesPath else {
+            if options.methods.contains("static") {
+                throw ShadowError.invalidArgument(name: "--traces", reason: "is required by the static method (a trace directory from calibrate)")
+            }
+            return ([:], nil)
+        }
+        let manifest = try TraceManifest.load(directory: tracesPath)
+        if !manifest.complete {
+            console.printError("sweep: warning: \(tracesPath) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
+        }
+        var aggregates: [String: AggregateImportance] = [:]
+        for criterion in manifest.criteria where options.namedAnywhere.contains(criterion) || aggregates.isEmpty {
+            aggregates[criterion] = try AggregateImportance(traces: tracesPath, criterion: criterion)
+        }
+        return (aggregates, manifest.model)
+    }
+
+    /// The cells: dense, then every method × criterion × sparsity that has a mask source; and
+    /// why the others are skipped.
+    static func plannedCells(_ options: SweepOptions, sources: MaskSources) throws -> (cells: [SweepCell], skipped: [String]) {
+        var cells = [SweepCell.dense], skipped: [String] = []
+        for method in options.methods {
+            let cellCriteria: [String?] = method == "random" ? [nil] : options.criteria(of: method).filter { criterion in
+                guard let reason = sources.missing(method: method, criterion: criterion, units: options.units) else { return true }
+                skipped.append("\(method) (\(criterion)): \(reason)")
+                return false
+            }
+            for criterion in cellCriteria {
+                for p in options.sparsities { cells.append(SweepCell(method: method, criterion: criterion, sparsity: p)) }
+            }
+        }
+        // Asked for sparse cells and none can run: the dense row alone answers nothing asked.
+        if cells.count == 1 {
+            throw ShadowError.invalidArgument(
+                name: "--methods", reason: "none of the cells of \(options.methods.joined(separator: ",")) can run (\(skipped.isEmpty ? "no criteria" : skipped.joined(separator: "; ")))")
+        }
+        return (cells, skipped)
+    }
+
+    /// The settings that change numbers, as one line the state keeps: a sweep resumes only under
+    /// the same line.
+    static func settingsLine(_ options: SweepOptions, model: ModelFingerprint, weights: String, context: Int, longContext: Bool) -> String {
+        ([
+            "model \(model.contentHash)", "weights \(weights)",
+            "offset \(options.offset)", "shots \(options.shots)", "seed \(options.seed)", "mask-mode \(options.maskMode.rawValue)",
+            "policy \(options.policy.rawValue)", "hybrid-floor \(options.hybridFloor)", "mask-seed \(options.maskSeed)",
+            "text-bytes \(options.textBytes)", "context \(context)", "units \(options.units.rawValue)",
+            // The scoring rules of the 2026-12 lm-eval audit (acc_norm length, rolling windows,
+            // WikiText article by article): a state scored under older rules must not be extended.
+            "scoring lm-eval-2026-12-pages",
+        ] + (longContext ? ["long-context"] : [])
+          // Few-shot examples come from outside the --offset/--limit slice: another --limit gives
+          // the items already scored other examples, so with shots the limit cannot grow.
+          + (options.shots > 0 ? ["limit \(options.limit)"] : [])).joined(separator: "; ")
+    }
+
+    /// The state in --out when there is one (checked to be this command's sweep: same settings,
+    /// task files, readings and mask sources, and no --limit below the items done), else a new
+    /// one; with this command's sources recorded.
+    static func resumedState(out: String, settings: String, options: SweepOptions, cells: [SweepCell],
+                             sources: MaskSources, shape: TransformerShape) throws -> SweepState {
+        let statePath = path("sweep-state.json", in: out)
+        var state = SweepState(settings: settings)
+        if try fileKind(atPath: statePath) != nil {
+            var saved = try ConfigDecoding.decode(SweepState.self, path: statePath)
+            // States written before readings were kept per task said so in their settings.
+            for (marker, task, value) in [("; wikitext detokenized", "wikitext", "detokenized"),
+                                          ("; lambada shots lm-eval", "lambada", "shots lm-eval")]
+            where saved.settings.contains(marker) {
+                saved.settings = saved.settings.replacingOccurrences(of: marker, with: "")
+                if saved.sources["task " + task] != nil { saved.sources["reading " + task] = value }
+            }
+            guard saved.settings == settings else {
+                throw ShadowError.invalidArgument(
+                    name: "--out",
+                    reason: "\(out) holds a sweep with other settings (\(Self.settingsDifference(saved.settings, settings))); give another --out or remove \(statePath)")
+            }
+            // After the settings: a state of another model is that, not a heat map of the wrong size.
+            try saved.validate(path: statePath, shape: shape)
+            state = saved
+            // Tasks can be added or left out; a task must keep its file.
+            for task in options.tasks {
+                if let old = state.sources["task " + task.task.rawValue], old != task.path {
+                    throw ShadowError.invalidArgument(name: "--data", reason: "\(out) evaluated \(task.task.rawValue) on \(old), not \(task.path); give another --out")
+                }
+                let name = task.task.rawValue
+                if state.sources["task " + name] != nil, let reading = options.reading(task.task) {
+                    let before = state.sources["reading " + name] ?? reading.old
+                    if before != reading.now {
+                        let how = task.task == .lambada ? "give another --out"
+                            : options.asStored ? "leave out --as-stored to continue it, or give another --out"
+                            : "add --as-stored to continue it (as sweeps before 2026-12-04 read it), or give another --out"
+                        throw ShadowError.invalidArgument(name: "--out", reason: "\(out) read \(name) \(before), this command \(reading.now); \(how)")
+                    }
+                }
+            }
+            for cell in cells {
+                if let old = state.sources[cell.key], let new = sources.description(of: cell), old != new {
+                    throw ShadowError.invalidArgument(name: "--out", reason: "\(out) computed \(cell.key) from \(old), not \(new); give another --out")
+                }
+            }
+            // A larger --limit extends a sweep (items run in order); a smaller one cannot undo work.
+            for (task, tallies) in state.tallies where task != "wikitext" {
+                if let most = tallies.values.map(\.items).max(), most > options.limit {
+                    throw ShadowError.invalidArgument(name: "--limit", reason: "\(out) already holds \(most) items of \(task); give --limit \(most) or more, or another --out")
+                }
+            }
+        }
+        for cell in cells { state.sources[cell.key] = sources.description(of: cell) }
+        for task in options.tasks {
+            state.sources["task " + task.task.rawValue] = task.path
+            if let reading = options.reading(task.task) { state.sources["reading " + task.task.rawValue] = reading.now }
+        }
+        return state
+    }
+
+    /// results.json, report.md and the plots, written whole; then the warnings the results carry
+    /// and the table (or the JSON) on standard output.
+    static func writeReports(_ results: Results, out: String, maxContext: Int, json asJSON: Bool, console: Console) throws {
         let json = try JSONOutput.string(results)
-        try AtomicFile.write(json + "\n", to: path("results.json"))
-        try AtomicFile.write(SweepReport.markdown(results), to: path("report.md"))
-        try AtomicFile.write(SweepReport.plots(results), to: path("sweep.svg"))
-        if !results.headImportance.isEmpty { try AtomicFile.write(SweepReport.heatMap(results), to: path("heads.svg")) }
+        try AtomicFile.write(json + "\n", to: path("results.json", in: out))
+        try AtomicFile.write(SweepReport.markdown(results), to: path("report.md", in: out))
+        try AtomicFile.write(SweepReport.plots(results), to: path("sweep.svg", in: out))
+        if !results.headImportance.isEmpty { try AtomicFile.write(SweepReport.heatMap(results), to: path("heads.svg", in: out)) }
         for cut in SweepReport.truncation(results) {
-            console.printError("sweep: warning: \(cut.task): \(cut.items) of \(cut.of) items were longer than the model's context of \(model.shape.maxContext) tokens and lost tokens from their start (as lm-eval truncates them); results.json counts them in truncated_items")
+            console.printError("sweep: warning: \(cut.task): \(cut.items) of \(cut.of) items were longer than the model's context of \(maxContext) tokens and lost tokens from their start (as lm-eval truncates them); results.json counts them in truncated_items")
         }
         for row in results.rows {
             if let dense = row.denseMasks, dense > 0 {
                 console.printError("sweep: warning: \(row.task) \(row.cell.key): \(dense) oracle masks ran dense (a prompt cut to one token gives no loss to score); its realised sparsity counts them, results.json in dense_masks")
             }
         }
-        console.print(arguments.flag("json") ? json : SweepReport.table(results).joined(separator: "\n"))
-        if !arguments.flag("json") {
+        console.print(asJSON ? json : SweepReport.table(results).joined(separator: "\n"))
+        if !asJSON {
             let written = ["report.md", "results.json", "sweep.svg"] + (results.headImportance.isEmpty ? [] : ["heads.svg"])
-            console.print("report: " + written.map(path).joined(separator: ", "))
+            console.print("report: " + written.map { path($0, in: out) }.joined(separator: ", "))
+        }
+    }
+
+    /// Where the sparse cells' masks come from: the static scores of --traces and the predictors
+    /// found among --predictor (oracle and random masks need neither).
+    struct MaskSources {
+        let tracesPath: String?
+        let aggregates: [String: AggregateImportance]
+        let predictors: [PredictorKey: (path: String, predictor: Predictor)]
+
+        /// Why `method` cannot run `criterion` with these sources and units, or nil when it can.
+        func missing(method: String, criterion: String, units: SweepUnits) -> String? {
+            let prunesNeurons = units != .heads
+            switch method {
+            case "oracle":
+                return Criterion(rawValue: criterion)!.headsOnly && prunesNeurons ? "scores heads only (--units heads)" : nil
+            case "static":
+                guard let aggregate = aggregates[criterion] else { return "\(tracesPath ?? "") has no \(criterion) scores" }
+                return aggregate.neurons == nil && prunesNeurons ? "scores heads only (--units heads)" : nil
+            default:
+                guard let found = predictors[PredictorKey(kind: method, criterion: criterion)] else {
+                    return "no such predictor among --predictor"
+                }
+                return !found.predictor.predictsNeurons && prunesNeurons ? "predicts heads only (--units heads)" : nil
+            }
+        }
+
+        /// What a cell's masks are computed from, as the state records it: a resumed cell must
+        /// keep its traces or predictor file. Nil for masks that need no file.
+        func description(of cell: SweepCell) -> String? {
+            switch cell.method {
+            case "static": return "\(tracesPath ?? "") (\(aggregates[cell.criterion!]?.samples ?? 0) samples)"
+            case let method where MaskMethod.predictorNames.contains(method):
+                let path = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!.path
+                let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+                let modified = (attributes?[.modificationDate] as? Date).map { ISO8601DateFormatter().string(from: $0) } ?? "?"
+                return "\(path) (\(attributes?[.size] as? Int ?? 0) bytes, modified \(modified))"
+            default: return nil
+            }
+        }
+
+        /// The masks of a cell (nil: dense). The cells were built from checked methods, criteria
+        /// and the sources found for them.
+        func controller(for cell: SweepCell, options: SweepOptions, loaded: LoadedModel) throws -> (any SparsityController)? {
+            let shape = loaded.model.shape
+            let settings = options.units.settings(sparsity: cell.sparsity, policy: options.policy, hybridFloor: options.hybridFloor)
+            switch MaskMethod(rawValue: cell.method)! {
+            case .dense:
+                return nil
+            case .random:
+                return SparsityOptions.fixedMasks(Masks.randomScores(shape: shape, seed: options.maskSeed), settings: settings, shape: shape)
+            case .static:
+                let aggregate = aggregates[cell.criterion!]!
+                return SparsityOptions.fixedMasks((aggregate.heads, aggregate.neurons), settings: settings, shape: shape)
+            case .oracle:
+                return try SparsityOptions.oracle(criterion: Criterion(rawValue: cell.criterion!)!, settings: settings, loaded: loaded)
+            case .shadow, .dejavu, .dejavuLookahead:
+                let found = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
+                return try SparsityOptions.predictorController(found.predictor, settings: settings, shape: shape, refresh: nil)
+            }
         }
     }
 
@@ -483,63 +426,6 @@ enum SweepCommand {
             return "\(name) \(shown(before)) → \(shown(after))"
         }
         return differences.isEmpty ? saved : differences.joined(separator: ", ")
-    }
-
-    /// Each task with its data file and labels: `--data task=path` first, then `--data-dir`.
-    static func parseTasks(_ arguments: ParsedArguments) throws -> [(task: TaskName, path: String, labels: String?)] {
-        func pairs(_ option: String) throws -> [String: String] {
-            var result: [String: String] = [:]
-            for entry in try arguments.list(option) ?? [] {
-                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, TaskName(rawValue: parts[0]) != nil else {
-                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "expected TASK=PATH with a known task, got \"\(entry)\"")
-                }
-                guard result[parts[0]] == nil else {
-                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(parts[0]) is given twice")
-                }
-                result[parts[0]] = parts[1]
-            }
-            return result
-        }
-        let data = try pairs("data"), labels = try pairs("labels")
-        // A file for a task that does not run is most likely a task missing from --tasks.
-        let names = (try arguments.list("tasks") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        for (option, files) in [("data", data), ("labels", labels)] {
-            for task in files.keys.sorted() where !names.contains(task) {
-                throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(task) is not among --tasks (\(names.joined(separator: ","))); add it there or drop its file")
-            }
-        }
-        // As eval says it: a labels file only PIQA and Winogrande read (it was dropped unread).
-        for name in labels.keys.sorted() {
-            if let refusal = TaskName(rawValue: name)?.labelsFileRefusal {
-                throw ShadowError.invalidArgument(name: "--labels", reason: refusal)
-            }
-        }
-        let files = DataFiles(directory: try arguments.required("data-dir"))
-        var tasks: [(TaskName, String, String?)] = []
-        for name in names {
-            let task = TaskName(rawValue: name)!   // the parser allows only tasks
-            let found: String? = switch task {
-            case .piqa: files.piqa
-            case .hellaswag: files.hellaswag
-            case .wikitext: files.wikitextTest
-            default: nil
-            }
-            guard let path = data[name] ?? found else {
-                let searched = switch task {
-                case .piqa, .hellaswag, .wikitext:
-                    (try? fileKind(atPath: files.directory)) == nil
-                        ? " (--data-dir \(files.directory) does not exist)" : " (none in --data-dir \(files.directory))"
-                default: ""
-                }
-                throw ShadowError.invalidArgument(name: "--data", reason: "no file for \(name)\(searched): give --data \(name)=PATH")
-            }
-            _ = try existingFileKind(atPath: path)
-            // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
-            tasks.append((task, path, try labels[name] ?? TaskFile.labelsBeside(data: path, task: task)))
-        }
-        guard !tasks.isEmpty else { throw ShadowError.invalidArgument(name: "--tasks", reason: "needs at least one task") }
-        return tasks
     }
 
     /// The first `bytes` of a text, cut after its last line end there (or its last space, when the
