@@ -258,77 +258,216 @@ enum PipelineCommand {
             .flag("no-progress", help: "Hide progress bars."),
         ]
     ) { arguments, console in
-        let quick = arguments.flag("quick")
-        let out = try arguments.required("out")
-        let model = try ModelOptions.modelPath(arguments)
-        let dataDir = try arguments.required("data-dir")
-        // The default directory missing only means no task data; a file there, or a directory
-        // given that is not there (a typo), is a mistake.
-        switch try fileKind(atPath: dataDir) {
-        case .directory?: break
-        case nil where !arguments.has("data-dir"): break
-        case nil: throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) does not exist")
-        case _?: throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) is not a directory")
-        }
-        let samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
-        let itemLimit = try arguments.int("limit", range: Int.min...Int.max) ?? (quick ? 20 : 100)
-        guard (1...Self.calibrationStart).contains(itemLimit) else {
-            throw ShadowError.invalidArgument(name: "--limit", reason: "must be in 1...\(Self.calibrationStart), got \(itemLimit): calibration reads PIQA items \(Self.calibrationStart)+, which evaluation must not")
-        }
-        let sparsity = try arguments.double("sparsity", range: 0.01...0.99) ?? 0.5
-        let threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
-        let progress = arguments.flag("no-progress") ? ["--no-progress"] : []
-        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
-        func exists(_ name: String) throws -> Bool { try fileKind(atPath: path(name)) != nil }
-        let data = DataFiles(directory: dataDir)
-        // Window sizes must fit the model's context (tiny test models have short ones). The model
-        // is loaded only for that and its fingerprint, and let go at once.
-        let (maxContext, fingerprint, generation) = try { () throws -> (Int, ModelFingerprint, Generation?) in
-            let loaded = try ModelLoader.load(path: model)
-            return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded), Generation(loaded: loaded, maxTokens: quick ? 16 : 48))
-        }()
-        // Calibration's text windows end in a 32-token continuation after some context.
-        guard maxContext > Self.textContinuation else {
-            throw ShadowError.invalidArgument(name: "--model", reason: "\(model) has a context of \(counted(maxContext, "token")); the pipeline's calibration windows need at least \(Self.textContinuation + 1) (a \(Self.textContinuation)-token continuation after its context)")
-        }
-        func fit(_ n: Int) -> String { String(min(n, maxContext)) }
-        guard let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus else {
-            throw ShadowError.invalidArgument(
-                name: "--text", reason: "no calibration text: none given, no wikitext-2/valid.txt under --data-dir \(dataDir), and no corpus fetched by scripts/setup.sh (\(DataFiles.fetchedCorpusPath)); give --text FILE (plain English, at least a few hundred KB) or run scripts/setup.sh")
-        }
-        let heldOut = data.wikitextTest ?? calibrationText
-        // One file (however named) both calibrated on and held out: its end is held out.
-        let sharesText = AtomicFile.canonical(heldOut) == AtomicFile.canonical(calibrationText)
-        let heldOutBytes = quick ? 4000 : 60000
-        // Every option is checked before anything is written: a bad --text found by the
-        // calibration step would leave an --out whose settings refuse the corrected command.
-        try requireText(calibrationText, option: arguments.has("text") || data.wikitextValid == nil ? "--text" : "--data-dir")
-        if !sharesText { try requireText(heldOut, option: "--data-dir") }
-        if data.piqa == nil && data.hellaswag == nil {
-            let absolute = RunSettings.absolute(dataDir)
-            console.printError("pipeline: no PIQA or HellaSwag under --data-dir \(dataDir)\(absolute == dataDir ? "" : " (\(absolute))"); the report has perplexity and speed only")
-        }
+        try run(arguments, console: console)
+    }
+
+    /// The paper's pairing: the shadow predictor learns plainact, the DejaVu-style one l2_norm.
+    static let criterionOf = ["shadow": "plainact", "dejavu": "l2_norm"]
+
+    static func run(_ arguments: ParsedArguments, console: Console) throws {
+        // Every option is checked before anything is written.
+        let plan = try Plan(arguments, console: console)
         // Finished steps are skipped by their outputs alone, so a run with other settings into the
         // same --out would report the earlier run's numbers under its own settings.
-        var taskFiles: [String: String] = [:]
-        if let piqa = data.piqa { taskFiles["piqa"] = RunSettings.absolute(piqa) }
-        if let hellaswag = data.hellaswag { taskFiles["hellaswag"] = RunSettings.absolute(hellaswag) }
-        try AtomicFile.createDirectory(out)
-        try RunSettings(model: fingerprint, quick: quick, samples: samples, limit: taskFiles.isEmpty ? nil : itemLimit,
-                        sparsity: sparsity, calibrationText: RunSettings.absolute(calibrationText),
-                        heldOutText: RunSettings.absolute(heldOut), tasks: taskFiles, heldOutPart: sharesText ? "end" : nil)
-            .claim(path("pipeline-settings.json"), out: out)
+        try AtomicFile.createDirectory(plan.out)
+        try plan.settings.claim(plan.path("pipeline-settings.json"), out: plan.out)
+        var steps = StepRunner(plan: plan, console: console)
 
-        var steps: [Step] = []
-        // A continued run reports the steps it skips with the times they took when they ran.
-        let earlierSeconds = ((try? Self.readJSON(path("results.json")))?["steps"] as? [[String: Any]] ?? [])
-            .reduce(into: [String: Double]()) { seconds, step in
-                if let name = step["name"] as? String, let taken = step["seconds"] as? Double, taken > 0 { seconds[name] = taken }
+        // 0. The held-out text (and, with one text for both, the part calibrated on).
+        try plan.writeTextParts()
+        // 1. Calibration traces.
+        try steps.run("calibrate", plan.calibrateArguments, output: "traces/.complete")
+        _ = FileManager.default.createFile(atPath: plan.path("traces/.complete"), contents: Data())
+        // 2. Predictors.
+        for kind in ["shadow", "dejavu"] {
+            try steps.run("train \(kind) predictor", plan.trainArguments(kind: kind), output: "predictors/\(kind).safetensors")
+        }
+        // 3. Held-out perplexity and multiple-choice slices, dense and sparse, in one sweep: every
+        // item runs the dense model once, shared by both sparse methods.
+        try steps.run("evaluate (sweep)", plan.sweepArguments, output: "sweep/report.md")
+        let evaluation = try readSweep(plan)
+        // 4. Speed, at f16 and (decode) at q8.
+        try steps.run("bench", plan.benchArguments, output: "bench.json")
+        // 5. Each method's greedy reply to one question: what the perplexities mean for text.
+        let generated = try generateReplies(plan, steps: &steps, console: console)
+        // 6. Report.
+        try writeReport(plan, steps: steps.steps, evaluation: evaluation, generated: generated, console: console)
+    }
+
+    /// A run's checked options, the files it reads and the arguments of its steps.
+    struct Plan {
+        let quick: Bool
+        let out: String
+        let model: String
+        let data: DataFiles
+        let samples: Int
+        let itemLimit: Int
+        let sparsity: Double
+        let threads: String
+        let progress: [String]
+        let maxContext: Int
+        let fingerprint: ModelFingerprint
+        let generation: Generation?
+        let calibrationText: String
+        let heldOut: String
+        /// One file (however named) both calibrated on and held out: its end is held out.
+        let sharesText: Bool
+        let heldOutBytes: Int
+
+        init(_ arguments: ParsedArguments, console: Console) throws {
+            quick = arguments.flag("quick")
+            out = try arguments.required("out")
+            model = try ModelOptions.modelPath(arguments)
+            let dataDir = try arguments.required("data-dir")
+            // The default directory missing only means no task data; a file there, or a directory
+            // given that is not there (a typo), is a mistake.
+            switch try fileKind(atPath: dataDir) {
+            case .directory?: break
+            case nil where !arguments.has("data-dir"): break
+            case nil: throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) does not exist")
+            case _?: throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(dataDir) is not a directory")
             }
-        /// Runs a subcommand in-process, capturing its stdout; errors stop the pipeline.
-        func run(_ name: String, _ arguments: [String], output: String? = nil) throws {
-            if let output, try exists(output) {
-                console.printError("pipeline: \(name) — already done (\(path(output)))")
+            samples = try arguments.int("samples", range: 8...1_000_000) ?? (quick ? 24 : 160)
+            itemLimit = try arguments.int("limit", range: Int.min...Int.max) ?? (quick ? 20 : 100)
+            guard (1...calibrationStart).contains(itemLimit) else {
+                throw ShadowError.invalidArgument(name: "--limit", reason: "must be in 1...\(calibrationStart), got \(itemLimit): calibration reads PIQA items \(calibrationStart)+, which evaluation must not")
+            }
+            sparsity = try arguments.double("sparsity", range: 0.01...0.99) ?? 0.5
+            threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
+            progress = arguments.flag("no-progress") ? ["--no-progress"] : []
+            data = DataFiles(directory: dataDir)
+            // Window sizes must fit the model's context (tiny test models have short ones). The model
+            // is loaded only for that and its fingerprint, and let go at once.
+            let quick = quick, model = model
+            (maxContext, fingerprint, generation) = try { () throws -> (Int, ModelFingerprint, Generation?) in
+                let loaded = try ModelLoader.load(path: model)
+                return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded), Generation(loaded: loaded, maxTokens: quick ? 16 : 48))
+            }()
+            // Calibration's text windows end in a 32-token continuation after some context.
+            guard maxContext > textContinuation else {
+                throw ShadowError.invalidArgument(name: "--model", reason: "\(model) has a context of \(counted(maxContext, "token")); the pipeline's calibration windows need at least \(textContinuation + 1) (a \(textContinuation)-token continuation after its context)")
+            }
+            guard let calibrationText = arguments.string("text") ?? data.wikitextValid ?? DataFiles.fetchedCorpus else {
+                throw ShadowError.invalidArgument(
+                    name: "--text", reason: "no calibration text: none given, no wikitext-2/valid.txt under --data-dir \(dataDir), and no corpus fetched by scripts/setup.sh (\(DataFiles.fetchedCorpusPath)); give --text FILE (plain English, at least a few hundred KB) or run scripts/setup.sh")
+            }
+            self.calibrationText = calibrationText
+            heldOut = data.wikitextTest ?? calibrationText
+            sharesText = AtomicFile.canonical(heldOut) == AtomicFile.canonical(calibrationText)
+            heldOutBytes = quick ? 4000 : 60000
+            // A bad --text found by the calibration step would leave an --out whose settings
+            // refuse the corrected command.
+            try requireText(calibrationText, option: arguments.has("text") || data.wikitextValid == nil ? "--text" : "--data-dir")
+            if !sharesText { try requireText(heldOut, option: "--data-dir") }
+            if data.piqa == nil && data.hellaswag == nil {
+                let absolute = RunSettings.absolute(dataDir)
+                console.printError("pipeline: no PIQA or HellaSwag under --data-dir \(dataDir)\(absolute == dataDir ? "" : " (\(absolute))"); the report has perplexity and speed only")
+            }
+        }
+
+        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
+        func exists(_ name: String) throws -> Bool { try fileKind(atPath: path(name)) != nil }
+        /// A window size cut to the model's context.
+        func fit(_ n: Int) -> String { String(min(n, maxContext)) }
+
+        var settings: RunSettings {
+            var taskFiles: [String: String] = [:]
+            if let piqa = data.piqa { taskFiles["piqa"] = RunSettings.absolute(piqa) }
+            if let hellaswag = data.hellaswag { taskFiles["hellaswag"] = RunSettings.absolute(hellaswag) }
+            return RunSettings(model: fingerprint, quick: quick, samples: samples, limit: taskFiles.isEmpty ? nil : itemLimit,
+                               sparsity: sparsity, calibrationText: RunSettings.absolute(calibrationText),
+                               heldOutText: RunSettings.absolute(heldOut), tasks: taskFiles, heldOutPart: sharesText ? "end" : nil)
+        }
+
+        /// The rows of the report: dense and both sparse methods at --sparsity.
+        var methods: [(name: String, sparsity: Double)] { [("dense", 0), ("shadow", sparsity), ("dejavu", sparsity)] }
+
+        var heldOutSample: String { path("heldout-sample.txt") }
+        /// The text calibration reads: with one text for both, all of it but the held-out end.
+        var calibrationFile: String { sharesText ? path("calibration-text.txt") : calibrationText }
+
+        /// The held-out text: a slice of WikiText-2 test (cut at a line end; the whole set would
+        /// take half an hour per method here), or with one text for both, its end, which
+        /// calibration then never reads.
+        func writeTextParts() throws {
+            guard try !exists("heldout-sample.txt") || (sharesText && !exists("calibration-text.txt")) else { return }
+            let text = try utf8Text([UInt8](try readWholeFile(heldOut, acceptingStreams: true)), path: heldOut)
+            if sharesText {
+                let (head, tail) = splitOffTail(text, bytes: heldOutBytes)
+                try AtomicFile.write(head, to: calibrationFile)
+                try AtomicFile.write(tail, to: heldOutSample)
+            } else {
+                try AtomicFile.write(SweepCommand.subset(text, bytes: heldOutBytes), to: heldOutSample)
+            }
+        }
+
+        var calibrateArguments: [String] {
+            get throws {
+                var sources: [String] = []
+                if let piqa = data.piqa { sources.append("piqa:\(piqa)@\(calibrationStart)-1838") }
+                if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
+                sources.append("text:\(calibrationFile)")
+                // Prompt length and shots apply to the task sources only (calibrate refuses them without one).
+                let taskOptions = sources.count > 1 ? ["--max-tokens", fit(quick ? 160 : 256), "--shots", quick ? "2" : "5"] : []
+                return ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
+                        "--criteria", "plainact,l2_norm", "--text-window", fit(128), "--text-continuation", String(textContinuation)]
+                    + taskOptions + ["--out", path("traces"), "--threads", threads] + progress
+                    + (try exists("traces/manifest.json") ? ["--resume"] : [])
+            }
+        }
+
+        /// Stored as f16: half the bytes (the DejaVu-style one of SmolLM2: 195 instead of 390 MB),
+        /// the quality in the metadata measured on the rounded weights.
+        func trainArguments(kind: String) -> [String] {
+            let epochs = quick ? ["--head-epochs", "5", "--neuron-epochs", "2"] : ["--head-epochs", "60", "--neuron-epochs", "12"]
+            return ["train-predictor", "--traces", path("traces"), "--kind", kind, "--criterion", criterionOf[kind]!,
+                    "--out", path("predictors/\(kind).safetensors"), "--dtype", "f16", "--threads", threads, "--resume"]
+                + epochs + progress
+        }
+
+        /// PIQA's labels: valid-labels.lst beside the data, which sweep finds by itself.
+        var sweepArguments: [String] {
+            var tasks = [("wikitext", heldOutSample)]
+            if let piqa = data.piqa { tasks.append(("piqa", piqa)) }
+            if let hellaswag = data.hellaswag { tasks.append(("hellaswag", hellaswag)) }
+            return ["sweep", "--model", model, "--out", path("sweep"), "--threads", threads,
+                    "--tasks", tasks.map(\.0).joined(separator: ","),
+                    "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
+                    "--methods", "shadow:plainact,dejavu:l2_norm", "--sparsities", String(sparsity),
+                    "--predictor", path("predictors"), "--traces", path("traces"),
+                    "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)] + progress
+        }
+
+        var benchArguments: [String] {
+            ["bench", "--model", model, "-p", fit(quick ? 64 : 512), "-n", fit(quick ? 32 : 128), "-r", quick ? "1" : "3",
+             "-t", threads, "--method", "dense,shadow,dejavu", "--sparsity", String(sparsity), "--weights", "f16,q8",
+             "--predictor", path("predictors"), "-o", "json", "--no-progress"]
+        }
+    }
+
+    /// Runs the steps in-process, each skipped when its output is already there, and keeps what
+    /// each took.
+    struct StepRunner {
+        let plan: Plan
+        let console: Console
+        private(set) var steps: [Step] = []
+        /// A continued run reports the steps it skips with the times they took when they ran.
+        private let earlierSeconds: [String: Double]
+
+        init(plan: Plan, console: Console) {
+            self.plan = plan
+            self.console = console
+            earlierSeconds = ((try? PipelineCommand.readJSON(plan.path("results.json")))?["steps"] as? [[String: Any]] ?? [])
+                .reduce(into: [String: Double]()) { seconds, step in
+                    if let name = step["name"] as? String, let taken = step["seconds"] as? Double, taken > 0 { seconds[name] = taken }
+                }
+        }
+
+        /// Runs a subcommand in-process, capturing its stdout (kept as `output` when that is a
+        /// JSON file); errors stop the pipeline.
+        mutating func run(_ name: String, _ arguments: [String], output: String? = nil) throws {
+            if let output, try plan.exists(output) {
+                console.printError("pipeline: \(name) — already done (\(plan.path(output)))")
                 steps.append(Step(name: name, seconds: earlierSeconds[name] ?? 0, skipped: true))
                 return
             }
@@ -344,76 +483,28 @@ enum PipelineCommand {
                 throw ShadowError.interrupted("pipeline stopped during \(name); run it again with the same --out to continue")
             }
             guard status == 0 else { throw ShadowError.failed("pipeline: step \(name) failed (see the error above)") }
-            if let output, output.hasSuffix(".json") { try AtomicFile.write(box.out, to: path(output)) }
+            if let output, output.hasSuffix(".json") { try AtomicFile.write(box.out, to: plan.path(output)) }
             steps.append(Step(name: name, seconds: Date().timeIntervalSince(start), skipped: false))
         }
+    }
 
-        // 0. The held-out text: a slice of WikiText-2 test (cut at a line end; the whole set would
-        // take half an hour per method here), or with one text for both, its end, which
-        // calibration then never reads.
-        let sample = path("heldout-sample.txt"), calibrationPart = path("calibration-text.txt")
-        if try !exists("heldout-sample.txt") || (sharesText && !exists("calibration-text.txt")) {
-            let text = try utf8Text([UInt8](try readWholeFile(heldOut, acceptingStreams: true)), path: heldOut)
-            if sharesText {
-                let (head, tail) = Self.splitOffTail(text, bytes: heldOutBytes)
-                try AtomicFile.write(head, to: calibrationPart)
-                try AtomicFile.write(tail, to: sample)
-            } else {
-                try AtomicFile.write(SweepCommand.subset(text, bytes: heldOutBytes), to: sample)
-            }
-        }
-
-        // 1. Calibration traces.
-        var sources: [String] = []
-        if let piqa = data.piqa { sources.append("piqa:\(piqa)@\(Self.calibrationStart)-1838") }
-        if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
-        sources.append("text:\(sharesText ? calibrationPart : calibrationText)")
-        // Prompt length and shots apply to the task sources only (calibrate refuses them without one).
-        let taskOptions = sources.count > 1 ? ["--max-tokens", fit(quick ? 160 : 256), "--shots", quick ? "2" : "5"] : []
-        try run("calibrate", ["calibrate", "--model", model, "--source", sources.joined(separator: ","), "--samples", String(samples),
-                              "--criteria", "plainact,l2_norm", "--text-window", fit(128), "--text-continuation", String(Self.textContinuation)] + taskOptions
-                              + ["--out", path("traces"), "--threads", threads] + progress + (try exists("traces/manifest.json") ? ["--resume"] : []),
-                output: "traces/.complete")
-        _ = FileManager.default.createFile(atPath: path("traces/.complete"), contents: Data())
-
-        // 2. Predictors.
-        let epochs = quick ? ["--head-epochs", "5", "--neuron-epochs", "2"] : ["--head-epochs", "60", "--neuron-epochs", "12"]
-        // The paper's pairing: the shadow predictor learns plainact, the DejaVu-style one l2_norm.
-        let criterionOf = ["shadow": "plainact", "dejavu": "l2_norm"]
-        // Stored as f16: half the bytes (the DejaVu-style one of SmolLM2: 195 instead of 390 MB), the
-        // quality in the metadata measured on the rounded weights.
-        for kind in ["shadow", "dejavu"] {
-            try run("train \(kind) predictor", ["train-predictor", "--traces", path("traces"), "--kind", kind, "--criterion", criterionOf[kind]!,
-                                                "--out", path("predictors/\(kind).safetensors"), "--dtype", "f16",
-                                                "--threads", threads, "--resume"] + epochs + progress,
-                    output: "predictors/\(kind).safetensors")
-        }
-
-        // 3. Held-out perplexity and multiple-choice slices, dense and sparse, in one sweep: every
-        // item runs the dense model once, shared by both sparse methods.
-        let methods: [(String, Double)] = [("dense", 0), ("shadow", sparsity), ("dejavu", sparsity)]
-        var tasks = [("wikitext", sample)]
-        if let piqa = data.piqa { tasks.append(("piqa", piqa)) }
-        if let hellaswag = data.hellaswag { tasks.append(("hellaswag", hellaswag)) }
-        let sweepArguments = ["sweep", "--model", model, "--out", path("sweep"), "--threads", threads,
-                              "--tasks", tasks.map(\.0).joined(separator: ","),
-                              "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
-                              "--methods", "shadow:plainact,dejavu:l2_norm", "--sparsities", String(sparsity),
-                              "--predictor", path("predictors"), "--traces", path("traces"),
-                              "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
-        // PIQA's labels: valid-labels.lst beside the data, which sweep finds by itself.
-        try run("evaluate (sweep)", sweepArguments + progress, output: "sweep/report.md")
-        struct Evaluated {
+    /// What the sweep measured, per method of the report.
+    struct Evaluation {
+        struct Method {
             var perplexity: Double?
             var tasks: [String: Double] = [:]
             /// Realised head and neuron sparsity of each task evaluated.
             var realisedHeads: [Double] = [], realisedNeurons: [Double] = []
         }
-        var evaluated: [String: Evaluated] = [:]
+        var methods: [String: Method] = [:]
+        /// Items scored per multiple-choice task.
         var items: [String: Int] = [:]
-        // The outputs of finished steps may come from an earlier run: one that cannot be read is
-        // named, never taken as "no numbers".
-        let sweepRows = try readStepOutput(path("sweep/results.json"), step: "evaluate (sweep)", output: "sweep") { json in
+    }
+
+    /// The sweep's rows of the report's methods. The outputs of finished steps may come from an
+    /// earlier run: one that cannot be read is named, never taken as "no numbers".
+    static func readSweep(_ plan: Plan) throws -> Evaluation {
+        let sweepRows = try readStepOutput(plan.path("sweep/results.json"), step: "evaluate (sweep)", output: "sweep") { json in
             let rows = json["rows"] as? [[String: Any]]
             for row in rows ?? [] {
                 let metrics = row["metrics"] as? [String: Any] ?? [:]
@@ -424,51 +515,77 @@ enum PipelineCommand {
             }
             return rows
         }
+        var evaluation = Evaluation()
         for sweepRow in sweepRows {
             // A metric may be null (the standard error of one item).
             guard let method = sweepRow["method"] as? String, let task = sweepRow["task"] as? String,
                   let metrics = (sweepRow["metrics"] as? [String: Any])?.compactMapValues({ $0 as? Double }) else { continue }
             guard method == "dense" || sweepRow["criterion"] as? String == criterionOf[method] else { continue }
             if task == "wikitext" {
-                evaluated[method, default: Evaluated()].perplexity = metrics["token_perplexity"]
+                evaluation.methods[method, default: .init()].perplexity = metrics["token_perplexity"]
             } else {
-                for key in ["acc", "acc_norm"] { evaluated[method, default: Evaluated()].tasks["\(task)_\(key)"] = metrics[key] }
-                if let n = sweepRow["n"] as? Int { items[task] = n }
+                for key in ["acc", "acc_norm"] { evaluation.methods[method, default: .init()].tasks["\(task)_\(key)"] = metrics[key] }
+                if let n = sweepRow["n"] as? Int { evaluation.items[task] = n }
             }
             if method != "dense", let heads = sweepRow["realised_head_sparsity"] as? Double {
-                evaluated[method, default: Evaluated()].realisedHeads.append(heads)
-                if let neurons = sweepRow["realised_neuron_sparsity"] as? Double { evaluated[method, default: Evaluated()].realisedNeurons.append(neurons) }
+                evaluation.methods[method, default: .init()].realisedHeads.append(heads)
+                if let neurons = sweepRow["realised_neuron_sparsity"] as? Double { evaluation.methods[method, default: .init()].realisedNeurons.append(neurons) }
             }
         }
+        return evaluation
+    }
 
-        // 4. Speed, at f16 and (decode) at q8.
-        try run("bench", ["bench", "--model", model, "-p", fit(quick ? 64 : 512), "-n", fit(quick ? 32 : 128), "-r", quick ? "1" : "3",
-                          "-t", threads, "--method", "dense,shadow,dejavu", "--sparsity", String(sparsity), "--weights", "f16,q8",
-                          "--predictor", path("predictors"), "-o", "json", "--no-progress"], output: "bench.json")
-
-        // 5. Each method's greedy reply to one question: what the perplexities mean for text.
-        var generated: [String: String] = [:]
-        if let generation {
-            try AtomicFile.createDirectory(path("generated"))
-            for (method, p) in methods {
-                let output = "generated/\(method).json"
-                let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", String(p), "--predictor", path("predictors")]
-                // Seconds of work: a reply to another question (an earlier version's) is redone, not shown.
-                if try exists(output), let why = Self.staleness(ofReply: path(output), to: generation) {
-                    console.printError("pipeline: \(path(output)) \(why); generating it again")
-                    try FileManager.default.removeItem(atPath: path(output))
-                }
-                try run("generate (\(method))", ["generate", "--model", model, "--threads", threads, "--json"] + generation.arguments + sparse,
-                        output: output)
-                generated[method] = try readStepOutput(path(output), step: "generate (\(method))", output: output) { $0["text"] as? String }
-            }
-        } else {
+    /// Each method's greedy reply to the plan's question (none when it leaves no room in the
+    /// model's context).
+    static func generateReplies(_ plan: Plan, steps: inout StepRunner, console: Console) throws -> [String: String] {
+        guard let generation = plan.generation else {
             console.printError("pipeline: no replies to show: the question leaves no room in the model's context")
+            return [:]
         }
+        var generated: [String: String] = [:]
+        try AtomicFile.createDirectory(plan.path("generated"))
+        for (method, p) in plan.methods {
+            let output = "generated/\(method).json"
+            let sparse = method == "dense" ? [] : ["--method", method, "--sparsity", String(p), "--predictor", plan.path("predictors")]
+            // Seconds of work: a reply to another question (an earlier version's) is redone, not shown.
+            if try plan.exists(output), let why = Self.staleness(ofReply: plan.path(output), to: generation) {
+                console.printError("pipeline: \(plan.path(output)) \(why); generating it again")
+                try FileManager.default.removeItem(atPath: plan.path(output))
+            }
+            try steps.run("generate (\(method))", ["generate", "--model", plan.model, "--threads", plan.threads, "--json"] + generation.arguments + sparse,
+                          output: output)
+            generated[method] = try readStepOutput(plan.path(output), step: "generate (\(method))", output: output) { $0["text"] as? String }
+        }
+        return generated
+    }
 
-        // 6. Report.
-        var rows: [Row] = []
-        let bench = try readStepOutput(path("bench.json"), step: "bench", output: "bench.json") { json in
+    /// The predictor's quality and size, from `predictor info --json` (what users would run).
+    static func predictorSummary(_ file: String) throws -> PredictorQualitySummary {
+        let box = CapturedText(), errors = CapturedText()
+        guard CLI.run(["predictor", "info", file, "--json"],
+                      console: Console(out: { box.out += $0 }, err: { errors.out += $0 })) == 0,
+              let json = try? JSONSerialization.jsonObject(with: Data(box.out.utf8)) as? [String: Any] else {
+            let why = errors.out.split(separator: "\n").first.map { String($0.dropFirst($0.hasPrefix("error: ") ? 7 : 0)) }
+            throw ShadowError.failed("pipeline: \(why ?? "\(file): unreadable") (left by an earlier run? remove it and run again to retrain)")
+        }
+        let quality = json["quality"] as? [String: Any]
+        func recallAtHalf(_ unit: String) -> [String: Double]? {
+            guard let unit = quality?[unit] as? [String: Any] else { return nil }
+            let values = ["global": (unit["recall"] as? [String: Double])?["0.5"], "local": (unit["recall_local"] as? [String: Double])?["0.5"]]
+                .compactMapValues { $0 }
+            return values.isEmpty ? nil : values.merging(["sparsity": 0.5]) { mine, _ in mine }
+        }
+        return PredictorQualitySummary(
+            headSpearman: (quality?["heads"] as? [String: Any])?["spearman"] as? Double,
+            neuronSpearman: (quality?["neurons"] as? [String: Any])?["spearman"] as? Double,
+            parameters: (json["parameters"] as? [String: Any])?["total"] as? Int,
+            trainingSeconds: (json["training"] as? [String: Any])?["seconds"] as? Double,
+            headRecall: recallAtHalf("heads"), neuronRecall: recallAtHalf("neurons"))
+    }
+
+    /// results.json, report.md and plots.svg from the steps' outputs, and the summary on stdout.
+    static func writeReport(_ plan: Plan, steps: [Step], evaluation: Evaluation, generated: [String: String], console: Console) throws {
+        let bench = try readStepOutput(plan.path("bench.json"), step: "bench", output: "bench.json") { json in
             let rows = json["results"] as? [[String: Any]]
             for row in rows ?? [] {
                 try PlausibleNumber.check(row["tokens_per_second"], key: "tokens_per_second", in: Double.leastNonzeroMagnitude...1e9, "a speed above 0 and below 10⁹ tokens per second")
@@ -477,61 +594,43 @@ enum PipelineCommand {
             }
             return rows
         }
-        for (method, p) in methods {
+        var rows: [Row] = []
+        for (method, p) in plan.methods {
+            let evaluated = evaluation.methods[method]
             var row = Row(method: method, sparsity: p)
             // The masks differ from task to task: the mean over the tasks evaluated.
-            row.realisedHeadSparsity = SweepReport.mean(evaluated[method]?.realisedHeads ?? [])
-            row.realisedNeuronSparsity = SweepReport.mean(evaluated[method]?.realisedNeurons ?? [])
-            row.perplexity = evaluated[method]?.perplexity
-            row.tasks = evaluated[method]?.tasks ?? [:]
+            row.realisedHeadSparsity = SweepReport.mean(evaluated?.realisedHeads ?? [])
+            row.realisedNeuronSparsity = SweepReport.mean(evaluated?.realisedNeurons ?? [])
+            row.perplexity = evaluated?.perplexity
+            row.tasks = evaluated?.tasks ?? [:]
             row.generatedText = generated[method]
             row.fillSpeeds(from: bench)
             rows.append(row)
         }
         var predictors: [String: PredictorQualitySummary] = [:]
-        for kind in ["shadow", "dejavu"] {
-            let box = CapturedText(), errors = CapturedText()
-            let file = path("predictors/\(kind).safetensors")
-            guard CLI.run(["predictor", "info", file, "--json"],
-                          console: Console(out: { box.out += $0 }, err: { errors.out += $0 })) == 0,
-                  let json = try? JSONSerialization.jsonObject(with: Data(box.out.utf8)) as? [String: Any] else {
-                let why = errors.out.split(separator: "\n").first.map { String($0.dropFirst($0.hasPrefix("error: ") ? 7 : 0)) }
-                throw ShadowError.failed("pipeline: \(why ?? "\(file): unreadable") (left by an earlier run? remove it and run again to retrain)")
-            }
-            let quality = json["quality"] as? [String: Any]
-            func recallAtHalf(_ unit: String) -> [String: Double]? {
-                guard let unit = quality?[unit] as? [String: Any] else { return nil }
-                let values = ["global": (unit["recall"] as? [String: Double])?["0.5"], "local": (unit["recall_local"] as? [String: Double])?["0.5"]]
-                    .compactMapValues { $0 }
-                return values.isEmpty ? nil : values.merging(["sparsity": 0.5]) { mine, _ in mine }
-            }
-            predictors[kind] = PredictorQualitySummary(
-                headSpearman: (quality?["heads"] as? [String: Any])?["spearman"] as? Double,
-                neuronSpearman: (quality?["neurons"] as? [String: Any])?["spearman"] as? Double,
-                parameters: (json["parameters"] as? [String: Any])?["total"] as? Int,
-                trainingSeconds: (json["training"] as? [String: Any])?["seconds"] as? Double,
-                headRecall: recallAtHalf("heads"), neuronRecall: recallAtHalf("neurons"))
-        }
-        var results = Results(model: model, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
-                              quick: quick, samples: samples, sparsity: sparsity, heldOutText: sharesText ? "\(heldOut) (its last \(heldOutBytes / 1000) KB at most, which calibration did not read)" : "\(heldOut) (first \(heldOutBytes / 1000) KB)", steps: steps,
+        for kind in ["shadow", "dejavu"] { predictors[kind] = try predictorSummary(plan.path("predictors/\(kind).safetensors")) }
+        let heldOutText = plan.sharesText
+            ? "\(plan.heldOut) (its last \(plan.heldOutBytes / 1000) KB at most, which calibration did not read)"
+            : "\(plan.heldOut) (first \(plan.heldOutBytes / 1000) KB)"
+        var results = Results(model: plan.model, date: ISO8601DateFormatter().string(from: Date()), machine: Machine.description,
+                              quick: plan.quick, samples: plan.samples, sparsity: plan.sparsity, heldOutText: heldOutText, steps: steps,
                               rows: rows, predictors: predictors)
-        results.items = items
+        results.items = evaluation.items
         results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
-        results.generation = generation
+        results.generation = plan.generation
         let q8Asked = bench.filter(Row.askedForQ8)
         if q8Asked.isEmpty {
-            results.notes.append("\(path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
+            results.notes.append("\(plan.path("bench.json")) is from a run that benched f16 only; remove it to bench q8 too")
         } else if let kept = (q8Asked.first?["weights"] as? String).flatMap(WeightDType.init(rawValue:)),
                   let why = WeightDType.q8.fallbackReason(stored: kept) {
-            results.notes.append("no q8 column: bench kept \(model) as \(kept.rawValue) when asked for q8 (\(why))")
+            results.notes.append("no q8 column: bench kept \(plan.model) as \(kept.rawValue) when asked for q8 (\(why))")
         }
         for note in results.notes { console.printError("pipeline: \(note)") }
-        try AtomicFile.write(try JSONOutput.string(results) + "\n", to: path("results.json"))
-        let report = PipelineReport.markdown(results)
-        try AtomicFile.write(report, to: path("report.md"))
-        try AtomicFile.write(PipelineReport.svg(results), to: path("plots.svg"))
+        try AtomicFile.write(try JSONOutput.string(results) + "\n", to: plan.path("results.json"))
+        try AtomicFile.write(PipelineReport.markdown(results), to: plan.path("report.md"))
+        try AtomicFile.write(PipelineReport.svg(results), to: plan.path("plots.svg"))
         console.print(PipelineReport.summary(results))
-        console.print("report: \(path("report.md")), \(path("results.json")), \(path("plots.svg"))")
+        console.print("report: \(plan.path("report.md")), \(plan.path("results.json")), \(plan.path("plots.svg"))")
     }
 
     /// `text` cut in two at a line start: the end, about `bytes` bytes and at most half of it, and
