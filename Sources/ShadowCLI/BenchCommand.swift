@@ -88,35 +88,222 @@ enum BenchCommand {
             .flag("no-progress", help: "Hide progress on stderr."),
         ]
     ) { arguments, console in
-        let path = try ModelOptions.modelPath(arguments)
-        // A value listed twice would run its rows twice: each list is read once per value.
-        func once<T: Hashable>(_ values: [T]) -> [T] { var seen = Set<T>(); return values.filter { seen.insert($0).inserted } }
-        let prompts = once(try arguments.intList("p", range: 0...65536) ?? [512])
-        let generations = once(try arguments.intList("n", range: 0...65536) ?? [128])
-        let backwardLengths = once(try arguments.intList("b", range: 0...65536) ?? [0])
-        let repetitions = try arguments.int("r", range: 1...1000) ?? 5
-        let threadCounts = once(try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount])
-        let dtypes = once((try arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
-        let format = arguments.string("o") ?? "md"
-        let showProgress = !arguments.flag("no-progress")
-        let name = URL(fileURLWithPath: path).lastPathComponent
-        let methods = once(try arguments.list("method") ?? ["dense"])
-        let sparsities = once(try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
+        try run(arguments, console: console)
+    }
+
+    static func run(_ arguments: ParsedArguments, console: Console) throws {
+        let options = try BenchOptions(arguments)
+        var rows: [Row] = []
+        for dtype in options.dtypes {
+            let loaded = try ModelLoader.load(path: options.path, weights: dtype)
+            let model = loaded.model
+            ModelOptions.warn(asked: dtype, kept: model.weightDType, path: options.path, console: console)
+            // tg<n> decodes n tokens from an empty cache, so n positions must fit as a prompt's would.
+            for (flag, lengths) in [("-p", options.prompts), ("-n", options.generations), ("-b", options.backwardLengths)] {
+                for length in lengths where length > model.shape.maxContext {
+                    throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds \(model.contextDescription)")
+                }
+            }
+            let configurations = try Configuration.all(options, loaded: loaded, warnings: dtype == options.dtypes.first ? console : nil)
+            for threads in options.threadCounts {
+                Threads.set(threads)
+                for configuration in configurations {
+                    rows += try measure(configuration, loaded: loaded, asked: dtype, threads: threads, options: options, console: console)
+                }
+            }
+        }
+        let report = Report(results: rows, peakResidentBytes: Benchmark.peakResidentBytes, machine: Machine.description,
+                            date: ISO8601DateFormatter().string(from: Date()), build: "shadowllm \(CLI.version)")
+        switch options.format {
+        case "json": console.print(try JSONOutput.string(report))
+        case "csv": for line in csv(rows) { console.print(line) }
+        default: for line in markdown(report) { console.print(line) }
+        }
+    }
+
+    /// What one sparse (or dense) row set runs: a method at one sparsity, with its masks.
+    struct Configuration {
+        let method: String
+        let sparsity: SparsityPair
+        let controller: (any SparsityController)?
+
+        /// Every method at every sparsity (dense at 0 alone), its masks made for `loaded`; the
+        /// masks' warnings printed to `warnings` when given (once, not per weight type).
+        static func all(_ options: BenchOptions, loaded: LoadedModel, warnings: Console?) throws -> [Configuration] {
+            var configurations: [Configuration] = []
+            for method in options.methods {
+                for sparsity in method == "dense" ? [SparsityPair(heads: 0, neurons: 0)] : options.pairs {
+                    let settings = SparsitySettings(headSparsity: sparsity.heads, neuronSparsity: sparsity.neurons,
+                                                    policy: options.policy, hybridFloor: options.hybridFloor)
+                    let controller = try SparsityOptions.controller(method: method, settings: settings, scoresPath: options.scoresPath,
+                                                                    predictorPath: options.predictorPath, refresh: options.refresh,
+                                                                    seed: 0, loaded: loaded)
+                    configurations.append(Configuration(method: method, sparsity: sparsity, controller: controller))
+                    for line in SparsityOptions.sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) {
+                        warnings?.printError(line)
+                    }
+                }
+            }
+            return configurations
+        }
+    }
+
+    /// One configuration's rows at one thread count: pp<n>, fw<n>/fb<n> (dense only) and tg<n>
+    /// (once per packing choice).
+    static func measure(_ configuration: Configuration, loaded: LoadedModel, asked dtype: WeightDType, threads: Int,
+                        options: BenchOptions, console: Console) throws -> [Row] {
+        let model = loaded.model
+        let label = "\(dtype.rawValue) t=\(threads) \(configuration.method)@\(configuration.sparsity)"
+        var measurements: [(Benchmark.Measurement, packed: Bool)] = []
+        for prompt in options.prompts where prompt > 0 {
+            if options.showProgress { console.printError("bench: \(label) pp\(prompt) …") }
+            measurements.append((Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: options.repetitions,
+                                                            sparsity: configuration.controller), false))
+        }
+        for length in options.backwardLengths where length > 0 && configuration.method == "dense" {
+            let differentiable = try loaded.requireDifferentiable(for: "bench -b")
+            if options.showProgress { console.printError("bench: \(label) fw\(length) and fb\(length) …") }
+            measurements += try forwardBackward(model: differentiable, tokens: length, repetitions: options.repetitions).map { ($0, false) }
+        }
+        let predicting = configuration.controller as? any PredictingController
+        var predictorShares: [Int: Double] = [:]   // by index in measurements
+        // Each distinct choice once: auto is on or off for a given controller.
+        let packing = BenchOptions.once(options.packings.map { $0.packs(configuration.controller) })
+        for count in options.generations where count > 0 {
+            for packed in packing {
+                if options.showProgress { console.printError("bench: \(label) tg\(count)\(packed ? " packed" : "") …") }
+                let m = Benchmark.textGeneration(model: model, tokens: count, repetitions: options.repetitions,
+                                                 sparsity: configuration.controller, packKeptRows: packed) { predicting?.resetStatistics() }
+                if let predicting {
+                    let decodeSeconds = m.samplesTokensPerSecond.reduce(0) { $0 + Double(count) / $1 }
+                    predictorShares[measurements.count] = predicting.statistics.seconds / decodeSeconds
+                }
+                measurements.append((m, packed))
+            }
+        }
+        let plans = (configuration.controller as? FixedSparsity)?.layers ?? predicting?.plans
+        let bytes = model.decodeBytesPerToken(plans: plans, keepingAllKeysAndValues: configuration.controller?.keepsAllKeysAndValues ?? false)
+        let realised = plans.map { Masks.realisedSparsity($0, shape: model.shape) }
+        return measurements.enumerated().map { index, measurement in
+            let (m, packed) = measurement
+            let isDecode = m.test.hasPrefix("tg")
+            var row = Row(model: options.name, method: configuration.method, headSparsity: configuration.sparsity.heads,
+                          neuronSparsity: configuration.sparsity.neurons, sizeBytes: model.decodeBytesPerToken,
+                          parameters: model.parameterCount, weights: model.weightDType.rawValue,
+                          threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
+                          samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
+                          gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil,
+                          predictorShare: predictorShares[index],
+                          realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
+            row.packedRows = packed
+            row.weightsAsked = dtype.rawValue
+            if isDecode { row.predictorBytesPerToken = predicting?.predictorBytesPerDecodeToken }
+            return row
+        }
+    }
+
+    /// `-o csv`: a header and one line per row.
+    static func csv(_ rows: [Row]) -> [String] {
+        func number(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
+        // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+        func field(_ text: String) -> String {
+            text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+        }
+        return ["model,size_bytes,params,weights,threads,method,head_sparsity,neuron_sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
+                + "realised_head_sparsity,realised_neuron_sparsity,predictor_share,predictor_bytes_per_token"]
+            + rows.map { r in
+                "\(field(r.model)),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.neuronSparsity),\(r.test),"
+                    + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
+                    + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
+                    + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare)),"
+                    + "\(r.predictorBytesPerToken.map(String.init) ?? "")"
+            }
+    }
+
+    /// `-o md` (the default): llama-bench's table, the backward pass's cost where fb rows ran,
+    /// and the peak memory, machine and build.
+    static func markdown(_ report: Report) -> [String] {
+        let rows = report.results
+        var lines = ["| model | size | params | weights | threads | method | sparsity | test | t/s | MB/token | GB/s | predictor |",
+                     "| --- | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+        for r in rows {
+            let size = String(format: "%.1f MiB", Double(r.sizeBytes) / 1_048_576)
+            let params = String(format: "%.1f M", Double(r.parameters) / 1e6)
+            let speed = String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)
+            let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
+            let perToken = r.bytesPerToken.map(Markdown.megabytes) ?? ""
+            // The share of decode time, and the predictor's own MB per token where it reads any.
+            let share = (r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "")
+                + (r.predictorBytesPerToken.flatMap { $0 > 0 ? ", \(Markdown.megabytes($0)) MB" : nil } ?? "")
+            let asked = SparsityPair(heads: r.headSparsity, neurons: r.neuronSparsity).description
+            let sparsity = r.realisedHeadSparsity.map { asked + String(format: " (%.2f/%.2f)", $0, r.realisedNeuronSparsity ?? 0) } ?? asked
+            let weights = r.weightsAsked.map { $0 == r.weights ? r.weights : "\(r.weights) (\($0) asked)" } ?? r.weights
+            lines.append("| \(r.model) | \(size) | \(params) | \(weights) | \(r.threads) | \(r.method)\(r.packedRows ? " (packed)" : "") | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
+        }
+        for fb in rows where fb.test.hasPrefix("fb") {
+            if let fw = rows.first(where: { $0.test == "fw" + fb.test.dropFirst(2) && $0.weights == fb.weights && $0.weightsAsked == fb.weightsAsked && $0.threads == fb.threads }) {
+                lines.append(String(format: "\n%@ %@ t=%d: forward + backward takes %.2f× the forward pass's time",
+                                    fb.test, fb.weights, fb.threads, fw.tokensPerSecond / fb.tokensPerSecond))
+            }
+        }
+        lines.append("")
+        lines.append("peak RSS \(String(format: "%.1f MiB", Double(report.peakResidentBytes) / 1_048_576)); \(report.machine); \(report.build)")
+        return lines
+    }
+}
+
+/// What a `bench` command asks for, read and checked before any model is loaded.
+struct BenchOptions {
+    let path: String
+    /// The model's file name, as the rows name it.
+    let name: String
+    let prompts: [Int]
+    let generations: [Int]
+    let backwardLengths: [Int]
+    let repetitions: Int
+    let threadCounts: [Int]
+    let dtypes: [WeightDType]
+    let format: String
+    let showProgress: Bool
+    let methods: [String]
+    /// Each sparse row's (heads, neurons): --sparsity's list, a side fixed by its own option.
+    let pairs: [SparsityPair]
+    let policy: MaskPolicy
+    let hybridFloor: Double
+    let packings: [SparsityOptions.Packing]
+    let scoresPath: String?
+    let predictorPath: String?
+    let refresh: Int?
+
+    /// A value listed twice would run its rows twice: each list is read once per value.
+    static func once<T: Hashable>(_ values: [T]) -> [T] { var seen = Set<T>(); return values.filter { seen.insert($0).inserted } }
+
+    init(_ arguments: ParsedArguments) throws {
+        path = try ModelOptions.modelPath(arguments)
+        name = URL(fileURLWithPath: path).lastPathComponent
+        prompts = Self.once(try arguments.intList("p", range: 0...65536) ?? [512])
+        generations = Self.once(try arguments.intList("n", range: 0...65536) ?? [128])
+        backwardLengths = Self.once(try arguments.intList("b", range: 0...65536) ?? [0])
+        repetitions = try arguments.int("r", range: 1...1000) ?? 5
+        threadCounts = Self.once(try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount])
+        dtypes = Self.once((try arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
+        format = arguments.string("o") ?? "md"
+        showProgress = !arguments.flag("no-progress")
+        methods = Self.once(try arguments.list("method") ?? ["dense"])
+        let sparsities = Self.once(try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
             guard let value = Double(text), value >= 0, value < 1 else {
                 throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")
             }
             return value
         })
-        let policy = MaskPolicy(rawValue: try arguments.required("policy"))!
+        policy = MaskPolicy(rawValue: try arguments.required("policy"))!
         let headOverride = try arguments.double("head-sparsity")
         let neuronOverride = try arguments.double("neuron-sparsity")
         try SparsityOptions.refuseUnreadSparsity(arguments)
-        // Each sparse row's (heads, neurons): --sparsity's list, a side fixed by its own option.
-        let pairs = once((headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
+        pairs = Self.once((headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
             SparsityPair(heads: headOverride ?? $0, neurons: neuronOverride ?? $0)
         })
-        let hybridFloor = try arguments.double("hybrid-floor") ?? 0.1
-        // Checked before any model is loaded.
+        hybridFloor = try arguments.double("hybrid-floor") ?? 0.1
         for pair in pairs {
             try SparsitySettings(headSparsity: pair.heads, neuronSparsity: pair.neurons, policy: policy, hybridFloor: hybridFloor).validate()
         }
@@ -140,141 +327,16 @@ enum BenchCommand {
         if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {
             throw ShadowError.invalidArgument(name: "-b", reason: "runs for the dense method only; add dense to --method")
         }
-        let packings = once(try (arguments.list("packing") ?? ["off"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
+        packings = Self.once(try (arguments.list("packing") ?? ["off"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
         if arguments.has("packing"), !generations.contains(where: { $0 > 0 }) {
             throw ShadowError.invalidArgument(name: "--packing", reason: "is only read when decoding (-n above 0)")
         }
         for option in ["sparsity", "head-sparsity", "neuron-sparsity"] where arguments.has(option) && methods.allSatisfy({ $0 == "dense" }) {
             throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a sparse --method (dense runs at 0)")
         }
-
-        var rows: [Row] = []
-        for dtype in dtypes {
-            let loaded = try ModelLoader.load(path: path, weights: dtype)
-            let model = loaded.model
-            ModelOptions.warn(asked: dtype, kept: model.weightDType, path: path, console: console)
-            // tg<n> decodes n tokens from an empty cache, so n positions must fit as a prompt's would.
-            for (flag, lengths) in [("-p", prompts), ("-n", generations), ("-b", backwardLengths)] {
-                for length in lengths where length > model.shape.maxContext {
-                    throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds \(model.contextDescription)")
-                }
-            }
-            var configurations: [(method: String, sparsity: SparsityPair, controller: (any SparsityController)?)] = []
-            for method in methods {
-                for sparsity in method == "dense" ? [SparsityPair(heads: 0, neurons: 0)] : pairs {
-                    let settings = SparsitySettings(headSparsity: sparsity.heads, neuronSparsity: sparsity.neurons,
-                                                    policy: policy, hybridFloor: hybridFloor)
-                    let controller = try SparsityOptions.controller(method: method, settings: settings,
-                                                                    scoresPath: arguments.string("scores"),
-                                                                    predictorPath: arguments.string("predictor"),
-                                                                    refresh: try arguments.int("refresh", range: 0...1_000_000),
-                                                                    seed: 0, loaded: loaded)
-                    configurations.append((method, sparsity, controller))
-                    if dtype == dtypes.first {
-                        for line in SparsityOptions.sparsityWarnings(method: method, settings: settings, shape: model.shape) {
-                            console.printError(line)
-                        }
-                    }
-                }
-            }
-            for threads in threadCounts {
-                Threads.set(threads)
-                for configuration in configurations {
-                    let label = "\(dtype.rawValue) t=\(threads) \(configuration.method)@\(configuration.sparsity)"
-                    var measurements: [(Benchmark.Measurement, packed: Bool)] = []
-                    for prompt in prompts where prompt > 0 {
-                        if showProgress { console.printError("bench: \(label) pp\(prompt) …") }
-                        measurements.append((Benchmark.promptProcessing(model: model, tokens: prompt, repetitions: repetitions,
-                                                                        sparsity: configuration.controller), false))
-                    }
-                    for length in backwardLengths where length > 0 && configuration.method == "dense" {
-                        let differentiable = try loaded.requireDifferentiable(for: "bench -b")
-                        if showProgress { console.printError("bench: \(label) fw\(length) and fb\(length) …") }
-                        measurements += try forwardBackward(model: differentiable, tokens: length, repetitions: repetitions).map { ($0, false) }
-                    }
-                    let predicting = configuration.controller as? any PredictingController
-                    var predictorShares: [Int: Double] = [:]   // by index in measurements
-                    // Each distinct choice once: auto is on or off for a given controller.
-                    let packing = once(packings.map { $0.packs(configuration.controller) })
-                    for count in generations where count > 0 {
-                        for packed in packing {
-                            if showProgress { console.printError("bench: \(label) tg\(count)\(packed ? " packed" : "") …") }
-                            let m = Benchmark.textGeneration(model: model, tokens: count, repetitions: repetitions,
-                                                             sparsity: configuration.controller, packKeptRows: packed) { predicting?.resetStatistics() }
-                            if let predicting {
-                                let decodeSeconds = m.samplesTokensPerSecond.reduce(0) { $0 + Double(count) / $1 }
-                                predictorShares[measurements.count] = predicting.statistics.seconds / decodeSeconds
-                            }
-                            measurements.append((m, packed))
-                        }
-                    }
-                    let plans = (configuration.controller as? FixedSparsity)?.layers ?? predicting?.plans
-                    let bytes = model.decodeBytesPerToken(plans: plans, keepingAllKeysAndValues: configuration.controller?.keepsAllKeysAndValues ?? false)
-                    let realised = plans.map { Masks.realisedSparsity($0, shape: model.shape) }
-                    for (index, (m, packed)) in measurements.enumerated() {
-                        let isDecode = m.test.hasPrefix("tg")
-                        var row = Row(model: name, method: configuration.method, headSparsity: configuration.sparsity.heads,
-                                        neuronSparsity: configuration.sparsity.neurons, sizeBytes: model.decodeBytesPerToken,
-                                        parameters: model.parameterCount, weights: model.weightDType.rawValue,
-                                        threads: threads, test: m.test, tokensPerSecond: m.mean, stddev: m.stddev,
-                                        samples: m.samplesTokensPerSecond, bytesPerToken: isDecode ? bytes : nil,
-                                        gigabytesPerSecond: isDecode ? Double(bytes) * m.mean / 1e9 : nil,
-                                        predictorShare: predictorShares[index],
-                                        realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
-                        row.packedRows = packed
-                        row.weightsAsked = dtype.rawValue
-                        if isDecode { row.predictorBytesPerToken = predicting?.predictorBytesPerDecodeToken }
-                        rows.append(row)
-                    }
-                }
-            }
-        }
-        let report = Report(results: rows, peakResidentBytes: Benchmark.peakResidentBytes, machine: Machine.description,
-                            date: ISO8601DateFormatter().string(from: Date()), build: "shadowllm \(CLI.version)")
-        switch format {
-        case "json":
-            console.print(try JSONOutput.string(report))
-        case "csv":
-            console.print("model,size_bytes,params,weights,threads,method,head_sparsity,neuron_sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
-                          + "realised_head_sparsity,realised_neuron_sparsity,predictor_share,predictor_bytes_per_token")
-            func number(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
-            // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
-            func field(_ text: String) -> String {
-                text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
-            }
-            for r in rows {
-                console.print("\(field(r.model)),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.neuronSparsity),\(r.test),"
-                              + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
-                              + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
-                              + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare)),"
-                              + "\(r.predictorBytesPerToken.map(String.init) ?? "")")
-            }
-        default:
-            console.print("| model | size | params | weights | threads | method | sparsity | test | t/s | MB/token | GB/s | predictor |")
-            console.print("| --- | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
-            for r in rows {
-                let size = String(format: "%.1f MiB", Double(r.sizeBytes) / 1_048_576)
-                let params = String(format: "%.1f M", Double(r.parameters) / 1e6)
-                let speed = String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)
-                let bandwidth = r.gigabytesPerSecond.map { String(format: "%.1f", $0) } ?? ""
-                let perToken = r.bytesPerToken.map(Markdown.megabytes) ?? ""
-                // The share of decode time, and the predictor's own MB per token where it reads any.
-                let share = (r.predictorShare.map { String(format: "%.1f%%", $0 * 100) } ?? "")
-                    + (r.predictorBytesPerToken.flatMap { $0 > 0 ? ", \(Markdown.megabytes($0)) MB" : nil } ?? "")
-                let asked = SparsityPair(heads: r.headSparsity, neurons: r.neuronSparsity).description
-                let sparsity = r.realisedHeadSparsity.map { asked + String(format: " (%.2f/%.2f)", $0, r.realisedNeuronSparsity ?? 0) } ?? asked
-                let weights = r.weightsAsked.map { $0 == r.weights ? r.weights : "\(r.weights) (\($0) asked)" } ?? r.weights
-                console.print("| \(r.model) | \(size) | \(params) | \(weights) | \(r.threads) | \(r.method)\(r.packedRows ? " (packed)" : "") | \(sparsity) | \(r.test) | \(speed) | \(perToken) | \(bandwidth) | \(share) |")
-            }
-            for fb in rows where fb.test.hasPrefix("fb") {
-                if let fw = rows.first(where: { $0.test == "fw" + fb.test.dropFirst(2) && $0.weights == fb.weights && $0.weightsAsked == fb.weightsAsked && $0.threads == fb.threads }) {
-                    console.print(String(format: "\n%@ %@ t=%d: forward + backward takes %.2f× the forward pass's time",
-                                         fb.test, fb.weights, fb.threads, fw.tokensPerSecond / fb.tokensPerSecond))
-                }
-            }
-            console.print("")
-            console.print("peak RSS \(String(format: "%.1f MiB", Double(report.peakResidentBytes) / 1_048_576)); \(report.machine); \(report.build)")
-        }
+        scoresPath = arguments.string("scores")
+        predictorPath = arguments.string("predictor")
+        refresh = try arguments.int("refresh", range: 0...1_000_000)
     }
 }
 
