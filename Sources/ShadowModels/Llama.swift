@@ -24,6 +24,25 @@ public struct LlamaBlock: Sendable {
     /// Gemma: RMSNorms of the attention's and the MLP's outputs, before the residual adds.
     public var postAttentionNorm: [Float]? = nil  // (d)
     public var postMLPNorm: [Float]? = nil        // (d)
+
+    // Public, as `LlamaModel.init` is, so a model can be assembled from weights made in code.
+    public init(attentionNorm: [Float], q: Linear, k: Linear, v: Linear, output: TransposedLinear, mlpNorm: [Float],
+                gate: Linear, up: Linear, down: TransposedLinear, queryNorm: [Float]? = nil, keyNorm: [Float]? = nil,
+                postAttentionNorm: [Float]? = nil, postMLPNorm: [Float]? = nil) {
+        self.attentionNorm = attentionNorm
+        self.q = q
+        self.k = k
+        self.v = v
+        self.output = output
+        self.mlpNorm = mlpNorm
+        self.gate = gate
+        self.up = up
+        self.down = down
+        self.queryNorm = queryNorm
+        self.keyNorm = keyNorm
+        self.postAttentionNorm = postAttentionNorm
+        self.postMLPNorm = postMLPNorm
+    }
 }
 
 public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
