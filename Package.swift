@@ -62,17 +62,24 @@ let package = Package(
         // removed when the test process exits, the fuzz tests' seeds and mutations.
         .target(name: "ShadowTestSupport", dependencies: ["ShadowFormats"], path: "Tests/ShadowTestSupport",
                 swiftSettings: swiftSettings),
+        // Models for the test targets that run them: tiny random-weight Llamas built in code and the
+        // path of the reference checkpoints. A target of its own so the kernels', formats',
+        // tokenizers' and tasks' tests are not built against ShadowModels.
+        .target(name: "ShadowModelTestSupport", dependencies: ["ShadowKernels", "ShadowModels", "ShadowTestSupport"],
+                path: "Tests/ShadowModelTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "ShadowKernelsTests", dependencies: ["ShadowKernels", "ShadowTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowFormatsTests", dependencies: ["ShadowFormats", "ShadowTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowTokenizersTests", dependencies: ["ShadowTokenizers", "ShadowTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowModelsTests", dependencies: ["ShadowModels", "ShadowTestSupport"],
+        .testTarget(name: "ShadowModelsTests", dependencies: ["ShadowModels", "ShadowTestSupport", "ShadowModelTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
         .testTarget(name: "ShadowTasksTests", dependencies: ["ShadowTasks", "ShadowTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity", "ShadowTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowEvalTests", dependencies: ["ShadowEval", "ShadowTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI", "ShadowTestSupport"],
+        .testTarget(name: "ShadowSparsityTests", dependencies: ["ShadowSparsity", "ShadowTestSupport", "ShadowModelTestSupport"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowEvalTests", dependencies: ["ShadowEval", "ShadowTestSupport", "ShadowModelTestSupport"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "ShadowCLITests", dependencies: ["ShadowCLI", "ShadowTestSupport", "ShadowModelTestSupport"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftSettings),
     ]
 )

@@ -4,6 +4,7 @@ import ShadowKernels
 import ShadowModels
 import ShadowTokenizers
 @testable import ShadowCLI
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 /// Runs the CLI in-process and captures what it prints.
@@ -30,11 +31,8 @@ struct CLIRun {
     }
 }
 
-/// The tiny checkpoints written by scripts/reference/make_fixtures.py (in the models' test target).
-func fixture(_ name: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
-}
+/// The path of one of the tiny reference checkpoints, as the commands are given it.
+func fixture(_ name: String) -> String { ModelFixtures.path(name) }
 
 @Suite("Command line")
 struct CLITests {

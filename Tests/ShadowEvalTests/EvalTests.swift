@@ -6,14 +6,11 @@ import ShadowModels
 import ShadowSparsity
 import ShadowTasks
 import ShadowTokenizers
+import ShadowModelTestSupport
 import ShadowTestSupport
 
-/// A checkpoint of the models' test target (written by scripts/reference/make_fixtures.py).
-func fixture(_ name: String) throws -> LoadedModel {
-    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("ShadowModelsTests/Fixtures/\(name)").path
-    return try ModelLoader.load(path: path)
-}
+/// One of the tiny reference checkpoints, loaded.
+func fixture(_ name: String) throws -> LoadedModel { try ModelLoader.load(path: ModelFixtures.path(name)) }
 
 let questions = [
     MultipleChoiceItem(id: 0, context: "Question: How do you open a jar?\nAnswer:",

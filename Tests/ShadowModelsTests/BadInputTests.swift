@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowFormats
 @testable import ShadowModels
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 /// Expects `body` to throw a ShadowError whose one-line description contains every fragment.

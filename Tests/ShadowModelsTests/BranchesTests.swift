@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ShadowModels
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 @Suite("Branches: several continuations of a cached context in one forward")

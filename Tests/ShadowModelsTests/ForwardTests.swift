@@ -3,6 +3,7 @@ import Testing
 import ShadowFormats
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 @Suite("Forward pass and KV cache")

@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowFormats
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 /// The models the gradient checks run on: tiny random Llamas built in code and the reference

@@ -1,6 +1,7 @@
 import Testing
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 @Suite("Projection paths")

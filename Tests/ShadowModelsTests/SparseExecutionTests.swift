@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowKernels
 @testable import ShadowModels
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 /// Random plans that keep a fraction of each layer's heads and neurons (layer 0 stays dense).

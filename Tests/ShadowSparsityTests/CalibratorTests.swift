@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowModels
 @testable import ShadowSparsity
 import ShadowKernels
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 @Suite("Calibrator")
@@ -20,8 +21,7 @@ struct CalibratorTests {
 
     @Test("a calibration text is read byte for byte, as --text-file is: a byte-order mark keeps its tokens")
     func calibrationTextByteForByte() throws {
-        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("ShadowModelsTests/Fixtures/tiny-llama").path
+        let model = ModelFixtures.path("tiny-llama")
         let tokenizer = try #require(try ModelLoader.load(path: model).tokenizer)
         let file = TestScratch.path("calibration-bom", suffix: ".txt")
         defer { try? FileManager.default.removeItem(atPath: file) }
@@ -37,7 +37,7 @@ struct CalibratorTests {
           arguments: ["tiny-llama", "tiny-opt", "tiny-opt-postln", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
                       "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-smollm3"])
     func fp32InputsFromTheGradientPass(name: String) throws {
-        let model = try TinyModels.fixture(name)
+        let model = try ModelFixtures.differentiableModel(name)
         for token in PredictorToken.allCases {
             let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
             let record = try Calibrator(model: model, criteria: [.plainact], predictorToken: token).record(sample)
@@ -55,7 +55,7 @@ struct CalibratorTests {
     @Test("with 16-bit or 8-bit weights the predictor inputs are recorded by the engine's own forward pass (its fp16 KV cache, bf16 inputs)",
           arguments: [WeightDType.bf16, .f16, .bf16dot, .q8])
     func halfInputsFromTheForwardPass(weights: WeightDType) throws {
-        let model = try TinyModels.fixture("tiny-llama", weights: weights)
+        let model = try ModelFixtures.differentiableModel("tiny-llama", weights: weights)
         let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
         let record = try Calibrator(model: model, criteria: [.plainact], predictorToken: .lastContext).record(sample)
         let capture = Self.forwardCapture(model, position: 11)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ShadowModels
 @testable import ShadowSparsity
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 /// The formulas of DESIGN §3 written out entry by entry from a GradientRecord, as plainly as
@@ -106,7 +107,7 @@ struct ImportanceTests {
     static let tokens = [3, 14, 15, 9, 26, 5, 35, 8, 14, 2, 9, 14]
 
     static func model(_ name: String) throws -> any DifferentiableLanguageModel {
-        name == "code-llama" ? TinyModels.llama() : try TinyModels.fixture(name)
+        name == "code-llama" ? TinyModels.criteriaLlama() : try ModelFixtures.differentiableModel(name)
     }
 
     @Test("each criterion equals a naive computation from the gradient record", arguments: models)
@@ -184,7 +185,7 @@ struct ImportanceTests {
 
     @Test("a head whose A is zero and a neuron whose N is zero score 0 under plainact, fisher, snip and l2_norm (nwot: the head), and every other head scores above 0")
     func silencedUnits() throws {
-        let model = TinyModels.llama(heads: 4, kvHeads: 4, silencedHead: 1, silencedNeuron: 5)
+        let model = TinyModels.criteriaLlama(heads: 4, kvHeads: 4, silencedHead: 1, silencedNeuron: 5)
         let scores = try Importance.scores(model: model, tokens: Self.tokens, predictFrom: 3,
                                            criteria: [.plainact, .fisher, .snip, .l2Norm, .nwot])
         for criterion in [Criterion.plainact, .fisher, .snip, .l2Norm, .nwot] {
@@ -201,7 +202,7 @@ struct ImportanceTests {
 
     @Test("l2_norm and nwot need no backward and give the same scores as with one")
     func forwardOnly() throws {
-        let model = TinyModels.llama()
+        let model = TinyModels.criteriaLlama()
         let alone = try Importance.scores(model: model, tokens: Self.tokens, predictFrom: 4, criteria: [.l2Norm, .nwot])
         let together = try Importance.scores(model: model, tokens: Self.tokens, predictFrom: 4, criteria: [.l2Norm, .nwot, .plainact])
         #expect(alone[.l2Norm] == together[.l2Norm] && alone[.nwot] == together[.nwot])
@@ -223,7 +224,7 @@ struct ImportanceTests {
 
     @Test("aggregate sums heads and neurons element-wise and averages the loss")
     func aggregate() throws {
-        let model = TinyModels.llama()
+        let model = TinyModels.criteriaLlama()
         let samples = try [[1, 2, 3, 4, 5], [9, 8, 7, 6], [11, 12, 13, 14, 15, 16]].map {
             try Importance.scores(model: model, tokens: $0, predictFrom: 2, criteria: [.plainact, .jacov])
         }
@@ -271,7 +272,7 @@ struct CorrelationTests {
 
     @Test("each sample keeps G at four seeded positions per head, and static jacov is jacov of the pooled vectors")
     func pooledVectors() throws {
-        let model = TinyModels.llama()
+        let model = TinyModels.criteriaLlama()
         let lists = [[1, 2, 3, 4, 5, 6, 7], [9, 8, 7, 6], [11, 12, 13, 14, 15, 16], [20, 21, 22]]
         let samples = try lists.map { try Importance.scores(model: model, tokens: $0, predictFrom: 2, criteria: [.jacov])[.jacov]! }
         let s = model.shape, k = GradientCorrelation.pooledPerSample
@@ -388,10 +389,9 @@ struct ReferenceCriteriaTests {
     @Test("plainact and snip scores equal PyTorch's within 1e-4",
           arguments: ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-opt", "tiny-opt-postln"])
     func agrees(checkpoint: String) throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("ShadowModelsTests/Fixtures/\(checkpoint)/gradients.json")
+        let path = ModelFixtures.directory.appendingPathComponent("\(checkpoint)/gradients.json")
         let expected = try JSONDecoder().decode(Expectation.self, from: Data(contentsOf: path))
-        let model = try TinyModels.fixture(checkpoint)
+        let model = try ModelFixtures.differentiableModel(checkpoint)
         let scores = try Importance.scores(model: model, tokens: expected.inputIDs, predictFrom: expected.predictFrom,
                                            criteria: [.plainact, .snip])
         for criterion in [Criterion.plainact, .snip] {

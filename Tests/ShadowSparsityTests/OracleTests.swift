@@ -3,6 +3,7 @@ import Testing
 import ShadowFormats
 @testable import ShadowModels
 @testable import ShadowSparsity
+import ShadowModelTestSupport
 
 @Suite("Oracle masks")
 struct OracleTests {
@@ -10,7 +11,7 @@ struct OracleTests {
 
     @Test("the oracle masks each prompt with the criterion computed on that prompt")
     func masksFromTheTrueCriterion() throws {
-        let model = TinyModels.llama(layers: 3)
+        let model = TinyModels.criteriaLlama(layers: 3)
         let oracle = try OracleController(model: model, criterion: .plainact, settings: settings)
         for prompt in [[1, 5, 9, 2, 7], [3, 3, 8, 41, 12, 6, 30]] {
             oracle.prepare(prompt: prompt)
@@ -24,7 +25,7 @@ struct OracleTests {
 
     @Test("the sparse forward uses the oracle's plans: equal to a fixed mask of the same scores")
     func forwardUsesPlans() throws {
-        let model = TinyModels.llama(layers: 3)
+        let model = TinyModels.criteriaLlama(layers: 3)
         let prompt = [1, 5, 9, 2, 7, 11]
         let oracle = try OracleController(model: model, criterion: .fisher, settings: settings)
         let nll = Scoring.tokenNLL(model: model, tokens: prompt, sparsity: { oracle.prepare(prompt: prompt); return oracle }())
@@ -35,7 +36,7 @@ struct OracleTests {
 
     @Test("a one-token prompt runs dense and counts as a dense mask in the realised sparsity; heads-only criteria are refused")
     func edges() throws {
-        let model = TinyModels.llama()
+        let model = TinyModels.criteriaLlama()
         let oracle = try OracleController(model: model, criterion: .l2Norm, settings: settings)
         oracle.prepare(prompt: [4])
         #expect(oracle.plans.allSatisfy { $0 == .dense })

@@ -3,6 +3,7 @@ import Testing
 @testable import ShadowFormats
 @testable import ShadowModels
 @testable import ShadowSparsity
+import ShadowModelTestSupport
 import ShadowTestSupport
 
 /// A dense controller that keeps, per layer, the last token's residual input and A of the last call.
@@ -29,7 +30,7 @@ final class Recorder: SparsityController, @unchecked Sendable {
 
 @Suite("Predicted masks")
 struct PredictedSparsityTests {
-    let model = PredictorModels.llama(layers: 3)
+    let model = TinyModels.llama(layers: 3)
     var fingerprint: ModelFingerprint { ModelFingerprint(name: "tiny", architecture: "llama", shape: model.shape, contentHash: "1") }
     let prompt = [3, 14, 15, 9, 26, 5]
     let settings = SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.25, policy: .global)
@@ -68,7 +69,7 @@ struct PredictedSparsityTests {
 
     @Test("realised sparsity is the ratio of the pruned units over all masks recorded, whatever their order")
     func realisedSparsityCounts() {
-        let shape = TinyModels.llama(layers: 3).shape
+        let shape = TinyModels.criteriaLlama(layers: 3).shape
         // Masks of different sizes: dense, one head and 3 neurons of layer 1, two heads of layers 1 and 2.
         let plans: [[LayerPlan]] = [
             [.dense, .dense, .dense],

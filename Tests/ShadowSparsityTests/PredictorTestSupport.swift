@@ -73,35 +73,3 @@ enum SyntheticTraces {
         try writer.finish()
     }
 }
-
-/// Tiny random-weight Llama models built in code (as in the models' tests).
-enum PredictorModels {
-    static func matrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 0.2) -> WeightMatrix {
-        WeightMatrix(Matrix(rows: rows, cols: cols, values: randomFloats(rows * cols, seed: seed).map { $0 * scale }),
-                     dtype: .f32)
-    }
-
-    static func llama(layers: Int = 3, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2, ffn: Int = 48,
-                      vocab: Int = 50) -> LlamaModel {
-        let config = LlamaConfig(hiddenSize: hidden, intermediateSize: ffn, layers: layers, heads: heads,
-                                 kvHeads: kvHeads, vocabularySize: vocab, maxContext: 64)
-        let s = config.shape
-        var seed: UInt64 = 100
-        func next() -> UInt64 { seed += 1; return seed }
-        func norm() -> [Float] { randomFloats(hidden, seed: next()).map { 1 + 0.1 * $0 } }
-        let blocks = (0..<layers).map { _ in
-            LlamaBlock(attentionNorm: norm(),
-                       q: Linear(weight: matrix(s.attentionWidth, hidden, seed: next())),
-                       k: Linear(weight: matrix(s.kvWidth, hidden, seed: next())),
-                       v: Linear(weight: matrix(s.kvWidth, hidden, seed: next())),
-                       output: TransposedLinear(weightT: matrix(s.attentionWidth, hidden, seed: next())),
-                       mlpNorm: norm(),
-                       gate: Linear(weight: matrix(ffn, hidden, seed: next())),
-                       up: Linear(weight: matrix(ffn, hidden, seed: next())),
-                       down: TransposedLinear(weightT: matrix(ffn, hidden, seed: next())))
-        }
-        let embedding = matrix(vocab, hidden, seed: next(), scale: 1)
-        return LlamaModel(config: config, architecture: "llama", embedding: embedding, blocks: blocks,
-                          finalNorm: norm(), lmHead: embedding)
-    }
-}
