@@ -4,6 +4,7 @@ import ShadowFormats
 import ShadowModels
 import ShadowSparsity
 import ShadowTasks
+import ShadowTokenizers
 
 /// `shadowllm eval`: one task of DESIGN §6, sparse and dense in the same harness.
 enum EvalCommand {
@@ -134,70 +135,12 @@ enum EvalCommand {
             .flag("no-progress", help: "Hide the progress bar."),
         ]
     ) { arguments, console in
-        let task = TaskName(name: try arguments.required("task"))!   // the parser allows only tasks and their aliases
-        let dataPath = try arguments.required("data")
-        try ModelOptions.requireFile(dataPath, option: "data")
-        // Refused before the file is looked for: its name is not the problem.
-        if arguments.has("labels"), let refusal = task.labelsFileRefusal {
-            throw ShadowError.invalidArgument(name: "--labels", reason: refusal)
-        }
-        if let labels = arguments.string("labels") { try ModelOptions.requireFile(labels, option: "labels") }
-        // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
-        let labels = try arguments.string("labels") ?? TaskFile.labelsBeside(data: dataPath, task: task)
-        if let labels, arguments.flag("verbose") {
-            console.printError("eval: labels from \(labels)" + (arguments.has("labels") ? "" : " (found beside --data)"))
-        }
-        if let samples = arguments.string("samples") {
-            try AtomicFile.checkWritable(samples, option: "--samples")
-            try AtomicFile.refuseOverwriting(samples, option: "--samples", inputs: [
-                ("--data", dataPath), ("--labels", labels ?? ""), ("--model", (try? ModelOptions.modelPath(arguments)) ?? ""),
-                ("--predictor", arguments.string("predictor") ?? ""), ("--scores", arguments.string("scores") ?? "")])
-        }
-        let offset = try arguments.int("offset", range: 0...Int.max) ?? 0
-        let limit = try arguments.int("limit", range: 1...Int.max)
-        let shots = try arguments.int("shots", range: 0...1000) ?? 0
-        let seed = UInt64(try arguments.int("seed", range: 0...Int.max) ?? 1234)
-        let maskMode = MaskMode(rawValue: try arguments.required("mask-mode"))!
-        let settings = try SparsityOptions.settings(arguments)
+        try run(arguments, console: console)
+    }
 
-        // Read the task before loading the model, so a bad file fails fast.
-        var items: [MultipleChoiceItem] = []
-        var text = ""
-        switch task {
-        case .wikitext: text = try TaskFile.wikitext(path: dataPath)
-        case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
-        default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: labels, asStored: arguments.flag("as-stored"))
-        }
-        for option in ["detokenize", "context", "stride"] where arguments.has(option) && task != .wikitext {
-            throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to wikitext only")
-        }
-        if arguments.has("as-stored"), task != .wikitext, task != .hellaswag {
-            throw ShadowError.invalidArgument(name: "--as-stored", reason: "applies to wikitext and hellaswag only")
-        }
-        // WikiText scores the text itself: there is no question to put examples before.
-        for option in ["shots", "seed"] where arguments.has(option) && task == .wikitext {
-            throw ShadowError.invalidArgument(name: "--\(option)", reason: "does not apply to wikitext (no few-shot examples: each article is scored whole)")
-        }
-        if arguments.has("mask-mode") {
-            if task == .wikitext {
-                throw ShadowError.invalidArgument(name: "--mask-mode", reason: "does not apply to wikitext (each window is one prompt)")
-            }
-            if try arguments.required("method") == "dense" {
-                throw ShadowError.invalidArgument(name: "--mask-mode", reason: "is only read with a sparse --method")
-            }
-        }
-        if arguments.flag("detokenize"), arguments.flag("as-stored") {
-            throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize")
-        }
-        if task != .wikitext {
-            _ = try Evaluation.fewShotPool(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit), shots: shots)
-        } else if offset != 0 || limit != nil {
-            // lm-eval's --limit counts documents, and WikiText's documents are its articles. Pages
-            // joined by a line break split into the same pages again.
-            let pages = TaskFile.wikitextPages(text)
-            text = pages[try Evaluation.slice(count: pages.count, offset: offset, limit: limit, unit: "articles")].joined(separator: "\n")
-        }
-
+    static func run(_ arguments: ParsedArguments, console: Console) throws {
+        // The task is read before the model is loaded, so a bad file fails fast.
+        let input = try Input(arguments, console: console)
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
@@ -206,70 +149,43 @@ enum EvalCommand {
         var bar: ProgressBar?
         let showProgress = !arguments.flag("no-progress")
         let progress: (Int, Int) -> Void = { done, total in
-            if bar == nil { bar = ProgressBar(console: console, label: task.rawValue, total: total, enabled: showProgress, started: start) }
+            if bar == nil { bar = ProgressBar(console: console, label: input.task.rawValue, total: total, enabled: showProgress, started: start) }
             bar?.update(done)
         }
 
-        var report = Report(task: task.rawValue, model: loaded.path, n: 0, method: try arguments.required("method"),
-                            maskMode: maskMode.rawValue, headSparsity: settings.headSparsity,
-                            neuronSparsity: settings.neuronSparsity, dense: [:], offset: offset, limit: limit,
-                            shots: shots, seed: seed, seconds: 0)
-        report.data = try arguments.required("data")
+        var report = Report(task: input.task.rawValue, model: loaded.path, n: 0, method: try arguments.required("method"),
+                            maskMode: input.maskMode.rawValue, headSparsity: input.settings.headSparsity,
+                            neuronSparsity: input.settings.neuronSparsity, dense: [:], offset: input.offset, limit: input.limit,
+                            shots: input.shots, seed: input.seed, seconds: 0)
+        report.data = input.dataPath
         report.maskSource = try SparsityOptions.source(arguments)
         report.weights = loaded.model.weightDType.rawValue
-        var agreement: Agreement?
-        var samples: [Sample] = []
-        switch task {
-        case .wikitext:
+        let samples: [Sample]
+        if input.task == .wikitext {
             let context = try arguments.int("context", range: 1...1_000_000) ?? model.shape.maxContext
             let stride = try arguments.int("stride", range: 1...1_000_000)
             let detokenize = !arguments.flag("as-stored")
-            let scored = try Evaluation.wikitext(text: text, detokenize: detokenize, model: model, tokenizer: tokenizer,
+            let scored = try Evaluation.wikitext(text: input.text, detokenize: detokenize, model: model, tokenizer: tokenizer,
                                                  context: context, stride: stride, sparsity: sparsity, progress: progress)
-            report.n = TaskFile.wikitextPages(text).count     // articles, as lm-eval counts documents
+            report.n = TaskFile.wikitextPages(input.text).count     // articles, as lm-eval counts documents
             report.detokenized = detokenize
             report.context = context
             report.stride = stride ?? Scoring.defaultStride(context: context)
             report.metrics = perplexityMetrics(scored.result)
             report.dense = perplexityMetrics(scored.dense)
             samples = zip(scored.result.pages, scored.dense.pages).enumerated().map { index, pair in
-                Sample.page(offset + index, pair.0, dense: sparsity == nil ? nil : pair.1)
+                Sample.page(input.offset + index, pair.0, dense: sparsity == nil ? nil : pair.1)
             }
-        default:
-            if task == .hellaswag { report.capitalizedCtxB = !arguments.flag("as-stored") }
-            let range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
-            let pool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
-            let scorer = LoglikelihoodScorer(model: model, sparsity: sparsity, maskMode: maskMode)
-            if task == .lambada {
-                let result = Evaluation.lambada(items: items[range], pool: pool, shots: shots, seed: seed,
-                                                tokenizer: tokenizer, scorer: scorer, progress: progress)
-                report.n = result.n
-                report.metrics = ["acc": result.sparse.acc.value, "acc_stderr": result.sparse.acc.stderr,
-                                  "perplexity": result.sparse.perplexity, "token_perplexity": result.sparse.tokenPerplexity]
-                report.dense = ["acc": result.dense.acc.value, "perplexity": result.dense.perplexity, "token_perplexity": result.dense.tokenPerplexity]
-                agreement = result.agreement
-                report.truncatedItems = result.truncatedItems
-                samples = result.passages.indices.map { Sample.passage(result, $0, sparse: sparsity != nil) }
-            } else {
-                let result = Evaluation.multipleChoice(items: items[range], pool: pool, shots: shots, seed: seed,
-                                                       tokenizer: tokenizer, scorer: scorer, progress: progress)
-                report.n = result.n
-                report.metrics = ["acc": result.acc.value, "acc_stderr": result.acc.stderr,
-                                  "acc_norm": result.accNorm.value, "acc_norm_stderr": result.accNorm.stderr]
-                report.dense = ["acc": result.denseAcc.value, "acc_norm": result.denseAccNorm.value]
-                agreement = result.agreement
-                report.truncatedItems = result.truncatedItems
-                samples = result.items.map { Sample.item($0, sparse: sparsity != nil) }
-            }
+        } else {
+            if input.task == .hellaswag { report.capitalizedCtxB = !arguments.flag("as-stored") }
+            let scorer = LoglikelihoodScorer(model: model, sparsity: sparsity, maskMode: input.maskMode)
+            samples = try scoreItems(input, scorer: scorer, tokenizer: tokenizer, report: &report, progress: progress)
             if let statistics = (sparsity as? OracleController)?.statistics, statistics.denseMasks > 0 {
                 console.printError("warning: \(statistics.denseMasks) of \(statistics.masks) oracle masks ran dense: their prompt (the context, cut to the model's context) was one token, which gives no loss to score; the realised sparsity counts them")
             }
             if let truncated = report.truncatedItems, truncated > 0 {
                 console.printError("warning: \(truncated) of \(report.n) items were longer than the model's context of \(model.shape.maxContext) tokens and lost tokens from their start (as lm-eval truncates them); they are marked \"truncated\" in --samples")
             }
-            // A dense run is its own reference: nothing diverges.
-            report.klDivergence = sparsity == nil ? 0 : agreement?.meanKL
-            report.top1Agreement = sparsity == nil ? 1 : agreement?.top1
         }
         if let realised = Evaluation.realisedSparsity(sparsity, shape: model.shape) {
             report.realisedHeadSparsity = realised.heads
@@ -280,6 +196,126 @@ enum EvalCommand {
             try AtomicFile.write(try Sample.jsonLines(samples), to: path)
         }
         console.print(arguments.flag("json") ? try JSONOutput.string(report) : markdown(report))
+    }
+
+    /// A multiple-choice or LAMBADA slice scored, sparse and dense: its metrics into `report`,
+    /// its items as --samples lines.
+    static func scoreItems(_ input: Input, scorer: LoglikelihoodScorer, tokenizer: any Tokenizer, report: inout Report,
+                           progress: @escaping (Int, Int) -> Void) throws -> [Sample] {
+        let items = input.items
+        let range = try Evaluation.slice(count: items.count, offset: input.offset, limit: input.limit)
+        let pool = try Evaluation.fewShotPool(items: items, range: range, shots: input.shots)
+        let sparse = scorer.sparsity != nil
+        let agreement: Agreement?
+        let samples: [Sample]
+        if input.task == .lambada {
+            let result = Evaluation.lambada(items: items[range], pool: pool, shots: input.shots, seed: input.seed,
+                                            tokenizer: tokenizer, scorer: scorer, progress: progress)
+            report.n = result.n
+            report.metrics = ["acc": result.sparse.acc.value, "acc_stderr": result.sparse.acc.stderr,
+                              "perplexity": result.sparse.perplexity, "token_perplexity": result.sparse.tokenPerplexity]
+            report.dense = ["acc": result.dense.acc.value, "perplexity": result.dense.perplexity, "token_perplexity": result.dense.tokenPerplexity]
+            agreement = result.agreement
+            report.truncatedItems = result.truncatedItems
+            samples = result.passages.indices.map { Sample.passage(result, $0, sparse: sparse) }
+        } else {
+            let result = Evaluation.multipleChoice(items: items[range], pool: pool, shots: input.shots, seed: input.seed,
+                                                   tokenizer: tokenizer, scorer: scorer, progress: progress)
+            report.n = result.n
+            report.metrics = ["acc": result.acc.value, "acc_stderr": result.acc.stderr,
+                              "acc_norm": result.accNorm.value, "acc_norm_stderr": result.accNorm.stderr]
+            report.dense = ["acc": result.denseAcc.value, "acc_norm": result.denseAccNorm.value]
+            agreement = result.agreement
+            report.truncatedItems = result.truncatedItems
+            samples = result.items.map { Sample.item($0, sparse: sparse) }
+        }
+        // A dense run is its own reference: nothing diverges.
+        report.klDivergence = sparse ? agreement?.meanKL : 0
+        report.top1Agreement = sparse ? agreement?.top1 : 1
+        return samples
+    }
+
+    /// What an `eval` command asks for, checked, with its task read: the items (multiple choice,
+    /// LAMBADA) or the text (WikiText, cut to the --offset/--limit articles).
+    struct Input {
+        let task: TaskName
+        let dataPath: String
+        let offset: Int
+        let limit: Int?
+        let shots: Int
+        let seed: UInt64
+        let maskMode: MaskMode
+        let settings: SparsitySettings
+        private(set) var items: [MultipleChoiceItem] = []
+        private(set) var text = ""
+
+        init(_ arguments: ParsedArguments, console: Console) throws {
+            task = TaskName(name: try arguments.required("task"))!   // the parser allows only tasks and their aliases
+            dataPath = try arguments.required("data")
+            try ModelOptions.requireFile(dataPath, option: "data")
+            // Refused before the file is looked for: its name is not the problem.
+            if arguments.has("labels"), let refusal = task.labelsFileRefusal {
+                throw ShadowError.invalidArgument(name: "--labels", reason: refusal)
+            }
+            if let labels = arguments.string("labels") { try ModelOptions.requireFile(labels, option: "labels") }
+            // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
+            let labels = try arguments.string("labels") ?? TaskFile.labelsBeside(data: dataPath, task: task)
+            if let labels, arguments.flag("verbose") {
+                console.printError("eval: labels from \(labels)" + (arguments.has("labels") ? "" : " (found beside --data)"))
+            }
+            if let samples = arguments.string("samples") {
+                try AtomicFile.checkWritable(samples, option: "--samples")
+                try AtomicFile.refuseOverwriting(samples, option: "--samples", inputs: [
+                    ("--data", dataPath), ("--labels", labels ?? ""), ("--model", (try? ModelOptions.modelPath(arguments)) ?? ""),
+                    ("--predictor", arguments.string("predictor") ?? ""), ("--scores", arguments.string("scores") ?? "")])
+            }
+            offset = try arguments.int("offset", range: 0...Int.max) ?? 0
+            limit = try arguments.int("limit", range: 1...Int.max)
+            shots = try arguments.int("shots", range: 0...1000) ?? 0
+            seed = UInt64(try arguments.int("seed", range: 0...Int.max) ?? 1234)
+            maskMode = MaskMode(rawValue: try arguments.required("mask-mode"))!
+            settings = try SparsityOptions.settings(arguments)
+
+            switch task {
+            case .wikitext: text = try TaskFile.wikitext(path: dataPath)
+            case .lambada: items = Evaluation.lambadaItems(try TaskFile.lambada(path: dataPath))
+            default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: labels, asStored: arguments.flag("as-stored"))
+            }
+            try Self.refuseUnread(arguments, task: task)
+            if task != .wikitext {
+                _ = try Evaluation.fewShotPool(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit), shots: shots)
+            } else if offset != 0 || limit != nil {
+                // lm-eval's --limit counts documents, and WikiText's documents are its articles. Pages
+                // joined by a line break split into the same pages again.
+                let pages = TaskFile.wikitextPages(text)
+                text = pages[try Evaluation.slice(count: pages.count, offset: offset, limit: limit, unit: "articles")].joined(separator: "\n")
+            }
+        }
+
+        /// Options the task would not read, refused rather than ignored.
+        private static func refuseUnread(_ arguments: ParsedArguments, task: TaskName) throws {
+            for option in ["detokenize", "context", "stride"] where arguments.has(option) && task != .wikitext {
+                throw ShadowError.invalidArgument(name: "--\(option)", reason: "applies to wikitext only")
+            }
+            if arguments.has("as-stored"), task != .wikitext, task != .hellaswag {
+                throw ShadowError.invalidArgument(name: "--as-stored", reason: "applies to wikitext and hellaswag only")
+            }
+            // WikiText scores the text itself: there is no question to put examples before.
+            for option in ["shots", "seed"] where arguments.has(option) && task == .wikitext {
+                throw ShadowError.invalidArgument(name: "--\(option)", reason: "does not apply to wikitext (no few-shot examples: each article is scored whole)")
+            }
+            if arguments.has("mask-mode") {
+                if task == .wikitext {
+                    throw ShadowError.invalidArgument(name: "--mask-mode", reason: "does not apply to wikitext (each window is one prompt)")
+                }
+                if try arguments.required("method") == "dense" {
+                    throw ShadowError.invalidArgument(name: "--mask-mode", reason: "is only read with a sparse --method")
+                }
+            }
+            if arguments.flag("detokenize"), arguments.flag("as-stored") {
+                throw ShadowError.invalidArgument(name: "--as-stored", reason: "contradicts --detokenize")
+            }
+        }
     }
 
     /// One line of `--samples`: what lm-eval's `--log_samples` would show for the item. In a
