@@ -227,7 +227,9 @@ struct ForwardTests {
     @Test("sampling at any positive temperature is finite: a tiny one picks the largest logit, as greedy does")
     func tinyTemperature() {
         let logits: [Float] = [1.5, -3, 7.25, 7.0, 0, -40]
-        for temperature in [Float(1e-30), 1e-38, 1e-40, .leastNonzeroMagnitude] {
+        // A subnormal temperature (about 1e-40), spelled without the literal's underflow warning.
+        let subnormal = Float.leastNormalMagnitude / 128
+        for temperature in [Float(1e-30), 1e-38, subnormal, .leastNonzeroMagnitude] {
             for seed in UInt64(0)..<20 {
                 var sampler = Sampler(SamplingOptions(temperature: temperature, seed: seed))
                 #expect(sampler.sample(logits) == 2, "T = \(temperature), seed \(seed)")
@@ -235,7 +237,7 @@ struct ForwardTests {
         }
         // Ties at the top share the draw; nothing else is ever drawn.
         var drawn = Set<Int>()
-        var sampler = Sampler(SamplingOptions(temperature: 1e-40, seed: 3))
+        var sampler = Sampler(SamplingOptions(temperature: subnormal, seed: 3))
         for _ in 0..<200 { drawn.insert(sampler.sample([2, 9, 1, 9])) }
         #expect(drawn == [1, 3])
     }
