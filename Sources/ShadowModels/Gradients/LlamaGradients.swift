@@ -70,98 +70,26 @@ extension LlamaModel: DifferentiableLanguageModel {
         let s = shape
         try GradientPass.validate(tokens: tokens, predictFrom: predictFrom, shape: s)
         try GradientPass.validate(options.weightOffsets, shape: s)
-        let T = tokens.count, d = s.hiddenSize, F = s.ffnSize
-        let H = s.heads, G = s.kvHeads, dh = s.headDim, aw = s.attentionWidth, kw = s.kvWidth
-        let eps = config.rmsNormEps
-        let scale = config.attentionScale
-        let backward = !options.activationsOnly
-        let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
-        let offsets = options.weightOffsets
-        let weights = WeightViews()
-        let rotary = RotaryTable(positions: 0..<T, inverseFrequencies: inverseFrequencies, magnitude: config.rope.magnitude)
-        let localRotary = localInverseFrequencies.map {
-            RotaryTable(positions: 0..<T, inverseFrequencies: $0, magnitude: config.localRope?.magnitude ?? 1)
-        }
-        func rotaryTable(layer l: Int) -> RotaryTable { config.localRopeLayers?[l] == true ? localRotary ?? rotary : rotary }
+        let T = tokens.count, d = s.hiddenSize
+        let pass = LlamaGradientPass(model: self, tokens: T, options: options)
 
         // Forward.
         let x = Matrix(rows: T, cols: d)            // (T, d) residual stream
         for (t, token) in tokens.enumerated() { embedding.widenRows(token..<token + 1, into: x.row(t)) }
         if let factor = config.embeddingScale { Ops.scale(x.pointer, by: factor, count: T * d) }
-        // Adds a block's output to x, through Gemma's norm when it has one.
-        func addOutput(_ out: Matrix?, _ rstd: Matrix?, norm: [Float]?) {
-            guard let out, let rstd, let norm else { return }
-            let normed = Matrix(rows: T, cols: d)
-            rmsNormForward(normed.pointer, rstd.pointer, out.pointer, norm, rows: T, n: d, eps: eps)
-            Ops.add(x.pointer, normed.pointer, count: T * d)
-        }
         let xn = Matrix(rows: T, cols: d)           // (T, d) rms₁(x), input of q/k/v
+        let wanted = pass.wanted
         let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
-        var saved: [LlamaSaved?] = []
-        for (l, block) in blocks.enumerated() {
-            let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2, headNorms: block.queryNorm != nil,
-                                outputNorms: block.postAttentionNorm != nil)
-            st.input.pointer.update(from: x.pointer, count: T * d)
-            rmsNormForward(xn.pointer, st.rstd1.pointer, x.pointer, block.attentionNorm, rows: T, n: d, eps: eps)
-            withOptional(block.q.bias) {
-                linearForward(st.q.pointer, xn.pointer, weights(block.q.weight, "q"), $0, rows: T, inputs: d, outputs: aw)
-            }
-            withOptional(block.k.bias) {
-                linearForward(st.k.pointer, xn.pointer, weights(block.k.weight, "k"), $0, rows: T, inputs: d, outputs: kw)
-            }
-            withOptional(block.v.bias) {
-                linearForward(st.v.pointer, xn.pointer, weights(block.v.weight, "v"), $0, rows: T, inputs: d, outputs: kw)
-            }
-            if let qNorm = block.queryNorm, let kNorm = block.keyNorm, let qIn = st.qIn, let kIn = st.kIn {
-                qIn.pointer.update(from: st.q.pointer, count: T * aw)
-                kIn.pointer.update(from: st.k.pointer, count: T * kw)
-                rmsNormForward(st.q.pointer, st.qRstd!.pointer, qIn.pointer, qNorm, rows: T * H, n: dh, eps: eps)
-                rmsNormForward(st.k.pointer, st.kRstd!.pointer, kIn.pointer, kNorm, rows: T * G, n: dh, eps: eps)
-            }
-            if config.rotates(layer: l) {
-                ropeForward(st.q.pointer, st.q.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
-                ropeForward(st.k.pointer, st.k.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
-            }
-            attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
-                             rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, window: config.window(layer: l),
-                             softcap: config.attentionSoftcap)
-            GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
-            withOptional(block.output.bias) {
-                linearForward(st.attentionOut?.pointer ?? x.pointer, st.a.pointer,
-                              weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
-                              rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: st.attentionOut == nil)
-            }
-            addOutput(st.attentionOut, st.attentionOutRstd, norm: block.postAttentionNorm)
-            st.mid.pointer.update(from: x.pointer, count: T * d)
-            rmsNormForward(st.xn2.pointer, st.rstd2.pointer, x.pointer, block.mlpNorm, rows: T, n: d, eps: eps)
-            withOptional(block.gate.bias) {
-                linearForward(st.z.pointer, st.xn2.pointer, weights(block.gate.weight, "gate"), $0, rows: T, inputs: d, outputs: F)
-            }
-            withOptional(block.up.bias) {
-                linearForward(st.u.pointer, st.xn2.pointer, weights(block.up.weight, "up"), $0, rows: T, inputs: d, outputs: F)
-            }
-            switch config.activation {
-            case .silu: swigluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
-            case .geluTanh: gegluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
-            }
-            GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
-            withOptional(block.down.bias) {
-                linearForward(st.mlpOut?.pointer ?? x.pointer, st.n.pointer,
-                              weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), $0,
-                              rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: st.mlpOut == nil)
-            }
-            addOutput(st.mlpOut, st.mlpOutRstd, norm: block.postMLPNorm)
-            saved.append(st)
-        }
+        var saved: [LlamaSaved?] = blocks.indices.map { l in pass.forward(layer: l, x: x, xn: xn, sharedXn2: sharedXn2) }
 
         // Loss: row t of the final states predicts tokens[t + 1], for t = predictFrom − 1 ..< T − 1.
         let first = predictFrom - 1, predicted = T - predictFrom
         let final = Matrix(rows: predicted, cols: d)     // (R, d)
         let rstdFinal = Matrix(rows: predicted, cols: 1) // (R)
-        rmsNormForward(final.pointer, rstdFinal.pointer, x.row(first), finalNorm, rows: predicted, n: d, eps: eps)
-        let dfinal = Matrix.zeros(predicted, d, if: backward)
+        rmsNormForward(final.pointer, rstdFinal.pointer, x.row(first), finalNorm, rows: predicted, n: d, eps: config.rmsNormEps)
+        let dfinal = Matrix.zeros(predicted, d, if: !options.activationsOnly)
         let loss = GradientPass.lossHead(dfinal?.pointer, final.pointer, head: lmHead,
-                                         targets: Array(tokens[predictFrom...]), weights: weights, softcap: config.logitSoftcap)
+                                         targets: Array(tokens[predictFrom...]), weights: pass.weights, softcap: config.logitSoftcap)
         guard let dfinal else {
             let layers = saved.map { st in
                 LayerGradients(layerInput: st!.input.array, attention: st!.a.array, attentionGrad: [],
@@ -173,72 +101,12 @@ extension LlamaModel: DifferentiableLanguageModel {
         // Backward.
         let dx = Matrix(rows: T, cols: d)        // (T, d) dL/d(residual stream)
         rmsNormBackward(dx.row(first), nil, dfinal.pointer, x.row(first), finalNorm, rstdFinal.pointer, rows: predicted, n: d)
-        let dn = Matrix(rows: T, cols: F), dz = Matrix(rows: T, cols: F), du = Matrix(rows: T, cols: F)  // (T, F)
-        let dxn = Matrix(rows: T, cols: d)                                                                // (T, d)
-        let dq = Matrix(rows: T, cols: aw), dqIn = Matrix(rows: T, cols: aw)                              // (T, H·d_h)
-        let dk = Matrix(rows: T, cols: kw), dkIn = Matrix(rows: T, cols: kw), dv = Matrix(rows: T, cols: kw)  // (T, G·d_h)
+        let scratch = LlamaBackwardScratch(tokens: T, shape: s)
         var layers = [LayerGradients?](repeating: nil, count: s.layers)
         for l in stride(from: s.layers - 1, through: 0, by: -1) {
-            let block = blocks[l], st = saved[l]!
+            let st = saved[l]!
             saved[l] = nil
-
-            // MLP: out = mid + N W_down (Gemma: mid + rms_m(N W_down)).
-            let dMLPOut = outputGradient(dx, st.mlpOut, st.mlpOutRstd, norm: block.postMLPNorm)
-            dn.zero()
-            let downGrad = projectionBackward(dn.pointer, dMLPOut.pointer, input: st.n.pointer,
-                                              weight: weights(block.down.weightT, "down", offset: offsets?.downProjection[l]),
-                                              rows: T, inputs: F, outputs: d, layout: .transposed,
-                                              weightGradient: wanted.contains(.down))
-            dz.zero(); du.zero()
-            switch config.activation {
-            case .silu: swigluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
-            case .geluTanh: gegluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
-            }
-            dxn.zero()
-            let gateGrad = projectionBackward(dxn.pointer, dz.pointer, input: st.xn2.pointer, weight: weights(block.gate.weight, "gate"),
-                                              rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.first))
-            let upGrad = projectionBackward(dxn.pointer, du.pointer, input: st.xn2.pointer, weight: weights(block.up.weight, "up"),
-                                            rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.up))
-            rmsNormBackward(dx.pointer, nil, dxn.pointer, st.mid.pointer, block.mlpNorm, st.rstd2.pointer, rows: T, n: d)
-
-            // Attention: mid = x + A W_O (Gemma: x + rms_a(A W_O)).
-            let dAttentionOut = outputGradient(dx, st.attentionOut, st.attentionOutRstd, norm: block.postAttentionNorm)
-            let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
-            let outputGrad = projectionBackward(ga.pointer, dAttentionOut.pointer, input: st.a.pointer,
-                                                weight: weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
-                                                rows: T, inputs: aw, outputs: d, layout: .transposed,
-                                                weightGradient: wanted.contains(.output))
-            layers[l] = LayerGradients(
-                layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
-                hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
-                outputProjectionGrad: outputGrad, downProjectionGrad: downGrad,
-                firstProjectionGrad: gateGrad, upProjectionGrad: upGrad)
-            if l == 0 { break }   // nothing below reads the gradient of the embeddings
-
-            dq.zero(); dk.zero(); dv.zero()
-            attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
-                              st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: scale, softcap: config.attentionSoftcap)
-            dqIn.zero(); dkIn.zero()
-            if config.rotates(layer: l) {
-                ropeBackward(dqIn.pointer, dq.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
-                ropeBackward(dkIn.pointer, dk.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
-            } else {
-                dqIn.pointer.update(from: dq.pointer, count: T * aw)
-                dkIn.pointer.update(from: dk.pointer, count: T * kw)
-            }
-            if let qNorm = block.queryNorm, let kNorm = block.keyNorm, let qIn = st.qIn, let kIn = st.kIn {
-                // Through the per-head norms: dq and dk (free here) take the projections' gradients.
-                dq.zero(); dk.zero()
-                rmsNormBackward(dq.pointer, nil, dqIn.pointer, qIn.pointer, qNorm, st.qRstd!.pointer, rows: T * H, n: dh)
-                rmsNormBackward(dk.pointer, nil, dkIn.pointer, kIn.pointer, kNorm, st.kRstd!.pointer, rows: T * G, n: dh)
-                dqIn.pointer.update(from: dq.pointer, count: T * aw)
-                dkIn.pointer.update(from: dk.pointer, count: T * kw)
-            }
-            dxn.zero()
-            linearBackward(dxn.pointer, nil, nil, dqIn.pointer, nil, weights(block.q.weight, "q"), rows: T, inputs: d, outputs: aw)
-            linearBackward(dxn.pointer, nil, nil, dkIn.pointer, nil, weights(block.k.weight, "k"), rows: T, inputs: d, outputs: kw)
-            linearBackward(dxn.pointer, nil, nil, dv.pointer, nil, weights(block.v.weight, "v"), rows: T, inputs: d, outputs: kw)
-            rmsNormBackward(dx.pointer, nil, dxn.pointer, st.input.pointer, block.attentionNorm, st.rstd1.pointer, rows: T, n: d)
+            layers[l] = pass.backward(layer: l, saved: st, dx: dx, scratch: scratch)
         }
         return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers.map { $0! })
     }
@@ -249,6 +117,189 @@ extension LlamaModel: DifferentiableLanguageModel {
                                  downProjection: block.down.weightT.floatArray(if: projections.contains(.down)),
                                  firstProjection: block.gate.weight.floatArray(if: projections.contains(.first)),
                                  upProjection: block.up.weight.floatArray(if: projections.contains(.up)))
+    }
+}
+
+/// One gradient pass over T tokens: what every block's forward and backward share.
+private struct LlamaGradientPass {
+    let model: LlamaModel
+    let tokens: Int
+    let options: GradientOptions
+    /// The projections whose weight gradients are computed (none for activations only).
+    let wanted: ProjectionSet
+    let weights = WeightViews()
+    let rotary: RotaryTable
+    let localRotary: RotaryTable?
+
+    init(model: LlamaModel, tokens T: Int, options: GradientOptions) {
+        self.model = model
+        self.tokens = T
+        self.options = options
+        wanted = options.weightGradients && !options.activationsOnly ? options.weightGradientProjections : []
+        let config = model.config
+        rotary = RotaryTable(positions: 0..<T, inverseFrequencies: model.inverseFrequencies, magnitude: config.rope.magnitude)
+        localRotary = model.localInverseFrequencies.map {
+            RotaryTable(positions: 0..<T, inverseFrequencies: $0, magnitude: config.localRope?.magnitude ?? 1)
+        }
+    }
+
+    func rotaryTable(layer l: Int) -> RotaryTable { model.config.localRopeLayers?[l] == true ? localRotary ?? rotary : rotary }
+
+    /// Block l's forward: x (T, d) becomes the block's output, and what the backward reads is
+    /// returned. `xn` is scratch; `sharedXn2`, when given, holds rms₂(mid) for every block (no
+    /// gate/up weight gradient reads it later).
+    func forward(layer l: Int, x: Matrix, xn: Matrix, sharedXn2: Matrix?) -> LlamaSaved {
+        let s = model.shape, config = model.config, block = model.blocks[l]
+        let T = tokens, d = s.hiddenSize, F = s.ffnSize
+        let H = s.heads, G = s.kvHeads, dh = s.headDim, aw = s.attentionWidth, kw = s.kvWidth
+        let eps = config.rmsNormEps
+        let offsets = options.weightOffsets
+        let st = LlamaSaved(tokens: T, shape: s, normedMLPInput: sharedXn2, headNorms: block.queryNorm != nil,
+                            outputNorms: block.postAttentionNorm != nil)
+        // Adds a block's output to x, through Gemma's norm when it has one.
+        func addOutput(_ out: Matrix?, _ rstd: Matrix?, norm: [Float]?) {
+            guard let out, let rstd, let norm else { return }
+            let normed = Matrix(rows: T, cols: d)
+            rmsNormForward(normed.pointer, rstd.pointer, out.pointer, norm, rows: T, n: d, eps: eps)
+            Ops.add(x.pointer, normed.pointer, count: T * d)
+        }
+        st.input.pointer.update(from: x.pointer, count: T * d)
+        rmsNormForward(xn.pointer, st.rstd1.pointer, x.pointer, block.attentionNorm, rows: T, n: d, eps: eps)
+        withOptional(block.q.bias) {
+            linearForward(st.q.pointer, xn.pointer, weights(block.q.weight, "q"), $0, rows: T, inputs: d, outputs: aw)
+        }
+        withOptional(block.k.bias) {
+            linearForward(st.k.pointer, xn.pointer, weights(block.k.weight, "k"), $0, rows: T, inputs: d, outputs: kw)
+        }
+        withOptional(block.v.bias) {
+            linearForward(st.v.pointer, xn.pointer, weights(block.v.weight, "v"), $0, rows: T, inputs: d, outputs: kw)
+        }
+        if let qNorm = block.queryNorm, let kNorm = block.keyNorm, let qIn = st.qIn, let kIn = st.kIn {
+            qIn.pointer.update(from: st.q.pointer, count: T * aw)
+            kIn.pointer.update(from: st.k.pointer, count: T * kw)
+            rmsNormForward(st.q.pointer, st.qRstd!.pointer, qIn.pointer, qNorm, rows: T * H, n: dh, eps: eps)
+            rmsNormForward(st.k.pointer, st.kRstd!.pointer, kIn.pointer, kNorm, rows: T * G, n: dh, eps: eps)
+        }
+        if config.rotates(layer: l) {
+            ropeForward(st.q.pointer, st.q.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
+            ropeForward(st.k.pointer, st.k.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
+        }
+        attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
+                         rows: T, heads: H, kvHeads: G, headDim: dh, scale: config.attentionScale, window: config.window(layer: l),
+                         softcap: config.attentionSoftcap)
+        GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
+        withOptional(block.output.bias) {
+            linearForward(st.attentionOut?.pointer ?? x.pointer, st.a.pointer,
+                          weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
+                          rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: st.attentionOut == nil)
+        }
+        addOutput(st.attentionOut, st.attentionOutRstd, norm: block.postAttentionNorm)
+        st.mid.pointer.update(from: x.pointer, count: T * d)
+        rmsNormForward(st.xn2.pointer, st.rstd2.pointer, x.pointer, block.mlpNorm, rows: T, n: d, eps: eps)
+        withOptional(block.gate.bias) {
+            linearForward(st.z.pointer, st.xn2.pointer, weights(block.gate.weight, "gate"), $0, rows: T, inputs: d, outputs: F)
+        }
+        withOptional(block.up.bias) {
+            linearForward(st.u.pointer, st.xn2.pointer, weights(block.up.weight, "up"), $0, rows: T, inputs: d, outputs: F)
+        }
+        switch config.activation {
+        case .silu: swigluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
+        case .geluTanh: gegluForward(st.n.pointer, st.z.pointer, st.u.pointer, count: T * F)
+        }
+        GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
+        withOptional(block.down.bias) {
+            linearForward(st.mlpOut?.pointer ?? x.pointer, st.n.pointer,
+                          weights(block.down.weightT, "down", offset: offsets?.downProjection[l]), $0,
+                          rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: st.mlpOut == nil)
+        }
+        addOutput(st.mlpOut, st.mlpOutRstd, norm: block.postMLPNorm)
+        return st
+    }
+
+    /// Block l's backward: `dx` holds dL/d(the block's output) and becomes dL/d(its input),
+    /// except in layer 0, where nothing below reads it (the embeddings get no gradient).
+    func backward(layer l: Int, saved st: LlamaSaved, dx: Matrix, scratch: LlamaBackwardScratch) -> LayerGradients {
+        let s = model.shape, config = model.config, block = model.blocks[l]
+        let T = tokens, d = s.hiddenSize, F = s.ffnSize
+        let H = s.heads, G = s.kvHeads, dh = s.headDim, aw = s.attentionWidth, kw = s.kvWidth
+        let offsets = options.weightOffsets
+        let dn = scratch.dn, dz = scratch.dz, du = scratch.du, dxn = scratch.dxn
+        let dq = scratch.dq, dqIn = scratch.dqIn, dk = scratch.dk, dkIn = scratch.dkIn, dv = scratch.dv
+
+        // MLP: out = mid + N W_down (Gemma: mid + rms_m(N W_down)).
+        let dMLPOut = outputGradient(dx, st.mlpOut, st.mlpOutRstd, norm: block.postMLPNorm)
+        dn.zero()
+        let downGrad = projectionBackward(dn.pointer, dMLPOut.pointer, input: st.n.pointer,
+                                          weight: weights(block.down.weightT, "down", offset: offsets?.downProjection[l]),
+                                          rows: T, inputs: F, outputs: d, layout: .transposed,
+                                          weightGradient: wanted.contains(.down))
+        dz.zero(); du.zero()
+        switch config.activation {
+        case .silu: swigluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
+        case .geluTanh: gegluBackward(dz.pointer, du.pointer, dn.pointer, st.z.pointer, st.u.pointer, count: T * F)
+        }
+        dxn.zero()
+        let gateGrad = projectionBackward(dxn.pointer, dz.pointer, input: st.xn2.pointer, weight: weights(block.gate.weight, "gate"),
+                                          rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.first))
+        let upGrad = projectionBackward(dxn.pointer, du.pointer, input: st.xn2.pointer, weight: weights(block.up.weight, "up"),
+                                        rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.up))
+        rmsNormBackward(dx.pointer, nil, dxn.pointer, st.mid.pointer, block.mlpNorm, st.rstd2.pointer, rows: T, n: d)
+
+        // Attention: mid = x + A W_O (Gemma: x + rms_a(A W_O)).
+        let dAttentionOut = outputGradient(dx, st.attentionOut, st.attentionOutRstd, norm: block.postAttentionNorm)
+        let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
+        let outputGrad = projectionBackward(ga.pointer, dAttentionOut.pointer, input: st.a.pointer,
+                                            weight: weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
+                                            rows: T, inputs: aw, outputs: d, layout: .transposed,
+                                            weightGradient: wanted.contains(.output))
+        let gradients = LayerGradients(
+            layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
+            hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
+            outputProjectionGrad: outputGrad, downProjectionGrad: downGrad,
+            firstProjectionGrad: gateGrad, upProjectionGrad: upGrad)
+        if l == 0 { return gradients }
+
+        dq.zero(); dk.zero(); dv.zero()
+        attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
+                          st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: config.attentionScale,
+                          softcap: config.attentionSoftcap)
+        dqIn.zero(); dkIn.zero()
+        if config.rotates(layer: l) {
+            ropeBackward(dqIn.pointer, dq.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
+            ropeBackward(dkIn.pointer, dk.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
+        } else {
+            dqIn.pointer.update(from: dq.pointer, count: T * aw)
+            dkIn.pointer.update(from: dk.pointer, count: T * kw)
+        }
+        if let qNorm = block.queryNorm, let kNorm = block.keyNorm, let qIn = st.qIn, let kIn = st.kIn {
+            // Through the per-head norms: dq and dk (free here) take the projections' gradients.
+            dq.zero(); dk.zero()
+            rmsNormBackward(dq.pointer, nil, dqIn.pointer, qIn.pointer, qNorm, st.qRstd!.pointer, rows: T * H, n: dh)
+            rmsNormBackward(dk.pointer, nil, dkIn.pointer, kIn.pointer, kNorm, st.kRstd!.pointer, rows: T * G, n: dh)
+            dqIn.pointer.update(from: dq.pointer, count: T * aw)
+            dkIn.pointer.update(from: dk.pointer, count: T * kw)
+        }
+        dxn.zero()
+        linearBackward(dxn.pointer, nil, nil, dqIn.pointer, nil, weights(block.q.weight, "q"), rows: T, inputs: d, outputs: aw)
+        linearBackward(dxn.pointer, nil, nil, dkIn.pointer, nil, weights(block.k.weight, "k"), rows: T, inputs: d, outputs: kw)
+        linearBackward(dxn.pointer, nil, nil, dv.pointer, nil, weights(block.v.weight, "v"), rows: T, inputs: d, outputs: kw)
+        rmsNormBackward(dx.pointer, nil, dxn.pointer, st.input.pointer, block.attentionNorm, st.rstd1.pointer, rows: T, n: d)
+        return gradients
+    }
+}
+
+/// The backward's scratch, shared by every block (nothing in it outlives a block's backward).
+private final class LlamaBackwardScratch {
+    let dn: Matrix, dz: Matrix, du: Matrix       // (T, F)
+    let dxn: Matrix                              // (T, d)
+    let dq: Matrix, dqIn: Matrix                 // (T, H·d_h)
+    let dk: Matrix, dkIn: Matrix, dv: Matrix     // (T, G·d_h)
+
+    init(tokens T: Int, shape s: TransformerShape) {
+        dn = Matrix(rows: T, cols: s.ffnSize); dz = Matrix(rows: T, cols: s.ffnSize); du = Matrix(rows: T, cols: s.ffnSize)
+        dxn = Matrix(rows: T, cols: s.hiddenSize)
+        dq = Matrix(rows: T, cols: s.attentionWidth); dqIn = Matrix(rows: T, cols: s.attentionWidth)
+        dk = Matrix(rows: T, cols: s.kvWidth); dkIn = Matrix(rows: T, cols: s.kvWidth); dv = Matrix(rows: T, cols: s.kvWidth)
     }
 }
 
