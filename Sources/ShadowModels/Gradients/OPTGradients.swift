@@ -59,15 +59,10 @@ extension OPTModel: DifferentiableLanguageModel {
         let s = shape
         try GradientPass.validate(tokens: tokens, predictFrom: predictFrom, shape: s)
         try GradientPass.validate(options.weightOffsets, shape: s)
-        let T = tokens.count, d = s.hiddenSize, F = s.ffnSize, e = config.wordEmbedProjectionDim
-        let H = s.heads, dh = s.headDim, aw = s.attentionWidth
+        let T = tokens.count, d = s.hiddenSize, e = config.wordEmbedProjectionDim
         let eps = config.layerNormEps
-        let scale = config.attentionScale
-        let postLN = !config.doLayerNormBefore
-        let backward = !options.activationsOnly
-        let wanted = options.weightGradients && backward ? options.weightGradientProjections : []
-        let offsets = options.weightOffsets
-        let weights = WeightViews()
+        let pass = OPTGradientPass(model: self, tokens: T, options: options)
+        let weights = pass.weights
 
         // Forward.
         let x = Matrix(rows: T, cols: d)     // (T, d) residual stream
@@ -80,62 +75,7 @@ extension OPTModel: DifferentiableLanguageModel {
         }
         for t in 0..<T { Ops.add(x.row(t), positions.row(t + Self.positionOffset), count: d) }
         let xn = Matrix(rows: T, cols: d)    // (T, d) LN₁(x), input of q/k/v (pre-LN)
-        var saved: [OPTSaved?] = []
-        for (l, block) in blocks.enumerated() {
-            let st = OPTSaved(tokens: T, shape: s, postLN: postLN)
-            st.input.pointer.update(from: x.pointer, count: T * d)
-            let attentionInput: FloatInput
-            if postLN {
-                attentionInput = UnsafePointer(x.pointer)
-            } else {
-                layerNormForward(xn.pointer, st.mean1.pointer, st.rstd1.pointer, x.pointer, block.attentionNormWeight,
-                                 block.attentionNormBias, rows: T, n: d, eps: eps)
-                attentionInput = UnsafePointer(xn.pointer)
-            }
-            withOptional(block.q.bias) {
-                linearForward(st.q.pointer, attentionInput, weights(block.q.weight, "q"), $0, rows: T, inputs: d, outputs: aw)
-            }
-            withOptional(block.k.bias) {
-                linearForward(st.k.pointer, attentionInput, weights(block.k.weight, "k"), $0, rows: T, inputs: d, outputs: aw)
-            }
-            withOptional(block.v.bias) {
-                linearForward(st.v.pointer, attentionInput, weights(block.v.weight, "v"), $0, rows: T, inputs: d, outputs: aw)
-            }
-            attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
-                             rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
-            GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
-            withOptional(block.output.bias) {
-                linearForward(x.pointer, st.a.pointer,
-                              weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
-                              rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
-            }
-            if let sum1 = st.sum1 {
-                sum1.pointer.update(from: x.pointer, count: T * d)
-                layerNormForward(x.pointer, st.mean1.pointer, st.rstd1.pointer, sum1.pointer, block.attentionNormWeight,
-                                 block.attentionNormBias, rows: T, n: d, eps: eps)
-            }
-            st.mid.pointer.update(from: x.pointer, count: T * d)
-            if !postLN {
-                layerNormForward(st.mlpInput.pointer, st.mean2.pointer, st.rstd2.pointer, x.pointer, block.mlpNormWeight,
-                                 block.mlpNormBias, rows: T, n: d, eps: eps)
-            }
-            withOptional(block.fc1.bias) {
-                linearForward(st.z.pointer, st.mlpInput.pointer, weights(block.fc1.weight, "fc1"), $0, rows: T, inputs: d, outputs: F)
-            }
-            reluForward(st.n.pointer, st.z.pointer, count: T * F)
-            GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
-            withOptional(block.fc2.bias) {
-                linearForward(x.pointer, st.n.pointer,
-                              weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]), $0,
-                              rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
-            }
-            if let sum2 = st.sum2 {
-                sum2.pointer.update(from: x.pointer, count: T * d)
-                layerNormForward(x.pointer, st.mean2.pointer, st.rstd2.pointer, sum2.pointer, block.mlpNormWeight,
-                                 block.mlpNormBias, rows: T, n: d, eps: eps)
-            }
-            saved.append(st)
-        }
+        var saved: [OPTSaved?] = blocks.indices.map { l in pass.forward(layer: l, x: x, xn: xn) }
 
         // Loss: the predicted rows through the final LayerNorm (pre-LN models) and project_out.
         let first = predictFrom - 1, predicted = T - predictFrom
@@ -153,7 +93,7 @@ extension OPTModel: DifferentiableLanguageModel {
             linearForward(final.pointer, normed.pointer, weights(projectOut.weight, "project_out"), nil,
                           rows: predicted, inputs: d, outputs: e)
         }
-        let dfinal = Matrix.zeros(predicted, e, if: backward)
+        let dfinal = Matrix.zeros(predicted, e, if: !options.activationsOnly)
         let loss = GradientPass.lossHead(dfinal?.pointer, final.pointer, head: lmHead,
                                          targets: Array(tokens[predictFrom...]), weights: weights)
         guard let dfinal else {
@@ -178,71 +118,12 @@ extension OPTModel: DifferentiableLanguageModel {
         } else {
             Ops.add(dx.row(first), dnormed.pointer, count: predicted * d)
         }
-        let dsum = Matrix(rows: T, cols: d)                  // (T, d) gradient at a post-LN sum
-        let dn = Matrix(rows: T, cols: F), dz = Matrix(rows: T, cols: F)   // (T, F)
-        let dxn = Matrix(rows: T, cols: d)                   // (T, d)
-        let dq = Matrix(rows: T, cols: aw), dk = Matrix(rows: T, cols: aw), dv = Matrix(rows: T, cols: aw)  // (T, H·d_h)
+        let scratch = OPTBackwardScratch(tokens: T, shape: s)
         var layers = [LayerGradients?](repeating: nil, count: s.layers)
         for l in stride(from: s.layers - 1, through: 0, by: -1) {
-            let block = blocks[l], st = saved[l]!
+            let st = saved[l]!
             saved[l] = nil
-
-            // MLP. Afterwards dx holds dL/dmid.
-            if let sum2 = st.sum2 {
-                dsum.zero()
-                layerNormBackward(dsum.pointer, nil, nil, dx.pointer, sum2.pointer, block.mlpNormWeight, st.mean2.pointer,
-                                  st.rstd2.pointer, rows: T, n: d)
-                dx.pointer.update(from: dsum.pointer, count: T * d)
-            }
-            dn.zero()
-            let downGrad = projectionBackward(dn.pointer, dx.pointer, input: st.n.pointer,
-                                              weight: weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]),
-                                              rows: T, inputs: F, outputs: d, layout: .transposed,
-                                              weightGradient: wanted.contains(.down))
-            dz.zero()
-            reluBackward(dz.pointer, dn.pointer, st.z.pointer, count: T * F)
-            dxn.zero()
-            let firstGrad = projectionBackward(dxn.pointer, dz.pointer, input: st.mlpInput.pointer, weight: weights(block.fc1.weight, "fc1"),
-                                               rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.first))
-            if postLN {
-                Ops.add(dx.pointer, dxn.pointer, count: T * d)
-            } else {
-                layerNormBackward(dx.pointer, nil, nil, dxn.pointer, st.mid.pointer, block.mlpNormWeight, st.mean2.pointer,
-                                  st.rstd2.pointer, rows: T, n: d)
-            }
-
-            // Attention. Afterwards dx holds dL/d(block input).
-            if let sum1 = st.sum1 {
-                dsum.zero()
-                layerNormBackward(dsum.pointer, nil, nil, dx.pointer, sum1.pointer, block.attentionNormWeight,
-                                  st.mean1.pointer, st.rstd1.pointer, rows: T, n: d)
-                dx.pointer.update(from: dsum.pointer, count: T * d)
-            }
-            let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
-            let outputGrad = projectionBackward(ga.pointer, dx.pointer, input: st.a.pointer,
-                                                weight: weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
-                                                rows: T, inputs: aw, outputs: d, layout: .transposed,
-                                                weightGradient: wanted.contains(.output))
-            layers[l] = LayerGradients(
-                layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
-                hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
-                outputProjectionGrad: outputGrad, downProjectionGrad: downGrad,
-                firstProjectionGrad: firstGrad, upProjectionGrad: nil)
-            if l == 0 { break }   // nothing below reads the gradient of the embeddings
-
-            dq.zero(); dk.zero(); dv.zero()
-            attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
-                              st.v.pointer, rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
-            dxn.zero()
-            linearBackward(dxn.pointer, nil, nil, dq.pointer, nil, weights(block.q.weight, "q"), rows: T, inputs: d, outputs: aw)
-            linearBackward(dxn.pointer, nil, nil, dk.pointer, nil, weights(block.k.weight, "k"), rows: T, inputs: d, outputs: aw)
-            linearBackward(dxn.pointer, nil, nil, dv.pointer, nil, weights(block.v.weight, "v"), rows: T, inputs: d, outputs: aw)
-            if postLN {
-                Ops.add(dx.pointer, dxn.pointer, count: T * d)
-            } else {
-                layerNormBackward(dx.pointer, nil, nil, dxn.pointer, st.input.pointer, block.attentionNormWeight,
-                                  st.mean1.pointer, st.rstd1.pointer, rows: T, n: d)
-            }
+            layers[l] = pass.backward(layer: l, saved: st, dx: dx, scratch: scratch)
         }
         return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers.map { $0! })
     }
@@ -253,5 +134,171 @@ extension OPTModel: DifferentiableLanguageModel {
                                  downProjection: block.fc2.weightT.floatArray(if: projections.contains(.down)),
                                  firstProjection: block.fc1.weight.floatArray(if: projections.contains(.first)),
                                  upProjection: nil)
+    }
+}
+
+/// One gradient pass over T tokens: what every block's forward and backward share.
+private struct OPTGradientPass {
+    let model: OPTModel
+    let tokens: Int
+    let options: GradientOptions
+    /// The projections whose weight gradients are computed (none for activations only).
+    let wanted: ProjectionSet
+    let weights = WeightViews()
+
+    init(model: OPTModel, tokens T: Int, options: GradientOptions) {
+        self.model = model
+        self.tokens = T
+        self.options = options
+        wanted = options.weightGradients && !options.activationsOnly ? options.weightGradientProjections : []
+    }
+
+    /// Block l's forward: x (T, d) becomes the block's output, and what the backward reads is
+    /// returned. `xn` is scratch (pre-LN: LN₁(x)).
+    func forward(layer l: Int, x: Matrix, xn: Matrix) -> OPTSaved {
+        let s = model.shape, config = model.config, block = model.blocks[l]
+        let T = tokens, d = s.hiddenSize, F = s.ffnSize
+        let H = s.heads, dh = s.headDim, aw = s.attentionWidth
+        let scale = config.attentionScale, postLN = !config.doLayerNormBefore
+        let offsets = options.weightOffsets
+        let eps = config.layerNormEps
+        let st = OPTSaved(tokens: T, shape: s, postLN: postLN)
+        st.input.pointer.update(from: x.pointer, count: T * d)
+        let attentionInput: FloatInput
+        if postLN {
+            attentionInput = UnsafePointer(x.pointer)
+        } else {
+            layerNormForward(xn.pointer, st.mean1.pointer, st.rstd1.pointer, x.pointer, block.attentionNormWeight,
+                             block.attentionNormBias, rows: T, n: d, eps: eps)
+            attentionInput = UnsafePointer(xn.pointer)
+        }
+        withOptional(block.q.bias) {
+            linearForward(st.q.pointer, attentionInput, weights(block.q.weight, "q"), $0, rows: T, inputs: d, outputs: aw)
+        }
+        withOptional(block.k.bias) {
+            linearForward(st.k.pointer, attentionInput, weights(block.k.weight, "k"), $0, rows: T, inputs: d, outputs: aw)
+        }
+        withOptional(block.v.bias) {
+            linearForward(st.v.pointer, attentionInput, weights(block.v.weight, "v"), $0, rows: T, inputs: d, outputs: aw)
+        }
+        attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
+                         rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
+        GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
+        withOptional(block.output.bias) {
+            linearForward(x.pointer, st.a.pointer,
+                          weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]), $0,
+                          rows: T, inputs: aw, outputs: d, layout: .transposed, accumulate: true)
+        }
+        if let sum1 = st.sum1 {
+            sum1.pointer.update(from: x.pointer, count: T * d)
+            layerNormForward(x.pointer, st.mean1.pointer, st.rstd1.pointer, sum1.pointer, block.attentionNormWeight,
+                             block.attentionNormBias, rows: T, n: d, eps: eps)
+        }
+        st.mid.pointer.update(from: x.pointer, count: T * d)
+        if !postLN {
+            layerNormForward(st.mlpInput.pointer, st.mean2.pointer, st.rstd2.pointer, x.pointer, block.mlpNormWeight,
+                             block.mlpNormBias, rows: T, n: d, eps: eps)
+        }
+        withOptional(block.fc1.bias) {
+            linearForward(st.z.pointer, st.mlpInput.pointer, weights(block.fc1.weight, "fc1"), $0, rows: T, inputs: d, outputs: F)
+        }
+        reluForward(st.n.pointer, st.z.pointer, count: T * F)
+        GradientPass.applyShift(options.shift, .hidden, layer: l, st.n.pointer, count: T * F)
+        withOptional(block.fc2.bias) {
+            linearForward(x.pointer, st.n.pointer,
+                          weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]), $0,
+                          rows: T, inputs: F, outputs: d, layout: .transposed, accumulate: true)
+        }
+        if let sum2 = st.sum2 {
+            sum2.pointer.update(from: x.pointer, count: T * d)
+            layerNormForward(x.pointer, st.mean2.pointer, st.rstd2.pointer, sum2.pointer, block.mlpNormWeight,
+                             block.mlpNormBias, rows: T, n: d, eps: eps)
+        }
+        return st
+    }
+
+    /// Block l's backward: `dx` holds dL/d(the block's output) and becomes dL/d(its input),
+    /// except in layer 0, where nothing below reads it (the embeddings get no gradient).
+    func backward(layer l: Int, saved st: OPTSaved, dx: Matrix, scratch: OPTBackwardScratch) -> LayerGradients {
+        let s = model.shape, config = model.config, block = model.blocks[l]
+        let T = tokens, d = s.hiddenSize, F = s.ffnSize
+        let H = s.heads, dh = s.headDim, aw = s.attentionWidth
+        let scale = config.attentionScale, postLN = !config.doLayerNormBefore
+        let offsets = options.weightOffsets
+        let dsum = scratch.dsum, dn = scratch.dn, dz = scratch.dz, dxn = scratch.dxn
+        let dq = scratch.dq, dk = scratch.dk, dv = scratch.dv
+
+        // MLP. Afterwards dx holds dL/dmid.
+        if let sum2 = st.sum2 {
+            dsum.zero()
+            layerNormBackward(dsum.pointer, nil, nil, dx.pointer, sum2.pointer, block.mlpNormWeight, st.mean2.pointer,
+                              st.rstd2.pointer, rows: T, n: d)
+            dx.pointer.update(from: dsum.pointer, count: T * d)
+        }
+        dn.zero()
+        let downGrad = projectionBackward(dn.pointer, dx.pointer, input: st.n.pointer,
+                                          weight: weights(block.fc2.weightT, "fc2", offset: offsets?.downProjection[l]),
+                                          rows: T, inputs: F, outputs: d, layout: .transposed,
+                                          weightGradient: wanted.contains(.down))
+        dz.zero()
+        reluBackward(dz.pointer, dn.pointer, st.z.pointer, count: T * F)
+        dxn.zero()
+        let firstGrad = projectionBackward(dxn.pointer, dz.pointer, input: st.mlpInput.pointer, weight: weights(block.fc1.weight, "fc1"),
+                                           rows: T, inputs: d, outputs: F, weightGradient: wanted.contains(.first))
+        if postLN {
+            Ops.add(dx.pointer, dxn.pointer, count: T * d)
+        } else {
+            layerNormBackward(dx.pointer, nil, nil, dxn.pointer, st.mid.pointer, block.mlpNormWeight, st.mean2.pointer,
+                              st.rstd2.pointer, rows: T, n: d)
+        }
+
+        // Attention. Afterwards dx holds dL/d(block input).
+        if let sum1 = st.sum1 {
+            dsum.zero()
+            layerNormBackward(dsum.pointer, nil, nil, dx.pointer, sum1.pointer, block.attentionNormWeight,
+                              st.mean1.pointer, st.rstd1.pointer, rows: T, n: d)
+            dx.pointer.update(from: dsum.pointer, count: T * d)
+        }
+        let ga = Matrix(rows: T, cols: aw)   // (T, H·d_h) G = dL/dA
+        let outputGrad = projectionBackward(ga.pointer, dx.pointer, input: st.a.pointer,
+                                            weight: weights(block.output.weightT, "o", offset: offsets?.outputProjection[l]),
+                                            rows: T, inputs: aw, outputs: d, layout: .transposed,
+                                            weightGradient: wanted.contains(.output))
+        let gradients = LayerGradients(
+            layerInput: st.input.array, attention: st.a.array, attentionGrad: ga.array,
+            hidden: st.n.array, hiddenGrad: dn.array, preActivation: st.z.array,
+            outputProjectionGrad: outputGrad, downProjectionGrad: downGrad,
+            firstProjectionGrad: firstGrad, upProjectionGrad: nil)
+        if l == 0 { return gradients }
+
+        dq.zero(); dk.zero(); dv.zero()
+        attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
+                          st.v.pointer, rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
+        dxn.zero()
+        linearBackward(dxn.pointer, nil, nil, dq.pointer, nil, weights(block.q.weight, "q"), rows: T, inputs: d, outputs: aw)
+        linearBackward(dxn.pointer, nil, nil, dk.pointer, nil, weights(block.k.weight, "k"), rows: T, inputs: d, outputs: aw)
+        linearBackward(dxn.pointer, nil, nil, dv.pointer, nil, weights(block.v.weight, "v"), rows: T, inputs: d, outputs: aw)
+        if postLN {
+            Ops.add(dx.pointer, dxn.pointer, count: T * d)
+        } else {
+            layerNormBackward(dx.pointer, nil, nil, dxn.pointer, st.input.pointer, block.attentionNormWeight,
+                              st.mean1.pointer, st.rstd1.pointer, rows: T, n: d)
+        }
+        return gradients
+    }
+}
+
+/// The backward's scratch, shared by every block (nothing in it outlives a block's backward).
+private final class OPTBackwardScratch {
+    let dsum: Matrix                         // (T, d) gradient at a post-LN sum
+    let dn: Matrix, dz: Matrix               // (T, F)
+    let dxn: Matrix                          // (T, d)
+    let dq: Matrix, dk: Matrix, dv: Matrix   // (T, H·d_h)
+
+    init(tokens T: Int, shape s: TransformerShape) {
+        dsum = Matrix(rows: T, cols: s.hiddenSize)
+        dn = Matrix(rows: T, cols: s.ffnSize); dz = Matrix(rows: T, cols: s.ffnSize)
+        dxn = Matrix(rows: T, cols: s.hiddenSize)
+        dq = Matrix(rows: T, cols: s.attentionWidth); dk = Matrix(rows: T, cols: s.attentionWidth); dv = Matrix(rows: T, cols: s.attentionWidth)
     }
 }
