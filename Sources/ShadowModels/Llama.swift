@@ -455,80 +455,10 @@ extension LlamaConfig: Decodable {
         case useBidirectionalAttention = "use_bidirectional_attention"
     }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
-            ?? decoder.userInfo[.defaultModelType] as? String ?? "llama"
-        // Gemma's configs may leave sizes at their defaults (a multimodal Gemma 3's text_config
-        // names only a few); the others' must name them.
-        let sizes = Self.gemmaDefaultSizes[modelType]
-        func size(_ key: CodingKeys, _ gemmaDefault: KeyPath<GemmaSizes, Int>) throws -> Int {
-            guard let sizes else { return try c.positiveInt(key) }
-            return try c.optionalPositiveInt(key) ?? sizes[keyPath: gemmaDefault]
-        }
-        hiddenSize = try size(.hiddenSize, \.hidden)
-        intermediateSize = try size(.intermediateSize, \.intermediate)
-        layers = try size(.layers, \.layers)
-        guard layers <= TransformerShape.largestLayerCount else {
-            throw DecodingError.dataCorruptedError(forKey: .layers, in: c,
-                debugDescription: "is \(layers), beyond any model (at most \(TransformerShape.largestLayerCount) layers)")
-        }
-        heads = try size(.heads, \.heads)
-        kvHeads = try c.optionalPositiveInt(.kvHeads) ?? sizes?.kvHeads ?? heads
-        let declaredHeadDim = try c.optionalPositiveInt(.headDim) ?? sizes?.headDim
-        headDim = declaredHeadDim ?? hiddenSize / heads
-        // validate() checks the width too, but would name head_dim, which this file does not hold.
-        if declaredHeadDim == nil, headDim < 2 || headDim % 2 != 0 {
-            throw DecodingError.dataCorruptedError(forKey: .heads, in: c, debugDescription:
-                "\(heads) heads in hidden_size \(hiddenSize) are \(headDim) wide (no head_dim is given); rotary embedding needs an even width of at least 2")
-        }
-        vocabularySize = try size(.vocabularySize, \.vocabulary)
-        // Phi3Config's defaults differ from Llama's: a context of 4096, eps 1e-5.
-        let isPhi3 = modelType == "phi3"
-        maxContext = try c.optionalPositiveInt(.maxContext) ?? (isPhi3 ? 4096 : 2048)
-        let declaredContext = maxContext
-        // SmolLM3: RoPE in the layers no_rope_layers marks 1; by default every layer but each
-        // no_rope_layer_interval-th (4).
-        if modelType == "smollm3" {
-            if let marks = try c.decodeIfPresent([Int].self, forKey: .noRopeLayers) {
-                guard marks.count == layers, marks.allSatisfy({ $0 == 0 || $0 == 1 }) else {
-                    throw DecodingError.dataCorruptedError(forKey: .noRopeLayers, in: c,
-                        debugDescription: "must hold a 0 or 1 for each of the \(layers) layers, got \(marks)")
-                }
-                ropeLayers = marks.map { $0 == 1 }
-            } else {
-                let interval = try c.optionalPositiveInt(.noRopeLayerInterval) ?? 4
-                ropeLayers = (0..<layers).map { ($0 + 1) % interval != 0 }
-            }
-        } else {
-            ropeLayers = nil
-        }
-        // Sliding-window attention, as transformers reads it: Mistral's and Phi-3's sliding_window
-        // in every layer; Qwen2's and Qwen3's with use_sliding_window, in layers from
-        // max_window_layers on (or as layer_types says); SmolLM3's in its NoPE layers (or as
-        // layer_types says); ignored for Llama. A window as long as the context changes nothing.
-        // transformers 5 checks layer_types whenever these configs hold it, used or not.
-        let readsLayerTypes = ["qwen2", "qwen3", "smollm3"].contains(modelType)
-        let layerTypes = readsLayerTypes ? try c.decodeIfPresent([String].self, forKey: .layerTypes) : nil
-        if let layerTypes, let problem = Self.layerTypesProblem(layerTypes, layers: layers) {
-            throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c, debugDescription: problem)
-        }
-        if let window = try c.optionalPositiveInt(.slidingWindow), window < maxContext {
-            var sliding = modelType == "mistral" || modelType == "phi3"
-            if readsLayerTypes, try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
-                if let layerTypes {
-                    slidingLayers = layerTypes.map { $0 == "sliding_attention" }
-                } else if modelType == "smollm3" {
-                    slidingLayers = ropeLayers?.map { !$0 }   // its NoPE layers slide
-                } else {
-                    let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
-                    slidingLayers = (0..<layers).map { $0 >= first }
-                }
-                sliding = slidingLayers?.contains(true) == true
-            }
-            if sliding { slidingWindow = window } else { slidingLayers = nil }
-        }
-        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? (isPhi3 ? 1e-5 : 1e-6)
+    /// θ, the scaling and the rotating width of a head, from `rope_parameters` (transformers ≥ 5)
+    /// or `rope_theta`, `rope_scaling` and `partial_rotary_factor`; errors name the key.
+    private static func decodeRope(_ c: KeyedDecodingContainer<CodingKeys>, headDim: Int, declaredContext: Int,
+                                   isPhi3: Bool) throws -> RopeConfig {
         // transformers ≥ 5 writes `rope_parameters: {rope_type, rope_theta, …}`; older files
         // write `rope_theta` and `rope_scaling`.
         var theta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
@@ -572,7 +502,7 @@ extension LlamaConfig: Decodable {
         guard theta > 0 && theta.isFinite else {
             throw DecodingError.dataCorrupted(.init(codingPath: thetaPath, debugDescription: "must be a positive number, got \(theta)"))
         }
-        rope = RopeConfig(theta: theta, scaling: scaling, rotaryDimensions: rotaryDimensions)
+        let rope = RopeConfig(theta: theta, scaling: scaling, rotaryDimensions: rotaryDimensions)
         // validate() checks this too; here the error can say which key it came from. (It refuses
         // a wider head, after the size checks, before computing a frequency per rotating pair.)
         if headDim <= TransformerShape.largestHeadDim, let problem = rope.singlePrecisionProblem(headDim: headDim) {
@@ -581,12 +511,97 @@ extension LlamaConfig: Decodable {
             throw DecodingError.dataCorrupted(.init(codingPath: problem == .theta ? thetaPath : c.codingPath + [scalingKey],
                                                     debugDescription: problem.reason(rope)))
         }
+        return rope
+    }
+
+    /// SmolLM3: RoPE in the layers no_rope_layers marks 1; by default every layer but each
+    /// no_rope_layer_interval-th (4). Nil (every layer rotates) for the others.
+    private static func decodeRopeLayers(_ c: KeyedDecodingContainer<CodingKeys>, modelType: String, layers: Int) throws -> [Bool]? {
+        guard modelType == "smollm3" else { return nil }
+        if let marks = try c.decodeIfPresent([Int].self, forKey: .noRopeLayers) {
+            guard marks.count == layers, marks.allSatisfy({ $0 == 0 || $0 == 1 }) else {
+                throw DecodingError.dataCorruptedError(forKey: .noRopeLayers, in: c,
+                    debugDescription: "must hold a 0 or 1 for each of the \(layers) layers, got \(marks)")
+            }
+            return marks.map { $0 == 1 }
+        }
+        let interval = try c.optionalPositiveInt(.noRopeLayerInterval) ?? 4
+        return (0..<layers).map { ($0 + 1) % interval != 0 }
+    }
+
+    /// Sliding-window attention, as transformers reads it: Mistral's and Phi-3's sliding_window
+    /// in every layer; Qwen2's and Qwen3's with use_sliding_window, in layers from
+    /// max_window_layers on (or as layer_types says); SmolLM3's in its NoPE layers (or as
+    /// layer_types says); ignored for Llama. A window as long as the context changes nothing.
+    /// The window and the layers it applies in (nil: all), or (nil, nil) for none.
+    private static func decodeSlidingWindow(_ c: KeyedDecodingContainer<CodingKeys>, modelType: String, layers: Int,
+                                            maxContext: Int, ropeLayers: [Bool]?) throws -> (window: Int?, layers: [Bool]?) {
+        // transformers 5 checks layer_types whenever these configs hold it, used or not.
+        let readsLayerTypes = ["qwen2", "qwen3", "smollm3"].contains(modelType)
+        let layerTypes = readsLayerTypes ? try c.decodeIfPresent([String].self, forKey: .layerTypes) : nil
+        if let layerTypes, let problem = Self.layerTypesProblem(layerTypes, layers: layers) {
+            throw DecodingError.dataCorruptedError(forKey: .layerTypes, in: c, debugDescription: problem)
+        }
+        guard let window = try c.optionalPositiveInt(.slidingWindow), window < maxContext else { return (nil, nil) }
+        var sliding = modelType == "mistral" || modelType == "phi3"
+        var slidingLayers: [Bool]? = nil
+        if readsLayerTypes, try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
+            if let layerTypes {
+                slidingLayers = layerTypes.map { $0 == "sliding_attention" }
+            } else if modelType == "smollm3" {
+                slidingLayers = ropeLayers?.map { !$0 }   // its NoPE layers slide
+            } else {
+                let first = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers) ?? 28
+                slidingLayers = (0..<layers).map { $0 >= first }
+            }
+            sliding = slidingLayers?.contains(true) == true
+        }
+        return sliding ? (window, slidingLayers) : (nil, nil)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
+            ?? decoder.userInfo[.defaultModelType] as? String ?? "llama"
+        // Gemma's configs may leave sizes at their defaults (a multimodal Gemma 3's text_config
+        // names only a few); the others' must name them.
+        let sizes = Self.gemmaDefaultSizes[modelType]
+        func size(_ key: CodingKeys, _ gemmaDefault: KeyPath<GemmaSizes, Int>) throws -> Int {
+            guard let sizes else { return try c.positiveInt(key) }
+            return try c.optionalPositiveInt(key) ?? sizes[keyPath: gemmaDefault]
+        }
+        hiddenSize = try size(.hiddenSize, \.hidden)
+        intermediateSize = try size(.intermediateSize, \.intermediate)
+        layers = try size(.layers, \.layers)
+        guard layers <= TransformerShape.largestLayerCount else {
+            throw DecodingError.dataCorruptedError(forKey: .layers, in: c,
+                debugDescription: "is \(layers), beyond any model (at most \(TransformerShape.largestLayerCount) layers)")
+        }
+        heads = try size(.heads, \.heads)
+        kvHeads = try c.optionalPositiveInt(.kvHeads) ?? sizes?.kvHeads ?? heads
+        let declaredHeadDim = try c.optionalPositiveInt(.headDim) ?? sizes?.headDim
+        headDim = declaredHeadDim ?? hiddenSize / heads
+        // validate() checks the width too, but would name head_dim, which this file does not hold.
+        if declaredHeadDim == nil, headDim < 2 || headDim % 2 != 0 {
+            throw DecodingError.dataCorruptedError(forKey: .heads, in: c, debugDescription:
+                "\(heads) heads in hidden_size \(hiddenSize) are \(headDim) wide (no head_dim is given); rotary embedding needs an even width of at least 2")
+        }
+        vocabularySize = try size(.vocabularySize, \.vocabulary)
+        // Phi3Config's defaults differ from Llama's: a context of 4096, eps 1e-5.
+        let isPhi3 = modelType == "phi3"
+        maxContext = try c.optionalPositiveInt(.maxContext) ?? (isPhi3 ? 4096 : 2048)
+        let declaredContext = maxContext
+        ropeLayers = try Self.decodeRopeLayers(c, modelType: modelType, layers: layers)
+        (slidingWindow, slidingLayers) = try Self.decodeSlidingWindow(c, modelType: modelType, layers: layers, maxContext: maxContext,
+                                                                      ropeLayers: ropeLayers)
+        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? (isPhi3 ? 1e-5 : 1e-6)
+        rope = try Self.decodeRope(c, headDim: headDim, declaredContext: declaredContext, isPhi3: isPhi3)
         // LongRoPE switches to its long factors past the original context (transformers for
         // the whole sequence, llama.cpp for a context set longer): up to it both use the short
         // factors, as here, and the context ends there (withLongRopeFactors goes on).
         // (A window was kept above only if shorter than the declared context: under the long
         // factors it may apply past the original one.)
-        if case .longRope(let longRope) = scaling, longRope.extendsContext { maxContext = longRope.originalContext }
+        if case .longRope(let longRope) = rope.scaling, longRope.extendsContext { maxContext = longRope.originalContext }
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // As transformers builds each architecture: Qwen2 always biases q, k and v (never o_proj)
         // whatever attention_bias says; Mistral and Phi-3 have no biases; Llama and Qwen3 bias q, k, v and o
