@@ -135,15 +135,7 @@ enum ChatCommand {
                 console.printError("chat: a new conversation")
                 continue
             }
-            var prompt = template.prompt(system: system, turns: turns, user: message)
-            var dropped = 0
-            if prompt.count + reserve > limit {
-                // Down to half the context, so that the next turns fit again and reuse the cache.
-                while dropped < turns.count, prompt.count + reserve > limit || prompt.count > limit / 2 {
-                    dropped += 1
-                    prompt = template.prompt(system: system, turns: Array(turns.dropFirst(dropped)), user: message)
-                }
-            }
+            let (prompt, dropped) = fittedPrompt(template, system: system, turns: turns, message: message, reserve: reserve, limit: limit)
             guard prompt.count < limit else {
                 let reason = "this message does not fit a context of \(limit) tokens (\(prompt.count) with the template); it was not sent"
                 console.printError("chat: " + reason)
@@ -201,12 +193,7 @@ enum ChatCommand {
             }
             let reply = cut.stopped ? cut.kept : tokenizer.decode(result.tokens, skipSpecialTokens: true)
             // Cut at --stop, the conversation keeps the tokens whose text ends before it.
-            var kept = result.tokens
-            if cut.stopped {
-                let bytes = reply.utf8.count
-                while !kept.isEmpty, tokenizer.decode(kept, skipSpecialTokens: true).utf8.count > bytes { kept.removeLast() }
-            }
-            turns.append(ChatTurn(user: message, reply: kept))
+            turns.append(ChatTurn(user: message, reply: cut.stopped ? tokensBefore(reply, in: result.tokens, tokenizer: tokenizer) : result.tokens))
             let masks = try SparsitySummary(arguments, controller: sparsity, shape: model.shape, packedBytes: result.packedBytes)
             if json {
                 let turn = GenerationReport(
@@ -227,5 +214,29 @@ enum ChatCommand {
                 }
             }
         }
+    }
+
+    /// The prompt of `message` after `turns`, the oldest turns dropped when it and `reserve`
+    /// reply tokens would not fit `limit`: down to half the context, so that the next turns fit
+    /// again and reuse the cache. It may still not fit (a message too long on its own).
+    static func fittedPrompt(_ template: ChatTemplate, system: String?, turns: [ChatTurn], message: String,
+                             reserve: Int, limit: Int) -> (prompt: [Int], dropped: Int) {
+        var prompt = template.prompt(system: system, turns: turns, user: message)
+        var dropped = 0
+        if prompt.count + reserve > limit {
+            while dropped < turns.count, prompt.count + reserve > limit || prompt.count > limit / 2 {
+                dropped += 1
+                prompt = template.prompt(system: system, turns: Array(turns.dropFirst(dropped)), user: message)
+            }
+        }
+        return (prompt, dropped)
+    }
+
+    /// The longest start of `tokens` whose text is no longer than `text` in bytes (a reply cut at --stop).
+    static func tokensBefore(_ text: String, in tokens: [Int], tokenizer: any Tokenizer) -> [Int] {
+        var kept = tokens
+        let bytes = text.utf8.count
+        while !kept.isEmpty, tokenizer.decode(kept, skipSpecialTokens: true).utf8.count > bytes { kept.removeLast() }
+        return kept
     }
 }
