@@ -92,7 +92,7 @@ enum BenchCommand {
     }
 
     static func run(_ arguments: ParsedArguments, console: Console) throws {
-        let options = try BenchOptions(arguments)
+        let options = try Options(arguments)
         var rows: [Row] = []
         for dtype in options.dtypes {
             let loaded = try ModelLoader.load(path: options.path, weights: dtype)
@@ -129,7 +129,7 @@ enum BenchCommand {
 
         /// Every method at every sparsity (dense at 0 alone), its masks made for `loaded`; the
         /// masks' warnings printed to `warnings` when given (once, not per weight type).
-        static func all(_ options: BenchOptions, loaded: LoadedModel, warnings: Console?) throws -> [Configuration] {
+        static func all(_ options: Options, loaded: LoadedModel, warnings: Console?) throws -> [Configuration] {
             var configurations: [Configuration] = []
             for method in options.methods {
                 for sparsity in method == "dense" ? [SparsityPair(heads: 0, neurons: 0)] : options.pairs {
@@ -151,7 +151,7 @@ enum BenchCommand {
     /// One configuration's rows at one thread count: pp<n>, fw<n>/fb<n> (dense only) and tg<n>
     /// (once per packing choice).
     static func measure(_ configuration: Configuration, loaded: LoadedModel, asked dtype: WeightDType, threads: Int,
-                        options: BenchOptions, console: Console) throws -> [Row] {
+                        options: Options, console: Console) throws -> [Row] {
         let model = loaded.model
         let label = "\(dtype.rawValue) t=\(threads) \(configuration.method)@\(configuration.sparsity)"
         var measurements: [(Benchmark.Measurement, packed: Bool)] = []
@@ -168,7 +168,7 @@ enum BenchCommand {
         let predicting = configuration.controller as? any PredictingController
         var predictorShares: [Int: Double] = [:]   // by index in measurements
         // Each distinct choice once: auto is on or off for a given controller.
-        let packing = BenchOptions.once(options.packings.map { $0.packs(configuration.controller) })
+        let packing = Options.once(options.packings.map { $0.packs(configuration.controller) })
         for count in options.generations where count > 0 {
             for packed in packing {
                 if options.showProgress { console.printError("bench: \(label) tg\(count)\(packed ? " packed" : "") …") }
@@ -252,91 +252,93 @@ enum BenchCommand {
     }
 }
 
-/// What a `bench` command asks for, read and checked before any model is loaded.
-struct BenchOptions {
-    let path: String
-    /// The model's file name, as the rows name it.
-    let name: String
-    let prompts: [Int]
-    let generations: [Int]
-    let backwardLengths: [Int]
-    let repetitions: Int
-    let threadCounts: [Int]
-    let dtypes: [WeightDType]
-    let format: String
-    let showProgress: Bool
-    let methods: [String]
-    /// Each sparse row's (heads, neurons): --sparsity's list, a side fixed by its own option.
-    let pairs: [SparsityPair]
-    let policy: MaskPolicy
-    let hybridFloor: Double
-    let packings: [SparsityOptions.Packing]
-    let scoresPath: String?
-    let predictorPath: String?
-    let refresh: Int?
+extension BenchCommand {
+    /// What a `bench` command asks for, read and checked before any model is loaded.
+    struct Options {
+        let path: String
+        /// The model's file name, as the rows name it.
+        let name: String
+        let prompts: [Int]
+        let generations: [Int]
+        let backwardLengths: [Int]
+        let repetitions: Int
+        let threadCounts: [Int]
+        let dtypes: [WeightDType]
+        let format: String
+        let showProgress: Bool
+        let methods: [String]
+        /// Each sparse row's (heads, neurons): --sparsity's list, a side fixed by its own option.
+        let pairs: [SparsityPair]
+        let policy: MaskPolicy
+        let hybridFloor: Double
+        let packings: [SparsityOptions.Packing]
+        let scoresPath: String?
+        let predictorPath: String?
+        let refresh: Int?
 
-    /// A value listed twice would run its rows twice: each list is read once per value.
-    static func once<T: Hashable>(_ values: [T]) -> [T] { var seen = Set<T>(); return values.filter { seen.insert($0).inserted } }
+        /// A value listed twice would run its rows twice: each list is read once per value.
+        static func once<T: Hashable>(_ values: [T]) -> [T] { var seen = Set<T>(); return values.filter { seen.insert($0).inserted } }
 
-    init(_ arguments: ParsedArguments) throws {
-        path = try ModelOptions.modelPath(arguments)
-        name = URL(fileURLWithPath: path).lastPathComponent
-        prompts = Self.once(try arguments.intList("p", range: 0...65536) ?? [512])
-        generations = Self.once(try arguments.intList("n", range: 0...65536) ?? [128])
-        backwardLengths = Self.once(try arguments.intList("b", range: 0...65536) ?? [0])
-        repetitions = try arguments.int("r", range: 1...1000) ?? 5
-        threadCounts = Self.once(try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount])
-        dtypes = Self.once((try arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
-        format = arguments.string("o") ?? "md"
-        showProgress = !arguments.flag("no-progress")
-        methods = Self.once(try arguments.list("method") ?? ["dense"])
-        let sparsities = Self.once(try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
-            guard let value = Double(text), value >= 0, value < 1 else {
-                throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")
+        init(_ arguments: ParsedArguments) throws {
+            path = try ModelOptions.modelPath(arguments)
+            name = URL(fileURLWithPath: path).lastPathComponent
+            prompts = Self.once(try arguments.intList("p", range: 0...65536) ?? [512])
+            generations = Self.once(try arguments.intList("n", range: 0...65536) ?? [128])
+            backwardLengths = Self.once(try arguments.intList("b", range: 0...65536) ?? [0])
+            repetitions = try arguments.int("r", range: 1...1000) ?? 5
+            threadCounts = Self.once(try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount])
+            dtypes = Self.once((try arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
+            format = arguments.string("o") ?? "md"
+            showProgress = !arguments.flag("no-progress")
+            methods = Self.once(try arguments.list("method") ?? ["dense"])
+            let sparsities = Self.once(try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
+                guard let value = Double(text), value >= 0, value < 1 else {
+                    throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")
+                }
+                return value
+            })
+            policy = MaskPolicy(rawValue: try arguments.required("policy"))!
+            let headOverride = try arguments.double("head-sparsity")
+            let neuronOverride = try arguments.double("neuron-sparsity")
+            try SparsityOptions.refuseUnreadSparsity(arguments)
+            pairs = Self.once((headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
+                SparsityPair(heads: headOverride ?? $0, neurons: neuronOverride ?? $0)
+            })
+            hybridFloor = try arguments.double("hybrid-floor") ?? 0.1
+            for pair in pairs {
+                try SparsitySettings(headSparsity: pair.heads, neuronSparsity: pair.neurons, policy: policy, hybridFloor: hybridFloor).validate()
             }
-            return value
-        })
-        policy = MaskPolicy(rawValue: try arguments.required("policy"))!
-        let headOverride = try arguments.double("head-sparsity")
-        let neuronOverride = try arguments.double("neuron-sparsity")
-        try SparsityOptions.refuseUnreadSparsity(arguments)
-        pairs = Self.once((headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
-            SparsityPair(heads: headOverride ?? $0, neurons: neuronOverride ?? $0)
-        })
-        hybridFloor = try arguments.double("hybrid-floor") ?? 0.1
-        for pair in pairs {
-            try SparsitySettings(headSparsity: pair.heads, neuronSparsity: pair.neurons, policy: policy, hybridFloor: hybridFloor).validate()
+            // fb<n> scores one calibrate sample, which predicts at least one token from at least one.
+            if backwardLengths.contains(1) {
+                throw ShadowError.invalidArgument(name: "-b", reason: "1 is too short: fw/fb need at least 2 tokens, one predicted from another (0 skips)")
+            }
+            // -b runs for the dense method only.
+            let measures = prompts.contains { $0 > 0 } || generations.contains { $0 > 0 }
+                || (methods.contains("dense") && backwardLengths.contains { $0 > 0 })
+            guard measures else {
+                let why = backwardLengths.contains { $0 > 0 } ? "-p and -n are 0, and -b runs for the dense method only" : "-p, -n and -b are 0"
+                throw ShadowError.invalidArgument(name: "bench", reason: "nothing to measure: \(why)")
+            }
+            // Unprepared, the oracle would run dense under a sparse label; timing it on a real prompt
+            // would leave out the backward pass that is its real cost.
+            if methods.contains("oracle") {
+                throw ShadowError.invalidArgument(name: "--method", reason: "oracle cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)")
+            }
+            try SparsityOptions.refuseUnread(arguments, methods: methods, offersOracle: false)
+            if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {
+                throw ShadowError.invalidArgument(name: "-b", reason: "runs for the dense method only; add dense to --method")
+            }
+            packings = Self.once(try (arguments.list("packing") ?? ["off"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
+            if arguments.has("packing"), !generations.contains(where: { $0 > 0 }) {
+                throw ShadowError.invalidArgument(name: "--packing", reason: "is only read when decoding (-n above 0)")
+            }
+            for option in ["sparsity", "head-sparsity", "neuron-sparsity"] where arguments.has(option) && methods.allSatisfy({ $0 == "dense" }) {
+                throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a sparse --method (dense runs at 0)")
+            }
+            scoresPath = arguments.string("scores")
+            predictorPath = arguments.string("predictor")
+            refresh = try arguments.int("refresh", range: 0...1_000_000)
         }
-        // fb<n> scores one calibrate sample, which predicts at least one token from at least one.
-        if backwardLengths.contains(1) {
-            throw ShadowError.invalidArgument(name: "-b", reason: "1 is too short: fw/fb need at least 2 tokens, one predicted from another (0 skips)")
-        }
-        // -b runs for the dense method only.
-        let measures = prompts.contains { $0 > 0 } || generations.contains { $0 > 0 }
-            || (methods.contains("dense") && backwardLengths.contains { $0 > 0 })
-        guard measures else {
-            let why = backwardLengths.contains { $0 > 0 } ? "-p and -n are 0, and -b runs for the dense method only" : "-p, -n and -b are 0"
-            throw ShadowError.invalidArgument(name: "bench", reason: "nothing to measure: \(why)")
-        }
-        // Unprepared, the oracle would run dense under a sparse label; timing it on a real prompt
-        // would leave out the backward pass that is its real cost.
-        if methods.contains("oracle") {
-            throw ShadowError.invalidArgument(name: "--method", reason: "oracle cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)")
-        }
-        try SparsityOptions.refuseUnread(arguments, methods: methods, offersOracle: false)
-        if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {
-            throw ShadowError.invalidArgument(name: "-b", reason: "runs for the dense method only; add dense to --method")
-        }
-        packings = Self.once(try (arguments.list("packing") ?? ["off"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
-        if arguments.has("packing"), !generations.contains(where: { $0 > 0 }) {
-            throw ShadowError.invalidArgument(name: "--packing", reason: "is only read when decoding (-n above 0)")
-        }
-        for option in ["sparsity", "head-sparsity", "neuron-sparsity"] where arguments.has(option) && methods.allSatisfy({ $0 == "dense" }) {
-            throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a sparse --method (dense runs at 0)")
-        }
-        scoresPath = arguments.string("scores")
-        predictorPath = arguments.string("predictor")
-        refresh = try arguments.int("refresh", range: 0...1_000_000)
     }
 }
 

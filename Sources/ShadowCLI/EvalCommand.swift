@@ -179,7 +179,7 @@ enum EvalCommand {
         } else {
             if input.task == .hellaswag { report.capitalizedCtxB = !arguments.flag("as-stored") }
             let scorer = LoglikelihoodScorer(model: model, sparsity: sparsity, maskMode: input.maskMode)
-            samples = try scoreItems(input, scorer: scorer, tokenizer: tokenizer, report: &report, progress: progress)
+            samples = scoreItems(input, scorer: scorer, tokenizer: tokenizer, report: &report, progress: progress)
             if let statistics = (sparsity as? OracleController)?.statistics, statistics.denseMasks > 0 {
                 console.printError("warning: \(statistics.denseMasks) of \(statistics.masks) oracle masks ran dense: their prompt (the context, cut to the model's context) was one token, which gives no loss to score; the realised sparsity counts them")
             }
@@ -201,10 +201,8 @@ enum EvalCommand {
     /// A multiple-choice or LAMBADA slice scored, sparse and dense: its metrics into `report`,
     /// its items as --samples lines.
     static func scoreItems(_ input: Input, scorer: LoglikelihoodScorer, tokenizer: any Tokenizer, report: inout Report,
-                           progress: @escaping (Int, Int) -> Void) throws -> [Sample] {
-        let items = input.items
-        let range = try Evaluation.slice(count: items.count, offset: input.offset, limit: input.limit)
-        let pool = try Evaluation.fewShotPool(items: items, range: range, shots: input.shots)
+                           progress: @escaping (Int, Int) -> Void) -> [Sample] {
+        let items = input.items, range = input.range, pool = input.pool
         let sparse = scorer.sparsity != nil
         let agreement: Agreement?
         let samples: [Sample]
@@ -247,6 +245,9 @@ enum EvalCommand {
         let maskMode: MaskMode
         let settings: SparsitySettings
         private(set) var items: [MultipleChoiceItem] = []
+        /// The items scored (--offset, --limit) and the few-shot examples' pool (the others).
+        private(set) var range: Range<Int> = 0..<0
+        private(set) var pool: [MultipleChoiceItem] = []
         private(set) var text = ""
 
         init(_ arguments: ParsedArguments, console: Console) throws {
@@ -283,7 +284,8 @@ enum EvalCommand {
             }
             try Self.refuseUnread(arguments, task: task)
             if task != .wikitext {
-                _ = try Evaluation.fewShotPool(items: items, range: try Evaluation.slice(count: items.count, offset: offset, limit: limit), shots: shots)
+                range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
+                pool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)
             } else if offset != 0 || limit != nil {
                 // lm-eval's --limit counts documents, and WikiText's documents are its articles. Pages
                 // joined by a line break split into the same pages again.

@@ -261,7 +261,9 @@ enum PipelineCommand {
         try run(arguments, console: console)
     }
 
-    /// The paper's pairing: the shadow predictor learns plainact, the DejaVu-style one l2_norm.
+    /// The predictors trained, and the paper's pairing: the shadow predictor learns plainact,
+    /// the DejaVu-style one l2_norm.
+    static let predictorKinds = ["shadow", "dejavu"]
     static let criterionOf = ["shadow": "plainact", "dejavu": "l2_norm"]
 
     static func run(_ arguments: ParsedArguments, console: Console) throws {
@@ -279,7 +281,7 @@ enum PipelineCommand {
         try steps.run("calibrate", plan.calibrateArguments, output: "traces/.complete")
         _ = FileManager.default.createFile(atPath: plan.path("traces/.complete"), contents: Data())
         // 2. Predictors.
-        for kind in ["shadow", "dejavu"] {
+        for kind in predictorKinds {
             try steps.run("train \(kind) predictor", plan.trainArguments(kind: kind), output: "predictors/\(kind).safetensors")
         }
         // 3. Held-out perplexity and multiple-choice slices, dense and sparse, in one sweep: every
@@ -379,8 +381,8 @@ enum PipelineCommand {
                                heldOutText: RunSettings.absolute(heldOut), tasks: taskFiles, heldOutPart: sharesText ? "end" : nil)
         }
 
-        /// The rows of the report: dense and both sparse methods at --sparsity.
-        var methods: [(name: String, sparsity: Double)] { [("dense", 0), ("shadow", sparsity), ("dejavu", sparsity)] }
+        /// The rows of the report: dense and each predictor's method at --sparsity.
+        var methods: [(name: String, sparsity: Double)] { [("dense", 0)] + predictorKinds.map { ($0, sparsity) } }
 
         var heldOutSample: String { path("heldout-sample.txt") }
         /// The text calibration reads: with one text for both, all of it but the held-out end.
@@ -425,7 +427,8 @@ enum PipelineCommand {
                 + epochs + progress
         }
 
-        /// PIQA's labels: valid-labels.lst beside the data, which sweep finds by itself.
+        /// One sweep of dense and each predictor at --sparsity over the held-out text and the
+        /// task slices. (PIQA's labels, valid-labels.lst beside the data, sweep finds by itself.)
         var sweepArguments: [String] {
             var tasks = [("wikitext", heldOutSample)]
             if let piqa = data.piqa { tasks.append(("piqa", piqa)) }
@@ -433,14 +436,14 @@ enum PipelineCommand {
             return ["sweep", "--model", model, "--out", path("sweep"), "--threads", threads,
                     "--tasks", tasks.map(\.0).joined(separator: ","),
                     "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
-                    "--methods", "shadow:plainact,dejavu:l2_norm", "--sparsities", String(sparsity),
+                    "--methods", predictorKinds.map { "\($0):\(criterionOf[$0]!)" }.joined(separator: ","), "--sparsities", String(sparsity),
                     "--predictor", path("predictors"), "--traces", path("traces"),
                     "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)] + progress
         }
 
         var benchArguments: [String] {
             ["bench", "--model", model, "-p", fit(quick ? 64 : 512), "-n", fit(quick ? 32 : 128), "-r", quick ? "1" : "3",
-             "-t", threads, "--method", "dense,shadow,dejavu", "--sparsity", String(sparsity), "--weights", "f16,q8",
+             "-t", threads, "--method", methods.map(\.name).joined(separator: ","), "--sparsity", String(sparsity), "--weights", "f16,q8",
              "--predictor", path("predictors"), "-o", "json", "--no-progress"]
         }
     }
@@ -489,7 +492,7 @@ enum PipelineCommand {
     }
 
     /// What the sweep measured, per method of the report.
-    struct Evaluation {
+    struct Evaluated {
         struct Method {
             var perplexity: Double?
             var tasks: [String: Double] = [:]
@@ -503,7 +506,7 @@ enum PipelineCommand {
 
     /// The sweep's rows of the report's methods. The outputs of finished steps may come from an
     /// earlier run: one that cannot be read is named, never taken as "no numbers".
-    static func readSweep(_ plan: Plan) throws -> Evaluation {
+    static func readSweep(_ plan: Plan) throws -> Evaluated {
         let sweepRows = try readStepOutput(plan.path("sweep/results.json"), step: "evaluate (sweep)", output: "sweep") { json in
             let rows = json["rows"] as? [[String: Any]]
             for row in rows ?? [] {
@@ -515,7 +518,7 @@ enum PipelineCommand {
             }
             return rows
         }
-        var evaluation = Evaluation()
+        var evaluation = Evaluated()
         for sweepRow in sweepRows {
             // A metric may be null (the standard error of one item).
             guard let method = sweepRow["method"] as? String, let task = sweepRow["task"] as? String,
@@ -584,7 +587,7 @@ enum PipelineCommand {
     }
 
     /// results.json, report.md and plots.svg from the steps' outputs, and the summary on stdout.
-    static func writeReport(_ plan: Plan, steps: [Step], evaluation: Evaluation, generated: [String: String], console: Console) throws {
+    static func writeReport(_ plan: Plan, steps: [Step], evaluation: Evaluated, generated: [String: String], console: Console) throws {
         let bench = try readStepOutput(plan.path("bench.json"), step: "bench", output: "bench.json") { json in
             let rows = json["results"] as? [[String: Any]]
             for row in rows ?? [] {
@@ -608,7 +611,7 @@ enum PipelineCommand {
             rows.append(row)
         }
         var predictors: [String: PredictorQualitySummary] = [:]
-        for kind in ["shadow", "dejavu"] { predictors[kind] = try predictorSummary(plan.path("predictors/\(kind).safetensors")) }
+        for kind in predictorKinds { predictors[kind] = try predictorSummary(plan.path("predictors/\(kind).safetensors")) }
         let heldOutText = plan.sharesText
             ? "\(plan.heldOut) (its last \(plan.heldOutBytes / 1000) KB at most, which calibration did not read)"
             : "\(plan.heldOut) (first \(plan.heldOutBytes / 1000) KB)"

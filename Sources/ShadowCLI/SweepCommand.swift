@@ -30,8 +30,6 @@ enum SweepCommand {
         }
     }
 
-    static let sparseMethods = MaskMethod.sparseNames
-
     static let command = Command(
         name: "sweep", abstract: "Evaluate tasks × methods × criteria × sparsities (and dense) in one resumable run, with reports and plots.",
         discussion: """
@@ -54,7 +52,7 @@ enum SweepCommand {
                    default: "../shared/data"),
             .value("data", "task=path,...", help: "Task files, overriding --data-dir (needed for the other tasks)."),
             .value("labels", "task=path,...", help: "Label files (PIQA, Winogrande) when the data file has none.", defaultDescription: "NAME-labels.lst beside a task's NAME.jsonl, when there (--verbose names it)"),
-            .value("methods", "names", help: "Mask sources (\(sparseMethods.joined(separator: ", "))); dense is always included. METHOD:CRITERION runs that method with that criterion only (e.g. shadow:plainact,dejavu:l2_norm), the others with each of --criteria.",
+            .value("methods", "names", help: "Mask sources (\(MaskMethod.sparseNames.joined(separator: ", "))); dense is always included. METHOD:CRITERION runs that method with that criterion only (e.g. shadow:plainact,dejavu:l2_norm), the others with each of --criteria.",
                    default: "static,shadow,dejavu"),
             .value("criteria", "names", help: "Criteria of the static scores and of the predictors' targets.",
                    default: "plainact,l2_norm", allowed: Criterion.allCases.map(\.rawValue), list: true),
@@ -88,7 +86,7 @@ enum SweepCommand {
 
     static func run(_ arguments: ParsedArguments, console: Console) throws {
         let out = try arguments.required("out")
-        let options = try SweepOptions(arguments)
+        let options = try Options(arguments)
         if arguments.flag("verbose") {
             for task in options.tasks { if let labels = task.labels { console.printError("sweep: \(task.task.rawValue) labels from \(labels)") } }
         }
@@ -112,8 +110,7 @@ enum SweepCommand {
         let (cells, skipped) = try plannedCells(options, sources: sources)
         for line in skipped { console.printError("sweep: skipped \(line)") }
         for cell in cells {
-            let settings = options.units.settings(sparsity: cell.sparsity, policy: options.policy, hybridFloor: options.hybridFloor)
-            for line in SparsityOptions.sparsityWarnings(method: cell.method, settings: settings, shape: model.shape) {
+            for line in SparsityOptions.sparsityWarnings(method: cell.method, settings: options.settings(sparsity: cell.sparsity), shape: model.shape) {
                 console.printError("sweep: \(cell.method)\(cell.criterion.map { " (\($0))" } ?? ""): \(line)")
             }
         }
@@ -127,11 +124,11 @@ enum SweepCommand {
             try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json", in: out))
         }
 
-        var runnable: [SweepTask] = []
-        for (name, task) in taskInputs {
-            if let task { runnable.append(task); continue }
-            let text = subset(try TaskFile.wikitext(path: options.tasks.first { $0.task == name }!.path), bytes: options.textBytes)
-            runnable.append(.perplexity(name: name.rawValue, text: text, context: context))
+        let runnable: [SweepTask] = taskInputs.map { input in
+            switch input {
+            case .ready(let task): task
+            case .text(let name, let text): .perplexity(name: name.rawValue, text: text, context: context)
+            }
         }
         let runner = SweepRunner(model: model, tokenizer: tokenizer, maskMode: options.maskMode, shots: options.shots,
                                  seed: options.seed, detokenizeWikiText: options.detokenize)
@@ -180,25 +177,30 @@ enum SweepCommand {
     /// A file of the sweep's directory.
     static func path(_ name: String, in out: String) -> String { (out as NSString).appendingPathComponent(name) }
 
-    /// Each task's items and slice (nil for WikiText, whose text is cut once the context is
-    /// known), read and checked before the model is loaded.
-    static func readTasks(_ options: SweepOptions) throws -> [(name: TaskName, task: SweepTask?)] {
-        var inputs: [(name: TaskName, task: SweepTask?)] = []
+    /// What each task reads, before the model is loaded: items and their slice, or WikiText's
+    /// text (its first --text-bytes), which becomes a task once --context is known.
+    enum TaskInput {
+        case ready(SweepTask)
+        case text(name: TaskName, String)
+    }
+
+    /// Each task's input, read and checked before the model is loaded.
+    static func readTasks(_ options: Options) throws -> [TaskInput] {
+        var inputs: [TaskInput] = []
         for (task, path, labels) in options.tasks {
             switch task {
             case .wikitext:
-                inputs.append((task, nil))
-                _ = try TaskFile.wikitext(path: path)
+                inputs.append(.text(name: task, subset(try TaskFile.wikitext(path: path), bytes: options.textBytes)))
             case .lambada:
                 let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
                 let range = try Evaluation.slice(count: items.count, offset: options.offset, limit: options.limit)
                 try options.checkShots(items: items, range: range, task: task, path: path)
-                inputs.append((task, .lambada(items: items, range: range)))
+                inputs.append(.ready(.lambada(items: items, range: range)))
             default:
                 let items = try TaskFile.multipleChoice(task: task, path: path, labels: labels, asStored: options.asStored)
                 let range = try Evaluation.slice(count: items.count, offset: options.offset, limit: options.limit)
                 try options.checkShots(items: items, range: range, task: task, path: path)
-                inputs.append((task, .multipleChoice(name: task.rawValue, items: items, range: range)))
+                inputs.append(.ready(.multipleChoice(name: task.rawValue, items: items, range: range)))
             }
         }
         return inputs
@@ -206,7 +208,7 @@ enum SweepCommand {
 
     /// The aggregate scores of --traces for the criteria the command names (one at least, for
     /// the heat map), and the model the traces were computed on.
-    static func readStaticScores(_ tracesPath: String?, options: SweepOptions, console: Console) throws
+    static func readStaticScores(_ tracesPath: String?, options: Options, console: Console) throws
         -> (aggregates: [String: AggregateImportance], model: ModelFingerprint?) {
         guard let tracesPath else {
             if options.methods.contains("static") {
@@ -219,7 +221,7 @@ enum SweepCommand {
             console.printError("sweep: warning: \(tracesPath) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
         }
         var aggregates: [String: AggregateImportance] = [:]
-        for criterion in manifest.criteria where options.namedAnywhere.contains(criterion) || aggregates.isEmpty {
+        for criterion in manifest.criteria where options.allNamedCriteria.contains(criterion) || aggregates.isEmpty {
             aggregates[criterion] = try AggregateImportance(traces: tracesPath, criterion: criterion)
         }
         return (aggregates, manifest.model)
@@ -227,11 +229,11 @@ enum SweepCommand {
 
     /// The cells: dense, then every method × criterion × sparsity that has a mask source; and
     /// why the others are skipped.
-    static func plannedCells(_ options: SweepOptions, sources: MaskSources) throws -> (cells: [SweepCell], skipped: [String]) {
+    static func plannedCells(_ options: Options, sources: MaskSources) throws -> (cells: [SweepCell], skipped: [String]) {
         var cells = [SweepCell.dense], skipped: [String] = []
         for method in options.methods {
             let cellCriteria: [String?] = method == "random" ? [nil] : options.criteria(of: method).filter { criterion in
-                guard let reason = sources.missing(method: method, criterion: criterion, units: options.units) else { return true }
+                guard let reason = sources.unavailableReason(method: method, criterion: criterion, units: options.units) else { return true }
                 skipped.append("\(method) (\(criterion)): \(reason)")
                 return false
             }
@@ -249,7 +251,7 @@ enum SweepCommand {
 
     /// The settings that change numbers, as one line the state keeps: a sweep resumes only under
     /// the same line.
-    static func settingsLine(_ options: SweepOptions, model: ModelFingerprint, weights: String, context: Int, longContext: Bool) -> String {
+    static func settingsLine(_ options: Options, model: ModelFingerprint, weights: String, context: Int, longContext: Bool) -> String {
         ([
             "model \(model.contentHash)", "weights \(weights)",
             "offset \(options.offset)", "shots \(options.shots)", "seed \(options.seed)", "mask-mode \(options.maskMode.rawValue)",
@@ -267,7 +269,7 @@ enum SweepCommand {
     /// The state in --out when there is one (checked to be this command's sweep: same settings,
     /// task files, readings and mask sources, and no --limit below the items done), else a new
     /// one; with this command's sources recorded.
-    static func resumedState(out: String, settings: String, options: SweepOptions, cells: [SweepCell],
+    static func resumedState(out: String, settings: String, options: Options, cells: [SweepCell],
                              sources: MaskSources, shape: TransformerShape) throws -> SweepState {
         let statePath = path("sweep-state.json", in: out)
         var state = SweepState(settings: settings)
@@ -355,7 +357,7 @@ enum SweepCommand {
         let predictors: [PredictorKey: (path: String, predictor: Predictor)]
 
         /// Why `method` cannot run `criterion` with these sources and units, or nil when it can.
-        func missing(method: String, criterion: String, units: SweepUnits) -> String? {
+        func unavailableReason(method: String, criterion: String, units: SweepUnits) -> String? {
             let prunesNeurons = units != .heads
             switch method {
             case "oracle":
@@ -387,9 +389,9 @@ enum SweepCommand {
 
         /// The masks of a cell (nil: dense). The cells were built from checked methods, criteria
         /// and the sources found for them.
-        func controller(for cell: SweepCell, options: SweepOptions, loaded: LoadedModel) throws -> (any SparsityController)? {
+        func controller(for cell: SweepCell, options: Options, loaded: LoadedModel) throws -> (any SparsityController)? {
             let shape = loaded.model.shape
-            let settings = options.units.settings(sparsity: cell.sparsity, policy: options.policy, hybridFloor: options.hybridFloor)
+            let settings = options.settings(sparsity: cell.sparsity)
             switch MaskMethod(rawValue: cell.method)! {
             case .dense:
                 return nil

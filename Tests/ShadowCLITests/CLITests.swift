@@ -106,6 +106,17 @@ struct CLITests {
         #expect(CLIRun(["tokenize", "-m", model, "--text", "a"]).status == 0)   // a declared short name
     }
 
+    @Test("bench checks every option, --refresh too, before it reads the model file")
+    func benchChecksOptionsBeforeTheModel() throws {
+        let junk = TestScratch.path("bench-junk", suffix: ".gguf")
+        try Data("junk, not a model".utf8).write(to: URL(fileURLWithPath: junk))
+        let run = CLIRun(["bench", "--model", junk, "-p", "8", "-n", "0", "--method", "shadow", "--refresh", "abc"])
+        #expect(run.status == 1 && run.err == "error: --refresh: expected an integer, got \"abc\"\n", "\(run.err)")
+        // With good options, the model file is the problem named.
+        let good = CLIRun(["bench", "--model", junk, "-p", "8", "-n", "0", "--method", "shadow", "--refresh", "2"])
+        #expect(good.status == 1 && good.err.contains(junk), "\(good.err)")
+    }
+
     @Test("a mistyped subcommand or option is answered with the nearest name, a glued value with how to write it, an open range with its lower end")
     func nearestNames() {
         let model = fixture("tiny-llama")
