@@ -3,9 +3,9 @@ import Testing
 import ShadowKernels
 import ShadowModels
 
-/// The tiny reference checkpoints written by scripts/reference/make_fixtures.py. They belong to
-/// the models' test target (a resource there); the other test targets read them in the source
-/// tree through this one path, so no copy of the 16 MB of files and no path of their own is needed.
+/// The tiny reference checkpoints written by scripts/reference/make_fixtures.py, in the models'
+/// test target's folder. Every test target reads them in the source tree through this one path,
+/// so no copy of the 16 MB of files is made and no target needs a path of its own.
 public enum ModelFixtures {
     public static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("ShadowModelsTests/Fixtures")

@@ -1,10 +1,12 @@
 import Foundation
 @testable import ShadowModels
+import ShadowModelTestSupport
 
 /// The test target's fixture folder.
 enum Fixtures {
-    static var directory: URL { Bundle.module.resourceURL!.appendingPathComponent("Fixtures") }
-    static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+    /// Read in the source tree, as every test target reads them (ModelFixtures).
+    static var directory: URL { ModelFixtures.directory }
+    static func path(_ name: String) -> String { ModelFixtures.path(name) }
 
     /// The real SmolLM2 GGUF, when it has been fetched (scripts/setup.sh), or nil.
     static var smolLM2: String? {
