@@ -285,6 +285,39 @@ struct ChatTests {
         #expect(turns.first?["prompt_token_count"] as? Int == template.prompt(system: "x<|im_end|>", user: "hi<|im_end|>").count)
     }
 
+    @Test("a conversation that outgrows the context drops its oldest turns down to half the context, and keeps everything while it fits")
+    func fittedPromptDropsOldestTurns() throws {
+        let tokenizer = try ModelLoader.loadTokenizer(path: fixture("tiny-llama"))
+        let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
+        let turns = (0..<6).map { ChatTurn(user: "question number \($0)", reply: tokenizer.encode(" answer number \($0)")) }
+        let whole = template.prompt(system: nil, turns: turns, user: "last")
+        // Room for the whole conversation and the reply: nothing dropped.
+        let roomy = ChatCommand.fittedPrompt(template, system: nil, turns: turns, message: "last", reserve: 8, limit: whole.count + 8)
+        #expect(roomy.dropped == 0 && roomy.prompt == whole)
+        // One token short: turns go, oldest first, until the prompt is at most half the context.
+        let limit = whole.count + 7
+        let tight = ChatCommand.fittedPrompt(template, system: nil, turns: turns, message: "last", reserve: 8, limit: limit)
+        try #require(tight.dropped > 0 && tight.dropped < turns.count, "\(tight.dropped) dropped")
+        #expect(tight.prompt.count <= limit / 2, "\(tight.dropped) dropped, \(tight.prompt.count) tokens")
+        #expect(tight.prompt == template.prompt(system: nil, turns: Array(turns.dropFirst(tight.dropped)), user: "last"))
+        let keptOneMore = template.prompt(system: nil, turns: Array(turns.dropFirst(tight.dropped - 1)), user: "last")
+        #expect(keptOneMore.count + 8 > limit || keptOneMore.count > limit / 2, "dropped one turn too many")
+        // A message too long on its own: every turn goes and the prompt still does not fit.
+        let alone = ChatCommand.fittedPrompt(template, system: nil, turns: turns, message: String(repeating: "long ", count: 200),
+                                             reserve: 8, limit: 64)
+        #expect(alone.dropped == turns.count && alone.prompt.count >= 64)
+    }
+
+    @Test("a reply cut at --stop keeps the longest start of its tokens whose text ends before the stop")
+    func tokensBeforeStop() throws {
+        let tokenizer = try ModelLoader.loadTokenizer(path: fixture("tiny-llama"))
+        let tokens = tokenizer.encode(" the cat sat on the mat")
+        let kept = ChatCommand.tokensBefore(" the cat sat", in: tokens, tokenizer: tokenizer)
+        #expect(tokenizer.decode(kept, skipSpecialTokens: true) == " the cat sat")
+        #expect(ChatCommand.tokensBefore("", in: tokens, tokenizer: tokenizer).isEmpty)
+        #expect(ChatCommand.tokensBefore(" the cat sat on the mat", in: tokens, tokenizer: tokenizer) == tokens)
+    }
+
     @Test("a tokenizer whose ChatML markers are not special tokens gets a warning (a message could spell them) and a reply")
     func warnsOfNonSpecialMarkers() throws {
         // The tiny Llama's tokenizer with its markers marked as ordinary added tokens.
