@@ -519,7 +519,7 @@ final class LineReader: @unchecked Sendable {
 enum Suggestion {
     static func nearest(to typed: String, among candidates: [String]) -> String? {
         guard !typed.isEmpty else { return nil }
-        let names = candidates.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let names = candidates.droppingRepeats()
         let starting = names.filter { $0.hasPrefix(typed) }
         if starting.count == 1 { return starting[0] }
         let scored = names.map { (name: $0, distance: distance(Array(typed), Array($0))) }
@@ -544,5 +544,14 @@ enum Suggestion {
             }
         }
         return table[a.count][b.count]
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in their order, each kept at its first place only (a list option naming a
+    /// value twice means it once).
+    func droppingRepeats() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
     }
 }

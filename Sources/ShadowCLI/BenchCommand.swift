@@ -168,7 +168,7 @@ enum BenchCommand {
         let predicting = configuration.controller as? any PredictingController
         var predictorShares: [Int: Double] = [:]   // by index in measurements
         // Each distinct choice once: auto is on or off for a given controller.
-        let packing = Options.once(options.packings.map { $0.packs(configuration.controller) })
+        let packing = options.packings.map { $0.packs(configuration.controller) }.droppingRepeats()
         for count in options.generations where count > 0 {
             for packed in packing {
                 if options.showProgress { console.printError("bench: \(label) tg\(count)\(packed ? " packed" : "") …") }
@@ -276,34 +276,31 @@ extension BenchCommand {
         let predictorPath: String?
         let refresh: Int?
 
-        /// A value listed twice would run its rows twice: each list is read once per value.
-        static func once<T: Hashable>(_ values: [T]) -> [T] { var seen = Set<T>(); return values.filter { seen.insert($0).inserted } }
-
         init(_ arguments: ParsedArguments) throws {
             path = try ModelOptions.modelPath(arguments)
             name = URL(fileURLWithPath: path).lastPathComponent
-            prompts = Self.once(try arguments.intList("p", range: 0...65536) ?? [512])
-            generations = Self.once(try arguments.intList("n", range: 0...65536) ?? [128])
-            backwardLengths = Self.once(try arguments.intList("b", range: 0...65536) ?? [0])
+            prompts = (try arguments.intList("p", range: 0...65536) ?? [512]).droppingRepeats()
+            generations = (try arguments.intList("n", range: 0...65536) ?? [128]).droppingRepeats()
+            backwardLengths = (try arguments.intList("b", range: 0...65536) ?? [0]).droppingRepeats()
             repetitions = try arguments.int("r", range: 1...1000) ?? 5
-            threadCounts = Self.once(try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount])
-            dtypes = Self.once((try arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)))
+            threadCounts = (try arguments.intList("threads", range: 1...256) ?? [Threads.defaultCount]).droppingRepeats()
+            dtypes = (try arguments.list("weights") ?? ["f16"]).compactMap(WeightDType.init(rawValue:)).droppingRepeats()
             format = arguments.string("o") ?? "md"
             showProgress = !arguments.flag("no-progress")
-            methods = Self.once(try arguments.list("method") ?? ["dense"])
-            let sparsities = Self.once(try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
+            methods = (try arguments.list("method") ?? ["dense"]).droppingRepeats()
+            let sparsities = (try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
                 guard let value = Double(text), value >= 0, value < 1 else {
                     throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")
                 }
                 return value
-            })
+            }).droppingRepeats()
             policy = MaskPolicy(rawValue: try arguments.required("policy"))!
             let headOverride = try arguments.double("head-sparsity")
             let neuronOverride = try arguments.double("neuron-sparsity")
             try SparsityOptions.refuseUnreadSparsity(arguments)
-            pairs = Self.once((headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
+            pairs = (headOverride != nil && neuronOverride != nil ? [0] : sparsities).map {
                 SparsityPair(heads: headOverride ?? $0, neurons: neuronOverride ?? $0)
-            })
+            }.droppingRepeats()
             hybridFloor = try arguments.double("hybrid-floor") ?? 0.1
             for pair in pairs {
                 try SparsitySettings(headSparsity: pair.heads, neuronSparsity: pair.neurons, policy: policy, hybridFloor: hybridFloor).validate()
@@ -328,7 +325,7 @@ extension BenchCommand {
             if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {
                 throw ShadowError.invalidArgument(name: "-b", reason: "runs for the dense method only; add dense to --method")
             }
-            packings = Self.once(try (arguments.list("packing") ?? ["off"]).compactMap(SparsityOptions.Packing.init(rawValue:)))
+            packings = (try (arguments.list("packing") ?? ["off"]).compactMap(SparsityOptions.Packing.init(rawValue:))).droppingRepeats()
             if arguments.has("packing"), !generations.contains(where: { $0 > 0 }) {
                 throw ShadowError.invalidArgument(name: "--packing", reason: "is only read when decoding (-n above 0)")
             }

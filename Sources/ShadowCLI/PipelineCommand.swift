@@ -619,7 +619,7 @@ enum PipelineCommand {
                               quick: plan.quick, samples: plan.samples, sparsity: plan.sparsity, heldOutText: heldOutText, steps: steps,
                               rows: rows, predictors: predictors)
         results.items = evaluation.items
-        results.benchTests = bench.compactMap { $0["test"] as? String }.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+        results.benchTests = bench.compactMap { $0["test"] as? String }.droppingRepeats()
         results.generation = plan.generation
         let q8Asked = bench.filter(Row.askedForQ8)
         if q8Asked.isEmpty {

@@ -34,7 +34,7 @@ extension SweepCommand {
         init(_ arguments: ParsedArguments) throws {
             // Repeats are dropped, as for --methods and --sparsities (each would be a second cell of
             // the same name). The parser allows only criteria.
-            criteria = (try arguments.list("criteria") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            criteria = (try arguments.list("criteria") ?? []).droppingRepeats()
             (methods, namedCriteria, bareMethods) = try Self.parseMethods(arguments)
             sparsities = try Self.parseSparsities(arguments)
             limit = try arguments.int("limit", range: 1...Int.max)!
@@ -182,7 +182,7 @@ extension SweepCommand {
             }
             let data = try pairs("data"), labels = try pairs("labels")
             // A file for a task that does not run is most likely a task missing from --tasks.
-            let names = (try arguments.list("tasks") ?? []).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            let names = (try arguments.list("tasks") ?? []).droppingRepeats()
             for (option, files) in [("data", data), ("labels", labels)] {
                 for task in files.keys.sorted() where !names.contains(task) {
                     throw ShadowError.invalidArgument(name: "--\(option)", reason: "\(task) is not among --tasks (\(names.joined(separator: ","))); add it there or drop its file")
