@@ -252,6 +252,33 @@ struct ModelGradientTests {
         #expect(plain.loss != a.loss)
     }
 
+    @Test("the LM head gives the same loss and gradient when its rows go through in blocks", arguments: [nil, Float(3)])
+    func blockedLossHead(softcap: Float?) {
+        let rows = 7, vocab = 50, width = 12
+        let head = Matrix(rows: vocab, cols: width, values: randomFloats(vocab * width, seed: 1))
+        let weight = WeightMatrix(head, dtype: .f32)
+        let final = randomFloats(rows * width, seed: 2).map { $0 * 4 }
+        let targets = (0..<rows).map { ($0 * 13 + 5) % vocab }
+        func run(blockValues: Int) -> (loss: Double, gradient: [Float]) {
+            var gradient = [Float](repeating: 0.5, count: rows * width)   // the head adds into it
+            let loss = gradient.withUnsafeMutableBufferPointer { g in
+                GradientPass.lossHead(g.baseAddress!, final, head: weight, targets: targets, weights: WeightViews(),
+                                      softcap: softcap, blockValues: blockValues)
+            }
+            return (loss, gradient)
+        }
+        let whole = run(blockValues: rows * vocab)
+        for blockValues in [vocab, 3 * vocab, 1] {   // one row, three rows (a short last block), one row again
+            let blocked = run(blockValues: blockValues)
+            #expect(abs(blocked.loss - whole.loss) <= 1e-6 * whole.loss)
+            expectRelativelyClose(blocked.gradient, whole.gradient, tolerance: 1e-5)
+        }
+        // Without a gradient wanted, the loss alone is the same.
+        let lossOnly = GradientPass.lossHead(nil, final, head: weight, targets: targets, weights: WeightViews(),
+                                             softcap: softcap, blockValues: 2 * vocab)
+        #expect(abs(lossOnly - whole.loss) <= 1e-6 * whole.loss)
+    }
+
     @Test("bad samples and offsets are rejected with errors that name them")
     func rejectsBadInput() throws {
         let model = TinyModels.llama()

@@ -39,39 +39,47 @@ enum GradientPass {
 
     /// The mean cross-entropy of `targets` given the final states of the predicted rows, and
     /// (when `dfinal` is given) its gradient with respect to those states, added into `dfinal`.
+    /// Rows go through in blocks of at most `blockValues` logits, so that the logits, their
+    /// gradient and Gemma 2's slope stay a few tens of MB each for any vocabulary and sample
+    /// length (each row's numbers are the same as in one pass over all rows).
     static func lossHead(_ dfinal: FloatBuffer?,   // (R, e)
                          _ final: FloatInput,      // (R, e) states after the final norm / projection
                          head: WeightMatrix,       // (V, e)
                          targets: [Int],           // (R)
                          weights: WeightViews,
-                         softcap: Float? = nil) -> Double {
+                         softcap: Float? = nil,
+                         blockValues: Int = 1 << 24) -> Double {
         let rows = targets.count, vocab = head.rows, width = head.cols
+        guard rows > 0 else { return 0 }
         let w = weights(head, "lm_head")
-        let logits = Matrix(rows: rows, cols: vocab)   // (R, V), softmax in place
+        let block = max(1, min(rows, blockValues / max(1, vocab)))
+        let logits = Matrix(rows: block, cols: vocab)   // (B, V), softmax in place
+        let dlogits = Matrix.zeros(block, vocab, if: dfinal != nil)
+        let slope = Matrix.zeros(block, vocab, if: softcap != nil)
         let losses = UnsafeMutablePointer<Double>.allocate(capacity: rows)
         defer { losses.deallocate() }
-        linearForward(logits.pointer, final, w, nil, rows: rows, inputs: width, outputs: vocab)
-        // Gemma 2 caps the logits, c·tanh(z / c); the slope 1 − (capped / c)² is kept for the backward.
-        let slope = softcap.map { cap -> Matrix in
-            Ops.softcap(logits.pointer, count: rows * vocab, cap: cap)
-            let slope = Matrix(rows: rows, cols: vocab)
-            for i in 0..<rows * vocab { let t = logits.pointer[i] / cap; slope.pointer[i] = 1 - t * t }
-            return slope
-        }
-        targets.withUnsafeBufferPointer {
-            crossEntropyForward(losses, logits.pointer, logits.pointer, $0.baseAddress!, rows: rows, vocab: vocab)
+        let dlosses = [Float](repeating: 1 / Float(rows), count: block)
+        for first in stride(from: 0, to: rows, by: block) {
+            let count = min(block, rows - first), values = count * vocab
+            linearForward(logits.pointer, final + first * width, w, nil, rows: count, inputs: width, outputs: vocab)
+            // Gemma 2 caps the logits, c·tanh(z / c); the slope 1 − (capped / c)² is kept for the backward.
+            if let softcap, let slope {
+                Ops.softcap(logits.pointer, count: values, cap: softcap)
+                for i in 0..<values { let t = logits.pointer[i] / softcap; slope.pointer[i] = 1 - t * t }
+            }
+            targets.withUnsafeBufferPointer {
+                crossEntropyForward(losses + first, logits.pointer, logits.pointer, $0.baseAddress! + first, rows: count, vocab: vocab)
+            }
+            guard let dfinal, let dlogits else { continue }
+            dlogits.pointer.update(repeating: 0, count: values)
+            targets.withUnsafeBufferPointer { t in
+                crossEntropyBackward(dlogits.pointer, dlosses, logits.pointer, t.baseAddress! + first, rows: count, vocab: vocab)
+            }
+            if let slope { for i in 0..<values { dlogits.pointer[i] *= slope.pointer[i] } }
+            linearBackward(dfinal + first * width, nil, nil, dlogits.pointer, nil, w, rows: count, inputs: width, outputs: vocab)
         }
         var total = 0.0
         for r in 0..<rows { total += losses[r] }
-        if let dfinal {
-            let dlogits = Matrix(rows: rows, cols: vocab)   // (R, V)
-            let dlosses = [Float](repeating: 1 / Float(rows), count: rows)
-            targets.withUnsafeBufferPointer { t in
-                crossEntropyBackward(dlogits.pointer, dlosses, logits.pointer, t.baseAddress!, rows: rows, vocab: vocab)
-            }
-            if let slope { for i in 0..<rows * vocab { dlogits.pointer[i] *= slope.pointer[i] } }
-            linearBackward(dfinal, nil, nil, dlogits.pointer, nil, w, rows: rows, inputs: width, outputs: vocab)
-        }
         return total / Double(rows)
     }
 
