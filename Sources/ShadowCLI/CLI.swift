@@ -35,8 +35,9 @@ public enum CLI {
                   "",
                   "Errors print one line, `error: ...`, and exit with status 1, or 2 for an unknown subcommand or an",
                   "option before it. Without a subcommand this overview is printed (status 0).",
-                  "Ctrl-C or SIGTERM stops calibrate, train-predictor, sweep and pipeline at a safe point (resumable), and",
-                  "generate where its text got to (exit status 130); in chat, Ctrl-C stops the reply being written.",
+                  "Ctrl-C or SIGTERM stops calibrate, train-predictor and sweep at a safe point (resumable), pipeline",
+                  "so in those steps and its replies (at once in the others), and generate where its text got to",
+                  "(exit status 130); in chat, Ctrl-C stops the reply being written.",
                   "",
                   "See '\(toolName) <subcommand> --help' for the options of each."]
         return lines.joined(separator: "\n")
