@@ -57,9 +57,8 @@ enum PredictorInfoCommand {
     static func measure(_ predictor: Predictor, traces: String) throws -> Measured {
         let m = predictor.metadata
         let manifest = try TraceStore.open(directory: traces)
-        let directory = URL(fileURLWithPath: traces).standardizedFileURL.path
-        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().path }
-        if let training = m.training, resolved(training.traces) == resolved(directory) {
+        let directory = URL(fileURLWithPath: traces).standardizedFileURL.path   // as training records it
+        if let training = m.training, AtomicFile.canonical(training.traces) == AtomicFile.canonical(traces) {
             throw ShadowError.invalidArgument(name: "--traces", reason: "\(traces) is what the predictor was trained on; its held-out quality is already in the file")
         }
         guard manifest.criteria.contains(m.criterion) else {

@@ -136,7 +136,9 @@ struct PredictorCLITests {
         let link = scratchPath("traces-link")
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: traces)
         defer { try? FileManager.default.removeItem(atPath: link) }
-        for (traces, message) in [(traces, "is what the predictor was trained on"), (link, "is what the predictor was trained on"), (otherCriterion, #"has no "plainact" scores, the predictor's criterion (it has l2_norm)"#),
+        let dotted = (traces as NSString).deletingLastPathComponent + "/./" + (traces as NSString).lastPathComponent + "/"
+        for (traces, message) in [(traces, "is what the predictor was trained on"), (link, "is what the predictor was trained on"),
+                                  (dotted, "is what the predictor was trained on"), (otherCriterion, #"has no "plainact" scores, the predictor's criterion (it has l2_norm)"#),
                                   (scratchPath("none"), "none")] {
             let refused = CLIRun(["predictor", "info", out, "--traces", traces])
             #expect(refused.status == 1 && refused.err.contains(message) && refused.out.isEmpty, "\(refused.err)")
