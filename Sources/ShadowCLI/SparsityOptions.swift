@@ -192,20 +192,20 @@ enum SparsityOptions {
                 default: return nil
                 }
             }
-            let later = units * (shape.layers - 1)
-            switch Masks.keptCount(units: later, sparsity: sparsity) {
-            case later: return prefix + "\(sparsity) of the \(later) \(noun)s of \(layers) rounds to 0, so \(method) runs them all"
-            case 0: return "warning: \(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of their \(later) \(noun)s rounds to \(later)"
-            default: break
+            let later = units * (shape.layers - 1), kept = Masks.keptCount(units: later, sparsity: sparsity)
+            if kept == later {
+                return prefix + "\(sparsity) of the \(later) \(noun)s of \(layers) rounds to 0, so \(method) runs them all"
             }
-            guard settings.policy == .hybrid else { return nil }
-            let floor = Masks.floorCount(units: units, floor: settings.hybridFloor)
+            let floor = settings.policy == .hybrid ? Masks.floorCount(units: units, floor: settings.hybridFloor) : 0
             if floor >= units {
                 return prefix + "--hybrid-floor \(settings.hybridFloor) keeps all \(units) \(noun)s of every layer, so \(method) runs them all"
             }
+            guard floor > 0 else {
+                return kept > 0 ? nil : "warning: \(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of their \(later) \(noun)s rounds to \(later)"
+            }
             // The floor wins over the budget: the realised sparsity stops at what it leaves.
             let prunable = (units - floor) * (shape.layers - 1)
-            if later - Masks.keptCount(units: later, sparsity: sparsity) > prunable {
+            if later - kept > prunable {
                 let most = Double(prunable) / Double(later)
                 return "warning: \(noun) sparsity \(sparsity) is more than --hybrid-floor \(settings.hybridFloor) leaves: it keeps \(floor) of each layer's \(units) \(noun)s, so at most \(String(format: "%.3f", most)) of the \(noun)s of \(layers) are pruned"
             }

@@ -67,6 +67,18 @@ struct UnprunedSparsityTests {
         // The default floor of 0.1 leaves 0.889 of heads and 0.899 of neurons prunable.
         #expect(warnings("random", 0.85, .hybrid).isEmpty)
         #expect(warnings("random", 0.95, .hybrid).count == 2)
+        // A sparsity that would prune every unit is capped by the floor, not "every head" (0.999 of
+        // 261 heads rounds to 261, but the floor keeps 1 of 9 per layer; a floor of 1 keeps all).
+        let everyCapped = warnings("random", 0.999, .hybrid)
+        #expect(everyCapped.count == 2 && everyCapped[0].contains("is more than --hybrid-floor 0.1 leaves: it keeps 1 of each layer's 9 heads")
+                && !everyCapped.joined().contains("prunes every"), "\(everyCapped)")
+        let allKept = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.999, neuronSparsity: 0, policy: .hybrid,
+                                                                                                   hybridFloor: 1), shape: smolLM2)
+        #expect(allKept == ["warning: head sparsity 0.999 prunes no head: --hybrid-floor 1.0 keeps all 9 heads of every layer, so random runs them all"], "\(allKept)")
+        // A floor that rounds to no unit leaves "every" standing.
+        let noFloor = SparsityOptions.sparsityWarnings(method: "random", settings: SparsitySettings(headSparsity: 0.999, neuronSparsity: 0, policy: .hybrid,
+                                                                                                   hybridFloor: 0), shape: smolLM2)
+        #expect(noFloor.count == 1 && noFloor[0].contains("prunes every head of layers 1–29"), "\(noFloor)")
     }
 
     @Test("perplexity warns on stderr, runs, and reports the realised sparsity of 0")
