@@ -345,6 +345,10 @@ enum PipelineCommand {
                 let loaded = try ModelLoader.load(path: model)
                 return (loaded.model.shape.maxContext, try ModelFingerprint(loaded: loaded), Generation(loaded: loaded, maxTokens: quick ? 16 : 48))
             }()
+            // Its predictors choose the units of layers 1…; layer 0 always runs dense.
+            guard fingerprint.shape.layers >= 2 else {
+                throw ShadowError.invalidArgument(name: "--model", reason: "\(model) has one layer; the pipeline's predictors need at least 2 (layer 0 always runs dense)")
+            }
             // Calibration's text windows end in a 32-token continuation after some context.
             guard maxContext > textContinuation else {
                 throw ShadowError.invalidArgument(name: "--model", reason: "\(model) has a context of \(counted(maxContext, "token")); the pipeline's calibration windows need at least \(textContinuation + 1) (a \(textContinuation)-token continuation after its context)")

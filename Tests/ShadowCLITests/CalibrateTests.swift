@@ -548,6 +548,22 @@ struct PipelineTests {
         let tooShort = CLIRun(["pipeline", "--model", short, "--quick", "--out", out, "--data-dir", Self.noData, "--no-progress"])
         #expect(tooShort.status == 1 && tooShort.err == "error: --model: \(short) has a context of 32 tokens; the pipeline's calibration windows need at least 33 (a 32-token continuation after its context)\n", "\(tooShort.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
+        // One layer: nothing for the predictors to choose, refused before calibrating.
+        config["max_position_embeddings"] = 128
+        config["num_hidden_layers"] = 1
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let weights = try SafetensorsCollection(directory: short)
+        var writer = SafetensorsWriter(metadata: [:])
+        for name in weights.tensorNames where !name.hasPrefix("model.layers.1.") {
+            writer.add(name, shape: try weights.info(name).shape, values: try weights.floats(name))
+        }
+        for file in try FileManager.default.contentsOfDirectory(atPath: short) where file.hasPrefix("model") {
+            try FileManager.default.removeItem(atPath: short + "/" + file)
+        }
+        try writer.write(to: short + "/model.safetensors")
+        let oneLayer = CLIRun(["pipeline", "--model", short, "--quick", "--out", out, "--data-dir", Self.noData, "--no-progress"])
+        #expect(oneLayer.status == 1 && oneLayer.err == "error: --model: \(short) has one layer; the pipeline's predictors need at least 2 (layer 0 always runs dense)\n", "\(oneLayer.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
     }
 
     @Test("the report's question is a chat turn only for a model with a chat template, with thinking switched off where the template has a switch")
