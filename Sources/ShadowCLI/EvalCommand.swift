@@ -162,8 +162,7 @@ enum EvalCommand {
         report.weights = loaded.model.weightDType.rawValue
         let samples: [Sample]
         if input.task == .wikitext {
-            let context = try arguments.int("context", range: 1...1_000_000) ?? model.shape.maxContext
-            let stride = try arguments.int("stride", range: 1...1_000_000)
+            let context = input.context ?? model.shape.maxContext, stride = input.stride
             let detokenize = !arguments.flag("as-stored")
             let scored = try Evaluation.wikitext(text: input.text, detokenize: detokenize, model: model, tokenizer: tokenizer,
                                                  context: context, stride: stride, sparsity: sparsity, progress: progress)
@@ -244,6 +243,9 @@ enum EvalCommand {
         let seed: UInt64
         let maskMode: MaskMode
         let settings: SparsitySettings
+        /// WikiText's window and stride (nil: the model's context, and the window).
+        let context: Int?
+        let stride: Int?
         private(set) var items: [MultipleChoiceItem] = []
         /// The items scored (--offset, --limit) and the few-shot examples' pool (the others).
         private(set) var range: Range<Int> = 0..<0
@@ -283,6 +285,8 @@ enum EvalCommand {
             default: items = try TaskFile.multipleChoice(task: task, path: dataPath, labels: labels, asStored: arguments.flag("as-stored"))
             }
             try Self.refuseUnread(arguments, task: task)
+            context = try arguments.int("context", range: 1...1_000_000)
+            stride = try arguments.int("stride", range: 1...1_000_000)
             if task != .wikitext {
                 range = try Evaluation.slice(count: items.count, offset: offset, limit: limit)
                 pool = try Evaluation.fewShotPool(items: items, range: range, shots: shots)

@@ -345,6 +345,11 @@ struct EvalCommandTests {
             #expect(run.status != 0 && run.err.hasPrefix("error: --\(option.dropFirst(2))") && run.err.split(separator: "\n").count == 1,
                     "\(arguments): \(run.err)")
         }
+        // WikiText's window options are checked before the model is read (this model does not exist).
+        for option in ["--context", "--stride"] {
+            let run = CLIRun(["eval", "--model", TestScratch.url("no-such-model").path, "--task", "wikitext", "--data", wiki, option, "0"])
+            #expect(run.status != 0 && run.err.hasPrefix("error: \(option)") && run.err.split(separator: "\n").count == 1, "\(run.err)")
+        }
         // Read by the policy that names it.
         let hybrid = CLIRun(["eval", "--model", model, "--no-progress", "--json"] + piqa
                             + ["--method", "random", "--sparsity", "0.5", "--policy", "hybrid", "--hybrid-floor", "0.2"])
