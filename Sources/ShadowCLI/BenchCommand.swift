@@ -64,6 +64,7 @@ enum BenchCommand {
         discussion: "Every combination of the comma-separated lists is run; rows report tokens/s mean ± sd over -r repetitions. MB/token counts the model weights a decoded token reads under its masks, not a predictor's own weights: DejaVu-style predictors read theirs every token, and the predictor column gives the share of decode time spent predicting and, where a decoded token reads any, the predictor's own MB per token (JSON: predictor_bytes_per_token).",
         options: [
             ModelOptions.modelOption,
+            ModelOptions.longContextOption,
             .value("p", short: "p", "n,…", help: "Prompt lengths to process, up to the model's context (0 skips).", default: "512"),
             .value("n", short: "n", "n,…", help: "Tokens to generate from an empty context, up to the model's context (0 skips).", default: "128"),
             .value("b", short: "b", "n,…", help: "Samples of n tokens for fw<n> (a forward pass with every logit, as the loss needs) and fb<n> (forward + hand-written backward + plainact scores, one calibrate sample, its last 32 tokens the continuation, or all but the first when n ≤ 32); dense only; n from 2 to the model's context (0 skips).", default: "0"),
@@ -95,7 +96,7 @@ enum BenchCommand {
         let options = try Options(arguments)
         var rows: [Row] = []
         for dtype in options.dtypes {
-            let loaded = try ModelLoader.load(path: options.path, weights: dtype)
+            let loaded = try ModelOptions.applyingLongContext(arguments, to: try ModelLoader.load(path: options.path, weights: dtype), path: options.path)
             let model = loaded.model
             ModelOptions.warn(asked: dtype, kept: model.weightDType, path: options.path, console: console)
             // tg<n> decodes n tokens from an empty cache, so n positions must fit as a prompt's would.

@@ -34,8 +34,22 @@ enum ModelOptions {
             .value("threads", short: "t", "n", help: "Threads for the kernels.", default: String(Threads.defaultCount)),
             .value("weights", "dtype", help: "How weights are kept in memory. " + why + " " + bf16Products + " " + eightBit,
                    default: weights.rawValue, allowed: WeightDType.allCases.map(\.rawValue)),
-            .flag("long-context", help: "LongRoPE models (Phi-3-128k, Phi-3.5-mini, Phi-4-mini): rotate every position with the long factors, so the context reaches max_position_embeddings instead of ending at the original one, as llama.cpp runs a context set past it (transformers uses the long factors only for a pass longer than the original context)."),
+            longContextOption,
         ]
+    }
+
+    static let longContextOption = Option.flag("long-context", help: "LongRoPE models (Phi-3-128k, Phi-3.5-mini, Phi-4-mini): rotate every position with the long factors, so the context reaches max_position_embeddings instead of ending at the original one, as llama.cpp runs a context set past it (transformers uses the long factors only for a pass longer than the original context).")
+
+    /// `loaded` with LongRoPE's long factors when --long-context is given (an error for a model
+    /// without them), else as it is.
+    static func applyingLongContext(_ arguments: ParsedArguments, to loaded: LoadedModel, path: String) throws -> LoadedModel {
+        guard arguments.flag("long-context") else { return loaded }
+        guard let long = loaded.withLongRopeFactors() else {
+            throw ShadowError.invalidArgument(
+                name: "--long-context",
+                reason: "\(path) has no LongRoPE long factors reaching past its context of \(loaded.model.shape.maxContext)")
+        }
+        return long
     }
 
     static func modelPath(_ arguments: ParsedArguments) throws -> String {
@@ -56,15 +70,7 @@ enum ModelOptions {
         let path = try modelPath(arguments)
         let start = Date()
         let weights = WeightDType(rawValue: try arguments.required("weights"))!
-        var loaded = try ModelLoader.load(path: path, weights: weights)
-        if arguments.flag("long-context") {
-            guard let long = loaded.withLongRopeFactors() else {
-                throw ShadowError.invalidArgument(
-                    name: "--long-context",
-                    reason: "\(path) has no LongRoPE long factors reaching past its context of \(loaded.model.shape.maxContext)")
-            }
-            loaded = long
-        }
+        let loaded = try applyingLongContext(arguments, to: try ModelLoader.load(path: path, weights: weights), path: path)
         if let tokenizer = loaded.tokenizer { warn(about: tokenizer, path: path, console: console) }
         warn(asked: weights, kept: loaded.model.weightDType, path: path, console: console)
         if arguments.flag("verbose") {

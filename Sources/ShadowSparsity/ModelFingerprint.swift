@@ -109,6 +109,7 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
         if differing.isEmpty && architecture == other.architecture && shape.layers == other.shape.layers {
             return ": the same architecture and sizes, other weights or another file of them (a conversion to GGUF or another quantisation counts as another model: calibrate for this one)"
         }
-        return differing.isEmpty ? "" : ": " + differing.joined(separator: "; ")
+        let context = shape.maxContext != other.shape.maxContext ? " (--long-context, for LongRoPE models, changes it)" : ""
+        return differing.isEmpty ? "" : ": " + differing.joined(separator: "; ") + context
     }
 }

@@ -312,6 +312,12 @@ struct CLITests {
         let run = CLIRun(["perplexity", "--model", model, "--long-context", "--text", text, "-c", "64", "--json"])
         #expect(run.status == 0, "\(run.err)")
         #expect(try run.json()["predicted_tokens"] as? Int ?? 0 > 32)
+        // bench too: -p 64 fits only the long context.
+        let benchShort = CLIRun(["bench", "--model", model, "-p", "64", "-n", "0", "-r", "1", "--no-progress"])
+        #expect(benchShort.status == 1 && benchShort.err.contains("-p: 64 exceeds the model's context of 32"), "\(benchShort.err)")
+        let bench = CLIRun(["bench", "--model", model, "--long-context", "-p", "64", "-n", "4", "-r", "1", "-o", "json", "--no-progress"])
+        #expect(bench.status == 0, "\(bench.err)")
+        #expect(try (bench.json()["results"] as? [[String: Any]])?.count == 2)
         for other in ["tiny-phi3", "tiny-opt"] {
             let refused = CLIRun(["perplexity", "--model", fixture(other), "--long-context", "--text", text, "--json"])
             #expect(refused.status == 1 && refused.out.isEmpty && refused.err.hasPrefix("error: --long-context: ")

@@ -266,11 +266,13 @@ struct PredictorTests {
         }
         // Same name, architecture, layers and hash: the size that differs is named.
         let made = SyntheticTraces.fingerprint.shape
-        var wider = SyntheticTraces.fingerprint, longer = SyntheticTraces.fingerprint
+        var wider = SyntheticTraces.fingerprint, longer = SyntheticTraces.fingerprint, shortContext = SyntheticTraces.fingerprint
         wider.shape.hiddenSize *= 2
         longer.shape.vocabularySize += 1
+        shortContext.shape.maxContext = made.maxContext / 2
         for (model, difference) in [(wider, ": its hidden_size is \(made.hiddenSize), the model's \(made.hiddenSize * 2)"),
-                                    (longer, ": its vocab_size is \(made.vocabularySize), the model's \(made.vocabularySize + 1)")] {
+                                    (longer, ": its vocab_size is \(made.vocabularySize), the model's \(made.vocabularySize + 1)"),
+                                    (shortContext, ": its max_context is \(made.maxContext), the model's \(made.maxContext / 2) (--long-context, for LongRoPE models, changes it)")] {
             #expect(model.description == SyntheticTraces.fingerprint.description)
             do {
                 try loaded.check(fingerprint: model)
