@@ -127,14 +127,23 @@ struct LayerGradientTests {
         let q = randomFloats(T * heads * headDim, seed: 18).map { $0 * (softcap == nil ? 1 : 3) }, k = randomFloats(T * kvHeads * headDim, seed: 19)
         let v = randomFloats(T * kvHeads * headDim, seed: 20), r = randomFloats(T * heads * headDim, seed: 21)
         func forward(_ q: [Float], _ k: [Float], _ v: [Float]) -> (out: [Float], probs: [Float]) {
-            var out = [Float](repeating: 0, count: T * heads * headDim), probs = [Float](repeating: 0, count: heads * T * T)
-            attentionForward(&out, &probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+            var out = [Float](repeating: 0, count: T * heads * headDim), scratch = [Float](repeating: 0, count: T * T)
+            attentionForward(&out, &scratch, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
                              softcap: softcap)
+            // Every head's P, (H, T, T), as the backward recomputes them.
+            var probs = [Float](repeating: 0, count: heads * T * T)
+            for h in 0..<heads {
+                probs.withUnsafeMutableBufferPointer {
+                    attentionProbabilities($0.baseAddress! + h * T * T, head: h, q, k, rows: T, heads: heads, kvHeads: kvHeads,
+                                           headDim: headDim, scale: scale, softcap: softcap)
+                }
+            }
             return (out, probs)
         }
         let saved = forward(q, k, v)
         var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
-        attentionBackward(&dq, &dk, &dv, r, saved.probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+        var scratch = [Float](repeating: .nan, count: T * T)   // the backward must fill what it reads
+        attentionBackward(&dq, &dk, &dv, r, &scratch, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
                           softcap: softcap)
         FiniteDifferences.check("dq", values: q, analytic: dq, epsilon: Self.epsilon, tolerance: Self.tolerance) {
             projection(forward($0, k, v).out, r)
@@ -188,10 +197,11 @@ struct LayerGradientTests {
         let qWidth = heads * headDim, kvWidth = kvHeads * headDim
         let q = randomFloats(T * qWidth, seed: 40).map { 2 * $0 }, k = randomFloats(T * kvWidth, seed: 41)
         let v = randomFloats(T * kvWidth, seed: 42), r = randomFloats(T * qWidth, seed: 43)
-        var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: 0, count: heads * T * T)
+        var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: .nan, count: T * T)
         attentionForward(&out, &probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
         var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 0, count: k.count), dv = dk
-        attentionBackward(&dq, &dk, &dv, r, probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+        probs = [Float](repeating: .nan, count: T * T)   // the backward recomputes what it reads
+        attentionBackward(&dq, &dk, &dv, r, &probs, q, k, v, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
 
         var refOut = [Double](repeating: 0, count: q.count), refDq = refOut
         var refDk = [Double](repeating: 0, count: k.count), refDv = refDk
@@ -223,8 +233,9 @@ struct LayerGradientTests {
         expectClose(dk, refDk.map(Float.init), tolerance: 1e-4, "dk")
         expectClose(dv, refDv.map(Float.init), tolerance: 1e-4, "dv")
         for h in [0, heads - 1] {
+            attentionProbabilities(&probs, head: h, q, k, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
             for t in [0, 127, 128, 200, T - 1] {
-                let row = probs[(h * T + t) * T..<(h * T + t + 1) * T]
+                let row = probs[t * T..<(t + 1) * T]
                 #expect(row.dropFirst(t + 1).allSatisfy { $0 == 0 }, "head \(h), row \(t) is zero above the diagonal")
             }
         }
@@ -237,7 +248,7 @@ struct LayerGradientTests {
                                             vocabularySize: 10, maxContext: 8)
         let q = randomFloats(T * shape.attentionWidth, seed: 22), k = randomFloats(T * shape.kvWidth, seed: 23)
         let v = randomFloats(T * shape.kvWidth, seed: 24)
-        var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: 0, count: 4 * T * T)
+        var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: 0, count: T * T)
         attentionForward(&out, &probs, q, k, v, rows: T, heads: 4, kvHeads: 2, headDim: 4, scale: 0.5)
         let cache = KVCache(shape: shape, capacity: 8, dtype: dtype)
         var reference = [Float](repeating: 0, count: q.count)

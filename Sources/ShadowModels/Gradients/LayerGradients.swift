@@ -227,12 +227,46 @@ func ropeBackward(_ dx: FloatBuffer,     // (T, heads·d_h)
 
 // MARK: - Causal grouped-query attention
 
-/// out[t, h] = Σ_{j ≤ t} P[h, t, j] · v[j, g], P[h, t, ·] = softmax_j(scale · q[t, h] · k[j, g]) over
-/// j ≤ t and 0 above the diagonal (and, with a sliding `window`, before t − window + 1), g = h / (H / G).
-/// With a `softcap` c (Gemma 2) the scaled scores s become c · tanh(s / c) first. Saves P. Like inference's prefill, each block of query rows multiplies only the keys it can see
-/// (`CausalBlocks`).
+/// P[h, t, j] = softmax_j(scale · q[t, h] · k[j, g]) over j ≤ t, 0 above the diagonal (and, with a
+/// sliding `window`, before t − window + 1), g = h / (H / G), into `p` (T, T) for the one head `h`.
+/// With a `softcap` c (Gemma 2) the scaled scores s become c · tanh(s / c) first. Like inference's
+/// prefill, each block of query rows multiplies only the keys it can see (`CausalBlocks`). The
+/// forward and the backward both call this, so the backward recomputes the very same P rather
+/// than keep L·H·T² floats (32 GB for a 1B Llama at 4,000 tokens).
+func attentionProbabilities(_ p: FloatBuffer,  // (T, T)
+                            head h: Int,
+                            _ q: FloatInput,       // (T, H·d_h)
+                            _ k: FloatInput,       // (T, G·d_h)
+                            rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int? = nil,
+                            softcap: Float? = nil) {
+    let qWidth = heads * headDim, kvWidth = kvHeads * headDim, g = h / (heads / kvHeads)
+    for block in CausalBlocks(T) {
+        let s = p + block.lowerBound * T
+        BLAS.gemmABt(s, q + block.lowerBound * qWidth + h * headDim, k + g * headDim,
+                     m: block.count, n: block.upperBound, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
+        parallelChunks(block.count, minimumPerThread: 16) { range in
+            for r in range {
+                let t = block.lowerBound + r, row = s + r * T
+                // A sliding window leaves out keys before t − window + 1: zero probabilities,
+                // so the backward pass below needs no mask of its own.
+                let first = window.map { max(0, t + 1 - $0) } ?? 0
+                row.update(repeating: 0, count: first)
+                if let softcap {
+                    Ops.softcap(row + first, count: t + 1 - first, cap: softcap, factor: scale)
+                    Ops.softmax(row + first, t + 1 - first)
+                } else {
+                    Ops.softmax(row + first, t + 1 - first, scale: scale)
+                }
+                (row + t + 1).update(repeating: 0, count: T - t - 1)   // zero to the end
+            }
+        }
+    }
+}
+
+/// out[t, h] = Σ_{j ≤ t} P[h, t, j] · v[j, g] (P as `attentionProbabilities` gives it); `probs`
+/// (T, T) is scratch, holding each head's P in turn.
 func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
-                      _ probs: FloatBuffer,  // (H, T, T)
+                      _ probs: FloatBuffer,  // (T, T) scratch
                       _ q: FloatInput,       // (T, H·d_h)
                       _ k: FloatInput,       // (T, G·d_h)
                       _ v: FloatInput,       // (T, G·d_h)
@@ -241,28 +275,10 @@ func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
     let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
     for h in 0..<heads {
         let g = h / group
-        let p = probs + h * T * T
+        attentionProbabilities(probs, head: h, q, k, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+                               window: window, softcap: softcap)
         for block in CausalBlocks(T) {
-            let s = p + block.lowerBound * T
-            BLAS.gemmABt(s, q + block.lowerBound * qWidth + h * headDim, k + g * headDim,
-                         m: block.count, n: block.upperBound, k: headDim, lda: qWidth, ldb: kvWidth, ldc: T)
-            parallelChunks(block.count, minimumPerThread: 16) { range in
-                for r in range {
-                    let t = block.lowerBound + r, row = s + r * T
-                    // A sliding window leaves out keys before t − window + 1: zero probabilities,
-                    // so the backward pass below needs no mask of its own.
-                    let first = window.map { max(0, t + 1 - $0) } ?? 0
-                    row.update(repeating: 0, count: first)
-                    if let softcap {
-                        Ops.softcap(row + first, count: t + 1 - first, cap: softcap, factor: scale)
-                        Ops.softmax(row + first, t + 1 - first)
-                    } else {
-                        Ops.softmax(row + first, t + 1 - first, scale: scale)
-                    }
-                    (row + t + 1).update(repeating: 0, count: T - t - 1)   // saved: zero to the end
-                }
-            }
-            BLAS.gemmAB(out + block.lowerBound * qWidth + h * headDim, s, v + g * headDim,
+            BLAS.gemmAB(out + block.lowerBound * qWidth + h * headDim, probs + block.lowerBound * T, v + g * headDim,
                         m: block.count, n: headDim, k: block.upperBound, lda: T, ldb: kvWidth, ldc: qWidth)
         }
     }
@@ -271,16 +287,18 @@ func attentionForward(_ out: FloatBuffer,    // (T, H·d_h)
 /// dv += Pᵀ dout; with dP = dout vᵀ and dS = P ⊙ (dP − Σ_j P dP) · scale: dq += dS k, dk += dSᵀ q.
 /// A `softcap` c multiplies dS by its slope 1 − tanh²(scale · q·k / c), the scores recomputed.
 /// Blocks of query rows compute dP and dS up to the keys they see; blocks of keys take their dv and
-/// dk from the query rows at or after them (the rows before see none of them).
+/// dk from the query rows at or after them (the rows before see none of them). Each head's P is
+/// recomputed into `probs` (T, T scratch) from q and k, with the forward's window and cap.
 func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
                        _ dk: FloatBuffer,     // (T, G·d_h)
                        _ dv: FloatBuffer,     // (T, G·d_h)
                        _ dout: FloatInput,    // (T, H·d_h)
-                       _ probs: FloatInput,   // (H, T, T)
+                       _ probs: FloatBuffer,  // (T, T) scratch
                        _ q: FloatInput,       // (T, H·d_h)
                        _ k: FloatInput,       // (T, G·d_h)
                        _ v: FloatInput,       // (T, G·d_h)
-                       rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, softcap: Float? = nil) {
+                       rows T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int? = nil,
+                       softcap: Float? = nil) {
     let qWidth = heads * headDim, kvWidth = kvHeads * headDim, group = heads / kvHeads
     // (T, T) dP, then dS; row t is written up to the end of its block's keys, which covers every
     // entry the key blocks below read (they start where the query blocks start).
@@ -290,8 +308,9 @@ func attentionBackward(_ dq: FloatBuffer,     // (T, H·d_h)
     let raw = softcap == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: CausalBlocks.rows * T)
     defer { raw?.deallocate() }
     for h in 0..<heads {
-        let g = h / group
-        let p = probs + h * T * T
+        let g = h / group, p = probs
+        attentionProbabilities(p, head: h, q, k, rows: T, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+                               window: window, softcap: softcap)
         for block in CausalBlocks(T) {
             let first = block.lowerBound, seen = block.upperBound
             let dsBlock = ds + first * T, pBlock = p + first * T

@@ -22,7 +22,6 @@ private final class LlamaSaved {
     let q: Matrix        // (T, H·d_h) after RoPE
     let k: Matrix        // (T, G·d_h) after RoPE
     let v: Matrix        // (T, G·d_h)
-    let probs: Matrix    // (H, T, T) attention probabilities
     let a: Matrix        // (T, H·d_h) A
     let mid: Matrix      // (T, d) residual stream after attention
     let rstd2: Matrix    // (T)
@@ -43,7 +42,6 @@ private final class LlamaSaved {
         q = Matrix(rows: T, cols: s.attentionWidth)
         k = Matrix(rows: T, cols: s.kvWidth)
         v = Matrix(rows: T, cols: s.kvWidth)
-        probs = Matrix(rows: s.heads * T, cols: T)
         a = Matrix(rows: T, cols: s.attentionWidth)
         mid = Matrix(rows: T, cols: s.hiddenSize)
         rstd2 = Matrix(rows: T, cols: 1)
@@ -128,6 +126,8 @@ private struct LlamaGradientPass {
     /// The projections whose weight gradients are computed (none for activations only).
     let wanted: ProjectionSet
     let weights = WeightViews()
+    /// (T, T): one head's attention probabilities at a time, forward and backward (recomputed there).
+    let probs: Matrix
     let rotary: RotaryTable
     let localRotary: RotaryTable?
 
@@ -136,6 +136,7 @@ private struct LlamaGradientPass {
         self.tokens = T
         self.options = options
         wanted = options.weightGradients && !options.activationsOnly ? options.weightGradientProjections : []
+        probs = Matrix(rows: T, cols: T)
         let config = model.config
         rotary = RotaryTable(positions: 0..<T, inverseFrequencies: model.inverseFrequencies, magnitude: config.rope.magnitude)
         localRotary = model.localInverseFrequencies.map {
@@ -184,7 +185,7 @@ private struct LlamaGradientPass {
             ropeForward(st.q.pointer, st.q.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)
             ropeForward(st.k.pointer, st.k.pointer, rotaryTable(layer: l), rows: T, heads: G, headDim: dh)
         }
-        attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
+        attentionForward(st.a.pointer, probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
                          rows: T, heads: H, kvHeads: G, headDim: dh, scale: config.attentionScale, window: config.window(layer: l),
                          softcap: config.attentionSoftcap)
         GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
@@ -260,9 +261,9 @@ private struct LlamaGradientPass {
         if l == 0 { return gradients }
 
         dq.zero(); dk.zero(); dv.zero()
-        attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
+        attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, probs.pointer, st.q.pointer, st.k.pointer,
                           st.v.pointer, rows: T, heads: H, kvHeads: G, headDim: dh, scale: config.attentionScale,
-                          softcap: config.attentionSoftcap)
+                          window: config.window(layer: l), softcap: config.attentionSoftcap)
         dqIn.zero(); dkIn.zero()
         if config.rotates(layer: l) {
             ropeBackward(dqIn.pointer, dq.pointer, rotaryTable(layer: l), rows: T, heads: H, headDim: dh)

@@ -20,7 +20,6 @@ private final class OPTSaved {
     let q: Matrix        // (T, H·d_h)
     let k: Matrix        // (T, H·d_h)
     let v: Matrix        // (T, H·d_h)
-    let probs: Matrix    // (H, T, T)
     let a: Matrix        // (T, H·d_h) A
     let mid: Matrix      // (T, d) stream between attention and MLP
     let mean2: Matrix    // (T) LN₂ statistics
@@ -39,7 +38,6 @@ private final class OPTSaved {
         q = Matrix(rows: T, cols: s.attentionWidth)
         k = Matrix(rows: T, cols: s.kvWidth)
         v = Matrix(rows: T, cols: s.kvWidth)
-        probs = Matrix(rows: s.heads * T, cols: T)
         a = Matrix(rows: T, cols: s.attentionWidth)
         mid = Matrix(rows: T, cols: d)
         mean2 = Matrix(rows: T, cols: 1)
@@ -145,12 +143,15 @@ private struct OPTGradientPass {
     /// The projections whose weight gradients are computed (none for activations only).
     let wanted: ProjectionSet
     let weights = WeightViews()
+    /// (T, T): one head's attention probabilities at a time, forward and backward (recomputed there).
+    let probs: Matrix
 
     init(model: OPTModel, tokens T: Int, options: GradientOptions) {
         self.model = model
         self.tokens = T
         self.options = options
         wanted = options.weightGradients && !options.activationsOnly ? options.weightGradientProjections : []
+        probs = Matrix(rows: T, cols: T)
     }
 
     /// Block l's forward: x (T, d) becomes the block's output, and what the backward reads is
@@ -181,7 +182,7 @@ private struct OPTGradientPass {
         withOptional(block.v.bias) {
             linearForward(st.v.pointer, attentionInput, weights(block.v.weight, "v"), $0, rows: T, inputs: d, outputs: aw)
         }
-        attentionForward(st.a.pointer, st.probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
+        attentionForward(st.a.pointer, probs.pointer, st.q.pointer, st.k.pointer, st.v.pointer,
                          rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
         GradientPass.applyShift(options.shift, .attention, layer: l, st.a.pointer, count: T * aw)
         withOptional(block.output.bias) {
@@ -272,7 +273,7 @@ private struct OPTGradientPass {
         if l == 0 { return gradients }
 
         dq.zero(); dk.zero(); dv.zero()
-        attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, st.probs.pointer, st.q.pointer, st.k.pointer,
+        attentionBackward(dq.pointer, dk.pointer, dv.pointer, ga.pointer, probs.pointer, st.q.pointer, st.k.pointer,
                           st.v.pointer, rows: T, heads: H, kvHeads: H, headDim: dh, scale: scale)
         dxn.zero()
         linearBackward(dxn.pointer, nil, nil, dq.pointer, nil, weights(block.q.weight, "q"), rows: T, inputs: d, outputs: aw)
