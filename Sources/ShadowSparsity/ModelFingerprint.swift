@@ -107,7 +107,7 @@ public struct ModelFingerprint: Codable, Equatable, Sendable, CustomStringConver
         let differing = zip(shape.namedSizes, other.shape.namedSizes).filter { $0.1 != $1.1 }
             .map { model, file in "its \(model.0) is \(file.1), the model's \(model.1)" }
         if differing.isEmpty && architecture == other.architecture && shape.layers == other.shape.layers {
-            return ": the same architecture and sizes, other weights or another file of them (a conversion to GGUF or another quantisation counts as another model: calibrate for this one)"
+            return ": the same architecture and sizes, other weights or another file of them (a conversion to GGUF or another quantisation counts as another model, and so does an edited config.json of a directory: calibrate for this one)"
         }
         let context = shape.maxContext != other.shape.maxContext ? " (--long-context, for LongRoPE models, changes it)" : ""
         return differing.isEmpty ? "" : ": " + differing.joined(separator: "; ") + context
