@@ -41,17 +41,21 @@ enum GradientPass {
     /// (when `dfinal` is given) its gradient with respect to those states, added into `dfinal`.
     /// Rows go through in blocks of at most `blockValues` logits, so that the logits, their
     /// gradient and Gemma 2's slope stay a few tens of MB each for any vocabulary and sample
-    /// length (each row's numbers are the same as in one pass over all rows).
+    /// length (each row's numbers are the same as in one pass over all rows). A 16-bit head
+    /// larger than `wholeHeadValues` is widened `sliceValues` at a time (a 128k × 2,048 head is
+    /// 1 GB in fp32); smaller ones (SmolLM2's 113 MB) and fp32 heads are read whole.
     static func lossHead(_ dfinal: FloatBuffer?,   // (R, e)
                          _ final: FloatInput,      // (R, e) states after the final norm / projection
                          head: WeightMatrix,       // (V, e)
                          targets: [Int],           // (R)
                          weights: WeightViews,
                          softcap: Float? = nil,
-                         blockValues: Int = 1 << 24) -> Double {
+                         blockValues: Int = 1 << 24,
+                         wholeHeadValues: Int = 1 << 26, sliceValues: Int = 1 << 24) -> Double {
         let rows = targets.count, vocab = head.rows, width = head.cols
         guard rows > 0 else { return 0 }
-        let w = weights(head, "lm_head")
+        let slices = HeadSlices(head, weights: weights, whole: head.dtype == .f32 || head.count <= wholeHeadValues,
+                                sliceRows: max(1, sliceValues / max(1, width)))
         let block = max(1, min(rows, blockValues / max(1, vocab)))
         let logits = Matrix(rows: block, cols: vocab)   // (B, V), softmax in place
         let dlogits = Matrix.zeros(block, vocab, if: dfinal != nil)
@@ -61,7 +65,10 @@ enum GradientPass {
         let dlosses = [Float](repeating: 1 / Float(rows), count: block)
         for first in stride(from: 0, to: rows, by: block) {
             let count = min(block, rows - first), values = count * vocab
-            linearForward(logits.pointer, final + first * width, w, nil, rows: count, inputs: width, outputs: vocab)
+            slices.forEach { range, w in
+                BLAS.gemmABt(logits.pointer + range.lowerBound, final + first * width, w,
+                             m: count, n: range.count, k: width, ldc: vocab)
+            }
             // Gemma 2 caps the logits, c·tanh(z / c); the slope 1 − (capped / c)² is kept for the backward.
             if let softcap, let slope {
                 Ops.softcap(logits.pointer, count: values, cap: softcap)
@@ -76,11 +83,43 @@ enum GradientPass {
                 crossEntropyBackward(dlogits.pointer, dlosses, logits.pointer, t.baseAddress! + first, rows: count, vocab: vocab)
             }
             if let slope { for i in 0..<values { dlogits.pointer[i] *= slope.pointer[i] } }
-            linearBackward(dfinal + first * width, nil, nil, dlogits.pointer, nil, w, rows: count, inputs: width, outputs: vocab)
+            slices.forEach { range, w in
+                BLAS.gemmAB(dfinal + first * width, dlogits.pointer + range.lowerBound, w,
+                            m: count, n: width, k: range.count, lda: vocab, accumulate: true)
+            }
         }
         var total = 0.0
         for r in 0..<rows { total += losses[r] }
         return total / Double(rows)
+    }
+
+    /// The LM head as fp32 rows: whole (in place for fp32, else widened once), or widened a
+    /// slice of rows at a time into one buffer, each time it is walked.
+    private struct HeadSlices {
+        let head: WeightMatrix
+        let whole: FloatInput?
+        let sliceRows: Int
+        let buffer: Matrix?
+
+        init(_ head: WeightMatrix, weights: WeightViews, whole: Bool, sliceRows: Int) {
+            self.head = head
+            self.whole = whole ? weights(head, "lm_head") : nil
+            self.sliceRows = min(sliceRows, head.rows)
+            buffer = whole ? nil : Matrix(rows: self.sliceRows, cols: head.cols)
+        }
+
+        /// Calls `body` with each slice's rows and their fp32 values, in order.
+        func forEach(_ body: (Range<Int>, FloatInput) -> Void) {
+            guard let buffer else { return body(0..<head.rows, whole!) }
+            for start in stride(from: 0, to: head.rows, by: sliceRows) {
+                let range = start..<min(head.rows, start + sliceRows), cols = head.cols
+                parallelChunks(range.count, minimumPerThread: 16) { part in
+                    head.widenRows(range.lowerBound + part.lowerBound..<range.lowerBound + part.upperBound,
+                                   into: buffer.pointer + part.lowerBound * cols)
+                }
+                body(range, UnsafePointer(buffer.pointer))
+            }
+        }
     }
 
     /// Applies the test hook `shift` to A or N of layer `layer` if it targets them.
