@@ -390,12 +390,4 @@ enum Machine {
         return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores\(bf16)"
     }
 
-    /// Memory the kernel could still hand out without swapping (`MemAvailable`), nil where
-    /// /proc/meminfo does not say.
-    static var availableMemoryBytes: Int? {
-        guard let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-              let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
-        return kilobytes * 1024
-    }
 }

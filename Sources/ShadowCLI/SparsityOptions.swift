@@ -92,7 +92,7 @@ enum SparsityOptions {
                             model: any CausalLanguageModel, console: Console, command: String) throws -> PackingRule? {
         guard controller != nil else { return nil }
         let packing = Packing(rawValue: try arguments.required("packing"))!
-        let weights = model.decodeBytesPerToken, available = Machine.availableMemoryBytes
+        let weights = model.decodeBytesPerToken, available = ProcessMemory.availableBytes
         let rule = packing.rule(weightBytes: weights, availableBytes: available)
         if packing == .auto, rule == nil, let available, arguments.flag("verbose") {
             console.printError(String(format: "%@: --packing auto packs nothing: copies of up to %.0f MB could take more than half the %.0f MB of memory available",

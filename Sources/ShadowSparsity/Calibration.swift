@@ -48,9 +48,22 @@ public struct Calibrator {
     public func record(_ sample: CalibrationSample) throws -> TraceRecord {
         let shape = model.shape
         let position = predictorToken.position(in: sample)
-        let (scores, gradientPass) = try Importance.scoresAndRecord(model: model, tokens: sample.tokens,
-                                                                    predictFrom: sample.predictFrom, criteria: criteria)
-        let (layerInputs, attention) = predictorInputs(position: position, tokens: sample.tokens, gradientPass: gradientPass)
+        // With fp32 weights the gradient pass holds the predictor's inputs already (the same
+        // products, summed in another order); 16-bit weights round activations in inference (an
+        // fp16 KV cache, bf16 inputs for bf16-dot) and not in gradients, so there a dense forward
+        // pass over the tokens up to the predictor token records them (a third more work).
+        let fromPass = model.weightDType == .f32
+        let (d, w) = (shape.hiddenSize, shape.attentionWidth)
+        var passInputs = [Float](repeating: 0, count: fromPass ? shape.layers * d : 0)
+        var passAttention = [Float](repeating: 0, count: fromPass ? shape.layers * w : 0)
+        let scores = try Importance.scores(model: model, tokens: sample.tokens, predictFrom: sample.predictFrom,
+                                           criteria: criteria) { l, layer in
+            guard fromPass else { return }
+            passInputs.replaceSubrange(l * d..<(l + 1) * d, with: layer.layerInput[position * d..<(position + 1) * d])
+            passAttention.replaceSubrange(l * w..<(l + 1) * w, with: layer.attention[position * w..<(position + 1) * w])
+        }
+        let (layerInputs, attention) = fromPass ? (passInputs, passAttention)
+                                                : predictorInputs(position: position, tokens: sample.tokens)
         var heads: [String: [Float]] = [:], neurons: [String: [Float]] = [:]
         var loss: Float = 0
         for criterion in criteria {
@@ -65,18 +78,9 @@ public struct Calibrator {
     }
 
     /// Every layer's input (L, d) and attention output (L, H·d_h) at the predictor token, as the
-    /// engine computes them when it runs the predictor. With fp32 weights the gradient pass holds
-    /// them already (the same products, summed in another order); 16-bit weights round activations
-    /// in inference (an fp16 KV cache, bf16 inputs for bf16-dot) and not in gradients, so there a
-    /// dense forward pass over the tokens up to the predictor token records them (a third more work).
-    func predictorInputs(position: Int, tokens: [Int], gradientPass: GradientRecord) -> (layerInputs: [Float], attention: [Float]) {
-        let shape = model.shape
-        guard model.weightDType != .f32 else {
-            let d = shape.hiddenSize, w = shape.attentionWidth
-            return (gradientPass.layers.flatMap { $0.layerInput[position * d..<(position + 1) * d] },
-                    gradientPass.layers.flatMap { $0.attention[position * w..<(position + 1) * w] })
-        }
-        let capture = ActivationCapture(shape: shape, position: position)
+    /// engine computes them when it runs the predictor: a dense forward pass over the tokens up to it.
+    func predictorInputs(position: Int, tokens: [Int]) -> (layerInputs: [Float], attention: [Float]) {
+        let capture = ActivationCapture(shape: model.shape, position: position)
         // Only the tokens up to the predictor token matter for its activations (causal model).
         _ = model.forward(Array(tokens[...position]), cache: model.makeCache(capacity: position + 1),
                           logits: .none, sparsity: capture)

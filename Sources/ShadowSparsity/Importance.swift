@@ -11,53 +11,84 @@ public enum Importance {
     public static func scores(model: any DifferentiableLanguageModel, tokens: [Int], predictFrom: Int,
                               criteria: [Criterion]) throws -> [Criterion: ImportanceScores] {
         guard !criteria.isEmpty else { return [:] }
-        return try scoresAndRecord(model: model, tokens: tokens, predictFrom: predictFrom, criteria: criteria).scores
+        return try scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: criteria) { _, _ in }
     }
 
-    /// `scores`, with the gradient pass's record (every layer's activations at every position).
-    static func scoresAndRecord(model: any DifferentiableLanguageModel, tokens: [Int], predictFrom: Int,
-                                criteria: [Criterion]) throws -> (scores: [Criterion: ImportanceScores], record: GradientRecord) {
-        let s = model.shape
+    /// `scores`, showing each layer of the gradient pass (its activations at every position) to
+    /// `visit` as it goes by. Every criterion's scores of a layer are taken as soon as the pass has
+    /// it, so no more than one layer's activations and gradients are held at a time.
+    static func scores(model: any DifferentiableLanguageModel, tokens: [Int], predictFrom: Int, criteria: [Criterion],
+                       visit: (_ layer: Int, LayerGradients) -> Void) throws -> [Criterion: ImportanceScores] {
+        let s = model.shape, L = s.layers
         let projections = criteria.reduce(ProjectionSet()) { $0.union($1.weightProjections) }
         let options = GradientOptions(weightGradients: !projections.isEmpty, weightGradientProjections: projections,
                                       activationsOnly: !criteria.contains { $0.needsBackward })
-        let record = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options)
-        let weights = projections.isEmpty ? [] : (0..<s.layers).map { model.projectionWeights(layer: $0, projections: projections) }
-        let hessianGradient = criteria.contains(.grasp)
-            ? try hessianGradientProducts(model: model, tokens: tokens, predictFrom: predictFrom, record: record, weights: weights)
-            : nil
-        var result: [Criterion: ImportanceScores] = [:]
-        for criterion in criteria where result[criterion] == nil {
-            var heads: [[Float]] = [], neurons: [[Float]] = []
-            for l in 0..<s.layers {
-                let unit = layerScores(criterion, layer: record.layers[l], weights: weights.isEmpty ? nil : weights[l],
-                                       hessianGradient: hessianGradient?[l], tokens: tokens, shape: s)
-                heads.append(unit.heads)
-                if let n = unit.neurons { neurons.append(n) }
-            }
-            result[criterion] = ImportanceScores(
-                loss: record.loss, heads: heads, neurons: criterion.headsOnly ? nil : neurons,
-                pooledVectors: criterion == .jacov ? pooledVectors(record.layers.map(\.attentionGrad), tokens: tokens, shape: s) : nil)
+        let direct = Set(criteria).subtracting([.grasp])
+        var perCriterion: [Criterion: (heads: [[Float]], neurons: [[Float]]?)] = [:]
+        for criterion in Set(criteria) {
+            perCriterion[criterion] = (Array(repeating: [], count: L), criterion.headsOnly ? nil : Array(repeating: [], count: L))
         }
-        return (result, record)
+        var pooled = criteria.contains(.jacov) ? PooledGradients(tokens: tokens, shape: s) : nil
+        // GRASP's scores wait for two more passes; it keeps each layer's weights and weight gradients.
+        let grasp = criteria.contains(.grasp)
+        var graspLayers = [(weights: ProjectionWeights, gradients: LayerGradients)?](repeating: nil, count: grasp ? L : 0)
+        let pass = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options) { l, layer in
+            let weights = projections.isEmpty ? nil : model.projectionWeights(layer: l, projections: projections)
+            for criterion in direct {
+                let unit = layerScores(criterion, layer: layer, weights: weights, hessianGradient: nil, tokens: tokens, shape: s)
+                perCriterion[criterion]!.heads[l] = unit.heads
+                if let n = unit.neurons { perCriterion[criterion]!.neurons?[l] = n }
+            }
+            pooled?.add(layer.attentionGrad, layer: l)
+            if grasp, let weights {
+                graspLayers[l] = (weights, LayerGradients(layerInput: [], attention: [], attentionGrad: [], hidden: [], hiddenGrad: [],
+                                                          preActivation: [], outputProjectionGrad: layer.outputProjectionGrad,
+                                                          downProjectionGrad: layer.downProjectionGrad))
+            }
+            visit(l, layer)
+        }
+        if grasp {
+            let kept = graspLayers.map { $0! }
+            let products = try hessianGradientProducts(model: model, tokens: tokens, predictFrom: predictFrom,
+                                                       layers: kept.map(\.gradients), weights: kept.map(\.weights))
+            for (l, layer) in kept.enumerated() {
+                let unit = layerScores(.grasp, layer: layer.gradients, weights: layer.weights, hessianGradient: products[l],
+                                       tokens: tokens, shape: s)
+                perCriterion[.grasp]!.heads[l] = unit.heads
+                perCriterion[.grasp]!.neurons?[l] = unit.neurons!
+            }
+        }
+        return perCriterion.reduce(into: [:]) { result, entry in
+            result[entry.key] = ImportanceScores(loss: pass.loss, heads: entry.value.heads, neurons: entry.value.neurons,
+                                                 pooledVectors: entry.key == .jacov ? pooled?.vectors : nil)
+        }
     }
 
     /// G_{t,h,·} at `GradientCorrelation.pooledPositions` for every layer and head:
     /// (L·H, pooledPerSample, d_h), zero rows when the sample has fewer positions.
-    static func pooledVectors(_ grads: [[Float]], tokens: [Int], shape s: TransformerShape) -> [Float] {
-        let k = GradientCorrelation.pooledPerSample
-        let positions = GradientCorrelation.pooledPositions(tokens: tokens, count: k)
-        var out = [Float](repeating: 0, count: s.layers * s.heads * k * s.headDim)
-        for l in 0..<s.layers {
+    struct PooledGradients {
+        let positions: [Int]
+        let shape: TransformerShape
+        private(set) var vectors: [Float]
+
+        init(tokens: [Int], shape s: TransformerShape) {
+            let k = GradientCorrelation.pooledPerSample
+            positions = GradientCorrelation.pooledPositions(tokens: tokens, count: k)
+            shape = s
+            vectors = [Float](repeating: 0, count: s.layers * s.heads * k * s.headDim)
+        }
+
+        /// Layer l's G (T, H·d_h).
+        mutating func add(_ grad: [Float], layer l: Int) {
+            let s = shape, k = GradientCorrelation.pooledPerSample
             for h in 0..<s.heads {
                 for (j, t) in positions.enumerated() {
                     let source = t * s.attentionWidth + h * s.headDim
                     let target = ((l * s.heads + h) * k + j) * s.headDim
-                    for i in 0..<s.headDim { out[target + i] = grads[l][source + i] }
+                    for i in 0..<s.headDim { vectors[target + i] = grad[source + i] }
                 }
             }
         }
-        return out
     }
 
     /// The static importance of a calibration set: heads and neurons summed element-wise over the
@@ -168,10 +199,9 @@ public enum Importance {
         min(graspLossStep(kinks: kinks) / (gradientNorm * gradientNorm), graspMaximumRelativeStep * (1 + weightNorm) / gradientNorm)
     }
 
-    /// H g ≈ (g(W + εg) − g(W − εg)) / 2ε for W = all W_O and W_down, g = dL/dW at W.
+    /// H g ≈ (g(W + εg) − g(W − εg)) / 2ε for W = all W_O and W_down, g = dL/dW at W (`layers`' weight gradients).
     static func hessianGradientProducts(model: any DifferentiableLanguageModel, tokens: [Int], predictFrom: Int,
-                                        record: GradientRecord, weights: [ProjectionWeights]) throws -> [HessianGradient] {
-        let layers = record.layers
+                                        layers: [LayerGradients], weights: [ProjectionWeights]) throws -> [HessianGradient] {
         func squaredNorm(_ x: [Float]) -> Double { x.reduce(0.0) { $0 + Double($1) * Double($1) } }
         let gradientNorm = layers.reduce(0.0) {
             $0 + squaredNorm($1.outputProjectionGrad!) + squaredNorm($1.downProjectionGrad!)
@@ -182,17 +212,21 @@ public enum Importance {
                                                 downProjection: Array(repeating: 0, count: $0.downProjectionGrad!.count)) }
         }
         let epsilon = Float(graspStep(gradientNorm: gradientNorm, weightNorm: weightNorm, kinks: model.hasKinks))
-        func gradients(at step: Float) throws -> [LayerGradients] {
+        /// Per layer, dL/dW_O and dL/dW_down at W + step·g.
+        func gradients(at step: Float) throws -> [(output: [Float], down: [Float])] {
             let offsets = WeightOffsets(outputProjection: layers.map { $0.outputProjectionGrad!.map { $0 * step } },
                                         downProjection: layers.map { $0.downProjectionGrad!.map { $0 * step } })
             let options = GradientOptions(weightGradients: true, weightGradientProjections: [.output, .down], weightOffsets: offsets)
-            return try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options).layers
+            var result = [(output: [Float], down: [Float])](repeating: ([], []), count: layers.count)
+            _ = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options) { l, layer in
+                result[l] = (layer.outputProjectionGrad!, layer.downProjectionGrad!)
+            }
+            return result
         }
         let plus = try gradients(at: epsilon), minus = try gradients(at: -epsilon)
         return zip(plus, minus).map { after, before in
-            HessianGradient(
-                outputProjection: zip(after.outputProjectionGrad!, before.outputProjectionGrad!).map { ($0 - $1) / (2 * epsilon) },
-                downProjection: zip(after.downProjectionGrad!, before.downProjectionGrad!).map { ($0 - $1) / (2 * epsilon) })
+            HessianGradient(outputProjection: zip(after.output, before.output).map { ($0 - $1) / (2 * epsilon) },
+                            downProjection: zip(after.down, before.down).map { ($0 - $1) / (2 * epsilon) })
         }
     }
 }

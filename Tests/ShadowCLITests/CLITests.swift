@@ -431,7 +431,7 @@ struct CLITests {
         #expect(SparsityOptions.Packing.on.rule(weightBytes: 3 * gigabyte, availableBytes: 4 * gigabyte) == PackingRule(after: 2))
         #expect(SparsityOptions.Packing.off.rule(weightBytes: gigabyte, availableBytes: 4 * gigabyte) == nil)
         #if os(Linux)
-        let available = try #require(Machine.availableMemoryBytes, "/proc/meminfo's MemAvailable was not read")
+        let available = try #require(ProcessMemory.availableBytes, "/proc/meminfo's MemAvailable was not read")
         #expect(available > 0)
         #endif
     }

@@ -228,6 +228,49 @@ struct ModelGradientTests {
         }
     }
 
+    @Test("a pass that recomputes each layer from its input gives the bits of one that keeps them all, and shows layers last first",
+          arguments: GradientModels.names)
+    func recomputedLayers(name: String) throws {
+        for dtype in [WeightDType.f32, .bf16] {
+            let model = try GradientModels.model(name, weights: dtype)
+            let tokens = try GradientModels.tokens(name), s = model.shape
+            let offsets = WeightOffsets(outputProjection: (0..<s.layers).map { $0 == 1 ? [Float](repeating: 1e-3, count: s.attentionWidth * s.hiddenSize) : nil },
+                                        downProjection: Array(repeating: nil, count: s.layers))
+            var kept = GradientOptions(weightGradients: true, weightOffsets: offsets)
+            kept.recomputeLayers = false
+            var recomputed = kept
+            recomputed.recomputeLayers = true
+            let a = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: kept)
+            var order: [Int] = []
+            let b = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: recomputed) { l, _ in order.append(l) }
+            #expect(a.loss == b.loss, "\(name) \(dtype)")
+            let c = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: recomputed)
+            #expect(a.layers == c.layers, "\(name) \(dtype)")
+            #expect(order == Array((0..<s.layers).reversed()))
+            order = []
+            _ = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: GradientOptions(activationsOnly: true)) { l, _ in
+                order.append(l)
+            }
+            #expect(order == Array(0..<s.layers))
+        }
+    }
+
+    @Test("a pass keeps every layer's activations while they fit a quarter of available memory, unless told")
+    func recomputationChoice() {
+        let model = TinyModels.llama(), s = model.shape
+        let perToken = (4 * s.hiddenSize + 3 * s.attentionWidth + 2 * s.kvWidth + 3 * s.ffnSize) * 4 * s.layers
+        // Well inside and well past the budget: available memory moves while the test runs.
+        let fitting = GradientPass.keptActivationBudget / perToken / 4, past = 4 * fitting * 4
+        #expect(!GradientPass.recomputesLayers(GradientOptions(), shape: s, tokens: fitting))
+        #expect(GradientPass.recomputesLayers(GradientOptions(), shape: s, tokens: past))
+        #expect(!GradientPass.recomputesLayers(GradientOptions(activationsOnly: true), shape: s, tokens: past))
+        var told = GradientOptions()
+        told.recomputeLayers = false
+        #expect(!GradientPass.recomputesLayers(told, shape: s, tokens: past))
+        told.recomputeLayers = true
+        #expect(GradientPass.recomputesLayers(told, shape: s, tokens: 2))
+    }
+
     @Test("16-bit storage: the pass reads weights widened, and offsets apply after widening")
     func halfStorage() throws {
         // tiny-qwen2 is stored in bf16, so keeping it as bf16 loses nothing: both loads must agree.

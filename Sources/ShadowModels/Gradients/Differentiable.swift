@@ -46,6 +46,11 @@ public struct GradientOptions: Sendable {
     /// Run the forward only: the record holds the loss and the activations, and every gradient
     /// array is empty (the magnitude criteria `l2_norm` and `nwot` need no backward).
     public var activationsOnly: Bool = false
+    /// Whether the backward recomputes each layer's forward from that layer's input instead of
+    /// keeping every layer's activations from the forward (same numbers, one more forward's work,
+    /// memory for one layer instead of all). nil chooses: recompute when keeping them would take
+    /// more than `GradientPass.keptActivationBudget`.
+    public var recomputeLayers: Bool? = nil
     /// A test hook: adds `delta` to one entry of A or N during the forward, so finite differences
     /// can probe dL/dA and dL/dN of a whole model.
     var shift: ActivationShift? = nil
@@ -68,7 +73,7 @@ struct ActivationShift: Sendable {
     var delta: Float
 }
 
-public struct LayerGradients: Sendable {
+public struct LayerGradients: Sendable, Equatable {
     public var layerInput: [Float]        // (T, d) residual stream entering layer l
     public var attention: [Float]         // A^l (T, H·d_h): per-head attention outputs before the output projection
     public var attentionGrad: [Float]     // G = dL/dA (T, H·d_h)
@@ -96,6 +101,15 @@ public struct LayerGradients: Sendable {
     }
 }
 
+/// The loss of one gradient pass, whose layers went to its visitor.
+public struct GradientLoss: Sendable {
+    /// Mean cross-entropy (natural log) over the predicted tokens.
+    public var loss: Double
+    public var predictedTokens: Int
+    public var tokens: Int
+}
+
+/// A gradient pass with every layer's activations and gradients kept.
 public struct GradientRecord: Sendable {
     /// Mean cross-entropy (natural log) over the predicted tokens.
     public var loss: Double
@@ -129,7 +143,11 @@ public struct ProjectionWeights: Sendable {
 
 public protocol DifferentiableLanguageModel: CausalLanguageModel {
     /// Loss = mean cross-entropy of tokens[predictFrom...] given everything before them (predictFrom ≥ 1).
-    func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord
+    /// Each layer's activations and gradients go to `visit` as soon as they are complete — last
+    /// layer first, or in layer order when `options.activationsOnly` —, so a caller that folds
+    /// them into scores holds one layer's at a time (about 30 k floats per token for a 1B Llama).
+    func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions,
+                          visit: (_ layer: Int, LayerGradients) throws -> Void) throws -> GradientLoss
     /// The weights of layer `layer` that the weight-based criteria (snip, grasp, plainact_w) read,
     /// widened to fp32; those not in `projections` are left empty.
     func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights
@@ -143,5 +161,13 @@ extension DifferentiableLanguageModel {
 
     public func lossAndGradients(tokens: [Int], predictFrom: Int) throws -> GradientRecord {
         try lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: GradientOptions())
+    }
+
+    /// The pass with every layer kept in one record.
+    public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord {
+        var layers = [LayerGradients?](repeating: nil, count: shape.layers)
+        let result = try lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options) { layers[$0] = $1 }
+        return GradientRecord(loss: result.loss, predictedTokens: result.predictedTokens, tokens: result.tokens,
+                              layers: layers.map { $0! })
     }
 }

@@ -122,6 +122,21 @@ enum GradientPass {
         }
     }
 
+    /// The most memory a pass may keep of its forward for the backward: a quarter of what the
+    /// system has available (2 GiB when /proc/meminfo does not say). Above it, only each layer's
+    /// input is kept and the backward recomputes the rest, one layer at a time.
+    static var keptActivationBudget: Int { (ProcessMemory.availableBytes ?? 8 << 30) / 4 }
+
+    /// Whether a pass over `tokens` tokens recomputes its layers (see `GradientOptions.recomputeLayers`).
+    /// The estimate counts a block's widest saved state (Llama with Gemma's or Qwen3's norms):
+    /// the stream four times, A and q, k and v, and three (T, F) matrices.
+    static func recomputesLayers(_ options: GradientOptions, shape s: TransformerShape, tokens: Int) -> Bool {
+        if options.activationsOnly { return false }
+        if let chosen = options.recomputeLayers { return chosen }
+        let perToken = 4 * s.hiddenSize + 3 * s.attentionWidth + 2 * s.kvWidth + 3 * s.ffnSize
+        return perToken * MemoryLayout<Float>.size * tokens * s.layers > keptActivationBudget
+    }
+
     /// Applies the test hook `shift` to A or N of layer `layer` if it targets them.
     static func applyShift(_ shift: ActivationShift?, _ target: ActivationShift.Target, layer: Int,
                            _ buffer: FloatBuffer, count: Int) {
@@ -153,6 +168,49 @@ final class WeightViews {
             offset.withUnsafeBufferPointer { Ops.add(buffer, $0.baseAddress!, count: w.count) }
         }
         return UnsafePointer(buffer)
+    }
+}
+
+/// What a block's forward saves for its backward.
+protocol SavedBlock: AnyObject {
+    /// (T, d) the residual stream entering the block.
+    var input: Matrix { get }
+    /// The block's units without gradients (a pass that runs only the forward).
+    var activations: LayerGradients { get }
+}
+
+/// What a pass keeps of its forward for the backward: every block's saved state, or only each
+/// block's input, from which `take` recomputes the rest.
+struct SavedLayers<Saved: SavedBlock> {
+    private var saved: [Saved?]
+    private var inputs: [Matrix?]
+
+    /// Runs every block's forward in order. With `options.activationsOnly` each block's
+    /// activations go to `visit` at once and nothing is kept.
+    init(options: GradientOptions, shape: TransformerShape, tokens: Int, forward: (_ layer: Int) -> Saved,
+         visit: (_ layer: Int, LayerGradients) throws -> Void) rethrows {
+        saved = Array(repeating: nil, count: shape.layers)
+        inputs = Array(repeating: nil, count: shape.layers)
+        let recomputes = GradientPass.recomputesLayers(options, shape: shape, tokens: tokens)
+        for l in 0..<shape.layers {
+            let state = forward(l)
+            if options.activationsOnly {
+                try visit(l, state.activations)
+            } else if recomputes {
+                inputs[l] = state.input
+            } else {
+                saved[l] = state
+            }
+        }
+    }
+
+    /// Layer l's state, let go of here; `recompute` runs the block's forward again on a copy of its input.
+    mutating func take(layer l: Int, recompute: (Matrix) -> Saved) -> Saved {
+        defer { saved[l] = nil; inputs[l] = nil }
+        if let state = saved[l] { return state }
+        let input = inputs[l]!, x = Matrix(rows: input.rows, cols: input.cols)
+        x.pointer.update(from: input.pointer, count: input.count)
+        return recompute(x)
     }
 }
 

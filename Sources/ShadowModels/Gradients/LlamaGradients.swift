@@ -16,7 +16,7 @@ import ShadowKernels
 // same way.
 
 /// What the backward of one Llama block reads from its forward.
-private final class LlamaSaved {
+private final class LlamaSaved: SavedBlock {
     let input: Matrix    // (T, d) residual stream entering the block
     let rstd1: Matrix    // (T)
     let q: Matrix        // (T, H·d_h) after RoPE
@@ -58,13 +58,19 @@ private final class LlamaSaved {
         attentionOutRstd = outputNorms ? Matrix(rows: T, cols: 1) : nil
         mlpOutRstd = outputNorms ? Matrix(rows: T, cols: 1) : nil
     }
+
+    var activations: LayerGradients {
+        LayerGradients(layerInput: input.array, attention: a.array, attentionGrad: [], hidden: n.array, hiddenGrad: [],
+                       preActivation: z.array)
+    }
 }
 
 extension LlamaModel: DifferentiableLanguageModel {
     /// SiLU (Llama, Qwen, Phi) and GELU (Gemma) gates are smooth.
     public var hasKinks: Bool { false }
 
-    public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord {
+    public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions,
+                                 visit: (_ layer: Int, LayerGradients) throws -> Void) throws -> GradientLoss {
         let s = shape
         try GradientPass.validate(tokens: tokens, predictFrom: predictFrom, shape: s)
         try GradientPass.validate(options.weightOffsets, shape: s)
@@ -78,7 +84,8 @@ extension LlamaModel: DifferentiableLanguageModel {
         let xn = Matrix(rows: T, cols: d)           // (T, d) rms₁(x), input of q/k/v
         let wanted = pass.wanted
         let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
-        var saved: [LlamaSaved?] = blocks.indices.map { l in pass.forward(layer: l, x: x, xn: xn, sharedXn2: sharedXn2) }
+        var saved = try SavedLayers<LlamaSaved>(options: options, shape: s, tokens: T,
+                                                   forward: { pass.forward(layer: $0, x: x, xn: xn, sharedXn2: sharedXn2) }, visit: visit)
 
         // Loss: row t of the final states predicts tokens[t + 1], for t = predictFrom − 1 ..< T − 1.
         let first = predictFrom - 1, predicted = T - predictFrom
@@ -88,25 +95,18 @@ extension LlamaModel: DifferentiableLanguageModel {
         let dfinal = Matrix.zeros(predicted, d, if: !options.activationsOnly)
         let loss = GradientPass.lossHead(dfinal?.pointer, final.pointer, head: lmHead,
                                          targets: Array(tokens[predictFrom...]), weights: pass.weights, softcap: config.logitSoftcap)
-        guard let dfinal else {
-            let layers = saved.map { st in
-                LayerGradients(layerInput: st!.input.array, attention: st!.a.array, attentionGrad: [],
-                               hidden: st!.n.array, hiddenGrad: [], preActivation: st!.z.array)
-            }
-            return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers)
-        }
+        let result = GradientLoss(loss: loss, predictedTokens: predicted, tokens: T)
+        guard let dfinal else { return result }
 
         // Backward.
         let dx = Matrix(rows: T, cols: d)        // (T, d) dL/d(residual stream)
         rmsNormBackward(dx.row(first), nil, dfinal.pointer, x.row(first), finalNorm, rstdFinal.pointer, rows: predicted, n: d)
         let scratch = LlamaBackwardScratch(tokens: T, shape: s)
-        var layers = [LayerGradients?](repeating: nil, count: s.layers)
         for l in stride(from: s.layers - 1, through: 0, by: -1) {
-            let st = saved[l]!
-            saved[l] = nil
-            layers[l] = pass.backward(layer: l, saved: st, dx: dx, scratch: scratch)
+            let st = saved.take(layer: l) { pass.forward(layer: l, x: $0, xn: xn, sharedXn2: sharedXn2) }
+            try visit(l, pass.backward(layer: l, saved: st, dx: dx, scratch: scratch))
         }
-        return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers.map { $0! })
+        return result
     }
 
     public func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights {

@@ -12,7 +12,7 @@ import ShadowKernels
 // project_out before the LM head; pre-LN models have a final LayerNorm before project_out.
 
 /// What the backward of one OPT block reads from its forward.
-private final class OPTSaved {
+private final class OPTSaved: SavedBlock {
     let input: Matrix    // (T, d) residual stream entering the block
     let mean1: Matrix    // (T) LN₁ statistics (of x for pre-LN, of the attention sum for post-LN)
     let rstd1: Matrix    // (T)
@@ -47,13 +47,19 @@ private final class OPTSaved {
         z = Matrix(rows: T, cols: s.ffnSize)
         n = Matrix(rows: T, cols: s.ffnSize)
     }
+
+    var activations: LayerGradients {
+        LayerGradients(layerInput: input.array, attention: a.array, attentionGrad: [], hidden: n.array, hiddenGrad: [],
+                       preActivation: z.array)
+    }
 }
 
 extension OPTModel: DifferentiableLanguageModel {
     /// Its MLP's ReLU.
     public var hasKinks: Bool { true }
 
-    public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions) throws -> GradientRecord {
+    public func lossAndGradients(tokens: [Int], predictFrom: Int, options: GradientOptions,
+                                 visit: (_ layer: Int, LayerGradients) throws -> Void) throws -> GradientLoss {
         let s = shape
         try GradientPass.validate(tokens: tokens, predictFrom: predictFrom, shape: s)
         try GradientPass.validate(options.weightOffsets, shape: s)
@@ -73,7 +79,8 @@ extension OPTModel: DifferentiableLanguageModel {
         }
         for t in 0..<T { Ops.add(x.row(t), positions.row(t + Self.positionOffset), count: d) }
         let xn = Matrix(rows: T, cols: d)    // (T, d) LN₁(x), input of q/k/v (pre-LN)
-        var saved: [OPTSaved?] = blocks.indices.map { l in pass.forward(layer: l, x: x, xn: xn) }
+        var saved = try SavedLayers<OPTSaved>(options: options, shape: s, tokens: T,
+                                                   forward: { pass.forward(layer: $0, x: x, xn: xn) }, visit: visit)
 
         // Loss: the predicted rows through the final LayerNorm (pre-LN models) and project_out.
         let first = predictFrom - 1, predicted = T - predictFrom
@@ -94,13 +101,8 @@ extension OPTModel: DifferentiableLanguageModel {
         let dfinal = Matrix.zeros(predicted, e, if: !options.activationsOnly)
         let loss = GradientPass.lossHead(dfinal?.pointer, final.pointer, head: lmHead,
                                          targets: Array(tokens[predictFrom...]), weights: weights)
-        guard let dfinal else {
-            let layers = saved.map { st in
-                LayerGradients(layerInput: st!.input.array, attention: st!.a.array, attentionGrad: [],
-                               hidden: st!.n.array, hiddenGrad: [], preActivation: st!.z.array)
-            }
-            return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers)
-        }
+        let result = GradientLoss(loss: loss, predictedTokens: predicted, tokens: T)
+        guard let dfinal else { return result }
 
         // Backward.
         var dnormed = dfinal                                // (R, d)
@@ -117,13 +119,11 @@ extension OPTModel: DifferentiableLanguageModel {
             Ops.add(dx.row(first), dnormed.pointer, count: predicted * d)
         }
         let scratch = OPTBackwardScratch(tokens: T, shape: s)
-        var layers = [LayerGradients?](repeating: nil, count: s.layers)
         for l in stride(from: s.layers - 1, through: 0, by: -1) {
-            let st = saved[l]!
-            saved[l] = nil
-            layers[l] = pass.backward(layer: l, saved: st, dx: dx, scratch: scratch)
+            let st = saved.take(layer: l) { pass.forward(layer: l, x: $0, xn: xn) }
+            try visit(l, pass.backward(layer: l, saved: st, dx: dx, scratch: scratch))
         }
-        return GradientRecord(loss: loss, predictedTokens: predicted, tokens: T, layers: layers.map { $0! })
+        return result
     }
 
     public func projectionWeights(layer: Int, projections: ProjectionSet) -> ProjectionWeights {
