@@ -23,8 +23,9 @@ enum CalibrateCommand {
                    allowed: Criterion.allCases.map(\.rawValue), list: true),
             .value("shots", "k", help: "Examples before each task query.", default: "5"),
             .value("seed", "n", help: "Seed for drawing the shots.", default: "1234"),
-            .value("text-window", "n", help: "Tokens per plain-text window.", default: "128"),
-            .value("text-continuation", "n", help: "Tokens of each window scored as its continuation.", default: "32"),
+            .value("text-window", "n", help: "Tokens per plain-text window.", defaultDescription: "128, or the model's context if smaller"),
+            .value("text-continuation", "n", help: "Tokens of each window scored as its continuation.",
+                   defaultDescription: "32, or a quarter of a default window shrunk to the model's context"),
             .value("max-tokens", "n", help: "Task samples (piqa:, hellaswag:, … every KIND but text) longer than this lose tokens from the left (an item whose answer alone has this many tokens or more is left out, and counted in a warning); text windows are --text-window tokens long whatever this says.", defaultDescription: "512, or the model's context if smaller"),
             .value("predictor-token", "rule", help: "Which token's activations the predictor reads.",
                    default: PredictorToken.lastContext.rawValue, allowed: PredictorToken.allCases.map(\.rawValue)),
@@ -80,6 +81,12 @@ enum CalibrateCommand {
         let loaded = try ModelOptions.load(arguments, console: console)
         let model = try loaded.requireDifferentiable(for: "calibrate")
         if !arguments.has("max-tokens") { options.maxTokens = min(options.maxTokens, model.shape.maxContext) }
+        // Defaults fit a context shorter than the default window (tiny test models): the window
+        // becomes the context, and the continuation a quarter of it, as 32 is of 128.
+        if !arguments.has("text-window") && options.textWindow > model.shape.maxContext {
+            options.textWindow = model.shape.maxContext
+            if !arguments.has("text-continuation") { options.textContinuation = max(1, options.textWindow / 4) }
+        }
         guard options.maxTokens <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds \(model.contextDescription)")
         }

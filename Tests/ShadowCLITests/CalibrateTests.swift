@@ -42,6 +42,20 @@ struct CalibrateTests {
         }
     }
 
+    @Test("calibrate's default text window shrinks to a context shorter than 128 tokens, and an explicit one is refused there")
+    func textWindowFitsContext() throws {
+        let out = temporaryDirectory()
+        let model = fixture("tiny-phi3-longrope")   // a context of 32 without --long-context
+        let run = CLIRun(["calibrate", "--model", model, "--source", "text:\(Self.corpus)", "--samples", "2",
+                          "--out", out, "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        let manifest = try TraceManifest.load(directory: out)
+        #expect(manifest.options.textWindow == 32 && manifest.options.textContinuation == 8 && manifest.sampleCount == 2)
+        let explicit = CLIRun(["calibrate", "--model", model, "--source", "text:\(Self.corpus)", "--samples", "2",
+                               "--text-window", "64", "--out", temporaryDirectory(), "--no-progress"])
+        #expect(explicit.status != 0 && explicit.err.contains("--text-window"), "\(explicit.err)")
+    }
+
     @Test("calibrate writes chunked traces with the predictor input and every criterion")
     func writesTraces() throws {
         let out = temporaryDirectory()
