@@ -1,4 +1,5 @@
 import Foundation
+import ShadowFormats
 import ShadowModels
 
 /// `shadowllm info`: what a checkpoint holds.
@@ -41,6 +42,8 @@ enum InfoCommand {
         /// The turn template `chat` and `generate --chat` would build ("ChatML", "Llama 3", "Phi-3", "Gemma"), nil
         /// when they would refuse the tokenizer.
         let chatTemplate: String?
+        /// Why they would refuse it (nil when they would not, or without a tokenizer).
+        let chatTemplateProblem: String?
         /// The system turn's text they open with when no --system is given (nil: none).
         let defaultSystem: String?
 
@@ -51,7 +54,7 @@ enum InfoCommand {
             case contextLimit = "context_limit", slidingLayers = "sliding_layers", textModelOf = "text_model_of"
             case attentionSoftcap = "attention_softcap", logitSoftcap = "logit_softcap"
             case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id", addsBOS = "adds_bos", stopTokenIDs = "stop_token_ids"
-            case chatTemplate = "chat_template", defaultSystem = "default_system"
+            case chatTemplate = "chat_template", chatTemplateProblem = "chat_template_problem", defaultSystem = "default_system"
             case weights, decodeBytesPerToken = "decode_bytes_per_token"
         }
     }
@@ -63,7 +66,13 @@ enum InfoCommand {
     ) { arguments, console in
         let loaded = try ModelOptions.load(arguments, console: console)
         let s = loaded.model.shape
-        let chat = loaded.tokenizer.flatMap { try? ChatTemplate(tokenizer: $0, option: "chat") }
+        let chatResult = loaded.tokenizer.map { tokenizer in Result { try ChatTemplate(tokenizer: tokenizer, option: "chat") } }
+        let chat = try? chatResult?.get()
+        var chatProblem: String? {
+            guard case .failure(let error) = chatResult else { return nil }
+            if case ShadowError.invalidArgument(_, let reason) = error { return reason }
+            return "\(error)"
+        }
         let llama = (loaded.model as? LlamaModel)?.config
         let window = loaded.model.slidingWindow
         let sliding = window == nil ? nil : llama.map { c in (0..<c.layers).filter { c.window(layer: $0) != nil }.count } ?? s.layers
@@ -78,7 +87,7 @@ enum InfoCommand {
             sourceDTypes: loaded.model.sourceDTypes,
             tokenizer: loaded.tokenizer != nil, bosTokenID: loaded.tokenizer?.bosTokenID,
             eosTokenID: loaded.tokenizer?.eosTokenID, addsBOS: loaded.tokenizer?.addsBOS, stopTokenIDs: loaded.stopTokens.sorted(),
-            chatTemplate: chat?.family.rawValue, defaultSystem: chat.flatMap { $0.systemContent($0.defaultSystem) })
+            chatTemplate: chat?.family.rawValue, chatTemplateProblem: chatProblem, defaultSystem: chat.flatMap { $0.systemContent($0.defaultSystem) })
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
             return
@@ -104,7 +113,7 @@ enum InfoCommand {
             weights       \(report.weights) in memory (--weights), \(String(format: "%.1f", Double(report.decodeBytesPerToken) / 1e6)) MB read per decoded token
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")
             stops at ids  \(report.stopTokenIDs.isEmpty ? "none but a chat turn's end" : report.stopTokenIDs.map(String.init).joined(separator: ", "))
-            chat          \(report.chatTemplate.map { "\($0) turns" + (report.defaultSystem.map { ", default system turn \($0.debugDescription)" } ?? ", no default system turn") } ?? "no chat template this tool builds")
+            chat          \(report.chatTemplate.map { "\($0) turns" + (report.defaultSystem.map { ", default system turn \($0.debugDescription)" } ?? ", no default system turn") } ?? "no chat template this tool builds" + (report.chatTemplateProblem.map { ": " + $0 } ?? ""))
             """)
     }
 }

@@ -201,5 +201,11 @@ struct Llama3ChatTests {
             .write(to: URL(fileURLWithPath: directory + "/tokenizer_config.json"))
         let run = CLIRun(["generate", "--model", directory, "--chat", "--prompt", "Hi", "-n", "1"])
         #expect(run.status == 1 && run.err == "error: --chat: the tokenizer has no Llama 3 token <|start_header_id|>, which its chat template uses\n", "\(run.err)")
+        // info says the same, without loading anything more.
+        let info = CLIRun(["info", "--model", directory, "--json"])
+        #expect(try info.json()["chat_template"] == nil && info.json()["chat_template_problem"] as? String
+                    == "the tokenizer has no Llama 3 token <|start_header_id|>, which its chat template uses", "\(info.out)")
+        #expect(CLIRun(["info", "--model", directory]).out.contains(
+            "chat          no chat template this tool builds: the tokenizer has no Llama 3 token <|start_header_id|>, which its chat template uses\n"))
     }
 }
