@@ -86,6 +86,9 @@ enum CalibrateCommand {
         if !arguments.has("text-window") && options.textWindow > model.shape.maxContext {
             options.textWindow = model.shape.maxContext
             if !arguments.has("text-continuation") { options.textContinuation = max(1, options.textWindow / 4) }
+            guard options.textContinuation < options.textWindow else {
+                throw ShadowError.invalidArgument(name: "--text-continuation", reason: "must be less than the text window, here the model's context of \(options.textWindow) tokens (--text-window sets another)")
+            }
         }
         guard options.maxTokens <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds \(model.contextDescription)")

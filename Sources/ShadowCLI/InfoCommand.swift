@@ -113,7 +113,7 @@ enum InfoCommand {
             weights       \(report.weights) in memory (--weights), \(String(format: "%.1f", Double(report.decodeBytesPerToken) / 1e6)) MB read per decoded token
             tokenizer     \(report.tokenizer ? "yes, BOS \(report.addsBOS == true ? "added" : "not added")" : "none")
             stops at ids  \(report.stopTokenIDs.isEmpty ? "none but a chat turn's end" : report.stopTokenIDs.map(String.init).joined(separator: ", "))
-            chat          \(report.chatTemplate.map { "\($0) turns" + (report.defaultSystem.map { ", default system turn \($0.debugDescription)" } ?? ", no default system turn") } ?? "no chat template this tool builds" + (report.chatTemplateProblem.map { ": " + $0 } ?? ""))
+            chat          \(report.chatTemplate.map { "\($0) turns" + (report.defaultSystem.map { ", default system turn \($0.debugDescription)" } ?? ", no default system turn") } ?? report.chatTemplateProblem.map { "none: " + $0 } ?? "no chat template this tool builds")
             """)
     }
 }

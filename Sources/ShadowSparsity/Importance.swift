@@ -29,7 +29,7 @@ public enum Importance {
             perCriterion[criterion] = (Array(repeating: [], count: L), criterion.headsOnly ? nil : Array(repeating: [], count: L))
         }
         var pooled = criteria.contains(.jacov) ? PooledGradients(tokens: tokens, shape: s) : nil
-        // GRASP's scores wait for two more passes; it keeps each layer's weights and weight gradients.
+        // GRASP's scores wait for two more passes; it keeps each layer's W_O and W_down and their gradients.
         let grasp = criteria.contains(.grasp)
         var graspLayers = [(weights: ProjectionWeights, gradients: LayerGradients)?](repeating: nil, count: grasp ? L : 0)
         let pass = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options) { l, layer in
@@ -41,7 +41,9 @@ public enum Importance {
             }
             pooled?.add(layer.attentionGrad, layer: l)
             if grasp, let weights {
-                graspLayers[l] = (weights, LayerGradients(layerInput: [], attention: [], attentionGrad: [], hidden: [], hiddenGrad: [],
+                let kept = ProjectionWeights(outputProjection: weights.outputProjection, downProjection: weights.downProjection,
+                                             firstProjection: [], upProjection: nil)
+                graspLayers[l] = (kept, LayerGradients(layerInput: [], attention: [], attentionGrad: [], hidden: [], hiddenGrad: [],
                                                           preActivation: [], outputProjectionGrad: layer.outputProjectionGrad,
                                                           downProjectionGrad: layer.downProjectionGrad))
             }
@@ -212,22 +214,23 @@ public enum Importance {
                                                 downProjection: Array(repeating: 0, count: $0.downProjectionGrad!.count)) }
         }
         let epsilon = Float(graspStep(gradientNorm: gradientNorm, weightNorm: weightNorm, kinks: model.hasKinks))
-        /// Per layer, dL/dW_O and dL/dW_down at W + step·g.
-        func gradients(at step: Float) throws -> [(output: [Float], down: [Float])] {
+        /// Shows each layer's dL/dW_O and dL/dW_down at W + step·g to `body`.
+        func gradients(at step: Float, _ body: (_ layer: Int, _ output: [Float], _ down: [Float]) -> Void) throws {
             let offsets = WeightOffsets(outputProjection: layers.map { $0.outputProjectionGrad!.map { $0 * step } },
                                         downProjection: layers.map { $0.downProjectionGrad!.map { $0 * step } })
             let options = GradientOptions(weightGradients: true, weightGradientProjections: [.output, .down], weightOffsets: offsets)
-            var result = [(output: [Float], down: [Float])](repeating: ([], []), count: layers.count)
             _ = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options) { l, layer in
-                result[l] = (layer.outputProjectionGrad!, layer.downProjectionGrad!)
+                body(l, layer.outputProjectionGrad!, layer.downProjectionGrad!)
             }
-            return result
         }
-        let plus = try gradients(at: epsilon), minus = try gradients(at: -epsilon)
-        return zip(plus, minus).map { after, before in
-            HessianGradient(outputProjection: zip(after.output, before.output).map { ($0 - $1) / (2 * epsilon) },
-                            downProjection: zip(after.down, before.down).map { ($0 - $1) / (2 * epsilon) })
+        // g(W + εg), then each layer's difference as g(W − εg) arrives.
+        var products = [HessianGradient](repeating: HessianGradient(outputProjection: [], downProjection: []), count: layers.count)
+        try gradients(at: epsilon) { l, output, down in products[l] = HessianGradient(outputProjection: output, downProjection: down) }
+        try gradients(at: -epsilon) { l, output, down in
+            products[l] = HessianGradient(outputProjection: zip(products[l].outputProjection, output).map { ($0 - $1) / (2 * epsilon) },
+                                          downProjection: zip(products[l].downProjection, down).map { ($0 - $1) / (2 * epsilon) })
         }
+        return products
     }
 }
 

@@ -291,7 +291,7 @@ struct CLITests {
         #expect(CLIRun(["info", "--model", fixture("tiny-llama")]).out.contains("stops at ids  0, 2\n"))
         let opt = CLIRun(["info", "--model", fixture("tiny-opt"), "--json"])
         #expect(try opt.json()["chat_template"] == nil && opt.status == 0)
-        #expect(CLIRun(["info", "--model", fixture("tiny-opt")]).out.contains("chat          no chat template this tool builds: the tokenizer has the tokens of no chat template this command builds: ChatML"))
+        #expect(CLIRun(["info", "--model", fixture("tiny-opt")]).out.contains("chat          none: the tokenizer has the tokens of no chat template this command builds: ChatML"))
         #expect(try (opt.json()["chat_template_problem"] as? String)?.hasPrefix("the tokenizer has the tokens of no chat template this command builds") == true)
         // A multimodal Gemma 3 runs its text model, and says so.
         let vision = CLIRun(["info", "--model", fixture("tiny-gemma3-vision"), "--json"])

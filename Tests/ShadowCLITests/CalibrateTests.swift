@@ -54,6 +54,10 @@ struct CalibrateTests {
         let explicit = CLIRun(["calibrate", "--model", model, "--source", "text:\(Self.corpus)", "--samples", "2",
                                "--text-window", "64", "--out", temporaryDirectory(), "--no-progress"])
         #expect(explicit.status != 0 && explicit.err.contains("--text-window"), "\(explicit.err)")
+        let continuation = CLIRun(["calibrate", "--model", model, "--source", "text:\(Self.corpus)", "--samples", "2",
+                                   "--text-continuation", "32", "--out", temporaryDirectory(), "--no-progress"])
+        #expect(continuation.status != 0 && continuation.err.hasPrefix("error: --text-continuation: must be less than the text window, here the model's context of 32 tokens"),
+                "\(continuation.err)")
     }
 
     @Test("calibrate writes chunked traces with the predictor input and every criterion")

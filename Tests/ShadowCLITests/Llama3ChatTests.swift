@@ -206,6 +206,6 @@ struct Llama3ChatTests {
         #expect(try info.json()["chat_template"] == nil && info.json()["chat_template_problem"] as? String
                     == "the tokenizer has no Llama 3 token <|start_header_id|>, which its chat template uses", "\(info.out)")
         #expect(CLIRun(["info", "--model", directory]).out.contains(
-            "chat          no chat template this tool builds: the tokenizer has no Llama 3 token <|start_header_id|>, which its chat template uses\n"))
+            "chat          none: the tokenizer has no Llama 3 token <|start_header_id|>, which its chat template uses\n"))
     }
 }

@@ -228,26 +228,34 @@ struct ModelGradientTests {
         }
     }
 
-    @Test("a pass that recomputes each layer from its input gives the bits of one that keeps them all, and shows layers last first",
+    @Test("a pass that recomputes some or all layers from their inputs gives the bits of one that keeps them all, and shows layers last first",
           arguments: GradientModels.names)
     func recomputedLayers(name: String) throws {
         for dtype in [WeightDType.f32, .bf16] {
             let model = try GradientModels.model(name, weights: dtype)
             let tokens = try GradientModels.tokens(name), s = model.shape
-            let offsets = WeightOffsets(outputProjection: (0..<s.layers).map { $0 == 1 ? [Float](repeating: 1e-3, count: s.attentionWidth * s.hiddenSize) : nil },
-                                        downProjection: Array(repeating: nil, count: s.layers))
-            var kept = GradientOptions(weightGradients: true, weightOffsets: offsets)
-            kept.recomputeLayers = false
-            var recomputed = kept
-            recomputed.recomputeLayers = true
-            let a = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: kept)
+            let last = s.layers - 1
+            let offsets = WeightOffsets(
+                outputProjection: (0..<s.layers).map { $0 == 1 ? [Float](repeating: 1e-3, count: s.attentionWidth * s.hiddenSize) : nil },
+                downProjection: (0..<s.layers).map { $0 == last ? [Float](repeating: -1e-3, count: s.ffnSize * s.hiddenSize) : nil })
+            // Every weight gradient (each block's own rms₂ output), none (one shared between blocks),
+            // and GRASP's passes (W_O and W_down at W + δ), with the finite-difference hook on.
+            var withShift = GradientOptions(weightGradients: true, weightGradientProjections: [.output, .down], weightOffsets: offsets)
+            withShift.shift = ActivationShift(target: .hidden, layer: 0, index: 5, delta: 0.25)
+            for var options in [GradientOptions(weightGradients: true, weightOffsets: offsets), GradientOptions(), withShift] {
+                options.recomputedLayers = 0
+                let kept = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: options)
+                for count in [1, s.layers] {
+                    options.recomputedLayers = count
+                    var order: [Int] = []
+                    let result = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: options) { l, _ in order.append(l) }
+                    #expect(kept.loss == result.loss, "\(name) \(dtype) \(count)")
+                    #expect(order == Array((0..<s.layers).reversed()))
+                    let recomputed = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: options)
+                    #expect(kept.layers == recomputed.layers, "\(name) \(dtype) \(count)")
+                }
+            }
             var order: [Int] = []
-            let b = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: recomputed) { l, _ in order.append(l) }
-            #expect(a.loss == b.loss, "\(name) \(dtype)")
-            let c = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: recomputed)
-            #expect(a.layers == c.layers, "\(name) \(dtype)")
-            #expect(order == Array((0..<s.layers).reversed()))
-            order = []
             _ = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: GradientOptions(activationsOnly: true)) { l, _ in
                 order.append(l)
             }
@@ -255,20 +263,29 @@ struct ModelGradientTests {
         }
     }
 
-    @Test("a pass keeps every layer's activations while they fit a quarter of available memory, unless told")
+    @Test("a pass recomputes the fewest first layers that let the rest fit its budget, none while all fit, unless told")
     func recomputationChoice() {
-        let model = TinyModels.llama(), s = model.shape
-        let perToken = (4 * s.hiddenSize + 3 * s.attentionWidth + 2 * s.kvWidth + 3 * s.ffnSize) * 4 * s.layers
-        // Well inside and well past the budget: available memory moves while the test runs.
-        let fitting = GradientPass.keptActivationBudget / perToken / 4, past = 4 * fitting * 4
-        #expect(!GradientPass.recomputesLayers(GradientOptions(), shape: s, tokens: fitting))
-        #expect(GradientPass.recomputesLayers(GradientOptions(), shape: s, tokens: past))
-        #expect(!GradientPass.recomputesLayers(GradientOptions(activationsOnly: true), shape: s, tokens: past))
+        let L = 8, T = 100, stateSize = 500, inputSize = 32
+        let state = stateSize * 4 * T, input = inputSize * 4 * T
+        func recomputed(budget: Int, _ options: GradientOptions = GradientOptions()) -> Int {
+            GradientPass.recomputedLayers(options, layers: L, stateSize: stateSize, inputSize: inputSize, tokens: T, budget: budget)
+        }
+        #expect(recomputed(budget: L * state) == 0)
+        for budget in [L * state - 1, L * state / 2, L * input + state, L * input, 0] {
+            let n = recomputed(budget: budget)
+            let needed = { (n: Int) in n * input + (L - n) * state }
+            #expect(n == L || needed(n) <= budget, "budget \(budget): \(n) recomputed")
+            #expect(n == 0 || needed(n - 1) > budget, "budget \(budget): \(n) recomputed")
+        }
+        #expect(recomputed(budget: L * input + state) == L - 1 && recomputed(budget: 0) == L)
+        #expect(recomputed(budget: 0, GradientOptions(activationsOnly: true)) == 0)
         var told = GradientOptions()
-        told.recomputeLayers = false
-        #expect(!GradientPass.recomputesLayers(told, shape: s, tokens: past))
-        told.recomputeLayers = true
-        #expect(GradientPass.recomputesLayers(told, shape: s, tokens: 2))
+        told.recomputedLayers = 0
+        #expect(recomputed(budget: 0, told) == 0)
+        told.recomputedLayers = 3
+        #expect(recomputed(budget: L * state, told) == 3)
+        told.recomputedLayers = 99
+        #expect(recomputed(budget: L * state, told) == L)
     }
 
     @Test("16-bit storage: the pass reads weights widened, and offsets apply after widening")

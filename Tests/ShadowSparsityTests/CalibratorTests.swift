@@ -38,17 +38,20 @@ struct CalibratorTests {
                       "tiny-phi3", "tiny-phi3-longrope", "tiny-mistral-window", "tiny-smollm3"])
     func fp32InputsFromTheGradientPass(name: String) throws {
         let model = try ModelFixtures.differentiableModel(name)
+        // plainact shows the layers to the calibrator from the backward, l2_norm from a forward-only pass.
         for token in PredictorToken.allCases {
-            let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
-            let record = try Calibrator(model: model, criteria: [.plainact], predictorToken: token).record(sample)
-            let capture = Self.forwardCapture(model, position: token.position(in: sample))
-            for (got, want) in [(record.layerInputs, capture.inputs), (record.attention, capture.attention)] {
-                #expect(got.count == want.count)
-                let scale = want.map(abs).max() ?? 1
-                let worst = zip(got, want).map { abs($0 - $1) }.max() ?? 0
-                #expect(worst <= 1e-5 * max(scale, 1), "\(name) \(token): largest difference \(worst)")
+            for criterion in [Criterion.plainact, .l2Norm] {
+                let sample = CalibrationSample(index: 0, source: "test", tokens: Self.tokens, predictFrom: 12)
+                let record = try Calibrator(model: model, criteria: [criterion], predictorToken: token).record(sample)
+                let capture = Self.forwardCapture(model, position: token.position(in: sample))
+                for (got, want) in [(record.layerInputs, capture.inputs), (record.attention, capture.attention)] {
+                    #expect(got.count == want.count)
+                    let scale = want.map(abs).max() ?? 1
+                    let worst = zip(got, want).map { abs($0 - $1) }.max() ?? 0
+                    #expect(worst <= 1e-5 * max(scale, 1), "\(name) \(token) \(criterion): largest difference \(worst)")
+                }
+                #expect(record.x == Array(record.attention[0..<model.shape.attentionWidth]))
             }
-            #expect(record.x == Array(record.attention[0..<model.shape.attentionWidth]))
         }
     }
 

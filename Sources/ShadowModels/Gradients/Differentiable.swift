@@ -43,14 +43,13 @@ public struct GradientOptions: Sendable {
     public var weightGradientProjections: ProjectionSet = .all
     /// Deltas added to W_O and W_down for this pass (forward and backward both see W + δ).
     public var weightOffsets: WeightOffsets? = nil
-    /// Run the forward only: the record holds the loss and the activations, and every gradient
-    /// array is empty (the magnitude criteria `l2_norm` and `nwot` need no backward).
+    /// Run the forward only: each layer shows its activations, and every gradient array is empty (the magnitude criteria `l2_norm` and `nwot` need no backward).
     public var activationsOnly: Bool = false
-    /// Whether the backward recomputes each layer's forward from that layer's input instead of
-    /// keeping every layer's activations from the forward (same numbers, one more forward's work,
-    /// memory for one layer instead of all). nil chooses: recompute when keeping them would take
-    /// more than `GradientPass.keptActivationBudget`.
-    public var recomputeLayers: Bool? = nil
+    /// How many of the first layers the backward recomputes from their inputs, just before their
+    /// backward, instead of keeping their activations from the forward (the same numbers; each
+    /// costs its forward again and saves all but its input). nil chooses: none while every
+    /// layer's activations fit `GradientPass.keptActivationBudget`, else as few as make the rest fit.
+    public var recomputedLayers: Int? = nil
     /// A test hook: adds `delta` to one entry of A or N during the forward, so finite differences
     /// can probe dL/dA and dL/dN of a whole model.
     var shift: ActivationShift? = nil

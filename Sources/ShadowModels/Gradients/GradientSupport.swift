@@ -123,18 +123,24 @@ enum GradientPass {
     }
 
     /// The most memory a pass may keep of its forward for the backward: a quarter of what the
-    /// system has available (2 GiB when /proc/meminfo does not say). Above it, only each layer's
-    /// input is kept and the backward recomputes the rest, one layer at a time.
-    static var keptActivationBudget: Int { (ProcessMemory.availableBytes ?? 8 << 30) / 4 }
+    /// system has available (of half its memory where /proc/meminfo does not say). Past it, the
+    /// first layers keep only their inputs and the backward recomputes the rest, one layer at a time.
+    static var keptActivationBudget: Int {
+        (ProcessMemory.availableBytes ?? Int(clamping: ProcessInfo.processInfo.physicalMemory / 2)) / 4
+    }
 
-    /// Whether a pass over `tokens` tokens recomputes its layers (see `GradientOptions.recomputeLayers`).
-    /// The estimate counts a block's widest saved state (Llama with Gemma's or Qwen3's norms):
-    /// the stream four times, A and q, k and v, and three (T, F) matrices.
-    static func recomputesLayers(_ options: GradientOptions, shape s: TransformerShape, tokens: Int) -> Bool {
-        if options.activationsOnly { return false }
-        if let chosen = options.recomputeLayers { return chosen }
-        let perToken = 4 * s.hiddenSize + 3 * s.attentionWidth + 2 * s.kvWidth + 3 * s.ffnSize
-        return perToken * MemoryLayout<Float>.size * tokens * s.layers > keptActivationBudget
+    /// How many of the first of `layers` layers a pass over `tokens` tokens recomputes (see
+    /// `GradientOptions.recomputedLayers`): the fewest n for which n layers' inputs and the other
+    /// layers' whole saved states fit `budget`. Sizes are in floats per token.
+    static func recomputedLayers(_ options: GradientOptions, layers: Int, stateSize: Int, inputSize: Int, tokens: Int,
+                                 budget: Int = keptActivationBudget) -> Int {
+        if options.activationsOnly { return 0 }
+        if let chosen = options.recomputedLayers { return min(max(chosen, 0), layers) }
+        let bytes = MemoryLayout<Float>.size * tokens
+        let state = stateSize * bytes, input = inputSize * bytes
+        if state * layers <= budget { return 0 }
+        let kept = max(0, (budget - input * layers) / max(1, state - input))
+        return layers - min(kept, layers)
     }
 
     /// Applies the test hook `shift` to A or N of layer `layer` if it targets them.
@@ -179,24 +185,26 @@ protocol SavedBlock: AnyObject {
     var activations: LayerGradients { get }
 }
 
-/// What a pass keeps of its forward for the backward: every block's saved state, or only each
-/// block's input, from which `take` recomputes the rest.
+/// What a pass keeps of its forward for the backward: a block's saved state, or for the first
+/// `GradientPass.recomputedLayers` blocks only its input, from which `take` recomputes the rest.
 struct SavedLayers<Saved: SavedBlock> {
     private var saved: [Saved?]
     private var inputs: [Matrix?]
 
     /// Runs every block's forward in order. With `options.activationsOnly` each block's
-    /// activations go to `visit` at once and nothing is kept.
-    init(options: GradientOptions, shape: TransformerShape, tokens: Int, forward: (_ layer: Int) -> Saved,
+    /// activations go to `visit` at once and nothing is kept. `stateSize`: the floats per token
+    /// of one block's state.
+    init(options: GradientOptions, shape: TransformerShape, tokens: Int, stateSize: Int, forward: (_ layer: Int) -> Saved,
          visit: (_ layer: Int, LayerGradients) throws -> Void) rethrows {
         saved = Array(repeating: nil, count: shape.layers)
         inputs = Array(repeating: nil, count: shape.layers)
-        let recomputes = GradientPass.recomputesLayers(options, shape: shape, tokens: tokens)
+        let recomputed = GradientPass.recomputedLayers(options, layers: shape.layers, stateSize: stateSize,
+                                                       inputSize: shape.hiddenSize, tokens: tokens)
         for l in 0..<shape.layers {
             let state = forward(l)
             if options.activationsOnly {
                 try visit(l, state.activations)
-            } else if recomputes {
+            } else if l < recomputed {
                 inputs[l] = state.input
             } else {
                 saved[l] = state
@@ -204,13 +212,11 @@ struct SavedLayers<Saved: SavedBlock> {
         }
     }
 
-    /// Layer l's state, let go of here; `recompute` runs the block's forward again on a copy of its input.
+    /// Layer l's state, let go of here; `recompute` runs the block's forward again on its input
+    /// (which the forward copies into the state before it overwrites it with the block's output).
     mutating func take(layer l: Int, recompute: (Matrix) -> Saved) -> Saved {
         defer { saved[l] = nil; inputs[l] = nil }
-        if let state = saved[l] { return state }
-        let input = inputs[l]!, x = Matrix(rows: input.rows, cols: input.cols)
-        x.pointer.update(from: input.pointer, count: input.count)
-        return recompute(x)
+        return saved[l] ?? recompute(inputs[l]!)
     }
 }
 

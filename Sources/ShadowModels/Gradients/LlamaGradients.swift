@@ -59,6 +59,13 @@ private final class LlamaSaved: SavedBlock {
         mlpOutRstd = outputNorms ? Matrix(rows: T, cols: 1) : nil
     }
 
+    /// The floats per token `init` allocates.
+    static func size(shape s: TransformerShape, ownsNormedMLPInput: Bool, headNorms: Bool, outputNorms: Bool) -> Int {
+        let d = s.hiddenSize
+        return (ownsNormedMLPInput ? 3 : 2) * d + 2 * s.attentionWidth + 2 * s.kvWidth + 3 * s.ffnSize + 2
+            + (headNorms ? s.attentionWidth + s.kvWidth + s.heads + s.kvHeads : 0) + (outputNorms ? 2 * d + 2 : 0)
+    }
+
     var activations: LayerGradients {
         LayerGradients(layerInput: input.array, attention: a.array, attentionGrad: [], hidden: n.array, hiddenGrad: [],
                        preActivation: z.array)
@@ -84,8 +91,10 @@ extension LlamaModel: DifferentiableLanguageModel {
         let xn = Matrix(rows: T, cols: d)           // (T, d) rms₁(x), input of q/k/v
         let wanted = pass.wanted
         let sharedXn2 = wanted.contains(.first) || wanted.contains(.up) ? nil : Matrix(rows: T, cols: d)
-        var saved = try SavedLayers<LlamaSaved>(options: options, shape: s, tokens: T,
-                                                   forward: { pass.forward(layer: $0, x: x, xn: xn, sharedXn2: sharedXn2) }, visit: visit)
+        let stateSize = LlamaSaved.size(shape: s, ownsNormedMLPInput: sharedXn2 == nil, headNorms: blocks.first?.queryNorm != nil,
+                                        outputNorms: blocks.first?.postAttentionNorm != nil)
+        var saved = try SavedLayers<LlamaSaved>(options: options, shape: s, tokens: T, stateSize: stateSize,
+                                                forward: { pass.forward(layer: $0, x: x, xn: xn, sharedXn2: sharedXn2) }, visit: visit)
 
         // Loss: row t of the final states predicts tokens[t + 1], for t = predictFrom − 1 ..< T − 1.
         let first = predictFrom - 1, predicted = T - predictFrom

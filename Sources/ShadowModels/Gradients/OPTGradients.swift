@@ -48,6 +48,11 @@ private final class OPTSaved: SavedBlock {
         n = Matrix(rows: T, cols: s.ffnSize)
     }
 
+    /// The floats per token `init` allocates.
+    static func size(shape s: TransformerShape, postLN: Bool) -> Int {
+        (postLN ? 4 : 3) * s.hiddenSize + 2 * s.attentionWidth + 2 * s.kvWidth + 2 * s.ffnSize + 4
+    }
+
     var activations: LayerGradients {
         LayerGradients(layerInput: input.array, attention: a.array, attentionGrad: [], hidden: n.array, hiddenGrad: [],
                        preActivation: z.array)
@@ -80,7 +85,8 @@ extension OPTModel: DifferentiableLanguageModel {
         for t in 0..<T { Ops.add(x.row(t), positions.row(t + Self.positionOffset), count: d) }
         let xn = Matrix(rows: T, cols: d)    // (T, d) LN₁(x), input of q/k/v (pre-LN)
         var saved = try SavedLayers<OPTSaved>(options: options, shape: s, tokens: T,
-                                                   forward: { pass.forward(layer: $0, x: x, xn: xn) }, visit: visit)
+                                              stateSize: OPTSaved.size(shape: s, postLN: !config.doLayerNormBefore),
+                                              forward: { pass.forward(layer: $0, x: x, xn: xn) }, visit: visit)
 
         // Loss: the predicted rows through the final LayerNorm (pre-LN models) and project_out.
         let first = predictFrom - 1, predicted = T - predictFrom
