@@ -21,8 +21,7 @@ public enum Importance {
                        visit: (_ layer: Int, LayerGradients) -> Void) throws -> [Criterion: ImportanceScores] {
         let s = model.shape, L = s.layers
         let projections = criteria.reduce(ProjectionSet()) { $0.union($1.weightProjections) }
-        let options = GradientOptions(weightGradients: !projections.isEmpty, weightGradientProjections: projections,
-                                      activationsOnly: !criteria.contains { $0.needsBackward })
+        let options = GradientOptions(weightGradients: projections, activationsOnly: !criteria.contains { $0.needsBackward })
         let direct = Set(criteria).subtracting([.grasp])
         var perCriterion: [Criterion: (heads: [[Float]], neurons: [[Float]]?)] = [:]
         for criterion in Set(criteria) {
@@ -218,7 +217,7 @@ public enum Importance {
         func gradients(at step: Float, _ body: (_ layer: Int, _ output: [Float], _ down: [Float]) -> Void) throws {
             let offsets = WeightOffsets(outputProjection: layers.map { $0.outputProjectionGrad!.map { $0 * step } },
                                         downProjection: layers.map { $0.downProjectionGrad!.map { $0 * step } })
-            let options = GradientOptions(weightGradients: true, weightGradientProjections: [.output, .down], weightOffsets: offsets)
+            let options = GradientOptions(weightGradients: [.output, .down], weightOffsets: offsets)
             _ = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: options) { l, layer in
                 body(l, layer.outputProjectionGrad!, layer.downProjectionGrad!)
             }

@@ -57,7 +57,7 @@ struct ModelGradientTests {
         let tokens = try GradientModels.tokens(name)
         let s = model.shape, T = tokens.count
         let record = try model.lossAndGradients(tokens: tokens, predictFrom: Self.predictFrom,
-                                                options: GradientOptions(weightGradients: true))
+                                                options: GradientOptions(weightGradients: .all))
         #expect(record.layers.count == s.layers)
         for layer in record.layers {
             #expect(layer.layerInput.count == T * s.hiddenSize)
@@ -142,7 +142,7 @@ struct ModelGradientTests {
         let tokens = try GradientModels.tokens(name)
         let reference = DoubleReference(model)
         let record = try model.lossAndGradients(tokens: tokens, predictFrom: Self.predictFrom,
-                                                options: GradientOptions(weightGradients: true))
+                                                options: GradientOptions(weightGradients: .all))
         for (l, layer) in record.layers.enumerated() {
             var roles: [(DoubleReference.Role, [Float])] = [(.output, layer.outputProjectionGrad!),
                                                             (.down, layer.downProjectionGrad!),
@@ -165,7 +165,7 @@ struct ModelGradientTests {
         let tokens = try GradientModels.tokens(name)
         let s = model.shape
         let record = try model.lossAndGradients(tokens: tokens, predictFrom: Self.predictFrom,
-                                                options: GradientOptions(weightGradients: true))
+                                                options: GradientOptions(weightGradients: .all))
         let l = s.layers - 1
         for output in [true, false] {
             let grad = output ? record.layers[l].outputProjectionGrad! : record.layers[l].downProjectionGrad!
@@ -190,7 +190,7 @@ struct ModelGradientTests {
         let model = try GradientModels.model(name)
         let tokens = try GradientModels.tokens(name)
         let s = model.shape
-        let record = try model.lossAndGradients(tokens: tokens, predictFrom: 2, options: GradientOptions(weightGradients: true))
+        let record = try model.lossAndGradients(tokens: tokens, predictFrom: 2, options: GradientOptions(weightGradients: .all))
         let directionO = (0..<s.layers).map { randomFloats(s.attentionWidth * s.hiddenSize, seed: UInt64(40 + $0)) }
         let directionD = (0..<s.layers).map { randomFloats(s.ffnSize * s.hiddenSize, seed: UInt64(80 + $0)) }
         var analytic = 0.0
@@ -212,10 +212,10 @@ struct ModelGradientTests {
     func projectionSubsets(name: String) throws {
         let model = try GradientModels.model(name)
         let tokens = try GradientModels.tokens(name)
-        let all = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: GradientOptions(weightGradients: true))
+        let all = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: GradientOptions(weightGradients: .all))
         for subset: ProjectionSet in [[.output], [.down, .first], [.up]] {
             let some = try model.lossAndGradients(tokens: tokens, predictFrom: 3,
-                                                  options: GradientOptions(weightGradients: true, weightGradientProjections: subset))
+                                                  options: GradientOptions(weightGradients: subset))
             let weights = model.projectionWeights(layer: 0, projections: subset)
             let full = model.projectionWeights(layer: 0)
             #expect(some.layers[0].outputProjectionGrad == (subset.contains(.output) ? all.layers[0].outputProjectionGrad : nil))
@@ -240,9 +240,9 @@ struct ModelGradientTests {
                 downProjection: (0..<s.layers).map { $0 == last ? [Float](repeating: -1e-3, count: s.ffnSize * s.hiddenSize) : nil })
             // Every weight gradient (each block's own rms₂ output), none (one shared between blocks),
             // and GRASP's passes (W_O and W_down at W + δ), with the finite-difference hook on.
-            var withShift = GradientOptions(weightGradients: true, weightGradientProjections: [.output, .down], weightOffsets: offsets)
+            var withShift = GradientOptions(weightGradients: [.output, .down], weightOffsets: offsets)
             withShift.shift = ActivationShift(target: .hidden, layer: 0, index: 5, delta: 0.25)
-            for var options in [GradientOptions(weightGradients: true, weightOffsets: offsets), GradientOptions(), withShift] {
+            for var options in [GradientOptions(weightGradients: .all, weightOffsets: offsets), GradientOptions(), withShift] {
                 options.recomputedLayers = 0
                 let kept = try model.lossAndGradients(tokens: tokens, predictFrom: 3, options: options)
                 for count in [1, s.layers] {
@@ -298,7 +298,7 @@ struct ModelGradientTests {
         let offsets = WeightOffsets(
             outputProjection: (0..<s.layers).map { randomFloats(s.attentionWidth * s.hiddenSize, seed: UInt64($0)).map { $0 * 1e-2 } },
             downProjection: (0..<s.layers).map { _ in nil })
-        let options = GradientOptions(weightGradients: true, weightOffsets: offsets)
+        let options = GradientOptions(weightGradients: .all, weightOffsets: offsets)
         let a = try full.lossAndGradients(tokens: tokens, predictFrom: 3, options: options)
         let b = try half.lossAndGradients(tokens: tokens, predictFrom: 3, options: options)
         #expect(abs(a.loss - b.loss) <= 1e-6 * a.loss)

@@ -70,7 +70,7 @@ struct ReferenceGradientTests {
         let model = try #require(try ModelLoader.load(path: Fixtures.path(checkpoint)).model as? any DifferentiableLanguageModel)
         let expected = try GradientExpectation.load(checkpoint)
         let record = try model.lossAndGradients(tokens: expected.inputIDs, predictFrom: expected.predictFrom,
-                                                options: GradientOptions(weightGradients: true))
+                                                options: GradientOptions(weightGradients: .all))
         #expect(abs(record.loss - expected.loss) <= 1e-5 * expected.loss, "\(checkpoint): loss \(record.loss) vs \(expected.loss)")
         #expect(record.layers.count == expected.layers.count)
         let tolerance = 1e-4

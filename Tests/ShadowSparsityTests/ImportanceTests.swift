@@ -115,7 +115,7 @@ struct ImportanceTests {
         let model = try Self.model(name)
         let tokens = Self.tokens, predictFrom = 5, s = model.shape
         let scores = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: Criterion.allCases)
-        let record = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: GradientOptions(weightGradients: true))
+        let record = try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom, options: GradientOptions(weightGradients: .all))
         let hessianGradient = try Self.hessianGradient(model, tokens: tokens, predictFrom: predictFrom, record: record)
         for criterion in Criterion.allCases {
             let result = try #require(scores[criterion])
@@ -155,7 +155,7 @@ struct ImportanceTests {
             let offsets = WeightOffsets(outputProjection: record.layers.map { $0.outputProjectionGrad!.map { $0 * (h * sign) } },
                                         downProjection: record.layers.map { $0.downProjectionGrad!.map { $0 * (h * sign) } })
             return try model.lossAndGradients(tokens: tokens, predictFrom: predictFrom,
-                                              options: GradientOptions(weightGradients: true, weightOffsets: offsets))
+                                              options: GradientOptions(weightGradients: .all, weightOffsets: offsets))
         }
         let plus = try gradients(1), minus = try gradients(-1)
         return zip(plus.layers, minus.layers).map { p, m in
@@ -169,7 +169,7 @@ struct ImportanceTests {
         let model = try Self.model(name)
         let s = model.shape
         let grasp = try #require(try Importance.scores(model: model, tokens: Self.tokens, predictFrom: 5, criteria: [.grasp])[.grasp])
-        let record = try model.lossAndGradients(tokens: Self.tokens, predictFrom: 5, options: GradientOptions(weightGradients: true))
+        let record = try model.lossAndGradients(tokens: Self.tokens, predictFrom: 5, options: GradientOptions(weightGradients: .all))
         let central = try Self.hessianGradient(model, tokens: Self.tokens, predictFrom: 5, record: record, scale: 2)
         for l in 0..<s.layers {
             let layer = Naive.Layer(record: record.layers[l], shape: s, T: Self.tokens.count)

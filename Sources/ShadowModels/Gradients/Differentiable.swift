@@ -36,14 +36,14 @@ public struct ProjectionSet: OptionSet, Sendable, Hashable {
 }
 
 public struct GradientOptions: Sendable {
-    /// Also return dL/dW for W_O, W_down and the first FFN projection(s): gate and up (Llama) or fc1 (OPT).
-    public var weightGradients: Bool = false
-    /// Which of those weight gradients to return (all by default). Each is as large as its
+    /// The projections whose dL/dW the pass also returns, among W_O, W_down and the first FFN
+    /// projection(s): gate and up (Llama) or fc1 (OPT). None by default: each is as large as its
     /// matrix, so asking only for what a criterion reads saves most of their cost.
-    public var weightGradientProjections: ProjectionSet = .all
+    public var weightGradients: ProjectionSet = []
     /// Deltas added to W_O and W_down for this pass (forward and backward both see W + δ).
     public var weightOffsets: WeightOffsets? = nil
-    /// Run the forward only: each layer shows its activations, and every gradient array is empty (the magnitude criteria `l2_norm` and `nwot` need no backward).
+    /// Run the forward only: each layer shows its activations, and every gradient array is empty
+    /// (the magnitude criteria `l2_norm` and `nwot` need no backward).
     public var activationsOnly: Bool = false
     /// How many of the first layers the backward recomputes from their inputs, just before their
     /// backward, instead of keeping their activations from the forward (the same numbers; each
@@ -54,10 +54,8 @@ public struct GradientOptions: Sendable {
     /// can probe dL/dA and dL/dN of a whole model.
     var shift: ActivationShift? = nil
 
-    public init(weightGradients: Bool = false, weightGradientProjections: ProjectionSet = .all,
-                weightOffsets: WeightOffsets? = nil, activationsOnly: Bool = false) {
+    public init(weightGradients: ProjectionSet = [], weightOffsets: WeightOffsets? = nil, activationsOnly: Bool = false) {
         self.weightGradients = weightGradients
-        self.weightGradientProjections = weightGradientProjections
         self.weightOffsets = weightOffsets
         self.activationsOnly = activationsOnly
     }

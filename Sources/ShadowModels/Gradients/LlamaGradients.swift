@@ -144,7 +144,7 @@ private struct LlamaGradientPass {
         self.model = model
         self.tokens = T
         self.options = options
-        wanted = options.weightGradients && !options.activationsOnly ? options.weightGradientProjections : []
+        wanted = options.activationsOnly ? [] : options.weightGradients
         probs = Matrix(rows: T, cols: T)
         let config = model.config
         rotary = RotaryTable(positions: 0..<T, inverseFrequencies: model.inverseFrequencies, magnitude: config.rope.magnitude)

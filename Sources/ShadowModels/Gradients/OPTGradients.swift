@@ -156,7 +156,7 @@ private struct OPTGradientPass {
         self.model = model
         self.tokens = T
         self.options = options
-        wanted = options.weightGradients && !options.activationsOnly ? options.weightGradientProjections : []
+        wanted = options.activationsOnly ? [] : options.weightGradients
         probs = Matrix(rows: T, cols: T)
     }
 
