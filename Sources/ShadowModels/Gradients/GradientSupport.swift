@@ -181,8 +181,19 @@ final class WeightViews {
 protocol SavedBlock: AnyObject {
     /// (T, d) the residual stream entering the block.
     var input: Matrix { get }
+    /// (T, H·d_h) A, the heads' attention outputs.
+    var a: Matrix { get }
+    /// (T, F) N, the neurons' activations, and Z, their pre-activations.
+    var n: Matrix { get }
+    var z: Matrix { get }
+}
+
+extension SavedBlock {
     /// The block's units without gradients (a pass that runs only the forward).
-    var activations: LayerGradients { get }
+    var activations: LayerGradients {
+        LayerGradients(layerInput: input.array, attention: a.array, attentionGrad: [], hidden: n.array, hiddenGrad: [],
+                       preActivation: z.array)
+    }
 }
 
 /// What a pass keeps of its forward for the backward: a block's saved state, or for the first

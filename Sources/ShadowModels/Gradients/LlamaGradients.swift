@@ -65,11 +65,6 @@ private final class LlamaSaved: SavedBlock {
         return (ownsNormedMLPInput ? 3 : 2) * d + 2 * s.attentionWidth + 2 * s.kvWidth + 3 * s.ffnSize + 2
             + (headNorms ? s.attentionWidth + s.kvWidth + s.heads + s.kvHeads : 0) + (outputNorms ? 2 * d + 2 : 0)
     }
-
-    var activations: LayerGradients {
-        LayerGradients(layerInput: input.array, attention: a.array, attentionGrad: [], hidden: n.array, hiddenGrad: [],
-                       preActivation: z.array)
-    }
 }
 
 extension LlamaModel: DifferentiableLanguageModel {

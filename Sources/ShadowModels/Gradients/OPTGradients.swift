@@ -52,11 +52,6 @@ private final class OPTSaved: SavedBlock {
     static func size(shape s: TransformerShape, postLN: Bool) -> Int {
         (postLN ? 4 : 3) * s.hiddenSize + 2 * s.attentionWidth + 2 * s.kvWidth + 2 * s.ffnSize + 4
     }
-
-    var activations: LayerGradients {
-        LayerGradients(layerInput: input.array, attention: a.array, attentionGrad: [], hidden: n.array, hiddenGrad: [],
-                       preActivation: z.array)
-    }
 }
 
 extension OPTModel: DifferentiableLanguageModel {
