@@ -121,7 +121,7 @@ enum EvalCommand {
             .value("limit", "n", help: "Evaluate at most n items (WikiText: articles, lm-eval's documents).", defaultDescription: "all"),
             .value("offset", "k", help: "Skip the first k items (WikiText: articles) of the file.", default: "0"),
             .value("shots", "k", help: "Few-shot examples per question, drawn from the items outside --offset/--limit (from every other item when those are too few; never the question itself; not wikitext).", default: "0"),
-            .value("seed", "n", help: "Seed of the few-shot draw (not wikitext).", default: "1234"),
+            .value("seed", "n", help: "Seed of the few-shot draw (with --shots; not wikitext).", default: "1234"),
             .value("mask-mode", "mode", help: "causal: one mask per question from its context; per-choice: one per choice from context + answer.",
                    default: MaskMode.causal.rawValue, allowed: MaskMode.allCases.map(\.rawValue)),
             .value("context", short: "c", "n", help: "WikiText: window length in tokens; the default is lm-eval's (8192 for SmolLM2). A shorter window gives a higher perplexity, and is faster only on articles longer than it.",
@@ -310,6 +310,10 @@ enum EvalCommand {
             for option in ["shots", "seed"] where arguments.has(option) && task == .wikitext {
                 throw ShadowError.invalidArgument(name: "--\(option)", reason: "does not apply to wikitext (no few-shot examples: each article is scored whole)")
             }
+            // The seed draws the few-shot examples and nothing else.
+            if arguments.has("seed"), (try arguments.int("shots", range: 0...1000) ?? 0) == 0 {
+                throw ShadowError.invalidArgument(name: "--seed", reason: "is only read with --shots above 0 (it draws the few-shot examples)")
+            }
             if arguments.has("mask-mode") {
                 if task == .wikitext {
                     throw ShadowError.invalidArgument(name: "--mask-mode", reason: "does not apply to wikitext (each window is one prompt)")
@@ -393,19 +397,21 @@ enum EvalCommand {
             if count, let value, value == value.rounded() && abs(value) < 1e15 { return String(Int(value)) }
             return Markdown.number(value, "%.4f")
         }
-        var lines = [
-            "| task | n | metric | \(report.method == "dense" ? "value" : report.method) | stderr | dense |",
-            "|---|---:|---|---:|---:|---:|",
-        ]
+        // The dense model beside a sparse one; alone, it is compared with nothing.
+        let sparse = report.method != "dense"
+        var lines = sparse
+            ? ["| task | n | metric | \(report.method) | stderr | dense |", "|---|---:|---|---:|---:|---:|"]
+            : ["| task | n | metric | value | stderr |", "|---|---:|---|---:|---:|"]
         let order = ["acc", "acc_norm", "perplexity", "token_perplexity", "word_perplexity", "byte_perplexity",
                      "bits_per_byte", "nll_sum", "predicted_tokens"]
         for name in order {
             guard let value = report.metrics[name] else { continue }
             let count = name == "predicted_tokens"
-            lines.append("| \(report.task) | \(report.n) | \(name) | \(format(value, count: count)) | \(format(report.metrics[name + "_stderr"])) | \(format(report.dense[name], count: count)) |")
+            lines.append("| \(report.task) | \(report.n) | \(name) | \(format(value, count: count)) | \(format(report.metrics[name + "_stderr"])) |"
+                         + (sparse ? " \(format(report.dense[name], count: count)) |" : ""))
         }
         var notes = ["method \(report.method)"]
-        if report.method != "dense" {
+        if sparse {
             notes.append(String(format: "head sparsity %.2f, neuron sparsity %.2f", report.headSparsity, report.neuronSparsity))
             if let heads = report.realisedHeadSparsity, let neurons = report.realisedNeuronSparsity {
                 notes.append(String(format: "realised %.3f / %.3f", heads, neurons))
@@ -413,7 +419,7 @@ enum EvalCommand {
             // WikiText has no questions (each window is one prompt), and no few-shot examples.
             if report.task != TaskName.wikitext.rawValue { notes.append("masks \(report.maskMode)") }
         }
-        if let kl = report.klDivergence, let top1 = report.top1Agreement {
+        if sparse, let kl = report.klDivergence, let top1 = report.top1Agreement {
             notes.append(String(format: "KL(dense‖sparse) %.5f, top-1 agreement %.4f", kl, top1))
         }
         if report.detokenized == true { notes.append("lm-eval detokenized text") }

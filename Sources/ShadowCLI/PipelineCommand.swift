@@ -334,7 +334,10 @@ enum PipelineCommand {
             guard (1...calibrationStart).contains(itemLimit) else {
                 throw ShadowError.invalidArgument(name: "--limit", reason: "must be in 1...\(calibrationStart), got \(itemLimit): calibration reads PIQA items \(calibrationStart)+, which evaluation must not")
             }
-            sparsity = try arguments.double("sparsity", range: 0.01...0.99) ?? 0.5
+            sparsity = try arguments.double("sparsity") ?? 0.5
+            guard (0.01...0.99).contains(sparsity) else {
+                throw ShadowError.invalidArgument(name: "--sparsity", reason: "must be in 0.01...0.99, got \(sparsity)\(SparsitySettings.percentageHint(sparsity))")
+            }
             threads = String(try arguments.int("threads", range: 1...256) ?? Threads.defaultCount)
             progress = arguments.flag("no-progress") ? ["--no-progress"] : []
             data = DataFiles(directory: dataDir)
@@ -441,8 +444,9 @@ enum PipelineCommand {
                     "--tasks", tasks.map(\.0).joined(separator: ","),
                     "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
                     "--methods", predictorKinds.map { "\($0):\(criterionOf[$0]!)" }.joined(separator: ","), "--sparsities", String(sparsity),
-                    "--predictor", path("predictors"), "--traces", path("traces"),
-                    "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)] + progress
+                    "--predictor", path("predictors"), "--traces", path("traces"), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
+                // WikiText alone reads no --limit (sweep refuses it).
+                + (tasks.count > 1 ? ["--limit", String(itemLimit)] : []) + progress
         }
 
         var benchArguments: [String] {

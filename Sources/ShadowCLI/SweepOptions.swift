@@ -61,6 +61,27 @@ extension SweepCommand {
             if arguments.has("hybrid-floor"), policy != .hybrid {
                 throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
             }
+            try Self.refuseUnread(arguments, tasks: tasks.map(\.task), shots: shots, bareMethods: bareMethods)
+        }
+
+        /// Options no task or method of this sweep would read, refused rather than ignored (as
+        /// eval's are): they would also enter the settings line the report shows.
+        private static func refuseUnread(_ arguments: ParsedArguments, tasks: [TaskName], shots: Int, bareMethods: Set<String>) throws {
+            if tasks.allSatisfy({ $0 == .wikitext }) {
+                for option in ["limit", "offset"] where arguments.has(option) {
+                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "is not read by wikitext, the only task (its share of the file is --text-bytes)")
+                }
+                for option in ["shots", "seed"] where arguments.has(option) {
+                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "is not read by wikitext, the only task (no few-shot examples: each article is scored whole)")
+                }
+            }
+            if arguments.has("seed"), shots == 0 {
+                throw ShadowError.invalidArgument(name: "--seed", reason: "is only read with --shots above 0 (it draws the few-shot examples)")
+            }
+            // --criteria serves the methods given without one, and with --traces picks the heat map's scores.
+            if arguments.has("criteria"), bareMethods.subtracting(["random"]).isEmpty, !arguments.has("traces") {
+                throw ShadowError.invalidArgument(name: "--criteria", reason: "is not read: every method in --methods names its criterion (METHOD:CRITERION) or has none, and there is no --traces heat map")
+            }
         }
 
         /// The criteria a method runs: each of --criteria when it was given bare, then those it names.
@@ -142,7 +163,7 @@ extension SweepCommand {
                     throw ShadowError.invalidArgument(name: "--sparsities", reason: "\"\(text)\" is not a number")
                 }
                 guard p > 0, p < 1 else {
-                    throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \(text)")
+                    throw ShadowError.invalidArgument(name: "--sparsities", reason: "each must be in (0, 1), got \(text)\(SparsitySettings.percentageHint(p))")
                 }
                 let key = SweepCell(method: "random", sparsity: p).key   // the sparsity as results.json keys it
                 if key.hasSuffix("/0.00") {

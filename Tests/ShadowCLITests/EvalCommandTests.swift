@@ -208,12 +208,19 @@ struct EvalCommandTests {
         #expect(run.out.contains("| piqa | 4 | acc |"))
         #expect(run.out.contains("offset 0, 0-shot;"), "\(run.out)")
         // Accuracies keep four decimals, whole or not (1.0000 beside 0.5000); token counts are integers.
-        let report = EvalCommand.Report(task: "piqa", model: "m", n: 2, metrics: ["acc": 1, "acc_stderr": 0, "acc_norm": 0.5, "predicted_tokens": 12],
-                                        method: "dense", maskMode: "causal", headSparsity: 0, neuronSparsity: 0, dense: ["acc": 0, "predicted_tokens": 12],
+        var report = EvalCommand.Report(task: "piqa", model: "m", n: 2, metrics: ["acc": 1, "acc_stderr": 0, "acc_norm": 0.5, "predicted_tokens": 12],
+                                        method: "random", maskMode: "causal", headSparsity: 0.5, neuronSparsity: 0.5, dense: ["acc": 0, "predicted_tokens": 12],
                                         offset: 0, limit: nil, shots: 0, seed: 1, seconds: 0)
         let table = EvalCommand.markdown(report)
         #expect(table.contains("| piqa | 2 | acc | 1.0000 | 0.0000 | 0.0000 |") && table.contains("| piqa | 2 | acc_norm | 0.5000 | — | — |")
                 && table.contains("| piqa | 2 | predicted_tokens | 12 | — | 12 |"), "\(table)")
+        // The dense model alone has nothing to stand beside: no dense column, no KL against itself.
+        report.method = "dense"
+        report.klDivergence = 0
+        report.top1Agreement = 1
+        let dense = EvalCommand.markdown(report)
+        #expect(dense.contains("| task | n | metric | value | stderr |\n") && dense.contains("| piqa | 2 | acc | 1.0000 | 0.0000 |\n")
+                && !dense.contains("KL"), "\(dense)")
         let json = try CLIRun(["eval", "--model", fixture("tiny-opt"), "--task", "piqa", "--data", files.data,
                                "--labels", files.labels, "--json", "--no-progress"]).json()
         #expect(json["kl_divergence"] as? Double == 0 && json["top1_agreement"] as? Double == 1)

@@ -239,7 +239,8 @@ struct SweepCommandTests {
             let files = ["piqa": Self.piqa.data, "wikitext": wiki, "hellaswag": hellaswag]
             return CLIRun(["sweep", "--model", model, "--out", out, "--tasks", tasks.joined(separator: ","),
                            "--data", tasks.map { "\($0)=\(files[$0]!)" }.joined(separator: ","),
-                           "--methods", "random", "--sparsities", "0.5", "--context", "16", "--limit", "2", "--json", "--no-progress"]
+                           "--methods", "random", "--sparsities", "0.5", "--context", "16", "--json", "--no-progress"]
+                          + (tasks == ["wikitext"] ? [] : ["--limit", "2"])   // WikiText alone reads no --limit
                           + (tasks.contains("piqa") ? ["--labels", "piqa=\(Self.piqa.labels)"] : []) + extra)
         }
         for tasks in [["piqa"], ["piqa", "wikitext"], ["piqa", "wikitext", "hellaswag"], ["hellaswag"], ["piqa"]] {

@@ -75,7 +75,10 @@ struct UnreadOptionsTests {
         expectRefused(bench + ["--method", "dense,random", "--refresh", "2"], "--refresh")
         expectRefused(bench + ["--method", "random", "--scores", "s.json"], "--scores")
         // bench refuses the oracle, so the methods it names as readers leave it out.
-        expectRefused(bench + ["--policy", "local"], "--policy", reason: "--method random, static or shadow (dejavu selects per layer)")
+        expectRefused(bench + ["--policy", "local"], "--policy", reason: "--method random, static or shadow\n")
+        // Why dejavu reads no policy is said where dejavu was asked for.
+        expectRefused(bench + ["--method", "dejavu", "--sparsity", "0.5", "--policy", "local"], "--policy",
+                      reason: "--method random, static or shadow (dejavu selects per layer)")
         expectRefused(bench + ["--sparsity", "0.5"], "--sparsity", reason: "dense runs at 0")
         expectRefused(bench + ["--method", "random", "--sparsity", "0.5", "-b", "8"], "-b", reason: "dense method only")
         let local = CLIRun(bench + ["--method", "dense,random", "--sparsity", "0.5", "--policy", "local"])
@@ -93,6 +96,10 @@ struct UnreadOptionsTests {
         expectRefused(eval + ["--task", "wikitext", "--data", wiki, "--method", "random", "--sparsity", "0.5", "--mask-mode", "causal"],
                       "--mask-mode", reason: "wikitext")
         expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--refresh", "2"], "--refresh")
+        // The seed draws few-shot examples only.
+        expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--seed", "3"], "--seed", reason: "--shots above 0")
+        expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--seed", "3", "--shots", "0"], "--seed")
+        #expect(CLIRun(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--limit", "1", "--seed", "3", "--shots", "1"]).status == 0)
         // Prefill-only commands have no decode tokens to refresh masks on, whatever the method.
         expectRefused(eval + ["--task", "piqa", "--data", files.data, "--labels", files.labels, "--method", "shadow",
                               "--sparsity", "0.5", "--predictor", files.data, "--refresh", "2"], "--refresh", reason: "unknown option")
@@ -109,5 +116,27 @@ struct UnreadOptionsTests {
                        "--methods", "random", "--sparsities", "0.5", "--text-bytes", "500", "--context", "16",
                        "--hybrid-floor", "0.3", "--no-progress"], "--hybrid-floor", reason: "--policy hybrid")
         #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test("sweep refuses the item options of a WikiText-only sweep, a seed without shots, and criteria no cell or heat map reads")
+    func sweepUnreadTaskOptions() throws {
+        let text = TestScratch.url("unread-sweep-wiki.txt").path
+        try " = A = \n The river ran past the old mill .\n".write(toFile: text, atomically: true, encoding: .utf8)
+        let piqa = try EvalCommandTests.piqaFiles()
+        let out = scratchPath("sweep-unread-items")
+        let wikitext = ["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "wikitext", "--data", "wikitext=\(text)",
+                        "--methods", "random", "--sparsities", "0.5", "--context", "16", "--no-progress"]
+        expectRefused(wikitext + ["--limit", "5"], "--limit", reason: "--text-bytes")
+        expectRefused(wikitext + ["--offset", "5"], "--offset", reason: "not read by wikitext")
+        expectRefused(wikitext + ["--shots", "2"], "--shots", reason: "each article is scored whole")
+        let both = ["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa,wikitext",
+                    "--data", "piqa=\(piqa.data),wikitext=\(text)", "--labels", "piqa=\(piqa.labels)", "--sparsities", "0.5",
+                    "--context", "16", "--limit", "1", "--no-progress"]
+        expectRefused(both + ["--methods", "random", "--seed", "9"], "--seed", reason: "--shots above 0")
+        // Every method names its criterion (or has none) and no --traces asks for a heat map.
+        expectRefused(both + ["--methods", "random,oracle:plainact", "--criteria", "fisher"], "--criteria", reason: "METHOD:CRITERION")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        let read = CLIRun(both + ["--methods", "oracle", "--criteria", "l2_norm"])
+        #expect(read.status == 0, "\(read.err)")
     }
 }
