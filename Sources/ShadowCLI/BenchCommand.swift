@@ -291,7 +291,8 @@ extension BenchCommand {
             methods = (try arguments.list("method") ?? ["dense"]).droppingRepeats()
             let sparsities = (try (arguments.list("sparsity") ?? ["0.5"]).map { text -> Double in
                 guard let value = Double(text), value >= 0, value < 1 else {
-                    throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"")
+                    let hint = Double(text).map(SparsitySettings.percentageHint) ?? ""
+                    throw ShadowError.invalidArgument(name: "--sparsity", reason: "values must be in [0, 1), got \"\(text)\"\(hint)")
                 }
                 return value
             }).droppingRepeats()
@@ -387,7 +388,10 @@ enum Machine {
             cpu = name.trimmingCharacters(in: .whitespaces)
         }
         let bf16 = BF16Products.isAvailable ? ", AVX512-BF16" : ""
-        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores\(bf16)"
+        // The cores this process may run on (taskset, cgroups), as the thread default counts them.
+        let usable = Threads.defaultCount, online = ProcessInfo.processInfo.activeProcessorCount
+        let cores = usable < online ? "\(usable) of \(online) cores" : "\(online) cores"
+        return "\(cpu), \(cores)\(bf16)"
     }
 
 }

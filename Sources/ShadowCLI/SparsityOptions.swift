@@ -230,6 +230,12 @@ enum SparsityOptions {
             guard let path = scoresPath else {
                 throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
             }
+            if try fileKind(atPath: path) == .directory {
+                let traces = FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("manifest.json"))
+                throw ShadowError.invalidArgument(name: "--scores", reason: "\(path) is a " + (traces
+                    ? "trace directory; --scores reads the JSON that `shadowllm aggregate --traces \(path) --out scores.json` writes from it"
+                    : "directory, not a file"))
+            }
             let scores = try StaticScores.load(path: path, shape: shape, needsNeurons: settings.neuronSparsity > 0,
                                                model: ModelFingerprint(loaded: loaded))
             return fixedMasks(scores, settings: settings, shape: shape)
@@ -270,7 +276,9 @@ enum SparsityOptions {
         let predictorMethods = MaskMethod.predictorNames
         // dejavu selects per layer whatever the policy says; dense has no masks to rank.
         let rankingMethods = ["random", "static", "shadow"] + (offersOracle ? ["oracle"] : [])
-        let rankers = "--method \(rankingMethods.dropLast().joined(separator: ", ")) or \(rankingMethods.last!) (dejavu selects per layer)"
+        // Why dejavu is not among them, said only where a dejavu method was asked for.
+        let asksDejavu = methods.contains { $0.hasPrefix("dejavu") }
+        let rankers = "--method \(rankingMethods.dropLast().joined(separator: ", ")) or \(rankingMethods.last!)" + (asksDejavu ? " (dejavu selects per layer)" : "")
         let uses = { (names: [String]) in methods.contains { names.contains($0) } }
         let readers: [(option: String, readBy: Bool, what: String)] = [
             ("predictor", uses(predictorMethods), "--method shadow, dejavu or dejavu-lookahead"),

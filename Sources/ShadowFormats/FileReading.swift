@@ -114,6 +114,14 @@ public func utf8Text(_ bytes: [UInt8], path: String) throws -> String {
     return text
 }
 
+/// Whether `bytes` open as a safetensors file does: a little-endian 8-byte header length that
+/// the file holds, then the header's "{".
+func isSafetensors(_ bytes: [UInt8]) -> Bool {
+    guard bytes.count > 9, bytes[8] == UInt8(ascii: "{") else { return false }
+    let length = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    return length >= 2 && length <= UInt64(bytes.count - 8)
+}
+
 /// What a file is when its first bytes say it is no UTF-8 text (a compressed release, Parquet,
 /// UTF-16), so that the error says so instead of a parse error on line 1.
 public func notTextForm(_ bytes: [UInt8]) -> String? {
@@ -130,6 +138,7 @@ public func notTextForm(_ bytes: [UInt8]) -> String? {
     }
     if starts([0xFF, 0xFE]) || starts([0xFE, 0xFF]) { return "is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8" }
     if starts(Array("GGUF".utf8)) { return "is a GGUF model file, not text" }
+    if isSafetensors(bytes) { return "is a safetensors file (tensors: model weights or a predictor), not text" }
     // Without a mark, UTF-16 of mostly ASCII text has a NUL beside every letter: valid UTF-8,
     // but no text anyone means (a quarter of the first bytes NUL; text has none).
     let head = bytes.prefix(64)

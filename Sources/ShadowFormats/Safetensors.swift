@@ -29,9 +29,12 @@ public final class SafetensorsFile: TensorSource {
         guard headerLength <= UInt64(bytes.count - 8) else {
             // A header opens with "{": a file that does not (JSON, text) is no safetensors file at all.
             let opening = bytes.count > 8 ? bytes[8] : 0
+            let text = bytes.prefix(8).allSatisfy { (0x20...0x7E).contains($0) || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+            let json = bytes.prefix(64).first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }.map { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") } ?? false
             throw ShadowError.corruptFile(
                 path: path, reason: opening == UInt8(ascii: "{")
                     ? "header length \(headerLength) runs past the end of the file (\(bytes.count) bytes)"
+                    : text ? "not a safetensors file: it is \(json ? "JSON" : "text") (a safetensors file starts with its header's length in 8 bytes)"
                     : "not a safetensors file (its first 8 bytes give a header length of \(headerLength), past the end of its \(bytes.count) bytes)")
         }
         dataOffset = 8 + Int(headerLength)

@@ -21,7 +21,10 @@ public enum ConfigDecoding {
             }
             throw ShadowError.badJSON(path: path, key: nil, reason: "a number does not fit the type expected (a fraction where an integer is expected, or a value out of range)")
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
-            let location = JSONParser.syntaxError(in: [UInt8](data)).map { " at \($0)" } ?? ""
+            // A file of another kind given where JSON belongs: say what it is, not where parsing failed.
+            let bytes = [UInt8](data)
+            if let form = notTextForm(bytes) { throw ShadowError.corruptFile(path: path, reason: form) }
+            let location = JSONParser.syntaxError(in: bytes).map { " at \($0)" } ?? ""
             throw ShadowError.badJSON(path: path, key: nil, reason: "not valid JSON" + location)
         } catch let error as DecodingError {
             throw ShadowError.badJSON(path: path, key: keyPath(of: error), reason: reason(of: error))

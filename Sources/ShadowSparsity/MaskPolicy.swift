@@ -32,12 +32,17 @@ public struct SparsitySettings: Sendable, Equatable, Codable {
     public func validate() throws {
         for (name, value) in [("--head-sparsity", headSparsity), ("--neuron-sparsity", neuronSparsity)] {
             guard value >= 0, value < 1 else {
-                throw ShadowError.invalidArgument(name: name, reason: "must be in [0, 1), got \(value)")
+                throw ShadowError.invalidArgument(name: name, reason: "must be in [0, 1), got \(value)\(Self.percentageHint(value))")
             }
         }
         guard hybridFloor >= 0, hybridFloor <= 1 else {
-            throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "must be in [0, 1], got \(hybridFloor)")
+            throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "must be in [0, 1], got \(hybridFloor)\(Self.percentageHint(hybridFloor))")
         }
+    }
+
+    /// Said after a fraction given as 1 or more (most often a percentage: 50 meant as 0.5).
+    public static func percentageHint(_ value: Double) -> String {
+        value >= 1 ? " (a fraction of the units, e.g. 0.5 for half)" : ""
     }
 }
 

@@ -107,7 +107,10 @@ enum LabelsFile {
             }
             guard let match = allowed.first(where: { $0.spelling == text }) else {
                 let list = allowed.map { "\"\($0.spelling)\"" }.joined(separator: ", ")
-                throw ShadowError.corruptFile(path: lines.location(index), reason: "label \"\(text)\" is not one of \(list)")
+                // A data file given as --labels has lines of hundreds of characters: quote the start.
+                let shown = text.count > 40 ? text.prefix(40) + "…" : Substring(text)
+                let guess = text.hasPrefix("{") ? " (a JSON line: is this the data file rather than its labels?)" : ""
+                throw ShadowError.corruptFile(path: lines.location(index), reason: "label \"\(shown)\" is not one of \(list)\(guess)")
             }
             golds.append(match.index)
             lastLine = lines.number(index)

@@ -933,6 +933,32 @@ struct SparseCLITests {
         #expect(piped.status == 0 && (try? piped.json()["tokens"] as? [Int]) == (try? ok.json()["tokens"] as? [Int]), "\(piped.err)")
     }
 
+    @Test("a file of the other kind where scores or a predictor belong is named as what it is")
+    func filesOfTheOtherKind() throws {
+        let dir = TestScratch.url("other-kind")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let json = dir.appendingPathComponent("scores.json").path
+        try #"{"heads": [[1]]}"#.write(toFile: json, atomically: true, encoding: .utf8)
+        let weights = try #require(try FileManager.default.contentsOfDirectory(atPath: fixture("tiny-llama")).first { $0.hasSuffix(".safetensors") })
+        let safetensors = fixture("tiny-llama") + "/" + weights
+        let generate = ["generate", "--model", fixture("tiny-llama"), "--prompt", "Once", "-n", "1", "--sparsity", "0.5"]
+        let cases: [([String], String)] = [
+            (["--method", "shadow", "--predictor", json], "error: \(json): not a safetensors file: it is JSON"),
+            (["--method", "static", "--scores", safetensors], "error: \(safetensors): is a safetensors file (tensors: model weights or a predictor), not text"),
+            (["--method", "static", "--scores", dir.path], "error: --scores: \(dir.path) is a directory, not a file"),
+        ]
+        for (options, message) in cases {
+            let run = CLIRun(generate + options)
+            #expect(run.status == 1 && run.err.hasPrefix(message) && run.err.split(separator: "\n").count == 1, "\(options): \(run.err)")
+        }
+        // A trace directory: the command that turns it into scores.
+        let traces = dir.appendingPathComponent("traces").path
+        try FileManager.default.createDirectory(atPath: traces, withIntermediateDirectories: true)
+        try "{}".write(toFile: traces + "/manifest.json", atomically: true, encoding: .utf8)
+        let run = CLIRun(generate + ["--method", "static", "--scores", traces])
+        #expect(run.status == 1 && run.err == "error: --scores: \(traces) is a trace directory; --scores reads the JSON that `shadowllm aggregate --traces \(traces) --out scores.json` writes from it\n", "\(run.err)")
+    }
+
     @Test("impossible sparsity values and a sparsity without a mask source are clear errors")
     func badSparsity() {
         for arguments in [["--sparsity", "1.5", "--method", "random"], ["--sparsity", "-0.1", "--method", "random"],
@@ -945,6 +971,17 @@ struct SparseCLITests {
         // The value came from --sparsity (the neurons' share): named so, not as an option not given.
         let named = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "hello world", "--method", "random",
                             "--sparsity", "1.5", "--head-sparsity", "0.5"])
-        #expect(named.status == 1 && named.err == "error: --sparsity: must be in [0, 1), got 1.5\n", "\(named.err)")
+        #expect(named.status == 1 && named.err == "error: --sparsity: must be in [0, 1), got 1.5 (a fraction of the units, e.g. 0.5 for half)\n", "\(named.err)")
+        // A percentage where a fraction belongs gets the same hint in every command that takes one.
+        let percentages: [[String]] = [
+            ["bench", "--model", fixture("tiny-llama"), "-p", "4", "-n", "2", "--method", "random", "--sparsity", "50"],
+            ["sweep", "--model", fixture("tiny-llama"), "--methods", "random", "--sparsities", "30", "--out", scratchPath("percent")],
+            ["pipeline", "--model", fixture("tiny-llama"), "--sparsity", "50", "--out", scratchPath("percent")],
+        ]
+        for arguments in percentages {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err.hasSuffix("(a fraction of the units, e.g. 0.5 for half)\n")
+                    && run.err.split(separator: "\n").count == 1, "\(arguments): \(run.err)")
+        }
     }
 }
