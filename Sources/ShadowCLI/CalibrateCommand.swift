@@ -34,7 +34,7 @@ enum CalibrateCommand {
             .value("chunk-size", "n", help: "Samples per chunk file.", default: "64"),
             .flag("resume", help: "Continue the traces already in --out."),
             .flag("no-progress", help: "Hide the progress bar."),
-            .flag("json", help: "Print {\"out\", \"samples\", \"chunks\", \"complete\", \"interrupted\", \"left_out\", \"shard\", \"seconds\", \"samples_per_second\"} instead of the summary line (also when Ctrl-C stops the run: interrupted true, status 130)."),
+            .flag("json", help: "Print {\"out\", \"samples\", \"chunks\", \"complete\", \"interrupted\", \"left_out\", \"shard\", \"seconds\", \"samples_per_second\" (null when this run computed none)} instead of the summary line (also when Ctrl-C stops the run: interrupted true, status 130)."),
         ],
         interruptible: true
     ) { arguments, console in
@@ -169,10 +169,24 @@ enum CalibrateCommand {
         let leftOut: Int
         let shard: String
         let seconds: Double
+        /// nil (written as null, never left out) when this run computed no sample.
         let samplesPerSecond: Double?
         enum CodingKeys: String, CodingKey {
             case out, samples, chunks, complete, interrupted, shard, seconds
             case leftOut = "left_out", samplesPerSecond = "samples_per_second"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(out, forKey: .out)
+            try c.encode(samples, forKey: .samples)
+            try c.encode(chunks, forKey: .chunks)
+            try c.encode(complete, forKey: .complete)
+            try c.encode(interrupted, forKey: .interrupted)
+            try c.encode(leftOut, forKey: .leftOut)
+            try c.encode(shard, forKey: .shard)
+            try c.encode(seconds, forKey: .seconds)
+            try c.encode(samplesPerSecond, forKey: .samplesPerSecond)
         }
     }
 

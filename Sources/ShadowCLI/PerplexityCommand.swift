@@ -115,7 +115,7 @@ enum PerplexityCommand {
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
         } else {
-            var line = String(format: "perplexity %.4f over %d predicted tokens (%d tokens, %@ of %d); nll_sum %.4f; %.2f s",
+            var line = String(format: "perplexity %.4f over %d predicted tokens (%d tokens, %@ of up to %d); nll_sum %.4f; %.2f s",
                               report.perplexity, report.predictedTokens, report.tokens, counted(report.windows, "window"), context,
                               report.nllSum, report.seconds)
             if sparsity != nil, let realised {

@@ -48,9 +48,10 @@ enum PredictorInfoCommand {
             case traces, quality, trainingSamplesLeftOut = "training_samples_left_out"
         }
 
-        /// "quality on DIR", and how many samples were left out as training samples.
-        var title: String {
-            "quality on \(traces)" + (trainingSamplesLeftOut.map { $0 > 0 ? " (\(counted($0, "sample")) it trained on left out)" : "" } ?? "")
+        var title: String { "quality on \(traces)" }
+        /// How many samples were left out as training samples, when any were.
+        var note: String? {
+            trainingSamplesLeftOut.flatMap { $0 > 0 ? "\(counted($0, "sample")) it trained on left out" : nil }
         }
     }
 
@@ -110,15 +111,15 @@ enum PredictorInfoCommand {
         var lines = ["predictor: \(path)"] + description(m)
         if let q = m.quality { lines += qualityLines(q, title: "held-out quality", layers: m.model.shape.layers) }
         if let measured {
-            lines += qualityLines(measured.quality, title: measured.title, layers: m.model.shape.layers)
+            lines += qualityLines(measured.quality, title: measured.title, note: measured.note, layers: m.model.shape.layers)
         }
         return lines.joined(separator: "\n")
     }
 
     /// ρ and recall per unit as an aligned text table.
-    static func qualityLines(_ q: PredictorQualityReport, title: String, layers: Int) -> [String] {
+    static func qualityLines(_ q: PredictorQualityReport, title: String, note: String? = nil, layers: Int) -> [String] {
         let keys = PredictorQuality.sparsities.map(PredictorQuality.key)
-        var lines = ["\(title) (\(counted(q.heldOutSamples, "sample")), layers 1…\(layers - 1)):",
+        var lines = ["\(title) (\(counted(q.heldOutSamples, "sample")), layers 1…\(layers - 1)\(note.map { "; \($0)" } ?? "")):",
                      "  " + "".padding(toLength: 9, withPad: " ", startingAt: 0) + "Spearman ρ" + keys.map { "  recall@\($0)" }.joined()]
         func row(_ name: String, _ u: UnitQuality) -> String {
             "  " + name.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: "%10.3f", u.spearman)

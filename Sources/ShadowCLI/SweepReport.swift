@@ -46,10 +46,11 @@ enum SweepReport {
         var header = "| method | criterion | sparsity |"
         var rule = "| --- | --- | ---: |"
         for task in tasks {
-            header += " \(task) \(SweepRow.headlineMetric(task: task).replacingOccurrences(of: "_", with: " ")) |"
+            header += " \(task) \(SweepRow.headlineMetric(task: task)) |"   // named as results.json keys it
             rule += " ---: |"
         }
-        if choice.count > 1 { header += " mean acc |"; rule += " ---: |" }
+        // The mean of those tasks' columns: "mean acc/acc_norm" when it mixes the two.
+        if choice.count > 1 { header += " mean \(ordered(choice.map(SweepRow.headlineMetric)).joined(separator: "/")) |"; rule += " ---: |" }
         header += " KL | top-1 | realised heads / neurons | seconds |"
         rule += " ---: | ---: | ---: | ---: |"
         var lines = [header, rule]

@@ -54,7 +54,7 @@ public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
             let bounds = path[path.index(after: at)...].split(separator: "-", omittingEmptySubsequences: false)
             guard bounds.count == 2, let from = Int(bounds[0]), let to = bounds[1].isEmpty ? Int.max : Int(bounds[1]),
                   from >= 0, to > from else {
-                throw ShadowError.invalidArgument(name: "--source", reason: "\"\(spec)\": the slice must be @FROM-TO with FROM < TO")
+                throw ShadowError.invalidArgument(name: "--source", reason: "\"\(spec)\": the slice must be @FROM-TO with FROM < TO, or @FROM- to the end")
             }
             range = from..<to
             path = String(path[..<at])

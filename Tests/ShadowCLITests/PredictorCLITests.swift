@@ -122,7 +122,7 @@ struct PredictorCLITests {
         #expect(onCopy["training_samples_left_out"] as? Int == 96)
         let copyHeads = try #require((onCopy["quality"] as? [String: Any])?["heads"] as? [String: Any])
         #expect(abs(try #require(copyHeads["spearman"] as? Double) - (heads["spearman"] as! Double)) < 1e-9, "\(copyHeads) vs \(heads)")
-        #expect(CLIRun(["predictor", "info", out, "--traces", copy]).out.contains("(96 samples it trained on left out)"))
+        #expect(CLIRun(["predictor", "info", out, "--traces", copy]).out.contains("; 96 samples it trained on left out):"))
         #expect(CLIRun(["predictor", "info", out, "--traces", other]).out.contains("quality on \(URL(fileURLWithPath: other).standardizedFileURL.path) (40 samples"))
         let measuredMarkdown = CLIRun(["predictor", "info", out, "--traces", other, "--markdown"]).out
         #expect(measuredMarkdown.contains("## Quality on `") && measuredMarkdown.components(separatedBy: "Spearman ρ between").count == 2, "\(measuredMarkdown)")
