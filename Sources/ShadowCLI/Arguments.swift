@@ -218,6 +218,8 @@ public struct Command: Sendable {
                     let reason = part.isEmpty
                         ? (spec.isList ? "has an empty item; expected names from \(names)" : "is empty; expected one of \(names)")
                         : "\"\(part)\" is not one of \(names)"
+                            // Values are lower case: "PIQA" or "Shadow" are near misses, as typos are.
+                            + (Suggestion.nearest(to: part.lowercased(), among: allowed).map { " (did you mean \($0)?)" } ?? "")
                     throw ShadowError.invalidArgument(name: spec.displayName, reason: reason)
                 }
             }

@@ -85,6 +85,15 @@ struct CLITests {
     @Test("options are spelled as help writes them: long ones with two dashes, bench's one-letter ones with one, and errors name them so")
     func spellings() {
         let model = fixture("tiny-llama")
+        // A value in the wrong case, or one letter off, gets the allowed value it most likely meant.
+        for (arguments, start, suggestion) in [
+            (["eval", "--model", model, "--task", "PIQA", "--data", model], "error: --task: \"PIQA\" is not one of ", "piqa"),
+            (["generate", "--model", model, "-p", "x", "--method", "Shadow"], "error: --method: \"Shadow\" is not one of ", "shadow"),
+            (["sweep", "--model", model, "--criteria", "plainact,l2norm"], "error: --criteria: \"l2norm\" is not one of ", "l2_norm"),
+        ] {
+            let run = CLIRun(arguments)
+            #expect(run.status == 1 && run.err.hasPrefix(start) && run.err.hasSuffix(" (did you mean \(suggestion)?)\n"), "\(arguments): \(run.err)")
+        }
         for (arguments, expected) in [
             (["tokenize", "--model", model, "-text", "a"], "error: -text: unknown option for 'tokenize' (long options take two dashes: --text)\n"),
             (["info", "--model", model, "-help"], "error: -help: unknown option for 'info' (long options take two dashes: --help)\n"),
