@@ -269,8 +269,9 @@ enum EvalCommand {
             if let samples = arguments.string("samples") {
                 try AtomicFile.checkWritable(samples, option: "--samples")
                 try AtomicFile.refuseOverwriting(samples, option: "--samples", inputs: [
-                    ("--data", dataPath), ("--labels", labels ?? ""), ("--model", (try? ModelOptions.modelPath(arguments)) ?? ""),
-                    ("--predictor", arguments.string("predictor") ?? ""), ("--scores", arguments.string("scores") ?? "")])
+                    ("--data", dataPath), ("--labels", labels ?? ""), ("--scores", arguments.string("scores") ?? "")]
+                    + ModelOptions.filesOf("--model", (try? ModelOptions.modelPath(arguments)) ?? "")
+                    + ModelOptions.filesOf("--predictor", arguments.string("predictor") ?? ""))
             }
             offset = try arguments.int("offset", range: 0...Int.max) ?? 0
             limit = try arguments.int("limit", range: 1...Int.max)

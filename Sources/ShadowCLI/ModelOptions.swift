@@ -95,6 +95,14 @@ enum ModelOptions {
     /// Throws unless `path` names a file: "no such file" when nothing is there, the system's reason
     /// when it cannot tell (a symbolic link loop), and a directory is said to be one (in words
     /// about the option, before any reading).
+    /// An input as outputs must not replace it: the path, and when it is a directory (a Hugging
+    /// Face model, a directory of predictors) every file directly in it.
+    static func filesOf(_ option: String, _ path: String) -> [(option: String, path: String)] {
+        guard !path.isEmpty, (try? fileKind(atPath: path)) == .directory,
+              let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return [(option, path)] }
+        return [(option, path)] + names.sorted().map { (option, (path as NSString).appendingPathComponent($0)) }
+    }
+
     static func requireFile(_ path: String, option: String) throws {
         guard !path.isEmpty else { throw ShadowError.invalidArgument(name: "--\(option)", reason: "the path is empty") }
         if try existingFileKind(atPath: path) == .directory {
@@ -129,5 +137,20 @@ enum ModelOptions {
         default:
             throw ShadowError.invalidArgument(name: "--\(textOption)", reason: "give only one of --\(textOption) and --\(fileOption)")
         }
+    }
+}
+
+/// Output directories (calibrate's traces, a sweep, a pipeline run).
+enum OutputDirectory {
+    /// Refuses an existing directory that holds files and none of this command's (`owns` names
+    /// them): a model's or a data directory given as --out by mistake would fill with ours.
+    /// Hidden files (".DS_Store", our own partial writes) do not count.
+    static func refuseForeign(_ path: String, option: String = "--out", holding what: String, owns: (String) -> Bool) throws {
+        guard (try? fileKind(atPath: path)) == .directory,
+              let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
+        let visible = names.filter { !$0.hasPrefix(".") }.sorted()
+        guard !visible.isEmpty, !visible.contains(where: owns) else { return }
+        let shown = visible.prefix(3).joined(separator: ", ") + (visible.count > 3 ? ", …" : "")
+        throw ShadowError.invalidArgument(name: option, reason: "\(path) holds other files (\(shown)) and no \(what); give a new or empty directory")
     }
 }

@@ -146,6 +146,17 @@ struct EvalCommandTests {
                           "--samples", data, "--no-progress"])
         #expect(run.status == 1 && run.err == "error: --samples: \(data) would overwrite --data \(data)\n", "\(run.err)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: data)) == before)
+        // Nor any file of a model directory: its weights, config or tokenizer.
+        let model = TestScratch.path("samples-model")
+        try? FileManager.default.removeItem(atPath: model)
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
+        for name in try FileManager.default.contentsOfDirectory(atPath: model).sorted() {
+            let file = model + "/" + name
+            let original = try Data(contentsOf: URL(fileURLWithPath: file))
+            let over = CLIRun(["eval", "--model", model, "--task", "piqa", "--data", data, "--limit", "1", "--samples", file, "--no-progress"])
+            #expect(over.status == 1 && over.err == "error: --samples: \(file) would overwrite --model \(file)\n", "\(over.err)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == original, "\(name)")
+        }
     }
 
     @Test("oracle masks come from each question's own criterion; a heads-only criterion is refused")
