@@ -52,6 +52,11 @@ enum TrainPredictorCommand {
         let traces = try arguments.required("traces")
         let out = try arguments.required("out")
         try AtomicFile.checkWritable(out, option: "--out")
+        // A predictor is a file later commands map; a pipe would hold training's result hostage to
+        // a reader that may never come (its open blocks past Ctrl-C).
+        if Self.isNamedPipe(out) {
+            throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is a named pipe; a predictor must be a file (later commands map it)")
+        }
         try AtomicFile.refuseOverwriting(out, option: "--out", inputs: AggregateCommand.traceInputs(traces))
         var isDirectory: ObjCBool = false
         let kind = PredictorKind(rawValue: try arguments.required("kind"))!
@@ -86,6 +91,10 @@ enum TrainPredictorCommand {
         }
         // Checked before the traces are read: the first checkpoint comes minutes into training.
         try AtomicFile.checkWritable(checkpointPath, option: "--checkpoint")
+        // Training reads it back, replaces it and removes it: only a regular file can be one.
+        if try fileKind(atPath: checkpointPath) == .other {
+            throw ShadowError.invalidArgument(name: "--checkpoint", reason: "\(checkpointPath) is not a regular file (a checkpoint is replaced as training saves and removed at its end)")
+        }
         // Removed once the predictor is written: it must not be the predictor, or the traces.
         let checkpointFile = AtomicFile.canonical(checkpointPath)
         if checkpointFile == AtomicFile.canonical(out) || checkpointFile.hasPrefix(AtomicFile.canonical(traces) + "/") {
@@ -135,5 +144,10 @@ enum TrainPredictorCommand {
         } else {
             console.print(PredictorInfoCommand.summary(predictor.metadata, path: out))
         }
+    }
+
+    static func isNamedPipe(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO
     }
 }

@@ -42,9 +42,10 @@ struct ChildRun {
     let seconds: Double
 
     /// `environment` is added to this process's own; standard output goes to the file `output`
-    /// (none: discarded).
+    /// (none: discarded). A run still going after `timeout` seconds is killed (SIGKILL), so that a
+    /// hang fails its test instead of stalling the suite.
     init(_ arguments: [String], signal: Int32? = nil, after delay: Double = 0, environment: [String: String] = [:],
-         output: String? = nil) throws {
+         output: String? = nil, timeout: Double? = nil) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltTool.path!)
         process.arguments = arguments
@@ -63,6 +64,10 @@ struct ChildRun {
         if let signal {
             Thread.sleep(forTimeInterval: delay)
             if process.isRunning { kill(process.processIdentifier, signal) }
+        }
+        if let timeout {
+            while process.isRunning && Date().timeIntervalSince(start) < timeout { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         process.waitUntilExit()
         seconds = Date().timeIntervalSince(start)

@@ -215,6 +215,25 @@ struct PredictorCLITests {
         }
     }
 
+    @Test("train-predictor refuses a named pipe as --out or --checkpoint at once, before training (opening one waits for a reader past Ctrl-C)",
+          .enabled(if: BuiltTool.path != nil, BuiltTool.missing))
+    func namedPipes() throws {
+        let traces = scratchPath("traces-pipes"), out = scratchPath("piped") + ".safetensors", pipe = scratchPath("train-pipe")
+        try? FileManager.default.removeItem(atPath: pipe)
+        #expect(mkfifo(pipe, 0o600) == 0)
+        defer { for path in [traces, out, pipe] { try? FileManager.default.removeItem(atPath: path) } }
+        try CLITraces.write(traces, count: 30)
+        let small = ["train-predictor", "--traces", traces, "--head-width", "8", "--neuron-width", "8", "--head-epochs", "1",
+                     "--neuron-epochs", "1", "--no-progress"]
+        let asCheckpoint = try ChildRun(small + ["--out", out, "--checkpoint", pipe, "--resume"], timeout: 60)
+        #expect(asCheckpoint.end == .exited(1) && asCheckpoint.err == "error: --checkpoint: \(pipe) is not a regular file (a checkpoint is replaced as training saves and removed at its end)\n",
+                "\(asCheckpoint.end): \(asCheckpoint.err)")
+        let asOut = try ChildRun(small + ["--out", pipe], timeout: 60)
+        #expect(asOut.end == .exited(1) && asOut.err == "error: --out: \(pipe) is a named pipe; a predictor must be a file (later commands map it)\n",
+                "\(asOut.end): \(asOut.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
     @Test("--predictor DIR finds METHOD.safetensors, else the one METHOD-*.safetensors there, and names the files when it cannot choose")
     func predictorDirectories() throws {
         let source = SweepCommandTests.inputs.predictors
