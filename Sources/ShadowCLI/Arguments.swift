@@ -286,14 +286,16 @@ public struct ParsedArguments: Sendable {
             throw ShadowError.invalidArgument(name: Option.display(name), reason: isWhole ? "\(bound), got \(text)" : "expected an integer, got \"\(text)\"")
         }
         if let range, !range.contains(value) {
-            throw ShadowError.invalidArgument(name: Option.display(name), reason: "\(Self.describe(range)), got \(value)")
+            throw ShadowError.invalidArgument(name: Option.display(name), reason: "\(Self.describe(range, value: value)), got \(value)")
         }
         return value
     }
 
-    /// "must be in 1...8", or "must be at least 1" when the upper end only stands for no limit.
-    static func describe(_ range: ClosedRange<Int>, must: String = "must be") -> String {
-        range.upperBound >= Int(Int32.max) ? "\(must) at least \(range.lowerBound)" : "\(must) in \(range.lowerBound)...\(range.upperBound)"
+    /// "must be in 1...8", or "must be at least 1" when the upper end only stands for no limit
+    /// (and "must be at most" it for a `value` past it: `--top-k` stops at Int32's).
+    static func describe(_ range: ClosedRange<Int>, value: Int, must: String = "must be") -> String {
+        guard range.upperBound >= Int(Int32.max) else { return "\(must) in \(range.lowerBound)...\(range.upperBound)" }
+        return value > range.upperBound ? "\(must) at most \(range.upperBound)" : "\(must) at least \(range.lowerBound)"
     }
 
     public func double(_ name: String, range: ClosedRange<Double>? = nil) throws -> Double? {
@@ -316,7 +318,7 @@ public struct ParsedArguments: Sendable {
                 throw ShadowError.invalidArgument(name: Option.display(name), reason: "expected integers separated by commas, got \"\(text)\"")
             }
             if let range, !range.contains(value) {
-                throw ShadowError.invalidArgument(name: Option.display(name), reason: "\(Self.describe(range, must: "values must be")), got \(value)")
+                throw ShadowError.invalidArgument(name: Option.display(name), reason: "\(Self.describe(range, value: value, must: "values must be")), got \(value)")
             }
             return value
         }

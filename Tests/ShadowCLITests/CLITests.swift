@@ -138,6 +138,8 @@ struct CLITests {
             (["generate", "--model", model, "--prompt", "x", "--max-token", "2"], "error: --max-token: unknown option for 'generate' (did you mean --max-tokens? see --help)\n"),
             (["generate", "--model", model, "--prompt", "x", "-t1"], "error: -t1: unknown option for 'generate' (a value goes apart from its option: -t 1)\n"),
             (["generate", "--model", model, "--prompt", "x", "--seed", "-1"], "error: --seed: must be at least 0, got -1\n"),
+            // Past an open range's stand-in upper end (Int32's), that end is named.
+            (["generate", "--model", model, "--prompt", "x", "--temperature", "1", "--top-k", "2147483648"], "error: --top-k: must be at most 2147483647, got 2147483648\n"),
             (["generate", "--model", model, "--prompt", "x", "--seed", "18446744073709551615"],
              "error: --seed: must be at most 9223372036854775807, got 18446744073709551615\n"),
             (["generate", "--model", model, "--prompt", "x", "--seed", "1.5"], "error: --seed: expected an integer, got \"1.5\"\n"),
