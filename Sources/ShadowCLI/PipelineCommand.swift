@@ -3,6 +3,7 @@ import ShadowFormats
 import ShadowKernels
 import ShadowModels
 import ShadowSparsity
+import ShadowTasks
 
 /// What a step run in-process wrote to one of its streams.
 private final class CapturedText: @unchecked Sendable { var out = "" }
@@ -226,6 +227,8 @@ enum PipelineCommand {
 
     /// The first PIQA item calibration reads (HellaSwag's is 5000): the evaluated items end before it.
     static let calibrationStart = 1000
+    /// HellaSwag's calibration items (its first 1,000 are evaluated, as PIQA's).
+    static let hellaswagCalibrationStart = 5000
     /// The tokens of text each calibration window's scores are taken on.
     static let textContinuation = 32
 
@@ -269,6 +272,10 @@ enum PipelineCommand {
     static func run(_ arguments: ParsedArguments, console: Console) throws {
         // Every option is checked before anything is written.
         let plan = try Plan(arguments, console: console)
+        // What a run writes (an --out of an older version has steps but no settings).
+        try OutputDirectory.refuseForeign(plan.out, holding: "pipeline run") {
+            ["pipeline-settings.json", "results.json", "report.md", "plots.svg", "traces", "predictors", "sweep", "generated"].contains($0)
+        }
         // Finished steps are skipped by their outputs alone, so a run with other settings into the
         // same --out would report the earlier run's numbers under its own settings.
         try AtomicFile.createDirectory(plan.out)
@@ -368,6 +375,15 @@ enum PipelineCommand {
             // refuse the corrected command.
             try requireText(calibrationText, option: arguments.has("text") || data.wikitextValid == nil ? "--text" : "--data-dir")
             if !sharesText { try requireText(heldOut, option: "--data-dir") }
+            // The calibration slices must start inside the task files: found by the calibration
+            // step, a short file would leave an --out whose settings refuse the corrected command.
+            for (task, file, start) in [(TaskName.piqa, data.piqa, calibrationStart), (.hellaswag, data.hellaswag, hellaswagCalibrationStart)] {
+                guard let file else { continue }
+                let items = try TaskFile.multipleChoice(task: task, path: file, labels: try TaskFile.labelsBeside(data: file, task: task)).count
+                guard items > start else {
+                    throw ShadowError.invalidArgument(name: "--data-dir", reason: "\(file) has \(counted(items, "item")); the pipeline calibrates on its items \(start)+ and evaluates the first --limit, so it needs more than \(start)")
+                }
+            }
             if data.piqa == nil && data.hellaswag == nil {
                 let absolute = RunSettings.absolute(dataDir)
                 console.printError("pipeline: no PIQA or HellaSwag under --data-dir \(dataDir)\(absolute == dataDir ? "" : " (\(absolute))"); the report has perplexity and speed only")
@@ -414,7 +430,7 @@ enum PipelineCommand {
             get throws {
                 var sources: [String] = []
                 if let piqa = data.piqa { sources.append("piqa:\(piqa)@\(calibrationStart)-1838") }
-                if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@5000-10042") }
+                if let hellaswag = data.hellaswag { sources.append("hellaswag:\(hellaswag)@\(hellaswagCalibrationStart)-10042") }
                 sources.append("text:\(calibrationFile)")
                 // Prompt length and shots apply to the task sources only (calibrate refuses them without one).
                 let taskOptions = sources.count > 1 ? ["--max-tokens", fit(quick ? 160 : 256), "--shots", quick ? "2" : "5"] : []

@@ -116,6 +116,7 @@ enum SweepCommand {
         }
 
         // The resumable state, checked against the settings that change numbers.
+        try OutputDirectory.refuseForeign(out, holding: "sweep") { Self.ownFiles.contains($0) }
         try AtomicFile.createDirectory(out)
         let settings = settingsLine(options, model: fingerprint, weights: try arguments.required("weights"), context: context,
                                     longContext: arguments.flag("long-context"))
@@ -296,6 +297,10 @@ enum SweepCommand {
                     throw ShadowError.invalidArgument(name: "--data", reason: "\(out) evaluated \(task.task.rawValue) on \(old), not \(task.path); give another --out")
                 }
                 let name = task.task.rawValue
+                // The same path with other contents: new items would join tallies of the old ones.
+                if let old = state.sources["digest " + name], let now = Self.contentDigest(task), old != now {
+                    throw ShadowError.invalidArgument(name: "--data", reason: "\(task.path) (or its labels) changed since \(out) evaluated \(name) on it; give another --out")
+                }
                 if state.sources["task " + name] != nil, let reading = options.reading(task.task) {
                     let before = state.sources["reading " + name] ?? reading.old
                     if before != reading.now {
@@ -321,9 +326,23 @@ enum SweepCommand {
         for cell in cells { state.sources[cell.key] = sources.description(of: cell) }
         for task in options.tasks {
             state.sources["task " + task.task.rawValue] = task.path
+            if let digest = Self.contentDigest(task) { state.sources["digest " + task.task.rawValue] = digest }
             if let reading = options.reading(task.task) { state.sources["reading " + task.task.rawValue] = reading.now }
         }
         return state
+    }
+
+    /// What a sweep writes into --out.
+    static let ownFiles: Set<String> = ["sweep-state.json", "results.json", "report.md", "sweep.svg", "heads.svg"]
+
+    /// The contents of a task's file and labels file (states written before 2026-12-07 have none);
+    /// nil where one is not a regular file (a pipe is read once).
+    static func contentDigest(_ task: (task: TaskName, path: String, labels: String?)) -> String? {
+        var digest = FNV1a()
+        for path in [task.path] + (task.labels.map { [$0] } ?? []) {
+            guard (try? fileKind(atPath: path)) == .regularFile, (try? digest.mixFile(path: path)) != nil else { return nil }
+        }
+        return digest.hex
     }
 
     /// results.json, report.md and the plots, written whole; then the warnings the results carry

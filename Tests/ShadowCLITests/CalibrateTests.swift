@@ -521,6 +521,19 @@ struct PipelineTests {
             #expect(run.err.split(separator: "\n").count == 1, "\(run.err)")
             #expect(!FileManager.default.fileExists(atPath: out), "\(options)")
         }
+        // A PIQA file too short for the calibration slice (items 1000+) is named before anything is written.
+        let small = TestScratch.url("pipeline-small-data").path
+        try FileManager.default.createDirectory(atPath: small + "/piqa", withIntermediateDirectories: true)
+        let piqa = try EvalCommandTests.piqaFiles()
+        try? FileManager.default.removeItem(atPath: small + "/piqa/valid.jsonl")
+        try? FileManager.default.removeItem(atPath: small + "/piqa/valid-labels.lst")
+        try FileManager.default.copyItem(atPath: piqa.data, toPath: small + "/piqa/valid.jsonl")
+        try FileManager.default.copyItem(atPath: piqa.labels, toPath: small + "/piqa/valid-labels.lst")
+        let text = TestScratch.url("pipeline-small-text", suffix: ".txt").path
+        try String(repeating: "The river ran past the old mill and the children played. ", count: 200).write(toFile: text, atomically: true, encoding: .utf8)
+        let run = CLIRun(["pipeline", "--model", fixture("tiny-llama"), "--quick", "--out", out, "--data-dir", small, "--text", text, "--no-progress"])
+        #expect(run.status == 1 && run.err == "error: --data-dir: \(small)/piqa/valid.jsonl has 4 items; the pipeline calibrates on its items 1000+ and evaluates the first --limit, so it needs more than 1000\n", "\(run.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
     }
 
     @Test("pipeline without any calibration text says where it looked and how to give one, before writing anything",
@@ -823,5 +836,37 @@ struct SmolLM2PipelineTests {
         #expect((results["generation"] as? [String: Any])?["chat"] as? Bool == true)
         let dense = try #require(rows.first { $0["method"] as? String == "dense" }?["generated_text"] as? String)
         #expect(dense.lowercased().contains("sky") || dense.lowercased().contains("light"), "\(dense)")
+    }
+}
+
+@Suite("Output directories")
+struct OutputDirectoryTests {
+    /// sweep and pipeline write results.json and report.md, names a directory of someone else's may hold.
+    @Test("sweep and pipeline refuse an --out that holds other files and none of theirs (a model's directory given by mistake)")
+    func foreignDirectories() throws {
+        let model = TestScratch.path("foreign-model")
+        try? FileManager.default.removeItem(atPath: model)
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
+        let before = try FileManager.default.contentsOfDirectory(atPath: model).sorted()
+        let text = TestScratch.path("foreign-text", suffix: ".txt")
+        try String(repeating: "The river ran past the old mill and the children played in the square. ", count: 40)
+            .write(toFile: text, atomically: true, encoding: .utf8)
+        let sweep = ["sweep", "--model", fixture("tiny-llama"), "--tasks", "wikitext", "--data", "wikitext=\(text)", "--methods", "random",
+                     "--sparsities", "0.5", "--context", "16", "--text-bytes", "200", "--no-progress", "--out"]
+        let pipeline = ["pipeline", "--model", fixture("tiny-llama"), "--quick", "--text", text, "--data-dir", PipelineTests.noData, "--no-progress", "--out"]
+        for arguments in [sweep, pipeline] {
+            let run = CLIRun(arguments + [model])
+            let last = run.err.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(run.status == 1 && last.hasPrefix("error: --out: \(model) holds other files (config.json, ") && last.hasSuffix("; give a new or empty directory")
+                    && run.err.split(separator: "\n").filter({ $0.hasPrefix("error") }).count == 1, "\(arguments[0]): \(run.err)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: model).sorted() == before)
+        // An empty directory made beforehand is fine, and so is one holding a sweep.
+        let empty = TestScratch.path("foreign-empty")
+        try? FileManager.default.removeItem(atPath: empty)
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let first = CLIRun(sweep + [empty])
+        #expect(first.status == 0, "\(first.err)")
+        #expect(CLIRun(sweep + [empty]).status == 0)
     }
 }

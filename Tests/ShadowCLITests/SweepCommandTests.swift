@@ -309,6 +309,18 @@ struct SweepCommandTests {
         try expectSameRows(rows(try grown.json()), rows(try once.json()))
         let shrunk = try sweep(out: extended, small + ["--limit", "3"])
         #expect(shrunk.status != 0 && shrunk.err.contains("--limit 4"), "\(shrunk.err)")
+        // The same path with other contents is not extended: its new items would join the old ones' tallies.
+        let edited = scratchPath("sweep-edited") + ".jsonl", editedOut = scratchPath("sweep-edited-out")
+        try? FileManager.default.removeItem(atPath: edited)
+        try FileManager.default.copyItem(atPath: Self.piqa.data, toPath: edited)
+        let onCopy = ["--methods", "random", "--sparsities", "0.5", "--tasks", "piqa", "--data", "piqa=\(edited)"]
+        #expect(try sweep(out: editedOut, onCopy + ["--limit", "2"]).status == 0)
+        let text = try String(contentsOfFile: edited, encoding: .utf8)
+        try text.replacingOccurrences(of: "Open a jar", with: "Close a jar").write(toFile: edited, atomically: true, encoding: .utf8)
+        let changed = try sweep(out: editedOut, onCopy + ["--limit", "4"])
+        #expect(changed.status == 1 && changed.err == "error: --data: \(edited) (or its labels) changed since \(editedOut) evaluated piqa on it; give another --out\n", "\(changed.err)")
+        try text.write(toFile: edited, atomically: true, encoding: .utf8)
+        #expect(try sweep(out: editedOut, onCopy + ["--limit", "4"]).status == 0)
     }
 
     @Test("sweep plots draw ± one standard error through each accuracy and keep accuracy axes within 0–1")
