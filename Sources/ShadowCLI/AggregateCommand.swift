@@ -37,6 +37,7 @@ enum AggregateCommand {
         if !aggregate.complete {
             console.printError("aggregate: warning: \(directory) is not complete (\(aggregate.samples) samples so far; finish it with calibrate --resume)")
         }
+        if let shard = shardWarning(manifest, directory: directory) { console.printError("aggregate: warning: " + shard) }
         let report = Report(criterion: criterion, samples: aggregate.samples, heads: aggregate.heads, neurons: aggregate.neurons,
                             pooled: aggregate.pooled ? true : nil, model: manifest.model)
         let json = try JSONOutput.string(report)
@@ -46,6 +47,14 @@ enum AggregateCommand {
         } else {
             console.print(json)
         }
+    }
+
+    /// One shard of a sharded calibration holds every n-th sample only: worth saying, as an
+    /// incomplete directory is (traces merge joins the shards).
+    static func shardWarning(_ manifest: TraceManifest, directory: String) -> String? {
+        guard manifest.shardCount > 1 else { return nil }
+        let i = manifest.shardIndex, n = manifest.shardCount
+        return "\(directory) is shard \(i)/\(n) of a calibration (samples \(i), \(i + n), \(i + 2 * n), …); join the shards with traces merge to use them all"
     }
 
     /// What an output must not replace in a trace directory: the directory, its manifest and its

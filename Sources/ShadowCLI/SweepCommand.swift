@@ -443,7 +443,8 @@ enum SweepCommand {
         let differences = names.compactMap { name -> String? in
             let before = old.first { $0.name == name }.map(\.value), after = new.first { $0.name == name }.map(\.value)
             guard before != after else { return nil }
-            func shown(_ value: String?) -> String { value.map { $0.isEmpty ? "given" : $0 } ?? "none" }
+            // The limit is kept only with shots: without, any limit continues the sweep.
+            func shown(_ value: String?) -> String { value.map { $0.isEmpty ? "given" : $0 } ?? (name == "limit" ? "any (no shots)" : "none") }
             return "\(name) \(shown(before)) → \(shown(after))"
         }
         return differences.isEmpty ? saved : differences.joined(separator: ", ")

@@ -67,7 +67,7 @@ enum TrainPredictorCommand {
             rank: try arguments.int("rank", range: 1...1 << 20),
             targetScaling: TargetScaling(rawValue: try arguments.required("target-scaling"))!,
             loss: PredictorLoss(rawValue: try arguments.required("loss"))!,
-            rankTemperature: Float(try arguments.double("rank-temperature")!))
+            rankTemperature: try Self.singlePrecision(arguments, "rank-temperature"))
         try configuration.validate()
         if arguments.has("rank-temperature"), configuration.loss != .rank {
             throw ShadowError.invalidArgument(name: "--rank-temperature", reason: "is only read with --loss rank")
@@ -77,7 +77,7 @@ enum TrainPredictorCommand {
             headEpochs: try arguments.int("head-epochs", range: 1...1_000_000)!,
             neuronEpochs: try arguments.int("neuron-epochs", range: 1...1_000_000)!,
             headBatch: batch ?? 32, neuronBatch: batch ?? 16,
-            learningRate: Float(try arguments.double("lr")!),
+            learningRate: try Self.singlePrecision(arguments, "lr"),
             weightDecay: Float(try arguments.double("weight-decay", range: 0...1)!),
             seed: UInt64(try arguments.int("seed", range: 0...Int.max)!))
         try options.validate()
@@ -119,6 +119,7 @@ enum TrainPredictorCommand {
         if !manifest.complete {
             console.printError("train-predictor: warning: \(traces) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
         }
+        if let shard = AggregateCommand.shardWarning(manifest, directory: traces) { console.printError("train-predictor: warning: " + shard) }
         if arguments.flag("verbose") {
             console.printError("train-predictor: \(data.count) samples of \(data.criterion) from \(traces)\(data.predictsNeurons ? "" : " (heads only)")")
         }
@@ -144,6 +145,16 @@ enum TrainPredictorCommand {
         } else {
             console.print(PredictorInfoCommand.summary(predictor.metadata, path: out))
         }
+    }
+
+    /// A positive option training keeps in single precision: one that rounds to 0 or to infinity
+    /// there is named as such, not as "must be positive, got 0.0".
+    static func singlePrecision(_ arguments: ParsedArguments, _ name: String) throws -> Float {
+        let value = try arguments.double(name)!, single = Float(value)
+        if value > 0 && (single == 0 || !single.isFinite) {
+            throw ShadowError.invalidArgument(name: "--\(name)", reason: "\(arguments.string(name)!) is \(single == 0 ? "below" : "beyond") single precision, which training computes in (positive values from \(Float.leastNonzeroMagnitude) to \(Float.greatestFiniteMagnitude))")
+        }
+        return single
     }
 
     static func isNamedPipe(_ path: String) -> Bool {

@@ -336,6 +336,10 @@ struct CalibrateTests {
         #expect(twice.status == 1 && twice.err == "error: --shards: \(s0) and \(s0) are both shard 0/2\n", "\(twice.err)")
         let run = CLIRun(["traces", "merge", "--shards", "\(s1),\(s0)", "--out", merged])
         #expect(run.status == 0, "\(run.err)")
+        // One shard alone holds every other sample: aggregating it is allowed, and said; the merged traces are not.
+        let alone = CLIRun(["aggregate", "--traces", s1])
+        #expect(alone.status == 0 && alone.err == "aggregate: warning: \(s1) is shard 1/2 of a calibration (samples 1, 3, 5, …); join the shards with traces merge to use them all\n", "\(alone.err)")
+        #expect(CLIRun(["aggregate", "--traces", merged]).err.isEmpty)
         // Shards that record different --weights are refused whichever comes first, even after one that records none.
         let w0 = temporaryDirectory(), w1 = temporaryDirectory(), w2 = temporaryDirectory()
         #expect(calibrate(w0, ["--shard", "0/3"]).status == 0 && calibrate(w1, ["--shard", "1/3", "--weights", "bf16"]).status == 0

@@ -325,6 +325,12 @@ struct PredictorCLITests {
                 && run.err.contains("(--lr 1e+10)") && run.err.hasSuffix("give a lower --lr\n") && run.err.split(separator: "\n").count == 1,
                 "\(run.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
+        // Rates single precision cannot hold are named so (1e-300 had read "must be positive, got 0.0").
+        for (option, value, side) in [("--lr", "1e-300", "below"), ("--lr", "1e39", "beyond"), ("--rank-temperature", "1e-300", "below")] {
+            let refused = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--loss", "rank", option, value, "--no-progress"])
+            #expect(refused.status == 1 && refused.err.hasPrefix("error: \(option): \(value) is \(side) single precision, which training computes in")
+                    && refused.err.split(separator: "\n").count == 1, "\(refused.err)")
+        }
         // The same run at a sane rate trains, and predictor info reads what it wrote.
         let sane = CLIRun(["train-predictor", "--traces", traces, "--out", out, "--head-width", "16", "--neuron-width", "16",
                            "--head-epochs", "5", "--neuron-epochs", "5", "--no-progress"])

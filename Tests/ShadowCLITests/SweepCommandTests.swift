@@ -296,6 +296,7 @@ struct SweepCommandTests {
         #expect(other.status != 0 && other.err.contains("sweep-state.json") && other.err.split(separator: "\n").count == 1, "\(other.err)")
         #expect(other.err.contains("holds a sweep with other settings (mask-seed 0 → 9);"), "\(other.err)")
         #expect(SweepCommand.settingsDifference("model a; shots 0", "model a; shots 1; long-context") == "shots 0 → 1, long-context none → given")
+        #expect(SweepCommand.settingsDifference("model a; shots 0", "model a; shots 1; limit 3") == "shots 0 → 1, limit any (no shots) → 3")
     }
 
     @Test("a larger --limit extends a finished sweep to the numbers of one run; a smaller one is refused")
