@@ -92,17 +92,20 @@ enum ModelOptions {
         for warning in tokenizer.warnings { console.printError("warning: \(path): \(warning)") }
     }
 
-    /// Throws unless `path` names a file: "no such file" when nothing is there, the system's reason
-    /// when it cannot tell (a symbolic link loop), and a directory is said to be one (in words
-    /// about the option, before any reading).
     /// An input as outputs must not replace it: the path, and when it is a directory (a Hugging
-    /// Face model, a directory of predictors) every file directly in it.
+    /// Face model, a directory of predictors) the files of the kinds loading reads there (weights,
+    /// JSON configs and tokenizers, templates, vocabularies), not others a user keeps beside them.
     static func filesOf(_ option: String, _ path: String) -> [(option: String, path: String)] {
         guard !path.isEmpty, (try? fileKind(atPath: path)) == .directory,
               let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return [(option, path)] }
-        return [(option, path)] + names.sorted().map { (option, (path as NSString).appendingPathComponent($0)) }
+        let read = [".json", ".safetensors", ".gguf", ".model", ".jinja", ".txt", ".bin", ".tiktoken"]
+        return [(option, path)] + names.sorted().filter { name in read.contains { name.hasSuffix($0) } }
+            .map { (option, (path as NSString).appendingPathComponent($0)) }
     }
 
+    /// Throws unless `path` names a file: "no such file" when nothing is there, the system's reason
+    /// when it cannot tell (a symbolic link loop), and a directory is said to be one (in words
+    /// about the option, before any reading).
     static func requireFile(_ path: String, option: String) throws {
         guard !path.isEmpty else { throw ShadowError.invalidArgument(name: "--\(option)", reason: "the path is empty") }
         if try existingFileKind(atPath: path) == .directory {
@@ -144,11 +147,16 @@ enum ModelOptions {
 enum OutputDirectory {
     /// Refuses an existing directory that holds files and none of this command's (`owns` names
     /// them): a model's or a data directory given as --out by mistake would fill with ours.
-    /// Hidden files (".DS_Store", our own partial writes) do not count.
-    static func refuseForeign(_ path: String, option: String = "--out", holding what: String, owns: (String) -> Bool) throws {
+    /// Hidden files (".DS_Store", our own partial writes) do not count, nor the command's own
+    /// `inputs` kept there (a --text beside the run).
+    static func refuseForeign(_ path: String, option: String = "--out", holding what: String, inputs: [String] = [],
+                              owns: (String) -> Bool) throws {
         guard (try? fileKind(atPath: path)) == .directory,
               let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
-        let visible = names.filter { !$0.hasPrefix(".") }.sorted()
+        let read = Set(inputs.filter { !$0.isEmpty }.map(AtomicFile.canonical))
+        let visible = names.filter { name in
+            !name.hasPrefix(".") && !read.contains(AtomicFile.canonical((path as NSString).appendingPathComponent(name)))
+        }.sorted()
         guard !visible.isEmpty, !visible.contains(where: owns) else { return }
         let shown = visible.prefix(3).joined(separator: ", ") + (visible.count > 3 ? ", …" : "")
         throw ShadowError.invalidArgument(name: option, reason: "\(path) holds other files (\(shown)) and no \(what); give a new or empty directory")

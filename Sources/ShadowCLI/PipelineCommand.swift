@@ -196,6 +196,8 @@ enum PipelineCommand {
                 earlier = try ConfigDecoding.decode(RunSettings.self, path: path)
             } catch ShadowError.badJSON(_, let key, let reason) {
                 throw ShadowError.corruptFile(path: path, reason: "not the settings of a pipeline run (\(key.map { "key \"\($0)\": " } ?? "")\(reason)); remove it or give another --out")
+            } catch ShadowError.corruptFile(_, let reason) {   // not even text
+                throw ShadowError.corruptFile(path: path, reason: "not the settings of a pipeline run (it \(reason)); remove it or give another --out")
             }
             guard earlier != self else { return }
             func describe<T>(_ value: T?) -> String { value.map { "\($0)" } ?? "none" }
@@ -272,9 +274,9 @@ enum PipelineCommand {
     static func run(_ arguments: ParsedArguments, console: Console) throws {
         // Every option is checked before anything is written.
         let plan = try Plan(arguments, console: console)
-        // What a run writes (an --out of an older version has steps but no settings).
-        try OutputDirectory.refuseForeign(plan.out, holding: "pipeline run") {
-            ["pipeline-settings.json", "results.json", "report.md", "plots.svg", "traces", "predictors", "sweep", "generated"].contains($0)
+        // What marks a run's directory (one of an older version has steps but no settings).
+        try OutputDirectory.refuseForeign(plan.out, holding: "pipeline run", inputs: [plan.calibrationText, plan.heldOut]) {
+            ["pipeline-settings.json", "traces", "predictors", "sweep"].contains($0)
         }
         // Finished steps are skipped by their outputs alone, so a run with other settings into the
         // same --out would report the earlier run's numbers under its own settings.
@@ -460,9 +462,8 @@ enum PipelineCommand {
                     "--tasks", tasks.map(\.0).joined(separator: ","),
                     "--data", tasks.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
                     "--methods", predictorKinds.map { "\($0):\(criterionOf[$0]!)" }.joined(separator: ","), "--sparsities", String(sparsity),
-                    "--predictor", path("predictors"), "--traces", path("traces"), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)]
-                // WikiText alone reads no --limit (sweep refuses it).
-                + (tasks.count > 1 ? ["--limit", String(itemLimit)] : []) + progress
+                    "--predictor", path("predictors"), "--traces", path("traces"),
+                    "--limit", String(itemLimit), "--text-bytes", "0", "--context", fit(quick ? 128 : 512)] + progress
         }
 
         var benchArguments: [String] {

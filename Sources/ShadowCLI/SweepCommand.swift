@@ -116,13 +116,14 @@ enum SweepCommand {
         }
 
         // The resumable state, checked against the settings that change numbers.
-        try OutputDirectory.refuseForeign(out, holding: "sweep") { Self.ownFiles.contains($0) }
+        try OutputDirectory.refuseForeign(out, holding: "sweep", inputs: options.tasks.flatMap { [$0.path, $0.labels ?? ""] }
+                                          + [tracesPath ?? ""] + (try arguments.list("predictor") ?? [])) { $0 == Self.stateFile }
         try AtomicFile.createDirectory(out)
         let settings = settingsLine(options, model: fingerprint, weights: try arguments.required("weights"), context: context,
                                     longContext: arguments.flag("long-context"))
         var state = try resumedState(out: out, settings: settings, options: options, cells: cells, sources: sources, shape: model.shape)
         func save(_ state: SweepState) throws {
-            try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path("sweep-state.json", in: out))
+            try AtomicFile.write(try JSONOutput.string(state) + "\n", to: path(stateFile, in: out))
         }
 
         let runnable: [SweepTask] = taskInputs.map { input in
@@ -272,7 +273,7 @@ enum SweepCommand {
     /// one; with this command's sources recorded.
     static func resumedState(out: String, settings: String, options: Options, cells: [SweepCell],
                              sources: MaskSources, shape: TransformerShape) throws -> SweepState {
-        let statePath = path("sweep-state.json", in: out)
+        let statePath = path(stateFile, in: out)
         var state = SweepState(settings: settings)
         if try fileKind(atPath: statePath) != nil {
             var saved = try ConfigDecoding.decode(SweepState.self, path: statePath)
@@ -299,7 +300,7 @@ enum SweepCommand {
                 let name = task.task.rawValue
                 // The same path with other contents: new items would join tallies of the old ones.
                 if let old = state.sources["digest " + name], let now = Self.contentDigest(task), old != now {
-                    throw ShadowError.invalidArgument(name: "--data", reason: "\(task.path) (or its labels) changed since \(out) evaluated \(name) on it; give another --out")
+                    throw ShadowError.invalidArgument(name: "--data", reason: "\(task.path)\(task.labels == nil ? "" : " (or its labels)") changed since \(out) evaluated \(name) on it; give another --out")
                 }
                 if state.sources["task " + name] != nil, let reading = options.reading(task.task) {
                     let before = state.sources["reading " + name] ?? reading.old
@@ -332,8 +333,9 @@ enum SweepCommand {
         return state
     }
 
-    /// What a sweep writes into --out.
-    static let ownFiles: Set<String> = ["sweep-state.json", "results.json", "report.md", "sweep.svg", "heads.svg"]
+    /// Written before any result: what marks a directory as a sweep's (results.json and report.md
+    /// are common names).
+    static let stateFile = "sweep-state.json"
 
     /// The contents of a task's file and labels file (states written before 2026-12-07 have none);
     /// nil where one is not a regular file (a pipe is read once).

@@ -61,24 +61,9 @@ extension SweepCommand {
             if arguments.has("hybrid-floor"), policy != .hybrid {
                 throw ShadowError.invalidArgument(name: "--hybrid-floor", reason: "is only read with --policy hybrid")
             }
-            try Self.refuseUnread(arguments, tasks: tasks.map(\.task), shots: shots, bareMethods: bareMethods)
-        }
-
-        /// Options no task or method of this sweep would read, refused rather than ignored (as
-        /// eval's are): they would also enter the settings line the report shows.
-        private static func refuseUnread(_ arguments: ParsedArguments, tasks: [TaskName], shots: Int, bareMethods: Set<String>) throws {
-            if tasks.allSatisfy({ $0 == .wikitext }) {
-                for option in ["limit", "offset"] where arguments.has(option) {
-                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "is not read by wikitext, the only task (its share of the file is --text-bytes)")
-                }
-                for option in ["shots", "seed"] where arguments.has(option) {
-                    throw ShadowError.invalidArgument(name: "--\(option)", reason: "is not read by wikitext, the only task (no few-shot examples: each article is scored whole)")
-                }
-            }
-            if arguments.has("seed"), shots == 0 {
-                throw ShadowError.invalidArgument(name: "--seed", reason: "is only read with --shots above 0 (it draws the few-shot examples)")
-            }
-            // --criteria serves the methods given without one, and with --traces picks the heat map's scores.
+            // --criteria serves the methods given without one, and with --traces picks the heat map's
+            // scores. (--offset, --shots, --seed and --limit are accepted whatever the tasks: they are
+            // in the settings a resumed sweep must match, as a state of another command wrote them.)
             if arguments.has("criteria"), bareMethods.subtracting(["random"]).isEmpty, !arguments.has("traces") {
                 throw ShadowError.invalidArgument(name: "--criteria", reason: "is not read: every method in --methods names its criterion (METHOD:CRITERION) or has none, and there is no --traces heat map")
             }

@@ -55,23 +55,24 @@ enum TrainPredictorCommand {
         // A predictor is a file later commands map; a pipe would hold training's result hostage to
         // a reader that may never come (its open blocks past Ctrl-C).
         if Self.isNamedPipe(out) {
-            throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is a named pipe; a predictor must be a file (later commands map it)")
+            throw ShadowError.invalidArgument(name: "--out", reason: "\(out) is a pipe; a predictor must be a file (later commands map it)")
         }
         try AtomicFile.refuseOverwriting(out, option: "--out", inputs: AggregateCommand.traceInputs(traces))
         var isDirectory: ObjCBool = false
         let kind = PredictorKind(rawValue: try arguments.required("kind"))!
+        let loss = PredictorLoss(rawValue: try arguments.required("loss"))!
+        if arguments.has("rank-temperature"), loss != .rank {
+            throw ShadowError.invalidArgument(name: "--rank-temperature", reason: "is only read with --loss rank")
+        }
         let configuration = PredictorConfiguration(
             kind: kind,
             headWidth: try arguments.int("head-width", range: 1...1 << 20)!,
             neuronWidth: try arguments.int("neuron-width", range: 1...1 << 20)!,
             rank: try arguments.int("rank", range: 1...1 << 20),
             targetScaling: TargetScaling(rawValue: try arguments.required("target-scaling"))!,
-            loss: PredictorLoss(rawValue: try arguments.required("loss"))!,
+            loss: loss,
             rankTemperature: try Self.singlePrecision(arguments, "rank-temperature"))
         try configuration.validate()
-        if arguments.has("rank-temperature"), configuration.loss != .rank {
-            throw ShadowError.invalidArgument(name: "--rank-temperature", reason: "is only read with --loss rank")
-        }
         let batch = try arguments.int("batch", range: 1...1 << 20)
         let options = TrainingOptions(
             headEpochs: try arguments.int("head-epochs", range: 1...1_000_000)!,
@@ -157,6 +158,7 @@ enum TrainPredictorCommand {
         return single
     }
 
+    /// A FIFO, or the pipe a shell gives as /dev/stdout.
     static func isNamedPipe(_ path: String) -> Bool {
         var status = stat()
         return stat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO

@@ -40,9 +40,9 @@ public struct SparsitySettings: Sendable, Equatable, Codable {
         }
     }
 
-    /// Said after a fraction given as 1 or more (most often a percentage: 50 meant as 0.5).
+    /// Said after a fraction given above 1 (most often a percentage: 50 meant as 0.5).
     public static func percentageHint(_ value: Double) -> String {
-        value >= 1 ? " (a fraction of the units, e.g. 0.5 for half)" : ""
+        value > 1 ? " (a fraction of the units, e.g. 0.5 for half)" : ""
     }
 }
 

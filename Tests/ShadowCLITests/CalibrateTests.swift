@@ -815,6 +815,11 @@ struct PipelineTests {
         try "{".write(toFile: out + "/pipeline-settings.json", atomically: true, encoding: .utf8)
         let corrupt = CLIRun(arguments)
         #expect(corrupt.status != 0 && corrupt.err.contains("pipeline-settings.json"), "\(corrupt.err)")
+        // Not even text (a binary file in its place): the same advice.
+        try Data([0x1F, 0x8B, 0x08, 0x00]).write(to: URL(fileURLWithPath: out + "/pipeline-settings.json"))
+        let binary = CLIRun(arguments)
+        #expect(binary.status == 1 && binary.err.contains("pipeline-settings.json: not the settings of a pipeline run (it is gzip-compressed")
+                && binary.err.hasSuffix("remove it or give another --out\n"), "\(binary.err)")
     }
 }
 
@@ -865,6 +870,23 @@ struct OutputDirectoryTests {
                     && run.err.split(separator: "\n").filter({ $0.hasPrefix("error") }).count == 1, "\(arguments[0]): \(run.err)")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: model).sorted() == before)
+        // results.json and report.md are common names: without a sweep's state they are someone else's.
+        let reports = TestScratch.path("foreign-reports")
+        try? FileManager.default.removeItem(atPath: reports)
+        try FileManager.default.createDirectory(atPath: reports, withIntermediateDirectories: true)
+        for name in ["results.json", "report.md"] { try "mine\n".write(toFile: reports + "/" + name, atomically: true, encoding: .utf8) }
+        let overReports = CLIRun(sweep + [reports])
+        #expect(overReports.status == 1 && overReports.err.contains("holds other files (report.md, results.json) and no sweep"), "\(overReports.err)")
+        #expect(try String(contentsOfFile: reports + "/report.md", encoding: .utf8) == "mine\n")
+        // The command's own inputs kept there do not count.
+        let withText = TestScratch.path("foreign-with-text")
+        try? FileManager.default.removeItem(atPath: withText)
+        try FileManager.default.createDirectory(atPath: withText, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: text, toPath: withText + "/wiki.txt")
+        var ownInput = sweep
+        ownInput[ownInput.firstIndex(of: "wikitext=\(text)")!] = "wikitext=\(withText)/wiki.txt"
+        let besideInput = CLIRun(ownInput + [withText])
+        #expect(besideInput.status == 0, "\(besideInput.err)")
         // An empty directory made beforehand is fine, and so is one holding a sweep.
         let empty = TestScratch.path("foreign-empty")
         try? FileManager.default.removeItem(atPath: empty)

@@ -157,6 +157,12 @@ struct EvalCommandTests {
             #expect(over.status == 1 && over.err == "error: --samples: \(file) would overwrite --model \(file)\n", "\(over.err)")
             #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == original, "\(name)")
         }
+        // A samples file of one's own kept there is no model file: written, then replaced.
+        let own = model + "/samples.jsonl"
+        for _ in 0..<2 {
+            let run = CLIRun(["eval", "--model", model, "--task", "piqa", "--data", data, "--limit", "1", "--samples", own, "--no-progress"])
+            #expect(run.status == 0 && FileManager.default.fileExists(atPath: own), "\(run.err)")
+        }
     }
 
     @Test("oracle masks come from each question's own criterion; a heads-only criterion is refused")

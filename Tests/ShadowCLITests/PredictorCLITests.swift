@@ -229,7 +229,7 @@ struct PredictorCLITests {
         #expect(asCheckpoint.end == .exited(1) && asCheckpoint.err == "error: --checkpoint: \(pipe) is not a regular file (a checkpoint is replaced as training saves and removed at its end)\n",
                 "\(asCheckpoint.end): \(asCheckpoint.err)")
         let asOut = try ChildRun(small + ["--out", pipe], timeout: 60)
-        #expect(asOut.end == .exited(1) && asOut.err == "error: --out: \(pipe) is a named pipe; a predictor must be a file (later commands map it)\n",
+        #expect(asOut.end == .exited(1) && asOut.err == "error: --out: \(pipe) is a pipe; a predictor must be a file (later commands map it)\n",
                 "\(asOut.end): \(asOut.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
     }

@@ -239,8 +239,7 @@ struct SweepCommandTests {
             let files = ["piqa": Self.piqa.data, "wikitext": wiki, "hellaswag": hellaswag]
             return CLIRun(["sweep", "--model", model, "--out", out, "--tasks", tasks.joined(separator: ","),
                            "--data", tasks.map { "\($0)=\(files[$0]!)" }.joined(separator: ","),
-                           "--methods", "random", "--sparsities", "0.5", "--context", "16", "--json", "--no-progress"]
-                          + (tasks == ["wikitext"] ? [] : ["--limit", "2"])   // WikiText alone reads no --limit
+                           "--methods", "random", "--sparsities", "0.5", "--context", "16", "--limit", "2", "--json", "--no-progress"]
                           + (tasks.contains("piqa") ? ["--labels", "piqa=\(Self.piqa.labels)"] : []) + extra)
         }
         for tasks in [["piqa"], ["piqa", "wikitext"], ["piqa", "wikitext", "hellaswag"], ["hellaswag"], ["piqa"]] {
@@ -299,7 +298,7 @@ struct SweepCommandTests {
         #expect(SweepCommand.settingsDifference("model a; shots 0", "model a; shots 1; limit 3") == "shots 0 → 1, limit any (no shots) → 3")
     }
 
-    @Test("a larger --limit extends a finished sweep to the numbers of one run; a smaller one is refused")
+    @Test("a larger --limit extends a finished sweep to the numbers of one run; a smaller one, or an edited task file, is refused")
     func extendLimit() throws {
         let small = ["--methods", "random", "--sparsities", "0.5", "--tasks", "piqa", "--data", "piqa=\(Self.piqa.data)"]
         let extended = scratchPath("sweep-extend"), direct = scratchPath("sweep-direct")

@@ -118,25 +118,25 @@ struct UnreadOptionsTests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 
-    @Test("sweep refuses the item options of a WikiText-only sweep, a seed without shots, and criteria no cell or heat map reads")
-    func sweepUnreadTaskOptions() throws {
+    @Test("sweep refuses criteria no cell or heat map reads, and keeps the item options a resumed sweep must match")
+    func sweepUnreadCriteria() throws {
         let text = TestScratch.url("unread-sweep-wiki.txt").path
         try " = A = \n The river ran past the old mill .\n".write(toFile: text, atomically: true, encoding: .utf8)
         let piqa = try EvalCommandTests.piqaFiles()
         let out = scratchPath("sweep-unread-items")
-        let wikitext = ["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "wikitext", "--data", "wikitext=\(text)",
-                        "--methods", "random", "--sparsities", "0.5", "--context", "16", "--no-progress"]
-        expectRefused(wikitext + ["--limit", "5"], "--limit", reason: "--text-bytes")
-        expectRefused(wikitext + ["--offset", "5"], "--offset", reason: "not read by wikitext")
-        expectRefused(wikitext + ["--shots", "2"], "--shots", reason: "each article is scored whole")
         let both = ["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "piqa,wikitext",
                     "--data", "piqa=\(piqa.data),wikitext=\(text)", "--labels", "piqa=\(piqa.labels)", "--sparsities", "0.5",
                     "--context", "16", "--limit", "1", "--no-progress"]
-        expectRefused(both + ["--methods", "random", "--seed", "9"], "--seed", reason: "--shots above 0")
         // Every method names its criterion (or has none) and no --traces asks for a heat map.
         expectRefused(both + ["--methods", "random,oracle:plainact", "--criteria", "fisher"], "--criteria", reason: "METHOD:CRITERION")
         #expect(!FileManager.default.fileExists(atPath: out))
         let read = CLIRun(both + ["--methods", "oracle", "--criteria", "l2_norm"])
         #expect(read.status == 0, "\(read.err)")
+        // A state written with --seed 7 (and no shots) by an earlier command resumes only with it:
+        // such options are part of the settings, whatever the tasks read.
+        let wikitext = ["sweep", "--model", fixture("tiny-llama"), "--out", scratchPath("sweep-unread-seed"), "--tasks", "wikitext",
+                        "--data", "wikitext=\(text)", "--methods", "random", "--sparsities", "0.5", "--context", "16", "--no-progress"]
+        #expect(CLIRun(wikitext + ["--seed", "7", "--offset", "2"]).status == 0)
+        #expect(CLIRun(wikitext + ["--seed", "7", "--offset", "2"]).status == 0)
     }
 }
