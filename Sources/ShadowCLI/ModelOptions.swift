@@ -143,7 +143,8 @@ enum ModelOptions {
     }
 }
 
-/// Output directories (calibrate's traces, a sweep, a pipeline run).
+/// Output directories of a sweep or a pipeline run (calibrate's trace directories have names of
+/// their own, and TraceWriter checks what is there).
 enum OutputDirectory {
     /// Refuses an existing directory that holds files and none of this command's (`owns` names
     /// them): a model's or a data directory given as --out by mistake would fill with ours.
