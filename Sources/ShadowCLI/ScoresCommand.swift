@@ -8,11 +8,18 @@ import ShadowSparsity
 /// sample, under one criterion of DESIGN §3.
 enum ScoresCommand {
     struct Report: Encodable {
+        let criterion: String
+        let tokens: Int
+        let predictedTokens: Int
+        let seconds: Double
         let loss: Double
         let heads: [[Float]]
         let neurons: [[Float]]?   // absent for heads-only criteria
         /// The model scored, so that `--method static --scores` refuses the file for another.
         let model: ModelFingerprint
+        enum CodingKeys: String, CodingKey {
+            case criterion, tokens, predictedTokens = "predicted_tokens", seconds, loss, heads, neurons, model
+        }
     }
 
     static let command = Command(
@@ -23,8 +30,9 @@ enum ScoresCommand {
             As lm-evaluation-harness (and eval) does, white space ending the context moves to the front of the \
             continuation, context + continuation is tokenized once (with the model's BOS, if it adds one) and \
             the continuation is every token after the context's own token count. \
-            --json prints {"loss": x, "heads": [[L×H]], "neurons": [[L×F]], "model": {…}} on one line (the model's \
-            fingerprint, as in traces and predictors); heads-only criteria (jacov, epenas) omit "neurons".
+            --json prints {"criterion", "tokens", "predicted_tokens", "seconds", "loss": x, "heads": [[L×H]], \
+            "neurons": [[L×F]], "model": {…}} on one line (the model's fingerprint, as in traces and predictors); \
+            heads-only criteria (jacov, epenas) omit "neurons".
 
             CRITERIA (A: a head's attention output, N: a neuron's activation, L: the loss):
             """ + Criterion.allCases.map { "\n  \($0.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(),
@@ -64,7 +72,8 @@ enum ScoresCommand {
         }
         if arguments.flag("json") {
             // One line, as documented (its matrices are long).
-            console.print(try JSONOutput.string(Report(loss: scores.loss, heads: scores.heads, neurons: scores.neurons,
+            console.print(try JSONOutput.string(Report(criterion: criterion.rawValue, tokens: tokens.count, predictedTokens: tokens.count - predictFrom,
+                                                       seconds: seconds, loss: scores.loss, heads: scores.heads, neurons: scores.neurons,
                                                        model: ModelFingerprint(loaded: loaded)), pretty: false))
             return
         }

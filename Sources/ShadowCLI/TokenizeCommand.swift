@@ -16,7 +16,7 @@ enum TokenizeCommand {
             .flag("special", help: "Add the model's special tokens (BOS) as the model would."),
             .flag("split-special-tokens", help: "Do not read special tokens written in the text (\"<|im_end|>\"): tokenize them as the characters they spell, as Hugging Face's split_special_tokens does. Added tokens that are not special are still read whole."),
             .flag("show-tokens", help: "Also show each token's string."),
-            .flag("json", help: "Print JSON {\"ids\": [...]}."),
+            .flag("json", help: "Print JSON {\"ids\": [...]} (with --show-tokens also \"tokens\": [...], each id's string)."),
         ]
     ) { arguments, console in
         let text = try ModelOptions.text(arguments, console: console)

@@ -23,7 +23,8 @@ struct ScoresCommandTests {
         let heads = try #require(json["heads"] as? [[Double]])
         let neurons = try #require(json["neurons"] as? [[Double]])
         let loss = try #require(json["loss"] as? Double)
-        #expect(Set(json.keys) == ["loss", "heads", "neurons", "model"])
+        #expect(Set(json.keys) == ["criterion", "tokens", "predicted_tokens", "seconds", "loss", "heads", "neurons", "model"])
+        #expect(json["criterion"] as? String == criterion)
         #expect((json["model"] as? [String: Any])?["name"] as? String == checkpoint)
 
         // The same sample computed directly: context + continuation tokenized once, the
@@ -36,6 +37,7 @@ struct ScoresCommandTests {
         let c = try #require(Criterion(rawValue: criterion))
         let expected = try #require(try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [c])[c])
         #expect(abs(loss - expected.loss) <= 1e-12 * expected.loss)
+        #expect(json["tokens"] as? Int == tokens.count && json["predicted_tokens"] as? Int == tokens.count - predictFrom)
         #expect(heads.count == model.shape.layers && heads.allSatisfy { $0.count == model.shape.heads })
         #expect(neurons.count == model.shape.layers && neurons.allSatisfy { $0.count == model.shape.ffnSize })
         #expect(heads.map { $0.map(Float.init) } == expected.heads)
