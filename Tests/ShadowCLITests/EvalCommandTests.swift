@@ -146,7 +146,7 @@ struct EvalCommandTests {
                           "--samples", data, "--no-progress"])
         #expect(run.status == 1 && run.err == "error: --samples: \(data) would overwrite --data \(data)\n", "\(run.err)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: data)) == before)
-        // Nor any file of a model directory: its weights, config or tokenizer.
+        // Nor any file loading reads in a model directory: its weights, configs or tokenizer.
         let model = TestScratch.path("samples-model")
         try? FileManager.default.removeItem(atPath: model)
         try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
