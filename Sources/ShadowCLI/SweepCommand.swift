@@ -275,6 +275,8 @@ enum SweepCommand {
                              sources: MaskSources, shape: TransformerShape) throws -> SweepState {
         let statePath = path(stateFile, in: out)
         var state = SweepState(settings: settings)
+        // Each task file read once: checked against the state, then recorded in it.
+        let digests = Dictionary(options.tasks.map { ($0.task.rawValue, Self.contentDigest($0)) }, uniquingKeysWith: { first, _ in first })
         if try fileKind(atPath: statePath) != nil {
             var saved = try ConfigDecoding.decode(SweepState.self, path: statePath)
             // States written before readings were kept per task said so in their settings.
@@ -299,7 +301,7 @@ enum SweepCommand {
                 }
                 let name = task.task.rawValue
                 // The same path with other contents: new items would join tallies of the old ones.
-                if let old = state.sources["digest " + name], let now = Self.contentDigest(task), old != now {
+                if let old = state.sources["digest " + name], let now = digests[name] ?? nil, old != now {
                     throw ShadowError.invalidArgument(name: "--data", reason: "\(task.path)\(task.labels == nil ? "" : " (or its labels)") changed since \(out) evaluated \(name) on it; give another --out")
                 }
                 if state.sources["task " + name] != nil, let reading = options.reading(task.task) {
@@ -327,7 +329,7 @@ enum SweepCommand {
         for cell in cells { state.sources[cell.key] = sources.description(of: cell) }
         for task in options.tasks {
             state.sources["task " + task.task.rawValue] = task.path
-            if let digest = Self.contentDigest(task) { state.sources["digest " + task.task.rawValue] = digest }
+            if let digest = digests[task.task.rawValue] ?? nil { state.sources["digest " + task.task.rawValue] = digest }
             if let reading = options.reading(task.task) { state.sources["reading " + task.task.rawValue] = reading.now }
         }
         return state
