@@ -35,9 +35,9 @@ enum AggregateCommand {
         }
         let aggregate = try AggregateImportance(traces: directory, criterion: criterion)
         if !aggregate.complete {
-            console.printError("aggregate: warning: \(directory) is not complete (\(aggregate.samples) samples so far; finish it with calibrate --resume)")
+            console.printError("warning: \(directory) is not complete (\(aggregate.samples) samples so far; finish it with calibrate --resume)")
         }
-        if let shard = shardWarning(manifest, directory: directory) { console.printError("aggregate: warning: " + shard) }
+        if let shard = shardWarning(manifest, directory: directory) { console.printError("warning: " + shard) }
         let report = Report(criterion: criterion, samples: aggregate.samples, heads: aggregate.heads, neurons: aggregate.neurons,
                             pooled: aggregate.pooled ? true : nil, model: manifest.model)
         let json = try JSONOutput.string(report)

@@ -99,9 +99,9 @@ enum CalibrateCommand {
         let why = leftOut == 0 ? "" : "\(counted(leftOut, "task item")) left out: an answer of --max-tokens \(options.maxTokens) tokens or more, or one that adds no token to its context"
         guard !samples.isEmpty else { throw ShadowError.invalidArgument(name: "--source", reason: "gave no samples" + (why.isEmpty ? "" : "; " + why)) }
         if samples.count < count {
-            console.printError("calibrate: warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)" + (why.isEmpty ? "" : "; " + why))
+            console.printError("warning: the sources give \(counted(samples.count, "sample")), fewer than --samples \(count)" + (why.isEmpty ? "" : "; " + why))
         } else if !why.isEmpty {
-            console.printError("calibrate: warning: " + why)
+            console.printError("warning: " + why)
         }
         // Checked before --out is created: text windows are not cut to --max-tokens.
         if let long = samples.first(where: { $0.tokens.count > model.shape.maxContext }) {

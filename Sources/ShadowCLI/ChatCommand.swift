@@ -85,7 +85,7 @@ enum ChatCommand {
         let tokenizer = try loaded.requireTokenizer()
         var template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
         try template.readThinking(arguments)
-        if let warning = template.warning(command: "chat") { console.printError(warning) }
+        if let warning = template.warning { console.printError(warning) }
         let system = try template.system(arguments)
         let model = loaded.model
         let maskSource = try SparsityOptions.source(arguments)

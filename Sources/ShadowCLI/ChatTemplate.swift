@@ -473,9 +473,9 @@ struct ChatTemplate: Sendable {
     }
 
     /// The warning for a tokenizer whose markers a message could spell, if this is one.
-    func warning(command: String) -> String? {
+    var warning: String? {
         ordinaryMarker.map {
-            "\(command): warning: the tokenizer's \(family.rawValue) token \($0) is not a special token: a message that spells it is read as the marker (it can end or forge a turn)"
+            "warning: the tokenizer's \(family.rawValue) token \($0) is not a special token: a message that spells it is read as the marker (it can end or forge a turn)"
         }
     }
 

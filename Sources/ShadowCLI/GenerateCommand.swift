@@ -72,7 +72,7 @@ enum GenerateCommand {
         // The end of the turn ends the reply, as in `chat`, whatever the model's own EOS is.
         var template = arguments.flag("chat") ? try ChatTemplate(tokenizer: tokenizer, option: "--chat") : nil
         try template?.readThinking(arguments)
-        if let warning = template?.warning(command: "generate") { console.printError(warning) }
+        if let warning = template?.warning { console.printError(warning) }
         let system = try template?.system(arguments)
         let promptOption = arguments.has("prompt-file") ? "--prompt-file" : "--prompt"
         try refuseFarTooLong(prompt, tokenizer: tokenizer, model: loaded.model, option: promptOption)

@@ -220,7 +220,7 @@ enum SweepCommand {
         }
         let manifest = try TraceManifest.load(directory: tracesPath)
         if !manifest.complete {
-            console.printError("sweep: warning: \(tracesPath) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
+            console.printError("warning: \(tracesPath) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
         }
         var aggregates: [String: AggregateImportance] = [:]
         for criterion in manifest.criteria where options.allNamedCriteria.contains(criterion) || aggregates.isEmpty {
@@ -358,11 +358,11 @@ enum SweepCommand {
         try AtomicFile.write(SweepReport.plots(results), to: path("sweep.svg", in: out))
         if !results.headImportance.isEmpty { try AtomicFile.write(SweepReport.heatMap(results), to: path("heads.svg", in: out)) }
         for cut in SweepReport.truncation(results) {
-            console.printError("sweep: warning: \(cut.task): \(cut.items) of \(cut.of) items were longer than the model's context of \(maxContext) tokens and lost tokens from their start (as lm-eval truncates them); results.json counts them in truncated_items")
+            console.printError("warning: \(cut.task): \(cut.items) of \(cut.of) items were longer than the model's context of \(maxContext) tokens and lost tokens from their start (as lm-eval truncates them); results.json counts them in truncated_items")
         }
         for row in results.rows {
             if let dense = row.denseMasks, dense > 0 {
-                console.printError("sweep: warning: \(row.task) \(row.cell.key): \(dense) oracle masks ran dense (a prompt cut to one token gives no loss to score); its realised sparsity counts them, results.json in dense_masks")
+                console.printError("warning: \(row.task) \(row.cell.key): \(dense) oracle masks ran dense (a prompt cut to one token gives no loss to score); its realised sparsity counts them, results.json in dense_masks")
             }
         }
         console.print(asJSON ? json : SweepReport.table(results).joined(separator: "\n"))

@@ -118,9 +118,9 @@ enum TrainPredictorCommand {
         }
         // As aggregate says it: an interrupted calibration trains on what it saved.
         if !manifest.complete {
-            console.printError("train-predictor: warning: \(traces) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
+            console.printError("warning: \(traces) is not complete (\(counted(manifest.sampleCount, "sample")) so far; finish it with calibrate --resume)")
         }
-        if let shard = AggregateCommand.shardWarning(manifest, directory: traces) { console.printError("train-predictor: warning: " + shard) }
+        if let shard = AggregateCommand.shardWarning(manifest, directory: traces) { console.printError("warning: " + shard) }
         if arguments.flag("verbose") {
             console.printError("train-predictor: \(data.count) samples of \(data.criterion) from \(traces)\(data.predictsNeurons ? "" : " (heads only)")")
         }

@@ -133,7 +133,7 @@ struct CalibrateTests {
                 && tooShort.err.contains("tokens, fewer than one --text-window of 16"), "\(tooShort.err)")
         let clamped = run("hellaswag:\(data)@1-9", samples: 3)
         #expect(clamped.status == 0 && clamped.out.contains("wrote 1 sample in 1 chunk to"), "\(clamped.out)")
-        #expect(clamped.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 3\n", "\(clamped.err)")
+        #expect(clamped.err == "warning: the sources give 1 sample, fewer than --samples 3\n", "\(clamped.err)")
         // An answer that alone is longer than --max-tokens leaves its item out, and the warning counts it
         // (" falls." is 5 tokens of tiny-llama's, " tastes it." 7).
         func cut(samples: Int, shots: Int = 1) -> CLIRun {
@@ -141,7 +141,7 @@ struct CalibrateTests {
                     "--max-tokens", "6", "--shots", String(shots), "--out", temporaryDirectory(), "--no-progress", "--json"])
         }
         let both = cut(samples: 2)
-        #expect(both.status == 0 && both.err == "calibrate: warning: the sources give 1 sample, fewer than --samples 2; 1 task item left out: an answer of --max-tokens 6 tokens or more, or one that adds no token to its context\n", "\(both.err)")
+        #expect(both.status == 0 && both.err == "warning: the sources give 1 sample, fewer than --samples 2; 1 task item left out: an answer of --max-tokens 6 tokens or more, or one that adds no token to its context\n", "\(both.err)")
         #expect(try both.json()["left_out"] as? Int == 1)
         // Only items passed over on the way count: one sample never reaches the second item.
         let first = cut(samples: 1)
@@ -338,7 +338,7 @@ struct CalibrateTests {
         #expect(run.status == 0, "\(run.err)")
         // One shard alone holds every other sample: aggregating it is allowed, and said; the merged traces are not.
         let alone = CLIRun(["aggregate", "--traces", s1])
-        #expect(alone.status == 0 && alone.err == "aggregate: warning: \(s1) is shard 1/2 of a calibration (samples 1, 3, 5, …); join the shards with traces merge to use them all\n", "\(alone.err)")
+        #expect(alone.status == 0 && alone.err == "warning: \(s1) is shard 1/2 of a calibration (samples 1, 3, 5, …); join the shards with traces merge to use them all\n", "\(alone.err)")
         #expect(CLIRun(["aggregate", "--traces", merged]).err.isEmpty)
         // Shards that record different --weights are refused whichever comes first, even after one that records none.
         let w0 = temporaryDirectory(), w1 = temporaryDirectory(), w2 = temporaryDirectory()

@@ -337,9 +337,9 @@ struct ChatTests {
         let warning = "warning: the tokenizer's ChatML token <|im_start|> is not a special token: a message that spells it is read as the marker (it can end or forge a turn)"
         let run = CLIRun(["chat", "--model", directory, "--max-tokens", "4"], input: ["hello"])
         #expect(run.status == 0 && !run.out.isEmpty, "\(run.err)")
-        #expect(run.err.hasPrefix("chat: " + warning + "\n"), "\(run.err)")
+        #expect(run.err.hasPrefix(warning + "\n"), "\(run.err)")
         let generated = CLIRun(["generate", "--model", directory, "--chat", "--prompt", "hello", "--max-tokens", "4"])
-        #expect(generated.status == 0 && generated.err.hasPrefix("generate: " + warning + "\n"), "\(generated.err)")
+        #expect(generated.status == 0 && generated.err.hasPrefix(warning + "\n"), "\(generated.err)")
     }
 
     @Test("the cache and a turn prefilled whole see the same ids: the conversation keeps each reply as generated")

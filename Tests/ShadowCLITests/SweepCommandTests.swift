@@ -278,7 +278,7 @@ struct SweepCommandTests {
         #expect(counted == [1, 1], "\(found)")
         let text: [String: Any]? = found["wikitext dense - 0"]
         #expect(text != nil && text?["truncated_items"] == nil)
-        #expect(run.err.contains("sweep: warning: piqa: 1 of 2 items were longer than the model's context of"), "\(run.err)")
+        #expect(run.err.contains("warning: piqa: 1 of 2 items were longer than the model's context of"), "\(run.err)")
         let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
         #expect(report.contains("as lm-eval truncates them): piqa 1 of 2."), "\(report)")
 
@@ -476,7 +476,7 @@ struct SweepCommandTests {
         let oracle = try #require(rows(try run.json())["piqa oracle plainact 0.5"])
         // The long question's two choices are cut separately, each to a one-token context; the short one is not.
         #expect(oracle["dense_masks"] as? Int == 2, "\(oracle)")
-        #expect(run.err.contains("sweep: warning: piqa oracle/plainact/0.50: 2 oracle masks ran dense"), "\(run.err)")
+        #expect(run.err.contains("warning: piqa oracle/plainact/0.50: 2 oracle masks ran dense"), "\(run.err)")
         #expect(rows(try run.json())["piqa dense - 0"]?["dense_masks"] == nil)
     }
 
