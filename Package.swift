@@ -23,7 +23,14 @@ let package = Package(
     name: "ShadowLLM",
     products: [
         .executable(name: "shadowllm", targets: ["shadowllm"]),
+        // Every module but the command line, for Swift code of its own (docs/user-guide.md, "From Swift").
+        .library(name: "ShadowKernels", targets: ["ShadowKernels"]),
+        .library(name: "ShadowFormats", targets: ["ShadowFormats"]),
+        .library(name: "ShadowTokenizers", targets: ["ShadowTokenizers"]),
         .library(name: "ShadowModels", targets: ["ShadowModels"]),
+        .library(name: "ShadowTasks", targets: ["ShadowTasks"]),
+        .library(name: "ShadowSparsity", targets: ["ShadowSparsity"]),
+        .library(name: "ShadowEval", targets: ["ShadowEval"]),
     ],
     targets: [
         // Debian's OpenBLAS (libopenblas-dev). On macOS the kernels use Accelerate instead.
