@@ -123,7 +123,9 @@ func isSafetensors(_ bytes: [UInt8]) -> Bool {
 }
 
 /// What a file is when its first bytes say it is no UTF-8 text (a compressed release, Parquet,
-/// UTF-16), so that the error says so instead of a parse error on line 1.
+/// UTF-16), so that the error says so instead of a parse error on line 1. The four-letter marks
+/// of GGUF and Parquet also begin texts ("GGUF is llama.cpp's format"), so each must come with
+/// the binary field that follows it in such a file.
 public func notTextForm(_ bytes: [UInt8]) -> String? {
     func starts(_ magic: [UInt8]) -> Bool { bytes.starts(with: magic) }
     let decompress = "; decompress it first"
@@ -133,11 +135,14 @@ public func notTextForm(_ bytes: [UInt8]) -> String? {
     if starts([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { return "is xz-compressed\(decompress) (unxz)" }
     if starts([0x28, 0xB5, 0x2F, 0xFD]) { return "is zstd-compressed\(decompress) (unzstd)" }
     if starts([0x50, 0x4B, 0x03, 0x04]) { return "is a zip archive; extract the file from it first" }
-    if starts(Array("PAR1".utf8)), bytes.count >= 8, bytes.suffix(4).elementsEqual("PAR1".utf8) {
+    // Parquet: PAR1, the pages, the footer, its length (4 bytes, little-endian), PAR1 again.
+    if starts(Array("PAR1".utf8)), bytes.count >= 12, bytes.suffix(4).elementsEqual("PAR1".utf8),
+       bytes[(bytes.count - 8)..<(bytes.count - 4)].reversed().reduce(0, { $0 << 8 | Int($1) }) <= bytes.count - 12 {
         return "is a Parquet file; export it as JSON Lines first (datasets' to_json, or pandas' to_json(orient=\"records\", lines=True))"
     }
     if starts([0xFF, 0xFE]) || starts([0xFE, 0xFF]) { return "is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8" }
-    if starts(Array("GGUF".utf8)) { return "is a GGUF model file, not text" }
+    // GGUF: the magic, then a 4-byte version (1 to 3: NULs in either byte order).
+    if starts(Array("GGUF".utf8)), bytes.count >= 8, bytes[4..<8].contains(0) { return "is a GGUF model file, not text" }
     if isSafetensors(bytes) { return "is a safetensors file (tensors: model weights or a predictor), not text" }
     // Without a mark, UTF-16 of mostly ASCII text has a NUL beside every letter: valid UTF-8,
     // but no text anyone means (a quarter of the first bytes NUL; text has none).

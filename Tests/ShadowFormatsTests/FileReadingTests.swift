@@ -5,6 +5,19 @@ import ShadowTestSupport
 
 @Suite("Reading whole files")
 struct FileReadingTests {
+    @Test("a text that begins with a binary format's mark (GGUF, PAR1) is text; the file with the field after the mark is not")
+    func marksInText() throws {
+        for text in ["GGUF is the file format llama.cpp reads.\n", "GGUF", "PAR1 and PAR1", "PAR1 is Parquet's mark; files end with PAR1"] {
+            #expect(try utf8Text(Array(text.utf8), path: "t.txt") == text)
+        }
+        // A GGUF's version (3) in either byte order; Parquet's footer length (2) before the closing mark.
+        #expect(notTextForm(Array("GGUF".utf8) + [3, 0, 0, 0]) == "is a GGUF model file, not text")
+        #expect(notTextForm(Array("GGUF".utf8) + [0, 0, 0, 3]) == "is a GGUF model file, not text")
+        #expect(notTextForm(Array("PAR1".utf8) + [0x15, 0x04, 2, 0, 0, 0] + Array("PAR1".utf8))?.hasPrefix("is a Parquet file") == true)
+        // A footer longer than the file holds is no Parquet footer.
+        #expect(notTextForm(Array("PAR1".utf8) + [0x15, 0x04, 3, 0, 0, 0] + Array("PAR1".utf8)) == nil)
+    }
+
     @Test("a file that is there but cannot be read is named with the system's reason, not called missing")
     func unreadableIsNotMissing() throws {
         let directory = TestScratch.path("read-dir")

@@ -240,8 +240,9 @@ private let badFiles: [BadFile] = [
             "rte.tsv:1: column \"sentence1\": missing from the header (it has no tab: GLUE's RTE is tab-separated, not comma-separated)"),
     BadFile("a gzip-compressed file", .piqa, [0x1F, 0x8B, 0x08, 0x00, 0x00], "piqa.jsonl: is gzip-compressed; decompress it first (gunzip)"),
     BadFile("a bzip2-compressed file", .hellaswag, Array("BZh91AY&SY".utf8) + [0x00, 0x01], "hellaswag.txt: is bzip2-compressed; decompress it first (bunzip2)"),
-    BadFile("a Parquet file", .arcEasy, Array("PAR1".utf8) + [0x15, 0x04] + Array("PAR1".utf8),
+    BadFile("a Parquet file", .arcEasy, Array("PAR1".utf8) + [0x15, 0x04] + [0x02, 0x00, 0x00, 0x00] + Array("PAR1".utf8),
             "arc_easy.jsonl: is a Parquet file; export it as JSON Lines first (datasets' to_json, or pandas' to_json(orient=\"records\", lines=True))"),
+    BadFile("a GGUF model file", .wikitext, Array("GGUF".utf8) + [0x03, 0x00, 0x00, 0x00, 0x00, 0x00], "wiki.txt: is a GGUF model file, not text"),
     BadFile("a UTF-16 file", .wikitext, [0xFF, 0xFE, 0x20, 0x00, 0x3D, 0x00], "wiki.txt: is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"),
     BadFile("WikiText that is not UTF-8", .wikitext, Array(" = A = \n text\n".utf8) + [0xFE, 0x0A], "wiki.txt:3: not valid UTF-8"),
 ]
