@@ -225,7 +225,7 @@ enum SparsityOptions {
             }
             return nil
         case .random:
-            return fixedMasks(Masks.randomScores(shape: shape, seed: seed), settings: settings, shape: shape)
+            return try fixedMasks(Masks.randomScores(shape: shape, seed: seed), settings: settings, shape: shape)
         case .static:
             guard let path = scoresPath else {
                 throw ShadowError.invalidArgument(name: "--scores", reason: "is required by --method static")
@@ -238,7 +238,7 @@ enum SparsityOptions {
             }
             let scores = try StaticScores.load(path: path, shape: shape, needsNeurons: settings.neuronSparsity > 0,
                                                model: ModelFingerprint(loaded: loaded))
-            return fixedMasks(scores, settings: settings, shape: shape)
+            return try fixedMasks(scores, settings: settings, shape: shape)
         case .oracle:
             return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
         case .shadow, .dejavu, .dejavuLookahead:
@@ -249,8 +249,8 @@ enum SparsityOptions {
 
     /// The same masks for every prompt, from one set of scores (random or aggregate).
     static func fixedMasks(_ scores: (heads: [[Float]], neurons: [[Float]]?), settings: SparsitySettings,
-                           shape: TransformerShape) -> FixedSparsity {
-        FixedSparsity(layers: Masks.plans(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: shape))
+                           shape: TransformerShape) throws -> FixedSparsity {
+        try Masks.fixedSparsity(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: shape)
     }
 
     /// Masks from a trained predictor: predicted once per prompt (shadow, unless `refresh`), or

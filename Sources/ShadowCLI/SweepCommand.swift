@@ -419,10 +419,10 @@ enum SweepCommand {
             case .dense:
                 return nil
             case .random:
-                return SparsityOptions.fixedMasks(Masks.randomScores(shape: shape, seed: options.maskSeed), settings: settings, shape: shape)
+                return try SparsityOptions.fixedMasks(Masks.randomScores(shape: shape, seed: options.maskSeed), settings: settings, shape: shape)
             case .static:
                 let aggregate = aggregates[cell.criterion!]!
-                return SparsityOptions.fixedMasks((aggregate.heads, aggregate.neurons), settings: settings, shape: shape)
+                return try SparsityOptions.fixedMasks((aggregate.heads, aggregate.neurons), settings: settings, shape: shape)
             case .oracle:
                 return try SparsityOptions.oracle(criterion: Criterion(rawValue: cell.criterion!)!, settings: settings, loaded: loaded)
             case .shadow, .dejavu, .dejavuLookahead:

@@ -35,6 +35,7 @@ public enum Generator {
     /// CLI calls it before printing the prompt.
     public static func check(prompt: [Int], model: any CausalLanguageModel, option: String = "--prompt") throws {
         guard !prompt.isEmpty else { throw ShadowError.invalidArgument(name: option, reason: "is empty (no tokens)") }
+        try model.shape.checkTokens(prompt, option: option)
         let limit = model.shape.maxContext
         guard prompt.count < limit else {
             throw ShadowError.invalidArgument(name: option, reason: "\(prompt.count) tokens leave no room for a generated token in \(model.contextDescription)")
@@ -52,6 +53,7 @@ public enum Generator {
                                 sparsity: (any SparsityController)? = nil, packing: PackingRule? = nil,
                                 onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
+        try model.shape.checkController(sparsity)
         let capacity = min(model.shape.maxContext, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
         cache.scratch.packing = packing
@@ -71,6 +73,10 @@ public enum Generator {
                                 sparsity: FixedSparsity? = nil,
                                 onToken: (Int) -> Bool = { _ in true }, shouldStop: () -> Bool = { false }) throws -> GenerationResult {
         try check(prompt: prompt, model: model)
+        try model.shape.checkController(sparsity)
+        guard cache.shape == model.shape else {
+            throw ShadowError.invalidArgument(name: "cache", reason: "was made for a model of \(cache.shape.describedSizes), not this one of \(model.shape.describedSizes)")
+        }
         guard prompt.count < cache.capacity else {
             throw ShadowError.invalidArgument(name: "--prompt", reason: "\(prompt.count) tokens do not fit a cache of \(cache.capacity)")
         }
@@ -137,5 +143,23 @@ public enum Generator {
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
         return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, reusedTokens: from,
                                 packedBytes: cache.scratch.packedBytes, stats: stats)
+    }
+}
+
+extension TransformerShape {
+    /// Throws naming `option` when a token id is outside the vocabulary (a forward pass would
+    /// trap on it): ids from outside (a library user's prompt), not from this model's tokenizer.
+    public func checkTokens(_ tokens: [Int], option: String) throws {
+        if let index = tokens.firstIndex(where: { $0 < 0 || $0 >= vocabularySize }) {
+            throw ShadowError.invalidArgument(name: option, reason: "token \(index) is id \(tokens[index]), outside the vocabulary of \(vocabularySize)")
+        }
+    }
+
+    /// Throws when `sparsity` was made for a model of another shape (its predictor or oracle
+    /// would read this one's activations with the wrong widths).
+    public func checkController(_ sparsity: (any SparsityController)?) throws {
+        if let made = sparsity?.modelShape, made != self {
+            throw ShadowError.invalidArgument(name: "sparsity", reason: "the controller was made for a model of \(made.describedSizes), not this one of \(describedSizes)")
+        }
     }
 }

@@ -146,6 +146,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         // overflow here would write past the cache.
         guard T > 0 && past + T <= cache.capacity else { fatalError("context overflow") }
         guard branches == nil || branches!.tokenCount == T else { fatalError("branches cover the tokens") }
+        LayerPlan.checkForward(shape: s, cache: cache, sparsity: sparsity)
         let promptRows = branches?.promptRows(tokens: T) ?? T   // what a controller predicts from
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
@@ -170,7 +171,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 }
             }
             // Layer 0 always runs dense: its attention output feeds the predictor.
-            let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
+            let plan = l == 0 ? nil : LayerPlan.checked(sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past), layer: l, shape: s)
             block.attentionNorm.withUnsafeBufferPointer {
                 Ops.rmsNorm(xn, x, $0.baseAddress!, rows: T, n: d, eps: config.rmsNormEps)
             }

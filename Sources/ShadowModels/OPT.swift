@@ -80,6 +80,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         // overflow here would write past the cache or read past the learned position table.
         guard T > 0 && past + T <= cache.capacity && past + T <= s.maxContext else { fatalError("context overflow") }
         guard branches == nil || branches!.tokenCount == T else { fatalError("branches cover the tokens") }
+        LayerPlan.checkForward(shape: s, cache: cache, sparsity: sparsity)
         let promptRows = branches?.promptRows(tokens: T) ?? T   // what a controller predicts from
         let scratch = cache.scratch
         let x = cache.buffer("x", rows: T, cols: d)
@@ -101,7 +102,7 @@ public final class OPTModel: CausalLanguageModel, @unchecked Sendable {
         let execution = sparsity?.execution ?? .skip
         for (l, block) in blocks.enumerated() {
             // Layer 0 always runs dense: its attention output feeds the predictor.
-            let plan = l == 0 ? nil : sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past)
+            let plan = l == 0 ? nil : LayerPlan.checked(sparsity?.plan(layer: l, input: x, tokens: promptRows, position: past), layer: l, shape: s)
             // Attention: pre-LN normalises the block input, post-LN the residual sum.
             if preLN {
                 layerNorm(xn, x, block.attentionNormWeight, block.attentionNormBias, rows: T, eps: eps)

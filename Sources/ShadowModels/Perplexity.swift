@@ -79,6 +79,8 @@ public enum Scoring {
         guard tokens.count >= 2 else {
             throw ShadowError.invalidArgument(name: "text", reason: "needs at least 2 tokens to score, got \(tokens.count)")
         }
+        try model.shape.checkTokens(tokens, option: "text")
+        try model.shape.checkController(sparsity)
         guard context >= 1 else { throw ShadowError.invalidArgument(name: "--context", reason: "must be at least 1, got \(context)") }
         guard context <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(context) exceeds \(model.contextDescription)")

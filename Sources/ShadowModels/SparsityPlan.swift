@@ -37,6 +37,45 @@ public struct LayerPlan: Sendable, Equatable {
 
     public static let dense = LayerPlan()
 
+    /// Traps, naming the layer, when the plan lists a unit `shape` does not have or lists units
+    /// out of order: a plan made for another model would read and write past the buffers (the
+    /// architectures' -Ounchecked build checks no index). A `guard`, which that build keeps.
+    func checkFits(_ shape: TransformerShape, layer: Int) {
+        func fits<T: BinaryInteger>(_ units: [T]?, _ count: Int) -> Bool {
+            guard let units else { return true }
+            var previous = -1
+            for unit in units {
+                guard Int(unit) > previous, Int(unit) < count else { return false }
+                previous = Int(unit)
+            }
+            return true
+        }
+        func shown<T>(_ units: [T]) -> String { "\(Array(units.prefix(12)))" + (units.count > 12 ? "…" : "") }
+        guard fits(heads, shape.heads) else {
+            fatalError("layer \(layer)'s plan keeps heads \(shown(heads!)): a model of \(shape.heads) heads per layer needs distinct ascending heads below \(shape.heads) (a plan made for another model?)")
+        }
+        guard fits(neurons, shape.ffnSize) else {
+            fatalError("layer \(layer)'s plan keeps neurons \(shown(neurons!)): a model of \(shape.ffnSize) neurons per layer needs distinct ascending neurons below \(shape.ffnSize) (a plan made for another model?)")
+        }
+    }
+
+    /// What a forward pass checks before it runs: the cache and the controller were made for a
+    /// model of this shape (traps naming what differs; see `checkFits`).
+    static func checkForward(shape: TransformerShape, cache: KVCache, sparsity: (any SparsityController)?) {
+        guard cache.shape == shape else {
+            fatalError("a KV cache made for another model (\(cache.shape.describedSizes)) given to a model of \(shape.describedSizes)")
+        }
+        if let made = sparsity?.modelShape, made != shape {
+            fatalError("a sparsity controller made for a model of \(made.describedSizes) given to a model of \(shape.describedSizes)")
+        }
+    }
+
+    /// `plan` as a forward pass uses it, checked against the model's `shape`.
+    static func checked(_ plan: LayerPlan?, layer: Int, shape: TransformerShape) -> LayerPlan? {
+        plan?.checkFits(shape, layer: layer)
+        return plan
+    }
+
     /// Plans are equal when they keep the same units, whether or not their row lists are derived yet.
     public static func == (a: LayerPlan, b: LayerPlan) -> Bool { a.heads == b.heads && a.neurons == b.neurons }
 }
@@ -53,7 +92,13 @@ public enum SparseExecution: Sendable {
 /// Chooses each layer's plan while a forward pass runs. Layer 0 always runs dense; its per-head
 /// attention outputs A⁰ are shown to the controller (the ShadowLLM predictor's input) before any
 /// later layer asks for its plan with the residual entering it (DejaVu's input).
+/// A controller keeps the state of the prompt it serves (its masks, its statistics): give each
+/// thread, or each generation running at the same time, a controller of its own.
 public protocol SparsityController: AnyObject {
+    /// The shape of the model the controller was made for (its predictor's or its oracle's), or
+    /// nil when it does not know one. A forward pass of a model of another shape traps, and
+    /// generation and perplexity throw, rather than read its activations with the wrong widths.
+    var modelShape: TransformerShape? { get }
     var execution: SparseExecution { get }
     /// Compute K/V of every group even when no kept head reads them, so the cache stays valid if
     /// a later plan keeps other heads (masks refreshed during decode).
@@ -69,6 +114,8 @@ public protocol SparsityController: AnyObject {
 }
 
 extension SparsityController {
+    public var modelShape: TransformerShape? { nil }
+
     /// One mask serves the whole generation: chosen once per prompt and never re-predicted
     /// during decode (a controller that may change its masks keeps every group's K/V for it).
     /// Only such masks read packed copies of their kept rows in steady decode (bench's

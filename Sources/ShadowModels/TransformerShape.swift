@@ -35,6 +35,11 @@ public struct TransformerShape: Sendable, Equatable, Codable {
     public var kvWidth: Int { kvHeads * headDim }
     /// Query heads that share one KV head.
     public var groupSize: Int { heads / kvHeads }
+
+    /// The sizes that tell two models apart, for messages ("30 layers, 9 heads of 64, …").
+    public var describedSizes: String {
+        "\(layers) layers, \(heads) heads of \(headDim) (\(kvHeads) KV), width \(hiddenSize), \(ffnSize) neurons per layer, vocabulary \(vocabularySize), context \(maxContext)"
+    }
 }
 
 extension TransformerShape {

@@ -53,6 +53,11 @@ public enum Masks {
     /// unit, so it runs the dense kernels.
     public static func plans(headScores: [[Float]], neuronScores: [[Float]]?, settings: SparsitySettings,
                              shape: TransformerShape) -> [LayerPlan] {
+        // The engine's own callers pass scores of the model's shape; `fixedSparsity` checks others'.
+        if let problem = scoreProblem(headScores, units: shape.heads, layers: shape.layers)
+            ?? neuronScores.flatMap({ scoreProblem($0, units: shape.ffnSize, layers: shape.layers) }) {
+            fatalError("Masks.plans: scores \(problem), for a model of \(shape.describedSizes) (Masks.fixedSparsity checks them and throws)")
+        }
         let heads = settings.headSparsity > 0
             ? keep(scores: headScores, sparsity: settings.headSparsity, policy: settings.policy, floor: settings.hybridFloor) : nil
         let neurons = settings.neuronSparsity > 0
@@ -60,6 +65,29 @@ public enum Masks {
         return (0..<shape.layers).map { l in
             l == 0 ? .dense : LayerPlan(heads: heads?[l], neurons: neurons?[l].map(Int32.init), shape: shape)
         }
+    }
+
+    /// A fixed-mask controller (static importance, random scores) from one set of scores, with
+    /// what a caller outside the engine needs checked: the settings in range, and one row of
+    /// scores per layer with one score per unit (throws naming the mismatch).
+    public static func fixedSparsity(headScores: [[Float]], neuronScores: [[Float]]?, settings: SparsitySettings,
+                                     shape: TransformerShape) throws -> FixedSparsity {
+        try settings.validate()
+        var checks = [("head scores", headScores, shape.heads)]
+        if let neuronScores { checks.append(("neuron scores", neuronScores, shape.ffnSize)) }
+        for (name, scores, units) in checks {
+            if let problem = scoreProblem(scores, units: units, layers: shape.layers) {
+                throw ShadowError.invalidArgument(name: name, reason: problem + " (the model: \(shape.describedSizes))")
+            }
+        }
+        return FixedSparsity(layers: plans(headScores: headScores, neuronScores: neuronScores, settings: settings, shape: shape))
+    }
+
+    /// Why `scores` are not one row per layer of `units` scores each, or nil when they are.
+    static func scoreProblem(_ scores: [[Float]], units: Int, layers: Int) -> String? {
+        guard scores.count == layers else { return "have \(scores.count) rows, one per layer of \(layers)" }
+        if let l = scores.firstIndex(where: { $0.count != units }) { return "layer \(l) has \(scores[l].count), not \(units)" }
+        return nil
     }
 
     /// How many of `units` a per-layer selection keeps at `sparsity`.

@@ -13,6 +13,7 @@ public final class OracleController: PromptAwareController, PredictingController
     public let execution: SparseExecution = .skip
     public var keepsAllKeysAndValues: Bool { false }
     public var predictorBytesPerDecodeToken: Int { 0 }
+    public var modelShape: TransformerShape? { model.shape }
     public private(set) var statistics = PredictionStatistics()
     public private(set) var plans: [LayerPlan]
 

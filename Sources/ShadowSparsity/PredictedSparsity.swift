@@ -92,6 +92,7 @@ public final class ShadowPredictorController: SparsityController, @unchecked Sen
     public private(set) var plans: [LayerPlan] = []
     private var schedule: PredictionSchedule
     private let shape: TransformerShape
+    public var modelShape: TransformerShape? { shape }
 
     public init(predictor: Predictor, settings: SparsitySettings, shape: TransformerShape, refresh: Int = 0,
                 execution: SparseExecution = .skip) throws {
@@ -164,6 +165,7 @@ public final class DejaVuController: SparsityController, @unchecked Sendable {
     private var schedule: PredictionSchedule
     private var predicting = false
     private let shape: TransformerShape
+    public var modelShape: TransformerShape? { shape }
     /// dejavu-lookahead: the last token's residual entering each layer during this call, (L, d).
     private var residuals: [Float]
 

@@ -54,4 +54,68 @@ struct LibraryExampleTests {
         let error = #expect(throws: ShadowError.self) { try predictor.check(fingerprint: ModelFingerprint(loaded: loaded)) }
         #expect(String(describing: error).contains("tiny-llama"), "\(String(describing: error))")
     }
+
+    @Test("the library's entry points throw, naming what is wrong, for a controller, cache or token id made for another model")
+    func refusesAnotherModelsParts() throws {
+        let tiny = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))
+        let other = try ModelLoader.load(path: ModelFixtures.path("tiny-llama-tied"))   // 4 KV heads, not 2
+        let predictor = try Predictor(configuration: PredictorConfiguration(kind: .shadow, headWidth: 16, neuronWidth: 16),
+                                      criterion: "plainact", model: ModelFingerprint(loaded: other), predictsNeurons: true, seed: 1)
+        let settings = SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5)
+        let controller = try ShadowPredictorController(predictor: predictor, settings: settings, shape: other.model.shape)
+        #expect(controller.modelShape == other.model.shape)
+        func message(_ body: () throws -> Void) -> String {
+            do { try body(); return "no error" } catch { return String(describing: error) }
+        }
+        let generated = message { _ = try Generator.generate(model: tiny.model, prompt: [1, 2, 3], maxTokens: 2, sparsity: controller) }
+        #expect(generated.contains("the controller was made for a model of 2 layers, 4 heads of 16 (4 KV)")
+                && generated.contains("not this one of 2 layers, 4 heads of 16 (2 KV)"), "\(generated)")
+        let scored = message { _ = try Scoring.perplexity(model: tiny.model, tokens: [1, 2, 3, 4], context: 4, sparsity: controller) }
+        #expect(scored.contains("the controller was made for a model of"), "\(scored)")
+
+        let vocabulary = tiny.model.shape.vocabularySize
+        let outside = message { _ = try Generator.generate(model: tiny.model, prompt: [1, vocabulary], maxTokens: 2) }
+        #expect(outside.contains("token 1 is id \(vocabulary), outside the vocabulary of \(vocabulary)"), "\(outside)")
+        let negative = message { _ = try Scoring.perplexity(model: tiny.model, tokens: [-1, 2], context: 4) }
+        #expect(negative.contains("token 0 is id -1, outside the vocabulary"), "\(negative)")
+
+        var cached: [Int] = []
+        let cache = message {
+            _ = try Generator.generate(model: tiny.model, prompt: [1, 2], continuing: other.model.makeCache(capacity: 8),
+                                       cached: &cached, maxTokens: 2)
+        }
+        #expect(cache.contains("cache: was made for a model of"), "\(cache)")
+    }
+
+    @Test("fixed masks from scores of another shape, or from impossible settings, are refused by Masks.fixedSparsity")
+    func fixedMasksAreChecked() throws {
+        let shape = try ModelLoader.load(path: ModelFixtures.path("tiny-llama")).model.shape   // 2 layers, 4 heads, 128 neurons
+        let heads = [[Float]](repeating: [1, 2, 3, 4], count: 2)
+        let neurons = [[Float]](repeating: (0..<128).map(Float.init), count: 2)
+        let fine = try Masks.fixedSparsity(headScores: heads, neuronScores: neurons,
+                                           settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5), shape: shape)
+        #expect(fine.layers.count == 2 && fine.layers[1].heads == [2, 3] && fine.layers[1].neurons?.count == 64)
+        #expect(throws: ShadowError.invalidArgument(name: "head scores", reason: "have 3 rows, one per layer of 2 (the model: \(shape.describedSizes))")) {
+            try Masks.fixedSparsity(headScores: heads + [[1, 2, 3, 4]], neuronScores: nil,
+                                    settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0), shape: shape)
+        }
+        #expect(throws: ShadowError.invalidArgument(name: "neuron scores", reason: "layer 0 has 3, not 128 (the model: \(shape.describedSizes))")) {
+            try Masks.fixedSparsity(headScores: heads, neuronScores: [[1, 2, 3], [1, 2, 3]],
+                                    settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5), shape: shape)
+        }
+        #expect(throws: ShadowError.self) {
+            try Masks.fixedSparsity(headScores: heads, neuronScores: nil, settings: SparsitySettings(headSparsity: 1.5, neuronSparsity: 0), shape: shape)
+        }
+    }
+
+    @Test("a forward pass given a plan with a head the model does not have stops with a message instead of reading past its weights")
+    func foreignPlanTraps() async throws {
+        let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))
+            let masks = FixedSparsity(layers: [.dense, LayerPlan(heads: [0, 7], neurons: nil)])
+            _ = loaded.model.forward([1, 2, 3], cache: loaded.model.makeCache(capacity: 4), logits: .last, sparsity: masks)
+        }
+        let message = String(decoding: result.standardErrorContent, as: UTF8.self)
+        #expect(message.contains("layer 1's plan keeps heads [0, 7]: a model of 4 heads per layer needs distinct ascending heads below 4"), "\(message)")
+    }
 }
