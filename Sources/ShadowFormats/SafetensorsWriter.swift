@@ -37,8 +37,9 @@ public struct SafetensorsWriter {
             self.shape = shape
             self.storage = storage
             self.dtype = dtype
-            precondition(shape.reduce(1, *) == count, "\(name): shape \(shape) needs \(shape.reduce(1, *)) values, got \(count)")
-            precondition(dtype == .f32 || dtype == .f16, "\(name): the writer stores F32 or F16, not \(dtype)")
+            // fatalError, not precondition: a release build drops a precondition's message.
+            guard shape.reduce(1, *) == count else { fatalError("\(name): shape \(shape) needs \(shape.reduce(1, *)) values, got \(count)") }
+            guard dtype == .f32 || dtype == .f16 else { fatalError("\(name): the writer stores F32 or F16, not \(dtype)") }
         }
 
         /// The values (a copy, for a borrowed tensor).

@@ -13,10 +13,14 @@ public struct MultipleChoiceItem: Sendable, Equatable, Codable {
     public let gold: Int
 
     /// Counts must agree and `gold` must index a choice; the readers check both before building.
+    /// (`guard` and `fatalError`, not `precondition`, whose message a release build drops.)
     public init(id: Int, contexts: [String], continuations: [String], gold: Int) {
-        precondition(!continuations.isEmpty && contexts.count == continuations.count,
-                     "one context per continuation")
-        precondition(continuations.indices.contains(gold), "gold index \(gold) out of range")
+        guard !continuations.isEmpty && contexts.count == continuations.count else {
+            fatalError("MultipleChoiceItem \(id): \(contexts.count) contexts for \(continuations.count) continuations; one context per continuation, at least one")
+        }
+        guard continuations.indices.contains(gold) else {
+            fatalError("MultipleChoiceItem \(id): gold index \(gold) is not one of its \(continuations.count) choices")
+        }
         self.id = id
         self.contexts = contexts
         self.continuations = continuations
