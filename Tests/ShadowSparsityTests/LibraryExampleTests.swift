@@ -95,6 +95,13 @@ struct LibraryExampleTests {
         let fine = try Masks.fixedSparsity(headScores: heads, neuronScores: neurons,
                                            settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5), shape: shape)
         #expect(fine.layers.count == 2 && fine.layers[1].heads == [2, 3] && fine.layers[1].neurons?.count == 64)
+        // The same scores as `aggregate` writes them (without its fingerprint: checked by sizes).
+        let path = TestScratch.path("library-example-scores.json")
+        try JSONSerialization.data(withJSONObject: ["heads": heads, "neurons": neurons]).write(to: URL(fileURLWithPath: path))
+        let read = try StaticScores.load(path: path, shape: shape)
+        let fromFile = try Masks.fixedSparsity(headScores: read.heads, neuronScores: read.neurons,
+                                               settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5), shape: shape)
+        #expect(fromFile.layers == fine.layers)
         #expect(throws: ShadowError.invalidArgument(name: "head scores", reason: "have 3 rows, one per layer of 2 (the model: \(shape.describedSizes))")) {
             try Masks.fixedSparsity(headScores: heads + [[1, 2, 3, 4]], neuronScores: nil,
                                     settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0), shape: shape)
