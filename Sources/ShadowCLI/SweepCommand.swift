@@ -110,8 +110,11 @@ enum SweepCommand {
         let (cells, skipped) = try plannedCells(options, sources: sources)
         for line in skipped { console.printError("sweep: skipped \(line)") }
         for cell in cells {
+            // "warning: random (plainact): head sparsity …": the cell named after the warning's prefix.
+            let name = cell.method + (cell.criterion.map { " (\($0))" } ?? "")
             for line in SparsityOptions.sparsityWarnings(method: cell.method, settings: options.settings(sparsity: cell.sparsity), shape: model.shape) {
-                console.printError("sweep: \(cell.method)\(cell.criterion.map { " (\($0))" } ?? ""): \(line)")
+                let prefix = "warning: "
+                console.printError(line.hasPrefix(prefix) ? prefix + name + ": " + line.dropFirst(prefix.count) : line)
             }
         }
 

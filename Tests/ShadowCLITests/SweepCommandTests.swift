@@ -59,6 +59,19 @@ struct SweepCommandTests {
         return result
     }
 
+    @Test("a cell whose sparsity prunes no unit, or every one, is warned of as every command warns: 'warning: ' first, then the cell")
+    func cellWarnings() throws {
+        let out = scratchPath("sweep-cell-warnings")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let run = CLIRun(["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "wikitext", "--data", "wikitext=\(Self.text)",
+                          "--methods", "random", "--sparsities", "0.01,0.99", "--context", "16", "--no-progress"])
+        #expect(run.status == 0, "\(run.err)")
+        let lines = run.err.split(separator: "\n").filter { $0.contains("sparsity") }
+        #expect(lines.contains { $0.hasPrefix("warning: random: head sparsity 0.01 prunes no head") }, "\(run.err)")
+        #expect(lines.contains { $0.hasPrefix("warning: random: head sparsity 0.99 prunes every head of layer 1") }, "\(run.err)")
+        #expect(lines.allSatisfy { $0.hasPrefix("warning: ") }, "\(run.err)")
+    }
+
     @Test("sweep scores WikiText detokenized as eval does by default; --as-stored reads the file as stored, in a state of its own")
     func detokenizedWikiText() throws {
         let path = scratchPath("sweep-wikitext") + ".txt"
