@@ -25,6 +25,7 @@ public final class KVCache: @unchecked Sendable {
         // A guard, not a precondition: this module builds -Ounchecked, and another dtype's rows
         // would be sized for one format and written in another.
         guard dtype == .f32 || dtype == .f16 else { fatalError("the KV cache is kept in fp32 or fp16, not \(dtype.rawValue)") }
+        guard capacity >= 0 else { fatalError("a KV cache of \(capacity) positions") }
         self.shape = shape
         self.capacity = capacity
         self.dtype = dtype

@@ -37,10 +37,14 @@ public struct PerplexityResult: Sendable, Codable, Equatable {
 }
 
 public enum Scoring {
-    /// −log p(token | previous tokens) for tokens 1 ..< count of one sequence (token 0 is context only).
+    /// −log p(token | previous tokens) for tokens 1 ..< count of one sequence (token 0 is context only),
+    /// in one pass: at most the model's context plus one tokens (`perplexity` windows longer texts).
     public static func tokenNLL(model: any CausalLanguageModel, tokens: [Int],
                                 sparsity: (any SparsityController)? = nil) -> [Double] {
         guard tokens.count > 1 else { return [] }
+        guard tokens.count - 1 <= model.shape.maxContext else {
+            fatalError("Scoring.tokenNLL: \(tokens.count) tokens need a pass of \(tokens.count - 1), past \(model.contextDescription); Scoring.perplexity windows a longer text")
+        }
         let cache = model.makeCache(capacity: tokens.count - 1)
         let logProbabilities = model.forward(Array(tokens.dropLast()), cache: cache,
                                              logits: .targetLogProbabilities(Array(tokens.dropFirst())), sparsity: sparsity)

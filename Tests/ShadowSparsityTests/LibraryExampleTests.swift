@@ -125,4 +125,14 @@ struct LibraryExampleTests {
         let message = String(decoding: result.standardErrorContent, as: UTF8.self)
         #expect(message.contains("layer 1's plan keeps heads [0, 7]: a model of 4 heads per layer needs distinct ascending heads below 4"), "\(message)")
     }
+
+    @Test("Scoring.tokenNLL on more tokens than one pass of the model's context holds stops with a message pointing to Scoring.perplexity")
+    func tokenNLLPastTheContext() async throws {
+        let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))   // a context of 128
+            _ = Scoring.tokenNLL(model: loaded.model, tokens: Array(repeating: 5, count: 130))
+        }
+        let message = String(decoding: result.standardErrorContent, as: UTF8.self)
+        #expect(message.contains("Scoring.tokenNLL: 130 tokens need a pass of 129, past the model's context of 128"), "\(message)")
+    }
 }
