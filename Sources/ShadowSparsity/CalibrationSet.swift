@@ -52,8 +52,10 @@ public struct CalibrationSource: Sendable, Equatable, CustomStringConvertible {
         var range: Range<Int>?
         if let at = path.lastIndex(of: "@") {
             let bounds = path[path.index(after: at)...].split(separator: "-", omittingEmptySubsequences: false)
+            // @FROM- runs to the end, Int.max standing for it (FROM = Int.max is then an empty
+            // slice, refused later as starting past the items, like any FROM past them).
             guard bounds.count == 2, let from = Int(bounds[0]), let to = bounds[1].isEmpty ? Int.max : Int(bounds[1]),
-                  from >= 0, to > from else {
+                  from >= 0, to > from || bounds[1].isEmpty else {
                 throw ShadowError.invalidArgument(name: "--source", reason: "\"\(spec)\": the slice must be @FROM-TO with FROM < TO, or @FROM- to the end")
             }
             range = from..<to

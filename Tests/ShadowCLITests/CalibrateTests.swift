@@ -128,6 +128,8 @@ struct CalibrateTests {
         }
         let beyond = run("hellaswag:\(data)@5-9")
         #expect(beyond.status == 1 && beyond.err == "error: --source: hellaswag:\(data)@5-9 starts at 5, beyond its 2 items\n", "\(beyond.err)")
+        let farBeyond = run("hellaswag:\(data)@\(Int.max)-")
+        #expect(farBeyond.status == 1 && farBeyond.err == "error: --source: hellaswag:\(data)@\(Int.max)- starts at \(Int.max), beyond its 2 items\n", "\(farBeyond.err)")
         let tooShort = run("text:\(short)")
         #expect(tooShort.status == 1 && tooShort.err.hasPrefix("error: --source: text:\(short) has ")
                 && tooShort.err.contains("tokens, fewer than one --text-window of 16"), "\(tooShort.err)")
