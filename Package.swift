@@ -46,7 +46,7 @@ let package = Package(
                 swiftSettings: hotLoopSettings),
         // File formats: GGUF, safetensors, the error type every module throws.
         .target(name: "ShadowFormats", dependencies: ["CHalf", "ShadowKernels"], swiftSettings: swiftSettings),
-        // Tokenizers: byte-level BPE (GPT-2 / SmolLM2) and SentencePiece-style BPE (Llama-2).
+        // Tokenizers: byte-level BPE (GPT-2 / SmolLM2) and SentencePiece-style BPE (Llama-2); chat templates.
         .target(name: "ShadowTokenizers", dependencies: ["ShadowFormats"], swiftSettings: swiftSettings),
         // Model configurations, architectures (one file each), loading, KV cache, generation, scoring.
         .target(name: "ShadowModels",

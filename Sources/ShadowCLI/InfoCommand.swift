@@ -1,6 +1,7 @@
 import Foundation
 import ShadowFormats
 import ShadowModels
+import ShadowTokenizers
 
 /// `shadowllm info`: what a checkpoint holds.
 enum InfoCommand {

@@ -4,6 +4,7 @@ import ShadowKernels
 import ShadowModels
 import ShadowSparsity
 import ShadowTasks
+import ShadowTokenizers
 
 /// What a step run in-process wrote to one of its streams.
 private final class CapturedText: @unchecked Sendable { var out = "" }

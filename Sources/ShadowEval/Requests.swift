@@ -1,3 +1,4 @@
+import ShadowFormats
 import ShadowTasks
 import ShadowTokenizers
 

@@ -1,3 +1,5 @@
+import ShadowFormats
+
 /// ARC (Clark et al. 2018) and OpenBookQA (Mihaylov et al. 2018), both from AI2 and sharing a
 /// layout. Accepted per line:
 /// - AI2's release: `{"question": {"stem", "choices": [{"text", "label"}]}, "answerKey"}`, or

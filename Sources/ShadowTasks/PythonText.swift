@@ -1,29 +1,11 @@
+import ShadowFormats
+
 // lm-evaluation-harness builds prompts with Python string methods. These are their exact
 // counterparts, working on Unicode scalars (Python's code points) rather than Swift's grapheme
-// clusters, so that a combining mark after "_" or " " does not hide it.
-
-/// Python's `str.isspace()` for one code point: Unicode White_Space plus the four ASCII
-/// information separators (U+001C…U+001F) that Python also counts.
-public func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
-    scalar.properties.isWhitespace || (0x1C...0x1F).contains(scalar.value)
-}
+// clusters, so that a combining mark after "_" or " " does not hide it. (`isPythonSpace`,
+// `pythonStripped` and `pythonRightStripped` live in ShadowFormats: chat templates use them too.)
 
 extension String {
-    /// Python's `str.strip()` (also Jinja's `trim`, which chat templates use).
-    public var pythonStripped: String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !isPythonSpace($0) }),
-              let last = scalars.lastIndex(where: { !isPythonSpace($0) }) else { return "" }
-        return String(scalars[first...last])
-    }
-
-    /// Python's `str.rstrip()`.
-    public var pythonRightStripped: String {
-        let scalars = unicodeScalars
-        guard let last = scalars.lastIndex(where: { !isPythonSpace($0) }) else { return "" }
-        return String(scalars[...last])
-    }
-
     /// Python's `str.capitalize()` (3.8+): the first code point title-cased, every other one
     /// lower-cased — "he Is" becomes "He is", not "He Is". Like Python, a capital sigma at the
     /// end of a word becomes the final "ς" ("ΟΔΟΣ" → "Οδος").

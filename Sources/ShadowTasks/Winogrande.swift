@@ -1,3 +1,5 @@
+import ShadowFormats
+
 /// Winogrande (Sakaguchi et al. 2020): `{"sentence", "option1", "option2", "answer"}` per line,
 /// `answer` "1" or "2" (or from a labels file of 1/2 lines, as the release ships dev labels).
 /// lm-eval's `winogrande/preprocess_winogrande.py` scores the rest of the sentence given each

@@ -2,7 +2,7 @@ import Foundation
 import ShadowModels
 import ShadowTestSupport
 import ShadowFormats
-import ShadowTokenizers
+@testable import ShadowTokenizers
 import Testing
 @testable import ShadowCLI
 

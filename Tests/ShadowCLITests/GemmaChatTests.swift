@@ -1,8 +1,9 @@
 import Foundation
 import ShadowModels
+import ShadowFormats
 import ShadowTasks
 import ShadowTestSupport
-import ShadowTokenizers
+@testable import ShadowTokenizers
 import Testing
 @testable import ShadowCLI
 

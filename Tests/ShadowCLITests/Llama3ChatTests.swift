@@ -1,7 +1,7 @@
 import Foundation
 import ShadowModels
 import ShadowTestSupport
-import ShadowTokenizers
+@testable import ShadowTokenizers
 import Testing
 @testable import ShadowCLI
 

@@ -1,7 +1,5 @@
 import Foundation
 import ShadowFormats
-import ShadowTasks
-import ShadowTokenizers
 
 /// The turn template of an instruct model, built as token ids: ChatML (SmolLM2, Qwen2), Llama 3,
 /// Phi-3 (Phi-3, Phi-3.5, Phi-4-mini) or Gemma (Gemma 2 and 3).
@@ -10,9 +8,13 @@ import ShadowTokenizers
 /// "<|eot_id|>" reaches the model as those characters and cannot end or forge a turn. For text
 /// that spells no marker the ids are those of the template's text encoded whole (markers that
 /// strip no white space, as SmolLM2's and Llama 3's).
-struct ChatTemplate: Sendable {
+///
+/// The family and its details (default system message, Llama 3.1's date preamble, Qwen3's and
+/// SmolLM3's thinking switch) are read from the tokenizer's chat template by its literals and
+/// known shapes, not by running Jinja. `chat` and `generate --chat` build their prompts here.
+public struct ChatTemplate: Sendable {
     /// The template families `chat` and `generate --chat` build.
-    enum Family: String, Sendable {
+    public enum Family: String, Sendable {
         /// `<|im_start|>role\ncontent<|im_end|>\n`, the reply after `<|im_start|>assistant\n`.
         case chatML = "ChatML"
         /// BOS, then `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` with the
@@ -58,8 +60,8 @@ struct ChatTemplate: Sendable {
         }
     }
 
-    let family: Family
-    let tokenizer: any Tokenizer
+    public let family: Family
+    public let tokenizer: any Tokenizer
     /// The tokens that open and end a turn (`<|im_start|>`, `<|im_end|>`; `<|start_header_id|>`,
     /// `<|eot_id|>`).
     let start: Int, end: Int
@@ -81,7 +83,7 @@ struct ChatTemplate: Sendable {
     /// after its last `</think>`, newlines at its start dropped).
     let dropsReasoning: Bool
     /// The template has a thinking switch (Qwen3's `enable_thinking`).
-    let hasThinkingSwitch: Bool
+    public let hasThinkingSwitch: Bool
     /// What a ChatML template's generation prompt writes after `<|im_start|>assistant\n`: "" for
     /// most, "<think>\n" for templates that make the model reason (QwQ, Qwen3-Thinking).
     let replyOpening: String
@@ -92,9 +94,9 @@ struct ChatTemplate: Sendable {
     let metadataSystem: MetadataSystem?
     /// False with `--no-think`: the reply starts after an empty think block, as the template
     /// writes it with `enable_thinking=False`.
-    var thinking = true
+    public internal(set) var thinking = true
     /// The tokens that end a reply: the turn's end, and Llama 3's `<|eom_id|>` if the tokenizer has it.
-    let stopTokens: Set<Int>
+    public let stopTokens: Set<Int>
     /// The first marker the tokenizer holds as an ordinary added token rather than a special one:
     /// text that spells it is read as the marker even when special tokens are not recognised
     /// (as in Hugging Face's tokenizers), so a message could end or forge a turn. Such tokenizers
@@ -105,7 +107,7 @@ struct ChatTemplate: Sendable {
     /// none (SmolLM2's "You are a helpful AI assistant named SmolLM, …"; "" for Llama 3.1's
     /// templates, whose system turn is always there), as `apply_chat_template` and llama.cpp with
     /// --jinja render it; nil when its template has none or the tokenizer no template.
-    let defaultSystem: String?
+    public let defaultSystem: String?
     /// What Llama 3.1 and later templates write in every system turn before the message:
     /// "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n" (today's date where
     /// the template asks for it with `strftime_now`, as transformers renders it).
@@ -113,7 +115,8 @@ struct ChatTemplate: Sendable {
 
     /// Without its markers as single tokens the template would reach the model as plain text.
     /// `now` dates the system preamble of templates that write today's date.
-    init(tokenizer: any Tokenizer, option: String, now: Date = Date()) throws {
+    /// `option` names the setting in errors (the command line's `--chat`).
+    public init(tokenizer: any Tokenizer, option: String = "chat template", now: Date = Date()) throws {
         let family = try Self.family(of: tokenizer, option: option)
         var ids: [Int] = []
         var ordinary: String? = nil
@@ -384,15 +387,6 @@ struct ChatTemplate: Sendable {
         return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// `--system` and `--no-system`, shared by chat and generate --chat.
-    static func systemOptions(helpPrefix: String = "") -> [Option] {
-        [
-            .value("system", "text", help: prefixed(helpPrefix, "A system message that opens the conversation (tokenized as text: a template marker in it is not read as one)."),
-                   defaultDescription: "the one the model's chat template adds, if any"),
-            .flag("no-system", help: prefixed(helpPrefix, "No system turn, not even the default one of the model's chat template (Llama 3.1's date preamble included).")),
-        ]
-    }
-
     /// The text after `<|im_start|>assistant\n` in the literal that a ChatML template's generation
     /// prompt (after its last `add_generation_prompt`) writes, "" when there is none.
     static func generationPromptTail(in source: String) -> String {
@@ -403,24 +397,9 @@ struct ChatTemplate: Sendable {
         return String(literal.dropFirst(prefix.count))
     }
 
-    /// `--no-think`, shared by chat and generate --chat.
-    static func thinkingOption(helpPrefix: String = "") -> Option {
-        .flag("no-think", help: prefixed(helpPrefix, "Start the reply after an empty think block, as the model's chat template does with enable_thinking=False (Qwen3, SmolLM3: whose system turn then says \"Reasoning Mode: /no_think\", as /no_think in --system does): the model answers without reasoning first."))
-    }
-
-    /// `help` after `prefix` ("With --chat, "), its first letter then in lower case.
-    private static func prefixed(_ prefix: String, _ help: String) -> String {
-        prefix.isEmpty ? help : prefix + help.prefix(1).lowercased() + help.dropFirst()
-    }
-
-    /// Reads --no-think, refused for a template without a thinking switch. SmolLM3's template
-    /// also takes "/think" or "/no_think" in the system message as the switch.
-    mutating func readThinking(_ arguments: ParsedArguments) throws {
-        try chooseThinking(noThink: arguments.flag("no-think"), system: arguments.string("system"))
-    }
-
-    /// `readThinking`'s choice from --no-think and --system.
-    mutating func chooseThinking(noThink: Bool, system: String?) throws {
+    /// Thinking off for `noThink` (refused for a template without a thinking switch); SmolLM3's
+    /// template also takes "/think" or "/no_think" in the system message as the switch.
+    public mutating func chooseThinking(noThink: Bool, system: String?) throws {
         if noThink {
             guard hasThinkingSwitch else {
                 throw ShadowError.invalidArgument(name: "--no-think", reason: "the model's chat template has no thinking switch (enable_thinking)")
@@ -432,29 +411,27 @@ struct ChatTemplate: Sendable {
         }
     }
 
-    /// The system message: --system (as the template writes a message: Llama 3 trims it; Gemma
-    /// writes it as it is), else
-    /// none with --no-system, else the template's default (a literal, written as it is).
-    func system(_ arguments: ParsedArguments) throws -> String? {
-        if arguments.flag("no-system") {
-            if arguments.has("system") { throw ShadowError.invalidArgument(name: "--no-system", reason: "contradicts --system") }
-            return nil
-        }
-        var system = arguments.string("system").map { family == .gemma ? $0 : content($0) } ?? defaultSystem
+    /// The system message `prompt(system:)` takes: `requested` as the template writes a message
+    /// (Llama 3 trims it; Gemma writes it as it is), else the template's default (a literal,
+    /// written as it is); nil for none. Refused when the template writes no system turn, or the
+    /// tokenizer has no `<|system|>` token for a Phi-3 one. (nil is passed to `prompt` for a
+    /// conversation without a system turn, not even the default one.)
+    public func systemMessage(_ requested: String?) throws -> String? {
+        var system = requested.map { family == .gemma ? $0 : content($0) } ?? defaultSystem
         if dropsEmptySystem && system == "" { system = nil }   // as the template leaves it out
         if system != nil, !writesSystemTurn {
             throw ShadowError.invalidArgument(name: "--system", reason: "the model's chat template writes no system turn")
         }
         if system != nil, family == .phi3, systemToken == nil {
-            let whose = arguments.has("system") ? "" : " (the chat template's default system message; --no-system leaves it out)"
+            let whose = requested != nil ? "" : " (the chat template's default system message; --no-system leaves it out)"
             throw ShadowError.invalidArgument(name: "--system", reason: "the tokenizer has no <|system|> token for a Phi-3 system turn" + whose)
         }
         return system
     }
 
-    /// The system turn's text for a system message (`system(_:)`'s): after the preamble of Llama
+    /// The system turn's text for a system message (`systemMessage(_:)`'s): after the preamble of Llama
     /// 3.1's templates; SmolLM3's metadata around it.
-    func systemContent(_ system: String?) -> String? {
+    public func systemContent(_ system: String?) -> String? {
         if let metadataSystem { return system.map { metadataSystem.text(message: $0, thinking: thinking) } }
         return system.map { (systemPreamble ?? "") + $0 }
     }
@@ -473,7 +450,7 @@ struct ChatTemplate: Sendable {
     }
 
     /// The warning for a tokenizer whose markers a message could spell, if this is one.
-    var warning: String? {
+    public var warning: String? {
         ordinaryMarker.map {
             "warning: the tokenizer's \(family.rawValue) token \($0) is not a special token: a message that spells it is read as the marker (it can end or forge a turn)"
         }
@@ -542,7 +519,7 @@ struct ChatTemplate: Sendable {
     /// where the assistant's reply starts. ChatML gets BOS in front if the model adds one; the
     /// other templates write BOS themselves. Gemma's system message opens the first user message
     /// (an earlier turn's, or this one's), a blank line after it.
-    func prompt(system: String?, turns: [ChatTurn] = [], user: String) -> [Int] {
+    public func prompt(system: String?, turns: [ChatTurn] = [], user: String) -> [Int] {
         let userOpening = family == .gemma ? system.map { $0 + "\n\n" } : nil
         var body = family == .gemma ? [] : system.map(systemTurn) ?? []
         for (index, earlier) in turns.enumerated() {
@@ -558,9 +535,14 @@ struct ChatTemplate: Sendable {
 
 /// An earlier exchange of a conversation: the user's message as typed and the reply's ids as
 /// they were generated (its stop token left out).
-struct ChatTurn: Sendable {
-    let user: String
-    let reply: [Int]
+public struct ChatTurn: Sendable {
+    public let user: String
+    public let reply: [Int]
+
+    public init(user: String, reply: [Int]) {
+        self.user = user
+        self.reply = reply
+    }
 }
 
 /// SmolLM3's system turn, read from its template's literals: "## Metadata\n\n", the knowledge
