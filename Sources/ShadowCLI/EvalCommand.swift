@@ -178,7 +178,7 @@ enum EvalCommand {
         } else {
             if input.task == .hellaswag { report.capitalizedCtxB = !arguments.flag("as-stored") }
             let scorer = LoglikelihoodScorer(model: model, sparsity: sparsity, maskMode: input.maskMode)
-            samples = scoreItems(input, scorer: scorer, tokenizer: tokenizer, report: &report, progress: progress)
+            samples = try scoreItems(input, scorer: scorer, tokenizer: tokenizer, report: &report, progress: progress)
             if let statistics = (sparsity as? OracleController)?.statistics, statistics.denseMasks > 0 {
                 console.printError("warning: \(statistics.denseMasks) of \(statistics.masks) oracle masks ran dense: their prompt (the context, cut to the model's context) was one token, which gives no loss to score; the realised sparsity counts them")
             }
@@ -200,14 +200,14 @@ enum EvalCommand {
     /// A multiple-choice or LAMBADA slice scored, sparse and dense: its metrics into `report`,
     /// its items as --samples lines.
     static func scoreItems(_ input: Input, scorer: LoglikelihoodScorer, tokenizer: any Tokenizer, report: inout Report,
-                           progress: @escaping (Int, Int) -> Void) -> [Sample] {
+                           progress: @escaping (Int, Int) -> Void) throws -> [Sample] {
         let items = input.items, range = input.range, pool = input.pool
         let sparse = scorer.sparsity != nil
         let agreement: Agreement?
         let samples: [Sample]
         if input.task == .lambada {
-            let result = Evaluation.lambada(items: items[range], pool: pool, shots: input.shots, seed: input.seed,
-                                            tokenizer: tokenizer, scorer: scorer, progress: progress)
+            let result = try Evaluation.lambada(items: items[range], pool: pool, shots: input.shots, seed: input.seed,
+                                                tokenizer: tokenizer, scorer: scorer, progress: progress)
             report.n = result.n
             report.metrics = ["acc": result.sparse.acc.value, "acc_stderr": result.sparse.acc.stderr,
                               "perplexity": result.sparse.perplexity, "token_perplexity": result.sparse.tokenPerplexity]
@@ -216,8 +216,8 @@ enum EvalCommand {
             report.truncatedItems = result.truncatedItems
             samples = result.passages.indices.map { Sample.passage(result, $0, sparse: sparse) }
         } else {
-            let result = Evaluation.multipleChoice(items: items[range], pool: pool, shots: input.shots, seed: input.seed,
-                                                   tokenizer: tokenizer, scorer: scorer, progress: progress)
+            let result = try Evaluation.multipleChoice(items: items[range], pool: pool, shots: input.shots, seed: input.seed,
+                                                       tokenizer: tokenizer, scorer: scorer, progress: progress)
             report.n = result.n
             report.metrics = ["acc": result.acc.value, "acc_stderr": result.acc.stderr,
                               "acc_norm": result.accNorm.value, "acc_norm_stderr": result.accNorm.stderr]

@@ -74,6 +74,7 @@ public enum Evaluation {
     /// The items `offset ..< offset + limit` of a file of `count`, with one-line errors.
     public static func slice(count: Int, offset: Int, limit: Int?, unit: String = "items") throws -> Range<Int> {
         guard offset >= 0 else { throw ShadowError.invalidArgument(name: "--offset", reason: "must be at least 0, got \(offset)") }
+        guard count > 0 else { throw ShadowError.invalidArgument(name: "--data", reason: "holds no \(unit)") }
         guard offset < count else {
             throw ShadowError.invalidArgument(name: "--offset", reason: "\(offset) is beyond the file's \(count) \(unit)")
         }
@@ -98,13 +99,13 @@ public enum Evaluation {
     /// the rest of the file when it holds enough, else every item) — never the question itself.
     public static func multipleChoice(items: ArraySlice<MultipleChoiceItem>, pool: [MultipleChoiceItem], shots: Int,
                                       seed: UInt64, tokenizer: any Tokenizer, scorer: LoglikelihoodScorer,
-                                      progress: ((Int, Int) -> Void)? = nil) -> MultipleChoiceResult {
+                                      progress: ((Int, Int) -> Void)? = nil) throws -> MultipleChoiceResult {
         var outcomes: [ItemOutcome] = []
         for item in items {
             let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
             let requests = requests(contexts: contexts, continuations: item.continuations, tokenizer: tokenizer,
                                     maxTokens: scorer.maxTokens)
-            let scores = scorer.score(requests)
+            let scores = try scorer.score(requests)
             let dense = scores.dense.map(\.logLikelihood)
             outcomes.append(ItemOutcome(id: item.id, gold: item.gold, sums: scores.sparse?.map(\.logLikelihood) ?? dense,
                                         denseSums: dense, characters: requests.map(\.characters),
@@ -143,14 +144,14 @@ public enum Evaluation {
     /// `pool` holds plain LAMBADA items (`lambadaItems`); their shot form is made here.
     public static func lambada(items: ArraySlice<MultipleChoiceItem>, pool: [MultipleChoiceItem], shots: Int, seed: UInt64,
                                tokenizer: any Tokenizer, scorer: LoglikelihoodScorer,
-                               progress: ((Int, Int) -> Void)? = nil) -> LambadaResult {
+                               progress: ((Int, Int) -> Void)? = nil) throws -> LambadaResult {
         var result = LambadaResult()
         let pool = lambadaShots(pool)
         for (done, item) in items.enumerated() {
             let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
             let requests = requests(contexts: contexts, continuations: item.continuations, tokenizer: tokenizer,
                                     maxTokens: scorer.maxTokens)
-            let scores = scorer.score(requests)
+            let scores = try scorer.score(requests)
             result.passages.append((item.id, contexts[0], item.continuations[0]))
             result.truncated.append(requests[0].droppedTokens > 0)
             result.dense.add(scores.dense[0])

@@ -1,4 +1,5 @@
 import Foundation
+import ShadowFormats
 import ShadowKernels
 import ShadowModels
 import ShadowSparsity
@@ -196,15 +197,36 @@ public final class LoglikelihoodScorer {
     /// scores do not depend on it.
     public var maxTokens: Int { model.shape.maxContext + 1 }
 
-    /// Per request, the dense score and (with a controller) the sparse one.
-    public func score(_ requests: [ScoringRequest]) -> (dense: [ChoiceScore], sparse: [ChoiceScore]?) {
-        let all = scoreAll(requests, only: nil)
+    /// Throws unless `request` can be scored by this model: at most `maxTokens` tokens, each in
+    /// the vocabulary, with context (predictFrom ≥ 1) and a continuation of at least one token (lm-eval
+    /// asserts both). Requests from `ScoringRequest(context:continuation:…)` with the scorer's
+    /// `maxTokens` always pass, as every task's do; hand-made ones are checked here.
+    public func check(_ request: ScoringRequest, index: Int) throws {
+        let count = request.tokens.count
+        let problem: String?
+        if count > maxTokens {
+            problem = "\(count) tokens, more than the model's context and one target (\(maxTokens))"
+        } else if request.predictFrom < 1 || request.predictFrom >= count {
+            problem = "predictFrom \(request.predictFrom) must leave a context of at least one token and a continuation of at least one (\(count) tokens)"
+        } else if let position = request.tokens.firstIndex(where: { $0 < 0 || $0 >= vocab }) {
+            problem = "token \(position) is id \(request.tokens[position]), outside the vocabulary of \(vocab)"
+        } else {
+            problem = nil
+        }
+        if let problem { throw ShadowError.invalidArgument(name: "request \(index)", reason: problem) }
+    }
+
+    /// Per request, the dense score and (with a controller) the sparse one. Throws, before any
+    /// pass, for a request `check(_:)` refuses.
+    public func score(_ requests: [ScoringRequest]) throws -> (dense: [ChoiceScore], sparse: [ChoiceScore]?) {
+        let all = try scoreAll(requests, only: nil)
         return (all.dense, all.sparse.first)
     }
 
     /// Per request, the dense score and one score per controller (those of `only`, when given;
     /// the others are left empty).
-    public func scoreAll(_ requests: [ScoringRequest], only: Set<Int>? = nil) -> (dense: [ChoiceScore], sparse: [[ChoiceScore]]) {
+    public func scoreAll(_ requests: [ScoringRequest], only: Set<Int>? = nil) throws -> (dense: [ChoiceScore], sparse: [[ChoiceScore]]) {
+        for (index, request) in requests.enumerated() { try check(request, index: index) }
         let empty = ChoiceScore(logLikelihood: 0, tokens: 0, isGreedy: true)
         var dense = [ChoiceScore](repeating: empty, count: requests.count)
         var sparse = controllers.indices.map { only == nil || only!.contains($0) ? dense : [] }

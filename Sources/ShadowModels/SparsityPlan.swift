@@ -135,11 +135,15 @@ public final class FixedSparsity: SparsityController, @unchecked Sendable {
     public let layers: [LayerPlan]
     public let execution: SparseExecution
     public let keepsAllKeysAndValues: Bool
+    /// The shape the plans were made for (`Masks.fixedSparsity` sets it), nil when not given.
+    public let modelShape: TransformerShape?
 
-    public init(layers: [LayerPlan], execution: SparseExecution = .skip, keepsAllKeysAndValues: Bool = false) {
+    public init(layers: [LayerPlan], execution: SparseExecution = .skip, keepsAllKeysAndValues: Bool = false,
+                modelShape: TransformerShape? = nil) {
         self.layers = layers
         self.execution = execution
         self.keepsAllKeysAndValues = keepsAllKeysAndValues
+        self.modelShape = modelShape
     }
 
     public func observe(layer: Int, input: UnsafePointer<Float>, attention: UnsafePointer<Float>, tokens: Int, position: Int) {}

@@ -46,6 +46,9 @@ public struct Calibrator {
 
     /// The trace record of one sample.
     public func record(_ sample: CalibrationSample) throws -> TraceRecord {
+        guard !criteria.isEmpty else {
+            throw ShadowError.invalidArgument(name: "--criteria", reason: "none given: a trace holds at least one criterion's scores")
+        }
         let shape = model.shape
         let position = predictorToken.position(in: sample)
         // With fp32 weights the gradient pass holds the predictor's inputs already (the same
@@ -77,6 +80,28 @@ public struct Calibrator {
                            pooledVectors: scores[.jacov]?.pooledVectors ?? [])
     }
 
+    /// Throws unless `manifest` describes this calibration: traces of another model's sizes, other
+    /// criteria, predictor token or weights would be written under its labels.
+    func check(_ manifest: TraceManifest) throws {
+        var differences: [String] = []
+        if manifest.model.shape != model.shape {
+            differences.append("a model of \(manifest.model.shape.describedSizes), not \(model.shape.describedSizes)")
+        }
+        let names = criteria.map(\.rawValue)
+        if manifest.criteria != names {
+            differences.append("criteria \(manifest.criteria.joined(separator: ",")), not \(names.joined(separator: ","))")
+        }
+        if manifest.predictorToken != predictorToken {
+            differences.append("predictor token \(manifest.predictorToken.rawValue), not \(predictorToken.rawValue)")
+        }
+        if let weights = manifest.weights, weights != model.weightDType.rawValue {
+            differences.append("weights \(weights), not \(model.weightDType.rawValue)")
+        }
+        guard differences.isEmpty else {
+            throw ShadowError.invalidArgument(name: "writer", reason: "its traces are of another calibration than this calibrator's: " + differences.joined(separator: "; "))
+        }
+    }
+
     /// Every layer's input (L, d) and attention output (L, H·d_h) at the predictor token, as the
     /// engine computes them when it runs the predictor: a dense forward pass over the tokens up to it.
     func predictorInputs(position: Int, tokens: [Int]) -> (layerInputs: [Float], attention: [Float]) {
@@ -91,6 +116,7 @@ public struct Calibrator {
     /// `progress(done, total)` is called after each sample.
     public func run(samples: [CalibrationSample], writer: TraceWriter,
                     progress: (Int, Int) -> Void = { _, _ in }) throws {
+        try check(writer.manifest)
         let shard = writer.manifest
         let mine = samples.filter { $0.index % shard.shardCount == shard.shardIndex }
         let done = writer.completedIndices

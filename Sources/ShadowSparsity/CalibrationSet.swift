@@ -84,6 +84,14 @@ public struct CalibrationSample: Sendable, Equatable {
     public var source: String
     public var tokens: [Int]
     public var predictFrom: Int
+
+    /// A sample of one's own tokens: `predictFrom` is where the scored continuation starts.
+    public init(index: Int, source: String, tokens: [Int], predictFrom: Int) {
+        self.index = index
+        self.source = source
+        self.tokens = tokens
+        self.predictFrom = predictFrom
+    }
 }
 
 /// Which token's activations the predictor reads (DESIGN §3).

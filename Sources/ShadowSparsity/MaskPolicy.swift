@@ -69,7 +69,8 @@ public enum Masks {
 
     /// A fixed-mask controller (static importance, random scores) from one set of scores, with
     /// what a caller outside the engine needs checked: the settings in range, and one row of
-    /// scores per layer with one score per unit (throws naming the mismatch).
+    /// scores per layer with one score per unit (throws naming the mismatch). The controller
+    /// knows `shape`: generation and perplexity on a model of another shape throw.
     public static func fixedSparsity(headScores: [[Float]], neuronScores: [[Float]]?, settings: SparsitySettings,
                                      shape: TransformerShape) throws -> FixedSparsity {
         try settings.validate()
@@ -80,7 +81,8 @@ public enum Masks {
                 throw ShadowError.invalidArgument(name: name, reason: problem + " (the model: \(shape.describedSizes))")
             }
         }
-        return FixedSparsity(layers: plans(headScores: headScores, neuronScores: neuronScores, settings: settings, shape: shape))
+        return FixedSparsity(layers: plans(headScores: headScores, neuronScores: neuronScores, settings: settings, shape: shape),
+                             modelShape: shape)
     }
 
     /// Why `scores` are not one row per layer of `units` scores each, or nil when they are.

@@ -296,7 +296,7 @@ public enum PredictorTrainer {
         for i in stride(from: count - 1, to: 0, by: -1) {
             order.swapAt(i, Int(generator.next() % UInt64(i + 1)))
         }
-        let heldOut = min(count - 1, max(1, Int((Double(count) * heldOutFraction).rounded())))
+        let heldOut = max(0, min(count - 1, max(1, Int((Double(count) * heldOutFraction).rounded()))))
         return (Array(order[heldOut...]).sorted(), Array(order[..<heldOut]).sorted())
     }
 
@@ -328,6 +328,9 @@ public enum PredictorTrainer {
         }
         var options = options
         try options.validate()
+        guard data.count >= 2 else {
+            throw ShadowError.invalidArgument(name: "--traces", reason: "the data set holds \(data.count) sample(s); training needs at least 2 (a train and a held-out split)")
+        }
         let (train, heldOut) = split(count: data.count, seed: options.splitSeed, heldOutFraction: options.heldOutFraction)
         // A batch larger than the training set is the whole set, and is recorded so.
         options.headBatch = min(options.headBatch, max(train.count, 1))

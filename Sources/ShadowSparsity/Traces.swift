@@ -315,6 +315,7 @@ public final class TraceWriter {
     }
 
     public func append(_ record: TraceRecord) throws {
+        try check(sizesOf: record)
         // Refused here, where the sample is known, rather than written and refused by every reader
         // (a chunk with one non-finite value is unreadable for all criteria).
         var tensors = [("x", record.x), ("attention", record.attention), ("layer_input", record.layerInputs),
@@ -332,6 +333,24 @@ public final class TraceWriter {
         if let last = buffer.last, record.index != last.index + manifest.shardCount { try flush() }
         buffer.append(record)
         if buffer.count >= manifest.chunkSize { try flush() }
+    }
+
+    /// Throws unless `record` holds what a chunk of these traces stores, sized by their model:
+    /// otherwise the chunk writer would stop, or a reader refuse the chunk, far from the cause.
+    func check(sizesOf record: TraceRecord) throws {
+        let shape = manifest.model.shape, L = shape.layers
+        var expected = [("x", record.x.count, shape.attentionWidth), ("attention", record.attention.count, L * shape.attentionWidth),
+                        ("layer_input", record.layerInputs.count, L * shape.hiddenSize)]
+        for criterion in manifest.criteria {
+            expected.append(("\(criterion).heads", record.heads[criterion]?.count ?? 0, L * shape.heads))
+            // Heads-only criteria score no neurons; the others score every one in every sample.
+            if Criterion(rawValue: criterion)?.headsOnly == false || record.neurons[criterion] != nil {
+                expected.append(("\(criterion).neurons", record.neurons[criterion]?.count ?? 0, L * shape.ffnSize))
+            }
+        }
+        if let (name, count, wanted) = expected.first(where: { $0.1 != $0.2 }) {
+            throw ShadowError.invalidArgument(name: "trace record", reason: "sample \(record.index): \(name) holds \(count) values where the traces' model (\(shape.describedSizes)) needs \(wanted)")
+        }
     }
 
     /// Writes the buffered records as one chunk, then the manifest that lists it.

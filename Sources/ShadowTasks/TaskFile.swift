@@ -8,13 +8,15 @@ public enum TaskFile {
     /// Reads `path` into items. The form is told from the content: a first `{` means JSON Lines,
     /// `<` COPA's XML; otherwise HellaSwag's llama.cpp text or RTE's GLUE TSV. `labels` is a file
     /// of one gold label per line, for PIQA (0/1) and Winogrande (1/2) whose releases keep the
-    /// answers apart; labels inside the file must agree with it. `asStored` (HellaSwag only) keeps ctx_b
-    /// as the file writes it instead of capitalising it as lm-eval does.
+    /// answers apart (without one, the release's `NAME-labels.lst` beside `NAME.jsonl` when it is
+    /// there: `labelsBeside`); labels inside the file must agree with it. `asStored` (HellaSwag
+    /// only) keeps ctx_b as the file writes it instead of capitalising it as lm-eval does.
     public static func multipleChoice(task: TaskName, path: String, labels: String? = nil,
                                       asStored: Bool = false) throws -> [MultipleChoiceItem] {
         if labels != nil, let refusal = task.labelsFileRefusal {
             throw ShadowError.invalidArgument(name: "--labels", reason: refusal)
         }
+        let labels = try labels ?? labelsBeside(data: path, task: task)
         switch task {
         case .piqa: return try PIQA.read(path: path, labels: labels)
         case .hellaswag: return try HellaSwag.read(path: path, asStored: asStored)

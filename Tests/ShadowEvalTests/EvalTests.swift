@@ -54,7 +54,7 @@ struct MultipleChoiceTests {
         let loaded = try fixture(checkpoint)
         let tokenizer = try loaded.requireTokenizer()
         let scorer = LoglikelihoodScorer(model: loaded.model)
-        let result = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0,
+        let result = try Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0,
                                                tokenizer: tokenizer, scorer: scorer)
         var accHits: [Bool] = [], normHits: [Bool] = []
         for (item, outcome) in zip(questions, result.items) {
@@ -83,7 +83,7 @@ struct MultipleChoiceTests {
         let length = tokenizer.encodeWithSpecialTokens(context + item.continuations[1]).count
         #expect(length > 64 && length <= loaded.model.shape.maxContext, "\(length) tokens")
         let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
-        let result = Evaluation.multipleChoice(items: [item][...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+        let result = try Evaluation.multipleChoice(items: [item][...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
         let dense = item.continuations.map { handSum(loaded.model, tokenizer, context: context, continuation: $0) }
         let sparse = item.continuations.map { handSum(loaded.model, tokenizer, context: context, continuation: $0, sparsity: randomHalf(loaded.model)) }
         expectClose(result.items[0].denseSums, dense)
@@ -97,7 +97,7 @@ struct MultipleChoiceTests {
         let item = MultipleChoiceItem(id: 0, context: "The river ran past", continuations: [" the mill.", " the town."], gold: 0)
         let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 1000)
         let scorer = LoglikelihoodScorer(model: loaded.model, controllers: [randomHalf(loaded.model), randomHalf(loaded.model)])
-        _ = scorer.scoreAll(requests, only: [1])
+        _ = try scorer.scoreAll(requests, only: [1])
         #expect(scorer.denseSeconds > 0)
         #expect(scorer.controllerSeconds[0] == 0 && scorer.controllerSeconds[1] > 0)
         scorer.resetTallies()
@@ -115,14 +115,33 @@ struct MultipleChoiceTests {
         let perChoice = LoglikelihoodScorer(model: loaded.model, sparsity: mask, maskMode: .perChoice)
         for item in questions {
             let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
-            let cached = causal.score(requests).sparse!.map(\.logLikelihood)
-            let scratch = perChoice.score(requests).sparse!.map(\.logLikelihood)
+            let cached = try causal.score(requests).sparse!.map(\.logLikelihood)
+            let scratch = try perChoice.score(requests).sparse!.map(\.logLikelihood)
             expectClose(cached, scratch)
             let byHand = zip(item.contexts, item.continuations).map {
                 handSum(loaded.model, tokenizer, context: $0, continuation: $1, sparsity: mask)
             }
             expectClose(cached, byHand)
         }
+    }
+
+    @Test("hand-made requests the model cannot score are refused naming the request: no context, no continuation, an id outside the vocabulary, too many tokens")
+    func refusesMalformedRequests() throws {
+        let loaded = try fixture("tiny-llama")
+        let scorer = LoglikelihoodScorer(model: loaded.model)
+        let vocabulary = loaded.model.shape.vocabularySize
+        let good = ScoringRequest(tokens: [1, 2, 3], predictFrom: 1, characters: 2)
+        let cases: [(ScoringRequest, String)] = [
+            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 0, characters: 2), "predictFrom 0 must leave a context of at least one token and a continuation of at least one (3 tokens)"),
+            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 3, characters: 0), "predictFrom 3 must leave a context of at least one token and a continuation of at least one (3 tokens)"),
+            (ScoringRequest(tokens: [1, vocabulary, 3], predictFrom: 1, characters: 2), "token 1 is id \(vocabulary), outside the vocabulary of \(vocabulary)"),
+            (ScoringRequest(tokens: Array(repeating: 5, count: scorer.maxTokens + 1), predictFrom: 1, characters: 2),
+             "\(scorer.maxTokens + 1) tokens, more than the model's context and one target (\(scorer.maxTokens))"),
+        ]
+        for (request, reason) in cases {
+            #expect(throws: ShadowError.invalidArgument(name: "request 1", reason: reason)) { _ = try scorer.score([good, request]) }
+        }
+        #expect(try scorer.score([good]).dense.count == 1)
     }
 
     @Test("answers too long to run as branches together within the model's context are scored one by one")
@@ -136,7 +155,7 @@ struct MultipleChoiceTests {
         #expect(requests.allSatisfy { $0.tokens.count <= loaded.model.shape.maxContext })
         #expect(LoglikelihoodScorer.branchedLength(requests) > loaded.model.shape.maxContext)
         let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
-        let result = scorer.score(requests)
+        let result = try scorer.score(requests)
         let dense = answers.map { handSum(loaded.model, tokenizer, context: context, continuation: $0) }
         let sparse = answers.map { handSum(loaded.model, tokenizer, context: context, continuation: $0, sparsity: randomHalf(loaded.model)) }
         expectClose(result.dense.map(\.logLikelihood), dense)
@@ -207,11 +226,11 @@ struct MultipleChoiceTests {
         var items = Array(questions.prefix(2))
         items.append(MultipleChoiceItem(id: 99, context: long, continuations: [" yes", " no"], gold: 0))
         let scorer = LoglikelihoodScorer(model: loaded.model)
-        let result = Evaluation.multipleChoice(items: items[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+        let result = try Evaluation.multipleChoice(items: items[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
         #expect(result.items.map(\.truncated) == [false, false, true])
         #expect(result.truncatedItems == 1)
         let passages = Evaluation.lambadaItems([("a short passage", " word"), (long, " word")])
-        let lambada = Evaluation.lambada(items: passages[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+        let lambada = try Evaluation.lambada(items: passages[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
         #expect(lambada.truncated == [false, true] && lambada.truncatedItems == 1)
     }
 
@@ -227,12 +246,12 @@ struct MultipleChoiceTests {
         let context = String(repeating: "long context ", count: maxContext)
         let longest = ScoringRequest(context: context, continuation: " end", tokenizer: tokenizer, maxTokens: dense.maxTokens)
         #expect(longest.tokens.count == maxContext + 1)
-        let scored = dense.score([longest]).dense[0]
+        let scored = try dense.score([longest]).dense[0]
         #expect(scored.tokens == longest.tokens.count - longest.predictFrom && scored.logLikelihood.isFinite && scored.logLikelihood < 0)
         // Per-choice masks score it on the same inputs: a fixed mask gives the causal mode's sums.
         let causal = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model), maskMode: .causal)
-        let (perChoiceDense, perChoiceSparse) = perChoice.score([longest])
-        let (causalDense, causalSparse) = causal.score([longest])
+        let (perChoiceDense, perChoiceSparse) = try perChoice.score([longest])
+        let (causalDense, causalSparse) = try causal.score([longest])
         #expect(perChoiceDense.map(\.logLikelihood) == causalDense.map(\.logLikelihood))
         expectClose(perChoiceSparse!.map(\.logLikelihood), causalSparse!.map(\.logLikelihood))
     }
@@ -253,13 +272,13 @@ struct MultipleChoiceTests {
         let longest = ScoringRequest(context: context, continuation: " end of it", tokenizer: tokenizer, maxTokens: maxContext + 1)
         #expect(longest.tokens.count == maxContext + 1)
         let perChoice = LoglikelihoodScorer(model: model, sparsity: try controller(), maskMode: .perChoice)
-        let (dense, sparse) = perChoice.score([longest])
+        let (dense, sparse) = try perChoice.score([longest])
 
         // By hand: the mask the predictor picks reading the last maxContext tokens, as a fixed mask.
         let picking = try controller()
         _ = model.forward(Array(longest.tokens.dropFirst()), cache: model.makeCache(capacity: maxContext), logits: .none, sparsity: picking)
         let fixed = LoglikelihoodScorer(model: model, sparsity: FixedSparsity(layers: picking.plans), maskMode: .causal)
-        let (fixedDense, fixedSparse) = fixed.score([longest])
+        let (fixedDense, fixedSparse) = try fixed.score([longest])
         #expect(dense.map(\.logLikelihood) == fixedDense.map(\.logLikelihood))
         expectClose(sparse!.map(\.logLikelihood), fixedSparse!.map(\.logLikelihood), tolerance: 1e-5)
         #expect(abs(sparse![0].logLikelihood - dense[0].logLikelihood) > 1e-3)
@@ -273,7 +292,7 @@ struct MultipleChoiceTests {
         let item = MultipleChoiceItem(id: 0, context: "A man stands in the park. He", continuations: endings, gold: 3)
         let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
         let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
-        let (dense, sparse) = scorer.score(requests)
+        let (dense, sparse) = try scorer.score(requests)
         for scores in [dense, sparse!] {
             #expect(scores[0] == scores[2] && scores[0] == scores[4])
             #expect(scores[0] != scores[1] && scores[0] != scores[3])
@@ -287,7 +306,7 @@ struct MultipleChoiceTests {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
         let keepAll = FixedSparsity(layers: [LayerPlan](repeating: .dense, count: loaded.model.shape.layers))
-        let same = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
+        let same = try Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
                                              scorer: LoglikelihoodScorer(model: loaded.model, sparsity: keepAll))
         let a = try #require(same.agreement)
         #expect(a.positions > 0)
@@ -295,7 +314,7 @@ struct MultipleChoiceTests {
         #expect(a.top1 == 1)
         for outcome in same.items { expectClose(outcome.sums, outcome.denseSums, tolerance: 1e-6) }
 
-        let random = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
+        let random = try Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
                                                scorer: LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model)))
         let b = try #require(random.agreement)
         #expect(b.positions == a.positions)
@@ -310,7 +329,7 @@ struct MultipleChoiceTests {
         for mode in MaskMode.allCases {
             let spy = SpyController()
             let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: spy, maskMode: mode)
-            _ = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
+            _ = try Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
             let choices = questions.map(\.choiceCount).reduce(0, +)
             // Items 0, 1 and 3 share a context; item 2 (Winogrande) has two.
             #expect(spy.resets == (mode == .causal ? 5 : choices))
@@ -440,7 +459,7 @@ struct MetricTests {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
         let items = Evaluation.lambadaItems([("the cat sat on the", " mat"), ("one two three", " four")])
-        let result = Evaluation.lambada(items: items[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
+        let result = try Evaluation.lambada(items: items[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer,
                                         scorer: LoglikelihoodScorer(model: loaded.model))
         let sums = items.map { handSum(loaded.model, tokenizer, context: $0.contexts[0], continuation: $0.continuations[0]) }
         expectClose(result.dense.logLikelihoods, sums)
@@ -463,7 +482,7 @@ struct MetricTests {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
         let items = Evaluation.lambadaItems([("the cat sat on the", " mat"), ("one two three", " four")])
-        let result = Evaluation.lambada(items: items[..<1], pool: items, shots: 1, seed: 0, tokenizer: tokenizer,
+        let result = try Evaluation.lambada(items: items[..<1], pool: items, shots: 1, seed: 0, tokenizer: tokenizer,
                                         scorer: LoglikelihoodScorer(model: loaded.model))
         #expect(result.passages[0].context == "one two three  four\n\nthe cat sat on the")
         #expect(result.passages[0].continuation == " mat")

@@ -46,7 +46,7 @@ struct SweepTests {
         let tokenizer = try loaded.requireTokenizer()
         for cell in cells {
             let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: try make(cell))
-            let result = Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 1, tokenizer: tokenizer, scorer: scorer)
+            let result = try Evaluation.multipleChoice(items: questions[...], pool: [], shots: 0, seed: 1, tokenizer: tokenizer, scorer: scorer)
             let row = SweepRow(task: task, cell: cell, tally: state.tally(task: "piqa", cell: cell))
             #expect(row.n == questions.count)
             #expect(row.metrics["acc"] == result.acc.value, "\(cell.key)")
@@ -70,7 +70,7 @@ struct SweepTests {
         let make = controller(loaded.model)
         try runner(loaded).run(task, cells: cells, state: &state, makeController: make, save: { _ in }, progress: { _ in })
         for cell in cells {
-            let result = Evaluation.lambada(items: items[...], pool: [], shots: 0, seed: 1, tokenizer: try loaded.requireTokenizer(),
+            let result = try Evaluation.lambada(items: items[...], pool: [], shots: 0, seed: 1, tokenizer: try loaded.requireTokenizer(),
                                             scorer: LoglikelihoodScorer(model: loaded.model, sparsity: try make(cell)))
             let row = SweepRow(task: task, cell: cell, tally: state.tally(task: "lambada", cell: cell))
             #expect(row.n == items.count && row.metrics["acc"] == result.sparse.acc.value, "\(cell.key)")

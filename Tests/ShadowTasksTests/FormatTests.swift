@@ -31,6 +31,8 @@ struct PIQATests {
                                continuations: [" stuff them with newspaper", " put them in the oven"], gold: 0),
         ])
         #expect(items[0].sharedContext == "Question: Keep a door open\nAnswer:")
+        // Without a labels file given, the release's valid-labels.lst beside valid.jsonl is read, as the commands do.
+        #expect(try TaskFile.multipleChoice(task: .piqa, path: data) == items)
     }
 
     @Test("takes an inline label when no labels file is given")
