@@ -199,25 +199,27 @@ public final class LoglikelihoodScorer {
 
     /// Throws unless `request` can be scored by this model: at most `maxTokens` tokens, each in
     /// the vocabulary, with context (predictFrom ≥ 1) and a continuation of at least one token (lm-eval
-    /// asserts both). Requests from `ScoringRequest(context:continuation:…)` with the scorer's
-    /// `maxTokens` always pass, as every task's do; hand-made ones are checked here.
+    /// asserts both). A request built by `ScoringRequest(context:continuation:tokenizer:maxTokens:)`
+    /// with the scorer's `maxTokens` passes unless its continuation gives no tokens (every task's
+    /// starts with a space or a word); hand-made ones are checked here.
     public func check(_ request: ScoringRequest, index: Int) throws {
         let count = request.tokens.count
         let problem: String?
         if count > maxTokens {
             problem = "\(count) tokens, more than the model's context and one target (\(maxTokens))"
-        } else if request.predictFrom < 1 || request.predictFrom >= count {
-            problem = "predictFrom \(request.predictFrom) must leave a context of at least one token and a continuation of at least one (\(count) tokens)"
-        } else if let position = request.tokens.firstIndex(where: { $0 < 0 || $0 >= vocab }) {
-            problem = "token \(position) is id \(request.tokens[position]), outside the vocabulary of \(vocab)"
+        } else if request.predictFrom < 1 {
+            problem = "predictFrom \(request.predictFrom): at least one token of context comes before the continuation"
+        } else if request.predictFrom >= count {
+            problem = "the continuation has no tokens (predictFrom \(request.predictFrom) of \(count) tokens)"
         } else {
             problem = nil
         }
         if let problem { throw ShadowError.invalidArgument(name: "request \(index)", reason: problem) }
+        try model.shape.checkTokens(request.tokens, option: "request \(index)")
     }
 
     /// Per request, the dense score and (with a controller) the sparse one. Throws, before any
-    /// pass, for a request `check(_:)` refuses.
+    /// pass, for a request `check(_:index:)` refuses or a controller made for another model.
     public func score(_ requests: [ScoringRequest]) throws -> (dense: [ChoiceScore], sparse: [ChoiceScore]?) {
         let all = try scoreAll(requests, only: nil)
         return (all.dense, all.sparse.first)
@@ -226,6 +228,7 @@ public final class LoglikelihoodScorer {
     /// Per request, the dense score and one score per controller (those of `only`, when given;
     /// the others are left empty).
     public func scoreAll(_ requests: [ScoringRequest], only: Set<Int>? = nil) throws -> (dense: [ChoiceScore], sparse: [[ChoiceScore]]) {
+        for controller in controllers { try model.shape.checkController(controller) }
         for (index, request) in requests.enumerated() { try check(request, index: index) }
         let empty = ChoiceScore(logLikelihood: 0, tokens: 0, isGreedy: true)
         var dense = [ChoiceScore](repeating: empty, count: requests.count)

@@ -132,8 +132,8 @@ struct MultipleChoiceTests {
         let vocabulary = loaded.model.shape.vocabularySize
         let good = ScoringRequest(tokens: [1, 2, 3], predictFrom: 1, characters: 2)
         let cases: [(ScoringRequest, String)] = [
-            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 0, characters: 2), "predictFrom 0 must leave a context of at least one token and a continuation of at least one (3 tokens)"),
-            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 3, characters: 0), "predictFrom 3 must leave a context of at least one token and a continuation of at least one (3 tokens)"),
+            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 0, characters: 2), "predictFrom 0: at least one token of context comes before the continuation"),
+            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 3, characters: 0), "the continuation has no tokens (predictFrom 3 of 3 tokens)"),
             (ScoringRequest(tokens: [1, vocabulary, 3], predictFrom: 1, characters: 2), "token 1 is id \(vocabulary), outside the vocabulary of \(vocabulary)"),
             (ScoringRequest(tokens: Array(repeating: 5, count: scorer.maxTokens + 1), predictFrom: 1, characters: 2),
              "\(scorer.maxTokens + 1) tokens, more than the model's context and one target (\(scorer.maxTokens))"),
@@ -142,6 +142,17 @@ struct MultipleChoiceTests {
             #expect(throws: ShadowError.invalidArgument(name: "request 1", reason: reason)) { _ = try scorer.score([good, request]) }
         }
         #expect(try scorer.score([good]).dense.count == 1)
+        // A task item whose choice tokenizes to nothing is refused rather than scored 0 (lm-eval asserts it).
+        let empty = MultipleChoiceItem(id: 0, context: "Q:", continuations: ["", " b"], gold: 1)
+        #expect(throws: ShadowError.invalidArgument(name: "request 0", reason: "the continuation has no tokens (predictFrom 2 of 2 tokens)")) {
+            _ = try Evaluation.multipleChoice(items: [empty][...], pool: [], shots: 0, seed: 0, tokenizer: try loaded.requireTokenizer(), scorer: scorer)
+        }
+        // Masks made for another model's shape (tiny-qwen2: 3 layers) are refused before any pass.
+        let qwen = try fixture("tiny-qwen2").model.shape
+        let foreign = try Masks.fixedSparsity(headScores: Masks.randomScores(shape: qwen, seed: 1).heads, neuronScores: nil,
+                                              settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0), shape: qwen)
+        let error = #expect(throws: ShadowError.self) { _ = try LoglikelihoodScorer(model: loaded.model, sparsity: foreign).score([good]) }
+        #expect(String(describing: error).contains("the controller was made for a model of 3 layers"), "\(String(describing: error))")
     }
 
     @Test("answers too long to run as branches together within the model's context are scored one by one")
