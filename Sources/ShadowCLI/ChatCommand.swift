@@ -96,7 +96,7 @@ enum ChatCommand {
         guard limit <= model.shape.maxContext else {
             throw ShadowError.invalidArgument(name: "--context", reason: "\(limit) exceeds \(model.contextDescription)")
         }
-        if let system, template.prompt(system: system, user: "").count >= limit {
+        if let system, try template.prompt(system: system, user: "").count >= limit {
             throw arguments.has("system")
                 ? ShadowError.invalidArgument(name: "--system", reason: "leaves no room in a context of \(limit) tokens")
                 : ShadowError.invalidArgument(name: "--context", reason: "\(limit) tokens leave no room beside the default system message of the model's chat template (--no-system leaves it out)")
@@ -135,7 +135,7 @@ enum ChatCommand {
                 console.printError("chat: a new conversation")
                 continue
             }
-            let (prompt, dropped) = fittedPrompt(template, system: system, turns: turns, message: message, reserve: reserve, limit: limit)
+            let (prompt, dropped) = try template.fittedPrompt(system: system, turns: turns, user: message, reserve: reserve, limit: limit)
             guard prompt.count < limit else {
                 let reason = "this message does not fit a context of \(limit) tokens (\(prompt.count) with the template); it was not sent"
                 console.printError("chat: " + reason)
@@ -214,22 +214,6 @@ enum ChatCommand {
                 }
             }
         }
-    }
-
-    /// The prompt of `message` after `turns`, the oldest turns dropped when it and `reserve`
-    /// reply tokens would not fit `limit`: down to half the context, so that the next turns fit
-    /// again and reuse the cache. It may still not fit (a message too long on its own).
-    static func fittedPrompt(_ template: ChatTemplate, system: String?, turns: [ChatTurn], message: String,
-                             reserve: Int, limit: Int) -> (prompt: [Int], dropped: Int) {
-        var prompt = template.prompt(system: system, turns: turns, user: message)
-        var dropped = 0
-        if prompt.count + reserve > limit {
-            while dropped < turns.count, prompt.count + reserve > limit || prompt.count > limit / 2 {
-                dropped += 1
-                prompt = template.prompt(system: system, turns: Array(turns.dropFirst(dropped)), user: message)
-            }
-        }
-        return (prompt, dropped)
     }
 
     /// The longest start of `tokens` whose text is no longer than `text` in bytes (a reply cut at --stop).

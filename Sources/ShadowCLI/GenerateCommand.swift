@@ -76,10 +76,10 @@ enum GenerateCommand {
         let system = try template?.system(arguments)
         let promptOption = arguments.has("prompt-file") ? "--prompt-file" : "--prompt"
         try refuseFarTooLong(prompt, tokenizer: tokenizer, model: loaded.model, option: promptOption)
-        let promptIDs = template.map { $0.prompt(system: system, user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
+        let promptIDs = try template.map { try $0.prompt(system: system, user: prompt) } ?? tokenizer.encodeWithSpecialTokens(prompt)
         let stopTokens = loaded.stopTokens.union(template?.stopTokens ?? [])
         // A system turn that fills the context is not the prompt's fault.
-        if let template, let system, template.prompt(system: system, user: "").count >= loaded.model.shape.maxContext {
+        if let template, let system, try template.prompt(system: system, user: "").count >= loaded.model.shape.maxContext {
             throw arguments.has("system")
                 ? ShadowError.invalidArgument(name: "--system", reason: "leaves no room in \(loaded.model.contextDescription)")
                 : ShadowError.invalidArgument(name: "--chat", reason: "the default system message of the model's chat template leaves no room in \(loaded.model.contextDescription) (--no-system leaves it out)")

@@ -123,9 +123,11 @@ enum PipelineCommand {
                 noThink = true
             }
             chat = template != nil
-            prompt = chat ? "Why is the sky blue?" : "Question: Why is the sky blue?\nAnswer:"
-            // The tokens `generate` reads: the same template call it makes with --no-system.
-            let ids = template?.prompt(system: nil, user: prompt) ?? tokenizer.encodeWithSpecialTokens(prompt)
+            let question = chat ? "Why is the sky blue?" : "Question: Why is the sky blue?\nAnswer:"
+            prompt = question
+            // The tokens `generate` reads: the same template call it makes with --no-system
+            // (without a system turn a template refuses nothing).
+            let ids = template.flatMap { try? $0.prompt(system: nil, user: question) } ?? tokenizer.encodeWithSpecialTokens(question)
             promptTokens = ids
             let room = loaded.model.shape.maxContext - ids.count
             guard room >= 1 else { return nil }

@@ -71,10 +71,19 @@ public struct LambadaResult: Sendable {
 }
 
 public enum Evaluation {
+    /// `body`'s scoring, a request the scorer refuses named by its item as well.
+    static func scoring<T>(item id: Int, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch ShadowError.invalidArgument(let name, let reason) where name.hasPrefix("request ") {
+            throw ShadowError.invalidArgument(name: "item \(id), \(name)", reason: reason)
+        }
+    }
+
     /// The items `offset ..< offset + limit` of a file of `count`, with one-line errors.
     public static func slice(count: Int, offset: Int, limit: Int?, unit: String = "items") throws -> Range<Int> {
         guard offset >= 0 else { throw ShadowError.invalidArgument(name: "--offset", reason: "must be at least 0, got \(offset)") }
-        guard count > 0 else { throw ShadowError.invalidArgument(name: "--data", reason: "holds no \(unit)") }
+        guard count > 0 else { throw ShadowError.failed("the file holds no \(unit)") }
         guard offset < count else {
             throw ShadowError.invalidArgument(name: "--offset", reason: "\(offset) is beyond the file's \(count) \(unit)")
         }
@@ -105,7 +114,7 @@ public enum Evaluation {
             let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
             let requests = requests(contexts: contexts, continuations: item.continuations, tokenizer: tokenizer,
                                     maxTokens: scorer.maxTokens)
-            let scores = try scorer.score(requests)
+            let scores = try scoring(item: item.id) { try scorer.score(requests) }
             let dense = scores.dense.map(\.logLikelihood)
             outcomes.append(ItemOutcome(id: item.id, gold: item.gold, sums: scores.sparse?.map(\.logLikelihood) ?? dense,
                                         denseSums: dense, characters: requests.map(\.characters),
@@ -151,7 +160,7 @@ public enum Evaluation {
             let contexts = FewShot.contexts(for: item, shots: shots, pool: pool, seed: seed)
             let requests = requests(contexts: contexts, continuations: item.continuations, tokenizer: tokenizer,
                                     maxTokens: scorer.maxTokens)
-            let scores = try scorer.score(requests)
+            let scores = try scoring(item: item.id) { try scorer.score(requests) }
             result.passages.append((item.id, contexts[0], item.continuations[0]))
             result.truncated.append(requests[0].droppedTokens > 0)
             result.dense.add(scores.dense[0])

@@ -208,7 +208,7 @@ public final class LoglikelihoodScorer {
         if count > maxTokens {
             problem = "\(count) tokens, more than the model's context and one target (\(maxTokens))"
         } else if request.predictFrom < 1 {
-            problem = "predictFrom \(request.predictFrom): at least one token of context comes before the continuation"
+            problem = "predictFrom \(request.predictFrom): the continuation needs at least one token of context before it"
         } else if request.predictFrom >= count {
             problem = "the continuation has no tokens (predictFrom \(request.predictFrom) of \(count) tokens)"
         } else {

@@ -351,7 +351,7 @@ public struct SweepRunner {
                 let item = items[range.lowerBound + index]
                 let requests = Evaluation.requests(for: item, pool: pool, shots: shots, seed: seed, tokenizer: tokenizer,
                                                    maxTokens: scorer.maxTokens)
-                let scores = try scorer.scoreAll(requests, only: needed)
+                let scores = try Evaluation.scoring(item: item.id) { try scorer.scoreAll(requests, only: needed) }
                 if done[0] <= index { add(scores.dense, item: item, requests: requests, isLambada: isLambada, to: &tallies[0]) }
                 for c in needed {
                     add(scores.sparse[c], item: item, requests: requests, isLambada: isLambada, to: &tallies[c + 1])

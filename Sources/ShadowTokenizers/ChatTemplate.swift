@@ -176,12 +176,12 @@ public struct ChatTemplate: Sendable {
             let source = withoutComments(template)
             let named = families.filter { $0.isNamed(in: source) }
             guard let first = named.first else {
-                throw ShadowError.invalidArgument(name: option, reason: "the model's chat template builds its turns with the markers of no template this command builds: \(names)")
+                throw ShadowError.invalidArgument(name: option, reason: "the model's chat template builds its turns with the markers of no template ShadowLLM builds: \(names)")
             }
             return named.first(where: held) ?? first   // the first named one's missing token is the error
         }
         if let family = families.first(where: held) { return family }
-        throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has the tokens of no chat template this command builds: \(names) (not an instruct model?)")
+        throw ShadowError.invalidArgument(name: option, reason: "the tokenizer has the tokens of no chat template ShadowLLM builds: \(names) (not an instruct model?)")
     }
 
     /// Whether the template spells role tokens as `'<|' + message['role'] + '|>'` (either quotes).
@@ -417,13 +417,19 @@ public struct ChatTemplate: Sendable {
     /// tokenizer has no `<|system|>` token for a Phi-3 one. (nil is passed to `prompt` for a
     /// conversation without a system turn, not even the default one.)
     public func systemMessage(_ requested: String?) throws -> String? {
-        var system = requested.map { family == .gemma ? $0 : content($0) } ?? defaultSystem
+        try checked(system: requested.map { family == .gemma ? $0 : content($0) } ?? defaultSystem, isDefault: requested == nil)
+    }
+
+    /// `system`, or nil where the template leaves an empty one out; throws when the template
+    /// cannot write a system turn. (`isDefault`: it is the template's own, for the message.)
+    func checked(system: String?, isDefault: Bool = false) throws -> String? {
+        var system = system
         if dropsEmptySystem && system == "" { system = nil }   // as the template leaves it out
         if system != nil, !writesSystemTurn {
             throw ShadowError.invalidArgument(name: "--system", reason: "the model's chat template writes no system turn")
         }
         if system != nil, family == .phi3, systemToken == nil {
-            let whose = requested != nil ? "" : " (the chat template's default system message; --no-system leaves it out)"
+            let whose = isDefault ? " (the chat template's default system message; --no-system leaves it out)" : ""
             throw ShadowError.invalidArgument(name: "--system", reason: "the tokenizer has no <|system|> token for a Phi-3 system turn" + whose)
         }
         return system
@@ -518,8 +524,11 @@ public struct ChatTemplate: Sendable {
     /// The model's input: the system turn, the earlier turns and the new user message, ending
     /// where the assistant's reply starts. ChatML gets BOS in front if the model adds one; the
     /// other templates write BOS themselves. Gemma's system message opens the first user message
-    /// (an earlier turn's, or this one's), a blank line after it.
-    public func prompt(system: String?, turns: [ChatTurn] = [], user: String) -> [Int] {
+    /// (an earlier turn's, or this one's), a blank line after it. `system` is written as given,
+    /// nil for none: `systemMessage(_:)` gives the template's default, or a message as the
+    /// template writes one (Llama 3 trims it). Throws when the template cannot write a system turn.
+    public func prompt(system: String?, turns: [ChatTurn] = [], user: String) throws -> [Int] {
+        let system = try checked(system: system)
         let userOpening = family == .gemma ? system.map { $0 + "\n\n" } : nil
         var body = family == .gemma ? [] : system.map(systemTurn) ?? []
         for (index, earlier) in turns.enumerated() {
@@ -530,6 +539,22 @@ public struct ChatTemplate: Sendable {
         case .chatML: return tokenizer.addingSpecialTokens(body)
         case .llama3, .phi3, .gemma: return (writesBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []) + body
         }
+    }
+
+    /// The prompt of `user` after `turns`, the oldest turns dropped when it and `reserve` reply
+    /// tokens would not fit `limit` (the model's context): down to half of it, so that the next
+    /// turns fit again and reuse the cache. It may still not fit (a message too long on its own).
+    public func fittedPrompt(system: String?, turns: [ChatTurn], user: String,
+                             reserve: Int, limit: Int) throws -> (prompt: [Int], dropped: Int) {
+        var prompt = try self.prompt(system: system, turns: turns, user: user)
+        var dropped = 0
+        if prompt.count + reserve > limit {
+            while dropped < turns.count, prompt.count + reserve > limit || prompt.count > limit / 2 {
+                dropped += 1
+                prompt = try self.prompt(system: system, turns: Array(turns.dropFirst(dropped)), user: user)
+            }
+        }
+        return (prompt, dropped)
     }
 }
 

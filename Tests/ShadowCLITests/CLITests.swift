@@ -302,8 +302,8 @@ struct CLITests {
         #expect(CLIRun(["info", "--model", fixture("tiny-llama")]).out.contains("stops at ids  0, 2\n"))
         let opt = CLIRun(["info", "--model", fixture("tiny-opt"), "--json"])
         #expect(try opt.json()["chat_template"] == nil && opt.status == 0)
-        #expect(CLIRun(["info", "--model", fixture("tiny-opt")]).out.contains("chat          none: the tokenizer has the tokens of no chat template this command builds: ChatML"))
-        #expect(try (opt.json()["chat_template_problem"] as? String)?.hasPrefix("the tokenizer has the tokens of no chat template this command builds") == true)
+        #expect(CLIRun(["info", "--model", fixture("tiny-opt")]).out.contains("chat          none: the tokenizer has the tokens of no chat template ShadowLLM builds: ChatML"))
+        #expect(try (opt.json()["chat_template_problem"] as? String)?.hasPrefix("the tokenizer has the tokens of no chat template ShadowLLM builds") == true)
         // A multimodal Gemma 3 runs its text model, and says so.
         let vision = CLIRun(["info", "--model", fixture("tiny-gemma3-vision"), "--json"])
         #expect(try vision.json()["architecture"] as? String == "gemma3_text" && vision.json()["text_model_of"] as? String == "gemma3")
@@ -810,7 +810,7 @@ struct CLITests {
         #expect(chat.status == 0, "\(chat.err)")
         let plain = CLIRun(["generate", "--model", fixture("tiny-opt"), "--prompt", "Hi", "-n", "2", "--chat"])
         #expect(plain.status != 0 && plain.out.isEmpty, "\(plain.out)")
-        #expect(plain.err == "error: --chat: the tokenizer has the tokens of no chat template this command builds: ChatML (<|im_start|>, <|im_end|>) "
+        #expect(plain.err == "error: --chat: the tokenizer has the tokens of no chat template ShadowLLM builds: ChatML (<|im_start|>, <|im_end|>) "
                 + "or Llama 3 (<|start_header_id|>, <|eot_id|>, <|end_header_id|>) or Phi-3 (<|user|>, <|end|>, <|assistant|>) or Gemma (<start_of_turn>, <end_of_turn>) (not an instruct model?)\n", "\(plain.err)")
     }
 

@@ -47,7 +47,7 @@ struct SmolLM3ChatTests {
             let turns = stride(from: 0, to: exchanged.count - 1, by: 2).map {
                 ChatTurn(user: exchanged[$0]["content"]!, reply: tokenizer.encode(exchanged[$0 + 1]["content"]!))
             }
-            let ids = template.prompt(system: system ?? template.defaultSystem, turns: turns, user: exchanged.last!["content"]!)
+            let ids = try template.prompt(system: system ?? template.defaultSystem, turns: turns, user: exchanged.last!["content"]!)
             let text = rendering.text.replacingOccurrences(of: "{DATE}", with: ChatTemplate.strftime("%d %B %Y", now))
             #expect(ids == tokenizer.encodeWithSpecialTokens(text), "\(rendering.name): \(tokenizer.decode(ids, skipSpecialTokens: false).debugDescription)")
         }

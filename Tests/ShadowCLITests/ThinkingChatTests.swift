@@ -25,7 +25,7 @@ struct ThinkingChatTests {
         let template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
         #expect(template.family == .chatML && template.dropsReasoning && template.hasThinkingSwitch && template.defaultSystem == nil)
         let reply = tokenizer.encode("<think>\nThe user greets.\n</think>\n\nHello!")
-        let prompt = template.prompt(system: nil, turns: [ChatTurn(user: "Hi", reply: reply)], user: "More")
+        let prompt = try template.prompt(system: nil, turns: [ChatTurn(user: "Hi", reply: reply)], user: "More")
         #expect(prompt == tokenizer.encode("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n"))
         // A reply without a think block is kept as generated.
         let plain = tokenizer.encode("Hello!")
@@ -46,7 +46,7 @@ struct ThinkingChatTests {
                 == tokenizer.encode("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"), "\(run.out)")
         var template = try ChatTemplate(tokenizer: tokenizer, option: "chat")
         template.thinking = false
-        let prompt = template.prompt(system: nil, turns: [ChatTurn(user: "Hi", reply: tokenizer.encode("Hello!"))], user: "More")
+        let prompt = try template.prompt(system: nil, turns: [ChatTurn(user: "Hi", reply: tokenizer.encode("Hello!"))], user: "More")
         #expect(prompt == tokenizer.encode("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"))
         let chat = CLIRun(["chat", "--model", directory, "--no-think", "--json", "-n", "3"], input: ["Hi", "More"])
         #expect(chat.status == 0 && chat.out.split(separator: "\n").count == 2, "\(chat.err)")
@@ -72,7 +72,7 @@ struct ThinkingChatTests {
         // jinja2's rendering of the edited template: the reply opens inside <think>, and an earlier
         // reply (generated after it) keeps only its answer.
         let reply = tokenizer.encode("The user greets.\n</think>\n\nHello!")
-        #expect(template.prompt(system: nil, turns: [ChatTurn(user: "Hi", reply: reply)], user: "More") == tokenizer.encode(
+        #expect(try template.prompt(system: nil, turns: [ChatTurn(user: "Hi", reply: reply)], user: "More") == tokenizer.encode(
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n<think>\n"))
     }
 

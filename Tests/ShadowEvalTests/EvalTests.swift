@@ -132,7 +132,7 @@ struct MultipleChoiceTests {
         let vocabulary = loaded.model.shape.vocabularySize
         let good = ScoringRequest(tokens: [1, 2, 3], predictFrom: 1, characters: 2)
         let cases: [(ScoringRequest, String)] = [
-            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 0, characters: 2), "predictFrom 0: at least one token of context comes before the continuation"),
+            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 0, characters: 2), "predictFrom 0: the continuation needs at least one token of context before it"),
             (ScoringRequest(tokens: [1, 2, 3], predictFrom: 3, characters: 0), "the continuation has no tokens (predictFrom 3 of 3 tokens)"),
             (ScoringRequest(tokens: [1, vocabulary, 3], predictFrom: 1, characters: 2), "token 1 is id \(vocabulary), outside the vocabulary of \(vocabulary)"),
             (ScoringRequest(tokens: Array(repeating: 5, count: scorer.maxTokens + 1), predictFrom: 1, characters: 2),
@@ -144,7 +144,7 @@ struct MultipleChoiceTests {
         #expect(try scorer.score([good]).dense.count == 1)
         // A task item whose choice tokenizes to nothing is refused rather than scored 0 (lm-eval asserts it).
         let empty = MultipleChoiceItem(id: 0, context: "Q:", continuations: ["", " b"], gold: 1)
-        #expect(throws: ShadowError.invalidArgument(name: "request 0", reason: "the continuation has no tokens (predictFrom 2 of 2 tokens)")) {
+        #expect(throws: ShadowError.invalidArgument(name: "item 0, request 0", reason: "the continuation has no tokens (predictFrom 2 of 2 tokens)")) {
             _ = try Evaluation.multipleChoice(items: [empty][...], pool: [], shots: 0, seed: 0, tokenizer: try loaded.requireTokenizer(), scorer: scorer)
         }
         // Masks made for another model's shape (tiny-qwen2: 3 layers) are refused before any pass.
