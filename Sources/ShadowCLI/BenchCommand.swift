@@ -102,7 +102,8 @@ enum BenchCommand {
             // tg<n> decodes n tokens from an empty cache, so n positions must fit as a prompt's would.
             for (flag, lengths) in [("-p", options.prompts), ("-n", options.generations), ("-b", options.backwardLengths)] {
                 for length in lengths where length > model.shape.maxContext {
-                    throw ShadowError.invalidArgument(name: flag, reason: "\(length) exceeds \(model.contextDescription)")
+                    let given = arguments.has(String(flag.dropFirst()))
+                    throw ShadowError.invalidArgument(name: flag, reason: "\(length)\(given ? "" : " (the default)") exceeds \(model.contextDescription)")
                 }
             }
             let configurations = try Configuration.all(options, loaded: loaded, warnings: dtype == options.dtypes.first ? console : nil)

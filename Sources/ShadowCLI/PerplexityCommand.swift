@@ -115,8 +115,8 @@ enum PerplexityCommand {
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
         } else {
-            var line = String(format: "perplexity %.4f over %d predicted tokens (%d tokens, %@ of up to %d); nll_sum %.4f; %.2f s",
-                              report.perplexity, report.predictedTokens, report.tokens, counted(report.windows, "window"), context,
+            var line = String(format: "perplexity %.4f over %@ (%d tokens, %@ of up to %d); nll_sum %.4f; %.2f s",
+                              report.perplexity, counted(report.predictedTokens, "predicted token"), report.tokens, counted(report.windows, "window"), context,
                               report.nllSum, report.seconds)
             if sparsity != nil, let realised {
                 line += String(format: "; sparsity: heads %.3f (realised %.3f), neurons %.3f (realised %.3f)",

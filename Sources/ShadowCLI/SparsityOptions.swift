@@ -243,7 +243,7 @@ enum SparsityOptions {
             return try oracle(criterion: oracleCriterion, settings: settings, loaded: loaded)
         case .shadow, .dejavu, .dejavuLookahead:
             let predictor = try loadPredictor(method: method, path: predictorPath, loaded: loaded)
-            return try predictorController(predictor, settings: settings, shape: shape, refresh: refresh)
+            return try predictor.controller(settings: settings, shape: shape, refresh: refresh)
         }
     }
 
@@ -251,16 +251,6 @@ enum SparsityOptions {
     static func fixedMasks(_ scores: (heads: [[Float]], neurons: [[Float]]?), settings: SparsitySettings,
                            shape: TransformerShape) throws -> FixedSparsity {
         try Masks.fixedSparsity(headScores: scores.heads, neuronScores: scores.neurons, settings: settings, shape: shape)
-    }
-
-    /// Masks from a trained predictor: predicted once per prompt (shadow, unless `refresh`), or
-    /// layer by layer as each runs (DejaVu-style, every token unless `refresh`).
-    static func predictorController(_ predictor: Predictor, settings: SparsitySettings, shape: TransformerShape,
-                                    refresh: Int?) throws -> any SparsityController {
-        if predictor.kind == .shadow {
-            return try ShadowPredictorController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 0)
-        }
-        return try DejaVuController(predictor: predictor, settings: settings, shape: shape, refresh: refresh ?? 1)
     }
 
     /// An option that the chosen method or policy does not read is refused, so a mistyped

@@ -430,7 +430,7 @@ enum SweepCommand {
                 return try SparsityOptions.oracle(criterion: Criterion(rawValue: cell.criterion!)!, settings: settings, loaded: loaded)
             case .shadow, .dejavu, .dejavuLookahead:
                 let found = predictors[PredictorKey(kind: cell.method, criterion: cell.criterion!)]!
-                return try SparsityOptions.predictorController(found.predictor, settings: settings, shape: shape, refresh: nil)
+                return try found.predictor.controller(settings: settings, shape: shape)
             }
         }
     }

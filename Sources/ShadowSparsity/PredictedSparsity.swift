@@ -74,6 +74,18 @@ struct PredictionSchedule {
 
 private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
+extension Predictor {
+    /// The controller that serves this predictor's masks, by its kind: a shadow predictor's once
+    /// per prompt (`refresh` 0), a DejaVu-style one's layer by layer on every token (`refresh` 1),
+    /// unless `refresh` says otherwise.
+    public func controller(settings: SparsitySettings, shape: TransformerShape, refresh: Int? = nil) throws -> any SparsityController {
+        if kind == .shadow {
+            return try ShadowPredictorController(predictor: self, settings: settings, shape: shape, refresh: refresh ?? 0)
+        }
+        return try DejaVuController(predictor: self, settings: settings, shape: shape, refresh: refresh ?? 1)
+    }
+}
+
 /// ShadowLLM's controller (DESIGN §5): after layer 0 runs, it takes A⁰ of the call's last token
 /// (the last prompt token in prefill), predicts every layer's scores once, and builds all plans
 /// with the mask policy of `settings`; later calls reuse them, or re-predict every `refresh`

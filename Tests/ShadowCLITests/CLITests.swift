@@ -234,6 +234,8 @@ struct CLITests {
         #expect(try generated.json()["prompt"] as? String == "Hello there", "\(generated.err)")
         let one = CLIRun(["perplexity", "--model", model, "--text-file", "-"], stdin: "H")
         #expect(one.status == 1 && one.err == "error: --text-file - (standard input): is 1 token; scoring needs at least 2 (the first is never predicted)\n", "\(one.err)")
+        let two = CLIRun(["perplexity", "--model", model, "--text-file", "-"], stdin: "a b")
+        #expect(two.status == 0 && two.out.contains(" over 1 predicted token (2 tokens, 1 window of up to 128)"), "\(two.out)")
     }
 
     @Test("a recorded command is quoted as a shell reads it back; plot ticks stay short; bench CSV quotes a model name with a comma")
@@ -493,7 +495,7 @@ struct CLITests {
         #expect(dense.status != 0 && dense.err.contains("--packing: is only read with a sparse --method"), "\(dense.err)")
     }
 
-    @Test("bench refuses -b 1 naming -b, -n beyond the model's context as it refuses -p, and names -p and -r in value errors")
+    @Test("bench refuses -b 1 naming -b, -n beyond the model's context as it refuses -p (saying when the length is the default), and names -p and -r in value errors")
     func benchLengths() {
         let short = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "0", "-b", "1", "--no-progress"])
         #expect(short.status == 1 && short.err.hasPrefix("error: -b: 1 is too short") && !short.err.contains("predictFrom"), "\(short.err)")
@@ -504,6 +506,9 @@ struct CLITests {
             #expect(run.status == 1 && run.err == "error: \(flag): \(flag == "-p" ? 129 : 1000) exceeds the model's context of 128\n", "\(run.err)")
             #expect(run.out.isEmpty)
         }
+        // A default that does not fit says it is the default.
+        let defaults = CLIRun(["bench", "--model", fixture("tiny-llama"), "-r", "1", "--no-progress"])
+        #expect(defaults.status == 1 && defaults.err == "error: -p: 512 (the default) exceeds the model's context of 128\n", "\(defaults.err)")
         let fits = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "0", "-n", "128", "-r", "1", "-o", "json", "--no-progress"])
         #expect(fits.status == 0, "\(fits.err)")
         // Bad values name bench's one-letter options as they are typed.

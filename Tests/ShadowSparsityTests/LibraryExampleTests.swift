@@ -42,6 +42,13 @@ struct LibraryExampleTests {
         #expect(controller.statistics.masks == 1, "\(controller.statistics)")
         #expect(controller.statistics.headSparsity == 2.0 / 8 && controller.statistics.neuronSparsity == 64.0 / 256,
                 "\(controller.statistics.headSparsity) \(controller.statistics.neuronSparsity)")
+
+        // `controller(settings:shape:)` picks the controller by the predictor's kind.
+        #expect(try predictor.controller(settings: settings, shape: loaded.model.shape) is ShadowPredictorController)
+        let dejavu = try Predictor(configuration: PredictorConfiguration(kind: .dejavu, headWidth: 16, neuronWidth: 16),
+                                   criterion: "l2_norm", model: ModelFingerprint(loaded: loaded), predictsNeurons: true, seed: 1)
+        let perLayer = try #require(try dejavu.controller(settings: settings, shape: loaded.model.shape) as? DejaVuController)
+        #expect(perLayer.refresh == 1 && perLayer.modelShape == loaded.model.shape)
     }
 
     @Test("a conversation built with the public ChatTemplate writes the model's ChatML turns and carries an earlier reply, as the guide's chat example")
