@@ -52,10 +52,44 @@ enum BenchCommand {
         let machine: String
         let date: String
         let build: String
+        /// How the sparse rows' masks were made (absent when every row is dense): the policy of
+        /// the ranking methods (DejaVu-style selects per layer), and the files and refresh given.
+        var masks: MaskSettings? = nil
 
         enum CodingKeys: String, CodingKey {
-            case results, machine, date, build
+            case results, machine, date, build, masks
             case peakResidentBytes = "peak_rss_bytes"
+        }
+    }
+
+    struct MaskSettings: Codable {
+        let policy: String
+        let hybridFloor: Double?
+        let predictor: String?
+        let scores: String?
+        let refresh: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case policy, predictor, scores, refresh, hybridFloor = "hybrid_floor"
+        }
+
+        init?(_ options: Options) {
+            guard options.methods.contains(where: { $0 != "dense" }) else { return nil }
+            policy = options.policy.rawValue
+            hybridFloor = options.policy == .hybrid ? options.hybridFloor : nil
+            predictor = options.predictorPath
+            scores = options.scoresPath
+            refresh = options.refresh
+        }
+
+        /// "masks: policy global, predictor p.safetensors" for the Markdown report's last lines.
+        var description: String {
+            var parts = ["policy \(policy)"]
+            if let hybridFloor { parts.append("hybrid floor \(hybridFloor)") }
+            if let predictor { parts.append("predictor \(predictor)") }
+            if let scores { parts.append("scores \(scores)") }
+            if let refresh { parts.append("refresh \(refresh)") }
+            return "masks: " + parts.joined(separator: ", ")
         }
     }
 
@@ -115,7 +149,8 @@ enum BenchCommand {
             }
         }
         let report = Report(results: rows, peakResidentBytes: Benchmark.peakResidentBytes, machine: Machine.description,
-                            date: ISO8601DateFormatter().string(from: Date()), build: "shadowllm \(CLI.version)")
+                            date: ISO8601DateFormatter().string(from: Date()), build: "shadowllm \(CLI.version)",
+                            masks: MaskSettings(options))
         switch options.format {
         case "json": console.print(try JSONOutput.string(report))
         case "csv": for line in csv(rows) { console.print(line) }
@@ -249,6 +284,7 @@ enum BenchCommand {
             }
         }
         lines.append("")
+        if let masks = report.masks { lines.append(masks.description) }
         lines.append("peak RSS \(String(format: "%.1f MiB", Double(report.peakResidentBytes) / 1_048_576)); \(report.machine); \(report.build)")
         return lines
     }

@@ -398,12 +398,14 @@ struct CLITests {
         #expect(tooLong.status != 0 && tooLong.err.contains("-b"), "\(tooLong.err)")
     }
 
-    @Test("bench --head-sparsity and --neuron-sparsity fix one side in every sparse row; --hybrid-floor is read with --policy hybrid")
+    @Test("bench --head-sparsity and --neuron-sparsity fix one side in every sparse row; --hybrid-floor is read with --policy hybrid; the report says how the masks were made")
     func benchSparsitySides() throws {
+        var masks: [String: Any]?
         func rows(_ extra: [String]) throws -> [[String: Any]] {
             let run = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "random",
                               "-o", "json", "--no-progress"] + extra)
             #expect(run.status == 0, "\(run.err)")
+            masks = try run.json()["masks"] as? [String: Any]
             return try #require(try run.json()["results"] as? [[String: Any]])
         }
         let neuronsOnly = try rows(["--sparsity", "0.25,0.5", "--head-sparsity", "0"])
@@ -415,12 +417,15 @@ struct CLITests {
         // A floor keeping most of each layer's heads leaves fewer to prune than the default floor.
         let low = try rows(["--sparsity", "0.5", "--policy", "hybrid"])
         let high = try rows(["--sparsity", "0.5", "--policy", "hybrid", "--hybrid-floor", "0.75"])
+        #expect(masks?["policy"] as? String == "hybrid" && masks?["hybrid_floor"] as? Double == 0.75 && masks?["predictor"] == nil, "\(String(describing: masks))")
         let lowHeads = try #require(low.first?["realised_head_sparsity"] as? Double)
         let highHeads = try #require(high.first?["realised_head_sparsity"] as? Double)
         #expect(highHeads < lowHeads, "\(highHeads) vs \(lowHeads)")
         let markdown = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "random",
                                "--sparsity", "0.5", "--neuron-sparsity", "0", "--no-progress"])
-        #expect(markdown.status == 0 && markdown.out.contains("| 0.5/0.0 ("), "\(markdown.out)")
+        #expect(markdown.status == 0 && markdown.out.contains("| 0.5/0.0 (") && markdown.out.contains("\nmasks: policy global\n"), "\(markdown.out)")
+        let dense = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "-o", "json", "--no-progress"])
+        #expect(try dense.json()["masks"] == nil && !dense.out.contains("masks"), "\(dense.out)")
         for (arguments, error) in [
             (["--method", "dense", "--head-sparsity", "0.5"], "error: --head-sparsity: is only read with a sparse --method (dense runs at 0)\n"),
             (["--method", "random", "--sparsity", "0.5", "--head-sparsity", "0.5", "--neuron-sparsity", "0.5"],
