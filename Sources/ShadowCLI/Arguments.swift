@@ -133,6 +133,9 @@ public struct Command: Sendable {
                 let hint: String
                 if name.count == 1 && options.contains(where: { $0.name == name || $0.short == name.first }) {
                     hint = " (one-letter options take one dash: -\(name))"
+                } else if let owner = options.first(where: { $0.allowed?.contains(name) == true }) {
+                    // `bench --json`: a value of another option (bench's -o json), not an option here.
+                    hint = " (did you mean \(owner.displayName) \(name)? see --help)"
                 } else if let near = Suggestion.nearest(to: name, among: options.map(\.name)) {
                     hint = " (did you mean \(Option.display(near))? see --help)"
                 } else {

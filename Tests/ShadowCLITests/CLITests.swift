@@ -511,6 +511,9 @@ struct CLITests {
             #expect(run.status == 1 && run.err == "error: \(flag): \(flag == "-p" ? 129 : 1000) exceeds the model's context of 128\n", "\(run.err)")
             #expect(run.out.isEmpty)
         }
+        // `--json`, the other commands' flag, is a value of bench's -o.
+        let json = CLIRun(["bench", "--model", fixture("tiny-llama"), "--json"])
+        #expect(json.status != 0 && json.err == "error: --json: unknown option for 'bench' (did you mean -o json? see --help)\n", "\(json.err)")
         // A default that does not fit says it is the default.
         let defaults = CLIRun(["bench", "--model", fixture("tiny-llama"), "-r", "1", "--no-progress"])
         #expect(defaults.status == 1 && defaults.err == "error: -p: 512 (the default) exceeds the model's context of 128\n", "\(defaults.err)")
