@@ -198,10 +198,11 @@ public final class LoglikelihoodScorer {
     public var maxTokens: Int { model.shape.maxContext + 1 }
 
     /// Throws unless `request` can be scored by this model: at most `maxTokens` tokens, each in
-    /// the vocabulary, with context (predictFrom ≥ 1) and a continuation of at least one token (lm-eval
-    /// asserts both), `characters` ≥ 0. A request built by `ScoringRequest(context:continuation:tokenizer:maxTokens:)`
-    /// with the scorer's `maxTokens` passes unless its continuation gives no tokens (every task's
-    /// starts with a space or a word); hand-made ones are checked here.
+    /// the vocabulary, with context (predictFrom ≥ 1) and a continuation of at least one token
+    /// (lm-eval asserts both), `characters` ≥ 0. A request built by
+    /// `ScoringRequest(context:continuation:tokenizer:maxTokens:)` with the scorer's `maxTokens`
+    /// passes unless its continuation gives no tokens (every task's starts with a space or a
+    /// word); hand-made ones are checked here.
     public func check(_ request: ScoringRequest, index: Int) throws {
         let count = request.tokens.count
         let problem: String?
@@ -209,7 +210,9 @@ public final class LoglikelihoodScorer {
             problem = "\(count) tokens, more than the model's context and one target (\(maxTokens))"
         } else if request.predictFrom < 1 {
             problem = "predictFrom \(request.predictFrom): the continuation needs at least one token of context before it"
-        } else if request.predictFrom >= count {
+        } else if request.predictFrom > count {
+            problem = "predictFrom \(request.predictFrom) is past the request's \(count) tokens"
+        } else if request.predictFrom == count {
             problem = "the continuation has no tokens (predictFrom \(request.predictFrom) of \(count) tokens)"
         } else if request.characters < 0 {
             problem = "characters \(request.characters): acc_norm divides by the choice's length, which is at least 0"

@@ -134,6 +134,7 @@ struct MultipleChoiceTests {
         let cases: [(ScoringRequest, String)] = [
             (ScoringRequest(tokens: [1, 2, 3], predictFrom: 0, characters: 2), "predictFrom 0: the continuation needs at least one token of context before it"),
             (ScoringRequest(tokens: [1, 2, 3], predictFrom: 3, characters: 0), "the continuation has no tokens (predictFrom 3 of 3 tokens)"),
+            (ScoringRequest(tokens: [1, 2, 3], predictFrom: 9, characters: 2), "predictFrom 9 is past the request's 3 tokens"),
             (ScoringRequest(tokens: [1, 2, 3], predictFrom: 1, characters: -3), "characters -3: acc_norm divides by the choice's length, which is at least 0"),
             (ScoringRequest(tokens: [1, vocabulary, 3], predictFrom: 1, characters: 2), "token 1 is id \(vocabulary), outside the vocabulary of \(vocabulary)"),
             (ScoringRequest(tokens: Array(repeating: 5, count: scorer.maxTokens + 1), predictFrom: 1, characters: 2),
