@@ -53,7 +53,8 @@ enum BenchCommand {
         let date: String
         let build: String
         /// How the sparse rows' masks were made (absent when every row is dense): the policy of
-        /// the ranking methods (DejaVu-style selects per layer), and the files and refresh given.
+        /// the ranking methods (absent when only DejaVu-style ones run: they select per layer),
+        /// and the files and refresh given.
         var masks: MaskSettings? = nil
 
         enum CodingKeys: String, CodingKey {
@@ -63,7 +64,7 @@ enum BenchCommand {
     }
 
     struct MaskSettings: Codable {
-        let policy: String
+        let policy: String?
         let hybridFloor: Double?
         let predictor: String?
         let scores: String?
@@ -75,8 +76,9 @@ enum BenchCommand {
 
         init?(_ options: Options) {
             guard options.methods.contains(where: { $0 != "dense" }) else { return nil }
-            policy = options.policy.rawValue
-            hybridFloor = options.policy == .hybrid ? options.hybridFloor : nil
+            let ranks = options.methods.contains { $0 != "dense" && !$0.hasPrefix("dejavu") }
+            policy = ranks ? options.policy.rawValue : nil
+            hybridFloor = ranks && options.policy == .hybrid ? options.hybridFloor : nil
             predictor = options.predictorPath
             scores = options.scoresPath
             refresh = options.refresh
@@ -84,7 +86,7 @@ enum BenchCommand {
 
         /// "masks: policy global, predictor p.safetensors" for the Markdown report's last lines.
         var description: String {
-            var parts = ["policy \(policy)"]
+            var parts = policy.map { ["policy \($0)"] } ?? ["selected per layer"]
             if let hybridFloor { parts.append("hybrid floor \(hybridFloor)") }
             if let predictor { parts.append("predictor \(predictor)") }
             if let scores { parts.append("scores \(scores)") }

@@ -498,6 +498,12 @@ struct PredictedMaskCLITests {
         // The predictor's own bytes per decoded token: none for a mask chosen once per prompt, all of DejaVu-style's.
         let predictorBytes = decode.map { $0["predictor_bytes_per_token"] as? Int }
         #expect(predictorBytes.count == 3 && predictorBytes[0] == nil && predictorBytes[1] == 0 && (predictorBytes[2] ?? 0) > 0, "\(predictorBytes)")
+        let masks = try bench.json()["masks"] as? [String: Any]
+        #expect(masks?["policy"] as? String == "global" && masks?["predictor"] as? String == predictors && masks?["refresh"] == nil, "\(String(describing: masks))")
+        // DejaVu-style masks alone read no policy, and the report says none.
+        let perLayer = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "dejavu",
+                               "--sparsity", "0.5", "--predictor", predictors, "--refresh", "2", "--no-progress"])
+        #expect(perLayer.status == 0 && perLayer.out.contains("\nmasks: selected per layer, predictor \(predictors), refresh 2\n"), "\(perLayer.out)")
         // A predictor of the wrong kind or for another model is refused with one line.
         let wrongKind = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--sparsity", "0.5",
                                 "--method", "dejavu", "--predictor", "\(predictors)/shadow.safetensors"])
