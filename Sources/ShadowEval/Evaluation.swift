@@ -140,14 +140,15 @@ public enum Evaluation {
 
     /// LAMBADA passages as one-choice items, so slicing and few-shot work as for the others.
     public static func lambadaItems(_ passages: [(context: String, target: String)]) -> [MultipleChoiceItem] {
-        passages.enumerated().map { MultipleChoiceItem(id: $0.offset, context: $0.element.context, continuations: [$0.element.target], gold: 0) }
+        // One continuation and gold 0: nothing for the initializer to refuse.
+        passages.enumerated().map { try! MultipleChoiceItem(id: $0.offset, context: $0.element.context, continuations: [$0.element.target], gold: 0) }
     }
 
     /// LAMBADA passages as lm-eval writes them when they serve as shots: its target (" word")
     /// already starts with a space and the sampler puts its default target delimiter " " before
     /// it, so a shot reads "passage  word" with two spaces. The query itself keeps one.
     public static func lambadaShots(_ pool: [MultipleChoiceItem]) -> [MultipleChoiceItem] {
-        pool.map { MultipleChoiceItem(id: $0.id, context: $0.contexts[0] + " ", continuations: $0.continuations, gold: 0) }
+        pool.map { try! MultipleChoiceItem(id: $0.id, context: $0.contexts[0] + " ", continuations: $0.continuations, gold: 0) }
     }
 
     /// `pool` holds plain LAMBADA items (`lambadaItems`); their shot form is made here.

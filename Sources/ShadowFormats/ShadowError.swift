@@ -58,3 +58,6 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+/// "1 sample", "3 samples": a count and its noun, for messages.
+public func counted(_ n: Int, _ noun: String, plural: String? = nil) -> String { "\(n) \(n == 1 ? noun : plural ?? noun + "s")" }

@@ -17,7 +17,7 @@ enum AI2 {
         try SourceLines(path: path).jsonRecords().enumerated().map { id, record in
             let (stem, texts, gold) = try question(record)
             let context = task == .openbookqa || isARCQuery(record, stem) ? stem : "Question: \(stem)\nAnswer:"
-            return MultipleChoiceItem(id: id, context: context, continuations: texts.map { " " + $0 }, gold: gold)
+            return try MultipleChoiceItem(id: id, context: context, continuations: texts.map { " " + $0 }, gold: gold)
         }
     }
 

@@ -21,7 +21,7 @@ enum BoolQ {
             if key == "label", let answer = record.optional("answer"), !answer.isNull, try record.label("answer", answers) != gold {
                 throw record.error("answer", "disagrees with key \"label\" (\(gold == 1 ? "true" : "false"))")
             }
-            return MultipleChoiceItem(id: id, context: "\(passage)\nQuestion: \(question)?\nAnswer:",
+            return try MultipleChoiceItem(id: id, context: "\(passage)\nQuestion: \(question)?\nAnswer:",
                                       continuations: [" no", " yes"], gold: gold)
         }
     }

@@ -25,17 +25,17 @@ enum COPA {
             for (index, choice) in choices.enumerated() where choice.isEmpty {
                 throw record.error("choice\(index + 1)", "is empty")
             }
-            return item(id: id, premise: premise, connector: connector, choices: choices,
+            return try item(id: id, premise: premise, connector: connector, choices: choices,
                         gold: try record.label("label", indexLabels(2)))
         }
     }
 
     static let connectors = ["cause": "because", "effect": "therefore"]
 
-    static func item(id: Int, premise: String, connector: String, choices: [String], gold: Int) -> MultipleChoiceItem {
+    static func item(id: Int, premise: String, connector: String, choices: [String], gold: Int) throws -> MultipleChoiceItem {
         let stripped = premise.pythonStripped
         let context = String(stripped.unicodeScalars.dropLast()) + " " + connector
-        return MultipleChoiceItem(id: id, context: context,
+        return try MultipleChoiceItem(id: id, context: context,
                                   continuations: choices.map { " " + $0.lowercasingFirst }, gold: gold)
     }
 
@@ -137,7 +137,7 @@ enum COPA {
                 if text.isEmpty { throw fail(from, "<item> element <\(name)>: is empty") }
                 return text
             }
-            items.append(item(id: items.count, premise: try element("p"), connector: connector,
+            items.append(try item(id: items.count, premise: try element("p"), connector: connector,
                               choices: [try element("a1"), try element("a2")], gold: gold))
             cursor = close + 7
         }

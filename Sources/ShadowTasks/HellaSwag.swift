@@ -70,7 +70,7 @@ enum HellaSwag {
             let endings = try record.strings("endings")
             if endings.isEmpty { throw record.error("endings", "is empty") }
             let gold = try record.label("label", indexLabels(endings.count))
-            return MultipleChoiceItem(id: id, context: context,
+            return try MultipleChoiceItem(id: id, context: context,
                                       continuations: endings.map { " " + preprocess($0) }, gold: gold)
         }
     }
@@ -111,7 +111,7 @@ enum HellaSwag {
             let gold = try goldIndex(lines, line: start + 1)
             let endings = try (start + 2..<start + textLinesPerItem).map { try lines.text($0) }
             let query = asStored ? preprocess(context) : restoringCapitalizedCtxB(preprocess(context))
-            items.append(MultipleChoiceItem(id: items.count, context: query,
+            items.append(try MultipleChoiceItem(id: items.count, context: query,
                                             continuations: endings.map { " " + preprocess($0) }, gold: gold))
         }
         return items

@@ -1,3 +1,5 @@
+import ShadowFormats
+
 /// One multiple-choice item, already in prompt form: choice i is scored as the log-likelihood of
 /// `continuations[i]` after `contexts[i]` (lm-eval's `loglikelihood(context, continuation)`
 /// request). The contexts are all equal except for Winogrande, where each option completes the
@@ -12,14 +14,14 @@ public struct MultipleChoiceItem: Sendable, Equatable, Codable {
     /// Index of the correct choice.
     public let gold: Int
 
-    /// Counts must agree and `gold` must index a choice; the readers check both before building.
-    /// (`guard` and `fatalError`, not `precondition`, whose message a release build drops.)
-    public init(id: Int, contexts: [String], continuations: [String], gold: Int) {
+    /// Counts must agree and `gold` must index a choice (the readers check both before building,
+    /// naming the file and line; a caller building items in code gets this error).
+    public init(id: Int, contexts: [String], continuations: [String], gold: Int) throws {
         guard !continuations.isEmpty && contexts.count == continuations.count else {
-            fatalError("MultipleChoiceItem \(id): \(contexts.count) contexts for \(continuations.count) continuations; one context per continuation, at least one")
+            throw ShadowError.invalidArgument(name: "item \(id)", reason: "has \(counted(contexts.count, "context")) for \(counted(continuations.count, "continuation")); it needs one context per continuation, at least one")
         }
         guard continuations.indices.contains(gold) else {
-            fatalError("MultipleChoiceItem \(id): gold index \(gold) is not one of its \(continuations.count) choices")
+            throw ShadowError.invalidArgument(name: "item \(id)", reason: "gold index \(gold) is not one of its \(continuations.count) choices")
         }
         self.id = id
         self.contexts = contexts
@@ -28,9 +30,9 @@ public struct MultipleChoiceItem: Sendable, Equatable, Codable {
     }
 
     /// An item whose choices all follow the same context (every task but Winogrande).
-    public init(id: Int, context: String, continuations: [String], gold: Int) {
-        self.init(id: id, contexts: Array(repeating: context, count: continuations.count),
-                  continuations: continuations, gold: gold)
+    public init(id: Int, context: String, continuations: [String], gold: Int) throws {
+        try self.init(id: id, contexts: Array(repeating: context, count: continuations.count),
+                      continuations: continuations, gold: gold)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -46,8 +48,8 @@ public struct MultipleChoiceItem: Sendable, Equatable, Codable {
             throw DecodingError.dataCorruptedError(forKey: .gold, in: container,
                                                    debugDescription: "gold \(gold) is not a choice index")
         }
-        self.init(id: try container.decode(Int.self, forKey: .id), contexts: contexts,
-                  continuations: continuations, gold: gold)
+        try self.init(id: try container.decode(Int.self, forKey: .id), contexts: contexts,
+                      continuations: continuations, gold: gold)
     }
 
     /// The one context all choices share, or nil when they differ (Winogrande). (The scorer groups

@@ -13,7 +13,7 @@ enum PIQA {
             let goal = try record.string("goal")
             let solutions = [try record.string("sol1"), try record.string("sol2")]
             let gold = try LabelsFile.gold(record, id: id, key: "label", allowed: binary, golds: golds, labelsPath: labels)
-            return MultipleChoiceItem(id: id, context: "Question: \(goal)\nAnswer:",
+            return try MultipleChoiceItem(id: id, context: "Question: \(goal)\nAnswer:",
                                       continuations: solutions.map { " " + $0 }, gold: gold)
         }
     }

@@ -24,7 +24,7 @@ enum RTE {
                 let glue = !record.has("premise") && record.has("sentence1")
                 let premise = try record.string(glue ? "sentence1" : "premise")
                 let hypothesis = try record.string(glue ? "sentence2" : "hypothesis")
-                return MultipleChoiceItem(id: id, context: context(premise: premise, hypothesis: hypothesis),
+                return try MultipleChoiceItem(id: id, context: context(premise: premise, hypothesis: hypothesis),
                                           continuations: continuations, gold: try record.label("label", labels))
             }
         }
@@ -67,7 +67,7 @@ enum RTE {
                 throw ShadowError.corruptFile(path: lines.location(index),
                                               reason: "column \"label\": \"\(label)\" is not \"entailment\" or \"not_entailment\"")
             }
-            items.append(MultipleChoiceItem(
+            items.append(try MultipleChoiceItem(
                 id: items.count, context: context(premise: fields[premiseColumn], hypothesis: fields[hypothesisColumn]),
                 continuations: continuations, gold: gold))
         }

@@ -23,7 +23,7 @@ enum Winogrande {
             let before = String(sentence.unicodeScalars[..<blank])
             let after = String(sentence.unicodeScalars[sentence.unicodeScalars.index(after: blank)...])
             let continuation = " " + after.pythonStripped
-            return MultipleChoiceItem(id: id, contexts: options.map { before + $0 },
+            return try MultipleChoiceItem(id: id, contexts: options.map { before + $0 },
                                       continuations: [continuation, continuation], gold: gold)
         }
     }

@@ -12,7 +12,7 @@ import ShadowTestSupport
 /// One of the tiny reference checkpoints, loaded.
 func fixture(_ name: String) throws -> LoadedModel { try ModelLoader.load(path: ModelFixtures.path(name)) }
 
-let questions = [
+let questions = try! [
     MultipleChoiceItem(id: 0, context: "Question: How do you open a jar?\nAnswer:",
                        continuations: [" Twist the lid.", " Eat the glass jar whole."], gold: 0),
     MultipleChoiceItem(id: 1, context: "The cat sat on the",
@@ -79,7 +79,7 @@ struct MultipleChoiceTests {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
         let context = String(repeating: "The river ran past the old mill. ", count: 3)
-        let item = MultipleChoiceItem(id: 0, context: context, continuations: [" It was cold.", " Bells rang at noon."], gold: 0)
+        let item = try MultipleChoiceItem(id: 0, context: context, continuations: [" It was cold.", " Bells rang at noon."], gold: 0)
         let length = tokenizer.encodeWithSpecialTokens(context + item.continuations[1]).count
         #expect(length > 64 && length <= loaded.model.shape.maxContext, "\(length) tokens")
         let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
@@ -94,7 +94,7 @@ struct MultipleChoiceTests {
     func passTimes() throws {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
-        let item = MultipleChoiceItem(id: 0, context: "The river ran past", continuations: [" the mill.", " the town."], gold: 0)
+        let item = try MultipleChoiceItem(id: 0, context: "The river ran past", continuations: [" the mill.", " the town."], gold: 0)
         let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 1000)
         let scorer = LoglikelihoodScorer(model: loaded.model, controllers: [randomHalf(loaded.model), randomHalf(loaded.model)])
         _ = try scorer.scoreAll(requests, only: [1])
@@ -145,7 +145,7 @@ struct MultipleChoiceTests {
         }
         #expect(try scorer.score([good]).dense.count == 1)
         // A task item whose choice tokenizes to nothing is refused rather than scored 0 (lm-eval asserts it).
-        let empty = MultipleChoiceItem(id: 0, context: "Q:", continuations: ["", " b"], gold: 1)
+        let empty = try MultipleChoiceItem(id: 0, context: "Q:", continuations: ["", " b"], gold: 1)
         #expect(throws: ShadowError.invalidArgument(name: "item 0, request 0", reason: "the continuation has no tokens (predictFrom 2 of 2 tokens)")) {
             _ = try Evaluation.multipleChoice(items: [empty][...], pool: [], shots: 0, seed: 0, tokenizer: try loaded.requireTokenizer(), scorer: scorer)
         }
@@ -163,7 +163,7 @@ struct MultipleChoiceTests {
         let tokenizer = try loaded.requireTokenizer()
         let context = String(repeating: "The river ran past the old mill. ", count: 2)
         let answers = [String(repeating: " Bells rang at noon.", count: 5), String(repeating: " It was cold.", count: 6)]
-        let item = MultipleChoiceItem(id: 0, context: context, continuations: answers, gold: 0)
+        let item = try MultipleChoiceItem(id: 0, context: context, continuations: answers, gold: 0)
         let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
         #expect(requests.allSatisfy { $0.tokens.count <= loaded.model.shape.maxContext })
         #expect(LoglikelihoodScorer.branchedLength(requests) > loaded.model.shape.maxContext)
@@ -237,7 +237,7 @@ struct MultipleChoiceTests {
         let tokenizer = try loaded.requireTokenizer()
         let long = String(repeating: "long context ", count: loaded.model.shape.maxContext)
         var items = Array(questions.prefix(2))
-        items.append(MultipleChoiceItem(id: 99, context: long, continuations: [" yes", " no"], gold: 0))
+        items.append(try MultipleChoiceItem(id: 99, context: long, continuations: [" yes", " no"], gold: 0))
         let scorer = LoglikelihoodScorer(model: loaded.model)
         let result = try Evaluation.multipleChoice(items: items[...], pool: [], shots: 0, seed: 0, tokenizer: tokenizer, scorer: scorer)
         #expect(result.items.map(\.truncated) == [false, false, true])
@@ -302,7 +302,7 @@ struct MultipleChoiceTests {
         let loaded = try fixture("tiny-llama")
         let tokenizer = try loaded.requireTokenizer()
         let endings = [" walks away.", " sits down on the bench.", " walks away.", " sings.", " walks away."]
-        let item = MultipleChoiceItem(id: 0, context: "A man stands in the park. He", continuations: endings, gold: 3)
+        let item = try MultipleChoiceItem(id: 0, context: "A man stands in the park. He", continuations: endings, gold: 3)
         let requests = Evaluation.requests(for: item, pool: [], shots: 0, seed: 0, tokenizer: tokenizer, maxTokens: 128)
         let scorer = LoglikelihoodScorer(model: loaded.model, sparsity: randomHalf(loaded.model))
         let (dense, sparse) = try scorer.score(requests)

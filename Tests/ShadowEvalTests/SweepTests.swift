@@ -126,7 +126,7 @@ struct SweepTests {
         let model = try #require(loaded.model as? any DifferentiableLanguageModel)
         // An empty context is one token (BOS): the oracle leaves its mask dense, so the realised
         // sparsities added differ from item to item.
-        let items = questions + [MultipleChoiceItem(id: 9, context: "", continuations: [" yes", " no"], gold: 0)]
+        let items = questions + [try MultipleChoiceItem(id: 9, context: "", continuations: [" yes", " no"], gold: 0)]
         let task = SweepTask.multipleChoice(name: "piqa", items: items, range: 0..<items.count)
         let oracleCells = [SweepCell.dense, SweepCell(method: "oracle", criterion: "plainact", sparsity: 0.3),
                            SweepCell(method: "oracle", criterion: "plainact", sparsity: 0.6)]
@@ -169,7 +169,7 @@ struct SweepTests {
     func truncatedItems() throws {
         let loaded = try fixture("tiny-llama")
         let long = String(repeating: "long context ", count: loaded.model.shape.maxContext)
-        let items = Array(questions.prefix(2)) + [MultipleChoiceItem(id: 99, context: long, continuations: [" yes", " no"], gold: 0)]
+        let items = Array(questions.prefix(2)) + [try MultipleChoiceItem(id: 99, context: long, continuations: [" yes", " no"], gold: 0)]
         let task = SweepTask.multipleChoice(name: "piqa", items: items, range: 0..<items.count)
         var state = SweepState(settings: "test")
         try runner(loaded).run(task, cells: cells, state: &state, makeController: controller(loaded.model), save: { _ in }, progress: { _ in })

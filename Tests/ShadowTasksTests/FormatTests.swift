@@ -24,7 +24,7 @@ struct PIQATests {
     func template() throws {
         let labels = try directory.file("valid-labels.lst", "1\r\n0\r\n")
         let items = try TaskFile.multipleChoice(task: .piqa, path: data, labels: labels)
-        #expect(items == [
+        #expect(try items == [
             MultipleChoiceItem(id: 0, context: "Question: Keep a door open\nAnswer:",
                                continuations: [" Wedge a shoe under it.", " Tie it with a shoelace. "], gold: 1),
             MultipleChoiceItem(id: 1, context: "Question: dry wet shoes\nAnswer:",
@@ -70,7 +70,7 @@ struct HellaSwagTests {
         #expect(try TaskFile.multipleChoice(task: .hellaswag, path: path, asStored: true).map { $0.contexts[0] }.prefix(2) == [
             "Removing ice from car: Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles. then",
             "Personal Care and Style: How to dye your hair. Buy the dye. MIX it well"])
-        #expect(items[0] == MultipleChoiceItem(
+        #expect(try items[0] == MultipleChoiceItem(
             id: 0,
             context: "Removing ice from car: Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles. Then",
             continuations: [" , the man adds wax to the windshield and cuts it.", " , a person board a ski lift.",
@@ -78,7 +78,7 @@ struct HellaSwagTests {
             gold: 3))
         // Python's capitalize() lower-cases the rest ("MIX it" → "Mix it"); " [title]" becomes ". ",
         // other brackets go, and one pass of "  " → " " leaves three spaces as two.
-        #expect(items[1] == MultipleChoiceItem(
+        #expect(try items[1] == MultipleChoiceItem(
             id: 1, context: "Personal Care and Style: How to dye your hair. Buy the dye. Mix it well",
             continuations: ["  Rinse.", " Wait b [c", " x  y", " z"], gold: 0))
         // An index label with white space around it is read as lm-eval's int(label) reads it.
@@ -119,7 +119,7 @@ struct HellaSwagTests {
 
             """)
         let items = try TaskFile.multipleChoice(task: .hellaswag, path: path)
-        #expect(items == [
+        #expect(try items == [
             MultipleChoiceItem(id: 0, context: "Roof shingle removal: A man is sitting on a roof. He",
                                continuations: [" is using wrap to wrap a pair of skis.", " is ripping level tiles off.",
                                                " is holding a rubik's cube.", " starts pulling up roofing on a roof."],
@@ -177,7 +177,7 @@ struct HellaSwagTests {
 
 @Suite("COPA reader")
 struct COPATests {
-    static let expected = [
+    static let expected = try! [
         MultipleChoiceItem(id: 0, context: "My body cast a shadow over the grass because",
                            continuations: [" the sun was rising.", " the grass was cut."], gold: 0),
         MultipleChoiceItem(id: 1, context: "The man turned on the faucet therefore",
@@ -273,7 +273,7 @@ struct AI2Tests {
             """)
         for task in [TaskName.arcEasy, .arcChallenge] {
             let items = try TaskFile.multipleChoice(task: task, path: path)
-            #expect(items == [
+            #expect(try items == [
                 MultipleChoiceItem(id: 0, context: "Question: Which is the most likely effect of this increase in rotation?\nAnswer:",
                                    continuations: [" Planetary density will decrease.", " Planetary years will become longer.",
                                                    " Planetary days will become shorter.", " Planetary gravity will become stronger."],
@@ -316,9 +316,9 @@ struct AI2Tests {
             """)
         var items = try TaskFile.multipleChoice(task: .openbookqa, path: path)
         // DESIGN §6's layout: the stem in `question`, the choices beside it.
-        #expect(items.popLast() == MultipleChoiceItem(id: 3, context: "The sun is responsible for",
+        #expect(try items.popLast() == MultipleChoiceItem(id: 3, context: "The sun is responsible for",
                                                       continuations: [" puppies", " plants"], gold: 1))
-        #expect(items == [
+        #expect(try items == [
             MultipleChoiceItem(id: 0, context: "The sun is responsible for",
                                continuations: [" puppies learning new tricks", " children growing up and getting old",
                                                " flowers wilting in a vase", " plants sprouting, blooming and wilting"], gold: 3),
@@ -341,7 +341,7 @@ struct WinograndeTests {
             {"sentence": "_ is  here. ", "option1": "The cat", "option2": "The dog", "answer": 2}
             """)
         let items = try TaskFile.multipleChoice(task: .winogrande, path: path)
-        #expect(items == [
+        #expect(try items == [
             MultipleChoiceItem(id: 0, contexts: ["Sarah was a much better surgeon than Maria so Sarah",
                                                  "Sarah was a much better surgeon than Maria so Maria"],
                                continuations: [" always got the harder cases.", " always got the harder cases."], gold: 0),
@@ -372,7 +372,7 @@ struct RTETests {
             {"sentence1": "A dog ran.", "sentence2": "A dog moved.", "label": "entailment"}
             """)
         let items = try TaskFile.multipleChoice(task: .rte, path: path)
-        #expect(items == [
+        #expect(try items == [
             MultipleChoiceItem(id: 0, context: Self.context, continuations: [" True", " False"], gold: 1),
             MultipleChoiceItem(id: 1, context: "A cat sat.\nQuestion: A cat exists. True or False?\nAnswer:",
                                continuations: [" True", " False"], gold: 0),
@@ -429,7 +429,7 @@ struct BoolQTests {
             {"question": "q", "passage": "p", "label": 1}
             """)
         let items = try TaskFile.multipleChoice(task: .boolq, path: path)
-        #expect(items[0] == MultipleChoiceItem(
+        #expect(try items[0] == MultipleChoiceItem(
             id: 0,
             context: "Persian language -- Persian is spoken in Iran and Afghanistan.\nQuestion: do iran and afghanistan speak the same language?\nAnswer:",
             continuations: [" no", " yes"], gold: 1))
@@ -443,7 +443,7 @@ struct BoolQTests {
             {"question": "does ethanol take more energy make that produces", "title": "Ethanol fuel", "answer": false, "passage": "All biomass goes through at least some of these steps."}
             """)
         let items = try TaskFile.multipleChoice(task: .boolq, path: path)
-        #expect(items == [MultipleChoiceItem(
+        #expect(try items == [MultipleChoiceItem(
             id: 0,
             context: "Ethanol fuel -- All biomass goes through at least some of these steps.\nQuestion: does ethanol take more energy make that produces?\nAnswer:",
             continuations: [" no", " yes"], gold: 0)])
@@ -520,7 +520,7 @@ struct TextTaskTests {
     }
 
     @Test("splits WikiText into articles at level-1 headings, as lm-eval's document-level WikiText does")
-    func wikitextPages() {
+    func wikitextPages() throws {
         // Worked by hand from the rule: a line that is "= Title =" once "= = =" / "= =" close up and
         // white space is stripped starts a page; a blank page before the first title is dropped.
         #expect(TaskFile.wikitextPages(" \n = A = \n \n x y . \n = = B = = \n z \n = C = \n w")
@@ -575,7 +575,7 @@ struct JSONLinesTests {
 @Suite("Python string rules")
 struct PythonTextTests {
     @Test("capitalize lower-cases the rest; strip, replace and bracket removal match Python")
-    func rules() {
+    func rules() throws {
         #expect("hELLO World".pythonCapitalized == "Hello world")
         #expect("".pythonCapitalized == "")
         // Python's final sigma (checked against CPython 3.11's str.capitalize).
@@ -601,7 +601,7 @@ struct PythonTextTests {
 struct MultipleChoiceItemTests {
     @Test("round-trips through JSON and refuses a gold index past its choices")
     func codable() throws {
-        let item = MultipleChoiceItem(id: 4, contexts: ["a", "b"], continuations: [" x", " x"], gold: 1)
+        let item = try MultipleChoiceItem(id: 4, contexts: ["a", "b"], continuations: [" x", " x"], gold: 1)
         let data = try JSONEncoder().encode(item)
         #expect(try JSONDecoder().decode(MultipleChoiceItem.self, from: data) == item)
         let bad = #"{"id": 0, "contexts": ["a"], "continuations": [" x"], "gold": 1}"#
@@ -610,11 +610,25 @@ struct MultipleChoiceItemTests {
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(MultipleChoiceItem.self, from: Data(uneven.utf8)) }
     }
 
+    @Test("refuses, with an error naming the item, a gold index past its choices or uneven contexts")
+    func refusesInconsistentItems() {
+        let past = #expect(throws: ShadowError.self) {
+            try MultipleChoiceItem(id: 7, context: "c", continuations: [" a", " b"], gold: 2)
+        }
+        #expect(past?.description == "item 7: gold index 2 is not one of its 2 choices")
+        let uneven = #expect(throws: ShadowError.self) {
+            try MultipleChoiceItem(id: 3, contexts: ["c"], continuations: [" a", " b"], gold: 0)
+        }
+        #expect(uneven?.description.hasPrefix("item 3: has 1 context for 2 continuations") == true)
+        #expect(throws: ShadowError.self) { try MultipleChoiceItem(id: 0, context: "c", continuations: [], gold: 0) }
+        #expect(throws: ShadowError.self) { try MultipleChoiceItem(id: 0, context: "c", continuations: [" a"], gold: -1) }
+    }
+
     @Test("shares its context only when every choice has the same one")
-    func sharedContext() {
-        #expect(MultipleChoiceItem(id: 0, context: "c", continuations: [" a", " b"], gold: 0).sharedContext == "c")
-        #expect(MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " a"], gold: 0).sharedContext == nil)
-        #expect(MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " b"], gold: 1).goldText == "d b")
+    func sharedContext() throws {
+        #expect(try MultipleChoiceItem(id: 0, context: "c", continuations: [" a", " b"], gold: 0).sharedContext == "c")
+        #expect(try MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " a"], gold: 0).sharedContext == nil)
+        #expect(try MultipleChoiceItem(id: 0, contexts: ["c", "d"], continuations: [" a", " b"], gold: 1).goldText == "d b")
     }
 
     @Test("lists the eleven tasks under lm-eval's names")

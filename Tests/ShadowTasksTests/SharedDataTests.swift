@@ -17,7 +17,7 @@ struct SharedDataTests {
     func piqaValidation() throws {
         let items = try TaskFile.multipleChoice(task: .piqa, path: piqa!, labels: piqaLabels!)
         #expect(items.count == 1838)
-        #expect(items[0] == MultipleChoiceItem(
+        #expect(try items[0] == MultipleChoiceItem(
             id: 0, context: "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:",
             continuations: [
                 " Provide the guinea pig with a cage full of a few inches of bedding made of ripped paper strips, you will also need to supply it with a water bottle and a food dish.",
@@ -37,7 +37,7 @@ struct SharedDataTests {
         var items: [MultipleChoiceItem] = []
         let elapsed = try clock.measure { items = try TaskFile.multipleChoice(task: .hellaswag, path: hellaswag!) }
         #expect(items.count == 10042)
-        #expect(items[0] == MultipleChoiceItem(
+        #expect(try items[0] == MultipleChoiceItem(
             id: 0, context: "Roof shingle removal: A man is sitting on a roof. He",
             continuations: [" is using wrap to wrap a pair of skis.", " is ripping level tiles off.",
                             " is holding a rubik's cube.", " starts pulling up roofing on a roof."],
