@@ -79,34 +79,29 @@ enum PerplexityCommand {
         let loaded = try ModelOptions.load(arguments, console: console)
         let sparsity = try SparsityOptions.controller(arguments, loaded: loaded, console: console)
         let tokenizer = try loaded.requireTokenizer()
-        let tokens = tokenizer.encodeWithSpecialTokens(text)
-        guard tokens.count >= 2 else {
-            // The first token is never predicted: one token leaves nothing to score.
-            throw ShadowError.invalidArgument(name: source, reason: "is \(counted(tokens.count, "token")); scoring needs at least 2 (the first is never predicted)")
-        }
-        let context = try arguments.int("context", range: 1...1_000_000) ?? min(1024, loaded.model.shape.maxContext)
+        let context = try arguments.int("context", range: 1...1_000_000) ?? Scoring.defaultContext(for: loaded.model)
         let stride = try arguments.int("stride", range: 1...1_000_000)
         let start = Date()
         var progressBar: ProgressBar?
-        let result = try Scoring.perplexity(model: loaded.model, tokens: tokens, context: context, stride: stride,
+        let scored: ScoredText
+        do {
+            scored = try Scoring.perplexity(model: loaded.model, tokenizer: tokenizer, text: text, context: context, stride: stride,
                                             sparsity: sparsity) { done, total in
-            if progressBar == nil {
-                progressBar = ProgressBar(console: console, label: "perplexity", total: total,
-                                          enabled: !arguments.flag("no-progress") && total > 1, started: start)
+                if progressBar == nil {
+                    progressBar = ProgressBar(console: console, label: "perplexity", total: total,
+                                              enabled: !arguments.flag("no-progress") && total > 1, started: start)
+                }
+                progressBar?.update(done)
             }
-            progressBar?.update(done)
+        } catch ShadowError.invalidArgument("text", let reason) {
+            throw ShadowError.invalidArgument(name: source, reason: reason)   // --text or the file
         }
-        let bytes = text.utf8.count
-        // The first token is context only: a BOS the tokenizer adds holds none of the text's
-        // bytes; else its raw bytes leave the count (one of a character's several, a BOM's first,
-        // all of a special token's spelling), not the U+FFFD its text would read as.
-        let firstTokenBytes = tokenizer.addsBOS ? 0 : tokenizer.decodeBytes([tokens[0]], skipSpecialTokens: false).count
-        let predictedBytes = max(1, bytes - firstTokenBytes)
+        let result = scored.result
         let realised = Evaluation.realisedSparsity(sparsity, shape: loaded.model.shape)
-        let report = Report(model: loaded.path, tokens: tokens.count, context: context, stride: stride ?? Scoring.defaultStride(context: context),
+        let report = Report(model: loaded.path, tokens: scored.tokens, context: context, stride: stride ?? Scoring.defaultStride(context: context),
                             nllSum: result.nllSum, predictedTokens: result.predictedTokens, windows: result.windows,
-                            perplexity: result.perplexity, bytes: bytes, predictedBytes: predictedBytes,
-                            bitsPerByte: result.nllSum / Double(predictedBytes) / log(2), seconds: Date().timeIntervalSince(start),
+                            perplexity: result.perplexity, bytes: scored.bytes, predictedBytes: scored.predictedBytes,
+                            bitsPerByte: scored.bitsPerByte, seconds: Date().timeIntervalSince(start),
                             method: try arguments.required("method"),
                             headSparsity: try SparsityOptions.settings(arguments).headSparsity,
                             neuronSparsity: try SparsityOptions.settings(arguments).neuronSparsity,

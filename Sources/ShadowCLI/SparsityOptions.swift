@@ -167,50 +167,11 @@ enum SparsityOptions {
         return controller
     }
 
-    /// Warnings for a sparsity that does not do what it says, all legal: above 0 but pruning no
-    /// unit (its count rounds to 0, e.g. 0.05 of a layer's 9 heads when selecting per layer, or a
-    /// hybrid floor keeps every unit: the dense model under a sparse label); pruning every unit of
-    /// layers 1… (0.95 of 9 heads per layer rounds to 9); more than a hybrid floor leaves to prune;
-    /// or any sparsity on a model of one layer (layer 0 is never pruned).
+    /// `SparsitySettings.warnings` for one of `MaskMethod`'s names (none for dense), as printed.
     static func sparsityWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
         guard method != "dense" else { return [] }
-        guard shape.layers > 1 else {
-            let prunes = settings.headSparsity > 0 || settings.neuronSparsity > 0
-            return prunes ? ["warning: \(method) prunes nothing on a model of one layer: layer 0 always runs dense"] : []
-        }
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
-        let perLayer = settings.policy == .local || method.hasPrefix("dejavu")
-        let kinds = [("head", settings.headSparsity, shape.heads), ("neuron", settings.neuronSparsity, shape.ffnSize)]
-        let layers = shape.layers == 2 ? "layer 1" : "layers 1–\(shape.layers - 1)"
-        return kinds.compactMap { noun, sparsity, units in
-            guard sparsity > 0 else { return nil }
-            let prefix = "warning: \(noun) sparsity \(sparsity) prunes no \(noun): "
-            if perLayer {
-                switch Masks.keptCount(units: units, sparsity: sparsity) {
-                case units: return prefix + "\(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to 0, so \(method) runs them all"
-                case 0: return "warning: \(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to \(units)"
-                default: return nil
-                }
-            }
-            let later = units * (shape.layers - 1), kept = Masks.keptCount(units: later, sparsity: sparsity)
-            if kept == later {
-                return prefix + "\(sparsity) of the \(later) \(noun)s of \(layers) rounds to 0, so \(method) runs them all"
-            }
-            let floor = settings.policy == .hybrid ? Masks.floorCount(units: units, floor: settings.hybridFloor) : 0
-            if floor >= units {
-                return prefix + "--hybrid-floor \(settings.hybridFloor) keeps all \(units) \(noun)s of every layer, so \(method) runs them all"
-            }
-            guard floor > 0 else {
-                return kept > 0 ? nil : "warning: \(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of their \(later) \(noun)s rounds to \(later)"
-            }
-            // The floor wins over the budget: the realised sparsity stops at what it leaves.
-            let prunable = (units - floor) * (shape.layers - 1)
-            if later - kept > prunable {
-                let most = Double(prunable) / Double(later)
-                return "warning: \(noun) sparsity \(sparsity) is more than --hybrid-floor \(settings.hybridFloor) leaves: it keeps \(floor) of each layer's \(units) \(noun)s, so at most \(String(format: "%.3f", most)) of the \(noun)s of \(layers) are pruned"
-            }
-            return nil
-        }
+        return settings.warnings(method: method, selectsPerLayer: method.hasPrefix("dejavu"), shape: shape).map { "warning: " + $0 }
     }
 
     /// `method`: one of `MaskMethod`'s names (the parsers allow no other).
@@ -293,36 +254,13 @@ enum SparsityOptions {
     /// A predictor file, or in a directory `METHOD.safetensors` (what `pipeline` writes), else its
     /// one `METHOD-*.safetensors` (`shadow-plainact.safetensors`), checked against the loaded model.
     static func loadPredictor(method: String, path: String?, loaded: LoadedModel) throws -> Predictor {
-        guard var path else { throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by --method \(method)") }
-        if try fileKind(atPath: path) == .directory { path = try predictorFile(method: method, in: path) }
-        let predictor = try PredictorFile.load(path: path, forPredictionOnly: true)   // the commands only predict with it
-        guard predictor.kind.rawValue == method else {
-            throw ShadowError.invalidArgument(name: "--predictor", reason: "\(path) is a \(predictor.kind.rawValue) predictor, not \(method)")
+        guard let path else { throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by --method \(method)") }
+        do {
+            return try PredictorFile.load(path: path, kind: PredictorKind(rawValue: method)!, for: ModelFingerprint(loaded: loaded))
+        } catch ShadowError.invalidArgument(let name, let reason) where name.hasPrefix(path) {
+            // The library's choice of file names the path; here the option says where it came from.
+            throw ShadowError.invalidArgument(name: "--predictor", reason: "\(name) \(reason)")
         }
-        try predictor.check(fingerprint: ModelFingerprint(loaded: loaded))
-        return predictor
-    }
-}
-
-extension SparsityOptions {
-    /// The predictor file of `method` in `directory`: METHOD.safetensors, else the only
-    /// METHOD-NAME.safetensors (not of a longer method: dejavu-lookahead's are not dejavu's).
-    static func predictorFile(method: String, in directory: String) throws -> String {
-        let exact = (directory as NSString).appendingPathComponent("\(method).safetensors")
-        if try fileKind(atPath: exact) != nil { return exact }
-        let longer = PredictorKind.allCases.map(\.rawValue).filter { $0 != method && $0.hasPrefix(method + "-") }
-        func named(_ kind: String, _ stem: String) -> Bool { stem == kind || stem.hasPrefix(kind + "-") }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        let candidates = names.filter { $0.hasSuffix(".safetensors") }.sorted().filter { name in
-            let stem = String(name.dropLast(".safetensors".count))
-            return named(method, stem) && !longer.contains { named($0, stem) }
-        }
-        guard candidates.count == 1 else {
-            throw ShadowError.invalidArgument(name: "--predictor", reason: candidates.isEmpty
-                ? "\(directory) holds no \(method).safetensors or \(method)-*.safetensors; name the predictor file"
-                : "\(directory) holds several \(method) predictors (\(candidates.joined(separator: ", "))); name one")
-        }
-        return (directory as NSString).appendingPathComponent(candidates[0])
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import ShadowFormats
 import ShadowKernels
+import ShadowTokenizers
 
 /// Summed negative log-likelihood of a token sequence, scored in windows of the model's context.
 public struct PerplexityResult: Sendable, Codable, Equatable {
@@ -111,6 +112,53 @@ public enum Scoring {
             progress?(index + 1, windows.count)
         }
         return PerplexityResult(nllSum: nll, predictedTokens: predicted, windows: windows.count)
+    }
+}
+
+/// A text's perplexity with the bytes behind it, for bits per byte.
+public struct ScoredText: Sendable, Equatable {
+    public var result: PerplexityResult
+    /// The text's tokens, the first included (context only, never predicted).
+    public var tokens: Int
+    /// UTF-8 bytes of the text.
+    public var bytes: Int
+    /// The bytes of the predicted tokens: the text's, less those of its first token (none when it
+    /// is the BOS the tokenizer adds). At least 1.
+    public var predictedBytes: Int
+    public var bitsPerByte: Double { result.nllSum / Double(predictedBytes) / log(2) }
+
+    public init(result: PerplexityResult, tokens: Int, bytes: Int, predictedBytes: Int) {
+        self.result = result
+        self.tokens = tokens
+        self.bytes = bytes
+        self.predictedBytes = predictedBytes
+    }
+}
+
+extension Scoring {
+    /// The window length the commands use when none is given: 1024, or the model's context if smaller.
+    public static func defaultContext(for model: any CausalLanguageModel) -> Int { min(1024, model.shape.maxContext) }
+
+    /// Tokenizes `text` as the `perplexity` command does (special tokens' spellings read as those
+    /// tokens, a BOS when the tokenizer adds one) and scores it in rolling windows of `context`
+    /// tokens (`defaultContext(for:)` when nil), counting the bytes behind the predicted tokens.
+    /// Errors about the text name it "text".
+    public static func perplexity(model: any CausalLanguageModel, tokenizer: any Tokenizer, text: String,
+                                  context: Int? = nil, stride: Int? = nil, sparsity: (any SparsityController)? = nil,
+                                  progress: ((Int, Int) -> Void)? = nil) throws -> ScoredText {
+        guard !text.isEmpty else { throw ShadowError.invalidArgument(name: "text", reason: "is empty") }
+        let tokens = tokenizer.encodeWithSpecialTokens(text)
+        guard tokens.count >= 2 else {
+            throw ShadowError.invalidArgument(name: "text", reason: "is \(tokens.count) token\(tokens.count == 1 ? "" : "s"); scoring needs at least 2 (the first is never predicted)")
+        }
+        let result = try perplexity(model: model, tokens: tokens, context: context ?? defaultContext(for: model),
+                                    stride: stride, sparsity: sparsity, progress: progress)
+        // The first token is context only: a BOS the tokenizer adds holds none of the text's
+        // bytes; else its raw bytes leave the count (one of a character's several, a BOM's first,
+        // all of a special token's spelling), not the U+FFFD its text would read as.
+        let firstTokenBytes = tokenizer.addsBOS ? 0 : tokenizer.decodeBytes([tokens[0]], skipSpecialTokens: false).count
+        let bytes = text.utf8.count
+        return ScoredText(result: result, tokens: tokens.count, bytes: bytes, predictedBytes: max(1, bytes - firstTokenBytes))
     }
 }
 

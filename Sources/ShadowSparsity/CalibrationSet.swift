@@ -126,6 +126,15 @@ public struct CalibrationOptions: Sendable, Codable, Equatable {
         self.textContinuation = textContinuation
         self.maxTokens = maxTokens
     }
+
+    /// The defaults fitted to a model of `maxContext` tokens: task samples of at most
+    /// min(512, context) tokens, text windows of min(128, context) tokens whose continuation is a
+    /// quarter of a window shorter than 128 (as 32 is of 128). What `calibrate` uses unless told.
+    public init(fittedTo maxContext: Int, shots: Int = 5, seed: UInt64 = 1234) {
+        let window = min(128, maxContext)
+        self.init(shots: shots, seed: seed, textWindow: window, textContinuation: window < 128 ? max(1, window / 4) : 32,
+                  maxTokens: min(512, maxContext))
+    }
 }
 
 public enum CalibrationSet {

@@ -180,3 +180,51 @@ public enum Masks {
         return (heads, neurons)
     }
 }
+
+extension SparsitySettings {
+    /// Warnings, one line each, for a sparsity that does not do what it says, all legal: above 0
+    /// but pruning no unit (its count rounds to 0, e.g. 0.05 of a layer's 9 heads when selecting per layer, or a
+    /// hybrid floor keeps every unit: the dense model under a sparse label); pruning every unit of
+    /// layers 1… (0.95 of 9 heads per layer rounds to 9); more than a hybrid floor leaves to prune;
+    /// or any sparsity on a model of one layer (layer 0 is never pruned). `method` names the mask
+    /// source in the messages; `selectsPerLayer`: its masks are chosen per layer whatever the
+    /// policy (DejaVu-style predictors: a layer's scores exist only once it runs).
+    public func warnings(method: String, selectsPerLayer: Bool, shape: TransformerShape) -> [String] {
+        guard shape.layers > 1 else {
+            let prunes = headSparsity > 0 || neuronSparsity > 0
+            return prunes ? ["\(method) prunes nothing on a model of one layer: layer 0 always runs dense"] : []
+        }
+        let perLayer = policy == .local || selectsPerLayer
+        let kinds = [("head", headSparsity, shape.heads), ("neuron", neuronSparsity, shape.ffnSize)]
+        let layers = shape.layers == 2 ? "layer 1" : "layers 1–\(shape.layers - 1)"
+        return kinds.compactMap { noun, sparsity, units in
+            guard sparsity > 0 else { return nil }
+            let prefix = "\(noun) sparsity \(sparsity) prunes no \(noun): "
+            if perLayer {
+                switch Masks.keptCount(units: units, sparsity: sparsity) {
+                case units: return prefix + "\(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to 0, so \(method) runs them all"
+                case 0: return "\(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of each layer's \(units) \(noun)s (selected per layer) rounds to \(units)"
+                default: return nil
+                }
+            }
+            let later = units * (shape.layers - 1), kept = Masks.keptCount(units: later, sparsity: sparsity)
+            if kept == later {
+                return prefix + "\(sparsity) of the \(later) \(noun)s of \(layers) rounds to 0, so \(method) runs them all"
+            }
+            let floor = policy == .hybrid ? Masks.floorCount(units: units, floor: hybridFloor) : 0
+            if floor >= units {
+                return prefix + "--hybrid-floor \(hybridFloor) keeps all \(units) \(noun)s of every layer, so \(method) runs them all"
+            }
+            guard floor > 0 else {
+                return kept > 0 ? nil : "\(noun) sparsity \(sparsity) prunes every \(noun) of \(layers): \(sparsity) of their \(later) \(noun)s rounds to \(later)"
+            }
+            // The floor wins over the budget: the realised sparsity stops at what it leaves.
+            let prunable = (units - floor) * (shape.layers - 1)
+            if later - kept > prunable {
+                let most = Double(prunable) / Double(later)
+                return "\(noun) sparsity \(sparsity) is more than --hybrid-floor \(hybridFloor) leaves: it keeps \(floor) of each layer's \(units) \(noun)s, so at most \(String(format: "%.3f", most)) of the \(noun)s of \(layers) are pruned"
+            }
+            return nil
+        }
+    }
+}

@@ -109,6 +109,43 @@ public enum PredictorFile {
         predictor.path = path
     }
 
+    /// A predictor of `kind` for `fingerprint`'s model, from a file or from a directory
+    /// (`path(of:inDirectory:)`). One of another kind or made for another model is refused, the
+    /// error naming the file (or the directory, when none in it is chosen). Loaded `forPredictionOnly` unless told otherwise, as
+    /// the commands load it.
+    public static func load(path: String, kind: PredictorKind, for fingerprint: ModelFingerprint,
+                            forPredictionOnly: Bool = true) throws -> Predictor {
+        let file = try fileKind(atPath: path) == .directory ? try self.path(of: kind, inDirectory: path) : path
+        let predictor = try load(path: file, forPredictionOnly: forPredictionOnly)
+        guard predictor.kind == kind else {
+            throw ShadowError.invalidArgument(name: file, reason: "is a \(predictor.kind.rawValue) predictor, not \(kind.rawValue)")
+        }
+        try predictor.check(fingerprint: fingerprint)
+        return predictor
+    }
+
+    /// The predictor file of `kind` in `directory` (as `shadowllm pipeline` names them):
+    /// KIND.safetensors, else the only KIND-NAME.safetensors (`shadow-plainact.safetensors`; not
+    /// one of a longer kind: dejavu-lookahead's are not dejavu's). Errors name `directory`.
+    public static func path(of kind: PredictorKind, inDirectory directory: String) throws -> String {
+        let method = kind.rawValue
+        let exact = (directory as NSString).appendingPathComponent("\(method).safetensors")
+        if try fileKind(atPath: exact) != nil { return exact }
+        let longer = PredictorKind.allCases.map(\.rawValue).filter { $0 != method && $0.hasPrefix(method + "-") }
+        func named(_ kind: String, _ stem: String) -> Bool { stem == kind || stem.hasPrefix(kind + "-") }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let candidates = names.filter { $0.hasSuffix(".safetensors") }.sorted().filter { name in
+            let stem = String(name.dropLast(".safetensors".count))
+            return named(method, stem) && !longer.contains { named($0, stem) }
+        }
+        guard candidates.count == 1 else {
+            throw ShadowError.invalidArgument(name: directory, reason: candidates.isEmpty
+                ? "holds no \(method).safetensors or \(method)-*.safetensors; name the predictor file"
+                : "holds several \(method) predictors (\(candidates.joined(separator: ", "))); name one")
+        }
+        return (directory as NSString).appendingPathComponent(candidates[0])
+    }
+
     /// Reads the metadata only (no weights are converted).
     public static func metadata(path: String) throws -> PredictorMetadata {
         try metadata(of: try open(path))

@@ -218,4 +218,74 @@ struct LibraryExampleTests {
         let message = String(decoding: result.standardErrorContent, as: UTF8.self)
         #expect(message.contains("Scoring.tokenNLL: 130 tokens need a pass of 129, past the model's context of 128"), "\(message)")
     }
+
+    @Test("a text's perplexity through the library counts its bytes for bits per byte and names the text when it cannot be scored")
+    func textPerplexity() throws {
+        let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))
+        let tokenizer = try loaded.requireTokenizer()
+        let text = "The quick brown fox jumps over the lazy dog. " + String(repeating: "It runs on and on. ", count: 20)
+        let scored = try Scoring.perplexity(model: loaded.model, tokenizer: tokenizer, text: text, context: 32)
+        let tokens = tokenizer.encodeWithSpecialTokens(text)
+        #expect(scored.result == (try Scoring.perplexity(model: loaded.model, tokens: tokens, context: 32)))
+        #expect(scored.tokens == tokens.count && scored.bytes == text.utf8.count)
+        // tiny-llama adds no BOS: its first token ("The") is only context, and its bytes are not predicted.
+        let firstBytes = tokenizer.decodeBytes([tokens[0]], skipSpecialTokens: false).count
+        #expect(!tokenizer.addsBOS && firstBytes == 3 && scored.predictedBytes == scored.bytes - firstBytes)
+        #expect(abs(scored.bitsPerByte - scored.result.nllSum / Double(scored.bytes - 3) / log(2)) < 1e-12)
+        #expect(Scoring.defaultContext(for: loaded.model) == 128)
+        #expect(throws: ShadowError.invalidArgument(name: "text", reason: "is empty")) {
+            _ = try Scoring.perplexity(model: loaded.model, tokenizer: tokenizer, text: "")
+        }
+    }
+
+    @Test("a predictor found in a directory by kind, refused when of another kind, and no file chosen among several")
+    func predictorFromADirectory() throws {
+        let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))
+        let fingerprint = try ModelFingerprint(loaded: loaded)
+        let directory = TestScratch.path("library-predictors")
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        func save(_ kind: PredictorKind, as name: String) throws {
+            let predictor = try Predictor(configuration: PredictorConfiguration(kind: kind, headWidth: 8, neuronWidth: 8),
+                                          criterion: "plainact", model: fingerprint, predictsNeurons: true, seed: 1)
+            try PredictorFile.save(predictor, to: directory + "/" + name)
+        }
+        #expect(throws: ShadowError.invalidArgument(name: directory, reason: "holds no shadow.safetensors or shadow-*.safetensors; name the predictor file")) {
+            _ = try PredictorFile.load(path: directory, kind: .shadow, for: fingerprint)
+        }
+        try save(.shadow, as: "shadow-plainact.safetensors")
+        try save(.dejavuLookahead, as: "dejavu-lookahead.safetensors")
+        #expect(try PredictorFile.load(path: directory, kind: .shadow, for: fingerprint).kind == .shadow)
+        // dejavu-lookahead's file is not dejavu's.
+        #expect(throws: ShadowError.self) { _ = try PredictorFile.load(path: directory, kind: .dejavu, for: fingerprint) }
+        try save(.dejavuLookahead, as: "dejavu.safetensors")
+        #expect(throws: ShadowError.invalidArgument(name: directory + "/dejavu.safetensors", reason: "is a dejavu-lookahead predictor, not dejavu")) {
+            _ = try PredictorFile.load(path: directory, kind: .dejavu, for: fingerprint)
+        }
+        try save(.shadow, as: "shadow-fisher.safetensors")
+        #expect(throws: ShadowError.invalidArgument(name: directory, reason: "holds several shadow predictors (shadow-fisher.safetensors, shadow-plainact.safetensors); name one")) {
+            _ = try PredictorFile.load(path: directory, kind: .shadow, for: fingerprint)
+        }
+    }
+
+    @Test("the library warns of sparsities that prune nothing, as the commands do, and fits calibration's lengths to a short context")
+    func warningsAndFittedCalibration() throws {
+        let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))   // 2 layers of 4 heads
+        let shape = loaded.model.shape
+        let settings = SparsitySettings(headSparsity: 0.1, neuronSparsity: 0, policy: .local)
+        #expect(settings.warnings(method: "shadow", selectsPerLayer: false, shape: shape)
+                == ["head sparsity 0.1 prunes no head: 0.1 of each layer's 4 heads (selected per layer) rounds to 0, so shadow runs them all"])
+        let global = SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5)
+        #expect(global.warnings(method: "shadow", selectsPerLayer: false, shape: shape).isEmpty)
+
+        let short = CalibrationOptions(fittedTo: 64)
+        #expect(short.maxTokens == 64 && short.textWindow == 64 && short.textContinuation == 16)
+        #expect(CalibrationOptions(fittedTo: 8192) == CalibrationOptions())
+        let fitted = CalibrationOptions(fittedTo: shape.maxContext)
+        let path = TestScratch.path("library-calibration.txt")
+        try String(repeating: "A sentence of plain text for windows. ", count: 200).write(toFile: path, atomically: true, encoding: .utf8)
+        let samples = try CalibrationSet.samples(sources: [try CalibrationSource.parse("text:" + path)], count: 4, options: fitted,
+                                                 tokenizer: try loaded.requireTokenizer())
+        #expect(samples.count == 4 && samples.allSatisfy { $0.tokens.count <= shape.maxContext })
+    }
 }
