@@ -43,6 +43,9 @@ enum CalibrateCommand {
             throw ShadowError.invalidArgument(name: "--source", reason: "is empty (e.g. piqa:valid.jsonl@1000-1838,text:corpus.txt)")
         }
         let sources = try (arguments.list("source") ?? []).map { try CalibrationSource.parse($0) }
+        if arguments.flag("verbose") {
+            for source in sources { if let labels = source.labels { console.printError("calibrate: \(source) labels from \(labels) (found beside its data)") } }
+        }
         let out = try arguments.required("out")
         let count = try arguments.int("samples", range: 1...10_000_000) ?? 256
         let criteria = (try arguments.list("criteria") ?? ["plainact"]).compactMap(Criterion.init(rawValue:))
@@ -50,12 +53,11 @@ enum CalibrateCommand {
         if let twice = criteria.first(where: { c in criteria.filter { $0 == c }.count > 1 }) {
             throw ShadowError.invalidArgument(name: "--criteria", reason: "lists \(twice.rawValue) twice")
         }
-        var options = CalibrationOptions(
-            shots: try arguments.int("shots", range: 0...64) ?? 5,
-            seed: UInt64(try arguments.int("seed", range: 0...Int.max) ?? 1234),
-            textWindow: try arguments.int("text-window", range: 2...1_000_000) ?? 128,
-            textContinuation: try arguments.int("text-continuation", range: 1...1_000_000) ?? 32,
-            maxTokens: try arguments.int("max-tokens", range: 2...1_000_000) ?? 512)
+        let shots = try arguments.int("shots", range: 0...64) ?? 5
+        let seed = UInt64(try arguments.int("seed", range: 0...Int.max) ?? 1234)
+        let textWindow = try arguments.int("text-window", range: 2...1_000_000)
+        let textContinuation = try arguments.int("text-continuation", range: 1...1_000_000)
+        let maxTokens = try arguments.int("max-tokens", range: 2...1_000_000)
         if !sources.contains(where: { $0.kind == .text }) {
             for option in ["text-window", "text-continuation"] where arguments.has(option) {
                 throw ShadowError.invalidArgument(name: "--\(option)", reason: "is only read with a text: source")
@@ -80,18 +82,19 @@ enum CalibrateCommand {
 
         let loaded = try ModelOptions.load(arguments, console: console)
         let model = try loaded.requireDifferentiable(for: "calibrate")
-        if !arguments.has("max-tokens") { options.maxTokens = min(options.maxTokens, model.shape.maxContext) }
-        // Defaults fit a context shorter than the default window (tiny test models): the window
-        // becomes the context, and the continuation a quarter of it, as 32 is of 128.
-        if !arguments.has("text-window") && options.textWindow > model.shape.maxContext {
-            options.textWindow = model.shape.maxContext
-            if !arguments.has("text-continuation") { options.textContinuation = max(1, options.textWindow / 4) }
-            guard options.textContinuation < options.textWindow else {
-                throw ShadowError.invalidArgument(name: "--text-continuation", reason: "must be less than the text window, here the model's context of \(options.textWindow) tokens (--text-window sets another)")
-            }
+        // Defaults fit a context shorter than the default lengths (tiny test models); given values
+        // are taken as they are (a --text-window given keeps the default continuation of 32).
+        var options = CalibrationOptions(fittedTo: model.shape.maxContext, shots: shots, seed: seed)
+        if let textWindow { (options.textWindow, options.textContinuation) = (textWindow, 32) }
+        if let textContinuation { options.textContinuation = textContinuation }
+        if textWindow == nil, options.textContinuation >= options.textWindow {
+            throw ShadowError.invalidArgument(name: "--text-continuation", reason: "must be less than the text window, here \(options.textWindow == 128 ? "the default of" : "the model's context of") \(options.textWindow) tokens (--text-window sets another)")
         }
-        guard options.maxTokens <= model.shape.maxContext else {
-            throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds \(model.contextDescription)")
+        if let maxTokens {
+            guard maxTokens <= model.shape.maxContext else {
+                throw ShadowError.invalidArgument(name: "--max-tokens", reason: "exceeds \(model.contextDescription)")
+            }
+            options.maxTokens = maxTokens
         }
         var leftOut = 0
         let samples = try CalibrationSet.samples(sources: sources, count: count, options: options,

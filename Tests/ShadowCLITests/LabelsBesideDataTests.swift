@@ -6,7 +6,7 @@ import ShadowTestSupport
 import ShadowTasks
 
 /// PIQA and Winogrande keep their gold labels in `NAME-labels.lst` beside the data; `eval` and
-/// `sweep` find it there without `--labels`, as `calibrate` does.
+/// `sweep` find it there without `--labels`, as `calibrate` does; `--verbose` names it in all three.
 @Suite("Command line: labels files beside the data")
 struct LabelsBesideDataTests {
     @Test("eval --task piqa without --labels reads NAME-labels.lst beside the data and names it with --verbose")
@@ -39,6 +39,17 @@ struct LabelsBesideDataTests {
                           "--methods", "random", "--sparsities", "0.5", "--limit", "2", "--json", "--no-progress", "--verbose"])
         #expect(run.status == 0, "\(run.err)")
         #expect(run.err.contains("sweep: piqa labels from \(files.labels)"), "\(run.err)")
+    }
+
+    @Test("calibrate --source piqa:PATH names the labels file it found beside the data with --verbose")
+    func calibrateNamesLabels() throws {
+        let files = try EvalCommandTests.piqaFiles()
+        let base = ["calibrate", "--model", fixture("tiny-llama"), "--source", "piqa:\(files.data)", "--shots", "0",
+                    "--samples", "1", "--no-progress"]
+        let run = CLIRun(base + ["--out", scratchPath("calibrate-labels-beside"), "--verbose"])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.err.contains("calibrate: piqa:\(files.data) labels from \(files.labels) (found beside its data)"), "\(run.err)")
+        #expect(!CLIRun(base + ["--out", scratchPath("calibrate-labels-quiet")]).err.contains("labels from"))
     }
 
     @Test("the lookup: NAME-labels.lst beside NAME.jsonl for PIQA and Winogrande only")
