@@ -503,11 +503,19 @@ public struct ChatTemplate: Sendable {
         reply + tokenizer.encode(closingParts)
     }
 
+    /// The reply without a stop token at its end: `Generator` leaves it out, but ids taken from
+    /// elsewhere (a tokenized transcript) may hold it, and the close would then write it twice.
+    func withoutStopToken(_ reply: [Int]) -> [Int] {
+        if let last = reply.last, stopTokens.contains(last) { return Array(reply.dropLast()) }
+        return reply
+    }
+
     /// One exchange of a conversation: the user's message, the reply as generated, the close —
     /// or, as Qwen3's template writes an earlier reply, its text after its last `</think>`, and
     /// without the empty think block `--no-think` put before it. `opening`: Gemma's system
     /// message, in front of the first user message.
     func turn(user: String, reply: [Int], opening userOpening: String = "") -> [Int] {
+        let reply = withoutStopToken(reply)
         let asked = message("user", userOpening + content(user))
         if dropsReasoning {
             let text = tokenizer.decode(reply, skipSpecialTokens: false)
@@ -559,7 +567,7 @@ public struct ChatTemplate: Sendable {
 }
 
 /// An earlier exchange of a conversation: the user's message as typed and the reply's ids as
-/// they were generated (its stop token left out).
+/// they were generated (its stop token left out; one at the end is dropped when the turn is written).
 public struct ChatTurn: Sendable {
     public let user: String
     public let reply: [Int]
