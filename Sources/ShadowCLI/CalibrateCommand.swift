@@ -85,10 +85,10 @@ enum CalibrateCommand {
         // Defaults fit a context shorter than the default lengths (tiny test models); given values
         // are taken as they are (a --text-window given keeps the default continuation of 32).
         var options = CalibrationOptions(fittedTo: model.shape.maxContext, shots: shots, seed: seed)
-        if let textWindow { (options.textWindow, options.textContinuation) = (textWindow, 32) }
+        if let textWindow { (options.textWindow, options.textContinuation) = (textWindow, CalibrationOptions().textContinuation) }
         if let textContinuation { options.textContinuation = textContinuation }
         if textWindow == nil, options.textContinuation >= options.textWindow {
-            throw ShadowError.invalidArgument(name: "--text-continuation", reason: "must be less than the text window, here \(options.textWindow == 128 ? "the default of" : "the model's context of") \(options.textWindow) tokens (--text-window sets another)")
+            throw ShadowError.invalidArgument(name: "--text-continuation", reason: "must be less than the text window, here \(model.shape.maxContext < CalibrationOptions().textWindow ? "the model's context of" : "the default of") \(options.textWindow) tokens (--text-window sets another)")
         }
         if let maxTokens {
             guard maxTokens <= model.shape.maxContext else {

@@ -171,7 +171,9 @@ enum SparsityOptions {
     static func sparsityWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
         guard method != "dense" else { return [] }
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
-        return settings.warnings(method: method, selectsPerLayer: method.hasPrefix("dejavu"), shape: shape).map { "warning: " + $0 }
+        // Out of range is an error, which the commands raised before they get here.
+        let lines = (try? settings.warnings(method: method, selectsPerLayer: method.hasPrefix("dejavu"), shape: shape)) ?? []
+        return lines.map { "warning: " + $0 }
     }
 
     /// `method`: one of `MaskMethod`'s names (the parsers allow no other).
@@ -256,7 +258,8 @@ enum SparsityOptions {
     static func loadPredictor(method: String, path: String?, loaded: LoadedModel) throws -> Predictor {
         guard let path else { throw ShadowError.invalidArgument(name: "--predictor", reason: "is required by --method \(method)") }
         do {
-            return try PredictorFile.load(path: path, kind: PredictorKind(rawValue: method)!, for: ModelFingerprint(loaded: loaded))
+            return try PredictorFile.load(path: path, kind: PredictorKind(rawValue: method)!, for: ModelFingerprint(loaded: loaded),
+                                          forPredictionOnly: true)   // the commands only predict with it
         } catch ShadowError.invalidArgument(let name, let reason) where name.hasPrefix(path) {
             // The library's choice of file names the path; here the option says where it came from.
             throw ShadowError.invalidArgument(name: "--predictor", reason: "\(name) \(reason)")

@@ -116,7 +116,7 @@ public enum Scoring {
 }
 
 /// A text's perplexity with the bytes behind it, for bits per byte.
-public struct ScoredText: Sendable, Equatable {
+public struct ScoredText: Sendable, Equatable, Codable {
     public var result: PerplexityResult
     /// The text's tokens, the first included (context only, never predicted).
     public var tokens: Int
@@ -126,6 +126,10 @@ public struct ScoredText: Sendable, Equatable {
     /// is the BOS the tokenizer adds). At least 1.
     public var predictedBytes: Int
     public var bitsPerByte: Double { result.nllSum / Double(predictedBytes) / log(2) }
+
+    enum CodingKeys: String, CodingKey {
+        case result, tokens, bytes, predictedBytes = "predicted_bytes"
+    }
 
     public init(result: PerplexityResult, tokens: Int, bytes: Int, predictedBytes: Int) {
         self.result = result
@@ -148,6 +152,9 @@ extension Scoring {
                                   progress: ((Int, Int) -> Void)? = nil) throws -> ScoredText {
         guard !text.isEmpty else { throw ShadowError.invalidArgument(name: "text", reason: "is empty") }
         let tokens = tokenizer.encodeWithSpecialTokens(text)
+        if let outside = tokens.first(where: { $0 >= model.shape.vocabularySize }) {
+            throw ShadowError.invalidArgument(name: "tokenizer", reason: "gives id \(outside), outside the model's vocabulary of \(model.shape.vocabularySize): is it this model's own tokenizer?")
+        }
         guard tokens.count >= 2 else {
             throw ShadowError.invalidArgument(name: "text", reason: "is \(tokens.count) token\(tokens.count == 1 ? "" : "s"); scoring needs at least 2 (the first is never predicted)")
         }

@@ -131,6 +131,7 @@ public struct CalibrationOptions: Sendable, Codable, Equatable {
     /// min(512, context) tokens, text windows of min(128, context) tokens whose continuation is a
     /// quarter of a window shorter than 128 (as 32 is of 128). What `calibrate` uses unless told.
     public init(fittedTo maxContext: Int, shots: Int = 5, seed: UInt64 = 1234) {
+        let maxContext = max(2, maxContext)   // a sample needs a token of context and one to predict
         let window = min(128, maxContext)
         self.init(shots: shots, seed: seed, textWindow: window, textContinuation: window < 128 ? max(1, window / 4) : 32,
                   maxTokens: min(512, maxContext))
@@ -151,7 +152,7 @@ public enum CalibrationSet {
     /// its context), not those of the sources' tails that no sample reached.
     public static func samples(sources: [CalibrationSource], count: Int, options: CalibrationOptions,
                                tokenizer: any Tokenizer, leftOut: inout Int) throws -> [CalibrationSample] {
-        guard options.textContinuation >= 1, options.textWindow > options.textContinuation else {
+        guard !sources.contains(where: { $0.kind == .text }) || (options.textContinuation >= 1 && options.textWindow > options.textContinuation) else {
             throw ShadowError.invalidArgument(name: "--text-window", reason: "must exceed the continuation length \(options.textContinuation)")
         }
         let perSource = try sources.map { try samples(from: $0, options: options, tokenizer: tokenizer) }

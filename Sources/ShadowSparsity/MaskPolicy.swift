@@ -92,15 +92,19 @@ public enum Masks {
         return nil
     }
 
-    /// How many of `units` a per-layer selection keeps at `sparsity`.
+    /// How many of `units` a per-layer selection keeps at `sparsity`. (Settings are checked by
+    /// `SparsitySettings.validate()`; here a fraction outside [0, 1] counts as its nearer end and
+    /// NaN as 0, so a count is never made from a value no integer holds.)
     public static func keptCount(units: Int, sparsity: Double) -> Int {
-        units - Int((Double(units) * sparsity).rounded())
+        units - Int((Double(units) * unitFraction(sparsity)).rounded())
     }
 
     /// How many of a layer's `units` the hybrid policy keeps whatever their rank.
     public static func floorCount(units: Int, floor: Double) -> Int {
-        min(units, Int((Double(units) * floor).rounded(.up)))
+        min(units, Int((Double(units) * unitFraction(floor)).rounded(.up)))
     }
+
+    static func unitFraction(_ value: Double) -> Double { value.isNaN ? 0 : min(max(value, 0), 1) }
 
     /// The kept unit indices (ascending) of every layer; layer 0 keeps all.
     public static func keep(scores: [[Float]], sparsity: Double, policy: MaskPolicy, floor: Double) -> [[Int]] {
@@ -116,7 +120,7 @@ public enum Masks {
             for l in 1..<layers { kept[l] = topIndices(scores[l], count: keepCount) }
         case .global, .hybrid:
             let total = (layers - 1) * units
-            let pruneCount = Int((Double(total) * sparsity).rounded())
+            let pruneCount = total - keptCount(units: total, sparsity: sparsity)
             let minimum = policy == .hybrid ? floorCount(units: units, floor: floor) : 0
             // Floors first: each layer's best `minimum` units are kept whatever their rank.
             var isKept = [[Bool]](repeating: [Bool](repeating: false, count: units), count: layers)
@@ -188,8 +192,10 @@ extension SparsitySettings {
     /// layers 1… (0.95 of 9 heads per layer rounds to 9); more than a hybrid floor leaves to prune;
     /// or any sparsity on a model of one layer (layer 0 is never pruned). `method` names the mask
     /// source in the messages; `selectsPerLayer`: its masks are chosen per layer whatever the
-    /// policy (DejaVu-style predictors: a layer's scores exist only once it runs).
-    public func warnings(method: String, selectsPerLayer: Bool, shape: TransformerShape) -> [String] {
+    /// policy (DejaVu-style predictors, `PredictorKind.isPerLayer`: a layer's scores exist only
+    /// once it runs). Settings out of range throw, as `validate()` does.
+    public func warnings(method: String, selectsPerLayer: Bool, shape: TransformerShape) throws -> [String] {
+        try validate()   // values out of range are errors, not warnings
         guard shape.layers > 1 else {
             let prunes = headSparsity > 0 || neuronSparsity > 0
             return prunes ? ["\(method) prunes nothing on a model of one layer: layer 0 always runs dense"] : []

@@ -190,7 +190,8 @@ public final class Predictor: @unchecked Sendable {
     /// forwards read — unless `releasingFullPrecision`, for a predictor that will only predict
     /// from now on (the CLI's inference commands): each network's fp32 weights then go as soon as
     /// its copies are made, so they are never all held twice (SmolLM2's DejaVu-style predictor:
-    /// 390 MB given back), and training, saving or a batch forward afterwards stops the program.
+    /// 390 MB given back), and training, a batch forward or quality measurement afterwards stops
+    /// the program (`weightsReleased` tells; saving throws).
     /// A network with a value fp16 cannot hold keeps reading, and holding, its fp32 weights.
     public func prepareForPrediction(releasingFullPrecision: Bool = false) {
         guard weightDType == .f16 else { return }
@@ -198,6 +199,10 @@ public final class Predictor: @unchecked Sendable {
     }
 
     var readsHalfWeights: Bool { networks.allSatisfy { $0.network.readsHalfWeights } }
+
+    /// Some network gave back its fp32 weights (`prepareForPrediction(releasingFullPrecision:
+    /// true)`, or loaded `forPredictionOnly`): it can predict one vector at a time, and nothing else.
+    public var weightsReleased: Bool { networks.contains { $0.network.weightsReleased } }
 
     private func scaledInput(_ x: UnsafePointer<Float>) -> [Float] {
         let n = inputWidth
@@ -207,8 +212,9 @@ public final class Predictor: @unchecked Sendable {
         }
     }
 
-    /// Rounds every weight and bias to fp16 (nearest even) in place and stores them so from now on.
-    func roundWeightsToHalf() throws {
+    /// Rounds every weight and bias to fp16 (nearest even) in place and stores them so from now on
+    /// (`train-predictor --dtype f16`).
+    public func roundWeightsToHalf() throws {
         for (name, network) in networks {
             let count = network.parameterCount
             var half = [UInt16](repeating: 0, count: count)

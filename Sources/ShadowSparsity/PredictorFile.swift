@@ -89,6 +89,9 @@ public enum PredictorFile {
 
     /// Writes `predictor` to `path` atomically and records the path in it.
     public static func save(_ predictor: Predictor, to path: String) throws {
+        guard !predictor.weightsReleased else {
+            throw ShadowError.invalidArgument(name: predictor.path ?? "predictor", reason: "was loaded for prediction only (its fp32 weights given back) and cannot be saved; load it with forPredictionOnly: false")
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -111,10 +114,10 @@ public enum PredictorFile {
 
     /// A predictor of `kind` for `fingerprint`'s model, from a file or from a directory
     /// (`path(of:inDirectory:)`). One of another kind or made for another model is refused, the
-    /// error naming the file (or the directory, when none in it is chosen). Loaded `forPredictionOnly` unless told otherwise, as
-    /// the commands load it.
+    /// error naming the file (or the directory, when none in it is chosen). `forPredictionOnly`
+    /// as in `load(path:forPredictionOnly:)` (the commands, which only predict, pass true).
     public static func load(path: String, kind: PredictorKind, for fingerprint: ModelFingerprint,
-                            forPredictionOnly: Bool = true) throws -> Predictor {
+                            forPredictionOnly: Bool = false) throws -> Predictor {
         let file = try fileKind(atPath: path) == .directory ? try self.path(of: kind, inDirectory: path) : path
         let predictor = try load(path: file, forPredictionOnly: forPredictionOnly)
         guard predictor.kind == kind else {
@@ -130,13 +133,25 @@ public enum PredictorFile {
     public static func path(of kind: PredictorKind, inDirectory directory: String) throws -> String {
         let method = kind.rawValue
         let exact = (directory as NSString).appendingPathComponent("\(method).safetensors")
-        if try fileKind(atPath: exact) != nil { return exact }
+        // `try?`: a directory that cannot be entered is said below, naming it rather than this file.
+        if (try? fileKind(atPath: exact)) == .regularFile { return exact }
         let longer = PredictorKind.allCases.map(\.rawValue).filter { $0 != method && $0.hasPrefix(method + "-") }
         func named(_ kind: String, _ stem: String) -> Bool { stem == kind || stem.hasPrefix(kind + "-") }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        let candidates = names.filter { $0.hasSuffix(".safetensors") }.sorted().filter { name in
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            switch try fileKind(atPath: directory) {
+            case nil: throw ShadowError.fileNotFound(path: directory)
+            case .directory?: throw ShadowError.unreadableFile(path: directory, reason: "its entries cannot be listed (\(AtomicFile.describe(error)))")
+            default: throw ShadowError.invalidArgument(name: directory, reason: "is not a directory")
+            }
+        }
+        // Files only (links followed): a directory or a dangling link with a predictor's name is not one.
+        let candidates = try names.filter { $0.hasSuffix(".safetensors") }.sorted().filter { name in
             let stem = String(name.dropLast(".safetensors".count))
-            return named(method, stem) && !longer.contains { named($0, stem) }
+            return try named(method, stem) && !longer.contains { named($0, stem) }
+                && fileKind(atPath: (directory as NSString).appendingPathComponent(name)) == .regularFile
         }
         guard candidates.count == 1 else {
             throw ShadowError.invalidArgument(name: directory, reason: candidates.isEmpty

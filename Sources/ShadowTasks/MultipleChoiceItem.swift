@@ -17,8 +17,9 @@ public struct MultipleChoiceItem: Sendable, Equatable, Codable {
     /// Counts must agree and `gold` must index a choice (the readers check both before building,
     /// naming the file and line; a caller building items in code gets this error).
     public init(id: Int, contexts: [String], continuations: [String], gold: Int) throws {
-        guard !continuations.isEmpty && contexts.count == continuations.count else {
-            throw ShadowError.invalidArgument(name: "item \(id)", reason: "has \(counted(contexts.count, "context")) for \(counted(continuations.count, "continuation")); it needs one context per continuation, at least one")
+        guard !continuations.isEmpty else { throw ShadowError.invalidArgument(name: "item \(id)", reason: "has no choices") }
+        guard contexts.count == continuations.count else {
+            throw ShadowError.invalidArgument(name: "item \(id)", reason: "has \(counted(contexts.count, "context")) for \(counted(continuations.count, "continuation")); it needs one context per continuation")
         }
         guard continuations.indices.contains(gold) else {
             throw ShadowError.invalidArgument(name: "item \(id)", reason: "gold index \(gold) is not one of its \(continuations.count) choices")

@@ -58,6 +58,14 @@ struct CalibrateTests {
                                    "--text-continuation", "32", "--out", temporaryDirectory(), "--no-progress"])
         #expect(continuation.status != 0 && continuation.err.hasPrefix("error: --text-continuation: must be less than the text window, here the model's context of 32 tokens"),
                 "\(continuation.err)")
+
+        // On a context of 128 or more the window is the default's; a given window is checked against the continuation.
+        let long = ["calibrate", "--model", fixture("tiny-llama"), "--source", "text:\(Self.corpus)", "--samples", "2", "--no-progress"]
+        let overDefault = CLIRun(long + ["--text-continuation", "128", "--out", temporaryDirectory()])
+        #expect(overDefault.status == 1 && overDefault.err == "error: --text-continuation: must be less than the text window, here the default of 128 tokens (--text-window sets another)\n",
+                "\(overDefault.err)")
+        let overGiven = CLIRun(long + ["--text-window", "16", "--text-continuation", "20", "--out", temporaryDirectory()])
+        #expect(overGiven.status == 1 && overGiven.err == "error: --text-window: must exceed the continuation length 20\n", "\(overGiven.err)")
     }
 
     @Test("calibrate writes chunked traces with the predictor input and every criterion")

@@ -259,8 +259,14 @@ struct LibraryExampleTests {
         try save(.shadow, as: "shadow-plainact.safetensors")
         try save(.dejavuLookahead, as: "dejavu-lookahead.safetensors")
         #expect(try PredictorFile.load(path: directory, kind: .shadow, for: fingerprint).kind == .shadow)
-        // dejavu-lookahead's file is not dejavu's.
-        #expect(throws: ShadowError.self) { _ = try PredictorFile.load(path: directory, kind: .dejavu, for: fingerprint) }
+        // dejavu-lookahead's file is not dejavu's; a directory with a predictor's name is not a predictor.
+        try FileManager.default.createDirectory(atPath: directory + "/dejavu-old.safetensors", withIntermediateDirectories: false)
+        #expect(throws: ShadowError.invalidArgument(name: directory, reason: "holds no dejavu.safetensors or dejavu-*.safetensors; name the predictor file")) {
+            _ = try PredictorFile.load(path: directory, kind: .dejavu, for: fingerprint)
+        }
+        #expect(throws: ShadowError.fileNotFound(path: directory + "/none")) { _ = try PredictorFile.path(of: .shadow, inDirectory: directory + "/none") }
+        let file = directory + "/shadow-plainact.safetensors"
+        #expect(throws: ShadowError.invalidArgument(name: file, reason: "is not a directory")) { _ = try PredictorFile.path(of: .shadow, inDirectory: file) }
         try save(.dejavuLookahead, as: "dejavu.safetensors")
         #expect(throws: ShadowError.invalidArgument(name: directory + "/dejavu.safetensors", reason: "is a dejavu-lookahead predictor, not dejavu")) {
             _ = try PredictorFile.load(path: directory, kind: .dejavu, for: fingerprint)
@@ -271,15 +277,54 @@ struct LibraryExampleTests {
         }
     }
 
+    @Test("a predictor loaded for prediction only predicts, and saving it throws rather than stopping the program")
+    func predictionOnlyPredictor() throws {
+        let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))
+        let fingerprint = try ModelFingerprint(loaded: loaded)
+        let predictor = try Predictor(configuration: PredictorConfiguration(kind: .shadow, headWidth: 8, neuronWidth: 8),
+                                      criterion: "plainact", model: fingerprint, predictsNeurons: true, seed: 1)
+        try predictor.roundWeightsToHalf()
+        let path = TestScratch.path("library-f16-predictor.safetensors")
+        try PredictorFile.save(predictor, to: path)
+        // The library's default keeps the fp32 weights; the commands' prediction-only load gives them back.
+        let full = try PredictorFile.load(path: path, kind: .shadow, for: fingerprint)
+        #expect(!full.weightsReleased)
+        try PredictorFile.save(full, to: TestScratch.path("library-f16-copy.safetensors"))
+        let light = try PredictorFile.load(path: path, kind: .shadow, for: fingerprint, forPredictionOnly: true)
+        #expect(light.weightsReleased)
+        _ = try Scoring.perplexity(model: loaded.model, tokens: [1, 2, 3, 4, 5], context: 8,
+                                   sparsity: light.controller(settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5), shape: loaded.model.shape))
+        #expect(throws: ShadowError.self) { try PredictorFile.save(light, to: TestScratch.path("library-f16-refused.safetensors")) }
+        #expect(!FileManager.default.fileExists(atPath: TestScratch.path("library-f16-refused.safetensors")))
+    }
+
+    @Test("settings out of range are errors for the warnings and never crash the mask counts; a tokenizer of another model is named")
+    func outOfRangeSettings() throws {
+        let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))
+        let shape = loaded.model.shape
+        for settings in [SparsitySettings(headSparsity: .infinity, neuronSparsity: 0), SparsitySettings(headSparsity: 1.5, neuronSparsity: 0),
+                         SparsitySettings(headSparsity: 0.5, neuronSparsity: 0, policy: .hybrid, hybridFloor: .nan)] {
+            #expect(throws: ShadowError.self) { _ = try settings.warnings(method: "shadow", selectsPerLayer: false, shape: shape) }
+        }
+        #expect(Masks.keptCount(units: 10, sparsity: .nan) == 10 && Masks.keptCount(units: 10, sparsity: .infinity) == 0)
+        #expect(Masks.floorCount(units: 10, floor: -.infinity) == 0 && Masks.floorCount(units: 10, floor: 2) == 10)
+        // The fixture's tokenizer (384 ids) on a model of 50: the message asks whether it is the model's own.
+        let small = TinyModels.llama(vocab: 50)
+        let error = #expect(throws: ShadowError.self) {
+            _ = try Scoring.perplexity(model: small, tokenizer: try loaded.requireTokenizer(), text: "Hello there, how are you today?")
+        }
+        #expect(error?.description.contains("outside the model's vocabulary of 50: is it this model's own tokenizer?") == true, "\(String(describing: error))")
+    }
+
     @Test("the library warns of sparsities that prune nothing, as the commands do, and fits calibration's lengths to a short context")
     func warningsAndFittedCalibration() throws {
         let loaded = try ModelLoader.load(path: ModelFixtures.path("tiny-llama"))   // 2 layers of 4 heads
         let shape = loaded.model.shape
         let settings = SparsitySettings(headSparsity: 0.1, neuronSparsity: 0, policy: .local)
-        #expect(settings.warnings(method: "shadow", selectsPerLayer: false, shape: shape)
+        #expect(try settings.warnings(method: "shadow", selectsPerLayer: false, shape: shape)
                 == ["head sparsity 0.1 prunes no head: 0.1 of each layer's 4 heads (selected per layer) rounds to 0, so shadow runs them all"])
         let global = SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5)
-        #expect(global.warnings(method: "shadow", selectsPerLayer: false, shape: shape).isEmpty)
+        #expect(try global.warnings(method: "shadow", selectsPerLayer: false, shape: shape).isEmpty)
 
         let short = CalibrationOptions(fittedTo: 64)
         #expect(short.maxTokens == 64 && short.textWindow == 64 && short.textContinuation == 16)

@@ -620,7 +620,9 @@ struct MultipleChoiceItemTests {
             try MultipleChoiceItem(id: 3, contexts: ["c"], continuations: [" a", " b"], gold: 0)
         }
         #expect(uneven?.description.hasPrefix("item 3: has 1 context for 2 continuations") == true)
-        #expect(throws: ShadowError.self) { try MultipleChoiceItem(id: 0, context: "c", continuations: [], gold: 0) }
+        #expect(throws: ShadowError.invalidArgument(name: "item 0", reason: "has no choices")) {
+            try MultipleChoiceItem(id: 0, context: "c", continuations: [], gold: 0)
+        }
         #expect(throws: ShadowError.self) { try MultipleChoiceItem(id: 0, context: "c", continuations: [" a"], gold: -1) }
     }
 
