@@ -178,7 +178,7 @@ enum BenchCommand {
                                                                     predictorPath: options.predictorPath, refresh: options.refresh,
                                                                     seed: 0, loaded: loaded)
                     configurations.append(Configuration(method: method, sparsity: sparsity, controller: controller))
-                    for line in SparsityOptions.sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) {
+                    for line in try SparsityOptions.sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) {
                         warnings?.printError(line)
                     }
                 }

@@ -159,7 +159,7 @@ enum SparsityOptions {
                        refresh: try arguments.int("refresh", range: 0...1_000_000),
                        seed: UInt64(try arguments.int("mask-seed", range: 0...Int.max) ?? 0),
                        oracleCriterion: Criterion(rawValue: try arguments.required("oracle-criterion"))!, loaded: loaded)
-        for line in sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) { console.printError(line) }
+        for line in try sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) { console.printError(line) }
         if method != "dense", !["sparsity", "head-sparsity", "neuron-sparsity"].contains(where: arguments.has) {
             // Legal (the masks' machinery runs, pruning nothing), but rarely what was meant.
             console.printError("warning: --method \(method) without --sparsity prunes nothing (the default sparsity is 0); give --sparsity P, or --sparsity 0 to say so")
@@ -168,12 +168,10 @@ enum SparsityOptions {
     }
 
     /// `SparsitySettings.warnings` for one of `MaskMethod`'s names (none for dense), as printed.
-    static func sparsityWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) -> [String] {
+    static func sparsityWarnings(method: String, settings: SparsitySettings, shape: TransformerShape) throws -> [String] {
         guard method != "dense" else { return [] }
         // DejaVu-style masks are chosen per layer whatever --policy says (a layer's scores exist only once it runs).
-        // Out of range is an error, which the commands raised before they get here.
-        let lines = (try? settings.warnings(method: method, selectsPerLayer: method.hasPrefix("dejavu"), shape: shape)) ?? []
-        return lines.map { "warning: " + $0 }
+        return try settings.warnings(method: method, selectsPerLayer: method.hasPrefix("dejavu"), shape: shape).map { "warning: " + $0 }
     }
 
     /// `method`: one of `MaskMethod`'s names (the parsers allow no other).

@@ -112,7 +112,7 @@ enum SweepCommand {
         for cell in cells {
             // "warning: random (plainact): head sparsity …": the cell named after the warning's prefix.
             let name = cell.method + (cell.criterion.map { " (\($0))" } ?? "")
-            for line in SparsityOptions.sparsityWarnings(method: cell.method, settings: options.settings(sparsity: cell.sparsity), shape: model.shape) {
+            for line in try SparsityOptions.sparsityWarnings(method: cell.method, settings: options.settings(sparsity: cell.sparsity), shape: model.shape) {
                 let prefix = "warning: "
                 console.printError(line.hasPrefix(prefix) ? prefix + name + ": " + line.dropFirst(prefix.count) : line)
             }

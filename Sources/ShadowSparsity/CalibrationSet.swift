@@ -130,8 +130,11 @@ public struct CalibrationOptions: Sendable, Codable, Equatable {
     /// The defaults fitted to a model of `maxContext` tokens: task samples of at most
     /// min(512, context) tokens, text windows of min(128, context) tokens whose continuation is a
     /// quarter of a window shorter than 128 (as 32 is of 128). What `calibrate` uses unless told.
-    public init(fittedTo maxContext: Int, shots: Int = 5, seed: UInt64 = 1234) {
-        let maxContext = max(2, maxContext)   // a sample needs a token of context and one to predict
+    /// A context below 2 tokens throws: a sample needs a token of context and one to predict.
+    public init(fittedTo maxContext: Int, shots: Int = 5, seed: UInt64 = 1234) throws {
+        guard maxContext >= 2 else {
+            throw ShadowError.invalidArgument(name: "context", reason: "a model of \(maxContext) token\(maxContext == 1 ? "" : "s") cannot be calibrated: a sample needs a token of context and one to predict")
+        }
         let window = min(128, maxContext)
         self.init(shots: shots, seed: seed, textWindow: window, textContinuation: window < 128 ? max(1, window / 4) : 32,
                   maxTokens: min(512, maxContext))

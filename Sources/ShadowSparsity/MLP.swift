@@ -91,7 +91,7 @@ public final class MLP: @unchecked Sendable {
     /// Every parameter, for training, checkpoints and rounding.
     var parameters: FloatStorage {
         // fatalError, not precondition: release builds run -Ounchecked, which drops preconditions.
-        if weightsReleased { fatalError("an MLP's fp32 weights were released for prediction only; training, saving and batch forwards need the predictor loaded again") }
+        if weightsReleased { fatalError("an MLP's fp32 weights were released for prediction only; training, quality measurement and batch forwards need the predictor loaded again") }
         return storage
     }
 

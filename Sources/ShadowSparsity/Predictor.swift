@@ -213,16 +213,25 @@ public final class Predictor: @unchecked Sendable {
     }
 
     /// Rounds every weight and bias to fp16 (nearest even) in place and stores them so from now on
-    /// (`train-predictor --dtype f16`).
+    /// (`train-predictor --dtype f16`). Throws, changing nothing, when a value would not fit fp16
+    /// or the fp32 weights were given back.
     public func roundWeightsToHalf() throws {
+        guard !weightsReleased else {
+            throw ShadowError.invalidArgument(name: path ?? "predictor", reason: "gave back its fp32 weights for prediction only; load it again without forPredictionOnly to round them")
+        }
+        // Checked first, so a value past fp16's range leaves every network as it was.
         for (name, network) in networks {
+            // 65520 and beyond round to infinity (nearest even past 65504, the largest fp16).
+            let fits = UnsafeBufferPointer(start: network.parameters.pointer, count: network.parameterCount).allSatisfy { abs($0) < 65520 }
+            guard fits else {
+                throw ShadowError.failed("\(name): a parameter is beyond fp16's range (±65504); store the predictor as f32 (--dtype f32)")
+            }
+        }
+        for (_, network) in networks {
             let count = network.parameterCount
             var half = [UInt16](repeating: 0, count: count)
             HalfVectors.narrow(&half, network.parameters.pointer, count: count)
             HalfVectors.widen(network.parameters.pointer, half, count: count)
-            guard UnsafeBufferPointer(start: network.parameters.pointer, count: count).allSatisfy(\.isFinite) else {
-                throw ShadowError.failed("\(name): a parameter is beyond fp16's range (±65504); store the predictor as f32 (--dtype f32)")
-            }
         }
         weightDType = .f16
     }

@@ -90,7 +90,7 @@ public enum PredictorFile {
     /// Writes `predictor` to `path` atomically and records the path in it.
     public static func save(_ predictor: Predictor, to path: String) throws {
         guard !predictor.weightsReleased else {
-            throw ShadowError.invalidArgument(name: predictor.path ?? "predictor", reason: "was loaded for prediction only (its fp32 weights given back) and cannot be saved; load it with forPredictionOnly: false")
+            throw ShadowError.invalidArgument(name: predictor.path ?? "predictor", reason: "gave back its fp32 weights for prediction only (loaded forPredictionOnly, or prepareForPrediction(releasingFullPrecision: true)) and cannot be saved; load it again without forPredictionOnly")
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -133,8 +133,12 @@ public enum PredictorFile {
     public static func path(of kind: PredictorKind, inDirectory directory: String) throws -> String {
         let method = kind.rawValue
         let exact = (directory as NSString).appendingPathComponent("\(method).safetensors")
-        // `try?`: a directory that cannot be entered is said below, naming it rather than this file.
-        if (try? fileKind(atPath: exact)) == .regularFile { return exact }
+        // Whatever holds the exact name is the choice (a dangling link or a directory there is then
+        // refused by name when read, not passed over for a sibling). `try?`: a directory that
+        // cannot be entered is said below, naming it rather than this file.
+        if (try? fileKind(atPath: exact)) != nil || (try? FileManager.default.destinationOfSymbolicLink(atPath: exact)) != nil {
+            return exact
+        }
         let longer = PredictorKind.allCases.map(\.rawValue).filter { $0 != method && $0.hasPrefix(method + "-") }
         func named(_ kind: String, _ stem: String) -> Bool { stem == kind || stem.hasPrefix(kind + "-") }
         let names: [String]
@@ -147,11 +151,11 @@ public enum PredictorFile {
             default: throw ShadowError.invalidArgument(name: directory, reason: "is not a directory")
             }
         }
-        // Files only (links followed): a directory or a dangling link with a predictor's name is not one.
-        let candidates = try names.filter { $0.hasSuffix(".safetensors") }.sorted().filter { name in
+        // Every entry with a predictor's name counts, whatever it is: one that is not a file is
+        // refused when read, and two names are a choice for the user, never made quietly.
+        let candidates = names.filter { $0.hasSuffix(".safetensors") }.sorted().filter { name in
             let stem = String(name.dropLast(".safetensors".count))
-            return try named(method, stem) && !longer.contains { named($0, stem) }
-                && fileKind(atPath: (directory as NSString).appendingPathComponent(name)) == .regularFile
+            return named(method, stem) && !longer.contains { named($0, stem) }
         }
         guard candidates.count == 1 else {
             throw ShadowError.invalidArgument(name: directory, reason: candidates.isEmpty

@@ -236,6 +236,9 @@ struct LibraryExampleTests {
         #expect(!tokenizer.addsBOS && firstBytes == 3 && scored.predictedBytes == scored.bytes - firstBytes)
         #expect(abs(scored.bitsPerByte - scored.result.nllSum / Double(scored.bytes - 3) / log(2)) < 1e-12)
         #expect(Scoring.defaultContext(for: loaded.model) == 128)
+        let json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(scored)) as? [String: Any]
+        #expect(json?["predicted_bytes"] as? Int == scored.predictedBytes)
+        #expect(try JSONDecoder().decode(ScoredText.self, from: try JSONEncoder().encode(scored)) == scored)
         #expect(throws: ShadowError.invalidArgument(name: "text", reason: "is empty")) {
             _ = try Scoring.perplexity(model: loaded.model, tokenizer: tokenizer, text: "")
         }
@@ -259,11 +262,18 @@ struct LibraryExampleTests {
         try save(.shadow, as: "shadow-plainact.safetensors")
         try save(.dejavuLookahead, as: "dejavu-lookahead.safetensors")
         #expect(try PredictorFile.load(path: directory, kind: .shadow, for: fingerprint).kind == .shadow)
-        // dejavu-lookahead's file is not dejavu's; a directory with a predictor's name is not a predictor.
-        try FileManager.default.createDirectory(atPath: directory + "/dejavu-old.safetensors", withIntermediateDirectories: false)
+        // dejavu-lookahead's file is not dejavu's.
         #expect(throws: ShadowError.invalidArgument(name: directory, reason: "holds no dejavu.safetensors or dejavu-*.safetensors; name the predictor file")) {
             _ = try PredictorFile.load(path: directory, kind: .dejavu, for: fingerprint)
         }
+        // Whatever holds a predictor's name is chosen and then refused by name, never passed over
+        // for a sibling: a dangling link at the exact name, or the one directory named like one.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/shadow.safetensors", withDestinationPath: directory + "/gone")
+        #expect(try PredictorFile.path(of: .shadow, inDirectory: directory) == directory + "/shadow.safetensors")
+        #expect(throws: ShadowError.self) { _ = try PredictorFile.load(path: directory, kind: .shadow, for: fingerprint) }
+        try FileManager.default.removeItem(atPath: directory + "/shadow.safetensors")
+        try FileManager.default.createDirectory(atPath: directory + "/dejavu-old.safetensors", withIntermediateDirectories: false)
+        #expect(try PredictorFile.path(of: .dejavu, inDirectory: directory) == directory + "/dejavu-old.safetensors")
         #expect(throws: ShadowError.fileNotFound(path: directory + "/none")) { _ = try PredictorFile.path(of: .shadow, inDirectory: directory + "/none") }
         let file = directory + "/shadow-plainact.safetensors"
         #expect(throws: ShadowError.invalidArgument(name: file, reason: "is not a directory")) { _ = try PredictorFile.path(of: .shadow, inDirectory: file) }
@@ -292,6 +302,10 @@ struct LibraryExampleTests {
         try PredictorFile.save(full, to: TestScratch.path("library-f16-copy.safetensors"))
         let light = try PredictorFile.load(path: path, kind: .shadow, for: fingerprint, forPredictionOnly: true)
         #expect(light.weightsReleased)
+        #expect(throws: ShadowError.self) { try light.roundWeightsToHalf() }
+        let inMemory = try PredictorFile.load(path: path)
+        inMemory.prepareForPrediction(releasingFullPrecision: true)
+        #expect(inMemory.weightsReleased)
         _ = try Scoring.perplexity(model: loaded.model, tokens: [1, 2, 3, 4, 5], context: 8,
                                    sparsity: light.controller(settings: SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5), shape: loaded.model.shape))
         #expect(throws: ShadowError.self) { try PredictorFile.save(light, to: TestScratch.path("library-f16-refused.safetensors")) }
@@ -326,14 +340,26 @@ struct LibraryExampleTests {
         let global = SparsitySettings(headSparsity: 0.5, neuronSparsity: 0.5)
         #expect(try global.warnings(method: "shadow", selectsPerLayer: false, shape: shape).isEmpty)
 
-        let short = CalibrationOptions(fittedTo: 64)
+        #expect(throws: ShadowError.self) { _ = try CalibrationOptions(fittedTo: 1) }
+        let short = try CalibrationOptions(fittedTo: 64)
         #expect(short.maxTokens == 64 && short.textWindow == 64 && short.textContinuation == 16)
-        #expect(CalibrationOptions(fittedTo: 8192) == CalibrationOptions())
-        let fitted = CalibrationOptions(fittedTo: shape.maxContext)
+        #expect(try CalibrationOptions(fittedTo: 8192) == CalibrationOptions())
+        let fitted = try CalibrationOptions(fittedTo: shape.maxContext)
         let path = TestScratch.path("library-calibration.txt")
         try String(repeating: "A sentence of plain text for windows. ", count: 200).write(toFile: path, atomically: true, encoding: .utf8)
         let samples = try CalibrationSet.samples(sources: [try CalibrationSource.parse("text:" + path)], count: 4, options: fitted,
                                                  tokenizer: try loaded.requireTokenizer())
         #expect(samples.count == 4 && samples.allSatisfy { $0.tokens.count <= shape.maxContext })
+        // Text windows are checked only when a text source is read: task samples do not use them.
+        let piqa = TestScratch.path("library-calibration-piqa.jsonl")
+        try (0..<3).map { #"{"goal": "Open jar \#($0)", "sol1": "Twist the lid.", "sol2": "Eat it.", "label": 0}"# }
+            .joined(separator: "\n").write(toFile: piqa, atomically: true, encoding: .utf8)
+        let odd = CalibrationOptions(shots: 0, textWindow: 8, textContinuation: 32)
+        #expect(try CalibrationSet.samples(sources: [try CalibrationSource.parse("piqa:" + piqa)], count: 3, options: odd,
+                                           tokenizer: try loaded.requireTokenizer()).count == 3)
+        #expect(throws: ShadowError.self) {
+            _ = try CalibrationSet.samples(sources: [try CalibrationSource.parse("text:" + path)], count: 1, options: odd,
+                                           tokenizer: try loaded.requireTokenizer())
+        }
     }
 }
