@@ -156,7 +156,7 @@ extension Scoring {
             throw ShadowError.invalidArgument(name: "tokenizer", reason: "gives id \(outside), outside the model's vocabulary of \(model.shape.vocabularySize): is it this model's own tokenizer?")
         }
         guard tokens.count >= 2 else {
-            throw ShadowError.invalidArgument(name: "text", reason: "is \(tokens.count) token\(tokens.count == 1 ? "" : "s"); scoring needs at least 2 (the first is never predicted)")
+            throw ShadowError.invalidArgument(name: "text", reason: "is \(counted(tokens.count, "token")); scoring needs at least 2 (the first is never predicted)")
         }
         let result = try perplexity(model: model, tokens: tokens, context: context ?? defaultContext(for: model),
                                     stride: stride, sparsity: sparsity, progress: progress)

@@ -187,10 +187,10 @@ public enum Masks {
 
 extension SparsitySettings {
     /// Warnings, one line each, for a sparsity that does not do what it says, all legal: above 0
-    /// but pruning no unit (its count rounds to 0, e.g. 0.05 of a layer's 9 heads when selecting per layer, or a
-    /// hybrid floor keeps every unit: the dense model under a sparse label); pruning every unit of
-    /// layers 1… (0.95 of 9 heads per layer rounds to 9); more than a hybrid floor leaves to prune;
-    /// or any sparsity on a model of one layer (layer 0 is never pruned). `method` names the mask
+    /// but pruning no unit (its count rounds to 0, e.g. 0.05 of a layer's 9 heads when selecting
+    /// per layer, or a hybrid floor keeps every unit: the dense model under a sparse label);
+    /// pruning every unit of layers 1… (0.95 of 9 heads per layer rounds to 9); more than a hybrid
+    /// floor leaves to prune; or any sparsity on a model of one layer (layer 0 is never pruned). `method` names the mask
     /// source in the messages; `selectsPerLayer`: its masks are chosen per layer whatever the
     /// policy (DejaVu-style predictors, `PredictorKind.isPerLayer`: a layer's scores exist only
     /// once it runs). Settings out of range throw, as `validate()` does.
