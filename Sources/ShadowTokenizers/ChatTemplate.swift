@@ -503,11 +503,18 @@ public struct ChatTemplate: Sendable {
         reply + tokenizer.encode(closingParts)
     }
 
-    /// The reply without a stop token at its end: `Generator` leaves it out, but ids taken from
-    /// elsewhere (a tokenized transcript) may hold it, and the close would then write it twice.
+    /// The reply without the end a transcript may give it: the template's whole close
+    /// (`<|im_end|>\n`), then any stop tokens or the tokenizer's end-of-sequence token left at its
+    /// end. `Generator` leaves them out, but ids taken from elsewhere (a tokenized transcript)
+    /// may hold them, and the close would then be written twice.
     func withoutStopToken(_ reply: [Int]) -> [Int] {
-        if let last = reply.last, stopTokens.contains(last) { return Array(reply.dropLast()) }
-        return reply
+        var reply = reply[...]
+        let close = tokenizer.encode(closingParts)
+        if close.count > 1, reply.count >= close.count, reply.suffix(close.count).elementsEqual(close) {
+            reply = reply.dropLast(close.count)
+        }
+        while let last = reply.last, stopTokens.contains(last) || last == tokenizer.eosTokenID { reply = reply.dropLast() }
+        return Array(reply)
     }
 
     /// One exchange of a conversation: the user's message, the reply as generated, the close —
@@ -567,7 +574,8 @@ public struct ChatTemplate: Sendable {
 }
 
 /// An earlier exchange of a conversation: the user's message as typed and the reply's ids as
-/// they were generated (its stop token left out; one at the end is dropped when the turn is written).
+/// they were generated (its stop token left out; a close, stop tokens or the end-of-sequence token
+/// at its end are dropped when the turn is written).
 public struct ChatTurn: Sendable {
     public let user: String
     public let reply: [Int]
