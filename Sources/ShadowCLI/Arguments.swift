@@ -17,16 +17,20 @@ public struct Option: Sendable {
     /// With `allowed`: the value is a comma-separated list of allowed names (`--criteria a,b`);
     /// otherwise it must be one of them whole.
     public let isList: Bool
+    /// Values the command knows but refuses, with why (`bench --method oracle`): the parser says so
+    /// for the value and for an option spelled like it (`bench --oracle`), in one step.
+    public let refusals: [String: String]
 
     public static func flag(_ name: String, short: Character? = nil, help: String) -> Option {
-        Option(name: name, short: short, valueName: nil, help: help, defaultValue: nil, defaultDescription: nil, allowed: nil, isList: false)
+        Option(name: name, short: short, valueName: nil, help: help, defaultValue: nil, defaultDescription: nil, allowed: nil, isList: false,
+               refusals: [:])
     }
 
     public static func value(_ name: String, short: Character? = nil, _ valueName: String, help: String,
                              default defaultValue: String? = nil, defaultDescription: String? = nil,
-                             allowed: [String]? = nil, list: Bool = false) -> Option {
+                             allowed: [String]? = nil, list: Bool = false, refusals: [String: String] = [:]) -> Option {
         Option(name: name, short: short, valueName: valueName, help: help, defaultValue: defaultValue,
-               defaultDescription: defaultDescription, allowed: allowed, isList: list)
+               defaultDescription: defaultDescription, allowed: allowed, isList: list, refusals: refusals)
     }
 
     var isFlag: Bool { valueName == nil }
@@ -136,6 +140,8 @@ public struct Command: Sendable {
                 } else if let owner = options.first(where: { $0.allowed?.contains(name) == true }) {
                     // `bench --json`: a value of another option (bench's -o json), not an option here.
                     hint = " (did you mean \(owner.displayName) \(name)? see --help)"
+                } else if let owner = options.first(where: { $0.refusals[name] != nil }) {
+                    hint = " (and \(owner.displayName) \(name) is refused: \(name) \(owner.refusals[name]!))"
                 } else if let near = Suggestion.nearest(to: name, among: options.map(\.name)) {
                     hint = " (did you mean \(Option.display(near))? see --help)"
                 } else {
@@ -218,6 +224,9 @@ public struct Command: Sendable {
                 let parts = spec.isList ? value.split(separator: ",", omittingEmptySubsequences: false).map(String.init) : [value]
                 let names = allowed.joined(separator: ", ")
                 for part in parts where !allowed.contains(part) {
+                    if let refusal = spec.refusals[part] {
+                        throw ShadowError.invalidArgument(name: spec.displayName, reason: "\(part) \(refusal)")
+                    }
                     let reason = part.isEmpty
                         ? (spec.isList ? "has an empty item; expected names from \(names)" : "is empty; expected one of \(names)")
                         : "\"\(part)\" is not one of \(names)"
@@ -401,6 +410,12 @@ public final class Console: @unchecked Sendable {
 
     public func print(_ line: String) { out(line + "\n") }
     public func printError(_ line: String) { err(line + "\n") }
+
+    /// `--verbose`'s line naming the labels file a PIQA or Winogrande file is read with, in the
+    /// same words in every command: given with `--labels`, or found beside the data.
+    func printLabels(_ command: String, task: String, labels: String, data: String, given: Bool) {
+        printError("\(command): \(task) labels from \(labels) (" + (given ? "--labels" : "found beside \(data)") + ")")
+    }
 }
 
 /// Lines of a descriptor, each at most `limit` bytes: Swift's `readLine` would grow without end

@@ -34,6 +34,9 @@ enum BenchCommand {
         let realisedNeuronSparsity: Double?
         /// Decode read the kept rows from packed copies (`--packing`).
         var packedRows = false
+        /// How this row's masks were made ("" for dense): `-o csv`'s masks column. JSON has the
+        /// report's `masks` instead.
+        var masks = ""
 
         enum CodingKeys: String, CodingKey {
             case model, weights, threads, test, stddev, samples, method, weightsAsked = "weights_asked"
@@ -109,8 +112,11 @@ enum BenchCommand {
             .value("weights", "dtype,…", help: "Weight precisions to compare (q8: 8-bit blocks, about half of f16's bytes per token).", default: WeightDType.f16.rawValue,
                    allowed: WeightDType.allCases.map(\.rawValue), list: true),
             .value("o", short: "o", "format", help: "Output format.", default: "md", allowed: ["md", "csv", "json"]),
+            // Unprepared, the oracle would run dense under a sparse label; timing it on a real prompt
+            // would leave out the backward pass that is its real cost.
             .value("method", "name,…", help: "Mask sources to compare (dense runs at sparsity 0). oracle is refused: its masks need a backward pass over a real prompt, which bench has not.", default: "dense",
-                   allowed: MaskMethod.names, list: true),
+                   allowed: MaskMethod.names.filter { $0 != MaskMethod.oracle.rawValue }, list: true,
+                   refusals: [MaskMethod.oracle.rawValue: "cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)"]),
             .value("sparsity", "p,…", help: "Fractions of heads and neurons to prune, for each sparse method.", default: "0.5"),
             .value("head-sparsity", "p", help: "Fraction of heads to prune in every sparse row (overrides --sparsity for heads: --sparsity 0.3,0.5 --head-sparsity 0 varies the neurons only)."),
             .value("neuron-sparsity", "p", help: "Fraction of FFN neurons to prune in every sparse row (overrides --sparsity for neurons)."),
@@ -165,6 +171,34 @@ enum BenchCommand {
         let method: String
         let sparsity: SparsityPair
         let controller: (any SparsityController)?
+        /// How its masks are made, as `-o csv` says it per row: "policy global; predictor
+        /// DIR/shadow.safetensors; refresh 0" (the file a directory gave, the refresh in force).
+        let masks: String
+
+        init(method: String, sparsity: SparsityPair, controller: (any SparsityController)?, options: Options) throws {
+            (self.method, self.sparsity, self.controller) = (method, sparsity, controller)
+            var parts: [String] = []
+            switch controller {
+            case nil: break
+            case let shadow as ShadowPredictorController:
+                parts = ["policy \(options.policy.rawValue)", try Self.predictorFile(method: method, options: options), "refresh \(shadow.refresh)"]
+            case let perLayer as DejaVuController:
+                parts = ["selected per layer", try Self.predictorFile(method: method, options: options), "refresh \(perLayer.refresh)"]
+            default:
+                parts = ["policy \(options.policy.rawValue)"] + (method == MaskMethod.static.rawValue ? ["scores \(options.scoresPath ?? "")"] : [])
+            }
+            if controller != nil, method != MaskMethod.dejavu.rawValue, method != MaskMethod.dejavuLookahead.rawValue, options.policy == .hybrid {
+                parts.insert("hybrid floor \(options.hybridFloor)", at: 1)
+            }
+            masks = parts.joined(separator: "; ")
+        }
+
+        /// "predictor PATH": the file itself, also where `--predictor` named a directory.
+        static func predictorFile(method: String, options: Options) throws -> String {
+            let path = options.predictorPath ?? ""
+            guard (try? fileKind(atPath: path)) == .directory else { return "predictor \(path)" }
+            return "predictor \(try PredictorFile.path(of: PredictorKind(rawValue: method)!, inDirectory: path))"
+        }
 
         /// Every method at every sparsity (dense at 0 alone), its masks made for `loaded`; the
         /// masks' warnings printed to `warnings` when given (once, not per weight type).
@@ -177,7 +211,7 @@ enum BenchCommand {
                     let controller = try SparsityOptions.controller(method: method, settings: settings, scoresPath: options.scoresPath,
                                                                     predictorPath: options.predictorPath, refresh: options.refresh,
                                                                     seed: 0, loaded: loaded)
-                    configurations.append(Configuration(method: method, sparsity: sparsity, controller: controller))
+                    configurations.append(try Configuration(method: method, sparsity: sparsity, controller: controller, options: options))
                     for line in try SparsityOptions.sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) {
                         warnings?.printError(line)
                     }
@@ -236,6 +270,7 @@ enum BenchCommand {
                           realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
             row.packedRows = packed
             row.weightsAsked = dtype.rawValue
+            row.masks = configuration.masks
             if isDecode { row.predictorBytesPerToken = predicting?.predictorBytesPerDecodeToken }
             return row
         }
@@ -249,13 +284,13 @@ enum BenchCommand {
             text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
         }
         return ["model,size_bytes,params,weights,threads,method,head_sparsity,neuron_sparsity,test,tokens_per_second,stddev,bytes_per_token,gigabytes_per_second,"
-                + "realised_head_sparsity,realised_neuron_sparsity,predictor_share,predictor_bytes_per_token"]
+                + "realised_head_sparsity,realised_neuron_sparsity,predictor_share,predictor_bytes_per_token,masks"]
             + rows.map { r in
                 "\(field(r.model)),\(r.sizeBytes),\(r.parameters),\(r.weights),\(r.threads),\(r.method)\(r.packedRows ? "+packed" : ""),\(r.headSparsity),\(r.neuronSparsity),\(r.test),"
                     + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
                     + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
                     + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare)),"
-                    + "\(r.predictorBytesPerToken.map(String.init) ?? "")"
+                    + "\(r.predictorBytesPerToken.map(String.init) ?? ""),\(field(r.masks))"
             }
     }
 
@@ -356,11 +391,6 @@ extension BenchCommand {
             guard measures else {
                 let why = backwardLengths.contains { $0 > 0 } ? "-p and -n are 0, and -b runs for the dense method only" : "-p, -n and -b are 0"
                 throw ShadowError.invalidArgument(name: "bench", reason: "nothing to measure: \(why)")
-            }
-            // Unprepared, the oracle would run dense under a sparse label; timing it on a real prompt
-            // would leave out the backward pass that is its real cost.
-            if methods.contains("oracle") {
-                throw ShadowError.invalidArgument(name: "--method", reason: "oracle cannot be timed: its masks need a backward pass over a real prompt, which bench has not (time masks of that sparsity with random or static)")
             }
             try SparsityOptions.refuseUnread(arguments, methods: methods, offersOracle: false)
             if backwardLengths.contains(where: { $0 > 0 }), !methods.contains("dense") {

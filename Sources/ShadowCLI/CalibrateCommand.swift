@@ -44,7 +44,12 @@ enum CalibrateCommand {
         }
         let sources = try (arguments.list("source") ?? []).map { try CalibrationSource.parse($0) }
         if arguments.flag("verbose") {
-            for source in sources { if let labels = source.labels { console.printError("calibrate: \(source) labels from \(labels) (found beside its data)") } }
+            // Two ranges of one file read the same labels: said once.
+            var said = Set<String>()
+            for source in sources {
+                guard case .task(let task) = source.kind, let labels = source.labels, said.insert(source.path).inserted else { continue }
+                console.printLabels("calibrate", task: task.rawValue, labels: labels, data: source.path, given: false)
+            }
         }
         let out = try arguments.required("out")
         let count = try arguments.int("samples", range: 1...10_000_000) ?? 256

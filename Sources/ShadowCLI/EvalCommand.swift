@@ -264,7 +264,7 @@ enum EvalCommand {
             // Without --labels, the labels file the release keeps beside the data, as calibrate finds it.
             let labels = try arguments.string("labels") ?? TaskFile.labelsBeside(data: dataPath, task: task)
             if let labels, arguments.flag("verbose") {
-                console.printError("eval: labels from \(labels)" + (arguments.has("labels") ? "" : " (found beside --data)"))
+                console.printLabels("eval", task: task.rawValue, labels: labels, data: dataPath, given: arguments.has("labels"))
             }
             if let samples = arguments.string("samples") {
                 try AtomicFile.checkWritable(samples, option: "--samples")

@@ -48,7 +48,8 @@ final class ProgressBar {
         if let first, done > first.done {
             eta = now.timeIntervalSince(first.time) / Double(done - first.done) * remaining
         } else {
-            eta = done > 0 ? elapsed / Double(done) * remaining : 0
+            // Nothing done yet (a log's start line): no rate to estimate from, so "?" rather than 0:00.
+            eta = done > 0 ? elapsed / Double(done) * remaining : remaining > 0 ? .nan : 0
         }
         let suffix = detail.isEmpty ? "" : "  \(detail)"
         let line = "\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)"

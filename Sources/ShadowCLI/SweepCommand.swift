@@ -88,7 +88,12 @@ enum SweepCommand {
         let out = try arguments.required("out")
         let options = try Options(arguments)
         if arguments.flag("verbose") {
-            for task in options.tasks { if let labels = task.labels { console.printError("sweep: \(task.task.rawValue) labels from \(labels)") } }
+            let given = Set((try arguments.list("labels") ?? []).map { String($0.prefix { $0 != "=" }) })
+            for task in options.tasks {
+                if let labels = task.labels {
+                    console.printLabels("sweep", task: task.task.rawValue, labels: labels, data: task.path, given: given.contains(task.task.rawValue))
+                }
+            }
         }
         // Every input is read before the model is loaded, so a bad file fails fast.
         let taskInputs = try readTasks(options)

@@ -512,6 +512,14 @@ struct PredictedMaskCLITests {
         let perLayer = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "dejavu",
                                "--sparsity", "0.5", "--predictor", predictors, "--refresh", "2", "--no-progress"])
         #expect(perLayer.status == 0 && perLayer.out.contains("\nmasks: selected per layer, predictor \(predictors), refresh 2\n"), "\(perLayer.out)")
+        // -o csv says per row how its masks were made: the file the directory gave and the refresh in force.
+        let csv = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "dense,shadow,dejavu,random",
+                          "--sparsity", "0.5", "--predictor", predictors, "--policy", "hybrid", "-o", "csv", "--no-progress"])
+        let lines = csv.out.split(separator: "\n").map(String.init)
+        #expect(csv.status == 0 && lines.count == 5 && lines[0].hasSuffix(",masks"), "\(csv.out) \(csv.err)")
+        #expect(lines.dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).last.map(String.init) ?? "" }
+                == ["", "policy hybrid; hybrid floor 0.1; predictor \(predictors)/shadow.safetensors; refresh 0",
+                    "selected per layer; predictor \(predictors)/dejavu.safetensors; refresh 1", "policy hybrid; hybrid floor 0.1"], "\(csv.out)")
         // A predictor of the wrong kind or for another model is refused with one line.
         let wrongKind = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--sparsity", "0.5",
                                 "--method", "dejavu", "--predictor", "\(predictors)/shadow.safetensors"])

@@ -13,6 +13,10 @@ struct OracleCommandTests {
                           "--method", "oracle", "--sparsity", "0.5", "--no-progress"])
         #expect(run.status == 1 && run.out.isEmpty, "\(run.out)")
         #expect(run.err.hasPrefix("error: --method: oracle cannot be timed: ") && run.err.split(separator: "\n").count == 1, "\(run.err)")
+        // Spelled as an option, it is refused with the same reason, not sent to --method oracle first.
+        let option = CLIRun(["bench", "--model", fixture("tiny-llama"), "--oracle"])
+        #expect(option.status == 1 && option.err.hasPrefix("error: --oracle: unknown option for 'bench' (and --method oracle is refused: oracle cannot be timed: ")
+                && option.err.split(separator: "\n").count == 1, "\(option.err)")
     }
 
     @Test("bench rows of sparse methods report the sparsity their masks realised")

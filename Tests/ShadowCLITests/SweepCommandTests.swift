@@ -375,6 +375,12 @@ struct SweepCommandTests {
         #expect(ProgressBar.format(.infinity) == "?" && ProgressBar.format(.nan) == "?")
         #expect(ProgressBar.format(3725) == "1:02:05" && ProgressBar.format(-3) == "0:00")
         #expect(ProgressBar.format(1e300) == ProgressBar.format(1e9))
+        // A log's start line, before any unit is done, has no rate to estimate from.
+        final class Box: @unchecked Sendable { var err = "" }
+        let box = Box()
+        let bar = ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "eval", total: 4)
+        bar.update(0)
+        #expect(box.err.hasPrefix("eval ") && box.err.contains(" 0/4 ") && box.err.hasSuffix("elapsed, ETA ?\n"), "\(box.err)")
     }
 
     @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL, top-1 or seconds over the tasks it has, and — for the missing one")
