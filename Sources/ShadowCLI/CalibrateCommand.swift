@@ -89,7 +89,13 @@ enum CalibrateCommand {
         let model = try loaded.requireDifferentiable(for: "calibrate")
         // Defaults fit a context shorter than the default lengths (tiny test models); given values
         // are taken as they are (a --text-window given keeps the default continuation of 32).
-        var options = try CalibrationOptions(fittedTo: model.shape.maxContext, shots: shots, seed: seed)
+        var options: CalibrationOptions
+        do {
+            options = try CalibrationOptions(fittedTo: model.shape.maxContext, shots: shots, seed: seed)
+        } catch ShadowError.invalidArgument("context", let reason) {
+            // The library names the context; here it is the model's, given with --model.
+            throw ShadowError.invalidArgument(name: "--model", reason: "\(loaded.path): \(reason)")
+        }
         if let textWindow { (options.textWindow, options.textContinuation) = (textWindow, CalibrationOptions().textContinuation) }
         if let textContinuation { options.textContinuation = textContinuation }
         if textWindow == nil, options.textContinuation >= options.textWindow {

@@ -133,7 +133,7 @@ public struct CalibrationOptions: Sendable, Codable, Equatable {
     /// A context below 2 tokens throws: a sample needs a token of context and one to predict.
     public init(fittedTo maxContext: Int, shots: Int = 5, seed: UInt64 = 1234) throws {
         guard maxContext >= 2 else {
-            throw ShadowError.invalidArgument(name: "context", reason: "a model of \(counted(maxContext, "token")) cannot be calibrated: a sample needs a token of context and one to predict")
+            throw ShadowError.invalidArgument(name: "context", reason: "a context of \(counted(maxContext, "token")) cannot be calibrated: a sample needs a token of context and one to predict")
         }
         let window = min(128, maxContext)
         self.init(shots: shots, seed: seed, textWindow: window, textContinuation: window < 128 ? max(1, window / 4) : 32,

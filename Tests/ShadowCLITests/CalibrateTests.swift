@@ -66,6 +66,12 @@ struct CalibrateTests {
                 "\(overDefault.err)")
         let overGiven = CLIRun(long + ["--text-window", "16", "--text-continuation", "20", "--out", temporaryDirectory()])
         #expect(overGiven.status == 1 && overGiven.err == "error: --text-window: must exceed the continuation length 20\n", "\(overGiven.err)")
+
+        // A model of one position cannot be calibrated at all: said of the model, by its path.
+        let single = try CheckpointWriter.directory(config: { $0["max_position_embeddings"] = 1 })
+        let tooShort = CLIRun(["calibrate", "--model", single, "--source", "text:\(Self.corpus)", "--out", temporaryDirectory(), "--no-progress"])
+        #expect(tooShort.status == 1 && tooShort.err == "error: --model: \(single): a context of 1 token cannot be calibrated: a sample needs a token of context and one to predict\n",
+                "\(tooShort.err)")
     }
 
     @Test("calibrate writes chunked traces with the predictor input and every criterion")
