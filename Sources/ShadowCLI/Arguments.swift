@@ -140,8 +140,9 @@ public struct Command: Sendable {
                 } else if let owner = options.first(where: { $0.allowed?.contains(name) == true }) {
                     // `bench --json`: a value of another option (bench's -o json), not an option here.
                     hint = " (did you mean \(owner.displayName) \(name)? see --help)"
-                } else if let owner = options.first(where: { $0.refusals[name] != nil }) {
-                    hint = " (and \(owner.displayName) \(name) is refused: \(name) \(owner.refusals[name]!))"
+                } else if let owner = options.first(where: { $0.refusals[name] != nil }), let refusal = owner.refusals[name] {
+                    // `bench --oracle`: the value is refused too, and why, in one step.
+                    hint = ", and \(owner.displayName) \(name) \(refusal)"
                 } else if let near = Suggestion.nearest(to: name, among: options.map(\.name)) {
                     hint = " (did you mean \(Option.display(near))? see --help)"
                 } else {
@@ -230,8 +231,11 @@ public struct Command: Sendable {
                     let reason = part.isEmpty
                         ? (spec.isList ? "has an empty item; expected names from \(names)" : "is empty; expected one of \(names)")
                         : "\"\(part)\" is not one of \(names)"
-                            // Values are lower case: "PIQA" or "Shadow" are near misses, as typos are.
-                            + (Suggestion.nearest(to: part.lowercased(), among: allowed).map { " (did you mean \($0)?)" } ?? "")
+                            // Values are lower case: "PIQA" or "Shadow" are near misses, as typos are; a
+                            // near miss of a refused value says why it is refused.
+                            + (Suggestion.nearest(to: part.lowercased(), among: allowed + spec.refusals.keys.sorted()).map { near in
+                                spec.refusals[near].map { " (\(near) \($0))" } ?? " (did you mean \(near)?)"
+                            } ?? "")
                     throw ShadowError.invalidArgument(name: spec.displayName, reason: reason)
                 }
             }

@@ -175,15 +175,16 @@ enum BenchCommand {
         /// DIR/shadow.safetensors; refresh 0" (the file a directory gave, the refresh in force).
         let masks: String
 
-        init(method: String, sparsity: SparsityPair, controller: (any SparsityController)?, options: Options) throws {
+        init(method: String, sparsity: SparsityPair, controller: (any SparsityController)?, options: Options) {
             (self.method, self.sparsity, self.controller) = (method, sparsity, controller)
             var parts: [String] = []
             switch controller {
             case nil: break
+            // The predictor's path is the file it was read from, also where --predictor named a directory.
             case let shadow as ShadowPredictorController:
-                parts = ["policy \(options.policy.rawValue)", try Self.predictorFile(method: method, options: options), "refresh \(shadow.refresh)"]
+                parts = ["policy \(options.policy.rawValue)", "predictor \(shadow.predictor.path ?? options.predictorPath ?? "")", "refresh \(shadow.refresh)"]
             case let perLayer as DejaVuController:
-                parts = ["selected per layer", try Self.predictorFile(method: method, options: options), "refresh \(perLayer.refresh)"]
+                parts = ["selected per layer", "predictor \(perLayer.predictor.path ?? options.predictorPath ?? "")", "refresh \(perLayer.refresh)"]
             default:
                 parts = ["policy \(options.policy.rawValue)"] + (method == MaskMethod.static.rawValue ? ["scores \(options.scoresPath ?? "")"] : [])
             }
@@ -191,13 +192,6 @@ enum BenchCommand {
                 parts.insert("hybrid floor \(options.hybridFloor)", at: 1)
             }
             masks = parts.joined(separator: "; ")
-        }
-
-        /// "predictor PATH": the file itself, also where `--predictor` named a directory.
-        static func predictorFile(method: String, options: Options) throws -> String {
-            let path = options.predictorPath ?? ""
-            guard (try? fileKind(atPath: path)) == .directory else { return "predictor \(path)" }
-            return "predictor \(try PredictorFile.path(of: PredictorKind(rawValue: method)!, inDirectory: path))"
         }
 
         /// Every method at every sparsity (dense at 0 alone), its masks made for `loaded`; the
@@ -211,7 +205,7 @@ enum BenchCommand {
                     let controller = try SparsityOptions.controller(method: method, settings: settings, scoresPath: options.scoresPath,
                                                                     predictorPath: options.predictorPath, refresh: options.refresh,
                                                                     seed: 0, loaded: loaded)
-                    configurations.append(try Configuration(method: method, sparsity: sparsity, controller: controller, options: options))
+                    configurations.append(Configuration(method: method, sparsity: sparsity, controller: controller, options: options))
                     for line in try SparsityOptions.sparsityWarnings(method: method, settings: settings, shape: loaded.model.shape) {
                         warnings?.printError(line)
                     }

@@ -47,7 +47,7 @@ enum CalibrateCommand {
             // Two ranges of one file read the same labels: said once.
             var said = Set<String>()
             for source in sources {
-                guard case .task(let task) = source.kind, let labels = source.labels, said.insert(source.path).inserted else { continue }
+                guard case .task(let task) = source.kind, let labels = source.labels, said.insert("\(task.rawValue):\(source.path)").inserted else { continue }
                 console.printLabels("calibrate", task: task.rawValue, labels: labels, data: source.path, given: false)
             }
         }

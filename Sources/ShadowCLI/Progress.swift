@@ -10,6 +10,8 @@ final class ProgressBar {
     private let label: String
     private let total: Int
     private let start: Date
+    /// `started` was given: the work began then, so a first update after some units has a rate.
+    private let knowsStart: Bool
     private var lastDraw = Date.distantPast
     private let enabled: Bool
     /// A bar is on screen without its newline (the run stopped early).
@@ -21,8 +23,11 @@ final class ProgressBar {
     private var first: (done: Int, time: Date)?
 
     /// `started`: when the work began, for a bar made at its first report (after the first unit).
-    init(console: Console, label: String, total: Int, enabled: Bool = true, started: Date = Date()) {
-        self.start = started
+    /// Without it the first update is only a baseline (a resumed run reports the work it found
+    /// done), and the ETA waits for the second.
+    init(console: Console, label: String, total: Int, enabled: Bool = true, started: Date? = nil) {
+        self.start = started ?? Date()
+        self.knowsStart = started != nil
         self.console = console
         self.label = label
         self.total = max(total, 1)
@@ -47,9 +52,12 @@ final class ProgressBar {
         let eta: Double
         if let first, done > first.done {
             eta = now.timeIntervalSince(first.time) / Double(done - first.done) * remaining
+        } else if knowsStart, done > 0 {
+            eta = elapsed / Double(done) * remaining
         } else {
-            // Nothing done yet (a log's start line): no rate to estimate from, so "?" rather than 0:00.
-            eta = done > 0 ? elapsed / Double(done) * remaining : remaining > 0 ? .nan : 0
+            // No rate to estimate from yet (nothing done, or only what a resumed run found done):
+            // "?" rather than 0:00.
+            eta = remaining > 0 ? .nan : 0
         }
         let suffix = detail.isEmpty ? "" : "  \(detail)"
         let line = "\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)"

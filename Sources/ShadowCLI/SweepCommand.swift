@@ -144,9 +144,9 @@ enum SweepCommand {
                                  seed: options.seed, detokenizeWikiText: options.detokenize)
         let talliesBefore = state.tallies
         let total = try runnable.reduce(0) { $0 + (try runner.work($1, cells: cells.count)) }
-        let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"))
-        var done = 0
         let start = Date()
+        let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"), started: start)
+        var done = 0
         for task in runnable {
             var taskDone = 0
             try runner.run(task, cells: cells, state: &state,

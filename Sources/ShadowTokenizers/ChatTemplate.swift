@@ -503,18 +503,23 @@ public struct ChatTemplate: Sendable {
         reply + tokenizer.encode(closingParts)
     }
 
-    /// The reply without the end a transcript may give it: the template's whole close
-    /// (`<|im_end|>\n`), then any stop tokens or the tokenizer's end-of-sequence token left at its
-    /// end. `Generator` leaves them out, but ids taken from elsewhere (a tokenized transcript)
-    /// may hold them, and the close would then be written twice.
+    /// The reply without the end a transcript may give it: the template's exact close
+    /// (`<|im_end|>\n`), stop tokens and the tokenizer's end-of-sequence token, in any order
+    /// (`<|im_end|>\n<|endoftext|>`), as long as one of them ends it. `Generator` leaves them
+    /// out, but ids taken from elsewhere (a tokenized transcript) may hold them, and the close
+    /// would then be written twice.
     func withoutStopToken(_ reply: [Int]) -> [Int] {
         var reply = reply[...]
         let close = tokenizer.encode(closingParts)
-        if close.count > 1, reply.count >= close.count, reply.suffix(close.count).elementsEqual(close) {
-            reply = reply.dropLast(close.count)
+        while true {
+            if let last = reply.last, stopTokens.contains(last) || last == tokenizer.eosTokenID {
+                reply = reply.dropLast()
+            } else if close.count > 1, reply.count >= close.count, reply.suffix(close.count).elementsEqual(close) {
+                reply = reply.dropLast(close.count)
+            } else {
+                return Array(reply)
+            }
         }
-        while let last = reply.last, stopTokens.contains(last) || last == tokenizer.eosTokenID { reply = reply.dropLast() }
-        return Array(reply)
     }
 
     /// One exchange of a conversation: the user's message, the reply as generated, the close —

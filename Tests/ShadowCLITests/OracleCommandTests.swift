@@ -15,8 +15,12 @@ struct OracleCommandTests {
         #expect(run.err.hasPrefix("error: --method: oracle cannot be timed: ") && run.err.split(separator: "\n").count == 1, "\(run.err)")
         // Spelled as an option, it is refused with the same reason, not sent to --method oracle first.
         let option = CLIRun(["bench", "--model", fixture("tiny-llama"), "--oracle"])
-        #expect(option.status == 1 && option.err.hasPrefix("error: --oracle: unknown option for 'bench' (and --method oracle is refused: oracle cannot be timed: ")
+        #expect(option.status == 1 && option.err.hasPrefix("error: --oracle: unknown option for 'bench', and --method oracle cannot be timed: ")
                 && option.err.split(separator: "\n").count == 1, "\(option.err)")
+        // A near miss of the refused value says why it is refused rather than suggesting it.
+        let nearMiss = CLIRun(["bench", "--model", fixture("tiny-llama"), "--method", "dense,Oracle"])
+        #expect(nearMiss.status == 1 && nearMiss.err.hasPrefix("error: --method: \"Oracle\" is not one of dense, random, static, shadow, dejavu, dejavu-lookahead (oracle cannot be timed: "),
+                "\(nearMiss.err)")
     }
 
     @Test("bench rows of sparse methods report the sparsity their masks realised")

@@ -381,6 +381,13 @@ struct SweepCommandTests {
         let bar = ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "eval", total: 4)
         bar.update(0)
         #expect(box.err.hasPrefix("eval ") && box.err.contains(" 0/4 ") && box.err.hasSuffix("elapsed, ETA ?\n"), "\(box.err)")
+        // Nor does a resumed run's first update, the work it found done; a bar told when the work began has one.
+        box.err = ""
+        ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "calibrate", total: 10).update(5)
+        #expect(box.err.contains(" 5/10 ") && box.err.hasSuffix("elapsed, ETA ?\n"), "\(box.err)")
+        box.err = ""
+        ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "eval", total: 10, started: Date() - 5).update(5)
+        #expect(box.err.hasSuffix("elapsed, ETA 0:05\n"), "\(box.err)")
     }
 
     @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL, top-1 or seconds over the tasks it has, and — for the missing one")
