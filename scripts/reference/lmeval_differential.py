@@ -273,13 +273,14 @@ def wikitext_pages(text: str) -> list[str]:
 class Case:
     """One task file format: what `shadowllm eval` reads and the lm-eval task that reads the same
     items. `base` is the builtin lm-eval YAML (relative to lm_eval/tasks) the generated task
-    includes; `split` the split its data file is declared as."""
+    includes; `split` the split its data file is declared as. `known`: why this case differs
+    from lm-eval on purpose (its differences are reported but do not fail the run)."""
 
     def __init__(self, name, task, data, base, lm_data, kind="mc", labels=None, split="validation",
-                 extra=(), count=None, acc_norm=True):
+                 extra=(), count=None, acc_norm=True, known=None):
         self.name, self.task, self.data, self.labels = name, task, data, labels
         self.base, self.lm_data, self.kind, self.split = base, lm_data, kind, split
-        self.extra, self.count, self.acc_norm = list(extra), count, acc_norm
+        self.extra, self.count, self.acc_norm, self.known = list(extra), count, acc_norm, known
 
     @property
     def lm_task(self):
@@ -310,6 +311,8 @@ def make_data(work: pathlib.Path, limit: int, pages: int) -> list[Case]:
     # HellaSwag, llama.cpp's 6-line text: its context line is "activity_label: ctx" after
     # lm-eval's preprocess; lm-eval gets it back as activity_label / ctx_a with an empty ctx_b
     # (preprocess strips the space that leaves), so only the endings' path is really exercised.
+    # Ours reads it --as-stored: by default it restores the capital lm-eval gives ctx_b, which
+    # this lm-eval input (ctx_b empty) cannot show; the jsonl case below checks that capital.
     hs = DATA / "hellaswag" / "hellaswag_val_full.txt"
     lines = hs.read_text(encoding="utf-8").split("\n")[:6 * limit]
     recs = []
@@ -318,7 +321,8 @@ def make_data(work: pathlib.Path, limit: int, pages: int) -> list[Case]:
         recs.append({"activity_label": label, "ctx_a": ctx, "ctx_b": "", "endings": lines[i + 2:i + 6],
                      "label": lines[i + 1].strip()})
     write_jsonl(l / "hellaswag_txt.jsonl", recs)
-    cases.append(Case("hellaswag-txt", "hellaswag", hs, "hellaswag/hellaswag.yaml", l / "hellaswag_txt.jsonl"))
+    cases.append(Case("hellaswag-txt", "hellaswag", hs, "hellaswag/hellaswag.yaml", l / "hellaswag_txt.jsonl",
+                      extra=["--as-stored"]))
     # HellaSwag jsonl in the released schema: the same file for both sides.
     f = write_jsonl(d / "hellaswag" / "val.jsonl",
                     [{"ind": i, "activity_label": a, "ctx_a": ca, "ctx_b": cb, "ctx": (ca + " " + cb).strip(),
@@ -351,7 +355,9 @@ def make_data(work: pathlib.Path, limit: int, pages: int) -> list[Case]:
     # COPA: SuperGLUE jsonl (the same file for lm-eval) and the original XML.
     f = write_jsonl(d / "copa" / "val.jsonl", [{"premise": p, "choice1": a, "choice2": b, "question": q,
                                                "label": g, "idx": i} for i, (p, a, b, q, g) in enumerate(COPA)])
-    cases.append(Case("copa-jsonl", "copa", f, "super_glue/copa/default.yaml", f))
+    copa_known = ("lm-eval 0.4's doc_to_choice starts a choice with a space and its target delimiter adds a second; "
+                  "ours scores one space, as DESIGN §6 and lm-eval 0.3")
+    cases.append(Case("copa-jsonl", "copa", f, "super_glue/copa/default.yaml", f, known=copa_known))
     from xml.sax.saxutils import escape, quoteattr
     xml = ['<?xml version="1.0" encoding="utf-8"?>', '<copa-corpus version="1.0">']
     for i, (p, a, b, q, g) in enumerate(COPA):
@@ -360,7 +366,7 @@ def make_data(work: pathlib.Path, limit: int, pages: int) -> list[Case]:
     xml.append("</copa-corpus>")
     fx = d / "copa" / "copa-dev.xml"
     fx.write_text("\n".join(xml) + "\n", encoding="utf-8")
-    cases.append(Case("copa-xml", "copa", fx, "super_glue/copa/default.yaml", f))
+    cases.append(Case("copa-xml", "copa", fx, "super_glue/copa/default.yaml", f, known=copa_known))
 
     # BoolQ: SuperGLUE jsonl (label true/false) for us, HF's 0/1 labels for lm-eval.
     f = write_jsonl(d / "boolq" / "val.jsonl", [{"question": q, "passage": p, "idx": i, "label": g}
@@ -532,7 +538,7 @@ def as_ll(resp):
 
 
 def compare_case(c: Case, lm: dict, ours: dict, tol: float) -> dict:
-    row = {"case": c.name, "task": c.task, "file": c.data.name, "items": 0, "max_abs_dll": 0.0,
+    row = {"case": c.name, "task": c.task, "file": c.data.name, "known": c.known, "items": 0, "max_abs_dll": 0.0,
            "string_mismatches": 0, "decision_mismatches": 0, "ll_mismatches": 0, "examples": [], "metrics": {}}
     if "error" in ours:
         row["error"] = ours["error"]
@@ -651,6 +657,8 @@ def report_markdown(rows: list[dict], meta: dict) -> str:
     out += ["", "## Differences", ""]
     any_diff = False
     for r in rows:
+        if r["examples"] and r.get("known"):
+            out.append(f"- **{r['case']}**, a known difference (does not fail the run): {r['known']}")
         for e in r["examples"]:
             any_diff = True
             out.append(f"- **{r['case']}** doc {e['doc_id']} ({e['kind']}): {e['detail']}")
@@ -667,7 +675,9 @@ def report_markdown(rows: list[dict], meta: dict) -> str:
 
 
 def failed(r: dict) -> bool:
-    return "error" in r or r["string_mismatches"] or r["decision_mismatches"] or r["ll_mismatches"]
+    """A case that differs, unless it differs on purpose (`Case.known`); an error always fails."""
+    differs = r["string_mismatches"] or r["decision_mismatches"] or r["ll_mismatches"]
+    return "error" in r or bool(differs and not r.get("known"))
 
 
 # ----------------------------------------------------------------------------------------------
