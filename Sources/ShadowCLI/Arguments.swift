@@ -126,8 +126,19 @@ public struct Command: Sendable {
         return false
     }
 
+    /// Whether `argument` spells one of this command's options, or help, exactly.
+    func spellsOption(_ argument: String) -> Bool {
+        if argument == "--help" || argument == "-h" { return true }
+        if argument.hasPrefix("--") { return options.contains { $0.name == argument.dropFirst(2) } }
+        if argument.count == 2, argument.hasPrefix("-"), let letter = argument.last {
+            return options.contains { $0.short == letter || $0.name == String(letter) }
+        }
+        return false
+    }
+
     /// Parses `arguments` (after the subcommand name).
     public func parse(_ arguments: [String]) throws -> ParsedArguments {
+        var warnings: [String] = []
         var values: [String: String] = [:]
         var flags: Set<String> = []
         var i = 0
@@ -215,6 +226,11 @@ public struct Command: Sendable {
                 }
                 value = arguments[i + 1]
                 i += 2
+                // `perplexity --text --json`: taken as the value, as written, but most likely a
+                // value left out; the unambiguous spelling says the value is meant.
+                if spellsOption(value) {
+                    warnings.append("\(spec.displayName) takes \"\(value)\" as its value, though it is also an option of '\(name)' (\(spec.displayName)=\(value) says the value is meant)")
+                }
             }
             // An empty path (an unset shell variable) is named here, not later as a file "".
             if value.isEmpty, Self.pathValueNames.contains(spec.valueName ?? "") {
@@ -245,7 +261,7 @@ public struct Command: Sendable {
         for option in options { if let d = option.defaultValue { defaults[option.name] = d } }
         // A missing positional argument is named as help shows it: `<dir>`, not an option.
         let usage = positional.map { [$0.name: (argument: "<\($0.valueName ?? $0.name)>", usage: "\(CLI.toolName) \(name) <\($0.valueName ?? $0.name)>")] } ?? [:]
-        return ParsedArguments(values: values, flags: flags, defaults: defaults, positionals: usage)
+        return ParsedArguments(values: values, flags: flags, defaults: defaults, positionals: usage, warnings: warnings)
     }
 }
 
@@ -266,6 +282,9 @@ public struct ParsedArguments: Sendable {
     let defaults: [String: String]
     /// The positional argument's name → how help writes it (`<dir>`) and its usage line.
     var positionals: [String: (argument: String, usage: String)] = [:]
+    /// What the command line printed as warnings before the command runs (a value that spells
+    /// an option).
+    var warnings: [String] = []
 
     public func flag(_ name: String) -> Bool { flags.contains(name) }
 

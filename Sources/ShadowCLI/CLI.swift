@@ -122,6 +122,7 @@ public enum CLI {
         let verbose = rest.contains("--verbose")
         do {
             let parsed = try command.parse(rest)
+            for warning in parsed.warnings { console.printError("warning: " + warning) }
             if command.interruptible {
                 try Interruption.handling { try command.run(parsed, console) }
             } else {

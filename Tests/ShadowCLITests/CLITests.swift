@@ -175,6 +175,16 @@ struct CLITests {
         let ids = try tokens.json()["ids"] as? [Int]
         #expect(tokens.status == 0 && ids?.isEmpty == false, "\(tokens.out)")
         #expect(CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "a", "-h"]).out.hasPrefix("OVERVIEW: "))
+        // It is taken as written, with a warning: most likely the value was left out.
+        #expect(tokens.err == "warning: --text takes \"--help\" as its value, though it is also an option of 'tokenize' (--text=--help says the value is meant)\n",
+                "\(tokens.err)")
+        let forgotten = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "--json"])
+        #expect(forgotten.status == 0 && forgotten.err.hasPrefix("warning: --text takes \"--json\" as its value, though it is also an option of 'perplexity'"),
+                "\(forgotten.err)")
+        let meant = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text=--json", "--json"])
+        #expect(meant.status == 0 && meant.err.isEmpty, "\(meant.err)")
+        // A value that only starts with a dash (a negative number, "-x" that is no option) gets no warning.
+        #expect(CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "-q"]).err.isEmpty)
     }
 
     @Test("an option given twice is refused, whatever its spelling, rather than the last one winning")
