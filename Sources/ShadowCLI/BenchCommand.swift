@@ -34,9 +34,9 @@ enum BenchCommand {
         let realisedNeuronSparsity: Double?
         /// Decode read the kept rows from packed copies (`--packing`).
         var packedRows = false
-        /// How this row's masks were made ("" for dense): `-o csv`'s masks column. JSON has the
-        /// report's `masks` instead.
-        var masks = ""
+        /// How this row's masks were made (nil for dense): `-o csv`'s masks column, and the
+        /// row's `masks` in JSON beside the report's `masks` object.
+        var masks: String? = nil
 
         enum CodingKeys: String, CodingKey {
             case model, weights, threads, test, stddev, samples, method, weightsAsked = "weights_asked"
@@ -45,7 +45,7 @@ enum BenchCommand {
             case bytesPerToken = "bytes_per_token", gigabytesPerSecond = "gigabytes_per_second"
             case predictorShare = "predictor_share", realisedHeadSparsity = "realised_head_sparsity"
             case realisedNeuronSparsity = "realised_neuron_sparsity", packedRows = "packed_rows"
-            case predictorBytesPerToken = "predictor_bytes_per_token"
+            case predictorBytesPerToken = "predictor_bytes_per_token", masks
         }
     }
 
@@ -264,7 +264,7 @@ enum BenchCommand {
                           realisedHeadSparsity: realised?.heads, realisedNeuronSparsity: realised?.neurons)
             row.packedRows = packed
             row.weightsAsked = dtype.rawValue
-            row.masks = configuration.masks
+            row.masks = configuration.controller == nil ? nil : configuration.masks
             if isDecode { row.predictorBytesPerToken = predicting?.predictorBytesPerDecodeToken }
             return row
         }
@@ -284,7 +284,7 @@ enum BenchCommand {
                     + String(format: "%.3f,%.3f,", r.tokensPerSecond, r.stddev)
                     + "\(r.bytesPerToken.map(String.init) ?? ""),\(r.gigabytesPerSecond.map { String(format: "%.3f", $0) } ?? ""),"
                     + "\(number(r.realisedHeadSparsity)),\(number(r.realisedNeuronSparsity)),\(number(r.predictorShare)),"
-                    + "\(r.predictorBytesPerToken.map(String.init) ?? ""),\(field(r.masks))"
+                    + "\(r.predictorBytesPerToken.map(String.init) ?? ""),\(field(r.masks ?? ""))"
             }
     }
 

@@ -529,6 +529,9 @@ struct PredictedMaskCLITests {
         let file = CLIRun(["bench", "--model", fixture("tiny-llama"), "-p", "8", "-n", "0", "-r", "1", "--method", "shadow", "--sparsity", "0.5",
                            "--predictor", "\(predictors)/shadow.safetensors", "--refresh", "3", "-o", "csv", "--no-progress"])
         #expect(file.status == 0 && file.out.hasSuffix(",policy global; predictor \(predictors)/shadow.safetensors; refresh 3\n"), "\(file.out) \(file.err)")
+        // JSON rows carry the same string (none for dense rows).
+        #expect(decode.map { $0["masks"] as? String } == [nil, "policy global; predictor \(predictors)/shadow.safetensors; refresh 0",
+                                                           "selected per layer; predictor \(predictors)/dejavu.safetensors; refresh 1"], "\(decode)")
         // A predictor of the wrong kind or for another model is refused with one line.
         let wrongKind = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", text, "--sparsity", "0.5",
                                 "--method", "dejavu", "--predictor", "\(predictors)/shadow.safetensors"])
