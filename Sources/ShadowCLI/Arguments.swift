@@ -139,6 +139,12 @@ public struct Command: Sendable {
     /// Parses `arguments` (after the subcommand name).
     public func parse(_ arguments: [String]) throws -> ParsedArguments {
         var warnings: [String] = []
+        return try parse(arguments, warnings: &warnings)
+    }
+
+    /// The same, gathering in `warnings` what the command line should say even if parsing then
+    /// fails (a value that spells an option).
+    func parse(_ arguments: [String], warnings: inout [String]) throws -> ParsedArguments {
         var values: [String: String] = [:]
         var flags: Set<String> = []
         var i = 0
@@ -261,7 +267,7 @@ public struct Command: Sendable {
         for option in options { if let d = option.defaultValue { defaults[option.name] = d } }
         // A missing positional argument is named as help shows it: `<dir>`, not an option.
         let usage = positional.map { [$0.name: (argument: "<\($0.valueName ?? $0.name)>", usage: "\(CLI.toolName) \(name) <\($0.valueName ?? $0.name)>")] } ?? [:]
-        return ParsedArguments(values: values, flags: flags, defaults: defaults, positionals: usage, warnings: warnings)
+        return ParsedArguments(values: values, flags: flags, defaults: defaults, positionals: usage)
     }
 }
 
@@ -282,17 +288,15 @@ public struct ParsedArguments: Sendable {
     let defaults: [String: String]
     /// The positional argument's name → how help writes it (`<dir>`) and its usage line.
     var positionals: [String: (argument: String, usage: String)] = [:]
-    /// What the command line printed as warnings before the command runs (a value that spells
-    /// an option).
-    var warnings: [String] = []
 
     public func flag(_ name: String) -> Bool { flags.contains(name) }
 
     /// The options as given, sorted by name, e.g. `["--limit", "200", "--quick"]` (for reports
-    /// that record the command that made them).
+    /// that record the command that made them). A value starting with a dash is joined to its
+    /// option (`--out=-h`), so that the command reads back as it ran.
     public var given: [String] {
         (Array(values.keys) + flags).sorted().flatMap { name in
-            values[name].map { [Option.display(name), $0] } ?? [Option.display(name)]
+            values[name].map { $0.hasPrefix("-") ? ["\(Option.display(name))=\($0)"] : [Option.display(name), $0] } ?? [Option.display(name)]
         }
     }
 

@@ -118,11 +118,21 @@ public enum CLI {
             console.print(command.help(tool: toolName))
             return 0
         }
-        if globalVerbose && !rest.contains("--verbose") { rest.append("--verbose") }
+        // First, so that an option missing its value at the end does not take it as the value.
+        if globalVerbose && !rest.contains("--verbose") { rest.insert("--verbose", at: 0) }
         let verbose = rest.contains("--verbose")
         do {
-            let parsed = try command.parse(rest)
-            for warning in parsed.warnings { console.printError("warning: " + warning) }
+            // Warnings of the parse come first, also before its error: a value that spelled an
+            // option (`--text --context 8`) explains an "unexpected argument" after it.
+            var warnings: [String] = []
+            let parsed: ParsedArguments
+            do {
+                parsed = try command.parse(rest, warnings: &warnings)
+            } catch {
+                for warning in warnings { console.printError("warning: " + warning) }
+                throw error
+            }
+            for warning in warnings { console.printError("warning: " + warning) }
             if command.interruptible {
                 try Interruption.handling { try command.run(parsed, console) }
             } else {

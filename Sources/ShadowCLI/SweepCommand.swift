@@ -144,9 +144,11 @@ enum SweepCommand {
                                  seed: options.seed, detokenizeWikiText: options.detokenize)
         let talliesBefore = state.tallies
         let total = try runnable.reduce(0) { $0 + (try runner.work($1, cells: cells.count)) }
-        let start = Date()
-        let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"), started: start)
+        // No `started:`: each task reports before its first unit, and a resumed sweep's first report
+        // holds the cells it found done, a baseline rather than work of this run.
+        let bar = ProgressBar(console: console, label: "sweep", total: total, enabled: !arguments.flag("no-progress"))
         var done = 0
+        let start = Date()
         for task in runnable {
             var taskDone = 0
             try runner.run(task, cells: cells, state: &state,

@@ -135,7 +135,9 @@ enum TrainPredictorCommand {
         let started = Date()
         let predictor = try PredictorTrainer.train(data: data, configuration: configuration, options: options,
                                                    weightDType: weightDType, checkpoint: checkpoint) { progress in
-            if bar == nil { bar = ProgressBar(console: console, label: "train", total: progress.totalEpochs, enabled: showProgress, started: started) }
+            // A resumed run's first report holds the epochs it found done: a baseline, no rate.
+            if bar == nil { bar = ProgressBar(console: console, label: "train", total: progress.totalEpochs, enabled: showProgress,
+                                              started: resume ? nil : started) }
             bar?.update(progress.completedEpochs, detail: String(format: "%@ epoch %d/%d  loss %.4g  ρ %.3f", progress.network,
                                                                  progress.epoch, progress.epochs, progress.loss, progress.spearman))
         }

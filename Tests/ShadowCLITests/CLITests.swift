@@ -183,6 +183,13 @@ struct CLITests {
                 "\(forgotten.err)")
         let meant = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text=--json", "--json"])
         #expect(meant.status == 0 && meant.err.isEmpty, "\(meant.err)")
+        // The warning comes before the error it explains.
+        let swallowed = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "--context", "8"])
+        #expect(swallowed.status == 1 && swallowed.err == "warning: --text takes \"--context\" as its value, though it is also an option of 'perplexity' (--text=--context says the value is meant)\n"
+                + "error: 8: unexpected argument for 'perplexity' (see --help)\n", "\(swallowed.err)")
+        // The global --verbose is no option's value: an option left without one at the end still says so.
+        let global = CLIRun(["--verbose", "generate", "--model", fixture("tiny-llama"), "--prompt"])
+        #expect(global.status == 1 && global.err.hasPrefix("error: --prompt: needs a value <text>\n  type: "), "\(global.err)")
         // A value that only starts with a dash (a negative number, "-x" that is no option) gets no warning.
         #expect(CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "-q"]).err.isEmpty)
     }
@@ -208,6 +215,10 @@ struct CLITests {
         let parsed = try sweep.parse(["--out", "true", "--no-progress", "--limit", "5"])
         #expect(parsed.given == ["--limit", "5", "--no-progress", "--out", "true"])
         #expect(parsed.string("out") == "true" && parsed.flag("no-progress") && !parsed.flag("out") && parsed.has("out"))
+        // A value starting with a dash is joined to its option, so it reads back as a value.
+        let dashed = try sweep.parse(["--out=-h", "--limit", "5"])
+        let again = try sweep.parse(dashed.given)
+        #expect(dashed.given == ["--limit", "5", "--out=-h"] && again.string("out") == "-h")
     }
 
     @Test("a missing positional argument is named as help writes it, and an empty path option says the path is empty")
