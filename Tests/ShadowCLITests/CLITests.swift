@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ShadowFormats
 import ShadowKernels
 import ShadowModels
 import ShadowTokenizers
@@ -207,6 +208,46 @@ struct CLITests {
         }
         // --verbose before the subcommand and after it is one request, not two.
         #expect(CLIRun(["--verbose", "tokenize", "--model", model, "--text", "a", "--verbose"]).status == 0)
+    }
+
+    @Test("the parser gives a value, an error or help for any argument list, never a trap: 20,000 random lists over every command's spellings")
+    func parserTakesAnything() throws {
+        var random = SplitMix64(seed: 47)
+        var parsedLists = 0, tried = 0
+        for command in CLI.commands {
+            let spellings = command.options.flatMap { option in
+                ["--\(option.name)", "--\(option.name)=", "--\(option.name)=x"] + (option.short.map { ["-\($0)", "-\($0)=1", "-\($0)1"] } ?? [])
+            }
+            let words = spellings + ["-", "--", "---", "=", "-=", "--=", "", "-h", "--help", "-1", "0.5", "a,b", ",", "x=y", "--x", "-xy", "é", "-é",
+                                      "1e999", "-9223372036854775808", "99999999999999999999", "nan", "-inf", "0x1p3", "1,,2", "3,-4", " 2"]
+                + (command.options.compactMap(\.allowed).flatMap { $0 })
+            for _ in 0..<(20_000 / CLI.commands.count) {
+                let arguments = (0..<Int.random(in: 0...6, using: &random)).map { _ in words.randomElement(using: &random)! }
+                // Help is asked for, or the parse gives values or throws ShadowError; anything else fails here.
+                if command.asksForHelp(arguments) { continue }
+                tried += 1
+                do {
+                    let parsed = try command.parse(arguments)
+                    parsedLists += 1
+                    _ = parsed.given
+                    // The typed readers take whatever text was given.
+                    for option in command.options where !option.isFlag {
+                        for read in [{ _ = try parsed.int(option.name) }, { _ = try parsed.int(option.name, range: 1...8) },
+                                     { _ = try parsed.double(option.name) }, { _ = try parsed.double(option.name, range: 0...1) },
+                                     { _ = try parsed.intList(option.name, range: 0...8) }, { _ = try parsed.list(option.name) }] as [() throws -> Void] {
+                            do { try read() } catch is ShadowError {}
+                        }
+                    }
+                    var warnings: [String] = []
+                    _ = try command.parse(arguments, warnings: &warnings)
+                } catch is ShadowError {
+                } catch {
+                    Issue.record("\(command.name) \(arguments): \(error)")
+                }
+            }
+        }
+        // Not only errors: a good share of the lists parse and reach the typed readers.
+        #expect(parsedLists > tried / 10, "\(parsedLists) of \(tried) parsed")
     }
 
     @Test("the options as given are recorded so they can be run again, a value that reads \"true\" included")
