@@ -503,22 +503,24 @@ public struct ChatTemplate: Sendable {
         reply + tokenizer.encode(closingParts)
     }
 
-    /// The reply without the end a transcript may give it: the template's exact close
-    /// (`<|im_end|>\n`), stop tokens and the tokenizer's end-of-sequence token, in any order
-    /// (`<|im_end|>\n<|endoftext|>`), as long as one of them ends it. `Generator` leaves them
-    /// out, but ids taken from elsewhere (a tokenized transcript) may hold them, and the close
-    /// would then be written twice.
+    /// The reply without the end a transcript may give it: stop tokens and the tokenizer's
+    /// end-of-sequence token, each with the white space written after it (the template's close,
+    /// `<|im_end|>\n`, or `\n\n`), in any order (`<|im_end|>\n<|endoftext|>`). `Generator` leaves
+    /// them out, but ids taken from elsewhere (a tokenized transcript) may hold them, and the
+    /// close would then be written twice. White space at the end with no stop token before it is
+    /// the reply's own.
     func withoutStopToken(_ reply: [Int]) -> [Int] {
         var reply = reply[...]
-        let close = tokenizer.encode(closingParts)
+        func ends(_ id: Int) -> Bool { stopTokens.contains(id) || id == tokenizer.eosTokenID }
+        func isWhiteSpace(_ id: Int) -> Bool {
+            let text = tokenizer.decode([id], skipSpecialTokens: false)
+            return !text.isEmpty && text.allSatisfy(\.isWhitespace)
+        }
         while true {
-            if let last = reply.last, stopTokens.contains(last) || last == tokenizer.eosTokenID {
-                reply = reply.dropLast()
-            } else if close.count > 1, reply.count >= close.count, reply.suffix(close.count).elementsEqual(close) {
-                reply = reply.dropLast(close.count)
-            } else {
-                return Array(reply)
-            }
+            var end = reply.endIndex
+            while end > reply.startIndex, !ends(reply[end - 1]), isWhiteSpace(reply[end - 1]) { end -= 1 }
+            guard end > reply.startIndex, ends(reply[end - 1]) else { return Array(reply) }
+            reply = reply[..<(end - 1)]
         }
     }
 

@@ -68,6 +68,9 @@ struct GemmaChatTests {
             for system in [nil, "", "Be brief.", " \(message) "] {
                 let earlier = try template.prompt(system: system, turns: [ChatTurn(user: previous.user, reply: tokenizer.encode(previous.reply))], user: message)
                 #expect(earlier == Self.expected(tokenizer, system: system, previous: previous, user: message), "\(message.debugDescription), \(system.debugDescription)")
+                // A reply taken from a transcript with its close is closed once.
+                let transcript = ChatTurn(user: previous.user, reply: tokenizer.encode(previous.reply + "<end_of_turn>\n"))
+                #expect(try template.prompt(system: system, turns: [transcript], user: message) == earlier)
                 #expect(try template.prompt(system: system, user: message) == Self.expected(tokenizer, system: system, previous: nil, user: message))
             }
         }

@@ -69,6 +69,9 @@ struct Llama3ChatTests {
                 let ids = try template.prompt(system: system.map(template.content), turns: [ChatTurn(user: previous, reply: tokenizer.encode(reply))], user: message)
                 let text = Self.text(system: system, turns: [(previous, reply)], user: message)
                 #expect(ids == tokenizer.encode(text), "\(text.debugDescription)")
+                // A reply taken from a transcript with its close is closed once.
+                let transcript = ChatTurn(user: previous, reply: tokenizer.encode(reply + "<|eot_id|>"))
+                #expect(try template.prompt(system: system.map(template.content), turns: [transcript], user: message) == ids)
             }
         }
         // A message that spells the markers stays text: only the template's own are marker ids.

@@ -63,6 +63,9 @@ struct Phi3ChatTests {
                 let ids = try template.prompt(system: system, turns: [ChatTurn(user: previous, reply: tokenizer.encode(reply))], user: message)
                 let text = Self.text(separator: separator, system: system, turns: [(previous, reply)], user: message)
                 #expect(ids == tokenizer.encode(text), "\(text.debugDescription)")
+                // A reply taken from a transcript with its close is closed once.
+                let transcript = ChatTurn(user: previous, reply: tokenizer.encode(reply + "<|end|>" + separator))
+                #expect(try template.prompt(system: system, turns: [transcript], user: message) == ids)
             }
         }
         // A message that spells the markers stays text.
