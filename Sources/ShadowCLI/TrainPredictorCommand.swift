@@ -135,9 +135,10 @@ enum TrainPredictorCommand {
         let started = Date()
         let predictor = try PredictorTrainer.train(data: data, configuration: configuration, options: options,
                                                    weightDType: weightDType, checkpoint: checkpoint) { progress in
-            // A resumed run's first report holds the epochs it found done: a baseline, no rate.
+            // A resumed run's first report holds the epochs it found done besides its own first: a
+            // baseline, no rate (with --resume and nothing to resume, the first epoch is this run's).
             if bar == nil { bar = ProgressBar(console: console, label: "train", total: progress.totalEpochs, enabled: showProgress,
-                                              started: resume ? nil : started) }
+                                              started: resume && progress.completedEpochs > 1 ? nil : started) }
             bar?.update(progress.completedEpochs, detail: String(format: "%@ epoch %d/%d  loss %.4g  ρ %.3f", progress.network,
                                                                  progress.epoch, progress.epochs, progress.loss, progress.spearman))
         }
