@@ -387,7 +387,8 @@ struct SweepCommandTests {
         #expect(box.err.contains(" 5/10 ") && box.err.hasSuffix("elapsed, ETA ?\n"), "\(box.err)")
         box.err = ""
         ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "eval", total: 10, started: Date() - 5).update(5)
-        #expect(box.err.hasSuffix("elapsed, ETA 0:05\n"), "\(box.err)")
+        // (About 0:05; the pattern leaves room for a slow machine.)
+        #expect(box.err.range(of: #"elapsed, ETA 0:0[4-9]\n$"#, options: .regularExpression) != nil, "\(box.err)")
     }
 
     @Test("a cell missing a task (left unfinished by a later command) gets no accuracy mean, KL, top-1 or seconds over the tasks it has, and — for the missing one")
