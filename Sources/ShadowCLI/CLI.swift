@@ -125,14 +125,9 @@ public enum CLI {
             // Warnings of the parse come first, also before its error: a value that spelled an
             // option (`--text --context 8`) explains an "unexpected argument" after it.
             var warnings: [String] = []
-            let parsed: ParsedArguments
-            do {
-                parsed = try command.parse(rest, warnings: &warnings)
-            } catch {
-                for warning in warnings { console.printError("warning: " + warning) }
-                throw error
-            }
+            let parse = Result { try command.parse(rest, warnings: &warnings) }
             for warning in warnings { console.printError("warning: " + warning) }
+            let parsed = try parse.get()
             if command.interruptible {
                 try Interruption.handling { try command.run(parsed, console) }
             } else {
