@@ -236,6 +236,10 @@ public struct Command: Sendable {
                 // value left out; the unambiguous spelling says the value is meant.
                 if spellsOption(value) {
                     warnings.append("\(spec.displayName) takes \"\(value)\" as its value, though it is also an option of '\(name)' (\(spec.displayName)=\(value) says the value is meant)")
+                } else if value.hasPrefix("--"),
+                          let near = Suggestion.nearest(to: String(value.dropFirst(2)), among: options.filter { $0.name.count > 1 }.map(\.name) + ["help"]) {
+                    // A typo of an option (`--text --jsn`) is as likely a value left out.
+                    warnings.append("\(spec.displayName) takes \"\(value)\" as its value, though it is close to the option --\(near) of '\(name)' (\(spec.displayName)=\(value) says the value is meant)")
                 }
             }
             // An empty path (an unset shell variable) is named here, not later as a file "".

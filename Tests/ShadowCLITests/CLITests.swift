@@ -191,6 +191,11 @@ struct CLITests {
         // The global --verbose is no option's value: an option left without one at the end still says so.
         let global = CLIRun(["--verbose", "generate", "--model", fixture("tiny-llama"), "--prompt"])
         #expect(global.status == 1 && global.err.hasPrefix("error: --prompt: needs a value <text>\n  type: "), "\(global.err)")
+        // A near miss of an option is as likely a value left out; a value far from every option is not.
+        let typo = CLIRun(["perplexity", "--model", fixture("tiny-llama"), "--text", "--jsn"])
+        #expect(typo.status == 0 && typo.err == "warning: --text takes \"--jsn\" as its value, though it is close to the option --json of 'perplexity' (--text=--jsn says the value is meant)\n",
+                "\(typo.err)")
+        #expect(CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "--- a rule ---"]).err.isEmpty)
         // A value that only starts with a dash (a negative number, "-x" that is no option) gets no warning.
         #expect(CLIRun(["tokenize", "--model", fixture("tiny-llama"), "--text", "-q"]).err.isEmpty)
     }
