@@ -21,6 +21,9 @@ final class ProgressBar {
     /// The first update: the rate behind the ETA is measured from it, so work a resumed run
     /// found already done (reported in its first update) does not make the ETA look short.
     private var first: (done: Int, time: Date)?
+    /// The last line drawn said `ETA ?`: the next update with a rate is drawn at once, so a log
+    /// has an estimate after the first unit rather than `logInterval` later.
+    private var etaUnknown = false
 
     /// `started`: when the work began, for a bar made at its first report (after the first unit).
     /// Without it the first update is only a baseline (a resumed run reports the work it found
@@ -39,7 +42,8 @@ final class ProgressBar {
         let now = Date()
         let terminal = console.errIsTerminal
         // In a log the first update draws too (a start line), as the last one does.
-        guard done >= total || now.timeIntervalSince(lastDraw) > (terminal ? 0.25 : Self.logInterval) else { return }
+        let rateArrived = etaUnknown && first.map { done > $0.done } == true
+        guard done >= total || rateArrived || now.timeIntervalSince(lastDraw) > (terminal ? 0.25 : Self.logInterval) else { return }
         guard done < total || !finished else { return }
         lastDraw = now
         let fraction = min(1, Double(done) / Double(total))
@@ -62,6 +66,7 @@ final class ProgressBar {
         let suffix = detail.isEmpty ? "" : "  \(detail)"
         let line = "\(label) \(bar) \(done)/\(total)  \(Self.format(elapsed)) elapsed, ETA \(Self.format(eta))\(suffix)"
         finished = done >= total
+        etaUnknown = !eta.isFinite
         guard terminal else { return console.err(line + "\n") }
         console.err("\r\(line)\u{1B}[K")
         lineOpen = !finished

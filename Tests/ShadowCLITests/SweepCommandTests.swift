@@ -383,8 +383,19 @@ struct SweepCommandTests {
         #expect(box.err.hasPrefix("eval ") && box.err.contains(" 0/4 ") && box.err.hasSuffix("elapsed, ETA ?\n"), "\(box.err)")
         // Nor does a resumed run's first update, the work it found done; a bar told when the work began has one.
         box.err = ""
-        ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "calibrate", total: 10).update(5)
+        let resumed = ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "calibrate", total: 10)
+        resumed.update(5)
         #expect(box.err.contains(" 5/10 ") && box.err.hasSuffix("elapsed, ETA ?\n"), "\(box.err)")
+        // The log's next line waits for a rate, then comes at once rather than 30 s later, and
+        // only once: later units wait for the log interval again.
+        box.err = ""
+        resumed.update(5)
+        #expect(box.err.isEmpty, "\(box.err)")
+        resumed.update(6)
+        #expect(box.err.contains(" 6/10 ") && box.err.range(of: #"elapsed, ETA \d+:\d\d\n$"#, options: .regularExpression) != nil, "\(box.err)")
+        box.err = ""
+        resumed.update(7)
+        #expect(box.err.isEmpty, "\(box.err)")
         box.err = ""
         ProgressBar(console: Console(out: { _ in }, err: { box.err += $0 }), label: "eval", total: 10, started: Date() - 5).update(5)
         // (About 0:05; the pattern leaves room for a slow machine.)
