@@ -139,15 +139,23 @@ struct GGUFVocabulary {
         // Equal scores share a rank, so the leftmost pair wins between them, as in llama.cpp.
         let distinctScores = Set(scores).sorted(by: >)
         let rankOfScore = Dictionary(uniqueKeysWithValues: distinctScores.enumerated().map { ($1, $0) })
+        // Both halves of a cut are pieces shorter than the piece cut, so only the cuts where both
+        // fit under the longest shorter piece are looked up: one piece far longer than the rest
+        // (a damaged or hostile file) costs its length, not its length squared.
+        let lengths = Set(tokens.map(\.utf8.count)).sorted()
+        var longestShorter: [Int: Int] = [lengths[0]: 0]
+        for (shorter, longer) in zip(lengths, lengths.dropFirst()) { longestShorter[longer] = shorter }
         for (id, token) in tokens.enumerated() {
             if let type = type(of: id), type != .normal { continue }
             let utf8 = Array(token.utf8)
             let scalars = token.unicodeScalars
             guard scalars.count > 1 else { continue }
+            let limit = longestShorter[utf8.count]!
             var cut = 0
             for scalar in scalars.dropLast() {
-                cut += String(scalar).utf8.count
-                guard idOf[Array(utf8[..<cut])] != nil, idOf[Array(utf8[cut...])] != nil else { continue }
+                cut += UTF8.width(scalar)
+                if cut > limit { break }
+                guard utf8.count - cut <= limit, idOf[Array(utf8[..<cut])] != nil, idOf[Array(utf8[cut...])] != nil else { continue }
                 spec.model.merges.append(.init(left: String(decoding: utf8[..<cut], as: UTF8.self),
                                                right: String(decoding: utf8[cut...], as: UTF8.self),
                                                rank: rankOfScore[scores[id]]!))

@@ -158,6 +158,24 @@ struct MalformedTests {
         #expect(message(model: "llama", scores: [0, 0, .nan]) == "loaded")
         #expect(message(model: "gpt2", merges: ["a b"]).hasPrefix("loaded"))
     }
+
+    @Test("a SentencePiece vocabulary merges pieces cut at every character, and one huge piece costs no more than its length")
+    func sentencePieceCuts() throws {
+        // No token types: every piece is normal. "▁aé" (6 bytes) is made two ways, "▁" + "aé"
+        // and "▁a" + "é", each cut beside a character of more than one byte.
+        let tokens = ["<unk>", "▁", "a", "é", "b", "aé", "▁aé", "ab", "▁a"]
+        let scores: [Float] = [0, -1, -2, -3, -4, -5, -6, -7, -8]
+        func load(_ tokens: [String], _ scores: [Float]) throws -> any Tokenizer {
+            try TokenizerLoader.fromGGUF(model: "llama", pre: nil, tokens: tokens, tokenTypes: nil, merges: nil,
+                                         scores: scores, bosID: nil, eosID: nil, addBOS: false, path: "spm.gguf")
+        }
+        let tokenizer = try load(tokens, scores)
+        #expect(tokenizer.encode("aé ab") == [6, 1, 7])
+        // A 300,000-byte piece (the old lookup of every cut took minutes) changes nothing else.
+        let long = try load(tokens + [String(repeating: "a", count: 300_000)], scores + [-9])
+        #expect(long.encode("aé ab") == [6, 1, 7])
+        #expect(long.encode("aaa") == [8, 2, 2])
+    }
 }
 
 @Suite("Robustness")
