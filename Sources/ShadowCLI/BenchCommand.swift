@@ -310,7 +310,7 @@ enum BenchCommand {
         }
         for fb in rows where fb.test.hasPrefix("fb") {
             if let fw = rows.first(where: { $0.test == "fw" + fb.test.dropFirst(2) && $0.weights == fb.weights && $0.weightsAsked == fb.weightsAsked && $0.threads == fb.threads }) {
-                lines.append(String(format: "\n%@ %@ t=%d: forward + backward takes %.2f× the forward pass's time",
+                lines.append(String(format: "\n%@ %@ t=%ld: forward + backward takes %.2f× the forward pass's time",
                                     fb.test, fb.weights, fb.threads, fw.tokensPerSecond / fb.tokensPerSecond))
             }
         }

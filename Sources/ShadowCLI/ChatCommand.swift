@@ -208,7 +208,7 @@ enum ChatCommand {
             } else {
                 console.out((cut.stopped ? "" : cut.finish(stream.finish())) + "\n")
                 if arguments.flag("verbose") {
-                    console.printError(String(format: "chat: prompt %d tokens (%d kept from the last turn), %.1f t/s; reply %d tokens, ",
+                    console.printError(String(format: "chat: prompt %ld tokens (%ld kept from the last turn), %.1f t/s; reply %ld tokens, ",
                                               prompt.count, result.reusedTokens, result.stats.promptTokensPerSecond, result.tokens.count)
                                        + decodeSpeedText(result.stats) + masks.text)
                 }

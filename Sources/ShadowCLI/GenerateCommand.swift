@@ -129,7 +129,7 @@ enum GenerateCommand {
         } else {
             console.out(rest + "\n")
             if arguments.flag("verbose") {
-                console.printError(String(format: "prompt: %d tokens, %.1f t/s; generated: %d tokens, ",
+                console.printError(String(format: "prompt: %ld tokens, %.1f t/s; generated: %ld tokens, ",
                                           result.stats.promptTokens, result.stats.promptTokensPerSecond, result.stats.generatedTokens)
                                    + decodeSpeedText(result.stats) + masks.text)
             }

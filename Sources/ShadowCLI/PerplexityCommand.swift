@@ -110,7 +110,7 @@ enum PerplexityCommand {
         if arguments.flag("json") {
             console.print(try JSONOutput.string(report))
         } else {
-            var line = String(format: "perplexity %.4f over %@ (%d tokens, %@ of up to %d); nll_sum %.4f; %.2f s",
+            var line = String(format: "perplexity %.4f over %@ (%ld tokens, %@ of up to %ld); nll_sum %.4f; %.2f s",
                               report.perplexity, counted(report.predictedTokens, "predicted token"), report.tokens, counted(report.windows, "window"), context,
                               report.nllSum, report.seconds)
             if sparsity != nil, let realised {

@@ -209,7 +209,7 @@ enum PredictorInfoCommand {
             let o = t.options
             lines.append("training: \(t.samples) samples from \(t.traces) (\(t.trainSamples) train, \(t.heldOutSamples) held out, split seed \(o.splitSeed))"
                          + (t.predictorToken.map { "; predictor token \($0)" } ?? ""))
-            lines.append(String(format: "  epochs %d heads / %d neurons, batch %d / %d, lr %g, weight decay %g, seed %llu, %.1f s",
+            lines.append(String(format: "  epochs %ld heads / %ld neurons, batch %ld / %ld, lr %g, weight decay %g, seed %llu, %.1f s",
                                 o.headEpochs, o.neuronEpochs, o.headBatch, o.neuronBatch, o.learningRate, o.weightDecay, o.seed, t.seconds))
         }
         return lines

@@ -82,6 +82,6 @@ final class ProgressBar {
         // (Converting a non-finite or huge estimate to Int would trap.)
         guard seconds.isFinite else { return "?" }
         let s = Int(min(max(seconds, 0), 1e9).rounded())
-        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+        return s >= 3600 ? String(format: "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60) : String(format: "%ld:%02ld", s / 60, s % 60)
     }
 }

@@ -77,7 +77,7 @@ enum ScoresCommand {
                                                        model: ModelFingerprint(loaded: loaded)), pretty: false))
             return
         }
-        console.print(String(format: "%@ scores: %d tokens, %d predicted, loss %.4f nats/token, %.2f s",
+        console.print(String(format: "%@ scores: %ld tokens, %ld predicted, loss %.4f nats/token, %.2f s",
                              criterion.rawValue, tokens.count, tokens.count - predictFrom, scores.loss, seconds))
         for (l, heads) in scores.heads.enumerated() {
             var line = String(format: "layer %2d  heads", l) + heads.map { String(format: " %.4g", $0) }.joined()

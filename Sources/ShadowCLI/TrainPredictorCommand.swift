@@ -139,7 +139,7 @@ enum TrainPredictorCommand {
             // baseline, no rate (with --resume and nothing to resume, the first epoch is this run's).
             if bar == nil { bar = ProgressBar(console: console, label: "train", total: progress.totalEpochs, enabled: showProgress,
                                               started: resume && progress.completedEpochs > 1 ? nil : started) }
-            bar?.update(progress.completedEpochs, detail: String(format: "%@ epoch %d/%d  loss %.4g  ρ %.3f", progress.network,
+            bar?.update(progress.completedEpochs, detail: String(format: "%@ epoch %ld/%ld  loss %.4g  ρ %.3f", progress.network,
                                                                  progress.epoch, progress.epochs, progress.loss, progress.spearman))
         }
         try PredictorFile.save(predictor, to: out)

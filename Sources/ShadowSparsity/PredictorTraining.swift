@@ -343,7 +343,7 @@ public enum PredictorTrainer {
         if needed.bytes > memory {
             let option = needed.largestIsNeurons ? "--neuron-width" : "--head-width"
             let width = needed.largestIsNeurons ? configuration.neuronWidth : configuration.headWidth
-            throw ShadowError.invalidArgument(name: option, reason: String(format: "%d: training these networks needs about %.1f GB, more than this machine's %.1f GB of memory",
+            throw ShadowError.invalidArgument(name: option, reason: String(format: "%ld: training these networks needs about %.1f GB, more than this machine's %.1f GB of memory",
                                                                            width, needed.bytes / 1e9, memory / 1e9))
         }
         var start = Date()

@@ -88,6 +88,16 @@ struct PredictorCLITests {
 
         let text = CLIRun(["predictor", "info", out])
         #expect(text.status == 0 && text.out.contains("recall@0.5") && text.out.contains("kind: shadow"))
+        #expect(text.out.contains("  epochs 30 heads / 30 neurons, batch 16 / 16, lr 0.003"), "\(text.out)")
+        // Counts past 32 bits are printed whole (a C format's %d cut them to their low bits).
+        var metadata = try JSONSerialization.jsonObject(with: JSONEncoder().encode(try PredictorFile.metadata(path: out))) as! [String: Any]
+        var trainingRecord = metadata["training"] as! [String: Any], options = trainingRecord["options"] as! [String: Any]
+        options["head_epochs"] = 5_000_000_000
+        trainingRecord["options"] = options
+        metadata["training"] = trainingRecord
+        let large = try JSONDecoder().decode(PredictorMetadata.self, from: JSONSerialization.data(withJSONObject: metadata))
+        #expect(PredictorInfoCommand.description(large).contains { $0.hasPrefix("  epochs 5000000000 heads / 30 neurons") },
+                "\(PredictorInfoCommand.description(large))")
         #expect(text.out.contains("each layer its own top k (the local policy):"), "\(text.out)")
 
         let markdown = CLIRun(["predictor", "info", out, "--markdown"])
