@@ -66,8 +66,12 @@ enum ScoresCommand {
         let start = Date()
         let scores = try Importance.scores(model: model, tokens: tokens, predictFrom: predictFrom, criteria: [criterion])[criterion]!
         let seconds = Date().timeIntervalSince(start)
+        guard scores.loss.isFinite else { throw ShadowError.notFinite("the loss is") }
+        guard scores.heads.joined().allSatisfy(\.isFinite), scores.neurons?.joined().allSatisfy(\.isFinite) ?? true else {
+            throw ShadowError.notFinite("some \(criterion.rawValue) scores are")
+        }
         if arguments.flag("verbose") {
-            console.printError(String(format: "%@: %d tokens (%d predicted) in %.3f s", criterion.rawValue, tokens.count,
+            console.printError(String(format: "%@: %ld tokens (%ld predicted) in %.3f s", criterion.rawValue, tokens.count,
                                       tokens.count - predictFrom, seconds))
         }
         if arguments.flag("json") {
@@ -80,7 +84,7 @@ enum ScoresCommand {
         console.print(String(format: "%@ scores: %ld tokens, %ld predicted, loss %.4f nats/token, %.2f s",
                              criterion.rawValue, tokens.count, tokens.count - predictFrom, scores.loss, seconds))
         for (l, heads) in scores.heads.enumerated() {
-            var line = String(format: "layer %2d  heads", l) + heads.map { String(format: " %.4g", $0) }.joined()
+            var line = String(format: "layer %2ld  heads", l) + heads.map { String(format: " %.4g", $0) }.joined()
             if let neurons = scores.neurons?[l] {
                 let sorted = neurons.sorted()
                 let top = neurons.indices.sorted { neurons[$0] > neurons[$1] }.prefix(3)

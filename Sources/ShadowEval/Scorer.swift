@@ -269,7 +269,7 @@ public final class LoglikelihoodScorer {
             }
             for (g, index) in group.enumerated() {
                 let rows = ScoredRows(denseLogits[g], vocab: vocab)
-                dense[index] = score(rows: rows, request: requests[index])
+                dense[index] = try score(rows: rows, request: requests[index], index: index, sparse: false)
                 for copy in copies[index] ?? [] { dense[copy] = dense[index] }
                 denseRows.append(rows)
             }
@@ -300,7 +300,7 @@ public final class LoglikelihoodScorer {
                         logits = perChoiceRows(request, controller: controller)
                     }
                     let sparseRows = ScoredRows(logits, vocab: vocab)
-                    sparse[c][index] = score(rows: sparseRows, request: request)
+                    sparse[c][index] = try score(rows: sparseRows, request: request, index: index, sparse: true)
                     agreements[c].add(dense: denseRows[g], sparse: sparseRows)
                     for copy in copies[index] ?? [] {
                         sparse[c][copy] = sparse[c][index]
@@ -414,13 +414,17 @@ public final class LoglikelihoodScorer {
         return n > 0 ? rows : []
     }
 
-    private func score(rows: ScoredRows, request: ScoringRequest) -> ChoiceScore {
+    /// Throws when the log-likelihood is NaN or infinite: an accuracy over such scores means nothing.
+    private func score(rows: ScoredRows, request: ScoringRequest, index: Int, sparse: Bool) throws -> ChoiceScore {
         let targets = request.continuation
         var total = 0.0
         var greedy = true
         for (r, target) in targets.enumerated() {
             total += Double(rows.logits[r * vocab + target]) - rows.logNormalizers[r]
             if rows.topTokens[r] != target { greedy = false }
+        }
+        guard total.isFinite else {
+            throw ShadowError.notFinite("request \(index)'s log-likelihood\(sparse ? " under sparse masks" : "") is")
         }
         return ChoiceScore(logLikelihood: total, tokens: targets.count, isGreedy: greedy)
     }

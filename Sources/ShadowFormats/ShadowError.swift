@@ -59,5 +59,13 @@ public enum ShadowError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+extension ShadowError {
+    /// A model's output that came out NaN or infinite (weights or settings too large for single
+    /// precision): refused, since a NaN perplexity or a greedy pick among NaNs is no result.
+    public static func notFinite(_ what: String) -> ShadowError {
+        .failed("\(what) not finite (NaN or infinity): the model's weights or settings overflow single precision")
+    }
+}
+
 /// "1 sample", "3 samples": a count and its noun, for messages.
 public func counted(_ n: Int, _ noun: String, plural: String? = nil) -> String { "\(n) \(n == 1 ? noun : plural ?? noun + "s")" }

@@ -57,7 +57,7 @@ public enum Generator {
         let capacity = min(model.shape.maxContext, prompt.count + max(maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
         cache.scratch.packing = packing
-        return run(model: model, prompt: prompt, from: 0, cache: cache, maxTokens: maxTokens, sampling: sampling,
+        return try run(model: model, prompt: prompt, from: 0, cache: cache, maxTokens: maxTokens, sampling: sampling,
                    stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
     }
 
@@ -83,8 +83,16 @@ public enum Generator {
         // At least the last prompt token runs again: its logits choose the first reply token.
         let shared = min(zip(cached, prompt).prefix { $0 == $1 }.count, prompt.count - 1, cache.length)
         cache.truncate(to: shared)
-        let result = run(model: model, prompt: prompt, from: shared, cache: cache, maxTokens: maxTokens, sampling: sampling,
-                         stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
+        let result: GenerationResult
+        do {
+            result = try run(model: model, prompt: prompt, from: shared, cache: cache, maxTokens: maxTokens, sampling: sampling,
+                             stopTokens: stopTokens, sparsity: sparsity, onToken: onToken, shouldStop: shouldStop)
+        } catch {
+            // What the cache holds past `shared` is unknown now: a later call must not reuse it.
+            cache.truncate(to: shared)
+            cached = Array(cached.prefix(shared))
+            throw error
+        }
         cached = Array((prompt + result.tokens).prefix(cache.length))
         return result
     }
@@ -96,7 +104,7 @@ public enum Generator {
     /// The prompt and the generated tokens together stay within the model's context and the cache.
     private static func run(model: any CausalLanguageModel, prompt: [Int], from: Int, cache: KVCache, maxTokens: Int,
                             sampling: SamplingOptions, stopTokens: Set<Int>, sparsity: (any SparsityController)?,
-                            onToken: (Int) -> Bool, shouldStop: () -> Bool) -> GenerationResult {
+                            onToken: (Int) -> Bool, shouldStop: () -> Bool) throws -> GenerationResult {
         let limit = min(model.shape.maxContext, cache.capacity)
         var sampler = Sampler(sampling)
         var tokens: [Int] = []
@@ -117,6 +125,7 @@ public enum Generator {
             let end = min(pending.endIndex, prefilled + part)
             logits = model.forward(Array(pending[prefilled..<end]), cache: cache, logits: .last, sparsity: sparsity)
             prefilled = end
+            try Self.checkFinite(logits, after: prefilled)
         } while prefilled < pending.endIndex && !shouldStop()
         let prefillSeconds = Date().timeIntervalSince(start)
         let decodeStart = Date()
@@ -137,12 +146,23 @@ public enum Generator {
             if prompt.count + tokens.count == limit { stoppedAtContext = true; break }
             logits = model.forward([next], cache: cache, logits: .last, sparsity: sparsity)
             decodePasses += 1
+            try Self.checkFinite(logits, after: prompt.count + tokens.count)
         }
         let stats = GenerationStats(promptTokens: prefilled - from, generatedTokens: tokens.count,
                                     decodePasses: decodePasses, prefillSeconds: prefillSeconds,
                                     decodeSeconds: Date().timeIntervalSince(decodeStart))
         return GenerationResult(tokens: tokens, stoppedAtEOS: stoppedAtEOS, stoppedAtContext: stoppedAtContext, reusedTokens: from,
                                 packedBytes: cache.scratch.packedBytes, stats: stats)
+    }
+}
+
+extension Generator {
+    /// A logit of NaN or +∞ makes sampling meaningless (greedy would pick token 0, often EOS,
+    /// and report a clean stop); −∞ is a token ruled out, which sampling handles.
+    static func checkFinite(_ logits: [Float], after position: Int) throws {
+        guard !logits.contains(where: { $0.isNaN || $0 == .infinity }) else {
+            throw ShadowError.notFinite("the logits after token \(position) are")
+        }
     }
 }
 

@@ -108,6 +108,9 @@ public enum Scoring {
             for target in window.targets {
                 nll -= Double(logProbabilities[target - 1 - window.input.lowerBound])
             }
+            guard nll.isFinite else {
+                throw ShadowError.notFinite("the log-probabilities of window \(index + 1) of \(windows.count) (tokens \(window.targets.lowerBound)–\(window.targets.upperBound - 1)) are")
+            }
             predicted += window.targets.count
             progress?(index + 1, windows.count)
         }

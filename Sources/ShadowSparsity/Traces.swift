@@ -360,7 +360,7 @@ public final class TraceWriter {
         // to a chunk written over one it lists. (A file there that it does not list is what a run
         // killed between writing a chunk and its manifest left: written over.)
         let listed = Set(manifest.chunks.map(\.file))
-        let name = (manifest.chunks.count...).lazy.map { String(format: "chunk-%05d.safetensors", $0) }.first { !listed.contains($0) }!
+        let name = (manifest.chunks.count...).lazy.map { String(format: "chunk-%05ld.safetensors", $0) }.first { !listed.contains($0) }!
         try TraceChunk.write(buffer, criteria: manifest.criteria, shape: manifest.model.shape,
                              to: (directory as NSString).appendingPathComponent(name))
         // Listed in index order, as readers and the manifest's checks expect.

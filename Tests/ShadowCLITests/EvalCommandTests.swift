@@ -337,6 +337,46 @@ struct EvalCommandTests {
         #expect(openai["task"] as? String == "lambada" && openai["n"] as? Int == 2)
     }
 
+    @Test("a model whose weights overflow single precision gives an error naming what is not finite, never a NaN result or a clean stop")
+    func overflowingModel() throws {
+        // Every up projection's weights 3e38: finite, so the load takes them, but gate × up
+        // overflows to ±∞ and the down projection sums them to NaN. (All weights that large
+        // would not do: the first norm's squares overflow, its scale becomes 0 and the logits a
+        // finite, uniform 0.)
+        let model = scratchPath("overflowing-llama")
+        defer { try? FileManager.default.removeItem(atPath: model) }
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
+        for shard in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+            let url = URL(fileURLWithPath: model + "/" + shard)
+            var data = try Data(contentsOf: url)
+            let headerLength = Int(UInt64(littleEndian: data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+            let header = try #require(try JSONSerialization.jsonObject(with: data[8 ..< 8 + headerLength]) as? [String: Any])
+            for case let (name, entry as [String: Any]) in header where name.hasSuffix("mlp.up_proj.weight") {
+                let range = try #require(entry["data_offsets"] as? [Int])
+                withUnsafeBytes(of: Float(3e38).bitPattern.littleEndian) { huge in
+                    for offset in stride(from: 8 + headerLength + range[0], to: 8 + headerLength + range[1], by: 4) {
+                        data.replaceSubrange(offset..<offset + 4, with: huge)
+                    }
+                }
+            }
+            try data.write(to: url)
+        }
+        let files = try Self.piqaFiles()
+        let suffix = " not finite (NaN or infinity): the model's weights or settings overflow single precision\n"
+        let runs: [([String], String)] = [
+            (["perplexity", "--text", "the cat sat on the mat", "--json", "--no-progress"], "error: the log-probabilities of window 1 of 1 (tokens 1–"),
+            (["generate", "--prompt", "the cat", "--max-tokens", "4", "--json"], "error: the logits after token "),
+            (["scores", "--context", "the cat", "--continuation", " sat", "--criterion", "plainact", "--json"], "error: the loss is"),
+            (["eval", "--task", "piqa", "--data", files.data, "--labels", files.labels, "--limit", "1", "--json", "--no-progress"], "error: request 0's log-likelihood is"),
+        ]
+        for (arguments, start) in runs {
+            let run = CLIRun([arguments[0], "--model", model] + arguments.dropFirst())
+            // (f16 keeps such weights as bf16, with a warning before the error.)
+            let error = run.err.split(separator: "\n").filter { !$0.hasPrefix("warning: ") }.joined(separator: "\n") + "\n"
+            #expect(run.status == 1 && error.hasPrefix(start) && error.hasSuffix(suffix) && run.out.isEmpty, "\(arguments[0]): \(run.err)")
+        }
+    }
+
     @Test("an unknown task, a missing data file and an offset beyond the file fail with one line")
     func errors() throws {
         let files = try Self.piqaFiles()
