@@ -364,7 +364,8 @@ extension GGUFValue: CustomStringConvertible {
 
 /// Throws if two tensors' byte ranges overlap (shared by the GGUF and safetensors readers).
 func checkNoOverlap(path: String, infos: some Sequence<TensorInfo>) throws {
-    let sorted = infos.sorted { ($0.byteOffset, $0.byteCount) < ($1.byteOffset, $1.byteCount) }
+    // Names break ties, so two tensors on the same bytes are named in the same order every run.
+    let sorted = infos.sorted { ($0.byteOffset, $0.byteCount, $0.name) < ($1.byteOffset, $1.byteCount, $1.name) }
     for (previous, next) in zip(sorted, sorted.dropFirst()) where next.byteOffset < previous.byteOffset + previous.byteCount {
         throw ShadowError.badTensor(path: path, tensor: next.name,
                                     reason: "data overlaps tensor \"\(previous.name)\"")

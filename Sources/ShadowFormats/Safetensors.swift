@@ -110,7 +110,7 @@ public final class SafetensorsFile: TensorSource {
     /// its last tensor was most likely joined to something or written twice.
     private static func checkEveryByteHeld(path: String, infos: some Sequence<TensorInfo>, dataOffset: Int, fileSize: Int) throws {
         var heldUpTo = dataOffset
-        for info in infos.sorted(by: { ($0.byteOffset, $0.byteCount) < ($1.byteOffset, $1.byteCount) }) {
+        for info in infos.sorted(by: { ($0.byteOffset, $0.byteCount, $0.name) < ($1.byteOffset, $1.byteCount, $1.name) }) {
             guard info.byteOffset == heldUpTo else {
                 throw ShadowError.badTensor(path: path, tensor: info.name, reason:
                     "data starts at \(info.byteOffset - dataOffset), after \(info.byteOffset - heldUpTo) bytes of the data that belong to no tensor")
