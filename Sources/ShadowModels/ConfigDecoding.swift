@@ -9,7 +9,13 @@ public enum ConfigDecoding {
         do {
             let decoder = JSONDecoder()
             decoder.userInfo = userInfo
-            return try decoder.decode(type, from: data)
+            let decoded = try decoder.decode(type, from: data)
+            // JSONDecoder keeps a repeated key's first value, Python's json (transformers, and
+            // whatever wrote the file) its last: refused rather than read otherwise than meant.
+            if let parsed = try? JSONParser.parse([UInt8](data)), let key = repeatedKey(in: parsed) {
+                throw ShadowError.badJSON(path: path, key: key, reason: "is given twice in one object (readers differ on which counts); keep one")
+            }
+            return decoded
         } catch DecodingError.dataCorrupted(let context)
                     where context.codingPath.isEmpty && (try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed)) != nil {
             // JSONDecoder's words for a number its type cannot hold come under no key (`namingKey`
@@ -40,6 +46,24 @@ public enum ConfigDecoding {
         try decode(type, from: try readWholeFile(path, acceptingStreams: acceptingStreams), path: path)
     }
 
+    /// The path of the first key that an object of `value` holds twice, or nil.
+    static func repeatedKey(in value: JSONValue, path: [String] = []) -> String? {
+        switch value {
+        case .array(let items):
+            for (i, item) in items.enumerated() {
+                if let key = repeatedKey(in: item, path: path + [String(i)]) { return key }
+            }
+        case .object(let members):
+            var seen = Set<String>()
+            for member in members {
+                if !seen.insert(member.key).inserted { return (path + [member.key]).joined(separator: ".") }
+                if let key = repeatedKey(in: member.value, path: path + [member.key]) { return key }
+            }
+        default: break
+        }
+        return nil
+    }
+
     /// The number JSONDecoder most likely could not store, with its key path, when one stands
     /// out: the first of those beyond single precision or 64-bit integers (with how many others
     /// there are: scores written out of range are rarely alone), else the only negative integer
@@ -51,7 +75,9 @@ public enum ConfigDecoding {
             switch value {
             case .number(let x):
                 let key = path.joined(separator: ".")
-                if x.magnitude > Double(Float.greatestFiniteMagnitude) || x >= 0x1p64 || x < -0x1p63 { huge.append((key, x)) }
+                // (A non-zero number below Float's smallest underflows, and JSONDecoder refuses it too.)
+                if x.magnitude > Double(Float.greatestFiniteMagnitude) || x >= 0x1p64 || x < -0x1p63
+                    || (x != 0 && x.magnitude < Double(Float.leastNonzeroMagnitude)) { huge.append((key, x)) }
                 else if x < 0, x == x.rounded() { negatives.append((key, x)) }
                 else if x != x.rounded() { fractions.append((key, x)) }
             case .array(let items): for (i, item) in items.enumerated() { walk(item, path + [String(i)]) }

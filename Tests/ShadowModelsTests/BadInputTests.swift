@@ -299,6 +299,21 @@ struct NaNConfigTests {
         let tiny = try FixtureCopy.gguf(f32: ["llama.rope.freq_base": Float.leastNonzeroMagnitude])
         expectShadowError([tiny, "\"llama.rope.freq_base\"", "single precision"]) { _ = try ModelLoader.load(path: tiny) }
     }
+
+    @Test("a GGUF end-of-turn stop id outside the vocabulary is named, as BOS and EOS ids are")
+    func eotOutsideVocabulary() throws {
+        // The fixture has no eot_token_id: its BOS key, of the same length, is renamed to one.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-llama-gguf/model.gguf")))
+        let name = try #require(bytes.range(of: Data("tokenizer.ggml.bos_token_id".utf8)))
+        bytes.replaceSubrange(name, with: Data("tokenizer.ggml.eot_token_id".utf8))
+        let path = TestScratch.path("eot", suffix: ".gguf")
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let loaded = try ModelLoader.load(path: path)
+        #expect(loaded.stopTokens.contains(Int(bytes[name.upperBound + 4])))   // a small id, in its u32's first byte
+        withUnsafeBytes(of: UInt32(99_999).littleEndian) { bytes.replaceSubrange(name.upperBound + 4 ..< name.upperBound + 8, with: $0) }
+        try bytes.write(to: URL(fileURLWithPath: path))
+        expectShadowError([path, "\"tokenizer.ggml.eot_token_id\"", "99999 is outside the model's vocabulary"]) { _ = try ModelLoader.load(path: path) }
+    }
 }
 
 @Suite("Numbers that are no integers are named, not called invalid JSON")
@@ -331,6 +346,8 @@ struct IntegerKeyTests {
         struct State: Decodable { let rows: [[Float]]; let eps: Float; let seed: UInt64; let name: String }
         for (json, key) in [(#"{"rows": [[1, 2], [3, 1e39]], "eps": 1e-5, "seed": 1, "name": "a"}"#, "\"rows.1.1\""),
                             (#"{"rows": [], "eps": 1e300, "seed": 1, "name": "a"}"#, "\"eps\""),
+                            // Below single precision's smallest number: JSONDecoder refuses it as well.
+                            (#"{"rows": [[0.5, 1e-50]], "eps": 1e-5, "seed": 1, "name": "a"}"#, "\"rows.0.1\": 1e-50 does not fit"),
                             (#"{"rows": [[0.5]], "eps": 1e-5, "seed": -5, "name": "a"}"#, "\"seed\": -5 does not fit"),
                             // Several out of range (a scores file written in float64): the first, with their count.
                             (#"{"rows": [[1e39, 2], [3, -1e40]], "eps": 1e-5, "seed": 1, "name": "a"}"#,
@@ -348,6 +365,22 @@ struct IntegerKeyTests {
         expectShadowError(["sizes.json", "not valid JSON"]) {
             _ = try ConfigDecoding.decode(Sizes.self, from: Data(#"{"layers": 2"#.utf8), path: "sizes.json")
         }
+    }
+
+    @Test("a key given twice in one object is refused, naming it: JSONDecoder would read the first, Python the last")
+    func repeatedKeys() throws {
+        let dir = try CheckpointWriter.directory()
+        let config = dir + "/config.json"
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text.removeLast()   // the closing brace
+        try (text + #", "rms_norm_eps": 5.0}"#).write(toFile: config, atomically: true, encoding: .utf8)
+        expectShadowError([config, "key \"rms_norm_eps\": is given twice in one object"]) { _ = try ModelLoader.load(path: dir) }
+        struct Outer: Decodable { let inner: [[String: Int]] }
+        expectShadowError(["o.json", "key \"inner.1.b\": is given twice"]) {
+            _ = try ConfigDecoding.decode(Outer.self, from: Data(#"{"inner": [{"b": 1}, {"a": 1, "b": 2, "b": 3}]}"#.utf8), path: "o.json")
+        }
+        // The same key in two objects is no repeat.
+        #expect(try ConfigDecoding.decode(Outer.self, from: Data(#"{"inner": [{"b": 1}, {"b": 2}]}"#.utf8), path: "o.json").inner.count == 2)
     }
 
     @Test("a value of the wrong kind is named in JSON's words (an object, an array, a number), not Swift's type names")
