@@ -219,7 +219,13 @@ public enum ModelLoader {
             throw ShadowError.corruptFile(path: path, reason: "key \"tokenizer.ggml.tokens\": token id \(tokenizer.vocabularySize - 1) is outside the model's vocabulary of \(config.vocabularySize) (token_embd.weight rows)")
         }
         var stops = Set(config.eosTokenIDs)
-        if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") { stops.insert(eot) }
+        if let eot = try file.intIfPresent("tokenizer.ggml.eot_token_id") {
+            // As the BOS and EOS ids are: a stop id no token has would never stop anything.
+            guard (0..<config.vocabularySize).contains(eot) else {
+                throw ShadowError.corruptFile(path: path, reason: "key \"tokenizer.ggml.eot_token_id\": \(eot) is outside the model's vocabulary of \(config.vocabularySize) tokens")
+            }
+            stops.insert(eot)
+        }
         return LoadedModel(model: model, tokenizer: tokenizer, path: path, format: .gguf, stopTokens: stops)
     }
 
