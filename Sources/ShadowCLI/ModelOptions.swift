@@ -71,7 +71,7 @@ enum ModelOptions {
         let start = Date()
         let weights = WeightDType(rawValue: try arguments.required("weights"))!
         let loaded = try applyingLongContext(arguments, to: try ModelLoader.load(path: path, weights: weights), path: path)
-        if let tokenizer = loaded.tokenizer { warn(about: tokenizer, path: path, console: console) }
+        if let tokenizer = loaded.tokenizer { warn(about: tokenizer, console: console) }
         warn(asked: weights, kept: loaded.model.weightDType, path: path, console: console)
         if arguments.flag("verbose") {
             console.printError(String(format: "loaded %@ in %.2f s", path, Date().timeIntervalSince(start)))
@@ -88,8 +88,8 @@ enum ModelOptions {
 
     /// What the tokenizer's loading chose that may make its ids differ from the reference's (an
     /// unknown GGUF pre-tokenizer read with the GPT-2 split), on stderr.
-    static func warn(about tokenizer: any Tokenizer, path: String, console: Console) {
-        for warning in tokenizer.warnings { console.printError("warning: \(path): \(warning)") }
+    static func warn(about tokenizer: any Tokenizer, console: Console) {
+        for warning in tokenizer.warnings { console.printError("warning: \(warning)") }   // each names its file
     }
 
     /// An input as outputs must not replace it: the path, and when it is a directory (a Hugging

@@ -23,7 +23,7 @@ enum TokenizeCommand {
         // The tokenizer alone: no weights are loaded.
         let path = try ModelOptions.modelPath(arguments)
         let tokenizer = try ModelLoader.loadTokenizer(path: path)
-        ModelOptions.warn(about: tokenizer, path: path, console: console)
+        ModelOptions.warn(about: tokenizer, console: console)
         let encoded = tokenizer.encode(text, splitSpecialTokens: arguments.flag("split-special-tokens"))
         let ids = arguments.flag("special") ? tokenizer.addingSpecialTokens(encoded) : encoded
         let strings = arguments.flag("show-tokens") ? ids.map { tokenizer.tokenString($0) ?? "?" } : nil

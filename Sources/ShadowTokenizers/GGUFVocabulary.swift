@@ -117,7 +117,7 @@ struct GGUFVocabulary {
             spec.preTokenizers = known
         } else {
             spec.preTokenizers = Self.preTokenizers["default"]!
-            spec.warnings.append("tokenizer.ggml.pre \(quoted(name)) is not one we implement; "
+            spec.warnings.append("\(path): tokenizer.ggml.pre \(quoted(name)) is not one we implement; "
                                  + "using the GPT-2 split, so some texts may tokenize differently")
         }
         // llama.cpp takes a Llama-3 piece whole when it is in the vocabulary, as ignore_merges does.

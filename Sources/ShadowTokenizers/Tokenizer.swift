@@ -43,7 +43,8 @@ public protocol Tokenizer: Sendable {
     /// The vocabulary entry for `id` as the file spells it ("Ġthe", "▁the", "<0x0A>").
     func tokenString(_ id: Int) -> String?
     /// Choices made while loading that may make tokenization differ from the reference, such
-    /// as an unknown GGUF pre-tokenizer replaced by the GPT-2 split. Empty when there are none.
+    /// as an unknown GGUF pre-tokenizer replaced by the GPT-2 split, each naming its file. Empty
+    /// when there are none.
     var warnings: [String] { get }
     /// The model's chat template as its files give it (Jinja source: GGUF
     /// `tokenizer.chat_template`, tokenizer_config.json `chat_template`); nil when they have none.

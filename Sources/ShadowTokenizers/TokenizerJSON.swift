@@ -52,8 +52,11 @@ struct TokenizerJSONReader {
         guard case .object = root else { throw error(nil, "expected a JSON object at the top level") }
         func tokenName(_ name: String) throws -> String? {
             guard let value = member(root, name) else { return nil }
-            if case .string(let text) = value { return text }
-            return try requiredString(value, "content", key: name)
+            switch value {
+            case .string(let text): return text
+            case .object: return try requiredString(value, "content", key: name)
+            default: throw error(name, "expected a string or an object with \"content\", found \(value.kindName)")
+            }
         }
         spec.bosToken = try tokenName("bos_token")
         spec.eosToken = try tokenName("eos_token")

@@ -70,6 +70,22 @@ struct CLITests {
         }
     }
 
+    @Test("a tokenizer_config.json whose chat template cannot be read warns naming the file once; a token of the wrong type is named as such")
+    func unreadableTemplateWarns() throws {
+        let model = scratchPath("odd-tokenizer-config")
+        defer { try? FileManager.default.removeItem(atPath: model) }
+        try FileManager.default.copyItem(atPath: fixture("tiny-llama"), toPath: model)
+        let config = model + "/tokenizer_config.json"
+        try #"{"chat_template": 5}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let run = CLIRun(["tokenize", "--model", model, "--text", "hello"])
+        #expect(run.status == 0 && run.err.hasPrefix("warning: \(config): key \"chat_template\": ")
+                && run.err.hasSuffix("; the chat template is not used\n") && run.err.components(separatedBy: config).count == 2, "\(run.err)")
+        try #"{"eos_token": 5}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let number = CLIRun(["tokenize", "--model", model, "--text", "hello"])
+        #expect(number.status == 1 && number.err == "error: \(config): key \"eos_token\": expected a string or an object with \"content\", found a number\n",
+                "\(number.err)")
+    }
+
     @Test("unknown subcommands, unknown options and bad values fail with one line")
     func badArguments() {
         for arguments in [["frobnicate"], ["info", "--frob"], ["generate", "--max-tokens", "many", "--prompt", "x"],
