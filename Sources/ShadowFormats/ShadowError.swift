@@ -69,3 +69,27 @@ extension ShadowError {
 
 /// "1 sample", "3 samples": a count and its noun, for messages.
 public func counted(_ n: Int, _ noun: String, plural: String? = nil) -> String { "\(n) \(n == 1 ? noun : plural ?? noun + "s")" }
+
+/// A string in double quotes with control characters escaped, so error messages stay on one line.
+/// Without `escapingQuotes` quotes and backslashes stay as written (a JSON line quoted whole
+/// reads better so, and the escapes of its control characters still stand out).
+public func quoted(_ text: String, escapingQuotes: Bool = true) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"" where escapingQuotes: result += "\\\""
+        case "\\" where escapingQuotes: result += "\\\\"
+        case "\n": result += "\\n"
+        case "\t": result += "\\t"
+        case "\r": result += "\\r"
+        default:
+            let value = scalar.value
+            if value < 0x20 || (0x7F..<0xA0).contains(value) || value == 0x2028 || value == 0x2029 {
+                result += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return result + "\""
+}

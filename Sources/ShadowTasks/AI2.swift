@@ -49,7 +49,7 @@ enum AI2 {
         let (texts, labels) = try choices(record, choicesKey)
         let answer = try record.labelString("answerKey").pythonStripped
         guard let gold = labels.firstIndex(of: answer) else {
-            throw record.error("answerKey", "\"\(answer)\" is not one of the choice labels \(labels.joined(separator: ", "))")
+            throw record.error("answerKey", "\(quoted(answer, escapingQuotes: false)) is not one of the choice labels \(labels.joined(separator: ", "))")
         }
         return (stem, texts, gold)
     }

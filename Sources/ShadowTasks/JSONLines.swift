@@ -224,7 +224,7 @@ struct JSONRecord {
         let asIndex = Int(trimmed) != nil ? allowed.first(where: { $0.spelling == trimmed }) : nil
         guard let match = allowed.first(where: { $0.spelling == text }) ?? asIndex else {
             let list = allowed.map { "\"\($0.spelling)\"" }.joined(separator: ", ")
-            throw error(key, "\"\(text)\" is not one of \(list)")
+            throw error(key, "\(quoted(text, escapingQuotes: false)) is not one of \(list)")
         }
         return match.index
     }

@@ -112,7 +112,7 @@ enum LabelsFile {
                 // A data file given as --labels has lines of hundreds of characters: quote the start.
                 let shown = text.count > 40 ? text.prefix(40) + "…" : Substring(text)
                 let guess = text.hasPrefix("{") ? " (a JSON line: is this the data file rather than its labels?)" : ""
-                throw ShadowError.corruptFile(path: lines.location(index), reason: "label \"\(shown)\" is not one of \(list)\(guess)")
+                throw ShadowError.corruptFile(path: lines.location(index), reason: "label \(quoted(String(shown), escapingQuotes: false)) is not one of \(list)\(guess)")
             }
             golds.append(match.index)
             lastLine = lines.number(index)

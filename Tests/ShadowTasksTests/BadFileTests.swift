@@ -77,6 +77,8 @@ private let badFiles: [BadFile] = [
             "labels.lst:3: label for item 2, but piqa.jsonl has only 2 items"),
     BadFile("a labels file with a bad label", .piqa, piqaItems, labels: "0\nyes\n",
             "labels.lst:2: label \"yes\" is not one of \"0\", \"1\""),
+    BadFile("a labels file whose lines end in CR alone, its CR shown escaped", .piqa, piqaItems, labels: "0\r1\r",
+            "labels.lst:1: label \"0\\r1\" is not one of \"0\", \"1\""),
     BadFile("a data file given as the labels file", .piqa, piqaItems,
             labels: "{\"goal\": \"When boiling butter, when it's ready, you can\", \"sol1\": \"a\", \"sol2\": \"b\"}\n",
             "labels.lst:1: label \"{\"goal\": \"When boiling butter, when it's…\" is not one of \"0\", \"1\" (a JSON line: is this the data file rather than its labels?)"),
