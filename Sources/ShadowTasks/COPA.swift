@@ -207,9 +207,11 @@ enum COPA {
 
     /// An element's text: entities decoded, CDATA sections taken as written (comments are gone by
     /// now). Other markup inside (a child element) is refused rather than read as words of the sentence.
+    /// Line breaks written CR LF or CR alone read as LF, as XML has every parser read them (a
+    /// `&#13;` reference stays a CR).
     static func characterData(_ raw: String, fail: (String) -> ShadowError) throws -> String {
         var text = ""
-        var rest = Substring(raw)
+        var rest = Substring(raw.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n"))
         while let open = rest.range(of: "<") {
             text += try decodeEntities(String(rest[..<open.lowerBound]), fail: fail)
             let markup = rest[open.lowerBound...]

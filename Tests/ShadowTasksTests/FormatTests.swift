@@ -233,6 +233,17 @@ struct COPATests {
         #expect(throws: ShadowError.self) { try TaskFile.multipleChoice(task: .copa, path: markup) }
     }
 
+    @Test("an XML element's line breaks written CR LF or CR read as LF, as XML parsers read them; a character reference to CR stays")
+    func xmlLineBreaks() throws {
+        let directory = try TempDirectory()
+        let item = "<copa-corpus>\r\n<item id=\"1\" asks-for=\"cause\" most-plausible-alternative=\"1\">\r\n"
+            + "<p>My body cast\r\na shadow\rover the grass.</p>\r\n<a1>The sun<![CDATA[\r\n]]>was&#13;rising.</a1>\r\n"
+            + "<a2>The grass was cut.</a2>\r\n</item>\r\n</copa-corpus>\r\n"
+        let items = try TaskFile.multipleChoice(task: .copa, path: try directory.file("copa-crlf.xml", item))
+        #expect(items.first?.contexts == Array(repeating: "My body cast\na shadow\nover the grass because", count: 2), "\(items)")
+        #expect(items.first?.continuations.first == " the sun\nwas\rrising.", "\(items)")
+    }
+
     @Test("XML comments are not content: an item commented out is not read, and a comment inside an element is no text; white space may surround \"=\"")
     func xmlComments() throws {
         let directory = try TempDirectory()
