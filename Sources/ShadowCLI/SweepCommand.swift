@@ -304,9 +304,10 @@ enum SweepCommand {
             // After the settings: a state of another model is that, not a heat map of the wrong size.
             try saved.validate(path: statePath, shape: shape)
             state = saved
-            // Tasks can be added or left out; a task must keep its file.
+            // Tasks can be added or left out; a task must keep its file (however its path is spelled).
             for task in options.tasks {
-                if let old = state.sources["task " + task.task.rawValue], old != task.path {
+                if let old = state.sources["task " + task.task.rawValue], old != task.path,
+                   AtomicFile.canonical(old) != AtomicFile.canonical(task.path) {
                     throw ShadowError.invalidArgument(name: "--data", reason: "\(out) evaluated \(task.task.rawValue) on \(old), not \(task.path); give another --out")
                 }
                 let name = task.task.rawValue

@@ -334,6 +334,13 @@ struct SweepCommandTests {
         #expect(changed.status == 1 && changed.err == "error: --data: \(edited) (or its labels) changed since \(editedOut) evaluated piqa on it; give another --out\n", "\(changed.err)")
         try text.write(toFile: edited, atomically: true, encoding: .utf8)
         #expect(try sweep(out: editedOut, onCopy + ["--limit", "4"]).status == 0)
+        // The same file spelled another way continues the sweep; another file does not.
+        let respelled = ["--methods", "random", "--sparsities", "0.5", "--tasks", "piqa", "--data",
+                         "piqa=\((edited as NSString).deletingLastPathComponent)/./\((edited as NSString).lastPathComponent)"]
+        let again = try sweep(out: editedOut, respelled + ["--limit", "4"])
+        #expect(again.status == 0, "\(again.err)")
+        let elsewhere = try sweep(out: editedOut, small + ["--limit", "4"])
+        #expect(elsewhere.status == 1 && elsewhere.err.contains(" evaluated piqa on "), "\(elsewhere.err)")
     }
 
     @Test("sweep plots draw ± one standard error through each accuracy and keep accuracy axes within 0–1")
