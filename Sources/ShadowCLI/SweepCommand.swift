@@ -202,7 +202,12 @@ enum SweepCommand {
         for (task, path, labels) in options.tasks {
             switch task {
             case .wikitext:
-                inputs.append(.text(name: task, subset(try TaskFile.wikitext(path: path), bytes: options.textBytes)))
+                let text = subset(try TaskFile.wikitext(path: path), bytes: options.textBytes)
+                // (The reader refuses a file of only white space; a cut can still leave only that.)
+                guard text.contains(where: { !$0.isWhitespace }) else {
+                    throw ShadowError.invalidArgument(name: "--text-bytes", reason: "the first \(options.textBytes) bytes of \(path), cut at a line end, hold only white space; give more, or 0 for the whole text")
+                }
+                inputs.append(.text(name: task, text))
             case .lambada:
                 let items = Evaluation.lambadaItems(try TaskFile.lambada(path: path))
                 let range = try Evaluation.slice(count: items.count, offset: options.offset, limit: options.limit)

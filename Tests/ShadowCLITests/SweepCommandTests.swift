@@ -72,6 +72,20 @@ struct SweepCommandTests {
         #expect(lines.allSatisfy { $0.hasPrefix("warning: ") }, "\(run.err)")
     }
 
+    @Test("a --text-bytes cut that leaves only white space (WikiText starts with a blank line) is refused before any work")
+    func blankTextSubset() throws {
+        let path = scratchPath("sweep-blank-start") + ".txt", out = scratchPath("sweep-blank-start-out")
+        defer { try? FileManager.default.removeItem(atPath: path); try? FileManager.default.removeItem(atPath: out) }
+        try " \n = Title = \n \n The river ran past the old mill . \n".write(toFile: path, atomically: true, encoding: .utf8)
+        let arguments = ["sweep", "--model", fixture("tiny-llama"), "--out", out, "--tasks", "wikitext", "--data", "wikitext=\(path)",
+                         "--methods", "random", "--sparsities", "0.5", "--context", "16", "--no-progress"]
+        let blank = CLIRun(arguments + ["--text-bytes", "3"])
+        #expect(blank.status == 1 && blank.err == "error: --text-bytes: the first 3 bytes of \(path), cut at a line end, hold only white space; give more, or 0 for the whole text\n",
+                "\(blank.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(CLIRun(arguments + ["--text-bytes", "16"]).status == 0)
+    }
+
     @Test("sweep scores WikiText detokenized as eval does by default; --as-stored reads the file as stored, in a state of its own")
     func detokenizedWikiText() throws {
         let path = scratchPath("sweep-wikitext") + ".txt"
