@@ -12,6 +12,15 @@ enum Lambada {
     static func read(path: String) throws -> [(context: String, target: String)] {
         let lines = try SourceLines(path: path)
         if let first = lines.firstSignificantByte, first != UInt8(ascii: "{"), first != UInt8(ascii: "[") {
+            // Any text reads as passages: the files of other tasks that start unlike prose are refused.
+            if let index = lines.ranges.indices.first(where: { !lines.isBlank($0) }) {
+                let line = try lines.text(index).pythonStripped
+                let other = first == UInt8(ascii: "<") ? "markup (an XML file, COPA's release?)"
+                    : line.hasPrefix("= ") && line.hasSuffix(" =") ? "a WikiText heading (\(quoted(line)))" : nil
+                if let other {
+                    throw ShadowError.corruptFile(path: lines.location(index), reason: "starts with \(other), not a LAMBADA passage (a passage per line, or JSON Lines)")
+                }
+            }
             return try lines.ranges.indices.filter { !lines.isBlank($0) }.map { index in
                 try split(lines.text(index).pythonRightStripped) { ShadowError.corruptFile(path: lines.location(index), reason: "the passage \($0)") }
             }

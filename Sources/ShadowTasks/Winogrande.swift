@@ -9,13 +9,14 @@ import ShadowFormats
 enum Winogrande {
     static func read(path: String, labels: String?) throws -> [MultipleChoiceItem] {
         let records = try SourceLines(path: path).jsonRecords()
+        // The items' own keys first: another task's file is named as that, not blamed on the labels.
+        let fields = try records.map { (sentence: try $0.string("sentence"), options: [try $0.string("option1"), try $0.string("option2")]) }
         let answers: [(spelling: String, index: Int)] = [("1", 0), ("2", 1)]
         let golds = try labels.map {
             try LabelsFile.read($0, allowed: answers, itemCount: records.count, itemsPath: path)
         }
         return try records.enumerated().map { id, record in
-            let sentence = try record.string("sentence")
-            let options = [try record.string("option1"), try record.string("option2")]
+            let (sentence, options) = fields[id]
             guard let blank = sentence.unicodeScalars.firstIndex(of: "_") else {
                 throw record.error("sentence", "has no \"_\" blank to fill")
             }
