@@ -71,12 +71,15 @@ public struct LambadaResult: Sendable {
 }
 
 public enum Evaluation {
-    /// `body`'s scoring, a request the scorer refuses named by its item as well.
+    /// `body`'s scoring, a request the scorer refuses (or whose score is not finite) named by
+    /// its item as well: the scorer numbers an item's requests from 0.
     static func scoring<T>(item id: Int, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch ShadowError.invalidArgument(let name, let reason) where name.hasPrefix("request ") {
             throw ShadowError.invalidArgument(name: "item \(id), \(name)", reason: reason)
+        } catch ShadowError.failed(let message) where message.hasPrefix("request ") {
+            throw ShadowError.failed("item \(id), \(message)")
         }
     }
 
@@ -249,19 +252,25 @@ public struct WikiTextPages: Sendable {
         }
         var total = PerplexityResult(nllSum: 0, predictedTokens: 0, windows: 0)
         var pages: [PerplexityResult] = []
-        for page in tokens {
+        for (article, page) in tokens.enumerated() {
             guard page.count >= 2 else {
                 pages.append(PerplexityResult(nllSum: 0, predictedTokens: 0, windows: 0))
                 continue
             }
             var reported = 0
             // Scoring's callback is optional, hence formally escaping; it is only called during the call.
-            let scored = try withoutActuallyEscaping(progress) { progress in
-                try Scoring.perplexity(model: model, tokens: page, context: context, stride: stride,
-                                       sparsity: sparsity) { done, _ in
-                    progress(done - reported)
-                    reported = done
+            let scored: PerplexityResult
+            do {
+                scored = try withoutActuallyEscaping(progress) { progress in
+                    try Scoring.perplexity(model: model, tokens: page, context: context, stride: stride,
+                                           sparsity: sparsity) { done, _ in
+                        progress(done - reported)
+                        reported = done
+                    }
                 }
+            } catch ShadowError.failed(let message) {
+                // Its windows are counted within the article: name the article too.
+                throw ShadowError.failed("article \(article) of \(tokens.count): \(message)")
             }
             total.nllSum += scored.nllSum
             total.predictedTokens += scored.predictedTokens

@@ -277,6 +277,8 @@ public final class LoglikelihoodScorer {
             for c in active {
                 let controller = controllers[c]
                 let scoped = controller as? RequestScopedMasks
+                // Also when a score throws: a scorer (and its controller) may be used again.
+                defer { scoped?.frozen = false }
                 var causalLogits: [[Float]] = []
                 if maskMode == .causal {
                     // A new question: predict from its last context token, then keep that mask
@@ -307,7 +309,6 @@ public final class LoglikelihoodScorer {
                         agreements[c].add(dense: denseRows[g], sparse: sparseRows)
                     }
                 }
-                scoped?.frozen = false
                 controllerSeconds[c] += Self.seconds(since: &started)
             }
         }

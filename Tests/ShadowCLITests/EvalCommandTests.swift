@@ -362,12 +362,17 @@ struct EvalCommandTests {
             try data.write(to: url)
         }
         let files = try Self.piqaFiles()
+        let wikitext = scratchPath("overflowing-wikitext") + ".txt"
+        defer { try? FileManager.default.removeItem(atPath: wikitext) }
+        try " = Mills = \n \n The river ran past the old mill . \n".write(toFile: wikitext, atomically: true, encoding: .utf8)
         let suffix = " not finite (NaN or infinity): the model's weights or settings overflow single precision\n"
         let runs: [([String], String)] = [
             (["perplexity", "--text", "the cat sat on the mat", "--json", "--no-progress"], "error: the log-probabilities of window 1 of 1 (tokens 1–"),
             (["generate", "--prompt", "the cat", "--max-tokens", "4", "--json"], "error: the logits after token "),
             (["scores", "--context", "the cat", "--continuation", " sat", "--criterion", "plainact", "--json"], "error: the loss is"),
-            (["eval", "--task", "piqa", "--data", files.data, "--labels", files.labels, "--limit", "1", "--json", "--no-progress"], "error: request 0's log-likelihood is"),
+            (["eval", "--task", "piqa", "--data", files.data, "--labels", files.labels, "--offset", "1", "--limit", "2", "--json", "--no-progress"],
+             "error: item 1, request 0's log-likelihood is"),
+            (["eval", "--task", "wikitext", "--data", wikitext, "--json", "--no-progress"], "error: article 0 of 1: the log-probabilities of window 1 of 1"),
         ]
         for (arguments, start) in runs {
             let run = CLIRun([arguments[0], "--model", model] + arguments.dropFirst())
