@@ -139,10 +139,11 @@ struct GGUFVocabulary {
         // Equal scores share a rank, so the leftmost pair wins between them, as in llama.cpp.
         let distinctScores = Set(scores).sorted(by: >)
         let rankOfScore = Dictionary(uniqueKeysWithValues: distinctScores.enumerated().map { ($1, $0) })
-        // Both halves of a cut are pieces shorter than the piece cut, so only the cuts where both
-        // fit under the longest shorter piece are looked up: one piece far longer than the rest
-        // (a damaged or hostile file) costs its length, not its length squared.
-        let lengths = Set(tokens.map(\.utf8.count)).sorted()
+        // Both halves of a cut are pieces, so only the cuts where both halves have the length of
+        // some piece are looked up, and none past the longest piece shorter than the one cut:
+        // long pieces (a damaged or hostile file) cost their length, not their length squared.
+        let lengthSet = Set(tokens.map(\.utf8.count))
+        let lengths = lengthSet.sorted()
         var longestShorter: [Int: Int] = [lengths[0]: 0]
         for (shorter, longer) in zip(lengths, lengths.dropFirst()) { longestShorter[longer] = shorter }
         for (id, token) in tokens.enumerated() {
@@ -155,7 +156,8 @@ struct GGUFVocabulary {
             for scalar in scalars.dropLast() {
                 cut += UTF8.width(scalar)
                 if cut > limit { break }
-                guard utf8.count - cut <= limit, idOf[Array(utf8[..<cut])] != nil, idOf[Array(utf8[cut...])] != nil else { continue }
+                guard utf8.count - cut <= limit, lengthSet.contains(cut), lengthSet.contains(utf8.count - cut),
+                      idOf[Array(utf8[..<cut])] != nil, idOf[Array(utf8[cut...])] != nil else { continue }
                 spec.model.merges.append(.init(left: String(decoding: utf8[..<cut], as: UTF8.self),
                                                right: String(decoding: utf8[cut...], as: UTF8.self),
                                                rank: rankOfScore[scores[id]]!))

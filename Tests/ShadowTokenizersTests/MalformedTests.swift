@@ -171,8 +171,9 @@ struct MalformedTests {
         }
         let tokenizer = try load(tokens, scores)
         #expect(tokenizer.encode("aé ab") == [6, 1, 7])
-        // A 300,000-byte piece (the old lookup of every cut took minutes) changes nothing else.
-        let long = try load(tokens + [String(repeating: "a", count: 300_000)], scores + [-9])
+        // Pieces of 300,000 and 299,999 bytes (the old lookup of every cut took minutes) change
+        // nothing else; the longer is made of the shorter and "a".
+        let long = try load(tokens + [String(repeating: "a", count: 300_000), String(repeating: "a", count: 299_999)], scores + [-9, -10])
         #expect(long.encode("aé ab") == [6, 1, 7])
         #expect(long.encode("aaa") == [8, 2, 2])
     }
