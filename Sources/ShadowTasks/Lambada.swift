@@ -15,7 +15,9 @@ enum Lambada {
             // Any text reads as passages: the files of other tasks that start unlike prose are refused.
             if let index = lines.ranges.indices.first(where: { !lines.isBlank($0) }) {
                 let line = try lines.text(index).pythonStripped
-                let other = first == UInt8(ascii: "<") ? "markup (an XML file, COPA's release?)"
+                // A passage may start with "<" ("<3 she said"): only XML's own openings count.
+                let markup = ["<?xml", "<!--", "<copa-corpus"].contains { line.hasPrefix($0) }
+                let other = markup ? "markup (an XML file, COPA's release?)"
                     : line.hasPrefix("= ") && line.hasSuffix(" =") ? "a WikiText heading (\(quoted(line)))" : nil
                 if let other {
                     throw ShadowError.corruptFile(path: lines.location(index), reason: "starts with \(other), not a LAMBADA passage (a passage per line, or JSON Lines)")

@@ -500,6 +500,9 @@ struct TextTaskTests {
         // A passage of one word is all target, after an empty context (lm-eval's split).
         let oneWord = try directory.file("one-word.txt", "a b\nword\n")
         #expect(try TaskFile.lambada(path: oneWord).map { [$0.context, $0.target] } == [["a", " b"], ["", " word"]])
+        // Passages that start like markup or a heading, but are neither XML nor WikiText, are read.
+        let odd = try directory.file("odd-starts.txt", "<3 she said to him\n= and so it went on\n")
+        #expect(try TaskFile.lambada(path: odd).map(\.target) == [" him", " on"])
     }
 
     @Test("detokenizes WikiText the way lm-eval's wikitext_detokenizer does, step by step")
