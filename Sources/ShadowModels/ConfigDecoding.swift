@@ -47,17 +47,25 @@ public enum ConfigDecoding {
     }
 
     /// The path of the first key that an object of `value` holds twice, or nil.
-    static func repeatedKey(in value: JSONValue, path: [String] = []) -> String? {
+    static func repeatedKey(in value: JSONValue) -> String? {
+        repeatedKeyPath(in: value).map { $0.reversed().joined(separator: ".") }
+    }
+
+    /// The same path, innermost first; built only on a find (a score file holds a million numbers).
+    private static func repeatedKeyPath(in value: JSONValue) -> [String]? {
         switch value {
         case .array(let items):
             for (i, item) in items.enumerated() {
-                if let key = repeatedKey(in: item, path: path + [String(i)]) { return key }
+                switch item {
+                case .array, .object: if let path = repeatedKeyPath(in: item) { return path + [String(i)] }
+                default: continue
+                }
             }
         case .object(let members):
-            var seen = Set<String>()
+            var seen = Set<String>(minimumCapacity: members.count)
             for member in members {
-                if !seen.insert(member.key).inserted { return (path + [member.key]).joined(separator: ".") }
-                if let key = repeatedKey(in: member.value, path: path + [member.key]) { return key }
+                if !seen.insert(member.key).inserted { return [member.key] }
+                if let path = repeatedKeyPath(in: member.value) { return path + [member.key] }
             }
         default: break
         }
@@ -75,9 +83,10 @@ public enum ConfigDecoding {
             switch value {
             case .number(let x):
                 let key = path.joined(separator: ".")
-                // (A non-zero number below Float's smallest underflows, and JSONDecoder refuses it too.)
+                // (A non-zero number that rounds to 0 in single precision, below half its
+                // smallest, is refused by JSONDecoder too.)
                 if x.magnitude > Double(Float.greatestFiniteMagnitude) || x >= 0x1p64 || x < -0x1p63
-                    || (x != 0 && x.magnitude < Double(Float.leastNonzeroMagnitude)) { huge.append((key, x)) }
+                    || (x != 0 && x.magnitude <= Double(Float.leastNonzeroMagnitude) / 2) { huge.append((key, x)) }
                 else if x < 0, x == x.rounded() { negatives.append((key, x)) }
                 else if x != x.rounded() { fractions.append((key, x)) }
             case .array(let items): for (i, item) in items.enumerated() { walk(item, path + [String(i)]) }
