@@ -99,17 +99,24 @@ enum GenerateCommand {
         if !json { console.out(arguments.flag("chat") ? prompt + "\n" : prompt) }
         // Ctrl-C (or SIGTERM) while the prompt is prefilled or the text streams ends the text where it got to:
         // it is printed (or reported) as far as it goes, then the command exits with status 130.
-        let result = try Interruption.handling {
-            if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
-            return try Generator.generate(
-                model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
-                stopTokens: stopTokens, sparsity: sparsity, packing: packing,
-                onToken: { token in
-                    let piece = reply.append(stream.append(token))
-                    if !json { console.out(piece) }
-                    return !reply.stopped
-                },
-                shouldStop: { Interruption.requested })
+        let result: GenerationResult
+        do {
+            result = try Interruption.handling {
+                if arguments.flag("verbose") { console.printError("generate: a prompt of \(promptIDs.count) tokens") }
+                return try Generator.generate(
+                    model: loaded.model, prompt: promptIDs, maxTokens: maxTokens, sampling: sampling,
+                    stopTokens: stopTokens, sparsity: sparsity, packing: packing,
+                    onToken: { token in
+                        let piece = reply.append(stream.append(token))
+                        if !json { console.out(piece) }
+                        return !reply.stopped
+                    },
+                    shouldStop: { Interruption.requested })
+            }
+        } catch {
+            // The text streamed so far ends its line, so the error is not glued to it on a terminal.
+            if !json { console.out("\n") }
+            throw error
         }
         // Ended by no stop token, no --stop, no length and no full context: a signal stopped it.
         let interrupted = !result.stoppedAtEOS && !reply.stopped && !result.stoppedAtContext && result.tokens.count < maxTokens

@@ -380,6 +380,9 @@ struct EvalCommandTests {
             let error = run.err.split(separator: "\n").filter { !$0.hasPrefix("warning: ") }.joined(separator: "\n") + "\n"
             #expect(run.status == 1 && error.hasPrefix(start) && error.hasSuffix(suffix) && run.out.isEmpty, "\(arguments[0]): \(run.err)")
         }
+        // Streamed text: the echoed prompt ends its line before the error.
+        let streamed = CLIRun(["generate", "--model", model, "--prompt", "the cat", "--max-tokens", "4"])
+        #expect(streamed.status == 1 && streamed.out == "the cat\n", "\(streamed.out)")
     }
 
     @Test("an unknown task, a missing data file and an offset beyond the file fail with one line")
