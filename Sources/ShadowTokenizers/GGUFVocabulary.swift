@@ -139,9 +139,9 @@ struct GGUFVocabulary {
         // Equal scores share a rank, so the leftmost pair wins between them, as in llama.cpp.
         let distinctScores = Set(scores).sorted(by: >)
         let rankOfScore = Dictionary(uniqueKeysWithValues: distinctScores.enumerated().map { ($1, $0) })
-        // Both halves of a cut are pieces, so only the cuts where both halves have the length of
-        // some piece are looked up, and none past the longest piece shorter than the one cut:
-        // long pieces (a damaged or hostile file) cost their length, not their length squared.
+        // Both halves of a cut are pieces shorter than the one cut, so only the cuts where both
+        // halves have the length of such a piece are looked up (and none past the longest of
+        // them): long pieces (a damaged or hostile file) cost their length, not its square.
         let lengthSet = Set(tokens.map(\.utf8.count))
         let lengths = lengthSet.sorted()
         var longestShorter: [Int: Int] = [lengths[0]: 0]
@@ -156,7 +156,7 @@ struct GGUFVocabulary {
             for scalar in scalars.dropLast() {
                 cut += UTF8.width(scalar)
                 if cut > limit { break }
-                guard utf8.count - cut <= limit, lengthSet.contains(cut), lengthSet.contains(utf8.count - cut),
+                guard lengthSet.contains(cut), lengthSet.contains(utf8.count - cut),
                       idOf[Array(utf8[..<cut])] != nil, idOf[Array(utf8[cut...])] != nil else { continue }
                 spec.model.merges.append(.init(left: String(decoding: utf8[..<cut], as: UTF8.self),
                                                right: String(decoding: utf8[cut...], as: UTF8.self),

@@ -159,7 +159,7 @@ struct MalformedTests {
         #expect(message(model: "gpt2", merges: ["a b"]).hasPrefix("loaded"))
     }
 
-    @Test("a SentencePiece vocabulary merges pieces cut at every character, and one huge piece costs no more than its length")
+    @Test("a SentencePiece vocabulary merges pieces cut at every character, and huge pieces load without looking up every cut")
     func sentencePieceCuts() throws {
         // No token types: every piece is normal. "▁aé" (6 bytes) is made two ways, "▁" + "aé"
         // and "▁a" + "é", each cut beside a character of more than one byte.
